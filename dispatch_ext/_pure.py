@@ -1,0 +1,1 @@
+"""Pure-Python twin of the compiled kernel (filled by the kernel work)."""

@@ -1,0 +1,132 @@
+"""The server as a user runs it: ``tracker serve`` with and without an embedded Redis."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tracker.launcher import ServerProcess, free_port
+
+
+def _redis_children(proc: ServerProcess) -> list[psutil.Process]:
+    assert proc.proc is not None
+    return [p for p in psutil.Process(proc.proc.pid).children(recursive=True) if "redis-server" in p.name()]
+
+
+def _gone(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_health_ready_and_metrics(server: ServerProcess) -> None:
+    assert httpx.get(server.base_url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(server.base_url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    metrics = httpx.get(server.base_url + "/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert "tracker_websocket_connections" in metrics.text
+
+
+def test_unknown_path_and_method_are_json_errors(server: ServerProcess) -> None:
+    missing = httpx.get(server.base_url + "/no/such/thing")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    wrong = httpx.post(server.base_url + "/healthz")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_embedded_redis_starts_and_stops_with_the_server(tmp_path: Path) -> None:
+    proc = ServerProcess(data_dir=tmp_path / "data")  # no REDIS_URL: embedded Redis
+    proc.start()
+    try:
+        assert httpx.get(proc.base_url + "/readyz").status_code == 200
+        children = _redis_children(proc)
+        assert len(children) == 1
+        assert (tmp_path / "data" / "appendonly.aof").exists() or (tmp_path / "data" / "appendonlydir").exists()
+        pids = [c.pid for c in children]
+        assert proc.stop() == 0
+        assert _gone(pids), "redis-server outlived a graceful stop"
+    finally:
+        proc.cleanup()
+
+
+def test_embedded_redis_dies_when_the_server_is_killed(tmp_path: Path) -> None:
+    proc = ServerProcess(data_dir=tmp_path / "data")
+    proc.start()
+    try:
+        pids = [c.pid for c in _redis_children(proc)]
+        assert pids
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGKILL)
+        proc.proc.wait()
+        assert _gone(pids), "redis-server was orphaned by a crashed server"
+    finally:
+        proc.cleanup()
+
+
+def test_second_server_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
+    with ServerProcess(data_dir=tmp_path / "data"):
+        second = _run_serve({"TRACKER_DATA_DIR": str(tmp_path / "data")})
+        assert second.returncode == 1
+        assert "in use by another tracker" in second.stderr
+        assert "Traceback" not in second.stderr
+
+
+def _run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
+    full.update({"TRACKER_SECRET": "s" * 32, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "tracker", "serve", *args], env=full, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({"TRACKER_PORT": "eighty"}, (), "TRACKER_PORT"),
+        ({"TRACKER_TIME_SCALE": "-2"}, (), "TRACKER_TIME_SCALE"),
+        ({"TRACKER_LOG_LEVEL": "loud"}, (), "TRACKER_LOG_LEVEL"),
+        ({"REDIS_URL": "http://example"}, (), "REDIS_URL"),
+        ({}, ("--port", "70000"), "--port"),
+    ],
+)
+def test_invalid_settings_fail_with_one_line(env: dict[str, str], args: tuple[str, ...], expected: str) -> None:
+    result = _run_serve(env, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_unreachable_redis_fails_clearly(tmp_path: Path) -> None:
+    port = free_port()
+    result = _run_serve({"REDIS_URL": f"redis://127.0.0.1:{port}/0", "TRACKER_DATA_DIR": str(tmp_path)}, "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "cannot reach Redis" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_port_in_use_fails_clearly(server: ServerProcess, tmp_path: Path) -> None:
+    result = _run_serve({"REDIS_URL": server.redis_url or "", "TRACKER_DATA_DIR": str(tmp_path)}, "--port", str(server.port))
+    assert result.returncode == 1
+    assert f"port {server.port}" in result.stderr and "in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unusable_data_folder_fails_clearly(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _run_serve({"TRACKER_DATA_DIR": str(blocker / "data")}, "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "data folder" in result.stderr and "Traceback" not in result.stderr

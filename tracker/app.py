@@ -1,0 +1,103 @@
+"""The Starlette application: routes, error mapping, and the lifespan that builds the runtime.
+
+Features are modules with a ``routes`` list and optional ``async start(runtime)`` /
+``async stop(runtime)`` hooks; :data:`FEATURES` lists them in start order.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from types import ModuleType
+from typing import AsyncIterator
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Gauge
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tracker.clock import Clock
+from tracker.errors import ApiError
+from tracker.http import health
+from tracker.jsonutil import JSONResponse
+from tracker.runtime import Runtime
+from tracker.settings import Settings
+from tracker.supervisor import Supervisor
+from tracker.wsconn import WsHub
+
+log = logging.getLogger("tracker.app")
+
+FEATURES: list[ModuleType] = [health]
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
+    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": {"code": "internal", "message": "internal server error"}}, status_code=500)
+
+
+def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None) -> Starlette:
+    """Build the ASGI app. Redis is connected (and features started) in the lifespan."""
+    hub = WsHub()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        registry = CollectorRegistry()
+        client = aioredis.Redis.from_url(
+            redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
+            max_connections=256,
+        )
+        runtime = Runtime(
+            settings=settings,
+            secret=secret,
+            redis=client,
+            clock=clock or Clock(settings.time_scale),
+            registry=registry,
+            supervisor=Supervisor(registry),
+            hub=hub,
+        )
+        Gauge("tracker_websocket_connections", "Open WebSocket sessions", registry=registry).set_function(
+            lambda: len(hub)
+        )
+        app.state.runtime = runtime
+        started: list[ModuleType] = []
+        try:
+            for feature in FEATURES:
+                start = getattr(feature, "start", None)
+                if start is not None:
+                    await start(runtime)
+                started.append(feature)
+            yield
+        finally:
+            await hub.close_all()
+            for feature in reversed(started):
+                stop = getattr(feature, "stop", None)
+                if stop is not None:
+                    try:
+                        await stop(runtime)
+                    except Exception:  # noqa: BLE001 - keep shutting the rest down
+                        log.exception("stopping %s failed", feature.__name__)
+            await runtime.supervisor.stop()
+            await client.aclose()
+
+    routes = [route for feature in FEATURES for route in getattr(feature, "routes", [])]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.hub = hub
+    return app

@@ -1,0 +1,114 @@
+"""Signed tokens (HS256 JWT) carrying a ``role`` and a scope (``sub``).
+
+``issue_token`` makes one, ``verify_token`` checks one and returns a :class:`Principal`;
+``principal_from_request`` / ``principal_from_websocket`` read it from the
+``Authorization: Bearer`` header or (WebSocket only) the ``token`` query parameter.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from starlette.requests import HTTPConnection
+
+from tracker.errors import ApiError
+from tracker.validate import is_valid_id
+
+log = logging.getLogger("tracker.auth")
+
+ALGORITHMS = ["HS256"]
+DEFAULT_TTL_S = 24 * 3600
+
+
+class Role(str, enum.Enum):
+    RIDER = "rider"
+    CUSTOMER = "customer"
+    MERCHANT = "merchant"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a role and the id it is scoped to (rider, order, merchant, operator name)."""
+
+    role: Role
+    sub: str
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role is Role.OPERATOR
+
+    def require(self, *roles: Role) -> None:
+        """Raise ``forbidden`` unless the principal has one of ``roles`` (operators always pass)."""
+        if self.role not in roles and not self.is_operator:
+            allowed = ", ".join(r.value for r in roles)
+            raise ApiError("forbidden", f"role '{self.role.value}' may not do this (needs {allowed})")
+
+
+def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_TTL_S, *, now: float | None = None) -> str:
+    """A signed token for ``role``/``sub`` that expires after ``ttl_s`` seconds."""
+    role = Role(role)
+    if not is_valid_id(sub):
+        raise ValueError("sub must be 1-64 characters from [A-Za-z0-9_.:-]")
+    if ttl_s <= 0:
+        raise ValueError("ttl must be positive")
+    issued = int(now if now is not None else time.time())
+    claims = {"role": role.value, "sub": sub, "iat": issued, "exp": issued + int(ttl_s)}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_token(secret: str, token: str) -> Principal:
+    """Check signature, expiry and claims; raise ``unauthorized`` with the reason."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, options={"require": ["exp", "sub", "role"]})
+    except jwt.ExpiredSignatureError:
+        raise ApiError("unauthorized", "token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise ApiError("unauthorized", f"invalid token: {exc}") from None
+    try:
+        role = Role(claims["role"])
+    except ValueError:
+        raise ApiError("unauthorized", f"unknown role {claims['role']!r}") from None
+    sub = claims["sub"]
+    if not is_valid_id(sub):
+        raise ApiError("unauthorized", "token 'sub' is not a valid id")
+    return Principal(role=role, sub=sub)
+
+
+def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
+    """The bearer token of a request or WebSocket handshake, or ``unauthorized``."""
+    header = conn.headers.get("authorization", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError("unauthorized", "Authorization header must be 'Bearer <token>'")
+        return value.strip()
+    if allow_query and conn.query_params.get("token"):
+        return conn.query_params["token"]
+    where = "Authorization header or 'token' query parameter" if allow_query else "Authorization header"
+    raise ApiError("unauthorized", f"missing token ({where})")
+
+
+def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
+    """The configured secret, else a development secret kept in ``data_dir/secret``."""
+    if configured:
+        return configured
+    path = data_dir / "secret"
+    if path.exists():
+        secret = path.read_text().strip()
+        if secret:
+            log.warning("TRACKER_SECRET unset: using the development secret in %s", path)
+            return secret
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    log.warning("TRACKER_SECRET unset: generated a development secret in %s", path)
+    return secret

@@ -1,0 +1,42 @@
+"""The ``tracker`` command line. Subcommands live in :mod:`tracker.commands`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tracker import __version__
+from tracker.errors import SettingsError, StartupError
+
+COMMANDS = [
+    "tracker.commands.serve",
+    "tracker.commands.token",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracker", description="Real-time dispatch and tracking server for food delivery.")
+    parser.add_argument("--version", action="version", version=f"tracker {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit status. Bad settings and failed starts are one line."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

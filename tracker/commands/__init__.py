@@ -1,0 +1,1 @@
+"""``tracker`` subcommands: each module has ``register(subparsers)`` that sets ``func``."""

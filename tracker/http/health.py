@@ -1,0 +1,39 @@
+"""``/healthz`` (process up), ``/readyz`` (Redis answers) and ``/metrics`` (Prometheus)."""
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tracker.jsonutil import JSONResponse
+from tracker.runtime import runtime_of
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    rt = runtime_of(request)
+    tasks = rt.supervisor.status()
+    try:
+        await asyncio.wait_for(rt.redis.ping(), timeout=2.0)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        body = {"error": {"code": "redis_unavailable", "message": f"Redis does not answer: {exc or type(exc).__name__}"}, "tasks": tasks}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ready", "tasks": tasks})
+
+
+async def metrics(request: Request) -> Response:
+    rt = runtime_of(request)
+    return Response(generate_latest(rt.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

@@ -1,0 +1,121 @@
+"""Start ``tracker serve`` as a child process and wait until it is ready.
+
+Used by the tests, the load-test runner and ``tracker replay --live`` when they need a
+server of their own: a free port, its own data folder or a given Redis, and a clean
+stop (SIGINT, then SIGKILL) that leaves nothing behind.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping
+
+import httpx
+
+from tracker.auth import Role, issue_token
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A ``tracker serve`` child process on 127.0.0.1 and a free port."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        data_dir: Path | str | None = None,
+        secret: str = "test-secret-0123456789abcdef0123456789abcdef",
+        env: Mapping[str, str] | None = None,
+        args: list[str] | None = None,
+        log_path: Path | str | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.secret = secret
+        self.redis_url = redis_url
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="tracker-")
+        self.data_dir = Path(data_dir) if data_dir else Path(self._tmp.name)  # type: ignore[union-attr]
+        self.log_path = Path(log_path) if log_path else self.data_dir / "server.log"
+        self._env = dict(env or {})
+        self._args = list(args or [])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def token(self, role: Role | str, sub: str, ttl_s: float = 3600) -> str:
+        """A token this server accepts."""
+        return issue_token(self.secret, role, sub, ttl_s)
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
+        env.update({"TRACKER_SECRET": self.secret, "TRACKER_DATA_DIR": str(self.data_dir), "TRACKER_LOG_FORMAT": "text"})
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        env.update(self._env)
+        cmd = [sys.executable, "-m", "tracker", "serve", "--port", str(self.port), *self._args]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tracker serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.base_url + "/readyz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"tracker serve did not become ready in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGINT (graceful), then SIGKILL after ``timeout``; returns the exit code."""
+        proc, self.proc = self.proc, None
+        code = None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            code = proc.returncode
+        return code
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

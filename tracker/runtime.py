@@ -1,0 +1,38 @@
+"""The per-process runtime every handler and service shares (settings, Redis, clock...)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from starlette.requests import HTTPConnection
+
+from tracker.auth import Principal, token_from_connection, verify_token
+from tracker.clock import Clock
+from tracker.settings import Settings
+from tracker.supervisor import Supervisor
+from tracker.wsconn import WsHub
+
+
+@dataclass
+class Runtime:
+    """What one server process holds: built in the app's lifespan, read by every handler."""
+
+    settings: Settings
+    secret: str
+    redis: aioredis.Redis
+    clock: Clock
+    registry: CollectorRegistry
+    supervisor: Supervisor
+    hub: WsHub
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def authenticate(self, conn: HTTPConnection) -> Principal:
+        """The caller of an HTTP request (header token only), or ``unauthorized``."""
+        return verify_token(self.secret, token_from_connection(conn, allow_query=False))
+
+
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The runtime of the app serving ``conn``."""
+    return conn.app.state.runtime

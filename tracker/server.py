@@ -1,0 +1,119 @@
+"""Run the server: bind the port, bring up Redis (embedded or given), serve with uvicorn.
+
+Shutdown (SIGINT/SIGTERM) stops accepting, closes every WebSocket with 1001, drains
+in-flight requests for up to ``shutdown_grace_s``, stops the features, then stops the
+embedded Redis (which flushes its AOF).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from typing import Any
+
+import redis
+import uvicorn
+
+from tracker.app import create_app
+from tracker.auth import load_or_create_secret
+from tracker.embedded_redis import EmbeddedRedis
+from tracker.errors import StartupError
+from tracker.settings import Settings
+from tracker.wsconn import WsHub
+
+log = logging.getLogger("tracker.server")
+
+WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard protocol cap; the app answers >max_frame_bytes with too_large
+
+
+class _Stopped(Exception):
+    """Raised by our signal handler when uvicorn re-delivers SIGINT/SIGTERM after shutting down."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, closing our WebSockets with 1001 before uvicorn's own shutdown."""
+
+    def __init__(self, config: uvicorn.Config, hub: WsHub) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self._hub.close_all()
+        await super().shutdown(sockets)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front so a busy port is one clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == 98:
+            raise StartupError(f"port {port} on {host} is already in use; choose another with --port") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_redis(url: str, timeout: float = 5.0) -> None:
+    """Fail with one clear line when the configured Redis does not answer."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise StartupError(f"cannot reach Redis at REDIS_URL={url}: {exc}") from None
+    finally:
+        client.close()
+
+
+def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
+    """Run the server until SIGINT/SIGTERM. Raises :class:`StartupError` on a bad start."""
+    sock = bind_socket(settings.host, settings.port)
+    embedded: EmbeddedRedis | None = None
+    try:
+        if settings.redis_url:
+            check_redis(settings.redis_url)
+            redis_url = settings.redis_url
+        else:
+            embedded = EmbeddedRedis(settings.data_dir)
+            redis_url = embedded.start()
+        secret = load_or_create_secret(settings.secret, settings.data_dir)
+        app = create_app(settings, secret=secret, redis_url=redis_url)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
+            ws_max_size=WS_MAX_MESSAGE_BYTES,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            **uvicorn_overrides,
+        )
+        server = _Server(config, app.state.hub)
+        host, port = sock.getsockname()[:2]
+        log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redis_url, "embedded_redis": embedded is not None})
+        previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run(sockets=[sock])
+        except _Stopped:
+            pass  # a graceful stop: uvicorn has already drained and shut the app down
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("tracker stopped")
+        if not server.started:
+            raise StartupError("the server failed to start; see the log above")
+    finally:
+        sock.close()
+        if embedded is not None:
+            embedded.stop()

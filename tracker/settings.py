@@ -1,0 +1,147 @@
+"""Server settings: one place that reads, validates and documents every knob.
+
+Each setting has an environment variable (``TRACKER_*``, plus ``REDIS_URL``); the CLI
+overrides the environment. A bad value raises :class:`SettingsError` naming the
+variable, the value and what is expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+from tracker.errors import SettingsError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a positive finite number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be an integer from 0 to 65535 (0 picks a free port)")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    value = raw.lower()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("json", "text"):
+        raise ValueError("must be 'json' or 'text'")
+    return raw
+
+
+def _redis_url(raw: str) -> str | None:
+    if raw == "":
+        return None
+    scheme = urlparse(raw).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _path(raw: str) -> Path:
+    if not raw:
+        raise ValueError("must not be empty")
+    return Path(raw)
+
+
+def _setting(env: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every server setting with its default; build with :meth:`from_env`."""
+
+    host: str = _setting("TRACKER_HOST", _text, "127.0.0.1", "address to listen on")
+    port: int = _setting("TRACKER_PORT", _port, 8000, "TCP port to listen on")
+    redis_url: str | None = _setting(
+        "REDIS_URL", _redis_url, None, "Redis to use; unset starts an embedded redis-server"
+    )
+    data_dir: Path = _setting(
+        "TRACKER_DATA_DIR", _path, Path(".tracker"), "folder for the embedded Redis data and the dev secret"
+    )
+    secret: str | None = _setting(
+        "TRACKER_SECRET", _text, None, "HS256 key for tokens; unset generates one in the data folder"
+    )
+    time_scale: float = _setting(
+        "TRACKER_TIME_SCALE", _positive_float, 1.0, "server clock speed relative to real time (replays)"
+    )
+    log_level: str = _setting("TRACKER_LOG_LEVEL", _log_level, "info", "debug, info, warning or error")
+    log_format: str = _setting("TRACKER_LOG_FORMAT", _log_format, "json", "json (one object a line) or text")
+    shutdown_grace_s: float = _setting(
+        "TRACKER_SHUTDOWN_GRACE_S", _non_negative_float, 5.0, "seconds to drain in-flight work on shutdown"
+    )
+    max_frame_bytes: int = _setting(
+        "TRACKER_MAX_FRAME_BYTES", _positive_int, 16384, "largest WebSocket frame accepted"
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read settings from ``environ`` (default ``os.environ``), then apply ``overrides``.
+
+        Overrides that are ``None`` are ignored, so CLI flags left unset fall through to the
+        environment. Raises :class:`SettingsError` naming the first bad setting.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            raw = overrides.get(f.name)
+            source = f"--{f.name.replace('_', '-')}"
+            if raw is None:
+                if name not in env:
+                    continue
+                raw, source = env[name], name
+            if not isinstance(raw, str):
+                raw = str(raw)
+            try:
+                values[f.name] = f.metadata["parse"](raw.strip())
+            except ValueError as exc:
+                detail = str(exc) if "must" in str(exc) else f"has the wrong form ({exc})"
+                raise SettingsError(f"invalid setting {source}={raw!r}: {detail}") from None
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        """A copy with some fields replaced (already-parsed values)."""
+        return dataclasses.replace(self, **changes)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, for docs and --help."""
+    return [
+        (f.metadata["env"], repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)
+    ]

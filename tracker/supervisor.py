@@ -1,0 +1,102 @@
+"""Background tasks whose failures are never silent.
+
+Every long-running task of the server runs under a :class:`Supervisor`: an exception is
+logged with its traceback, counted in ``tracker_background_task_failures_total``, kept
+as the task's ``last_error`` (shown by ``/readyz``), and the task is restarted with
+exponential backoff.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter
+
+log = logging.getLogger("tracker.tasks")
+
+TaskFactory = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class TaskState:
+    name: str
+    restarts: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    running: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "running": self.running,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
+
+
+class Supervisor:
+    """Runs named background tasks, restarting and reporting the ones that fail."""
+
+    def __init__(self, registry: CollectorRegistry, *, max_backoff_s: float = 30.0) -> None:
+        self._states: dict[str, TaskState] = {}
+        self._max_backoff = max_backoff_s
+        self._failures = Counter(
+            "tracker_background_task_failures",
+            "Background task crashes (each is logged and the task restarted)",
+            ["task"],
+            registry=registry,
+        )
+
+    def spawn(self, name: str, factory: TaskFactory, *, restart: bool = True) -> asyncio.Task[None]:
+        """Run ``factory()`` as task ``name``; restart it after a crash when ``restart``."""
+        if name in self._states and self._states[name].running:
+            raise RuntimeError(f"task {name!r} is already running")
+        state = TaskState(name=name)
+        self._states[name] = state
+        state.task = asyncio.create_task(self._run(state, factory, restart), name=name)
+        return state.task
+
+    async def _run(self, state: TaskState, factory: TaskFactory, restart: bool) -> None:
+        backoff = 0.1
+        while True:
+            state.running = True
+            started = time.monotonic()
+            try:
+                await factory()
+                state.running = False
+                return
+            except asyncio.CancelledError:
+                state.running = False
+                raise
+            except Exception as exc:  # noqa: BLE001 - this is the place that reports them
+                state.running = False
+                state.failures += 1
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                state.last_error_at = time.time()
+                self._failures.labels(state.name).inc()
+                log.exception("background task %s failed", state.name, extra={"task": state.name})
+                if not restart:
+                    return
+                if time.monotonic() - started > 60:
+                    backoff = 0.1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                state.restarts += 1
+
+    def status(self) -> list[dict[str, object]]:
+        """Every task's state, for ``/readyz``."""
+        return [s.as_dict() for s in self._states.values()]
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Cancel every task and wait for them to finish."""
+        tasks = [s.task for s in self._states.values() if s.task and not s.task.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)

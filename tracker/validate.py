@@ -1,0 +1,86 @@
+"""Field validators shared by every endpoint: ids, coordinates, numbers, booleans.
+
+Each raises :class:`~tracker.errors.ApiError` with a stable code and a message that
+names the field, so handlers can validate a message in a few lines.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping
+
+from tracker.errors import ApiError
+
+ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_MISSING = object()
+
+
+def is_valid_id(value: object) -> bool:
+    """True for a string of 1-64 characters from ``[A-Za-z0-9_.:-]``."""
+    return isinstance(value, str) and ID_RE.match(value) is not None
+
+
+def require_id(msg: Mapping[str, Any], field: str) -> str:
+    """The id in ``msg[field]`` or ``bad_message``."""
+    value = msg.get(field, _MISSING)
+    if value is _MISSING:
+        raise ApiError("bad_message", f"missing required field '{field}'")
+    if not is_valid_id(value):
+        raise ApiError("bad_message", f"'{field}' must be a string of 1-64 characters from [A-Za-z0-9_.:-]")
+    return value  # type: ignore[return-value]
+
+
+def _number(value: Any, field: str, code: str) -> float:
+    # bool is an int subclass; true/false is never a number on our wire.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(code, f"'{field}' must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ApiError(code, f"'{field}' must be finite")
+    return number
+
+
+def require_number(msg: Mapping[str, Any], field: str, *, lo: float | None = None, hi: float | None = None) -> float:
+    """A finite number in ``[lo, hi]`` from ``msg[field]`` or ``bad_message``."""
+    if field not in msg:
+        raise ApiError("bad_message", f"missing required field '{field}'")
+    number = _number(msg[field], field, "bad_message")
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise ApiError("bad_message", f"'{field}' must be between {lo} and {hi}, got {number}")
+    return number
+
+
+def optional_number(msg: Mapping[str, Any], field: str, *, lo: float | None = None, hi: float | None = None) -> float | None:
+    """Like :func:`require_number` but ``None`` when absent or null."""
+    if msg.get(field) is None:
+        return None
+    return require_number(msg, field, lo=lo, hi=hi)
+
+
+def require_bool(msg: Mapping[str, Any], field: str) -> bool:
+    """A JSON boolean from ``msg[field]`` or ``bad_message``."""
+    value = msg.get(field, _MISSING)
+    if not isinstance(value, bool):
+        raise ApiError("bad_message", f"'{field}' must be true or false")
+    return value
+
+
+def coordinates(lat: Any, lng: Any) -> tuple[float, float]:
+    """Validate a WGS84 position: finite ``lat`` in [-90, 90], ``lng`` in [-180, 180]."""
+    if lat is None or lng is None:
+        raise ApiError("bad_coordinates", "both 'lat' and 'lng' are required")
+    la = _number(lat, "lat", "bad_coordinates")
+    ln = _number(lng, "lng", "bad_coordinates")
+    if not -90.0 <= la <= 90.0:
+        raise ApiError("bad_coordinates", f"'lat' must be in [-90, 90], got {la}")
+    if not -180.0 <= ln <= 180.0:
+        raise ApiError("bad_coordinates", f"'lng' must be in [-180, 180], got {ln}")
+    return la, ln
+
+
+def require_point(msg: Mapping[str, Any], field: str) -> tuple[float, float]:
+    """A ``{"lat", "lng"}`` object from ``msg[field]``."""
+    value = msg.get(field)
+    if not isinstance(value, Mapping):
+        raise ApiError("bad_message", f"'{field}' must be an object with 'lat' and 'lng'")
+    return coordinates(value.get("lat"), value.get("lng"))

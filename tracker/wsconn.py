@@ -1,0 +1,142 @@
+"""The WebSocket adapter every endpoint shares.
+
+:class:`WsSession` authenticates the handshake (closing with 1008 and a reason on
+failure), reads text frames into validated JSON objects (answering bad frames with an
+``error`` frame and keeping the connection open), sends orjson text frames, and
+registers itself in the :class:`WsHub` so a shutdown can close every socket with 1001.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from tracker.auth import Principal, Role, token_from_connection, verify_token
+from tracker.errors import ApiError
+from tracker.jsonutil import dumps_str, loads_object
+
+log = logging.getLogger("tracker.ws")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+
+
+class WsHub:
+    """The set of open sessions of one server process."""
+
+    def __init__(self) -> None:
+        self._sessions: set[WsSession] = set()
+        self.closing = False
+
+    def add(self, session: "WsSession") -> None:
+        self._sessions.add(session)
+
+    def discard(self, session: "WsSession") -> None:
+        self._sessions.discard(session)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every open session with ``code`` (1001 on shutdown)."""
+        self.closing = True
+        sessions = list(self._sessions)
+        if sessions:
+            log.info("closing %d websocket(s) with %d", len(sessions), code)
+            await asyncio.gather(*(s.close(code, reason) for s in sessions), return_exceptions=True)
+
+
+class WsSession:
+    """One accepted, authenticated WebSocket."""
+
+    def __init__(self, websocket: WebSocket, principal: Principal, hub: WsHub, max_frame_bytes: int) -> None:
+        self.ws = websocket
+        self.principal = principal
+        self.hub = hub
+        self.max_frame_bytes = max_frame_bytes
+        self.closed = False
+
+    @classmethod
+    async def open(
+        cls, websocket: WebSocket, *, secret: str, roles: tuple[Role, ...], hub: WsHub, max_frame_bytes: int
+    ) -> "WsSession | None":
+        """Accept the handshake and check the token; ``None`` (socket closed 1008) on failure."""
+        await websocket.accept()
+        if hub.closing:
+            await websocket.close(CLOSE_TRY_AGAIN, "server shutting down")
+            return None
+        try:
+            principal = verify_token(secret, token_from_connection(websocket, allow_query=True))
+            principal.require(*roles)
+        except ApiError as err:
+            await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])
+            return None
+        session = cls(websocket, principal, hub, max_frame_bytes)
+        hub.add(session)
+        return session
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        """Send one JSON text frame; False when the socket is already gone."""
+        if self.closed:
+            return False
+        try:
+            await self.ws.send_text(dumps_str(message))
+            return True
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True
+            return False
+
+    async def send_error(self, err: ApiError, ref: Any = None) -> bool:
+        return await self.send(err.frame(ref))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.hub.discard(self)
+        try:
+            if self.ws.application_state != WebSocketState.DISCONNECTED:
+                await self.ws.close(code, reason[:120])
+        except (RuntimeError, OSError):
+            pass
+
+    def finish(self) -> None:
+        """Forget the session after its handler returns."""
+        self.closed = True
+        self.hub.discard(self)
+
+    async def messages(self) -> AsyncIterator[dict[str, Any]]:
+        """Yield each valid JSON-object frame; answer bad frames with an error and go on.
+
+        Every yielded message has a string ``type``. Ends when the peer disconnects or
+        the session is closed.
+        """
+        while not self.closed:
+            try:
+                raw = await self.ws.receive()
+            except (RuntimeError, OSError):
+                break
+            if raw["type"] == "websocket.disconnect":
+                break
+            text = raw.get("text")
+            if text is None:
+                await self.send_error(ApiError("bad_message", "binary frames are not accepted; send JSON text"))
+                continue
+            if len(text) > self.max_frame_bytes:
+                await self.send_error(
+                    ApiError("too_large", f"frame of {len(text)} bytes exceeds the limit of {self.max_frame_bytes}")
+                )
+                continue
+            try:
+                msg = loads_object(text)
+            except ApiError as err:
+                await self.send_error(err)
+                continue
+            if not isinstance(msg.get("type"), str):
+                await self.send_error(ApiError("bad_message", "every message needs a string 'type'"), msg.get("id"))
+                continue
+            yield msg
+        self.finish()
