@@ -21,6 +21,7 @@ from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
 from tracker.jsonutil import JSONResponse
+from tracker.pubsub import PubSubHub
 from tracker.runtime import Runtime
 from tracker.settings import Settings
 from tracker.supervisor import Supervisor
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         registry = CollectorRegistry()
+        supervisor = Supervisor(registry)
         client = aioredis.Redis.from_url(
             redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
             max_connections=256,
@@ -66,8 +68,9 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
             redis=client,
             clock=clock or Clock(settings.time_scale),
             registry=registry,
-            supervisor=Supervisor(registry),
+            supervisor=supervisor,
             hub=hub,
+            pubsub=PubSubHub(client, supervisor, registry),
         )
         Gauge("tracker_websocket_connections", "Open WebSocket sessions", registry=registry).set_function(
             lambda: len(hub)
@@ -75,6 +78,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
         app.state.runtime = runtime
         started: list[ModuleType] = []
         try:
+            await runtime.pubsub.start()
             for feature in FEATURES:
                 start = getattr(feature, "start", None)
                 if start is not None:
@@ -91,6 +95,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
                     except Exception:  # noqa: BLE001 - keep shutting the rest down
                         log.exception("stopping %s failed", feature.__name__)
             await runtime.supervisor.stop()
+            await runtime.pubsub.stop()
             await client.aclose()
 
     routes = [route for feature in FEATURES for route in getattr(feature, "routes", [])]

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from tracker.auth import Principal, token_from_connection, verify_token
 from tracker.clock import Clock
+from tracker.pubsub import PubSubHub
 from tracker.settings import Settings
 from tracker.supervisor import Supervisor
 from tracker.wsconn import WsHub
@@ -26,6 +27,7 @@ class Runtime:
     registry: CollectorRegistry
     supervisor: Supervisor
     hub: WsHub
+    pubsub: PubSubHub
     services: dict[str, Any] = field(default_factory=dict)
 
     def authenticate(self, conn: HTTPConnection) -> Principal:

@@ -1,0 +1,74 @@
+"""The pub/sub fan-out adapter against a real Redis: delivery, bounded queues, gaps."""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from tracker.pubsub import GAP, PubSubHub, SubscriberTooSlow
+from tracker.supervisor import Supervisor
+
+
+@pytest.fixture
+async def hubs(redis_url: str) -> AsyncIterator[tuple[PubSubHub, PubSubHub, aioredis.Redis]]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    made = []
+    for _ in range(2):
+        registry = CollectorRegistry()
+        sup = Supervisor(registry, max_backoff_s=0.2)
+        hub = PubSubHub(client, sup, registry, queue_size=8)
+        await hub.start()
+        made.append((hub, sup))
+    yield made[0][0], made[1][0], client
+    for hub, sup in made:
+        await sup.stop()
+        await hub.stop()
+    await client.aclose()
+
+
+async def test_message_published_by_one_process_reaches_subscribers_of_another(hubs, uid) -> None:
+    a, b, _ = hubs
+    channel = uid("ch")
+    s1, s2 = await b.subscribe(channel), await b.subscribe(channel)
+    await a.publish(channel, "hello")
+    assert await asyncio.wait_for(s1.get(), 5) == "hello"
+    assert await asyncio.wait_for(s2.get(), 5) == "hello"
+    await s1.close()
+    await a.publish(channel, "again")
+    assert await asyncio.wait_for(s2.get(), 5) == "again"
+    assert s1.queue.empty()
+
+
+async def test_slow_subscriber_is_cut_off_without_blocking_others(hubs, uid) -> None:
+    a, b, _ = hubs
+    channel = uid("ch")
+    slow, fast = await b.subscribe(channel), await b.subscribe(channel)
+    got = []
+    for i in range(20):
+        await a.publish(channel, str(i))
+        got.append(await asyncio.wait_for(fast.get(), 5))
+    assert got == [str(i) for i in range(20)]
+    with pytest.raises(SubscriberTooSlow):
+        for _ in range(20):
+            await asyncio.wait_for(slow.get(), 5)
+    assert slow.queue.qsize() <= 8
+
+
+async def test_lost_connection_delivers_gap_then_resumes(hubs, uid) -> None:
+    a, b, client = hubs
+    channel = uid("ch")
+    sub = await b.subscribe(channel)
+    await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert await asyncio.wait_for(sub.get(), 5) is GAP
+    for _ in range(100):  # the listener resubscribes after its restart
+        if (await client.pubsub_numsub(channel))[0][1] >= 1:
+            break
+        await asyncio.sleep(0.05)
+    await a.publish(channel, "after")
+    item = await asyncio.wait_for(sub.get(), 5)
+    while item is GAP:
+        item = await asyncio.wait_for(sub.get(), 5)
+    assert item == "after"
