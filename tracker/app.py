@@ -20,6 +20,7 @@ from starlette.responses import Response
 from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
+from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
 from tracker.runtime import Runtime
@@ -29,7 +30,7 @@ from tracker.wsconn import WsHub
 
 log = logging.getLogger("tracker.app")
 
-FEATURES: list[ModuleType] = [health]
+FEATURES: list[ModuleType] = [health, rider_endpoint]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

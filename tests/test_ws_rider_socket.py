@@ -1,0 +1,97 @@
+"""The rider socket's envelope: auth, framing errors, inbox delivery, shutdown with 1001."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import jwt
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tracker.launcher import ServerProcess
+
+
+async def _closed_code(url: str, **kwargs: object) -> tuple[int | None, str]:
+    async with websockets.connect(url, **kwargs) as ws:  # type: ignore[arg-type]
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code is not None
+        return ws.close_code, ws.close_reason or ""
+
+
+@pytest.mark.parametrize(
+    "token_kind", ["missing", "forged", "expired", "customer"],
+)
+async def test_bad_credentials_close_with_1008(server: ServerProcess, token_kind: str) -> None:
+    url = server.ws_url + "/v1/ws/rider"
+    if token_kind == "forged":
+        url += "?token=" + jwt.encode({"role": "rider", "sub": "r1", "exp": time.time() + 60}, "x" * 32, algorithm="HS256")
+    elif token_kind == "expired":
+        url += "?token=" + jwt.encode({"role": "rider", "sub": "r1", "exp": time.time() - 5}, server.secret, algorithm="HS256")
+    elif token_kind == "customer":
+        url += "?token=" + server.token("customer", "order-1")
+    code, reason = await _closed_code(url)
+    assert code == 1008
+    assert reason
+
+
+async def test_token_in_header_is_accepted(server: ServerProcess, uid) -> None:
+    headers = {"Authorization": f"Bearer {server.token('rider', uid('r'))}"}
+    async with websockets.connect(server.ws_url + "/v1/ws/rider", additional_headers=headers) as ws:
+        await ws.send(orjson.dumps({"type": "nonsense", "id": 7}).decode())
+        reply = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply == {"type": "error", "code": "unknown_type", "message": reply["message"], "ref": 7}
+
+
+async def test_bad_frames_get_errors_and_the_socket_stays_open(server: ServerProcess, uid) -> None:
+    url = f"{server.ws_url}/v1/ws/rider?token={server.token('rider', uid('r'))}"
+    async with websockets.connect(url, max_size=None) as ws:
+        cases = [
+            ("{not json", "bad_json"),
+            ("[1, 2]", "bad_message"),
+            ('{"no_type": 1}', "bad_message"),
+            (b"\x00\x01binary", "bad_message"),
+            ('{"type": "location", "pad": "' + "x" * 1_000_000 + '"}', "too_large"),
+        ]
+        for frame, code in cases:
+            await ws.send(frame)
+            reply = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert reply["type"] == "error" and reply["code"] == code, (frame[:20], reply)
+            assert reply["message"]
+        await ws.send('{"type": "still-here"}')
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["code"] == "unknown_type"
+
+
+async def test_inbox_messages_reach_the_rider_and_internal_ones_do_not(server: ServerProcess, redis_url: str, uid) -> None:
+    rider = uid("r")
+    url = f"{server.ws_url}/v1/ws/rider?token={server.token('rider', rider)}"
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with websockets.connect(url) as ws:
+            for _ in range(100):
+                if (await client.pubsub_numsub(f"rider:{rider}:inbox"))[0][1] >= 1:
+                    break
+                await asyncio.sleep(0.02)
+            await client.publish(f"rider:{rider}:inbox", orjson.dumps({"type": "_internal_only"}))
+            await client.publish(f"rider:{rider}:inbox", orjson.dumps({"type": "offer_withdrawn", "offer_id": "o1"}))
+            msg = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert msg == {"type": "offer_withdrawn", "offer_id": "o1"}
+    finally:
+        await client.aclose()
+
+
+async def test_shutdown_closes_sockets_with_1001(start_server, uid) -> None:
+    proc = start_server()
+    url = f"{proc.ws_url}/v1/ws/rider?token={proc.token('rider', uid('r'))}"
+    async with websockets.connect(url) as ws:
+        await ws.send('{"type": "ping-ish"}')
+        await asyncio.wait_for(ws.recv(), 5)
+        stopper = asyncio.get_running_loop().run_in_executor(None, proc.stop)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1001
+        assert await stopper == 0

@@ -1,0 +1,137 @@
+"""``/v1/ws/rider``: one rider's socket, dispatching each message type to its handler.
+
+Features register handlers by message type with :func:`handles` (``location``,
+``availability``, ``accept``, ``progress``...). Messages for the rider from any process
+(offers, assignments) are published on the rider's inbox channel (:func:`inbox_channel`)
+and forwarded to its socket; inbox messages whose ``type`` starts with ``_`` are internal
+notices handled by :func:`handles_internal` handlers and never forwarded.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import orjson
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from tracker.auth import Role
+from tracker.errors import ApiError
+from tracker.pubsub import GAP, SubscriberTooSlow
+from tracker.runtime import Runtime
+from tracker.wsconn import CLOSE_POLICY, WsSession
+
+log = logging.getLogger("tracker.riders")
+
+
+@dataclass
+class RiderConnection:
+    """One connected rider: its session, id and per-connection state for handlers."""
+
+    session: WsSession
+    rider_id: str
+    runtime: Runtime
+    state: dict[str, Any] = field(default_factory=dict)
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        return await self.session.send(message)
+
+
+Handler = Callable[[RiderConnection, dict[str, Any]], Awaitable[None]]
+Hook = Callable[[RiderConnection], Awaitable[None]]
+
+HANDLERS: dict[str, Handler] = {}
+INTERNAL_HANDLERS: dict[str, Handler] = {}
+ON_CONNECT: list[Hook] = []
+ON_DISCONNECT: list[Hook] = []
+
+
+def handles(msg_type: str) -> Callable[[Handler], Handler]:
+    """Register the handler of client messages of ``msg_type``."""
+
+    def register(fn: Handler) -> Handler:
+        HANDLERS[msg_type] = fn
+        return fn
+
+    return register
+
+
+def handles_internal(msg_type: str) -> Callable[[Handler], Handler]:
+    """Register the handler of an internal inbox notice (``type`` starting with ``_``)."""
+    if not msg_type.startswith("_"):
+        raise ValueError("internal notice types start with '_'")
+
+    def register(fn: Handler) -> Handler:
+        INTERNAL_HANDLERS[msg_type] = fn
+        return fn
+
+    return register
+
+
+def inbox_channel(rider_id: str) -> str:
+    """The pub/sub channel whose messages reach the rider's socket, wherever it is connected."""
+    return f"rider:{rider_id}:inbox"
+
+
+async def _forward_inbox(conn: RiderConnection) -> None:
+    sub = await conn.runtime.pubsub.subscribe(inbox_channel(conn.rider_id))
+    conn.state["inbox_ready"].set()
+    try:
+        while not conn.session.closed:
+            item = await sub.get()
+            if item is GAP:
+                # Offers may have been lost; the dispatcher re-offers on its next round.
+                continue
+            msg = orjson.loads(item)
+            kind = msg.get("type", "")
+            if kind.startswith("_"):
+                handler = INTERNAL_HANDLERS.get(kind)
+                if handler is not None:
+                    await handler(conn, msg)
+                continue
+            await conn.send(msg)
+    except SubscriberTooSlow:
+        await conn.session.close(CLOSE_POLICY, "rider inbox overflowed: reconnect")
+    finally:
+        await sub.close()
+
+
+async def rider_ws(websocket: WebSocket) -> None:
+    rt: Runtime = websocket.app.state.runtime
+    session = await WsSession.open(
+        websocket, secret=rt.secret, roles=(Role.RIDER,), hub=rt.hub, max_frame_bytes=rt.settings.max_frame_bytes
+    )
+    if session is None:
+        return
+    if session.principal.role is not Role.RIDER:
+        await session.close(CLOSE_POLICY, "forbidden: this socket is for riders (role 'rider')")
+        return
+    conn = RiderConnection(session=session, rider_id=session.principal.sub, runtime=rt)
+    conn.state["inbox_ready"] = asyncio.Event()
+    inbox = asyncio.create_task(_forward_inbox(conn), name=f"rider-inbox:{conn.rider_id}")
+    try:
+        await asyncio.wait_for(conn.state["inbox_ready"].wait(), timeout=10)
+        for hook in ON_CONNECT:
+            await hook(conn)
+        async for msg in session.messages():
+            handler = HANDLERS.get(msg["type"])
+            try:
+                if handler is None:
+                    raise ApiError("unknown_type", f"unknown message type {msg['type']!r}")
+                await handler(conn, msg)
+            except ApiError as err:
+                await session.send_error(err, msg.get("id"))
+    finally:
+        inbox.cancel()
+        await asyncio.gather(inbox, return_exceptions=True)
+        for hook in ON_DISCONNECT:
+            try:
+                await hook(conn)
+            except Exception:  # noqa: BLE001 - a failing hook must not skip the others
+                log.exception("rider disconnect hook failed", extra={"rider": conn.rider_id})
+        session.finish()
+
+
+routes = [WebSocketRoute("/v1/ws/rider", rider_ws)]
