@@ -237,8 +237,7 @@ def bundle_orders(core: Any, ready_at: object, placed_at: object, drop_x: object
     list of ndarray of int64
         Each bundle's order indices in delivery sequence; every order is in exactly one.
     """
-    sx = b.scalar(site_x, "site_x", minimum=-np.inf)
-    sy = b.scalar(site_y, "site_y", minimum=-np.inf)
+    sx, sy = b.coordinate(site_x, "site_x"), b.coordinate(site_y, "site_y")
     n = len(b.times(ready_at, "ready_at"))
     return bundle_orders_by_site(core, np.zeros(n, dtype=np.int64), ready_at, placed_at, drop_x,
                                  drop_y, [sx], [sy], max_size, max_ready_spread, max_extra_min,

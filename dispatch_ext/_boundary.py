@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 MAX_DROP_STOPS = 6
+MAX_COORDINATE = 1e9  # metres; far beyond any city, small enough that squares never overflow
 _SAFE_MAGNITUDE = 1e290
 
 
@@ -59,14 +60,20 @@ def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
-def coordinates(value: object, name: str) -> np.ndarray:
-    """A 1-D float64 array of finite numbers."""
+def finite_values(value: object, name: str, *, bound: float = math.inf) -> np.ndarray:
+    """A 1-D float64 array of finite numbers with ``abs(x) <= bound``."""
     arr = _as_float_array(value, name, 1)
-    bad = ~np.isfinite(arr)
+    bad = ~(np.abs(arr) <= bound)
     if bad.any():
         (i,) = _first_bad(bad)
-        raise ValueError(f"{name}[{i}] must be finite, got {arr[i]!r}")
+        within = f" and within +-{bound:g}" if math.isfinite(bound) else ""
+        raise ValueError(f"{name}[{i}] must be finite{within}, got {arr[i]!r}")
     return arr
+
+
+def coordinates(value: object, name: str) -> np.ndarray:
+    """Planar metres: finite and within ``MAX_COORDINATE`` of the origin."""
+    return finite_values(value, name, bound=MAX_COORDINATE)
 
 
 def times(value: object, name: str, *, allow_inf: bool = False) -> np.ndarray:
@@ -77,6 +84,14 @@ def times(value: object, name: str, *, allow_inf: bool = False) -> np.ndarray:
         (i,) = _first_bad(bad)
         raise ValueError(f"{name}[{i}] must be a {'number' if allow_inf else 'finite number'}")
     return arr
+
+
+def coordinate(value: object, name: str) -> float:
+    """One planar coordinate (metres), as ``coordinates`` checks them."""
+    x = scalar(value, name, minimum=-math.inf)
+    if abs(x) > MAX_COORDINATE:
+        raise ValueError(f"{name} must be within +-{MAX_COORDINATE:g}, got {x!r}")
+    return x
 
 
 def same_length(**arrays: np.ndarray) -> int:
@@ -252,10 +267,10 @@ def drop_inputs(start_x, start_y, drop_x, drop_y, meters_per_minute, dropoff_ser
     if weights is None:
         w = np.ones(len(drop.x))
     else:
-        w = coordinates(weights, "weights")
+        w = finite_values(weights, "weights")
         same_length(drop_x=drop.x, weights=w)
     return DropInputs(
-        scalar(start_x, "start_x", minimum=-math.inf), scalar(start_y, "start_y", minimum=-math.inf),
+        coordinate(start_x, "start_x"), coordinate(start_y, "start_y"),
         drop, speed(meters_per_minute), scalar(dropoff_service_min, "dropoff_service_min"), w,
     )
 
@@ -288,8 +303,10 @@ def bundle_inputs(site_of_order, ready_at, placed_at, drop_x, drop_y, site_x, si
     drop = points(drop_x, drop_y, "drop")
     site = points(site_x, site_y, "site")
     sites = np.asarray(site_of_order)
-    if sites.dtype.kind not in "iu" or sites.ndim != 1:
-        raise TypeError("site_of_order must be a 1-D integer array")
+    if sites.ndim != 1:
+        raise ValueError(f"site_of_order must be 1-dimensional, got shape {sites.shape}")
+    if sites.dtype.kind not in "iu" and sites.size:
+        raise TypeError(f"site_of_order must hold integers, got dtype {sites.dtype}")
     sites = np.ascontiguousarray(sites, dtype=np.int64)
     same_length(ready_at=ready, placed_at=placed, drop_x=drop.x, site_of_order=sites)
     if len(sites) and (sites.min() < 0 or sites.max() >= len(site.x)):
