@@ -1,7 +1,22 @@
 """The dispatch kernel: assignment, cost matrices and bundling.
 
 The compiled Cython module is used when it was built (``pip install .``); otherwise the
-pure-Python twin with the same API. ``IS_COMPILED`` says which is in use.
+pure-Python twin with the same API. ``IS_COMPILED`` says which is in use. Both share one
+validation boundary (``_boundary``), so bad input raises the same ``TypeError``/``ValueError``
+whichever runs.
+
+Public API (numpy in, numpy out; planar metres, minutes):
+
+- ``linear_assignment(cost) -> (rows, cols)``
+- ``travel_minutes(ax, ay, bx, by, meters_per_minute) -> float64[p, q]``
+- ``pickup_times(rider_x, rider_y, rider_free_at, rider_shift_end, site_x, site_y,
+  site_ready_at, meters_per_minute, pickup_service_min, max_travel_min) -> float64[R, S]``
+- ``best_drop_sequence(start_x, start_y, drop_x, drop_y, meters_per_minute,
+  dropoff_service_min, weights=None) -> (order, offsets)``
+- ``bundle_orders(ready_at, placed_at, drop_x, drop_y, site_x, site_y, max_size,
+  max_ready_spread, max_extra_min, meters_per_minute, dropoff_service_min) -> [int64[...]]``
+- ``bundle_orders_by_site(site_of_order, ready_at, placed_at, drop_x, drop_y, site_x, site_y,
+  ...)``: the same for many restaurants in one call.
 """
 from __future__ import annotations
 
@@ -14,4 +29,22 @@ except ImportError:  # pragma: no cover - exercised when the extension is not bu
 
     IS_COMPILED = False
 
-__all__ = ["IS_COMPILED"]
+from dispatch_ext._boundary import MAX_DROP_STOPS
+
+linear_assignment = _impl.linear_assignment
+travel_minutes = _impl.travel_minutes
+pickup_times = _impl.pickup_times
+best_drop_sequence = _impl.best_drop_sequence
+bundle_orders = _impl.bundle_orders
+bundle_orders_by_site = _impl.bundle_orders_by_site
+
+__all__ = [
+    "IS_COMPILED",
+    "MAX_DROP_STOPS",
+    "best_drop_sequence",
+    "bundle_orders",
+    "bundle_orders_by_site",
+    "linear_assignment",
+    "pickup_times",
+    "travel_minutes",
+]

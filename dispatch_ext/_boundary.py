@@ -1,0 +1,336 @@
+"""Input validation and result post-processing shared by both kernel implementations.
+
+Every public kernel function follows the same path: validate (here) -> convert (here) ->
+solve (``_kernel`` or ``_pure``) -> post-process (here). Validation turns bad input into a
+``TypeError`` or ``ValueError`` with a message naming the argument, so neither implementation
+ever sees an array it could misread (the compiled loops run without bounds checks).
+
+Forbidden pairs in ``linear_assignment``
+----------------------------------------
+The solvers need a complete finite matrix, so ``+inf`` entries are replaced by a penalty ``P``:
+
+1. Let ``k = min(n, m)``. Every assignment of a complete n x m matrix has exactly ``k`` pairs.
+   Shift the finite entries by their minimum ``lo`` so they lie in ``[0, R]``
+   (``R = hi - lo``). A constant shift changes every complete assignment's total by ``k * lo``,
+   so it preserves the optimum.
+2. Set ``P = (k + 1) * R + 1``, so ``P > k * R``. An assignment using ``t`` penalty pairs costs
+   between ``t * P`` and ``t * P + (k - t) * R``. If ``t' < t`` then
+   ``t' * P + (k - t') * R <= t' * P + k * R < (t' + 1) * P <= t * P``: every assignment with
+   fewer penalty pairs is strictly cheaper than every assignment with more. So the optimum
+   uses the fewest penalty pairs.
+3. Any matching of ``s`` finite pairs extends to a complete assignment with ``k - s`` penalty
+   pairs (pair the leftover rows and columns arbitrarily), and a complete assignment with
+   ``t`` penalty pairs contains a matching of ``k - t`` finite pairs. So "fewest penalty pairs"
+   is exactly "maximum cardinality of finite pairs".
+4. Among assignments with the same ``t`` the total is ``t * P`` plus the finite pairs' cost,
+   so the optimum has the least finite cost among maximum-cardinality matchings. Dropping the
+   penalty pairs afterwards gives the specified result.
+
+The margin between cardinalities is at least ``R + 1``; float rounding in the solver is of
+order ``k**2 * R * 2**-52``, far below it for any realistic ``k``. To keep every intermediate
+(duals reach about ``k * P``) finite, matrices with enormous entries are first scaled by a
+power of two (exact and order-preserving).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+MAX_DROP_STOPS = 6
+MAX_COORDINATE = 1e9  # metres; far beyond any city, small enough that squares never overflow
+_SAFE_MAGNITUDE = 1e290
+
+
+def _as_float_array(value: object, name: str, ndim: int) -> np.ndarray:
+    """Convert ``value`` to a C-contiguous float64 array of ``ndim`` dimensions or raise."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} must be a rectangular numeric array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def finite_values(value: object, name: str, *, bound: float = math.inf) -> np.ndarray:
+    """A 1-D float64 array of finite numbers with ``abs(x) <= bound``."""
+    arr = _as_float_array(value, name, 1)
+    bad = ~(np.abs(arr) <= bound)
+    if bad.any():
+        (i,) = _first_bad(bad)
+        within = f" and within +-{bound:g}" if math.isfinite(bound) else ""
+        raise ValueError(f"{name}[{i}] must be finite{within}, got {arr[i]!r}")
+    return arr
+
+
+def coordinates(value: object, name: str) -> np.ndarray:
+    """Planar metres: finite and within ``MAX_COORDINATE`` of the origin."""
+    return finite_values(value, name, bound=MAX_COORDINATE)
+
+
+def times(value: object, name: str, *, allow_inf: bool = False) -> np.ndarray:
+    """A 1-D float64 array of minutes; NaN is never allowed, +-inf only when ``allow_inf``."""
+    arr = _as_float_array(value, name, 1)
+    bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
+    if bad.any():
+        (i,) = _first_bad(bad)
+        raise ValueError(f"{name}[{i}] must be a {'number' if allow_inf else 'finite number'}")
+    return arr
+
+
+def coordinate(value: object, name: str) -> float:
+    """One planar coordinate (metres), as ``coordinates`` checks them."""
+    x = scalar(value, name, minimum=-math.inf)
+    if abs(x) > MAX_COORDINATE:
+        raise ValueError(f"{name} must be within +-{MAX_COORDINATE:g}, got {x!r}")
+    return x
+
+
+def same_length(**arrays: np.ndarray) -> int:
+    """The common length of ``arrays`` or a ValueError naming the mismatch."""
+    lengths = {name: len(arr) for name, arr in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{name}={n}" for name, n in lengths.items())
+        raise ValueError(f"arrays must have the same length, got {detail}")
+    return next(iter(lengths.values()))
+
+
+def scalar(value: object, name: str, *, minimum: float = 0.0, strict: bool = False,
+           allow_inf: bool = False) -> float:
+    """A real number ``>= minimum`` (``> minimum`` when ``strict``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    x = float(value)
+    if math.isnan(x) or (math.isinf(x) and not (allow_inf and x > 0)):
+        raise ValueError(f"{name} must be a finite number, got {x!r}")
+    if x < minimum or (strict and x == minimum):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be {relation} {minimum}, got {x!r}")
+    return x
+
+
+def count(value: object, name: str, *, minimum: int = 1) -> int:
+    """An integer ``>= minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- assignment
+
+
+class AssignmentProblem(NamedTuple):
+    """A validated assignment problem ready for a solver.
+
+    ``work`` is a finite C-contiguous float64 matrix with no more rows than columns
+    (the transpose of the input when it had more rows); ``forbidden`` marks the input's
+    ``+inf`` entries in the input's orientation.
+    """
+
+    work: np.ndarray
+    transposed: bool
+    forbidden: np.ndarray | None
+
+
+def prepare_assignment(cost: object) -> AssignmentProblem:
+    """Validate a cost matrix and convert it to a finite solver matrix (see module doc)."""
+    c = _as_float_array(cost, "cost", 2)
+    n, m = c.shape
+    k = min(n, m)
+    limit = _SAFE_MAGNITUDE / float(k + 2) ** 2
+    if c.size:
+        lo, hi = float(c.min()), float(c.max())  # NaN propagates; two passes, no temporaries
+        if math.isfinite(lo) and math.isfinite(hi) and max(-lo, hi) <= limit:
+            # the common case: finite and moderate, solved as given (no copy)
+            return _oriented(c, None)
+    nan_or_neg_inf = np.isnan(c) | np.isneginf(c)
+    if nan_or_neg_inf.any():
+        row, col = _first_bad(nan_or_neg_inf)
+        raise ValueError(f"cost[{row}, {col}] is {c[row, col]!r}; entries must be finite or +inf")
+    forbidden = np.isposinf(c)
+    finite = c[~forbidden]
+    spread = 0.0
+    if finite.size:
+        magnitude = float(np.max(np.abs(finite)))
+        if magnitude > limit:
+            c = np.ldexp(c, -math.ceil(math.log2(magnitude / limit)))
+            finite = c[~forbidden]
+        lo = float(finite.min())
+        spread = float(finite.max()) - lo
+        c = c - lo
+    else:
+        c = np.zeros_like(c)
+    c[forbidden] = (k + 1) * spread + 1.0
+    return _oriented(c, forbidden if forbidden.any() else None)
+
+
+def _oriented(c: np.ndarray, forbidden: np.ndarray | None) -> AssignmentProblem:
+    transposed = c.shape[0] > c.shape[1]
+    work = np.ascontiguousarray(c.T) if transposed else c
+    return AssignmentProblem(work, transposed, forbidden)
+
+
+def finish_assignment(problem: AssignmentProblem,
+                      col_of_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map a solver's ``col_of_row`` (for ``problem.work``) back to ``(rows, cols)``.
+
+    Penalty pairs are dropped and rows come out ascending, both as int64.
+    """
+    col_of_row = np.asarray(col_of_row, dtype=np.int64)
+    first = np.arange(len(col_of_row), dtype=np.int64)
+    if problem.transposed:
+        order = np.argsort(col_of_row, kind="stable")
+        rows, cols = col_of_row[order], first[order]
+    else:
+        rows, cols = first, col_of_row
+    if problem.forbidden is not None and len(rows):
+        keep = ~problem.forbidden[rows, cols]
+        rows, cols = rows[keep], cols[keep]
+    return np.ascontiguousarray(rows), np.ascontiguousarray(cols)
+
+
+# ------------------------------------------------------------------------ travel / pickup
+
+
+class Points(NamedTuple):
+    x: np.ndarray
+    y: np.ndarray
+
+
+def points(x: object, y: object, name: str) -> Points:
+    """Validated coordinate arrays ``name_x``, ``name_y`` of equal length."""
+    px, py = coordinates(x, f"{name}_x"), coordinates(y, f"{name}_y")
+    same_length(**{f"{name}_x": px, f"{name}_y": py})
+    return Points(px, py)
+
+
+def speed(value: object) -> float:
+    return scalar(value, "meters_per_minute", strict=True)
+
+
+class PickupInputs(NamedTuple):
+    rider: Points
+    rider_free_at: np.ndarray
+    rider_shift_end: np.ndarray
+    site: Points
+    site_ready_at: np.ndarray
+    meters_per_minute: float
+    half_pickup_service: float
+    max_travel_min: float
+
+
+def pickup_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, site_x, site_y,
+                  site_ready_at, meters_per_minute, pickup_service_min,
+                  max_travel_min) -> PickupInputs:
+    rider = points(rider_x, rider_y, "rider")
+    free_at = times(rider_free_at, "rider_free_at")
+    shift_end = times(rider_shift_end, "rider_shift_end", allow_inf=True)
+    same_length(rider_x=rider.x, rider_free_at=free_at, rider_shift_end=shift_end)
+    site = points(site_x, site_y, "site")
+    ready_at = times(site_ready_at, "site_ready_at")
+    same_length(site_x=site.x, site_ready_at=ready_at)
+    return PickupInputs(
+        rider, free_at, shift_end, site, ready_at, speed(meters_per_minute),
+        scalar(pickup_service_min, "pickup_service_min") / 2.0,
+        scalar(max_travel_min, "max_travel_min", allow_inf=True),
+    )
+
+
+# ------------------------------------------------------------------------- drop sequences
+
+
+class DropInputs(NamedTuple):
+    start_x: float
+    start_y: float
+    drop: Points
+    meters_per_minute: float
+    dropoff_service_min: float
+    weights: np.ndarray
+
+
+def drop_inputs(start_x, start_y, drop_x, drop_y, meters_per_minute, dropoff_service_min,
+                weights) -> DropInputs:
+    drop = points(drop_x, drop_y, "drop")
+    if len(drop.x) > MAX_DROP_STOPS:
+        raise ValueError(f"at most {MAX_DROP_STOPS} drop-off stops, got {len(drop.x)}")
+    if weights is None:
+        w = np.ones(len(drop.x))
+    else:
+        w = finite_values(weights, "weights")
+        same_length(drop_x=drop.x, weights=w)
+    return DropInputs(
+        coordinate(start_x, "start_x"), coordinate(start_y, "start_y"),
+        drop, speed(meters_per_minute), scalar(dropoff_service_min, "dropoff_service_min"), w,
+    )
+
+
+# ------------------------------------------------------------------------------ bundling
+
+
+class BundleInputs(NamedTuple):
+    """Orders sorted for the greedy: ``order`` lists order indices grouped by site, each
+    group by (ready_at, placed_at, index); ``group_start`` has len(groups) + 1 offsets."""
+
+    order: np.ndarray
+    group_start: np.ndarray
+    ready_at: np.ndarray
+    drop: Points
+    site_of_order: np.ndarray
+    site: Points
+    max_size: int
+    max_ready_spread: float
+    max_extra_min: float
+    meters_per_minute: float
+    dropoff_service_min: float
+
+
+def bundle_inputs(site_of_order, ready_at, placed_at, drop_x, drop_y, site_x, site_y,
+                  max_size, max_ready_spread, max_extra_min, meters_per_minute,
+                  dropoff_service_min) -> BundleInputs:
+    ready = times(ready_at, "ready_at")
+    placed = times(placed_at, "placed_at")
+    drop = points(drop_x, drop_y, "drop")
+    site = points(site_x, site_y, "site")
+    sites = np.asarray(site_of_order)
+    if sites.ndim != 1:
+        raise ValueError(f"site_of_order must be 1-dimensional, got shape {sites.shape}")
+    if sites.dtype.kind not in "iu" and sites.size:
+        raise TypeError(f"site_of_order must hold integers, got dtype {sites.dtype}")
+    sites = np.ascontiguousarray(sites, dtype=np.int64)
+    same_length(ready_at=ready, placed_at=placed, drop_x=drop.x, site_of_order=sites)
+    if len(sites) and (sites.min() < 0 or sites.max() >= len(site.x)):
+        raise ValueError(f"site_of_order entries must index site_x (0..{len(site.x) - 1})")
+    order = np.lexsort((np.arange(len(sites)), placed, ready, sites)).astype(np.int64)
+    sorted_sites = sites[order]
+    cuts = np.flatnonzero(np.diff(sorted_sites)) + 1
+    group_start = np.concatenate(([0], cuts, [len(sites)])).astype(np.int64) if len(sites) \
+        else np.zeros(1, dtype=np.int64)
+    return BundleInputs(
+        order, group_start, ready, drop, sites, site, _bundle_size(max_size),
+        scalar(max_ready_spread, "max_ready_spread", allow_inf=True),
+        scalar(max_extra_min, "max_extra_min", allow_inf=True), speed(meters_per_minute),
+        scalar(dropoff_service_min, "dropoff_service_min"),
+    )
+
+
+def _bundle_size(value: object) -> int:
+    size = count(value, "max_size")
+    if size > MAX_DROP_STOPS:
+        raise ValueError(f"max_size must be <= {MAX_DROP_STOPS}, got {size}")
+    return size
+
+
+def split_bundles(members: np.ndarray, bundle_start: np.ndarray) -> list[np.ndarray]:
+    """Cut the flat ``members`` array at ``bundle_start`` offsets into int64 arrays."""
+    return [members[a:b].copy() for a, b in zip(bundle_start[:-1], bundle_start[1:])]
