@@ -20,6 +20,7 @@ from starlette.responses import Response
 from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
+from tracker.locations import feature as locations
 from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
@@ -30,7 +31,7 @@ from tracker.wsconn import WsHub
 
 log = logging.getLogger("tracker.app")
 
-FEATURES: list[ModuleType] = [health, rider_endpoint]
+FEATURES: list[ModuleType] = [health, rider_endpoint, locations]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

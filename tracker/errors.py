@@ -17,6 +17,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_type": 400,
     "too_large": 413,
     "rate_limited": 429,
+    "implausible_fix": 422,
+    "clock_skew": 422,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,

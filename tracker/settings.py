@@ -109,6 +109,20 @@ class Settings:
         "TRACKER_MAX_FRAME_BYTES", _positive_int, 16384, "largest WebSocket frame accepted"
     )
 
+    stale_after_s: float = _setting(
+        "TRACKER_STALE_AFTER_S", _positive_float, 30.0,
+        "server seconds after a rider's last fix when it drops out of nearby search and dispatch",
+    )
+    rider_max_fix_rate: float = _setting(
+        "TRACKER_RIDER_MAX_FIX_RATE", _positive_float, 5.0, "location fixes per second one rider connection may send"
+    )
+    max_rider_speed_mps: float = _setting(
+        "TRACKER_MAX_RIDER_SPEED_MPS", _positive_float, 60.0, "a fix implying a faster move is refused as a teleport"
+    )
+    max_clock_skew_s: float = _setting(
+        "TRACKER_MAX_CLOCK_SKEW_S", _positive_float, 300.0, "a fix whose own ts is further from server time is refused"
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read settings from ``environ`` (default ``os.environ``), then apply ``overrides``.

@@ -1,0 +1,57 @@
+"""What every client socket shares: JSON frames, waiting for a frame of a given type."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import orjson
+import websockets
+
+
+class JsonSocket:
+    """A WebSocket speaking the tracker's JSON frames, with a buffer of frames not yet taken."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.received: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, url: str, token: str, **kwargs: Any) -> "JsonSocket":
+        """Connect with the token in the Authorization header."""
+        ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        return cls(ws)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(orjson.dumps(message).decode())
+
+    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next frame (buffered ones first)."""
+        if self.received:
+            return self.received.pop(0)
+        return orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def expect(self, match: str | Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+        """The first frame of type ``match`` (or satisfying it); other frames stay buffered."""
+        test = (lambda m: m.get("type") == match) if isinstance(match, str) else match
+        for i, frame in enumerate(self.received):
+            if test(frame):
+                return self.received.pop(i)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError(f"no frame matching {match!r} within {timeout} s")
+            frame = orjson.loads(await asyncio.wait_for(self.ws.recv(), remaining))
+            if test(frame):
+                return frame
+            self.received.append(frame)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def __aenter__(self) -> "JsonSocket":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,277 @@
+"""Riders stream fixes over real sockets into a real Redis; operators find them nearby."""
+from __future__ import annotations
+
+import asyncio
+import math
+
+import h3
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from websockets.exceptions import ConnectionClosed
+
+from clients.rider import RiderClient
+from tracker.launcher import ServerProcess
+
+CENTRE = (52.5200, 13.4050)
+
+
+def haversine(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    r = 6_371_008.8
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
+    return 2 * r * math.asin(math.sqrt(a))
+
+
+async def nearby(server: ServerProcess, lat: float, lng: float, radius_m: float, limit: int = 500) -> list[dict]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        resp = await client.get(
+            "/v1/riders/nearby", params={"lat": lat, "lng": lng, "radius_m": radius_m, "limit": limit},
+            headers={"Authorization": "Bearer " + server.token("operator", "ops")},
+        )
+    assert resp.status_code == 200, resp.text
+    return resp.json()["riders"]
+
+
+async def eventually(check, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.05)
+
+
+async def rider(server: ServerProcess, rider_id: str) -> RiderClient:
+    return await RiderClient.connect(server.ws_url, server.token("rider", rider_id))
+
+
+async def test_two_hundred_riders_on_a_path_come_back_nearest_first(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    # A path heading north-east from a point of our own, riders 15 m apart.
+    origin = (48.1351, 11.5820)
+    points = [(origin[0] + i * 0.0001, origin[1] + i * 0.00012) for i in range(200)]
+    ids = [uid(f"path{i:03d}") for i in range(200)]
+    riders = await asyncio.gather(*(rider(server, rid) for rid in ids))
+    try:
+        await asyncio.gather(*(r.location(lat, lng) for r, (lat, lng) in zip(riders, points)))
+
+        async def all_visible() -> list[dict]:
+            found = await nearby(server, *origin, 5000, 500)
+            mine = [f for f in found if f["id"] in set(ids)]
+            return mine if len(mine) == 200 else []
+
+        found = await eventually(all_visible)
+        assert [f["id"] for f in found] == ids  # nearest first = path order
+        for f, (lat, lng) in zip(found, points):
+            expected = haversine(*origin, lat, lng)
+            assert abs(f["distance_m"] - expected) <= max(0.01 * expected, 0.2)
+            assert f["available"] is True and isinstance(f["ts"], int)
+        # limit and radius cut the same ordered list
+        assert [f["id"] for f in await nearby(server, *origin, 5000, 10) if f["id"] in ids] == ids[:10]
+        within_1km = [f["id"] for f in await nearby(server, *origin, 1000, 500) if f["id"] in ids]
+        assert within_1km == [rid for rid, p in zip(ids, points) if haversine(*origin, *p) <= 1000]
+    finally:
+        await asyncio.gather(*(r.close() for r in riders))
+
+
+def _points_across_a_region_boundary() -> tuple[tuple[float, float], tuple[float, float]]:
+    lat, lng = CENTRE
+    start = h3.latlng_to_cell(lat, lng, 6)
+    step = 0.0002
+    while h3.latlng_to_cell(lat, lng + step, 6) == start:
+        lng += step
+    return (lat, lng), (lat, lng + step)
+
+
+async def test_rider_crossing_a_region_boundary_is_found_on_both_sides(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    a, b = _points_across_a_region_boundary()
+    cell_a, cell_b = h3.latlng_to_cell(*a, 6), h3.latlng_to_cell(*b, 6)
+    assert cell_a != cell_b
+    rid = uid("crosser")
+    r = await rider(server, rid)
+    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await r.location(*a)
+        assert await eventually(lambda: red.zscore(f"riders:{{{cell_a}}}", rid))
+        await asyncio.sleep(1.0)
+        await r.location(*b)
+        assert await eventually(lambda: red.zscore(f"riders:{{{cell_b}}}", rid))
+        # in exactly one region set now
+        assert await red.zscore(f"riders:{{{cell_a}}}", rid) is None
+        # found from deep inside either side
+        for side in (a, b):
+            lat, lng = side
+            found = [f for f in await nearby(server, lat, lng, 3000) if f["id"] == rid]
+            assert len(found) == 1
+            assert abs(found[0]["lng"] - b[1]) < 1e-9
+    finally:
+        await r.close()
+        await red.aclose()
+
+
+async def test_stale_riders_vanish_and_are_cleaned_up(start_server, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_STALE_AFTER_S": "1"})
+    rid = uid("sleepy")
+    lat, lng = 40.4168, -3.7038
+    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    r = await rider(srv, rid)
+    try:
+        await r.location(lat, lng)
+        assert await eventually(lambda: _ids(srv, lat, lng, rid))
+        cell = h3.latlng_to_cell(lat, lng, 6)
+        # silent for longer than the limit: gone from search, then from the geoset
+        assert await eventually(lambda: _absent(srv, lat, lng, rid), timeout=5)
+        assert await eventually(lambda: _not_member(red, f"riders:{{{cell}}}", rid), timeout=5)
+        # a new fix brings it back
+        await r.location(lat, lng + 0.0001)
+        assert await eventually(lambda: _ids(srv, lat, lng, rid))
+    finally:
+        await r.close()
+        await red.aclose()
+
+
+async def _ids(srv: ServerProcess, lat: float, lng: float, rid: str) -> bool:
+    return any(f["id"] == rid for f in await nearby(srv, lat, lng, 1000))
+
+
+async def _absent(srv: ServerProcess, lat: float, lng: float, rid: str) -> bool:
+    return not await _ids(srv, lat, lng, rid)
+
+
+async def _not_member(red: aioredis.Redis, key: str, member: str) -> bool:
+    return await red.zscore(key, member) is None
+
+
+BAD_FRAMES = [
+    ("{not json", "bad_json"),
+    ('{"type": "location", "lat": NaN, "lng": 1}', "bad_json"),
+    ('{"type": "location", "lat": 1e999, "lng": 1}', "bad_json"),  # orjson refuses infinity
+    ('{"type": "location", "lat": 91, "lng": 1}', "bad_coordinates"),
+    ('{"type": "location", "lat": 10, "lng": -180.5}', "bad_coordinates"),
+    ('{"type": "location", "lat": "10", "lng": 1}', "bad_coordinates"),
+    ('{"type": "location", "lat": true, "lng": 1}', "bad_coordinates"),
+    ('{"type": "location", "lng": 1}', "bad_coordinates"),
+    ('{"type": "location", "lat": 10, "lng": 1, "speed": -3}', "bad_message"),
+    ('{"type": "location", "lat": 10, "lng": 1, "heading": "north"}', "bad_message"),
+    ('{"type": "availability", "available": "yes"}', "bad_message"),
+    ('{"type": "teleport", "lat": 10, "lng": 1}', "unknown_type"),
+    ('["location", 10, 1]', "bad_message"),
+]
+
+
+async def test_bad_frames_get_their_error_and_nothing_reaches_redis(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    rid = uid("badrider")
+    r = await rider(server, rid)
+    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for raw, code in BAD_FRAMES:
+            await r.ws.send(raw)
+            frame = await r.recv()
+            assert frame["type"] == "error" and frame["code"] == code, (raw, frame)
+            await asyncio.sleep(0.25)  # stay under the rate limit
+        await r.ws.send("x" * (1024 * 1024))
+        assert (await r.recv())["code"] == "too_large"
+        await r.ws.send(b"\x00\x01binary")
+        assert (await r.recv())["code"] == "bad_message"
+        await r.location(10, 1, ts=1_000)  # a client clock from 1970
+        assert (await r.recv())["code"] == "clock_skew"
+        assert await red.exists(f"rider:{{{rid}}}") == 0
+        # the socket still serves, and a good fix is stored
+        await r.location(10.5, 1.5, speed=4.2, heading=90, accuracy=8)
+        assert await eventually(lambda: red.exists(f"rider:{{{rid}}}"))
+        stored = await red.hgetall(f"rider:{{{rid}}}")
+        assert float(stored["lat"]) == 10.5 and float(stored["lng"]) == 1.5 and float(stored["speed"]) == 4.2
+    finally:
+        await r.close()
+        await red.aclose()
+
+
+async def test_teleport_is_refused_and_the_last_good_fix_kept(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    rid = uid("jumpy")
+    r = await rider(server, rid)
+    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await r.location(45.0, 7.0)
+        await asyncio.sleep(0.3)
+        await r.location(46.0, 7.0)  # 111 km in a fraction of a second
+        assert (await r.recv())["code"] == "implausible_fix"
+        await asyncio.sleep(0.3)
+        await r.location(45.0001, 7.0)  # a plausible step from the last good fix
+        await asyncio.sleep(0.3)
+        stored = await red.hgetall(f"rider:{{{rid}}}")
+        assert float(stored["lat"]) == pytest.approx(45.0001)
+    finally:
+        await r.close()
+        await red.aclose()
+
+
+async def test_a_rider_only_ever_moves_itself(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    me, other = uid("me"), uid("other")
+    r = await rider(server, me)
+    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await r.send({"type": "location", "lat": 30.0, "lng": 31.0, "rider_id": other, "sub": other})
+        assert await eventually(lambda: red.exists(f"rider:{{{me}}}"))
+        assert await red.exists(f"rider:{{{other}}}") == 0
+    finally:
+        await r.close()
+        await red.aclose()
+
+
+async def test_availability_shows_in_nearby(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    rid = uid("shy")
+    r = await rider(server, rid)
+    try:
+        await r.location(35.6762, 139.6503)
+        await r.availability(False)
+
+        async def unavailable() -> bool:
+            return any(f["id"] == rid and f["available"] is False for f in await nearby(server, 35.6762, 139.6503, 100))
+
+        assert await eventually(unavailable)
+        await r.availability(True)
+
+        async def available() -> bool:
+            return any(f["id"] == rid and f["available"] is True for f in await nearby(server, 35.6762, 139.6503, 100))
+
+        assert await eventually(available)
+    finally:
+        await r.close()
+
+
+async def test_flooding_rider_is_rate_limited_then_closed(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    r = await rider(server, uid("flood"))
+    codes: list[str] = []
+    try:
+        for i in range(120):
+            try:
+                await r.location(1.0 + i * 1e-6, 1.0)
+            except ConnectionClosed:
+                break
+        with pytest.raises(ConnectionClosed):
+            while True:
+                codes.append((await r.recv(timeout=5))["code"])
+        assert r.ws.close_code == 1008
+        assert "rate_limited" in (r.ws.close_reason or "")
+        assert codes and set(codes) == {"rate_limited"}
+    finally:
+        await r.close()
+
+
+async def test_nearby_http_answers_bad_queries_with_typed_errors(server: ServerProcess) -> None:
+    op = {"Authorization": "Bearer " + server.token("operator", "ops")}
+    cases = [
+        ({"lng": 1}, op, 400, "bad_coordinates"),
+        ({"lat": "x", "lng": 1}, op, 400, "bad_coordinates"),
+        ({"lat": 95, "lng": 1}, op, 400, "bad_coordinates"),
+        ({"lat": 1, "lng": 1, "radius_m": -5}, op, 400, "bad_request"),
+        ({"lat": 1, "lng": 1, "limit": "many"}, op, 400, "bad_request"),
+        ({"lat": 1, "lng": 1}, {}, 401, "unauthorized"),
+        ({"lat": 1, "lng": 1}, {"Authorization": "Bearer " + server.token("rider", "r1")}, 403, "forbidden"),
+    ]
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        for params, headers, status, code in cases:
+            resp = await client.get("/v1/riders/nearby", params=params, headers=headers)
+            assert resp.status_code == status, (params, resp.text)
+            assert orjson.loads(resp.content)["error"]["code"] == code

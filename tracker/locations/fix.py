@@ -1,0 +1,61 @@
+"""A location fix: its validation at the wire boundary, and the rider record read back."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from tracker.errors import ApiError
+from tracker.validate import coordinates, optional_number
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One accepted GPS fix. ``ts`` is the server time it was received (ms)."""
+
+    lat: float
+    lng: float
+    ts: int
+    client_ts: int | None = None
+    speed: float | None = None  # m/s
+    heading: float | None = None  # degrees clockwise from north
+    accuracy: float | None = None  # metres
+
+
+def parse_fix(msg: Mapping[str, Any], now_ms: int) -> Fix:
+    """Validate a ``location`` frame; ``bad_coordinates`` / ``bad_message`` on bad fields."""
+    lat, lng = coordinates(msg.get("lat"), msg.get("lng"))
+    client_ts = optional_number(msg, "ts", lo=0, hi=2**53)
+    return Fix(
+        lat=lat,
+        lng=lng,
+        ts=now_ms,
+        client_ts=None if client_ts is None else int(client_ts),
+        speed=optional_number(msg, "speed", lo=0, hi=150),
+        heading=optional_number(msg, "heading", lo=0, hi=360),
+        accuracy=optional_number(msg, "accuracy", lo=0, hi=100_000),
+    )
+
+
+@dataclass(frozen=True)
+class RiderRecord:
+    """What the server knows about a rider: last good fix, cells, availability, staleness."""
+
+    id: str
+    lat: float
+    lng: float
+    ts: int
+    cell: str
+    region: str
+    available: bool
+    stale: bool
+    shift_end: int | None = None
+
+
+def require_fresh_client_ts(fix: Fix, max_skew_ms: int) -> None:
+    """Refuse a fix whose own timestamp is far from server time (``clock_skew``)."""
+    if fix.client_ts is not None and abs(fix.client_ts - fix.ts) > max_skew_ms:
+        raise ApiError(
+            "clock_skew",
+            f"fix timestamp {fix.client_ts} is {abs(fix.client_ts - fix.ts) / 1000:.0f} s away from server "
+            f"time {fix.ts}; send server-synchronised time or omit 'ts'",
+        )

@@ -1,0 +1,106 @@
+"""The rider socket's location side: ``location`` and ``availability`` messages.
+
+Per connection it keeps the last good fix (for the sanity rule), a token bucket, and the
+set of orders the rider carries (loaded on connect, reloaded on the orders feature's
+``_orders_changed`` notice) so that fix listeners (the customer channel) are only called for
+riders carrying orders, without a Redis read per fix.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tracker.errors import ApiError
+from tracker.locations import store
+from tracker.locations.fix import Fix, parse_fix, require_fresh_client_ts
+from tracker.locations.ratelimit import FloodGuard, TokenBucket
+from tracker.locations.sanity import Verdict, judge
+from tracker.locations.writer import FixWriter
+from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, RiderConnection, handles, handles_internal
+from tracker.validate import optional_number, require_bool
+from tracker.wsconn import CLOSE_POLICY
+
+log = logging.getLogger("tracker.locations")
+
+FLOOD_REFUSALS = 50
+FLOOD_WINDOW_S = 10.0
+
+
+def rider_orders_key(rider_id: str) -> str:
+    """The set of order ids a rider carries (written by the orders feature only)."""
+    return f"rider:{{{rider_id}}}:orders"
+
+
+def _writer(conn: RiderConnection) -> FixWriter:
+    return conn.runtime.services["fix_writer"]
+
+
+async def _load_orders(conn: RiderConnection) -> None:
+    conn.state["orders"] = frozenset(await conn.runtime.redis.smembers(rider_orders_key(conn.rider_id)))
+
+
+async def on_connect(conn: RiderConnection) -> None:
+    """Load the rider's last good fix and carried orders; set up its rate limit."""
+    settings = conn.runtime.settings
+    last, region, _ = await store.last_fix(conn.runtime.redis, conn.rider_id)
+    conn.state["last_fix"] = last
+    _writer(conn).known_region(conn.rider_id, region)
+    conn.state["bucket"] = TokenBucket(rate=settings.rider_max_fix_rate, burst=2 * settings.rider_max_fix_rate)
+    conn.state["flood"] = FloodGuard(FLOOD_REFUSALS, FLOOD_WINDOW_S)
+    await _load_orders(conn)
+
+
+async def on_disconnect(conn: RiderConnection) -> None:
+    _writer(conn).forget(conn.rider_id)
+
+
+ON_CONNECT.append(on_connect)
+ON_DISCONNECT.append(on_disconnect)
+
+
+@handles_internal("_orders_changed")
+async def orders_changed(conn: RiderConnection, msg: dict[str, Any]) -> None:
+    await _load_orders(conn)
+
+
+@handles("location")
+async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
+    """Validate, rate-limit and sanity-check a fix, then queue it for the batched write."""
+    rt = conn.runtime
+    now = time.monotonic()
+    if not conn.state["bucket"].take(now):
+        if conn.state["flood"].refused(now):
+            await conn.session.close(CLOSE_POLICY, "rate_limited: too many location fixes, connection closed")
+        raise ApiError("rate_limited", f"at most {rt.settings.rider_max_fix_rate:g} location fixes per second")
+    fix = parse_fix(msg, rt.clock.now_ms())
+    require_fresh_client_ts(fix, int(rt.settings.max_clock_skew_s * 1000))
+    verdict = judge(conn.state["last_fix"], fix, rt.settings.max_rider_speed_mps)
+    if verdict is Verdict.DUPLICATE:
+        return
+    if verdict is Verdict.TELEPORT:
+        raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored")
+    conn.state["last_fix"] = fix
+    _writer(conn).submit(conn.rider_id, fix)
+    orders = conn.state["orders"]
+    if orders:
+        for listener in rt.services.get("fix_listeners", ()):
+            try:
+                await listener(conn.rider_id, fix, orders)
+            except Exception:  # noqa: BLE001 - a listener must never break the rider's socket
+                log.exception("fix listener failed", extra={"rider": conn.rider_id})
+
+
+@handles("availability")
+async def availability(conn: RiderConnection, msg: dict[str, Any]) -> None:
+    """Whether the rider takes offers; optional ``shift_end`` (server ts) for dispatch."""
+    available = require_bool(msg, "available")
+    shift_end = optional_number(msg, "shift_end", lo=0, hi=2**53)
+    await store.set_availability(
+        conn.runtime.redis, conn.rider_id, available, None if shift_end is None else int(shift_end)
+    )
+
+
+def last_good_fix(conn: RiderConnection) -> Fix | None:
+    """The connection's last accepted fix (for other features on the rider socket)."""
+    return conn.state.get("last_fix")

@@ -1,0 +1,80 @@
+"""Batched fix writes: every fix accepted within a few milliseconds goes in one round trip.
+
+Socket handlers never await Redis per fix: :meth:`FixWriter.submit` records the rider's
+latest fix (a newer fix of the same rider replaces an unwritten older one, so memory is
+bounded by the number of riders) and returns. One background task drains what has been
+submitted into a single MULTI/EXEC pipeline, then the next batch. A slow or dead rider
+connection has nothing to do with it; a failing write is logged, counted and retried with
+the next batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from prometheus_client import Counter, Histogram
+
+from tracker.locations.fix import Fix
+from tracker.locations.store import queue_fix
+
+log = logging.getLogger("tracker.locations")
+
+Listener = Callable[[str, Fix], Awaitable[None]]
+
+
+class FixWriter:
+    """Coalesces fixes from all connections of a process and writes them in batches."""
+
+    def __init__(self, redis: aioredis.Redis, registry: object, *, linger_s: float = 0.002) -> None:
+        self.redis = redis
+        self.linger_s = linger_s
+        self._pending: dict[str, tuple[Fix, str | None]] = {}
+        self._wake = asyncio.Event()
+        self.regions: dict[str, str] = {}  # rider -> region of its last written fix
+        self.written = Counter("tracker_fixes_written", "Location fixes written to Redis", registry=registry)
+        self.batch_size = Histogram(
+            "tracker_fix_batch_size", "Fixes per Redis round trip",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000), registry=registry,
+        )
+
+    def submit(self, rider_id: str, fix: Fix) -> None:
+        """Queue a fix for writing; never blocks."""
+        self._pending[rider_id] = (fix, self.regions.get(rider_id))
+        self._wake.set()
+
+    def known_region(self, rider_id: str, region: str | None) -> None:
+        """Tell the writer which region a (re)connecting rider is stored in."""
+        if region is not None:
+            self.regions.setdefault(rider_id, region)
+
+    def forget(self, rider_id: str) -> None:
+        """Drop what the writer remembers of a rider that left this process."""
+        self.regions.pop(rider_id, None)
+
+    async def run(self) -> None:
+        """The background task: wait for fixes, write each batch in one round trip."""
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.linger_s)
+            self._wake.clear()
+            batch, self._pending = self._pending, {}
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: dict[str, tuple[Fix, str | None]]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        new_regions = {rid: queue_fix(pipe, rid, fix, previous) for rid, (fix, previous) in batch.items()}
+        try:
+            await pipe.execute()
+        except Exception:
+            # Put the batch back (newer fixes win) so nothing accepted is lost, then let the
+            # supervisor log, count and restart us with backoff.
+            for rid, item in batch.items():
+                self._pending.setdefault(rid, item)
+            self._wake.set()
+            raise
+        self.regions.update(new_regions)
+        self.written.inc(len(batch))
+        self.batch_size.observe(len(batch))
