@@ -41,7 +41,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["tracker", "tracker.*", "dispatch_ext", "clients", "clients.*"]),
-    package_data={"tracker": ["static/*", "static/**/*"], "dispatch_ext": ["*.pyx", "*.pxd"]},
+    package_data={"tracker": ["static/*", "static/**/*"], "tracker.orders": ["*.lua"], "dispatch_ext": ["*.pyx", "*.pxd"]},
     include_package_data=True,
     ext_modules=_extensions(),
     install_requires=[

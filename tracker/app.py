@@ -21,6 +21,7 @@ from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
 from tracker.locations import feature as locations
+from tracker.orders import feature as orders
 from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
@@ -31,7 +32,7 @@ from tracker.wsconn import WsHub
 
 log = logging.getLogger("tracker.app")
 
-FEATURES: list[ModuleType] = [health, rider_endpoint, locations]
+FEATURES: list[ModuleType] = [health, rider_endpoint, locations, orders]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

@@ -6,6 +6,7 @@ embedded Redis (which flushes its AOF).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 
 import redis
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from tracker.app import create_app
 from tracker.auth import load_or_create_secret
@@ -24,6 +26,27 @@ from tracker.wsconn import WsHub
 log = logging.getLogger("tracker.server")
 
 WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard protocol cap; the app answers >max_frame_bytes with too_large
+
+
+def bounded_websocket_protocol(send_buffer_bytes: int) -> type[WebSocketsSansIOProtocol]:
+    """uvicorn's WebSocket protocol with a fixed kernel send buffer per connection.
+
+    Linux grows a socket's send buffer up to 4 MiB for a peer that stops reading; a fixed
+    ``SO_SNDBUF`` bounds the memory one connection can hold and makes a stalled client block
+    the sender soon, so the bounded subscriber queues notice it and cut it off.
+    """
+
+    class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+                except OSError:  # pragma: no cover - not a TCP socket
+                    pass
+            super().connection_made(transport)
+
+    return BoundedWebSocketProtocol
 
 
 class _Stopped(Exception):
@@ -94,6 +117,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_s,
+            ws=bounded_websocket_protocol(settings.ws_send_buffer_bytes),
             ws_max_size=WS_MAX_MESSAGE_BYTES,
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,

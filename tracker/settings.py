@@ -108,6 +108,9 @@ class Settings:
     max_frame_bytes: int = _setting(
         "TRACKER_MAX_FRAME_BYTES", _positive_int, 16384, "largest WebSocket frame accepted"
     )
+    ws_send_buffer_bytes: int = _setting(
+        "TRACKER_WS_SEND_BUFFER_BYTES", _positive_int, 65536, "kernel send buffer of each WebSocket connection"
+    )
 
     stale_after_s: float = _setting(
         "TRACKER_STALE_AFTER_S", _positive_float, 30.0,
@@ -121,6 +124,25 @@ class Settings:
     )
     max_clock_skew_s: float = _setting(
         "TRACKER_MAX_CLOCK_SKEW_S", _positive_float, 300.0, "a fix whose own ts is further from server time is refused"
+    )
+
+    rider_speed_mps: float = _setting(
+        "TRACKER_RIDER_SPEED_MPS", _positive_float, 5.0, "riders' average speed for ETAs and dispatch (m/s, straight line)"
+    )
+    pickup_service_s: float = _setting(
+        "TRACKER_PICKUP_SERVICE_S", _non_negative_float, 240.0, "seconds a rider spends at the restaurant"
+    )
+    dropoff_service_s: float = _setting(
+        "TRACKER_DROPOFF_SERVICE_S", _non_negative_float, 240.0, "seconds a rider spends handing an order over"
+    )
+    default_prep_min: float = _setting(
+        "TRACKER_DEFAULT_PREP_MIN", _non_negative_float, 10.0, "preparation estimate for orders that give none"
+    )
+    arriving_prompt_s: float = _setting(
+        "TRACKER_ARRIVING_PROMPT_S", _non_negative_float, 120.0, "rider_arriving prompt when the rider is this close (s)"
+    )
+    on_time_target_min: float = _setting(
+        "TRACKER_ON_TIME_TARGET_MIN", _positive_float, 40.0, "click-to-door target for the on-time share"
     )
 
     @classmethod

@@ -1,0 +1,64 @@
+"""Helpers for the orders tests: create orders over HTTP, drive them, read them back."""
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from clients.customer import CustomerClient
+from clients.merchant import MerchantClient
+from clients.rider import RiderClient
+from tracker.launcher import ServerProcess
+
+PICKUP = {"lat": 52.5200, "lng": 13.4050}
+DROPOFF = {"lat": 52.5300, "lng": 13.4200}
+
+
+class Ops:
+    """The ordering platform / operator over HTTP."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.client = httpx.AsyncClient(base_url=server.base_url, timeout=10,
+                                        headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+
+    async def create(self, order_id: str, merchant_id: str, **extra: Any) -> httpx.Response:
+        body = {"id": order_id, "merchant_id": merchant_id, "pickup": PICKUP, "dropoff": DROPOFF, **extra}
+        return await self.client.post("/v1/orders", json=body)
+
+    async def get(self, order_id: str) -> dict[str, Any]:
+        resp = await self.client.get(f"/v1/orders/{order_id}")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def assign(self, order_id: str, rider_id: str) -> httpx.Response:
+        return await self.client.post(f"/v1/orders/{order_id}/assign", json={"rider_id": rider_id})
+
+    async def cancel(self, order_id: str) -> httpx.Response:
+        return await self.client.post(f"/v1/orders/{order_id}/cancel", json={})
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def merchant(server: ServerProcess, merchant_id: str, last_event_id: str | None = None) -> MerchantClient:
+    return await MerchantClient.connect(server.ws_url, server.token("merchant", merchant_id), last_event_id)
+
+
+async def customer(server: ServerProcess, order_id: str) -> CustomerClient:
+    return await CustomerClient(server.ws_url, server.token("customer", order_id), order_id).connect()
+
+
+async def rider(server: ServerProcess, rider_id: str) -> RiderClient:
+    return await RiderClient.connect(server.ws_url, server.token("rider", rider_id))
+
+
+async def events_until(watcher: CustomerClient, kind: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Event frames received until (and including) one of ``kind``."""
+    out = []
+    while True:
+        frame = await watcher.next_event(timeout)
+        assert frame["type"] == "event", frame
+        out.append(frame)
+        if frame["kind"] == kind:
+            return out

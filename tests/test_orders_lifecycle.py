@@ -1,0 +1,276 @@
+"""The order lifecycle over real sockets and Redis, seen the same by everyone; bad input refused."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from clients._socket import JsonSocket
+from tests.orders_helpers import Ops, customer, events_until, merchant, rider
+from tracker.launcher import ServerProcess
+
+LIFECYCLE = ["placed", "confirmed", "food_ready", "assigned", "at_pickup", "picked_up", "at_dropoff", "delivered"]
+
+
+async def test_whole_lifecycle_is_seen_identically_by_customer_merchant_and_http(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    try:
+        resp = await ops.create(oid, mid)
+        assert resp.status_code == 201 and resp.json()["status"] == "placed"
+        watcher = await customer(server, oid)
+        await kitchen.event(oid, "placed")
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.ready(oid)
+        await kitchen.event(oid, "food_ready")
+        assert (await ops.assign(oid, rid)).status_code == 200
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(oid, step)
+            await kitchen.event(oid, step)
+        seen_by_customer = await events_until(watcher, "delivered")
+        order = await ops.get(oid)
+        assert order["status"] == "delivered" and order["rider_id"] == rid
+        assert [e["kind"] for e in order["events"]] == LIFECYCLE
+        assert [(e["id"], e["kind"], e["ts"]) for e in seen_by_customer] == [
+            (e["id"], e["kind"], e["ts"]) for e in order["events"]
+        ]
+        # the merchant's feed names the same order events (it has its own feed ids)
+        kitchen_again = await merchant(server, mid)
+        feed = [await kitchen_again.expect("event") for _ in LIFECYCLE]
+        assert [f["order_event_id"] for f in feed] == [e["id"] for e in order["events"]]
+        await kitchen_again.close()
+        # the customer's own HTTP view agrees
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            mine = await client.get(f"/v1/orders/{oid}", headers={"Authorization": "Bearer " + server.token("customer", oid)})
+        assert mine.status_code == 200 and mine.json()["events"] == order["events"]
+        await watcher.close()
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_create_is_idempotent_by_id_and_refuses_a_different_body(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        first = await ops.create(oid, mid, ready_at=1_900_000_000_000)
+        again = await ops.create(oid, mid, ready_at=1_900_000_000_000)
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert again.json() == first.json()
+        other = await ops.create(oid, mid, ready_at=1_900_000_000_001)
+        assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+        elsewhere = await ops.create(oid, uid("m2"))
+        assert elsewhere.status_code == 409 and elsewhere.json()["error"]["code"] == "conflict"
+        assert len((await ops.get(oid))["events"]) == 1
+    finally:
+        await ops.close()
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
+        ({"id": "bad id!", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
+        ({"id": "x1", "merchant_id": "m", "pickup": {"lat": 100, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_coordinates"),
+        ({"id": "x1", "merchant_id": "m", "pickup": [1, 1], "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
+        ({"id": "x1", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}, "ready_at": "soon"}, "bad_message"),
+    ],
+)
+async def test_bad_order_bodies_get_typed_errors(server: ServerProcess, body: dict, code: str) -> None:
+    ops = Ops(server)
+    try:
+        resp = await ops.client.post("/v1/orders", json=body)
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == code
+        raw = await ops.client.post("/v1/orders", content=b"{nope", headers={"Content-Type": "application/json"})
+        assert raw.status_code == 400 and raw.json()["error"]["code"] == "bad_json"
+    finally:
+        await ops.close()
+
+
+async def test_illegal_steps_are_refused_and_change_nothing(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid, rid, other_rider = uid("o"), uid("m"), uid("r"), uid("r2")
+    kitchen = await merchant(server, mid)
+    rival = await merchant(server, uid("rival"))
+    courier, stranger = await rider(server, rid), await rider(server, other_rider)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.confirm(oid)  # twice
+        assert (await kitchen.expect("error"))["code"] == "invalid_transition"
+        await rival.confirm(oid)  # another merchant's order
+        assert (await rival.expect("error"))["code"] == "forbidden"
+        await courier.progress(oid, "picked_up")  # not assigned yet
+        assert (await courier.expect("error"))["code"] == "forbidden"
+        await ops.assign(oid, rid)
+        await courier.progress(oid, "picked_up")  # skipping at_pickup
+        assert (await courier.expect("error"))["code"] == "invalid_transition"
+        await stranger.progress(oid, "at_pickup")  # someone else's order
+        assert (await stranger.expect("error"))["code"] == "forbidden"
+        second = await ops.assign(oid, other_rider)  # already assigned
+        assert second.status_code == 409
+        for step in ("at_pickup", "picked_up"):
+            await courier.progress(oid, step)
+            await kitchen.event(oid, step)
+        late = await ops.cancel(oid)  # cancel after pickup
+        assert late.status_code == 409 and late.json()["error"]["code"] == "invalid_transition"
+        for step in ("at_dropoff", "delivered"):
+            await courier.progress(oid, step)
+            await kitchen.event(oid, step)
+        await courier.progress(oid, "delivered")  # double delivery
+        assert (await courier.expect("error"))["code"] == "invalid_transition"
+        order = await ops.get(oid)
+        assert order["status"] == "delivered" and order["rider_id"] == rid
+        assert [e["kind"] for e in order["events"]] == [
+            "placed", "confirmed", "assigned", "at_pickup", "picked_up", "at_dropoff", "delivered"
+        ]
+    finally:
+        for sock in (kitchen, rival, courier, stranger):
+            await sock.close()
+        await ops.close()
+
+
+async def test_cancel_before_pickup_and_unknown_orders(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        await ops.create(oid, mid)
+        done = await ops.cancel(oid)
+        assert done.status_code == 200 and done.json()["status"] == "cancelled"
+        assert (await ops.cancel(oid)).json()["error"]["code"] == "invalid_transition"
+        missing = await ops.client.get(f"/v1/orders/{uid('nope')}")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    finally:
+        await ops.close()
+
+
+async def test_scope_violations(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, other, mid = uid("o"), uid("other"), uid("m")
+    try:
+        await ops.create(oid, mid)
+        await ops.create(other, mid)
+        # a customer socket for someone else's order, an unknown order, a rider token
+        for url, token in [
+            (f"/v1/ws/customer?order_id={other}", server.token("customer", oid)),
+            (f"/v1/ws/customer?order_id={uid('ghost')}", server.token("customer", uid("ghost"))),
+            (f"/v1/ws/customer?order_id={oid}", server.token("rider", "r1")),
+            ("/v1/ws/merchant", server.token("customer", oid)),
+        ]:
+            sock = await JsonSocket.open(server.ws_url + url, token)
+            with pytest.raises(ConnectionClosed):
+                await sock.recv(5)
+            assert sock.ws.close_code == 1008
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            for token, status in [
+                (server.token("customer", other), 403),
+                (server.token("merchant", uid("someone-else")), 403),
+                (server.token("rider", "r1"), 403),
+            ]:
+                resp = await client.get(f"/v1/orders/{oid}", headers={"Authorization": "Bearer " + token})
+                assert resp.status_code == status and resp.json()["error"]["code"] == "forbidden"
+            create = await client.post("/v1/orders", json={}, headers={"Authorization": "Bearer " + server.token("merchant", mid)})
+            assert create.status_code == 403
+    finally:
+        await ops.close()
+
+
+async def test_orders_survive_a_redis_restart(tmp_path, uid) -> None:  # type: ignore[no-untyped-def]
+    oid, mid = uid("durable"), uid("m")
+    first = ServerProcess(data_dir=tmp_path / "data", secret="s" * 32)
+    first.start()
+    ops = Ops(first)
+    try:
+        await ops.create(oid, mid)
+        kitchen = await merchant(first, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.close()
+        before = await ops.get(oid)
+    finally:
+        await ops.close()
+        first.stop()  # stops its embedded Redis too
+    second = ServerProcess(data_dir=tmp_path / "data", secret="s" * 32)
+    second.start()
+    ops = Ops(second)
+    try:
+        after = await ops.get(oid)
+        assert after == before and after["status"] == "confirmed"
+    finally:
+        await ops.close()
+        second.cleanup()
+
+
+def _stalled_customer_socket(server: ServerProcess, order_id: str) -> socket.socket:
+    """A customer WebSocket that completes the handshake and then never reads (tiny buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(
+        (f"GET /v1/ws/customer?order_id={order_id} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
+         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+         f"Authorization: Bearer {server.token('customer', order_id)}\r\n\r\n").encode()
+    )
+    return sock
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+async def test_slow_subscriber_is_cut_off_while_others_keep_up(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(oid, mid)
+        stalled = _stalled_customer_socket(server, oid)
+        fast = await customer(server, oid)
+        await fast.next_event()  # placed
+        n = 4000  # far more than the socket buffers plus the subscriber queue hold
+
+        async def produce() -> None:
+            for _ in range(n):
+                await kitchen.delay(oid, 1)
+
+        async def consume() -> int:
+            got = 0
+            while got < n:
+                frame = await fast.next_event(20)
+                assert frame["type"] == "event" and frame["kind"] == "food_delayed", frame
+                got += 1
+            return got
+
+        async def drain_kitchen() -> None:  # the kitchen reads its feed as a tablet would
+            while True:
+                await kitchen.ws.recv()
+
+        drain = asyncio.ensure_future(drain_kitchen())
+        _, got = await asyncio.gather(produce(), consume())
+        drain.cancel()
+        assert got == n  # the healthy subscriber kept up with everything
+        data = await asyncio.to_thread(_read_until_closed, stalled)
+        stalled.close()
+        assert len(data) < 1_000_000  # what the stalled one got is bounded, not the whole stream
+        assert b"\x03\xf0too_slow" in data  # close frame: code 1008, reason too_slow
+        await fast.close()
+    finally:
+        await kitchen.close()
+        await ops.close()

@@ -1,0 +1,99 @@
+"""Orders over HTTP: create (idempotent), read with history, cancel, and operator assign."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tracker.auth import Principal, Role
+from tracker.errors import ApiError
+from tracker.jsonutil import JSONResponse, loads_object
+from tracker.orders import service
+from tracker.runtime import runtime_of
+from tracker.validate import is_valid_id, optional_number, require_id, require_point
+
+
+def _order_id(request: Request) -> str:
+    order_id = request.path_params["order_id"]
+    if not is_valid_id(order_id):
+        raise ApiError("bad_request", "order ids are 1-64 characters from [A-Za-z0-9_.:-]")
+    return order_id
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > 64 * 1024:
+        raise ApiError("too_large", "request body larger than 64 KiB")
+    return loads_object(raw or b"{}")
+
+
+def check_scope(principal: Principal, order: dict[str, Any], *, customer_may: bool = True) -> None:
+    """``forbidden`` unless the caller is the operator, the order's merchant, or its customer."""
+    if principal.is_operator:
+        return
+    if principal.role is Role.MERCHANT and principal.sub == order["merchant_id"]:
+        return
+    if customer_may and principal.role is Role.CUSTOMER and principal.sub == order["id"]:
+        return
+    raise ApiError("forbidden", "this order is outside the token's scope")
+
+
+async def create(request: Request) -> Response:
+    rt = runtime_of(request)
+    rt.authenticate(request).require(Role.OPERATOR)
+    body = await _body(request)
+    ready_at = optional_number(body, "ready_at", lo=0, hi=2**53)
+    prep = optional_number(body, "prep_minutes", lo=0, hi=24 * 60)
+    order, created = await service.create_order(
+        rt, require_id(body, "id"), require_id(body, "merchant_id"), require_point(body, "pickup"),
+        require_point(body, "dropoff"), None if ready_at is None else int(ready_at), prep,
+    )
+    return JSONResponse(order, status_code=201 if created else 200)
+
+
+async def read(request: Request) -> Response:
+    rt = runtime_of(request)
+    principal = rt.authenticate(request)
+    order_id = _order_id(request)
+    if principal.role is Role.CUSTOMER and principal.sub != order_id:
+        raise ApiError("forbidden", "a customer token may read only its own order")
+    if principal.role is Role.RIDER:
+        raise ApiError("forbidden", "riders read their orders from their offers")
+    order = await service.load_order(rt, order_id, with_events=True)
+    if order is None:
+        raise ApiError("not_found", f"no order {order_id!r}")
+    check_scope(principal, order)
+    return JSONResponse(order)
+
+
+async def cancel(request: Request) -> Response:
+    rt = runtime_of(request)
+    principal = rt.authenticate(request)
+    principal.require(Role.MERCHANT)
+    order_id = _order_id(request)
+    raw = await service.require_order(rt, order_id)
+    check_scope(principal, {"id": order_id, "merchant_id": raw["merchant_id"]}, customer_may=False)
+    body = await _body(request)
+    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
+    await service.step(rt, [order_id], "cancelled", merchant_id=raw["merchant_id"],
+                       event_extra={"by": principal.role.value, **({"reason": reason[:200]} if reason else {})})
+    return JSONResponse(await service.load_order(rt, order_id))
+
+
+async def assign(request: Request) -> Response:
+    rt = runtime_of(request)
+    rt.authenticate(request).require(Role.OPERATOR)
+    order_id = _order_id(request)
+    body = await _body(request)
+    await service.assign_orders(rt, [order_id], require_id(body, "rider_id"))
+    return JSONResponse(await service.load_order(rt, order_id))
+
+
+routes = [
+    Route("/v1/orders", create, methods=["POST"]),
+    Route("/v1/orders/{order_id}", read, methods=["GET"]),
+    Route("/v1/orders/{order_id}/cancel", cancel, methods=["POST"]),
+    Route("/v1/orders/{order_id}/assign", assign, methods=["POST"]),
+]

@@ -1,0 +1,126 @@
+"""Riders' positions on their orders' channels, live ETAs and kitchen prompts.
+
+Registered as a fix listener of the locations feature: for a rider carrying orders, at most
+once a second it reads the rider's orders (one pipeline), computes the route times with
+:mod:`tracker.orders.eta`, stores each order's ``eta``, and publishes ``rider_location`` on
+each order's channel. While the rider heads to the restaurant it also prompts the merchant:
+``start_preparing`` once the rider's ETA to the restaurant is within the order's preparation
+estimate (so the food is ready as the rider walks in), ``rider_arriving`` once it is within
+``TRACKER_ARRIVING_PROMPT_S``. Each prompt is sent once per order.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from tracker.locations import Fix
+from tracker.orders.eta import EtaModel, route_times
+from tracker.orders.machine import CARRYING
+from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
+from tracker.runtime import Runtime
+
+log = logging.getLogger("tracker.orders")
+
+MIN_INTERVAL_S = 1.0
+
+
+def prompt_text(kind: str, minutes: float) -> str:
+    away = "arriving now" if minutes < 0.5 else f"{minutes:.0f} min away"
+    return f"rider {away}: start plating" if kind == "start_preparing" else f"rider {away}: hand-over soon"
+
+
+class RiderOrdersFeed:
+    """The fix listener that feeds order channels and merchant prompts."""
+
+    def __init__(self, rt: Runtime) -> None:
+        s = rt.settings
+        self.rt = rt
+        self.model = EtaModel(s.rider_speed_mps, s.pickup_service_s, s.dropoff_service_s)
+        self._last: dict[str, float] = {}
+
+    async def __call__(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
+        now_real = time.monotonic()
+        if now_real - self._last.get(rider_id, 0.0) < MIN_INTERVAL_S:
+            return
+        if len(self._last) > 100_000:
+            self._last.clear()
+        self._last[rider_id] = now_real
+        redis = self.rt.redis
+        ids = sorted(orders)
+        merchants = await redis.mget([index_key(oid) for oid in ids])
+        pipe = redis.pipeline(transaction=False)
+        for oid, mid in zip(ids, merchants):
+            pipe.hgetall(order_key(mid or "?", oid))
+        mine = [h for h in await pipe.execute() if h and h.get("rider_id") == rider_id and h.get("status") in CARRYING]
+        if mine:
+            await self._publish(rider_id, fix, mine)
+
+    async def _publish(self, rider_id: str, fix: Fix, mine: list[dict[str, str]]) -> None:
+        now = self.rt.clock.now_ms()
+        mine.sort(key=lambda h: int(h.get("route_seq") or 0))
+        picked = [h for h in mine if h["status"] in ("picked_up", "at_dropoff")]
+        to_pick = [h for h in mine if h["status"] in ("assigned", "at_pickup")]
+        etas: dict[str, int] = {}
+        position = (fix.lat, fix.lng)
+        start = now
+        if picked:
+            plan = route_times(self.model, start, position, None, None, [_drop(h) for h in picked])
+            etas.update({h["id"]: int(t) for h, t in zip(picked, plan.dropoffs)})
+            start, position = int(plan.dropoffs[-1] + self.model.dropoff_service_s * 500), _drop(picked[-1])
+        prompts: list[tuple[dict[str, str], str, int]] = []
+        if to_pick:
+            first = to_pick[0]
+            ready = max((int(h["ready_at"]) for h in to_pick if h.get("ready_at")), default=None)
+            plan = route_times(
+                self.model, start, position, _pickup(first), ready, [_drop(h) for h in to_pick],
+                at_pickup=first["status"] == "at_pickup",
+            )
+            etas.update({h["id"]: int(t) for h, t in zip(to_pick, plan.dropoffs)})
+            if plan.pickup_arrival is not None and first["status"] == "assigned":
+                arrival = int(plan.pickup_arrival)
+                prompts += self._due_prompts(to_pick, arrival, now)
+        pipe = self.rt.redis.pipeline(transaction=False)
+        for h in mine:
+            eta = etas.get(h["id"])
+            pipe.hset(order_key(h["merchant_id"], h["id"]), "eta", eta if eta is not None else "")
+            frame = {"type": "rider_location", "order_id": h["id"], "rider_id": rider_id, "lat": fix.lat,
+                     "lng": fix.lng, "ts": fix.ts, "eta": eta}
+            pipe.publish(order_channel(h["id"]), orjson.dumps(frame))
+        for h, kind, arrival in prompts:
+            pipe.hsetnx(order_key(h["merchant_id"], h["id"]), f"prompted_{kind}", now)
+        results = await pipe.execute()
+        flags = results[2 * len(mine):]
+        pipe = self.rt.redis.pipeline(transaction=False)
+        for (h, kind, arrival), fresh in zip(prompts, flags):
+            if fresh:
+                minutes = max(0.0, (arrival - now) / 60000)
+                pipe.publish(merchant_channel(h["merchant_id"]), orjson.dumps({
+                    "type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
+                    "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes),
+                }))
+        await pipe.execute()
+
+    def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int) -> list[tuple[dict[str, str], str, int]]:
+        out = []
+        away_ms = arrival - now
+        for h in orders:
+            if h.get("food_ready_at"):
+                continue
+            prep_min = float(h["prep_minutes"]) if h.get("prep_minutes") else self.rt.settings.default_prep_min
+            if away_ms <= prep_min * 60000 and not h.get("prompted_start_preparing"):
+                out.append((h, "start_preparing", arrival))
+        for h in orders:
+            if away_ms <= self.rt.settings.arriving_prompt_s * 1000 and not h.get("prompted_rider_arriving"):
+                out.append((h, "rider_arriving", arrival))
+        return out
+
+
+def _pickup(h: dict[str, Any]) -> tuple[float, float]:
+    return float(h["pickup_lat"]), float(h["pickup_lng"])
+
+
+def _drop(h: dict[str, Any]) -> tuple[float, float]:
+    return float(h["drop_lat"]), float(h["drop_lng"])

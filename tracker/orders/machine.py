@@ -1,0 +1,57 @@
+"""The order lifecycle as a sans-I/O state machine (PROTOCOL.md, "Order lifecycle").
+
+``status`` moves placed -> confirmed -> assigned -> at_pickup -> picked_up -> at_dropoff ->
+delivered; ``cancelled`` from any state before ``picked_up``; ``assigned`` (or ``at_pickup``)
+back to ``confirmed`` by ``rider_unassigned``. ``food_ready`` / ``food_delayed`` run beside it
+until the food is picked up. Every accepted step is one durable event whose ``kind`` names it.
+"""
+from __future__ import annotations
+
+from tracker.errors import ApiError
+
+STATUSES = ("placed", "confirmed", "assigned", "at_pickup", "picked_up", "at_dropoff", "delivered", "cancelled")
+BEFORE_PICKUP = ("placed", "confirmed", "assigned", "at_pickup")
+FINAL = ("delivered", "cancelled")
+RIDER_STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
+CARRYING = ("assigned", "at_pickup", "picked_up", "at_dropoff")
+
+# event kind -> (statuses it may happen in, status after it; None keeps the status)
+RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "placed": ((), "placed"),
+    "confirmed": (("placed",), "confirmed"),
+    "assigned": (("confirmed",), "assigned"),
+    "at_pickup": (("assigned",), "at_pickup"),
+    "picked_up": (("at_pickup",), "picked_up"),
+    "at_dropoff": (("picked_up",), "at_dropoff"),
+    "delivered": (("at_dropoff",), "delivered"),
+    "cancelled": (BEFORE_PICKUP, "cancelled"),
+    "rider_unassigned": (("assigned", "at_pickup"), "confirmed"),
+    "food_ready": (BEFORE_PICKUP, None),
+    "food_delayed": (BEFORE_PICKUP, None),
+}
+KINDS = tuple(RULES)
+
+
+def allowed_from(kind: str) -> tuple[str, ...]:
+    """The statuses in which an event of ``kind`` may happen."""
+    if kind not in RULES:
+        raise ApiError("bad_message", f"unknown order event kind {kind!r}")
+    return RULES[kind][0]
+
+
+def next_status(status: str, kind: str) -> str:
+    """The status after ``kind`` happens in ``status``; ``invalid_transition`` if it cannot."""
+    sources, target = RULES.get(kind, ((), None))
+    if status not in sources:
+        raise ApiError("invalid_transition", f"cannot apply '{kind}' to an order that is '{status}'")
+    return status if target is None else target
+
+
+def replay(kinds: list[str]) -> str:
+    """The status reached by a history of event kinds (the first must be ``placed``)."""
+    if not kinds or kinds[0] != "placed":
+        raise ApiError("invalid_transition", "an order's history starts with 'placed'")
+    status = "placed"
+    for kind in kinds[1:]:
+        status = next_status(status, kind)
+    return status

@@ -1,0 +1,72 @@
+"""Service-level metrics on ``/metrics``: orders by status, click-to-door, ready-to-pickup, on time.
+
+Durations are observed by the process that applies the step; counts by status are kept in
+Redis (``orders:by_status``, one HINCRBY per transition) so every process reports the fleet-wide
+figure, refreshed by a background task.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from prometheus_client import Counter, Gauge, Histogram
+
+from tracker.orders.machine import STATUSES
+
+BY_STATUS_KEY = "orders:by_status"
+MINUTE_BUCKETS = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180)
+
+
+class OrderMetrics:
+    """The orders feature's Prometheus figures."""
+
+    def __init__(self, registry: object, target_minutes: float) -> None:
+        self.target_minutes = target_minutes
+        self.events = Counter("tracker_order_events", "Order events applied", ["kind"], registry=registry)
+        self.by_status = Gauge("tracker_orders_by_status", "Orders by current status (all processes)", ["status"], registry=registry)
+        self.click_to_door = Histogram(
+            "tracker_click_to_door_minutes", "Placement to delivery", buckets=MINUTE_BUCKETS, registry=registry
+        )
+        self.ready_to_pickup = Histogram(
+            "tracker_ready_to_pickup_minutes", "Food ready to picked up",
+            buckets=(0, 1, 2, 3, 5, 7.5, 10, 15, 20, 30), registry=registry,
+        )
+        self.delivered = Counter("tracker_orders_delivered", "Orders delivered", registry=registry)
+        self.on_time = Counter("tracker_orders_delivered_on_time", "Orders delivered within the target", registry=registry)
+        self.on_time_share = Gauge("tracker_on_time_share", "Share of delivered orders within the target", registry=registry)
+        self.on_time_share.set_function(self._share)
+        self._delivered = self._on_time = 0
+
+    def _share(self) -> float:
+        return self._on_time / self._delivered if self._delivered else 1.0
+
+    async def record(self, redis: aioredis.Redis, order: dict[str, str], kind: str, old_status: str) -> None:
+        """Account for one applied event on ``order`` (its state after the event)."""
+        self.events.labels(kind).inc()
+        new_status = order.get("status", "")
+        if new_status != old_status:
+            pipe = redis.pipeline(transaction=False)
+            if old_status:
+                pipe.hincrby(BY_STATUS_KEY, old_status, -1)
+            pipe.hincrby(BY_STATUS_KEY, new_status, 1)
+            await pipe.execute()
+        if kind == "delivered" and order.get("placed_at") and order.get("delivered_at"):
+            minutes = (int(order["delivered_at"]) - int(order["placed_at"])) / 60000
+            self.click_to_door.observe(minutes)
+            self.delivered.inc()
+            self._delivered += 1
+            if minutes <= self.target_minutes:
+                self.on_time.inc()
+                self._on_time += 1
+        if kind == "picked_up" and order.get("picked_up_at"):
+            ready = order.get("food_ready_at") or order.get("ready_at")
+            if ready:
+                self.ready_to_pickup.observe(max(0.0, (int(order["picked_up_at"]) - int(ready)) / 60000))
+
+    async def refresh_forever(self, redis: aioredis.Redis, every_s: float = 5.0) -> None:
+        """Keep ``tracker_orders_by_status`` in line with Redis (a supervised task)."""
+        while True:
+            counts = await redis.hgetall(BY_STATUS_KEY)
+            for status in STATUSES:
+                self.by_status.labels(status).set(int(counts.get(status, 0)))
+            await asyncio.sleep(every_s)

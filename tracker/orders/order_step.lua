@@ -1,0 +1,63 @@
+-- One atomic step on the orders of ONE merchant (all keys share the {m:<merchant>} tag):
+-- check every order's state, then for each: append the event to the order's stream and to
+-- the merchant feed, update the order hash, and publish the event on the live channels.
+-- The state and its history can never disagree; publication order is commit order.
+-- Returns {'ok', event id, previous status, ...} per order, or {error, order id, ...}.
+--
+-- KEYS: feed, feed_last, then (order hash, order events) for each order.
+-- ARGV: 1 mode ("create" | "step"), 2 merchant id, 3 now ms, 4 feed MINID,
+--       5 allowed statuses (space separated, "" = any), 6 new status ("" = keep),
+--       7 required rider ("" = no check), 8 "1" when orders must have no rider,
+--       9 hash fields JSON (applied to every order), 10 create fingerprint (create mode),
+--       then per order: order id, event JSON base, per-order hash fields JSON.
+local mode, merchant, now, minid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local allowed, new_status, rider, unassigned = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local fields = cjson.decode(ARGV[9])
+local n = (#KEYS - 2) / 2
+
+local function order_arg(i, k) return ARGV[10 + (i - 1) * 3 + k] end
+
+for i = 1, n do
+  local h = KEYS[2 + (i - 1) * 2 + 1]
+  local oid = order_arg(i, 1)
+  if mode == 'create' then
+    if redis.call('EXISTS', h) == 1 then
+      if redis.call('HGET', h, 'body') == ARGV[10] then return {'exists', oid} end
+      return {'conflict', oid}
+    end
+  else
+    local status = redis.call('HGET', h, 'status')
+    if not status then return {'not_found', oid} end
+    if allowed ~= '' and not string.find(' ' .. allowed .. ' ', ' ' .. status .. ' ', 1, true) then
+      return {'invalid_transition', oid, status}
+    end
+    local current_rider = redis.call('HGET', h, 'rider_id') or ''
+    if rider ~= '' and current_rider ~= rider then return {'forbidden', oid} end
+    if unassigned == '1' and current_rider ~= '' then return {'conflict', oid} end
+  end
+end
+
+local out = {'ok'}
+for i = 1, n do
+  local h, e = KEYS[2 + (i - 1) * 2 + 1], KEYS[2 + (i - 1) * 2 + 2]
+  local oid, base, own = order_arg(i, 1), order_arg(i, 2), cjson.decode(order_arg(i, 3))
+  local prev = redis.call('HGET', h, 'last_event_id') or ''
+  local old = redis.call('HGET', h, 'status') or ''
+  local id = redis.call('XADD', e, '*', 'e', base)
+  local update = {'last_event_id', id}
+  if new_status ~= '' then table.insert(update, 'status'); table.insert(update, new_status) end
+  for k, v in pairs(fields) do table.insert(update, k); table.insert(update, tostring(v)) end
+  for k, v in pairs(own) do table.insert(update, k); table.insert(update, tostring(v)) end
+  redis.call('HSET', h, unpack(update))
+  local body = string.sub(base, 2)
+  redis.call('PUBLISH', 'order:' .. oid .. ':live',
+    '{"id":"' .. id .. '","prev":"' .. prev .. '",' .. body)
+  local fprev = redis.call('GET', KEYS[2]) or ''
+  local fid = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', 'e', base, 'o', id)
+  redis.call('SET', KEYS[2], fid)
+  redis.call('PUBLISH', 'merchant:' .. merchant .. ':live',
+    '{"id":"' .. fid .. '","prev":"' .. fprev .. '","order_event_id":"' .. id .. '",' .. body)
+  table.insert(out, id)
+  table.insert(out, old)
+end
+return out

@@ -1,0 +1,24 @@
+"""The rider's ``progress`` message: at_pickup, picked_up, at_dropoff, delivered."""
+from __future__ import annotations
+
+from typing import Any
+
+from tracker.errors import ApiError
+from tracker.orders import service
+from tracker.orders.machine import RIDER_STEPS
+from tracker.riders.endpoint import RiderConnection, handles
+from tracker.validate import require_id
+
+
+@handles("progress")
+async def progress(conn: RiderConnection, msg: dict[str, Any]) -> None:
+    """Move an order assigned to this rider one step on; anyone else's order is ``forbidden``."""
+    order_id = require_id(msg, "order_id")
+    step = msg.get("step")
+    if step not in RIDER_STEPS:
+        raise ApiError("bad_message", f"'step' must be one of {', '.join(RIDER_STEPS)}")
+    raw = await service.require_order(conn.runtime, order_id)
+    if raw.get("rider_id") != conn.rider_id:
+        raise ApiError("forbidden", f"order {order_id!r} is not assigned to this rider")
+    await service.step(conn.runtime, [order_id], step, merchant_id=raw["merchant_id"], rider=conn.rider_id,
+                       event_extra={"rider_id": conn.rider_id})

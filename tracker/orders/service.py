@@ -1,0 +1,170 @@
+"""Order operations shared by HTTP, the sockets and dispatch: create, step, assign, read.
+
+Each operation checks the transition with the sans-I/O machine's rules, runs the one atomic
+Lua step, then brings the secondary keys in line (open-order index, the rider's order set
+plus an ``_orders_changed`` notice on the rider's inbox) and records service metrics.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tracker.errors import ApiError
+from tracker.locations import rider_orders_key
+from tracker.orders import machine
+from tracker.orders.store import OrderStore, Step
+from tracker.riders.endpoint import inbox_channel
+from tracker.runtime import Runtime
+
+# Timestamp field set on the order when an event of this kind happens.
+STAMP = {
+    "confirmed": "confirmed_at", "assigned": "assigned_at", "at_pickup": "at_pickup_at",
+    "picked_up": "picked_up_at", "at_dropoff": "at_dropoff_at", "delivered": "delivered_at",
+    "cancelled": "cancelled_at", "food_ready": "food_ready_at",
+}
+
+
+def store_of(rt: Runtime) -> OrderStore:
+    store = rt.services.get("order_store")
+    if store is None:
+        store = rt.services["order_store"] = OrderStore(rt.redis)
+    return store
+
+
+def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The order as ``GET /v1/orders/{id}`` shows it."""
+    def num(name: str) -> int | None:
+        return int(order[name]) if order.get(name) else None
+
+    out: dict[str, Any] = {
+        "id": order["id"], "status": order["status"], "merchant_id": order["merchant_id"],
+        "rider_id": order.get("rider_id") or None,
+        "pickup": {"lat": float(order["pickup_lat"]), "lng": float(order["pickup_lng"])},
+        "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
+        "eta": num("eta"), "placed_at": num("placed_at"), "ready_at": num("ready_at"),
+        "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
+    }
+    for stamp in STAMP.values():
+        if order.get(stamp):
+            out[stamp] = int(order[stamp])
+    if events is not None:
+        out["events"] = events
+    return out
+
+
+async def load_order(rt: Runtime, order_id: str, *, with_events: bool = False) -> dict[str, Any] | None:
+    """The order in wire form (with its history when asked), or ``None``."""
+    store = store_of(rt)
+    raw = await store.load(order_id)
+    if raw is None:
+        return None
+    events = await store.history(raw["merchant_id"], order_id) if with_events else None
+    return wire(raw, events)
+
+
+async def require_order(rt: Runtime, order_id: str) -> dict[str, str]:
+    raw = await store_of(rt).load(order_id)
+    if raw is None:
+        raise ApiError("not_found", f"no order {order_id!r}")
+    return raw
+
+
+async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tuple[float, float],
+                       dropoff: tuple[float, float], ready_at: int | None, prep_minutes: float | None) -> tuple[dict[str, Any], bool]:
+    """Create the order (idempotent by id and body); returns it and whether it is new."""
+    store = store_of(rt)
+    fingerprint = orjson.dumps([merchant_id, pickup, dropoff, ready_at, prep_minutes]).decode()
+    await store.reserve_id(order_id, merchant_id)
+    now = rt.clock.now_ms()
+    fields = {
+        "id": order_id, "merchant_id": merchant_id, "status": "placed", "rider_id": "",
+        "pickup_lat": repr(pickup[0]), "pickup_lng": repr(pickup[1]),
+        "drop_lat": repr(dropoff[0]), "drop_lng": repr(dropoff[1]), "placed_at": now,
+        "ready_at": ready_at if ready_at is not None else "",
+        "prep_minutes": prep_minutes if prep_minutes is not None else "",
+    }
+    created = await store.create(order_id, merchant_id, fields, fingerprint, {"order_id": order_id, "kind": "placed", "ts": now}, now)
+    order = await require_order(rt, order_id)
+    if created:
+        await rt.services["order_metrics"].record(rt.redis, order, "placed", "")
+    return wire(order), created
+
+
+async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str, rider: str | None = None,
+               fields: dict[str, Any] | None = None, event_extra: dict[str, Any] | None = None,
+               require_unassigned: bool = False, per_order_fields: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
+    """Apply one event ``kind`` to orders of one merchant, all or none; returns the events."""
+    now = rt.clock.now_ms()
+    allowed = machine.allowed_from(kind)
+    target = machine.RULES[kind][1]
+    all_fields = dict(fields or {})
+    if kind in STAMP:
+        all_fields[STAMP[kind]] = now
+    events = await store_of(rt).apply(
+        merchant_id, order_ids,
+        Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
+             rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields),
+        now,
+    )
+    olds = [e.pop("_from") for e in events]
+    await _after(rt, order_ids, olds, kind)
+    return events
+
+
+async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str) -> None:
+    store = store_of(rt)
+    for oid, old in zip(order_ids, old_statuses):
+        order = await store.load(oid)
+        if order is None:
+            continue
+        await store.update_indexes(order)
+        rider = order.get("rider_id")
+        await rt.services["order_metrics"].record(rt.redis, order, kind, old)
+        changed_rider = rider or None
+        if kind == "assigned" and rider:
+            await rt.redis.sadd(rider_orders_key(rider), oid)
+        elif kind in ("delivered", "cancelled", "rider_unassigned"):
+            changed_rider = order.get("last_rider_id") or rider or None
+            if changed_rider:
+                await rt.redis.srem(rider_orders_key(changed_rider), oid)
+        else:
+            changed_rider = None
+        if changed_rider:
+            await rt.pubsub.publish(inbox_channel(changed_rider), '{"type":"_orders_changed"}')
+        notify = rt.services.get("order_step_listeners", ())
+        for listener in notify:
+            await listener(order, kind)
+
+
+async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None) -> list[dict[str, Any]]:
+    """Assign confirmed, unassigned orders of one merchant to ``rider_id`` (all or none).
+
+    The orders' position in the list is their delivery sequence (``route_seq``).
+    """
+    if not order_ids:
+        raise ApiError("bad_message", "no orders to assign")
+    merchants = {await store_of(rt).merchant_of(oid) for oid in order_ids}
+    if None in merchants:
+        raise ApiError("not_found", "unknown order in the assignment")
+    if len(merchants) != 1:
+        raise ApiError("bad_message", "orders assigned together must share one restaurant")
+    extra = {"rider_id": rider_id}
+    if offer_id:
+        extra["offer_id"] = offer_id
+    return await step(
+        rt, order_ids, "assigned", merchant_id=merchants.pop(), fields={"rider_id": rider_id, "last_rider_id": rider_id,
+                                                                         "offer_id": offer_id or ""},
+        event_extra=extra, require_unassigned=True,
+        per_order_fields=tuple({"route_seq": i, "bundle": ",".join(order_ids)} for i in range(len(order_ids))),
+    )
+
+
+async def unassign_order(rt: Runtime, order_id: str, *, reason: str) -> list[dict[str, Any]]:
+    """Take the order back from its rider before pickup (``rider_unassigned``)."""
+    order = await require_order(rt, order_id)
+    return await step(
+        rt, [order_id], "rider_unassigned", merchant_id=order["merchant_id"],
+        fields={"rider_id": "", "eta": "", "route_seq": "", "bundle": ""},
+        event_extra={"rider_id": order.get("rider_id") or None, "reason": reason},
+    )

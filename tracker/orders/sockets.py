@@ -1,0 +1,164 @@
+"""``/v1/ws/customer`` (one order's channel) and ``/v1/ws/merchant`` (a merchant's feed)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from tracker.auth import Role
+from tracker.errors import ApiError
+from tracker.orders import service
+from tracker.orders.channel import forward
+from tracker.orders.machine import CARRYING, STATUSES
+from tracker.orders.resume import id_key, is_stream_id
+from tracker.orders.store import merchant_channel, order_channel
+from tracker.runtime import Runtime
+from tracker.validate import is_valid_id, require_id, require_number
+from tracker.wsconn import CLOSE_POLICY, WsSession
+
+POSITION_INTERVAL_S = 1.0
+
+
+async def _open(websocket: WebSocket, role: Role) -> tuple[Runtime, WsSession] | None:
+    rt: Runtime = websocket.app.state.runtime
+    session = await WsSession.open(
+        websocket, secret=rt.secret, roles=(role,), hub=rt.hub, max_frame_bytes=rt.settings.max_frame_bytes
+    )
+    return None if session is None else (rt, session)
+
+
+async def _serve(session: WsSession, channel_task: Awaitable[None],
+                 handle: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
+    task = asyncio.ensure_future(channel_task)
+    try:
+        async for msg in session.messages():
+            try:
+                if handle is None:
+                    raise ApiError("unknown_type", f"this channel takes no {msg['type']!r} messages")
+                await handle(msg)
+            except ApiError as err:
+                await session.send_error(err, msg.get("id"))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        session.finish()
+
+
+async def _checked_last_id(session: WsSession, raw: str | None, first: str | None, known: Callable[[str], Awaitable[bool]],
+                           *, trimmed_is_resync: bool) -> str | None:
+    """The client's ``last_event_id`` if usable; else say why and return ``None`` (full history)."""
+    if raw is None:
+        return None
+    if not is_stream_id(raw):
+        await session.send_error(ApiError("bad_message", f"malformed last_event_id {raw!r}; sending the full history"))
+        return None
+    if await known(raw):
+        return raw
+    if first is not None and id_key(raw) < id_key(first):
+        if trimmed_is_resync:
+            await session.send({"type": "resync", "reason": "history_trimmed"})
+        else:
+            await session.send_error(ApiError("bad_message", f"last_event_id {raw} is older than the retained history; sending the full history"))
+        return None
+    await session.send_error(ApiError("bad_message", f"unknown last_event_id {raw}; sending the full history"))
+    return None
+
+
+async def customer_ws(websocket: WebSocket) -> None:
+    opened = await _open(websocket, Role.CUSTOMER)
+    if opened is None:
+        return
+    rt, session = opened
+    order_id = websocket.query_params.get("order_id")
+    if not is_valid_id(order_id):
+        await session.close(CLOSE_POLICY, "bad_request: order_id query parameter missing or malformed")
+        return
+    if not session.principal.is_operator and session.principal.sub != order_id:
+        await session.close(CLOSE_POLICY, "forbidden: a customer token watches only its own order")
+        return
+    raw = await service.store_of(rt).load(order_id)  # type: ignore[arg-type]
+    if raw is None:
+        await session.close(CLOSE_POLICY, f"not_found: no order {order_id!r}")
+        return
+    store, merchant = service.store_of(rt), raw["merchant_id"]
+    history = await store.history(merchant, order_id, count=1)  # type: ignore[arg-type]
+
+    async def known(eid: str) -> bool:
+        return bool(await rt.redis.xrange(f"events:{{m:{merchant}}}:{order_id}", min=eid, max=eid))
+
+    last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
+                                  history[0]["id"] if history else None, known, trimmed_is_resync=False)
+    view = {"status": None, "sent_at": 0.0}
+
+    def on_event(event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind in STATUSES:
+            view["status"] = kind
+        elif kind == "rider_unassigned":
+            view["status"] = "confirmed"
+
+    def allow(msg: dict[str, Any]) -> bool:
+        # Privacy: positions only while a rider carries this order, at most 1/s.
+        if msg.get("type") != "rider_location" or msg.get("order_id") != order_id or view["status"] not in CARRYING:
+            return False
+        now = time.monotonic()
+        if now - view["sent_at"] < POSITION_INTERVAL_S:  # type: ignore[operator]
+            return False
+        view["sent_at"] = now
+        return True
+
+    async def read(after: str | None, count: int) -> list[dict[str, Any]]:
+        return await store.history(merchant, order_id, after, count)  # type: ignore[arg-type]
+
+    await _serve(session, forward(rt, session, order_channel(order_id), read, last,  # type: ignore[arg-type]
+                                  on_event=on_event, allow_ephemeral=allow), None)
+
+
+async def merchant_ws(websocket: WebSocket) -> None:
+    opened = await _open(websocket, Role.MERCHANT)
+    if opened is None:
+        return
+    rt, session = opened
+    merchant = session.principal.sub
+    if session.principal.is_operator:
+        merchant = websocket.query_params.get("merchant_id", "")
+        if not is_valid_id(merchant):
+            await session.close(CLOSE_POLICY, "bad_request: operators name the merchant with ?merchant_id=")
+            return
+    store = service.store_of(rt)
+
+    async def known(eid: str) -> bool:
+        return bool(await rt.redis.xrange(f"feed:{{m:{merchant}}}", min=eid, max=eid))
+
+    last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
+                                  await store.feed_first_id(merchant), known, trimmed_is_resync=True)
+
+    async def read(after: str | None, count: int) -> list[dict[str, Any]]:
+        return await store.feed(merchant, after, count)
+
+    async def handle(msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind not in ("confirm", "ready", "delay"):
+            raise ApiError("unknown_type", f"unknown message type {kind!r}")
+        order_id = require_id(msg, "order_id")
+        raw = await service.require_order(rt, order_id)
+        if raw["merchant_id"] != merchant:
+            raise ApiError("forbidden", f"order {order_id!r} belongs to another merchant")
+        if kind == "confirm":
+            await service.step(rt, [order_id], "confirmed", merchant_id=merchant)
+        elif kind == "ready":
+            await service.step(rt, [order_id], "food_ready", merchant_id=merchant)
+        else:
+            minutes = require_number(msg, "minutes", lo=1, hi=240)
+            base = max(int(raw.get("ready_at") or 0), rt.clock.now_ms())
+            ready_at = base + int(minutes * 60000)
+            await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
+                               fields={"ready_at": ready_at}, event_extra={"minutes": minutes, "ready_at": ready_at})
+
+    await _serve(session, forward(rt, session, merchant_channel(merchant), read, last), handle)
+
+
+routes = [WebSocketRoute("/v1/ws/customer", customer_ws), WebSocketRoute("/v1/ws/merchant", merchant_ws)]

@@ -1,0 +1,179 @@
+"""Orders in Redis: the order hash, its event stream, the merchant feed, all in one Lua step.
+
+Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
+
+- ``order:{m:<merchant>}:<order>`` hash: the order's current state;
+- ``events:{m:<merchant>}:<order>`` stream: its durable history (kept as long as the order);
+- ``feed:{m:<merchant>}`` stream: every event of the merchant's orders, trimmed by MINID to
+  ``FEED_RETENTION_MS`` (3 h, at least the 2 h the merchant channel promises);
+- ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
+- ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
+- ``rider:{<rider>}:orders`` SET: orders a rider carries.
+
+The Lua step (``order_step.lua``) checks and changes the state and appends the event in one
+atomic script, and publishes the event on ``order:<id>:live`` and ``merchant:<id>:live``
+with the previous event id of the same stream (``prev``) so live subscribers detect gaps.
+The last two keys live in other slots; they are written right after the step and are
+idempotent hints (the dispatcher re-checks the order itself).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterable
+
+import orjson
+import redis.asyncio as aioredis
+
+from tracker.errors import ApiError
+from tracker.geo import dispatch_region
+
+FEED_RETENTION_MS = 3 * 3600 * 1000
+_SCRIPT = resources.files("tracker.orders").joinpath("order_step.lua").read_text()
+
+
+def order_key(merchant_id: str, order_id: str) -> str:
+    return f"order:{{m:{merchant_id}}}:{order_id}"
+
+
+def events_key(merchant_id: str, order_id: str) -> str:
+    return f"events:{{m:{merchant_id}}}:{order_id}"
+
+
+def feed_key(merchant_id: str) -> str:
+    return f"feed:{{m:{merchant_id}}}"
+
+
+def index_key(order_id: str) -> str:
+    return f"orderidx:{{{order_id}}}"
+
+
+def open_orders_key(region: str) -> str:
+    return f"open:{{{region}}}"
+
+
+def order_channel(order_id: str) -> str:
+    return f"order:{order_id}:live"
+
+
+def merchant_channel(merchant_id: str) -> str:
+    return f"merchant:{merchant_id}:live"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a transition asks of the Lua step."""
+
+    kind: str
+    allowed: tuple[str, ...]
+    new_status: str | None
+    fields: dict[str, Any]
+    event_extra: dict[str, Any]
+    rider: str | None = None
+    require_unassigned: bool = False
+    per_order_fields: tuple[dict[str, Any], ...] = ()
+
+
+def _strings(fields: dict[str, Any]) -> bytes:
+    return orjson.dumps({k: ("" if v is None else str(v)) for k, v in fields.items()})
+
+
+class OrderStore:
+    """The Redis adapter of the orders feature."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._step = redis.register_script(_SCRIPT)
+
+    async def merchant_of(self, order_id: str) -> str | None:
+        return await self.redis.get(index_key(order_id))
+
+    async def reserve_id(self, order_id: str, merchant_id: str) -> None:
+        """Bind an order id to its merchant for good; ``conflict`` if bound to another one."""
+        if not await self.redis.set(index_key(order_id), merchant_id, nx=True):
+            if await self.redis.get(index_key(order_id)) != merchant_id:
+                raise ApiError("conflict", f"order {order_id!r} already exists with a different body")
+
+    async def create(self, order_id: str, merchant_id: str, fields: dict[str, Any], fingerprint: str,
+                     event: dict[str, Any], now_ms: int) -> bool:
+        """Store a new order and its ``placed`` event; False if it existed with this body."""
+        result = await self._run(
+            "create", merchant_id, [order_id], now_ms, allowed=(), new_status="placed",
+            rider=None, unassigned=False, fields={**fields, "body": fingerprint}, fingerprint=fingerprint,
+            events=[event], per_order=[{}],
+        )
+        if result[0] == "exists":
+            return False
+        if result[0] == "conflict":
+            raise ApiError("conflict", f"order {order_id!r} already exists with a different body")
+        return True
+
+    async def apply(self, merchant_id: str, order_ids: list[str], step: Step, now_ms: int) -> list[dict[str, Any]]:
+        """Apply ``step`` to every order (all or none); returns the events with their ids.
+
+        Each event also carries ``_from``, the order's status before the step (not on the wire).
+        """
+        events = [{"order_id": oid, "kind": step.kind, "ts": now_ms, **step.event_extra} for oid in order_ids]
+        per_order = list(step.per_order_fields) or [{} for _ in order_ids]
+        result = await self._run(
+            "step", merchant_id, order_ids, now_ms, allowed=step.allowed, new_status=step.new_status,
+            rider=step.rider, unassigned=step.require_unassigned, fields=step.fields, fingerprint="",
+            events=events, per_order=per_order,
+        )
+        outcome = result[0]
+        if outcome == "not_found":
+            raise ApiError("not_found", f"no order {result[1]!r}")
+        if outcome == "invalid_transition":
+            raise ApiError("invalid_transition", f"cannot apply '{step.kind}' to order {result[1]!r}: it is '{result[2]}'")
+        if outcome == "forbidden":
+            raise ApiError("forbidden", f"order {result[1]!r} is not assigned to this rider")
+        if outcome == "conflict":
+            raise ApiError("conflict", f"order {result[1]!r} already has a rider")
+        ids, olds = result[1::2], result[2::2]
+        return [{"id": eid, **event, "_from": old} for eid, old, event in zip(ids, olds, events)]
+
+    async def _run(self, mode: str, merchant_id: str, order_ids: list[str], now_ms: int, *, allowed: Iterable[str],
+                   new_status: str | None, rider: str | None, unassigned: bool, fields: dict[str, Any],
+                   fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]]) -> list[str]:
+        keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last"]
+        args: list[Any] = [
+            mode, merchant_id, now_ms, now_ms - FEED_RETENTION_MS, " ".join(allowed), new_status or "",
+            rider or "", "1" if unassigned else "0", _strings(fields), fingerprint,
+        ]
+        for oid, event, own in zip(order_ids, events, per_order):
+            keys += [order_key(merchant_id, oid), events_key(merchant_id, oid)]
+            args += [oid, orjson.dumps(event), _strings(own)]
+        return list(await self._step(keys=keys, args=args))
+
+    async def load(self, order_id: str) -> dict[str, str] | None:
+        """The raw order hash, or ``None``."""
+        merchant = await self.merchant_of(order_id)
+        if merchant is None:
+            return None
+        h = await self.redis.hgetall(order_key(merchant, order_id))
+        return h or None
+
+    async def history(self, merchant_id: str, order_id: str, after: str | None = None, count: int | None = None) -> list[dict[str, Any]]:
+        """The order's events after ``after`` (all when ``None``), oldest first."""
+        start = "-" if after is None else f"({after}"
+        entries = await self.redis.xrange(events_key(merchant_id, order_id), min=start, count=count)
+        return [{"id": eid, **orjson.loads(f["e"])} for eid, f in entries]
+
+    async def feed(self, merchant_id: str, after: str | None, count: int) -> list[dict[str, Any]]:
+        """The merchant feed's events after ``after`` (feed ids), oldest first."""
+        start = "-" if after is None else f"({after}"
+        entries = await self.redis.xrange(feed_key(merchant_id), min=start, count=count)
+        return [{"id": eid, "order_event_id": f["o"], **orjson.loads(f["e"])} for eid, f in entries]
+
+    async def feed_first_id(self, merchant_id: str) -> str | None:
+        first = await self.redis.xrange(feed_key(merchant_id), count=1)
+        return first[0][0] if first else None
+
+    async def update_indexes(self, order: dict[str, str]) -> None:
+        """Bring the open-order index in line with the order's state (idempotent)."""
+        region = dispatch_region(float(order["pickup_lat"]), float(order["pickup_lng"]))
+        key = open_orders_key(region)
+        if order.get("status") == "confirmed" and not order.get("rider_id"):
+            await self.redis.zadd(key, {order["id"]: int(order["placed_at"])})
+        else:
+            await self.redis.zrem(key, order["id"])
