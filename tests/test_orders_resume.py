@@ -1,0 +1,260 @@
+"""Resume: a subscriber cut at any point gets exactly what it missed, then live; gaps resync."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clients.customer import CustomerClient
+from tests.orders_helpers import Ops, customer, events_until, merchant, rider
+from tracker.launcher import ServerProcess
+from tracker.orders.resume import GAP, Resume
+
+
+async def _delivered_order(server: ServerProcess, ops: Ops, oid: str, mid: str, rid: str) -> list[dict]:
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.delay(oid, 5)
+        await kitchen.event(oid, "food_delayed")
+        await kitchen.ready(oid)
+        await kitchen.event(oid, "food_ready")
+        await ops.assign(oid, rid)
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(oid, step)
+            await kitchen.event(oid, step)
+    finally:
+        await kitchen.close()
+        await courier.close()
+    return (await ops.get(oid))["events"]
+
+
+async def test_resume_from_every_cut_point_misses_nothing_and_repeats_nothing(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid = uid("o")
+    try:
+        history = await _delivered_order(server, ops, oid, uid("m"), uid("r"))
+        assert len(history) == 9
+        for cut in range(len(history)):
+            watcher = CustomerClient(server.ws_url, server.token("customer", oid), oid)
+            watcher.last_event_id = history[cut - 1]["id"] if cut else None
+            await watcher.connect()
+            got = [await watcher.next_event() for _ in range(len(history) - cut)]
+            assert [g["id"] for g in got] == [e["id"] for e in history[cut:]]
+            # and nothing more arrives
+            try:
+                extra = await watcher.next(timeout=0.3)
+            except asyncio.TimeoutError:
+                extra = None
+            assert extra is None, extra
+            await watcher.close()
+    finally:
+        await ops.close()
+
+
+async def test_reconnecting_while_events_flow_is_gapless(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """The subscribe/replay race: cut the connection at random moments while events pour in."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    kitchen = await merchant(server, mid)
+    rng = random.Random(7)
+    try:
+        await ops.create(oid, mid)
+        watcher = await customer(server, oid)
+        n = 300
+        stop = asyncio.Event()
+
+        async def produce() -> None:
+            for i in range(n):
+                await kitchen.delay(oid, 1)
+                if i % 10 == 0:
+                    await asyncio.sleep(0)
+            stop.set()
+
+        async def drain_kitchen() -> None:
+            while True:
+                await kitchen.ws.recv()
+
+        drain = asyncio.ensure_future(drain_kitchen())
+        producer = asyncio.ensure_future(produce())
+        while len(watcher.events) < n + 1:
+            frame = await watcher.next(timeout=10)
+            assert frame["type"] == "event", frame
+            if rng.random() < 0.08:
+                await watcher.reconnect()
+        await producer
+        drain.cancel()
+        ids = [e["id"] for e in watcher.events]
+        history = (await ops.get(oid))["events"]
+        assert ids == [e["id"] for e in history]  # all of them, in order, once each
+        await watcher.close()
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
+async def test_bad_last_event_ids_are_named_then_the_full_history_follows(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        await ops.create(oid, mid)
+        history = (await ops.get(oid))["events"]
+        for bad in ("yesterday", "0-1", "99999999999999-0"):
+            watcher = CustomerClient(server.ws_url, server.token("customer", oid), oid)
+            watcher.last_event_id = bad
+            await watcher.connect()
+            error = await watcher.next()
+            assert error["type"] == "error" and error["code"] == "bad_message" and "full history" in error["message"]
+            first = await watcher.next_event()
+            assert first["id"] == history[0]["id"]
+            await watcher.close()
+    finally:
+        await ops.close()
+
+
+async def test_merchant_feed_resumes_across_orders(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    mid = uid("m")
+    a, b = uid("a"), uid("b")
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(a, mid)
+        seen = await kitchen.event(a, "placed")
+        await kitchen.close()
+        await ops.create(b, mid)  # while the tablet is offline
+        await ops.cancel(a)
+        kitchen = await merchant(server, mid, last_event_id=seen["id"])
+        first, second = await kitchen.expect("event"), await kitchen.expect("event")
+        assert (first["order_id"], first["kind"]) == (b, "placed")
+        assert (second["order_id"], second["kind"]) == (a, "cancelled")
+        await kitchen.confirm(b)  # and live events follow
+        assert (await kitchen.expect("event"))["kind"] == "confirmed"
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
+async def test_rider_position_only_while_the_rider_carries_the_order(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    mine, other, mid, rid = uid("mine"), uid("other"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    try:
+        await ops.create(mine, mid)
+        await ops.create(other, mid)
+        for oid in (mine, other):
+            await kitchen.confirm(oid)
+            await kitchen.event(oid, "confirmed")
+        watcher, bystander = await customer(server, mine), await customer(server, other)
+        await events_until(watcher, "confirmed")
+        await events_until(bystander, "confirmed")
+        lat, lng = 52.5100, 13.3900
+        await courier.location(lat, lng)  # not assigned yet: nobody sees it
+        await asyncio.sleep(0.5)
+        await ops.assign(mine, rid)
+        await events_until(watcher, "assigned")
+        positions = []
+        for i in range(1, 4):
+            await asyncio.sleep(1.05)
+            await courier.location(lat + i * 0.0002, lng + i * 0.0002)  # ~26 m/s
+            frame = await watcher.next()
+            assert frame["type"] == "rider_location", frame
+            positions.append(frame)
+        assert [p["lat"] for p in positions] == [lat + i * 0.0002 for i in range(1, 4)]
+        etas = [p["eta"] for p in positions]
+        assert all(isinstance(e, int) and e > p["ts"] for e, p in zip(etas, positions))
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(mine, step)
+        await events_until(watcher, "delivered")
+        await asyncio.sleep(1.05)
+        await courier.location(lat + 0.001, lng + 0.001)  # after delivery: private again
+        for sock in (watcher, bystander):
+            try:
+                frame = await sock.next(timeout=1.0)
+            except asyncio.TimeoutError:
+                frame = None
+            assert frame is None or frame.get("type") != "rider_location", frame
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_RIDER_SPEED_MPS": "10", "TRACKER_MAX_RIDER_SPEED_MPS": "5000", "TRACKER_ARRIVING_PROMPT_S": "60"})
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(srv, mid)
+    courier = await rider(srv, rid)
+    pickup = (52.5200, 13.4050)
+    try:
+        await ops.create(oid, mid, prep_minutes=5)  # 5 min at 10 m/s: prompt within ~3 km
+        await kitchen.confirm(oid)
+        await ops.assign(oid, rid)
+        await courier.location(pickup[0] + 0.06, pickup[1])  # ~6.7 km away: 11 min
+        await asyncio.sleep(1.1)
+        await courier.location(pickup[0] + 0.05, pickup[1])  # ~5.6 km: still too early
+        await asyncio.sleep(1.1)
+        prompts = [f for f in kitchen.received if f.get("type") == "prompt"]
+        assert prompts == []
+        await courier.location(pickup[0] + 0.02, pickup[1])  # ~2.2 km: 3.7 min, start now
+        prompt = await kitchen.expect("prompt")
+        assert prompt["kind"] == "start_preparing" and prompt["order_id"] == oid
+        assert 2.5 <= prompt["minutes_away"] <= 5.0 and "start plating" in prompt["message"]
+        await asyncio.sleep(1.1)
+        await courier.location(pickup[0] + 0.003, pickup[1])  # 330 m: arriving
+        arriving = await kitchen.expect("prompt")
+        assert arriving["kind"] == "rider_arriving"
+        await asyncio.sleep(1.1)
+        await courier.location(pickup[0] + 0.002, pickup[1])  # prompts are sent once
+        try:
+            again = await kitchen.expect("prompt", timeout=1.5)
+        except asyncio.TimeoutError:
+            again = None
+        assert again is None
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=30), st.data())
+def test_resume_logic_delivers_each_event_once_in_order(n: int, data: st.DataObject) -> None:
+    """The sans-I/O core: any split of history/live and any duplicate delivery of live events."""
+    events = []
+    prev = None
+    for i in range(n):
+        eid = f"{1000 + i}-0"
+        events.append({"id": eid, "prev": prev})
+        prev = eid
+    last_seen = data.draw(st.integers(min_value=-1, max_value=n - 1))
+    subscribed_at = data.draw(st.integers(min_value=max(0, last_seen + 1), max_value=n))
+    read_upto = data.draw(st.integers(min_value=subscribed_at, max_value=n))
+    r = Resume(events[last_seen]["id"] if last_seen >= 0 else None)
+    out: list[dict] = []
+    live = events[subscribed_at:]
+    # live events that arrive before the history read is done are buffered
+    split = data.draw(st.integers(min_value=0, max_value=len(live)))
+    for e in live[:split]:
+        assert r.live(e) == []
+    delivered = r.history(events[last_seen + 1:read_upto])
+    assert delivered is not GAP
+    out += delivered  # type: ignore[arg-type]
+    for e in live[split:]:
+        got = r.live(e)
+        assert got is not GAP
+        out += got  # type: ignore[arg-type]
+    assert [e["id"] for e in out] == [e["id"] for e in events[last_seen + 1:]]
+
+
+def test_resume_logic_flags_a_lost_live_event() -> None:
+    r = Resume("1-0")
+    assert r.history([]) == []
+    assert r.live({"id": "2-0", "prev": "1-0"}) == [{"id": "2-0", "prev": "1-0"}]
+    assert r.live({"id": "4-0", "prev": "3-0"}) is GAP  # 3-0 never arrived
