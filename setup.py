@@ -57,6 +57,8 @@ setup(
         "numpy>=1.26",
         "httpx>=0.27",
         "psutil>=5.9",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "test": [

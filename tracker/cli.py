@@ -11,6 +11,7 @@ from tracker.errors import SettingsError, StartupError
 COMMANDS = [
     "tracker.commands.serve",
     "tracker.commands.token",
+    "tracker.commands.replay",
 ]
 
 

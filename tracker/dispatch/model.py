@@ -1,0 +1,73 @@
+"""The planner's world, in server time (ms) and WGS84: orders, riders, a snapshot, a plan."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """An order as the planner sees it; ``ready_at_ms`` is the kitchen's estimate."""
+
+    id: str
+    merchant_id: str
+    pickup_lat: float
+    pickup_lng: float
+    drop_lat: float
+    drop_lng: float
+    placed_at_ms: int
+    ready_at_ms: int
+    rider_id: str | None = None
+    picked_up: bool = False
+    committed: bool = False
+
+
+@dataclass(frozen=True)
+class RiderView:
+    """A rider: where and when it is next free (after its current route), until when it works."""
+
+    id: str
+    lat: float  # where the rider will be free (its position now when idle)
+    lng: float
+    available: bool
+    shift_end_ms: int | None
+    route: tuple[str, ...] = ()
+    busy_until_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one planning round knows; ``origin`` anchors the planar projection."""
+
+    now_ms: int
+    origin_lat: float
+    origin_lng: float
+    orders: tuple[OrderView, ...]
+    riders: tuple[RiderView, ...]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Offer these orders (one restaurant, in delivery sequence) to this rider."""
+
+    rider_id: str
+    order_ids: tuple[str, ...]
+    pickup_eta_ms: int
+    drop_eta_ms: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """Take these orders back from this rider (not yet picked up)."""
+
+    order_ids: tuple[str, ...]
+    rider_id: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A round's decisions and figures."""
+
+    offers: tuple[Offer, ...] = ()
+    withdrawals: tuple[Withdrawal, ...] = ()
+    stats: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,208 @@
+"""Offers in Redis: claiming orders for one rider at a time, expiry, decline cooldowns.
+
+Keys (the braces are Redis Cluster hash tags):
+
+- ``offerlock:{m:<merchant>}:<order>`` -> offer id. An order is on offer to at most one
+  rider: a bundle's locks (one merchant, so one slot) are taken all-or-nothing by a Lua
+  script, and only the offer holding them may turn into an assignment.
+- ``offer:{<offer id>}`` -> the offer record (JSON): rider, merchant, orders, expiry.
+- ``rideroffer:{<rider>}`` -> the offer a rider is considering (one at a time).
+- ``offers:pending`` ZSET offer id -> ``expires_at``: the expiry sweep's work list.
+- ``cooldown:{m:<merchant>}:<order>`` ZSET rider -> until (server ms): riders who declined
+  or let the order's offer expire are kept away from it for a while.
+
+Expiry times are server time (``expires_at``); Redis key TTLs are only a safety net against
+leaks and are set in real time with a margin (a replay clock may run faster).
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from tracker.dispatch.lease import COMPARE_AND_DELETE
+
+PENDING_KEY = "offers:pending"
+
+# KEYS: order locks. ARGV: offer id, ttl ms. All-or-nothing.
+_CLAIM = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+# KEYS: order locks. ARGV: offer id. 1 when every lock is still this offer's.
+_HOLDS = """
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then return 0 end
+end
+return 1
+"""
+
+# KEYS: order locks. ARGV: offer id. Deletes the locks this offer still holds; returns how many.
+_RELEASE = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def lock_key(merchant_id: str, order_id: str) -> str:
+    """The key that says which offer holds ``order_id``."""
+    return f"offerlock:{{m:{merchant_id}}}:{order_id}"
+
+
+def cooldown_key(merchant_id: str, order_id: str) -> str:
+    """Riders kept away from ``order_id`` until a server time."""
+    return f"cooldown:{{m:{merchant_id}}}:{order_id}"
+
+
+def rider_offer_key(rider_id: str) -> str:
+    """The offer ``rider_id`` is considering now, if any."""
+    return f"rideroffer:{{{rider_id}}}"
+
+
+def offer_key(offer_id: str) -> str:
+    """The record of one offer."""
+    return f"offer:{{{offer_id}}}"
+
+
+def new_offer_id() -> str:
+    """A fresh, unguessable offer id."""
+    return "of-" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class OfferRecord:
+    """An offer as stored: which rider, which orders (delivery sequence), until when."""
+
+    offer_id: str
+    rider_id: str
+    merchant_id: str
+    order_ids: tuple[str, ...]
+    expires_at: int
+    orders: tuple[dict, ...]  # the wire form of each order, as sent in the offer frame
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "offer_id": self.offer_id, "rider_id": self.rider_id, "merchant_id": self.merchant_id,
+                "order_ids": list(self.order_ids), "expires_at": self.expires_at, "orders": list(self.orders),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "OfferRecord":
+        d = orjson.loads(raw)
+        return cls(
+            offer_id=d["offer_id"], rider_id=d["rider_id"], merchant_id=d["merchant_id"],
+            order_ids=tuple(d["order_ids"]), expires_at=int(d["expires_at"]), orders=tuple(d["orders"]),
+        )
+
+    def frame(self) -> dict:
+        """The ``offer`` frame sent to the rider."""
+        return {"type": "offer", "offer_id": self.offer_id, "expires_at": self.expires_at, "orders": list(self.orders)}
+
+    @property
+    def lock_keys(self) -> list[str]:
+        return [lock_key(self.merchant_id, oid) for oid in self.order_ids]
+
+
+class OfferStore:
+    """The Redis adapter for offers; ``safety_ttl_ms`` bounds every key's real lifetime."""
+
+    def __init__(self, redis: aioredis.Redis, *, safety_ttl_ms: int) -> None:
+        self.redis = redis
+        self.safety_ttl_ms = int(safety_ttl_ms)
+        self._claim = redis.register_script(_CLAIM)
+        self._holds = redis.register_script(_HOLDS)
+        self._release = redis.register_script(_RELEASE)
+        self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
+
+    async def create(self, offer: OfferRecord) -> bool:
+        """Claim the offer's orders and the rider; False (nothing changed) if either is taken."""
+        if not await self.redis.set(rider_offer_key(offer.rider_id), offer.offer_id, nx=True, px=self.safety_ttl_ms):
+            return False
+        if not await self._claim(keys=offer.lock_keys, args=[offer.offer_id, self.safety_ttl_ms]):
+            await self._compare_and_delete(keys=[rider_offer_key(offer.rider_id)], args=[offer.offer_id])
+            return False
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(offer_key(offer.offer_id), offer.to_json(), px=self.safety_ttl_ms)
+        pipe.zadd(PENDING_KEY, {offer.offer_id: offer.expires_at})
+        await pipe.execute()
+        return True
+
+    async def load(self, offer_id: str) -> OfferRecord | None:
+        """The offer record, or ``None`` when unknown or already settled."""
+        raw = await self.redis.get(offer_key(offer_id))
+        return None if raw is None else OfferRecord.from_json(raw)
+
+    async def holds(self, offer: OfferRecord) -> bool:
+        """True while every order of the offer is still claimed by it."""
+        return bool(await self._holds(keys=offer.lock_keys, args=[offer.offer_id]))
+
+    async def claim(self, offer: OfferRecord) -> bool:
+        """Take the right to settle the offer (accept, decline, expire, withdraw).
+
+        Exactly one caller gets True; the orders stay locked until :meth:`release`, so
+        nobody can offer them elsewhere while the winner acts.
+        """
+        return bool(await self.redis.zrem(PENDING_KEY, offer.offer_id))
+
+    async def release(self, offer: OfferRecord) -> None:
+        """Free the orders and the rider held by a claimed offer and drop its record."""
+        await self._release(keys=offer.lock_keys, args=[offer.offer_id])
+        await self._compare_and_delete(keys=[rider_offer_key(offer.rider_id)], args=[offer.offer_id])
+        await self.redis.delete(offer_key(offer.offer_id))
+
+    async def due(self, now_ms: int, limit: int = 500) -> list[str]:
+        """Ids of pending offers whose ``expires_at`` has passed."""
+        return list(await self.redis.zrangebyscore(PENDING_KEY, "-inf", now_ms, start=0, num=limit))
+
+    async def forget(self, offer_id: str) -> None:
+        """Drop a pending entry whose record is gone (its safety TTL ran out)."""
+        await self.redis.zrem(PENDING_KEY, offer_id)
+
+    async def cool_down(self, offer: OfferRecord, until_ms: int) -> None:
+        """Keep the offer's rider away from its orders until ``until_ms`` (server time)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for oid in offer.order_ids:
+            key = cooldown_key(offer.merchant_id, oid)
+            pipe.zadd(key, {offer.rider_id: until_ms})
+            pipe.pexpire(key, self.safety_ttl_ms * 4)
+        await pipe.execute()
+
+    async def blocked_riders(self, orders: list[tuple[str, str]], now_ms: int) -> dict[str, set[str]]:
+        """For (merchant, order) pairs: riders still cooling down, by order id."""
+        pipe = self.redis.pipeline(transaction=False)
+        for mid, oid in orders:
+            pipe.zrangebyscore(cooldown_key(mid, oid), now_ms, "+inf")
+        results = await pipe.execute()
+        return {oid: set(riders) for (_, oid), riders in zip(orders, results) if riders}
+
+    async def locked(self, orders: list[tuple[str, str]]) -> set[str]:
+        """The order ids (of (merchant, order) pairs) currently on offer."""
+        pipe = self.redis.pipeline(transaction=False)
+        for mid, oid in orders:
+            pipe.exists(lock_key(mid, oid))
+        results = await pipe.execute()
+        return {oid for (_, oid), hit in zip(orders, results) if hit}
+
+    async def riders_with_offers(self, rider_ids: list[str]) -> set[str]:
+        """The riders among ``rider_ids`` already considering an offer."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in rider_ids:
+            pipe.exists(rider_offer_key(rid))
+        results = await pipe.execute()
+        return {rid for rid, hit in zip(rider_ids, results) if hit}

@@ -1,0 +1,180 @@
+"""The live dispatch loop: per region, snapshot from Redis, plan in a thread, commit offers.
+
+Every ``TRACKER_DISPATCH_INTERVAL_S`` of server time each process walks the regions that have
+open orders (``open:{<region>}``). For each region it first takes the region's lease, so one
+process plans a region at a time; then it builds a :class:`~tracker.dispatch.model.Snapshot`
+(confirmed orders not on offer, available riders near the region with no work and no pending
+offer), runs the very same :func:`~tracker.dispatch.planner.plan` the MDRP replay runs, in a
+worker thread (the kernel releases the GIL), and commits each offer with
+:meth:`OfferStore.create` (all-or-nothing per bundle). Correctness never rests on the lease:
+an order is claimed by one offer at a time and assigned by one atomic step, whichever process
+acts. A separate sweep expires unanswered offers.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import h3
+import orjson
+from prometheus_client import Counter, Gauge, Histogram
+
+from tracker.dispatch.lease import Lease
+from tracker.dispatch.model import OrderView, Snapshot
+from tracker.dispatch.offers import OfferRecord, OfferStore, new_offer_id
+from tracker.dispatch.planner import Policy, plan
+from tracker.dispatch.snapshot import load_region
+from tracker.riders.endpoint import inbox_channel
+from tracker.runtime import Runtime
+
+log = logging.getLogger("tracker.dispatch")
+
+
+@dataclass
+class DispatchMetrics:
+    """The loop's figures on ``/metrics``."""
+
+    rounds: Counter
+    offers: Counter
+    round_seconds: Histogram
+    solve_seconds: Histogram
+    open_orders: Gauge
+    free_riders: Gauge
+    expired: Counter
+
+    @classmethod
+    def create(cls, registry: Any) -> "DispatchMetrics":
+        return cls(
+            rounds=Counter("tracker_dispatch_rounds", "Dispatch rounds planned", registry=registry),
+            offers=Counter("tracker_dispatch_offers", "Offers sent", ["outcome"], registry=registry),
+            round_seconds=Histogram(
+                "tracker_dispatch_round_seconds", "Wall time of a round (snapshot, plan, commit)", registry=registry
+            ),
+            solve_seconds=Histogram("tracker_dispatch_solve_seconds", "Wall time of the planner", registry=registry),
+            open_orders=Gauge("tracker_dispatch_open_orders", "Orders waiting for a rider (last round)", registry=registry),
+            free_riders=Gauge("tracker_dispatch_free_riders", "Free riders seen (last round)", registry=registry),
+            expired=Counter("tracker_dispatch_offers_expired", "Offers that expired unanswered", registry=registry),
+        )
+
+
+class Dispatcher:
+    """The loop and the sweep of one server process."""
+
+    def __init__(self, rt: Runtime, policy: Policy | None = None) -> None:
+        self.rt = rt
+        self.policy = policy or Policy.from_settings(rt.settings)
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
+        interval_real_ms = rt.clock.real_seconds(rt.settings.dispatch_interval_s) * 1000
+        self.lease_ttl_ms = int(max(2000.0, 3 * interval_real_ms))
+        offer_real_ms = rt.clock.real_seconds(rt.settings.offer_timeout_s) * 1000
+        self.store = OfferStore(rt.redis, safety_ttl_ms=int(max(60_000.0, 4 * offer_real_ms)))
+        self.metrics = DispatchMetrics.create(rt.registry)
+        self.last_round: dict[str, Any] = {}
+
+    async def regions(self) -> list[str]:
+        """Dispatch regions that have open orders now."""
+        found: set[str] = set()
+        async for key in self.rt.redis.scan_iter(match="open:{*}", count=1000):
+            found.add(key[len("open:{"):-1])
+        return sorted(found)
+
+    async def run_forever(self) -> None:
+        """Plan every region each interval (the supervised background task)."""
+        while True:
+            for region in await self.regions():
+                lease = Lease(self.rt.redis, f"lease:dispatch:{{{region}}}", self.owner, self.lease_ttl_ms)
+                if await lease.hold():
+                    await self.run_round(region)
+            await self.rt.clock.sleep(self.rt.settings.dispatch_interval_s)
+
+    async def run_round(self, region: str) -> list[OfferRecord]:
+        """One round for one region: snapshot, plan, commit; returns the offers sent."""
+        t0 = time.perf_counter()
+        now = self.rt.clock.now_ms()
+        loaded = await load_region(self.rt, self.store, region, now_ms=now, radius_m=self.rt.settings.dispatch_radius_m)
+        self.metrics.open_orders.set(len(loaded.orders))
+        self.metrics.free_riders.set(len(loaded.riders))
+        if not loaded.orders or not loaded.riders:
+            return []
+        lat, lng = h3.cell_to_latlng(region)
+        snapshot = Snapshot(now_ms=now, origin_lat=lat, origin_lng=lng, orders=loaded.orders, riders=loaded.riders)
+        t1 = time.perf_counter()
+        decided = await asyncio.to_thread(plan, snapshot, self.policy)
+        solve_s = time.perf_counter() - t1
+        self.metrics.solve_seconds.observe(solve_s)
+        sent = []
+        orders_by_id = {o.id: o for o in loaded.orders}
+        for offer in decided.offers:
+            if any(offer.rider_id in loaded.blocked.get(oid, ()) for oid in offer.order_ids):
+                self.metrics.offers.labels("cooling_down").inc()
+                continue
+            record = self._record(offer.rider_id, [orders_by_id[oid] for oid in offer.order_ids], now)
+            if await self.store.create(record):
+                await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())
+                self.metrics.offers.labels("sent").inc()
+                sent.append(record)
+            else:
+                self.metrics.offers.labels("lost_race").inc()
+        total_s = time.perf_counter() - t0
+        self.metrics.rounds.inc()
+        self.metrics.round_seconds.observe(total_s)
+        self.last_round = {
+            "region": region, "orders": len(loaded.orders), "riders": len(loaded.riders),
+            "offers": len(sent), "bundles": sum(1 for r in sent if len(r.order_ids) > 1),
+            "solve_ms": round(solve_s * 1000, 2), "total_ms": round(total_s * 1000, 2), "ts": now,
+        }
+        log.debug("dispatch round", extra={"round": self.last_round})
+        return sent
+
+    def _record(self, rider_id: str, orders: list[OrderView], now_ms: int) -> OfferRecord:
+        timeout_ms = int(self.rt.settings.offer_timeout_s * 1000)
+        return OfferRecord(
+            offer_id=new_offer_id(),
+            rider_id=rider_id,
+            merchant_id=orders[0].merchant_id,
+            order_ids=tuple(o.id for o in orders),
+            expires_at=now_ms + timeout_ms,
+            orders=tuple(
+                {
+                    "order_id": o.id, "merchant_id": o.merchant_id,
+                    "pickup": {"lat": o.pickup_lat, "lng": o.pickup_lng},
+                    "dropoff": {"lat": o.drop_lat, "lng": o.drop_lng},
+                }
+                for o in orders
+            ),
+        )
+
+    async def sweep_forever(self) -> None:
+        """Expire unanswered offers (the supervised background task)."""
+        while True:
+            await self.expire_due()
+            await asyncio.sleep(max(0.05, self.rt.clock.real_seconds(1.0)))
+
+    async def expire_due(self) -> int:
+        """Expire every offer past its ``expires_at``; returns how many this process expired."""
+        count = 0
+        for offer_id in await self.store.due(self.rt.clock.now_ms()):
+            record = await self.store.load(offer_id)
+            if record is None:
+                await self.store.forget(offer_id)
+                continue
+            if not await self.store.claim(record):
+                continue
+            await self.store.release(record)
+            await self.cool_down(record)
+            await self.rt.pubsub.publish(
+                inbox_channel(record.rider_id), orjson.dumps({"type": "offer_expired", "offer_id": offer_id}).decode()
+            )
+            self.metrics.expired.inc()
+            count += 1
+        return count
+
+    async def cool_down(self, record: OfferRecord) -> None:
+        """Keep the rider of a declined or expired offer away from its orders for a while."""
+        until = self.rt.clock.now_ms() + int(self.rt.settings.decline_cooldown_s * 1000)
+        await self.store.cool_down(record, until)
+

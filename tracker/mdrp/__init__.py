@@ -1,0 +1,1 @@
+"""Grubhub's Meal Delivery Routing Problem instances: loading, replay, checking, reporting."""

@@ -1,0 +1,183 @@
+"""Check a solution against every rule of the MDRP README and compute its headline metrics.
+
+Reads only the instance folder and the three solution files (as the published evaluator
+does), so it judges the offline replay and the live replay alike. Rules checked:
+
+1. every order in at most one assignment, only placed orders, no assignment before placement;
+2. no pickup after the courier's off time;
+3. a bundle is one restaurant's orders, picked up at or after their latest ready time and at
+   or after the courier's arrival plus half the pickup service time;
+4. drop-offs in the assignment's sequence, each at or after arrival plus half the drop-off
+   service time;
+5. continuous moves: each starts where the previous ended, not before the courier could leave
+   (service halves included), not before its on time; and every pickup and drop-off time in
+   the orders file agrees with the assignments;
+6. a courier is at the restaurant for each pickup and at the diner for each drop-off.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracker.errors import ApiError
+from tracker.mdrp.instance import Instance, load_instance
+from tracker.mdrp.metrics import Metrics, compute_metrics
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    message: str
+
+
+@dataclass
+class CheckReport:
+    instance: str
+    violations: list[Violation] = field(default_factory=list)
+    metrics: Metrics | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _read(path: Path, min_cols: int) -> list[list[str]]:
+    if not path.is_file():
+        raise ApiError("bad_request", f"missing solution file {path}")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines()[1:], start=2):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) < min_cols:
+            raise ApiError("bad_request", f"{path.name} line {n}: expected at least {min_cols} columns, got {line!r}")
+        rows.append(cols)
+    return rows
+
+
+def _time(value: str, where: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ApiError("bad_request", f"{where}: {value!r} is not a time") from None
+
+
+def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckReport:
+    """Verify every rule; the report lists each violation and carries the metrics."""
+    inst = load_instance(instance_dir)
+    sol = Path(solution_dir)
+    report = CheckReport(inst.name)
+    bad = report.violations.append
+    p = inst.params
+    assignments = []
+    for cols in _read(sol / "solution_info_assignments.txt", 4):
+        where = f"assignment {' '.join(cols)}"
+        assignments.append((_time(cols[0], where), _time(cols[1], where), cols[2], cols[3:]))
+    moves: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+    for cols in _read(sol / "solution_info_couriers.txt", 4):
+        moves[cols[0]].append((_time(cols[1], f"move of {cols[0]}"), cols[2], cols[3]))
+    order_rows = {}
+    for cols in _read(sol / "solution_info_orders.txt", 6):
+        where = f"order line {cols[0]}"
+        order_rows[cols[0]] = (_time(cols[3], where), _time(cols[4], where), cols[5])
+
+    seen: dict[str, int] = {}
+    pickups: dict[str, tuple[float, str]] = {}  # order -> (pickup time, courier)
+    for at, pickup, cid, oids in assignments:
+        if cid not in inst.couriers:
+            bad(Violation("1", f"assignment at {at} names unknown courier {cid}"))
+            continue
+        courier = inst.couriers[cid]
+        rests = set()
+        for oid in oids:
+            if oid not in inst.orders:
+                bad(Violation("1", f"assignment at {at} names unknown order {oid}"))
+                continue
+            seen[oid] = seen.get(oid, 0) + 1
+            o = inst.orders[oid]
+            rests.add(o.restaurant)
+            if at + EPS < o.placement:
+                bad(Violation("1", f"order {oid} assigned at {at} before its placement at {o.placement}"))
+            if pickup + EPS < o.ready:
+                bad(Violation("3", f"order {oid} picked up at {pickup} before ready at {o.ready}"))
+            pickups[oid] = (pickup, cid)
+        if len(rests) > 1:
+            bad(Violation("3", f"assignment at {at} of {cid} mixes restaurants {sorted(rests)}"))
+        if pickup > courier.off + EPS:
+            bad(Violation("2", f"courier {cid} picks up at {pickup} after its off time {courier.off}"))
+    for oid, count in seen.items():
+        if count > 1:
+            bad(Violation("1", f"order {oid} is in {count} assignments"))
+
+    arrivals, departures = _walk_moves(inst, moves, bad)
+    for at, pickup, cid, oids in assignments:
+        if cid not in inst.couriers or not oids or oids[0] not in inst.orders:
+            continue
+        rest = inst.orders[oids[0]].restaurant
+        arrived = arrivals.get((cid, rest), [])
+        if not any(a + p.pickup_service / 2 <= pickup + EPS and a <= pickup + EPS for a in arrived):
+            bad(Violation("6", f"courier {cid} is not at restaurant {rest} by {pickup - p.pickup_service / 2} for its pickup"))
+        if not any(d + EPS >= pickup + p.pickup_service / 2 for d in departures.get((cid, rest), [])):
+            bad(Violation("3", f"courier {cid} leaves restaurant {rest} before pickup {pickup} plus half the service"))
+        previous = pickup
+        for oid in oids:
+            row = order_rows.get(oid)
+            if row is None:
+                bad(Violation("5", f"order {oid} is assigned but missing from solution_info_orders.txt"))
+                continue
+            o_pick, o_drop, o_courier = row
+            if o_courier != cid or abs(o_pick - pickup) > EPS:
+                bad(Violation("5", f"order {oid}: orders file says pickup {o_pick} by {o_courier}, assignment says {pickup} by {cid}"))
+            reached = [a for a in arrivals.get((cid, oid), [])]
+            if not any(a + p.dropoff_service / 2 <= o_drop + EPS for a in reached):
+                bad(Violation("6", f"courier {cid} does not reach order {oid}'s diner by {o_drop - p.dropoff_service / 2}"))
+            leaving = departures.get((cid, oid))
+            if leaving and not any(d + EPS >= o_drop + p.dropoff_service / 2 for d in leaving):
+                bad(Violation("4", f"courier {cid} leaves order {oid}'s diner before drop-off {o_drop} plus half the service"))
+            if o_drop + EPS < previous:
+                bad(Violation("4", f"order {oid} dropped at {o_drop}, before the previous stop of its assignment"))
+            previous = o_drop
+    for oid in order_rows:
+        if oid not in pickups:
+            bad(Violation("1", f"order {oid} is in the orders file but in no assignment"))
+    report.metrics = compute_metrics(inst, assignments, order_rows, moves)
+    return report
+
+
+Times = dict[tuple[str, str], list[float]]
+
+
+def _walk_moves(inst: Instance, moves: dict[str, list[tuple[float, str, str]]], bad) -> tuple[Times, Times]:  # type: ignore[no-untyped-def]
+    """Check each courier's moves are continuous; return arrival and departure times per place."""
+    p = inst.params
+    arrivals: Times = defaultdict(list)
+    departures: Times = defaultdict(list)
+    for cid, path in moves.items():
+        if cid not in inst.couriers:
+            bad(Violation("5", f"moves of unknown courier {cid}"))
+            continue
+        courier = inst.couriers[cid]
+        here, ready_to_leave = "0", courier.on
+        for depart, origin, dest in path:
+            if origin != here:
+                bad(Violation("5", f"courier {cid} leaves {origin} at {depart} but is at {here}"))
+            if depart + EPS < ready_to_leave:
+                bad(Violation("5", f"courier {cid} leaves {origin} at {depart}, before it can ({ready_to_leave})"))
+            try:
+                a, b = inst.place_of(origin, courier), inst.place_of(dest, courier)
+            except KeyError as exc:
+                bad(Violation("5", f"courier {cid} moves to or from unknown place {exc}"))
+                break
+            arrive = depart + inst.travel(a, b)
+            arrivals[(cid, dest)].append(arrive)
+            departures[(cid, origin)].append(depart)
+            here = dest
+            if dest in inst.orders:
+                ready_to_leave = arrive + p.dropoff_service
+            else:
+                ready_to_leave = arrive + p.pickup_service
+    return arrivals, departures
+
