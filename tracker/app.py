@@ -22,6 +22,7 @@ from tracker.errors import ApiError
 from tracker.http import health
 from tracker.locations import feature as locations
 from tracker.orders import feature as orders
+from tracker.dispatch import feature as dispatch
 from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
@@ -32,7 +33,7 @@ from tracker.wsconn import WsHub
 
 log = logging.getLogger("tracker.app")
 
-FEATURES: list[ModuleType] = [health, rider_endpoint, locations, orders]
+FEATURES: list[ModuleType] = [health, rider_endpoint, locations, orders, dispatch]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

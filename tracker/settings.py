@@ -145,6 +145,20 @@ class Settings:
         "TRACKER_ON_TIME_TARGET_MIN", _positive_float, 40.0, "click-to-door target for the on-time share"
     )
 
+    dispatch_interval_s: float = _setting(
+        "TRACKER_DISPATCH_INTERVAL_S", _positive_float, 10.0, "server seconds between dispatch rounds"
+    )
+    offer_timeout_s: float = _setting(
+        "TRACKER_OFFER_TIMEOUT_S", _positive_float, 30.0, "server seconds a rider has to accept an offer"
+    )
+    decline_cooldown_s: float = _setting(
+        "TRACKER_DECLINE_COOLDOWN_S", _non_negative_float, 300.0,
+        "server seconds a rider who declined (or let expire) an order is not offered it again",
+    )
+    dispatch_radius_m: float = _setting(
+        "TRACKER_DISPATCH_RADIUS_M", _positive_float, 8000.0, "how far from a restaurant riders are considered"
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read settings from ``environ`` (default ``os.environ``), then apply ``overrides``.

@@ -20,6 +20,7 @@ class OrderView:
     rider_id: str | None = None
     picked_up: bool = False
     committed: bool = False
+    blocked_riders: frozenset[str] = frozenset()  # riders who declined it or let its offer expire
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ One round (docs/DISPATCH.md explains and measures the policy):
    drop-offs in the best sequence), plus the rider's minutes spent waiting at the restaurant at
    a small weight, minus a reward per order served that grows with the order's age (so when
    riders are short, the oldest orders and fullest bundles go first). Pairs the rider cannot
-   serve (shift over, too far) are forbidden.
+   serve (shift over, too far, declined one of the orders recently) are forbidden.
 3. The kernel's optimal linear assignment picks the pairs.
 4. Commitment: a chosen pair becomes an offer only when it must be acted on before the next
    round, that is when the rider is free by then and would have to leave by then to reach the
@@ -171,4 +171,10 @@ def _costs(bundles: list[_Bundle], riders: list[RiderView], sites: np.ndarray, p
     reward = policy.serve_reward_min * size - placed_sum
     waiting = pickup - (free_at[:, None] + travel + policy.pickup_service_min / 2)
     cost = drop_times - reward[None, :] + policy.wait_weight * np.maximum(waiting, 0.0)
+    index = {r.id: i for i, r in enumerate(riders)}
+    for b, bundle in enumerate(bundles):
+        for order in bundle.orders:
+            for rider_id in order.blocked_riders:
+                if rider_id in index:
+                    cost[index[rider_id], b] = np.inf
     return cost, pickup, travel, free_at

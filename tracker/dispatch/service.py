@@ -109,9 +109,6 @@ class Dispatcher:
         sent = []
         orders_by_id = {o.id: o for o in loaded.orders}
         for offer in decided.offers:
-            if any(offer.rider_id in loaded.blocked.get(oid, ()) for oid in offer.order_ids):
-                self.metrics.offers.labels("cooling_down").inc()
-                continue
             record = self._record(offer.rider_id, [orders_by_id[oid] for oid in offer.order_ids], now)
             if await self.store.create(record):
                 await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import h3
 
@@ -19,14 +19,13 @@ PICKUP_GROUP_RES = 7
 
 @dataclass
 class RegionLoad:
-    """What a round plans over: dispatchable orders, free riders, and who is cooling down."""
+    """What a round plans over: dispatchable orders (with riders cooling down) and free riders."""
 
     orders: tuple[OrderView, ...]
     riders: tuple[RiderView, ...]
-    blocked: dict[str, set[str]] = field(default_factory=dict)
 
 
-def order_view(order: dict) -> OrderView:
+def order_view(order: dict, blocked: frozenset[str] = frozenset()) -> OrderView:
     """The planner's view of an order as :func:`tracker.orders.load_order` returns it."""
     return OrderView(
         id=order["id"],
@@ -40,6 +39,7 @@ def order_view(order: dict) -> OrderView:
         rider_id=None,
         picked_up=False,
         committed=False,
+        blocked_riders=blocked,
     )
 
 
@@ -54,7 +54,7 @@ async def riders_near_pickups(rt: Runtime, orders: list[dict], *, now_ms: int, r
     results = await asyncio.gather(
         *(
             nearby(rt.redis, *h3.cell_to_latlng(cell), radius_m + widen, MAX_RIDERS_PER_ROUND,
-                   now_ms=now_ms, only_available=True)
+                   now_ms=now_ms, stale_after_ms=int(rt.settings.stale_after_s * 1000), only_available=True)
             for cell in groups
         )
     )
@@ -86,9 +86,10 @@ async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: in
         pipe.scard(rider_orders_key(rid))
     carrying = {rid for rid, n in zip(rider_ids, await pipe.execute()) if n}
     riders = tuple(
-        RiderView(id=r.id, lat=r.lat, lng=r.lng, available=True, shift_end_ms=None, route=(), busy_until_ms=now_ms)
+        RiderView(id=r.id, lat=r.lat, lng=r.lng, available=True, shift_end_ms=r.shift_end, route=(), busy_until_ms=now_ms)
         for r in found
         if r.id not in busy and r.id not in carrying
     )
     blocked = await store.blocked_riders([(o["merchant_id"], o["id"]) for o in orders], now_ms)
-    return RegionLoad(tuple(order_view(o) for o in orders), riders, blocked)
+    views = tuple(order_view(o, frozenset(blocked.get(o["id"], ()))) for o in orders)
+    return RegionLoad(views, riders)

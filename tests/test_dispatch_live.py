@@ -1,0 +1,146 @@
+"""The live dispatch loop over real sockets: offers, accept, decline, expiry, two processes."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from clients.rider import RiderClient
+from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tracker.launcher import ServerProcess
+
+FAST = {"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "3", "TRACKER_DECLINE_COOLDOWN_S": "600"}
+
+
+async def confirmed_order(srv: ServerProcess, ops: Ops, oid: str, mid: str) -> None:
+    await ops.create(oid, mid)
+    kitchen = await merchant(srv, mid)
+    await kitchen.confirm(oid)
+    await kitchen.event(oid, "confirmed")
+    await kitchen.close()
+
+
+async def rider_near_restaurant(srv: ServerProcess, rid: str, offset: float) -> RiderClient:
+    r = await rider(srv, rid)
+    await r.location(PICKUP["lat"] + offset, PICKUP["lng"])
+    return r
+
+
+async def test_offer_accept_assigns_the_order(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        await confirmed_order(srv, ops, oid, mid)
+        offer = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [oid]
+        assert offer["orders"][0]["pickup"] == PICKUP and offer["expires_at"] > 0
+        await courier.accept(offer["offer_id"])
+        assigned = await courier.expect("assigned")
+        assert assigned["offer_id"] == offer["offer_id"]
+        order = await ops.get(oid)
+        assert order["status"] == "assigned" and order["rider_id"] == rid
+        assert order["events"][-1]["offer_id"] == offer["offer_id"]
+        # accepting again changes nothing
+        await courier.accept(offer["offer_id"])
+        assert (await courier.expect("error"))["code"] == "not_found"
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_declined_order_goes_to_another_rider_and_not_back(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST)
+    ops = Ops(srv)
+    oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
+    near, far = await rider_near_restaurant(srv, near_id, 0.001), await rider_near_restaurant(srv, far_id, 0.02)
+    try:
+        await confirmed_order(srv, ops, oid, mid)
+        offer = await near.expect("offer", timeout=10)  # the closer rider is asked first
+        await near.decline(offer["offer_id"])
+        second = await far.expect("offer", timeout=10)
+        assert [o["order_id"] for o in second["orders"]] == [oid]
+        await far.accept(second["offer_id"])
+        await far.expect("assigned")
+        with pytest.raises(asyncio.TimeoutError):
+            await near.expect("offer", timeout=1.5)
+        assert (await ops.get(oid))["rider_id"] == far_id
+    finally:
+        await near.close()
+        await far.close()
+        await ops.close()
+
+
+async def test_expired_offer_is_withdrawn_and_reoffered(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    sleepy = await rider_near_restaurant(srv, uid("sleepy"), 0.001)
+    awake = await rider_near_restaurant(srv, uid("awake"), 0.01)
+    try:
+        await confirmed_order(srv, ops, oid, mid)
+        offer = await sleepy.expect("offer", timeout=10)
+        expired = await sleepy.expect("offer_expired", timeout=10)
+        assert expired["offer_id"] == offer["offer_id"]
+        await sleepy.accept(offer["offer_id"])  # too late: nothing changes
+        assert (await sleepy.expect("error"))["code"] == "not_found"
+        again = await awake.expect("offer", timeout=10)
+        assert [o["order_id"] for o in again["orders"]] == [oid]
+        await awake.accept(again["offer_id"])
+        await awake.expect("assigned")
+        assert (await ops.get(oid))["status"] == "assigned"
+    finally:
+        await sleepy.close()
+        await awake.close()
+        await ops.close()
+
+
+async def test_two_server_processes_never_double_assign(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    servers = [start_server(FAST), start_server(FAST)]
+    ops = Ops(servers[0])
+    mid = uid("m")
+    order_ids = [uid(f"o{i}") for i in range(12)]
+    riders = [await rider_near_restaurant(servers[i % 2], uid(f"r{i}"), 0.001 * (i + 1)) for i in range(8)]
+    offers_seen: dict[str, list[str]] = {}
+    assigned_to: dict[str, str] = {}
+
+    async def work(i: int, client: RiderClient) -> None:
+        while True:
+            frame = await client.recv(timeout=30)
+            if frame["type"] == "offer":
+                for o in frame["orders"]:
+                    offers_seen.setdefault(o["order_id"], []).append(frame["offer_id"])
+                await client.accept(frame["offer_id"])
+            elif frame["type"] == "assigned":
+                for o in frame["orders"]:
+                    assert o["order_id"] not in assigned_to, "an order was assigned twice"
+                    assigned_to[o["order_id"]] = f"r{i}"
+                # deliver at once so the rider is free again
+                for o in frame["orders"]:
+                    for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+                        await client.progress(o["order_id"], step)
+
+    workers = [asyncio.ensure_future(work(i, r)) for i, r in enumerate(riders)]
+    try:
+        for oid in order_ids:
+            await confirmed_order(servers[0], ops, oid, mid)
+
+        async def all_assigned() -> bool:
+            return len(assigned_to) == len(order_ids)
+
+        for _ in range(300):
+            if await all_assigned():
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(assigned_to) == sorted(order_ids)
+        for oid in order_ids:
+            order = await ops.get(oid)
+            kinds = [e["kind"] for e in order["events"]]
+            assert kinds.count("assigned") == 1, kinds
+    finally:
+        for w in workers:
+            w.cancel()
+        for r in riders:
+            await r.close()
+        await ops.close()
