@@ -49,6 +49,7 @@ class Policy:
     max_travel_min: float = math.inf
     wait_weight: float = 0.1
     serve_reward_min: float = 60.0
+    commit_slack_min: float = 0.0  # commit this much earlier than strictly needed
     bundle_ratio_horizon_min: float = 10.0  # riders free within this count as "free soon"
 
     @classmethod
@@ -89,7 +90,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
         bundle = bundles[b]
         # Commit only what must start before the next round.
         latest_departure = bundle.ready - travel[r, b] - policy.pickup_service_min / 2
-        if max(free_at[r], 0.0) > policy.interval_min or latest_departure > policy.interval_min:
+        if max(free_at[r], 0.0) > policy.interval_min or latest_departure > policy.interval_min + policy.commit_slack_min:
             continue
         pick = pickup[r, b]
         leave = pick + policy.pickup_service_min / 2
@@ -170,7 +171,8 @@ def _costs(bundles: list[_Bundle], riders: list[RiderView], sites: np.ndarray, p
     # order served earns ``serve_reward`` plus its age, so older orders and fuller bundles win.
     reward = policy.serve_reward_min * size - placed_sum
     waiting = pickup - (free_at[:, None] + travel + policy.pickup_service_min / 2)
-    cost = drop_times - reward[None, :] + policy.wait_weight * np.maximum(waiting, 0.0)
+    penalty = np.where(np.isfinite(waiting), policy.wait_weight * np.maximum(waiting, 0.0), 0.0)
+    cost = drop_times - reward[None, :] + penalty
     index = {r.id: i for i, r in enumerate(riders)}
     for b, bundle in enumerate(bundles):
         for order in bundle.orders:

@@ -1,0 +1,165 @@
+"""MDRP replay through the CLI, the checker catching broken solutions, and the planner's rules."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracker.dispatch.model import OrderView, RiderView, Snapshot
+from tracker.dispatch.planner import Policy, plan
+from tracker.geo import LocalProjection
+
+INSTANCES = Path(__file__).resolve().parents[1].parent / "shared" / "mdrp" / "instances"
+SMALL = "0o50t100s1p100"
+
+
+def instances_root() -> Path:
+    for root in (INSTANCES, Path("/work/shared/mdrp/instances")):
+        if (root / SMALL).is_dir():
+            return root
+    pytest.fail("the MDRP instances (../shared/mdrp/instances) are missing")
+
+
+def tracker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("solution") / SMALL
+    done = tracker("replay", str(instances_root() / SMALL), "--out", str(out))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "checker: OK" in done.stdout and "ctd_mean=" in done.stdout
+    return instances_root() / SMALL, out
+
+
+def test_replay_writes_three_files_the_checker_accepts(solved: tuple[Path, Path]) -> None:
+    instance, out = solved
+    for name in ("assignments", "orders", "couriers"):
+        assert (out / f"solution_info_{name}.txt").is_file()
+    check = tracker("replay", "--check", str(instance), str(out))
+    assert check.returncode == 0 and "OK: every rule holds" in check.stdout
+    delivered = len((out / "solution_info_orders.txt").read_text().splitlines()) - 1
+    placed = len((instance / "orders.txt").read_text().splitlines()) - 1
+    assert delivered == placed  # a well-staffed day: nothing left undelivered
+
+
+def _broken(out: Path, tmp: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    copy = tmp / "broken"
+    shutil.copytree(out, copy)
+    edit(copy)
+    return copy
+
+
+def _rewrite(path: Path, fn) -> None:  # type: ignore[no-untyped-def]
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(fn(lines)) + "\n")
+
+
+def _first_assignment(lines: list[str]) -> list[str]:
+    return lines[1].split()
+
+
+@pytest.mark.parametrize("breakage, rule", [
+    ("duplicate_assignment", "rule 1"),
+    ("pickup_before_ready", "rule 3"),
+    ("teleport", "rule 5"),
+    ("assign_before_placement", "rule 1"),
+])
+def test_checker_reports_each_broken_rule(solved: tuple[Path, Path], tmp_path: Path, breakage: str, rule: str) -> None:
+    instance, out = solved
+
+    def edit(folder: Path) -> None:
+        a = folder / "solution_info_assignments.txt"
+        if breakage == "duplicate_assignment":
+            _rewrite(a, lambda ls: ls + [ls[1]])
+        elif breakage == "pickup_before_ready":
+            def early(ls: list[str]) -> list[str]:
+                cols = ls[1].split()
+                cols[1] = "0"
+                return [ls[0], " ".join(cols), *ls[2:]]
+            _rewrite(a, early)
+        elif breakage == "assign_before_placement":
+            def before(ls: list[str]) -> list[str]:
+                cols = ls[1].split()
+                cols[0] = "-5"
+                return [ls[0], " ".join(cols), *ls[2:]]
+            _rewrite(a, before)
+        else:
+            def jump(ls: list[str]) -> list[str]:
+                # the courier of the second move leaves before it could have arrived
+                cols = ls[2].split()
+                cols[1] = str(float(ls[1].split()[1]) - 1)
+                return [ls[0], ls[1], " ".join(cols), *ls[3:]]
+            _rewrite(folder / "solution_info_couriers.txt", jump)
+
+    broken = _broken(out, tmp_path, edit)
+    check = tracker("replay", "--check", str(instance), str(broken))
+    assert check.returncode == 1
+    assert rule in check.stdout and "FAILED" in check.stdout
+
+
+def test_checker_names_a_missing_or_malformed_file(solved: tuple[Path, Path], tmp_path: Path) -> None:
+    instance, out = solved
+    broken = _broken(out, tmp_path, lambda f: (f / "solution_info_orders.txt").unlink())
+    check = tracker("replay", "--check", str(instance), str(broken))
+    assert check.returncode == 2 and "solution_info_orders.txt" in check.stderr
+    garbled = tmp_path / "garbled"
+    shutil.copytree(out, garbled)
+    (garbled / "solution_info_assignments.txt").write_text("header\nten eleven c1 o1\n")
+    check = tracker("replay", "--check", str(instance), str(garbled))
+    assert check.returncode == 2 and "not a time" in check.stderr
+
+
+PROJ = LocalProjection(40.0, -74.0)
+NOW = 1_700_000_000_000
+
+
+def order(oid: str, rest: str, rest_xy: tuple[float, float], drop_xy: tuple[float, float], ready_min: float) -> OrderView:
+    (plat, plng), (dlat, dlng) = PROJ.to_latlng(*rest_xy), PROJ.to_latlng(*drop_xy)
+    return OrderView(oid, rest, plat, plng, dlat, dlng, NOW - 60_000, int(NOW + ready_min * 60_000))
+
+
+def rider(rid: str, xy: tuple[float, float], shift_end_min: float | None = None, busy_min: float = 0) -> RiderView:
+    lat, lng = PROJ.to_latlng(*xy)
+    end = None if shift_end_min is None else int(NOW + shift_end_min * 60_000)
+    return RiderView(rid, lat, lng, True, end, busy_until_ms=int(NOW + busy_min * 60_000))
+
+
+def run(orders: list[OrderView], riders: list[RiderView], **policy: float) -> list:  # type: ignore[type-arg]
+    snap = Snapshot(NOW, PROJ.origin_lat, PROJ.origin_lng, tuple(orders), tuple(riders))
+    return list(plan(snap, Policy(**policy)).offers)  # type: ignore[arg-type]
+
+
+def test_planner_bundles_only_one_restaurants_orders_when_riders_are_short() -> None:
+    orders = [order(f"a{i}", "A", (0, 0), (300 + 50 * i, 0), 0) for i in range(3)]
+    orders += [order(f"b{i}", "B", (5000, 0), (5300 + 50 * i, 0), 0) for i in range(3)]
+    offers = run(orders, [rider("r1", (100, 0)), rider("r2", (5100, 0))])
+    assert len(offers) == 2
+    for offer in offers:
+        assert len({oid[0] for oid in offer.order_ids}) == 1  # one restaurant per bundle
+    assert sorted(oid for o in offers for oid in o.order_ids) == sorted(o.id for o in orders)
+
+
+def test_planner_waits_for_orders_far_from_ready_and_respects_shift_ends() -> None:
+    early = order("late-food", "A", (0, 0), (500, 0), ready_min=40)
+    assert run([early], [rider("r1", (100, 0))], interval_min=1) == []  # commit later
+    soon = order("soon", "A", (0, 0), (500, 0), ready_min=1)
+    assert run([soon], [rider("leaving", (100, 0), shift_end_min=0.5)]) == []  # off before pickup
+    offers = run([soon], [rider("leaving", (100, 0), shift_end_min=0.5), rider("staying", (3000, 0))])
+    assert [o.rider_id for o in offers] == ["staying"]
+
+
+def test_planner_never_gives_one_order_to_two_riders_and_skips_blocked_riders() -> None:
+    orders = [order(f"o{i}", f"R{i}", (i * 400, 0), (i * 400, 800), 0) for i in range(5)]
+    riders = [rider(f"r{i}", (i * 300, 100)) for i in range(8)]
+    offers = run(orders, riders)
+    ids = [oid for o in offers for oid in o.order_ids]
+    assert sorted(ids) == sorted(o.id for o in orders) and len(ids) == len(set(ids))
+    assert len({o.rider_id for o in offers}) == len(offers)
+    blocked = [OrderView(**{**o.__dict__, "blocked_riders": frozenset({"r0", "r1"})}) for o in orders[:1]]
+    offers = run(blocked, riders[:3])
+    assert [o.rider_id for o in offers] == ["r2"]
