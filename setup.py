@@ -68,6 +68,7 @@ setup(
             "hypothesis>=6.100",
             "scipy>=1.11",
             "locust>=2.20",
+            "playwright>=1.40",
         ],
         "bench": ["scipy>=1.11", "lap>=0.5", "locust>=2.20"],
     },

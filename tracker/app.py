@@ -23,6 +23,7 @@ from tracker.http import health
 from tracker.locations import feature as locations
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
+from tracker import ops, pages
 from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
@@ -33,7 +34,7 @@ from tracker.wsconn import WsHub
 
 log = logging.getLogger("tracker.app")
 
-FEATURES: list[ModuleType] = [health, rider_endpoint, locations, orders, dispatch]
+FEATURES: list[ModuleType] = [health, rider_endpoint, locations, orders, dispatch, ops, pages]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

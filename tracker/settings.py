@@ -159,6 +159,10 @@ class Settings:
         "TRACKER_DISPATCH_RADIUS_M", _positive_float, 8000.0, "how far from a restaurant riders are considered"
     )
 
+    tile_url: str | None = _setting(
+        "TRACKER_TILE_URL", _text, None, "raster tile URL template ({z}/{x}/{y}) under the pages' maps; unset draws vectors only"
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read settings from ``environ`` (default ``os.environ``), then apply ``overrides``.

@@ -14,6 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from tracker.orders.machine import STATUSES
 
 BY_STATUS_KEY = "orders:by_status"
+SERVICE_KEY = "orders:service"  # fleet-wide: delivered, on_time, ctd_minutes_sum
 MINUTE_BUCKETS = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180)
 
 
@@ -54,6 +55,11 @@ class OrderMetrics:
             minutes = (int(order["delivered_at"]) - int(order["placed_at"])) / 60000
             self.click_to_door.observe(minutes)
             self.delivered.inc()
+            pipe = redis.pipeline(transaction=False)
+            pipe.hincrby(SERVICE_KEY, "delivered", 1)
+            pipe.hincrby(SERVICE_KEY, "on_time", int(minutes <= self.target_minutes))
+            pipe.hincrbyfloat(SERVICE_KEY, "ctd_minutes_sum", minutes)
+            await pipe.execute()
             self._delivered += 1
             if minutes <= self.target_minutes:
                 self.on_time.inc()
@@ -70,3 +76,19 @@ class OrderMetrics:
             for status in STATUSES:
                 self.by_status.labels(status).set(int(counts.get(status, 0)))
             await asyncio.sleep(every_s)
+
+
+async def service_level(redis: aioredis.Redis, target_minutes: float) -> dict[str, float | int | None]:
+    """Fleet-wide service level: orders by status, delivered, on-time share, mean click-to-door."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(BY_STATUS_KEY)
+    pipe.hgetall(SERVICE_KEY)
+    by_status, service = await pipe.execute()
+    delivered = int(service.get("delivered", 0))
+    return {
+        "by_status": {s: int(by_status.get(s, 0)) for s in STATUSES},
+        "delivered": delivered,
+        "on_time_share": int(service.get("on_time", 0)) / delivered if delivered else None,
+        "click_to_door_mean_min": float(service.get("ctd_minutes_sum", 0)) / delivered if delivered else None,
+        "target_min": target_minutes,
+    }

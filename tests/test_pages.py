@@ -1,0 +1,139 @@
+"""The three pages in a real headless Chromium against a real server."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tracker.launcher import ServerProcess
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = os.environ.get("TRACKER_SCREENSHOT_DIR")
+
+
+@pytest.fixture(scope="module")
+async def browser() -> Browser:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: scripts/system-deps installs Debian's chromium")
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        await b.close()
+
+
+async def new_page(browser: Browser, mobile: bool = False) -> Page:
+    size = {"width": 390, "height": 844} if mobile else {"width": 1280, "height": 800}
+    context = await browser.new_context(viewport=size)
+    return await context.new_page()
+
+
+async def shot(page: Page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+async def test_customer_page_follows_the_order_and_recovers_after_a_cut(start_server, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    page_server = start_server()  # the page's own server; `server` keeps the order moving while it is down
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{page_server.base_url}/track/{oid}?token={page_server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+        await kitchen.confirm(oid)
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        await expect(page.locator('#timeline li[data-kind="confirmed"]')).to_have_class("done")
+        lat, lng = PICKUP["lat"] - 0.004, PICKUP["lng"]
+        await courier.location(lat, lng)
+        await ops.assign(oid, rid)
+        await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
+        marker = page.locator('[data-marker="rider"]')
+        positions = []
+        for i in range(1, 4):
+            await asyncio.sleep(1.05)
+            await courier.location(lat + i * 0.0002, lng)
+            await expect(marker).to_have_attribute("data-lat", str(lat + i * 0.0002))
+            await page.wait_for_timeout(950)  # the marker glides there
+            positions.append(float(await marker.get_attribute("cy")))
+        assert positions[0] > positions[1] > positions[2]  # moving north = up the screen
+        await expect(page.locator("#eta")).to_contain_text("min")
+        await shot(page, "track")
+        # cut the page's connection: its server goes away while the order moves on
+        await asyncio.to_thread(page_server.stop)
+        await expect(page.locator("#offline")).to_be_visible()
+        await courier.progress(oid, "at_pickup")
+        await courier.progress(oid, "picked_up")
+        await asyncio.to_thread(page_server.start)
+        await expect(page.locator("#offline")).to_be_hidden(timeout=20_000)
+        await expect(page.locator("#status")).to_have_attribute("data-status", "picked_up")
+        await expect(page.locator('#timeline li[data-kind="at_pickup"]')).to_have_class("done")
+        await courier.progress(oid, "at_dropoff")
+        await courier.progress(oid, "delivered")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "delivered")
+        await expect(marker).to_have_count(0)  # no rider on the map after delivery
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(server, rid)
+    page = await new_page(browser)
+    try:
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        await ops.create(oid, mid, prep_minutes=15)
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row).to_have_attribute("data-status", "placed")
+        await page.get_by_role("button", name=f"Confirm {oid}").click()
+        await expect(row).to_have_attribute("data-status", "confirmed")
+        assert (await ops.get(oid))["status"] == "confirmed"
+        await ops.assign(oid, rid)
+        await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])  # ~1.1 km: inside 15 min of prep
+        prompt = page.locator(f'.prompt[data-order="{oid}"][data-kind="start_preparing"]')
+        await expect(prompt).to_contain_text("start plating")
+        await shot(page, "merchant")
+        await page.get_by_role("button", name=f"Ready {oid}").click()
+        await expect(row.locator("td").nth(2)).to_have_text("ready")
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_ops_page_shows_riders_and_hexagons(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    mid = uid("m")
+    riders = [await rider(server, uid(f"r{i}")) for i in range(3)]
+    page = await new_page(browser)
+    try:
+        for i, r in enumerate(riders):
+            await r.location(PICKUP["lat"] + 0.003 * i, PICKUP["lng"] + 0.002)
+        oid = uid("o")
+        await ops.create(oid, mid)
+        kitchen = await merchant(server, mid)
+        await kitchen.confirm(oid)
+        await kitchen.close()
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
+        await expect(page.locator("[data-marker]")).not_to_have_count(0)
+        await expect(page.locator("[data-cell]")).not_to_have_count(0)
+        await expect(page.locator('[data-figure="riders online"] b')).not_to_have_text("0")
+        await shot(page, "ops")
+    finally:
+        await page.context.close()
+        for r in riders:
+            await r.close()
+        await ops.close()

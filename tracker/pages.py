@@ -1,0 +1,37 @@
+"""The browser pages: ``/track/{order_id}``, ``/merchant``, ``/ops`` and their static files.
+
+Plain HTML/CSS/JS shipped in the package (``tracker/static``); no build step, no network.
+Each page takes its token from the ``token`` query parameter and talks to the same HTTP and
+WebSocket endpoints as every other client. ``TRACKER_TILE_URL`` adds a raster tile layer
+under the vector map when set.
+"""
+from __future__ import annotations
+
+import html
+from importlib import resources
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tracker.runtime import runtime_of
+
+STATIC = resources.files("tracker") / "static"
+
+
+def _page(name: str):  # type: ignore[no-untyped-def]
+    async def serve(request: Request) -> Response:
+        text = (STATIC / name).read_text()
+        tile = html.escape(runtime_of(request).settings.tile_url or "", quote=True)
+        return HTMLResponse(text.replace("{{TILE_URL}}", tile), headers={"Cache-Control": "no-store"})
+
+    return serve
+
+
+routes = [
+    Route("/track/{order_id}", _page("track.html"), methods=["GET"]),
+    Route("/merchant", _page("merchant.html"), methods=["GET"]),
+    Route("/ops", _page("ops.html"), methods=["GET"]),
+    Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
+]

@@ -1,0 +1,124 @@
+// Shared by the three pages: the token, HTTP with it, a WebSocket that reconnects by itself,
+// and a small SVG map that draws from positions (optional tile layer, works offline).
+"use strict";
+
+const params = new URLSearchParams(location.search);
+export const token = params.get("token") || "";
+
+export async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}` } });
+  const body = await response.json();
+  if (!response.ok) throw new Error(`${body.error?.code}: ${body.error?.message}`);
+  return body;
+}
+
+// A socket that reconnects with backoff; url() is called again on each attempt (resume ids).
+export function liveSocket(url, { onMessage, onOnline, onOffline }) {
+  let ws = null, delay = 500, closedByUs = false;
+  const connect = () => {
+    ws = new WebSocket(url());
+    ws.onopen = () => { delay = 500; onOnline && onOnline(); };
+    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+    ws.onclose = () => {
+      if (closedByUs) return;
+      onOffline && onOffline();
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 8000);
+    };
+  };
+  connect();
+  return { send: (msg) => ws && ws.readyState === 1 && ws.send(JSON.stringify(msg)), close: () => { closedByUs = true; ws && ws.close(); }, get raw() { return ws; } };
+}
+
+export function wsUrl(path) {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+}
+
+// SVG map: an equirectangular view fitted to the points it is given.
+export class VectorMap {
+  constructor(svg, tileUrl = "") {
+    this.svg = svg; this.tileUrl = tileUrl; this.markers = new Map(); this.bounds = null;
+    this.layers = {};
+    for (const name of ["tiles", "areas", "points", "markers"]) {
+      const g = document.createElementNS("http://www.w3.org/2000/svg", "g");
+      g.setAttribute("data-layer", name); svg.appendChild(g); this.layers[name] = g;
+    }
+    svg.setAttribute("viewBox", "0 0 800 600");
+  }
+  fit(points, padding = 0.15) {
+    const lats = points.map((p) => p[0]), lngs = points.map((p) => p[1]);
+    let [s, n, w, e] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
+    const dl = Math.max(n - s, 0.004) * padding, dg = Math.max(e - w, 0.004) * padding;
+    this.bounds = { s: s - dl, n: n + dl, w: w - dg, e: e + dg };
+    const k = Math.cos(((s + n) / 2) * Math.PI / 180);
+    const width = (this.bounds.e - this.bounds.w) * k, height = this.bounds.n - this.bounds.s;
+    const scale = Math.min(800 / width, 600 / height);
+    this.px = (lat, lng) => [400 + (lng - (this.bounds.w + this.bounds.e) / 2) * k * scale, 300 - (lat - (this.bounds.s + this.bounds.n) / 2) * scale];
+    this.drawTiles();
+  }
+  drawTiles() {
+    if (!this.tileUrl || !this.bounds) return;
+    this.layers.tiles.replaceChildren();
+    const z = 14, n = 2 ** z;
+    const tx = (lng) => Math.floor((lng + 180) / 360 * n);
+    const ty = (lat) => { const r = lat * Math.PI / 180; return Math.floor((1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2 * n); };
+    const lngOf = (x) => x / n * 360 - 180;
+    const latOf = (y) => Math.atan(Math.sinh(Math.PI * (1 - 2 * y / n))) * 180 / Math.PI;
+    for (let x = tx(this.bounds.w); x <= tx(this.bounds.e); x++) {
+      for (let y = ty(this.bounds.n); y <= ty(this.bounds.s); y++) {
+        const [x0, y0] = this.px(latOf(y), lngOf(x)), [x1, y1] = this.px(latOf(y + 1), lngOf(x + 1));
+        const img = document.createElementNS("http://www.w3.org/2000/svg", "image");
+        img.setAttribute("href", this.tileUrl.replace("{z}", z).replace("{x}", x).replace("{y}", y));
+        img.setAttribute("x", x0); img.setAttribute("y", y0); img.setAttribute("width", x1 - x0); img.setAttribute("height", y1 - y0);
+        this.layers.tiles.appendChild(img);
+      }
+    }
+  }
+  point(id, lat, lng, { color = "#2b6cb0", r = 8, label = "" } = {}) {
+    const [x, y] = this.px(lat, lng);
+    const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+    c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r); c.setAttribute("fill", color);
+    c.setAttribute("data-id", id);
+    if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
+    this.layers.points.appendChild(c);
+    return c;
+  }
+  polygon(id, boundary, fill, label) {
+    const p = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+    p.setAttribute("points", boundary.map(([la, ln]) => this.px(la, ln).join(",")).join(" "));
+    p.setAttribute("fill", fill); p.setAttribute("stroke", "#2d3748"); p.setAttribute("stroke-width", "1");
+    p.setAttribute("data-cell", id);
+    const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; p.appendChild(t);
+    this.layers.areas.appendChild(p);
+  }
+  // A marker that glides to each new position (animation over ~1 s).
+  moveMarker(id, lat, lng, { color = "#c53030", label = "" } = {}) {
+    let m = this.markers.get(id);
+    const target = this.px(lat, lng);
+    if (!m) {
+      const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+      c.setAttribute("r", 11); c.setAttribute("fill", color); c.setAttribute("stroke", "#fff"); c.setAttribute("stroke-width", "3");
+      c.setAttribute("data-marker", id);
+      if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
+      this.layers.markers.appendChild(c);
+      m = { el: c, pos: target, from: target, to: target, start: 0 };
+      this.markers.set(id, m);
+      c.setAttribute("cx", target[0]); c.setAttribute("cy", target[1]);
+    }
+    m.el.dataset.lat = lat; m.el.dataset.lng = lng;
+    m.from = m.pos; m.to = target; m.start = performance.now();
+    const step = (now) => {
+      const t = Math.min(1, (now - m.start) / 900);
+      m.pos = [m.from[0] + (m.to[0] - m.from[0]) * t, m.from[1] + (m.to[1] - m.from[1]) * t];
+      m.el.setAttribute("cx", m.pos[0]); m.el.setAttribute("cy", m.pos[1]);
+      if (t < 1) requestAnimationFrame(step);
+    };
+    requestAnimationFrame(step);
+  }
+  removeMarker(id) { const m = this.markers.get(id); if (m) { m.el.remove(); this.markers.delete(id); } }
+  clear(layer) { this.layers[layer].replaceChildren(); }
+}
+
+export function minutesFrom(ts, nowTs) {
+  return Math.max(0, Math.round((ts - nowTs) / 60000));
+}

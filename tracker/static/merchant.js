@@ -1,0 +1,61 @@
+// The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
+import { liveSocket, token, wsUrl } from "/static/common.js";
+
+const $ = (id) => document.getElementById(id);
+const orders = new Map(); // order id -> {status, food}
+let lastEventId = null;
+const FINAL = new Set(["delivered", "cancelled"]);
+
+function button(label, onClick, secondary = false) {
+  const b = document.createElement("button");
+  b.type = "button"; b.textContent = label; if (secondary) b.className = "secondary";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function render() {
+  const rows = [...orders.entries()].filter(([, o]) => !FINAL.has(o.status) || o.recent).map(([id, o]) => {
+    const tr = document.createElement("tr");
+    tr.dataset.order = id; tr.dataset.status = o.status;
+    const cells = [id, o.status.replace("_", " "), o.food || "preparing"].map((text) => { const td = document.createElement("td"); td.textContent = text; return td; });
+    const actions = document.createElement("td");
+    if (o.status === "placed") actions.appendChild(button(`Confirm ${id}`, () => socket.send({ type: "confirm", order_id: id })));
+    if (!["picked_up", "at_dropoff", "delivered", "cancelled"].includes(o.status) && o.food !== "ready") {
+      actions.appendChild(button(`Ready ${id}`, () => socket.send({ type: "ready", order_id: id })));
+      actions.appendChild(button(`Delay ${id} 5 min`, () => socket.send({ type: "delay", order_id: id, minutes: 5 }), true));
+    }
+    tr.append(...cells, actions);
+    return tr;
+  });
+  $("orders").replaceChildren(...rows);
+}
+
+function onEvent(e) {
+  lastEventId = e.id;
+  const o = orders.get(e.order_id) || { status: "placed", food: "" };
+  if (e.kind === "food_ready") o.food = "ready";
+  else if (e.kind === "food_delayed") o.food = `delayed ${e.minutes} min`;
+  else if (e.kind === "rider_unassigned") o.status = "confirmed";
+  else o.status = e.kind;
+  o.recent = true;
+  orders.set(e.order_id, o);
+  render();
+}
+
+function onPrompt(p) {
+  const div = document.createElement("div");
+  div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
+  div.textContent = `Order ${p.order_id}: ${p.message}`;
+  $("prompts").prepend(div);
+}
+
+const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponent(token)}` + (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
+  onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; },
+  onOffline: () => { $("offline").hidden = false; document.body.dataset.online = "no"; },
+  onMessage: (msg) => {
+    if (msg.type === "event") onEvent(msg);
+    else if (msg.type === "prompt") onPrompt(msg);
+    else if (msg.type === "resync") { orders.clear(); lastEventId = null; socket.close(); location.reload(); }
+    else if (msg.type === "error") { const d = document.createElement("div"); d.className = "prompt"; d.textContent = msg.message; $("prompts").prepend(d); }
+  },
+});

@@ -1,0 +1,51 @@
+// The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service figures.
+import { api, VectorMap } from "/static/common.js";
+
+const $ = (id) => document.getElementById(id);
+const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
+const COLORS = { free: "#2f855a", offered: "#d69e2e", busy: "#c53030", unavailable: "#718096" };
+
+function figures(el, pairs) {
+  el.replaceChildren(...pairs.map(([label, value]) => {
+    const d = document.createElement("div"); const b = document.createElement("b");
+    b.textContent = value; d.append(b, label); d.dataset.figure = label; return d;
+  }));
+}
+
+function draw(snap) {
+  const pts = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng])];
+  if (pts.length) map.fit(pts, 0.2);
+  map.clear("areas"); map.clear("points");
+  for (const c of snap.cells) {
+    const red = Math.min(1, c.open_orders / 5), green = Math.min(1, c.free_riders / 5);
+    const fill = c.open_orders >= c.free_riders ? `rgba(197,48,48,${0.2 + 0.5 * red})` : `rgba(47,133,90,${0.2 + 0.5 * green})`;
+    map.polygon(c.cell, c.boundary, fill, `${c.open_orders} open orders, ${c.free_riders} free riders`);
+  }
+  for (const r of snap.riders) map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[r.state], label: `${r.id}: ${r.state}` });
+  for (const [id] of map.markers) if (!snap.riders.find((r) => r.id === id)) map.removeMarker(id);
+  for (const [id, m] of map.markers) m.el.setAttribute("fill", COLORS[(snap.riders.find((r) => r.id === id) || {}).state] || "#718096");
+  const s = snap.service;
+  figures($("figures"), [
+    ["open orders", snap.open_orders.length], ["riders online", snap.riders.length],
+    ["free riders", snap.riders.filter((r) => r.state === "free").length],
+    ["delivered", s.delivered],
+    ["on time", s.on_time_share === null ? "–" : `${Math.round(s.on_time_share * 100)}%`],
+    ["click-to-door", s.click_to_door_mean_min === null ? "–" : `${s.click_to_door_mean_min.toFixed(1)} min`],
+  ]);
+  const d = snap.dispatch || {};
+  figures($("dispatch"), [["orders", d.orders ?? "–"], ["riders", d.riders ?? "–"], ["offers", d.offers ?? "–"],
+    ["bundles", d.bundles ?? "–"], ["solve ms", d.solve_ms ?? "–"], ["total ms", d.total_ms ?? "–"]]);
+  $("riders").replaceChildren(...snap.riders.slice(0, 200).map((r) => {
+    const tr = document.createElement("tr"); tr.dataset.rider = r.id;
+    for (const text of [r.id, r.state, r.orders]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
+    return tr;
+  }));
+  $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
+async function tick() {
+  try { draw(await api("/v1/ops/snapshot")); $("offline").hidden = true; }
+  catch (err) { $("offline").hidden = false; }
+  setTimeout(tick, 2000);
+}
+tick();
