@@ -50,6 +50,7 @@ class Policy:
     wait_weight: float = 0.1
     serve_reward_min: float = 60.0
     commit_slack_min: float = 0.0  # commit this much earlier than strictly needed
+    max_busy_min: float = math.inf  # riders busy for longer than this are left out of the round
     bundle_ratio_horizon_min: float = 10.0  # riders free within this count as "free soon"
 
     @classmethod
@@ -74,7 +75,11 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     t0 = time.perf_counter()
     now = snapshot.now_ms
     open_orders = [o for o in snapshot.orders if o.rider_id is None and not o.picked_up]
-    riders = [r for r in snapshot.riders if r.available and (r.shift_end_ms is None or r.shift_end_ms > now)]
+    riders = [
+        r for r in snapshot.riders
+        if r.available and (r.shift_end_ms is None or r.shift_end_ms > now)
+        and _minutes(r.busy_until_ms, now) <= policy.max_busy_min
+    ]
     stats: dict[str, Any] = {"orders": len(open_orders), "riders": len(riders), "bundles": 0, "offers": 0}
     if not open_orders or not riders:
         return Plan(stats=stats)

@@ -1,0 +1,1 @@
+"""Load tests (locust) and benchmark scripts; run on demand, see docs/BENCHMARKS.md."""

@@ -1,0 +1,276 @@
+"""Locust scenarios for tracker: riders, customers, merchants, the ordering platform, a probe.
+
+Run through ``loadtests/run.py`` (it starts a server, sets ``TRACKER_SECRET`` and the user
+counts ``LOADTEST_RIDERS``, ``LOADTEST_CUSTOMERS``, ``LOADTEST_MERCHANT_USERS``,
+``LOADTEST_OPERATORS``), or by hand with weights:
+``TRACKER_SECRET=... locust -f loadtests/locustfile.py --host http://127.0.0.1:8000``.
+
+Every WebSocket message is reported through locust's request events (request type ``WS``),
+so locust's table and CSV show them per message type:
+
+- ``location`` (rider fix sent), ``offer`` / ``assigned`` (received), ``accept``, ``progress``;
+- ``event:<kind>`` and ``rider_location`` on customer sockets, timed from the server's ``ts``
+  stamp to arrival (the fan-out latency a customer sees);
+- ``fix_to_visibility``: a probe rider's fix until ``GET /v1/riders/nearby`` returns it;
+- ``error:<code>`` for every error frame, as a failure.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import time
+import uuid
+
+import gevent
+import requests
+from locust import HttpUser, User, between, constant, constant_pacing, task
+
+from loadtests.wsclient import WsClient, WsError
+from tracker.auth import issue_token
+
+CENTRE = (52.5200, 13.4050)
+SPREAD_DEG = 0.03  # about 3 km
+MERCHANTS = [f"lt-m{i}" for i in range(int(os.environ.get("LOADTEST_MERCHANTS", "10")))]
+RUN = uuid.uuid4().hex[:6]
+_counter = itertools.count()
+
+
+def secret() -> str:
+    value = os.environ.get("TRACKER_SECRET")
+    if not value:
+        raise RuntimeError("set TRACKER_SECRET to the server's secret (loadtests/run.py does)")
+    return value
+
+
+def token(role: str, sub: str) -> str:
+    return issue_token(secret(), role, sub, 24 * 3600)
+
+
+def ws_url(host: str, path: str) -> str:
+    return host.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + path
+
+
+def restaurant(mid: str) -> tuple[float, float]:
+    rng = random.Random(mid)
+    return CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG) / 2, CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG) / 2
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class WsUser(User):
+    """A user holding one WebSocket; frames are read by a greenlet and reported."""
+
+    abstract = True
+    path = "/"
+    role = "rider"
+
+    def ws_connect(self, sub: str, path: str | None = None) -> None:
+        start = time.perf_counter()
+        try:
+            self.ws = WsClient(ws_url(self.host, path or self.path), token(self.role, sub))
+        except Exception as exc:  # noqa: BLE001 - reported to locust, user retries
+            self.report("connect", start, 0, exc)
+            raise
+        self.report("connect", start, 0)
+        self.reader = gevent.spawn(self._read_loop)
+
+    def report(self, name: str, start: float, length: int, exc: Exception | None = None, *, ms: float | None = None) -> None:
+        elapsed = (time.perf_counter() - start) * 1000 if ms is None else ms
+        self.environment.events.request.fire(
+            request_type="WS", name=name, response_time=elapsed, response_length=length, exception=exc, context={}
+        )
+
+    def send(self, name: str, message: dict) -> None:
+        start = time.perf_counter()
+        try:
+            size = self.ws.send(message)
+            self.report(name, start, size)
+        except (WsError, OSError) as exc:
+            self.report(name, start, 0, exc)
+            raise
+
+    def _read_loop(self) -> None:
+        try:
+            for msg in self.ws.messages():
+                if msg.get("type") == "error":
+                    self.report(f"error:{msg.get('code')}", time.perf_counter(), 0, RuntimeError(msg.get("message")))
+                else:
+                    self.on_message(msg)
+        except (WsError, OSError):
+            pass
+
+    def on_message(self, msg: dict) -> None:
+        """Handle one frame (subclasses)."""
+
+    def on_stop(self) -> None:
+        if getattr(self, "ws", None):
+            self.ws.close()
+
+
+class RiderUser(WsUser):
+    """Streams a fix every second along a random walk, accepts offers, reports progress."""
+
+    weight = 10
+    fixed_count = int(os.environ.get("LOADTEST_RIDERS", "0"))
+    wait_time = constant_pacing(1.0)
+    path = "/v1/ws/rider"
+    role = "rider"
+
+    def on_start(self) -> None:
+        self.rider_id = f"lt-r{RUN}-{next(_counter)}"
+        self.lat = CENTRE[0] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
+        self.lng = CENTRE[1] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
+        self.heading = random.uniform(0, 6.283)
+        self.ws_connect(self.rider_id)
+        self.send("availability", {"type": "availability", "available": True})
+
+    @task
+    def move(self) -> None:
+        self.heading += random.uniform(-0.3, 0.3)
+        step = 5.0 / 111_000  # about 5 m/s
+        self.lat += step * math.cos(self.heading)
+        self.lng += step * math.sin(self.heading)
+        self.send("location", {"type": "location", "lat": self.lat, "lng": self.lng, "speed": 5.0})
+
+    def on_message(self, msg: dict) -> None:
+        kind = msg.get("type")
+        self.report(kind or "unknown", time.perf_counter(), 0)
+        if kind == "offer":
+            self.send("accept", {"type": "accept", "offer_id": msg["offer_id"]})
+        elif kind == "assigned":
+            gevent.spawn(self._deliver, [o["order_id"] for o in msg["orders"]])
+
+    def _deliver(self, order_ids: list[str]) -> None:
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            gevent.sleep(2.0)
+            for oid in order_ids:
+                self.send("progress", {"type": "progress", "order_id": oid, "step": step})
+
+
+class MerchantUser(WsUser):
+    """A kitchen tablet: confirms every new order, marks it ready a few seconds later."""
+
+    weight = 1
+    fixed_count = int(os.environ.get("LOADTEST_MERCHANT_USERS", "0"))
+    wait_time = constant(1.0)
+    path = "/v1/ws/merchant"
+    role = "merchant"
+    _ids = itertools.cycle(MERCHANTS)
+
+    def on_start(self) -> None:
+        self.merchant_id = next(self._ids)
+        self.ws_connect(self.merchant_id)
+
+    @task
+    def idle(self) -> None:
+        """The tablet only reacts to its feed."""
+
+    def on_message(self, msg: dict) -> None:
+        if msg.get("type") == "event":
+            self.report(f"feed:{msg.get('kind')}", 0, 0, ms=max(0, now_ms() - msg.get("ts", now_ms())))
+            if msg.get("kind") == "placed":
+                self.send("confirm", {"type": "confirm", "order_id": msg["order_id"]})
+                gevent.spawn_later(3.0, self.send, "ready", {"type": "ready", "order_id": msg["order_id"]})
+        elif msg.get("type") == "prompt":
+            self.report("prompt", 0, 0, ms=0)
+
+
+def new_order(client, oid: str) -> None:  # type: ignore[no-untyped-def]
+    mid = random.choice(MERCHANTS)
+    plat, plng = restaurant(mid)
+    body = {"id": oid, "merchant_id": mid, "pickup": {"lat": plat, "lng": plng},
+            "dropoff": {"lat": plat + random.uniform(-0.02, 0.02), "lng": plng + random.uniform(-0.02, 0.02)}}
+    client.post("/v1/orders", json=body, headers={"Authorization": "Bearer " + token("operator", "loadtest")},
+                name="POST /v1/orders")
+
+
+class OperatorUser(HttpUser):
+    """The ordering platform: creates orders at a steady rate."""
+
+    weight = 1
+    fixed_count = int(os.environ.get("LOADTEST_OPERATORS", "0"))
+    wait_time = constant_pacing(float(os.environ.get("LOADTEST_ORDER_INTERVAL_S", "2")))
+
+    @task
+    def create(self) -> None:
+        new_order(self.client, f"lt-o{RUN}-{next(_counter)}")
+
+
+class CustomerUser(WsUser):
+    """Places an order, then watches it: event and position latency from the server's stamp."""
+
+    weight = 2
+    fixed_count = int(os.environ.get("LOADTEST_CUSTOMERS", "0"))
+    wait_time = between(1, 2)
+    path = "/v1/ws/customer"
+    role = "customer"
+
+    def on_start(self) -> None:
+        self.order_id = f"lt-c{RUN}-{next(_counter)}"
+        new_order(_Plain(self.host), self.order_id)
+        self.connected_at = now_ms()
+        self.ws_connect(self.order_id, f"/v1/ws/customer?order_id={self.order_id}")
+
+    @task
+    def watch(self) -> None:
+        """Frames arrive on the reader greenlet."""
+
+    def on_message(self, msg: dict) -> None:
+        if msg.get("type") == "event":
+            # Events from before the socket opened are history, not fan-out latency.
+            live = msg["ts"] >= self.connected_at
+            self.report(f"event:{msg['kind']}" if live else "history", 0, 0, ms=max(0, now_ms() - msg["ts"]) if live else 0)
+        elif msg.get("type") == "rider_location":
+            self.report("rider_location", 0, 0, ms=max(0, now_ms() - msg["ts"]))
+        elif msg.get("type") == "resync":
+            self.report("resync", 0, 0, RuntimeError(msg.get("reason")), ms=0)
+
+
+class _Plain:
+    """A tiny HTTP client for setup calls that should not count in the statistics."""
+
+    def __init__(self, host: str) -> None:
+        self.host, self.session = host, requests.Session()
+
+    def post(self, path: str, json: dict, headers: dict, name: str) -> None:  # noqa: A002 - mirrors requests
+        self.session.post(self.host + path, json=json, headers=headers, timeout=10)
+
+
+class ProbeUser(HttpUser):
+    """One rider socket plus nearby polling: time from a fix sent to its visibility."""
+
+    fixed_count = 1
+    wait_time = constant(1.0)
+
+    def on_start(self) -> None:
+        self.rider_id = f"lt-probe{RUN}"
+        self.ws = WsClient(ws_url(self.host, "/v1/ws/rider"), token("rider", self.rider_id))
+        self.lat, self.lng = CENTRE[0] + 0.05, CENTRE[1] + 0.05
+        self.headers = {"Authorization": "Bearer " + token("operator", "probe")}
+
+    @task
+    def probe(self) -> None:
+        self.lat += 0.00003
+        start = time.perf_counter()
+        self.ws.send({"type": "location", "lat": self.lat, "lng": self.lng})
+        exc: Exception | None = None
+        while True:
+            resp = self.client.get("/v1/riders/nearby", params={"lat": self.lat, "lng": self.lng, "radius_m": 1, "limit": 5},
+                                   headers=self.headers, name="GET /v1/riders/nearby (probe)")
+            if any(r["id"] == self.rider_id for r in resp.json().get("riders", [])):
+                break
+            if time.perf_counter() - start > 5:
+                exc = TimeoutError("fix not visible within 5 s")
+                break
+            gevent.sleep(0.002)
+        self.environment.events.request.fire(
+            request_type="WS", name="fix_to_visibility", response_time=(time.perf_counter() - start) * 1000,
+            response_length=0, exception=exc, context={},
+        )
+
+    def on_stop(self) -> None:
+        self.ws.close()
