@@ -30,7 +30,10 @@ def _gone(pids: list[int], timeout: float = 10.0) -> bool:
 
 
 def test_health_ready_and_metrics(server: ServerProcess) -> None:
-    assert httpx.get(server.base_url + "/healthz").json() == {"status": "ok"}
+    before = int(time.time() * 1000)
+    health = httpx.get(server.base_url + "/healthz").json()
+    assert health["status"] == "ok" and health["time_scale"] == 1.0
+    assert before - 1000 <= health["ts"] <= int(time.time() * 1000) + 1000  # server time, unscaled
     ready = httpx.get(server.base_url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     metrics = httpx.get(server.base_url + "/metrics")

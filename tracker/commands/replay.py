@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tracker.errors import ApiError
 
-DEFAULT_INTERVAL_MIN = 1.0
+DEFAULT_INTERVAL_MIN = 0.5
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", action="store_true", help="play the day through a running server")
     p.add_argument("--server", help="with --live: the server's URL (default: start one)")
     p.add_argument("--secret", help="with --live --server: the server's TRACKER_SECRET")
-    p.add_argument("--time-scale", type=float, default=60.0, help="with --live: server clock speed")
+    p.add_argument("--time-scale", type=float, default=300.0, help="with --live: server clock speed (default 300: an o50 day in under 3 minutes)")
     p.set_defaults(func=run)
 
 

@@ -65,8 +65,26 @@ async def riders_near_pickups(rt: Runtime, orders: list[dict], *, now_ms: int, r
     return list(seen.values())
 
 
+async def route_end(rt: Runtime, rider_id: str, order_ids: set[str], now_ms: int) -> tuple[float, float, int, tuple[str, ...]] | None:
+    """Where and when a rider carrying ``order_ids`` will be free: its last drop-off, after it.
+
+    Uses the orders' live ``eta`` (drop-off estimates kept by the orders feature); ``None``
+    when an estimate is missing (the rider is then left out of this round).
+    """
+    orders = [o for o in await asyncio.gather(*(load_order(rt, oid) for oid in order_ids)) if o is not None]
+    if not orders or any(o["eta"] is None for o in orders):
+        return None
+    last = max(orders, key=lambda o: o["eta"])
+    free_at = max(now_ms, last["eta"] + int(rt.settings.dropoff_service_s * 500))
+    route = tuple(o["id"] for o in sorted(orders, key=lambda o: o["eta"]))
+    return last["dropoff"]["lat"], last["dropoff"]["lng"], free_at, route
+
+
 async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: int, radius_m: float) -> RegionLoad:
-    """Confirmed orders of ``region`` not on offer, and available riders with nothing to do.
+    """Confirmed orders of ``region`` not on offer, and available riders near them.
+
+    Riders considering an offer are left out; riders carrying orders are planned from the end
+    of their current route (the planner commits to them only if they are free by next round).
 
     The ``open:{region}`` index is a hint; each order's own record decides.
     """
@@ -80,16 +98,22 @@ async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: in
         return RegionLoad((), ())
     found = await riders_near_pickups(rt, orders, now_ms=now_ms, radius_m=radius_m)
     rider_ids = [r.id for r in found]
-    busy = await store.riders_with_offers(rider_ids)
+    considering = await store.riders_with_offers(rider_ids)
     pipe = rt.redis.pipeline(transaction=False)
     for rid in rider_ids:
-        pipe.scard(rider_orders_key(rid))
-    carrying = {rid for rid, n in zip(rider_ids, await pipe.execute()) if n}
-    riders = tuple(
-        RiderView(id=r.id, lat=r.lat, lng=r.lng, available=True, shift_end_ms=r.shift_end, route=(), busy_until_ms=now_ms)
-        for r in found
-        if r.id not in busy and r.id not in carrying
-    )
+        pipe.smembers(rider_orders_key(rid))
+    routes = dict(zip(rider_ids, await pipe.execute()))
+    riders = []
+    for r in found:
+        if r.id in considering:
+            continue
+        if not routes[r.id]:
+            riders.append(RiderView(r.id, r.lat, r.lng, True, r.shift_end, busy_until_ms=now_ms))
+            continue
+        end = await route_end(rt, r.id, routes[r.id], now_ms)
+        if end is not None:  # planned from where and when its current route ends
+            lat, lng, free_at, route = end
+            riders.append(RiderView(r.id, lat, lng, True, r.shift_end, route=route, busy_until_ms=free_at))
     blocked = await store.blocked_riders([(o["merchant_id"], o["id"]) for o in orders], now_ms)
     views = tuple(order_view(o, frozenset(blocked.get(o["id"], ()))) for o in orders)
-    return RegionLoad(views, riders)
+    return RegionLoad(views, tuple(riders))

@@ -13,7 +13,8 @@ from tracker.runtime import runtime_of
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    rt = runtime_of(request)
+    return JSONResponse({"status": "ok", "ts": rt.clock.now_ms(), "time_scale": rt.clock.scale})
 
 
 async def readyz(request: Request) -> Response:

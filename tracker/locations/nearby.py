@@ -1,7 +1,8 @@
 """Nearby search: the region cells a circle touches, GEOSEARCH in each, true distances.
 
 One pipeline round trip searches every region geoset the radius can reach (an H3
-``grid_disk`` around the centre's region cell), a second reads the candidates' records
+``grid_disk`` around the centre's region cell, keeping the cells that hold riders at all,
+``regions:active``), a second reads the candidates' records
 (fresh timestamp, availability, exact coordinates). Results are sorted by haversine
 distance from the centre; stale riders (and, if asked, unavailable ones) are left out.
 """
@@ -14,7 +15,7 @@ import h3
 import redis.asyncio as aioredis
 
 from tracker.geo import REGION_RES, haversine_m, region_cell
-from tracker.locations.store import geoset_key, record_key
+from tracker.locations.store import ACTIVE_REGIONS, geoset_key, record_key
 
 MAX_RADIUS_M = 50_000.0
 MAX_LIMIT = 5000
@@ -53,7 +54,10 @@ async def nearby(
     now_ms: int, stale_after_ms: int = 30_000, only_available: bool = False,
 ) -> list[NearbyRider]:
     """Riders within ``radius_m`` of (lat, lng), nearest first, at most ``limit``."""
-    cells = region_cells_within(lat, lng, radius_m)
+    active = await redis.smembers(ACTIVE_REGIONS)  # only regions that hold riders at all
+    cells = [c for c in region_cells_within(lat, lng, radius_m) if c in active]
+    if not cells:
+        return []
     pipe = redis.pipeline(transaction=False)
     for cell in cells:
         # A little margin: Redis measures on its own sphere; the exact cut is ours below.

@@ -92,7 +92,7 @@ def execute(instance: Instance, courier: CourierState, order_ids: tuple[str, ...
     return Assignment(courier.id, now, pickup, order_ids, tuple(drops))
 
 
-def simulate(instance: Instance, interval_min: float = 1.0, policy: Policy | None = None) -> DayResult:
+def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | None = None) -> DayResult:
     """Play the instance's day through the planner; returns what happened."""
     policy = policy or policy_for(instance, interval_min)
     proj = LocalProjection(*ORIGIN)

@@ -1,0 +1,261 @@
+"""``tracker replay INSTANCE --live``: play an MDRP day end to end through a running server.
+
+The ordering platform creates each order over HTTP at its placement time; each restaurant's
+tablet (a merchant socket) confirms new orders and marks them ready at their ready time;
+each courier connects a rider socket at its on time, streams its position every simulated
+minute, accepts the offers the server's dispatcher sends and reports its progress at the
+times the MDRP rules give (same rules as the offline replay). The server runs ``K`` times
+faster than real time (``--time-scale``); clients follow its clock (``GET /healthz``).
+The three solution files are written from what happened: the assignment times the server
+stamped, the pickups and drop-offs the couriers performed, and every move they made.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+
+from clients.merchant import MerchantClient
+from clients.rider import RiderClient
+from tracker.auth import issue_token
+from tracker.geo import LocalProjection
+from tracker.launcher import ServerProcess
+from tracker.mdrp.checker import check_solution
+from tracker.mdrp.instance import Instance, load_instance
+from tracker.mdrp.simulator import ORIGIN, Assignment, CourierState, DayResult, execute
+from tracker.mdrp.solution import write_solution
+
+MIN_MS = 60_000
+
+
+class ServerClock:
+    """The server's scaled clock, followed from ``/healthz`` samples; minutes of the day."""
+
+    def __init__(self, server_ms: int, scale: float, day_start_min: float) -> None:
+        self.scale = scale
+        self.mono0 = time.monotonic()
+        self.server0 = server_ms
+        self.t0_ms = server_ms - day_start_min * MIN_MS  # server ms of instance minute 0
+
+    def now_ms(self) -> float:
+        return self.server0 + (time.monotonic() - self.mono0) * 1000 * self.scale
+
+    def minute(self, server_ms: float | None = None) -> float:
+        return ((self.now_ms() if server_ms is None else server_ms) - self.t0_ms) / MIN_MS
+
+    def ms(self, minute: float) -> int:
+        return int(self.t0_ms + minute * MIN_MS)
+
+    async def until(self, minute: float) -> None:
+        wait = (minute - self.minute()) * 60 / self.scale
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class LiveDay:
+    """All the simulated actors of one day and what they did."""
+
+    def __init__(self, inst: Instance, base_url: str, secret: str, clock: ServerClock) -> None:
+        self.inst, self.base_url, self.secret, self.clock = inst, base_url, secret, clock
+        self.ws_url = base_url.replace("http", "ws", 1)
+        self.proj = LocalProjection(*ORIGIN)
+        self.states = {c.id: CourierState(c.id, c.x, c.y, c.on) for c in inst.couriers.values()}
+        self.assignments: list[Assignment] = []
+        self.delivered: set[str] = set()
+        self.errors: list[str] = []
+
+    def token(self, role: str, sub: str) -> str:
+        return issue_token(self.secret, role, sub, 7 * 24 * 3600)
+
+    def latlng(self, x: float, y: float) -> dict[str, float]:
+        lat, lng = self.proj.to_latlng(x, y)
+        return {"lat": lat, "lng": lng}
+
+    async def platform(self) -> None:
+        """Create every order at its placement time."""
+        headers = {"Authorization": "Bearer " + self.token("operator", "mdrp-platform")}
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30) as http:
+            for o in sorted(self.inst.orders.values(), key=lambda o: o.placement):
+                await self.clock.until(o.placement)
+                body = {"id": o.id, "merchant_id": o.restaurant, "pickup": self.latlng(*self.inst.restaurants[o.restaurant]),
+                        "dropoff": self.latlng(o.x, o.y), "ready_at": self.clock.ms(o.ready)}
+                resp = await http.post("/v1/orders", json=body)
+                if resp.status_code not in (200, 201):
+                    self.errors.append(f"create {o.id}: {resp.text}")
+
+    async def kitchen(self, restaurant: str) -> None:
+        """A restaurant's tablet: confirm each order as it arrives, mark it ready on time."""
+        tablet = await MerchantClient.connect(self.ws_url, self.token("merchant", restaurant))
+        pending: set[asyncio.Task] = set()
+        try:
+            while True:
+                frame = await tablet.recv(timeout=3600)
+                if frame.get("type") == "event" and frame.get("kind") == "placed":
+                    await tablet.confirm(frame["order_id"])
+                    task = asyncio.ensure_future(self._ready_later(tablet, frame["order_id"]))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+        finally:
+            for task in pending:
+                task.cancel()
+            await tablet.close()
+
+    async def _ready_later(self, tablet: MerchantClient, order_id: str) -> None:
+        await self.clock.until(self.inst.orders[order_id].ready)
+        await tablet.ready(order_id)
+
+    async def courier(self, cid: str) -> None:
+        """A courier's shift: connect, stream positions, accept offers, deliver by the rules."""
+        c = self.inst.couriers[cid]
+        state = self.states[cid]
+        await self.clock.until(c.on)
+        rider = await RiderClient.connect(self.ws_url, self.token("rider", cid))
+        await rider.availability(True, shift_end=self.clock.ms(c.off))
+        route: list[tuple[float, float, float]] = [(c.on, c.x, c.y)]  # (minute, x, y) waypoints
+        streamer = asyncio.ensure_future(self._stream(rider, route))
+        try:
+            while True:
+                remaining = (c.off - self.clock.minute()) * 60 / self.clock.scale
+                if remaining <= 0 and state.free_at <= self.clock.minute():
+                    break
+                try:
+                    frame = await rider.recv(timeout=max(0.05, remaining))
+                except asyncio.TimeoutError:
+                    continue
+                if frame.get("type") == "offer":
+                    # A courier declines what it could not pick up before its shift ends.
+                    probe = CourierState(cid, state.x, state.y, state.free_at, state.label)
+                    ids = tuple(o["order_id"] for o in frame["orders"])
+                    if execute(self.inst, probe, ids, self.clock.minute()) is None:
+                        await rider.decline(frame["offer_id"])
+                    else:
+                        await rider.accept(frame["offer_id"])
+                elif frame.get("type") == "assigned":
+                    await self._deliver(rider, state, frame, route)
+                elif frame.get("type") == "error":
+                    self.errors.append(f"{cid}: {frame.get('code')} {frame.get('message')}")
+        finally:
+            streamer.cancel()
+            await rider.close()
+
+    async def _deliver(self, rider: RiderClient, state: CourierState, frame: dict, route: list) -> None:  # type: ignore[type-arg]
+        order_ids = tuple(o["order_id"] for o in frame["orders"])
+        now = self.clock.minute()
+        start = (state.x, state.y)
+        moves_before = len(state.moves)
+        done = execute(self.inst, state, order_ids, now)
+        if done is None:
+            self.errors.append(f"{state.id}: offer after its shift for {order_ids}")
+            return
+        self.assignments.append(done)
+        p = self.inst.params
+        rest = self.inst.restaurants[self.inst.orders[order_ids[0]].restaurant]
+        depart = state.moves[moves_before][0]
+        arrive = depart + self.inst.travel(start, rest)
+        route += [(depart, *start), (arrive, *rest), (done.pickup + p.pickup_service / 2, *rest)]
+        await self.clock.until(arrive)
+        for oid in order_ids:
+            await rider.progress(oid, "at_pickup")
+        await self.clock.until(done.pickup)
+        for oid in order_ids:
+            await rider.progress(oid, "picked_up")
+        for oid, drop in zip(order_ids, done.dropoffs):
+            o = self.inst.orders[oid]
+            reach = drop - p.dropoff_service / 2
+            route += [(reach, o.x, o.y), (drop + p.dropoff_service / 2, o.x, o.y)]
+            await self.clock.until(reach)
+            await rider.progress(oid, "at_dropoff")
+            await self.clock.until(drop)
+            await rider.progress(oid, "delivered")
+            self.delivered.add(oid)
+
+    async def _stream(self, rider: RiderClient, route: list[tuple[float, float, float]]) -> None:
+        """A fix every simulated minute, interpolated along the courier's route."""
+        while True:
+            now = self.clock.minute()
+            x, y = _position(route, now)
+            await rider.location(**self.latlng(x, y), ts=int(self.clock.now_ms()))
+            await asyncio.sleep(60 / self.clock.scale)
+
+
+def _position(route: list[tuple[float, float, float]], minute: float) -> tuple[float, float]:
+    past = [w for w in route if w[0] <= minute]
+    future = [w for w in route if w[0] > minute]
+    if not past:
+        return route[0][1], route[0][2]
+    a = max(past, key=lambda w: w[0])
+    if not future:
+        return a[1], a[2]
+    b = min(future, key=lambda w: w[0])
+    f = (minute - a[0]) / (b[0] - a[0]) if b[0] > a[0] else 1.0
+    return a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f
+
+
+async def play(inst: Instance, base_url: str, secret: str) -> tuple[DayResult, list[str]]:
+    """Play the whole day against the server at ``base_url``."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        health = (await http.get(base_url + "/healthz")).json()
+    first = min(min(o.placement for o in inst.orders.values()), min(c.on for c in inst.couriers.values()))
+    clock = ServerClock(health["ts"], health["time_scale"], first - 1)
+    day = LiveDay(inst, base_url, secret, clock)
+    kitchens = [asyncio.ensure_future(day.kitchen(r)) for r in {o.restaurant for o in inst.orders.values()}]
+    await asyncio.sleep(0.5)  # tablets online before the first order
+    couriers = [asyncio.ensure_future(day.courier(cid)) for cid in inst.couriers]
+    await day.platform()
+    results = await asyncio.gather(*couriers, return_exceptions=True)
+    day.errors += [f"courier task: {r!r}" for r in results if isinstance(r, Exception)]
+    for k in kitchens:
+        k.cancel()
+    await asyncio.gather(*kitchens, return_exceptions=True)
+    day.assignments.sort(key=lambda a: (a.time, a.courier))
+    return DayResult(inst, day.assignments, {cid: s.moves for cid, s in day.states.items()}, 0), day.errors
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """The ``--live`` command: start a server unless ``--server``, play, write, check."""
+    inst = load_instance(args.instance)
+    p = inst.params
+    out = Path(args.out or f"solutions-live/{inst.name}")
+    secret = args.secret or secrets.token_urlsafe(32)
+    server = None
+    if args.server:
+        if not args.secret:
+            print("tracker replay --live --server: also give --secret (the server's TRACKER_SECRET)")
+            return 2
+        base_url = args.server.rstrip("/")
+    else:
+        env = {
+            "TRACKER_TIME_SCALE": str(args.time_scale),
+            "TRACKER_DISPATCH_INTERVAL_S": str(args.interval * 60),
+            "TRACKER_OFFER_TIMEOUT_S": "600", "TRACKER_STALE_AFTER_S": "7200",
+            "TRACKER_RIDER_MAX_FIX_RATE": "1000", "TRACKER_MAX_RIDER_SPEED_MPS": "1000",
+            "TRACKER_RIDER_SPEED_MPS": str(p.meters_per_minute / 60), "TRACKER_DISPATCH_RADIUS_M": "40000",
+            "TRACKER_PICKUP_SERVICE_S": str(p.pickup_service * 60), "TRACKER_DROPOFF_SERVICE_S": str(p.dropoff_service * 60),
+            "TRACKER_LOG_LEVEL": "warning",
+        }
+        server = ServerProcess(secret=secret, env=env).start()
+        base_url = server.base_url
+    started = time.monotonic()
+    try:
+        day, errors = asyncio.run(play(inst, base_url, secret))
+    finally:
+        if server is not None:
+            server.cleanup()
+    write_solution(day, out)
+    report = check_solution(args.instance, out)
+    m = report.metrics
+    assert m is not None
+    print(f"{inst.name} (live, x{args.time_scale:g}, {time.monotonic() - started:.0f} s): delivered={m.delivered}/{m.orders} "
+          f"ctd_mean={m.ctd_mean:.2f} ctd_p90={m.ctd_p90:.1f} r2p_mean={m.r2p_mean:.2f} "
+          f"orders_per_bundle={m.orders_per_bundle:.2f} cost_per_order={m.cost_per_order:.2f}")
+    for e in errors[:10]:
+        print("  client: " + e)
+    print(f"solution written to {out}; checker: {'OK' if report.ok else f'{len(report.violations)} violations'}")
+    for v in report.violations[:10]:
+        print(f"  rule {v.rule}: {v.message}")
+    return 0 if report.ok and not math.isnan(m.ctd_mean) else 1
