@@ -1,0 +1,123 @@
+"""Location throughput: fixes/s one server process writes to Redis, and fix-to-visibility.
+
+Run on demand (not in CI):
+
+    python loadtests/bench_locations.py --riders 2000 --rate 10 --seconds 20 --generators 2
+
+Starts ``tracker serve`` (embedded Redis, per-connection limit raised to fit ``--rate``),
+opens ``--riders`` rider sockets spread over ``--generators`` load processes, each sending
+``--rate`` fixes a second on a random walk, and reports:
+
+- fixes/s written to Redis by the server (its ``tracker_fixes_written_total`` over the window),
+  fixes/s sent, and the Redis round trips per second (mean batch size);
+- fix-to-visibility: a probe rider sends a fix, then ``tracker.locations.nearby`` (the function
+  the dispatcher calls) is polled against the same Redis until the fix is found; p50 / p99.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import random
+import statistics
+import time
+
+import httpx
+import orjson
+import redis.asyncio as aioredis
+import websockets
+
+from tracker.auth import issue_token
+from tracker.launcher import ServerProcess
+from tracker.locations import nearby
+
+CENTRE = (48.8566, 2.3522)
+
+
+def metric(base_url: str, name: str) -> float:
+    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def _generator(ws_url: str, secret: str, ids: list[str], rate: float, seconds: float, sent: "mp.Value") -> None:  # type: ignore[type-arg]
+    async def one(rid: str) -> int:
+        token = issue_token(secret, "rider", rid, 3600)
+        async with websockets.connect(ws_url + "/v1/ws/rider", additional_headers={"Authorization": f"Bearer {token}"},
+                                      max_queue=None) as ws:
+            lat, lng = CENTRE[0] + random.uniform(-0.05, 0.05), CENTRE[1] + random.uniform(-0.05, 0.05)
+            n, start = 0, time.monotonic()
+            await asyncio.sleep(random.random() / rate)
+            while time.monotonic() - start < seconds:
+                lat += random.uniform(-1, 1) * 2e-5
+                lng += random.uniform(-1, 1) * 2e-5
+                await ws.send(orjson.dumps({"type": "location", "lat": lat, "lng": lng}).decode())
+                n += 1
+                await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+            return n
+
+    counts = await asyncio.gather(*(one(rid) for rid in ids), return_exceptions=True)
+    with sent.get_lock():
+        sent.value += sum(c for c in counts if isinstance(c, int))
+
+
+def generator(ws_url: str, secret: str, ids: list[str], rate: float, seconds: float, sent: "mp.Value") -> None:  # type: ignore[type-arg]
+    asyncio.run(_generator(ws_url, secret, ids, rate, seconds, sent))
+
+
+async def probe(server: ServerProcess, seconds: float) -> list[float]:
+    redis = aioredis.Redis.from_url(server.redis_url, decode_responses=True)  # type: ignore[arg-type]
+    token = issue_token(server.secret, "rider", "bench-probe", 3600)
+    latencies = []
+    async with websockets.connect(server.ws_url + "/v1/ws/rider", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        lat, lng = CENTRE[0] + 0.2, CENTRE[1] + 0.2
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            lat += 0.00002
+            t = time.perf_counter()
+            await ws.send(orjson.dumps({"type": "location", "lat": lat, "lng": lng}).decode())
+            while True:
+                found = await nearby(redis, lat, lng, 1.0, 5, now_ms=int(time.time() * 1000))
+                if any(r.id == "bench-probe" for r in found):
+                    break
+                await asyncio.sleep(0.0005)
+            latencies.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.25)
+    await redis.aclose()
+    return latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--riders", type=int, default=2000)
+    ap.add_argument("--rate", type=float, default=10.0, help="fixes per second per rider")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--generators", type=int, default=2)
+    args = ap.parse_args()
+    env = {"TRACKER_RIDER_MAX_FIX_RATE": str(args.rate * 2), "TRACKER_LOG_LEVEL": "warning",
+           "TRACKER_MAX_RIDER_SPEED_MPS": "1000"}
+    with ServerProcess(env=env) as server:
+        ids = [f"bench-r{i}" for i in range(args.riders)]
+        sent = mp.Value("q", 0)
+        procs = [mp.Process(target=generator, args=(server.ws_url, server.secret, ids[g::args.generators], args.rate,
+                                                   args.seconds, sent)) for g in range(args.generators)]
+        for p in procs:
+            p.start()
+        time.sleep(min(5.0, args.seconds / 4))  # connections up
+        w0, b0, t0 = metric(server.base_url, "tracker_fixes_written_total"), metric(server.base_url, "tracker_fix_batch_size_count"), time.monotonic()
+        lat = asyncio.run(probe(server, args.seconds / 2))
+        w1, b1, t1 = metric(server.base_url, "tracker_fixes_written_total"), metric(server.base_url, "tracker_fix_batch_size_count"), time.monotonic()
+        for p in procs:
+            p.join()
+        written = (w1 - w0) / (t1 - t0)
+        batches = (b1 - b0) / (t1 - t0)
+        lat.sort()
+        print(f"riders {args.riders} x {args.rate:g} fixes/s offered ({args.riders * args.rate:,.0f}/s), {args.generators} generator processes")
+        print(f"fixes written to Redis: {written:,.0f}/s in {batches:,.0f} round trips/s (mean batch {written / max(batches, 1):.1f})")
+        print(f"fixes sent by the generators: {sent.value / args.seconds:,.0f}/s (over the whole run)")
+        print(f"fix-to-visibility in nearby(): p50 {statistics.median(lat):.1f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.1f} ms ({len(lat)} probes)")
+
+
+if __name__ == "__main__":
+    main()
