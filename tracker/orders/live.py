@@ -10,6 +10,7 @@ estimate (so the food is ready as the rider walks in), ``rider_arriving`` once i
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -40,14 +41,41 @@ class RiderOrdersFeed:
         self.rt = rt
         self.model = EtaModel(s.rider_speed_mps, s.pickup_service_s, s.dropoff_service_s)
         self._last: dict[str, float] = {}
+        self._pending: dict[str, tuple[Fix, frozenset[str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
+        """Feed one fix; within the throttle interval the newest fix is kept and sent at its end.
+
+        Trailing-edge throttling: a fix that arrives too soon is never lost, it is delivered
+        (with any prompt it triggers) as soon as the interval since the last delivery elapses.
+        """
         now_real = time.monotonic()
-        if now_real - self._last.get(rider_id, 0.0) < MIN_INTERVAL_S:
+        wait = MIN_INTERVAL_S - (now_real - self._last.get(rider_id, -MIN_INTERVAL_S))
+        if wait > 0:
+            if rider_id not in self._pending:
+                asyncio.get_running_loop().call_later(wait, self._flush, rider_id)
+            self._pending[rider_id] = (fix, orders)
             return
         if len(self._last) > 100_000:
-            self._last.clear()
+            self._last = {r: t for r, t in self._last.items() if now_real - t < MIN_INTERVAL_S}
         self._last[rider_id] = now_real
+        await self._deliver(rider_id, fix, orders)
+
+    def _flush(self, rider_id: str) -> None:
+        pending = self._pending.pop(rider_id, None)
+        if pending is not None:
+            self._last[rider_id] = time.monotonic()
+            task = asyncio.create_task(self._deliver(rider_id, *pending), name=f"rider-feed-{rider_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delayed rider feed failed", exc_info=task.exception(), extra={"task": task.get_name()})
+
+    async def _deliver(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
         redis = self.rt.redis
         ids = sorted(orders)
         merchants = await redis.mget([index_key(oid) for oid in ids])
