@@ -11,7 +11,10 @@ Public API (numpy in, numpy out; planar metres, minutes):
 - ``travel_minutes(ax, ay, bx, by, meters_per_minute) -> float64[p, q]``
 - ``pickup_times(rider_x, rider_y, rider_free_at, rider_shift_end, site_x, site_y,
   site_ready_at, meters_per_minute, pickup_service_min, max_travel_min) -> float64[R, S]``
-- ``best_drop_sequence(start_x, start_y, drop_x, drop_y, meters_per_minute,
+- ``assignment_costs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
+  bundle_ready_at, bundle_size, bundle_drop_sum, bundle_reward, meters_per_minute,
+  pickup_service_min, max_travel_min, wait_weight) -> float64[R, B]``: the planner's cost matrix
+start_x, start_y, drop_x, drop_y, meters_per_minute,
   dropoff_service_min, weights=None) -> (order, offsets)``
 - ``bundle_orders(ready_at, placed_at, drop_x, drop_y, site_x, site_y, max_size,
   max_ready_spread, max_extra_min, meters_per_minute, dropoff_service_min) -> [int64[...]]``
@@ -34,6 +37,7 @@ from dispatch_ext._boundary import MAX_DROP_STOPS
 linear_assignment = _impl.linear_assignment
 travel_minutes = _impl.travel_minutes
 pickup_times = _impl.pickup_times
+assignment_costs = _impl.assignment_costs
 best_drop_sequence = _impl.best_drop_sequence
 bundle_orders = _impl.bundle_orders
 bundle_orders_by_site = _impl.bundle_orders_by_site
@@ -41,6 +45,7 @@ bundle_orders_by_site = _impl.bundle_orders_by_site
 __all__ = [
     "IS_COMPILED",
     "MAX_DROP_STOPS",
+    "assignment_costs",
     "best_drop_sequence",
     "bundle_orders",
     "bundle_orders_by_site",

@@ -11,6 +11,7 @@ A core is any object with these attributes (all inputs already validated):
     ``work`` a finite C-contiguous float64 n x m matrix with n <= m; returns int64[n].
 ``travel(ax, ay, bx, by, meters_per_minute) -> float64[len(a), len(b)]``
 ``pickup(inputs: PickupInputs) -> float64[R, S]``
+``costs(inputs: CostInputs) -> float64[R, B]``
 ``drop_sequence(inputs: DropInputs) -> (order, offsets)``
 ``bundle(inputs: BundleInputs) -> (members, bundle_start)``
     the greedy on every site group; members are order indices, bundle_start offsets.
@@ -122,6 +123,52 @@ def pickup_times(core: Any, rider_x: object, rider_y: object, rider_free_at: obj
                              site_ready_at, meters_per_minute, pickup_service_min,
                              max_travel_min)
     return core.pickup(inputs)
+
+
+def assignment_costs(core: Any, rider_x: object, rider_y: object, rider_free_at: object,
+                     rider_shift_end: object, bundle_x: object, bundle_y: object,
+                     bundle_ready_at: object, bundle_size: object, bundle_drop_sum: object,
+                     bundle_reward: object, meters_per_minute: float, pickup_service_min: float,
+                     max_travel_min: float, wait_weight: float) -> np.ndarray:
+    """The dispatch cost of every (rider, bundle) pair, in one pass.
+
+    With ``pickup`` and ``arrive`` as in ``pickup_times`` (the bundle's restaurant and latest
+    ready time playing the site)::
+
+        cost = (pickup + pickup_service_min / 2) * bundle_size
+               + (bundle_drop_sum - bundle_reward)
+               + wait_weight * (pickup - arrive)
+
+    that is the sum of the bundle's drop-off times when ``bundle_drop_sum`` holds the
+    drop-offs' minutes after leaving the restaurant, minus a reward, plus the rider's minutes
+    waiting for the food at a weight.
+
+    Parameters
+    ----------
+    rider_x, rider_y, rider_free_at, rider_shift_end : array_like, shape (R,)
+        As in ``pickup_times``.
+    bundle_x, bundle_y, bundle_ready_at : array_like, shape (B,)
+        Each bundle's restaurant and the time its last order is ready.
+    bundle_size : array_like, shape (B,)
+        Orders in each bundle (>= 1).
+    bundle_drop_sum : array_like, shape (B,)
+        Sum of the bundle's drop-off offsets (minutes after leaving the restaurant).
+    bundle_reward : array_like, shape (B,)
+        Minutes subtracted from the bundle's cost (finite).
+    meters_per_minute, pickup_service_min, max_travel_min : float
+        As in ``pickup_times``.
+    wait_weight : float
+        Weight (>= 0) of the minutes a rider waits at the restaurant.
+
+    Returns
+    -------
+    ndarray of float64, shape (R, B)
+        Costs; ``+inf`` where ``pickup_times`` is ``+inf`` (too far, or after the shift).
+    """
+    return core.costs(b.cost_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x,
+                                    bundle_y, bundle_ready_at, bundle_size, bundle_drop_sum,
+                                    bundle_reward, meters_per_minute, pickup_service_min,
+                                    max_travel_min, wait_weight))
 
 
 def best_drop_sequence(core: Any, start_x: float, start_y: float, drop_x: object,
@@ -244,7 +291,7 @@ def bundle_orders(core: Any, ready_at: object, placed_at: object, drop_x: object
                                  meters_per_minute, dropoff_service_min)
 
 
-PUBLIC = (linear_assignment, travel_minutes, pickup_times, best_drop_sequence, bundle_orders,
+PUBLIC = (linear_assignment, travel_minutes, pickup_times, assignment_costs, best_drop_sequence, bundle_orders,
           bundle_orders_by_site)
 
 

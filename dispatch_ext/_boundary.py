@@ -247,6 +247,30 @@ def pickup_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, site_x, site
     )
 
 
+class CostInputs(NamedTuple):
+    pickup: PickupInputs
+    bundle_size: np.ndarray
+    bundle_base: np.ndarray  # drop_sum - reward, per bundle
+    wait_weight: float
+
+
+def cost_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
+                bundle_ready_at, bundle_size, bundle_drop_sum, bundle_reward, meters_per_minute,
+                pickup_service_min, max_travel_min, wait_weight) -> CostInputs:
+    pickup = pickup_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
+                           bundle_ready_at, meters_per_minute, pickup_service_min, max_travel_min)
+    size = finite_values(bundle_size, "bundle_size")
+    if (size < 1).any():
+        i = int(np.argmax(size < 1))
+        raise ValueError(f"bundle_size[{i}] must be >= 1, got {size[i]!r}")
+    drop_sum = finite_values(bundle_drop_sum, "bundle_drop_sum")
+    reward = finite_values(bundle_reward, "bundle_reward")
+    same_length(bundle_x=pickup.site.x, bundle_size=size, bundle_drop_sum=drop_sum,
+                bundle_reward=reward)
+    weight = scalar(wait_weight, "wait_weight")
+    return CostInputs(pickup, size, drop_sum - reward, weight)
+
+
 # ------------------------------------------------------------------------- drop sequences
 
 

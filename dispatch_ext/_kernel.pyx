@@ -253,6 +253,30 @@ def _pickup(p):
     return out_arr
 
 
+def _costs(c):
+    p = c.pickup
+    cdef const double[::1] rx = p.rider.x, ry = p.rider.y
+    cdef const double[::1] free_at = p.rider_free_at, shift_end = p.rider_shift_end
+    cdef const double[::1] sx = p.site.x, sy = p.site.y, ready = p.site_ready_at
+    cdef const double[::1] size = c.bundle_size, base = c.bundle_base
+    cdef double speed = p.meters_per_minute, half = p.half_pickup_service
+    cdef double max_travel = p.max_travel_min, weight = c.wait_weight, t, arrive, pick
+    cdef Py_ssize_t nr = rx.shape[0], ns = sx.shape[0], r, s
+    out_arr = np.empty((nr, ns))
+    cdef double[:, ::1] out = out_arr
+    with nogil:
+        for r in range(nr):
+            for s in range(ns):
+                t = _minutes(rx[r], ry[r], sx[s], sy[s], speed)
+                arrive = (free_at[r] + t) + half
+                pick = ready[s] if ready[s] > arrive else arrive
+                if t > max_travel or pick > shift_end[r]:
+                    out[r, s] = INFINITY
+                else:
+                    out[r, s] = ((pick + half) * size[s] + base[s]) + weight * (pick - arrive)
+    return out_arr
+
+
 # ------------------------------------------------------------------------- drop sequences
 
 
@@ -470,11 +494,12 @@ def _bundle(p):
 
 
 CORE = SimpleNamespace(solve_assignment=_solve_assignment, travel=_travel, pickup=_pickup,
-                       drop_sequence=_drop_sequence, bundle=_bundle)
+                       costs=_costs, drop_sequence=_drop_sequence, bundle=_bundle)
 _PUBLIC = _api.bind_all(CORE)
 linear_assignment = _PUBLIC["linear_assignment"]
 travel_minutes = _PUBLIC["travel_minutes"]
 pickup_times = _PUBLIC["pickup_times"]
+assignment_costs = _PUBLIC["assignment_costs"]
 best_drop_sequence = _PUBLIC["best_drop_sequence"]
 bundle_orders = _PUBLIC["bundle_orders"]
 bundle_orders_by_site = _PUBLIC["bundle_orders_by_site"]

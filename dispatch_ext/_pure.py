@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from dispatch_ext import _api
-from dispatch_ext._boundary import BundleInputs, DropInputs, PickupInputs
+from dispatch_ext._boundary import BundleInputs, CostInputs, DropInputs, PickupInputs
 
 
 def _solve_assignment(c: np.ndarray) -> np.ndarray:
@@ -68,6 +68,18 @@ def _pickup(p: PickupInputs) -> np.ndarray:
     pickup = np.maximum(p.site_ready_at[None, :], arrive)
     pickup[(travel > p.max_travel_min) | (pickup > p.rider_shift_end[:, None])] = np.inf
     return pickup
+
+
+def _costs(c: CostInputs) -> np.ndarray:
+    p = c.pickup
+    travel = _travel(p.rider.x, p.rider.y, p.site.x, p.site.y, p.meters_per_minute)
+    arrive = (p.rider_free_at[:, None] + travel) + p.half_pickup_service
+    pickup = np.maximum(p.site_ready_at[None, :], arrive)
+    cost = (pickup + p.half_pickup_service) * c.bundle_size[None, :]
+    cost += c.bundle_base[None, :]
+    cost += c.wait_weight * (pickup - arrive)
+    cost[(travel > p.max_travel_min) | (pickup > p.rider_shift_end[:, None])] = np.inf
+    return cost
 
 
 def _best_sequence(legs: np.ndarray, service: float,
@@ -155,11 +167,12 @@ def _bundle(p: BundleInputs) -> tuple[np.ndarray, np.ndarray]:
 
 
 CORE = SimpleNamespace(solve_assignment=_solve_assignment, travel=_travel, pickup=_pickup,
-                       drop_sequence=_drop_sequence, bundle=_bundle)
+                       costs=_costs, drop_sequence=_drop_sequence, bundle=_bundle)
 _PUBLIC = _api.bind_all(CORE)
 linear_assignment = _PUBLIC["linear_assignment"]
 travel_minutes = _PUBLIC["travel_minutes"]
 pickup_times = _PUBLIC["pickup_times"]
+assignment_costs = _PUBLIC["assignment_costs"]
 best_drop_sequence = _PUBLIC["best_drop_sequence"]
 bundle_orders = _PUBLIC["bundle_orders"]
 bundle_orders_by_site = _PUBLIC["bundle_orders_by_site"]

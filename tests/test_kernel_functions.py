@@ -58,6 +58,52 @@ def test_pickup_times_without_travel_limit(impl) -> None:
     assert out.tolist() == [[100.0]]
 
 
+# ------------------------------------------------------------------------------ costs
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_assignment_costs_sum_drop_off_times_minus_reward_plus_waiting(impl) -> None:
+    # rider 0 free at 0 at the origin; bundle 0 is 10 min away and ready at 20: the rider
+    # arrives at 12 (10 + half the pickup service), waits 8, picks up at 20, leaves at 22.
+    rider = ([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [np.inf, 15.0])
+    bundles = ([3200.0, 640.0], [0.0, 0.0], [20.0, 0.0])
+    out = impl.assignment_costs(*rider, *bundles, [2.0, 1.0], [13.0, 5.0], [70.0, 60.0],
+                                SPEED, PICKUP_SERVICE, 30.0, 0.5)
+    # two orders dropped at 22 + offsets summing to 13, minus 70, plus 0.5 * 8 waiting
+    assert out[0, 0] == (22.0 * 2 + 13.0) - 70.0 + 0.5 * 8
+    # one order 2 min away, ready: pickup at 4, leave at 6, drop at 6 + 5, minus 60
+    assert out[0, 1] == 6.0 + 5.0 - 60.0
+    assert out[1].tolist() == [np.inf, 6.0 + 5.0 - 60.0]  # the pickup at 20 is after the shift
+    pickup = impl.pickup_times(*rider, *bundles, SPEED, PICKUP_SERVICE, 30.0)
+    assert np.array_equal(np.isinf(out), np.isinf(pickup))
+
+
+def test_assignment_costs_compiled_equals_pure() -> None:
+    rng = np.random.default_rng(12)
+    for _ in range(40):
+        r, s = rng.integers(0, 30, size=2)
+        rider = (rng.uniform(0, 2e4, r), rng.uniform(0, 2e4, r), rng.uniform(0, 30, r),
+                 rng.uniform(0, 200, r))
+        bundle = (rng.uniform(0, 2e4, s), rng.uniform(0, 2e4, s), rng.uniform(-10, 60, s),
+                  rng.integers(1, 4, s).astype(float), rng.uniform(0, 90, s), rng.uniform(0, 200, s))
+        args = (*rider, *bundle, SPEED, PICKUP_SERVICE, 25.0, float(rng.uniform(0, 1)))
+        np.testing.assert_allclose(_kernel.assignment_costs(*args), _pure.assignment_costs(*args),
+                                   rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_assignment_costs_reject_bad_bundles(impl) -> None:
+    ok = ([0.0], [0.0], [0.0], [np.inf], [0.0], [0.0], [0.0])
+    with pytest.raises(ValueError, match=r"bundle_size\[0\] must be >= 1"):
+        impl.assignment_costs(*ok, [0.0], [1.0], [1.0], SPEED, 4, 30, 0.1)
+    with pytest.raises(ValueError, match="bundle_reward"):
+        impl.assignment_costs(*ok, [1.0], [1.0], [1.0, 2.0], SPEED, 4, 30, 0.1)
+    with pytest.raises(ValueError, match=r"bundle_drop_sum\[0\] must be finite"):
+        impl.assignment_costs(*ok, [1.0], [np.nan], [1.0], SPEED, 4, 30, 0.1)
+    with pytest.raises(ValueError, match="wait_weight must be >= 0"):
+        impl.assignment_costs(*ok, [1.0], [1.0], [1.0], SPEED, 4, 30, -1)
+
+
 def test_travel_and_pickup_compiled_equals_pure() -> None:
     rng = np.random.default_rng(10)
     for _ in range(40):

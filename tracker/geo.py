@@ -62,7 +62,7 @@ class LocalProjection:
         return self._m_per_deg_lat * math.cos(math.radians(self.origin_lat))
 
     def to_xy(self, lat: float, lng: float) -> tuple[float, float]:
-        """Planar (x, y) metres of a WGS84 point."""
+        """Planar (x, y) metres of a WGS84 point (or, element-wise, of numpy arrays of them)."""
         return (lng - self.origin_lng) * self._m_per_deg_lng, (lat - self.origin_lat) * self._m_per_deg_lat
 
     def to_latlng(self, x: float, y: float) -> tuple[float, float]:

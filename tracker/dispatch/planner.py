@@ -86,19 +86,25 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     proj = LocalProjection(snapshot.origin_lat, snapshot.origin_lng)
     bundles, sites = _bundles(open_orders, riders, proj, now, policy)
     stats["bundles"] = len(bundles)
-    cost, pickup, travel, free_at = _costs(bundles, riders, sites, proj, now, policy)
+    fleet = _Fleet.of(riders, proj, now)
+    cost = _costs(bundles, fleet, sites, policy)
     rows, cols = kernel.linear_assignment(cost)
+    chosen = np.isfinite(cost[rows, cols])
+    rows, cols = rows[chosen], cols[chosen]
+    site_of = np.array([b.site for b in bundles], dtype=np.int64)[cols]
+    ready = np.array([b.ready for b in bundles])[cols]
+    dx, dy = fleet.x[rows] - sites[site_of, 0], fleet.y[rows] - sites[site_of, 1]
+    travel = np.ceil(np.sqrt(dx * dx + dy * dy) / policy.meters_per_minute)
+    half = policy.pickup_service_min / 2
+    pickup = np.maximum(ready, fleet.free_at[rows] + travel + half)
+    # Commit only what must start before the next round.
+    latest_departure = ready - travel - half
+    commit = (fleet.free_at[rows] <= policy.interval_min) & (
+        latest_departure <= policy.interval_min + policy.commit_slack_min)
     offers = []
-    for r, b in zip(rows.tolist(), cols.tolist()):
-        if not math.isfinite(cost[r, b]):
-            continue
+    for r, b, pick in zip(rows[commit].tolist(), cols[commit].tolist(), pickup[commit].tolist()):
         bundle = bundles[b]
-        # Commit only what must start before the next round.
-        latest_departure = bundle.ready - travel[r, b] - policy.pickup_service_min / 2
-        if max(free_at[r], 0.0) > policy.interval_min or latest_departure > policy.interval_min + policy.commit_slack_min:
-            continue
-        pick = pickup[r, b]
-        leave = pick + policy.pickup_service_min / 2
+        leave = pick + half
         offers.append(
             Offer(
                 rider_id=riders[r].id,
@@ -120,6 +126,10 @@ class _Bundle:
     offsets: tuple[float, ...]  # drop-off minutes after leaving the restaurant
     placed_sum: float
 
+    @property
+    def drop_sum(self) -> float:
+        return sum(self.offsets)
+
 
 def _bundles(orders: list[OrderView], riders: list[RiderView], proj: LocalProjection, now: int,
              policy: Policy) -> tuple[list[_Bundle], np.ndarray]:
@@ -130,22 +140,30 @@ def _bundles(orders: list[OrderView], riders: list[RiderView], proj: LocalProjec
             site_index[o.merchant_id] = len(site_xy)
             site_xy.append(proj.to_xy(o.pickup_lat, o.pickup_lng))
     sites = np.array(site_xy, dtype=np.float64)
-    drops = np.array([proj.to_xy(o.drop_lat, o.drop_lng) for o in orders], dtype=np.float64)
-    ready = np.array([_minutes(o.ready_at_ms, now) for o in orders])
-    placed = np.array([_minutes(o.placed_at_ms, now) for o in orders])
+    site_of = np.array([site_index[o.merchant_id] for o in orders], dtype=np.int64)
+    dx, dy = proj.to_xy(np.array([o.drop_lat for o in orders]), np.array([o.drop_lng for o in orders]))
+    ready = (np.array([o.ready_at_ms for o in orders], dtype=np.float64) - now) / MS_PER_MIN
+    placed = (np.array([o.placed_at_ms for o in orders], dtype=np.float64) - now) / MS_PER_MIN
     free_soon = sum(1 for r in riders if _minutes(r.busy_until_ms, now) <= policy.bundle_ratio_horizon_min)
     target = max(1, min(policy.max_bundle, math.ceil(len(orders) / max(1, free_soon))))
     groups = kernel.bundle_orders_by_site(
-        np.array([site_index[o.merchant_id] for o in orders], dtype=np.int64), ready, placed,
-        drops[:, 0], drops[:, 1], sites[:, 0], sites[:, 1], target, policy.max_ready_spread_min,
+        site_of, ready, placed, dx, dy, sites[:, 0], sites[:, 1], target, policy.max_ready_spread_min,
         policy.max_extra_min, policy.meters_per_minute, policy.dropoff_service_min,
     )
+    # A lone order's drop-off: the leg from its restaurant plus half the drop-off service
+    # (what ``best_drop_sequence`` gives for one stop), for all orders at once.
+    lx, ly = dx - sites[site_of, 0], dy - sites[site_of, 1]
+    alone = np.ceil(np.sqrt(lx * lx + ly * ly) / policy.meters_per_minute) + policy.dropoff_service_min / 2
     out = []
     for group in groups:
+        if len(group) == 1:
+            i = int(group[0])
+            out.append(_Bundle((orders[i],), int(site_of[i]), float(ready[i]), (float(alone[i]),), float(placed[i])))
+            continue
         idx = [int(i) for i in group]
-        site = site_index[orders[idx[0]].merchant_id]
+        site = int(site_of[idx[0]])
         seq, offsets = kernel.best_drop_sequence(
-            float(sites[site, 0]), float(sites[site, 1]), drops[idx, 0], drops[idx, 1],
+            float(sites[site, 0]), float(sites[site, 1]), dx[idx], dy[idx],
             policy.meters_per_minute, policy.dropoff_service_min,
         )
         ordered = [idx[int(k)] for k in seq]
@@ -156,32 +174,39 @@ def _bundles(orders: list[OrderView], riders: list[RiderView], proj: LocalProjec
     return out, sites
 
 
-def _costs(bundles: list[_Bundle], riders: list[RiderView], sites: np.ndarray, proj: LocalProjection,
-           now: int, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    rxy = np.array([proj.to_xy(r.lat, r.lng) for r in riders], dtype=np.float64)
-    free_at = np.array([max(0.0, _minutes(r.busy_until_ms, now)) for r in riders])
-    shift_end = np.array([math.inf if r.shift_end_ms is None else _minutes(r.shift_end_ms, now) for r in riders])
-    bx = np.array([sites[b.site, 0] for b in bundles])
-    by = np.array([sites[b.site, 1] for b in bundles])
-    ready = np.array([b.ready for b in bundles])
-    pickup = kernel.pickup_times(rxy[:, 0], rxy[:, 1], free_at, shift_end, bx, by, ready,
-                                 policy.meters_per_minute, policy.pickup_service_min, policy.max_travel_min)
-    travel = kernel.travel_minutes(rxy[:, 0], rxy[:, 1], bx, by, policy.meters_per_minute)
+@dataclass(frozen=True)
+class _Fleet:
+    """The round's riders as arrays: where and when (minutes from now) each is free."""
+
+    x: np.ndarray
+    y: np.ndarray
+    free_at: np.ndarray
+    shift_end: np.ndarray
+    index: dict[str, int]
+
+    @classmethod
+    def of(cls, riders: list[RiderView], proj: LocalProjection, now: int) -> "_Fleet":
+        x, y = proj.to_xy(np.array([r.lat for r in riders]), np.array([r.lng for r in riders]))
+        free_at = np.maximum(0.0, (np.array([r.busy_until_ms for r in riders], dtype=np.float64) - now) / MS_PER_MIN)
+        shift_end = np.array([math.inf if r.shift_end_ms is None else _minutes(r.shift_end_ms, now) for r in riders])
+        return cls(x, y, free_at, shift_end, {r.id: i for i, r in enumerate(riders)})
+
+
+def _costs(bundles: list[_Bundle], fleet: _Fleet, sites: np.ndarray, policy: Policy) -> np.ndarray:
+    """The (rider, bundle) cost matrix; ``+inf`` for pairs the rider cannot serve."""
+    site = np.array([b.site for b in bundles], dtype=np.int64)
     size = np.array([len(b.orders) for b in bundles], dtype=np.float64)
-    drop_sum = np.array([sum(b.offsets) for b in bundles])
-    placed_sum = np.array([b.placed_sum for b in bundles])
-    leave = pickup + policy.pickup_service_min / 2
-    drop_times = leave * size + drop_sum  # sum of the bundle's drop-off times (minutes from now)
     # When riders are fewer than bundles, the reward decides which bundles go first: every
     # order served earns ``serve_reward`` plus its age, so older orders and fuller bundles win.
-    reward = policy.serve_reward_min * size - placed_sum
-    waiting = pickup - (free_at[:, None] + travel + policy.pickup_service_min / 2)
-    penalty = np.where(np.isfinite(waiting), policy.wait_weight * np.maximum(waiting, 0.0), 0.0)
-    cost = drop_times - reward[None, :] + penalty
-    index = {r.id: i for i, r in enumerate(riders)}
+    reward = policy.serve_reward_min * size - np.array([b.placed_sum for b in bundles])
+    cost = kernel.assignment_costs(
+        fleet.x, fleet.y, fleet.free_at, fleet.shift_end, sites[site, 0], sites[site, 1],
+        np.array([b.ready for b in bundles]), size, np.array([b.drop_sum for b in bundles]), reward,
+        policy.meters_per_minute, policy.pickup_service_min, policy.max_travel_min, policy.wait_weight,
+    )
     for b, bundle in enumerate(bundles):
         for order in bundle.orders:
             for rider_id in order.blocked_riders:
-                if rider_id in index:
-                    cost[index[rider_id], b] = np.inf
-    return cost, pickup, travel, free_at
+                if rider_id in fleet.index:
+                    cost[fleet.index[rider_id], b] = np.inf
+    return cost
