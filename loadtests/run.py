@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 from tracker.launcher import ServerProcess
@@ -39,11 +40,13 @@ def read_stats(prefix: Path) -> dict[str, dict[str, str]]:
 class Sampler(threading.Thread):
     """Samples the server's CPU and memory (with its embedded Redis child) during the run."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, base_url: str) -> None:
         super().__init__(daemon=True)
         self.proc = psutil.Process(pid)
+        self.base_url = base_url
         self.cpu: list[float] = []
         self.rss: list[int] = []
+        self.connections = 0.0  # the most WebSockets the server held at once
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -54,6 +57,15 @@ class Sampler(threading.Thread):
                 self.rss.append(self.proc.memory_info().rss)
             except psutil.Error:
                 return
+            self.connections = max(self.connections, self._held())
+
+    def _held(self) -> float:
+        try:
+            text = httpx.get(self.base_url + "/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return 0.0
+        return next((float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("tracker_websocket_connections ")), 0.0)
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -67,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         host = server.base_url
     sampler = None
     if server is not None and server.proc is not None:
-        sampler = Sampler(server.proc.pid)
+        sampler = Sampler(server.proc.pid, server.base_url)
         idle_rss = psutil.Process(server.proc.pid).memory_info().rss
         sampler.start()
     users = args.riders + args.customers + args.merchants + args.operators + 1
@@ -88,12 +100,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     subprocess.run(cmd, env=env, check=False, timeout=_seconds(args.time) + 120,
                    stdout=subprocess.DEVNULL if args.quiet else None, stderr=subprocess.DEVNULL if args.quiet else None)
     elapsed = time.time() - started
-    held = None
-    if server is not None:
-        import httpx
-
-        metrics = httpx.get(server.base_url + "/metrics").text
-        held = next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("tracker_websocket_connections ")), None)
     if sampler is not None:
         sampler.stop.set()
     stats = read_stats(out)
@@ -135,6 +141,7 @@ def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sample
         "elapsed_s": round(elapsed, 1),
     }
     if sampler is not None and sampler.cpu:
+        summary["connections_held_max"] = int(sampler.connections)
         summary["server_cpu_pct_mean"] = round(sum(sampler.cpu) / len(sampler.cpu), 1)
         summary["server_rss_mb_max"] = round(max(sampler.rss) / 2**20, 1)
         if idle_rss:

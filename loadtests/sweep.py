@@ -1,0 +1,153 @@
+"""Capacity sweep: raise the rider count until fix-to-visibility p99 passes 100 ms or errors appear.
+
+Run on demand (not in CI), from the repository root:
+
+    python loadtests/sweep.py --start 500 --step 500 --max 6000 --out docs/benchmarks
+
+Each step starts a fresh server (embedded Redis) and runs the locust scenarios headless
+through ``loadtests/run.py`` with N riders streaming a fix a second, plus the probe that times
+fix-to-visibility. A step "holds" when every rider stayed connected, fixes/s reached 95 % of
+N, the probe's p99 stayed under the limit and no request failed; the knee is the last step
+that held. Before the sweep it measures the server's memory per idle rider connection.
+
+Writes ``capacity.csv`` and ``capacity.png`` into ``--out`` and prints a Markdown table.
+The load generator shares the machine with the server, so the knee is a lower bound for a
+server process with the cores to itself.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import secrets
+import sys
+from pathlib import Path
+
+import psutil
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests import run as runner  # noqa: E402
+from tracker.launcher import ServerProcess  # noqa: E402
+
+FIELDS = ["riders", "held", "fixes_per_s", "fix_to_visibility_p50_ms", "fix_to_visibility_p99_ms", "errors",
+          "server_cpu_pct_mean", "server_rss_mb_max", "verdict"]
+
+
+async def _hold_idle(url: str, tokens: list[str], settle_s: float, measure) -> float:  # type: ignore[no-untyped-def]
+    sockets = []
+    try:
+        for t in tokens:
+            sockets.append(await websockets.connect(f"{url}?token={t}", max_queue=4))
+        await asyncio.sleep(settle_s)
+        return measure()
+    finally:
+        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+
+
+def idle_memory(connections: int) -> dict[str, float]:
+    """Server RSS growth per idle rider connection (authenticated, no fixes), in KiB."""
+    secret = secrets.token_urlsafe(32)
+    server = ServerProcess(secret=secret, env={"TRACKER_LOG_LEVEL": "warning"}).start()
+    try:
+        proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
+        # Warm the server up with a few connections so one-off allocations are not counted.
+        tokens = [server.token("rider", f"idle-{i}", 3600) for i in range(connections)]
+        asyncio.run(_hold_idle(server.ws_url + "/v1/ws/rider", tokens[:50], 1.0, lambda: 0.0))
+        before = proc.memory_info().rss
+        after = asyncio.run(_hold_idle(server.ws_url + "/v1/ws/rider", tokens, 3.0, lambda: proc.memory_info().rss))
+        return {"connections": connections, "rss_before_mb": round(before / 2**20, 1),
+                "rss_after_mb": round(after / 2**20, 1), "kib_per_connection": round((after - before) / 1024 / connections, 1)}
+    finally:
+        server.cleanup()
+
+
+def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_ms: float) -> dict[str, object]:
+    """One sweep step: a fresh server, ``riders`` riders for the spawn time plus ``seconds``."""
+    ramp = riders / spawn_rate
+    args = runner.parser().parse_args([
+        "--riders", str(riders), "--customers", "0", "--merchants", "1", "--operators", "0",
+        "--time", f"{int(ramp + seconds)}s", "--spawn-rate", str(spawn_rate), "--processes", str(processes), "--quiet",
+    ])
+    summary = runner.run(args)
+    row = {k: summary.get(k) for k in FIELDS if k in summary}
+    row["riders"] = riders
+    held = summary.get("connections_held_max")
+    row["held"] = held
+    ok = (
+        not summary["errors"]
+        and float(summary["fix_to_visibility_p99_ms"]) <= limit_ms  # type: ignore[arg-type]
+        and float(summary["fixes_per_s"]) >= 0.95 * riders * seconds / (ramp + seconds)  # type: ignore[arg-type]
+        and (held is None or float(held) >= riders)  # type: ignore[arg-type]
+    )
+    row["verdict"] = "holds" if ok else "breaks"
+    return row
+
+
+def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [int(r["riders"]) for r in rows]  # type: ignore[arg-type]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(n, [float(r["fix_to_visibility_p99_ms"]) for r in rows], "o-", label="fix-to-visibility p99")  # type: ignore[arg-type]
+    ax.plot(n, [float(r["fix_to_visibility_p50_ms"]) for r in rows], "o--", label="fix-to-visibility p50")  # type: ignore[arg-type]
+    ax.axhline(limit_ms, color="red", linestyle=":", label=f"{limit_ms:g} ms limit")
+    ax.set_xlabel("concurrent riders (1 fix/s each)")
+    ax.set_ylabel("milliseconds")
+    ax2 = ax.twinx()
+    ax2.plot(n, [float(r["fixes_per_s"]) for r in rows], "s-", color="grey", alpha=0.6, label="fixes/s (whole run)")  # type: ignore[arg-type]
+    ax2.set_ylabel("fixes/s accepted")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
+    ax.legend(lines, labels, loc="upper left")
+    ax.set_title("One tracker process: rider capacity on a shared 2-core machine")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--start", type=int, default=500)
+    p.add_argument("--step", type=int, default=500)
+    p.add_argument("--max", type=int, default=6000)
+    p.add_argument("--seconds", type=float, default=30, help="steady time per step after the ramp")
+    p.add_argument("--spawn-rate", type=float, default=200)
+    p.add_argument("--processes", type=int, default=2, help="locust worker processes")
+    p.add_argument("--limit-ms", type=float, default=100.0)
+    p.add_argument("--idle", type=int, default=2000, help="idle connections for the memory figure (0: skip)")
+    p.add_argument("--keep-going", action="store_true", help="run every step even after the knee")
+    p.add_argument("--out", default="docs/benchmarks")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.idle:
+        mem = idle_memory(args.idle)
+        print(f"idle memory: {mem['connections']} rider connections, server RSS {mem['rss_before_mb']} -> "
+              f"{mem['rss_after_mb']} MB, {mem['kib_per_connection']} KiB per connection", flush=True)
+    rows: list[dict[str, object]] = []
+    for riders in range(args.start, args.max + 1, args.step):
+        row = step(riders, args.seconds, args.processes, args.spawn_rate, args.limit_ms)
+        rows.append(row)
+        print(" ".join(f"{k}={row.get(k)}" for k in FIELDS), flush=True)
+        if row["verdict"] == "breaks" and not args.keep_going:
+            break
+    with (out / "capacity.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    plot(rows, args.limit_ms, out / "capacity.png")
+    held = [r for r in rows if r["verdict"] == "holds"]
+    print(f"\nknee: {held[-1]['riders'] if held else 'below ' + str(args.start)} riders held "
+          f"(p99 <= {args.limit_ms:g} ms, no errors)")
+    print("\n| riders | held | fixes/s | p50 ms | p99 ms | errors | server CPU % | server RSS MB | verdict |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print("| " + " | ".join(str(r.get(k, "")) for k in FIELDS) + " |")
+
+
+if __name__ == "__main__":
+    main()
