@@ -88,6 +88,17 @@ def bench_round(repeat: int) -> None:
     t, result = timed(lambda: plan(snap, policy), repeat)
     print(f"full planning round, 1000 orders x 3000 riders: {t*1e3:.1f} ms median of {repeat} "
           f"({result.stats['bundles']} bundles, {len(result.offers)} offers)")  # type: ignore[attr-defined]
+    from dispatch_ext import _pure
+    from tracker.dispatch import planner
+
+    compiled, planner.kernel = planner.kernel, _pure  # type: ignore[assignment]
+    try:
+        tp, pure_result = timed(lambda: plan(snap, policy), 1)
+    finally:
+        planner.kernel = compiled
+    # Equal-cost ties may resolve to different pairs, so compare the counts, not the pairs.
+    print(f"  the same round on the pure-Python twin: {tp*1e3:.1f} ms (compiled/pure {t/tp:.3f}); "
+          f"offers {len(result.offers)} vs {len(pure_result.offers)}")  # type: ignore[attr-defined]
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def generator(ws_url: str, secret: str, ids: list[str], rate: float, seconds: fl
 
 
 async def probe(server: ServerProcess, seconds: float) -> list[float]:
-    redis = aioredis.Redis.from_url(server.redis_url, decode_responses=True)  # type: ignore[arg-type]
+    redis = aioredis.Redis.from_url(server.effective_redis_url, decode_responses=True)
     token = issue_token(server.secret, "rider", "bench-probe", 3600)
     latencies = []
     async with websockets.connect(server.ws_url + "/v1/ws/rider", additional_headers={"Authorization": f"Bearer {token}"}) as ws:

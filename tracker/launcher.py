@@ -59,6 +59,11 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def effective_redis_url(self) -> str:
+        """The Redis this server uses: ``redis_url``, or the embedded one it started."""
+        return self.redis_url or (self.data_dir / "redis.url").read_text().strip()
+
     def token(self, role: Role | str, sub: str, ttl_s: float = 3600) -> str:
         """A token this server accepts."""
         return issue_token(self.secret, role, sub, ttl_s)
