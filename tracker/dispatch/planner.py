@@ -5,13 +5,16 @@ One round (docs/DISPATCH.md explains and measures the policy):
 1. Open orders (no rider yet) are bundled per restaurant by the kernel's greedy insertion,
    with a target bundle size from the ratio of open orders to riders free soon (as in Reyes et
    al. 2018): with riders to spare every order rides alone; when riders are scarce, orders of
-   one restaurant that are ready close together travel together.
+   one restaurant that can be collected close together travel together. "Collected" is the
+   later of the food's ready time and the earliest time any rider can reach the restaurant,
+   so orders that will wait for the same late rider bundle even if they were ready apart.
 2. Every (rider, bundle) pair gets its cost: the sum of the bundle's drop-off times if this
    rider served it (pickup at the later of the rider's arrival and the food's ready time,
    drop-offs in the best sequence), plus the rider's minutes spent waiting at the restaurant at
-   a small weight, minus a reward per order served that grows with the order's age (so when
-   riders are short, the oldest orders and fullest bundles go first). Pairs the rider cannot
-   serve (shift over, too far, declined one of the orders recently) are forbidden.
+   a small weight, minus a reward per order served (so when riders are short, the fullest
+   bundles and the orders that can be delivered soonest go first; an optional weight on the
+   order's age favours old orders instead, which replay shows to cost click-to-door). Pairs
+   the rider cannot serve (shift over, too far, declined one of the orders recently) are forbidden.
 3. The kernel's optimal linear assignment picks the pairs.
 4. Commitment: a chosen pair becomes an offer only when it must be acted on before the next
    round, that is when the rider is free by then and would have to leave by then to reach the
@@ -49,9 +52,11 @@ class Policy:
     max_travel_min: float = math.inf
     wait_weight: float = 0.1
     serve_reward_min: float = 60.0
+    age_weight: float = 0.0  # reward per minute an order has waited since it was placed
     commit_slack_min: float = 0.0  # commit this much earlier than strictly needed
     max_busy_min: float = math.inf  # riders busy for longer than this are left out of the round
     bundle_ratio_horizon_min: float = 10.0  # riders free within this count as "free soon"
+    bundle_on_reach: bool = True  # bundle on when food can be collected, not when it is ready
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Policy":
@@ -84,9 +89,9 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     if not open_orders or not riders:
         return Plan(stats=stats)
     proj = LocalProjection(snapshot.origin_lat, snapshot.origin_lng)
-    bundles, sites = _bundles(open_orders, riders, proj, now, policy)
-    stats["bundles"] = len(bundles)
     fleet = _Fleet.of(riders, proj, now)
+    bundles, sites = _bundles(open_orders, fleet, proj, now, policy)
+    stats["bundles"] = len(bundles)
     cost = _costs(bundles, fleet, sites, policy)
     rows, cols = kernel.linear_assignment(cost)
     chosen = np.isfinite(cost[rows, cols])
@@ -131,7 +136,7 @@ class _Bundle:
         return sum(self.offsets)
 
 
-def _bundles(orders: list[OrderView], riders: list[RiderView], proj: LocalProjection, now: int,
+def _bundles(orders: list[OrderView], fleet: "_Fleet", proj: LocalProjection, now: int,
              policy: Policy) -> tuple[list[_Bundle], np.ndarray]:
     site_index: dict[str, int] = {}
     site_xy: list[tuple[float, float]] = []
@@ -144,10 +149,19 @@ def _bundles(orders: list[OrderView], riders: list[RiderView], proj: LocalProjec
     dx, dy = proj.to_xy(np.array([o.drop_lat for o in orders]), np.array([o.drop_lng for o in orders]))
     ready = (np.array([o.ready_at_ms for o in orders], dtype=np.float64) - now) / MS_PER_MIN
     placed = (np.array([o.placed_at_ms for o in orders], dtype=np.float64) - now) / MS_PER_MIN
-    free_soon = sum(1 for r in riders if _minutes(r.busy_until_ms, now) <= policy.bundle_ratio_horizon_min)
+    free_soon = int(np.count_nonzero(fleet.free_at <= policy.bundle_ratio_horizon_min))
     target = max(1, min(policy.max_bundle, math.ceil(len(orders) / max(1, free_soon))))
+    collectable = ready
+    if policy.bundle_on_reach and target > 1:
+        # Food waiting for a rider who cannot be there yet is, for bundling, ready when the
+        # first rider can collect it: orders a late rider will collect together bundle.
+        reach = kernel.pickup_times(
+            fleet.x, fleet.y, fleet.free_at, fleet.shift_end, sites[:, 0], sites[:, 1],
+            np.zeros(len(sites)), policy.meters_per_minute, policy.pickup_service_min, policy.max_travel_min,
+        ).min(axis=0)
+        collectable = np.maximum(ready, np.where(np.isfinite(reach), reach, 0.0)[site_of])
     groups = kernel.bundle_orders_by_site(
-        site_of, ready, placed, dx, dy, sites[:, 0], sites[:, 1], target, policy.max_ready_spread_min,
+        site_of, collectable, placed, dx, dy, sites[:, 0], sites[:, 1], target, policy.max_ready_spread_min,
         policy.max_extra_min, policy.meters_per_minute, policy.dropoff_service_min,
     )
     # A lone order's drop-off: the leg from its restaurant plus half the drop-off service
@@ -197,8 +211,8 @@ def _costs(bundles: list[_Bundle], fleet: _Fleet, sites: np.ndarray, policy: Pol
     site = np.array([b.site for b in bundles], dtype=np.int64)
     size = np.array([len(b.orders) for b in bundles], dtype=np.float64)
     # When riders are fewer than bundles, the reward decides which bundles go first: every
-    # order served earns ``serve_reward`` plus its age, so older orders and fuller bundles win.
-    reward = policy.serve_reward_min * size - np.array([b.placed_sum for b in bundles])
+    # order served earns ``serve_reward`` (plus ``age_weight`` per minute of its age).
+    reward = policy.serve_reward_min * size - policy.age_weight * np.array([b.placed_sum for b in bundles])
     cost = kernel.assignment_costs(
         fleet.x, fleet.y, fleet.free_at, fleet.shift_end, sites[site, 0], sites[site, 1],
         np.array([b.ready for b in bundles]), size, np.array([b.drop_sum for b in bundles]), reward,
