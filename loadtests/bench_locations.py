@@ -8,8 +8,10 @@ Starts ``tracker serve`` (embedded Redis, per-connection limit raised to fit ``-
 opens ``--riders`` rider sockets spread over ``--generators`` load processes, each sending
 ``--rate`` fixes a second on a random walk, and reports:
 
-- fixes/s written to Redis by the server (its ``tracker_fixes_written_total`` over the window),
-  fixes/s sent, and the Redis round trips per second (mean batch size);
+- fixes/s accepted by the server (``tracker_fixes_accepted_total``) and written to Redis
+  (``tracker_fixes_written_total``: fewer when a rider's newer fix replaces one still waiting
+  for its batch) over the window, fixes/s sent, and the Redis round trips per second (mean
+  batch size);
 - fix-to-visibility: a probe rider sends a fix, then ``tracker.locations.nearby`` (the function
   the dispatcher calls) is polled against the same Redis until the fix is found; p50 / p99.
 """
@@ -32,6 +34,7 @@ from tracker.launcher import ServerProcess
 from tracker.locations import nearby
 
 CENTRE = (48.8566, 2.3522)
+METRICS = ("tracker_fixes_accepted_total", "tracker_fixes_written_total", "tracker_fix_batch_size_count")
 
 
 def metric(base_url: str, name: str) -> float:
@@ -81,6 +84,8 @@ async def probe(server: ServerProcess, seconds: float) -> list[float]:
                 found = await nearby(redis, lat, lng, 1.0, 5, now_ms=int(time.time() * 1000))
                 if any(r.id == "bench-probe" for r in found):
                     break
+                if time.perf_counter() - t > 5.0:
+                    raise SystemExit("the probe's fix did not become visible within 5 s")
                 await asyncio.sleep(0.0005)
             latencies.append((time.perf_counter() - t) * 1000)
             await asyncio.sleep(0.25)
@@ -95,7 +100,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--generators", type=int, default=2)
     args = ap.parse_args()
-    env = {"TRACKER_RIDER_MAX_FIX_RATE": str(args.rate * 2), "TRACKER_LOG_LEVEL": "warning",
+    # room for the generators' rate and for the probe's 4 fixes a second
+    env = {"TRACKER_RIDER_MAX_FIX_RATE": str(max(args.rate * 2, 8.0)), "TRACKER_LOG_LEVEL": "warning",
            "TRACKER_MAX_RIDER_SPEED_MPS": "1000"}
     with ServerProcess(env=env) as server:
         ids = [f"bench-r{i}" for i in range(args.riders)]
@@ -105,15 +111,17 @@ def main() -> None:
         for p in procs:
             p.start()
         time.sleep(min(5.0, args.seconds / 4))  # connections up
-        w0, b0, t0 = metric(server.base_url, "tracker_fixes_written_total"), metric(server.base_url, "tracker_fix_batch_size_count"), time.monotonic()
+        a0, w0, b0, t0 = (*(metric(server.base_url, m) for m in METRICS), time.monotonic())
         lat = asyncio.run(probe(server, args.seconds / 2))
-        w1, b1, t1 = metric(server.base_url, "tracker_fixes_written_total"), metric(server.base_url, "tracker_fix_batch_size_count"), time.monotonic()
+        a1, w1, b1, t1 = (*(metric(server.base_url, m) for m in METRICS), time.monotonic())
         for p in procs:
             p.join()
+        accepted = (a1 - a0) / (t1 - t0)
         written = (w1 - w0) / (t1 - t0)
         batches = (b1 - b0) / (t1 - t0)
         lat.sort()
         print(f"riders {args.riders} x {args.rate:g} fixes/s offered ({args.riders * args.rate:,.0f}/s), {args.generators} generator processes")
+        print(f"fixes accepted by the server: {accepted:,.0f}/s")
         print(f"fixes written to Redis: {written:,.0f}/s in {batches:,.0f} round trips/s (mean batch {written / max(batches, 1):.1f})")
         print(f"fixes sent by the generators: {sent.value / args.seconds:,.0f}/s (over the whole run)")
         print(f"fix-to-visibility in nearby(): p50 {statistics.median(lat):.1f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.1f} ms ({len(lat)} probes)")

@@ -37,6 +37,15 @@ RUN = uuid.uuid4().hex[:6]
 _counter = itertools.count()
 
 
+def unique_id(kind: str) -> str:
+    """An id no other user of this run has, in any worker process.
+
+    ``locust --processes`` forks its workers after importing this file, so ``RUN`` and the
+    counter are the same in each of them; the process id tells them apart.
+    """
+    return f"lt-{kind}{RUN}-{os.getpid()}-{next(_counter)}"
+
+
 def secret() -> str:
     value = os.environ.get("TRACKER_SECRET")
     if not value:
@@ -121,12 +130,15 @@ class RiderUser(WsUser):
     role = "rider"
 
     def on_start(self) -> None:
-        self.rider_id = f"lt-r{RUN}-{next(_counter)}"
+        self.rider_id = unique_id("r")
         self.lat = CENTRE[0] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
         self.lng = CENTRE[1] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
         self.heading = random.uniform(0, 6.283)
         self.ws_connect(self.rider_id)
         self.send("availability", {"type": "availability", "available": True})
+        # Locust starts users in per-second batches; real phones are not in step, so each
+        # rider takes a random phase within the second instead of firing with its batch.
+        gevent.sleep(random.random())
 
     @task
     def move(self) -> None:
@@ -197,7 +209,7 @@ class OperatorUser(HttpUser):
 
     @task
     def create(self) -> None:
-        new_order(self.client, f"lt-o{RUN}-{next(_counter)}")
+        new_order(self.client, unique_id("o"))
 
 
 class CustomerUser(WsUser):
@@ -210,7 +222,7 @@ class CustomerUser(WsUser):
     role = "customer"
 
     def on_start(self) -> None:
-        self.order_id = f"lt-c{RUN}-{next(_counter)}"
+        self.order_id = unique_id("c")
         new_order(_Plain(self.host), self.order_id)
         self.connected_at = now_ms()
         self.ws_connect(self.order_id, f"/v1/ws/customer?order_id={self.order_id}")
@@ -241,12 +253,18 @@ class _Plain:
 
 
 class ProbeUser(HttpUser):
-    """One rider socket plus nearby polling: time from a fix sent to its visibility."""
+    """One rider socket plus nearby polling: time from a fix sent to its visibility.
+
+    Samples taken during the ramp (``LOADTEST_RAMP_S`` seconds from the probe's start, while
+    the other users are still connecting) are reported as ``fix_to_visibility (ramp)``, so
+    ``fix_to_visibility`` is the steady state.
+    """
 
     fixed_count = 1
-    wait_time = constant(1.0)
+    wait_time = constant(0.25)
 
     def on_start(self) -> None:
+        self.steady_at = time.perf_counter() + float(os.environ.get("LOADTEST_RAMP_S", "0"))
         self.rider_id = f"lt-probe{RUN}"
         self.ws = WsClient(ws_url(self.host, "/v1/ws/rider"), token("rider", self.rider_id))
         self.lat, self.lng = CENTRE[0] + 0.05, CENTRE[1] + 0.05
@@ -268,7 +286,8 @@ class ProbeUser(HttpUser):
                 break
             gevent.sleep(0.002)
         self.environment.events.request.fire(
-            request_type="WS", name="fix_to_visibility", response_time=(time.perf_counter() - start) * 1000,
+            request_type="WS", name="fix_to_visibility" if start >= self.steady_at else "fix_to_visibility (ramp)",
+            response_time=(time.perf_counter() - start) * 1000,
             response_length=0, exception=exc, context={},
         )
 

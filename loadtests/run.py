@@ -95,7 +95,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     env = {**os.environ, "TRACKER_SECRET": secret, "LOADTEST_MERCHANTS": str(max(1, args.merchants))}
     env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
     env.update({"LOADTEST_RIDERS": str(args.riders), "LOADTEST_CUSTOMERS": str(args.customers),
-                "LOADTEST_MERCHANT_USERS": str(args.merchants), "LOADTEST_OPERATORS": str(args.operators)})
+                "LOADTEST_MERCHANT_USERS": str(args.merchants), "LOADTEST_OPERATORS": str(args.operators),
+                # the probe files its samples taken while users are still being spawned apart
+                "LOADTEST_RAMP_S": str(users / args.spawn_rate + 2.0)})
     started = time.time()
     subprocess.run(cmd, env=env, check=False, timeout=_seconds(args.time) + 120,
                    stdout=subprocess.DEVNULL if args.quiet else None, stderr=subprocess.DEVNULL if args.quiet else None)

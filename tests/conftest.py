@@ -46,9 +46,11 @@ def start_server(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Serve
     """Start extra servers with their own environment; all are stopped after the test."""
     started: list[ServerProcess] = []
 
-    def start(env: dict[str, str] | None = None, *, shared_redis: bool = True, **kwargs: object) -> ServerProcess:
+    def start(env: dict[str, str] | None = None, *, shared_redis: bool = True, redis: str | None = None,
+              **kwargs: object) -> ServerProcess:
+        """``redis``: this Redis URL instead of the session's; ``shared_redis=False``: an embedded one."""
         proc = ServerProcess(
-            redis_url=redis_url if shared_redis else None,
+            redis_url=redis or (redis_url if shared_redis else None),
             data_dir=tmp_path / f"server{len(started)}",
             env=env,
             **kwargs,  # type: ignore[arg-type]
@@ -59,6 +61,17 @@ def start_server(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Serve
     yield start
     for proc in started:
         proc.cleanup()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test's own, for tests whose outcome depends on every rider in town
+    (dispatch): riders other tests left near the same restaurant must not take part."""
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    server.start()
+    assert server.url
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ async def rider_near_restaurant(srv: ServerProcess, rid: str, offset: float) -> 
     return r
 
 
-async def test_offer_accept_assigns_the_order(start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST)
+async def test_offer_accept_assigns_the_order(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.002)
@@ -50,8 +50,8 @@ async def test_offer_accept_assigns_the_order(start_server, uid) -> None:  # typ
         await ops.close()
 
 
-async def test_declined_order_goes_to_another_rider_and_not_back(start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST)
+async def test_declined_order_goes_to_another_rider_and_not_back(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
     near, far = await rider_near_restaurant(srv, near_id, 0.001), await rider_near_restaurant(srv, far_id, 0.02)
@@ -72,8 +72,8 @@ async def test_declined_order_goes_to_another_rider_and_not_back(start_server, u
         await ops.close()
 
 
-async def test_expired_offer_is_withdrawn_and_reoffered(start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST)
+async def test_expired_offer_is_withdrawn_and_reoffered(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     oid, mid = uid("o"), uid("m")
     sleepy = await rider_near_restaurant(srv, uid("sleepy"), 0.001)
@@ -96,8 +96,8 @@ async def test_expired_offer_is_withdrawn_and_reoffered(start_server, uid) -> No
         await ops.close()
 
 
-async def test_two_server_processes_never_double_assign(start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    servers = [start_server(FAST), start_server(FAST)]
+async def test_two_server_processes_never_double_assign(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    servers = [start_server(FAST, redis=own_redis), start_server(FAST, redis=own_redis)]
     ops = Ops(servers[0])
     mid = uid("m")
     order_ids = [uid(f"o{i}") for i in range(12)]

@@ -3,21 +3,24 @@
 Keys (braces are Redis Cluster hash tags):
 
 - ``rider:{<rider>}`` hash: ``lat lng ts cell region available shift_end speed heading
-  accuracy``; expires a day after the rider's last write.
+  accuracy``; expires about a day after the rider's last write (the writer refreshes the
+  TTL at most once an hour per rider, not with every fix).
 - ``riders:{<region cell>}`` geoset: the riders whose last fix is in the region.
 - ``seen:{<region cell>}`` sorted set rider -> server ts of its last fix: the staleness
   index used by nearby search and the cleanup sweep.
 - ``regions:active`` set of region cells that hold riders (for the cleanup sweep).
 
-A fix that moves a rider into another region writes the new geoset and removes the old
-member in the same MULTI/EXEC as everything else of that batch, so a reader never sees the
-rider in two regions or in none. (On Redis Cluster the keys live in different slots; there the
+A batch of fixes is written by one Lua script (``write_fixes.lua``) taking the whole batch as
+one JSON argument: one round trip, little work for the server's Python, and one atomic step,
+so a rider moving into another region is never seen in two regions or in none. (On Redis Cluster the keys live in different slots; there the
 write adds before it removes and readers de-duplicate by rider id, see docs/architecture.md.)
 """
 from __future__ import annotations
 
-from typing import Iterable
+from importlib import resources
+from typing import Collection, Iterable
 
+import orjson
 import redis.asyncio as aioredis
 
 from tracker.geo import region_cell, rider_cell
@@ -39,27 +42,26 @@ def seen_key(region: str) -> str:
     return f"seen:{{{region}}}"
 
 
-def queue_fix(pipe: aioredis.client.Pipeline, rider_id: str, fix: Fix, previous_region: str | None) -> str:
-    """Add the commands storing one accepted fix to ``pipe``; returns the fix's region."""
-    region = region_cell(fix.lat, fix.lng)
-    fields: dict[str, str | float | int] = {
-        "lat": repr(fix.lat), "lng": repr(fix.lng), "ts": fix.ts,
-        "cell": rider_cell(fix.lat, fix.lng), "region": region,
-    }
-    for name in ("speed", "heading", "accuracy"):
-        value = getattr(fix, name)
-        if value is not None:
-            fields[name] = repr(value)
-    key = record_key(rider_id)
-    pipe.hset(key, mapping=fields)
-    pipe.expire(key, RECORD_TTL_S)
-    pipe.geoadd(geoset_key(region), (fix.lng, fix.lat, rider_id))
-    pipe.zadd(seen_key(region), {rider_id: fix.ts})
-    if previous_region is not None and previous_region != region:
-        pipe.zrem(geoset_key(previous_region), rider_id)
-        pipe.zrem(seen_key(previous_region), rider_id)
-    pipe.sadd(ACTIVE_REGIONS, region)
-    return region
+WRITE_FIXES_SCRIPT = resources.files("tracker.locations").joinpath("write_fixes.lua").read_text()
+
+
+def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collection[str] = ()) -> tuple[bytes, dict[str, str]]:
+    """The argument of ``write_fixes.lua`` for a batch of accepted fixes, and each rider's region.
+
+    ``batch`` maps rider id -> (fix, region the rider is stored in now or ``None``); riders in
+    ``renew_ttl`` also get their record's TTL renewed. Numbers travel as their ``repr`` so the
+    record holds exactly what was accepted.
+    """
+    regions: dict[str, str] = {}
+    rows = []
+    for rider_id, (fix, previous_region) in batch.items():
+        region = region_cell(fix.lat, fix.lng)
+        regions[rider_id] = region
+        extra = {name: repr(value) for name in ("speed", "heading", "accuracy")
+                 if (value := getattr(fix, name)) is not None}
+        rows.append((rider_id, repr(fix.lat), repr(fix.lng), str(fix.ts), rider_cell(fix.lat, fix.lng), region,
+                     previous_region or "", int(rider_id in renew_ttl), extra))
+    return orjson.dumps(rows), regions
 
 
 async def set_availability(redis: aioredis.Redis, rider_id: str, available: bool, shift_end: int | None) -> None:

@@ -3,23 +3,26 @@
 Socket handlers never await Redis per fix: :meth:`FixWriter.submit` records the rider's
 latest fix (a newer fix of the same rider replaces an unwritten older one, so memory is
 bounded by the number of riders) and returns. One background task drains what has been
-submitted into a single MULTI/EXEC pipeline, then the next batch. A slow or dead rider
-connection has nothing to do with it; a failing write is logged, counted and retried with
-the next batch.
+submitted into one call of a Lua script (one round trip, one atomic step, the batch as one
+JSON argument), then the next batch. A slow or dead rider connection has nothing to do with
+it; a failing write is logged, counted and retried with the next batch.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 
 from tracker.locations.fix import Fix
-from tracker.locations.store import queue_fix
+from tracker.locations.store import RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload
 
 log = logging.getLogger("tracker.locations")
+
+TTL_REFRESH_S = 3600.0  # renew a rider record's one-day TTL at most this often
 
 Listener = Callable[[str, Fix], Awaitable[None]]
 
@@ -33,7 +36,14 @@ class FixWriter:
         self._pending: dict[str, tuple[Fix, str | None]] = {}
         self._wake = asyncio.Event()
         self.regions: dict[str, str] = {}  # rider -> region of its last written fix
+        self.accepted = Counter(
+            "tracker_fixes_accepted", "Location fixes accepted from riders (a newer fix of a rider replaces an "
+            "older one not yet written)", registry=registry,
+        )
         self.written = Counter("tracker_fixes_written", "Location fixes written to Redis", registry=registry)
+        self._submitted = 0
+        self._script = redis.register_script(WRITE_FIXES_SCRIPT)
+        self._ttl_set_at: dict[str, float] = {}  # rider -> monotonic time its record's TTL was renewed
         self.batch_size = Histogram(
             "tracker_fix_batch_size", "Fixes per Redis round trip",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000), registry=registry,
@@ -42,6 +52,7 @@ class FixWriter:
     def submit(self, rider_id: str, fix: Fix) -> None:
         """Queue a fix for writing; never blocks."""
         self._pending[rider_id] = (fix, self.regions.get(rider_id))
+        self._submitted += 1
         self._wake.set()
 
     def known_region(self, rider_id: str, region: str | None) -> None:
@@ -52,6 +63,7 @@ class FixWriter:
     def forget(self, rider_id: str) -> None:
         """Drop what the writer remembers of a rider that left this process."""
         self.regions.pop(rider_id, None)
+        self._ttl_set_at.pop(rider_id, None)
 
     async def run(self) -> None:
         """The background task: wait for fixes, write each batch in one round trip."""
@@ -60,14 +72,17 @@ class FixWriter:
             await asyncio.sleep(self.linger_s)
             self._wake.clear()
             batch, self._pending = self._pending, {}
+            self.accepted.inc(self._submitted)
+            self._submitted = 0
             if batch:
                 await self._write(batch)
 
     async def _write(self, batch: dict[str, tuple[Fix, str | None]]) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        new_regions = {rid: queue_fix(pipe, rid, fix, previous) for rid, (fix, previous) in batch.items()}
+        now = time.monotonic()
+        stale_ttl = {rid for rid in batch if self._ttl_set_at.get(rid, -TTL_REFRESH_S) <= now - TTL_REFRESH_S}
+        payload, new_regions = fixes_payload(batch, stale_ttl)
         try:
-            await pipe.execute()
+            await self._script(args=[payload, RECORD_TTL_S])
         except Exception:
             # Put the batch back (newer fixes win) so nothing accepted is lost, then let the
             # supervisor log, count and restart us with backoff.
@@ -76,5 +91,6 @@ class FixWriter:
             self._wake.set()
             raise
         self.regions.update(new_regions)
+        self._ttl_set_at.update((rid, now) for rid in stale_ttl)
         self.written.inc(len(batch))
         self.batch_size.observe(len(batch))

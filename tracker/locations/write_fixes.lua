@@ -1,0 +1,66 @@
+-- Store a batch of accepted location fixes in one atomic step.
+--
+-- ARGV[1]: JSON array, one entry per rider:
+--   [rider, lat, lng, ts, cell, region, previous_region or "", renew_ttl (0/1), {optional fields}]
+--   (numbers as strings, so the hash keeps exactly what the server accepted)
+-- ARGV[2]: the rider record's TTL in seconds
+--
+-- Per rider: HSET of its record (and EXPIRE when asked). Per region: one GEOADD and one ZADD
+-- (the staleness index) for all its riders; ZREM from the old region's sets for riders who
+-- moved. One SADD of the regions touched. The script runs atomically, so a rider moving
+-- between regions is never seen in two geosets or in none.
+local fixes = cjson.decode(ARGV[1])
+local ttl = tonumber(ARGV[2])
+
+local CHUNK = 3000 -- stay far below Lua's limit on unpack()
+
+local function call_chunked(cmd, key, values, width)
+  local n = #values
+  local step = CHUNK - (CHUNK % width)
+  for i = 1, n, step do
+    local j = math.min(i + step - 1, n)
+    redis.call(cmd, key, unpack(values, i, j))
+  end
+end
+
+local geo, seen, leaving, regions = {}, {}, {}, {}
+for _, f in ipairs(fixes) do
+  local rider, lat, lng, ts, cell, region, previous, renew, extra = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+  local key = 'rider:{' .. rider .. '}'
+  local fields = {'lat', lat, 'lng', lng, 'ts', ts, 'cell', cell, 'region', region}
+  for name, value in pairs(extra) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+  redis.call('HSET', key, unpack(fields))
+  if renew == 1 then
+    redis.call('EXPIRE', key, ttl)
+  end
+  if not geo[region] then
+    geo[region], seen[region] = {}, {}
+    regions[#regions + 1] = region
+  end
+  local g, s = geo[region], seen[region]
+  g[#g + 1] = lng
+  g[#g + 1] = lat
+  g[#g + 1] = rider
+  s[#s + 1] = ts
+  s[#s + 1] = rider
+  if previous ~= '' and previous ~= region then
+    leaving[previous] = leaving[previous] or {}
+    table.insert(leaving[previous], rider)
+  end
+end
+
+for _, region in ipairs(regions) do
+  call_chunked('GEOADD', 'riders:{' .. region .. '}', geo[region], 3)
+  call_chunked('ZADD', 'seen:{' .. region .. '}', seen[region], 2)
+end
+for region, riders in pairs(leaving) do
+  call_chunked('ZREM', 'riders:{' .. region .. '}', riders, 1)
+  call_chunked('ZREM', 'seen:{' .. region .. '}', riders, 1)
+end
+if #regions > 0 then
+  call_chunked('SADD', 'regions:active', regions, 1)
+end
+return #fixes
