@@ -125,7 +125,6 @@ class RiderUser(WsUser):
 
     weight = 10
     fixed_count = int(os.environ.get("LOADTEST_RIDERS", "0"))
-    wait_time = constant_pacing(1.0)
     path = "/v1/ws/rider"
     role = "rider"
 
@@ -136,12 +135,18 @@ class RiderUser(WsUser):
         self.heading = random.uniform(0, 6.283)
         self.ws_connect(self.rider_id)
         self.send("availability", {"type": "availability", "available": True})
-        # Locust starts users in per-second batches; real phones are not in step, so each
-        # rider takes a random phase within the second instead of firing with its batch.
-        gevent.sleep(random.random())
+        # Real phones are not in step: each rider sends at its own random phase within the
+        # second, kept on an absolute schedule. (With locust's constant_pacing the phases of
+        # thousands of users ended up in one burst a second: 2,000 riders' fixes within
+        # 200 ms, which the server takes in one go and the probe's fix waits behind.)
+        self.next_fix_at = time.monotonic() + random.random()
+
+    def wait_time(self) -> float:  # type: ignore[override]
+        return max(0.0, self.next_fix_at - time.monotonic())
 
     @task
     def move(self) -> None:
+        self.next_fix_at += 1.0
         self.heading += random.uniform(-0.3, 0.3)
         step = 5.0 / 111_000  # about 5 m/s
         self.lat += step * math.cos(self.heading)
