@@ -97,7 +97,8 @@ def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:
     ax.plot(n, [float(r["fix_to_visibility_p50_ms"]) for r in rows], "o--", label="fix-to-visibility p50")  # type: ignore[arg-type]
     ax.axhline(limit_ms, color="red", linestyle=":", label=f"{limit_ms:g} ms limit")
     ax.set_xlabel("concurrent riders (1 fix/s each)")
-    ax.set_ylabel("milliseconds")
+    ax.set_ylabel("milliseconds (log scale)")
+    ax.set_yscale("log")  # the knee is a jump of orders of magnitude; below it, tens of ms
     ax2 = ax.twinx()
     ax2.plot(n, [float(r["fixes_per_s"]) for r in rows], "s-", color="grey", alpha=0.6, label="fixes/s (whole run)")  # type: ignore[arg-type]
     ax2.set_ylabel("fixes/s accepted")
