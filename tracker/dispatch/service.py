@@ -28,6 +28,7 @@ from tracker.dispatch.model import OrderView, Snapshot
 from tracker.dispatch.offers import OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
+from tracker.orders.store import DISPATCH_REGIONS_KEY, open_orders_key
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
 
@@ -74,13 +75,23 @@ class Dispatcher:
         self.store = OfferStore(rt.redis, safety_ttl_ms=int(max(60_000.0, 4 * offer_real_ms)))
         self.metrics = DispatchMetrics.create(rt.registry)
         self.last_round: dict[str, Any] = {}
+        self._index_checked = False
 
     async def regions(self) -> list[str]:
-        """Dispatch regions that have open orders now."""
-        found: set[str] = set()
-        async for key in self.rt.redis.scan_iter(match="open:{*}", count=1000):
-            found.add(key[len("open:{"):-1])
-        return sorted(found)
+        """Dispatch regions that have open orders now (from the region index, not a scan)."""
+        redis = self.rt.redis
+        if not self._index_checked:
+            # Open orders written before the index existed: add their regions once.
+            found = [key[len("open:{"):-1] async for key in redis.scan_iter(match="open:{*}", count=1000)]
+            if found:
+                await redis.sadd(DISPATCH_REGIONS_KEY, *found)
+            self._index_checked = True
+        known = sorted(await redis.smembers(DISPATCH_REGIONS_KEY))
+        pipe = redis.pipeline(transaction=False)
+        for region in known:
+            pipe.zcard(open_orders_key(region))
+        sizes = await pipe.execute() if known else []
+        return [region for region, size in zip(known, sizes) if size]
 
     async def run_forever(self) -> None:
         """Plan every region each interval (the supervised background task)."""

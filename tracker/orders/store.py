@@ -52,6 +52,11 @@ def open_orders_key(region: str) -> str:
     return f"open:{{{region}}}"
 
 
+# Every dispatch region that has ever held an open order (res-4 cells: a handful per city),
+# so the dispatcher finds its regions without scanning the keyspace.
+DISPATCH_REGIONS_KEY = "dispatch:regions"
+
+
 def order_channel(order_id: str) -> str:
     return f"order:{order_id}:live"
 
@@ -174,6 +179,9 @@ class OrderStore:
         region = dispatch_region(float(order["pickup_lat"]), float(order["pickup_lng"]))
         key = open_orders_key(region)
         if order.get("status") == "confirmed" and not order.get("rider_id"):
-            await self.redis.zadd(key, {order["id"]: int(order["placed_at"])})
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zadd(key, {order["id"]: int(order["placed_at"])})
+            pipe.sadd(DISPATCH_REGIONS_KEY, region)
+            await pipe.execute()
         else:
             await self.redis.zrem(key, order["id"])
