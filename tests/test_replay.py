@@ -114,6 +114,16 @@ def test_checker_names_a_missing_or_malformed_file(solved: tuple[Path, Path], tm
     assert check.returncode == 2 and "not a time" in check.stderr
 
 
+def test_bad_replay_arguments_are_one_line_errors(solved: tuple[Path, Path], tmp_path: Path) -> None:
+    instance, _ = solved
+    for bad in (["--interval", "0"], ["--interval", "-2"], ["--interval", "nan"], ["--jobs", "0"]):
+        run = tracker("replay", str(instance), "--out", str(tmp_path / "x"), *bad)  # would loop forever unchecked
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and bad[0] in run.stderr, (bad, run.stderr)
+    for root in (tmp_path / "missing", instance / "orders.txt"):
+        run = tracker("replay", "--all", str(root))
+        assert run.returncode == 2 and "Traceback" not in run.stderr and str(root) in run.stderr
+
+
 PROJ = LocalProjection(40.0, -74.0)
 NOW = 1_700_000_000_000
 

@@ -48,6 +48,13 @@ def replay_one(instance_dir: str, out_dir: str, interval: float) -> tuple[str, o
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (args.interval > 0 and args.interval <= 60):
+        print(f"tracker replay: --interval must be more than 0 and at most 60 minutes, not {args.interval:g}",
+              file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print(f"tracker replay: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
+        return 2
     try:
         if args.all:
             return _run_all(args)
@@ -92,6 +99,10 @@ def _run_all(args: argparse.Namespace) -> int:
     from tracker.mdrp.report import summary_table, write_report
 
     root = Path(args.all)
+    if not root.is_dir():
+        print(f"tracker replay: --all needs a folder of instances; {root} is {'not a folder' if root.exists() else 'missing'}",
+              file=sys.stderr)
+        return 2
     folders = sorted(p for p in root.iterdir() if (p / "orders.txt").is_file())
     if not folders:
         print(f"tracker replay: no instances under {root}", file=sys.stderr)
@@ -110,4 +121,5 @@ def _run_all(args: argparse.Namespace) -> int:
         print(f"report written to {write_report(results, args.report)}")
     for name, violations in failures:
         print(f"{name}: {len(violations)} violations, e.g. {violations[0]}")
+    print(f"checker: {len(folders) - len(failures)} of {len(folders)} solutions keep every rule")
     return 0 if not failures else 1
