@@ -3,9 +3,10 @@
 One round (docs/DISPATCH.md explains and measures the policy):
 
 1. Open orders (no rider yet) are bundled per restaurant by the kernel's greedy insertion,
-   with a target bundle size from the ratio of open orders to riders free soon (as in Reyes et
-   al. 2018): with riders to spare every order rides alone; when riders are scarce, orders of
-   one restaurant that can be collected close together travel together. "Collected" is the
+   with a target bundle size from the ratio of open orders ready within 20 minutes to riders
+   free within 10 (as in Reyes et al. 2018): with riders to spare every order rides alone;
+   when riders are scarce, orders of one restaurant that can be collected close together
+   travel together. "Collected" is the
    later of the food's ready time and the earliest time any rider can reach the restaurant,
    so orders that will wait for the same late rider bundle even if they were ready apart.
 2. Every (rider, bundle) pair gets its cost: the sum of the bundle's drop-off times if this
@@ -56,6 +57,7 @@ class Policy:
     commit_slack_min: float = 0.0  # commit this much earlier than strictly needed
     max_busy_min: float = math.inf  # riders busy for longer than this are left out of the round
     bundle_ratio_horizon_min: float = 10.0  # riders free within this count as "free soon"
+    ratio_ready_horizon_min: float = 20.0  # orders ready within this count toward the bundle-size ratio
     bundle_on_reach: bool = True  # bundle on when food can be collected, not when it is ready
 
     @classmethod
@@ -150,7 +152,8 @@ def _bundles(orders: list[OrderView], fleet: "_Fleet", proj: LocalProjection, no
     ready = (np.array([o.ready_at_ms for o in orders], dtype=np.float64) - now) / MS_PER_MIN
     placed = (np.array([o.placed_at_ms for o in orders], dtype=np.float64) - now) / MS_PER_MIN
     free_soon = int(np.count_nonzero(fleet.free_at <= policy.bundle_ratio_horizon_min))
-    target = max(1, min(policy.max_bundle, math.ceil(len(orders) / max(1, free_soon))))
+    due = int(np.count_nonzero(ready <= policy.ratio_ready_horizon_min))
+    target = max(1, min(policy.max_bundle, math.ceil(due / max(1, free_soon))))
     collectable = ready
     if policy.bundle_on_reach and target > 1:
         # Food waiting for a rider who cannot be there yet is, for bundling, ready when the
