@@ -18,7 +18,7 @@ from tracker.locations import rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, record_key, seen_key
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_order
-from tracker.orders.store import DISPATCH_REGIONS_KEY, open_orders_key
+from tracker.orders.store import open_order_regions, open_orders_key
 from tracker.runtime import Runtime, runtime_of
 
 HEX_RES = 8
@@ -50,7 +50,7 @@ async def _riders(rt: Runtime, now: int) -> list[dict]:
 
 async def _open_orders(rt: Runtime) -> list[dict]:
     ids: list[str] = []
-    for region in sorted(await rt.redis.smembers(DISPATCH_REGIONS_KEY)):
+    for region in await open_order_regions(rt.redis):
         ids += await rt.redis.zrange(open_orders_key(region), 0, MAX_ORDERS)
     out = []
     for oid in ids[:MAX_ORDERS]:

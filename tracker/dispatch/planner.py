@@ -6,16 +6,17 @@ One round (docs/DISPATCH.md explains and measures the policy):
    with a target bundle size from the ratio of open orders ready within 20 minutes to riders
    free within 10 (as in Reyes et al. 2018): with riders to spare every order rides alone;
    when riders are scarce, orders of one restaurant that can be collected close together
-   travel together. "Collected" is the
-   later of the food's ready time and the earliest time any rider can reach the restaurant,
-   so orders that will wait for the same late rider bundle even if they were ready apart.
+   travel together. "Collected" is the later of the food's ready time and the earliest time
+   any rider can reach the restaurant, so orders that will wait for the same late rider
+   bundle even if they were ready apart.
 2. Every (rider, bundle) pair gets its cost: the sum of the bundle's drop-off times if this
    rider served it (pickup at the later of the rider's arrival and the food's ready time,
    drop-offs in the best sequence), plus the rider's minutes spent waiting at the restaurant at
    a small weight, minus a reward per order served (so when riders are short, the fullest
    bundles and the orders that can be delivered soonest go first; an optional weight on the
    order's age favours old orders instead, which replay shows to cost click-to-door). Pairs
-   the rider cannot serve (shift over, too far, declined one of the orders recently) are forbidden.
+   the rider cannot serve (shift over, too far, declined one of the orders recently) are
+   forbidden.
 3. The kernel's optimal linear assignment picks the pairs.
 4. Commitment: a chosen pair becomes an offer only when it must be acted on before the next
    round, that is when the rider is free by then and would have to leave by then to reach the

@@ -28,7 +28,7 @@ from tracker.dispatch.model import OrderView, Snapshot
 from tracker.dispatch.offers import OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
-from tracker.orders.store import DISPATCH_REGIONS_KEY, open_orders_key
+from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
 
@@ -86,12 +86,7 @@ class Dispatcher:
             if found:
                 await redis.sadd(DISPATCH_REGIONS_KEY, *found)
             self._index_checked = True
-        known = sorted(await redis.smembers(DISPATCH_REGIONS_KEY))
-        pipe = redis.pipeline(transaction=False)
-        for region in known:
-            pipe.zcard(open_orders_key(region))
-        sizes = await pipe.execute() if known else []
-        return [region for region, size in zip(known, sizes) if size]
+        return await open_order_regions(redis)
 
     async def run_forever(self) -> None:
         """Plan every region each interval (the supervised background task)."""

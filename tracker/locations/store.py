@@ -10,10 +10,12 @@ Keys (braces are Redis Cluster hash tags):
   index used by nearby search and the cleanup sweep.
 - ``regions:active`` set of region cells that hold riders (for the cleanup sweep).
 
-A batch of fixes is written by one Lua script (``write_fixes.lua``) taking the whole batch as
-one JSON argument: one round trip, little work for the server's Python, and one atomic step,
-so a rider moving into another region is never seen in two regions or in none. (On Redis Cluster the keys live in different slots; there the
-write adds before it removes and readers de-duplicate by rider id, see docs/architecture.md.)
+A batch of fixes is written by one Lua script (``write_fixes.lua``) taking the whole batch,
+key names included, as one JSON argument: one round trip, little work for the server's
+Python, and one atomic step, so a rider moving into another region is never seen in two
+regions or in none. The script touches keys of several hash slots, which a single Redis
+allows; Redis Cluster would need the batch split per slot (not built, see
+docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -54,14 +56,20 @@ def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collectio
     """
     regions: dict[str, str] = {}
     rows = []
+    region_keys: dict[str, tuple[str, str]] = {}
     for rider_id, (fix, previous_region) in batch.items():
         region = region_cell(fix.lat, fix.lng)
         regions[rider_id] = region
+        for cell in (region, previous_region):
+            if cell is not None and cell not in region_keys:
+                region_keys[cell] = (geoset_key(cell), seen_key(cell))
         extra = {name: repr(value) for name in ("speed", "heading", "accuracy")
                  if (value := getattr(fix, name)) is not None}
-        rows.append((rider_id, repr(fix.lat), repr(fix.lng), str(fix.ts), rider_cell(fix.lat, fix.lng), region,
-                     previous_region or "", int(rider_id in renew_ttl), extra))
-    return orjson.dumps(rows), regions
+        rows.append((record_key(rider_id), rider_id, repr(fix.lat), repr(fix.lng), str(fix.ts),
+                     rider_cell(fix.lat, fix.lng), region, previous_region or "", int(rider_id in renew_ttl), extra))
+    # Every key name comes from this module, so the script knows no key layout of its own.
+    payload = {"riders": rows, "region_keys": region_keys, "active": ACTIVE_REGIONS}
+    return orjson.dumps(payload), regions
 
 
 async def set_availability(redis: aioredis.Redis, rider_id: str, available: bool, shift_end: int | None) -> None:

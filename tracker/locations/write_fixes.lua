@@ -1,16 +1,20 @@
 -- Store a batch of accepted location fixes in one atomic step.
 --
--- ARGV[1]: JSON array, one entry per rider:
---   [rider, lat, lng, ts, cell, region, previous_region or "", renew_ttl (0/1), {optional fields}]
---   (numbers as strings, so the hash keeps exactly what the server accepted)
+-- ARGV[1]: JSON from tracker.locations.store.fixes_payload (which owns every key name):
+--   riders: one entry per rider:
+--     [record key, rider, lat, lng, ts, cell, region, previous_region or "", renew_ttl (0/1),
+--      {optional fields}]   (numbers as strings, so the hash keeps exactly what was accepted)
+--   region_keys: {region: [geoset key, staleness key]} for every region named above
+--   active: the set of regions that hold riders
 -- ARGV[2]: the rider record's TTL in seconds
 --
 -- Per rider: HSET of its record (and EXPIRE when asked). Per region: one GEOADD and one ZADD
 -- (the staleness index) for all its riders; ZREM from the old region's sets for riders who
 -- moved. One SADD of the regions touched. The script runs atomically, so a rider moving
 -- between regions is never seen in two geosets or in none.
-local fixes = cjson.decode(ARGV[1])
+local batch = cjson.decode(ARGV[1])
 local ttl = tonumber(ARGV[2])
+local keys = batch.region_keys
 
 local CHUNK = 3000 -- stay far below Lua's limit on unpack()
 
@@ -24,9 +28,9 @@ local function call_chunked(cmd, key, values, width)
 end
 
 local geo, seen, leaving, regions = {}, {}, {}, {}
-for _, f in ipairs(fixes) do
-  local rider, lat, lng, ts, cell, region, previous, renew, extra = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
-  local key = 'rider:{' .. rider .. '}'
+for _, f in ipairs(batch.riders) do
+  local key, rider, lat, lng, ts, cell, region, previous, renew, extra =
+    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]
   local fields = {'lat', lat, 'lng', lng, 'ts', ts, 'cell', cell, 'region', region}
   for name, value in pairs(extra) do
     fields[#fields + 1] = name
@@ -53,14 +57,14 @@ for _, f in ipairs(fixes) do
 end
 
 for _, region in ipairs(regions) do
-  call_chunked('GEOADD', 'riders:{' .. region .. '}', geo[region], 3)
-  call_chunked('ZADD', 'seen:{' .. region .. '}', seen[region], 2)
+  call_chunked('GEOADD', keys[region][1], geo[region], 3)
+  call_chunked('ZADD', keys[region][2], seen[region], 2)
 end
 for region, riders in pairs(leaving) do
-  call_chunked('ZREM', 'riders:{' .. region .. '}', riders, 1)
-  call_chunked('ZREM', 'seen:{' .. region .. '}', riders, 1)
+  call_chunked('ZREM', keys[region][1], riders, 1)
+  call_chunked('ZREM', keys[region][2], riders, 1)
 end
 if #regions > 0 then
-  call_chunked('SADD', 'regions:active', regions, 1)
+  call_chunked('SADD', batch.active, regions, 1)
 end
-return #fixes
+return #batch.riders

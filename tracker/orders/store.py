@@ -57,6 +57,17 @@ def open_orders_key(region: str) -> str:
 DISPATCH_REGIONS_KEY = "dispatch:regions"
 
 
+async def open_order_regions(redis: aioredis.Redis) -> list[str]:
+    """The dispatch regions that hold open orders now, sorted (from the region index)."""
+    known = sorted(await redis.smembers(DISPATCH_REGIONS_KEY))
+    if not known:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for region in known:
+        pipe.zcard(open_orders_key(region))
+    return [region for region, size in zip(known, await pipe.execute()) if size]
+
+
 def order_channel(order_id: str) -> str:
     return f"order:{order_id}:live"
 
