@@ -26,10 +26,14 @@ class RiderClient(JsonSocket):
         """Send one fix (``speed``, ``heading``, ``accuracy``, ``ts`` optional)."""
         await self.send({"type": "location", "lat": lat, "lng": lng, **extra})
 
-    async def availability(self, available: bool, shift_end: int | None = None) -> None:
+    async def availability(self, available: bool, shift_end: int | None = None,
+                           shift_start: int | None = None) -> None:
+        """Take offers or not; a shift's end and an announced, later start (server ms)."""
         msg: dict[str, Any] = {"type": "availability", "available": available}
         if shift_end is not None:
             msg["shift_end"] = shift_end
+        if shift_start is not None:
+            msg["shift_start"] = shift_start
         await self.send(msg)
 
     async def accept(self, offer_id: str) -> None:

@@ -25,7 +25,13 @@ class OrderView:
 
 @dataclass(frozen=True)
 class RiderView:
-    """A rider: where and when it is next free (after its current route), until when it works."""
+    """A rider: where and when it is next free (after its current route), until when it works.
+
+    ``pickup_at_ms`` is set while none of the route's orders is collected yet (one restaurant,
+    rider on the way or waiting there): the planned pickup, so the bundle may still grow.
+    ``shift_start_ms`` in the future means the rider has announced a shift not yet begun: it
+    is planned for from then, and offered nothing before.
+    """
 
     id: str
     lat: float  # where the rider will be free (its position now when idle)
@@ -34,6 +40,17 @@ class RiderView:
     shift_end_ms: int | None
     route: tuple[str, ...] = ()
     busy_until_ms: int = 0
+    pickup_at_ms: int | None = None
+    shift_start_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class DemandSite:
+    """A restaurant and how many orders it has had: where riders are worth keeping near."""
+
+    lat: float
+    lng: float
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -43,18 +60,30 @@ class Snapshot:
     now_ms: int
     origin_lat: float
     origin_lng: float
-    orders: tuple[OrderView, ...]
+    orders: tuple[OrderView, ...]  # open ones, and those on riders' routes
     riders: tuple[RiderView, ...]
+    demand: tuple[DemandSite, ...] = ()
 
 
 @dataclass(frozen=True)
 class Offer:
-    """Offer these orders (one restaurant, in delivery sequence) to this rider."""
+    """Offer these orders (one restaurant, in delivery sequence) to this rider.
+
+    An add-on offer has ``joins``: orders already on the rider's uncollected route that the
+    offered ones join; ``order_ids`` is then the whole new delivery sequence, held orders
+    included, with the same pickup.
+    """
 
     rider_id: str
     order_ids: tuple[str, ...]
     pickup_eta_ms: int
     drop_eta_ms: tuple[int, ...]
+    joins: tuple[str, ...] = ()
+
+    @property
+    def new_order_ids(self) -> tuple[str, ...]:
+        """The orders this offer gives the rider (all of them unless it is an add-on)."""
+        return tuple(o for o in self.order_ids if o not in self.joins)
 
 
 @dataclass(frozen=True)

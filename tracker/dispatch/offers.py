@@ -85,7 +85,11 @@ def new_offer_id() -> str:
 
 @dataclass(frozen=True)
 class OfferRecord:
-    """An offer as stored: which rider, which orders (delivery sequence), until when."""
+    """An offer as stored: which rider, which orders (delivery sequence), until when.
+
+    An add-on offer also names the orders it ``joins`` (already the rider's, same restaurant,
+    not yet collected) and the whole new delivery ``sequence``; only ``order_ids`` are locked.
+    """
 
     offer_id: str
     rider_id: str
@@ -93,12 +97,15 @@ class OfferRecord:
     order_ids: tuple[str, ...]
     expires_at: int
     orders: tuple[dict, ...]  # the wire form of each order, as sent in the offer frame
+    joins: tuple[str, ...] = ()
+    sequence: tuple[str, ...] = ()  # the delivery sequence of an add-on, held orders included
 
     def to_json(self) -> bytes:
         return orjson.dumps(
             {
                 "offer_id": self.offer_id, "rider_id": self.rider_id, "merchant_id": self.merchant_id,
                 "order_ids": list(self.order_ids), "expires_at": self.expires_at, "orders": list(self.orders),
+                "joins": list(self.joins), "sequence": list(self.sequence),
             }
         )
 
@@ -108,11 +115,17 @@ class OfferRecord:
         return cls(
             offer_id=d["offer_id"], rider_id=d["rider_id"], merchant_id=d["merchant_id"],
             order_ids=tuple(d["order_ids"]), expires_at=int(d["expires_at"]), orders=tuple(d["orders"]),
+            joins=tuple(d.get("joins", ())), sequence=tuple(d.get("sequence", ())),
         )
 
-    def frame(self) -> dict:
-        """The ``offer`` frame sent to the rider."""
-        return {"type": "offer", "offer_id": self.offer_id, "expires_at": self.expires_at, "orders": list(self.orders)}
+    def frame(self, kind: str = "offer") -> dict:
+        """The ``offer`` frame sent to the rider (``assigned`` once accepted)."""
+        out = {"type": kind, "offer_id": self.offer_id, "orders": list(self.orders)}
+        if kind == "offer":
+            out["expires_at"] = self.expires_at
+        if self.joins:
+            out["joins"], out["sequence"] = list(self.joins), list(self.sequence)
+        return out
 
     @property
     def lock_keys(self) -> list[str]:

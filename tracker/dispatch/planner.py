@@ -17,12 +17,20 @@ One round (docs/DISPATCH.md explains and measures the policy):
    order's age favours old orders instead, which replay shows to cost click-to-door). Pairs
    the rider cannot serve (shift over, too far, declined one of the orders recently) are
    forbidden.
-3. The kernel's optimal linear assignment picks the pairs.
-4. Commitment: a chosen pair becomes an offer only when it must be acted on before the next
+   Each rider's jobs also carry a coverage penalty (``coverage.py``): taking a rider away
+   from where orders come from costs a little, so among near-equal choices the rider in a
+   quiet area goes.
+3. Riders on their way to a restaurant whose bundle is not collected yet get an extra row:
+   the cost of adding an open bundle of the same restaurant, ready by the planned pickup,
+   to theirs (``addons.py``; the two-stage commitment of Reyes et al.).
+4. The kernel's optimal linear assignment picks the pairs; a chosen add-on is offered at once.
+5. Commitment: a chosen pair becomes an offer only when it must be acted on before the next
    round, that is when the rider is free by then and would have to leave by then to reach the
    restaurant by the food's ready time. Everything else waits for a round with more knowledge
    (new orders to bundle, riders becoming free), so a short interval makes the plan more
-   precise, not more jittery: nothing is revised once offered.
+   precise, not more jittery: nothing is revised once offered, only grown by add-ons.
+   Riders who announced a shift not yet begun are planned for from its start (so nobody
+   else is sent across town for food they will be near) but offered nothing before it.
 """
 from __future__ import annotations
 
@@ -34,6 +42,8 @@ from typing import Any
 import numpy as np
 
 import dispatch_ext as kernel
+from tracker.dispatch.addons import addon_rows
+from tracker.dispatch.coverage import coverage_penalty
 from tracker.dispatch.model import Offer, OrderView, Plan, RiderView, Snapshot
 from tracker.geo import LocalProjection
 
@@ -49,10 +59,10 @@ class Policy:
     dropoff_service_min: float = 4.0
     interval_min: float = 1.0  # time until the next round: the commitment horizon
     max_bundle: int = 3
-    max_ready_spread_min: float = 10.0
+    max_ready_spread_min: float = 6.0
     max_extra_min: float = 12.0
     max_travel_min: float = math.inf
-    wait_weight: float = 0.1
+    wait_weight: float = 0.0  # per minute a rider waits at the restaurant
     serve_reward_min: float = 60.0
     age_weight: float = 0.0  # reward per minute an order has waited since it was placed
     commit_slack_min: float = 0.0  # commit this much earlier than strictly needed
@@ -60,6 +70,9 @@ class Policy:
     bundle_ratio_horizon_min: float = 10.0  # riders free within this count as "free soon"
     ratio_ready_horizon_min: float = 20.0  # orders ready within this count toward the bundle-size ratio
     bundle_on_reach: bool = True  # bundle on when food can be collected, not when it is ready
+    add_ons: bool = True  # grow uncollected bundles of riders on their way
+    coverage_weight: float = 2.0  # minutes per unit of relative demand density at the rider
+    coverage_tau_min: float = 30.0  # how fast demand's pull fades with travel minutes
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Policy":
@@ -96,9 +109,18 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     bundles, sites = _bundles(open_orders, fleet, proj, now, policy)
     stats["bundles"] = len(bundles)
     cost = _costs(bundles, fleet, sites, policy)
+    cost += coverage_penalty(fleet.x, fleet.y, snapshot.demand, proj, policy.meters_per_minute,
+                             policy.coverage_tau_min, policy.coverage_weight)[:, None]
+    extra = _addon_rows(snapshot, riders, bundles, sites, proj, policy) if policy.add_ons else []
+    if extra:
+        cost = np.vstack([cost] + [row.cost[None, :] for row in extra])
     rows, cols = kernel.linear_assignment(cost)
     chosen = np.isfinite(cost[rows, cols])
     rows, cols = rows[chosen], cols[chosen]
+    offers = [extra[r - len(riders)].offers[b] for r, b in zip(rows.tolist(), cols.tolist()) if r >= len(riders)]
+    stats["add_ons"] = len(offers)
+    own = rows < len(riders)
+    rows, cols = rows[own], cols[own]
     site_of = np.array([b.site for b in bundles], dtype=np.int64)[cols]
     ready = np.array([b.ready for b in bundles])[cols]
     dx, dy = fleet.x[rows] - sites[site_of, 0], fleet.y[rows] - sites[site_of, 1]
@@ -107,9 +129,8 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     pickup = np.maximum(ready, fleet.free_at[rows] + travel + half)
     # Commit only what must start before the next round.
     latest_departure = ready - travel - half
-    commit = (fleet.free_at[rows] <= policy.interval_min) & (
+    commit = fleet.on_shift[rows] & (fleet.free_at[rows] <= policy.interval_min) & (
         latest_departure <= policy.interval_min + policy.commit_slack_min)
-    offers = []
     for r, b, pick in zip(rows[commit].tolist(), cols[commit].tolist(), pickup[commit].tolist()):
         bundle = bundles[b]
         leave = pick + half
@@ -124,6 +145,16 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     stats["offers"] = len(offers)
     stats["solve_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     return Plan(offers=tuple(offers), stats=stats)
+
+
+def _addon_rows(snapshot: Snapshot, riders: list[RiderView], bundles: list["_Bundle"], sites: np.ndarray,
+                proj: LocalProjection, policy: Policy) -> list:
+    return addon_rows(
+        riders, {o.id: o for o in snapshot.orders}, bundles, sites, proj, snapshot.now_ms,
+        meters_per_minute=policy.meters_per_minute, pickup_service_min=policy.pickup_service_min,
+        dropoff_service_min=policy.dropoff_service_min, max_bundle=policy.max_bundle,
+        max_extra_min=policy.max_extra_min, serve_reward_min=policy.serve_reward_min,
+    )
 
 
 @dataclass(frozen=True)
@@ -200,14 +231,17 @@ class _Fleet:
     y: np.ndarray
     free_at: np.ndarray
     shift_end: np.ndarray
+    on_shift: np.ndarray  # False for riders whose announced shift has not begun
     index: dict[str, int]
 
     @classmethod
     def of(cls, riders: list[RiderView], proj: LocalProjection, now: int) -> "_Fleet":
         x, y = proj.to_xy(np.array([r.lat for r in riders]), np.array([r.lng for r in riders]))
-        free_at = np.maximum(0.0, (np.array([r.busy_until_ms for r in riders], dtype=np.float64) - now) / MS_PER_MIN)
+        start = np.array([now if r.shift_start_ms is None else r.shift_start_ms for r in riders], dtype=np.float64)
+        busy = np.maximum(np.array([r.busy_until_ms for r in riders], dtype=np.float64), start)
+        free_at = np.maximum(0.0, (busy - now) / MS_PER_MIN)
         shift_end = np.array([math.inf if r.shift_end_ms is None else _minutes(r.shift_end_ms, now) for r in riders])
-        return cls(x, y, free_at, shift_end, {r.id: i for i, r in enumerate(riders)})
+        return cls(x, y, free_at, shift_end, start <= now, {r.id: i for i, r in enumerate(riders)})
 
 
 def _costs(bundles: list[_Bundle], fleet: _Fleet, sites: np.ndarray, policy: Policy) -> np.ndarray:

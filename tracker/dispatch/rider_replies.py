@@ -2,7 +2,7 @@
 
 Accepting claims the offer (so the expiry sweep cannot race it), assigns all its orders in
 one atomic step while they are still locked to the offer, then frees the locks and confirms
-with an ``assigned`` frame. Declining frees the orders for the next round and keeps this
+with an ``assigned`` frame (an add-on also re-sequences the rider's held orders). Declining frees the orders for the next round and keeps this
 rider away from them for ``TRACKER_DECLINE_COOLDOWN_S``.
 """
 from __future__ import annotations
@@ -33,11 +33,12 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if conn.runtime.clock.now_ms() > record.expires_at or not await dispatcher.store.claim(record):
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired")
     try:
-        await assign_orders(conn.runtime, list(record.order_ids), conn.rider_id, offer_id=record.offer_id)
+        await assign_orders(conn.runtime, list(record.order_ids), conn.rider_id, offer_id=record.offer_id,
+                            sequence=list(record.sequence) or None)
     finally:
         await dispatcher.store.release(record)
     dispatcher.metrics.offers.labels("accepted").inc()
-    await conn.send({"type": "assigned", "offer_id": record.offer_id, "orders": list(record.orders)})
+    await conn.send(record.frame("assigned"))
 
 
 @handles("decline")

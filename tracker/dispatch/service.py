@@ -3,8 +3,8 @@
 Every ``TRACKER_DISPATCH_INTERVAL_S`` of server time each process walks the regions that have
 open orders (``open:{<region>}``). For each region it first takes the region's lease, so one
 process plans a region at a time; then it builds a :class:`~tracker.dispatch.model.Snapshot`
-(confirmed orders not on offer, available riders near the region with no work and no pending
-offer), runs the very same :func:`~tracker.dispatch.planner.plan` the MDRP replay runs, in a
+(confirmed orders not on offer, available riders near the region with no pending offer,
+planned from the end of their routes, the region's demand by restaurant), runs the very same :func:`~tracker.dispatch.planner.plan` the MDRP replay runs, in a
 worker thread (the kernel releases the GIL), and commits each offer with
 :meth:`OfferStore.create` (all-or-nothing per bundle). Correctness never rests on the lease:
 an order is claimed by one offer at a time and assigned by one atomic step, whichever process
@@ -24,7 +24,8 @@ import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 from tracker.dispatch.lease import Lease
-from tracker.dispatch.model import OrderView, Snapshot
+from tracker.dispatch.demand import load_demand
+from tracker.dispatch.model import Offer, OrderView, Snapshot
 from tracker.dispatch.offers import OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
@@ -107,7 +108,8 @@ class Dispatcher:
         if not loaded.orders or not loaded.riders:
             return []
         lat, lng = h3.cell_to_latlng(region)
-        snapshot = Snapshot(now_ms=now, origin_lat=lat, origin_lng=lng, orders=loaded.orders, riders=loaded.riders)
+        snapshot = Snapshot(now_ms=now, origin_lat=lat, origin_lng=lng, orders=loaded.orders + loaded.held,
+                            riders=loaded.riders, demand=await load_demand(self.rt.redis, region))
         t1 = time.perf_counter()
         decided = await asyncio.to_thread(plan, snapshot, self.policy)
         solve_s = time.perf_counter() - t1
@@ -115,7 +117,7 @@ class Dispatcher:
         sent = []
         orders_by_id = {o.id: o for o in loaded.orders}
         for offer in decided.offers:
-            record = self._record(offer.rider_id, [orders_by_id[oid] for oid in offer.order_ids], now)
+            record = self._record(offer, [orders_by_id[oid] for oid in offer.new_order_ids], now)
             if await self.store.create(record):
                 await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())
                 self.metrics.offers.labels("sent").inc()
@@ -128,16 +130,19 @@ class Dispatcher:
         self.last_round = {
             "region": region, "orders": len(loaded.orders), "riders": len(loaded.riders),
             "offers": len(sent), "bundles": sum(1 for r in sent if len(r.order_ids) > 1),
+            "add_ons": sum(1 for r in sent if r.joins),
             "solve_ms": round(solve_s * 1000, 2), "total_ms": round(total_s * 1000, 2), "ts": now,
         }
         log.debug("dispatch round", extra={"round": self.last_round})
         return sent
 
-    def _record(self, rider_id: str, orders: list[OrderView], now_ms: int) -> OfferRecord:
+    def _record(self, offer: Offer, orders: list[OrderView], now_ms: int) -> OfferRecord:
         timeout_ms = int(self.rt.settings.offer_timeout_s * 1000)
         return OfferRecord(
             offer_id=new_offer_id(),
-            rider_id=rider_id,
+            rider_id=offer.rider_id,
+            joins=offer.joins,
+            sequence=offer.order_ids if offer.joins else (),
             merchant_id=orders[0].merchant_id,
             order_ids=tuple(o.id for o in orders),
             expires_at=now_ms + timeout_ms,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import h3
 
@@ -19,10 +19,12 @@ PICKUP_GROUP_RES = 7
 
 @dataclass
 class RegionLoad:
-    """What a round plans over: dispatchable orders (with riders cooling down) and free riders."""
+    """What a round plans over: dispatchable orders (with riders cooling down), the riders'
+    uncollected orders that may still be joined by more, and the riders."""
 
     orders: tuple[OrderView, ...]
     riders: tuple[RiderView, ...]
+    held: tuple[OrderView, ...] = ()
 
 
 def order_view(order: dict, blocked: frozenset[str] = frozenset()) -> OrderView:
@@ -65,26 +67,46 @@ async def riders_near_pickups(rt: Runtime, orders: list[dict], *, now_ms: int, r
     return list(seen.values())
 
 
-async def route_end(rt: Runtime, rider_id: str, order_ids: set[str], now_ms: int) -> tuple[float, float, int, tuple[str, ...]] | None:
+@dataclass(frozen=True)
+class RouteEnd:
+    """Where and when a rider will be free, and its route's pickup while that can still grow."""
+
+    lat: float
+    lng: float
+    free_at: int
+    route: tuple[str, ...]  # order ids, by drop-off estimate
+    pickup_at: int | None  # set while every order is uncollected, all of one restaurant
+    held: tuple[OrderView, ...]  # the route's orders when ``pickup_at`` is set
+
+
+async def route_end(rt: Runtime, rider_id: str, order_ids: set[str], now_ms: int) -> RouteEnd | None:
     """Where and when a rider carrying ``order_ids`` will be free: its last drop-off, after it.
 
-    Uses the orders' live ``eta`` (drop-off estimates kept by the orders feature); ``None``
-    when an estimate is missing (the rider is then left out of this round).
+    Uses the orders' live ``eta`` and ``pickup_eta`` (estimates kept by the orders feature);
+    ``None`` when an estimate is missing (the rider is then left out of this round).
     """
     orders = [o for o in await asyncio.gather(*(load_order(rt, oid) for oid in order_ids)) if o is not None]
     if not orders or any(o["eta"] is None for o in orders):
         return None
     last = max(orders, key=lambda o: o["eta"])
     free_at = max(now_ms, last["eta"] + int(rt.settings.dropoff_service_s * 500))
-    route = tuple(o["id"] for o in sorted(orders, key=lambda o: o["eta"]))
-    return last["dropoff"]["lat"], last["dropoff"]["lng"], free_at, route
+    ordered = sorted(orders, key=lambda o: o["eta"])
+    pickups = {o["pickup_eta"] for o in orders}
+    growing = (
+        all(o["status"] in ("assigned", "at_pickup") for o in orders)
+        and len({o["merchant_id"] for o in orders}) == 1 and None not in pickups and max(pickups) > now_ms
+    )
+    held = tuple(replace(order_view(o), rider_id=rider_id) for o in ordered) if growing else ()
+    return RouteEnd(last["dropoff"]["lat"], last["dropoff"]["lng"], free_at, tuple(o["id"] for o in ordered),
+                    max(pickups) if growing else None, held)
 
 
 async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: int, radius_m: float) -> RegionLoad:
     """Confirmed orders of ``region`` not on offer, and available riders near them.
 
     Riders considering an offer are left out; riders carrying orders are planned from the end
-    of their current route (the planner commits to them only if they are free by next round).
+    of their current route (the planner commits to them only if they are free by next round),
+    and those still on the way to collect one restaurant's orders may get add-ons.
 
     The ``open:{region}`` index is a hint; each order's own record decides.
     """
@@ -104,16 +126,19 @@ async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: in
         pipe.smembers(rider_orders_key(rid))
     routes = dict(zip(rider_ids, await pipe.execute()))
     riders = []
+    held: list[OrderView] = []
     for r in found:
         if r.id in considering:
             continue
         if not routes[r.id]:
-            riders.append(RiderView(r.id, r.lat, r.lng, True, r.shift_end, busy_until_ms=now_ms))
+            riders.append(RiderView(r.id, r.lat, r.lng, True, r.shift_end, busy_until_ms=now_ms,
+                                    shift_start_ms=r.shift_start))
             continue
         end = await route_end(rt, r.id, routes[r.id], now_ms)
         if end is not None:  # planned from where and when its current route ends
-            lat, lng, free_at, route = end
-            riders.append(RiderView(r.id, lat, lng, True, r.shift_end, route=route, busy_until_ms=free_at))
+            riders.append(RiderView(r.id, end.lat, end.lng, True, r.shift_end, route=end.route,
+                                    busy_until_ms=end.free_at, pickup_at_ms=end.pickup_at, shift_start_ms=r.shift_start))
+            held.extend(end.held)
     blocked = await store.blocked_riders([(o["merchant_id"], o["id"]) for o in orders], now_ms)
     views = tuple(order_view(o, frozenset(blocked.get(o["id"], ()))) for o in orders)
-    return RegionLoad(views, tuple(riders))
+    return RegionLoad(views, tuple(riders), tuple(held))

@@ -49,6 +49,7 @@ class RiderRecord:
     available: bool
     stale: bool
     shift_end: int | None = None
+    shift_start: int | None = None
 
 
 def require_fresh_client_ts(fix: Fix, max_skew_ms: int) -> None:

@@ -35,6 +35,7 @@ class NearbyRider:
     ts: int
     available: bool
     shift_end: int | None = None
+    shift_start: int | None = None
 
     def wire(self) -> dict[str, object]:
         return {
@@ -67,9 +68,9 @@ async def nearby(
         return []
     pipe = redis.pipeline(transaction=False)
     for rid in candidates:
-        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "shift_end")
+        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "shift_end", "shift_start")
     out: list[NearbyRider] = []
-    for rid, (rlat, rlng, ts, available, shift_end) in zip(candidates, await pipe.execute()):
+    for rid, (rlat, rlng, ts, available, shift_end, shift_start) in zip(candidates, await pipe.execute()):
         if rlat is None or ts is None or now_ms - int(ts) > stale_after_ms:
             continue
         is_available = available != "0"
@@ -81,6 +82,6 @@ async def nearby(
         distance = haversine_m(lat, lng, rlat_f, rlng_f)
         if distance <= radius_m:
             out.append(NearbyRider(rid, rlat_f, rlng_f, distance, int(ts), is_available,
-                                   int(shift_end) if shift_end else None))
+                                   int(shift_end) if shift_end else None, int(shift_start) if shift_start else None))
     out.sort(key=lambda r: (r.distance_m, r.id))
     return out[:limit]

@@ -93,11 +93,19 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
 
 @handles("availability")
 async def availability(conn: RiderConnection, msg: dict[str, Any]) -> None:
-    """Whether the rider takes offers; optional ``shift_end`` (server ts) for dispatch."""
+    """Whether the rider takes offers; optional ``shift_start``/``shift_end`` (server ts) for dispatch.
+
+    A ``shift_start`` still ahead announces the shift: the dispatcher plans with the rider
+    from then (where it is now) and offers it nothing before.
+    """
     available = require_bool(msg, "available")
+    shift_start = optional_number(msg, "shift_start", lo=0, hi=2**53)
     shift_end = optional_number(msg, "shift_end", lo=0, hi=2**53)
+    if shift_start is not None and shift_end is not None and shift_start >= shift_end:
+        raise ApiError("bad_message", f"shift_start {shift_start:.0f} is not before shift_end {shift_end:.0f}")
     await store.set_availability(
-        conn.runtime.redis, conn.rider_id, available, None if shift_end is None else int(shift_end)
+        conn.runtime.redis, conn.rider_id, available, None if shift_end is None else int(shift_end),
+        shift_start=None if shift_start is None else int(shift_start),
     )
 
 

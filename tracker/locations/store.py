@@ -72,15 +72,17 @@ def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collectio
     return orjson.dumps(payload), regions
 
 
-async def set_availability(redis: aioredis.Redis, rider_id: str, available: bool, shift_end: int | None) -> None:
-    """Store whether the rider takes offers (and until when its shift runs, if known)."""
+async def set_availability(redis: aioredis.Redis, rider_id: str, available: bool, shift_end: int | None, *,
+                           shift_start: int | None = None) -> None:
+    """Store whether the rider takes offers (and when its shift starts and ends, if known)."""
     key = record_key(rider_id)
     pipe = redis.pipeline(transaction=True)
     pipe.hset(key, mapping={"available": int(available)})
-    if shift_end is None:
-        pipe.hdel(key, "shift_end")
-    else:
-        pipe.hset(key, "shift_end", shift_end)
+    for name, value in (("shift_start", shift_start), ("shift_end", shift_end)):
+        if value is None:
+            pipe.hdel(key, name)
+        else:
+            pipe.hset(key, name, value)
     pipe.expire(key, RECORD_TTL_S)
     await pipe.execute()
 
@@ -94,6 +96,7 @@ def record_from_hash(rider_id: str, h: dict[str, str], now_ms: int, stale_after_
         id=rider_id, lat=float(h["lat"]), lng=float(h["lng"]), ts=ts, cell=h["cell"], region=h["region"],
         available=h.get("available", "1") == "1", stale=now_ms - ts > stale_after_ms,
         shift_end=int(h["shift_end"]) if h.get("shift_end") else None,
+        shift_start=int(h["shift_start"]) if h.get("shift_start") else None,
     )
 
 

@@ -2,9 +2,11 @@
 
 The ordering platform creates each order over HTTP at its placement time; each restaurant's
 tablet (a merchant socket) confirms new orders and marks them ready at their ready time;
-each courier connects a rider socket at its on time, streams its position every simulated
-minute, accepts the offers the server's dispatcher sends and reports its progress at the
-times the MDRP rules give (same rules as the offline replay). The server runs ``K`` times
+each courier connects a rider socket ``SHIFT_NOTICE_MIN`` before its on time and announces
+its shift (``shift_start``, ``shift_end``), streams its position every simulated minute,
+accepts the offers the server's dispatcher sends (add-ons too, while its pickup is still
+ahead) and reports its progress at the times the MDRP rules give (same rules as the offline
+replay). The server runs ``K`` times
 faster than real time (``--time-scale``); clients follow its clock (``GET /healthz``).
 The three solution files are written from what happened: the assignment times the server
 stamped, the pickups and drop-offs the couriers performed, and every move they made.
@@ -16,6 +18,7 @@ import asyncio
 import math
 import secrets
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,10 +30,22 @@ from tracker.geo import LocalProjection
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
-from tracker.mdrp.simulator import ORIGIN, Assignment, CourierState, DayResult, execute
+from tracker.mdrp.simulator import ORIGIN, Assignment, CourierState, DayResult, execute, grow
 from tracker.mdrp.solution import write_solution
 
 MIN_MS = 60_000
+SHIFT_NOTICE_MIN = 30.0  # couriers announce their shift this long before it (as offline)
+ADD_ON_MARGIN_MIN = 0.5  # a courier takes an add-on only if its pickup is at least this far off
+
+
+@dataclass
+class Job:
+    """One assignment a courier carries out; an add-on replaces ``assignment`` before pickup."""
+
+    assignment: Assignment
+    start: tuple[float, float]  # where the courier sets off from, and when
+    depart: float
+    reported: set[str] = field(default_factory=set)  # orders already reported ``at_pickup``
 
 
 class ServerClock:
@@ -113,11 +128,14 @@ class LiveDay:
         """A courier's shift: connect, stream positions, accept offers, deliver by the rules."""
         c = self.inst.couriers[cid]
         state = self.states[cid]
-        await self.clock.until(c.on)
+        await self.clock.until(c.on - SHIFT_NOTICE_MIN)
         rider = await RiderClient.connect(self.ws_url, self.token("rider", cid))
-        await rider.availability(True, shift_end=self.clock.ms(c.off))
+        await rider.availability(True, shift_end=self.clock.ms(c.off), shift_start=self.clock.ms(c.on))
         route: list[tuple[float, float, float]] = [(c.on, c.x, c.y)]  # (minute, x, y) waypoints
         streamer = asyncio.ensure_future(self._stream(rider, route))
+        jobs: list[Job] = []
+        work: asyncio.Future = asyncio.get_running_loop().create_future()
+        work.set_result(None)
         try:
             while True:
                 remaining = (c.off - self.clock.minute()) * 60 / self.clock.scale
@@ -128,43 +146,70 @@ class LiveDay:
                 except asyncio.TimeoutError:
                     continue
                 if frame.get("type") == "offer":
-                    # A courier declines what it could not pick up before its shift ends.
-                    probe = CourierState(cid, state.x, state.y, state.free_at, state.label)
-                    ids = tuple(o["order_id"] for o in frame["orders"])
-                    if execute(self.inst, probe, ids, self.clock.minute()) is None:
-                        await rider.decline(frame["offer_id"])
-                    else:
+                    if self._would_take(state, frame):
                         await rider.accept(frame["offer_id"])
+                    else:
+                        await rider.decline(frame["offer_id"])
                 elif frame.get("type") == "assigned":
-                    await self._deliver(rider, state, frame, route)
+                    job = self._assigned(state, frame, jobs)
+                    if job is not None:
+                        work = asyncio.ensure_future(self._deliver(rider, state, job, route, work))
                 elif frame.get("type") == "error":
                     self.errors.append(f"{cid}: {frame.get('code')} {frame.get('message')}")
+            await work
         finally:
             streamer.cancel()
             await rider.close()
 
-    async def _deliver(self, rider: RiderClient, state: CourierState, frame: dict, route: list) -> None:  # type: ignore[type-arg]
-        order_ids = tuple(o["order_id"] for o in frame["orders"])
+    def _would_take(self, state: CourierState, frame: dict) -> bool:  # type: ignore[type-arg]
+        """Accept what can be picked up before the shift ends; an add-on only while it can join."""
+        ids = tuple(o["order_id"] for o in frame["orders"])
         now = self.clock.minute()
-        start = (state.x, state.y)
-        moves_before = len(state.moves)
-        done = execute(self.inst, state, order_ids, now)
+        if frame.get("joins"):
+            held = state.pending
+            return (held is not None and set(held.orders) == set(frame["joins"])
+                    and held.pickup > now + ADD_ON_MARGIN_MIN
+                    and max(self.inst.orders[o].ready for o in ids) <= held.pickup)
+        probe = CourierState(state.id, state.x, state.y, state.free_at, state.label)
+        return execute(self.inst, probe, ids, now) is not None
+
+    def _assigned(self, state: CourierState, frame: dict, jobs: list[Job]) -> Job | None:  # type: ignore[type-arg]
+        """Record an assignment; an add-on grows the pending job (``None``: nothing new to run)."""
+        ids = tuple(o["order_id"] for o in frame["orders"])
+        now = self.clock.minute()
+        if frame.get("joins") and jobs:
+            held = state.pending
+            grown = grow(self.inst, state, tuple(frame["sequence"]), now)
+            if grown is not None:
+                self.assignments[self.assignments.index(held)] = grown  # type: ignore[arg-type]
+                jobs[-1].assignment = grown
+                return None
+        start, moves_before = (state.x, state.y), len(state.moves)
+        done = execute(self.inst, state, ids, now)
         if done is None:
-            self.errors.append(f"{state.id}: offer after its shift for {order_ids}")
-            return
+            self.errors.append(f"{state.id}: offer after its shift for {ids}")
+            return None
         self.assignments.append(done)
+        jobs.append(Job(done, start, state.moves[moves_before][0]))
+        return jobs[-1]
+
+    async def _deliver(self, rider: RiderClient, state: CourierState, job: Job, route: list,  # type: ignore[type-arg]
+                       before: asyncio.Future) -> None:
+        """Report one job's progress at the rule times, after the courier's earlier jobs."""
+        await before
         p = self.inst.params
-        rest = self.inst.restaurants[self.inst.orders[order_ids[0]].restaurant]
-        depart = state.moves[moves_before][0]
-        arrive = depart + self.inst.travel(start, rest)
-        route += [(depart, *start), (arrive, *rest), (done.pickup + p.pickup_service / 2, *rest)]
+        first = job.assignment
+        rest = self.inst.restaurants[self.inst.orders[first.orders[0]].restaurant]
+        arrive = job.depart + self.inst.travel(job.start, rest)
+        route += [(job.depart, *job.start), (arrive, *rest), (first.pickup + p.pickup_service / 2, *rest)]
         await self.clock.until(arrive)
-        for oid in order_ids:
-            await rider.progress(oid, "at_pickup")
-        await self.clock.until(done.pickup)
-        for oid in order_ids:
+        await self._at_pickup(rider, job)
+        await self.clock.until(first.pickup)
+        done = job.assignment  # add-ons may have grown it meanwhile
+        await self._at_pickup(rider, job)
+        for oid in done.orders:
             await rider.progress(oid, "picked_up")
-        for oid, drop in zip(order_ids, done.dropoffs):
+        for oid, drop in zip(done.orders, done.dropoffs):
             o = self.inst.orders[oid]
             reach = drop - p.dropoff_service / 2
             route += [(reach, o.x, o.y), (drop + p.dropoff_service / 2, o.x, o.y)]
@@ -173,6 +218,12 @@ class LiveDay:
             await self.clock.until(drop)
             await rider.progress(oid, "delivered")
             self.delivered.add(oid)
+
+    async def _at_pickup(self, rider: RiderClient, job: Job) -> None:
+        for oid in job.assignment.orders:
+            if oid not in job.reported:
+                job.reported.add(oid)
+                await rider.progress(oid, "at_pickup")
 
     async def _stream(self, rider: RiderClient, route: list[tuple[float, float, float]]) -> None:
         """A fix every simulated minute, interpolated along the courier's route."""
@@ -200,7 +251,8 @@ async def play(inst: Instance, base_url: str, secret: str) -> tuple[DayResult, l
     """Play the whole day against the server at ``base_url``."""
     async with httpx.AsyncClient(timeout=10) as http:
         health = (await http.get(base_url + "/healthz")).json()
-    first = min(min(o.placement for o in inst.orders.values()), min(c.on for c in inst.couriers.values()))
+    first = min(min(o.placement for o in inst.orders.values()),
+                min(c.on for c in inst.couriers.values()) - SHIFT_NOTICE_MIN)
     clock = ServerClock(health["ts"], health["time_scale"], first - 1)
     day = LiveDay(inst, base_url, secret, clock)
     kitchens = [asyncio.ensure_future(day.kitchen(r)) for r in {o.restaurant for o in inst.orders.values()}]

@@ -7,13 +7,22 @@ orders and the couriers, as WGS84 positions around a fixed origin; its offers ar
 and executed by the rules of the instance README: travel ``ceil(distance / speed)``, pickup at
 the later of arrival plus half the pickup service and the latest ready time, drop-offs in
 sequence each half a service after arrival, couriers waiting at their last drop-off.
+
+An add-on offer (more orders of the restaurant a courier is heading to, ready by its pickup)
+rewrites that courier's pending assignment: same pickup, the new drop-off sequence, the
+assignment time now (the evaluator reads it as the time the bundle was last changed; the move
+towards the restaurant keeps its start). Couriers are announced to the planner
+``shift_notice_min`` before their shift and the planner sees every restaurant's order count
+so far: what a live platform knows too.
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
-from tracker.dispatch.model import OrderView, RiderView, Snapshot
+from tracker.dispatch.model import DemandSite, Offer, OrderView, RiderView, Snapshot
 from tracker.dispatch.planner import Policy, plan
 from tracker.geo import LocalProjection
 from tracker.mdrp.instance import Instance
@@ -46,6 +55,9 @@ class CourierState:
     free_at: float
     label: str = "0"  # where it waits: '0' (on-location) or the last order delivered
     moves: list[tuple[float, str, str]] = field(default_factory=list)
+    pending: Assignment | None = None  # its last assignment, while not yet picked up
+    pending_moves: int = 0  # where that assignment's moves after the restaurant begin
+    view: tuple | None = None  # (state key, RiderView, held OrderViews) from the last round  # type: ignore[type-arg]
 
 
 @dataclass
@@ -71,14 +83,34 @@ def execute(instance: Instance, courier: CourierState, order_ids: tuple[str, ...
     """Carry out an accepted offer by the MDRP rules; ``None`` if it breaks the courier's shift."""
     p = instance.params
     rest = instance.orders[order_ids[0]].restaurant
-    rxy = instance.restaurants[rest]
     depart = max(now, courier.free_at)
-    arrive = depart + instance.travel((courier.x, courier.y), rxy)
+    arrive = depart + instance.travel((courier.x, courier.y), instance.restaurants[rest])
     pickup = max(arrive + p.pickup_service / 2, max(instance.orders[o].ready for o in order_ids))
     if pickup > instance.couriers[courier.id].off:
         return None
-    moves = [(depart, courier.label, rest)]
-    leave, here, label = pickup + p.pickup_service / 2, rxy, rest
+    courier.moves.append((depart, courier.label, rest))
+    return _leave_restaurant(instance, courier, order_ids, now, pickup)
+
+
+def grow(instance: Instance, courier: CourierState, order_ids: tuple[str, ...], now: float) -> Assignment | None:
+    """Replace the courier's uncollected bundle by ``order_ids`` (a superset, same pickup)."""
+    held = courier.pending
+    if held is None or held.pickup <= now or not set(held.orders) <= set(order_ids):
+        return None
+    if max(instance.orders[o].ready for o in order_ids) > held.pickup:
+        return None
+    del courier.moves[courier.pending_moves:]
+    return _leave_restaurant(instance, courier, order_ids, now, held.pickup)
+
+
+def _leave_restaurant(instance: Instance, courier: CourierState, order_ids: tuple[str, ...], now: float,
+                      pickup: float) -> Assignment:
+    """The drop-off legs after ``pickup``; the courier ends at the last drop-off."""
+    p = instance.params
+    rest = instance.orders[order_ids[0]].restaurant
+    courier.pending_moves = len(courier.moves)
+    moves = []
+    leave, here, label = pickup + p.pickup_service / 2, instance.restaurants[rest], rest
     drops = []
     for oid in order_ids:
         o = instance.orders[oid]
@@ -89,18 +121,26 @@ def execute(instance: Instance, courier: CourierState, order_ids: tuple[str, ...
         leave, here, label = drop + p.dropoff_service / 2, (o.x, o.y), oid
     courier.moves.extend(moves)
     courier.x, courier.y, courier.free_at, courier.label = here[0], here[1], leave, label
-    return Assignment(courier.id, now, pickup, order_ids, tuple(drops))
+    courier.pending = Assignment(courier.id, now, pickup, order_ids, tuple(drops))
+    return courier.pending
 
 
-def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | None = None) -> DayResult:
+def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | None = None,
+             shift_notice_min: float = 30.0) -> DayResult:
     """Play the instance's day through the planner; returns what happened."""
     policy = policy or policy_for(instance, interval_min)
     proj = LocalProjection(*ORIGIN)
     latlng = {oid: (proj.to_latlng(*instance.restaurants[o.restaurant]), proj.to_latlng(o.x, o.y))
               for oid, o in instance.orders.items()}
+    views = {oid: OrderView(oid, o.restaurant, *latlng[oid][0], *latlng[oid][1], to_ms(o.placement), to_ms(o.ready))
+             for oid, o in instance.orders.items()}
+    restaurants = {r: proj.to_latlng(*xy) for r, xy in instance.restaurants.items()}
+    where = functools.lru_cache(maxsize=4096)(proj.to_latlng)
     couriers = {c.id: CourierState(c.id, c.x, c.y, c.on) for c in instance.couriers.values()}
     pending = sorted(instance.orders.values(), key=lambda o: o.placement)
     open_orders: dict[str, OrderView] = {}
+    order_counts: dict[str, int] = {}
+    demand: dict[str, DemandSite] = {}  # the restaurants seen so far, weighted by their orders
     assignments: list[Assignment] = []
     next_placed = 0
     t = math.floor(pending[0].placement) if pending else 0.0
@@ -109,24 +149,58 @@ def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | Non
     while (next_placed < len(pending) or open_orders) and t <= last_off:
         while next_placed < len(pending) and pending[next_placed].placement <= t:
             o = pending[next_placed]
-            (plat, plng), (dlat, dlng) = latlng[o.id]
-            open_orders[o.id] = OrderView(o.id, o.restaurant, plat, plng, dlat, dlng, to_ms(o.placement), to_ms(o.ready))
+            open_orders[o.id] = views[o.id]
+            order_counts[o.restaurant] = order_counts.get(o.restaurant, 0) + 1
+            demand[o.restaurant] = DemandSite(*restaurants[o.restaurant], float(order_counts[o.restaurant]))
             next_placed += 1
         if open_orders:
-            riders = []
-            for c in instance.couriers.values():
-                state = couriers[c.id]
-                if c.on <= t < c.off:
-                    lat, lng = proj.to_latlng(state.x, state.y)
-                    riders.append(RiderView(c.id, lat, lng, True, to_ms(c.off), busy_until_ms=to_ms(state.free_at)))
+            riders, held = _riders(instance, couriers, views, where, t, shift_notice_min)
             if riders:
                 rounds += 1
-                snapshot = Snapshot(to_ms(t), ORIGIN[0], ORIGIN[1], tuple(open_orders.values()), tuple(riders))
+                snapshot = Snapshot(to_ms(t), ORIGIN[0], ORIGIN[1], tuple(open_orders.values()) + held,
+                                    tuple(riders), tuple(demand.values()))
                 for offer in plan(snapshot, policy).offers:
-                    done = execute(instance, couriers[offer.rider_id], offer.order_ids, t)
+                    done = _accept(instance, couriers[offer.rider_id], offer, t, assignments)
                     if done is not None:
-                        assignments.append(done)
                         for oid in offer.order_ids:
                             open_orders.pop(oid, None)
         t += interval_min
     return DayResult(instance, assignments, {cid: c.moves for cid, c in couriers.items()}, rounds)
+
+
+def _riders(instance: Instance, couriers: dict[str, CourierState], views: dict[str, OrderView],
+            where: Callable[[float, float], tuple[float, float]], t: float, notice_min: float) -> tuple[list[RiderView], tuple[OrderView, ...]]:
+    """The couriers the planner sees at ``t`` and the uncollected orders they hold."""
+    riders, held = [], []
+    for c in instance.couriers.values():
+        if not c.on - notice_min <= t < c.off:
+            continue
+        state = couriers[c.id]
+        grows = state.pending if state.pending is not None and state.pending.pickup > t else None
+        key = (state.x, state.y, state.free_at, None if grows is None else id(grows))
+        if state.view is None or state.view[0] != key:  # the courier changed since last round
+            lat, lng = where(state.x, state.y)
+            view = RiderView(
+                c.id, lat, lng, True, to_ms(c.off), busy_until_ms=to_ms(state.free_at),
+                route=grows.orders if grows else (), pickup_at_ms=to_ms(grows.pickup) if grows else None,
+                shift_start_ms=to_ms(c.on),
+            )
+            state.view = (key, view, tuple(replace(views[oid], rider_id=c.id) for oid in grows.orders) if grows else ())
+        riders.append(state.view[1])
+        held.extend(state.view[2])
+    return riders, tuple(held)
+
+
+def _accept(instance: Instance, courier: CourierState, offer: Offer, t: float,
+            assignments: list[Assignment]) -> Assignment | None:
+    """Carry out an offer: a fresh assignment, or an add-on replacing the courier's pending one."""
+    if offer.joins:
+        held = courier.pending
+        done = grow(instance, courier, offer.order_ids, t)
+        if done is not None:
+            assignments[assignments.index(held)] = done
+        return done
+    done = execute(instance, courier, offer.order_ids, t)
+    if done is not None:
+        assignments.append(done)
+    return done

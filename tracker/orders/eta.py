@@ -34,6 +34,7 @@ class RoutePlan:
 
     pickup_arrival: float | None  # None once the food is picked up
     dropoffs: tuple[float, ...]  # one per remaining drop-off, in sequence
+    pickup: float | None = None  # when the food is collected (None once picked up)
 
 
 def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None, ready_at_ms: int | None,
@@ -45,7 +46,7 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
     """
     t = float(now_ms)
     position = rider
-    arrival = None
+    arrival = picked = None
     if pickup is not None:
         arrival = t if at_pickup else t + model.leg_ms(rider, pickup)
         half = model.pickup_service_s * 500.0
@@ -59,4 +60,4 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
         out.append(dropoff)
         t = dropoff + model.dropoff_service_s * 500.0
         position = drop
-    return RoutePlan(arrival, tuple(out))
+    return RoutePlan(arrival, tuple(out), picked)

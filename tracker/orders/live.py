@@ -92,6 +92,7 @@ class RiderOrdersFeed:
         picked = [h for h in mine if h["status"] in ("picked_up", "at_dropoff")]
         to_pick = [h for h in mine if h["status"] in ("assigned", "at_pickup")]
         etas: dict[str, int] = {}
+        pickup_eta: int | None = None
         position = (fix.lat, fix.lng)
         start = now
         if picked:
@@ -107,13 +108,16 @@ class RiderOrdersFeed:
                 at_pickup=first["status"] == "at_pickup",
             )
             etas.update({h["id"]: int(t) for h, t in zip(to_pick, plan.dropoffs)})
+            pickup_eta = None if plan.pickup is None else int(plan.pickup)
             if plan.pickup_arrival is not None and first["status"] == "assigned":
                 arrival = int(plan.pickup_arrival)
                 prompts += self._due_prompts(to_pick, arrival, now)
         pipe = self.rt.redis.pipeline(transaction=False)
         for h in mine:
             eta = etas.get(h["id"])
-            pipe.hset(order_key(h["merchant_id"], h["id"]), "eta", eta if eta is not None else "")
+            pickup = pickup_eta if h["status"] in ("assigned", "at_pickup") and pickup_eta is not None else ""
+            pipe.hset(order_key(h["merchant_id"], h["id"]), mapping={"eta": eta if eta is not None else "",
+                                                                    "pickup_eta": pickup})
             frame = {"type": "rider_location", "order_id": h["id"], "rider_id": rider_id, "lat": fix.lat,
                      "lng": fix.lng, "ts": fix.ts, "eta": eta}
             pipe.publish(order_channel(h["id"]), orjson.dumps(frame))

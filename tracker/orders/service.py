@@ -10,10 +10,11 @@ from typing import Any
 
 import orjson
 
+from tracker.dispatch.demand import record_order
 from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
 from tracker.orders import machine
-from tracker.orders.store import OrderStore, Step
+from tracker.orders.store import OrderStore, Step, order_key
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
 
@@ -42,7 +43,7 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         "rider_id": order.get("rider_id") or None,
         "pickup": {"lat": float(order["pickup_lat"]), "lng": float(order["pickup_lng"])},
         "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
-        "eta": num("eta"), "placed_at": num("placed_at"), "ready_at": num("ready_at"),
+        "eta": num("eta"), "pickup_eta": num("pickup_eta"), "placed_at": num("placed_at"), "ready_at": num("ready_at"),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
     }
     for stamp in STAMP.values():
@@ -88,6 +89,7 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
     order = await require_order(rt, order_id)
     if created:
         await rt.services["order_metrics"].record(rt.redis, order, "placed", "")
+        await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
     return wire(order), created
 
 
@@ -137,11 +139,17 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
             await listener(order, kind)
 
 
-async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None) -> list[dict[str, Any]]:
+async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None,
+                        sequence: list[str] | None = None) -> list[dict[str, Any]]:
     """Assign confirmed, unassigned orders of one merchant to ``rider_id`` (all or none).
 
-    The orders' position in the list is their delivery sequence (``route_seq``).
+    The orders' position in ``sequence`` (default: ``order_ids`` itself) is their delivery
+    sequence (``route_seq``). An add-on passes the whole new sequence, the rider's held orders
+    of the same restaurant included; those still uncollected are re-sequenced to match.
     """
+    sequence = list(sequence or order_ids)
+    if not set(order_ids) <= set(sequence):
+        raise ApiError("bad_message", "the delivery sequence must hold every assigned order")
     if not order_ids:
         raise ApiError("bad_message", "no orders to assign")
     merchants = {await store_of(rt).merchant_of(oid) for oid in order_ids}
@@ -152,12 +160,29 @@ async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, off
     extra = {"rider_id": rider_id}
     if offer_id:
         extra["offer_id"] = offer_id
-    return await step(
-        rt, order_ids, "assigned", merchant_id=merchants.pop(), fields={"rider_id": rider_id, "last_rider_id": rider_id,
-                                                                         "offer_id": offer_id or ""},
+    merchant = merchants.pop()
+    bundle = ",".join(sequence)
+    events = await step(
+        rt, order_ids, "assigned", merchant_id=merchant, fields={"rider_id": rider_id, "last_rider_id": rider_id,
+                                                                   "offer_id": offer_id or ""},
         event_extra=extra, require_unassigned=True,
-        per_order_fields=tuple({"route_seq": i, "bundle": ",".join(order_ids)} for i in range(len(order_ids))),
+        per_order_fields=tuple({"route_seq": sequence.index(oid), "bundle": bundle} for oid in order_ids),
     )
+    held = [oid for oid in sequence if oid not in order_ids]
+    if held:
+        await _resequence(rt, merchant, rider_id, held, sequence)
+    return events
+
+
+async def _resequence(rt: Runtime, merchant_id: str, rider_id: str, held: list[str], sequence: list[str]) -> None:
+    """Give the rider's uncollected ``held`` orders their place in the grown bundle."""
+    store = store_of(rt)
+    pipe = rt.redis.pipeline(transaction=False)
+    for oid in held:
+        order = await store.load(oid)
+        if order and order.get("rider_id") == rider_id and order.get("status") in ("assigned", "at_pickup"):
+            pipe.hset(order_key(merchant_id, oid), mapping={"route_seq": sequence.index(oid), "bundle": ",".join(sequence)})
+    await pipe.execute()
 
 
 async def unassign_order(rt: Runtime, order_id: str, *, reason: str) -> list[dict[str, Any]]:

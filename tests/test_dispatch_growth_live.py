@@ -1,0 +1,76 @@
+"""Add-on offers and announced shifts through the live server: real sockets, real Redis."""
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.orders_helpers import Ops
+from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
+
+
+async def server_now(base_url: str) -> int:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return int((await http.get(base_url + "/healthz")).json()["ts"])
+
+
+async def test_a_rider_on_the_way_is_offered_another_order_of_that_restaurant(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    mid, first, second, rid = uid("m"), uid("o1"), uid("o2"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.02)  # about 2.2 km, 7 minutes away
+    try:
+        await confirmed_order(srv, ops, first, mid)
+        offer = await courier.expect("offer", timeout=10)
+        await courier.accept(offer["offer_id"])
+        await courier.expect("assigned")
+        await courier.location(52.5200 + 0.0199, 13.4050)  # on its way: the server now has its pickup ETA
+        for _ in range(50):
+            if (await ops.get(first))["pickup_eta"]:
+                break
+            await asyncio.sleep(0.1)
+        pickup_eta = (await ops.get(first))["pickup_eta"]
+        assert pickup_eta > await server_now(srv.base_url) + 5 * 60_000
+        await confirmed_order(srv, ops, second, mid)
+        add_on = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in add_on["orders"]] == [second]
+        assert add_on["joins"] == [first] and sorted(add_on["sequence"]) == sorted([first, second])
+        await courier.accept(add_on["offer_id"])
+        assigned = await courier.expect("assigned")
+        assert assigned["joins"] == [first] and assigned["sequence"] == add_on["sequence"]
+        order = await ops.get(second)
+        assert order["status"] == "assigned" and order["rider_id"] == rid
+        await asyncio.sleep(1.1)  # the ETA publisher runs at most once a second per rider
+        await courier.location(52.5200 + 0.0198, 13.4050)
+        for _ in range(50):
+            etas = {(await ops.get(oid))["pickup_eta"] for oid in (first, second)}
+            if len(etas) == 1 and None not in etas:
+                break
+            await asyncio.sleep(0.1)
+        assert len(etas) == 1 and None not in etas  # collected together
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_a_rider_who_announced_a_later_shift_gets_no_offer_until_it_starts(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    mid, oid, rid = uid("m"), uid("o"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.001)
+    try:
+        now = await server_now(srv.base_url)
+        await courier.availability(True, shift_start=now + 3_600_000, shift_end=now + 2 * 3_600_000)
+        await courier.availability(True, shift_start=now + 3_600_000, shift_end=now)
+        bad = await courier.expect("error")
+        assert bad["code"] == "bad_message" and "shift_start" in bad["message"]
+        await confirmed_order(srv, ops, oid, mid)
+        with pytest.raises(asyncio.TimeoutError):
+            await courier.expect("offer", timeout=2)
+        await courier.availability(True, shift_start=await server_now(srv.base_url), shift_end=now + 2 * 3_600_000)
+        offer = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [oid]
+    finally:
+        await courier.close()
+        await ops.close()

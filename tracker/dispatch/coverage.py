@@ -1,0 +1,34 @@
+"""Coverage: riders left where orders tend to come from are worth more than riders far away.
+
+When one job can go to several riders at little difference, sending the one whose free
+position is in a quiet part of town keeps the busy parts covered for the orders still to
+come. Each rider's *density* is the demand near where it will be free: a sum over the
+restaurants seen so far, weighted by their order counts, of ``exp(-travel_minutes / tau)``.
+The planner adds ``weight x density / mean density`` to every job of that rider, so the
+figure is a tie-breaker in minutes, the same for all jobs of one rider, and scale-free
+across cities (docs/DISPATCH.md measures it).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tracker.dispatch.model import DemandSite
+from tracker.geo import LocalProjection
+
+
+def coverage_penalty(rider_x: np.ndarray, rider_y: np.ndarray, demand: tuple[DemandSite, ...],
+                     proj: LocalProjection, meters_per_minute: float, tau_min: float,
+                     weight: float) -> np.ndarray:
+    """Minutes to add to each rider's jobs for taking it away from where demand is."""
+    if not demand or weight == 0.0 or len(rider_x) == 0:
+        return np.zeros(len(rider_x))
+    sx, sy = proj.to_xy(np.array([d.lat for d in demand]), np.array([d.lng for d in demand]))
+    w = np.array([d.weight for d in demand], dtype=np.float64)
+    dx = rider_x[:, None] - sx[None, :]
+    dy = rider_y[:, None] - sy[None, :]
+    minutes = np.sqrt(dx * dx + dy * dy) / meters_per_minute
+    density = np.exp(-minutes / tau_min) @ w
+    mean = float(density.mean())
+    if mean <= 0.0:
+        return np.zeros(len(rider_x))
+    return weight * density / mean

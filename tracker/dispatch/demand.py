@@ -1,0 +1,54 @@
+"""Where orders come from, per dispatch region: each restaurant's order count (Redis side).
+
+Keys (one hash tag per region, so both live in one Redis Cluster slot):
+
+- ``demand:{<region>}:orders`` hash merchant -> orders placed there so far;
+- ``demand:{<region>}:sites`` hash merchant -> ``lat,lng`` of its pickup.
+
+Counted once per new order (:func:`record_order`, called when an order is created) and read
+by each dispatch round as the planner's ``Snapshot.demand`` (``coverage.py`` uses it).
+"""
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from tracker.dispatch.model import DemandSite
+from tracker.geo import dispatch_region
+
+MAX_SITES = 5000  # restaurants per region a round reads at most
+
+
+def counts_key(region: str) -> str:
+    """Order counts by merchant in ``region``."""
+    return f"demand:{{{region}}}:orders"
+
+
+def sites_key(region: str) -> str:
+    """Pickup positions by merchant in ``region``."""
+    return f"demand:{{{region}}}:sites"
+
+
+async def record_order(redis: aioredis.Redis, merchant_id: str, lat: float, lng: float) -> None:
+    """Count one new order at ``merchant_id``'s restaurant (at ``lat``, ``lng``)."""
+    region = dispatch_region(lat, lng)
+    pipe = redis.pipeline(transaction=True)
+    pipe.hincrby(counts_key(region), merchant_id, 1)
+    pipe.hset(sites_key(region), merchant_id, f"{lat!r},{lng!r}")
+    await pipe.execute()
+
+
+async def load_demand(redis: aioredis.Redis, region: str) -> tuple[DemandSite, ...]:
+    """The region's restaurants with their order counts (largest first, at most MAX_SITES)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(counts_key(region))
+    pipe.hgetall(sites_key(region))
+    counts, sites = await pipe.execute()
+    out = []
+    for merchant, count in counts.items():
+        where = sites.get(merchant)
+        if where is None:
+            continue
+        lat, lng = (float(v) for v in where.split(","))
+        out.append(DemandSite(lat, lng, float(count)))
+    out.sort(key=lambda d: -d.weight)
+    return tuple(out[:MAX_SITES])
