@@ -54,6 +54,41 @@ async def test_a_rider_on_the_way_is_offered_another_order_of_that_restaurant(ow
         await ops.close()
 
 
+async def test_an_add_on_accepted_after_the_pickup_is_refused_and_the_order_offered_again(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    mid, first, second, rid = uid("m"), uid("o1"), uid("o2"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.02)
+    try:
+        await confirmed_order(srv, ops, first, mid)
+        await courier.accept((await courier.expect("offer", timeout=10))["offer_id"])
+        await courier.expect("assigned")
+        await courier.location(52.5200 + 0.0199, 13.4050)
+        for _ in range(50):
+            if (await ops.get(first))["pickup_eta"]:
+                break
+            await asyncio.sleep(0.1)
+        await confirmed_order(srv, ops, second, mid)
+        add_on = await courier.expect("offer", timeout=10)
+        assert add_on["joins"] == [first]
+        await courier.progress(first, "at_pickup")
+        await courier.progress(first, "picked_up")
+        await courier.accept(add_on["offer_id"])
+        refused = await courier.expect("error")
+        assert refused["code"] == "conflict" and "picked up" in refused["message"]
+        order = await ops.get(second)
+        assert order["status"] == "confirmed" and order["rider_id"] is None
+        helper = await rider_near_restaurant(srv, uid("r2"), 0.001)  # the order is back in the pool
+        try:
+            again = await helper.expect("offer", timeout=10)
+            assert [o["order_id"] for o in again["orders"]] == [second] and "joins" not in again
+        finally:
+            await helper.close()
+    finally:
+        await courier.close()
+        await ops.close()
+
+
 async def test_a_rider_who_announced_a_later_shift_gets_no_offer_until_it_starts(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)

@@ -11,7 +11,7 @@ from typing import Any
 
 from tracker.dispatch.offers import OfferRecord
 from tracker.errors import ApiError
-from tracker.orders import assign_orders
+from tracker.orders import assign_orders, load_order
 from tracker.riders.endpoint import RiderConnection, handles
 from tracker.validate import require_id
 
@@ -32,6 +32,9 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     dispatcher = conn.runtime.services["dispatcher"]
     if conn.runtime.clock.now_ms() > record.expires_at or not await dispatcher.store.claim(record):
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired")
+    if record.joins and not await _still_uncollected(conn, record.joins):
+        await dispatcher.store.release(record)  # back to the next round, as a job of its own
+        raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders already picked up; it is withdrawn")
     try:
         await assign_orders(conn.runtime, list(record.order_ids), conn.rider_id, offer_id=record.offer_id,
                             sequence=list(record.sequence) or None)
@@ -39,6 +42,15 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
         await dispatcher.store.release(record)
     dispatcher.metrics.offers.labels("accepted").inc()
     await conn.send(record.frame("assigned"))
+
+
+async def _still_uncollected(conn: RiderConnection, order_ids: tuple[str, ...]) -> bool:
+    """True while every order an add-on joins is still this rider's, not yet picked up."""
+    for oid in order_ids:
+        order = await load_order(conn.runtime, oid)
+        if order is None or order["rider_id"] != conn.rider_id or order["status"] not in ("assigned", "at_pickup"):
+            return False
+    return True
 
 
 @handles("decline")
