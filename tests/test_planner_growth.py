@@ -58,6 +58,19 @@ def test_no_add_on_when_the_food_is_not_ready_by_the_pickup_or_would_delay_the_h
     assert [o.joins for o in offers([held, first], [r1], max_extra_min=12)] == [("h1",)]
     assert all(not o.joins for o in offers([held, first], [r1, rider("r2", (6000, 0))], max_extra_min=8))
     assert all(not o.joins for o in offers([held, order("n3", (0, 0), (1300, 700), 3)], [r1], add_ons=False))
+    declined = replace(order("n4", (0, 0), (1300, 700), 3), blocked_riders=frozenset({"r1"}))
+    assert all(not o.joins for o in offers([held, declined], [r1]))  # cooling down: not as an add-on either
+    leaving = replace(r1, shift_end_ms=r1.pickup_at_ms - MIN)  # its pickup is already past its shift
+    assert all(not o.joins for o in offers([held, order("n5", (0, 0), (1300, 700), 3)], [leaving]))
+
+
+def test_a_rider_gets_one_offer_a_round_even_when_an_add_on_and_a_later_job_both_fit() -> None:
+    r1, held = heading_to_a(2, order("h1", (0, 0), (300, 0), ready_min=1))
+    quick = replace(r1, busy_until_ms=NOW + 4 * MIN)  # free again soon after its pickup
+    add = order("n1", (0, 0), (350, 0), ready_min=1)
+    elsewhere = order("e1", (900, 0), (1200, 0), ready_min=7, rest="B")
+    made = offers([held, add, elsewhere], [quick], interval_min=5)
+    assert len(made) == len({o.rider_id for o in made}) == 1 and made[0].joins == ("h1",)
 
 
 def test_coverage_sends_the_rider_from_the_quiet_side_when_travel_differs_little() -> None:

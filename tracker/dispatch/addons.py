@@ -4,7 +4,8 @@ A rider whose route is still uncollected (``RiderView.pickup_at_ms`` set, every 
 restaurant) gets one extra row in the round's assignment problem: for every open bundle of
 the same restaurant whose food is ready by the planned pickup, and which fits in the bag, the
 cost of adding it. The pickup does not move; the drop-offs are re-sequenced over all orders;
-no held order may be delayed by more than ``max_extra_min``. The cost is the change in the
+no held order may be delayed by more than ``max_extra_min``; riders cooling down from an
+order (declined or let expire) are not offered it this way either. The cost is the change in the
 sum of drop-off times minus the per-order reward, in the same units as a fresh job, so the
 assignment weighs "add to that rider" against "send another rider".
 """
@@ -50,6 +51,8 @@ def addon_rows(riders: list[RiderView], orders_by_id: dict[str, OrderView], bund
     for rider in riders:
         if rider.pickup_at_ms is None or rider.pickup_at_ms <= now or not rider.route:
             continue
+        if rider.shift_end_ms is not None and rider.pickup_at_ms > rider.shift_end_ms:
+            continue
         held = [orders_by_id.get(i) for i in rider.route]
         if any(o is None for o in held) or len(held) >= max_bundle:
             continue
@@ -70,6 +73,8 @@ def addon_rows(riders: list[RiderView], orders_by_id: dict[str, OrderView], bund
         offers: dict[int, Offer] = {}
         for b, bundle in enumerate(bundles):
             if bundle.site != site or bundle.ready > pickup or len(held) + len(bundle.orders) > max_bundle:
+                continue
+            if any(rider.id in o.blocked_riders for o in bundle.orders):  # declined it lately
                 continue
             group = held + list(bundle.orders)
             seq, off = drops(group)

@@ -6,7 +6,9 @@ Keys (one hash tag per region, so both live in one Redis Cluster slot):
 - ``demand:{<region>}:sites`` hash merchant -> ``lat,lng`` of its pickup.
 
 Counted once per new order (:func:`record_order`, called when an order is created) and read
-by each dispatch round as the planner's ``Snapshot.demand`` (``coverage.py`` uses it).
+by each dispatch round as the planner's ``Snapshot.demand`` (``coverage.py`` uses it). The
+counts never decay: only their ratios matter, and the MDRP replay measured a decaying count
+no better (docs/DISPATCH.md).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import redis.asyncio as aioredis
 from tracker.dispatch.model import DemandSite
 from tracker.geo import dispatch_region
 
-MAX_SITES = 5000  # restaurants per region a round reads at most
+MAX_SITES = 5000  # restaurants per region passed to the planner at most (the busiest)
 
 
 def counts_key(region: str) -> str:

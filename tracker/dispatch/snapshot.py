@@ -85,7 +85,8 @@ async def route_end(rt: Runtime, rider_id: str, order_ids: set[str], now_ms: int
     Uses the orders' live ``eta`` and ``pickup_eta`` (estimates kept by the orders feature);
     ``None`` when an estimate is missing (the rider is then left out of this round).
     """
-    orders = [o for o in await asyncio.gather(*(load_order(rt, oid) for oid in order_ids)) if o is not None]
+    loaded = await asyncio.gather(*(load_order(rt, oid) for oid in order_ids))
+    orders = [o for o in loaded if o is not None and o["rider_id"] == rider_id]
     if not orders or any(o["eta"] is None for o in orders):
         return None
     last = max(orders, key=lambda o: o["eta"])

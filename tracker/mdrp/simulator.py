@@ -177,7 +177,7 @@ def _riders(instance: Instance, couriers: dict[str, CourierState], views: dict[s
             continue
         state = couriers[c.id]
         grows = state.pending if state.pending is not None and state.pending.pickup > t else None
-        key = (state.x, state.y, state.free_at, None if grows is None else id(grows))
+        key = (state.x, state.y, state.free_at, grows)
         if state.view is None or state.view[0] != key:  # the courier changed since last round
             lat, lng = where(state.x, state.y)
             view = RiderView(

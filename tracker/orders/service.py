@@ -6,6 +6,7 @@ plus an ``_orders_changed`` notice on the rider's inbox) and records service met
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -17,6 +18,8 @@ from tracker.orders import machine
 from tracker.orders.store import OrderStore, Step, order_key
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
+
+log = logging.getLogger("tracker.orders")
 
 # Timestamp field set on the order when an event of this kind happens.
 STAMP = {
@@ -43,7 +46,7 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         "rider_id": order.get("rider_id") or None,
         "pickup": {"lat": float(order["pickup_lat"]), "lng": float(order["pickup_lng"])},
         "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
-        "eta": num("eta"), "pickup_eta": num("pickup_eta"), "placed_at": num("placed_at"), "ready_at": num("ready_at"),
+        "eta": num("eta"), "pickup_eta": num("pickup_eta") if order["status"] in ("assigned", "at_pickup") else None, "placed_at": num("placed_at"), "ready_at": num("ready_at"),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
     }
     for stamp in STAMP.values():
@@ -89,7 +92,10 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
     order = await require_order(rt, order_id)
     if created:
         await rt.services["order_metrics"].record(rt.redis, order, "placed", "")
-        await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
+        try:
+            await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
+        except Exception:  # noqa: BLE001 - demand is a planning hint; the order itself is stored
+            log.exception("demand count failed", extra={"order": order_id})
     return wire(order), created
 
 
@@ -190,6 +196,6 @@ async def unassign_order(rt: Runtime, order_id: str, *, reason: str) -> list[dic
     order = await require_order(rt, order_id)
     return await step(
         rt, [order_id], "rider_unassigned", merchant_id=order["merchant_id"],
-        fields={"rider_id": "", "eta": "", "route_seq": "", "bundle": ""},
+        fields={"rider_id": "", "eta": "", "pickup_eta": "", "route_seq": "", "bundle": ""},
         event_extra={"rider_id": order.get("rider_id") or None, "reason": reason},
     )
