@@ -41,7 +41,9 @@ def test_live_replay_of_an_hour_passes_the_checker(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "checker: OK" in done.stdout
-    # couriers are few at the start of the day: the live day delivers what the offline one does
-    assert delivered(done.stdout) == delivered(offline.stdout) >= n - 2
+    # Couriers are few at the start of the day (two here): the live day delivers what the
+    # offline one does, give or take the one order that live timing lets through or not.
+    live, off = delivered(done.stdout), delivered(offline.stdout)
+    assert abs(live - off) <= 1 and min(live, off) >= n - 2
     for name in ("assignments", "orders", "couriers"):
         assert (tmp_path / "live" / f"solution_info_{name}.txt").is_file()
