@@ -6,13 +6,28 @@ import asyncio
 import httpx
 import pytest
 
+from clients.rider import RiderClient
 from tests.orders_helpers import Ops
 from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
+from tracker.launcher import ServerProcess
 
 
 async def server_now(base_url: str) -> int:
     async with httpx.AsyncClient(timeout=10) as http:
         return int((await http.get(base_url + "/healthz")).json()["ts"])
+
+
+async def on_its_way(srv: ServerProcess, ops: Ops, courier: RiderClient, first: str, mid: str) -> int:
+    """The courier (about 2.2 km off) takes ``first`` and heads there; returns its pickup ETA."""
+    await confirmed_order(srv, ops, first, mid)
+    await courier.accept((await courier.expect("offer", timeout=10))["offer_id"])
+    await courier.expect("assigned")
+    await courier.location(52.5200 + 0.0199, 13.4050)  # on its way: the server now has its pickup ETA
+    for _ in range(50):
+        if (await ops.get(first))["pickup_eta"]:
+            break
+        await asyncio.sleep(0.1)
+    return int((await ops.get(first))["pickup_eta"])
 
 
 async def test_a_rider_on_the_way_is_offered_another_order_of_that_restaurant(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
@@ -21,16 +36,7 @@ async def test_a_rider_on_the_way_is_offered_another_order_of_that_restaurant(ow
     mid, first, second, rid = uid("m"), uid("o1"), uid("o2"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.02)  # about 2.2 km, 7 minutes away
     try:
-        await confirmed_order(srv, ops, first, mid)
-        offer = await courier.expect("offer", timeout=10)
-        await courier.accept(offer["offer_id"])
-        await courier.expect("assigned")
-        await courier.location(52.5200 + 0.0199, 13.4050)  # on its way: the server now has its pickup ETA
-        for _ in range(50):
-            if (await ops.get(first))["pickup_eta"]:
-                break
-            await asyncio.sleep(0.1)
-        pickup_eta = (await ops.get(first))["pickup_eta"]
+        pickup_eta = await on_its_way(srv, ops, courier, first, mid)
         assert pickup_eta > await server_now(srv.base_url) + 5 * 60_000
         await confirmed_order(srv, ops, second, mid)
         add_on = await courier.expect("offer", timeout=10)
@@ -60,14 +66,7 @@ async def test_an_add_on_accepted_after_the_pickup_is_refused_and_the_order_offe
     mid, first, second, rid = uid("m"), uid("o1"), uid("o2"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.02)
     try:
-        await confirmed_order(srv, ops, first, mid)
-        await courier.accept((await courier.expect("offer", timeout=10))["offer_id"])
-        await courier.expect("assigned")
-        await courier.location(52.5200 + 0.0199, 13.4050)
-        for _ in range(50):
-            if (await ops.get(first))["pickup_eta"]:
-                break
-            await asyncio.sleep(0.1)
+        await on_its_way(srv, ops, courier, first, mid)
         await confirmed_order(srv, ops, second, mid)
         add_on = await courier.expect("offer", timeout=10)
         assert add_on["joins"] == [first]
