@@ -28,7 +28,6 @@ MS_PER_MIN = 60_000.0
 class AddOnRow:
     """One rider's add-on costs over the round's bundles and the offer each would make."""
 
-    rider: RiderView
     cost: np.ndarray  # per bundle; +inf where it cannot join
     offers: dict[int, Offer]
 
@@ -89,7 +88,7 @@ def addon_rows(riders: list[RiderView], orders_by_id: dict[str, OrderView], bund
                 joins=tuple(rider.route),
             )
         if offers:
-            rows.append(AddOnRow(rider, cost, offers))
+            rows.append(AddOnRow(cost, offers))
     return rows
 
 

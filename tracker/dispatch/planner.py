@@ -120,8 +120,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     offers = [extra[r - len(riders)].offers[b] for r, b in zip(rows.tolist(), cols.tolist()) if r >= len(riders)]
     stats["add_ons"] = len(offers)
     growing = {o.rider_id for o in offers}  # one offer per rider and round: the add-on first
-    own = (rows < len(riders)) & np.array([r >= len(riders) or riders[r].id not in growing for r in rows.tolist()],
-                                          dtype=bool)
+    own = np.array([r < len(riders) and riders[r].id not in growing for r in rows.tolist()], dtype=bool)
     rows, cols = rows[own], cols[own]
     site_of = np.array([b.site for b in bundles], dtype=np.int64)[cols]
     ready = np.array([b.ready for b in bundles])[cols]

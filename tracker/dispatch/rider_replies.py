@@ -2,8 +2,9 @@
 
 Accepting claims the offer (so the expiry sweep cannot race it), assigns all its orders in
 one atomic step while they are still locked to the offer, then frees the locks and confirms
-with an ``assigned`` frame (an add-on also re-sequences the rider's held orders). Declining frees the orders for the next round and keeps this
-rider away from them for ``TRACKER_DECLINE_COOLDOWN_S``.
+with an ``assigned`` frame (an add-on also re-sequences the rider's held orders). Declining
+frees the orders for the next round and keeps this rider away from them for
+``TRACKER_DECLINE_COOLDOWN_S``.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from tracker.dispatch.offers import OfferRecord
 from tracker.errors import ApiError
-from tracker.orders import assign_orders, load_order
+from tracker.orders import assign_orders, still_to_collect
 from tracker.riders.endpoint import RiderConnection, handles
 from tracker.validate import require_id
 
@@ -32,7 +33,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     dispatcher = conn.runtime.services["dispatcher"]
     if conn.runtime.clock.now_ms() > record.expires_at or not await dispatcher.store.claim(record):
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired")
-    if record.joins and not await _still_uncollected(conn, record.joins):
+    if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):
         await dispatcher.store.release(record)  # back to the next round, as a job of its own
         raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders already picked up; it is withdrawn")
     try:
@@ -42,15 +43,6 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
         await dispatcher.store.release(record)
     dispatcher.metrics.offers.labels("accepted").inc()
     await conn.send(record.frame("assigned"))
-
-
-async def _still_uncollected(conn: RiderConnection, order_ids: tuple[str, ...]) -> bool:
-    """True while every order an add-on joins is still this rider's, not yet picked up."""
-    for oid in order_ids:
-        order = await load_order(conn.runtime, oid)
-        if order is None or order["rider_id"] != conn.rider_id or order["status"] not in ("assigned", "at_pickup"):
-            return False
-    return True
 
 
 @handles("decline")

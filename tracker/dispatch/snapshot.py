@@ -10,6 +10,7 @@ from tracker.dispatch.model import OrderView, RiderView
 from tracker.dispatch.offers import OfferStore
 from tracker.locations import nearby
 from tracker.orders import load_order, open_orders_key, rider_orders_key
+from tracker.orders.machine import TO_COLLECT
 from tracker.runtime import Runtime
 
 MAX_ORDERS_PER_ROUND = 5000
@@ -92,14 +93,14 @@ async def route_end(rt: Runtime, rider_id: str, order_ids: set[str], now_ms: int
     last = max(orders, key=lambda o: o["eta"])
     free_at = max(now_ms, last["eta"] + int(rt.settings.dropoff_service_s * 500))
     ordered = sorted(orders, key=lambda o: o["eta"])
-    pickups = {o["pickup_eta"] for o in orders}
-    growing = (
-        all(o["status"] in ("assigned", "at_pickup") for o in orders)
-        and len({o["merchant_id"] for o in orders}) == 1 and None not in pickups and max(pickups) > now_ms
-    )
-    held = tuple(replace(order_view(o), rider_id=rider_id) for o in ordered) if growing else ()
+    pickups = [o["pickup_eta"] for o in orders]
+    pickup_at = None
+    if all(o["status"] in TO_COLLECT for o in orders) and len({o["merchant_id"] for o in orders}) == 1 \
+            and None not in pickups and max(pickups) > now_ms:
+        pickup_at = max(pickups)
+    held = () if pickup_at is None else tuple(replace(order_view(o), rider_id=rider_id) for o in ordered)
     return RouteEnd(last["dropoff"]["lat"], last["dropoff"]["lng"], free_at, tuple(o["id"] for o in ordered),
-                    max(pickups) if growing else None, held)
+                    pickup_at, held)
 
 
 async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: int, radius_m: float) -> RegionLoad:

@@ -30,7 +30,7 @@ from tracker.geo import LocalProjection
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
-from tracker.mdrp.simulator import ORIGIN, Assignment, CourierState, DayResult, execute, grow
+from tracker.mdrp.simulator import ORIGIN, Assignment, CourierState, DayResult, can_grow, execute, grow
 from tracker.mdrp.solution import write_solution
 
 MIN_MS = 60_000
@@ -81,6 +81,7 @@ class LiveDay:
         self.proj = LocalProjection(*ORIGIN)
         self.states = {c.id: CourierState(c.id, c.x, c.y, c.on) for c in inst.couriers.values()}
         self.assignments: list[Assignment] = []
+        self.last_job: dict[str, Job] = {}  # each courier's latest job (the one add-ons grow)
         self.delivered: set[str] = set()
         self.errors: list[str] = []
 
@@ -133,7 +134,6 @@ class LiveDay:
         await rider.availability(True, shift_end=self.clock.ms(c.off), shift_start=self.clock.ms(c.on))
         route: list[tuple[float, float, float]] = [(c.on, c.x, c.y)]  # (minute, x, y) waypoints
         streamer = asyncio.ensure_future(self._stream(rider, route))
-        jobs: list[Job] = []
         work: asyncio.Future = asyncio.get_running_loop().create_future()
         work.set_result(None)
         try:
@@ -151,7 +151,7 @@ class LiveDay:
                     else:
                         await rider.decline(frame["offer_id"])
                 elif frame.get("type") == "assigned":
-                    job = self._assigned(state, frame, jobs)
+                    job = self._assigned(state, frame)
                     if job is not None:
                         work = asyncio.ensure_future(self._deliver(rider, state, job, route, work))
                 elif frame.get("type") == "error":
@@ -168,21 +168,20 @@ class LiveDay:
         if frame.get("joins"):
             held = state.pending
             return (held is not None and set(held.orders) == set(frame["joins"])
-                    and held.pickup > now + ADD_ON_MARGIN_MIN
-                    and max(self.inst.orders[o].ready for o in ids) <= held.pickup)
+                    and can_grow(self.inst, state, held.orders + ids, now + ADD_ON_MARGIN_MIN))
         probe = CourierState(state.id, state.x, state.y, state.free_at, state.label)
         return execute(self.inst, probe, ids, now) is not None
 
-    def _assigned(self, state: CourierState, frame: dict, jobs: list[Job]) -> Job | None:  # type: ignore[type-arg]
+    def _assigned(self, state: CourierState, frame: dict) -> Job | None:  # type: ignore[type-arg]
         """Record an assignment; an add-on grows the pending job (``None``: nothing new to run)."""
         ids = tuple(o["order_id"] for o in frame["orders"])
         now = self.clock.minute()
-        if frame.get("joins") and jobs:
-            held = state.pending
+        last = self.last_job.get(state.id)
+        if frame.get("joins") and last is not None:
             grown = grow(self.inst, state, tuple(frame["sequence"]), now)
             if grown is not None:
-                self.assignments[self.assignments.index(held)] = grown  # type: ignore[arg-type]
-                jobs[-1].assignment = grown
+                self.assignments[self.assignments.index(last.assignment)] = grown
+                last.assignment = grown
                 return None
         start, moves_before = (state.x, state.y), len(state.moves)
         done = execute(self.inst, state, ids, now)
@@ -190,8 +189,8 @@ class LiveDay:
             self.errors.append(f"{state.id}: offer after its shift for {ids}")
             return None
         self.assignments.append(done)
-        jobs.append(Job(done, start, state.moves[moves_before][0]))
-        return jobs[-1]
+        self.last_job[state.id] = Job(done, start, state.moves[moves_before][0])
+        return self.last_job[state.id]
 
     async def _deliver(self, rider: RiderClient, state: CourierState, job: Job, route: list,  # type: ignore[type-arg]
                        before: asyncio.Future) -> None:

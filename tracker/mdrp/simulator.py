@@ -92,15 +92,19 @@ def execute(instance: Instance, courier: CourierState, order_ids: tuple[str, ...
     return _leave_restaurant(instance, courier, order_ids, now, pickup)
 
 
+def can_grow(instance: Instance, courier: CourierState, order_ids: tuple[str, ...], now: float) -> bool:
+    """True if the courier's uncollected bundle can become ``order_ids`` without moving its pickup."""
+    held = courier.pending
+    return (held is not None and held.pickup > now and set(held.orders) <= set(order_ids)
+            and max(instance.orders[o].ready for o in order_ids) <= held.pickup)
+
+
 def grow(instance: Instance, courier: CourierState, order_ids: tuple[str, ...], now: float) -> Assignment | None:
     """Replace the courier's uncollected bundle by ``order_ids`` (a superset, same pickup)."""
-    held = courier.pending
-    if held is None or held.pickup <= now or not set(held.orders) <= set(order_ids):
-        return None
-    if max(instance.orders[o].ready for o in order_ids) > held.pickup:
+    if not can_grow(instance, courier, order_ids, now):
         return None
     del courier.moves[courier.pending_moves:]
-    return _leave_restaurant(instance, courier, order_ids, now, held.pickup)
+    return _leave_restaurant(instance, courier, order_ids, now, courier.pending.pickup)  # type: ignore[union-attr]
 
 
 def _leave_restaurant(instance: Instance, courier: CourierState, order_ids: tuple[str, ...], now: float,
@@ -130,16 +134,14 @@ def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | Non
     """Play the instance's day through the planner; returns what happened."""
     policy = policy or policy_for(instance, interval_min)
     proj = LocalProjection(*ORIGIN)
-    latlng = {oid: (proj.to_latlng(*instance.restaurants[o.restaurant]), proj.to_latlng(o.x, o.y))
-              for oid, o in instance.orders.items()}
-    views = {oid: OrderView(oid, o.restaurant, *latlng[oid][0], *latlng[oid][1], to_ms(o.placement), to_ms(o.ready))
-             for oid, o in instance.orders.items()}
     restaurants = {r: proj.to_latlng(*xy) for r, xy in instance.restaurants.items()}
+    views = {oid: OrderView(oid, o.restaurant, *restaurants[o.restaurant], *proj.to_latlng(o.x, o.y),
+                            to_ms(o.placement), to_ms(o.ready))
+             for oid, o in instance.orders.items()}
     where = functools.lru_cache(maxsize=4096)(proj.to_latlng)
     couriers = {c.id: CourierState(c.id, c.x, c.y, c.on) for c in instance.couriers.values()}
     pending = sorted(instance.orders.values(), key=lambda o: o.placement)
     open_orders: dict[str, OrderView] = {}
-    order_counts: dict[str, int] = {}
     demand: dict[str, DemandSite] = {}  # the restaurants seen so far, weighted by their orders
     assignments: list[Assignment] = []
     next_placed = 0
@@ -150,8 +152,8 @@ def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | Non
         while next_placed < len(pending) and pending[next_placed].placement <= t:
             o = pending[next_placed]
             open_orders[o.id] = views[o.id]
-            order_counts[o.restaurant] = order_counts.get(o.restaurant, 0) + 1
-            demand[o.restaurant] = DemandSite(*restaurants[o.restaurant], float(order_counts[o.restaurant]))
+            seen = demand[o.restaurant].weight if o.restaurant in demand else 0.0
+            demand[o.restaurant] = DemandSite(*restaurants[o.restaurant], seen + 1.0)
             next_placed += 1
         if open_orders:
             riders, held = _riders(instance, couriers, views, where, t, shift_notice_min)

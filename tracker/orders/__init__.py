@@ -4,7 +4,7 @@ For other features (dispatch): :func:`load_order`, :func:`assign_orders`,
 :func:`unassign_order`, :func:`open_orders_key`, :func:`rider_orders_key`.
 """
 from tracker.locations import rider_orders_key
-from tracker.orders.service import assign_orders, load_order, unassign_order
+from tracker.orders.service import assign_orders, load_order, still_to_collect, unassign_order
 from tracker.orders.store import open_orders_key
 
-__all__ = ["assign_orders", "load_order", "open_orders_key", "rider_orders_key", "unassign_order"]
+__all__ = ["assign_orders", "load_order", "open_orders_key", "rider_orders_key", "still_to_collect", "unassign_order"]

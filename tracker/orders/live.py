@@ -19,7 +19,7 @@ import orjson
 
 from tracker.locations import Fix
 from tracker.orders.eta import EtaModel, route_times
-from tracker.orders.machine import CARRYING
+from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
 from tracker.runtime import Runtime
 
@@ -90,7 +90,7 @@ class RiderOrdersFeed:
         now = self.rt.clock.now_ms()
         mine.sort(key=lambda h: int(h.get("route_seq") or 0))
         picked = [h for h in mine if h["status"] in ("picked_up", "at_dropoff")]
-        to_pick = [h for h in mine if h["status"] in ("assigned", "at_pickup")]
+        to_pick = [h for h in mine if h["status"] in TO_COLLECT]
         etas: dict[str, int] = {}
         pickup_eta: int | None = None
         position = (fix.lat, fix.lng)
@@ -115,7 +115,7 @@ class RiderOrdersFeed:
         pipe = self.rt.redis.pipeline(transaction=False)
         for h in mine:
             eta = etas.get(h["id"])
-            pickup = pickup_eta if h["status"] in ("assigned", "at_pickup") and pickup_eta is not None else ""
+            pickup = pickup_eta if h["status"] in TO_COLLECT and pickup_eta is not None else ""
             pipe.hset(order_key(h["merchant_id"], h["id"]), mapping={"eta": eta if eta is not None else "",
                                                                     "pickup_eta": pickup})
             frame = {"type": "rider_location", "order_id": h["id"], "rider_id": rider_id, "lat": fix.lat,

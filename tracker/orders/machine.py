@@ -14,6 +14,7 @@ BEFORE_PICKUP = ("placed", "confirmed", "assigned", "at_pickup")
 FINAL = ("delivered", "cancelled")
 RIDER_STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
 CARRYING = ("assigned", "at_pickup", "picked_up", "at_dropoff")
+TO_COLLECT = ("assigned", "at_pickup")  # the rider's, food not yet picked up
 
 # event kind -> (statuses it may happen in, status after it; None keeps the status)
 RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -25,7 +26,7 @@ RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "at_dropoff": (("picked_up",), "at_dropoff"),
     "delivered": (("at_dropoff",), "delivered"),
     "cancelled": (BEFORE_PICKUP, "cancelled"),
-    "rider_unassigned": (("assigned", "at_pickup"), "confirmed"),
+    "rider_unassigned": (TO_COLLECT, "confirmed"),
     "food_ready": (BEFORE_PICKUP, None),
     "food_delayed": (BEFORE_PICKUP, None),
 }

@@ -46,7 +46,8 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         "rider_id": order.get("rider_id") or None,
         "pickup": {"lat": float(order["pickup_lat"]), "lng": float(order["pickup_lng"])},
         "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
-        "eta": num("eta"), "pickup_eta": num("pickup_eta") if order["status"] in ("assigned", "at_pickup") else None, "placed_at": num("placed_at"), "ready_at": num("ready_at"),
+        "eta": num("eta"), "pickup_eta": num("pickup_eta") if order["status"] in machine.TO_COLLECT else None,
+        "placed_at": num("placed_at"), "ready_at": num("ready_at"),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
     }
     for stamp in STAMP.values():
@@ -174,21 +175,24 @@ async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, off
         event_extra=extra, require_unassigned=True,
         per_order_fields=tuple({"route_seq": sequence.index(oid), "bundle": bundle} for oid in order_ids),
     )
-    held = [oid for oid in sequence if oid not in order_ids]
-    if held:
-        await _resequence(rt, merchant, rider_id, held, sequence)
+    held = await still_to_collect(rt, rider_id, [oid for oid in sequence if oid not in order_ids])
+    if held:  # the rider's uncollected orders take their place in the grown bundle
+        pipe = rt.redis.pipeline(transaction=False)
+        for oid in held:
+            pipe.hset(order_key(merchant, oid), mapping={"route_seq": sequence.index(oid), "bundle": bundle})
+        await pipe.execute()
     return events
 
 
-async def _resequence(rt: Runtime, merchant_id: str, rider_id: str, held: list[str], sequence: list[str]) -> None:
-    """Give the rider's uncollected ``held`` orders their place in the grown bundle."""
+async def still_to_collect(rt: Runtime, rider_id: str, order_ids: list[str]) -> list[str]:
+    """Those of ``order_ids`` that are ``rider_id``'s and not yet picked up."""
     store = store_of(rt)
-    pipe = rt.redis.pipeline(transaction=False)
-    for oid in held:
+    out = []
+    for oid in order_ids:
         order = await store.load(oid)
-        if order and order.get("rider_id") == rider_id and order.get("status") in ("assigned", "at_pickup"):
-            pipe.hset(order_key(merchant_id, oid), mapping={"route_seq": sequence.index(oid), "bundle": ",".join(sequence)})
-    await pipe.execute()
+        if order and order.get("rider_id") == rider_id and order.get("status") in machine.TO_COLLECT:
+            out.append(oid)
+    return out
 
 
 async def unassign_order(rt: Runtime, order_id: str, *, reason: str) -> list[dict[str, Any]]:
