@@ -131,6 +131,25 @@ async def test_stale_riders_vanish_and_are_cleaned_up(start_server, redis_url: s
         await red.aclose()
 
 
+async def test_a_rider_standing_still_stays_fresh_but_a_resent_fix_does_not(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_STALE_AFTER_S": "1.5"})
+    lat, lng = 40.4168, -3.7038
+    waiting_id, resending_id = uid("waiting"), uid("resend")
+    waiting, resending = await rider(srv, waiting_id), await rider(srv, resending_id)
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            now = int((await http.get(srv.base_url + "/healthz")).json()["ts"])
+        for _ in range(8):  # 4 s at the same spot: fixes without ts, and one fix sent again and again
+            await waiting.location(lat, lng)
+            await resending.location(lat, lng + 0.0002, ts=now)
+            await asyncio.sleep(0.5)
+        found = {f["id"] for f in await nearby(srv, lat, lng, 1000)}
+        assert waiting_id in found and resending_id not in found
+    finally:
+        await waiting.close()
+        await resending.close()
+
+
 async def _ids(srv: ServerProcess, lat: float, lng: float, rid: str) -> bool:
     return any(f["id"] == rid for f in await nearby(srv, lat, lng, 1000))
 

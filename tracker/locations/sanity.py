@@ -2,8 +2,9 @@
 
 The rule (docs/architecture.md, "GPS sanity"):
 
-- a fix equal to the last good one (same position and same client timestamp) is a duplicate:
-  dropped silently (phones resend after a reconnect);
+- a fix equal to the last good one (same position and same client timestamp, which it must
+  carry) is a duplicate: dropped silently (phones resend after a reconnect). Without a client
+  timestamp a fix at the same place is a rider standing still, and keeps it fresh;
 - a fix implying a speed above ``max_speed_mps`` from the last good fix is a teleport:
   refused with ``implausible_fix``, the last good fix is kept. The elapsed time is taken from
   server receive times (never below one second, which absorbs network bunching), and the
@@ -31,7 +32,7 @@ def judge(last: Fix | None, new: Fix, max_speed_mps: float) -> Verdict:
     """How to treat ``new`` given the last good fix ``last`` (``None`` for the first)."""
     if last is None:
         return Verdict.ACCEPT
-    if (new.lat, new.lng, new.client_ts) == (last.lat, last.lng, last.client_ts):
+    if new.client_ts is not None and (new.lat, new.lng, new.client_ts) == (last.lat, last.lng, last.client_ts):
         return Verdict.DUPLICATE
     elapsed_s = max(1.0, (new.ts - last.ts) / 1000.0)
     slack = min(MAX_ACCURACY_DISCOUNT_M, (new.accuracy or 0.0) + (last.accuracy or 0.0))
