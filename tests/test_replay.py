@@ -63,6 +63,19 @@ def _first_assignment(lines: list[str]) -> list[str]:
     return lines[1].split()
 
 
+def test_r2p_breakdown_splits_the_replays_ready_to_pickup(solved: tuple[Path, Path]) -> None:
+    instance, out = solved
+    script = Path(__file__).resolve().parents[1] / "loadtests" / "r2p_breakdown.py"
+    done = subprocess.run([sys.executable, str(script), str(instance.parent), "--match", SMALL, "--jobs", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    family, days, reach, actual, lost = done.stdout.splitlines()[-1].split()
+    assert (family, days) == ("all", "1")
+    check = tracker("replay", "--check", str(instance), str(out))
+    assert f"r2p_mean={actual}" in check.stdout  # the same day, the same figure as the checker's
+    assert 0 < float(reach) < float(actual) and float(lost) == pytest.approx(float(actual) - float(reach), abs=0.011)
+
+
 @pytest.mark.parametrize("breakage, rule", [
     ("duplicate_assignment", "rule 1"),
     ("pickup_before_ready", "rule 3"),

@@ -82,7 +82,7 @@ def test_embedded_redis_dies_when_the_server_is_killed(tmp_path: Path) -> None:
 
 def test_second_server_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
     with ServerProcess(data_dir=tmp_path / "data"):
-        second = _run_serve({"TRACKER_DATA_DIR": str(tmp_path / "data")})
+        second = _run_serve({"TRACKER_DATA_DIR": str(tmp_path / "data")}, "--port", str(free_port()))
         assert second.returncode == 1
         assert "in use by another tracker" in second.stderr
         assert "Traceback" not in second.stderr

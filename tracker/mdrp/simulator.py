@@ -130,8 +130,11 @@ def _leave_restaurant(instance: Instance, courier: CourierState, order_ids: tupl
 
 
 def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | None = None,
-             shift_notice_min: float = 30.0) -> DayResult:
-    """Play the instance's day through the planner; returns what happened."""
+             shift_notice_min: float = 30.0, observe: Callable[[Snapshot], None] | None = None) -> DayResult:
+    """Play the instance's day through the planner; returns what happened.
+
+    ``observe``, if given, sees every round's snapshot before the planner does (diagnostics).
+    """
     policy = policy or policy_for(instance, interval_min)
     proj = LocalProjection(*ORIGIN)
     restaurants = {r: proj.to_latlng(*xy) for r, xy in instance.restaurants.items()}
@@ -161,6 +164,8 @@ def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | Non
                 rounds += 1
                 snapshot = Snapshot(to_ms(t), ORIGIN[0], ORIGIN[1], tuple(open_orders.values()) + held,
                                     tuple(riders), tuple(demand.values()))
+                if observe is not None:
+                    observe(snapshot)
                 for offer in plan(snapshot, policy).offers:
                     done = _accept(instance, couriers[offer.rider_id], offer, t, assignments)
                     if done is not None:
