@@ -125,6 +125,11 @@ def test_checker_names_a_missing_or_malformed_file(solved: tuple[Path, Path], tm
     (garbled / "solution_info_assignments.txt").write_text("header\nten eleven c1 o1\n")
     check = tracker("replay", "--check", str(instance), str(garbled))
     assert check.returncode == 2 and "not a time" in check.stderr
+    (garbled / "solution_info_assignments.txt").write_bytes(b"header\n\xff\xfe 1 c1 o1\n")
+    check = tracker("replay", "--check", str(instance), str(garbled))
+    assert check.returncode == 2 and "not UTF-8" in check.stderr and "Traceback" not in check.stderr
+    on_a_file = tracker("replay", str(instance), "--out", str(instance / "orders.txt"))
+    assert on_a_file.returncode == 2 and "orders.txt" in on_a_file.stderr and "Traceback" not in on_a_file.stderr
 
 
 def test_bad_replay_arguments_are_one_line_errors(solved: tuple[Path, Path], tmp_path: Path) -> None:

@@ -133,3 +133,38 @@ def test_unusable_data_folder_fails_clearly(tmp_path: Path) -> None:
     result = _run_serve({"TRACKER_DATA_DIR": str(blocker / "data")}, "--port", str(free_port()))
     assert result.returncode == 1
     assert "data folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_requests_get_a_typed_503_and_sockets_a_reason_when_redis_dies(tmp_path: Path) -> None:
+    import asyncio
+
+    import websockets
+
+    with ServerProcess(data_dir=tmp_path / "data") as proc:
+        op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
+        order = {"id": "r1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
+                 "dropoff": {"lat": 52.53, "lng": 13.42}}
+        assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+        for child in _redis_children(proc):
+            child.kill()
+        late = httpx.post(f"{proc.base_url}/v1/orders", json={**order, "id": "r2"}, headers=op, timeout=30)
+        assert late.status_code == 503 and late.json()["error"]["code"] == "redis_unavailable", late.text
+        got = httpx.get(f"{proc.base_url}/v1/orders/r1", headers=op, timeout=30)
+        assert got.status_code == 503 and got.json()["error"]["code"] == "redis_unavailable", got.text
+
+        async def rider_sees_why() -> str:
+            async with websockets.connect(f"{proc.ws_url}/v1/ws/rider?token={proc.token('rider', 'ada')}") as ws:
+                await ws.send('{"type": "location", "id": "l1", "lat": 52.52, "lng": 13.405}')
+                try:
+                    while True:
+                        frame = await asyncio.wait_for(ws.recv(), timeout=30)
+                        if '"redis_unavailable"' in frame:
+                            return "frame"
+                except websockets.ConnectionClosed as closed:
+                    assert closed.rcvd is not None, "dropped without a close frame"
+                    assert closed.rcvd.code == 1011 and closed.rcvd.reason.startswith("redis_unavailable"), closed.rcvd
+                    return "close"
+            raise AssertionError("unreachable")
+
+        assert asyncio.run(rider_sees_why()) in ("frame", "close")
+        assert "Exception in ASGI application" not in proc.log_tail(400)

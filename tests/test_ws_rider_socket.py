@@ -55,6 +55,8 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(server: ServerPro
             ('{"no_type": 1}', "bad_message"),
             (b"\x00\x01binary", "bad_message"),
             ('{"type": "location", "pad": "' + "x" * 1_000_000 + '"}', "too_large"),
+            # 9,000 characters but 18,000 bytes: the 16 KiB limit counts bytes
+            ('{"type": "location", "pad": "' + "\u00e9" * 9_000 + '"}', "too_large"),
         ]
         for frame, code in cases:
             await ws.send(frame)

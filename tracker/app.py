@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tracker.clock import Clock
-from tracker.errors import ApiError
+from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
 from tracker.http import health
 from tracker.locations import feature as locations
 from tracker.orders import feature as orders
@@ -48,6 +48,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
     return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("Redis did not answer on %s %s: %r", request.method, request.url.path, exc)
+    err = redis_unavailable(exc)
+    return JSONResponse(err.body(), status_code=err.status)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -107,7 +113,8 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected,
+                            **{cls: _redis_down for cls in REDIS_DOWN}},
     )
     app.state.hub = hub
     return app

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import ConnectionError as _RedisConnectionError
+from redis.exceptions import TimeoutError as _RedisTimeoutError
+
 # code -> HTTP status. One table, used by every HTTP handler.
 STATUS_BY_CODE: dict[str, int] = {
     "bad_json": 400,
@@ -53,6 +56,15 @@ class ApiError(Exception):
 
     def __repr__(self) -> str:
         return f"ApiError({self.code!r}, {self.message!r})"
+
+
+# Redis did not answer (down, restarting, paused): a client sees ``redis_unavailable`` (503).
+REDIS_DOWN: tuple[type[Exception], ...] = (_RedisConnectionError, _RedisTimeoutError)
+
+
+def redis_unavailable(exc: BaseException) -> ApiError:
+    """The typed error for a request that failed because Redis did not answer."""
+    return ApiError("redis_unavailable", f"Redis does not answer ({type(exc).__name__}); try again shortly")
 
 
 class SettingsError(Exception):

@@ -8,19 +8,21 @@ registers itself in the :class:`WsHub` so a shutdown can close every socket with
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from tracker.auth import Principal, Role, token_from_connection, verify_token
-from tracker.errors import ApiError
+from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
 from tracker.jsonutil import dumps_str, loads_object
 
 log = logging.getLogger("tracker.ws")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
 
@@ -125,9 +127,10 @@ class WsSession:
             if text is None:
                 await self.send_error(ApiError("bad_message", "binary frames are not accepted; send JSON text"))
                 continue
-            if len(text) > self.max_frame_bytes:
+            size = len(text) if text.isascii() else len(text.encode())
+            if size > self.max_frame_bytes:
                 await self.send_error(
-                    ApiError("too_large", f"frame of {len(text)} bytes exceeds the limit of {self.max_frame_bytes}")
+                    ApiError("too_large", f"frame of {size} bytes exceeds the limit of {self.max_frame_bytes}")
                 )
                 continue
             try:
@@ -140,3 +143,22 @@ class WsSession:
                 continue
             yield msg
         self.finish()
+
+
+def closes_when_redis_is_down(endpoint: Callable[[WebSocket], Awaitable[None]]) -> Callable[[WebSocket], Awaitable[None]]:
+    """Wrap a WebSocket endpoint: if Redis stops answering, close 1011 with a reason, not a bare drop."""
+
+    @functools.wraps(endpoint)
+    async def guarded(websocket: WebSocket) -> None:
+        try:
+            await endpoint(websocket)
+        except REDIS_DOWN as exc:
+            log.warning("closing %s: Redis did not answer: %r", websocket.url.path, exc)
+            err = redis_unavailable(exc)
+            try:
+                if websocket.application_state != WebSocketState.DISCONNECTED:
+                    await websocket.close(CLOSE_INTERNAL, f"{err.code}: {err.message}"[:120])
+            except (RuntimeError, OSError):
+                pass
+
+    return guarded

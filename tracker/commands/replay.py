@@ -77,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     except ApiError as err:
         print(f"tracker replay: {err.message}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. --out names a file, or a folder we may not write
+        print(f"tracker replay: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        print("tracker replay: an instance or solution file is not UTF-8 text", file=sys.stderr)
+        return 2
 
 
 def _check(args: argparse.Namespace) -> int:

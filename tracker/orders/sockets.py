@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, Awaitable, Callable
 
@@ -9,7 +10,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
-from tracker.errors import ApiError
+from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
 from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.machine import CARRYING, STATUSES
@@ -17,9 +18,11 @@ from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import merchant_channel, order_channel
 from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
-from tracker.wsconn import CLOSE_POLICY, WsSession
+from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down
 
 POSITION_INTERVAL_S = 1.0
+
+log = logging.getLogger("tracker.orders")
 
 
 async def _open(websocket: WebSocket, role: Role) -> tuple[Runtime, WsSession] | None:
@@ -33,6 +36,16 @@ async def _open(websocket: WebSocket, role: Role) -> tuple[Runtime, WsSession] |
 async def _serve(session: WsSession, channel_task: Awaitable[None],
                  handle: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
     task = asyncio.ensure_future(channel_task)
+
+    def channel_ended(done: asyncio.Future[None]) -> None:
+        # The channel feeding this socket failed (Redis gone): close with a reason, not a silent socket.
+        if not done.cancelled() and done.exception() is not None:
+            exc = done.exception()
+            log.warning("channel of %s failed: %r", session.principal.sub, exc)
+            reason = f"{redis_unavailable(exc).code}: channel lost" if isinstance(exc, REDIS_DOWN) else "internal: channel failed"
+            asyncio.ensure_future(session.close(CLOSE_INTERNAL, reason))
+
+    task.add_done_callback(channel_ended)
     try:
         async for msg in session.messages():
             try:
@@ -41,6 +54,8 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
                 await handle(msg)
             except ApiError as err:
                 await session.send_error(err, msg.get("id"))
+            except REDIS_DOWN as exc:
+                await session.send_error(redis_unavailable(exc), msg.get("id"))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -161,4 +176,5 @@ async def merchant_ws(websocket: WebSocket) -> None:
     await _serve(session, forward(rt, session, merchant_channel(merchant), read, last), handle)
 
 
-routes = [WebSocketRoute("/v1/ws/customer", customer_ws), WebSocketRoute("/v1/ws/merchant", merchant_ws)]
+routes = [WebSocketRoute("/v1/ws/customer", closes_when_redis_is_down(customer_ws)),
+          WebSocketRoute("/v1/ws/merchant", closes_when_redis_is_down(merchant_ws))]

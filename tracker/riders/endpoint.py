@@ -18,10 +18,10 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
-from tracker.errors import ApiError
+from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
 from tracker.pubsub import GAP, SubscriberTooSlow
 from tracker.runtime import Runtime
-from tracker.wsconn import CLOSE_POLICY, WsSession
+from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down
 
 log = logging.getLogger("tracker.riders")
 
@@ -112,7 +112,11 @@ async def rider_ws(websocket: WebSocket) -> None:
     conn.state["inbox_ready"] = asyncio.Event()
     inbox = asyncio.create_task(_forward_inbox(conn), name=f"rider-inbox:{conn.rider_id}")
     try:
-        await asyncio.wait_for(conn.state["inbox_ready"].wait(), timeout=10)
+        try:
+            await asyncio.wait_for(conn.state["inbox_ready"].wait(), timeout=10)
+        except asyncio.TimeoutError:
+            await session.close(CLOSE_INTERNAL, "redis_unavailable: the rider's inbox could not be subscribed")
+            return
         for hook in ON_CONNECT:
             await hook(conn)
         async for msg in session.messages():
@@ -123,6 +127,8 @@ async def rider_ws(websocket: WebSocket) -> None:
                 await handler(conn, msg)
             except ApiError as err:
                 await session.send_error(err, msg.get("id"))
+            except REDIS_DOWN as exc:
+                await session.send_error(redis_unavailable(exc), msg.get("id"))
     finally:
         inbox.cancel()
         await asyncio.gather(inbox, return_exceptions=True)
@@ -134,4 +140,4 @@ async def rider_ws(websocket: WebSocket) -> None:
         session.finish()
 
 
-routes = [WebSocketRoute("/v1/ws/rider", rider_ws)]
+routes = [WebSocketRoute("/v1/ws/rider", closes_when_redis_is_down(rider_ws))]
