@@ -167,4 +167,14 @@ def test_requests_get_a_typed_503_and_sockets_a_reason_when_redis_dies(tmp_path:
             raise AssertionError("unreachable")
 
         assert asyncio.run(rider_sees_why()) in ("frame", "close")
+
+        async def customer_sees_why() -> None:
+            url = f"{proc.ws_url}/v1/ws/customer?order_id=r1&token={proc.token('customer', 'r1')}"
+            async with websockets.connect(url) as ws:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011, closed.value
+            assert closed.value.rcvd.reason.startswith("redis_unavailable")
+
+        asyncio.run(customer_sees_why())
         assert "Exception in ASGI application" not in proc.log_tail(400)

@@ -36,6 +36,7 @@ async def _open(websocket: WebSocket, role: Role) -> tuple[Runtime, WsSession] |
 async def _serve(session: WsSession, channel_task: Awaitable[None],
                  handle: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
     task = asyncio.ensure_future(channel_task)
+    closing: list[asyncio.Future[None]] = []
 
     def channel_ended(done: asyncio.Future[None]) -> None:
         # The channel feeding this socket failed (Redis gone): close with a reason, not a silent socket.
@@ -43,7 +44,7 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
             exc = done.exception()
             log.warning("channel of %s failed: %r", session.principal.sub, exc)
             reason = f"{redis_unavailable(exc).code}: channel lost" if isinstance(exc, REDIS_DOWN) else "internal: channel failed"
-            asyncio.ensure_future(session.close(CLOSE_INTERNAL, reason))
+            closing.append(asyncio.ensure_future(session.close(CLOSE_INTERNAL, reason)))
 
     task.add_done_callback(channel_ended)
     try:
@@ -58,7 +59,7 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
                 await session.send_error(redis_unavailable(exc), msg.get("id"))
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(task, *closing, return_exceptions=True)
         session.finish()
 
 
