@@ -138,6 +138,33 @@ async def test_illegal_steps_are_refused_and_change_nothing(server: ServerProces
         await ops.close()
 
 
+async def test_food_ready_happens_once_and_ends_delays(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.delay(oid, 5)  # before ready: fine
+        await kitchen.event(oid, "food_delayed")
+        await kitchen.ready(oid)
+        await kitchen.event(oid, "food_ready")
+        before = await ops.get(oid)
+        await kitchen.send({"type": "ready", "order_id": oid, "id": "again"})  # twice
+        again = await kitchen.expect("error")
+        assert (again["code"], again["ref"]) == ("invalid_transition", "again") and "already ready" in again["message"]
+        await kitchen.send({"type": "delay", "order_id": oid, "minutes": 10, "id": "late"})  # a delay after ready
+        late = await kitchen.expect("error")
+        assert (late["code"], late["ref"]) == ("invalid_transition", "late") and "already ready" in late["message"]
+        after = await ops.get(oid)
+        assert after == before  # nothing recorded, food_ready_at and ready_at unchanged
+        assert [e["kind"] for e in after["events"]] == ["placed", "confirmed", "food_delayed", "food_ready"]
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
 async def test_cancel_before_pickup_and_unknown_orders(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

@@ -113,7 +113,8 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
     events = await store_of(rt).apply(
         merchant_id, order_ids,
         Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
-             rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields),
+             rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields,
+             require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None),
         now,
     )
     olds = [e.pop("_from") for e in events]
