@@ -235,3 +235,29 @@ def test_a_redis_that_keeps_dying_stops_the_server_with_exit_1(tmp_path: Path) -
         assert last.startswith("tracker: stopped because Redis is gone: embedded redis-server killed by SIGKILL"), last
         assert "giving up" in last
         assert _reaped(old)
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_tokens_in_websocket_urls_never_reach_the_log(redis_url: str, tmp_path: Path, log_format: str) -> None:
+    import asyncio
+
+    import websockets
+
+    with ServerProcess(redis_url=redis_url, data_dir=tmp_path / "data", env={"TRACKER_LOG_FORMAT": log_format}) as proc:
+        good = proc.token("rider", "leaky")
+        bad = good[:-4] + "AAAA"  # a rejected handshake is logged too
+
+        async def connect() -> None:
+            async with websockets.connect(f"{proc.ws_url}/v1/ws/rider?token={good}&x=1") as ws:
+                await ws.send('{"type": "availability", "available": true}')
+            async with websockets.connect(f"{proc.ws_url}/v1/ws/rider?token={bad}") as ws:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await ws.recv()
+
+        asyncio.run(connect())
+        assert httpx.get(f"{proc.base_url}/ops?token={good}").status_code in (200, 403)
+        time.sleep(0.3)
+        log = proc.log_path.read_text()
+        assert "WebSocket /v1/ws/rider?token=***&x=1" in log, log  # the line is still there, masked
+        for secret in (good, bad, good.split(".")[2], bad.split(".")[2]):
+            assert secret not in log
