@@ -46,7 +46,8 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         "rider_id": order.get("rider_id") or None,
         "pickup": {"lat": float(order["pickup_lat"]), "lng": float(order["pickup_lng"])},
         "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
-        "eta": num("eta"), "pickup_eta": num("pickup_eta") if order["status"] in machine.TO_COLLECT else None,
+        "eta": num("eta") if order["status"] in machine.CARRYING else None,  # only while a rider has it
+        "pickup_eta": num("pickup_eta") if order["status"] in machine.TO_COLLECT else None,
         "placed_at": num("placed_at"), "ready_at": num("ready_at"),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
     }
