@@ -7,16 +7,21 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import jwt
 
+from tracker.launcher import ServerProcess
 
-def _token(*args: str, secret: str | None = "cli-secret-0123456789abcdef0123456789abcdef", data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+
+def _token(*args: str, secret: str | None = "cli-secret-0123456789abcdef0123456789abcdef", data_dir: Path | None = None,
+           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
     if secret is not None:
         env["TRACKER_SECRET"] = secret
     if data_dir is not None:
         env["TRACKER_DATA_DIR"] = str(data_dir)
-    return subprocess.run([sys.executable, "-m", "tracker", "token", *args], env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run([sys.executable, "-m", "tracker", "token", *args], env=env, capture_output=True, text=True,
+                          timeout=30, cwd=cwd)
 
 
 def test_token_carries_role_sub_and_expiry() -> None:
@@ -27,13 +32,24 @@ def test_token_carries_role_sub_and_expiry() -> None:
     assert 100 <= claims["exp"] - time.time() <= 121
 
 
-def test_token_without_secret_uses_the_data_folder_secret(tmp_path: Path) -> None:
-    first = _token("--role", "operator", "--sub", "ops", secret=None, data_dir=tmp_path)
-    second = _token("--role", "operator", "--sub", "ops", secret=None, data_dir=tmp_path)
-    assert first.returncode == 0 and second.returncode == 0
-    secret = (tmp_path / "secret").read_text().strip()
-    for out in (first, second):
-        assert jwt.decode(out.stdout.strip(), secret, algorithms=["HS256"])["sub"] == "ops"
+def test_token_without_secret_signs_with_the_running_servers_dev_secret(redis_url: str, tmp_path: Path) -> None:
+    # the README's tour: `tracker serve` (no TRACKER_SECRET) in a folder, then `tracker token` there
+    with ServerProcess(redis_url=redis_url, data_dir=tmp_path / ".tracker", env={"TRACKER_SECRET": ""}) as server:
+        for cwd, data_dir in ((tmp_path, None), (Path("/"), tmp_path / ".tracker")):  # its folder, or --data-dir elsewhere
+            out = _token("--role", "operator", "--sub", "ops", secret=None, cwd=cwd,
+                         **({} if data_dir is None else {"data_dir": data_dir}))
+            assert out.returncode == 0, out.stderr
+            resp = httpx.get(f"{server.base_url}/v1/orders/nope", headers={"Authorization": f"Bearer {out.stdout.strip()}"})
+            assert resp.status_code == 404, resp.text  # signed with the server's secret: authenticated
+
+
+def test_token_without_any_secret_refuses_instead_of_inventing_one(tmp_path: Path) -> None:
+    out = _token("--role", "operator", "--sub", "ops", secret=None, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert str(tmp_path / ".tracker" / "secret") in lines[0] and "TRACKER_SECRET" in lines[0] and "--data-dir" in lines[0]
+    assert not (tmp_path / ".tracker").exists()  # no secret made up behind the user's back
 
 
 def test_bad_role_and_bad_sub_are_refused() -> None:

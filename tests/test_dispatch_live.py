@@ -42,9 +42,13 @@ async def test_offer_accept_assigns_the_order(own_redis, start_server, uid) -> N
         order = await ops.get(oid)
         assert order["status"] == "assigned" and order["rider_id"] == rid
         assert order["events"][-1]["offer_id"] == offer["offer_id"]
-        # accepting again changes nothing
+        # accepting again changes nothing; an offer never made is not found
         await courier.accept(offer["offer_id"])
+        again = await courier.expect("error")
+        assert again["code"] == "conflict" and "already accepted" in again["message"], again
+        await courier.accept("of-0000000000000000")
         assert (await courier.expect("error"))["code"] == "not_found"
+        assert (await ops.get(oid))["events"][-1]["kind"] == "assigned"
     finally:
         await courier.close()
         await ops.close()
@@ -84,7 +88,12 @@ async def test_expired_offer_is_withdrawn_and_reoffered(own_redis, start_server,
         expired = await sleepy.expect("offer_expired", timeout=10)
         assert expired["offer_id"] == offer["offer_id"]
         await sleepy.accept(offer["offer_id"])  # too late: nothing changes
-        assert (await sleepy.expect("error"))["code"] == "not_found"
+        late = await sleepy.expect("error")
+        assert late["code"] == "conflict" and "expired" in late["message"], late
+        await sleepy.decline(offer["offer_id"])
+        assert (await sleepy.expect("error"))["code"] == "conflict"
+        await awake.accept(offer["offer_id"])  # not its offer: as if never made
+        assert (await awake.expect("error"))["code"] == "not_found"
         again = await awake.expect("offer", timeout=10)
         assert [o["order_id"] for o in again["orders"]] == [oid]
         await awake.accept(again["offer_id"])

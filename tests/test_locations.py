@@ -286,6 +286,9 @@ async def test_nearby_http_answers_bad_queries_with_typed_errors(server: ServerP
         ({"lat": 95, "lng": 1}, op, 400, "bad_coordinates"),
         ({"lat": 1, "lng": 1, "radius_m": -5}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1, "limit": "many"}, op, 400, "bad_request"),
+        ({"lat": 1, "lng": 1, "limit": "2.5"}, op, 400, "bad_request"),  # not truncated to 2
+        ({"lat": 1, "lng": 1, "limit": "1e2"}, op, 400, "bad_request"),
+        ({"lat": 1, "lng": 1, "limit": "0"}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1}, {}, 401, "unauthorized"),
         ({"lat": 1, "lng": 1}, {"Authorization": "Bearer " + server.token("rider", "r1")}, 403, "forbidden"),
     ]

@@ -81,6 +81,7 @@ async def test_create_is_idempotent_by_id_and_refuses_a_different_body(server: S
         ({"id": "x1", "merchant_id": "m", "pickup": {"lat": 100, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_coordinates"),
         ({"id": "x1", "merchant_id": "m", "pickup": [1, 1], "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
         ({"id": "x1", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}, "ready_at": "soon"}, "bad_message"),
+        ({"id": "x1", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}, "ready_at": 1.5}, "bad_message"),
     ],
 )
 async def test_bad_order_bodies_get_typed_errors(server: ServerProcess, body: dict, code: str) -> None:
@@ -138,6 +139,33 @@ async def test_illegal_steps_are_refused_and_change_nothing(server: ServerProces
         await ops.close()
 
 
+async def test_food_ready_happens_once_and_ends_delays(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.delay(oid, 5)  # before ready: fine
+        await kitchen.event(oid, "food_delayed")
+        await kitchen.ready(oid)
+        await kitchen.event(oid, "food_ready")
+        before = await ops.get(oid)
+        await kitchen.send({"type": "ready", "order_id": oid, "id": "again"})  # twice
+        again = await kitchen.expect("error")
+        assert (again["code"], again["ref"]) == ("invalid_transition", "again") and "already ready" in again["message"]
+        await kitchen.send({"type": "delay", "order_id": oid, "minutes": 10, "id": "late"})  # a delay after ready
+        late = await kitchen.expect("error")
+        assert (late["code"], late["ref"]) == ("invalid_transition", "late") and "already ready" in late["message"]
+        after = await ops.get(oid)
+        assert after == before  # nothing recorded, food_ready_at and ready_at unchanged
+        assert [e["kind"] for e in after["events"]] == ["placed", "confirmed", "food_delayed", "food_ready"]
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
 async def test_cancel_before_pickup_and_unknown_orders(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
@@ -149,6 +177,50 @@ async def test_cancel_before_pickup_and_unknown_orders(server: ServerProcess, ui
         missing = await ops.client.get(f"/v1/orders/{uid('nope')}")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     finally:
+        await ops.close()
+
+
+async def test_cancel_reason_must_be_a_short_string(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        await ops.create(oid, mid)
+        for reason in (5, ["x"], "x" * 201):
+            resp = await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": reason})
+            assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_message", (reason, resp.text)
+        assert (await ops.get(oid))["status"] == "placed"  # refused: nothing happened
+        done = await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": "x" * 200})
+        assert done.status_code == 200 and done.json()["status"] == "cancelled"
+        assert (await ops.get(oid))["events"][-1]["reason"] == "x" * 200
+    finally:
+        await ops.close()
+
+
+async def test_eta_is_null_once_the_order_is_delivered(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen, courier = await merchant(server, mid), await rider(server, rid)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        assert (await ops.assign(oid, rid)).status_code == 200
+        for _ in range(40):  # the rider's fixes give the order a drop-off ETA
+            await courier.location(52.5190, 13.4040)
+            if (await ops.get(oid))["eta"] is not None:
+                break
+            await asyncio.sleep(0.3)
+        assert (await ops.get(oid))["eta"] is not None
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(oid, step)
+            await kitchen.event(oid, step)
+        await courier.location(52.5190, 13.4040)
+        await asyncio.sleep(1.2)  # a fix right after delivery must not bring the ETA back either
+        delivered = await ops.get(oid)
+        assert delivered["status"] == "delivered" and delivered["eta"] is None, delivered
+    finally:
+        await kitchen.close()
+        await courier.close()
         await ops.close()
 
 

@@ -140,13 +140,16 @@ def test_requests_get_a_typed_503_and_sockets_a_reason_when_redis_dies(tmp_path:
 
     import websockets
 
-    with ServerProcess(data_dir=tmp_path / "data") as proc:
+    from tracker.embedded_redis import EmbeddedRedis
+
+    external = EmbeddedRedis(tmp_path / "redis")  # a REDIS_URL Redis: the server does not restart it
+    with external, ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as proc:
         op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
         order = {"id": "r1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
                  "dropoff": {"lat": 52.53, "lng": 13.42}}
         assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
-        for child in _redis_children(proc):
-            child.kill()
+        assert external.pid is not None
+        os.kill(external.pid, signal.SIGKILL)
         late = httpx.post(f"{proc.base_url}/v1/orders", json={**order, "id": "r2"}, headers=op, timeout=30)
         assert late.status_code == 503 and late.json()["error"]["code"] == "redis_unavailable", late.text
         got = httpx.get(f"{proc.base_url}/v1/orders/r1", headers=op, timeout=30)
@@ -178,3 +181,93 @@ def test_requests_get_a_typed_503_and_sockets_a_reason_when_redis_dies(tmp_path:
 
         asyncio.run(customer_sees_why())
         assert "Exception in ASGI application" not in proc.log_tail(400)
+
+
+def _reaped(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` is gone altogether: not running and not left as a zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _new_redis_child(proc: ServerProcess, old: int, timeout: float = 20.0) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fresh = [c for c in _redis_children(proc) if c.pid != old and c.status() != psutil.STATUS_ZOMBIE]
+        if fresh:
+            return fresh[0]
+        assert proc.proc is not None and proc.proc.poll() is None, proc.log_tail()
+        time.sleep(0.05)
+    raise AssertionError(f"no new redis-server after {old} died:\n{proc.log_tail()}")
+
+
+def _wait_ready_again(proc: ServerProcess, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(proc.base_url + "/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, proc.log_tail()
+        time.sleep(0.1)
+
+
+def test_a_killed_embedded_redis_is_restarted_with_its_data(tmp_path: Path) -> None:
+    with ServerProcess(data_dir=tmp_path / "data") as proc:
+        op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
+        order = {"id": "k1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
+                 "dropoff": {"lat": 52.53, "lng": 13.42}}
+        assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+        [child] = _redis_children(proc)
+        child.kill()
+        assert _reaped(child.pid), "the killed redis-server was left a zombie"
+        _new_redis_child(proc, child.pid)
+        _wait_ready_again(proc)
+        got = httpx.get(f"{proc.base_url}/v1/orders/k1", headers=op, timeout=10)
+        assert got.status_code == 200 and got.json()["status"] == "placed", got.text
+        assert httpx.post(f"{proc.base_url}/v1/orders", json={**order, "id": "k2"}, headers=op).status_code == 201
+        assert "killed by SIGKILL; restarting it" in proc.log_tail(200)
+        assert proc.proc is not None and proc.proc.poll() is None
+
+
+def test_a_redis_that_keeps_dying_stops_the_server_with_exit_1(tmp_path: Path) -> None:
+    from tracker.embedded_redis import RESTART_LIMIT
+
+    with ServerProcess(data_dir=tmp_path / "data") as proc:
+        assert proc.proc is not None
+        old = _redis_children(proc)[0].pid
+        for kill in range(RESTART_LIMIT + 1):
+            psutil.Process(old).kill()
+            if kill < RESTART_LIMIT:  # restarted each time, until the limit
+                old = _new_redis_child(proc, old).pid
+                _wait_ready_again(proc)
+        assert proc.proc.wait(30) == 1
+        last = proc.log_tail(100).strip().splitlines()[-1]  # the one line a supervisor's log shows
+        assert last.startswith("tracker: stopped because Redis is gone: embedded redis-server killed by SIGKILL"), last
+        assert "giving up" in last
+        assert _reaped(old)
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_tokens_in_websocket_urls_never_reach_the_log(redis_url: str, tmp_path: Path, log_format: str) -> None:
+    import asyncio
+
+    import websockets
+
+    with ServerProcess(redis_url=redis_url, data_dir=tmp_path / "data", env={"TRACKER_LOG_FORMAT": log_format}) as proc:
+        good = proc.token("rider", "leaky")
+        bad = good[:-4] + "AAAA"  # a rejected handshake is logged too
+
+        async def connect() -> None:
+            async with websockets.connect(f"{proc.ws_url}/v1/ws/rider?token={good}&x=1") as ws:
+                await ws.send('{"type": "availability", "available": true}')
+            async with websockets.connect(f"{proc.ws_url}/v1/ws/rider?token={bad}") as ws:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await ws.recv()
+
+        asyncio.run(connect())
+        assert httpx.get(f"{proc.base_url}/ops?token={good}").status_code in (200, 403)
+        time.sleep(0.3)
+        log = proc.log_path.read_text()
+        assert "WebSocket /v1/ws/rider?token=***&x=1" in log, log  # the line is still there, masked
+        for secret in (good, bad, good.split(".")[2], bad.split(".")[2]):
+            assert secret not in log

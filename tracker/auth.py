@@ -95,16 +95,28 @@ def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
     raise ApiError("unauthorized", f"missing token ({where})")
 
 
+def secret_path(data_dir: Path) -> Path:
+    """Where ``tracker serve`` keeps its development secret."""
+    return data_dir / "secret"
+
+
+def read_secret(data_dir: Path) -> str | None:
+    """The development secret in ``data_dir``, or ``None`` when there is none (or it is empty)."""
+    try:
+        return secret_path(data_dir).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     """The configured secret, else a development secret kept in ``data_dir/secret``."""
     if configured:
         return configured
-    path = data_dir / "secret"
-    if path.exists():
-        secret = path.read_text().strip()
-        if secret:
-            log.warning("TRACKER_SECRET unset: using the development secret in %s", path)
-            return secret
+    path = secret_path(data_dir)
+    secret = read_secret(data_dir)
+    if secret:
+        log.warning("TRACKER_SECRET unset: using the development secret in %s", path)
+        return secret
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

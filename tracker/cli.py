@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from tracker import __version__
-from tracker.errors import SettingsError, StartupError
+from tracker.errors import ServerLost, SettingsError, StartupError
 
 COMMANDS = [
     "tracker.commands.serve",
@@ -25,14 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit status. Bad settings and failed starts are one line."""
+    """Entry point: returns the exit status. Bad settings, failed starts and a lost Redis are one line."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2
-    except StartupError as exc:
+    except (StartupError, ServerLost) as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -4,7 +4,9 @@ Used when no ``REDIS_URL`` is set, and by the tests. The server keeps its AOF in
 folder, listens on a unix socket there (TCP on loopback when the path is too long),
 and dies with its parent: stopped on exit, and sent SIGTERM by the kernel
 (``PR_SET_PDEATHSIG``) if the parent crashes. A lock file keeps a second tracker from
-starting another Redis on the same folder.
+starting another Redis on the same folder. :meth:`EmbeddedRedis.watch` reaps the child if it
+exits on its own and starts it again on the same folder and address (its AOF brings the data
+back); when that fails, or it keeps dying, it reports the loss so the server can exit.
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections import deque
 from pathlib import Path
+from typing import Callable
 
 import redis
 
@@ -27,6 +32,20 @@ log = logging.getLogger("tracker.redis")
 
 _PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 100
+RESTART_LIMIT = 5  # restarts allowed within RESTART_WINDOW_S before giving up
+RESTART_WINDOW_S = 60.0
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    # Loaded here, in the parent: the child runs only the call between fork and exec
+    # (no dlopen there, which is unsafe once the server has threads).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
 
 
 def find_redis_server() -> str:
@@ -49,12 +68,20 @@ def find_redis_server() -> str:
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()  # Ctrl-C in the terminal reaches tracker only; tracker stops Redis in order
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    # The kernel signals the child when the *thread* that forked it ends: a restart is
+    # therefore forked by the watcher thread, which lives as long as the child it waits on.
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def describe_exit(code: int) -> str:
+    """``killed by SIGKILL`` or ``exited with status 1``, from a Popen return code."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 def _free_port() -> int:
@@ -72,50 +99,42 @@ class EmbeddedRedis:
         self.url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
+        self._args: list[str] = []
+        self._guard = threading.Lock()  # a restart and stop() never interleave
+        self._stopping = False
+        self._watcher: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, timeout: float = 15.0) -> str:
         """Start the server and return its URL once it answers PING."""
         self._prepare_dir()
         self._take_lock()
+        self._stopping = False
         try:
-            binary = find_redis_server()
-            sock = self.data_dir / "redis.sock"
-            if sock.exists():
-                sock.unlink()
-            args = [
-                binary,
-                "--dir", str(self.data_dir),
-                "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-                "--logfile", str(self.data_dir / "redis.log"),
-                "--loglevel", "notice",
-                "--protected-mode", "yes",
-            ]
-            if len(str(sock)) <= _MAX_UNIX_PATH:
-                args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
-                self.url = f"unix://{sock}"
-            else:
-                port = _free_port()
-                args += ["--port", str(port), "--bind", "127.0.0.1"]
-                self.url = f"redis://127.0.0.1:{port}/0"
-            self._proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
-            )
-            self._wait_ready(timeout)
+            self._args = self._command()
+            self._spawn(timeout)
         except BaseException:
             self.stop()
             raise
+        assert self.url is not None and self._proc is not None
         (self.data_dir / "redis.url").write_text(self.url + "\n")
         log.info("embedded redis started", extra={"url": self.url, "pid": self._proc.pid, "data_dir": str(self.data_dir)})
         return self.url
 
+    def watch(self, on_lost: Callable[[str], None], *, timeout: float = 15.0) -> None:
+        """Restart the server whenever it exits by itself (reaping it); ``on_lost(reason)`` when it cannot.
+
+        It cannot when a restart fails or the server exited more than :data:`RESTART_LIMIT`
+        times within :data:`RESTART_WINDOW_S`. ``on_lost`` runs on the watcher thread.
+        """
+        self._watcher = threading.Thread(target=self._watch, args=(on_lost, timeout), name="embedded-redis-watch", daemon=True)
+        self._watcher.start()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM lets it flush the AOF; SIGKILL after ``timeout``)."""
-        proc, self._proc = self._proc, None
+        self._stopping = True
+        with self._guard:
+            proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
@@ -126,6 +145,9 @@ class EmbeddedRedis:
             log.info("embedded redis stopped", extra={"pid": proc.pid})
         if proc is not None and proc.stderr is not None:
             proc.stderr.close()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout)
+            self._watcher = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -140,6 +162,88 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- the watcher -------------------------------------------------------
+    def _watch(self, on_lost: Callable[[str], None], timeout: float) -> None:
+        exits: deque[float] = deque()
+        while True:
+            proc = self._proc
+            if proc is None or self._stopping:
+                return
+            code = proc.wait()  # reaps it: no zombie
+            if proc.stderr is not None:
+                proc.stderr.close()
+            if self._stopping:
+                return
+            how = describe_exit(code)
+            now = time.monotonic()
+            exits.append(now)
+            while now - exits[0] > RESTART_WINDOW_S:
+                exits.popleft()
+            if len(exits) > RESTART_LIMIT:
+                reason = (f"embedded redis-server {how}, its {len(exits)}th exit within {RESTART_WINDOW_S:.0f}s; "
+                          f"giving up (its log: {self.data_dir / 'redis.log'})")
+                log.error(reason)
+                on_lost(reason)
+                return
+            log.error("embedded redis-server (pid %d) %s; restarting it on %s", proc.pid, how, self.data_dir)
+            try:
+                with self._guard:
+                    if self._stopping:
+                        return
+                    self._spawn(timeout)
+                    pid = self.pid
+            except Exception as exc:  # noqa: BLE001 - reported through on_lost
+                reason = f"embedded redis-server {how} and could not be restarted: {exc}"
+                log.error(reason)
+                on_lost(reason)
+                return
+            log.warning("embedded redis restarted on its data folder", extra={"url": self.url, "pid": pid})
+
+    # -- starting one process ----------------------------------------------
+    def _command(self) -> list[str]:
+        """The redis-server command line; sets :attr:`url` (reused by every restart)."""
+        binary = find_redis_server()
+        sock = self.data_dir / "redis.sock"
+        args = [
+            binary,
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--loglevel", "notice",
+            "--protected-mode", "yes",
+        ]
+        if len(str(sock)) <= _MAX_UNIX_PATH:
+            args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+            self.url = f"unix://{sock}"
+        else:
+            port = _free_port()
+            args += ["--port", str(port), "--bind", "127.0.0.1"]
+            self.url = f"redis://127.0.0.1:{port}/0"
+        return args
+
+    def _spawn(self, timeout: float) -> None:
+        sock = self.data_dir / "redis.sock"
+        if sock.exists():
+            sock.unlink()
+        self._proc = subprocess.Popen(
+            self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C in the terminal reaches tracker only; tracker stops Redis in order
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            proc, self._proc = self._proc, None
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+            raise
 
     # -- helpers -----------------------------------------------------------
     def _prepare_dir(self) -> None:

@@ -73,3 +73,7 @@ class SettingsError(Exception):
 
 class StartupError(Exception):
     """The server cannot start (port in use, Redis unreachable, data folder unusable)."""
+
+
+class ServerLost(Exception):
+    """A running server had to stop: something it cannot run without is gone (exit status 1)."""

@@ -1,7 +1,12 @@
-"""Structured logging: one JSON object a line (or readable text), with extra fields kept."""
+"""Structured logging: one JSON object a line (or readable text), with extra fields kept.
+
+Tokens never reach the log: uvicorn logs every WebSocket handshake with its URL, and pages
+pass their token in the query string, so every record's ``token=`` value is masked.
+"""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -13,6 +18,31 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+
+
+_TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&#\s\"']+", re.IGNORECASE)
+
+
+def mask_tokens(text: str) -> str:
+    """``text`` with the value of every ``token=`` URL parameter replaced by ``***``."""
+    return _TOKEN_IN_URL.sub(r"\1***", text) if "token=" in text.lower() else text
+
+
+class MaskTokens(logging.Filter):
+    """Masks ``token=`` values in a record's message and its string extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is the formatter's problem
+            return True
+        masked = mask_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        for key, value in _extras(record).items():
+            if isinstance(value, str):
+                setattr(record, key, mask_tokens(value))
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +75,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     """Send every log record to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(MaskTokens())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

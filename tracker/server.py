@@ -2,7 +2,8 @@
 
 Shutdown (SIGINT/SIGTERM) stops accepting, closes every WebSocket with 1001, drains
 in-flight requests for up to ``shutdown_grace_s``, stops the features, then stops the
-embedded Redis (which flushes its AOF).
+embedded Redis (which flushes its AOF). An embedded Redis that exits by itself is restarted
+on its data folder; if it cannot be, the server shuts down the same way and exits 1.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from tracker.app import create_app
 from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
-from tracker.errors import StartupError
+from tracker.errors import ServerLost, StartupError
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
 
@@ -124,6 +125,13 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             **uvicorn_overrides,
         )
         server = _Server(config, app.state.hub)
+        lost: list[str] = []
+        if embedded is not None:
+            def on_lost(reason: str) -> None:
+                lost.append(reason)
+                server.should_exit = True  # uvicorn polls it: a graceful stop, then exit 1
+
+            embedded.watch(on_lost)
         host, port = sock.getsockname()[:2]
         log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redis_url, "embedded_redis": embedded is not None})
         previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -135,6 +143,8 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         log.info("tracker stopped")
+        if lost:
+            raise ServerLost(f"stopped because Redis is gone: {lost[0]}")
         if not server.started:
             raise StartupError("the server failed to start; see the log above")
     finally:

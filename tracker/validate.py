@@ -57,6 +57,16 @@ def optional_number(msg: Mapping[str, Any], field: str, *, lo: float | None = No
     return require_number(msg, field, lo=lo, hi=hi)
 
 
+def optional_int(msg: Mapping[str, Any], field: str, *, lo: int | None = None, hi: int | None = None) -> int | None:
+    """A whole number in ``[lo, hi]`` (e.g. a ts in ms) or ``None``; a fraction is ``bad_message``, never truncated."""
+    number = optional_number(msg, field, lo=lo, hi=hi)
+    if number is None:
+        return None
+    if not number.is_integer():
+        raise ApiError("bad_message", f"'{field}' must be a whole number, got {msg[field]}")
+    return int(number)
+
+
 def require_bool(msg: Mapping[str, Any], field: str) -> bool:
     """A JSON boolean from ``msg[field]`` or ``bad_message``."""
     value = msg.get(field, _MISSING)

@@ -6,6 +6,9 @@ Keys (the braces are Redis Cluster hash tags):
   rider: a bundle's locks (one merchant, so one slot) are taken all-or-nothing by a Lua
   script, and only the offer holding them may turn into an assignment.
 - ``offer:{<offer id>}`` -> the offer record (JSON): rider, merchant, orders, expiry.
+- ``offer:{<offer id>}:settled`` -> ``"<rider> <outcome>"`` once the offer is settled
+  (accepted, declined, expired, withdrawn), kept as long as a record's safety TTL, so a late
+  answer is told what became of the offer (``conflict``) rather than that it never existed.
 - ``rideroffer:{<rider>}`` -> the offer a rider is considering (one at a time).
 - ``offers:pending`` ZSET offer id -> ``expires_at``: the expiry sweep's work list.
 - ``cooldown:{m:<merchant>}:<order>`` ZSET rider -> until (server ms): riders who declined
@@ -25,6 +28,9 @@ import redis.asyncio as aioredis
 from tracker.dispatch.lease import COMPARE_AND_DELETE
 
 PENDING_KEY = "offers:pending"
+
+# How an offer ends; a later answer to it is told which (``conflict``).
+ACCEPTED, DECLINED, EXPIRED, WITHDRAWN = "accepted", "declined", "expired", "withdrawn"
 
 # KEYS: order locks. ARGV: offer id, ttl ms. All-or-nothing.
 _CLAIM = """
@@ -76,6 +82,11 @@ def rider_offer_key(rider_id: str) -> str:
 def offer_key(offer_id: str) -> str:
     """The record of one offer."""
     return f"offer:{{{offer_id}}}"
+
+
+def settled_key(offer_id: str) -> str:
+    """What became of a settled offer (same slot as its record)."""
+    return f"offer:{{{offer_id}}}:settled"
 
 
 def new_offer_id() -> str:
@@ -173,11 +184,22 @@ class OfferStore:
         """
         return bool(await self.redis.zrem(PENDING_KEY, offer.offer_id))
 
-    async def release(self, offer: OfferRecord) -> None:
-        """Free the orders and the rider held by a claimed offer and drop its record."""
+    async def release(self, offer: OfferRecord, outcome: str) -> None:
+        """Free the orders and the rider held by a claimed offer; its record becomes ``outcome``."""
         await self._release(keys=offer.lock_keys, args=[offer.offer_id])
         await self._compare_and_delete(keys=[rider_offer_key(offer.rider_id)], args=[offer.offer_id])
-        await self.redis.delete(offer_key(offer.offer_id))
+        pipe = self.redis.pipeline(transaction=True)  # never a moment with neither key
+        pipe.set(settled_key(offer.offer_id), f"{offer.rider_id} {outcome}", px=self.safety_ttl_ms)
+        pipe.delete(offer_key(offer.offer_id))
+        await pipe.execute()
+
+    async def settled(self, offer_id: str) -> tuple[str, str] | None:
+        """``(rider, outcome)`` of an offer settled lately, or ``None`` (never made, or long ago)."""
+        raw = await self.redis.get(settled_key(offer_id))
+        if not raw:
+            return None
+        rider, _, outcome = raw.partition(" ")
+        return rider, outcome
 
     async def due(self, now_ms: int, limit: int = 500) -> list[str]:
         """Ids of pending offers whose ``expires_at`` has passed."""

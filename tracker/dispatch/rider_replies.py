@@ -4,26 +4,34 @@ Accepting claims the offer (so the expiry sweep cannot race it), assigns all its
 one atomic step while they are still locked to the offer, then frees the locks and confirms
 with an ``assigned`` frame (an add-on also re-sequences the rider's held orders). Declining
 frees the orders for the next round and keeps this rider away from them for
-``TRACKER_DECLINE_COOLDOWN_S``.
+``TRACKER_DECLINE_COOLDOWN_S``. An answer to an offer that was made to this rider but is
+settled (expired, withdrawn, answered) is a ``conflict``; to one never made to it, ``not_found``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from tracker.dispatch.offers import OfferRecord
+from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
 from tracker.errors import ApiError
 from tracker.orders import assign_orders, still_to_collect
 from tracker.riders.endpoint import RiderConnection, handles
 from tracker.validate import require_id
 
 
+_SETTLED = {ACCEPTED: "was already accepted", DECLINED: "was declined", EXPIRED: "has expired",
+            WITHDRAWN: "was withdrawn"}
+
+
 async def _own_offer(conn: RiderConnection, msg: dict[str, Any]) -> OfferRecord:
     offer_id = require_id(msg, "offer_id")
-    dispatcher = conn.runtime.services["dispatcher"]
-    record = await dispatcher.store.load(offer_id)
-    if record is None or record.rider_id != conn.rider_id:
-        raise ApiError("not_found", f"no open offer {offer_id!r} for this rider (expired, withdrawn or never made)")
-    return record
+    store = conn.runtime.services["dispatcher"].store
+    record = await store.load(offer_id)
+    if record is not None and record.rider_id == conn.rider_id:
+        return record
+    settled = None if record is not None else await store.settled(offer_id)
+    if settled is not None and settled[0] == conn.rider_id:
+        raise ApiError("conflict", f"offer {offer_id!r} {_SETTLED.get(settled[1], 'is settled')}")
+    raise ApiError("not_found", f"no offer {offer_id!r} was made to this rider")
 
 
 @handles("accept")
@@ -31,16 +39,20 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     """Turn the rider's open offer into an assignment of all its orders."""
     record = await _own_offer(conn, msg)
     dispatcher = conn.runtime.services["dispatcher"]
-    if conn.runtime.clock.now_ms() > record.expires_at or not await dispatcher.store.claim(record):
+    if conn.runtime.clock.now_ms() > record.expires_at:
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired")
+    if not await dispatcher.store.claim(record):  # the expiry sweep or another answer came first
+        raise ApiError("conflict", f"offer {record.offer_id!r} has expired or was answered already")
     if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):
-        await dispatcher.store.release(record)  # back to the next round, as a job of its own
+        await dispatcher.store.release(record, WITHDRAWN)  # back to the next round, as a job of its own
         raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders already picked up; it is withdrawn")
+    outcome = WITHDRAWN  # unless the assignment goes through (an order was cancelled meanwhile...)
     try:
         await assign_orders(conn.runtime, list(record.order_ids), conn.rider_id, offer_id=record.offer_id,
                             sequence=list(record.sequence) or None)
+        outcome = ACCEPTED
     finally:
-        await dispatcher.store.release(record)
+        await dispatcher.store.release(record, outcome)
     dispatcher.metrics.offers.labels("accepted").inc()
     await conn.send(record.frame("assigned"))
 
@@ -52,6 +64,6 @@ async def decline(conn: RiderConnection, msg: dict[str, Any]) -> None:
     dispatcher = conn.runtime.services["dispatcher"]
     if not await dispatcher.store.claim(record):
         raise ApiError("conflict", f"offer {record.offer_id!r} has already expired")
-    await dispatcher.store.release(record)
+    await dispatcher.store.release(record, DECLINED)
     await dispatcher.cool_down(record)
     dispatcher.metrics.offers.labels("declined").inc()

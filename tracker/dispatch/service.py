@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from tracker.dispatch.lease import Lease
 from tracker.dispatch.demand import load_demand
 from tracker.dispatch.model import Offer, OrderView, Snapshot
-from tracker.dispatch.offers import OfferRecord, OfferStore, new_offer_id
+from tracker.dispatch.offers import EXPIRED, OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
@@ -172,7 +172,7 @@ class Dispatcher:
                 continue
             if not await self.store.claim(record):
                 continue
-            await self.store.release(record)
+            await self.store.release(record, EXPIRED)
             await self.cool_down(record)
             await self.rt.pubsub.publish(
                 inbox_channel(record.rider_id), orjson.dumps({"type": "offer_expired", "offer_id": offer_id}).decode()

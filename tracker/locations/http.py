@@ -28,6 +28,18 @@ def _query_number(request: Request, name: str, default: float | None, lo: float,
     return value
 
 
+def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise ApiError("bad_request", f"query parameter '{name}' must be a whole number, got {raw!r}")
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise ApiError("bad_request", f"query parameter '{name}' must be between {lo} and {hi}, got {raw}")
+    return value
+
+
 async def riders_nearby(request: Request) -> Response:
     """Riders within ``radius_m`` (default 2000) of ``lat``/``lng``, nearest first."""
     rt = runtime_of(request)
@@ -41,7 +53,7 @@ async def riders_nearby(request: Request) -> Response:
         raise ApiError("bad_coordinates", "'lat' and 'lng' must be numbers") from None
     lat, lng = coordinates(lat, lng)
     radius = _query_number(request, "radius_m", 2000.0, 1.0, MAX_RADIUS_M)
-    limit = int(_query_number(request, "limit", 50, 1, MAX_LIMIT))
+    limit = _query_int(request, "limit", 50, 1, MAX_LIMIT)
     found = await nearby(
         rt.redis, lat, lng, radius, limit, now_ms=rt.clock.now_ms(),
         stale_after_ms=int(rt.settings.stale_after_s * 1000),

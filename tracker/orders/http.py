@@ -12,7 +12,10 @@ from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse, loads_object
 from tracker.orders import service
 from tracker.runtime import runtime_of
-from tracker.validate import is_valid_id, optional_number, require_id, require_point
+from tracker.validate import is_valid_id, optional_int, optional_number, require_id, require_point
+
+
+MAX_REASON_CHARS = 200
 
 
 def _order_id(request: Request) -> str:
@@ -40,15 +43,25 @@ def check_scope(principal: Principal, order: dict[str, Any], *, customer_may: bo
     raise ApiError("forbidden", "this order is outside the token's scope")
 
 
+def _reason(body: dict[str, Any]) -> str | None:
+    """The optional cancel ``reason``: a string of at most 200 characters, else ``bad_message``."""
+    reason = body.get("reason")
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        raise ApiError("bad_message", f"'reason' must be a string of at most {MAX_REASON_CHARS} characters")
+    return reason
+
+
 async def create(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     body = await _body(request)
-    ready_at = optional_number(body, "ready_at", lo=0, hi=2**53)
+    ready_at = optional_int(body, "ready_at", lo=0, hi=2**53)
     prep = optional_number(body, "prep_minutes", lo=0, hi=24 * 60)
     order, created = await service.create_order(
         rt, require_id(body, "id"), require_id(body, "merchant_id"), require_point(body, "pickup"),
-        require_point(body, "dropoff"), None if ready_at is None else int(ready_at), prep,
+        require_point(body, "dropoff"), ready_at, prep,
     )
     return JSONResponse(order, status_code=201 if created else 200)
 
@@ -75,10 +88,9 @@ async def cancel(request: Request) -> Response:
     order_id = _order_id(request)
     raw = await service.require_order(rt, order_id)
     check_scope(principal, {"id": order_id, "merchant_id": raw["merchant_id"]}, customer_may=False)
-    body = await _body(request)
-    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
+    reason = _reason(await _body(request))
     await service.step(rt, [order_id], "cancelled", merchant_id=raw["merchant_id"],
-                       event_extra={"by": principal.role.value, **({"reason": reason[:200]} if reason else {})})
+                       event_extra={"by": principal.role.value, **({"reason": reason} if reason else {})})
     return JSONResponse(await service.load_order(rt, order_id))
 
 

@@ -3,7 +3,8 @@
 ``status`` moves placed -> confirmed -> assigned -> at_pickup -> picked_up -> at_dropoff ->
 delivered; ``cancelled`` from any state before ``picked_up``; ``assigned`` (or ``at_pickup``)
 back to ``confirmed`` by ``rider_unassigned``. ``food_ready`` / ``food_delayed`` run beside it
-until the food is picked up. Every accepted step is one durable event whose ``kind`` names it.
+until the food is picked up, and stop once the food is ready. Every accepted step is one
+durable event whose ``kind`` names it.
 """
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "food_delayed": (BEFORE_PICKUP, None),
 }
 KINDS = tuple(RULES)
+# Refused once the food is ready (a second ``ready``, a ``delay`` after it): the order's
+# ``food_ready_at`` stamp, set by ``food_ready``, is checked in the same atomic step.
+NOT_AFTER_FOOD_READY = ("food_ready", "food_delayed")
+FOOD_READY = ("food_ready_at", "the food is already ready")  # (the stamp, why the event is refused)
 
 
 def allowed_from(kind: str) -> tuple[str, ...]:
@@ -52,7 +57,10 @@ def replay(kinds: list[str]) -> str:
     """The status reached by a history of event kinds (the first must be ``placed``)."""
     if not kinds or kinds[0] != "placed":
         raise ApiError("invalid_transition", "an order's history starts with 'placed'")
-    status = "placed"
+    status, food_ready = "placed", False
     for kind in kinds[1:]:
         status = next_status(status, kind)
+        if food_ready and kind in NOT_AFTER_FOOD_READY:
+            raise ApiError("invalid_transition", f"cannot apply '{kind}': {FOOD_READY[1]}")
+        food_ready = food_ready or kind == "food_ready"
     return status

@@ -9,13 +9,16 @@
 --       5 allowed statuses (space separated, "" = any), 6 new status ("" = keep),
 --       7 required rider ("" = no check), 8 "1" when orders must have no rider,
 --       9 hash fields JSON (applied to every order), 10 create fingerprint (create mode),
+--       11 a hash field that must still be empty ("" = no check),
 --       then per order: order id, event JSON base, per-order hash fields JSON.
 local mode, merchant, now, minid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local allowed, new_status, rider, unassigned = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local fields = cjson.decode(ARGV[9])
 local n = (#KEYS - 2) / 2
 
-local function order_arg(i, k) return ARGV[10 + (i - 1) * 3 + k] end
+local unset = ARGV[11]
+
+local function order_arg(i, k) return ARGV[11 + (i - 1) * 3 + k] end
 
 for i = 1, n do
   local h = KEYS[2 + (i - 1) * 2 + 1]
@@ -34,6 +37,7 @@ for i = 1, n do
     local current_rider = redis.call('HGET', h, 'rider_id') or ''
     if rider ~= '' and current_rider ~= rider then return {'forbidden', oid} end
     if unassigned == '1' and current_rider ~= '' then return {'conflict', oid} end
+    if unset ~= '' and (redis.call('HGET', h, unset) or '') ~= '' then return {'already', oid, status} end
   end
 end
 

@@ -46,7 +46,8 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         "rider_id": order.get("rider_id") or None,
         "pickup": {"lat": float(order["pickup_lat"]), "lng": float(order["pickup_lng"])},
         "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
-        "eta": num("eta"), "pickup_eta": num("pickup_eta") if order["status"] in machine.TO_COLLECT else None,
+        "eta": num("eta") if order["status"] in machine.CARRYING else None,  # only while a rider has it
+        "pickup_eta": num("pickup_eta") if order["status"] in machine.TO_COLLECT else None,
         "placed_at": num("placed_at"), "ready_at": num("ready_at"),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
     }
@@ -113,7 +114,8 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
     events = await store_of(rt).apply(
         merchant_id, order_ids,
         Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
-             rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields),
+             rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields,
+             require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None),
         now,
     )
     olds = [e.pop("_from") for e in events]

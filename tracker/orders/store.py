@@ -88,6 +88,7 @@ class Step:
     rider: str | None = None
     require_unassigned: bool = False
     per_order_fields: tuple[dict[str, Any], ...] = ()
+    require_unset: tuple[str, str] | None = None  # (hash field that must still be empty, why it is refused)
 
 
 def _strings(fields: dict[str, Any]) -> bytes:
@@ -116,7 +117,7 @@ class OrderStore:
         result = await self._run(
             "create", merchant_id, [order_id], now_ms, allowed=(), new_status="placed",
             rider=None, unassigned=False, fields={**fields, "body": fingerprint}, fingerprint=fingerprint,
-            events=[event], per_order=[{}],
+            events=[event], per_order=[{}], unset=None,
         )
         if result[0] == "exists":
             return False
@@ -134,7 +135,7 @@ class OrderStore:
         result = await self._run(
             "step", merchant_id, order_ids, now_ms, allowed=step.allowed, new_status=step.new_status,
             rider=step.rider, unassigned=step.require_unassigned, fields=step.fields, fingerprint="",
-            events=events, per_order=per_order,
+            events=events, per_order=per_order, unset=step.require_unset[0] if step.require_unset else None,
         )
         outcome = result[0]
         if outcome == "not_found":
@@ -145,16 +146,20 @@ class OrderStore:
             raise ApiError("forbidden", f"order {result[1]!r} is not assigned to this rider")
         if outcome == "conflict":
             raise ApiError("conflict", f"order {result[1]!r} already has a rider")
+        if outcome == "already":
+            why = step.require_unset[1] if step.require_unset else "already done"
+            raise ApiError("invalid_transition", f"cannot apply '{step.kind}' to order {result[1]!r}: {why}")
         ids, olds = result[1::2], result[2::2]
         return [{"id": eid, **event, "_from": old} for eid, old, event in zip(ids, olds, events)]
 
     async def _run(self, mode: str, merchant_id: str, order_ids: list[str], now_ms: int, *, allowed: Iterable[str],
                    new_status: str | None, rider: str | None, unassigned: bool, fields: dict[str, Any],
-                   fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]]) -> list[str]:
+                   fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]],
+                   unset: str | None) -> list[str]:
         keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last"]
         args: list[Any] = [
             mode, merchant_id, now_ms, now_ms - FEED_RETENTION_MS, " ".join(allowed), new_status or "",
-            rider or "", "1" if unassigned else "0", _strings(fields), fingerprint,
+            rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "",
         ]
         for oid, event, own in zip(order_ids, events, per_order):
             keys += [order_key(merchant_id, oid), events_key(merchant_id, oid)]
