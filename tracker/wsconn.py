@@ -94,6 +94,15 @@ class WsSession:
     async def send_error(self, err: ApiError, ref: Any = None) -> bool:
         return await self.send(err.frame(ref))
 
+    async def answer(self, msg: dict[str, Any], handling: Awaitable[None]) -> None:
+        """Run one message's handler; a typed error, or Redis not answering, becomes an error frame."""
+        try:
+            await handling
+        except ApiError as err:
+            await self.send_error(err, msg.get("id"))
+        except REDIS_DOWN as exc:
+            await self.send_error(redis_unavailable(exc), msg.get("id"))
+
     async def close(self, code: int, reason: str = "") -> None:
         if self.closed:
             return
@@ -145,6 +154,12 @@ class WsSession:
         self.finish()
 
 
+def redis_close_reason(exc: BaseException, what: str = "") -> str:
+    """The reason of a 1011 close because Redis stopped answering: ``redis_unavailable: ...``."""
+    err = redis_unavailable(exc)
+    return f"{err.code}: {what or err.message}"[:120]
+
+
 def closes_when_redis_is_down(endpoint: Callable[[WebSocket], Awaitable[None]]) -> Callable[[WebSocket], Awaitable[None]]:
     """Wrap a WebSocket endpoint: if Redis stops answering, close 1011 with a reason, not a bare drop."""
 
@@ -154,10 +169,9 @@ def closes_when_redis_is_down(endpoint: Callable[[WebSocket], Awaitable[None]]) 
             await endpoint(websocket)
         except REDIS_DOWN as exc:
             log.warning("closing %s: Redis did not answer: %r", websocket.url.path, exc)
-            err = redis_unavailable(exc)
             try:
                 if websocket.application_state != WebSocketState.DISCONNECTED:
-                    await websocket.close(CLOSE_INTERNAL, f"{err.code}: {err.message}"[:120])
+                    await websocket.close(CLOSE_INTERNAL, redis_close_reason(exc))
             except (RuntimeError, OSError):
                 pass
 

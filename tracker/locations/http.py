@@ -13,30 +13,22 @@ from tracker.runtime import runtime_of
 from tracker.validate import coordinates
 
 
-def _query_number(request: Request, name: str, default: float | None, lo: float, hi: float) -> float:
+def _query_number(request: Request, name: str, default: float | None, lo: float, hi: float, *,
+                  whole: bool = False) -> float:
+    """A query parameter in ``[lo, hi]``; with ``whole``, plain digits only (no fraction, no exponent)."""
     raw = request.query_params.get(name)
     if raw is None:
         if default is None:
             raise ApiError("bad_request", f"query parameter '{name}' is required")
         return default
+    if whole and not (raw.isascii() and raw.isdigit()):
+        raise ApiError("bad_request", f"query parameter '{name}' must be a whole number, got {raw!r}")
     try:
         value = float(raw)
     except ValueError:
         raise ApiError("bad_request", f"query parameter '{name}' must be a number, got {raw!r}") from None
     if not lo <= value <= hi:
         raise ApiError("bad_request", f"query parameter '{name}' must be between {lo:g} and {hi:g}, got {raw}")
-    return value
-
-
-def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit():
-        raise ApiError("bad_request", f"query parameter '{name}' must be a whole number, got {raw!r}")
-    value = int(raw)
-    if not lo <= value <= hi:
-        raise ApiError("bad_request", f"query parameter '{name}' must be between {lo} and {hi}, got {raw}")
     return value
 
 
@@ -53,7 +45,7 @@ async def riders_nearby(request: Request) -> Response:
         raise ApiError("bad_coordinates", "'lat' and 'lng' must be numbers") from None
     lat, lng = coordinates(lat, lng)
     radius = _query_number(request, "radius_m", 2000.0, 1.0, MAX_RADIUS_M)
-    limit = _query_int(request, "limit", 50, 1, MAX_LIMIT)
+    limit = int(_query_number(request, "limit", 50, 1, MAX_LIMIT, whole=True))
     found = await nearby(
         rt.redis, lat, lng, radius, limit, now_ms=rt.clock.now_ms(),
         stale_after_ms=int(rt.settings.stale_after_s * 1000),

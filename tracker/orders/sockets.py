@@ -10,7 +10,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
-from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
+from tracker.errors import REDIS_DOWN, ApiError
 from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.machine import CARRYING, STATUSES
@@ -18,7 +18,7 @@ from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import merchant_channel, order_channel
 from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
-from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down
+from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
 
 POSITION_INTERVAL_S = 1.0
 
@@ -43,20 +43,17 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
         if not done.cancelled() and done.exception() is not None:
             exc = done.exception()
             log.warning("channel of %s failed: %r", session.principal.sub, exc)
-            reason = f"{redis_unavailable(exc).code}: channel lost" if isinstance(exc, REDIS_DOWN) else "internal: channel failed"
+            reason = redis_close_reason(exc, "channel lost") if isinstance(exc, REDIS_DOWN) else "internal: channel failed"
             closing.append(asyncio.ensure_future(session.close(CLOSE_INTERNAL, reason)))
 
     task.add_done_callback(channel_ended)
     try:
         async for msg in session.messages():
-            try:
-                if handle is None:
-                    raise ApiError("unknown_type", f"this channel takes no {msg['type']!r} messages")
-                await handle(msg)
-            except ApiError as err:
-                await session.send_error(err, msg.get("id"))
-            except REDIS_DOWN as exc:
-                await session.send_error(redis_unavailable(exc), msg.get("id"))
+            if handle is None:
+                await session.send_error(ApiError("unknown_type", f"this channel takes no {msg['type']!r} messages"),
+                                         msg.get("id"))
+                continue
+            await session.answer(msg, handle(msg))
     finally:
         task.cancel()
         await asyncio.gather(task, *closing, return_exceptions=True)

@@ -18,7 +18,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
-from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
+from tracker.errors import ApiError
 from tracker.pubsub import GAP, SubscriberTooSlow
 from tracker.runtime import Runtime
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down
@@ -121,14 +121,10 @@ async def rider_ws(websocket: WebSocket) -> None:
             await hook(conn)
         async for msg in session.messages():
             handler = HANDLERS.get(msg["type"])
-            try:
-                if handler is None:
-                    raise ApiError("unknown_type", f"unknown message type {msg['type']!r}")
-                await handler(conn, msg)
-            except ApiError as err:
-                await session.send_error(err, msg.get("id"))
-            except REDIS_DOWN as exc:
-                await session.send_error(redis_unavailable(exc), msg.get("id"))
+            if handler is None:
+                await session.send_error(ApiError("unknown_type", f"unknown message type {msg['type']!r}"), msg.get("id"))
+                continue
+            await session.answer(msg, handler(conn, msg))
     finally:
         inbox.cancel()
         await asyncio.gather(inbox, return_exceptions=True)
