@@ -72,3 +72,26 @@ async def test_lost_connection_delivers_gap_then_resumes(hubs, uid) -> None:
     while item is GAP:
         item = await asyncio.wait_for(sub.get(), 5)
     assert item == "after"
+
+
+async def test_a_message_published_as_soon_as_subscribe_returns_is_delivered(hubs, uid) -> None:
+    """subscribe() returns once Redis has confirmed: a channel reading history next misses nothing."""
+    a, b, _ = hubs
+    for i in range(200):
+        channel = uid("ch")
+        sub = await b.subscribe(channel)
+        await a.publish(channel, str(i))
+        assert await asyncio.wait_for(sub.get(), 5) == str(i), f"lost on attempt {i}"
+        await sub.close()
+
+
+async def test_subscribing_while_the_listener_reconnects_waits_for_it(hubs, uid) -> None:
+    a, b, client = hubs
+    await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    channel = uid("ch")
+    sub = await b.subscribe(channel)  # the listener is down or restarting now
+    await a.publish(channel, "first")
+    item = await asyncio.wait_for(sub.get(), 5)
+    while item is GAP:
+        item = await asyncio.wait_for(sub.get(), 5)
+    assert item == "first"

@@ -1,7 +1,8 @@
 """Live fan-out through Redis pub/sub: one listener per process, bounded queues per subscriber.
 
 ``PubSubHub.subscribe(channel)`` returns a :class:`Subscription` whose queue receives every
-message published on that channel (by any process) after the subscription is active.
+message published on that channel (by any process) after it returns: it waits for Redis to
+confirm the SUBSCRIBE, so a caller that reads durable history next cannot miss a message.
 Queues are bounded: a subscriber that falls ``queue_size`` messages behind is marked
 ``overflowed`` and gets no more messages (its owner closes it: a slow consumer never
 blocks others nor grows memory). Pub/sub is at-most-once: when the listener's Redis
@@ -13,14 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from prometheus_client import CollectorRegistry, Counter
 
 from tracker.supervisor import Supervisor
 
 log = logging.getLogger("tracker.pubsub")
+
+CONFIRM_TIMEOUT_S = 5.0  # how long subscribe() waits for Redis to confirm the SUBSCRIBE
+RECONNECT_POLL_S = 0.02  # how often subscribe() looks whether a restarting listener is back
 
 
 class _Gap:
@@ -88,6 +94,9 @@ class PubSubHub:
         self._home = f"tracker:proc:{uuid.uuid4().hex}"  # keeps the connection subscribed
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
+        # One future per SUBSCRIBE sent and not yet confirmed, per channel, in sending order:
+        # Redis confirms in that order on the listener's connection.
+        self._unconfirmed: dict[str, deque[asyncio.Future[None]]] = {}
         self._dropped = Counter(
             "tracker_pubsub_slow_subscribers", "Subscribers cut off for falling behind", registry=registry
         )
@@ -111,14 +120,65 @@ class PubSubHub:
         self._published.inc()
 
     async def subscribe(self, channel: str) -> Subscription:
-        """Subscribe; messages published after this returns are delivered."""
+        """Subscribe; every message published after this returns is delivered.
+
+        Waits until Redis has confirmed the SUBSCRIBE (redis-py only sends it): a caller that
+        reads durable history next must not miss what is published in between. Raises Redis's
+        ``TimeoutError`` when no confirmation comes within :data:`CONFIRM_TIMEOUT_S`.
+        """
         sub = Subscription(self, channel, self.queue_size)
-        async with self._lock:
-            subs = self._subs.setdefault(channel, set())
-            subs.add(sub)
-            if len(subs) == 1 and self._pubsub is not None:
-                await self._pubsub.subscribe(channel)
+        try:
+            await asyncio.wait_for(self._subscribe(sub), CONFIRM_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            await self.unsubscribe(sub)
+            raise RedisTimeoutError(f"Redis did not confirm the subscription to {channel}") from None
+        except BaseException:
+            await self.unsubscribe(sub)
+            raise
         return sub
+
+    async def _subscribe(self, sub: Subscription) -> None:
+        async with self._lock:
+            subs = self._subs.setdefault(sub.channel, set())
+            first = not subs
+            subs.add(sub)
+            broken = None
+            if first and self._pubsub is not None:
+                try:
+                    await self._send_subscribe(self._pubsub, sub.channel)
+                except Exception:  # noqa: BLE001 - a dead connection fails in more ways than one
+                    broken = self._pubsub  # its listener is about to fail and restart
+        # While the listener reconnects, wait: once back it subscribes every wanted channel.
+        while self._pubsub is None or self._pubsub is broken:
+            await asyncio.sleep(RECONNECT_POLL_S)
+        pending = self._unconfirmed.get(sub.channel)
+        if pending:
+            await asyncio.shield(pending[-1])
+
+    async def _send_subscribe(self, pubsub: aioredis.client.PubSub, *channels: str) -> None:
+        """Send SUBSCRIBE (caller holds the lock) and expect one confirmation per channel."""
+        loop = asyncio.get_running_loop()
+        for channel in channels:
+            self._unconfirmed.setdefault(channel, deque()).append(loop.create_future())
+        await pubsub.subscribe(*channels)
+
+    def _confirm(self, channel: str) -> None:
+        pending = self._unconfirmed.get(channel)
+        if not pending:
+            return
+        done = pending.popleft()
+        if not pending:
+            del self._unconfirmed[channel]
+        if not done.done():
+            done.set_result(None)
+
+    def _release_waiters(self) -> None:
+        """The connection is gone: nothing pending will be confirmed on it."""
+        for pending in self._unconfirmed.values():
+            for waiter in pending:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._unconfirmed.clear()
 
     async def unsubscribe(self, sub: Subscription) -> None:
         sub.active = False
@@ -139,18 +199,21 @@ class PubSubHub:
         return sum(len(s) for s in self._subs.values())
 
     async def _listen(self) -> None:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.redis.pubsub()
         try:
             async with self._lock:
-                await pubsub.subscribe(self._home, *self._subs.keys())
+                await self._send_subscribe(pubsub, self._home, *self._subs.keys())
                 self._pubsub = pubsub
             self._ready.set()
             while True:
                 msg = await pubsub.get_message(timeout=1.0)
-                if msg is None or msg.get("type") != "message":
+                if msg is None:
                     continue
-                for sub in tuple(self._subs.get(msg["channel"], ())):
-                    sub._offer(msg["data"])
+                if msg.get("type") == "subscribe":
+                    self._confirm(msg["channel"])
+                elif msg.get("type") == "message":
+                    for sub in tuple(self._subs.get(msg["channel"], ())):
+                        sub._offer(msg["data"])
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -161,6 +224,8 @@ class PubSubHub:
             raise
         finally:
             self._pubsub = None
+            self._ready.clear()
+            self._release_waiters()
             try:
                 await pubsub.aclose()
             except Exception:  # noqa: BLE001
