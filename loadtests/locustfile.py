@@ -12,7 +12,8 @@ so locust's table and CSV show them per message type:
 - ``event:<kind>`` and ``rider_location`` on customer sockets, timed from the server's ``ts``
   stamp to arrival (the fan-out latency a customer sees);
 - ``fix_to_visibility``: a probe rider's fix until ``GET /v1/riders/nearby`` returns it;
-- ``error:<code>`` for every error frame, as a failure.
+- ``error:<code>`` for every error frame, as a failure, except the answers a user expects in
+  a live system (``refused:<code>``, not a failure): see :meth:`WsUser.expected_error`.
 """
 from __future__ import annotations
 
@@ -105,7 +106,9 @@ class WsUser(User):
     def _read_loop(self) -> None:
         try:
             for msg in self.ws.messages():
-                if msg.get("type") == "error":
+                if msg.get("type") == "error" and self.expected_error(msg):
+                    self.report(f"refused:{msg.get('code')}", time.perf_counter(), 0)
+                elif msg.get("type") == "error":
                     self.report(f"error:{msg.get('code')}", time.perf_counter(), 0, RuntimeError(msg.get("message")))
                 else:
                     self.on_message(msg)
@@ -114,6 +117,10 @@ class WsUser(User):
 
     def on_message(self, msg: dict) -> None:
         """Handle one frame (subclasses)."""
+
+    def expected_error(self, msg: dict) -> bool:
+        """True for an error frame that is a normal outcome of a race, not a fault (subclasses)."""
+        return False
 
     def on_stop(self) -> None:
         if getattr(self, "ws", None):
@@ -157,9 +164,16 @@ class RiderUser(WsUser):
         kind = msg.get("type")
         self.report(kind or "unknown", time.perf_counter(), 0)
         if kind == "offer":
-            self.send("accept", {"type": "accept", "offer_id": msg["offer_id"]})
+            # The id comes back as the error's ``ref``: expected_error() knows an accept's answer.
+            self.send("accept", {"type": "accept", "offer_id": msg["offer_id"], "id": f"accept {msg['offer_id']}"})
         elif kind == "assigned":
             gevent.spawn(self._deliver, [o["order_id"] for o in msg["orders"]])
+
+    def expected_error(self, msg: dict) -> bool:
+        # An offer can be settled before the accept arrives: an add-on whose held order this
+        # rider has picked up meanwhile (its _deliver greenlet moves on by itself) is withdrawn,
+        # an offer can expire. The server answers ``conflict`` by design (docs/protocol.md, "Offers").
+        return msg.get("code") == "conflict" and str(msg.get("ref", "")).startswith("accept ")
 
     def _deliver(self, order_ids: list[str]) -> None:
         for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):

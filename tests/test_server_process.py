@@ -17,13 +17,28 @@ from tracker.launcher import ServerProcess, free_port
 
 def _redis_children(proc: ServerProcess) -> list[psutil.Process]:
     assert proc.proc is not None
-    return [p for p in psutil.Process(proc.proc.pid).children(recursive=True) if "redis-server" in p.name()]
+    found = []
+    for child in psutil.Process(proc.proc.pid).children(recursive=True):
+        try:
+            if "redis-server" in child.name():
+                found.append(child)
+        except psutil.NoSuchProcess:  # listed, then reaped: the server reaps a killed redis-server at once
+            pass
+    return found
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (a process can vanish between any two psutil calls)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _gone(pids: list[int], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+        if not any(_running(p) for p in pids):
             return True
         time.sleep(0.05)
     return False
@@ -196,12 +211,26 @@ def _reaped(pid: int, timeout: float = 10.0) -> bool:
 def _new_redis_child(proc: ServerProcess, old: int, timeout: float = 20.0) -> psutil.Process:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        fresh = [c for c in _redis_children(proc) if c.pid != old and c.status() != psutil.STATUS_ZOMBIE]
+        fresh = [c for c in _redis_children(proc) if c.pid != old and _running(c.pid)]
         if fresh:
             return fresh[0]
         assert proc.proc is not None and proc.proc.poll() is None, proc.log_tail()
         time.sleep(0.05)
     raise AssertionError(f"no new redis-server after {old} died:\n{proc.log_tail()}")
+
+
+def _wait_restarted(proc: ServerProcess, pid: int, timeout: float = 30.0) -> None:
+    """Until the server logs that its restart of redis-server ``pid`` is complete.
+
+    ``/readyz`` answers 200 as soon as the new redis-server takes connections, which can be
+    before the server's own start check (a PING every 50 ms) has seen it answer; a kill in
+    between is a restart that failed, and the server gives up at once instead of counting it.
+    """
+    deadline = time.monotonic() + timeout
+    while not any("embedded redis restarted" in line and f"pid={pid}]" in line for line in proc.log_tail(400).splitlines()):
+        assert proc.proc is not None and proc.proc.poll() is None, proc.log_tail()
+        assert time.monotonic() < deadline, proc.log_tail()
+        time.sleep(0.05)
 
 
 def _wait_ready_again(proc: ServerProcess, timeout: float = 30.0) -> None:
@@ -239,6 +268,7 @@ def test_a_redis_that_keeps_dying_stops_the_server_with_exit_1(tmp_path: Path) -
             psutil.Process(old).kill()
             if kill < RESTART_LIMIT:  # restarted each time, until the limit
                 old = _new_redis_child(proc, old).pid
+                _wait_restarted(proc, old)
                 _wait_ready_again(proc)
         assert proc.proc.wait(30) == 1
         last = proc.log_tail(100).strip().splitlines()[-1]  # the one line a supervisor's log shows

@@ -3,10 +3,13 @@
 Per connection it keeps the last good fix (for the sanity rule), a token bucket, and the
 set of orders the rider carries (loaded on connect, reloaded on the orders feature's
 ``_orders_changed`` notice) so that fix listeners (the customer channel) are only called for
-riders carrying orders, without a Redis read per fix.
+riders carrying orders, without a Redis read per fix. A fix that arrives while that reload
+is in flight waits for it: the notice is published before the assigning request answers,
+so the first fix after an assignment already counts for the new order.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -61,7 +64,10 @@ ON_DISCONNECT.append(on_disconnect)
 
 @handles_internal("_orders_changed")
 async def orders_changed(conn: RiderConnection, msg: dict[str, Any]) -> None:
-    await _load_orders(conn)
+    # Visible to location() from the moment the notice is taken: a fix handled during the
+    # SMEMBERS round trip must not be judged against the old set (and skip the listeners).
+    reload = conn.state["orders_reload"] = asyncio.ensure_future(_load_orders(conn))
+    await reload
 
 
 @handles("location")
@@ -82,6 +88,9 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
         raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored")
     conn.state["last_fix"] = fix
     _writer(conn).submit(conn.rider_id, fix)
+    reload = conn.state.get("orders_reload")
+    if reload is not None and not reload.done():
+        await asyncio.wait([reload])  # the orders changed a moment ago: use the new set
     orders = conn.state["orders"]
     if orders:
         for listener in rt.services.get("fix_listeners", ()):
