@@ -73,10 +73,12 @@ async def test_inbox_messages_reach_the_rider_and_internal_ones_do_not(server: S
     client = aioredis.Redis.from_url(redis_url)
     try:
         async with websockets.connect(url) as ws:
-            for _ in range(100):
+            for _ in range(500):  # the socket subscribes its inbox once connected
                 if (await client.pubsub_numsub(f"rider:{rider}:inbox"))[0][1] >= 1:
                     break
                 await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the rider's inbox was never subscribed")
             await client.publish(f"rider:{rider}:inbox", orjson.dumps({"type": "_internal_only"}))
             await client.publish(f"rider:{rider}:inbox", orjson.dumps({"type": "offer_withdrawn", "offer_id": "o1"}))
             msg = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
