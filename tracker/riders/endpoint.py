@@ -18,8 +18,8 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
-from tracker.errors import ApiError
-from tracker.pubsub import GAP, SubscriberTooSlow
+from tracker.errors import REDIS_DOWN, ApiError
+from tracker.pubsub import GAP, SubscriberTooSlow, Subscription
 from tracker.runtime import Runtime
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down
 
@@ -75,9 +75,7 @@ def inbox_channel(rider_id: str) -> str:
     return f"rider:{rider_id}:inbox"
 
 
-async def _forward_inbox(conn: RiderConnection) -> None:
-    sub = await conn.runtime.pubsub.subscribe(inbox_channel(conn.rider_id))
-    conn.state["inbox_ready"].set()
+async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
     try:
         while not conn.session.closed:
             item = await sub.get()
@@ -94,8 +92,6 @@ async def _forward_inbox(conn: RiderConnection) -> None:
             await conn.send(msg)
     except SubscriberTooSlow:
         await conn.session.close(CLOSE_POLICY, "rider inbox overflowed: reconnect")
-    finally:
-        await sub.close()
 
 
 async def rider_ws(websocket: WebSocket) -> None:
@@ -109,14 +105,16 @@ async def rider_ws(websocket: WebSocket) -> None:
         await session.close(CLOSE_POLICY, "forbidden: this socket is for riders (role 'rider')")
         return
     conn = RiderConnection(session=session, rider_id=session.principal.sub, runtime=rt)
-    conn.state["inbox_ready"] = asyncio.Event()
-    inbox = asyncio.create_task(_forward_inbox(conn), name=f"rider-inbox:{conn.rider_id}")
+    sub: Subscription | None = None
+    inbox: asyncio.Task[None] | None = None
     try:
         try:
-            await asyncio.wait_for(conn.state["inbox_ready"].wait(), timeout=10)
-        except asyncio.TimeoutError:
+            # Returns once Redis confirmed it (or raises): no offer sent from now on is missed.
+            sub = await rt.pubsub.subscribe(inbox_channel(conn.rider_id))
+        except REDIS_DOWN:
             await session.close(CLOSE_INTERNAL, "redis_unavailable: the rider's inbox could not be subscribed")
             return
+        inbox = asyncio.create_task(_forward_inbox(conn, sub), name=f"rider-inbox:{conn.rider_id}")
         for hook in ON_CONNECT:
             await hook(conn)
         async for msg in session.messages():
@@ -126,8 +124,11 @@ async def rider_ws(websocket: WebSocket) -> None:
                 continue
             await session.answer(msg, handler(conn, msg))
     finally:
-        inbox.cancel()
-        await asyncio.gather(inbox, return_exceptions=True)
+        if inbox is not None:
+            inbox.cancel()
+            await asyncio.gather(inbox, return_exceptions=True)
+        if sub is not None:
+            await sub.close()
         for hook in ON_DISCONNECT:
             try:
                 await hook(conn)
