@@ -174,6 +174,9 @@ BAD_FRAMES = [
     ('{"type": "location", "lat": 10, "lng": 1, "speed": -3}', "bad_message"),
     ('{"type": "location", "lat": 10, "lng": 1, "heading": "north"}', "bad_message"),
     ('{"type": "availability", "available": "yes"}', "bad_message"),
+    ('{"type": "location", "lat": 10, "lng": 1, "ts": 1700000000000.5}', "bad_message"),  # a ts is whole ms
+    ('{"type": "availability", "available": true, "shift_end": 1700000000000.5}', "bad_message"),
+    ('{"type": "availability", "available": true, "shift_start": 17e11, "shift_end": 1.5}', "bad_message"),
     ('{"type": "teleport", "lat": 10, "lng": 1}', "unknown_type"),
     ('["location", 10, 1]', "bad_message"),
 ]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from tracker.errors import ApiError
-from tracker.validate import coordinates, optional_number
+from tracker.validate import coordinates, optional_int, optional_number
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,11 @@ class Fix:
 def parse_fix(msg: Mapping[str, Any], now_ms: int) -> Fix:
     """Validate a ``location`` frame; ``bad_coordinates`` / ``bad_message`` on bad fields."""
     lat, lng = coordinates(msg.get("lat"), msg.get("lng"))
-    client_ts = optional_number(msg, "ts", lo=0, hi=2**53)
     return Fix(
         lat=lat,
         lng=lng,
         ts=now_ms,
-        client_ts=None if client_ts is None else int(client_ts),
+        client_ts=optional_int(msg, "ts", lo=0, hi=2**53),
         speed=optional_number(msg, "speed", lo=0, hi=150),
         heading=optional_number(msg, "heading", lo=0, hi=360),
         accuracy=optional_number(msg, "accuracy", lo=0, hi=100_000),

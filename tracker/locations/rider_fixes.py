@@ -21,7 +21,7 @@ from tracker.locations.ratelimit import FloodGuard, TokenBucket
 from tracker.locations.sanity import Verdict, judge
 from tracker.locations.writer import FixWriter
 from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, RiderConnection, handles, handles_internal
-from tracker.validate import optional_number, require_bool
+from tracker.validate import optional_int, require_bool
 from tracker.wsconn import CLOSE_POLICY
 
 log = logging.getLogger("tracker.locations")
@@ -108,14 +108,11 @@ async def availability(conn: RiderConnection, msg: dict[str, Any]) -> None:
     from then (where it is now) and offers it nothing before.
     """
     available = require_bool(msg, "available")
-    shift_start = optional_number(msg, "shift_start", lo=0, hi=2**53)
-    shift_end = optional_number(msg, "shift_end", lo=0, hi=2**53)
+    shift_start = optional_int(msg, "shift_start", lo=0, hi=2**53)
+    shift_end = optional_int(msg, "shift_end", lo=0, hi=2**53)
     if shift_start is not None and shift_end is not None and shift_start >= shift_end:
-        raise ApiError("bad_message", f"shift_start {shift_start:.0f} is not before shift_end {shift_end:.0f}")
-    await store.set_availability(
-        conn.runtime.redis, conn.rider_id, available, None if shift_end is None else int(shift_end),
-        shift_start=None if shift_start is None else int(shift_start),
-    )
+        raise ApiError("bad_message", f"shift_start {shift_start} is not before shift_end {shift_end}")
+    await store.set_availability(conn.runtime.redis, conn.rider_id, available, shift_end, shift_start=shift_start)
 
 
 def last_good_fix(conn: RiderConnection) -> Fix | None:
