@@ -45,6 +45,13 @@ class RiderClient(JsonSocket):
     async def progress(self, order_id: str, step: str) -> None:
         await self.send({"type": "progress", "order_id": order_id, "step": step})
 
+    async def release(self, order_id: str, reason: str | None = None) -> None:
+        """Hand an accepted order back before pickup; dispatch offers it to another rider."""
+        msg: dict[str, Any] = {"type": "release", "order_id": order_id}
+        if reason is not None:
+            msg["reason"] = reason
+        await self.send(msg)
+
     async def follow(self, path: Iterable[tuple[float, float]], rate_hz: float = 1.0) -> None:
         """Send one fix per point of ``path`` at ``rate_hz``."""
         for lat, lng in path:

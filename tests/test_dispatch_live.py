@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.orders_helpers import PICKUP, Ops, customer, events_until, merchant, rider
 from tracker.launcher import ServerProcess
 
 FAST = {"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "3", "TRACKER_DECLINE_COOLDOWN_S": "600"}
@@ -71,6 +71,49 @@ async def test_declined_order_goes_to_another_rider_and_not_back(own_redis, star
             await near.expect("offer", timeout=1.5)
         assert (await ops.get(oid))["rider_id"] == far_id
     finally:
+        await near.close()
+        await far.close()
+        await ops.close()
+
+
+async def test_released_order_goes_to_another_rider_and_not_back(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
+    near, far = await rider_near_restaurant(srv, near_id, 0.001), await rider_near_restaurant(srv, far_id, 0.02)
+    await confirmed_order(srv, ops, oid, mid)
+    watcher = await customer(srv, oid)
+    try:
+        offer = await near.expect("offer", timeout=10)
+        await near.accept(offer["offer_id"])
+        await near.expect("assigned")
+        await near.release(oid, reason="x" * 201)
+        assert (await near.expect("error"))["code"] == "bad_message"
+        await near.release(oid, reason="flat tyre")
+        kinds = [e["kind"] for e in await events_until(watcher, "rider_unassigned")]
+        assert kinds[-2:] == ["assigned", "rider_unassigned"], kinds
+        order = await ops.get(oid)
+        assert (order["status"], order["rider_id"]) == ("confirmed", None)
+        event = order["events"][-1]
+        assert (event["rider_id"], event["by"], event["reason"]) == (near_id, "rider", "flat tyre")
+        second = await far.expect("offer", timeout=10)  # offered again, to the other rider
+        assert [o["order_id"] for o in second["orders"]] == [oid]
+        await far.accept(second["offer_id"])
+        await far.expect("assigned")
+        with pytest.raises(asyncio.TimeoutError):
+            await near.expect("offer", timeout=1.5)
+        await near.release(oid)  # no longer its order
+        assert (await near.expect("error"))["code"] == "forbidden"
+        await near.release(uid("nope"))
+        assert (await near.expect("error"))["code"] == "not_found"
+        for step in ("at_pickup", "picked_up"):
+            await far.progress(oid, step)
+        await events_until(watcher, "picked_up")
+        await far.release(oid)  # the food is on its way: too late to give it back
+        assert (await far.expect("error"))["code"] == "invalid_transition"
+        assert (await ops.get(oid))["rider_id"] == far_id
+    finally:
+        await watcher.close()
         await near.close()
         await far.close()
         await ops.close()

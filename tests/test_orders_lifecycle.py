@@ -196,6 +196,35 @@ async def test_cancel_reason_must_be_a_short_string(server: ServerProcess, uid) 
         await ops.close()
 
 
+async def test_operator_takes_an_order_back_from_its_rider_before_pickup(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        unassign = f"/v1/orders/{oid}/unassign"
+        early = await ops.client.post(unassign, json={})
+        assert early.status_code == 409 and early.json()["error"]["code"] == "invalid_transition"
+        assert (await ops.assign(oid, rid)).status_code == 200
+        as_merchant = await ops.client.post(unassign, json={}, headers={"Authorization": "Bearer " + server.token("merchant", mid)})
+        assert as_merchant.status_code == 403 and as_merchant.json()["error"]["code"] == "forbidden"
+        bad = await ops.client.post(unassign, json={"reason": 7})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_message"
+        assert (await ops.get(oid))["rider_id"] == rid  # refused: nothing happened
+        done = await ops.client.post(unassign, json={"reason": "rider's bike broke"})
+        assert done.status_code == 200, done.text
+        assert (done.json()["status"], done.json()["rider_id"]) == ("confirmed", None)
+        event = (await kitchen.event(oid, "rider_unassigned"))
+        assert (event["rider_id"], event["by"], event["reason"]) == (rid, "operator", "rider's bike broke")
+        assert (await ops.client.post(unassign, json={})).json()["error"]["code"] == "invalid_transition"
+        assert (await ops.assign(oid, uid("r2"))).status_code == 200  # open again: it can be assigned anew
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
 async def test_eta_is_null_once_the_order_is_delivered(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid, rid = uid("o"), uid("m"), uid("r")

@@ -153,7 +153,7 @@ class Settings:
     )
     decline_cooldown_s: float = _setting(
         "TRACKER_DECLINE_COOLDOWN_S", _non_negative_float, 300.0,
-        "server seconds a rider who declined (or let expire) an order is not offered it again",
+        "server seconds a rider who declined (or let expire, or released) an order is not offered it again",
     )
     dispatch_radius_m: float = _setting(
         "TRACKER_DISPATCH_RADIUS_M", _positive_float, 8000.0, "how far from a restaurant riders are considered"

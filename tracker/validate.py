@@ -67,6 +67,19 @@ def optional_int(msg: Mapping[str, Any], field: str, *, lo: int | None = None, h
     return int(number)
 
 
+MAX_REASON_CHARS = 200
+
+
+def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None:
+    """An optional free-text reason: a string of at most 200 characters, else ``bad_message``."""
+    reason = msg.get(field)
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        raise ApiError("bad_message", f"'{field}' must be a string of at most {MAX_REASON_CHARS} characters")
+    return reason
+
+
 def require_bool(msg: Mapping[str, Any], field: str) -> bool:
     """A JSON boolean from ``msg[field]`` or ``bad_message``."""
     value = msg.get(field, _MISSING)

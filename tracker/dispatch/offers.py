@@ -209,12 +209,12 @@ class OfferStore:
         """Drop a pending entry whose record is gone (its safety TTL ran out)."""
         await self.redis.zrem(PENDING_KEY, offer_id)
 
-    async def cool_down(self, offer: OfferRecord, until_ms: int) -> None:
-        """Keep the offer's rider away from its orders until ``until_ms`` (server time)."""
+    async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str, until_ms: int) -> None:
+        """Keep ``rider_id`` away from these orders (of one merchant) until ``until_ms`` (server time)."""
         pipe = self.redis.pipeline(transaction=False)
-        for oid in offer.order_ids:
-            key = cooldown_key(offer.merchant_id, oid)
-            pipe.zadd(key, {offer.rider_id: until_ms})
+        for oid in order_ids:
+            key = cooldown_key(merchant_id, oid)
+            pipe.zadd(key, {rider_id: until_ms})
             pipe.pexpire(key, self.safety_ttl_ms * 4)
         await pipe.execute()
 

@@ -1,4 +1,4 @@
-"""The rider's answers to offers: ``accept`` and ``decline`` on ``/v1/ws/rider``.
+"""The rider's answers to offers on ``/v1/ws/rider``: ``accept``, ``decline``, and ``release``.
 
 Accepting claims the offer (so the expiry sweep cannot race it), assigns all its orders in
 one atomic step while they are still locked to the offer, then frees the locks and confirms
@@ -6,6 +6,8 @@ with an ``assigned`` frame (an add-on also re-sequences the rider's held orders)
 frees the orders for the next round and keeps this rider away from them for
 ``TRACKER_DECLINE_COOLDOWN_S``. An answer to an offer that was made to this rider but is
 settled (expired, withdrawn, answered) is a ``conflict``; to one never made to it, ``not_found``.
+Releasing hands an accepted order back before its pickup (``rider_unassigned``): it is open
+for the next round, and this rider is kept away from it like after a decline.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from typing import Any
 
 from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
 from tracker.errors import ApiError
-from tracker.orders import assign_orders, still_to_collect
+from tracker.orders import assign_orders, still_to_collect, unassign_order
 from tracker.riders.endpoint import RiderConnection, handles
-from tracker.validate import require_id
+from tracker.validate import optional_reason, require_id
 
 
 _SETTLED = {ACCEPTED: "was already accepted", DECLINED: "was declined", EXPIRED: "has expired",
@@ -65,5 +67,14 @@ async def decline(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if not await dispatcher.store.claim(record):
         raise ApiError("conflict", f"offer {record.offer_id!r} has already expired")
     await dispatcher.store.release(record, DECLINED)
-    await dispatcher.cool_down(record)
+    await dispatcher.cool_down(record.merchant_id, record.order_ids, conn.rider_id)
     dispatcher.metrics.offers.labels("declined").inc()
+
+
+@handles("release")
+async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
+    """Give back one of this rider's orders before pickup; dispatch offers it to someone else."""
+    order_id = require_id(msg, "order_id")
+    reason = optional_reason(msg)
+    order = await unassign_order(conn.runtime, order_id, by="rider", reason=reason, rider_id=conn.rider_id)
+    await conn.runtime.services["dispatcher"].cool_down(order["merchant_id"], (order_id,), conn.rider_id)

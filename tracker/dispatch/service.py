@@ -173,7 +173,7 @@ class Dispatcher:
             if not await self.store.claim(record):
                 continue
             await self.store.release(record, EXPIRED)
-            await self.cool_down(record)
+            await self.cool_down(record.merchant_id, record.order_ids, record.rider_id)
             await self.rt.pubsub.publish(
                 inbox_channel(record.rider_id), orjson.dumps({"type": "offer_expired", "offer_id": offer_id}).decode()
             )
@@ -181,8 +181,8 @@ class Dispatcher:
             count += 1
         return count
 
-    async def cool_down(self, record: OfferRecord) -> None:
-        """Keep the rider of a declined or expired offer away from its orders for a while."""
+    async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
+        """Keep a rider who declined, let expire or gave back these orders away from them for a while."""
         until = self.rt.clock.now_ms() + int(self.rt.settings.decline_cooldown_s * 1000)
-        await self.store.cool_down(record, until)
+        await self.store.cool_down(merchant_id, order_ids, rider_id, until)
 

@@ -84,6 +84,7 @@ class LiveDay:
         self.last_job: dict[str, Job] = {}  # each courier's latest job (the one add-ons grow)
         self.delivered: set[str] = set()
         self.errors: list[str] = []
+        self.released: list[str] = []  # assignments handed back to the server
 
     def token(self, role: str, sub: str) -> str:
         return issue_token(self.secret, role, sub, 7 * 24 * 3600)
@@ -152,8 +153,11 @@ class LiveDay:
                         await rider.decline(frame["offer_id"])
                 elif frame.get("type") == "assigned":
                     job = self._assigned(state, frame)
-                    if job is not None:
+                    if isinstance(job, Job):
                         work = asyncio.ensure_future(self._deliver(rider, state, job, route, work))
+                    else:  # too late to collect before the shift ends: another courier will
+                        for oid in job:
+                            await rider.release(oid, reason="the shift ends before the pickup")
                 elif frame.get("type") == "error":
                     self.errors.append(f"{cid}: {frame.get('code')} {frame.get('message')}")
             await work
@@ -172,8 +176,12 @@ class LiveDay:
         probe = CourierState(state.id, state.x, state.y, state.free_at, state.label)
         return execute(self.inst, probe, ids, now) is not None
 
-    def _assigned(self, state: CourierState, frame: dict) -> Job | None:  # type: ignore[type-arg]
-        """Record an assignment; an add-on grows the pending job (``None``: nothing new to run)."""
+    def _assigned(self, state: CourierState, frame: dict) -> Job | tuple[str, ...]:  # type: ignore[type-arg]
+        """Record an assignment: the job to run, or the orders to hand back (none once an add-on grew the pending job).
+
+        The frame can arrive later than the accept that asked for it (under load); orders it
+        can no longer collect before the courier's shift ends are handed back, not dropped.
+        """
         ids = tuple(o["order_id"] for o in frame["orders"])
         now = self.clock.minute()
         last = self.last_job.get(state.id)
@@ -182,12 +190,12 @@ class LiveDay:
             if grown is not None:
                 self.assignments[self.assignments.index(last.assignment)] = grown
                 last.assignment = grown
-                return None
+                return ()
         start, moves_before = (state.x, state.y), len(state.moves)
         done = execute(self.inst, state, ids, now)
         if done is None:
-            self.errors.append(f"{state.id}: offer after its shift for {ids}")
-            return None
+            self.released.append(f"{state.id}: assigned {', '.join(ids)} too late to collect before its shift ends; released")
+            return ids
         self.assignments.append(done)
         self.last_job[state.id] = Job(done, start, state.moves[moves_before][0])
         return self.last_job[state.id]
@@ -264,7 +272,7 @@ async def play(inst: Instance, base_url: str, secret: str) -> tuple[DayResult, l
         k.cancel()
     await asyncio.gather(*kitchens, return_exceptions=True)
     day.assignments.sort(key=lambda a: (a.time, a.courier))
-    return DayResult(inst, day.assignments, {cid: s.moves for cid, s in day.states.items()}, 0), day.errors
+    return DayResult(inst, day.assignments, {cid: s.moves for cid, s in day.states.items()}, 0), day.errors + day.released
 
 
 def run_live(args: argparse.Namespace) -> int:

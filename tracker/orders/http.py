@@ -1,4 +1,4 @@
-"""Orders over HTTP: create (idempotent), read with history, cancel, and operator assign."""
+"""Orders over HTTP: create (idempotent), read with history, cancel, and operator assign / unassign."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,10 +12,7 @@ from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse, loads_object
 from tracker.orders import service
 from tracker.runtime import runtime_of
-from tracker.validate import is_valid_id, optional_int, optional_number, require_id, require_point
-
-
-MAX_REASON_CHARS = 200
+from tracker.validate import is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point
 
 
 def _order_id(request: Request) -> str:
@@ -41,16 +38,6 @@ def check_scope(principal: Principal, order: dict[str, Any], *, customer_may: bo
     if customer_may and principal.role is Role.CUSTOMER and principal.sub == order["id"]:
         return
     raise ApiError("forbidden", "this order is outside the token's scope")
-
-
-def _reason(body: dict[str, Any]) -> str | None:
-    """The optional cancel ``reason``: a string of at most 200 characters, else ``bad_message``."""
-    reason = body.get("reason")
-    if reason is None:
-        return None
-    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
-        raise ApiError("bad_message", f"'reason' must be a string of at most {MAX_REASON_CHARS} characters")
-    return reason
 
 
 async def create(request: Request) -> Response:
@@ -88,7 +75,7 @@ async def cancel(request: Request) -> Response:
     order_id = _order_id(request)
     raw = await service.require_order(rt, order_id)
     check_scope(principal, {"id": order_id, "merchant_id": raw["merchant_id"]}, customer_may=False)
-    reason = _reason(await _body(request))
+    reason = optional_reason(await _body(request))
     await service.step(rt, [order_id], "cancelled", merchant_id=raw["merchant_id"],
                        event_extra={"by": principal.role.value, **({"reason": reason} if reason else {})})
     return JSONResponse(await service.load_order(rt, order_id))
@@ -103,9 +90,20 @@ async def assign(request: Request) -> Response:
     return JSONResponse(await service.load_order(rt, order_id))
 
 
+async def unassign(request: Request) -> Response:
+    """Take the order back from its rider before pickup; dispatch offers it again."""
+    rt = runtime_of(request)
+    rt.authenticate(request).require(Role.OPERATOR)
+    order_id = _order_id(request)
+    reason = optional_reason(await _body(request))
+    await service.unassign_order(rt, order_id, by="operator", reason=reason)
+    return JSONResponse(await service.load_order(rt, order_id))
+
+
 routes = [
     Route("/v1/orders", create, methods=["POST"]),
     Route("/v1/orders/{order_id}", read, methods=["GET"]),
     Route("/v1/orders/{order_id}/cancel", cancel, methods=["POST"]),
     Route("/v1/orders/{order_id}/assign", assign, methods=["POST"]),
+    Route("/v1/orders/{order_id}/unassign", unassign, methods=["POST"]),
 ]

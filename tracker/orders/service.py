@@ -197,11 +197,23 @@ async def still_to_collect(rt: Runtime, rider_id: str, order_ids: list[str]) -> 
     return out
 
 
-async def unassign_order(rt: Runtime, order_id: str, *, reason: str) -> list[dict[str, Any]]:
-    """Take the order back from its rider before pickup (``rider_unassigned``)."""
+async def unassign_order(rt: Runtime, order_id: str, *, by: str, reason: str | None = None,
+                         rider_id: str | None = None) -> dict[str, str]:
+    """Take the order back from its rider before pickup (``rider_unassigned``); it is open again.
+
+    ``rider_id``, when given, must be the order's rider (``forbidden`` otherwise, checked in the
+    same atomic step); an order without a rider, or already picked up, is ``invalid_transition``.
+    Returns the order as it was (its ``rider_id`` is the rider it was taken from).
+    """
     order = await require_order(rt, order_id)
-    return await step(
-        rt, [order_id], "rider_unassigned", merchant_id=order["merchant_id"],
-        fields={"rider_id": "", "eta": "", "pickup_eta": "", "route_seq": "", "bundle": ""},
-        event_extra={"rider_id": order.get("rider_id") or None, "reason": reason},
+    if rider_id is None and not order.get("rider_id"):
+        raise ApiError("invalid_transition", f"order {order_id!r} has no rider to take it from")
+    extra: dict[str, Any] = {"rider_id": rider_id or order.get("rider_id") or None, "by": by}
+    if reason:
+        extra["reason"] = reason
+    await step(
+        rt, [order_id], "rider_unassigned", merchant_id=order["merchant_id"], rider=rider_id,
+        fields={"rider_id": "", "eta": "", "pickup_eta": "", "route_seq": "", "bundle": "", "offer_id": ""},
+        event_extra=extra,
     )
+    return order
