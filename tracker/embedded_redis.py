@@ -6,7 +6,9 @@ and dies with its parent: stopped on exit, and sent SIGTERM by the kernel
 (``PR_SET_PDEATHSIG``) if the parent crashes. A lock file keeps a second tracker from
 starting another Redis on the same folder. :meth:`EmbeddedRedis.watch` reaps the child if it
 exits on its own and starts it again on the same folder and address (its AOF brings the data
-back); when that fails, or it keeps dying, it reports the loss so the server can exit.
+back). A restart that dies again while starting counts as one more exit and is retried after
+a short pause; when it keeps dying, or a restart fails otherwise, it reports the loss so the
+server can exit.
 """
 from __future__ import annotations
 
@@ -34,6 +36,15 @@ _PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 100
 RESTART_LIMIT = 5  # restarts allowed within RESTART_WINDOW_S before giving up
 RESTART_WINDOW_S = 60.0
+RESTART_PAUSE_S = 0.25  # before retrying a restart that died while starting; doubles each time
+
+
+class _ExitedAtStart(StartupError):
+    """redis-server exited before it answered PING (``tail``: the last line of its log)."""
+
+    def __init__(self, tail: str) -> None:
+        super().__init__(f"embedded redis-server exited at start: {tail}")
+        self.tail = tail
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -175,7 +186,13 @@ class EmbeddedRedis:
                 proc.stderr.close()
             if self._stopping:
                 return
-            how = describe_exit(code)
+            if not self._restart(describe_exit(code), exits, on_lost, timeout):
+                return
+
+    def _restart(self, how: str, exits: deque[float], on_lost: Callable[[str], None], timeout: float) -> bool:
+        """Start redis-server again after it exited ``how``; ``False`` once given up (``on_lost`` told)."""
+        pause = 0.0
+        while True:
             now = time.monotonic()
             exits.append(now)
             while now - exits[0] > RESTART_WINDOW_S:
@@ -185,20 +202,35 @@ class EmbeddedRedis:
                           f"giving up (its log: {self.data_dir / 'redis.log'})")
                 log.error(reason)
                 on_lost(reason)
-                return
-            log.error("embedded redis-server (pid %d) %s; restarting it on %s", proc.pid, how, self.data_dir)
+                return False
+            log.error("embedded redis-server %s; restarting it on %s", how, self.data_dir)
+            if not self._pause(pause):
+                return False
             try:
                 with self._guard:
                     if self._stopping:
-                        return
+                        return False
                     self._spawn(timeout)
                     pid = self.pid
+            except _ExitedAtStart as exc:  # e.g. its files were briefly unreadable: count it, try again
+                how, pause = f"exited while starting ({exc.tail})", max(RESTART_PAUSE_S, 2 * pause)
+                continue
             except Exception as exc:  # noqa: BLE001 - reported through on_lost
                 reason = f"embedded redis-server {how} and could not be restarted: {exc}"
                 log.error(reason)
                 on_lost(reason)
-                return
+                return False
             log.warning("embedded redis restarted on its data folder", extra={"url": self.url, "pid": pid})
+            return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless :meth:`stop` is called meanwhile (then ``False``)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stopping:
+                return False
+            time.sleep(min(0.05, deadline - time.monotonic()))
+        return not self._stopping
 
     # -- starting one process ----------------------------------------------
     def _command(self) -> list[str]:
@@ -278,7 +310,7 @@ class EmbeddedRedis:
         try:
             while True:
                 if self._proc.poll() is not None:
-                    raise StartupError(f"embedded redis-server exited at start: {self._log_tail()}")
+                    raise _ExitedAtStart(self._log_tail())
                 try:
                     if client.ping():
                         return
