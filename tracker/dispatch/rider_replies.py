@@ -15,7 +15,7 @@ from typing import Any
 
 from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
 from tracker.errors import ApiError
-from tracker.orders import assign_orders, still_to_collect, unassign_order
+from tracker.orders import assign_orders, load_order, still_to_collect, unassign_order
 from tracker.riders.endpoint import RiderConnection, handles
 from tracker.validate import optional_reason, require_id
 
@@ -66,8 +66,8 @@ async def decline(conn: RiderConnection, msg: dict[str, Any]) -> None:
     dispatcher = conn.runtime.services["dispatcher"]
     if not await dispatcher.store.claim(record):
         raise ApiError("conflict", f"offer {record.offer_id!r} has already expired")
+    await dispatcher.cool_down(record.merchant_id, record.order_ids, conn.rider_id)  # before they are open again
     await dispatcher.store.release(record, DECLINED)
-    await dispatcher.cool_down(record.merchant_id, record.order_ids, conn.rider_id)
     dispatcher.metrics.offers.labels("declined").inc()
 
 
@@ -76,5 +76,10 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
     """Give back one of this rider's orders before pickup; dispatch offers it to someone else."""
     order_id = require_id(msg, "order_id")
     reason = optional_reason(msg)
-    order = await unassign_order(conn.runtime, order_id, by="rider", reason=reason, rider_id=conn.rider_id)
-    await conn.runtime.services["dispatcher"].cool_down(order["merchant_id"], (order_id,), conn.rider_id)
+    order = await load_order(conn.runtime, order_id)
+    if order is None:
+        raise ApiError("not_found", f"no order {order_id!r}")
+    if order["rider_id"] == conn.rider_id:  # kept away before the order is open again, or the
+        # next round could offer it straight back to this rider (as a rule the closest)
+        await conn.runtime.services["dispatcher"].cool_down(order["merchant_id"], (order_id,), conn.rider_id)
+    await unassign_order(conn.runtime, order_id, by="rider", reason=reason, rider_id=conn.rider_id)

@@ -172,8 +172,8 @@ class Dispatcher:
                 continue
             if not await self.store.claim(record):
                 continue
+            await self.cool_down(record.merchant_id, record.order_ids, record.rider_id)  # before they are open again
             await self.store.release(record, EXPIRED)
-            await self.cool_down(record.merchant_id, record.order_ids, record.rider_id)
             await self.rt.pubsub.publish(
                 inbox_channel(record.rider_id), orjson.dumps({"type": "offer_expired", "offer_id": offer_id}).decode()
             )
