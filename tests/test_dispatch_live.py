@@ -26,6 +26,19 @@ async def rider_near_restaurant(srv: ServerProcess, rid: str, offset: float) -> 
     return r
 
 
+async def near_and_far(srv: ServerProcess, near_id: str, far_id: str) -> tuple[RiderClient, RiderClient]:
+    """A rider next to the restaurant and one farther off: dispatch asks the near one first."""
+    return await rider_near_restaurant(srv, near_id, 0.001), await rider_near_restaurant(srv, far_id, 0.02)
+
+
+async def accepted(srv: ServerProcess, ops: Ops, oid: str, mid: str, courier: RiderClient) -> None:
+    """Confirm a new order and have ``courier`` accept the offer it gets."""
+    await confirmed_order(srv, ops, oid, mid)
+    offer = await courier.expect("offer", timeout=10)
+    await courier.accept(offer["offer_id"])
+    await courier.expect("assigned")
+
+
 async def test_offer_accept_assigns_the_order(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
@@ -58,7 +71,7 @@ async def test_declined_order_goes_to_another_rider_and_not_back(own_redis, star
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
-    near, far = await rider_near_restaurant(srv, near_id, 0.001), await rider_near_restaurant(srv, far_id, 0.02)
+    near, far = await near_and_far(srv, near_id, far_id)
     try:
         await confirmed_order(srv, ops, oid, mid)
         offer = await near.expect("offer", timeout=10)  # the closer rider is asked first
@@ -80,16 +93,14 @@ async def test_released_order_goes_to_another_rider_and_not_back(own_redis, star
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
-    near, far = await rider_near_restaurant(srv, near_id, 0.001), await rider_near_restaurant(srv, far_id, 0.02)
-    await confirmed_order(srv, ops, oid, mid)
+    near, far = await near_and_far(srv, near_id, far_id)
+    await accepted(srv, ops, oid, mid, near)
     watcher = await customer(srv, oid)
     try:
-        offer = await near.expect("offer", timeout=10)
-        await near.accept(offer["offer_id"])
-        await near.expect("assigned")
         await near.release(oid, reason="x" * 201)
         assert (await near.expect("error"))["code"] == "bad_message"
         await near.release(oid, reason="flat tyre")
+        assert await near.expect("unassigned") == {"type": "unassigned", "order_id": oid, "by": "rider", "reason": "flat tyre"}
         kinds = [e["kind"] for e in await events_until(watcher, "rider_unassigned")]
         assert kinds[-2:] == ["assigned", "rider_unassigned"], kinds
         order = await ops.get(oid)
@@ -114,6 +125,29 @@ async def test_released_order_goes_to_another_rider_and_not_back(own_redis, star
         assert (await ops.get(oid))["rider_id"] == far_id
     finally:
         await watcher.close()
+        await near.close()
+        await far.close()
+        await ops.close()
+
+
+async def test_operator_takes_an_order_back_the_rider_is_told_and_another_gets_it(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
+    near, far = await near_and_far(srv, near_id, far_id)
+    try:
+        await accepted(srv, ops, oid, mid, near)
+        taken = await ops.client.post(f"/v1/orders/{oid}/unassign", json={"reason": "customer called"})
+        assert taken.status_code == 200 and taken.json()["rider_id"] is None, taken.text
+        told = await near.expect(lambda f: f["type"] in ("unassigned", "offer"), timeout=5)
+        assert told == {"type": "unassigned", "order_id": oid, "by": "operator", "reason": "customer called"}
+        second = await far.expect("offer", timeout=10)  # dispatch offers it again, to the other rider
+        assert [o["order_id"] for o in second["orders"]] == [oid]
+        with pytest.raises(asyncio.TimeoutError):
+            await near.expect("offer", timeout=1.5)
+        await near.progress(oid, "at_pickup")  # it is no longer the near rider's to report on
+        assert (await near.expect("error"))["code"] == "forbidden"
+    finally:
         await near.close()
         await far.close()
         await ops.close()

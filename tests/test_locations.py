@@ -176,7 +176,7 @@ BAD_FRAMES = [
     ('{"type": "availability", "available": "yes"}', "bad_message"),
     ('{"type": "location", "lat": 10, "lng": 1, "ts": 1700000000000.5}', "bad_message"),  # a ts is whole ms
     ('{"type": "availability", "available": true, "shift_end": 1700000000000.5}', "bad_message"),
-    ('{"type": "availability", "available": true, "shift_start": 17e11, "shift_end": 1.5}', "bad_message"),
+    ('{"type": "availability", "available": true, "shift_start": 1.5, "shift_end": 17e11}', "bad_message"),
     ('{"type": "teleport", "lat": 10, "lng": 1}', "unknown_type"),
     ('["location", 10, 1]', "bad_message"),
 ]

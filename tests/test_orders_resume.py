@@ -218,6 +218,20 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
         except asyncio.TimeoutError:
             again = None
         assert again is None
+        # the rider gives the order back; the kitchen hears of the one who takes over as it arrives
+        await courier.release(oid, reason="flat tyre")
+        await kitchen.event(oid, "rider_unassigned")
+        relief_id = uid("r2")
+        relief = await rider(srv, relief_id)
+        try:
+            assert (await ops.assign(oid, relief_id)).status_code == 200
+            await relief.location(pickup[0] + 0.01, pickup[1])  # 1.1 km: within preparation time,
+            await asyncio.sleep(1.1)  # but the kitchen was told to start already: no second time
+            await relief.location(pickup[0] + 0.003, pickup[1])  # 330 m: arriving
+            arriving = await kitchen.expect("prompt")
+            assert (arriving["kind"], arriving["order_id"]) == ("rider_arriving", oid)
+        finally:
+            await relief.close()
     finally:
         await kitchen.close()
         await courier.close()

@@ -87,6 +87,39 @@ async def test_customer_page_follows_the_order_and_recovers_after_a_cut(start_se
         await ops.close()
 
 
+async def test_customer_page_drops_rider_and_eta_when_the_order_is_taken_back(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
+        assert (await ops.assign(oid, rid)).status_code == 200
+        for i in range(1, 4):  # a rider streams about one fix a second
+            await asyncio.sleep(1.05)
+            await courier.location(PICKUP["lat"] - 0.004 + i * 0.0005, PICKUP["lng"])
+        await expect(page.locator("#eta")).to_contain_text("min")
+        await courier.progress(oid, "at_pickup")
+        await expect(page.locator('#timeline li[data-kind="at_pickup"]')).to_have_class("done")
+        taken = await ops.client.post(f"/v1/orders/{oid}/unassign", json={"reason": "rider fell ill"})
+        assert taken.status_code == 200, taken.text
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        await expect(page.locator('[data-marker="rider"]')).to_have_count(0)
+        await expect(page.locator("#eta")).to_have_text("–")
+        await expect(page.locator('#timeline li[data-kind="at_pickup"]')).not_to_have_class("done")
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
 async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid, rid = uid("o"), uid("m"), uid("r")

@@ -186,13 +186,15 @@ class EmbeddedRedis:
                 proc.stderr.close()
             if self._stopping:
                 return
-            if not self._restart(describe_exit(code), exits, on_lost, timeout):
+            if not self._restart(f"(pid {proc.pid}) {describe_exit(code)}", exits, on_lost, timeout):
                 return
 
     def _restart(self, how: str, exits: deque[float], on_lost: Callable[[str], None], timeout: float) -> bool:
         """Start redis-server again after it exited ``how``; ``False`` once given up (``on_lost`` told)."""
-        pause = 0.0
+        first, pause = how, 0.0
         while True:
+            if self._stopping:  # a start that failed because stop() took the process is no exit
+                return False
             now = time.monotonic()
             exits.append(now)
             while now - exits[0] > RESTART_WINDOW_S:
@@ -213,7 +215,7 @@ class EmbeddedRedis:
                     self._spawn(timeout)
                     pid = self.pid
             except _ExitedAtStart as exc:  # e.g. its files were briefly unreadable: count it, try again
-                how, pause = f"exited while starting ({exc.tail})", max(RESTART_PAUSE_S, 2 * pause)
+                how, pause = f"{first}, then exited while starting ({exc.tail})", max(RESTART_PAUSE_S, 2 * pause)
                 continue
             except Exception as exc:  # noqa: BLE001 - reported through on_lost
                 reason = f"embedded redis-server {how} and could not be restarted: {exc}"

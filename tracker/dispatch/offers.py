@@ -12,7 +12,7 @@ Keys (the braces are Redis Cluster hash tags):
 - ``rideroffer:{<rider>}`` -> the offer a rider is considering (one at a time).
 - ``offers:pending`` ZSET offer id -> ``expires_at``: the expiry sweep's work list.
 - ``cooldown:{m:<merchant>}:<order>`` ZSET rider -> until (server ms): riders who declined
-  or let the order's offer expire are kept away from it for a while.
+  or let the order's offer expire, or gave the order back, are kept away from it for a while.
 
 Expiry times are server time (``expires_at``); Redis key TTLs are only a safety net against
 leaks and are set in real time with a margin (a replay clock may run faster).
@@ -209,13 +209,17 @@ class OfferStore:
         """Drop a pending entry whose record is gone (its safety TTL ran out)."""
         await self.redis.zrem(PENDING_KEY, offer_id)
 
-    async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str, until_ms: int) -> None:
-        """Keep ``rider_id`` away from these orders (of one merchant) until ``until_ms`` (server time)."""
+    async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str, until_ms: int,
+                        length_ms: int) -> None:
+        """Keep ``rider_id`` away from these orders (of one merchant) until ``until_ms`` (server time).
+
+        ``length_ms`` is how long that is in real time: the key outlives it (and the offer safety net).
+        """
         pipe = self.redis.pipeline(transaction=False)
         for oid in order_ids:
             key = cooldown_key(merchant_id, oid)
             pipe.zadd(key, {rider_id: until_ms})
-            pipe.pexpire(key, self.safety_ttl_ms * 4)
+            pipe.pexpire(key, max(self.safety_ttl_ms * 4, length_ms + 60_000))
         await pipe.execute()
 
     async def blocked_riders(self, orders: list[tuple[str, str]], now_ms: int) -> dict[str, set[str]]:

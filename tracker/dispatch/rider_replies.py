@@ -47,7 +47,8 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired or was answered already")
     if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):
         await dispatcher.store.release(record, WITHDRAWN)  # back to the next round, as a job of its own
-        raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders already picked up; it is withdrawn")
+        raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders no longer waiting for this rider "
+                               "(picked up or given back); it is withdrawn")
     outcome = WITHDRAWN  # unless the assignment goes through (an order was cancelled meanwhile...)
     try:
         await assign_orders(conn.runtime, list(record.order_ids), conn.rider_id, offer_id=record.offer_id,
@@ -82,4 +83,4 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if order["rider_id"] == conn.rider_id:  # kept away before the order is open again, or the
         # next round could offer it straight back to this rider (as a rule the closest)
         await conn.runtime.services["dispatcher"].cool_down(order["merchant_id"], (order_id,), conn.rider_id)
-    await unassign_order(conn.runtime, order_id, by="rider", reason=reason, rider_id=conn.rider_id)
+    await unassign_order(conn.runtime, order_id, rider_id=conn.rider_id, by="rider", reason=reason)

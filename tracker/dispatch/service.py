@@ -183,6 +183,7 @@ class Dispatcher:
 
     async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
         """Keep a rider who declined, let expire or gave back these orders away from them for a while."""
-        until = self.rt.clock.now_ms() + int(self.rt.settings.decline_cooldown_s * 1000)
-        await self.store.cool_down(merchant_id, order_ids, rider_id, until)
+        length = int(self.rt.settings.decline_cooldown_s * 1000)  # server ms
+        real = int(length / min(1.0, self.rt.settings.time_scale))  # a slowed clock makes it longer in real time
+        await self.store.cool_down(merchant_id, order_ids, rider_id, self.rt.clock.now_ms() + length, real)
 

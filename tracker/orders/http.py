@@ -96,7 +96,19 @@ async def unassign(request: Request) -> Response:
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
     reason = optional_reason(await _body(request))
-    await service.unassign_order(rt, order_id, by="operator", reason=reason)
+    raw = await service.require_order(rt, order_id)
+    rider = raw.get("rider_id")
+    if not rider:
+        raise ApiError("invalid_transition", f"order {order_id!r} has no rider to take it from")
+    dispatcher = rt.services.get("dispatcher")
+    if dispatcher is not None:  # kept away before the order is open again, as after a decline
+        await dispatcher.cool_down(raw["merchant_id"], (order_id,), rider)
+    try:
+        await service.unassign_order(rt, order_id, rider_id=rider, by="operator", reason=reason)
+    except ApiError as exc:
+        if exc.code != "forbidden":
+            raise
+        raise ApiError("conflict", f"order {order_id!r} changed riders meanwhile; read it and try again") from None
     return JSONResponse(await service.load_order(rt, order_id))
 
 

@@ -111,7 +111,7 @@ class RiderOrdersFeed:
             pickup_eta = None if plan.pickup is None else int(plan.pickup)
             if plan.pickup_arrival is not None and first["status"] == "assigned":
                 arrival = int(plan.pickup_arrival)
-                prompts += self._due_prompts(to_pick, arrival, now)
+                prompts += self._due_prompts(to_pick, arrival, now, rider_id)
         pipe = self.rt.redis.pipeline(transaction=False)
         for h in mine:
             eta = etas.get(h["id"])
@@ -122,7 +122,7 @@ class RiderOrdersFeed:
                      "lng": fix.lng, "ts": fix.ts, "eta": eta}
             pipe.publish(order_channel(h["id"]), orjson.dumps(frame))
         for h, kind, arrival in prompts:
-            pipe.hsetnx(order_key(h["merchant_id"], h["id"]), f"prompted_{kind}", now)
+            pipe.hsetnx(order_key(h["merchant_id"], h["id"]), _prompted_field(kind, rider_id), now)
         results = await pipe.execute()
         flags = results[2 * len(mine):]
         pipe = self.rt.redis.pipeline(transaction=False)
@@ -135,19 +135,27 @@ class RiderOrdersFeed:
                 }))
         await pipe.execute()
 
-    def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int) -> list[tuple[dict[str, str], str, int]]:
+    def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int,
+                     rider_id: str) -> list[tuple[dict[str, str], str, int]]:
         out = []
         away_ms = arrival - now
         for h in orders:
             if h.get("food_ready_at"):
                 continue
             prep_min = float(h["prep_minutes"]) if h.get("prep_minutes") else self.rt.settings.default_prep_min
-            if away_ms <= prep_min * 60000 and not h.get("prompted_start_preparing"):
+            if away_ms <= prep_min * 60000 and not h.get(_prompted_field("start_preparing", rider_id)):
                 out.append((h, "start_preparing", arrival))
         for h in orders:
-            if away_ms <= self.rt.settings.arriving_prompt_s * 1000 and not h.get("prompted_rider_arriving"):
+            if away_ms <= self.rt.settings.arriving_prompt_s * 1000 and not h.get(_prompted_field("rider_arriving", rider_id)):
                 out.append((h, "rider_arriving", arrival))
         return out
+
+
+def _prompted_field(kind: str, rider_id: str) -> str:
+    """The order's hash field that marks a prompt as sent: "start preparing" once per order,
+    "rider arriving" once per rider (a rider who replaces one that gave the order back is
+    announced too)."""
+    return f"prompted_{kind}" if kind == "start_preparing" else f"prompted_{kind}:{rider_id}"
 
 
 def _pickup(h: dict[str, Any]) -> tuple[float, float]:

@@ -31,11 +31,11 @@ for i = 1, n do
   else
     local status = redis.call('HGET', h, 'status')
     if not status then return {'not_found', oid} end
+    local current_rider = redis.call('HGET', h, 'rider_id') or ''
+    if rider ~= '' and current_rider ~= rider then return {'forbidden', oid} end
     if allowed ~= '' and not string.find(' ' .. allowed .. ' ', ' ' .. status .. ' ', 1, true) then
       return {'invalid_transition', oid, status}
     end
-    local current_rider = redis.call('HGET', h, 'rider_id') or ''
-    if rider ~= '' and current_rider ~= rider then return {'forbidden', oid} end
     if unassigned == '1' and current_rider ~= '' then return {'conflict', oid} end
     if unset ~= '' and (redis.call('HGET', h, unset) or '') ~= '' then return {'already', oid, status} end
   end

@@ -197,18 +197,15 @@ async def still_to_collect(rt: Runtime, rider_id: str, order_ids: list[str]) -> 
     return out
 
 
-async def unassign_order(rt: Runtime, order_id: str, *, by: str, reason: str | None = None,
-                         rider_id: str | None = None) -> dict[str, str]:
-    """Take the order back from its rider before pickup (``rider_unassigned``); it is open again.
+async def unassign_order(rt: Runtime, order_id: str, *, rider_id: str, by: str, reason: str | None = None) -> None:
+    """Take the order back from ``rider_id`` before pickup (``rider_unassigned``); it is open again.
 
-    ``rider_id``, when given, must be the order's rider (``forbidden`` otherwise, checked in the
-    same atomic step); an order without a rider, or already picked up, is ``invalid_transition``.
-    Returns the order as it was (its ``rider_id`` is the rider it was taken from).
+    The order must still be ``rider_id``'s (``forbidden`` otherwise, checked in the same atomic
+    step) and not picked up (``invalid_transition``). The rider is told with an ``unassigned``
+    frame on its inbox.
     """
     order = await require_order(rt, order_id)
-    if rider_id is None and not order.get("rider_id"):
-        raise ApiError("invalid_transition", f"order {order_id!r} has no rider to take it from")
-    extra: dict[str, Any] = {"rider_id": rider_id or order.get("rider_id") or None, "by": by}
+    extra: dict[str, Any] = {"rider_id": rider_id, "by": by}
     if reason:
         extra["reason"] = reason
     await step(
@@ -216,4 +213,5 @@ async def unassign_order(rt: Runtime, order_id: str, *, by: str, reason: str | N
         fields={"rider_id": "", "eta": "", "pickup_eta": "", "route_seq": "", "bundle": "", "offer_id": ""},
         event_extra=extra,
     )
-    return order
+    frame = {"type": "unassigned", "order_id": order_id, "by": by, **({"reason": reason} if reason else {})}
+    await rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())

@@ -29,7 +29,9 @@ function renderTimeline() {
 
 function apply(event) {
   lastEventId = event.id;
-  if (event.kind === "rider_unassigned") { seen.delete("assigned"); status = "confirmed"; map.removeMarker("rider"); }
+  if (event.kind === "rider_unassigned") {  // back to waiting for a rider: no rider, no ETA
+    seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); $("eta").textContent = "–";
+  }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
   if (status === "delivered" || status === "cancelled") { map.removeMarker("rider"); $("eta").textContent = status === "delivered" ? "delivered" : "–"; }
   $("status").textContent = (STEPS.find(([k]) => k === status) || [status, status])[1];
