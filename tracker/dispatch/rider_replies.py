@@ -15,7 +15,7 @@ from typing import Any
 
 from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
 from tracker.errors import ApiError
-from tracker.orders import assign_orders, load_order, still_to_collect, unassign_order
+from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.riders.endpoint import RiderConnection, handles
 from tracker.validate import optional_reason, require_id
 
@@ -80,7 +80,7 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
     order = await load_order(conn.runtime, order_id)
     if order is None:
         raise ApiError("not_found", f"no order {order_id!r}")
-    if order["rider_id"] == conn.rider_id:  # kept away before the order is open again, or the
-        # next round could offer it straight back to this rider (as a rule the closest)
-        await conn.runtime.services["dispatcher"].cool_down(order["merchant_id"], (order_id,), conn.rider_id)
-    await unassign_order(conn.runtime, order_id, rider_id=conn.rider_id, by="rider", reason=reason)
+    if order["rider_id"] != conn.rider_id:
+        raise ApiError("forbidden", f"order {order_id!r} is not assigned to this rider")
+    await conn.runtime.services["dispatcher"].take_back(order["merchant_id"], order_id, conn.rider_id,
+                                                        by="rider", reason=reason)

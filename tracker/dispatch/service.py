@@ -29,6 +29,7 @@ from tracker.dispatch.model import Offer, OrderView, Snapshot
 from tracker.dispatch.offers import EXPIRED, OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
+from tracker.orders import unassign_order
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
@@ -180,6 +181,15 @@ class Dispatcher:
             self.metrics.expired.inc()
             count += 1
         return count
+
+    async def take_back(self, merchant_id: str, order_id: str, rider_id: str, *, by: str, reason: str | None) -> None:
+        """Take the order back from its rider before pickup (a release, or the operator's unassign).
+
+        The rider is kept away from the order first: a round between the order reopening and
+        the cooldown would offer it straight back to that rider (as a rule the closest).
+        """
+        await self.cool_down(merchant_id, (order_id,), rider_id)
+        await unassign_order(self.rt, order_id, merchant_id=merchant_id, rider_id=rider_id, by=by, reason=reason)
 
     async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
         """Keep a rider who declined, let expire or gave back these orders away from them for a while."""

@@ -100,11 +100,8 @@ async def unassign(request: Request) -> Response:
     rider = raw.get("rider_id")
     if not rider:
         raise ApiError("invalid_transition", f"order {order_id!r} has no rider to take it from")
-    dispatcher = rt.services.get("dispatcher")
-    if dispatcher is not None:  # kept away before the order is open again, as after a decline
-        await dispatcher.cool_down(raw["merchant_id"], (order_id,), rider)
     try:
-        await service.unassign_order(rt, order_id, rider_id=rider, by="operator", reason=reason)
+        await rt.services["dispatcher"].take_back(raw["merchant_id"], order_id, rider, by="operator", reason=reason)
     except ApiError as exc:
         if exc.code != "forbidden":
             raise

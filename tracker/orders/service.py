@@ -197,19 +197,20 @@ async def still_to_collect(rt: Runtime, rider_id: str, order_ids: list[str]) -> 
     return out
 
 
-async def unassign_order(rt: Runtime, order_id: str, *, rider_id: str, by: str, reason: str | None = None) -> None:
+async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_id: str, by: str,
+                         reason: str | None = None) -> None:
     """Take the order back from ``rider_id`` before pickup (``rider_unassigned``); it is open again.
 
     The order must still be ``rider_id``'s (``forbidden`` otherwise, checked in the same atomic
     step) and not picked up (``invalid_transition``). The rider is told with an ``unassigned``
-    frame on its inbox.
+    frame on its inbox. Dispatch calls this through ``Dispatcher.take_back``, which keeps the
+    rider away from the order first.
     """
-    order = await require_order(rt, order_id)
     extra: dict[str, Any] = {"rider_id": rider_id, "by": by}
     if reason:
         extra["reason"] = reason
     await step(
-        rt, [order_id], "rider_unassigned", merchant_id=order["merchant_id"], rider=rider_id,
+        rt, [order_id], "rider_unassigned", merchant_id=merchant_id, rider=rider_id,
         fields={"rider_id": "", "eta": "", "pickup_eta": "", "route_seq": "", "bundle": "", "offer_id": ""},
         event_extra=extra,
     )
