@@ -4,7 +4,8 @@ Run on demand (not in CI):
 
     python loadtests/bench_locations.py --riders 2000 --rate 10 --seconds 20 --generators 2
 
-Starts ``tracker serve`` (embedded Redis, per-connection limit raised to fit ``--rate``),
+Starts ``tracker serve`` (embedded Redis, or with ``--redis-cluster`` a three-node embedded
+Redis Cluster; per-connection limit raised to fit ``--rate``),
 opens ``--riders`` rider sockets spread over ``--generators`` load processes, each sending
 ``--rate`` fixes a second on a random walk, and reports:
 
@@ -19,19 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import random
 import statistics
+import tempfile
 import time
 
 import httpx
 import orjson
-import redis.asyncio as aioredis
 import websockets
 
 from tracker.auth import issue_token
+from tracker.embedded_cluster import EmbeddedCluster
 from tracker.launcher import ServerProcess
 from tracker.locations import nearby
+from tracker.redis_client import connect
 
 CENTRE = (48.8566, 2.3522)
 METRICS = ("tracker_fixes_accepted_total", "tracker_fixes_written_total", "tracker_fix_batch_size_count")
@@ -70,7 +74,7 @@ def generator(ws_url: str, secret: str, ids: list[str], rate: float, seconds: fl
 
 
 async def probe(server: ServerProcess, seconds: float) -> list[float]:
-    redis = aioredis.Redis.from_url(server.effective_redis_url, decode_responses=True)
+    redis = connect(server.effective_redis_url, decode_responses=True)
     token = issue_token(server.secret, "rider", "bench-probe", 3600)
     latencies = []
     async with websockets.connect(server.ws_url + "/v1/ws/rider", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
@@ -99,11 +103,21 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="fixes per second per rider")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--generators", type=int, default=2)
+    ap.add_argument("--redis-cluster", action="store_true", help="on a three-node embedded Redis Cluster")
     args = ap.parse_args()
+    with contextlib.ExitStack() as stack:
+        redis_url = None
+        if args.redis_cluster:
+            cluster = stack.enter_context(EmbeddedCluster(stack.enter_context(tempfile.TemporaryDirectory())))
+            redis_url = cluster.url
+        run(args, redis_url)
+
+
+def run(args: argparse.Namespace, redis_url: str | None) -> None:
     # room for the generators' rate and for the probe's 4 fixes a second
     env = {"TRACKER_RIDER_MAX_FIX_RATE": str(max(args.rate * 2, 8.0)), "TRACKER_LOG_LEVEL": "warning",
            "TRACKER_MAX_RIDER_SPEED_MPS": "1000"}
-    with ServerProcess(env=env) as server:
+    with ServerProcess(env=env, redis_url=redis_url) as server:
         ids = [f"bench-r{i}" for i in range(args.riders)]
         sent = mp.Value("q", 0)
         procs = [mp.Process(target=generator, args=(server.ws_url, server.secret, ids[g::args.generators], args.rate,
@@ -120,7 +134,8 @@ def main() -> None:
         written = (w1 - w0) / (t1 - t0)
         batches = (b1 - b0) / (t1 - t0)
         lat.sort()
-        print(f"riders {args.riders} x {args.rate:g} fixes/s offered ({args.riders * args.rate:,.0f}/s), {args.generators} generator processes")
+        print(f"riders {args.riders} x {args.rate:g} fixes/s offered ({args.riders * args.rate:,.0f}/s), {args.generators} generator processes, "
+              f"{'a three-node Redis Cluster' if redis_url else 'one redis-server'}")
         print(f"fixes accepted by the server: {accepted:,.0f}/s")
         print(f"fixes written to Redis: {written:,.0f}/s in {batches:,.0f} round trips/s (mean batch {written / max(batches, 1):.1f})")
         print(f"fixes sent by the generators: {sent.value / args.seconds:,.0f}/s (over the whole run)")

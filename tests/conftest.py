@@ -3,6 +3,9 @@
 Nothing here depends on a service that happens to run on the machine: Redis is the
 project's own embedded ``redis-server`` on a unix socket in a temporary folder, and
 servers listen on free ports. Tests isolate their data with unique ids.
+
+``pytest --redis-cluster`` runs the same suite on Redis Cluster: every Redis the tests start
+(the session's and each ``own_redis``) is then a three-node cluster of embedded nodes.
 """
 from __future__ import annotations
 
@@ -13,21 +16,34 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
+from tracker.embedded_cluster import EmbeddedCluster
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.launcher import ServerProcess
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """One embedded redis-server for the whole session."""
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--redis-cluster", action="store_true",
+                     help="run every test on a three-node Redis Cluster instead of one redis-server")
+
+
+def _start_redis(request: pytest.FixtureRequest, data_dir: Path) -> EmbeddedRedis | EmbeddedCluster:
+    server: EmbeddedRedis | EmbeddedCluster
+    server = EmbeddedCluster(data_dir) if request.config.getoption("--redis-cluster") else EmbeddedRedis(data_dir)
     server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis | EmbeddedCluster]:
+    """One Redis (or Redis Cluster, with ``--redis-cluster``) for the whole session."""
+    server = _start_redis(request, tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: EmbeddedRedis) -> str:
+def redis_url(redis_server: EmbeddedRedis | EmbeddedCluster) -> str:
     assert redis_server.url
     return redis_server.url
 
@@ -64,11 +80,10 @@ def start_server(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Serve
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own, for tests whose outcome depends on every rider in town
+def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A Redis of this test's own, for tests whose outcome depends on every rider in town
     (dispatch): riders other tests left near the same restaurant must not take part."""
-    server = EmbeddedRedis(tmp_path / "own-redis")
-    server.start()
+    server = _start_redis(request, tmp_path / "own-redis")
     assert server.url
     yield server.url
     server.stop()

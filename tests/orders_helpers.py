@@ -62,3 +62,10 @@ async def events_until(watcher: CustomerClient, kind: str, timeout: float = 10.0
         out.append(frame)
         if frame["kind"] == kind:
             return out
+
+
+async def confirm_all(kitchen: MerchantClient, *order_ids: str) -> None:
+    """The kitchen confirms each order and sees it confirmed."""
+    for oid in order_ids:
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")

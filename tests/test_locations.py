@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from clients.rider import RiderClient
 from tracker.launcher import ServerProcess
+from tracker.redis_client import connect
 
 CENTRE = (52.5200, 13.4050)
 
@@ -90,7 +91,7 @@ async def test_rider_crossing_a_region_boundary_is_found_on_both_sides(server: S
     assert cell_a != cell_b
     rid = uid("crosser")
     r = await rider(server, rid)
-    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    red = connect(redis_url, decode_responses=True)
     try:
         await r.location(*a)
         assert await eventually(lambda: red.zscore(f"riders:{{{cell_a}}}", rid))
@@ -114,7 +115,7 @@ async def test_stale_riders_vanish_and_are_cleaned_up(start_server, redis_url: s
     srv = start_server({"TRACKER_STALE_AFTER_S": "1"})
     rid = uid("sleepy")
     lat, lng = 40.4168, -3.7038
-    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    red = connect(redis_url, decode_responses=True)
     r = await rider(srv, rid)
     try:
         await r.location(lat, lng)
@@ -185,7 +186,7 @@ BAD_FRAMES = [
 async def test_bad_frames_get_their_error_and_nothing_reaches_redis(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     rid = uid("badrider")
     r = await rider(server, rid)
-    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    red = connect(redis_url, decode_responses=True)
     try:
         for raw, code in BAD_FRAMES:
             await r.ws.send(raw)
@@ -212,7 +213,7 @@ async def test_bad_frames_get_their_error_and_nothing_reaches_redis(server: Serv
 async def test_teleport_is_refused_and_the_last_good_fix_kept(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     rid = uid("jumpy")
     r = await rider(server, rid)
-    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    red = connect(redis_url, decode_responses=True)
     try:
         await r.location(45.0, 7.0)
         await asyncio.sleep(0.3)
@@ -234,7 +235,7 @@ async def test_teleport_is_refused_and_the_last_good_fix_kept(server: ServerProc
 async def test_a_rider_only_ever_moves_itself(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     me, other = uid("me"), uid("other")
     r = await rider(server, me)
-    red = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    red = connect(redis_url, decode_responses=True)
     try:
         await r.send({"type": "location", "lat": 30.0, "lng": 31.0, "rider_id": other, "sub": other})
         assert await eventually(lambda: red.exists(f"rider:{{{me}}}"))

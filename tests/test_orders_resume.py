@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clients.customer import CustomerClient
-from tests.orders_helpers import Ops, customer, events_until, merchant, rider
+from tests.orders_helpers import Ops, confirm_all, customer, events_until, merchant, rider
 from tracker.launcher import ServerProcess
 from tracker.orders.resume import GAP, Resume
 
@@ -147,9 +147,7 @@ async def test_rider_position_only_while_the_rider_carries_the_order(server: Ser
     try:
         await ops.create(mine, mid)
         await ops.create(other, mid)
-        for oid in (mine, other):
-            await kitchen.confirm(oid)
-            await kitchen.event(oid, "confirmed")
+        await confirm_all(kitchen, mine, other)
         watcher, bystander = await customer(server, mine), await customer(server, other)
         await events_until(watcher, "confirmed")
         await events_until(bystander, "confirmed")
@@ -158,6 +156,9 @@ async def test_rider_position_only_while_the_rider_carries_the_order(server: Ser
         await asyncio.sleep(0.5)
         await ops.assign(mine, rid)
         await events_until(watcher, "assigned")
+        at_once = await watcher.next()  # where the rider is now, without waiting for its next fix
+        assert at_once["type"] == "rider_location" and (at_once["lat"], at_once["lng"]) == (lat, lng), at_once
+        assert isinstance(at_once["eta"], int)
         positions = []
         for i in range(1, 4):
             await asyncio.sleep(1.05)
@@ -179,6 +180,41 @@ async def test_rider_position_only_while_the_rider_carries_the_order(server: Ser
             except asyncio.TimeoutError:
                 frame = None
             assert frame is None or frame.get("type") != "rider_location", frame
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_an_order_given_back_drops_its_leg_from_the_kept_orders_eta_at_once(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """No fix from the rider after the release: the kept order's customer still gets a new ETA."""
+    ops = Ops(server)
+    first, kept, mid, rid = uid("first"), uid("kept"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    try:
+        await ops.create(first, mid, dropoff={"lat": 52.5300, "lng": 13.4200})
+        await ops.create(kept, mid, dropoff={"lat": 52.5400, "lng": 13.4400})
+        await confirm_all(kitchen, first, kept)
+        await courier.location(52.5150, 13.4000)
+        await asyncio.sleep(0.3)
+        for oid in (first, kept):
+            assert (await ops.assign(oid, rid)).status_code == 200
+        watcher = await customer(server, kept)
+        await events_until(watcher, "assigned")
+        for _ in range(50):  # both legs counted: `first` is dropped on the way
+            before = (await ops.get(kept))["eta"]
+            if before and (await ops.get(first))["eta"]:
+                break
+            await asyncio.sleep(0.1)
+        await courier.release(first, reason="wrong bag")
+        await courier.expect("unassigned")
+        while True:
+            frame = await watcher.next(timeout=5)
+            if frame["type"] == "rider_location" and frame["eta"] != before:
+                break
+        assert frame["eta"] < before and (frame["lat"], frame["lng"]) == (52.5150, 13.4000)
+        assert (await ops.get(kept))["eta"] == frame["eta"]
     finally:
         await kitchen.close()
         await courier.close()

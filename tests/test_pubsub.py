@@ -5,16 +5,17 @@ import asyncio
 from typing import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from redis.asyncio.cluster import RedisCluster
 
 from tracker.pubsub import GAP, PubSubHub, SubscriberTooSlow
+from tracker.redis_client import AnyRedis, connect, is_cluster, subscriber_count
 from tracker.supervisor import Supervisor
 
 
 @pytest.fixture
-async def hubs(redis_url: str) -> AsyncIterator[tuple[PubSubHub, PubSubHub, aioredis.Redis]]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+async def hubs(redis_url: str) -> AsyncIterator[tuple[PubSubHub, PubSubHub, AnyRedis]]:
+    client = connect(redis_url, decode_responses=True)
     made = []
     for _ in range(2):
         registry = CollectorRegistry()
@@ -27,6 +28,12 @@ async def hubs(redis_url: str) -> AsyncIterator[tuple[PubSubHub, PubSubHub, aior
         await sup.stop()
         await hub.stop()
     await client.aclose()
+
+
+async def kill_pubsub_connections(client: AnyRedis) -> None:
+    """Drop every pub/sub connection (on a cluster: on every node, wherever the hub's is)."""
+    extra = {"target_nodes": RedisCluster.ALL_NODES} if is_cluster(client) else {}
+    await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub", **extra)
 
 
 async def test_message_published_by_one_process_reaches_subscribers_of_another(hubs, uid) -> None:
@@ -61,10 +68,10 @@ async def test_lost_connection_delivers_gap_then_resumes(hubs, uid) -> None:
     a, b, client = hubs
     channel = uid("ch")
     sub = await b.subscribe(channel)
-    await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await kill_pubsub_connections(client)
     assert await asyncio.wait_for(sub.get(), 5) is GAP
     for _ in range(100):  # the listener resubscribes after its restart
-        if (await client.pubsub_numsub(channel))[0][1] >= 1:
+        if await subscriber_count(client, channel) >= 1:
             break
         await asyncio.sleep(0.05)
     await a.publish(channel, "after")
@@ -87,7 +94,7 @@ async def test_a_message_published_as_soon_as_subscribe_returns_is_delivered(hub
 
 async def test_subscribing_while_the_listener_reconnects_waits_for_it(hubs, uid) -> None:
     a, b, client = hubs
-    await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await kill_pubsub_connections(client)
     channel = uid("ch")
     sub = await b.subscribe(channel)  # the listener is down or restarting now
     await a.publish(channel, "first")

@@ -7,11 +7,11 @@ import time
 import jwt
 import orjson
 import pytest
-import redis.asyncio as aioredis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
 from tracker.launcher import ServerProcess
+from tracker.redis_client import connect, subscriber_count
 
 
 async def _closed_code(url: str, **kwargs: object) -> tuple[int | None, str]:
@@ -70,11 +70,11 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(server: ServerPro
 async def test_inbox_messages_reach_the_rider_and_internal_ones_do_not(server: ServerProcess, redis_url: str, uid) -> None:
     rider = uid("r")
     url = f"{server.ws_url}/v1/ws/rider?token={server.token('rider', rider)}"
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     try:
         async with websockets.connect(url) as ws:
             for _ in range(500):  # the socket subscribes its inbox once connected
-                if (await client.pubsub_numsub(f"rider:{rider}:inbox"))[0][1] >= 1:
+                if await subscriber_count(client, f"rider:{rider}:inbox") >= 1:
                     break
                 await asyncio.sleep(0.02)
             else:

@@ -10,7 +10,6 @@ import logging
 from types import ModuleType
 from typing import AsyncIterator
 
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Gauge
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,6 +20,7 @@ from tracker.clock import Clock
 from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
 from tracker.http import health
 from tracker.locations import feature as locations
+from tracker.redis_client import connect
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
 from tracker import ops, pages
@@ -69,7 +69,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         registry = CollectorRegistry()
         supervisor = Supervisor(registry)
-        client = aioredis.Redis.from_url(
+        client = connect(
             redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
             max_connections=256,
         )

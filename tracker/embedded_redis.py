@@ -104,9 +104,14 @@ def _free_port() -> int:
 class EmbeddedRedis:
     """Start, probe and stop a private ``redis-server`` whose data lives in ``data_dir``."""
 
-    def __init__(self, data_dir: Path | str, *, appendonly: bool = True) -> None:
+    def __init__(self, data_dir: Path | str, *, appendonly: bool = True, port: int | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        """``port``: listen on this loopback TCP port instead of a unix socket; ``extra_args``: more
+        redis-server options (e.g. cluster mode)."""
         self.data_dir = Path(data_dir).resolve()
         self.appendonly = appendonly
+        self.port = port
+        self.extra_args = tuple(extra_args)
         self.url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
@@ -249,12 +254,13 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             "--loglevel", "notice",
             "--protected-mode", "yes",
+            *self.extra_args,
         ]
-        if len(str(sock)) <= _MAX_UNIX_PATH:
+        if self.port is None and len(str(sock)) <= _MAX_UNIX_PATH:
             args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
             self.url = f"unix://{sock}"
         else:
-            port = _free_port()
+            port = self.port or _free_port()
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
         return args

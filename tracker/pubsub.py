@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from prometheus_client import CollectorRegistry, Counter
 
+from tracker.redis_client import AnyRedis
 from tracker.supervisor import Supervisor
 
 log = logging.getLogger("tracker.pubsub")
@@ -85,7 +86,7 @@ class SubscriberTooSlow(Exception):
 class PubSubHub:
     """Process-wide Redis pub/sub listener fanning out to bounded per-subscriber queues."""
 
-    def __init__(self, redis: aioredis.Redis, supervisor: Supervisor, registry: CollectorRegistry, *, queue_size: int = 256) -> None:
+    def __init__(self, redis: AnyRedis, supervisor: Supervisor, registry: CollectorRegistry, *, queue_size: int = 256) -> None:
         self.redis = redis
         self.supervisor = supervisor
         self.queue_size = queue_size

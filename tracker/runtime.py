@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
 from tracker.auth import Principal, token_from_connection, verify_token
 from tracker.clock import Clock
 from tracker.pubsub import PubSubHub
+from tracker.redis_client import AnyRedis
 from tracker.settings import Settings
 from tracker.supervisor import Supervisor
 from tracker.wsconn import WsHub
@@ -22,7 +22,7 @@ class Runtime:
 
     settings: Settings
     secret: str
-    redis: aioredis.Redis
+    redis: AnyRedis
     clock: Clock
     registry: CollectorRegistry
     supervisor: Supervisor

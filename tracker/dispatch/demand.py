@@ -12,10 +12,10 @@ no better (docs/DISPATCH.md).
 """
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 
 from tracker.dispatch.model import DemandSite
 from tracker.geo import dispatch_region
+from tracker.redis_client import AnyRedis
 
 MAX_SITES = 5000  # restaurants per region passed to the planner at most (the busiest)
 
@@ -30,7 +30,7 @@ def sites_key(region: str) -> str:
     return f"demand:{{{region}}}:sites"
 
 
-async def record_order(redis: aioredis.Redis, merchant_id: str, lat: float, lng: float) -> None:
+async def record_order(redis: AnyRedis, merchant_id: str, lat: float, lng: float) -> None:
     """Count one new order at ``merchant_id``'s restaurant (at ``lat``, ``lng``)."""
     region = dispatch_region(lat, lng)
     pipe = redis.pipeline(transaction=True)
@@ -39,7 +39,7 @@ async def record_order(redis: aioredis.Redis, merchant_id: str, lat: float, lng:
     await pipe.execute()
 
 
-async def load_demand(redis: aioredis.Redis, region: str) -> tuple[DemandSite, ...]:
+async def load_demand(redis: AnyRedis, region: str) -> tuple[DemandSite, ...]:
     """The region's restaurants with their order counts (largest first, at most MAX_SITES)."""
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(counts_key(region))

@@ -8,7 +8,8 @@ of its successor.
 """
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from tracker.redis_client import AnyRedis
+
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -29,7 +30,7 @@ return 0
 class Lease:
     """One named lease held by ``owner`` for ``ttl_ms`` real milliseconds at a time."""
 
-    def __init__(self, redis: aioredis.Redis, key: str, owner: str, ttl_ms: int) -> None:
+    def __init__(self, redis: AnyRedis, key: str, owner: str, ttl_ms: int) -> None:
         self.redis, self.key, self.owner, self.ttl_ms = redis, key, owner, int(ttl_ms)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(COMPARE_AND_DELETE)

@@ -23,9 +23,9 @@ import secrets
 from dataclasses import dataclass
 
 import orjson
-import redis.asyncio as aioredis
 
 from tracker.dispatch.lease import COMPARE_AND_DELETE
+from tracker.redis_client import AnyRedis
 
 PENDING_KEY = "offers:pending"
 
@@ -146,7 +146,7 @@ class OfferRecord:
 class OfferStore:
     """The Redis adapter for offers; ``safety_ttl_ms`` bounds every key's real lifetime."""
 
-    def __init__(self, redis: aioredis.Redis, *, safety_ttl_ms: int) -> None:
+    def __init__(self, redis: AnyRedis, *, safety_ttl_ms: int) -> None:
         self.redis = redis
         self.safety_ttl_ms = int(safety_ttl_ms)
         self._claim = redis.register_script(_CLAIM)

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass
 
 import h3
-import redis.asyncio as aioredis
 
 from tracker.geo import REGION_RES, haversine_m, region_cell
 from tracker.locations.store import ACTIVE_REGIONS, geoset_key, record_key
+from tracker.redis_client import AnyRedis
 
 MAX_RADIUS_M = 50_000.0
 MAX_LIMIT = 5000
@@ -51,7 +51,7 @@ def region_cells_within(lat: float, lng: float, radius_m: float) -> list[str]:
 
 
 async def nearby(
-    redis: aioredis.Redis, lat: float, lng: float, radius_m: float, limit: int, *,
+    redis: AnyRedis, lat: float, lng: float, radius_m: float, limit: int, *,
     now_ms: int, stale_after_ms: int = 30_000, only_available: bool = False,
 ) -> list[NearbyRider]:
     """Riders within ``radius_m`` of (lat, lng), nearest first, at most ``limit``."""

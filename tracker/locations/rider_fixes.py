@@ -4,8 +4,9 @@ Per connection it keeps the last good fix (for the sanity rule), a token bucket,
 set of orders the rider carries (loaded on connect, reloaded on the orders feature's
 ``_orders_changed`` notice) so that fix listeners (the customer channel) are only called for
 riders carrying orders, without a Redis read per fix. A fix that arrives while that reload
-is in flight waits for it: the notice is published before the assigning request answers,
-so the first fix after an assignment already counts for the new order.
+is in flight waits for it, and once reloaded the last fix is fed to the listeners again: the
+notice travels through Redis pub/sub and may come after the rider's first fix as a carrier
+(more so on Redis Cluster), and a new order's customer should see the rider at once.
 """
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ async def orders_changed(conn: RiderConnection, msg: dict[str, Any]) -> None:
     # SMEMBERS round trip must not be judged against the old set (and skip the listeners).
     reload = conn.state["orders_reload"] = asyncio.ensure_future(_load_orders(conn))
     await reload
+    last = conn.state.get("last_fix")
+    if last is not None and conn.state["orders"]:
+        # Fed at once, not at the rider's next fix: a new order's customer sees the rider and
+        # its ETA from the moment of assignment, and the orders a rider keeps get ETAs
+        # without the leg of one it gave back.
+        await _feed_listeners(conn, last)
 
 
 @handles("location")
@@ -91,13 +98,17 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
     reload = conn.state.get("orders_reload")
     if reload is not None and not reload.done():
         await asyncio.wait([reload])  # the orders changed a moment ago: use the new set
-    orders = conn.state["orders"]
-    if orders:
-        for listener in rt.services.get("fix_listeners", ()):
-            try:
-                await listener(conn.rider_id, fix, orders)
-            except Exception:  # noqa: BLE001 - a listener must never break the rider's socket
-                log.exception("fix listener failed", extra={"rider": conn.rider_id})
+    if conn.state["orders"]:
+        await _feed_listeners(conn, fix)
+
+
+async def _feed_listeners(conn: RiderConnection, fix: Fix) -> None:
+    """Hand a fix of a rider carrying orders to the fix listeners (the orders' live channels)."""
+    for listener in conn.runtime.services.get("fix_listeners", ()):
+        try:
+            await listener(conn.rider_id, fix, conn.state["orders"])
+        except Exception:  # noqa: BLE001 - a listener must never break the rider's socket
+            log.exception("fix listener failed", extra={"rider": conn.rider_id})
 
 
 @handles("availability")

@@ -14,19 +14,22 @@ A batch of fixes is written by one Lua script (``write_fixes.lua``) taking the w
 key names included, as one JSON argument: one round trip, little work for the server's
 Python, and one atomic step, so a rider moving into another region is never seen in two
 regions or in none. The script touches keys of several hash slots, which a single Redis
-allows; Redis Cluster would need the batch split per slot (not built, see
-docs/architecture.md).
+allows. On Redis Cluster, :func:`write_fixes_by_slot` makes the same writes as plain commands
+that the cluster client sends to each key's node: first the records and the new regions'
+sets, then (only for riders who changed region) the removals from the old ones, so a moving
+rider may briefly be in two regions' sets, never in none (readers go by the record and
+drop duplicates).
 """
 from __future__ import annotations
 
 from importlib import resources
 from typing import Collection, Iterable
 
-import orjson
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from tracker.geo import region_cell, rider_cell
 from tracker.locations.fix import Fix, RiderRecord
+from tracker.redis_client import AnyRedis
 
 RECORD_TTL_S = 24 * 3600
 ACTIVE_REGIONS = "regions:active"
@@ -47,8 +50,8 @@ def seen_key(region: str) -> str:
 WRITE_FIXES_SCRIPT = resources.files("tracker.locations").joinpath("write_fixes.lua").read_text()
 
 
-def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collection[str] = ()) -> tuple[bytes, dict[str, str]]:
-    """The argument of ``write_fixes.lua`` for a batch of accepted fixes, and each rider's region.
+def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collection[str] = ()) -> tuple[dict, dict[str, str]]:
+    """What ``write_fixes.lua`` takes (as JSON) for a batch of accepted fixes, and each rider's region.
 
     ``batch`` maps rider id -> (fix, region the rider is stored in now or ``None``); riders in
     ``renew_ttl`` also get their record's TTL renewed. Numbers travel as their ``repr`` so the
@@ -69,10 +72,39 @@ def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collectio
                      rider_cell(fix.lat, fix.lng), region, previous_region or "", int(rider_id in renew_ttl), extra))
     # Every key name comes from this module, so the script knows no key layout of its own.
     payload = {"riders": rows, "region_keys": region_keys, "active": ACTIVE_REGIONS}
-    return orjson.dumps(payload), regions
+    return payload, regions
 
 
-async def set_availability(redis: aioredis.Redis, rider_id: str, available: bool, shift_end: int | None, *,
+async def write_fixes_by_slot(redis: RedisCluster, payload: dict, ttl_s: int) -> None:
+    """Redis Cluster: the writes of ``write_fixes.lua`` for ``payload``, as per-node pipelines."""
+    geo: dict[str, list[str]] = {}
+    seen: dict[str, dict[str, str]] = {}
+    leaving: dict[str, list[str]] = {}
+    pipe = redis.pipeline(transaction=False)
+    for key, rider, lat, lng, ts, cell, region, previous, renew, extra in payload["riders"]:
+        pipe.hset(key, mapping={"lat": lat, "lng": lng, "ts": ts, "cell": cell, "region": region, **extra})
+        if renew:
+            pipe.expire(key, ttl_s)
+        geo.setdefault(region, []).extend((lng, lat, rider))
+        seen.setdefault(region, {})[rider] = ts
+        if previous and previous != region:
+            leaving.setdefault(previous, []).append(rider)
+    keys = payload["region_keys"]
+    for region, values in geo.items():
+        pipe.geoadd(keys[region][0], values)
+        pipe.zadd(keys[region][1], seen[region])
+    if geo:
+        pipe.sadd(payload["active"], *geo)
+    await pipe.execute()
+    if leaving:  # only now: a rider on its way to another region is never in none
+        pipe = redis.pipeline(transaction=False)
+        for region, riders in leaving.items():
+            pipe.zrem(keys[region][0], *riders)
+            pipe.zrem(keys[region][1], *riders)
+        await pipe.execute()
+
+
+async def set_availability(redis: AnyRedis, rider_id: str, available: bool, shift_end: int | None, *,
                            shift_start: int | None = None) -> None:
     """Store whether the rider takes offers (and when its shift starts and ends, if known)."""
     key = record_key(rider_id)
@@ -100,12 +132,12 @@ def record_from_hash(rider_id: str, h: dict[str, str], now_ms: int, stale_after_
     )
 
 
-async def get_rider(redis: aioredis.Redis, rider_id: str, *, now_ms: int, stale_after_ms: int) -> RiderRecord | None:
+async def get_rider(redis: AnyRedis, rider_id: str, *, now_ms: int, stale_after_ms: int) -> RiderRecord | None:
     """The rider's record (last good fix, cells, availability, stale flag), or ``None``."""
     return record_from_hash(rider_id, await redis.hgetall(record_key(rider_id)), now_ms, stale_after_ms)
 
 
-async def last_fix(redis: aioredis.Redis, rider_id: str) -> tuple[Fix | None, str | None, bool]:
+async def last_fix(redis: AnyRedis, rider_id: str) -> tuple[Fix | None, str | None, bool]:
     """The stored last good fix, its region and availability (used when a rider reconnects)."""
     h = await redis.hgetall(record_key(rider_id))
     available = h.get("available", "1") == "1"
@@ -115,7 +147,7 @@ async def last_fix(redis: aioredis.Redis, rider_id: str) -> tuple[Fix | None, st
     return fix, h["region"], available
 
 
-async def sweep_stale(redis: aioredis.Redis, now_ms: int, stale_after_ms: int, regions: Iterable[str] | None = None) -> int:
+async def sweep_stale(redis: AnyRedis, now_ms: int, stale_after_ms: int, regions: Iterable[str] | None = None) -> int:
     """Drop riders silent for longer than ``stale_after_ms`` from every region; returns how many."""
     if regions is None:
         regions = await redis.smembers(ACTIVE_REGIONS)

@@ -4,7 +4,7 @@ Socket handlers never await Redis per fix: :meth:`FixWriter.submit` records the 
 latest fix (a newer fix of the same rider replaces an unwritten older one, so memory is
 bounded by the number of riders) and returns. One background task drains what has been
 submitted into one call of a Lua script (one round trip, one atomic step, the batch as one
-JSON argument), then the next batch. A slow or dead rider connection has nothing to do with
+JSON argument; on Redis Cluster, per-node pipelines instead), then the next batch. A slow or dead rider connection has nothing to do with
 it; a failing write is logged, counted and retried with the next batch.
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-import redis.asyncio as aioredis
+import orjson
 from prometheus_client import Counter, Histogram
 
 from tracker.locations.fix import Fix
-from tracker.locations.store import RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload
+from tracker.locations.store import RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload, write_fixes_by_slot
+from tracker.redis_client import AnyRedis, is_cluster
 
 log = logging.getLogger("tracker.locations")
 
@@ -30,7 +31,7 @@ Listener = Callable[[str, Fix], Awaitable[None]]
 class FixWriter:
     """Coalesces fixes from all connections of a process and writes them in batches."""
 
-    def __init__(self, redis: aioredis.Redis, registry: object, *, linger_s: float = 0.002) -> None:
+    def __init__(self, redis: AnyRedis, registry: object, *, linger_s: float = 0.002) -> None:
         self.redis = redis
         self.linger_s = linger_s
         self._pending: dict[str, tuple[Fix, str | None]] = {}
@@ -82,7 +83,10 @@ class FixWriter:
         stale_ttl = {rid for rid in batch if self._ttl_set_at.get(rid, -TTL_REFRESH_S) <= now - TTL_REFRESH_S}
         payload, new_regions = fixes_payload(batch, stale_ttl)
         try:
-            await self._script(args=[payload, RECORD_TTL_S])
+            if is_cluster(self.redis):
+                await write_fixes_by_slot(self.redis, payload, RECORD_TTL_S)
+            else:
+                await self._script(args=[orjson.dumps(payload), RECORD_TTL_S])
         except Exception:
             # Put the batch back (newer fixes win) so nothing accepted is lost, then let the
             # supervisor log, count and restart us with backoff.

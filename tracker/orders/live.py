@@ -21,6 +21,7 @@ from tracker.locations import Fix
 from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
+from tracker.redis_client import get_many, publish_all
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders")
@@ -78,7 +79,7 @@ class RiderOrdersFeed:
     async def _deliver(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
         redis = self.rt.redis
         ids = sorted(orders)
-        merchants = await redis.mget([index_key(oid) for oid in ids])
+        merchants = await get_many(redis, [index_key(oid) for oid in ids])
         pipe = redis.pipeline(transaction=False)
         for oid, mid in zip(ids, merchants):
             pipe.hgetall(order_key(mid or "?", oid))
@@ -113,6 +114,7 @@ class RiderOrdersFeed:
                 arrival = int(plan.pickup_arrival)
                 prompts += self._due_prompts(to_pick, arrival, now, rider_id)
         pipe = self.rt.redis.pipeline(transaction=False)
+        frames = []
         for h in mine:
             eta = etas.get(h["id"])
             pickup = pickup_eta if h["status"] in TO_COLLECT and pickup_eta is not None else ""
@@ -120,20 +122,20 @@ class RiderOrdersFeed:
                                                                     "pickup_eta": pickup})
             frame = {"type": "rider_location", "order_id": h["id"], "rider_id": rider_id, "lat": fix.lat,
                      "lng": fix.lng, "ts": fix.ts, "eta": eta}
-            pipe.publish(order_channel(h["id"]), orjson.dumps(frame))
+            frames.append((order_channel(h["id"]), orjson.dumps(frame)))
         for h, kind, arrival in prompts:
             pipe.hsetnx(order_key(h["merchant_id"], h["id"]), _prompted_field(kind, rider_id), now)
-        results = await pipe.execute()
-        flags = results[2 * len(mine):]
-        pipe = self.rt.redis.pipeline(transaction=False)
+        flags = (await pipe.execute())[len(mine):]
+        await publish_all(self.rt.redis, frames)
+        to_kitchens = []
         for (h, kind, arrival), fresh in zip(prompts, flags):
             if fresh:
                 minutes = max(0.0, (arrival - now) / 60000)
-                pipe.publish(merchant_channel(h["merchant_id"]), orjson.dumps({
+                to_kitchens.append((merchant_channel(h["merchant_id"]), orjson.dumps({
                     "type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
                     "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes),
-                }))
-        await pipe.execute()
+                })))
+        await publish_all(self.rt.redis, to_kitchens)
 
     def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int,
                      rider_id: str) -> list[tuple[dict[str, str], str, int]]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
 
 from tracker.orders.machine import STATUSES
+from tracker.redis_client import AnyRedis
 
 BY_STATUS_KEY = "orders:by_status"
 SERVICE_KEY = "orders:service"  # fleet-wide: delivered, on_time, ctd_minutes_sum
@@ -41,7 +41,7 @@ class OrderMetrics:
     def _share(self) -> float:
         return self._on_time / self._delivered if self._delivered else 1.0
 
-    async def record(self, redis: aioredis.Redis, order: dict[str, str], kind: str, old_status: str) -> None:
+    async def record(self, redis: AnyRedis, order: dict[str, str], kind: str, old_status: str) -> None:
         """Account for one applied event on ``order`` (its state after the event)."""
         self.events.labels(kind).inc()
         new_status = order.get("status", "")
@@ -69,7 +69,7 @@ class OrderMetrics:
             if ready:
                 self.ready_to_pickup.observe(max(0.0, (int(order["picked_up_at"]) - int(ready)) / 60000))
 
-    async def refresh_forever(self, redis: aioredis.Redis, every_s: float = 5.0) -> None:
+    async def refresh_forever(self, redis: AnyRedis, every_s: float = 5.0) -> None:
         """Keep ``tracker_orders_by_status`` in line with Redis (a supervised task)."""
         while True:
             counts = await redis.hgetall(BY_STATUS_KEY)
@@ -78,7 +78,7 @@ class OrderMetrics:
             await asyncio.sleep(every_s)
 
 
-async def service_level(redis: aioredis.Redis, target_minutes: float) -> dict[str, float | int | None]:
+async def service_level(redis: AnyRedis, target_minutes: float) -> dict[str, float | int | None]:
     """Fleet-wide service level: orders by status, delivered, on-time share, mean click-to-door."""
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(BY_STATUS_KEY)

@@ -20,7 +20,11 @@ from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
 
-POSITION_INTERVAL_S = 1.0
+# Positions are published at most once a second per rider, the latest always sent (live.py).
+# This cap only stops bursts (two processes feeding one rider while it reconnects): a cap of a
+# full second would also drop regular frames whose spacing jitters just under a second, and
+# with them an ETA change the customer would then not see until the rider's next fix.
+MIN_POSITION_SPACING_S = 0.5
 
 log = logging.getLogger("tracker.orders")
 
@@ -114,11 +118,11 @@ async def customer_ws(websocket: WebSocket) -> None:
             view["status"] = "confirmed"
 
     def allow(msg: dict[str, Any]) -> bool:
-        # Privacy: positions only while a rider carries this order, at most 1/s.
+        # Privacy: positions only while a rider carries this order; bursts capped.
         if msg.get("type") != "rider_location" or msg.get("order_id") != order_id or view["status"] not in CARRYING:
             return False
         now = time.monotonic()
-        if now - view["sent_at"] < POSITION_INTERVAL_S:  # type: ignore[operator]
+        if now - view["sent_at"] < MIN_POSITION_SPACING_S:  # type: ignore[operator]
             return False
         view["sent_at"] = now
         return True

@@ -23,10 +23,10 @@ from importlib import resources
 from typing import Any, Iterable
 
 import orjson
-import redis.asyncio as aioredis
 
 from tracker.errors import ApiError
 from tracker.geo import dispatch_region
+from tracker.redis_client import AnyRedis
 
 FEED_RETENTION_MS = 3 * 3600 * 1000
 _SCRIPT = resources.files("tracker.orders").joinpath("order_step.lua").read_text()
@@ -57,7 +57,7 @@ def open_orders_key(region: str) -> str:
 DISPATCH_REGIONS_KEY = "dispatch:regions"
 
 
-async def open_order_regions(redis: aioredis.Redis) -> list[str]:
+async def open_order_regions(redis: AnyRedis) -> list[str]:
     """The dispatch regions that hold open orders now, sorted (from the region index)."""
     known = sorted(await redis.smembers(DISPATCH_REGIONS_KEY))
     if not known:
@@ -98,7 +98,7 @@ def _strings(fields: dict[str, Any]) -> bytes:
 class OrderStore:
     """The Redis adapter of the orders feature."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
         self.redis = redis
         self._step = redis.register_script(_SCRIPT)
 

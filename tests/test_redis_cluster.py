@@ -1,0 +1,85 @@
+"""Scale-out on Redis Cluster: two server processes on a real three-node cluster serve one order
+from the rider's first fix to its delivery, with every feature's keys spread over the nodes.
+
+(``pytest --redis-cluster`` runs the whole suite on a cluster; this module keeps the
+essentials in the default run.)
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Iterator
+
+import pytest
+import redis
+
+from clients.customer import CustomerClient
+from tests.orders_helpers import PICKUP, Ops, events_until, merchant
+from tests.test_dispatch_live import FAST, rider_near_restaurant
+from tests.test_locations import nearby
+from tracker.embedded_cluster import EmbeddedCluster
+from tracker.launcher import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    with EmbeddedCluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+def keys_per_node(cluster: EmbeddedCluster) -> list[int]:
+    counts = []
+    for url in cluster.urls:
+        client = redis.Redis.from_url(url)
+        try:
+            counts.append(client.dbsize())
+        finally:
+            client.close()
+    return counts
+
+
+async def test_two_servers_on_a_cluster_serve_an_order_end_to_end(cluster, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    near: ServerProcess = start_server(FAST, redis=cluster.urls[0])
+    far: ServerProcess = start_server(FAST, redis=cluster.urls[2])  # any node's address will do
+    mid, oid, rid = uid("m"), uid("o"), uid("r")
+    ops = Ops(far)
+    courier = await rider_near_restaurant(near, rid, 0.001)
+    kitchen = await merchant(near, mid)
+    try:
+        for _ in range(50):  # the fix streamed to one process is found through the other
+            if any(r["id"] == rid for r in await nearby(far, PICKUP["lat"], PICKUP["lng"], 1000)):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the rider's fix never reached the other server")
+
+        assert (await ops.create(oid, mid, prep_minutes=10)).status_code == 201
+        watcher = await CustomerClient(far.ws_url, far.token("customer", oid), oid).connect()
+        await kitchen.confirm(oid)
+        offer = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [oid]
+        await courier.accept(offer["offer_id"])
+        await courier.expect("assigned")
+        assert [e["kind"] for e in await events_until(watcher, "assigned")] == ["placed", "confirmed", "assigned"]
+        seen = await watcher.next()
+        assert seen["type"] == "rider_location" and seen["rider_id"] == rid and isinstance(seen["eta"], int), seen
+        prompt = await kitchen.expect("prompt")  # the rider is 110 m away: the kitchen hears at once
+        assert prompt["order_id"] == oid and prompt["kind"] in ("start_preparing", "rider_arriving"), prompt
+
+        after_assigned = watcher.last_event_id
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(oid, step)
+        await events_until(watcher, "delivered")
+        await watcher.close()
+        # A customer who saw up to `assigned` resumes on the other server: the rest, once each.
+        late = CustomerClient(near.ws_url, near.token("customer", oid), oid)
+        late.last_event_id = after_assigned
+        await late.connect()
+        assert [e["kind"] for e in await events_until(late, "delivered")] == ["at_pickup", "picked_up",
+                                                                               "at_dropoff", "delivered"]
+        await late.close()
+        assert (await ops.get(oid))["status"] == "delivered"
+        assert sum(1 for n in keys_per_node(cluster) if n > 0) >= 2  # the data really is sharded
+    finally:
+        await courier.close()
+        await kitchen.close()
+        await ops.close()

@@ -1,0 +1,148 @@
+"""A small, real Redis Cluster on this machine: several embedded ``redis-server`` nodes.
+
+For the tests that check the server on Redis Cluster, for the load tests' scale-out run,
+and for anyone who wants to try it: ``python -m tracker.embedded_cluster DIR`` starts one
+and prints the ``REDIS_URL`` to give ``tracker serve`` (any node's address will do: the
+client discovers the others). Each node is an :class:`EmbeddedRedis` in cluster mode on a
+loopback TCP port (its cluster bus listens on that port + 10000); the hash slots are split
+evenly between them, without replicas.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from tracker.embedded_redis import EmbeddedRedis
+from tracker.errors import StartupError
+
+SLOTS = 16384
+_BUS_OFFSET = 10000
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + _BUS_OFFSET < 65536 and _port_free(port + _BUS_OFFSET):
+            return port
+    raise StartupError("no free port pair for a Redis Cluster node")
+
+
+class EmbeddedCluster:
+    """Start ``masters`` cluster nodes under ``data_dir``, join them and split the slots."""
+
+    def __init__(self, data_dir: Path | str, *, masters: int = 3) -> None:
+        if masters < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.data_dir = Path(data_dir).resolve()
+        self.masters = masters
+        self.nodes: list[EmbeddedRedis] = []
+
+    @property
+    def url(self) -> str:
+        """The first node's URL; a cluster client finds the others from it."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"redis://127.0.0.1:{node.port}" for node in self.nodes]
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start the nodes and return the cluster's URL once every slot is served."""
+        try:
+            for i in range(self.masters):
+                node = EmbeddedRedis(
+                    self.data_dir / f"node{i}", port=_cluster_port(),
+                    extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                "--cluster-node-timeout", "5000"),
+                )
+                self.nodes.append(node)
+                node.start()
+            self._join(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in reversed(self.nodes):
+            node.stop()
+
+    def __enter__(self) -> "EmbeddedCluster":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _join(self, timeout: float) -> None:
+        clients = [redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5) for node in self.nodes]
+        try:
+            per_node = -(-SLOTS // self.masters)
+            for i, client in enumerate(clients):
+                client.execute_command("CLUSTER", "ADDSLOTS", *range(i * per_node, min(SLOTS, (i + 1) * per_node)))
+            for node in self.nodes[1:]:
+                clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+            deadline = time.monotonic() + timeout
+            while not all(self._settled(client) for client in clients):
+                if time.monotonic() > deadline:
+                    raise StartupError(f"Redis Cluster under {self.data_dir} did not settle within {timeout:.0f}s")
+                time.sleep(0.1)
+        finally:
+            for client in clients:
+                client.close()
+
+    def _settled(self, client: redis.Redis) -> bool:
+        info = client.cluster("info")
+        return (info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == self.masters
+                and int(info.get("cluster_slots_ok", 0)) == SLOTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tracker.embedded_cluster DIR [--masters N]``: run a local cluster until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m tracker.embedded_cluster", description=main.__doc__)
+    parser.add_argument("data_dir", type=Path, help="folder for the nodes' data (one subfolder each)")
+    parser.add_argument("--masters", type=int, default=3, help="number of nodes (default 3)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    cluster = EmbeddedCluster(args.data_dir, masters=args.masters)
+    try:
+        cluster.start()
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"REDIS_URL={cluster.url}", flush=True)
+    print("nodes: " + " ".join(cluster.urls) + "  (Ctrl-C stops them)", flush=True)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"]:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
