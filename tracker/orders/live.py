@@ -6,7 +6,10 @@ once a second it reads the rider's orders (one pipeline), computes the route tim
 each order's channel. While the rider heads to the restaurant it also prompts the merchant:
 ``start_preparing`` once the rider's ETA to the restaurant is within the order's preparation
 estimate (so the food is ready as the rider walks in), ``rider_arriving`` once it is within
-``TRACKER_ARRIVING_PROMPT_S``. Each prompt is sent once per order.
+``TRACKER_ARRIVING_PROMPT_S``. Each prompt is sent once per order (``rider_arriving`` once per
+rider). An order's ETA is written, and its position published, only if the rider still
+carries it at that moment (one small script per order): an order given back since it was read
+shows neither.
 """
 from __future__ import annotations
 
@@ -27,6 +30,20 @@ from tracker.runtime import Runtime
 log = logging.getLogger("tracker.orders")
 
 MIN_INTERVAL_S = 1.0
+
+# The order's ETA, written only while ARGV[1] still carries it (ARGV[4:] are the carrying
+# statuses): the orders were read a moment ago and may have been given back since.
+_SET_ETA = """
+local h = redis.call('HMGET', KEYS[1], 'rider_id', 'status')
+if h[1] ~= ARGV[1] then return 0 end
+for i = 4, #ARGV do
+  if h[2] == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'eta', ARGV[2], 'pickup_eta', ARGV[3])
+    return 1
+  end
+end
+return 0
+"""
 
 
 def prompt_text(kind: str, minutes: float) -> str:
@@ -118,15 +135,18 @@ class RiderOrdersFeed:
         for h in mine:
             eta = etas.get(h["id"])
             pickup = pickup_eta if h["status"] in TO_COLLECT and pickup_eta is not None else ""
-            pipe.hset(order_key(h["merchant_id"], h["id"]), mapping={"eta": eta if eta is not None else "",
-                                                                    "pickup_eta": pickup})
+            pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id,
+                      "" if eta is None else eta, pickup, *CARRYING)
             frame = {"type": "rider_location", "order_id": h["id"], "rider_id": rider_id, "lat": fix.lat,
                      "lng": fix.lng, "ts": fix.ts, "eta": eta}
             frames.append((order_channel(h["id"]), orjson.dumps(frame)))
         for h, kind, arrival in prompts:
             pipe.hsetnx(order_key(h["merchant_id"], h["id"]), _prompted_field(kind, rider_id), now)
-        flags = (await pipe.execute())[len(mine):]
-        await publish_all(self.rt.redis, frames)
+        results = await pipe.execute()
+        held, flags = results[:len(mine)], results[len(mine):]
+        # Only orders the rider still held when their ETA was written: one taken back since it
+        # was read keeps no ETA and shows no position (the order step cleared both).
+        await publish_all(self.rt.redis, [f for f, still in zip(frames, held) if still])
         to_kitchens = []
         for (h, kind, arrival), fresh in zip(prompts, flags):
             if fresh:
