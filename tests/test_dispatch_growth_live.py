@@ -88,6 +88,29 @@ async def test_an_add_on_accepted_after_the_pickup_is_refused_and_the_order_offe
         await ops.close()
 
 
+async def test_an_add_on_to_an_order_given_back_is_withdrawn_at_once(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    mid, first, second, rid = uid("m"), uid("o1"), uid("o2"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.02)
+    try:
+        await on_its_way(srv, ops, courier, first, mid)
+        await confirmed_order(srv, ops, second, mid)
+        add_on = await courier.expect("offer", timeout=10)
+        assert add_on["joins"] == [first]
+        await courier.release(first, reason="bike broke")
+        await courier.expect("unassigned")
+        withdrawn = await courier.expect("offer_withdrawn", timeout=5)
+        assert withdrawn == {"type": "offer_withdrawn", "offer_id": add_on["offer_id"]}
+        await courier.accept(add_on["offer_id"])
+        late = await courier.expect("error")
+        assert late["code"] == "conflict" and "withdrawn" in late["message"], late
+        assert (await ops.get(second))["status"] == "confirmed"
+    finally:
+        await courier.close()
+        await ops.close()
+
+
 async def test_a_rider_who_announced_a_later_shift_gets_no_offer_until_it_starts(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)

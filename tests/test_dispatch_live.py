@@ -67,6 +67,26 @@ async def test_offer_accept_assigns_the_order(own_redis, start_server, uid) -> N
         await ops.close()
 
 
+async def test_cancelling_an_order_on_offer_withdraws_the_offer(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        await confirmed_order(srv, ops, oid, mid)
+        offer = await courier.expect("offer", timeout=10)
+        assert (await ops.cancel(oid)).status_code == 200
+        withdrawn = await courier.expect("offer_withdrawn", timeout=5)
+        assert withdrawn["offer_id"] == offer["offer_id"]
+        await courier.accept(offer["offer_id"])
+        late = await courier.expect("error")
+        assert late["code"] == "conflict" and "withdrawn" in late["message"], late
+        assert (await ops.get(oid))["status"] == "cancelled"
+    finally:
+        await courier.close()
+        await ops.close()
+
+
 async def test_declined_order_goes_to_another_rider_and_not_back(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)

@@ -1,5 +1,6 @@
 """Scale-out on Redis Cluster: two server processes on a real three-node cluster serve one order
-from the rider's first fix to its delivery, with every feature's keys spread over the nodes.
+from the rider's first fix to its delivery, with every feature's keys spread over the nodes;
+a node going down is a 503, not a crash, and the server recovers when it is back.
 
 (``pytest --redis-cluster`` runs the whole suite on a cluster; this module keeps the
 essentials in the default run.)
@@ -7,8 +8,11 @@ essentials in the default run.)
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Iterator
 
+import httpx
 import pytest
 import redis
 
@@ -83,3 +87,55 @@ async def test_two_servers_on_a_cluster_serve_an_order_end_to_end(cluster, start
         await courier.close()
         await kitchen.close()
         await ops.close()
+
+
+async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with EmbeddedCluster(tmp_path / "cluster") as cluster:
+        srv: ServerProcess = start_server(FAST, redis=cluster.url)
+        ops = Ops(srv)
+        mid, rid = uid("m"), uid("r")
+        oids = [uid(f"o{i}") for i in range(8)]  # eight ids, on every node's slots
+        courier = await rider_near_restaurant(srv, rid, 0.001)
+        try:
+            for oid in oids:
+                assert (await ops.create(oid, mid)).status_code == 201
+            node = cluster.nodes[1]
+            os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as http:
+                for _ in range(100):
+                    if (await http.get("/readyz")).status_code == 503:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("/readyz stayed ready with a cluster node down")
+                late = ServerProcess(redis_url=cluster.url, data_dir=tmp_path / "late")
+                with pytest.raises(RuntimeError) as refused:  # a new server will not start on it
+                    late.start()
+                late.cleanup()
+                assert "cannot serve every slot" in str(refused.value) and "Traceback" not in str(refused.value)
+                answers = []
+                for i in range(2):  # the rider keeps streaming through the outage
+                    await courier.location(PICKUP["lat"] + 0.001 + i * 1e-5, PICKUP["lng"])
+                    for oid in oids:
+                        resp = await ops.client.get(f"/v1/orders/{oid}")
+                        answers.append((resp.status_code, resp.json().get("error", {}).get("code")))
+                    await asyncio.sleep(0.2)
+                assert {a for a in answers if a[0] != 200} == {(503, "redis_unavailable")}, answers
+                node.stop()
+                node.start()  # same port and folder: it rejoins with its slots
+                for _ in range(300):
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("/readyz did not recover after the node came back")
+            for _ in range(100):  # its slots served again: every order reads back
+                codes = [(await ops.client.get(f"/v1/orders/{oid}")).status_code for oid in oids]
+                if codes == [200] * len(oids):
+                    break
+                await asyncio.sleep(0.1)
+            assert codes == [200] * len(oids)
+            assert "Traceback" not in srv.log_path.read_text()  # an outage is one line per kind, not a flood
+        finally:
+            await courier.close()
+            await ops.close()

@@ -3,7 +3,8 @@
 For the tests that check the server on Redis Cluster, for the load tests' scale-out run,
 and for anyone who wants to try it: ``python -m tracker.embedded_cluster DIR`` starts one
 and prints the ``REDIS_URL`` to give ``tracker serve`` (any node's address will do: the
-client discovers the others). Each node is an :class:`EmbeddedRedis` in cluster mode on a
+client discovers the others). It is a disposable cluster for trying things: each start is a
+new, empty one, and a node that dies is not restarted. Each node is an :class:`EmbeddedRedis` in cluster mode on a
 loopback TCP port (its cluster bus listens on that port + 10000); the hash slots are split
 evenly between them, without replicas.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import socket
 import sys
@@ -66,7 +68,13 @@ class EmbeddedCluster:
         return [f"redis://127.0.0.1:{node.port}" for node in self.nodes]
 
     def start(self, timeout: float = 30.0) -> str:
-        """Start the nodes and return the cluster's URL once every slot is served."""
+        """Start a new, empty cluster and return its URL once every slot is served.
+
+        The nodes' folders are wiped first: a cluster left there by an earlier run (its
+        ``nodes.conf`` names other ports) cannot be joined again.
+        """
+        for i in range(self.masters):
+            shutil.rmtree(self.data_dir / f"node{i}", ignore_errors=True)
         try:
             for i in range(self.masters):
                 node = EmbeddedRedis(

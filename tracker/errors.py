@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import ClusterError as _ClusterError
 from redis.exceptions import ConnectionError as _RedisConnectionError
+from redis.exceptions import SlotNotCoveredError as _SlotNotCoveredError
 from redis.exceptions import TimeoutError as _RedisTimeoutError
+from redis.exceptions import TryAgainError as _TryAgainError
 
 # code -> HTTP status. One table, used by every HTTP handler.
 STATUS_BY_CODE: dict[str, int] = {
@@ -58,8 +61,10 @@ class ApiError(Exception):
         return f"ApiError({self.code!r}, {self.message!r})"
 
 
-# Redis did not answer (down, restarting, paused): a client sees ``redis_unavailable`` (503).
-REDIS_DOWN: tuple[type[Exception], ...] = (_RedisConnectionError, _RedisTimeoutError)
+# Redis did not answer (down, restarting, paused; on a cluster also a node down, a slot not
+# served, a slot moving): a client sees ``redis_unavailable`` (503).
+REDIS_DOWN: tuple[type[Exception], ...] = (_RedisConnectionError, _RedisTimeoutError, _ClusterError,
+                                           _SlotNotCoveredError, _TryAgainError)
 
 
 def redis_unavailable(exc: BaseException) -> ApiError:

@@ -2,6 +2,8 @@
 
 Tokens never reach the log: uvicorn logs every WebSocket handshake with its URL, and pages
 pass their token in the query string, so every record's ``token=`` value is masked.
+:func:`log_failure` keeps an outage readable: a failure because Redis is down is one line,
+at most every few seconds per kind, not a traceback per rider fix.
 """
 from __future__ import annotations
 
@@ -13,7 +15,28 @@ from typing import Any
 
 import orjson
 
+from tracker.errors import REDIS_DOWN
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName", "color_message"}
+
+
+REDIS_DOWN_LOG_EVERY_S = 10.0
+_last_down_log: dict[tuple[str, str], tuple[float, int]] = {}  # (logger, message) -> (last logged, suppressed)
+
+
+def log_failure(logger: logging.Logger, message: str, exc: BaseException, **extra: Any) -> None:
+    """Log a failure: with its traceback, unless Redis is down (then one line, rate-limited)."""
+    if not isinstance(exc, REDIS_DOWN):
+        logger.error(message, exc_info=exc, extra=extra)
+        return
+    key, now = (logger.name, message), time.monotonic()
+    last, suppressed = _last_down_log.get(key, (-REDIS_DOWN_LOG_EVERY_S, 0))
+    if now - last < REDIS_DOWN_LOG_EVERY_S:
+        _last_down_log[key] = (last, suppressed + 1)
+        return
+    _last_down_log[key] = (now, 0)
+    logger.warning("%s: Redis unavailable (%s: %s)%s", message, type(exc).__name__, exc,
+                   f"; {suppressed} more like it in the last {now - last:.0f} s" if suppressed else "", extra=extra)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:

@@ -97,7 +97,7 @@ class PubSubHub:
         self._ready = asyncio.Event()
         # One future per SUBSCRIBE sent and not yet confirmed, per channel, in sending order:
         # Redis confirms in that order on the listener's connection.
-        self._unconfirmed: dict[str, deque[asyncio.Future[None]]] = {}
+        self._unconfirmed: dict[str, deque[asyncio.Future[bool]]] = {}
         self._dropped = Counter(
             "tracker_pubsub_slow_subscribers", "Subscribers cut off for falling behind", registry=registry
         )
@@ -149,12 +149,17 @@ class PubSubHub:
                     await self._send_subscribe(self._pubsub, sub.channel)
                 except Exception:  # noqa: BLE001 - a dead connection fails in more ways than one
                     broken = self._pubsub  # its listener is about to fail and restart
-        # While the listener reconnects, wait: once back it subscribes every wanted channel.
-        while self._pubsub is None or self._pubsub is broken:
-            await asyncio.sleep(RECONNECT_POLL_S)
-        pending = self._unconfirmed.get(sub.channel)
-        if pending:
-            await asyncio.shield(pending[-1])
+        while True:
+            # While the listener reconnects, wait: once back it subscribes every wanted channel.
+            while self._pubsub is None or self._pubsub is broken:
+                await asyncio.sleep(RECONNECT_POLL_S)
+            pending = self._unconfirmed.get(sub.channel)
+            if not pending:
+                return  # confirmed already
+            on = self._pubsub
+            if await asyncio.shield(pending[-1]):
+                return
+            broken = on  # that connection died before confirming: wait for the next one
 
     async def _send_subscribe(self, pubsub: aioredis.client.PubSub, *channels: str) -> None:
         """Send SUBSCRIBE (caller holds the lock) and expect one confirmation per channel."""
@@ -171,14 +176,14 @@ class PubSubHub:
         if not pending:
             del self._unconfirmed[channel]
         if not done.done():
-            done.set_result(None)
+            done.set_result(True)
 
     def _release_waiters(self) -> None:
         """The connection is gone: nothing pending will be confirmed on it."""
         for pending in self._unconfirmed.values():
             for waiter in pending:
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(False)  # not confirmed: the subscriber waits for the next connection
         self._unconfirmed.clear()
 
     async def unsubscribe(self, sub: Subscription) -> None:

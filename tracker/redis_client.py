@@ -13,18 +13,48 @@ from typing import Any, Iterable, Sequence, Union
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 AnyRedis = Union[aioredis.Redis, RedisCluster]
 
 
 def cluster_enabled(url: str, timeout: float = 5.0) -> bool:
-    """Whether the Redis at ``url`` runs in cluster mode (raises ``redis.RedisError`` if unreachable)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    """Whether the Redis at ``url`` runs in cluster mode (raises ``redis.RedisError`` if unreachable,
+    :class:`ClusterNotOk` if it is a cluster that cannot serve every slot now)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
     try:
-        info = client.info("cluster")
+        enabled = bool(client.info("cluster").get("cluster_enabled"))
+        problem = _cluster_problem(client, timeout) if enabled else None
     finally:
         client.close()
-    return bool(info.get("cluster_enabled"))
+    if problem:
+        raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: {problem}")
+    return enabled
+
+
+def _cluster_problem(client: redis.Redis, timeout: float) -> str | None:
+    """Why the cluster ``client`` talks to cannot serve now (state not ok, a primary that does
+    not answer), or ``None``."""
+    state = client.cluster("info").get("cluster_state")
+    if state != "ok":
+        return f"cluster_state:{state}"
+    for address, node in client.cluster("nodes").items():
+        flags = node.get("flags", "")
+        if "master" not in flags or not node.get("slots") or "myself" in flags:
+            continue
+        if "fail" in flags:
+            return f"node {address} is marked {flags}"
+        host, _, port = address.partition("@")[0].rpartition(":")
+        other = redis.Redis(host=host or "127.0.0.1", port=int(port), socket_connect_timeout=timeout,
+                            socket_timeout=timeout)
+        try:
+            other.ping()
+        except (redis.RedisError, OSError) as exc:
+            return f"node {address} does not answer ({exc})"
+        finally:
+            other.close()
+    return None
 
 
 def connect(url: str, *, cluster: bool | None = None, **options: Any) -> AnyRedis:
@@ -32,6 +62,10 @@ def connect(url: str, *, cluster: bool | None = None, **options: Any) -> AnyRedi
     if cluster is None:
         cluster = cluster_enabled(url)
     if cluster:
+        # A few quick retries (a redirection, a node restarting), then the error: a request on a
+        # slot whose node is down answers 503 within about a second, not after redis-py's
+        # default of ten attempts (several seconds).
+        options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3))
         return RedisCluster.from_url(url, **options)
     return aioredis.Redis.from_url(url, **options)
 
@@ -73,3 +107,18 @@ async def subscriber_count(redis: AnyRedis, channel: str) -> int:
     """How many connections subscribe to ``channel`` (on a cluster: summed over every node)."""
     extra = {"target_nodes": RedisCluster.ALL_NODES} if is_cluster(redis) else {}
     return int((await redis.pubsub_numsub(channel, **extra))[0][1])
+
+
+class ClusterNotOk(redis.exceptions.ClusterDownError):
+    """A Redis Cluster node reports ``cluster_state`` other than ``ok`` (a node down, slots unserved)."""
+
+
+async def check_ready(redis: AnyRedis) -> None:
+    """Raise unless Redis can serve: it answers PING; on a cluster, every primary answers and
+    reports ``cluster_state:ok`` (one live node answering PING says nothing of the others)."""
+    if not is_cluster(redis):
+        await redis.ping()
+        return
+    for node, info in (await redis.cluster_info(target_nodes=RedisCluster.PRIMARIES)).items():
+        if info.get("cluster_state") != "ok":
+            raise ClusterNotOk(f"cluster node {node} reports cluster_state:{info.get('cluster_state')}")

@@ -15,6 +15,8 @@ from typing import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from tracker.logs import log_failure
+
 log = logging.getLogger("tracker.tasks")
 
 TaskFactory = Callable[[], Awaitable[None]]
@@ -80,7 +82,7 @@ class Supervisor:
                 state.last_error = f"{type(exc).__name__}: {exc}"
                 state.last_error_at = time.time()
                 self._failures.labels(state.name).inc()
-                log.exception("background task %s failed", state.name, extra={"task": state.name})
+                log_failure(log, f"background task {state.name} failed", exc, task=state.name)
                 if not restart:
                     return
                 if time.monotonic() - started > 60:

@@ -12,5 +12,6 @@ async def start(rt: Runtime) -> None:
     """Create this process's dispatcher and supervise its two loops."""
     dispatcher = Dispatcher(rt)
     rt.services["dispatcher"] = dispatcher
+    rt.services.setdefault("order_step_listeners", []).append(dispatcher.on_order_step)
     rt.supervisor.spawn("dispatch-loop", dispatcher.run_forever)
     rt.supervisor.spawn("offer-expiry", dispatcher.sweep_forever)

@@ -172,6 +172,16 @@ class OfferStore:
         raw = await self.redis.get(offer_key(offer_id))
         return None if raw is None else OfferRecord.from_json(raw)
 
+    async def holding(self, merchant_id: str, order_id: str) -> OfferRecord | None:
+        """The pending offer that holds ``order_id``, if any."""
+        offer_id = await self.redis.get(lock_key(merchant_id, order_id))
+        return None if offer_id is None else await self.load(offer_id)
+
+    async def pending_for(self, rider_id: str) -> OfferRecord | None:
+        """The offer ``rider_id`` is considering, if any."""
+        offer_id = await self.redis.get(rider_offer_key(rider_id))
+        return None if offer_id is None else await self.load(offer_id)
+
     async def holds(self, offer: OfferRecord) -> bool:
         """True while every order of the offer is still claimed by it."""
         return bool(await self._holds(keys=offer.lock_keys, args=[offer.offer_id]))

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from tracker.dispatch.lease import Lease
 from tracker.dispatch.demand import load_demand
 from tracker.dispatch.model import Offer, OrderView, Snapshot
-from tracker.dispatch.offers import EXPIRED, OfferRecord, OfferStore, new_offer_id
+from tracker.dispatch.offers import EXPIRED, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
 from tracker.orders import unassign_order
@@ -190,6 +190,31 @@ class Dispatcher:
         """
         await self.cool_down(merchant_id, (order_id,), rider_id)
         await unassign_order(self.rt, order_id, merchant_id=merchant_id, rider_id=rider_id, by=by, reason=reason)
+
+    async def on_order_step(self, order: dict[str, Any], kind: str) -> None:
+        """Withdraw the offers an order's step made void (an order step listener).
+
+        A cancelled order's offer, and an add-on that would join an order that was cancelled or
+        taken back from its rider: the rider gets ``offer_withdrawn`` at once instead of a
+        ``conflict`` when it accepts, and the offer's other orders go back to the next round.
+        """
+        if kind not in ("cancelled", "rider_unassigned"):
+            return
+        void = []
+        if kind == "cancelled":
+            void.append(await self.store.holding(order["merchant_id"], order["id"]))
+        if order.get("last_rider_id"):
+            addon = await self.store.pending_for(order["last_rider_id"])
+            if addon is not None and order["id"] in addon.joins:
+                void.append(addon)
+        for record in void:
+            if record is not None and await self.store.claim(record):
+                await self.store.release(record, WITHDRAWN)
+                self.metrics.offers.labels("withdrawn").inc()
+                await self.rt.pubsub.publish(
+                    inbox_channel(record.rider_id),
+                    orjson.dumps({"type": "offer_withdrawn", "offer_id": record.offer_id}).decode(),
+                )
 
     async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
         """Keep a rider who declined, let expire or gave back these orders away from them for a while."""

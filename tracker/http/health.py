@@ -1,4 +1,4 @@
-"""``/healthz`` (process up), ``/readyz`` (Redis answers) and ``/metrics`` (Prometheus)."""
+"""``/healthz`` (process up), ``/readyz`` (Redis answers; a cluster: every primary, state ok) and ``/metrics`` (Prometheus)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tracker.jsonutil import JSONResponse
+from tracker.redis_client import check_ready
 from tracker.runtime import runtime_of
 
 
@@ -21,7 +22,7 @@ async def readyz(request: Request) -> Response:
     rt = runtime_of(request)
     tasks = rt.supervisor.status()
     try:
-        await asyncio.wait_for(rt.redis.ping(), timeout=2.0)
+        await asyncio.wait_for(check_ready(rt.redis), timeout=2.0)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         body = {"error": {"code": "redis_unavailable", "message": f"Redis does not answer: {exc or type(exc).__name__}"}, "tasks": tasks}
         return JSONResponse(body, status_code=503)

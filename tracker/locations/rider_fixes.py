@@ -21,6 +21,7 @@ from tracker.locations.fix import Fix, parse_fix, require_fresh_client_ts
 from tracker.locations.ratelimit import FloodGuard, TokenBucket
 from tracker.locations.sanity import Verdict, judge
 from tracker.locations.writer import FixWriter
+from tracker.logs import log_failure
 from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, RiderConnection, handles, handles_internal
 from tracker.validate import optional_int, require_bool
 from tracker.wsconn import CLOSE_POLICY
@@ -70,10 +71,12 @@ async def orders_changed(conn: RiderConnection, msg: dict[str, Any]) -> None:
     reload = conn.state["orders_reload"] = asyncio.ensure_future(_load_orders(conn))
     await reload
     last = conn.state.get("last_fix")
-    if last is not None and conn.state["orders"]:
+    fresh_ms = conn.runtime.settings.stale_after_s * 1000
+    if last is not None and conn.state["orders"] and conn.runtime.clock.now_ms() - last.ts <= fresh_ms:
         # Fed at once, not at the rider's next fix: a new order's customer sees the rider and
         # its ETA from the moment of assignment, and the orders a rider keeps get ETAs
-        # without the leg of one it gave back.
+        # without the leg of one it gave back. A fix too old to count (a rider back after a
+        # while) waits for the next one.
         await _feed_listeners(conn, last)
 
 
@@ -107,8 +110,8 @@ async def _feed_listeners(conn: RiderConnection, fix: Fix) -> None:
     for listener in conn.runtime.services.get("fix_listeners", ()):
         try:
             await listener(conn.rider_id, fix, conn.state["orders"])
-        except Exception:  # noqa: BLE001 - a listener must never break the rider's socket
-            log.exception("fix listener failed", extra={"rider": conn.rider_id})
+        except Exception as exc:  # noqa: BLE001 - a listener must never break the rider's socket
+            log_failure(log, "fix listener failed", exc, rider=conn.rider_id)
 
 
 @handles("availability")

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from tracker.locations import Fix
+from tracker.logs import log_failure
 from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
@@ -91,7 +92,7 @@ class RiderOrdersFeed:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("delayed rider feed failed", exc_info=task.exception(), extra={"task": task.get_name()})
+            log_failure(log, "delayed rider feed failed", task.exception(), task=task.get_name())  # type: ignore[arg-type]
 
     async def _deliver(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
         redis = self.rt.redis
