@@ -30,6 +30,16 @@ async def on_its_way(srv: ServerProcess, ops: Ops, courier: RiderClient, first: 
     return int((await ops.get(first))["pickup_eta"])
 
 
+async def add_on_offered(srv: ServerProcess, ops: Ops, courier: RiderClient, first: str, second: str,
+                         mid: str) -> dict:
+    """The courier heads for ``first``; ``second`` of the same kitchen is offered to it as an add-on."""
+    await on_its_way(srv, ops, courier, first, mid)
+    await confirmed_order(srv, ops, second, mid)
+    add_on = await courier.expect("offer", timeout=10)
+    assert add_on["joins"] == [first], add_on
+    return add_on
+
+
 async def test_a_rider_on_the_way_is_offered_another_order_of_that_restaurant(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
@@ -66,10 +76,7 @@ async def test_an_add_on_accepted_after_the_pickup_is_refused_and_the_order_offe
     mid, first, second, rid = uid("m"), uid("o1"), uid("o2"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.02)
     try:
-        await on_its_way(srv, ops, courier, first, mid)
-        await confirmed_order(srv, ops, second, mid)
-        add_on = await courier.expect("offer", timeout=10)
-        assert add_on["joins"] == [first]
+        add_on = await add_on_offered(srv, ops, courier, first, second, mid)
         await courier.progress(first, "at_pickup")
         await courier.progress(first, "picked_up")
         await courier.accept(add_on["offer_id"])
@@ -94,10 +101,7 @@ async def test_an_add_on_to_an_order_given_back_is_withdrawn_at_once(own_redis, 
     mid, first, second, rid = uid("m"), uid("o1"), uid("o2"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.02)
     try:
-        await on_its_way(srv, ops, courier, first, mid)
-        await confirmed_order(srv, ops, second, mid)
-        add_on = await courier.expect("offer", timeout=10)
-        assert add_on["joins"] == [first]
+        add_on = await add_on_offered(srv, ops, courier, first, second, mid)
         await courier.release(first, reason="bike broke")
         await courier.expect("unassigned")
         withdrawn = await courier.expect("offer_withdrawn", timeout=5)

@@ -20,6 +20,12 @@ async def confirmed_order(srv: ServerProcess, ops: Ops, oid: str, mid: str) -> N
     await kitchen.close()
 
 
+async def offered(ops: Ops, courier: RiderClient, oid: str, mid: str) -> dict:
+    """Confirm a new order; the offer ``courier`` gets for it."""
+    await confirmed_order(ops.server, ops, oid, mid)
+    return await courier.expect("offer", timeout=10)
+
+
 async def rider_near_restaurant(srv: ServerProcess, rid: str, offset: float) -> RiderClient:
     r = await rider(srv, rid)
     await r.location(PICKUP["lat"] + offset, PICKUP["lng"])
@@ -33,9 +39,7 @@ async def near_and_far(srv: ServerProcess, near_id: str, far_id: str) -> tuple[R
 
 async def accepted(srv: ServerProcess, ops: Ops, oid: str, mid: str, courier: RiderClient) -> None:
     """Confirm a new order and have ``courier`` accept the offer it gets."""
-    await confirmed_order(srv, ops, oid, mid)
-    offer = await courier.expect("offer", timeout=10)
-    await courier.accept(offer["offer_id"])
+    await courier.accept((await offered(ops, courier, oid, mid))["offer_id"])
     await courier.expect("assigned")
 
 
@@ -45,8 +49,7 @@ async def test_offer_accept_assigns_the_order(own_redis, start_server, uid) -> N
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.002)
     try:
-        await confirmed_order(srv, ops, oid, mid)
-        offer = await courier.expect("offer", timeout=10)
+        offer = await offered(ops, courier, oid, mid)
         assert [o["order_id"] for o in offer["orders"]] == [oid]
         assert offer["orders"][0]["pickup"] == PICKUP and offer["expires_at"] > 0
         await courier.accept(offer["offer_id"])
@@ -73,8 +76,7 @@ async def test_cancelling_an_order_on_offer_withdraws_the_offer(own_redis, start
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.002)
     try:
-        await confirmed_order(srv, ops, oid, mid)
-        offer = await courier.expect("offer", timeout=10)
+        offer = await offered(ops, courier, oid, mid)
         assert (await ops.cancel(oid)).status_code == 200
         withdrawn = await courier.expect("offer_withdrawn", timeout=5)
         assert withdrawn["offer_id"] == offer["offer_id"]

@@ -41,6 +41,14 @@ def keys_per_node(cluster: EmbeddedCluster) -> list[int]:
     return counts
 
 
+async def readyz_becomes(http: httpx.AsyncClient, status: int, failure: str, tries: int = 100) -> None:
+    for _ in range(tries):
+        if (await http.get("/readyz")).status_code == status:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(failure)
+
+
 async def test_two_servers_on_a_cluster_serve_an_order_end_to_end(cluster, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     near: ServerProcess = start_server(FAST, redis=cluster.urls[0])
     far: ServerProcess = start_server(FAST, redis=cluster.urls[2])  # any node's address will do
@@ -102,12 +110,7 @@ async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(
             node = cluster.nodes[1]
             os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]
             async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as http:
-                for _ in range(100):
-                    if (await http.get("/readyz")).status_code == 503:
-                        break
-                    await asyncio.sleep(0.1)
-                else:
-                    raise AssertionError("/readyz stayed ready with a cluster node down")
+                await readyz_becomes(http, 503, "/readyz stayed ready with a cluster node down")
                 late = ServerProcess(redis_url=cluster.url, data_dir=tmp_path / "late")
                 with pytest.raises(RuntimeError) as refused:  # a new server will not start on it
                     late.start()
@@ -123,12 +126,7 @@ async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(
                 assert {a for a in answers if a[0] != 200} == {(503, "redis_unavailable")}, answers
                 node.stop()
                 node.start()  # same port and folder: it rejoins with its slots
-                for _ in range(300):
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                    await asyncio.sleep(0.1)
-                else:
-                    raise AssertionError("/readyz did not recover after the node came back")
+                await readyz_becomes(http, 200, "/readyz did not recover after the node came back", tries=300)
             for _ in range(100):  # its slots served again: every order reads back
                 codes = [(await ops.client.get(f"/v1/orders/{oid}")).status_code for oid in oids]
                 if codes == [200] * len(oids):
