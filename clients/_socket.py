@@ -17,7 +17,13 @@ class JsonSocket:
 
     @classmethod
     async def open(cls, url: str, token: str, **kwargs: Any) -> "JsonSocket":
-        """Connect with the token in the Authorization header."""
+        """Connect with the token in the Authorization header.
+
+        Closing waits at most a second for the server's reply: a client that stopped reading
+        (frames queued past ``max_queue``) never sees that reply, and would otherwise wait the
+        library's default 10 s on every close or reconnect.
+        """
+        kwargs.setdefault("close_timeout", 1.0)
         ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, **kwargs)
         return cls(ws)
 
