@@ -137,8 +137,10 @@ async def test_released_order_goes_to_another_rider_and_not_back(own_redis, star
             await near.expect("offer", timeout=1.5)
         await near.release(oid)  # no longer its order
         assert (await near.expect("error"))["code"] == "forbidden"
-        await near.release(uid("nope"))
-        assert (await near.expect("error"))["code"] == "not_found"
+        await near.release(uid("nope"))  # an id that does not exist answers the same: ids cannot be probed
+        assert (await near.expect("error"))["code"] == "forbidden"
+        await near.progress(uid("nope"), "at_pickup")
+        assert (await near.expect("error"))["code"] == "forbidden"
         for step in ("at_pickup", "picked_up"):
             await far.progress(oid, step)
         await events_until(watcher, "picked_up")

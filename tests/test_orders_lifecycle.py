@@ -109,6 +109,8 @@ async def test_illegal_steps_are_refused_and_change_nothing(server: ServerProces
         assert (await kitchen.expect("error"))["code"] == "invalid_transition"
         await rival.confirm(oid)  # another merchant's order
         assert (await rival.expect("error"))["code"] == "forbidden"
+        await rival.confirm(uid("ghost"))  # no order at all: the same answer
+        assert (await rival.expect("error"))["code"] == "forbidden"
         await courier.progress(oid, "picked_up")  # not assigned yet
         assert (await courier.expect("error"))["code"] == "forbidden"
         await ops.assign(oid, rid)
@@ -280,6 +282,14 @@ async def test_scope_violations(server: ServerProcess, uid) -> None:  # type: ig
                 assert resp.status_code == status and resp.json()["error"]["code"] == "forbidden"
             create = await client.post("/v1/orders", json={}, headers={"Authorization": "Bearer " + server.token("merchant", mid)})
             assert create.status_code == 403
+            # to a merchant, an id that does not exist looks like another merchant's: ids cannot be probed
+            as_merchant = {"Authorization": "Bearer " + server.token("merchant", mid)}
+            ghost = f"/v1/orders/{uid('ghost')}"
+            for resp in (await client.get(ghost, headers=as_merchant),
+                         await client.post(ghost + "/cancel", json={}, headers=as_merchant)):
+                assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden", resp.text
+            operator = {"Authorization": "Bearer " + server.token("operator", "ops")}
+            assert (await client.get(ghost, headers=operator)).status_code == 404
     finally:
         await ops.close()
 

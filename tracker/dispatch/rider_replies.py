@@ -78,9 +78,7 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
     order_id = require_id(msg, "order_id")
     reason = optional_reason(msg)
     order = await load_order(conn.runtime, order_id)
-    if order is None:
-        raise ApiError("not_found", f"no order {order_id!r}")
-    if order["rider_id"] != conn.rider_id:
+    if order is None or order["rider_id"] != conn.rider_id:  # unknown or not its own: the same answer
         raise ApiError("forbidden", f"order {order_id!r} is not assigned to this rider")
     await conn.runtime.services["dispatcher"].take_back(order["merchant_id"], order_id, conn.rider_id,
                                                         by="rider", reason=reason)

@@ -40,6 +40,14 @@ def check_scope(principal: Principal, order: dict[str, Any], *, customer_may: bo
     raise ApiError("forbidden", "this order is outside the token's scope")
 
 
+def _missing(principal: Principal, order_id: str) -> ApiError:
+    """No such order: ``not_found`` for the operator (and a customer, whose token names it);
+    a merchant gets the answer an order of another merchant gets, so ids cannot be probed."""
+    if principal.role is Role.MERCHANT:
+        return ApiError("forbidden", "this order is outside the token's scope")
+    return ApiError("not_found", f"no order {order_id!r}")
+
+
 async def create(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
@@ -63,7 +71,7 @@ async def read(request: Request) -> Response:
         raise ApiError("forbidden", "riders read their orders from their offers")
     order = await service.load_order(rt, order_id, with_events=True)
     if order is None:
-        raise ApiError("not_found", f"no order {order_id!r}")
+        raise _missing(principal, order_id)
     check_scope(principal, order)
     return JSONResponse(order)
 
@@ -73,7 +81,9 @@ async def cancel(request: Request) -> Response:
     principal = rt.authenticate(request)
     principal.require(Role.MERCHANT)
     order_id = _order_id(request)
-    raw = await service.require_order(rt, order_id)
+    raw = await service.store_of(rt).load(order_id)
+    if raw is None:
+        raise _missing(principal, order_id)
     check_scope(principal, {"id": order_id, "merchant_id": raw["merchant_id"]}, customer_may=False)
     reason = optional_reason(await _body(request))
     await service.step(rt, [order_id], "cancelled", merchant_id=raw["merchant_id"],

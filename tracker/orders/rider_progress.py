@@ -12,13 +12,14 @@ from tracker.validate import require_id
 
 @handles("progress")
 async def progress(conn: RiderConnection, msg: dict[str, Any]) -> None:
-    """Move an order assigned to this rider one step on; anyone else's order is ``forbidden``."""
+    """Move an order assigned to this rider one step on; any other order id (another rider's, or
+    none at all) is ``forbidden``, so ids cannot be probed."""
     order_id = require_id(msg, "order_id")
     step = msg.get("step")
     if step not in RIDER_STEPS:
         raise ApiError("bad_message", f"'step' must be one of {', '.join(RIDER_STEPS)}")
-    raw = await service.require_order(conn.runtime, order_id)
-    if raw.get("rider_id") != conn.rider_id:
+    raw = await service.store_of(conn.runtime).load(order_id)
+    if raw is None or raw.get("rider_id") != conn.rider_id:  # unknown or not its own: the same answer
         raise ApiError("forbidden", f"order {order_id!r} is not assigned to this rider")
     await service.step(conn.runtime, [order_id], step, merchant_id=raw["merchant_id"], rider=conn.rider_id,
                        event_extra={"rider_id": conn.rider_id})

@@ -161,9 +161,9 @@ async def merchant_ws(websocket: WebSocket) -> None:
         if kind not in ("confirm", "ready", "delay"):
             raise ApiError("unknown_type", f"unknown message type {kind!r}")
         order_id = require_id(msg, "order_id")
-        raw = await service.require_order(rt, order_id)
-        if raw["merchant_id"] != merchant:
-            raise ApiError("forbidden", f"order {order_id!r} belongs to another merchant")
+        raw = await service.store_of(rt).load(order_id)
+        if raw is None or raw["merchant_id"] != merchant:  # unknown or another's: the same answer
+            raise ApiError("forbidden", f"order {order_id!r} is not one of this merchant's orders")
         if kind == "confirm":
             await service.step(rt, [order_id], "confirmed", merchant_id=merchant)
         elif kind == "ready":
