@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import redis
+from redis.crc import key_slot
 
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import StartupError
@@ -90,6 +91,10 @@ class EmbeddedCluster:
             raise
         return self.url
 
+    def node_for(self, key: str) -> EmbeddedRedis:
+        """The node serving ``key``'s hash slot (the slots are split evenly, in node order)."""
+        return self.nodes[key_slot(key.encode()) // -(-SLOTS // self.masters)]
+
     def stop(self) -> None:
         """Stop every node."""
         for node in reversed(self.nodes):
@@ -139,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"REDIS_URL={cluster.url}", flush=True)
-    print("nodes: " + " ".join(cluster.urls) + "  (Ctrl-C stops them)", flush=True)
+    for node in cluster.nodes:
+        print(f"node pid {node.pid} on port {node.port}, data in {node.data_dir}; started as:\n  "
+              f"{node.command_line}", flush=True)
+    print("Ctrl-C (or SIGTERM) stops the nodes it started; a node that dies stays down until you "
+          "start it again with its command above (then stop that one yourself).", flush=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:

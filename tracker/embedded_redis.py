@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -171,6 +172,11 @@ class EmbeddedRedis:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    @property
+    def command_line(self) -> str:
+        """The redis-server command line (redis-server rewrites its title, so ``ps`` hides it)."""
+        return shlex.join(self._args)
 
     def __enter__(self) -> "EmbeddedRedis":
         self.start()

@@ -35,7 +35,7 @@ def log_failure(logger: logging.Logger, message: str, exc: BaseException, **extr
         _last_down_log[key] = (last, suppressed + 1)
         return
     _last_down_log[key] = (now, 0)
-    logger.warning("%s: Redis unavailable (%s: %s)%s", message, type(exc).__name__, exc,
+    logger.error("%s: Redis unavailable (%s: %s)%s", message, type(exc).__name__, exc,
                    f"; {suppressed} more like it in the last {now - last:.0f} s" if suppressed else "", extra=extra)
 
 

@@ -205,6 +205,9 @@ class PubSubHub:
         return sum(len(s) for s in self._subs.values())
 
     async def _listen(self) -> None:
+        # A new name each attempt: on a Redis Cluster the listener connects to the node serving
+        # this channel's slot, so after a failure it tries another node, not the dead one again.
+        self._home = f"tracker:proc:{uuid.uuid4().hex}"
         pubsub = self.redis.pubsub()
         try:
             async with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence, Union
 
 import redis
+from redis.connection import parse_url
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -20,41 +21,44 @@ AnyRedis = Union[aioredis.Redis, RedisCluster]
 
 
 def cluster_enabled(url: str, timeout: float = 5.0) -> bool:
-    """Whether the Redis at ``url`` runs in cluster mode (raises ``redis.RedisError`` if unreachable,
-    :class:`ClusterNotOk` if it is a cluster that cannot serve every slot now)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
+    """Whether the Redis at ``url`` runs in cluster mode (raises ``redis.RedisError`` if unreachable)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
-        enabled = bool(client.info("cluster").get("cluster_enabled"))
-        problem = _cluster_problem(client, timeout) if enabled else None
+        return bool(client.info("cluster").get("cluster_enabled"))
     finally:
         client.close()
-    if problem:
-        raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: {problem}")
-    return enabled
 
 
-def _cluster_problem(client: redis.Redis, timeout: float) -> str | None:
-    """Why the cluster ``client`` talks to cannot serve now (state not ok, a primary that does
-    not answer), or ``None``."""
-    state = client.cluster("info").get("cluster_state")
-    if state != "ok":
-        return f"cluster_state:{state}"
-    for address, node in client.cluster("nodes").items():
+def check_cluster(url: str, timeout: float = 5.0) -> None:
+    """Raise :class:`ClusterNotOk` if ``url`` names a cluster that cannot serve every slot now
+    (its state is not ok, or a primary does not answer); nothing for a single Redis."""
+    if not cluster_enabled(url, timeout):
+        return
+    settings = {**parse_url(url), "socket_connect_timeout": timeout, "socket_timeout": timeout,
+                "decode_responses": True}
+    settings.pop("db", None)  # a cluster has only database 0
+    seed = redis.Redis(**settings)
+    try:
+        state = seed.cluster("info").get("cluster_state")
+        if state != "ok":
+            raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: cluster_state:{state}")
+        nodes = seed.cluster("nodes")
+    finally:
+        seed.close()
+    for address, node in nodes.items():
         flags = node.get("flags", "")
         if "master" not in flags or not node.get("slots") or "myself" in flags:
             continue
-        if "fail" in flags:
-            return f"node {address} is marked {flags}"
         host, _, port = address.partition("@")[0].rpartition(":")
-        other = redis.Redis(host=host or "127.0.0.1", port=int(port), socket_connect_timeout=timeout,
-                            socket_timeout=timeout)
+        other = redis.Redis(**{**settings, "host": host or settings.get("host"), "port": int(port)})  # same credentials, TLS
         try:
+            if "fail" in flags:
+                raise ClusterNotOk(f"node {address} is marked {flags}")
             other.ping()
         except (redis.RedisError, OSError) as exc:
-            return f"node {address} does not answer ({exc})"
+            raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: node {address}: {exc}") from None
         finally:
             other.close()
-    return None
 
 
 def connect(url: str, *, cluster: bool | None = None, **options: Any) -> AnyRedis:

@@ -21,7 +21,7 @@ from tracker.app import create_app
 from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
-from tracker.redis_client import ClusterNotOk, cluster_enabled
+from tracker.redis_client import ClusterNotOk, check_cluster
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
 
@@ -95,7 +95,7 @@ def check_redis(url: str, timeout: float = 5.0) -> None:
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
-        cluster_enabled(url, timeout)  # a cluster must be able to serve every slot
+        check_cluster(url, timeout)  # a cluster must be able to serve every slot
     except ClusterNotOk as exc:
         raise StartupError(str(exc)) from None
     except (redis.RedisError, OSError, ValueError) as exc:

@@ -47,6 +47,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired or was answered already")
     if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):
         await dispatcher.store.release(record, WITHDRAWN)  # back to the next round, as a job of its own
+        dispatcher.metrics.offers.labels("withdrawn").inc()
         raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders no longer waiting for this rider "
                                "(picked up or given back); it is withdrawn")
     outcome = WITHDRAWN  # unless the assignment goes through (an order was cancelled meanwhile...)
@@ -56,7 +57,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
         outcome = ACCEPTED
     finally:
         await dispatcher.store.release(record, outcome)
-    dispatcher.metrics.offers.labels("accepted").inc()
+        dispatcher.metrics.offers.labels(outcome).inc()
     await conn.send(record.frame("assigned"))
 
 

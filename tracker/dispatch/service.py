@@ -53,7 +53,9 @@ class DispatchMetrics:
     def create(cls, registry: Any) -> "DispatchMetrics":
         return cls(
             rounds=Counter("tracker_dispatch_rounds", "Dispatch rounds planned", registry=registry),
-            offers=Counter("tracker_dispatch_offers", "Offers sent", ["outcome"], registry=registry),
+            offers=Counter("tracker_dispatch_offers", "Offers by what became of them (sent, lost_race, accepted, "
+                           "declined, withdrawn; expired ones are tracker_dispatch_offers_expired)", ["outcome"],
+                           registry=registry),
             round_seconds=Histogram(
                 "tracker_dispatch_round_seconds", "Wall time of a round (snapshot, plan, commit)", registry=registry
             ),

@@ -14,6 +14,7 @@ import orjson
 from tracker.dispatch.demand import record_order
 from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
+from tracker.logs import log_failure
 from tracker.orders import machine
 from tracker.orders.store import OrderStore, Step, order_key
 from tracker.riders.endpoint import inbox_channel
@@ -143,9 +144,11 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
             changed_rider = None
         if changed_rider:
             await rt.pubsub.publish(inbox_channel(changed_rider), '{"type":"_orders_changed"}')
-        notify = rt.services.get("order_step_listeners", ())
-        for listener in notify:
-            await listener(order, kind)
+        for listener in rt.services.get("order_step_listeners", ()):
+            try:
+                await listener(order, kind)
+            except Exception as exc:  # noqa: BLE001 - the step is done: its caller must hear so
+                log_failure(log, "order step listener failed", exc, order=oid, kind=kind)
 
 
 async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None,

@@ -161,7 +161,9 @@ async def merchant_ws(websocket: WebSocket) -> None:
         if kind not in ("confirm", "ready", "delay"):
             raise ApiError("unknown_type", f"unknown message type {kind!r}")
         order_id = require_id(msg, "order_id")
-        raw = await service.store_of(rt).load(order_id)
+        raw = await store.load(order_id)
+        if raw is None and session.principal.is_operator:
+            raise ApiError("not_found", f"no order {order_id!r}")
         if raw is None or raw["merchant_id"] != merchant:  # unknown or another's: the same answer
             raise ApiError("forbidden", f"order {order_id!r} is not one of this merchant's orders")
         if kind == "confirm":
