@@ -111,7 +111,8 @@ async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(
             os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]
             async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as http:
                 await readyz_becomes(http, 503, "/readyz stayed ready with a cluster node down")
-                late = ServerProcess(redis_url=cluster.url, data_dir=tmp_path / "late")
+                alive = cluster.urls[(cluster.nodes.index(node) + 1) % len(cluster.nodes)]
+                late = ServerProcess(redis_url=alive, data_dir=tmp_path / "late")
                 with pytest.raises(RuntimeError) as refused:  # a new server will not start on it
                     late.start()
                 late.cleanup()

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from tracker.auth import Principal, Role, token_from_connection, verify_token
 from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
 from tracker.jsonutil import dumps_str, loads_object
+from tracker.logs import log_failure
 
 log = logging.getLogger("tracker.ws")
 
@@ -168,7 +169,7 @@ def closes_when_redis_is_down(endpoint: Callable[[WebSocket], Awaitable[None]]) 
         try:
             await endpoint(websocket)
         except REDIS_DOWN as exc:
-            log.warning("closing %s: Redis did not answer: %r", websocket.url.path, exc)
+            log_failure(log, f"closing {websocket.url.path}", exc)  # one line per kind, not one per socket
             try:
                 if websocket.application_state != WebSocketState.DISCONNECTED:
                     await websocket.close(CLOSE_INTERNAL, redis_close_reason(exc))

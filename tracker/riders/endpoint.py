@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 
 from tracker.auth import Role
 from tracker.errors import REDIS_DOWN, ApiError
+from tracker.logs import log_failure
 from tracker.pubsub import GAP, SubscriberTooSlow, Subscription
 from tracker.runtime import Runtime
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down
@@ -132,8 +133,8 @@ async def rider_ws(websocket: WebSocket) -> None:
         for hook in ON_DISCONNECT:
             try:
                 await hook(conn)
-            except Exception:  # noqa: BLE001 - a failing hook must not skip the others
-                log.exception("rider disconnect hook failed", extra={"rider": conn.rider_id})
+            except Exception as exc:  # noqa: BLE001 - a failing hook must not skip the others
+                log_failure(log, "rider disconnect hook failed", exc, rider=conn.rider_id)
         session.finish()
 
 
