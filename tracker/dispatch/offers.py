@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from tracker.dispatch.lease import COMPARE_AND_DELETE
+from tracker.orders.store import order_key
 from tracker.redis_client import AnyRedis
 
 PENDING_KEY = "offers:pending"
@@ -32,12 +33,22 @@ PENDING_KEY = "offers:pending"
 # How an offer ends; a later answer to it is told which (``conflict``).
 ACCEPTED, DECLINED, EXPIRED, WITHDRAWN = "accepted", "declined", "expired", "withdrawn"
 
-# KEYS: order locks. ARGV: offer id, ttl ms. All-or-nothing.
+# KEYS: the n orders' locks, the n orders' hashes, then the hashes of the m orders an add-on
+# joins (one merchant: one hash slot). ARGV: offer id, ttl ms, n, rider, m. All or nothing: 0 if
+# an order is locked or no longer open (cancelled or assigned since the round's snapshot), or a
+# joined order is no longer this rider's to collect (cancelled, given back, picked up).
 _CLAIM = """
-for i = 1, #KEYS do
+local n, m = tonumber(ARGV[3]), tonumber(ARGV[5])
+for i = 1, n do
   if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+  local o = redis.call('HMGET', KEYS[n + i], 'status', 'rider_id')
+  if o[1] ~= 'confirmed' or (o[2] and o[2] ~= '') then return 0 end
 end
-for i = 1, #KEYS do
+for j = 1, m do
+  local o = redis.call('HMGET', KEYS[2 * n + j], 'status', 'rider_id')
+  if o[2] ~= ARGV[4] or (o[1] ~= 'assigned' and o[1] ~= 'at_pickup') then return 0 end
+end
+for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
 return 1
@@ -155,10 +166,14 @@ class OfferStore:
         self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
 
     async def create(self, offer: OfferRecord) -> bool:
-        """Claim the offer's orders and the rider; False (nothing changed) if either is taken."""
+        """Claim the offer's orders and the rider; False (nothing changed) if either is taken, or
+        an order changed since the round read it (``_CLAIM``)."""
         if not await self.redis.set(rider_offer_key(offer.rider_id), offer.offer_id, nx=True, px=self.safety_ttl_ms):
             return False
-        if not await self._claim(keys=offer.lock_keys, args=[offer.offer_id, self.safety_ttl_ms]):
+        hashes = [order_key(offer.merchant_id, oid) for oid in (*offer.order_ids, *offer.joins)]
+        if not await self._claim(keys=offer.lock_keys + hashes,
+                                 args=[offer.offer_id, self.safety_ttl_ms, len(offer.order_ids), offer.rider_id,
+                                       len(offer.joins)]):
             await self._compare_and_delete(keys=[rider_offer_key(offer.rider_id)], args=[offer.offer_id])
             return False
         pipe = self.redis.pipeline(transaction=False)
