@@ -22,7 +22,7 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from tracker.embedded_redis import EmbeddedRedis
+from tracker.embedded_redis import EmbeddedRedis, free_port
 from tracker.errors import StartupError
 
 SLOTS = 16384
@@ -41,9 +41,7 @@ def _port_free(port: int) -> bool:
 def _cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         if port + _BUS_OFFSET < 65536 and _port_free(port + _BUS_OFFSET):
             return port
     raise StartupError("no free port pair for a Redis Cluster node")
@@ -58,6 +56,10 @@ class EmbeddedCluster:
         self.data_dir = Path(data_dir).resolve()
         self.masters = masters
         self.nodes: list[EmbeddedRedis] = []
+
+    @property
+    def _slots_per_node(self) -> int:
+        return -(-SLOTS // self.masters)
 
     @property
     def url(self) -> str:
@@ -93,7 +95,7 @@ class EmbeddedCluster:
 
     def node_for(self, key: str) -> EmbeddedRedis:
         """The node serving ``key``'s hash slot (the slots are split evenly, in node order)."""
-        return self.nodes[key_slot(key.encode()) // -(-SLOTS // self.masters)]
+        return self.nodes[key_slot(key.encode()) // self._slots_per_node]
 
     def stop(self) -> None:
         """Stop every node."""
@@ -110,7 +112,7 @@ class EmbeddedCluster:
     def _join(self, timeout: float) -> None:
         clients = [redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5) for node in self.nodes]
         try:
-            per_node = -(-SLOTS // self.masters)
+            per_node = self._slots_per_node
             for i, client in enumerate(clients):
                 client.execute_command("CLUSTER", "ADDSLOTS", *range(i * per_node, min(SLOTS, (i + 1) * per_node)))
             for node in self.nodes[1:]:

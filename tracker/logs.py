@@ -36,7 +36,7 @@ def log_failure(logger: logging.Logger, message: str, exc: BaseException, **extr
         return
     _last_down_log[key] = (now, 0)
     logger.error("%s: Redis unavailable (%s: %s)%s", message, type(exc).__name__, exc,
-                   f"; {suppressed} more like it in the last {now - last:.0f} s" if suppressed else "", extra=extra)
+                 f"; {suppressed} more like it in the last {now - last:.0f} s" if suppressed else "", extra=extra)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:

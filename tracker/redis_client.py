@@ -9,9 +9,9 @@ so the same code runs on both.
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence, Union
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.connection import parse_url
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -32,13 +32,10 @@ def cluster_enabled(url: str, timeout: float = 5.0) -> bool:
 def check_cluster(url: str, timeout: float = 5.0) -> None:
     """Raise :class:`ClusterNotOk` if ``url`` names a cluster that cannot serve every slot now
     (its state is not ok, or a primary does not answer); nothing for a single Redis."""
-    if not cluster_enabled(url, timeout):
-        return
-    settings = {**parse_url(url), "socket_connect_timeout": timeout, "socket_timeout": timeout,
-                "decode_responses": True}
-    settings.pop("db", None)  # a cluster has only database 0
-    seed = redis.Redis(**settings)
+    seed = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
     try:
+        if not seed.info("cluster").get("cluster_enabled"):
+            return
         state = seed.cluster("info").get("cluster_state")
         if state != "ok":
             raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: cluster_state:{state}")
@@ -50,7 +47,8 @@ def check_cluster(url: str, timeout: float = 5.0) -> None:
         if "master" not in flags or not node.get("slots") or "myself" in flags:
             continue
         host, _, port = address.partition("@")[0].rpartition(":")
-        other = redis.Redis(**{**settings, "host": host or settings.get("host"), "port": int(port)})  # same credentials, TLS
+        other = redis.Redis.from_url(_node_url(url, host, int(port)), socket_connect_timeout=timeout,
+                                     socket_timeout=timeout)
         try:
             if "fail" in flags:
                 raise ClusterNotOk(f"node {address} is marked {flags}")
@@ -59,6 +57,14 @@ def check_cluster(url: str, timeout: float = 5.0) -> None:
             raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: node {address}: {exc}") from None
         finally:
             other.close()
+
+
+def _node_url(url: str, host: str, port: int) -> str:
+    """``url`` (its scheme, so TLS, and its credentials) pointed at another node of its cluster."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    address = f"[{host}]:{port}" if ":" in host else f"{host or parts.hostname}:{port}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{address}" if userinfo else address, path=""))
 
 
 def connect(url: str, *, cluster: bool | None = None, **options: Any) -> AnyRedis:

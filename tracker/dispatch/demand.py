@@ -12,7 +12,6 @@ no better (docs/DISPATCH.md).
 """
 from __future__ import annotations
 
-
 from tracker.dispatch.model import DemandSite
 from tracker.geo import dispatch_region
 from tracker.redis_client import AnyRedis

@@ -189,12 +189,15 @@ class OfferStore:
 
     async def holding(self, merchant_id: str, order_id: str) -> OfferRecord | None:
         """The pending offer that holds ``order_id``, if any."""
-        offer_id = await self.redis.get(lock_key(merchant_id, order_id))
-        return None if offer_id is None else await self.load(offer_id)
+        return await self._named_by(lock_key(merchant_id, order_id))
 
     async def pending_for(self, rider_id: str) -> OfferRecord | None:
         """The offer ``rider_id`` is considering, if any."""
-        offer_id = await self.redis.get(rider_offer_key(rider_id))
+        return await self._named_by(rider_offer_key(rider_id))
+
+    async def _named_by(self, key: str) -> OfferRecord | None:
+        """The offer whose id ``key`` holds (a lock or a rider's claim), if both still exist."""
+        offer_id = await self.redis.get(key)
         return None if offer_id is None else await self.load(offer_id)
 
     async def holds(self, offer: OfferRecord) -> bool:

@@ -33,7 +33,9 @@ log = logging.getLogger("tracker.orders")
 MIN_INTERVAL_S = 1.0
 
 # The order's ETA, written only while ARGV[1] still carries it (ARGV[4:] are the carrying
-# statuses): the orders were read a moment ago and may have been given back since.
+# statuses): the orders were read a moment ago and may have been given back since. Sent as
+# EVAL in the feed's pipeline: redis-py's cluster pipeline queues a registered script's EVALSHA
+# without loading it on the node first, and Redis caches EVAL scripts itself.
 _SET_ETA = """
 local h = redis.call('HMGET', KEYS[1], 'rider_id', 'status')
 if h[1] ~= ARGV[1] then return 0 end
