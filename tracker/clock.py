@@ -1,7 +1,8 @@
 """The server's clock: real time, or K times faster for replays (``--time-scale K``).
 
-Server time starts equal to the wall clock when the clock is made and then advances
-``scale`` times faster. Every stamp (``ts``), timer, interval and timeout in the server
+At real speed server time is the wall clock itself, so every process and host (each kept in
+time by NTP) stamps alike, however long it has run. A replay's clock starts equal to the wall
+clock and then advances ``scale`` times faster, on the monotonic clock. Every stamp (``ts``), timer, interval and timeout in the server
 goes through one :class:`Clock`, so a replay speeds the whole server up consistently.
 """
 from __future__ import annotations
@@ -19,13 +20,18 @@ class Clock:
         self.scale = float(scale)
         self._mono0 = time.monotonic()
         self._origin_ms = int(time.time() * 1000) if origin_ms is None else int(origin_ms)
+        self._wall = self.scale == 1.0 and origin_ms is None
 
     def now_ms(self) -> int:
         """Current server time (ms since epoch)."""
+        if self._wall:
+            return int(time.time() * 1000)
         return self._origin_ms + int((time.monotonic() - self._mono0) * 1000.0 * self.scale)
 
     def now_s(self) -> float:
         """Current server time in seconds since epoch (float)."""
+        if self._wall:
+            return time.time()
         return self._origin_ms / 1000.0 + (time.monotonic() - self._mono0) * self.scale
 
     def real_seconds(self, server_seconds: float) -> float:
