@@ -4,13 +4,27 @@
     await watcher.connect()
     frame = await watcher.next()      # events, rider_location, resync...
     await watcher.reconnect()         # resumes after watcher.last_event_id
+
+From the command line (``python -m clients.customer --help``, or ``python clients/customer.py``)
+it watches one order and prints every frame, one JSON line each::
+
+    python -m clients.customer --token "$(tracker token --role customer --sub o1)" --order-id o1
 """
 from __future__ import annotations
 
+import sys
+
+if not __package__:  # run as a script (python clients/customer.py): import the package, not the folder
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
-from clients._socket import JsonSocket
+from clients.jsonsocket import JsonSocket
 
 
 class CustomerClient:
@@ -56,3 +70,52 @@ class CustomerClient:
         if self.sock is not None:
             await self.sock.close()
             self.sock = None
+
+
+PROG = "python -m clients.customer"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from clients.cli_common import add_connection_args
+
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Watch one order on /v1/ws/customer and print every frame (its events, the rider's position "
+                    "while it carries the order, resyncs), one JSON line each on stdout, the history first.")
+    add_connection_args(p, "customer", "ORDER_ID")
+    p.add_argument("--order-id", help="the order to watch (the --sub of a customer token)")
+    p.add_argument("--last-event-id", help="resume after this event id instead of replaying the order's history")
+    return p
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from clients.cli_common import note, remaining, show
+
+    loop = asyncio.get_running_loop()
+    deadline = None if args.duration is None else loop.time() + args.duration
+    watcher = CustomerClient(args.ws, args.token, args.order_id)
+    watcher.last_event_id = args.last_event_id
+    await watcher.connect()
+    note(f"watching order {args.order_id} on {args.ws}/v1/ws/customer")
+    try:
+        while (left := remaining(deadline)) > 0:
+            try:
+                show(await watcher.next(timeout=min(left, 1.0)))
+            except asyncio.TimeoutError:
+                continue
+    finally:
+        await watcher.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from clients.cli_common import run
+
+    args = build_parser().parse_args(argv)
+    if not args.order_id:
+        print(f"{PROG}: give --order-id (a customer token only watches the order it names)", file=sys.stderr)
+        return 2
+    return run(PROG, args, _main)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,9 +1,24 @@
-"""A merchant's kitchen tablet: the feed of its orders, confirm / ready / delay, prompts."""
+"""A merchant's kitchen tablet: the feed of its orders, confirm / ready / delay, prompts.
+
+From the command line (``python -m clients.merchant --help``, or ``python clients/merchant.py``)
+it prints the merchant's feed, one JSON line a frame, and can confirm and mark orders ready::
+
+    python -m clients.merchant --token "$(tracker token --role merchant --sub m1)" --confirm --ready 60
+"""
 from __future__ import annotations
 
+import sys
+
+if not __package__:  # run as a script (python clients/merchant.py): import the package, not the folder
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
 from typing import Any
 
-from clients._socket import JsonSocket
+from clients.jsonsocket import JsonSocket
 
 
 class MerchantClient(JsonSocket):
@@ -29,3 +44,86 @@ class MerchantClient(JsonSocket):
     async def event(self, order_id: str, kind: str, timeout: float = 10.0) -> dict[str, Any]:
         """Wait for the feed event ``kind`` of ``order_id``."""
         return await self.expect(lambda f: f.get("type") == "event" and f.get("order_id") == order_id and f.get("kind") == kind, timeout)
+
+
+PROG = "python -m clients.merchant"
+SETTLE_S = 0.5  # the feed first replays the history: act on an event only if no later one followed it
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from clients.cli_common import add_connection_args
+
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Connect one merchant's kitchen tablet to /v1/ws/merchant and print its feed (its orders' "
+                    "events and kitchen prompts, one JSON line each on stdout, the history first); "
+                    "optionally confirm new orders and mark them ready.")
+    add_connection_args(p, "merchant", "m1")
+    p.add_argument("--confirm", action="store_true", help="confirm every order that is still 'placed'")
+    p.add_argument("--ready", type=float, metavar="SECONDS",
+                   help="mark each confirmed order ready this many seconds after its confirmation (0: at once)")
+    p.add_argument("--last-event-id", help="resume the feed after this event id instead of replaying it all")
+    return p
+
+
+DONE_WITH_FOOD = {"food_ready", "picked_up", "at_dropoff", "delivered", "cancelled"}
+
+
+async def _act_later(tablet: MerchantClient, seen: dict[str, list[str]], order_id: str, pause: float, action: str) -> None:
+    """Confirm an order still ``placed``, or mark ready one whose food is not ready yet, after ``pause``."""
+    from clients.cli_common import note
+
+    await asyncio.sleep(max(pause, SETTLE_S))
+    kinds = seen.get(order_id, [])
+    if action == "confirm" and kinds[-1:] != ["placed"]:
+        return
+    if action == "ready" and DONE_WITH_FOOD.intersection(kinds):
+        return
+    await (tablet.confirm(order_id) if action == "confirm" else tablet.ready(order_id))
+    note(f"sent {action} for {order_id}")
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from clients.cli_common import note, remaining, show
+
+    loop = asyncio.get_running_loop()
+    deadline = None if args.duration is None else loop.time() + args.duration
+    seen: dict[str, list[str]] = {}  # each order's event kinds so far
+    pending: set[asyncio.Task[None]] = set()
+    async with await MerchantClient.connect(args.ws, args.token, last_event_id=args.last_event_id) as tablet:
+        note(f"connected to {args.ws}/v1/ws/merchant")
+        try:
+            while (left := remaining(deadline)) > 0:
+                for task in [t for t in pending if t.done()]:
+                    pending.discard(task)
+                    task.result()
+                try:
+                    frame = await tablet.recv(timeout=min(left, 1.0))
+                except asyncio.TimeoutError:
+                    continue
+                show(frame)
+                if frame.get("type") != "event" or "order_id" not in frame:
+                    continue
+                oid, kind = frame["order_id"], frame.get("kind", "")
+                seen.setdefault(oid, []).append(kind)
+                if kind == "placed" and args.confirm:
+                    pending.add(asyncio.ensure_future(_act_later(tablet, seen, oid, 0, "confirm")))
+                elif kind == "confirmed" and args.ready is not None:
+                    pending.add(asyncio.ensure_future(_act_later(tablet, seen, oid, args.ready, "ready")))
+        finally:
+            for task in pending:
+                task.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from clients.cli_common import run
+
+    args = build_parser().parse_args(argv)
+    if args.ready is not None and not args.ready >= 0:
+        print(f"{PROG}: --ready must be a number of seconds, 0 or more", file=sys.stderr)
+        return 2
+    return run(PROG, args, _main)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,13 +4,27 @@
         await rider.location(52.52, 13.40)
         offer = await rider.expect("offer")
         await rider.accept(offer["offer_id"])
+
+From the command line (``python -m clients.rider --help``, or ``python clients/rider.py``)
+it connects one rider, streams a position, prints every frame and answers offers::
+
+    python -m clients.rider --token "$(tracker token --role rider --sub r1)" --lat 52.52 --lng 13.405 --accept
 """
 from __future__ import annotations
 
+import sys
+
+if not __package__:  # run as a script (python clients/rider.py): import the package, not the folder
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
 import asyncio
+import math
 from typing import Any, Iterable
 
-from clients._socket import JsonSocket
+from clients.jsonsocket import JsonSocket
 
 
 class RiderClient(JsonSocket):
@@ -57,3 +71,122 @@ class RiderClient(JsonSocket):
         for lat, lng in path:
             await self.location(lat, lng)
             await asyncio.sleep(1.0 / rate_hz)
+
+
+PROG = "python -m clients.rider"
+STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
+METRES_PER_DEGREE = 111_320.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from clients.cli_common import add_connection_args
+
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Connect one rider to /v1/ws/rider, stream its position, print every frame the server "
+                    "sends (one JSON line each on stdout; what the rider does goes to stderr as '# ...'), "
+                    "and answer offers.",
+        epilog="Example, beside the README's order o1: %(prog)s --token \"$(tracker token --role rider --sub r1)\" "
+               "--lat 52.5201 --lng 13.4051 --accept --deliver 5")
+    add_connection_args(p, "rider", "r1")
+    p.add_argument("--lat", type=float, help="stream this position (with --lng); without it the rider sends no fixes "
+                                             "and dispatch never offers it anything")
+    p.add_argument("--lng", type=float, help="see --lat")
+    p.add_argument("--every", type=float, default=2.0, metavar="SECONDS",
+                   help="seconds between fixes (default 2; the server forgets a rider after 30 s without one)")
+    p.add_argument("--move", action="store_true", help="move slowly instead of standing still (see --speed, --heading)")
+    p.add_argument("--speed", type=float, default=4.0, metavar="M_PER_S", help="with --move: metres a second (default 4)")
+    p.add_argument("--heading", type=float, default=90.0, metavar="DEGREES",
+                   help="with --move: direction, degrees clockwise from north (default 90, east)")
+    answer = p.add_mutually_exclusive_group()
+    answer.add_argument("--accept", action="store_true", help="accept every offer (default: print it and let it expire)")
+    answer.add_argument("--decline", action="store_true", help="decline every offer")
+    p.add_argument("--deliver", type=float, metavar="SECONDS",
+                   help="after an assignment, report at_pickup, picked_up, at_dropoff, delivered this many seconds apart")
+    p.add_argument("--unavailable", action="store_true", help="tell the server this rider takes no offers")
+    return p
+
+
+def _step(lat: float, lng: float, metres: float, heading_deg: float) -> tuple[float, float]:
+    h = math.radians(heading_deg)
+    lat2 = lat + metres * math.cos(h) / METRES_PER_DEGREE
+    lng2 = lng + metres * math.sin(h) / (METRES_PER_DEGREE * max(0.01, math.cos(math.radians(lat))))
+    return max(-90.0, min(90.0, lat2)), (lng2 + 180.0) % 360.0 - 180.0
+
+
+async def _stream(rider: RiderClient, args: argparse.Namespace) -> None:
+    lat, lng = args.lat, args.lng
+    while True:
+        await rider.location(lat, lng)
+        await asyncio.sleep(args.every)
+        if args.move:
+            lat, lng = _step(lat, lng, args.speed * args.every, args.heading)
+
+
+async def _deliver(rider: RiderClient, frame: dict[str, Any], pause: float) -> None:
+    from clients.cli_common import note
+
+    orders = [o["order_id"] for o in frame.get("orders", [])]
+    for step in STEPS:
+        await asyncio.sleep(pause)
+        for oid in orders:
+            await rider.progress(oid, step)
+            note(f"reported {step} for {oid}")
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from clients.cli_common import note, remaining, show
+
+    loop = asyncio.get_running_loop()
+    deadline = None if args.duration is None else loop.time() + args.duration
+    background: set[asyncio.Task[None]] = set()
+    async with await RiderClient.connect(args.ws, args.token) as rider:
+        note(f"connected to {args.ws}/v1/ws/rider")
+        if args.unavailable:
+            await rider.availability(False)
+        if args.lat is not None:
+            background.add(asyncio.ensure_future(_stream(rider, args)))
+            note(f"streaming fixes from {args.lat:.6f},{args.lng:.6f} every {args.every:g} s"
+                 + (f", moving at {args.speed:g} m/s heading {args.heading:g}" if args.move else ""))
+        try:
+            while (left := remaining(deadline)) > 0:
+                for task in [t for t in background if t.done()]:
+                    background.discard(task)
+                    task.result()  # a failed stream (the connection went) ends the client
+                try:
+                    frame = await rider.recv(timeout=min(left, 1.0))
+                except asyncio.TimeoutError:
+                    continue
+                show(frame)
+                if frame.get("type") == "offer":
+                    if args.accept:
+                        await rider.accept(frame["offer_id"])
+                        note(f"accepted offer {frame['offer_id']}")
+                    elif args.decline:
+                        await rider.decline(frame["offer_id"])
+                        note(f"declined offer {frame['offer_id']}")
+                elif frame.get("type") == "assigned" and args.deliver is not None:
+                    background.add(asyncio.ensure_future(_deliver(rider, frame, args.deliver)))
+        finally:
+            for task in background:
+                task.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from clients.cli_common import run
+
+    args = build_parser().parse_args(argv)
+    if (args.lat is None) != (args.lng is None):
+        print(f"{PROG}: give both --lat and --lng", file=sys.stderr)
+        return 2
+    if args.lat is not None and not (-90 <= args.lat <= 90 and -180 <= args.lng <= 180):
+        print(f"{PROG}: --lat must be in [-90, 90] and --lng in [-180, 180]", file=sys.stderr)
+        return 2
+    if not args.every > 0 or not args.speed >= 0 or (args.deliver is not None and not args.deliver >= 0):
+        print(f"{PROG}: --every must be positive, --speed and --deliver not negative", file=sys.stderr)
+        return 2
+    return run(PROG, args, _main)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

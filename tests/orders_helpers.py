@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 
 from clients.customer import CustomerClient
+from clients.jsonsocket import JsonSocket
 from clients.merchant import MerchantClient
 from clients.rider import RiderClient
 from tracker.launcher import ServerProcess
@@ -43,6 +44,12 @@ class Ops:
 
 async def merchant(server: ServerProcess, merchant_id: str, last_event_id: str | None = None) -> MerchantClient:
     return await MerchantClient.connect(server.ws_url, server.token("merchant", merchant_id), last_event_id)
+
+
+async def platform_kitchen(server: ServerProcess, merchant_id: str) -> MerchantClient:
+    """The operator acting on a merchant's feed: not rate-limited like a kitchen's own socket (floods in tests)."""
+    url = f"{server.ws_url}/v1/ws/merchant?merchant_id={merchant_id}"
+    return MerchantClient((await JsonSocket.open(url, server.token("operator", "ops"))).ws)
 
 
 async def customer(server: ServerProcess, order_id: str) -> CustomerClient:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clients.customer import CustomerClient
-from tests.orders_helpers import Ops, confirm_all, customer, events_until, merchant, rider
+from tests.orders_helpers import Ops, confirm_all, customer, events_until, merchant, platform_kitchen, rider
 from tracker.launcher import ServerProcess
 from tracker.orders.resume import GAP, Resume
 
@@ -61,7 +61,7 @@ async def test_reconnecting_while_events_flow_is_gapless(server: ServerProcess, 
     """The subscribe/replay race: cut the connection at random moments while events pour in."""
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
-    kitchen = await merchant(server, mid)
+    kitchen = await platform_kitchen(server, mid)  # 300 delays at full speed: more than a kitchen may send
     rng = random.Random(7)
     try:
         await ops.create(oid, mid)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -169,4 +170,68 @@ async def test_ops_page_shows_riders_and_hexagons(server: ServerProcess, uid, br
         await page.context.close()
         for r in riders:
             await r.close()
+        await ops.close()
+
+
+async def test_customer_page_shows_the_orders_eta_on_load(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """A reload shows the order's ETA at once, without waiting for the rider's next fix."""
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
+        assert (await ops.assign(oid, rid)).status_code == 200
+        for _ in range(50):  # the ETA is worked out as the order is assigned
+            order = await ops.get(oid)
+            if order["eta"]:
+                break
+            await asyncio.sleep(0.1)
+        assert order["eta"], order
+        # the rider now stands still and sends nothing: only the order itself has the ETA
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
+        await expect(page.locator("#eta")).to_have_text(re.compile(r"^\d+ min$"), timeout=3000)
+        health = (await ops.client.get("/healthz")).json()
+        shown = int((await page.locator("#eta").text_content() or "").split()[0])
+        assert abs(shown - (order["eta"] - health["ts"]) / 60000) <= 1.5, (shown, order["eta"], health["ts"])
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_merchant_page_lets_finished_orders_go(start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """A cancelled (or delivered) order stays about a minute, then leaves the board; one that
+    finished longer ago does not come back with the feed replayed on load. The server's clock
+    runs 30 times faster here, so a minute of it is 2 s."""
+    fast = start_server({"TRACKER_TIME_SCALE": "30"})
+    ops = Ops(fast)
+    mid = uid("m")
+    old, live = uid("o-old"), uid("o-live")
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(old, mid)).status_code == 201
+        assert (await ops.cancel(old)).status_code == 200
+        assert (await ops.create(live, mid)).status_code == 201
+        await asyncio.sleep(2.5)  # over a minute of the server's time: the cancellation is old news
+        await page.goto(f"{fast.base_url}/merchant?token={fast.token('merchant', mid)}")
+        live_row, old_row = page.locator(f'tr[data-order="{live}"]'), page.locator(f'tr[data-order="{old}"]')
+        await expect(live_row).to_have_attribute("data-status", "placed")  # the replay reached the newest order
+        await expect(old_row).to_have_count(0)
+        assert (await ops.cancel(live)).status_code == 200
+        await expect(live_row).to_have_attribute("data-status", "cancelled")  # seen as it happens...
+        await expect(live_row).to_have_count(0, timeout=8000)  # ...and gone after its minute
+        newest = uid("o-new")
+        assert (await ops.create(newest, mid)).status_code == 201
+        await page.reload()  # the feed is replayed: only the open order is on the board
+        await expect(page.locator(f'tr[data-order="{newest}"]')).to_have_attribute("data-status", "placed")
+        await expect(page.locator("#orders tr")).to_have_count(1)
+    finally:
+        await page.context.close()
         await ops.close()

@@ -191,3 +191,28 @@ def test_planner_never_gives_one_order_to_two_riders_and_skips_blocked_riders() 
     blocked = [OrderView(**{**o.__dict__, "blocked_riders": frozenset({"r0", "r1"})}) for o in orders[:1]]
     offers = run(blocked, riders[:3])
     assert [o.rider_id for o in offers] == ["r2"]
+
+
+def test_replay_cli_says_what_it_ignored_or_meant(solved: tuple[Path, Path], tmp_path: Path) -> None:
+    instance, _ = solved
+    run = tracker("replay", str(instance), "--report", str(tmp_path / "report"))
+    assert run.returncode == 2 and "--report works only with --all" in run.stderr and run.stderr.count("\n") == 1
+    assert not (tmp_path / "report").exists()
+    run = tracker("replay", str(instance), "--server", "http://127.0.0.1:1")  # without --live
+    assert run.returncode == 2 and "--server works only with --live" in run.stderr
+    run = tracker("replay", str(instance.parent))  # the folder of all instances
+    assert run.returncode == 2 and f"--all {instance.parent}" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    one = tracker("replay", "--all", str(instance), "--out", str(tmp_path / "all"), "--jobs", "1")  # a set of one
+    assert one.returncode == 0, one.stderr
+    assert "1 of 1 solutions keep every rule" in one.stdout and (tmp_path / "all" / SMALL / "solution_info_orders.txt").is_file()
+
+
+def test_replay_without_out_writes_outside_the_committed_solutions(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "tracker", "replay", str(instances_root() / SMALL)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"solution written to solutions-replay/{SMALL}" in run.stdout
+    assert (tmp_path / "solutions-replay" / SMALL / "solution_info_orders.txt").is_file()
+    assert not (tmp_path / "solutions").exists()  # solutions/ holds the committed --all results
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "/solutions-replay/" in ignored and "/solutions-live/" in ignored  # the defaults of one day, offline and live

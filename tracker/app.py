@@ -15,6 +15,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from tracker.clock import Clock
 from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
@@ -30,7 +32,7 @@ from tracker.pubsub import PubSubHub
 from tracker.runtime import Runtime
 from tracker.settings import Settings
 from tracker.supervisor import Supervisor
-from tracker.wsconn import WsHub
+from tracker.wsconn import CLOSE_POLICY, WsHub
 
 log = logging.getLogger("tracker.app")
 
@@ -54,6 +56,22 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
     log.warning("Redis did not answer on %s %s: %r", request.method, request.url.path, exc)
     err = redis_unavailable(exc)
     return JSONResponse(err.body(), status_code=err.status)
+
+
+async def _no_such_socket(websocket: WebSocket) -> None:
+    """A WebSocket to a path that takes none: say so in a 1008 close, not an empty HTTP 403."""
+    await websocket.accept()
+    await websocket.close(CLOSE_POLICY, f"not_found: no WebSocket endpoint at {websocket.url.path}"[:120])
+
+
+async def _socket_over_http(request: Request) -> Response:
+    """Plain HTTP to a WebSocket endpoint: 426, naming what to do."""
+    path = request.url.path
+    if not any(isinstance(r, WebSocketRoute) and r.path == path for r in request.app.routes):
+        raise HTTPException(404, f"no endpoint at {path}")
+    return JSONResponse({"error": {"code": "upgrade_required",
+                                   "message": f"{path} is a WebSocket endpoint: connect with a WebSocket client"}},
+                        status_code=426, headers={"Upgrade": "websocket"})
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -110,6 +128,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
             await client.aclose()
 
     routes = [route for feature in FEATURES for route in getattr(feature, "routes", [])]
+    routes += [Route("/v1/ws/{name:path}", _socket_over_http), WebSocketRoute("/{path:path}", _no_such_socket)]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -5,6 +5,8 @@
   :data:`RIDER_CELL_RES` names the fine cell kept in a rider's record,
   :data:`REGION_RES` names the Redis geoset a rider lives in (``riders:{<cell>}``),
   :data:`DISPATCH_RES` names a dispatch region (one dispatcher at a time per region).
+- :func:`geo_index_lat`: Redis GEO indexes latitudes within +-85.05112878 degrees only (its
+  Web Mercator range); positions nearer the poles are indexed (and searched from) there.
 - :class:`LocalProjection`: an equirectangular projection around a fixed origin, giving
   planar metres for the kernel. ``to_xy`` and ``to_latlng`` are exact inverses, so the
   MDRP replay (planar instance metres mapped to lat/lng) runs production code paths
@@ -21,6 +23,7 @@ EARTH_RADIUS_M = 6_371_008.8
 RIDER_CELL_RES = 9
 REGION_RES = 6
 DISPATCH_RES = 4
+GEO_MAX_LAT = 85.05112878  # Redis GEOADD / GEOSEARCH refuse latitudes beyond this
 
 
 def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
@@ -29,6 +32,11 @@ def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     dp, dl = p2 - p1, math.radians(lng2 - lng1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def geo_index_lat(lat: float) -> float:
+    """``lat`` clamped into the latitudes a Redis geoset can hold (exact everywhere people live)."""
+    return max(-GEO_MAX_LAT, min(GEO_MAX_LAT, lat))
 
 
 def rider_cell(lat: float, lng: float) -> str:

@@ -68,6 +68,20 @@ class MaskTokens(logging.Filter):
         return True
 
 
+class ClientFaultsWithoutTraceback(logging.Filter):
+    """A client's bad bytes that the WebSocket layer logs with a traceback (invalid UTF-8 in a
+    text frame: it closes the socket with 1007, as it should) become one warning line."""
+
+    MESSAGES = ("Invalid UTF-8 sequence received from client.",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("uvicorn") and record.msg in self.MESSAGES:
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = f"{record.msg[:-1]}: the socket is closed with 1007"
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -99,6 +113,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(MaskTokens())
+    handler.addFilter(ClientFaultsWithoutTraceback())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

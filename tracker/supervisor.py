@@ -78,11 +78,7 @@ class Supervisor:
                 raise
             except Exception as exc:  # noqa: BLE001 - this is the place that reports them
                 state.running = False
-                state.failures += 1
-                state.last_error = f"{type(exc).__name__}: {exc}"
-                state.last_error_at = time.time()
-                self._failures.labels(state.name).inc()
-                log_failure(log, f"background task {state.name} failed", exc, task=state.name)
+                self._record(state, exc, f"background task {state.name} failed")
                 if not restart:
                     return
                 if time.monotonic() - started > 60:
@@ -90,6 +86,25 @@ class Supervisor:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 state.restarts += 1
+
+    def _record(self, state: TaskState, exc: BaseException, message: str, **extra: object) -> None:
+        state.failures += 1
+        state.last_error = f"{type(exc).__name__}: {exc}"
+        state.last_error_at = time.time()
+        self._failures.labels(state.name).inc()
+        log_failure(log, message, exc, task=state.name, **extra)
+
+    def report(self, name: str, exc: BaseException, **extra: object) -> None:
+        """Record a failure of one unit of task ``name``'s work that the task survived and moved past.
+
+        Logged, counted and shown (``failures``, ``last_error``) like a crash, without a restart:
+        for tasks that serve many independent units (regions, offers) where one failing must not
+        stop the others.
+        """
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = TaskState(name=name)
+        self._record(state, exc, f"background task {name}: one unit failed", **extra)
 
     def status(self) -> list[dict[str, object]]:
         """Every task's state, for ``/readyz``."""

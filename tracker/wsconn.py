@@ -79,6 +79,7 @@ class WsSession:
             return None
         session = cls(websocket, principal, hub, max_frame_bytes)
         hub.add(session)
+        websocket.state.ws_session = session  # closes_when_redis_is_down forgets it, however the handler ends
         return session
 
     async def send(self, message: dict[str, Any]) -> bool:
@@ -103,6 +104,11 @@ class WsSession:
             await self.send_error(err, msg.get("id"))
         except REDIS_DOWN as exc:
             await self.send_error(redis_unavailable(exc), msg.get("id"))
+        except Exception as exc:  # noqa: BLE001 - a bug or a Redis refusal: answer it, keep the socket
+            log.error("handling a %r message failed", msg.get("type"), exc_info=exc,
+                      extra={"principal": self.principal.sub})
+            await self.send_error(ApiError("internal", "the server failed to handle this message; it is logged"),
+                                  msg.get("id"))
 
     async def close(self, code: int, reason: str = "") -> None:
         if self.closed:
@@ -161,8 +167,18 @@ def redis_close_reason(exc: BaseException, what: str = "") -> str:
     return f"{err.code}: {what or err.message}"[:120]
 
 
+async def _close_quietly(websocket: WebSocket, reason: str) -> None:
+    try:
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            await websocket.close(CLOSE_INTERNAL, reason[:120])
+    except (RuntimeError, OSError):
+        pass
+
+
 def closes_when_redis_is_down(endpoint: Callable[[WebSocket], Awaitable[None]]) -> Callable[[WebSocket], Awaitable[None]]:
-    """Wrap a WebSocket endpoint: if Redis stops answering, close 1011 with a reason, not a bare drop."""
+    """Wrap a WebSocket endpoint: if Redis stops answering, close 1011 with a reason, not a bare
+    drop; any other failure is logged with its traceback and closes 1011 ``internal``. Either way
+    the socket's session is forgotten (no count or memory left behind)."""
 
     @functools.wraps(endpoint)
     async def guarded(websocket: WebSocket) -> None:
@@ -170,10 +186,13 @@ def closes_when_redis_is_down(endpoint: Callable[[WebSocket], Awaitable[None]]) 
             await endpoint(websocket)
         except REDIS_DOWN as exc:
             log_failure(log, f"closing {websocket.url.path}", exc)  # one line per kind, not one per socket
-            try:
-                if websocket.application_state != WebSocketState.DISCONNECTED:
-                    await websocket.close(CLOSE_INTERNAL, redis_close_reason(exc))
-            except (RuntimeError, OSError):
-                pass
+            await _close_quietly(websocket, redis_close_reason(exc))
+        except Exception as exc:  # noqa: BLE001 - the last place that can report it
+            log.error("websocket %s failed", websocket.url.path, exc_info=exc)
+            await _close_quietly(websocket, "internal: the server failed; it is logged")
+        finally:
+            session = getattr(websocket.state, "ws_session", None)
+            if session is not None:
+                session.finish()
 
     return guarded

@@ -8,6 +8,10 @@ frees the orders for the next round and keeps this rider away from them for
 settled (expired, withdrawn, answered) is a ``conflict``; to one never made to it, ``not_found``.
 Releasing hands an accepted order back before its pickup (``rider_unassigned``): it is open
 for the next round, and this rider is kept away from it like after a decline.
+
+A (re)connecting rider is told where it stands (:func:`where_rider_stands`): the orders it
+carries (a ``route`` frame) and the offer it is still considering, so an app that restarted
+or lost its socket loses neither.
 """
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ from typing import Any
 
 from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
 from tracker.errors import ApiError
+from tracker.locations import rider_orders_key
 from tracker.orders import assign_orders, load_order, still_to_collect
-from tracker.riders.endpoint import RiderConnection, handles
+from tracker.orders.machine import CARRYING
+from tracker.riders.endpoint import ON_CONNECT, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
 
 
@@ -83,3 +89,27 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
         raise ApiError("forbidden", f"order {order_id!r} is not assigned to this rider")
     await conn.runtime.services["dispatcher"].take_back(order["merchant_id"], order_id, conn.rider_id,
                                                         by="rider", reason=reason)
+
+
+async def where_rider_stands(conn: RiderConnection) -> None:
+    """On connect: a ``route`` frame with the orders the rider carries (if any), then the offer
+    it is still considering (the same ``offer`` frame again, if one is open)."""
+    rt = conn.runtime
+    orders = []
+    for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
+        order = await load_order(rt, order_id)
+        if order is not None and order["rider_id"] == conn.rider_id and order["status"] in CARRYING:
+            orders.append(order)
+    if orders:
+        orders.sort(key=lambda o: (o.get("assigned_at") or 0, o["id"]))
+        await conn.send({"type": "route", "orders": [
+            {"order_id": o["id"], "merchant_id": o["merchant_id"], "pickup": o["pickup"], "dropoff": o["dropoff"],
+             "status": o["status"], "eta": o["eta"]}
+            for o in orders
+        ]})
+    offer = await rt.services["dispatcher"].store.pending_for(conn.rider_id)
+    if offer is not None and offer.expires_at > rt.clock.now_ms():
+        await conn.send(offer.frame())
+
+
+ON_CONNECT.append(where_rider_stands)

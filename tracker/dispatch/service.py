@@ -29,6 +29,7 @@ from tracker.dispatch.model import Offer, OrderView, Snapshot
 from tracker.dispatch.offers import EXPIRED, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
+from tracker.errors import REDIS_DOWN
 from tracker.orders import unassign_order
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.riders.endpoint import inbox_channel
@@ -97,8 +98,14 @@ class Dispatcher:
         while True:
             for region in await self.regions():
                 lease = Lease(self.rt.redis, f"lease:dispatch:{{{region}}}", self.owner, self.lease_ttl_ms)
-                if await lease.hold():
+                if not await lease.hold():
+                    continue
+                try:
                     await self.run_round(region)
+                except REDIS_DOWN:
+                    raise  # no region can be planned: the supervisor reports it and retries
+                except Exception as exc:  # noqa: BLE001 - one region's fault must not stop the others
+                    self.rt.supervisor.report("dispatch-loop", exc, region=region)
             await self.rt.clock.sleep(self.rt.settings.dispatch_interval_s)
 
     async def run_round(self, region: str) -> list[OfferRecord]:
@@ -196,16 +203,19 @@ class Dispatcher:
     async def on_order_step(self, order: dict[str, Any], kind: str) -> None:
         """Withdraw the offers an order's step made void (an order step listener).
 
-        A cancelled order's offer, and an add-on that would join an order that was cancelled or
-        taken back from its rider: the rider gets ``offer_withdrawn`` at once instead of a
-        ``conflict`` when it accepts, and the offer's other orders go back to the next round.
+        A cancelled order's offer, an offer of an order the operator assigned by hand, and an
+        add-on that would join an order that was cancelled or taken back from its rider: the
+        rider gets ``offer_withdrawn`` at once instead of a ``conflict`` when it accepts, and the
+        offer's other orders go back to the next round.
         """
-        if kind not in ("cancelled", "rider_unassigned"):
+        if kind not in ("cancelled", "rider_unassigned", "assigned"):
             return
         void = []
-        if kind == "cancelled":
-            void.append(await self.store.holding(order["merchant_id"], order["id"]))
-        if order.get("last_rider_id"):
+        if kind in ("cancelled", "assigned"):
+            holder = await self.store.holding(order["merchant_id"], order["id"])
+            if holder is not None and holder.offer_id != order.get("offer_id"):  # not the offer accepted
+                void.append(holder)
+        if kind != "assigned" and order.get("last_rider_id"):
             addon = await self.store.pending_for(order["last_rider_id"])
             if addon is not None and order["id"] in addon.joins:
                 void.append(addon)

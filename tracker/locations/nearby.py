@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import h3
 
-from tracker.geo import REGION_RES, haversine_m, region_cell
+from tracker.geo import REGION_RES, geo_index_lat, haversine_m, region_cell
 from tracker.locations.store import ACTIVE_REGIONS, geoset_key, record_key
 from tracker.redis_client import AnyRedis
 
@@ -62,7 +62,9 @@ async def nearby(
     pipe = redis.pipeline(transaction=False)
     for cell in cells:
         # A little margin: Redis measures on its own sphere; the exact cut is ours below.
-        pipe.geosearch(geoset_key(cell), longitude=lng, latitude=lat, radius=radius_m * 1.01 + 1, unit="m")
+        # Near the poles riders are indexed at Redis GEO's edge latitude, and searched from it.
+        pipe.geosearch(geoset_key(cell), longitude=lng, latitude=geo_index_lat(lat), radius=radius_m * 1.01 + 1,
+                       unit="m")
     candidates = sorted({rid for found in await pipe.execute() for rid in found})
     if not candidates:
         return []

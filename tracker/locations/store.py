@@ -27,7 +27,7 @@ from typing import Collection, Iterable
 
 from redis.asyncio.cluster import RedisCluster
 
-from tracker.geo import region_cell, rider_cell
+from tracker.geo import geo_index_lat, region_cell, rider_cell
 from tracker.locations.fix import Fix, RiderRecord
 from tracker.redis_client import AnyRedis
 
@@ -69,7 +69,8 @@ def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collectio
         extra = {name: repr(value) for name in ("speed", "heading", "accuracy")
                  if (value := getattr(fix, name)) is not None}
         rows.append((record_key(rider_id), rider_id, repr(fix.lat), repr(fix.lng), str(fix.ts),
-                     rider_cell(fix.lat, fix.lng), region, previous_region or "", int(rider_id in renew_ttl), extra))
+                     rider_cell(fix.lat, fix.lng), region, previous_region or "", int(rider_id in renew_ttl), extra,
+                     repr(geo_index_lat(fix.lat))))
     # Every key name comes from this module, so the script knows no key layout of its own.
     payload = {"riders": rows, "region_keys": region_keys, "active": ACTIVE_REGIONS}
     return payload, regions
@@ -81,11 +82,11 @@ async def write_fixes_by_slot(redis: RedisCluster, payload: dict, ttl_s: int) ->
     seen: dict[str, dict[str, str]] = {}
     leaving: dict[str, list[str]] = {}
     pipe = redis.pipeline(transaction=False)
-    for key, rider, lat, lng, ts, cell, region, previous, renew, extra in payload["riders"]:
+    for key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat in payload["riders"]:
         pipe.hset(key, mapping={"lat": lat, "lng": lng, "ts": ts, "cell": cell, "region": region, **extra})
         if renew:
             pipe.expire(key, ttl_s)
-        geo.setdefault(region, []).extend((lng, lat, rider))
+        geo.setdefault(region, []).extend((lng, geo_lat, rider))
         seen.setdefault(region, {})[rider] = ts
         if previous and previous != region:
             leaving.setdefault(previous, []).append(rider)

@@ -3,7 +3,8 @@
 -- ARGV[1]: JSON from tracker.locations.store.fixes_payload (which owns every key name):
 --   riders: one entry per rider:
 --     [record key, rider, lat, lng, ts, cell, region, previous_region or "", renew_ttl (0/1),
---      {optional fields}]   (numbers as strings, so the hash keeps exactly what was accepted)
+--      {optional fields}, the latitude to index (lat clamped to Redis GEO's +-85.05112878)]
+--   (numbers as strings, so the hash keeps exactly what was accepted)
 --   region_keys: {region: [geoset key, staleness key]} for every region named above
 --   active: the set of regions that hold riders
 -- ARGV[2]: the rider record's TTL in seconds
@@ -29,8 +30,8 @@ end
 
 local geo, seen, leaving, regions = {}, {}, {}, {}
 for _, f in ipairs(batch.riders) do
-  local key, rider, lat, lng, ts, cell, region, previous, renew, extra =
-    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]
+  local key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat =
+    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]
   local fields = {'lat', lat, 'lng', lng, 'ts', ts, 'cell', cell, 'region', region}
   for name, value in pairs(extra) do
     fields[#fields + 1] = name
@@ -46,7 +47,7 @@ for _, f in ipairs(batch.riders) do
   end
   local g, s = geo[region], seen[region]
   g[#g + 1] = lng
-  g[#g + 1] = lat
+  g[#g + 1] = geo_lat
   g[#g + 1] = rider
   s[#s + 1] = ts
   s[#s + 1] = rider

@@ -5,7 +5,10 @@ latest fix (a newer fix of the same rider replaces an unwritten older one, so me
 bounded by the number of riders) and returns. One background task drains what has been
 submitted into one call of a Lua script (one round trip, one atomic step, the batch as one
 JSON argument; on Redis Cluster, per-node pipelines instead), then the next batch. A slow or dead rider connection has nothing to do with
-it; a failing write is logged, counted and retried with the next batch.
+it; a write that fails because Redis cannot take it now (unreachable, out of memory, a
+read-only replica) is logged, counted and retried with the next batch. A batch Redis *refuses*
+(a command error, which retrying cannot cure) is written in halves until each refused fix is
+alone: those are dropped, logged and counted (``tracker_fixes_refused``), all others written.
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from typing import Awaitable, Callable
 
 import orjson
 from prometheus_client import Counter, Histogram
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
+
+from tracker.errors import REDIS_DOWN
 
 from tracker.locations.fix import Fix
 from tracker.locations.store import RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload, write_fixes_by_slot
@@ -26,6 +32,12 @@ log = logging.getLogger("tracker.locations")
 TTL_REFRESH_S = 3600.0  # renew a rider record's one-day TTL at most this often
 
 Listener = Callable[[str, Fix], Awaitable[None]]
+Batch = dict[str, tuple[Fix, str | None]]
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when Redis refused the command itself, so the same write would fail again."""
+    return isinstance(exc, ResponseError) and not isinstance(exc, (*REDIS_DOWN, OutOfMemoryError, ReadOnlyError))
 
 
 class FixWriter:
@@ -42,6 +54,10 @@ class FixWriter:
             "older one not yet written)", registry=registry,
         )
         self.written = Counter("tracker_fixes_written", "Location fixes written to Redis", registry=registry)
+        self.refused = Counter(
+            "tracker_fixes_refused", "Location fixes Redis refused to store (each is logged and dropped)",
+            registry=registry,
+        )
         self._submitted = 0
         self._script = redis.register_script(WRITE_FIXES_SCRIPT)
         self._ttl_set_at: dict[str, float] = {}  # rider -> monotonic time its record's TTL was renewed
@@ -78,22 +94,46 @@ class FixWriter:
             if batch:
                 await self._write(batch)
 
-    async def _write(self, batch: dict[str, tuple[Fix, str | None]]) -> None:
+    async def _write(self, batch: Batch) -> None:
+        settled: set[str] = set()  # riders whose fix is written or refused
+        try:
+            await self._write_or_isolate(batch, settled)
+        except Exception:
+            # Put back what is not settled (newer fixes win) so nothing accepted is lost, then
+            # let the supervisor log, count and restart us with backoff.
+            for rid, item in batch.items():
+                if rid not in settled:
+                    self._pending.setdefault(rid, item)
+            self._wake.set()
+            raise
+
+    async def _write_or_isolate(self, batch: Batch, settled: set[str]) -> None:
+        """Write ``batch``; if Redis refuses it, write its halves the same way, down to single fixes."""
+        try:
+            await self._write_batch(batch)
+        except Exception as exc:
+            if not _refused(exc):
+                raise
+            if len(batch) == 1:
+                ((rider_id, (fix, _)),) = batch.items()
+                self.refused.inc()
+                log.error("location fix refused by Redis and dropped",
+                          extra={"rider_id": rider_id, "lat": fix.lat, "lng": fix.lng, "error": str(exc)})
+            else:
+                items = list(batch.items())
+                for part in (items[: len(items) // 2], items[len(items) // 2:]):
+                    await self._write_or_isolate(dict(part), settled)
+                return
+        settled.update(batch)
+
+    async def _write_batch(self, batch: Batch) -> None:
         now = time.monotonic()
         stale_ttl = {rid for rid in batch if self._ttl_set_at.get(rid, -TTL_REFRESH_S) <= now - TTL_REFRESH_S}
         payload, new_regions = fixes_payload(batch, stale_ttl)
-        try:
-            if is_cluster(self.redis):
-                await write_fixes_by_slot(self.redis, payload, RECORD_TTL_S)
-            else:
-                await self._script(args=[orjson.dumps(payload), RECORD_TTL_S])
-        except Exception:
-            # Put the batch back (newer fixes win) so nothing accepted is lost, then let the
-            # supervisor log, count and restart us with backoff.
-            for rid, item in batch.items():
-                self._pending.setdefault(rid, item)
-            self._wake.set()
-            raise
+        if is_cluster(self.redis):
+            await write_fixes_by_slot(self.redis, payload, RECORD_TTL_S)
+        else:
+            await self._script(args=[orjson.dumps(payload), RECORD_TTL_S])
         self.regions.update(new_regions)
         self._ttl_set_at.update((rid, now) for rid in stale_ttl)
         self.written.inc(len(batch))

@@ -10,6 +10,10 @@ replay). The server runs ``K`` times
 faster than real time (``--time-scale``); clients follow its clock (``GET /healthz``).
 The three solution files are written from what happened: the assignment times the server
 stamped, the pickups and drop-offs the couriers performed, and every move they made.
+
+Before the day starts the server must answer ``/healthz`` and accept an operator token signed
+with the secret (``GET /v1/ops/snapshot``); during it, a watchdog stops the replay with one
+line when the server goes away or keeps refusing requests, instead of waiting out the day.
 """
 from __future__ import annotations
 
@@ -17,11 +21,15 @@ import argparse
 import asyncio
 import math
 import secrets
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from jwt.warnings import InsecureKeyLengthWarning
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from clients.merchant import MerchantClient
 from clients.rider import RiderClient
@@ -36,6 +44,32 @@ from tracker.mdrp.solution import write_solution
 MIN_MS = 60_000
 SHIFT_NOTICE_MIN = 30.0  # couriers announce their shift this long before it (as offline)
 ADD_ON_MARGIN_MIN = 0.5  # a courier takes an add-on only if its pickup is at least this far off
+DEFAULT_TIME_SCALE = 300.0
+HEALTH_EVERY_S = 2.0  # the watchdog asks /healthz this often (real seconds) ...
+HEALTH_STRIKES = 3  # ... and gives up after this many failures in a row
+CREATE_STRIKES = 5  # order creations failing in a row that stop the day
+PROGRESS_EVERY_MIN = 60.0  # a progress line every simulated hour ...
+PROGRESS_MAX_S = 300.0  # ... or every five real minutes, whichever comes first
+MIN_KEY_BYTES = 32  # what RFC 7518 asks of an HS256 key
+
+
+class LiveError(Exception):
+    """What stops a live replay, said in one line."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        rcvd = exc.rcvd
+        return f"connection closed ({rcvd.code} {rcvd.reason})".strip() if rcvd else "connection closed"
+    return str(exc) or type(exc).__name__
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        err = resp.json()["error"]
+        return f"{err['code']}: {err['message']}"
+    except Exception:  # noqa: BLE001 - not our JSON error: show the start of the body
+        return resp.text[:200].strip() or resp.reason_phrase
 
 
 @dataclass
@@ -85,6 +119,13 @@ class LiveDay:
         self.delivered: set[str] = set()
         self.errors: list[str] = []
         self.released: list[str] = []  # assignments handed back to the server
+        self.placed = 0  # orders created so far
+        self.fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def fail(self, message: str) -> None:
+        """Stop the day: ``play`` raises :class:`LiveError` with the first message given."""
+        if not self.fatal.done():
+            self.fatal.set_result(message)
 
     def token(self, role: str, sub: str) -> str:
         return issue_token(self.secret, role, sub, 7 * 24 * 3600)
@@ -96,27 +137,51 @@ class LiveDay:
     async def platform(self) -> None:
         """Create every order at its placement time."""
         headers = {"Authorization": "Bearer " + self.token("operator", "mdrp-platform")}
+        failed = 0  # in a row
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30) as http:
             for o in sorted(self.inst.orders.values(), key=lambda o: o.placement):
                 await self.clock.until(o.placement)
                 body = {"id": o.id, "merchant_id": o.restaurant, "pickup": self.latlng(*self.inst.restaurants[o.restaurant]),
                         "dropoff": self.latlng(o.x, o.y), "ready_at": self.clock.ms(o.ready)}
-                resp = await http.post("/v1/orders", json=body)
-                if resp.status_code not in (200, 201):
-                    self.errors.append(f"create {o.id}: {resp.text}")
+                try:
+                    resp = await http.post("/v1/orders", json=body)
+                except httpx.HTTPError as exc:
+                    why = f"cannot reach the server at {self.base_url}: {_describe(exc)}"
+                else:
+                    if resp.status_code in (200, 201):
+                        failed, self.placed = 0, self.placed + 1
+                        continue
+                    why = f"the server answered {resp.status_code} ({_error_message(resp)})"
+                    if resp.status_code in (401, 403):
+                        self.fail(f"the server refused to create order {o.id}: {why}")
+                        return
+                self.errors.append(f"create {o.id}: {why}")
+                failed += 1
+                if failed >= CREATE_STRIKES:
+                    self.fail(f"creating orders failed {failed} times in a row; the last, {o.id}: {why}")
+                    return
 
     async def kitchen(self, restaurant: str) -> None:
         """A restaurant's tablet: confirm each order as it arrives, mark it ready on time."""
-        tablet = await MerchantClient.connect(self.ws_url, self.token("merchant", restaurant))
+        try:
+            tablet = await MerchantClient.connect(self.ws_url, self.token("merchant", restaurant))
+        except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
+            self.fail(f"restaurant {restaurant}'s tablet cannot connect to {self.ws_url}: {_describe(exc)}")
+            return
         pending: set[asyncio.Task] = set()
         try:
             while True:
-                frame = await tablet.recv(timeout=3600)
+                try:
+                    frame = await tablet.recv(timeout=3600)
+                except asyncio.TimeoutError:
+                    continue
                 if frame.get("type") == "event" and frame.get("kind") == "placed":
                     await tablet.confirm(frame["order_id"])
                     task = asyncio.ensure_future(self._ready_later(tablet, frame["order_id"]))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
+        except ConnectionClosed as exc:  # without its tablet a restaurant's orders are never confirmed
+            self.fail(f"the server at {self.base_url} dropped restaurant {restaurant}'s tablet: {_describe(exc)}")
         finally:
             for task in pending:
                 task.cancel()
@@ -131,7 +196,11 @@ class LiveDay:
         c = self.inst.couriers[cid]
         state = self.states[cid]
         await self.clock.until(c.on - SHIFT_NOTICE_MIN)
-        rider = await RiderClient.connect(self.ws_url, self.token("rider", cid))
+        try:
+            rider = await RiderClient.connect(self.ws_url, self.token("rider", cid))
+        except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
+            self.fail(f"courier {cid} cannot connect to {self.ws_url}: {_describe(exc)}")
+            raise
         await rider.availability(True, shift_end=self.clock.ms(c.off), shift_start=self.clock.ms(c.on))
         route: list[tuple[float, float, float]] = [(c.on, c.x, c.y)]  # (minute, x, y) waypoints
         streamer = asyncio.ensure_future(self._stream(rider, route))
@@ -146,6 +215,10 @@ class LiveDay:
                     frame = await rider.recv(timeout=max(0.05, remaining))
                 except asyncio.TimeoutError:
                     continue
+                except ConnectionClosed as exc:
+                    if exc.rcvd is not None and exc.rcvd.code == 1008:  # refused: authentication or policy
+                        self.fail(f"the server closed courier {cid}'s connection: {_describe(exc)}")
+                    raise
                 if frame.get("type") == "offer":
                     if self._would_take(state, frame):
                         await rider.accept(frame["offer_id"])
@@ -232,6 +305,33 @@ class LiveDay:
                 job.reported.add(oid)
                 await rider.progress(oid, "at_pickup")
 
+    async def watch(self) -> None:
+        """The watchdog: stop the day when ``/healthz`` fails ``HEALTH_STRIKES`` times in a row."""
+        strikes = 0
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=HEALTH_EVERY_S * 2) as http:
+            while True:
+                await asyncio.sleep(HEALTH_EVERY_S)
+                try:
+                    resp = await http.get("/healthz")
+                    why = "" if resp.status_code == 200 else f"/healthz answered {resp.status_code}"
+                except httpx.HTTPError as exc:
+                    why = _describe(exc)
+                strikes = strikes + 1 if why else 0
+                if strikes >= HEALTH_STRIKES:
+                    self.fail(f"lost the server at {self.base_url}: {why}")
+                    return
+
+    async def report_progress(self, end_minute: float) -> None:
+        """A line on stderr every simulated hour (at most every few real minutes)."""
+        started = time.monotonic()
+        every_s = min(PROGRESS_EVERY_MIN * 60 / self.clock.scale, PROGRESS_MAX_S)
+        while True:
+            await asyncio.sleep(every_s)
+            assigned = sum(len(a.orders) for a in self.assignments)
+            print(f"  minute {self.clock.minute():.0f} of {end_minute:.0f}: {self.placed}/{len(self.inst.orders)} orders "
+                  f"placed, {assigned} assigned, {len(self.delivered)} delivered ({time.monotonic() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+
     async def _stream(self, rider: RiderClient, route: list[tuple[float, float, float]]) -> None:
         """A fix every simulated minute, interpolated along the courier's route."""
         while True:
@@ -254,54 +354,152 @@ def _position(route: list[tuple[float, float, float]], minute: float) -> tuple[f
     return a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f
 
 
-async def play(inst: Instance, base_url: str, secret: str) -> tuple[DayResult, list[str]]:
-    """Play the whole day against the server at ``base_url``."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        health = (await http.get(base_url + "/healthz")).json()
+def day_span(inst: Instance) -> tuple[float, float]:
+    """The minutes a live day runs: from just before the first order or shift notice to the last shift's end."""
     first = min(min(o.placement for o in inst.orders.values()),
                 min(c.on for c in inst.couriers.values()) - SHIFT_NOTICE_MIN)
-    clock = ServerClock(health["ts"], health["time_scale"], first - 1)
+    last = max(max(c.off for c in inst.couriers.values()), max(o.placement for o in inst.orders.values()))
+    return first - 1, last
+
+
+def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
+    """``/healthz`` of the server, after checking that it answers and accepts our operator token."""
+    try:
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+            resp = http.get("/healthz")
+            try:
+                health = resp.json()
+                float(health["ts"]), float(health["time_scale"])
+            except Exception:  # noqa: BLE001 - anything else is not a tracker server
+                raise LiveError(f"{base_url} does not look like a tracker server: GET /healthz answered "
+                                f"{resp.status_code} {resp.text[:80].strip()!r}") from None
+            if not health["time_scale"] > 0:
+                raise LiveError(f"the server at {base_url} reports time_scale {health['time_scale']!r}")
+            token = issue_token(secret, "operator", "mdrp-platform", 600)
+            auth = http.get("/v1/ops/snapshot", headers={"Authorization": "Bearer " + token})  # operators only
+    except httpx.HTTPError as exc:
+        raise LiveError(f"cannot reach the server at {base_url}: {_describe(exc)}") from None
+    if auth.status_code in (401, 403):
+        raise LiveError(f"the server at {base_url} refused a token signed with --secret ({_error_message(auth)}): "
+                        "give the server's TRACKER_SECRET")
+    if auth.status_code != 200:
+        raise LiveError(f"the server at {base_url} is not ready: GET /v1/ops/snapshot answered {auth.status_code} "
+                        f"({_error_message(auth)})")
+    return health
+
+
+async def play(inst: Instance, base_url: str, secret: str, progress: bool = False) -> tuple[DayResult, list[str]]:
+    """Play the whole day against the server at ``base_url``; :class:`LiveError` if it cannot go on."""
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:  # a fresh sample: the clock starts from it
+            health = (await http.get(base_url + "/healthz")).json()
+    except httpx.HTTPError as exc:
+        raise LiveError(f"cannot reach the server at {base_url}: {_describe(exc)}") from None
+    start, end = day_span(inst)
+    clock = ServerClock(health["ts"], health["time_scale"], start)
     day = LiveDay(inst, base_url, secret, clock)
-    kitchens = [asyncio.ensure_future(day.kitchen(r)) for r in {o.restaurant for o in inst.orders.values()}]
-    await asyncio.sleep(0.5)  # tablets online before the first order
-    couriers = [asyncio.ensure_future(day.courier(cid)) for cid in inst.couriers]
-    await day.platform()
-    results = await asyncio.gather(*couriers, return_exceptions=True)
-    day.errors += [f"courier task: {r!r}" for r in results if isinstance(r, Exception)]
-    for k in kitchens:
-        k.cancel()
-    await asyncio.gather(*kitchens, return_exceptions=True)
+    helpers = [asyncio.ensure_future(day.watch())]
+    if progress:
+        helpers.append(asyncio.ensure_future(day.report_progress(end)))
+    kitchens: list[asyncio.Future] = []  # type: ignore[type-arg]
+    couriers: list[asyncio.Future] = []  # type: ignore[type-arg]
+
+    async def whole_day() -> None:
+        kitchens.extend(asyncio.ensure_future(day.kitchen(r)) for r in {o.restaurant for o in inst.orders.values()})
+        await asyncio.sleep(0.5)  # tablets online before the first order
+        couriers.extend(asyncio.ensure_future(day.courier(cid)) for cid in inst.couriers)
+        await day.platform()
+        results = await asyncio.gather(*couriers, return_exceptions=True)
+        day.errors.extend(f"courier task: {r!r}" for r in results if isinstance(r, Exception))
+
+    main = asyncio.ensure_future(whole_day())
+    try:
+        await asyncio.wait({main, day.fatal}, return_when=asyncio.FIRST_COMPLETED)
+        if day.fatal.done():
+            raise LiveError(day.fatal.result())
+        main.result()
+    finally:
+        for task in (main, *helpers, *kitchens, *couriers):
+            task.cancel()
+        await asyncio.gather(main, *helpers, *kitchens, *couriers, return_exceptions=True)
     day.assignments.sort(key=lambda a: (a.time, a.courier))
     return DayResult(inst, day.assignments, {cid: s.moves for cid, s in day.states.items()}, 0), day.errors + day.released
+
+
+def server_env(inst: Instance, time_scale: float, interval_min: float) -> dict[str, str]:
+    """The settings of a server started for a live replay of ``inst`` (a ``--server`` should have the same)."""
+    p = inst.params
+    return {
+        "TRACKER_TIME_SCALE": str(time_scale),
+        "TRACKER_DISPATCH_INTERVAL_S": str(interval_min * 60),
+        "TRACKER_OFFER_TIMEOUT_S": "600", "TRACKER_STALE_AFTER_S": "7200",
+        "TRACKER_RIDER_MAX_FIX_RATE": "1000", "TRACKER_MAX_RIDER_SPEED_MPS": "1000",
+        "TRACKER_RIDER_SPEED_MPS": str(p.meters_per_minute / 60), "TRACKER_DISPATCH_RADIUS_M": "40000",
+        "TRACKER_PICKUP_SERVICE_S": str(p.pickup_service * 60), "TRACKER_DROPOFF_SERVICE_S": str(p.dropoff_service * 60),
+        "TRACKER_LOG_LEVEL": "warning",
+    }
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def run_live(args: argparse.Namespace) -> int:
     """The ``--live`` command: start a server unless ``--server``, play, write, check."""
     inst = load_instance(args.instance)
-    p = inst.params
     out = Path(args.out or f"solutions-live/{inst.name}")
     secret = args.secret or secrets.token_urlsafe(32)
+    requested_scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
+    short_key = len(secret.encode()) < MIN_KEY_BYTES
+    if short_key:  # PyJWT would warn at each token signed: say it once, our way, once the server took it
+        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     server = None
     if args.server:
         if not args.secret:
-            print("tracker replay --live --server: also give --secret (the server's TRACKER_SECRET)")
+            print("tracker replay --live --server: also give --secret (the server's TRACKER_SECRET)", file=sys.stderr)
             return 2
         base_url = args.server.rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            print(f"tracker replay --live: --server must be an http:// or https:// URL, not {args.server!r}", file=sys.stderr)
+            return 2
     else:
-        env = {
-            "TRACKER_TIME_SCALE": str(args.time_scale),
-            "TRACKER_DISPATCH_INTERVAL_S": str(args.interval * 60),
-            "TRACKER_OFFER_TIMEOUT_S": "600", "TRACKER_STALE_AFTER_S": "7200",
-            "TRACKER_RIDER_MAX_FIX_RATE": "1000", "TRACKER_MAX_RIDER_SPEED_MPS": "1000",
-            "TRACKER_RIDER_SPEED_MPS": str(p.meters_per_minute / 60), "TRACKER_DISPATCH_RADIUS_M": "40000",
-            "TRACKER_PICKUP_SERVICE_S": str(p.pickup_service * 60), "TRACKER_DROPOFF_SERVICE_S": str(p.dropoff_service * 60),
-            "TRACKER_LOG_LEVEL": "warning",
-        }
-        server = ServerProcess(secret=secret, env=env).start()
+        server = ServerProcess(secret=secret, env=server_env(inst, requested_scale, args.interval))
+        try:
+            server.start()
+        except RuntimeError as exc:
+            print(f"tracker replay --live: could not start a server: {exc}", file=sys.stderr)
+            server.cleanup()
+            return 1
         base_url = server.base_url
     started = time.monotonic()
     try:
-        day, errors = asyncio.run(play(inst, base_url, secret))
+        try:
+            health = check_server(base_url, secret)
+            scale = float(health["time_scale"])
+            if short_key:
+                print(f"tracker replay: warning: --secret is {len(secret.encode())} bytes, below the {MIN_KEY_BYTES} "
+                      "that RFC 7518 asks of an HS256 key: anyone who guesses it can sign tokens", file=sys.stderr)
+            if args.server and args.time_scale is not None and args.time_scale != scale:
+                print(f"tracker replay: warning: --time-scale {args.time_scale:g} is ignored with --server: "
+                      f"that server runs at x{scale:g}", file=sys.stderr)
+            first, last = day_span(inst)
+            takes = (last - first) * 60 / scale
+            if scale <= 1 or takes > 3600:
+                print(f"tracker replay: warning: the server runs at time scale {scale:g}, so this day takes about "
+                      f"{_duration(takes)} of real time; `tracker serve --time-scale {DEFAULT_TIME_SCALE:g}` "
+                      f"would play it in about {_duration((last - first) * 60 / DEFAULT_TIME_SCALE)}", file=sys.stderr)
+            where = base_url if args.server else f"a server of its own at {base_url}"
+            print(f"playing {inst.name} live through {where} at x{scale:g}: minutes {first:.0f} to {last:.0f} of the "
+                  f"day, about {_duration(takes)}; progress every simulated hour; solution to {out}",
+                  file=sys.stderr, flush=True)
+            day, errors = asyncio.run(play(inst, base_url, secret, progress=True))
+        except LiveError as exc:
+            print(f"tracker replay --live: {exc}", file=sys.stderr)
+            return 1
     finally:
         if server is not None:
             server.cleanup()
@@ -309,7 +507,7 @@ def run_live(args: argparse.Namespace) -> int:
     report = check_solution(args.instance, out)
     m = report.metrics
     assert m is not None
-    print(f"{inst.name} (live, x{args.time_scale:g}, {time.monotonic() - started:.0f} s): delivered={m.delivered}/{m.orders} "
+    print(f"{inst.name} (live, x{scale:g}, {time.monotonic() - started:.0f} s): delivered={m.delivered}/{m.orders} "
           f"ctd_mean={m.ctd_mean:.2f} ctd_p90={m.ctd_p90:.1f} r2p_mean={m.r2p_mean:.2f} "
           f"orders_per_bundle={m.orders_per_bundle:.2f} cost_per_order={m.cost_per_order:.2f}")
     for e in errors[:10]:

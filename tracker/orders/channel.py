@@ -21,7 +21,7 @@ from tracker.wsconn import CLOSE_POLICY, WsSession
 
 TOO_SLOW = "too_slow: subscriber fell too far behind; reconnect with last_event_id"
 CLOSE_WAIT_S = 10.0
-MAX_REPLAY = 1000  # more missed events than this: resync instead of a flood
+MAX_REPLAY = 1000  # a resume that missed more than this: resync instead of a flood
 
 HistoryReader = Callable[[str | None, int], Awaitable[list[dict[str, Any]]]]
 Filter = Callable[[dict[str, Any]], bool]
@@ -36,7 +36,13 @@ def event_frame(event: dict[str, Any]) -> dict[str, Any]:
 async def forward(rt: Runtime, session: WsSession, channel: str, read_history: HistoryReader,
                   last_event_id: str | None, *, on_event: Callable[[dict[str, Any]], None] | None = None,
                   allow_ephemeral: Filter | None = None) -> None:
-    """Run the channel until the socket closes."""
+    """Run the channel until the socket closes.
+
+    A client that asked for the whole history (no ``last_event_id``) gets all of it, in pages of
+    :data:`MAX_REPLAY`; one resuming after missing more than that gets ``resync``
+    (``too_many_missed``) and the stream from the newest event on.
+    """
+    whole_history = last_event_id is None
     sub = await rt.pubsub.subscribe(channel)
     resume = Resume(last_event_id)
     # A send blocked on a client that stopped reading would never see the overflow: watch it.
@@ -44,6 +50,13 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
     try:
         while not session.closed:
             missed = await read_history(resume.last, MAX_REPLAY + 1)
+            if len(missed) > MAX_REPLAY and whole_history:
+                for event in missed[:MAX_REPLAY]:
+                    if on_event:
+                        on_event(event)
+                    await session.send(event_frame(event))
+                resume.last = missed[MAX_REPLAY - 1]["id"]
+                continue
             if len(missed) > MAX_REPLAY:
                 # Not replayable as a whole: say so, skip ahead, and let the client reload.
                 await session.send({"type": "resync", "reason": "too_many_missed"})

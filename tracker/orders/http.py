@@ -9,8 +9,10 @@ from starlette.routing import Route
 
 from tracker.auth import Principal, Role
 from tracker.errors import ApiError
-from tracker.jsonutil import JSONResponse, loads_object
+from tracker.http.body import json_body
+from tracker.jsonutil import JSONResponse, dumps_str
 from tracker.orders import service
+from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import runtime_of
 from tracker.validate import is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point
 
@@ -20,13 +22,6 @@ def _order_id(request: Request) -> str:
     if not is_valid_id(order_id):
         raise ApiError("bad_request", "order ids are 1-64 characters from [A-Za-z0-9_.:-]")
     return order_id
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > 64 * 1024:
-        raise ApiError("too_large", "request body larger than 64 KiB")
-    return loads_object(raw or b"{}")
 
 
 def check_scope(principal: Principal, order: dict[str, Any], *, customer_may: bool = True) -> None:
@@ -51,7 +46,7 @@ def _missing(principal: Principal, order_id: str) -> ApiError:
 async def create(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
-    body = await _body(request)
+    body = await json_body(request)
     ready_at = optional_int(body, "ready_at", lo=0, hi=2**53)
     prep = optional_number(body, "prep_minutes", lo=0, hi=24 * 60)
     order, created = await service.create_order(
@@ -85,7 +80,7 @@ async def cancel(request: Request) -> Response:
     if raw is None:
         raise _missing(principal, order_id)
     check_scope(principal, {"id": order_id, "merchant_id": raw["merchant_id"]}, customer_may=False)
-    reason = optional_reason(await _body(request))
+    reason = optional_reason(await json_body(request))
     await service.step(rt, [order_id], "cancelled", merchant_id=raw["merchant_id"],
                        event_extra={"by": principal.role.value, **({"reason": reason} if reason else {})})
     return JSONResponse(await service.load_order(rt, order_id))
@@ -95,9 +90,18 @@ async def assign(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
-    body = await _body(request)
-    await service.assign_orders(rt, [order_id], require_id(body, "rider_id"))
-    return JSONResponse(await service.load_order(rt, order_id))
+    rider_id = require_id(await json_body(request), "rider_id")
+    raw = await service.require_order(rt, order_id)
+    if raw.get("rider_id"):
+        raise ApiError("conflict", f"order {order_id!r} already has rider {raw['rider_id']!r}; unassign it first")
+    await service.assign_orders(rt, [order_id], rider_id)
+    order = await service.load_order(rt, order_id)
+    frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [{
+        "order_id": order_id, "merchant_id": order["merchant_id"], "pickup": order["pickup"], "dropoff": order["dropoff"],
+    }]}
+    # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.
+    await rt.pubsub.publish(inbox_channel(rider_id), dumps_str(frame))
+    return JSONResponse(order)
 
 
 async def unassign(request: Request) -> Response:
@@ -105,7 +109,7 @@ async def unassign(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
-    reason = optional_reason(await _body(request))
+    reason = optional_reason(await json_body(request))
     raw = await service.require_order(rt, order_id)
     rider = raw.get("rider_id")
     if not rider:

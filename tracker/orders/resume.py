@@ -32,8 +32,13 @@ def id_key(event_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+MAX_ID_PART = 2**64 - 1  # both halves of a Redis stream id are unsigned 64-bit
+
+
 def is_stream_id(value: object) -> bool:
-    return isinstance(value, str) and STREAM_ID.match(value) is not None
+    """True for a string Redis accepts as a stream id (``<ms>-<seq>``, each at most 2^64 - 1)."""
+    return (isinstance(value, str) and STREAM_ID.match(value) is not None
+            and all(int(part) <= MAX_ID_PART for part in value.split("-")))
 
 
 class Resume:

@@ -120,13 +120,14 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
         now,
     )
     olds = [e.pop("_from") for e in events]
-    await _after(rt, order_ids, olds, kind)
+    await _after(rt, order_ids, olds, kind, events)
     return events
 
 
-async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str) -> None:
+async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str,
+                 events: list[dict[str, Any]]) -> None:
     store = store_of(rt)
-    for oid, old in zip(order_ids, old_statuses):
+    for oid, old, event in zip(order_ids, old_statuses, events):
         order = await store.load(oid)
         if order is None:
             continue
@@ -140,10 +141,16 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
             changed_rider = order.get("last_rider_id") or rider or None
             if changed_rider:
                 await rt.redis.srem(rider_orders_key(changed_rider), oid)
-        else:
-            changed_rider = None
+        elif kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT:
+            changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
         if changed_rider:
             await rt.pubsub.publish(inbox_channel(changed_rider), '{"type":"_orders_changed"}')
+        if kind == "cancelled" and old in machine.CARRYING and rider:
+            # The rider on its way must hear it now, not at its next progress report.
+            notice = {"type": "order_cancelled", "order_id": oid, "by": event.get("by")}
+            if event.get("reason"):
+                notice["reason"] = event["reason"]
+            await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(notice).decode())
         for listener in rt.services.get("order_step_listeners", ()):
             try:
                 await listener(order, kind)

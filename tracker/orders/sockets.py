@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket
 
 from tracker.auth import Role
 from tracker.errors import REDIS_DOWN, ApiError
+from tracker.locations.ratelimit import TokenBucket
 from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.machine import CARRYING, STATUSES
@@ -25,6 +26,9 @@ from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_
 # full second would also drop regular frames whose spacing jitters just under a second, and
 # with them an ETA change the customer would then not see until the rider's next fix.
 MIN_POSITION_SPACING_S = 0.5
+MERCHANT_MAX_MESSAGE_RATE = 10.0  # kitchen messages (confirm, ready, delay) per second per socket (not the operator's)
+MERCHANT_MESSAGE_BURST = 50  # a kitchen confirming a rush of orders at once
+MAX_READY_AHEAD_MS = 7 * 24 * 3600 * 1000  # a delay cannot push the food further ahead than this
 
 log = logging.getLogger("tracker.orders")
 
@@ -156,10 +160,15 @@ async def merchant_ws(websocket: WebSocket) -> None:
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
         return await store.feed(merchant, after, count)
 
+    bucket = TokenBucket(rate=MERCHANT_MAX_MESSAGE_RATE, burst=MERCHANT_MESSAGE_BURST)
+
     async def handle(msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if kind not in ("confirm", "ready", "delay"):
             raise ApiError("unknown_type", f"unknown message type {kind!r}")
+        if not session.principal.is_operator and not bucket.take(time.monotonic()):
+            raise ApiError("rate_limited", f"at most {MERCHANT_MAX_MESSAGE_RATE:g} kitchen messages per second "
+                                           f"(bursts of {MERCHANT_MESSAGE_BURST})")
         order_id = require_id(msg, "order_id")
         raw = await store.load(order_id)
         if raw is None and session.principal.is_operator:
@@ -172,8 +181,10 @@ async def merchant_ws(websocket: WebSocket) -> None:
             await service.step(rt, [order_id], "food_ready", merchant_id=merchant)
         else:
             minutes = require_number(msg, "minutes", lo=1, hi=240)
-            base = max(int(raw.get("ready_at") or 0), rt.clock.now_ms())
-            ready_at = base + int(minutes * 60000)
+            now = rt.clock.now_ms()
+            ready_at = max(int(raw.get("ready_at") or 0), now) + int(minutes * 60000)
+            if ready_at > now + MAX_READY_AHEAD_MS:
+                raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
             await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
                                fields={"ready_at": ready_at}, event_extra={"minutes": minutes, "ready_at": ready_at})
 

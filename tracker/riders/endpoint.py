@@ -22,7 +22,7 @@ from tracker.errors import REDIS_DOWN, ApiError
 from tracker.logs import log_failure
 from tracker.pubsub import GAP, SubscriberTooSlow, Subscription
 from tracker.runtime import Runtime
-from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down
+from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
 
 log = logging.getLogger("tracker.riders")
 
@@ -88,11 +88,18 @@ async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
             if kind.startswith("_"):
                 handler = INTERNAL_HANDLERS.get(kind)
                 if handler is not None:
-                    await handler(conn, msg)
+                    try:
+                        await handler(conn, msg)
+                    except Exception as exc:  # noqa: BLE001 - one notice failing must not end the inbox
+                        log_failure(log, f"rider inbox notice {kind} failed", exc, rider=conn.rider_id)
                 continue
             await conn.send(msg)
     except SubscriberTooSlow:
         await conn.session.close(CLOSE_POLICY, "rider inbox overflowed: reconnect")
+    except Exception as exc:  # noqa: BLE001 - without its inbox the socket would get no offers: close it
+        log_failure(log, "rider inbox failed", exc, rider=conn.rider_id)
+        reason = redis_close_reason(exc, "inbox lost") if isinstance(exc, REDIS_DOWN) else "internal: inbox failed"
+        await conn.session.close(CLOSE_INTERNAL, reason)
 
 
 async def rider_ws(websocket: WebSocket) -> None:

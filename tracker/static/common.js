@@ -5,29 +5,96 @@
 const params = new URLSearchParams(location.search);
 export const token = params.get("token") || "";
 
+// An HTTP failure. `refused` when asking again cannot help (the link's token is missing, bad,
+// expired or outside its scope, or the thing it names does not exist): the page stops and says
+// so. Network errors, 5xx (503 redis_unavailable) and 408/429 are worth retrying.
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(`${code}: ${message}`);
+    this.status = status; this.code = code;
+    this.refused = status >= 400 && status < 500 && status !== 408 && status !== 429;
+  }
+}
+
 export async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}` } });
-  const body = await response.json();
-  if (!response.ok) throw new Error(`${body.error?.code}: ${body.error?.message}`);
+  const headers = { ...(options.headers || {}) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, { ...options, headers });
+  let body = null;
+  try { body = await response.json(); } catch { body = null; }
+  if (!response.ok || body === null) {
+    throw new ApiError(response.status, body?.error?.code || `http_${response.status}`, body?.error?.message || response.statusText || "no readable answer");
+  }
   return body;
 }
 
+// The reason text of a refusal, for people: "unauthorized: token expired".
+function reasonText(reason) {
+  return String(reason || "refused by the server").trim().replace(/[.\s]+$/, "");
+}
+
+// Stop for good and say why, in the page's #fatal banner (the offline banner goes away).
+export function showRefusal(reason) {
+  let el = document.getElementById("fatal");
+  if (!el) {
+    el = document.createElement("div");
+    el.id = "fatal"; el.className = "banner fatal"; el.setAttribute("role", "alert");
+    document.body.insertBefore(el, document.querySelector("main"));
+  }
+  el.textContent = `Your link is not valid: ${reasonText(reason)}. Ask for a new link.`;
+  el.hidden = false;
+  const offline = document.getElementById("offline");
+  if (offline) offline.hidden = true;
+  document.body.dataset.online = "refused";
+}
+
+// A close that reconnecting cannot cure: 1008 is an authentication or scope failure (or a
+// policy violation) whose reason names it, except `too_slow`, which asks to reconnect.
+function isRefusal(event) {
+  return event.code === 1008 && !String(event.reason || "").startsWith("too_slow");
+}
+
 // A socket that reconnects with backoff; url() is called again on each attempt (resume ids).
-export function liveSocket(url, { onMessage, onOnline, onOffline }) {
-  let ws = null, delay = 500, closedByUs = false;
+// Only connectivity losses (1006, 1001, 1011, 1013, ...) are retried: a refusal (1008) stops it
+// and goes to onRefused(reason), by default a banner saying what is wrong with the link.
+export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = showRefusal }) {
+  let ws = null, delay = 500, closedByUs = false, timer = null;
   const connect = () => {
+    timer = null;
     ws = new WebSocket(url());
     ws.onopen = () => { delay = 500; onOnline && onOnline(); };
     ws.onmessage = (e) => onMessage(JSON.parse(e.data));
-    ws.onclose = () => {
+    ws.onclose = (e) => {
       if (closedByUs) return;
+      if (isRefusal(e)) { closedByUs = true; onRefused(e.reason || `closed with ${e.code}`); return; }
       onOffline && onOffline();
-      setTimeout(connect, delay);
+      timer = setTimeout(connect, delay);
       delay = Math.min(delay * 2, 8000);
     };
   };
   connect();
-  return { send: (msg) => ws && ws.readyState === 1 && ws.send(JSON.stringify(msg)), close: () => { closedByUs = true; ws && ws.close(); }, get raw() { return ws; } };
+  return {
+    send: (msg) => ws && ws.readyState === 1 && ws.send(JSON.stringify(msg)),
+    close: () => { closedByUs = true; if (timer) clearTimeout(timer); ws && ws.close(); },
+    get raw() { return ws; },
+  };
+}
+
+// The server's clock (which a replay may run faster than real time), from /healthz:
+// now() is the server's time in ms. Falls back to this machine's clock if /healthz does not answer.
+export async function serverClock() {
+  let base = Date.now(), at = base, scale = 1;
+  const sync = async () => {
+    try {
+      const sent = Date.now();
+      const response = await fetch("/healthz", { cache: "no-store", signal: AbortSignal.timeout(3000) });
+      const body = await response.json();
+      const received = Date.now();
+      if (Number.isFinite(body.ts)) { base = body.ts; at = (sent + received) / 2; scale = body.time_scale > 0 ? body.time_scale : 1; }
+    } catch { /* keep the last estimate */ }
+  };
+  await sync();
+  return { now: () => base + (Date.now() - at) * scale, get scale() { return scale; }, sync };
 }
 
 export function wsUrl(path) {

@@ -1,10 +1,16 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { liveSocket, token, wsUrl } from "/static/common.js";
+import { liveSocket, serverClock, token, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
-const orders = new Map(); // order id -> {status, food}
+const orders = new Map(); // order id -> {status, food, finalTs}
+const gone = new Set(); // finished orders that left the board: later frames about them are ignored
 let lastEventId = null;
 const FINAL = new Set(["delivered", "cancelled"]);
+// A delivered or cancelled order stays on the board this long (server time) after its final
+// event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
+const FINAL_VISIBLE_MS = 60_000;
+const clock = await serverClock();
+let expiryTimer = null;
 
 function button(label, onClick, secondary = false) {
   const b = document.createElement("button");
@@ -13,8 +19,23 @@ function button(label, onClick, secondary = false) {
   return b;
 }
 
+// Drop finished orders whose minute is up; wake up again when the next one's is.
+function expireFinished() {
+  const now = clock.now();
+  let next = Infinity;
+  for (const [id, o] of orders) {
+    if (!FINAL.has(o.status)) continue;
+    const until = o.finalTs + FINAL_VISIBLE_MS;
+    if (until <= now) { orders.delete(id); gone.add(id); }
+    else next = Math.min(next, until);
+  }
+  if (expiryTimer) { clearTimeout(expiryTimer); expiryTimer = null; }
+  if (next < Infinity) expiryTimer = setTimeout(render, (next - now) / clock.scale + 50);
+}
+
 function render() {
-  const rows = [...orders.entries()].filter(([, o]) => !FINAL.has(o.status) || o.recent).map(([id, o]) => {
+  expireFinished();
+  const rows = [...orders.entries()].map(([id, o]) => {
     const tr = document.createElement("tr");
     tr.dataset.order = id; tr.dataset.status = o.status;
     const cells = [id, o.status.replace("_", " "), o.food || "preparing"].map((text) => { const td = document.createElement("td"); td.textContent = text; return td; });
@@ -32,12 +53,13 @@ function render() {
 
 function onEvent(e) {
   lastEventId = e.id;
+  if (gone.has(e.order_id)) return;
   const o = orders.get(e.order_id) || { status: "placed", food: "" };
   if (e.kind === "food_ready") o.food = "ready";
   else if (e.kind === "food_delayed") o.food = `delayed ${e.minutes} min`;
   else if (e.kind === "rider_unassigned") o.status = "confirmed";
   else o.status = e.kind;
-  o.recent = true;
+  if (FINAL.has(o.status)) o.finalTs = Number.isFinite(e.ts) ? e.ts : clock.now();
   orders.set(e.order_id, o);
   render();
 }
@@ -50,7 +72,7 @@ function onPrompt(p) {
 }
 
 const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponent(token)}` + (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
-  onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; },
+  onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; clock.sync(); },
   onOffline: () => { $("offline").hidden = false; document.body.dataset.online = "no"; },
   onMessage: (msg) => {
     if (msg.type === "event") onEvent(msg);

@@ -1,5 +1,5 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service figures.
-import { api, VectorMap } from "/static/common.js";
+import { api, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -43,9 +43,21 @@ function draw(snap) {
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
+// Poll every 2 s; back off to 16 s while the server cannot be reached; stop for good (and say
+// why) when it refuses the token.
+const EVERY_MS = 2000;
+let retryMs = EVERY_MS;
 async function tick() {
-  try { draw(await api("/v1/ops/snapshot")); $("offline").hidden = true; }
-  catch (err) { $("offline").hidden = false; }
-  setTimeout(tick, 2000);
+  let snap;
+  try { snap = await api("/v1/ops/snapshot"); }
+  catch (err) {
+    if (err.refused) { showRefusal(err.message); return; }
+    $("offline").hidden = false;
+    setTimeout(tick, retryMs);
+    retryMs = Math.min(retryMs * 2, 16000);
+    return;
+  }
+  $("offline").hidden = true; retryMs = EVERY_MS;
+  try { draw(snap); } finally { setTimeout(tick, EVERY_MS); }
 }
 tick();

@@ -1,5 +1,5 @@
 // The customer's page: the order's timeline, the rider on the map, a live ETA; resumes gaplessly.
-import { api, liveSocket, token, VectorMap, wsUrl, minutesFrom } from "/static/common.js";
+import { api, liveSocket, minutesFrom, serverClock, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
 
 const STEPS = [
   ["placed", "Order placed"], ["confirmed", "Restaurant confirmed"], ["food_ready", "Food ready"],
@@ -48,18 +48,45 @@ async function load() {
   map.point("home", order.dropoff.lat, order.dropoff.lng, { color: "#2f855a", r: 12, label: "Your address" });
   seen.clear();
   for (const e of order.events) apply(e);
+  // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
+  if (Number.isFinite(order.eta)) $("eta").textContent = `${minutesFrom(order.eta, clock.now())} min`;
+  else if (status !== "delivered") $("eta").textContent = "–";
 }
 
-await load();
-liveSocket(() => wsUrl(`/v1/ws/customer?order_id=${encodeURIComponent(orderId)}&token=${encodeURIComponent(token)}` +
-  (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
-  onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; },
-  onOffline: () => { $("offline").hidden = false; document.body.dataset.online = "no"; },
-  onMessage: async (msg) => {
-    if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }
-    else if (msg.type === "rider_location") {
-      map.moveMarker("rider", msg.lat, msg.lng, { label: "Your rider" });
-      if (msg.eta) $("eta").textContent = `${minutesFrom(msg.eta, msg.ts)} min`;
-    } else if (msg.type === "resync") { await load(); }
-  },
-});
+let socket = null;
+function refused(reason) {
+  if (socket) socket.close();
+  showRefusal(reason);
+  $("status").textContent = "This order cannot be shown.";
+  $("status").dataset.status = "refused";
+}
+
+// load() until it works: a refusal (401/403/404...) stops with a message, a lost connection
+// or a 503 shows the offline banner and tries again with backoff. False when refused.
+async function loadUntilDone() {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 8000)) {
+    try { await load(); $("offline").hidden = true; return true; }
+    catch (err) {
+      if (err.refused) { refused(err.message); return false; }
+      $("offline").hidden = false; document.body.dataset.online = "no";
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+const clock = await serverClock();
+if (await loadUntilDone()) {
+  socket = liveSocket(() => wsUrl(`/v1/ws/customer?order_id=${encodeURIComponent(orderId)}&token=${encodeURIComponent(token)}` +
+    (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
+    onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; },
+    onOffline: () => { $("offline").hidden = false; document.body.dataset.online = "no"; },
+    onRefused: refused,
+    onMessage: async (msg) => {
+      if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }
+      else if (msg.type === "rider_location") {
+        map.moveMarker("rider", msg.lat, msg.lng, { label: "Your rider" });
+        if (msg.eta) $("eta").textContent = `${minutesFrom(msg.eta, msg.ts)} min`;
+      } else if (msg.type === "resync") { await loadUntilDone(); }
+    },
+  });
+}

@@ -1,0 +1,92 @@
+"""What the three client command lines share: server URL and token flags, printing, errors.
+
+Each client prints every frame the server sends as one JSON line on stdout, and what it does
+itself (connected, accepted an offer, ...) as ``# ...`` lines on stderr, so stdout stays
+machine-readable. Failures are one line on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+def add_connection_args(parser: argparse.ArgumentParser, role: str, sub_hint: str) -> None:
+    parser.add_argument("--server", default=os.environ.get("TRACKER_URL", DEFAULT_SERVER),
+                        help=f"the server's URL, http(s):// or ws(s):// (TRACKER_URL, default {DEFAULT_SERVER})")
+    parser.add_argument("--token", default=os.environ.get("TRACKER_TOKEN"),
+                        help=f"a {role} token (TRACKER_TOKEN); make one with "
+                             f"`tracker token --role {role} --sub {sub_hint}` in the server's folder")
+    parser.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
+                        help="stop after this many seconds (default: run until Ctrl-C)")
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+def ws_base(url: str) -> str:
+    """``ws://host:port`` for a server URL given as http(s):// or ws(s)://."""
+    parts = urlsplit(url.strip())
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise CliError(f"--server must be a URL such as {DEFAULT_SERVER}, not {url!r}")
+    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def note(text: str) -> None:
+    print(f"# {text}", file=sys.stderr, flush=True)
+
+
+def show(frame: dict[str, Any]) -> None:
+    print(orjson.dumps(frame).decode(), flush=True)
+
+
+def remaining(deadline: float | None) -> float:
+    """Seconds left before ``deadline`` (loop time), or an hour when there is none."""
+    if deadline is None:
+        return 3600.0
+    return deadline - asyncio.get_running_loop().time()
+
+
+def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace], Awaitable[None]]) -> int:
+    """Run ``main(args)``; turn the usual failures into one line and an exit status."""
+    if not args.token:
+        print(f"{prog}: give --token (or set TRACKER_TOKEN): see --help for how to make one", file=sys.stderr)
+        return 2
+    if args.duration is not None and not args.duration > 0:
+        print(f"{prog}: --for must be a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        args.ws = ws_base(args.server)
+        asyncio.run(main(args))
+        return 0
+    except CliError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+        hint = " (is the token signed with the server's TRACKER_SECRET, for this role?)" if status in (401, 403) else ""
+        print(f"{prog}: the server at {args.server} refused the connection: HTTP {status} {body}{hint}".rstrip(),
+              file=sys.stderr)
+        return 1
+    except ConnectionClosed as exc:
+        rcvd = exc.rcvd
+        why = f"{rcvd.code} {rcvd.reason}".strip() if rcvd is not None else "without a close frame"
+        print(f"{prog}: the server closed the connection: {why}", file=sys.stderr)
+        return 1
+    except (OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        print(f"{prog}: cannot reach the server at {args.server}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+

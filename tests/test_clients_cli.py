@@ -1,0 +1,81 @@
+"""The rider, merchant and customer clients as a newcomer runs them: ``python -m clients.rider``
+or ``python clients/rider.py``, against a real server."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import pytest
+
+from tracker.embedded_redis import free_port
+from tracker.launcher import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENTS = ("rider", "merchant", "customer")
+
+
+def client(name: str, *args: str, as_script: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    how = [str(ROOT / "clients" / f"{name}.py")] if as_script else ["-m", f"clients.{name}"]
+    return subprocess.run([sys.executable, *how, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+@pytest.mark.parametrize("as_script", [False, True], ids=["module", "script"])
+def test_each_client_has_a_help(name: str, as_script: bool) -> None:
+    run = client(name, "--help", as_script=as_script)  # a script in clients/ once shadowed the stdlib's _socket
+    assert run.returncode == 0, run.stderr
+    assert f"usage: python -m clients.{name}" in run.stdout and "--token" in run.stdout and "--server" in run.stdout
+
+
+def test_the_client_socket_module_does_not_shadow_the_stdlib() -> None:
+    assert not (ROOT / "clients" / "_socket.py").exists()
+    assert all(not (ROOT / "clients" / f"{mod}.py").exists() for mod in sys.stdlib_module_names)
+
+
+def test_clients_fail_in_one_line() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for name, extra in (("rider", []), ("merchant", []), ("customer", ["--order-id", "o1"])):
+        run = client(name, "--server", url, "--token", "t", "--for", "5", *extra)
+        assert run.returncode == 1 and run.stderr.count("\n") == 1, (name, run.stderr)
+        assert f"cannot reach the server at {url}" in run.stderr and "Traceback" not in run.stderr
+    run = client("rider", "--server", url)
+    assert run.returncode == 2 and "--token" in run.stderr
+
+
+def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(
+        start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "1"}, redis=own_redis)
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    created = httpx.post(srv.base_url + "/v1/orders", headers={"Authorization": "Bearer " + srv.token("operator", "ops")},
+                         json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                               "dropoff": {"lat": 52.53, "lng": 13.42}}, timeout=10)
+    assert created.status_code == 201, created.text
+    kitchen = subprocess.Popen([sys.executable, "-m", "clients.merchant", "--server", srv.base_url, "--token",
+                                srv.token("merchant", merchant), "--confirm", "--ready", "0", "--for", "10"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        run = client("rider", "--server", srv.base_url, "--token", srv.token("rider", rider), "--lat", "52.5201",
+                     "--lng", "13.4051", "--move", "--accept", "--deliver", "0.5", "--for", "8", as_script=True)
+        out, err = kitchen.communicate(timeout=30)
+    finally:
+        kitchen.kill()
+    assert run.returncode == 0 and kitchen.returncode == 0, run.stderr + err
+    frames = [json.loads(line) for line in run.stdout.splitlines()]  # every frame, one JSON line each
+    assert [f["type"] for f in frames][:2] == ["offer", "assigned"], frames
+    assert "# accepted offer" in run.stderr and f"# reported delivered for {oid}" in run.stderr
+    kinds = [f.get("kind") for f in map(json.loads, out.splitlines()) if f.get("type") == "event"]
+    assert kinds[:2] == ["placed", "confirmed"] and {"assigned", "food_ready", "delivered"} <= set(kinds), kinds
+    watched = client("customer", "--server", srv.base_url, "--token", srv.token("customer", oid), "--order-id", oid,
+                     "--for", "2")
+    assert watched.returncode == 0, watched.stderr
+    assert [json.loads(line)["kind"] for line in watched.stdout.splitlines()][-1] == "delivered"
+
+
+def test_a_refused_token_is_one_line(server: ServerProcess) -> None:
+    run = client("rider", "--server", server.base_url, "--token", server.token("merchant", "m1"), "--for", "5")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1].endswith("closed the connection: 1008 forbidden: role 'merchant' may not do this (needs rider)")

@@ -1,0 +1,248 @@
+"""Input that once broke the server for everybody: each must get a typed answer and harm nobody else."""
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+
+import httpx
+import pytest
+import redis
+import websockets
+
+from clients.jsonsocket import JsonSocket
+from tests.orders_helpers import Ops, customer, merchant, platform_kitchen, rider
+from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
+from tests.test_locations import eventually, nearby
+from tracker.geo import dispatch_region, region_cell
+from tracker.launcher import ServerProcess
+
+OSLO = {"lat": 59.91, "lng": 10.75}
+
+
+def _metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_a_fix_near_the_pole_is_kept_and_does_not_stop_anyone_elses(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    polar, city = await rider(server, uid("polar")), await rider(server, uid("city"))
+    try:
+        await polar.location(89.0, 0.0)  # valid WGS84, beyond what a Redis geoset holds
+        await asyncio.sleep(0.2)
+        await city.location(52.52, 13.405)
+
+        async def city_found() -> bool:
+            return any(r["id"] == uid("city") for r in await nearby(server, 52.52, 13.405, 500))
+
+        assert await eventually(city_found), "the polar fix stopped every later location write"
+        near_pole = await nearby(server, 89.0, 0.0, 1000)
+        assert [r["id"] for r in near_pole] == [uid("polar")] and near_pole[0]["lat"] == 89.0
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            op = {"Authorization": "Bearer " + server.token("operator", "ops")}
+            resp = await http.get("/v1/riders/nearby", params={"lat": 85.3, "lng": 0, "radius_m": 50000}, headers=op)
+            assert resp.status_code == 200 and resp.json() == {"riders": []}, resp.text
+            assert (await http.get("/readyz")).status_code == 200
+    finally:
+        await polar.close()
+        await city.close()
+
+
+async def test_fixes_redis_refuses_are_dropped_and_everyone_elses_written(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(redis=own_redis)
+    # Oslo's region geoset is not a geoset (a foreign key in a shared Redis): Redis refuses its writes.
+    r = redis.Redis.from_url(own_redis)
+    r.set("riders:{%s}" % region_cell(OSLO["lat"], OSLO["lng"]), "not a geoset")
+    oslo, good = await rider(srv, uid("oslo")), await rider(srv, uid("good"))
+    try:
+        await oslo.location(OSLO["lat"], OSLO["lng"])
+        await good.location(52.52, 13.405)
+        assert await eventually(lambda: _found_at(srv, uid("good"), 52.52))
+        await asyncio.sleep(0.3)
+        await good.location(52.5201, 13.405)  # later fixes keep flowing
+        assert await eventually(lambda: _found_at(srv, uid("good"), 52.5201))
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            assert _metric((await http.get("/metrics")).text, "tracker_fixes_refused_total") == 1
+            ready = await http.get("/readyz")
+            writer = next(t for t in ready.json()["tasks"] if t["name"] == "fix-writer")
+            assert ready.status_code == 200 and writer["running"] and writer["failures"] == 0
+        assert "location fix refused by Redis and dropped" in srv.log_path.read_text()
+    finally:
+        await oslo.close()
+        await good.close()
+
+
+async def _found_at(srv: ServerProcess, rider_id: str, lat: float) -> bool:
+    return any(r["id"] == rider_id and r["lat"] == lat for r in await nearby(srv, 52.52, 13.405, 1000))
+
+
+async def test_one_failing_dispatch_region_does_not_stop_the_others(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    berlin_region = dispatch_region(52.52, 13.405)
+    oslo_region = dispatch_region(OSLO["lat"], OSLO["lng"])
+    assert oslo_region < berlin_region  # planned first: its failure comes before Berlin's round
+    redis.Redis.from_url(own_redis).set(f"demand:{{{oslo_region}}}:orders", "corrupt")  # its rounds now fail
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    mid, rid = uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    oslo_rider = await rider(srv, uid("oslo-r"))
+    try:
+        await oslo_rider.location(OSLO["lat"], OSLO["lng"])
+        resp = await ops.client.post("/v1/orders", json={"id": uid("oslo"), "merchant_id": mid, "pickup": OSLO,
+                                                         "dropoff": OSLO})
+        assert resp.status_code == 201, resp.text
+        kitchen = await merchant(srv, mid)
+        await kitchen.confirm(uid("oslo"))
+        await kitchen.close()
+        offer = await offered(ops, courier, uid("berlin"), mid)  # Berlin is dispatched all the same
+        assert [o["order_id"] for o in offer["orders"]] == [uid("berlin")]
+        ready = (await ops.client.get("/readyz")).json()
+        loop = next(t for t in ready["tasks"] if t["name"] == "dispatch-loop")
+        assert loop["running"] and loop["failures"] >= 1 and "WRONGTYPE" in loop["last_error"], loop
+    finally:
+        await courier.close()
+        await oslo_rider.close()
+        await ops.close()
+
+
+async def test_an_out_of_range_resume_id_gets_the_full_history_and_leaks_no_session(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    await ops.create(oid, mid)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        before = _metric((await http.get("/metrics")).text, "tracker_websocket_connections")
+        for raw in ("99999999999999999999-0", "18446744073709551616-0"):
+            url = f"{server.ws_url}/v1/ws/customer?order_id={oid}&last_event_id={raw}"
+            sock = await JsonSocket.open(url, server.token("customer", oid))
+            error = await sock.recv()
+            assert error["type"] == "error" and error["code"] == "bad_message" and "full history" in error["message"]
+            assert (await sock.recv())["kind"] == "placed"
+            await sock.close()
+        after = await eventually(lambda: _connections_back(http, before))
+        assert after, "a socket's session outlived it"
+    await ops.close()
+    assert "Traceback" not in server.log_path.read_text()
+
+
+async def _connections_back(http: httpx.AsyncClient, before: float) -> bool:
+    return _metric((await http.get("/metrics")).text, "tracker_websocket_connections") <= before
+
+
+def _send_streamed_body(port: int, path: str, token: str, megabytes: int) -> bytes:
+    """POST ``megabytes`` of body without a Content-Length (chunked); the server's answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n".encode())
+        chunk = b"a" * 65536
+        try:
+            for _ in range(megabytes * 16):
+                sock.sendall(b"10000\r\n" + chunk + b"\r\n")
+        except OSError:
+            pass  # the server answered and closed: it stopped reading, as it should
+        return _read_response(sock)
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One HTTP response: the head, then as many body bytes as its Content-Length says."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+async def test_an_endless_body_is_refused_without_being_read(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    answer = await asyncio.to_thread(_send_streamed_body, server.port, "/v1/orders", server.token("operator", "ops"), 200)
+    assert answer.startswith(b"HTTP/1.1 413") and b'"too_large"' in answer, answer[:300]
+    declared = await asyncio.to_thread(_declare_huge_body, server.port, server.token("operator", "ops"))
+    assert declared.startswith(b"HTTP/1.1 413") and b'"too_large"' in declared, declared[:300]
+
+
+def _declare_huge_body(port: int, token: str) -> bytes:
+    """Announce a 1 GB body, send none of it: the answer must not wait for it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Length: 1000000000\r\n\r\n{}".encode())
+        return _read_response(sock)
+
+
+async def test_websocket_to_an_unknown_path_or_http_to_a_socket_answers_in_kind(server: ServerProcess) -> None:
+    async with websockets.connect(f"{server.ws_url}/v1/ws/nothing") as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1008 and ws.close_reason.startswith("not_found:")
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        resp = await http.get("/v1/ws/rider")
+        assert resp.status_code == 426 and resp.json()["error"]["code"] == "upgrade_required"
+        assert (await http.get("/v1/ws/nothing")).status_code == 404
+
+
+async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_bounded(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    await ops.create(oid, mid)
+    kitchen = await merchant(server, mid)
+    try:
+        await kitchen.delay(oid, 240)
+        await kitchen.event(oid, "food_delayed")
+        for _ in range(42):  # 7 days is 42 delays of 4 h: the 43rd goes past the cap
+            await kitchen.delay(oid, 240)
+        capped = await kitchen.expect(lambda f: f.get("type") == "error")
+        assert capped["code"] == "bad_message" and "7 days" in capped["message"], capped
+        for _ in range(80):  # past the burst of 50
+            await kitchen.confirm(oid)
+        limited = await kitchen.expect(lambda f: f.get("code") == "rate_limited")
+        assert "per second" in limited["message"]
+        order = await ops.get(oid)
+        assert order["ready_at"] <= order["placed_at"] + 7 * 24 * 3600 * 1000 + 60_000
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
+async def test_a_fresh_kitchen_board_gets_its_whole_feed_however_long(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    await ops.create(oid, mid)
+    platform = await platform_kitchen(server, mid)
+    try:
+        for _ in range(1100):  # more than one resume may replay
+            await platform.delay(oid, 1)
+        await eventually(lambda: _events_at_least(ops, oid, 1101), timeout=20)
+        board = await merchant(server, mid)  # a tablet opening the board: no last_event_id
+        got = [await board.recv() for _ in range(1101)]
+        assert [f["type"] for f in got] == ["event"] * 1101  # no resync, nothing skipped
+        assert got[0]["kind"] == "placed" and got[-1]["kind"] == "food_delayed"
+        await board.close()
+    finally:
+        await platform.close()
+        await ops.close()
+
+
+async def _events_at_least(ops: Ops, order_id: str, n: int) -> bool:
+    return len((await ops.get(order_id))["events"]) >= n
+
+
+async def test_invalid_utf8_closes_the_socket_with_1007_and_one_log_line(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    url = f"{server.ws_url}/v1/ws/rider?token={server.token('rider', uid('r'))}"
+    async with websockets.connect(url) as ws:
+        await ws.send(b'{"type": "location", "lat": 52.5\xff}', text=True)
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1007
+    log = await eventually(lambda: _log_with(server, "the socket is closed with 1007"))
+    assert log and "UnicodeDecodeError" not in log
+
+
+async def _log_with(server: ServerProcess, text: str) -> str | None:
+    log = server.log_path.read_text()
+    return log if text in log else None

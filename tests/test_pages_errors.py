@@ -1,0 +1,65 @@
+"""The pages in a real headless Chromium when the server refuses them: a missing, bad, expired
+or out-of-scope token, or an unknown order. The page stops trying and says what is wrong,
+instead of showing "offline" and reconnecting forever."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from tests.orders_helpers import Ops
+from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tracker.auth import issue_token
+from tracker.launcher import ServerProcess
+
+
+def expired(server: ServerProcess, role: str, sub: str) -> str:
+    return issue_token(server.secret, role, sub, 60, now=time.time() - 3600)
+
+
+# (name, the page's path and query given the server and an order id, what the message names)
+CASES = {
+    "merchant-no-token": (lambda s, oid: "/merchant", "unauthorized: missing token"),
+    "merchant-bad-token": (lambda s, oid: "/merchant?token=bad", "unauthorized: invalid token"),
+    "merchant-expired": (lambda s, oid: f"/merchant?token={expired(s, 'merchant', 'm1')}", "unauthorized: token expired"),
+    "ops-bad-token": (lambda s, oid: "/ops?token=bad", "unauthorized: invalid token"),
+    "ops-merchant-token": (lambda s, oid: f"/ops?token={s.token('merchant', 'm1')}", "forbidden"),
+    "track-no-token": (lambda s, oid: f"/track/{oid}", "unauthorized: missing token"),
+    "track-bad-token": (lambda s, oid: f"/track/{oid}?token=bad", "unauthorized: invalid token"),
+    "track-expired": (lambda s, oid: f"/track/{oid}?token={expired(s, 'customer', oid)}", "unauthorized: token expired"),
+    "track-other-order": (lambda s, oid: f"/track/{oid}?token={s.token('customer', oid + 'x')}", "forbidden"),
+    "track-unknown-order": (lambda s, oid: f"/track/{oid}x?token={s.token('operator', 'ops')}", "not_found"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_page_refused_says_why_and_stops_retrying(case: str, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    path, names = CASES[case]
+    ops = Ops(server)
+    oid = uid("o")
+    page = await new_page(browser, mobile=True)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/v1/" in r.url else None)
+    try:
+        assert (await ops.create(oid, uid("m"))).status_code == 201
+        await page.goto(server.base_url + path(server, oid))
+        problem = page.get_by_role("alert").filter(has_text="Your link is not valid")
+        await expect(problem).to_be_visible()
+        await expect(problem).to_contain_text(names)
+        await expect(problem).to_contain_text("Ask for a new link")
+        await expect(page.get_by_text(re.compile("Offline|Cannot reach the server"))).to_be_hidden()
+        if case.startswith("track"):
+            await expect(page.locator("#status")).not_to_have_text("Loading…")
+        # it stays that way: no reconnecting, no polling (a retry would come within a second)
+        asked = len(sockets) + len(requests)
+        await page.wait_for_timeout(1500)
+        assert len(sockets) + len(requests) == asked, (sockets, requests)
+        await expect(problem).to_be_visible()
+        await expect(page.get_by_text(re.compile("Offline|Cannot reach the server"))).to_be_hidden()
+    finally:
+        await page.context.close()
+        await ops.close()

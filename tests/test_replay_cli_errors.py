@@ -1,0 +1,108 @@
+"""``tracker replay --live`` against a server that is missing, refuses the secret, dies or crawls:
+one clear line and a prompt stop, never a traceback or a silent simulated day."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from tests.test_replay import SMALL, instances_root
+from tracker.embedded_redis import free_port
+from tracker.launcher import ServerProcess
+from tracker.mdrp.instance import load_instance
+from tracker.mdrp.live import server_env
+
+
+def replay(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker", "replay", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_instance(dst: Path, minutes: float = 15, shift_end: float = 60) -> Path:
+    """The orders of the first ``minutes`` of the small day and its first courier, off at ``shift_end``:
+    a live day of about 90 simulated minutes."""
+    src = instances_root() / SMALL
+    dst.mkdir(parents=True)
+    for name in ("restaurants.txt", "instance_parameters.txt"):
+        (dst / name).write_text((src / name).read_text())
+    head, *orders = (src / "orders.txt").read_text().splitlines()
+    start = min(float(line.split("\t")[3]) for line in orders)
+    kept = [line for line in orders if float(line.split("\t")[3]) < start + minutes]
+    (dst / "orders.txt").write_text("\n".join([head, *kept]) + "\n")
+    head, first, *_ = (src / "couriers.txt").read_text().splitlines()
+    cid, x, y, on, _off = first.split("\t")
+    (dst / "couriers.txt").write_text(f"{head}\n{cid}\t{x}\t{y}\t{on}\t{shift_end:g}\n")
+    return dst
+
+
+def test_live_replay_with_nothing_listening_is_one_line() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    run = replay(str(instances_root() / SMALL), "--live", "--server", url, "--secret", "x")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr.startswith(f"tracker replay --live: cannot reach the server at {url}: "), run.stderr
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr and "Warning" not in run.stderr, run.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_live_replay_with_a_wrong_secret_stops_before_the_day(server: ServerProcess) -> None:
+    started = time.monotonic()
+    run = replay(str(instances_root() / SMALL), "--live", "--server", server.base_url,
+                 "--secret", "not-the-servers-secret-0123456789abcdef")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "refused a token signed with --secret" in run.stderr and "TRACKER_SECRET" in run.stderr, run.stderr
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert time.monotonic() - started < 30  # not the simulated day
+
+
+def test_live_replay_stops_when_the_server_goes_away(start_server: Callable[..., ServerProcess]) -> None:
+    inst = load_instance(instances_root() / SMALL)
+    srv = start_server(server_env(inst, 300, 0.5))
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(instances_root() / SMALL), "--live",
+                             "--server", srv.base_url, "--secret", srv.secret, "--out", "/nonexistent/never-written"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        assert proc.poll() is None, proc.communicate()
+        srv.stop()
+        stopped = time.monotonic()
+        out, err = proc.communicate(timeout=45)  # the day would take three minutes more
+    finally:
+        proc.kill()
+    assert time.monotonic() - stopped < 30
+    assert proc.returncode == 1, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tracker replay --live: ") and srv.base_url.split("//")[1] in last, err
+    assert "Traceback" not in err
+
+
+def test_live_replay_warns_that_time_scale_1_takes_the_real_day(server: ServerProcess, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(instances_root() / SMALL), "--live",
+                             "--server", server.base_url, "--secret", server.secret, "--out", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killer = threading.Timer(30, proc.kill)  # readline must not wait forever
+    killer.start()
+    try:
+        lines = [proc.stderr.readline() for _ in range(2)]  # type: ignore[union-attr]
+    finally:
+        killer.cancel()
+        proc.kill()
+        proc.communicate()
+    warning, playing = lines
+    assert warning.startswith("tracker replay: warning: the server runs at time scale 1,"), lines
+    assert "about 14.5 h of real time" in warning and "tracker serve --time-scale 300" in warning, warning
+    assert "at x1:" in playing and str(tmp_path / "out") in playing, playing
+
+
+def test_live_replay_reports_the_servers_own_time_scale(start_server: Callable[..., ServerProcess],
+                                                        tmp_path: Path) -> None:
+    instance = tiny_instance(tmp_path / "tiny")
+    srv = start_server(server_env(load_instance(instance), 600, 0.5))
+    run = replay(str(instance), "--live", "--server", srv.base_url, "--secret", srv.secret,
+                 "--out", str(tmp_path / "live"), timeout=90)
+    assert "(live, x600," in run.stdout, run.stdout + run.stderr  # not the x300 it would have started itself
+    assert f"solution written to {tmp_path / 'live'}" in run.stdout
+    assert "playing tiny live through" in run.stderr and " minute " in run.stderr, run.stderr  # start and progress
+    assert run.returncode == 0, run.stdout + run.stderr

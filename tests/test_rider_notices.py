@@ -1,0 +1,141 @@
+"""What a rider is told without asking: its order cancelled, an order assigned by hand, an
+offer made void by a hand assignment, and where it stands when it (re)connects."""
+from __future__ import annotations
+
+import asyncio
+
+from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
+from tests.test_dispatch_live import FAST, accepted, offered, rider_near_restaurant
+
+
+async def test_rider_hears_at_once_that_the_order_it_carries_was_cancelled(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        await accepted(srv, ops, oid, mid, courier)
+        resp = await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": "customer called"})
+        assert resp.status_code == 200, resp.text
+        notice = await courier.expect("order_cancelled", timeout=5)
+        assert notice == {"type": "order_cancelled", "order_id": oid, "by": "operator", "reason": "customer called"}
+        # and its socket still works: the order is no longer its to report on
+        await courier.progress(oid, "at_pickup")
+        assert (await courier.expect("error"))["code"] == "invalid_transition"
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_hand_assignment_tells_the_rider_and_withdraws_the_offer_made_to_another(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, near_id, chosen_id = uid("o"), uid("m"), uid("near"), uid("chosen")
+    near = await rider_near_restaurant(srv, near_id, 0.001)
+    chosen = await rider(srv, chosen_id)
+    await chosen.availability(False)  # not in dispatch: only the operator gives it work
+    try:
+        offer = await offered(ops, near, oid, mid)
+        resp = await ops.assign(oid, chosen_id)
+        assert resp.status_code == 200 and resp.json()["rider_id"] == chosen_id, resp.text
+        frame = await chosen.expect("assigned", timeout=5)
+        assert frame["offer_id"] is None and frame["by"] == "operator"
+        assert [o["order_id"] for o in frame["orders"]] == [oid] and frame["orders"][0]["pickup"] == PICKUP
+        withdrawn = await near.expect("offer_withdrawn", timeout=5)
+        assert withdrawn["offer_id"] == offer["offer_id"]
+        await near.accept(offer["offer_id"])
+        late = await near.expect("error")
+        assert late["code"] == "conflict" and "withdrawn" in late["message"], late
+        again = await ops.assign(oid, near_id)  # it has a rider: take it back first
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict", again.text
+        assert (await ops.get(oid))["rider_id"] == chosen_id
+    finally:
+        await near.close()
+        await chosen.close()
+        await ops.close()
+
+
+async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({**FAST, "TRACKER_OFFER_TIMEOUT_S": "30"}, redis=own_redis)
+    ops = Ops(srv)
+    first, second, mid, rid = uid("o1"), uid("o2"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        await accepted(srv, ops, first, mid, courier)
+        await courier.close()  # the app restarts and has forgotten everything
+        courier = await rider(srv, rid)
+        route = await courier.expect("route", timeout=5)
+        assert [(o["order_id"], o["status"]) for o in route["orders"]] == [(first, "assigned")]
+        assert route["orders"][0]["dropoff"] and route["orders"][0]["merchant_id"] == mid
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        await courier.progress(first, "at_pickup")
+        await courier.progress(first, "picked_up")
+        await courier.progress(first, "at_dropoff")
+        await courier.progress(first, "delivered")
+        offer = await offered(ops, courier, second, mid)
+        await courier.close()  # lost the socket while the offer was on screen
+        courier = await rider(srv, rid)
+        again = await courier.expect("offer", timeout=5)
+        assert again["offer_id"] == offer["offer_id"] and [o["order_id"] for o in again["orders"]] == [second]
+        assert not [f for f in courier.received if f.get("type") == "route"]  # it carries nothing now
+        await courier.accept(again["offer_id"])
+        assert (await courier.expect("assigned"))["offer_id"] == offer["offer_id"]
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        await accepted(srv, ops, oid, mid, courier)
+        watcher = await customer(srv, oid)
+        await courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
+        before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location"))["eta"]
+        kitchen = await merchant(srv, mid)
+        await kitchen.delay(oid, 30)
+        await kitchen.event(oid, "food_delayed")
+        await kitchen.close()
+        # no new fix from the rider: the delay alone moves the estimate by about 30 minutes
+        moved = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
+        assert moved["eta"] - before < 40 * 60_000
+        order = await ops.get(oid)
+        assert order["pickup_eta"] >= order["ready_at"] and order["eta"] == moved["eta"]
+        await watcher.close()
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_a_rider_offered_nothing_gets_no_frame_on_connect(server, uid) -> None:  # type: ignore[no-untyped-def]
+    courier = await rider(server, uid("r"))
+    try:
+        await courier.location(PICKUP["lat"], PICKUP["lng"] + 0.5)
+        await asyncio.sleep(0.5)
+        await courier.availability(True)
+        await asyncio.sleep(0.3)
+        assert not await _has_frame(courier)  # no route, no offer: nothing to tell
+    finally:
+        await courier.close()
+
+
+async def _next_of(watcher, match, timeout: float = 5.0) -> dict:  # type: ignore[no-untyped-def]
+    """The customer's first frame matching ``match`` within ``timeout`` seconds."""
+    async def scan() -> dict:
+        while True:
+            frame = await watcher.next(timeout)
+            if match(frame):
+                return frame
+    return await asyncio.wait_for(scan(), timeout)
+
+
+async def _has_frame(sock) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        await sock.recv(timeout=0.3)
+        return True
+    except asyncio.TimeoutError:
+        return False
+

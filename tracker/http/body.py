@@ -1,0 +1,30 @@
+"""Reading a JSON request body without ever holding more than the limit in memory."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from tracker.errors import ApiError
+from tracker.jsonutil import loads_object
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """The request's JSON object (``{}`` when empty); ``too_large`` as soon as it passes ``limit``.
+
+    A declared ``Content-Length`` over the limit is refused before reading; otherwise the body is
+    read chunk by chunk and refused at the first byte beyond it (a client may lie or stream).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError("too_large", f"request body larger than {limit // 1024} KiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError("too_large", f"request body larger than {limit // 1024} KiB")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    return loads_object(raw or b"{}")
