@@ -20,6 +20,15 @@ from tracker.launcher import ServerProcess
 OSLO = {"lat": 59.91, "lng": 10.75}
 
 
+def _plant(url: str, key: str, value: str) -> None:
+    """Write ``key`` straight into the server's Redis (one server or a cluster), as a stranger would."""
+    client = redis.Redis.from_url(url)
+    if client.info("cluster").get("cluster_enabled"):
+        client = redis.RedisCluster.from_url(url)
+    client.set(key, value)
+    client.close()
+
+
 def _metric(text: str, name: str) -> float:
     found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
@@ -51,8 +60,7 @@ async def test_a_fix_near_the_pole_is_kept_and_does_not_stop_anyone_elses(server
 async def test_fixes_redis_refuses_are_dropped_and_everyone_elses_written(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(redis=own_redis)
     # Oslo's region geoset is not a geoset (a foreign key in a shared Redis): Redis refuses its writes.
-    r = redis.Redis.from_url(own_redis)
-    r.set("riders:{%s}" % region_cell(OSLO["lat"], OSLO["lng"]), "not a geoset")
+    _plant(own_redis, "riders:{%s}" % region_cell(OSLO["lat"], OSLO["lng"]), "not a geoset")
     oslo, good = await rider(srv, uid("oslo")), await rider(srv, uid("good"))
     try:
         await oslo.location(OSLO["lat"], OSLO["lng"])
@@ -80,7 +88,7 @@ async def test_one_failing_dispatch_region_does_not_stop_the_others(own_redis, s
     berlin_region = dispatch_region(52.52, 13.405)
     oslo_region = dispatch_region(OSLO["lat"], OSLO["lng"])
     assert oslo_region < berlin_region  # planned first: its failure comes before Berlin's round
-    redis.Redis.from_url(own_redis).set(f"demand:{{{oslo_region}}}:orders", "corrupt")  # its rounds now fail
+    _plant(own_redis, f"demand:{{{oslo_region}}}:orders", "corrupt")  # its rounds now fail
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     mid, rid = uid("m"), uid("r")
