@@ -148,6 +148,22 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         await ops.close()
 
 
+async def test_operator_opens_a_kitchens_board_by_its_id(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{server.base_url}/merchant?token={server.token('operator', 'ops')}&merchant_id={mid}")
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row).to_have_attribute("data-status", "placed")
+        await page.get_by_role("button", name=f"Confirm {oid}").click()
+        await expect(row).to_have_attribute("data-status", "confirmed")
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
 async def test_ops_page_shows_riders_and_hexagons(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     mid = uid("m")
@@ -234,4 +250,36 @@ async def test_merchant_page_lets_finished_orders_go(start_server, uid, browser:
         await expect(page.locator("#orders tr")).to_have_count(1)
     finally:
         await page.context.close()
+        await ops.close()
+
+
+async def test_ops_page_keeps_a_silent_rider_who_carries_food(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_STALE_AFTER_S": "2"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(srv, rid)
+    page = await new_page(browser)
+    try:
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        await ops.create(oid, mid)
+        kitchen = await merchant(srv, mid)
+        await kitchen.confirm(oid)
+        await kitchen.close()
+        await courier.accept((await courier.expect("offer"))["offer_id"])
+        await courier.expect("assigned")
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        row = page.locator(f'tr[data-rider="{rid}"]')
+        await expect(row).to_contain_text("busy")
+        await asyncio.sleep(2.5)  # the rider's phone goes quiet with the food on board
+        await expect(row).to_contain_text("busy, silent", timeout=5000)
+        await expect(page.locator('[data-figure="riders silent with orders"] b')).to_have_text("1")
+        await expect(page.locator('[data-figure="riders online"] b')).to_have_text("0")
+        snap = (await ops.client.get("/v1/ops/snapshot")).json()
+        assert [(r["id"], r["state"], r["stale"]) for r in snap["riders"]] == [(rid, "busy", True)]
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(oid, step)
+        await expect(row).to_have_count(0, timeout=5000)  # delivered: nothing left to worry about
+    finally:
+        await page.context.close()
+        await courier.close()
         await ops.close()

@@ -1,7 +1,8 @@
 """``GET /v1/ops/snapshot`` (operator): the fleet, open orders by H3 cell, dispatch and service figures.
 
 What the ops page draws: every fresh rider with its state (``free``, ``offered``, ``busy``,
-``unavailable``), hexagons (res 8) with their open orders and free riders and their boundary,
+``unavailable``) and every rider carrying orders even when it has gone silent (``stale``:
+food on the road with nobody answering is what an operator must see), hexagons (res 8) with their open orders and free riders and their boundary,
 the last dispatch round of this process, and the fleet-wide service level.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from starlette.routing import Route
 from tracker.auth import Role
 from tracker.dispatch.offers import rider_offer_key
 from tracker.jsonutil import JSONResponse
-from tracker.locations import rider_orders_key
+from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, record_key, seen_key
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_order
@@ -31,7 +32,7 @@ async def _riders(rt: Runtime, now: int) -> list[dict]:
     ids: list[str] = []
     for region in await rt.redis.smembers(ACTIVE_REGIONS):
         ids += await rt.redis.zrangebyscore(seen_key(region), now - stale, "+inf", start=0, num=MAX_RIDERS)
-    ids = sorted(set(ids))[:MAX_RIDERS]
+    ids = sorted(set(ids) | await rt.redis.smembers(CARRYING_RIDERS))[:MAX_RIDERS]
     pipe = rt.redis.pipeline(transaction=False)
     for rid in ids:
         pipe.hmget(record_key(rid), "lat", "lng", "ts", "available")
@@ -43,8 +44,12 @@ async def _riders(rt: Runtime, now: int) -> list[dict]:
         (lat, lng, ts, available), carrying, offered = res[3 * i: 3 * i + 3]
         if lat is None:
             continue
+        silent = now - int(ts) > stale
+        if silent and not carrying:
+            continue  # listed as carrying a moment ago, and no longer
         state = "busy" if carrying else "offered" if offered else "free" if available != "0" else "unavailable"
-        out.append({"id": rid, "lat": float(lat), "lng": float(lng), "ts": int(ts), "state": state, "orders": carrying})
+        out.append({"id": rid, "lat": float(lat), "lng": float(lng), "ts": int(ts), "state": state, "orders": carrying,
+                    "stale": silent})
     return out
 
 

@@ -37,6 +37,9 @@ def rider_orders_key(rider_id: str) -> str:
     return f"rider:{{{rider_id}}}:orders"
 
 
+CARRYING_RIDERS = "carrying:riders"  # ids of riders that carry orders (the ops page shows them even when silent)
+
+
 def _writer(conn: RiderConnection) -> FixWriter:
     return conn.runtime.services["fix_writer"]
 

@@ -13,7 +13,7 @@ import orjson
 
 from tracker.dispatch.demand import record_order
 from tracker.errors import ApiError
-from tracker.locations import rider_orders_key
+from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.logs import log_failure
 from tracker.orders import machine
 from tracker.orders.store import OrderStore, Step, order_key
@@ -137,10 +137,13 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
         changed_rider = rider or None
         if kind == "assigned" and rider:
             await rt.redis.sadd(rider_orders_key(rider), oid)
+            await rt.redis.sadd(CARRYING_RIDERS, rider)
         elif kind in ("delivered", "cancelled", "rider_unassigned"):
             changed_rider = order.get("last_rider_id") or rider or None
             if changed_rider:
                 await rt.redis.srem(rider_orders_key(changed_rider), oid)
+                if not await rt.redis.scard(rider_orders_key(changed_rider)):
+                    await rt.redis.srem(CARRYING_RIDERS, changed_rider)
         elif kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT:
             changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
         if changed_rider:

@@ -71,7 +71,11 @@ function onPrompt(p) {
   $("prompts").prepend(div);
 }
 
-const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponent(token)}` + (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
+// An operator opens a kitchen's board with ?merchant_id=... beside its token.
+const merchantId = new URLSearchParams(location.search).get("merchant_id");
+const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponent(token)}`
+  + (merchantId ? `&merchant_id=${encodeURIComponent(merchantId)}` : "")
+  + (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
   onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; clock.sync(); },
   onOffline: () => { $("offline").hidden = false; document.body.dataset.online = "no"; },
   onMessage: (msg) => {

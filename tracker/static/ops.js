@@ -3,7 +3,10 @@ import { api, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
-const COLORS = { free: "#2f855a", offered: "#d69e2e", busy: "#c53030", unavailable: "#718096" };
+const COLORS = { free: "#2f855a", offered: "#d69e2e", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1" };
+// A rider carrying orders that stopped sending fixes stays on the map, in its own colour.
+const stateOf = (r) => (r.stale ? "silent" : r.state);
+const silentFor = (r, now) => `busy, silent ${Math.max(1, Math.round((now - r.ts) / 60000))} min`;
 
 function figures(el, pairs) {
   el.replaceChildren(...pairs.map(([label, value]) => {
@@ -21,12 +24,16 @@ function draw(snap) {
     const fill = c.open_orders >= c.free_riders ? `rgba(197,48,48,${0.2 + 0.5 * red})` : `rgba(47,133,90,${0.2 + 0.5 * green})`;
     map.polygon(c.cell, c.boundary, fill, `${c.open_orders} open orders, ${c.free_riders} free riders`);
   }
-  for (const r of snap.riders) map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[r.state], label: `${r.id}: ${r.state}` });
+  for (const r of snap.riders) {
+    const label = r.stale ? silentFor(r, snap.ts) : r.state;
+    map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${label}` });
+  }
   for (const [id] of map.markers) if (!snap.riders.find((r) => r.id === id)) map.removeMarker(id);
-  for (const [id, m] of map.markers) m.el.setAttribute("fill", COLORS[(snap.riders.find((r) => r.id === id) || {}).state] || "#718096");
+  for (const [id, m] of map.markers) m.el.setAttribute("fill", COLORS[stateOf(snap.riders.find((r) => r.id === id) || {})] || "#718096");
   const s = snap.service;
   figures($("figures"), [
-    ["open orders", snap.open_orders.length], ["riders online", snap.riders.length],
+    ["orders waiting for a rider", snap.open_orders.length], ["riders online", snap.riders.filter((r) => !r.stale).length],
+    ["riders silent with orders", snap.riders.filter((r) => r.stale).length],
     ["free riders", snap.riders.filter((r) => r.state === "free").length],
     ["delivered", s.delivered],
     ["on time", s.on_time_share === null ? "–" : `${Math.round(s.on_time_share * 100)}%`],
@@ -37,7 +44,8 @@ function draw(snap) {
     ["bundles", d.bundles ?? "–"], ["solve ms", d.solve_ms ?? "–"], ["total ms", d.total_ms ?? "–"]]);
   $("riders").replaceChildren(...snap.riders.slice(0, 200).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
-    for (const text of [r.id, r.state, r.orders]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
+    if (r.stale) tr.dataset.silent = "";
+    for (const text of [r.id, r.stale ? silentFor(r, snap.ts) : r.state, r.orders]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
     return tr;
   }));
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
