@@ -13,7 +13,7 @@ from tests.test_replay import SMALL, instances_root
 from tracker.embedded_redis import free_port
 from tracker.launcher import ServerProcess
 from tracker.mdrp.instance import load_instance
-from tracker.mdrp.live import server_env
+from tracker.commands.replay_live import server_env
 
 
 def replay(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

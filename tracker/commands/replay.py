@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if args.check:
             return _check(args)
         if args.live:
-            from tracker.mdrp.live import run_live
+            from tracker.commands.replay_live import run_live
 
             return run_live(args)
         out = args.out or f"{OUT_ONE}/{Path(args.instance).name}"

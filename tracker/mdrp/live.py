@@ -1,4 +1,4 @@
-"""``tracker replay INSTANCE --live``: play an MDRP day end to end through a running server.
+"""A live MDRP day: the platform, tablets and couriers as real clients of a running server.
 
 The ordering platform creates each order over HTTP at its placement time; each restaurant's
 tablet (a merchant socket) confirms new orders and marks them ready at their ready time;
@@ -11,60 +11,50 @@ faster than real time (``--time-scale``); clients follow its clock (``GET /healt
 The three solution files are written from what happened: the assignment times the server
 stamped, the pickups and drop-offs the couriers performed, and every move they made.
 
-Before the day starts the server must answer ``/healthz`` and accept an operator token signed
-with the secret (``GET /v1/ops/snapshot``); during it, a watchdog stops the replay with one
-line when the server goes away or keeps refusing requests, instead of waiting out the day.
+During the day a watchdog stops the replay with one line (:class:`LiveError`) when the server
+goes away or keeps refusing requests, instead of waiting out the day. The command around it
+(starting a server, checking it, writing and checking the solution) is
+``tracker/commands/replay_live.py``.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import math
-import secrets
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
-from jwt.warnings import InsecureKeyLengthWarning
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from clients.merchant import MerchantClient
 from clients.rider import RiderClient
 from tracker.auth import issue_token
 from tracker.geo import LocalProjection
-from tracker.launcher import ServerProcess
-from tracker.mdrp.checker import check_solution
-from tracker.mdrp.instance import Instance, load_instance
+from tracker.mdrp.instance import Instance
 from tracker.mdrp.simulator import ORIGIN, Assignment, CourierState, DayResult, can_grow, execute, grow
-from tracker.mdrp.solution import write_solution
 
 MIN_MS = 60_000
 SHIFT_NOTICE_MIN = 30.0  # couriers announce their shift this long before it (as offline)
 ADD_ON_MARGIN_MIN = 0.5  # a courier takes an add-on only if its pickup is at least this far off
-DEFAULT_TIME_SCALE = 300.0
 HEALTH_EVERY_S = 2.0  # the watchdog asks /healthz this often (real seconds) ...
 HEALTH_STRIKES = 3  # ... and gives up after this many failures in a row
 CREATE_STRIKES = 5  # order creations failing in a row that stop the day
 PROGRESS_EVERY_MIN = 60.0  # a progress line every simulated hour ...
 PROGRESS_MAX_S = 300.0  # ... or every five real minutes, whichever comes first
-MIN_KEY_BYTES = 32  # what RFC 7518 asks of an HS256 key
 
 
 class LiveError(Exception):
     """What stops a live replay, said in one line."""
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed):
         rcvd = exc.rcvd
         return f"connection closed ({rcvd.code} {rcvd.reason})".strip() if rcvd else "connection closed"
     return str(exc) or type(exc).__name__
 
 
-def _error_message(resp: httpx.Response) -> str:
+def error_message(resp: httpx.Response) -> str:
     try:
         err = resp.json()["error"]
         return f"{err['code']}: {err['message']}"
@@ -146,12 +136,12 @@ class LiveDay:
                 try:
                     resp = await http.post("/v1/orders", json=body)
                 except httpx.HTTPError as exc:
-                    why = f"cannot reach the server at {self.base_url}: {_describe(exc)}"
+                    why = f"cannot reach the server at {self.base_url}: {describe(exc)}"
                 else:
                     if resp.status_code in (200, 201):
                         failed, self.placed = 0, self.placed + 1
                         continue
-                    why = f"the server answered {resp.status_code} ({_error_message(resp)})"
+                    why = f"the server answered {resp.status_code} ({error_message(resp)})"
                     if resp.status_code in (401, 403):
                         self.fail(f"the server refused to create order {o.id}: {why}")
                         return
@@ -166,7 +156,7 @@ class LiveDay:
         try:
             tablet = await MerchantClient.connect(self.ws_url, self.token("merchant", restaurant))
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
-            self.fail(f"restaurant {restaurant}'s tablet cannot connect to {self.ws_url}: {_describe(exc)}")
+            self.fail(f"restaurant {restaurant}'s tablet cannot connect to {self.ws_url}: {describe(exc)}")
             return
         pending: set[asyncio.Task] = set()
         try:
@@ -181,7 +171,7 @@ class LiveDay:
                     pending.add(task)
                     task.add_done_callback(pending.discard)
         except ConnectionClosed as exc:  # without its tablet a restaurant's orders are never confirmed
-            self.fail(f"the server at {self.base_url} dropped restaurant {restaurant}'s tablet: {_describe(exc)}")
+            self.fail(f"the server at {self.base_url} dropped restaurant {restaurant}'s tablet: {describe(exc)}")
         finally:
             for task in pending:
                 task.cancel()
@@ -199,7 +189,7 @@ class LiveDay:
         try:
             rider = await RiderClient.connect(self.ws_url, self.token("rider", cid))
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
-            self.fail(f"courier {cid} cannot connect to {self.ws_url}: {_describe(exc)}")
+            self.fail(f"courier {cid} cannot connect to {self.ws_url}: {describe(exc)}")
             raise
         await rider.availability(True, shift_end=self.clock.ms(c.off), shift_start=self.clock.ms(c.on))
         route: list[tuple[float, float, float]] = [(c.on, c.x, c.y)]  # (minute, x, y) waypoints
@@ -217,7 +207,7 @@ class LiveDay:
                     continue
                 except ConnectionClosed as exc:
                     if exc.rcvd is not None and exc.rcvd.code == 1008:  # refused: authentication or policy
-                        self.fail(f"the server closed courier {cid}'s connection: {_describe(exc)}")
+                        self.fail(f"the server closed courier {cid}'s connection: {describe(exc)}")
                     raise
                 if frame.get("type") == "offer":
                     if self._would_take(state, frame):
@@ -315,7 +305,7 @@ class LiveDay:
                     resp = await http.get("/healthz")
                     why = "" if resp.status_code == 200 else f"/healthz answered {resp.status_code}"
                 except httpx.HTTPError as exc:
-                    why = _describe(exc)
+                    why = describe(exc)
                 strikes = strikes + 1 if why else 0
                 if strikes >= HEALTH_STRIKES:
                     self.fail(f"lost the server at {self.base_url}: {why}")
@@ -362,39 +352,13 @@ def day_span(inst: Instance) -> tuple[float, float]:
     return first - 1, last
 
 
-def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
-    """``/healthz`` of the server, after checking that it answers and accepts our operator token."""
-    try:
-        with httpx.Client(base_url=base_url, timeout=10) as http:
-            resp = http.get("/healthz")
-            try:
-                health = resp.json()
-                float(health["ts"]), float(health["time_scale"])
-            except Exception:  # noqa: BLE001 - anything else is not a tracker server
-                raise LiveError(f"{base_url} does not look like a tracker server: GET /healthz answered "
-                                f"{resp.status_code} {resp.text[:80].strip()!r}") from None
-            if not health["time_scale"] > 0:
-                raise LiveError(f"the server at {base_url} reports time_scale {health['time_scale']!r}")
-            token = issue_token(secret, "operator", "mdrp-platform", 600)
-            auth = http.get("/v1/ops/snapshot", headers={"Authorization": "Bearer " + token})  # operators only
-    except httpx.HTTPError as exc:
-        raise LiveError(f"cannot reach the server at {base_url}: {_describe(exc)}") from None
-    if auth.status_code in (401, 403):
-        raise LiveError(f"the server at {base_url} refused a token signed with --secret ({_error_message(auth)}): "
-                        "give the server's TRACKER_SECRET")
-    if auth.status_code != 200:
-        raise LiveError(f"the server at {base_url} is not ready: GET /v1/ops/snapshot answered {auth.status_code} "
-                        f"({_error_message(auth)})")
-    return health
-
-
 async def play(inst: Instance, base_url: str, secret: str, progress: bool = False) -> tuple[DayResult, list[str]]:
     """Play the whole day against the server at ``base_url``; :class:`LiveError` if it cannot go on."""
     try:
         async with httpx.AsyncClient(timeout=10) as http:  # a fresh sample: the clock starts from it
             health = (await http.get(base_url + "/healthz")).json()
     except httpx.HTTPError as exc:
-        raise LiveError(f"cannot reach the server at {base_url}: {_describe(exc)}") from None
+        raise LiveError(f"cannot reach the server at {base_url}: {describe(exc)}") from None
     start, end = day_span(inst)
     clock = ServerClock(health["ts"], health["time_scale"], start)
     day = LiveDay(inst, base_url, secret, clock)
@@ -424,95 +388,3 @@ async def play(inst: Instance, base_url: str, secret: str, progress: bool = Fals
         await asyncio.gather(main, *helpers, *kitchens, *couriers, return_exceptions=True)
     day.assignments.sort(key=lambda a: (a.time, a.courier))
     return DayResult(inst, day.assignments, {cid: s.moves for cid, s in day.states.items()}, 0), day.errors + day.released
-
-
-def server_env(inst: Instance, time_scale: float, interval_min: float) -> dict[str, str]:
-    """The settings of a server started for a live replay of ``inst`` (a ``--server`` should have the same)."""
-    p = inst.params
-    return {
-        "TRACKER_TIME_SCALE": str(time_scale),
-        "TRACKER_DISPATCH_INTERVAL_S": str(interval_min * 60),
-        "TRACKER_OFFER_TIMEOUT_S": "600", "TRACKER_STALE_AFTER_S": "7200",
-        "TRACKER_RIDER_MAX_FIX_RATE": "1000", "TRACKER_MAX_RIDER_SPEED_MPS": "1000",
-        "TRACKER_RIDER_SPEED_MPS": str(p.meters_per_minute / 60), "TRACKER_DISPATCH_RADIUS_M": "40000",
-        "TRACKER_PICKUP_SERVICE_S": str(p.pickup_service * 60), "TRACKER_DROPOFF_SERVICE_S": str(p.dropoff_service * 60),
-        "TRACKER_LOG_LEVEL": "warning",
-    }
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def run_live(args: argparse.Namespace) -> int:
-    """The ``--live`` command: start a server unless ``--server``, play, write, check."""
-    inst = load_instance(args.instance)
-    out = Path(args.out or f"solutions-live/{inst.name}")
-    secret = args.secret or secrets.token_urlsafe(32)
-    requested_scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
-    short_key = len(secret.encode()) < MIN_KEY_BYTES
-    if short_key:  # PyJWT would warn at each token signed: say it once, our way, once the server took it
-        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
-    server = None
-    if args.server:
-        if not args.secret:
-            print("tracker replay --live --server: also give --secret (the server's TRACKER_SECRET)", file=sys.stderr)
-            return 2
-        base_url = args.server.rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            print(f"tracker replay --live: --server must be an http:// or https:// URL, not {args.server!r}", file=sys.stderr)
-            return 2
-    else:
-        server = ServerProcess(secret=secret, env=server_env(inst, requested_scale, args.interval))
-        try:
-            server.start()
-        except RuntimeError as exc:
-            print(f"tracker replay --live: could not start a server: {exc}", file=sys.stderr)
-            server.cleanup()
-            return 1
-        base_url = server.base_url
-    started = time.monotonic()
-    try:
-        try:
-            health = check_server(base_url, secret)
-            scale = float(health["time_scale"])
-            if short_key:
-                print(f"tracker replay: warning: --secret is {len(secret.encode())} bytes, below the {MIN_KEY_BYTES} "
-                      "that RFC 7518 asks of an HS256 key: anyone who guesses it can sign tokens", file=sys.stderr)
-            if args.server and args.time_scale is not None and args.time_scale != scale:
-                print(f"tracker replay: warning: --time-scale {args.time_scale:g} is ignored with --server: "
-                      f"that server runs at x{scale:g}", file=sys.stderr)
-            first, last = day_span(inst)
-            takes = (last - first) * 60 / scale
-            if scale <= 1 or takes > 3600:
-                print(f"tracker replay: warning: the server runs at time scale {scale:g}, so this day takes about "
-                      f"{_duration(takes)} of real time; `tracker serve --time-scale {DEFAULT_TIME_SCALE:g}` "
-                      f"would play it in about {_duration((last - first) * 60 / DEFAULT_TIME_SCALE)}", file=sys.stderr)
-            where = base_url if args.server else f"a server of its own at {base_url}"
-            print(f"playing {inst.name} live through {where} at x{scale:g}: minutes {first:.0f} to {last:.0f} of the "
-                  f"day, about {_duration(takes)}; progress every simulated hour; solution to {out}",
-                  file=sys.stderr, flush=True)
-            day, errors = asyncio.run(play(inst, base_url, secret, progress=True))
-        except LiveError as exc:
-            print(f"tracker replay --live: {exc}", file=sys.stderr)
-            return 1
-    finally:
-        if server is not None:
-            server.cleanup()
-    write_solution(day, out)
-    report = check_solution(args.instance, out)
-    m = report.metrics
-    assert m is not None
-    print(f"{inst.name} (live, x{scale:g}, {time.monotonic() - started:.0f} s): delivered={m.delivered}/{m.orders} "
-          f"ctd_mean={m.ctd_mean:.2f} ctd_p90={m.ctd_p90:.1f} r2p_mean={m.r2p_mean:.2f} "
-          f"orders_per_bundle={m.orders_per_bundle:.2f} cost_per_order={m.cost_per_order:.2f}")
-    for e in errors[:10]:
-        print("  client: " + e)
-    print(f"solution written to {out}; checker: {'OK' if report.ok else f'{len(report.violations)} violations'}")
-    for v in report.violations[:10]:
-        print(f"  rule {v.rule}: {v.message}")
-    return 0 if report.ok and not math.isnan(m.ctd_mean) else 1

@@ -1,0 +1,147 @@
+"""``tracker replay INSTANCE --live``: start a server (or check the one given), play the day
+through it (:mod:`tracker.mdrp.live`), write the three solution files and check them.
+
+Before the day starts the server must answer ``/healthz`` and accept an operator token signed
+with the secret (``GET /v1/ops/snapshot``); any failure is one line on stderr and exit 1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import secrets
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import httpx
+from jwt.warnings import InsecureKeyLengthWarning
+
+from tracker.auth import issue_token
+from tracker.launcher import ServerProcess
+from tracker.mdrp.checker import check_solution
+from tracker.mdrp.instance import Instance, load_instance
+from tracker.mdrp.live import LiveError, day_span, describe, error_message, play
+from tracker.mdrp.solution import write_solution
+
+DEFAULT_TIME_SCALE = 300.0
+MIN_KEY_BYTES = 32  # what RFC 7518 asks of an HS256 key
+
+
+def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
+    """``/healthz`` of the server, after checking that it answers and accepts our operator token."""
+    try:
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+            resp = http.get("/healthz")
+            try:
+                health = resp.json()
+                float(health["ts"]), float(health["time_scale"])
+            except Exception:  # noqa: BLE001 - anything else is not a tracker server
+                raise LiveError(f"{base_url} does not look like a tracker server: GET /healthz answered "
+                                f"{resp.status_code} {resp.text[:80].strip()!r}") from None
+            if not health["time_scale"] > 0:
+                raise LiveError(f"the server at {base_url} reports time_scale {health['time_scale']!r}")
+            token = issue_token(secret, "operator", "mdrp-platform", 600)
+            auth = http.get("/v1/ops/snapshot", headers={"Authorization": "Bearer " + token})  # operators only
+    except httpx.HTTPError as exc:
+        raise LiveError(f"cannot reach the server at {base_url}: {describe(exc)}") from None
+    if auth.status_code in (401, 403):
+        raise LiveError(f"the server at {base_url} refused a token signed with --secret ({error_message(auth)}): "
+                        "give the server's TRACKER_SECRET")
+    if auth.status_code != 200:
+        raise LiveError(f"the server at {base_url} is not ready: GET /v1/ops/snapshot answered {auth.status_code} "
+                        f"({error_message(auth)})")
+    return health
+
+
+def server_env(inst: Instance, time_scale: float, interval_min: float) -> dict[str, str]:
+    """The settings of a server started for a live replay of ``inst`` (a ``--server`` should have the same)."""
+    p = inst.params
+    return {
+        "TRACKER_TIME_SCALE": str(time_scale),
+        "TRACKER_DISPATCH_INTERVAL_S": str(interval_min * 60),
+        "TRACKER_OFFER_TIMEOUT_S": "600", "TRACKER_STALE_AFTER_S": "7200",
+        "TRACKER_RIDER_MAX_FIX_RATE": "1000", "TRACKER_MAX_RIDER_SPEED_MPS": "1000",
+        "TRACKER_RIDER_SPEED_MPS": str(p.meters_per_minute / 60), "TRACKER_DISPATCH_RADIUS_M": "40000",
+        "TRACKER_PICKUP_SERVICE_S": str(p.pickup_service * 60), "TRACKER_DROPOFF_SERVICE_S": str(p.dropoff_service * 60),
+        "TRACKER_LOG_LEVEL": "warning",
+    }
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """The ``--live`` command: start a server unless ``--server``, play, write, check."""
+    inst = load_instance(args.instance)
+    out = Path(args.out or f"solutions-live/{inst.name}")
+    secret = args.secret or secrets.token_urlsafe(32)
+    requested_scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
+    short_key = len(secret.encode()) < MIN_KEY_BYTES
+    if short_key:  # PyJWT would warn at each token signed: say it once, our way, once the server took it
+        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    server = None
+    if args.server:
+        if not args.secret:
+            print("tracker replay --live --server: also give --secret (the server's TRACKER_SECRET)", file=sys.stderr)
+            return 2
+        base_url = args.server.rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            print(f"tracker replay --live: --server must be an http:// or https:// URL, not {args.server!r}", file=sys.stderr)
+            return 2
+    else:
+        server = ServerProcess(secret=secret, env=server_env(inst, requested_scale, args.interval))
+        try:
+            server.start()
+        except RuntimeError as exc:
+            print(f"tracker replay --live: could not start a server: {exc}", file=sys.stderr)
+            server.cleanup()
+            return 1
+        base_url = server.base_url
+    started = time.monotonic()
+    try:
+        try:
+            health = check_server(base_url, secret)
+            scale = float(health["time_scale"])
+            if short_key:
+                print(f"tracker replay: warning: --secret is {len(secret.encode())} bytes, below the {MIN_KEY_BYTES} "
+                      "that RFC 7518 asks of an HS256 key: anyone who guesses it can sign tokens", file=sys.stderr)
+            if args.server and args.time_scale is not None and args.time_scale != scale:
+                print(f"tracker replay: warning: --time-scale {args.time_scale:g} is ignored with --server: "
+                      f"that server runs at x{scale:g}", file=sys.stderr)
+            first, last = day_span(inst)
+            takes = (last - first) * 60 / scale
+            if scale <= 1 or takes > 3600:
+                print(f"tracker replay: warning: the server runs at time scale {scale:g}, so this day takes about "
+                      f"{_duration(takes)} of real time; `tracker serve --time-scale {DEFAULT_TIME_SCALE:g}` "
+                      f"would play it in about {_duration((last - first) * 60 / DEFAULT_TIME_SCALE)}", file=sys.stderr)
+            where = base_url if args.server else f"a server of its own at {base_url}"
+            print(f"playing {inst.name} live through {where} at x{scale:g}: minutes {first:.0f} to {last:.0f} of the "
+                  f"day, about {_duration(takes)}; progress every simulated hour; solution to {out}",
+                  file=sys.stderr, flush=True)
+            day, errors = asyncio.run(play(inst, base_url, secret, progress=True))
+        except LiveError as exc:
+            print(f"tracker replay --live: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        if server is not None:
+            server.cleanup()
+    write_solution(day, out)
+    report = check_solution(args.instance, out)
+    m = report.metrics
+    assert m is not None
+    print(f"{inst.name} (live, x{scale:g}, {time.monotonic() - started:.0f} s): delivered={m.delivered}/{m.orders} "
+          f"ctd_mean={m.ctd_mean:.2f} ctd_p90={m.ctd_p90:.1f} r2p_mean={m.r2p_mean:.2f} "
+          f"orders_per_bundle={m.orders_per_bundle:.2f} cost_per_order={m.cost_per_order:.2f}")
+    for e in errors[:10]:
+        print("  client: " + e)
+    print(f"solution written to {out}; checker: {'OK' if report.ok else f'{len(report.violations)} violations'}")
+    for v in report.violations[:10]:
+        print(f"  rule {v.rule}: {v.message}")
+    return 0 if report.ok and not math.isnan(m.ctd_mean) else 1
