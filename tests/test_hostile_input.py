@@ -84,6 +84,31 @@ async def _found_at(srv: ServerProcess, rider_id: str, lat: float) -> bool:
     return any(r["id"] == rider_id and r["lat"] == lat for r in await nearby(srv, 52.52, 13.405, 1000))
 
 
+async def test_fixes_redis_cannot_write_now_wait_and_are_written_later(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(redis=own_redis)
+    courier = await rider(srv, uid("r"))
+    admin = redis.Redis.from_url(own_redis)
+    cluster = bool(admin.info("cluster").get("cluster_enabled"))
+    if cluster:
+        admin = redis.RedisCluster.from_url(own_redis)
+    config = {"target_nodes": redis.RedisCluster.ALL_NODES} if cluster else {}
+    try:
+        admin.config_set("maxmemory", "1", **config)  # out of memory: every write is refused for now
+        await courier.location(52.52, 13.405)
+        await asyncio.sleep(1.5)
+        assert not await _found_at(srv, uid("r"), 52.52)
+        admin.config_set("maxmemory", "0", **config)
+        assert await eventually(lambda: _found_at(srv, uid("r"), 52.52), timeout=20), "the fix was lost"
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            text = (await http.get("/metrics")).text
+            assert _metric(text, "tracker_fixes_refused_total") == 0
+            assert _metric(text, 'tracker_background_task_failures_total{task="fix-writer"}') >= 1
+    finally:
+        admin.config_set("maxmemory", "0", **config)
+        admin.close()
+        await courier.close()
+
+
 async def test_one_failing_dispatch_region_does_not_stop_the_others(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     berlin_region = dispatch_region(52.52, 13.405)
     oslo_region = dispatch_region(OSLO["lat"], OSLO["lng"])
@@ -113,23 +138,37 @@ async def test_one_failing_dispatch_region_does_not_stop_the_others(own_redis, s
         await ops.close()
 
 
-async def test_an_out_of_range_resume_id_gets_the_full_history_and_leaks_no_session(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+async def test_an_out_of_range_resume_id_gets_the_full_history(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     await ops.create(oid, mid)
-    async with httpx.AsyncClient(base_url=server.base_url) as http:
-        before = _metric((await http.get("/metrics")).text, "tracker_websocket_connections")
-        for raw in ("99999999999999999999-0", "18446744073709551616-0"):
-            url = f"{server.ws_url}/v1/ws/customer?order_id={oid}&last_event_id={raw}"
-            sock = await JsonSocket.open(url, server.token("customer", oid))
-            error = await sock.recv()
-            assert error["type"] == "error" and error["code"] == "bad_message" and "full history" in error["message"]
-            assert (await sock.recv())["kind"] == "placed"
-            await sock.close()
-        after = await eventually(lambda: _connections_back(http, before))
-        assert after, "a socket's session outlived it"
+    for raw in ("99999999999999999999-0", "18446744073709551616-0"):  # past what a Redis stream id holds
+        url = f"{server.ws_url}/v1/ws/customer?order_id={oid}&last_event_id={raw}"
+        sock = await JsonSocket.open(url, server.token("customer", oid))
+        error = await sock.recv()
+        assert error["type"] == "error" and error["code"] == "bad_message" and "full history" in error["message"]
+        assert (await sock.recv())["kind"] == "placed"
+        await sock.close()
     await ops.close()
-    assert "Traceback" not in server.log_path.read_text()
+
+
+async def test_a_socket_whose_handler_fails_closes_1011_and_is_forgotten(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(redis=own_redis)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    await ops.create(oid, mid)
+    _plant(own_redis, f"events:{{m:{mid}}}:{oid}", "not a stream")  # its history cannot be read
+    async with httpx.AsyncClient(base_url=srv.base_url) as http:
+        before = _metric((await http.get("/metrics")).text, "tracker_websocket_connections")
+        for _ in range(3):
+            url = f"{srv.ws_url}/v1/ws/customer?order_id={oid}"
+            async with websockets.connect(url, additional_headers={"Authorization": "Bearer " + srv.token("customer", oid)}) as ws:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 1011 and ws.close_reason.startswith("internal:"), ws.close_reason
+        assert await eventually(lambda: _connections_back(http, before)), "a failed socket's session outlived it"
+    assert "websocket /v1/ws/customer failed" in srv.log_path.read_text()  # logged with its cause
+    await ops.close()
 
 
 async def _connections_back(http: httpx.AsyncClient, before: float) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
+from tests.test_pubsub import kill_pubsub_connections
+from tracker.redis_client import connect
 from tests.test_dispatch_live import FAST, accepted, offered, rider_near_restaurant
 
 
@@ -49,6 +51,9 @@ async def test_hand_assignment_tells_the_rider_and_withdraws_the_offer_made_to_a
         again = await ops.assign(oid, near_id)  # it has a rider: take it back first
         assert again.status_code == 409 and again.json()["error"]["code"] == "conflict", again.text
         assert (await ops.get(oid))["rider_id"] == chosen_id
+        assert (await ops.cancel(oid)).status_code == 200  # a finished order cannot be assigned at all
+        finished = await ops.assign(oid, near_id)
+        assert finished.status_code == 409 and finished.json()["error"]["code"] == "invalid_transition", finished.text
     finally:
         await near.close()
         await chosen.close()
@@ -81,6 +86,25 @@ async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_re
         await courier.accept(again["offer_id"])
         assert (await courier.expect("assigned"))["offer_id"] == offer["offer_id"]
     finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_after_a_pubsub_cut_the_rider_is_told_its_route_again(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    client = connect(own_redis)
+    try:
+        await accepted(srv, ops, oid, mid, courier)
+        # The server's pub/sub connection drops (a network blip): whatever its inbox carried
+        # meanwhile may be lost, so the rider is told again what it carries.
+        await kill_pubsub_connections(client)
+        route = await courier.expect("route", timeout=10)
+        assert [(o["order_id"], o["status"]) for o in route["orders"]] == [(oid, "assigned")]
+    finally:
+        await client.aclose()
         await courier.close()
         await ops.close()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from redis.exceptions import ClusterError as _ClusterError
 from redis.exceptions import ConnectionError as _RedisConnectionError
+from redis.exceptions import RedisClusterUnreachableError as _ClusterUnreachableError
 from redis.exceptions import SlotNotCoveredError as _SlotNotCoveredError
 from redis.exceptions import TimeoutError as _RedisTimeoutError
 from redis.exceptions import TryAgainError as _TryAgainError
@@ -61,10 +62,10 @@ class ApiError(Exception):
         return f"ApiError({self.code!r}, {self.message!r})"
 
 
-# Redis did not answer (down, restarting, paused; on a cluster also a node down, a slot not
-# served, a slot moving): a client sees ``redis_unavailable`` (503).
+# Redis did not answer (down, restarting, paused; on a cluster also a node down, every node
+# down, a slot not served, a slot moving): a client sees ``redis_unavailable`` (503).
 REDIS_DOWN: tuple[type[Exception], ...] = (_RedisConnectionError, _RedisTimeoutError, _ClusterError,
-                                           _SlotNotCoveredError, _TryAgainError)
+                                           _ClusterUnreachableError, _SlotNotCoveredError, _TryAgainError)
 
 
 def redis_unavailable(exc: BaseException) -> ApiError:

@@ -22,7 +22,7 @@ from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
-from tracker.riders.endpoint import ON_CONNECT, RiderConnection, handles
+from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
 
 
@@ -91,16 +91,16 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
                                                         by="rider", reason=reason)
 
 
-async def where_rider_stands(conn: RiderConnection) -> None:
-    """On connect: a ``route`` frame with the orders the rider carries (if any), then the offer
-    it is still considering (the same ``offer`` frame again, if one is open)."""
+async def where_rider_stands(conn: RiderConnection, *, even_empty: bool = False) -> None:
+    """On connect: a ``route`` frame with the orders the rider carries (if any, or always when
+    ``even_empty``), then the offer it is still considering (the same ``offer`` frame again)."""
     rt = conn.runtime
     orders = []
     for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
         order = await load_order(rt, order_id)
         if order is not None and order["rider_id"] == conn.rider_id and order["status"] in CARRYING:
             orders.append(order)
-    if orders:
+    if orders or even_empty:
         orders.sort(key=lambda o: (o.get("assigned_at") or 0, o["id"]))
         await conn.send({"type": "route", "orders": [
             {"order_id": o["id"], "merchant_id": o["merchant_id"], "pickup": o["pickup"], "dropoff": o["dropoff"],
@@ -112,4 +112,10 @@ async def where_rider_stands(conn: RiderConnection) -> None:
         await conn.send(offer.frame())
 
 
+async def _after_inbox_gap(conn: RiderConnection) -> None:
+    # A lost order_cancelled, assigned or unassigned frame: the route says what the rider carries now.
+    await where_rider_stands(conn, even_empty=True)
+
+
 ON_CONNECT.append(where_rider_stands)
+ON_INBOX_GAP.append(_after_inbox_gap)

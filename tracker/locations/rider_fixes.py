@@ -22,7 +22,7 @@ from tracker.locations.ratelimit import FloodGuard, TokenBucket
 from tracker.locations.sanity import Verdict, judge
 from tracker.locations.writer import FixWriter
 from tracker.logs import log_failure
-from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, RiderConnection, handles, handles_internal
+from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, ON_INBOX_GAP, RiderConnection, handles, handles_internal
 from tracker.validate import optional_int, require_bool
 from tracker.wsconn import CLOSE_POLICY
 
@@ -65,6 +65,7 @@ async def on_disconnect(conn: RiderConnection) -> None:
 
 ON_CONNECT.append(on_connect)
 ON_DISCONNECT.append(on_disconnect)
+ON_INBOX_GAP.append(_load_orders)  # an _orders_changed notice may have been lost
 
 
 @handles_internal("_orders_changed")

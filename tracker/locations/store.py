@@ -15,8 +15,8 @@ key names included, as one JSON argument: one round trip, little work for the se
 Python, and one atomic step, so a rider moving into another region is never seen in two
 regions or in none. The script touches keys of several hash slots, which a single Redis
 allows. On Redis Cluster, :func:`write_fixes_by_slot` makes the same writes as plain commands
-that the cluster client sends to each key's node: first the records and the new regions'
-sets, then (only for riders who changed region) the removals from the old ones, so a moving
+that the cluster client sends to each key's node: the new regions' sets and the records in one
+round trip, then (only for riders who changed region) the removals from the old ones, so a moving
 rider may briefly be in two regions' sets, never in none (readers go by the record and
 drop duplicates).
 """
@@ -81,21 +81,24 @@ async def write_fixes_by_slot(redis: RedisCluster, payload: dict, ttl_s: int) ->
     geo: dict[str, list[str]] = {}
     seen: dict[str, dict[str, str]] = {}
     leaving: dict[str, list[str]] = {}
-    pipe = redis.pipeline(transaction=False)
     for key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat in payload["riders"]:
-        pipe.hset(key, mapping={"lat": lat, "lng": lng, "ts": ts, "cell": cell, "region": region, **extra})
-        if renew:
-            pipe.expire(key, ttl_s)
         geo.setdefault(region, []).extend((lng, geo_lat, rider))
         seen.setdefault(region, {})[rider] = ts
         if previous and previous != region:
             leaving.setdefault(previous, []).append(rider)
     keys = payload["region_keys"]
+    pipe = redis.pipeline(transaction=False)
     for region, values in geo.items():
         pipe.geoadd(keys[region][0], values)
         pipe.zadd(keys[region][1], seen[region])
     if geo:
         pipe.sadd(payload["active"], *geo)
+    # Then the records: one round trip, so (unlike the script) a record is written even when
+    # its region's index refused the fix.
+    for key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat in payload["riders"]:
+        pipe.hset(key, mapping={"lat": lat, "lng": lng, "ts": ts, "cell": cell, "region": region, **extra})
+        if renew:
+            pipe.expire(key, ttl_s)
     await pipe.execute()
     if leaving:  # only now: a rider on its way to another region is never in none
         pipe = redis.pipeline(transaction=False)

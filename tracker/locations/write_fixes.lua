@@ -9,8 +9,8 @@
 --   active: the set of regions that hold riders
 -- ARGV[2]: the rider record's TTL in seconds
 --
--- Per rider: HSET of its record (and EXPIRE when asked). Per region: one GEOADD and one ZADD
--- (the staleness index) for all its riders; ZREM from the old region's sets for riders who
+-- Per region: one GEOADD and one ZADD (the staleness index) for all its riders; then per rider
+-- an HSET of its record (and EXPIRE when asked); ZREM from the old region's sets for riders who
 -- moved. One SADD of the regions touched. The script runs atomically, so a rider moving
 -- between regions is never seen in two geosets or in none.
 local batch = cjson.decode(ARGV[1])
@@ -28,7 +28,7 @@ local function call_chunked(cmd, key, values, width)
   end
 end
 
-local geo, seen, leaving, regions = {}, {}, {}, {}
+local geo, seen, leaving, regions, records = {}, {}, {}, {}, {}
 for _, f in ipairs(batch.riders) do
   local key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat =
     f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]
@@ -37,10 +37,7 @@ for _, f in ipairs(batch.riders) do
     fields[#fields + 1] = name
     fields[#fields + 1] = value
   end
-  redis.call('HSET', key, unpack(fields))
-  if renew == 1 then
-    redis.call('EXPIRE', key, ttl)
-  end
+  records[#records + 1] = {key, fields, renew}
   if not geo[region] then
     geo[region], seen[region] = {}, {}
     regions[#regions + 1] = region
@@ -57,9 +54,17 @@ for _, f in ipairs(batch.riders) do
   end
 end
 
+-- The index first: a write Redis refuses there (a key of another type in the way) fails the
+-- script before any record moved, so a record never holds a position its geoset lacks.
 for _, region in ipairs(regions) do
   call_chunked('GEOADD', keys[region][1], geo[region], 3)
   call_chunked('ZADD', keys[region][2], seen[region], 2)
+end
+for _, r in ipairs(records) do
+  redis.call('HSET', r[1], unpack(r[2]))
+  if r[3] == 1 then
+    redis.call('EXPIRE', r[1], ttl)
+  end
 end
 for region, riders in pairs(leaving) do
   call_chunked('ZREM', keys[region][1], riders, 1)

@@ -6,9 +6,10 @@ bounded by the number of riders) and returns. One background task drains what ha
 submitted into one call of a Lua script (one round trip, one atomic step, the batch as one
 JSON argument; on Redis Cluster, per-node pipelines instead), then the next batch. A slow or dead rider connection has nothing to do with
 it; a write that fails because Redis cannot take it now (unreachable, out of memory, a
-read-only replica) is logged, counted and retried with the next batch. A batch Redis *refuses*
-(a command error, which retrying cannot cure) is written in halves until each refused fix is
-alone: those are dropped, logged and counted (``tracker_fixes_refused``), all others written.
+read-only replica, a full disk) is logged, counted and retried with the next batch. A batch
+Redis refuses for its data (:data:`DATA_REFUSALS`, which retrying cannot cure) is written in
+halves until each refused fix is alone: those are dropped, logged (a line per 10 s at most)
+and counted (``tracker_fixes_refused``), all others written.
 """
 from __future__ import annotations
 
@@ -19,9 +20,7 @@ from typing import Awaitable, Callable
 
 import orjson
 from prometheus_client import Counter, Histogram
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
-
-from tracker.errors import REDIS_DOWN
+from redis.exceptions import ResponseError
 
 from tracker.locations.fix import Fix
 from tracker.locations.store import RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload, write_fixes_by_slot
@@ -35,9 +34,16 @@ Listener = Callable[[str, Fix], Awaitable[None]]
 Batch = dict[str, tuple[Fix, str | None]]
 
 
+# Replies that depend on the data written, not on the state of Redis: the same fixes would be
+# refused again (a key of another type in the way, a position a geoset cannot hold). Anything
+# else (unreachable, out of memory, read-only, MISCONF, BUSY...) is "not now": retried.
+DATA_REFUSALS = ("WRONGTYPE", "invalid longitude", "invalid latitude")
+REFUSAL_LOG_EVERY_S = 10.0
+
+
 def _refused(exc: BaseException) -> bool:
-    """True when Redis refused the command itself, so the same write would fail again."""
-    return isinstance(exc, ResponseError) and not isinstance(exc, (*REDIS_DOWN, OutOfMemoryError, ReadOnlyError))
+    """True when Redis refused the fixes themselves, so writing them again would fail again."""
+    return isinstance(exc, ResponseError) and any(reason in str(exc) for reason in DATA_REFUSALS)
 
 
 class FixWriter:
@@ -54,6 +60,7 @@ class FixWriter:
             "older one not yet written)", registry=registry,
         )
         self.written = Counter("tracker_fixes_written", "Location fixes written to Redis", registry=registry)
+        self._refusal_logged_at, self._refusals_unlogged = -REFUSAL_LOG_EVERY_S, 0
         self.refused = Counter(
             "tracker_fixes_refused", "Location fixes Redis refused to store (each is logged and dropped)",
             registry=registry,
@@ -117,14 +124,22 @@ class FixWriter:
             if len(batch) == 1:
                 ((rider_id, (fix, _)),) = batch.items()
                 self.refused.inc()
-                log.error("location fix refused by Redis and dropped",
-                          extra={"rider_id": rider_id, "lat": fix.lat, "lng": fix.lng, "error": str(exc)})
+                self._log_refusal(rider_id, exc)
             else:
                 items = list(batch.items())
                 for part in (items[: len(items) // 2], items[len(items) // 2:]):
                     await self._write_or_isolate(dict(part), settled)
                 return
         settled.update(batch)
+
+    def _log_refusal(self, rider_id: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._refusal_logged_at < REFUSAL_LOG_EVERY_S:
+            self._refusals_unlogged += 1
+            return
+        more = f" ({self._refusals_unlogged} more since the last such line)" if self._refusals_unlogged else ""
+        log.error("location fix refused by Redis and dropped%s", more, extra={"rider_id": rider_id, "error": str(exc)})
+        self._refusal_logged_at, self._refusals_unlogged = now, 0
 
     async def _write_batch(self, batch: Batch) -> None:
         now = time.monotonic()

@@ -40,7 +40,7 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
 
     A client that asked for the whole history (no ``last_event_id``) gets all of it, in pages of
     :data:`MAX_REPLAY`; one resuming after missing more than that gets ``resync``
-    (``too_many_missed``) and the stream from the newest event on.
+    (``too_many_missed``) for each :data:`MAX_REPLAY` + 1 events skipped, then the rest.
     """
     whole_history = last_event_id is None
     sub = await rt.pubsub.subscribe(channel)

@@ -12,6 +12,7 @@ from tracker.errors import ApiError
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse, dumps_str
 from tracker.orders import service
+from tracker.orders.machine import CARRYING
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import runtime_of
 from tracker.validate import is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point
@@ -92,7 +93,7 @@ async def assign(request: Request) -> Response:
     order_id = _order_id(request)
     rider_id = require_id(await json_body(request), "rider_id")
     raw = await service.require_order(rt, order_id)
-    if raw.get("rider_id"):
+    if raw.get("rider_id") and raw.get("status") in CARRYING:  # (a finished order: invalid_transition below)
         raise ApiError("conflict", f"order {order_id!r} already has rider {raw['rider_id']!r}; unassign it first")
     await service.assign_orders(rt, [order_id], rider_id)
     order = await service.load_order(rt, order_id)

@@ -47,6 +47,7 @@ HANDLERS: dict[str, Handler] = {}
 INTERNAL_HANDLERS: dict[str, Handler] = {}
 ON_CONNECT: list[Hook] = []
 ON_DISCONNECT: list[Hook] = []
+ON_INBOX_GAP: list[Hook] = []  # after inbox messages may have been lost: re-read and re-tell
 
 
 def handles(msg_type: str) -> Callable[[Handler], Handler]:
@@ -81,7 +82,13 @@ async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
         while not conn.session.closed:
             item = await sub.get()
             if item is GAP:
-                # Offers may have been lost; the dispatcher re-offers on its next round.
+                # Messages may have been lost (Redis pub/sub is at-most-once): what they would
+                # have changed is re-read and told (the route, an open offer; see ON_INBOX_GAP).
+                for hook in ON_INBOX_GAP:
+                    try:
+                        await hook(conn)
+                    except Exception as exc:  # noqa: BLE001 - the inbox must go on
+                        log_failure(log, "rider inbox resync failed", exc, rider=conn.rider_id)
                 continue
             msg = orjson.loads(item)
             kind = msg.get("type", "")
