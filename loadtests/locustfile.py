@@ -288,6 +288,16 @@ class ProbeUser(HttpUser):
         self.ws = WsClient(ws_url(self.host, "/v1/ws/rider"), token("rider", self.rider_id))
         self.lat, self.lng = CENTRE[0] + 0.05, CENTRE[1] + 0.05
         self.headers = {"Authorization": "Bearer " + token("operator", "probe")}
+        self.reader = gevent.spawn(self._drain)
+
+    def _drain(self) -> None:
+        """Read (and drop) what the server sends: reading is what answers its pings, and a
+        socket that never answers is closed after ``ws_ping_interval + ws_ping_timeout``."""
+        try:
+            for _ in self.ws.messages():
+                pass
+        except (WsError, OSError):
+            pass
 
     @task
     def probe(self) -> None:
@@ -311,4 +321,5 @@ class ProbeUser(HttpUser):
         )
 
     def on_stop(self) -> None:
+        self.reader.kill()
         self.ws.close()

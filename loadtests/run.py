@@ -130,7 +130,7 @@ def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sample
 
     loc = row("WS location")
     events = [r for k, r in stats.items() if k.startswith("WS event:") or k == "WS rider_location"]
-    errors = sum(int(num(r, "Failure Count")) for r in stats.values())
+    errors = sum(int(num(r, "Failure Count")) for r in stats.values() if r.get("Name") != "Aggregated")  # not twice
     summary: dict[str, object] = {
         "users": users,
         "fixes_sent": int(num(loc, "Request Count")),

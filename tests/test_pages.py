@@ -272,6 +272,7 @@ async def test_ops_page_keeps_a_silent_rider_who_carries_food(own_redis, start_s
         await expect(row).to_contain_text("busy")
         await asyncio.sleep(2.5)  # the rider's phone goes quiet with the food on board
         await expect(row).to_contain_text("busy, silent", timeout=5000)
+        await expect(page.locator(f'[data-marker="{rid}"] title')).to_contain_text("busy, silent")  # on hover too
         await expect(page.locator('[data-figure="riders silent with orders"] b')).to_have_text("1")
         await expect(page.locator('[data-figure="riders online"] b')).to_have_text("0")
         snap = (await ops.client.get("/v1/ops/snapshot")).json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.redis_client import connect
@@ -105,6 +106,25 @@ async def test_after_a_pubsub_cut_the_rider_is_told_its_route_again(own_redis, s
         assert [(o["order_id"], o["status"]) for o in route["orders"]] == [(oid, "assigned")]
     finally:
         await client.aclose()
+        await courier.close()
+        await ops.close()
+
+
+async def test_a_customer_resuming_with_its_last_event_still_sees_the_rider(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        await accepted(srv, ops, oid, mid, courier)
+        last = (await ops.get(oid))["events"][-1]["id"]  # the page loaded the order, then opens its channel
+        url = f"{srv.ws_url}/v1/ws/customer?order_id={oid}&last_event_id={last}"
+        watcher = await JsonSocket.open(url, srv.token("customer", oid))
+        await courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
+        seen = await watcher.expect("rider_location", timeout=5)  # no status event needed first
+        assert seen["order_id"] == oid and seen["eta"] > 0
+        await watcher.close()
+    finally:
         await courier.close()
         await ops.close()
 

@@ -22,6 +22,7 @@ from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
+from tracker.orders.service import store_of, wire
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
 
@@ -95,13 +96,14 @@ async def where_rider_stands(conn: RiderConnection, *, even_empty: bool = False)
     """On connect: a ``route`` frame with the orders the rider carries (if any, or always when
     ``even_empty``), then the offer it is still considering (the same ``offer`` frame again)."""
     rt = conn.runtime
-    orders = []
+    orders, order_of_route = [], {}
     for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
-        order = await load_order(rt, order_id)
-        if order is not None and order["rider_id"] == conn.rider_id and order["status"] in CARRYING:
-            orders.append(order)
+        raw = await store_of(rt).load(order_id)
+        if raw is not None and raw.get("rider_id") == conn.rider_id and raw["status"] in CARRYING:
+            orders.append(wire(raw))
+            order_of_route[order_id] = (int(raw.get("assigned_at") or 0), int(raw.get("route_seq") or 0))
     if orders or even_empty:
-        orders.sort(key=lambda o: (o.get("assigned_at") or 0, o["id"]))
+        orders.sort(key=lambda o: (*order_of_route[o["id"]], o["id"]))  # a bundle in its delivery sequence
         await conn.send({"type": "route", "orders": [
             {"order_id": o["id"], "merchant_id": o["merchant_id"], "pickup": o["pickup"], "dropoff": o["dropoff"],
              "status": o["status"], "eta": o["eta"]}

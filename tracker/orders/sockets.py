@@ -112,7 +112,8 @@ async def customer_ws(websocket: WebSocket) -> None:
 
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   history[0]["id"] if history else None, known, trimmed_is_resync=False)
-    view = {"status": None, "sent_at": 0.0}
+    # The order's status now: a resume that replays no event must still pass the rider's positions.
+    view = {"status": raw["status"], "sent_at": 0.0}
 
     def on_event(event: dict[str, Any]) -> None:
         kind = event["kind"]

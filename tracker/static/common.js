@@ -173,6 +173,8 @@ export class VectorMap {
       c.setAttribute("cx", target[0]); c.setAttribute("cy", target[1]);
     }
     m.el.dataset.lat = lat; m.el.dataset.lng = lng;
+    const title = m.el.querySelector("title");
+    if (title && label) title.textContent = label;  // a state that changed (e.g. busy -> silent) shows on hover
     m.from = m.pos; m.to = target; m.start = performance.now();
     const step = (now) => {
       const t = Math.min(1, (now - m.start) / 900);

@@ -26,7 +26,10 @@ function expireFinished() {
   for (const [id, o] of orders) {
     if (!FINAL.has(o.status)) continue;
     const until = o.finalTs + FINAL_VISIBLE_MS;
-    if (until <= now) { orders.delete(id); gone.add(id); }
+    if (until <= now) {
+      orders.delete(id); gone.add(id);
+      for (const p of document.querySelectorAll(`#prompts .prompt[data-order="${CSS.escape(id)}"]`)) p.remove();  // its prompts go too
+    }
     else next = Math.min(next, until);
   }
   if (expiryTimer) { clearTimeout(expiryTimer); expiryTimer = null; }
