@@ -126,10 +126,15 @@ async def _stream(rider: RiderClient, args: argparse.Namespace) -> None:
 async def _deliver(rider: RiderClient, frame: dict[str, Any], pause: float) -> None:
     from clients.cli_common import note
 
-    orders = [o["order_id"] for o in frame.get("orders", [])]
+    # An ``assigned`` frame's orders start from scratch; a ``route`` frame (after a restart) says
+    # how far each has got, and only the steps after that are reported.
+    orders = [(o["order_id"], o.get("status")) for o in frame.get("orders", [])]
     for step in STEPS:
+        todo = [oid for oid, status in orders if status not in STEPS or STEPS.index(step) > STEPS.index(status)]
+        if not todo:
+            continue
         await asyncio.sleep(pause)
-        for oid in orders:
+        for oid in todo:
             await rider.progress(oid, step)
             note(f"reported {step} for {oid}")
 
@@ -165,7 +170,7 @@ async def _main(args: argparse.Namespace) -> None:
                     elif args.decline:
                         await rider.decline(frame["offer_id"])
                         note(f"declined offer {frame['offer_id']}")
-                elif frame.get("type") == "assigned" and args.deliver is not None:
+                elif frame.get("type") in ("assigned", "route") and frame.get("orders") and args.deliver is not None:
                     background.add(asyncio.ensure_future(_deliver(rider, frame, args.deliver)))
         finally:
             for task in background:

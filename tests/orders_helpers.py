@@ -56,8 +56,11 @@ async def customer(server: ServerProcess, order_id: str) -> CustomerClient:
     return await CustomerClient(server.ws_url, server.token("customer", order_id), order_id).connect()
 
 
-async def rider(server: ServerProcess, rider_id: str) -> RiderClient:
-    return await RiderClient.connect(server.ws_url, server.token("rider", rider_id))
+async def rider(server: ServerProcess, rider_id: str, *, keep_route: bool = False) -> RiderClient:
+    r = await RiderClient.connect(server.ws_url, server.token("rider", rider_id))
+    if not keep_route:
+        await r.expect("route")  # every connection starts with one; tests of it pass keep_route
+    return r
 
 
 async def events_until(watcher: CustomerClient, kind: str, timeout: float = 10.0) -> list[dict[str, Any]]:

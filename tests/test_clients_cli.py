@@ -65,7 +65,8 @@ def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(
         kitchen.kill()
     assert run.returncode == 0 and kitchen.returncode == 0, run.stderr + err
     frames = [json.loads(line) for line in run.stdout.splitlines()]  # every frame, one JSON line each
-    assert [f["type"] for f in frames][:2] == ["offer", "assigned"], frames
+    assert frames[0] == {"type": "route", "orders": []}, frames  # it carried nothing when it connected
+    assert [f["type"] for f in frames][1:3] == ["offer", "assigned"], frames
     assert "# accepted offer" in run.stderr and f"# reported delivered for {oid}" in run.stderr
     kinds = [f.get("kind") for f in map(json.loads, out.splitlines()) if f.get("type") == "event"]
     assert kinds[:2] == ["placed", "confirmed"] and {"assigned", "food_ready", "delivered"} <= set(kinds), kinds
@@ -73,6 +74,31 @@ def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(
                      "--for", "2")
     assert watched.returncode == 0, watched.stderr
     assert [json.loads(line)["kind"] for line in watched.stdout.splitlines()][-1] == "delivered"
+
+
+def test_a_rider_restarted_with_an_order_delivers_it_from_its_route(
+        start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
+    srv = start_server(redis=own_redis)
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
+    assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                        "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+    kitchen = httpx_ws_confirm(srv, merchant, oid)
+    assert kitchen.returncode == 0, kitchen.stderr
+    assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200  # while it was away
+    run = client("rider", "--server", srv.base_url, "--token", srv.token("rider", rider), "--deliver", "0.2",
+                 "--for", "4")
+    assert run.returncode == 0, run.stderr
+    route = json.loads(run.stdout.splitlines()[0])
+    assert route["type"] == "route" and [(o["order_id"], o["status"]) for o in route["orders"]] == [(oid, "assigned")]
+    assert ops.get(f"/v1/orders/{oid}").json()["status"] == "delivered"
+    ops.close()
+
+
+def httpx_ws_confirm(srv: ServerProcess, merchant: str, oid: str) -> subprocess.CompletedProcess[str]:
+    """The kitchen confirms its new order from the command line."""
+    return client("merchant", "--server", srv.base_url, "--token", srv.token("merchant", merchant), "--confirm",
+                  "--for", "2")
 
 
 def test_a_refused_token_is_one_line(server: ServerProcess) -> None:

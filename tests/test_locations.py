@@ -45,7 +45,9 @@ async def eventually(check, timeout: float = 5.0):  # type: ignore[no-untyped-de
 
 
 async def rider(server: ServerProcess, rider_id: str) -> RiderClient:
-    return await RiderClient.connect(server.ws_url, server.token("rider", rider_id))
+    r = await RiderClient.connect(server.ws_url, server.token("rider", rider_id))
+    await r.expect("route")  # every rider connection starts with what it carries
+    return r
 
 
 async def test_two_hundred_riders_on_a_path_come_back_nearest_first(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]

@@ -69,7 +69,7 @@ async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_re
     try:
         await accepted(srv, ops, first, mid, courier)
         await courier.close()  # the app restarts and has forgotten everything
-        courier = await rider(srv, rid)
+        courier = await rider(srv, rid, keep_route=True)
         route = await courier.expect("route", timeout=5)
         assert [(o["order_id"], o["status"]) for o in route["orders"]] == [(first, "assigned")]
         assert route["orders"][0]["dropoff"] and route["orders"][0]["merchant_id"] == mid
@@ -80,10 +80,10 @@ async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_re
         await courier.progress(first, "delivered")
         offer = await offered(ops, courier, second, mid)
         await courier.close()  # lost the socket while the offer was on screen
-        courier = await rider(srv, rid)
+        courier = await rider(srv, rid, keep_route=True)
         again = await courier.expect("offer", timeout=5)
         assert again["offer_id"] == offer["offer_id"] and [o["order_id"] for o in again["orders"]] == [second]
-        assert not [f for f in courier.received if f.get("type") == "route"]  # it carries nothing now
+        assert [f for f in courier.received if f.get("type") == "route"] == [{"type": "route", "orders": []}]
         await courier.accept(again["offer_id"])
         assert (await courier.expect("assigned"))["offer_id"] == offer["offer_id"]
     finally:
@@ -154,14 +154,11 @@ async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(o
         await ops.close()
 
 
-async def test_a_rider_offered_nothing_gets_no_frame_on_connect(server, uid) -> None:  # type: ignore[no-untyped-def]
-    courier = await rider(server, uid("r"))
+async def test_a_rider_that_carries_nothing_is_told_so_on_connect(server, uid) -> None:  # type: ignore[no-untyped-def]
+    courier = await rider(server, uid("r"), keep_route=True)
     try:
-        await courier.location(PICKUP["lat"], PICKUP["lng"] + 0.5)
-        await asyncio.sleep(0.5)
-        await courier.availability(True)
-        await asyncio.sleep(0.3)
-        assert not await _has_frame(courier)  # no route, no offer: nothing to tell
+        assert await courier.recv(timeout=5) == {"type": "route", "orders": []}
+        assert not await _has_frame(courier)  # and no offer: there is none
     finally:
         await courier.close()
 

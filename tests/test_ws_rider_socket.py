@@ -38,9 +38,15 @@ async def test_bad_credentials_close_with_1008(server: ServerProcess, token_kind
     assert reason
 
 
+async def _greeted(ws) -> None:  # type: ignore[no-untyped-def]
+    """Every rider connection starts with its route: empty for a rider that carries nothing."""
+    assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "route", "orders": []}
+
+
 async def test_token_in_header_is_accepted(server: ServerProcess, uid) -> None:
     headers = {"Authorization": f"Bearer {server.token('rider', uid('r'))}"}
     async with websockets.connect(server.ws_url + "/v1/ws/rider", additional_headers=headers) as ws:
+        await _greeted(ws)
         await ws.send(orjson.dumps({"type": "nonsense", "id": 7}).decode())
         reply = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply == {"type": "error", "code": "unknown_type", "message": reply["message"], "ref": 7}
@@ -49,6 +55,7 @@ async def test_token_in_header_is_accepted(server: ServerProcess, uid) -> None:
 async def test_bad_frames_get_errors_and_the_socket_stays_open(server: ServerProcess, uid) -> None:
     url = f"{server.ws_url}/v1/ws/rider?token={server.token('rider', uid('r'))}"
     async with websockets.connect(url, max_size=None) as ws:
+        await _greeted(ws)
         cases = [
             ("{not json", "bad_json"),
             ("[1, 2]", "bad_message"),
@@ -73,6 +80,7 @@ async def test_inbox_messages_reach_the_rider_and_internal_ones_do_not(server: S
     client = connect(redis_url)
     try:
         async with websockets.connect(url) as ws:
+            await _greeted(ws)
             for _ in range(500):  # the socket subscribes its inbox once connected
                 if await subscriber_count(client, f"rider:{rider}:inbox") >= 1:
                     break

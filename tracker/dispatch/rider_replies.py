@@ -10,7 +10,7 @@ Releasing hands an accepted order back before its pickup (``rider_unassigned``):
 for the next round, and this rider is kept away from it like after a decline.
 
 A (re)connecting rider is told where it stands (:func:`where_rider_stands`): the orders it
-carries (a ``route`` frame) and the offer it is still considering, so an app that restarted
+carries (a ``route`` frame, empty when it carries none) and the offer it is still considering, so an app that restarted
 or lost its socket loses neither.
 """
 from __future__ import annotations
@@ -119,5 +119,11 @@ async def _after_inbox_gap(conn: RiderConnection) -> None:
     await where_rider_stands(conn, even_empty=True)
 
 
-ON_CONNECT.append(where_rider_stands)
+async def _on_connect(conn: RiderConnection) -> None:
+    # Always a route, even an empty one: an app that restarted learns that an order it
+    # remembers was cancelled or taken back while it was away.
+    await where_rider_stands(conn, even_empty=True)
+
+
+ON_CONNECT.append(_on_connect)
 ON_INBOX_GAP.append(_after_inbox_gap)
