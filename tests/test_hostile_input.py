@@ -20,11 +20,18 @@ from tracker.launcher import ServerProcess
 OSLO = {"lat": 59.91, "lng": 10.75}
 
 
-def _plant(url: str, key: str, value: str) -> None:
-    """Write ``key`` straight into the server's Redis (one server or a cluster), as a stranger would."""
+def _stranger(url: str) -> redis.Redis | redis.RedisCluster:
+    """A plain client of the server's Redis (one server or a cluster), as someone else's code would hold."""
     client = redis.Redis.from_url(url)
     if client.info("cluster").get("cluster_enabled"):
-        client = redis.RedisCluster.from_url(url)
+        client.close()
+        return redis.RedisCluster.from_url(url)
+    return client
+
+
+def _plant(url: str, key: str, value: str) -> None:
+    """Write ``key`` straight into the server's Redis, as a stranger would."""
+    client = _stranger(url)
     client.set(key, value)
     client.close()
 
@@ -87,11 +94,8 @@ async def _found_at(srv: ServerProcess, rider_id: str, lat: float) -> bool:
 async def test_fixes_redis_cannot_write_now_wait_and_are_written_later(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(redis=own_redis)
     courier = await rider(srv, uid("r"))
-    admin = redis.Redis.from_url(own_redis)
-    cluster = bool(admin.info("cluster").get("cluster_enabled"))
-    if cluster:
-        admin = redis.RedisCluster.from_url(own_redis)
-    config = {"target_nodes": redis.RedisCluster.ALL_NODES} if cluster else {}
+    admin = _stranger(own_redis)
+    config = {"target_nodes": redis.RedisCluster.ALL_NODES} if isinstance(admin, redis.RedisCluster) else {}
     try:
         admin.config_set("maxmemory", "1", **config)  # out of memory: every write is refused for now
         await courier.location(52.52, 13.405)

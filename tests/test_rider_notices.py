@@ -3,31 +3,54 @@ offer made void by a hand assignment, and where it stands when it (re)connects."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import pytest
 
 from clients.jsonsocket import JsonSocket
+from clients.rider import RiderClient
 from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.redis_client import connect
 from tests.test_dispatch_live import FAST, accepted, offered, rider_near_restaurant
+from tracker.launcher import ServerProcess
 
 
-async def test_rider_hears_at_once_that_the_order_it_carries_was_cancelled(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+@dataclass
+class Carrying:
+    """A server of its own, and a rider near the restaurant that accepted the order it was offered."""
+
+    srv: ServerProcess
+    ops: Ops
+    order_id: str
+    merchant_id: str
+    courier: RiderClient
+
+
+@pytest.fixture
+async def carrying(own_redis, start_server, uid) -> AsyncIterator[Carrying]:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
-    oid, mid, rid = uid("o"), uid("m"), uid("r")
-    courier = await rider_near_restaurant(srv, rid, 0.002)
+    oid, mid = uid("o"), uid("m")
+    courier = await rider_near_restaurant(srv, uid("r"), 0.002)
     try:
         await accepted(srv, ops, oid, mid, courier)
-        resp = await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": "customer called"})
-        assert resp.status_code == 200, resp.text
-        notice = await courier.expect("order_cancelled", timeout=5)
-        assert notice == {"type": "order_cancelled", "order_id": oid, "by": "operator", "reason": "customer called"}
-        # and its socket still works: the order is no longer its to report on
-        await courier.progress(oid, "at_pickup")
-        assert (await courier.expect("error"))["code"] == "invalid_transition"
+        yield Carrying(srv, ops, oid, mid, courier)
     finally:
         await courier.close()
         await ops.close()
+
+
+async def test_rider_hears_at_once_that_the_order_it_carries_was_cancelled(carrying: Carrying) -> None:
+    oid, courier = carrying.order_id, carrying.courier
+    resp = await carrying.ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": "customer called"})
+    assert resp.status_code == 200, resp.text
+    notice = await courier.expect("order_cancelled", timeout=5)
+    assert notice == {"type": "order_cancelled", "order_id": oid, "by": "operator", "reason": "customer called"}
+    # and its socket still works: the order is no longer its to report on
+    await courier.progress(oid, "at_pickup")
+    assert (await courier.expect("error"))["code"] == "invalid_transition"
 
 
 async def test_hand_assignment_tells_the_rider_and_withdraws_the_offer_made_to_another(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
@@ -91,67 +114,44 @@ async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_re
         await ops.close()
 
 
-async def test_after_a_pubsub_cut_the_rider_is_told_its_route_again(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST, redis=own_redis)
-    ops = Ops(srv)
-    oid, mid, rid = uid("o"), uid("m"), uid("r")
-    courier = await rider_near_restaurant(srv, rid, 0.002)
+async def test_after_a_pubsub_cut_the_rider_is_told_its_route_again(carrying: Carrying, own_redis) -> None:  # type: ignore[no-untyped-def]
     client = connect(own_redis)
     try:
-        await accepted(srv, ops, oid, mid, courier)
         # The server's pub/sub connection drops (a network blip): whatever its inbox carried
         # meanwhile may be lost, so the rider is told again what it carries.
         await kill_pubsub_connections(client)
-        route = await courier.expect("route", timeout=10)
-        assert [(o["order_id"], o["status"]) for o in route["orders"]] == [(oid, "assigned")]
+        route = await carrying.courier.expect("route", timeout=10)
+        assert [(o["order_id"], o["status"]) for o in route["orders"]] == [(carrying.order_id, "assigned")]
     finally:
         await client.aclose()
-        await courier.close()
-        await ops.close()
 
 
-async def test_a_customer_resuming_with_its_last_event_still_sees_the_rider(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST, redis=own_redis)
-    ops = Ops(srv)
-    oid, mid, rid = uid("o"), uid("m"), uid("r")
-    courier = await rider_near_restaurant(srv, rid, 0.002)
-    try:
-        await accepted(srv, ops, oid, mid, courier)
-        last = (await ops.get(oid))["events"][-1]["id"]  # the page loaded the order, then opens its channel
-        url = f"{srv.ws_url}/v1/ws/customer?order_id={oid}&last_event_id={last}"
-        watcher = await JsonSocket.open(url, srv.token("customer", oid))
-        await courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
-        seen = await watcher.expect("rider_location", timeout=5)  # no status event needed first
-        assert seen["order_id"] == oid and seen["eta"] > 0
-        await watcher.close()
-    finally:
-        await courier.close()
-        await ops.close()
+async def test_a_customer_resuming_with_its_last_event_still_sees_the_rider(carrying: Carrying) -> None:
+    srv, oid = carrying.srv, carrying.order_id
+    last = (await carrying.ops.get(oid))["events"][-1]["id"]  # the page loaded the order, then opens its channel
+    url = f"{srv.ws_url}/v1/ws/customer?order_id={oid}&last_event_id={last}"
+    watcher = await JsonSocket.open(url, srv.token("customer", oid))
+    await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
+    seen = await watcher.expect("rider_location", timeout=5)  # no status event needed first
+    assert seen["order_id"] == oid and seen["eta"] > 0
+    await watcher.close()
 
 
-async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST, redis=own_redis)
-    ops = Ops(srv)
-    oid, mid, rid = uid("o"), uid("m"), uid("r")
-    courier = await rider_near_restaurant(srv, rid, 0.002)
-    try:
-        await accepted(srv, ops, oid, mid, courier)
-        watcher = await customer(srv, oid)
-        await courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
-        before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location"))["eta"]
-        kitchen = await merchant(srv, mid)
-        await kitchen.delay(oid, 30)
-        await kitchen.event(oid, "food_delayed")
-        await kitchen.close()
-        # no new fix from the rider: the delay alone moves the estimate by about 30 minutes
-        moved = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
-        assert moved["eta"] - before < 40 * 60_000
-        order = await ops.get(oid)
-        assert order["pickup_eta"] >= order["ready_at"] and order["eta"] == moved["eta"]
-        await watcher.close()
-    finally:
-        await courier.close()
-        await ops.close()
+async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(carrying: Carrying) -> None:
+    srv, oid = carrying.srv, carrying.order_id
+    watcher = await customer(srv, oid)
+    await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
+    before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location"))["eta"]
+    kitchen = await merchant(srv, carrying.merchant_id)
+    await kitchen.delay(oid, 30)
+    await kitchen.event(oid, "food_delayed")
+    await kitchen.close()
+    # no new fix from the rider: the delay alone moves the estimate by about 30 minutes
+    moved = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
+    assert moved["eta"] - before < 40 * 60_000
+    order = await carrying.ops.get(oid)
+    assert order["pickup_eta"] >= order["ready_at"] and order["eta"] == moved["eta"]
+    await watcher.close()
 
 
 async def test_a_rider_that_carries_nothing_is_told_so_on_connect(server, uid) -> None:  # type: ignore[no-untyped-def]

@@ -20,23 +20,29 @@ from tracker.errors import REDIS_DOWN
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
-REDIS_DOWN_LOG_EVERY_S = 10.0
-_last_down_log: dict[tuple[str, str], tuple[float, int]] = {}  # (logger, message) -> (last logged, suppressed)
+THROTTLE_S = 10.0
+_last_logged: dict[tuple[str, str], tuple[float, int]] = {}  # (logger, message) -> (last logged, held back)
+
+
+def log_throttled(logger: logging.Logger, message: str, detail: str = "", **extra: Any) -> None:
+    """``message`` (and ``detail``) at ERROR, at most once per :data:`THROTTLE_S` for this logger
+    and message; the line says how many like it were held back since the last one."""
+    key, now = (logger.name, message), time.monotonic()
+    last, held_back = _last_logged.get(key, (-THROTTLE_S, 0))
+    if now - last < THROTTLE_S:
+        _last_logged[key] = (last, held_back + 1)
+        return
+    _last_logged[key] = (now, 0)
+    logger.error("%s%s%s", message, f" ({detail})" if detail else "",
+                 f"; {held_back} more like it in the last {now - last:.0f} s" if held_back else "", extra=extra)
 
 
 def log_failure(logger: logging.Logger, message: str, exc: BaseException, **extra: Any) -> None:
-    """Log a failure: with its traceback, unless Redis is down (then one line, rate-limited)."""
+    """Log a failure: with its traceback, unless Redis is down (then one line, throttled)."""
     if not isinstance(exc, REDIS_DOWN):
         logger.error(message, exc_info=exc, extra=extra)
         return
-    key, now = (logger.name, message), time.monotonic()
-    last, suppressed = _last_down_log.get(key, (-REDIS_DOWN_LOG_EVERY_S, 0))
-    if now - last < REDIS_DOWN_LOG_EVERY_S:
-        _last_down_log[key] = (last, suppressed + 1)
-        return
-    _last_down_log[key] = (now, 0)
-    logger.error("%s: Redis unavailable (%s: %s)%s", message, type(exc).__name__, exc,
-                 f"; {suppressed} more like it in the last {now - last:.0f} s" if suppressed else "", extra=extra)
+    log_throttled(logger, f"{message}: Redis unavailable", f"{type(exc).__name__}: {exc}", **extra)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
-from tracker.orders.service import store_of, wire
+from tracker.orders.service import rider_order, store_of, wire
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
 
@@ -92,38 +92,26 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
                                                         by="rider", reason=reason)
 
 
-async def where_rider_stands(conn: RiderConnection, *, even_empty: bool = False) -> None:
-    """On connect: a ``route`` frame with the orders the rider carries (if any, or always when
-    ``even_empty``), then the offer it is still considering (the same ``offer`` frame again)."""
+async def where_rider_stands(conn: RiderConnection) -> None:
+    """A ``route`` frame with the orders the rider carries (empty when none; by assignment time,
+    a bundle in its delivery sequence), then the offer it is still considering, if any (the same
+    ``offer`` frame again). On every connect, and after its inbox may have lost messages."""
     rt = conn.runtime
-    orders, order_of_route = [], {}
+    held = []
     for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
         raw = await store_of(rt).load(order_id)
         if raw is not None and raw.get("rider_id") == conn.rider_id and raw["status"] in CARRYING:
-            orders.append(wire(raw))
-            order_of_route[order_id] = (int(raw.get("assigned_at") or 0), int(raw.get("route_seq") or 0))
-    if orders or even_empty:
-        orders.sort(key=lambda o: (*order_of_route[o["id"]], o["id"]))  # a bundle in its delivery sequence
-        await conn.send({"type": "route", "orders": [
-            {"order_id": o["id"], "merchant_id": o["merchant_id"], "pickup": o["pickup"], "dropoff": o["dropoff"],
-             "status": o["status"], "eta": o["eta"]}
-            for o in orders
-        ]})
+            held.append(((int(raw.get("assigned_at") or 0), int(raw.get("route_seq") or 0), order_id), wire(raw)))
+    held.sort(key=lambda item: item[0])
+    await conn.send({"type": "route", "orders": [{**rider_order(o), "status": o["status"], "eta": o["eta"]}
+                                                 for _, o in held]})
     offer = await rt.services["dispatcher"].store.pending_for(conn.rider_id)
     if offer is not None and offer.expires_at > rt.clock.now_ms():
         await conn.send(offer.frame())
 
 
-async def _after_inbox_gap(conn: RiderConnection) -> None:
-    # A lost order_cancelled, assigned or unassigned frame: the route says what the rider carries now.
-    await where_rider_stands(conn, even_empty=True)
-
-
-async def _on_connect(conn: RiderConnection) -> None:
-    # Always a route, even an empty one: an app that restarted learns that an order it
-    # remembers was cancelled or taken back while it was away.
-    await where_rider_stands(conn, even_empty=True)
-
-
-ON_CONNECT.append(_on_connect)
-ON_INBOX_GAP.append(_after_inbox_gap)
+# Always a route, even an empty one: an app that restarted learns that an order it remembers
+# was cancelled or taken back while it was away; after an inbox gap, that a lost
+# order_cancelled, assigned or unassigned frame changed what it carries.
+ON_CONNECT.append(where_rider_stands)
+ON_INBOX_GAP.append(where_rider_stands)

@@ -17,14 +17,15 @@ async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, 
     A declared ``Content-Length`` over the limit is refused before reading; otherwise the body is
     read chunk by chunk and refused at the first byte beyond it (a client may lie or stream).
     """
+    too_large = ApiError("too_large", f"request body larger than {limit // 1024} KiB")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError("too_large", f"request body larger than {limit // 1024} KiB")
+        raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError("too_large", f"request body larger than {limit // 1024} KiB")
+            raise too_large
         chunks.append(chunk)
     raw = b"".join(chunks)
     return loads_object(raw or b"{}")

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 from redis.exceptions import ResponseError
 
 from tracker.locations.fix import Fix
+from tracker.logs import log_throttled
 from tracker.locations.store import RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload, write_fixes_by_slot
 from tracker.redis_client import AnyRedis, is_cluster
 
@@ -38,7 +39,6 @@ Batch = dict[str, tuple[Fix, str | None]]
 # refused again (a key of another type in the way, a position a geoset cannot hold). Anything
 # else (unreachable, out of memory, read-only, MISCONF, BUSY...) is "not now": retried.
 DATA_REFUSALS = ("WRONGTYPE", "invalid longitude", "invalid latitude")
-REFUSAL_LOG_EVERY_S = 10.0
 
 
 def _refused(exc: BaseException) -> bool:
@@ -60,7 +60,6 @@ class FixWriter:
             "older one not yet written)", registry=registry,
         )
         self.written = Counter("tracker_fixes_written", "Location fixes written to Redis", registry=registry)
-        self._refusal_logged_at, self._refusals_unlogged = -REFUSAL_LOG_EVERY_S, 0
         self.refused = Counter(
             "tracker_fixes_refused", "Location fixes Redis refused to store (each is logged and dropped)",
             registry=registry,
@@ -124,22 +123,13 @@ class FixWriter:
             if len(batch) == 1:
                 ((rider_id, (fix, _)),) = batch.items()
                 self.refused.inc()
-                self._log_refusal(rider_id, exc)
+                log_throttled(log, "location fix refused by Redis and dropped", str(exc), rider_id=rider_id)
             else:
                 items = list(batch.items())
                 for part in (items[: len(items) // 2], items[len(items) // 2:]):
                     await self._write_or_isolate(dict(part), settled)
                 return
         settled.update(batch)
-
-    def _log_refusal(self, rider_id: str, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._refusal_logged_at < REFUSAL_LOG_EVERY_S:
-            self._refusals_unlogged += 1
-            return
-        more = f" ({self._refusals_unlogged} more since the last such line)" if self._refusals_unlogged else ""
-        log.error("location fix refused by Redis and dropped%s", more, extra={"rider_id": rider_id, "error": str(exc)})
-        self._refusal_logged_at, self._refusals_unlogged = now, 0
 
     async def _write_batch(self, batch: Batch) -> None:
         now = time.monotonic()

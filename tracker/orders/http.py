@@ -97,9 +97,7 @@ async def assign(request: Request) -> Response:
         raise ApiError("conflict", f"order {order_id!r} already has rider {raw['rider_id']!r}; unassign it first")
     await service.assign_orders(rt, [order_id], rider_id)
     order = await service.load_order(rt, order_id)
-    frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [{
-        "order_id": order_id, "merchant_id": order["merchant_id"], "pickup": order["pickup"], "dropoff": order["dropoff"],
-    }]}
+    frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [service.rider_order(order)]}
     # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.
     await rt.pubsub.publish(inbox_channel(rider_id), dumps_str(frame))
     return JSONResponse(order)

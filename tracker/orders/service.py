@@ -60,6 +60,12 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
     return out
 
 
+def rider_order(order: dict[str, Any]) -> dict[str, Any]:
+    """An order (wire form) as a rider's frames show it: ``order_id``, ``merchant_id``, ``pickup``, ``dropoff``."""
+    return {"order_id": order["id"], "merchant_id": order["merchant_id"], "pickup": order["pickup"],
+            "dropoff": order["dropoff"]}
+
+
 async def load_order(rt: Runtime, order_id: str, *, with_events: bool = False) -> dict[str, Any] | None:
     """The order in wire form (with its history when asked), or ``None``."""
     store = store_of(rt)
