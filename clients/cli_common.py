@@ -57,6 +57,48 @@ def remaining(deadline: float | None) -> float:
     return deadline - asyncio.get_running_loop().time()
 
 
+# Closes after which a phone would simply connect again: the server going away (1001: a restart
+# or a deploy), an error on its side (1011), a restart or overload (1012, 1013), and a connection
+# lost without a close frame (1006). Any other close (a refused token, 1008 policy) ends the client.
+RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
+MAX_BACKOFF_S = 10.0
+
+
+async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float | None) -> None:
+    """Run ``session`` (one connection, until the deadline) and, when the server goes away
+    after it connected, connect again with a growing pause (0.5 s up to 10 s), until the deadline.
+
+    A first connection that fails, a refused token or a policy close still end the client (the
+    caller's :func:`run` reports them); so does a server that stays away past the deadline.
+    """
+    loop = asyncio.get_running_loop()
+    connected_once, backoff = False, 0.5
+    while True:
+        started = loop.time()
+        try:
+            await session()
+            return
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            if code not in RECONNECT_CODES:
+                raise
+            why = f"{code} {exc.rcvd.reason}".strip() if exc.rcvd is not None else "1006 no close frame"
+            connected_once = True
+        except (OSError, InvalidStatus) as exc:
+            retry = isinstance(exc, OSError) or exc.response.status_code >= 500
+            if not connected_once or not retry:
+                raise
+            why = f"still unreachable: {exc or type(exc).__name__}"
+        if loop.time() - started > 60:
+            backoff = 0.5  # a connection that lasted: start the pauses again
+        pause = min(backoff, remaining(deadline))
+        if pause <= 0:
+            return
+        note(f"the server went away ({why}); connecting again in {pause:.1f} s")
+        await asyncio.sleep(pause)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
 def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace], Awaitable[None]]) -> int:
     """Run ``main(args)``; turn the usual failures into one line and an exit status."""
     if not args.token:

@@ -89,22 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from clients.cli_common import note, remaining, show
+    from clients.cli_common import keep_connected, note, remaining, show
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
     watcher = CustomerClient(args.ws, args.token, args.order_id)
     watcher.last_event_id = args.last_event_id
-    await watcher.connect()
-    note(f"watching order {args.order_id} on {args.ws}/v1/ws/customer")
-    try:
-        while (left := remaining(deadline)) > 0:
-            try:
-                show(await watcher.next(timeout=min(left, 1.0)))
-            except asyncio.TimeoutError:
-                continue
-    finally:
-        await watcher.close()
+
+    async def session() -> None:  # a new connection resumes after the last event seen
+        await watcher.connect()
+        note(f"watching order {args.order_id} on {args.ws}/v1/ws/customer")
+        try:
+            while (left := remaining(deadline)) > 0:
+                try:
+                    show(await watcher.next(timeout=min(left, 1.0)))
+                except asyncio.TimeoutError:
+                    continue
+        finally:
+            await watcher.close()
+
+    await keep_connected(session, deadline)
 
 
 def main(argv: list[str] | None = None) -> int:

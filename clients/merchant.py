@@ -84,13 +84,22 @@ async def _act_later(tablet: MerchantClient, seen: dict[str, list[str]], order_i
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from clients.cli_common import note, remaining, show
+    from clients.cli_common import keep_connected
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
     seen: dict[str, list[str]] = {}  # each order's event kinds so far
+    position = {"last_event_id": args.last_event_id}  # a new connection resumes the feed from here
+    await keep_connected(lambda: _session(args, deadline, seen, position), deadline)
+
+
+async def _session(args: argparse.Namespace, deadline: float | None, seen: dict[str, list[str]],
+                   position: dict[str, str | None]) -> None:
+    """One connection: until the deadline, or until the server closes it."""
+    from clients.cli_common import note, remaining, show
+
     pending: set[asyncio.Task[None]] = set()
-    async with await MerchantClient.connect(args.ws, args.token, last_event_id=args.last_event_id) as tablet:
+    async with await MerchantClient.connect(args.ws, args.token, last_event_id=position["last_event_id"]) as tablet:
         note(f"connected to {args.ws}/v1/ws/merchant")
         try:
             while (left := remaining(deadline)) > 0:
@@ -104,6 +113,7 @@ async def _main(args: argparse.Namespace) -> None:
                 show(frame)
                 if frame.get("type") != "event" or "order_id" not in frame:
                     continue
+                position["last_event_id"] = frame.get("id") or position["last_event_id"]
                 oid, kind = frame["order_id"], frame.get("kind", "")
                 seen.setdefault(oid, []).append(kind)
                 if kind == "placed" and args.confirm:

@@ -6,7 +6,8 @@
         await rider.accept(offer["offer_id"])
 
 From the command line (``python -m clients.rider --help``, or ``python clients/rider.py``)
-it connects one rider, streams a position, prints every frame and answers offers::
+it connects one rider, streams a position, prints every frame and answers offers, and connects
+again when the server goes away (a restart, 1001) after it was connected::
 
     python -m clients.rider --token "$(tracker token --role rider --sub r1)" --lat 52.52 --lng 13.405 --accept
 """
@@ -140,10 +141,18 @@ async def _deliver(rider: RiderClient, frame: dict[str, Any], pause: float) -> N
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from clients.cli_common import note, remaining, show
+    from clients.cli_common import keep_connected
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
+    await keep_connected(lambda: _session(args, deadline), deadline)
+
+
+async def _session(args: argparse.Namespace, deadline: float | None) -> None:
+    """One connection: until the deadline, or until the server closes it (then a new one
+    starts with the server's ``route`` frame, and ``--deliver`` carries on from there)."""
+    from clients.cli_common import note, remaining, show
+
     background: set[asyncio.Task[None]] = set()
     async with await RiderClient.connect(args.ws, args.token) as rider:
         note(f"connected to {args.ws}/v1/ws/rider")
@@ -157,7 +166,7 @@ async def _main(args: argparse.Namespace) -> None:
             while (left := remaining(deadline)) > 0:
                 for task in [t for t in background if t.done()]:
                     background.discard(task)
-                    task.result()  # a failed stream (the connection went) ends the client
+                    task.result()  # a failed stream (the connection went) ends this connection
                 try:
                     frame = await rider.recv(timeout=min(left, 1.0))
                 except asyncio.TimeoutError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -105,3 +106,48 @@ def test_a_refused_token_is_one_line(server: ServerProcess) -> None:
     run = client("rider", "--server", server.base_url, "--token", server.token("merchant", "m1"), "--for", "5")
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.splitlines()[-1].endswith("closed the connection: 1008 forbidden: role 'merchant' may not do this (needs rider)")
+
+
+def test_command_line_clients_connect_again_after_the_server_restarts(
+        start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
+    """A deploy restarts the server (its sockets close 1001): the rider, kitchen and customer
+    command lines connect again and carry on, as a phone would; the rider streams fixes again."""
+    srv = start_server(redis=own_redis)
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
+    assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                        "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+    base = ["--server", srv.base_url, "--for", "25"]
+    procs = {
+        "rider": ["--token", srv.token("rider", rider), "--lat", "52.5201", "--lng", "13.4051", "--every", "0.5"],
+        "merchant": ["--token", srv.token("merchant", merchant)],
+        "customer": ["--token", srv.token("customer", oid), "--order-id", oid],
+    }
+    running = {name: subprocess.Popen([sys.executable, "-m", f"clients.{name}", *base, *extra], cwd=ROOT, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name, extra in procs.items()}
+    try:
+        time.sleep(4)  # all three connected and the rider streaming
+        srv.stop()
+        srv.start()
+        restarted_ms = time.time() * 1000
+        time.sleep(6)  # long enough for a reconnect after the first pauses
+        ops.close()
+        ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
+        near = ops.get("/v1/riders/nearby", params={"lat": 52.52, "lng": 13.405, "radius_m": 500}).json()
+        seen = [r for r in near["riders"] if r["id"] == rider]
+        assert seen and seen[0]["ts"] > restarted_ms, near  # it streams fixes again, after the restart
+        assert ops.post(f"/v1/orders/{oid}/cancel", json={}).status_code == 200  # heard by kitchen and customer
+        outputs = {name: proc.communicate(timeout=40) for name, proc in running.items()}
+    finally:
+        ops.close()
+        for proc in running.values():
+            proc.kill()
+    for name, (out, err) in outputs.items():
+        assert running[name].returncode == 0, (name, err)
+        assert err.count("# connected to") + err.count("# watching order") == 2, (name, err)
+        assert "the server went away (1001" in err and "Traceback" not in err, (name, err)
+    frames = {name: [json.loads(line) for line in out.splitlines()] for name, (out, _) in outputs.items()}
+    assert [f["type"] for f in frames["rider"]].count("route") == 2  # one per connection
+    for name in ("merchant", "customer"):  # the second connection resumed: each event once
+        kinds = [f["kind"] for f in frames[name] if f.get("type") == "event"]
+        assert kinds == ["placed", "cancelled"], (name, kinds)

@@ -11,7 +11,7 @@ import redis
 import websockets
 
 from clients.jsonsocket import JsonSocket
-from tests.orders_helpers import Ops, customer, merchant, platform_kitchen, rider
+from tests.orders_helpers import Ops, merchant, platform_kitchen, rider
 from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
 from tests.test_locations import eventually, nearby
 from tracker.geo import dispatch_region, region_cell

@@ -274,6 +274,42 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
         await ops.close()
 
 
+async def test_a_second_restaurants_order_is_planned_after_the_first_trip(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """An operator hands a rider on its way to restaurant A an order of restaurant B, 4 km off:
+    B's kitchen is not told the rider is arriving while it is at A, and B's pickup is planned
+    after A's drop-off, on the order's ETAs and in the rider's route."""
+    srv = start_server({"TRACKER_RIDER_SPEED_MPS": "10", "TRACKER_MAX_RIDER_SPEED_MPS": "5000",
+                        "TRACKER_ARRIVING_PROMPT_S": "60"})
+    ops = Ops(srv)
+    first, second, mid_a, mid_b, rid = uid("o1"), uid("o2"), uid("ma"), uid("mb"), uid("r")
+    restaurant_b = {"lat": 52.5600, "lng": 13.4050}
+    kitchen_a, kitchen_b = await merchant(srv, mid_a), await merchant(srv, mid_b)
+    courier = await rider(srv, rid)
+    try:
+        await ops.create(first, mid_a, prep_minutes=1)
+        await ops.create(second, mid_b, pickup=restaurant_b, prep_minutes=1)
+        for kitchen, oid in ((kitchen_a, first), (kitchen_b, second)):
+            await kitchen.confirm(oid)
+            await kitchen.event(oid, "confirmed")
+        assert (await ops.assign(first, rid)).status_code == 200
+        assert (await ops.assign(second, rid)).status_code == 200
+        await courier.location(52.5200 + 0.002, 13.4050)  # 220 m from A, 4.2 km from B
+        arriving = await kitchen_a.expect(lambda f: f.get("type") == "prompt" and f["kind"] == "rider_arriving")
+        assert arriving["order_id"] == first
+        await asyncio.sleep(1.5)
+        assert not [f for f in kitchen_b.received if f.get("type") == "prompt" and f["kind"] == "rider_arriving"]
+        a, b = await ops.get(first), await ops.get(second)
+        assert a["pickup_eta"] < a["eta"] < b["pickup_eta"] < b["eta"], (a, b)
+        again = await rider(srv, rid, keep_route=True)
+        route = await again.expect("route")
+        assert [o["order_id"] for o in route["orders"]] == [first, second]
+        await again.close()
+    finally:
+        for client in (kitchen_a, kitchen_b, courier):
+            await client.close()
+        await ops.close()
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(min_value=1, max_value=30), st.data())
 def test_resume_logic_delivers_each_event_once_in_order(n: int, data: st.DataObject) -> None:

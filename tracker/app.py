@@ -13,6 +13,7 @@ from typing import AsyncIterator
 from prometheus_client import CollectorRegistry, Gauge
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -21,6 +22,7 @@ from starlette.websockets import WebSocket
 from tracker.clock import Clock
 from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
 from tracker.http import health
+from tracker.http.unexpected import AnswerUnexpected
 from tracker.locations import feature as locations
 from tracker.redis_client import connect
 from tracker.orders import feature as orders
@@ -72,11 +74,6 @@ async def _socket_over_http(request: Request) -> Response:
     return JSONResponse({"error": {"code": "upgrade_required",
                                    "message": f"{path} is a WebSocket endpoint: connect with a WebSocket client"}},
                         status_code=426, headers={"Upgrade": "websocket"})
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": {"code": "internal", "message": "internal server error"}}, status_code=500)
 
 
 def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None) -> Starlette:
@@ -132,8 +129,9 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                             **{cls: _redis_down for cls in REDIS_DOWN}},
+        middleware=[Middleware(AnswerUnexpected)],
     )
     app.state.hub = hub
     return app

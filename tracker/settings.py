@@ -159,6 +159,11 @@ class Settings:
         "TRACKER_DISPATCH_RADIUS_M", _positive_float, 8000.0, "how far from a restaurant riders are considered"
     )
 
+    followup_repair_s: float = _setting(
+        "TRACKER_FOLLOWUP_REPAIR_S", _positive_float, 10.0,
+        "wall-clock seconds after which an order step's unfinished follow-up writes are re-derived",
+    )
+
     tile_url: str | None = _setting(
         "TRACKER_TILE_URL", _text, None, "raster tile URL template ({z}/{x}/{y}) under the pages' maps; unset draws vectors only"
     )

@@ -22,6 +22,7 @@ from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
+from tracker.orders.route import rider_trips
 from tracker.orders.service import rider_order, store_of, wire
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
@@ -93,18 +94,18 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
 
 
 async def where_rider_stands(conn: RiderConnection) -> None:
-    """A ``route`` frame with the orders the rider carries (empty when none; by assignment time,
-    a bundle in its delivery sequence), then the offer it is still considering, if any (the same
+    """A ``route`` frame with the orders the rider carries (empty when none), in the order it will
+    serve them (:func:`tracker.orders.route.rider_trips`), then the offer it is still considering, if any (the same
     ``offer`` frame again). On every connect, and after its inbox may have lost messages."""
     rt = conn.runtime
     held = []
     for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
         raw = await store_of(rt).load(order_id)
         if raw is not None and raw.get("rider_id") == conn.rider_id and raw["status"] in CARRYING:
-            held.append(((int(raw.get("assigned_at") or 0), int(raw.get("route_seq") or 0), order_id), wire(raw)))
-    held.sort(key=lambda item: item[0])
+            held.append(raw)
+    route = [wire(raw) for trip in rider_trips(held) for raw in trip]
     await conn.send({"type": "route", "orders": [{**rider_order(o), "status": o["status"], "eta": o["eta"]}
-                                                 for _, o in held]})
+                                                 for o in route]})
     offer = await rt.services["dispatcher"].store.pending_for(conn.rider_id)
     if offer is not None and offer.expires_at > rt.clock.now_ms():
         await conn.send(offer.frame())

@@ -24,6 +24,7 @@ from tracker.locations import Fix
 from tracker.logs import log_failure
 from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.machine import CARRYING, TO_COLLECT
+from tracker.orders.route import rider_trips
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
 from tracker.redis_client import get_many, publish_all
 from tracker.runtime import Runtime
@@ -109,35 +110,29 @@ class RiderOrdersFeed:
 
     async def _publish(self, rider_id: str, fix: Fix, mine: list[dict[str, str]]) -> None:
         now = self.rt.clock.now_ms()
-        mine.sort(key=lambda h: int(h.get("route_seq") or 0))
-        picked = [h for h in mine if h["status"] in ("picked_up", "at_dropoff")]
-        to_pick = [h for h in mine if h["status"] in TO_COLLECT]
         etas: dict[str, int] = {}
-        pickup_eta: int | None = None
-        position = (fix.lat, fix.lng)
-        start = now
-        if picked:
-            plan = route_times(self.model, start, position, None, None, [_drop(h) for h in picked])
-            etas.update({h["id"]: int(t) for h, t in zip(picked, plan.dropoffs)})
-            start, position = int(plan.dropoffs[-1] + self.model.dropoff_service_s * 500), _drop(picked[-1])
+        pickup_etas: dict[str, int] = {}
         prompts: list[tuple[dict[str, str], str, int]] = []
-        if to_pick:
-            first = to_pick[0]
-            ready = max((int(h["ready_at"]) for h in to_pick if h.get("ready_at")), default=None)
-            plan = route_times(
-                self.model, start, position, _pickup(first), ready, [_drop(h) for h in to_pick],
-                at_pickup=first["status"] == "at_pickup",
-            )
-            etas.update({h["id"]: int(t) for h, t in zip(to_pick, plan.dropoffs)})
-            pickup_eta = None if plan.pickup is None else int(plan.pickup)
-            if plan.pickup_arrival is not None and first["status"] == "assigned":
-                arrival = int(plan.pickup_arrival)
-                prompts += self._due_prompts(to_pick, arrival, now, rider_id)
+        start, position = float(now), (fix.lat, fix.lng)
+        for trip in rider_trips(mine):
+            first = trip[0]
+            drops = [_drop(h) for h in trip]
+            if first["status"] in TO_COLLECT:
+                ready = max((int(h["ready_at"]) for h in trip if h.get("ready_at")), default=None)
+                plan = route_times(self.model, int(start), position, _pickup(first), ready, drops,
+                                   at_pickup=any(h["status"] == "at_pickup" for h in trip))
+                pickup_etas.update({h["id"]: int(plan.pickup) for h in trip if plan.pickup is not None})
+                if plan.pickup_arrival is not None and all(h["status"] == "assigned" for h in trip):
+                    prompts += self._due_prompts(trip, int(plan.pickup_arrival), now, rider_id)
+            else:
+                plan = route_times(self.model, int(start), position, None, None, drops)
+            etas.update({h["id"]: int(t) for h, t in zip(trip, plan.dropoffs)})
+            start, position = plan.dropoffs[-1] + self.model.dropoff_service_s * 500, drops[-1]
         pipe = self.rt.redis.pipeline(transaction=False)
         frames = []
         for h in mine:
             eta = etas.get(h["id"])
-            pickup = pickup_eta if h["status"] in TO_COLLECT and pickup_eta is not None else ""
+            pickup = pickup_etas.get(h["id"], "")
             pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id,
                       "" if eta is None else eta, pickup, *CARRYING)
             frame = {"type": "rider_location", "order_id": h["id"], "rider_id": rider_id, "lat": fix.lat,

@@ -15,7 +15,7 @@ from tracker.dispatch.demand import record_order
 from tracker.errors import ApiError
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.logs import log_failure
-from tracker.orders import machine
+from tracker.orders import followups, machine
 from tracker.orders.store import OrderStore, Step, order_key
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
@@ -111,23 +111,89 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
 async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str, rider: str | None = None,
                fields: dict[str, Any] | None = None, event_extra: dict[str, Any] | None = None,
                require_unassigned: bool = False, per_order_fields: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
-    """Apply one event ``kind`` to orders of one merchant, all or none; returns the events."""
+    """Apply one event ``kind`` to orders of one merchant, all or none; returns the events.
+
+    The step is journaled first (:mod:`followups`): if its follow-up writes in other slots fail
+    (Redis failing between them), the step still stands and is answered as done, the failure is
+    logged, and :mod:`repair` re-derives those writes from the order's record.
+    """
     now = rt.clock.now_ms()
     allowed = machine.allowed_from(kind)
     target = machine.RULES[kind][1]
     all_fields = dict(fields or {})
     if kind in STAMP:
         all_fields[STAMP[kind]] = now
-    events = await store_of(rt).apply(
-        merchant_id, order_ids,
-        Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
-             rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields,
-             require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None),
-        now,
-    )
+    journal = await followups.begin(rt.redis, order_ids, kind)
+    try:
+        events = await store_of(rt).apply(
+            merchant_id, order_ids,
+            Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
+                 rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields,
+                 require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None),
+            now,
+        )
+    except ApiError:
+        await _forget(rt, journal)  # refused: nothing changed
+        raise
     olds = [e.pop("_from") for e in events]
-    await _after(rt, order_ids, olds, kind, events)
+    try:
+        await _after(rt, order_ids, olds, kind, events)
+    except Exception as exc:  # noqa: BLE001 - the step stands; its journal entry gets it repaired
+        log_failure(log, f"follow-up writes of an order step failed (repaired within "
+                         f"{rt.settings.followup_repair_s:g} s)", exc, orders=order_ids, kind=kind)
+        return events
+    await _forget(rt, journal)
     return events
+
+
+async def _forget(rt: Runtime, journal: list[str]) -> None:
+    try:
+        await followups.end(rt.redis, journal)
+    except Exception as exc:  # noqa: BLE001 - the step is done; repair will drop the entries harmlessly
+        log_failure(log, "order step journal entry not removed", exc)
+
+
+async def sync_indexes(rt: Runtime, order: dict[str, str]) -> None:
+    """Bring the keys derived from an order's record in line with it (idempotent): the open-order
+    index, the order set of the rider carrying it (and ``carrying:riders``), and the set of a
+    rider who no longer does."""
+    await store_of(rt).update_indexes(order)
+    oid = order["id"]
+    holder = order.get("rider_id") if order.get("status") in machine.CARRYING else None
+    if holder:
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.sadd(rider_orders_key(holder), oid)
+        pipe.sadd(CARRYING_RIDERS, holder)
+        await pipe.execute()
+    for former in {order.get("last_rider_id"), order.get("rider_id")} - {holder, None, ""}:
+        await rt.redis.srem(rider_orders_key(former), oid)
+        if not await rt.redis.scard(rider_orders_key(former)):
+            await rt.redis.srem(CARRYING_RIDERS, former)
+
+
+async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, event: dict[str, Any]) -> None:
+    """After a step of ``kind`` (from status ``old``, recorded as ``event``): an ``_orders_changed`` notice to the rider
+    whose orders it changed, ``order_cancelled`` to a rider who was carrying a cancelled order,
+    and the order step listeners (dispatch withdraws the offers the step made void)."""
+    oid, rider = order["id"], order.get("rider_id") or None
+    changed_rider = rider
+    if kind in ("delivered", "cancelled", "rider_unassigned"):
+        changed_rider = order.get("last_rider_id") or rider
+    elif kind != "assigned" and (kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT):
+        changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
+    if changed_rider:
+        await rt.pubsub.publish(inbox_channel(changed_rider), '{"type":"_orders_changed"}')
+    if kind == "cancelled" and old in machine.CARRYING and rider:
+        # The rider on its way must hear it now, not at its next progress report.
+        notice = {"type": "order_cancelled", "order_id": oid, "by": event.get("by")}
+        if event.get("reason"):
+            notice["reason"] = event["reason"]
+        await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(notice).decode())
+    for listener in rt.services.get("order_step_listeners", ()):
+        try:
+            await listener(order, kind)
+        except Exception as exc:  # noqa: BLE001 - the step is done: its caller must hear so
+            log_failure(log, "order step listener failed", exc, order=oid, kind=kind)
 
 
 async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str,
@@ -137,34 +203,9 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
         order = await store.load(oid)
         if order is None:
             continue
-        await store.update_indexes(order)
-        rider = order.get("rider_id")
+        await sync_indexes(rt, order)
         await rt.services["order_metrics"].record(rt.redis, order, kind, old)
-        changed_rider = rider or None
-        if kind == "assigned" and rider:
-            await rt.redis.sadd(rider_orders_key(rider), oid)
-            await rt.redis.sadd(CARRYING_RIDERS, rider)
-        elif kind in ("delivered", "cancelled", "rider_unassigned"):
-            changed_rider = order.get("last_rider_id") or rider or None
-            if changed_rider:
-                await rt.redis.srem(rider_orders_key(changed_rider), oid)
-                if not await rt.redis.scard(rider_orders_key(changed_rider)):
-                    await rt.redis.srem(CARRYING_RIDERS, changed_rider)
-        elif kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT:
-            changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
-        if changed_rider:
-            await rt.pubsub.publish(inbox_channel(changed_rider), '{"type":"_orders_changed"}')
-        if kind == "cancelled" and old in machine.CARRYING and rider:
-            # The rider on its way must hear it now, not at its next progress report.
-            notice = {"type": "order_cancelled", "order_id": oid, "by": event.get("by")}
-            if event.get("reason"):
-                notice["reason"] = event["reason"]
-            await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(notice).decode())
-        for listener in rt.services.get("order_step_listeners", ()):
-            try:
-                await listener(order, kind)
-            except Exception as exc:  # noqa: BLE001 - the step is done: its caller must hear so
-                log_failure(log, "order step listener failed", exc, order=oid, kind=kind)
+        await tell_riders(rt, order, kind, old, event)
 
 
 async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None,
