@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -56,3 +57,13 @@ def test_bad_role_and_bad_sub_are_refused() -> None:
     assert _token("--role", "admin", "--sub", "x").returncode == 2
     bad_sub = _token("--role", "rider", "--sub", "no spaces allowed")
     assert bad_sub.returncode == 2 and "sub" in bad_sub.stderr
+
+
+def test_a_short_secret_is_one_clear_warning_and_still_signs() -> None:
+    result = _token("--role", "rider", "--sub", "r1", secret="short")
+    with warnings.catch_warnings():  # (PyJWT's own warning, in this test process)
+        warnings.simplefilter("ignore")
+        assert result.returncode == 0 and jwt.decode(result.stdout.strip(), "short", algorithms=["HS256"])["sub"] == "r1"
+    assert result.stderr.startswith("tracker token: warning: TRACKER_SECRET is 5 bytes, under the 32"), result.stderr
+    assert result.stderr.count("\n") == 1 and "InsecureKeyLengthWarning" not in result.stderr, result.stderr
+    assert _token("--role", "rider", "--sub", "r1").stderr == ""  # a long one: no warning

@@ -60,6 +60,13 @@ async def test_a_hand_assignment_whose_route_write_fails_is_on_the_riders_route_
         await redis.set(rider_orders_key(rid), "not a set")  # the rider's order set cannot be written
         resp = await ops.assign(oid, rid)
         assert resp.status_code == 200 and resp.json()["rider_id"] == rid, resp.text  # the step stands
+        for _ in range(50):  # while the key stays wrong, each repair fails, and says so
+            ready = (await ops.client.get("/readyz")).json()
+            if "order-followup-repair" in ready["degraded"]:
+                break
+            await asyncio.sleep(0.1)
+        task = next(t for t in ready["tasks"] if t["name"] == "order-followup-repair")
+        assert "WRONGTYPE" in task["last_error"] and "order-followup-repair" in ready["degraded"], ready
         await redis.delete(rider_orders_key(rid))
         deadline = time.monotonic() + 10
         courier = await rider(srv, rid, keep_route=True)

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,13 @@ log = logging.getLogger("tracker.auth")
 
 ALGORITHMS = ["HS256"]
 DEFAULT_TTL_S = 24 * 3600
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+# A short secret is reported once, in our words (``weak_secret_warning``), not by PyJWT on
+# every token signed or checked.
+_PYJWT_KEY_WARNING = getattr(jwt, "InsecureKeyLengthWarning", None)  # (PyJWT 2.10 and later)
+if _PYJWT_KEY_WARNING is not None:
+    warnings.filterwarnings("ignore", category=_PYJWT_KEY_WARNING)
 
 
 class Role(str, enum.Enum):
@@ -95,6 +103,15 @@ def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
     raise ApiError("unauthorized", f"missing token ({where})")
 
 
+def weak_secret_warning(secret: str) -> str | None:
+    """Why ``secret`` is too short to sign tokens safely, or ``None`` when it is long enough."""
+    size = len(secret.encode())
+    if size >= MIN_SECRET_BYTES:
+        return None
+    return (f"TRACKER_SECRET is {size} bytes, under the {MIN_SECRET_BYTES} HS256 wants: whoever guesses it "
+            f"can sign tokens for any role (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+
+
 def secret_path(data_dir: Path) -> Path:
     """Where ``tracker serve`` keeps its development secret."""
     return data_dir / "secret"
@@ -111,6 +128,8 @@ def read_secret(data_dir: Path) -> str | None:
 def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     """The configured secret, else a development secret kept in ``data_dir/secret``."""
     if configured:
+        if (weak := weak_secret_warning(configured)) is not None:
+            log.warning("%s", weak)
         return configured
     path = secret_path(data_dir)
     secret = read_secret(data_dir)

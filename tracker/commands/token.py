@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tracker.auth import Role, issue_token, read_secret, secret_path
+from tracker.auth import Role, issue_token, read_secret, secret_path, weak_secret_warning
 from tracker.settings import Settings
 
 
@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
               "run it in the folder where `tracker serve` runs, pass the server's --data-dir, "
               "or set TRACKER_SECRET to the server's secret", file=sys.stderr)
         return 2
+    if settings.secret and (weak := weak_secret_warning(settings.secret)) is not None:
+        print(f"tracker token: warning: {weak}", file=sys.stderr)
     try:
         token = issue_token(secret, args.role, args.sub, args.ttl)
     except ValueError as exc:

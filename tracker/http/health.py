@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -18,15 +19,22 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "ts": rt.clock.now_ms(), "time_scale": rt.clock.scale})
 
 
+DEGRADED_WINDOW_S = 60.0
+
+
 async def readyz(request: Request) -> Response:
+    """200 while Redis answers; ``degraded`` names the background tasks that failed in the last minute."""
     rt = runtime_of(request)
     tasks = rt.supervisor.status()
+    now = time.time()
+    degraded = [t["name"] for t in tasks
+                if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
     try:
         await asyncio.wait_for(check_ready(rt.redis), timeout=2.0)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         body = {"error": {"code": "redis_unavailable", "message": f"Redis does not answer: {exc or type(exc).__name__}"}, "tasks": tasks}
         return JSONResponse(body, status_code=503)
-    return JSONResponse({"status": "ready", "tasks": tasks})
+    return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks})
 
 
 async def metrics(request: Request) -> Response:

@@ -16,7 +16,7 @@ from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
-from tracker.orders.store import merchant_channel, order_channel
+from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel
 from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
@@ -108,7 +108,7 @@ async def customer_ws(websocket: WebSocket) -> None:
     history = await store.history(merchant, order_id, count=1)  # type: ignore[arg-type]
 
     async def known(eid: str) -> bool:
-        return bool(await rt.redis.xrange(f"events:{{m:{merchant}}}:{order_id}", min=eid, max=eid))
+        return bool(await rt.redis.xrange(events_key(merchant, order_id), min=eid, max=eid))
 
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   history[0]["id"] if history else None, known, trimmed_is_resync=False)
@@ -153,7 +153,7 @@ async def merchant_ws(websocket: WebSocket) -> None:
     store = service.store_of(rt)
 
     async def known(eid: str) -> bool:
-        return bool(await rt.redis.xrange(f"feed:{{m:{merchant}}}", min=eid, max=eid))
+        return bool(await rt.redis.xrange(feed_key(merchant), min=eid, max=eid))
 
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   await store.feed_first_id(merchant), known, trimmed_is_resync=True)
