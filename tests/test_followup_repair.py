@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable
 
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
-from tests.test_dispatch_live import FAST, rider_near_restaurant
+from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
 from tracker.geo import dispatch_region
 from tracker.locations import rider_orders_key
 from tracker.orders import open_orders_key
@@ -52,11 +52,7 @@ async def test_a_hand_assignment_whose_route_write_fails_is_on_the_riders_route_
     ops, redis = Ops(srv), connect(own_redis)
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     try:
-        await ops.create(oid, mid)
-        kitchen = await merchant(srv, mid)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await kitchen.close()
+        await confirmed_order(srv, ops, oid, mid)
         await redis.set(rider_orders_key(rid), "not a set")  # the rider's order set cannot be written
         resp = await ops.assign(oid, rid)
         assert resp.status_code == 200 and resp.json()["rider_id"] == rid, resp.text  # the step stands
