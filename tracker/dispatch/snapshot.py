@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
+from typing import Any
 
 import h3
 
@@ -10,7 +11,7 @@ from tracker.dispatch.model import OrderView, RiderView
 from tracker.dispatch.offers import OfferStore
 from tracker.locations import nearby
 from tracker.orders import load_order, open_orders_key, rider_orders_key
-from tracker.orders.machine import TO_COLLECT
+from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.runtime import Runtime
 
 MAX_ORDERS_PER_ROUND = 5000
@@ -80,18 +81,23 @@ class RouteEnd:
     held: tuple[OrderView, ...]  # the route's orders when ``pickup_at`` is set
 
 
-async def route_end(rt: Runtime, rider_id: str, order_ids: set[str], now_ms: int) -> RouteEnd | None:
-    """Where and when a rider carrying ``order_ids`` will be free: its last drop-off, after it.
+async def carried_orders(rt: Runtime, rider_id: str, order_ids: set[str]) -> list[dict[str, Any]]:
+    """Those of ``order_ids`` (the rider's order set, a hint) that ``rider_id`` really carries now."""
+    loaded = await asyncio.gather(*(load_order(rt, oid) for oid in order_ids))
+    return [o for o in loaded if o is not None and o["rider_id"] == rider_id and o["status"] in CARRYING]
+
+
+def route_end(rider_id: str, orders: list[dict[str, Any]], now_ms: int, dropoff_service_s: float) -> RouteEnd | None:
+    """Where and when ``rider_id`` carrying ``orders`` (wire form, at least one) will be free: its
+    last drop-off, after it.
 
     Uses the orders' live ``eta`` and ``pickup_eta`` (estimates kept by the orders feature);
     ``None`` when an estimate is missing (the rider is then left out of this round).
     """
-    loaded = await asyncio.gather(*(load_order(rt, oid) for oid in order_ids))
-    orders = [o for o in loaded if o is not None and o["rider_id"] == rider_id]
-    if not orders or any(o["eta"] is None for o in orders):
+    if any(o["eta"] is None for o in orders):
         return None
     last = max(orders, key=lambda o: o["eta"])
-    free_at = max(now_ms, last["eta"] + int(rt.settings.dropoff_service_s * 500))
+    free_at = max(now_ms, last["eta"] + int(dropoff_service_s * 500))
     ordered = sorted(orders, key=lambda o: o["eta"])
     pickups = [o["pickup_eta"] for o in orders]
     pickup_at = None
@@ -132,11 +138,12 @@ async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: in
     for r in found:
         if r.id in considering:
             continue
-        if not routes[r.id]:
+        carried = await carried_orders(rt, r.id, routes[r.id]) if routes[r.id] else []
+        if not carried:  # (an order left in its set by a lost write does not make it busy)
             riders.append(RiderView(r.id, r.lat, r.lng, True, r.shift_end, busy_until_ms=now_ms,
                                     shift_start_ms=r.shift_start))
             continue
-        end = await route_end(rt, r.id, routes[r.id], now_ms)
+        end = route_end(r.id, carried, now_ms, rt.settings.dropoff_service_s)
         if end is not None:  # planned from where and when its current route ends
             riders.append(RiderView(r.id, end.lat, end.lng, True, r.shift_end, route=end.route,
                                     busy_until_ms=end.free_at, pickup_at_ms=end.pickup_at, shift_start_ms=r.shift_start))

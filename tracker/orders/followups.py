@@ -40,6 +40,16 @@ async def end(redis: AnyRedis, members: list[str]) -> None:
         await redis.zrem(FOLLOWUPS_KEY, *members)
 
 
+async def claim(redis: AnyRedis, member: str) -> bool:
+    """Take an entry for repair; False when another process took it first."""
+    return bool(await redis.zrem(FOLLOWUPS_KEY, member))
+
+
+async def retry_later(redis: AnyRedis, member: str) -> None:
+    """Put back an entry whose repair failed, at the back of the queue."""
+    await redis.zadd(FOLLOWUPS_KEY, {member: _now_ms()})
+
+
 async def overdue(redis: AnyRedis, older_than_s: float, limit: int = 100) -> list[tuple[str, str, str]]:
     """Entries journaled more than ``older_than_s`` ago: (entry, order id, step kind), oldest first."""
     cutoff = _now_ms() - int(older_than_s * 1000)

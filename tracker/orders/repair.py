@@ -1,24 +1,33 @@
 """Repair of order steps whose follow-up writes were lost (a supervised task in every process).
 
 Every ``TRACKER_FOLLOWUP_REPAIR_S`` / 2 seconds it takes the journal's entries older than
-``TRACKER_FOLLOWUP_REPAIR_S`` (:mod:`tracker.orders.followups`), brings each order's derived
-keys in line with its record, tells the riders concerned, and drops the entries. Re-deriving is
-idempotent, so two processes repairing at once, or an entry whose step did finish but whose
-removal failed, do no harm. Counters of ``/metrics`` (orders by status, click-to-door) are
-not repaired: whether a lost step was counted cannot be known.
+``TRACKER_FOLLOWUP_REPAIR_S`` (:mod:`tracker.orders.followups`). Each entry is claimed by
+removing it (so two processes never repair the same step twice), then the order's derived keys
+are brought in line with its record, read again until no step changed it meanwhile (a step
+racing the repair cannot be undone by it), and, if the journaled step is indeed the order's
+latest event, the riders concerned are told again and dispatch's step listeners run. An entry
+whose repair fails is journaled again at the back of the queue and the failure reported.
+Counters of ``/metrics`` (orders by status, click-to-door) are not repaired: whether a lost
+step was counted cannot be known.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import orjson
 from prometheus_client import Counter
 
+from tracker.errors import REDIS_DOWN
 from tracker.orders import followups, machine
 from tracker.orders.service import store_of, sync_indexes, tell_riders
+from tracker.orders.store import events_key
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders.repair")
+
+TASK = "order-followup-repair"
+MAX_PER_PASS = 1000
 
 
 class FollowupRepair:
@@ -32,45 +41,49 @@ class FollowupRepair:
                                 registry=rt.registry)
 
     async def run_forever(self) -> None:
-        """Repair what is overdue, forever (a supervised task)."""
+        """Repair what is overdue, forever (a supervised task). Redis being unreachable is
+        reported and the next pass comes at the usual pace, so repair follows Redis's return."""
         while True:
-            await self.repair_overdue()
+            try:
+                await self.repair_overdue()
+            except REDIS_DOWN as exc:
+                self.rt.supervisor.report(TASK, exc)
             await asyncio.sleep(self.after_s / 2)
 
     async def repair_overdue(self) -> int:
-        """Repair every overdue entry; returns how many orders were re-derived.
-
-        An entry whose repair fails is reported (log, ``/readyz``) and kept for the next pass;
-        the others go on.
-        """
-        count = 0
-        while entries := await followups.overdue(self.rt.redis, self.after_s):
-            failed = False
-            for member, order_id, kind in entries:
-                try:
-                    count += await self.repair(order_id, kind)
-                except Exception as exc:  # noqa: BLE001 - one order must not hold back the others
-                    self.rt.supervisor.report("order-followup-repair", exc, order=order_id)
-                    failed = True
-                    continue
-                await followups.end(self.rt.redis, [member])
-            if failed:
-                break  # what failed waits for the next pass
+        """Repair the overdue entries (up to :data:`MAX_PER_PASS`); returns how many orders were re-derived."""
+        redis, count = self.rt.redis, 0
+        for member, order_id, kind in await followups.overdue(redis, self.after_s, MAX_PER_PASS):
+            if not await followups.claim(redis, member):
+                continue  # another process has it
+            try:
+                count += await self.repair(order_id, kind)
+            except Exception as exc:  # noqa: BLE001 - one order must not hold back the others
+                self.rt.supervisor.report(TASK, exc, order=order_id)
+                await followups.retry_later(redis, member)
         if count:
             log.warning("re-derived the follow-up writes of %d order step(s) left unfinished", count)
         return count
 
     async def repair(self, order_id: str, kind: str) -> bool:
-        """Bring one order's derived keys in line with its record and tell its riders again."""
+        """Bring one order's derived keys in line with its record and, if the step ``kind`` is
+        its latest event, tell its riders again. False when there is no such order."""
         store = store_of(self.rt)
         order = await store.load(order_id) if order_id else None
-        if order is None:
-            return False
-        await sync_indexes(self.rt, order)
-        last = await store.history(order["merchant_id"], order_id)
-        event = last[-1] if last and last[-1].get("kind") == kind else {}
-        old = "assigned" if order.get("rider_id") else ""  # (the status before is not recorded)
-        if kind in machine.RULES:
+        for _ in range(5):
+            if order is None:
+                return False
+            await sync_indexes(self.rt, order)
+            again = await store.load(order_id)
+            if again is not None and again.get("last_event_id") == order.get("last_event_id"):
+                break
+            order = again  # a step came in between: derive from the newer record
+        assert order is not None
+        latest = await self.rt.redis.xrevrange(events_key(order["merchant_id"], order_id), count=1)
+        event = orjson.loads(latest[0][1]["e"]) if latest else {}
+        if kind in machine.RULES and event.get("kind") == kind:  # (a step that never ran tells nobody)
+            old = "assigned" if order.get("rider_id") else ""  # (the status before is not recorded)
             await tell_riders(self.rt, order, kind, old, event)
         self.repaired.inc()
         return True
+

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from tracker.dispatch.demand import record_order
-from tracker.errors import ApiError
+from tracker.errors import REDIS_DOWN, ApiError
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.logs import log_failure
 from tracker.orders import followups, machine
@@ -113,9 +113,11 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
                require_unassigned: bool = False, per_order_fields: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
     """Apply one event ``kind`` to orders of one merchant, all or none; returns the events.
 
-    The step is journaled first (:mod:`followups`): if its follow-up writes in other slots fail
-    (Redis failing between them), the step still stands and is answered as done, the failure is
-    logged, and :mod:`repair` re-derives those writes from the order's record.
+    The step is journaled first (:mod:`followups`, best effort: a journal that cannot be
+    written does not stop the step). If its follow-up writes in other slots fail because Redis
+    is unreachable, the step still stands and is answered as done, the failure is logged, and
+    :mod:`repair` re-derives those writes from the order's record; any other failure there is
+    an error for the caller (repaired the same way).
     """
     now = rt.clock.now_ms()
     allowed = machine.allowed_from(kind)
@@ -123,7 +125,7 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
     all_fields = dict(fields or {})
     if kind in STAMP:
         all_fields[STAMP[kind]] = now
-    journal = await followups.begin(rt.redis, order_ids, kind)
+    journal = await _journal(rt, order_ids, kind)
     try:
         events = await store_of(rt).apply(
             merchant_id, order_ids,
@@ -138,12 +140,20 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
     olds = [e.pop("_from") for e in events]
     try:
         await _after(rt, order_ids, olds, kind, events)
-    except Exception as exc:  # noqa: BLE001 - the step stands; its journal entry gets it repaired
-        log_failure(log, f"follow-up writes of an order step failed (repaired within "
-                         f"{rt.settings.followup_repair_s:g} s)", exc, orders=order_ids, kind=kind)
+    except REDIS_DOWN as exc:  # the step stands; its journal entry gets the rest repaired
+        log_failure(log, f"follow-up writes of an order step failed (repaired about "
+                         f"{rt.settings.followup_repair_s:g} s after Redis is back)", exc, orders=order_ids, kind=kind)
         return events
     await _forget(rt, journal)
     return events
+
+
+async def _journal(rt: Runtime, order_ids: list[str], kind: str) -> list[str]:
+    try:
+        return await followups.begin(rt.redis, order_ids, kind)
+    except REDIS_DOWN as exc:  # (on a cluster, the journal's node may be down while the order's is not)
+        log_failure(log, "order step journal not written: this step's follow-ups will not be repaired", exc)
+        return []
 
 
 async def _forget(rt: Runtime, journal: list[str]) -> None:
@@ -154,21 +164,29 @@ async def _forget(rt: Runtime, journal: list[str]) -> None:
 
 
 async def sync_indexes(rt: Runtime, order: dict[str, str]) -> None:
-    """Bring the keys derived from an order's record in line with it (idempotent): the open-order
-    index, the order set of the rider carrying it (and ``carrying:riders``), and the set of a
-    rider who no longer does."""
+    """Bring the keys derived from an order's record in line with it (idempotent; for repair):
+    the open-order index, the order set of the rider carrying it (and ``carrying:riders``), and
+    the set of the rider who last had it when it no longer does."""
     await store_of(rt).update_indexes(order)
     oid = order["id"]
     holder = order.get("rider_id") if order.get("status") in machine.CARRYING else None
     if holder:
-        pipe = rt.redis.pipeline(transaction=False)
-        pipe.sadd(rider_orders_key(holder), oid)
-        pipe.sadd(CARRYING_RIDERS, holder)
-        await pipe.execute()
+        await _add_to_rider(rt, holder, oid)
     for former in {order.get("last_rider_id"), order.get("rider_id")} - {holder, None, ""}:
-        await rt.redis.srem(rider_orders_key(former), oid)
-        if not await rt.redis.scard(rider_orders_key(former)):
-            await rt.redis.srem(CARRYING_RIDERS, former)
+        await _drop_from_rider(rt, former, oid)
+
+
+async def _add_to_rider(rt: Runtime, rider_id: str, order_id: str) -> None:
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.sadd(rider_orders_key(rider_id), order_id)
+    pipe.sadd(CARRYING_RIDERS, rider_id)
+    await pipe.execute()
+
+
+async def _drop_from_rider(rt: Runtime, rider_id: str, order_id: str) -> None:
+    await rt.redis.srem(rider_orders_key(rider_id), order_id)
+    if not await rt.redis.scard(rider_orders_key(rider_id)):
+        await rt.redis.srem(CARRYING_RIDERS, rider_id)
 
 
 async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, event: dict[str, Any]) -> None:
@@ -203,7 +221,14 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
         order = await store.load(oid)
         if order is None:
             continue
-        await sync_indexes(rt, order)
+        await store.update_indexes(order)
+        # Only the steps that change who carries the order touch the riders' sets (a routine
+        # step writing them from its own read could undo a concurrent assignment's write).
+        rider = order.get("rider_id")
+        if kind == "assigned" and rider:
+            await _add_to_rider(rt, rider, oid)
+        elif kind in ("delivered", "cancelled", "rider_unassigned") and (order.get("last_rider_id") or rider):
+            await _drop_from_rider(rt, order.get("last_rider_id") or rider, oid)
         await rt.services["order_metrics"].record(rt.redis, order, kind, old)
         await tell_riders(rt, order, kind, old, event)
 
