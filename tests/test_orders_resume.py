@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from clients.customer import CustomerClient
 from tests.orders_helpers import Ops, confirm_all, customer, events_until, merchant, platform_kitchen, rider
+from tests.test_pubsub import kill_pubsub_connections
 from tracker.launcher import ServerProcess
+from tracker.redis_client import connect
 from tracker.orders.resume import GAP, Resume
 
 
@@ -272,6 +274,33 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
         await kitchen.close()
         await courier.close()
         await ops.close()
+
+
+async def test_a_step_made_while_the_servers_pubsub_reconnects_still_reaches_the_channels(
+        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """The server's pub/sub connection is cut and an order is cancelled at once, before the
+    server has subscribed again: the customer and the kitchen still get the event."""
+    srv = start_server(redis=own_redis)
+    ops, client = Ops(srv), connect(own_redis)
+    oid, mid = uid("o"), uid("m")
+    try:
+        await ops.create(oid, mid)
+        watcher, kitchen = await customer(srv, oid), await merchant(srv, mid)
+        await events_until(watcher, "placed")
+        await kitchen.event(oid, "placed")
+        await kill_pubsub_connections(client)
+        assert (await ops.cancel(oid)).status_code == 200
+        seen = []  # resync frames (the connection was cut), then the event, once
+        while "cancelled" not in [f.get("kind") for f in seen]:
+            seen.append(await watcher.next(timeout=10))
+        assert {f["type"] for f in seen} <= {"event", "resync"}
+        assert [f["kind"] for f in seen if f["type"] == "event"] == ["cancelled"], seen
+        await kitchen.event(oid, "cancelled")
+        await watcher.close()
+        await kitchen.close()
+    finally:
+        await ops.close()
+        await client.aclose()
 
 
 async def test_a_second_restaurants_order_is_planned_after_the_first_trip(start_server, uid) -> None:  # type: ignore[no-untyped-def]

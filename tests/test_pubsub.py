@@ -81,6 +81,21 @@ async def test_lost_connection_delivers_gap_then_resumes(hubs, uid) -> None:
     assert item == "after"
 
 
+async def test_a_second_gap_comes_once_subscribed_again(hubs, uid) -> None:
+    """A message published after the first GAP, while the listener is away, is lost: the
+    subscriber hears GAP again once its channel is subscribed again (a re-read then sees it)."""
+    a, b, client = hubs
+    channel = uid("ch")
+    sub = await b.subscribe(channel)
+    await kill_pubsub_connections(client)
+    assert await asyncio.wait_for(sub.get(), 5) is GAP
+    if await subscriber_count(client, channel) == 0:  # (nearly always: the listener restarts after 0.1 s)
+        await a.publish(channel, "lost")
+    assert await asyncio.wait_for(sub.get(), 5) is GAP  # subscribed again
+    await a.publish(channel, "after")
+    assert await asyncio.wait_for(sub.get(), 5) == "after"
+
+
 async def test_a_message_published_as_soon_as_subscribe_returns_is_delivered(hubs, uid) -> None:
     """subscribe() returns once Redis has confirmed: a channel reading history next misses nothing."""
     a, b, _ = hubs

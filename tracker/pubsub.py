@@ -7,7 +7,9 @@ Queues are bounded: a subscriber that falls ``queue_size`` messages behind is ma
 ``overflowed`` and gets no more messages (its owner closes it: a slow consumer never
 blocks others nor grows memory). Pub/sub is at-most-once: when the listener's Redis
 connection fails, every subscription receives :data:`GAP` so its owner can resync, and
-the listener (a supervised task) resubscribes everything on restart.
+the listener (a supervised task) resubscribes everything on restart; each subscription then
+receives a second :data:`GAP` once its channel is subscribed again, so an owner that re-reads
+durable state on every GAP misses nothing published while the listener was away.
 """
 from __future__ import annotations
 
@@ -98,6 +100,10 @@ class PubSubHub:
         # One future per SUBSCRIBE sent and not yet confirmed, per channel, in sending order:
         # Redis confirms in that order on the listener's connection.
         self._unconfirmed: dict[str, deque[asyncio.Future[bool]]] = {}
+        # Channels that had subscribers when the listener failed: each gets a second GAP once
+        # subscribed again, because what was published before that is lost too, and a
+        # subscriber that re-read its history at the first GAP may have read it too early.
+        self._regap: set[str] = set()
         self._dropped = Counter(
             "tracker_pubsub_slow_subscribers", "Subscribers cut off for falling behind", registry=registry
         )
@@ -220,13 +226,19 @@ class PubSubHub:
                     continue
                 if msg.get("type") == "subscribe":
                     self._confirm(msg["channel"])
+                    if msg["channel"] in self._regap:
+                        self._regap.discard(msg["channel"])
+                        for sub in tuple(self._subs.get(msg["channel"], ())):
+                            sub._offer(GAP)  # subscribed again: now a re-read misses nothing
                 elif msg.get("type") == "message":
                     for sub in tuple(self._subs.get(msg["channel"], ())):
                         sub._offer(msg["data"])
         except asyncio.CancelledError:
             raise
         except Exception:
-            # Anything published while we were not listening is lost: tell every subscriber.
+            # Anything published while we were not listening is lost: tell every subscriber,
+            # now and again once subscribed again.
+            self._regap.update(self._subs)
             for subs in self._subs.values():
                 for sub in subs:
                     sub._offer(GAP)
