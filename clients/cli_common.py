@@ -80,19 +80,21 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
             return
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else 1006
-            if code not in RECONNECT_CODES:
+            reason = exc.rcvd.reason if exc.rcvd is not None else ""
+            if code not in RECONNECT_CODES and "reconnect" not in reason:  # (1008 too_slow asks to)
                 raise
-            why = f"{code} {exc.rcvd.reason}".strip() if exc.rcvd is not None else "1006 no close frame"
+            why = f"{code} {reason}".strip() if exc.rcvd is not None else "1006 no close frame"
             connected_once = True
-        except (OSError, InvalidStatus) as exc:
-            retry = isinstance(exc, OSError) or exc.response.status_code >= 500
-            if not connected_once or not retry:
+        except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+            refused = isinstance(exc, InvalidStatus) and exc.response.status_code < 500  # a token, not an outage
+            if not connected_once or refused:
                 raise
             why = f"still unreachable: {exc or type(exc).__name__}"
         if loop.time() - started > 60:
             backoff = 0.5  # a connection that lasted: start the pauses again
         pause = min(backoff, remaining(deadline))
         if pause <= 0:
+            note(f"the server went away ({why}) and was not back before the end (--for)")
             return
         note(f"the server went away ({why}); connecting again in {pause:.1f} s")
         await asyncio.sleep(pause)

@@ -69,18 +69,37 @@ def build_parser() -> argparse.ArgumentParser:
 DONE_WITH_FOOD = {"food_ready", "picked_up", "at_dropoff", "delivered", "cancelled"}
 
 
-async def _act_later(tablet: MerchantClient, seen: dict[str, list[str]], order_id: str, pause: float, action: str) -> None:
-    """Confirm an order still ``placed``, or mark ready one whose food is not ready yet, after ``pause``."""
+class Kitchen:
+    """What the command-line kitchen knows across connections: each order's event kinds so far,
+    where the feed got to, and the confirm / ready actions it still owes (``order id -> (action,
+    when)``, loop time), so a reconnect neither replays the feed nor forgets an action."""
+
+    def __init__(self, last_event_id: str | None) -> None:
+        self.seen: dict[str, list[str]] = {}
+        self.last_event_id = last_event_id
+        self.owed: dict[str, tuple[str, float]] = {}
+
+    def owe(self, order_id: str, action: str, pause: float) -> None:
+        self.owed[order_id] = (action, asyncio.get_running_loop().time() + max(pause, SETTLE_S))
+
+    def still_due(self, order_id: str, action: str) -> bool:
+        kinds = self.seen.get(order_id, [])
+        if action == "confirm":
+            return kinds[-1:] == ["placed"]
+        return not DONE_WITH_FOOD.intersection(kinds)
+
+
+async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str) -> None:
+    """Confirm an order still ``placed``, or mark ready one whose food is not ready yet, when due."""
     from clients.cli_common import note
 
-    await asyncio.sleep(max(pause, SETTLE_S))
-    kinds = seen.get(order_id, [])
-    if action == "confirm" and kinds[-1:] != ["placed"]:
-        return
-    if action == "ready" and DONE_WITH_FOOD.intersection(kinds):
-        return
-    await (tablet.confirm(order_id) if action == "confirm" else tablet.ready(order_id))
-    note(f"sent {action} for {order_id}")
+    action, due = kitchen.owed[order_id]
+    await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
+    if kitchen.still_due(order_id, action):
+        await (tablet.confirm(order_id) if action == "confirm" else tablet.ready(order_id))
+        note(f"sent {action} for {order_id}")
+    if kitchen.owed.get(order_id, (None, 0.0))[0] == action:
+        del kitchen.owed[order_id]
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -88,19 +107,19 @@ async def _main(args: argparse.Namespace) -> None:
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
-    seen: dict[str, list[str]] = {}  # each order's event kinds so far
-    position = {"last_event_id": args.last_event_id}  # a new connection resumes the feed from here
-    await keep_connected(lambda: _session(args, deadline, seen, position), deadline)
+    kitchen = Kitchen(args.last_event_id)
+    await keep_connected(lambda: _session(args, deadline, kitchen), deadline)
 
 
-async def _session(args: argparse.Namespace, deadline: float | None, seen: dict[str, list[str]],
-                   position: dict[str, str | None]) -> None:
-    """One connection: until the deadline, or until the server closes it."""
+async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Kitchen) -> None:
+    """One connection: until the deadline, or until the server closes it (a new one resumes the
+    feed where this one got to, and does what is still owed)."""
     from clients.cli_common import note, remaining, show
 
     pending: set[asyncio.Task[None]] = set()
-    async with await MerchantClient.connect(args.ws, args.token, last_event_id=position["last_event_id"]) as tablet:
+    async with await MerchantClient.connect(args.ws, args.token, last_event_id=kitchen.last_event_id) as tablet:
         note(f"connected to {args.ws}/v1/ws/merchant")
+        pending.update(asyncio.ensure_future(_act_when_due(tablet, kitchen, oid)) for oid in list(kitchen.owed))
         try:
             while (left := remaining(deadline)) > 0:
                 for task in [t for t in pending if t.done()]:
@@ -113,13 +132,16 @@ async def _session(args: argparse.Namespace, deadline: float | None, seen: dict[
                 show(frame)
                 if frame.get("type") != "event" or "order_id" not in frame:
                     continue
-                position["last_event_id"] = frame.get("id") or position["last_event_id"]
+                kitchen.last_event_id = frame.get("id") or kitchen.last_event_id
                 oid, kind = frame["order_id"], frame.get("kind", "")
-                seen.setdefault(oid, []).append(kind)
+                kitchen.seen.setdefault(oid, []).append(kind)
                 if kind == "placed" and args.confirm:
-                    pending.add(asyncio.ensure_future(_act_later(tablet, seen, oid, 0, "confirm")))
+                    kitchen.owe(oid, "confirm", 0)
                 elif kind == "confirmed" and args.ready is not None:
-                    pending.add(asyncio.ensure_future(_act_later(tablet, seen, oid, args.ready, "ready")))
+                    kitchen.owe(oid, "ready", args.ready)
+                else:
+                    continue
+                pending.add(asyncio.ensure_future(_act_when_due(tablet, kitchen, oid)))
         finally:
             for task in pending:
                 task.cancel()

@@ -151,3 +151,34 @@ def test_command_line_clients_connect_again_after_the_server_restarts(
     for name in ("merchant", "customer"):  # the second connection resumed: each event once
         kinds = [f["kind"] for f in frames[name] if f.get("type") == "event"]
         assert kinds == ["placed", "cancelled"], (name, kinds)
+
+
+def test_the_command_line_kitchen_keeps_an_action_it_owes_across_a_server_restart(
+        start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
+    """``--ready 6``: the server restarts while the kitchen waits to mark the order ready; it
+    marks it ready once connected again, without replaying its feed."""
+    srv = start_server(redis=own_redis)
+    oid, merchant = uid("o"), uid("m")
+    ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
+    kitchen = subprocess.Popen([sys.executable, "-m", "clients.merchant", "--server", srv.base_url, "--token",
+                                srv.token("merchant", merchant), "--confirm", "--ready", "6", "--for", "20"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        time.sleep(2)
+        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        for _ in range(50):
+            if ops.get(f"/v1/orders/{oid}").json()["status"] == "confirmed":
+                break
+            time.sleep(0.1)
+        srv.stop()
+        srv.start()
+        out, err = kitchen.communicate(timeout=40)
+        kinds = [e["kind"] for e in ops.get(f"/v1/orders/{oid}").json()["events"]]
+    finally:
+        ops.close()
+        kitchen.kill()
+    assert kitchen.returncode == 0 and "the server went away (1001" in err, err
+    assert kinds == ["placed", "confirmed", "food_ready"], (kinds, err)
+    feed = [json.loads(line)["kind"] for line in out.splitlines() if json.loads(line).get("type") == "event"]
+    assert feed == ["placed", "confirmed", "food_ready"], feed  # each event once: the feed resumed
