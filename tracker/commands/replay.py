@@ -6,7 +6,9 @@ import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tracker.errors import ApiError
 
@@ -41,20 +43,73 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _print_metrics(name: str, metrics: dict) -> None:  # type: ignore[type-arg]
     keys = ("delivered", "undelivered_pct", "ctd_mean", "ctd_p90", "r2p_mean", "orders_per_bundle", "cost_per_order")
-    print(f"{name}: " + "  ".join(f"{k}={metrics[k]:.2f}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}" for k in keys))
+    print(f"{name}: " + "  ".join(f"{k}={_fmt(metrics[k])}" for k in keys))
 
 
-def replay_one(instance_dir: str, out_dir: str, interval: float) -> tuple[str, object, list[str]]:
-    """Replay, write and check one instance; returns (name, metrics, violations)."""
+def _fmt(value: Any) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return "n/a" if math.isnan(value) else f"{value:.2f}"  # n/a: nothing to measure (no deliveries)
+
+
+@dataclass
+class Replayed:
+    """One instance replayed, written and checked (or the one-line error that stopped it)."""
+
+    name: str
+    metrics: Any = None  # tracker.mdrp.metrics.Metrics
+    violations: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()  # warnings about the instance's data
+    error: str | None = None
+
+
+def replay_one(instance_dir: str, out_dir: str, interval: float) -> Replayed:
+    """Replay, write and check one instance."""
     from tracker.mdrp.checker import check_solution
     from tracker.mdrp.instance import load_instance
     from tracker.mdrp.simulator import simulate
     from tracker.mdrp.solution import write_solution
 
-    day = simulate(load_instance(instance_dir), interval)
+    inst = load_instance(instance_dir)
+    day = simulate(inst, interval)
     write_solution(day, out_dir)
     report = check_solution(instance_dir, out_dir)
-    return report.instance, report.metrics, [f"rule {v.rule}: {v.message}" for v in report.violations]
+    return Replayed(report.instance, report.metrics, [f"rule {v.rule}: {v.message}" for v in report.violations],
+                    inst.notes)
+
+
+def replay_guarded(instance_dir: str, out_dir: str, interval: float) -> Replayed:
+    """:func:`replay_one` for a worker process: any failure comes back as a string, never as an exception
+    (one bad instance must not stop the others, and not every exception survives pickling)."""
+    try:
+        return replay_one(instance_dir, out_dir, interval)
+    except ApiError as err:
+        return Replayed(Path(instance_dir).name, error=err.message)
+    except OSError as err:
+        return Replayed(Path(instance_dir).name, error=f"{err.filename or ''}: {err.strerror or err}")
+    except UnicodeDecodeError:
+        return Replayed(Path(instance_dir).name, error="an instance or solution file is not UTF-8 text")
+    except Exception as err:  # noqa: BLE001 - reported per instance; the run goes on
+        return Replayed(Path(instance_dir).name, error=f"{type(err).__name__}: {err}")
+
+
+def _warn(notes: tuple[str, ...], name: str = "") -> None:
+    for note in notes:
+        print(f"tracker replay: warning: {name + ': ' if name else ''}{note}", file=sys.stderr)
+
+
+def _folder_problem(flag: str, path: Path) -> str | None:
+    """Why ``path`` cannot take our output (a file, under a file, an instance folder), or None."""
+    if path.exists() and not path.is_dir():
+        return f"{flag} {path} is a file, not a folder"
+    up = path.parent
+    while not up.exists() and up != up.parent:
+        up = up.parent
+    if up.exists() and not up.is_dir():
+        return f"{flag} {path}: {up} is a file, not a folder"
+    if (path / "orders.txt").is_file():
+        return f"{flag} {path} holds an instance (orders.txt): solution files would mix into it; write them elsewhere"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,13 +144,19 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if args.check:
             return _check(args)
+        out = args.out or f"{OUT_LIVE if args.live else OUT_ONE}/{Path(args.instance).name}"
+        problem = _folder_problem("--out", Path(out))
+        if problem:
+            print(f"tracker replay: {problem}", file=sys.stderr)
+            return 2
         if args.live:
             from tracker.commands.replay_live import run_live
 
             return run_live(args)
-        out = args.out or f"{OUT_ONE}/{Path(args.instance).name}"
-        name, metrics, violations = replay_one(args.instance, out, args.interval)
-        _print_metrics(name, metrics.as_dict())  # type: ignore[attr-defined]
+        done = replay_one(args.instance, out, args.interval)
+        _warn(done.notes)
+        _print_metrics(done.name, done.metrics.as_dict())
+        violations = done.violations
         print(f"solution written to {out}; checker: {'OK' if not violations else f'{len(violations)} violations'}")
         for v in violations[:20]:
             print("  " + v)
@@ -118,6 +179,7 @@ def _check(args: argparse.Namespace) -> int:
         print("tracker replay --check: give INSTANCE and SOLUTION folders", file=sys.stderr)
         return 2
     report = check_solution(args.instance, args.solution)
+    _warn(report.notes)
     for v in report.violations:
         print(f"rule {v.rule}: {v.message}")
     _print_metrics(report.instance, report.metrics.as_dict())  # type: ignore[union-attr]
@@ -134,8 +196,6 @@ def _instances_in(root: Path) -> list[Path]:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from tracker.mdrp.report import summary_table, write_report
 
     root = Path(args.all)
@@ -148,20 +208,43 @@ def _run_all(args: argparse.Namespace) -> int:
         print(f"tracker replay: no instances under {root} (folders holding orders.txt, couriers.txt, ...)", file=sys.stderr)
         return 2
     out_root = Path(args.out or OUT_ALL)
-    results, failures = [], []
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(replay_one, str(f), str(out_root / f.name), args.interval) for f in folders]
-        for fut in tqdm(futures, desc="replaying", unit="instance"):
-            name, metrics, violations = fut.result()
-            results.append((name, metrics))
-            if violations:
-                failures.append((name, violations))
-    print(summary_table(results))
-    if args.report:
-        print(f"report written to {write_report(results, args.report)}")
+    for flag, path in [("--out", out_root), *[("--out", out_root / f.name) for f in folders],
+                       *([("--report", Path(args.report))] if args.report else [])]:
+        problem = _folder_problem(flag, path)
+        if problem:
+            print(f"tracker replay: {problem}", file=sys.stderr)
+            return 2
+    done = _replay_all(folders, out_root, args)
+    results = [(d.name, d.metrics) for d in done if d.error is None]
+    failures = [(d.name, d.violations) for d in done if d.error is None and d.violations]
+    errors = [d for d in done if d.error is not None]
+    for d in done:
+        _warn(d.notes, d.name)
+    if results:
+        print(summary_table(results))
+        if args.report:
+            print(f"report written to {write_report(results, args.report)}")
     for name, violations in failures:
         print(f"{name}: {len(violations)} violations, e.g. {violations[0]}")
+    for d in errors:
+        print(f"{d.name}: error: {d.error}")
     kept = " (the solutions this repository keeps: `git diff --stat solutions` shows what changed)" if not args.out else ""
-    print(f"solutions written to {out_root}/NAME{kept}; checker: {len(folders) - len(failures)} of {len(folders)} "
-          "solutions keep every rule")
-    return 0 if not failures else 1
+    failed = f"; {len(errors)} of {len(folders)} instances failed to replay (no solution, no figures)" if errors else ""
+    print(f"solutions written to {out_root}/NAME{kept}; checker: {len(results) - len(failures)} of {len(folders)} "
+          f"solutions keep every rule{failed}")
+    return 0 if not failures and not errors else 1
+
+
+def _replay_all(folders: list[Path], out_root: Path, args: argparse.Namespace) -> list[Replayed]:
+    """Replay every folder in worker processes; a failure is reported per instance."""
+    from tqdm import tqdm
+
+    done = []
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(replay_guarded, str(f), str(out_root / f.name), args.interval) for f in folders]
+        for f, fut in zip(folders, tqdm(futures, desc="replaying", unit="instance")):
+            try:
+                done.append(fut.result())
+            except Exception as err:  # noqa: BLE001 - e.g. a worker that died (BrokenProcessPool)
+                done.append(Replayed(f.name, error=f"{type(err).__name__}: {err}"))
+    return done

@@ -3,7 +3,8 @@
 Reads only the instance folder and the three solution files (as the published evaluator
 does), so it judges the offline replay and the live replay alike. Rules checked:
 
-1. every order in at most one assignment, only placed orders, no assignment before placement;
+1. every order in at most one assignment, only placed orders, no assignment before placement,
+   no pickup before the assignment is made;
 2. no pickup after the courier's off time;
 3. a bundle is one restaurant's orders, picked up at or after their latest ready time and at
    or after the courier's arrival plus half the pickup service time;
@@ -16,13 +17,14 @@ does), so it judges the offline replay and the live replay alike. Rules checked:
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracker.errors import ApiError
 from tracker.mdrp.instance import Instance, load_instance
 from tracker.mdrp.metrics import Metrics, compute_metrics
+from tracker.mdrp.tables import InputError
 
 EPS = 1e-6
 
@@ -38,50 +40,53 @@ class CheckReport:
     instance: str
     violations: list[Violation] = field(default_factory=list)
     metrics: Metrics | None = None
+    notes: tuple[str, ...] = ()  # the instance loader's warnings
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
 
-def _read(path: Path, min_cols: int) -> list[list[str]]:
+def _read(path: Path, min_cols: int) -> list[tuple[str, list[str]]]:
+    """The rows after the header, each with its place (``FILE line N``) for messages."""
     if not path.is_file():
-        raise ApiError("bad_request", f"missing solution file {path}")
+        raise InputError(f"missing solution file {path}")
     rows = []
     for n, line in enumerate(path.read_text().splitlines()[1:], start=2):
         if not line.strip():
             continue
         cols = line.split()
         if len(cols) < min_cols:
-            raise ApiError("bad_request", f"{path.name} line {n}: expected at least {min_cols} columns, got {line!r}")
-        rows.append(cols)
+            raise InputError(f"{path.name} line {n}: expected at least {min_cols} columns, got {line!r}")
+        rows.append((f"{path.name} line {n}", cols))
     return rows
 
 
 def _time(value: str, where: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise ApiError("bad_request", f"{where}: {value!r} is not a time") from None
+        raise InputError(f"{where}: {value!r} is not a time") from None
+    if not math.isfinite(number):
+        raise InputError(f"{where}: {value!r} is not a time (times must be finite numbers)")
+    return number
 
 
 def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckReport:
     """Verify every rule; the report lists each violation and carries the metrics."""
     inst = load_instance(instance_dir)
     sol = Path(solution_dir)
-    report = CheckReport(inst.name)
+    report = CheckReport(inst.name, notes=inst.notes)
     bad = report.violations.append
     p = inst.params
     assignments = []
-    for cols in _read(sol / "solution_info_assignments.txt", 4):
-        where = f"assignment {' '.join(cols)}"
+    for where, cols in _read(sol / "solution_info_assignments.txt", 4):
         assignments.append((_time(cols[0], where), _time(cols[1], where), cols[2], cols[3:]))
     moves: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
-    for cols in _read(sol / "solution_info_couriers.txt", 4):
-        moves[cols[0]].append((_time(cols[1], f"move of {cols[0]}"), cols[2], cols[3]))
+    for where, cols in _read(sol / "solution_info_couriers.txt", 4):
+        moves[cols[0]].append((_time(cols[1], where), cols[2], cols[3]))
     order_rows = {}
-    for cols in _read(sol / "solution_info_orders.txt", 6):
-        where = f"order line {cols[0]}"
+    for where, cols in _read(sol / "solution_info_orders.txt", 6):
         order_rows[cols[0]] = (_time(cols[3], where), _time(cols[4], where), cols[5])
 
     seen: dict[str, int] = {}
@@ -91,6 +96,8 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
             bad(Violation("1", f"assignment at {at} names unknown courier {cid}"))
             continue
         courier = inst.couriers[cid]
+        if pickup + EPS < at:
+            bad(Violation("1", f"assignment at {at} of {cid} is picked up at {pickup}, before it is made"))
         rests = set()
         for oid in oids:
             if oid not in inst.orders:

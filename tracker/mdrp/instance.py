@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker.errors import ApiError
+from tracker.mdrp.tables import InputError, Row, read_table
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Instance:
     restaurants: dict[str, tuple[float, float]]
     orders: dict[str, Order]
     couriers: dict[str, Courier]
+    notes: tuple[str, ...] = ()  # warnings about data that loads but looks suspicious
 
     def travel(self, a: tuple[float, float], b: tuple[float, float]) -> float:
         """Minutes from a to b: ceil(euclidean metres / metres per minute)."""
@@ -61,27 +62,96 @@ class Instance:
         raise KeyError(label)
 
 
-def _rows(path: Path) -> list[list[str]]:
+RESTAURANT_COLUMNS = ("restaurant", "x", "y")
+ORDER_COLUMNS = ("order", "x", "y", "placement_time", "restaurant", "ready_time")
+COURIER_COLUMNS = ("courier", "x", "y", "on_time", "off_time")
+PARAM_COLUMNS = ("meters_per_minute", "pickup service minutes", "dropoff service minutes", "target click-to-door",
+                 "maximum click-to-door", "pay per order", "guaranteed pay per hour")
+MAX_MINUTE = 3 * 24 * 60  # times must lie within 3 days of minute 0: the replay plays every minute in between
+MAX_METRES = 1e7  # |x|, |y| at most 10,000 km (UTM northings stay below it)
+_TIME = (-MAX_MINUTE, MAX_MINUTE, f"times are minutes from the start of the day and must lie within "
+         f"{MAX_MINUTE // 1440} days ({MAX_MINUTE} minutes) of minute 0; the instance is refused, not shortened")
+_PLACE = (-MAX_METRES, MAX_METRES, f"x and y are metres and must lie within {MAX_METRES:.0e} of 0")
+
+
+def _table(folder: Path, name: str, columns: tuple[str, ...], notes: list[str]) -> list[Row]:
+    path = folder / name
     if not path.is_file():
-        raise ApiError("bad_request", f"missing instance file {path}")
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    return [ln.split("\t") if "\t" in ln else ln.split() for ln in lines[1:]]
+        raise InputError(f"missing instance file {path}")
+    rows, more = read_table(path, columns, f"malformed instance {folder}")
+    notes.extend(more)
+    return rows
+
+
+def _params(folder: Path, notes: list[str]) -> Params:
+    rows = _table(folder, "instance_parameters.txt", PARAM_COLUMNS, notes)
+    if not rows:
+        raise InputError(f"malformed instance {folder}: instance_parameters.txt: line 2: no values under the header")
+    if len(rows) > 1:
+        rows[1].fail("expected one line of values under the header, found more")
+    row = rows[0]
+    minutes = (0, 24 * 60, "must be 0 to 1440 minutes")
+    return Params(
+        row.number("meters_per_minute", 1.0, 1e6, "must be a speed of 1 to 1e6 metres per minute"),
+        row.number("pickup service minutes", *minutes), row.number("dropoff service minutes", *minutes),
+        row.number("target click-to-door", 0, MAX_MINUTE, f"must be 0 to {MAX_MINUTE} minutes"),
+        row.number("maximum click-to-door", 0, MAX_MINUTE, f"must be 0 to {MAX_MINUTE} minutes"),
+        row.number("pay per order", 0, 1e6, "must be 0 to 1e6"),
+        row.number("guaranteed pay per hour", 0, 1e6, "must be 0 to 1e6"),
+    )
+
+
+def _place_id(row: Row, column: str) -> str:
+    """A restaurant or order id: also not ``0``, which the solution files use for a courier's on-location."""
+    value = row.ident(column)
+    if value == "0":
+        row.fail(f"{column} id 0 is reserved: the solution files use 0 for a courier's on-location")
+    return value
+
+
+def _unique(row: Row, kind: str, ident: str, seen: dict[str, int]) -> None:
+    if ident in seen:
+        row.fail(f"{kind} {ident} is listed twice (also on line {seen[ident]})")
+    seen[ident] = row.line
 
 
 def load_instance(folder: str | Path) -> Instance:
-    """Read ``restaurants.txt``, ``orders.txt``, ``couriers.txt``, ``instance_parameters.txt``."""
+    """Read and validate ``restaurants.txt``, ``orders.txt``, ``couriers.txt``, ``instance_parameters.txt``.
+
+    A malformed file raises :class:`InputError` naming the file and line; warnings about
+    data that loads but looks suspicious go to :attr:`Instance.notes`.
+    """
     folder = Path(folder)
-    try:
-        p = [float(v) for v in _rows(folder / "instance_parameters.txt")[0]]
-        params = Params(*p[:7])
-        restaurants = {r[0]: (float(r[1]), float(r[2])) for r in _rows(folder / "restaurants.txt")}
-        orders = {
-            r[0]: Order(r[0], float(r[1]), float(r[2]), float(r[3]), r[4], float(r[5]))
-            for r in _rows(folder / "orders.txt")
-        }
-        couriers = {
-            r[0]: Courier(r[0], float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in _rows(folder / "couriers.txt")
-        }
-    except (ValueError, IndexError) as exc:
-        raise ApiError("bad_request", f"malformed instance in {folder}: {exc}") from None
-    return Instance(folder.name, params, restaurants, orders, couriers)
+    notes: list[str] = []
+    params = _params(folder, notes)
+    restaurants: dict[str, tuple[float, float]] = {}
+    lines: dict[str, int] = {}
+    for row in _table(folder, "restaurants.txt", RESTAURANT_COLUMNS, notes):
+        rid = _place_id(row, "restaurant")
+        _unique(row, "restaurant", rid, lines)
+        restaurants[rid] = (row.number("x", *_PLACE), row.number("y", *_PLACE))
+    orders: dict[str, Order] = {}
+    lines = {}
+    for row in _table(folder, "orders.txt", ORDER_COLUMNS, notes):
+        oid, rest = _place_id(row, "order"), row.ident("restaurant")
+        _unique(row, "order", oid, lines)
+        if oid in restaurants:
+            row.fail(f"order id {oid} is also a restaurant id, so a move to {oid} would be ambiguous")
+        if rest not in restaurants:
+            row.fail(f"order {oid} names restaurant {rest}, which restaurants.txt does not list")
+        orders[oid] = Order(oid, row.number("x", *_PLACE), row.number("y", *_PLACE),
+                            row.number("placement_time", *_TIME), rest, row.number("ready_time", *_TIME))
+    couriers: dict[str, Courier] = {}
+    lines = {}
+    for row in _table(folder, "couriers.txt", COURIER_COLUMNS, notes):
+        cid = row.ident("courier")
+        _unique(row, "courier", cid, lines)
+        c = Courier(cid, row.number("x", *_PLACE), row.number("y", *_PLACE),
+                    row.number("on_time", *_TIME), row.number("off_time", *_TIME))
+        if c.on > c.off:
+            row.fail(f"courier {cid} goes off shift ({c.off:g}) before it comes on ({c.on:g})")
+        if c.on == c.off:
+            notes.append(f"couriers.txt: line {row.line}: courier {cid} has an empty shift "
+                         f"(on_time = off_time = {c.on:g}): it delivers nothing")
+        couriers[cid] = c
+    return Instance(folder.name, params, restaurants, orders, couriers, tuple(notes))

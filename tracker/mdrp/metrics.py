@@ -57,7 +57,11 @@ def lower_bound_ctd(inst: Instance) -> float:
 def compute_metrics(inst: Instance, assignments: list[tuple[float, float, str, list[str]]],
                     order_rows: dict[str, tuple[float, float, str]],
                     moves: dict[str, list[tuple[float, str, str]]]) -> Metrics:
-    """Metrics from parsed solution rows (orders file rows: pickup, dropoff, courier)."""
+    """Metrics from parsed solution rows (orders file rows: pickup, dropoff, courier).
+
+    Figures with nothing to measure are NaN: per-delivery figures on a day with no deliveries,
+    the undelivered share on a day with no orders. Moves to unknown places add no travel.
+    """
     p = inst.params
     ctd, r2p, per_courier = [], [], {c: 0 for c in inst.couriers}
     busy = {c: 0.0 for c in inst.couriers}
@@ -73,7 +77,10 @@ def compute_metrics(inst: Instance, assignments: list[tuple[float, float, str, l
         if c is None:
             continue
         for depart, origin, dest in path:
-            leg = inst.travel(inst.place_of(origin, c), inst.place_of(dest, c))
+            try:
+                leg = inst.travel(inst.place_of(origin, c), inst.place_of(dest, c))
+            except KeyError:  # a move the checker rejects (rule 5): no travel to count
+                continue
             service = p.dropoff_service if dest in inst.orders else p.pickup_service
             busy[cid] = busy.get(cid, 0.0) + leg + service
     pay = sum(
@@ -82,16 +89,17 @@ def compute_metrics(inst: Instance, assignments: list[tuple[float, float, str, l
     )
     shift = sum(c.off - c.on for c in inst.couriers.values())
     delivered = len(ctd)
+    none = math.nan  # a figure with nothing to measure (no orders, no deliveries)
     return Metrics(
         orders=len(inst.orders), delivered=delivered,
-        undelivered_pct=100.0 * (len(inst.orders) - delivered) / max(1, len(inst.orders)),
+        undelivered_pct=100.0 * (len(inst.orders) - delivered) / len(inst.orders) if inst.orders else none,
         ctd_mean=mean(ctd), ctd_p90=percentile(ctd, 0.9),
-        over_40_pct=100.0 * sum(x > p.target_ctd for x in ctd) / max(1, delivered),
-        over_90_pct=100.0 * sum(x > p.max_ctd for x in ctd) / max(1, delivered),
+        over_40_pct=100.0 * sum(x > p.target_ctd for x in ctd) / delivered if delivered else none,
+        over_90_pct=100.0 * sum(x > p.max_ctd for x in ctd) / delivered if delivered else none,
         r2p_mean=mean(r2p), r2p_p90=percentile(r2p, 0.9),
         overage_mean=mean([max(0.0, x - p.target_ctd) for x in ctd]),
-        orders_per_bundle=delivered / max(1, len(assignments)),
+        orders_per_bundle=delivered / max(1, len(assignments)) if delivered else none,
         utilisation_pct=100.0 * sum(busy.values()) / max(1.0, shift),
-        pay_total=pay, cost_per_order=pay / max(1, delivered),
+        pay_total=pay, cost_per_order=pay / delivered if delivered else none,
         lower_bound_ctd=lower_bound_ctd(inst),
     )

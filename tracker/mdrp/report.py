@@ -1,8 +1,10 @@
 """The replay report: a Markdown table per instance and per family, and PNG plots."""
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from tracker.mdrp.metrics import Metrics, mean
@@ -28,7 +30,7 @@ def families(name: str) -> dict[str, str]:
 
 
 def _row(label: str, values: dict[str, float], extra: str = "") -> str:
-    cells = [f"{values[key]:.{digits}f}" for key, _, digits in COLUMNS]
+    cells = ["–" if math.isnan(values[key]) else f"{values[key]:.{digits}f}" for key, _, digits in COLUMNS]
     return f"| {label}{extra} | " + " | ".join(cells) + " |"
 
 
@@ -38,16 +40,21 @@ def _header(first: str) -> list[str]:
 
 
 def _average(items: list[Metrics]) -> dict[str, float]:
-    return {key: mean([getattr(m, key) for m in items]) for key, _, _ in COLUMNS}
+    """Each figure's mean over the instances that have it (NaN: none has)."""
+    return {key: mean([v for v in (getattr(m, key) for m in items) if not math.isnan(v)]) for key, _, _ in COLUMNS}
 
 
 def summary_table(results: list[tuple[str, Metrics]]) -> str:
-    """Overall averages beside the published algorithm's."""
+    """Overall averages beside the published algorithm's, and which instances had no deliveries."""
     overall = _average([m for _, m in results])
     lines = _header("")
     lines.append(_row(f"tracker ({len(results)} instances)", overall))
     published = {key: PUBLISHED.get(key, float("nan")) for key, _, _ in COLUMNS}
-    lines.append(_row("Reyes et al. 2018 (240 instances)", published).replace("nan", "–"))
+    lines.append(_row("Reyes et al. 2018 (240 instances)", published))
+    empty = sorted(name for name, m in results if m.delivered == 0)
+    if empty:
+        lines += ["", f"{len(empty)} of {len(results)} instances had no deliveries ({', '.join(empty)}): "
+                      "the averages of per-delivery figures are over the other instances"]
     return "\n".join(lines)
 
 
@@ -74,6 +81,10 @@ def write_report(results: list[tuple[str, Metrics]], out_dir: str | Path) -> Pat
     return path
 
 
+def _finite(values: Iterable[float]) -> list[float]:
+    return [v for v in values if not math.isnan(v)]
+
+
 def _plots(results: list[tuple[str, Metrics]], out: Path) -> None:
     import matplotlib
 
@@ -82,8 +93,8 @@ def _plots(results: list[tuple[str, Metrics]], out: Path) -> None:
 
     names = [n for n, _ in results]
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.hist([m.ctd_mean for _, m in results], bins=30, color="#2b6cb0", alpha=0.8, label="mean click-to-door")
-    ax.hist([m.lower_bound_ctd for _, m in results], bins=30, color="#a0aec0", alpha=0.6, label="lower bound")
+    ax.hist(_finite(m.ctd_mean for _, m in results), bins=30, color="#2b6cb0", alpha=0.8, label="mean click-to-door")
+    ax.hist(_finite(m.lower_bound_ctd for _, m in results), bins=30, color="#a0aec0", alpha=0.6, label="lower bound")
     ax.axvline(PUBLISHED["ctd_mean"], color="#c53030", linestyle="--", label="Reyes et al. mean")
     ax.set_xlabel("minutes (per instance)")
     ax.set_ylabel("instances")
@@ -95,7 +106,8 @@ def _plots(results: list[tuple[str, Metrics]], out: Path) -> None:
     for key, title, file in (("orders_per_bundle", "Orders per bundle", "bundles.png"),
                              ("utilisation_pct", "Courier utilisation (%)", "utilisation.png")):
         fig, ax = plt.subplots(figsize=(9, 4))
-        ax.bar(range(len(names)), [getattr(m, key) for _, m in results], color="#2f855a")
+        ax.bar(range(len(names)), [0.0 if math.isnan(getattr(m, key)) else getattr(m, key) for _, m in results],
+               color="#2f855a")
         ax.set_title(f"{title} per instance")
         ax.set_xlabel("instance (sorted by name)")
         fig.tight_layout()

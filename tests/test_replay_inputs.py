@@ -1,0 +1,208 @@
+"""``tracker replay`` on malformed instances and solutions: one clear line and a fitting exit status,
+never a traceback, a silent wrong figure or an endless day; ``--all`` goes on past a bad instance."""
+from __future__ import annotations
+
+import pickle
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.test_replay import SMALL, instances_root, tracker
+from tracker.mdrp.instance import load_instance
+from tracker.mdrp.tables import InputError
+
+Edit = Callable[[list[str]], list[str]]
+
+
+def instance_copy(dst: Path, **edits: Edit) -> Path:
+    """The small day copied to ``dst``, each ``FILE=fn`` rewriting that file's lines (``FILE`` without .txt)."""
+    shutil.copytree(instances_root() / SMALL, dst)
+    for stem, fn in edits.items():
+        path = dst / f"{stem}.txt"
+        path.write_text("\n".join(fn(path.read_text().splitlines())) + "\n")
+    return dst
+
+
+def cell(row: int, col: int, value: str) -> Edit:
+    """Set one tab-separated cell (row 0 is the header)."""
+    def edit(lines: list[str]) -> list[str]:
+        cells = lines[row].split("\t")
+        cells[col] = value
+        return [*lines[:row], "\t".join(cells), *lines[row + 1:]]
+    return edit
+
+
+def params(values: str) -> Edit:
+    return lambda lines: [lines[0], values]
+
+
+def one_line_error(run: subprocess.CompletedProcess[str]) -> str:
+    err = run.stderr
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def solution(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("inputs") / SMALL
+    done = tracker("replay", str(instances_root() / SMALL), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+BAD_INSTANCES: dict[str, tuple[dict[str, Edit], str, str]] = {
+    # name: (edits, file named in the message, what it says)
+    "zero_speed": ({"instance_parameters": params("0\t4\t4\t40\t90\t10\t15")}, "instance_parameters.txt: line 2",
+                   "meters_per_minute 0"),
+    "negative_speed": ({"instance_parameters": params("-320\t4\t4\t40\t90\t10\t15")},
+                       "instance_parameters.txt: line 2", "meters_per_minute -320"),
+    "too_few_params": ({"instance_parameters": params("320\t4\t4")}, "instance_parameters.txt: line 2",
+                       "expected 7 values"),
+    "no_params": ({"instance_parameters": lambda ls: ls[:1]}, "instance_parameters.txt: line 2", "no values"),
+    "unknown_restaurant": ({"orders": cell(1, 4, "r9999")}, "orders.txt: line 2", "restaurant r9999"),
+    "nan_coordinate": ({"orders": cell(1, 1, "nan")}, "orders.txt: line 2", "not a finite number"),
+    "huge_coordinate": ({"restaurants": cell(1, 1, "1e12")}, "restaurants.txt: line 2", "x 1e12"),
+    "nan_placement": ({"orders": cell(1, 3, "nan")}, "orders.txt: line 2", "placement_time 'nan'"),
+    "inf_off_time": ({"couriers": cell(1, 4, "inf")}, "couriers.txt: line 2", "off_time 'inf'"),
+    "far_future": ({"orders": cell(1, 5, "10000000"), "couriers": cell(1, 4, "10000100")}, "orders.txt: line 2",
+                   "within 3 days"),
+    "no_header": ({"orders": lambda ls: ls[1:]}, "orders.txt: line 1", "expected a header line"),
+    "duplicate_order": ({"orders": lambda ls: [*ls[:2], ls[1], *ls[2:]]}, "orders.txt: line 3", "order o1 is listed twice"),
+    "duplicate_courier": ({"couriers": lambda ls: [*ls[:2], ls[1], *ls[2:]]}, "couriers.txt: line 3",
+                          "courier c1 is listed twice"),
+    "off_before_on": ({"couriers": cell(1, 4, "-5")}, "couriers.txt: line 2", "goes off shift"),
+    "space_in_id": ({"orders": cell(1, 0, "o 1")}, "orders.txt: line 2", "whitespace"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INSTANCES))
+def test_a_malformed_instance_is_refused_naming_file_and_line(tmp_path: Path, name: str) -> None:
+    edits, where, what = BAD_INSTANCES[name]
+    folder = instance_copy(tmp_path / name, **edits)
+    with pytest.raises(InputError) as caught:
+        load_instance(folder)
+    message = caught.value.message
+    assert message.startswith(f"malformed instance {folder}: {where}: ") and what in message, message
+    assert pickle.loads(pickle.dumps(caught.value)).message == message  # survives a worker process
+
+
+def test_replay_and_check_of_a_malformed_instance_are_one_line(tmp_path: Path, solution: Path) -> None:
+    edits, where, _ = BAD_INSTANCES["zero_speed"]
+    folder = instance_copy(tmp_path / "zero_speed", **edits)
+    for args in ([str(folder), "--out", str(tmp_path / "out")], ["--check", str(folder), str(solution)]):
+        run = tracker("replay", *args)
+        assert run.returncode == 2, run.stdout + run.stderr
+        err = one_line_error(run)
+        assert err.startswith(f"tracker replay: malformed instance {folder}: {where}: meters_per_minute 0 "), err
+
+
+def test_far_future_times_are_refused_not_played(tmp_path: Path) -> None:
+    edits, _, _ = BAD_INSTANCES["far_future"]
+    run = tracker("replay", str(instance_copy(tmp_path / "far", **edits)), "--out", str(tmp_path / "out"))
+    assert run.returncode == 2 and "refused, not shortened" in one_line_error(run), run.stderr
+
+
+def test_layout_variants_read_the_same_instance(tmp_path: Path) -> None:
+    original = load_instance(instances_root() / SMALL)
+
+    def swap(lines: list[str]) -> list[str]:  # placement_time and ready_time change places, header included
+        rows = [ln.split("\t") for ln in lines]
+        return ["\t".join([*r[:3], r[5], r[4], r[3]]) for r in rows]
+
+    variants = {
+        "trailing_tab": {"instance_parameters": lambda ls: [ln + "\t" for ln in ls]},
+        "trailing_space": {stem: (lambda ls: [ln + "  \t " for ln in ls])
+                           for stem in ("orders", "couriers", "restaurants", "instance_parameters")},
+        "reordered": {"orders": swap},
+        "upper_case_header": {"couriers": lambda ls: [ls[0].upper(), *ls[1:]]},
+        "spaces": {stem: (lambda ls: [ln.replace("\t", " ") for ln in ls])
+                   for stem in ("orders", "couriers", "restaurants", "instance_parameters")},
+    }
+    variants["other_header_names"] = {"orders": cell(0, 3, "PlacementTime")}  # read by position, with a note
+    for name, edits in variants.items():
+        got = load_instance(instance_copy(tmp_path / name, **edits))
+        assert (got.params, got.restaurants, got.orders, got.couriers) == (
+            original.params, original.restaurants, original.orders, original.couriers), name
+        assert any("reading them by position" in n for n in got.notes) == (name == "other_header_names"), got.notes
+
+
+def test_an_empty_shift_loads_with_a_warning(tmp_path: Path) -> None:
+    folder = instance_copy(tmp_path / "empty_shift", couriers=cell(1, 4, "0"))  # c1: on 0, off 0
+    assert any("courier c1 has an empty shift" in note for note in load_instance(folder).notes)
+    run = tracker("replay", str(folder), "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert "tracker replay: warning: couriers.txt: line 2: courier c1 has an empty shift" in run.stderr
+
+
+def _edit_solution(solution: Path, dst: Path, name: str, fn: Edit) -> Path:
+    shutil.copytree(solution, dst)
+    path = dst / f"solution_info_{name}.txt"
+    path.write_text("\n".join(fn(path.read_text().splitlines())) + "\n")
+    return dst
+
+
+def _first(col: int, value: str) -> Edit:
+    def edit(lines: list[str]) -> list[str]:
+        cols = lines[1].split()
+        cols[col] = value
+        return [lines[0], " ".join(cols), *lines[2:]]
+    return edit
+
+
+def test_check_of_a_move_to_an_unknown_place_fails_without_a_traceback(tmp_path: Path, solution: Path) -> None:
+    broken = _edit_solution(solution, tmp_path / "zzz", "couriers", _first(3, "zzz"))
+    run = tracker("replay", "--check", str(instances_root() / SMALL), str(broken))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "unknown place 'zzz'" in run.stdout and "FAILED" in run.stdout, run.stdout
+
+
+def test_check_flags_a_pickup_before_its_assignment_and_refuses_infinite_times(tmp_path: Path,
+                                                                                solution: Path) -> None:
+    instance = str(instances_root() / SMALL)
+    late = _edit_solution(solution, tmp_path / "late", "assignments", _first(0, "900"))
+    run = tracker("replay", "--check", instance, str(late))
+    assert run.returncode == 1 and "rule 1: " in run.stdout and "before it is made" in run.stdout, run.stdout
+    for value in ("inf", "nan", "-inf"):
+        bad = _edit_solution(solution, tmp_path / value, "assignments", _first(1, value))
+        run = tracker("replay", "--check", instance, str(bad))
+        assert run.returncode == 2, run.stdout
+        err = one_line_error(run)
+        assert "solution_info_assignments.txt line 2" in err and "not a time" in err, err
+
+
+def test_all_goes_on_past_bad_instances_and_averages_what_it_has(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    instance_copy(root / "good")
+    instance_copy(root / "unknown_rest", orders=cell(1, 4, "r9999"))  # was a KeyError in the worker
+    instance_copy(root / "word_time", orders=cell(1, 3, "abc"))  # was an ApiError that could not come back
+    instance_copy(root / "no_orders", orders=lambda ls: ls[:1])  # nothing delivered: was NaN averages
+    run = tracker("replay", "--all", str(root), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "rep"),
+                  "--jobs", "2")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "unknown_rest: error: malformed instance" in run.stdout and "orders.txt: line 2" in run.stdout, run.stdout
+    assert "word_time: error: malformed instance" in run.stdout, run.stdout
+    assert "2 of 4 instances failed to replay" in run.stdout, run.stdout
+    assert "tracker (2 instances)" in run.stdout and "1 of 2 instances had no deliveries (no_orders)" in run.stdout
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "nan" not in run.stdout.lower() and "nan" not in report.lower(), report
+    alone = tracker("replay", "--all", str(root / "good"), "--out", str(tmp_path / "alone"), "--jobs", "1")
+    row = [ln for ln in alone.stdout.splitlines() if ln.startswith("| tracker (1 instances)")][0]
+    assert row.replace("(1 instances)", "(2 instances)").split("|")[2:5] == [
+        ln for ln in run.stdout.splitlines() if ln.startswith("| tracker (2 instances)")][0].split("|")[2:5]
+
+
+def test_output_folders_are_checked_before_the_run(tmp_path: Path) -> None:
+    instance = instances_root() / SMALL
+    (tmp_path / "taken").write_text("a file")
+    run = tracker("replay", "--all", str(instance), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "taken"))
+    assert run.returncode == 2 and "--report" in one_line_error(run) and not (tmp_path / "out").exists(), run.stderr
+    copy = instance_copy(tmp_path / "inst")
+    before = sorted(p.name for p in copy.iterdir())
+    for args in ([str(copy), "--out", str(copy)], ["--all", str(tmp_path), "--out", str(tmp_path)]):
+        run = tracker("replay", *args)
+        assert run.returncode == 2 and "holds an instance" in one_line_error(run), run.stderr
+    assert sorted(p.name for p in copy.iterdir()) == before  # no solution files mixed in
