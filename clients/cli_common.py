@@ -37,6 +37,10 @@ def ws_base(url: str) -> str:
     """``ws://host:port`` for a server URL given as http(s):// or ws(s)://."""
     parts = urlsplit(url.strip())
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        scheme = None
     if scheme is None or not parts.netloc:
         raise CliError(f"--server must be a URL such as {DEFAULT_SERVER}, not {url!r}")
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"

@@ -17,6 +17,7 @@ if not __package__:  # run as a script (python clients/merchant.py): import the 
 import argparse
 import asyncio
 from typing import Any
+from urllib.parse import urlencode
 
 from clients.jsonsocket import JsonSocket
 
@@ -28,7 +29,7 @@ class MerchantClient(JsonSocket):
     async def connect(cls, base_url: str, token: str, last_event_id: str | None = None, **kwargs: Any) -> "MerchantClient":
         url = base_url.rstrip("/") + "/v1/ws/merchant"
         if last_event_id:
-            url += f"?last_event_id={last_event_id}"
+            url += "?" + urlencode({"last_event_id": last_event_id})
         sock = await JsonSocket.open(url, token, **kwargs)
         return cls(sock.ws)
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from clients.cli_common import run
 
     args = build_parser().parse_args(argv)
-    if args.ready is not None and not args.ready >= 0:
+    if args.ready is not None and not 0 <= args.ready < float("inf"):
         print(f"{PROG}: --ready must be a number of seconds, 0 or more", file=sys.stderr)
         return 2
     return run(PROG, args, _main)

@@ -124,20 +124,34 @@ async def _stream(rider: RiderClient, args: argparse.Namespace) -> None:
             lat, lng = _step(lat, lng, args.speed * args.every, args.heading)
 
 
-async def _deliver(rider: RiderClient, frame: dict[str, Any], pause: float) -> None:
+async def _deliver(rider: RiderClient, order_id: str, status: str | None, pause: float,
+                   reported: dict[str, str]) -> None:
+    """Report the steps after ``status`` (and after what this client already reported) for one
+    order, ``pause`` seconds apart."""
     from clients.cli_common import note
 
-    # An ``assigned`` frame's orders start from scratch; a ``route`` frame (after a restart) says
-    # how far each has got, and only the steps after that are reported.
-    orders = [(o["order_id"], o.get("status")) for o in frame.get("orders", [])]
     for step in STEPS:
-        todo = [oid for oid, status in orders if status not in STEPS or STEPS.index(step) > STEPS.index(status)]
-        if not todo:
+        done = [s for s in (status, reported.get(order_id)) if s in STEPS]
+        if done and max(STEPS.index(s) for s in done) >= STEPS.index(step):
             continue
         await asyncio.sleep(pause)
-        for oid in todo:
-            await rider.progress(oid, step)
-            note(f"reported {step} for {oid}")
+        await rider.progress(order_id, step)
+        reported[order_id] = step
+        note(f"reported {step} for {order_id}")
+
+
+def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, reported: dict[str, str],
+                   delivering: dict[str, asyncio.Task[None]]) -> None:
+    """Deliver the orders of an ``assigned`` frame, or of a ``route`` frame (sent on every
+    connect and after a gap, with each order's status): one task per order, never two; a
+    ``route`` that no longer lists an order stops its task (cancelled or taken back)."""
+    orders = {o["order_id"]: o.get("status") for o in frame.get("orders", [])}
+    if frame.get("type") == "route":
+        for oid in [oid for oid in delivering if oid not in orders]:
+            delivering.pop(oid).cancel()
+    for oid, status in orders.items():
+        if oid not in delivering or delivering[oid].done():
+            delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, status, pause, reported))
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -145,15 +159,17 @@ async def _main(args: argparse.Namespace) -> None:
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
-    await keep_connected(lambda: _session(args, deadline), deadline)
+    reported: dict[str, str] = {}  # each order's last step this client reported, across connections
+    await keep_connected(lambda: _session(args, deadline, reported), deadline)
 
 
-async def _session(args: argparse.Namespace, deadline: float | None) -> None:
+async def _session(args: argparse.Namespace, deadline: float | None, reported: dict[str, str]) -> None:
     """One connection: until the deadline, or until the server closes it (then a new one
     starts with the server's ``route`` frame, and ``--deliver`` carries on from there)."""
     from clients.cli_common import note, remaining, show
 
     background: set[asyncio.Task[None]] = set()
+    delivering: dict[str, asyncio.Task[None]] = {}
     async with await RiderClient.connect(args.ws, args.token) as rider:
         note(f"connected to {args.ws}/v1/ws/rider")
         if args.unavailable:
@@ -164,9 +180,9 @@ async def _session(args: argparse.Namespace, deadline: float | None) -> None:
                  + (f", moving at {args.speed:g} m/s heading {args.heading:g}" if args.move else ""))
         try:
             while (left := remaining(deadline)) > 0:
-                for task in [t for t in background if t.done()]:
+                for task in [t for t in (*background, *delivering.values()) if t.done()]:
                     background.discard(task)
-                    task.result()  # a failed stream (the connection went) ends this connection
+                    task.result()  # a failed stream or report (the connection went) ends this connection
                 try:
                     frame = await rider.recv(timeout=min(left, 1.0))
                 except asyncio.TimeoutError:
@@ -179,10 +195,10 @@ async def _session(args: argparse.Namespace, deadline: float | None) -> None:
                     elif args.decline:
                         await rider.decline(frame["offer_id"])
                         note(f"declined offer {frame['offer_id']}")
-                elif frame.get("type") in ("assigned", "route") and frame.get("orders") and args.deliver is not None:
-                    background.add(asyncio.ensure_future(_deliver(rider, frame, args.deliver)))
+                elif frame.get("type") in ("assigned", "route") and args.deliver is not None:
+                    _deliver_frame(rider, frame, args.deliver, reported, delivering)
         finally:
-            for task in background:
+            for task in (*background, *delivering.values()):
                 task.cancel()
 
 
@@ -196,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.lat is not None and not (-90 <= args.lat <= 90 and -180 <= args.lng <= 180):
         print(f"{PROG}: --lat must be in [-90, 90] and --lng in [-180, 180]", file=sys.stderr)
         return 2
-    if not args.every > 0 or not args.speed >= 0 or (args.deliver is not None and not args.deliver >= 0):
-        print(f"{PROG}: --every must be positive, --speed and --deliver not negative", file=sys.stderr)
+    finite = all(math.isfinite(v) for v in (args.every, args.speed, args.deliver or 0.0))
+    if not finite or not args.every > 0 or not args.speed >= 0 or (args.deliver is not None and not args.deliver >= 0):
+        print(f"{PROG}: --every must be a positive number, --speed and --deliver numbers not negative", file=sys.stderr)
         return 2
     return run(PROG, args, _main)
 

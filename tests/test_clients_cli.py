@@ -182,3 +182,40 @@ def test_the_command_line_kitchen_keeps_an_action_it_owes_across_a_server_restar
     assert kinds == ["placed", "confirmed", "food_ready"], (kinds, err)
     feed = [json.loads(line)["kind"] for line in out.splitlines() if json.loads(line).get("type") == "event"]
     assert feed == ["placed", "confirmed", "food_ready"], feed  # each event once: the feed resumed
+
+
+def test_the_command_line_rider_reports_each_step_once_when_told_its_route_again(
+        start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
+    """After the server's pub/sub connection is cut the rider is told its route again (twice):
+    ``--deliver`` goes on from there and reports each step once."""
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.5"}, redis=own_redis)
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
+    courier = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
+                                srv.token("rider", rider), "--lat", "52.5201", "--lng", "13.4051", "--every", "0.5",
+                                "--accept", "--deliver", "1.5", "--for", "14"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        time.sleep(1.5)
+        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        assert httpx_ws_confirm(srv, merchant, oid).returncode == 0
+        for _ in range(100):
+            if ops.get(f"/v1/orders/{oid}").json()["status"] == "assigned":
+                break
+            time.sleep(0.1)
+        subprocess.run([sys.executable, "-c", "import asyncio, sys; from tracker.redis_client import connect; "
+                        "from tests.test_pubsub import kill_pubsub_connections; "
+                        "c = connect(sys.argv[1]); asyncio.run(kill_pubsub_connections(c))", own_redis],
+                       check=True, cwd=ROOT, timeout=30)
+        out, err = courier.communicate(timeout=40)
+        status = ops.get(f"/v1/orders/{oid}").json()["status"]
+    finally:
+        ops.close()
+        courier.kill()
+    assert courier.returncode == 0, err
+    routes = [f for f in map(json.loads, out.splitlines()) if f["type"] == "route"]
+    assert len(routes) >= 2, out  # told again after the cut
+    for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+        assert err.count(f"# reported {step} for {oid}") == 1, err
+    assert status == "delivered" and '"code":"invalid_transition"' not in out.replace(" ", ""), out

@@ -96,6 +96,18 @@ async def test_a_second_gap_comes_once_subscribed_again(hubs, uid) -> None:
     assert await asyncio.wait_for(sub.get(), 5) == "after"
 
 
+async def test_a_subscriber_that_came_after_a_listener_failure_gets_no_gap(hubs, uid) -> None:
+    a, b, client = hubs
+    channel = uid("ch")
+    old = await b.subscribe(channel)
+    await kill_pubsub_connections(client)
+    assert await asyncio.wait_for(old.get(), 5) is GAP
+    await old.close()  # (its socket went away with the outage)
+    fresh = await b.subscribe(channel)  # waits for the listener to be back
+    await a.publish(channel, "first")
+    assert await asyncio.wait_for(fresh.get(), 5) == "first"
+
+
 async def test_a_message_published_as_soon_as_subscribe_returns_is_delivered(hubs, uid) -> None:
     """subscribe() returns once Redis has confirmed: a channel reading history next misses nothing."""
     a, b, _ = hubs

@@ -51,6 +51,7 @@ class Subscription:
         self.queue: asyncio.Queue[str | _Gap] = asyncio.Queue(queue_size)
         self.overflowed = asyncio.Event()
         self.active = True
+        self.gapped = False  # it had GAP for a failed listener and gets another once subscribed again
 
     def _offer(self, item: str | _Gap) -> None:
         if not self.active or self.overflowed.is_set():
@@ -100,10 +101,6 @@ class PubSubHub:
         # One future per SUBSCRIBE sent and not yet confirmed, per channel, in sending order:
         # Redis confirms in that order on the listener's connection.
         self._unconfirmed: dict[str, deque[asyncio.Future[bool]]] = {}
-        # Channels that had subscribers when the listener failed: each gets a second GAP once
-        # subscribed again, because what was published before that is lost too, and a
-        # subscriber that re-read its history at the first GAP may have read it too early.
-        self._regap: set[str] = set()
         self._dropped = Counter(
             "tracker_pubsub_slow_subscribers", "Subscribers cut off for falling behind", registry=registry
         )
@@ -226,10 +223,10 @@ class PubSubHub:
                     continue
                 if msg.get("type") == "subscribe":
                     self._confirm(msg["channel"])
-                    if msg["channel"] in self._regap:
-                        self._regap.discard(msg["channel"])
-                        for sub in tuple(self._subs.get(msg["channel"], ())):
-                            sub._offer(GAP)  # subscribed again: now a re-read misses nothing
+                    for sub in tuple(self._subs.get(msg["channel"], ())):
+                        if sub.gapped:  # subscribed again: now a re-read misses nothing
+                            sub.gapped = False
+                            sub._offer(GAP)
                 elif msg.get("type") == "message":
                     for sub in tuple(self._subs.get(msg["channel"], ())):
                         sub._offer(msg["data"])
@@ -237,10 +234,11 @@ class PubSubHub:
             raise
         except Exception:
             # Anything published while we were not listening is lost: tell every subscriber,
-            # now and again once subscribed again.
-            self._regap.update(self._subs)
+            # now and again once subscribed again (a subscriber that re-read its history at the
+            # first GAP may have read it before the last message published to nobody).
             for subs in self._subs.values():
                 for sub in subs:
+                    sub.gapped = True
                     sub._offer(GAP)
             raise
         finally:

@@ -95,7 +95,13 @@ async def assign(request: Request) -> Response:
     raw = await service.require_order(rt, order_id)
     if raw.get("rider_id") and raw.get("status") in CARRYING:  # (a finished order: invalid_transition below)
         raise ApiError("conflict", f"order {order_id!r} already has rider {raw['rider_id']!r}; unassign it first")
-    await service.assign_orders(rt, [order_id], rider_id)
+    try:
+        await service.assign_orders(rt, [order_id], rider_id)
+    except ApiError as exc:  # a rider accepting it at this very moment wins: the same conflict
+        now = await service.require_order(rt, order_id)
+        if exc.code != "invalid_transition" or not (now.get("rider_id") and now.get("status") in CARRYING):
+            raise
+        raise ApiError("conflict", f"order {order_id!r} already has rider {now['rider_id']!r}; unassign it first") from None
     order = await service.load_order(rt, order_id)
     frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [service.rider_order(order)]}
     # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.

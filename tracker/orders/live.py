@@ -114,13 +114,13 @@ class RiderOrdersFeed:
         pickup_etas: dict[str, int] = {}
         prompts: list[tuple[dict[str, str], str, int]] = []
         start, position = float(now), (fix.lat, fix.lng)
-        for trip in rider_trips(mine):
+        for number, trip in enumerate(rider_trips(mine)):
             first = trip[0]
             drops = [_drop(h) for h in trip]
             if first["status"] in TO_COLLECT:
                 ready = max((int(h["ready_at"]) for h in trip if h.get("ready_at")), default=None)
                 plan = route_times(self.model, int(start), position, _pickup(first), ready, drops,
-                                   at_pickup=any(h["status"] == "at_pickup" for h in trip))
+                                   at_pickup=number == 0 and any(h["status"] == "at_pickup" for h in trip))
                 pickup_etas.update({h["id"]: int(plan.pickup) for h in trip if plan.pickup is not None})
                 if plan.pickup_arrival is not None and all(h["status"] == "assigned" for h in trip):
                     prompts += self._due_prompts(trip, int(plan.pickup_arrival), now, rider_id)

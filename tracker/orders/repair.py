@@ -22,6 +22,7 @@ from tracker.errors import REDIS_DOWN
 from tracker.orders import followups, machine
 from tracker.orders.service import store_of, sync_indexes, tell_riders
 from tracker.orders.store import events_key
+from tracker.riders.endpoint import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders.repair")
@@ -84,6 +85,10 @@ class FollowupRepair:
         if kind in machine.RULES and event.get("kind") == kind:  # (a step that never ran tells nobody)
             old = "assigned" if order.get("rider_id") else ""  # (the status before is not recorded)
             await tell_riders(self.rt, order, kind, old, event)
+            for rider in {order.get("rider_id"), order.get("last_rider_id")} - {None, ""}:
+                # Frames the step's caller would have sent (``assigned`` after a hand assignment)
+                # may be missing: the rider's connection re-reads and tells its route.
+                await self.rt.pubsub.publish(inbox_channel(rider), RECHECK)
         self.repaired.inc()
         return True
 

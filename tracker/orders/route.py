@@ -7,9 +7,9 @@ Order = dict[str, str]  # an order's raw hash
 
 
 def rider_trips(orders: list[Order]) -> list[list[Order]]:
-    """A rider's orders as the trips it will make, in order: first the drop-offs of what it has
-    picked up, then one trip per restaurant still to visit (the one it is at first, then by
-    assignment time), each its pickup then its drop-offs.
+    """A rider's orders as the trips it will make, in order: the restaurant it says it is at
+    (``at_pickup``) first, then the drop-offs of what it has picked up, then one trip per
+    restaurant still to visit, by assignment time; each its pickup then its drop-offs.
 
     Within a trip, orders go by bundle (the bundle assigned first first) and then by their
     delivery sequence (``route_seq``), so an add-on takes the place its bundle gave it. Dispatch
@@ -32,6 +32,6 @@ def rider_trips(orders: list[Order]) -> list[list[Order]]:
     def when(key: tuple[bool, str]) -> tuple[bool, bool, int]:
         trip = trips[key]
         at_pickup = any(h["status"] == "at_pickup" for h in trip)
-        return not key[0], not at_pickup, min(sequence(h)[0] for h in trip)
+        return not at_pickup, not key[0], min(sequence(h)[0] for h in trip)
 
     return [sorted(trips[key], key=sequence) for key in sorted(trips, key=when)]

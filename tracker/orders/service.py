@@ -30,6 +30,9 @@ STAMP = {
 }
 
 
+FOLLOWUPS_TASK = "order-followups"  # where a step's failed follow-up writes are reported
+
+
 def store_of(rt: Runtime) -> OrderStore:
     store = rt.services.get("order_store")
     if store is None:
@@ -114,10 +117,10 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
     """Apply one event ``kind`` to orders of one merchant, all or none; returns the events.
 
     The step is journaled first (:mod:`followups`, best effort: a journal that cannot be
-    written does not stop the step). If its follow-up writes in other slots fail because Redis
-    is unreachable, the step still stands and is answered as done, the failure is logged, and
-    :mod:`repair` re-derives those writes from the order's record; any other failure there is
-    an error for the caller (repaired the same way).
+    written does not stop the step). If its follow-up writes in other slots fail, the step
+    still stands and is answered as done (the caller would otherwise retry and be refused);
+    the failure is reported (:data:`FOLLOWUPS_TASK` in ``/readyz``) and :mod:`repair`
+    re-derives those writes from the order's record.
     """
     now = rt.clock.now_ms()
     allowed = machine.allowed_from(kind)
@@ -140,9 +143,9 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
     olds = [e.pop("_from") for e in events]
     try:
         await _after(rt, order_ids, olds, kind, events)
-    except REDIS_DOWN as exc:  # the step stands; its journal entry gets the rest repaired
-        log_failure(log, f"follow-up writes of an order step failed (repaired about "
-                         f"{rt.settings.followup_repair_s:g} s after Redis is back)", exc, orders=order_ids, kind=kind)
+    except Exception as exc:  # noqa: BLE001 - the step stands: say so, and let the repair finish it
+        # Logged (a traceback unless Redis is down), counted and shown in /readyz ``degraded``.
+        rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=order_ids, kind=kind)
         return events
     await _forget(rt, journal)
     return events

@@ -72,6 +72,10 @@ def handles_internal(msg_type: str) -> Callable[[Handler], Handler]:
     return register
 
 
+# An inbox notice asking the connection to re-read and re-tell what it would after a gap.
+RECHECK = '{"type":"_recheck"}'
+
+
 def inbox_channel(rider_id: str) -> str:
     """The pub/sub channel whose messages reach the rider's socket, wherever it is connected."""
     return f"rider:{rider_id}:inbox"
@@ -81,9 +85,10 @@ async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
     try:
         while not conn.session.closed:
             item = await sub.get()
-            if item is GAP:
-                # Messages may have been lost (Redis pub/sub is at-most-once): what they would
-                # have changed is re-read and told (the route, an open offer; see ON_INBOX_GAP).
+            if item is GAP or item == RECHECK:
+                # Messages may have been lost (Redis pub/sub is at-most-once), or were never sent
+                # (a step's follow-ups repaired later): what they would have changed is re-read
+                # and told (the route, an open offer; see ON_INBOX_GAP).
                 for hook in ON_INBOX_GAP:
                     try:
                         await hook(conn)

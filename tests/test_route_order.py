@@ -1,0 +1,32 @@
+"""The order a rider serves its orders in (``tracker.orders.route.rider_trips``, sans-I/O): what
+its route frame lists and what its ETAs and kitchen prompts are planned from."""
+from __future__ import annotations
+
+from tracker.orders.route import rider_trips
+
+
+def order(oid: str, status: str, merchant: str, assigned_at: int, seq: int = 0, bundle: str = "") -> dict[str, str]:
+    return {"id": oid, "status": status, "merchant_id": merchant, "assigned_at": str(assigned_at),
+            "route_seq": str(seq), "bundle": bundle}
+
+
+def ids(trips: list[list[dict[str, str]]]) -> list[list[str]]:
+    return [[h["id"] for h in trip] for trip in trips]
+
+
+def test_an_add_on_takes_the_place_its_bundle_gave_it() -> None:
+    bundle = "b,a"  # the add-on b (assigned later) is delivered first
+    mine = [order("a", "assigned", "m1", 100, 1, bundle), order("b", "assigned", "m1", 200, 0, bundle)]
+    assert ids(rider_trips(mine)) == [["b", "a"]]
+
+
+def test_a_second_restaurant_comes_after_the_first_trip_and_what_is_picked_up_goes_first() -> None:
+    mine = [order("later", "assigned", "m2", 300), order("first", "assigned", "m1", 100),
+            order("bag", "picked_up", "m0", 50)]
+    assert ids(rider_trips(mine)) == [["bag"], ["first"], ["later"]]
+
+
+def test_the_restaurant_the_rider_is_at_comes_first() -> None:
+    mine = [order("bag", "picked_up", "m0", 50), order("here", "at_pickup", "m2", 300),
+            order("next", "assigned", "m1", 100)]
+    assert ids(rider_trips(mine)) == [["here"], ["bag"], ["next"]]
