@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio.cluster import RedisCluster
 
-from tracker.pubsub import GAP, PubSubHub, SubscriberTooSlow
+from tracker.pubsub import GAP, PubSubHub, SubscriberTooSlow, Subscription
 from tracker.redis_client import AnyRedis, connect, is_cluster, subscriber_count
 from tracker.supervisor import Supervisor
 
@@ -64,12 +64,18 @@ async def test_slow_subscriber_is_cut_off_without_blocking_others(hubs, uid) -> 
     assert slow.queue.qsize() <= 8
 
 
+async def cut_under(hub: PubSubHub, client: AnyRedis, channel: str) -> Subscription:
+    """A subscription of ``hub`` to ``channel`` whose listener connection was just cut (it got GAP)."""
+    sub = await hub.subscribe(channel)
+    await kill_pubsub_connections(client)
+    assert await asyncio.wait_for(sub.get(), 5) is GAP
+    return sub
+
+
 async def test_lost_connection_delivers_gap_then_resumes(hubs, uid) -> None:
     a, b, client = hubs
     channel = uid("ch")
-    sub = await b.subscribe(channel)
-    await kill_pubsub_connections(client)
-    assert await asyncio.wait_for(sub.get(), 5) is GAP
+    sub = await cut_under(b, client, channel)
     for _ in range(100):  # the listener resubscribes after its restart
         if await subscriber_count(client, channel) >= 1:
             break
@@ -86,9 +92,7 @@ async def test_a_second_gap_comes_once_subscribed_again(hubs, uid) -> None:
     subscriber hears GAP again once its channel is subscribed again (a re-read then sees it)."""
     a, b, client = hubs
     channel = uid("ch")
-    sub = await b.subscribe(channel)
-    await kill_pubsub_connections(client)
-    assert await asyncio.wait_for(sub.get(), 5) is GAP
+    sub = await cut_under(b, client, channel)
     if await subscriber_count(client, channel) == 0:  # (nearly always: the listener restarts after 0.1 s)
         await a.publish(channel, "lost")
     assert await asyncio.wait_for(sub.get(), 5) is GAP  # subscribed again
@@ -99,9 +103,7 @@ async def test_a_second_gap_comes_once_subscribed_again(hubs, uid) -> None:
 async def test_a_subscriber_that_came_after_a_listener_failure_gets_no_gap(hubs, uid) -> None:
     a, b, client = hubs
     channel = uid("ch")
-    old = await b.subscribe(channel)
-    await kill_pubsub_connections(client)
-    assert await asyncio.wait_for(old.get(), 5) is GAP
+    old = await cut_under(b, client, channel)
     await old.close()  # (its socket went away with the outage)
     fresh = await b.subscribe(channel)  # waits for the listener to be back
     await a.publish(channel, "first")
