@@ -91,7 +91,11 @@ class Kitchen:
 
 
 async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str) -> None:
-    """Confirm an order still ``placed``, or mark ready one whose food is not ready yet, when due."""
+    """Confirm an order still ``placed``, or mark ready one whose food is not ready yet, when due.
+
+    The action stays owed until the feed shows it done (or moot): one sent just before the
+    connection died is sent again by the next connection, if its resumed feed still needs it.
+    """
     from clients.cli_common import note
 
     action, due = kitchen.owed[order_id]
@@ -99,6 +103,8 @@ async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str)
     if kitchen.still_due(order_id, action):
         await (tablet.confirm(order_id) if action == "confirm" else tablet.ready(order_id))
         note(f"sent {action} for {order_id}")
+    while kitchen.still_due(order_id, action):
+        await asyncio.sleep(0.2)  # (cancelled with the connection if the feed never shows it)
     if kitchen.owed.get(order_id, (None, 0.0))[0] == action:
         del kitchen.owed[order_id]
 
@@ -120,7 +126,9 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
     pending: set[asyncio.Task[None]] = set()
     async with await MerchantClient.connect(args.ws, args.token, last_event_id=kitchen.last_event_id) as tablet:
         note(f"connected to {args.ws}/v1/ws/merchant")
-        pending.update(asyncio.ensure_future(_act_when_due(tablet, kitchen, oid)) for oid in list(kitchen.owed))
+        for oid, (action, due) in list(kitchen.owed.items()):  # let the resumed feed catch up first
+            kitchen.owed[oid] = (action, max(due, asyncio.get_running_loop().time() + SETTLE_S))
+            pending.add(asyncio.ensure_future(_act_when_due(tablet, kitchen, oid)))
         try:
             while (left := remaining(deadline)) > 0:
                 for task in [t for t in pending if t.done()]:

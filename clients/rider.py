@@ -124,15 +124,13 @@ async def _stream(rider: RiderClient, args: argparse.Namespace) -> None:
             lat, lng = _step(lat, lng, args.speed * args.every, args.heading)
 
 
-async def _deliver(rider: RiderClient, order_id: str, status: str | None, pause: float,
-                   reported: dict[str, str]) -> None:
-    """Report the steps after ``status`` (and after what this client already reported) for one
-    order, ``pause`` seconds apart."""
+async def _deliver(rider: RiderClient, order_id: str, pause: float, reported: dict[str, str | None]) -> None:
+    """Report, ``pause`` seconds apart, the steps of one order after where it stands
+    (``reported``: the server's last word on it, or what this client reported since)."""
     from clients.cli_common import note
 
     for step in STEPS:
-        done = [s for s in (status, reported.get(order_id)) if s in STEPS]
-        if done and max(STEPS.index(s) for s in done) >= STEPS.index(step):
+        if _progress(reported.get(order_id)) >= STEPS.index(step):
             continue
         await asyncio.sleep(pause)
         await rider.progress(order_id, step)
@@ -140,18 +138,27 @@ async def _deliver(rider: RiderClient, order_id: str, status: str | None, pause:
         note(f"reported {step} for {order_id}")
 
 
-def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, reported: dict[str, str],
+def _progress(status: str | None) -> int:
+    return STEPS.index(status) if status in STEPS else -1
+
+
+def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, reported: dict[str, str | None],
                    delivering: dict[str, asyncio.Task[None]]) -> None:
     """Deliver the orders of an ``assigned`` frame, or of a ``route`` frame (sent on every
-    connect and after a gap, with each order's status): one task per order, never two; a
-    ``route`` that no longer lists an order stops its task (cancelled or taken back)."""
+    connect and after a gap, with each order's status: the server's word, which wins over what
+    this client believes it reported, since a report may have been lost). One task per order,
+    never two; a ``route`` that no longer lists an order stops its task (cancelled or taken back)."""
     orders = {o["order_id"]: o.get("status") for o in frame.get("orders", [])}
     if frame.get("type") == "route":
         for oid in [oid for oid in delivering if oid not in orders]:
             delivering.pop(oid).cancel()
-    for oid, status in orders.items():
+        reported.update(orders)
+    else:
+        for oid in orders:
+            reported.setdefault(oid, None)
+    for oid in orders:
         if oid not in delivering or delivering[oid].done():
-            delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, status, pause, reported))
+            delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, pause, reported))
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -159,11 +166,11 @@ async def _main(args: argparse.Namespace) -> None:
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
-    reported: dict[str, str] = {}  # each order's last step this client reported, across connections
+    reported: dict[str, str | None] = {}  # where each order stands, across connections
     await keep_connected(lambda: _session(args, deadline, reported), deadline)
 
 
-async def _session(args: argparse.Namespace, deadline: float | None, reported: dict[str, str]) -> None:
+async def _session(args: argparse.Namespace, deadline: float | None, reported: dict[str, str | None]) -> None:
     """One connection: until the deadline, or until the server closes it (then a new one
     starts with the server's ``route`` frame, and ``--deliver`` carries on from there)."""
     from clients.cli_common import note, remaining, show

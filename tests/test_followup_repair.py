@@ -41,7 +41,7 @@ async def test_an_order_confirmed_while_its_open_index_write_fails_is_still_disp
         assert error["code"] == "invalid_transition", error  # the first was answered as done
         await kitchen.close()
         ready = (await ops.client.get("/readyz")).json()
-        assert "order-followups" in ready["degraded"], ready  # and its failure is shown
+        assert "order-followup-repair" in ready["degraded"], ready  # and its failure is shown
         await redis.delete(index)  # the failure passes; nothing asks again
         courier = await rider_near_restaurant(srv, uid("r"), 0.002)
         offer = await courier.expect("offer", timeout=10)

@@ -1,12 +1,13 @@
 """Repair of order steps whose follow-up writes were lost (a supervised task in every process).
 
 Every ``TRACKER_FOLLOWUP_REPAIR_S`` / 2 seconds it takes the journal's entries older than
-``TRACKER_FOLLOWUP_REPAIR_S`` (:mod:`tracker.orders.followups`). Each entry is claimed by
-removing it (so two processes never repair the same step twice), then the order's derived keys
+``TRACKER_FOLLOWUP_REPAIR_S`` (:mod:`tracker.orders.followups`). Each entry is claimed for a
+lease of as long (so two processes never repair the same step at once, and one that fails or
+dies mid-repair leaves it to a later pass), then the order's derived keys
 are brought in line with its record, read again until no step changed it meanwhile (a step
 racing the repair cannot be undone by it), and, if the journaled step is indeed the order's
 latest event, the riders concerned are told again and dispatch's step listeners run. An entry
-whose repair fails is journaled again at the back of the queue and the failure reported.
+whose repair fails is reported and comes due again when its lease ends.
 Counters of ``/metrics`` (orders by status, click-to-door) are not repaired: whether a lost
 step was counted cannot be known.
 """
@@ -20,14 +21,14 @@ from prometheus_client import Counter
 
 from tracker.errors import REDIS_DOWN
 from tracker.orders import followups, machine
-from tracker.orders.service import store_of, sync_indexes, tell_riders
+from tracker.orders.service import FOLLOWUPS_TASK, store_of, sync_indexes, tell_riders
 from tracker.orders.store import events_key
 from tracker.riders.endpoint import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders.repair")
 
-TASK = "order-followup-repair"
+TASK = FOLLOWUPS_TASK  # the step reports its own follow-up failures under the same name
 MAX_PER_PASS = 1000
 
 
@@ -52,16 +53,17 @@ class FollowupRepair:
             await asyncio.sleep(self.after_s / 2)
 
     async def repair_overdue(self) -> int:
-        """Repair the overdue entries (up to :data:`MAX_PER_PASS`); returns how many orders were re-derived."""
+        """Repair the entries due (up to :data:`MAX_PER_PASS`); returns how many orders were re-derived."""
         redis, count = self.rt.redis, 0
-        for member, order_id, kind in await followups.overdue(redis, self.after_s, MAX_PER_PASS):
-            if not await followups.claim(redis, member):
+        for member, score, order_id, kind in await followups.due(redis, MAX_PER_PASS):
+            if not await followups.claim(redis, member, score, lease_s=self.after_s):
                 continue  # another process has it
             try:
                 count += await self.repair(order_id, kind)
             except Exception as exc:  # noqa: BLE001 - one order must not hold back the others
                 self.rt.supervisor.report(TASK, exc, order=order_id)
-                await followups.retry_later(redis, member)
+                continue  # due again once the claim's lease ends
+            await followups.end(redis, [member])
         if count:
             log.warning("re-derived the follow-up writes of %d order step(s) left unfinished", count)
         return count
@@ -79,7 +81,8 @@ class FollowupRepair:
             if again is not None and again.get("last_event_id") == order.get("last_event_id"):
                 break
             order = again  # a step came in between: derive from the newer record
-        assert order is not None
+        else:
+            raise RuntimeError(f"order {order_id!r} kept changing while it was repaired; trying again later")
         latest = await self.rt.redis.xrevrange(events_key(order["merchant_id"], order_id), count=1)
         event = orjson.loads(latest[0][1]["e"]) if latest else {}
         if kind in machine.RULES and event.get("kind") == kind:  # (a step that never ran tells nobody)

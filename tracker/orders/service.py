@@ -30,7 +30,7 @@ STAMP = {
 }
 
 
-FOLLOWUPS_TASK = "order-followups"  # where a step's failed follow-up writes are reported
+FOLLOWUPS_TASK = "order-followup-repair"  # where a step's failed follow-up writes are reported
 
 
 def store_of(rt: Runtime) -> OrderStore:
@@ -153,7 +153,7 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
 
 async def _journal(rt: Runtime, order_ids: list[str], kind: str) -> list[str]:
     try:
-        return await followups.begin(rt.redis, order_ids, kind)
+        return await followups.begin(rt.redis, order_ids, kind, rt.settings.followup_repair_s)
     except REDIS_DOWN as exc:  # (on a cluster, the journal's node may be down while the order's is not)
         log_failure(log, "order step journal not written: this step's follow-ups will not be repaired", exc)
         return []
@@ -162,7 +162,7 @@ async def _journal(rt: Runtime, order_ids: list[str], kind: str) -> list[str]:
 async def _forget(rt: Runtime, journal: list[str]) -> None:
     try:
         await followups.end(rt.redis, journal)
-    except Exception as exc:  # noqa: BLE001 - the step is done; repair will drop the entries harmlessly
+    except Exception as exc:  # noqa: BLE001 - the step is done; the repair re-derives it once more
         log_failure(log, "order step journal entry not removed", exc)
 
 
