@@ -141,6 +141,25 @@ async def test_illegal_steps_are_refused_and_change_nothing(server: ServerProces
         await ops.close()
 
 
+async def test_a_delay_pushes_back_the_kitchens_own_estimate(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """An order with a 10-minute preparation estimate and no ready time: "delay 5 min" makes the
+    food ready about 15 minutes after confirmation, not 5 minutes from now."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(oid, mid, prep_minutes=10)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.delay(oid, 5)
+        delayed = await kitchen.event(oid, "food_delayed")
+        order = await ops.get(oid)
+        assert order["ready_at"] == delayed["ready_at"] == order["confirmed_at"] + 15 * 60_000, order
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
 async def test_food_ready_happens_once_and_ends_delays(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

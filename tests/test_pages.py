@@ -81,9 +81,44 @@ async def test_customer_page_follows_the_order_and_recovers_after_a_cut(start_se
         await courier.progress(oid, "delivered")
         await expect(page.locator("#status")).to_have_attribute("data-status", "delivered")
         await expect(marker).to_have_count(0)  # no rider on the map after delivery
+        await expect(page.locator("#eta-label")).to_have_text("Delivered at")
+        await expect(page.locator("#eta")).to_have_text(re.compile(r"\d{1,2}:\d{2}"))
+        # the kitchen never pressed "Ready", but food that was picked up was ready
+        await expect(page.locator('#timeline li[data-kind="food_ready"]')).to_have_class("done")
     finally:
         await page.context.close()
         await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_customer_page_says_when_the_riders_position_is_old(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_STALE_AFTER_S": "2"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(srv, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
+        await ops.create(oid, mid)
+        kitchen = await merchant(srv, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.close()
+        assert (await ops.assign(oid, rid)).status_code == 200
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        note = page.locator("#rider-note")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
+        await expect(note).to_contain_text("Waiting for the rider's position", timeout=6000)  # nothing since
+        await courier.location(PICKUP["lat"] - 0.003, PICKUP["lng"])
+        await expect(page.locator('[data-marker="rider"]')).to_have_count(1)
+        await expect(note).to_be_hidden(timeout=5000)
+        await expect(note).to_contain_text("last updated", timeout=6000)  # then the phone goes quiet
+        await shot(page, "track-silent")
+        await courier.location(PICKUP["lat"] - 0.002, PICKUP["lng"])
+        await expect(note).to_be_hidden(timeout=5000)  # and is back
+    finally:
+        await page.context.close()
         await courier.close()
         await ops.close()
 
@@ -142,6 +177,10 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         await shot(page, "merchant")
         await page.get_by_role("button", name=f"Ready {oid}").click()
         await expect(row.locator("td").nth(2)).to_have_text("ready")
+        await courier.progress(oid, "at_pickup")
+        await courier.progress(oid, "picked_up")
+        await expect(row.locator("td").nth(2)).to_have_text("collected")
+        await expect(page.locator(f'.prompt[data-order="{oid}"]')).to_have_count(0)  # moot once collected
     finally:
         await page.context.close()
         await courier.close()

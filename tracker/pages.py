@@ -3,7 +3,8 @@
 Plain HTML/CSS/JS shipped in the package (``tracker/static``); no build step, no network.
 Each page takes its token from the ``token`` query parameter and talks to the same HTTP and
 WebSocket endpoints as every other client. ``TRACKER_TILE_URL`` adds a raster tile layer
-under the vector map when set.
+under the vector map when set; ``TRACKER_STALE_AFTER_S`` is when the tracking page calls the
+rider's position old.
 """
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ STATIC = resources.files("tracker") / "static"
 def _page(name: str):  # type: ignore[no-untyped-def]
     async def serve(request: Request) -> Response:
         text = (STATIC / name).read_text()
-        tile = html.escape(runtime_of(request).settings.tile_url or "", quote=True)
-        return HTMLResponse(text.replace("{{TILE_URL}}", tile), headers={"Cache-Control": "no-store"})
+        settings = runtime_of(request).settings
+        tile = html.escape(settings.tile_url or "", quote=True)
+        text = text.replace("{{TILE_URL}}", tile).replace("{{STALE_AFTER_MS}}", str(int(settings.stale_after_s * 1000)))
+        return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
     return serve
 

@@ -183,13 +183,24 @@ async def merchant_ws(websocket: WebSocket) -> None:
         else:
             minutes = require_number(msg, "minutes", lo=1, hi=240)
             now = rt.clock.now_ms()
-            ready_at = max(int(raw.get("ready_at") or 0), now) + int(minutes * 60000)
+            ready_at = max(_ready_estimate(raw, rt.settings.default_prep_min), now) + int(minutes * 60000)
             if ready_at > now + MAX_READY_AHEAD_MS:
                 raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
             await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
                                fields={"ready_at": ready_at}, event_extra={"minutes": minutes, "ready_at": ready_at})
 
     await _serve(session, forward(rt, session, merchant_channel(merchant), read, last), handle)
+
+
+def _ready_estimate(raw: dict[str, str], default_prep_min: float) -> int:
+    """When the kitchen expects the food: its ``ready_at``, else confirmation plus its
+    preparation estimate (``prep_minutes``, else the server's default); 0 before confirmation."""
+    if raw.get("ready_at"):
+        return int(raw["ready_at"])
+    if not raw.get("confirmed_at"):
+        return 0
+    prep = float(raw["prep_minutes"]) if raw.get("prep_minutes") else default_prep_min
+    return int(raw["confirmed_at"]) + int(prep * 60000)
 
 
 routes = [WebSocketRoute("/v1/ws/customer", closes_when_redis_is_down(customer_ws)),

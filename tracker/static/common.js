@@ -29,8 +29,19 @@ export async function api(path, options = {}) {
 }
 
 // The reason text of a refusal, for people: "unauthorized: token expired".
+// The server's reason (`code: message`) in plain words first, the reason itself after it for
+// whoever has to look into it.
+const PLAIN = [
+  [/^unauthorized: token expired/, "it has expired"],
+  [/^unauthorized: missing token/, "it carries no token (the address needs ?token=...)"],
+  [/^unauthorized/, "its token was not issued by this server"],
+  [/^forbidden/, "it is for another order, kitchen or role"],
+  [/^not_found/, "there is no such order"],
+];
 function reasonText(reason) {
-  return String(reason || "refused by the server").trim().replace(/[.\s]+$/, "");
+  const raw = String(reason || "refused by the server").trim().replace(/[.\s]+$/, "");
+  const plain = PLAIN.find(([pattern]) => pattern.test(raw));
+  return plain ? `${plain[1]} (${raw})` : raw;
 }
 
 // Stop for good and say why, in the page's #fatal banner (the offline banner goes away).

@@ -6,6 +6,7 @@ const orders = new Map(); // order id -> {status, food, finalTs}
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
 let lastEventId = null;
 const FINAL = new Set(["delivered", "cancelled"]);
+const COLLECTED = new Set(["picked_up", "at_dropoff", "delivered"]);
 // A delivered or cancelled order stays on the board this long (server time) after its final
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
@@ -28,7 +29,7 @@ function expireFinished() {
     const until = o.finalTs + FINAL_VISIBLE_MS;
     if (until <= now) {
       orders.delete(id); gone.add(id);
-      for (const p of document.querySelectorAll(`#prompts .prompt[data-order="${CSS.escape(id)}"]`)) p.remove();  // its prompts go too
+      dropPrompts(id);  // its prompts go too
     }
     else next = Math.min(next, until);
   }
@@ -41,7 +42,9 @@ function render() {
   const rows = [...orders.entries()].map(([id, o]) => {
     const tr = document.createElement("tr");
     tr.dataset.order = id; tr.dataset.status = o.status;
-    const cells = [id, o.status.replace("_", " "), o.food || "preparing"].map((text) => { const td = document.createElement("td"); td.textContent = text; return td; });
+    const collected = COLLECTED.has(o.status);  // the food has left the kitchen, so it was ready
+    const cells = [id, o.status.replace("_", " "), o.food === "ready" || collected ? (collected ? "collected" : "ready") : (o.food || "preparing")]
+      .map((text) => { const td = document.createElement("td"); td.textContent = text; return td; });
     const actions = document.createElement("td");
     if (o.status === "placed") actions.appendChild(button(`Confirm ${id}`, () => socket.send({ type: "confirm", order_id: id })));
     if (!["picked_up", "at_dropoff", "delivered", "cancelled"].includes(o.status) && o.food !== "ready") {
@@ -63,11 +66,18 @@ function onEvent(e) {
   else if (e.kind === "rider_unassigned") o.status = "confirmed";
   else o.status = e.kind;
   if (FINAL.has(o.status)) o.finalTs = Number.isFinite(e.ts) ? e.ts : clock.now();
+  if (COLLECTED.has(o.status) || o.status === "cancelled") dropPrompts(e.order_id);  // moot once the food is gone
   orders.set(e.order_id, o);
   render();
 }
 
+function dropPrompts(id) {
+  for (const p of document.querySelectorAll(`#prompts .prompt[data-order="${CSS.escape(id)}"]`)) p.remove();
+}
+
 function onPrompt(p) {
+  const o = orders.get(p.order_id);
+  if (gone.has(p.order_id) || (o && (COLLECTED.has(o.status) || o.status === "cancelled"))) return;
   const div = document.createElement("div");
   div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
   div.textContent = `Order ${p.order_id}: ${p.message}`;

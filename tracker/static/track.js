@@ -6,10 +6,16 @@ const STEPS = [
   ["assigned", "Rider assigned"], ["at_pickup", "Rider at the restaurant"], ["picked_up", "On the way"],
   ["at_dropoff", "Rider at your door"], ["delivered", "Delivered"],
 ];
+const COLLECTED = ["picked_up", "at_dropoff", "delivered"];
+const CARRYING = ["assigned", "at_pickup", "picked_up", "at_dropoff"];
+// The rider's position is called old after the server's TRACKER_STALE_AFTER_S (as on the ops page).
+const SILENT_AFTER_MS = Number(document.body.dataset.staleAfterMs) || 30_000;
 const orderId = decodeURIComponent(location.pathname.split("/").pop());
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
 let lastEventId = null;
+let lastFixTs = null;  // server time of the rider's last position shown (null: none since the page opened)
+let openedTs = null;
 const seen = new Set();
 let status = null;
 
@@ -19,7 +25,8 @@ function renderTimeline() {
     const li = document.createElement("li");
     li.textContent = label;
     li.dataset.kind = kind;
-    if (seen.has(kind)) li.className = "done";
+    // Food the rider has collected was ready, whether or not the kitchen pressed "Ready".
+    if (seen.has(kind) || (kind === "food_ready" && COLLECTED.some((k) => seen.has(k)))) li.className = "done";
     return li;
   }));
   if (seen.has("cancelled")) {
@@ -33,7 +40,14 @@ function apply(event) {
     seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); $("eta").textContent = "–";
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
-  if (status === "delivered" || status === "cancelled") { map.removeMarker("rider"); $("eta").textContent = status === "delivered" ? "delivered" : "–"; }
+  $("eta-label").textContent = status === "delivered" ? "Delivered at" : "Arriving in";
+  if (status === "delivered" || status === "cancelled") {
+    map.removeMarker("rider");
+    $("eta").textContent = status === "delivered" && Number.isFinite(event.ts)
+      ? new Date(event.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "–";
+  }
+  if (event.kind === "assigned") lastFixTs = null;  // a new rider: its silence counts from now
+  showSilence();
   $("status").textContent = (STEPS.find(([k]) => k === status) || [status, status])[1];
   $("status").dataset.status = status;
   renderTimeline();
@@ -51,6 +65,19 @@ async function load() {
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
   if (Number.isFinite(order.eta)) $("eta").textContent = `${minutesFrom(order.eta, clock.now())} min`;
   else if (status !== "delivered") $("eta").textContent = "–";
+}
+
+// While a rider has the order, say so when its position has not moved on for a while: the
+// ETA then rests on an old position (its phone may be off or out of coverage).
+function showSilence() {
+  const note = $("rider-note");
+  const since = lastFixTs ?? openedTs;
+  const silent = CARRYING.includes(status) && since !== null && clock.now() - since > SILENT_AFTER_MS;
+  note.hidden = !silent;
+  if (silent) {
+    note.textContent = lastFixTs === null ? "Waiting for the rider's position; the estimate may be out of date."
+      : `The rider's position was last updated ${Math.round((clock.now() - lastFixTs) / 60000)} min ago; the estimate may be out of date.`;
+  }
 }
 
 let socket = null;
@@ -75,6 +102,8 @@ async function loadUntilDone() {
 }
 
 const clock = await serverClock();
+openedTs = clock.now();
+setInterval(showSilence, Math.min(10_000, SILENT_AFTER_MS / 4));
 if (await loadUntilDone()) {
   socket = liveSocket(() => wsUrl(`/v1/ws/customer?order_id=${encodeURIComponent(orderId)}&token=${encodeURIComponent(token)}` +
     (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
@@ -86,6 +115,8 @@ if (await loadUntilDone()) {
       else if (msg.type === "rider_location") {
         map.moveMarker("rider", msg.lat, msg.lng, { label: "Your rider" });
         if (msg.eta) $("eta").textContent = `${minutesFrom(msg.eta, msg.ts)} min`;
+        lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
+        showSilence();
       } else if (msg.type === "resync") { await loadUntilDone(); }
     },
   });
