@@ -67,6 +67,8 @@ async function load() {
   else if (status !== "delivered") $("eta").textContent = "–";
 }
 
+const ago = (ms) => (ms < 60_000 ? "under a minute ago" : `${Math.floor(ms / 60_000)} min ago`);
+
 // While a rider has the order, say so when its position has not moved on for a while: the
 // ETA then rests on an old position (its phone may be off or out of coverage).
 function showSilence() {
@@ -76,7 +78,7 @@ function showSilence() {
   note.hidden = !silent;
   if (silent) {
     note.textContent = lastFixTs === null ? "Waiting for the rider's position; the estimate may be out of date."
-      : `The rider's position was last updated ${Math.round((clock.now() - lastFixTs) / 60000)} min ago; the estimate may be out of date.`;
+      : `The rider's position was last updated ${ago(clock.now() - lastFixTs)}; the estimate may be out of date.`;
   }
 }
 
