@@ -57,13 +57,17 @@ async def test_a_hand_assignment_whose_route_write_fails_is_on_the_riders_route_
     srv = start_server(REPAIR_FAST, redis=own_redis)
     ops, redis = Ops(srv), connect(own_redis)
     oid, mid, rid = uid("o"), uid("m"), uid("r")
+    near = await rider_near_restaurant(srv, uid("near"), 0.001)
     try:
+        early = await rider(srv, rid)  # (no position: dispatch offers it nothing)
         await confirmed_order(srv, ops, oid, mid)
-        early = await rider(srv, rid)
+        offer = await near.expect("offer", timeout=10)
         await redis.set(rider_orders_key(rid), "not a set")  # the rider's order set cannot be written
         resp = await ops.assign(oid, rid)
         assert resp.status_code == 200 and resp.json()["rider_id"] == rid, resp.text  # the step stands
         assert [o["order_id"] for o in (await early.expect("assigned"))["orders"]] == [oid]  # and is told
+        withdrawn = await near.expect("offer_withdrawn", timeout=3)  # at once, not at the repair
+        assert withdrawn["offer_id"] == offer["offer_id"]
         await early.close()
         for _ in range(50):  # while the key stays wrong, each repair fails, and says so
             ready = (await ops.client.get("/readyz")).json()
@@ -84,6 +88,7 @@ async def test_a_hand_assignment_whose_route_write_fails_is_on_the_riders_route_
         assert [(o["order_id"], o["status"]) for o in route["orders"]] == [(oid, "assigned")]
         await courier.close()
     finally:
+        await near.close()
         await ops.close()
         await redis.aclose()
 

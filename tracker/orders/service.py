@@ -220,20 +220,34 @@ async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, e
 async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str,
                  events: list[dict[str, Any]]) -> None:
     store = store_of(rt)
+    failed: list[Exception] = []
     for oid, old, event in zip(order_ids, old_statuses, events):
         order = await store.load(oid)
         if order is None:
             continue
-        await store.update_indexes(order)
-        # Only the steps that change who carries the order touch the riders' sets (a routine
-        # step writing them from its own read could undo a concurrent assignment's write).
-        rider = order.get("rider_id")
-        if kind == "assigned" and rider:
-            await _add_to_rider(rt, rider, oid)
-        elif kind in ("delivered", "cancelled", "rider_unassigned") and (order.get("last_rider_id") or rider):
-            await _drop_from_rider(rt, order.get("last_rider_id") or rider, oid)
-        await rt.services["order_metrics"].record(rt.redis, order, kind, old)
-        await tell_riders(rt, order, kind, old, event)
+        # Each part goes ahead even if one before it failed (the riders are told, and void
+        # offers withdrawn, even while an index write fails); the first failure is raised after.
+        parts = (lambda: _step_indexes(rt, order, kind),
+                 lambda: rt.services["order_metrics"].record(rt.redis, order, kind, old),
+                 lambda: tell_riders(rt, order, kind, old, event))
+        for part in parts:
+            try:
+                await part()
+            except Exception as exc:  # noqa: BLE001 - raised once the other parts had their turn
+                failed.append(exc)
+    if failed:
+        raise failed[0]
+
+
+async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str) -> None:
+    """The open-order index, and the riders' sets when the step changes who carries the order
+    (a routine step writing them from its own read could undo a concurrent assignment's write)."""
+    await store_of(rt).update_indexes(order)
+    oid, rider = order["id"], order.get("rider_id")
+    if kind == "assigned" and rider:
+        await _add_to_rider(rt, rider, oid)
+    elif kind in ("delivered", "cancelled", "rider_unassigned") and (order.get("last_rider_id") or rider):
+        await _drop_from_rider(rt, order.get("last_rider_id") or rider, oid)
 
 
 async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None,
