@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 from tracker.auth import Role
 from tracker.errors import REDIS_DOWN, ApiError
 from tracker.locations.ratelimit import TokenBucket
+from tracker.locations.store import last_fix
 from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.machine import CARRYING, STATUSES
@@ -135,6 +136,14 @@ async def customer_ws(websocket: WebSocket) -> None:
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
         return await store.history(merchant, order_id, after, count)  # type: ignore[arg-type]
 
+    if raw["status"] in CARRYING and raw.get("rider_id"):
+        # Where the rider was last seen, so a page opened (or reloaded) while its phone is quiet
+        # still shows it; ``ts`` says how old the position is.
+        fix, _, _ = await last_fix(rt.redis, raw["rider_id"])
+        if fix is not None:
+            await session.send({"type": "rider_location", "order_id": order_id, "rider_id": raw["rider_id"],
+                                "lat": fix.lat, "lng": fix.lng, "ts": fix.ts,
+                                "eta": int(raw["eta"]) if raw.get("eta") else None})
     await _serve(session, forward(rt, session, order_channel(order_id), read, last,  # type: ignore[arg-type]
                                   on_event=on_event, allow_ephemeral=allow), None)
 
