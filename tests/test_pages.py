@@ -177,12 +177,21 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         prompt = page.locator(f'.prompt[data-order="{oid}"][data-kind="start_preparing"]')
         await expect(prompt).to_contain_text("start plating")
         await shot(page, "merchant")
+        await page.get_by_role("button", name=f"Delay {oid} 5 min").click()
+        ready_at = None
+        for _ in range(50):
+            ready_at = (await ops.get(oid))["ready_at"]
+            if ready_at:
+                break
+            await asyncio.sleep(0.1)
+        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ready_at)
+        await expect(row.locator("td").nth(2)).to_have_text(f"delayed to {shown}")  # the new ready time
         await page.get_by_role("button", name=f"Ready {oid}").click()
         await expect(row.locator("td").nth(2)).to_have_text("ready")
         await courier.progress(oid, "at_pickup")
+        await expect(page.locator(f'.prompt[data-order="{oid}"]')).to_have_count(0)  # moot: the rider is there
         await courier.progress(oid, "picked_up")
         await expect(row.locator("td").nth(2)).to_have_text("collected")
-        await expect(page.locator(f'.prompt[data-order="{oid}"]')).to_have_count(0)  # moot once collected
     finally:
         await page.context.close()
         await courier.close()

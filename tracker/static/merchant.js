@@ -7,6 +7,7 @@ const gone = new Set(); // finished orders that left the board: later frames abo
 let lastEventId = null;
 const FINAL = new Set(["delivered", "cancelled"]);
 const COLLECTED = new Set(["picked_up", "at_dropoff", "delivered"]);
+const PROMPTS_DONE = new Set(["at_pickup", ...COLLECTED, "cancelled"]);  // the rider is there, or no one will come
 // A delivered or cancelled order stays on the board this long (server time) after its final
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
@@ -62,11 +63,15 @@ function onEvent(e) {
   if (gone.has(e.order_id)) return;
   const o = orders.get(e.order_id) || { status: "placed", food: "" };
   if (e.kind === "food_ready") o.food = "ready";
-  else if (e.kind === "food_delayed") o.food = `delayed ${e.minutes} min`;
+  else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
+    o.food = Number.isFinite(e.ready_at)
+      ? `delayed to ${new Date(e.ready_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`
+      : `delayed ${e.minutes} min`;
+  }
   else if (e.kind === "rider_unassigned") o.status = "confirmed";
   else o.status = e.kind;
   if (FINAL.has(o.status)) o.finalTs = Number.isFinite(e.ts) ? e.ts : clock.now();
-  if (COLLECTED.has(o.status) || o.status === "cancelled") dropPrompts(e.order_id);  // moot once the food is gone
+  if (PROMPTS_DONE.has(o.status)) dropPrompts(e.order_id);  // moot once the rider is there
   orders.set(e.order_id, o);
   render();
 }
@@ -77,7 +82,7 @@ function dropPrompts(id) {
 
 function onPrompt(p) {
   const o = orders.get(p.order_id);
-  if (gone.has(p.order_id) || (o && (COLLECTED.has(o.status) || o.status === "cancelled"))) return;
+  if (gone.has(p.order_id) || (o && PROMPTS_DONE.has(o.status))) return;
   const div = document.createElement("div");
   div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
   div.textContent = `Order ${p.order_id}: ${p.message}`;
