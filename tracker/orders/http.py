@@ -92,15 +92,13 @@ async def assign(request: Request) -> Response:
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
     rider_id = require_id(await json_body(request), "rider_id")
-    raw = await service.require_order(rt, order_id)
-    if raw.get("rider_id") and raw.get("status") in CARRYING:  # (a finished order: invalid_transition below)
-        raise ApiError("conflict", f"order {order_id!r} already has rider {raw['rider_id']!r}; unassign it first")
+    await service.require_order(rt, order_id)
     try:
         await service.assign_orders(rt, [order_id], rider_id)
-    except ApiError as exc:  # a rider accepting it at this very moment wins: the same conflict
+    except ApiError as exc:  # refused because a rider has it (maybe one accepting at this very moment)
         now = await service.require_order(rt, order_id)
         if exc.code != "invalid_transition" or not (now.get("rider_id") and now.get("status") in CARRYING):
-            raise
+            raise  # (a finished order stays invalid_transition)
         raise ApiError("conflict", f"order {order_id!r} already has rider {now['rider_id']!r}; unassign it first") from None
     order = await service.load_order(rt, order_id)
     frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [service.rider_order(order)]}

@@ -50,6 +50,12 @@ return 0
 """
 
 
+def rider_location(order_id: str, rider_id: str, fix: Fix, eta: int | None) -> dict[str, Any]:
+    """The ``rider_location`` frame of an order's channel: where its rider is, and the order's ETA."""
+    return {"type": "rider_location", "order_id": order_id, "rider_id": rider_id, "lat": fix.lat, "lng": fix.lng,
+            "ts": fix.ts, "eta": eta}
+
+
 def prompt_text(kind: str, minutes: float) -> str:
     away = "arriving now" if minutes < 0.5 else f"{minutes:.0f} min away"
     return f"rider {away}: start plating" if kind == "start_preparing" else f"rider {away}: hand-over soon"
@@ -135,9 +141,7 @@ class RiderOrdersFeed:
             pickup = pickup_etas.get(h["id"], "")
             pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id,
                       "" if eta is None else eta, pickup, *CARRYING)
-            frame = {"type": "rider_location", "order_id": h["id"], "rider_id": rider_id, "lat": fix.lat,
-                     "lng": fix.lng, "ts": fix.ts, "eta": eta}
-            frames.append((order_channel(h["id"]), orjson.dumps(frame)))
+            frames.append((order_channel(h["id"]), orjson.dumps(rider_location(h["id"], rider_id, fix, eta))))
         for h, kind, arrival in prompts:
             pipe.hsetnx(order_key(h["merchant_id"], h["id"]), _prompted_field(kind, rider_id), now)
         results = await pipe.execute()

@@ -28,7 +28,6 @@ from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders.repair")
 
-TASK = FOLLOWUPS_TASK  # the step reports its own follow-up failures under the same name
 MAX_PER_PASS = 1000
 
 
@@ -49,7 +48,7 @@ class FollowupRepair:
             try:
                 await self.repair_overdue()
             except REDIS_DOWN as exc:
-                self.rt.supervisor.report(TASK, exc)
+                self.rt.supervisor.report(FOLLOWUPS_TASK, exc)
             await asyncio.sleep(self.after_s / 2)
 
     async def repair_overdue(self) -> int:
@@ -61,7 +60,7 @@ class FollowupRepair:
             try:
                 count += await self.repair(order_id, kind)
             except Exception as exc:  # noqa: BLE001 - one order must not hold back the others
-                self.rt.supervisor.report(TASK, exc, order=order_id)
+                self.rt.supervisor.report(FOLLOWUPS_TASK, exc, order=order_id)
                 continue  # due again once the claim's lease ends
             await followups.end(redis, [member])
         if count:

@@ -15,6 +15,7 @@ from tracker.locations.ratelimit import TokenBucket
 from tracker.locations.store import last_fix
 from tracker.orders import service
 from tracker.orders.channel import forward
+from tracker.orders.live import rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel
@@ -141,9 +142,7 @@ async def customer_ws(websocket: WebSocket) -> None:
         # still shows it; ``ts`` says how old the position is.
         fix, _, _ = await last_fix(rt.redis, raw["rider_id"])
         if fix is not None:
-            await session.send({"type": "rider_location", "order_id": order_id, "rider_id": raw["rider_id"],
-                                "lat": fix.lat, "lng": fix.lng, "ts": fix.ts,
-                                "eta": int(raw["eta"]) if raw.get("eta") else None})
+            await session.send(rider_location(order_id, raw["rider_id"], fix, int(raw["eta"]) if raw.get("eta") else None))
     await _serve(session, forward(rt, session, order_channel(order_id), read, last,  # type: ignore[arg-type]
                                   on_event=on_event, allow_ephemeral=allow), None)
 
