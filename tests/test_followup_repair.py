@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 
@@ -19,43 +20,58 @@ from tracker.geo import dispatch_region
 from tracker.locations import rider_orders_key
 from tracker.orders import open_orders_key
 from tracker.orders.followups import FOLLOWUPS_KEY
-from tracker.redis_client import connect
+from tracker.launcher import ServerProcess
+from tracker.redis_client import AnyRedis, connect
 
 REPAIR_FAST = {**FAST, "TRACKER_FOLLOWUP_REPAIR_S": "1"}
 
 
-async def test_an_order_confirmed_while_its_open_index_write_fails_is_still_dispatched(
-        own_redis: str, start_server: Callable[..., Any], uid: Callable[[str], str]) -> None:
+@dataclass
+class Repairing:
+    """A server of its own that repairs after 1 s, the platform's HTTP client, and a client of its Redis."""
+
+    srv: ServerProcess
+    ops: Ops
+    redis: AnyRedis
+
+
+@pytest.fixture
+async def repairing(own_redis: str, start_server: Callable[..., Any]) -> AsyncIterator[Repairing]:
     srv = start_server(REPAIR_FAST, redis=own_redis)
-    ops, redis = Ops(srv), connect(own_redis)
+    client = Repairing(srv, Ops(srv), connect(own_redis))
+    try:
+        yield client
+    finally:
+        await client.ops.close()
+        await client.redis.aclose()
+
+
+async def test_an_order_confirmed_while_its_open_index_write_fails_is_still_dispatched(
+        repairing: Repairing, uid: Callable[[str], str]) -> None:
+    srv, ops, redis = repairing.srv, repairing.ops, repairing.redis
     oid, mid = uid("o"), uid("m")
     index = open_orders_key(dispatch_region(PICKUP["lat"], PICKUP["lng"]))
-    try:
-        await ops.create(oid, mid)
-        await redis.set(index, "not a sorted set")  # the follow-up write will fail
-        kitchen = await merchant(srv, mid)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")  # the step stands
-        await kitchen.confirm(oid)
-        error = await kitchen.expect("error")  # the first error frame answers the second confirm:
-        assert error["code"] == "invalid_transition", error  # the first was answered as done
-        await kitchen.close()
-        ready = (await ops.client.get("/readyz")).json()
-        assert "order-followup-repair" in ready["degraded"], ready  # and its failure is shown
-        await redis.delete(index)  # the failure passes; nothing asks again
-        courier = await rider_near_restaurant(srv, uid("r"), 0.002)
-        offer = await courier.expect("offer", timeout=10)
-        assert [o["order_id"] for o in offer["orders"]] == [oid]
-        await courier.close()
-    finally:
-        await ops.close()
-        await redis.aclose()
+    await ops.create(oid, mid)
+    await redis.set(index, "not a sorted set")  # the follow-up write will fail
+    kitchen = await merchant(srv, mid)
+    await kitchen.confirm(oid)
+    await kitchen.event(oid, "confirmed")  # the step stands
+    await kitchen.confirm(oid)
+    error = await kitchen.expect("error")  # the first error frame answers the second confirm:
+    assert error["code"] == "invalid_transition", error  # the first was answered as done
+    await kitchen.close()
+    ready = (await ops.client.get("/readyz")).json()
+    assert "order-followup-repair" in ready["degraded"], ready  # and its failure is shown
+    await redis.delete(index)  # the failure passes; nothing asks again
+    courier = await rider_near_restaurant(srv, uid("r"), 0.002)
+    offer = await courier.expect("offer", timeout=10)
+    assert [o["order_id"] for o in offer["orders"]] == [oid]
+    await courier.close()
 
 
 async def test_a_hand_assignment_whose_route_write_fails_is_on_the_riders_route_after_repair(
-        own_redis: str, start_server: Callable[..., Any], uid: Callable[[str], str]) -> None:
-    srv = start_server(REPAIR_FAST, redis=own_redis)
-    ops, redis = Ops(srv), connect(own_redis)
+        repairing: Repairing, uid: Callable[[str], str]) -> None:
+    srv, ops, redis = repairing.srv, repairing.ops, repairing.redis
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     near = await rider_near_restaurant(srv, uid("near"), 0.001)
     try:
@@ -89,16 +105,13 @@ async def test_a_hand_assignment_whose_route_write_fails_is_on_the_riders_route_
         await courier.close()
     finally:
         await near.close()
-        await ops.close()
-        await redis.aclose()
 
 
 async def test_an_order_left_in_a_riders_set_does_not_keep_it_from_dispatch(
-        own_redis: str, start_server: Callable[..., Any], uid: Callable[[str], str]) -> None:
+        repairing: Repairing, uid: Callable[[str], str]) -> None:
     """A lost write left a delivered order in the rider's order set: the rider is still idle
     for dispatch (it used to be left out of every round, for good)."""
-    srv = start_server(REPAIR_FAST, redis=own_redis)
-    ops, redis = Ops(srv), connect(own_redis)
+    srv, ops, redis = repairing.srv, repairing.ops, repairing.redis
     done, oid, mid, rid = uid("done"), uid("o"), uid("m"), uid("r")
     courier = await rider_near_restaurant(srv, rid, 0.002)
     try:
@@ -110,16 +123,13 @@ async def test_an_order_left_in_a_riders_set_does_not_keep_it_from_dispatch(
         assert [o["order_id"] for o in offer["orders"]] == [oid]
     finally:
         await courier.close()
-        await ops.close()
-        await redis.aclose()
 
 
 async def test_repair_tells_nobody_of_a_step_that_never_ran(
-        own_redis: str, start_server: Callable[..., Any], uid: Callable[[str], str]) -> None:
+        repairing: Repairing, uid: Callable[[str], str]) -> None:
     """A journaled cancel whose step never ran (Redis failed before the script) leaves the
     rider's order alone: no ``order_cancelled`` from the repair."""
-    srv = start_server(REPAIR_FAST, redis=own_redis)
-    ops, redis = Ops(srv), connect(own_redis)
+    srv, ops, redis = repairing.srv, repairing.ops, repairing.redis
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     courier = await rider(srv, rid)
     try:
@@ -137,5 +147,3 @@ async def test_repair_tells_nobody_of_a_step_that_never_ran(
         assert (await ops.get(oid))["status"] == "assigned"
     finally:
         await courier.close()
-        await ops.close()
-        await redis.aclose()
