@@ -214,6 +214,15 @@ async def test_operator_opens_a_kitchens_board_by_its_id(server: ServerProcess, 
         await ops.close()
 
 
+async def hexagons_outside_the_map(page: Page) -> list[str]:
+    """The ops map's hexagons with a corner outside the drawing (viewBox 800 x 600)."""
+    return await page.evaluate("""() => [...document.querySelectorAll('[data-cell]')]
+        .filter((p) => p.getAttribute('points').split(' ').some((xy) => {
+            const [x, y] = xy.split(',').map(Number);
+            return x < 0 || x > 800 || y < 0 || y > 600;
+        })).map((p) => p.dataset.cell)""")
+
+
 async def test_ops_page_shows_riders_and_hexagons(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     mid = uid("m")
@@ -311,13 +320,15 @@ async def test_ops_page_keeps_a_silent_rider_who_carries_food(own_redis, start_s
     page = await new_page(browser)
     try:
         await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        await expect(page.locator("[data-cell]")).to_have_count(1)
+        assert await hexagons_outside_the_map(page) == []  # one rider: the view still shows its whole cell
         await ops.create(oid, mid)
         kitchen = await merchant(srv, mid)
         await kitchen.confirm(oid)
         await kitchen.close()
         await courier.accept((await courier.expect("offer"))["offer_id"])
         await courier.expect("assigned")
-        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
         row = page.locator(f'tr[data-rider="{rid}"]')
         await expect(row).to_contain_text("busy")
         await asyncio.sleep(2.5)  # the rider's phone goes quiet with the food on board

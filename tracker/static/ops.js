@@ -16,7 +16,9 @@ function figures(el, pairs) {
 }
 
 function draw(snap) {
-  const pts = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng])];
+  // Whole hexagons in view: with one or two riders online, their cell is larger than they are.
+  const pts = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng]),
+    ...snap.cells.flatMap((c) => c.boundary)];
   if (pts.length) map.fit(pts, 0.2);
   map.clear("areas"); map.clear("points");
   for (const c of snap.cells) {
