@@ -137,6 +137,18 @@ def test_an_empty_shift_loads_with_a_warning(tmp_path: Path) -> None:
     assert "tracker replay: warning: couriers.txt: line 2: courier c1 has an empty shift" in run.stderr
 
 
+def test_food_ready_before_its_order_is_placed_loads_with_a_warning(tmp_path: Path) -> None:
+    lines = (instances_root() / SMALL / "orders.txt").read_text().splitlines()
+    placed = float(lines[1].split("\t")[3])
+    folder = instance_copy(tmp_path / "early_food", orders=cell(1, 5, f"{placed - 5:g}"))
+    [note] = load_instance(folder).notes
+    assert note.startswith(f"orders.txt: line 2: order o1 is ready ({placed - 5:g}) before it is placed ({placed:g})")
+    run = tracker("replay", str(folder), "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert "tracker replay: warning: orders.txt: line 2: order o1 is ready" in run.stderr
+    assert load_instance(instances_root() / SMALL).notes == ()  # the real day has no such order
+
+
 def _edit_solution(solution: Path, dst: Path, name: str, fn: Edit) -> Path:
     shutil.copytree(solution, dst)
     path = dst / f"solution_info_{name}.txt"

@@ -131,6 +131,7 @@ def load_instance(folder: str | Path) -> Instance:
         _unique(row, "restaurant", rid, lines)
         restaurants[rid] = (row.number("x", *_PLACE), row.number("y", *_PLACE))
     orders: dict[str, Order] = {}
+    early: list[tuple[int, Order]] = []  # orders ready before they are placed
     lines = {}
     for row in _table(folder, "orders.txt", ORDER_COLUMNS, notes):
         oid, rest = _place_id(row, "order"), row.ident("restaurant")
@@ -139,8 +140,16 @@ def load_instance(folder: str | Path) -> Instance:
             row.fail(f"order id {oid} is also a restaurant id, so a move to {oid} would be ambiguous")
         if rest not in restaurants:
             row.fail(f"order {oid} names restaurant {rest}, which restaurants.txt does not list")
-        orders[oid] = Order(oid, row.number("x", *_PLACE), row.number("y", *_PLACE),
-                            row.number("placement_time", *_TIME), rest, row.number("ready_time", *_TIME))
+        order = Order(oid, row.number("x", *_PLACE), row.number("y", *_PLACE),
+                      row.number("placement_time", *_TIME), rest, row.number("ready_time", *_TIME))
+        if order.ready < order.placement:
+            early.append((row.line, order))
+        orders[oid] = order
+    if early:
+        line, first = early[0]
+        notes.append(f"orders.txt: line {line}: order {first.id} is ready ({first.ready:g}) before it is placed "
+                     f"({first.placement:g}), and {len(early) - 1} other order(s) like it: such food waits from "
+                     f"its placement, and its ready-to-pickup counts from the ready time given")
     couriers: dict[str, Courier] = {}
     lines = {}
     for row in _table(folder, "couriers.txt", COURIER_COLUMNS, notes):
