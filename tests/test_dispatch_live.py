@@ -254,3 +254,39 @@ async def test_two_server_processes_never_double_assign(own_redis, start_server,
         for r in riders:
             await r.close()
         await ops.close()
+
+
+async def test_a_server_stopped_cleanly_hands_dispatch_over_at_once(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    slow = {"TRACKER_DISPATCH_INTERVAL_S": "5"}  # a region's lease lasts three rounds: 15 s
+    first = start_server(slow, redis=own_redis)
+    ops = Ops(first)
+    oid, mid = uid("o"), uid("m")
+    try:
+        await confirmed_order(first, ops, oid, mid)  # no rider yet: the first server plans the region
+        for _ in range(100):
+            planned = (await ops.client.get("/v1/ops/snapshot")).json()["dispatch"]
+            if planned.get("orders"):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the first server never planned the order's region")
+        assert planned["riders"] == planned["offers"] == 0
+        second = start_server(slow, redis=own_redis)
+        watcher = Ops(second)
+        try:  # every process shows the fleet's newest round, whoever ran it
+            assert (await watcher.client.get("/v1/ops/snapshot")).json()["dispatch"]["process"] == planned["process"]
+        finally:
+            await watcher.close()
+        first.stop()  # SIGINT: a clean stop
+        stopped = asyncio.get_running_loop().time()
+        courier = await rider_near_restaurant(second, uid("r"), 0.001)
+        try:
+            offer = await courier.expect("offer", timeout=30)
+            waited = asyncio.get_running_loop().time() - stopped
+            assert [o["order_id"] for o in offer["orders"]] == [oid]
+            # The second server's next round, not the first one's lease running out (10-15 s).
+            assert waited < 9, f"offered {waited:.1f} s after the first server stopped"
+        finally:
+            await courier.close()
+    finally:
+        await ops.close()

@@ -3,16 +3,18 @@
 What the ops page draws: every fresh rider with its state (``free``, ``offered``, ``busy``,
 ``unavailable``) and every rider carrying orders even when it has gone silent (``stale``:
 food on the road with nobody answering is what an operator must see), hexagons (res 8) with their open orders and free riders and their boundary,
-the last dispatch round of this process, and the fleet-wide service level.
+the newest dispatch round of any process, and the fleet-wide service level.
 """
 from __future__ import annotations
 
 import h3
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tracker.auth import Role
+from tracker.dispatch.service import LAST_ROUND_KEY
 from tracker.dispatch.offers import rider_offer_key
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
@@ -77,13 +79,13 @@ async def snapshot(request: Request) -> Response:
             entry = cells.setdefault(cell, {"cell": cell, "open_orders": 0, "free_riders": 0,
                                             "boundary": [list(p) for p in h3.cell_to_boundary(cell)]})
             entry[kind] += 1
-    dispatcher = rt.services.get("dispatcher")
+    last_round = await rt.redis.get(LAST_ROUND_KEY)
     return JSONResponse({
         "ts": now,
         "riders": riders,
         "open_orders": orders,
         "cells": list(cells.values()),
-        "dispatch": dispatcher.last_round if dispatcher else {},
+        "dispatch": orjson.loads(last_round) if last_round else {},
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
     })
 

@@ -15,3 +15,10 @@ async def start(rt: Runtime) -> None:
     rt.services.setdefault("order_step_listeners", []).append(dispatcher.on_order_step)
     rt.supervisor.spawn("dispatch-loop", dispatcher.run_forever)
     rt.supervisor.spawn("offer-expiry", dispatcher.sweep_forever)
+
+
+async def stop(rt: Runtime) -> None:
+    """Give up this process's dispatch leases: on a clean stop others take over at once."""
+    dispatcher = rt.services.get("dispatcher")
+    if dispatcher is not None:
+        await dispatcher.release_leases()

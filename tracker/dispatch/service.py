@@ -30,12 +30,15 @@ from tracker.dispatch.offers import EXPIRED, WITHDRAWN, OfferRecord, OfferStore,
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
 from tracker.errors import REDIS_DOWN
+from tracker.logs import log_failure
 from tracker.orders import unassign_order
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.dispatch")
+
+LAST_ROUND_KEY = "dispatch:last_round"  # the newest round's figures, whichever process ran it
 
 
 @dataclass
@@ -81,6 +84,8 @@ class Dispatcher:
         self.metrics = DispatchMetrics.create(rt.registry)
         self.last_round: dict[str, Any] = {}
         self._index_checked = False
+        self._held: dict[str, Lease] = {}  # region -> the lease this process holds for it
+        self._stopping = False
 
     async def regions(self) -> list[str]:
         """Dispatch regions that have open orders now (from the region index, not a scan)."""
@@ -95,11 +100,18 @@ class Dispatcher:
 
     async def run_forever(self) -> None:
         """Plan every region each interval (the supervised background task)."""
-        while True:
+        while not self._stopping:
             for region in await self.regions():
+                if self._stopping:
+                    break
                 lease = Lease(self.rt.redis, f"lease:dispatch:{{{region}}}", self.owner, self.lease_ttl_ms)
                 if not await lease.hold():
+                    self._held.pop(region, None)
                     continue
+                if self._stopping:  # stopped while taking it
+                    await lease.release()
+                    break
+                self._held[region] = lease
                 try:
                     await self.run_round(region)
                 except REDIS_DOWN:
@@ -107,6 +119,20 @@ class Dispatcher:
                 except Exception as exc:  # noqa: BLE001 - one region's fault must not stop the others
                     self.rt.supervisor.report("dispatch-loop", exc, region=region)
             await self.rt.clock.sleep(self.rt.settings.dispatch_interval_s)
+
+    async def release_leases(self) -> int:
+        """Stop planning and give up this process's region leases (a clean shutdown), so
+        another process takes the regions over at its next round instead of when the leases
+        lapse; returns how many were released."""
+        self._stopping = True
+        held, self._held = list(self._held.values()), {}
+        released = 0
+        for lease in held:
+            try:
+                released += await lease.release()
+            except Exception as exc:  # noqa: BLE001 - the lease lapses on its own
+                log_failure(log, "dispatch lease not released", exc, lease=lease.key)
+        return released
 
     async def run_round(self, region: str) -> list[OfferRecord]:
         """One round for one region: snapshot, plan, commit; returns the offers sent."""
@@ -116,6 +142,7 @@ class Dispatcher:
         self.metrics.open_orders.set(len(loaded.orders))
         self.metrics.free_riders.set(len(loaded.riders))
         if not loaded.orders or not loaded.riders:
+            await self._note_round(region, loaded.orders, loaded.riders, [], 0.0, time.perf_counter() - t0, now)
             return []
         lat, lng = h3.cell_to_latlng(region)
         snapshot = Snapshot(now_ms=now, origin_lat=lat, origin_lng=lng, orders=loaded.orders + loaded.held,
@@ -134,17 +161,23 @@ class Dispatcher:
                 sent.append(record)
             else:
                 self.metrics.offers.labels("lost_race").inc()
-        total_s = time.perf_counter() - t0
+        await self._note_round(region, loaded.orders, loaded.riders, sent, solve_s, time.perf_counter() - t0, now)
+        return sent
+
+    async def _note_round(self, region: str, orders: list, riders: list, sent: list[OfferRecord],
+                          solve_s: float, total_s: float, now: int) -> None:
+        """Count the round and publish its figures as the fleet's last round (the ops page's)."""
         self.metrics.rounds.inc()
         self.metrics.round_seconds.observe(total_s)
         self.last_round = {
-            "region": region, "orders": len(loaded.orders), "riders": len(loaded.riders),
+            "region": region, "orders": len(orders), "riders": len(riders),
             "offers": len(sent), "bundles": sum(1 for r in sent if len(r.order_ids) > 1),
             "add_ons": sum(1 for r in sent if r.joins),
             "solve_ms": round(solve_s * 1000, 2), "total_ms": round(total_s * 1000, 2), "ts": now,
+            "process": self.owner,
         }
+        await self.rt.redis.set(LAST_ROUND_KEY, orjson.dumps(self.last_round))
         log.debug("dispatch round", extra={"round": self.last_round})
-        return sent
 
     def _record(self, offer: Offer, orders: list[OrderView], now_ms: int) -> OfferRecord:
         timeout_ms = int(self.rt.settings.offer_timeout_s * 1000)
