@@ -55,8 +55,9 @@ def test_token_without_any_secret_refuses_instead_of_inventing_one(tmp_path: Pat
 
 def test_bad_role_and_bad_sub_are_refused() -> None:
     assert _token("--role", "admin", "--sub", "x").returncode == 2
-    bad_sub = _token("--role", "rider", "--sub", "no spaces allowed")
-    assert bad_sub.returncode == 2 and "sub" in bad_sub.stderr
+    for sub in ("no spaces allowed", "r1\n"):
+        bad_sub = _token("--role", "rider", "--sub", sub)
+        assert bad_sub.returncode == 2 and "sub" in bad_sub.stderr, sub
 
 
 def test_a_short_secret_is_one_clear_warning_and_still_signs() -> None:

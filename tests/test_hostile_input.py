@@ -227,6 +227,24 @@ def _declare_huge_body(port: int, token: str) -> bytes:
         return _read_response(sock)
 
 
+async def test_a_stalled_body_is_answered_408_and_the_connection_closed(start_server) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_BODY_TIMEOUT_S": "1"})
+    answer = await asyncio.to_thread(_stall_body, srv.port, srv.token("operator", "ops"))
+    assert answer.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in answer, answer[:300]
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as client:  # and everyone else is served
+        assert (await client.get("/healthz")).status_code == 200
+
+
+def _stall_body(port: int, token: str) -> bytes:
+    """Promise 100 bytes of body, send 6, then wait: the answer, and then the connection's end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":".encode())
+        answer = _read_response(sock)
+        assert sock.recv(1) == b"", "the connection stayed open after the answer"
+        return answer
+
+
 async def test_websocket_to_an_unknown_path_or_http_to_a_socket_answers_in_kind(server: ServerProcess) -> None:
     async with websockets.connect(f"{server.ws_url}/v1/ws/nothing") as ws:
         with pytest.raises(websockets.ConnectionClosed):

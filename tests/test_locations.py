@@ -293,6 +293,13 @@ async def test_nearby_http_answers_bad_queries_with_typed_errors(server: ServerP
         ({"lng": 1}, op, 400, "bad_coordinates"),
         ({"lat": "x", "lng": 1}, op, 400, "bad_coordinates"),
         ({"lat": 95, "lng": 1}, op, 400, "bad_coordinates"),
+        # float() would read these; a URL's number is plain ASCII
+        ({"lat": "\u0663\u0665.68", "lng": 1}, op, 400, "bad_coordinates"),  # Arabic-Indic digits
+        ({"lat": "3_5.68", "lng": 1}, op, 400, "bad_coordinates"),
+        ({"lat": " 35.68 ", "lng": 1}, op, 400, "bad_coordinates"),
+        ({"lat": "nan", "lng": 1}, op, 400, "bad_coordinates"),
+        ({"lat": 1, "lng": 1, "radius_m": "1_000"}, op, 400, "bad_request"),
+        ({"lat": 1, "lng": 1, "radius_m": "inf"}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1, "radius_m": -5}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1, "limit": "many"}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1, "limit": "2.5"}, op, 400, "bad_request"),  # not truncated to 2
@@ -306,3 +313,6 @@ async def test_nearby_http_answers_bad_queries_with_typed_errors(server: ServerP
             resp = await client.get("/v1/riders/nearby", params=params, headers=headers)
             assert resp.status_code == status, (params, resp.text)
             assert orjson.loads(resp.content)["error"]["code"] == code
+        plain = await client.get("/v1/riders/nearby", params={"lat": "+35.68", "lng": "-1.5e1", "radius_m": "2.5e3"},
+                                 headers=op)
+        assert plain.status_code == 200, plain.text

@@ -78,6 +78,11 @@ async def test_create_is_idempotent_by_id_and_refuses_a_different_body(server: S
     [
         ({"merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
         ({"id": "bad id!", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
+        # a final newline is not part of an id (it made a second order beside "x1")
+        ({"id": "x1\n", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
+        ({"id": "b" * 64 + "\n", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}},
+         "bad_message"),
+        ({"id": "x1", "merchant_id": "m\n", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
         ({"id": "x1", "merchant_id": "m", "pickup": {"lat": 100, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}}, "bad_coordinates"),
         ({"id": "x1", "merchant_id": "m", "pickup": [1, 1], "dropoff": {"lat": 1, "lng": 1}}, "bad_message"),
         ({"id": "x1", "merchant_id": "m", "pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}, "ready_at": "soon"}, "bad_message"),

@@ -23,6 +23,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_request": 400,
     "unknown_type": 400,
     "too_large": 413,
+    "request_timeout": 408,
     "rate_limited": 429,
     "implausible_fix": 422,
     "clock_skew": 422,

@@ -102,6 +102,10 @@ class Settings:
     )
     log_level: str = _setting("TRACKER_LOG_LEVEL", _log_level, "info", "debug, info, warning or error")
     log_format: str = _setting("TRACKER_LOG_FORMAT", _log_format, "json", "json (one object a line) or text")
+    body_timeout_s: float = _setting(
+        "TRACKER_BODY_TIMEOUT_S", _positive_float, 10.0,
+        "seconds an HTTP request body may take to arrive whole (then 408 request_timeout)",
+    )
     shutdown_grace_s: float = _setting(
         "TRACKER_SHUTDOWN_GRACE_S", _non_negative_float, 5.0, "seconds to drain in-flight work on shutdown"
     )

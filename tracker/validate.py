@@ -11,13 +11,21 @@ from typing import Any, Mapping
 
 from tracker.errors import ApiError
 
-ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # whole string only: fullmatch (``$`` also matches before a final newline)
+# A number as it is written in a URL's query: ASCII digits, an optional sign, fraction and
+# exponent; no spaces, underscores or other scripts' digits (which ``float()`` accepts).
+PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _MISSING = object()
 
 
 def is_valid_id(value: object) -> bool:
     """True for a string of 1-64 characters from ``[A-Za-z0-9_.:-]``."""
-    return isinstance(value, str) and ID_RE.match(value) is not None
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
+
+
+def plain_number(raw: str) -> float | None:
+    """``raw`` read as a plain decimal number, or ``None`` when it is not one."""
+    return float(raw) if PLAIN_NUMBER_RE.fullmatch(raw) else None
 
 
 def require_id(msg: Mapping[str, Any], field: str) -> str:

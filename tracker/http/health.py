@@ -32,7 +32,7 @@ async def readyz(request: Request) -> Response:
     try:
         await asyncio.wait_for(check_ready(rt.redis), timeout=2.0)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        body = {"error": {"code": "redis_unavailable", "message": f"Redis does not answer: {exc or type(exc).__name__}"}, "tasks": tasks}
+        body = {"error": {"code": "redis_unavailable", "message": f"Redis does not answer: {str(exc) or type(exc).__name__}"}, "tasks": tasks}
         return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks})
 

@@ -10,7 +10,7 @@ from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse
 from tracker.locations.nearby import MAX_LIMIT, MAX_RADIUS_M, nearby
 from tracker.runtime import runtime_of
-from tracker.validate import coordinates
+from tracker.validate import coordinates, plain_number
 
 
 def _query_number(request: Request, name: str, default: float | None, lo: float, hi: float, *,
@@ -23,10 +23,9 @@ def _query_number(request: Request, name: str, default: float | None, lo: float,
         return default
     if whole and not (raw.isascii() and raw.isdigit()):
         raise ApiError("bad_request", f"query parameter '{name}' must be a whole number, got {raw!r}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError("bad_request", f"query parameter '{name}' must be a number, got {raw!r}") from None
+    value = plain_number(raw)
+    if value is None:
+        raise ApiError("bad_request", f"query parameter '{name}' must be a number, got {raw!r}")
     if not lo <= value <= hi:
         raise ApiError("bad_request", f"query parameter '{name}' must be between {lo:g} and {hi:g}, got {raw}")
     return value
@@ -39,10 +38,9 @@ async def riders_nearby(request: Request) -> Response:
     params = request.query_params
     if "lat" not in params or "lng" not in params:
         raise ApiError("bad_coordinates", "query parameters 'lat' and 'lng' are required")
-    try:
-        lat, lng = float(params["lat"]), float(params["lng"])
-    except ValueError:
-        raise ApiError("bad_coordinates", "'lat' and 'lng' must be numbers") from None
+    lat, lng = plain_number(params["lat"]), plain_number(params["lng"])
+    if lat is None or lng is None:
+        raise ApiError("bad_coordinates", "'lat' and 'lng' must be plain decimal numbers")
     lat, lng = coordinates(lat, lng)
     radius = _query_number(request, "radius_m", 2000.0, 1.0, MAX_RADIUS_M)
     limit = int(_query_number(request, "limit", 50, 1, MAX_LIMIT, whole=True))

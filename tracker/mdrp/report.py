@@ -18,12 +18,12 @@ COLUMNS = [
     ("r2p_p90", "R2P p90", 1), ("overage_mean", "overage", 2), ("orders_per_bundle", "orders/bundle", 2),
     ("utilisation_pct", "util %", 1), ("cost_per_order", "$/order", 2), ("lower_bound_ctd", "CTD bound", 2),
 ]
-NAME = re.compile(r"^(\d+)(o\d+|r\d+)(t\d+)(s\d+)(p\d+)$")
+NAME = re.compile(r"([0-9]+)(o[0-9]+|r[0-9]+)(t[0-9]+)(s[0-9]+)(p[0-9]+)")
 
 
 def families(name: str) -> dict[str, str]:
     """The instance's family along each axis (size, travel, schedule, prep)."""
-    m = NAME.match(name)
+    m = NAME.fullmatch(name)
     if not m:
         return {}
     return {"size": m.group(2), "travel": m.group(3), "schedule": m.group(4), "prep": m.group(5)}

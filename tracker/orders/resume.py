@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # fullmatch: ASCII digits, nothing after
 
 
 class _Gap:
@@ -37,7 +37,7 @@ MAX_ID_PART = 2**64 - 1  # both halves of a Redis stream id are unsigned 64-bit
 
 def is_stream_id(value: object) -> bool:
     """True for a string Redis accepts as a stream id (``<ms>-<seq>``, each at most 2^64 - 1)."""
-    return (isinstance(value, str) and STREAM_ID.match(value) is not None
+    return (isinstance(value, str) and STREAM_ID.fullmatch(value) is not None
             and all(int(part) <= MAX_ID_PART for part in value.split("-")))
 
 
