@@ -66,6 +66,10 @@ def test_unknown_path_and_method_are_json_errors(server: ServerProcess) -> None:
     wrong = httpx.post(server.base_url + "/healthz")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+    op = {"Authorization": "Bearer " + server.token("operator", "ops")}
+    for path in ("/healthz/", "/v1/orders/o1/"):  # a trailing slash is another path, not a bare redirect
+        slash = httpx.get(server.base_url + path, headers=op)
+        assert slash.status_code == 404 and slash.json()["error"]["code"] == "not_found", (path, slash.text)
 
 
 def test_embedded_redis_starts_and_stops_with_the_server(tmp_path: Path) -> None:

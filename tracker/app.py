@@ -133,5 +133,6 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
                             **{cls: _redis_down for cls in REDIS_DOWN}},
         middleware=[Middleware(AnswerUnexpected)],
     )
+    app.router.redirect_slashes = False  # "/v1/orders/o1/" is not_found, not an empty 307 to elsewhere
     app.state.hub = hub
     return app
