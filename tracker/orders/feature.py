@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tracker.orders import http, rider_progress, sockets  # noqa: F401 - rider_progress registers a handler
+from tracker.orders.counts import migrate_legacy
 from tracker.orders.live import RiderOrdersFeed
 from tracker.orders.metrics import OrderMetrics
 from tracker.orders.repair import FollowupRepair
@@ -15,5 +16,6 @@ async def start(rt: Runtime) -> None:
     metrics = OrderMetrics(rt.registry, rt.settings.on_time_target_min)
     rt.services["order_metrics"] = metrics
     rt.services.setdefault("fix_listeners", []).append(RiderOrdersFeed(rt))
+    await migrate_legacy(rt.redis)
     rt.supervisor.spawn("order-metrics", lambda: metrics.refresh_forever(rt.redis))
     rt.supervisor.spawn("order-followup-repair", FollowupRepair(rt).run_forever)

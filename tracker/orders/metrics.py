@@ -1,8 +1,8 @@
 """Service-level metrics on ``/metrics``: orders by status, click-to-door, ready-to-pickup, on time.
 
-Durations are observed by the process that applies the step; counts by status are kept in
-Redis (``orders:by_status``, one HINCRBY per transition) so every process reports the fleet-wide
-figure, refreshed by a background task.
+Durations are observed by the process that applies the step; the fleet-wide counts are kept in
+Redis (:mod:`tracker.orders.counts`, each change counted exactly once even when a step's
+follow-ups fail) so every process reports the fleet-wide figure, refreshed by a background task.
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import asyncio
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from tracker.orders import counts
+from tracker.orders.counts import BY_STATUS_KEY, SERVICE_KEY
 from tracker.orders.machine import STATUSES
 from tracker.redis_client import AnyRedis
 
-BY_STATUS_KEY = "orders:by_status"
-SERVICE_KEY = "orders:service"  # fleet-wide: delivered, on_time, ctd_minutes_sum
 MINUTE_BUCKETS = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180)
 
 
@@ -44,37 +44,33 @@ class OrderMetrics:
     async def record(self, redis: AnyRedis, order: dict[str, str], kind: str, old_status: str) -> None:
         """Account for one applied event on ``order`` (its state after the event)."""
         self.events.labels(kind).inc()
-        new_status = order.get("status", "")
-        if new_status != old_status:
-            pipe = redis.pipeline(transaction=False)
-            if old_status:
-                pipe.hincrby(BY_STATUS_KEY, old_status, -1)
-            pipe.hincrby(BY_STATUS_KEY, new_status, 1)
-            await pipe.execute()
-        if kind == "delivered" and order.get("placed_at") and order.get("delivered_at"):
-            minutes = (int(order["delivered_at"]) - int(order["placed_at"])) / 60000
-            self.click_to_door.observe(minutes)
-            self.delivered.inc()
-            pipe = redis.pipeline(transaction=False)
-            pipe.hincrby(SERVICE_KEY, "delivered", 1)
-            pipe.hincrby(SERVICE_KEY, "on_time", int(minutes <= self.target_minutes))
-            pipe.hincrbyfloat(SERVICE_KEY, "ctd_minutes_sum", minutes)
-            await pipe.execute()
-            self._delivered += 1
-            if minutes <= self.target_minutes:
-                self.on_time.inc()
-                self._on_time += 1
+        await self.count(redis, order, old_status)
         if kind == "picked_up" and order.get("picked_up_at"):
             ready = order.get("food_ready_at") or order.get("ready_at")
             if ready:
                 self.ready_to_pickup.observe(max(0.0, (int(order["picked_up_at"]) - int(ready)) / 60000))
 
+    async def count(self, redis: AnyRedis, order: dict[str, str], counted_as: str | None = None) -> None:
+        """Bring the fleet-wide counts in line with ``order``'s record (idempotent; see
+        :mod:`tracker.orders.counts`); a delivery counted here is observed here too.
+        ``counted_as``: the status it was counted under if its record does not say (default:
+        its status now)."""
+        for change in await counts.count(redis, order, order.get("status", "") if counted_as is None else counted_as,
+                                         self.target_minutes):
+            if change.minutes is not None:
+                self.click_to_door.observe(change.minutes)
+                self.delivered.inc()
+                self._delivered += 1
+                if change.minutes <= self.target_minutes:
+                    self.on_time.inc()
+                    self._on_time += 1
+
     async def refresh_forever(self, redis: AnyRedis, every_s: float = 5.0) -> None:
         """Keep ``tracker_orders_by_status`` in line with Redis (a supervised task)."""
         while True:
-            counts = await redis.hgetall(BY_STATUS_KEY)
+            found = await redis.hgetall(BY_STATUS_KEY)
             for status in STATUSES:
-                self.by_status.labels(status).set(int(counts.get(status, 0)))
+                self.by_status.labels(status).set(int(found.get(status, 0)))
             await asyncio.sleep(every_s)
 
 

@@ -8,8 +8,8 @@ are brought in line with its record, read again until no step changed it meanwhi
 racing the repair cannot be undone by it), and, if the journaled step is indeed the order's
 latest event, the riders concerned are told again and dispatch's step listeners run. An entry
 whose repair fails is reported and comes due again when its lease ends.
-Counters of ``/metrics`` (orders by status, click-to-door) are not repaired: whether a lost
-step was counted cannot be known.
+The fleet-wide counts (orders by status, delivered, click-to-door) are brought in line too,
+exactly once (:mod:`tracker.orders.counts`).
 """
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ class FollowupRepair:
             if order is None:
                 return False
             await sync_indexes(self.rt, order)
+            await self.rt.services["order_metrics"].count(self.rt.redis, order)
             again = await store.load(order_id)
             if again is not None and again.get("last_event_id") == order.get("last_event_id"):
                 break

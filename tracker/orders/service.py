@@ -102,8 +102,12 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
     }
     created = await store.create(order_id, merchant_id, fields, fingerprint, {"order_id": order_id, "kind": "placed", "ts": now}, now)
     order = await require_order(rt, order_id)
+    metrics = rt.services["order_metrics"]
+    try:  # (a retry counts the order if the first call could not; its next step would too)
+        await (metrics.record(rt.redis, order, "placed", "") if created else metrics.count(rt.redis, order, ""))
+    except Exception as exc:  # noqa: BLE001 - the order is stored: its creator must hear so
+        rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=[order_id], kind="placed")
     if created:
-        await rt.services["order_metrics"].record(rt.redis, order, "placed", "")
         try:
             await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
         except Exception:  # noqa: BLE001 - demand is a planning hint; the order itself is stored
