@@ -21,7 +21,9 @@ DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 def add_connection_args(parser: argparse.ArgumentParser, role: str, sub_hint: str) -> None:
     parser.add_argument("--server", default=os.environ.get("TRACKER_URL", DEFAULT_SERVER),
-                        help=f"the server's URL, http(s):// or ws(s):// (TRACKER_URL, default {DEFAULT_SERVER})")
+                        help=f"the server's URL, http(s):// or ws(s):// (TRACKER_URL, default {DEFAULT_SERVER}); "
+                             "several processes of one deployment separated by commas: a reconnect moves on to "
+                             "the next")
     parser.add_argument("--token", default=os.environ.get("TRACKER_TOKEN"),
                         help=f"a {role} token (TRACKER_TOKEN); make one with "
                              f"`tracker token --role {role} --sub {sub_hint}` in the server's folder")
@@ -46,6 +48,30 @@ def ws_base(url: str) -> str:
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
+class Servers:
+    """The server URLs given (as ``ws://`` bases): the client talks to ``current``; when that
+    one goes away it moves on to the next (several processes of one deployment)."""
+
+    def __init__(self, urls: list[str]) -> None:
+        if not urls:
+            raise CliError(f"--server must be a URL such as {DEFAULT_SERVER}")
+        self.urls, self._at = urls, 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Servers":
+        """``--server``: one URL or several separated by commas."""
+        return cls([ws_base(u) for u in text.split(",") if u.strip()])
+
+    @property
+    def current(self) -> str:
+        return self.urls[self._at]
+
+    def advance(self) -> str:
+        """Move on to the next URL (round the list) and return it."""
+        self._at = (self._at + 1) % len(self.urls)
+        return self.current
+
+
 def note(text: str) -> None:
     print(f"# {text}", file=sys.stderr, flush=True)
 
@@ -68,15 +94,17 @@ RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 MAX_BACKOFF_S = 10.0
 
 
-async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float | None) -> None:
-    """Run ``session`` (one connection, until the deadline) and, when the server goes away
-    after it connected, connect again with a growing pause (0.5 s up to 10 s), until the deadline.
+async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float | None, servers: Servers) -> None:
+    """Run ``session`` (one connection to ``servers.current``, until the deadline) and, when the
+    server goes away after it connected, connect again with a growing pause (0.5 s up to 10 s),
+    until the deadline, each time to the next of ``servers``.
 
-    A first connection that fails, a refused token or a policy close still end the client (the
-    caller's :func:`run` reports them); so does a server that stays away past the deadline.
+    A first connection that fails on every server, a refused token or a policy close still end
+    the client (the caller's :func:`run` reports them); so does a server that stays away past
+    the deadline.
     """
     loop = asyncio.get_running_loop()
-    connected_once, backoff = False, 0.5
+    connected_once, backoff, unreached = False, 0.5, 0
     while True:
         started = loop.time()
         try:
@@ -91,16 +119,21 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
             connected_once = True
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
             refused = isinstance(exc, InvalidStatus) and exc.response.status_code < 500  # a token, not an outage
-            if not connected_once or refused:
+            unreached += 1
+            if refused or (not connected_once and unreached >= len(servers.urls)):
                 raise
             why = f"still unreachable: {exc or type(exc).__name__}"
+            if not connected_once:  # the first connection: try the next server at once
+                note(f"cannot reach {servers.current} ({why}); trying {servers.advance()}")
+                continue
         if loop.time() - started > 60:
             backoff = 0.5  # a connection that lasted: start the pauses again
         pause = min(backoff, remaining(deadline))
         if pause <= 0:
             note(f"the server went away ({why}) and was not back before the end (--for)")
             return
-        note(f"the server went away ({why}); connecting again in {pause:.1f} s")
+        target = f" to {servers.advance()}" if len(servers.urls) > 1 else ""
+        note(f"the server went away ({why}); connecting again{target} in {pause:.1f} s")
         await asyncio.sleep(pause)
         backoff = min(backoff * 2, MAX_BACKOFF_S)
 
@@ -114,7 +147,7 @@ def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace]
         print(f"{prog}: --for must be a positive number of seconds", file=sys.stderr)
         return 2
     try:
-        args.ws = ws_base(args.server)
+        args.servers = Servers.parse(args.server)
         asyncio.run(main(args))
         return 0
     except CliError as exc:

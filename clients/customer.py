@@ -93,12 +93,13 @@ async def _main(args: argparse.Namespace) -> None:
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
-    watcher = CustomerClient(args.ws, args.token, args.order_id)
+    watcher = CustomerClient(args.servers.current, args.token, args.order_id)
     watcher.last_event_id = args.last_event_id
 
     async def session() -> None:  # a new connection resumes after the last event seen
+        watcher.base_url = args.servers.current
         await watcher.connect()
-        note(f"watching order {args.order_id} on {args.ws}/v1/ws/customer")
+        note(f"watching order {args.order_id} on {args.servers.current}/v1/ws/customer")
         try:
             while (left := remaining(deadline)) > 0:
                 try:
@@ -108,7 +109,7 @@ async def _main(args: argparse.Namespace) -> None:
         finally:
             await watcher.close()
 
-    await keep_connected(session, deadline)
+    await keep_connected(session, deadline, args.servers)
 
 
 def main(argv: list[str] | None = None) -> int:

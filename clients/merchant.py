@@ -115,7 +115,7 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
     kitchen = Kitchen(args.last_event_id)
-    await keep_connected(lambda: _session(args, deadline, kitchen), deadline)
+    await keep_connected(lambda: _session(args, deadline, kitchen), deadline, args.servers)
 
 
 async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Kitchen) -> None:
@@ -124,8 +124,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
     from clients.cli_common import note, remaining, show
 
     pending: set[asyncio.Task[None]] = set()
-    async with await MerchantClient.connect(args.ws, args.token, last_event_id=kitchen.last_event_id) as tablet:
-        note(f"connected to {args.ws}/v1/ws/merchant")
+    async with await MerchantClient.connect(args.servers.current, args.token, last_event_id=kitchen.last_event_id) as tablet:
+        note(f"connected to {args.servers.current}/v1/ws/merchant")
         for oid, (action, due) in list(kitchen.owed.items()):  # let the resumed feed catch up first
             kitchen.owed[oid] = (action, max(due, asyncio.get_running_loop().time() + SETTLE_S))
             pending.add(asyncio.ensure_future(_act_when_due(tablet, kitchen, oid)))

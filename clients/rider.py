@@ -167,7 +167,7 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
     reported: dict[str, str | None] = {}  # where each order stands, across connections
-    await keep_connected(lambda: _session(args, deadline, reported), deadline)
+    await keep_connected(lambda: _session(args, deadline, reported), deadline, args.servers)
 
 
 async def _session(args: argparse.Namespace, deadline: float | None, reported: dict[str, str | None]) -> None:
@@ -177,8 +177,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
 
     background: set[asyncio.Task[None]] = set()
     delivering: dict[str, asyncio.Task[None]] = {}
-    async with await RiderClient.connect(args.ws, args.token) as rider:
-        note(f"connected to {args.ws}/v1/ws/rider")
+    async with await RiderClient.connect(args.servers.current, args.token) as rider:
+        note(f"connected to {args.servers.current}/v1/ws/rider")
         if args.unavailable:
             await rider.availability(False)
         if args.lat is not None:

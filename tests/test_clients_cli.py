@@ -219,3 +219,46 @@ def test_the_command_line_rider_reports_each_step_once_when_told_its_route_again
     for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
         assert err.count(f"# reported {step} for {oid}") == 1, err
     assert status == "delivered" and '"code":"invalid_transition"' not in out.replace(" ", ""), out
+
+
+def test_command_line_clients_move_on_to_another_process_of_the_deployment(
+        start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
+    """``--server A,B``: when A stops, the clients connect to B (without waiting for A to come
+    back) and carry on; a first server that cannot be reached is passed over at once."""
+    first, second = start_server(redis=own_redis), start_server(redis=own_redis)
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    ops = httpx.Client(base_url=second.base_url, headers={"Authorization": "Bearer " + second.token("operator", "ops")})
+    try:
+        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        both = ["--server", f"{first.base_url},{second.base_url}", "--for", "12"]
+        procs = {
+            "rider": ["--token", second.token("rider", rider), "--lat", "52.5201", "--lng", "13.4051", "--every", "0.5"],
+            "merchant": ["--token", second.token("merchant", merchant)],
+            "customer": ["--token", second.token("customer", oid), "--order-id", oid],
+        }
+        running = {name: subprocess.Popen([sys.executable, "-m", f"clients.{name}", *both, *extra], cwd=ROOT, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name, extra in procs.items()}
+        try:
+            time.sleep(4)  # all three connected to the first server
+            first.stop()  # 1001; it stays down
+            time.sleep(3)  # the first pause is 0.5 s
+            assert ops.post(f"/v1/orders/{oid}/cancel", json={}).status_code == 200  # heard by kitchen and customer
+            outputs = {name: proc.communicate(timeout=40) for name, proc in running.items()}
+        finally:
+            for proc in running.values():
+                proc.kill()
+        second_ws = second.base_url.replace("http://", "ws://")
+        for name, (out, err) in outputs.items():
+            assert running[name].returncode == 0, (name, err)
+            assert f"connecting again to {second_ws} in" in err and "Traceback" not in err, (name, err)
+            if name != "rider":
+                kinds = [json.loads(line)["kind"] for line in out.splitlines() if json.loads(line).get("type") == "event"]
+                assert kinds == ["placed", "cancelled"], (name, kinds)  # resumed on the other process: each once
+        dead = f"http://127.0.0.1:{free_port()}"
+        run = client("rider", "--server", f"{dead},{second.base_url}", "--token", second.token("rider", rider),
+                     "--for", "2")
+        assert run.returncode == 0, run.stderr
+        assert f"trying {second_ws}" in run.stderr and f"# connected to {second_ws}/v1/ws/rider" in run.stderr, run.stderr
+    finally:
+        ops.close()
