@@ -108,6 +108,20 @@ def test_a_refused_token_is_one_line(server: ServerProcess) -> None:
     assert run.stderr.splitlines()[-1].endswith("closed the connection: 1008 forbidden: role 'merchant' may not do this (needs rider)")
 
 
+def three_clients(srv: ServerProcess, server_arg: str, oid: str, merchant: str, rider: str,
+                  seconds: float) -> dict[str, subprocess.Popen[str]]:
+    """A rider streaming near the restaurant, the order's kitchen and its customer, each a
+    command line given ``--server server_arg`` for ``seconds`` (tokens signed by ``srv``)."""
+    procs = {
+        "rider": ["--token", srv.token("rider", rider), "--lat", "52.5201", "--lng", "13.4051", "--every", "0.5"],
+        "merchant": ["--token", srv.token("merchant", merchant)],
+        "customer": ["--token", srv.token("customer", oid), "--order-id", oid],
+    }
+    return {name: subprocess.Popen([sys.executable, "-m", f"clients.{name}", "--server", server_arg, "--for",
+                                    str(seconds), *extra], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE) for name, extra in procs.items()}
+
+
 def test_command_line_clients_connect_again_after_the_server_restarts(
         start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
     """A deploy restarts the server (its sockets close 1001): the rider, kitchen and customer
@@ -117,14 +131,7 @@ def test_command_line_clients_connect_again_after_the_server_restarts(
     ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
     assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
                                         "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
-    base = ["--server", srv.base_url, "--for", "25"]
-    procs = {
-        "rider": ["--token", srv.token("rider", rider), "--lat", "52.5201", "--lng", "13.4051", "--every", "0.5"],
-        "merchant": ["--token", srv.token("merchant", merchant)],
-        "customer": ["--token", srv.token("customer", oid), "--order-id", oid],
-    }
-    running = {name: subprocess.Popen([sys.executable, "-m", f"clients.{name}", *base, *extra], cwd=ROOT, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name, extra in procs.items()}
+    running = three_clients(srv, srv.base_url, oid, merchant, rider, seconds=25)
     try:
         time.sleep(4)  # all three connected and the rider streaming
         srv.stop()
@@ -231,14 +238,7 @@ def test_command_line_clients_move_on_to_another_process_of_the_deployment(
     try:
         assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
                                             "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
-        both = ["--server", f"{first.base_url},{second.base_url}", "--for", "12"]
-        procs = {
-            "rider": ["--token", second.token("rider", rider), "--lat", "52.5201", "--lng", "13.4051", "--every", "0.5"],
-            "merchant": ["--token", second.token("merchant", merchant)],
-            "customer": ["--token", second.token("customer", oid), "--order-id", oid],
-        }
-        running = {name: subprocess.Popen([sys.executable, "-m", f"clients.{name}", *both, *extra], cwd=ROOT, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name, extra in procs.items()}
+        running = three_clients(second, f"{first.base_url},{second.base_url}", oid, merchant, rider, seconds=12)
         try:
             time.sleep(4)  # all three connected to the first server
             first.stop()  # 1001; it stays down
