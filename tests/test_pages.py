@@ -240,6 +240,8 @@ async def test_ops_page_shows_riders_and_hexagons(server: ServerProcess, uid, br
         await expect(page.locator("[data-marker]")).not_to_have_count(0)
         await expect(page.locator("[data-cell]")).not_to_have_count(0)
         await expect(page.locator('[data-figure="riders online"] b')).not_to_have_text("0")
+        waiting = page.locator(f'[data-id="kitchen:{mid}"] title')  # where the order waits, and how many
+        await expect(waiting).to_have_text(f"{mid}: 1 order waiting for a rider")
         await shot(page, "ops")
     finally:
         await page.context.close()

@@ -3,7 +3,8 @@ import { api, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
-const COLORS = { free: "#2f855a", offered: "#d69e2e", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1" };
+const COLORS = { free: "#2f855a", offered: "#d69e2e", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1",
+  waiting: "#1a202c" };
 // A rider carrying orders that stopped sending fixes stays on the map, in its own colour.
 const stateOf = (r) => (r.stale ? "silent" : r.state);
 const silentFor = (r, now) => `busy, silent ${Math.max(1, Math.round((now - r.ts) / 60000))} min`;
@@ -25,6 +26,16 @@ function draw(snap) {
     const red = Math.min(1, c.open_orders / 5), green = Math.min(1, c.free_riders / 5);
     const fill = c.open_orders >= c.free_riders ? `rgba(197,48,48,${0.2 + 0.5 * red})` : `rgba(47,133,90,${0.2 + 0.5 * green})`;
     map.polygon(c.cell, c.boundary, fill, `${c.open_orders} open orders, ${c.free_riders} free riders`);
+  }
+  // Orders waiting for a rider, one dot per restaurant (bigger with more of them).
+  const kitchens = new Map();
+  for (const o of snap.open_orders) {
+    const k = kitchens.get(o.merchant_id) || { lat: o.lat, lng: o.lng, n: 0 };
+    k.n += 1; kitchens.set(o.merchant_id, k);
+  }
+  for (const [mid, k] of kitchens) {
+    map.point(`kitchen:${mid}`, k.lat, k.lng, { color: COLORS.waiting, r: 5 + Math.min(k.n, 5),
+      label: `${mid}: ${k.n} order${k.n === 1 ? "" : "s"} waiting for a rider` });
   }
   for (const r of snap.riders) {
     const label = r.stale ? silentFor(r, snap.ts) : r.state;
