@@ -257,7 +257,7 @@ async def test_two_server_processes_never_double_assign(own_redis, start_server,
 
 
 async def test_a_server_stopped_cleanly_hands_dispatch_over_at_once(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    slow = {"TRACKER_DISPATCH_INTERVAL_S": "5"}  # a region's lease lasts three rounds: 15 s
+    slow = {"TRACKER_DISPATCH_INTERVAL_S": "8"}  # a region's lease lasts three rounds: 24 s
     first = start_server(slow, redis=own_redis)
     ops = Ops(first)
     oid, mid = uid("o"), uid("m")
@@ -284,8 +284,8 @@ async def test_a_server_stopped_cleanly_hands_dispatch_over_at_once(own_redis, s
             offer = await courier.expect("offer", timeout=30)
             waited = asyncio.get_running_loop().time() - stopped
             assert [o["order_id"] for o in offer["orders"]] == [oid]
-            # The second server's next round, not the first one's lease running out (10-15 s).
-            assert waited < 9, f"offered {waited:.1f} s after the first server stopped"
+            # The second server's next round (within 8 s), not the first one's lease running out (16-24 s).
+            assert waited < 14, f"offered {waited:.1f} s after the first server stopped"
         finally:
             await courier.close()
     finally:

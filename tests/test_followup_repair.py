@@ -19,8 +19,9 @@ from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restauran
 from tracker.geo import dispatch_region
 from tracker.locations import rider_orders_key
 from tracker.orders import open_orders_key
-from tracker.orders.counts import APPLIED_KEY
+from tracker.orders.counts import APPLIED_KEY, BY_STATUS_KEY
 from tracker.orders.followups import FOLLOWUPS_KEY
+from tracker.orders.store import order_key
 from tracker.launcher import ServerProcess
 from tracker.redis_client import AnyRedis, connect
 
@@ -155,42 +156,53 @@ async def _by_status(ops: Ops) -> dict[str, int]:
 
 
 async def test_counts_lost_with_a_step_are_made_good_once(repairing: Repairing, uid: Callable[[str], str]) -> None:
-    """The ops page's orders-by-status counts: a step whose count could not be written is
-    counted by the repair, and a retried create counts its order, each exactly once (they used
-    to drift, and went negative)."""
+    """The ops page's orders-by-status counts: a step or a create whose count could not be
+    written is counted by the repair, exactly once, retries or not (they used to drift, and
+    went negative)."""
     srv, ops, redis = repairing.srv, repairing.ops, repairing.redis
-    oid, retried, mid = uid("o"), uid("b"), uid("m")
+    oid, late, mid = uid("o"), uid("b"), uid("m")
     await confirmed_order(srv, ops, oid, mid)
     assert {s: n for s, n in (await _by_status(ops)).items() if n} == {"confirmed": 1}
     await redis.set(APPLIED_KEY, "not a sorted set")  # the counters cannot be written
     assert (await ops.cancel(oid)).status_code == 200  # the step stands
-    assert (await ops.create(retried, mid)).status_code == 201  # stored: answered as created
+    assert (await ops.create(late, mid)).status_code == 201  # stored: answered as created
     assert "order-followup-repair" in (await ops.client.get("/readyz")).json()["degraded"]  # and the failure shown
-    await redis.delete(APPLIED_KEY)  # the failure passes
-    assert (await ops.create(retried, mid)).status_code == 200  # the platform happens to retry
+    await redis.delete(APPLIED_KEY)  # the failure passes; nobody retries
     for _ in range(50):
         counts = {s: n for s, n in (await _by_status(ops)).items() if n}
-        if counts.get("cancelled"):
+        if counts.get("cancelled") and counts.get("placed"):
             break
         await asyncio.sleep(0.1)
     assert counts == {"placed": 1, "cancelled": 1}
-    await asyncio.sleep(2.5)  # more repair passes and retries count nothing twice
-    assert (await ops.create(retried, mid)).status_code == 200
+    await asyncio.sleep(2.5)  # more repair passes, and a retry, count nothing twice
+    assert (await ops.create(late, mid)).status_code == 200
     assert {s: n for s, n in (await _by_status(ops)).items() if n} == {"placed": 1, "cancelled": 1}
 
 
-async def test_counts_kept_before_an_upgrade_carry_over(own_redis: str, start_server: Callable[..., Any]) -> None:
-    redis = connect(own_redis)
-    await redis.hset("orders:by_status", mapping={"delivered": 7, "cancelled": 2})  # as earlier versions kept them
+async def test_counts_of_an_earlier_version_still_add_up_during_a_rolling_upgrade(
+        repairing: Repairing, uid: Callable[[str], str]) -> None:
+    """Processes of the version before kept counts in ``orders:by_status`` / ``orders:service``
+    and left records without counting fields; while old and new processes run side by side,
+    the fleet-wide figures stay the sum of both, and an order an old process created is moved
+    out of the status it was counted under, once."""
+    ops, redis = repairing.ops, repairing.redis
+    oid, mid = uid("o"), uid("m")
+    await redis.hset("orders:by_status", mapping={"delivered": 7, "cancelled": 2})  # orders of the old version
     await redis.hset("orders:service", mapping={"delivered": 7, "on_time": 5, "ctd_minutes_sum": 231.5})
-    start_server(REPAIR_FAST, redis=own_redis)
-    ops = Ops(start_server(REPAIR_FAST, redis=own_redis))  # two processes start: carried over once
-    try:
-        service = (await ops.client.get("/v1/ops/snapshot")).json()["service"]
-        assert {s: n for s, n in service["by_status"].items() if n} == {"delivered": 7, "cancelled": 2}  # once, not twice
-        assert service["delivered"] == 7 and service["on_time_share"] == pytest.approx(5 / 7)
-        assert service["click_to_door_mean_min"] == pytest.approx(231.5 / 7)
-        assert not await redis.exists("orders:by_status", "orders:service")
-    finally:
-        await ops.close()
-        await redis.aclose()
+    assert (await ops.create(oid, mid)).status_code == 201
+    # As if an old process had created it: a record with no counting fields, counted in the old key.
+    await redis.hdel(order_key(mid, oid), "counted_status")
+    await redis.hincrby(BY_STATUS_KEY, "placed", -1)
+    await redis.hincrby("orders:by_status", "placed", 1)
+    assert {s: n for s, n in (await _by_status(ops)).items() if n} == {"placed": 1, "delivered": 7, "cancelled": 2}
+    assert (await ops.create(oid, mid)).status_code == 200  # a retry on a new process: already counted
+    assert {s: n for s, n in (await _by_status(ops)).items() if n} == {"placed": 1, "delivered": 7, "cancelled": 2}
+    kitchen = await merchant(repairing.srv, mid)
+    await kitchen.confirm(oid)  # a new process takes the next step
+    await kitchen.event(oid, "confirmed")
+    await kitchen.close()
+    assert (await ops.create(oid, mid)).status_code == 200  # and the platform retries its create
+    assert {s: n for s, n in (await _by_status(ops)).items() if n} == {"confirmed": 1, "delivered": 7, "cancelled": 2}
+    service = (await ops.client.get("/v1/ops/snapshot")).json()["service"]
+    assert service["delivered"] == 7 and service["on_time_share"] == pytest.approx(5 / 7)
+    assert service["click_to_door_mean_min"] == pytest.approx(231.5 / 7)

@@ -41,11 +41,13 @@ STATUS_BY_CODE: dict[str, int] = {
 class ApiError(Exception):
     """An error a client sees, with a stable ``code`` and a human ``message``."""
 
-    def __init__(self, code: str, message: str, *, status: int | None = None, **extra: Any) -> None:
+    def __init__(self, code: str, message: str, *, status: int | None = None, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status if status is not None else STATUS_BY_CODE.get(code, 400)
+        self.headers = headers or {}  # HTTP response headers (e.g. Connection: close)
         self.extra = extra
 
     def body(self) -> dict[str, Any]:

@@ -166,9 +166,11 @@ class Dispatcher:
 
     async def _note_round(self, region: str, orders: list, riders: list, sent: list[OfferRecord],
                           solve_s: float, total_s: float, now: int) -> None:
-        """Count the round and publish its figures as the fleet's last round (the ops page's)."""
-        self.metrics.rounds.inc()
-        self.metrics.round_seconds.observe(total_s)
+        """Count the round (if it planned anything) and publish its figures as the fleet's
+        newest round (the ops page's)."""
+        if orders and riders:
+            self.metrics.rounds.inc()
+            self.metrics.round_seconds.observe(total_s)
         self.last_round = {
             "region": region, "orders": len(orders), "riders": len(riders),
             "offers": len(sent), "bundles": sum(1 for r in sent if len(r.order_ids) > 1),

@@ -20,7 +20,7 @@ async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, 
     A declared ``Content-Length`` over the limit is refused before reading; otherwise the body is
     read chunk by chunk and refused at the first byte beyond it (a client may lie or stream).
     """
-    too_large = ApiError("too_large", f"request body larger than {limit // 1024} KiB")
+    too_large = ApiError("too_large", f"request body larger than {limit // 1024} KiB", headers={"Connection": "close"})
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -34,6 +34,7 @@ async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, 
                     raise too_large
                 chunks.append(chunk)
     except TimeoutError:
-        raise ApiError("request_timeout", f"the request body did not arrive whole within {timeout_s:g} s") from None
+        raise ApiError("request_timeout", f"the request body did not arrive whole within {timeout_s:g} s",
+                       headers={"Connection": "close"}) from None  # (the rest of the body would be read as a request)
     raw = b"".join(chunks)
     return loads_object(raw or b"{}")

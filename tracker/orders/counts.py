@@ -8,11 +8,20 @@ and a process or a Redis node may fail between them. Counting is therefore made 
    ``count_pending``, tagged with a number unique to the order (``count_seq``), and records the
    new status as counted. An unfinished change found there is handed back first.
 2. ``apply`` (in the counters' slot) applies a change once: the tag of every change applied in
-   the last six hours is kept (``counts:{orders}:applied``), so applying it again does nothing.
+   the last hour is kept (``counts:{orders}:applied``, about 100 bytes a change, some seven
+   changes an order), so applying it again does nothing. A change still pending after an hour
+   (the counters' node down that long) may be applied twice.
 3. ``clear`` (in the order's slot) forgets the pending change once applied.
 
 A failure anywhere leaves the change pending (or never marked), and the next ``count`` of that
-order (the follow-up repair, the order's next step, a retried create) applies it: exactly once.
+order (the follow-up repair, which creates and steps are journaled for, the order's next step, a
+retried create) applies it: exactly once. A new order's record starts with ``counted_status``
+empty (counted under nothing), so whichever step counts it first counts it from nothing.
+
+Counters that versions before this one kept (``orders:by_status``, ``orders:service``, one
+``HINCRBY`` per change) are read and added to these, never moved: during a rolling upgrade
+old processes still write there, and an order one of them counted carries no
+``counted_status``, so a new process counts its next change from the status before it.
 """
 from __future__ import annotations
 
@@ -24,12 +33,12 @@ from tracker.redis_client import AnyRedis
 BY_STATUS_KEY = "counts:{orders}:by_status"
 SERVICE_KEY = "counts:{orders}:service"  # delivered, on_time, ctd_minutes_sum
 APPLIED_KEY = "counts:{orders}:applied"  # tags of the changes applied, scored by when
-APPLIED_KEEP_MS = 6 * 3600 * 1000  # far longer than a repair takes
-_LEGACY = {BY_STATUS_KEY: "orders:by_status", SERVICE_KEY: "orders:service"}  # before counting was repeatable
-_MIGRATED_KEY = "counts:{orders}:migrated"
+APPLIED_KEEP_MS = 3600 * 1000  # far longer than a repair takes (seconds)
+LEGACY_KEYS = {BY_STATUS_KEY: "orders:by_status", SERVICE_KEY: "orders:service"}  # earlier versions' counters
 
 # KEYS[1]: the order. ARGV[1]: its id; ARGV[2]: the status it was counted under if its record
-# does not say. Returns the change to apply ('' for none): tag|before|now|placed_at|delivered_at
+# does not say (an order an earlier version counted; its delivery too, if it was delivered then).
+# Returns the change to apply ('' for none): tag|before|now|placed_at|delivered_at
 # (the two times only when this change counts the delivery).
 _MARK = """
 local h = redis.call('HMGET', KEYS[1], 'status', 'counted_status', 'count_pending', 'counted_delivered',
@@ -37,7 +46,7 @@ local h = redis.call('HMGET', KEYS[1], 'status', 'counted_status', 'count_pendin
 if not h[1] then return '' end
 if h[3] then return h[3] end
 local before = h[2] or ARGV[2]
-local delivery = h[1] == 'delivered' and not h[4] and h[5] and h[6]
+local delivery = h[1] == 'delivered' and before ~= 'delivered' and not h[4] and h[5] and h[6]
 if before == h[1] and not delivery then return '' end
 local change = ARGV[1] .. '#' .. redis.call('HINCRBY', KEYS[1], 'count_seq', 1) .. '|' .. before .. '|' .. h[1]
 if delivery then
@@ -113,16 +122,13 @@ async def count(redis: AnyRedis, order: dict[str, str], counted_as: str, target_
     return applied
 
 
-async def migrate_legacy(redis: AnyRedis) -> None:
-    """Carry counts kept before counting was repeatable into the new keys, once per Redis."""
-    if not await redis.set(_MIGRATED_KEY, "1", nx=True):
-        return
-    for new, old in _LEGACY.items():
-        values = await redis.hgetall(old)
-        for field, value in values.items():
-            if value.lstrip("-").isdigit():
-                await redis.hincrby(new, field, int(value))
-            else:
-                await redis.hincrbyfloat(new, field, float(value))
-        if values:
-            await redis.delete(old)
+async def read(redis: AnyRedis) -> tuple[dict[str, int], dict[str, float]]:
+    """The fleet-wide counts: orders by status, and delivered / on_time / ctd_minutes_sum
+    (these counters plus what earlier versions' processes counted)."""
+    pipe = redis.pipeline(transaction=False)
+    for key in (BY_STATUS_KEY, SERVICE_KEY, *LEGACY_KEYS.values()):
+        pipe.hgetall(key)
+    by_status, service, old_by_status, old_service = await pipe.execute()
+    statuses = {s: int(by_status.get(s, 0)) + int(old_by_status.get(s, 0)) for s in {*by_status, *old_by_status}}
+    figures = {f: float(service.get(f, 0)) + float(old_service.get(f, 0)) for f in {*service, *old_service}}
+    return statuses, figures

@@ -11,7 +11,6 @@ import asyncio
 from prometheus_client import Counter, Gauge, Histogram
 
 from tracker.orders import counts
-from tracker.orders.counts import BY_STATUS_KEY, SERVICE_KEY
 from tracker.orders.machine import STATUSES
 from tracker.redis_client import AnyRedis
 
@@ -68,23 +67,20 @@ class OrderMetrics:
     async def refresh_forever(self, redis: AnyRedis, every_s: float = 5.0) -> None:
         """Keep ``tracker_orders_by_status`` in line with Redis (a supervised task)."""
         while True:
-            found = await redis.hgetall(BY_STATUS_KEY)
+            found, _ = await counts.read(redis)
             for status in STATUSES:
-                self.by_status.labels(status).set(int(found.get(status, 0)))
+                self.by_status.labels(status).set(found.get(status, 0))
             await asyncio.sleep(every_s)
 
 
 async def service_level(redis: AnyRedis, target_minutes: float) -> dict[str, float | int | None]:
     """Fleet-wide service level: orders by status, delivered, on-time share, mean click-to-door."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.hgetall(BY_STATUS_KEY)
-    pipe.hgetall(SERVICE_KEY)
-    by_status, service = await pipe.execute()
+    by_status, service = await counts.read(redis)
     delivered = int(service.get("delivered", 0))
     return {
-        "by_status": {s: int(by_status.get(s, 0)) for s in STATUSES},
+        "by_status": {s: by_status.get(s, 0) for s in STATUSES},
         "delivered": delivered,
-        "on_time_share": int(service.get("on_time", 0)) / delivered if delivered else None,
-        "click_to_door_mean_min": float(service.get("ctd_minutes_sum", 0)) / delivered if delivered else None,
+        "on_time_share": service.get("on_time", 0) / delivered if delivered else None,
+        "click_to_door_mean_min": service.get("ctd_minutes_sum", 0) / delivered if delivered else None,
         "target_min": target_minutes,
     }

@@ -99,14 +99,23 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
         "drop_lat": repr(dropoff[0]), "drop_lng": repr(dropoff[1]), "placed_at": now,
         "ready_at": ready_at if ready_at is not None else "",
         "prep_minutes": prep_minutes if prep_minutes is not None else "",
+        "counted_status": "",  # not counted yet (:mod:`counts`): whichever counts it first counts it from nothing
     }
-    created = await store.create(order_id, merchant_id, fields, fingerprint, {"order_id": order_id, "kind": "placed", "ts": now}, now)
+    journal = await _journal(rt, [order_id], "placed")  # its count is a follow-up too
+    try:
+        created = await store.create(order_id, merchant_id, fields, fingerprint,
+                                     {"order_id": order_id, "kind": "placed", "ts": now}, now)
+    except ApiError:
+        await _forget(rt, journal)
+        raise
     order = await require_order(rt, order_id)
     metrics = rt.services["order_metrics"]
-    try:  # (a retry counts the order if the first call could not; its next step would too)
-        await (metrics.record(rt.redis, order, "placed", "") if created else metrics.count(rt.redis, order, ""))
-    except Exception as exc:  # noqa: BLE001 - the order is stored: its creator must hear so
+    try:  # (a retry counts the order if the first call could not)
+        await (metrics.record(rt.redis, order, "placed", "") if created else metrics.count(rt.redis, order))
+    except Exception as exc:  # noqa: BLE001 - the order is stored: its creator must hear so; the repair counts it
         rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=[order_id], kind="placed")
+        return wire(order), created
+    await _forget(rt, journal)
     if created:
         try:
             await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
