@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, customer, events_until, merchant, rider
+from tests.orders_helpers import PICKUP, Ops, confirm_all, customer, events_until, merchant, platform_kitchen, rider
 from tracker.launcher import ServerProcess
 
 FAST = {"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "3", "TRACKER_DECLINE_COOLDOWN_S": "600"}
@@ -288,5 +288,39 @@ async def test_a_server_stopped_cleanly_hands_dispatch_over_at_once(own_redis, s
             assert waited < 14, f"offered {waited:.1f} s after the first server stopped"
         finally:
             await courier.close()
+    finally:
+        await ops.close()
+
+
+async def test_a_region_with_hundreds_of_open_orders_does_not_stop_dispatch(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """More open orders in one region than the server's Redis connections (256): every region
+    is still planned (loading them one request each took a connection each, failed the whole
+    dispatch loop, and no region got an offer while the backlog lasted)."""
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    backlog, mid = [uid(f"o{i}") for i in range(300)], uid("m")
+    try:
+        for oid in backlog:
+            assert (await ops.create(oid, mid)).status_code == 201
+        kitchen = await platform_kitchen(srv, mid)
+        await confirm_all(kitchen, *backlog)
+        await kitchen.close()
+        paris_order, paris = uid("paris"), {"lat": 48.8566, "lng": 2.3522}
+        resp = await ops.client.post("/v1/orders", json={"id": paris_order, "merchant_id": uid("pm"), "pickup": paris,
+                                                         "dropoff": {"lat": 48.86, "lng": 2.36}})
+        assert resp.status_code == 201, resp.text
+        kitchen = await platform_kitchen(srv, resp.json()["merchant_id"])
+        await confirm_all(kitchen, paris_order)
+        await kitchen.close()
+        in_paris, in_berlin = await rider(srv, uid("rp")), await rider_near_restaurant(srv, uid("rb"), 0.001)
+        try:
+            await in_paris.location(paris["lat"] + 0.001, paris["lng"])
+            assert [o["order_id"] for o in (await in_paris.expect("offer", timeout=15))["orders"]] == [paris_order]
+            assert {o["order_id"] for o in (await in_berlin.expect("offer", timeout=15))["orders"]} <= set(backlog)
+            ready = (await ops.client.get("/readyz")).json()
+            assert "dispatch-loop" not in ready["degraded"], ready
+        finally:
+            await in_paris.close()
+            await in_berlin.close()
     finally:
         await ops.close()

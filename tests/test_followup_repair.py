@@ -206,3 +206,10 @@ async def test_counts_of_an_earlier_version_still_add_up_during_a_rolling_upgrad
     service = (await ops.client.get("/v1/ops/snapshot")).json()["service"]
     assert service["delivered"] == 7 and service["on_time_share"] == pytest.approx(5 / 7)
     assert service["click_to_door_mean_min"] == pytest.approx(231.5 / 7)
+    for _ in range(70):  # /metrics shows the same fleet-wide figures (refreshed every 5 s)
+        text = (await ops.client.get("/metrics")).text
+        if "tracker_fleet_orders_delivered 7.0" in text:
+            break
+        await asyncio.sleep(0.1)
+    assert "tracker_fleet_orders_delivered 7.0" in text and 'tracker_orders_by_status{status="confirmed"} 1.0' in text
+    assert f"tracker_on_time_share {5 / 7!r}" in text and f"tracker_click_to_door_mean_minutes {231.5 / 7!r}" in text

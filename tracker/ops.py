@@ -20,7 +20,7 @@ from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, record_key, seen_key
 from tracker.orders.metrics import service_level
-from tracker.orders.service import load_order
+from tracker.orders.service import load_orders
 from tracker.orders.store import open_order_regions, open_orders_key
 from tracker.runtime import Runtime, runtime_of
 
@@ -59,12 +59,8 @@ async def _open_orders(rt: Runtime) -> list[dict]:
     ids: list[str] = []
     for region in await open_order_regions(rt.redis):
         ids += await rt.redis.zrange(open_orders_key(region), 0, MAX_ORDERS)
-    out = []
-    for oid in ids[:MAX_ORDERS]:
-        order = await load_order(rt, oid)
-        if order is not None:
-            out.append({"id": oid, "merchant_id": order["merchant_id"], **order["pickup"], "status": order["status"]})
-    return out
+    return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"]}
+            for o in await load_orders(rt, ids[:MAX_ORDERS]) if o is not None]
 
 
 async def snapshot(request: Request) -> Response:

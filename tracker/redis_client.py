@@ -67,8 +67,14 @@ def _node_url(url: str, host: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{address}" if userinfo else address, path=""))
 
 
-def connect(url: str, *, cluster: bool | None = None, **options: Any) -> AnyRedis:
-    """An asyncio client for ``url``; ``cluster=None`` asks the server which kind it is."""
+def connect(url: str, *, cluster: bool | None = None, wait_for_connection_s: float | None = None,
+            **options: Any) -> AnyRedis:
+    """An asyncio client for ``url``; ``cluster=None`` asks the server which kind it is.
+
+    ``wait_for_connection_s``: on a single Redis, a command that finds all ``max_connections``
+    busy waits this long for one to be free (instead of failing at once with "Too many
+    connections", which a burst of work would read as Redis being down).
+    """
     if cluster is None:
         cluster = cluster_enabled(url)
     if cluster:
@@ -77,6 +83,9 @@ def connect(url: str, *, cluster: bool | None = None, **options: Any) -> AnyRedi
         # default of ten attempts (several seconds).
         options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3))
         return RedisCluster.from_url(url, **options)
+    if wait_for_connection_s is not None:
+        pool = aioredis.BlockingConnectionPool.from_url(url, timeout=wait_for_connection_s, **options)
+        return aioredis.Redis.from_pool(pool)  # (closed with the client)
     return aioredis.Redis.from_url(url, **options)
 
 

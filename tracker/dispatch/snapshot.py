@@ -10,12 +10,13 @@ import h3
 from tracker.dispatch.model import OrderView, RiderView
 from tracker.dispatch.offers import OfferStore
 from tracker.locations import nearby
-from tracker.orders import load_order, open_orders_key, rider_orders_key
+from tracker.orders import load_orders, open_orders_key, rider_orders_key
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.runtime import Runtime
 
 MAX_ORDERS_PER_ROUND = 5000
 MAX_RIDERS_PER_ROUND = 5000
+SEARCHES_AT_ONCE = 16  # concurrent rider searches of one round (each holds a Redis connection)
 PICKUP_GROUP_RES = 7
 
 
@@ -55,13 +56,16 @@ async def riders_near_pickups(rt: Runtime, orders: list[dict], *, now_ms: int, r
     """
     groups = {h3.latlng_to_cell(o["pickup"]["lat"], o["pickup"]["lng"], PICKUP_GROUP_RES) for o in orders}
     widen = h3.average_hexagon_edge_length(PICKUP_GROUP_RES, unit="m")
-    results = await asyncio.gather(
-        *(
-            nearby(rt.redis, *h3.cell_to_latlng(cell), radius_m + widen, MAX_RIDERS_PER_ROUND,
-                   now_ms=now_ms, stale_after_ms=int(rt.settings.stale_after_s * 1000), only_available=True)
-            for cell in groups
+    cells = sorted(groups)
+    results = []
+    for at in range(0, len(cells), SEARCHES_AT_ONCE):  # a few at a time: each holds a connection
+        results += await asyncio.gather(
+            *(
+                nearby(rt.redis, *h3.cell_to_latlng(cell), radius_m + widen, MAX_RIDERS_PER_ROUND,
+                       now_ms=now_ms, stale_after_ms=int(rt.settings.stale_after_s * 1000), only_available=True)
+                for cell in cells[at:at + SEARCHES_AT_ONCE]
+            )
         )
-    )
     seen: dict[str, object] = {}
     for riders in results:
         for rider in riders:
@@ -83,7 +87,7 @@ class RouteEnd:
 
 async def carried_orders(rt: Runtime, rider_id: str, order_ids: set[str]) -> list[dict[str, Any]]:
     """Those of ``order_ids`` (the rider's order set, a hint) that ``rider_id`` really carries now."""
-    loaded = await asyncio.gather(*(load_order(rt, oid) for oid in order_ids))
+    loaded = await load_orders(rt, sorted(order_ids))
     return [o for o in loaded if o is not None and o["rider_id"] == rider_id and o["status"] in CARRYING]
 
 
@@ -119,7 +123,7 @@ async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: in
     The ``open:{region}`` index is a hint; each order's own record decides.
     """
     ids = await rt.redis.zrange(open_orders_key(region), 0, MAX_ORDERS_PER_ROUND - 1)
-    loaded = await asyncio.gather(*(load_order(rt, oid) for oid in ids))
+    loaded = await load_orders(rt, ids)  # (one request per order would take a connection each)
     orders = [o for o in loaded if o is not None and o["status"] == "confirmed" and not o.get("rider_id")]
     pairs = [(o["merchant_id"], o["id"]) for o in orders]
     on_offer = await store.locked(pairs)

@@ -22,23 +22,28 @@ class OrderMetrics:
 
     def __init__(self, registry: object, target_minutes: float) -> None:
         self.target_minutes = target_minutes
-        self.events = Counter("tracker_order_events", "Order events applied", ["kind"], registry=registry)
+        # Counters and histograms: what this process did (sum them over processes); gauges:
+        # the fleet-wide figures every process reads from Redis.
+        self.events = Counter("tracker_order_events", "Order events applied (this process)", ["kind"], registry=registry)
         self.by_status = Gauge("tracker_orders_by_status", "Orders by current status (all processes)", ["status"], registry=registry)
         self.click_to_door = Histogram(
-            "tracker_click_to_door_minutes", "Placement to delivery", buckets=MINUTE_BUCKETS, registry=registry
+            "tracker_click_to_door_minutes", "Placement to delivery (deliveries counted by this process)",
+            buckets=MINUTE_BUCKETS, registry=registry,
         )
         self.ready_to_pickup = Histogram(
-            "tracker_ready_to_pickup_minutes", "Food ready to picked up",
+            "tracker_ready_to_pickup_minutes", "Food ready to picked up (pickups this process applied)",
             buckets=(0, 1, 2, 3, 5, 7.5, 10, 15, 20, 30), registry=registry,
         )
-        self.delivered = Counter("tracker_orders_delivered", "Orders delivered", registry=registry)
-        self.on_time = Counter("tracker_orders_delivered_on_time", "Orders delivered within the target", registry=registry)
-        self.on_time_share = Gauge("tracker_on_time_share", "Share of delivered orders within the target", registry=registry)
-        self.on_time_share.set_function(self._share)
-        self._delivered = self._on_time = 0
-
-    def _share(self) -> float:
-        return self._on_time / self._delivered if self._delivered else 1.0
+        self.delivered = Counter("tracker_orders_delivered", "Orders delivered (counted by this process)", registry=registry)
+        self.on_time = Counter("tracker_orders_delivered_on_time",
+                               "Orders delivered within the target (counted by this process)", registry=registry)
+        self.fleet_delivered = Gauge("tracker_fleet_orders_delivered", "Orders delivered (all processes)", registry=registry)
+        self.on_time_share = Gauge("tracker_on_time_share",
+                                   "Share of delivered orders within the target (all processes; 1 before any)",
+                                   registry=registry)
+        self.click_to_door_mean = Gauge("tracker_click_to_door_mean_minutes",
+                                        "Mean click-to-door of delivered orders (all processes; 0 before any)",
+                                        registry=registry)
 
     async def record(self, redis: AnyRedis, order: dict[str, str], kind: str, old_status: str) -> None:
         """Account for one applied event on ``order`` (its state after the event)."""
@@ -59,17 +64,18 @@ class OrderMetrics:
             if change.minutes is not None:
                 self.click_to_door.observe(change.minutes)
                 self.delivered.inc()
-                self._delivered += 1
                 if change.minutes <= self.target_minutes:
                     self.on_time.inc()
-                    self._on_time += 1
 
     async def refresh_forever(self, redis: AnyRedis, every_s: float = 5.0) -> None:
-        """Keep ``tracker_orders_by_status`` in line with Redis (a supervised task)."""
+        """Keep the fleet-wide gauges in line with Redis (a supervised task)."""
         while True:
-            found, _ = await counts.read(redis)
+            level = await service_level(redis, self.target_minutes)
             for status in STATUSES:
-                self.by_status.labels(status).set(found.get(status, 0))
+                self.by_status.labels(status).set(level["by_status"][status])
+            self.fleet_delivered.set(level["delivered"] or 0)
+            self.on_time_share.set(1.0 if level["on_time_share"] is None else level["on_time_share"])
+            self.click_to_door_mean.set(level["click_to_door_mean_min"] or 0.0)
             await asyncio.sleep(every_s)
 
 

@@ -7,7 +7,7 @@ plus an ``_orders_changed`` notice on the rider's inbox) and records service met
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 
@@ -77,6 +77,11 @@ async def load_order(rt: Runtime, order_id: str, *, with_events: bool = False) -
         return None
     events = await store.history(raw["merchant_id"], order_id) if with_events else None
     return wire(raw, events)
+
+
+async def load_orders(rt: Runtime, order_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    """Many orders in wire form (``None`` where there is none), in two round trips."""
+    return [None if raw is None else wire(raw) for raw in await store_of(rt).load_many(order_ids)]
 
 
 async def require_order(rt: Runtime, order_id: str) -> dict[str, str]:

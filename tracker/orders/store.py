@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import orjson
 
 from tracker.errors import ApiError
 from tracker.geo import dispatch_region
-from tracker.redis_client import AnyRedis
+from tracker.redis_client import AnyRedis, get_many
 
 FEED_RETENTION_MS = 3 * 3600 * 1000
 _SCRIPT = resources.files("tracker.orders").joinpath("order_step.lua").read_text()
@@ -173,6 +173,17 @@ class OrderStore:
             return None
         h = await self.redis.hgetall(order_key(merchant, order_id))
         return h or None
+
+    async def load_many(self, order_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """The raw order hashes of ``order_ids`` (``None`` where there is none), in two round
+        trips however many (never one connection per order)."""
+        merchants = await get_many(self.redis, [index_key(oid) for oid in order_ids])
+        pipe = self.redis.pipeline(transaction=False)
+        found = [(oid, mid) for oid, mid in zip(order_ids, merchants) if mid is not None]
+        for oid, mid in found:
+            pipe.hgetall(order_key(mid, oid))
+        hashes = dict(zip([oid for oid, _ in found], await pipe.execute())) if found else {}
+        return [hashes.get(oid) or None for oid in order_ids]
 
     async def history(self, merchant_id: str, order_id: str, after: str | None = None, count: int | None = None) -> list[dict[str, Any]]:
         """The order's events after ``after`` (all when ``None``), oldest first."""
