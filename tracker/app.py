@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
         supervisor = Supervisor(registry)
         client = connect(
             redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
-            max_connections=256, wait_for_connection_s=5.0,
+            max_connections=256, wait_for_connection_s=2.0,
         )
         runtime = Runtime(
             settings=settings,

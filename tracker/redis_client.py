@@ -8,12 +8,13 @@ so the same code runs on both.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Iterable, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -67,13 +68,40 @@ def _node_url(url: str, host: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{address}" if userinfo else address, path=""))
 
 
+class QueuingRedisCluster(RedisCluster):
+    """A cluster client whose commands and pipelines wait their turn when ``max_connections``
+    are in use, instead of failing at once (redis-py's asyncio cluster client has no blocking
+    pool): fewer run at a time than a node's pool holds (some room is left for connections
+    the client is still closing after a topology change), so no node runs out."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        most = int(kwargs.get("max_connections") or 2**31)
+        self._turns = asyncio.Semaphore(max(1, most - max(1, most // 8)))
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._turns:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # (refused by redis-py)
+        return _QueuingPipeline(self, transaction)
+
+
+class _QueuingPipeline(ClusterPipeline):
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.cluster_client._turns:  # type: ignore[attr-defined]
+            return await super().execute(*args, **kwargs)
+
+
 def connect(url: str, *, cluster: bool | None = None, wait_for_connection_s: float | None = None,
             **options: Any) -> AnyRedis:
     """An asyncio client for ``url``; ``cluster=None`` asks the server which kind it is.
 
-    ``wait_for_connection_s``: on a single Redis, a command that finds all ``max_connections``
-    busy waits this long for one to be free (instead of failing at once with "Too many
-    connections", which a burst of work would read as Redis being down).
+    ``wait_for_connection_s``: a command that finds all ``max_connections`` busy waits for one
+    to be free (on a single Redis at most this long) instead of failing at once with "Too many
+    connections", which a burst of work would read as Redis being down.
     """
     if cluster is None:
         cluster = cluster_enabled(url)
@@ -82,7 +110,8 @@ def connect(url: str, *, cluster: bool | None = None, wait_for_connection_s: flo
         # slot whose node is down answers 503 within about a second, not after redis-py's
         # default of ten attempts (several seconds).
         options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3))
-        return RedisCluster.from_url(url, **options)
+        client_class = QueuingRedisCluster if wait_for_connection_s is not None else RedisCluster
+        return client_class.from_url(url, **options)
     if wait_for_connection_s is not None:
         pool = aioredis.BlockingConnectionPool.from_url(url, timeout=wait_for_connection_s, **options)
         return aioredis.Redis.from_pool(pool)  # (closed with the client)

@@ -19,9 +19,11 @@ retried create) applies it: exactly once. A new order's record starts with ``cou
 empty (counted under nothing), so whichever step counts it first counts it from nothing.
 
 Counters that versions before this one kept (``orders:by_status``, ``orders:service``, one
-``HINCRBY`` per change) are read and added to these, never moved: during a rolling upgrade
-old processes still write there, and an order one of them counted carries no
-``counted_status``, so a new process counts its next change from the status before it.
+``HINCRBY`` per change) are read and added to these, never moved, and an order an earlier
+version counted (no ``counted_status``) has its next change counted from the status before
+it. Upgrade by stopping the earlier version's processes before starting this one's: an
+order stepped by both at once can be counted twice (an old process's step does not say so in
+the record).
 """
 from __future__ import annotations
 

@@ -119,8 +119,11 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
         await (metrics.record(rt.redis, order, "placed", "") if created else metrics.count(rt.redis, order))
     except Exception as exc:  # noqa: BLE001 - the order is stored: its creator must hear so; the repair counts it
         rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=[order_id], kind="placed")
-        return wire(order), created
-    await _forget(rt, journal)
+        # Journaled again: a repair pass that came before the order was stored (a create slower
+        # than the repair's grace) found nothing to repair and took the first entry away.
+        await _journal(rt, [order_id], "placed")
+    else:
+        await _forget(rt, journal)
     if created:
         try:
             await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
