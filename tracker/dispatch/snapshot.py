@@ -85,10 +85,13 @@ class RouteEnd:
     held: tuple[OrderView, ...]  # the route's orders when ``pickup_at`` is set
 
 
-async def carried_orders(rt: Runtime, rider_id: str, order_ids: set[str]) -> list[dict[str, Any]]:
-    """Those of ``order_ids`` (the rider's order set, a hint) that ``rider_id`` really carries now."""
-    loaded = await load_orders(rt, sorted(order_ids))
-    return [o for o in loaded if o is not None and o["rider_id"] == rider_id and o["status"] in CARRYING]
+async def carried_orders(rt: Runtime, order_sets: dict[str, set[str]]) -> dict[str, list[dict[str, Any]]]:
+    """For each rider, those of its order set (a hint) that it really carries now; all riders'
+    orders loaded at once."""
+    ids = sorted(set().union(*order_sets.values()))
+    by_id = {o["id"]: o for o in await load_orders(rt, ids) if o is not None and o["status"] in CARRYING}
+    return {rid: [by_id[oid] for oid in sorted(oids) if oid in by_id and by_id[oid]["rider_id"] == rid]
+            for rid, oids in order_sets.items()}
 
 
 def route_end(rider_id: str, orders: list[dict[str, Any]], now_ms: int, dropoff_service_s: float) -> RouteEnd | None:
@@ -136,13 +139,13 @@ async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: in
     pipe = rt.redis.pipeline(transaction=False)
     for rid in rider_ids:
         pipe.smembers(rider_orders_key(rid))
-    routes = dict(zip(rider_ids, await pipe.execute()))
+    routes = await carried_orders(rt, dict(zip(rider_ids, await pipe.execute())))
     riders = []
     held: list[OrderView] = []
     for r in found:
         if r.id in considering:
             continue
-        carried = await carried_orders(rt, r.id, routes[r.id]) if routes[r.id] else []
+        carried = routes[r.id]
         if not carried:  # (an order left in its set by a lost write does not make it busy)
             riders.append(RiderView(r.id, r.lat, r.lng, True, r.shift_end, busy_until_ms=now_ms,
                                     shift_start_ms=r.shift_start))

@@ -94,4 +94,3 @@ class FollowupRepair:
                 await self.rt.pubsub.publish(inbox_channel(rider), RECHECK)
         self.repaired.inc()
         return True
-
