@@ -141,6 +141,31 @@ async def test_merchant_feed_resumes_across_orders(server: ServerProcess, uid) -
         await ops.close()
 
 
+async def test_a_fast_server_clock_keeps_the_kitchens_feed(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """A replay runs the server's clock fast; the merchant feed's three hours are real hours
+    (its entry ids are Redis's clock), so a kitchen tablet opened later still gets every order.
+    Here a real second is a server hour: four of them pass before the tablet opens, and the
+    feed holds enough entries (over 100) for Redis to trim it."""
+    fast = start_server({"TRACKER_TIME_SCALE": "3600", "TRACKER_DISPATCH_INTERVAL_S": "36000"})
+    ops = Ops(fast)
+    mid = uid("m")
+    base = uid("o")
+    placed = [f"{base}-{i}" for i in range(120)]
+    kitchen = None
+    try:
+        for oid in placed[:-1]:
+            assert (await ops.create(oid, mid)).status_code == 201
+        await asyncio.sleep(4)
+        assert (await ops.create(placed[-1], mid)).status_code == 201  # an entry after the hours passed
+        kitchen = await merchant(fast, mid)
+        seen = [(await kitchen.expect("event"))["order_id"] for _ in placed]
+        assert seen == placed
+    finally:
+        if kitchen is not None:
+            await kitchen.close()
+        await ops.close()
+
+
 async def test_rider_position_only_while_the_rider_carries_the_order(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     mine, other, mid, rid = uid("mine"), uid("other"), uid("m"), uid("r")

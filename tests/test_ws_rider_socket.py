@@ -38,6 +38,19 @@ async def test_bad_credentials_close_with_1008(server: ServerProcess, token_kind
     assert reason
 
 
+@pytest.mark.parametrize("path,role", [("/v1/ws/rider", "rider"), ("/v1/ws/merchant", "merchant")])
+async def test_an_open_socket_is_closed_when_its_token_expires(server: ServerProcess, uid, path: str, role: str) -> None:  # type: ignore[no-untyped-def]
+    """A token is not only checked at the handshake: access ends when the token says."""
+    token = jwt.encode({"role": role, "sub": uid("s"), "exp": int(time.time()) + 3}, server.secret, algorithm="HS256")
+    async with websockets.connect(f"{server.ws_url}{path}?token={token}") as ws:
+        await ws.send('{"type": "nonsense"}')  # served while the token is good
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)).get("type") in ("route", "error")
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 6)
+        assert (ws.close_code, ws.close_reason) == (1008, "unauthorized: token expired")
+
+
 async def _greeted(ws) -> None:  # type: ignore[no-untyped-def]
     """Every rider connection starts with its route: empty for a rider that carries nothing."""
     assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "route", "orders": []}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import secrets
 import time
@@ -47,6 +48,7 @@ class Principal:
 
     role: Role
     sub: str
+    expires_at: float = math.inf  # the token's ``exp`` (Unix seconds, real time)
 
     @property
     def is_operator(self) -> bool:
@@ -86,7 +88,7 @@ def verify_token(secret: str, token: str) -> Principal:
     sub = claims["sub"]
     if not is_valid_id(sub):
         raise ApiError("unauthorized", "token 'sub' is not a valid id")
-    return Principal(role=role, sub=sub)
+    return Principal(role=role, sub=sub, expires_at=float(claims["exp"]))
 
 
 def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:

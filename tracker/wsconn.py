@@ -1,15 +1,17 @@
 """The WebSocket adapter every endpoint shares.
 
 :class:`WsSession` authenticates the handshake (closing with 1008 and a reason on
-failure), reads text frames into validated JSON objects (answering bad frames with an
-``error`` frame and keeping the connection open), sends orjson text frames, and
-registers itself in the :class:`WsHub` so a shutdown can close every socket with 1001.
+failure, and again when the token expires while the socket is open), reads text frames
+into validated JSON objects (answering bad frames with an ``error`` frame and keeping the
+connection open), sends orjson text frames, and registers itself in the :class:`WsHub` so a shutdown can close every socket with 1001.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import math
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -61,6 +63,8 @@ class WsSession:
         self.hub = hub
         self.max_frame_bytes = max_frame_bytes
         self.closed = False
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiring: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -79,8 +83,20 @@ class WsSession:
             return None
         session = cls(websocket, principal, hub, max_frame_bytes)
         hub.add(session)
+        session._close_at_expiry()
         websocket.state.ws_session = session  # closes_when_redis_is_down forgets it, however the handler ends
         return session
+
+    def _close_at_expiry(self) -> None:
+        """A token is checked at the handshake; a socket that outlives it is closed 1008 when it
+        expires (real time, like the token's ``exp``), so access ends when the token says."""
+        if math.isfinite(self.principal.expires_at):
+            delay = max(0.0, self.principal.expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiring = asyncio.create_task(self.close(CLOSE_POLICY, "unauthorized: token expired"),
+                                             name="ws-token-expired")
 
     async def send(self, message: dict[str, Any]) -> bool:
         """Send one JSON text frame; False when the socket is already gone."""
@@ -113,8 +129,7 @@ class WsSession:
     async def close(self, code: int, reason: str = "") -> None:
         if self.closed:
             return
-        self.closed = True
-        self.hub.discard(self)
+        self.finish()
         try:
             if self.ws.application_state != WebSocketState.DISCONNECTED:
                 await self.ws.close(code, reason[:120])
@@ -125,6 +140,8 @@ class WsSession:
         """Forget the session after its handler returns."""
         self.closed = True
         self.hub.discard(self)
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     async def messages(self) -> AsyncIterator[dict[str, Any]]:
         """Yield each valid JSON-object frame; answer bad frames with an error and go on.

@@ -5,7 +5,8 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
 - ``order:{m:<merchant>}:<order>`` hash: the order's current state;
 - ``events:{m:<merchant>}:<order>`` stream: its durable history (kept as long as the order);
 - ``feed:{m:<merchant>}`` stream: every event of the merchant's orders, trimmed by MINID to
-  ``FEED_RETENTION_MS`` (3 h, at least the 2 h the merchant channel promises);
+  ``FEED_RETENTION_MS`` (3 h of real time, by Redis's clock like the entry ids, at least the
+  2 h the merchant channel promises, however fast a replay runs the server's clock);
 - ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
 - ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
 - ``rider:{<rider>}:orders`` SET: orders a rider carries.
@@ -158,7 +159,7 @@ class OrderStore:
                    unset: str | None) -> list[str]:
         keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last"]
         args: list[Any] = [
-            mode, merchant_id, now_ms, now_ms - FEED_RETENTION_MS, " ".join(allowed), new_status or "",
+            mode, merchant_id, now_ms, FEED_RETENTION_MS, " ".join(allowed), new_status or "",
             rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "",
         ]
         for oid, event, own in zip(order_ids, events, per_order):

@@ -5,6 +5,15 @@
 const params = new URLSearchParams(location.search);
 export const token = params.get("token") || "";
 
+// The token's `sub` (the kitchen, order or operator it is for), read without checking it, for
+// display only: the server checks the token on every request.
+export function tokenSubject() {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "===".slice((part.length + 3) % 4))).sub || "";
+  } catch { return ""; }
+}
+
 // An HTTP failure. `refused` when asking again cannot help (the link's token is missing, bad,
 // expired or outside its scope, or the thing it names does not exist): the page stops and says
 // so. Network errors, 5xx (503 redis_unavailable) and 408/429 are worth retrying.
@@ -85,7 +94,14 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   };
   connect();
   return {
-    send: (msg) => ws && ws.readyState === 1 && ws.send(JSON.stringify(msg)),
+    // False when the socket is not open (offline): nothing is queued.
+    send: (msg) => { if (!ws || ws.readyState !== 1) return false; ws.send(JSON.stringify(msg)); return true; },
+    // Drop this socket and open a fresh one at once (url() is asked again).
+    restart: () => {
+      if (ws) { ws.onclose = null; ws.onmessage = null; ws.close(); }
+      if (timer) clearTimeout(timer);
+      connect();
+    },
     close: () => { closedByUs = true; if (timer) clearTimeout(timer); ws && ws.close(); },
     get raw() { return ws; },
   };
@@ -117,7 +133,7 @@ export class VectorMap {
   constructor(svg, tileUrl = "") {
     this.svg = svg; this.tileUrl = tileUrl; this.markers = new Map(); this.bounds = null;
     this.layers = {};
-    for (const name of ["tiles", "areas", "points", "markers"]) {
+    for (const name of ["tiles", "areas", "points", "markers", "top"]) {
       const g = document.createElementNS("http://www.w3.org/2000/svg", "g");
       g.setAttribute("data-layer", name); svg.appendChild(g); this.layers[name] = g;
     }
@@ -152,13 +168,13 @@ export class VectorMap {
       }
     }
   }
-  point(id, lat, lng, { color = "#2b6cb0", r = 8, label = "" } = {}) {
+  point(id, lat, lng, { color = "#2b6cb0", r = 8, label = "", layer = "points" } = {}) {
     const [x, y] = this.px(lat, lng);
     const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
     c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r); c.setAttribute("fill", color);
     c.setAttribute("data-id", id);
     if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
-    this.layers.points.appendChild(c);
+    this.layers[layer].appendChild(c);
     return c;
   }
   polygon(id, boundary, fill, label) {
@@ -170,12 +186,12 @@ export class VectorMap {
     this.layers.areas.appendChild(p);
   }
   // A marker that glides to each new position (animation over ~1 s).
-  moveMarker(id, lat, lng, { color = "#c53030", label = "" } = {}) {
+  moveMarker(id, lat, lng, { color = "#c53030", label = "", r = 11 } = {}) {
     let m = this.markers.get(id);
     const target = this.px(lat, lng);
     if (!m) {
       const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
-      c.setAttribute("r", 11); c.setAttribute("fill", color); c.setAttribute("stroke", "#fff"); c.setAttribute("stroke-width", "3");
+      c.setAttribute("r", r); c.setAttribute("fill", color); c.setAttribute("stroke", "#fff"); c.setAttribute("stroke-width", "3");
       c.setAttribute("data-marker", id);
       if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
       this.layers.markers.appendChild(c);

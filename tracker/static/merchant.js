@@ -1,24 +1,53 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { liveSocket, serverClock, token, wsUrl } from "/static/common.js";
+import { liveSocket, serverClock, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
-const orders = new Map(); // order id -> {status, food, finalTs}
+const orders = new Map(); // order id -> {status, food, placedTs, finalTs}
+const rows = new Map(); // order id -> {tr, key}: a row is rebuilt only when what it shows changes
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
+const sending = new Map(); // order id -> time an action was sent: its buttons wait for the answer
 let lastEventId = null;
+let online = false;
 const FINAL = new Set(["delivered", "cancelled"]);
 const COLLECTED = new Set(["picked_up", "at_dropoff", "delivered"]);
-const PROMPTS_DONE = new Set(["at_pickup", ...COLLECTED, "cancelled"]);  // the rider is there, or no one will come
+const PROMPTS_DONE = new Set(["confirmed", "at_pickup", ...COLLECTED, "cancelled"]);  // the rider is there, or no one is coming
+// Orders that need the kitchen come first: to confirm, then to cook and hand over, then the rest.
+const GROUP = { placed: 0, confirmed: 1, assigned: 1, at_pickup: 1, picked_up: 2, at_dropoff: 2, delivered: 3, cancelled: 3 };
 // A delivered or cancelled order stays on the board this long (server time) after its final
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
+const SEND_WAIT_MS = 3000;  // an action's buttons stay disabled until its answer, at most this long (real time)
 const clock = await serverClock();
 let expiryTimer = null;
+const clockTime = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
-function button(label, onClick, secondary = false) {
+// An operator opens a kitchen's board with ?merchant_id=... beside its token.
+const merchantId = new URLSearchParams(location.search).get("merchant_id");
+$("merchant").textContent = merchantId || tokenSubject() || "";
+
+// A button that says what it does; its accessible name also names the order ("Delay o7 5 min").
+function button(label, name, action, id, extra = {}, secondary = false) {
   const b = document.createElement("button");
-  b.type = "button"; b.textContent = label; if (secondary) b.className = "secondary";
-  b.addEventListener("click", onClick);
+  b.type = "button"; b.textContent = label; b.dataset.action = action;
+  b.setAttribute("aria-label", name);
+  if (secondary) b.className = "secondary";
+  b.addEventListener("click", () => act(id, { type: action, order_id: id, ...extra }));
   return b;
+}
+
+// Send a kitchen action. Offline the buttons are disabled (so nothing is lost silently); the
+// row's buttons wait for the server's answer, so a double click does not act twice.
+function act(id, msg) {
+  if (!socket.send(msg)) { note("Not sent: the board is offline. Try again once it is back."); return; }
+  sending.set(id, performance.now());
+  render();
+  setTimeout(() => { if (sending.delete(id)) render(); }, SEND_WAIT_MS);
+}
+
+function note(text) {
+  const d = document.createElement("div");
+  d.className = "prompt"; d.dataset.kind = "error"; d.textContent = text;
+  $("prompts").prepend(d);
 }
 
 // Drop finished orders whose minute is up; wake up again when the next one's is.
@@ -38,41 +67,73 @@ function expireFinished() {
   if (next < Infinity) expiryTimer = setTimeout(render, (next - now) / clock.scale + 50);
 }
 
-function render() {
-  expireFinished();
-  const rows = [...orders.entries()].map(([id, o]) => {
-    const tr = document.createElement("tr");
-    tr.dataset.order = id; tr.dataset.status = o.status;
-    const collected = COLLECTED.has(o.status);  // the food has left the kitchen, so it was ready
-    const cells = [id, o.status.replace("_", " "), o.food === "ready" || collected ? (collected ? "collected" : "ready") : (o.food || "preparing")]
-      .map((text) => { const td = document.createElement("td"); td.textContent = text; return td; });
-    const actions = document.createElement("td");
-    if (o.status === "placed") actions.appendChild(button(`Confirm ${id}`, () => socket.send({ type: "confirm", order_id: id })));
-    if (!["picked_up", "at_dropoff", "delivered", "cancelled"].includes(o.status) && o.food !== "ready") {
-      actions.appendChild(button(`Ready ${id}`, () => socket.send({ type: "ready", order_id: id })));
-      actions.appendChild(button(`Delay ${id} 5 min`, () => socket.send({ type: "delay", order_id: id, minutes: 5 }), true));
-    }
-    tr.append(...cells, actions);
-    return tr;
-  });
-  $("orders").replaceChildren(...rows);
+function foodText(o) {
+  if (COLLECTED.has(o.status)) return "collected";  // the food has left the kitchen, so it was ready
+  return o.food === "ready" ? "ready" : (o.food || "preparing");
 }
 
+function buildRow(id, o, busy) {
+  const tr = document.createElement("tr");
+  tr.dataset.order = id; tr.dataset.status = o.status;
+  const cells = [id, o.status.replace("_", " "), foodText(o), o.placedTs ? clockTime(o.placedTs) : ""]
+    .map((text) => { const td = document.createElement("td"); td.textContent = text; return td; });
+  cells[0].className = "id";
+  const actions = document.createElement("td");
+  actions.className = "actions";
+  if (o.status === "placed") actions.appendChild(button("Confirm", `Confirm ${id}`, "confirm", id));
+  if (!COLLECTED.has(o.status) && !FINAL.has(o.status) && o.food !== "ready") {
+    actions.appendChild(button("Ready", `Ready ${id}`, "ready", id));
+    actions.appendChild(button("Delay 5 min", `Delay ${id} 5 min`, "delay", id, { minutes: 5 }, true));
+  }
+  for (const b of actions.querySelectorAll("button")) b.disabled = !online || busy;
+  tr.append(...cells, actions);
+  return tr;
+}
+
+function render() {
+  expireFinished();
+  // Keep keyboard focus on the button it was on, even when its row is rebuilt.
+  const focused = document.activeElement?.closest?.("tr[data-order]") && document.activeElement.dataset.action
+    ? [document.activeElement.closest("tr").dataset.order, document.activeElement.dataset.action] : null;
+  const ids = [...orders.keys()].sort((a, b) => {
+    const oa = orders.get(a), ob = orders.get(b);
+    return (GROUP[oa.status] ?? 2) - (GROUP[ob.status] ?? 2) || (oa.seq - ob.seq);
+  });
+  const list = ids.map((id) => {
+    const o = orders.get(id), busy = sending.has(id);
+    const key = [o.status, foodText(o), o.placedTs, online, busy].join("|");
+    let row = rows.get(id);
+    if (!row || row.key !== key) { row = { tr: buildRow(id, o, busy), key }; rows.set(id, row); }
+    return row.tr;
+  });
+  for (const id of rows.keys()) if (!orders.has(id)) rows.delete(id);
+  const body = $("orders");
+  list.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
+  while (body.children.length > list.length) body.lastChild.remove();
+  if (focused) {
+    const b = body.querySelector(`tr[data-order="${CSS.escape(focused[0])}"] button[data-action="${focused[1]}"]`);
+    if (b && document.activeElement !== b) b.focus();
+  }
+  $("count").textContent = orders.size ? `(${orders.size})` : "";
+}
+
+let seq = 0;
 function onEvent(e) {
   lastEventId = e.id;
   if (gone.has(e.order_id)) return;
-  const o = orders.get(e.order_id) || { status: "placed", food: "" };
+  const o = orders.get(e.order_id) || { status: "placed", food: "", seq: seq++ };
   if (e.kind === "food_ready") o.food = "ready";
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
-    o.food = Number.isFinite(e.ready_at)
-      ? `delayed to ${new Date(e.ready_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`
-      : `delayed ${e.minutes} min`;
+    o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
   }
   else if (e.kind === "rider_unassigned") o.status = "confirmed";
   else o.status = e.kind;
+  if (e.kind === "placed" && Number.isFinite(e.ts)) o.placedTs = e.ts;
   if (FINAL.has(o.status)) o.finalTs = Number.isFinite(e.ts) ? e.ts : clock.now();
-  if (PROMPTS_DONE.has(o.status)) dropPrompts(e.order_id);  // moot once the rider is there
+  // Prompts are moot once the rider is there, the rider gave the order back, or no one is coming.
+  if (PROMPTS_DONE.has(o.status)) dropPrompts(e.order_id);
   orders.set(e.order_id, o);
+  sending.delete(e.order_id);
   render();
 }
 
@@ -83,23 +144,41 @@ function dropPrompts(id) {
 function onPrompt(p) {
   const o = orders.get(p.order_id);
   if (gone.has(p.order_id) || (o && PROMPTS_DONE.has(o.status))) return;
+  // One prompt per order and kind: a newer one replaces the older.
+  document.querySelector(`#prompts .prompt[data-order="${CSS.escape(p.order_id)}"][data-kind="${CSS.escape(p.kind)}"]`)?.remove();
   const div = document.createElement("div");
   div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
-  div.textContent = `Order ${p.order_id}: ${p.message}`;
+  const at = document.createElement("small");
+  at.textContent = ` (${clockTime(clock.now())})`;  // when it came: "2 min away" ages
+  div.append(`Order ${p.order_id}: ${p.message}`, at);
   $("prompts").prepend(div);
 }
 
-// An operator opens a kitchen's board with ?merchant_id=... beside its token.
-const merchantId = new URLSearchParams(location.search).get("merchant_id");
+function setOnline(state) {
+  online = state === "yes";
+  $("offline").hidden = state !== "no";
+  document.body.dataset.online = state;
+  render();
+}
+
+// A `resync` means events may be missing: start again from the feed's whole retained history
+// on a fresh socket (the board's state is rebuilt from it), without reloading the page.
+function restart() {
+  orders.clear(); rows.clear(); sending.clear(); lastEventId = null;
+  render();
+  socket.restart();
+}
+
 const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponent(token)}`
   + (merchantId ? `&merchant_id=${encodeURIComponent(merchantId)}` : "")
   + (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
-  onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; clock.sync(); },
-  onOffline: () => { $("offline").hidden = false; document.body.dataset.online = "no"; },
+  onOnline: () => { setOnline("yes"); clock.sync(); },
+  onOffline: () => setOnline("no"),
+  onRefused: (reason) => { setOnline("refused"); showRefusal(reason); },
   onMessage: (msg) => {
     if (msg.type === "event") onEvent(msg);
     else if (msg.type === "prompt") onPrompt(msg);
-    else if (msg.type === "resync") { orders.clear(); lastEventId = null; socket.close(); location.reload(); }
-    else if (msg.type === "error") { const d = document.createElement("div"); d.className = "prompt"; d.textContent = msg.message; $("prompts").prepend(d); }
+    else if (msg.type === "resync") restart();
+    else if (msg.type === "error") { sending.clear(); note(msg.message); render(); }  // an action refused: say why
   },
 });

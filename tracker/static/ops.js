@@ -7,6 +7,8 @@ const COLORS = { free: "#2f855a", offered: "#d69e2e", busy: "#c53030", unavailab
   waiting: "#1a202c" };
 // A rider carrying orders that stopped sending fixes stays on the map, in its own colour.
 const stateOf = (r) => (r.stale ? "silent" : r.state);
+const RANK = { silent: 0, busy: 1, offered: 2, free: 3, unavailable: 4 };
+const TABLE_ROWS = 200;
 const silentFor = (r, now) => `busy, silent ${Math.max(1, Math.round((now - r.ts) / 60000))} min`;
 
 function figures(el, pairs) {
@@ -33,9 +35,10 @@ function draw(snap) {
     const k = kitchens.get(o.merchant_id) || { lat: o.lat, lng: o.lng, n: 0 };
     k.n += 1; kitchens.set(o.merchant_id, k);
   }
-  for (const [mid, k] of kitchens) {
-    map.point(`kitchen:${mid}`, k.lat, k.lng, { color: COLORS.waiting, r: 5 + Math.min(k.n, 5),
-      label: `${mid}: ${k.n} order${k.n === 1 ? "" : "s"} waiting for a rider` });
+  map.clear("top");
+  for (const [mid, k] of kitchens) {  // drawn above the riders, ringed, so a rider there does not hide it
+    map.point(`kitchen:${mid}`, k.lat, k.lng, { color: COLORS.waiting, r: 6 + Math.min(k.n, 5), layer: "top",
+      label: `${mid}: ${k.n} order${k.n === 1 ? "" : "s"} waiting for a rider` }).setAttribute("stroke", "#fff");
   }
   for (const r of snap.riders) {
     const label = r.stale ? silentFor(r, snap.ts) : r.state;
@@ -44,8 +47,12 @@ function draw(snap) {
   for (const [id] of map.markers) if (!snap.riders.find((r) => r.id === id)) map.removeMarker(id);
   for (const [id, m] of map.markers) m.el.setAttribute("fill", COLORS[stateOf(snap.riders.find((r) => r.id === id) || {})] || "#718096");
   const s = snap.service;
+  const placed = s.by_status?.placed ?? 0;
   figures($("figures"), [
-    ["orders waiting for a rider", snap.open_orders.length], ["riders online", snap.riders.filter((r) => !r.stale).length],
+    ["orders waiting for the kitchen", placed],
+    ["orders waiting for a rider", snap.open_orders.length],
+    ["riders online", snap.riders.filter((r) => !r.stale && r.state !== "unavailable").length],
+    ["riders unavailable", snap.riders.filter((r) => !r.stale && r.state === "unavailable").length],
     ["riders silent with orders", snap.riders.filter((r) => r.stale).length],
     ["free riders", snap.riders.filter((r) => r.state === "free").length],
     ["delivered", s.delivered],
@@ -55,7 +62,10 @@ function draw(snap) {
   const d = snap.dispatch || {};
   figures($("dispatch"), [["orders", d.orders ?? "–"], ["riders", d.riders ?? "–"], ["offers", d.offers ?? "–"],
     ["bundles", d.bundles ?? "–"], ["solve ms", d.solve_ms ?? "–"], ["total ms", d.total_ms ?? "–"]]);
-  $("riders").replaceChildren(...snap.riders.slice(0, 200).map((r) => {
+  // The riders who need watching first: silent with orders, busy, offered, free, unavailable.
+  const riders = [...snap.riders].sort((a, b) => RANK[stateOf(a)] - RANK[stateOf(b)] || a.id.localeCompare(b.id));
+  $("riders-shown").textContent = riders.length > TABLE_ROWS ? `(the first ${TABLE_ROWS} of ${riders.length})` : `(${riders.length})`;
+  $("riders").replaceChildren(...riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.stale) tr.dataset.silent = "";
     for (const text of [r.id, r.stale ? silentFor(r, snap.ts) : r.state, r.orders]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }

@@ -21,15 +21,17 @@ let status = null;
 
 function renderTimeline() {
   const list = $("timeline");
-  list.replaceChildren(...STEPS.map(([kind, label]) => {
+  const cancelled = seen.has("cancelled");
+  // Food the rider has collected was ready, whether or not the kitchen pressed "Ready".
+  const done = (kind) => seen.has(kind) || (kind === "food_ready" && COLLECTED.some((k) => seen.has(k)));
+  list.replaceChildren(...STEPS.filter(([kind]) => !cancelled || done(kind)).map(([kind, label]) => {  // a cancelled order has no next steps
     const li = document.createElement("li");
     li.textContent = label;
     li.dataset.kind = kind;
-    // Food the rider has collected was ready, whether or not the kitchen pressed "Ready".
-    if (seen.has(kind) || (kind === "food_ready" && COLLECTED.some((k) => seen.has(k)))) li.className = "done";
+    if (done(kind)) li.className = "done";
     return li;
   }));
-  if (seen.has("cancelled")) {
+  if (cancelled) {
     const li = document.createElement("li"); li.textContent = "Cancelled"; li.className = "done"; li.dataset.kind = "cancelled"; list.appendChild(li);
   }
 }
@@ -41,29 +43,53 @@ function apply(event) {
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
   $("eta-label").textContent = status === "delivered" ? "Delivered at" : "Arriving in";
+  $("eta-line").hidden = status === "cancelled";
   if (status === "delivered" || status === "cancelled") {
     map.removeMarker("rider");
     $("eta").textContent = status === "delivered" && Number.isFinite(event.ts)
       ? new Date(event.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "–";
   }
+  if (status === "at_dropoff") $("eta").textContent = "now";  // the rider is at the door
   if (event.kind === "assigned") lastFixTs = null;  // a new rider: its silence counts from now
   showSilence();
-  $("status").textContent = (STEPS.find(([k]) => k === status) || [status, status])[1];
+  $("status").textContent = status === "cancelled" ? cancelledText(event)
+    : (STEPS.find(([k]) => k === status) || [status, status])[1];
   $("status").dataset.status = status;
   renderTimeline();
+}
+
+const BY = { merchant: "the restaurant", operator: "the service", customer: "you" };
+function cancelledText(event) {
+  const by = BY[event.by] ? ` by ${BY[event.by]}` : "";
+  return `Cancelled${by}` + (typeof event.reason === "string" && event.reason ? `: ${event.reason}` : "");
+}
+
+// The map is fitted to the restaurant and the address; a rider outside that view widens it.
+let base = [];
+function fitMap(extra = []) {
+  map.fit([...base, ...extra], 0.6);
+  map.clear("points");
+  const [pickup, home] = base;
+  map.point("restaurant", pickup[0], pickup[1], { color: "#2b6cb0", r: 16, label: "Restaurant" });
+  map.point("home", home[0], home[1], { color: "#2f855a", r: 16, label: "Your address" });
+}
+function showRider(lat, lng) {
+  const b = map.bounds;
+  if (b && (lat < b.s || lat > b.n || lng < b.w || lng > b.e)) { map.removeMarker("rider"); fitMap([[lat, lng]]); }
+  map.moveMarker("rider", lat, lng, { label: "Your rider", r: 16 });
 }
 
 async function load() {
   const order = await api(`/v1/orders/${encodeURIComponent(orderId)}`);
   $("order-id").textContent = order.id;
-  map.fit([[order.pickup.lat, order.pickup.lng], [order.dropoff.lat, order.dropoff.lng]], 0.6);
-  map.clear("points");
-  map.point("restaurant", order.pickup.lat, order.pickup.lng, { color: "#2b6cb0", r: 12, label: "Restaurant" });
-  map.point("home", order.dropoff.lat, order.dropoff.lng, { color: "#2f855a", r: 12, label: "Your address" });
+  base = [[order.pickup.lat, order.pickup.lng], [order.dropoff.lat, order.dropoff.lng]];
+  const rider = map.markers.get("rider");
+  fitMap(rider ? [[Number(rider.el.dataset.lat), Number(rider.el.dataset.lng)]] : []);
+  if (rider) { map.removeMarker("rider"); showRider(Number(rider.el.dataset.lat), Number(rider.el.dataset.lng)); }
   seen.clear();
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
-  if (Number.isFinite(order.eta)) $("eta").textContent = `${minutesFrom(order.eta, clock.now())} min`;
+  if (Number.isFinite(order.eta) && status !== "at_dropoff") $("eta").textContent = `${minutesFrom(order.eta, clock.now())} min`;
   else if (status !== "delivered") $("eta").textContent = "–";
 }
 
@@ -115,8 +141,8 @@ if (await loadUntilDone()) {
     onMessage: async (msg) => {
       if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }
       else if (msg.type === "rider_location") {
-        map.moveMarker("rider", msg.lat, msg.lng, { label: "Your rider" });
-        if (msg.eta) $("eta").textContent = `${minutesFrom(msg.eta, msg.ts)} min`;
+        showRider(msg.lat, msg.lng);
+        if (msg.eta && status !== "at_dropoff") $("eta").textContent = `${minutesFrom(msg.eta, msg.ts)} min`;
         lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
         showSilence();
       } else if (msg.type === "resync") { await loadUntilDone(); }

@@ -1,0 +1,176 @@
+"""The pages as their users work with them, in a real headless Chromium against a real server:
+a kitchen board that puts what needs the kitchen first, keeps keyboard focus, pauses its
+buttons while offline and clears prompts that no longer hold; a tracking page whose map
+widens to a far rider and that says plainly when the rider is at the door or the order was
+cancelled; an ops page that counts orders still waiting for their kitchen and riders who are
+not taking orders apart."""
+from __future__ import annotations
+
+import asyncio
+import re
+
+from playwright.async_api import Browser, expect
+
+from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tracker.launcher import ServerProcess
+
+
+async def test_kitchen_board_lists_orders_to_confirm_first_and_keeps_keyboard_focus(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    mid = uid("m")
+    cooking, to_confirm, newest = uid("o-cooking"), uid("o-confirm"), uid("o-new")
+    kitchen = await merchant(server, mid)
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(cooking, mid)).status_code == 201
+        await kitchen.confirm(cooking)
+        await kitchen.event(cooking, "confirmed")
+        assert (await ops.create(to_confirm, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("#merchant")).to_have_text(mid)  # whose board this is
+        rows = page.locator("#orders tr")
+        await expect(rows).to_have_count(2)
+        assert await rows.evaluate_all("rs => rs.map((r) => r.dataset.order)") == [to_confirm, cooking]
+        await expect(rows.first.locator("td").nth(3)).to_have_text(re.compile(r"\d{1,2}:\d{2}"))  # when it was placed
+        ready = page.get_by_role("button", name=f"Ready {cooking}")
+        await ready.focus()
+        assert (await ops.create(newest, mid)).status_code == 201  # the board changes under the keyboard
+        await expect(rows).to_have_count(3)
+        await expect(ready).to_be_focused()
+        await page.keyboard.press("Enter")  # and the key still acts on that order
+        await expect(page.locator(f'tr[data-order="{cooking}"] td').nth(2)).to_have_text("ready")
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await ops.close()
+
+
+async def test_kitchen_board_pauses_its_buttons_while_offline(start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """An action pressed while the board is offline would be lost: the buttons wait instead."""
+    srv = start_server()
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{srv.base_url}/merchant?token={srv.token('merchant', mid)}")
+        confirm = page.get_by_role("button", name=f"Confirm {oid}")
+        await expect(confirm).to_be_enabled()
+        await asyncio.to_thread(srv.stop)
+        await expect(page.locator("#offline")).to_be_visible()
+        await expect(confirm).to_be_disabled()
+        await asyncio.to_thread(srv.start)
+        await expect(confirm).to_be_enabled(timeout=20_000)
+        await confirm.click()
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
+        assert (await ops.get(oid))["status"] == "confirmed"
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_kitchen_board_clears_the_prompts_of_an_order_its_rider_gave_back(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    page = await new_page(browser)
+    try:
+        await ops.create(oid, mid, prep_minutes=15)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await ops.assign(oid, rid)
+        await courier.expect("assigned")  # its next fix is one of a rider on the way
+        await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])
+        prompts = page.locator(f'.prompt[data-order="{oid}"]')
+        await expect(prompts.first).to_contain_text("start plating")
+        await courier.release(oid, "flat tyre")
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
+        await expect(prompts).to_have_count(0)  # nobody is on the way any more
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_tracking_page_shows_a_far_rider_the_door_and_a_cancellation(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, gone, mid, rid = uid("o"), uid("o-gone"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        await courier.location(PICKUP["lat"] - 0.03, PICKUP["lng"] - 0.03)  # about 4 km away
+        await ops.assign(oid, rid)
+        marker = page.locator('[data-marker="rider"]')
+        await expect(marker).to_have_count(1)
+        await page.wait_for_timeout(1000)  # it glides into place
+        cx, cy = float(await marker.get_attribute("cx") or "nan"), float(await marker.get_attribute("cy") or "nan")
+        assert 0 <= cx <= 800 and 0 <= cy <= 600, (cx, cy)  # on the map, not beyond its edge
+        for step in ("at_pickup", "picked_up", "at_dropoff"):
+            await courier.progress(oid, step)
+        await expect(page.locator("#status")).to_have_attribute("data-status", "at_dropoff")
+        await expect(page.locator("#eta")).to_have_text("now")
+        await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"] + 0.015)
+        await page.wait_for_timeout(1500)
+        await expect(page.locator("#eta")).to_have_text("now")  # not "2 min" while the rider rings
+
+        await ops.create(gone, mid)
+        resp = await ops.client.post(f"/v1/orders/{gone}/cancel", json={"reason": "kitchen closed early"})
+        assert resp.status_code == 200, resp.text
+        await page.goto(f"{server.base_url}/track/{gone}?token={server.token('customer', gone)}")
+        await expect(page.locator("#status")).to_have_text("Cancelled by the service: kitchen closed early")
+        await expect(page.locator("#eta-line")).to_be_hidden()
+        steps = await page.locator("#timeline li").evaluate_all("ls => ls.map((l) => l.dataset.kind)")
+        assert steps == ["placed", "cancelled"], steps  # no steps that will never come
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_ops_page_counts_orders_at_the_kitchen_and_riders_off_duty(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "3600"}, redis=own_redis)
+    ops = Ops(srv)
+    mid = uid("m")
+    waiting, to_confirm = uid("o-wait"), uid("o-new")
+    on, off = await rider(srv, uid("r-on")), await rider(srv, uid("r-off"))
+    kitchen = await merchant(srv, mid)
+    page = await new_page(browser)
+    try:
+        await on.location(PICKUP["lat"], PICKUP["lng"])  # standing at the restaurant
+        await off.availability(False)
+        await off.location(PICKUP["lat"] + 0.004, PICKUP["lng"])
+        await ops.create(waiting, mid)
+        await kitchen.confirm(waiting)
+        await kitchen.event(waiting, "confirmed")
+        await ops.create(to_confirm, mid)
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        figure = lambda name: page.locator(f'[data-figure="{name}"] b')  # noqa: E731
+        await expect(figure("orders waiting for the kitchen")).to_have_text("1")
+        await expect(figure("orders waiting for a rider")).to_have_text("1")
+        await expect(figure("riders online")).to_have_text("1")
+        await expect(figure("riders unavailable")).to_have_text("1")
+        # the waiting order's dot is drawn over the rider standing at its restaurant
+        dot = page.locator(f'[data-layer="top"] [data-id="kitchen:{mid}"]')
+        await expect(dot).to_have_count(1)
+        box = await dot.bounding_box()
+        assert box is not None
+        hit = await page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.dataset.id || null",
+                                  [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+        assert hit == f"kitchen:{mid}"
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await on.close()
+        await off.close()
+        await ops.close()
