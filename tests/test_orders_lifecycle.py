@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import Ops, customer, events_until, merchant, platform_kitchen, rider
 from tracker.launcher import ServerProcess
+from tracker.redis_client import connect
 
 LIFECYCLE = ["placed", "confirmed", "food_ready", "assigned", "at_pickup", "picked_up", "at_dropoff", "delivered"]
 
@@ -277,6 +278,42 @@ async def test_eta_is_null_once_the_order_is_delivered(server: ServerProcess, ui
         await kitchen.close()
         await courier.close()
         await ops.close()
+
+
+async def test_orders_that_ended_leave_redis_after_the_retention(start_server, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    """Delivered and cancelled orders are kept for TRACKER_ORDER_RETENTION_S, then nothing of
+    them is left in Redis (a server that runs for months does not grow with every order); an
+    order still under way is kept however long it takes."""
+    srv = start_server({"TRACKER_ORDER_RETENTION_S": "3"})
+    ops = Ops(srv)
+    mid, rid = uid("m"), uid("r")
+    done, cancelled, open_ = uid("o-done"), uid("o-cancelled"), uid("o-open")
+    kitchen, courier = await platform_kitchen(srv, mid), await rider(srv, rid)
+    client = connect(redis_url)
+    try:
+        for oid in (done, cancelled, open_):
+            assert (await ops.create(oid, mid)).status_code == 201
+        await kitchen.confirm(done)
+        await kitchen.event(done, "confirmed")
+        assert (await ops.assign(done, rid)).status_code == 200
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(done, step)
+            await kitchen.event(done, step)
+        assert (await ops.cancel(cancelled)).status_code == 200
+        assert (await ops.get(done))["status"] == "delivered"  # kept for now
+        assert (await ops.get(cancelled))["status"] == "cancelled"
+        await asyncio.sleep(4)
+        for oid in (done, cancelled):
+            assert (await ops.client.get(f"/v1/orders/{oid}")).status_code == 404
+            assert [k async for k in client.scan_iter(match=f"*{oid}*")] == [], oid  # record, history, id
+        assert (await ops.get(open_))["status"] == "placed"
+        again = await ops.create(cancelled, mid, dropoff={"lat": 52.51, "lng": 13.41})
+        assert again.status_code == 201, again.text  # the id is free again
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+        await client.aclose()
 
 
 async def test_scope_violations(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]

@@ -163,6 +163,10 @@ class Settings:
         "TRACKER_DISPATCH_RADIUS_M", _positive_float, 8000.0, "how far from a restaurant riders are considered"
     )
 
+    order_retention_s: float = _setting(
+        "TRACKER_ORDER_RETENTION_S", _positive_float, 7 * 24 * 3600.0,
+        "wall-clock seconds a delivered or cancelled order (its record, history and id) is kept in Redis",
+    )
     followup_repair_s: float = _setting(
         "TRACKER_FOLLOWUP_REPAIR_S", _positive_float, 10.0,
         "wall-clock seconds after which an order step's unfinished follow-up writes are re-derived",

@@ -10,6 +10,7 @@
 --       7 required rider ("" = no check), 8 "1" when orders must have no rider,
 --       9 hash fields JSON (applied to every order), 10 create fingerprint (create mode),
 --       11 a hash field that must still be empty ("" = no check),
+--       12 ms an order that ends (delivered, cancelled) is kept: its hash and stream expire then,
 --       then per order: order id, event JSON base, per-order hash fields JSON.
 local mode, merchant, now = ARGV[1], ARGV[2], ARGV[3]
 -- The feed's entry ids are Redis's own clock ('*'), so its retention counts on that clock too,
@@ -22,7 +23,10 @@ local n = (#KEYS - 2) / 2
 
 local unset = ARGV[11]
 
-local function order_arg(i, k) return ARGV[11 + (i - 1) * 3 + k] end
+local retention = tonumber(ARGV[12])
+local ends = new_status == 'delivered' or new_status == 'cancelled'
+
+local function order_arg(i, k) return ARGV[12 + (i - 1) * 3 + k] end
 
 for i = 1, n do
   local h = KEYS[2 + (i - 1) * 2 + 1]
@@ -57,6 +61,10 @@ for i = 1, n do
   for k, v in pairs(fields) do table.insert(update, k); table.insert(update, tostring(v)) end
   for k, v in pairs(own) do table.insert(update, k); table.insert(update, tostring(v)) end
   redis.call('HSET', h, unpack(update))
+  if ends then
+    redis.call('PEXPIRE', h, retention)
+    redis.call('PEXPIRE', e, retention)
+  end
   local body = string.sub(base, 2)
   redis.call('PUBLISH', 'order:' .. oid .. ':live',
     '{"id":"' .. id .. '","prev":"' .. prev .. '",' .. body)

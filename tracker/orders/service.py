@@ -36,7 +36,7 @@ FOLLOWUPS_TASK = "order-followup-repair"  # where a step's failed follow-up writ
 def store_of(rt: Runtime) -> OrderStore:
     store = rt.services.get("order_store")
     if store is None:
-        store = rt.services["order_store"] = OrderStore(rt.redis)
+        store = rt.services["order_store"] = OrderStore(rt.redis, int(rt.settings.order_retention_s * 1000))
     return store
 
 

@@ -8,6 +8,10 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
   ``FEED_RETENTION_MS`` (3 h of real time, by Redis's clock like the entry ids, at least the
   2 h the merchant channel promises, however fast a replay runs the server's clock);
 - ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
+
+An order that ends (delivered, cancelled) keeps its hash, its stream and its id for the
+store's ``retention_ms`` (``TRACKER_ORDER_RETENTION_S``), then Redis drops them: the step sets
+the first two to expire, :meth:`OrderStore.update_indexes` the id.
 - ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
 - ``rider:{<rider>}:orders`` SET: orders a rider carries.
 
@@ -27,9 +31,11 @@ import orjson
 
 from tracker.errors import ApiError
 from tracker.geo import dispatch_region
+from tracker.orders.machine import FINAL
 from tracker.redis_client import AnyRedis, get_many
 
 FEED_RETENTION_MS = 3 * 3600 * 1000
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000  # an order that ended (settings: TRACKER_ORDER_RETENTION_S)
 _SCRIPT = resources.files("tracker.orders").joinpath("order_step.lua").read_text()
 
 
@@ -99,8 +105,9 @@ def _strings(fields: dict[str, Any]) -> bytes:
 class OrderStore:
     """The Redis adapter of the orders feature."""
 
-    def __init__(self, redis: AnyRedis) -> None:
+    def __init__(self, redis: AnyRedis, retention_ms: int = DEFAULT_RETENTION_MS) -> None:
         self.redis = redis
+        self.retention_ms = retention_ms
         self._step = redis.register_script(_SCRIPT)
 
     async def merchant_of(self, order_id: str) -> str | None:
@@ -160,7 +167,7 @@ class OrderStore:
         keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last"]
         args: list[Any] = [
             mode, merchant_id, now_ms, FEED_RETENTION_MS, " ".join(allowed), new_status or "",
-            rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "",
+            rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "", self.retention_ms,
         ]
         for oid, event, own in zip(order_ids, events, per_order):
             keys += [order_key(merchant_id, oid), events_key(merchant_id, oid)]
@@ -203,7 +210,8 @@ class OrderStore:
         return first[0][0] if first else None
 
     async def update_indexes(self, order: dict[str, str]) -> None:
-        """Bring the open-order index in line with the order's state (idempotent)."""
+        """Bring the open-order index in line with the order's state, and let the id of an
+        order that ended expire with its record (idempotent)."""
         region = dispatch_region(float(order["pickup_lat"]), float(order["pickup_lng"]))
         key = open_orders_key(region)
         if order.get("status") == "confirmed" and not order.get("rider_id"):
@@ -213,3 +221,5 @@ class OrderStore:
             await pipe.execute()
         else:
             await self.redis.zrem(key, order["id"])
+            if order.get("status") in FINAL:
+                await self.redis.pexpire(index_key(order["id"]), self.retention_ms)
