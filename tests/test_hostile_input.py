@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 
 import httpx
 import orjson
@@ -248,6 +249,44 @@ def _stall_body(port: int, token: str) -> bytes:
             assert sock.recv(1) == b"", "the connection stayed open after the answer"
         except ConnectionResetError:
             pass  # closed, and said so the hard way
+        return answer
+
+
+async def test_connections_that_never_finish_a_request_head_are_closed(start_server) -> None:  # type: ignore[no-untyped-def]
+    """A client that connects and sends nothing, trickles a header, or starts a second request
+    on a kept-alive connection and stops, holds a connection (a file descriptor) only for
+    TRACKER_HEADER_TIMEOUT_S: then 408 and the connection is closed."""
+    srv = start_server({"TRACKER_HEADER_TIMEOUT_S": "1"})
+    answers = await asyncio.gather(*(asyncio.to_thread(_stall_head, srv.port, how)
+                                     for how in ("silent", "trickle", "second")))
+    for how, answer in zip(("silent", "trickle", "second"), answers):
+        assert answer.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in answer, (how, answer[:300])
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as client:  # a slow-but-whole request is served
+        assert (await client.get("/healthz")).status_code == 200
+
+
+def _stall_head(port: int, how: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        if how == "trickle":  # a byte every 0.3 s, for 2 s: never a whole head within the second
+            for byte in b"GET /healthz":
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break  # the server has answered and closed meanwhile
+                time.sleep(0.3)
+        elif how == "second":  # one whole request, answered; then half of the next one
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = _read_response(sock)
+            assert first.startswith(b"HTTP/1.1 200"), first[:200]
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost:")
+        started = time.monotonic()
+        sock.settimeout(8)  # well before uvicorn's own idle timeout could matter for the silent ones
+        answer = _read_response(sock)
+        assert time.monotonic() - started < 6, how
+        try:
+            assert sock.recv(1) == b"", "the connection stayed open after the answer"
+        except ConnectionResetError:
+            pass
         return answer
 
 

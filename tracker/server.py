@@ -21,6 +21,7 @@ from tracker.app import create_app
 from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
+from tracker.http.head_timeout import head_timeout_protocol
 from tracker.redis_client import ClusterNotOk, check_cluster
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
@@ -122,6 +123,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_s,
+            http=head_timeout_protocol(settings.header_timeout_s),
             ws=bounded_websocket_protocol(settings.ws_send_buffer_bytes),
             ws_max_size=WS_MAX_MESSAGE_BYTES,
             ws_ping_interval=20.0,

@@ -106,6 +106,10 @@ class Settings:
         "TRACKER_BODY_TIMEOUT_S", _positive_float, 10.0,
         "seconds an HTTP request body may take to arrive whole (then 408 request_timeout)",
     )
+    header_timeout_s: float = _setting(
+        "TRACKER_HEADER_TIMEOUT_S", _positive_float, 10.0,
+        "seconds a connection may take to send a request's headers (then 408 request_timeout and closed)",
+    )
     shutdown_grace_s: float = _setting(
         "TRACKER_SHUTDOWN_GRACE_S", _non_negative_float, 5.0, "seconds to drain in-flight work on shutdown"
     )

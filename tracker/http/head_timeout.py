@@ -1,0 +1,63 @@
+"""A time limit on an HTTP request's head (request line and headers).
+
+uvicorn times a connection out only between requests (keep-alive), not before the first
+request's head is complete: a client that connects and sends nothing, or trickles a header a
+byte at a time, holds its connection (and a file descriptor) for as long as it likes. This
+protocol, uvicorn's httptools one with a timer, answers such a connection 408
+``request_timeout`` and closes it once ``timeout_s`` has passed without a complete head.
+The body has its own limit (``TRACKER_BODY_TIMEOUT_S``, :mod:`tracker.http.body`).
+"""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+def _timeout_response(timeout_s: float) -> bytes:
+    body = orjson.dumps({"error": {"code": "request_timeout",
+                                   "message": f"the request's headers did not arrive within {timeout_s:g} s"}})
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def head_timeout_protocol(timeout_s: float) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol whose connections must complete each request head within ``timeout_s``."""
+    response = _timeout_response(timeout_s)
+
+    class HeadTimeoutProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self.transport.write(response)
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()  # the first request's head is due
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()  # a later request on a kept-alive connection: its head is due
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadTimeoutProtocol
