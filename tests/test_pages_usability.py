@@ -81,6 +81,7 @@ async def test_kitchen_board_clears_the_prompts_of_an_order_its_rider_gave_back(
         await kitchen.confirm(oid)
         await kitchen.event(oid, "confirmed")
         await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")  # prompts are live only
         await ops.assign(oid, rid)
         await courier.expect("assigned")  # its next fix is one of a rider on the way
         await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])
