@@ -33,3 +33,11 @@ def test_readme_has_exactly_the_two_commands() -> None:
         block = re.search(rf"<!-- {marker} -->\s*```\s*\n(.+?)\n```", readme)
         assert block, marker
     assert "tracker serve" in re.search(r"<!-- serve-command -->\s*```\s*\n(.+?)\n```", readme).group(1)
+
+
+def test_replay_docs_name_the_way_to_match_a_servers_settings() -> None:
+    readme = (ROOT / "README.md").read_text()
+    protocol = (ROOT / "docs" / "protocol.md").read_text()
+    mdrp = protocol.split("\n## MDRP replay\n")[1].split("\n## ")[0]
+    for doc in (readme, mdrp):
+        assert "--print-server-env" in doc

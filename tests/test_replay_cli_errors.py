@@ -85,12 +85,14 @@ def test_live_replay_warns_that_time_scale_1_takes_the_real_day(server: ServerPr
     killer = threading.Timer(30, proc.kill)  # readline must not wait forever
     killer.start()
     try:
-        lines = [proc.stderr.readline() for _ in range(2)]  # type: ignore[union-attr]
+        lines = [proc.stderr.readline() for _ in range(3)]  # type: ignore[union-attr]
     finally:
         killer.cancel()
         proc.kill()
         proc.communicate()
-    warning, playing = lines
+    settings, warning, playing = lines
+    assert settings.startswith(f"tracker replay: warning: {server.base_url} plays with its own settings"), lines
+    assert f"`tracker replay {instances_root() / SMALL} --print-server-env` prints" in settings, settings
     assert warning.startswith("tracker replay: warning: the server runs at time scale 1,"), lines
     assert "about 14.5 h of real time" in warning and "tracker serve --time-scale 300" in warning, warning
     assert "at x1:" in playing and str(tmp_path / "out") in playing, playing

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-scale", type=float,
                    help="with --live and no --server: the clock speed of the server it starts (default 300: an o50 day "
                         "in under 3 minutes); a --server runs at its own speed")
+    p.add_argument("--print-server-env", action="store_true",
+                   help="print, as `export VAR=value` lines, the settings a server for `--live --server` needs to "
+                        "match the server --live starts itself (for INSTANCE, --time-scale and --interval)")
     p.set_defaults(func=run)
 
 
@@ -128,19 +132,20 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     for flag, value in (("--server", args.server), ("--secret", args.secret), ("--time-scale", args.time_scale)):
-        if value is not None and not args.live:
+        if value is not None and not args.live and not (flag == "--time-scale" and args.print_server_env):
             print(f"tracker replay: {flag} works only with --live", file=sys.stderr)
             return 2
     try:
+        if args.print_server_env:
+            return _print_server_env(args)
         if args.all:
             return _run_all(args)
         if not args.instance:
             print("tracker replay: give an INSTANCE folder or --all ROOT", file=sys.stderr)
             return 2
-        held = _instances_in(Path(args.instance))
-        if held and not (Path(args.instance) / "orders.txt").is_file():
-            print(f"tracker replay: {args.instance} is a folder of {len(held)} instances, not one instance: "
-                  f"replay them all with --all {args.instance}, or give one of them, e.g. {held[0]}", file=sys.stderr)
+        problem = _many_instances(args.instance)
+        if problem:
+            print(f"tracker replay: {problem}", file=sys.stderr)
             return 2
         if args.check:
             return _check(args)
@@ -170,6 +175,37 @@ def run(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         print("tracker replay: an instance or solution file is not UTF-8 text", file=sys.stderr)
         return 2
+
+
+def _many_instances(instance: str) -> str | None:
+    """Why ``instance`` is a folder of instances rather than one, or None."""
+    held = _instances_in(Path(instance))
+    if held and not (Path(instance) / "orders.txt").is_file():
+        return (f"{instance} is a folder of {len(held)} instances, not one instance: replay them all with "
+                f"--all {instance}, or give one of them, e.g. {held[0]}")
+    return None
+
+
+def _print_server_env(args: argparse.Namespace) -> int:
+    """``--print-server-env``: the environment of a server that plays INSTANCE as ``--live`` would."""
+    from tracker.commands.replay_live import DEFAULT_TIME_SCALE, matching_env
+    from tracker.mdrp.instance import load_instance
+
+    used = [flag for flag, on in (("--check", args.check), ("--all", args.all), ("--live", args.live),
+                                  ("--out", args.out), ("--report", args.report), ("SOLUTION", args.solution)) if on]
+    if used or not args.instance:
+        print("tracker replay --print-server-env: give one INSTANCE folder (and --time-scale, --interval if not the "
+              f"defaults){', not ' + ', '.join(used) if used else ''}", file=sys.stderr)
+        return 2
+    problem = _many_instances(args.instance)
+    if problem:
+        print(f"tracker replay: {problem}", file=sys.stderr)
+        return 2
+    inst = load_instance(args.instance)
+    scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
+    for name, value in matching_env(inst, scale, args.interval).items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

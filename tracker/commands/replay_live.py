@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import math
 import secrets
+import shlex
 import sys
 import time
 import warnings
@@ -19,10 +20,11 @@ import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
 from tracker.auth import issue_token
+from tracker.commands.replay import DEFAULT_INTERVAL_MIN
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
-from tracker.mdrp.live import LiveError, day_span, describe, error_message, play
+from tracker.mdrp.live import LiveError, RunIds, day_span, describe, error_message, play
 from tracker.mdrp.solution import write_solution
 
 DEFAULT_TIME_SCALE = 300.0
@@ -55,8 +57,8 @@ def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
     return health
 
 
-def server_env(inst: Instance, time_scale: float, interval_min: float) -> dict[str, str]:
-    """The settings of a server started for a live replay of ``inst`` (a ``--server`` should have the same)."""
+def matching_env(inst: Instance, time_scale: float, interval_min: float) -> dict[str, str]:
+    """The settings that make a server play ``inst`` as the offline replay does (``--print-server-env``)."""
     p = inst.params
     return {
         "TRACKER_TIME_SCALE": str(time_scale),
@@ -65,8 +67,18 @@ def server_env(inst: Instance, time_scale: float, interval_min: float) -> dict[s
         "TRACKER_RIDER_MAX_FIX_RATE": "1000", "TRACKER_MAX_RIDER_SPEED_MPS": "1000",
         "TRACKER_RIDER_SPEED_MPS": str(p.meters_per_minute / 60), "TRACKER_DISPATCH_RADIUS_M": "40000",
         "TRACKER_PICKUP_SERVICE_S": str(p.pickup_service * 60), "TRACKER_DROPOFF_SERVICE_S": str(p.dropoff_service * 60),
-        "TRACKER_LOG_LEVEL": "warning",
     }
+
+
+def server_env(inst: Instance, time_scale: float, interval_min: float) -> dict[str, str]:
+    """The environment of the server ``--live`` starts for ``inst``: :func:`matching_env`, logging warnings only."""
+    return {**matching_env(inst, time_scale, interval_min), "TRACKER_LOG_LEVEL": "warning"}
+
+
+def env_command(args: argparse.Namespace) -> str:
+    """The ``tracker replay`` command that prints the environment a ``--server`` for this replay needs."""
+    extra = "" if args.interval == DEFAULT_INTERVAL_MIN else f" --interval {args.interval:g}"
+    return f"tracker replay {shlex.quote(args.instance)} --print-server-env{extra}"
 
 
 def _duration(seconds: float) -> str:
@@ -112,6 +124,10 @@ def run_live(args: argparse.Namespace) -> int:
             if short_key:
                 print(f"tracker replay: warning: --secret is {len(secret.encode())} bytes, below the {MIN_KEY_BYTES} "
                       "that RFC 7518 asks of an HS256 key: anyone who guesses it can sign tokens", file=sys.stderr)
+            if args.server:  # its settings, not ours, decide the figures: say how to match them
+                print(f"tracker replay: warning: {base_url} plays with its own settings (dispatch interval, offer "
+                      f"timeout, rider speed, ...); to match the offline replay, start it with the environment "
+                      f"`{env_command(args)}` prints", file=sys.stderr)
             if args.server and args.time_scale is not None and args.time_scale != scale:
                 print(f"tracker replay: warning: --time-scale {args.time_scale:g} is ignored with --server: "
                       f"that server runs at x{scale:g}", file=sys.stderr)
@@ -122,10 +138,12 @@ def run_live(args: argparse.Namespace) -> int:
                       f"{_duration(takes)} of real time; `tracker serve --time-scale {DEFAULT_TIME_SCALE:g}` "
                       f"would play it in about {_duration((last - first) * 60 / DEFAULT_TIME_SCALE)}", file=sys.stderr)
             where = base_url if args.server else f"a server of its own at {base_url}"
+            ids = RunIds()
             print(f"playing {inst.name} live through {where} at x{scale:g}: minutes {first:.0f} to {last:.0f} of the "
-                  f"day, about {_duration(takes)}; progress every simulated hour; solution to {out}",
+                  f"day, about {_duration(takes)}; on the server its ids start {ids.prefix}; progress every simulated "
+                  f"hour; solution to {out}",
                   file=sys.stderr, flush=True)
-            day, errors = asyncio.run(play(inst, base_url, secret, progress=True))
+            day, errors = asyncio.run(play(inst, base_url, secret, progress=True, ids=ids))
         except LiveError as exc:
             print(f"tracker replay --live: {exc}", file=sys.stderr)
             return 1

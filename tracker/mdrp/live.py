@@ -11,6 +11,11 @@ faster than real time (``--time-scale``); clients follow its clock (``GET /healt
 The three solution files are written from what happened: the assignment times the server
 stamped, the pickups and drop-offs the couriers performed, and every move they made.
 
+Each run tags the ids it gives the server (:class:`RunIds`): order ``o159`` of one run is
+``<tag>-o159`` on the server, and so are its restaurants and couriers, so one server (one
+Redis) can play any number of days, or the same day again; the solution files keep the
+instance's own ids.
+
 During the day a watchdog stops the replay with one line (:class:`LiveError`) when the server
 goes away or keeps refusing requests, instead of waiting out the day. The command around it
 (starting a server, checking it, writing and checking the solution) is
@@ -19,6 +24,7 @@ goes away or keeps refusing requests, instead of waiting out the day. The comman
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +51,22 @@ PROGRESS_MAX_S = 300.0  # ... or every five real minutes, whichever comes first
 
 class LiveError(Exception):
     """What stops a live replay, said in one line."""
+
+
+class RunIds:
+    """The ids one run gives the server: the instance's order, restaurant and courier ids after the run's tag."""
+
+    def __init__(self, tag: str | None = None) -> None:
+        self.tag = tag or secrets.token_hex(3)
+        self.prefix = self.tag + "-"
+
+    def server(self, ident: str) -> str:
+        """The server's id for the instance's ``ident``."""
+        return self.prefix + ident
+
+    def instance(self, server_id: str) -> str | None:
+        """The instance's id behind one of this run's server ids; None for an id of another run."""
+        return server_id[len(self.prefix):] if server_id.startswith(self.prefix) else None
 
 
 def describe(exc: BaseException) -> str:
@@ -99,8 +121,8 @@ class ServerClock:
 class LiveDay:
     """All the simulated actors of one day and what they did."""
 
-    def __init__(self, inst: Instance, base_url: str, secret: str, clock: ServerClock) -> None:
-        self.inst, self.base_url, self.secret, self.clock = inst, base_url, secret, clock
+    def __init__(self, inst: Instance, base_url: str, secret: str, clock: ServerClock, ids: RunIds) -> None:
+        self.inst, self.base_url, self.secret, self.clock, self.ids = inst, base_url, secret, clock, ids
         self.ws_url = base_url.replace("http", "ws", 1)
         self.proj = LocalProjection(*ORIGIN)
         self.states = {c.id: CourierState(c.id, c.x, c.y, c.on) for c in inst.couriers.values()}
@@ -131,7 +153,8 @@ class LiveDay:
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30) as http:
             for o in sorted(self.inst.orders.values(), key=lambda o: o.placement):
                 await self.clock.until(o.placement)
-                body = {"id": o.id, "merchant_id": o.restaurant, "pickup": self.latlng(*self.inst.restaurants[o.restaurant]),
+                body = {"id": self.ids.server(o.id), "merchant_id": self.ids.server(o.restaurant),
+                        "pickup": self.latlng(*self.inst.restaurants[o.restaurant]),
                         "dropoff": self.latlng(o.x, o.y), "ready_at": self.clock.ms(o.ready)}
                 try:
                     resp = await http.post("/v1/orders", json=body)
@@ -154,7 +177,7 @@ class LiveDay:
     async def kitchen(self, restaurant: str) -> None:
         """A restaurant's tablet: confirm each order as it arrives, mark it ready on time."""
         try:
-            tablet = await MerchantClient.connect(self.ws_url, self.token("merchant", restaurant))
+            tablet = await MerchantClient.connect(self.ws_url, self.token("merchant", self.ids.server(restaurant)))
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
             self.fail(f"restaurant {restaurant}'s tablet cannot connect to {self.ws_url}: {describe(exc)}")
             return
@@ -177,9 +200,11 @@ class LiveDay:
                 task.cancel()
             await tablet.close()
 
-    async def _ready_later(self, tablet: MerchantClient, order_id: str) -> None:
-        await self.clock.until(self.inst.orders[order_id].ready)
-        await tablet.ready(order_id)
+    async def _ready_later(self, tablet: MerchantClient, server_id: str) -> None:
+        order = self.inst.orders.get(self.ids.instance(server_id) or "")
+        if order is not None:  # only this run's orders reach its tablets
+            await self.clock.until(order.ready)
+            await tablet.ready(server_id)
 
     async def courier(self, cid: str) -> None:
         """A courier's shift: connect, stream positions, accept offers, deliver by the rules."""
@@ -187,7 +212,7 @@ class LiveDay:
         state = self.states[cid]
         await self.clock.until(c.on - SHIFT_NOTICE_MIN)
         try:
-            rider = await RiderClient.connect(self.ws_url, self.token("rider", cid))
+            rider = await RiderClient.connect(self.ws_url, self.token("rider", self.ids.server(cid)))
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
             self.fail(f"courier {cid} cannot connect to {self.ws_url}: {describe(exc)}")
             raise
@@ -220,7 +245,7 @@ class LiveDay:
                         work = asyncio.ensure_future(self._deliver(rider, state, job, route, work))
                     else:  # too late to collect before the shift ends: another courier will
                         for oid in job:
-                            await rider.release(oid, reason="the shift ends before the pickup")
+                            await rider.release(self.ids.server(oid), reason="the shift ends before the pickup")
                 elif frame.get("type") == "error":
                     self.errors.append(f"{cid}: {frame.get('code')} {frame.get('message')}")
             await work
@@ -228,13 +253,20 @@ class LiveDay:
             streamer.cancel()
             await rider.close()
 
+    def _ours(self, server_ids: list[str]) -> tuple[str, ...] | None:
+        """The instance's ids of these orders, or None if one is not this run's (left open by an earlier run)."""
+        ids = tuple(oid for oid in map(self.ids.instance, server_ids) if oid is not None and oid in self.inst.orders)
+        return ids if len(ids) == len(server_ids) else None
+
     def _would_take(self, state: CourierState, frame: dict) -> bool:  # type: ignore[type-arg]
-        """Accept what can be picked up before the shift ends; an add-on only while it can join."""
-        ids = tuple(o["order_id"] for o in frame["orders"])
+        """Accept what can be picked up before the shift ends; an add-on only while it can join; never another run's."""
+        ids = self._ours([o["order_id"] for o in frame["orders"]])
+        if ids is None:
+            return False
         now = self.clock.minute()
         if frame.get("joins"):
             held = state.pending
-            return (held is not None and set(held.orders) == set(frame["joins"])
+            return (held is not None and set(held.orders) == set(self._ours(frame["joins"]) or ())
                     and can_grow(self.inst, state, held.orders + ids, now + ADD_ON_MARGIN_MIN))
         probe = CourierState(state.id, state.x, state.y, state.free_at, state.label)
         return execute(self.inst, probe, ids, now) is not None
@@ -245,11 +277,14 @@ class LiveDay:
         The frame can arrive later than the accept that asked for it (under load); orders it
         can no longer collect before the courier's shift ends are handed back, not dropped.
         """
-        ids = tuple(o["order_id"] for o in frame["orders"])
+        ids = self._ours([o["order_id"] for o in frame["orders"]])
+        if ids is None:  # never accepted (see _would_take): nothing of this run's to do
+            self.errors.append(f"{state.id}: assigned orders of another run: {[o['order_id'] for o in frame['orders']]}")
+            return ()
         now = self.clock.minute()
         last = self.last_job.get(state.id)
         if frame.get("joins") and last is not None:
-            grown = grow(self.inst, state, tuple(frame["sequence"]), now)
+            grown = grow(self.inst, state, self._ours(frame["sequence"]) or (), now)
             if grown is not None:
                 self.assignments[self.assignments.index(last.assignment)] = grown
                 last.assignment = grown
@@ -278,22 +313,22 @@ class LiveDay:
         done = job.assignment  # add-ons may have grown it meanwhile
         await self._at_pickup(rider, job)
         for oid in done.orders:
-            await rider.progress(oid, "picked_up")
+            await rider.progress(self.ids.server(oid), "picked_up")
         for oid, drop in zip(done.orders, done.dropoffs):
             o = self.inst.orders[oid]
             reach = drop - p.dropoff_service / 2
             route += [(reach, o.x, o.y), (drop + p.dropoff_service / 2, o.x, o.y)]
             await self.clock.until(reach)
-            await rider.progress(oid, "at_dropoff")
+            await rider.progress(self.ids.server(oid), "at_dropoff")
             await self.clock.until(drop)
-            await rider.progress(oid, "delivered")
+            await rider.progress(self.ids.server(oid), "delivered")
             self.delivered.add(oid)
 
     async def _at_pickup(self, rider: RiderClient, job: Job) -> None:
         for oid in job.assignment.orders:
             if oid not in job.reported:
                 job.reported.add(oid)
-                await rider.progress(oid, "at_pickup")
+                await rider.progress(self.ids.server(oid), "at_pickup")
 
     async def watch(self) -> None:
         """The watchdog: stop the day when ``/healthz`` fails ``HEALTH_STRIKES`` times in a row."""
@@ -352,8 +387,10 @@ def day_span(inst: Instance) -> tuple[float, float]:
     return first - 1, last
 
 
-async def play(inst: Instance, base_url: str, secret: str, progress: bool = False) -> tuple[DayResult, list[str]]:
-    """Play the whole day against the server at ``base_url``; :class:`LiveError` if it cannot go on."""
+async def play(inst: Instance, base_url: str, secret: str, progress: bool = False,
+               ids: RunIds | None = None) -> tuple[DayResult, list[str]]:
+    """Play the whole day against the server at ``base_url`` under ``ids`` (a fresh tag if None);
+    :class:`LiveError` if it cannot go on."""
     try:
         async with httpx.AsyncClient(timeout=10) as http:  # a fresh sample: the clock starts from it
             health = (await http.get(base_url + "/healthz")).json()
@@ -361,7 +398,7 @@ async def play(inst: Instance, base_url: str, secret: str, progress: bool = Fals
         raise LiveError(f"cannot reach the server at {base_url}: {describe(exc)}") from None
     start, end = day_span(inst)
     clock = ServerClock(health["ts"], health["time_scale"], start)
-    day = LiveDay(inst, base_url, secret, clock)
+    day = LiveDay(inst, base_url, secret, clock, ids or RunIds())
     helpers = [asyncio.ensure_future(day.watch())]
     if progress:
         helpers.append(asyncio.ensure_future(day.report_progress(end)))
