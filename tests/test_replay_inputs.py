@@ -218,3 +218,23 @@ def test_output_folders_are_checked_before_the_run(tmp_path: Path) -> None:
         run = tracker("replay", *args)
         assert run.returncode == 2 and "holds an instance" in one_line_error(run), run.stderr
     assert sorted(p.name for p in copy.iterdir()) == before  # no solution files mixed in
+
+
+def test_a_missing_folder_or_a_file_given_as_instance_or_solution_says_so(tmp_path: Path, solution: Path) -> None:
+    instance = instances_root() / SMALL
+    missing, a_file = tmp_path / "no" / "such", instance / "orders.txt"
+    cases = [
+        ([str(missing), "--out", str(tmp_path / "out")], f"no such folder: {missing}"),
+        ([str(a_file), "--out", str(tmp_path / "out")], f"{a_file} is a file, not an instance folder"),
+        ([str(missing), "--live", "--out", str(tmp_path / "out")], f"no such folder: {missing}"),
+        ([str(a_file), "--print-server-env"], f"{a_file} is a file, not an instance folder"),
+        (["--check", str(missing), str(solution)], f"no such folder: {missing}"),
+        (["--check", str(a_file), str(solution)], f"{a_file} is a file, not an instance folder"),
+        (["--check", str(instance), str(missing)], f"no such folder: {missing}"),
+        (["--check", str(instance), str(a_file)], f"{a_file} is a file, not a solution folder"),
+    ]
+    for args, said in cases:
+        run = tracker("replay", *args)
+        assert run.returncode == 2, (args, run.stdout + run.stderr)
+        assert one_line_error(run) == f"tracker replay: {said}\n", (args, run.stderr)
+    assert not (tmp_path / "out").exists()

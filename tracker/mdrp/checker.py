@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tracker.mdrp.instance import Instance, load_instance
 from tracker.mdrp.metrics import Metrics, compute_metrics
-from tracker.mdrp.tables import InputError
+from tracker.mdrp.tables import InputError, require_folder
 
 EPS = 1e-6
 
@@ -76,6 +76,7 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
     """Verify every rule; the report lists each violation and carries the metrics."""
     inst = load_instance(instance_dir)
     sol = Path(solution_dir)
+    require_folder(sol, "a solution")
     report = CheckReport(inst.name, notes=inst.notes)
     bad = report.violations.append
     p = inst.params

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker.mdrp.tables import InputError, Row, read_table
+from tracker.mdrp.tables import InputError, Row, read_table, require_folder
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ def load_instance(folder: str | Path) -> Instance:
     data that loads but looks suspicious go to :attr:`Instance.notes`.
     """
     folder = Path(folder)
+    require_folder(folder, "an instance")
     notes: list[str] = []
     params = _params(folder, notes)
     restaurants: dict[str, tuple[float, float]] = {}

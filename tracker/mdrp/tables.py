@@ -25,6 +25,14 @@ class InputError(ApiError):
         return type(self), (self.message,)
 
 
+def require_folder(folder: Path, kind: str) -> None:
+    """Refuse a ``folder`` that is missing or a file, saying so plainly (not as a file missing inside it)."""
+    if not folder.exists():
+        raise InputError(f"no such folder: {folder}")
+    if not folder.is_dir():
+        raise InputError(f"{folder} is a file, not {kind} folder")
+
+
 def norm(name: str) -> str:
     """A column name as compared: lower case, inner whitespace collapsed."""
     return " ".join(name.lower().split())
