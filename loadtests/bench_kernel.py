@@ -11,7 +11,9 @@ open orders against 3,000 riders on one core.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -20,6 +22,12 @@ import dispatch_ext
 from dispatch_ext import linear_assignment
 
 SIZES = [(100, 100), (500, 500), (1000, 1000), (2000, 2000), (300, 2000)]
+BENCH_EXTRAS = ("scipy", "lap")  # what it compares the kernel with: the [bench] extras
+
+
+def missing_extras() -> list[str]:
+    """The modules of the ``[bench]`` extras that are not installed."""
+    return [name for name in BENCH_EXTRAS if importlib.util.find_spec(name) is None]
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
@@ -105,6 +113,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    missing = missing_extras()
+    if missing:
+        sys.exit(f"bench_kernel: {' and '.join(missing)} not installed (the benchmark extras): "
+                 "pip install -e '.[bench]'")
     bench_assignment(args.repeat)
     bench_round(args.repeat)
 

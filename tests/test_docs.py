@@ -35,6 +35,15 @@ def test_readme_has_exactly_the_two_commands() -> None:
     assert "tracker serve" in re.search(r"<!-- serve-command -->\s*```\s*\n(.+?)\n```", readme).group(1)
 
 
+def test_readme_says_what_the_two_commands_need_besides_python() -> None:
+    readme = (ROOT / "README.md").read_text()
+    before = readme.split("## Two commands")[1].split("<!-- serve-command -->")[0]
+    deps = (ROOT / "scripts" / "system-deps").read_text()
+    assert "`scripts/system-deps`" in before
+    for package in ("gcc", "python3-dev", "python3-venv", "chromium"):
+        assert package in deps and f"`{package}`" in before, package
+
+
 def test_replay_docs_name_the_way_to_match_a_servers_settings() -> None:
     readme = (ROOT / "README.md").read_text()
     protocol = (ROOT / "docs" / "protocol.md").read_text()

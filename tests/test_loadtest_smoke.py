@@ -24,3 +24,12 @@ def test_locust_scenarios_run_without_errors(tmp_path: Path) -> None:
                  "WS confirm", "WS offer", "WS accept", "WS assigned", "WS progress", "WS event:assigned"):
         assert name in rows and int(rows[name]["Request Count"]) > 0, (name, sorted(rows))
     assert "fixes_per_s" in done.stdout and "errors                    0" in done.stdout
+
+
+def test_bench_kernel_without_the_bench_extras_says_how_to_get_them() -> None:
+    hide_lap = ("import runpy, sys; sys.modules['lap'] = None; sys.argv = ['bench_kernel.py']; "
+                "runpy.run_path('loadtests/bench_kernel.py', run_name='__main__')")  # as if lap were not installed
+    done = subprocess.run([sys.executable, "-c", hide_lap], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode != 0 and not done.stdout, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "lap" in done.stderr and "pip install -e '.[bench]'" in done.stderr, done.stderr
