@@ -46,6 +46,28 @@ async def test_kitchen_board_lists_orders_to_confirm_first_and_keeps_keyboard_fo
         await ops.close()
 
 
+async def test_kitchen_board_fits_a_phone(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """On a phone the board's rows become cards: nothing wider than the screen, every button
+    in reach without scrolling sideways, even with long order ids."""
+    ops = Ops(server)
+    mid = uid("m")
+    oid = uid("o-" + "x" * 40)
+    page = await new_page(browser, mobile=True)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        delay = page.get_by_role("button", name=f"Delay {oid} 5 min")
+        await expect(delay).to_be_visible()
+        width = await page.evaluate("window.innerWidth")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width
+        for name in (f"Confirm {oid}", f"Ready {oid}", f"Delay {oid} 5 min"):
+            box = await page.get_by_role("button", name=name).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (name, box, width)
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
 async def test_kitchen_board_pauses_its_buttons_while_offline(start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     """An action pressed while the board is offline would be lost: the buttons wait instead."""
     srv = start_server()
@@ -65,6 +87,13 @@ async def test_kitchen_board_pauses_its_buttons_while_offline(start_server, uid,
         await confirm.click()
         await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
         assert (await ops.get(oid))["status"] == "confirmed"
+        delay = page.get_by_role("button", name=f"Delay {oid} 5 min")
+        await delay.dblclick()  # a double press acts once: the second waits for the first's answer
+        await expect(page.locator(f'tr[data-order="{oid}"] td').nth(2)).to_contain_text("delayed to")
+        await expect(delay).to_be_focused()
+        await page.wait_for_timeout(500)
+        kinds = [e["kind"] for e in (await ops.get(oid))["events"]]
+        assert kinds.count("food_delayed") == 1, kinds
     finally:
         await page.context.close()
         await ops.close()

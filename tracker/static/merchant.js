@@ -16,6 +16,7 @@ const GROUP = { placed: 0, confirmed: 1, assigned: 1, at_pickup: 1, picked_up: 2
 // A delivered or cancelled order stays on the board this long (server time) after its final
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
+const COLUMNS = ["Order", "Status", "Food", "Placed"];
 const SEND_WAIT_MS = 3000;  // an action's buttons stay disabled until its answer, at most this long (real time)
 const clock = await serverClock();
 let expiryTimer = null;
@@ -36,8 +37,9 @@ function button(label, name, action, id, extra = {}, secondary = false) {
 }
 
 // Send a kitchen action. Offline the buttons are disabled (so nothing is lost silently); the
-// row's buttons wait for the server's answer, so a double click does not act twice.
+// row's buttons wait for the server's answer (greyed), so a double click does not act twice.
 function act(id, msg) {
+  if (sending.has(id)) return;  // the last press on this order is not answered yet
   if (!socket.send(msg)) { note("Not sent: the board is offline. Try again once it is back."); return; }
   sending.set(id, performance.now());
   render();
@@ -76,7 +78,11 @@ function buildRow(id, o, busy) {
   const tr = document.createElement("tr");
   tr.dataset.order = id; tr.dataset.status = o.status;
   const cells = [id, o.status.replace("_", " "), foodText(o), o.placedTs ? clockTime(o.placedTs) : ""]
-    .map((text) => { const td = document.createElement("td"); td.textContent = text; return td; });
+    .map((text, i) => {
+      const td = document.createElement("td"); td.textContent = text;
+      td.dataset.label = COLUMNS[i];  // shown beside the value when a phone stacks the row as a card
+      return td;
+    });
   cells[0].className = "id";
   const actions = document.createElement("td");
   actions.className = "actions";
@@ -85,7 +91,10 @@ function buildRow(id, o, busy) {
     actions.appendChild(button("Ready", `Ready ${id}`, "ready", id));
     actions.appendChild(button("Delay 5 min", `Delay ${id} 5 min`, "delay", id, { minutes: 5 }, true));
   }
-  for (const b of actions.querySelectorAll("button")) b.disabled = !online || busy;
+  for (const b of actions.querySelectorAll("button")) {
+    b.disabled = !online;
+    if (busy) b.setAttribute("aria-disabled", "true");  // (not `disabled`: a focused button keeps its focus)
+  }
   tr.append(...cells, actions);
   return tr;
 }
