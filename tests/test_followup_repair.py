@@ -213,3 +213,57 @@ async def test_counts_of_an_earlier_version_still_add_up_during_a_rolling_upgrad
         await asyncio.sleep(0.1)
     assert "tracker_fleet_orders_delivered 7.0" in text and 'tracker_orders_by_status{status="confirmed"} 1.0' in text
     assert f"tracker_on_time_share {5 / 7!r}" in text and f"tracker_click_to_door_mean_minutes {231.5 / 7!r}" in text
+
+
+async def test_an_id_used_again_after_a_late_repair_keeps_its_new_order(
+        own_redis: str, start_server: Callable[..., Any], uid: Callable[[str], str]) -> None:
+    """An ended order's id expires with its record even when the step's follow-ups were
+    repaired later; the id used again then names the new order for good (the late repair gave
+    the old id a fresh expiry, which took the new order's index with it: 404 and a record left
+    in Redis forever)."""
+    srv = start_server({**REPAIR_FAST, "TRACKER_ORDER_RETENTION_S": "3"}, redis=own_redis)
+    ops, redis = Ops(srv), connect(own_redis)
+    oid, mid = uid("o"), uid("m")
+    index = open_orders_key(dispatch_region(PICKUP["lat"], PICKUP["lng"]))
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await redis.set(index, "not a sorted set")  # the cancel's follow-up write fails
+        assert (await ops.cancel(oid)).status_code == 200
+        await asyncio.sleep(1.5)
+        await redis.delete(index)  # the failure passes: the repair re-derives the follow-ups
+        for _ in range(60):
+            if (await ops.client.get(f"/v1/orders/{oid}")).status_code == 404:
+                break
+            await asyncio.sleep(0.1)
+        assert (await ops.client.get(f"/v1/orders/{oid}")).status_code == 404
+        again = await ops.create(oid, mid)  # the id is free again
+        assert again.status_code == 201, again.text
+        await asyncio.sleep(4)  # past when the old id would have expired
+        order = await ops.get(oid)
+        assert order["status"] == "placed" and [e["kind"] for e in order["events"]] == ["placed"], order
+    finally:
+        await ops.close()
+        await redis.aclose()
+
+
+async def test_an_id_used_again_is_counted_like_a_new_order(
+        own_redis: str, start_server: Callable[..., Any], uid: Callable[[str], str]) -> None:
+    """Each life of an id has count tags of its own (they were the id and a number starting
+    again at 1, so the second order's changes within the hour were taken as already applied)."""
+    srv = start_server({**REPAIR_FAST, "TRACKER_ORDER_RETENTION_S": "2"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    kitchen = await merchant(srv, mid)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        assert (await ops.cancel(oid)).status_code == 200
+        await asyncio.sleep(3)
+        assert (await ops.create(oid, mid)).status_code == 201
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        assert {s: n for s, n in (await _by_status(ops)).items() if n} == {"confirmed": 1, "cancelled": 1}
+        assert (await ops.cancel(oid)).status_code == 200
+        assert {s: n for s, n in (await _by_status(ops)).items() if n} == {"cancelled": 2}
+    finally:
+        await kitchen.close()
+        await ops.close()

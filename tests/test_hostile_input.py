@@ -4,12 +4,15 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import threading
 import time
+from typing import Callable
 
 import httpx
 import orjson
 import pytest
 import redis
+import uvicorn
 import websockets
 
 from clients.jsonsocket import JsonSocket
@@ -17,6 +20,7 @@ from tests.orders_helpers import Ops, merchant, platform_kitchen, rider
 from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
 from tests.test_locations import eventually, nearby
 from tracker.geo import dispatch_region, region_cell
+from tracker.http.head_timeout import head_timeout_protocol
 from tracker.launcher import ServerProcess
 
 OSLO = {"lat": 59.91, "lng": 10.75}
@@ -263,6 +267,45 @@ async def test_connections_that_never_finish_a_request_head_are_closed(start_ser
         assert answer.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in answer, (how, answer[:300])
     async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as client:  # a slow-but-whole request is served
         assert (await client.get("/healthz")).status_code == 200
+
+
+def test_a_pipelined_head_behind_a_slow_answer_is_not_timed_out() -> None:
+    """HTTP/1.1 pipelining: a request's head that arrives in pieces behind a request still being
+    answered cannot be read on until that answer is out; it is not "late", and neither answer
+    is cut off. (The protocol on a bare ASGI app: the server has no slow endpoint of its own.)"""
+
+    async def app(scope: dict, receive: object, send: Callable) -> None:  # type: ignore[type-arg]
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            await asyncio.sleep(2)
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, http=head_timeout_protocol(0.5),
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHo")
+            time.sleep(0.2)
+            sock.sendall(b"st: x\r\n\r\n")
+            data = b""
+            while data.count(b"HTTP/1.1 ") < 3 or not data.endswith(b"/b"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        assert re.findall(rb"HTTP/1.1 (\d+)", data) == [b"200"] * 3, data
+        assert re.findall(rb"\r\n\r\n(/[a-z]+)", data) == [b"/slow", b"/a", b"/b"], data
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _stall_head(port: int, how: str) -> bytes:

@@ -40,6 +40,9 @@ async def test_kitchen_board_lists_orders_to_confirm_first_and_keeps_keyboard_fo
         await expect(ready).to_be_focused()
         await page.keyboard.press("Enter")  # and the key still acts on that order
         await expect(page.locator(f'tr[data-order="{cooking}"] td').nth(2)).to_have_text("ready")
+        await page.get_by_role("button", name=f"Confirm {to_confirm}").focus()
+        await page.keyboard.press("Enter")  # Confirm is gone once done: focus moves on within the row
+        await expect(page.get_by_role("button", name=f"Ready {to_confirm}")).to_be_focused()
     finally:
         await page.context.close()
         await kitchen.close()

@@ -40,6 +40,11 @@ def head_timeout_protocol(timeout_s: float) -> type[HttpToolsProtocol]:
 
         def _head_timed_out(self) -> None:
             self._head_timer = None
+            if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
+                # A pipelined head behind a request still being answered: uvicorn reads no
+                # further until that answer is out, so the head cannot be late yet.
+                self._arm()
+                return
             if not self.transport.is_closing():
                 self.transport.write(response)
                 self.transport.close()

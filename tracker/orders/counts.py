@@ -50,7 +50,10 @@ if h[3] then return h[3] end
 local before = h[2] or ARGV[2]
 local delivery = h[1] == 'delivered' and before ~= 'delivered' and not h[4] and h[5] and h[6]
 if before == h[1] and not delivery then return '' end
-local change = ARGV[1] .. '#' .. redis.call('HINCRBY', KEYS[1], 'count_seq', 1) .. '|' .. before .. '|' .. h[1]
+-- The tag names this life of the id (its placement time: an id may be used again once an
+-- ended order has expired) and the change's number within it.
+local change = ARGV[1] .. '@' .. (h[5] or '') .. '#' .. redis.call('HINCRBY', KEYS[1], 'count_seq', 1)
+  .. '|' .. before .. '|' .. h[1]
 if delivery then
   change = change .. '|' .. h[5] .. '|' .. h[6]
   redis.call('HSET', KEYS[1], 'counted_delivered', '1')

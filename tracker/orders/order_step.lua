@@ -55,6 +55,7 @@ for i = 1, n do
   local oid, base, own = order_arg(i, 1), order_arg(i, 2), cjson.decode(order_arg(i, 3))
   local prev = redis.call('HGET', h, 'last_event_id') or ''
   local old = redis.call('HGET', h, 'status') or ''
+  if mode == 'create' then redis.call('DEL', e) end  -- a used-again id starts a history of its own
   local id = redis.call('XADD', e, '*', 'e', base)
   local update = {'last_event_id', id}
   if new_status ~= '' then table.insert(update, 'status'); table.insert(update, new_status) end

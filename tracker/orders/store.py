@@ -107,7 +107,7 @@ class OrderStore:
 
     def __init__(self, redis: AnyRedis, retention_ms: int = DEFAULT_RETENTION_MS) -> None:
         self.redis = redis
-        self.retention_ms = retention_ms
+        self.retention_ms = max(1, retention_ms)  # (0 would delete an order in the step that ends it)
         self._step = redis.register_script(_SCRIPT)
 
     async def merchant_of(self, order_id: str) -> str | None:
@@ -127,11 +127,14 @@ class OrderStore:
             rider=None, unassigned=False, fields={**fields, "body": fingerprint}, fingerprint=fingerprint,
             events=[event], per_order=[{}], unset=None,
         )
-        if result[0] == "exists":
-            return False
         if result[0] == "conflict":
             raise ApiError("conflict", f"order {order_id!r} already exists with a different body")
-        return True
+        # An id used again may still carry the expiry of the ended order it named before: the
+        # new order keeps its id for good (checked again on a repeated create, whose first try
+        # may have failed right here), an order that has ended meanwhile keeps its expiry.
+        if result[0] != "exists" or await self.redis.pttl(order_key(merchant_id, order_id)) == -1:
+            await self.redis.persist(index_key(order_id))
+        return result[0] != "exists"
 
     async def apply(self, merchant_id: str, order_ids: list[str], step: Step, now_ms: int) -> list[dict[str, Any]]:
         """Apply ``step`` to every order (all or none); returns the events with their ids.
@@ -222,4 +225,19 @@ class OrderStore:
         else:
             await self.redis.zrem(key, order["id"])
             if order.get("status") in FINAL:
-                await self.redis.pexpire(index_key(order["id"]), self.retention_ms)
+                await self._expire_index_with_record(order)
+
+    async def _expire_index_with_record(self, order: dict[str, str]) -> None:
+        """The id of an order that ended expires when its record does, not later (a repair may
+        come long after the step): an index outliving its record would, once the id is used
+        again, take the new order's index with it."""
+        oid, merchant = order["id"], order["merchant_id"]
+        left_ms = await self.redis.pttl(order_key(merchant, oid))
+        if left_ms == -1:  # ended before records expired (an earlier version): from now on
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.pexpire(order_key(merchant, oid), self.retention_ms)
+            pipe.pexpire(events_key(merchant, oid), self.retention_ms)
+            await pipe.execute()
+            left_ms = self.retention_ms
+        if left_ms > 0:
+            await self.redis.pexpire(index_key(oid), left_ms)

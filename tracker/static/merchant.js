@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const orders = new Map(); // order id -> {status, food, placedTs, finalTs}
 const rows = new Map(); // order id -> {tr, key}: a row is rebuilt only when what it shows changes
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
-const sending = new Map(); // order id -> time an action was sent: its buttons wait for the answer
+const sending = new Map(); // order id -> the press awaiting its answer: the row's buttons wait for it
 let lastEventId = null;
 let online = false;
 const FINAL = new Set(["delivered", "cancelled"]);
@@ -41,9 +41,10 @@ function button(label, name, action, id, extra = {}, secondary = false) {
 function act(id, msg) {
   if (sending.has(id)) return;  // the last press on this order is not answered yet
   if (!socket.send(msg)) { note("Not sent: the board is offline. Try again once it is back."); return; }
-  sending.set(id, performance.now());
+  const press = Symbol(id);
+  sending.set(id, press);
   render();
-  setTimeout(() => { if (sending.delete(id)) render(); }, SEND_WAIT_MS);
+  setTimeout(() => { if (sending.get(id) === press) { sending.delete(id); render(); } }, SEND_WAIT_MS);
 }
 
 function note(text) {
@@ -119,8 +120,9 @@ function render() {
   const body = $("orders");
   list.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
   while (body.children.length > list.length) body.lastChild.remove();
-  if (focused) {
-    const b = body.querySelector(`tr[data-order="${CSS.escape(focused[0])}"] button[data-action="${focused[1]}"]`);
+  if (focused) {  // the same button, or (its action done, e.g. Confirm) the next one in that row
+    const row = body.querySelector(`tr[data-order="${CSS.escape(focused[0])}"]`);
+    const b = row?.querySelector(`button[data-action="${focused[1]}"]`) || row?.querySelector("button");
     if (b && document.activeElement !== b) b.focus();
   }
   $("count").textContent = orders.size ? `(${orders.size})` : "";
@@ -174,6 +176,7 @@ function setOnline(state) {
 // on a fresh socket (the board's state is rebuilt from it), without reloading the page.
 function restart() {
   orders.clear(); rows.clear(); sending.clear(); lastEventId = null;
+  online = false;  // until the fresh socket is open
   render();
   socket.restart();
 }
