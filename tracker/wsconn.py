@@ -3,7 +3,8 @@
 :class:`WsSession` authenticates the handshake (closing with 1008 and a reason on
 failure, and again when the token expires while the socket is open), reads text frames
 into validated JSON objects (answering bad frames with an ``error`` frame and keeping the
-connection open), sends orjson text frames, and registers itself in the :class:`WsHub` so a shutdown can close every socket with 1001.
+connection open), sends orjson text frames, and registers itself in the :class:`WsHub` so a
+shutdown can close every socket with 1001.
 """
 from __future__ import annotations
 

@@ -8,12 +8,12 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
   ``FEED_RETENTION_MS`` (3 h of real time, by Redis's clock like the entry ids, at least the
   2 h the merchant channel promises, however fast a replay runs the server's clock);
 - ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
+- ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
+- ``rider:{<rider>}:orders`` SET: orders a rider carries.
 
 An order that ends (delivered, cancelled) keeps its hash, its stream and its id for the
 store's ``retention_ms`` (``TRACKER_ORDER_RETENTION_S``), then Redis drops them: the step sets
 the first two to expire, :meth:`OrderStore.update_indexes` the id.
-- ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
-- ``rider:{<rider>}:orders`` SET: orders a rider carries.
 
 The Lua step (``order_step.lua``) checks and changes the state and appends the event in one
 atomic script, and publishes the event on ``order:<id>:live`` and ``merchant:<id>:live``
