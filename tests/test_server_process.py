@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 import redis
+import websockets
 
 from tracker.launcher import ServerProcess, free_port
 
@@ -345,7 +346,8 @@ def test_tokens_in_websocket_urls_never_reach_the_log(redis_url: str, tmp_path: 
 
     import websockets
 
-    with ServerProcess(redis_url=redis_url, data_dir=tmp_path / "data", env={"TRACKER_LOG_FORMAT": log_format}) as proc:
+    env = {"TRACKER_LOG_FORMAT": log_format, "TRACKER_LOG_LEVEL": "debug"}  # (where the socket lines show)
+    with ServerProcess(redis_url=redis_url, data_dir=tmp_path / "data", env=env) as proc:
         good = proc.token("rider", "leaky")
         bad = good[:-4] + "AAAA"  # a rejected handshake is logged too
 
@@ -363,3 +365,19 @@ def test_tokens_in_websocket_urls_never_reach_the_log(redis_url: str, tmp_path: 
         assert "WebSocket /v1/ws/rider?token=***&x=1" in log, log  # the line is still there, masked
         for secret in (good, bad, good.split(".")[2], bad.split(".")[2]):
             assert secret not in log
+
+
+@pytest.mark.parametrize("level,shown", [("info", False), ("debug", True)])
+async def test_each_websocket_opening_is_a_debug_line(start_server, level: str, shown: bool) -> None:  # type: ignore[no-untyped-def]
+    """Thousands of riders reconnecting must not fill the log at info: uvicorn's per-socket
+    lines ("[accepted]", "connection open") show only at TRACKER_LOG_LEVEL=debug."""
+    srv = start_server({"TRACKER_LOG_LEVEL": level})
+    for i in range(3):
+        async with websockets.connect(f"{srv.ws_url}/v1/ws/rider?token={srv.token('rider', f'r{i}')}") as ws:
+            await ws.recv()
+    async with httpx.AsyncClient(base_url=srv.base_url) as http:  # a line the app logs after them
+        assert (await http.get("/readyz")).status_code == 200
+    time.sleep(0.3)
+    log = srv.log_path.read_text()
+    assert "tracker listening" in log
+    assert ("connection open" in log) is shown and ('[accepted]' in log) is shown, log[-2000:]

@@ -88,6 +88,23 @@ class ClientFaultsWithoutTraceback(logging.Filter):
         return True
 
 
+class ConnectionLinesAtDebug(logging.Filter):
+    """uvicorn logs every WebSocket's opening at info ("... [accepted]", "connection open",
+    "connection closed"): with thousands of riders reconnecting that is most of the log. They
+    are debug lines here, shown only at ``TRACKER_LOG_LEVEL=debug``; refusals stay at info."""
+
+    PLAIN = ("connection open", "connection closed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("uvicorn") or record.levelno != logging.INFO:
+            return True
+        msg = str(record.msg)
+        if msg in self.PLAIN or (msg.startswith('%s - "WebSocket %s"') and msg.endswith("[accepted]")):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -118,6 +135,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     """Send every log record to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ConnectionLinesAtDebug())  # (first: it reads uvicorn's own message)
     handler.addFilter(MaskTokens())
     handler.addFilter(ClientFaultsWithoutTraceback())
     root = logging.getLogger()
