@@ -155,6 +155,9 @@ async def test_tracking_page_shows_a_far_rider_the_door_and_a_cancellation(serve
         await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"] + 0.015)
         await page.wait_for_timeout(1500)
         await expect(page.locator("#eta")).to_have_text("now")  # not "2 min" while the rider rings
+        await page.reload()
+        await expect(page.locator("#status")).to_have_attribute("data-status", "at_dropoff")
+        await expect(page.locator("#eta")).to_have_text("now")  # and after a reload (the order still has an eta)
 
         await ops.create(gone, mid)
         resp = await ops.client.post(f"/v1/orders/{gone}/cancel", json={"reason": "kitchen closed early"})

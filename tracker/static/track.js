@@ -64,6 +64,11 @@ function cancelledText(event) {
   return `Cancelled${by}` + (typeof event.reason === "string" && event.reason ? `: ${event.reason}` : "");
 }
 
+// Minutes to the drop-off estimate `eta` from `nowTs`; at the door it says "now" (set by apply).
+function showEta(eta, nowTs) {
+  if (status !== "at_dropoff") $("eta").textContent = `${minutesFrom(eta, nowTs)} min`;
+}
+
 // The map is fitted to the restaurant and the address; a rider outside that view widens it.
 let base = [];
 function fitMap(extra = []) {
@@ -83,14 +88,16 @@ async function load() {
   const order = await api(`/v1/orders/${encodeURIComponent(orderId)}`);
   $("order-id").textContent = order.id;
   base = [[order.pickup.lat, order.pickup.lng], [order.dropoff.lat, order.dropoff.lng]];
-  const rider = map.markers.get("rider");
-  fitMap(rider ? [[Number(rider.el.dataset.lat), Number(rider.el.dataset.lng)]] : []);
-  if (rider) { map.removeMarker("rider"); showRider(Number(rider.el.dataset.lat), Number(rider.el.dataset.lng)); }
+  const rider = map.markers.get("rider");  // (a reload after a resync keeps it in view)
+  const at = rider ? [Number(rider.el.dataset.lat), Number(rider.el.dataset.lng)] : null;
+  map.removeMarker("rider");
+  fitMap(at ? [at] : []);
+  if (at) showRider(...at);
   seen.clear();
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
-  if (Number.isFinite(order.eta) && status !== "at_dropoff") $("eta").textContent = `${minutesFrom(order.eta, clock.now())} min`;
-  else if (status !== "delivered") $("eta").textContent = "–";
+  if (Number.isFinite(order.eta)) showEta(order.eta, clock.now());
+  else if (status !== "delivered" && status !== "at_dropoff") $("eta").textContent = "–";
 }
 
 const ago = (ms) => (ms < 60_000 ? "under a minute ago" : `${Math.floor(ms / 60_000)} min ago`);
@@ -142,7 +149,7 @@ if (await loadUntilDone()) {
       if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }
       else if (msg.type === "rider_location") {
         showRider(msg.lat, msg.lng);
-        if (msg.eta && status !== "at_dropoff") $("eta").textContent = `${minutesFrom(msg.eta, msg.ts)} min`;
+        if (msg.eta) showEta(msg.eta, msg.ts);
         lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
         showSilence();
       } else if (msg.type === "resync") { await loadUntilDone(); }
