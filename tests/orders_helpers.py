@@ -79,3 +79,10 @@ async def confirm_all(kitchen: MerchantClient, *order_ids: str) -> None:
     for oid in order_ids:
         await kitchen.confirm(oid)
         await kitchen.event(oid, "confirmed")
+
+
+async def deliver(courier: RiderClient, kitchen: MerchantClient, order_id: str) -> None:
+    """The rider takes ``order_id`` from the restaurant to the door, each step seen on the kitchen's feed."""
+    for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+        await courier.progress(order_id, step)
+        await kitchen.event(order_id, step)

@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from clients.jsonsocket import JsonSocket
-from tests.orders_helpers import Ops, customer, events_until, merchant, platform_kitchen, rider
+from tests.orders_helpers import Ops, customer, deliver, events_until, merchant, platform_kitchen, rider
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
 
@@ -31,9 +31,7 @@ async def test_whole_lifecycle_is_seen_identically_by_customer_merchant_and_http
         await kitchen.ready(oid)
         await kitchen.event(oid, "food_ready")
         assert (await ops.assign(oid, rid)).status_code == 200
-        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
-            await courier.progress(oid, step)
-            await kitchen.event(oid, step)
+        await deliver(courier, kitchen, oid)
         seen_by_customer = await events_until(watcher, "delivered")
         order = await ops.get(oid)
         assert order["status"] == "delivered" and order["rider_id"] == rid
@@ -267,9 +265,7 @@ async def test_eta_is_null_once_the_order_is_delivered(server: ServerProcess, ui
                 break
             await asyncio.sleep(0.3)
         assert (await ops.get(oid))["eta"] is not None
-        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
-            await courier.progress(oid, step)
-            await kitchen.event(oid, step)
+        await deliver(courier, kitchen, oid)
         await courier.location(52.5190, 13.4040)
         await asyncio.sleep(1.2)  # a fix right after delivery must not bring the ETA back either
         delivered = await ops.get(oid)
@@ -296,9 +292,7 @@ async def test_orders_that_ended_leave_redis_after_the_retention(start_server, r
         await kitchen.confirm(done)
         await kitchen.event(done, "confirmed")
         assert (await ops.assign(done, rid)).status_code == 200
-        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
-            await courier.progress(done, step)
-            await kitchen.event(done, step)
+        await deliver(courier, kitchen, done)
         assert (await ops.cancel(cancelled)).status_code == 200
         assert (await ops.get(done))["status"] == "delivered"  # kept for now
         assert (await ops.get(cancelled))["status"] == "cancelled"

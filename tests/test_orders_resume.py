@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clients.customer import CustomerClient
-from tests.orders_helpers import Ops, confirm_all, customer, events_until, merchant, platform_kitchen, rider
+from tests.orders_helpers import Ops, confirm_all, customer, deliver, events_until, merchant, platform_kitchen, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
@@ -27,9 +27,7 @@ async def _delivered_order(server: ServerProcess, ops: Ops, oid: str, mid: str, 
         await kitchen.ready(oid)
         await kitchen.event(oid, "food_ready")
         await ops.assign(oid, rid)
-        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
-            await courier.progress(oid, step)
-            await kitchen.event(oid, step)
+        await deliver(courier, kitchen, oid)
     finally:
         await kitchen.close()
         await courier.close()

@@ -20,6 +20,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 AnyRedis = Union[aioredis.Redis, RedisCluster]
 
+# Put before a Lua script's own text: ``now``, Redis's own clock in ms (``TIME``), the clock
+# stream ids (``*``) use and the same for every process, whatever the host's or the server's
+# (a replay's runs faster) clock says.
+LUA_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
 
 def cluster_enabled(url: str, timeout: float = 5.0) -> bool:
     """Whether the Redis at ``url`` runs in cluster mode (raises ``redis.RedisError`` if unreachable)."""

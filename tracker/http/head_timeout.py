@@ -10,16 +10,20 @@ The body has its own limit (``TRACKER_BODY_TIMEOUT_S``, :mod:`tracker.http.body`
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tracker.errors import ApiError
+
 
 def _timeout_response(timeout_s: float) -> bytes:
-    body = orjson.dumps({"error": {"code": "request_timeout",
-                                   "message": f"the request's headers did not arrive within {timeout_s:g} s"}})
-    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    """The 408 as raw bytes (there is no request to answer through the app): the API's error body."""
+    err = ApiError("request_timeout", f"the request's headers did not arrive within {timeout_s:g} s")
+    body = orjson.dumps(err.body())
+    return (f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}\r\ncontent-type: application/json\r\n"
+            f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
 
 
 def head_timeout_protocol(timeout_s: float) -> type[HttpToolsProtocol]:

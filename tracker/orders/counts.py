@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracker.orders.store import order_key
-from tracker.redis_client import AnyRedis
+from tracker.redis_client import LUA_NOW_MS, AnyRedis
 
 BY_STATUS_KEY = "counts:{orders}:by_status"
 SERVICE_KEY = "counts:{orders}:service"  # delivered, on_time, ctd_minutes_sum
@@ -66,9 +66,7 @@ return change
 
 # KEYS: by status, service, applied. ARGV: tag, before, now, click-to-door minutes or '', the
 # on-time target in minutes. 1 when applied now, 0 when it had been.
-_APPLY = """
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_APPLY = LUA_NOW_MS + """
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
 if ARGV[2] ~= ARGV[3] then
   if ARGV[2] ~= '' then redis.call('HINCRBY', KEYS[1], ARGV[2], -1) end
@@ -80,8 +78,8 @@ if ARGV[4] ~= '' then
   if minutes <= tonumber(ARGV[5]) then redis.call('HINCRBY', KEYS[2], 'on_time', 1) end
   redis.call('HINCRBYFLOAT', KEYS[2], 'ctd_minutes_sum', ARGV[4])
 end
-redis.call('ZADD', KEYS[3], now_ms, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms - tonumber(ARGV[6]))
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[6]))
 return 1
 """
 

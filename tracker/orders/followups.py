@@ -18,31 +18,25 @@ import secrets
 
 import orjson
 
-from tracker.redis_client import AnyRedis
+from tracker.redis_client import LUA_NOW_MS, AnyRedis
 
 FOLLOWUPS_KEY = "followups:{orders}"
 
-# Each script starts with Redis's own time in ms, as ``now``.
-_NOW_MS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
 # ARGV[1]: milliseconds from now when the entries are due; ARGV[2:]: the members. Adds them.
-_ADD = _NOW_MS + """
+_ADD = LUA_NOW_MS + """
 local due = now + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], due, ARGV[i]) end
 return due
 """
 
 # ARGV[1]: how many; the entries due by now, with their scores.
-_DUE = _NOW_MS + """
+_DUE = LUA_NOW_MS + """
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
 """
 
 # ARGV[1]: the member, ARGV[2]: the score it was seen with, ARGV[3]: lease ms. Moves the entry
 # a lease into the future if nobody else did first: 1 when this caller has it now.
-_CLAIM = _NOW_MS + """
+_CLAIM = LUA_NOW_MS + """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])

@@ -5,18 +5,18 @@
 -- Returns {'ok', event id, previous status, ...} per order, or {error, order id, ...}.
 --
 -- KEYS: feed, feed_last, then (order hash, order events) for each order.
--- ARGV: 1 mode ("create" | "step"), 2 merchant id, 3 now ms, 4 feed retention ms,
+-- ARGV: 1 mode ("create" | "step"), 2 merchant id, 3 the server's time in ms (not read here), 4 feed retention ms,
 --       5 allowed statuses (space separated, "" = any), 6 new status ("" = keep),
 --       7 required rider ("" = no check), 8 "1" when orders must have no rider,
 --       9 hash fields JSON (applied to every order), 10 create fingerprint (create mode),
 --       11 a hash field that must still be empty ("" = no check),
 --       12 ms an order that ends (delivered, cancelled) is kept: its hash and stream expire then,
 --       then per order: order id, event JSON base, per-order hash fields JSON.
-local mode, merchant, now = ARGV[1], ARGV[2], ARGV[3]
--- The feed's entry ids are Redis's own clock ('*'), so its retention counts on that clock too,
--- not on the server's (which a replay may run faster than real time).
-local t = redis.call('TIME')
-local minid = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4]))
+local mode, merchant = ARGV[1], ARGV[2]
+-- The feed's entry ids are Redis's own clock ('*'), so its retention counts on that clock too
+-- (``now``, from the prelude store.py puts before this script), not on the server's (ARGV[3],
+-- which a replay may run faster than real time).
+local minid = string.format('%.0f', now - tonumber(ARGV[4]))
 local allowed, new_status, rider, unassigned = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local fields = cjson.decode(ARGV[9])
 local n = (#KEYS - 2) / 2

@@ -32,11 +32,11 @@ import orjson
 from tracker.errors import ApiError
 from tracker.geo import dispatch_region
 from tracker.orders.machine import FINAL
-from tracker.redis_client import AnyRedis, get_many
+from tracker.redis_client import LUA_NOW_MS, AnyRedis, get_many
 
 FEED_RETENTION_MS = 3 * 3600 * 1000
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000  # an order that ended (settings: TRACKER_ORDER_RETENTION_S)
-_SCRIPT = resources.files("tracker.orders").joinpath("order_step.lua").read_text()
+_SCRIPT = LUA_NOW_MS + resources.files("tracker.orders").joinpath("order_step.lua").read_text()
 
 
 def order_key(merchant_id: str, order_id: str) -> str:
