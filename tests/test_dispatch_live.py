@@ -111,6 +111,29 @@ async def test_declined_order_goes_to_another_rider_and_not_back(own_redis, star
         await ops.close()
 
 
+async def test_a_rider_who_closed_the_app_is_not_offered_orders(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    # Riders stay fresh for 30 s after their last fix; an offer waits 60 s for its answer.
+    srv = start_server({**FAST, "TRACKER_OFFER_TIMEOUT_S": "60"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
+    near, far = await near_and_far(srv, near_id, far_id)
+    try:
+        await near.close()  # the nearer rider logs off: its app closes the socket
+        await confirmed_order(srv, ops, oid, mid)
+        offer = await far.expect("offer", timeout=10)  # asked first (not after the near one's offer expired)
+        await far.accept(offer["offer_id"])
+        await far.expect("assigned")
+        assert (await ops.get(oid))["rider_id"] == far_id
+        back = await rider(srv, near_id)  # its inbox holds no offer for it either
+        with pytest.raises(asyncio.TimeoutError):
+            await back.expect("offer", timeout=1)
+        await back.close()
+    finally:
+        await near.close()
+        await far.close()
+        await ops.close()
+
+
 async def test_released_order_goes_to_another_rider_and_not_back(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)

@@ -153,6 +153,40 @@ async def test_a_rider_standing_still_stays_fresh_but_a_resent_fix_does_not(star
         await resending.close()
 
 
+async def test_a_rider_whose_app_closes_its_socket_leaves_at_once(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    lat, lng = 45.4642, 9.1900
+    leaving_id, dropped_id, staying_id = uid("leaving"), uid("dropped"), uid("staying")
+    riders = [await rider(server, rid) for rid in (leaving_id, dropped_id, staying_id)]
+    leaving, dropped, staying = riders
+    try:
+        for i, r in enumerate(riders):
+            await r.location(lat + 0.0001 * i, lng)
+        mine = {leaving_id, dropped_id, staying_id}
+
+        async def found() -> set[str]:
+            return {f["id"] for f in await nearby(server, lat, lng, 1000)} & mine
+
+        assert await eventually(lambda: _equals(found, mine))
+        await leaving.close()  # the app closes its socket (1000): out of search and dispatch now
+        dropped.ws.transport.abort()  # the network drops (no close frame): kept, as a phone comes back
+        assert await eventually(lambda: _equals(found, {dropped_id, staying_id}), timeout=3)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            snapshot = (await http.get("/v1/ops/snapshot",
+                                       headers={"Authorization": "Bearer " + server.token("operator", "ops")})).json()
+        assert {r["id"] for r in snapshot["riders"]} & mine == {dropped_id, staying_id}  # the ops map agrees
+        # back on a new socket: its next fix puts it back
+        riders[0] = leaving = await rider(server, leaving_id)
+        await leaving.location(lat, lng + 0.0001)
+        assert await eventually(lambda: _equals(found, mine))
+    finally:
+        for r in riders:
+            await r.close()
+
+
+async def _equals(read, expected: set[str]) -> bool:  # type: ignore[no-untyped-def]
+    return await read() == expected
+
+
 async def _ids(srv: ServerProcess, lat: float, lng: float, rid: str) -> bool:
     return any(f["id"] == rid for f in await nearby(srv, lat, lng, 1000))
 

@@ -18,7 +18,7 @@ from tracker.dispatch.service import LAST_ROUND_KEY
 from tracker.dispatch.offers import rider_offer_key
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
-from tracker.locations.store import ACTIVE_REGIONS, record_key, seen_key
+from tracker.locations.store import ACTIVE_REGIONS, is_silent, record_key, seen_key
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
 from tracker.orders.store import open_order_regions, open_orders_key
@@ -37,16 +37,16 @@ async def _riders(rt: Runtime, now: int) -> list[dict]:
     ids = sorted(set(ids) | await rt.redis.smembers(CARRYING_RIDERS))[:MAX_RIDERS]
     pipe = rt.redis.pipeline(transaction=False)
     for rid in ids:
-        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available")
+        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at")
         pipe.scard(rider_orders_key(rid))
         pipe.exists(rider_offer_key(rid))
     res = await pipe.execute()
     out = []
     for i, rid in enumerate(ids):
-        (lat, lng, ts, available), carrying, offered = res[3 * i: 3 * i + 3]
+        (lat, lng, ts, available, left_at), carrying, offered = res[3 * i: 3 * i + 3]
         if lat is None:
             continue
-        silent = now - int(ts) > stale
+        silent = is_silent(now, int(ts), left_at, stale)
         if silent and not carrying:
             continue  # listed as carrying a moment ago, and no longer
         state = "busy" if carrying else "offered" if offered else "free" if available != "0" else "unavailable"

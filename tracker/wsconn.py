@@ -24,6 +24,7 @@ from tracker.logs import log_failure
 
 log = logging.getLogger("tracker.ws")
 
+CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
@@ -64,6 +65,7 @@ class WsSession:
         self.hub = hub
         self.max_frame_bytes = max_frame_bytes
         self.closed = False
+        self.peer_close_code: int | None = None  # the close code the client sent, if it closed first
         self._expiry: asyncio.TimerHandle | None = None
         self._expiring: asyncio.Task[None] | None = None
 
@@ -156,6 +158,8 @@ class WsSession:
             except (RuntimeError, OSError):
                 break
             if raw["type"] == "websocket.disconnect":
+                if not self.closed:  # the client closed first (not an answer to our close)
+                    self.peer_close_code = raw.get("code")
                 break
             text = raw.get("text")
             if text is None:

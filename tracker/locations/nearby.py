@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import h3
 
 from tracker.geo import REGION_RES, geo_index_lat, haversine_m, region_cell
-from tracker.locations.store import ACTIVE_REGIONS, geoset_key, record_key
+from tracker.locations.store import ACTIVE_REGIONS, geoset_key, is_silent, record_key
 from tracker.redis_client import AnyRedis
 
 MAX_RADIUS_M = 50_000.0
@@ -70,10 +70,10 @@ async def nearby(
         return []
     pipe = redis.pipeline(transaction=False)
     for rid in candidates:
-        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "shift_end", "shift_start")
+        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "shift_end", "shift_start", "left_at")
     out: list[NearbyRider] = []
-    for rid, (rlat, rlng, ts, available, shift_end, shift_start) in zip(candidates, await pipe.execute()):
-        if rlat is None or ts is None or now_ms - int(ts) > stale_after_ms:
+    for rid, (rlat, rlng, ts, available, shift_end, shift_start, left_at) in zip(candidates, await pipe.execute()):
+        if rlat is None or ts is None or is_silent(now_ms, int(ts), left_at, stale_after_ms):
             continue
         is_available = available != "0"
         if only_available and not is_available:

@@ -24,7 +24,7 @@ from tracker.locations.writer import FixWriter
 from tracker.logs import log_failure
 from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, ON_INBOX_GAP, RiderConnection, handles, handles_internal
 from tracker.validate import optional_int, require_bool
-from tracker.wsconn import CLOSE_POLICY
+from tracker.wsconn import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY
 
 log = logging.getLogger("tracker.locations")
 
@@ -37,6 +37,7 @@ def rider_orders_key(rider_id: str) -> str:
     return f"rider:{{{rider_id}}}:orders"
 
 
+LEAVING_CLOSE_CODES = (CLOSE_NORMAL, CLOSE_GOING_AWAY)  # a client closing its socket on purpose
 CARRYING_RIDERS = "carrying:riders"  # ids of riders that carry orders (the ops page shows them even when silent)
 
 
@@ -60,7 +61,13 @@ async def on_connect(conn: RiderConnection) -> None:
 
 
 async def on_disconnect(conn: RiderConnection) -> None:
+    """Forget the rider's writer state; a client that closed the socket itself has left."""
     _writer(conn).forget(conn.rider_id)
+    last = conn.state.get("last_fix")
+    if conn.session.peer_close_code in LEAVING_CLOSE_CODES and last is not None:
+        # Out of nearby searches and dispatch now, not when its fix goes stale; a dropped
+        # connection (no close frame: 1006) keeps the rider, as a phone often comes back.
+        await store.mark_left(conn.runtime.redis, conn.rider_id, last.ts)
 
 
 ON_CONNECT.append(on_connect)

@@ -3,7 +3,7 @@
 Keys (braces are Redis Cluster hash tags):
 
 - ``rider:{<rider>}`` hash: ``lat lng ts cell region available shift_end speed heading
-  accuracy``; expires about a day after the rider's last write (the writer refreshes the
+  accuracy left_at``; expires about a day after the rider's last write (the writer refreshes the
   TTL at most once an hour per rider, not with every fix).
 - ``riders:{<region cell>}`` geoset: the riders whose last fix is in the region.
 - ``seen:{<region cell>}`` sorted set rider -> server ts of its last fix: the staleness
@@ -45,6 +45,28 @@ def geoset_key(region: str) -> str:
 
 def seen_key(region: str) -> str:
     return f"seen:{{{region}}}"
+
+
+# A rider whose client closed its socket (1000 or 1001) has left: its record keeps the ts of
+# the last fix that socket sent, and counts as silent until a later fix (any socket's). The mark
+# may come before that fix is written (the writer batches): the record then starts with it, and
+# gets the record's TTL, so it never outlives the rider's data.
+_MARK_LEFT = """
+redis.call('HSET', KEYS[1], 'left_at', ARGV[1])
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+"""
+
+
+def is_silent(now_ms: int, ts: int, left_at: str | int | None, stale_after_ms: int) -> bool:
+    """True when a rider's last fix is too old to count, or its client closed the socket since."""
+    return now_ms - ts > stale_after_ms or (left_at is not None and int(left_at) >= ts)
+
+
+async def mark_left(redis: AnyRedis, rider_id: str, last_fix_ts: int) -> None:
+    """Record that the rider's client closed the socket whose last fix had ``last_fix_ts``."""
+    await redis.eval(_MARK_LEFT, 1, record_key(rider_id), last_fix_ts, RECORD_TTL_S)
 
 
 WRITE_FIXES_SCRIPT = resources.files("tracker.locations").joinpath("write_fixes.lua").read_text()
@@ -130,7 +152,7 @@ def record_from_hash(rider_id: str, h: dict[str, str], now_ms: int, stale_after_
     ts = int(h["ts"])
     return RiderRecord(
         id=rider_id, lat=float(h["lat"]), lng=float(h["lng"]), ts=ts, cell=h["cell"], region=h["region"],
-        available=h.get("available", "1") == "1", stale=now_ms - ts > stale_after_ms,
+        available=h.get("available", "1") == "1", stale=is_silent(now_ms, ts, h.get("left_at"), stale_after_ms),
         shift_end=int(h["shift_end"]) if h.get("shift_end") else None,
         shift_start=int(h["shift_start"]) if h.get("shift_start") else None,
     )
