@@ -219,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.lat is not None and not (-90 <= args.lat <= 90 and -180 <= args.lng <= 180):
         print(f"{PROG}: --lat must be in [-90, 90] and --lng in [-180, 180]", file=sys.stderr)
         return 2
-    finite = all(math.isfinite(v) for v in (args.every, args.speed, args.deliver or 0.0))
+    finite = all(math.isfinite(v) for v in (args.every, args.speed, args.heading, args.deliver or 0.0))
     if not finite or not args.every > 0 or not args.speed >= 0 or (args.deliver is not None and not args.deliver >= 0):
-        print(f"{PROG}: --every must be a positive number, --speed and --deliver numbers not negative", file=sys.stderr)
+        print(f"{PROG}: --every must be a positive number, --speed and --deliver numbers not negative, "
+              "--heading a number", file=sys.stderr)
         return 2
     return run(PROG, args, _main)
 

@@ -14,7 +14,7 @@ Public API (numpy in, numpy out; planar metres, minutes):
 - ``assignment_costs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
   bundle_ready_at, bundle_size, bundle_drop_sum, bundle_reward, meters_per_minute,
   pickup_service_min, max_travel_min, wait_weight) -> float64[R, B]``: the planner's cost matrix
-start_x, start_y, drop_x, drop_y, meters_per_minute,
+- ``best_drop_sequence(start_x, start_y, drop_x, drop_y, meters_per_minute,
   dropoff_service_min, weights=None) -> (order, offsets)``
 - ``bundle_orders(ready_at, placed_at, drop_x, drop_y, site_x, site_y, max_size,
   max_ready_spread, max_extra_min, meters_per_minute, dropoff_service_min) -> [int64[...]]``

@@ -34,7 +34,7 @@ import websockets
 from tracker.auth import issue_token
 from tracker.embedded_cluster import EmbeddedCluster
 from tracker.launcher import ServerProcess
-from tracker.locations import nearby
+from tracker.locations.nearby import nearby
 from tracker.redis_client import connect
 
 CENTRE = (48.8566, 2.3522)

@@ -53,8 +53,12 @@ def test_token_without_any_secret_refuses_instead_of_inventing_one(tmp_path: Pat
     assert not (tmp_path / ".tracker").exists()  # no secret made up behind the user's back
 
 
-def test_bad_role_and_bad_sub_are_refused() -> None:
+def test_bad_role_sub_and_ttl_are_refused() -> None:
     assert _token("--role", "admin", "--sub", "x").returncode == 2
+    for ttl in ("0", "-5", "inf", "nan", "1e12"):
+        bad_ttl = _token("--role", "rider", "--sub", "r1", "--ttl", ttl)
+        assert bad_ttl.returncode == 2 and bad_ttl.stdout == "", ttl
+        assert bad_ttl.stderr.count("\n") == 1 and "ttl must be" in bad_ttl.stderr, (ttl, bad_ttl.stderr)
     for sub in ("no spaces allowed", "r1\n"):
         bad_sub = _token("--role", "rider", "--sub", sub)
         assert bad_sub.returncode == 2 and "sub" in bad_sub.stderr, sub

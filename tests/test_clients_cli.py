@@ -45,6 +45,9 @@ def test_clients_fail_in_one_line() -> None:
         assert f"cannot reach the server at {url}" in run.stderr and "Traceback" not in run.stderr
     run = client("rider", "--server", url)
     assert run.returncode == 2 and "--token" in run.stderr
+    for flag, value in (("--heading", "inf"), ("--every", "0"), ("--speed", "nan")):
+        run = client("rider", "--server", url, "--token", "t", "--lat", "52.52", "--lng", "13.4", "--move", flag, value)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and flag in run.stderr, (flag, run.stderr)
 
 
 def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(

@@ -20,11 +20,11 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.clock import Clock
-from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
+from tracker.errors import ApiError
 from tracker.http import health
 from tracker.http.unexpected import AnswerUnexpected
 from tracker.locations import feature as locations
-from tracker.redis_client import connect
+from tracker.redis_client import REDIS_DOWN, connect, redis_unavailable
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
 from tracker import ops, pages
@@ -51,7 +51,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
-    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+    return JSONResponse(ApiError(code, str(exc.detail)).body(), status_code=exc.status_code)
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
@@ -71,9 +71,9 @@ async def _socket_over_http(request: Request) -> Response:
     path = request.url.path
     if not any(isinstance(r, WebSocketRoute) and r.path == path for r in request.app.routes):
         raise HTTPException(404, f"no endpoint at {path}")
-    return JSONResponse({"error": {"code": "upgrade_required",
-                                   "message": f"{path} is a WebSocket endpoint: connect with a WebSocket client"}},
-                        status_code=426, headers={"Upgrade": "websocket"})
+    err = ApiError("upgrade_required", f"{path} is a WebSocket endpoint: connect with a WebSocket client",
+                   headers={"Upgrade": "websocket"})
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
 def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None) -> Starlette:

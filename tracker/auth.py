@@ -26,6 +26,7 @@ log = logging.getLogger("tracker.auth")
 
 ALGORITHMS = ["HS256"]
 DEFAULT_TTL_S = 24 * 3600
+MAX_TTL_S = 10 * 365 * 24 * 3600
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 # A short secret is reported once, in our words (``weak_secret_warning``), not by PyJWT on
@@ -66,8 +67,8 @@ def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_
     role = Role(role)
     if not is_valid_id(sub):
         raise ValueError("sub must be 1-64 characters from [A-Za-z0-9_.:-]")
-    if ttl_s <= 0:
-        raise ValueError("ttl must be positive")
+    if not 0 < ttl_s <= MAX_TTL_S:  # (NaN and infinity too)
+        raise ValueError(f"ttl must be more than 0 and at most {MAX_TTL_S} seconds (10 years)")
     issued = int(now if now is not None else time.time())
     claims = {"role": role.value, "sub": sub, "iat": issued, "exp": issued + int(ttl_s)}
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -105,12 +106,12 @@ def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
     raise ApiError("unauthorized", f"missing token ({where})")
 
 
-def weak_secret_warning(secret: str) -> str | None:
-    """Why ``secret`` is too short to sign tokens safely, or ``None`` when it is long enough."""
+def weak_secret_warning(secret: str, name: str = "TRACKER_SECRET") -> str | None:
+    """Why ``secret`` (given as ``name``) is too short to sign tokens safely, or ``None`` when it is long enough."""
     size = len(secret.encode())
     if size >= MIN_SECRET_BYTES:
         return None
-    return (f"TRACKER_SECRET is {size} bytes, under the {MIN_SECRET_BYTES} HS256 wants: whoever guesses it "
+    return (f"{name} is {size} bytes, under the {MIN_SECRET_BYTES} HS256 wants: whoever guesses it "
             f"can sign tokens for any role (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
 
 

@@ -28,12 +28,6 @@ class Clock:
             return int(time.time() * 1000)
         return self._origin_ms + int((time.monotonic() - self._mono0) * 1000.0 * self.scale)
 
-    def now_s(self) -> float:
-        """Current server time in seconds since epoch (float)."""
-        if self._wall:
-            return time.time()
-        return self._origin_ms / 1000.0 + (time.monotonic() - self._mono0) * self.scale
-
     def real_seconds(self, server_seconds: float) -> float:
         """How many real seconds ``server_seconds`` of server time take."""
         return server_seconds / self.scale

@@ -8,13 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.exceptions import ClusterError as _ClusterError
-from redis.exceptions import ConnectionError as _RedisConnectionError
-from redis.exceptions import RedisClusterUnreachableError as _ClusterUnreachableError
-from redis.exceptions import SlotNotCoveredError as _SlotNotCoveredError
-from redis.exceptions import TimeoutError as _RedisTimeoutError
-from redis.exceptions import TryAgainError as _TryAgainError
-
 # code -> HTTP status. One table, used by every HTTP handler.
 STATUS_BY_CODE: dict[str, int] = {
     "bad_json": 400,
@@ -33,6 +26,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "conflict": 409,
     "invalid_transition": 409,
+    "upgrade_required": 426,
     "redis_unavailable": 503,
     "internal": 500,
 }
@@ -63,17 +57,6 @@ class ApiError(Exception):
 
     def __repr__(self) -> str:
         return f"ApiError({self.code!r}, {self.message!r})"
-
-
-# Redis did not answer (down, restarting, paused; on a cluster also a node down, every node
-# down, a slot not served, a slot moving): a client sees ``redis_unavailable`` (503).
-REDIS_DOWN: tuple[type[Exception], ...] = (_RedisConnectionError, _RedisTimeoutError, _ClusterError,
-                                           _ClusterUnreachableError, _SlotNotCoveredError, _TryAgainError)
-
-
-def redis_unavailable(exc: BaseException) -> ApiError:
-    """The typed error for a request that failed because Redis did not answer."""
-    return ApiError("redis_unavailable", f"Redis does not answer ({type(exc).__name__}); try again shortly")
 
 
 class SettingsError(Exception):

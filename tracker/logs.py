@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from tracker.errors import REDIS_DOWN
+from tracker.redis_client import REDIS_DOWN
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName", "color_message"}
 

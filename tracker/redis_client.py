@@ -17,6 +17,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ClusterError, RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tracker.errors import ApiError
 
 AnyRedis = Union[aioredis.Redis, RedisCluster]
 
@@ -27,6 +32,17 @@ LUA_NOW_MS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
+
+
+# Redis did not answer (down, restarting, paused; on a cluster also a node down, every node
+# down, a slot not served, a slot moving): a client sees ``redis_unavailable`` (503).
+REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ClusterError,
+                                           RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError)
+
+
+def redis_unavailable(exc: BaseException) -> ApiError:
+    """The typed error for a request that failed because Redis did not answer."""
+    return ApiError("redis_unavailable", f"Redis does not answer ({type(exc).__name__}); try again shortly")
 
 
 def cluster_enabled(url: str, timeout: float = 5.0) -> bool:

@@ -206,11 +206,6 @@ class Settings:
                 raise SettingsError(f"invalid setting {source}={raw!r}: {detail}") from None
         return cls(**values)
 
-    def with_changes(self, **changes: Any) -> "Settings":
-        """A copy with some fields replaced (already-parsed values)."""
-        return dataclasses.replace(self, **changes)
-
-
 def describe() -> list[tuple[str, str, str]]:
     """(environment variable, default, description) for every setting, for docs and --help."""
     return [

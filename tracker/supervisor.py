@@ -37,6 +37,7 @@ class TaskState:
             "name": self.name,
             "running": self.running,
             "failures": self.failures,
+            "restarts": self.restarts,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
         }
@@ -55,16 +56,16 @@ class Supervisor:
             registry=registry,
         )
 
-    def spawn(self, name: str, factory: TaskFactory, *, restart: bool = True) -> asyncio.Task[None]:
-        """Run ``factory()`` as task ``name``; restart it after a crash when ``restart``."""
+    def spawn(self, name: str, factory: TaskFactory) -> asyncio.Task[None]:
+        """Run ``factory()`` as task ``name``; restart it after a crash (with backoff)."""
         if name in self._states and self._states[name].running:
             raise RuntimeError(f"task {name!r} is already running")
         state = TaskState(name=name)
         self._states[name] = state
-        state.task = asyncio.create_task(self._run(state, factory, restart), name=name)
+        state.task = asyncio.create_task(self._run(state, factory), name=name)
         return state.task
 
-    async def _run(self, state: TaskState, factory: TaskFactory, restart: bool) -> None:
+    async def _run(self, state: TaskState, factory: TaskFactory) -> None:
         backoff = 0.1
         while True:
             state.running = True
@@ -79,8 +80,6 @@ class Supervisor:
             except Exception as exc:  # noqa: BLE001 - this is the place that reports them
                 state.running = False
                 self._record(state, exc, f"background task {state.name} failed")
-                if not restart:
-                    return
                 if time.monotonic() - started > 60:
                     backoff = 0.1
                 await asyncio.sleep(backoff)

@@ -18,9 +18,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from tracker.auth import Principal, Role, token_from_connection, verify_token
-from tracker.errors import REDIS_DOWN, ApiError, redis_unavailable
+from tracker.errors import ApiError
 from tracker.jsonutil import dumps_str, loads_object
 from tracker.logs import log_failure
+from tracker.redis_client import REDIS_DOWN, redis_unavailable
 
 log = logging.getLogger("tracker.ws")
 

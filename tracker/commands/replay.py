@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if args.check:
             return _check(args)
-        out = args.out or f"{OUT_LIVE if args.live else OUT_ONE}/{Path(args.instance).name}"
+        out = args.out = args.out or f"{OUT_LIVE if args.live else OUT_ONE}/{Path(args.instance).name}"
         problem = _folder_problem("--out", Path(out))
         if problem:
             print(f"tracker replay: {problem}", file=sys.stderr)

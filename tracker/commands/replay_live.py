@@ -19,16 +19,15 @@ from pathlib import Path
 import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
-from tracker.auth import issue_token
+from tracker.auth import issue_token, weak_secret_warning
 from tracker.commands.replay import DEFAULT_INTERVAL_MIN
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
-from tracker.mdrp.live import LiveError, RunIds, day_span, describe, error_message, play
+from tracker.mdrp.live import LiveError, RunIds, day_span, describe_failure, error_message, play
 from tracker.mdrp.solution import write_solution
 
 DEFAULT_TIME_SCALE = 300.0
-MIN_KEY_BYTES = 32  # what RFC 7518 asks of an HS256 key
 
 
 def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
@@ -47,7 +46,7 @@ def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
             token = issue_token(secret, "operator", "mdrp-platform", 600)
             auth = http.get("/v1/ops/snapshot", headers={"Authorization": "Bearer " + token})  # operators only
     except httpx.HTTPError as exc:
-        raise LiveError(f"cannot reach the server at {base_url}: {describe(exc)}") from None
+        raise LiveError(f"cannot reach the server at {base_url}: {describe_failure(exc)}") from None
     if auth.status_code in (401, 403):
         raise LiveError(f"the server at {base_url} refused a token signed with --secret ({error_message(auth)}): "
                         "give the server's TRACKER_SECRET")
@@ -92,10 +91,10 @@ def _duration(seconds: float) -> str:
 def run_live(args: argparse.Namespace) -> int:
     """The ``--live`` command: start a server unless ``--server``, play, write, check."""
     inst = load_instance(args.instance)
-    out = Path(args.out or f"solutions-live/{inst.name}")
+    out = Path(args.out)  # (the command chose and checked it)
     secret = args.secret or secrets.token_urlsafe(32)
     requested_scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
-    short_key = len(secret.encode()) < MIN_KEY_BYTES
+    short_key = weak_secret_warning(secret, "--secret")
     if short_key:  # PyJWT would warn at each token signed: say it once, our way, once the server took it
         warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     server = None
@@ -122,8 +121,7 @@ def run_live(args: argparse.Namespace) -> int:
             health = check_server(base_url, secret)
             scale = float(health["time_scale"])
             if short_key:
-                print(f"tracker replay: warning: --secret is {len(secret.encode())} bytes, below the {MIN_KEY_BYTES} "
-                      "that RFC 7518 asks of an HS256 key: anyone who guesses it can sign tokens", file=sys.stderr)
+                print(f"tracker replay: warning: {short_key}", file=sys.stderr)
             if args.server:  # its settings, not ours, decide the figures: say how to match them
                 print(f"tracker replay: warning: {base_url} plays with its own settings (dispatch interval, offer "
                       f"timeout, rider speed, ...); to match the offline replay, start it with the environment "

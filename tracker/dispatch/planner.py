@@ -35,7 +35,6 @@ One round (docs/DISPATCH.md explains and measures the policy):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +92,6 @@ def _minutes(ms: float, now_ms: int) -> float:
 
 def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     """Decide this round's offers for ``snapshot`` under ``policy``."""
-    t0 = time.perf_counter()
     now = snapshot.now_ms
     open_orders = [o for o in snapshot.orders if o.rider_id is None and not o.picked_up]
     riders = [
@@ -144,7 +142,6 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
             )
         )
     stats["offers"] = len(offers)
-    stats["solve_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     return Plan(offers=tuple(offers), stats=stats)
 
 

@@ -29,10 +29,10 @@ from tracker.dispatch.model import Offer, OrderView, Snapshot
 from tracker.dispatch.offers import EXPIRED, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
-from tracker.errors import REDIS_DOWN
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
+from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
 

@@ -9,7 +9,7 @@ import h3
 
 from tracker.dispatch.model import OrderView, RiderView
 from tracker.dispatch.offers import OfferStore
-from tracker.locations import nearby
+from tracker.locations.nearby import nearby
 from tracker.orders import load_orders, open_orders_key, rider_orders_key
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.runtime import Runtime

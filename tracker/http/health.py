@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse
 from tracker.redis_client import check_ready
 from tracker.runtime import runtime_of
@@ -32,8 +33,8 @@ async def readyz(request: Request) -> Response:
     try:
         await asyncio.wait_for(check_ready(rt.redis), timeout=2.0)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        body = {"error": {"code": "redis_unavailable", "message": f"Redis does not answer: {str(exc) or type(exc).__name__}"}, "tasks": tasks}
-        return JSONResponse(body, status_code=503)
+        err = ApiError("redis_unavailable", f"Redis does not answer: {str(exc) or type(exc).__name__}")
+        return JSONResponse({**err.body(), "tasks": tasks}, status_code=err.status)
     return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks})
 
 

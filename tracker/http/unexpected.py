@@ -12,6 +12,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse
 
 log = logging.getLogger("tracker.app")
@@ -40,5 +41,5 @@ class AnswerUnexpected:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:
                 raise
-            body = {"error": {"code": "internal", "message": "internal server error"}}
-            await JSONResponse(body, status_code=500)(scope, receive, send)
+            err = ApiError("internal", "internal server error")
+            await JSONResponse(err.body(), status_code=err.status)(scope, receive, send)

@@ -1,10 +1,25 @@
 """Rider locations: fixes over the rider socket into H3-region geosets, nearby search.
 
-For other features: :func:`nearby`, :func:`get_rider`, :class:`Fix`, :func:`rider_orders_key`, :data:`CARRYING_RIDERS`.
+For other features: :class:`Fix`, :func:`rider_orders_key`, :data:`CARRYING_RIDERS`, loaded on
+first use, so importing the sans-I/O core (``fix``, ``sanity``, ``ratelimit``) brings in no
+Redis or web code. The search is ``tracker.locations.nearby.nearby``: a package attribute named
+like its module would be the module once that is imported.
 """
-from tracker.locations.fix import Fix, RiderRecord
-from tracker.locations.nearby import NearbyRider, nearby
-from tracker.locations.rider_fixes import CARRYING_RIDERS, rider_orders_key
-from tracker.locations.store import get_rider
+from __future__ import annotations
 
-__all__ = ["CARRYING_RIDERS", "Fix", "NearbyRider", "RiderRecord", "get_rider", "nearby", "rider_orders_key"]
+import importlib
+from typing import Any
+
+_HOME = {
+    "Fix": "tracker.locations.fix",
+    "CARRYING_RIDERS": "tracker.locations.rider_fixes",
+    "rider_orders_key": "tracker.locations.rider_fixes",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tracker.locations' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -35,22 +35,6 @@ def parse_fix(msg: Mapping[str, Any], now_ms: int) -> Fix:
     )
 
 
-@dataclass(frozen=True)
-class RiderRecord:
-    """What the server knows about a rider: last good fix, cells, availability, staleness."""
-
-    id: str
-    lat: float
-    lng: float
-    ts: int
-    cell: str
-    region: str
-    available: bool
-    stale: bool
-    shift_end: int | None = None
-    shift_start: int | None = None
-
-
 def require_fresh_client_ts(fix: Fix, max_skew_ms: int) -> None:
     """Refuse a fix whose own timestamp is far from server time (``clock_skew``)."""
     if fix.client_ts is not None and abs(fix.client_ts - fix.ts) > max_skew_ms:

@@ -140,6 +140,3 @@ async def availability(conn: RiderConnection, msg: dict[str, Any]) -> None:
     await store.set_availability(conn.runtime.redis, conn.rider_id, available, shift_end, shift_start=shift_start)
 
 
-def last_good_fix(conn: RiderConnection) -> Fix | None:
-    """The connection's last accepted fix (for other features on the rider socket)."""
-    return conn.state.get("last_fix")

@@ -28,7 +28,7 @@ from typing import Collection, Iterable
 from redis.asyncio.cluster import RedisCluster
 
 from tracker.geo import geo_index_lat, region_cell, rider_cell
-from tracker.locations.fix import Fix, RiderRecord
+from tracker.locations.fix import Fix
 from tracker.redis_client import AnyRedis
 
 RECORD_TTL_S = 24 * 3600
@@ -143,24 +143,6 @@ async def set_availability(redis: AnyRedis, rider_id: str, available: bool, shif
             pipe.hset(key, name, value)
     pipe.expire(key, RECORD_TTL_S)
     await pipe.execute()
-
-
-def record_from_hash(rider_id: str, h: dict[str, str], now_ms: int, stale_after_ms: int) -> RiderRecord | None:
-    """A :class:`RiderRecord` from the rider hash, or ``None`` if it holds no fix."""
-    if not h or "lat" not in h:
-        return None
-    ts = int(h["ts"])
-    return RiderRecord(
-        id=rider_id, lat=float(h["lat"]), lng=float(h["lng"]), ts=ts, cell=h["cell"], region=h["region"],
-        available=h.get("available", "1") == "1", stale=is_silent(now_ms, ts, h.get("left_at"), stale_after_ms),
-        shift_end=int(h["shift_end"]) if h.get("shift_end") else None,
-        shift_start=int(h["shift_start"]) if h.get("shift_start") else None,
-    )
-
-
-async def get_rider(redis: AnyRedis, rider_id: str, *, now_ms: int, stale_after_ms: int) -> RiderRecord | None:
-    """The rider's record (last good fix, cells, availability, stale flag), or ``None``."""
-    return record_from_hash(rider_id, await redis.hgetall(record_key(rider_id)), now_ms, stale_after_ms)
 
 
 async def last_fix(redis: AnyRedis, rider_id: str) -> tuple[Fix | None, str | None, bool]:

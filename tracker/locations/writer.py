@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
 
 import orjson
 from prometheus_client import Counter, Histogram
@@ -31,7 +30,6 @@ log = logging.getLogger("tracker.locations")
 
 TTL_REFRESH_S = 3600.0  # renew a rider record's one-day TTL at most this often
 
-Listener = Callable[[str, Fix], Awaitable[None]]
 Batch = dict[str, tuple[Fix, str | None]]
 
 

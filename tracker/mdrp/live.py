@@ -69,7 +69,7 @@ class RunIds:
         return server_id[len(self.prefix):] if server_id.startswith(self.prefix) else None
 
 
-def describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed):
         rcvd = exc.rcvd
         return f"connection closed ({rcvd.code} {rcvd.reason})".strip() if rcvd else "connection closed"
@@ -159,7 +159,7 @@ class LiveDay:
                 try:
                     resp = await http.post("/v1/orders", json=body)
                 except httpx.HTTPError as exc:
-                    why = f"cannot reach the server at {self.base_url}: {describe(exc)}"
+                    why = f"cannot reach the server at {self.base_url}: {describe_failure(exc)}"
                 else:
                     if resp.status_code in (200, 201):
                         failed, self.placed = 0, self.placed + 1
@@ -179,7 +179,7 @@ class LiveDay:
         try:
             tablet = await MerchantClient.connect(self.ws_url, self.token("merchant", self.ids.server(restaurant)))
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
-            self.fail(f"restaurant {restaurant}'s tablet cannot connect to {self.ws_url}: {describe(exc)}")
+            self.fail(f"restaurant {restaurant}'s tablet cannot connect to {self.ws_url}: {describe_failure(exc)}")
             return
         pending: set[asyncio.Task] = set()
         try:
@@ -194,7 +194,7 @@ class LiveDay:
                     pending.add(task)
                     task.add_done_callback(pending.discard)
         except ConnectionClosed as exc:  # without its tablet a restaurant's orders are never confirmed
-            self.fail(f"the server at {self.base_url} dropped restaurant {restaurant}'s tablet: {describe(exc)}")
+            self.fail(f"the server at {self.base_url} dropped restaurant {restaurant}'s tablet: {describe_failure(exc)}")
         finally:
             for task in pending:
                 task.cancel()
@@ -214,7 +214,7 @@ class LiveDay:
         try:
             rider = await RiderClient.connect(self.ws_url, self.token("rider", self.ids.server(cid)))
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
-            self.fail(f"courier {cid} cannot connect to {self.ws_url}: {describe(exc)}")
+            self.fail(f"courier {cid} cannot connect to {self.ws_url}: {describe_failure(exc)}")
             raise
         await rider.availability(True, shift_end=self.clock.ms(c.off), shift_start=self.clock.ms(c.on))
         route: list[tuple[float, float, float]] = [(c.on, c.x, c.y)]  # (minute, x, y) waypoints
@@ -232,7 +232,7 @@ class LiveDay:
                     continue
                 except ConnectionClosed as exc:
                     if exc.rcvd is not None and exc.rcvd.code == 1008:  # refused: authentication or policy
-                        self.fail(f"the server closed courier {cid}'s connection: {describe(exc)}")
+                        self.fail(f"the server closed courier {cid}'s connection: {describe_failure(exc)}")
                     raise
                 if frame.get("type") == "offer":
                     if self._would_take(state, frame):
@@ -340,7 +340,7 @@ class LiveDay:
                     resp = await http.get("/healthz")
                     why = "" if resp.status_code == 200 else f"/healthz answered {resp.status_code}"
                 except httpx.HTTPError as exc:
-                    why = describe(exc)
+                    why = describe_failure(exc)
                 strikes = strikes + 1 if why else 0
                 if strikes >= HEALTH_STRIKES:
                     self.fail(f"lost the server at {self.base_url}: {why}")
@@ -395,7 +395,7 @@ async def play(inst: Instance, base_url: str, secret: str, progress: bool = Fals
         async with httpx.AsyncClient(timeout=10) as http:  # a fresh sample: the clock starts from it
             health = (await http.get(base_url + "/healthz")).json()
     except httpx.HTTPError as exc:
-        raise LiveError(f"cannot reach the server at {base_url}: {describe(exc)}") from None
+        raise LiveError(f"cannot reach the server at {base_url}: {describe_failure(exc)}") from None
     start, end = day_span(inst)
     clock = ServerClock(health["ts"], health["time_scale"], start)
     day = LiveDay(inst, base_url, secret, clock, ids or RunIds())

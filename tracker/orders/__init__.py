@@ -1,10 +1,29 @@
 """Orders: lifecycle, durable history, live channels with gapless resume, ETAs and prompts.
 
 For other features (dispatch): :func:`load_order`, :func:`load_orders`, :func:`assign_orders`,
-:func:`unassign_order`, :func:`open_orders_key`, :func:`rider_orders_key`.
+:func:`unassign_order`, :func:`still_to_collect`, :func:`open_orders_key`,
+:func:`rider_orders_key`. They load on first use, so importing the sans-I/O core
+(``machine``, ``resume``, ``eta``, ``route``) brings in no Redis or web code.
 """
-from tracker.locations import rider_orders_key
-from tracker.orders.service import assign_orders, load_order, load_orders, still_to_collect, unassign_order
-from tracker.orders.store import open_orders_key
+from __future__ import annotations
 
-__all__ = ["assign_orders", "load_order", "load_orders", "open_orders_key", "rider_orders_key", "still_to_collect", "unassign_order"]
+import importlib
+from typing import Any
+
+_HOME = {
+    "assign_orders": "tracker.orders.service",
+    "load_order": "tracker.orders.service",
+    "load_orders": "tracker.orders.service",
+    "still_to_collect": "tracker.orders.service",
+    "unassign_order": "tracker.orders.service",
+    "open_orders_key": "tracker.orders.store",
+    "rider_orders_key": "tracker.locations.rider_fixes",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tracker.orders' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -14,14 +14,12 @@ shows neither.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
 import orjson
 
 from tracker.locations import Fix
-from tracker.logs import log_failure
 from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.orders.route import rider_trips
@@ -29,9 +27,9 @@ from tracker.orders.store import index_key, merchant_channel, order_channel, ord
 from tracker.redis_client import get_many, publish_all
 from tracker.runtime import Runtime
 
-log = logging.getLogger("tracker.orders")
 
 MIN_INTERVAL_S = 1.0
+DELAYED_FEED_TASK = "rider-feed"  # the name its failures are reported under (/readyz)
 
 # The order's ETA, written only while ARGV[1] still carries it (ARGV[4:] are the carrying
 # statuses): the orders were read a moment ago and may have been given back since. Sent as
@@ -100,8 +98,9 @@ class RiderOrdersFeed:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log_failure(log, "delayed rider feed failed", task.exception(), task=task.get_name())  # type: ignore[arg-type]
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:  # logged, counted and shown in /readyz like any background task's failure
+            self.rt.supervisor.report(DELAYED_FEED_TASK, exc, rider_task=task.get_name())
 
     async def _deliver(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
         redis = self.rt.redis

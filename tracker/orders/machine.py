@@ -31,7 +31,6 @@ RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "food_ready": (BEFORE_PICKUP, None),
     "food_delayed": (BEFORE_PICKUP, None),
 }
-KINDS = tuple(RULES)
 # Refused once the food is ready (a second ``ready``, a ``delay`` after it): the order's
 # ``food_ready_at`` stamp, set by ``food_ready``, is checked in the same atomic step.
 NOT_AFTER_FOOD_READY = ("food_ready", "food_delayed")
@@ -45,22 +44,3 @@ def allowed_from(kind: str) -> tuple[str, ...]:
     return RULES[kind][0]
 
 
-def next_status(status: str, kind: str) -> str:
-    """The status after ``kind`` happens in ``status``; ``invalid_transition`` if it cannot."""
-    sources, target = RULES.get(kind, ((), None))
-    if status not in sources:
-        raise ApiError("invalid_transition", f"cannot apply '{kind}' to an order that is '{status}'")
-    return status if target is None else target
-
-
-def replay(kinds: list[str]) -> str:
-    """The status reached by a history of event kinds (the first must be ``placed``)."""
-    if not kinds or kinds[0] != "placed":
-        raise ApiError("invalid_transition", "an order's history starts with 'placed'")
-    status, food_ready = "placed", False
-    for kind in kinds[1:]:
-        status = next_status(status, kind)
-        if food_ready and kind in NOT_AFTER_FOOD_READY:
-            raise ApiError("invalid_transition", f"cannot apply '{kind}': {FOOD_READY[1]}")
-        food_ready = food_ready or kind == "food_ready"
-    return status

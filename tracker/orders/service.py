@@ -12,11 +12,12 @@ from typing import Any, Sequence
 import orjson
 
 from tracker.dispatch.demand import record_order
-from tracker.errors import REDIS_DOWN, ApiError
+from tracker.errors import ApiError
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.logs import log_failure
 from tracker.orders import followups, machine
 from tracker.orders.store import OrderStore, Step, order_key
+from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime
 

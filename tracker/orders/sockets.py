@@ -10,7 +10,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
-from tracker.errors import REDIS_DOWN, ApiError
+from tracker.errors import ApiError
 from tracker.locations.ratelimit import TokenBucket
 from tracker.locations.store import last_fix
 from tracker.orders import service
@@ -19,6 +19,7 @@ from tracker.orders.live import rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel
+from tracker.redis_client import REDIS_DOWN
 from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason

@@ -35,7 +35,6 @@ from tracker.orders.machine import FINAL
 from tracker.redis_client import LUA_NOW_MS, AnyRedis, get_many
 
 FEED_RETENTION_MS = 3 * 3600 * 1000
-DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000  # an order that ended (settings: TRACKER_ORDER_RETENTION_S)
 _SCRIPT = LUA_NOW_MS + resources.files("tracker.orders").joinpath("order_step.lua").read_text()
 
 
@@ -105,7 +104,8 @@ def _strings(fields: dict[str, Any]) -> bytes:
 class OrderStore:
     """The Redis adapter of the orders feature."""
 
-    def __init__(self, redis: AnyRedis, retention_ms: int = DEFAULT_RETENTION_MS) -> None:
+    def __init__(self, redis: AnyRedis, retention_ms: int) -> None:
+        """``retention_ms``: how long an order that ended is kept (``TRACKER_ORDER_RETENTION_S``)."""
         self.redis = redis
         self.retention_ms = max(1, retention_ms)  # (0 would delete an order in the step that ends it)
         self._step = redis.register_script(_SCRIPT)

@@ -18,9 +18,10 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
-from tracker.errors import REDIS_DOWN, ApiError
+from tracker.errors import ApiError
 from tracker.logs import log_failure
 from tracker.pubsub import GAP, SubscriberTooSlow, Subscription
+from tracker.redis_client import REDIS_DOWN
 from tracker.runtime import Runtime
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
 
