@@ -1,7 +1,8 @@
 """Structured logging: one JSON object a line (or readable text), with extra fields kept.
 
 Tokens never reach the log: uvicorn logs every WebSocket handshake with its URL, and pages
-pass their token in the query string, so every record's ``token=`` value is masked.
+pass their token in the query string, so every record's ``token=`` value is masked; at debug
+the WebSocket layer also logs each handshake header, so ``Bearer`` credentials are masked too.
 :func:`log_failure` keeps an outage readable: a failure because Redis is down is one line,
 at most every few seconds per kind, not a traceback per rider fix.
 """
@@ -50,11 +51,19 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 _TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&#\s\"']+", re.IGNORECASE)
+# "authorization: Bearer <jwt>" (a handshake header the WebSocket layer logs at debug), any scheme.
+_BEARER = re.compile(r"(\bbearer\s+)[^\s\"',;]+", re.IGNORECASE)
 
 
 def mask_tokens(text: str) -> str:
-    """``text`` with the value of every ``token=`` URL parameter replaced by ``***``."""
-    return _TOKEN_IN_URL.sub(r"\1***", text) if "token=" in text.lower() else text
+    """``text`` with the value of every ``token=`` URL parameter and every ``Bearer`` credential
+    replaced by ``***``."""
+    lowered = text.lower()
+    if "token=" in lowered:
+        text = _TOKEN_IN_URL.sub(r"\1***", text)
+    if "bearer" in lowered:
+        text = _BEARER.sub(r"\1***", text)
+    return text
 
 
 class MaskTokens(logging.Filter):
