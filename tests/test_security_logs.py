@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -36,3 +37,30 @@ def test_bearer_tokens_in_websocket_headers_never_reach_the_log(redis_url: str, 
         assert "authorization: Bearer ***" in log.replace("\\", ""), log[-3000:]  # the line is still there, masked
         for secret in (good, bad, good.split(".")[2], bad.split(".")[2], good.split(".")[1]):
             assert secret not in log
+
+
+def _with_password(url: str, password: str) -> str:
+    """``url`` carrying credentials (Redis's default user has no password: any one is taken)."""
+    if url.startswith("unix://"):
+        return f"{url}{'&' if '?' in url else '?'}username=default&password={password}"
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://default:{password}@{rest}"
+
+
+def test_redis_passwords_never_reach_the_log(redis_url: str, tmp_path: Path) -> None:
+    """The server names its Redis when it starts (and when it cannot reach it): without the password."""
+    password = "S3cretRedisPassw0rd"
+    with ServerProcess(redis_url=_with_password(redis_url, password), data_dir=tmp_path / "data") as proc:
+        time.sleep(0.2)
+        log = proc.log_path.read_text()
+        assert "tracker listening" in log
+        assert password not in log, log
+
+    closed = f"redis://default:{password}@127.0.0.1:{free_port()}/0"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
+    env.update({"REDIS_URL": closed, "TRACKER_DATA_DIR": str(tmp_path / "other")})
+    result = subprocess.run([sys.executable, "-m", "tracker", "serve", "--port", str(free_port())], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "cannot reach Redis" in result.stderr, result.stderr
+    assert password not in result.stderr + result.stdout, result.stderr

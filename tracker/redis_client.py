@@ -9,6 +9,7 @@ so the same code runs on both.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Iterable, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +46,23 @@ def redis_unavailable(exc: BaseException) -> ApiError:
     return ApiError("redis_unavailable", f"Redis does not answer ({type(exc).__name__}); try again shortly")
 
 
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` fit for a log line or an error message: its password (``user:password@`` or a
+    ``password=`` query parameter) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable Redis URL)"
+    if parts.password is not None:
+        userinfo, _, address = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        url = urlunsplit(parts._replace(netloc=f"{user}:***@{address}"))
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
 def cluster_enabled(url: str, timeout: float = 5.0) -> bool:
     """Whether the Redis at ``url`` runs in cluster mode (raises ``redis.RedisError`` if unreachable)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
@@ -63,7 +81,7 @@ def check_cluster(url: str, timeout: float = 5.0) -> None:
             return
         state = seed.cluster("info").get("cluster_state")
         if state != "ok":
-            raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: cluster_state:{state}")
+            raise ClusterNotOk(f"the Redis Cluster at {redacted_url(url)} cannot serve every slot: cluster_state:{state}")
         nodes = seed.cluster("nodes")
     finally:
         seed.close()
@@ -79,7 +97,7 @@ def check_cluster(url: str, timeout: float = 5.0) -> None:
                 raise ClusterNotOk(f"node {address} is marked {flags}")
             other.ping()
         except (redis.RedisError, OSError) as exc:
-            raise ClusterNotOk(f"the Redis Cluster at {url} cannot serve every slot: node {address}: {exc}") from None
+            raise ClusterNotOk(f"the Redis Cluster at {redacted_url(url)} cannot serve every slot: node {address}: {exc}") from None
         finally:
             other.close()
 

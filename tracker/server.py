@@ -22,7 +22,7 @@ from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
 from tracker.http.head_timeout import head_timeout_protocol
-from tracker.redis_client import ClusterNotOk, check_cluster
+from tracker.redis_client import ClusterNotOk, check_cluster, redacted_url
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
 
@@ -100,7 +100,7 @@ def check_redis(url: str, timeout: float = 5.0) -> None:
     except ClusterNotOk as exc:
         raise StartupError(str(exc)) from None
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise StartupError(f"cannot reach Redis at REDIS_URL={url}: {exc}") from None
+        raise StartupError(f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {exc}") from None
     finally:
         client.close()
 
@@ -139,7 +139,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
 
             embedded.watch(on_lost)
         host, port = sock.getsockname()[:2]
-        log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redis_url, "embedded_redis": embedded is not None})
+        log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redacted_url(redis_url), "embedded_redis": embedded is not None})
         previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run(sockets=[sock])
