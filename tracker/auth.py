@@ -89,7 +89,13 @@ def verify_token(secret: str, token: str) -> Principal:
     sub = claims["sub"]
     if not is_valid_id(sub):
         raise ApiError("unauthorized", "token 'sub' is not a valid id")
-    return Principal(role=role, sub=sub, expires_at=float(claims["exp"]))
+    try:
+        expires_at = float(claims["exp"])  # (PyJWT took it as a whole number: it may be beyond a float)
+    except (OverflowError, TypeError, ValueError):
+        raise ApiError("unauthorized", "invalid token: 'exp' is not a usable time") from None
+    if not math.isfinite(expires_at):
+        raise ApiError("unauthorized", "invalid token: 'exp' is not a usable time")
+    return Principal(role=role, sub=sub, expires_at=expires_at)
 
 
 def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:

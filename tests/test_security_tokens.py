@@ -1,0 +1,28 @@
+"""Tokens with odd but validly signed claims are refused as ``unauthorized``, never a 500."""
+from __future__ import annotations
+
+import time
+
+import httpx
+import jwt
+import pytest
+import websockets
+
+from tracker.launcher import ServerProcess
+
+
+async def test_an_exp_too_large_for_a_float_is_unauthorized_not_a_crash(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    exp = 10**400  # a whole number PyJWT takes (it is far ahead), too large for a float
+    token = jwt.encode({"role": "operator", "sub": uid("op"), "iat": int(time.time()), "exp": exp}, server.secret,
+                       algorithm="HS256")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        r = await http.get(f"/v1/orders/{uid('o')}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["code"] == "unauthorized"
+
+    rider = jwt.encode({"role": "rider", "sub": uid("r"), "exp": exp}, server.secret, algorithm="HS256")
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider?token={rider}") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
+    assert closed.value.rcvd.reason.startswith("unauthorized"), closed.value.rcvd.reason
