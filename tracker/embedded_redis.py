@@ -1,7 +1,8 @@
 """An embedded, real ``redis-server`` process owned by one tracker process.
 
 Used when no ``REDIS_URL`` is set, and by the tests. The server keeps its AOF in a data
-folder, listens on a unix socket there (TCP on loopback when the path is too long),
+folder, listens on a unix socket there (when that path is too long for a socket, in a private
+folder of its own under the temporary folder; loopback TCP only when even that is too long),
 and dies with its parent: stopped on exit, and sent SIGTERM by the kernel
 (``PR_SET_PDEATHSIG``) if the parent crashes. A lock file keeps a second tracker from
 starting another Redis on the same folder. :meth:`EmbeddedRedis.watch` reaps the child if it
@@ -21,6 +22,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -121,6 +123,8 @@ class EmbeddedRedis:
         self._guard = threading.Lock()  # a restart and stop() never interleave
         self._stopping = False
         self._watcher: threading.Thread | None = None
+        self._sock: Path | None = None  # the unix socket it listens on (None: TCP)
+        self._private_dir: Path | None = None  # a folder of our own for the socket (long data folder paths)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, timeout: float = 15.0) -> str:
@@ -169,6 +173,9 @@ class EmbeddedRedis:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
 
     @property
     def pid(self) -> int | None:
@@ -263,17 +270,28 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             *self.extra_args,
         ]
+        if self.port is None and len(str(sock)) > _MAX_UNIX_PATH:
+            # Too long for a unix socket: one in a private folder (0700) rather than loopback TCP,
+            # which every local user could reach (no password; CONFIG SET dir writes files as us).
+            if self._private_dir is None:
+                self._private_dir = Path(tempfile.mkdtemp(prefix="tracker-redis-"))
+            sock = self._private_dir / "redis.sock"
+        self._sock = None
         if self.port is None and len(str(sock)) <= _MAX_UNIX_PATH:
             args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
             self.url = f"unix://{sock}"
+            self._sock = sock
         else:
+            if self.port is None:
+                log.warning("no unix socket path short enough for the embedded Redis: it listens on loopback TCP, "
+                            "reachable by every local user; choose a shorter --data-dir or TMPDIR")
             port = self.port or free_port()
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
         return args
 
     def _spawn(self, timeout: float) -> None:
-        sock = self.data_dir / "redis.sock"
+        sock = self._sock or self.data_dir / "redis.sock"
         if sock.exists():
             sock.unlink()
         self._proc = subprocess.Popen(
