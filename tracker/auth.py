@@ -145,7 +145,7 @@ def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     if secret:
         log.warning("TRACKER_SECRET unset: using the development secret in %s", path)
         return secret
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -313,7 +313,7 @@ class EmbeddedRedis:
     # -- helpers -----------------------------------------------------------
     def _prepare_dir(self) -> None:
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # (secret, AOF: ours alone)
         except OSError as exc:
             raise StartupError(f"cannot create data folder {self.data_dir}: {exc.strerror}") from None
         if not os.access(self.data_dir, os.W_OK | os.X_OK):
