@@ -20,6 +20,17 @@ from tracker.runtime import runtime_of
 
 STATIC = resources.files("tracker") / "static"
 
+# The pages carry their token in the address: no Referer (a tile server, a link), no framing
+# (clickjacking the kitchen's buttons), and only the scripts under /static run.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+                               "frame-ancestors 'none'",
+}
+
 
 def _page(name: str):  # type: ignore[no-untyped-def]
     async def serve(request: Request) -> Response:
@@ -27,7 +38,7 @@ def _page(name: str):  # type: ignore[no-untyped-def]
         settings = runtime_of(request).settings
         tile = html.escape(settings.tile_url or "", quote=True)
         text = text.replace("{{TILE_URL}}", tile).replace("{{STALE_AFTER_MS}}", str(int(settings.stale_after_s * 1000)))
-        return HTMLResponse(text, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(text, headers=SECURITY_HEADERS)
 
     return serve
 
