@@ -6,6 +6,10 @@ byte at a time, holds its connection (and a file descriptor) for as long as it l
 protocol, uvicorn's httptools one with a timer, answers such a connection 408
 ``request_timeout`` and closes it once ``timeout_s`` has passed without a complete head.
 The body has its own limit (``TRACKER_BODY_TIMEOUT_S``, :mod:`tracker.http.body`).
+
+A head is bounded in size too: the parser buffers a header line until it ends, so a client
+sending one endless line would hold as much memory as it could send within the timeout. A head
+still incomplete after :data:`MAX_HEAD_BYTES` is answered 431 ``too_large`` and closed.
 """
 from __future__ import annotations
 
@@ -17,25 +21,50 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tracker.errors import ApiError
 
+# Bytes a request head may take. Counted per read while a head is due, so it must exceed one
+# read (asyncio reads up to 256 KiB, which may also hold a body or pipelined requests).
+MAX_HEAD_BYTES = 1024 * 1024
+
 
 def _timeout_response(timeout_s: float) -> bytes:
     """The 408 as raw bytes (there is no request to answer through the app): the API's error body."""
-    err = ApiError("request_timeout", f"the request's headers did not arrive within {timeout_s:g} s")
+    return _raw_error(ApiError("request_timeout", f"the request's headers did not arrive within {timeout_s:g} s"))
+
+
+def _raw_error(err: ApiError) -> bytes:
+    """``err`` as a whole HTTP response that closes the connection."""
     body = orjson.dumps(err.body())
     return (f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}\r\ncontent-type: application/json\r\n"
             f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
 
 
-def head_timeout_protocol(timeout_s: float) -> type[HttpToolsProtocol]:
-    """uvicorn's HTTP protocol whose connections must complete each request head within ``timeout_s``."""
+def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol whose connections must complete each request head within ``timeout_s``
+    and ``max_head_bytes``."""
     response = _timeout_response(timeout_s)
+    too_large = _raw_error(ApiError("too_large", f"the request's headers are larger than {max_head_bytes // 1024} KiB",
+                                    status=431))
 
     class HeadTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _head_bytes = 0  # bytes received since the head that is due began
 
         def _arm(self) -> None:
             self._disarm()
+            self._head_bytes = 0
             self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
+
+        def data_received(self, data: bytes) -> None:
+            if self.transport.is_closing():
+                return
+            if self._head_timer is not None:  # a head is due: it may not grow without bound
+                self._head_bytes += len(data)
+                if self._head_bytes > max_head_bytes:
+                    self._disarm()
+                    self.transport.write(too_large)
+                    self.transport.close()
+                    return
+            super().data_received(data)
 
         def _disarm(self) -> None:
             if self._head_timer is not None:
