@@ -20,6 +20,8 @@ DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
 def add_connection_args(parser: argparse.ArgumentParser, role: str, sub_hint: str) -> None:
+    """Add the ``--server``, ``--token`` and ``--for`` flags; the help names a ``role`` token with
+    ``sub_hint`` as its sub."""
     parser.add_argument("--server", default=os.environ.get("TRACKER_URL", DEFAULT_SERVER),
                         help=f"the server's URL, http(s):// or ws(s):// (TRACKER_URL, default {DEFAULT_SERVER}); "
                              "several processes of one deployment separated by commas: a reconnect moves on to "
@@ -64,6 +66,7 @@ class Servers:
 
     @property
     def current(self) -> str:
+        """The URL the client talks to now."""
         return self.urls[self._at]
 
     def advance(self) -> str:
@@ -73,10 +76,12 @@ class Servers:
 
 
 def note(text: str) -> None:
+    """Print ``text`` on stderr as a ``# ...`` line (what the client itself does)."""
     print(f"# {text}", file=sys.stderr, flush=True)
 
 
 def show(frame: dict[str, Any]) -> None:
+    """Print ``frame`` on stdout as one JSON line."""
     print(orjson.dumps(frame).decode(), flush=True)
 
 

@@ -37,12 +37,14 @@ class CustomerClient:
         self.sock: JsonSocket | None = None
 
     def url(self) -> str:
+        """The socket URL for the order, resuming after ``last_event_id`` once there is one."""
         query = {"order_id": self.order_id}
         if self.last_event_id:
             query["last_event_id"] = self.last_event_id
         return f"{self.base_url}/v1/ws/customer?{urlencode(query)}"
 
     async def connect(self) -> "CustomerClient":
+        """Open the socket, resuming after ``last_event_id`` if set; returns the client."""
         self.sock = await JsonSocket.open(self.url(), self.token)
         return self
 
@@ -63,10 +65,12 @@ class CustomerClient:
                 return frame
 
     async def reconnect(self) -> "CustomerClient":
+        """Close the socket and open a new one that resumes after ``last_event_id``."""
         await self.close()
         return await self.connect()
 
     async def close(self) -> None:
+        """Close the socket, if one is open."""
         if self.sock is not None:
             await self.sock.close()
             self.sock = None
@@ -76,6 +80,7 @@ PROG = "python -m clients.customer"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m clients.customer``."""
     from clients.cli_common import add_connection_args
 
     p = argparse.ArgumentParser(
@@ -113,6 +118,7 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the customer command line on ``argv``; returns the exit status."""
     from clients.cli_common import run
 
     args = build_parser().parse_args(argv)

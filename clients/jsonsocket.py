@@ -28,6 +28,7 @@ class JsonSocket:
         return cls(ws)
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Send ``message`` as one JSON text frame."""
         await self.ws.send(orjson.dumps(message).decode())
 
     async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
@@ -54,6 +55,7 @@ class JsonSocket:
             self.received.append(frame)
 
     async def close(self) -> None:
+        """Close the WebSocket."""
         await self.ws.close()
 
     async def __aenter__(self) -> "JsonSocket":

@@ -27,6 +27,8 @@ class MerchantClient(JsonSocket):
 
     @classmethod
     async def connect(cls, base_url: str, token: str, last_event_id: str | None = None, **kwargs: Any) -> "MerchantClient":
+        """Connect to ``/v1/ws/merchant`` at ``base_url``; the feed resumes after ``last_event_id``
+        when given."""
         url = base_url.rstrip("/") + "/v1/ws/merchant"
         if last_event_id:
             url += "?" + urlencode({"last_event_id": last_event_id})
@@ -34,12 +36,15 @@ class MerchantClient(JsonSocket):
         return cls(sock.ws)
 
     async def confirm(self, order_id: str) -> None:
+        """Confirm ``order_id``: the kitchen takes the order."""
         await self.send({"type": "confirm", "order_id": order_id})
 
     async def ready(self, order_id: str) -> None:
+        """Mark ``order_id``'s food ready."""
         await self.send({"type": "ready", "order_id": order_id})
 
     async def delay(self, order_id: str, minutes: float) -> None:
+        """Move ``order_id``'s ready estimate to ``minutes`` after the later of now and the current one."""
         await self.send({"type": "delay", "order_id": order_id, "minutes": minutes})
 
     async def event(self, order_id: str, kind: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -52,6 +57,7 @@ SETTLE_S = 0.5  # the feed first replays the history: act on an event only if no
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m clients.merchant``."""
     from clients.cli_common import add_connection_args
 
     p = argparse.ArgumentParser(
@@ -81,9 +87,12 @@ class Kitchen:
         self.owed: dict[str, tuple[str, float]] = {}
 
     def owe(self, order_id: str, action: str, pause: float) -> None:
+        """Owe ``action`` on ``order_id``, due ``pause`` seconds from now (``SETTLE_S`` at the soonest)."""
         self.owed[order_id] = (action, asyncio.get_running_loop().time() + max(pause, SETTLE_S))
 
     def still_due(self, order_id: str, action: str) -> bool:
+        """Whether the feed so far still calls for ``action``: a confirm while the last event is
+        ``placed``, a ready until the food is ready or the order is past it."""
         kinds = self.seen.get(order_id, [])
         if action == "confirm":
             return kinds[-1:] == ["placed"]
@@ -157,6 +166,7 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the merchant command line on ``argv``; returns the exit status."""
     from clients.cli_common import run
 
     args = build_parser().parse_args(argv)

@@ -216,6 +216,7 @@ def points(x: object, y: object, name: str) -> Points:
 
 
 def speed(value: object) -> float:
+    """A travel speed ``meters_per_minute``: a real number > 0."""
     return scalar(value, "meters_per_minute", strict=True)
 
 
@@ -230,9 +231,10 @@ class PickupInputs(NamedTuple):
     max_travel_min: float
 
 
-def pickup_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, site_x, site_y,
-                  site_ready_at, meters_per_minute, pickup_service_min,
-                  max_travel_min) -> PickupInputs:
+def pickup_inputs(rider_x: object, rider_y: object, rider_free_at: object, rider_shift_end: object,
+                  site_x: object, site_y: object, site_ready_at: object, meters_per_minute: object,
+                  pickup_service_min: object, max_travel_min: object) -> PickupInputs:
+    """The arguments of ``pickup_times``, validated and converted (half the pickup service kept)."""
     rider = points(rider_x, rider_y, "rider")
     free_at = times(rider_free_at, "rider_free_at")
     shift_end = times(rider_shift_end, "rider_shift_end", allow_inf=True)
@@ -254,9 +256,12 @@ class CostInputs(NamedTuple):
     wait_weight: float
 
 
-def cost_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
-                bundle_ready_at, bundle_size, bundle_drop_sum, bundle_reward, meters_per_minute,
-                pickup_service_min, max_travel_min, wait_weight) -> CostInputs:
+def cost_inputs(rider_x: object, rider_y: object, rider_free_at: object, rider_shift_end: object,
+                bundle_x: object, bundle_y: object, bundle_ready_at: object, bundle_size: object,
+                bundle_drop_sum: object, bundle_reward: object, meters_per_minute: object,
+                pickup_service_min: object, max_travel_min: object, wait_weight: object) -> CostInputs:
+    """The arguments of ``assignment_costs``, validated and converted; drop sum minus reward is
+    ``bundle_base``."""
     pickup = pickup_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
                            bundle_ready_at, meters_per_minute, pickup_service_min, max_travel_min)
     size = finite_values(bundle_size, "bundle_size")
@@ -283,8 +288,9 @@ class DropInputs(NamedTuple):
     weights: np.ndarray
 
 
-def drop_inputs(start_x, start_y, drop_x, drop_y, meters_per_minute, dropoff_service_min,
-                weights) -> DropInputs:
+def drop_inputs(start_x: object, start_y: object, drop_x: object, drop_y: object,
+                meters_per_minute: object, dropoff_service_min: object, weights: object) -> DropInputs:
+    """The arguments of ``best_drop_sequence``, validated and converted; no ``weights`` means all 1."""
     drop = points(drop_x, drop_y, "drop")
     if len(drop.x) > MAX_DROP_STOPS:
         raise ValueError(f"at most {MAX_DROP_STOPS} drop-off stops, got {len(drop.x)}")
@@ -319,9 +325,12 @@ class BundleInputs(NamedTuple):
     dropoff_service_min: float
 
 
-def bundle_inputs(site_of_order, ready_at, placed_at, drop_x, drop_y, site_x, site_y,
-                  max_size, max_ready_spread, max_extra_min, meters_per_minute,
-                  dropoff_service_min) -> BundleInputs:
+def bundle_inputs(site_of_order: object, ready_at: object, placed_at: object, drop_x: object,
+                  drop_y: object, site_x: object, site_y: object, max_size: object,
+                  max_ready_spread: object, max_extra_min: object, meters_per_minute: object,
+                  dropoff_service_min: object) -> BundleInputs:
+    """The arguments of ``bundle_orders_by_site``, validated, with the orders sorted into site groups
+    for the greedy."""
     ready = times(ready_at, "ready_at")
     placed = times(placed_at, "placed_at")
     drop = points(drop_x, drop_y, "drop")

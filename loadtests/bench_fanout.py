@@ -23,6 +23,9 @@ from tracker.launcher import ServerProcess
 
 
 async def subscriber(url: str, token: str, want: int, out: list[float], ready: asyncio.Event, counter: list[int]) -> None:
+    """Watch ``url`` as one subscriber: once the history frame is in, count itself in ``counter``
+    ([connected, expected]; ``ready`` is set when all are), then append the latency (ms) of each of
+    ``want`` delay events to ``out``."""
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None) as ws:
         await ws.recv()  # the order's placed event (history)
         counter[0] += 1
@@ -37,6 +40,8 @@ async def subscriber(url: str, token: str, want: int, out: list[float], ready: a
 
 
 async def run(server: ServerProcess, n: int, events: int) -> tuple[list[float], int]:
+    """Create the order, connect ``n`` subscribers and post ``events`` delays as its merchant;
+    returns the latencies (ms) and the number of deliveries missed."""
     op = server.token("operator", "bench")
     async with httpx.AsyncClient(base_url=server.base_url, headers={"Authorization": f"Bearer {op}"}) as http:
         await http.post("/v1/orders", json={"id": "fan-1", "merchant_id": "fan-m", "pickup": {"lat": 1, "lng": 1},
@@ -63,6 +68,7 @@ async def run(server: ServerProcess, n: int, events: int) -> tuple[list[float], 
 
 
 def main() -> None:
+    """Run the benchmark with the command-line flags against a fresh server and print the latencies."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--events", type=int, default=50)

@@ -42,6 +42,7 @@ METRICS = ("tracker_fixes_accepted_total", "tracker_fixes_written_total", "track
 
 
 def metric(base_url: str, name: str) -> float:
+    """The value of the unlabelled metric ``name`` on the server's ``/metrics`` page (0.0 when absent)."""
     for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])
@@ -70,10 +71,13 @@ async def _generator(ws_url: str, secret: str, ids: list[str], rate: float, seco
 
 
 def generator(ws_url: str, secret: str, ids: list[str], rate: float, seconds: float, sent: "mp.Value") -> None:  # type: ignore[type-arg]
+    """Process entry point: stream the fixes of riders ``ids`` and add the number sent to ``sent``."""
     asyncio.run(_generator(ws_url, secret, ids, rate, seconds, sent))
 
 
 async def probe(server: ServerProcess, seconds: float) -> list[float]:
+    """Send a probe rider's fixes for ``seconds`` and time each until ``nearby`` finds it; returns the
+    times (ms)."""
     redis = connect(server.effective_redis_url, decode_responses=True)
     token = issue_token(server.secret, "rider", "bench-probe", 3600)
     latencies = []
@@ -98,6 +102,7 @@ async def probe(server: ServerProcess, seconds: float) -> list[float]:
 
 
 def main() -> None:
+    """Run the benchmark with the command-line flags, on an embedded Redis Cluster with ``--redis-cluster``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--riders", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=10.0, help="fixes per second per rider")
@@ -114,6 +119,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, redis_url: str | None) -> None:
+    """Start the server, drive the riders from the generator processes with the probe alongside, and
+    print the rates and fix-to-visibility."""
     # room for the generators' rate and for the probe's 4 fixes a second
     env = {"TRACKER_RIDER_MAX_FIX_RATE": str(max(args.rate * 2, 8.0)), "TRACKER_LOG_LEVEL": "warning",
            "TRACKER_MAX_RIDER_SPEED_MPS": "1000"}

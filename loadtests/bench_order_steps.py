@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 def main() -> None:
+    """Time ``--orders`` cancels against the server of the ``--code`` checkout and print ms per cancel."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--orders", type=int, default=400)
     p.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],

@@ -71,6 +71,7 @@ def _summary(name: str, errors: np.ndarray) -> str:
 
 
 def main() -> None:
+    """Replay every instance under ROOT in ``--jobs`` processes and print the drop-off and pickup errors."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", help="folder of MDRP instances (or one instance)")
     ap.add_argument("--jobs", type=int, default=2)

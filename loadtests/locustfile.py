@@ -48,6 +48,7 @@ def unique_id(kind: str) -> str:
 
 
 def secret() -> str:
+    """The server's secret from ``TRACKER_SECRET``; a RuntimeError when it is unset."""
     value = os.environ.get("TRACKER_SECRET")
     if not value:
         raise RuntimeError("set TRACKER_SECRET to the server's secret (loadtests/run.py does)")
@@ -55,19 +56,23 @@ def secret() -> str:
 
 
 def token(role: str, sub: str) -> str:
+    """A token for ``role``/``sub``, valid for a day, signed with the server's secret."""
     return issue_token(secret(), role, sub, 24 * 3600)
 
 
 def ws_url(host: str, path: str) -> str:
+    """The WebSocket URL of ``path`` on the http(s) ``host``."""
     return host.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + path
 
 
 def restaurant(mid: str) -> tuple[float, float]:
+    """Where merchant ``mid`` is: a fixed point near the centre, the same in every user and process."""
     rng = random.Random(mid)
     return CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG) / 2, CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG) / 2
 
 
 def now_ms() -> int:
+    """Wall-clock time in milliseconds, the clock of the server's ``ts`` stamps."""
     return int(time.time() * 1000)
 
 
@@ -79,6 +84,8 @@ class WsUser(User):
     role = "rider"
 
     def ws_connect(self, sub: str, path: str | None = None) -> None:
+        """Open the user's socket as ``sub`` (on ``path``, default the class's), report the connect
+        and start the reader greenlet; a failed connect is reported and raised."""
         start = time.perf_counter()
         try:
             self.ws = WsClient(ws_url(self.host, path or self.path), token(self.role, sub))
@@ -89,12 +96,15 @@ class WsUser(User):
         self.reader = gevent.spawn(self._read_loop)
 
     def report(self, name: str, start: float, length: int, exc: Exception | None = None, *, ms: float | None = None) -> None:
+        """Report one ``WS`` request named ``name`` to locust, timed from ``start`` (``perf_counter``)
+        unless ``ms`` is given; ``exc`` makes it a failure."""
         elapsed = (time.perf_counter() - start) * 1000 if ms is None else ms
         self.environment.events.request.fire(
             request_type="WS", name=name, response_time=elapsed, response_length=length, exception=exc, context={}
         )
 
     def send(self, name: str, message: dict) -> None:
+        """Send ``message`` and report it as ``name`` with its size; a failed send is reported and raised."""
         start = time.perf_counter()
         try:
             size = self.ws.send(message)
@@ -123,6 +133,7 @@ class WsUser(User):
         return False
 
     def on_stop(self) -> None:
+        """Close the socket, if one was opened."""
         if getattr(self, "ws", None):
             self.ws.close()
 
@@ -136,6 +147,8 @@ class RiderUser(WsUser):
     role = "rider"
 
     def on_start(self) -> None:
+        """Connect as a new rider at a random point near the centre, go available, and pick a random
+        phase for the fixes."""
         self.rider_id = unique_id("r")
         self.lat = CENTRE[0] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
         self.lng = CENTRE[1] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
@@ -149,10 +162,12 @@ class RiderUser(WsUser):
         self.next_fix_at = time.monotonic() + random.random()
 
     def wait_time(self) -> float:  # type: ignore[override]
+        """Seconds until this rider's next fix on its own once-a-second schedule."""
         return max(0.0, self.next_fix_at - time.monotonic())
 
     @task
     def move(self) -> None:
+        """Send the next fix, about 5 m further along a slowly turning heading."""
         self.next_fix_at += 1.0
         self.heading += random.uniform(-0.3, 0.3)
         step = 5.0 / 111_000  # about 5 m/s
@@ -161,6 +176,8 @@ class RiderUser(WsUser):
         self.send("location", {"type": "location", "lat": self.lat, "lng": self.lng, "speed": 5.0})
 
     def on_message(self, msg: dict) -> None:
+        """Count the frame by type, accept every offer, and take an assignment's orders through to
+        delivery (a step every 2 s)."""
         kind = msg.get("type")
         self.report(kind or "unknown", time.perf_counter(), 0)
         if kind == "offer":
@@ -170,6 +187,7 @@ class RiderUser(WsUser):
             gevent.spawn(self._deliver, [o["order_id"] for o in msg["orders"]])
 
     def expected_error(self, msg: dict) -> bool:
+        """True for ``conflict`` in answer to one of this rider's accepts: the offer was settled first."""
         # An offer can be settled before the accept arrives: an add-on whose held order this
         # rider has picked up meanwhile (its _deliver greenlet moves on by itself) is withdrawn,
         # an offer can expire. The server answers ``conflict`` by design (docs/protocol.md, "Offers").
@@ -193,6 +211,7 @@ class MerchantUser(WsUser):
     _ids = itertools.cycle(MERCHANTS)
 
     def on_start(self) -> None:
+        """Connect the tablet of the next merchant in turn."""
         self.merchant_id = next(self._ids)
         self.ws_connect(self.merchant_id)
 
@@ -201,6 +220,8 @@ class MerchantUser(WsUser):
         """The tablet only reacts to its feed."""
 
     def on_message(self, msg: dict) -> None:
+        """Report each feed event's latency from its ``ts``; confirm every placed order and mark it
+        ready 3 s later."""
         if msg.get("type") == "event":
             self.report(f"feed:{msg.get('kind')}", 0, 0, ms=max(0, now_ms() - msg.get("ts", now_ms())))
             if msg.get("kind") == "placed":
@@ -211,6 +232,8 @@ class MerchantUser(WsUser):
 
 
 def new_order(client, oid: str) -> None:  # type: ignore[no-untyped-def]
+    """Create order ``oid`` at a random merchant through ``client``, as the operator, with a drop-off
+    within 0.02 degrees of the restaurant."""
     mid = random.choice(MERCHANTS)
     plat, plng = restaurant(mid)
     body = {"id": oid, "merchant_id": mid, "pickup": {"lat": plat, "lng": plng},
@@ -228,6 +251,7 @@ class OperatorUser(HttpUser):
 
     @task
     def create(self) -> None:
+        """Create one new order."""
         new_order(self.client, unique_id("o"))
 
 
@@ -241,6 +265,7 @@ class CustomerUser(WsUser):
     role = "customer"
 
     def on_start(self) -> None:
+        """Place this user's order (outside the statistics) and watch it on a customer socket."""
         self.order_id = unique_id("c")
         new_order(_Plain(self.host), self.order_id)
         self.connected_at = now_ms()
@@ -251,6 +276,8 @@ class CustomerUser(WsUser):
         """Frames arrive on the reader greenlet."""
 
     def on_message(self, msg: dict) -> None:
+        """Report live events and rider positions by their latency from ``ts``; history is counted
+        untimed and a resync as a failure."""
         if msg.get("type") == "event":
             # Events from before the socket opened are history, not fan-out latency.
             live = msg["ts"] >= self.connected_at
@@ -283,6 +310,7 @@ class ProbeUser(HttpUser):
     wait_time = constant(0.25)
 
     def on_start(self) -> None:
+        """Connect the probe rider's socket, start draining it, and note when the ramp ends."""
         self.steady_at = time.perf_counter() + float(os.environ.get("LOADTEST_RAMP_S", "0"))
         self.rider_id = f"lt-probe{RUN}"
         self.ws = WsClient(ws_url(self.host, "/v1/ws/rider"), token("rider", self.rider_id))
@@ -301,6 +329,8 @@ class ProbeUser(HttpUser):
 
     @task
     def probe(self) -> None:
+        """Send a fix and poll nearby until it shows (at most 5 s); report the time as
+        ``fix_to_visibility``, or ``fix_to_visibility (ramp)`` during the ramp."""
         self.lat += 0.00003
         start = time.perf_counter()
         self.ws.send({"type": "location", "lat": self.lat, "lng": self.lng})
@@ -321,5 +351,6 @@ class ProbeUser(HttpUser):
         )
 
     def on_stop(self) -> None:
+        """Stop the reader and close the socket."""
         self.reader.kill()
         self.ws.close()

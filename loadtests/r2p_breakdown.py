@@ -64,6 +64,8 @@ def breakdown(folder: str) -> tuple[str, float, float]:
 
 
 def main() -> None:
+    """Break down every matching instance under ROOT in ``--jobs`` processes and print reach and actual
+    ready-to-pickup per family and overall."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root")
     ap.add_argument("--match", default="", help="only instances whose name contains this")

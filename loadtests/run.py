@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def read_stats(prefix: Path) -> dict[str, dict[str, str]]:
+    """The rows of locust's ``PREFIX_stats.csv`` by ``"Type Name"`` (empty when there is no file)."""
     path = Path(f"{prefix}_stats.csv")
     if not path.exists():
         return {}
@@ -50,6 +51,7 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        """Sample CPU, RSS and the WebSockets held once a second until ``stop`` is set or the process ends."""
         self.proc.cpu_percent(None)
         while not self.stop.wait(1.0):
             try:
@@ -69,6 +71,8 @@ class Sampler(threading.Thread):
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    """Run the locust scenarios as ``args`` say, on a server of its own unless ``--server``, and
+    return the run's summary."""
     secret = args.secret or secrets.token_urlsafe(32)
     server = None
     if args.server:
@@ -157,6 +161,7 @@ def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sample
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line of ``run.py`` (``sweep.py`` builds its steps' arguments with it too)."""
     p = argparse.ArgumentParser(description="Run tracker's locust scenarios headless and summarise.")
     p.add_argument("--server", help="target an existing server (default: start one with an embedded Redis)")
     p.add_argument("--secret", help="the server's TRACKER_SECRET (with --server)")
@@ -173,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
+    """Run with the command-line flags and print the summary, one ``key  value`` line each."""
     summary = run(parser().parse_args())
     width = max(len(k) for k in summary)
     for key, value in summary.items():

@@ -86,6 +86,8 @@ def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_m
 
 
 def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:
+    """Plot fix-to-visibility p50 and p99 (log scale) and fixes/s against the rider count, and save the
+    figure to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,6 +113,8 @@ def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:
 
 
 def main() -> None:
+    """Measure idle memory, then raise the riders step by step until one breaks; write the CSV and the
+    plot and print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--start", type=int, default=500)
     p.add_argument("--step", type=int, default=500)

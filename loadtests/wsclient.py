@@ -78,6 +78,7 @@ class WsClient:
             self._pending = [e for e in self._read() if isinstance(e, Frame)]
 
     def close(self) -> None:
+        """Send a normal close (1000) if the socket still takes it, then close the socket."""
         try:
             self.protocol.send_close(1000)
             self._flush()

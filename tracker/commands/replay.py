@@ -20,6 +20,7 @@ OUT_ALL = "solutions"  # --all: the committed solutions of every instance
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``replay`` command and its flags to ``sub``."""
     p = sub.add_parser("replay", help="replay MDRP instances through the dispatch planner")
     p.add_argument("instance", nargs="?", help="instance folder (offline replay, or with --check / --live)")
     p.add_argument("solution", nargs="?", help="with --check: the solution folder to check")
@@ -117,6 +118,8 @@ def _folder_problem(flag: str, path: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Replay, check or report as the flags say; 0 when every solution keeps every rule, 1 on
+    violations or failed instances, 2 on bad flags or input."""
     if not (args.interval > 0 and args.interval <= 60):
         print(f"tracker replay: --interval must be more than 0 and at most 60 minutes, not {args.interval:g}",
               file=sys.stderr)

@@ -9,6 +9,7 @@ from tracker.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` command and its flags to ``sub``."""
     p = sub.add_parser("serve", help="run the server (embedded Redis when REDIS_URL is unset)")
     p.add_argument("--host", help="address to listen on (TRACKER_HOST, default 127.0.0.1)")
     p.add_argument("--port", help="TCP port (TRACKER_PORT, default 8000; 0 picks a free one)")
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the server on the settings of the environment and the flags until it stops; returns 0."""
     settings = Settings.from_env(
         host=args.host, port=args.port, redis_url=args.redis_url, data_dir=args.data_dir,
         time_scale=args.time_scale, log_level=args.log_level, log_format=args.log_format,

@@ -14,6 +14,7 @@ from tracker.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``token`` command and its flags to ``sub``."""
     p = sub.add_parser("token", help="print a signed token (uses TRACKER_SECRET or the data folder's secret)")
     p.add_argument("--role", required=True, choices=[r.value for r in Role])
     p.add_argument("--sub", required=True, help="rider id, order id (customer), merchant id, or operator name")
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print a token for ``--role``/``--sub`` signed with the server's secret; 2 when there is no
+    secret or the sub or ttl is refused."""
     settings = Settings.from_env(data_dir=args.data_dir)
     secret = settings.secret or read_secret(settings.data_dir)
     if secret is None:

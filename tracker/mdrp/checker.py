@@ -44,6 +44,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """True when the solution breaks no rule."""
         return not self.violations
 
 

@@ -27,6 +27,7 @@ class Metrics:
     lower_bound_ctd: float
 
     def as_dict(self) -> dict[str, Any]:
+        """The metrics as a dict, field name to value."""
         return asdict(self)
 
 
@@ -41,6 +42,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def mean(values: list[float]) -> float:
+    """The arithmetic mean; NaN when there are no values."""
     return sum(values) / len(values) if values else math.nan
 
 

@@ -33,6 +33,7 @@ MS_PER_MIN = 60_000
 
 
 def to_ms(minute: float) -> int:
+    """Server time (ms) of instance minute ``minute``; minute 0 is ``EPOCH_MS``."""
     return int(round(EPOCH_MS + minute * MS_PER_MIN))
 
 

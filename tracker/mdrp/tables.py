@@ -53,6 +53,7 @@ class Row:
     cells: dict[str, str]
 
     def fail(self, what: str) -> NoReturn:
+        """Raise an ``InputError`` about this line, prefixed with its file and line number."""
         raise InputError(f"{self.where}: line {self.line}: {what}")
 
     def ident(self, column: str) -> str:

@@ -45,6 +45,7 @@ def _missing(principal: Principal, order_id: str) -> ApiError:
 
 
 async def create(request: Request) -> Response:
+    """Create an order (operator only); 201 when new, 200 when the same id and body came before."""
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     body = await json_body(request)
@@ -58,6 +59,7 @@ async def create(request: Request) -> Response:
 
 
 async def read(request: Request) -> Response:
+    """The order with its event history, for the operator, its merchant or its customer."""
     rt = runtime_of(request)
     principal = rt.authenticate(request)
     order_id = _order_id(request)
@@ -73,6 +75,7 @@ async def read(request: Request) -> Response:
 
 
 async def cancel(request: Request) -> Response:
+    """Cancel the order (its merchant or the operator), with an optional reason; returns the order."""
     rt = runtime_of(request)
     principal = rt.authenticate(request)
     principal.require(Role.MERCHANT)
@@ -88,6 +91,8 @@ async def cancel(request: Request) -> Response:
 
 
 async def assign(request: Request) -> Response:
+    """Give the order to ``rider_id`` (operator only) and tell the rider; ``conflict`` when a rider
+    already carries it."""
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
