@@ -38,7 +38,8 @@ class CliError(Exception):
 
 
 def ws_base(url: str) -> str:
-    """``ws://host:port`` for a server URL given as http(s):// or ws(s)://."""
+    """The WebSocket base (``ws://`` or ``wss://``, host, port and any path) of a server URL
+    given as http(s):// or ws(s)://."""
     parts = urlsplit(url.strip())
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     try:

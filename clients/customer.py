@@ -58,7 +58,8 @@ class CustomerClient:
         return frame
 
     async def next_event(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The next ``event`` frame, skipping ephemeral ones."""
+        """The next frame that moves the channel on (``event``, ``resync`` or ``error``), skipping
+        ephemeral ones such as ``rider_location``."""
         while True:
             frame = await self.next(timeout)
             if frame.get("type") in ("event", "resync", "error"):
@@ -102,7 +103,7 @@ async def _main(args: argparse.Namespace) -> None:
     watcher.last_event_id = args.last_event_id
 
     async def session() -> None:  # a new connection resumes after the last event seen
-        watcher.base_url = args.servers.current
+        watcher.base_url = args.servers.current.rstrip("/")
         await watcher.connect()
         note(f"watching order {args.order_id} on {args.servers.current}/v1/ws/customer")
         try:

@@ -265,9 +265,10 @@ def cost_inputs(rider_x: object, rider_y: object, rider_free_at: object, rider_s
     pickup = pickup_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
                            bundle_ready_at, meters_per_minute, pickup_service_min, max_travel_min)
     size = finite_values(bundle_size, "bundle_size")
-    if (size < 1).any():
-        i = int(np.argmax(size < 1))
-        raise ValueError(f"bundle_size[{i}] must be >= 1, got {size[i]!r}")
+    bad = (size < 1) | (size != np.floor(size))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"bundle_size[{i}] must be a whole number >= 1 (orders in the bundle), got {size[i]!r}")
     drop_sum = finite_values(bundle_drop_sum, "bundle_drop_sum")
     reward = finite_values(bundle_reward, "bundle_reward")
     same_length(bundle_x=pickup.site.x, bundle_size=size, bundle_drop_sum=drop_sum,

@@ -77,6 +77,8 @@ def main() -> None:
         lat, missed = asyncio.run(run(server, args.subscribers, args.events))
     lat.sort()
     print(f"{args.subscribers} subscribers x {args.events} events = {len(lat)} deliveries, {missed} missed")
+    if not lat:
+        raise SystemExit("no event reached a subscriber: nothing to measure")
     print(f"event -> subscriber latency: p50 {statistics.median(lat):.1f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.1f} ms, max {lat[-1]:.1f} ms")
 
 

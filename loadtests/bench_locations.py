@@ -35,7 +35,7 @@ from tracker.auth import issue_token
 from tracker.embedded_cluster import EmbeddedCluster
 from tracker.launcher import ServerProcess
 from tracker.locations.nearby import nearby
-from tracker.redis_client import connect
+from tracker.redis_client import AnyRedis, connect
 
 CENTRE = (48.8566, 2.3522)
 METRICS = ("tracker_fixes_accepted_total", "tracker_fixes_written_total", "tracker_fix_batch_size_count")
@@ -80,7 +80,16 @@ async def probe(server: ServerProcess, seconds: float) -> list[float]:
     times (ms)."""
     redis = connect(server.effective_redis_url, decode_responses=True)
     token = issue_token(server.secret, "rider", "bench-probe", 3600)
-    latencies = []
+    latencies: list[float] = []
+    try:
+        await _probe_fixes(server, token, redis, seconds, latencies)
+    finally:
+        await redis.aclose()
+    return latencies
+
+
+async def _probe_fixes(server: ServerProcess, token: str, redis: AnyRedis, seconds: float,
+                       latencies: list[float]) -> None:
     async with websockets.connect(server.ws_url + "/v1/ws/rider", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         lat, lng = CENTRE[0] + 0.2, CENTRE[1] + 0.2
         end = time.monotonic() + seconds
@@ -97,8 +106,6 @@ async def probe(server: ServerProcess, seconds: float) -> list[float]:
                 await asyncio.sleep(0.0005)
             latencies.append((time.perf_counter() - t) * 1000)
             await asyncio.sleep(0.25)
-    await redis.aclose()
-    return latencies
 
 
 def main() -> None:
@@ -146,7 +153,11 @@ def run(args: argparse.Namespace, redis_url: str | None) -> None:
         print(f"fixes accepted by the server: {accepted:,.0f}/s")
         print(f"fixes written to Redis: {written:,.0f}/s in {batches:,.0f} round trips/s (mean batch {written / max(batches, 1):.1f})")
         print(f"fixes sent by the generators: {sent.value / args.seconds:,.0f}/s (over the whole run)")
-        print(f"fix-to-visibility in nearby(): p50 {statistics.median(lat):.1f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.1f} ms ({len(lat)} probes)")
+        if lat:
+            print(f"fix-to-visibility in nearby(): p50 {statistics.median(lat):.1f} ms, "
+                  f"p99 {lat[int(0.99 * (len(lat) - 1))]:.1f} ms ({len(lat)} probes)")
+        else:
+            print("fix-to-visibility in nearby(): no probe completed (the run was too short)")
 
 
 if __name__ == "__main__":

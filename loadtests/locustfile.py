@@ -351,6 +351,8 @@ class ProbeUser(HttpUser):
         )
 
     def on_stop(self) -> None:
-        """Stop the reader and close the socket."""
-        self.reader.kill()
-        self.ws.close()
+        """Stop the reader and close the socket (if on_start got that far)."""
+        if getattr(self, "reader", None):
+            self.reader.kill()
+        if getattr(self, "ws", None):
+            self.ws.close()

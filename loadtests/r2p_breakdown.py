@@ -59,7 +59,9 @@ def breakdown(folder: str) -> tuple[str, float, float]:
     day = simulate(inst, observe=observe)
     pairs = [(reach.get(oid, np.nan), max(0.0, a.pickup - inst.orders[oid].ready))
              for a in day.assignments for oid in a.orders]
-    got = np.array([pr for pr in pairs if np.isfinite(pr[0])])
+    got = np.array([pr for pr in pairs if np.isfinite(pr[0])]).reshape(-1, 2)
+    if not len(got):  # no delivered order any courier could reach: nothing to split
+        return inst.name, float("nan"), float("nan")
     return inst.name, float(got[:, 0].mean()), float(got[:, 1].mean())
 
 
@@ -80,7 +82,7 @@ def main() -> None:
         families["all"].append((reach, actual))
     print(f"{'family':<12} {'days':>4} {'reach':>6} {'actual':>6} {'lost to each other':>18}")
     for fam, vals in sorted(families.items(), key=lambda kv: (kv[0] == "all", kv[0])):
-        reach, actual = np.array(vals).mean(axis=0)
+        reach, actual = np.nanmean(np.array(vals), axis=0)
         print(f"{fam:<12} {len(vals):>4} {reach:>6.2f} {actual:>6.2f} {actual - reach:>18.2f}")
 
 

@@ -39,7 +39,7 @@ def read_stats(prefix: Path) -> dict[str, dict[str, str]]:
 
 
 class Sampler(threading.Thread):
-    """Samples the server's CPU and memory (with its embedded Redis child) during the run."""
+    """Samples the server process's CPU and memory (not its embedded Redis child's) during the run."""
 
     def __init__(self, pid: int, base_url: str) -> None:
         super().__init__(daemon=True)
@@ -103,16 +103,19 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 # the probe files its samples taken while users are still being spawned apart
                 "LOADTEST_RAMP_S": str(users / args.spawn_rate + 2.0)})
     started = time.time()
-    subprocess.run(cmd, env=env, check=False, timeout=_seconds(args.time) + 120,
-                   stdout=subprocess.DEVNULL if args.quiet else None, stderr=subprocess.DEVNULL if args.quiet else None)
+    try:
+        subprocess.run(cmd, env=env, check=False, timeout=_seconds(args.time) + 120,
+                       stdout=subprocess.DEVNULL if args.quiet else None,
+                       stderr=subprocess.DEVNULL if args.quiet else None)
+    finally:  # (a locust that overran its time, or Ctrl-C, still stops the server)
+        if sampler is not None:
+            sampler.stop.set()
+        if server is not None:
+            server.cleanup()
     elapsed = time.time() - started
-    if sampler is not None:
-        sampler.stop.set()
     stats = read_stats(out)
     summary = _summarise(stats, elapsed, sampler, idle_rss if sampler else None, users)
     summary["csv"] = str(out) + "_stats.csv"
-    if server is not None:
-        server.cleanup()
     return summary
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from tracker.settings import describe
@@ -13,6 +15,15 @@ def test_every_setting_is_documented() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     missing = [env for env, _, _ in describe() if f"`{env}`" not in text]
     assert not missing, f"settings missing from docs/architecture.md: {missing}"
+
+
+def test_serve_help_lists_every_setting_with_its_default() -> None:
+    shown = subprocess.run([sys.executable, "-m", "tracker", "serve", "--help"], capture_output=True, text=True,
+                           timeout=60, cwd=ROOT)
+    assert shown.returncode == 0, shown.stderr
+    assert "TRACKER_STALE_AFTER_S [30.0]" in shown.stdout and "TRACKER_SECRET [unset]" in shown.stdout
+    missing = [env for env, _, _ in describe() if f"  {env} [" not in shown.stdout]
+    assert not missing, f"settings missing from tracker serve --help: {missing}"
 
 
 def test_protocol_doc_keeps_the_fixed_contract() -> None:

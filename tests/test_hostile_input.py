@@ -344,6 +344,29 @@ async def test_websocket_to_an_unknown_path_or_http_to_a_socket_answers_in_kind(
         assert (await http.get("/v1/ws/nothing")).status_code == 404
 
 
+async def test_a_socket_sending_garbage_is_answered_then_closed(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    mid = uid("m")
+    async with websockets.connect(f"{server.ws_url}/v1/ws/merchant",
+                                  additional_headers={"Authorization": f"Bearer {server.token('merchant', mid)}"}) as ws:
+        garbage = ["{not json", "[1, 2]", '{"type": "dance"}', '{"no_type": 1}', b"\x00binary"]
+        for i in range(99):  # each is answered with its error, and the socket stays open
+            await ws.send(garbage[i % len(garbage)])
+        codes = []
+        while len(codes) < 99:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            if frame.get("type") == "error":
+                codes.append(frame["code"])
+        assert set(codes) == {"bad_json", "bad_message", "unknown_type"}, set(codes)
+        await ws.send('{"type": "confirm", "order_id": "' + uid("nope") + '"}')  # a real message still works
+        answer = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert answer["type"] == "error" and answer["code"] == "forbidden", answer
+        await ws.send("{more garbage")  # the 100th within 10 s: answered, then closed
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1008 and ws.close_reason.startswith("rate_limited: 100 malformed"), ws.close_reason
+
+
 async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_bounded(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

@@ -94,8 +94,9 @@ def test_assignment_costs_compiled_equals_pure() -> None:
 @pytest.mark.parametrize("impl", IMPLS)
 def test_assignment_costs_reject_bad_bundles(impl) -> None:
     ok = ([0.0], [0.0], [0.0], [np.inf], [0.0], [0.0], [0.0])
-    with pytest.raises(ValueError, match=r"bundle_size\[0\] must be >= 1"):
-        impl.assignment_costs(*ok, [0.0], [1.0], [1.0], SPEED, 4, 30, 0.1)
+    for size in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"bundle_size\[0\] must be a whole number >= 1"):
+            impl.assignment_costs(*ok, [size], [1.0], [1.0], SPEED, 4, 30, 0.1)
     with pytest.raises(ValueError, match="bundle_reward"):
         impl.assignment_costs(*ok, [1.0], [1.0], [1.0, 2.0], SPEED, 4, 30, 0.1)
     with pytest.raises(ValueError, match=r"bundle_drop_sum\[0\] must be finite"):

@@ -75,6 +75,7 @@ BAD_INSTANCES: dict[str, tuple[dict[str, Edit], str, str]] = {
                           "courier c1 is listed twice"),
     "off_before_on": ({"couriers": cell(1, 4, "-5")}, "couriers.txt: line 2", "goes off shift"),
     "space_in_id": ({"orders": cell(1, 0, "o 1")}, "orders.txt: line 2", "whitespace"),
+    "empty_id": ({"orders": cell(1, 0, "")}, "orders.txt: line 2", "order id is empty"),
 }
 
 

@@ -207,7 +207,8 @@ class Settings:
         return cls(**values)
 
 def describe() -> list[tuple[str, str, str]]:
-    """(environment variable, default, description) for every setting, for docs and --help."""
+    """(environment variable, default, description) for every setting: ``tracker serve --help``
+    lists them, and the docs' settings table is checked against them."""
     return [
         (f.metadata["env"], repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)
     ]

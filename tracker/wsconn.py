@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from tracker.auth import Principal, Role, token_from_connection, verify_token
 from tracker.errors import ApiError
 from tracker.jsonutil import dumps_str, loads_object
+from tracker.locations.ratelimit import FloodGuard
 from tracker.logs import log_failure
 from tracker.redis_client import REDIS_DOWN, redis_unavailable
 
@@ -30,6 +31,12 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+
+# Frames a socket may get refused as malformed within MALFORMED_WINDOW_S before it is closed:
+# a client sending garbage as fast as it can must not keep the server answering it.
+MALFORMED = frozenset({"bad_json", "bad_message", "unknown_type", "too_large"})
+MAX_MALFORMED = 100
+MALFORMED_WINDOW_S = 10.0
 
 
 class WsHub:
@@ -67,6 +74,7 @@ class WsSession:
         self.max_frame_bytes = max_frame_bytes
         self.closed = False
         self.peer_close_code: int | None = None  # the close code the client sent, if it closed first
+        self._malformed = FloodGuard(MAX_MALFORMED, MALFORMED_WINDOW_S)
         self._expiry: asyncio.TimerHandle | None = None
         self._expiring: asyncio.Task[None] | None = None
 
@@ -114,7 +122,12 @@ class WsSession:
             return False
 
     async def send_error(self, err: ApiError, ref: Any = None) -> bool:
-        return await self.send(err.frame(ref))
+        """Send ``err`` as an error frame; too many malformed messages close the socket (1008)."""
+        sent = await self.send(err.frame(ref))
+        if err.code in MALFORMED and self._malformed.refused(time.monotonic()):
+            await self.close(CLOSE_POLICY, f"rate_limited: {MAX_MALFORMED} malformed messages within "
+                                           f"{MALFORMED_WINDOW_S:g} s, connection closed")
+        return sent
 
     async def answer(self, msg: dict[str, Any], handling: Awaitable[None]) -> None:
         """Run one message's handler; a typed error, or Redis not answering, becomes an error frame."""

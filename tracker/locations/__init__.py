@@ -7,8 +7,7 @@ like its module would be the module once that is imported.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tracker.lazy_exports import lazy_exports
 
 _HOME = {
     "Fix": "tracker.locations.fix",
@@ -16,10 +15,4 @@ _HOME = {
     "rider_orders_key": "tracker.locations.rider_fixes",
 }
 __all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'tracker.locations' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOME)

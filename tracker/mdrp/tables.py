@@ -59,7 +59,9 @@ class Row:
     def ident(self, column: str) -> str:
         """An id: non-empty, no whitespace (the solution files are space-separated)."""
         value = self.cells[column]
-        if not value or any(ch.isspace() for ch in value):
+        if not value:
+            self.fail(f"{column} id is empty")
+        if any(ch.isspace() for ch in value):
             self.fail(f"{column} id {value!r} contains whitespace, which the space-separated solution files "
                       "cannot hold")
         return value

@@ -7,8 +7,7 @@ For other features (dispatch): :func:`load_order`, :func:`load_orders`, :func:`a
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tracker.lazy_exports import lazy_exports
 
 _HOME = {
     "assign_orders": "tracker.orders.service",
@@ -20,10 +19,4 @@ _HOME = {
     "rider_orders_key": "tracker.locations.rider_fixes",
 }
 __all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'tracker.orders' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOME)
