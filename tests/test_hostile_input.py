@@ -367,6 +367,44 @@ async def test_a_socket_sending_garbage_is_answered_then_closed(server: ServerPr
         assert ws.close_code == 1008 and ws.close_reason.startswith("rate_limited: 100 malformed"), ws.close_reason
 
 
+async def test_one_token_holds_a_bounded_number_of_sockets(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_MAX_SOCKETS_PER_SUBJECT": "3"})
+    oid = uid("o")
+    ops = Ops(srv)
+    await ops.create(oid, uid("m"))
+    url = f"{srv.ws_url}/v1/ws/customer?order_id={oid}"
+    held = [await websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('customer', oid)}"})
+            for _ in range(3)]
+    try:
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('customer', oid)}"}) as extra:
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(extra.recv(), 10)
+            assert extra.close_code == 1008 and extra.close_reason.startswith("rate_limited: 3 sockets"), extra.close_reason
+        await held.pop().close()  # one closes: room for one more (once the server has let go of it)
+        for _ in range(50):
+            again = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('customer', oid)}"})
+            try:
+                first = orjson.loads(await asyncio.wait_for(again.recv(), 10))
+            except websockets.ConnectionClosed:
+                await asyncio.sleep(0.1)
+                continue
+            held.append(again)
+            assert first["type"] == "event"  # served as usual
+            break
+        else:
+            pytest.fail("no room for a socket after one of the three closed")
+        others = [await websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('operator', 'ops')}"})
+                  for _ in range(4)]  # operators have no limit
+        for ws in others:
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "event"
+            await ws.close()
+    finally:
+        for ws in held:
+            await ws.close()
+        await ops.close()
+
+
 async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_bounded(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

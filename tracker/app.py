@@ -78,7 +78,7 @@ async def _socket_over_http(request: Request) -> Response:
 
 def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None) -> Starlette:
     """Build the ASGI app. Redis is connected (and features started) in the lifespan."""
-    hub = WsHub()
+    hub = WsHub(settings.max_sockets_per_subject)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

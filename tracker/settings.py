@@ -116,6 +116,10 @@ class Settings:
     max_frame_bytes: int = _setting(
         "TRACKER_MAX_FRAME_BYTES", _positive_int, 16384, "largest WebSocket frame accepted"
     )
+    max_sockets_per_subject: int = _setting(
+        "TRACKER_MAX_SOCKETS_PER_SUBJECT", _positive_int, 20,
+        "WebSockets one rider, merchant or customer token's subject may hold open on one process (operators: no limit)"
+    )
     ws_send_buffer_bytes: int = _setting(
         "TRACKER_WS_SEND_BUFFER_BYTES", _positive_int, 65536, "kernel send buffer of each WebSocket connection"
     )

@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import time
+from collections import Counter
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -40,17 +41,32 @@ MALFORMED_WINDOW_S = 10.0
 
 
 class WsHub:
-    """The set of open sessions of one server process."""
+    """The set of open sessions of one server process, and how many each subject holds."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_per_subject: int | None = None) -> None:
         self._sessions: set[WsSession] = set()
+        self._per_subject: Counter[tuple[str, str]] = Counter()
+        self.max_per_subject = max_per_subject  # None: no limit (operators never have one)
         self.closing = False
 
+    def full_for(self, principal: Principal) -> bool:
+        """True when ``principal``'s subject already holds as many sockets here as it may."""
+        limit = self.max_per_subject
+        return (limit is not None and principal.role is not Role.OPERATOR
+                and self._per_subject[(principal.role.value, principal.sub)] >= limit)
+
     def add(self, session: "WsSession") -> None:
-        self._sessions.add(session)
+        if session not in self._sessions:
+            self._sessions.add(session)
+            self._per_subject[_subject(session)] += 1
 
     def discard(self, session: "WsSession") -> None:
-        self._sessions.discard(session)
+        if session in self._sessions:
+            self._sessions.discard(session)
+            key = _subject(session)
+            self._per_subject[key] -= 1
+            if self._per_subject[key] <= 0:
+                del self._per_subject[key]
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -92,6 +108,10 @@ class WsSession:
             principal.require(*roles)
         except ApiError as err:
             await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])
+            return None
+        if hub.full_for(principal):
+            await websocket.close(CLOSE_POLICY, f"rate_limited: {hub.max_per_subject} sockets already open for "
+                                                f"this {principal.role.value} on this server")
             return None
         session = cls(websocket, principal, hub, max_frame_bytes)
         hub.add(session)
@@ -195,6 +215,10 @@ class WsSession:
                 continue
             yield msg
         self.finish()
+
+
+def _subject(session: WsSession) -> tuple[str, str]:
+    return session.principal.role.value, session.principal.sub
 
 
 def redis_close_reason(exc: BaseException, what: str = "") -> str:
