@@ -269,6 +269,28 @@ async def test_connections_that_never_finish_a_request_head_are_closed(start_ser
         assert (await client.get("/healthz")).status_code == 200
 
 
+def test_bytes_that_are_not_http_get_a_json_400_and_the_connection_closed(server: ServerProcess) -> None:
+    broken = {
+        "request line": b"HELLO THERE\r\n\r\n",
+        "negative length": b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        "two lengths": b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        "length and chunks": b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    }
+    for what, raw in broken.items():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = _read_response(sock)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head.lower(), (what, answer[:300])
+            assert orjson.loads(body)["error"]["code"] == "bad_request", (what, body)
+            try:
+                assert sock.recv(1) == b"", f"{what}: the connection stayed open"
+            except ConnectionResetError:
+                pass
+    assert httpx.get(server.base_url + "/healthz", timeout=10).status_code == 200
+
+
 def test_a_pipelined_head_behind_a_slow_answer_is_not_timed_out() -> None:
     """HTTP/1.1 pipelining: a request's head that arrives in pieces behind a request still being
     answered cannot be read on until that answer is out; it is not "late", and neither answer

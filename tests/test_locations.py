@@ -113,6 +113,27 @@ async def test_rider_crossing_a_region_boundary_is_found_on_both_sides(server: S
         await red.aclose()
 
 
+async def test_a_rider_on_two_sockets_moves_regions_cleanly_after_one_closes(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    a, b = _points_across_a_region_boundary()
+    cell_a, cell_b = h3.latlng_to_cell(*a, 6), h3.latlng_to_cell(*b, 6)
+    rid = uid("twophones")
+    first, second = await rider(server, rid), await rider(server, rid)
+    red = connect(redis_url, decode_responses=True)
+    try:
+        await first.location(*a)
+        assert await eventually(lambda: red.zscore(f"riders:{{{cell_a}}}", rid))
+        await first.close()  # one phone closes its app; the other carries on and crosses the boundary
+        await asyncio.sleep(1.0)
+        await second.location(*b)
+        assert await eventually(lambda: red.zscore(f"riders:{{{cell_b}}}", rid))
+        assert await eventually(lambda: _not_member(red, f"riders:{{{cell_a}}}", rid), timeout=2)
+        assert [f["id"] for f in await nearby(server, *b, 100) if f["id"] == rid] == [rid]
+    finally:
+        await first.close()
+        await second.close()
+        await red.aclose()
+
+
 async def test_stale_riders_vanish_and_are_cleaned_up(start_server, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server({"TRACKER_STALE_AFTER_S": "1"})
     rid = uid("sleepy")

@@ -9,7 +9,8 @@ The body has its own limit (``TRACKER_BODY_TIMEOUT_S``, :mod:`tracker.http.body`
 
 A head is bounded in size too: the parser buffers a header line until it ends, so a client
 sending one endless line would hold as much memory as it could send within the timeout. A head
-still incomplete after :data:`MAX_HEAD_BYTES` is answered 431 ``too_large`` and closed.
+still incomplete after :data:`MAX_HEAD_BYTES` is answered 431 ``too_large`` and closed. Bytes
+that are not HTTP at all are answered 400 ``bad_request`` (JSON, like every error) and closed.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
     response = _timeout_response(timeout_s)
     too_large = _raw_error(ApiError("too_large", f"the request's headers are larger than {max_head_bytes // 1024} KiB",
                                     status=431))
+    not_http = _raw_error(ApiError("bad_request", "the request is not valid HTTP/1.1 (request line, headers or "
+                                                  "framing); nothing was done"))
 
     class HeadTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
@@ -93,6 +96,14 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn's answer to bytes its parser refuses (a bad request line, a negative or
+            # doubled Content-Length, both it and Transfer-Encoding): our JSON error, not text.
+            self._disarm()
+            if not self.transport.is_closing():
+                self.transport.write(not_http)
+                self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()

@@ -53,6 +53,7 @@ class FixWriter:
         self._pending: dict[str, tuple[Fix, str | None]] = {}
         self._wake = asyncio.Event()
         self.regions: dict[str, str] = {}  # rider -> region of its last written fix
+        self._sockets: dict[str, int] = {}  # rider -> its sockets open on this process
         self.accepted = Counter(
             "tracker_fixes_accepted", "Location fixes accepted from riders (a newer fix of a rider replaces an "
             "older one not yet written)", registry=registry,
@@ -77,12 +78,18 @@ class FixWriter:
         self._wake.set()
 
     def known_region(self, rider_id: str, region: str | None) -> None:
-        """Tell the writer which region a (re)connecting rider is stored in."""
+        """Tell the writer that a rider connected, and which region it is stored in."""
+        self._sockets[rider_id] = self._sockets.get(rider_id, 0) + 1
         if region is not None:
             self.regions.setdefault(rider_id, region)
 
     def forget(self, rider_id: str) -> None:
-        """Drop what the writer remembers of a rider that left this process."""
+        """A rider's socket closed: drop what the writer remembers of it once it has none left here
+        (its other socket still moves it between regions)."""
+        left = self._sockets.pop(rider_id, 1) - 1
+        if left > 0:
+            self._sockets[rider_id] = left
+            return
         self.regions.pop(rider_id, None)
         self._ttl_set_at.pop(rider_id, None)
 
