@@ -78,6 +78,8 @@ def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(
                      "--for", "2")
     assert watched.returncode == 0, watched.stderr
     assert [json.loads(line)["kind"] for line in watched.stdout.splitlines()][-1] == "delivered"
+    named = client("customer", "--server", srv.base_url, "--token", srv.token("customer", oid), "--for", "2")
+    assert named.returncode == 0 and named.stdout == watched.stdout, named.stderr  # the token names the order
 
 
 def test_a_rider_restarted_with_an_order_delivers_it_from_its_route(

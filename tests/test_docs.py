@@ -22,6 +22,7 @@ def test_serve_help_lists_every_setting_with_its_default() -> None:
                            timeout=60, cwd=ROOT)
     assert shown.returncode == 0, shown.stderr
     assert "TRACKER_STALE_AFTER_S [30.0]" in shown.stdout and "TRACKER_SECRET [unset]" in shown.stdout
+    assert "TRACKER_DATA_DIR [.tracker]" in shown.stdout, shown.stdout  # a path as a user writes it
     missing = [env for env, _, _ in describe() if f"  {env} [" not in shown.stdout]
     assert not missing, f"settings missing from tracker serve --help: {missing}"
 

@@ -402,7 +402,7 @@ async def test_one_token_holds_a_bounded_number_of_sockets(start_server, uid) ->
             with pytest.raises(websockets.ConnectionClosed):
                 while True:
                     await asyncio.wait_for(extra.recv(), 10)
-            assert extra.close_code == 1008 and extra.close_reason.startswith("rate_limited: 3 sockets"), extra.close_reason
+            assert extra.close_code == 1013 and extra.close_reason.startswith("rate_limited: 3 sockets"), extra.close_reason
         await held.pop().close()  # one closes: room for one more (once the server has let go of it)
         for _ in range(50):
             again = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('customer', oid)}"})

@@ -204,6 +204,34 @@ async def test_a_rider_whose_app_closes_its_socket_leaves_at_once(server: Server
             await r.close()
 
 
+async def test_a_clean_close_counts_however_busy_the_socket_was(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    lat, lng = 45.4700, 9.2000
+    for i in range(3):  # answers still on their way when the close comes must not hide it
+        rid = uid(f"busy{i}")
+        r = await rider(server, rid)
+        await r.location(lat, lng + 0.0001 * i)
+        assert await eventually(lambda: _ids(server, lat, lng, rid))
+        for _ in range(5):
+            await r.send({"type": "dance"})  # each answered with an error the app never reads
+        await r.close()
+        assert await eventually(lambda: _absent(server, lat, lng, rid), timeout=3), f"rider {i} still listed"
+
+
+async def test_a_second_socket_that_sent_nothing_does_not_take_the_rider_away(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    lat, lng = 45.4750, 9.2050
+    rid = uid("phoneandtablet")
+    streaming = await rider(server, rid)
+    try:
+        await streaming.location(lat, lng)
+        assert await eventually(lambda: _ids(server, lat, lng, rid))
+        glance = await rider(server, rid)  # another device opens the app, looks, and closes it
+        await glance.close()
+        await asyncio.sleep(0.5)
+        assert await _ids(server, lat, lng, rid), "the streaming socket's rider was taken away"
+    finally:
+        await streaming.close()
+
+
 async def _equals(read, expected: set[str]) -> bool:  # type: ignore[no-untyped-def]
     return await read() == expected
 

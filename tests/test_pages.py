@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
 from tracker.launcher import ServerProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -155,6 +155,25 @@ async def test_customer_page_drops_rider_and_eta_when_the_order_is_taken_back(se
         await page.context.close()
         await kitchen.close()
         await courier.close()
+        await ops.close()
+
+
+async def test_customer_page_waits_for_room_when_its_order_has_too_many_watchers(start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_MAX_SOCKETS_PER_SUBJECT": "1"})
+    ops = Ops(srv)
+    oid = uid("o")
+    await ops.create(oid, uid("m"))
+    other = await customer(srv, oid)  # someone already watches the order: no room for the page
+    page = await new_page(browser)
+    try:
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "no")  # offline, still trying
+        await expect(page.locator("#fatal")).to_be_hidden()  # not "your link is not valid"
+        await other.close()
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes", timeout=15000)
+        await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+    finally:
+        await page.context.close()
         await ops.close()
 
 
@@ -303,6 +322,7 @@ async def test_merchant_page_lets_finished_orders_go(start_server, uid, browser:
         await expect(old_row).to_have_count(0)
         assert (await ops.cancel(live)).status_code == 200
         await expect(live_row).to_have_attribute("data-status", "cancelled")  # seen as it happens...
+        await expect(live_row.locator("td").nth(2)).to_have_text("not needed")  # not "preparing": stop cooking
         await expect(live_row).to_have_count(0, timeout=8000)  # ...and gone after its minute
         newest = uid("o-new")
         assert (await ops.create(newest, mid)).status_code == 201

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
@@ -214,5 +214,6 @@ def describe() -> list[tuple[str, str, str]]:
     """(environment variable, default, description) for every setting: ``tracker serve --help``
     lists them, and the docs' settings table is checked against them."""
     return [
-        (f.metadata["env"], repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)
+        (f.metadata["env"], str(f.default) if isinstance(f.default, PurePath) else repr(f.default), f.metadata["doc"])
+        for f in dataclasses.fields(Settings)
     ]

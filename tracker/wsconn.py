@@ -34,8 +34,10 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
 # Frames a socket may get refused as malformed within MALFORMED_WINDOW_S before it is closed:
-# a client sending garbage as fast as it can must not keep the server answering it.
-MALFORMED = frozenset({"bad_json", "bad_message", "unknown_type", "too_large"})
+# a client sending garbage as fast as it can must not keep the server answering it. Malformed:
+# the frame itself (not JSON, binary, too large, no string ``type``, an unknown type); a
+# well-formed message with a bad field is answered, not counted.
+MALFORMED = frozenset({"unknown_type"})  # (the others are refused while reading the frame)
 MAX_MALFORMED = 100
 MALFORMED_WINDOW_S = 10.0
 
@@ -88,7 +90,8 @@ class WsSession:
         self.principal = principal
         self.hub = hub
         self.max_frame_bytes = max_frame_bytes
-        self.closed = False
+        self.closed = False  # nothing more is sent (we closed, or a send failed)
+        self._closed_here = False  # the server closed it: a disconnect after that is our own close's
         self.peer_close_code: int | None = None  # the close code the client sent, if it closed first
         self._malformed = FloodGuard(MAX_MALFORMED, MALFORMED_WINDOW_S)
         self._expiry: asyncio.TimerHandle | None = None
@@ -110,8 +113,8 @@ class WsSession:
             await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])
             return None
         if hub.full_for(principal):
-            await websocket.close(CLOSE_POLICY, f"rate_limited: {hub.max_per_subject} sockets already open for "
-                                                f"this {principal.role.value} on this server")
+            await websocket.close(CLOSE_TRY_AGAIN, f"rate_limited: {hub.max_per_subject} sockets already open "
+                                                   f"for this {principal.role.value} here; try again later")
             return None
         session = cls(websocket, principal, hub, max_frame_bytes)
         hub.add(session)
@@ -141,10 +144,11 @@ class WsSession:
             self.closed = True
             return False
 
-    async def send_error(self, err: ApiError, ref: Any = None) -> bool:
-        """Send ``err`` as an error frame; too many malformed messages close the socket (1008)."""
+    async def send_error(self, err: ApiError, ref: Any = None, *, malformed: bool = False) -> bool:
+        """Send ``err`` as an error frame; too many malformed frames (``malformed``, or a code in
+        :data:`MALFORMED`) close the socket (1008)."""
         sent = await self.send(err.frame(ref))
-        if err.code in MALFORMED and self._malformed.refused(time.monotonic()):
+        if (malformed or err.code in MALFORMED) and self._malformed.refused(time.monotonic()):
             await self.close(CLOSE_POLICY, f"rate_limited: {MAX_MALFORMED} malformed messages within "
                                            f"{MALFORMED_WINDOW_S:g} s, connection closed")
         return sent
@@ -164,7 +168,9 @@ class WsSession:
                                   msg.get("id"))
 
     async def close(self, code: int, reason: str = "") -> None:
-        if self.closed:
+        """Close the socket from the server's side with ``code`` and ``reason``."""
+        self._closed_here = True
+        if self.closed and self.ws.application_state == WebSocketState.DISCONNECTED:
             return
         self.finish()
         try:
@@ -186,32 +192,35 @@ class WsSession:
         Every yielded message has a string ``type``. Ends when the peer disconnects or
         the session is closed.
         """
-        while not self.closed:
+        while not self._closed_here:  # (after a failed send, read on: the client's close is queued)
             try:
                 raw = await self.ws.receive()
             except (RuntimeError, OSError):
                 break
             if raw["type"] == "websocket.disconnect":
-                if not self.closed:  # the client closed first (not an answer to our close)
+                if not self._closed_here:  # the client closed first (not an answer to our close)
                     self.peer_close_code = raw.get("code")
                 break
             text = raw.get("text")
             if text is None:
-                await self.send_error(ApiError("bad_message", "binary frames are not accepted; send JSON text"))
+                await self.send_error(ApiError("bad_message", "binary frames are not accepted; send JSON text"),
+                                      malformed=True)
                 continue
             size = len(text) if text.isascii() else len(text.encode())
             if size > self.max_frame_bytes:
                 await self.send_error(
-                    ApiError("too_large", f"frame of {size} bytes exceeds the limit of {self.max_frame_bytes}")
+                    ApiError("too_large", f"frame of {size} bytes exceeds the limit of {self.max_frame_bytes}"),
+                    malformed=True,
                 )
                 continue
             try:
                 msg = loads_object(text)
             except ApiError as err:
-                await self.send_error(err)
+                await self.send_error(err, malformed=True)
                 continue
             if not isinstance(msg.get("type"), str):
-                await self.send_error(ApiError("bad_message", "every message needs a string 'type'"), msg.get("id"))
+                await self.send_error(ApiError("bad_message", "every message needs a string 'type'"), msg.get("id"),
+                                      malformed=True)
                 continue
             yield msg
         self.finish()

@@ -52,9 +52,10 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
         _head_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0  # bytes received since the head that is due began
 
-        def _arm(self) -> None:
+        def _arm(self, *, new_head: bool = True) -> None:
             self._disarm()
-            self._head_bytes = 0
+            if new_head:
+                self._head_bytes = 0
             self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
 
         def data_received(self, data: bytes) -> None:
@@ -78,8 +79,9 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
             self._head_timer = None
             if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
                 # A pipelined head behind a request still being answered: uvicorn reads no
-                # further until that answer is out, so the head cannot be late yet.
-                self._arm()
+                # further until that answer is out, so the head cannot be late yet (its size
+                # still counts from where it began).
+                self._arm(new_head=False)
                 return
             if not self.transport.is_closing():
                 self.transport.write(response)

@@ -55,6 +55,7 @@ async def on_connect(conn: RiderConnection) -> None:
     last, region, _ = await store.last_fix(conn.runtime.redis, conn.rider_id)
     conn.state["last_fix"] = last
     _writer(conn).known_region(conn.rider_id, region)
+    conn.state["writer_counted"] = True  # (a connect that failed before this is not forgotten below)
     conn.state["bucket"] = TokenBucket(rate=settings.rider_max_fix_rate, burst=2 * settings.rider_max_fix_rate)
     conn.state["flood"] = FloodGuard(FLOOD_REFUSALS, FLOOD_WINDOW_S)
     await _load_orders(conn)
@@ -62,11 +63,13 @@ async def on_connect(conn: RiderConnection) -> None:
 
 async def on_disconnect(conn: RiderConnection) -> None:
     """Forget the rider's writer state; a client that closed the socket itself has left."""
-    _writer(conn).forget(conn.rider_id)
+    if conn.state.get("writer_counted"):
+        _writer(conn).forget(conn.rider_id)
     last = conn.state.get("last_fix")
-    if conn.session.peer_close_code in LEAVING_CLOSE_CODES and last is not None:
+    if conn.session.peer_close_code in LEAVING_CLOSE_CODES and conn.state.get("sent_fix") and last is not None:
         # Out of nearby searches and dispatch now, not when its fix goes stale; a dropped
-        # connection (no close frame: 1006) keeps the rider, as a phone often comes back.
+        # connection (no close frame, or one without a code) keeps the rider, as a phone often
+        # comes back; a socket that sent no fix of its own (another of the rider's) changes nothing.
         await store.mark_left(conn.runtime.redis, conn.rider_id, last.ts)
 
 
@@ -108,6 +111,7 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if verdict is Verdict.TELEPORT:
         raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored")
     conn.state["last_fix"] = fix
+    conn.state["sent_fix"] = True  # this socket's own fix: its clean close means the rider left
     _writer(conn).submit(conn.rider_id, fix)
     reload = conn.state.get("orders_reload")
     if reload is not None and not reload.done():

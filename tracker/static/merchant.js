@@ -72,6 +72,7 @@ function expireFinished() {
 
 function foodText(o) {
   if (COLLECTED.has(o.status)) return "collected";  // the food has left the kitchen, so it was ready
+  if (o.status === "cancelled") return "not needed";  // (not "preparing": stop cooking)
   return o.food === "ready" ? "ready" : (o.food || "preparing");
 }
 
