@@ -31,6 +31,10 @@ def test_token_carries_role_sub_and_expiry() -> None:
     claims = jwt.decode(result.stdout.strip(), "cli-secret-0123456789abcdef0123456789abcdef", algorithms=["HS256"])
     assert claims["role"] == "rider" and claims["sub"] == "rider-7"
     assert 100 <= claims["exp"] - time.time() <= 121
+    short = _token("--role", "rider", "--sub", "rider-7", "--ttl", "0.5")  # rounded up, never already expired
+    claims = jwt.decode(short.stdout.strip(), "cli-secret-0123456789abcdef0123456789abcdef", algorithms=["HS256"],
+                        options={"verify_exp": False})  # (it may have expired by now: the claims are the point)
+    assert claims["exp"] == claims["iat"] + 1
 
 
 def test_token_without_secret_signs_with_the_running_servers_dev_secret(redis_url: str, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_
     if not 0 < ttl_s <= MAX_TTL_S:  # (NaN and infinity too)
         raise ValueError(f"ttl must be more than 0 and at most {MAX_TTL_S} seconds (10 years)")
     issued = int(now if now is not None else time.time())
-    claims = {"role": role.value, "sub": sub, "iat": issued, "exp": issued + int(ttl_s)}
+    claims = {"role": role.value, "sub": sub, "iat": issued, "exp": issued + math.ceil(ttl_s)}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
