@@ -210,10 +210,15 @@ class Settings:
                 raise SettingsError(f"invalid setting {source}={raw!r}: {detail}") from None
         return cls(**values)
 
+
+def _shown(default: Any) -> str:
+    """A default as a user writes it: ``unset``, ``.tracker``, ``127.0.0.1``, ``30.0``."""
+    if default is None:
+        return "unset"
+    return str(default) if isinstance(default, (str, PurePath)) else repr(default)
+
+
 def describe() -> list[tuple[str, str, str]]:
-    """(environment variable, default, description) for every setting: ``tracker serve --help``
-    lists them, and the docs' settings table is checked against them."""
-    return [
-        (f.metadata["env"], str(f.default) if isinstance(f.default, PurePath) else repr(f.default), f.metadata["doc"])
-        for f in dataclasses.fields(Settings)
-    ]
+    """(environment variable, default as a user writes it, description) for every setting:
+    ``tracker serve --help`` lists them, and the docs' settings table is checked against them."""
+    return [(f.metadata["env"], _shown(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)]

@@ -37,7 +37,6 @@ CLOSE_TRY_AGAIN = 1013
 # a client sending garbage as fast as it can must not keep the server answering it. Malformed:
 # the frame itself (not JSON, binary, too large, no string ``type``, an unknown type); a
 # well-formed message with a bad field is answered, not counted.
-MALFORMED = frozenset({"unknown_type"})  # (the others are refused while reading the frame)
 MAX_MALFORMED = 100
 MALFORMED_WINDOW_S = 10.0
 
@@ -145,10 +144,10 @@ class WsSession:
             return False
 
     async def send_error(self, err: ApiError, ref: Any = None, *, malformed: bool = False) -> bool:
-        """Send ``err`` as an error frame; too many malformed frames (``malformed``, or a code in
-        :data:`MALFORMED`) close the socket (1008)."""
+        """Send ``err`` as an error frame; too many malformed frames (refused while read, so
+        ``malformed``, or of a type the endpoint does not take) close the socket (1008)."""
         sent = await self.send(err.frame(ref))
-        if (malformed or err.code in MALFORMED) and self._malformed.refused(time.monotonic()):
+        if (malformed or err.code == "unknown_type") and self._malformed.refused(time.monotonic()):
             await self.close(CLOSE_POLICY, f"rate_limited: {MAX_MALFORMED} malformed messages within "
                                            f"{MALFORMED_WINDOW_S:g} s, connection closed")
         return sent

@@ -27,8 +27,7 @@ def _settings_epilog() -> str:
     """Every setting: its environment variable, default and meaning (docs/architecture.md, "Settings")."""
     lines = ["settings (environment variables, default in brackets):"]
     for env, default, doc in describe():
-        shown = "unset" if default == "None" else default.strip("'")
-        lines.append(f"  {env} [{shown}]\n      {doc}")
+        lines.append(f"  {env} [{default}]\n      {doc}")
     return "\n".join(lines)
 
 

@@ -27,13 +27,9 @@ from tracker.errors import ApiError
 MAX_HEAD_BYTES = 1024 * 1024
 
 
-def _timeout_response(timeout_s: float) -> bytes:
-    """The 408 as raw bytes (there is no request to answer through the app): the API's error body."""
-    return _raw_error(ApiError("request_timeout", f"the request's headers did not arrive within {timeout_s:g} s"))
-
-
 def _raw_error(err: ApiError) -> bytes:
-    """``err`` as a whole HTTP response that closes the connection."""
+    """``err`` as a whole HTTP response that closes the connection: raw bytes, as there is no
+    request to answer through the app, with the API's error body."""
     body = orjson.dumps(err.body())
     return (f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}\r\ncontent-type: application/json\r\n"
             f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
@@ -42,7 +38,7 @@ def _raw_error(err: ApiError) -> bytes:
 def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES) -> type[HttpToolsProtocol]:
     """uvicorn's HTTP protocol whose connections must complete each request head within ``timeout_s``
     and ``max_head_bytes``."""
-    response = _timeout_response(timeout_s)
+    timed_out = _raw_error(ApiError("request_timeout", f"the request's headers did not arrive within {timeout_s:g} s"))
     too_large = _raw_error(ApiError("too_large", f"the request's headers are larger than {max_head_bytes // 1024} KiB",
                                     status=431))
     not_http = _raw_error(ApiError("bad_request", "the request is not valid HTTP/1.1 (request line, headers or "
@@ -64,11 +60,16 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
             if self._head_timer is not None:  # a head is due: it may not grow without bound
                 self._head_bytes += len(data)
                 if self._head_bytes > max_head_bytes:
-                    self._disarm()
-                    self.transport.write(too_large)
-                    self.transport.close()
+                    self._refuse(too_large)
                     return
             super().data_received(data)
+
+        def _refuse(self, answer: bytes) -> None:
+            """Answer ``answer`` (a whole response) and close: no request of this head is served."""
+            self._disarm()
+            if not self.transport.is_closing():
+                self.transport.write(answer)
+                self.transport.close()
 
         def _disarm(self) -> None:
             if self._head_timer is not None:
@@ -83,9 +84,7 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
                 # still counts from where it began).
                 self._arm(new_head=False)
                 return
-            if not self.transport.is_closing():
-                self.transport.write(response)
-                self.transport.close()
+            self._refuse(timed_out)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -102,10 +101,7 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
         def send_400_response(self, msg: str) -> None:
             # uvicorn's answer to bytes its parser refuses (a bad request line, a negative or
             # doubled Content-Length, both it and Transfer-Encoding): our JSON error, not text.
-            self._disarm()
-            if not self.transport.is_closing():
-                self.transport.write(not_http)
-                self.transport.close()
+            self._refuse(not_http)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()

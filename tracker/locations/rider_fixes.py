@@ -65,12 +65,11 @@ async def on_disconnect(conn: RiderConnection) -> None:
     """Forget the rider's writer state; a client that closed the socket itself has left."""
     if conn.state.get("writer_counted"):
         _writer(conn).forget(conn.rider_id)
-    last = conn.state.get("last_fix")
-    if conn.session.peer_close_code in LEAVING_CLOSE_CODES and conn.state.get("sent_fix") and last is not None:
+    if conn.session.peer_close_code in LEAVING_CLOSE_CODES and conn.state.get("sent_fix"):
         # Out of nearby searches and dispatch now, not when its fix goes stale; a dropped
         # connection (no close frame, or one without a code) keeps the rider, as a phone often
         # comes back; a socket that sent no fix of its own (another of the rider's) changes nothing.
-        await store.mark_left(conn.runtime.redis, conn.rider_id, last.ts)
+        await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["last_fix"].ts)
 
 
 ON_CONNECT.append(on_connect)
