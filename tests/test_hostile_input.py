@@ -395,17 +395,20 @@ async def test_one_token_holds_a_bounded_number_of_sockets(start_server, uid) ->
     ops = Ops(srv)
     await ops.create(oid, uid("m"))
     url = f"{srv.ws_url}/v1/ws/customer?order_id={oid}"
-    held = [await websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('customer', oid)}"})
-            for _ in range(3)]
+
+    def watch(role: str = "customer", sub: str = oid):  # type: ignore[no-untyped-def]
+        return websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token(role, sub)}"})
+
+    held = [await watch() for _ in range(3)]
     try:
-        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('customer', oid)}"}) as extra:
+        async with watch() as extra:
             with pytest.raises(websockets.ConnectionClosed):
                 while True:
                     await asyncio.wait_for(extra.recv(), 10)
             assert extra.close_code == 1013 and extra.close_reason.startswith("rate_limited: 3 sockets"), extra.close_reason
         await held.pop().close()  # one closes: room for one more (once the server has let go of it)
         for _ in range(50):
-            again = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('customer', oid)}"})
+            again = await watch()
             try:
                 first = orjson.loads(await asyncio.wait_for(again.recv(), 10))
             except websockets.ConnectionClosed:
@@ -416,8 +419,7 @@ async def test_one_token_holds_a_bounded_number_of_sockets(start_server, uid) ->
             break
         else:
             pytest.fail("no room for a socket after one of the three closed")
-        others = [await websockets.connect(url, additional_headers={"Authorization": f"Bearer {srv.token('operator', 'ops')}"})
-                  for _ in range(4)]  # operators have no limit
+        others = [await watch("operator", "ops") for _ in range(4)]  # operators have no limit
         for ws in others:
             assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "event"
             await ws.close()
