@@ -24,29 +24,42 @@ from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.orders.route import rider_trips
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
-from tracker.redis_client import get_many, publish_all
+from tracker.redis_client import get_many
 from tracker.runtime import Runtime
 
 
 MIN_INTERVAL_S = 1.0
 DELAYED_FEED_TASK = "rider-feed"  # the name its failures are reported under (/readyz)
 
-# The order's ETA, written only while ARGV[1] still carries it (ARGV[4:] are the carrying
-# statuses): the orders were read a moment ago and may have been given back since. Sent as
-# EVAL in the feed's pipeline: redis-py's cluster pipeline queues a registered script's EVALSHA
+# The order's ETA, written and its ``rider_location`` frame published only while ARGV[1] still
+# carries it (ARGV[6:] are the carrying statuses): the orders were read a moment ago and may
+# have been given back since. Published by the script, on the order's own node, like the order's
+# events (order_step.lua): on a Redis Cluster, messages published on two nodes may reach a
+# subscriber in either order, and a position that overtook its ``assigned`` event would be
+# dropped by the customer's socket (no positions before a rider carries the order). Sent as EVAL
+# in the feed's pipeline: redis-py's cluster pipeline queues a registered script's EVALSHA
 # without loading it on the node first, and Redis caches EVAL scripts itself.
 _SET_ETA = """
 local h = redis.call('HMGET', KEYS[1], 'rider_id', 'status')
 if h[1] ~= ARGV[1] then return 0 end
-for i = 4, #ARGV do
+for i = 6, #ARGV do
   if h[2] == ARGV[i] then
     redis.call('HSET', KEYS[1], 'eta', ARGV[2], 'pickup_eta', ARGV[3])
+    redis.call('PUBLISH', ARGV[4], ARGV[5])
     return 1
   end
 end
 return 0
 """
 
+# A kitchen prompt, marked sent (ARGV[1], a field of the order's hash) and published once:
+# from the order's node too, so it never overtakes the event it follows on the merchant feed.
+_PROMPT_ONCE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return 0
+"""
 
 def rider_location(order_id: str, rider_id: str, fix: Fix, eta: int | None) -> dict[str, Any]:
     """The ``rider_location`` frame of an order's channel: where its rider is, and the order's ETA."""
@@ -134,29 +147,18 @@ class RiderOrdersFeed:
             etas.update({h["id"]: int(t) for h, t in zip(trip, plan.dropoffs)})
             start, position = plan.dropoffs[-1] + self.model.dropoff_service_s * 500, drops[-1]
         pipe = self.rt.redis.pipeline(transaction=False)
-        frames = []
         for h in mine:
             eta = etas.get(h["id"])
-            pickup = pickup_etas.get(h["id"], "")
-            pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id,
-                      "" if eta is None else eta, pickup, *CARRYING)
-            frames.append((order_channel(h["id"]), orjson.dumps(rider_location(h["id"], rider_id, fix, eta))))
+            frame = orjson.dumps(rider_location(h["id"], rider_id, fix, eta))
+            pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id, "" if eta is None else eta,
+                      pickup_etas.get(h["id"], ""), order_channel(h["id"]), frame, *CARRYING)
         for h, kind, arrival in prompts:
-            pipe.hsetnx(order_key(h["merchant_id"], h["id"]), _prompted_field(kind, rider_id), now)
-        results = await pipe.execute()
-        held, flags = results[:len(mine)], results[len(mine):]
-        # Only orders the rider still held when their ETA was written: one taken back since it
-        # was read keeps no ETA and shows no position (the order step cleared both).
-        await publish_all(self.rt.redis, [f for f, still in zip(frames, held) if still])
-        to_kitchens = []
-        for (h, kind, arrival), fresh in zip(prompts, flags):
-            if fresh:
-                minutes = max(0.0, (arrival - now) / 60000)
-                to_kitchens.append((merchant_channel(h["merchant_id"]), orjson.dumps({
-                    "type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
-                    "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes),
-                })))
-        await publish_all(self.rt.redis, to_kitchens)
+            minutes = max(0.0, (arrival - now) / 60000)
+            frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
+                                  "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes)})
+            pipe.eval(_PROMPT_ONCE, 1, order_key(h["merchant_id"], h["id"]), _prompted_field(kind, rider_id), now,
+                      merchant_channel(h["merchant_id"]), frame)
+        await pipe.execute()
 
     def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int,
                      rider_id: str) -> list[tuple[dict[str, str], str, int]]:
