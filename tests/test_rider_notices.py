@@ -133,6 +133,8 @@ async def test_a_customer_resuming_with_its_last_event_still_sees_the_rider(carr
     watcher = await JsonSocket.open(url, srv.token("customer", oid))
     await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
     seen = await watcher.expect("rider_location", timeout=5)  # no status event needed first
+    if seen["eta"] is None:  # the frame sent on connect, read before the feed wrote the ETA (a loaded machine)
+        seen = await watcher.expect("rider_location", timeout=5)
     assert seen["order_id"] == oid and seen["eta"] > 0
     await watcher.close()
 
@@ -141,7 +143,8 @@ async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(c
     srv, oid = carrying.srv, carrying.order_id
     watcher = await customer(srv, oid)
     await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
-    before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location"))["eta"]
+    # (the frame sent on connect has no ETA yet when the feed has not written one since the assignment)
+    before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] is not None))["eta"]
     kitchen = await merchant(srv, carrying.merchant_id)
     await kitchen.delay(oid, 30)
     await kitchen.event(oid, "food_delayed")
