@@ -25,6 +25,7 @@ from tracker.http import health
 from tracker.http.unexpected import AnswerUnexpected
 from tracker.locations import feature as locations
 from tracker.redis_client import REDIS_DOWN, connect, redis_unavailable
+from tracker.open_files import open_files_limit, redis_pool_size
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
 from tracker import ops, pages
@@ -78,7 +79,7 @@ async def _socket_over_http(request: Request) -> Response:
 
 def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None) -> Starlette:
     """Build the ASGI app. Redis is connected (and features started) in the lifespan."""
-    hub = WsHub(settings.max_sockets_per_subject)
+    hub = WsHub(settings.max_sockets_per_subject, settings.max_sockets)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,7 +87,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
         supervisor = Supervisor(registry)
         client = connect(
             redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
-            max_connections=256, wait_for_connection_s=2.0,
+            max_connections=redis_pool_size(open_files_limit()), wait_for_connection_s=2.0,
         )
         runtime = Runtime(
             settings=settings,

@@ -7,6 +7,7 @@ stop (SIGINT, then SIGKILL) that leaves nothing behind.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -33,7 +34,9 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         args: list[str] | None = None,
         log_path: Path | str | None = None,
+        open_files: tuple[int, int] | None = None,
     ) -> None:
+        """``open_files``: the child's (soft, hard) open-file limit, to rehearse a small machine."""
         self.port = free_port()
         self.secret = secret
         self.redis_url = redis_url
@@ -43,6 +46,7 @@ class ServerProcess:
         self._env = dict(env or {})
         self._args = list(args or [])
         self.proc: subprocess.Popen[bytes] | None = None
+        self.open_files = open_files
 
     @property
     def base_url(self) -> str:
@@ -70,7 +74,11 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "tracker", "serve", "--port", str(self.port), *self._args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        limit = self.open_files
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=None if limit is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit),
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

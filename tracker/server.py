@@ -8,6 +8,7 @@ on its data folder; if it cannot be, the server shuts down the same way and exit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import socket
@@ -22,6 +23,7 @@ from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
 from tracker.http.head_timeout import head_timeout_protocol
+from tracker.open_files import raise_open_files_limit, socket_budget
 from tracker.redis_client import ClusterNotOk, check_cluster, redacted_url
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
@@ -105,8 +107,22 @@ def check_redis(url: str, timeout: float = 5.0) -> None:
         client.close()
 
 
+def _with_socket_limit(settings: Settings) -> Settings:
+    """Raise the open-file limit; unset ``max_sockets`` becomes what fits in it (a set one above
+    that is kept, with a warning: the process would run out of files first)."""
+    budget = socket_budget(raise_open_files_limit())
+    if settings.max_sockets is None:
+        return dataclasses.replace(settings, max_sockets=budget)
+    if settings.max_sockets > budget:
+        log.warning("TRACKER_MAX_SOCKETS=%d is more than this process's open-file limit leaves room for (%d): "
+                    "past that, connections to Redis fail; raise the limit (ulimit -n) or lower the setting",
+                    settings.max_sockets, budget)
+    return settings
+
+
 def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
     """Run the server until SIGINT/SIGTERM. Raises :class:`StartupError` on a bad start."""
+    settings = _with_socket_limit(settings)
     sock = bind_socket(settings.host, settings.port)
     embedded: EmbeddedRedis | None = None
     try:
@@ -139,7 +155,8 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
 
             embedded.watch(on_lost)
         host, port = sock.getsockname()[:2]
-        log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redacted_url(redis_url), "embedded_redis": embedded is not None})
+        log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redacted_url(redis_url),
+                                             "embedded_redis": embedded is not None, "max_sockets": settings.max_sockets})
         previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run(sockets=[sock])

@@ -120,6 +120,11 @@ class Settings:
         "TRACKER_MAX_SOCKETS_PER_SUBJECT", _positive_int, 20,
         "WebSockets one rider, merchant or customer token's subject may hold open on one process (operators: no limit)"
     )
+    max_sockets: int | None = _setting(
+        "TRACKER_MAX_SOCKETS", _positive_int, None,
+        "WebSockets one process holds open (operators' not counted; the next is closed 1013 over_capacity); "
+        "unset: what the open-file limit leaves once Redis (a quarter, at most 256) and 64 others have theirs"
+    )
     ws_send_buffer_bytes: int = _setting(
         "TRACKER_WS_SEND_BUFFER_BYTES", _positive_int, 65536, "kernel send buffer of each WebSocket connection"
     )

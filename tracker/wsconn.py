@@ -44,11 +44,18 @@ MALFORMED_WINDOW_S = 10.0
 class WsHub:
     """The set of open sessions of one server process, and how many each subject holds."""
 
-    def __init__(self, max_per_subject: int | None = None) -> None:
+    def __init__(self, max_per_subject: int | None = None, max_sessions: int | None = None) -> None:
         self._sessions: set[WsSession] = set()
         self._per_subject: Counter[tuple[str, str]] = Counter()
         self.max_per_subject = max_per_subject  # None: no limit (operators never have one)
+        self.max_sessions = max_sessions  # the whole process's (operators' sockets not counted)
+        self._operators = 0
         self.closing = False
+
+    def full(self, principal: Principal) -> bool:
+        """True when the process already holds as many sockets as it may (operators always get one)."""
+        return (self.max_sessions is not None and principal.role is not Role.OPERATOR
+                and len(self._sessions) - self._operators >= self.max_sessions)
 
     def full_for(self, principal: Principal) -> bool:
         """True when ``principal``'s subject already holds as many sockets here as it may."""
@@ -60,10 +67,12 @@ class WsHub:
         if session not in self._sessions:
             self._sessions.add(session)
             self._per_subject[_subject(session)] += 1
+            self._operators += session.principal.role is Role.OPERATOR
 
     def discard(self, session: "WsSession") -> None:
         if session in self._sessions:
             self._sessions.discard(session)
+            self._operators -= session.principal.role is Role.OPERATOR
             key = _subject(session)
             self._per_subject[key] -= 1
             if self._per_subject[key] <= 0:
@@ -110,6 +119,10 @@ class WsSession:
             principal.require(*roles)
         except ApiError as err:
             await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])
+            return None
+        if hub.full(principal):
+            await websocket.close(CLOSE_TRY_AGAIN, f"over_capacity: this server holds its most WebSockets "
+                                                   f"({hub.max_sessions}); try again later or another server")
             return None
         if hub.full_for(principal):
             await websocket.close(CLOSE_TRY_AGAIN, f"rate_limited: {hub.max_per_subject} sockets already open "

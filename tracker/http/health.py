@@ -24,7 +24,8 @@ DEGRADED_WINDOW_S = 60.0
 
 
 async def readyz(request: Request) -> Response:
-    """200 while Redis answers; ``degraded`` names the background tasks that failed in the last minute."""
+    """200 while Redis answers; ``degraded`` names the background tasks that failed in the last minute;
+    ``websockets`` counts this process's open sockets against its limit (operators' count, not against it)."""
     rt = runtime_of(request)
     tasks = rt.supervisor.status()
     now = time.time()
@@ -35,7 +36,9 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         err = ApiError("redis_unavailable", f"Redis does not answer: {str(exc) or type(exc).__name__}")
         return JSONResponse({**err.body(), "tasks": tasks}, status_code=err.status)
-    return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks})
+    hub = rt.hub
+    return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks,
+                         "websockets": {"open": len(hub), "max": hub.max_sessions}})
 
 
 async def metrics(request: Request) -> Response:
