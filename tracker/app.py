@@ -25,7 +25,7 @@ from tracker.http import health
 from tracker.http.unexpected import AnswerUnexpected
 from tracker.locations import feature as locations
 from tracker.redis_client import REDIS_DOWN, connect, redis_unavailable
-from tracker.open_files import open_files_limit, redis_pool_size
+from tracker.open_files import REDIS_FILES_MAX
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
 from tracker import ops, pages
@@ -77,8 +77,10 @@ async def _socket_over_http(request: Request) -> Response:
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
-def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None) -> Starlette:
-    """Build the ASGI app. Redis is connected (and features started) in the lifespan."""
+def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None,
+               redis_pool_size: int = REDIS_FILES_MAX) -> Starlette:
+    """Build the ASGI app. Redis is connected (and features started) in the lifespan, with at most
+    ``redis_pool_size`` connections to each primary."""
     hub = WsHub(settings.max_sockets_per_subject, settings.max_sockets)
 
     @contextlib.asynccontextmanager
@@ -87,7 +89,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
         supervisor = Supervisor(registry)
         client = connect(
             redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
-            max_connections=redis_pool_size(open_files_limit()), wait_for_connection_s=2.0,
+            max_connections=redis_pool_size, wait_for_connection_s=2.0,
         )
         runtime = Runtime(
             settings=settings,

@@ -7,7 +7,6 @@ stop (SIGINT, then SIGKILL) that leaves nothing behind.
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -20,6 +19,12 @@ import httpx
 
 from tracker.auth import Role, issue_token
 from tracker.embedded_redis import free_port
+
+
+# argv: soft hard command...: run the command with that open-file limit.
+_WITH_OPEN_FILES = ("import os, resource, sys; "
+                    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2]))); "
+                    "os.execv(sys.argv[3], sys.argv[3:])")
 
 
 class ServerProcess:
@@ -74,11 +79,9 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "tracker", "serve", "--port", str(self.port), *self._args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        limit = self.open_files
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=None if limit is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit),
-        )
+        if self.open_files is not None:  # (set by a small exec wrapper: preexec_fn is unsafe with threads)
+            cmd = [sys.executable, "-c", _WITH_OPEN_FILES, *map(str, self.open_files), *cmd]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

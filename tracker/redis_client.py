@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -72,22 +72,27 @@ def cluster_enabled(url: str, timeout: float = 5.0) -> bool:
         client.close()
 
 
-def check_cluster(url: str, timeout: float = 5.0) -> None:
+def check_cluster(url: str, timeout: float = 5.0) -> int:
     """Raise :class:`ClusterNotOk` if ``url`` names a cluster that cannot serve every slot now
-    (its state is not ok, or a primary does not answer); nothing for a single Redis."""
+    (its state is not ok, or a primary does not answer); else return its primaries (1 for a
+    single Redis)."""
     seed = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
     try:
         if not seed.info("cluster").get("cluster_enabled"):
-            return
+            return 1
         state = seed.cluster("info").get("cluster_state")
         if state != "ok":
             raise ClusterNotOk(f"the Redis Cluster at {redacted_url(url)} cannot serve every slot: cluster_state:{state}")
         nodes = seed.cluster("nodes")
     finally:
         seed.close()
+    primaries = 0
     for address, node in nodes.items():
         flags = node.get("flags", "")
-        if "master" not in flags or not node.get("slots") or "myself" in flags:
+        if "master" not in flags or not node.get("slots"):
+            continue
+        primaries += 1
+        if "myself" in flags:
             continue
         host, _, port = address.partition("@")[0].rpartition(":")
         other = redis.Redis.from_url(_node_url(url, host, int(port)), socket_connect_timeout=timeout,
@@ -100,6 +105,7 @@ def check_cluster(url: str, timeout: float = 5.0) -> None:
             raise ClusterNotOk(f"the Redis Cluster at {redacted_url(url)} cannot serve every slot: node {address}: {exc}") from None
         finally:
             other.close()
+    return max(1, primaries)
 
 
 def _node_url(url: str, host: str, port: int) -> str:
@@ -175,22 +181,6 @@ async def get_many(redis: AnyRedis, keys: Sequence[str]) -> list[Any]:
     for key in keys:
         pipe.get(key)
     return list(await pipe.execute())
-
-
-async def publish_all(redis: AnyRedis, messages: Iterable[tuple[str, str | bytes]]) -> None:
-    """PUBLISH each (channel, message) in order: one pipeline on a single Redis; one command
-    after another on a cluster, whose client refuses PUBLISH in a pipeline."""
-    messages = list(messages)
-    if not messages:
-        return
-    if is_cluster(redis):
-        for channel, message in messages:
-            await redis.publish(channel, message)
-        return
-    pipe = redis.pipeline(transaction=False)
-    for channel, message in messages:
-        pipe.publish(channel, message)
-    await pipe.execute()
 
 
 async def subscriber_count(redis: AnyRedis, channel: str) -> int:

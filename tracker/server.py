@@ -23,7 +23,7 @@ from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
 from tracker.http.head_timeout import head_timeout_protocol
-from tracker.open_files import raise_open_files_limit, socket_budget
+from tracker.open_files import raise_open_files_limit, redis_pool_size, socket_budget
 from tracker.redis_client import ClusterNotOk, check_cluster, redacted_url
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
@@ -93,12 +93,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def check_redis(url: str, timeout: float = 5.0) -> None:
-    """Fail with one clear line when the configured Redis does not answer."""
+def check_redis(url: str, timeout: float = 5.0) -> int:
+    """Fail with one clear line when the configured Redis does not answer; return its primaries
+    (1 for a single Redis)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
-        check_cluster(url, timeout)  # a cluster must be able to serve every slot
+        return check_cluster(url, timeout)  # a cluster must be able to serve every slot
     except ClusterNotOk as exc:
         raise StartupError(str(exc)) from None
     except (redis.RedisError, OSError, ValueError) as exc:
@@ -107,10 +108,9 @@ def check_redis(url: str, timeout: float = 5.0) -> None:
         client.close()
 
 
-def _with_socket_limit(settings: Settings) -> Settings:
-    """Raise the open-file limit; unset ``max_sockets`` becomes what fits in it (a set one above
-    that is kept, with a warning: the process would run out of files first)."""
-    budget = socket_budget(raise_open_files_limit())
+def _with_socket_limit(settings: Settings, budget: int) -> Settings:
+    """Unset ``max_sockets`` becomes ``budget`` (what the open files leave room for); a set one
+    above it is kept, with a warning: the process would run out of files first."""
     if settings.max_sockets is None:
         return dataclasses.replace(settings, max_sockets=budget)
     if settings.max_sockets > budget:
@@ -122,18 +122,21 @@ def _with_socket_limit(settings: Settings) -> Settings:
 
 def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
     """Run the server until SIGINT/SIGTERM. Raises :class:`StartupError` on a bad start."""
-    settings = _with_socket_limit(settings)
+    open_files = raise_open_files_limit()
     sock = bind_socket(settings.host, settings.port)
     embedded: EmbeddedRedis | None = None
     try:
+        primaries = 1
         if settings.redis_url:
-            check_redis(settings.redis_url)
+            primaries = check_redis(settings.redis_url)
             redis_url = settings.redis_url
         else:
             embedded = EmbeddedRedis(settings.data_dir)
             redis_url = embedded.start()
+        settings = _with_socket_limit(settings, socket_budget(open_files, primaries))
         secret = load_or_create_secret(settings.secret, settings.data_dir)
-        app = create_app(settings, secret=secret, redis_url=redis_url)
+        app = create_app(settings, secret=secret, redis_url=redis_url,
+                         redis_pool_size=redis_pool_size(open_files, primaries))
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -156,7 +159,8 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             embedded.watch(on_lost)
         host, port = sock.getsockname()[:2]
         log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redacted_url(redis_url),
-                                             "embedded_redis": embedded is not None, "max_sockets": settings.max_sockets})
+                                             "embedded_redis": embedded is not None, "open_files": open_files,
+                                             "max_sockets": settings.max_sockets})
         previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run(sockets=[sock])

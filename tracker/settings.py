@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 from tracker.errors import SettingsError
+from tracker.open_files import OTHER_FILES, REDIS_FILES_MAX
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -123,7 +124,8 @@ class Settings:
     max_sockets: int | None = _setting(
         "TRACKER_MAX_SOCKETS", _positive_int, None,
         "WebSockets one process holds open (operators' not counted; the next is closed 1013 over_capacity); "
-        "unset: what the open-file limit leaves once Redis (a quarter, at most 256) and 64 others have theirs"
+        f"unset: what the open-file limit leaves once Redis (a quarter, at most {REDIS_FILES_MAX}) "
+        f"and {OTHER_FILES} other files have theirs"
     )
     ws_send_buffer_bytes: int = _setting(
         "TRACKER_WS_SEND_BUFFER_BYTES", _positive_int, 65536, "kernel send buffer of each WebSocket connection"

@@ -52,10 +52,20 @@ class WsHub:
         self._operators = 0
         self.closing = False
 
-    def full(self, principal: Principal) -> bool:
+    @property
+    def operators(self) -> int:
+        """Open sessions of operators (not counted against :attr:`max_sessions`)."""
+        return self._operators
+
+    @property
+    def counted(self) -> int:
+        """Open sessions counted against :attr:`max_sessions` (everyone's but operators')."""
+        return len(self._sessions) - self._operators
+
+    def at_capacity(self, principal: Principal) -> bool:
         """True when the process already holds as many sockets as it may (operators always get one)."""
         return (self.max_sessions is not None and principal.role is not Role.OPERATOR
-                and len(self._sessions) - self._operators >= self.max_sessions)
+                and self.counted >= self.max_sessions)
 
     def full_for(self, principal: Principal) -> bool:
         """True when ``principal``'s subject already holds as many sockets here as it may."""
@@ -64,15 +74,19 @@ class WsHub:
                 and self._per_subject[(principal.role.value, principal.sub)] >= limit)
 
     def add(self, session: "WsSession") -> None:
+        """Count ``session`` (once) in the process's and its subject's sockets."""
         if session not in self._sessions:
             self._sessions.add(session)
             self._per_subject[_subject(session)] += 1
-            self._operators += session.principal.role is Role.OPERATOR
+            if session.principal.is_operator:
+                self._operators += 1
 
     def discard(self, session: "WsSession") -> None:
+        """Forget ``session`` (a no-op when it is not counted)."""
         if session in self._sessions:
             self._sessions.discard(session)
-            self._operators -= session.principal.role is Role.OPERATOR
+            if session.principal.is_operator:
+                self._operators -= 1
             key = _subject(session)
             self._per_subject[key] -= 1
             if self._per_subject[key] <= 0:
@@ -120,7 +134,7 @@ class WsSession:
         except ApiError as err:
             await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])
             return None
-        if hub.full(principal):
+        if hub.at_capacity(principal):
             await websocket.close(CLOSE_TRY_AGAIN, f"over_capacity: this server holds its most WebSockets "
                                                    f"({hub.max_sessions}); try again later or another server")
             return None

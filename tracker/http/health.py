@@ -25,7 +25,8 @@ DEGRADED_WINDOW_S = 60.0
 
 async def readyz(request: Request) -> Response:
     """200 while Redis answers; ``degraded`` names the background tasks that failed in the last minute;
-    ``websockets`` counts this process's open sockets against its limit (operators' count, not against it)."""
+    ``websockets``: this process's open sockets counted against its limit (``open``, ``max``) and its
+    operators' sockets, which are not."""
     rt = runtime_of(request)
     tasks = rt.supervisor.status()
     now = time.time()
@@ -38,7 +39,8 @@ async def readyz(request: Request) -> Response:
         return JSONResponse({**err.body(), "tasks": tasks}, status_code=err.status)
     hub = rt.hub
     return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks,
-                         "websockets": {"open": len(hub), "max": hub.max_sessions}})
+                         "websockets": {"open": hub.counted, "max": hub.max_sessions,
+                                        "operators": hub.operators}})
 
 
 async def metrics(request: Request) -> Response:

@@ -31,35 +31,41 @@ from tracker.runtime import Runtime
 MIN_INTERVAL_S = 1.0
 DELAYED_FEED_TASK = "rider-feed"  # the name its failures are reported under (/readyz)
 
-# The order's ETA, written and its ``rider_location`` frame published only while ARGV[1] still
-# carries it (ARGV[6:] are the carrying statuses): the orders were read a moment ago and may
-# have been given back since. Published by the script, on the order's own node, like the order's
-# events (order_step.lua): on a Redis Cluster, messages published on two nodes may reach a
-# subscriber in either order, and a position that overtook its ``assigned`` event would be
-# dropped by the customer's socket (no positions before a rider carries the order). Sent as EVAL
-# in the feed's pipeline: redis-py's cluster pipeline queues a registered script's EVALSHA
-# without loading it on the node first, and Redis caches EVAL scripts itself.
-_SET_ETA = """
+# Both scripts act only while the rider ARGV[1] still carries the order KEYS[1] (ARGV[6:] are
+# the carrying statuses): the orders were read a moment ago and may have been given back since.
+# They publish on the order's own node, like the order's events (order_step.lua): on a Redis
+# Cluster, messages published on two nodes may reach a subscriber in either order, and a
+# position that overtook its ``assigned`` event would be dropped by the customer's socket (no
+# positions before a rider carries the order). Sent as EVAL in the feed's pipeline: redis-py's
+# cluster pipeline queues a registered script's EVALSHA without loading it on the node first,
+# and Redis caches EVAL scripts itself.
+_STILL_CARRIED = """
 local h = redis.call('HMGET', KEYS[1], 'rider_id', 'status')
-if h[1] ~= ARGV[1] then return 0 end
-for i = 6, #ARGV do
-  if h[2] == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'eta', ARGV[2], 'pickup_eta', ARGV[3])
-    redis.call('PUBLISH', ARGV[4], ARGV[5])
-    return 1
+local carried = false
+if h[1] == ARGV[1] then
+  for i = 6, #ARGV do
+    if h[2] == ARGV[i] then carried = true end
   end
 end
-return 0
+if not carried then return 0 end
 """
 
-# A kitchen prompt, marked sent (ARGV[1], a field of the order's hash) and published once:
-# from the order's node too, so it never overtakes the event it follows on the merchant feed.
-_PROMPT_ONCE = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
-end
-return 0
+# The order's ETA (ARGV[2]) and pickup ETA (ARGV[3]) written, its rider_location frame ARGV[5]
+# published on its channel ARGV[4].
+_SET_ETA = _STILL_CARRIED + """
+redis.call('HSET', KEYS[1], 'eta', ARGV[2], 'pickup_eta', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
 """
+
+# A kitchen prompt marked sent (field ARGV[2] of the order's hash, set to ARGV[3]) and, the
+# first time only, its frame ARGV[5] published on the merchant channel ARGV[4].
+_PROMPT_ONCE = _STILL_CARRIED + """
+if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
 
 def rider_location(order_id: str, rider_id: str, fix: Fix, eta: int | None) -> dict[str, Any]:
     """The ``rider_location`` frame of an order's channel: where its rider is, and the order's ETA."""
@@ -68,6 +74,7 @@ def rider_location(order_id: str, rider_id: str, fix: Fix, eta: int | None) -> d
 
 
 def prompt_text(kind: str, minutes: float) -> str:
+    """The words of a kitchen prompt: how far the rider is, and what to do now."""
     away = "arriving now" if minutes < 0.5 else f"{minutes:.0f} min away"
     return f"rider {away}: start plating" if kind == "start_preparing" else f"rider {away}: hand-over soon"
 
@@ -156,8 +163,8 @@ class RiderOrdersFeed:
             minutes = max(0.0, (arrival - now) / 60000)
             frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
                                   "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes)})
-            pipe.eval(_PROMPT_ONCE, 1, order_key(h["merchant_id"], h["id"]), _prompted_field(kind, rider_id), now,
-                      merchant_channel(h["merchant_id"]), frame)
+            pipe.eval(_PROMPT_ONCE, 1, order_key(h["merchant_id"], h["id"]), rider_id, _prompted_field(kind, rider_id),
+                      now, merchant_channel(h["merchant_id"]), frame, *CARRYING)
         await pipe.execute()
 
     def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int,
