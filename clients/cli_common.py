@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import sys
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -97,6 +98,7 @@ def remaining(deadline: float | None) -> float:
 # or a deploy), an error on its side (1011), a restart or overload (1012, 1013), and a connection
 # lost without a close frame (1006). Any other close (a refused token, 1008 policy) ends the client.
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
+CLOSE_TRY_AGAIN = 1013  # the server is full (over_capacity) or draining for a restart
 MAX_BACKOFF_S = 10.0
 
 
@@ -105,9 +107,11 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
     server goes away after it connected, connect again with a growing pause (0.5 s up to 10 s),
     until the deadline, each time to the next of ``servers``.
 
+    A server that answers the handshake 503 (full: ``over_capacity``, or without Redis for now)
+    or lets the socket in and closes it 1013 is asked again the same way, even the first time.
     A first connection that fails on every server, a refused token or a policy close still end
     the client (the caller's :func:`run` reports them); so does a server that stays away past
-    the deadline.
+    the deadline. Pauses are jittered (x0.5 to x1.5).
     """
     loop = asyncio.get_running_loop()
     connected_once, backoff, unreached = False, 0.5, 0
@@ -122,26 +126,40 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
             if code not in RECONNECT_CODES and "reconnect" not in reason:  # (1008 too_slow asks to)
                 raise
             why = f"{code} {reason}".strip() if exc.rcvd is not None else "1006 no close frame"
+            what = "is full or restarting" if code == CLOSE_TRY_AGAIN else "went away"
             connected_once = True
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
-            refused = isinstance(exc, InvalidStatus) and exc.response.status_code < 500  # a token, not an outage
-            unreached += 1
-            if refused or (not connected_once and unreached >= len(servers.urls)):
+            status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
+            if status is not None and status < 500:
+                raise  # a token, not an outage
+            busy = status == 503  # it answered: full (over_capacity) or without Redis for now
+            unreached += not busy
+            if not busy and not connected_once and unreached >= len(servers.urls):
                 raise
-            why = f"still unreachable: {exc or type(exc).__name__}"
-            if not connected_once:  # the first connection: try the next server at once
+            why = f"HTTP 503 {_error_code(exc)}".strip() if busy else f"still unreachable: {exc or type(exc).__name__}"
+            what = "is busy" if busy else "went away"
+            if not busy and not connected_once:  # the first connection: try the next server at once
                 note(f"cannot reach {servers.current} ({why}); trying {servers.advance()}")
                 continue
         if loop.time() - started > 60:
             backoff = 0.5  # a connection that lasted: start the pauses again
-        pause = min(backoff, remaining(deadline))
+        # Jittered: clients cut off (or turned away) together do not all come back together.
+        pause = min(backoff * random.uniform(0.5, 1.5), remaining(deadline))
         if pause <= 0:
-            note(f"the server went away ({why}) and was not back before the end (--for)")
+            note(f"the server {what} ({why}) and was not back before the end (--for)")
             return
         target = f" to {servers.advance()}" if len(servers.urls) > 1 else ""
-        note(f"the server went away ({why}); connecting again{target} in {pause:.1f} s")
+        note(f"the server {what} ({why}); connecting again{target} in {pause:.1f} s")
         await asyncio.sleep(pause)
         backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+def _error_code(exc: InvalidStatus) -> str:
+    """The ``code`` of the server's JSON error body of a refused handshake ("" if it has none)."""
+    try:
+        return str(orjson.loads(exc.response.body or b"{}")["error"]["code"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ""
 
 
 def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace], Awaitable[None]]) -> int:

@@ -7,7 +7,8 @@
 
 From the command line (``python -m clients.rider --help``, or ``python clients/rider.py``)
 it connects one rider, streams a position, prints every frame and answers offers, and connects
-again when the server goes away (a restart, 1001) after it was connected::
+again when the server goes away (a restart, 1001) after it was connected, or turns it away
+while full (1013, or HTTP 503 ``over_capacity`` at the handshake)::
 
     python -m clients.rider --token "$(tracker token --role rider --sub r1)" --lat 52.52 --lng 13.405 --accept
 """

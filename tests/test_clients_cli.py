@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+from websockets.sync.client import connect
 import pytest
 
 from tracker.embedded_redis import free_port
@@ -275,3 +276,22 @@ def test_command_line_clients_move_on_to_another_process_of_the_deployment(
         assert f"trying {second_ws}" in run.stderr and f"# connected to {second_ws}/v1/ws/rider" in run.stderr, run.stderr
     finally:
         ops.close()
+
+
+def test_a_rider_turned_away_by_a_full_server_keeps_trying_and_gets_in(
+        start_server: Callable[..., ServerProcess], uid: Callable[[str], str]) -> None:
+    srv = start_server({"TRACKER_MAX_SOCKETS": "1"})
+    with connect(srv.ws_url + "/v1/ws/rider",
+                 additional_headers={"Authorization": "Bearer " + srv.token("rider", uid("holder"))}) as holder:
+        assert json.loads(holder.recv(10))["type"] == "route"  # the one slot is taken
+        rider = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
+                                  srv.token("rider", uid("r")), "--lat", "52.52", "--lng", "13.405", "--for", "8"],
+                                 cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(2.5)  # turned away, and trying again; then the holder leaves: a slot frees up
+    try:
+        out, err = rider.communicate(timeout=40)
+    finally:
+        rider.kill()
+    assert rider.returncode == 0, err
+    assert "the server is full or restarting (1013 over_capacity" in err, err
+    assert any(json.loads(line)["type"] == "route" for line in out.splitlines()), out  # in, at last

@@ -9,6 +9,7 @@ import time
 import pytest
 from playwright.async_api import Browser, expect
 
+from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import Ops
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tracker.auth import issue_token
@@ -62,4 +63,28 @@ async def test_page_refused_says_why_and_stops_retrying(case: str, server: Serve
         await expect(page.get_by_text(re.compile("Offline|Cannot reach the server"))).to_be_hidden()
     finally:
         await page.context.close()
+        await ops.close()
+
+
+async def test_a_page_turned_away_by_a_full_server_backs_off_then_gets_in(start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server({"TRACKER_MAX_SOCKETS": "1"})
+    ops = Ops(srv)
+    oid = uid("o")
+    assert (await ops.create(oid, uid("m"))).status_code == 201
+    page = await new_page(browser, mobile=True)
+    sockets: list[float] = []
+    page.on("websocket", lambda ws: sockets.append(time.monotonic()))
+    holder = await JsonSocket.open(f"{srv.ws_url}/v1/ws/rider", srv.token("rider", uid("r")))  # the one slot
+    try:
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        await expect(page.get_by_text(re.compile("Offline"))).to_be_visible()  # not a refusal: it will try again
+        await page.wait_for_timeout(6000)
+        # Turned away at once each time (1013), it waits longer and longer: not twice a second.
+        tries = [t for t in sockets if t - sockets[0] < 6]
+        assert 2 <= len(tries) <= 6, [round(t - sockets[0], 2) for t in sockets]
+        await holder.close()  # a slot frees up: the page gets in at its next try
+        await expect(page.locator("#status")).not_to_have_text("Loading…", timeout=20000)
+        await expect(page.get_by_text(re.compile("Offline"))).to_be_hidden(timeout=20000)
+    finally:
+        await page.close()
         await ops.close()

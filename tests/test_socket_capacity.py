@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
+from collections import Counter
 
 import httpx
 import orjson
@@ -37,6 +38,26 @@ async def _open_socket(srv: ServerProcess, sub: str, role: str = "rider") -> tup
     return ws, "open"
 
 
+async def _http_flood(srv: ServerProcess, path: str, *, clients: int, each: int) -> Counter[str]:
+    """``clients`` connections at once, each asking ``path`` ``each`` times; a tally of the answers."""
+    answers: Counter[str] = Counter()
+    headers = {"Authorization": f"Bearer {srv.token('operator', 'ops')}"}
+
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=srv.base_url, timeout=15, headers=headers) as http:
+            for _ in range(each):
+                try:
+                    resp = await http.get(path)
+                except httpx.TransportError:  # (closed by the server as it answered 503)
+                    answers["dropped"] += 1
+                    continue
+                code = resp.json()["error"]["code"] if resp.status_code != 200 else ""
+                answers[f"{resp.status_code} {code}".strip()] += 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return answers
+
+
 def _readyz(srv: ServerProcess) -> dict:
     resp = httpx.get(srv.base_url + "/readyz", timeout=10)
     assert resp.status_code == 200, resp.text
@@ -64,6 +85,11 @@ async def test_a_server_short_of_files_refuses_sockets_and_keeps_redis_working(s
             return len([r for r in await nearby(srv, LAT, LNG, 2000, 500) if r["id"].startswith(prefix)]) == most
 
         assert await eventually(all_found, timeout=15)
+        # A flood of HTTP clients on the full server: each is answered, or turned away at once
+        # (503 over_capacity) before it can take the files Redis needs.
+        answers = await _http_flood(srv, f"/v1/riders/nearby?lat={LAT}&lng={LNG}&radius_m=500", clients=60, each=5)
+        assert answers.keys() <= {"200", "503 over_capacity", "dropped"} and answers["200"] > 0, answers
+        assert answers["503 over_capacity"] > 0, answers  # (riders + 60 clients are more than it holds)
         ready = _readyz(srv)
         assert ready["degraded"] == [] and ready["websockets"] == {"open": most, "max": most, "operators": 0}, ready
         # An operator still gets in on a full server (the ops page must work when it matters).
@@ -99,6 +125,8 @@ async def test_a_set_socket_limit_is_kept_and_counted_in_readyz(start_server, ui
     try:
         assert [how for _, how in first][:2] == ["open", "open"] and first[2][1].startswith("1013 over_capacity: ")
         assert _readyz(srv)["websockets"] == {"open": 2, "max": 2, "operators": 1}
+        metrics = httpx.get(srv.base_url + "/metrics", timeout=10).text
+        assert 'tracker_websocket_refusals_total{reason="over_capacity"} 1.0' in metrics, metrics
         await ops_ws.close()
         for _ in range(50):  # the operator's socket is forgotten once the server sees it close
             if _readyz(srv)["websockets"]["operators"] == 0:
@@ -107,3 +135,31 @@ async def test_a_set_socket_limit_is_kept_and_counted_in_readyz(start_server, ui
         assert _readyz(srv)["websockets"] == {"open": 2, "max": 2, "operators": 0}
     finally:
         await asyncio.gather(*(ws.close() for ws, _ in first if ws is not None))
+
+
+async def test_connections_beyond_the_limit_are_answered_503_at_once(start_server) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_MAX_SOCKETS": "2"})  # WebSockets, and a few more connections for HTTP
+    idle = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(60)]  # connect, send nothing
+    try:
+        async def first_line(reader: asyncio.StreamReader) -> bytes:
+            try:
+                return await asyncio.wait_for(reader.readline(), 2)  # (the header timeout is 10 s)
+            except TimeoutError:
+                return b""
+
+        lines = await asyncio.gather(*(first_line(reader) for reader, _ in idle))
+        turned_away = [line for line in lines if line]
+        assert turned_away and all(line.startswith(b"HTTP/1.1 503") for line in turned_away), lines
+        assert len(turned_away) < len(idle)  # the first ones were let in (to wait for their headers)
+    finally:
+        for _, writer in idle:
+            writer.close()
+    for _ in range(50):  # their files given back, the server answers again
+        try:
+            if httpx.get(srv.base_url + "/readyz", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the server did not answer again once the idle connections closed")

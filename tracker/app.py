@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from types import ModuleType
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -77,6 +78,20 @@ async def _socket_over_http(request: Request) -> Response:
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
+class _RefusalsCollector:
+    """``tracker_websocket_refusals_total{reason}``: sockets this process turned away (over_capacity,
+    rate_limited), read from the hub's counts at each scrape."""
+
+    def __init__(self, hub: WsHub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("tracker_websocket_refusals", "WebSockets turned away, by reason", labels=["reason"])
+        for reason in ("over_capacity", "rate_limited"):
+            family.add_metric([reason], self.hub.refusals[reason])
+        yield family
+
+
 def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock | None = None,
                redis_pool_size: int = REDIS_FILES_MAX) -> Starlette:
     """Build the ASGI app. Redis is connected (and features started) in the lifespan, with at most
@@ -104,6 +119,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
         Gauge("tracker_websocket_connections", "Open WebSocket sessions", registry=registry).set_function(
             lambda: len(hub)
         )
+        registry.register(_RefusalsCollector(hub))
         app.state.runtime = runtime
         started: list[ModuleType] = []
         try:

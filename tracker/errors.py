@@ -28,6 +28,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_transition": 409,
     "upgrade_required": 426,
     "redis_unavailable": 503,
+    "over_capacity": 503,
     "internal": 500,
 }
 

@@ -6,7 +6,10 @@ connection nor open one to Redis (its background tasks fail, its sockets close w
 gives its Redis connection pools a quarter of the limit (at most 256 in all, shared out over a
 cluster's primaries, since each node has a pool of its own), keeps 64 files for HTTP requests,
 logs and the rest, and unless told otherwise holds at most what is left in WebSockets: the
-next one is refused (1013 ``over_capacity``) while Redis still has its files.
+next one is refused (1013 ``over_capacity``) while Redis still has its files. Connections of
+any kind are bounded too (:func:`connection_limit`): one beyond is answered 503
+``over_capacity`` as soon as it is accepted, so a flood of HTTP clients cannot take Redis's
+files either.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ FALLBACK = 10240  # what macOS allows a process when the hard limit says "unlimi
 REDIS_FILES_MAX = 256
 MIN_POOL = 8
 OTHER_FILES = 64  # HTTP requests, the listening socket, logs, pub/sub, the embedded Redis's pipes
+HTTP_CONNECTIONS = 32  # of those: connections beyond the WebSocket limit (HTTP, operators' sockets)
 
 
 def open_files_limit() -> int:
@@ -49,3 +53,8 @@ def redis_pool_size(open_files: int, primaries: int = 1) -> int:
 def socket_budget(open_files: int, primaries: int = 1) -> int:
     """WebSockets a process with ``open_files`` may hold once Redis and the rest have theirs."""
     return max(1, open_files - primaries * redis_pool_size(open_files, primaries) - OTHER_FILES)
+
+
+def connection_limit(max_sockets: int) -> int:
+    """Connections of any kind a process holds open: its WebSockets and :data:`HTTP_CONNECTIONS` more."""
+    return max_sockets + HTTP_CONNECTIONS

@@ -23,14 +23,15 @@ from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
 from tracker.http.head_timeout import head_timeout_protocol
-from tracker.open_files import raise_open_files_limit, redis_pool_size, socket_budget
+from tracker.open_files import connection_limit, raise_open_files_limit, redis_pool_size, socket_budget
 from tracker.redis_client import ClusterNotOk, check_cluster, redacted_url
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
 
 log = logging.getLogger("tracker.server")
 
-WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard protocol cap; the app answers >max_frame_bytes with too_large
+WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+TOO_FEW_SOCKETS = 16  # an open-file limit that leaves fewer is warned about at start  # hard protocol cap; the app answers >max_frame_bytes with too_large
 
 
 def bounded_websocket_protocol(send_buffer_bytes: int) -> type[WebSocketsSansIOProtocol]:
@@ -111,6 +112,9 @@ def check_redis(url: str, timeout: float = 5.0) -> int:
 def _with_socket_limit(settings: Settings, budget: int) -> Settings:
     """Unset ``max_sockets`` becomes ``budget`` (what the open files leave room for); a set one
     above it is kept, with a warning: the process would run out of files first."""
+    if budget < TOO_FEW_SOCKETS:
+        log.warning("the open-file limit leaves room for only %d WebSocket(s) once Redis and the rest have their "
+                    "files: raise it (ulimit -n) for a server that takes riders", budget)
     if settings.max_sockets is None:
         return dataclasses.replace(settings, max_sockets=budget)
     if settings.max_sockets > budget:
@@ -142,7 +146,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_s,
-            http=head_timeout_protocol(settings.header_timeout_s),
+            http=head_timeout_protocol(settings.header_timeout_s, max_connections=connection_limit(settings.max_sockets)),
             ws=bounded_websocket_protocol(settings.ws_send_buffer_bytes),
             ws_max_size=WS_MAX_MESSAGE_BYTES,
             ws_ping_interval=20.0,

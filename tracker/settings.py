@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 from tracker.errors import SettingsError
-from tracker.open_files import OTHER_FILES, REDIS_FILES_MAX
+from tracker.open_files import CEILING, OTHER_FILES, REDIS_FILES_MAX
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -44,6 +44,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _socket_count(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > CEILING:
+        raise ValueError(f"must be a positive integer up to {CEILING} (more sockets than a process can have files)")
     return value
 
 
@@ -122,7 +129,7 @@ class Settings:
         "WebSockets one rider, merchant or customer token's subject may hold open on one process (operators: no limit)"
     )
     max_sockets: int | None = _setting(
-        "TRACKER_MAX_SOCKETS", _positive_int, None,
+        "TRACKER_MAX_SOCKETS", _socket_count, None,
         "WebSockets one process holds open (operators' not counted; the next is closed 1013 over_capacity); "
         f"unset: what the open-file limit leaves once Redis (a quarter, at most {REDIS_FILES_MAX}) "
         f"and {OTHER_FILES} other files have theirs"

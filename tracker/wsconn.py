@@ -51,6 +51,8 @@ class WsHub:
         self.max_sessions = max_sessions  # the whole process's (operators' sockets not counted)
         self._operators = 0
         self.closing = False
+        self.refusals: Counter[str] = Counter()  # sockets turned away, by reason (/metrics)
+        self._warned_at = -math.inf
 
     @property
     def operators(self) -> int:
@@ -95,6 +97,15 @@ class WsHub:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def refused(self, reason: str) -> None:
+        """Count a socket turned away for ``reason``; a full process says so in the log, at most once a minute."""
+        self.refusals[reason] += 1
+        now = time.monotonic()
+        if reason == "over_capacity" and now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("refusing WebSockets: this process holds its most (%s); %d refused so far",
+                        self.max_sessions, self.refusals[reason])
+
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         """Close every open session with ``code`` (1001 on shutdown)."""
         self.closing = True
@@ -135,10 +146,12 @@ class WsSession:
             await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])
             return None
         if hub.at_capacity(principal):
+            hub.refused("over_capacity")
             await websocket.close(CLOSE_TRY_AGAIN, f"over_capacity: this server holds its most WebSockets "
                                                    f"({hub.max_sessions}); try again later or another server")
             return None
         if hub.full_for(principal):
+            hub.refused("rate_limited")
             await websocket.close(CLOSE_TRY_AGAIN, f"rate_limited: {hub.max_per_subject} sockets already open "
                                                    f"for this {principal.role.value} here; try again later")
             return None

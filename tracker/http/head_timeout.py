@@ -11,6 +11,10 @@ A head is bounded in size too: the parser buffers a header line until it ends, s
 sending one endless line would hold as much memory as it could send within the timeout. A head
 still incomplete after :data:`MAX_HEAD_BYTES` is answered 431 ``too_large`` and closed. Bytes
 that are not HTTP at all are answered 400 ``bad_request`` (JSON, like every error) and closed.
+
+And a process holds a bounded number of connections: each is an open file, and the files Redis
+needs must not go to clients (:mod:`tracker.open_files`). A connection beyond the bound is
+answered 503 ``over_capacity`` and closed as soon as it is accepted.
 """
 from __future__ import annotations
 
@@ -35,12 +39,16 @@ def _raw_error(err: ApiError) -> bytes:
             f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
 
 
-def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES) -> type[HttpToolsProtocol]:
+def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES,
+                          max_connections: int | None = None) -> type[HttpToolsProtocol]:
     """uvicorn's HTTP protocol whose connections must complete each request head within ``timeout_s``
-    and ``max_head_bytes``."""
+    and ``max_head_bytes``; past ``max_connections`` open at once (WebSockets included), a new
+    connection is answered 503 ``over_capacity`` and closed at once, before it is read."""
     timed_out = _raw_error(ApiError("request_timeout", f"the request's headers did not arrive within {timeout_s:g} s"))
     too_large = _raw_error(ApiError("too_large", f"the request's headers are larger than {max_head_bytes // 1024} KiB",
                                     status=431))
+    full = _raw_error(ApiError("over_capacity", f"this server holds its most connections ({max_connections}); "
+                                                "try again later or another server"))
     not_http = _raw_error(ApiError("bad_request", "the request is not valid HTTP/1.1 (request line, headers or "
                                                   "framing); nothing was done"))
 
@@ -88,6 +96,9 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if max_connections is not None and len(self.connections) > max_connections:
+                self._refuse(full)  # (its file is given back now, not after a header timeout)
+                return
             self._arm()  # the first request's head is due
 
         def on_message_begin(self) -> None:

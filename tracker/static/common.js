@@ -78,17 +78,22 @@ function isRefusal(event) {
 // Only connectivity losses (1006, 1001, 1011, 1013, ...) are retried: a refusal (1008) stops it
 // and goes to onRefused(reason), by default a banner saying what is wrong with the link.
 export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = showRefusal }) {
-  let ws = null, delay = 500, closedByUs = false, timer = null;
+  let ws = null, delay = 500, closedByUs = false, timer = null, openedAt = 0;
   const connect = () => {
     timer = null;
     ws = new WebSocket(url());
-    ws.onopen = () => { delay = 500; onOnline && onOnline(); };
+    ws.onopen = () => { openedAt = Date.now(); onOnline && onOnline(); };
     ws.onmessage = (e) => onMessage(JSON.parse(e.data));
     ws.onclose = (e) => {
       if (closedByUs) return;
       if (isRefusal(e)) { closedByUs = true; onRefused(e.reason || `closed with ${e.code}`); return; }
       onOffline && onOffline();
-      timer = setTimeout(connect, delay);
+      // The pauses start again only after a connection that lasted: a full server accepts and
+      // closes at once (1013), and must not hear from every page twice a second. Jittered, so
+      // pages cut off together do not come back together.
+      if (openedAt && Date.now() - openedAt > 10000) delay = 500;
+      openedAt = 0;
+      timer = setTimeout(connect, delay * (0.5 + Math.random()));
       delay = Math.min(delay * 2, 8000);
     };
   };
