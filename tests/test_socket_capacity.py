@@ -3,6 +3,7 @@ sockets are refused (1013 over_capacity) and Redis keeps the files it needs."""
 from __future__ import annotations
 
 import asyncio
+import re
 import resource
 import time
 from collections import Counter
@@ -138,8 +139,8 @@ async def test_a_set_socket_limit_is_kept_and_counted_in_readyz(start_server, ui
 
 
 async def test_connections_beyond_the_limit_are_answered_503_at_once(start_server) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server({"TRACKER_MAX_SOCKETS": "2"})  # WebSockets, and a few more connections for HTTP
-    idle = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(60)]  # connect, send nothing
+    srv = start_server(open_files=(200, 200))  # as many WebSockets as the files allow, and a few more connections
+    idle = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(200)]  # connect, send nothing
     try:
         async def first_line(reader: asyncio.StreamReader) -> bytes:
             try:
@@ -151,6 +152,11 @@ async def test_connections_beyond_the_limit_are_answered_503_at_once(start_serve
         turned_away = [line for line in lines if line]
         assert turned_away and all(line.startswith(b"HTTP/1.1 503") for line in turned_away), lines
         assert len(turned_away) < len(idle)  # the first ones were let in (to wait for their headers)
+        # A client still sending when it is turned away (a POST's body) gets the answer too, not a reset.
+        async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as http:
+            resp = await http.post("/v1/orders", content=b"x" * 5000,
+                                   headers={"Authorization": f"Bearer {srv.token('operator', 'ops')}"})
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "over_capacity", resp.text
     finally:
         for _, writer in idle:
             writer.close()
@@ -163,3 +169,6 @@ async def test_connections_beyond_the_limit_are_answered_503_at_once(start_serve
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("the server did not answer again once the idle connections closed")
+    metrics = httpx.get(srv.base_url + "/metrics", timeout=10).text
+    counted = re.search(r'tracker_websocket_refusals_total\{reason="connections"\} (\d+)', metrics)
+    assert counted and int(counted.group(1)) >= len(turned_away), metrics

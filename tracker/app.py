@@ -80,14 +80,15 @@ async def _socket_over_http(request: Request) -> Response:
 
 class _RefusalsCollector:
     """``tracker_websocket_refusals_total{reason}``: sockets this process turned away (over_capacity,
-    rate_limited), read from the hub's counts at each scrape."""
+    rate_limited; connections: any connection answered 503 past the connection limit), read from
+    the hub's counts at each scrape."""
 
     def __init__(self, hub: WsHub) -> None:
         self.hub = hub
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily("tracker_websocket_refusals", "WebSockets turned away, by reason", labels=["reason"])
-        for reason in ("over_capacity", "rate_limited"):
+        for reason in ("over_capacity", "rate_limited", "connections"):
             family.add_metric([reason], self.hub.refusals[reason])
         yield family
 

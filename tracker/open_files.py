@@ -56,5 +56,6 @@ def socket_budget(open_files: int, primaries: int = 1) -> int:
 
 
 def connection_limit(max_sockets: int) -> int:
-    """Connections of any kind a process holds open: its WebSockets and :data:`HTTP_CONNECTIONS` more."""
+    """Connections of any kind a process holds open: its WebSockets (as many as its files allow,
+    or a higher ``TRACKER_MAX_SOCKETS``) and :data:`HTTP_CONNECTIONS` more."""
     return max_sockets + HTTP_CONNECTIONS

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import signal
 import socket
@@ -30,8 +31,8 @@ from tracker.wsconn import WsHub
 
 log = logging.getLogger("tracker.server")
 
-WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-TOO_FEW_SOCKETS = 16  # an open-file limit that leaves fewer is warned about at start  # hard protocol cap; the app answers >max_frame_bytes with too_large
+WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard protocol cap; the app answers >max_frame_bytes with too_large
+TOO_FEW_SOCKETS = 16  # an open-file limit that leaves fewer is warned about at start
 
 
 def bounded_websocket_protocol(send_buffer_bytes: int) -> type[WebSocketsSansIOProtocol]:
@@ -114,12 +115,12 @@ def _with_socket_limit(settings: Settings, budget: int) -> Settings:
     above it is kept, with a warning: the process would run out of files first."""
     if budget < TOO_FEW_SOCKETS:
         log.warning("the open-file limit leaves room for only %d WebSocket(s) once Redis and the rest have their "
-                    "files: raise it (ulimit -n) for a server that takes riders", budget)
+                    "files: raise the hard limit (ulimit -Hn) for a server that takes riders", budget)
     if settings.max_sockets is None:
         return dataclasses.replace(settings, max_sockets=budget)
     if settings.max_sockets > budget:
         log.warning("TRACKER_MAX_SOCKETS=%d is more than this process's open-file limit leaves room for (%d): "
-                    "past that, connections to Redis fail; raise the limit (ulimit -n) or lower the setting",
+                    "past that, connections to Redis fail; raise the hard limit (ulimit -Hn) or lower the setting",
                     settings.max_sockets, budget)
     return settings
 
@@ -137,7 +138,8 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
         else:
             embedded = EmbeddedRedis(settings.data_dir)
             redis_url = embedded.start()
-        settings = _with_socket_limit(settings, socket_budget(open_files, primaries))
+        budget = socket_budget(open_files, primaries)
+        settings = _with_socket_limit(settings, budget)
         secret = load_or_create_secret(settings.secret, settings.data_dir)
         app = create_app(settings, secret=secret, redis_url=redis_url,
                          redis_pool_size=redis_pool_size(open_files, primaries))
@@ -146,7 +148,8 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_s,
-            http=head_timeout_protocol(settings.header_timeout_s, max_connections=connection_limit(settings.max_sockets)),
+            http=head_timeout_protocol(settings.header_timeout_s, max_connections=connection_limit(max(settings.max_sockets, budget)),
+                                       on_turned_away=functools.partial(app.state.hub.refused, "connections")),
             ws=bounded_websocket_protocol(settings.ws_send_buffer_bytes),
             ws_max_size=WS_MAX_MESSAGE_BYTES,
             ws_ping_interval=20.0,

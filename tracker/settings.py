@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 from tracker.errors import SettingsError
-from tracker.open_files import CEILING, OTHER_FILES, REDIS_FILES_MAX
+from tracker.open_files import CEILING, HTTP_CONNECTIONS, OTHER_FILES, REDIS_FILES_MAX
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -130,9 +130,10 @@ class Settings:
     )
     max_sockets: int | None = _setting(
         "TRACKER_MAX_SOCKETS", _socket_count, None,
-        "WebSockets one process holds open (operators' not counted; the next is closed 1013 over_capacity); "
-        f"unset: what the open-file limit leaves once Redis (a quarter, at most {REDIS_FILES_MAX}) "
-        f"and {OTHER_FILES} other files have theirs"
+        f"WebSockets one process holds open, at most {CEILING} (operators' not counted; the next is closed 1013 "
+        f"over_capacity); unset: what the open-file limit leaves once Redis (a quarter, at most {REDIS_FILES_MAX}) "
+        f"and {OTHER_FILES} other files have theirs. Connections of any kind: {HTTP_CONNECTIONS} more than the "
+        "larger of the two, then 503 over_capacity"
     )
     ws_send_buffer_bytes: int = _setting(
         "TRACKER_WS_SEND_BUFFER_BYTES", _positive_int, 65536, "kernel send buffer of each WebSocket connection"

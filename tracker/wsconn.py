@@ -101,10 +101,11 @@ class WsHub:
         """Count a socket turned away for ``reason``; a full process says so in the log, at most once a minute."""
         self.refusals[reason] += 1
         now = time.monotonic()
-        if reason == "over_capacity" and now - self._warned_at >= 60:
+        if reason in ("over_capacity", "connections") and now - self._warned_at >= 60:
             self._warned_at = now
-            log.warning("refusing WebSockets: this process holds its most (%s); %d refused so far",
-                        self.max_sessions, self.refusals[reason])
+            log.warning("refusing %s: this process holds its most; %d WebSockets (of %s) and %d connections "
+                        "refused so far", "WebSockets" if reason == "over_capacity" else "connections",
+                        self.refusals["over_capacity"], self.max_sessions, self.refusals["connections"])
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         """Close every open session with ``code`` (1001 on shutdown)."""

@@ -14,12 +14,15 @@ that are not HTTP at all are answered 400 ``bad_request`` (JSON, like every erro
 
 And a process holds a bounded number of connections: each is an open file, and the files Redis
 needs must not go to clients (:mod:`tracker.open_files`). A connection beyond the bound is
-answered 503 ``over_capacity`` and closed as soon as it is accepted.
+answered 503 ``over_capacity`` as soon as it is accepted, before its request is read; what it
+still sends is read and dropped for a moment, so that a client still sending gets the answer
+rather than a reset.
 """
 from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
+from typing import Callable
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -29,6 +32,12 @@ from tracker.errors import ApiError
 # Bytes a request head may take. Counted per read while a head is due, so it must exceed one
 # read (asyncio reads up to 256 KiB, which may also hold a body or pipelined requests).
 MAX_HEAD_BYTES = 1024 * 1024
+# A connection turned away (503 over_capacity) is read, its bytes dropped, for this long after the
+# answer, unless the client closes first: closed with its request unread, the socket would be reset,
+# and a client still sending (a POST's body) would get the reset, not the answer. Only this many
+# connections beyond the limit linger so; more are closed at once.
+LINGER_S = 1.0
+LINGER_SLOTS = 32
 
 
 def _raw_error(err: ApiError) -> bytes:
@@ -40,10 +49,11 @@ def _raw_error(err: ApiError) -> bytes:
 
 
 def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES,
-                          max_connections: int | None = None) -> type[HttpToolsProtocol]:
+                          max_connections: int | None = None,
+                          on_turned_away: Callable[[], None] | None = None) -> type[HttpToolsProtocol]:
     """uvicorn's HTTP protocol whose connections must complete each request head within ``timeout_s``
     and ``max_head_bytes``; past ``max_connections`` open at once (WebSockets included), a new
-    connection is answered 503 ``over_capacity`` and closed at once, before it is read."""
+    connection is answered 503 ``over_capacity`` before it is read (``on_turned_away`` is called)."""
     timed_out = _raw_error(ApiError("request_timeout", f"the request's headers did not arrive within {timeout_s:g} s"))
     too_large = _raw_error(ApiError("too_large", f"the request's headers are larger than {max_head_bytes // 1024} KiB",
                                     status=431))
@@ -52,9 +62,12 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
     not_http = _raw_error(ApiError("bad_request", "the request is not valid HTTP/1.1 (request line, headers or "
                                                   "framing); nothing was done"))
 
+    lingering = 0  # connections turned away that are still being read (not counted against the limit)
+
     class HeadTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0  # bytes received since the head that is due began
+        _linger: asyncio.TimerHandle | None = None  # turned away: what it still sends is dropped
 
         def _arm(self, *, new_head: bool = True) -> None:
             self._disarm()
@@ -63,7 +76,7 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
             self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
 
         def data_received(self, data: bytes) -> None:
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self._linger is not None:
                 return
             if self._head_timer is not None:  # a head is due: it may not grow without bound
                 self._head_bytes += len(data)
@@ -78,6 +91,20 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
             if not self.transport.is_closing():
                 self.transport.write(answer)
                 self.transport.close()
+
+        def _turn_away(self) -> None:
+            """Answer 503 over_capacity; then, while few linger, drop what the client still sends
+            until it closes or :data:`LINGER_S` has passed (see there)."""
+            if on_turned_away is not None:
+                on_turned_away()
+            nonlocal lingering
+            if lingering >= LINGER_SLOTS or not self.transport.can_write_eof():
+                self._refuse(full)
+                return
+            self.transport.write(full)
+            self.transport.write_eof()
+            self._linger = self.loop.call_later(LINGER_S, self.transport.close)
+            lingering += 1
 
         def _disarm(self) -> None:
             if self._head_timer is not None:
@@ -96,8 +123,8 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if max_connections is not None and len(self.connections) > max_connections:
-                self._refuse(full)  # (its file is given back now, not after a header timeout)
+            if max_connections is not None and len(self.connections) - lingering > max_connections:
+                self._turn_away()  # (its file is given back now, not after a header timeout)
                 return
             self._arm()  # the first request's head is due
 
@@ -115,7 +142,11 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
             self._refuse(not_http)
 
         def connection_lost(self, exc: Exception | None) -> None:
+            nonlocal lingering
             self._disarm()
+            if self._linger is not None:
+                self._linger.cancel()
+                lingering -= 1
             super().connection_lost(exc)
 
     return HeadTimeoutProtocol
