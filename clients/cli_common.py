@@ -134,11 +134,12 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
                 raise  # a token, not an outage
             # It answered: full (over_capacity) or without Redis for now. (A 503 from something
             # else in the way, without our error code, is an outage like any other.)
-            busy = status == 503 and _error_code(exc) in ("over_capacity", "redis_unavailable")
+            code = _error_code(exc) if status == 503 else ""
+            busy = code in ("over_capacity", "redis_unavailable")
             unreached = 0 if busy else unreached + 1  # one server up but full: not "every server failed"
             if not busy and not connected_once and unreached >= len(servers.urls):
                 raise
-            why = f"HTTP 503 {_error_code(exc)}" if busy else f"still unreachable: {exc or type(exc).__name__}"
+            why = f"HTTP 503 {code}" if busy else f"still unreachable: {exc or type(exc).__name__}"
             what = "is busy" if busy else "went away"
             if not busy and not connected_once:  # the first connection: try the next server at once
                 note(f"cannot reach {servers.current} ({why}); trying {servers.advance()}")

@@ -55,7 +55,7 @@ def socket_budget(open_files: int, primaries: int = 1) -> int:
     return max(1, open_files - primaries * redis_pool_size(open_files, primaries) - OTHER_FILES)
 
 
-def connection_limit(max_sockets: int) -> int:
-    """Connections of any kind a process holds open: its WebSockets (as many as its files allow,
-    or a higher ``TRACKER_MAX_SOCKETS``) and :data:`HTTP_CONNECTIONS` more."""
-    return max_sockets + HTTP_CONNECTIONS
+def connection_limit(max_sockets: int, budget: int) -> int:
+    """Connections of any kind a process holds open: its WebSockets (``budget``, as many as its
+    files allow, or a higher ``max_sockets``) and :data:`HTTP_CONNECTIONS` more."""
+    return max(max_sockets, budget) + HTTP_CONNECTIONS
