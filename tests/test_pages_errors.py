@@ -88,3 +88,26 @@ async def test_a_page_turned_away_by_a_full_server_backs_off_then_gets_in(start_
     finally:
         await page.close()
         await ops.close()
+
+
+async def test_a_page_whose_link_is_revoked_says_so_at_once_and_stops(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid = uid("o")
+    page = await new_page(browser, mobile=True)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    try:
+        assert (await ops.create(oid, uid("m"))).status_code == 201
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).not_to_have_text("Loading…")
+        revoked = await ops.client.post("/v1/tokens/revoke", json={"role": "customer", "sub": oid})
+        assert revoked.status_code == 200, revoked.text
+        problem = page.get_by_role("alert").filter(has_text="Your link is not valid")
+        await expect(problem).to_contain_text("it has been revoked", timeout=5000)
+        await expect(problem).to_contain_text("Ask for a new link")
+        asked = len(sockets)
+        await page.wait_for_timeout(1500)  # no reconnecting with a token that will not work again
+        assert len(sockets) == asked, sockets
+    finally:
+        await page.context.close()
+        await ops.close()

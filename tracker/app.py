@@ -29,7 +29,7 @@ from tracker.redis_client import REDIS_DOWN, connect, redis_unavailable
 from tracker.open_files import REDIS_FILES_MAX
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
-from tracker import ops, pages
+from tracker import ops, pages, revocations
 from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
@@ -40,7 +40,7 @@ from tracker.wsconn import CLOSE_POLICY, WsHub
 
 log = logging.getLogger("tracker.app")
 
-FEATURES: list[ModuleType] = [health, rider_endpoint, locations, orders, dispatch, ops, pages]
+FEATURES: list[ModuleType] = [health, revocations, rider_endpoint, locations, orders, dispatch, ops, pages]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

@@ -1,8 +1,9 @@
 """Signed tokens (HS256 JWT) carrying a ``role`` and a scope (``sub``).
 
 ``issue_token`` makes one, ``verify_token`` checks one and returns a :class:`Principal`;
-``principal_from_request`` / ``principal_from_websocket`` read it from the
-``Authorization: Bearer`` header or (WebSocket only) the ``token`` query parameter.
+``token_from_connection`` reads it from the ``Authorization: Bearer`` header or (WebSocket
+only) the ``token`` query parameter. A :class:`RevocationList` says which tokens an operator
+has voided since they were issued (kept current by ``tracker.revocations``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import jwt
 from starlette.requests import HTTPConnection
@@ -50,6 +52,7 @@ class Principal:
     role: Role
     sub: str
     expires_at: float = math.inf  # the token's ``exp`` (Unix seconds, real time)
+    issued_at: int | None = None  # its ``iat``, when it has one
 
     @property
     def is_operator(self) -> bool:
@@ -60,6 +63,45 @@ class Principal:
         if self.role not in roles and not self.is_operator:
             allowed = ", ".join(r.value for r in roles)
             raise ApiError("forbidden", f"role '{self.role.value}' may not do this (needs {allowed})")
+
+
+class RevocationList:
+    """Per subject, the last second whose tokens are void."""
+
+    def __init__(self) -> None:
+        self._void_until: dict[tuple[str, str], int] = {}
+
+    def __len__(self) -> int:
+        return len(self._void_until)
+
+    def refuses(self, principal: Principal) -> bool:
+        """True when ``principal``'s token was issued at or before its subject's revocation."""
+        until = self._void_until.get((principal.role.value, principal.sub))
+        if until is None:
+            return False
+        return principal.issued_at is None or principal.issued_at <= until
+
+    def check(self, principal: Principal) -> Principal:
+        """``principal`` itself, or ``unauthorized: token revoked``."""
+        if self.refuses(principal):
+            raise ApiError("unauthorized", "token revoked: ask for a new one")
+        return principal
+
+    def apply(self, role: str, sub: str, until: int) -> bool:
+        """Record a revocation; True when it voids more tokens than were void already."""
+        key = (role, sub)
+        if until <= self._void_until.get(key, -math.inf):
+            return False
+        self._void_until[key] = until
+        return True
+
+    def replace(self, stored: Mapping[str, str]) -> None:
+        """Take the whole stored hash (``role:sub`` -> second) as the list."""
+        fresh: dict[tuple[str, str], int] = {}
+        for field, until in stored.items():
+            role, _, sub = field.partition(":")
+            fresh[(role, sub)] = int(until)
+        self._void_until = fresh
 
 
 def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_TTL_S, *, now: float | None = None) -> str:
@@ -95,7 +137,8 @@ def verify_token(secret: str, token: str) -> Principal:
         raise ApiError("unauthorized", "invalid token: 'exp' is not a usable time") from None
     if not math.isfinite(expires_at):
         raise ApiError("unauthorized", "invalid token: 'exp' is not a usable time")
-    return Principal(role=role, sub=sub, expires_at=expires_at)
+    issued = claims.get("iat")  # (PyJWT checked that it is a number, and not in the future)
+    return Principal(role=role, sub=sub, expires_at=expires_at, issued_at=None if issued is None else int(issued))
 
 
 def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:

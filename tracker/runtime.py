@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
-from tracker.auth import Principal, token_from_connection, verify_token
+from tracker.auth import Principal, RevocationList, token_from_connection, verify_token
 from tracker.clock import Clock
 from tracker.pubsub import PubSubHub
 from tracker.redis_client import AnyRedis
@@ -29,10 +29,11 @@ class Runtime:
     hub: WsHub
     pubsub: PubSubHub
     services: dict[str, Any] = field(default_factory=dict)
+    revocations: RevocationList = field(default_factory=RevocationList)
 
     def authenticate(self, conn: HTTPConnection) -> Principal:
-        """The caller of an HTTP request (header token only), or ``unauthorized``."""
-        return verify_token(self.secret, token_from_connection(conn, allow_query=False))
+        """The caller of an HTTP request (header token only), or ``unauthorized`` (revoked tokens too)."""
+        return self.revocations.check(verify_token(self.secret, token_from_connection(conn, allow_query=False)))
 
 
 def runtime_of(conn: HTTPConnection) -> Runtime:

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from tracker.auth import Principal, Role, token_from_connection, verify_token
+from tracker.auth import Principal, RevocationList, Role, token_from_connection, verify_token
 from tracker.errors import ApiError
 from tracker.jsonutil import dumps_str, loads_object
 from tracker.locations.ratelimit import FloodGuard
@@ -107,6 +107,12 @@ class WsHub:
                         "refused so far", "WebSockets" if reason == "over_capacity" else "connections",
                         self.refusals["over_capacity"], self.max_sessions, self.refusals["connections"])
 
+    async def close_where(self, refuses: Callable[[Principal], bool], reason: str) -> int:
+        """Close 1008 (``reason``) every open session whose principal ``refuses`` says must go; how many."""
+        sessions = [s for s in self._sessions if refuses(s.principal)]
+        await asyncio.gather(*(s.close(CLOSE_POLICY, reason) for s in sessions), return_exceptions=True)
+        return len(sessions)
+
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         """Close every open session with ``code`` (1001 on shutdown)."""
         self.closing = True
@@ -133,15 +139,16 @@ class WsSession:
 
     @classmethod
     async def open(
-        cls, websocket: WebSocket, *, secret: str, roles: tuple[Role, ...], hub: WsHub, max_frame_bytes: int
+        cls, websocket: WebSocket, *, secret: str, revocations: RevocationList, roles: tuple[Role, ...], hub: WsHub,
+        max_frame_bytes: int,
     ) -> "WsSession | None":
-        """Accept the handshake and check the token; ``None`` (socket closed 1008) on failure."""
+        """Accept the handshake and check the token (not revoked either); ``None`` (socket closed 1008) on failure."""
         await websocket.accept()
         if hub.closing:
             await websocket.close(CLOSE_TRY_AGAIN, "server shutting down")
             return None
         try:
-            principal = verify_token(secret, token_from_connection(websocket, allow_query=True))
+            principal = revocations.check(verify_token(secret, token_from_connection(websocket, allow_query=True)))
             principal.require(*roles)
         except ApiError as err:
             await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])

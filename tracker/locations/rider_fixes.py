@@ -62,10 +62,13 @@ async def on_connect(conn: RiderConnection) -> None:
 
 
 async def on_disconnect(conn: RiderConnection) -> None:
-    """Forget the rider's writer state; a client that closed the socket itself has left."""
+    """Forget the rider's writer state; a client that closed the socket itself has left, and so
+    has a rider whose token was revoked."""
     if conn.state.get("writer_counted"):
         _writer(conn).forget(conn.rider_id)
-    if conn.session.peer_close_code in LEAVING_CLOSE_CODES and conn.state.get("sent_fix"):
+    leaving = (conn.session.peer_close_code in LEAVING_CLOSE_CODES
+               or conn.runtime.revocations.refuses(conn.session.principal))
+    if leaving and conn.state.get("sent_fix"):
         # Out of nearby searches and dispatch now, not when its fix goes stale; a dropped
         # connection (no close frame, or one without a code) keeps the rider, as a phone often
         # comes back; a socket that sent no fix of its own (another of the rider's) changes nothing.

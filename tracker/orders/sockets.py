@@ -39,7 +39,8 @@ log = logging.getLogger("tracker.orders")
 async def _open(websocket: WebSocket, role: Role) -> tuple[Runtime, WsSession] | None:
     rt: Runtime = websocket.app.state.runtime
     session = await WsSession.open(
-        websocket, secret=rt.secret, roles=(role,), hub=rt.hub, max_frame_bytes=rt.settings.max_frame_bytes
+        websocket, secret=rt.secret, revocations=rt.revocations, roles=(role,), hub=rt.hub,
+        max_frame_bytes=rt.settings.max_frame_bytes,
     )
     return None if session is None else (rt, session)
 

@@ -118,7 +118,8 @@ async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
 async def rider_ws(websocket: WebSocket) -> None:
     rt: Runtime = websocket.app.state.runtime
     session = await WsSession.open(
-        websocket, secret=rt.secret, roles=(Role.RIDER,), hub=rt.hub, max_frame_bytes=rt.settings.max_frame_bytes
+        websocket, secret=rt.secret, revocations=rt.revocations, roles=(Role.RIDER,), hub=rt.hub,
+        max_frame_bytes=rt.settings.max_frame_bytes,
     )
     if session is None:
         return

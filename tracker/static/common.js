@@ -42,6 +42,7 @@ export async function api(path, options = {}) {
 // whoever has to look into it.
 const PLAIN = [
   [/^unauthorized: token expired/, "it has expired"],
+  [/^unauthorized: token revoked/, "it has been revoked"],
   [/^unauthorized: missing token/, "it carries no token (the address needs ?token=...)"],
   [/^unauthorized/, "its token was not issued by this server"],
   [/^forbidden/, "it is for another order, kitchen or role"],

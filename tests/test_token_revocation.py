@@ -1,0 +1,121 @@
+"""An operator revokes a subject's tokens: refused on every process, open sockets closed, new tokens work."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import jwt
+import pytest
+import websockets
+
+from tests.test_locations import _absent, _ids, eventually, rider
+from tracker.launcher import ServerProcess
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _revoke(server: ServerProcess, role: str, sub: str, *, as_token: str | None = None) -> httpx.Response:
+    token = as_token or server.token("operator", "ops")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        return await http.post("/v1/tokens/revoke", json={"role": role, "sub": sub}, headers=_bearer(token))
+
+
+async def _closed_with(ws: websockets.ClientConnection, timeout: float = 10.0) -> websockets.frames.Close:
+    """Read until the server closes the socket; its close frame."""
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd is not None, closed.value
+    return closed.value.rcvd
+
+
+async def _refused_at_handshake(server: ServerProcess, path: str, token: str) -> websockets.frames.Close:
+    async with websockets.connect(f"{server.ws_url}{path}", additional_headers=_bearer(token)) as ws:
+        return await _closed_with(ws)
+
+
+async def test_a_revoked_riders_sockets_close_on_every_process_and_a_new_token_works(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    a, b = start_server(), start_server()
+    rider, other = uid("r"), uid("r2")
+    old = a.token("rider", rider)
+    on_b = await websockets.connect(f"{b.ws_url}/v1/ws/rider", additional_headers=_bearer(old))
+    bystander = await websockets.connect(f"{b.ws_url}/v1/ws/rider", additional_headers=_bearer(b.token("rider", other)))
+    for ws in (on_b, bystander):
+        assert '"route"' in await asyncio.wait_for(ws.recv(), 10)
+
+    answer = await _revoke(a, "rider", rider)
+    assert answer.status_code == 200, answer.text
+    until = answer.json()["revoked_until"]
+    assert answer.json() == {"role": "rider", "sub": rider, "revoked_until": until}
+    assert until >= jwt.decode(old, options={"verify_signature": False})["iat"]
+
+    close = await _closed_with(on_b)  # on the other process, at once
+    assert (close.code, close.reason) == (1008, "unauthorized: token revoked"), close
+    await asyncio.wait_for(await bystander.ping(), 5)  # another rider's socket stays open
+    for server in (a, b):
+        close = await _refused_at_handshake(server, "/v1/ws/rider", old)
+        assert close.code == 1008 and close.reason.startswith("unauthorized: token revoked"), close
+
+    while time.time() < until + 1:  # a token issued in a later second works
+        await asyncio.sleep(0.05)
+    async with websockets.connect(f"{b.ws_url}/v1/ws/rider", additional_headers=_bearer(a.token("rider", rider))) as ws:
+        assert '"route"' in await asyncio.wait_for(ws.recv(), 10)
+    await bystander.close()
+
+
+async def test_revocations_outlive_a_restart_and_refuse_http_too(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    first = start_server()
+    order, merchant = uid("o"), uid("m")
+    ops = first.token("operator", "ops")
+    body = {"id": order, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+            "dropoff": {"lat": 52.53, "lng": 13.42}}
+    async with httpx.AsyncClient(base_url=first.base_url, timeout=10.0) as http:
+        assert (await http.post("/v1/orders", json=body, headers=_bearer(ops))).status_code == 201
+    leaked = first.token("customer", order)
+    kitchen = first.token("merchant", merchant)
+    assert (await _revoke(first, "customer", order)).status_code == 200
+    first.stop()
+
+    second = start_server()
+    async with httpx.AsyncClient(base_url=second.base_url, timeout=10.0) as http:
+        refused = await http.get(f"/v1/orders/{order}", headers=_bearer(leaked))
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"] == {"code": "unauthorized", "message": "token revoked: ask for a new one"}
+        kept = await http.get(f"/v1/orders/{order}", headers=_bearer(kitchen))  # only that subject's tokens
+        assert kept.status_code == 200, kept.text
+    close = await _refused_at_handshake(second, f"/v1/ws/customer?order_id={order}", leaked)
+    assert close.code == 1008 and "token revoked" in close.reason, close
+
+
+async def test_only_operators_revoke_and_bad_requests_are_named(server: ServerProcess, uid) -> None:
+    rider = uid("r")
+    forbidden = await _revoke(server, "rider", rider, as_token=server.token("rider", rider))
+    assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden", forbidden.text
+    for role, sub in (("driver", rider), ("rider", "no spaces"), ("rider", None)):
+        bad = await _revoke(server, role, sub)  # type: ignore[arg-type]
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_message", bad.text
+    # none of the refused calls revoked anything: the rider's token still opens a socket
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider", additional_headers=_bearer(server.token("rider", rider))) as ws:
+        assert '"route"' in await asyncio.wait_for(ws.recv(), 10)
+
+
+async def test_a_revoked_rider_leaves_nearby_search_at_once(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    lat, lng = 45.4800, 9.2100
+    revoked_id, staying_id = uid("fired"), uid("staying")
+    revoked, staying = await rider(server, revoked_id), await rider(server, staying_id)
+    try:
+        await revoked.location(lat, lng)
+        await staying.location(lat, lng + 0.0001)
+        assert await eventually(lambda: _ids(server, lat, lng, revoked_id))
+        assert await eventually(lambda: _ids(server, lat, lng, staying_id))
+        assert (await _revoke(server, "rider", revoked_id)).status_code == 200
+        # out of search (and so of dispatch) now, not when its last fix goes stale (30 s)
+        assert await eventually(lambda: _absent(server, lat, lng, revoked_id), timeout=3)
+        assert await _ids(server, lat, lng, staying_id)
+    finally:
+        await revoked.close()
+        await staying.close()
