@@ -196,7 +196,7 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         prompt = page.locator(f'.prompt[data-order="{oid}"][data-kind="start_preparing"]')
         await expect(prompt).to_contain_text("start plating")
         await shot(page, "merchant")
-        await page.get_by_role("button", name=f"Delay {oid} 5 min").click()
+        await page.get_by_role("button", name=f"Delay 5 min {oid}").click()
         ready_at = None
         for _ in range(50):
             ready_at = (await ops.get(oid))["ready_at"]

@@ -59,11 +59,11 @@ async def test_kitchen_board_fits_a_phone(server: ServerProcess, uid, browser: B
     try:
         assert (await ops.create(oid, mid)).status_code == 201
         await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
-        delay = page.get_by_role("button", name=f"Delay {oid} 5 min")
+        delay = page.get_by_role("button", name=f"Delay 5 min {oid}")
         await expect(delay).to_be_visible()
         width = await page.evaluate("window.innerWidth")
         assert await page.evaluate("document.documentElement.scrollWidth") <= width
-        for name in (f"Confirm {oid}", f"Ready {oid}", f"Delay {oid} 5 min"):
+        for name in (f"Confirm {oid}", f"Ready {oid}", f"Delay 5 min {oid}"):
             box = await page.get_by_role("button", name=name).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (name, box, width)
     finally:
@@ -90,7 +90,7 @@ async def test_kitchen_board_pauses_its_buttons_while_offline(start_server, uid,
         await confirm.click()
         await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
         assert (await ops.get(oid))["status"] == "confirmed"
-        delay = page.get_by_role("button", name=f"Delay {oid} 5 min")
+        delay = page.get_by_role("button", name=f"Delay 5 min {oid}")
         await delay.dblclick()  # a double press acts once: the second waits for the first's answer
         await expect(page.locator(f'tr[data-order="{oid}"] td').nth(2)).to_contain_text("delayed to")
         await expect(delay).to_be_focused()

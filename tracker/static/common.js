@@ -130,9 +130,28 @@ export async function serverClock() {
   return { now: () => base + (Date.now() - at) * scale, get scale() { return scale; }, sync };
 }
 
+// Write text only when it changes: a live region that is rewritten with the same words (an ETA
+// on every fix) is read out again by a screen reader.
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+// Show or hide the #offline banner. It sits in a polite live region that is always in the page
+// (a region that appears already filled is not reliably read), beside #back-online, which says
+// so when the connection is back (for those who cannot see the banner go).
+export function setOffline(offline) {
+  const banner = document.getElementById("offline");
+  if (!banner) return;
+  const back = document.getElementById("back-online");
+  if (back) setText(back, !offline && !banner.hidden ? "Back online." : "");
+  banner.hidden = !offline;
+}
+
 export function wsUrl(path) {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
 }
+
+const REDUCED_MOTION = matchMedia("(prefers-reduced-motion: reduce)");
 
 // SVG map: an equirectangular view fitted to the points it is given.
 export class VectorMap {
@@ -174,10 +193,18 @@ export class VectorMap {
       }
     }
   }
-  point(id, lat, lng, { color = "#2b6cb0", r = 8, label = "", layer = "points" } = {}) {
+  // A dot; `shape` "square" or "diamond" tells it from others by more than its colour.
+  point(id, lat, lng, { color = "#2b6cb0", r = 8, label = "", layer = "points", shape = "circle" } = {}) {
     const [x, y] = this.px(lat, lng);
-    const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
-    c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r); c.setAttribute("fill", color);
+    const c = document.createElementNS("http://www.w3.org/2000/svg", shape === "circle" ? "circle" : shape === "square" ? "rect" : "polygon");
+    if (shape === "square") {
+      const a = r * 0.85;
+      c.setAttribute("x", x - a); c.setAttribute("y", y - a); c.setAttribute("width", 2 * a); c.setAttribute("height", 2 * a);
+    } else if (shape === "diamond") {
+      const a = r * 1.2;
+      c.setAttribute("points", `${x},${y - a} ${x + a},${y} ${x},${y + a} ${x - a},${y}`);
+    } else { c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r); }
+    c.setAttribute("fill", color); c.dataset.shape = shape;
     c.setAttribute("data-id", id);
     if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
     this.layers[layer].appendChild(c);
@@ -191,7 +218,8 @@ export class VectorMap {
     const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; p.appendChild(t);
     this.layers.areas.appendChild(p);
   }
-  // A marker that glides to each new position (animation over ~1 s).
+  // A marker that glides to each new position (animation over ~1 s), or jumps there when the
+  // user asks for reduced motion.
   moveMarker(id, lat, lng, { color = "#c53030", label = "", r = 11 } = {}) {
     let m = this.markers.get(id);
     const target = this.px(lat, lng);
@@ -209,13 +237,14 @@ export class VectorMap {
     const title = m.el.querySelector("title");
     if (title && label) title.textContent = label;  // a state that changed (e.g. busy -> silent) shows on hover
     m.from = m.pos; m.to = target; m.start = performance.now();
+    const still = REDUCED_MOTION.matches;
     const step = (now) => {
-      const t = Math.min(1, (now - m.start) / 900);
+      const t = still ? 1 : Math.min(1, (now - m.start) / 900);
       m.pos = [m.from[0] + (m.to[0] - m.from[0]) * t, m.from[1] + (m.to[1] - m.from[1]) * t];
       m.el.setAttribute("cx", m.pos[0]); m.el.setAttribute("cy", m.pos[1]);
       if (t < 1) requestAnimationFrame(step);
     };
-    requestAnimationFrame(step);
+    if (still) step(m.start); else requestAnimationFrame(step);
   }
   removeMarker(id) { const m = this.markers.get(id); if (m) { m.el.remove(); this.markers.delete(id); } }
   clear(layer) { this.layers[layer].replaceChildren(); }

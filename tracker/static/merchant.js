@@ -1,5 +1,5 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { liveSocket, serverClock, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
+import { liveSocket, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const orders = new Map(); // order id -> {status, food, placedTs, finalTs}
@@ -8,6 +8,7 @@ const gone = new Set(); // finished orders that left the board: later frames abo
 const sending = new Map(); // order id -> the press awaiting its answer: the row's buttons wait for it
 let lastEventId = null;
 let online = false;
+let refusedLink = false;  // the server refused the link: nothing will be sent again
 const FINAL = new Set(["delivered", "cancelled"]);
 const COLLECTED = new Set(["picked_up", "at_dropoff", "delivered"]);
 const PROMPTS_DONE = new Set(["confirmed", "at_pickup", ...COLLECTED, "cancelled"]);  // the rider is there, or no one is coming
@@ -26,7 +27,8 @@ const clockTime = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit",
 const merchantId = new URLSearchParams(location.search).get("merchant_id");
 $("merchant").textContent = merchantId || tokenSubject() || "";
 
-// A button that says what it does; its accessible name also names the order ("Delay o7 5 min").
+// A button that says what it does; its accessible name also names the order, after the words
+// on the button, so that voice control finds it by what it shows ("Delay 5 min o7").
 function button(label, name, action, id, extra = {}, secondary = false) {
   const b = document.createElement("button");
   b.type = "button"; b.textContent = label; b.dataset.action = action;
@@ -36,11 +38,13 @@ function button(label, name, action, id, extra = {}, secondary = false) {
   return b;
 }
 
-// Send a kitchen action. Offline the buttons are disabled (so nothing is lost silently); the
-// row's buttons wait for the server's answer (greyed), so a double click does not act twice.
+// Send a kitchen action. Offline the buttons are greyed and a press says it was not sent (so
+// nothing is lost silently); the row's buttons wait for the server's answer (greyed), so a
+// double click does not act twice.
 function act(id, msg) {
   if (sending.has(id)) return;  // the last press on this order is not answered yet
-  if (!socket.send(msg)) { note("Not sent: the board is offline. Try again once it is back."); return; }
+  if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
+  if (!online || !socket.send(msg)) { note("Not sent: the board is offline. Try again once it is back."); return; }
   const press = Symbol(id);
   sending.set(id, press);
   render();
@@ -91,12 +95,11 @@ function buildRow(id, o, busy) {
   if (o.status === "placed") actions.appendChild(button("Confirm", `Confirm ${id}`, "confirm", id));
   if (!COLLECTED.has(o.status) && !FINAL.has(o.status) && o.food !== "ready") {
     actions.appendChild(button("Ready", `Ready ${id}`, "ready", id));
-    actions.appendChild(button("Delay 5 min", `Delay ${id} 5 min`, "delay", id, { minutes: 5 }, true));
+    actions.appendChild(button("Delay 5 min", `Delay 5 min ${id}`, "delay", id, { minutes: 5 }, true));
   }
-  for (const b of actions.querySelectorAll("button")) {
-    b.disabled = !online;
-    if (busy) b.setAttribute("aria-disabled", "true");  // (not `disabled`: a focused button keeps its focus)
-  }
+  // Offline, or waiting for an answer, the buttons are greyed and inactive, but aria-disabled
+  // rather than `disabled`: a focused button keeps keyboard focus through a short outage.
+  for (const b of actions.querySelectorAll("button")) if (!online || busy) b.setAttribute("aria-disabled", "true");
   tr.append(...cells, actions);
   return tr;
 }
@@ -168,7 +171,9 @@ function onPrompt(p) {
 
 function setOnline(state) {
   online = state === "yes";
-  $("offline").hidden = state !== "no";
+  refusedLink = state === "refused";
+  if (refusedLink) $("offline").hidden = true;  // (the refusal says why: no "back online")
+  else setOffline(state === "no");
   document.body.dataset.online = state;
   render();
 }

@@ -1,9 +1,9 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service figures.
-import { api, showRefusal, VectorMap } from "/static/common.js";
+import { api, setOffline, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
-const COLORS = { free: "#2f855a", offered: "#d69e2e", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1",
+const COLORS = { free: "#2f855a", offered: "#975a16", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1",
   waiting: "#1a202c" };
 // A rider carrying orders that stopped sending fixes stays on the map, in its own colour.
 const stateOf = (r) => (r.stale ? "silent" : r.state);
@@ -83,12 +83,12 @@ async function tick() {
   try { snap = await api("/v1/ops/snapshot"); }
   catch (err) {
     if (err.refused) { showRefusal(err.message); return; }
-    $("offline").hidden = false;
+    setOffline(true);
     setTimeout(tick, retryMs);
     retryMs = Math.min(retryMs * 2, 16000);
     return;
   }
-  $("offline").hidden = true; retryMs = EVERY_MS;
+  setOffline(false); retryMs = EVERY_MS;
   try { draw(snap); } finally { setTimeout(tick, EVERY_MS); }
 }
 tick();

@@ -1,5 +1,5 @@
 // The customer's page: the order's timeline, the rider on the map, a live ETA; resumes gaplessly.
-import { api, liveSocket, minutesFrom, serverClock, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
+import { api, liveSocket, minutesFrom, serverClock, setOffline, setText, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
 
 const STEPS = [
   ["placed", "Order placed"], ["confirmed", "Restaurant confirmed"], ["food_ready", "Food ready"],
@@ -25,37 +25,49 @@ function renderTimeline() {
   // Food the rider has collected was ready, whether or not the kitchen pressed "Ready".
   const done = (kind) => seen.has(kind) || (kind === "food_ready" && COLLECTED.some((k) => seen.has(k)));
   list.replaceChildren(...STEPS.filter(([kind]) => !cancelled || done(kind)).map(([kind, label]) => {  // a cancelled order has no next steps
-    const li = document.createElement("li");
-    li.textContent = label;
+    const li = step(label, done(kind));
     li.dataset.kind = kind;
-    if (done(kind)) li.className = "done";
+    if (kind === status) li.setAttribute("aria-current", "step");
     return li;
   }));
   if (cancelled) {
-    const li = document.createElement("li"); li.textContent = "Cancelled"; li.className = "done"; li.dataset.kind = "cancelled"; list.appendChild(li);
+    const li = step("Cancelled", true); li.dataset.kind = "cancelled"; li.setAttribute("aria-current", "step"); list.appendChild(li);
   }
+}
+
+// A step of the timeline; a screen reader hears "done" where the eye sees a filled dot.
+function step(label, done) {
+  const li = document.createElement("li");
+  li.textContent = label;
+  if (done) {
+    li.className = "done";
+    const said = document.createElement("span"); said.className = "sr-only"; said.textContent = " (done)";
+    li.appendChild(said);
+  }
+  return li;
 }
 
 function apply(event) {
   lastEventId = event.id;
   if (event.kind === "rider_unassigned") {  // back to waiting for a rider: no rider, no ETA
-    seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); $("eta").textContent = "–";
+    seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); setText($("eta"), "–");
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
-  $("eta-label").textContent = status === "delivered" ? "Delivered at" : "Arriving in";
+  setText($("eta-label"), status === "delivered" ? "Delivered at" : status === "at_dropoff" ? "Arriving" : "Arriving in");
   $("eta-line").hidden = status === "cancelled";
   if (status === "delivered" || status === "cancelled") {
     map.removeMarker("rider");
-    $("eta").textContent = status === "delivered" && Number.isFinite(event.ts)
-      ? new Date(event.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "–";
+    setText($("eta"), status === "delivered" && Number.isFinite(event.ts)
+      ? new Date(event.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "–");
   }
-  if (status === "at_dropoff") $("eta").textContent = "now";  // the rider is at the door
+  if (status === "at_dropoff") setText($("eta"), "now");  // the rider is at the door: "Arriving now"
   if (event.kind === "assigned") lastFixTs = null;  // a new rider: its silence counts from now
   showSilence();
-  $("status").textContent = status === "cancelled" ? cancelledText(event)
-    : (STEPS.find(([k]) => k === status) || [status, status])[1];
+  setText($("status"), status === "cancelled" ? cancelledText(event)
+    : (STEPS.find(([k]) => k === status) || [status, status])[1]);
   $("status").dataset.status = status;
   renderTimeline();
+  describeMap();
 }
 
 const BY = { merchant: "the restaurant", operator: "the service", customer: "you" };
@@ -66,7 +78,20 @@ function cancelledText(event) {
 
 // Minutes to the drop-off estimate `eta` from `nowTs`; at the door it says "now" (set by apply).
 function showEta(eta, nowTs) {
-  if (status !== "at_dropoff") $("eta").textContent = `${minutesFrom(eta, nowTs)} min`;
+  if (status !== "at_dropoff") setText($("eta"), `${minutesFrom(eta, nowTs)} min`);
+}
+
+// The map's text alternative: what it shows, and how far the rider is from the address.
+function describeMap() {
+  const rider = map.markers.get("rider"), home = base[1];
+  let text = "Map with the restaurant and your address";
+  if (rider && home) {
+    const lat = Number(rider.el.dataset.lat), lng = Number(rider.el.dataset.lng);
+    const k = Math.cos(((lat + home[0]) / 2) * Math.PI / 180);
+    const metres = 111_195 * Math.hypot(lat - home[0], (lng - home[1]) * k);
+    text += `; your rider is ${metres < 950 ? `${Math.max(50, Math.round(metres / 50) * 50)} m` : `${(metres / 1000).toFixed(1)} km`} from your address`;
+  }
+  $("map").setAttribute("aria-label", text);
 }
 
 // The map is fitted to the restaurant and the address; a rider outside that view widens it.
@@ -75,13 +100,14 @@ function fitMap(extra = []) {
   map.fit([...base, ...extra], 0.6);
   map.clear("points");
   const [pickup, home] = base;
-  map.point("restaurant", pickup[0], pickup[1], { color: "#2b6cb0", r: 16, label: "Restaurant" });
-  map.point("home", home[0], home[1], { color: "#2f855a", r: 16, label: "Your address" });
+  map.point("restaurant", pickup[0], pickup[1], { color: "#2b6cb0", r: 16, label: "Restaurant", shape: "square" });
+  map.point("home", home[0], home[1], { color: "#2f855a", r: 16, label: "Your address", shape: "diamond" });
 }
 function showRider(lat, lng) {
   const b = map.bounds;
   if (b && (lat < b.s || lat > b.n || lng < b.w || lng > b.e)) { map.removeMarker("rider"); fitMap([[lat, lng]]); }
   map.moveMarker("rider", lat, lng, { label: "Your rider", r: 16 });
+  describeMap();
 }
 
 async function load() {
@@ -97,7 +123,8 @@ async function load() {
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
   if (Number.isFinite(order.eta)) showEta(order.eta, clock.now());
-  else if (status !== "delivered" && status !== "at_dropoff") $("eta").textContent = "–";
+  else if (status !== "delivered" && status !== "at_dropoff") setText($("eta"), "–");
+  describeMap();
 }
 
 const ago = (ms) => (ms < 60_000 ? "under a minute ago" : `${Math.floor(ms / 60_000)} min ago`);
@@ -110,8 +137,8 @@ function showSilence() {
   const silent = CARRYING.includes(status) && since !== null && clock.now() - since > SILENT_AFTER_MS;
   note.hidden = !silent;
   if (silent) {
-    note.textContent = lastFixTs === null ? "Waiting for the rider's position; the estimate may be out of date."
-      : `The rider's position was last updated ${ago(clock.now() - lastFixTs)}; the estimate may be out of date.`;
+    setText(note, lastFixTs === null ? "Waiting for the rider's position; the estimate may be out of date."
+      : `The rider's position was last updated ${ago(clock.now() - lastFixTs)}; the estimate may be out of date.`);
   }
 }
 
@@ -119,7 +146,7 @@ let socket = null;
 function refused(reason) {
   if (socket) socket.close();
   showRefusal(reason);
-  $("status").textContent = "This order cannot be shown.";
+  setText($("status"), "This order cannot be shown.");
   $("status").dataset.status = "refused";
 }
 
@@ -127,10 +154,10 @@ function refused(reason) {
 // or a 503 shows the offline banner and tries again with backoff. False when refused.
 async function loadUntilDone() {
   for (let delay = 500; ; delay = Math.min(delay * 2, 8000)) {
-    try { await load(); $("offline").hidden = true; return true; }
+    try { await load(); setOffline(false); return true; }
     catch (err) {
       if (err.refused) { refused(err.message); return false; }
-      $("offline").hidden = false; document.body.dataset.online = "no";
+      setOffline(true); document.body.dataset.online = "no";
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
@@ -142,8 +169,8 @@ setInterval(showSilence, Math.min(10_000, SILENT_AFTER_MS / 4));
 if (await loadUntilDone()) {
   socket = liveSocket(() => wsUrl(`/v1/ws/customer?order_id=${encodeURIComponent(orderId)}&token=${encodeURIComponent(token)}` +
     (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
-    onOnline: () => { $("offline").hidden = true; document.body.dataset.online = "yes"; },
-    onOffline: () => { $("offline").hidden = false; document.body.dataset.online = "no"; },
+    onOnline: () => { setOffline(false); document.body.dataset.online = "yes"; },
+    onOffline: () => { setOffline(true); document.body.dataset.online = "no"; },
     onRefused: refused,
     onMessage: async (msg) => {
       if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }

@@ -1,0 +1,265 @@
+"""The pages as a screen-reader, keyboard, voice-control, low-vision or phone user meets them,
+in a real headless Chromium against a real server: status and ETA read out politely, once per
+change and with their words ("Arriving in 12 min", not "12 min" every second); an outage and
+the way back announced; the kitchen board worked from the keyboard, keeping focus through an
+outage, with buttons named by the words they show; a map with a text alternative whose markers
+differ by more than colour and that holds still for reduced motion; nothing wider than a
+360 px phone; no clock read out every two seconds on the ops page."""
+from __future__ import annotations
+
+import asyncio
+import re
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.test_pages import browser  # noqa: F401 - the module's Chromium fixture
+from tracker.launcher import ServerProcess
+
+PHONE = {"width": 360, "height": 740}
+
+# Records, for each live region (aria-live or role status/alert/log), its text after each
+# batch of DOM changes in it: what a screen reader would be handed to read out.
+WATCH_LIVE_REGIONS = """() => {
+    window.__spoken = [];
+    const live = '[aria-live], [role=status], [role=alert], [role=log]';
+    new MutationObserver((records) => {
+        const touched = new Set();
+        for (const r of records) {
+            if (r.type === 'attributes' && r.oldValue === r.target.getAttribute(r.attributeName)) continue;  // (no change)
+            const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+            const region = el && el.closest(live);
+            if (region) touched.add(region);
+        }
+        for (const region of touched) window.__spoken.push([region.id || region.getAttribute('role') || '?', region.textContent.trim()]);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true, attributeOldValue: true, attributeFilter: ['hidden'] });
+}"""
+
+
+async def open_page(browser: Browser, url: str, **context: object) -> Page:  # noqa: F811
+    ctx = await browser.new_context(viewport=context.pop("viewport", PHONE), **context)  # type: ignore[arg-type]
+    page = await ctx.new_page()
+    await page.goto(url)
+    return page
+
+
+async def carried_order(server: ServerProcess, uid):  # type: ignore[no-untyped-def]
+    """An order confirmed by its kitchen and assigned to a rider about 1 km from its restaurant."""
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    await ops.create(oid, mid)
+    await kitchen.confirm(oid)
+    await kitchen.event(oid, "confirmed")
+    await kitchen.close()
+    await courier.location(PICKUP["lat"] - 0.009, PICKUP["lng"])
+    assert (await ops.assign(oid, rid)).status_code == 200
+    return ops, courier, oid
+
+
+async def test_tracking_page_reads_out_status_and_eta_politely_once_per_change(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops, courier, oid = await carried_order(server, uid)
+    page = await open_page(browser, f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+    try:
+        await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
+        await expect(page.locator("#status")).to_have_attribute("aria-live", "polite")
+        # the ETA is read with its words: the whole line is one polite, atomic region
+        eta_region = page.locator("#eta").locator("xpath=ancestor-or-self::*[@aria-live][1]")
+        await expect(eta_region).to_have_attribute("aria-live", "polite")
+        await expect(eta_region).to_have_attribute("aria-atomic", "true")
+        await expect(eta_region).to_contain_text("Arriving in")
+        # fixes that leave the ETA as it was must not have it read out again (one a second)
+        await page.evaluate(WATCH_LIVE_REGIONS)
+        marker = page.locator('[data-marker="rider"]')
+        for i in range(1, 4):
+            await asyncio.sleep(1.05)
+            lat = PICKUP["lat"] - 0.009 + i * 0.00001  # a metre at a time: the minutes stay
+            await courier.location(lat, PICKUP["lng"])
+            await expect(marker).to_have_attribute("data-lat", str(lat))
+        await expect(page.locator("#eta")).to_have_text(re.compile(r"^\d+ min$"))
+        spoken = await page.evaluate("window.__spoken")
+        for region in {r for r, _ in spoken}:
+            texts = [t for r, t in spoken if r == region]
+            repeats = [a for a, b in zip(texts, texts[1:]) if a == b]
+            assert not repeats, (region, texts)  # each announcement says something new
+        # the timeline says which steps are done, and which one the order is at, in words
+        await expect(page.locator('#timeline li[data-kind="confirmed"]')).to_have_text(re.compile(r"Restaurant confirmed.*done"))
+        await expect(page.locator('#timeline li[data-kind="at_pickup"]')).not_to_contain_text("done")
+        await expect(page.locator('#timeline li[aria-current="step"]')).to_have_attribute("data-kind", "assigned")
+        for step in ("at_pickup", "picked_up", "at_dropoff"):
+            await courier.progress(oid, step)
+        await expect(page.locator("#status")).to_have_text("Rider at your door")
+        await expect(eta_region).to_have_text(re.compile(r"^Arriving\s+now$"))  # not "Arriving in now"
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_tracking_map_has_a_text_alternative_and_markers_told_apart_by_shape(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops, courier, oid = await carried_order(server, uid)
+    page = await open_page(browser, f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+    try:
+        await expect(page.locator('[data-marker="rider"]')).to_have_count(1)
+        # the map says where the rider is, for those who cannot see it (about 2 km away here)
+        await expect(page.get_by_role("img", name=re.compile(r"your rider is [\d.]+ km from your address"))).to_be_visible()
+        # restaurant, address and rider differ by shape, not only by blue, green and red
+        shapes = await page.evaluate("""() => ['[data-id="restaurant"]', '[data-id="home"]', '[data-marker="rider"]']
+            .map((s) => document.querySelector(s).tagName)""")
+        assert len(set(shapes)) == 3, shapes
+        # the legend's coloured glyphs are not read out ("black circle restaurant ...")
+        legend = await page.locator(".legend").aria_snapshot()
+        assert not re.search("[●■◆⬢]", legend), legend
+        await expect(page.locator(".legend")).to_contain_text("■")  # (still seen)
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_tracking_map_holds_still_for_reduced_motion(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The rider's marker glides to each fix, except for a user who asked for less motion:
+    there it is in its new place at once."""
+    ops, courier, oid = await carried_order(server, uid)
+    page = await open_page(browser, f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}",
+                           reduced_motion="reduce")
+    try:
+        marker = page.locator('[data-marker="rider"]')
+        await expect(marker).to_have_count(1)
+        await page.evaluate("""() => {
+            const m = document.querySelector('[data-marker="rider"]');
+            window.__moves = [];
+            new MutationObserver(() => window.__moves.push([m.dataset.lat, m.getAttribute('cy')]))
+                .observe(m, { attributes: true, attributeFilter: ['data-lat'] });
+        }""")
+        await asyncio.sleep(1.05)
+        lat = PICKUP["lat"] - 0.0089  # about 11 m on: a rider, not a jump the server turns down
+        await courier.location(lat, PICKUP["lng"])
+        await expect(marker).to_have_attribute("data-lat", str(lat))
+        await page.wait_for_timeout(1200)  # a glide would be over by now
+        moves = await page.evaluate("window.__moves")
+        assert moves and moves[-1][1] == await marker.get_attribute("cy"), moves  # already there when it moved
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_kitchen_board_works_from_the_keyboard_with_buttons_named_as_shown(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await open_page(browser, f"{server.base_url}/merchant?token={server.token('merchant', mid)}",
+                           viewport={"width": 1280, "height": 800})
+    try:
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        assert (await ops.create(oid, mid)).status_code == 201
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row).to_have_attribute("data-status", "placed")
+        # voice control ("click Delay 5 min") finds a button by the words it shows: each
+        # button's name starts with them, then names the order
+        buttons = await page.locator("#orders button").evaluate_all(
+            "bs => bs.map((b) => [b.textContent, b.getAttribute('aria-label') || b.textContent])")
+        assert [name for _, name in buttons] == [f"Confirm {oid}", f"Ready {oid}", f"Delay 5 min {oid}"]
+        assert all(name.startswith(text) for text, name in buttons), buttons
+        # Tab reaches the first action, with a focus ring one can see; Space confirms
+        await page.keyboard.press("Tab")
+        confirm = page.get_by_role("button", name=f"Confirm {oid}")
+        await expect(confirm).to_be_focused()
+        ring = await confirm.evaluate("b => [getComputedStyle(b).outlineStyle, parseFloat(getComputedStyle(b).outlineWidth)]")
+        assert ring[0] == "solid" and ring[1] >= 2, ring
+        await page.keyboard.press(" ")
+        await expect(row).to_have_attribute("data-status", "confirmed")
+        await expect(page.get_by_role("button", name=f"Ready {oid}")).to_be_focused()
+        await page.keyboard.press("Tab")  # on to "Delay 5 min", and Enter delays
+        await expect(page.get_by_role("button", name=f"Delay 5 min {oid}")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(row.locator("td").nth(2)).to_contain_text("delayed to")
+        # a new prompt is read out at once, on its own (not with every older prompt again)
+        prompts = page.locator("#prompts")
+        await expect(prompts).to_have_attribute("aria-live", "assertive")
+        await expect(prompts).to_have_attribute("aria-atomic", "false")
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_kitchen_board_outage_is_announced_and_keyboard_focus_stays(start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server()
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    page = await open_page(browser, f"{srv.base_url}/merchant?token={srv.token('merchant', mid)}")
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        ready = page.get_by_role("button", name=f"Ready {oid}")
+        await expect(ready).to_be_enabled()
+        # the banner's live region is in the page before the banner shows (a region that
+        # appears already filled is not reliably read out)
+        region = await page.evaluate("""() => {
+            const r = document.getElementById('offline').closest('[role=status], [role=alert], [aria-live]');
+            return r && !r.closest('[hidden]') ? (r.getAttribute('aria-live') || r.getAttribute('role')) : null;
+        }""")
+        assert region in ("status", "polite"), region
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        await expect(ready).to_be_focused()
+        await asyncio.to_thread(srv.stop)
+        await expect(page.locator("#offline")).to_be_visible()
+        await expect(page.get_by_role("status")).to_have_text(re.compile(r"^Offline: reconnecting"), use_inner_text=True)
+        await expect(ready).to_be_disabled()  # paused, and says so
+        await expect(ready).to_be_focused()  # but the keyboard user's place is kept
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#prompts")).to_contain_text("Not sent: the board is offline")
+        await asyncio.to_thread(srv.start)
+        await expect(page.get_by_role("status")).to_have_text("Back online.", use_inner_text=True, timeout=20_000)
+        await expect(ready).to_be_enabled()
+        await expect(ready).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(page.locator(f'tr[data-order="{oid}"] td').nth(2)).to_have_text("ready")
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_pages_fit_a_360px_phone_and_its_cards_read_each_value_once(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops, courier, oid = await carried_order(server, uid)
+    mid = (await ops.get(oid))["merchant_id"]
+    page = await open_page(browser, "about:blank")
+    try:
+        for path, ready in ((f"/merchant?token={server.token('merchant', mid)}", f'tr[data-order="{oid}"]'),
+                            (f"/track/{oid}?token={server.token('customer', oid)}", '[data-marker="rider"]'),
+                            (f"/ops?token={server.token('operator', 'ops')}", "[data-marker]")):
+            await page.goto(server.base_url + path)
+            await expect(page.locator(ready).first).to_be_attached()
+            width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1] == 360, (path, width)  # no scrolling sideways
+        # on the kitchen board a row is a card whose values carry a label ("Order o7"): seen,
+        # but a screen reader already says the column, so it hears the value alone
+        await page.goto(server.base_url + f"/merchant?token={server.token('merchant', mid)}")
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row.locator("td").first).to_have_css("display", "flex")  # (the card layout)
+        await expect(row.get_by_role("cell", name=oid, exact=True)).to_have_count(1)
+        await expect(row.get_by_role("cell", name="assigned", exact=True)).to_have_count(1)
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_ops_page_does_not_read_out_its_clock_and_names_its_table(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops, courier, oid = await carried_order(server, uid)
+    page = await open_page(browser, f"{server.base_url}/ops?token={server.token('operator', 'ops')}",
+                           viewport={"width": 1280, "height": 800})
+    try:
+        await expect(page.locator("#updated")).to_contain_text("updated")
+        # "updated 12:00:02" changes every 2 s: in a live region a screen reader would say it forever
+        live = await page.locator("#updated").evaluate("e => e.closest('[aria-live], [role=status], [role=alert], [role=log]')?.outerHTML ?? null")
+        assert live is None, live
+        await expect(page.get_by_role("table", name=re.compile(r"^Riders \("))).to_be_visible()
+        legend = await page.locator(".legend").aria_snapshot()
+        assert not re.search("[●■◆⬢]", legend), legend
+        assert "busy, silent" in legend
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
