@@ -441,3 +441,22 @@ async def test_slow_subscriber_is_cut_off_while_others_keep_up(server: ServerPro
     finally:
         await kitchen.close()
         await ops.close()
+
+
+async def test_a_merchant_token_opens_only_its_own_feed(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    mid, other = uid("m"), uid("rival")
+    token = server.token("merchant", mid)
+    prying = await JsonSocket.open(f"{server.ws_url}/v1/ws/merchant?merchant_id={other}", token)
+    with pytest.raises(ConnectionClosed) as closed:
+        await prying.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert closed.value.rcvd.reason.startswith("forbidden"), closed.value.rcvd.reason
+    ops = Ops(server)
+    own = await JsonSocket.open(f"{server.ws_url}/v1/ws/merchant?merchant_id={mid}", token)  # its own: served
+    try:
+        oid = uid("o")
+        await ops.create(oid, mid)
+        assert (await own.recv(timeout=5))["kind"] == "placed"
+    finally:
+        await own.close()
+        await ops.close()

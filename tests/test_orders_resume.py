@@ -211,6 +211,33 @@ async def test_rider_position_only_while_the_rider_carries_the_order(server: Ser
         await ops.close()
 
 
+async def test_a_channel_opened_mid_delivery_gives_the_history_then_the_riders_last_position(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """The contract: every durable event first, then live ones; the rider's last known position
+    is the first thing after the history, so a client never sees a rider its events have not assigned."""
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    try:
+        await ops.create(oid, mid)
+        await confirm_all(kitchen, oid)
+        await courier.location(52.5100, 13.3900)
+        await asyncio.sleep(0.3)
+        await ops.assign(oid, rid)
+        await courier.progress(oid, "at_pickup")
+        await courier.location(52.51005, 13.39005)
+        await asyncio.sleep(0.3)  # the fix is stored; the rider then goes quiet
+        watcher = await customer(server, oid)
+        frames = [await watcher.next() for _ in range(5)]
+        assert [f.get("kind") for f in frames[:4]] == ["placed", "confirmed", "assigned", "at_pickup"], frames
+        assert frames[4]["type"] == "rider_location" and (frames[4]["lat"], frames[4]["lng"]) == (52.51005, 13.39005), frames
+        await watcher.close()
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
 async def test_an_order_given_back_drops_its_leg_from_the_kept_orders_eta_at_once(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     """No fix from the rider after the release: the kept order's customer still gets a new ETA."""
     ops = Ops(server)
@@ -236,7 +263,7 @@ async def test_an_order_given_back_drops_its_leg_from_the_kept_orders_eta_at_onc
         await courier.expect("unassigned")
         while True:  # (a feed already under way may still count both legs: skip it)
             frame = await watcher.next(timeout=5)
-            if frame["type"] == "rider_location" and frame["eta"] < before - 60_000:
+            if frame["type"] == "rider_location" and frame["eta"] is not None and frame["eta"] < before - 60_000:
                 break  # `first`'s leg and its drop-off, a few minutes, are gone
         assert (frame["lat"], frame["lng"]) == (52.5150, 13.4000)
         assert (await ops.get(kept))["eta"] == frame["eta"]

@@ -3,6 +3,7 @@ an endless header line for the whole head timeout."""
 from __future__ import annotations
 
 import socket
+import time
 
 import orjson
 
@@ -33,6 +34,20 @@ def test_a_huge_request_head_is_refused_431_and_the_connection_closed(server: Se
     headers, _, body = rest.partition(b"\r\n\r\n")
     assert b"connection: close" in headers.lower()
     assert orjson.loads(body)["error"]["code"] == "too_large"
+
+
+def test_the_head_limit_counts_the_bytes_that_began_the_request(server: ServerProcess) -> None:
+    """One byte over 1 MiB is refused 431 at once, however the head arrived (the first piece,
+    read before the request began, counts too), not answered 408 when the head timeout ends."""
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Start: " + b"s" * 2000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(start)
+        time.sleep(0.3)  # read by the server on its own
+        sock.sendall(b"a" * (1024 * 1024 + 1 - len(start)))  # the head is now one byte too long, and open
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:300]
 
 
 def test_ordinary_heads_and_bodies_still_pass(server: ServerProcess) -> None:

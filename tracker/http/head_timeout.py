@@ -66,13 +66,11 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
 
     class HeadTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
-        _head_bytes = 0  # bytes received since the head that is due began
+        _head_bytes = 0  # bytes received since the last head was complete (or the connection opened)
         _linger: asyncio.TimerHandle | None = None  # turned away: what it still sends is dropped
 
-        def _arm(self, *, new_head: bool = True) -> None:
+        def _arm(self) -> None:
             self._disarm()
-            if new_head:
-                self._head_bytes = 0
             self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
 
         def data_received(self, data: bytes) -> None:
@@ -117,7 +115,7 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
                 # A pipelined head behind a request still being answered: uvicorn reads no
                 # further until that answer is out, so the head cannot be late yet (its size
                 # still counts from where it began).
-                self._arm(new_head=False)
+                self._arm()
                 return
             self._refuse(timed_out)
 
@@ -130,10 +128,12 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._arm()  # a later request on a kept-alive connection: its head is due
+            self._arm()  # a later request on a kept-alive connection: its head is due (the bytes
+            # that began it, read before the parser said so, already count)
 
         def on_headers_complete(self) -> None:
             self._disarm()
+            self._head_bytes = 0
             super().on_headers_complete()
 
         def send_400_response(self, msg: str) -> None:

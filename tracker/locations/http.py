@@ -22,7 +22,7 @@ def _query_number(request: Request, name: str, default: float | None, lo: float,
             raise ApiError("bad_request", f"query parameter '{name}' is required")
         return default
     if whole and not (raw.isascii() and raw.isdigit()):
-        raise ApiError("bad_request", f"query parameter '{name}' must be a whole number, got {raw!r}")
+        raise ApiError("bad_request", f"query parameter '{name}' must be a whole number from {lo:g} to {hi:g}, got {raw!r}")
     value = plain_number(raw)
     if value is None:
         raise ApiError("bad_request", f"query parameter '{name}' must be a number, got {raw!r}")

@@ -35,8 +35,10 @@ def event_frame(event: dict[str, Any]) -> dict[str, Any]:
 
 async def forward(rt: Runtime, session: WsSession, channel: str, read_history: HistoryReader,
                   last_event_id: str | None, *, on_event: Callable[[dict[str, Any]], None] | None = None,
-                  allow_ephemeral: Filter | None = None) -> None:
-    """Run the channel until the socket closes.
+                  allow_ephemeral: Filter | None = None,
+                  after_history: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run the channel until the socket closes; ``after_history`` runs once, when the history
+    asked for has been sent and before anything live is.
 
     A client that asked for the whole history (no ``last_event_id``) gets all of it, in pages of
     :data:`MAX_REPLAY`; one resuming after missing more than that gets ``resync``
@@ -70,6 +72,9 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
                 if on_event:
                     on_event(event)
                 await session.send(event_frame(event))
+            if after_history is not None:
+                await after_history()
+                after_history = None
             while not session.closed:
                 item = await sub.get()
                 if item is PUBSUB_GAP:
