@@ -10,7 +10,9 @@ import pytest
 import websockets
 
 from tests.test_locations import _absent, _ids, eventually, rider
+from tests.test_pubsub import kill_pubsub_connections
 from tracker.launcher import ServerProcess
+from tracker.redis_client import connect
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -51,16 +53,16 @@ async def test_a_revoked_riders_sockets_close_on_every_process_and_a_new_token_w
     assert answer.status_code == 200, answer.text
     until = answer.json()["revoked_until"]
     assert answer.json() == {"role": "rider", "sub": rider, "revoked_until": until}
-    assert until >= jwt.decode(old, options={"verify_signature": False})["iat"]
+    assert until >= jwt.decode(old, options={"verify_signature": False})["iat"] * 1000
 
     close = await _closed_with(on_b)  # on the other process, at once
-    assert (close.code, close.reason) == (1008, "unauthorized: token revoked"), close
+    assert (close.code, close.reason) == (1008, "unauthorized: token revoked: ask for a new one"), close
     await asyncio.wait_for(await bystander.ping(), 5)  # another rider's socket stays open
     for server in (a, b):
         close = await _refused_at_handshake(server, "/v1/ws/rider", old)
         assert close.code == 1008 and close.reason.startswith("unauthorized: token revoked"), close
 
-    while time.time() < until + 1:  # a token issued in a later second works
+    while time.time() < until / 1000 + 1:  # a token issued in a later second works
         await asyncio.sleep(0.05)
     async with websockets.connect(f"{b.ws_url}/v1/ws/rider", additional_headers=_bearer(a.token("rider", rider))) as ws:
         assert '"route"' in await asyncio.wait_for(ws.recv(), 10)
@@ -119,3 +121,60 @@ async def test_a_revoked_rider_leaves_nearby_search_at_once(server: ServerProces
     finally:
         await revoked.close()
         await staying.close()
+
+
+async def test_tokens_without_iat_and_operators_tokens_are_revoked_too(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server()
+    rider, boss = uid("r"), uid("boss")
+    no_iat = jwt.encode({"role": "rider", "sub": rider, "exp": int(time.time()) + 3600}, srv.secret, algorithm="HS256")
+    async with websockets.connect(f"{srv.ws_url}/v1/ws/rider", additional_headers=_bearer(no_iat)) as ws:
+        assert '"route"' in await asyncio.wait_for(ws.recv(), 10)  # accepted while nothing is revoked
+    assert (await _revoke(srv, "rider", rider)).status_code == 200
+    close = await _refused_at_handshake(srv, "/v1/ws/rider", no_iat)  # cannot show it is newer
+    assert close.code == 1008 and "token revoked" in close.reason, close
+
+    fired = srv.token("operator", boss)
+    assert (await _revoke(srv, "operator", boss)).status_code == 200  # by another operator
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=10.0) as http:
+        refused = await http.get("/v1/ops/snapshot", headers=_bearer(fired))
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", refused.text
+    denied = await _revoke(srv, "rider", uid("r2"), as_token=fired)
+    assert denied.status_code == 401, denied.text
+
+
+async def test_a_revoked_rider_whose_phone_is_gone_leaves_nearby_search_at_once(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    lat, lng = 45.4850, 9.2150
+    lost = uid("lostphone")
+    phone = await rider(server, lost)
+    await phone.location(lat, lng)
+    assert await eventually(lambda: _ids(server, lat, lng, lost))
+    phone.ws.transport.abort()  # the phone is gone: no close frame, the rider would stay 30 s
+    await asyncio.sleep(0.3)
+    assert (await _revoke(server, "rider", lost)).status_code == 200
+    assert await eventually(lambda: _absent(server, lat, lng, lost), timeout=3)
+
+
+async def test_a_process_whose_pubsub_was_cut_still_learns_of_a_revocation(start_server, own_redis, uid) -> None:  # type: ignore[no-untyped-def]
+    a, b = start_server(redis=own_redis), start_server(redis=own_redis)
+    rider = uid("r")
+    token = a.token("rider", rider)
+    on_b = await websockets.connect(f"{b.ws_url}/v1/ws/rider", additional_headers=_bearer(token))
+    assert '"route"' in await asyncio.wait_for(on_b.recv(), 10)
+    client = connect(own_redis)
+    try:
+        await kill_pubsub_connections(client)  # both processes' listeners drop and come back
+        assert (await _revoke(a, "rider", rider)).status_code == 200  # while they may be away
+    finally:
+        await client.aclose()
+    close = await _closed_with(on_b, timeout=15)  # b reads the whole list again when back
+    assert close.code == 1008 and "token revoked" in close.reason, close
+    refused = await _refused_at_handshake(b, "/v1/ws/rider", token)
+    assert refused.code == 1008, refused
+
+
+@pytest.mark.parametrize("body", [{"role": [], "sub": "r1"}, {"role": {"a": 1}, "sub": "r1"}, {"role": 7, "sub": "r1"},
+                                  {"role": "rider", "sub": ["r1"]}, {"sub": "r1"}])
+async def test_a_malformed_revocation_is_a_bad_message_not_a_crash(server: ServerProcess, body: dict) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        answer = await http.post("/v1/tokens/revoke", json=body, headers=_bearer(server.token("operator", "ops")))
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad_message", answer.text

@@ -65,8 +65,11 @@ class Principal:
             raise ApiError("forbidden", f"role '{self.role.value}' may not do this (needs {allowed})")
 
 
+REVOKED = "token revoked: ask for a new one"  # the message (and close reason) of a revoked token
+
+
 class RevocationList:
-    """Per subject, the last second whose tokens are void."""
+    """Per subject (role and sub), the time (ms) up to which its tokens' ``iat`` is void."""
 
     def __init__(self) -> None:
         self._void_until: dict[tuple[str, str], int] = {}
@@ -75,33 +78,38 @@ class RevocationList:
         return len(self._void_until)
 
     def refuses(self, principal: Principal) -> bool:
-        """True when ``principal``'s token was issued at or before its subject's revocation."""
+        """True when ``principal``'s token was issued at or before its subject's revocation (or
+        cannot show when it was issued)."""
         until = self._void_until.get((principal.role.value, principal.sub))
         if until is None:
             return False
-        return principal.issued_at is None or principal.issued_at <= until
+        return principal.issued_at is None or principal.issued_at * 1000 <= until
 
     def check(self, principal: Principal) -> Principal:
         """``principal`` itself, or ``unauthorized: token revoked``."""
         if self.refuses(principal):
-            raise ApiError("unauthorized", "token revoked: ask for a new one")
+            raise ApiError("unauthorized", REVOKED)
         return principal
 
-    def apply(self, role: str, sub: str, until: int) -> bool:
+    def apply(self, role: Role, sub: str, until_ms: int) -> bool:
         """Record a revocation; True when it voids more tokens than were void already."""
-        key = (role, sub)
-        if until <= self._void_until.get(key, -math.inf):
+        key = (role.value, sub)
+        if until_ms <= self._void_until.get(key, -math.inf):
             return False
-        self._void_until[key] = until
+        self._void_until[key] = until_ms
         return True
 
-    def replace(self, stored: Mapping[str, str]) -> None:
-        """Take the whole stored hash (``role:sub`` -> second) as the list."""
-        fresh: dict[tuple[str, str], int] = {}
+    def merge(self, stored: Mapping[str, str]) -> list[str]:
+        """Apply every revocation of the stored hash (``role:sub`` -> ms); the fields it could
+        not read (they are skipped)."""
+        unreadable = []
         for field, until in stored.items():
             role, _, sub = field.partition(":")
-            fresh[(role, sub)] = int(until)
-        self._void_until = fresh
+            try:
+                self.apply(Role(role), sub, int(until))
+            except ValueError:
+                unreadable.append(field)
+        return unreadable
 
 
 def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_TTL_S, *, now: float | None = None) -> str:

@@ -66,7 +66,8 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
 
     class HeadTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
-        _head_bytes = 0  # bytes received since the last head was complete (or the connection opened)
+        _head_bytes = 0  # bytes of the head being read: since the last message ended (or the connection opened)
+        _in_body = False  # between a head's end and its message's end: what comes is body, not head
         _linger: asyncio.TimerHandle | None = None  # turned away: what it still sends is dropped
 
         def _arm(self) -> None:
@@ -76,7 +77,8 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
         def data_received(self, data: bytes) -> None:
             if self.transport.is_closing() or self._linger is not None:
                 return
-            if self._head_timer is not None:  # a head is due: it may not grow without bound
+            if not self._in_body:  # a head is being read: it may not grow without bound (a piece
+                # that ends a body and begins the next head counts as body: one read at most)
                 self._head_bytes += len(data)
                 if self._head_bytes > max_head_bytes:
                     self._refuse(too_large)
@@ -128,13 +130,18 @@ def head_timeout_protocol(timeout_s: float, max_head_bytes: int = MAX_HEAD_BYTES
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._arm()  # a later request on a kept-alive connection: its head is due (the bytes
-            # that began it, read before the parser said so, already count)
+            self._arm()  # a later request on a kept-alive connection: its head is due (its size
+            # counts from the end of the last message)
 
         def on_headers_complete(self) -> None:
             self._disarm()
-            self._head_bytes = 0
+            self._in_body = True
             super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            self._head_bytes = 0
+            super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:
             # uvicorn's answer to bytes its parser refuses (a bad request line, a negative or

@@ -41,18 +41,6 @@ def store_of(rt: Runtime) -> OrderStore:
     return store
 
 
-def ready_estimate(order: dict[str, str], default_prep_min: float) -> int | None:
-    """When the kitchen expects the food (ts), as a ``delay`` counts from: the order's
-    ``ready_at``, else, once confirmed, confirmation plus its ``prep_minutes`` (else
-    ``default_prep_min``); ``None`` before confirmation."""
-    if order.get("ready_at"):
-        return int(order["ready_at"])
-    if not order.get("confirmed_at"):
-        return None
-    prep = float(order["prep_minutes"]) if order.get("prep_minutes") else default_prep_min
-    return int(order["confirmed_at"]) + int(prep * 60000)
-
-
 def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The order as ``GET /v1/orders/{id}`` shows it."""
     def num(name: str) -> int | None:

@@ -142,11 +142,15 @@ async def customer_ws(websocket: WebSocket) -> None:
     async def last_position() -> None:
         # Where the rider was last seen, so a page opened (or reloaded) while its phone is quiet
         # still shows it; ``ts`` says how old the position is. After the history, as its events
-        # say that a rider carries the order.
-        if raw["status"] in CARRYING and view["status"] in CARRYING and raw.get("rider_id"):
-            fix, _, _ = await last_fix(rt.redis, raw["rider_id"])
-            if fix is not None:
-                await session.send(rider_location(order_id, raw["rider_id"], fix, int(raw["eta"]) if raw.get("eta") else None))
+        # say that a rider carries the order (the order read again: its rider as of now).
+        if view["status"] not in CARRYING:
+            return
+        now = await store.load(order_id)  # type: ignore[arg-type]
+        if now is None or now["status"] not in CARRYING or not now.get("rider_id"):
+            return
+        fix, _, _ = await last_fix(rt.redis, now["rider_id"])
+        if fix is not None:
+            await session.send(rider_location(order_id, now["rider_id"], fix, int(now["eta"]) if now.get("eta") else None))
 
     await _serve(session, forward(rt, session, order_channel(order_id), read, last,  # type: ignore[arg-type]
                                   on_event=on_event, allow_ephemeral=allow, after_history=last_position), None)
@@ -164,7 +168,7 @@ async def merchant_ws(websocket: WebSocket) -> None:
         if not is_valid_id(merchant):
             await session.close(CLOSE_POLICY, "bad_request: operators name the merchant with ?merchant_id=")
             return
-    elif named is not None and named != merchant:
+    elif named and named != merchant:
         await session.close(CLOSE_POLICY, "forbidden: a merchant token opens only its own merchant's feed")
         return
     store = service.store_of(rt)
@@ -200,13 +204,24 @@ async def merchant_ws(websocket: WebSocket) -> None:
         else:
             minutes = require_number(msg, "minutes", lo=1, hi=240)
             now = rt.clock.now_ms()
-            ready_at = max(service.ready_estimate(raw, rt.settings.default_prep_min) or 0, now) + int(minutes * 60000)
+            ready_at = max(_ready_estimate(raw, rt.settings.default_prep_min), now) + int(minutes * 60000)
             if ready_at > now + MAX_READY_AHEAD_MS:
                 raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
             await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
                                fields={"ready_at": ready_at}, event_extra={"minutes": minutes, "ready_at": ready_at})
 
     await _serve(session, forward(rt, session, merchant_channel(merchant), read, last), handle)
+
+
+def _ready_estimate(raw: dict[str, str], default_prep_min: float) -> int:
+    """When the kitchen expects the food: its ``ready_at``, else confirmation plus its
+    preparation estimate (``prep_minutes``, else the server's default); 0 before confirmation."""
+    if raw.get("ready_at"):
+        return int(raw["ready_at"])
+    if not raw.get("confirmed_at"):
+        return 0
+    prep = float(raw["prep_minutes"]) if raw.get("prep_minutes") else default_prep_min
+    return int(raw["confirmed_at"]) + int(prep * 60000)
 
 
 routes = [WebSocketRoute("/v1/ws/customer", closes_when_redis_is_down(customer_ws)),
