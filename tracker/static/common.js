@@ -78,14 +78,23 @@ function isRefusal(event) {
 // A socket that reconnects with backoff; url() is called again on each attempt (resume ids).
 // Only connectivity losses (1006, 1001, 1011, 1013, ...) are retried: a refusal (1008) stops it
 // and goes to onRefused(reason), by default a banner saying what is wrong with the link.
+// The page counts as online once the socket proves itself (its first message, or a second
+// open): a full server accepts and closes at once (1013), and must not flash it online.
+export const ONLINE_AFTER_MS = 1000;
 export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = showRefusal }) {
-  let ws = null, delay = 500, closedByUs = false, timer = null, openedAt = 0;
+  let ws = null, delay = 500, closedByUs = false, timer = null, openedAt = 0, settling = null, online = false;
+  const confirm = () => {
+    if (settling) { clearTimeout(settling); settling = null; }
+    if (!online) { online = true; onOnline && onOnline(); }
+  };
   const connect = () => {
     timer = null;
+    online = false;
     ws = new WebSocket(url());
-    ws.onopen = () => { openedAt = Date.now(); onOnline && onOnline(); };
-    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+    ws.onopen = () => { openedAt = Date.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS); };
+    ws.onmessage = (e) => { confirm(); onMessage(JSON.parse(e.data)); };
     ws.onclose = (e) => {
+      if (settling) { clearTimeout(settling); settling = null; }
       if (closedByUs) return;
       if (isRefusal(e)) { closedByUs = true; onRefused(e.reason || `closed with ${e.code}`); return; }
       onOffline && onOffline();
@@ -106,6 +115,7 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
     restart: () => {
       if (ws) { ws.onclose = null; ws.onmessage = null; ws.close(); }
       if (timer) clearTimeout(timer);
+      if (settling) { clearTimeout(settling); settling = null; }
       connect();
     },
     close: () => { closedByUs = true; if (timer) clearTimeout(timer); ws && ws.close(); },
