@@ -26,3 +26,25 @@ async def test_an_exp_too_large_for_a_float_is_unauthorized_not_a_crash(server: 
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
     assert closed.value.rcvd.reason.startswith("unauthorized"), closed.value.rcvd.reason
+
+
+async def test_a_token_from_an_issuer_a_little_ahead_is_taken_one_far_ahead_is_not(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A platform backend whose clock runs a few seconds ahead must not see its fresh tokens
+    refused; a token "issued" minutes from now is refused, naming why."""
+    now = int(time.time())
+
+    def issued_ahead(seconds: int) -> str:
+        return jwt.encode({"role": "operator", "sub": uid("op"), "iat": now + seconds, "exp": now + 3600},
+                          server.secret, algorithm="HS256")
+
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        ahead = await http.get(f"/v1/orders/{uid('o')}", headers={"Authorization": f"Bearer {issued_ahead(3)}"})
+        assert ahead.status_code == 404 and ahead.json()["error"]["code"] == "not_found", ahead.text  # taken
+        future = await http.get(f"/v1/orders/{uid('o')}", headers={"Authorization": f"Bearer {issued_ahead(120)}"})
+        assert future.status_code == 401, future.text
+        assert "issued in the future" in future.json()["error"]["message"]
+        for bad in ("soon", 10**400, True):
+            odd = jwt.encode({"role": "operator", "sub": uid("op"), "iat": bad, "exp": now + 3600}, server.secret,
+                             algorithm="HS256")
+            refused = await http.get(f"/v1/orders/{uid('o')}", headers={"Authorization": f"Bearer {odd}"})
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", (bad, refused.text)

@@ -30,6 +30,7 @@ ALGORITHMS = ["HS256"]
 DEFAULT_TTL_S = 24 * 3600
 MAX_TTL_S = 10 * 365 * 24 * 3600
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+ISSUER_CLOCK_SKEW_S = 5  # how far ahead of this server's clock a token's issuer may be (``iat``)
 
 # A short secret is reported once, in our words (``weak_secret_warning``), not by PyJWT on
 # every token signed or checked.
@@ -124,10 +125,15 @@ def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: str) -> Principal:
-    """Check signature, expiry and claims; raise ``unauthorized`` with the reason."""
+def verify_token(secret: str, token: str, *, now: float | None = None) -> Principal:
+    """Check signature, expiry and claims; raise ``unauthorized`` with the reason.
+
+    A token issued up to :data:`ISSUER_CLOCK_SKEW_S` "in the future" (its issuer's clock a little
+    ahead of ours) is taken; one issued later than that is refused.
+    """
     try:
-        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, options={"require": ["exp", "sub", "role"]})
+        claims = jwt.decode(token, secret, algorithms=ALGORITHMS,
+                            options={"require": ["exp", "sub", "role"], "verify_iat": False})
     except jwt.ExpiredSignatureError:
         raise ApiError("unauthorized", "token expired") from None
     except jwt.InvalidTokenError as exc:
@@ -145,7 +151,17 @@ def verify_token(secret: str, token: str) -> Principal:
         raise ApiError("unauthorized", "invalid token: 'exp' is not a usable time") from None
     if not math.isfinite(expires_at):
         raise ApiError("unauthorized", "invalid token: 'exp' is not a usable time")
-    issued = claims.get("iat")  # (PyJWT checked that it is a number, and not in the future)
+    issued = claims.get("iat")
+    if issued is not None:
+        try:
+            usable = not isinstance(issued, bool) and isinstance(issued, (int, float)) and math.isfinite(issued)
+        except OverflowError:  # (a whole number beyond a float)
+            usable = False
+        if not usable:
+            raise ApiError("unauthorized", "invalid token: 'iat' is not a time")
+        if issued > (now if now is not None else time.time()) + ISSUER_CLOCK_SKEW_S:
+            raise ApiError("unauthorized", f"invalid token: issued in the future ('iat' more than "
+                                           f"{ISSUER_CLOCK_SKEW_S} s ahead of the server's clock)")
     return Principal(role=role, sub=sub, expires_at=expires_at, issued_at=None if issued is None else int(issued))
 
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tracker.auth import REVOKED, Role
+from tracker.auth import ISSUER_CLOCK_SKEW_S, REVOKED, Role
 from tracker.errors import ApiError
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
@@ -41,7 +41,7 @@ log = logging.getLogger("tracker.revocations")
 
 REVOKED_KEY = "tokens:revoked"  # hash: "role:sub" -> the time (ms) up to which its tokens are void
 REVOKED_CHANNEL = "tokens:revoked"
-CLOCK_MARGIN_MS = 1000  # how far ahead of Redis's clock a token issuer's may run
+CLOCK_MARGIN_MS = ISSUER_CLOCK_SKEW_S * 1000  # how far ahead a token issuer's clock may run
 RELOAD_EVERY_S = 300.0  # the whole list is read again this often (besides after every gap)
 
 # Keeps the later of the stored and the new time; publishes what is in force; returns it.
