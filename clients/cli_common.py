@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import sys
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -165,6 +166,20 @@ def _error_code(exc: InvalidStatus) -> str:
         return ""
 
 
+async def _stopped_by_sigterm(work: Awaitable[None]) -> None:
+    """Run ``work``; SIGTERM (a service manager stopping the client) cancels it like Ctrl-C does,
+    so its sockets close with a close frame: a rider stopped that way leaves at once instead of
+    counting as a phone that lost its network for the server's stale time."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError):  # (no signal handlers on this platform or thread)
+        pass
+    await work
+
+
 def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace], Awaitable[None]]) -> int:
     """Run ``main(args)``; turn the usual failures into one line and an exit status."""
     if not args.token:
@@ -175,13 +190,15 @@ def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace]
         return 2
     try:
         args.servers = Servers.parse(args.server)
-        asyncio.run(main(args))
+        asyncio.run(_stopped_by_sigterm(main(args)))
         return 0
     except CliError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # SIGTERM: the sockets were closed cleanly on the way out
+        return 143
     except InvalidStatus as exc:
         status = exc.response.status_code
         body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""

@@ -59,7 +59,9 @@ class RiderClient(JsonSocket):
         await self.send({"type": "decline", "offer_id": offer_id})
 
     async def progress(self, order_id: str, step: str) -> None:
-        await self.send({"type": "progress", "order_id": order_id, "step": step})
+        """Report a step of one order; a refusal comes back as an ``error`` whose ``ref`` is
+        ``"<step> <order_id>"``."""
+        await self.send({"type": "progress", "order_id": order_id, "step": step, "id": f"{step} {order_id}"})
 
     async def release(self, order_id: str, reason: str | None = None) -> None:
         """Hand an accepted order back before pickup; dispatch offers it to another rider."""
@@ -196,6 +198,9 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                 except asyncio.TimeoutError:
                     continue
                 show(frame)
+                if frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
+                    step, _, oid = frame["ref"].partition(" ")
+                    note(f"the server refused {step} for {oid}: {frame.get('code')}: {frame.get('message')}")
                 if frame.get("type") == "offer":
                     if args.accept:
                         await rider.accept(frame["offer_id"])

@@ -295,3 +295,33 @@ def test_a_rider_turned_away_by_a_full_server_keeps_trying_and_gets_in(
     assert rider.returncode == 0, err
     assert "the server is full or restarting (1013 over_capacity" in err, err
     assert any(json.loads(line)["type"] == "route" for line in out.splitlines()), out  # in, at last
+
+
+def test_a_rider_stopped_with_sigterm_closes_its_socket_and_leaves_at_once(server: ServerProcess,
+                                                                          uid: Callable[[str], str]) -> None:
+    """A service manager stops the client with SIGTERM: the socket closes with a close frame, so
+    the rider leaves nearby search and dispatch now, not when its last fix goes stale (30 s)."""
+    rider, lat, lng = uid("r"), 45.4900, 9.2200
+    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+
+    def listed() -> bool:
+        found = ops.get("/v1/riders/nearby", params={"lat": lat, "lng": lng, "radius_m": 500}).json()["riders"]
+        return any(r["id"] == rider for r in found)
+
+    proc = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", server.base_url, "--token",
+                             server.token("rider", rider), "--lat", str(lat), "--lng", str(lng)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while not listed():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        proc.terminate()
+        assert proc.wait(timeout=10) == 143
+        deadline = time.monotonic() + 3
+        while listed():
+            assert time.monotonic() < deadline, "the rider is still listed after SIGTERM"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        ops.close()

@@ -116,7 +116,8 @@ async def test_illegal_steps_are_refused_and_change_nothing(server: ServerProces
         await rival.confirm(uid("ghost"))  # no order at all: the same answer
         assert (await rival.expect("error"))["code"] == "forbidden"
         await courier.progress(oid, "picked_up")  # not assigned yet
-        assert (await courier.expect("error"))["code"] == "forbidden"
+        refused = await courier.expect("error")
+        assert (refused["code"], refused["ref"]) == ("forbidden", f"picked_up {oid}")  # the client can tell which
         await ops.assign(oid, rid)
         await courier.progress(oid, "picked_up")  # skipping at_pickup
         assert (await courier.expect("error"))["code"] == "invalid_transition"
