@@ -9,6 +9,8 @@ import jwt
 import pytest
 import websockets
 
+from tests.orders_helpers import Ops
+from tests.test_dispatch_live import FAST, near_and_far, offered
 from tests.test_locations import _absent, _ids, eventually, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.launcher import ServerProcess
@@ -178,3 +180,22 @@ async def test_a_malformed_revocation_is_a_bad_message_not_a_crash(server: Serve
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
         answer = await http.post("/v1/tokens/revoke", json=body, headers=_bearer(server.token("operator", "ops")))
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad_message", answer.text
+
+
+async def test_a_revoked_riders_open_offer_goes_to_another_rider_at_once(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({**FAST, "TRACKER_OFFER_TIMEOUT_S": "60"}, redis=own_redis)  # offers wait a minute
+    ops = Ops(srv)
+    oid, mid, near_id, far_id = uid("o"), uid("m"), uid("near"), uid("far")
+    near, far = await near_and_far(srv, near_id, far_id)
+    try:
+        first = await offered(ops, near, oid, mid)  # the nearer rider is asked first
+        assert (await _revoke(srv, "rider", near_id)).status_code == 200
+        again = await far.expect("offer", timeout=10)  # not after the minute the first offer had
+        assert [o["order_id"] for o in again["orders"]] == [oid] and again["offer_id"] != first["offer_id"]
+        await far.accept(again["offer_id"])
+        await far.expect("assigned")
+        assert (await ops.get(oid))["rider_id"] == far_id
+    finally:
+        await near.close()
+        await far.close()
+        await ops.close()

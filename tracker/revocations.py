@@ -107,10 +107,14 @@ async def start(rt: Runtime) -> None:
 
 async def _rider_gone(rt: Runtime, rider_id: str) -> None:
     """Take a revoked rider out of nearby search and dispatch now, wherever its sockets were
-    (a lost phone's dropped without a close; its next fix, with a new token, brings it back)."""
+    (a lost phone's dropped without a close; its next fix, with a new token, brings it back),
+    and withdraw its open offer, so its orders go to another rider now, not at the offer's timeout."""
     last_ts = await rt.redis.hget(rider_store.record_key(rider_id), "ts")
     if last_ts is not None:
         await rider_store.mark_left(rt.redis, rider_id, int(last_ts))
+    dispatcher = rt.services.get("dispatcher")
+    if dispatcher is not None:
+        await dispatcher.withdraw_offer_of(rider_id)
 
 
 async def revoke_endpoint(request: Request) -> Response:

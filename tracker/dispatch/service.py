@@ -255,13 +255,22 @@ class Dispatcher:
             if addon is not None and order["id"] in addon.joins:
                 void.append(addon)
         for record in void:
-            if record is not None and await self.store.claim(record):
-                await self.store.release(record, WITHDRAWN)
-                self.metrics.offers.labels("withdrawn").inc()
-                await self.rt.pubsub.publish(
-                    inbox_channel(record.rider_id),
-                    orjson.dumps({"type": "offer_withdrawn", "offer_id": record.offer_id}).decode(),
-                )
+            await self._withdraw(record)
+
+    async def withdraw_offer_of(self, rider_id: str) -> None:
+        """Withdraw the rider's open offer, if it has one (its orders go back to the next round):
+        a rider whose tokens were revoked is not left holding orders it can no longer take."""
+        await self._withdraw(await self.store.pending_for(rider_id))
+
+    async def _withdraw(self, record: OfferRecord | None) -> None:
+        """Settle ``record`` as withdrawn (when nobody settled it first) and tell its rider."""
+        if record is not None and await self.store.claim(record):
+            await self.store.release(record, WITHDRAWN)
+            self.metrics.offers.labels("withdrawn").inc()
+            await self.rt.pubsub.publish(
+                inbox_channel(record.rider_id),
+                orjson.dumps({"type": "offer_withdrawn", "offer_id": record.offer_id}).decode(),
+            )
 
     async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
         """Keep a rider who declined, let expire or gave back these orders away from them for a while."""
