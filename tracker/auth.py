@@ -3,7 +3,8 @@
 ``issue_token`` makes one, ``verify_token`` checks one and returns a :class:`Principal`;
 ``token_from_connection`` reads it from the ``Authorization: Bearer`` header or (WebSocket
 only) the ``token`` query parameter. A :class:`RevocationList` says which tokens an operator
-has voided since they were issued (kept current by ``tracker.revocations``).
+has voided since they were issued (kept current by ``tracker.revocations``);
+``authenticate`` does all three for a request or a handshake.
 """
 from __future__ import annotations
 
@@ -75,9 +76,6 @@ class RevocationList:
     def __init__(self) -> None:
         self._void_until: dict[tuple[str, str], int] = {}
 
-    def __len__(self) -> int:
-        return len(self._void_until)
-
     def refuses(self, principal: Principal) -> bool:
         """True when ``principal``'s token was issued at or before its subject's revocation (or
         cannot show when it was issued)."""
@@ -125,7 +123,7 @@ def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: str, *, now: float | None = None) -> Principal:
+def verify_token(secret: str, token: str) -> Principal:
     """Check signature, expiry and claims; raise ``unauthorized`` with the reason.
 
     A token issued up to :data:`ISSUER_CLOCK_SKEW_S` "in the future" (its issuer's clock a little
@@ -159,10 +157,16 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> Princi
             usable = False
         if not usable:
             raise ApiError("unauthorized", "invalid token: 'iat' is not a time")
-        if issued > (now if now is not None else time.time()) + ISSUER_CLOCK_SKEW_S:
+        if issued > time.time() + ISSUER_CLOCK_SKEW_S:
             raise ApiError("unauthorized", f"invalid token: issued in the future ('iat' more than "
                                            f"{ISSUER_CLOCK_SKEW_S} s ahead of the server's clock)")
     return Principal(role=role, sub=sub, expires_at=expires_at, issued_at=None if issued is None else int(issued))
+
+
+def authenticate(conn: HTTPConnection, secret: str, revocations: RevocationList, *, allow_query: bool) -> Principal:
+    """The caller of a request or WebSocket handshake: its token read, verified and not revoked,
+    else ``unauthorized``."""
+    return revocations.check(verify_token(secret, token_from_connection(conn, allow_query=allow_query)))
 
 
 def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
-from tracker.auth import Principal, RevocationList, token_from_connection, verify_token
+from tracker.auth import Principal, RevocationList, authenticate
 from tracker.clock import Clock
 from tracker.pubsub import PubSubHub
 from tracker.redis_client import AnyRedis
@@ -33,7 +33,7 @@ class Runtime:
 
     def authenticate(self, conn: HTTPConnection) -> Principal:
         """The caller of an HTTP request (header token only), or ``unauthorized`` (revoked tokens too)."""
-        return self.revocations.check(verify_token(self.secret, token_from_connection(conn, allow_query=False)))
+        return authenticate(conn, self.secret, self.revocations, allow_query=False)
 
 
 def runtime_of(conn: HTTPConnection) -> Runtime:

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from tracker.auth import Principal, RevocationList, Role, token_from_connection, verify_token
+from tracker.auth import Principal, RevocationList, Role, authenticate
 from tracker.errors import ApiError
 from tracker.jsonutil import dumps_str, loads_object
 from tracker.locations.ratelimit import FloodGuard
@@ -148,7 +148,7 @@ class WsSession:
             await websocket.close(CLOSE_TRY_AGAIN, "server shutting down")
             return None
         try:
-            principal = revocations.check(verify_token(secret, token_from_connection(websocket, allow_query=True)))
+            principal = authenticate(websocket, secret, revocations, allow_query=True)
             principal.require(*roles)
         except ApiError as err:
             await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])

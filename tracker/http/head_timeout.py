@@ -29,8 +29,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tracker.errors import ApiError
 
-# Bytes a request head may take. Counted per read while a head is due, so it must exceed one
-# read (asyncio reads up to 256 KiB, which may also hold a body or pipelined requests).
+# Bytes a request head may take. Counted per read outside a body, so it must exceed one read
+# (asyncio reads up to 256 KiB, which may also hold a body or pipelined requests).
 MAX_HEAD_BYTES = 1024 * 1024
 # A connection turned away (503 over_capacity) is read, its bytes dropped, for this long after the
 # answer, unless the client closes first: closed with its request unread, the socket would be reset,

@@ -80,11 +80,11 @@ function isRefusal(event) {
 // and goes to onRefused(reason), by default a banner saying what is wrong with the link.
 // The page counts as online once the socket proves itself (its first message, or a second
 // open): a full server accepts and closes at once (1013), and must not flash it online.
-export const ONLINE_AFTER_MS = 1000;
+const ONLINE_AFTER_MS = 1000;
 export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = showRefusal }) {
   let ws = null, delay = 500, closedByUs = false, timer = null, openedAt = 0, settling = null, online = false;
   const confirm = () => {
-    if (settling) { clearTimeout(settling); settling = null; }
+    clearTimeout(settling);
     if (!online) { online = true; onOnline && onOnline(); }
   };
   const connect = () => {
@@ -94,7 +94,7 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
     ws.onopen = () => { openedAt = Date.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS); };
     ws.onmessage = (e) => { confirm(); onMessage(JSON.parse(e.data)); };
     ws.onclose = (e) => {
-      if (settling) { clearTimeout(settling); settling = null; }
+      clearTimeout(settling);
       if (closedByUs) return;
       if (isRefusal(e)) { closedByUs = true; onRefused(e.reason || `closed with ${e.code}`); return; }
       onOffline && onOffline();
@@ -114,8 +114,8 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
     // Drop this socket and open a fresh one at once (url() is asked again).
     restart: () => {
       if (ws) { ws.onclose = null; ws.onmessage = null; ws.close(); }
-      if (timer) clearTimeout(timer);
-      if (settling) { clearTimeout(settling); settling = null; }
+      clearTimeout(timer);
+      clearTimeout(settling);
       connect();
     },
     close: () => { closedByUs = true; if (timer) clearTimeout(timer); ws && ws.close(); },
