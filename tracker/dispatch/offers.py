@@ -10,7 +10,11 @@ Keys (the braces are Redis Cluster hash tags):
   (accepted, declined, expired, withdrawn), kept as long as a record's safety TTL, so a late
   answer is told what became of the offer (``conflict``) rather than that it never existed.
 - ``rideroffer:{<rider>}`` -> the offer a rider is considering (one at a time).
-- ``offers:pending`` ZSET offer id -> ``expires_at``: the expiry sweep's work list.
+- ``offers:pending`` ZSET offer id -> ``expires_at``: the expiry sweep's work list. Claiming
+  an offer (to settle it) moves its entry to ``claimed:<offer id>`` -> the claim's deadline in
+  the same key, atomically; settling removes it. An entry still there after its deadline is an
+  answer whose process died between claim and settlement: the sweep settles it
+  (:meth:`OfferStore.reclaim`), so its orders are not held until the safety TTL.
 - ``cooldown:{m:<merchant>}:<order>`` ZSET rider -> until (server ms): riders who declined
   or let the order's offer expire, or gave the order back, are kept away from it for a while.
 
@@ -24,11 +28,14 @@ from dataclasses import dataclass
 
 import orjson
 
+from tracker.clock import Clock
 from tracker.dispatch.lease import COMPARE_AND_DELETE
 from tracker.orders.store import order_key
 from tracker.redis_client import AnyRedis
 
 PENDING_KEY = "offers:pending"
+CLAIMED = "claimed:"  # prefix of a claimed offer's entry in PENDING_KEY
+CLAIM_LEASE_S = 15.0  # real seconds a claimed offer may take to be settled before the sweep does it
 
 # How an offer ends; a later answer to it is told which (``conflict``).
 ACCEPTED, DECLINED, EXPIRED, WITHDRAWN = "accepted", "declined", "expired", "withdrawn"
@@ -51,6 +58,14 @@ end
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
+return 1
+"""
+
+# KEYS: offers:pending. ARGV: offer id, claim deadline, the claimed entry. Exactly one caller
+# moves a pending entry to its claimed form (one key: atomic on a cluster too); 0 for the rest.
+_TAKE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 return 1
 """
 
@@ -154,13 +169,27 @@ class OfferRecord:
         return [lock_key(self.merchant_id, oid) for oid in self.order_ids]
 
 
-class OfferStore:
-    """The Redis adapter for offers; ``safety_ttl_ms`` bounds every key's real lifetime."""
+@dataclass(frozen=True)
+class DueOffers:
+    """What the expiry sweep has to settle: offers past ``expires_at``, and claimed offers whose
+    settlement is overdue (the process that claimed them stopped in between)."""
 
-    def __init__(self, redis: AnyRedis, *, safety_ttl_ms: int) -> None:
+    expired: list[str]
+    stalled: list[str]
+
+
+class OfferStore:
+    """The Redis adapter for offers; ``safety_ttl_ms`` bounds every key's real lifetime.
+
+    Times in ``offers:pending`` are server time (``clock``), like ``expires_at``.
+    """
+
+    def __init__(self, redis: AnyRedis, clock: Clock, *, safety_ttl_ms: int) -> None:
         self.redis = redis
+        self.clock = clock
         self.safety_ttl_ms = int(safety_ttl_ms)
         self._claim = redis.register_script(_CLAIM)
+        self._take = redis.register_script(_TAKE)
         self._holds = redis.register_script(_HOLDS)
         self._release = redis.register_script(_RELEASE)
         self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
@@ -208,9 +237,15 @@ class OfferStore:
         """Take the right to settle the offer (accept, decline, expire, withdraw).
 
         Exactly one caller gets True; the orders stay locked until :meth:`release`, so
-        nobody can offer them elsewhere while the winner acts.
+        nobody can offer them elsewhere while the winner acts. Should the winner's process
+        stop before it releases, the sweep settles the offer after ``CLAIM_LEASE_S``.
         """
-        return bool(await self.redis.zrem(PENDING_KEY, offer.offer_id))
+        deadline = self.clock.now_ms() + int(CLAIM_LEASE_S * 1000 * self.clock.scale)
+        return bool(await self._take(keys=[PENDING_KEY], args=[offer.offer_id, deadline, CLAIMED + offer.offer_id]))
+
+    async def reclaim(self, offer_id: str) -> bool:
+        """Take over a claim whose settlement is overdue; exactly one caller gets True."""
+        return bool(await self.redis.zrem(PENDING_KEY, CLAIMED + offer_id))
 
     async def release(self, offer: OfferRecord, outcome: str) -> None:
         """Free the orders and the rider held by a claimed offer; its record becomes ``outcome``."""
@@ -220,6 +255,7 @@ class OfferStore:
         pipe.set(settled_key(offer.offer_id), f"{offer.rider_id} {outcome}", px=self.safety_ttl_ms)
         pipe.delete(offer_key(offer.offer_id))
         await pipe.execute()
+        await self.redis.zrem(PENDING_KEY, CLAIMED + offer.offer_id)  # (another slot than the above)
 
     async def settled(self, offer_id: str) -> tuple[str, str] | None:
         """``(rider, outcome)`` of an offer settled lately, or ``None`` (never made, or long ago)."""
@@ -229,9 +265,11 @@ class OfferStore:
         rider, _, outcome = raw.partition(" ")
         return rider, outcome
 
-    async def due(self, now_ms: int, limit: int = 500) -> list[str]:
-        """Ids of pending offers whose ``expires_at`` has passed."""
-        return list(await self.redis.zrangebyscore(PENDING_KEY, "-inf", now_ms, start=0, num=limit))
+    async def due(self, now_ms: int, limit: int = 500) -> DueOffers:
+        """Offers whose ``expires_at`` has passed, and claimed offers overdue for settlement."""
+        entries = await self.redis.zrangebyscore(PENDING_KEY, "-inf", now_ms, start=0, num=limit)
+        return DueOffers(expired=[e for e in entries if not e.startswith(CLAIMED)],
+                         stalled=[e[len(CLAIMED):] for e in entries if e.startswith(CLAIMED)])
 
     async def forget(self, offer_id: str) -> None:
         """Drop a pending entry whose record is gone (its safety TTL ran out)."""

@@ -26,11 +26,12 @@ from prometheus_client import Counter, Gauge, Histogram
 from tracker.dispatch.lease import Lease
 from tracker.dispatch.demand import load_demand
 from tracker.dispatch.model import Offer, OrderView, Snapshot
-from tracker.dispatch.offers import EXPIRED, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
+from tracker.dispatch.offers import ACCEPTED, EXPIRED, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
+from tracker.orders.service import store_of
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import inbox_channel
@@ -80,7 +81,7 @@ class Dispatcher:
         interval_real_ms = rt.clock.real_seconds(rt.settings.dispatch_interval_s) * 1000
         self.lease_ttl_ms = int(max(2000.0, 3 * interval_real_ms))
         offer_real_ms = rt.clock.real_seconds(rt.settings.offer_timeout_s) * 1000
-        self.store = OfferStore(rt.redis, safety_ttl_ms=int(max(60_000.0, 4 * offer_real_ms)))
+        self.store = OfferStore(rt.redis, rt.clock, safety_ttl_ms=int(max(60_000.0, 4 * offer_real_ms)))
         self.metrics = DispatchMetrics.create(rt.registry)
         self.last_round: dict[str, Any] = {}
         self._index_checked = False
@@ -208,9 +209,15 @@ class Dispatcher:
             await asyncio.sleep(max(0.05, self.rt.clock.real_seconds(1.0)))
 
     async def expire_due(self) -> int:
-        """Expire every offer past its ``expires_at``; returns how many this process expired."""
+        """Expire every offer past its ``expires_at``; returns how many this process expired.
+
+        Offers whose answer stopped half-way (claimed, never settled) are settled too.
+        """
         count = 0
-        for offer_id in await self.store.due(self.rt.clock.now_ms()):
+        due = await self.store.due(self.rt.clock.now_ms())
+        for offer_id in due.stalled:
+            await self.settle_stalled(offer_id)
+        for offer_id in due.expired:
             record = await self.store.load(offer_id)
             if record is None:
                 await self.store.forget(offer_id)
@@ -225,6 +232,30 @@ class Dispatcher:
             self.metrics.expired.inc()
             count += 1
         return count
+
+    async def settle_stalled(self, offer_id: str) -> None:
+        """Settle an offer claimed by an answer that never finished (its process was killed
+        between claiming the offer and settling it): ``accepted`` if its orders were assigned
+        to its rider by then, else ``withdrawn`` (the rider is told; the orders go to the next
+        round). Without this its orders stayed locked until the keys' safety TTL."""
+        if not await self.store.reclaim(offer_id):
+            return  # another process took it
+        record = await self.store.load(offer_id)
+        if record is None:
+            return  # settled after all (the claimer's last write is the one that was lost)
+        orders = await store_of(self.rt).load_many(list(record.order_ids))
+        assigned = all(o is not None and o.get("offer_id") == offer_id and o.get("rider_id") == record.rider_id
+                       for o in orders)
+        outcome = ACCEPTED if assigned else WITHDRAWN
+        await self.store.release(record, outcome)
+        self.metrics.offers.labels(outcome).inc()
+        log.warning("offer %s was claimed but never settled (its process stopped); settled as %s",
+                    offer_id, outcome)
+        if not assigned:
+            await self.rt.pubsub.publish(
+                inbox_channel(record.rider_id),
+                orjson.dumps({"type": "offer_withdrawn", "offer_id": offer_id}).decode(),
+            )
 
     async def take_back(self, merchant_id: str, order_id: str, rider_id: str, *, by: str, reason: str | None) -> None:
         """Take the order back from its rider before pickup (a release, or the operator's unassign).
