@@ -37,9 +37,9 @@ def test_token_carries_role_sub_and_expiry() -> None:
     assert claims["exp"] == claims["iat"] + 1
 
 
-def test_token_without_secret_signs_with_the_running_servers_dev_secret(redis_url: str, tmp_path: Path) -> None:
-    # the README's tour: `tracker serve` (no TRACKER_SECRET) in a folder, then `tracker token` there
-    with ServerProcess(redis_url=redis_url, data_dir=tmp_path / ".tracker", env={"TRACKER_SECRET": ""}) as server:
+def test_token_without_secret_signs_with_the_running_servers_dev_secret(tmp_path: Path) -> None:
+    # the README's tour: `tracker serve` (no TRACKER_SECRET, its embedded Redis) in a folder, then `tracker token` there
+    with ServerProcess(data_dir=tmp_path / ".tracker", env={"TRACKER_SECRET": ""}) as server:
         for cwd, data_dir in ((tmp_path, None), (Path("/"), tmp_path / ".tracker")):  # its folder, or --data-dir elsewhere
             out = _token("--role", "operator", "--sub", "ops", secret=None, cwd=cwd,
                          **({} if data_dir is None else {"data_dir": data_dir}))

@@ -139,12 +139,12 @@ async def test_merchant_feed_resumes_across_orders(server: ServerProcess, uid) -
         await ops.close()
 
 
-async def test_a_fast_server_clock_keeps_the_kitchens_feed(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+async def test_a_fast_server_clock_keeps_the_kitchens_feed(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     """A replay runs the server's clock fast; the merchant feed's three hours are real hours
     (its entry ids are Redis's clock), so a kitchen tablet opened later still gets every order.
     Here a real second is a server hour: four of them pass before the tablet opens, and the
     feed holds enough entries (over 100) for Redis to trim it."""
-    fast = start_server({"TRACKER_TIME_SCALE": "3600", "TRACKER_DISPATCH_INTERVAL_S": "36000"})
+    fast = start_server({"TRACKER_TIME_SCALE": "3600", "TRACKER_DISPATCH_INTERVAL_S": "36000"}, redis=own_redis)
     ops = Ops(fast)
     mid = uid("m")
     base = uid("o")

@@ -302,11 +302,11 @@ async def test_customer_page_shows_the_orders_eta_on_load(server: ServerProcess,
         await ops.close()
 
 
-async def test_merchant_page_lets_finished_orders_go(start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+async def test_merchant_page_lets_finished_orders_go(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     """A cancelled (or delivered) order stays about a minute, then leaves the board; one that
     finished longer ago does not come back with the feed replayed on load. The server's clock
     runs 30 times faster here, so a minute of it is 2 s."""
-    fast = start_server({"TRACKER_TIME_SCALE": "30"})
+    fast = start_server({"TRACKER_TIME_SCALE": "30"}, redis=own_redis)  # (a scaled clock: a Redis of its own)
     ops = Ops(fast)
     mid = uid("m")
     old, live = uid("o-old"), uid("o-live")

@@ -101,7 +101,7 @@ def test_live_replay_warns_that_time_scale_1_takes_the_real_day(server: ServerPr
 def test_live_replay_reports_the_servers_own_time_scale(start_server: Callable[..., ServerProcess],
                                                         tmp_path: Path) -> None:
     instance = tiny_instance(tmp_path / "tiny")
-    srv = start_server(server_env(load_instance(instance), 600, 0.5))
+    srv = start_server(server_env(load_instance(instance), 600, 0.5), shared_redis=False)
     run = replay(str(instance), "--live", "--server", srv.base_url, "--secret", srv.secret,
                  "--out", str(tmp_path / "live"), timeout=90)
     assert "(live, x600," in run.stdout, run.stdout + run.stderr  # not the x300 it would have started itself

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -126,6 +127,14 @@ def _run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         ({"TRACKER_LOG_LEVEL": "loud"}, (), "TRACKER_LOG_LEVEL"),
         ({"REDIS_URL": "http://example"}, (), "REDIS_URL"),
         ({}, ("--port", "70000"), "--port"),
+        ({"TRACKER_HOST": ""}, (), "TRACKER_HOST"),  # not every interface behind the user's back
+        ({"REDIS_URL": "redis://127.0.0.1:abc"}, (), "REDIS_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:99999"}, (), "REDIS_URL"),
+        ({"TRACKER_DISPATCH_INTERVAL_S": "1e308"}, (), "TRACKER_DISPATCH_INTERVAL_S"),
+        ({"TRACKER_STALE_AFTER_S": "1e308"}, (), "TRACKER_STALE_AFTER_S"),
+        ({"TRACKER_TIME_SCALE": "1e308"}, (), "TRACKER_TIME_SCALE"),
+        ({"TRACKER_WS_SEND_BUFFER_BYTES": "99999999999"}, (), "TRACKER_WS_SEND_BUFFER_BYTES"),
+        ({"TRACKER_KEEPALIVE_S": "0"}, (), "TRACKER_KEEPALIVE_S"),
     ],
 )
 def test_invalid_settings_fail_with_one_line(env: dict[str, str], args: tuple[str, ...], expected: str) -> None:
@@ -133,6 +142,36 @@ def test_invalid_settings_fail_with_one_line(env: dict[str, str], args: tuple[st
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_a_bad_redis_url_does_not_print_its_password() -> None:
+    result = _run_serve({"REDIS_URL": "redis//:s3cretpw@127.0.0.1:6379"})  # a typo in the scheme
+    assert result.returncode == 2 and "REDIS_URL" in result.stderr
+    assert "s3cretpw" not in result.stderr and "***" in result.stderr, result.stderr
+
+
+def test_a_shared_redis_without_a_shared_secret_is_refused(server: ServerProcess, tmp_path: Path) -> None:
+    """Each process would sign with a development secret of its own: tokens from one refused by the next."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env.update({"REDIS_URL": server.redis_url or "", "TRACKER_DATA_DIR": str(tmp_path)})
+    for secret in ({"TRACKER_SECRET": ""}, {}):  # empty, unset
+        result = subprocess.run([sys.executable, "-m", "tracker", "serve", "--port", str(free_port())],
+                                env={**env, **secret}, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, result.stderr
+        assert "TRACKER_SECRET is unset" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "secret").exists()
+
+
+def test_a_kept_alive_connection_waits_as_long_as_the_setting_says(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Behind a load balancer that keeps backend connections 60 s, 5 s would race it (a 502 now and then)."""
+    srv = start_server({"TRACKER_KEEPALIVE_S": "12"})
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as conn:
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(7)  # idle longer than the old fixed 5 s
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
 
 
 def test_unreachable_redis_fails_clearly(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import logging
 from types import ModuleType
 from typing import AsyncIterator, Iterator
 
-from prometheus_client import CollectorRegistry, Gauge
+import dispatch_ext
+from prometheus_client import CollectorRegistry, Gauge, Info
 from prometheus_client.core import CounterMetricFamily
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from tracker import __version__
 from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
@@ -29,7 +31,7 @@ from tracker.redis_client import REDIS_DOWN, connect, redis_unavailable
 from tracker.open_files import REDIS_FILES_MAX
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
-from tracker import ops, pages, revocations
+from tracker import clock_agreement, ops, pages, revocations
 from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
@@ -40,7 +42,9 @@ from tracker.wsconn import CLOSE_POLICY, WsHub
 
 log = logging.getLogger("tracker.app")
 
-FEATURES: list[ModuleType] = [health, revocations, rider_endpoint, locations, orders, dispatch, ops, pages]
+KERNEL = "compiled" if dispatch_ext.IS_COMPILED else "pure-python"  # which dispatch kernel plans
+
+FEATURES: list[ModuleType] = [health, clock_agreement, revocations, rider_endpoint, locations, orders, dispatch, ops, pages]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
@@ -121,6 +125,8 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
             lambda: len(hub)
         )
         registry.register(_RefusalsCollector(hub))
+        Info("tracker_server", "This process: version, server clock speed, dispatch kernel", registry=registry).info(
+            {"version": __version__, "time_scale": f"{runtime.clock.scale:g}", "kernel": KERNEL})
         app.state.runtime = runtime
         started: list[ModuleType] = []
         try:

@@ -19,7 +19,9 @@ import redis
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from tracker.app import create_app
+import dispatch_ext
+from tracker import clock_agreement
+from tracker.app import KERNEL, create_app
 from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
@@ -110,6 +112,16 @@ def check_redis(url: str, timeout: float = 5.0) -> int:
         client.close()
 
 
+def check_clock(url: str, scale: float, *, cluster: bool) -> None:
+    """Refuse to join servers on ``url`` whose clock this one's cannot agree with (:mod:`clock_agreement`)."""
+    try:
+        clock_agreement.check_at_start(url, scale, cluster=cluster)
+    except clock_agreement.ClockDisagreement as exc:
+        raise StartupError(str(exc)) from None
+    except (redis.RedisError, OSError) as exc:
+        raise StartupError(f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {exc}") from None
+
+
 def _with_socket_limit(settings: Settings, budget: int) -> Settings:
     """Unset ``max_sockets`` becomes ``budget`` (what the open files leave room for); a set one
     above it is kept, with a warning: the process would run out of files first."""
@@ -134,12 +146,18 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
         primaries = 1
         if settings.redis_url:
             primaries = check_redis(settings.redis_url)
+            check_clock(settings.redis_url, settings.time_scale, cluster=primaries > 1)
             redis_url = settings.redis_url
         else:
             embedded = EmbeddedRedis(settings.data_dir)
             redis_url = embedded.start()
         budget = socket_budget(open_files, primaries)
         settings = _with_socket_limit(settings, budget)
+        if settings.redis_url and not settings.secret:
+            raise StartupError(
+                "TRACKER_SECRET is unset (or empty) while REDIS_URL is set: every process sharing a Redis must sign "
+                "tokens with one secret, and a development secret is this process's own; set TRACKER_SECRET (for "
+                "example to the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         secret = load_or_create_secret(settings.secret, settings.data_dir)
         app = create_app(settings, secret=secret, redis_url=redis_url,
                          redis_pool_size=redis_pool_size(open_files, primaries))
@@ -148,6 +166,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_s,
+            timeout_keep_alive=settings.keepalive_s,
             http=head_timeout_protocol(settings.header_timeout_s,
                                        max_connections=connection_limit(settings.max_sockets, budget),
                                        on_turned_away=functools.partial(app.state.hub.refused, "connections")),
@@ -168,7 +187,11 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
         host, port = sock.getsockname()[:2]
         log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redacted_url(redis_url),
                                              "embedded_redis": embedded is not None, "open_files": open_files,
-                                             "max_sockets": settings.max_sockets})
+                                             "max_sockets": settings.max_sockets, "time_scale": settings.time_scale,
+                                             "kernel": KERNEL})
+        if not dispatch_ext.IS_COMPILED:
+            log.warning("the compiled dispatch kernel is not built: planning runs on its pure-Python twin, about "
+                        "8 times slower (install with a C compiler: pip install -e .)")
         previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run(sockets=[sock])

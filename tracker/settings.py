@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping
@@ -19,17 +20,38 @@ from tracker.open_files import CEILING, HTTP_CONNECTIONS, OTHER_FILES, REDIS_FIL
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+# The largest number any setting takes: beyond it, seconds turned into milliseconds and timers
+# overflow (1e9 s is over 30 years; no setting means more).
+MAX_NUMBER = 1e9
+MAX_TIME_SCALE = 10_000.0  # a day in under 9 s of real time
+MAX_SEND_BUFFER_BYTES = 64 * 1024 * 1024
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("must be a positive finite number")
+    if not 0 < value <= MAX_NUMBER:
+        raise ValueError(f"must be a positive number up to {MAX_NUMBER:g}")
     return value
 
 
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError("must be a finite number >= 0")
+    if not 0 <= value <= MAX_NUMBER:
+        raise ValueError(f"must be a number from 0 to {MAX_NUMBER:g}")
+    return value
+
+
+def _time_scale(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= MAX_TIME_SCALE:
+        raise ValueError(f"must be a positive number up to {MAX_TIME_SCALE:g}")
+    return value
+
+
+def _send_buffer(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value <= MAX_SEND_BUFFER_BYTES:
+        raise ValueError(f"must be a positive integer up to {MAX_SEND_BUFFER_BYTES} (64 MiB)")
     return value
 
 
@@ -42,8 +64,8 @@ def _port(raw: str) -> int:
 
 def _positive_int(raw: str) -> int:
     value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
+    if not 0 < value <= MAX_NUMBER:
+        raise ValueError(f"must be a positive integer up to {MAX_NUMBER:g}")
     return value
 
 
@@ -70,13 +92,36 @@ def _log_format(raw: str) -> str:
 def _redis_url(raw: str) -> str | None:
     if raw == "":
         return None
-    scheme = urlparse(raw).scheme
-    if scheme not in ("redis", "rediss", "unix"):
+    parts = urlparse(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    return raw
+
+
+def _host(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty (0.0.0.0 listens on every interface, 127.0.0.1 on this host only)")
     return raw
 
 
 def _text(raw: str) -> str:
+    return raw
+
+
+# A password in a URL (``user:password@`` or ``?password=``), hidden when a value is shown.
+_URL_PASSWORD = re.compile(r"(:)[^:@/?#]*(@)|((?:^|[?&])password=)[^&#]*")
+
+
+def shown_value(env: str, raw: str) -> str:
+    """``raw`` as an error message may show it: a URL's password replaced by ``***``, a secret not at all."""
+    if env == "TRACKER_SECRET":
+        return "<hidden>"
+    if env == "REDIS_URL":
+        return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***{m.group(2)}" if m.group(1) else f"{m.group(3)}***", raw)
     return raw
 
 
@@ -94,7 +139,7 @@ def _setting(env: str, parse: Callable[[str], Any], default: Any, doc: str) -> A
 class Settings:
     """Every server setting with its default; build with :meth:`from_env`."""
 
-    host: str = _setting("TRACKER_HOST", _text, "127.0.0.1", "address to listen on")
+    host: str = _setting("TRACKER_HOST", _host, "127.0.0.1", "address to listen on")
     port: int = _setting("TRACKER_PORT", _port, 8000, "TCP port to listen on")
     redis_url: str | None = _setting(
         "REDIS_URL", _redis_url, None, "Redis to use; unset starts an embedded redis-server"
@@ -103,10 +148,14 @@ class Settings:
         "TRACKER_DATA_DIR", _path, Path(".tracker"), "folder for the embedded Redis data and the dev secret"
     )
     secret: str | None = _setting(
-        "TRACKER_SECRET", _text, None, "HS256 key for tokens; unset generates one in the data folder"
+        "TRACKER_SECRET", _text, None,
+        "HS256 key for tokens, the same for every process; unset (or empty) generates one in the data folder, "
+        "which only a server with an embedded Redis may use"
     )
     time_scale: float = _setting(
-        "TRACKER_TIME_SCALE", _positive_float, 1.0, "server clock speed relative to real time (replays)"
+        "TRACKER_TIME_SCALE", _time_scale, 1.0,
+        f"server clock speed relative to real time (replays), at most {MAX_TIME_SCALE:g}; a scaled server needs a "
+        "Redis of its own"
     )
     log_level: str = _setting("TRACKER_LOG_LEVEL", _log_level, "info", "debug, info, warning or error")
     log_format: str = _setting("TRACKER_LOG_FORMAT", _log_format, "json", "json (one object a line) or text")
@@ -117,6 +166,11 @@ class Settings:
     header_timeout_s: float = _setting(
         "TRACKER_HEADER_TIMEOUT_S", _positive_float, 10.0,
         "seconds a connection may take to send a request's headers (then 408 request_timeout and closed)",
+    )
+    keepalive_s: float = _setting(
+        "TRACKER_KEEPALIVE_S", _positive_float, 5.0,
+        "seconds an idle kept-alive HTTP connection waits for its next request; behind a load balancer that keeps "
+        "connections to its backends, set it above the balancer's idle timeout",
     )
     shutdown_grace_s: float = _setting(
         "TRACKER_SHUTDOWN_GRACE_S", _non_negative_float, 5.0, "seconds to drain in-flight work on shutdown"
@@ -136,7 +190,7 @@ class Settings:
         "larger of the two, then 503 over_capacity"
     )
     ws_send_buffer_bytes: int = _setting(
-        "TRACKER_WS_SEND_BUFFER_BYTES", _positive_int, 65536, "kernel send buffer of each WebSocket connection"
+        "TRACKER_WS_SEND_BUFFER_BYTES", _send_buffer, 65536, "kernel send buffer of each WebSocket connection"
     )
 
     stale_after_s: float = _setting(
@@ -222,7 +276,7 @@ class Settings:
                 values[f.name] = f.metadata["parse"](raw.strip())
             except ValueError as exc:
                 detail = str(exc) if "must" in str(exc) else f"has the wrong form ({exc})"
-                raise SettingsError(f"invalid setting {source}={raw!r}: {detail}") from None
+                raise SettingsError(f"invalid setting {source}={shown_value(name, raw)!r}: {detail}") from None
         return cls(**values)
 
 

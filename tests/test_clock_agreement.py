@@ -1,0 +1,89 @@
+"""Servers sharing a Redis agree on the time, or the one that cannot is refused (or flagged).
+
+A replay's server (a fast clock) beside production ones expired their offers and dropped their
+riders; so did a host whose clock ran 40 s ahead. Each is now refused at start with one line.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import redis
+
+from tracker.launcher import ServerProcess, free_port
+
+SECRET = "clock-secret-0123456789abcdef0123456789abcdef"
+
+
+def _serve(redis_url: str, data_dir: Path, env: dict[str, str] | None = None,
+           clock_ahead_s: float = 0.0) -> subprocess.CompletedProcess[str]:
+    """``tracker serve`` on ``redis_url`` as an operator starts it; its host clock ``clock_ahead_s`` ahead."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
+    full.update({"REDIS_URL": redis_url, "TRACKER_SECRET": SECRET, "TRACKER_DATA_DIR": str(data_dir), **(env or {})})
+    args = ["serve", "--port", str(free_port())]
+    if clock_ahead_s:  # the process's wall clock, as a host whose clock is off would give it
+        code = (f"import sys, time; real = time.time; time.time = lambda: real() + {clock_ahead_s}; "
+                f"sys.argv = ['tracker', *{args!r}]; from tracker.cli import main; raise SystemExit(main())")
+        cmd = [sys.executable, "-c", code]
+    else:
+        cmd = [sys.executable, "-m", "tracker", *args]
+    return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=60)
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if "tracker:" in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_a_replay_server_and_a_real_time_one_never_share_a_redis(
+        own_redis: str, start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    real_time = start_server(redis=own_redis)
+    line = _one_line(_serve(own_redis, tmp_path / "fast", {"TRACKER_TIME_SCALE": "300"}))
+    assert "TRACKER_TIME_SCALE=300" in line and "Redis of its own" in line, line
+    real_time.stop()  # a clean stop leaves the roll call at once
+
+    fast = start_server({"TRACKER_TIME_SCALE": "300"}, redis=own_redis)
+    line = _one_line(_serve(own_redis, tmp_path / "x1"))
+    assert "TRACKER_TIME_SCALE=300" in line and "replay" in line, line
+    line = _one_line(_serve(own_redis, tmp_path / "fast2", {"TRACKER_TIME_SCALE": "300"}))  # not even at its speed
+    assert "agrees with no other process" in line, line
+    fast.stop()
+    again = start_server(redis=own_redis)  # the Redis is free for real-time servers again
+    assert httpx.get(f"{again.base_url}/healthz").json()["time_scale"] == 1.0
+
+
+def test_a_host_whose_clock_is_off_is_refused(server: ServerProcess, tmp_path: Path) -> None:
+    line = _one_line(_serve(server.redis_url or "", tmp_path / "ahead", clock_ahead_s=40))
+    assert "40" in line and "ahead of Redis" in line and "NTP" in line, line
+    line = _one_line(_serve(server.redis_url or "", tmp_path / "behind", clock_ahead_s=-40))
+    assert "behind Redis" in line, line
+
+
+def test_a_disagreement_that_arises_later_shows_in_readyz(
+        own_redis: str, start_server: Callable[..., ServerProcess]) -> None:
+    srv = start_server(redis=own_redis)
+    ready = httpx.get(f"{srv.base_url}/readyz").json()
+    assert "clock-agreement" in [t["name"] for t in ready["tasks"]] and not ready["degraded"], ready
+    # A fast-clocked server joins the roll call in the same instant (two started at once): its
+    # entry is written as that process writes it.
+    client = redis.Redis.from_url(own_redis, decode_responses=True)
+    try:
+        seconds, micros = client.time()
+        client.hset("servers:clocks", "replay-host:4242", f"300.0 {seconds * 1000 + micros // 1000 + 60_000}")
+    finally:
+        client.close()
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        ready = httpx.get(f"{srv.base_url}/readyz").json()
+        if "clock-agreement" in ready["degraded"]:
+            break
+        time.sleep(0.5)
+    task = next(t for t in ready["tasks"] if t["name"] == "clock-agreement")
+    assert "clock-agreement" in ready["degraded"] and "TRACKER_TIME_SCALE=300" in (task["last_error"] or ""), ready

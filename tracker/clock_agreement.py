@@ -1,0 +1,136 @@
+"""Processes sharing a Redis must agree on the time.
+
+Offers expire, riders go stale and sweeps run by each process's server clock, and every one
+of them acts on the whole fleet's keys: a process whose clock runs ahead expires the offers
+and drops the riders of every other. Two ways to disagree, both refused at start
+(:func:`check_at_start`) and watched while running (:func:`watch`: the ``clock-agreement``
+task, a failure in ``/readyz``):
+
+- a host clock more than :data:`MAX_SKEW_S` from Redis's ``TIME`` (no NTP, a drifting VM);
+- a server clock running at another speed (``TRACKER_TIME_SCALE``, a replay) than the other
+  processes on that Redis. A scaled clock starts where the wall clock is when its process
+  starts, so it agrees with no other process at all: a scaled server needs a Redis of its own.
+
+Every process keeps a field in the ``servers:clocks`` hash (``<host>:<pid>`` -> ``"<scale>
+<until ms>"``, by Redis's clock) and refreshes it every :data:`REFRESH_S`; fields of processes
+gone without a clean stop lapse after :data:`ENTRY_TTL_MS`.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import redis
+
+from tracker.redis_client import AnyRedis
+from tracker.runtime import Runtime
+
+CLOCKS_KEY = "servers:clocks"
+MAX_SKEW_S = 5.0  # the margin revocations already allow a token issuer (auth.ISSUER_CLOCK_SKEW_S)
+REFRESH_S = 10.0
+ENTRY_TTL_MS = 30_000
+
+# KEYS: the clocks hash. ARGV: this process, its scale, "1" to (re)register it, entry TTL ms.
+# Drops lapsed fields; returns Redis's time (ms) and the other live processes' entries.
+_ROLL_CALL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local out = {tostring(now)}
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    local untl = tonumber(string.match(all[i + 1], ' (%d+)$'))
+    if untl and untl > now then
+      table.insert(out, all[i + 1])
+    else
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. tostring(now + tonumber(ARGV[4])))
+end
+return out
+"""
+
+
+class ClockDisagreement(Exception):
+    """This process's clock does not agree with the others sharing its Redis."""
+
+
+def process_name() -> str:
+    """This process's field in :data:`CLOCKS_KEY`."""
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[str]) -> str | None:
+    """Why this process's clock cannot serve beside ``others`` (their ``"<scale> <until>"``
+    entries), or ``None``. ``local_ms`` is the wall clock at the moment Redis read ``redis_ms``."""
+    skew_s = (local_ms - redis_ms) / 1000.0
+    if abs(skew_s) > MAX_SKEW_S:
+        side = "ahead of" if skew_s > 0 else "behind"
+        return (f"this host's clock is {abs(skew_s):.1f} s {side} Redis's: processes sharing a Redis must agree "
+                f"on the time within {MAX_SKEW_S:.0f} s (offers, rider fixes and sweeps go by it); set the host's "
+                "clock (NTP)")
+    scales = sorted({float(entry.split(" ", 1)[0]) for entry in others})
+    if scale != 1.0 and scales:
+        return (f"this server's clock runs at TRACKER_TIME_SCALE={scale:g}, and {len(others)} other server "
+                "process(es) use this Redis: a scaled clock agrees with no other process, so a replay's server "
+                "needs a Redis of its own")
+    faster = [s for s in scales if s != 1.0]
+    if faster:
+        return (f"this Redis is in use by a server whose clock runs at TRACKER_TIME_SCALE={faster[0]:g} (a replay), "
+                "whose sweeps would expire this server's offers and drop its riders: give the replay a Redis of its "
+                "own, or stop it")
+    return None
+
+
+def _judge(reply: list[Any], local_ms: float, scale: float) -> str | None:
+    values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
+    return disagreement(local_ms, float(values[0]), scale, values[1:])
+
+
+def check_at_start(url: str, scale: float, *, cluster: bool, timeout: float = 5.0) -> None:
+    """Raise :class:`ClockDisagreement` if this process's clock cannot join the servers on ``url``."""
+    client: Any = (redis.RedisCluster.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+                   if cluster else redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout))
+    try:
+        before = time.time() * 1000
+        reply = client.eval(_ROLL_CALL, 1, CLOCKS_KEY, process_name(), repr(scale), "0", ENTRY_TTL_MS)
+        local_ms = (before + time.time() * 1000) / 2
+    finally:
+        client.close()
+    problem = _judge(reply, local_ms, scale)
+    if problem is not None:
+        raise ClockDisagreement(problem)
+
+
+async def watch(redis_client: AnyRedis, scale: float) -> None:
+    """Keep this process on the roll call and check, every :data:`REFRESH_S`, that it still agrees
+    with the others; a disagreement raises (the supervisor logs and shows it, and restarts this)."""
+    roll_call = redis_client.register_script(_ROLL_CALL)
+    name = process_name()
+    while True:
+        before = time.time() * 1000
+        reply = await roll_call(keys=[CLOCKS_KEY], args=[name, repr(scale), "1", ENTRY_TTL_MS])
+        problem = _judge(reply, (before + time.time() * 1000) / 2, scale)
+        if problem is not None:
+            raise ClockDisagreement(problem)
+        await asyncio.sleep(REFRESH_S)
+
+
+async def leave(redis_client: AnyRedis) -> None:
+    """Take this process off the roll call (a clean stop)."""
+    await redis_client.hdel(CLOCKS_KEY, process_name())
+
+
+async def start(rt: Runtime) -> None:
+    """Join the roll call and watch it (the ``clock-agreement`` background task)."""
+    rt.supervisor.spawn("clock-agreement", lambda: watch(rt.redis, rt.clock.scale))
+
+
+async def stop(rt: Runtime) -> None:
+    """Leave the roll call, so a server started next at another speed is not refused for 30 s."""
+    await leave(rt.redis)
