@@ -39,6 +39,7 @@ from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.dispatch")
 
+REGION_RESCAN_ROUNDS = 30  # dispatch intervals between scans for open-order regions missing from the index
 LAST_ROUND_KEY = "dispatch:last_round"  # the newest round's figures, whichever process ran it
 
 
@@ -65,8 +66,11 @@ class DispatchMetrics:
                 "tracker_dispatch_round_seconds", "Wall time of a round (snapshot, plan, commit)", registry=registry
             ),
             solve_seconds=Histogram("tracker_dispatch_solve_seconds", "Wall time of the planner", registry=registry),
-            open_orders=Gauge("tracker_dispatch_open_orders", "Orders waiting for a rider (last round)", registry=registry),
-            free_riders=Gauge("tracker_dispatch_free_riders", "Free riders seen (last round)", registry=registry),
+            open_orders=Gauge("tracker_dispatch_open_orders", "Orders waiting for a rider in the regions this process "
+                              "planned in its last pass (0 when none); summed over processes: the fleet's",
+                              registry=registry),
+            free_riders=Gauge("tracker_dispatch_free_riders", "Free riders seen in the regions this process planned in "
+                              "its last pass (0 when none; a rider near two regions counts in both)", registry=registry),
             expired=Counter("tracker_dispatch_offers_expired", "Offers that expired unanswered", registry=registry),
         )
 
@@ -84,19 +88,27 @@ class Dispatcher:
         self.store = OfferStore(rt.redis, rt.clock, safety_ttl_ms=int(max(60_000.0, 4 * offer_real_ms)))
         self.metrics = DispatchMetrics.create(rt.registry)
         self.last_round: dict[str, Any] = {}
-        self._index_checked = False
+        self._index_scanned_at: int | None = None  # server time of the last scan for open-order regions
+        self._pass_counts: dict[str, tuple[int, int]] = {}  # region -> (open orders, free riders) this pass
         self._held: dict[str, Lease] = {}  # region -> the lease this process holds for it
         self._stopping = False
 
     async def regions(self) -> list[str]:
-        """Dispatch regions that have open orders now (from the region index, not a scan)."""
+        """Dispatch regions that have open orders now (from the region index).
+
+        At start and every :data:`REGION_RESCAN_ROUNDS` dispatch intervals (5 minutes at the
+        default 10 s) the index is checked against a scan for open-order keys: orders written
+        before the index existed, or an index lost with a Redis node (a failover), would
+        otherwise not be planned again until a process restarted.
+        """
         redis = self.rt.redis
-        if not self._index_checked:
-            # Open orders written before the index existed: add their regions once.
+        now = self.rt.clock.now_ms()
+        every_ms = REGION_RESCAN_ROUNDS * self.rt.settings.dispatch_interval_s * 1000
+        if self._index_scanned_at is None or now - self._index_scanned_at >= every_ms:
             found = [key[len("open:{"):-1] async for key in redis.scan_iter(match="open:{*}", count=1000)]
             if found:
                 await redis.sadd(DISPATCH_REGIONS_KEY, *found)
-            self._index_checked = True
+            self._index_scanned_at = now
         return await open_order_regions(redis)
 
     async def run_forever(self) -> None:
@@ -119,7 +131,14 @@ class Dispatcher:
                     raise  # no region can be planned: the supervisor reports it and retries
                 except Exception as exc:  # noqa: BLE001 - one region's fault must not stop the others
                     self.rt.supervisor.report("dispatch-loop", exc, region=region)
+            self._note_pass()
             await self.rt.clock.sleep(self.rt.settings.dispatch_interval_s)
+
+    def _note_pass(self) -> None:
+        """Set the gauges to this pass's totals over the regions this process planned (0 for none)."""
+        counts, self._pass_counts = self._pass_counts, {}
+        self.metrics.open_orders.set(sum(orders for orders, _ in counts.values()))
+        self.metrics.free_riders.set(sum(riders for _, riders in counts.values()))
 
     async def release_leases(self) -> int:
         """Stop planning and give up this process's region leases (a clean shutdown), so
@@ -140,8 +159,7 @@ class Dispatcher:
         t0 = time.perf_counter()
         now = self.rt.clock.now_ms()
         loaded = await load_region(self.rt, self.store, region, now_ms=now, radius_m=self.rt.settings.dispatch_radius_m)
-        self.metrics.open_orders.set(len(loaded.orders))
-        self.metrics.free_riders.set(len(loaded.riders))
+        self._pass_counts[region] = (len(loaded.orders), len(loaded.riders))
         if not loaded.orders or not loaded.riders:
             await self._note_round(region, loaded.orders, loaded.riders, [], 0.0, time.perf_counter() - t0, now)
             return []

@@ -1,0 +1,68 @@
+"""What an operator relies on around the dispatch loop: its figures on ``/metrics`` are current,
+and a region index lost with a Redis node does not stop a region's orders from being served."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import httpx
+
+from tests.orders_helpers import Ops
+from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
+from tracker.launcher import ServerProcess
+from tracker.redis_client import connect
+
+
+async def _gauge(srv: ServerProcess, name: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{srv.base_url}/metrics")).text
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, text
+    return float(match.group(1))
+
+
+async def _gauge_becomes(srv: ServerProcess, name: str, value: float, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while (seen := await _gauge(srv, name)) != value and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert seen == value, f"{name} stayed {seen}, not {value}"
+
+
+async def test_the_open_orders_gauge_falls_to_zero_when_the_orders_are_gone(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({**FAST, "TRACKER_DISPATCH_RADIUS_M": "100"}, redis=own_redis)  # no rider close enough
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    courier = await rider_near_restaurant(srv, uid("r"), 0.02)  # about 2 km away: seen, never offered
+    try:
+        await confirmed_order(srv, ops, oid, mid)
+        await _gauge_becomes(srv, "tracker_dispatch_open_orders", 1.0)
+        await ops.cancel(oid)
+        await _gauge_becomes(srv, "tracker_dispatch_open_orders", 0.0)  # it said 1 for ever
+        await _gauge_becomes(srv, "tracker_dispatch_free_riders", 0.0)
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_an_order_is_served_after_the_region_index_is_lost(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """As when the node holding ``dispatch:regions`` fails over without it: the open order is
+    still found (a rescan every 30 dispatch intervals, 9 s here), not only after a restart."""
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    redis = connect(own_redis)
+    oid, mid = uid("o"), uid("m")
+    await asyncio.sleep(1)  # the loop's first scan (at its start) is behind it
+    try:
+        await confirmed_order(srv, ops, oid, mid)
+        await redis.delete("dispatch:regions")  # lost after the order's confirmation wrote it
+        courier = await rider_near_restaurant(srv, uid("r"), 0.001)
+        try:
+            offer = await courier.expect("offer", timeout=20)
+            assert [o["order_id"] for o in offer["orders"]] == [oid]
+        finally:
+            await courier.close()
+    finally:
+        await ops.close()
+        await redis.aclose()
+
