@@ -59,7 +59,7 @@ def test_live_replay_with_a_wrong_secret_stops_before_the_day(server: ServerProc
 
 def test_live_replay_stops_when_the_server_goes_away(start_server: Callable[..., ServerProcess]) -> None:
     inst = load_instance(instances_root() / SMALL)
-    srv = start_server(server_env(inst, 300, 0.5))
+    srv = start_server(server_env(inst, 300, 0.5), shared_redis=False)  # (a scaled clock: a Redis of its own)
     proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(instances_root() / SMALL), "--live",
                              "--server", srv.base_url, "--secret", srv.secret, "--out", "/nonexistent/never-written"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
