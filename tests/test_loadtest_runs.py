@@ -1,5 +1,5 @@
-"""loadtests/run.py against real servers: a run that measured nothing or was refused says so and
-fails, runs against one deployment do not meet."""
+"""loadtests/run.py and sweep.py against real servers: a run that measured nothing or was refused
+says so and fails, runs against one deployment do not meet, a sweep says when it found no knee."""
 from __future__ import annotations
 
 import csv
@@ -76,3 +76,15 @@ def test_a_second_run_against_one_server_meets_nothing_of_the_first(server: Serv
     feed = {k: float(r["Max Response Time"]) for k, r in second.items() if k.startswith("WS feed:")}
     assert feed.get("WS feed:placed") is not None, sorted(second)
     assert max(feed.values()) < 3000, feed  # the first run's orders, 10 s older, are history, not latency
+
+
+def test_a_sweep_where_no_step_breaks_says_it_found_no_knee(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "loadtests" / "sweep.py"), "--start", "3", "--step", "3", "--max", "3",
+         "--seconds", "20", "--idle", "0", "--processes", "2", "--limit-ms", "5000", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "verdict=holds" in done.stdout, done.stdout
+    assert "no knee found up to 3 riders, every step held" in done.stdout, done.stdout
+    assert "knee: 3 riders" not in done.stdout
