@@ -10,10 +10,18 @@ so locust's table and CSV show them per message type:
 
 - ``location`` (rider fix sent), ``offer`` / ``assigned`` (received), ``accept``, ``progress``;
 - ``event:<kind>`` and ``rider_location`` on customer sockets, timed from the server's ``ts``
-  stamp to arrival (the fan-out latency a customer sees);
+  stamp to arrival (the fan-out latency a customer sees), only for events stamped after the
+  socket was subscribed: what the server replays at subscribe is ``history``, untimed;
+- ``feed:<kind>`` on merchant sockets, the same way (``feed history`` for the replay);
 - ``fix_to_visibility``: a probe rider's fix until ``GET /v1/riders/nearby`` returns it;
 - ``error:<code>`` for every error frame, as a failure, except the answers a user expects in
-  a live system (``refused:<code>``, not a failure): see :meth:`WsUser.expected_error`.
+  a live system (``refused:<code>``, not a failure): see :meth:`WsUser.expected_error`;
+- ``closed:<code> <reason>`` as a failure for every socket the server closed (1008
+  ``unauthorized``, 1013 ``over_capacity``, 1011 ``redis_unavailable``, 1001 at shutdown, 1006
+  ``no close frame`` for a dropped connection), with the full reason as the error.
+
+Every id (riders, merchants, orders) carries the run's id, ``LOADTEST_RUN`` (run.py sets a
+fresh one; default a random one per start), so runs against one deployment never meet.
 """
 from __future__ import annotations
 
@@ -27,14 +35,15 @@ import uuid
 import gevent
 import requests
 from locust import HttpUser, User, between, constant, constant_pacing, task
+from locust.exception import StopUser
 
-from loadtests.wsclient import WsClient, WsError
+from loadtests.wsclient import WsClient, WsClosed, WsError
 from tracker.auth import issue_token
 
 CENTRE = (52.5200, 13.4050)
 SPREAD_DEG = 0.03  # about 3 km
-MERCHANTS = [f"lt-m{i}" for i in range(int(os.environ.get("LOADTEST_MERCHANTS", "10")))]
-RUN = uuid.uuid4().hex[:6]
+RUN = os.environ.get("LOADTEST_RUN") or uuid.uuid4().hex[:6]
+MERCHANTS = [f"lt-m{RUN}-{i}" for i in range(int(os.environ.get("LOADTEST_MERCHANTS", "10")))]
 _counter = itertools.count()
 
 
@@ -76,12 +85,21 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def close_name(exc: Exception) -> str:
+    """The request name a socket's end is reported under: ``closed:<code> <reason's first word>``."""
+    if isinstance(exc, WsClosed):
+        return f"closed:{exc.code} {exc.reason.split(':')[0].strip() or 'no reason'}"
+    return "closed: connection lost"
+
+
 class WsUser(User):
     """A user holding one WebSocket; frames are read by a greenlet and reported."""
 
     abstract = True
     path = "/"
     role = "rider"
+    closed: Exception | None = None  # how the server ended the socket, once it has
+    leaving = False  # True once this user closes its own socket
 
     def ws_connect(self, sub: str, path: str | None = None) -> None:
         """Open the user's socket as ``sub`` (on ``path``, default the class's), report the connect
@@ -93,6 +111,7 @@ class WsUser(User):
             self.report("connect", start, 0, exc)
             raise
         self.report("connect", start, 0)
+        self.connected_ms = now_ms()
         self.reader = gevent.spawn(self._read_loop)
 
     def report(self, name: str, start: float, length: int, exc: Exception | None = None, *, ms: float | None = None) -> None:
@@ -104,16 +123,22 @@ class WsUser(User):
         )
 
     def send(self, name: str, message: dict) -> None:
-        """Send ``message`` and report it as ``name`` with its size; a failed send is reported and raised."""
+        """Send ``message`` and report it as ``name`` with its size; a failed send is reported and raised.
+
+        Nothing is sent (or reported) once the server has closed the socket: the reader reports
+        that close, once."""
         start = time.perf_counter()
         try:
             size = self.ws.send(message)
             self.report(name, start, size)
+        except WsClosed:
+            return
         except (WsError, OSError) as exc:
             self.report(name, start, 0, exc)
             raise
 
     def _read_loop(self) -> None:
+        """Hand each frame on until the socket ends; a close this user did not ask for is a failure."""
         try:
             for msg in self.ws.messages():
                 if msg.get("type") == "error" and self.expected_error(msg):
@@ -122,8 +147,15 @@ class WsUser(User):
                     self.report(f"error:{msg.get('code')}", time.perf_counter(), 0, RuntimeError(msg.get("message")))
                 else:
                     self.on_message(msg)
-        except (WsError, OSError):
-            pass
+        except (WsError, OSError) as exc:
+            if not self.leaving or self.ws.closed_by_server:  # (the server's close may cross ours)
+                self.closed = exc
+                self.report(close_name(exc), time.perf_counter(), 0, exc)
+
+    def stop_if_closed(self) -> None:
+        """Stop this user (StopUser) once the server has closed its socket."""
+        if self.closed is not None:
+            raise StopUser()
 
     def on_message(self, msg: dict) -> None:
         """Handle one frame (subclasses)."""
@@ -133,7 +165,8 @@ class WsUser(User):
         return False
 
     def on_stop(self) -> None:
-        """Close the socket, if one was opened."""
+        """Close the socket, if one was opened (a close the user asked for, not counted)."""
+        self.leaving = True
         if getattr(self, "ws", None):
             self.ws.close()
 
@@ -168,6 +201,7 @@ class RiderUser(WsUser):
     @task
     def move(self) -> None:
         """Send the next fix, about 5 m further along a slowly turning heading."""
+        self.stop_if_closed()
         self.next_fix_at += 1.0
         self.heading += random.uniform(-0.3, 0.3)
         step = 5.0 / 111_000  # about 5 m/s
@@ -208,22 +242,29 @@ class MerchantUser(WsUser):
     wait_time = constant(1.0)
     path = "/v1/ws/merchant"
     role = "merchant"
-    _ids = itertools.cycle(MERCHANTS)
+    _started = itertools.count()
 
     def on_start(self) -> None:
-        """Connect the tablet of the next merchant in turn."""
-        self.merchant_id = next(self._ids)
+        """Connect the tablet of this process's next merchant (one tablet per merchant across the
+        ``LOADTEST_PROCESSES`` worker processes)."""
+        workers = max(1, int(os.environ.get("LOADTEST_PROCESSES", "1")))
+        index = getattr(self.environment.runner, "worker_index", 0) + workers * next(self._started)
+        self.merchant_id = MERCHANTS[index % len(MERCHANTS)]
         self.ws_connect(self.merchant_id)
 
     @task
     def idle(self) -> None:
         """The tablet only reacts to its feed."""
+        self.stop_if_closed()
 
     def on_message(self, msg: dict) -> None:
-        """Report each feed event's latency from its ``ts``; confirm every placed order and mark it
-        ready 3 s later."""
+        """Report each live feed event's latency from its ``ts`` (events stamped before the socket
+        opened are the feed's history, untimed); confirm every placed order and mark it ready 3 s
+        later."""
         if msg.get("type") == "event":
-            self.report(f"feed:{msg.get('kind')}", 0, 0, ms=max(0, now_ms() - msg.get("ts", now_ms())))
+            live = msg.get("ts", 0) >= self.connected_ms
+            self.report(f"feed:{msg.get('kind')}" if live else "feed history", 0, 0,
+                        ms=max(0, now_ms() - msg["ts"]) if live else 0)
             if msg.get("kind") == "placed":
                 self.send("confirm", {"type": "confirm", "order_id": msg["order_id"]})
                 gevent.spawn_later(3.0, self.send, "ready", {"type": "ready", "order_id": msg["order_id"]})
@@ -267,20 +308,27 @@ class CustomerUser(WsUser):
     def on_start(self) -> None:
         """Place this user's order (outside the statistics) and watch it on a customer socket."""
         self.order_id = unique_id("c")
+        self.subscribed_ms: int | None = None
         new_order(_Plain(self.host), self.order_id)
-        self.connected_at = now_ms()
         self.ws_connect(self.order_id, f"/v1/ws/customer?order_id={self.order_id}")
 
     @task
     def watch(self) -> None:
         """Frames arrive on the reader greenlet."""
+        self.stop_if_closed()
 
     def on_message(self, msg: dict) -> None:
         """Report live events and rider positions by their latency from ``ts``; history is counted
-        untimed and a resync as a failure."""
+        untimed and a resync as a failure.
+
+        The server subscribes the socket before it sends the history, and the history is never
+        empty (the order's ``placed``), so an event stamped after the first frame arrived was
+        sent live; one stamped before it may have been read from the history after the
+        handshake, and is history, not fan-out."""
+        if self.subscribed_ms is None:
+            self.subscribed_ms = now_ms()
         if msg.get("type") == "event":
-            # Events from before the socket opened are history, not fan-out latency.
-            live = msg["ts"] >= self.connected_at
+            live = msg["ts"] > self.subscribed_ms
             self.report(f"event:{msg['kind']}" if live else "history", 0, 0, ms=max(0, now_ms() - msg["ts"]) if live else 0)
         elif msg.get("type") == "rider_location":
             self.report("rider_location", 0, 0, ms=max(0, now_ms() - msg["ts"]))
@@ -298,42 +346,40 @@ class _Plain:
         self.session.post(self.host + path, json=json, headers=headers, timeout=10)
 
 
-class ProbeUser(HttpUser):
+class ProbeUser(WsUser, HttpUser):
     """One rider socket plus nearby polling: time from a fix sent to its visibility.
 
     Samples taken during the ramp (``LOADTEST_RAMP_S`` seconds from the probe's start, while
     the other users are still connecting) are reported as ``fix_to_visibility (ramp)``, so
-    ``fix_to_visibility`` is the steady state.
+    ``fix_to_visibility`` is the steady state. Its socket is read (and the frames dropped):
+    reading is what answers the server's pings, and a socket that never answers is closed
+    after ``ws_ping_interval + ws_ping_timeout``; a close is a failure as for any user.
     """
 
     fixed_count = 1
     wait_time = constant(0.25)
+    path = "/v1/ws/rider"
+    role = "rider"
 
     def on_start(self) -> None:
-        """Connect the probe rider's socket, start draining it, and note when the ramp ends."""
+        """Connect the probe rider's socket and note when the ramp ends."""
         self.steady_at = time.perf_counter() + float(os.environ.get("LOADTEST_RAMP_S", "0"))
         self.rider_id = f"lt-probe{RUN}"
-        self.ws = WsClient(ws_url(self.host, "/v1/ws/rider"), token("rider", self.rider_id))
         self.lat, self.lng = CENTRE[0] + 0.05, CENTRE[1] + 0.05
         self.headers = {"Authorization": "Bearer " + token("operator", "probe")}
-        self.reader = gevent.spawn(self._drain)
-
-    def _drain(self) -> None:
-        """Read (and drop) what the server sends: reading is what answers its pings, and a
-        socket that never answers is closed after ``ws_ping_interval + ws_ping_timeout``."""
-        try:
-            for _ in self.ws.messages():
-                pass
-        except (WsError, OSError):
-            pass
+        self.ws_connect(self.rider_id)
 
     @task
     def probe(self) -> None:
         """Send a fix and poll nearby until it shows (at most 5 s); report the time as
         ``fix_to_visibility``, or ``fix_to_visibility (ramp)`` during the ramp."""
+        self.stop_if_closed()
         self.lat += 0.00003
         start = time.perf_counter()
-        self.ws.send({"type": "location", "lat": self.lat, "lng": self.lng})
+        try:
+            self.ws.send({"type": "location", "lat": self.lat, "lng": self.lng})
+        except WsClosed:
+            raise StopUser() from None  # the reader reports the close
         exc: Exception | None = None
         while True:
             resp = self.client.get("/v1/riders/nearby", params={"lat": self.lat, "lng": self.lng, "radius_m": 1, "limit": 5},
@@ -349,10 +395,3 @@ class ProbeUser(HttpUser):
             response_time=(time.perf_counter() - start) * 1000,
             response_length=0, exception=exc, context={},
         )
-
-    def on_stop(self) -> None:
-        """Stop the reader and close the socket (if on_start got that far)."""
-        if getattr(self, "reader", None):
-            self.reader.kill()
-        if getattr(self, "ws", None):
-            self.ws.close()

@@ -1,12 +1,15 @@
 """Run the locust scenarios headless against a server and print a capacity summary.
 
     python loadtests/run.py --riders 200 --customers 20 --merchants 5 --time 30s
-    python loadtests/run.py --server http://host:8000 --secret S ...   # an existing server
+    TRACKER_SECRET=S python loadtests/run.py --server http://host:8000 ...   # an existing server
 
 Starts ``tracker serve`` (embedded Redis) unless ``--server`` is given, runs locust
 (``--processes`` workers to use the cores), loopback only and bounded in time, collects
 the CSV and prints: connections held, fixes/s accepted, fan-out and fix-to-visibility
-p50/p99, errors, and the server's CPU and memory per connection.
+p50/p99 (``not measured`` when there was no sample), errors, and the server's CPU and memory
+per connection. Then ``result  ok``, or ``result  FAILED`` and one ``FAILED: ...`` line per
+reason (every socket closed by the server, nothing measured, failed requests, exceptions in
+the users), and exit status 1.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tracker.embedded_redis import free_port
 from tracker.launcher import ServerProcess
 
 HERE = Path(__file__).resolve().parent
@@ -31,11 +35,15 @@ HERE = Path(__file__).resolve().parent
 
 def read_stats(prefix: Path) -> dict[str, dict[str, str]]:
     """The rows of locust's ``PREFIX_stats.csv`` by ``"Type Name"`` (empty when there is no file)."""
-    path = Path(f"{prefix}_stats.csv")
+    return {f"{row['Type']} {row['Name']}": row for row in read_rows(Path(f"{prefix}_stats.csv"))}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of one of locust's CSV files (none when there is no file)."""
     if not path.exists():
-        return {}
+        return []
     with path.open() as f:
-        return {f"{row['Type']} {row['Name']}": row for row in csv.DictReader(f)}
+        return list(csv.DictReader(f))
 
 
 class Sampler(threading.Thread):
@@ -72,15 +80,17 @@ class Sampler(threading.Thread):
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Run the locust scenarios as ``args`` say, on a server of its own unless ``--server``, and
-    return the run's summary."""
-    secret = args.secret or secrets.token_urlsafe(32)
+    return the run's summary (``problems``: why the run failed, empty when it did not)."""
+    secret = args.secret or os.environ.get("TRACKER_SECRET") or secrets.token_urlsafe(32)
     server = None
     if args.server:
         host = args.server
     else:
         env = {"TRACKER_DISPATCH_INTERVAL_S": "2", "TRACKER_LOG_LEVEL": "warning"}
-        server = ServerProcess(secret=secret, env=env).start()
-        host = server.base_url
+        server = ServerProcess(secret=secret, env=env)
+        if args.port:
+            server.port = args.port
+        host = server.start().base_url
     sampler = None
     if server is not None and server.proc is not None:
         sampler = Sampler(server.proc.pid, server.base_url)
@@ -94,9 +104,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "--stop-timeout", "5", "--exit-code-on-error", "0",
         "RiderUser", "CustomerUser", "MerchantUser", "OperatorUser", "ProbeUser",
     ]
-    if args.processes > 1:
-        cmd[3:3] = ["--processes", str(args.processes)]
-    env = {**os.environ, "TRACKER_SECRET": secret, "LOADTEST_MERCHANTS": str(max(1, args.merchants))}
+    if args.processes > 1:  # the master on a port of its own, loopback only (locust's default is *:5557)
+        master = str(args.master_port or free_port())
+        cmd[3:3] = ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", master, "--master-host", "127.0.0.1", "--master-port", master]
+    env = {**os.environ, "TRACKER_SECRET": secret, "LOADTEST_MERCHANTS": str(max(1, args.merchants)),
+           "LOADTEST_RUN": secrets.token_hex(3), "LOADTEST_PROCESSES": str(max(1, args.processes))}
     env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
     env.update({"LOADTEST_RIDERS": str(args.riders), "LOADTEST_CUSTOMERS": str(args.customers),
                 "LOADTEST_MERCHANT_USERS": str(args.merchants), "LOADTEST_OPERATORS": str(args.operators),
@@ -116,6 +129,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     stats = read_stats(out)
     summary = _summarise(stats, elapsed, sampler, idle_rss if sampler else None, users)
     summary["csv"] = str(out) + "_stats.csv"
+    summary["problems"] = problems(stats, read_rows(Path(f"{out}_failures.csv")),
+                                   read_rows(Path(f"{out}_exceptions.csv")), args.riders)
     return summary
 
 
@@ -135,22 +150,29 @@ def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sample
         except ValueError:
             return 0.0
 
+    def measured(r: dict[str, str], key: str) -> float | None:
+        """A percentile of a row with samples; ``None`` (printed ``not measured``) without."""
+        return num(r, key) if num(r, "Request Count") else None
+
     loc = row("WS location")
-    events = [r for k, r in stats.items() if k.startswith("WS event:")]
+    events = [r for k, r in stats.items() if k.startswith("WS event:") and num(r, "Request Count")]
     errors = sum(int(num(r, "Failure Count")) for r in stats.values() if r.get("Name") != "Aggregated")  # not twice
     summary: dict[str, object] = {
         "users": users,
         "fixes_sent": int(num(loc, "Request Count")),
         "fixes_per_s": round(num(loc, "Requests/s"), 1),
-        "fix_to_visibility_p50_ms": num(row("WS fix_to_visibility"), "50%"),
-        "fix_to_visibility_p99_ms": num(row("WS fix_to_visibility"), "99%"),
-        # order events: the step's server ts to the customer's socket (the slowest kind)
-        "fanout_p50_ms": max((num(r, "50%") for r in events), default=0.0),
-        "fanout_p99_ms": max((num(r, "99%") for r in events), default=0.0),
+        "fix_to_visibility_samples": int(num(row("WS fix_to_visibility"), "Request Count")),
+        "fix_to_visibility_p50_ms": measured(row("WS fix_to_visibility"), "50%"),
+        "fix_to_visibility_p99_ms": measured(row("WS fix_to_visibility"), "99%"),
+        # order events sent live to a subscribed customer socket, from the step's server ts
+        # (the slowest kind); what the server replays at subscribe is not counted
+        "fanout_samples": int(sum(num(r, "Request Count") for r in events)),
+        "fanout_p50_ms": max((num(r, "50%") for r in events), default=None),
+        "fanout_p99_ms": max((num(r, "99%") for r in events), default=None),
         # rider positions on the customer's socket, from the fix's own ts: each rider's are sent
         # at most once a second (the newest one), so up to a second of this is by design
-        "position_p50_ms": num(row("WS rider_location"), "50%"),
-        "position_p99_ms": num(row("WS rider_location"), "99%"),
+        "position_p50_ms": measured(row("WS rider_location"), "50%"),
+        "position_p99_ms": measured(row("WS rider_location"), "99%"),
         "errors": errors,
         "elapsed_s": round(elapsed, 1),
     }
@@ -163,11 +185,51 @@ def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sample
     return summary
 
 
+def problems(stats: dict[str, dict[str, str]], failures: list[dict[str, str]], exceptions: list[dict[str, str]],
+             riders: int) -> list[str]:
+    """Why a run failed, one line each (none when it did not): no socket held, every socket closed
+    by the server, nothing measured, failed requests, exceptions raised in the users."""
+    def count(name: str, key: str = "Request Count") -> int:
+        return int(float(stats.get(name, {}).get(key) or 0))
+
+    out: list[str] = []
+    by_count = sorted(failures, key=lambda f: -int(f["Occurrences"]))
+    closes = [f for f in by_count if f["Name"].startswith("closed:")]
+    held = count("WS connect") - count("WS connect", "Failure Count")
+    closed = sum(int(f["Occurrences"]) for f in closes)
+    if not stats:
+        out.append("locust wrote no statistics (did it start? run without --quiet to see)")
+    elif held <= 0:
+        first = next((f["Error"] for f in by_count if f["Name"] == "connect"), "no attempt")
+        out.append(f"no socket connected: {first}")
+    elif closed >= held:
+        out.append(f"every socket was closed by the server ({closed} of {held}): {_close_reason(closes[0])}")
+        by_count.remove(closes[0])  # said above
+    if stats and not count("WS fix_to_visibility"):
+        out.append("nothing measured: no fix_to_visibility sample (the probe's fix never showed, or it never ran)")
+    if stats and riders and not count("WS location"):
+        out.append("nothing measured: no rider sent a fix")
+    for f in by_count[:5]:
+        out.append(f"{f['Occurrences']} x {f['Method']} {f['Name']}: {f['Error']}")
+    if exceptions:
+        total = sum(int(e["Count"]) for e in exceptions)
+        out.append(f"{total} exception(s) in the users, first: {exceptions[0]['Message']} (see the _exceptions.csv)")
+    return out
+
+
+def _close_reason(failure: dict[str, str]) -> str:
+    """``1008 unauthorized: ...`` from a ``closed:`` failure's error text (``WsClosed('...')``)."""
+    text = failure["Error"]
+    return text[text.find("(") + 2:-2] if text.startswith("WsClosed(") else text
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of ``run.py`` (``sweep.py`` builds its steps' arguments with it too)."""
     p = argparse.ArgumentParser(description="Run tracker's locust scenarios headless and summarise.")
     p.add_argument("--server", help="target an existing server (default: start one with an embedded Redis)")
-    p.add_argument("--secret", help="the server's TRACKER_SECRET (with --server)")
+    p.add_argument("--secret", help="the server's TRACKER_SECRET (default: $TRACKER_SECRET; needed with --server)")
+    p.add_argument("--port", type=int, help="port of the server it starts (default: a free one)")
+    p.add_argument("--master-port", type=int, help="port of the locust master with --processes (default: a free one)")
     p.add_argument("--riders", type=int, default=100)
     p.add_argument("--customers", type=int, default=10)
     p.add_argument("--merchants", type=int, default=5)
@@ -181,11 +243,21 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    """Run with the command-line flags and print the summary, one ``key  value`` line each."""
-    summary = run(parser().parse_args())
+    """Run with the command-line flags and print the summary, one ``key  value`` line each, then the
+    result; exit 1 when the run failed."""
+    p = parser()
+    args = p.parse_args()
+    if args.server and not (args.secret or os.environ.get("TRACKER_SECRET")):
+        p.error("--server needs that server's secret: --secret S or TRACKER_SECRET=S")
+    summary = run(args)
+    failed = summary.pop("problems")
+    summary["result"] = "FAILED" if failed else "ok"
     width = max(len(k) for k in summary)
     for key, value in summary.items():
-        print(f"{key:<{width}}  {value}")
+        print(f"{key:<{width}}  {'not measured' if value is None else value}")
+    for line in failed:  # type: ignore[union-attr]
+        print(f"FAILED: {line}")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

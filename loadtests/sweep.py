@@ -8,7 +8,8 @@ Each step starts a fresh server (embedded Redis) and runs the locust scenarios h
 through ``loadtests/run.py`` with N riders streaming a fix a second, plus the probe that times
 fix-to-visibility. A step "holds" when every rider stayed connected, fixes/s reached 95 % of
 N, the probe's p99 stayed under the limit and no request failed; the knee is the last step
-that held. Before the sweep it measures the server's memory per idle rider connection.
+that held ("no knee up to N riders" when none broke). Before the sweep it measures the
+server's memory per idle rider connection.
 
 Writes ``capacity.csv`` and ``capacity.png`` into ``--out`` and prints a Markdown table.
 The load generator shares the machine with the server, so the knee is a lower bound for a
@@ -46,10 +47,14 @@ async def _hold_idle(url: str, tokens: list[str], settle_s: float, measure) -> f
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
 
 
-def idle_memory(connections: int) -> dict[str, float]:
-    """Server RSS growth per idle rider connection (authenticated, no fixes), in KiB."""
+def idle_memory(connections: int, port: int | None = None) -> dict[str, float]:
+    """Server RSS growth per idle rider connection (authenticated, no fixes), in KiB; the server
+    on ``port`` (default a free one)."""
     secret = secrets.token_urlsafe(32)
-    server = ServerProcess(secret=secret, env={"TRACKER_LOG_LEVEL": "warning"}).start()
+    server = ServerProcess(secret=secret, env={"TRACKER_LOG_LEVEL": "warning"})
+    if port:
+        server.port = port
+    server.start()
     try:
         proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
         # Warm the server up with a few connections so one-off allocations are not counted.
@@ -63,26 +68,47 @@ def idle_memory(connections: int) -> dict[str, float]:
         server.cleanup()
 
 
-def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_ms: float) -> dict[str, object]:
-    """One sweep step: a fresh server, ``riders`` riders for the spawn time plus ``seconds``."""
+def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_ms: float,
+         ports: list[str] | None = None) -> dict[str, object]:
+    """One sweep step: a fresh server, ``riders`` riders for the spawn time plus ``seconds``
+    (``ports``: run.py's ``--port``/``--master-port`` flags, if any)."""
     ramp = riders / spawn_rate
     args = runner.parser().parse_args([
         "--riders", str(riders), "--customers", "0", "--merchants", "1", "--operators", "0",
         "--time", f"{int(ramp + seconds)}s", "--spawn-rate", str(spawn_rate), "--processes", str(processes), "--quiet",
+        *(ports or []),
     ])
     summary = runner.run(args)
     row = {k: summary.get(k) for k in FIELDS if k in summary}
     row["riders"] = riders
     held = summary.get("connections_held_max")
     row["held"] = held
+    for line in summary["problems"]:  # type: ignore[attr-defined]
+        print(f"  {riders} riders: {line}", flush=True)
     ok = (
-        not summary["errors"]
+        not summary["problems"]
+        and summary["fix_to_visibility_p99_ms"] is not None
         and float(summary["fix_to_visibility_p99_ms"]) <= limit_ms  # type: ignore[arg-type]
         and float(summary["fixes_per_s"]) >= 0.95 * riders * seconds / (ramp + seconds)  # type: ignore[arg-type]
         and (held is None or float(held) >= riders)  # type: ignore[arg-type]
     )
     row["verdict"] = "holds" if ok else "breaks"
     return row
+
+
+def _ms(value: object) -> float:
+    """A figure for the plot: NaN (no point) for one that was not measured."""
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
+
+
+def knee(rows: list[dict[str, object]], start: int) -> str:
+    """The line saying where the knee is: the last step that held, or that none broke."""
+    held = [r for r in rows if r["verdict"] == "holds"]
+    if not held:
+        return f"knee: below {start} riders, the first step broke"
+    if all(r["verdict"] == "holds" for r in rows):
+        return f"no knee found up to {rows[-1]['riders']} riders, every step held"
+    return f"knee: {held[-1]['riders']} riders held"
 
 
 def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:
@@ -95,8 +121,8 @@ def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:
 
     n = [int(r["riders"]) for r in rows]  # type: ignore[arg-type]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(n, [float(r["fix_to_visibility_p99_ms"]) for r in rows], "o-", label="fix-to-visibility p99")  # type: ignore[arg-type]
-    ax.plot(n, [float(r["fix_to_visibility_p50_ms"]) for r in rows], "o--", label="fix-to-visibility p50")  # type: ignore[arg-type]
+    ax.plot(n, [_ms(r["fix_to_visibility_p99_ms"]) for r in rows], "o-", label="fix-to-visibility p99")
+    ax.plot(n, [_ms(r["fix_to_visibility_p50_ms"]) for r in rows], "o--", label="fix-to-visibility p50")
     ax.axhline(limit_ms, color="red", linestyle=":", label=f"{limit_ms:g} ms limit")
     ax.set_xlabel("concurrent riders (1 fix/s each)")
     ax.set_ylabel("milliseconds (log scale)")
@@ -126,16 +152,20 @@ def main() -> None:
     p.add_argument("--idle", type=int, default=2000, help="idle connections for the memory figure (0: skip)")
     p.add_argument("--keep-going", action="store_true", help="run every step even after the knee")
     p.add_argument("--out", default="docs/benchmarks")
+    p.add_argument("--port", type=int, help="port of the servers it starts (default: a free one)")
+    p.add_argument("--master-port", type=int, help="port of the locust master (default: a free one)")
     args = p.parse_args()
+    ports = [*(["--port", str(args.port)] if args.port else []),
+             *(["--master-port", str(args.master_port)] if args.master_port else [])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.idle:
-        mem = idle_memory(args.idle)
+        mem = idle_memory(args.idle, args.port)
         print(f"idle memory: {mem['connections']} rider connections, server RSS {mem['rss_before_mb']} -> "
               f"{mem['rss_after_mb']} MB, {mem['kib_per_connection']} KiB per connection", flush=True)
     rows: list[dict[str, object]] = []
     for riders in range(args.start, args.max + 1, args.step):
-        row = step(riders, args.seconds, args.processes, args.spawn_rate, args.limit_ms)
+        row = step(riders, args.seconds, args.processes, args.spawn_rate, args.limit_ms, ports)
         rows.append(row)
         print(" ".join(f"{k}={row.get(k)}" for k in FIELDS), flush=True)
         if row["verdict"] == "breaks" and not args.keep_going:
@@ -145,9 +175,7 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     plot(rows, args.limit_ms, out / "capacity.png")
-    held = [r for r in rows if r["verdict"] == "holds"]
-    print(f"\nknee: {held[-1]['riders'] if held else 'below ' + str(args.start)} riders held "
-          f"(p99 <= {args.limit_ms:g} ms, no errors)")
+    print(f"\n{knee(rows, args.start)} (a step holds at p99 <= {args.limit_ms:g} ms, no errors)")
     print("\n| riders | held | fixes/s | p50 ms | p99 ms | errors | server CPU % | server RSS MB | verdict |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:

@@ -15,11 +15,21 @@ import orjson
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.uri import parse_uri
 
 
 class WsError(Exception):
     """The connection failed or was closed."""
+
+
+class WsClosed(WsError):
+    """The server closed the connection: the ``code`` and ``reason`` of its close frame (1006 and
+    no reason when the connection ended without one)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}".strip())
+        self.code, self.reason = code, reason
 
 
 class WsClient:
@@ -53,28 +63,41 @@ class WsClient:
         if not data:
             self.protocol.receive_eof()
             self._flush()
-            raise WsError("connection closed by the server")
+            raise self._closed()
         self.protocol.receive_data(data)
         events = self.protocol.events_received()
         self._flush()  # pongs and close replies
         return events
 
+    def _closed(self) -> WsClosed:
+        """The server's close as :class:`WsClosed` (1006 when no close frame came)."""
+        close = self.protocol.close_rcvd
+        return WsClosed(close.code, close.reason) if close is not None else WsClosed(1006, "no close frame")
+
+    @property
+    def closed_by_server(self) -> bool:
+        """True once the server has sent a close frame that was not the answer to ours."""
+        return self.protocol.close_rcvd is not None and bool(self.protocol.close_rcvd_then_sent)
+
     def send(self, message: dict[str, Any]) -> int:
-        """Send one JSON text frame; returns its size in bytes."""
+        """Send one JSON text frame; returns its size in bytes (:class:`WsClosed` once the socket closes)."""
+        if self.protocol.state is not State.OPEN:
+            raise self._closed()
         payload = orjson.dumps(message)
         self.protocol.send_text(payload)
         self._flush()
         return len(payload)
 
     def messages(self) -> Iterator[dict[str, Any]]:
-        """Decoded JSON text frames, until the connection closes (then :class:`WsError`)."""
+        """Decoded JSON text frames, until the connection closes (then :class:`WsClosed`, with the
+        server's close code and reason)."""
         while True:
             frames, self._pending = self._pending, []
             for frame in frames:
                 if frame.opcode is Opcode.TEXT:
                     yield orjson.loads(frame.data)
                 elif frame.opcode is Opcode.CLOSE:
-                    raise WsError("closed by the server")
+                    raise self._closed()
             self._pending = [e for e in self._read() if isinstance(e, Frame)]
 
     def close(self) -> None:
