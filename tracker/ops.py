@@ -4,8 +4,20 @@ What the ops page draws: every fresh rider with its state (``free``, ``offered``
 ``unavailable``) and every rider carrying orders even when it has gone silent (``stale``:
 food on the road with nobody answering is what an operator must see), hexagons (res 8) with their open orders and free riders and their boundary,
 the newest dispatch round of any process, and the fleet-wide service level.
+
+The lists are capped (``MAX_RIDERS``, ``MAX_ORDERS``; a client may ask for fewer with
+``?max_riders=`` and ``?max_orders=``) so the answer stays small however large the fleet;
+``totals`` count the whole fleet all the same, and ``truncated`` says which list was cut. Every
+rider's state is read (a few small commands each, pipelined in chunks) but only the listed ones
+are sent: riders who need watching first (silent with orders, busy, offered, free,
+unavailable), open orders oldest first.
 """
 from __future__ import annotations
+
+import asyncio
+import heapq
+from dataclasses import dataclass
+from typing import Iterable
 
 import h3
 import orjson
@@ -16,6 +28,7 @@ from starlette.routing import Route
 from tracker.auth import Role
 from tracker.dispatch.service import LAST_ROUND_KEY
 from tracker.dispatch.offers import rider_offer_key
+from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, is_silent, record_key, seen_key
@@ -25,64 +38,180 @@ from tracker.orders.store import open_order_regions, open_orders_key
 from tracker.runtime import Runtime, runtime_of
 
 HEX_RES = 8
-MAX_RIDERS = 5000
-MAX_ORDERS = 2000
+MAX_RIDERS = 5000  # riders listed at most (the totals count them all)
+MAX_ORDERS = 2000  # open orders listed at most (the total counts them all)
+READ_CHUNK = 1000  # riders read per Redis round trip
+# The order riders are listed in, so a cut list keeps those who need watching.
+RANK = {"silent": 0, "busy": 1, "offered": 2, "free": 3, "unavailable": 4}
+STATES = ("free", "offered", "busy", "unavailable")
 
 
-async def _riders(rt: Runtime, now: int) -> list[dict]:
+@dataclass(frozen=True, slots=True)
+class Rider:
+    """One rider as the snapshot sees it."""
+
+    id: str
+    lat: float
+    lng: float
+    ts: int
+    state: str
+    orders: int
+    stale: bool
+
+    @property
+    def order_key(self) -> tuple[int, str]:
+        """Listing order: silent with orders first, then by state, then by id."""
+        return RANK["silent" if self.stale else self.state], self.id
+
+    def wire(self) -> dict[str, object]:
+        """The rider as the snapshot lists it."""
+        return {"id": self.id, "lat": self.lat, "lng": self.lng, "ts": self.ts, "state": self.state,
+                "orders": self.orders, "stale": self.stale}
+
+
+def _cap(request: Request, name: str, most: int) -> int:
+    """The query parameter ``name`` as a list cap from 0 to ``most`` (``most`` when absent)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return most
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > most:
+        raise ApiError("bad_request", f"query parameter '{name}' must be a whole number from 0 to {most}, got {raw!r}")
+    return int(raw)
+
+
+async def _rider_ids(rt: Runtime, now: int) -> tuple[list[str], set[str]]:
+    """Every rider with a fresh fix or carrying orders (sorted), and those carrying orders."""
     stale = int(rt.settings.stale_after_s * 1000)
-    ids: list[str] = []
-    for region in await rt.redis.smembers(ACTIVE_REGIONS):
-        ids += await rt.redis.zrangebyscore(seen_key(region), now - stale, "+inf", start=0, num=MAX_RIDERS)
-    ids = sorted(set(ids) | await rt.redis.smembers(CARRYING_RIDERS))[:MAX_RIDERS]
+    regions = sorted(await rt.redis.smembers(ACTIVE_REGIONS))
+    pipe = rt.redis.pipeline(transaction=False)
+    for region in regions:
+        pipe.zrangebyscore(seen_key(region), now - stale, "+inf")
+    fresh = [rid for ids in await pipe.execute() for rid in ids]
+    carrying = await rt.redis.smembers(CARRYING_RIDERS)
+    return sorted(set(fresh) | carrying), carrying
+
+
+async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int) -> list[Rider]:
+    """The riders ``ids`` still on the map: fresh ones and silent ones carrying orders."""
+    stale = int(rt.settings.stale_after_s * 1000)
     pipe = rt.redis.pipeline(transaction=False)
     for rid in ids:
         pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at")
-        pipe.scard(rider_orders_key(rid))
         pipe.exists(rider_offer_key(rid))
-    res = await pipe.execute()
+        if rid in carrying:  # only they can carry: the set is written with each rider's orders
+            pipe.scard(rider_orders_key(rid))
+    res = iter(await pipe.execute())
     out = []
-    for i, rid in enumerate(ids):
-        (lat, lng, ts, available, left_at), carrying, offered = res[3 * i: 3 * i + 3]
+    for rid in ids:
+        (lat, lng, ts, available, left_at), offered = next(res), next(res)
+        orders = next(res) if rid in carrying else 0
         if lat is None:
             continue
         silent = is_silent(now, int(ts), left_at, stale)
-        if silent and not carrying:
+        if silent and not orders:
             continue  # listed as carrying a moment ago, and no longer
-        state = "busy" if carrying else "offered" if offered else "free" if available != "0" else "unavailable"
-        out.append({"id": rid, "lat": float(lat), "lng": float(lng), "ts": int(ts), "state": state, "orders": carrying,
-                    "stale": silent})
+        state = "busy" if orders else "offered" if offered else "free" if available != "0" else "unavailable"
+        out.append(Rider(rid, float(lat), float(lng), int(ts), state, orders, silent))
     return out
 
 
-async def _open_orders(rt: Runtime) -> list[dict]:
-    ids: list[str] = []
+async def _riders(rt: Runtime, now: int) -> list[Rider]:
+    """Every rider on the map, read ``READ_CHUNK`` at a time."""
+    ids, carrying = await _rider_ids(rt, now)
+    out: list[Rider] = []
+    for start in range(0, len(ids), READ_CHUNK):
+        out += await _read_chunk(rt, ids[start:start + READ_CHUNK], carrying, now)
+    return out
+
+
+class FleetReads:
+    """One fleet read at a time per process: snapshots asked for while one runs share it, so
+    the cost of the ops tabs polling together does not grow with their number."""
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[tuple[int, list[Rider]]] | None = None
+
+    async def read(self, rt: Runtime) -> tuple[int, list[Rider]]:
+        """The server time of the read and every rider on the map then."""
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._read(rt))
+        return await asyncio.shield(self._running)  # one caller going away stops nobody's read
+
+    async def _read(self, rt: Runtime) -> tuple[int, list[Rider]]:
+        try:
+            now = rt.clock.now_ms()
+            return now, await _riders(rt, now)
+        finally:
+            self._running = None
+
+
+def _fleet_reads(rt: Runtime) -> FleetReads:
+    reads = rt.services.get("ops_fleet_reads")
+    if reads is None:
+        reads = rt.services["ops_fleet_reads"] = FleetReads()
+    return reads
+
+
+def rider_totals(riders: Iterable[Rider]) -> dict[str, int]:
+    """The ops page's rider figures over the whole fleet."""
+    totals = dict.fromkeys(("riders", "online", "silent", *STATES), 0)
+    for r in riders:
+        totals["riders"] += 1
+        totals[r.state] += 1
+        if r.stale:
+            totals["silent"] += 1
+        elif r.state != "unavailable":
+            totals["online"] += 1
+    return totals
+
+
+async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
+    """The ``cap`` oldest open orders of all regions, and how many are open."""
+    pipe = rt.redis.pipeline(transaction=False)
     for region in await open_order_regions(rt.redis):
-        ids += await rt.redis.zrange(open_orders_key(region), 0, MAX_ORDERS)
+        pipe.zcard(open_orders_key(region))
+        pipe.zrange(open_orders_key(region), 0, max(cap - 1, 0), withscores=True)
+    res = await pipe.execute()
+    entries = [entry for listed in res[1::2] for entry in listed]  # (id, placed_at)
+    oldest = heapq.nsmallest(cap, entries, key=lambda e: (e[1], e[0]))
+    orders = await load_orders(rt, [oid for oid, _ in oldest])
     return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"]}
-            for o in await load_orders(rt, ids[:MAX_ORDERS]) if o is not None]
+            for o in orders if o is not None], sum(res[::2])
+
+
+def _cells(orders: list[dict], free_riders: Iterable[Rider]) -> list[dict]:
+    """H3 cells with their open orders (those listed) and free riders (all of them)."""
+    cells: dict[str, dict] = {}
+    points = [("open_orders", o["lat"], o["lng"]) for o in orders]
+    points += [("free_riders", r.lat, r.lng) for r in free_riders]
+    for kind, lat, lng in points:
+        cell = h3.latlng_to_cell(lat, lng, HEX_RES)
+        entry = cells.get(cell)
+        if entry is None:
+            entry = cells[cell] = {"cell": cell, "open_orders": 0, "free_riders": 0,
+                                   "boundary": [list(p) for p in h3.cell_to_boundary(cell)]}
+        entry[kind] += 1
+    return list(cells.values())
 
 
 async def snapshot(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
-    now = rt.clock.now_ms()
-    riders, orders = await _riders(rt, now), await _open_orders(rt)
-    cells: dict[str, dict] = {}
-    for kind, items in (("open_orders", orders), ("free_riders", [r for r in riders if r["state"] == "free"])):
-        for item in items:
-            cell = h3.latlng_to_cell(item["lat"], item["lng"], HEX_RES)
-            entry = cells.setdefault(cell, {"cell": cell, "open_orders": 0, "free_riders": 0,
-                                            "boundary": [list(p) for p in h3.cell_to_boundary(cell)]})
-            entry[kind] += 1
+    max_riders, max_orders = _cap(request, "max_riders", MAX_RIDERS), _cap(request, "max_orders", MAX_ORDERS)
+    now, fleet = await _fleet_reads(rt).read(rt)
+    orders, open_total = await _open_orders(rt, max_orders)
+    listed = heapq.nsmallest(max_riders, fleet, key=lambda r: r.order_key)
     last_round = await rt.redis.get(LAST_ROUND_KEY)
     return JSONResponse({
         "ts": now,
-        "riders": riders,
+        "riders": [r.wire() for r in listed],
         "open_orders": orders,
-        "cells": list(cells.values()),
+        "cells": _cells(orders, (r for r in fleet if r.state == "free")),
         "dispatch": orjson.loads(last_round) if last_round else {},
+        "dispatch_interval_s": rt.settings.dispatch_interval_s,
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
+        "totals": {**rider_totals(fleet), "open_orders": open_total},
+        "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders},
     })
 
 

@@ -18,6 +18,38 @@ function figures(el, pairs) {
   }));
 }
 
+function since(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+}
+
+// The newest round of any process: how long ago, where and by whom. Rounds run only while
+// orders wait, so a round older than three intervals with orders waiting means dispatch has
+// stopped or fallen behind everywhere: said in words, not left to look current.
+function drawDispatch(snap) {
+  const d = snap.dispatch || {}, interval = snap.dispatch_interval_s;
+  const age = d.ts === undefined ? null : snap.ts - d.ts;
+  $("dispatch-where").textContent = age === null ? "No round yet."
+    : `${since(age)} ago, region ${d.region}, process ${d.process}`;
+  const late = snap.totals.open_orders > 0 && (age === null || age > 3 * interval * 1000);
+  $("dispatch-late").hidden = !late;
+  const due = `(one is due every ${interval} s)`;
+  $("dispatch-late").textContent = !late ? "" : age === null ? `Orders are waiting and no round has run ${due}.`
+    : `Orders are waiting and no round has run for ${since(age)} ${due}.`;
+  figures($("dispatch"), [["orders", d.orders ?? "–"], ["riders", d.riders ?? "–"], ["offers", d.offers ?? "–"],
+    ["bundles", d.bundles ?? "–"], ["solve ms", d.solve_ms ?? "–"], ["total ms", d.total_ms ?? "–"]]);
+}
+
+// Says which lists the snapshot cut: the map and the table show only those listed.
+function drawCapped(snap) {
+  const t = snap.totals, cut = [];
+  if (snap.truncated.riders) cut.push(`${snap.riders.length} of ${t.riders} riders`);
+  if (snap.truncated.open_orders) cut.push(`${snap.open_orders.length} of ${t.open_orders} open orders`);
+  $("capped").hidden = !cut.length;
+  $("capped").textContent = !cut.length ? ""
+    : `Showing ${cut.join(" and ")} on the map and in the table; the figures count them all.`;
+}
+
 function draw(snap) {
   // Whole hexagons in view: with one or two riders online, their cell is larger than they are.
   const pts = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng]),
@@ -46,25 +78,24 @@ function draw(snap) {
   }
   for (const [id] of map.markers) if (!snap.riders.find((r) => r.id === id)) map.removeMarker(id);
   for (const [id, m] of map.markers) m.el.setAttribute("fill", COLORS[stateOf(snap.riders.find((r) => r.id === id) || {})] || "#718096");
-  const s = snap.service;
-  const placed = s.by_status?.placed ?? 0;
-  figures($("figures"), [
-    ["orders waiting for the kitchen", placed],
-    ["orders waiting for a rider", snap.open_orders.length],
-    ["riders online", snap.riders.filter((r) => !r.stale && r.state !== "unavailable").length],
-    ["riders unavailable", snap.riders.filter((r) => !r.stale && r.state === "unavailable").length],
-    ["riders silent with orders", snap.riders.filter((r) => r.stale).length],
-    ["free riders", snap.riders.filter((r) => r.state === "free").length],
+  const s = snap.service, t = snap.totals;
+  figures($("figures"), [  // whole-fleet totals: the lists may be cut, these are not
+    ["orders waiting for the kitchen", s.by_status?.placed ?? 0],
+    ["orders waiting for a rider", t.open_orders],
+    ["riders online", t.online],
+    ["riders unavailable", t.unavailable],
+    ["riders silent with orders", t.silent],
+    ["free riders", t.free],
     ["delivered", s.delivered],
     ["on time", s.on_time_share === null ? "–" : `${Math.round(s.on_time_share * 100)}%`],
     ["click-to-door", s.click_to_door_mean_min === null ? "–" : `${s.click_to_door_mean_min.toFixed(1)} min`],
   ]);
-  const d = snap.dispatch || {};
-  figures($("dispatch"), [["orders", d.orders ?? "–"], ["riders", d.riders ?? "–"], ["offers", d.offers ?? "–"],
-    ["bundles", d.bundles ?? "–"], ["solve ms", d.solve_ms ?? "–"], ["total ms", d.total_ms ?? "–"]]);
+  drawDispatch(snap);
+  drawCapped(snap);
   // The riders who need watching first: silent with orders, busy, offered, free, unavailable.
   const riders = [...snap.riders].sort((a, b) => RANK[stateOf(a)] - RANK[stateOf(b)] || a.id.localeCompare(b.id));
-  $("riders-shown").textContent = riders.length > TABLE_ROWS ? `(the first ${TABLE_ROWS} of ${riders.length})` : `(${riders.length})`;
+  const rows = Math.min(riders.length, TABLE_ROWS);
+  $("riders-shown").textContent = rows < t.riders ? `(showing ${rows} of ${t.riders})` : `(${t.riders})`;
   $("riders").replaceChildren(...riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.stale) tr.dataset.silent = "";
@@ -77,10 +108,17 @@ function draw(snap) {
 // Poll every 2 s; back off to 16 s while the server cannot be reached; stop for good (and say
 // why) when it refuses the token.
 const EVERY_MS = 2000;
+// ?max_riders= and ?max_orders= on the page's address pass on to the snapshot (a slow machine
+// may want fewer markers); the figures count the whole fleet either way.
+const CAPS = (() => {
+  const own = new URLSearchParams(location.search), caps = new URLSearchParams();
+  for (const name of ["max_riders", "max_orders"]) if (own.has(name)) caps.set(name, own.get(name));
+  return caps.toString() ? `?${caps}` : "";
+})();
 let retryMs = EVERY_MS;
 async function tick() {
   let snap;
-  try { snap = await api("/v1/ops/snapshot"); }
+  try { snap = await api(`/v1/ops/snapshot${CAPS}`); }
   catch (err) {
     if (err.refused) { showRefusal(err.message); return; }
     setOffline(true);

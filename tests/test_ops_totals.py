@@ -1,0 +1,160 @@
+"""The ops snapshot and page count the whole fleet, say when their lists are cut, and show
+how old the newest dispatch round is: a real server, real rider sockets, a real Chromium."""
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from typing import Any, Callable
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from tests.orders_helpers import Ops, merchant, rider
+from tests.test_pages import browser, new_page  # noqa: F401
+from tracker.launcher import ServerProcess
+
+FAR = (48.8566, 2.3522)  # the riders wait in another town: no offer changes their state
+NO_ROUNDS = {"TRACKER_DISPATCH_INTERVAL_S": "3600"}  # and no dispatch round runs after the start
+
+
+async def snapshot(ops: Ops, query: str = "") -> dict[str, Any]:
+    resp = await ops.client.get("/v1/ops/snapshot" + query)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+async def a_fleet(server: ServerProcess, ops: Ops, uid: Callable[[str], str], free: int) -> tuple[list, dict[str, int]]:
+    """``free`` free riders, one unavailable, one carrying an order; two more orders waiting.
+    Returns the sockets and the figures the ops page must show."""
+    mid, waiting = uid("m"), [uid(f"o{i}") for i in range(3)]
+    ids = [uid(f"r{i}") for i in range(free + 2)]
+    riders = [await rider(server, rid) for rid in ids]
+    for i, r in enumerate(riders):
+        await r.location(FAR[0] + 0.001 * i, FAR[1])
+    await riders[-1].availability(False)
+    kitchen = await merchant(server, mid)
+    try:
+        for oid in waiting:
+            assert (await ops.create(oid, mid)).status_code == 201
+            await kitchen.confirm(oid)
+            await kitchen.event(oid, "confirmed")
+    finally:
+        await kitchen.close()
+    assert (await ops.assign(waiting[0], ids[-2])).status_code == 200
+    return riders, {"riders": free + 2, "online": free + 1, "free": free, "busy": 1, "unavailable": 1,
+                    "silent": 0, "open_orders": len(waiting) - 1}
+
+
+async def counted(ops: Ops, want: dict[str, int]) -> dict[str, Any]:
+    """The uncut snapshot once every rider's fix is written."""
+    for _ in range(100):
+        snap = await snapshot(ops)
+        if len(snap["riders"]) == want["riders"] and len(snap["open_orders"]) == want["open_orders"]:
+            return snap
+        await asyncio.sleep(0.1)
+    pytest.fail(f"the fleet never showed up whole: {snap['riders']}")
+
+
+async def test_snapshot_totals_count_the_whole_fleet_when_its_lists_are_cut(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    ops = Ops(srv)
+    riders: list = []
+    try:
+        riders, want = await a_fleet(srv, ops, uid, free=4)
+        whole = await counted(ops, want)
+        states = [r["state"] for r in whole["riders"]]
+        assert {k: whole["totals"][k] for k in want} == want
+        assert want == {"riders": len(states), "online": len(states) - states.count("unavailable"),
+                        "free": states.count("free"), "busy": states.count("busy"),
+                        "unavailable": states.count("unavailable"), "silent": 0,
+                        "open_orders": len(whole["open_orders"])}  # uncut, the totals are the lists' counts
+        assert whole["truncated"] == {"riders": False, "open_orders": False}
+
+        cut = await snapshot(ops, "?max_riders=2&max_orders=1")
+        assert {k: cut["totals"][k] for k in want} == want  # the same totals from the cut lists
+        assert cut["truncated"] == {"riders": True, "open_orders": True}
+        assert len(cut["riders"]) == 2 and len(cut["open_orders"]) == 1
+        assert cut["riders"][0]["state"] == "busy"  # who needs watching is listed first
+        assert sum(c["free_riders"] for c in cut["cells"]) == want["free"]  # the hexagons count them all
+        assert set(cut) >= {"ts", "riders", "open_orders", "cells", "dispatch", "service"}
+
+        only = await snapshot(ops, "?max_riders=0&max_orders=0")
+        assert only["riders"] == only["open_orders"] == [] and only["totals"]["online"] == want["online"]
+        for bad in ("max_riders=5001", "max_riders=-1", "max_orders=1e3", "max_orders=two"):
+            resp = await ops.client.get("/v1/ops/snapshot?" + bad)
+            assert resp.status_code == 400 and bad.split("=")[0] in resp.json()["error"]["message"], resp.text
+    finally:
+        for r in riders:
+            await r.close()
+        await ops.close()
+
+
+async def test_ops_page_says_it_shows_n_of_m_and_counts_them_all(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    ops = Ops(srv)
+    riders: list = []
+    page = await new_page(browser)
+    try:
+        riders, want = await a_fleet(srv, ops, uid, free=4)
+        await counted(ops, want)
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&max_riders=2&max_orders=1")
+        figure = lambda name: page.locator(f'[data-figure="{name}"] b')  # noqa: E731
+        await expect(figure("riders online")).to_have_text(str(want["online"]))
+        await expect(figure("free riders")).to_have_text(str(want["free"]))
+        await expect(figure("riders unavailable")).to_have_text(str(want["unavailable"]))
+        await expect(figure("orders waiting for a rider")).to_have_text(str(want["open_orders"]))
+        await expect(page.locator("#capped")).to_have_text(re.compile(
+            rf"^Showing 2 of {want['riders']} riders and 1 of {want['open_orders']} open orders\b.*count them all"))
+        await expect(page.get_by_role("table", name=f"Riders (showing 2 of {want['riders']})")).to_be_visible()
+        await expect(page.locator("[data-marker]")).to_have_count(2)
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")  # uncut: nothing to say
+        await expect(page.get_by_role("table", name=f"Riders ({want['riders']})")).to_be_visible()
+        await expect(page.locator("#capped")).to_be_hidden()
+    finally:
+        await page.context.close()
+        for r in riders:
+            await r.close()
+        await ops.close()
+
+
+async def newest_round_by(ops: Ops, server: ServerProcess) -> dict[str, Any]:
+    """The snapshot's newest dispatch round once ``server`` has planned an order."""
+    for _ in range(100):
+        planned = (await snapshot(ops))["dispatch"]
+        if planned.get("orders") and f":{server.proc.pid}:" in planned["process"]:  # type: ignore[union-attr]
+            return planned
+        await asyncio.sleep(0.1)
+    pytest.fail(f"no round planned by the first server: {planned}")
+
+
+async def test_ops_page_shows_how_old_the_last_round_is_and_when_dispatch_stalls(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    # The first server holds the order's region (its lease lasts three of its 5 s rounds); the
+    # second, whose page is watched, would plan every 0.5 s but cannot take the region from it.
+    planner = start_server({"TRACKER_DISPATCH_INTERVAL_S": "5"}, redis=own_redis)
+    ops, oid, mid = Ops(planner), uid("o"), uid("m")
+    page = await new_page(browser)
+    frozen = False
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        kitchen = await merchant(planner, mid)
+        await kitchen.confirm(oid)
+        await kitchen.close()
+        planned = await newest_round_by(ops, planner)
+        watched = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.5"}, redis=own_redis)
+        await page.goto(f"{watched.base_url}/ops?token={watched.token('operator', 'ops')}")
+        where = page.locator("#dispatch-where")
+        await expect(where).to_have_text(re.compile(
+            rf"^\d+ s ago, region {planned['region']}, process {re.escape(planned['process'])}$"))
+        planner.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]  # hung: its lease holds for up to 15 s
+        frozen = True
+        late = page.locator("#dispatch-late")
+        stalled = r"^Orders are waiting and no round has run for \d+ s \(one is due every 0\.5 s\)"
+        await expect(late).to_have_text(re.compile(stalled), timeout=8000)
+        seconds = int((await where.text_content() or "").split()[0])
+        assert seconds >= 2, seconds  # older than three rounds, and it says so
+    finally:
+        if frozen:
+            planner.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        await page.context.close()
+        await ops.close()
