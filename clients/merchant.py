@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-DONE_WITH_FOOD = {"food_ready", "picked_up", "at_dropoff", "delivered", "cancelled"}
+DONE_WITH_FOOD = {"food_ready", "picked_up", "at_dropoff", "delivered", "cancelled", "failed"}
 
 
 class Kitchen:

@@ -79,6 +79,7 @@ class RiderClient(JsonSocket):
 
 PROG = "python -m clients.rider"
 STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
+ENDED = {"order_cancelled": "cancelled", "order_failed": "failed"}  # frames: the order ended without this rider
 METRES_PER_DEGREE = 111_320.0
 
 
@@ -164,6 +165,21 @@ def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, repo
             delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, pause, reported))
 
 
+def _stop_delivering(frame: dict[str, Any], reported: dict[str, str | None],
+                     delivering: dict[str, asyncio.Task[None]]) -> None:
+    """An order this rider carried ended without it (cancelled, or its delivery failed): stop
+    reporting its steps (each would be refused) and say so."""
+    from clients.cli_common import note
+
+    oid = frame["order_id"]
+    task = delivering.pop(oid, None)
+    if task is not None:
+        task.cancel()
+    reported.pop(oid, None)
+    why = f": {frame['reason']}" if isinstance(frame.get("reason"), str) else ""
+    note(f"order {oid} {ENDED[frame['type']]} by the {frame.get('by') or 'server'}{why}; no longer reporting it")
+
+
 async def _main(args: argparse.Namespace) -> None:
     from clients.cli_common import keep_connected
 
@@ -210,6 +226,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                         note(f"declined offer {frame['offer_id']}")
                 elif frame.get("type") in ("assigned", "route") and args.deliver is not None:
                     _deliver_frame(rider, frame, args.deliver, reported, delivering)
+                elif frame.get("type") in ENDED and isinstance(frame.get("order_id"), str):
+                    _stop_delivering(frame, reported, delivering)
         finally:
             for task in (*background, *delivering.values()):
                 task.cancel()

@@ -325,3 +325,35 @@ def test_a_rider_stopped_with_sigterm_closes_its_socket_and_leaves_at_once(serve
     finally:
         proc.kill()
         ops.close()
+
+
+def test_the_command_line_rider_stops_reporting_an_order_whose_delivery_failed(
+        server: ServerProcess, uid: Callable[[str], str]) -> None:
+    """The operator ends an order on the road as failed: the command-line rider says so and
+    reports none of its later steps (each would be refused)."""
+    oid, merchant, rider, reason = uid("o"), uid("m"), uid("r"), "rider unreachable since pickup"
+    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+    courier = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", server.base_url, "--token",
+                                server.token("rider", rider), "--deliver", "1.5", "--for", "10"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        assert httpx_ws_confirm(server, merchant, oid).returncode == 0
+        time.sleep(1)  # the rider is connected
+        assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
+        for _ in range(100):
+            if ops.get(f"/v1/orders/{oid}").json()["status"] == "picked_up":
+                break
+            time.sleep(0.1)
+        failed = ops.post(f"/v1/orders/{oid}/fail", json={"reason": reason})
+        assert failed.status_code == 200, failed.text
+        out, err = courier.communicate(timeout=30)
+        kinds = [e["kind"] for e in ops.get(f"/v1/orders/{oid}").json()["events"]]
+    finally:
+        ops.close()
+        courier.kill()
+    assert courier.returncode == 0, err
+    assert f"# order {oid} failed by the operator: {reason}; no longer reporting it" in err, err
+    assert "refused" not in err and '"code":"invalid_transition"' not in out.replace(" ", ""), (out, err)
+    assert kinds[-1] == "failed" and "delivered" not in kinds, kinds

@@ -88,6 +88,14 @@ def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None
     return reason
 
 
+def require_reason(msg: Mapping[str, Any], field: str = "reason") -> str:
+    """A required free-text reason: as :func:`optional_reason`, and not missing or blank."""
+    reason = optional_reason(msg, field)
+    if reason is None or not reason.strip():
+        raise ApiError("bad_message", f"'{field}' is required: a string of 1 to {MAX_REASON_CHARS} characters")
+    return reason
+
+
 def require_bool(msg: Mapping[str, Any], field: str) -> bool:
     """A JSON boolean from ``msg[field]`` or ``bad_message``."""
     value = msg.get(field, _MISSING)

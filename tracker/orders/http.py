@@ -1,4 +1,4 @@
-"""Orders over HTTP: create (idempotent), read with history, cancel, and operator assign / unassign."""
+"""Orders over HTTP: create (idempotent), read with history, cancel, and operator assign / unassign / fail."""
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +15,8 @@ from tracker.orders import service
 from tracker.orders.machine import CARRYING
 from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import runtime_of
-from tracker.validate import is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point
+from tracker.validate import (is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point,
+                              require_reason)
 
 
 def _order_id(request: Request) -> str:
@@ -131,10 +132,30 @@ async def unassign(request: Request) -> Response:
     return JSONResponse(await service.load_order(rt, order_id))
 
 
+async def fail(request: Request) -> Response:
+    """End an order whose food is on the road as ``failed`` (operator only, with a reason): the
+    rider vanished with it, so it will never be delivered; returns the order."""
+    rt = runtime_of(request)
+    rt.authenticate(request).require(Role.OPERATOR)
+    order_id = _order_id(request)
+    raw = await service.require_order(rt, order_id)
+    reason = require_reason(await json_body(request))
+    rider = raw.get("rider_id") or None  # (an order on the road always has one; checked in the step)
+    extra = {"by": "operator", "reason": reason, **({"rider_id": rider} if rider else {})}
+    try:
+        await service.step(rt, [order_id], "failed", merchant_id=raw["merchant_id"], rider=rider, event_extra=extra)
+    except ApiError as exc:
+        if exc.code != "forbidden":
+            raise
+        raise ApiError("conflict", f"order {order_id!r} changed riders meanwhile; read it and try again") from None
+    return JSONResponse(await service.load_order(rt, order_id))
+
+
 routes = [
     Route("/v1/orders", create, methods=["POST"]),
     Route("/v1/orders/{order_id}", read, methods=["GET"]),
     Route("/v1/orders/{order_id}/cancel", cancel, methods=["POST"]),
     Route("/v1/orders/{order_id}/assign", assign, methods=["POST"]),
     Route("/v1/orders/{order_id}/unassign", unassign, methods=["POST"]),
+    Route("/v1/orders/{order_id}/fail", fail, methods=["POST"]),
 ]

@@ -1,18 +1,22 @@
 """The order lifecycle as a sans-I/O state machine (PROTOCOL.md, "Order lifecycle").
 
 ``status`` moves placed -> confirmed -> assigned -> at_pickup -> picked_up -> at_dropoff ->
-delivered; ``cancelled`` from any state before ``picked_up``; ``assigned`` (or ``at_pickup``)
-back to ``confirmed`` by ``rider_unassigned``. ``food_ready`` / ``food_delayed`` run beside it
-until the food is picked up, and stop once the food is ready. Every accepted step is one
+delivered; ``cancelled`` from any state before ``picked_up``; ``failed`` (the operator's word
+that the delivery will not happen: the rider vanished with the food) from ``picked_up`` or
+``at_dropoff``; ``assigned`` (or ``at_pickup``) back to ``confirmed`` by ``rider_unassigned``.
+``food_ready`` / ``food_delayed`` run beside it until the food is picked up, and stop once the
+food is ready. Every accepted step is one
 durable event whose ``kind`` names it.
 """
 from __future__ import annotations
 
 from tracker.errors import ApiError
 
-STATUSES = ("placed", "confirmed", "assigned", "at_pickup", "picked_up", "at_dropoff", "delivered", "cancelled")
+STATUSES = ("placed", "confirmed", "assigned", "at_pickup", "picked_up", "at_dropoff", "delivered", "cancelled",
+            "failed")
 BEFORE_PICKUP = ("placed", "confirmed", "assigned", "at_pickup")
-FINAL = ("delivered", "cancelled")
+FINAL = ("delivered", "cancelled", "failed")
+ON_THE_ROAD = ("picked_up", "at_dropoff")  # the food is with the rider: it ends delivered or failed
 RIDER_STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
 CARRYING = ("assigned", "at_pickup", "picked_up", "at_dropoff")
 TO_COLLECT = ("assigned", "at_pickup")  # the rider's, food not yet picked up
@@ -27,6 +31,7 @@ RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "at_dropoff": (("picked_up",), "at_dropoff"),
     "delivered": (("at_dropoff",), "delivered"),
     "cancelled": (BEFORE_PICKUP, "cancelled"),
+    "failed": (ON_THE_ROAD, "failed"),
     "rider_unassigned": (TO_COLLECT, "confirmed"),
     "food_ready": (BEFORE_PICKUP, None),
     "food_delayed": (BEFORE_PICKUP, None),

@@ -10,7 +10,7 @@
 --       7 required rider ("" = no check), 8 "1" when orders must have no rider,
 --       9 hash fields JSON (applied to every order), 10 create fingerprint (create mode),
 --       11 a hash field that must still be empty ("" = no check),
---       12 ms an order that ends (delivered, cancelled) is kept: its hash and stream expire then,
+--       12 ms an order that ends (delivered, cancelled, failed) is kept: its hash and stream expire then,
 --       then per order: order id, event JSON base, per-order hash fields JSON.
 local mode, merchant = ARGV[1], ARGV[2]
 -- The feed's entry ids are Redis's own clock ('*'), so its retention counts on that clock too
@@ -24,7 +24,7 @@ local n = (#KEYS - 2) / 2
 local unset = ARGV[11]
 
 local retention = tonumber(ARGV[12])
-local ends = new_status == 'delivered' or new_status == 'cancelled'
+local ends = new_status == 'delivered' or new_status == 'cancelled' or new_status == 'failed'
 
 local function order_arg(i, k) return ARGV[12 + (i - 1) * 3 + k] end
 

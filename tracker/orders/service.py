@@ -27,8 +27,10 @@ log = logging.getLogger("tracker.orders")
 STAMP = {
     "confirmed": "confirmed_at", "assigned": "assigned_at", "at_pickup": "at_pickup_at",
     "picked_up": "picked_up_at", "at_dropoff": "at_dropoff_at", "delivered": "delivered_at",
-    "cancelled": "cancelled_at", "food_ready": "food_ready_at",
+    "cancelled": "cancelled_at", "failed": "failed_at", "food_ready": "food_ready_at",
 }
+# Steps after which the order is no longer its rider's (the rider is taken from ``last_rider_id``).
+LEAVES_RIDER = ("delivered", "cancelled", "failed", "rider_unassigned")
 
 
 FOLLOWUPS_TASK = "order-followup-repair"  # where a step's failed follow-up writes are reported
@@ -216,27 +218,34 @@ async def _drop_from_rider(rt: Runtime, rider_id: str, order_id: str) -> None:
 
 async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, event: dict[str, Any]) -> None:
     """After a step of ``kind`` (from status ``old``, recorded as ``event``): an ``_orders_changed`` notice to the rider
-    whose orders it changed, ``order_cancelled`` to a rider who was carrying a cancelled order,
-    and the order step listeners (dispatch withdraws the offers the step made void)."""
+    whose orders it changed, ``order_cancelled`` to a rider who was carrying a cancelled order
+    (``order_failed`` for a failed one), and the order step listeners (dispatch withdraws the
+    offers the step made void)."""
     oid, rider = order["id"], order.get("rider_id") or None
     changed_rider = rider
-    if kind in ("delivered", "cancelled", "rider_unassigned"):
+    if kind in LEAVES_RIDER:
         changed_rider = order.get("last_rider_id") or rider
     elif kind != "assigned" and (kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT):
         changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
     if changed_rider:
         await rt.pubsub.publish(inbox_channel(changed_rider), '{"type":"_orders_changed"}')
-    if kind == "cancelled" and old in machine.CARRYING and rider:
+    ended = {"cancelled": "order_cancelled", "failed": "order_failed"}.get(kind)
+    if ended and old in machine.CARRYING and rider:
         # The rider on its way must hear it now, not at its next progress report.
-        notice = {"type": "order_cancelled", "order_id": oid, "by": event.get("by")}
-        if event.get("reason"):
-            notice["reason"] = event["reason"]
-        await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(notice).decode())
+        await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(_ended_notice(ended, oid, event)).decode())
     for listener in rt.services.get("order_step_listeners", ()):
         try:
             await listener(order, kind)
         except Exception as exc:  # noqa: BLE001 - the step is done: its caller must hear so
             log_failure(log, "order step listener failed", exc, order=oid, kind=kind)
+
+
+def _ended_notice(frame_type: str, order_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The frame telling a rider that an order it carried ended without it: who ended it, and why if said."""
+    notice = {"type": frame_type, "order_id": order_id, "by": event.get("by")}
+    if event.get("reason"):
+        notice["reason"] = event["reason"]
+    return notice
 
 
 async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str,
@@ -268,7 +277,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str) -> None:
     oid, rider = order["id"], order.get("rider_id")
     if kind == "assigned" and rider:
         await _add_to_rider(rt, rider, oid)
-    elif kind in ("delivered", "cancelled", "rider_unassigned") and (order.get("last_rider_id") or rider):
+    elif kind in LEAVES_RIDER and (order.get("last_rider_id") or rider):
         await _drop_from_rider(rt, order.get("last_rider_id") or rider, oid)
 
 

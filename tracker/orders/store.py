@@ -11,7 +11,7 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
 - ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
 - ``rider:{<rider>}:orders`` SET: orders a rider carries.
 
-An order that ends (delivered, cancelled) keeps its hash, its stream and its id for the
+An order that ends (delivered, cancelled, failed) keeps its hash, its stream and its id for the
 store's ``retention_ms`` (``TRACKER_ORDER_RETENTION_S``), then Redis drops them: the step sets
 the first two to expire, :meth:`OrderStore.update_indexes` the id.
 

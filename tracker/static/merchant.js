@@ -2,19 +2,19 @@
 import { liveSocket, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
-const orders = new Map(); // order id -> {status, food, placedTs, finalTs}
+const orders = new Map(); // order id -> {status, food, placedTs, finalTs, reason (of a failed delivery)}
 const rows = new Map(); // order id -> {tr, key}: a row is rebuilt only when what it shows changes
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
 const sending = new Map(); // order id -> the press awaiting its answer: the row's buttons wait for it
 let lastEventId = null;
 let online = false;
 let refusedLink = false;  // the server refused the link: nothing will be sent again
-const FINAL = new Set(["delivered", "cancelled"]);
-const COLLECTED = new Set(["picked_up", "at_dropoff", "delivered"]);
+const FINAL = new Set(["delivered", "cancelled", "failed"]);
+const COLLECTED = new Set(["picked_up", "at_dropoff", "delivered", "failed"]);  // failed: the rider vanished with it
 const PROMPTS_DONE = new Set(["confirmed", "at_pickup", ...COLLECTED, "cancelled"]);  // the rider is there, or no one is coming
 // Orders that need the kitchen come first: to confirm, then to cook and hand over, then the rest.
-const GROUP = { placed: 0, confirmed: 1, assigned: 1, at_pickup: 1, picked_up: 2, at_dropoff: 2, delivered: 3, cancelled: 3 };
-// A delivered or cancelled order stays on the board this long (server time) after its final
+const GROUP = { placed: 0, confirmed: 1, assigned: 1, at_pickup: 1, picked_up: 2, at_dropoff: 2, delivered: 3, cancelled: 3, failed: 3 };
+// A delivered, cancelled or failed order stays on the board this long (server time) after its final
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
 const COLUMNS = ["Order", "Status", "Food", "Placed"];
@@ -80,10 +80,16 @@ function foodText(o) {
   return o.food === "ready" ? "ready" : (o.food || "preparing");
 }
 
+// The status as the board says it; a failed delivery says why (the food never reached the customer).
+function statusText(o) {
+  if (o.status === "failed") return "delivery failed" + (o.reason ? `: ${o.reason}` : "");
+  return o.status.replace("_", " ");
+}
+
 function buildRow(id, o, busy) {
   const tr = document.createElement("tr");
   tr.dataset.order = id; tr.dataset.status = o.status;
-  const cells = [id, o.status.replace("_", " "), foodText(o), o.placedTs ? clockTime(o.placedTs) : ""]
+  const cells = [id, statusText(o), foodText(o), o.placedTs ? clockTime(o.placedTs) : ""]
     .map((text, i) => {
       const td = document.createElement("td"); td.textContent = text;
       td.dataset.label = COLUMNS[i];  // shown beside the value when a phone stacks the row as a card
@@ -115,7 +121,7 @@ function render() {
   });
   const list = ids.map((id) => {
     const o = orders.get(id), busy = sending.has(id);
-    const key = [o.status, foodText(o), o.placedTs, online, busy].join("|");
+    const key = [statusText(o), foodText(o), o.placedTs, online, busy].join("|");
     let row = rows.get(id);
     if (!row || row.key !== key) { row = { tr: buildRow(id, o, busy), key }; rows.set(id, row); }
     return row.tr;
@@ -143,6 +149,7 @@ function onEvent(e) {
   }
   else if (e.kind === "rider_unassigned") o.status = "confirmed";
   else o.status = e.kind;
+  if (e.kind === "failed" && typeof e.reason === "string") o.reason = e.reason;
   if (e.kind === "placed" && Number.isFinite(e.ts)) o.placedTs = e.ts;
   if (FINAL.has(o.status)) o.finalTs = Number.isFinite(e.ts) ? e.ts : clock.now();
   // Prompts are moot once the rider is there, the rider gave the order back, or no one is coming.

@@ -6,6 +6,9 @@ const STEPS = [
   ["assigned", "Rider assigned"], ["at_pickup", "Rider at the restaurant"], ["picked_up", "On the way"],
   ["at_dropoff", "Rider at your door"], ["delivered", "Delivered"],
 ];
+// Final statuses that end the order without a delivery: the timeline stops there.
+const ENDED_EARLY = [["cancelled", "Cancelled"], ["failed", "Delivery failed"]];
+const FINAL = ["delivered", ...ENDED_EARLY.map(([kind]) => kind)];
 const COLLECTED = ["picked_up", "at_dropoff", "delivered"];
 const CARRYING = ["assigned", "at_pickup", "picked_up", "at_dropoff"];
 // The rider's position is called old after the server's TRACKER_STALE_AFTER_S (as on the ops page).
@@ -21,17 +24,17 @@ let status = null;
 
 function renderTimeline() {
   const list = $("timeline");
-  const cancelled = seen.has("cancelled");
+  const ended = ENDED_EARLY.find(([kind]) => seen.has(kind));
   // Food the rider has collected was ready, whether or not the kitchen pressed "Ready".
   const done = (kind) => seen.has(kind) || (kind === "food_ready" && COLLECTED.some((k) => seen.has(k)));
-  list.replaceChildren(...STEPS.filter(([kind]) => !cancelled || done(kind)).map(([kind, label]) => {  // a cancelled order has no next steps
+  list.replaceChildren(...STEPS.filter(([kind]) => !ended || done(kind)).map(([kind, label]) => {  // an order that ended early has no next steps
     const li = step(label, done(kind));
     li.dataset.kind = kind;
     if (kind === status) li.setAttribute("aria-current", "step");
     return li;
   }));
-  if (cancelled) {
-    const li = step("Cancelled", true); li.dataset.kind = "cancelled"; li.setAttribute("aria-current", "step"); list.appendChild(li);
+  if (ended) {
+    const li = step(ended[1], true); li.dataset.kind = ended[0]; li.setAttribute("aria-current", "step"); list.appendChild(li);
   }
 }
 
@@ -54,8 +57,8 @@ function apply(event) {
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
   setText($("eta-label"), status === "delivered" ? "Delivered at" : status === "at_dropoff" ? "Arriving" : "Arriving in");
-  $("eta-line").hidden = status === "cancelled";
-  if (status === "delivered" || status === "cancelled") {
+  $("eta-line").hidden = status !== "delivered" && FINAL.includes(status);  // no ETA for an order that will not come
+  if (FINAL.includes(status)) {
     map.removeMarker("rider");
     setText($("eta"), status === "delivered" && Number.isFinite(event.ts)
       ? new Date(event.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "–");
@@ -63,7 +66,7 @@ function apply(event) {
   if (status === "at_dropoff") setText($("eta"), "now");  // the rider is at the door: "Arriving now"
   if (event.kind === "assigned") lastFixTs = null;  // a new rider: its silence counts from now
   showSilence();
-  setText($("status"), status === "cancelled" ? cancelledText(event)
+  setText($("status"), status === "cancelled" ? cancelledText(event) : status === "failed" ? failedText(event)
     : (STEPS.find(([k]) => k === status) || [status, status])[1]);
   $("status").dataset.status = status;
   renderTimeline();
@@ -71,10 +74,12 @@ function apply(event) {
 }
 
 const BY = { merchant: "the restaurant", operator: "the service", customer: "you" };
+const withReason = (text, event) => text + (typeof event.reason === "string" && event.reason ? `: ${event.reason}` : "");
 function cancelledText(event) {
-  const by = BY[event.by] ? ` by ${BY[event.by]}` : "";
-  return `Cancelled${by}` + (typeof event.reason === "string" && event.reason ? `: ${event.reason}` : "");
+  return withReason(`Cancelled${BY[event.by] ? ` by ${BY[event.by]}` : ""}`, event);
 }
+// The service ended the order after pickup: the food will not arrive.
+const failedText = (event) => withReason("Delivery failed", event);
 
 // Minutes to the drop-off estimate `eta` from `nowTs`; at the door it says "now" (set by apply).
 function showEta(eta, nowTs) {

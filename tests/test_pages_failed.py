@@ -1,0 +1,87 @@
+"""A failed delivery on the customer's tracking page and the kitchen board, in a real Chromium."""
+from __future__ import annotations
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tracker.launcher import ServerProcess
+
+REASON = "rider unreachable since pickup"
+
+
+async def _picked_up(server: ServerProcess, ops: Ops, oid: str, mid: str, rid: str) -> None:
+    """``oid`` on the road with ``rid``, who was last seen near the restaurant."""
+    kitchen, courier = await merchant(server, mid), await rider(server, rid)
+    try:
+        await courier.location(PICKUP["lat"] - 0.002, PICKUP["lng"])
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        assert (await ops.assign(oid, rid)).status_code == 200
+        for step in ("at_pickup", "picked_up"):
+            await courier.progress(oid, step)
+            await kitchen.event(oid, step)
+    finally:
+        await kitchen.close()
+        await courier.close()
+
+
+async def _fail(ops: Ops, oid: str) -> None:
+    resp = await ops.client.post(f"/v1/orders/{oid}/fail", json={"reason": REASON})
+    assert resp.status_code == 200, resp.text
+
+
+async def _shows_failed(page: Page) -> None:
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-status", "failed")
+    await expect(status).to_have_text(f"Delivery failed: {REASON}")
+    await expect(page.locator("#eta-line")).to_be_hidden()  # no ETA: the food will not come
+    await expect(page.locator('[data-marker="rider"]')).to_have_count(0)
+    last = page.locator("#timeline li").last
+    await expect(last).to_have_attribute("data-kind", "failed")
+    await expect(last).to_have_attribute("aria-current", "step")
+    await expect(page.locator('#timeline li[data-kind="delivered"]')).to_have_count(0)  # no next steps
+    await expect(page.locator('#timeline li[data-kind="picked_up"]')).to_have_class("done")
+
+
+async def test_customer_page_says_the_delivery_failed_and_why(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    page = await new_page(browser, mobile=True)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await _picked_up(server, ops, oid, mid, rid)
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "picked_up")
+        await expect(page.locator('[data-marker="rider"]')).to_have_count(1)  # where the rider was last seen
+        await _fail(ops, oid)
+        await _shows_failed(page)  # live
+        await page.reload()
+        await _shows_failed(page)  # and from the history
+        await expect(page.locator("#rider-note")).to_be_hidden()  # not "waiting for the rider's position"
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_kitchen_board_shows_a_failed_delivery_as_finished(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row).to_have_attribute("data-status", "placed")
+        await _picked_up(server, ops, oid, mid, rid)
+        await expect(row).to_have_attribute("data-status", "picked_up")
+        await _fail(ops, oid)
+        for _ in range(2):  # live, then rebuilt from the feed on reload
+            await expect(row).to_have_attribute("data-status", "failed")
+            await expect(row.locator("td").nth(1)).to_have_text(f"delivery failed: {REASON}")
+            await expect(row.locator("td").nth(2)).to_have_text("collected")
+            await expect(row.locator("button")).to_have_count(0)
+            await page.reload()
+    finally:
+        await page.context.close()
+        await ops.close()
