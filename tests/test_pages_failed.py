@@ -1,6 +1,8 @@
 """A failed delivery on the customer's tracking page and the kitchen board, in a real Chromium."""
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Browser, Page, expect
 
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
@@ -82,6 +84,25 @@ async def test_kitchen_board_shows_a_failed_delivery_as_finished(server: ServerP
             await expect(row.locator("td").nth(2)).to_have_text("collected")
             await expect(row.locator("button")).to_have_count(0)
             await page.reload()
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_ops_page_counts_failed_deliveries_apart_from_delivered(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await _picked_up(server, ops, oid, mid, rid)
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
+        failed, delivered = (page.locator(f'[data-figure="{name}"] b') for name in ("failed deliveries", "delivered"))
+        await expect(failed).to_have_text(re.compile(r"^\d+$"))
+        before, delivered_before = int(await failed.inner_text()), await delivered.inner_text()
+        await _fail(ops, oid)
+        await expect(failed).to_have_text(str(before + 1), timeout=15_000)  # the fleet's counts, refreshed every 5 s
+        assert await delivered.inner_text() == delivered_before  # a failed delivery is not a delivery
     finally:
         await page.context.close()
         await ops.close()

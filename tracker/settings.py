@@ -242,7 +242,7 @@ class Settings:
 
     order_retention_s: float = _setting(
         "TRACKER_ORDER_RETENTION_S", _positive_float, 7 * 24 * 3600.0,
-        "wall-clock seconds a delivered or cancelled order (its record, history and id) is kept in Redis",
+        "wall-clock seconds a delivered, cancelled or failed order (its record, history and id) is kept in Redis",
     )
     followup_repair_s: float = _setting(
         "TRACKER_FOLLOWUP_REPAIR_S", _positive_float, 10.0,

@@ -87,6 +87,7 @@ function draw(snap) {
     ["riders silent with orders", t.silent],
     ["free riders", t.free],
     ["delivered", s.delivered],
+    ["failed deliveries", s.by_status?.failed ?? 0],  // closed by an operator after pickup: not delivered
     ["on time", s.on_time_share === null ? "–" : `${Math.round(s.on_time_share * 100)}%`],
     ["click-to-door", s.click_to_door_mean_min === null ? "–" : `${s.click_to_door_mean_min.toFixed(1)} min`],
   ]);
