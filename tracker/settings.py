@@ -27,46 +27,28 @@ MAX_TIME_SCALE = 10_000.0  # a day in under 9 s of real time
 MAX_SEND_BUFFER_BYTES = 64 * 1024 * 1024
 
 
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value <= MAX_NUMBER:
-        raise ValueError(f"must be a positive number up to {MAX_NUMBER:g}")
-    return value
+def _number(kind: Callable[[str], Any], most: float, *, zero_ok: bool = False, note: str = "") -> Callable[[str], Any]:
+    """A parser of ``kind`` (``int`` or ``float``) values above 0 (from 0 with ``zero_ok``) up to ``most``."""
+    what = "integer" if kind is int else "number"
+    limit = str(int(most)) if kind is int else f"{most:g}"
+    expected = f"must be {'an' if what == 'integer' else 'a'} {what} from 0 to {limit}" if zero_ok \
+        else f"must be a positive {what} up to {limit}"
+
+    def parse(raw: str) -> Any:
+        value = kind(raw)
+        if not ((0 <= value) if zero_ok else (0 < value)) or not value <= most:  # (NaN fails both)
+            raise ValueError(expected + note)
+        return value
+
+    return parse
 
 
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value <= MAX_NUMBER:
-        raise ValueError(f"must be a number from 0 to {MAX_NUMBER:g}")
-    return value
-
-
-def _time_scale(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value <= MAX_TIME_SCALE:
-        raise ValueError(f"must be a positive number up to {MAX_TIME_SCALE:g}")
-    return value
-
-
-def _send_buffer(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value <= MAX_SEND_BUFFER_BYTES:
-        raise ValueError(f"must be a positive integer up to {MAX_SEND_BUFFER_BYTES} (64 MiB)")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be an integer from 0 to 65535 (0 picks a free port)")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value <= MAX_NUMBER:
-        raise ValueError(f"must be a positive integer up to {MAX_NUMBER:g}")
-    return value
+_positive_float = _number(float, MAX_NUMBER)
+_non_negative_float = _number(float, MAX_NUMBER, zero_ok=True)
+_time_scale = _number(float, MAX_TIME_SCALE)
+_send_buffer = _number(int, MAX_SEND_BUFFER_BYTES, note=" (64 MiB)")
+_port = _number(int, 65535, zero_ok=True, note=" (0 picks a free port)")
+_positive_int = _number(int, MAX_NUMBER)
 
 
 def _socket_count(raw: str) -> int:
