@@ -102,13 +102,14 @@ def _ms(value: object) -> float:
 
 
 def knee(rows: list[dict[str, object]], start: int) -> str:
-    """The line saying where the knee is: the last step that held, or that none broke."""
-    held = [r for r in rows if r["verdict"] == "holds"]
-    if not held:
-        return f"knee: below {start} riders, the first step broke"
-    if all(r["verdict"] == "holds" for r in rows):
+    """The line saying where the knee is: the last step that held before the first that broke
+    (steps after it, run with --keep-going, may hold again by chance), or that none broke."""
+    first_break = next((i for i, r in enumerate(rows) if r["verdict"] != "holds"), None)
+    if first_break is None:
         return f"no knee found up to {rows[-1]['riders']} riders, every step held"
-    return f"knee: {held[-1]['riders']} riders held"
+    if first_break == 0:
+        return f"knee: below {start} riders, the first step broke"
+    return f"knee: {rows[first_break - 1]['riders']} riders held"
 
 
 def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:

@@ -68,15 +68,17 @@ def test_a_host_whose_clock_is_off_is_refused(server: ServerProcess, tmp_path: P
 
 def test_a_disagreement_that_arises_later_shows_in_readyz(
         own_redis: str, start_server: Callable[..., ServerProcess]) -> None:
+    client = redis.Redis.from_url(own_redis, decode_responses=True)
+    client.hset("servers:clocks", "newer-version:1", "1.0x 99999999999999")  # an entry of a form to come: ignored
     srv = start_server(redis=own_redis)
     ready = httpx.get(f"{srv.base_url}/readyz").json()
     assert "clock-agreement" in [t["name"] for t in ready["tasks"]] and not ready["degraded"], ready
     # A fast-clocked server joins the roll call in the same instant (two started at once): its
     # entry is written as that process writes it.
-    client = redis.Redis.from_url(own_redis, decode_responses=True)
     try:
         seconds, micros = client.time()
-        client.hset("servers:clocks", "replay-host:4242", f"300.0 {seconds * 1000 + micros // 1000 + 60_000}")
+        client.hset("servers:clocks", "replay-host:4242:0", f"300.0 {seconds * 1000 + micros // 1000 + 60_000}")
+        assert client.hget("servers:clocks", "newer-version:1")  # kept, not removed
     finally:
         client.close()
     deadline = time.monotonic() + 25

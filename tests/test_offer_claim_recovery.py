@@ -1,26 +1,47 @@
 """An answer to an offer whose server process is killed half-way does not hold the order for
 the keys' safety TTL: another process settles it within about 15 s and the order is served.
 
-The killed process is stood in for by this test process: it claims the rider's offer with the
-server's own offer store, against the same Redis, exactly as a process taking the rider's
-``accept`` does first, and then does nothing more, as a process killed at that point would.
+The killed (or stalled) process is stood in for by this test process: with the server's own
+offer store and order service, against the same Redis, it does what a process taking the
+rider's ``accept`` does (claim the offer, then assign its orders) and stops where a process
+killed at that point would; or, stalled past the claim's lease, tries to finish afterwards.
 """
 from __future__ import annotations
 
+import asyncio
 import time
+
+import pytest
 
 from tests.orders_helpers import Ops
 from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
+from prometheus_client import CollectorRegistry
+
 from tracker.clock import Clock
 from tracker.dispatch.offers import CLAIM_LEASE_S, OfferStore
-from tracker.redis_client import connect
+from tracker.errors import ApiError
+from tracker.orders import assign_orders
+from tracker.pubsub import PubSubHub
+from tracker.redis_client import AnyRedis, connect
+from tracker.runtime import Runtime
+from tracker.settings import Settings
+from tracker.supervisor import Supervisor
+from tracker.wsconn import WsHub
+
+
+def other_process(redis: AnyRedis) -> Runtime:
+    """What another server process holds (without its sockets), on the same Redis."""
+    registry = CollectorRegistry()
+    supervisor = Supervisor(registry)
+    return Runtime(settings=Settings.from_env({}), secret="unused", redis=redis, clock=Clock(), registry=registry,
+                   supervisor=supervisor, hub=WsHub(20, None), pubsub=PubSubHub(redis, supervisor, registry))
 
 
 async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_served(
         own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)  # offers' safety TTL: 60 s
     ops = Ops(srv)
-    redis = connect(own_redis)
+    redis = connect(own_redis, decode_responses=True)
     oid, mid = uid("o"), uid("m")
     courier = await rider_near_restaurant(srv, uid("r"), 0.001)
     try:
@@ -37,6 +58,13 @@ async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_s
         assert withdrawn["offer_id"] == offer["offer_id"]
         assert CLAIM_LEASE_S - 1 <= time.monotonic() - claimed < CLAIM_LEASE_S + 15
         assert (await ops.get(oid))["status"] == "confirmed"  # nobody was assigned meanwhile
+        try:  # the claimer was only stalled, and now goes on to assign: its offer is settled
+            await assign_orders(other_process(redis), [oid], record.rider_id, offer_id=record.offer_id,
+                                lock_keys=record.lock_keys)
+            raise AssertionError("a claim settled by the sweep still assigned its orders")
+        except ApiError as exc:
+            assert exc.code == "conflict" and "no longer held" in exc.message, exc
+        assert (await ops.get(oid))["status"] == "confirmed"
 
         again = await courier.expect("offer", timeout=10)  # the next round offers it again
         assert [o["order_id"] for o in again["orders"]] == [oid]
@@ -47,6 +75,39 @@ async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_s
         await courier.accept(offer["offer_id"])  # the stalled offer says what became of it
         late = await courier.expect("error")
         assert late["code"] == "conflict" and "withdrawn" in late["message"], late
+    finally:
+        await courier.close()
+        await ops.close()
+        await redis.aclose()
+
+
+async def test_an_offer_whose_process_died_after_assigning_is_settled_as_accepted(
+        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    redis = connect(own_redis, decode_responses=True)
+    oid, mid = uid("o"), uid("m")
+    courier = await rider_near_restaurant(srv, uid("r"), 0.001)
+    try:
+        await confirmed_order(srv, ops, oid, mid)
+        offer = await courier.expect("offer", timeout=10)
+        store = OfferStore(redis, Clock(), safety_ttl_ms=60_000)
+        record = await store.load(offer["offer_id"])
+        assert record is not None and await store.claim(record)
+        await assign_orders(other_process(redis), [oid], record.rider_id, offer_id=record.offer_id,
+                            lock_keys=record.lock_keys)  # ...and the process is gone before it settles
+        deadline = time.monotonic() + CLAIM_LEASE_S + 15
+        while True:  # the rider's app, unanswered, asks again until the offer is settled
+            await courier.accept(offer["offer_id"])
+            answer = await courier.expect("error")
+            if "already accepted" in answer["message"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        assert answer["code"] == "conflict" and "already accepted" in answer["message"], answer
+        order = await ops.get(oid)
+        assert order["status"] == "assigned" and order["rider_id"] == record.rider_id
+        with pytest.raises(asyncio.TimeoutError):
+            await courier.expect("offer_withdrawn", timeout=1)  # it is the rider's: nothing withdrawn
     finally:
         await courier.close()
         await ops.close()

@@ -11,14 +11,17 @@ task, a failure in ``/readyz``):
   processes on that Redis. A scaled clock starts where the wall clock is when its process
   starts, so it agrees with no other process at all: a scaled server needs a Redis of its own.
 
-Every process keeps a field in the ``servers:clocks`` hash (``<host>:<pid>`` -> ``"<scale>
-<until ms>"``, by Redis's clock) and refreshes it every :data:`REFRESH_S`; fields of processes
-gone without a clean stop lapse after :data:`ENTRY_TTL_MS`.
+Every process keeps a field in the ``servers:clocks`` hash (``<host>:<pid>:<random>``, unique
+per start even for containers that all run as pid 1 on one host name, -> ``"<scale> <until
+ms>"``, by Redis's clock) and refreshes it every :data:`REFRESH_S`; fields of processes gone
+without a clean stop lapse after :data:`ENTRY_TTL_MS`. Fields this version cannot read are
+neither counted nor removed.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from typing import Any
 
@@ -44,7 +47,7 @@ for i = 1, #all, 2 do
     local untl = tonumber(string.match(all[i + 1], ' (%d+)$'))
     if untl and untl > now then
       table.insert(out, all[i + 1])
-    else
+    elseif untl then
       redis.call('HDEL', KEYS[1], all[i])
     end
   end
@@ -60,9 +63,21 @@ class ClockDisagreement(Exception):
     """This process's clock does not agree with the others sharing its Redis."""
 
 
+_NAME = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 def process_name() -> str:
-    """This process's field in :data:`CLOCKS_KEY`."""
-    return f"{os.uname().nodename}:{os.getpid()}"
+    """This process's field in :data:`CLOCKS_KEY` (host and pid to read, a random part to be unique)."""
+    return _NAME
+
+
+def _scale_of(entry: str) -> float | None:
+    """The clock speed in a roll-call entry, ``None`` when it is not one this version can read."""
+    try:
+        scale = float(entry.split(" ", 1)[0])
+    except ValueError:
+        return None
+    return scale if scale > 0 and scale == scale else None
 
 
 def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[str]) -> str | None:
@@ -74,16 +89,17 @@ def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[st
         return (f"this host's clock is {abs(skew_s):.1f} s {side} Redis's: processes sharing a Redis must agree "
                 f"on the time within {MAX_SKEW_S:.0f} s (offers, rider fixes and sweeps go by it); set the host's "
                 "clock (NTP)")
-    scales = sorted({float(entry.split(" ", 1)[0]) for entry in others})
-    if scale != 1.0 and scales:
-        return (f"this server's clock runs at TRACKER_TIME_SCALE={scale:g}, and {len(others)} other server "
+    known = [s for s in map(_scale_of, others) if s is not None]
+    lapse = f" (a process stopped without a clean stop counts for {ENTRY_TTL_MS // 1000} s more)"
+    if scale != 1.0 and known:
+        return (f"this server's clock runs at TRACKER_TIME_SCALE={scale:g}, and {len(known)} other server "
                 "process(es) use this Redis: a scaled clock agrees with no other process, so a replay's server "
-                "needs a Redis of its own")
-    faster = [s for s in scales if s != 1.0]
+                "needs a Redis of its own" + lapse)
+    faster = sorted({s for s in known if s != 1.0})
     if faster:
         return (f"this Redis is in use by a server whose clock runs at TRACKER_TIME_SCALE={faster[0]:g} (a replay), "
                 "whose sweeps would expire this server's offers and drop its riders: give the replay a Redis of its "
-                "own, or stop it")
+                "own, or stop it" + lapse)
     return None
 
 

@@ -139,6 +139,11 @@ def _with_socket_limit(settings: Settings, budget: int) -> Settings:
 
 def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
     """Run the server until SIGINT/SIGTERM. Raises :class:`StartupError` on a bad start."""
+    if settings.redis_url and not settings.secret:
+        raise StartupError(
+            "TRACKER_SECRET is unset (or empty) while REDIS_URL is set: every process sharing a Redis must sign "
+            "tokens with one secret, and a development secret is this process's own; set TRACKER_SECRET (for "
+            "example to the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
     open_files = raise_open_files_limit()
     sock = bind_socket(settings.host, settings.port)
     embedded: EmbeddedRedis | None = None
@@ -153,11 +158,6 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             redis_url = embedded.start()
         budget = socket_budget(open_files, primaries)
         settings = _with_socket_limit(settings, budget)
-        if settings.redis_url and not settings.secret:
-            raise StartupError(
-                "TRACKER_SECRET is unset (or empty) while REDIS_URL is set: every process sharing a Redis must sign "
-                "tokens with one secret, and a development secret is this process's own; set TRACKER_SECRET (for "
-                "example to the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         secret = load_or_create_secret(settings.secret, settings.data_dir)
         app = create_app(settings, secret=secret, redis_url=redis_url,
                          redis_pool_size=redis_pool_size(open_files, primaries))

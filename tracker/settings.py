@@ -52,8 +52,8 @@ _positive_int = _number(int, MAX_NUMBER)
 
 
 def _socket_count(raw: str) -> int:
-    value = _positive_int(raw)
-    if value > CEILING:
+    value = int(raw)
+    if not 0 < value <= CEILING:
         raise ValueError(f"must be a positive integer up to {CEILING} (more sockets than a process can have files)")
     return value
 
@@ -78,9 +78,12 @@ def _redis_url(raw: str) -> str | None:
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
     try:
-        parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+        port = parts.port  # None when not given; raises on a port that is not a number from 0 to 65535
     except ValueError:
-        raise ValueError("has a port that is not a number from 1 to 65535") from None
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("must have a port from 1 to 65535 (in a password, characters such as / ? # @ : must be "
+                         "percent-encoded)")
     return raw
 
 
@@ -94,17 +97,21 @@ def _text(raw: str) -> str:
     return raw
 
 
-# A password in a URL (``user:password@`` or ``?password=``), hidden when a value is shown.
-_URL_PASSWORD = re.compile(r"(:)[^:@/?#]*(@)|((?:^|[?&])password=)[^&#]*")
+_QUERY_PASSWORD = re.compile(r"((?:^|[?&])password=)[^&#]*")
 
 
 def shown_value(env: str, raw: str) -> str:
-    """``raw`` as an error message may show it: a URL's password replaced by ``***``, a secret not at all."""
+    """``raw`` as an error message may show it: a secret not at all, a Redis URL with everything
+    between its scheme and its last ``@`` (user and password, however malformed) as ``***``."""
     if env == "TRACKER_SECRET":
         return "<hidden>"
-    if env == "REDIS_URL":
-        return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***{m.group(2)}" if m.group(1) else f"{m.group(3)}***", raw)
-    return raw
+    if env != "REDIS_URL":
+        return raw
+    if "@" in raw:
+        head, _, rest = raw.rpartition("@")
+        scheme_end = head.find("//")
+        raw = (head[:scheme_end + 2] if scheme_end >= 0 else "") + "***@" + rest
+    return _QUERY_PASSWORD.sub(r"\1***", raw)
 
 
 def _path(raw: str) -> Path:

@@ -1,4 +1,4 @@
-"""The dispatch feature: starts the loop and the offer-expiry sweep, registers rider replies."""
+"""The dispatch feature: starts the loop, the offer-expiry sweep and the region rescan, registers rider replies."""
 from __future__ import annotations
 
 from tracker.dispatch import rider_replies  # noqa: F401 - registers accept/decline handlers
@@ -9,12 +9,13 @@ routes: list = []
 
 
 async def start(rt: Runtime) -> None:
-    """Create this process's dispatcher and supervise its two loops."""
+    """Create this process's dispatcher and supervise its loops: rounds, offer expiry, region rescan."""
     dispatcher = Dispatcher(rt)
     rt.services["dispatcher"] = dispatcher
     rt.services.setdefault("order_step_listeners", []).append(dispatcher.on_order_step)
     rt.supervisor.spawn("dispatch-loop", dispatcher.run_forever)
     rt.supervisor.spawn("offer-expiry", dispatcher.sweep_forever)
+    rt.supervisor.spawn("dispatch-region-rescan", dispatcher.rescan_forever)
 
 
 async def stop(rt: Runtime) -> None:

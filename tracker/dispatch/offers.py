@@ -69,6 +69,16 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 return 1
 """
 
+# KEYS: offers:pending. ARGV: a claimed entry, the server's time, a new deadline. Exactly one caller
+# finds the claim's deadline passed and moves it on; the entry stays until the offer is settled,
+# so a takeover that fails half-way is taken over again.
+_TAKE_OVER = """
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
+return 1
+"""
+
 # KEYS: order locks. ARGV: offer id. 1 when every lock is still this offer's.
 _HOLDS = """
 for i = 1, #KEYS do
@@ -190,6 +200,7 @@ class OfferStore:
         self.safety_ttl_ms = int(safety_ttl_ms)
         self._claim = redis.register_script(_CLAIM)
         self._take = redis.register_script(_TAKE)
+        self._take_over = redis.register_script(_TAKE_OVER)
         self._holds = redis.register_script(_HOLDS)
         self._release = redis.register_script(_RELEASE)
         self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
@@ -240,12 +251,21 @@ class OfferStore:
         nobody can offer them elsewhere while the winner acts. Should the winner's process
         stop before it releases, the sweep settles the offer after ``CLAIM_LEASE_S``.
         """
-        deadline = self.clock.now_ms() + int(CLAIM_LEASE_S * 1000 * self.clock.scale)
-        return bool(await self._take(keys=[PENDING_KEY], args=[offer.offer_id, deadline, CLAIMED + offer.offer_id]))
+        return bool(await self._take(keys=[PENDING_KEY], args=[offer.offer_id, self._deadline(), CLAIMED + offer.offer_id]))
 
     async def reclaim(self, offer_id: str) -> bool:
-        """Take over a claim whose settlement is overdue; exactly one caller gets True."""
-        return bool(await self.redis.zrem(PENDING_KEY, CLAIMED + offer_id))
+        """Take over a claim whose settlement is overdue; exactly one caller gets True. Its entry
+        stays (with a new deadline) until :meth:`release` or :meth:`forget_claim`."""
+        return bool(await self._take_over(keys=[PENDING_KEY],
+                                          args=[CLAIMED + offer_id, self.clock.now_ms(), self._deadline()]))
+
+    async def forget_claim(self, offer_id: str) -> None:
+        """Drop the claimed entry of an offer settled already."""
+        await self.redis.zrem(PENDING_KEY, CLAIMED + offer_id)
+
+    def _deadline(self) -> int:
+        """When a claim made now is overdue (server time)."""
+        return self.clock.now_ms() + int(CLAIM_LEASE_S * 1000 * self.clock.scale)
 
     async def release(self, offer: OfferRecord, outcome: str) -> None:
         """Free the orders and the rider held by a claimed offer; its record becomes ``outcome``."""
@@ -255,7 +275,7 @@ class OfferStore:
         pipe.set(settled_key(offer.offer_id), f"{offer.rider_id} {outcome}", px=self.safety_ttl_ms)
         pipe.delete(offer_key(offer.offer_id))
         await pipe.execute()
-        await self.redis.zrem(PENDING_KEY, CLAIMED + offer.offer_id)  # (another slot than the above)
+        await self.forget_claim(offer.offer_id)  # (another slot than the above)
 
     async def settled(self, offer_id: str) -> tuple[str, str] | None:
         """``(rider, outcome)`` of an offer settled lately, or ``None`` (never made, or long ago)."""

@@ -1,7 +1,8 @@
 """The rider's answers to offers on ``/v1/ws/rider``: ``accept``, ``decline``, and ``release``.
 
 Accepting claims the offer (so the expiry sweep cannot race it), assigns all its orders in
-one atomic step while they are still locked to the offer, then frees the locks and confirms
+one atomic step that checks they are still locked to the offer (a claim overdue by
+``CLAIM_LEASE_S`` is settled by the sweep, which frees them), then frees the locks and confirms
 with an ``assigned`` frame (an add-on also re-sequences the rider's held orders). Declining
 frees the orders for the next round and keeps this rider away from them for
 ``TRACKER_DECLINE_COOLDOWN_S``. An answer to an offer that was made to this rider but is
@@ -61,7 +62,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     outcome = WITHDRAWN  # unless the assignment goes through (an order was cancelled meanwhile...)
     try:
         await assign_orders(conn.runtime, list(record.order_ids), conn.rider_id, offer_id=record.offer_id,
-                            sequence=list(record.sequence) or None)
+                            sequence=list(record.sequence) or None, lock_keys=record.lock_keys)
         outcome = ACCEPTED
     finally:
         await dispatcher.store.release(record, outcome)

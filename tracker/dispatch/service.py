@@ -88,28 +88,25 @@ class Dispatcher:
         self.store = OfferStore(rt.redis, rt.clock, safety_ttl_ms=int(max(60_000.0, 4 * offer_real_ms)))
         self.metrics = DispatchMetrics.create(rt.registry)
         self.last_round: dict[str, Any] = {}
-        self._index_scanned_at: int | None = None  # server time of the last scan for open-order regions
         self._pass_counts: dict[str, tuple[int, int]] = {}  # region -> (open orders, free riders) this pass
         self._held: dict[str, Lease] = {}  # region -> the lease this process holds for it
         self._stopping = False
 
     async def regions(self) -> list[str]:
-        """Dispatch regions that have open orders now (from the region index).
+        """Dispatch regions that have open orders now (from the region index)."""
+        return await open_order_regions(self.rt.redis)
 
-        At start and every :data:`REGION_RESCAN_ROUNDS` dispatch intervals (5 minutes at the
-        default 10 s) the index is checked against a scan for open-order keys: orders written
-        before the index existed, or an index lost with a Redis node (a failover), would
-        otherwise not be planned again until a process restarted.
-        """
-        redis = self.rt.redis
-        now = self.rt.clock.now_ms()
-        every_ms = REGION_RESCAN_ROUNDS * self.rt.settings.dispatch_interval_s * 1000
-        if self._index_scanned_at is None or now - self._index_scanned_at >= every_ms:
-            found = [key[len("open:{"):-1] async for key in redis.scan_iter(match="open:{*}", count=1000)]
+    async def rescan_forever(self) -> None:
+        """Add to the region index every region with open orders, at start and every
+        :data:`REGION_RESCAN_ROUNDS` dispatch intervals (5 minutes at the default 10 s): orders
+        written before the index existed, or an index lost with a Redis node (a failover), would
+        otherwise not be planned again until a process restarted. A task of its own (the
+        supervised ``dispatch-region-rescan``), so a large keyspace's scan never delays a round."""
+        while True:
+            found = [key[len("open:{"):-1] async for key in self.rt.redis.scan_iter(match="open:{*}", count=1000)]
             if found:
-                await redis.sadd(DISPATCH_REGIONS_KEY, *found)
-            self._index_scanned_at = now
-        return await open_order_regions(redis)
+                await self.rt.redis.sadd(DISPATCH_REGIONS_KEY, *found)
+            await self.rt.clock.sleep(REGION_RESCAN_ROUNDS * self.rt.settings.dispatch_interval_s)
 
     async def run_forever(self) -> None:
         """Plan every region each interval (the supervised background task)."""
@@ -255,14 +252,18 @@ class Dispatcher:
         """Settle an offer claimed by an answer that never finished (its process was killed
         between claiming the offer and settling it): ``accepted`` if its orders were assigned
         to its rider by then, else ``withdrawn`` (the rider is told; the orders go to the next
-        round). Without this its orders stayed locked until the keys' safety TTL."""
+        round). Without this its orders stayed locked until the keys' safety TTL. A claimer still
+        alive but slower than the lease then finds its locks gone: its assignment is refused
+        (fenced), so the orders never go both ways."""
         if not await self.store.reclaim(offer_id):
             return  # another process took it
         record = await self.store.load(offer_id)
-        if record is None:
-            return  # settled after all (the claimer's last write is the one that was lost)
+        if record is None:  # settled after all (the claimer's last write is the one that was lost)
+            await self.store.forget_claim(offer_id)
+            return
         orders = await store_of(self.rt).load_many(list(record.order_ids))
-        assigned = all(o is not None and o.get("offer_id") == offer_id and o.get("rider_id") == record.rider_id
+        # All or none were assigned (one step); one of them may have been cancelled since.
+        assigned = any(o is not None and o.get("offer_id") == offer_id and o.get("rider_id") == record.rider_id
                        for o in orders)
         outcome = ACCEPTED if assigned else WITHDRAWN
         await self.store.release(record, outcome)

@@ -4,13 +4,16 @@
 -- The state and its history can never disagree; publication order is commit order.
 -- Returns {'ok', event id, previous status, ...} per order, or {error, order id, ...}.
 --
--- KEYS: feed, feed_last, then (order hash, order events) for each order.
+-- KEYS: feed, feed_last, then (order hash, order events) for each order, then (with a fence)
+--       each order's offer lock.
 -- ARGV: 1 mode ("create" | "step"), 2 merchant id, 3 the server's time in ms (not read here), 4 feed retention ms,
 --       5 allowed statuses (space separated, "" = any), 6 new status ("" = keep),
 --       7 required rider ("" = no check), 8 "1" when orders must have no rider,
 --       9 hash fields JSON (applied to every order), 10 create fingerprint (create mode),
 --       11 a hash field that must still be empty ("" = no check),
 --       12 ms an order that ends (delivered, cancelled, failed) is kept: its hash and stream expire then,
+--       13 fence: the offer id every order's lock must still hold ("" = no check; an accept whose
+--          claim lapsed and was settled by another process meanwhile must not assign),
 --       then per order: order id, event JSON base, per-order hash fields JSON.
 local mode, merchant = ARGV[1], ARGV[2]
 -- The feed's entry ids are Redis's own clock ('*'), so its retention counts on that clock too
@@ -19,14 +22,21 @@ local mode, merchant = ARGV[1], ARGV[2]
 local minid = string.format('%.0f', now - tonumber(ARGV[4]))
 local allowed, new_status, rider, unassigned = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local fields = cjson.decode(ARGV[9])
-local n = (#KEYS - 2) / 2
+local n = (#ARGV - 13) / 3
+local fence = ARGV[13]
 
 local unset = ARGV[11]
 
 local retention = tonumber(ARGV[12])
 local ends = new_status == 'delivered' or new_status == 'cancelled' or new_status == 'failed'
 
-local function order_arg(i, k) return ARGV[12 + (i - 1) * 3 + k] end
+local function order_arg(i, k) return ARGV[13 + (i - 1) * 3 + k] end
+
+if fence ~= '' then
+  for i = 1, n do
+    if redis.call('GET', KEYS[2 + 2 * n + i]) ~= fence then return {'fenced', order_arg(i, 1)} end
+  end
+end
 
 for i = 1, n do
   local h = KEYS[2 + (i - 1) * 2 + 1]

@@ -137,8 +137,12 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
 
 async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str, rider: str | None = None,
                fields: dict[str, Any] | None = None, event_extra: dict[str, Any] | None = None,
-               require_unassigned: bool = False, per_order_fields: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
+               require_unassigned: bool = False, per_order_fields: tuple[dict[str, Any], ...] = (),
+               fence: tuple[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Apply one event ``kind`` to orders of one merchant, all or none; returns the events.
+
+    ``fence``: (offer id, the orders' offer lock keys); the step is refused (``conflict``)
+    unless every lock still holds that offer.
 
     The step is journaled first (:mod:`followups`, best effort: a journal that cannot be
     written does not stop the step). If its follow-up writes in other slots fail, the step
@@ -158,7 +162,7 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
             merchant_id, order_ids,
             Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
                  rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields,
-                 require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None),
+                 require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None, fence=fence),
             now,
         )
     except ApiError:
@@ -282,12 +286,14 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str) -> None:
 
 
 async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None,
-                        sequence: list[str] | None = None) -> list[dict[str, Any]]:
+                        sequence: list[str] | None = None, lock_keys: list[str] | None = None) -> list[dict[str, Any]]:
     """Assign confirmed, unassigned orders of one merchant to ``rider_id`` (all or none).
 
     The orders' position in ``sequence`` (default: ``order_ids`` itself) is their delivery
     sequence (``route_seq``). An add-on passes the whole new sequence, the rider's held orders
     of the same restaurant included; those still uncollected are re-sequenced to match.
+    With ``lock_keys`` (the orders' offer locks) the orders are assigned only while those locks
+    still hold ``offer_id``.
     """
     sequence = list(sequence or order_ids)
     if not set(order_ids) <= set(sequence):
@@ -309,6 +315,7 @@ async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, off
                                                                    "offer_id": offer_id or ""},
         event_extra=extra, require_unassigned=True,
         per_order_fields=tuple({"route_seq": sequence.index(oid), "bundle": bundle} for oid in order_ids),
+        fence=(offer_id, lock_keys) if offer_id and lock_keys else None,
     )
     held = await still_to_collect(rt, rider_id, [oid for oid in sequence if oid not in order_ids])
     if held:  # the rider's uncollected orders take their place in the grown bundle

@@ -95,6 +95,7 @@ class Step:
     require_unassigned: bool = False
     per_order_fields: tuple[dict[str, Any], ...] = ()
     require_unset: tuple[str, str] | None = None  # (hash field that must still be empty, why it is refused)
+    fence: tuple[str, list[str]] | None = None  # (offer id, the orders' lock keys): those locks must hold it
 
 
 def _strings(fields: dict[str, Any]) -> bytes:
@@ -147,6 +148,7 @@ class OrderStore:
             "step", merchant_id, order_ids, now_ms, allowed=step.allowed, new_status=step.new_status,
             rider=step.rider, unassigned=step.require_unassigned, fields=step.fields, fingerprint="",
             events=events, per_order=per_order, unset=step.require_unset[0] if step.require_unset else None,
+            fence=step.fence,
         )
         outcome = result[0]
         if outcome == "not_found":
@@ -157,6 +159,8 @@ class OrderStore:
             raise ApiError("forbidden", f"order {result[1]!r} is not assigned to this rider")
         if outcome == "conflict":
             raise ApiError("conflict", f"order {result[1]!r} already has a rider")
+        if outcome == "fenced":
+            raise ApiError("conflict", f"order {result[1]!r} is no longer held by this offer (it was settled meanwhile)")
         if outcome == "already":
             why = step.require_unset[1] if step.require_unset else "already done"
             raise ApiError("invalid_transition", f"cannot apply '{step.kind}' to order {result[1]!r}: {why}")
@@ -166,15 +170,18 @@ class OrderStore:
     async def _run(self, mode: str, merchant_id: str, order_ids: list[str], now_ms: int, *, allowed: Iterable[str],
                    new_status: str | None, rider: str | None, unassigned: bool, fields: dict[str, Any],
                    fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]],
-                   unset: str | None) -> list[str]:
+                   unset: str | None, fence: tuple[str, list[str]] | None = None) -> list[str]:
         keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last"]
         args: list[Any] = [
             mode, merchant_id, now_ms, FEED_RETENTION_MS, " ".join(allowed), new_status or "",
             rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "", self.retention_ms,
+            fence[0] if fence else "",
         ]
         for oid, event, own in zip(order_ids, events, per_order):
             keys += [order_key(merchant_id, oid), events_key(merchant_id, oid)]
             args += [oid, orjson.dumps(event), _strings(own)]
+        if fence:
+            keys += fence[1]  # the orders' offer locks, in the orders' {m:<merchant>} slot
         return list(await self._step(keys=keys, args=args))
 
     async def load(self, order_id: str) -> dict[str, str] | None:
