@@ -16,6 +16,7 @@ import httpx
 import redis
 
 from tracker.launcher import ServerProcess, free_port
+from tracker.redis_client import cluster_enabled
 
 SECRET = "clock-secret-0123456789abcdef0123456789abcdef"
 
@@ -68,7 +69,8 @@ def test_a_host_whose_clock_is_off_is_refused(server: ServerProcess, tmp_path: P
 
 def test_a_disagreement_that_arises_later_shows_in_readyz(
         own_redis: str, start_server: Callable[..., ServerProcess]) -> None:
-    client = redis.Redis.from_url(own_redis, decode_responses=True)
+    kind = redis.RedisCluster if cluster_enabled(own_redis) else redis.Redis
+    client = kind.from_url(own_redis, decode_responses=True)
     client.hset("servers:clocks", "newer-version:1", "1.0x 99999999999999")  # an entry of a form to come: ignored
     srv = start_server(redis=own_redis)
     ready = httpx.get(f"{srv.base_url}/readyz").json()
