@@ -58,7 +58,7 @@ def test_redis_passwords_never_reach_the_log(redis_url: str, tmp_path: Path) -> 
 
     closed = f"redis://default:{password}@127.0.0.1:{free_port()}/0"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
-    env.update({"REDIS_URL": closed, "TRACKER_DATA_DIR": str(tmp_path / "other")})
+    env.update({"REDIS_URL": closed, "TRACKER_DATA_DIR": str(tmp_path / "other"), "TRACKER_SECRET": "s" * 32})
     result = subprocess.run([sys.executable, "-m", "tracker", "serve", "--port", str(free_port())], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
