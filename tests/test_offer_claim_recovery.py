@@ -9,17 +9,21 @@ killed at that point would; or, stalled past the claim's lease, tries to finish 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
 
 import pytest
-
-from tests.orders_helpers import Ops
-from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
 from prometheus_client import CollectorRegistry
 
+from clients.rider import RiderClient
+from tests.orders_helpers import Ops
+from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
 from tracker.clock import Clock
-from tracker.dispatch.offers import CLAIM_LEASE_S, OfferStore
+from tracker.dispatch.offers import CLAIM_LEASE_S, OfferRecord, OfferStore
 from tracker.errors import ApiError
+from tracker.launcher import ServerProcess
 from tracker.orders import assign_orders
 from tracker.pubsub import PubSubHub
 from tracker.redis_client import AnyRedis, connect
@@ -37,9 +41,24 @@ def other_process(redis: AnyRedis) -> Runtime:
                    supervisor=supervisor, hub=WsHub(20, None), pubsub=PubSubHub(redis, supervisor, registry))
 
 
-async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_served(
-        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST, redis=own_redis)  # offers' safety TTL: 60 s
+@dataclass
+class Claimed:
+    """A rider's offer for a new order, claimed as the process taking the rider's accept does first."""
+
+    ops: Ops
+    redis: AnyRedis
+    courier: RiderClient
+    oid: str
+    offer: dict
+    record: OfferRecord
+
+
+@contextlib.asynccontextmanager
+async def claimed_offer(own_redis: str, start_server: Callable[..., ServerProcess],
+                        uid: Callable[[str], str]) -> AsyncIterator[Claimed]:
+    """A server of its own (offers' safety TTL: 60 s), a rider near the restaurant, and its offer
+    for a new order, claimed here; the rest is up to the test."""
+    srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     redis = connect(own_redis, decode_responses=True)
     oid, mid = uid("o"), uid("m")
@@ -49,7 +68,18 @@ async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_s
         offer = await courier.expect("offer", timeout=10)
         store = OfferStore(redis, Clock(), safety_ttl_ms=60_000)
         record = await store.load(offer["offer_id"])
-        assert record is not None and await store.claim(record)  # ...and the claimer is gone
+        assert record is not None and await store.claim(record)
+        yield Claimed(ops, redis, courier, oid, offer, record)
+    finally:
+        await courier.close()
+        await ops.close()
+        await redis.aclose()
+
+
+async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_served(
+        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    async with claimed_offer(own_redis, start_server, uid) as c:  # ...and the claimer is gone
+        ops, redis, courier, oid, offer, record = c.ops, c.redis, c.courier, c.oid, c.offer, c.record
         claimed = time.monotonic()
         await courier.accept(offer["offer_id"])  # the same rider tries again: already taken
         assert (await courier.expect("error"))["code"] == "conflict"
@@ -75,25 +105,12 @@ async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_s
         await courier.accept(offer["offer_id"])  # the stalled offer says what became of it
         late = await courier.expect("error")
         assert late["code"] == "conflict" and "withdrawn" in late["message"], late
-    finally:
-        await courier.close()
-        await ops.close()
-        await redis.aclose()
 
 
 async def test_an_offer_whose_process_died_after_assigning_is_settled_as_accepted(
         own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST, redis=own_redis)
-    ops = Ops(srv)
-    redis = connect(own_redis, decode_responses=True)
-    oid, mid = uid("o"), uid("m")
-    courier = await rider_near_restaurant(srv, uid("r"), 0.001)
-    try:
-        await confirmed_order(srv, ops, oid, mid)
-        offer = await courier.expect("offer", timeout=10)
-        store = OfferStore(redis, Clock(), safety_ttl_ms=60_000)
-        record = await store.load(offer["offer_id"])
-        assert record is not None and await store.claim(record)
+    async with claimed_offer(own_redis, start_server, uid) as c:
+        ops, redis, courier, oid, offer, record = c.ops, c.redis, c.courier, c.oid, c.offer, c.record
         await assign_orders(other_process(redis), [oid], record.rider_id, offer_id=record.offer_id,
                             lock_keys=record.lock_keys)  # ...and the process is gone before it settles
         deadline = time.monotonic() + CLAIM_LEASE_S + 15
@@ -108,7 +125,3 @@ async def test_an_offer_whose_process_died_after_assigning_is_settled_as_accepte
         assert order["status"] == "assigned" and order["rider_id"] == record.rider_id
         with pytest.raises(asyncio.TimeoutError):
             await courier.expect("offer_withdrawn", timeout=1)  # it is the rider's: nothing withdrawn
-    finally:
-        await courier.close()
-        await ops.close()
-        await redis.aclose()
