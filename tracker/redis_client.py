@@ -51,15 +51,15 @@ _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 def redacted_url(url: str) -> str:
     """``url`` fit for a log line or an error message: its password (``user:password@`` or a
-    ``password=`` query parameter) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable Redis URL)"
-    if parts.password is not None:
-        userinfo, _, address = parts.netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        url = urlunsplit(parts._replace(netloc=f"{user}:***@{address}"))
+    ``password=`` query parameter) replaced by ``***``. Read as text, not parsed, so a malformed
+    URL (a password with ``/``, ``#`` or ``@`` not percent-encoded) is hidden whole too: all
+    after the user's ``:`` up to the last ``@``."""
+    head, at, address = url.rpartition("@")
+    if at:
+        start = head.find("//") + 2 if "//" in head else 0
+        user, colon, _ = head[start:].partition(":")
+        if colon:
+            url = f"{head[:start]}{user}:***@{address}"
     return _QUERY_PASSWORD.sub(r"\1***", url)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping
@@ -16,6 +15,7 @@ from urllib.parse import urlparse
 
 from tracker.errors import SettingsError
 from tracker.open_files import CEILING, HTTP_CONNECTIONS, OTHER_FILES, REDIS_FILES_MAX
+from tracker.redis_client import redacted_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -49,13 +49,7 @@ _time_scale = _number(float, MAX_TIME_SCALE)
 _send_buffer = _number(int, MAX_SEND_BUFFER_BYTES, note=" (64 MiB)")
 _port = _number(int, 65535, zero_ok=True, note=" (0 picks a free port)")
 _positive_int = _number(int, MAX_NUMBER)
-
-
-def _socket_count(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value <= CEILING:
-        raise ValueError(f"must be a positive integer up to {CEILING} (more sockets than a process can have files)")
-    return value
+_socket_count = _number(int, CEILING, note=" (more sockets than a process can have files)")
 
 
 def _log_level(raw: str) -> str:
@@ -97,21 +91,12 @@ def _text(raw: str) -> str:
     return raw
 
 
-_QUERY_PASSWORD = re.compile(r"((?:^|[?&])password=)[^&#]*")
-
-
 def shown_value(env: str, raw: str) -> str:
-    """``raw`` as an error message may show it: a secret not at all, a Redis URL with everything
-    between its scheme and its last ``@`` (user and password, however malformed) as ``***``."""
+    """``raw`` as an error message may show it: a secret not at all, a Redis URL without its
+    password (:func:`~tracker.redis_client.redacted_url`, which hides a malformed one's too)."""
     if env == "TRACKER_SECRET":
         return "<hidden>"
-    if env != "REDIS_URL":
-        return raw
-    if "@" in raw:
-        head, _, rest = raw.rpartition("@")
-        scheme_end = head.find("//")
-        raw = (head[:scheme_end + 2] if scheme_end >= 0 else "") + "***@" + rest
-    return _QUERY_PASSWORD.sub(r"\1***", raw)
+    return redacted_url(raw) if env == "REDIS_URL" else raw
 
 
 def _path(raw: str) -> Path:
