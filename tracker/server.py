@@ -19,7 +19,6 @@ import redis
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-import dispatch_ext
 from tracker import clock_agreement
 from tracker.app import KERNEL, create_app
 from tracker.auth import load_or_create_secret
@@ -189,7 +188,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
                                              "embedded_redis": embedded is not None, "open_files": open_files,
                                              "max_sockets": settings.max_sockets, "time_scale": settings.time_scale,
                                              "kernel": KERNEL})
-        if not dispatch_ext.IS_COMPILED:
+        if KERNEL != "compiled":
             log.warning("the compiled dispatch kernel is not built: planning runs on its pure-Python twin, about "
                         "8 times slower (install with a C compiler: pip install -e .)")
         previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -241,9 +241,7 @@ class Dispatcher:
                 continue
             await self.cool_down(record.merchant_id, record.order_ids, record.rider_id)  # before they are open again
             await self.store.release(record, EXPIRED)
-            await self.rt.pubsub.publish(
-                inbox_channel(record.rider_id), orjson.dumps({"type": "offer_expired", "offer_id": offer_id}).decode()
-            )
+            await self._tell_rider(record, "offer_expired")
             self.metrics.expired.inc()
             count += 1
         return count
@@ -271,10 +269,7 @@ class Dispatcher:
         log.warning("offer %s was claimed but never settled (its process stopped); settled as %s",
                     offer_id, outcome)
         if not assigned:
-            await self.rt.pubsub.publish(
-                inbox_channel(record.rider_id),
-                orjson.dumps({"type": "offer_withdrawn", "offer_id": offer_id}).decode(),
-            )
+            await self._tell_rider(record, "offer_withdrawn")
 
     async def take_back(self, merchant_id: str, order_id: str, rider_id: str, *, by: str, reason: str | None) -> None:
         """Take the order back from its rider before pickup (a release, or the operator's unassign).
@@ -317,10 +312,12 @@ class Dispatcher:
         if record is not None and await self.store.claim(record):
             await self.store.release(record, WITHDRAWN)
             self.metrics.offers.labels("withdrawn").inc()
-            await self.rt.pubsub.publish(
-                inbox_channel(record.rider_id),
-                orjson.dumps({"type": "offer_withdrawn", "offer_id": record.offer_id}).decode(),
-            )
+            await self._tell_rider(record, "offer_withdrawn")
+
+    async def _tell_rider(self, record: OfferRecord, frame_type: str) -> None:
+        """Tell the offer's rider what became of it (``offer_expired``, ``offer_withdrawn``)."""
+        await self.rt.pubsub.publish(inbox_channel(record.rider_id),
+                                     orjson.dumps({"type": frame_type, "offer_id": record.offer_id}).decode())
 
     async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
         """Keep a rider who declined, let expire or gave back these orders away from them for a while."""

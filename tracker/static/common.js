@@ -118,7 +118,7 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
       clearTimeout(settling);
       connect();
     },
-    close: () => { closedByUs = true; if (timer) clearTimeout(timer); ws && ws.close(); },
+    close: () => { closedByUs = true; clearTimeout(timer); ws && ws.close(); },
     get raw() { return ws; },
   };
 }
