@@ -65,6 +65,7 @@ setup(
             "pytest>=8",
             "pytest-asyncio>=0.24",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "scipy>=1.11",
             "locust>=2.20",

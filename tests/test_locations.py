@@ -257,7 +257,8 @@ BAD_FRAMES = [
     ('{"type": "location", "lat": "10", "lng": 1}', "bad_coordinates"),
     ('{"type": "location", "lat": true, "lng": 1}', "bad_coordinates"),
     ('{"type": "location", "lng": 1}', "bad_coordinates"),
-    ('{"type": "location", "lat": 10, "lng": 1, "speed": -3}', "bad_message"),
+    ('{"type": "location", "lat": 10, "lng": 1, "speed": 151}', "bad_message"),
+    ('{"type": "location", "lat": 10, "lng": 1, "speed": "-1"}', "bad_message"),
     ('{"type": "location", "lat": 10, "lng": 1, "heading": "north"}', "bad_message"),
     ('{"type": "availability", "available": "yes"}', "bad_message"),
     ('{"type": "location", "lat": 10, "lng": 1, "ts": 1700000000000.5}', "bad_message"),  # a ts is whole ms
@@ -290,6 +291,23 @@ async def test_bad_frames_get_their_error_and_nothing_reaches_redis(server: Serv
         assert await eventually(lambda: red.exists(f"rider:{{{rid}}}"))
         stored = await red.hgetall(f"rider:{{{rid}}}")
         assert float(stored["lat"]) == 10.5 and float(stored["lng"]) == 1.5 and float(stored["speed"]) == 4.2
+    finally:
+        await r.close()
+        await red.aclose()
+
+
+async def test_a_phone_that_does_not_know_its_speed_or_course_is_still_tracked(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    # iOS reports -1 for a speed or course it does not know; the position itself is good.
+    rid = uid("iphone")
+    r = await rider(server, rid)
+    red = connect(redis_url, decode_responses=True)
+    try:
+        await r.location(12.0, 3.0, speed=-1, heading=-1, accuracy=5)
+        assert await eventually(lambda: red.exists(f"rider:{{{rid}}}"))
+        stored = await red.hgetall(f"rider:{{{rid}}}")
+        assert (float(stored["lat"]), float(stored["lng"])) == (12.0, 3.0)
+        assert "speed" not in stored and "heading" not in stored and float(stored["accuracy"]) == 5
+        assert await _ids(server, 12.0, 3.0, rid)
     finally:
         await r.close()
         await red.aclose()

@@ -91,6 +91,16 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _tile_url(raw: str) -> str | None:
+    """A raster tile template the pages' maps can fill in; empty means none (vectors only)."""
+    if not raw:
+        return None
+    if not raw.startswith(("https://", "http://", "/")) or any(f"{{{k}}}" not in raw for k in "zxy"):
+        raise ValueError("must be an http(s) URL template with {z}, {x} and {y} "
+                         "(e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png), or unset")
+    return raw
+
+
 def shown_value(env: str, raw: str) -> str:
     """``raw`` as an error message may show it: a secret not at all, a Redis URL without its
     password (:func:`~tracker.redis_client.redacted_url`, which hides a malformed one's too)."""
@@ -224,7 +234,7 @@ class Settings:
     )
 
     tile_url: str | None = _setting(
-        "TRACKER_TILE_URL", _text, None, "raster tile URL template ({z}/{x}/{y}) under the pages' maps; unset draws vectors only"
+        "TRACKER_TILE_URL", _tile_url, None, "raster tile URL template ({z}/{x}/{y}) under the pages' maps; unset draws vectors only"
     )
 
     @classmethod

@@ -29,10 +29,20 @@ def parse_fix(msg: Mapping[str, Any], now_ms: int) -> Fix:
         lng=lng,
         ts=now_ms,
         client_ts=optional_int(msg, "ts", lo=0, hi=2**53),
-        speed=optional_number(msg, "speed", lo=0, hi=150),
-        heading=optional_number(msg, "heading", lo=0, hi=360),
+        speed=_reading(msg, "speed", hi=150),
+        heading=_reading(msg, "heading", hi=360),
         accuracy=optional_number(msg, "accuracy", lo=0, hi=100_000),
     )
+
+
+def _reading(msg: Mapping[str, Any], field: str, *, hi: float) -> float | None:
+    """An optional sensor reading in ``[0, hi]``; a negative number means the phone does not know
+    it (iOS reports -1 for an invalid speed or course) and reads as absent, so the fix's position
+    is kept rather than refused. A non-number or one above ``hi`` is ``bad_message``."""
+    value = msg.get(field)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        return None
+    return optional_number(msg, field, lo=0, hi=hi)
 
 
 def require_fresh_client_ts(fix: Fix, max_skew_ms: int) -> None:
