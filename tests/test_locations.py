@@ -335,6 +335,57 @@ async def test_teleport_is_refused_and_the_last_good_fix_kept(server: ServerProc
         await red.aclose()
 
 
+async def test_a_glitched_first_fix_does_not_lock_the_rider_out(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    # A cold GPS's first fix near 0, 0, then the true position 5,800 km away: the true fixes
+    # agree with each other, so after three of them the rider is where they say.
+    rid = uid("coldgps")
+    r = await rider(server, rid)
+    red = connect(redis_url, decode_responses=True)
+    try:
+        await r.location(0.0001, 0.0001)
+        refused = 0
+        for step in range(3):
+            await asyncio.sleep(0.3)
+            await r.location(52.52 + step * 0.00001, 13.45)
+            if step < 2:
+                frame = await r.recv()
+                assert frame["code"] == "implausible_fix" and "3 such fixes in a row" in frame["message"]
+                refused += 1
+        assert refused == 2
+
+        async def at_the_true_position() -> bool:
+            stored = await red.hgetall(f"rider:{{{rid}}}")
+            return "lat" in stored and float(stored["lat"]) == pytest.approx(52.52002)
+
+        assert await eventually(at_the_true_position)
+        assert await eventually(lambda: _ids(server, 52.52, 13.45, rid))
+        await r.close()
+        again = await rider(server, rid)  # a reconnect judges from the true position now
+        await again.location(52.5201, 13.45)
+        await asyncio.sleep(0.5)
+        await again.location(0.0001, 0.0001)  # and one stray glitch is still refused
+        assert (await again.recv())["code"] == "implausible_fix"
+        await again.close()
+    finally:
+        await red.aclose()
+
+
+async def test_a_rider_silent_past_the_stale_time_may_come_back_anywhere(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_STALE_AFTER_S": "1"})
+    rid = uid("traveller")
+    first = await rider(srv, rid)
+    await first.location(48.85, 2.35)
+    assert await eventually(lambda: _ids(srv, 48.85, 2.35, rid))
+    await first.close()
+    await asyncio.sleep(1.5)  # silent past the stale time (by train, app closed)
+    back = await rider(srv, rid)
+    try:
+        await back.location(52.52, 13.40)  # 880 km from the last fix, 1.5 s later
+        assert await eventually(lambda: _ids(srv, 52.52, 13.40, rid))
+    finally:
+        await back.close()
+
+
 async def test_a_rider_only_ever_moves_itself(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     me, other = uid("me"), uid("other")
     r = await rider(server, me)

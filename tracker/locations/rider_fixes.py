@@ -19,7 +19,7 @@ from tracker.errors import ApiError
 from tracker.locations import store
 from tracker.locations.fix import Fix, parse_fix, require_fresh_client_ts
 from tracker.locations.ratelimit import FloodGuard, TokenBucket
-from tracker.locations.sanity import Verdict, judge
+from tracker.locations.sanity import CONFIRMING_FIXES, FixJudge, Verdict
 from tracker.locations.writer import FixWriter
 from tracker.logs import log_failure
 from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, ON_INBOX_GAP, RiderConnection, handles, handles_internal
@@ -54,6 +54,7 @@ async def on_connect(conn: RiderConnection) -> None:
     settings = conn.runtime.settings
     last, region, _ = await store.last_fix(conn.runtime.redis, conn.rider_id)
     conn.state["last_fix"] = last
+    conn.state["sanity"] = FixJudge(last, settings.max_rider_speed_mps, int(settings.stale_after_s * 1000))
     _writer(conn).known_region(conn.rider_id, region)
     conn.state["writer_counted"] = True  # (a connect that failed before this is not forgotten below)
     conn.state["bucket"] = TokenBucket(rate=settings.rider_max_fix_rate, burst=2 * settings.rider_max_fix_rate)
@@ -107,11 +108,12 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
         raise ApiError("rate_limited", f"at most {rt.settings.rider_max_fix_rate:g} location fixes per second")
     fix = parse_fix(msg, rt.clock.now_ms())
     require_fresh_client_ts(fix, int(rt.settings.max_clock_skew_s * 1000))
-    verdict = judge(conn.state["last_fix"], fix, rt.settings.max_rider_speed_mps)
+    verdict = conn.state["sanity"].judge(fix)
     if verdict is Verdict.DUPLICATE:
         return
     if verdict is Verdict.TELEPORT:
-        raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored")
+        raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored "
+                       f"(a rider is moved by {CONFIRMING_FIXES} such fixes in a row that agree with each other)")
     conn.state["last_fix"] = fix
     conn.state["sent_fix"] = True  # this socket's own fix: its clean close means the rider left
     _writer(conn).submit(conn.rider_id, fix)

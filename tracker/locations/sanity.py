@@ -10,6 +10,12 @@ The rule (docs/architecture.md, "GPS sanity"):
   server receive times (never below one second, which absorbs network bunching), and the
   distance is discounted by the two fixes' reported accuracy (up to 100 m), so jitter of a
   rider standing still is never a teleport;
+- but the last good fix may itself have been the glitch (a cold GPS's first fix at 0, 0; a
+  typo), and then every true fix after it would be refused for as long as the impossible
+  distance takes at ``max_speed_mps`` (a day for 6,000 km). So ``CONFIRMING_FIXES`` refused
+  fixes in a row that are plausible from each other move the rider there (the last of them is
+  accepted), and a last good fix older than the stale time anchors nothing: a rider silent
+  that long may have come back from anywhere;
 - a fix whose own timestamp is far from server time is refused (``clock_skew``, see fix.py).
 """
 from __future__ import annotations
@@ -28,13 +34,43 @@ class Verdict(enum.Enum):
     TELEPORT = "teleport"
 
 
-def judge(last: Fix | None, new: Fix, max_speed_mps: float) -> Verdict:
-    """How to treat ``new`` given the last good fix ``last`` (``None`` for the first)."""
-    if last is None:
-        return Verdict.ACCEPT
-    if new.client_ts is not None and (new.lat, new.lng, new.client_ts) == (last.lat, last.lng, last.client_ts):
-        return Verdict.DUPLICATE
+CONFIRMING_FIXES = 3  # refused fixes in a row, plausible from each other, that move the rider
+
+
+def plausible(last: Fix, new: Fix, max_speed_mps: float) -> bool:
+    """Could a rider at ``last`` be at ``new`` when it was received?"""
     elapsed_s = max(1.0, (new.ts - last.ts) / 1000.0)
     slack = min(MAX_ACCURACY_DISCOUNT_M, (new.accuracy or 0.0) + (last.accuracy or 0.0))
     distance = max(0.0, haversine_m(last.lat, last.lng, new.lat, new.lng) - slack)
-    return Verdict.TELEPORT if distance / elapsed_s > max_speed_mps else Verdict.ACCEPT
+    return distance / elapsed_s <= max_speed_mps
+
+
+class FixJudge:
+    """One socket's GPS sanity: its last good fix (read back on connect) and the run of
+    refused fixes that agree with each other."""
+
+    def __init__(self, last: Fix | None, max_speed_mps: float, stale_after_ms: int) -> None:
+        self.last = last
+        self._max_speed = max_speed_mps
+        self._stale_ms = stale_after_ms
+        self._refused: Fix | None = None  # the newest fix refused as a teleport
+        self._run = 0  # refused fixes in a row, each plausible from the one before
+
+    def judge(self, new: Fix) -> Verdict:
+        """How to treat ``new``; an accepted fix becomes the last good one."""
+        last = self.last
+        if last is not None and new.client_ts is not None and \
+                (new.lat, new.lng, new.client_ts) == (last.lat, last.lng, last.client_ts):
+            return Verdict.DUPLICATE
+        if last is None or new.ts - last.ts > self._stale_ms or plausible(last, new, self._max_speed):
+            return self._accept(new)
+        agrees = self._refused is not None and plausible(self._refused, new, self._max_speed)
+        self._run = self._run + 1 if agrees else 1
+        self._refused = new
+        if self._run >= CONFIRMING_FIXES:
+            return self._accept(new)  # the last good fix was the glitch: the rider is here
+        return Verdict.TELEPORT
+
+    def _accept(self, new: Fix) -> Verdict:
+        self.last, self._refused, self._run = new, None, 0
+        return Verdict.ACCEPT
