@@ -157,6 +157,24 @@ async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(c
     await watcher.close()
 
 
+async def test_kitchen_ready_after_a_delay_brings_the_eta_back(carrying: Carrying) -> None:
+    srv, oid = carrying.srv, carrying.order_id
+    watcher = await customer(srv, oid)
+    await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
+    before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] is not None))["eta"]
+    kitchen = await merchant(srv, carrying.merchant_id)
+    await kitchen.delay(oid, 30)
+    await kitchen.event(oid, "food_delayed")
+    await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
+    await kitchen.ready(oid)  # the kitchen was quicker than it feared: the food waits for the rider
+    await kitchen.event(oid, "food_ready")
+    await kitchen.close()
+    back = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] < before + 5 * 60_000)
+    order = await carrying.ops.get(oid)
+    assert order["eta"] == back["eta"] and order["pickup_eta"] < order["ready_at"]  # the delayed time no longer counts
+    await watcher.close()
+
+
 async def test_a_rider_that_carries_nothing_is_told_so_on_connect(server, uid) -> None:  # type: ignore[no-untyped-def]
     courier = await rider(server, uid("r"), keep_route=True)
     try:

@@ -143,7 +143,10 @@ class RiderOrdersFeed:
             first = trip[0]
             drops = [_drop(h) for h in trip]
             if first["status"] in TO_COLLECT:
-                ready = max((int(h["ready_at"]) for h in trip if h.get("ready_at")), default=None)
+                # The kitchen's estimate holds until it says the food is ready (a ready after a
+                # delay brings the ETA back at once).
+                ready = max((int(h["ready_at"]) for h in trip if h.get("ready_at") and not h.get("food_ready_at")),
+                            default=None)
                 plan = route_times(self.model, int(start), position, _pickup(first), ready, drops,
                                    at_pickup=number == 0 and any(h["status"] == "at_pickup" for h in trip))
                 pickup_etas.update({h["id"]: int(plan.pickup) for h in trip if plan.pickup is not None})
