@@ -302,6 +302,38 @@ async def test_customer_page_shows_the_orders_eta_on_load(server: ServerProcess,
         await ops.close()
 
 
+async def test_customer_page_counts_down_and_says_late_when_the_rider_goes_quiet(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """The rider's phone goes quiet after the assignment: the ETA keeps counting down on the
+    page's clock, and once it has passed the page says the rider is late, not "8 min" next to
+    "last updated 8 min ago". The server's clock runs 60 times faster: a minute is 1 s."""
+    fast = start_server({"TRACKER_TIME_SCALE": "60"}, redis=own_redis)  # (a scaled clock: a Redis of its own)
+    ops = Ops(fast)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(fast, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid)
+        kitchen = await merchant(fast, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.close()
+        await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
+        assert (await ops.assign(oid, rid)).status_code == 200
+        await page.goto(f"{fast.base_url}/track/{oid}?token={fast.token('customer', oid)}")
+        eta = page.locator("#eta")
+        await expect(eta).to_have_text(re.compile(r"^\d+ min$"), timeout=5000)
+        first = int((await eta.text_content() or "").split()[0])
+        assert first >= 3, first
+        await expect(eta).to_have_text(re.compile(rf"^([1-9]|[1-9]\d) min$"))
+        await expect(eta).not_to_have_text(f"{first} min", timeout=5000)  # no new fix: it runs down all the same
+        await expect(eta).to_have_text("later than estimated", timeout=(first + 3) * 1000 + 15_000)
+        await expect(page.locator("#eta-label")).to_have_text("Arriving")
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
 async def test_merchant_page_lets_finished_orders_go(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     """A cancelled (or delivered) order stays about a minute, then leaves the board; one that
     finished longer ago does not come back with the feed replayed on load. The server's clock

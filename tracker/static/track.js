@@ -54,6 +54,7 @@ function apply(event) {
   lastEventId = event.id;
   if (event.kind === "rider_unassigned") {  // back to waiting for a rider: no rider, no ETA
     seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); setText($("eta"), "–");
+    etaTs = null;
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
   setText($("eta-label"), status === "delivered" ? "Delivered at" : status === "at_dropoff" ? "Arriving" : "Arriving in");
@@ -65,6 +66,7 @@ function apply(event) {
   }
   if (status === "at_dropoff") setText($("eta"), "now");  // the rider is at the door: "Arriving now"
   if (event.kind === "assigned") lastFixTs = null;  // a new rider: its silence counts from now
+  renderEta();
   showSilence();
   setText($("status"), status === "cancelled" ? cancelledText(event) : status === "failed" ? failedText(event)
     : (STEPS.find(([k]) => k === status) || [status, status])[1]);
@@ -81,9 +83,18 @@ function cancelledText(event) {
 // The service ended the order after pickup: the food will not arrive.
 const failedText = (event) => withReason("Delivery failed", event);
 
-// Minutes to the drop-off estimate `eta` from `nowTs`; at the door it says "now" (set by apply).
-function showEta(eta, nowTs) {
-  if (status !== "at_dropoff") setText($("eta"), `${minutesFrom(eta, nowTs)} min`);
+// The drop-off estimate while a rider has the order (null: none), counted down against the
+// server clock rather than from the position it came with, so the ETA of a rider gone silent
+// still runs down; a minute past it the page says the rider is late instead of repeating a
+// number. At the door it says "now" (set by apply).
+let etaTs = null;
+const LATE_AFTER_MS = 60_000;
+function showEta(eta) { etaTs = eta; renderEta(); }
+function renderEta() {
+  if (etaTs === null || !CARRYING.includes(status) || status === "at_dropoff") return;
+  const late = clock.now() - etaTs > LATE_AFTER_MS;
+  setText($("eta-label"), late ? "Arriving" : "Arriving in");
+  setText($("eta"), late ? "later than estimated" : `${Math.max(1, minutesFrom(etaTs, clock.now()))} min`);
 }
 
 // The map's text alternative: what it shows, and how far the rider is from the address.
@@ -127,8 +138,8 @@ async function load() {
   seen.clear();
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
-  if (Number.isFinite(order.eta)) showEta(order.eta, clock.now());
-  else if (status !== "delivered" && status !== "at_dropoff") setText($("eta"), "–");
+  if (Number.isFinite(order.eta)) showEta(order.eta);
+  else { etaTs = null; if (status !== "delivered" && status !== "at_dropoff") setText($("eta"), "–"); }
   describeMap();
 }
 
@@ -170,7 +181,8 @@ async function loadUntilDone() {
 
 const clock = await serverClock();
 openedTs = clock.now();
-setInterval(showSilence, Math.min(10_000, SILENT_AFTER_MS / 4));
+// Often enough that the minutes shown follow the server's clock (a minute of a replay's is short).
+setInterval(() => { renderEta(); showSilence(); }, Math.max(250, Math.min(10_000, SILENT_AFTER_MS / 4, 60_000 / clock.scale)));
 if (await loadUntilDone()) {
   socket = liveSocket(() => wsUrl(`/v1/ws/customer?order_id=${encodeURIComponent(orderId)}&token=${encodeURIComponent(token)}` +
     (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
@@ -181,7 +193,7 @@ if (await loadUntilDone()) {
       if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }
       else if (msg.type === "rider_location") {
         showRider(msg.lat, msg.lng);
-        if (msg.eta) showEta(msg.eta, msg.ts);
+        if (msg.eta) showEta(msg.eta);
         lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
         showSilence();
       } else if (msg.type === "resync") { await loadUntilDone(); }
