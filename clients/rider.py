@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     answer.add_argument("--decline", action="store_true", help="decline every offer")
     p.add_argument("--deliver", type=float, metavar="SECONDS",
                    help="after an assignment, report at_pickup, picked_up, at_dropoff, delivered this many seconds apart")
-    p.add_argument("--unavailable", action="store_true", help="tell the server this rider takes no offers")
+    p.add_argument("--unavailable", action="store_true",
+                   help="tell the server this rider takes no offers (without it, the rider says it takes them)")
     return p
 
 
@@ -198,8 +199,9 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
     delivering: dict[str, asyncio.Task[None]] = {}
     async with await RiderClient.connect(args.servers.current, args.token) as rider:
         note(f"connected to {args.servers.current}/v1/ws/rider")
-        if args.unavailable:
-            await rider.availability(False)
+        # Said on every connection, either way: a rider that ran with --unavailable once is not
+        # left off duty by the server's record when started without it.
+        await rider.availability(not args.unavailable)
         if args.lat is not None:
             background.add(asyncio.ensure_future(_stream(rider, args)))
             note(f"streaming fixes from {args.lat:.6f},{args.lng:.6f} every {args.every:g} s"

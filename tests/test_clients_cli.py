@@ -327,6 +327,35 @@ def test_a_rider_stopped_with_sigterm_closes_its_socket_and_leaves_at_once(serve
         ops.close()
 
 
+def test_a_rider_off_duty_once_takes_offers_again_when_started_without_unavailable(
+        server: ServerProcess, uid: Callable[[str], str]) -> None:
+    rider, lat, lng = uid("r"), 45.4950, 9.2250
+    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+
+    def available_when_listed(*flags: str) -> bool:
+        proc = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", server.base_url, "--token",
+                                 server.token("rider", rider), "--lat", str(lat), "--lng", str(lng), *flags],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                found = ops.get("/v1/riders/nearby", params={"lat": lat, "lng": lng, "radius_m": 500}).json()["riders"]
+                mine = [r for r in found if r["id"] == rider]
+                if mine and mine[0]["available"] is (not flags):  # (what the client said, once it is listed)
+                    return mine[0]["available"]
+                assert time.monotonic() < deadline and proc.poll() is None, (mine, flags)
+                time.sleep(0.2)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    try:
+        assert available_when_listed("--unavailable") is False
+        assert available_when_listed() is True  # not left off duty by the run before
+    finally:
+        ops.close()
+
+
 def test_the_command_line_rider_stops_reporting_an_order_whose_delivery_failed(
         server: ServerProcess, uid: Callable[[str], str]) -> None:
     """The operator ends an order on the road as failed: the command-line rider says so and
