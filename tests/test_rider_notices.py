@@ -175,6 +175,39 @@ async def test_kitchen_ready_after_a_delay_brings_the_eta_back(carrying: Carryin
     await watcher.close()
 
 
+async def test_a_rider_waiting_at_the_restaurant_does_not_push_the_eta_back(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """The pickup's service time runs from when the rider reached the restaurant: a rider who
+    waits there does not move the customer's ETA later with every fix. The server's clock runs
+    60 times faster (a minute is 1 s), and the pickup takes 10 of its minutes."""
+    fast = start_server({"TRACKER_TIME_SCALE": "60", "TRACKER_PICKUP_SERVICE_S": "600"}, redis=own_redis)
+    ops = Ops(fast)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(fast, rid)
+    try:
+        await ops.create(oid, mid)
+        kitchen = await merchant(fast, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.ready(oid)
+        await kitchen.event(oid, "food_ready")
+        await kitchen.close()
+        await courier.location(PICKUP["lat"], PICKUP["lng"])
+        assert (await ops.assign(oid, rid)).status_code == 200
+        await courier.progress(oid, "at_pickup")
+        watcher = await customer(fast, oid)
+        etas = []
+        for lat in (PICKUP["lat"] + 0.00001, PICKUP["lat"] + 0.00002):
+            await asyncio.sleep(1.0)  # a server minute waiting at the counter
+            await courier.location(lat, PICKUP["lng"])
+            frame = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["lat"] == lat and f["eta"])
+            etas.append(frame["eta"])
+        await watcher.close()
+        assert abs(etas[1] - etas[0]) < 30_000, etas  # (counted from each fix, it moved a server minute later)
+    finally:
+        await courier.close()
+        await ops.close()
+
+
 async def test_a_rider_that_carries_nothing_is_told_so_on_connect(server, uid) -> None:  # type: ignore[no-untyped-def]
     courier = await rider(server, uid("r"), keep_route=True)
     try:

@@ -38,19 +38,23 @@ class RoutePlan:
 
 
 def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None, ready_at_ms: int | None,
-                drops: list[Point], *, at_pickup: bool = False) -> RoutePlan:
+                drops: list[Point], *, at_pickup: bool = False, arrived_ms: float | None = None) -> RoutePlan:
     """When the rider reaches the restaurant (if still to pick up) and each drop-off.
 
     ``pickup`` is ``None`` when the food is already picked up; ``at_pickup`` when the rider
-    is already waiting at the restaurant.
+    is already waiting at the restaurant, since ``arrived_ms`` if known: its pickup service
+    then runs from its arrival, not from now (the food is not collected before now, though).
     """
     t = float(now_ms)
     position = rider
     arrival = picked = None
     if pickup is not None:
-        arrival = t if at_pickup else t + model.leg_ms(rider, pickup)
+        if at_pickup:
+            arrival = t if arrived_ms is None else min(t, float(arrived_ms))
+        else:
+            arrival = t + model.leg_ms(rider, pickup)
         half = model.pickup_service_s * 500.0
-        picked = max(arrival + half, float(ready_at_ms or 0))
+        picked = max(arrival + half, float(ready_at_ms or 0), t)
         t = picked + half
         position = pickup
     out = []
