@@ -148,8 +148,11 @@ async def test_customer_page_drops_rider_and_eta_when_the_order_is_taken_back(se
         taken = await ops.client.post(f"/v1/orders/{oid}/unassign", json={"reason": "rider fell ill"})
         assert taken.status_code == 200, taken.text
         await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        await expect(page.locator("#status")).to_have_text(re.compile("finding another rider"))  # not a silent step back
         await expect(page.locator('[data-marker="rider"]')).to_have_count(0)
         await expect(page.locator("#eta")).to_have_text("–")
+        await page.reload()  # the history says so too
+        await expect(page.locator("#status")).to_have_text(re.compile("finding another rider"))
         await expect(page.locator('#timeline li[data-kind="at_pickup"]')).not_to_have_class("done")
     finally:
         await page.context.close()

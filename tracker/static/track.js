@@ -21,6 +21,7 @@ let lastFixTs = null;  // server time of the rider's last position shown (null: 
 let openedTs = null;
 const seen = new Set();
 let status = null;
+let handedBack = false;  // the order's rider gave it back and no other has it yet
 
 function renderTimeline() {
   const list = $("timeline");
@@ -68,7 +69,11 @@ function apply(event) {
   if (event.kind === "assigned") lastFixTs = null;  // a new rider: its silence counts from now
   renderEta();
   showSilence();
+  // A rider who gave the order back is said so, until another takes it: not a silent step back.
+  if (event.kind === "rider_unassigned") handedBack = true;
+  else if (event.kind === "assigned" || FINAL.includes(event.kind)) handedBack = false;
   setText($("status"), status === "cancelled" ? cancelledText(event) : status === "failed" ? failedText(event)
+    : handedBack ? "Your rider could not bring this order; finding another rider"
     : (STEPS.find(([k]) => k === status) || [status, status])[1]);
   $("status").dataset.status = status;
   renderTimeline();
@@ -135,7 +140,7 @@ async function load() {
   map.removeMarker("rider");
   fitMap(at ? [at] : []);
   if (at) showRider(...at);
-  seen.clear();
+  seen.clear(); handedBack = false;
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
   if (Number.isFinite(order.eta)) showEta(order.eta);
