@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -306,9 +307,23 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
         except asyncio.TimeoutError:
             again = None
         assert again is None
+        reloaded = await merchant(srv, mid)  # a board reloaded now is shown what it was told
+        try:
+            shown = [await reloaded.expect("prompt") for _ in range(2)]
+            assert [(p["kind"], p["order_id"]) for p in shown] == [("start_preparing", oid), ("rider_arriving", oid)]
+            assert shown[0]["message"] == prompt["message"] and shown[0]["ts"] <= shown[1]["ts"]
+        finally:
+            await reloaded.close()
         # the rider gives the order back; the kitchen hears of the one who takes over as it arrives
         await courier.release(oid, reason="flat tyre")
         await kitchen.event(oid, "rider_unassigned")
+        reloaded = await merchant(srv, mid)  # no rider on the way: nothing to show
+        try:
+            await reloaded.event(oid, "rider_unassigned")
+            with pytest.raises(asyncio.TimeoutError):
+                await reloaded.expect("prompt", timeout=1.0)
+        finally:
+            await reloaded.close()
         relief_id = uid("r2")
         relief = await rider(srv, relief_id)
         try:

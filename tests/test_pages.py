@@ -198,6 +198,8 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])  # ~1.1 km: inside 15 min of prep
         prompt = page.locator(f'.prompt[data-order="{oid}"][data-kind="start_preparing"]')
         await expect(prompt).to_contain_text("start plating")
+        await page.reload()  # the kitchen's tablet reloads: the prompt is still there
+        await expect(prompt).to_contain_text("start plating")
         await shot(page, "merchant")
         await page.get_by_role("button", name=f"Delay 5 min {oid}").click()
         ready_at = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Iterable
 
 import orjson
 
@@ -24,7 +24,7 @@ from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.orders.route import rider_trips
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
-from tracker.redis_client import get_many
+from tracker.redis_client import AnyRedis, get_many
 from tracker.runtime import Runtime
 
 
@@ -58,8 +58,9 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 
-# A kitchen prompt marked sent (field ARGV[2] of the order's hash, set to ARGV[3]) and, the
-# first time only, its frame ARGV[5] published on the merchant channel ARGV[4].
+# A kitchen prompt marked sent (field ARGV[2] of the order's hash, set to ARGV[3]: the frame,
+# so a board opened later is shown it, see ``standing_prompts``) and, the first time only, its
+# frame ARGV[5] published on the merchant channel ARGV[4].
 _PROMPT_ONCE = _STILL_CARRIED + """
 if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
@@ -167,9 +168,9 @@ class RiderOrdersFeed:
         for h, kind, arrival in prompts:
             minutes = max(0.0, (arrival - now) / 60000)
             frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
-                                  "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes)})
+                                  "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes), "ts": now})
             pipe.eval(_PROMPT_ONCE, 1, order_key(h["merchant_id"], h["id"]), rider_id, _prompted_field(kind, rider_id),
-                      now, merchant_channel(h["merchant_id"]), frame, *CARRYING)
+                      frame, merchant_channel(h["merchant_id"]), frame, *CARRYING)
         await pipe.execute()
 
     def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int,
@@ -186,6 +187,29 @@ class RiderOrdersFeed:
             if away_ms <= self.rt.settings.arriving_prompt_s * 1000 and not h.get(_prompted_field("rider_arriving", rider_id)):
                 out.append((h, "rider_arriving", arrival))
         return out
+
+
+async def standing_prompts(redis: AnyRedis, merchant_id: str, order_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The prompts already sent for those of ``order_ids`` whose rider is still on its way to
+    collect them (its ``rider_arriving``; ``start_preparing`` while the food is not ready), so a
+    kitchen board that reloads, or opens after they were sent, shows them too."""
+    ids = sorted(set(order_ids))
+    pipe = redis.pipeline(transaction=False)
+    for oid in ids:
+        pipe.hgetall(order_key(merchant_id, oid))
+    out = []
+    for h in await pipe.execute():
+        if not h or h.get("status") != "assigned" or not h.get("rider_id"):
+            continue
+        kinds = ("rider_arriving",) if h.get("food_ready_at") else ("start_preparing", "rider_arriving")
+        for kind in kinds:
+            try:
+                frame = orjson.loads(h.get(_prompted_field(kind, h["rider_id"]), ""))
+            except orjson.JSONDecodeError:
+                continue  # none, or marked by an earlier version (a time, not the frame)
+            if isinstance(frame, dict) and frame.get("type") == "prompt":
+                out.append(frame)
+    return out
 
 
 def _prompted_field(kind: str, rider_id: str) -> str:

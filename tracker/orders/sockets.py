@@ -15,7 +15,7 @@ from tracker.locations.ratelimit import TokenBucket
 from tracker.locations.store import last_fix
 from tracker.orders import service
 from tracker.orders.channel import forward
-from tracker.orders.live import rider_location
+from tracker.orders.live import rider_location, standing_prompts
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel
@@ -210,7 +210,23 @@ async def merchant_ws(websocket: WebSocket) -> None:
             await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
                                fields={"ready_at": ready_at}, event_extra={"minutes": minutes, "ready_at": ready_at})
 
-    await _serve(session, forward(rt, session, merchant_channel(merchant), read, last), handle)
+    replayed: set[str] = set()  # the orders of the history this socket is sent (live ones are not kept)
+    live = False
+
+    def note(event: dict[str, Any]) -> None:
+        if not live:
+            replayed.add(event["order_id"])
+
+    async def prompts_so_far() -> None:
+        # A board that reloads (or opens late) still shows "start plating" for riders on their way.
+        nonlocal live
+        live = True
+        for frame in await standing_prompts(rt.redis, merchant, replayed):
+            await session.send(frame)
+        replayed.clear()
+
+    await _serve(session, forward(rt, session, merchant_channel(merchant), read, last,
+                                  on_event=note, after_history=prompts_so_far), handle)
 
 
 def _ready_estimate(raw: dict[str, str], default_prep_min: float) -> int:

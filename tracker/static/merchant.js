@@ -171,7 +171,7 @@ function onPrompt(p) {
   const div = document.createElement("div");
   div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
   const at = document.createElement("small");
-  at.textContent = ` (${clockTime(clock.now())})`;  // when it came: "2 min away" ages
+  at.textContent = ` (${clockTime(Number.isFinite(p.ts) ? p.ts : clock.now())})`;  // when it was sent: "2 min away" ages
   div.append(`Order ${p.order_id}: ${p.message}`, at);
   $("prompts").prepend(div);
 }
