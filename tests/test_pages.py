@@ -329,7 +329,6 @@ async def test_customer_page_counts_down_and_says_late_when_the_rider_goes_quiet
         await expect(eta).to_have_text(re.compile(r"^\d+ min$"), timeout=5000)
         first = int((await eta.text_content() or "").split()[0])
         assert first >= 3, first
-        await expect(eta).to_have_text(re.compile(rf"^([1-9]|[1-9]\d) min$"))
         await expect(eta).not_to_have_text(f"{first} min", timeout=5000)  # no new fix: it runs down all the same
         await expect(eta).to_have_text("later than estimated", timeout=(first + 3) * 1000 + 15_000)
         await expect(page.locator("#eta-label")).to_have_text("Arriving")
