@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -139,33 +139,33 @@ async def test_a_customer_resuming_with_its_last_event_still_sees_the_rider(carr
     await watcher.close()
 
 
-async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(carrying: Carrying) -> None:
-    srv, oid = carrying.srv, carrying.order_id
-    watcher = await customer(srv, oid)
+async def _delayed_half_an_hour(carrying: Carrying) -> tuple[Any, Any, int, dict]:
+    """The customer watching, the rider's ETA known, then the kitchen's 30-minute delay:
+    (customer socket, kitchen socket, the ETA before, the customer's frame with the new one)."""
+    watcher = await customer(carrying.srv, carrying.order_id)
     await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
     # (the frame sent on connect has no ETA yet when the feed has not written one since the assignment)
     before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] is not None))["eta"]
-    kitchen = await merchant(srv, carrying.merchant_id)
-    await kitchen.delay(oid, 30)
-    await kitchen.event(oid, "food_delayed")
-    await kitchen.close()
+    kitchen = await merchant(carrying.srv, carrying.merchant_id)
+    await kitchen.delay(carrying.order_id, 30)
+    await kitchen.event(carrying.order_id, "food_delayed")
     # no new fix from the rider: the delay alone moves the estimate by about 30 minutes
     moved = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
+    return watcher, kitchen, before, moved
+
+
+async def test_kitchen_delay_moves_the_customers_eta_without_waiting_for_a_fix(carrying: Carrying) -> None:
+    watcher, kitchen, before, moved = await _delayed_half_an_hour(carrying)
+    await kitchen.close()
     assert moved["eta"] - before < 40 * 60_000
-    order = await carrying.ops.get(oid)
+    order = await carrying.ops.get(carrying.order_id)
     assert order["pickup_eta"] >= order["ready_at"] and order["eta"] == moved["eta"]
     await watcher.close()
 
 
 async def test_kitchen_ready_after_a_delay_brings_the_eta_back(carrying: Carrying) -> None:
-    srv, oid = carrying.srv, carrying.order_id
-    watcher = await customer(srv, oid)
-    await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
-    before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] is not None))["eta"]
-    kitchen = await merchant(srv, carrying.merchant_id)
-    await kitchen.delay(oid, 30)
-    await kitchen.event(oid, "food_delayed")
-    await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
+    oid = carrying.order_id
+    watcher, kitchen, before, _ = await _delayed_half_an_hour(carrying)
     await kitchen.ready(oid)  # the kitchen was quicker than it feared: the food waits for the rider
     await kitchen.event(oid, "food_ready")
     await kitchen.close()
