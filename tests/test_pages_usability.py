@@ -167,6 +167,9 @@ async def test_tracking_page_shows_a_far_rider_the_door_and_a_cancellation(serve
         await expect(page.locator("#eta-line")).to_be_hidden()
         steps = await page.locator("#timeline li").evaluate_all("ls => ls.map((l) => l.dataset.kind)")
         assert steps == ["placed", "cancelled"], steps  # no steps that will never come
+        dots = await page.locator("#timeline li").evaluate_all(
+            "ls => ls.map((l) => getComputedStyle(l, '::before').backgroundColor)")
+        assert dots[0] != dots[1], dots  # the ending is not drawn like the success of a step
     finally:
         await page.context.close()
         await kitchen.close()
