@@ -53,6 +53,20 @@ async def test_rider_hears_at_once_that_the_order_it_carries_was_cancelled(carry
     assert (await courier.expect("error"))["code"] == "invalid_transition"
 
 
+async def test_rider_on_its_way_hears_when_the_food_is_delayed_and_ready(carrying: Carrying) -> None:
+    oid, courier = carrying.order_id, carrying.courier
+    kitchen = await merchant(carrying.srv, carrying.merchant_id)
+    try:
+        await kitchen.delay(oid, 10)
+        delayed = await courier.expect("food_delayed", timeout=5)
+        assert delayed["order_id"] == oid and delayed["ready_at"] == (await carrying.ops.get(oid))["ready_at"]
+        await kitchen.ready(oid)
+        ready = await courier.expect("food_ready", timeout=5)
+        assert ready["order_id"] == oid and ready["ts"] >= delayed["ts"]  # no more waiting blind at the counter
+    finally:
+        await kitchen.close()
+
+
 async def test_hand_assignment_tells_the_rider_and_withdraws_the_offer_made_to_another(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)

@@ -237,6 +237,9 @@ async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, e
     if ended and old in machine.CARRYING and rider:
         # The rider on its way must hear it now, not at its next progress report.
         await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(_ended_notice(ended, oid, event)).decode())
+    if kind in ("food_ready", "food_delayed") and old in machine.TO_COLLECT and rider:
+        # The rider on its way (or waiting at the counter) hears what the kitchen said.
+        await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(_kitchen_notice(kind, oid, event)).decode())
     for listener in rt.services.get("order_step_listeners", ()):
         try:
             await listener(order, kind)
@@ -249,6 +252,14 @@ def _ended_notice(frame_type: str, order_id: str, event: dict[str, Any]) -> dict
     notice = {"type": frame_type, "order_id": order_id, "by": event.get("by")}
     if event.get("reason"):
         notice["reason"] = event["reason"]
+    return notice
+
+
+def _kitchen_notice(kind: str, order_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The frame telling a rider on its way that the food is ready, or delayed to ``ready_at``."""
+    notice = {"type": kind, "order_id": order_id, "ts": event.get("ts")}
+    if kind == "food_delayed":
+        notice["ready_at"] = event.get("ready_at")
     return notice
 
 
