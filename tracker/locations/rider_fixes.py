@@ -53,7 +53,6 @@ async def on_connect(conn: RiderConnection) -> None:
     """Load the rider's last good fix and carried orders; set up its rate limit."""
     settings = conn.runtime.settings
     last, region, _ = await store.last_fix(conn.runtime.redis, conn.rider_id)
-    conn.state["last_fix"] = last
     conn.state["sanity"] = FixJudge(last, settings.max_rider_speed_mps, int(settings.stale_after_s * 1000))
     _writer(conn).known_region(conn.rider_id, region)
     conn.state["writer_counted"] = True  # (a connect that failed before this is not forgotten below)
@@ -73,7 +72,7 @@ async def on_disconnect(conn: RiderConnection) -> None:
         # Out of nearby searches and dispatch now, not when its fix goes stale; a dropped
         # connection (no close frame, or one without a code) keeps the rider, as a phone often
         # comes back; a socket that sent no fix of its own (another of the rider's) changes nothing.
-        await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["last_fix"].ts)
+        await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["sanity"].last.ts)
 
 
 ON_CONNECT.append(on_connect)
@@ -87,7 +86,8 @@ async def orders_changed(conn: RiderConnection, msg: dict[str, Any]) -> None:
     # SMEMBERS round trip must not be judged against the old set (and skip the listeners).
     reload = conn.state["orders_reload"] = asyncio.ensure_future(_load_orders(conn))
     await reload
-    last = conn.state.get("last_fix")
+    sanity = conn.state.get("sanity")  # (none yet while the connection is being set up)
+    last = sanity.last if sanity is not None else None  # the last good fix
     fresh_ms = conn.runtime.settings.stale_after_s * 1000
     if last is not None and conn.state["orders"] and conn.runtime.clock.now_ms() - last.ts <= fresh_ms:
         # Fed at once, not at the rider's next fix: a new order's customer sees the rider and
@@ -114,7 +114,6 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if verdict is Verdict.TELEPORT:
         raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored "
                        f"(a rider is moved by {CONFIRMING_FIXES} such fixes in a row that agree with each other)")
-    conn.state["last_fix"] = fix
     conn.state["sent_fix"] = True  # this socket's own fix: its clean close means the rider left
     _writer(conn).submit(conn.rider_id, fix)
     reload = conn.state.get("orders_reload")

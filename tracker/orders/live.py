@@ -148,10 +148,11 @@ class RiderOrdersFeed:
                 # delay brings the ETA back at once).
                 ready = max((int(h["ready_at"]) for h in trip if h.get("ready_at") and not h.get("food_ready_at")),
                             default=None)
-                waiting = [int(h["at_pickup_at"]) for h in trip if h["status"] == "at_pickup" and h.get("at_pickup_at")]
+                waiting = [h for h in trip if h["status"] == "at_pickup"]  # the rider is at the counter
                 plan = route_times(self.model, int(start), position, _pickup(first), ready, drops,
-                                   at_pickup=number == 0 and any(h["status"] == "at_pickup" for h in trip),
-                                   arrived_ms=min(waiting, default=None))
+                                   at_pickup=number == 0 and bool(waiting),
+                                   arrived_ms=min((int(h["at_pickup_at"]) for h in waiting if h.get("at_pickup_at")),
+                                                  default=None))
                 pickup_etas.update({h["id"]: int(plan.pickup) for h in trip if plan.pickup is not None})
                 if plan.pickup_arrival is not None and all(h["status"] == "assigned" for h in trip):
                     prompts += self._due_prompts(trip, int(plan.pickup_arrival), now, rider_id)
