@@ -18,6 +18,7 @@ import websockets
 from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import Ops, merchant, platform_kitchen, rider
 from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
+from tests.raw_http import read_response
 from tests.test_locations import eventually, nearby
 from tracker.geo import dispatch_region, region_cell
 from tracker.http.head_timeout import head_timeout_protocol
@@ -196,25 +197,7 @@ def _send_streamed_body(port: int, path: str, token: str, megabytes: int) -> byt
                 sock.sendall(b"10000\r\n" + chunk + b"\r\n")
         except OSError:
             pass  # the server answered and closed: it stopped reading, as it should
-        return _read_response(sock)
-
-
-def _read_response(sock: socket.socket) -> bytes:
-    """One HTTP response: the head, then as many body bytes as its Content-Length says."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
-    while len(body) < length:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
+        return read_response(sock)
 
 
 async def test_an_endless_body_is_refused_without_being_read(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
@@ -229,7 +212,7 @@ def _declare_huge_body(port: int, token: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
                      "Content-Length: 1000000000\r\n\r\n{}".encode())
-        return _read_response(sock)
+        return read_response(sock)
 
 
 async def test_a_stalled_body_is_answered_408_and_the_connection_closed(start_server) -> None:  # type: ignore[no-untyped-def]
@@ -246,7 +229,7 @@ def _stall_body(port: int, token: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
                      "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":".encode())
-        answer = _read_response(sock)
+        answer = read_response(sock)
         sock.settimeout(2)  # uvicorn's idle timeout is 5 s
         try:
             sock.sendall(b" ")
@@ -280,7 +263,7 @@ def test_bytes_that_are_not_http_get_a_json_400_and_the_connection_closed(server
     for what, raw in broken.items():
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(raw)
-            answer = _read_response(sock)
+            answer = read_response(sock)
             head, _, body = answer.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head.lower(), (what, answer[:300])
             assert orjson.loads(body)["error"]["code"] == "bad_request", (what, body)
@@ -341,12 +324,12 @@ def _stall_head(port: int, how: str) -> bytes:
                 time.sleep(0.3)
         elif how == "second":  # one whole request, answered; then half of the next one
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            first = _read_response(sock)
+            first = read_response(sock)
             assert first.startswith(b"HTTP/1.1 200"), first[:200]
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost:")
         started = time.monotonic()
         sock.settimeout(8)  # well before uvicorn's own idle timeout could matter for the silent ones
-        answer = _read_response(sock)
+        answer = read_response(sock)
         assert time.monotonic() - started < 6, how
         try:
             assert sock.recv(1) == b"", "the connection stayed open after the answer"

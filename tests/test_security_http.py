@@ -8,6 +8,7 @@ import time
 import orjson
 import pytest
 
+from tests.raw_http import read_response
 from tracker.launcher import ServerProcess
 
 
@@ -37,18 +38,6 @@ def test_a_huge_request_head_is_refused_431_and_the_connection_closed(server: Se
     assert orjson.loads(body)["error"]["code"] == "too_large"
 
 
-def _read_response(sock: socket.socket) -> bytes:
-    """One whole response to a GET /healthz (its head and its Content-Length of body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head
-
-
 @pytest.mark.parametrize("kept_alive", [False, True], ids=["first-request", "kept-alive"])
 def test_the_head_limit_counts_the_bytes_that_began_the_request(server: ServerProcess, kept_alive: bool) -> None:
     """One byte over 1 MiB is refused 431 at once, however the head arrived (the first piece,
@@ -58,7 +47,7 @@ def test_the_head_limit_counts_the_bytes_that_began_the_request(server: ServerPr
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         if kept_alive:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _read_response(sock).startswith(b"HTTP/1.1 200")
+            assert read_response(sock).startswith(b"HTTP/1.1 200")
         sock.sendall(start)
         time.sleep(0.3)  # read by the server on its own
         sock.sendall(b"a" * (1024 * 1024 + 1 - len(start)))  # the head is now one byte too long, and open

@@ -16,6 +16,7 @@ import pytest
 import redis
 import websockets
 
+from tests.raw_http import read_response
 from tracker.launcher import ServerProcess, free_port
 
 
@@ -174,29 +175,10 @@ def test_a_kept_alive_connection_waits_as_long_as_the_setting_says(start_server)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as conn:
         request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
         conn.sendall(request)
-        assert _whole_response(conn).startswith(b"HTTP/1.1 200")
+        assert read_response(conn).startswith(b"HTTP/1.1 200")
         time.sleep(7)  # idle longer than the old fixed 5 s
         conn.sendall(request)
-        assert _whole_response(conn).startswith(b"HTTP/1.1 200")
-
-
-def _whole_response(conn: socket.socket) -> bytes:
-    """One HTTP response read whole (head, then ``Content-Length`` bytes), however it was split
-    into segments; empty when the server closed the connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-    while len(body) < length:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
+        assert read_response(conn).startswith(b"HTTP/1.1 200")
 
 
 def test_unreachable_redis_fails_clearly(tmp_path: Path) -> None:
