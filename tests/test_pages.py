@@ -356,8 +356,10 @@ async def test_merchant_page_lets_finished_orders_go(own_redis, start_server, ui
         live_row, old_row = page.locator(f'tr[data-order="{live}"]'), page.locator(f'tr[data-order="{old}"]')
         await expect(live_row).to_have_attribute("data-status", "placed")  # the replay reached the newest order
         await expect(old_row).to_have_count(0)
-        assert (await ops.cancel(live)).status_code == 200
+        cancelled = await ops.client.post(f"/v1/orders/{live}/cancel", json={"reason": "customer moved away"})
+        assert cancelled.status_code == 200, cancelled.text
         await expect(live_row).to_have_attribute("data-status", "cancelled")  # seen as it happens...
+        await expect(live_row.locator("td").nth(1)).to_have_text("cancelled by the service: customer moved away")
         await expect(live_row.locator("td").nth(2)).to_have_text("not needed")  # not "preparing": stop cooking
         await expect(live_row).to_have_count(0, timeout=8000)  # ...and gone after its minute
         newest = uid("o-new")

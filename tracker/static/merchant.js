@@ -2,7 +2,7 @@
 import { liveSocket, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
-const orders = new Map(); // order id -> {status, food, placedTs, finalTs, reason (of a failed delivery)}
+const orders = new Map(); // order id -> {status, food, placedTs, finalTs, reason and by (of a cancel or a failed delivery)}
 const rows = new Map(); // order id -> {tr, key}: a row is rebuilt only when what it shows changes
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
 const sending = new Map(); // order id -> the press awaiting its answer: the row's buttons wait for it
@@ -80,9 +80,12 @@ function foodText(o) {
   return o.food === "ready" ? "ready" : (o.food || "preparing");
 }
 
-// The status as the board says it; a failed delivery says why (the food never reached the customer).
+// The status as the board says it; a cancel or a failed delivery says who and why.
+const CANCELLED_BY = { customer: "the customer", operator: "the service", merchant: "the restaurant" };
 function statusText(o) {
-  if (o.status === "failed") return "delivery failed" + (o.reason ? `: ${o.reason}` : "");
+  const why = o.reason ? `: ${o.reason}` : "";
+  if (o.status === "failed") return "delivery failed" + why;
+  if (o.status === "cancelled") return "cancelled" + (CANCELLED_BY[o.by] ? ` by ${CANCELLED_BY[o.by]}` : "") + why;
   return o.status.replace("_", " ");
 }
 
@@ -149,7 +152,8 @@ function onEvent(e) {
   }
   else if (e.kind === "rider_unassigned") o.status = "confirmed";
   else o.status = e.kind;
-  if (e.kind === "failed" && typeof e.reason === "string") o.reason = e.reason;
+  if ((e.kind === "failed" || e.kind === "cancelled") && typeof e.reason === "string") o.reason = e.reason;
+  if (e.kind === "cancelled") o.by = e.by;
   if (e.kind === "placed" && Number.isFinite(e.ts)) o.placedTs = e.ts;
   if (FINAL.has(o.status)) o.finalTs = Number.isFinite(e.ts) ? e.ts : clock.now();
   // Prompts are moot once the rider is there, the rider gave the order back, or no one is coming.

@@ -29,7 +29,7 @@ function since(ms) {
 function drawDispatch(snap) {
   const d = snap.dispatch || {}, interval = snap.dispatch_interval_s;
   const age = d.ts === undefined ? null : snap.ts - d.ts;
-  $("dispatch-where").textContent = age === null ? "No round yet."
+  $("dispatch-where").textContent = age === null ? "No round yet: rounds run while confirmed orders wait for a rider."
     : `${since(age)} ago, region ${d.region}, process ${d.process}`;
   const late = snap.totals.open_orders > 0 && (age === null || age > 3 * interval * 1000);
   $("dispatch-late").hidden = !late;
