@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Watch one order on /v1/ws/customer and print every frame (its events, the rider's position "
-                    "while it carries the order, resyncs), one JSON line each on stdout, the history first.")
+        description="Watch one order on /v1/ws/customer and print every frame (its events, the dispatcher's "
+                    "estimate while it waits for a rider, the rider's position while one carries it, resyncs), one "
+                    "JSON line each on stdout, the history first.")
     add_connection_args(p, "customer", "ORDER_ID")
     p.add_argument("--order-id", help="the order to watch (default: the one a customer token names)")
     p.add_argument("--last-event-id", help="resume after this event id instead of replaying the order's history")

@@ -12,6 +12,12 @@ deliver each order, and compares with the times the day really had (planar dista
 up to whole minutes per leg, as the evaluator requires). Prints the error of the predicted
 drop-off time (predicted minus actual, minutes): mean, mean absolute, p90 and max absolute,
 and the same for the pickup time.
+
+It also measures the estimate a customer is shown while the order still waits for a rider
+(``Plan.estimates``: the drop-off the round's plan gives it, the rider offered it now or only
+planned): the first one, made when the order comes in, and the last one before its rider is
+committed, each against the drop-off the day really had, and how many orders had one when
+they came in.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.dispatch.model import Plan, Snapshot
 from tracker.geo import LocalProjection
 from tracker.mdrp.instance import Instance, load_instance
 from tracker.mdrp.simulator import ORIGIN, simulate, to_ms
@@ -29,10 +36,22 @@ from tracker.orders.eta import EtaModel, route_times
 MS_PER_MIN = 60_000.0
 
 
-def instance_errors(folder: str) -> tuple[list[float], list[float]]:
-    """(drop-off errors, pickup errors) in minutes for every assignment of one replayed day."""
+def instance_errors(folder: str) -> tuple[list[float], list[float], list[float], list[float], int]:
+    """(drop-off errors, pickup errors, first-estimate errors, last-estimate errors, orders with
+    no estimate when they came in), minutes, for one replayed day."""
     inst = load_instance(folder)
-    day = simulate(inst)
+    first: dict[str, float | None] = {}  # order -> its first round's estimate (None: none)
+    last: dict[str, float] = {}  # order -> its latest estimate
+
+    def observe(snapshot: Snapshot, decision: Plan) -> None:
+        for o in snapshot.orders:
+            if o.rider_id is None:
+                eta = decision.estimates.get(o.id)
+                first.setdefault(o.id, eta)
+                if eta is not None:
+                    last[o.id] = eta
+
+    day = simulate(inst, observe=observe)
     proj = LocalProjection(*ORIGIN)
     p = inst.params
     model = EtaModel(p.meters_per_minute / 60.0, p.pickup_service * 60.0, p.dropoff_service * 60.0)
@@ -50,7 +69,10 @@ def instance_errors(folder: str) -> tuple[list[float], list[float]]:
         picked = max(plan.pickup_arrival + half_pickup_ms, to_ms(max(o.ready for o in orders)))  # type: ignore[operator]
         pick_err.append((picked - to_ms(a.pickup)) / MS_PER_MIN)
         drop_err.extend((pred - to_ms(actual)) / MS_PER_MIN for pred, actual in zip(plan.dropoffs, a.dropoffs))
-    return drop_err, pick_err
+    delivered = {oid: to_ms(t) for a in day.assignments for oid, t in zip(a.orders, a.dropoffs)}
+    first_err = [(eta - delivered[oid]) / MS_PER_MIN for oid, eta in first.items() if eta is not None and oid in delivered]
+    last_err = [(eta - delivered[oid]) / MS_PER_MIN for oid, eta in last.items() if oid in delivered]
+    return drop_err, pick_err, first_err, last_err, sum(1 for eta in first.values() if eta is None)
 
 
 def _departures(inst: Instance, moves: dict[str, list[tuple[float, str, str]]]) -> dict[tuple[str, str], tuple[float, tuple[float, float]]]:
@@ -80,13 +102,23 @@ def main() -> None:
     folders = [root] if (root / "orders.txt").exists() else sorted(p for p in root.iterdir() if (p / "orders.txt").exists())
     drops: list[float] = []
     picks: list[float] = []
+    firsts: list[float] = []
+    lasts: list[float] = []
+    without = 0
     with ProcessPoolExecutor(args.jobs) as pool:
-        for d, k in pool.map(instance_errors, [str(f) for f in folders]):
+        for d, k, f, la, n in pool.map(instance_errors, [str(f) for f in folders]):
             drops.extend(d)
             picks.extend(k)
+            firsts.extend(f)
+            lasts.extend(la)
+            without += n
     print(f"ETA model vs the replayed days ({len(folders)} instances; predicted minus actual)")
     print(_summary("drop-off", np.array(drops)))
     print(_summary("pickup", np.array(picks)))
+    print("Estimate while the order waits for a rider (the plan's drop-off) vs the actual drop-off")
+    print(_summary("first", np.array(firsts)))
+    print(_summary("last", np.array(lasts)))
+    print(f"{'':>9}  orders with no estimate when they came in: {without} of {without + len(firsts)}")
 
 
 if __name__ == "__main__":

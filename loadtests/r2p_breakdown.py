@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import dispatch_ext as kernel
-from tracker.dispatch.model import Snapshot
+from tracker.dispatch.model import Plan, Snapshot
 from tracker.geo import LocalProjection
 from tracker.mdrp.instance import load_instance
 from tracker.mdrp.simulator import simulate
@@ -40,7 +40,7 @@ def breakdown(folder: str) -> tuple[str, float, float]:
     p = inst.params
     reach: dict[str, float] = {}
 
-    def observe(snap: Snapshot) -> None:
+    def observe(snap: Snapshot, _plan: Plan) -> None:
         new = [o for o in snap.orders if o.rider_id is None and o.id not in reach]
         if not new or not snap.riders:
             return

@@ -96,8 +96,14 @@ class Withdrawal:
 
 @dataclass(frozen=True)
 class Plan:
-    """A round's decisions and figures."""
+    """A round's decisions and figures.
+
+    ``estimates``: for every open order the round matched with a rider, offered now or only
+    planned (its food far from ready, or its rider still delivering), the planned drop-off
+    (server ms): what the customer is told while the order waits for a rider.
+    """
 
     offers: tuple[Offer, ...] = ()
     withdrawals: tuple[Withdrawal, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    estimates: dict[str, int] = field(default_factory=dict)

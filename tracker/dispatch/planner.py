@@ -130,19 +130,21 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     latest_departure = ready - travel - half
     commit = fleet.on_shift[rows] & (fleet.free_at[rows] <= policy.interval_min) & (
         latest_departure <= policy.interval_min + policy.commit_slack_min)
-    for r, b, pick in zip(rows[commit].tolist(), cols[commit].tolist(), pickup[commit].tolist()):
+    estimates = {oid: eta for offer in offers for oid, eta in zip(offer.order_ids, offer.drop_eta_ms)
+                 if oid not in offer.joins}  # the add-ons' new orders
+    for r, b, pick, now_due in zip(rows.tolist(), cols.tolist(), pickup.tolist(), commit.tolist()):
         bundle = bundles[b]
-        leave = pick + half
-        offers.append(
-            Offer(
-                rider_id=riders[r].id,
-                order_ids=tuple(o.id for o in bundle.orders),
-                pickup_eta_ms=int(now + pick * MS_PER_MIN),
-                drop_eta_ms=tuple(int(now + (leave + off) * MS_PER_MIN) for off in bundle.offsets),
-            )
+        offer = Offer(
+            rider_id=riders[r].id,
+            order_ids=tuple(o.id for o in bundle.orders),
+            pickup_eta_ms=int(now + pick * MS_PER_MIN),
+            drop_eta_ms=tuple(int(now + (pick + half + off) * MS_PER_MIN) for off in bundle.offsets),
         )
+        estimates.update(zip(offer.order_ids, offer.drop_eta_ms))
+        if now_due:
+            offers.append(offer)
     stats["offers"] = len(offers)
-    return Plan(offers=tuple(offers), stats=stats)
+    return Plan(offers=tuple(offers), stats=stats, estimates=estimates)
 
 
 def _addon_rows(snapshot: Snapshot, riders: list[RiderView], bundles: list["_Bundle"], sites: np.ndarray,

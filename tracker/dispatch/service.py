@@ -31,6 +31,7 @@ from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
+from tracker.orders.estimate import publish_estimates
 from tracker.orders.service import store_of
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.redis_client import REDIS_DOWN
@@ -158,6 +159,7 @@ class Dispatcher:
         loaded = await load_region(self.rt, self.store, region, now_ms=now, radius_m=self.rt.settings.dispatch_radius_m)
         self._pass_counts[region] = (len(loaded.orders), len(loaded.riders))
         if not loaded.orders or not loaded.riders:
+            await publish_estimates(self.rt.redis, loaded.waiting, {}, now)  # no rider to plan them on
             await self._note_round(region, loaded.orders, loaded.riders, [], 0.0, time.perf_counter() - t0, now)
             return []
         lat, lng = h3.cell_to_latlng(region)
@@ -177,6 +179,7 @@ class Dispatcher:
                 sent.append(record)
             else:
                 self.metrics.offers.labels("lost_race").inc()
+        await publish_estimates(self.rt.redis, loaded.waiting, decided.estimates, now)
         await self._note_round(region, loaded.orders, loaded.riders, sent, solve_s, time.perf_counter() - t0, now)
         return sent
 

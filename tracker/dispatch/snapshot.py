@@ -11,6 +11,7 @@ from tracker.dispatch.model import OrderView, RiderView
 from tracker.dispatch.offers import OfferStore
 from tracker.locations.nearby import nearby
 from tracker.orders import load_orders, open_orders_key, rider_orders_key
+from tracker.orders.estimate import Waiting
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.runtime import Runtime
 
@@ -23,11 +24,13 @@ PICKUP_GROUP_RES = 7
 @dataclass
 class RegionLoad:
     """What a round plans over: dispatchable orders (with riders cooling down), the riders'
-    uncollected orders that may still be joined by more, and the riders."""
+    uncollected orders that may still be joined by more, and the riders; and the same orders
+    with the estimate their customers were last told."""
 
     orders: tuple[OrderView, ...]
     riders: tuple[RiderView, ...]
     held: tuple[OrderView, ...] = ()
+    waiting: tuple[Waiting, ...] = ()
 
 
 def order_view(order: dict, blocked: frozenset[str] = frozenset()) -> OrderView:
@@ -40,7 +43,8 @@ def order_view(order: dict, blocked: frozenset[str] = frozenset()) -> OrderView:
         drop_lat=order["dropoff"]["lat"],
         drop_lng=order["dropoff"]["lng"],
         placed_at_ms=order["placed_at"],
-        ready_at_ms=order.get("ready_at") or order["placed_at"],
+        # the kitchen's word that the food is ready beats its earlier estimate
+        ready_at_ms=order.get("food_ready_at") or order.get("ready_at") or order["placed_at"],
         rider_id=None,
         picked_up=False,
         committed=False,
@@ -157,4 +161,5 @@ async def load_region(rt: Runtime, store: OfferStore, region: str, *, now_ms: in
             held.extend(end.held)
     blocked = await store.blocked_riders([(o["merchant_id"], o["id"]) for o in orders], now_ms)
     views = tuple(order_view(o, frozenset(blocked.get(o["id"], ()))) for o in orders)
-    return RegionLoad(views, tuple(riders), tuple(held))
+    waiting = tuple(Waiting(o["merchant_id"], o["id"], o["planned_eta"]) for o in orders)
+    return RegionLoad(views, tuple(riders), tuple(held), waiting)

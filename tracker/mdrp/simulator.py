@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from tracker.dispatch.model import DemandSite, Offer, OrderView, RiderView, Snapshot
+from tracker.dispatch.model import DemandSite, Offer, OrderView, Plan, RiderView, Snapshot
 from tracker.dispatch.planner import Policy, plan
 from tracker.geo import LocalProjection
 from tracker.mdrp.instance import Instance
@@ -131,10 +131,11 @@ def _leave_restaurant(instance: Instance, courier: CourierState, order_ids: tupl
 
 
 def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | None = None,
-             shift_notice_min: float = 30.0, observe: Callable[[Snapshot], None] | None = None) -> DayResult:
+             shift_notice_min: float = 30.0, observe: Callable[[Snapshot, Plan], None] | None = None) -> DayResult:
     """Play the instance's day through the planner; returns what happened.
 
-    ``observe``, if given, sees every round's snapshot before the planner does (diagnostics).
+    ``observe``, if given, sees every round's snapshot and plan before the plan is carried
+    out (diagnostics).
     """
     policy = policy or policy_for(instance, interval_min)
     proj = LocalProjection(*ORIGIN)
@@ -165,9 +166,10 @@ def simulate(instance: Instance, interval_min: float = 0.5, policy: Policy | Non
                 rounds += 1
                 snapshot = Snapshot(to_ms(t), ORIGIN[0], ORIGIN[1], tuple(open_orders.values()) + held,
                                     tuple(riders), tuple(demand.values()))
+                decision = plan(snapshot, policy)
                 if observe is not None:
-                    observe(snapshot)
-                for offer in plan(snapshot, policy).offers:
+                    observe(snapshot, decision)
+                for offer in decision.offers:
                     done = _accept(instance, couriers[offer.rider_id], offer, t, assignments)
                     if done is not None:
                         for oid in offer.order_ids:

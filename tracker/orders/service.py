@@ -55,6 +55,8 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
         "eta": num("eta") if order["status"] in machine.CARRYING else None,  # only while a rider has it
         "pickup_eta": num("pickup_eta") if order["status"] in machine.TO_COLLECT else None,
+        # the dispatcher's plan while the order waits for a rider (orders/estimate.py)
+        "planned_eta": num("planned_eta") if order["status"] == "confirmed" and not order.get("rider_id") else None,
         "placed_at": num("placed_at"), "ready_at": num("ready_at"),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
     }
@@ -362,7 +364,8 @@ async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_
         extra["reason"] = reason
     await step(
         rt, [order_id], "rider_unassigned", merchant_id=merchant_id, rider=rider_id,
-        fields={"rider_id": "", "eta": "", "pickup_eta": "", "route_seq": "", "bundle": "", "offer_id": ""},
+        fields={"rider_id": "", "eta": "", "pickup_eta": "", "planned_eta": "", "route_seq": "", "bundle": "",
+                "offer_id": ""},
         event_extra=extra,
     )
     frame = {"type": "unassigned", "order_id": order_id, "by": by, **({"reason": reason} if reason else {})}

@@ -15,6 +15,7 @@ from tracker.locations.ratelimit import TokenBucket
 from tracker.locations.store import last_fix
 from tracker.orders import service
 from tracker.orders.channel import forward
+from tracker.orders.estimate import estimate_frame
 from tracker.orders.live import rider_location, standing_prompts
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
@@ -127,8 +128,12 @@ async def customer_ws(websocket: WebSocket) -> None:
             view["status"] = "confirmed"
 
     def allow(msg: dict[str, Any]) -> bool:
+        if msg.get("order_id") != order_id:
+            return False
+        if msg.get("type") == "estimate":  # the plan's drop-off, only while the order waits for a rider
+            return view["status"] == "confirmed"
         # Privacy: positions only while a rider carries this order; bursts capped.
-        if msg.get("type") != "rider_location" or msg.get("order_id") != order_id or view["status"] not in CARRYING:
+        if msg.get("type") != "rider_location" or view["status"] not in CARRYING:
             return False
         now = time.monotonic()
         if now - view["sent_at"] < MIN_POSITION_SPACING_S:  # type: ignore[operator]
@@ -139,13 +144,18 @@ async def customer_ws(websocket: WebSocket) -> None:
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
         return await store.history(merchant, order_id, after, count)  # type: ignore[arg-type]
 
-    async def last_position() -> None:
+    async def latest_view() -> None:
         # Where the rider was last seen, so a page opened (or reloaded) while its phone is quiet
         # still shows it; ``ts`` says how old the position is. After the history, as its events
-        # say that a rider carries the order (the order read again: its rider as of now).
-        if view["status"] not in CARRYING:
+        # say that a rider carries the order (the order read again: its rider as of now). An
+        # order still waiting for a rider gets the plan's estimate instead, if it has one.
+        if view["status"] not in CARRYING and view["status"] != "confirmed":
             return
         now = await store.load(order_id)  # type: ignore[arg-type]
+        if now is not None and view["status"] == "confirmed" == now["status"] and not now.get("rider_id"):
+            if now.get("planned_eta"):
+                await session.send(estimate_frame(order_id, int(now["planned_eta"]), rt.clock.now_ms()))
+            return
         if now is None or now["status"] not in CARRYING or not now.get("rider_id"):
             return
         fix, _, _ = await last_fix(rt.redis, now["rider_id"])
@@ -153,7 +163,7 @@ async def customer_ws(websocket: WebSocket) -> None:
             await session.send(rider_location(order_id, now["rider_id"], fix, int(now["eta"]) if now.get("eta") else None))
 
     await _serve(session, forward(rt, session, order_channel(order_id), read, last,  # type: ignore[arg-type]
-                                  on_event=on_event, allow_ephemeral=allow, after_history=last_position), None)
+                                  on_event=on_event, allow_ephemeral=allow, after_history=latest_view), None)
 
 
 async def merchant_ws(websocket: WebSocket) -> None:

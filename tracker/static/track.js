@@ -55,7 +55,7 @@ function apply(event) {
   lastEventId = event.id;
   if (event.kind === "rider_unassigned") {  // back to waiting for a rider: no rider, no ETA
     seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); setText($("eta"), "–");
-    etaTs = null;
+    etaTs = null; plannedTs = null;  // the dispatcher's next round plans it afresh
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
   setText($("eta-label"), status === "delivered" ? "Delivered at" : status === "at_dropoff" ? "Arriving" : "Arriving in");
@@ -93,9 +93,18 @@ const failedText = (event) => withReason("Delivery failed", event);
 // still runs down; a minute past it the page says the rider is late instead of repeating a
 // number. At the door it says "now" (set by apply).
 let etaTs = null;
+// Before that, while the order waits for a rider: the dispatcher's planned drop-off (null: no
+// rider can be planned for it now), re-planned every few seconds.
+let plannedTs = null;
 const LATE_AFTER_MS = 60_000;
 function showEta(eta) { etaTs = eta; renderEta(); }
+function showPlanned(eta) { plannedTs = Number.isFinite(eta) ? eta : null; renderEta(); }
 function renderEta() {
+  if (status === "confirmed") {  // no rider yet: the plan's estimate, if there is one
+    setText($("eta-label"), plannedTs === null ? "Arriving in" : "Estimated arrival in");
+    setText($("eta"), plannedTs === null ? "–" : `${Math.max(1, minutesFrom(plannedTs, clock.now()))} min`);
+    return;
+  }
   if (etaTs === null || !CARRYING.includes(status) || status === "at_dropoff") return;
   const late = clock.now() - etaTs > LATE_AFTER_MS;
   setText($("eta-label"), late ? "Arriving" : "Arriving in");
@@ -143,8 +152,9 @@ async function load() {
   seen.clear(); handedBack = false;
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
+  plannedTs = Number.isFinite(order.planned_eta) ? order.planned_eta : null;
   if (Number.isFinite(order.eta)) showEta(order.eta);
-  else { etaTs = null; if (status !== "delivered" && status !== "at_dropoff") setText($("eta"), "–"); }
+  else { etaTs = null; if (status !== "delivered" && status !== "at_dropoff") setText($("eta"), "–"); renderEta(); }
   describeMap();
 }
 
@@ -201,7 +211,7 @@ if (await loadUntilDone()) {
         if (msg.eta) showEta(msg.eta);
         lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
         showSilence();
-      } else if (msg.type === "resync") { await loadUntilDone(); }
+      } else if (msg.type === "estimate") { showPlanned(msg.eta); } else if (msg.type === "resync") { await loadUntilDone(); }
     },
   });
 }
