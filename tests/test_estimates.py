@@ -81,6 +81,8 @@ async def test_a_waiting_order_is_told_its_planned_drop_off_and_the_kitchens_rea
         offer = await courier.expect("offer", timeout=10)
         sooner = await next_estimate(watcher)
         assert sooner["eta"] < ready_at, (sooner, ready_at)  # the food no longer waits for its estimate
+        [job] = offer["orders"]  # the rider is told the same plan
+        assert job["ready_at"] is None and job["eta"] == sooner["eta"] and job["pickup_eta"] < job["eta"], job
         await courier.accept(offer["offer_id"])
         await courier.expect("assigned")
         body = await ops.get(oid)
@@ -154,6 +156,31 @@ async def test_the_tracking_page_shows_the_estimate_before_a_rider_has_the_order
         await expect(page.locator("#eta")).to_have_text(re.compile(r"^\d+ min$"), timeout=3000)
     finally:
         await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_an_offer_tells_the_rider_when_the_food_is_ready_and_when_it_would_be_delivered(
+        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    courier = await rider(srv, uid("r"))
+    await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])  # about a minute away
+    kitchen = await merchant(srv, mid)
+    try:
+        ready_at = await server_now(srv.base_url) + 3 * 60_000  # the rider must leave now to be there on time
+        assert (await ops.create(oid, mid, ready_at=ready_at)).status_code == 201
+        await kitchen.confirm(oid)
+        offer = await courier.expect("offer", timeout=10)
+        [job] = offer["orders"]
+        assert job["ready_at"] == ready_at, (job, ready_at)
+        assert abs(job["pickup_eta"] - ready_at) < 5_000, (job, ready_at)  # there as the food is ready
+        assert ready_at + 7 * 60_000 <= job["eta"] <= ready_at + 11 * 60_000, job  # then about 8 minutes to the door
+        await courier.accept(offer["offer_id"])
+        assert (await courier.expect("assigned"))["orders"] == offer["orders"]
+    finally:
         await kitchen.close()
         await courier.close()
         await ops.close()

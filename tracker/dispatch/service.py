@@ -202,6 +202,7 @@ class Dispatcher:
 
     def _record(self, offer: Offer, orders: list[OrderView], now_ms: int) -> OfferRecord:
         timeout_ms = int(self.rt.settings.offer_timeout_s * 1000)
+        drop_eta = dict(zip(offer.order_ids, offer.drop_eta_ms))
         return OfferRecord(
             offer_id=new_offer_id(),
             rider_id=offer.rider_id,
@@ -215,6 +216,10 @@ class Dispatcher:
                     "order_id": o.id, "merchant_id": o.merchant_id,
                     "pickup": {"lat": o.pickup_lat, "lng": o.pickup_lng},
                     "dropoff": {"lat": o.drop_lat, "lng": o.drop_lng},
+                    # what the plan expects: the kitchen's ready time (if still ahead), the
+                    # rider's pickup and this order's drop-off
+                    "ready_at": o.ready_at_ms if o.ready_at_ms > now_ms else None,
+                    "pickup_eta": offer.pickup_eta_ms, "eta": drop_eta.get(o.id),
                 }
                 for o in orders
             ),
