@@ -115,6 +115,34 @@ def test_checker_reports_each_broken_rule(solved: tuple[Path, Path], tmp_path: P
     assert rule in check.stdout and "FAILED" in check.stdout
 
 
+@pytest.mark.parametrize("breakage, says", [
+    ("blank_line_in_assignments", "solution_info_assignments.txt line"),
+    ("tabs_in_orders", "tabs"),
+    ("moves_in_two_blocks", "split in two blocks"),
+])
+def test_checker_refuses_what_the_published_evaluator_cannot_read(solved: tuple[Path, Path], tmp_path: Path,
+                                                                  breakage: str, says: str) -> None:
+    """Solutions it would crash on or misread, though every rule holds for the rows themselves."""
+    instance, out = solved
+
+    def edit(folder: Path) -> None:
+        if breakage == "blank_line_in_assignments":
+            _rewrite(folder / "solution_info_assignments.txt", lambda ls: ls + [""])
+        elif breakage == "tabs_in_orders":
+            _rewrite(folder / "solution_info_orders.txt", lambda ls: [line.replace(" ", "\t") for line in ls])
+        else:
+            def split(ls: list[str]) -> list[str]:  # the first courier's last move, moved to the end
+                first = ls[1].split()[0]
+                last = max(i for i, line in enumerate(ls) if line.split()[0] == first)
+                assert any(line.split()[0] != first for line in ls[last + 1:]), "needs a later courier"
+                return ls[:last] + ls[last + 1:] + [ls[last]]
+            _rewrite(folder / "solution_info_couriers.txt", split)
+
+    check = tracker("replay", "--check", str(instance), str(_broken(out, tmp_path, edit)))
+    assert check.returncode == 1, check.stdout
+    assert "rule format" in check.stdout and says in check.stdout and "FAILED" in check.stdout
+
+
 def test_checker_names_a_missing_or_malformed_file(solved: tuple[Path, Path], tmp_path: Path) -> None:
     instance, out = solved
     broken = _broken(out, tmp_path, lambda f: (f / "solution_info_orders.txt").unlink())

@@ -14,6 +14,11 @@ does), so it judges the offline replay and the live replay alike. Rules checked:
    (service halves included), not before its on time; and every pickup and drop-off time in
    the orders file agrees with the assignments;
 6. a courier is at the restaurant for each pickup and at the diner for each drop-off.
+
+and the layout the published evaluator can read (rule ``format``): columns separated by
+spaces (it reads the orders file with ``sep=' '``), no blank line in the assignments file (its
+reader of that file stops there with an error; pandas, which reads the others, skips them),
+and each courier's moves in one block (it keeps only a courier's last block).
 """
 from __future__ import annotations
 
@@ -48,13 +53,19 @@ class CheckReport:
         return not self.violations
 
 
-def _read(path: Path, min_cols: int) -> list[tuple[str, list[str]]]:
-    """The rows after the header, each with its place (``FILE line N``) for messages."""
+def _read(path: Path, min_cols: int, bad, *, blank_lines_ok: bool = True) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
+    """The rows after the header, each with its place (``FILE line N``) for messages; what the
+    published evaluator could not read is reported to ``bad``."""
     if not path.is_file():
         raise InputError(f"missing solution file {path}")
     rows = []
-    for n, line in enumerate(path.read_text().splitlines()[1:], start=2):
+    lines = path.read_text().splitlines()
+    if any("\t" in line for line in lines):
+        bad(Violation("format", f"{path.name} separates columns with tabs; the published evaluator reads spaces"))
+    for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
+            if not blank_lines_ok:
+                bad(Violation("format", f"{path.name} line {n} is blank; the published evaluator stops there with an error"))
             continue
         cols = line.split()
         if len(cols) < min_cols:
@@ -82,13 +93,18 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
     bad = report.violations.append
     p = inst.params
     assignments = []
-    for where, cols in _read(sol / "solution_info_assignments.txt", 4):
+    for where, cols in _read(sol / "solution_info_assignments.txt", 4, bad, blank_lines_ok=False):
         assignments.append((_time(cols[0], where), _time(cols[1], where), cols[2], cols[3:]))
     moves: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
-    for where, cols in _read(sol / "solution_info_couriers.txt", 4):
+    previous_courier = None
+    for where, cols in _read(sol / "solution_info_couriers.txt", 4, bad):
+        if cols[0] != previous_courier and cols[0] in moves:
+            bad(Violation("format", f"{where}: courier {cols[0]}'s moves are split in two blocks; the published "
+                                    "evaluator keeps only the last"))
+        previous_courier = cols[0]
         moves[cols[0]].append((_time(cols[1], where), cols[2], cols[3]))
     order_rows = {}
-    for where, cols in _read(sol / "solution_info_orders.txt", 6):
+    for where, cols in _read(sol / "solution_info_orders.txt", 6, bad):
         order_rows[cols[0]] = (_time(cols[3], where), _time(cols[4], where), cols[5])
 
     seen: dict[str, int] = {}
