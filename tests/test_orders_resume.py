@@ -341,6 +341,50 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
         await ops.close()
 
 
+async def test_kitchen_hears_when_the_rider_will_walk_in_as_it_moves_by_a_minute(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_RIDER_SPEED_MPS": "10", "TRACKER_MAX_RIDER_SPEED_MPS": "5000"})
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(srv, mid)
+    courier = await rider(srv, rid)
+    pickup = (52.5200, 13.4050)
+    try:
+        await ops.create(oid, mid, prep_minutes=2)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        assert (await ops.assign(oid, rid)).status_code == 200
+        await courier.location(pickup[0] + 0.06, pickup[1])  # ~6.7 km at 10 m/s: 11 min
+        first = await kitchen.expect("rider_eta")
+        assert first["order_id"] == oid and first["rider_id"] == rid
+        assert 10 <= (first["rider_eta"] - first["ts"]) / 60000 <= 12, first
+        await asyncio.sleep(1.1)
+        await courier.location(pickup[0] + 0.059, pickup[1])  # 110 m closer: the same minute, nothing said
+        with pytest.raises(asyncio.TimeoutError):
+            await kitchen.expect("rider_eta", timeout=1.5)
+        await courier.location(pickup[0] + 0.03, pickup[1])  # ~3.3 km: 5.5 min
+        nearer = await kitchen.expect("rider_eta")
+        assert 4.5 <= (nearer["rider_eta"] - nearer["ts"]) / 60000 <= 6.5, nearer
+        reloaded = await merchant(srv, mid)  # a board opened now is told too, after the history
+        try:
+            await reloaded.event(oid, "assigned")
+            assert (await reloaded.expect("rider_eta"))["rider_eta"] == nearer["rider_eta"]
+        finally:
+            await reloaded.close()
+        await courier.release(oid)  # no rider on the way: nothing to tell a new board
+        await kitchen.event(oid, "rider_unassigned")
+        reloaded = await merchant(srv, mid)
+        try:
+            await reloaded.event(oid, "rider_unassigned")
+            with pytest.raises(asyncio.TimeoutError):
+                await reloaded.expect("rider_eta", timeout=1.0)
+        finally:
+            await reloaded.close()
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
 async def test_a_step_made_while_the_servers_pubsub_reconnects_still_reaches_the_channels(
         own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     """The server's pub/sub connection is cut and an order is cancelled at once, before the

@@ -198,8 +198,11 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])  # ~1.1 km: inside 15 min of prep
         prompt = page.locator(f'.prompt[data-order="{oid}"][data-kind="start_preparing"]')
         await expect(prompt).to_contain_text("start plating")
+        rider_cell = row.locator("td").nth(4)
+        await expect(rider_cell).to_have_text(re.compile(r"^[34] min away$"))  # 1.1 km at 5 m/s
         await page.reload()  # the kitchen's tablet reloads: the prompt is still there
         await expect(prompt).to_contain_text("start plating")
+        await expect(rider_cell).to_have_text(re.compile(r"^[34] min away$"))
         await shot(page, "merchant")
         await page.get_by_role("button", name=f"Delay 5 min {oid}").click()
         ready_at = None
@@ -214,6 +217,7 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         await expect(row.locator("td").nth(2)).to_have_text("ready")
         await courier.progress(oid, "at_pickup")
         await expect(page.locator(f'.prompt[data-order="{oid}"]')).to_have_count(0)  # moot: the rider is there
+        await expect(rider_cell).to_have_text("at the counter")
         await courier.progress(oid, "picked_up")
         await expect(row.locator("td").nth(2)).to_have_text("collected")
     finally:

@@ -58,8 +58,20 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 
+# The rider's arrival at the restaurant ARGV[2] (ts) kept in the order's ``rider_eta`` and told to
+# the kitchen (frame ARGV[5] on the merchant channel ARGV[4]) when it first has one and when it
+# moved by ARGV[3] ms or more since: the board counts down between.
+_RIDER_ETA = _STILL_CARRIED + """
+local old = redis.call('HGET', KEYS[1], 'rider_eta')
+if old and old ~= '' and math.abs(tonumber(old) - tonumber(ARGV[2])) < tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], 'rider_eta', ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+RIDER_ETA_STEP_MS = 60_000  # the kitchen hears of a rider's new arrival time when it moved by a minute
+
 # A kitchen prompt marked sent (field ARGV[2] of the order's hash, set to ARGV[3]: the frame,
-# so a board opened later is shown it, see ``standing_prompts``) and, the first time only, its
+# so a board opened later is shown it, see ``kitchen_catch_up``) and, the first time only, its
 # frame ARGV[5] published on the merchant channel ARGV[4].
 _PROMPT_ONCE = _STILL_CARRIED + """
 if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
@@ -72,6 +84,11 @@ def rider_location(order_id: str, rider_id: str, fix: Fix, eta: int | None) -> d
     """The ``rider_location`` frame of an order's channel: where its rider is, and the order's ETA."""
     return {"type": "rider_location", "order_id": order_id, "rider_id": rider_id, "lat": fix.lat, "lng": fix.lng,
             "ts": fix.ts, "eta": eta}
+
+
+def rider_eta_frame(order_id: str, rider_id: str, arrival: int, now_ms: int) -> dict[str, Any]:
+    """The merchant feed's ``rider_eta`` frame: when the rider heading to collect the order arrives."""
+    return {"type": "rider_eta", "order_id": order_id, "rider_id": rider_id, "rider_eta": arrival, "ts": now_ms}
 
 
 def prompt_text(kind: str, minutes: float) -> str:
@@ -139,6 +156,7 @@ class RiderOrdersFeed:
         etas: dict[str, int] = {}
         pickup_etas: dict[str, int] = {}
         prompts: list[tuple[dict[str, str], str, int]] = []
+        arrivals: list[tuple[dict[str, str], int]] = []  # orders whose rider heads to their kitchen
         start, position = float(now), (fix.lat, fix.lng)
         for number, trip in enumerate(rider_trips(mine)):
             first = trip[0]
@@ -156,6 +174,7 @@ class RiderOrdersFeed:
                 pickup_etas.update({h["id"]: int(plan.pickup) for h in trip if plan.pickup is not None})
                 if plan.pickup_arrival is not None and all(h["status"] == "assigned" for h in trip):
                     prompts += self._due_prompts(trip, int(plan.pickup_arrival), now, rider_id)
+                    arrivals += [(h, int(plan.pickup_arrival)) for h in trip]
             else:
                 plan = route_times(self.model, int(start), position, None, None, drops)
             etas.update({h["id"]: int(t) for h, t in zip(trip, plan.dropoffs)})
@@ -166,6 +185,10 @@ class RiderOrdersFeed:
             frame = orjson.dumps(rider_location(h["id"], rider_id, fix, eta))
             pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id, "" if eta is None else eta,
                       pickup_etas.get(h["id"], ""), order_channel(h["id"]), frame, *CARRYING)
+        for h, arrival in arrivals:
+            frame = orjson.dumps(rider_eta_frame(h["id"], rider_id, arrival, now))
+            pipe.eval(_RIDER_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id, arrival, RIDER_ETA_STEP_MS,
+                      merchant_channel(h["merchant_id"]), frame, *CARRYING)
         for h, kind, arrival in prompts:
             minutes = max(0.0, (arrival - now) / 60000)
             frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
@@ -190,10 +213,12 @@ class RiderOrdersFeed:
         return out
 
 
-async def standing_prompts(redis: AnyRedis, merchant_id: str, order_ids: Iterable[str]) -> list[dict[str, Any]]:
-    """The prompts already sent for those of ``order_ids`` whose rider is still on its way to
-    collect them (its ``rider_arriving``; ``start_preparing`` while the food is not ready), so a
-    kitchen board that reloads, or opens after they were sent, shows them too."""
+async def kitchen_catch_up(redis: AnyRedis, merchant_id: str, order_ids: Iterable[str],
+                           now_ms: int) -> list[dict[str, Any]]:
+    """For those of ``order_ids`` whose rider is still on its way to collect them: the rider's
+    arrival as last told (``rider_eta``) and the prompts already sent (its ``rider_arriving``;
+    ``start_preparing`` while the food is not ready), so a kitchen board that reloads, or opens
+    after they were sent, shows them too."""
     ids = sorted(set(order_ids))
     pipe = redis.pipeline(transaction=False)
     for oid in ids:
@@ -202,6 +227,8 @@ async def standing_prompts(redis: AnyRedis, merchant_id: str, order_ids: Iterabl
     for h in await pipe.execute():
         if not h or h.get("status") != "assigned" or not h.get("rider_id"):
             continue
+        if h.get("rider_eta"):
+            out.append(rider_eta_frame(h["id"], h["rider_id"], int(h["rider_eta"]), now_ms))
         kinds = ("rider_arriving",) if h.get("food_ready_at") else ("start_preparing", "rider_arriving")
         for kind in kinds:
             try:

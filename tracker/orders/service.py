@@ -364,8 +364,8 @@ async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_
         extra["reason"] = reason
     await step(
         rt, [order_id], "rider_unassigned", merchant_id=merchant_id, rider=rider_id,
-        fields={"rider_id": "", "eta": "", "pickup_eta": "", "planned_eta": "", "route_seq": "", "bundle": "",
-                "offer_id": ""},
+        fields={"rider_id": "", "eta": "", "pickup_eta": "", "planned_eta": "", "rider_eta": "", "route_seq": "",
+                "bundle": "", "offer_id": ""},
         event_extra=extra,
     )
     frame = {"type": "unassigned", "order_id": order_id, "by": by, **({"reason": reason} if reason else {})}

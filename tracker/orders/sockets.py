@@ -16,7 +16,7 @@ from tracker.locations.store import last_fix
 from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.estimate import estimate_frame
-from tracker.orders.live import rider_location, standing_prompts
+from tracker.orders.live import kitchen_catch_up, rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel
@@ -227,16 +227,17 @@ async def merchant_ws(websocket: WebSocket) -> None:
         if not live:
             replayed.add(event["order_id"])
 
-    async def prompts_so_far() -> None:
-        # A board that reloads (or opens late) still shows "start plating" for riders on their way.
+    async def catch_up() -> None:
+        # A board that reloads (or opens late) still shows "start plating" and when riders on
+        # their way arrive.
         nonlocal live
         live = True
-        for frame in await standing_prompts(rt.redis, merchant, replayed):
+        for frame in await kitchen_catch_up(rt.redis, merchant, replayed, rt.clock.now_ms()):
             await session.send(frame)
         replayed.clear()
 
     await _serve(session, forward(rt, session, merchant_channel(merchant), read, last,
-                                  on_event=note, after_history=prompts_so_far), handle)
+                                  on_event=note, after_history=catch_up), handle)
 
 
 def _ready_estimate(raw: dict[str, str], default_prep_min: float) -> int:

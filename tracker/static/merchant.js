@@ -1,8 +1,8 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { liveSocket, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
+import { liveSocket, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
-const orders = new Map(); // order id -> {status, food, placedTs, finalTs, reason and by (of a cancel or a failed delivery)}
+const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, reason and by (of a cancel or a failed delivery)}
 const rows = new Map(); // order id -> {tr, key}: a row is rebuilt only when what it shows changes
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
 const sending = new Map(); // order id -> the press awaiting its answer: the row's buttons wait for it
@@ -17,7 +17,7 @@ const GROUP = { placed: 0, confirmed: 1, assigned: 1, at_pickup: 1, picked_up: 2
 // A delivered, cancelled or failed order stays on the board this long (server time) after its final
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
-const COLUMNS = ["Order", "Status", "Food", "Placed"];
+const COLUMNS = ["Order", "Status", "Food", "Placed", "Rider"];
 const SEND_WAIT_MS = 3000;  // an action's buttons stay disabled until its answer, at most this long (real time)
 const clock = await serverClock();
 let expiryTimer = null;
@@ -89,10 +89,19 @@ function statusText(o) {
   return o.status.replace("_", " ");
 }
 
+// Where the rider is, for the kitchen: minutes until it walks in (counted down on the server's
+// clock from its last `rider_eta`), then at the counter.
+function riderText(o) {
+  if (o.status === "at_pickup") return "at the counter";
+  if (o.status !== "assigned" || !Number.isFinite(o.riderEta)) return "";
+  const minutes = minutesFrom(o.riderEta, clock.now());
+  return minutes < 1 ? "arriving now" : `${minutes} min away`;
+}
+
 function buildRow(id, o, busy) {
   const tr = document.createElement("tr");
   tr.dataset.order = id; tr.dataset.status = o.status;
-  const cells = [id, statusText(o), foodText(o), o.placedTs ? clockTime(o.placedTs) : ""]
+  const cells = [id, statusText(o), foodText(o), o.placedTs ? clockTime(o.placedTs) : "", riderText(o)]
     .map((text, i) => {
       const td = document.createElement("td"); td.textContent = text;
       td.dataset.label = COLUMNS[i];  // shown beside the value when a phone stacks the row as a card
@@ -124,7 +133,7 @@ function render() {
   });
   const list = ids.map((id) => {
     const o = orders.get(id), busy = sending.has(id);
-    const key = [statusText(o), foodText(o), o.placedTs, online, busy].join("|");
+    const key = [statusText(o), foodText(o), o.placedTs, riderText(o), online, busy].join("|");
     let row = rows.get(id);
     if (!row || row.key !== key) { row = { tr: buildRow(id, o, busy), key }; rows.set(id, row); }
     return row.tr;
@@ -150,7 +159,7 @@ function onEvent(e) {
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
     o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
   }
-  else if (e.kind === "rider_unassigned") o.status = "confirmed";
+  else if (e.kind === "rider_unassigned") { o.status = "confirmed"; o.riderEta = null; }
   else o.status = e.kind;
   if ((e.kind === "failed" || e.kind === "cancelled") && typeof e.reason === "string") o.reason = e.reason;
   if (e.kind === "cancelled") o.by = e.by;
@@ -165,6 +174,13 @@ function onEvent(e) {
 
 function dropPrompts(id) {
   for (const p of document.querySelectorAll(`#prompts .prompt[data-order="${CSS.escape(id)}"]`)) p.remove();
+}
+
+function onRiderEta(f) {
+  const o = orders.get(f.order_id);
+  if (!o || FINAL.has(o.status)) return;
+  o.riderEta = f.rider_eta;
+  render();
 }
 
 function onPrompt(p) {
@@ -207,7 +223,10 @@ const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponen
   onMessage: (msg) => {
     if (msg.type === "event") onEvent(msg);
     else if (msg.type === "prompt") onPrompt(msg);
+    else if (msg.type === "rider_eta") onRiderEta(msg);
     else if (msg.type === "resync") restart();
     else if (msg.type === "error") { sending.clear(); note(msg.message); render(); }  // an action refused: say why
   },
 });
+// The riders' minutes away run down between their updates (a replay's fast clock too).
+setInterval(render, Math.max(250, Math.min(10_000, 60_000 / clock.scale)));
