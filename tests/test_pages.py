@@ -226,6 +226,44 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         await ops.close()
 
 
+async def test_kitchen_cancels_an_order_it_cannot_make_and_says_why(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    answers: list[str | None] = [None, "out of salmon"]  # first the kitchen thinks better of it
+
+    async def answer(dialog) -> None:  # type: ignore[no-untyped-def]
+        said = answers.pop(0)
+        assert oid in dialog.message
+        await (dialog.dismiss() if said is None else dialog.accept(said))
+
+    page.on("dialog", answer)
+    try:
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        assert (await ops.create(oid, mid)).status_code == 201
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await page.get_by_role("button", name=f"Confirm {oid}").click()
+        await expect(row).to_have_attribute("data-status", "confirmed")
+        await page.get_by_role("button", name=f"Cancel order {oid}").click()
+        await asyncio.sleep(0.5)
+        assert (await ops.get(oid))["status"] == "confirmed"  # dismissed: nothing cancelled
+        await page.get_by_role("button", name=f"Cancel order {oid}").click()
+        await expect(row.locator("td").nth(1)).to_have_text("cancelled by the restaurant: out of salmon")
+        await expect(row.get_by_role("button")).to_have_count(0)
+        order = await ops.get(oid)
+        assert order["status"] == "cancelled" and order["events"][-1]["reason"] == "out of salmon"
+        tracking = await new_page(browser, mobile=True)
+        try:
+            await tracking.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+            await expect(tracking.locator("#status")).to_have_text("Cancelled by the restaurant: out of salmon")
+        finally:
+            await tracking.context.close()
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
 async def test_operator_opens_a_kitchens_board_by_its_id(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

@@ -160,7 +160,7 @@ async def test_kitchen_board_works_from_the_keyboard_with_buttons_named_as_shown
         # button's name starts with them, then names the order
         buttons = await page.locator("#orders button").evaluate_all(
             "bs => bs.map((b) => [b.textContent, b.getAttribute('aria-label') || b.textContent])")
-        assert [name for _, name in buttons] == [f"Confirm {oid}", f"Ready {oid}", f"Delay 5 min {oid}"]
+        assert [name for _, name in buttons] == [f"Confirm {oid}", f"Ready {oid}", f"Delay 5 min {oid}", f"Cancel order {oid}"]
         assert all(name.startswith(text) for text, name in buttons), buttons
         # Tab reaches the first action, with a focus ring one can see; Space confirms
         await page.keyboard.press("Tab")

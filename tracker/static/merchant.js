@@ -1,5 +1,5 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { liveSocket, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
+import { api, liveSocket, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, reason and by (of a cancel or a failed delivery)}
@@ -34,7 +34,7 @@ function button(label, name, action, id, extra = {}, secondary = false) {
   b.type = "button"; b.textContent = label; b.dataset.action = action;
   b.setAttribute("aria-label", name);
   if (secondary) b.className = "secondary";
-  b.addEventListener("click", () => act(id, { type: action, order_id: id, ...extra }));
+  b.addEventListener("click", () => (action === "cancel" ? cancelOrder(id) : act(id, { type: action, order_id: id, ...extra })));
   return b;
 }
 
@@ -49,6 +49,29 @@ function act(id, msg) {
   sending.set(id, press);
   render();
   setTimeout(() => { if (sending.get(id) === press) { sending.delete(id); render(); } }, SEND_WAIT_MS);
+}
+
+// The kitchen cannot make an order (out of an ingredient, closing early): cancel it over HTTP,
+// with the reason the customer is shown. Asked first, so a slip of the finger cancels nothing.
+async function cancelOrder(id) {
+  if (sending.has(id)) return;
+  if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
+  if (!online) { note("Not sent: the board is offline. Try again once it is back."); return; }
+  const reason = window.prompt(`Cancel order ${id}? Say why (the customer is shown this):`, "");
+  if (reason === null) return;  // the kitchen thought better of it
+  const press = Symbol(id);
+  sending.set(id, press);
+  render();
+  try {
+    await api(`/v1/orders/${encodeURIComponent(id)}/cancel`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(reason.trim() ? { reason: reason.trim() } : {}),
+    });
+  } catch (err) {
+    note(`Order ${id} was not cancelled: ${err.message}`);
+  } finally {
+    if (sending.get(id) === press) { sending.delete(id); render(); }
+  }
 }
 
 function note(text) {
@@ -114,6 +137,9 @@ function buildRow(id, o, busy) {
   if (!COLLECTED.has(o.status) && !FINAL.has(o.status) && o.food !== "ready") {
     actions.appendChild(button("Ready", `Ready ${id}`, "ready", id));
     actions.appendChild(button("Delay 5 min", `Delay 5 min ${id}`, "delay", id, { minutes: 5 }, true));
+  }
+  if (!COLLECTED.has(o.status) && !FINAL.has(o.status)) {
+    actions.appendChild(button("Cancel order", `Cancel order ${id}`, "cancel", id, {}, true));
   }
   // Offline, or waiting for an answer, the buttons are greyed and inactive, but aria-disabled
   // rather than `disabled`: a focused button keeps keyboard focus through a short outage.
