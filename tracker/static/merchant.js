@@ -39,12 +39,18 @@ function button(label, name, action, id, extra = {}, secondary = false) {
 }
 
 // Send a kitchen action. Offline the buttons are greyed and a press says it was not sent (so
-// nothing is lost silently); the row's buttons wait for the server's answer (greyed), so a
-// double click does not act twice.
+// nothing is lost silently); the row's buttons wait for the server's answer (greyed), and the
+// same button pressed again within a second is one press, so a double click (or a double tap)
+// does not act twice even when the answer came back between the two.
+const SAME_PRESS_MS = 1000;
+const lastPress = new Map();  // order id -> [action, performance.now()] of its last press sent
 function act(id, msg) {
   if (sending.has(id)) return;  // the last press on this order is not answered yet
+  const [lastAction, lastAt] = lastPress.get(id) || [];
+  if (lastAction === msg.type && performance.now() - lastAt < SAME_PRESS_MS) return;
   if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
   if (!online || !socket.send(msg)) { note("Not sent: the board is offline. Try again once it is back."); return; }
+  lastPress.set(id, [msg.type, performance.now()]);
   const press = Symbol(id);
   sending.set(id, press);
   render();
@@ -88,7 +94,7 @@ function expireFinished() {
     if (!FINAL.has(o.status)) continue;
     const until = o.finalTs + FINAL_VISIBLE_MS;
     if (until <= now) {
-      orders.delete(id); gone.add(id);
+      orders.delete(id); gone.add(id); lastPress.delete(id);
       dropPrompts(id);  // its prompts go too
     }
     else next = Math.min(next, until);
