@@ -80,6 +80,7 @@ class RiderClient(JsonSocket):
 PROG = "python -m clients.rider"
 STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
 ENDED = {"order_cancelled": "cancelled", "order_failed": "failed"}  # frames: the order ended without this rider
+RETRY_CODES = ("redis_unavailable", "rate_limited")  # a step refused for these is sent again
 METRES_PER_DEGREE = 111_320.0
 
 
@@ -155,7 +156,10 @@ def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, repo
     never two; a ``route`` that no longer lists an order stops its task (cancelled or taken back)."""
     orders = {o["order_id"]: o.get("status") for o in frame.get("orders", [])}
     if frame.get("type") == "route":
-        for oid in [oid for oid in delivering if oid not in orders]:
+        # Gone from the route (cancelled or taken back), or behind what this client reported (a
+        # report was lost): the task stops, and a new one carries on from the server's word.
+        for oid in [oid for oid in delivering if _progress(orders.get(oid, "gone")) < _progress(reported.get(oid))
+                    or oid not in orders]:
             delivering.pop(oid).cancel()
         reported.update(orders)
     else:
@@ -164,6 +168,24 @@ def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, repo
     for oid in orders:
         if oid not in delivering or delivering[oid].done():
             delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, pause, reported))
+
+
+def _redo_step(rider: RiderClient, order_id: str, step: str, pause: float, reported: dict[str, str | None],
+               delivering: dict[str, asyncio.Task[None]]) -> None:
+    """A step the server could not record (Redis unreachable for a moment, too many messages):
+    report it again, and the ones after it, once a pause has passed, instead of carrying on
+    with steps the server would refuse."""
+    from clients.cli_common import note
+
+    if order_id not in reported or step not in STEPS:
+        return  # not an order this client is delivering
+    task = delivering.pop(order_id, None)
+    if task is not None:
+        task.cancel()
+    index = STEPS.index(step)
+    reported[order_id] = STEPS[index - 1] if index else None
+    note(f"reporting {step} for {order_id} again in {max(pause, 1.0):g} s")
+    delivering[order_id] = asyncio.ensure_future(_deliver(rider, order_id, max(pause, 1.0), reported))
 
 
 def _stop_delivering(frame: dict[str, Any], reported: dict[str, str | None],
@@ -219,6 +241,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                 if frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
                     step, _, oid = frame["ref"].partition(" ")
                     note(f"the server refused {step} for {oid}: {frame.get('code')}: {frame.get('message')}")
+                    if frame.get("code") in RETRY_CODES and args.deliver is not None:
+                        _redo_step(rider, oid, step, args.deliver, reported, delivering)
                 if frame.get("type") == "offer":
                     if args.accept:
                         await rider.accept(frame["offer_id"])

@@ -102,6 +102,46 @@ def test_a_rider_restarted_with_an_order_delivers_it_from_its_route(
     ops.close()
 
 
+def test_a_rider_reports_again_a_step_refused_while_redis_was_away(tmp_path: Path, uid: Callable[[str], str]) -> None:
+    """Redis goes away for a few seconds between two steps: the step sent meanwhile is refused
+    (``redis_unavailable``), and the rider reports it again instead of carrying on with steps
+    the server would refuse, which had left the order at ``at_pickup`` for good."""
+    from tracker.embedded_redis import EmbeddedRedis
+
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())  # a REDIS_URL Redis, restarted by hand
+    external.start()
+    try:
+        with ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
+            ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
+            assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                                "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+            assert httpx_ws_confirm(srv, merchant, oid).returncode == 0
+            assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
+            run = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
+                                    srv.token("rider", rider), "--deliver", "3", "--for", "40"],
+                                   cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                assert run.stderr is not None
+                for line in run.stderr:  # the first step is reported...
+                    if f"reported at_pickup for {oid}" in line:
+                        break
+                external.stop()  # ...then Redis is away while the next one is sent
+                time.sleep(4.5)
+                external.start()
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and ops.get(f"/v1/orders/{oid}").json()["status"] != "delivered":
+                    time.sleep(0.5)
+                assert ops.get(f"/v1/orders/{oid}").json()["status"] == "delivered"
+            finally:
+                run.kill()
+                said = run.communicate()[1]
+            ops.close()
+    finally:
+        external.stop()
+    assert "redis_unavailable" in said and f"reporting picked_up for {oid} again" in said, said
+
+
 def httpx_ws_confirm(srv: ServerProcess, merchant: str, oid: str) -> subprocess.CompletedProcess[str]:
     """The kitchen confirms its new order from the command line."""
     return client("merchant", "--server", srv.base_url, "--token", srv.token("merchant", merchant), "--confirm",
