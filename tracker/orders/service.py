@@ -294,6 +294,12 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str) -> None:
     oid, rider = order["id"], order.get("rider_id")
     if kind == "assigned" and rider:
         await _add_to_rider(rt, rider, oid)
+        # A cancel that committed since this step's order was read may have dropped the order
+        # from the rider's set before this add: read it again, and take the entry back out when
+        # the rider no longer carries it (in the other order the cancel's own drop comes later).
+        now = await store_of(rt).load(oid)
+        if now is None or now.get("rider_id") != rider or now.get("status") not in machine.CARRYING:
+            await _drop_from_rider(rt, rider, oid)
     elif kind in LEAVES_RIDER and (order.get("last_rider_id") or rider):
         await _drop_from_rider(rt, order.get("last_rider_id") or rider, oid)
 
