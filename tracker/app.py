@@ -31,7 +31,7 @@ from tracker.redis_client import REDIS_DOWN, connect, redis_unavailable
 from tracker.open_files import REDIS_FILES_MAX
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
-from tracker import clock_agreement, ops, pages, revocations
+from tracker import agreement, ops, pages, revocations
 from tracker.riders import endpoint as rider_endpoint
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
@@ -44,7 +44,7 @@ log = logging.getLogger("tracker.app")
 
 KERNEL = "compiled" if dispatch_ext.IS_COMPILED else "pure-python"  # which dispatch kernel plans
 
-FEATURES: list[ModuleType] = [health, clock_agreement, revocations, rider_endpoint, locations, orders, dispatch, ops, pages]
+FEATURES: list[ModuleType] = [health, agreement, revocations, rider_endpoint, locations, orders, dispatch, ops, pages]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

@@ -19,7 +19,7 @@ import redis
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from tracker import clock_agreement
+from tracker import agreement
 from tracker.app import KERNEL, create_app
 from tracker.auth import load_or_create_secret
 from tracker.embedded_redis import EmbeddedRedis
@@ -102,6 +102,7 @@ def check_redis(url: str, timeout: float = 5.0) -> int:
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
+        warn_about_redis_config(client)
         return check_cluster(url, timeout)  # a cluster must be able to serve every slot
     except ClusterNotOk as exc:
         raise StartupError(str(exc)) from None
@@ -111,11 +112,30 @@ def check_redis(url: str, timeout: float = 5.0) -> int:
         client.close()
 
 
-def check_clock(url: str, scale: float, *, cluster: bool) -> None:
-    """Refuse to join servers on ``url`` whose clock this one's cannot agree with (:mod:`clock_agreement`)."""
+def warn_about_redis_config(client: redis.Redis) -> None:
+    """Warn (one line each) when the shared Redis would lose the fleet's data: no append-only
+    file (a restart loses what was written since its last snapshot, if it takes any), or a
+    memory limit with a policy that evicts keys (orders, offers, revocations). Managed Redis
+    services often refuse CONFIG: then nothing is said."""
     try:
-        clock_agreement.check_at_start(url, scale, cluster=cluster)
-    except clock_agreement.ClockDisagreement as exc:
+        config = client.config_get("appendonly") | client.config_get("maxmemory") | client.config_get("maxmemory-policy")
+    except redis.RedisError:
+        return
+    text = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in config.items()}
+    if text.get("appendonly") == "no":
+        log.warning("the Redis at REDIS_URL keeps no append-only file: a restart loses the orders, offers and "
+                    "token revocations written since its last snapshot; run it with appendonly yes")
+    if text.get("maxmemory", "0") != "0" and text.get("maxmemory-policy", "noeviction") != "noeviction":
+        log.warning("the Redis at REDIS_URL evicts keys when full (maxmemory-policy %s): orders and offers would "
+                    "vanish; run it with maxmemory-policy noeviction", text["maxmemory-policy"])
+
+
+def check_agreement(url: str, scale: float, secret: str, *, cluster: bool) -> None:
+    """Refuse to join servers on ``url`` whose clock or secret this one's cannot agree with (:mod:`agreement`)."""
+    try:
+        agreement.check_at_start(url, scale, secret, cluster=cluster)
+    except agreement.Disagreement as exc:
         raise StartupError(str(exc)) from None
     except (redis.RedisError, OSError) as exc:
         raise StartupError(f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {exc}") from None
@@ -150,7 +170,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
         primaries = 1
         if settings.redis_url:
             primaries = check_redis(settings.redis_url)
-            check_clock(settings.redis_url, settings.time_scale, cluster=primaries > 1)
+            check_agreement(settings.redis_url, settings.time_scale, settings.secret, cluster=primaries > 1)
             redis_url = settings.redis_url
         else:
             embedded = EmbeddedRedis(settings.data_dir)

@@ -1,25 +1,31 @@
-"""Processes sharing a Redis must agree on the time.
+"""What processes sharing a Redis must agree on: the time, and the secret that signs tokens.
 
 Offers expire, riders go stale and sweeps run by each process's server clock, and every one
 of them acts on the whole fleet's keys: a process whose clock runs ahead expires the offers
-and drops the riders of every other. Two ways to disagree, both refused at start
-(:func:`check_at_start`) and watched while running (:func:`watch`: the ``clock-agreement``
-task, a failure in ``/readyz``):
+and drops the riders of every other. And a token one process signs must be good on every
+other, or a client that lands on the odd one out is refused (1008 unauthorized) for a token
+that works elsewhere. Three ways to disagree, each refused at start (:func:`check_at_start`)
+and watched while running (:func:`watch`: the ``agreement`` task, a failure in ``/readyz``):
 
 - a host clock more than :data:`MAX_SKEW_S` from Redis's ``TIME`` (no NTP, a drifting VM);
 - a server clock running at another speed (``TRACKER_TIME_SCALE``, a replay) than the other
   processes on that Redis. A scaled clock starts where the wall clock is when its process
-  starts, so it agrees with no other process at all: a scaled server needs a Redis of its own.
+  starts, so it agrees with no other process at all: a scaled server needs a Redis of its own;
+- another ``TRACKER_SECRET`` than the other processes' (compared by a fingerprint, an HMAC of
+  a fixed text under the secret, which does not give the secret away).
 
 Every process keeps a field in the ``servers:clocks`` hash (``<host>:<pid>:<random>``, unique
-per start even for containers that all run as pid 1 on one host name, -> ``"<scale> <until
-ms>"``, by Redis's clock) and refreshes it every :data:`REFRESH_S`; fields of processes gone
-without a clean stop lapse after :data:`ENTRY_TTL_MS`. Fields this version cannot read are
-neither counted nor removed.
+per start even for containers that all run as pid 1 on one host name, -> ``"<scale>
+<fingerprint> <until ms>"``, by Redis's clock) and refreshes it every :data:`REFRESH_S`;
+fields of processes gone without a clean stop lapse after :data:`ENTRY_TTL_MS`. Fields this
+version cannot read are neither counted nor removed; an earlier version's ``"<scale> <until>"``
+counts for its clock only.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -59,8 +65,8 @@ return out
 """
 
 
-class ClockDisagreement(Exception):
-    """This process's clock does not agree with the others sharing its Redis."""
+class Disagreement(Exception):
+    """This process's clock or secret does not agree with the others sharing its Redis."""
 
 
 _NAME = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -69,6 +75,17 @@ _NAME = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
 def process_name() -> str:
     """This process's field in :data:`CLOCKS_KEY` (host and pid to read, a random part to be unique)."""
     return _NAME
+
+
+def fingerprint(secret: str) -> str:
+    """A short mark of ``secret`` that tells two secrets apart without giving either away."""
+    return "fp:" + hmac.new(secret.encode(), b"tracker token secret", hashlib.sha256).hexdigest()[:16]
+
+
+def _fingerprint_of(entry: str) -> str | None:
+    """The secret's fingerprint in a roll-call entry (``None`` for an earlier version's entry)."""
+    parts = entry.split(" ")
+    return parts[1] if len(parts) == 3 and parts[1].startswith("fp:") else None
 
 
 def _scale_of(entry: str) -> float | None:
@@ -80,9 +97,10 @@ def _scale_of(entry: str) -> float | None:
     return scale if scale > 0 and scale == scale else None
 
 
-def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[str]) -> str | None:
-    """Why this process's clock cannot serve beside ``others`` (their ``"<scale> <until>"``
-    entries), or ``None``. ``local_ms`` is the wall clock at the moment Redis read ``redis_ms``."""
+def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[str], mark: str) -> str | None:
+    """Why this process's clock or secret (its fingerprint ``mark``) cannot serve beside
+    ``others`` (their roll-call entries), or ``None``. ``local_ms`` is the wall clock at the
+    moment Redis read ``redis_ms``."""
     skew_s = (local_ms - redis_ms) / 1000.0
     if abs(skew_s) > MAX_SKEW_S:
         side = "ahead of" if skew_s > 0 else "behind"
@@ -100,40 +118,51 @@ def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[st
         return (f"this Redis is in use by a server whose clock runs at TRACKER_TIME_SCALE={faster[0]:g} (a replay), "
                 "whose sweeps would expire this server's offers and drop its riders: give the replay a Redis of its "
                 "own, or stop it" + lapse)
+    marks = {m for m in map(_fingerprint_of, others) if m is not None}
+    if marks - {mark}:
+        return (f"{len(others)} other server process(es) on this Redis sign tokens with another TRACKER_SECRET: a "
+                "token one of them issues is refused by this one and the other way round; give every process the "
+                "same secret (to change it, stop them all first)" + lapse)
     return None
 
 
-def _judge(reply: list[Any], local_ms: float, scale: float) -> str | None:
+def _judge(reply: list[Any], local_ms: float, scale: float, mark: str) -> str | None:
     values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
-    return disagreement(local_ms, float(values[0]), scale, values[1:])
+    return disagreement(local_ms, float(values[0]), scale, values[1:], mark)
 
 
-def check_at_start(url: str, scale: float, *, cluster: bool, timeout: float = 5.0) -> None:
-    """Raise :class:`ClockDisagreement` if this process's clock cannot join the servers on ``url``."""
+def _entry(scale: float, mark: str) -> str:
+    """This process's roll-call entry without its end (the script appends ``" <until>"``)."""
+    return f"{scale!r} {mark}"
+
+
+def check_at_start(url: str, scale: float, secret: str, *, cluster: bool, timeout: float = 5.0) -> None:
+    """Raise :class:`Disagreement` if this process's clock or secret cannot join the servers on ``url``."""
     client: Any = (redis.RedisCluster.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
                    if cluster else redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout))
     try:
         before = time.time() * 1000
-        reply = client.eval(_ROLL_CALL, 1, CLOCKS_KEY, process_name(), repr(scale), "0", ENTRY_TTL_MS)
+        reply = client.eval(_ROLL_CALL, 1, CLOCKS_KEY, process_name(), _entry(scale, fingerprint(secret)), "0",
+                            ENTRY_TTL_MS)
         local_ms = (before + time.time() * 1000) / 2
     finally:
         client.close()
-    problem = _judge(reply, local_ms, scale)
+    problem = _judge(reply, local_ms, scale, fingerprint(secret))
     if problem is not None:
-        raise ClockDisagreement(problem)
+        raise Disagreement(problem)
 
 
-async def watch(redis_client: AnyRedis, scale: float) -> None:
+async def watch(redis_client: AnyRedis, scale: float, secret: str) -> None:
     """Keep this process on the roll call and check, every :data:`REFRESH_S`, that it still agrees
     with the others; a disagreement raises (the supervisor logs and shows it, and restarts this)."""
     roll_call = redis_client.register_script(_ROLL_CALL)
-    name = process_name()
+    name, mark = process_name(), fingerprint(secret)
     while True:
         before = time.time() * 1000
-        reply = await roll_call(keys=[CLOCKS_KEY], args=[name, repr(scale), "1", ENTRY_TTL_MS])
-        problem = _judge(reply, (before + time.time() * 1000) / 2, scale)
+        reply = await roll_call(keys=[CLOCKS_KEY], args=[name, _entry(scale, mark), "1", ENTRY_TTL_MS])
+        problem = _judge(reply, (before + time.time() * 1000) / 2, scale, mark)
         if problem is not None:
-            raise ClockDisagreement(problem)
+            raise Disagreement(problem)
         await asyncio.sleep(REFRESH_S)
 
 
@@ -143,8 +172,8 @@ async def leave(redis_client: AnyRedis) -> None:
 
 
 async def start(rt: Runtime) -> None:
-    """Join the roll call and watch it (the ``clock-agreement`` background task)."""
-    rt.supervisor.spawn("clock-agreement", lambda: watch(rt.redis, rt.clock.scale))
+    """Join the roll call and watch it (the ``agreement`` background task)."""
+    rt.supervisor.spawn("agreement", lambda: watch(rt.redis, rt.clock.scale, rt.secret))
 
 
 async def stop(rt: Runtime) -> None:

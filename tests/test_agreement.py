@@ -1,7 +1,9 @@
-"""Servers sharing a Redis agree on the time, or the one that cannot is refused (or flagged).
+"""Servers sharing a Redis agree on the time and on the token secret, or the one that cannot
+is refused (or flagged).
 
 A replay's server (a fast clock) beside production ones expired their offers and dropped their
-riders; so did a host whose clock ran 40 s ahead. Each is now refused at start with one line.
+riders; so did a host whose clock ran 40 s ahead; a process given another TRACKER_SECRET
+refused every token the others issued. Each is now refused at start with one line.
 """
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def test_a_disagreement_that_arises_later_shows_in_readyz(
     client.hset("servers:clocks", "newer-version:1", "1.0x 99999999999999")  # an entry of a form to come: ignored
     srv = start_server(redis=own_redis)
     ready = httpx.get(f"{srv.base_url}/readyz").json()
-    assert "clock-agreement" in [t["name"] for t in ready["tasks"]] and not ready["degraded"], ready
+    assert "agreement" in [t["name"] for t in ready["tasks"]] and not ready["degraded"], ready
     # A fast-clocked server joins the roll call in the same instant (two started at once): its
     # entry is written as that process writes it.
     try:
@@ -86,8 +88,26 @@ def test_a_disagreement_that_arises_later_shows_in_readyz(
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline:
         ready = httpx.get(f"{srv.base_url}/readyz").json()
-        if "clock-agreement" in ready["degraded"]:
+        if "agreement" in ready["degraded"]:
             break
         time.sleep(0.5)
-    task = next(t for t in ready["tasks"] if t["name"] == "clock-agreement")
-    assert "clock-agreement" in ready["degraded"] and "TRACKER_TIME_SCALE=300" in (task["last_error"] or ""), ready
+    task = next(t for t in ready["tasks"] if t["name"] == "agreement")
+    assert "agreement" in ready["degraded"] and "TRACKER_TIME_SCALE=300" in (task["last_error"] or ""), ready
+
+
+def test_a_process_with_another_secret_is_refused(own_redis: str, start_server: Callable[..., ServerProcess],
+                                                  tmp_path: Path) -> None:
+    """A process started with another TRACKER_SECRET beside running ones had started as if all
+    were well, then refused (1008) every token the others issued to clients that landed on it."""
+    running = start_server(redis=own_redis)
+    line = _one_line(_serve(own_redis, tmp_path / "odd", {"TRACKER_SECRET": SECRET}))
+    assert "TRACKER_SECRET" in line and "same secret" in line and running.secret not in line and SECRET not in line, line
+    peer = start_server(redis=own_redis)  # the same secret joins
+    assert httpx.get(f"{peer.base_url}/readyz").status_code == 200
+    kind = redis.RedisCluster if cluster_enabled(own_redis) else redis.Redis
+    client = kind.from_url(own_redis, decode_responses=True)
+    try:
+        entries = list(client.hgetall("servers:clocks").values())
+    finally:
+        client.close()
+    assert len(entries) == 2 and all(running.secret not in e for e in entries), entries  # never the secret itself
