@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and dispatch never offers it anything")
     p.add_argument("--lng", type=float, help="see --lat")
     p.add_argument("--every", type=float, default=2.0, metavar="SECONDS",
-                   help="seconds between fixes (default 2; the server forgets a rider after 30 s without one)")
+                   help="seconds between fixes (default 2; the server forgets a rider after TRACKER_STALE_AFTER_S, 30 s of "
+                        "its clock, without one: less real time on a server whose clock runs faster)")
     p.add_argument("--move", action="store_true", help="move slowly instead of standing still (see --speed, --heading)")
     p.add_argument("--speed", type=float, default=4.0, metavar="M_PER_S", help="with --move: metres a second (default 4)")
     p.add_argument("--heading", type=float, default=90.0, metavar="DEGREES",

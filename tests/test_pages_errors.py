@@ -119,3 +119,22 @@ async def test_a_page_whose_link_is_revoked_says_so_at_once_and_stops(server: Se
     finally:
         await page.context.close()
         await ops.close()
+
+
+async def test_the_ops_page_says_when_the_server_cannot_reach_redis(tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A server whose Redis went away still answers (503 redis_unavailable): the page says that,
+    not "Cannot reach the server", which would send an operator after the wrong thing."""
+    from tracker.embedded_redis import EmbeddedRedis
+
+    external = EmbeddedRedis(tmp_path / "redis")  # a REDIS_URL Redis: the server does not restart it
+    with external, ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
+        page = await new_page(browser)
+        try:
+            await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+            await expect(page.locator("#updated")).to_contain_text("updated")
+            external.stop()
+            banner = page.locator("#offline")
+            await expect(banner).to_be_visible(timeout=15_000)
+            await expect(banner).to_have_text(re.compile("cannot reach its Redis"))
+        finally:
+            await page.context.close()

@@ -181,6 +181,21 @@ def test_a_kept_alive_connection_waits_as_long_as_the_setting_says(start_server)
         assert read_response(conn).startswith(b"HTTP/1.1 200")
 
 
+def test_a_shared_redis_that_would_lose_the_fleets_data_is_warned_about(tmp_path: Path) -> None:
+    from tracker.embedded_redis import EmbeddedRedis
+
+    careless = EmbeddedRedis(tmp_path / "careless", appendonly=False,
+                             extra_args=("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"))
+    with careless, ServerProcess(redis_url=careless.url, data_dir=tmp_path / "a") as proc:
+        said = proc.log_tail(200)
+    assert "keeps no append-only file" in said and "appendonly yes" in said, said
+    assert "maxmemory-policy allkeys-lru" in said and "noeviction" in said, said
+    careful = EmbeddedRedis(tmp_path / "careful")  # appendonly yes, no memory limit
+    with careful, ServerProcess(redis_url=careful.url, data_dir=tmp_path / "b") as proc:
+        said = proc.log_tail(200)
+    assert "append-only" not in said and "evicts" not in said, said
+
+
 def test_unreachable_redis_fails_clearly(tmp_path: Path) -> None:
     port = free_port()
     result = _run_serve({"REDIS_URL": f"redis://127.0.0.1:{port}/0", "TRACKER_DATA_DIR": str(tmp_path)}, "--port", str(free_port()))
@@ -216,8 +231,10 @@ def test_requests_get_a_typed_503_and_sockets_a_reason_when_redis_dies(tmp_path:
         order = {"id": "r1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
                  "dropoff": {"lat": 52.53, "lng": 13.42}}
         assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+        assert "tracker_redis_up 1.0" in httpx.get(f"{proc.base_url}/metrics").text
         assert external.pid is not None
         os.kill(external.pid, signal.SIGKILL)
+        assert "tracker_redis_up 0.0" in httpx.get(f"{proc.base_url}/metrics", timeout=30).text  # said, not silent
         late = httpx.post(f"{proc.base_url}/v1/orders", json={**order, "id": "r2"}, headers=op, timeout=30)
         assert late.status_code == 503 and late.json()["error"]["code"] == "redis_unavailable", late.text
         got = httpx.get(f"{proc.base_url}/v1/orders/r1", headers=op, timeout=30)

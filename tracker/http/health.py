@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,7 +44,19 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus's scrape; ``tracker_redis_up`` is whether Redis answered this very scrape (the
+    fleet-wide ``tracker_fleet_*`` gauges keep their last values while it does not)."""
     rt = runtime_of(request)
+    up = rt.services.get("redis_up")
+    if up is None:
+        up = rt.services["redis_up"] = Gauge(
+            "tracker_redis_up", "1 when Redis answered this scrape within 2 s, else 0 (then the tracker_fleet_* "
+            "gauges are as last read)", registry=rt.registry)
+    try:
+        await asyncio.wait_for(check_ready(rt.redis), timeout=2.0)
+        up.set(1)
+    except Exception:  # noqa: BLE001 - any failure means not answering
+        up.set(0)
     return Response(generate_latest(rt.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -122,6 +122,10 @@ async function tick() {
   try { snap = await api(`/v1/ops/snapshot${CAPS}`); }
   catch (err) {
     if (err.refused) { showRefusal(err.message); return; }
+    // The server answered but cannot read the fleet: say that, not that it cannot be reached.
+    $("offline").textContent = err.code === "redis_unavailable"
+      ? "The server cannot reach its Redis: the figures below are from before; retrying…"
+      : "Cannot reach the server: retrying…";
     setOffline(true);
     setTimeout(tick, retryMs);
     retryMs = Math.min(retryMs * 2, 16000);
