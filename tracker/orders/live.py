@@ -31,8 +31,8 @@ from tracker.runtime import Runtime
 MIN_INTERVAL_S = 1.0
 DELAYED_FEED_TASK = "rider-feed"  # the name its failures are reported under (/readyz)
 
-# Both scripts act only while the rider ARGV[1] still carries the order KEYS[1] (ARGV[6:] are
-# the carrying statuses): the orders were read a moment ago and may have been given back since.
+# Both scripts act only while the rider ARGV[1] still carries the order KEYS[1] (its status one
+# of CARRYING): the orders were read a moment ago and may have been given back since.
 # They publish on the order's own node, like the order's events (order_step.lua): on a Redis
 # Cluster, messages published on two nodes may reach a subscriber in either order, and a
 # position that overtook its ``assigned`` event would be dropped by the customer's socket (no
@@ -41,31 +41,24 @@ DELAYED_FEED_TASK = "rider-feed"  # the name its failures are reported under (/r
 # and Redis caches EVAL scripts itself.
 _STILL_CARRIED = """
 local h = redis.call('HMGET', KEYS[1], 'rider_id', 'status')
-local carried = false
-if h[1] == ARGV[1] then
-  for i = 6, #ARGV do
-    if h[2] == ARGV[i] then carried = true end
-  end
-end
-if not carried then return 0 end
-"""
+if h[1] ~= ARGV[1] or not ({%s})[h[2]] then return 0 end
+""" % ", ".join(f"['{status}'] = true" for status in CARRYING)
 
 # The order's ETA (ARGV[2]) and pickup ETA (ARGV[3]) written, its rider_location frame ARGV[5]
-# published on its channel ARGV[4].
+# published on its channel ARGV[4]. While the rider heads to the restaurant, its arrival there
+# ARGV[6] (ts; '' otherwise) is kept in ``rider_eta`` and told to the kitchen (frame ARGV[9] on
+# the merchant channel ARGV[8]) when it first has one and when it moved by ARGV[7] ms or more
+# since: the board counts down between.
 _SET_ETA = _STILL_CARRIED + """
 redis.call('HSET', KEYS[1], 'eta', ARGV[2], 'pickup_eta', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-"""
-
-# The rider's arrival at the restaurant ARGV[2] (ts) kept in the order's ``rider_eta`` and told to
-# the kitchen (frame ARGV[5] on the merchant channel ARGV[4]) when it first has one and when it
-# moved by ARGV[3] ms or more since: the board counts down between.
-_RIDER_ETA = _STILL_CARRIED + """
-local old = redis.call('HGET', KEYS[1], 'rider_eta')
-if old and old ~= '' and math.abs(tonumber(old) - tonumber(ARGV[2])) < tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'rider_eta', ARGV[2])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+if ARGV[6] ~= '' then
+  local old = redis.call('HGET', KEYS[1], 'rider_eta')
+  if not old or old == '' or math.abs(tonumber(old) - tonumber(ARGV[6])) >= tonumber(ARGV[7]) then
+    redis.call('HSET', KEYS[1], 'rider_eta', ARGV[6])
+    redis.call('PUBLISH', ARGV[8], ARGV[9])
+  end
+end
 return 1
 """
 RIDER_ETA_STEP_MS = 60_000  # the kitchen hears of a rider's new arrival time when it moved by a minute
@@ -156,7 +149,7 @@ class RiderOrdersFeed:
         etas: dict[str, int] = {}
         pickup_etas: dict[str, int] = {}
         prompts: list[tuple[dict[str, str], str, int]] = []
-        arrivals: list[tuple[dict[str, str], int]] = []  # orders whose rider heads to their kitchen
+        arrivals: dict[str, int] = {}  # order -> its rider's arrival at the kitchen, while heading there
         start, position = float(now), (fix.lat, fix.lng)
         for number, trip in enumerate(rider_trips(mine)):
             first = trip[0]
@@ -174,27 +167,25 @@ class RiderOrdersFeed:
                 pickup_etas.update({h["id"]: int(plan.pickup) for h in trip if plan.pickup is not None})
                 if plan.pickup_arrival is not None and all(h["status"] == "assigned" for h in trip):
                     prompts += self._due_prompts(trip, int(plan.pickup_arrival), now, rider_id)
-                    arrivals += [(h, int(plan.pickup_arrival)) for h in trip]
+                    arrivals.update({h["id"]: int(plan.pickup_arrival) for h in trip})
             else:
                 plan = route_times(self.model, int(start), position, None, None, drops)
             etas.update({h["id"]: int(t) for h, t in zip(trip, plan.dropoffs)})
             start, position = plan.dropoffs[-1] + self.model.dropoff_service_s * 500, drops[-1]
         pipe = self.rt.redis.pipeline(transaction=False)
         for h in mine:
-            eta = etas.get(h["id"])
+            eta, arrival = etas.get(h["id"]), arrivals.get(h["id"])
             frame = orjson.dumps(rider_location(h["id"], rider_id, fix, eta))
+            kitchen = b"" if arrival is None else orjson.dumps(rider_eta_frame(h["id"], rider_id, arrival, now))
             pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id, "" if eta is None else eta,
-                      pickup_etas.get(h["id"], ""), order_channel(h["id"]), frame, *CARRYING)
-        for h, arrival in arrivals:
-            frame = orjson.dumps(rider_eta_frame(h["id"], rider_id, arrival, now))
-            pipe.eval(_RIDER_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id, arrival, RIDER_ETA_STEP_MS,
-                      merchant_channel(h["merchant_id"]), frame, *CARRYING)
+                      pickup_etas.get(h["id"], ""), order_channel(h["id"]), frame, "" if arrival is None else arrival,
+                      RIDER_ETA_STEP_MS, merchant_channel(h["merchant_id"]), kitchen)
         for h, kind, arrival in prompts:
             minutes = max(0.0, (arrival - now) / 60000)
             frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
                                   "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes), "ts": now})
             pipe.eval(_PROMPT_ONCE, 1, order_key(h["merchant_id"], h["id"]), rider_id, _prompted_field(kind, rider_id),
-                      frame, merchant_channel(h["merchant_id"]), frame, *CARRYING)
+                      frame, merchant_channel(h["merchant_id"]), frame)
         await pipe.execute()
 
     def _due_prompts(self, orders: list[dict[str, str]], arrival: int, now: int,
