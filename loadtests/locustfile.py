@@ -280,7 +280,7 @@ def new_order(client, oid: str) -> None:  # type: ignore[no-untyped-def]
     body = {"id": oid, "merchant_id": mid, "pickup": {"lat": plat, "lng": plng},
             "dropoff": {"lat": plat + random.uniform(-0.02, 0.02), "lng": plng + random.uniform(-0.02, 0.02)}}
     client.post("/v1/orders", json=body, headers={"Authorization": "Bearer " + token("operator", "loadtest")},
-                name="POST /v1/orders")
+                name="/v1/orders")  # (locust shows the method beside the name)
 
 
 class OperatorUser(HttpUser):
@@ -383,7 +383,7 @@ class ProbeUser(WsUser, HttpUser):
         exc: Exception | None = None
         while True:
             resp = self.client.get("/v1/riders/nearby", params={"lat": self.lat, "lng": self.lng, "radius_m": 1, "limit": 5},
-                                   headers=self.headers, name="GET /v1/riders/nearby (probe)")
+                                   headers=self.headers, name="/v1/riders/nearby (probe)")
             if any(r["id"] == self.rider_id for r in resp.json().get("riders", [])):
                 break
             if time.perf_counter() - start > 5:

@@ -49,6 +49,9 @@ def test_a_run_whose_sockets_are_all_refused_fails_and_says_why(server: ServerPr
     assert refused and "1008 unauthorized" in refused[0], done.stdout
     assert any(line.startswith("FAILED: nothing measured") for line in lines), done.stdout
     assert next(line for line in lines if line.startswith("fix_to_visibility_p99_ms")).endswith("not measured")
+    # the operator's refused orders, named once with their method (not "POST POST /v1/orders")
+    assert any(" x POST /v1/orders: " in line and "401" in line for line in lines), done.stdout
+    assert "POST POST" not in done.stdout and "GET GET" not in done.stdout, done.stdout
     closed = rows(tmp_path / "run_stats.csv")["WS closed:1008 unauthorized"]
     assert int(closed["Failure Count"]) == int(closed["Request Count"]) > 0
 
