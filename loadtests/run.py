@@ -10,11 +10,14 @@ p50/p99 (``not measured`` when there was no sample), errors, and the server's CP
 per connection. Then ``result  ok``, or ``result  FAILED`` and one ``FAILED: ...`` line per
 reason (every socket closed by the server, nothing measured, failed requests, exceptions in
 the users), and exit status 1.
+
+Needs locust (the ``[bench]`` extra): without it, one line and exit status 1, before anything starts.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import os
 import secrets
 import subprocess
@@ -31,6 +34,13 @@ from tracker.embedded_redis import free_port
 from tracker.launcher import ServerProcess
 
 HERE = Path(__file__).resolve().parent
+NO_LOCUST = "locust is not installed (the load tests' extra): pip install -e '.[bench]'"
+
+
+def require_locust() -> None:
+    """Exit with one line saying what to install when locust is missing (call before starting anything)."""
+    if importlib.util.find_spec("locust") is None:
+        sys.exit(f"{Path(sys.argv[0]).name}: {NO_LOCUST}")
 
 
 def read_stats(prefix: Path) -> dict[str, dict[str, str]]:
@@ -130,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     summary = _summarise(stats, elapsed, sampler, idle_rss if sampler else None, users)
     summary["csv"] = str(out) + "_stats.csv"
     summary["problems"] = problems(stats, read_rows(Path(f"{out}_failures.csv")),
-                                   read_rows(Path(f"{out}_exceptions.csv")), args.riders)
+                                   read_rows(Path(f"{out}_exceptions.csv")), args.riders, quiet=args.quiet)
     return summary
 
 
@@ -186,7 +196,7 @@ def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sample
 
 
 def problems(stats: dict[str, dict[str, str]], failures: list[dict[str, str]], exceptions: list[dict[str, str]],
-             riders: int) -> list[str]:
+             riders: int, *, quiet: bool = True) -> list[str]:
     """Why a run failed, one line each (none when it did not): no socket held, every socket closed
     by the server, nothing measured, failed requests, exceptions raised in the users."""
     def count(name: str, key: str = "Request Count") -> int:
@@ -198,7 +208,8 @@ def problems(stats: dict[str, dict[str, str]], failures: list[dict[str, str]], e
     held = count("WS connect") - count("WS connect", "Failure Count")
     closed = sum(int(f["Occurrences"]) for f in closes)
     if not stats:
-        out.append("locust wrote no statistics (did it start? run without --quiet to see)")
+        see = "run without --quiet to see" if quiet else "see its output above"
+        out.append(f"locust wrote no statistics (did it start? {see})")
     elif held <= 0:
         first = next((f["Error"] for f in by_count if f["Name"] == "connect"), "no attempt")
         out.append(f"no socket connected: {first}")
@@ -247,6 +258,7 @@ def main() -> None:
     result; exit 1 when the run failed."""
     p = parser()
     args = p.parse_args()
+    require_locust()
     if args.server and not (args.secret or os.environ.get("TRACKER_SECRET")):
         p.error("--server needs that server's secret: --secret S or TRACKER_SECRET=S")
     summary = run(args)
