@@ -29,6 +29,8 @@ def test_locust_scenarios_run_without_errors(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert next(line for line in lines if line.startswith("errors")).split() == ["errors", "0"], done.stdout
     assert next(line for line in lines if line.startswith("result")).split() == ["result", "ok"], done.stdout
+    assert int(next(line for line in lines if line.startswith("orders_placed")).split()[1]) > 0, done.stdout
+    assert next(line for line in lines if line.startswith("orders_ended")), done.stdout
 
 
 @pytest.mark.parametrize("script", ["run.py", "sweep.py"])
