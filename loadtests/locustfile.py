@@ -21,7 +21,9 @@ so locust's table and CSV show them per message type:
   ``no close frame`` for a dropped connection), with the full reason as the error.
 
 Every id (riders, merchants, orders) carries the run's id, ``LOADTEST_RUN`` (run.py sets a
-fresh one; default a random one per start), so runs against one deployment never meet.
+fresh one; default a random one per start), so runs against one deployment never meet. Each
+order id is appended to the file ``LOADTEST_ORDERS`` (when set) before the order is placed:
+run.py ends the unfinished ones after the run (``loadtests/cleanup.py``); run by hand, nothing does.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ CENTRE = (52.5200, 13.4050)
 SPREAD_DEG = 0.03  # about 3 km
 RUN = os.environ.get("LOADTEST_RUN") or uuid.uuid4().hex[:6]
 MERCHANTS = [f"lt-m{RUN}-{i}" for i in range(int(os.environ.get("LOADTEST_MERCHANTS", "10")))]
+ORDERS_FILE = os.environ.get("LOADTEST_ORDERS")
 _counter = itertools.count()
 
 
@@ -272,15 +275,23 @@ class MerchantUser(WsUser):
             self.report("prompt", 0, 0, ms=0)
 
 
+def note_order(oid: str) -> None:
+    """Append ``oid`` to ``LOADTEST_ORDERS`` (one short write: lines from several processes do not mix)."""
+    if ORDERS_FILE:
+        with open(ORDERS_FILE, "a") as f:
+            f.write(oid + "\n")
+
+
 def new_order(client, oid: str) -> None:  # type: ignore[no-untyped-def]
     """Create order ``oid`` at a random merchant through ``client``, as the operator, with a drop-off
-    within 0.02 degrees of the restaurant."""
+    within 0.02 degrees of the restaurant (noted first, so even a create whose answer was lost is ended)."""
+    note_order(oid)
     mid = random.choice(MERCHANTS)
     plat, plng = restaurant(mid)
     body = {"id": oid, "merchant_id": mid, "pickup": {"lat": plat, "lng": plng},
             "dropoff": {"lat": plat + random.uniform(-0.02, 0.02), "lng": plng + random.uniform(-0.02, 0.02)}}
     client.post("/v1/orders", json=body, headers={"Authorization": "Bearer " + token("operator", "loadtest")},
-                name="POST /v1/orders")
+                name="/v1/orders")  # (locust shows the method beside the name)
 
 
 class OperatorUser(HttpUser):
@@ -383,7 +394,7 @@ class ProbeUser(WsUser, HttpUser):
         exc: Exception | None = None
         while True:
             resp = self.client.get("/v1/riders/nearby", params={"lat": self.lat, "lng": self.lng, "radius_m": 1, "limit": 5},
-                                   headers=self.headers, name="GET /v1/riders/nearby (probe)")
+                                   headers=self.headers, name="/v1/riders/nearby (probe)")
             if any(r["id"] == self.rider_id for r in resp.json().get("riders", [])):
                 break
             if time.perf_counter() - start > 5:

@@ -9,12 +9,17 @@ the CSV and prints: connections held, fixes/s accepted, fan-out and fix-to-visib
 p50/p99 (``not measured`` when there was no sample), errors, and the server's CPU and memory
 per connection. Then ``result  ok``, or ``result  FAILED`` and one ``FAILED: ...`` line per
 reason (every socket closed by the server, nothing measured, failed requests, exceptions in
-the users), and exit status 1.
+the users, orders it could not end), and exit status 1.
+
+At the end (also when interrupted) it ends the run's unfinished orders on the server
+(``loadtests/cleanup.py``: cancelled, or failed once picked up) and prints how many.
+Needs locust (the ``[bench]`` extra): without it, one line and exit status 1, before anything starts.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import os
 import secrets
 import subprocess
@@ -27,10 +32,20 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tracker.embedded_redis import free_port
-from tracker.launcher import ServerProcess
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script: ``loadtests`` is not an installed package
+
+from loadtests.cleanup import REASON, Ending, end_run_orders  # noqa: E402
+from tracker.embedded_redis import free_port  # noqa: E402
+from tracker.launcher import ServerProcess  # noqa: E402
+
+NO_LOCUST = "locust is not installed (the load tests' extra): pip install -e '.[bench]'"
+
+
+def require_locust() -> None:
+    """Exit with one line saying what to install when locust is missing (call before starting anything)."""
+    if importlib.util.find_spec("locust") is None:
+        sys.exit(f"{Path(sys.argv[0]).name}: {NO_LOCUST}")
 
 
 def read_stats(prefix: Path) -> dict[str, dict[str, str]]:
@@ -108,8 +123,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         master = str(args.master_port or free_port())
         cmd[3:3] = ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1",
                     "--master-bind-port", master, "--master-host", "127.0.0.1", "--master-port", master]
+    run_id = secrets.token_hex(3)
+    orders = Path(f"{out}_orders.txt")  # every order id the users place, from every worker process
+    orders.parent.mkdir(parents=True, exist_ok=True)
+    orders.write_text("")
     env = {**os.environ, "TRACKER_SECRET": secret, "LOADTEST_MERCHANTS": str(max(1, args.merchants)),
-           "LOADTEST_RUN": secrets.token_hex(3), "LOADTEST_PROCESSES": str(max(1, args.processes))}
+           "LOADTEST_RUN": run_id, "LOADTEST_PROCESSES": str(max(1, args.processes)), "LOADTEST_ORDERS": str(orders)}
     env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
     env.update({"LOADTEST_RIDERS": str(args.riders), "LOADTEST_CUSTOMERS": str(args.customers),
                 "LOADTEST_MERCHANT_USERS": str(args.merchants), "LOADTEST_OPERATORS": str(args.operators),
@@ -120,18 +139,34 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         subprocess.run(cmd, env=env, check=False, timeout=_seconds(args.time) + 120,
                        stdout=subprocess.DEVNULL if args.quiet else None,
                        stderr=subprocess.DEVNULL if args.quiet else None)
-    finally:  # (a locust that overran its time, or Ctrl-C, still stops the server)
+        elapsed = time.time() - started
+    finally:  # (a locust that overran its time, or Ctrl-C, still ends the orders and stops the server)
         if sampler is not None:
             sampler.stop.set()
-        if server is not None:
-            server.cleanup()
-    elapsed = time.time() - started
+        try:
+            ending = end_run_orders(host, secret, orders, run_id)
+        finally:
+            if server is not None:
+                server.cleanup()
     stats = read_stats(out)
     summary = _summarise(stats, elapsed, sampler, idle_rss if sampler else None, users)
+    summary["run_id"] = run_id
+    summary["orders_placed"] = ending.listed - ending.outcomes["missing"]  # (a refused create leaves none)
+    summary["orders_ended"] = ended_text(ending)
     summary["csv"] = str(out) + "_stats.csv"
-    summary["problems"] = problems(stats, read_rows(Path(f"{out}_failures.csv")),
-                                   read_rows(Path(f"{out}_exceptions.csv")), args.riders)
+    failed = problems(stats, read_rows(Path(f"{out}_failures.csv")), read_rows(Path(f"{out}_exceptions.csv")),
+                      args.riders, quiet=args.quiet)
+    if ending.errors:
+        failed.append(f"{len(ending.errors)} of this run's orders could not be checked or ended "
+                      f"(see {orders.name}), first: {sorted(ending.errors)[0]}")
+    summary["problems"] = failed
     return summary
+
+
+def ended_text(ending: Ending) -> str:
+    """``N`` orders this run ended at its end, and how: ``3 (2 cancelled, 1 failed: "load test ended")``."""
+    how = ", ".join(f"{ending.outcomes[k]} {k}" for k in ("cancelled", "failed") if ending.outcomes[k])
+    return f'{ending.ended} ({how}: "{REASON}")' if how else "0"
 
 
 def _seconds(text: str) -> float:
@@ -186,7 +221,7 @@ def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sample
 
 
 def problems(stats: dict[str, dict[str, str]], failures: list[dict[str, str]], exceptions: list[dict[str, str]],
-             riders: int) -> list[str]:
+             riders: int, *, quiet: bool = True) -> list[str]:
     """Why a run failed, one line each (none when it did not): no socket held, every socket closed
     by the server, nothing measured, failed requests, exceptions raised in the users."""
     def count(name: str, key: str = "Request Count") -> int:
@@ -198,7 +233,8 @@ def problems(stats: dict[str, dict[str, str]], failures: list[dict[str, str]], e
     held = count("WS connect") - count("WS connect", "Failure Count")
     closed = sum(int(f["Occurrences"]) for f in closes)
     if not stats:
-        out.append("locust wrote no statistics (did it start? run without --quiet to see)")
+        see = "run without --quiet to see" if quiet else "see its output above"
+        out.append(f"locust wrote no statistics (did it start? {see})")
     elif held <= 0:
         first = next((f["Error"] for f in by_count if f["Name"] == "connect"), "no attempt")
         out.append(f"no socket connected: {first}")
@@ -247,6 +283,7 @@ def main() -> None:
     result; exit 1 when the run failed."""
     p = parser()
     args = p.parse_args()
+    require_locust()
     if args.server and not (args.secret or os.environ.get("TRACKER_SECRET")):
         p.error("--server needs that server's secret: --secret S or TRACKER_SECRET=S")
     summary = run(args)

@@ -156,6 +156,7 @@ def main() -> None:
     p.add_argument("--port", type=int, help="port of the servers it starts (default: a free one)")
     p.add_argument("--master-port", type=int, help="port of the locust master (default: a free one)")
     args = p.parse_args()
+    runner.require_locust()
     ports = [*(["--port", str(args.port)] if args.port else []),
              *(["--master-port", str(args.master_port)] if args.master_port else [])]
     out = Path(args.out)

@@ -1,16 +1,25 @@
 """loadtests/run.py and sweep.py against real servers: a run that measured nothing or was refused
-says so and fails, runs against one deployment do not meet, a sweep says when it found no knee."""
+says so and fails, runs against one deployment do not meet and leave no unfinished order behind,
+a sweep says when it found no knee."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import subprocess
 import sys
+import uuid
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
+from loadtests.cleanup import REASON, end_run_orders
+from tests.orders_helpers import Ops, platform_kitchen, rider
 from tracker.launcher import ServerProcess
+from tracker.orders.machine import FINAL
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "loadtest-secret-0123456789abcdef0123456789ab"
@@ -49,6 +58,9 @@ def test_a_run_whose_sockets_are_all_refused_fails_and_says_why(server: ServerPr
     assert refused and "1008 unauthorized" in refused[0], done.stdout
     assert any(line.startswith("FAILED: nothing measured") for line in lines), done.stdout
     assert next(line for line in lines if line.startswith("fix_to_visibility_p99_ms")).endswith("not measured")
+    # the operator's refused orders, named once with their method (not "POST POST /v1/orders")
+    assert any(" x POST /v1/orders: " in line and "401" in line for line in lines), done.stdout
+    assert "POST POST" not in done.stdout and "GET GET" not in done.stdout, done.stdout
     closed = rows(tmp_path / "run_stats.csv")["WS closed:1008 unauthorized"]
     assert int(closed["Failure Count"]) == int(closed["Request Count"]) > 0
 
@@ -58,12 +70,72 @@ def test_server_without_a_secret_is_refused_before_the_run() -> None:
     assert done.returncode == 2 and "TRACKER_SECRET" in done.stderr, done.stderr
 
 
-def test_a_run_against_a_server_takes_its_secret_from_the_environment(server: ServerProcess, tmp_path: Path) -> None:
-    done = run_py(["--server", server.base_url, "--csv", str(tmp_path), *SMALL], SECRET)
+def value(stdout: str, key: str) -> str:
+    """The value printed on run.py's ``key`` line."""
+    return next(line for line in stdout.splitlines() if line.split()[:1] == [key]).split(None, 1)[1]
+
+
+def orders_of_run(server: ServerProcess, run: str) -> list[dict]:
+    """Every order on ``server`` whose id carries run id ``run``, read from its Redis and over HTTP."""
+    db = redis.Redis.from_url(server.effective_redis_url, decode_responses=True)
+    ids = [key[len("orderidx:{"):-1] for key in db.scan_iter(match=f"orderidx:{{lt-?{run}-*}}", count=1000)]
+    db.close()
+    headers = {"Authorization": "Bearer " + server.token("operator", "test")}
+    return [httpx.get(f"{server.base_url}/v1/orders/{oid}", headers=headers).json() for oid in ids]
+
+
+def test_a_run_against_a_server_takes_its_secret_from_the_environment_and_ends_its_orders(
+        server: ServerProcess, tmp_path: Path) -> None:
+    # two locust worker processes: the orders of both are ended (one merchant: one tablet)
+    small = ["--riders", "4", "--customers", "2", "--merchants", "1", "--time", "6s", "--quiet", "--processes", "2"]
+    done = run_py(["--server", server.base_url, "--csv", str(tmp_path), *small], SECRET)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-    lines = done.stdout.splitlines()
-    assert next(line for line in lines if line.startswith("result")).split() == ["result", "ok"], done.stdout
-    assert float(next(line for line in lines if line.startswith("fix_to_visibility_p99_ms")).split()[1]) > 0
+    assert value(done.stdout, "result") == "ok", done.stdout
+    assert float(value(done.stdout, "fix_to_visibility_p99_ms")) > 0
+    orders = orders_of_run(server, value(done.stdout, "run_id"))
+    assert len(orders) == int(value(done.stdout, "orders_placed")) > 0, done.stdout
+    assert len({o["id"].split("-")[2] for o in orders}) == 2, [o["id"] for o in orders]  # both workers' pids
+    assert all(o["status"] in FINAL for o in orders), [(o["id"], o["status"]) for o in orders]
+    ended = [o for o in orders if o["events"][-1].get("reason") == REASON]
+    assert ended, "a 6 s run leaves orders unfinished: the riders take 8 s to deliver one"
+    assert {o["status"] for o in ended} <= {"cancelled", "failed"}
+    assert value(done.stdout, "orders_ended").startswith(f"{len(ended)} ("), done.stdout
+
+
+async def test_the_end_of_a_run_ends_its_unfinished_orders_and_no_others(server: ServerProcess, tmp_path: Path) -> None:
+    run, other = uuid.uuid4().hex[:6], uuid.uuid4().hex[:6]
+    ids = {s: f"lt-o{run}-7-{i}" for i, s in enumerate(("placed", "assigned", "picked_up", "delivered", "missing"))}
+    ids["other run"] = f"lt-o{other}-7-0"
+    mid, rid = f"lt-m{run}-0", f"lt-r{run}-7-9"
+    ops = Ops(server)
+    kitchen, courier = await platform_kitchen(server, mid), await rider(server, rid)
+    steps = {"assigned": (), "picked_up": ("at_pickup", "picked_up"),
+             "delivered": ("at_pickup", "picked_up", "at_dropoff", "delivered")}
+    try:
+        for state in ("placed", "other run", *steps):
+            assert (await ops.create(ids[state], mid)).status_code == 201
+        for state, walk in steps.items():
+            await kitchen.confirm(ids[state])
+            await kitchen.event(ids[state], "confirmed")
+            assert (await ops.assign(ids[state], rid)).status_code == 200
+            for step in walk:
+                await courier.progress(ids[state], step)
+                await kitchen.event(ids[state], step)
+        listed = tmp_path / "orders.txt"
+        listed.write_text("".join(oid + "\n" for oid in [*ids.values(), ids["placed"], "not-an-order-id"]))
+        ending = await asyncio.to_thread(end_run_orders, server.base_url, SECRET, listed, run)
+        assert (ending.listed, ending.errors) == (5, [])
+        assert ending.outcomes == Counter(cancelled=2, failed=1, finished=1, missing=1)
+        after = {state: await ops.get(oid) for state, oid in ids.items() if state != "missing"}
+        assert {s: o["status"] for s, o in after.items()} == {
+            "placed": "cancelled", "assigned": "cancelled", "picked_up": "failed", "delivered": "delivered",
+            "other run": "placed"}
+        for state in ("placed", "assigned", "picked_up"):
+            assert (after[state]["events"][-1]["by"], after[state]["events"][-1]["reason"]) == ("operator", REASON)
+    finally:
+        await courier.close()
+        await kitchen.close()
+        await ops.close()
 
 
 def test_a_second_run_against_one_server_meets_nothing_of_the_first(server: ServerProcess, tmp_path: Path) -> None:

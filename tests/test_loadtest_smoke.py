@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,12 +22,25 @@ def test_locust_scenarios_run_without_errors(tmp_path: Path) -> None:
         rows = {f"{r['Type']} {r['Name']}": r for r in csv.DictReader(f)}
     failures = {name: r["Failure Count"] for name, r in rows.items() if name != " Aggregated" and int(r["Failure Count"])}
     assert not failures, failures
-    for name in ("WS connect", "WS location", "WS fix_to_visibility", "POST POST /v1/orders", "WS feed:placed",
+    assert not [name for name in rows if name.split()[:2] in (["POST", "POST"], ["GET", "GET"])], sorted(rows)
+    for name in ("WS connect", "WS location", "WS fix_to_visibility", "POST /v1/orders", "WS feed:placed",
                  "WS confirm", "WS offer", "WS accept", "WS assigned", "WS progress", "WS event:assigned"):
         assert name in rows and int(rows[name]["Request Count"]) > 0, (name, sorted(rows))
     lines = done.stdout.splitlines()
     assert next(line for line in lines if line.startswith("errors")).split() == ["errors", "0"], done.stdout
     assert next(line for line in lines if line.startswith("result")).split() == ["result", "ok"], done.stdout
+    assert int(next(line for line in lines if line.startswith("orders_placed")).split()[1]) > 0, done.stdout
+    assert next(line for line in lines if line.startswith("orders_ended")), done.stdout
+
+
+@pytest.mark.parametrize("script", ["run.py", "sweep.py"])
+def test_a_load_test_without_locust_says_how_to_get_it_before_starting_anything(script: str) -> None:
+    hide_locust = ("import runpy, sys; sys.modules['locust'] = None; "  # as if locust were not installed
+                   f"sys.argv = ['{script}', '--port', '9']; runpy.run_path('loadtests/{script}', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", hide_locust], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode != 0 and not done.stdout, done.stdout + done.stderr  # no table of zeros, no idle memory
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "locust is not installed" in done.stderr and "pip install -e '.[bench]'" in done.stderr, done.stderr
 
 
 def test_bench_kernel_without_the_bench_extras_says_how_to_get_them() -> None:
