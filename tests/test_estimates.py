@@ -146,7 +146,7 @@ async def test_the_tracking_page_shows_the_estimate_before_a_rider_has_the_order
         await kitchen.confirm(oid)
         await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
         await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
-        await expect(page.locator("#eta")).to_have_text("–")  # no rider anywhere yet
+        await expect(page.locator("#eta")).to_have_text("finding a rider")  # no rider anywhere yet
         await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
         await expect(page.locator("#eta-label")).to_have_text("Estimated arrival in")
         await expect(page.locator("#eta")).to_have_text(re.compile(r"^\d+ min$"))

@@ -150,7 +150,7 @@ async def test_customer_page_drops_rider_and_eta_when_the_order_is_taken_back(se
         await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
         await expect(page.locator("#status")).to_have_text(re.compile("finding another rider"))  # not a silent step back
         await expect(page.locator('[data-marker="rider"]')).to_have_count(0)
-        await expect(page.locator("#eta")).to_have_text("–")
+        await expect(page.locator("#eta")).to_have_text("finding a rider")
         await page.reload()  # the history says so too
         await expect(page.locator("#status")).to_have_text(re.compile("finding another rider"))
         await expect(page.locator('#timeline li[data-kind="at_pickup"]')).not_to_have_class("done")
@@ -230,11 +230,19 @@ async def test_kitchen_cancels_an_order_it_cannot_make_and_says_why(server: Serv
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     page = await new_page(browser)
-    answers: list[str | None] = [None, "out of salmon"]  # first the kitchen thinks better of it
+    # first the kitchen thinks better of it, then says too much (it is asked again, its words kept)
+    answers: list[str | None] = [None, "out of salmon " + "x" * 300, "out of salmon"]
+    alerts: list[str] = []
+    kept: list[str] = []
 
     async def answer(dialog) -> None:  # type: ignore[no-untyped-def]
+        if dialog.type == "alert":
+            alerts.append(dialog.message)
+            await dialog.accept()
+            return
         said = answers.pop(0)
-        assert oid in dialog.message
+        assert oid in dialog.message and "200 characters" in dialog.message
+        kept.append(dialog.default_value)
         await (dialog.dismiss() if said is None else dialog.accept(said))
 
     page.on("dialog", answer)
@@ -243,13 +251,17 @@ async def test_kitchen_cancels_an_order_it_cannot_make_and_says_why(server: Serv
         await expect(page.locator("body")).to_have_attribute("data-online", "yes")
         assert (await ops.create(oid, mid)).status_code == 201
         row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row.locator("td").nth(2)).to_have_text("–")  # not confirmed: nothing cooking yet
         await page.get_by_role("button", name=f"Confirm {oid}").click()
         await expect(row).to_have_attribute("data-status", "confirmed")
+        await expect(row.locator("td").nth(2)).to_have_text("preparing")
         await page.get_by_role("button", name=f"Cancel order {oid}").click()
         await asyncio.sleep(0.5)
         assert (await ops.get(oid))["status"] == "confirmed"  # dismissed: nothing cancelled
         await page.get_by_role("button", name=f"Cancel order {oid}").click()
         await expect(row.locator("td").nth(1)).to_have_text("cancelled by the restaurant: out of salmon")
+        assert len(alerts) == 1 and "shorten it to 200" in alerts[0], alerts
+        assert kept[-1].startswith("out of salmon xxx"), kept  # the long reason was offered back to edit
         await expect(row.get_by_role("button")).to_have_count(0)
         order = await ops.get(oid)
         assert order["status"] == "cancelled" and order["events"][-1]["reason"] == "out of salmon"

@@ -180,6 +180,22 @@ async def test_tracking_page_shows_a_far_rider_the_door_and_a_cancellation(serve
         dots = await page.locator("#timeline li").evaluate_all(
             "ls => ls.map((l) => getComputedStyle(l, '::before').backgroundColor)")
         assert dots[0] != dots[1], dots  # the ending is not drawn like the success of a step
+
+        wordy = uid("o-wordy")  # one unbroken 200-character reason wraps on a phone, on both pages
+        await ops.create(wordy, mid)
+        resp = await ops.client.post(f"/v1/orders/{wordy}/cancel", json={"reason": "W" * 200})
+        assert resp.status_code == 200, resp.text
+        board = await new_page(browser, mobile=True)
+        try:
+            await page.goto(f"{server.base_url}/track/{wordy}?token={server.token('customer', wordy)}")
+            await board.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+            await expect(page.locator("#status")).to_contain_text("WWW")
+            await expect(board.locator(f'tr[data-order="{wordy}"]')).to_contain_text("WWW")
+            for shown in (page, board):
+                width = await shown.evaluate("document.scrollingElement.scrollWidth")
+                assert width <= 390, width  # no sideways scrolling
+        finally:
+            await board.context.close()
     finally:
         await page.context.close()
         await kitchen.close()

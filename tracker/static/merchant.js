@@ -59,12 +59,20 @@ function act(id, msg) {
 
 // The kitchen cannot make an order (out of an ingredient, closing early): cancel it over HTTP,
 // with the reason the customer is shown. Asked first, so a slip of the finger cancels nothing.
+const MAX_REASON = 200;
 async function cancelOrder(id) {
   if (sending.has(id)) return;
   if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
   if (!online) { note("Not sent: the board is offline. Try again once it is back."); return; }
-  const reason = window.prompt(`Cancel order ${id}? Say why (the customer is shown this):`, "");
-  if (reason === null) return;  // the kitchen thought better of it
+  let reason = "";
+  for (;;) {  // asked again, with the words kept, until the reason fits (the server takes 200 characters)
+    reason = window.prompt(`Cancel order ${id}? Say why, in at most ${MAX_REASON} characters (the customer is shown this):`,
+      reason);
+    if (reason === null) return;  // the kitchen thought better of it
+    if (reason.trim().length <= MAX_REASON) break;
+    reason = reason.trim();
+    window.alert(`That reason is ${reason.length} characters long; please shorten it to ${MAX_REASON}.`);
+  }
   const press = Symbol(id);
   sending.set(id, press);
   render();
@@ -80,10 +88,13 @@ async function cancelOrder(id) {
   }
 }
 
+// A message about the board's own action (not sent, refused): it stands out, then goes after a while.
+const NOTE_VISIBLE_MS = 20_000;
 function note(text) {
   const d = document.createElement("div");
   d.className = "prompt"; d.dataset.kind = "error"; d.textContent = text;
   $("prompts").prepend(d);
+  setTimeout(() => d.remove(), NOTE_VISIBLE_MS);
 }
 
 // Drop finished orders whose minute is up; wake up again when the next one's is.
@@ -106,6 +117,7 @@ function expireFinished() {
 function foodText(o) {
   if (COLLECTED.has(o.status)) return "collected";  // the food has left the kitchen, so it was ready
   if (o.status === "cancelled") return "not needed";  // (not "preparing": stop cooking)
+  if (o.status === "placed" && !o.food) return "–";  // not confirmed yet: nothing is cooking
   return o.food === "ready" ? "ready" : (o.food || "preparing");
 }
 
@@ -122,7 +134,7 @@ function statusText(o) {
 // clock from its last `rider_eta`), then at the counter.
 function riderText(o) {
   if (o.status === "at_pickup") return "at the counter";
-  if (o.status !== "assigned" || !Number.isFinite(o.riderEta)) return "";
+  if (o.status !== "assigned" || !Number.isFinite(o.riderEta)) return "–";
   const minutes = minutesFrom(o.riderEta, clock.now());
   return minutes < 1 ? "arriving now" : `${minutes} min away`;
 }

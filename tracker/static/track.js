@@ -18,7 +18,7 @@ const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
 let lastEventId = null;
 let lastFixTs = null;  // server time of the rider's last position shown (null: none since the page opened)
-let openedTs = null;
+let watchedSince = null;  // server time since when a silence counts without any fix: the page's opening, then each assignment
 const seen = new Set();
 let status = null;
 let handedBack = false;  // the order's rider gave it back and no other has it yet
@@ -66,7 +66,7 @@ function apply(event) {
       ? new Date(event.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "–");
   }
   if (status === "at_dropoff") setText($("eta"), "now");  // the rider is at the door: "Arriving now"
-  if (event.kind === "assigned") lastFixTs = null;  // a new rider: its silence counts from now
+  if (event.kind === "assigned") { lastFixTs = null; watchedSince = Math.max(watchedSince ?? 0, Number.isFinite(event.ts) ? event.ts : 0); }  // a new rider: its silence counts from its assignment
   renderEta();
   showSilence();
   // A rider who gave the order back is said so, until another takes it: not a silent step back.
@@ -100,9 +100,9 @@ const LATE_AFTER_MS = 60_000;
 function showEta(eta) { etaTs = eta; renderEta(); }
 function showPlanned(eta) { plannedTs = Number.isFinite(eta) ? eta : null; renderEta(); }
 function renderEta() {
-  if (status === "confirmed") {  // no rider yet: the plan's estimate, if there is one
-    setText($("eta-label"), plannedTs === null ? "Arriving in" : "Estimated arrival in");
-    setText($("eta"), plannedTs === null ? "–" : `${Math.max(1, minutesFrom(plannedTs, clock.now()))} min`);
+  if (status === "confirmed") {  // no rider yet: the plan's estimate, or why there is none
+    setText($("eta-label"), plannedTs === null ? "Estimated arrival:" : "Estimated arrival in");
+    setText($("eta"), plannedTs === null ? "finding a rider" : `${Math.max(1, minutesFrom(plannedTs, clock.now()))} min`);
     return;
   }
   if (etaTs === null || !CARRYING.includes(status) || status === "at_dropoff") return;
@@ -164,7 +164,7 @@ const ago = (ms) => (ms < 60_000 ? "under a minute ago" : `${Math.floor(ms / 60_
 // ETA then rests on an old position (its phone may be off or out of coverage).
 function showSilence() {
   const note = $("rider-note");
-  const since = lastFixTs ?? openedTs;
+  const since = lastFixTs ?? watchedSince;
   const silent = CARRYING.includes(status) && since !== null && clock.now() - since > SILENT_AFTER_MS;
   note.hidden = !silent;
   if (silent) {
@@ -195,7 +195,7 @@ async function loadUntilDone() {
 }
 
 const clock = await serverClock();
-openedTs = clock.now();
+watchedSince = clock.now();
 // Often enough that the minutes shown follow the server's clock (a minute of a replay's is short).
 setInterval(() => { renderEta(); showSilence(); }, Math.max(250, Math.min(10_000, SILENT_AFTER_MS / 4, 60_000 / clock.scale)));
 if (await loadUntilDone()) {
