@@ -153,7 +153,7 @@ def test_a_second_run_against_one_server_meets_nothing_of_the_first(server: Serv
 def test_a_sweep_where_no_step_breaks_says_it_found_no_knee(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "loadtests" / "sweep.py"), "--start", "3", "--step", "3", "--max", "3",
-         "--seconds", "10", "--idle", "0", "--processes", "2", "--limit-ms", "5000", "--out", str(tmp_path)],
+         "--seconds", "20", "--idle", "0", "--processes", "2", "--limit-ms", "5000", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=240, cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
