@@ -54,11 +54,13 @@ async def next_estimate(watcher: CustomerClient, timeout: float = 10.0) -> dict[
             return frame
 
 
+@pytest.mark.parametrize("promise", ["ready_at", "prep_minutes"])
 async def test_a_waiting_order_is_told_its_planned_drop_off_and_the_kitchens_ready_brings_it_forward(
-        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    """Food promised in 20 minutes: the customer is told the drop-off the plan gives it before any
-    rider is offered it; the kitchen's ``ready`` then has it offered at once, and the estimate
-    moves forward with it."""
+        own_redis, start_server, uid, promise: str) -> None:  # type: ignore[no-untyped-def]
+    """Food promised in 20 minutes (a ready time, or 20 minutes' preparation from confirmation):
+    the customer is told the drop-off the plan gives it before any rider is offered it; the
+    kitchen's ``ready`` then has it offered at once, and the estimate moves forward with it. (An
+    order with a preparation time was offered at once, its estimate 15 minutes too early.)"""
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     oid, mid = uid("o"), uid("m")
@@ -68,10 +70,13 @@ async def test_a_waiting_order_is_told_its_planned_drop_off_and_the_kitchens_rea
     watcher = None  # opened once the order exists
     try:
         ready_at = await server_now(srv.base_url) + 20 * 60_000
-        assert (await ops.create(oid, mid, ready_at=ready_at)).status_code == 201
+        said = {"ready_at": ready_at} if promise == "ready_at" else {"prep_minutes": 20}
+        assert (await ops.create(oid, mid, **said)).status_code == 201
         watcher = await customer(srv, oid)
         await kitchen.confirm(oid)
         first = await next_estimate(watcher)
+        if promise == "prep_minutes":  # ready 20 minutes after the kitchen confirmed it
+            ready_at = (await ops.get(oid))["confirmed_at"] + 20 * 60_000
         # collected at the ready time, 2 min of service, about 6 min on the road, half the hand-over
         assert ready_at + 9 * 60_000 <= first["eta"] <= ready_at + 11 * 60_000, (first, ready_at)
         assert (await ops.get(oid))["planned_eta"] == first["eta"]

@@ -64,7 +64,7 @@ async def test_two_servers_on_a_cluster_serve_an_order_end_to_end(cluster, start
         else:
             raise AssertionError("the rider's fix never reached the other server")
 
-        assert (await ops.create(oid, mid, prep_minutes=10)).status_code == 201
+        assert (await ops.create(oid, mid)).status_code == 201  # ready when placed: offered at once
         watcher = await CustomerClient(far.ws_url, far.token("customer", oid), oid).connect()
         await kitchen.confirm(oid)
         offer = await courier.expect("offer", timeout=10)

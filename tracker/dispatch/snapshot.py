@@ -12,6 +12,7 @@ from tracker.dispatch.offers import OfferStore
 from tracker.locations.nearby import nearby
 from tracker.orders import load_orders, open_orders_key, rider_orders_key
 from tracker.orders.estimate import Waiting
+from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.runtime import Runtime
 
@@ -43,8 +44,9 @@ def order_view(order: dict, blocked: frozenset[str] = frozenset()) -> OrderView:
         drop_lat=order["dropoff"]["lat"],
         drop_lng=order["dropoff"]["lng"],
         placed_at_ms=order["placed_at"],
-        # the kitchen's word that the food is ready beats its earlier estimate
-        ready_at_ms=order.get("food_ready_at") or order.get("ready_at") or order["placed_at"],
+        # what the kitchen said (ready, a ready time, its preparation time from confirmation);
+        # with nothing said, the food counts as ready when placed
+        ready_at_ms=expected_ready_ms(order) or order["placed_at"],
         rider_id=None,
         picked_up=False,
         committed=False,

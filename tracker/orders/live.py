@@ -21,6 +21,7 @@ import orjson
 
 from tracker.locations import Fix
 from tracker.orders.eta import EtaModel, route_times
+from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import CARRYING, TO_COLLECT
 from tracker.orders.route import rider_trips
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
@@ -157,7 +158,7 @@ class RiderOrdersFeed:
             if first["status"] in TO_COLLECT:
                 # The kitchen's estimate holds until it says the food is ready (a ready after a
                 # delay brings the ETA back at once).
-                ready = max((int(h["ready_at"]) for h in trip if h.get("ready_at") and not h.get("food_ready_at")),
+                ready = max((t for h in trip if not h.get("food_ready_at") and (t := expected_ready_ms(h)) is not None),
                             default=None)
                 waiting = [h for h in trip if h["status"] == "at_pickup"]  # the rider is at the counter
                 plan = route_times(self.model, int(start), position, _pickup(first), ready, drops,

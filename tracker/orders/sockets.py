@@ -16,6 +16,7 @@ from tracker.locations.store import last_fix
 from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.estimate import estimate_frame
+from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.live import kitchen_catch_up, rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
@@ -214,7 +215,7 @@ async def merchant_ws(websocket: WebSocket) -> None:
         else:
             minutes = require_number(msg, "minutes", lo=1, hi=240)
             now = rt.clock.now_ms()
-            ready_at = max(_ready_estimate(raw, rt.settings.default_prep_min), now) + int(minutes * 60000)
+            ready_at = max(expected_ready_ms(raw, rt.settings.default_prep_min) or 0, now) + int(minutes * 60000)
             if ready_at > now + MAX_READY_AHEAD_MS:
                 raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
             await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
@@ -238,17 +239,6 @@ async def merchant_ws(websocket: WebSocket) -> None:
 
     await _serve(session, forward(rt, session, merchant_channel(merchant), read, last,
                                   on_event=note, after_history=catch_up), handle)
-
-
-def _ready_estimate(raw: dict[str, str], default_prep_min: float) -> int:
-    """When the kitchen expects the food: its ``ready_at``, else confirmation plus its
-    preparation estimate (``prep_minutes``, else the server's default); 0 before confirmation."""
-    if raw.get("ready_at"):
-        return int(raw["ready_at"])
-    if not raw.get("confirmed_at"):
-        return 0
-    prep = float(raw["prep_minutes"]) if raw.get("prep_minutes") else default_prep_min
-    return int(raw["confirmed_at"]) + int(prep * 60000)
 
 
 routes = [WebSocketRoute("/v1/ws/customer", closes_when_redis_is_down(customer_ws)),

@@ -1,0 +1,29 @@
+"""When the kitchen expects an order's food, from what it said: one rule for dispatch, the live
+ETA and a kitchen's ``delay``."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def _ms(value: Any) -> int | None:
+    """A stored time (a hash's string or a wire form's int) as ms, ``None`` when unset."""
+    if value in (None, ""):
+        return None
+    return int(float(value))
+
+
+def expected_ready_ms(order: Mapping[str, Any], default_prep_min: float | None = None) -> int | None:
+    """When the food is expected ready (server ms): the kitchen's ``ready`` (``food_ready_at``),
+    else the ready time given at creation or set by a ``delay`` (``ready_at``), else confirmation
+    plus ``prep_minutes`` (or ``default_prep_min`` when given and the order has none); ``None``
+    when nothing says (an order not confirmed yet, or confirmed without a preparation time)."""
+    for name in ("food_ready_at", "ready_at"):
+        known = _ms(order.get(name))
+        if known is not None:
+            return known
+    confirmed = _ms(order.get("confirmed_at"))
+    prep = order.get("prep_minutes")
+    minutes = float(prep) if prep not in (None, "") else default_prep_min
+    if confirmed is None or minutes is None:
+        return None
+    return confirmed + int(minutes * 60_000)
