@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.orders_helpers import Ops, merchant, rider
+from tests.orders_helpers import Ops, confirm_all, merchant, platform_kitchen, rider
 from tests.test_pages import browser, new_page  # noqa: F401
 from tracker.launcher import ServerProcess
 
@@ -157,4 +157,38 @@ async def test_ops_page_shows_how_old_the_last_round_is_and_when_dispatch_stalls
         if frozen:
             planner.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
         await page.context.close()
+        await ops.close()
+
+
+async def test_ops_page_lists_the_orders_waiting_with_their_estimates(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An operator sees which orders wait, for how long, and which have no rider in sight."""
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.3"}, redis=own_redis)
+    ops = Ops(srv)
+    mid, far_mid = uid("m"), uid("mfar")
+    planned, alone = uid("o-planned"), uid("o-alone")
+    courier = await rider(srv, uid("r"))
+    page = await new_page(browser)
+    try:
+        await courier.location(52.522, 13.405)
+        ready_at = int((await ops.client.get("/healthz")).json()["ts"]) + 30 * 60_000  # no offer yet
+        assert (await ops.create(alone, far_mid, pickup={"lat": 48.8566, "lng": 2.3522},
+                                 dropoff={"lat": 48.86, "lng": 2.36})).status_code == 201  # Paris: no rider
+        assert (await ops.create(planned, mid, ready_at=ready_at)).status_code == 201
+        kitchen = await platform_kitchen(srv, far_mid)
+        await confirm_all(kitchen, alone)
+        await kitchen.close()
+        kitchen = await platform_kitchen(srv, mid)
+        await confirm_all(kitchen, planned)
+        await kitchen.close()
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        rows = page.locator("#waiting tr")
+        await expect(rows).to_have_count(2)
+        assert await rows.evaluate_all("rs => rs.map((r) => r.dataset.order)") == [alone, planned]  # longest first
+        # ready in 30, then 2 of service, 6 on the road and half the hand-over
+        await expect(rows.nth(1).locator("td").nth(3)).to_have_text(re.compile(r"\(in (39|40) min\)"), timeout=10_000)
+        await expect(rows.nth(0).locator("td").nth(3)).to_have_text("none: no rider can be planned now")
+        await expect(page.locator("#waiting-shown")).to_have_text("(2)")
+    finally:
+        await page.context.close()
+        await courier.close()
         await ops.close()

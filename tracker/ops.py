@@ -175,7 +175,8 @@ async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
     entries = [entry for listed in res[1::2] for entry in listed]  # (id, placed_at)
     oldest = heapq.nsmallest(cap, entries, key=lambda e: (e[1], e[0]))
     orders = await load_orders(rt, [oid for oid, _ in oldest])
-    return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"]}
+    return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"],
+             "placed_at": o["placed_at"], "planned_eta": o["planned_eta"]}
             for o in orders if o is not None], sum(res[::2])
 
 

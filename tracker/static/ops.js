@@ -103,7 +103,26 @@ function draw(snap) {
     for (const text of [r.id, r.stale ? silentFor(r, snap.ts) : r.state, r.orders]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
     return tr;
   }));
+  drawWaiting(snap);
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
+// The confirmed orders waiting for a rider, longest first, with the dispatcher's estimate (or
+// none when no rider can be planned for them now: the ones to act on).
+const clockTime = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+function drawWaiting(snap) {
+  const listed = snap.open_orders.slice(0, TABLE_ROWS), total = snap.totals.open_orders;
+  $("waiting-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
+  $("waiting").replaceChildren(...listed.map((o) => {
+    const tr = document.createElement("tr"); tr.dataset.order = o.id;
+    const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
+    const eta = Number.isFinite(o.planned_eta)
+      ? `${clockTime(o.planned_eta)} (in ${Math.max(1, Math.round((o.planned_eta - snap.ts) / 60000))} min)`
+      : "none: no rider can be planned now";
+    if (!Number.isFinite(o.planned_eta)) tr.dataset.unplanned = "";
+    for (const text of [o.id, o.merchant_id, age, eta]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
+    return tr;
+  }));
 }
 
 // Poll every 2 s; back off to 16 s while the server cannot be reached; stop for good (and say
