@@ -260,6 +260,9 @@ export class VectorMap {
   clear(layer) { this.layers[layer].replaceChildren(); }
 }
 
+// A server time as the clock on the wall shows it ("12:05").
+export const clockTime = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
 export function minutesFrom(ts, nowTs) {
   return Math.max(0, Math.round((ts - nowTs) / 60000));
 }

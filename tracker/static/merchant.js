@@ -1,5 +1,5 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { api, liveSocket, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
+import { api, clockTime, liveSocket, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, reason and by (of a cancel or a failed delivery)}
@@ -21,7 +21,6 @@ const COLUMNS = ["Order", "Status", "Food", "Placed", "Rider"];
 const SEND_WAIT_MS = 3000;  // an action's buttons stay disabled until its answer, at most this long (real time)
 const clock = await serverClock();
 let expiryTimer = null;
-const clockTime = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
 // An operator opens a kitchen's board with ?merchant_id=... beside its token.
 const merchantId = new URLSearchParams(location.search).get("merchant_id");

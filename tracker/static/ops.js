@@ -1,5 +1,5 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service figures.
-import { api, setOffline, showRefusal, VectorMap } from "/static/common.js";
+import { api, clockTime, minutesFrom, setOffline, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -109,7 +109,6 @@ function draw(snap) {
 
 // The confirmed orders waiting for a rider, longest first, with the dispatcher's estimate (or
 // none when no rider can be planned for them now: the ones to act on).
-const clockTime = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 function drawWaiting(snap) {
   const listed = snap.open_orders.slice(0, TABLE_ROWS), total = snap.totals.open_orders;
   $("waiting-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
@@ -117,7 +116,7 @@ function drawWaiting(snap) {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
     const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
     const eta = Number.isFinite(o.planned_eta)
-      ? `${clockTime(o.planned_eta)} (in ${Math.max(1, Math.round((o.planned_eta - snap.ts) / 60000))} min)`
+      ? `${clockTime(o.planned_eta)} (in ${Math.max(1, minutesFrom(o.planned_eta, snap.ts))} min)`
       : "none: no rider can be planned now";
     if (!Number.isFinite(o.planned_eta)) tr.dataset.unplanned = "";
     for (const text of [o.id, o.merchant_id, age, eta]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }

@@ -1,5 +1,5 @@
 // The customer's page: the order's timeline, the rider on the map, a live ETA; resumes gaplessly.
-import { api, liveSocket, minutesFrom, serverClock, setOffline, setText, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
+import { api, clockTime, liveSocket, minutesFrom, serverClock, setOffline, setText, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
 
 const STEPS = [
   ["placed", "Order placed"], ["confirmed", "Restaurant confirmed"], ["food_ready", "Food ready"],
@@ -62,8 +62,7 @@ function apply(event) {
   $("eta-line").hidden = status !== "delivered" && FINAL.includes(status);  // no ETA for an order that will not come
   if (FINAL.includes(status)) {
     map.removeMarker("rider");
-    setText($("eta"), status === "delivered" && Number.isFinite(event.ts)
-      ? new Date(event.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "–");
+    setText($("eta"), status === "delivered" && Number.isFinite(event.ts) ? clockTime(event.ts) : "–");
   }
   if (status === "at_dropoff") setText($("eta"), "now");  // the rider is at the door: "Arriving now"
   if (event.kind === "assigned") { lastFixTs = null; watchedSince = Math.max(watchedSince ?? 0, Number.isFinite(event.ts) ? event.ts : 0); }  // a new rider: its silence counts from its assignment
