@@ -140,14 +140,14 @@ def check_at_start(url: str, scale: float, secret: str, *, cluster: bool, timeou
     """Raise :class:`Disagreement` if this process's clock or secret cannot join the servers on ``url``."""
     client: Any = (redis.RedisCluster.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
                    if cluster else redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout))
+    mark = fingerprint(secret)
     try:
         before = time.time() * 1000
-        reply = client.eval(_ROLL_CALL, 1, CLOCKS_KEY, process_name(), _entry(scale, fingerprint(secret)), "0",
-                            ENTRY_TTL_MS)
+        reply = client.eval(_ROLL_CALL, 1, CLOCKS_KEY, process_name(), _entry(scale, mark), "0", ENTRY_TTL_MS)
         local_ms = (before + time.time() * 1000) / 2
     finally:
         client.close()
-    problem = _judge(reply, local_ms, scale, fingerprint(secret))
+    problem = _judge(reply, local_ms, scale, mark)
     if problem is not None:
         raise Disagreement(problem)
 

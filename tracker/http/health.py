@@ -12,7 +12,7 @@ from starlette.routing import Route
 from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse
 from tracker.redis_client import check_ready
-from tracker.runtime import runtime_of
+from tracker.runtime import Runtime, runtime_of
 
 
 async def healthz(request: Request) -> Response:
@@ -21,6 +21,17 @@ async def healthz(request: Request) -> Response:
 
 
 DEGRADED_WINDOW_S = 60.0
+REDIS_ANSWER_TIMEOUT_S = 2.0
+
+
+async def _redis_fault(rt: Runtime) -> Exception | None:
+    """Why Redis did not answer within :data:`REDIS_ANSWER_TIMEOUT_S` (a cluster: every primary,
+    state ok), or ``None`` when it did."""
+    try:
+        await asyncio.wait_for(check_ready(rt.redis), timeout=REDIS_ANSWER_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any failure means not answering
+        return exc
+    return None
 
 
 async def readyz(request: Request) -> Response:
@@ -32,10 +43,9 @@ async def readyz(request: Request) -> Response:
     now = time.time()
     degraded = [t["name"] for t in tasks
                 if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
-    try:
-        await asyncio.wait_for(check_ready(rt.redis), timeout=2.0)
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        err = ApiError("redis_unavailable", f"Redis does not answer: {str(exc) or type(exc).__name__}")
+    fault = await _redis_fault(rt)
+    if fault is not None:
+        err = ApiError("redis_unavailable", f"Redis does not answer: {str(fault) or type(fault).__name__}")
         return JSONResponse({**err.body(), "tasks": tasks}, status_code=err.status)
     hub = rt.hub
     return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks,
@@ -52,11 +62,7 @@ async def metrics(request: Request) -> Response:
         up = rt.services["redis_up"] = Gauge(
             "tracker_redis_up", "1 when Redis answered this scrape within 2 s, else 0 (then the tracker_fleet_* "
             "gauges are as last read)", registry=rt.registry)
-    try:
-        await asyncio.wait_for(check_ready(rt.redis), timeout=2.0)
-        up.set(1)
-    except Exception:  # noqa: BLE001 - any failure means not answering
-        up.set(0)
+    up.set(1 if await _redis_fault(rt) is None else 0)
     return Response(generate_latest(rt.registry), media_type=CONTENT_TYPE_LATEST)
 
 
