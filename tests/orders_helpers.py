@@ -46,6 +46,15 @@ async def merchant(server: ServerProcess, merchant_id: str, last_event_id: str |
     return await MerchantClient.connect(server.ws_url, server.token("merchant", merchant_id), last_event_id)
 
 
+async def confirmed_order(server: ServerProcess, ops: Ops, order_id: str, merchant_id: str) -> None:
+    """Create an order and have its kitchen confirm it (the kitchen's socket closed again)."""
+    await ops.create(order_id, merchant_id)
+    kitchen = await merchant(server, merchant_id)
+    await kitchen.confirm(order_id)
+    await kitchen.event(order_id, "confirmed")
+    await kitchen.close()
+
+
 async def platform_kitchen(server: ServerProcess, merchant_id: str) -> MerchantClient:
     """The operator acting on a merchant's feed: not rate-limited like a kitchen's own socket (floods in tests)."""
     url = f"{server.ws_url}/v1/ws/merchant?merchant_id={merchant_id}"

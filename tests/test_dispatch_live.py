@@ -6,18 +6,10 @@ import asyncio
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, confirm_all, customer, events_until, merchant, platform_kitchen, rider
+from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, platform_kitchen, rider
 from tracker.launcher import ServerProcess
 
 FAST = {"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "3", "TRACKER_DECLINE_COOLDOWN_S": "600"}
-
-
-async def confirmed_order(srv: ServerProcess, ops: Ops, oid: str, mid: str) -> None:
-    await ops.create(oid, mid)
-    kitchen = await merchant(srv, mid)
-    await kitchen.confirm(oid)
-    await kitchen.event(oid, "confirmed")
-    await kitchen.close()
 
 
 async def offered(ops: Ops, courier: RiderClient, oid: str, mid: str) -> dict:

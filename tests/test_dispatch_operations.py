@@ -8,8 +8,8 @@ import time
 
 import httpx
 
-from tests.orders_helpers import Ops
-from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
+from tests.orders_helpers import Ops, confirmed_order
+from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
 

@@ -14,8 +14,8 @@ from typing import Any, AsyncIterator, Callable
 
 import pytest
 
-from tests.orders_helpers import PICKUP, Ops, merchant, rider
-from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, merchant, rider
+from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tracker.geo import dispatch_region
 from tracker.locations import rider_orders_key
 from tracker.orders import open_orders_key

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 import h3
 import httpx
@@ -50,6 +52,18 @@ async def rider(server: ServerProcess, rider_id: str) -> RiderClient:
     return r
 
 
+@asynccontextmanager
+async def rider_and_redis(server: ServerProcess, redis_url: str, rider_id: str) -> AsyncIterator[tuple[RiderClient, Any]]:
+    """A connected rider and a client of the server's Redis (to see what its fixes wrote), both closed after."""
+    r = await rider(server, rider_id)
+    red = connect(redis_url, decode_responses=True)
+    try:
+        yield r, red
+    finally:
+        await r.close()
+        await red.aclose()
+
+
 async def test_two_hundred_riders_on_a_path_come_back_nearest_first(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     # A path heading north-east from a point of our own, riders 15 m apart.
     origin = (48.1351, 11.5820)
@@ -92,9 +106,7 @@ async def test_rider_crossing_a_region_boundary_is_found_on_both_sides(server: S
     cell_a, cell_b = h3.latlng_to_cell(*a, 6), h3.latlng_to_cell(*b, 6)
     assert cell_a != cell_b
     rid = uid("crosser")
-    r = await rider(server, rid)
-    red = connect(redis_url, decode_responses=True)
-    try:
+    async with rider_and_redis(server, redis_url, rid) as (r, red):
         await r.location(*a)
         assert await eventually(lambda: red.zscore(f"riders:{{{cell_a}}}", rid))
         await asyncio.sleep(1.0)
@@ -108,9 +120,6 @@ async def test_rider_crossing_a_region_boundary_is_found_on_both_sides(server: S
             found = [f for f in await nearby(server, lat, lng, 3000) if f["id"] == rid]
             assert len(found) == 1
             assert abs(found[0]["lng"] - b[1]) < 1e-9
-    finally:
-        await r.close()
-        await red.aclose()
 
 
 async def test_a_rider_on_two_sockets_moves_regions_cleanly_after_one_closes(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
@@ -271,9 +280,7 @@ BAD_FRAMES = [
 
 async def test_bad_frames_get_their_error_and_nothing_reaches_redis(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     rid = uid("badrider")
-    r = await rider(server, rid)
-    red = connect(redis_url, decode_responses=True)
-    try:
+    async with rider_and_redis(server, redis_url, rid) as (r, red):
         for raw, code in BAD_FRAMES:
             await r.ws.send(raw)
             frame = await r.recv()
@@ -291,33 +298,23 @@ async def test_bad_frames_get_their_error_and_nothing_reaches_redis(server: Serv
         assert await eventually(lambda: red.exists(f"rider:{{{rid}}}"))
         stored = await red.hgetall(f"rider:{{{rid}}}")
         assert float(stored["lat"]) == 10.5 and float(stored["lng"]) == 1.5 and float(stored["speed"]) == 4.2
-    finally:
-        await r.close()
-        await red.aclose()
 
 
 async def test_a_phone_that_does_not_know_its_speed_or_course_is_still_tracked(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     # iOS reports -1 for a speed or course it does not know; the position itself is good.
     rid = uid("iphone")
-    r = await rider(server, rid)
-    red = connect(redis_url, decode_responses=True)
-    try:
+    async with rider_and_redis(server, redis_url, rid) as (r, red):
         await r.location(12.0, 3.0, speed=-1, heading=-1, accuracy=5)
         assert await eventually(lambda: red.exists(f"rider:{{{rid}}}"))
         stored = await red.hgetall(f"rider:{{{rid}}}")
         assert (float(stored["lat"]), float(stored["lng"])) == (12.0, 3.0)
         assert "speed" not in stored and "heading" not in stored and float(stored["accuracy"]) == 5
         assert await _ids(server, 12.0, 3.0, rid)
-    finally:
-        await r.close()
-        await red.aclose()
 
 
 async def test_teleport_is_refused_and_the_last_good_fix_kept(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     rid = uid("jumpy")
-    r = await rider(server, rid)
-    red = connect(redis_url, decode_responses=True)
-    try:
+    async with rider_and_redis(server, redis_url, rid) as (r, red):
         await r.location(45.0, 7.0)
         await asyncio.sleep(0.3)
         await r.location(46.0, 7.0)  # 111 km in a fraction of a second
@@ -330,18 +327,13 @@ async def test_teleport_is_refused_and_the_last_good_fix_kept(server: ServerProc
             return "lat" in stored and float(stored["lat"]) == pytest.approx(45.0001)
 
         assert await eventually(moved_by_the_plausible_step)  # written by the batch, not the teleport
-    finally:
-        await r.close()
-        await red.aclose()
 
 
 async def test_a_glitched_first_fix_does_not_lock_the_rider_out(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     # A cold GPS's first fix near 0, 0, then the true position 5,800 km away: the true fixes
     # agree with each other, so after three of them the rider is where they say.
     rid = uid("coldgps")
-    r = await rider(server, rid)
-    red = connect(redis_url, decode_responses=True)
-    try:
+    async with rider_and_redis(server, redis_url, rid) as (r, red):
         await r.location(0.0001, 0.0001)
         refused = 0
         for step in range(3):
@@ -366,8 +358,6 @@ async def test_a_glitched_first_fix_does_not_lock_the_rider_out(server: ServerPr
         await again.location(0.0001, 0.0001)  # and one stray glitch is still refused
         assert (await again.recv())["code"] == "implausible_fix"
         await again.close()
-    finally:
-        await red.aclose()
 
 
 async def test_a_rider_silent_past_the_stale_time_may_come_back_anywhere(start_server, uid) -> None:  # type: ignore[no-untyped-def]
@@ -388,15 +378,10 @@ async def test_a_rider_silent_past_the_stale_time_may_come_back_anywhere(start_s
 
 async def test_a_rider_only_ever_moves_itself(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
     me, other = uid("me"), uid("other")
-    r = await rider(server, me)
-    red = connect(redis_url, decode_responses=True)
-    try:
+    async with rider_and_redis(server, redis_url, me) as (r, red):
         await r.send({"type": "location", "lat": 30.0, "lng": 31.0, "rider_id": other, "sub": other})
         assert await eventually(lambda: red.exists(f"rider:{{{me}}}"))
         assert await red.exists(f"rider:{{{other}}}") == 0
-    finally:
-        await r.close()
-        await red.aclose()
 
 
 async def test_availability_shows_in_nearby(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]

@@ -18,8 +18,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clients.rider import RiderClient
-from tests.orders_helpers import Ops
-from tests.test_dispatch_live import FAST, confirmed_order, rider_near_restaurant
+from tests.orders_helpers import Ops, confirmed_order
+from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tracker.clock import Clock
 from tracker.dispatch.offers import CLAIM_LEASE_S, OfferRecord, OfferStore
 from tracker.errors import ApiError

@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from clients.jsonsocket import JsonSocket
-from tests.orders_helpers import Ops, customer, deliver, events_until, merchant, platform_kitchen, rider
+from tests.orders_helpers import Ops, confirmed_order, customer, deliver, events_until, merchant, platform_kitchen, rider
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
 
@@ -356,11 +356,7 @@ async def test_orders_survive_a_redis_restart(tmp_path, uid) -> None:  # type: i
     first.start()
     ops = Ops(first)
     try:
-        await ops.create(oid, mid)
-        kitchen = await merchant(first, mid)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await kitchen.close()
+        await confirmed_order(first, ops, oid, mid)
         before = await ops.get(oid)
     finally:
         await ops.close()

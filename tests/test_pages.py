@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, customer, merchant, rider
 from tracker.launcher import ServerProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -371,11 +371,7 @@ async def test_customer_page_counts_down_and_says_late_when_the_rider_goes_quiet
     courier = await rider(fast, rid)
     page = await new_page(browser, mobile=True)
     try:
-        await ops.create(oid, mid)
-        kitchen = await merchant(fast, mid)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await kitchen.close()
+        await confirmed_order(fast, ops, oid, mid)
         await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
         assert (await ops.assign(oid, rid)).status_code == 200
         await page.goto(f"{fast.base_url}/track/{oid}?token={fast.token('customer', oid)}")
