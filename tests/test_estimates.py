@@ -100,9 +100,10 @@ async def test_a_waiting_order_is_told_its_planned_drop_off_and_the_kitchens_rea
         await ops.close()
 
 
-async def test_the_estimate_goes_when_no_rider_can_be_planned_and_a_new_channel_gets_the_current_one(
+async def test_the_estimate_goes_when_no_rider_can_be_planned_after_the_grace_and_a_new_channel_gets_the_current_one(
         own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(FAST, redis=own_redis)
+    grace_s = 2.0
+    srv = start_server({**FAST, "TRACKER_ESTIMATE_GRACE_S": str(grace_s)}, redis=own_redis)
     ops = Ops(srv)
     oid, mid = uid("o"), uid("m")
     kitchen = await merchant(srv, mid)
@@ -125,9 +126,14 @@ async def test_the_estimate_goes_when_no_rider_can_be_planned_and_a_new_channel_
         finally:
             await late_comer.close()
         offer = await courier.expect("offer", timeout=10)
+        loop = asyncio.get_running_loop()
+        declined_at = loop.time()
         await courier.decline(offer["offer_id"])  # the only rider near is kept away from the order
+        await asyncio.sleep(grace_s / 2)  # rounds with no rider for it, within the grace: the estimate stays
+        assert (await ops.get(oid))["planned_eta"] == planned["eta"]
         gone = await next_estimate(watcher)
         assert gone["eta"] is None and gone["order_id"] == oid
+        assert loop.time() - declined_at >= grace_s - 0.2  # (the clock's rounding aside)
         assert (await ops.get(oid))["planned_eta"] is None
     finally:
         for sock in (watcher, courier):

@@ -210,6 +210,10 @@ class Settings:
         "TRACKER_ON_TIME_TARGET_MIN", _positive_float, 40.0, "click-to-door target for the on-time share"
     )
 
+    estimate_grace_s: float = _setting(
+        "TRACKER_ESTIMATE_GRACE_S", _non_negative_float, 30.0,
+        "server seconds a waiting order keeps its estimate when the dispatcher has briefly no rider for it",
+    )
     dispatch_interval_s: float = _setting(
         "TRACKER_DISPATCH_INTERVAL_S", _positive_float, 10.0, "server seconds between dispatch rounds"
     )

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import h3
 import orjson
@@ -31,7 +31,7 @@ from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.snapshot import load_region
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
-from tracker.orders.estimate import publish_estimates
+from tracker.orders.estimate import UnplannedSince, Waiting, publish_estimates
 from tracker.orders.service import store_of
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.redis_client import REDIS_DOWN
@@ -91,6 +91,7 @@ class Dispatcher:
         self.last_round: dict[str, Any] = {}
         self._pass_counts: dict[str, tuple[int, int]] = {}  # region -> (open orders, free riders) this pass
         self._held: dict[str, Lease] = {}  # region -> the lease this process holds for it
+        self._unplanned: dict[str, UnplannedSince] = {}  # region -> its waiting orders' grace
         self._stopping = False
 
     async def regions(self) -> list[str]:
@@ -118,6 +119,7 @@ class Dispatcher:
                 lease = Lease(self.rt.redis, f"lease:dispatch:{{{region}}}", self.owner, self.lease_ttl_ms)
                 if not await lease.hold():
                     self._held.pop(region, None)
+                    self._unplanned.pop(region, None)  # another process plans it: its memory, not ours
                     continue
                 if self._stopping:  # stopped while taking it
                     await lease.release()
@@ -159,7 +161,7 @@ class Dispatcher:
         loaded = await load_region(self.rt, self.store, region, now_ms=now, radius_m=self.rt.settings.dispatch_radius_m)
         self._pass_counts[region] = (len(loaded.orders), len(loaded.riders))
         if not loaded.orders or not loaded.riders:
-            await publish_estimates(self.rt.redis, loaded.waiting, {}, now)  # no rider to plan them on
+            await self._publish_estimates(region, loaded.waiting, {}, now)  # no rider to plan them on
             await self._note_round(region, loaded.orders, loaded.riders, [], 0.0, time.perf_counter() - t0, now)
             return []
         lat, lng = h3.cell_to_latlng(region)
@@ -179,9 +181,17 @@ class Dispatcher:
                 sent.append(record)
             else:
                 self.metrics.offers.labels("lost_race").inc()
-        await publish_estimates(self.rt.redis, loaded.waiting, decided.estimates, now)
+        await self._publish_estimates(region, loaded.waiting, decided.estimates, now)
         await self._note_round(region, loaded.orders, loaded.riders, sent, solve_s, time.perf_counter() - t0, now)
         return sent
+
+    async def _publish_estimates(self, region: str, waiting: Sequence[Waiting], planned: Mapping[str, int],
+                                 now: int) -> None:
+        """Tell the waiting orders' customers the round's estimates, after the grace for those left out."""
+        grace = self._unplanned.get(region)
+        if grace is None:
+            grace = self._unplanned[region] = UnplannedSince(int(self.rt.settings.estimate_grace_s * 1000))
+        await publish_estimates(self.rt.redis, waiting, grace.hold(waiting, planned, now), now)
 
     async def _note_round(self, region: str, orders: list, riders: list, sent: list[OfferRecord],
                           solve_s: float, total_s: float, now: int) -> None:

@@ -4,9 +4,12 @@ Every dispatch round plans each open order it can (:attr:`tracker.dispatch.model
 the drop-off the round's plan gives it, with the rider offered it now or only planned, its food
 not ready yet or its rider still delivering). The order keeps that time in its hash
 (``planned_eta``) and its channel hears an ``estimate`` frame when the order first has one, when
-it moves by :data:`ESTIMATE_STEP_MS` or more, and when the plan has none for it any more
-(``eta`` null: no rider can be planned for it now). Only while the order is confirmed with no
-rider: once a rider has it, its ``eta`` (:mod:`tracker.orders.live`) takes over.
+it moves by :data:`ESTIMATE_STEP_MS` or more, and when the plan has had none for it for
+``TRACKER_ESTIMATE_GRACE_S`` (``eta`` null: no rider can be planned for it now). The grace
+(:class:`UnplannedSince`) keeps the customer's page from flicking between a time and "finding a
+rider" while its planned rider is briefly away: considering another offer, or a decline about to
+be answered by the next rider. Only while the order is confirmed with no rider: once a rider has
+it, its ``eta`` (:mod:`tracker.orders.live`) takes over.
 """
 from __future__ import annotations
 
@@ -43,6 +46,29 @@ class Waiting:
     merchant_id: str
     order_id: str
     shown: int | None
+
+
+class UnplannedSince:
+    """When each waiting order of one region lost its place in the plan (this process's memory of
+    its rounds; a region that moves to another process starts the grace afresh)."""
+
+    def __init__(self, grace_ms: int) -> None:
+        self.grace_ms = grace_ms
+        self._since: dict[str, int] = {}
+
+    def hold(self, waiting: Iterable[Waiting], planned: Mapping[str, int], now_ms: int) -> dict[str, int]:
+        """The round's estimates, with the one shown kept for each order the plan has left out for
+        less than the grace (so its customer is not told "no rider" for a moment's absence)."""
+        held = dict(planned)
+        still: dict[str, int] = {}
+        for order in waiting:
+            if order.order_id in planned or order.shown is None:
+                continue
+            since = still[order.order_id] = self._since.get(order.order_id, now_ms)
+            if now_ms - since < self.grace_ms:
+                held[order.order_id] = order.shown
+        self._since = still  # (orders planned again, taken, on offer or gone are forgotten)
+        return held
 
 
 def estimate_frame(order_id: str, eta: int | None, now_ms: int) -> dict[str, Any]:
