@@ -92,19 +92,26 @@ def test_print_server_env_gives_the_settings_of_the_replays_own_server(tmp_path:
 
 
 def test_two_live_replays_on_one_server_both_pass(start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
-    """The same day played twice through one server (one Redis): each run's ids are its own."""
+    """The same day played twice through one server (one Redis): each run's ids are its own. A
+    server started with the printed settings plays without a warning; a replay that wants another
+    dispatch interval is told which setting differs."""
     instance = made_up_day(tmp_path / "day")
     srv = start_server(printed_env(instance, "--time-scale", "600"), shared_redis=False)
     tags = []
-    for run in ("first", "second"):
+    for run, interval in (("first", "0.5"), ("second", "1")):
         done = subprocess.run(
             [sys.executable, "-m", "tracker", "replay", str(instance), "--live", "--server", srv.base_url,
-             "--secret", srv.secret, "--out", str(tmp_path / run)],
+             "--secret", srv.secret, "--out", str(tmp_path / run), "--interval", interval],
             capture_output=True, text=True, timeout=120,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "checker: OK" in done.stdout and delivered(done.stdout) >= 4, done.stdout
-        assert "--print-server-env" in done.stderr.splitlines()[0], done.stderr  # the settings warning
+        warned = [line for line in done.stderr.splitlines() if "settings of its own" in line]
+        if run == "first":
+            assert not warned, done.stderr
+        else:  # the server's 30 s rounds against the 60 this replay asks for, and only that
+            assert len(warned) == 1 and "TRACKER_DISPATCH_INTERVAL_S=30.0 (this day wants 60)" in warned[0], done.stderr
+            assert warned[0].count("TRACKER_") == 1 and "--print-server-env --interval 1" in warned[0]
         tags.append(done.stderr.split("its ids start ")[1].split(";")[0])
         check = subprocess.run([sys.executable, "-m", "tracker", "replay", "--check", str(instance), str(tmp_path / run)],
                                capture_output=True, text=True, timeout=60)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 
@@ -47,14 +48,20 @@ def _with_password(url: str, password: str) -> str:
     return f"{scheme}://default:{password}@{rest}"
 
 
-def test_redis_passwords_never_reach_the_log(redis_url: str, tmp_path: Path) -> None:
-    """The server names its Redis when it starts (and when it cannot reach it): without the password."""
+def test_redis_passwords_never_reach_the_log_nor_the_ops_snapshot(redis_url: str, tmp_path: Path) -> None:
+    """The server names its Redis when it starts (and when it cannot reach it), and shows the
+    operator its settings: without the password, and without the token secret."""
     password = "S3cretRedisPassw0rd"
     with ServerProcess(redis_url=_with_password(redis_url, password), data_dir=tmp_path / "data") as proc:
         time.sleep(0.2)
         log = proc.log_path.read_text()
         assert "tracker listening" in log
         assert password not in log, log
+        snap = httpx.get(proc.base_url + "/v1/ops/snapshot",
+                         headers={"Authorization": "Bearer " + proc.token("operator", "ops")}, timeout=10)
+        assert snap.status_code == 200 and snap.json()["settings"]["REDIS_URL"], snap.text
+        assert password not in snap.text and proc.secret not in snap.text
+        assert "TRACKER_SECRET" not in snap.json()["settings"]
 
     closed = f"redis://default:{password}@127.0.0.1:{free_port()}/0"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}

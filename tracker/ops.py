@@ -36,6 +36,7 @@ from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
 from tracker.orders.store import open_order_regions, open_orders_key
 from tracker.runtime import Runtime, runtime_of
+from tracker.settings import public_settings
 
 HEX_RES = 8
 MAX_RIDERS = 5000  # riders listed at most (the totals count them all)
@@ -210,6 +211,7 @@ async def snapshot(request: Request) -> Response:
         "cells": _cells(orders, (r for r in fleet if r.state == "free")),
         "dispatch": orjson.loads(last_round) if last_round else {},
         "dispatch_interval_s": rt.settings.dispatch_interval_s,
+        "settings": public_settings(rt.settings),
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
         "totals": {**rider_totals(fleet), "open_orders": open_total},
         "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders},

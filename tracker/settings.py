@@ -268,6 +268,18 @@ class Settings:
         return cls(**values)
 
 
+def public_settings(settings: "Settings") -> dict[str, Any]:
+    """Every setting by its environment variable as this process runs with it, for the operator
+    (``GET /v1/ops/snapshot``): the secret left out, a Redis URL without its password."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        env, value = f.metadata["env"], getattr(settings, f.name)
+        if env == "TRACKER_SECRET":
+            continue
+        out[env] = shown_value(env, str(value)) if isinstance(value, (str, PurePath)) else value
+    return out
+
+
 def _shown(default: Any) -> str:
     """A default as a user writes it: ``unset``, ``.tracker``, ``127.0.0.1``, ``30.0``."""
     if default is None:

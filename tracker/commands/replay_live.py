@@ -30,8 +30,9 @@ from tracker.mdrp.solution import write_solution
 DEFAULT_TIME_SCALE = 300.0
 
 
-def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
-    """``/healthz`` of the server, after checking that it answers and accepts our operator token."""
+def check_server(base_url: str, secret: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    """``/healthz`` of the server and its settings (as the ops snapshot gives them, ``{}`` from a
+    server too old to), after checking that it answers and accepts our operator token."""
     try:
         with httpx.Client(base_url=base_url, timeout=10) as http:
             resp = http.get("/healthz")
@@ -53,7 +54,24 @@ def check_server(base_url: str, secret: str) -> dict:  # type: ignore[type-arg]
     if auth.status_code != 200:
         raise LiveError(f"the server at {base_url} is not ready: GET /v1/ops/snapshot answered {auth.status_code} "
                         f"({error_message(auth)})")
-    return health
+    try:
+        settings = auth.json().get("settings") or {}
+    except ValueError:
+        settings = {}
+    return health, settings if isinstance(settings, dict) else {}
+
+
+def unmatched_settings(server: dict, wanted: dict[str, str]) -> list[str]:  # type: ignore[type-arg]
+    """``NAME=value`` for each setting ``wanted`` (:func:`matching_env`, the time scale aside) that
+    the server runs with another value of: its figures would then not match the offline replay's."""
+    differ = []
+    for name, value in wanted.items():
+        if name == "TRACKER_TIME_SCALE":
+            continue
+        has = server.get(name)
+        if not isinstance(has, (int, float)) or abs(float(has) - float(value)) > 1e-9 * max(1.0, abs(float(value))):
+            differ.append(f"{name}={has if has is not None else 'unknown'} (this day wants {float(value):g})")
+    return differ
 
 
 def matching_env(inst: Instance, time_scale: float, interval_min: float) -> dict[str, str]:
@@ -118,14 +136,15 @@ def run_live(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         try:
-            health = check_server(base_url, secret)
+            health, settings = check_server(base_url, secret)
             scale = float(health["time_scale"])
             if short_key:
                 print(f"tracker replay: warning: {short_key}", file=sys.stderr)
-            if args.server:  # its settings, not ours, decide the figures: say how to match them
-                print(f"tracker replay: warning: {base_url} plays with its own settings (dispatch interval, offer "
-                      f"timeout, rider speed, ...); to match the offline replay, start it with the environment "
-                      f"`{env_command(args)}` prints", file=sys.stderr)
+            differ = unmatched_settings(settings, matching_env(inst, scale, args.interval)) if args.server else []
+            if differ:  # its settings, not ours, decide the figures: say which differ and how to match them
+                print(f"tracker replay: warning: {base_url} plays with settings of its own: {'; '.join(differ)}. To "
+                      f"match the offline replay, start it with the environment `{env_command(args)}` prints",
+                      file=sys.stderr)
             if args.server and args.time_scale is not None and args.time_scale != scale:
                 print(f"tracker replay: warning: --time-scale {args.time_scale:g} is ignored with --server: "
                       f"that server runs at x{scale:g}", file=sys.stderr)
