@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -358,6 +359,28 @@ async def test_a_glitched_first_fix_does_not_lock_the_rider_out(server: ServerPr
         await again.location(0.0001, 0.0001)  # and one stray glitch is still refused
         assert (await again.recv())["code"] == "implausible_fix"
         await again.close()
+
+
+async def test_a_resent_glitch_or_a_gps_stuck_on_0_0_never_moves_the_rider(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
+    # Three fixes that agree move a rider off a glitched last fix; the same refused fix resent
+    # (a phone's retry) and a GPS without a fix (0, 0 each second) are not three witnesses.
+    rid = uid("resender")
+    async with rider_and_redis(server, redis_url, rid) as (r, red):
+        await r.location(52.52, 13.45)
+        assert await eventually(lambda: _ids(server, 52.52, 13.45, rid))
+        glitch_ts = int(time.time() * 1000)
+        for _ in range(4):
+            await asyncio.sleep(0.3)
+            await r.location(57.52, 13.45, ts=glitch_ts)  # 555 km north, the same fix each time
+            assert (await r.recv())["code"] == "implausible_fix"
+        for _ in range(4):
+            await asyncio.sleep(0.3)
+            await r.location(0.0, 0.0)
+            assert (await r.recv())["code"] == "implausible_fix"
+        stored = await red.hgetall(f"rider:{{{rid}}}")
+        assert (float(stored["lat"]), float(stored["lng"])) == (52.52, 13.45)
+        await r.location(52.5201, 13.45)  # the true track goes on
+        assert await eventually(lambda: _ids(server, 52.5201, 13.45, rid))
 
 
 async def test_a_rider_silent_past_the_stale_time_may_come_back_anywhere(start_server, uid) -> None:  # type: ignore[no-untyped-def]

@@ -12,10 +12,13 @@ The rule (docs/architecture.md, "GPS sanity"):
   rider standing still is never a teleport;
 - but the last good fix may itself have been the glitch (a cold GPS's first fix at 0, 0; a
   typo), and then every true fix after it would be refused for as long as the impossible
-  distance takes at ``max_speed_mps`` (a day for 6,000 km). So ``CONFIRMING_FIXES`` refused
-  fixes in a row that are plausible from each other move the rider there (the last of them is
-  accepted), and a last good fix older than the stale time anchors nothing: a rider silent
-  that long may have come back from anywhere;
+  distance takes at ``max_speed_mps`` (a day for 6,000 km). So ``CONFIRMING_FIXES`` fixes in a
+  row that the last good one refuses and that are plausible from each other move the rider
+  there (the last of them is accepted, the ones before are refused), and a last good fix older
+  than the stale time anchors nothing: a rider silent that long may have come back from
+  anywhere. Only fresh evidence counts: a refused fix sent again (same position and client
+  timestamp, a resend) adds nothing, nor does a fix at exactly 0, 0 (what a GPS without a fix
+  reports), so a resent glitch or a GPS stuck on 0, 0 never moves a rider;
 - a fix whose own timestamp is far from server time is refused (``clock_skew``, see fix.py).
 """
 from __future__ import annotations
@@ -64,7 +67,13 @@ class FixJudge:
             return Verdict.DUPLICATE
         if last is None or new.ts - last.ts > self._stale_ms or plausible(last, new, self._max_speed):
             return self._accept(new)
-        agrees = self._refused is not None and plausible(self._refused, new, self._max_speed)
+        refused = self._refused
+        if refused is not None and new.client_ts is not None and \
+                (new.lat, new.lng, new.client_ts) == (refused.lat, refused.lng, refused.client_ts):
+            return Verdict.TELEPORT  # the refused fix resent: no new evidence
+        if new.lat == 0.0 and new.lng == 0.0:
+            return Verdict.TELEPORT  # a GPS with no fix: never evidence that the rider is there
+        agrees = refused is not None and plausible(refused, new, self._max_speed)
         self._run = self._run + 1 if agrees else 1
         self._refused = new
         if self._run >= CONFIRMING_FIXES:
