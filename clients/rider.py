@@ -175,7 +175,8 @@ def _redo_step(rider: RiderClient, order_id: str, step: str, pause: float, repor
                delivering: dict[str, asyncio.Task[None]]) -> None:
     """A step the server could not record (Redis unreachable for a moment, too many messages):
     report it again, and the ones after it, once a pause has passed, instead of carrying on
-    with steps the server would refuse."""
+    with steps the server would refuse. Of several steps refused (sent before the first refusal
+    came back), the earliest decides where to start again: a later refusal never moves it on."""
     from clients.cli_common import note
 
     if order_id not in reported or step not in STEPS:
@@ -184,7 +185,9 @@ def _redo_step(rider: RiderClient, order_id: str, step: str, pause: float, repor
     if task is not None:
         task.cancel()
     index = STEPS.index(step)
-    reported[order_id] = STEPS[index - 1] if index else None
+    before = STEPS[index - 1] if index else None
+    if _progress(reported[order_id]) > _progress(before):
+        reported[order_id] = before
     note(f"reporting {step} for {order_id} again in {max(pause, 1.0):g} s")
     delivering[order_id] = asyncio.ensure_future(_deliver(rider, order_id, max(pause, 1.0), reported))
 

@@ -12,6 +12,7 @@ from typing import Callable
 import httpx
 from websockets.sync.client import connect
 import pytest
+import redis
 
 from tracker.embedded_redis import free_port
 from tracker.launcher import ServerProcess
@@ -140,6 +141,45 @@ def test_a_rider_reports_again_a_step_refused_while_redis_was_away(tmp_path: Pat
     finally:
         external.stop()
     assert "redis_unavailable" in said and f"reporting picked_up for {oid} again" in said, said
+
+
+def test_a_rider_reports_again_a_step_refused_while_redis_was_out_of_memory(tmp_path: Path, uid: Callable[[str], str]) -> None:
+    """Redis answers but refuses writes (out of memory) for a few seconds, with no pause between
+    steps: the first is refused as ``redis_unavailable`` (it had been a 500-like ``internal``,
+    never retried), the ones sent behind it as illegal moves from ``assigned``; the rider starts
+    again from the first refused step and the order is delivered."""
+    from tracker.embedded_redis import EmbeddedRedis
+
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    with EmbeddedRedis(tmp_path / "redis") as external, \
+            ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
+        admin = redis.Redis.from_url(external.url)
+        ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
+        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        assert httpx_ws_confirm(srv, merchant, oid).returncode == 0
+        assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
+        admin.config_set("maxmemory", "1")  # reads work (the rider gets its route), writes are refused
+        run = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
+                                srv.token("rider", rider), "--deliver", "0", "--for", "30"],
+                               cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert run.stderr is not None
+            for line in run.stderr:
+                if f"reporting at_pickup for {oid} again" in line:
+                    break
+            time.sleep(2)  # (and again, while Redis is still full)
+            admin.config_set("maxmemory", "0")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and ops.get(f"/v1/orders/{oid}").json()["status"] != "delivered":
+                time.sleep(0.3)
+            assert ops.get(f"/v1/orders/{oid}").json()["status"] == "delivered"
+        finally:
+            run.kill()
+            said = run.communicate()[1]
+            ops.close()
+            admin.close()
+    assert f"the server refused at_pickup for {oid}: redis_unavailable: Redis is out of memory" in said, said
 
 
 def httpx_ws_confirm(srv: ServerProcess, merchant: str, oid: str) -> subprocess.CompletedProcess[str]:

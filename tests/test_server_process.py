@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import psutil
 import pytest
 import redis
@@ -266,6 +267,52 @@ def test_requests_get_a_typed_503_and_sockets_a_reason_when_redis_dies(tmp_path:
 
         asyncio.run(customer_sees_why())
         assert "Exception in ASGI application" not in proc.log_tail(400)
+
+
+def test_a_redis_that_refuses_writes_gives_a_typed_503_and_readyz_says_why(tmp_path: Path) -> None:
+    """Redis answers but refuses writes: out of memory (``maxmemory``, ``noeviction``), or a
+    read-only replica (as during a failover). Requests that write get ``redis_unavailable``
+    naming why, not a 500; reads go on; ``/readyz`` is 503 until writes work again."""
+    import asyncio
+
+    from tracker.embedded_redis import EmbeddedRedis
+
+    external = EmbeddedRedis(tmp_path / "redis")
+    with external, ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as proc:
+        admin = redis.Redis.from_url(external.url)
+        op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
+        order = {"id": "w1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
+                 "dropoff": {"lat": 52.53, "lng": 13.42}}
+        assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+
+        async def kitchen_confirm() -> dict:  # type: ignore[type-arg]
+            url = f"{proc.ws_url}/v1/ws/merchant?token={proc.token('merchant', 'm1')}"
+            async with websockets.connect(url) as ws:
+                await ws.send('{"type": "confirm", "order_id": "w1", "id": "c1"}')
+                while True:
+                    frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                    if frame.get("ref") == "c1" or frame.get("kind") == "confirmed":
+                        return frame
+
+        for refuse, undo, why in ((("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0"), "out of memory"),
+                                  (("REPLICAOF", "127.0.0.1", str(free_port())), ("REPLICAOF", "NO", "ONE"), "read-only")):
+            admin.execute_command(*refuse)
+            late = httpx.post(f"{proc.base_url}/v1/orders", json={**order, "id": "w2"}, headers=op, timeout=30)
+            assert late.status_code == 503 and late.json()["error"]["code"] == "redis_unavailable", late.text
+            assert why in late.json()["error"]["message"], late.text
+            ready = httpx.get(f"{proc.base_url}/readyz", timeout=30)
+            assert ready.status_code == 503 and why in ready.json()["error"]["message"], ready.text
+            refused = asyncio.run(kitchen_confirm())
+            assert refused["type"] == "error" and refused["code"] == "redis_unavailable" and why in refused["message"]
+            got = httpx.get(f"{proc.base_url}/v1/orders/w1", headers=op, timeout=30)  # reads go on
+            assert got.status_code == 200 and got.json()["status"] == "placed", got.text
+            admin.execute_command(*undo)
+            assert httpx.get(f"{proc.base_url}/readyz", timeout=30).status_code == 200
+        assert asyncio.run(kitchen_confirm())["kind"] == "confirmed"  # nothing was half done
+        assert httpx.post(f"{proc.base_url}/v1/orders", json={**order, "id": "w2"}, headers=op).status_code == 201
+        admin.close()
+        log = proc.log_tail(400)
+        assert "Exception in ASGI application" not in log and "unhandled error" not in log, log
 
 
 def _reaped(pid: int, timeout: float = 10.0) -> bool:

@@ -18,7 +18,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ClusterError, RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError
+from redis.asyncio.connection import DefaultParser
+from redis.exceptions import (ClusterError, OutOfMemoryError, ReadOnlyError, RedisClusterUnreachableError,
+                              ResponseError, SlotNotCoveredError, TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -35,15 +37,42 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 
+# Redis answers but refuses writes for now: out of memory (``maxmemory`` with ``noeviction``),
+# or read-only (a replica, as during a failover). Nothing was written; the same again later works.
+REDIS_REFUSES_WRITES: tuple[type[Exception], ...] = (OutOfMemoryError, ReadOnlyError)
+
 # Redis did not answer (down, restarting, paused; on a cluster also a node down, every node
-# down, a slot not served, a slot moving): a client sees ``redis_unavailable`` (503).
+# down, a slot not served, a slot moving), or refuses writes: a client sees
+# ``redis_unavailable`` (503) and may try again.
 REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ClusterError,
-                                           RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError)
+                                           RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError,
+                                           *REDIS_REFUSES_WRITES)
+
+
+class WriteRefusalParser(DefaultParser):  # type: ignore[misc,valid-type]
+    """redis-py's reply parser, naming by its class a write that Redis refused inside a Lua
+    script: Redis 7 passes the refusal's code through (``OOM ...``, which redis-py already maps),
+    while Redis 6 (the embedded one) wraps it as ``Error running script ... -OOM ...``."""
+
+    @classmethod
+    def parse_error(cls, response: str) -> Exception:
+        exc = super().parse_error(response)
+        if type(exc) is ResponseError:
+            for marker, kind in (("-OOM ", OutOfMemoryError), ("-READONLY ", ReadOnlyError)):
+                if marker in response:
+                    return kind(response)
+        return exc
 
 
 def redis_unavailable(exc: BaseException) -> ApiError:
-    """The typed error for a request that failed because Redis did not answer."""
-    return ApiError("redis_unavailable", f"Redis does not answer ({type(exc).__name__}); try again shortly")
+    """The typed error for a request that failed because Redis did not answer, or refused writes."""
+    if isinstance(exc, OutOfMemoryError):
+        why = "Redis is out of memory and refuses writes (its maxmemory)"
+    elif isinstance(exc, ReadOnlyError):
+        why = "Redis is read-only (a replica: a failover may be under way)"
+    else:
+        why = f"Redis does not answer ({type(exc).__name__})"
+    return ApiError("redis_unavailable", f"{why}; try again shortly")
 
 
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
@@ -160,6 +189,9 @@ def connect(url: str, *, cluster: bool | None = None, wait_for_connection_s: flo
         options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3))
         client_class = QueuingRedisCluster if wait_for_connection_s is not None else RedisCluster
         return client_class.from_url(url, **options)
+    # (redis-py's cluster client takes no parser: on a cluster of Redis 7 nodes none is needed,
+    # on Redis 6 nodes a write refused inside a script still answers ``internal``)
+    options.setdefault("parser_class", WriteRefusalParser)
     if wait_for_connection_s is not None:
         pool = aioredis.BlockingConnectionPool.from_url(url, timeout=wait_for_connection_s, **options)
         return aioredis.Redis.from_pool(pool)  # (closed with the client)
@@ -193,11 +225,15 @@ class ClusterNotOk(redis.exceptions.ClusterDownError):
     """A Redis Cluster node reports ``cluster_state`` other than ``ok`` (a node down, slots unserved)."""
 
 
+READY_PROBE_KEY = "ready:probe"  # written by every readiness check, gone 10 s later
+
+
 async def check_ready(redis: AnyRedis) -> None:
-    """Raise unless Redis can serve: it answers PING; on a cluster, every primary answers and
-    reports ``cluster_state:ok`` (one live node answering PING says nothing of the others)."""
+    """Raise unless Redis can serve: it takes a write (a Redis that answers PING but is out of
+    memory or read-only cannot record an order); on a cluster, every primary answers and
+    reports ``cluster_state:ok`` (one live node answering says nothing of the others)."""
     if not is_cluster(redis):
-        await redis.ping()
+        await redis.set(READY_PROBE_KEY, "1", px=10_000)
         return
     for node, info in (await redis.cluster_info(target_nodes=RedisCluster.PRIMARIES)).items():
         if info.get("cluster_state") != "ok":

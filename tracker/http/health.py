@@ -1,4 +1,4 @@
-"""``/healthz`` (process up), ``/readyz`` (Redis answers; a cluster: every primary, state ok) and ``/metrics`` (Prometheus)."""
+"""``/healthz`` (process up), ``/readyz`` (Redis takes a write; a cluster: every primary, state ok) and ``/metrics`` (Prometheus)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from tracker.errors import ApiError
 from tracker.jsonutil import JSONResponse
-from tracker.redis_client import check_ready
+from tracker.redis_client import REDIS_REFUSES_WRITES, check_ready, redis_unavailable
 from tracker.runtime import Runtime, runtime_of
 
 
@@ -45,7 +45,8 @@ async def readyz(request: Request) -> Response:
                 if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
     fault = await _redis_fault(rt)
     if fault is not None:
-        err = ApiError("redis_unavailable", f"Redis does not answer: {str(fault) or type(fault).__name__}")
+        err = redis_unavailable(fault) if isinstance(fault, REDIS_REFUSES_WRITES) else \
+            ApiError("redis_unavailable", f"Redis does not answer: {str(fault) or type(fault).__name__}")
         return JSONResponse({**err.body(), "tasks": tasks}, status_code=err.status)
     hub = rt.hub
     return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks,
