@@ -322,6 +322,14 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
             assert (await reloaded.expect("rider_eta"))["rider_eta"] == told[0]["rider_eta"]
         finally:
             await reloaded.close()
+        last_seen = [f["id"] for f in kitchen.received if f.get("type") == "event"][-1]
+        resumed = await merchant(srv, mid, last_event_id=last_seen)  # a board back after a drop: the same
+        try:
+            shown = [await resumed.expect("prompt") for _ in range(2)]
+            assert [(p["kind"], p["order_id"]) for p in shown] == [("start_preparing", oid), ("rider_arriving", oid)]
+            assert (await resumed.expect("rider_eta"))["rider_eta"] == told[0]["rider_eta"]
+        finally:
+            await resumed.close()
         # the rider gives the order back; the kitchen hears of the one who takes over as it arrives
         await courier.release(oid, reason="flat tyre")
         await kitchen.event(oid, "rider_unassigned")

@@ -34,6 +34,10 @@ MIN_POSITION_SPACING_S = 0.5
 MERCHANT_MAX_MESSAGE_RATE = 10.0  # kitchen messages (confirm, ready, delay) per second per socket (not the operator's)
 MERCHANT_MESSAGE_BURST = 50  # a kitchen confirming a rush of orders at once
 MAX_READY_AHEAD_MS = 7 * 24 * 3600 * 1000  # a delay cannot push the food further ahead than this
+# A kitchen board that resumes gets the prompts and riders' arrivals it missed for the orders of
+# its feed's events this long before its last one (feed ids are Redis's clock), the newest so many.
+RESUME_CATCH_UP_WINDOW_MS = 6 * 3600 * 1000
+RESUME_CATCH_UP_EVENTS = 5000
 
 log = logging.getLogger("tracker.orders")
 
@@ -150,11 +154,13 @@ async def customer_ws(websocket: WebSocket) -> None:
         # still shows it; ``ts`` says how old the position is. After the history, as its events
         # say that a rider carries the order (the order read again: its rider as of now). An
         # order still waiting for a rider gets the plan's estimate instead, if it has one.
+        # Only what the events sent so far allow: an order assigned since the history was read
+        # has its ``assigned`` event still to come, and its positions after it (as live ones).
         if view["status"] not in CARRYING and view["status"] != "confirmed":
             return
         now = await store.load(order_id)  # type: ignore[arg-type]
-        if now is not None and view["status"] == "confirmed" == now["status"] and not now.get("rider_id"):
-            if now.get("planned_eta"):
+        if view["status"] == "confirmed":
+            if now is not None and now["status"] == "confirmed" and not now.get("rider_id") and now.get("planned_eta"):
                 await session.send(estimate_frame(order_id, int(now["planned_eta"]), rt.clock.now_ms()))
             return
         if now is None or now["status"] not in CARRYING or not now.get("rider_id"):
@@ -230,9 +236,13 @@ async def merchant_ws(websocket: WebSocket) -> None:
 
     async def catch_up() -> None:
         # A board that reloads (or opens late) still shows "start plating" and when riders on
-        # their way arrive.
+        # their way arrive; one that resumes after a drop gets them for the orders it already
+        # had, whose events came before ``last``, as well as for those it was just sent.
         nonlocal live
         live = True
+        if last is not None:
+            replayed.update(await store.feed_orders_before(merchant, last, RESUME_CATCH_UP_WINDOW_MS,
+                                                           RESUME_CATCH_UP_EVENTS))
         for frame in await kitchen_catch_up(rt.redis, merchant, replayed, rt.clock.now_ms()):
             await session.send(frame)
         replayed.clear()

@@ -215,6 +215,13 @@ class OrderStore:
         entries = await self.redis.xrange(feed_key(merchant_id), min=start, count=count)
         return [{"id": eid, "order_event_id": f["o"], **orjson.loads(f["e"])} for eid, f in entries]
 
+    async def feed_orders_before(self, merchant_id: str, before: str, window_ms: int, most: int) -> set[str]:
+        """The ids of the orders with events in the merchant feed up to ``before`` (a feed id)
+        and at most ``window_ms`` older than it, from at most the ``most`` newest of them."""
+        low = max(0, int(before.split("-")[0]) - window_ms)
+        entries = await self.redis.xrevrange(feed_key(merchant_id), max=before, min=str(low), count=most)
+        return {orjson.loads(f["e"])["order_id"] for _, f in entries}
+
     async def feed_first_id(self, merchant_id: str) -> str | None:
         first = await self.redis.xrange(feed_key(merchant_id), count=1)
         return first[0][0] if first else None
