@@ -72,7 +72,10 @@ def optional_int(msg: Mapping[str, Any], field: str, *, lo: int | None = None, h
         return None
     if not number.is_integer():
         raise ApiError("bad_message", f"'{field}' must be a whole number, got {msg[field]}")
-    return int(number)
+    whole = msg[field] if isinstance(msg[field], int) else int(number)
+    if (lo is not None and whole < lo) or (hi is not None and whole > hi):  # (past 2**53 a float rounds: 2**53 + 1 passed)
+        raise ApiError("bad_message", f"'{field}' must be between {lo} and {hi}, got {msg[field]}")
+    return whole
 
 
 MAX_REASON_CHARS = 200
