@@ -13,8 +13,9 @@ from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse, dumps_str
 from tracker.orders import service
 from tracker.orders.machine import CARRYING
+from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import inbox_channel
-from tracker.runtime import runtime_of
+from tracker.runtime import Runtime, runtime_of
 from tracker.validate import (is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point,
                               require_reason)
 
@@ -43,6 +44,17 @@ def _missing(principal: Principal, order_id: str) -> ApiError:
     if principal.role is Role.MERCHANT:
         return ApiError("forbidden", "this order is outside the token's scope")
     return ApiError("not_found", f"no order {order_id!r}")
+
+
+async def _after_step(rt: Runtime, order_id: str, raw: dict[str, str], **changes: str) -> dict[str, Any]:
+    """The order after a step that went through: read again, or, should Redis stop answering
+    right then, as the step left it (``raw`` with ``changes``): the caller is told the step was
+    done, not a 503 that reads as "not done" (a kitchen would think its cancel failed)."""
+    try:
+        order = await service.load_order(rt, order_id)
+    except REDIS_DOWN:
+        order = None
+    return order if order is not None else service.wire({**raw, **changes})
 
 
 async def create(request: Request) -> Response:
@@ -88,7 +100,7 @@ async def cancel(request: Request) -> Response:
     reason = optional_reason(await json_body(request))
     await service.step(rt, [order_id], "cancelled", merchant_id=raw["merchant_id"],
                        event_extra={"by": principal.role.value, **({"reason": reason} if reason else {})})
-    return JSONResponse(await service.load_order(rt, order_id))
+    return JSONResponse(await _after_step(rt, order_id, raw, status="cancelled"))
 
 
 async def assign(request: Request) -> Response:
@@ -98,7 +110,7 @@ async def assign(request: Request) -> Response:
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
     rider_id = require_id(await json_body(request), "rider_id")
-    await service.require_order(rt, order_id)
+    raw = await service.require_order(rt, order_id)
     try:
         await service.assign_orders(rt, [order_id], rider_id)
     except ApiError as exc:  # refused because a rider has it (maybe one accepting at this very moment)
@@ -106,7 +118,7 @@ async def assign(request: Request) -> Response:
         if exc.code != "invalid_transition" or not (now.get("rider_id") and now.get("status") in CARRYING):
             raise  # (a finished order stays invalid_transition)
         raise ApiError("conflict", f"order {order_id!r} already has rider {now['rider_id']!r}; unassign it first") from None
-    order = await service.load_order(rt, order_id)
+    order = await _after_step(rt, order_id, raw, status="assigned", rider_id=rider_id)
     frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [service.rider_order(order)]}
     # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.
     await rt.pubsub.publish(inbox_channel(rider_id), dumps_str(frame))
@@ -129,7 +141,7 @@ async def unassign(request: Request) -> Response:
         if exc.code != "forbidden":
             raise
         raise ApiError("conflict", f"order {order_id!r} changed riders meanwhile; read it and try again") from None
-    return JSONResponse(await service.load_order(rt, order_id))
+    return JSONResponse(await _after_step(rt, order_id, raw, status="confirmed", rider_id=""))
 
 
 async def fail(request: Request) -> Response:
@@ -148,7 +160,7 @@ async def fail(request: Request) -> Response:
         if exc.code != "forbidden":
             raise
         raise ApiError("conflict", f"order {order_id!r} changed riders meanwhile; read it and try again") from None
-    return JSONResponse(await service.load_order(rt, order_id))
+    return JSONResponse(await _after_step(rt, order_id, raw, status="failed"))
 
 
 routes = [
