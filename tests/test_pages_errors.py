@@ -13,7 +13,7 @@ from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import Ops
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tracker.auth import issue_token
-from tracker.launcher import ServerProcess
+from tracker.launcher import ServerProcess, free_port
 
 
 def expired(server: ServerProcess, role: str, sub: str) -> str:
@@ -126,15 +126,21 @@ async def test_the_ops_page_says_when_the_server_cannot_reach_redis(tmp_path, br
     not "Cannot reach the server", which would send an operator after the wrong thing."""
     from tracker.embedded_redis import EmbeddedRedis
 
-    external = EmbeddedRedis(tmp_path / "redis")  # a REDIS_URL Redis: the server does not restart it
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())  # a REDIS_URL Redis, restarted by hand
     with external, ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
         page = await new_page(browser)
         try:
             await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
             await expect(page.locator("#updated")).to_contain_text("updated")
+            await expect(page.locator("#degraded")).to_be_hidden()
             external.stop()
             banner = page.locator("#offline")
             await expect(banner).to_be_visible(timeout=15_000)
             await expect(banner).to_have_text(re.compile("cannot reach its Redis"))
+            external.start()  # back: the page says so, and which of the server's tasks failed meanwhile
+            await expect(banner).to_be_hidden(timeout=20_000)
+            degraded = page.locator("#degraded")
+            await expect(degraded).to_be_visible()
+            await expect(degraded).to_have_text(re.compile(r"^Failing on this server process: .*\d+ s ago"))
         finally:
             await page.context.close()

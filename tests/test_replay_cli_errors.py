@@ -91,7 +91,8 @@ def test_live_replay_warns_that_time_scale_1_takes_the_real_day(server: ServerPr
         proc.kill()
         proc.communicate()
     settings, warning, playing = lines
-    assert settings.startswith(f"tracker replay: warning: {server.base_url} plays with its own settings"), lines
+    assert settings.startswith(f"tracker replay: warning: {server.base_url} plays with settings of its own: "
+                               "TRACKER_DISPATCH_INTERVAL_S=10.0 (this day wants 30)"), lines  # the defaults, each named
     assert f"`tracker replay {instances_root() / SMALL} --print-server-env` prints" in settings, settings
     assert warning.startswith("tracker replay: warning: the server runs at time scale 1,"), lines
     assert "about 14.5 h of real time" in warning and "tracker serve --time-scale 300" in warning, warning

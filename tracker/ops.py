@@ -29,6 +29,7 @@ from tracker.auth import Role
 from tracker.dispatch.service import LAST_ROUND_KEY
 from tracker.dispatch.offers import rider_offer_key
 from tracker.errors import ApiError
+from tracker.http.health import degraded_tasks
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, is_silent, record_key, seen_key
@@ -58,6 +59,7 @@ class Rider:
     state: str
     orders: int
     stale: bool
+    order_ids: tuple[str, ...] = ()
 
     @property
     def order_key(self) -> tuple[int, str]:
@@ -67,7 +69,7 @@ class Rider:
     def wire(self) -> dict[str, object]:
         """The rider as the snapshot lists it."""
         return {"id": self.id, "lat": self.lat, "lng": self.lng, "ts": self.ts, "state": self.state,
-                "orders": self.orders, "stale": self.stale}
+                "orders": self.orders, "order_ids": list(self.order_ids), "stale": self.stale}
 
 
 def _cap(request: Request, name: str, most: int) -> int:
@@ -100,19 +102,20 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
         pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at")
         pipe.exists(rider_offer_key(rid))
         if rid in carrying:  # only they can carry: the set is written with each rider's orders
-            pipe.scard(rider_orders_key(rid))
+            pipe.smembers(rider_orders_key(rid))
     res = iter(await pipe.execute())
     out = []
     for rid in ids:
         (lat, lng, ts, available, left_at), offered = next(res), next(res)
-        orders = next(res) if rid in carrying else 0
+        carried = tuple(sorted(next(res))) if rid in carrying else ()
+        orders = len(carried)
         if lat is None:
             continue
         silent = is_silent(now, int(ts), left_at, stale)
         if silent and not orders:
             continue  # listed as carrying a moment ago, and no longer
         state = "busy" if orders else "offered" if offered else "free" if available != "0" else "unavailable"
-        out.append(Rider(rid, float(lat), float(lng), int(ts), state, orders, silent))
+        out.append(Rider(rid, float(lat), float(lng), int(ts), state, orders, silent, carried))
     return out
 
 
@@ -177,7 +180,7 @@ async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
     oldest = heapq.nsmallest(cap, entries, key=lambda e: (e[1], e[0]))
     orders = await load_orders(rt, [oid for oid, _ in oldest])
     return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"],
-             "placed_at": o["placed_at"], "planned_eta": o["planned_eta"]}
+             "placed_at": o["placed_at"], "confirmed_at": o.get("confirmed_at"), "planned_eta": o["planned_eta"]}
             for o in orders if o is not None], sum(res[::2])
 
 
@@ -215,6 +218,8 @@ async def snapshot(request: Request) -> Response:
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
         "totals": {**rider_totals(fleet), "open_orders": open_total},
         "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders},
+        "degraded": [{"name": t["name"], "last_error": t["last_error"], "last_error_at": t["last_error_at"]}
+                     for t in degraded_tasks(rt)],
     })
 
 

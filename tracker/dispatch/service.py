@@ -204,7 +204,8 @@ class Dispatcher:
             "region": region, "orders": len(orders), "riders": len(riders),
             "offers": len(sent), "bundles": sum(1 for r in sent if len(r.order_ids) > 1),
             "add_ons": sum(1 for r in sent if r.joins),
-            "solve_ms": round(solve_s * 1000, 2), "total_ms": round(total_s * 1000, 2), "ts": now,
+            "solve_ms": round(solve_s * 1000, 2), "total_ms": round(total_s * 1000, 2),
+            "started": now, "ts": self.rt.clock.now_ms(),  # (at a scaled clock a long round is minutes)
             "process": self.owner,
         }
         await self.rt.redis.set(LAST_ROUND_KEY, orjson.dumps(self.last_round))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.requests import Request
@@ -34,15 +35,21 @@ async def _redis_fault(rt: Runtime) -> Exception | None:
     return None
 
 
+def degraded_tasks(rt: Runtime) -> list[dict[str, Any]]:
+    """This process's background tasks that failed within :data:`DEGRADED_WINDOW_S`, with their
+    last error (``/readyz`` names them; the ops page shows them)."""
+    now = time.time()
+    return [t for t in rt.supervisor.status()
+            if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
+
+
 async def readyz(request: Request) -> Response:
     """200 while Redis answers; ``degraded`` names the background tasks that failed in the last minute;
     ``websockets``: this process's open sockets counted against its limit (``open``, ``max``) and its
     operators' sockets, which are not."""
     rt = runtime_of(request)
     tasks = rt.supervisor.status()
-    now = time.time()
-    degraded = [t["name"] for t in tasks
-                if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
+    degraded = [t["name"] for t in degraded_tasks(rt)]
     fault = await _redis_fault(rt)
     if fault is not None:
         err = redis_unavailable(fault) if isinstance(fault, REDIS_REFUSES_WRITES) else \

@@ -172,8 +172,50 @@ export class VectorMap {
       const g = document.createElementNS("http://www.w3.org/2000/svg", "g");
       g.setAttribute("data-layer", name); svg.appendChild(g); this.layers[name] = g;
     }
+    this.view = { x: 0, y: 0, w: 800, h: 600 };
+    this.userView = false;  // zoomed or moved by the user: fit() leaves the view alone until reset
     svg.setAttribute("viewBox", "0 0 800 600");
   }
+  // Zoom by `factor` (above 1: in) around the map point (cx, cy), or move by (dx, dy) in map units.
+  zoom(factor, cx = this.view.x + this.view.w / 2, cy = this.view.y + this.view.h / 2) {
+    const w = Math.min(800, Math.max(25, this.view.w / factor)), h = w * 0.75;
+    this.setView({ x: cx - (cx - this.view.x) * (w / this.view.w), y: cy - (cy - this.view.y) * (h / this.view.h), w, h });
+  }
+  pan(dx, dy) { this.setView({ ...this.view, x: this.view.x + dx, y: this.view.y + dy }); }
+  resetView() { this.userView = false; this.setView({ x: 0, y: 0, w: 800, h: 600 }, false); }
+  setView(view, byUser = true) {
+    this.view = view; this.userView = byUser || this.userView;
+    this.svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+    const k = view.w / 800;  // dots keep their size on screen whatever the zoom
+    for (const el of this.svg.querySelectorAll("[data-r]")) el.setAttribute("r", Number(el.dataset.r) * k);
+  }
+  // Wheel zooms around the pointer, a mouse drag moves the map (touch scrolls the page as before).
+  enableZoom() {
+    const toMap = (ev) => {
+      const box = this.svg.getBoundingClientRect();
+      return [this.view.x + (ev.clientX - box.left) / box.width * this.view.w,
+        this.view.y + (ev.clientY - box.top) / box.height * this.view.h];
+    };
+    this.svg.addEventListener("wheel", (ev) => {
+      ev.preventDefault();
+      this.zoom(ev.deltaY < 0 ? 1.25 : 0.8, ...toMap(ev));
+    }, { passive: false });
+    let drag = null;
+    this.svg.addEventListener("pointerdown", (ev) => {
+      if (ev.pointerType !== "mouse" || ev.button !== 0) return;
+      drag = { x: ev.clientX, y: ev.clientY }; this.svg.setPointerCapture(ev.pointerId);
+    });
+    this.svg.addEventListener("pointermove", (ev) => {
+      if (!drag) return;
+      const box = this.svg.getBoundingClientRect();
+      this.pan(-(ev.clientX - drag.x) / box.width * this.view.w, -(ev.clientY - drag.y) / box.height * this.view.h);
+      drag = { x: ev.clientX, y: ev.clientY };
+    });
+    const stop = () => { drag = null; };
+    this.svg.addEventListener("pointerup", stop); this.svg.addEventListener("pointercancel", stop);
+  }
+  // The size a dot of radius `r` is drawn at in the current view.
+  scaled(r) { return r * this.view.w / 800; }
   fit(points, padding = 0.15) {
     const lats = points.map((p) => p[0]), lngs = points.map((p) => p[1]);
     let [s, n, w, e] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
@@ -213,7 +255,7 @@ export class VectorMap {
     } else if (shape === "diamond") {
       const a = r * 1.2;
       c.setAttribute("points", `${x},${y - a} ${x + a},${y} ${x},${y + a} ${x - a},${y}`);
-    } else { c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r); }
+    } else { c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", this.scaled(r)); c.dataset.r = r; }
     c.setAttribute("fill", color); c.dataset.shape = shape;
     c.setAttribute("data-id", id);
     if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
@@ -224,18 +266,21 @@ export class VectorMap {
     const p = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
     p.setAttribute("points", boundary.map(([la, ln]) => this.px(la, ln).join(",")).join(" "));
     p.setAttribute("fill", fill); p.setAttribute("stroke", "#2d3748"); p.setAttribute("stroke-width", "1");
+    p.setAttribute("vector-effect", "non-scaling-stroke");
     p.setAttribute("data-cell", id);
     const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; p.appendChild(t);
     this.layers.areas.appendChild(p);
   }
   // A marker that glides to each new position (animation over ~1 s), or jumps there when the
-  // user asks for reduced motion.
+  // user asks for reduced motion; one that has not moved is left still (no animation to run).
   moveMarker(id, lat, lng, { color = "#c53030", label = "", r = 11 } = {}) {
     let m = this.markers.get(id);
     const target = this.px(lat, lng);
     if (!m) {
       const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
-      c.setAttribute("r", r); c.setAttribute("fill", color); c.setAttribute("stroke", "#fff"); c.setAttribute("stroke-width", "3");
+      c.setAttribute("r", this.scaled(r)); c.dataset.r = r;
+      c.setAttribute("fill", color); c.setAttribute("stroke", "#fff"); c.setAttribute("stroke-width", "3");
+      c.setAttribute("vector-effect", "non-scaling-stroke");
       c.setAttribute("data-marker", id);
       if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
       this.layers.markers.appendChild(c);
@@ -245,7 +290,8 @@ export class VectorMap {
     }
     m.el.dataset.lat = lat; m.el.dataset.lng = lng;
     const title = m.el.querySelector("title");
-    if (title && label) title.textContent = label;  // a state that changed (e.g. busy -> silent) shows on hover
+    if (title && label && title.textContent !== label) title.textContent = label;  // a state that changed (e.g. busy -> silent) shows on hover
+    if (Math.abs(target[0] - m.to[0]) < 0.1 && Math.abs(target[1] - m.to[1]) < 0.1) return;  // not moved
     m.from = m.pos; m.to = target; m.start = performance.now();
     const still = REDUCED_MOTION.matches;
     const step = (now) => {

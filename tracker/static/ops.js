@@ -1,15 +1,23 @@
-// The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service figures.
+// The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service
+// figures, the orders waiting, and one order at a time to act on (cancel, take back, assign, fail).
 import { api, clockTime, minutesFrom, setOffline, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
+map.enableZoom();
 const COLORS = { free: "#2f855a", offered: "#975a16", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1",
   waiting: "#1a202c" };
 // A rider carrying orders that stopped sending fixes stays on the map, in its own colour.
 const stateOf = (r) => (r.stale ? "silent" : r.state);
 const RANK = { silent: 0, busy: 1, offered: 2, free: 3, unavailable: 4 };
 const TABLE_ROWS = 200;
-const silentFor = (r, now) => `busy, silent ${Math.max(1, Math.round((now - r.ts) / 60000))} min`;
+const MAX_REASON = 200;
+
+function since(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+}
+const silentFor = (r, now) => `busy, silent ${since(now - r.ts)}`;
 
 function figures(el, pairs) {
   el.replaceChildren(...pairs.map(([label, value]) => {
@@ -18,24 +26,24 @@ function figures(el, pairs) {
   }));
 }
 
-function since(ms) {
-  const s = Math.max(0, Math.round(ms / 1000));
-  return s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
-}
+// When the confirmed orders now waiting began to wait (the oldest listed: the list is oldest first).
+const waitingSince = (snap) => snap.open_orders.reduce((t, o) => Math.min(t, o.confirmed_at ?? o.placed_at ?? t), Infinity);
 
-// The newest round of any process: how long ago, where and by whom. Rounds run only while
-// orders wait, so a round older than three intervals with orders waiting means dispatch has
-// stopped or fallen behind everywhere: said in words, not left to look current.
+// The newest round of any process: how long ago (it ended), where and by whom. Rounds run only
+// while orders wait, so dispatch is late when orders have waited more than three intervals
+// with no round since: said in words, not left to look current. (After a quiet spell the last
+// round is old, but new orders are not late until a round was due for them.)
 function drawDispatch(snap) {
   const d = snap.dispatch || {}, interval = snap.dispatch_interval_s;
   const age = d.ts === undefined ? null : snap.ts - d.ts;
   $("dispatch-where").textContent = age === null ? "No round yet: rounds run while confirmed orders wait for a rider."
     : `${since(age)} ago, region ${d.region}, process ${d.process}`;
-  const late = snap.totals.open_orders > 0 && (age === null || age > 3 * interval * 1000);
+  const due = Math.max(d.ts ?? -Infinity, waitingSince(snap));
+  const late = snap.totals.open_orders > 0 && Number.isFinite(due) && snap.ts - due > 3 * interval * 1000;
   $("dispatch-late").hidden = !late;
-  const due = `(one is due every ${interval} s)`;
-  $("dispatch-late").textContent = !late ? "" : age === null ? `Orders are waiting and no round has run ${due}.`
-    : `Orders are waiting and no round has run for ${since(age)} ${due}.`;
+  const every = `(one is due every ${interval} s)`;
+  $("dispatch-late").textContent = !late ? "" : age === null ? `Orders are waiting and no round has run ${every}.`
+    : `Orders are waiting and no round has run for ${since(age)} ${every}.`;
   figures($("dispatch"), [["orders", d.orders ?? "–"], ["riders", d.riders ?? "–"], ["offers", d.offers ?? "–"],
     ["bundles", d.bundles ?? "–"], ["solve ms", d.solve_ms ?? "–"], ["total ms", d.total_ms ?? "–"]]);
 }
@@ -50,11 +58,40 @@ function drawCapped(snap) {
     : `Showing ${cut.join(" and ")} on the map and in the table; the figures count them all.`;
 }
 
-function draw(snap) {
+// The background tasks of the answering process that failed in the last minute.
+function drawDegraded(snap) {
+  const bad = snap.degraded || [];
+  $("degraded").hidden = !bad.length;
+  $("degraded").textContent = !bad.length ? "" : `Failing on this server process: ${bad.map((t) =>
+    `${t.name} (${t.last_error || "error"}, ${since(Date.now() - t.last_error_at * 1000)} ago)`).join("; ")}`;
+}
+
+// The view fits where the fleet is: points far out (one order across the country, a rider's
+// stray fix) would shrink the city to a dot, so they are left out of the fit and counted.
+let showAll = false;
+function core(points) {
+  if (showAll || points.length < 8) return points;
+  const keep = [0, 1].map((axis) => {
+    const v = points.map((p) => p[axis]).sort((a, b) => a - b);
+    const q1 = v[Math.floor(v.length / 4)], q3 = v[Math.floor(v.length * 3 / 4)], pad = 3 * (q3 - q1) + 0.02;
+    return [q1 - pad, q3 + pad];
+  });
+  return points.filter((p) => p[0] >= keep[0][0] && p[0] <= keep[0][1] && p[1] >= keep[1][0] && p[1] <= keep[1][1]);
+}
+
+function drawMap(snap, riderById) {
+  const things = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng])];
+  const inside = core(things);
+  const out = things.length - inside.length;
+  $("outside").hidden = !(out || showAll);
+  $("outside-text").textContent = showAll ? "Showing every rider and order." : `${out} ${out === 1 ? "rider or order far from the rest is" : "riders or orders far from the rest are"} outside this view.`;
+  $("show-all").textContent = showAll ? "Fit to the busy area" : "Show all";
   // Whole hexagons in view: with one or two riders online, their cell is larger than they are.
-  const pts = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng]),
-    ...snap.cells.flatMap((c) => c.boundary)];
-  if (pts.length) map.fit(pts, 0.2);
+  const lats = inside.map((p) => p[0]), lngs = inside.map((p) => p[1]);
+  const [s, n, w, e] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
+  const near = (p) => out === 0 || (p[0] > s - 0.02 && p[0] < n + 0.02 && p[1] > w - 0.02 && p[1] < e + 0.02);
+  const pts = [...inside, ...snap.cells.flatMap((c) => c.boundary).filter(near)];
+  if (pts.length && (!map.userView || !map.px)) map.fit(pts, 0.2);
   map.clear("areas"); map.clear("points");
   for (const c of snap.cells) {
     const red = Math.min(1, c.open_orders / 5), green = Math.min(1, c.free_riders / 5);
@@ -76,8 +113,78 @@ function draw(snap) {
     const label = r.stale ? silentFor(r, snap.ts) : r.state;
     map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${label}` });
   }
-  for (const [id] of map.markers) if (!snap.riders.find((r) => r.id === id)) map.removeMarker(id);
-  for (const [id, m] of map.markers) m.el.setAttribute("fill", COLORS[stateOf(snap.riders.find((r) => r.id === id) || {})] || "#718096");
+  for (const [id, m] of map.markers) {
+    const r = riderById.get(id);
+    if (!r) { map.removeMarker(id); continue; }
+    const color = COLORS[stateOf(r)];
+    if (m.el.getAttribute("fill") !== color) m.el.setAttribute("fill", color);
+  }
+}
+
+// A table being selected from (an id to copy) is not redrawn under the pointer.
+function selectingIn(el) {
+  const sel = getSelection();
+  return sel && !sel.isCollapsed && sel.rangeCount > 0 && el.contains(sel.getRangeAt(0).commonAncestorContainer);
+}
+
+// An order id that opens the order in the Order panel.
+function orderLink(id) {
+  const b = document.createElement("button");
+  b.type = "button"; b.className = "link"; b.textContent = id; b.dataset.openOrder = id;
+  b.setAttribute("aria-label", `Order ${id}: open`);
+  return b;
+}
+
+function cell(tr, label, content) {
+  const td = document.createElement("td"); td.dataset.label = label;
+  if (typeof content === "string" || typeof content === "number") td.textContent = content;
+  else td.append(...content);
+  tr.appendChild(td);
+}
+
+function drawRiders(snap) {
+  if (selectingIn($("riders"))) return;
+  const t = snap.totals;
+  // The riders who need watching first: silent with orders, busy, offered, free, unavailable.
+  const riders = [...snap.riders].sort((a, b) => RANK[stateOf(a)] - RANK[stateOf(b)] || a.id.localeCompare(b.id));
+  const rows = Math.min(riders.length, TABLE_ROWS);
+  $("riders-shown").textContent = rows < t.riders ? `(showing ${rows} of ${t.riders})` : `(${t.riders})`;
+  $("riders").replaceChildren(...riders.slice(0, TABLE_ROWS).map((r) => {
+    const tr = document.createElement("tr"); tr.dataset.rider = r.id;
+    if (r.stale) tr.dataset.silent = "";
+    cell(tr, "Rider", r.id); tr.firstChild.className = "id";
+    cell(tr, "State", r.stale ? silentFor(r, snap.ts) : r.state);
+    const ids = r.order_ids || [];
+    cell(tr, "Orders", ids.length ? ids.map(orderLink) : String(r.orders));
+    return tr;
+  }));
+}
+
+// The confirmed orders waiting for a rider, longest first, with the dispatcher's estimate: none
+// when no rider can be planned for them now (the ones to act on), or not yet when no round has
+// looked at them since they came in.
+function drawWaiting(snap) {
+  if (selectingIn($("waiting"))) return;
+  const listed = snap.open_orders.slice(0, TABLE_ROWS), total = snap.totals.open_orders;
+  const started = snap.dispatch?.started ?? snap.dispatch?.ts;
+  $("waiting-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
+  $("waiting").replaceChildren(...listed.map((o) => {
+    const tr = document.createElement("tr"); tr.dataset.order = o.id;
+    const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
+    const came = o.confirmed_at ?? o.placed_at;
+    let eta;
+    if (Number.isFinite(o.planned_eta)) eta = `${clockTime(o.planned_eta)} (in ${Math.max(1, minutesFrom(o.planned_eta, snap.ts))} min)`;
+    else if (!Number.isFinite(started) || came >= started) eta = "not planned yet: the next round will";
+    else { eta = "none: no rider can be planned now"; tr.dataset.unplanned = ""; }
+    cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id); cell(tr, "Waiting", age);
+    cell(tr, "Estimated drop-off", eta);
+    return tr;
+  }));
+}
+
+function draw(snap) {
+  const riderById = new Map(snap.riders.map((r) => [r.id, r]));
+  drawMap(snap, riderById);
   const s = snap.service, t = snap.totals;
   figures($("figures"), [  // whole-fleet totals: the lists may be cut, these are not
     ["orders waiting for the kitchen", s.by_status?.placed ?? 0],
@@ -88,41 +195,136 @@ function draw(snap) {
     ["free riders", t.free],
     ["delivered", s.delivered],
     ["failed deliveries", s.by_status?.failed ?? 0],  // closed by an operator after pickup: not delivered
-    ["on time", s.on_time_share === null ? "–" : `${Math.round(s.on_time_share * 100)}%`],
+    ["on time (of delivered)", s.on_time_share === null ? "–" : `${Math.round(s.on_time_share * 100)}%`],
     ["click-to-door", s.click_to_door_mean_min === null ? "–" : `${s.click_to_door_mean_min.toFixed(1)} min`],
   ]);
   drawDispatch(snap);
   drawCapped(snap);
-  // The riders who need watching first: silent with orders, busy, offered, free, unavailable.
-  const riders = [...snap.riders].sort((a, b) => RANK[stateOf(a)] - RANK[stateOf(b)] || a.id.localeCompare(b.id));
-  const rows = Math.min(riders.length, TABLE_ROWS);
-  $("riders-shown").textContent = rows < t.riders ? `(showing ${rows} of ${t.riders})` : `(${t.riders})`;
-  $("riders").replaceChildren(...riders.slice(0, TABLE_ROWS).map((r) => {
-    const tr = document.createElement("tr"); tr.dataset.rider = r.id;
-    if (r.stale) tr.dataset.silent = "";
-    for (const text of [r.id, r.stale ? silentFor(r, snap.ts) : r.state, r.orders]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
-    return tr;
-  }));
+  drawDegraded(snap);
+  drawRiders(snap);
   drawWaiting(snap);
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
-// The confirmed orders waiting for a rider, longest first, with the dispatcher's estimate (or
-// none when no rider can be planned for them now: the ones to act on).
-function drawWaiting(snap) {
-  const listed = snap.open_orders.slice(0, TABLE_ROWS), total = snap.totals.open_orders;
-  $("waiting-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
-  $("waiting").replaceChildren(...listed.map((o) => {
-    const tr = document.createElement("tr"); tr.dataset.order = o.id;
-    const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
-    const eta = Number.isFinite(o.planned_eta)
-      ? `${clockTime(o.planned_eta)} (in ${Math.max(1, minutesFrom(o.planned_eta, snap.ts))} min)`
-      : "none: no rider can be planned now";
-    if (!Number.isFinite(o.planned_eta)) tr.dataset.unplanned = "";
-    for (const text of [o.id, o.merchant_id, age, eta]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
-    return tr;
-  }));
+// ---- One order: look it up, and act on it as its status allows.
+let shownOrder = null;
+let acting = false;
+
+function note(text) { $("order-note").textContent = text; }
+
+// The open order as it stands now, with each snapshot (its rider may have moved it on).
+async function refreshOrder() {
+  if (!shownOrder || acting) return;
+  try {
+    const order = await api(`/v1/orders/${encodeURIComponent(shownOrder.id)}`);
+    const changed = JSON.stringify(order) !== JSON.stringify(shownOrder);  // (buttons redrawn only then)
+    if (changed && !acting && shownOrder && order.id === shownOrder.id) { shownOrder = order; drawOrder(order); }
+  } catch { /* said by the next look-up or action */ }
 }
+
+async function openOrder(id, keepNote = false) {
+  $("order-id").value = id;
+  try {
+    const order = await api(`/v1/orders/${encodeURIComponent(id)}`);
+    shownOrder = order; drawOrder(order);
+    if (!keepNote) note("");
+  } catch (err) {
+    shownOrder = null; $("order-card").hidden = true;
+    note(err.code === "not_found" ? `There is no order ${id}.` : `Order ${id} could not be read: ${err.message}`);
+  }
+}
+
+const TAKEN_BACK = new Set(["assigned", "at_pickup"]);  // a rider has it, the food is not collected
+const CANCELLABLE = new Set(["placed", "confirmed", "assigned", "at_pickup"]);
+const ON_THE_ROAD = new Set(["picked_up", "at_dropoff"]);
+
+function drawOrder(o) {
+  const parts = [`${o.id}: ${o.status}`, `kitchen ${o.merchant_id}`, o.rider_id ? `rider ${o.rider_id}` : "no rider"];
+  if (Number.isFinite(o.placed_at)) parts.push(`placed ${clockTime(o.placed_at)}`);
+  const eta = Number.isFinite(o.eta) ? o.eta : o.planned_eta;
+  if (Number.isFinite(eta)) parts.push(`drop-off about ${clockTime(eta)}`);
+  $("order-summary").textContent = parts.join(" · ");
+  const buttons = [];
+  const add = (text, action) => {
+    const b = document.createElement("button"); b.type = "button"; b.textContent = text;
+    b.className = action === "cancel" || action === "fail" ? "" : "secondary";
+    b.addEventListener("click", () => act(o, action)); buttons.push(b);
+  };
+  if (CANCELLABLE.has(o.status)) add("Cancel order", "cancel");
+  if (TAKEN_BACK.has(o.status) && o.rider_id) add(`Take back from ${o.rider_id}`, "unassign");
+  if (o.status === "confirmed" && !o.rider_id) add("Assign to a rider…", "assign");
+  if (ON_THE_ROAD.has(o.status)) add("Mark delivery failed", "fail");
+  $("order-actions").replaceChildren(...buttons);
+  if (!buttons.length) $("order-actions").textContent = "Nothing to do: the order has ended.";
+  $("order-card").hidden = false;
+}
+
+// Asks (and asks again, with the words kept, when too long) for a reason; null when dismissed.
+function askReason(question, required) {
+  let reason = "";
+  for (;;) {
+    reason = window.prompt(question, reason);
+    if (reason === null) return null;
+    reason = reason.trim();
+    if (reason.length > MAX_REASON) { question = `At most ${MAX_REASON} characters, please (${reason.length} now). ${question}`; continue; }
+    if (required && !reason) continue;
+    return reason;
+  }
+}
+
+const DONE = { cancel: "cancelled", unassign: "taken back from its rider: dispatch offers it again", assign: "assigned", fail: "marked as a failed delivery" };
+
+async function act(o, action) {
+  if (acting) return;  // a double click acts once
+  let body = {};
+  if (action === "cancel") {
+    const reason = askReason(`Cancel order ${o.id}? Say why, in at most ${MAX_REASON} characters (the customer and the kitchen are shown this):`, false);
+    if (reason === null) return;
+    if (reason) body = { reason };
+  } else if (action === "unassign") {
+    const reason = askReason(`Take order ${o.id} back from ${o.rider_id}? Why (optional; the rider is shown this):`, false);
+    if (reason === null) return;
+    if (reason) body = { reason };
+  } else if (action === "assign") {
+    const rider = window.prompt(`Give order ${o.id} to which rider? Rider id:`, "");
+    if (!rider || !rider.trim()) return;
+    body = { rider_id: rider.trim() };
+  } else if (action === "fail") {
+    const reason = askReason(`The food of order ${o.id} will not arrive? Say what happened (required; the customer is shown this):`, true);
+    if (reason === null) return;
+    body = { reason };
+  }
+  acting = true;
+  for (const b of $("order-actions").querySelectorAll("button")) b.disabled = true;
+  try {
+    const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    shownOrder = after; drawOrder(after);
+    note(`Order ${o.id} ${DONE[action]}.`);
+  } catch (err) {
+    note(`Order ${o.id} was not ${DONE[action].split(":")[0]}: ${err.message}`);
+    await openOrder(o.id, true);  // as it stands now
+  } finally {
+    acting = false;
+    for (const b of $("order-actions").querySelectorAll("button")) b.disabled = false;
+  }
+}
+
+$("order-find").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const id = $("order-id").value.trim();
+  if (id) openOrder(id);
+});
+document.addEventListener("click", (ev) => {
+  const link = ev.target.closest?.("[data-open-order]");
+  if (!link) return;
+  openOrder(link.dataset.openOrder);
+  $("order-title").scrollIntoView({ block: "nearest" });
+});
+$("zoom-in").addEventListener("click", () => map.zoom(1.5));
+$("zoom-out").addEventListener("click", () => map.zoom(1 / 1.5));
+$("zoom-fit").addEventListener("click", () => { map.resetView(); if (lastSnap) draw(lastSnap); });
+$("show-all").addEventListener("click", () => { showAll = !showAll; map.resetView(); if (lastSnap) draw(lastSnap); });
 
 // Poll every 2 s; back off to 16 s while the server cannot be reached; stop for good (and say
 // why) when it refuses the token.
@@ -135,6 +337,7 @@ const CAPS = (() => {
   return caps.toString() ? `?${caps}` : "";
 })();
 let retryMs = EVERY_MS;
+let lastSnap = null;
 async function tick() {
   let snap;
   try { snap = await api(`/v1/ops/snapshot${CAPS}`); }
@@ -149,7 +352,9 @@ async function tick() {
     retryMs = Math.min(retryMs * 2, 16000);
     return;
   }
-  setOffline(false); retryMs = EVERY_MS;
-  try { draw(snap); } finally { setTimeout(tick, EVERY_MS); }
+  setOffline(false); retryMs = EVERY_MS; lastSnap = snap;
+  try { draw(snap); refreshOrder(); } finally { setTimeout(tick, EVERY_MS); }
 }
+const initial = new URLSearchParams(location.search).get("order");
+if (initial) openOrder(initial);
 tick();
