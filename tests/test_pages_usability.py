@@ -139,6 +139,35 @@ async def test_kitchen_board_clears_the_prompts_of_an_order_its_rider_gave_back(
         await ops.close()
 
 
+async def test_kitchen_board_drops_a_start_plating_prompt_once_it_delays_the_food(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """"Start plating" was timed to the food's old ready time; once the kitchen says it needs
+    longer, the prompt goes (the rider will wait at the counter, and the board says until when)."""
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(server, mid)
+    courier = await rider(server, rid)
+    page = await new_page(browser)
+    try:
+        await ops.create(oid, mid, prep_minutes=15)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        await ops.assign(oid, rid)
+        await courier.expect("assigned")
+        await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])
+        prompt = page.locator(f'.prompt[data-order="{oid}"][data-kind="start_preparing"]')
+        await expect(prompt).to_contain_text("start plating")
+        await page.locator(f'tr[data-order="{oid}"] button', has_text="Delay").first.click()
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_contain_text("delayed to")
+        await expect(prompt).to_have_count(0)
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
 async def test_tracking_page_shows_a_far_rider_the_door_and_a_cancellation(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, gone, mid, rid = uid("o"), uid("o-gone"), uid("m"), uid("r")

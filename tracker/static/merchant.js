@@ -201,6 +201,8 @@ function onEvent(e) {
   if (e.kind === "food_ready") o.food = "ready";
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
     o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
+    // "start plating" was timed to the old ready time: the kitchen has just said when it will be
+    document.querySelector(`#prompts .prompt[data-order="${CSS.escape(e.order_id)}"][data-kind="start_preparing"]`)?.remove();
   }
   else if (e.kind === "rider_unassigned") { o.status = "confirmed"; o.riderEta = null; }
   else o.status = e.kind;
