@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.orders_helpers import Ops, confirmed_order
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, rider
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
@@ -66,3 +66,40 @@ async def test_an_order_is_served_after_the_region_index_is_lost(own_redis, star
         await ops.close()
         await redis.aclose()
 
+
+
+async def test_food_a_silent_rider_has_not_collected_goes_to_another_rider(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """A rider's phone dies with two orders: the one still at the restaurant is taken back (by the
+    service, saying why) and offered to the next rider; the food already on board stays its."""
+    srv = start_server({**FAST, "TRACKER_STALE_AFTER_S": "1", "TRACKER_SILENT_TAKE_BACK_S": "3"}, redis=own_redis)
+    ops = Ops(srv)
+    mid, at_kitchen, on_board, gone_id = uid("m"), uid("o-kitchen"), uid("o-board"), uid("r-gone")
+    gone = await rider(srv, gone_id)
+    relief = None
+    try:
+        await gone.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        for oid in (on_board, at_kitchen):
+            await confirmed_order(srv, ops, oid, mid)
+            assert (await ops.assign(oid, gone_id)).status_code == 200
+        for step in ("at_pickup", "picked_up"):
+            await gone.progress(on_board, step)
+        await gone.close()  # no more fixes from here
+        silent_at = time.monotonic()
+        deadline = silent_at + 15
+        while (await ops.get(at_kitchen))["status"] != "confirmed" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        back = await ops.get(at_kitchen)
+        assert back["status"] == "confirmed" and back["rider_id"] is None, back
+        assert time.monotonic() - silent_at >= 2.5  # not before the rider was silent that long
+        taken = back["events"][-1]
+        assert (taken["kind"], taken["by"], taken["rider_id"]) == ("rider_unassigned", "service", gone_id)
+        assert re.fullmatch(r"rider silent for \d+ min", taken["reason"]), taken
+        assert (await ops.get(on_board))["status"] == "picked_up"  # the food on the road stays with it
+        relief = await rider(srv, uid("r-relief"))
+        await relief.location(PICKUP["lat"] + 0.003, PICKUP["lng"])
+        offer = await relief.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [at_kitchen]
+    finally:
+        if relief is not None:
+            await relief.close()
+        await ops.close()

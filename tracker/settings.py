@@ -224,6 +224,10 @@ class Settings:
         "TRACKER_DECLINE_COOLDOWN_S", _non_negative_float, 300.0,
         "server seconds a rider who declined (or let expire, or released) an order is not offered it again",
     )
+    silent_take_back_s: float = _setting(
+        "TRACKER_SILENT_TAKE_BACK_S", _non_negative_float, 300.0,
+        "server seconds a rider carrying orders may send no fix before the orders it has not collected go to another rider (0: never)",
+    )
     dispatch_radius_m: float = _setting(
         "TRACKER_DISPATCH_RADIUS_M", _positive_float, 8000.0, "how far from a restaurant riders are considered"
     )

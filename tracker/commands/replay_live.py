@@ -80,7 +80,7 @@ def matching_env(inst: Instance, time_scale: float, interval_min: float) -> dict
     return {
         "TRACKER_TIME_SCALE": str(time_scale),
         "TRACKER_DISPATCH_INTERVAL_S": str(interval_min * 60),
-        "TRACKER_OFFER_TIMEOUT_S": "600", "TRACKER_STALE_AFTER_S": "7200",
+        "TRACKER_OFFER_TIMEOUT_S": "600", "TRACKER_STALE_AFTER_S": "7200", "TRACKER_SILENT_TAKE_BACK_S": "0",
         "TRACKER_RIDER_MAX_FIX_RATE": "1000", "TRACKER_MAX_RIDER_SPEED_MPS": "1000",
         "TRACKER_RIDER_SPEED_MPS": str(p.meters_per_minute / 60), "TRACKER_DISPATCH_RADIUS_M": "40000",
         "TRACKER_PICKUP_SERVICE_S": str(p.pickup_service * 60), "TRACKER_DROPOFF_SERVICE_S": str(p.dropoff_service * 60),
