@@ -115,7 +115,8 @@ async def test_operator_takes_an_order_back_from_a_rider_and_a_refusal_is_said(o
 async def test_a_far_away_order_does_not_shrink_the_city_to_a_dot(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     srv = start_server(NO_ROUNDS, redis=own_redis)
     ops = Ops(srv)
-    couriers = [await rider(srv, uid(f"r{i}")) for i in range(8)]
+    ids = [uid(f"r{i}") for i in range(8)]
+    couriers = [await rider(srv, rid) for rid in ids]
     page = await new_page(browser)
     try:
         for i, c in enumerate(couriers):
@@ -148,6 +149,10 @@ async def test_a_far_away_order_does_not_shrink_the_city_to_a_dot(own_redis, sta
         assert await spread() > before * 1.3
         await page.get_by_role("button", name="Fit", exact=True).click()
         await settles(spread, lambda x: x < before * 1.1)
+        await page.get_by_label("Find a rider").fill(ids[3])  # one of many, by (part of) its id
+        await expect(page.locator("#riders tr")).to_have_count(1)
+        await expect(page.locator("#riders-shown")).to_have_text("(1 of 8 matching)")
+        await expect(page.locator("#riders tr")).to_have_attribute("data-rider", ids[3])
     finally:
         await page.context.close()
         for c in couriers:

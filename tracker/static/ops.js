@@ -144,11 +144,13 @@ function cell(tr, label, content) {
 
 function drawRiders(snap) {
   if (selectingIn($("riders"))) return;
-  const t = snap.totals;
+  const t = snap.totals, wanted = $("rider-filter").value.trim().toLowerCase();
   // The riders who need watching first: silent with orders, busy, offered, free, unavailable.
-  const riders = [...snap.riders].sort((a, b) => RANK[stateOf(a)] - RANK[stateOf(b)] || a.id.localeCompare(b.id));
+  const riders = snap.riders.filter((r) => !wanted || r.id.toLowerCase().includes(wanted))
+    .sort((a, b) => RANK[stateOf(a)] - RANK[stateOf(b)] || a.id.localeCompare(b.id));
   const rows = Math.min(riders.length, TABLE_ROWS);
-  $("riders-shown").textContent = rows < t.riders ? `(showing ${rows} of ${t.riders})` : `(${t.riders})`;
+  $("riders-shown").textContent = wanted ? `(${rows < riders.length ? `showing ${rows} of ` : ""}${riders.length} of ${t.riders} matching)`
+    : rows < t.riders ? `(showing ${rows} of ${t.riders})` : `(${t.riders})`;
   $("riders").replaceChildren(...riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.stale) tr.dataset.silent = "";
@@ -321,6 +323,7 @@ document.addEventListener("click", (ev) => {
   openOrder(link.dataset.openOrder);
   $("order-title").scrollIntoView({ block: "nearest" });
 });
+$("rider-filter").addEventListener("input", () => { if (lastSnap) drawRiders(lastSnap); });
 $("zoom-in").addEventListener("click", () => map.zoom(1.5));
 $("zoom-out").addEventListener("click", () => map.zoom(1 / 1.5));
 $("zoom-fit").addEventListener("click", () => { map.resetView(); if (lastSnap) draw(lastSnap); });
