@@ -202,3 +202,32 @@ async def test_an_id_being_selected_in_a_table_is_not_redrawn_away(own_redis, st
     finally:
         await page.context.close()
         await ops.close()
+
+
+async def test_orders_no_kitchen_has_confirmed_are_listed_and_can_be_cancelled(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An order at a restaurant whose board is not open waits for ever unless someone sees it."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    ops = Ops(srv)
+    quiet, busy = uid("m-quiet"), uid("m-busy")
+    stuck, fine = uid("o-stuck"), uid("o-fine")
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(stuck, quiet)).status_code == 201
+        await confirmed_order(srv, ops, fine, busy)
+        snap = (await ops.client.get("/v1/ops/snapshot")).json()
+        assert [(o["id"], o["merchant_id"]) for o in snap["kitchen_queue"]] == [(stuck, quiet)]
+        assert snap["totals"]["kitchen_queue"] == 1 and snap["truncated"]["kitchen_queue"] is False
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        rows = page.locator("#kitchen-queue tr")
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_have_attribute("data-order", stuck)
+        await expect(page.locator("#kitchen-shown")).to_have_text("(1)")
+        answer_prompts(page, ["the restaurant is closed"])
+        await rows.first.locator("[data-open-order]").click()
+        await page.get_by_role("button", name="Cancel order").click()
+        await expect(page.locator("#order-note")).to_have_text(f"Order {stuck} cancelled.")
+        await expect(rows).to_have_count(0)  # gone from the list with the next snapshot
+        assert (await ops.client.get("/v1/ops/snapshot")).json()["kitchen_queue"] == []
+    finally:
+        await page.context.close()
+        await ops.close()

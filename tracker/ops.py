@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import h3
 import orjson
@@ -35,7 +35,7 @@ from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, is_silent, record_key, seen_key
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
-from tracker.orders.store import open_order_regions, open_orders_key
+from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key
 from tracker.runtime import Runtime, runtime_of
 from tracker.settings import public_settings
 
@@ -169,19 +169,33 @@ def rider_totals(riders: Iterable[Rider]) -> dict[str, int]:
     return totals
 
 
-async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
-    """The ``cap`` oldest open orders of all regions, and how many are open."""
+async def _oldest_in(rt: Runtime, key: Callable[[str], str], cap: int) -> tuple[list[dict], int]:
+    """The ``cap`` oldest orders of one per-region index (``key``) over all regions, in wire
+    form, and how many the index holds."""
     pipe = rt.redis.pipeline(transaction=False)
-    for region in await open_order_regions(rt.redis):
-        pipe.zcard(open_orders_key(region))
-        pipe.zrange(open_orders_key(region), 0, max(cap - 1, 0), withscores=True)
+    for region in await open_order_regions(rt.redis, key):
+        pipe.zcard(key(region))
+        pipe.zrange(key(region), 0, max(cap - 1, 0), withscores=True)
     res = await pipe.execute()
     entries = [entry for listed in res[1::2] for entry in listed]  # (id, placed_at)
     oldest = heapq.nsmallest(cap, entries, key=lambda e: (e[1], e[0]))
     orders = await load_orders(rt, [oid for oid, _ in oldest])
+    return [o for o in orders if o is not None], sum(res[::2])
+
+
+async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
+    """The ``cap`` oldest open orders of all regions, and how many are open."""
+    orders, total = await _oldest_in(rt, open_orders_key, cap)
     return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"],
              "placed_at": o["placed_at"], "confirmed_at": o.get("confirmed_at"), "planned_eta": o["planned_eta"]}
-            for o in orders if o is not None], sum(res[::2])
+            for o in orders], total
+
+
+async def _kitchen_queue(rt: Runtime, cap: int) -> tuple[list[dict], int]:
+    """The ``cap`` orders waiting longest for their kitchen to confirm them, and how many wait."""
+    orders, total = await _oldest_in(rt, kitchen_queue_key, cap)
+    return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "placed_at": o["placed_at"]}
+            for o in orders if o["status"] == "placed"], total
 
 
 def _cells(orders: list[dict], free_riders: Iterable[Rider]) -> list[dict]:
@@ -205,19 +219,22 @@ async def snapshot(request: Request) -> Response:
     max_riders, max_orders = _cap(request, "max_riders", MAX_RIDERS), _cap(request, "max_orders", MAX_ORDERS)
     now, fleet = await _fleet_reads(rt).read(rt)
     orders, open_total = await _open_orders(rt, max_orders)
+    unconfirmed, unconfirmed_total = await _kitchen_queue(rt, max_orders)
     listed = heapq.nsmallest(max_riders, fleet, key=lambda r: r.order_key)
     last_round = await rt.redis.get(LAST_ROUND_KEY)
     return JSONResponse({
         "ts": now,
         "riders": [r.wire() for r in listed],
         "open_orders": orders,
+        "kitchen_queue": unconfirmed,
         "cells": _cells(orders, (r for r in fleet if r.state == "free")),
         "dispatch": orjson.loads(last_round) if last_round else {},
         "dispatch_interval_s": rt.settings.dispatch_interval_s,
         "settings": public_settings(rt.settings),
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
-        "totals": {**rider_totals(fleet), "open_orders": open_total},
-        "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders},
+        "totals": {**rider_totals(fleet), "open_orders": open_total, "kitchen_queue": unconfirmed_total},
+        "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders,
+                      "kitchen_queue": unconfirmed_total > max_orders},
         "degraded": [{"name": t["name"], "last_error": t["last_error"], "last_error_at": t["last_error_at"]}
                      for t in degraded_tasks(rt)],
     })

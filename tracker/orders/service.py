@@ -120,7 +120,8 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
         raise
     order = await require_order(rt, order_id)
     metrics = rt.services["order_metrics"]
-    try:  # (a retry counts the order if the first call could not)
+    try:  # (a retry counts and lists the order if the first call could not)
+        await store.update_indexes(order)  # the ops page's orders waiting for their kitchen
         await (metrics.record(rt.redis, order, "placed", "") if created else metrics.count(rt.redis, order))
     except Exception as exc:  # noqa: BLE001 - the order is stored: its creator must hear so; the repair counts it
         rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=[order_id], kind="placed")

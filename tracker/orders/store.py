@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -58,19 +58,26 @@ def open_orders_key(region: str) -> str:
     return f"open:{{{region}}}"
 
 
+def kitchen_queue_key(region: str) -> str:
+    """The region's orders waiting for their kitchen to confirm them (``placed``), by placement
+    time (the ops page's list; the same hash tag as the region's open orders)."""
+    return f"placed:{{{region}}}"
+
+
 # Every dispatch region that has ever held an open order (res-4 cells: a handful per city),
 # so the dispatcher finds its regions without scanning the keyspace.
 DISPATCH_REGIONS_KEY = "dispatch:regions"
 
 
-async def open_order_regions(redis: AnyRedis) -> list[str]:
-    """The dispatch regions that hold open orders now, sorted (from the region index)."""
+async def open_order_regions(redis: AnyRedis, key: Callable[[str], str] = open_orders_key) -> list[str]:
+    """The dispatch regions that hold open orders now (with ``key``: orders in that index of
+    theirs, e.g. :func:`kitchen_queue_key`), sorted (from the region index)."""
     known = sorted(await redis.smembers(DISPATCH_REGIONS_KEY))
     if not known:
         return []
     pipe = redis.pipeline(transaction=False)
     for region in known:
-        pipe.zcard(open_orders_key(region))
+        pipe.zcard(key(region))
     return [region for region, size in zip(known, await pipe.execute()) if size]
 
 
@@ -227,19 +234,23 @@ class OrderStore:
         return first[0][0] if first else None
 
     async def update_indexes(self, order: dict[str, str]) -> None:
-        """Bring the open-order index in line with the order's state, and let the id of an
-        order that ended expire with its record (idempotent)."""
+        """Bring the open-order index and the kitchen queue in line with the order's state, and
+        let the id of an order that ended expire with its record (idempotent)."""
         region = dispatch_region(float(order["pickup_lat"]), float(order["pickup_lng"]))
-        key = open_orders_key(region)
-        if order.get("status") == "confirmed" and not order.get("rider_id"):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.zadd(key, {order["id"]: int(order["placed_at"])})
+        oid, status = order["id"], order.get("status")
+        listed = {open_orders_key(region): status == "confirmed" and not order.get("rider_id"),
+                  kitchen_queue_key(region): status == "placed"}
+        pipe = self.redis.pipeline(transaction=False)
+        for key, member in listed.items():
+            if member:
+                pipe.zadd(key, {oid: int(order["placed_at"])})
+            else:
+                pipe.zrem(key, oid)
+        if any(listed.values()):
             pipe.sadd(DISPATCH_REGIONS_KEY, region)
-            await pipe.execute()
-        else:
-            await self.redis.zrem(key, order["id"])
-            if order.get("status") in FINAL:
-                await self._expire_index_with_record(order)
+        await pipe.execute()
+        if status in FINAL:
+            await self._expire_index_with_record(order)
 
     async def _expire_index_with_record(self, order: dict[str, str]) -> None:
         """The id of an order that ended expires when its record does, not later (a repair may

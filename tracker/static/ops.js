@@ -184,6 +184,23 @@ function drawWaiting(snap) {
   }));
 }
 
+// Orders no kitchen has confirmed yet, longest waiting first: one that waits long may be at a
+// restaurant whose board is not open.
+const KITCHEN_LATE_MIN = 5;
+$("kitchen-late-min").textContent = KITCHEN_LATE_MIN;
+function drawKitchenQueue(snap) {
+  if (selectingIn($("kitchen-queue"))) return;
+  const listed = (snap.kitchen_queue || []).slice(0, TABLE_ROWS), total = snap.totals.kitchen_queue ?? listed.length;
+  $("kitchen-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
+  $("kitchen-queue").replaceChildren(...listed.map((o) => {
+    const tr = document.createElement("tr"); tr.dataset.order = o.id;
+    const waited = snap.ts - o.placed_at;
+    if (waited > KITCHEN_LATE_MIN * 60000) tr.dataset.late = "";
+    cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id); cell(tr, "Waiting", since(waited));
+    return tr;
+  }));
+}
+
 function draw(snap) {
   const riderById = new Map(snap.riders.map((r) => [r.id, r]));
   drawMap(snap, riderById);
@@ -205,6 +222,7 @@ function draw(snap) {
   drawDegraded(snap);
   drawRiders(snap);
   drawWaiting(snap);
+  drawKitchenQueue(snap);
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
