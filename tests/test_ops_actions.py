@@ -231,3 +231,31 @@ async def test_orders_no_kitchen_has_confirmed_are_listed_and_can_be_cancelled(o
     finally:
         await page.context.close()
         await ops.close()
+
+
+async def test_a_rider_who_keeps_refusing_offers_shows_it(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Declining takes a moment, so the rider looks "free" at every poll: its refusals of the
+    last hour (declined, or left to expire) are counted beside its state."""
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "2",
+                        "TRACKER_DECLINE_COOLDOWN_S": "0"}, redis=own_redis)
+    ops = Ops(srv)
+    rid = uid("r-picky")
+    picky = await rider(srv, rid)
+    page = await new_page(browser)
+    try:
+        await picky.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        await confirmed_order(srv, ops, uid("o"), uid("m"))
+        for _ in range(2):
+            await picky.decline((await picky.expect("offer", timeout=10))["offer_id"])
+        await picky.expect("offer", timeout=10)  # and one left unanswered
+        await picky.expect("offer_expired", timeout=10)
+        snap = (await ops.client.get("/v1/ops/snapshot")).json()
+        assert [(r["id"], r["refused_last_hour"]) for r in snap["riders"]] == [(rid, 3)]
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        row = page.locator(f'#riders tr[data-rider="{rid}"]')
+        await expect(row).to_contain_text("refused 3 offers in the last hour")
+        await expect(row).to_have_attribute("data-refusing", "")
+    finally:
+        await page.context.close()
+        await picky.close()
+        await ops.close()

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from tracker.auth import Role
 from tracker.dispatch.service import LAST_ROUND_KEY
 from tracker.dispatch.offers import rider_offer_key
+from tracker.dispatch.refusals import REFUSAL_WINDOW_MS, refusals_key
 from tracker.errors import ApiError
 from tracker.http.health import degraded_tasks
 from tracker.jsonutil import JSONResponse
@@ -60,6 +61,7 @@ class Rider:
     orders: int
     stale: bool
     order_ids: tuple[str, ...] = ()
+    refused: int = 0  # offers declined or left to expire within the last hour
 
     @property
     def order_key(self) -> tuple[int, str]:
@@ -69,7 +71,8 @@ class Rider:
     def wire(self) -> dict[str, object]:
         """The rider as the snapshot lists it."""
         return {"id": self.id, "lat": self.lat, "lng": self.lng, "ts": self.ts, "state": self.state,
-                "orders": self.orders, "order_ids": list(self.order_ids), "stale": self.stale}
+                "orders": self.orders, "order_ids": list(self.order_ids), "stale": self.stale,
+                "refused_last_hour": self.refused}
 
 
 def _cap(request: Request, name: str, most: int) -> int:
@@ -101,12 +104,13 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
     for rid in ids:
         pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at")
         pipe.exists(rider_offer_key(rid))
+        pipe.zcount(refusals_key(rid), now - REFUSAL_WINDOW_MS, "+inf")
         if rid in carrying:  # only they can carry: the set is written with each rider's orders
             pipe.smembers(rider_orders_key(rid))
     res = iter(await pipe.execute())
     out = []
     for rid in ids:
-        (lat, lng, ts, available, left_at), offered = next(res), next(res)
+        (lat, lng, ts, available, left_at), offered, refused = next(res), next(res), next(res)
         carried = tuple(sorted(next(res))) if rid in carrying else ()
         orders = len(carried)
         if lat is None:
@@ -115,7 +119,7 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
         if silent and not orders:
             continue  # listed as carrying a moment ago, and no longer
         state = "busy" if orders else "offered" if offered else "free" if available != "0" else "unavailable"
-        out.append(Rider(rid, float(lat), float(lng), int(ts), state, orders, silent, carried))
+        out.append(Rider(rid, float(lat), float(lng), int(ts), state, orders, silent, carried, refused))
     return out
 
 

@@ -16,17 +16,23 @@ or lost its socket loses neither.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
+from tracker.dispatch.refusals import note_refusal
 from tracker.errors import ApiError
+from tracker.logs import log_failure
 from tracker.locations import rider_orders_key
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
 from tracker.orders.route import rider_trips
 from tracker.orders.service import rider_order, store_of, wire
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
+from tracker.redis_client import REDIS_DOWN
 from tracker.validate import optional_reason, require_id
+
+log = logging.getLogger("tracker.dispatch")
 
 
 _SETTLED = {ACCEPTED: "was already accepted", DECLINED: "was declined", EXPIRED: "has expired",
@@ -80,6 +86,10 @@ async def decline(conn: RiderConnection, msg: dict[str, Any]) -> None:
     await dispatcher.cool_down(record.merchant_id, record.order_ids, conn.rider_id)  # before they are open again
     await dispatcher.store.release(record, DECLINED)
     dispatcher.metrics.offers.labels("declined").inc()
+    try:
+        await note_refusal(conn.runtime.redis, conn.rider_id, record.offer_id, conn.runtime.clock.now_ms())
+    except REDIS_DOWN as exc:  # (a figure for the operator: the decline itself went through)
+        log_failure(log, "decline not counted for its rider", exc, rider=conn.rider_id)
 
 
 @handles("release")

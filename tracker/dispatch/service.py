@@ -28,6 +28,7 @@ from tracker.dispatch.demand import load_demand
 from tracker.dispatch.model import Offer, OrderView, Snapshot
 from tracker.dispatch.offers import ACCEPTED, EXPIRED, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
 from tracker.dispatch.planner import Policy, plan
+from tracker.dispatch.refusals import note_refusal
 from tracker.dispatch.snapshot import load_region
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
@@ -262,6 +263,10 @@ class Dispatcher:
             await self.store.release(record, EXPIRED)
             await self._tell_rider(record, "offer_expired")
             self.metrics.expired.inc()
+            try:
+                await note_refusal(self.rt.redis, record.rider_id, record.offer_id, self.rt.clock.now_ms())
+            except REDIS_DOWN as exc:  # (a figure for the operator: the offer itself is settled)
+                log_failure(log, "offer expiry not counted for its rider", exc, rider=record.rider_id)
             count += 1
         return count
 

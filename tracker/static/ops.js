@@ -155,7 +155,9 @@ function drawRiders(snap) {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.stale) tr.dataset.silent = "";
     cell(tr, "Rider", r.id); tr.firstChild.className = "id";
-    cell(tr, "State", r.stale ? silentFor(r, snap.ts) : r.state);
+    const refused = r.refused_last_hour ? ` · refused ${r.refused_last_hour} offer${r.refused_last_hour === 1 ? "" : "s"} in the last hour` : "";
+    cell(tr, "State", (r.stale ? silentFor(r, snap.ts) : r.state) + refused);
+    if (r.refused_last_hour >= 3) tr.dataset.refusing = "";
     const ids = r.order_ids || [];
     cell(tr, "Orders", ids.length ? ids.map(orderLink) : String(r.orders));
     return tr;
