@@ -132,6 +132,7 @@ class LiveDay:
         self.errors: list[str] = []
         self.released: list[str] = []  # assignments handed back to the server
         self.placed = 0  # orders created so far
+        self.placement_lag: list[float] = []  # per created order: server's placed_at minus the instance's placement (min)
         self.fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def fail(self, message: str) -> None:
@@ -147,32 +148,49 @@ class LiveDay:
         return {"lat": lat, "lng": lng}
 
     async def platform(self) -> None:
-        """Create every order at its placement time."""
+        """Create every order at its placement time, each in a request of its own (not one after
+        another: an order would wait for the answers to the orders placed the same minute)."""
         headers = {"Authorization": "Bearer " + self.token("operator", "mdrp-platform")}
         failed = 0  # in a row
-        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30) as http:
-            for o in sorted(self.inst.orders.values(), key=lambda o: o.placement):
-                await self.clock.until(o.placement)
-                body = {"id": self.ids.server(o.id), "merchant_id": self.ids.server(o.restaurant),
-                        "pickup": self.latlng(*self.inst.restaurants[o.restaurant]),
-                        "dropoff": self.latlng(o.x, o.y), "ready_at": self.clock.ms(o.ready)}
-                try:
-                    resp = await http.post("/v1/orders", json=body)
-                except httpx.HTTPError as exc:
-                    why = f"cannot reach the server at {self.base_url}: {describe_failure(exc)}"
-                else:
-                    if resp.status_code in (200, 201):
-                        failed, self.placed = 0, self.placed + 1
-                        continue
-                    why = f"the server answered {resp.status_code} ({error_message(resp)})"
-                    if resp.status_code in (401, 403):
-                        self.fail(f"the server refused to create order {o.id}: {why}")
-                        return
-                self.errors.append(f"create {o.id}: {why}")
-                failed += 1
-                if failed >= CREATE_STRIKES:
-                    self.fail(f"creating orders failed {failed} times in a row; the last, {o.id}: {why}")
+
+        async def create(http: httpx.AsyncClient, o) -> None:  # type: ignore[no-untyped-def]
+            nonlocal failed
+            body = {"id": self.ids.server(o.id), "merchant_id": self.ids.server(o.restaurant),
+                    "pickup": self.latlng(*self.inst.restaurants[o.restaurant]),
+                    "dropoff": self.latlng(o.x, o.y), "ready_at": self.clock.ms(o.ready)}
+            try:
+                resp = await http.post("/v1/orders", json=body)
+            except httpx.HTTPError as exc:
+                why = f"cannot reach the server at {self.base_url}: {describe_failure(exc)}"
+            else:
+                if resp.status_code in (200, 201):
+                    failed, self.placed = 0, self.placed + 1
+                    placed_at = resp.json().get("placed_at")
+                    if placed_at is not None:  # how late the order reached the server (minutes)
+                        self.placement_lag.append(self.clock.minute(placed_at) - o.placement)
                     return
+                why = f"the server answered {resp.status_code} ({error_message(resp)})"
+                if resp.status_code in (401, 403):
+                    self.fail(f"the server refused to create order {o.id}: {why}")
+                    return
+            self.errors.append(f"create {o.id}: {why}")
+            failed += 1
+            if failed >= CREATE_STRIKES:
+                self.fail(f"creating orders failed {failed} times in a row; the last, {o.id}: {why}")
+
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, limits=limits) as http:
+            pending: set[asyncio.Task] = set()  # type: ignore[type-arg]
+            try:
+                for o in sorted(self.inst.orders.values(), key=lambda o: o.placement):
+                    await self.clock.until(o.placement)
+                    task = asyncio.ensure_future(create(http, o))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                await asyncio.gather(*pending)
+            finally:
+                for task in pending:
+                    task.cancel()
 
     async def kitchen(self, restaurant: str) -> None:
         """A restaurant's tablet: confirm each order as it arrives, mark it ready on time."""
@@ -424,4 +442,8 @@ async def play(inst: Instance, base_url: str, secret: str, progress: bool = Fals
             task.cancel()
         await asyncio.gather(main, *helpers, *kitchens, *couriers, return_exceptions=True)
     day.assignments.sort(key=lambda a: (a.time, a.courier))
+    if day.placement_lag:
+        lag = sorted(day.placement_lag)
+        print(f"  orders reached the server {sum(lag) / len(lag):.2f} min after their placement on average "
+              f"(p90 {lag[int(0.9 * (len(lag) - 1))]:.2f}, max {lag[-1]:.2f})", file=sys.stderr, flush=True)
     return DayResult(inst, day.assignments, {cid: s.moves for cid, s in day.states.items()}, 0), day.errors + day.released
