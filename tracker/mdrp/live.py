@@ -442,7 +442,7 @@ async def play(inst: Instance, base_url: str, secret: str, progress: bool = Fals
             task.cancel()
         await asyncio.gather(main, *helpers, *kitchens, *couriers, return_exceptions=True)
     day.assignments.sort(key=lambda a: (a.time, a.courier))
-    if day.placement_lag:
+    if day.placement_lag and progress:
         lag = sorted(day.placement_lag)
         print(f"  orders reached the server {sum(lag) / len(lag):.2f} min after their placement on average "
               f"(p90 {lag[int(0.9 * (len(lag) - 1))]:.2f}, max {lag[-1]:.2f})", file=sys.stderr, flush=True)
