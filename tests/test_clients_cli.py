@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 from websockets.sync.client import connect
@@ -103,43 +104,58 @@ def test_a_rider_restarted_with_an_order_delivers_it_from_its_route(
     ops.close()
 
 
-def test_a_rider_reports_again_a_step_refused_while_redis_was_away(tmp_path: Path, uid: Callable[[str], str]) -> None:
-    """Redis goes away for a few seconds between two steps: the step sent meanwhile is refused
-    (``redis_unavailable``), and the rider reports it again instead of carrying on with steps
-    the server would refuse, which had left the order at ``at_pickup`` for good."""
+@contextmanager
+def an_assigned_order(tmp_path: Path, uid: Callable[[str], str]) -> Iterator[tuple[Any, ServerProcess, httpx.Client, str, str]]:
+    """(its Redis, the server, an operator client, the order, its rider): an order its kitchen
+    confirmed and the operator assigned, on a server whose REDIS_URL Redis the test stops,
+    starts again (on the same port) or reconfigures by hand."""
     from tracker.embedded_redis import EmbeddedRedis
 
     oid, merchant, rider = uid("o"), uid("m"), uid("r")
-    external = EmbeddedRedis(tmp_path / "redis", port=free_port())  # a REDIS_URL Redis, restarted by hand
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())
     external.start()
     try:
         with ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
             ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
-            assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
-                                                "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
-            assert httpx_ws_confirm(srv, merchant, oid).returncode == 0
-            assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
-            run = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
-                                    srv.token("rider", rider), "--deliver", "3", "--for", "40"],
-                                   cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
-                assert run.stderr is not None
-                for line in run.stderr:  # the first step is reported...
-                    if f"reported at_pickup for {oid}" in line:
-                        break
-                external.stop()  # ...then Redis is away while the next one is sent
-                time.sleep(4.5)
-                external.start()
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and ops.get(f"/v1/orders/{oid}").json()["status"] != "delivered":
-                    time.sleep(0.5)
-                assert ops.get(f"/v1/orders/{oid}").json()["status"] == "delivered"
+                assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                                    "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+                assert httpx_ws_confirm(srv, merchant, oid).returncode == 0
+                assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
+                yield external, srv, ops, oid, rider
             finally:
-                run.kill()
-                said = run.communicate()[1]
-            ops.close()
+                ops.close()
     finally:
         external.stop()
+
+
+def delivered_soon(ops: httpx.Client, oid: str, within_s: float = 30) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and ops.get(f"/v1/orders/{oid}").json()["status"] != "delivered":
+        time.sleep(0.3)
+    return ops.get(f"/v1/orders/{oid}").json()["status"] == "delivered"
+
+
+def test_a_rider_reports_again_a_step_refused_while_redis_was_away(tmp_path: Path, uid: Callable[[str], str]) -> None:
+    """Redis goes away for a few seconds between two steps: the step sent meanwhile is refused
+    (``redis_unavailable``), and the rider reports it again instead of carrying on with steps
+    the server would refuse, which had left the order at ``at_pickup`` for good."""
+    with an_assigned_order(tmp_path, uid) as (external, srv, ops, oid, rider):
+        run = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
+                                srv.token("rider", rider), "--deliver", "3", "--for", "40"],
+                               cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert run.stderr is not None
+            for line in run.stderr:  # the first step is reported...
+                if f"reported at_pickup for {oid}" in line:
+                    break
+            external.stop()  # ...then Redis is away while the next one is sent
+            time.sleep(4.5)
+            external.start()
+            assert delivered_soon(ops, oid)
+        finally:
+            run.kill()
+            said = run.communicate()[1]
     assert "redis_unavailable" in said and f"reporting picked_up for {oid} again" in said, said
 
 
@@ -148,17 +164,8 @@ def test_a_rider_reports_again_a_step_refused_while_redis_was_out_of_memory(tmp_
     steps: the first is refused as ``redis_unavailable`` (it had been a 500-like ``internal``,
     never retried), the ones sent behind it as illegal moves from ``assigned``; the rider starts
     again from the first refused step and the order is delivered."""
-    from tracker.embedded_redis import EmbeddedRedis
-
-    oid, merchant, rider = uid("o"), uid("m"), uid("r")
-    with EmbeddedRedis(tmp_path / "redis") as external, \
-            ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
+    with an_assigned_order(tmp_path, uid) as (external, srv, ops, oid, rider):
         admin = redis.Redis.from_url(external.url)
-        ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
-        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
-                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
-        assert httpx_ws_confirm(srv, merchant, oid).returncode == 0
-        assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
         admin.config_set("maxmemory", "1")  # reads work (the rider gets its route), writes are refused
         run = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
                                 srv.token("rider", rider), "--deliver", "0", "--for", "30"],
@@ -170,14 +177,10 @@ def test_a_rider_reports_again_a_step_refused_while_redis_was_out_of_memory(tmp_
                     break
             time.sleep(2)  # (and again, while Redis is still full)
             admin.config_set("maxmemory", "0")
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and ops.get(f"/v1/orders/{oid}").json()["status"] != "delivered":
-                time.sleep(0.3)
-            assert ops.get(f"/v1/orders/{oid}").json()["status"] == "delivered"
+            assert delivered_soon(ops, oid, 20)
         finally:
             run.kill()
             said = run.communicate()[1]
-            ops.close()
             admin.close()
     assert f"the server refused at_pickup for {oid}: redis_unavailable: Redis is out of memory" in said, said
 
