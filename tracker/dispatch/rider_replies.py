@@ -22,14 +22,14 @@ from typing import Any
 from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
 from tracker.dispatch.refusals import note_refusal
 from tracker.errors import ApiError
-from tracker.logs import log_failure
 from tracker.locations import rider_orders_key
+from tracker.logs import log_failure
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
 from tracker.orders.route import rider_trips
 from tracker.orders.service import rider_order, store_of, wire
-from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.redis_client import REDIS_DOWN
+from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
 
 log = logging.getLogger("tracker.dispatch")
