@@ -362,16 +362,19 @@ async def test_a_glitched_first_fix_does_not_lock_the_rider_out(server: ServerPr
 
 
 async def test_a_resent_glitch_or_a_gps_stuck_on_0_0_never_moves_the_rider(server: ServerProcess, redis_url: str, uid) -> None:  # type: ignore[no-untyped-def]
-    # Three fixes that agree move a rider off a glitched last fix; the same refused fix resent
-    # (a phone's retry) and a GPS without a fix (0, 0 each second) are not three witnesses.
+    # Three fixes that agree move a rider off a glitched last fix; refused fixes resent (a
+    # phone's retries) and a GPS without a fix (0, 0 each second) are not three witnesses.
     rid = uid("resender")
     async with rider_and_redis(server, redis_url, rid) as (r, red):
+        await r.location(0.0, 0.0)  # not even as the first fix
+        assert (await r.recv())["code"] == "implausible_fix"
+        assert not await red.exists(f"rider:{{{rid}}}")
         await r.location(52.52, 13.45)
         assert await eventually(lambda: _ids(server, 52.52, 13.45, rid))
         glitch_ts = int(time.time() * 1000)
-        for _ in range(4):
+        for lat in (57.52, 57.53, 57.52, 57.53):  # 555 km north: two glitches, each sent twice
             await asyncio.sleep(0.3)
-            await r.location(57.52, 13.45, ts=glitch_ts)  # 555 km north, the same fix each time
+            await r.location(lat, 13.45, ts=glitch_ts)
             assert (await r.recv())["code"] == "implausible_fix"
         for _ in range(4):
             await asyncio.sleep(0.3)

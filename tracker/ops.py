@@ -43,6 +43,7 @@ from tracker.settings import public_settings
 HEX_RES = 8
 MAX_RIDERS = 5000  # riders listed at most (the totals count them all)
 MAX_ORDERS = 2000  # open orders listed at most (the total counts them all)
+MAX_KITCHEN_QUEUE = 500  # orders waiting for their kitchen listed at most (the page shows 200)
 READ_CHUNK = 1000  # riders read per Redis round trip
 # The order riders are listed in, so a cut list keeps those who need watching.
 RANK = {"silent": 0, "busy": 1, "offered": 2, "free": 3, "unavailable": 4}
@@ -223,7 +224,7 @@ async def snapshot(request: Request) -> Response:
     max_riders, max_orders = _cap(request, "max_riders", MAX_RIDERS), _cap(request, "max_orders", MAX_ORDERS)
     now, fleet = await _fleet_reads(rt).read(rt)
     orders, open_total = await _open_orders(rt, max_orders)
-    unconfirmed, unconfirmed_total = await _kitchen_queue(rt, max_orders)
+    unconfirmed, unconfirmed_total = await _kitchen_queue(rt, min(max_orders, MAX_KITCHEN_QUEUE))
     listed = heapq.nsmallest(max_riders, fleet, key=lambda r: r.order_key)
     last_round = await rt.redis.get(LAST_ROUND_KEY)
     return JSONResponse({
@@ -238,7 +239,7 @@ async def snapshot(request: Request) -> Response:
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
         "totals": {**rider_totals(fleet), "open_orders": open_total, "kitchen_queue": unconfirmed_total},
         "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders,
-                      "kitchen_queue": unconfirmed_total > max_orders},
+                      "kitchen_queue": unconfirmed_total > min(max_orders, MAX_KITCHEN_QUEUE)},
         "degraded": [{"name": t["name"], "last_error": t["last_error"], "last_error_at": t["last_error_at"]}
                      for t in degraded_tasks(rt)],
     })

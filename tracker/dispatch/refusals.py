@@ -7,7 +7,7 @@ time, the rider's hash tag), and the ops snapshot counts them per rider.
 """
 from __future__ import annotations
 
-from tracker.redis_client import AnyRedis
+from tracker.runtime import Runtime
 
 REFUSAL_WINDOW_MS = 3600 * 1000  # an hour of server time
 
@@ -16,11 +16,11 @@ def refusals_key(rider_id: str) -> str:
     return f"rider:{{{rider_id}}}:refused"
 
 
-async def note_refusal(redis: AnyRedis, rider_id: str, offer_id: str, now_ms: int) -> None:
-    """Remember that ``rider_id`` declined (or let expire) ``offer_id`` at ``now_ms``."""
-    key = refusals_key(rider_id)
-    pipe = redis.pipeline(transaction=False)
+async def note_refusal(rt: Runtime, rider_id: str, offer_id: str) -> None:
+    """Remember that ``rider_id`` declined (or let expire) ``offer_id`` now."""
+    key, now_ms = refusals_key(rider_id), rt.clock.now_ms()
+    pipe = rt.redis.pipeline(transaction=False)
     pipe.zadd(key, {offer_id: now_ms})
     pipe.zremrangebyscore(key, "-inf", now_ms - REFUSAL_WINDOW_MS)
-    pipe.pexpire(key, REFUSAL_WINDOW_MS)
+    pipe.pexpire(key, int(rt.clock.real_seconds(REFUSAL_WINDOW_MS / 1000) * 1000) + 1)  # (Redis keeps real time)
     await pipe.execute()

@@ -87,7 +87,7 @@ async def decline(conn: RiderConnection, msg: dict[str, Any]) -> None:
     await dispatcher.store.release(record, DECLINED)
     dispatcher.metrics.offers.labels("declined").inc()
     try:
-        await note_refusal(conn.runtime.redis, conn.rider_id, record.offer_id, conn.runtime.clock.now_ms())
+        await note_refusal(conn.runtime, conn.rider_id, record.offer_id)
     except REDIS_DOWN as exc:  # (a figure for the operator: the decline itself went through)
         log_failure(log, "decline not counted for its rider", exc, rider=conn.rider_id)
 

@@ -264,7 +264,7 @@ class Dispatcher:
             await self._tell_rider(record, "offer_expired")
             self.metrics.expired.inc()
             try:
-                await note_refusal(self.rt.redis, record.rider_id, record.offer_id, self.rt.clock.now_ms())
+                await note_refusal(self.rt, record.rider_id, record.offer_id)
             except REDIS_DOWN as exc:  # (a figure for the operator: the offer itself is settled)
                 log_failure(log, "offer expiry not counted for its rider", exc, rider=record.rider_id)
             count += 1

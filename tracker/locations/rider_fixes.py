@@ -111,6 +111,8 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
     verdict = conn.state["sanity"].judge(fix)
     if verdict is Verdict.DUPLICATE:
         return
+    if verdict is Verdict.NO_FIX:
+        raise ApiError("implausible_fix", "a fix at exactly 0, 0 is what a GPS without a fix sends; ignored")
     if verdict is Verdict.TELEPORT:
         raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored "
                        f"(a rider is moved by {CONFIRMING_FIXES} such fixes in a row that agree with each other)")

@@ -17,8 +17,9 @@ The rule (docs/architecture.md, "GPS sanity"):
   there (the last of them is accepted, the ones before are refused), and a last good fix older
   than the stale time anchors nothing: a rider silent that long may have come back from
   anywhere. Only fresh evidence counts: a refused fix sent again (same position and client
-  timestamp, a resend) adds nothing, nor does a fix at exactly 0, 0 (what a GPS without a fix
-  reports), so a resent glitch or a GPS stuck on 0, 0 never moves a rider;
+  timestamp, a resend, of any fix refused since the last good one) adds nothing;
+- a fix at exactly 0, 0 (what a GPS without a fix reports) is refused, first fix or not, so a
+  GPS stuck on 0, 0 never moves a rider;
 - a fix whose own timestamp is far from server time is refused (``clock_skew``, see fix.py).
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Verdict(enum.Enum):
     ACCEPT = "accept"
     DUPLICATE = "duplicate"
     TELEPORT = "teleport"
+    NO_FIX = "no_fix"  # exactly 0, 0: what a GPS without a fix sends
 
 
 CONFIRMING_FIXES = 3  # refused fixes in a row, plausible from each other, that move the rider
@@ -58,6 +60,7 @@ class FixJudge:
         self._stale_ms = stale_after_ms
         self._refused: Fix | None = None  # the newest fix refused as a teleport
         self._run = 0  # refused fixes in a row, each plausible from the one before
+        self._sent: set[tuple[float, float, int]] = set()  # the refused fixes since the last good one
 
     def judge(self, new: Fix) -> Verdict:
         """How to treat ``new``; an accepted fix becomes the last good one."""
@@ -65,14 +68,15 @@ class FixJudge:
         if last is not None and new.client_ts is not None and \
                 (new.lat, new.lng, new.client_ts) == (last.lat, last.lng, last.client_ts):
             return Verdict.DUPLICATE
+        if new.lat == 0.0 and new.lng == 0.0:
+            return Verdict.NO_FIX  # never where the rider is, even as a first fix
         if last is None or new.ts - last.ts > self._stale_ms or plausible(last, new, self._max_speed):
             return self._accept(new)
+        if new.client_ts is not None:
+            if (new.lat, new.lng, new.client_ts) in self._sent:
+                return Verdict.TELEPORT  # a refused fix resent: no new evidence
+            self._sent.add((new.lat, new.lng, new.client_ts))
         refused = self._refused
-        if refused is not None and new.client_ts is not None and \
-                (new.lat, new.lng, new.client_ts) == (refused.lat, refused.lng, refused.client_ts):
-            return Verdict.TELEPORT  # the refused fix resent: no new evidence
-        if new.lat == 0.0 and new.lng == 0.0:
-            return Verdict.TELEPORT  # a GPS with no fix: never evidence that the rider is there
         agrees = refused is not None and plausible(refused, new, self._max_speed)
         self._run = self._run + 1 if agrees else 1
         self._refused = new
@@ -82,4 +86,5 @@ class FixJudge:
 
     def _accept(self, new: Fix) -> Verdict:
         self.last, self._refused, self._run = new, None, 0
+        self._sent.clear()
         return Verdict.ACCEPT

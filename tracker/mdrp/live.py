@@ -160,13 +160,16 @@ class LiveDay:
                     "dropoff": self.latlng(o.x, o.y), "ready_at": self.clock.ms(o.ready)}
             try:
                 resp = await http.post("/v1/orders", json=body)
+                created = resp.json() if resp.status_code in (200, 201) else None
             except httpx.HTTPError as exc:
                 why = f"cannot reach the server at {self.base_url}: {describe_failure(exc)}"
+            except ValueError as exc:
+                why = f"the server's answer was not JSON ({exc})"
             else:
-                if resp.status_code in (200, 201):
+                if created is not None:
                     failed, self.placed = 0, self.placed + 1
-                    placed_at = resp.json().get("placed_at")
-                    if placed_at is not None:  # how late the order reached the server (minutes)
+                    placed_at = created.get("placed_at") if isinstance(created, dict) else None
+                    if isinstance(placed_at, int):  # how late the order reached the server (minutes)
                         self.placement_lag.append(self.clock.minute(placed_at) - o.placement)
                     return
                 why = f"the server answered {resp.status_code} ({error_message(resp)})"
@@ -184,6 +187,8 @@ class LiveDay:
             try:
                 for o in sorted(self.inst.orders.values(), key=lambda o: o.placement):
                     await self.clock.until(o.placement)
+                    if self.fatal.done():  # (a refused token, or too many failures: the run is over)
+                        break
                     task = asyncio.ensure_future(create(http, o))
                     pending.add(task)
                     task.add_done_callback(pending.discard)

@@ -10,11 +10,10 @@ from starlette.routing import Route
 from tracker.auth import Principal, Role
 from tracker.errors import ApiError
 from tracker.http.body import json_body
-from tracker.jsonutil import JSONResponse, dumps_str
+from tracker.jsonutil import JSONResponse
 from tracker.orders import service
 from tracker.orders.machine import CARRYING
 from tracker.redis_client import REDIS_DOWN
-from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime, runtime_of
 from tracker.validate import (is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point,
                               require_reason)
@@ -121,7 +120,7 @@ async def assign(request: Request) -> Response:
     order = await _after_step(rt, order_id, raw, status="assigned", rider_id=rider_id)
     frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [service.rider_order(order)]}
     # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.
-    await rt.pubsub.publish(inbox_channel(rider_id), dumps_str(frame))
+    await service.tell_rider(rt, rider_id, frame)
     return JSONResponse(order)
 
 

@@ -121,7 +121,7 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
     order = await require_order(rt, order_id)
     metrics = rt.services["order_metrics"]
     try:  # (a retry counts and lists the order if the first call could not)
-        await store.update_indexes(order)  # the ops page's orders waiting for their kitchen
+        await _list_placed(rt, order)
         await (metrics.record(rt.redis, order, "placed", "") if created else metrics.count(rt.redis, order))
     except Exception as exc:  # noqa: BLE001 - the order is stored: its creator must hear so; the repair counts it
         rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=[order_id], kind="placed")
@@ -136,6 +136,17 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
         except Exception:  # noqa: BLE001 - demand is a planning hint; the order itself is stored
             log.exception("demand count failed", extra={"order": order_id})
     return wire(order), created
+
+
+async def _list_placed(rt: Runtime, order: dict[str, str]) -> None:
+    """Put a new order in the ops page's list of orders waiting for their kitchen, then read it
+    again: a kitchen may have confirmed it on another process meanwhile, whose follow-up took it
+    out of the list before this put it back from the earlier read."""
+    store = store_of(rt)
+    await store.update_indexes(order)
+    now = await store.load(order["id"])
+    if now is not None and now.get("status") != order.get("status"):
+        await store.update_indexes(now)
 
 
 async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str, rider: str | None = None,
@@ -376,4 +387,16 @@ async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_
         event_extra=extra,
     )
     frame = {"type": "unassigned", "order_id": order_id, "by": by, **({"reason": reason} if reason else {})}
-    await rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())
+    await tell_rider(rt, rider_id, frame)
+
+
+async def tell_rider(rt: Runtime, rider_id: str, frame: dict[str, Any]) -> None:
+    """Send ``frame`` to the rider's sockets, after a step that went through: best effort, since
+    a rider connected now hears it at once and one that is not (or that Redis cut off just then)
+    finds the step in its next ``route`` frame; a Redis fault is logged, not answered, so the
+    caller is not told "not done" about a step that was."""
+    try:
+        await rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())
+    except REDIS_DOWN as exc:
+        log_failure(log, "rider not told of a step (its next route frame says it)", exc, rider=rider_id,
+                    frame=frame["type"])
