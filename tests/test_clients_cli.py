@@ -297,7 +297,7 @@ def test_the_command_line_rider_reports_each_step_once_when_told_its_route_again
     ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
     courier = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
                                 srv.token("rider", rider), "--lat", "52.5201", "--lng", "13.4051", "--every", "0.5",
-                                "--accept", "--deliver", "1.5", "--for", "14"],
+                                "--accept", "--deliver", "1.5", "--for", "20"],  # (room for a loaded machine)
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         time.sleep(1.5)
