@@ -56,7 +56,7 @@ async def test_operator_assigns_takes_back_and_cancels_an_order_and_fails_a_lost
         summary, note = page.locator("#order-summary"), page.locator("#order-note")
         await expect(summary).to_contain_text(f"{waiting}: confirmed")
         await page.get_by_role("button", name="Assign to a rider…").click()
-        await expect(note).to_have_text(f"Order {waiting} assigned.")
+        await expect(note).to_have_text(f"Order {waiting} assigned to {rid}.")
         assert (await ops.get(waiting))["rider_id"] == rid
         await expect(summary).to_contain_text(f"rider {rid}")
         await courier.expect("assigned")
@@ -95,13 +95,20 @@ async def test_operator_takes_an_order_back_from_a_rider_and_a_refusal_is_said(o
         await confirmed_order(srv, ops, oid, mid)
         assert (await ops.assign(oid, rid)).status_code == 200
         await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order={oid}")  # opened by its link
-        answer_prompts(page, ["silent for 10 minutes", "not a rider id!"])
-        await page.get_by_role("button", name=f"Take back from {rid}").click()
-        await expect(page.locator("#order-note")).to_contain_text(f"Order {oid} taken back from its rider")
+        wrong = await ops.client.post(f"/v1/orders/{oid}/unassign", json={"rider_id": rid + "-other"})
+        assert wrong.status_code == 409 and f"now with rider {rid!r}" in wrong.json()["error"]["message"], wrong.text
+        asked = answer_prompts(page, ["silent for 10 minutes", "not a rider id!", "yes"])  # (not online: asked to confirm)
+        take_back = page.get_by_role("button", name=f"Take back from {rid}")
+        await take_back.focus()
+        await page.wait_for_timeout(2500)  # a snapshot later (the order read again): the focus stays
+        assert await page.evaluate("() => document.activeElement.textContent") == f"Take back from {rid}"
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#order-note")).to_have_text(f"Order {oid} taken back from {rid}: dispatch offers it again.")
         back = await ops.get(oid)
         assert back["status"] == "confirmed" and back["rider_id"] is None
         await page.get_by_role("button", name="Assign to a rider…").click()  # a malformed rider id: refused, said
         await expect(page.locator("#order-note")).to_contain_text(f"Order {oid} was not assigned:")
+        assert any("not a rider id! is not online now" in q for q in asked), asked
         await page.locator("#order-id").fill(oid + "-nope")
         await page.get_by_role("button", name="Look up").click()
         await expect(page.locator("#order-note")).to_have_text(f"There is no order {oid}-nope.")
@@ -129,7 +136,7 @@ async def test_a_far_away_order_does_not_shrink_the_city_to_a_dot(own_redis, sta
         await kitchen.close()
         await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
         await expect(page.locator("[data-marker]")).to_have_count(8)
-        await expect(page.locator("#outside-text")).to_have_text("1 rider or order far from the rest is outside this view.")
+        await expect(page.locator("#outside-text")).to_have_text("1 rider or order is outside this view.")
 
         async def spread() -> float:  # how far apart the riders are drawn, in screen pixels
             xs: list[Any] = await page.locator("[data-marker]").evaluate_all(
@@ -147,11 +154,11 @@ async def test_a_far_away_order_does_not_shrink_the_city_to_a_dot(own_redis, sta
         await settles(spread, lambda x: x > before * 1.3)
         await page.wait_for_timeout(2500)  # a new snapshot keeps the operator's zoom
         assert await spread() > before * 1.3
-        await page.get_by_role("button", name="Fit", exact=True).click()
+        await page.get_by_role("button", name="Fit the map to the fleet").click()
         await settles(spread, lambda x: x < before * 1.1)
         await page.get_by_label("Find a rider").fill(ids[3])  # one of many, by (part of) its id
         await expect(page.locator("#riders tr")).to_have_count(1)
-        await expect(page.locator("#riders-shown")).to_have_text("(1 of 8 matching)")
+        await expect(page.locator("#riders-shown")).to_have_text("(1 of 8 match)")
         await expect(page.locator("#riders tr")).to_have_attribute("data-rider", ids[3])
     finally:
         await page.context.close()
@@ -199,6 +206,9 @@ async def test_an_id_being_selected_in_a_table_is_not_redrawn_away(own_redis, st
         assert selected
         await page.wait_for_timeout(4500)  # two snapshots later
         assert await page.evaluate("() => getSelection().toString()") == selected
+        await expect(page.locator("#paused")).to_contain_text("a table is paused while text in it is selected")
+        await page.evaluate("() => getSelection().removeAllRanges()")
+        await expect(page.locator("#paused")).to_be_hidden()
     finally:
         await page.context.close()
         await ops.close()

@@ -141,6 +141,7 @@ async def test_the_ops_page_says_when_the_server_cannot_reach_redis(tmp_path, br
             await expect(banner).to_be_hidden(timeout=20_000)
             degraded = page.locator("#degraded")
             await expect(degraded).to_be_visible()
-            await expect(degraded).to_have_text(re.compile(r"^Failing on this server process: .*\d+ s ago"))
+            await expect(degraded).to_have_text(re.compile(
+                r"^Background tasks of this server process failed in the last minute: .*last \d+ s ago\)"))
         finally:
             await page.context.close()

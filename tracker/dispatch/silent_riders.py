@@ -2,8 +2,9 @@
 
 A rider whose phone stops sending fixes while it carries orders (battery, signal, the app
 killed) stays on the ops page as "busy, silent". Food still at the restaurant need not wait
-for it: once the rider has been silent for ``TRACKER_SILENT_TAKE_BACK_S`` (0: never), each of
-its orders still ``assigned`` or ``at_pickup`` is taken back (``rider_unassigned`` by
+for it: once the rider has been silent for ``TRACKER_SILENT_TAKE_BACK_S`` (0: never) since
+both its last fix and the order's assignment (a rider assigned by hand that never connected
+is silent from the assignment), each of its orders still ``assigned`` or ``at_pickup`` is taken back (``rider_unassigned`` by
 ``service``, reason "rider silent for N min"), the rider kept away from it for the decline
 cooldown, and the next round offers it again. Food already picked up stays with the rider:
 only an operator can say it is lost (``fail``). Every process sweeps; the take-back is one
@@ -23,9 +24,10 @@ from tracker.runtime import Runtime
 log = logging.getLogger("tracker.dispatch")
 
 
-def silent_for_ms(now_ms: int, last_fix_ts: str | None) -> int | None:
-    """How long a rider has sent no fix (``None`` when it never sent one)."""
-    return None if not last_fix_ts else now_ms - int(last_fix_ts)
+def silent_for_ms(now_ms: int, last_fix_ts: str | None, assigned_at: str | None) -> int:
+    """How long the rider has been silent about an order: since the later of its last fix and
+    the order's assignment (a rider assigned an order is given the whole time to show up)."""
+    return now_ms - max(int(last_fix_ts or 0), int(assigned_at or 0))
 
 
 async def take_back_from_silent_riders(rt: Runtime, now_ms: int) -> int:
@@ -42,13 +44,15 @@ async def take_back_from_silent_riders(rt: Runtime, now_ms: int) -> int:
     taken = 0
     dispatcher = rt.services["dispatcher"]
     for rid, last_fix, carried in zip(riders, res[::2], res[1::2]):
-        silent = silent_for_ms(now_ms, last_fix)
-        if silent is None or silent < limit_ms or not carried:
+        if not carried or (last_fix and now_ms - int(last_fix) < limit_ms):
             continue
-        reason = f"rider silent for {max(1, round(silent / 60000))} min"
         for order in await store_of(rt).load_many(sorted(carried)):
             if order is None or order.get("rider_id") != rid or order.get("status") not in TO_COLLECT:
                 continue
+            silent = silent_for_ms(now_ms, last_fix, order.get("assigned_at"))
+            if silent < limit_ms:
+                continue
+            reason = f"rider silent for {max(1, round(silent / 60000))} min"
             try:
                 await dispatcher.take_back(order["merchant_id"], order["id"], rid, by="service", reason=reason)
             except ApiError:  # picked up, or taken back by another process a moment ago

@@ -129,11 +129,15 @@ async def unassign(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
-    reason = optional_reason(await json_body(request))
+    body = await json_body(request)
+    reason = optional_reason(body)
+    named = require_id(body, "rider_id") if body.get("rider_id") is not None else None
     raw = await service.require_order(rt, order_id)
     rider = raw.get("rider_id")
     if not rider:
         raise ApiError("invalid_transition", f"order {order_id!r} has no rider to take it from")
+    if named is not None and named != rider:  # the operator meant another rider than has it now
+        raise ApiError("conflict", f"order {order_id!r} is now with rider {rider!r}, not {named!r}; nothing was changed")
     try:
         await rt.services["dispatcher"].take_back(raw["merchant_id"], order_id, rider, by="operator", reason=reason)
     except ApiError as exc:

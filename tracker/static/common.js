@@ -178,18 +178,26 @@ export class VectorMap {
   }
   // Zoom by `factor` (above 1: in) around the map point (cx, cy), or move by (dx, dy) in map units.
   zoom(factor, cx = this.view.x + this.view.w / 2, cy = this.view.y + this.view.h / 2) {
-    const w = Math.min(800, Math.max(25, this.view.w / factor)), h = w * 0.75;
+    const w = Math.min(3200, Math.max(25, this.view.w / factor)), h = w * 0.75;  // (out to 4 times the fit)
     this.setView({ x: cx - (cx - this.view.x) * (w / this.view.w), y: cy - (cy - this.view.y) * (h / this.view.h), w, h });
   }
   pan(dx, dy) { this.setView({ ...this.view, x: this.view.x + dx, y: this.view.y + dy }); }
+  // Whether a position is inside the part of the map on screen.
+  shows(lat, lng) {
+    if (!this.px) return false;
+    const [x, y] = this.px(lat, lng), v = this.view;
+    return x >= v.x && x <= v.x + v.w && y >= v.y && y <= v.y + v.h;
+  }
   resetView() { this.userView = false; this.setView({ x: 0, y: 0, w: 800, h: 600 }, false); }
   setView(view, byUser = true) {
     this.view = view; this.userView = byUser || this.userView;
     this.svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+    this.svg.style.touchAction = this.userView ? "none" : "";  // zoomed in, a finger moves the map, not the page
     const k = view.w / 800;  // dots keep their size on screen whatever the zoom
     for (const el of this.svg.querySelectorAll("[data-r]")) el.setAttribute("r", Number(el.dataset.r) * k);
   }
-  // Wheel zooms around the pointer, a mouse drag moves the map (touch scrolls the page as before).
+  // Wheel zooms around the pointer, a mouse drag moves the map; a finger does too once the map
+  // is zoomed or moved (before that it scrolls the page, as it always did).
   enableZoom() {
     const toMap = (ev) => {
       const box = this.svg.getBoundingClientRect();
@@ -202,7 +210,7 @@ export class VectorMap {
     }, { passive: false });
     let drag = null;
     this.svg.addEventListener("pointerdown", (ev) => {
-      if (ev.pointerType !== "mouse" || ev.button !== 0) return;
+      if (ev.pointerType === "mouse" ? ev.button !== 0 : !this.userView) return;
       drag = { x: ev.clientX, y: ev.clientY }; this.svg.setPointerCapture(ev.pointerId);
     });
     this.svg.addEventListener("pointermove", (ev) => {

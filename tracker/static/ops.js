@@ -41,9 +41,8 @@ function drawDispatch(snap) {
   const due = Math.max(d.ts ?? -Infinity, waitingSince(snap));
   const late = snap.totals.open_orders > 0 && Number.isFinite(due) && snap.ts - due > 3 * interval * 1000;
   $("dispatch-late").hidden = !late;
-  const every = `(one is due every ${interval} s)`;
-  $("dispatch-late").textContent = !late ? "" : age === null ? `Orders are waiting and no round has run ${every}.`
-    : `Orders are waiting and no round has run for ${since(age)} ${every}.`;
+  $("dispatch-late").textContent = !late ? ""
+    : `Orders have waited ${since(snap.ts - due)} with no dispatch round (one is due every ${interval} s).`;
   figures($("dispatch"), [["orders", d.orders ?? "–"], ["riders", d.riders ?? "–"], ["offers", d.offers ?? "–"],
     ["bundles", d.bundles ?? "–"], ["solve ms", d.solve_ms ?? "–"], ["total ms", d.total_ms ?? "–"]]);
 }
@@ -62,15 +61,20 @@ function drawCapped(snap) {
 function drawDegraded(snap) {
   const bad = snap.degraded || [];
   $("degraded").hidden = !bad.length;
-  $("degraded").textContent = !bad.length ? "" : `Failing on this server process: ${bad.map((t) =>
-    `${t.name} (${t.last_error || "error"}, ${since(Date.now() - t.last_error_at * 1000)} ago)`).join("; ")}`;
+  const byError = new Map();  // one line per distinct error: a Redis outage fails most tasks alike
+  for (const t of bad) {
+    const e = byError.get(t.last_error) || { names: [], at: 0 };
+    e.names.push(t.name); e.at = Math.max(e.at, t.last_error_at); byError.set(t.last_error, e);
+  }
+  $("degraded").textContent = !bad.length ? "" : `Background tasks of this server process failed in the last minute: ${
+    [...byError].map(([error, e]) => `${e.names.join(", ")} (${error || "error"}, last ${since(Date.now() - e.at * 1000)} ago)`).join("; ")}`;
 }
 
 // The view fits where the fleet is: points far out (one order across the country, a rider's
 // stray fix) would shrink the city to a dot, so they are left out of the fit and counted.
 let showAll = false;
 function core(points) {
-  if (showAll || points.length < 8) return points;
+  if (showAll || points.length < 4) return points;
   const keep = [0, 1].map((axis) => {
     const v = points.map((p) => p[axis]).sort((a, b) => a - b);
     const q1 = v[Math.floor(v.length / 4)], q3 = v[Math.floor(v.length * 3 / 4)], pad = 3 * (q3 - q1) + 0.02;
@@ -82,16 +86,18 @@ function core(points) {
 function drawMap(snap, riderById) {
   const things = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng])];
   const inside = core(things);
-  const out = things.length - inside.length;
-  $("outside").hidden = !(out || showAll);
-  $("outside-text").textContent = showAll ? "Showing every rider and order." : `${out} ${out === 1 ? "rider or order far from the rest is" : "riders or orders far from the rest are"} outside this view.`;
-  $("show-all").textContent = showAll ? "Fit to the busy area" : "Show all";
+  const trimmed = things.length - inside.length;
   // Whole hexagons in view: with one or two riders online, their cell is larger than they are.
   const lats = inside.map((p) => p[0]), lngs = inside.map((p) => p[1]);
   const [s, n, w, e] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
-  const near = (p) => out === 0 || (p[0] > s - 0.02 && p[0] < n + 0.02 && p[1] > w - 0.02 && p[1] < e + 0.02);
+  const near = (p) => trimmed === 0 || (p[0] > s - 0.02 && p[0] < n + 0.02 && p[1] > w - 0.02 && p[1] < e + 0.02);
   const pts = [...inside, ...snap.cells.flatMap((c) => c.boundary).filter(near)];
   if (pts.length && (!map.userView || !map.px)) map.fit(pts, 0.2);
+  const out = things.filter((p) => !map.shows(p[0], p[1])).length;  // off the map as drawn now
+  $("outside").hidden = !(out || showAll);
+  $("outside-text").textContent = showAll && !out ? "Showing every rider and order."
+    : `${out} ${out === 1 ? "rider or order is" : "riders or orders are"} outside this view.`;
+  $("show-all").textContent = showAll ? "Fit to the busy area" : "Show all";
   map.clear("areas"); map.clear("points");
   for (const c of snap.cells) {
     const red = Math.min(1, c.open_orders / 5), green = Math.min(1, c.free_riders / 5);
@@ -121,10 +127,25 @@ function drawMap(snap, riderById) {
   }
 }
 
-// A table being selected from (an id to copy) is not redrawn under the pointer.
+// A table being selected from (an id to copy) is not redrawn under the pointer; the header says
+// so, and since when, so nobody reads a held table as current.
+const held = new Set();
 function selectingIn(el) {
   const sel = getSelection();
-  return sel && !sel.isCollapsed && sel.rangeCount > 0 && el.contains(sel.getRangeAt(0).commonAncestorContainer);
+  const holding = sel && !sel.isCollapsed && sel.rangeCount > 0 && el.contains(sel.getRangeAt(0).commonAncestorContainer);
+  if (holding && !held.has(el)) { held.add(el); el.dataset.heldSince = new Date().toLocaleTimeString(); }
+  if (!holding) held.delete(el);
+  const since = [...held].map((t) => t.dataset.heldSince).sort()[0];
+  $("paused").hidden = !held.size;
+  $("paused").textContent = held.size ? `a table is paused while text in it is selected (since ${since})` : "";
+  return holding;
+}
+
+// Redraws a table's rows keeping the keyboard focus on the same order link, if it had it.
+function redraw(tbody, rows) {
+  const focused = tbody.contains(document.activeElement) ? document.activeElement.dataset.openOrder : null;
+  tbody.replaceChildren(...rows);
+  if (focused) tbody.querySelector(`[data-open-order="${CSS.escape(focused)}"]`)?.focus();
 }
 
 // An order id that opens the order in the Order panel.
@@ -149,9 +170,14 @@ function drawRiders(snap) {
   const riders = snap.riders.filter((r) => !wanted || r.id.toLowerCase().includes(wanted))
     .sort((a, b) => RANK[stateOf(a)] - RANK[stateOf(b)] || a.id.localeCompare(b.id));
   const rows = Math.min(riders.length, TABLE_ROWS);
-  $("riders-shown").textContent = wanted ? `(${rows < riders.length ? `showing ${rows} of ` : ""}${riders.length} of ${t.riders} matching)`
+  $("riders-shown").textContent = wanted
+    ? `(${riders.length} of ${t.riders} match${rows < riders.length ? `, showing ${rows}` : ""})`
     : rows < t.riders ? `(showing ${rows} of ${t.riders})` : `(${t.riders})`;
-  $("riders").replaceChildren(...riders.slice(0, TABLE_ROWS).map((r) => {
+  if (wanted && !riders.length) {
+    const tr = document.createElement("tr"); cell(tr, "Rider", `No rider's id contains "${wanted}".`);
+    tr.firstChild.colSpan = 3; redraw($("riders"), [tr]); return;
+  }
+  redraw($("riders"), riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.stale) tr.dataset.silent = "";
     cell(tr, "Rider", r.id); tr.firstChild.className = "id";
@@ -172,7 +198,7 @@ function drawWaiting(snap) {
   const listed = snap.open_orders.slice(0, TABLE_ROWS), total = snap.totals.open_orders;
   const started = snap.dispatch?.started ?? snap.dispatch?.ts;
   $("waiting-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
-  $("waiting").replaceChildren(...listed.map((o) => {
+  redraw($("waiting"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
     const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
     const came = o.confirmed_at ?? o.placed_at;
@@ -194,11 +220,12 @@ function drawKitchenQueue(snap) {
   if (selectingIn($("kitchen-queue"))) return;
   const listed = (snap.kitchen_queue || []).slice(0, TABLE_ROWS), total = snap.totals.kitchen_queue ?? listed.length;
   $("kitchen-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
-  $("kitchen-queue").replaceChildren(...listed.map((o) => {
+  redraw($("kitchen-queue"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
-    const waited = snap.ts - o.placed_at;
-    if (waited > KITCHEN_LATE_MIN * 60000) tr.dataset.late = "";
-    cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id); cell(tr, "Waiting", since(waited));
+    const waited = snap.ts - o.placed_at, late = waited > KITCHEN_LATE_MIN * 60000;
+    if (late) tr.dataset.late = "";
+    cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id);
+    cell(tr, "Waiting", since(waited) + (late ? ` · over ${KITCHEN_LATE_MIN} min` : ""));
     return tr;
   }));
 }
@@ -239,17 +266,16 @@ async function refreshOrder() {
   if (!shownOrder || acting) return;
   try {
     const order = await api(`/v1/orders/${encodeURIComponent(shownOrder.id)}`);
-    const changed = JSON.stringify(order) !== JSON.stringify(shownOrder);  // (buttons redrawn only then)
-    if (changed && !acting && shownOrder && order.id === shownOrder.id) { shownOrder = order; drawOrder(order); }
+    if (!acting && shownOrder && order.id === shownOrder.id) { shownOrder = order; drawOrder(order); }
   } catch { /* said by the next look-up or action */ }
 }
 
-async function openOrder(id, keepNote = false) {
+async function openOrder(id, focus = false) {
   $("order-id").value = id;
   try {
     const order = await api(`/v1/orders/${encodeURIComponent(id)}`);
-    shownOrder = order; drawOrder(order);
-    if (!keepNote) note("");
+    shownOrder = order; drawOrder(order); note("");
+    if (focus) $("order-summary").focus();  // (opened from a table: say which order, where the buttons are)
   } catch (err) {
     shownOrder = null; $("order-card").hidden = true;
     note(err.code === "not_found" ? `There is no order ${id}.` : `Order ${id} could not be read: ${err.message}`);
@@ -260,12 +286,24 @@ const TAKEN_BACK = new Set(["assigned", "at_pickup"]);  // a rider has it, the f
 const CANCELLABLE = new Set(["placed", "confirmed", "assigned", "at_pickup"]);
 const ON_THE_ROAD = new Set(["picked_up", "at_dropoff"]);
 
+let drawnActions = "";
 function drawOrder(o) {
   const parts = [`${o.id}: ${o.status}`, `kitchen ${o.merchant_id}`, o.rider_id ? `rider ${o.rider_id}` : "no rider"];
   if (Number.isFinite(o.placed_at)) parts.push(`placed ${clockTime(o.placed_at)}`);
   const eta = Number.isFinite(o.eta) ? o.eta : o.planned_eta;
   if (Number.isFinite(eta)) parts.push(`drop-off about ${clockTime(eta)}`);
-  $("order-summary").textContent = parts.join(" · ");
+  const ended = (o.events || []).findLast?.((e) => e.kind === o.status);
+  if (ended && (o.status === "cancelled" || o.status === "failed")) {
+    parts.push(`by ${ended.by || "?"}${typeof ended.reason === "string" ? `: ${ended.reason}` : ""}`);
+  }
+  const summary = parts.join(" · ");
+  if ($("order-summary").textContent !== summary) $("order-summary").textContent = summary;
+  $("order-card").hidden = false;
+  // The buttons are drawn again only when what they offer changes (a new ETA every fix would
+  // take the keyboard's focus, and a click half-made, away every 2 s).
+  const key = `${o.id}|${o.status}|${o.rider_id}`;
+  if (key === drawnActions) return;
+  drawnActions = key;
   const buttons = [];
   const add = (text, action) => {
     const b = document.createElement("button"); b.type = "button"; b.textContent = text;
@@ -276,25 +314,28 @@ function drawOrder(o) {
   if (TAKEN_BACK.has(o.status) && o.rider_id) add(`Take back from ${o.rider_id}`, "unassign");
   if (o.status === "confirmed" && !o.rider_id) add("Assign to a rider…", "assign");
   if (ON_THE_ROAD.has(o.status)) add("Mark delivery failed", "fail");
+  const focused = $("order-actions").contains(document.activeElement) ? document.activeElement.textContent : null;
   $("order-actions").replaceChildren(...buttons);
   if (!buttons.length) $("order-actions").textContent = "Nothing to do: the order has ended.";
-  $("order-card").hidden = false;
+  if (focused) buttons.find((b) => b.textContent === focused)?.focus();
 }
 
-// Asks (and asks again, with the words kept, when too long) for a reason; null when dismissed.
+// Asks (and asks again, with the words kept, when too long or when one is required and none was
+// given) for a reason; null when dismissed. Characters as the server counts them (code points).
 function askReason(question, required) {
-  let reason = "";
+  let reason = "", asking = question;
   for (;;) {
-    reason = window.prompt(question, reason);
+    reason = window.prompt(asking, reason);
     if (reason === null) return null;
     reason = reason.trim();
-    if (reason.length > MAX_REASON) { question = `At most ${MAX_REASON} characters, please (${reason.length} now). ${question}`; continue; }
-    if (required && !reason) continue;
-    return reason;
+    const length = [...reason].length;
+    if (length > MAX_REASON) asking = `At most ${MAX_REASON} characters, please (${length} now). ${question}`;
+    else if (required && !reason) asking = `A reason is required. ${question}`;
+    else return reason;
   }
 }
 
-const DONE = { cancel: "cancelled", unassign: "taken back from its rider: dispatch offers it again", assign: "assigned", fail: "marked as a failed delivery" };
+const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
 
 async function act(o, action) {
   if (acting) return;  // a double click acts once
@@ -306,30 +347,40 @@ async function act(o, action) {
   } else if (action === "unassign") {
     const reason = askReason(`Take order ${o.id} back from ${o.rider_id}? Why (optional; the rider is shown this):`, false);
     if (reason === null) return;
-    if (reason) body = { reason };
+    body = { rider_id: o.rider_id, ...(reason ? { reason } : {}) };  // refused if another rider has it by now
   } else if (action === "assign") {
-    const rider = window.prompt(`Give order ${o.id} to which rider? Rider id:`, "");
-    if (!rider || !rider.trim()) return;
-    body = { rider_id: rider.trim() };
+    const rider = window.prompt(`Give order ${o.id} to which rider? Rider id:`, "")?.trim();
+    if (!rider) return;
+    const known = lastSnap?.riders.find((r) => r.id === rider);
+    if (!known || known.stale) {
+      const wait = lastSnap?.settings?.TRACKER_SILENT_TAKE_BACK_S;
+      const back = wait ? ` If it does not show up, the order is taken back from it after ${since(wait * 1000)}.` : "";
+      if (!window.confirm(`Rider ${rider} is not online now (not on the map).${back} Give it order ${o.id} anyway?`)) return;
+    }
+    body = { rider_id: rider };
   } else if (action === "fail") {
     const reason = askReason(`The food of order ${o.id} will not arrive? Say what happened (required; the customer is shown this):`, true);
     if (reason === null) return;
     body = { reason };
   }
   acting = true;
+  let failed = false;
   for (const b of $("order-actions").querySelectorAll("button")) b.disabled = true;
   try {
     const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     shownOrder = after; drawOrder(after);
-    note(`Order ${o.id} ${DONE[action]}.`);
+    note(action === "assign" ? `Order ${o.id} assigned to ${body.rider_id}.`
+      : action === "unassign" ? `Order ${o.id} taken back from ${o.rider_id}: dispatch offers it again.`
+        : `Order ${o.id} ${VERB[action]}.`);
   } catch (err) {
-    note(`Order ${o.id} was not ${DONE[action].split(":")[0]}: ${err.message}`);
-    await openOrder(o.id, true);  // as it stands now
+    failed = true;
+    note(`Order ${o.id} was not ${VERB[action]}: ${err.message}`);
   } finally {
     acting = false;
     for (const b of $("order-actions").querySelectorAll("button")) b.disabled = false;
   }
+  if (failed) await refreshOrder();  // the order as it stands now, the note kept (and kept if it cannot be read)
 }
 
 $("order-find").addEventListener("submit", (ev) => {
@@ -340,8 +391,7 @@ $("order-find").addEventListener("submit", (ev) => {
 document.addEventListener("click", (ev) => {
   const link = ev.target.closest?.("[data-open-order]");
   if (!link) return;
-  openOrder(link.dataset.openOrder);
-  $("order-title").scrollIntoView({ block: "nearest" });
+  openOrder(link.dataset.openOrder, true);
 });
 $("rider-filter").addEventListener("input", () => { if (lastSnap) drawRiders(lastSnap); });
 $("zoom-in").addEventListener("click", () => map.zoom(1.5));
