@@ -135,9 +135,9 @@ function selectingIn(el) {
   const holding = sel && !sel.isCollapsed && sel.rangeCount > 0 && el.contains(sel.getRangeAt(0).commonAncestorContainer);
   if (holding && !held.has(el)) { held.add(el); el.dataset.heldSince = new Date().toLocaleTimeString(); }
   if (!holding) held.delete(el);
-  const since = [...held].map((t) => t.dataset.heldSince).sort()[0];
+  const from = [...held].map((t) => t.dataset.heldSince).sort()[0];
   $("paused").hidden = !held.size;
-  $("paused").textContent = held.size ? `a table is paused while text in it is selected (since ${since})` : "";
+  $("paused").textContent = held.size ? `a table is paused while text in it is selected (since ${from})` : "";
   return holding;
 }
 
