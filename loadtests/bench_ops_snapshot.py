@@ -1,0 +1,97 @@
+"""Cost of the ops page's snapshot: N riders (a fifth carrying orders), time GET /v1/ops/snapshot.
+
+Run on demand (not in CI):  python loadtests/bench_ops_snapshot.py [--riders 5000] [--code DIR]
+
+``--code`` runs the server from another checkout (with its compiled kernel in place), so two
+versions can be measured side by side in one session, alternating, as docs/BENCHMARKS.md
+("The ops snapshot") does. Starts its own embedded Redis and ``tracker serve``, writes the
+riders' fixes straight into Redis with the server's own fix writer, then prints the median and
+the spread of ``--repeat`` snapshots (each a fresh fleet read: they are taken one at a time).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+async def _fill(redis_url: str, riders: int, now_ms: int) -> None:
+    """``riders`` riders around Berlin with a fresh fix; every fifth carries two orders."""
+    from prometheus_client import CollectorRegistry
+
+    from tracker.locations import CARRYING_RIDERS, rider_orders_key
+    from tracker.locations.fix import Fix
+    from tracker.locations.writer import FixWriter
+    from tracker.redis_client import connect
+
+    redis = connect(redis_url, cluster=False, decode_responses=True)
+    writer = FixWriter(redis, CollectorRegistry())
+    task = asyncio.ensure_future(writer.run())
+    for i in range(riders):
+        writer.submit(f"bench-r{i}", Fix(52.45 + (i % 100) * 0.002, 13.30 + (i // 100) * 0.004, now_ms))
+    while await _written(redis) < riders:
+        await asyncio.sleep(0.1)
+    task.cancel()
+    pipe = redis.pipeline(transaction=False)
+    for i in range(0, riders, 5):
+        pipe.sadd(rider_orders_key(f"bench-r{i}"), f"bench-o{i}a", f"bench-o{i}b")
+        pipe.sadd(CARRYING_RIDERS, f"bench-r{i}")
+    await pipe.execute()
+    await redis.aclose()
+
+
+async def _written(redis) -> int:  # type: ignore[no-untyped-def]
+    """How many riders the region sets hold."""
+    from tracker.locations.store import ACTIVE_REGIONS, seen_key
+
+    regions = await redis.smembers(ACTIVE_REGIONS)
+    return sum([await redis.zcard(seen_key(region)) for region in regions])
+
+
+def main() -> None:
+    """Print the median ms of ``--repeat`` snapshots of ``--riders`` riders against ``--code``'s server."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--riders", type=int, default=5000)
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],
+                   help="the checkout whose server to measure (default: this one)")
+    args = p.parse_args()
+    code = str(args.code.resolve())
+    sys.path.insert(0, code)
+    os.environ["PYTHONPATH"] = code  # the server process imports the same code
+    import httpx
+
+    from tracker.embedded_redis import EmbeddedRedis
+    from tracker.launcher import ServerProcess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = EmbeddedRedis(Path(tmp) / "redis")
+        redis.start()
+        server = ServerProcess(redis_url=redis.url, data_dir=Path(tmp) / "server",
+                               env={"TRACKER_STALE_AFTER_S": "3600"})  # (the fixes stay fresh for the run)
+        try:
+            server.start()
+            asyncio.run(_fill(redis.url, args.riders, int(time.time() * 1000)))
+            headers = {"Authorization": "Bearer " + server.token("operator", "bench")}
+            took = []
+            with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+                listed = len(http.get("/v1/ops/snapshot").json()["riders"])  # (a first read warms up)
+                for _ in range(args.repeat):
+                    started = time.perf_counter()
+                    http.get("/v1/ops/snapshot").raise_for_status()
+                    took.append(1000 * (time.perf_counter() - started))
+        finally:
+            server.cleanup()
+            redis.stop()
+    took.sort()
+    print(f"{code}: {statistics.median(took):.0f} ms per snapshot of {listed} riders "
+          f"(min {took[0]:.0f}, max {took[-1]:.0f}, {args.repeat} snapshots)")
+
+
+if __name__ == "__main__":
+    main()
