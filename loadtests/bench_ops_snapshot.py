@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
+
+from loadtests.checkout import add_code_option, server_with_own_redis, use_checkout  # noqa: E402
 
 
 async def _fill(redis_url: str, riders: int, now_ms: int) -> None:
@@ -58,36 +60,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--riders", type=int, default=5000)
     p.add_argument("--repeat", type=int, default=20)
-    p.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],
-                   help="the checkout whose server to measure (default: this one)")
+    add_code_option(p)
     args = p.parse_args()
-    code = str(args.code.resolve())
-    sys.path.insert(0, code)
-    os.environ["PYTHONPATH"] = code  # the server process imports the same code
+    code = use_checkout(args.code)
     import httpx
 
-    from tracker.embedded_redis import EmbeddedRedis
-    from tracker.launcher import ServerProcess
-
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = EmbeddedRedis(Path(tmp) / "redis")
-        redis.start()
-        server = ServerProcess(redis_url=redis.url, data_dir=Path(tmp) / "server",
-                               env={"TRACKER_STALE_AFTER_S": "3600"})  # (the fixes stay fresh for the run)
-        try:
-            server.start()
-            asyncio.run(_fill(redis.url, args.riders, int(time.time() * 1000)))
-            headers = {"Authorization": "Bearer " + server.token("operator", "bench")}
-            took = []
-            with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
-                listed = len(http.get("/v1/ops/snapshot").json()["riders"])  # (a first read warms up)
-                for _ in range(args.repeat):
-                    started = time.perf_counter()
-                    http.get("/v1/ops/snapshot").raise_for_status()
-                    took.append(1000 * (time.perf_counter() - started))
-        finally:
-            server.cleanup()
-            redis.stop()
+    # (the fixes stay fresh for the run)
+    with server_with_own_redis({"TRACKER_STALE_AFTER_S": "3600"}) as (redis_url, server):
+        asyncio.run(_fill(redis_url, args.riders, int(time.time() * 1000)))
+        headers = {"Authorization": "Bearer " + server.token("operator", "bench")}
+        took = []
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            listed = len(http.get("/v1/ops/snapshot").json()["riders"])  # (a first read warms up)
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                http.get("/v1/ops/snapshot").raise_for_status()
+                took.append(1000 * (time.perf_counter() - started))
     took.sort()
     print(f"{code}: {statistics.median(took):.0f} ms per snapshot of {listed} riders "
           f"(min {took[0]:.0f}, max {took[-1]:.0f}, {args.repeat} snapshots)")
