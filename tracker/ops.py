@@ -59,10 +59,14 @@ class Rider:
     lng: float
     ts: int
     state: str
-    orders: int
     stale: bool
-    order_ids: tuple[str, ...] = ()
+    order_ids: tuple[str, ...] = ()  # the orders it carries
     refused: int = 0  # offers declined or left to expire within the last hour
+
+    @property
+    def orders(self) -> int:
+        """How many orders it carries."""
+        return len(self.order_ids)
 
     @property
     def order_key(self) -> tuple[int, str]:
@@ -113,14 +117,13 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
     for rid in ids:
         (lat, lng, ts, available, left_at), offered, refused = next(res), next(res), next(res)
         carried = tuple(sorted(next(res))) if rid in carrying else ()
-        orders = len(carried)
         if lat is None:
             continue
         silent = is_silent(now, int(ts), left_at, stale)
-        if silent and not orders:
+        if silent and not carried:
             continue  # listed as carrying a moment ago, and no longer
-        state = "busy" if orders else "offered" if offered else "free" if available != "0" else "unavailable"
-        out.append(Rider(rid, float(lat), float(lng), int(ts), state, orders, silent, carried, refused))
+        state = "busy" if carried else "offered" if offered else "free" if available != "0" else "unavailable"
+        out.append(Rider(rid, float(lat), float(lng), int(ts), state, silent, carried, refused))
     return out
 
 

@@ -202,7 +202,7 @@ function onEvent(e) {
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
     o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
     // "start plating" was timed to the old ready time: the kitchen has just said when it will be
-    document.querySelector(`#prompts .prompt[data-order="${CSS.escape(e.order_id)}"][data-kind="start_preparing"]`)?.remove();
+    dropPrompts(e.order_id, "start_preparing");
   }
   else if (e.kind === "rider_unassigned") { o.status = "confirmed"; o.riderEta = null; }
   else o.status = e.kind;
@@ -217,8 +217,10 @@ function onEvent(e) {
   render();
 }
 
-function dropPrompts(id) {
-  for (const p of document.querySelectorAll(`#prompts .prompt[data-order="${CSS.escape(id)}"]`)) p.remove();
+// The order's prompts on the board (of one kind, when given) go.
+function dropPrompts(id, kind = null) {
+  const ofKind = kind === null ? "" : `[data-kind="${CSS.escape(kind)}"]`;
+  for (const p of document.querySelectorAll(`#prompts .prompt[data-order="${CSS.escape(id)}"]${ofKind}`)) p.remove();
 }
 
 function onRiderEta(f) {
@@ -232,7 +234,7 @@ function onPrompt(p) {
   const o = orders.get(p.order_id);
   if (gone.has(p.order_id) || (o && PROMPTS_DONE.has(o.status))) return;
   // One prompt per order and kind: a newer one replaces the older.
-  document.querySelector(`#prompts .prompt[data-order="${CSS.escape(p.order_id)}"][data-kind="${CSS.escape(p.kind)}"]`)?.remove();
+  dropPrompts(p.order_id, p.kind);
   const div = document.createElement("div");
   div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
   const at = document.createElement("small");

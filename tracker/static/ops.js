@@ -156,6 +156,9 @@ function orderLink(id) {
   return b;
 }
 
+// A table's count beside its title: "(12)", or "(showing 200 of 310, <how>)" when cut.
+const countText = (shown, total, how = "") => (shown < total ? `(showing ${shown} of ${total}${how ? `, ${how}` : ""})` : `(${total})`);
+
 function cell(tr, label, content) {
   const td = document.createElement("td"); td.dataset.label = label;
   if (typeof content === "string" || typeof content === "number") td.textContent = content;
@@ -172,7 +175,7 @@ function drawRiders(snap) {
   const rows = Math.min(riders.length, TABLE_ROWS);
   $("riders-shown").textContent = wanted
     ? `(${riders.length} of ${t.riders} match${rows < riders.length ? `, showing ${rows}` : ""})`
-    : rows < t.riders ? `(showing ${rows} of ${t.riders})` : `(${t.riders})`;
+    : countText(rows, t.riders);
   if (wanted && !riders.length) {
     const tr = document.createElement("tr"); cell(tr, "Rider", `No rider's id contains "${wanted}".`);
     tr.firstChild.colSpan = 3; redraw($("riders"), [tr]); return;
@@ -197,7 +200,7 @@ function drawWaiting(snap) {
   if (selectingIn($("waiting"))) return;
   const listed = snap.open_orders.slice(0, TABLE_ROWS), total = snap.totals.open_orders;
   const started = snap.dispatch?.started ?? snap.dispatch?.ts;
-  $("waiting-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
+  $("waiting-shown").textContent = countText(listed.length, total, "longest waiting first");
   redraw($("waiting"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
     const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
@@ -219,7 +222,7 @@ $("kitchen-late-min").textContent = KITCHEN_LATE_MIN;
 function drawKitchenQueue(snap) {
   if (selectingIn($("kitchen-queue"))) return;
   const listed = (snap.kitchen_queue || []).slice(0, TABLE_ROWS), total = snap.totals.kitchen_queue ?? listed.length;
-  $("kitchen-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${total}, longest waiting first)` : `(${total})`;
+  $("kitchen-shown").textContent = countText(listed.length, total, "longest waiting first");
   redraw($("kitchen-queue"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
     const waited = snap.ts - o.placed_at, late = waited > KITCHEN_LATE_MIN * 60000;
