@@ -244,7 +244,7 @@ async def snapshot(request: Request) -> Response:
         "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders,
                       "kitchen_queue": unconfirmed_total > min(max_orders, MAX_KITCHEN_QUEUE)},
         "degraded": [{"name": t["name"], "last_error": t["last_error"], "last_error_at": t["last_error_at"]}
-                     for t in degraded_tasks(rt)],
+                     for t in degraded_tasks(rt.supervisor.status())],
     })
 
 

@@ -35,12 +35,11 @@ async def _redis_fault(rt: Runtime) -> Exception | None:
     return None
 
 
-def degraded_tasks(rt: Runtime) -> list[dict[str, Any]]:
-    """This process's background tasks that failed within :data:`DEGRADED_WINDOW_S`, with their
-    last error (``/readyz`` names them; the ops page shows them)."""
+def degraded_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Those of a process's background ``tasks`` (its supervisor's status) that failed within
+    :data:`DEGRADED_WINDOW_S`, with their last error (``/readyz`` names them; the ops page shows them)."""
     now = time.time()
-    return [t for t in rt.supervisor.status()
-            if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
+    return [t for t in tasks if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
 
 
 async def readyz(request: Request) -> Response:
@@ -49,7 +48,7 @@ async def readyz(request: Request) -> Response:
     operators' sockets, which are not."""
     rt = runtime_of(request)
     tasks = rt.supervisor.status()
-    degraded = [t["name"] for t in degraded_tasks(rt)]
+    degraded = [t["name"] for t in degraded_tasks(tasks)]
     fault = await _redis_fault(rt)
     if fault is not None:
         err = redis_unavailable(fault) if isinstance(fault, REDIS_REFUSES_WRITES) else \
