@@ -131,9 +131,11 @@ async def _stream(rider: RiderClient, args: argparse.Namespace) -> None:
             lat, lng = _step(lat, lng, args.speed * args.every, args.heading)
 
 
-async def _deliver(rider: RiderClient, order_id: str, pause: float, reported: dict[str, str | None]) -> None:
+async def _deliver(rider: RiderClient, order_id: str, pause: float, reported: dict[str, str | None],
+                   sent_here: dict[str, str | None]) -> None:
     """Report, ``pause`` seconds apart, the steps of one order after where it stands
-    (``reported``: the server's last word on it, or what this client reported since)."""
+    (``reported``: the server's last word on it, or what this client reported since;
+    ``sent_here``: the last step reported on this connection and not refused)."""
     from clients.cli_common import note
 
     for step in STEPS:
@@ -141,7 +143,7 @@ async def _deliver(rider: RiderClient, order_id: str, pause: float, reported: di
             continue
         await asyncio.sleep(pause)
         await rider.progress(order_id, step)
-        reported[order_id] = step
+        reported[order_id] = sent_here[order_id] = step
         note(f"reported {step} for {order_id}")
 
 
@@ -150,29 +152,35 @@ def _progress(status: str | None) -> int:
 
 
 def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, reported: dict[str, str | None],
-                   delivering: dict[str, asyncio.Task[None]]) -> None:
+                   delivering: dict[str, asyncio.Task[None]], sent_here: dict[str, str | None]) -> None:
     """Deliver the orders of an ``assigned`` frame, or of a ``route`` frame (sent on every
     connect and after a gap, with each order's status: the server's word, which wins over what
     this client believes it reported, since a report may have been lost). One task per order,
-    never two; a ``route`` that no longer lists an order stops its task (cancelled or taken back)."""
+    never two; a ``route`` that no longer lists an order stops its task (cancelled or taken back).
+
+    A report sent on this connection is not lost: the server reads a connection's messages in
+    order and answers each refused one with an ``error``. A ``route`` behind it was composed
+    before the server read it, so it does not send the step again."""
     orders = {o["order_id"]: o.get("status") for o in frame.get("orders", [])}
     if frame.get("type") == "route":
-        # Gone from the route (cancelled or taken back), or behind what this client reported (a
-        # report was lost): the task stops, and a new one carries on from the server's word.
-        for oid in [oid for oid in delivering if _progress(orders.get(oid, "gone")) < _progress(reported.get(oid))
-                    or oid not in orders]:
-            delivering.pop(oid).cancel()
-        reported.update(orders)
+        for oid in [oid for oid in delivering if oid not in orders]:
+            delivering.pop(oid).cancel()  # cancelled or taken back meanwhile
+        for oid, status in orders.items():
+            if _progress(status) < _progress(sent_here.get(oid)):
+                continue  # the server has not read this connection's report yet
+            if _progress(status) < _progress(reported.get(oid)) and oid in delivering:
+                delivering.pop(oid).cancel()  # a report was lost: carry on from the server's word
+            reported[oid] = status
     else:
         for oid in orders:
             reported.setdefault(oid, None)
     for oid in orders:
         if oid not in delivering or delivering[oid].done():
-            delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, pause, reported))
+            delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, pause, reported, sent_here))
 
 
 def _redo_step(rider: RiderClient, order_id: str, step: str, pause: float, reported: dict[str, str | None],
-               delivering: dict[str, asyncio.Task[None]]) -> None:
+               delivering: dict[str, asyncio.Task[None]], sent_here: dict[str, str | None]) -> None:
     """A step the server could not record (Redis unreachable for a moment, too many messages):
     report it again, and the ones after it, once a pause has passed, instead of carrying on
     with steps the server would refuse. Of several steps refused (sent before the first refusal
@@ -189,7 +197,7 @@ def _redo_step(rider: RiderClient, order_id: str, step: str, pause: float, repor
     if _progress(reported[order_id]) > _progress(before):
         reported[order_id] = before
     note(f"reporting {step} for {order_id} again in {max(pause, 1.0):g} s")
-    delivering[order_id] = asyncio.ensure_future(_deliver(rider, order_id, max(pause, 1.0), reported))
+    delivering[order_id] = asyncio.ensure_future(_deliver(rider, order_id, max(pause, 1.0), reported, sent_here))
 
 
 def _stop_delivering(frame: dict[str, Any], reported: dict[str, str | None],
@@ -223,6 +231,7 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
 
     background: set[asyncio.Task[None]] = set()
     delivering: dict[str, asyncio.Task[None]] = {}
+    sent_here: dict[str, str | None] = {}  # per order, the last step reported on this connection, not refused
     async with await RiderClient.connect(args.servers.current, args.token) as rider:
         note(f"connected to {args.servers.current}/v1/ws/rider")
         # Said on every connection, either way: a rider that ran with --unavailable once is not
@@ -245,8 +254,10 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                 if frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
                     step, _, oid = frame["ref"].partition(" ")
                     note(f"the server refused {step} for {oid}: {frame.get('code')}: {frame.get('message')}")
+                    if step in STEPS and _progress(sent_here.get(oid)) >= STEPS.index(step):
+                        sent_here[oid] = STEPS[STEPS.index(step) - 1] if STEPS.index(step) else None
                     if frame.get("code") in RETRY_CODES and args.deliver is not None:
-                        _redo_step(rider, oid, step, args.deliver, reported, delivering)
+                        _redo_step(rider, oid, step, args.deliver, reported, delivering, sent_here)
                 if frame.get("type") == "offer":
                     if args.accept:
                         await rider.accept(frame["offer_id"])
@@ -255,7 +266,7 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                         await rider.decline(frame["offer_id"])
                         note(f"declined offer {frame['offer_id']}")
                 elif frame.get("type") in ("assigned", "route") and args.deliver is not None:
-                    _deliver_frame(rider, frame, args.deliver, reported, delivering)
+                    _deliver_frame(rider, frame, args.deliver, reported, delivering, sent_here)
                 elif frame.get("type") in ENDED and isinstance(frame.get("order_id"), str):
                     _stop_delivering(frame, reported, delivering)
         finally:

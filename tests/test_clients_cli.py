@@ -290,8 +290,8 @@ def test_the_command_line_kitchen_keeps_an_action_it_owes_across_a_server_restar
 
 def test_the_command_line_rider_reports_each_step_once_when_told_its_route_again(
         start_server: Callable[..., ServerProcess], own_redis: str, uid: Callable[[str], str]) -> None:
-    """After the server's pub/sub connection is cut the rider is told its route again (twice):
-    ``--deliver`` goes on from there and reports each step once."""
+    """After the server's pub/sub connection is cut the rider is told its route again (twice per
+    cut): ``--deliver`` goes on from there and reports each step once."""
     srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.5"}, redis=own_redis)
     oid, merchant, rider = uid("o"), uid("m"), uid("r")
     ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
@@ -308,9 +308,14 @@ def test_the_command_line_rider_reports_each_step_once_when_told_its_route_again
             if ops.get(f"/v1/orders/{oid}").json()["status"] == "assigned":
                 break
             time.sleep(0.1)
+        # Cut it again and again while the rider reports its steps: a route composed before the
+        # server read a report on its way must not make the rider send that step again.
         subprocess.run([sys.executable, "-c", "import asyncio, sys; from tracker.redis_client import connect; "
-                        "from tests.test_pubsub import kill_pubsub_connections; "
-                        "c = connect(sys.argv[1]); asyncio.run(kill_pubsub_connections(c))", own_redis],
+                        "from tests.test_pubsub import kill_pubsub_connections\n"
+                        "async def cut(c):\n"
+                        "    for _ in range(30):\n"
+                        "        await kill_pubsub_connections(c); await asyncio.sleep(0.25)\n"
+                        "asyncio.run(cut(connect(sys.argv[1])))", own_redis],
                        check=True, cwd=ROOT, timeout=30)
         out, err = courier.communicate(timeout=40)
         status = ops.get(f"/v1/orders/{oid}").json()["status"]
