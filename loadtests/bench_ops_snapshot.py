@@ -1,6 +1,9 @@
 """Cost of the ops page's snapshot: N riders (a fifth carrying orders), time GET /v1/ops/snapshot.
 
-Run on demand (not in CI):  python loadtests/bench_ops_snapshot.py [--riders 5000] [--code DIR]
+Run on demand (not in CI):  python loadtests/bench_ops_snapshot.py [--riders 5000] [--late 0] [--code DIR]
+
+``--late N`` also creates N orders over HTTP on a server whose on-time target is a fraction of
+a second, so every one of them is overdue: the list of deliveries running late at its largest.
 
 ``--code`` runs the server from another checkout (with its compiled kernel in place), so two
 versions can be measured side by side in one session, alternating, as docs/BENCHMARKS.md
@@ -47,6 +50,21 @@ async def _fill(redis_url: str, riders: int, now_ms: int) -> None:
     await redis.aclose()
 
 
+async def _create_orders(base_url: str, token: str, count: int) -> None:
+    """``count`` orders over HTTP, a few at a time, all at one restaurant's block of Berlin."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": "Bearer " + token}, timeout=60) as http:
+        async def create(i: int) -> None:
+            resp = await http.post("/v1/orders", json={
+                "id": f"bench-late-{i}", "merchant_id": f"bench-m{i % 50}",
+                "pickup": {"lat": 52.50 + (i % 50) * 0.001, "lng": 13.40}, "dropoff": {"lat": 52.52, "lng": 13.42}})
+            resp.raise_for_status()
+
+        for start in range(0, count, 20):
+            await asyncio.gather(*(create(i) for i in range(start, min(count, start + 20))))
+
+
 async def _written(redis) -> int:  # type: ignore[no-untyped-def]
     """How many riders the region sets hold."""
     from tracker.locations.store import ACTIVE_REGIONS, seen_key
@@ -60,14 +78,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--riders", type=int, default=5000)
     p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--late", type=int, default=0, help="orders overdue (created over HTTP) besides the riders")
     add_code_option(p)
     args = p.parse_args()
     code = use_checkout(args.code)
     import httpx
 
     # (the fixes stay fresh for the run)
-    with server_with_own_redis({"TRACKER_STALE_AFTER_S": "3600"}) as (redis_url, server):
+    env = {"TRACKER_STALE_AFTER_S": "3600", "TRACKER_ON_TIME_TARGET_MIN": "0.001"}  # (every order overdue at once)
+    with server_with_own_redis(env) as (redis_url, server):
         asyncio.run(_fill(redis_url, args.riders, int(time.time() * 1000)))
+        asyncio.run(_create_orders(server.base_url, server.token("operator", "bench"), args.late))
         headers = {"Authorization": "Bearer " + server.token("operator", "bench")}
         took = []
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
@@ -77,7 +98,7 @@ def main() -> None:
                 http.get("/v1/ops/snapshot").raise_for_status()
                 took.append(1000 * (time.perf_counter() - started))
     took.sort()
-    print(f"{code}: {statistics.median(took):.0f} ms per snapshot of {listed} riders "
+    print(f"{code}: {statistics.median(took):.0f} ms per snapshot of {listed} riders and {args.late} orders overdue "
           f"(min {took[0]:.0f}, max {took[-1]:.0f}, {args.repeat} snapshots)")
 
 

@@ -69,11 +69,12 @@ async def test_snapshot_totals_count_the_whole_fleet_when_its_lists_are_cut(own_
                         "free": states.count("free"), "busy": states.count("busy"),
                         "unavailable": states.count("unavailable"), "silent": 0,
                         "open_orders": len(whole["open_orders"])}  # uncut, the totals are the lists' counts
-        assert whole["truncated"] == {"riders": False, "open_orders": False, "kitchen_queue": False}
+        assert whole["truncated"] == {"riders": False, "open_orders": False, "kitchen_queue": False,
+                                      "running_late": False}
 
         cut = await snapshot(ops, "?max_riders=2&max_orders=1")
         assert {k: cut["totals"][k] for k in want} == want  # the same totals from the cut lists
-        assert cut["truncated"] == {"riders": True, "open_orders": True, "kitchen_queue": False}
+        assert cut["truncated"] == {"riders": True, "open_orders": True, "kitchen_queue": False, "running_late": False}
         assert len(cut["riders"]) == 2 and len(cut["open_orders"]) == 1
         assert cut["riders"][0]["state"] == "busy"  # who needs watching is listed first
         assert sum(c["free_riders"] for c in cut["cells"]) == want["free"]  # the hexagons count them all

@@ -81,13 +81,36 @@ def test_r2p_breakdown_splits_the_replays_ready_to_pickup(solved: tuple[Path, Pa
     ("pickup_before_ready", "rule 3"),
     ("teleport", "rule 5"),
     ("assign_before_placement", "rule 1"),
+    ("pickup_after_leaving", "rule 3: courier"),  # the courier has left the restaurant by then
+    ("late_dropoff", "rule 4: order"),  # not at the arrival plus half the service
+    ("linger_at_restaurant", "rule 3: courier"),  # leaves later than the pickup plus half the service
+    ("detour", "with nothing to pick up or drop off there"),  # rule 6: waits only where it may
 ])
 def test_checker_reports_each_broken_rule(solved: tuple[Path, Path], tmp_path: Path, breakage: str, rule: str) -> None:
     instance, out = solved
 
+    def shift(ls: list[str], row: int, col: int, by: float) -> list[str]:
+        cols = ls[row].split()
+        cols[col] = f"{float(cols[col]) + by:g}"
+        return [*ls[:row], " ".join(cols), *ls[row + 1:]]
+
     def edit(folder: Path) -> None:
         a = folder / "solution_info_assignments.txt"
-        if breakage == "duplicate_assignment":
+        moves = folder / "solution_info_couriers.txt"
+        if breakage == "pickup_after_leaving":
+            _rewrite(a, lambda ls: shift(ls, 1, 1, 30))
+        elif breakage == "late_dropoff":
+            _rewrite(folder / "solution_info_orders.txt", lambda ls: shift(ls, 1, 4, 5))
+        elif breakage == "linger_at_restaurant":
+            first = next(n for n, line in enumerate(moves.read_text().splitlines()) if line.split()[2].startswith("r"))
+            _rewrite(moves, lambda ls: shift(ls, first, 1, 1))
+        elif breakage == "detour":  # the last courier, done for the day, rides to a restaurant
+            def ride(ls: list[str]) -> list[str]:
+                cid, depart, _, last = ls[-1].split()
+                there = next(line.split()[3] for line in ls[1:] if line.split()[3].startswith("r"))
+                return [*ls, f"{cid} {float(depart) + 600:g} {last} {there}"]
+            _rewrite(moves, ride)
+        elif breakage == "duplicate_assignment":
             _rewrite(a, lambda ls: ls + [ls[1]])
         elif breakage == "pickup_before_ready":
             def early(ls: list[str]) -> list[str]:

@@ -74,6 +74,7 @@ BAD_INSTANCES: dict[str, tuple[dict[str, Edit], str, str]] = {
     "duplicate_courier": ({"couriers": lambda ls: [*ls[:2], ls[1], *ls[2:]]}, "couriers.txt: line 3",
                           "courier c1 is listed twice"),
     "off_before_on": ({"couriers": cell(1, 4, "-5")}, "couriers.txt: line 2", "goes off shift"),
+    "courier_named_like_an_order": ({"couriers": cell(1, 0, "o1")}, "couriers.txt: line 2", "also an order id"),
     "space_in_id": ({"orders": cell(1, 0, "o 1")}, "orders.txt: line 2", "whitespace"),
     "empty_id": ({"orders": cell(1, 0, "")}, "orders.txt: line 2", "order id is empty"),
 }

@@ -3,7 +3,9 @@
 What the ops page draws: every fresh rider with its state (``free``, ``offered``, ``busy``,
 ``unavailable``) and every rider carrying orders even when it has gone silent (``stale``:
 food on the road with nobody answering is what an operator must see), hexagons (res 8) with their open orders and free riders and their boundary,
-the newest dispatch round of any process, and the fleet-wide service level.
+the newest dispatch round of any process, the fleet-wide service level, the orders waiting
+for their kitchen, and the deliveries running late (past the on-time target, or expected past
+it within ``lateness.WARNING_MIN``).
 
 The lists are capped (``MAX_RIDERS``, ``MAX_ORDERS``; a client may ask for fewer with
 ``?max_riders=`` and ``?max_orders=``) so the answer stays small however large the fleet;
@@ -34,9 +36,11 @@ from tracker.http.health import degraded_tasks
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, is_silent, record_key, seen_key
+from tracker.orders.lateness import WARNING_MIN, running_late
+from tracker.orders.machine import FINAL
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
-from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key
+from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key, unfinished_orders_key
 from tracker.runtime import Runtime, runtime_of
 from tracker.settings import public_settings
 
@@ -44,6 +48,8 @@ HEX_RES = 8
 MAX_RIDERS = 5000  # riders listed at most (the totals count them all)
 MAX_ORDERS = 2000  # open orders listed at most (the total counts them all)
 MAX_KITCHEN_QUEUE = 500  # orders waiting for their kitchen listed at most (the page shows 200)
+MAX_LATE = 500  # deliveries running late listed at most (the page shows 200)
+LATE_READ = 2000  # unfinished orders read at most per snapshot to find them, oldest first
 READ_CHUNK = 1000  # riders read per Redis round trip
 # The order riders are listed in, so a cut list keeps those who need watching.
 RANK = {"silent": 0, "busy": 1, "offered": 2, "free": 3, "unavailable": 4}
@@ -206,6 +212,29 @@ async def _kitchen_queue(rt: Runtime, cap: int) -> tuple[list[dict], int]:
             for o in orders if o["status"] == "placed"], total
 
 
+async def _running_late(rt: Runtime, now: int) -> tuple[list[dict], bool]:
+    """The unfinished orders overdue or predicted late (:mod:`tracker.orders.lateness`), the
+    longest overdue first, and whether more orders were due than ``LATE_READ`` (then the list
+    holds the oldest of them). An order that ended but is still indexed (a step's follow-up
+    that lost a race) is taken out of the index on the way."""
+    target = int(rt.settings.on_time_target_min * 60000)
+    placed_by = now - target + int(WARNING_MIN * 60000)  # due within the warning, or overdue
+    regions = await open_order_regions(rt.redis, unfinished_orders_key)
+    pipe = rt.redis.pipeline(transaction=False)
+    for region in regions:
+        pipe.zrangebyscore(unfinished_orders_key(region), "-inf", placed_by, start=0, num=LATE_READ + 1, withscores=True)
+    found = [(placed, oid, region) for region, listed in zip(regions, await pipe.execute()) for oid, placed in listed]
+    oldest = heapq.nsmallest(LATE_READ, found)
+    orders = await load_orders(rt, [oid for _, oid, _ in oldest])
+    ended = [(region, oid) for (_, oid, region), o in zip(oldest, orders) if o is None or o["status"] in FINAL]
+    if ended:
+        pipe = rt.redis.pipeline(transaction=False)
+        for region, oid in ended:
+            pipe.zrem(unfinished_orders_key(region), oid)
+        await pipe.execute()
+    return running_late((o for o in orders if o is not None), now, target), len(found) > LATE_READ
+
+
 def _cells(orders: list[dict], free_riders: Iterable[Rider]) -> list[dict]:
     """H3 cells with their open orders (those listed) and free riders (all of them)."""
     cells: dict[str, dict] = {}
@@ -229,20 +258,24 @@ async def snapshot(request: Request) -> Response:
     orders, open_total = await _open_orders(rt, max_orders)
     unconfirmed, unconfirmed_total = await _kitchen_queue(rt, min(max_orders, MAX_KITCHEN_QUEUE))
     listed = heapq.nsmallest(max_riders, fleet, key=lambda r: r.order_key)
+    late, late_cut = await _running_late(rt, now)
     last_round = await rt.redis.get(LAST_ROUND_KEY)
     return JSONResponse({
         "ts": now,
         "riders": [r.wire() for r in listed],
         "open_orders": orders,
         "kitchen_queue": unconfirmed,
+        "running_late": late[:min(max_orders, MAX_LATE)],
         "cells": _cells(orders, (r for r in fleet if r.state == "free")),
         "dispatch": orjson.loads(last_round) if last_round else {},
         "dispatch_interval_s": rt.settings.dispatch_interval_s,
         "settings": public_settings(rt.settings),
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
-        "totals": {**rider_totals(fleet), "open_orders": open_total, "kitchen_queue": unconfirmed_total},
+        "totals": {**rider_totals(fleet), "open_orders": open_total, "kitchen_queue": unconfirmed_total,
+                   "running_late": len(late)},
         "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders,
-                      "kitchen_queue": unconfirmed_total > min(max_orders, MAX_KITCHEN_QUEUE)},
+                      "kitchen_queue": unconfirmed_total > min(max_orders, MAX_KITCHEN_QUEUE),
+                      "running_late": late_cut or len(late) > min(max_orders, MAX_LATE)},
         "degraded": [{"name": t["name"], "last_error": t["last_error"], "last_error_at": t["last_error_at"]}
                      for t in degraded_tasks(rt.supervisor.status())],
     })

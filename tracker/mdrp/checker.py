@@ -1,24 +1,34 @@
 """Check a solution against every rule of the MDRP README and compute its headline metrics.
 
 Reads only the instance folder and the three solution files (as the published evaluator
-does), so it judges the offline replay and the live replay alike. Rules checked:
+does), so it judges the offline replay and the live replay alike. Each courier's moves are
+walked into its stays (a place, when it got there, when it left); then, rules checked:
 
 1. every order in at most one assignment, only placed orders, no assignment before placement,
    no pickup before the assignment is made;
 2. no pickup after the courier's off time;
-3. a bundle is one restaurant's orders, picked up at or after their latest ready time and at
-   or after the courier's arrival plus half the pickup service time;
-4. drop-offs in the assignment's sequence, each at or after arrival plus half the drop-off
-   service time;
+3. a bundle is one restaurant's orders, picked up at or after their latest ready time, during
+   a stay of its courier at that restaurant, at or after its arrival plus half the pickup
+   service time; the courier leaves at the pickup plus the other half, not later;
+4. drop-offs in the assignment's sequence, each during a stay of its courier at the diner,
+   exactly at its arrival plus half the drop-off service time; the courier leaves at the
+   drop-off plus the other half (later only from the assignment's last drop-off, rule 6);
 5. continuous moves: each starts where the previous ended, not before the courier could leave
    (service halves included), not before its on time; and every pickup and drop-off time in
    the orders file agrees with the assignments;
-6. a courier is at the restaurant for each pickup and at the diner for each drop-off.
+6. a courier waits only at its on-location and at the last drop-off of an assignment: every
+   place it goes to is a restaurant it picks up at or a diner it drops off at.
+
+A courier may set off towards a restaurant before the assignment time written for its bundle:
+the bundle may still grow while it travels (the two-stage commitment of Reyes et al.; its
+assignment time is when it was last grown), which the published evaluator accepts too.
 
 and the layout the published evaluator can read (rule ``format``): columns separated by
 spaces (it reads the orders file with ``sep=' '``), no blank line in the assignments file (its
 reader of that file stops there with an error; pandas, which reads the others, skips them),
 and each courier's moves in one block (it keeps only a courier's last block).
+
+Times are compared within ``EPS``: the solution files give them to 3 decimals.
 """
 from __future__ import annotations
 
@@ -31,7 +41,7 @@ from tracker.mdrp.instance import Instance, load_instance
 from tracker.mdrp.metrics import Metrics, compute_metrics
 from tracker.mdrp.tables import InputError, require_folder
 
-EPS = 1e-6
+EPS = 1.5e-3  # two times written to 3 decimals differ from the true ones by at most 1e-3
 
 
 @dataclass(frozen=True)
@@ -137,18 +147,14 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
         if count > 1:
             bad(Violation("1", f"order {oid} is in {count} assignments"))
 
-    arrivals, departures = _walk_moves(inst, moves, bad)
+    stays = _walk_moves(inst, moves, bad)
     for at, pickup, cid, oids in assignments:
         if cid not in inst.couriers or not oids or oids[0] not in inst.orders:
             continue
         rest = inst.orders[oids[0]].restaurant
-        arrived = arrivals.get((cid, rest), [])
-        if not any(a + p.pickup_service / 2 <= pickup + EPS and a <= pickup + EPS for a in arrived):
-            bad(Violation("6", f"courier {cid} is not at restaurant {rest} by {pickup - p.pickup_service / 2} for its pickup"))
-        if not any(d + EPS >= pickup + p.pickup_service / 2 for d in departures.get((cid, rest), [])):
-            bad(Violation("3", f"courier {cid} leaves restaurant {rest} before pickup {pickup} plus half the service"))
+        _check_pickup(_stay_at(stays.get(cid, []), rest, pickup), cid, rest, pickup, p.pickup_service / 2, bad)
         previous = pickup
-        for oid in oids:
+        for n, oid in enumerate(oids, start=1):
             row = order_rows.get(oid)
             if row is None:
                 bad(Violation("5", f"order {oid} is assigned but missing from solution_info_orders.txt"))
@@ -156,15 +162,16 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
             o_pick, o_drop, o_courier = row
             if o_courier != cid or abs(o_pick - pickup) > EPS:
                 bad(Violation("5", f"order {oid}: orders file says pickup {o_pick} by {o_courier}, assignment says {pickup} by {cid}"))
-            reached = [a for a in arrivals.get((cid, oid), [])]
-            if not any(a + p.dropoff_service / 2 <= o_drop + EPS for a in reached):
-                bad(Violation("6", f"courier {cid} does not reach order {oid}'s diner by {o_drop - p.dropoff_service / 2}"))
-            leaving = departures.get((cid, oid))
-            if leaving and not any(d + EPS >= o_drop + p.dropoff_service / 2 for d in leaving):
-                bad(Violation("4", f"courier {cid} leaves order {oid}'s diner before drop-off {o_drop} plus half the service"))
+            _check_dropoff(_stay_at(stays.get(cid, []), oid, o_drop), cid, oid, o_drop, p.dropoff_service / 2,
+                           n == len(oids), bad)
             if o_drop + EPS < previous:
                 bad(Violation("4", f"order {oid} dropped at {o_drop}, before the previous stop of its assignment"))
             previous = o_drop
+    for cid, path in stays.items():
+        for stay in path[1:]:
+            if not stay.served:
+                bad(Violation("6", f"courier {cid} goes to {stay.place} (there at {stay.arrive:g}) with nothing to "
+                                   "pick up or drop off there"))
     for oid in order_rows:
         if oid not in pickups:
             bad(Violation("1", f"order {oid} is in the orders file but in no assignment"))
@@ -172,23 +179,73 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
     return report
 
 
-Times = dict[tuple[str, str], list[float]]
+@dataclass
+class Stay:
+    """A courier at one place: from its arrival until it leaves (``None``: it stays there)."""
+
+    place: str
+    arrive: float
+    depart: float | None = None
+    served: bool = False  # a pickup or a drop-off of the solution happened during it
 
 
-def _walk_moves(inst: Instance, moves: dict[str, list[tuple[float, str, str]]], bad) -> tuple[Times, Times]:  # type: ignore[no-untyped-def]
-    """Check each courier's moves are continuous; return arrival and departure times per place."""
+def _stay_at(path: list[Stay], place: str, when: float) -> Stay | None:
+    """The courier's stay at ``place`` that ``when`` falls in, else its stay there nearest in
+    time (the rules then say what is wrong with the times), or ``None`` if it never goes there."""
+    there = [stay for stay in path if stay.place == place]
+
+    def off_by(stay: Stay) -> float:
+        return max(stay.arrive - when, 0.0 if stay.depart is None else when - stay.depart, 0.0)
+    return min(there, key=off_by, default=None)
+
+
+def _check_pickup(stay: Stay | None, cid: str, rest: str, pickup: float, half: float, bad) -> None:  # type: ignore[no-untyped-def]
+    """Rule 3 at the restaurant: there, served half the service after arriving, gone half after."""
+    if stay is None:
+        bad(Violation("6", f"courier {cid} never goes to restaurant {rest} for its pickup at {pickup:g}"))
+        return
+    stay.served = True
+    if stay.depart is not None and pickup > stay.depart + EPS:
+        bad(Violation("3", f"courier {cid} picks up at restaurant {rest} at {pickup:g}, after it left ({stay.depart:g})"))
+    elif pickup + EPS < stay.arrive + half:
+        bad(Violation("3", f"courier {cid} picks up at restaurant {rest} at {pickup:g}, before its arrival "
+                           f"({stay.arrive:g}) plus half the pickup service"))
+    if stay.depart is not None and abs(stay.depart - (pickup + half)) > EPS:
+        bad(Violation("3", f"courier {cid} leaves restaurant {rest} at {stay.depart:g}, not at its pickup "
+                           f"({pickup:g}) plus half the pickup service ({pickup + half:g})"))
+
+
+def _check_dropoff(stay: Stay | None, cid: str, oid: str, drop: float, half: float, last: bool, bad) -> None:  # type: ignore[no-untyped-def]
+    """Rule 4 at the diner: dropped half the service after arriving, gone half after (or
+    waiting there, after the assignment's last drop-off: rule 6)."""
+    if stay is None:
+        bad(Violation("6", f"courier {cid} never goes to order {oid}'s diner for its drop-off at {drop:g}"))
+        return
+    stay.served = True
+    if abs(drop - (stay.arrive + half)) > EPS:
+        bad(Violation("4", f"order {oid} is dropped off at {drop:g}, not at its courier's arrival ({stay.arrive:g}) "
+                           f"plus half the drop-off service ({stay.arrive + half:g})"))
+    if stay.depart is not None and (stay.depart + EPS < drop + half or (not last and stay.depart > drop + half + EPS)):
+        bad(Violation("4", f"courier {cid} leaves order {oid}'s diner at {stay.depart:g}, not at the drop-off plus "
+                           f"half the service ({drop + half:g})" + ("" if last else
+                           ": a courier waits only at the last drop-off of its assignment")))
+
+
+def _walk_moves(inst: Instance, moves: dict[str, list[tuple[float, str, str]]], bad) -> dict[str, list[Stay]]:  # type: ignore[no-untyped-def]
+    """Check each courier's moves are continuous; return its stays, the on-location first."""
     p = inst.params
-    arrivals: Times = defaultdict(list)
-    departures: Times = defaultdict(list)
+    stays: dict[str, list[Stay]] = {}
     for cid, path in moves.items():
         if cid not in inst.couriers:
             bad(Violation("5", f"moves of unknown courier {cid}"))
             continue
         courier = inst.couriers[cid]
-        here, ready_to_leave = "0", courier.on
+        here = Stay("0", courier.on, served=True)  # waiting there is allowed
+        stays[cid] = [here]
+        ready_to_leave = courier.on
         for depart, origin, dest in path:
-            if origin != here:
-                bad(Violation("5", f"courier {cid} leaves {origin} at {depart} but is at {here}"))
+            if origin != here.place:
+                bad(Violation("5", f"courier {cid} leaves {origin} at {depart} but is at {here.place}"))
             if depart + EPS < ready_to_leave:
                 bad(Violation("5", f"courier {cid} leaves {origin} at {depart}, before it can ({ready_to_leave})"))
             try:
@@ -196,13 +253,8 @@ def _walk_moves(inst: Instance, moves: dict[str, list[tuple[float, str, str]]], 
             except KeyError as exc:
                 bad(Violation("5", f"courier {cid} moves to or from unknown place {exc}"))
                 break
-            arrive = depart + inst.travel(a, b)
-            arrivals[(cid, dest)].append(arrive)
-            departures[(cid, origin)].append(depart)
-            here = dest
-            if dest in inst.orders:
-                ready_to_leave = arrive + p.dropoff_service
-            else:
-                ready_to_leave = arrive + p.pickup_service
-    return arrivals, departures
-
+            here.depart = depart
+            here = Stay(dest, depart + inst.travel(a, b))
+            stays[cid].append(here)
+            ready_to_leave = here.arrive + (p.dropoff_service if dest in inst.orders else p.pickup_service)
+    return stays

@@ -156,6 +156,9 @@ def load_instance(folder: str | Path) -> Instance:
     for row in _table(folder, "couriers.txt", COURIER_COLUMNS, notes):
         cid = row.ident("courier")
         _unique(row, "courier", cid, lines)
+        for kind, ids in (("a restaurant", restaurants), ("an order", orders)):
+            if cid in ids:  # the published evaluator looks a courier's on-location up by its id
+                row.fail(f"courier id {cid} is also {kind} id, so the courier's on-location would be ambiguous")
         c = Courier(cid, row.number("x", *_PLACE), row.number("y", *_PLACE),
                     row.number("on_time", *_TIME), row.number("off_time", *_TIME))
         if c.on > c.off:

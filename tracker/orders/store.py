@@ -9,6 +9,8 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
   2 h the merchant channel promises, however fast a replay runs the server's clock);
 - ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
 - ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
+- ``placed:{<dispatch region>}`` ZSET: orders waiting for their kitchen (``placed``);
+- ``unfinished:{<dispatch region>}`` ZSET: orders that have not ended;
 - ``rider:{<rider>}:orders`` SET: orders a rider carries.
 
 An order that ends (delivered, cancelled, failed) keeps its hash, its stream and its id for the
@@ -18,7 +20,7 @@ the first two to expire, :meth:`OrderStore.update_indexes` the id.
 The Lua step (``order_step.lua``) checks and changes the state and appends the event in one
 atomic script, and publishes the event on ``order:<id>:live`` and ``merchant:<id>:live``
 with the previous event id of the same stream (``prev``) so live subscribers detect gaps.
-The last two keys live in other slots; they are written right after the step and are
+The region and rider keys live in other slots; they are written right after the step and are
 idempotent hints (the dispatcher re-checks the order itself).
 """
 from __future__ import annotations
@@ -62,6 +64,12 @@ def kitchen_queue_key(region: str) -> str:
     """The region's orders waiting for their kitchen to confirm them (``placed``), by placement
     time (the ops page's list; the same hash tag as the region's open orders)."""
     return f"placed:{{{region}}}"
+
+
+def unfinished_orders_key(region: str) -> str:
+    """The region's orders that have not ended (any status but delivered, cancelled or failed),
+    by placement time: where the ops page finds the deliveries running late."""
+    return f"unfinished:{{{region}}}"
 
 
 # Every dispatch region that has ever held an open order (res-4 cells: a handful per city),
@@ -234,12 +242,14 @@ class OrderStore:
         return first[0][0] if first else None
 
     async def update_indexes(self, order: dict[str, str]) -> None:
-        """Bring the open-order index and the kitchen queue in line with the order's state, and
-        let the id of an order that ended expire with its record (idempotent)."""
+        """Bring the open-order index, the kitchen queue and the unfinished orders in line with
+        the order's state, and let the id of an order that ended expire with its record
+        (idempotent)."""
         region = dispatch_region(float(order["pickup_lat"]), float(order["pickup_lng"]))
         oid, status = order["id"], order.get("status")
         listed = {open_orders_key(region): status == "confirmed" and not order.get("rider_id"),
-                  kitchen_queue_key(region): status == "placed"}
+                  kitchen_queue_key(region): status == "placed",
+                  unfinished_orders_key(region): status not in FINAL}
         pipe = self.redis.pipeline(transaction=False)
         for key, member in listed.items():
             if member:

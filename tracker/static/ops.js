@@ -233,6 +233,35 @@ function drawKitchenQueue(snap) {
   }));
 }
 
+// Orders past the on-time target since they were placed (overdue, whatever their status), or
+// due soon with a drop-off estimate past it (predicted), the longest overdue first.
+const LATE_WARNING_MIN = 15;  // the server's lateness.WARNING_MIN
+$("late-warning").textContent = LATE_WARNING_MIN;
+function drawLate(snap) {
+  const target = snap.settings?.TRACKER_ON_TIME_TARGET_MIN;
+  $("late-target").textContent = Number.isFinite(target) ? `${target} min` : "on time";
+  if (selectingIn($("late"))) return;
+  const listed = (snap.running_late || []).slice(0, TABLE_ROWS), total = snap.totals.running_late ?? listed.length;
+  $("late-shown").textContent = snap.truncated?.running_late && listed.length === total
+    ? `(at least ${total}: the oldest orders read)` : countText(listed.length, total, "longest overdue first");
+  if (!listed.length) {
+    const tr = document.createElement("tr"); cell(tr, "Order", "None: every order on the road is on time.");
+    tr.firstChild.colSpan = 5; redraw($("late"), [tr]); return;
+  }
+  redraw($("late"), listed.map((o) => {
+    const tr = document.createElement("tr"); tr.dataset.order = o.id;
+    const overdue = o.late === "overdue";
+    if (overdue) tr.dataset.overdue = "";
+    cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id);
+    cell(tr, "Status", o.rider_id ? `${o.status} · rider ${o.rider_id}` : `${o.status} · no rider`);
+    cell(tr, "Due", overdue ? `${since(snap.ts - o.due_at)} ago` : `in ${since(o.due_at - snap.ts)}`);
+    const past = o.expected_at - o.due_at;
+    cell(tr, "Expected drop-off", !Number.isFinite(o.expected_at) ? "unknown"
+      : past > 0 ? `${clockTime(o.expected_at)} (${since(past)} past due)` : clockTime(o.expected_at));
+    return tr;
+  }));
+}
+
 function draw(snap) {
   const riderById = new Map(snap.riders.map((r) => [r.id, r]));
   drawMap(snap, riderById);
@@ -240,6 +269,7 @@ function draw(snap) {
   figures($("figures"), [  // whole-fleet totals: the lists may be cut, these are not
     ["orders waiting for the kitchen", s.by_status?.placed ?? 0],
     ["orders waiting for a rider", t.open_orders],
+    ["deliveries running late", snap.truncated?.running_late ? `${t.running_late}+` : t.running_late ?? 0],
     ["riders online", t.online],
     ["riders unavailable", t.unavailable],
     ["riders silent with orders", t.silent],
@@ -253,6 +283,7 @@ function draw(snap) {
   drawCapped(snap);
   drawDegraded(snap);
   drawRiders(snap);
+  drawLate(snap);
   drawWaiting(snap);
   drawKitchenQueue(snap);
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;

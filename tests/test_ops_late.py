@@ -1,0 +1,111 @@
+"""Deliveries running late, as the operator finds them: the rule (sans-I/O), then the ops
+snapshot and page of a real server with real rider and kitchen sockets and a real Chromium."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from playwright.async_api import Browser, expect
+
+from tests.orders_helpers import PICKUP, Ops, confirm_all, platform_kitchen, rider
+from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tracker.orders.lateness import running_late
+
+MIN = 60_000
+
+
+def an_order(oid: str, status: str, placed_at: int, **extra: Any) -> dict[str, Any]:
+    return {"id": oid, "merchant_id": "m", "status": status, "rider_id": extra.pop("rider_id", None),
+            "placed_at": placed_at, "eta": None, "planned_eta": None, **extra}
+
+
+def test_overdue_whatever_the_status_predicted_by_the_estimate_and_never_once_ended() -> None:
+    now, target = 100 * MIN, 40 * MIN
+    orders = [
+        an_order("waiting-kitchen", "placed", now - 41 * MIN),  # overdue with no estimate at all
+        an_order("on-board", "picked_up", now - 45 * MIN, rider_id="r1", eta=now - MIN),  # a stale ETA: still overdue
+        an_order("slow-rider", "assigned", now - 30 * MIN, rider_id="r2", eta=now + 12 * MIN),  # due in 10, there in 12
+        an_order("slow-plan", "confirmed", now - 35 * MIN, planned_eta=now + 6 * MIN),  # due in 5, planned in 6
+        an_order("on-time", "assigned", now - 30 * MIN, rider_id="r3", eta=now + 10 * MIN),  # exactly on time
+        an_order("unknown", "confirmed", now - 39 * MIN),  # due in a minute, nobody knows when: not late yet
+        an_order("delivered", "delivered", now - 90 * MIN),
+        an_order("cancelled", "cancelled", now - 50 * MIN),
+    ]
+    rows = running_late(orders, now, target)
+    assert [(r["id"], r["late"]) for r in rows] == [
+        ("on-board", "overdue"), ("waiting-kitchen", "overdue"), ("slow-plan", "predicted"), ("slow-rider", "predicted")]
+    assert rows[0] == {"id": "on-board", "merchant_id": "m", "status": "picked_up", "rider_id": "r1",
+                       "placed_at": now - 45 * MIN, "due_at": now - 5 * MIN, "expected_at": now - MIN, "late": "overdue"}
+    assert rows[2]["expected_at"] == now + 6 * MIN  # the dispatcher's plan while it waits
+
+
+async def _late(ops: Ops) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    snap = (await ops.client.get("/v1/ops/snapshot")).json()
+    return snap["ts"], snap["running_late"], snap
+
+
+async def test_the_ops_page_lists_deliveries_running_late_and_drops_those_that_ended(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """On-time target 15 s: a kitchen that never confirms, an order planned for later, one a rider
+    carries and one cancelled. Before they are due the ones with an estimate past it are
+    predicted late; once due every one not ended is overdue, whatever its status."""
+    target_s = 15
+    srv = start_server({"TRACKER_ON_TIME_TARGET_MIN": str(target_s / 60), "TRACKER_DISPATCH_INTERVAL_S": "0.3",
+                        "TRACKER_SILENT_TAKE_BACK_S": "0"}, redis=own_redis)
+    ops = Ops(srv)
+    closed, kitchen_id, rid = uid("m-closed"), uid("m"), uid("r")
+    stuck, planned, carried, gone = uid("o-stuck"), uid("o-planned"), uid("o-carried"), uid("o-gone")
+    courier = await rider(srv, rid)
+    kitchen = await platform_kitchen(srv, kitchen_id)
+    page = await new_page(browser)
+    try:
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        assert (await ops.create(stuck, closed)).status_code == 201  # its kitchen never confirms it
+        assert (await ops.create(carried, kitchen_id, prep_minutes=0)).status_code == 201
+        await confirm_all(kitchen, carried)
+        offer = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [carried]
+        await courier.accept(offer["offer_id"])
+        await courier.expect("assigned", timeout=10)
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])  # its live ETA for the order
+        for oid in (planned, gone):  # food for later: planned for the rider after this trip, not offered yet
+            assert (await ops.create(oid, kitchen_id, prep_minutes=10)).status_code == 201
+        await confirm_all(kitchen, planned, gone)
+
+        placed = {oid: (await ops.get(oid))["placed_at"] for oid in (stuck, planned, carried, gone)}
+        for _ in range(100):  # until the round's plan and the rider's ETA are in
+            now, late, _ = await _late(ops)
+            if {planned, carried, gone} <= {r["id"] for r in late}:
+                break
+            await asyncio.sleep(0.1)
+        for row in late:
+            order = await ops.get(row["id"])
+            assert row["due_at"] == placed[row["id"]] + target_s * 1000
+            if now <= row["due_at"]:  # not due yet: listed for its estimate
+                assert row["late"] == "predicted" and row["expected_at"] == (order["eta"] or order["planned_eta"])
+                assert row["expected_at"] > row["due_at"]
+        assert (stuck in {r["id"] for r in late}) == (now > placed[stuck] + target_s * 1000)  # no estimate: once due
+        assert {r["id"]: r["rider_id"] for r in late}[carried] == rid
+
+        assert (await ops.cancel(gone)).status_code == 200
+        while (now := (await _late(ops))[0]) <= max(placed.values()) + target_s * 1000:
+            await asyncio.sleep(0.5)
+        now, late, snap = await _late(ops)
+        assert [(r["id"], r["late"], r["status"]) for r in late] == [
+            (stuck, "overdue", "placed"), (carried, "overdue", "assigned"), (planned, "overdue", "confirmed")]
+        assert snap["totals"]["running_late"] == 3 and snap["truncated"]["running_late"] is False
+
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        rows = page.locator("#late tr")
+        await expect(rows).to_have_count(3)
+        await expect(page.locator("#late-shown")).to_have_text("(3)")
+        await expect(rows.nth(1)).to_have_attribute("data-overdue", "")
+        await expect(rows.nth(1)).to_contain_text(f"assigned · rider {rid}")
+        await expect(rows.nth(0)).to_contain_text("placed · no rider")
+        await expect(page.locator('[data-figure="deliveries running late"] b')).to_have_text("3")
+        await rows.nth(1).locator("[data-open-order]").click()
+        await expect(page.locator("#order-summary")).to_contain_text(f"{carried}: assigned")
+    finally:
+        await page.context.close()
+        await courier.close()
+        await kitchen.close()
+        await ops.close()
