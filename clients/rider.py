@@ -26,6 +26,7 @@ import asyncio
 import math
 from typing import Any, Iterable
 
+from clients.deliveries import Deliveries
 from clients.jsonsocket import JsonSocket
 
 
@@ -78,9 +79,6 @@ class RiderClient(JsonSocket):
 
 
 PROG = "python -m clients.rider"
-STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
-ENDED = {"order_cancelled": "cancelled", "order_failed": "failed"}  # frames: the order ended without this rider
-RETRY_CODES = ("redis_unavailable", "rate_limited")  # a step refused for these is sent again
 METRES_PER_DEGREE = 111_320.0
 
 
@@ -131,90 +129,6 @@ async def _stream(rider: RiderClient, args: argparse.Namespace) -> None:
             lat, lng = _step(lat, lng, args.speed * args.every, args.heading)
 
 
-async def _deliver(rider: RiderClient, order_id: str, pause: float, reported: dict[str, str | None],
-                   sent_here: dict[str, str | None]) -> None:
-    """Report, ``pause`` seconds apart, the steps of one order after where it stands
-    (``reported``: the server's last word on it, or what this client reported since;
-    ``sent_here``: the last step reported on this connection and not refused)."""
-    from clients.cli_common import note
-
-    for step in STEPS:
-        if _progress(reported.get(order_id)) >= STEPS.index(step):
-            continue
-        await asyncio.sleep(pause)
-        await rider.progress(order_id, step)
-        reported[order_id] = sent_here[order_id] = step
-        note(f"reported {step} for {order_id}")
-
-
-def _progress(status: str | None) -> int:
-    return STEPS.index(status) if status in STEPS else -1
-
-
-def _deliver_frame(rider: RiderClient, frame: dict[str, Any], pause: float, reported: dict[str, str | None],
-                   delivering: dict[str, asyncio.Task[None]], sent_here: dict[str, str | None]) -> None:
-    """Deliver the orders of an ``assigned`` frame, or of a ``route`` frame (sent on every
-    connect and after a gap, with each order's status: the server's word, which wins over what
-    this client believes it reported, since a report may have been lost). One task per order,
-    never two; a ``route`` that no longer lists an order stops its task (cancelled or taken back).
-
-    A report sent on this connection is not lost: the server reads a connection's messages in
-    order and answers each refused one with an ``error``. A ``route`` behind it was composed
-    before the server read it, so it does not send the step again."""
-    orders = {o["order_id"]: o.get("status") for o in frame.get("orders", [])}
-    if frame.get("type") == "route":
-        for oid in [oid for oid in delivering if oid not in orders]:
-            delivering.pop(oid).cancel()  # cancelled or taken back meanwhile
-        for oid, status in orders.items():
-            if _progress(status) < _progress(sent_here.get(oid)):
-                continue  # the server has not read this connection's report yet
-            if _progress(status) < _progress(reported.get(oid)) and oid in delivering:
-                delivering.pop(oid).cancel()  # a report was lost: carry on from the server's word
-            reported[oid] = status
-    else:
-        for oid in orders:
-            reported.setdefault(oid, None)
-    for oid in orders:
-        if oid not in delivering or delivering[oid].done():
-            delivering[oid] = asyncio.ensure_future(_deliver(rider, oid, pause, reported, sent_here))
-
-
-def _redo_step(rider: RiderClient, order_id: str, step: str, pause: float, reported: dict[str, str | None],
-               delivering: dict[str, asyncio.Task[None]], sent_here: dict[str, str | None]) -> None:
-    """A step the server could not record (Redis unreachable for a moment, too many messages):
-    report it again, and the ones after it, once a pause has passed, instead of carrying on
-    with steps the server would refuse. Of several steps refused (sent before the first refusal
-    came back), the earliest decides where to start again: a later refusal never moves it on."""
-    from clients.cli_common import note
-
-    if order_id not in reported or step not in STEPS:
-        return  # not an order this client is delivering
-    task = delivering.pop(order_id, None)
-    if task is not None:
-        task.cancel()
-    index = STEPS.index(step)
-    before = STEPS[index - 1] if index else None
-    if _progress(reported[order_id]) > _progress(before):
-        reported[order_id] = before
-    note(f"reporting {step} for {order_id} again in {max(pause, 1.0):g} s")
-    delivering[order_id] = asyncio.ensure_future(_deliver(rider, order_id, max(pause, 1.0), reported, sent_here))
-
-
-def _stop_delivering(frame: dict[str, Any], reported: dict[str, str | None],
-                     delivering: dict[str, asyncio.Task[None]]) -> None:
-    """An order this rider carried ended without it (cancelled, or its delivery failed): stop
-    reporting its steps (each would be refused) and say so."""
-    from clients.cli_common import note
-
-    oid = frame["order_id"]
-    task = delivering.pop(oid, None)
-    if task is not None:
-        task.cancel()
-    reported.pop(oid, None)
-    why = f": {frame['reason']}" if isinstance(frame.get("reason"), str) else ""
-    note(f"order {oid} {ENDED[frame['type']]} by the {frame.get('by') or 'server'}{why}; no longer reporting it")
-
-
 async def _main(args: argparse.Namespace) -> None:
     from clients.cli_common import keep_connected
 
@@ -230,9 +144,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
     from clients.cli_common import note, remaining, show
 
     background: set[asyncio.Task[None]] = set()
-    delivering: dict[str, asyncio.Task[None]] = {}
-    sent_here: dict[str, str | None] = {}  # per order, the last step reported on this connection, not refused
     async with await RiderClient.connect(args.servers.current, args.token) as rider:
+        deliveries = Deliveries(rider, args.deliver or 0.0, reported)
         note(f"connected to {args.servers.current}/v1/ws/rider")
         # Said on every connection, either way: a rider that ran with --unavailable once is not
         # left off duty by the server's record when started without it.
@@ -243,7 +156,7 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                  + (f", moving at {args.speed:g} m/s heading {args.heading:g}" if args.move else ""))
         try:
             while (left := remaining(deadline)) > 0:
-                for task in [t for t in (*background, *delivering.values()) if t.done()]:
+                for task in [t for t in (*background, *deliveries.tasks.values()) if t.done()]:
                     background.discard(task)
                     task.result()  # a failed stream or report (the connection went) ends this connection
                 try:
@@ -251,13 +164,6 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                 except asyncio.TimeoutError:
                     continue
                 show(frame)
-                if frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
-                    step, _, oid = frame["ref"].partition(" ")
-                    note(f"the server refused {step} for {oid}: {frame.get('code')}: {frame.get('message')}")
-                    if step in STEPS and _progress(sent_here.get(oid)) >= STEPS.index(step):
-                        sent_here[oid] = STEPS[STEPS.index(step) - 1] if STEPS.index(step) else None
-                    if frame.get("code") in RETRY_CODES and args.deliver is not None:
-                        _redo_step(rider, oid, step, args.deliver, reported, delivering, sent_here)
                 if frame.get("type") == "offer":
                     if args.accept:
                         await rider.accept(frame["offer_id"])
@@ -265,12 +171,14 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                     elif args.decline:
                         await rider.decline(frame["offer_id"])
                         note(f"declined offer {frame['offer_id']}")
-                elif frame.get("type") in ("assigned", "route") and args.deliver is not None:
-                    _deliver_frame(rider, frame, args.deliver, reported, delivering, sent_here)
-                elif frame.get("type") in ENDED and isinstance(frame.get("order_id"), str):
-                    _stop_delivering(frame, reported, delivering)
+                elif args.deliver is not None:
+                    deliveries.on_frame(frame)
+                elif frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
+                    step, _, oid = frame["ref"].partition(" ")
+                    note(f"the server refused {step} for {oid}: {frame.get('code')}: {frame.get('message')}")
         finally:
-            for task in (*background, *delivering.values()):
+            deliveries.stop()
+            for task in background:
                 task.cancel()
 
 

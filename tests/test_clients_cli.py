@@ -474,3 +474,40 @@ def test_the_command_line_rider_stops_reporting_an_order_whose_delivery_failed(
     assert f"# order {oid} failed by the operator: {reason}; no longer reporting it" in err, err
     assert "refused" not in err and '"code":"invalid_transition"' not in out.replace(" ", ""), (out, err)
     assert kinds[-1] == "failed" and "delivered" not in kinds, kinds
+
+
+def test_the_command_line_rider_drops_an_order_taken_back_and_delivers_it_when_handed_back(
+        server: ServerProcess, uid: Callable[[str], str]) -> None:
+    """The operator takes the order back after the rider reached the restaurant, then gives it
+    to the same rider again: the rider reports nothing while it is not its order, then
+    delivers it from the start, and the server refuses none of its reports."""
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
+    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+    courier = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", server.base_url, "--token",
+                                server.token("rider", rider), "--deliver", "1.5", "--for", "16"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        assert httpx_ws_confirm(server, merchant, oid).returncode == 0
+        time.sleep(1)  # the rider is connected
+        assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
+        for _ in range(100):
+            if ops.get(f"/v1/orders/{oid}").json()["status"] == "at_pickup":
+                break
+            time.sleep(0.1)
+        taken = ops.post(f"/v1/orders/{oid}/unassign", json={"rider_id": rider, "reason": "kitchen asked for another"})
+        assert taken.status_code == 200, taken.text
+        time.sleep(4)  # long enough for two more steps, had the rider gone on
+        assert ops.get(f"/v1/orders/{oid}").json()["status"] == "confirmed"
+        assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
+        out, err = courier.communicate(timeout=40)
+        kinds = [e["kind"] for e in ops.get(f"/v1/orders/{oid}").json()["events"]]
+    finally:
+        ops.close()
+        courier.kill()
+    assert courier.returncode == 0, err
+    assert f"# order {oid} taken back by the operator: kitchen asked for another; no longer reporting it" in err, err
+    assert "refused" not in err, err
+    assert kinds == ["placed", "confirmed", "assigned", "at_pickup", "rider_unassigned", "assigned", "at_pickup",
+                     "picked_up", "at_dropoff", "delivered"], (kinds, err)
