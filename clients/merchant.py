@@ -36,12 +36,14 @@ class MerchantClient(JsonSocket):
         return cls(sock.ws)
 
     async def confirm(self, order_id: str) -> None:
-        """Confirm ``order_id``: the kitchen takes the order."""
-        await self.send({"type": "confirm", "order_id": order_id})
+        """Confirm ``order_id``: the kitchen takes the order. A refusal comes back as an
+        ``error`` whose ``ref`` is ``"confirm <order_id>"``."""
+        await self.send({"type": "confirm", "order_id": order_id, "id": f"confirm {order_id}"})
 
     async def ready(self, order_id: str) -> None:
-        """Mark ``order_id``'s food ready."""
-        await self.send({"type": "ready", "order_id": order_id})
+        """Mark ``order_id``'s food ready. A refusal comes back as an ``error`` whose ``ref`` is
+        ``"ready <order_id>"``."""
+        await self.send({"type": "ready", "order_id": order_id, "id": f"ready {order_id}"})
 
     async def delay(self, order_id: str, minutes: float) -> None:
         """Move ``order_id``'s ready estimate to ``minutes`` after the later of now and the current one."""
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DONE_WITH_FOOD = {"food_ready", "picked_up", "at_dropoff", "delivered", "cancelled", "failed"}
+STILL_PLACED = {"placed", "food_delayed"}  # the events an order may have before its kitchen confirms it
+RETRY_CODES = ("redis_unavailable", "rate_limited")  # an action refused for these is sent again
 
 
 class Kitchen:
@@ -85,6 +89,15 @@ class Kitchen:
         self.seen: dict[str, list[str]] = {}
         self.last_event_id = last_event_id
         self.owed: dict[str, tuple[str, float]] = {}
+        self.refused: dict[str, str] = {}  # order id -> the code of its last action's refusal
+        self.start_over = False  # the feed skipped ahead: read its whole history again
+
+    def skipped_ahead(self) -> None:
+        """The server skipped events this kitchen missed (``too_many_missed``): what it saw is
+        no longer the whole story, so the next connection reads the feed from its start."""
+        self.seen.clear()
+        self.last_event_id = None
+        self.start_over = True
 
     def owe(self, order_id: str, action: str, pause: float) -> None:
         """Owe ``action`` on ``order_id``, due ``pause`` seconds from now (``SETTLE_S`` at the soonest)."""
@@ -92,10 +105,10 @@ class Kitchen:
 
     def still_due(self, order_id: str, action: str) -> bool:
         """Whether the feed so far still calls for ``action``: a confirm while the last event is
-        ``placed``, a ready until the food is ready or the order is past it."""
+        ``placed`` (perhaps delayed), a ready until the food is ready or the order is past it."""
         kinds = self.seen.get(order_id, [])
         if action == "confirm":
-            return kinds[-1:] == ["placed"]
+            return "placed" in kinds and STILL_PLACED.issuperset(kinds)
         return not DONE_WITH_FOOD.intersection(kinds)
 
 
@@ -104,27 +117,44 @@ async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str)
 
     The action stays owed until the feed shows it done (or moot): one sent just before the
     connection died is sent again by the next connection, if its resumed feed still needs it.
+    One the server refused for a moment's trouble (Redis unreachable, too many messages) is
+    sent again after a pause (1 s, doubling up to 10 s); any other refusal ends it.
     """
     from clients.cli_common import note
 
     action, due = kitchen.owed[order_id]
     await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
-    if kitchen.still_due(order_id, action):
+    pause = 1.0
+    while kitchen.still_due(order_id, action):
+        kitchen.refused.pop(order_id, None)
         await (tablet.confirm(order_id) if action == "confirm" else tablet.ready(order_id))
         note(f"sent {action} for {order_id}")
-    while kitchen.still_due(order_id, action):
-        await asyncio.sleep(0.2)  # (cancelled with the connection if the feed never shows it)
+        while kitchen.still_due(order_id, action) and order_id not in kitchen.refused:
+            await asyncio.sleep(0.2)  # (cancelled with the connection if the feed never shows it)
+        code = kitchen.refused.pop(order_id, None)
+        if code is None:
+            break
+        if code not in RETRY_CODES:
+            note(f"not sending {action} for {order_id} again")
+            break
+        note(f"sending {action} for {order_id} again in {pause:g} s")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 10.0)
     if kitchen.owed.get(order_id, (None, 0.0))[0] == action:
         del kitchen.owed[order_id]
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from clients.cli_common import keep_connected
+    from clients.cli_common import keep_connected, remaining
 
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
     kitchen = Kitchen(args.last_event_id)
-    await keep_connected(lambda: _session(args, deadline, kitchen), deadline, args.servers)
+    while True:
+        await keep_connected(lambda: _session(args, deadline, kitchen), deadline, args.servers)
+        if not (kitchen.start_over and remaining(deadline) > 0):
+            return
+        kitchen.start_over = False
 
 
 async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Kitchen) -> None:
@@ -148,6 +178,15 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
                 except asyncio.TimeoutError:
                     continue
                 show(frame)
+                if frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
+                    action, _, oid = frame["ref"].partition(" ")
+                    note(f"the server refused {action} for {oid}: {frame.get('code')}: {frame.get('message')}")
+                    kitchen.refused[oid] = str(frame.get("code"))
+                    continue
+                if frame.get("type") == "resync" and frame.get("reason") == "too_many_missed":
+                    note("the feed skipped events this kitchen missed: reading its whole history again")
+                    kitchen.skipped_ahead()
+                    return
                 if frame.get("type") != "event" or "order_id" not in frame:
                     continue
                 kitchen.last_event_id = frame.get("id") or kitchen.last_event_id

@@ -511,3 +511,30 @@ def test_the_command_line_rider_drops_an_order_taken_back_and_delivers_it_when_h
     assert "refused" not in err, err
     assert kinds == ["placed", "confirmed", "assigned", "at_pickup", "rider_unassigned", "assigned", "at_pickup",
                      "picked_up", "at_dropoff", "delivered"], (kinds, err)
+
+
+def test_the_command_line_kitchen_confirms_a_backlog_past_its_rate_limit_and_a_delayed_order(
+        server: ServerProcess, uid: Callable[[str], str]) -> None:
+    """A kitchen opens with 60 orders waiting, more than its socket may send at once: the
+    confirmations refused as ``rate_limited`` are sent again until every order is confirmed,
+    one the kitchen had delayed before confirming it included."""
+    merchant = uid("m")
+    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+    waiting = [uid(f"o{i}") for i in range(60)]
+    try:
+        for oid in waiting:
+            assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                                "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        with connect(server.ws_url + "/v1/ws/merchant", additional_headers={
+                "Authorization": "Bearer " + server.token("merchant", merchant)}) as board:
+            board.send(json.dumps({"type": "delay", "order_id": waiting[0], "minutes": 5}))
+            while json.loads(board.recv(timeout=10)).get("kind") != "food_delayed":
+                pass
+        kitchen = client("merchant", "--server", server.base_url, "--token", server.token("merchant", merchant),
+                         "--confirm", "--for", "15")
+        statuses = [ops.get(f"/v1/orders/{oid}").json()["status"] for oid in waiting]
+    finally:
+        ops.close()
+    assert kitchen.returncode == 0, kitchen.stderr
+    assert "rate_limited" in kitchen.stderr and "sending confirm for" in kitchen.stderr, kitchen.stderr  # it did hit the limit
+    assert statuses == ["confirmed"] * len(waiting), kitchen.stderr
