@@ -57,6 +57,17 @@ class CustomerClient:
             self.last_event_id = frame["id"]
         return frame
 
+    async def order(self) -> dict[str, Any]:
+        """The order as it stands now, over HTTP (``GET /v1/orders/{id}``): what to reload after
+        a ``resync`` with ``too_many_missed``, when the channel skipped events."""
+        import httpx
+
+        base = self.base_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            resp = await http.get(f"/v1/orders/{self.order_id}", headers={"Authorization": f"Bearer {self.token}"})
+            resp.raise_for_status()
+            return resp.json()
+
     async def next_event(self, timeout: float = 10.0) -> dict[str, Any]:
         """The next frame that moves the channel on (``event``, ``resync`` or ``error``), skipping
         ephemeral ones such as ``rider_location``."""
@@ -88,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Watch one order on /v1/ws/customer and print every frame (its events, the dispatcher's "
                     "estimate while it waits for a rider, the rider's position while one carries it, resyncs), one "
-                    "JSON line each on stdout, the history first.")
+                    "JSON line each on stdout, the history first; after a resync that skipped events, the order as it "
+                    "stands then ({\"type\": \"order\", \"order\": ...}, read over HTTP).")
     add_connection_args(p, "customer", "ORDER_ID")
     p.add_argument("--order-id", help="the order to watch (default: the one a customer token names)")
     p.add_argument("--last-event-id", help="resume after this event id instead of replaying the order's history")
@@ -110,9 +122,13 @@ async def _main(args: argparse.Namespace) -> None:
         try:
             while (left := remaining(deadline)) > 0:
                 try:
-                    show(await watcher.next(timeout=min(left, 1.0)))
+                    frame = await watcher.next(timeout=min(left, 1.0))
                 except asyncio.TimeoutError:
                     continue
+                show(frame)
+                if frame.get("type") == "resync" and frame.get("reason") == "too_many_missed":
+                    note("the channel skipped events this client missed: the order as it stands now follows")
+                    show({"type": "order", "order": await watcher.order()})
         finally:
             await watcher.close()
 
