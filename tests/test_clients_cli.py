@@ -444,14 +444,15 @@ def test_a_rider_off_duty_once_takes_offers_again_when_started_without_unavailab
         ops.close()
 
 
-def test_the_command_line_rider_stops_reporting_an_order_whose_delivery_failed(
-        server: ServerProcess, uid: Callable[[str], str]) -> None:
-    """The operator ends an order on the road as failed: the command-line rider says so and
-    reports none of its later steps (each would be refused)."""
-    oid, merchant, rider, reason = uid("o"), uid("m"), uid("r"), "rider unreachable since pickup"
+@contextmanager
+def a_rider_delivering(server: ServerProcess, uid: Callable[[str], str], run_for_s: float,
+                       reaches: str) -> Iterator[tuple[httpx.Client, subprocess.Popen[str], str]]:
+    """(an operator client, a command-line rider running ``--deliver 1.5`` for ``run_for_s``, its
+    order): the order its kitchen confirmed and the operator assigned, once it reached ``reaches``."""
+    oid, merchant, rider = uid("o"), uid("m"), uid("r")
     ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
     courier = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", server.base_url, "--token",
-                                server.token("rider", rider), "--deliver", "1.5", "--for", "10"],
+                                server.token("rider", rider), "--deliver", "1.5", "--for", str(run_for_s)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
@@ -460,16 +461,25 @@ def test_the_command_line_rider_stops_reporting_an_order_whose_delivery_failed(
         time.sleep(1)  # the rider is connected
         assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
         for _ in range(100):
-            if ops.get(f"/v1/orders/{oid}").json()["status"] == "picked_up":
+            if ops.get(f"/v1/orders/{oid}").json()["status"] == reaches:
                 break
             time.sleep(0.1)
+        yield ops, courier, oid
+    finally:
+        ops.close()
+        courier.kill()
+
+
+def test_the_command_line_rider_stops_reporting_an_order_whose_delivery_failed(
+        server: ServerProcess, uid: Callable[[str], str]) -> None:
+    """The operator ends an order on the road as failed: the command-line rider says so and
+    reports none of its later steps (each would be refused)."""
+    reason = "rider unreachable since pickup"
+    with a_rider_delivering(server, uid, 10, "picked_up") as (ops, courier, oid):
         failed = ops.post(f"/v1/orders/{oid}/fail", json={"reason": reason})
         assert failed.status_code == 200, failed.text
         out, err = courier.communicate(timeout=30)
         kinds = [e["kind"] for e in ops.get(f"/v1/orders/{oid}").json()["events"]]
-    finally:
-        ops.close()
-        courier.kill()
     assert courier.returncode == 0, err
     assert f"# order {oid} failed by the operator: {reason}; no longer reporting it" in err, err
     assert "refused" not in err and '"code":"invalid_transition"' not in out.replace(" ", ""), (out, err)
@@ -481,21 +491,8 @@ def test_the_command_line_rider_drops_an_order_taken_back_and_delivers_it_when_h
     """The operator takes the order back after the rider reached the restaurant, then gives it
     to the same rider again: the rider reports nothing while it is not its order, then
     delivers it from the start, and the server refuses none of its reports."""
-    oid, merchant, rider = uid("o"), uid("m"), uid("r")
-    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
-    courier = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", server.base_url, "--token",
-                                server.token("rider", rider), "--deliver", "1.5", "--for", "16"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
-                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
-        assert httpx_ws_confirm(server, merchant, oid).returncode == 0
-        time.sleep(1)  # the rider is connected
-        assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
-        for _ in range(100):
-            if ops.get(f"/v1/orders/{oid}").json()["status"] == "at_pickup":
-                break
-            time.sleep(0.1)
+    with a_rider_delivering(server, uid, 16, "at_pickup") as (ops, courier, oid):
+        rider = ops.get(f"/v1/orders/{oid}").json()["rider_id"]
         taken = ops.post(f"/v1/orders/{oid}/unassign", json={"rider_id": rider, "reason": "kitchen asked for another"})
         assert taken.status_code == 200, taken.text
         time.sleep(4)  # long enough for two more steps, had the rider gone on
@@ -503,9 +500,6 @@ def test_the_command_line_rider_drops_an_order_taken_back_and_delivers_it_when_h
         assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
         out, err = courier.communicate(timeout=40)
         kinds = [e["kind"] for e in ops.get(f"/v1/orders/{oid}").json()["events"]]
-    finally:
-        ops.close()
-        courier.kill()
     assert courier.returncode == 0, err
     assert f"# order {oid} taken back by the operator: kitchen asked for another; no longer reporting it" in err, err
     assert "refused" not in err, err

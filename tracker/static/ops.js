@@ -398,7 +398,6 @@ async function act(o, action) {
     body = { reason };
   }
   acting = true;
-  let failed = false;
   for (const b of $("order-actions").querySelectorAll("button")) b.disabled = true;
   try {
     const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
@@ -408,13 +407,14 @@ async function act(o, action) {
       : action === "unassign" ? `Order ${o.id} taken back from ${o.rider_id}: dispatch offers it again.`
         : `Order ${o.id} ${VERB[action]}.`);
   } catch (err) {
-    failed = true;
     note(`Order ${o.id} was not ${VERB[action]}: ${err.message}`);
   } finally {
     acting = false;
     for (const b of $("order-actions").querySelectorAll("button")) b.disabled = false;
   }
-  if (failed) await refreshOrder();  // the order as it stands now, the note kept (and kept if it cannot be read)
+  // The order as it stands now, with its events (who ended it and why), the note kept (and kept
+  // if it cannot be read).
+  await refreshOrder();
 }
 
 $("order-find").addEventListener("submit", (ev) => {
