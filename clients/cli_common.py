@@ -103,7 +103,8 @@ CLOSE_TRY_AGAIN = 1013  # the server is full (over_capacity) or draining for a r
 MAX_BACKOFF_S = 10.0
 
 
-async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float | None, servers: Servers) -> None:
+async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float | None, servers: Servers, *,
+                         connected_before: bool = False) -> None:
     """Run ``session`` (one connection to ``servers.current``, until the deadline) and, when the
     server goes away after it connected, connect again with a growing pause (0.5 s up to 10 s),
     until the deadline, each time to the next of ``servers``.
@@ -112,10 +113,11 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
     or lets the socket in and closes it 1013 is asked again the same way, even the first time.
     A first connection that fails on every server, a refused token or a policy close still end
     the client (the caller's :func:`run` reports them); so does a server that stays away past
-    the deadline. Pauses are jittered (x0.5 to x1.5).
+    the deadline. Pauses are jittered (x0.5 to x1.5). ``connected_before``: this client was
+    connected already (it is connecting again on purpose), so no connection is a first one.
     """
     loop = asyncio.get_running_loop()
-    connected_once, backoff, unreached = False, 0.5, 0
+    connected_once, backoff, unreached = connected_before, 0.5, 0
     while True:
         started = loop.time()
         try:

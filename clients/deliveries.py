@@ -5,11 +5,13 @@ Per order it keeps where the order stands (across connections: the server's last
 what this client reported since), the task reporting its steps, and the last step sent on the
 current connection. The server's word (a ``route`` frame, sent on every connect and after a
 gap) wins over what the client believes it reported, since a report may have been lost with a
-connection, with one exception: a report sent on this connection is not lost. The server reads
-a connection's messages in order and answers each refused one with an ``error``, so a
-``route`` behind such a report was composed before the server read it, and the step is not
-sent again. An order that leaves this rider (cancelled, failed, taken back, or gone from a
-``route``) is forgotten: handed back later, it is delivered from the start.
+connection, with one exception: a report sent on this connection moments ago
+(``IN_FLIGHT_S``) may not have been read yet. The server reads a connection's messages in
+order and answers each refused one with an ``error``, so a ``route`` that soon behind such a
+report was most likely composed before the server read it, and the step is not sent again.
+(Later, a ``route`` behind it is the server's word: the order may have been taken back and
+handed back meanwhile.) An order that leaves this rider (cancelled, failed, taken back, or
+gone from a ``route``) is forgotten: handed back later, it is delivered from the start.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
 # Frames that take an order from this rider, and how the client says so.
 LEFT = {"order_cancelled": "cancelled", "order_failed": "failed", "unassigned": "taken back"}
 RETRY_CODES = ("redis_unavailable", "rate_limited")  # a step refused for these is sent again
+IN_FLIGHT_S = 3.0  # how long a report sent on this connection may be unread by the server
 
 
 class Reporter(Protocol):
@@ -37,7 +40,8 @@ class Deliveries:
     def __init__(self, rider: Reporter, pause: float, reported: dict[str, str | None]) -> None:
         self.rider, self.pause, self.reported = rider, pause, reported
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.sent_here: dict[str, str] = {}  # the last step sent on this connection and not refused
+        # the last step sent on this connection and not refused, and when (loop time)
+        self.sent_here: dict[str, tuple[str, float]] = {}
 
     def on_frame(self, frame: dict[str, Any]) -> None:
         """Act on a frame from the server: ``assigned``, ``route``, an order leaving, a refusal."""
@@ -62,8 +66,10 @@ class Deliveries:
     def _route(self, orders: dict[str, str | None]) -> None:
         for oid in [oid for oid in self.reported if oid not in orders]:
             self._forget(oid)  # cancelled or taken back meanwhile
+        now = asyncio.get_running_loop().time()
         for oid, status in orders.items():
-            if progress(status) < progress(self.sent_here.get(oid)):
+            step, sent_at = self.sent_here.get(oid, (None, 0.0))
+            if progress(status) < progress(step) and now - sent_at < IN_FLIGHT_S:
                 continue  # the server has not read this connection's report yet
             if progress(status) < progress(self.reported.get(oid)):
                 self._stop_task(oid)  # a report was lost: carry on from the server's word
@@ -84,7 +90,7 @@ class Deliveries:
         """A step the server refused. For a moment's trouble (Redis unreachable, too many
         messages) report it again, and the ones after it, once a pause has passed; of several
         steps refused (sent before the first refusal came back), the earliest decides where to
-        start again. Either way nothing sent here is trusted over the next ``route`` any more."""
+        start again. Either way nothing sent here is trusted over the next ``route``."""
         from clients.cli_common import note
 
         note(f"the server refused {step} for {oid}: {code}: {message}")
@@ -122,5 +128,6 @@ class Deliveries:
                 continue
             await asyncio.sleep(pause)
             await self.rider.progress(oid, step)
-            self.reported[oid] = self.sent_here[oid] = step
+            self.reported[oid] = step
+            self.sent_here[oid] = (step, asyncio.get_running_loop().time())
             note(f"reported {step} for {oid}")

@@ -89,7 +89,7 @@ class Kitchen:
         self.seen: dict[str, list[str]] = {}
         self.last_event_id = last_event_id
         self.owed: dict[str, tuple[str, float]] = {}
-        self.refused: dict[str, str] = {}  # order id -> the code of its last action's refusal
+        self.refused: dict[str, str] = {}  # "<action> <order id>" -> the code of its last refusal
         self.start_over = False  # the feed skipped ahead: read its whole history again
 
     def skipped_ahead(self) -> None:
@@ -124,14 +124,14 @@ async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str)
 
     action, due = kitchen.owed[order_id]
     await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
-    pause = 1.0
+    pause, ref = 1.0, f"{action} {order_id}"  # (the ref of its refusals)
     while kitchen.still_due(order_id, action):
-        kitchen.refused.pop(order_id, None)
+        kitchen.refused.pop(ref, None)
         await (tablet.confirm(order_id) if action == "confirm" else tablet.ready(order_id))
         note(f"sent {action} for {order_id}")
-        while kitchen.still_due(order_id, action) and order_id not in kitchen.refused:
+        while kitchen.still_due(order_id, action) and ref not in kitchen.refused:
             await asyncio.sleep(0.2)  # (cancelled with the connection if the feed never shows it)
-        code = kitchen.refused.pop(order_id, None)
+        code = kitchen.refused.pop(ref, None)
         if code is None:
             break
         if code not in RETRY_CODES:
@@ -150,11 +150,13 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
     kitchen = Kitchen(args.last_event_id)
+    connected_before = False
     while True:
-        await keep_connected(lambda: _session(args, deadline, kitchen), deadline, args.servers)
+        await keep_connected(lambda: _session(args, deadline, kitchen), deadline, args.servers,
+                             connected_before=connected_before)
         if not (kitchen.start_over and remaining(deadline) > 0):
             return
-        kitchen.start_over = False
+        kitchen.start_over, connected_before = False, True
 
 
 async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Kitchen) -> None:
@@ -181,7 +183,7 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
                 if frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
                     action, _, oid = frame["ref"].partition(" ")
                     note(f"the server refused {action} for {oid}: {frame.get('code')}: {frame.get('message')}")
-                    kitchen.refused[oid] = str(frame.get("code"))
+                    kitchen.refused[frame["ref"]] = str(frame.get("code"))
                     continue
                 if frame.get("type") == "resync" and frame.get("reason") == "too_many_missed":
                     note("the feed skipped events this kitchen missed: reading its whole history again")

@@ -93,6 +93,10 @@ async def test_the_ops_page_lists_deliveries_running_late_and_drops_those_that_e
         assert [(r["id"], r["late"], r["status"]) for r in late] == [
             (stuck, "overdue", "placed"), (carried, "overdue", "assigned"), (planned, "overdue", "confirmed")]
         assert snap["totals"]["running_late"] == 3 and snap["truncated"]["running_late"] is False
+        assert snap["totals_at_least"]["running_late"] is False  # every order due was read: the count is exact
+        cut = (await ops.client.get("/v1/ops/snapshot?max_orders=1")).json()
+        assert [r["id"] for r in cut["running_late"]] == [stuck] and cut["totals"]["running_late"] == 3
+        assert cut["truncated"]["running_late"] is True and cut["totals_at_least"]["running_late"] is False
 
         await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
         rows = page.locator("#late tr")

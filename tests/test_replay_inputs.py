@@ -187,6 +187,36 @@ def test_check_flags_a_pickup_before_its_assignment_and_refuses_infinite_times(t
         assert "solution_info_assignments.txt line 2" in err and "not a time" in err, err
 
 
+def _tables(folder: Path, tables: dict[str, list[str]], sep: str = "\t") -> Path:
+    folder.mkdir()
+    for name, rows in tables.items():
+        (folder / f"{name}.txt").write_text("\n".join(sep.join(row.split()) for row in rows) + "\n")
+    return folder
+
+
+def test_check_matches_each_pickup_to_its_own_stay_when_a_courier_comes_back_at_once(tmp_path: Path) -> None:
+    """No service time: a courier picks up at r1, drops at a diner on the same spot, is back at
+    r1 for a second pickup, all at minute 10. Each pickup has a stay of its own; a detour to r2
+    with nothing to do there is rule 6."""
+    instance = _tables(tmp_path / "day", {
+        "instance_parameters": ["meters_per_minute pickup_service_minutes dropoff_service_minutes target_ctd max_ctd "
+                                "pay_per_order pay_per_hour", "100 0 0 40 90 10 15"],
+        "restaurants": ["restaurant x y", "r1 0 0", "r2 1000 0"],
+        "orders": ["order x y placement_time restaurant ready_time", "o1 0 0 0 r1 10", "o2 0 1000 0 r1 10"],
+        "couriers": ["courier x y on_time off_time", "c1 0 0 0 100"]})
+    moves = ["courier departure_time origin destination", "c1 0 0 r1", "c1 10 r1 o1", "c1 10 o1 r1", "c1 10 r1 o2"]
+    solution = {"assignments": ["assignment_time pickup_time courier orders", "0 10 c1 o1", "0 10 c1 o2"],
+                "orders": ["order placement_time ready_time pickup_time dropoff_time courier",
+                           "o1 0 10 10 10 c1", "o2 0 10 10 20 c1"]}
+    good = _tables(tmp_path / "good", {f"solution_info_{k}": v for k, v in {**solution, "couriers": moves}.items()}, " ")
+    run = tracker("replay", "--check", str(instance), str(good))
+    assert run.returncode == 0 and "every rule holds" in run.stdout, run.stdout
+    detour = moves + ["c1 20 o2 r2"]
+    bad = _tables(tmp_path / "bad", {f"solution_info_{k}": v for k, v in {**solution, "couriers": detour}.items()}, " ")
+    run = tracker("replay", "--check", str(instance), str(bad))
+    assert run.returncode == 1 and "rule 6: courier c1 goes to r2" in run.stdout, run.stdout
+
+
 def test_all_goes_on_past_bad_instances_and_averages_what_it_has(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()

@@ -275,7 +275,8 @@ async def snapshot(request: Request) -> Response:
                    "running_late": len(late)},
         "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders,
                       "kitchen_queue": unconfirmed_total > min(max_orders, MAX_KITCHEN_QUEUE),
-                      "running_late": late_cut or len(late) > min(max_orders, MAX_LATE)},
+                      "running_late": len(late) > min(max_orders, MAX_LATE)},
+        "totals_at_least": {"running_late": late_cut},  # counted among the orders read, not all
         "degraded": [{"name": t["name"], "last_error": t["last_error"], "last_error_at": t["last_error_at"]}
                      for t in degraded_tasks(rt.supervisor.status())],
     })

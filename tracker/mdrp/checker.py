@@ -196,7 +196,7 @@ def _stay_at(path: list[Stay], place: str, when: float) -> Stay | None:
 
     def off_by(stay: Stay) -> float:
         return max(stay.arrive - when, 0.0 if stay.depart is None else when - stay.depart, 0.0)
-    return min(there, key=off_by, default=None)
+    return min(there, key=lambda stay: (off_by(stay), stay.served), default=None)  # a free one among equals
 
 
 def _check_pickup(stay: Stay | None, cid: str, rest: str, pickup: float, half: float, bad) -> None:  # type: ignore[no-untyped-def]

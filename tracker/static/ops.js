@@ -242,10 +242,12 @@ function drawLate(snap) {
   $("late-target").textContent = Number.isFinite(target) ? `${target} min` : "on time";
   if (selectingIn($("late"))) return;
   const listed = (snap.running_late || []).slice(0, TABLE_ROWS), total = snap.totals.running_late ?? listed.length;
-  $("late-shown").textContent = snap.truncated?.running_late && listed.length === total
-    ? `(at least ${total}: the oldest orders read)` : countText(listed.length, total, "longest overdue first");
+  const atLeast = snap.totals_at_least?.running_late;  // too many orders due to read them all: the oldest were
+  const of = atLeast ? `at least ${total}` : `${total}`;
+  $("late-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${of}, longest overdue first)` : `(${of})`;
   if (!listed.length) {
-    const tr = document.createElement("tr"); cell(tr, "Order", "None: every order on the road is on time.");
+    const tr = document.createElement("tr");
+    cell(tr, "Order", atLeast ? "None among the oldest orders read." : "None: every order on the road is on time.");
     tr.firstChild.colSpan = 5; redraw($("late"), [tr]); return;
   }
   redraw($("late"), listed.map((o) => {
@@ -257,7 +259,8 @@ function drawLate(snap) {
     cell(tr, "Due", overdue ? `${since(snap.ts - o.due_at)} ago` : `in ${since(o.due_at - snap.ts)}`);
     const past = o.expected_at - o.due_at;
     cell(tr, "Expected drop-off", !Number.isFinite(o.expected_at) ? "unknown"
-      : past > 0 ? `${clockTime(o.expected_at)} (${since(past)} past due)` : clockTime(o.expected_at));
+      : o.expected_at < snap.ts ? `unknown: the last estimate (${clockTime(o.expected_at)}) has passed`
+        : past > 0 ? `${clockTime(o.expected_at)} (${since(past)} past due)` : clockTime(o.expected_at));
     return tr;
   }));
 }
@@ -269,7 +272,7 @@ function draw(snap) {
   figures($("figures"), [  // whole-fleet totals: the lists may be cut, these are not
     ["orders waiting for the kitchen", s.by_status?.placed ?? 0],
     ["orders waiting for a rider", t.open_orders],
-    ["deliveries running late", snap.truncated?.running_late ? `${t.running_late}+` : t.running_late ?? 0],
+    ["deliveries running late", snap.totals_at_least?.running_late ? `${t.running_late}+` : t.running_late ?? 0],
     ["riders online", t.online],
     ["riders unavailable", t.unavailable],
     ["riders silent with orders", t.silent],
