@@ -139,6 +139,14 @@ def test_an_empty_shift_loads_with_a_warning(tmp_path: Path) -> None:
     assert "tracker replay: warning: couriers.txt: line 2: courier c1 has an empty shift" in run.stderr
 
 
+@pytest.mark.parametrize("services, warned", [("1\t4", True), ("4\t0", True), ("2\t2", False), ("4\t4", False)])
+def test_a_service_time_under_two_minutes_warns_of_the_published_evaluators_whole_minutes(
+        tmp_path: Path, services: str, warned: bool) -> None:
+    folder = instance_copy(tmp_path / "services", instance_parameters=params(f"320\t{services}\t40\t90\t10\t15"))
+    notes = load_instance(folder).notes
+    assert any("a service time under 2 minutes" in note for note in notes) == warned, notes
+
+
 def test_food_ready_before_its_order_is_placed_loads_with_a_warning(tmp_path: Path) -> None:
     lines = (instances_root() / SMALL / "orders.txt").read_text().splitlines()
     placed = float(lines[1].split("\t")[3])

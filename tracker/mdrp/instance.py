@@ -91,7 +91,7 @@ def _params(folder: Path, notes: list[str]) -> Params:
         rows[1].fail("expected one line of values under the header, found more")
     row = rows[0]
     minutes = (0, 24 * 60, "must be 0 to 1440 minutes")
-    return Params(
+    params = Params(
         row.number("meters_per_minute", 1.0, 1e6, "must be a speed of 1 to 1e6 metres per minute"),
         row.number("pickup service minutes", *minutes), row.number("dropoff service minutes", *minutes),
         row.number("target click-to-door", 0, MAX_MINUTE, f"must be 0 to {MAX_MINUTE} minutes"),
@@ -99,6 +99,12 @@ def _params(folder: Path, notes: list[str]) -> Params:
         row.number("pay per order", 0, 1e6, "must be 0 to 1e6"),
         row.number("guaranteed pay per hour", 0, 1e6, "must be 0 to 1e6"),
     )
+    if min(params.pickup_service, params.dropoff_service) < 2:
+        notes.append(f"instance_parameters.txt: line {row.line}: a service time under 2 minutes: the published "
+                     "evaluator reads assignment and move times as whole minutes (it cuts the half minutes the "
+                     "solution files hold), so it may judge such a solution's pickups or drop-offs out of place "
+                     "though every rule holds")
+    return params
 
 
 def _place_id(row: Row, column: str) -> str:
