@@ -35,7 +35,8 @@ def test_overdue_whatever_the_status_predicted_by_the_estimate_and_never_once_en
     assert [(r["id"], r["late"]) for r in rows] == [
         ("on-board", "overdue"), ("waiting-kitchen", "overdue"), ("slow-plan", "predicted"), ("slow-rider", "predicted")]
     assert rows[0] == {"id": "on-board", "merchant_id": "m", "status": "picked_up", "rider_id": "r1",
-                       "placed_at": now - 45 * MIN, "due_at": now - 5 * MIN, "expected_at": now - MIN, "late": "overdue"}
+                       "placed_at": now - 45 * MIN, "due_at": now - 5 * MIN, "expected_at": now - MIN,
+                       "ready_at": None, "late": "overdue"}
     assert rows[2]["expected_at"] == now + 6 * MIN  # the dispatcher's plan while it waits
 
 
@@ -106,8 +107,15 @@ async def test_the_ops_page_lists_deliveries_running_late_and_drops_those_that_e
         await expect(rows.nth(1)).to_contain_text(f"assigned · rider {rid}")
         await expect(rows.nth(0)).to_contain_text("placed · no rider")
         await expect(page.locator('[data-figure="deliveries running late"] b')).to_have_text("3")
+        await expect(rows.nth(2)).to_contain_text("confirmed · no rider · food ready")  # its kitchen makes it late
+        waiting = page.locator(f'#waiting tr[data-order="{planned}"]')  # planned past its due time: said there too
+        await expect(waiting).to_contain_text("past due")
+        await expect(waiting).to_have_attribute("data-unplanned", "")
         await rows.nth(1).locator("[data-open-order]").click()
         await expect(page.locator("#order-summary")).to_contain_text(f"{carried}: assigned")
+        await expect(page.locator("#order-summary")).to_contain_text("due ")
+        await expect(page.locator("#order-events li")).to_have_count(3)  # placed, confirmed, assigned
+        await expect(page.locator("#order-events li").nth(2)).to_contain_text(f"assigned to {rid}")
     finally:
         await page.context.close()
         await courier.close()

@@ -193,3 +193,22 @@ async def test_ops_page_lists_the_orders_waiting_with_their_estimates(own_redis,
         await page.context.close()
         await courier.close()
         await ops.close()
+
+
+async def test_a_rider_whose_announced_shift_has_not_begun_is_not_counted_free(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """It takes no offer until then: counted with the unavailable riders, not the free ones."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    ops = Ops(srv)
+    early, ready = await rider(srv, uid("r-early")), await rider(srv, uid("r-ready"))
+    try:
+        now = (await snapshot(ops))["ts"]
+        await early.availability(True, shift_start=now + 3_600_000, shift_end=now + 7_200_000)
+        for i, r in enumerate((early, ready)):
+            await r.location(FAR[0] + 0.001 * i, FAR[1])
+        snap = await counted(ops, {"riders": 2, "open_orders": 0})
+        assert {r["id"]: r["state"] for r in snap["riders"]} == {uid("r-early"): "unavailable", uid("r-ready"): "free"}
+        assert (snap["totals"]["free"], snap["totals"]["unavailable"]) == (1, 1)
+    finally:
+        await early.close()
+        await ready.close()
+        await ops.close()

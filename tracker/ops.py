@@ -113,7 +113,7 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
     stale = int(rt.settings.stale_after_s * 1000)
     pipe = rt.redis.pipeline(transaction=False)
     for rid in ids:
-        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at")
+        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at", "shift_start", "shift_end")
         pipe.exists(rider_offer_key(rid))
         pipe.zcount(refusals_key(rid), now - REFUSAL_WINDOW_MS, "+inf")
         if rid in carrying:  # only they can carry: the set is written with each rider's orders
@@ -121,14 +121,15 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
     res = iter(await pipe.execute())
     out = []
     for rid in ids:
-        (lat, lng, ts, available, left_at), offered, refused = next(res), next(res), next(res)
+        (lat, lng, ts, available, left_at, shift_start, shift_end), offered, refused = next(res), next(res), next(res)
         carried = tuple(sorted(next(res))) if rid in carrying else ()
         if lat is None:
             continue
         silent = is_silent(now, int(ts), left_at, stale)
         if silent and not carried:
             continue  # listed as carrying a moment ago, and no longer
-        state = "busy" if carried else "offered" if offered else "free" if available != "0" else "unavailable"
+        on_shift = not (shift_start and int(shift_start) > now) and not (shift_end and int(shift_end) <= now)
+        state = "busy" if carried else "offered" if offered else "free" if available != "0" and on_shift else "unavailable"
         out.append(Rider(rid, float(lat), float(lng), int(ts), state, silent, carried, refused))
     return out
 

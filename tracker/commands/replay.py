@@ -168,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"solution written to {out}; checker: {'OK' if not violations else f'{len(violations)} violations'}")
         for v in violations[:20]:
             print("  " + v)
+        if len(violations) > 20:
+            print(f"  ... and {len(violations) - 20} more: tracker replay --check {args.instance} {out}")
         return 0 if not violations else 1
     except ApiError as err:
         print(f"tracker replay: {err.message}", file=sys.stderr)

@@ -176,7 +176,11 @@ def run_live(args: argparse.Namespace) -> int:
           f"orders_per_bundle={m.orders_per_bundle:.2f} cost_per_order={m.cost_per_order:.2f}")
     for e in errors[:10]:
         print("  client: " + e)
+    if len(errors) > 10:
+        print(f"  client: ... and {len(errors) - 10} more")
     print(f"solution written to {out}; checker: {'OK' if report.ok else f'{len(report.violations)} violations'}")
     for v in report.violations[:10]:
         print(f"  rule {v.rule}: {v.message}")
+    if len(report.violations) > 10:
+        print(f"  ... and {len(report.violations) - 10} more: tracker replay --check {args.instance} {out}")
     return 0 if report.ok and not math.isnan(m.ctd_mean) else 1

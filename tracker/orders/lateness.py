@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import FINAL
 
 WARNING_MIN = 15.0  # how far ahead of its due time an order's ETA is looked at
@@ -39,7 +40,7 @@ def late_row(order: dict[str, Any], now_ms: int, target_ms: int) -> dict[str, An
         return None
     return {"id": order["id"], "merchant_id": order["merchant_id"], "status": order["status"],
             "rider_id": order.get("rider_id"), "placed_at": order["placed_at"], "due_at": due,
-            "expected_at": expected, "late": late}
+            "expected_at": expected, "ready_at": expected_ready_ms(order), "late": late}
 
 
 def running_late(orders: Iterable[dict[str, Any]], now_ms: int, target_ms: int) -> list[dict[str, Any]]:

@@ -188,7 +188,17 @@ export class VectorMap {
     const [x, y] = this.px(lat, lng), v = this.view;
     return x >= v.x && x <= v.x + v.w && y >= v.y && y <= v.y + v.h;
   }
-  resetView() { this.userView = false; this.setView({ x: 0, y: 0, w: 800, h: 600 }, false); }
+  resetView() { this.userView = false; this.bounds = null; this.setView({ x: 0, y: 0, w: 800, h: 600 }, false); }
+  // Whether the current fit still suits ``points``: all inside it, spanning at least ``share`` of
+  // it along one axis (so a map is not fitted again, and does not jump, at every refresh).
+  suits(points, share = 0.5) {
+    const b = this.bounds;
+    if (!b || !this.px || !points.length) return false;
+    const lats = points.map((p) => p[0]), lngs = points.map((p) => p[1]);
+    const [s, n, w, e] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
+    if (s < b.s || n > b.n || w < b.w || e > b.e) return false;
+    return n - s >= share * (b.n - b.s) || e - w >= share * (b.e - b.w);
+  }
   setView(view, byUser = true) {
     this.view = view; this.userView = byUser || this.userView;
     this.svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);

@@ -14,8 +14,18 @@ const TABLE_ROWS = 200;
 const MAX_REASON = 200;
 
 function since(ms) {
-  const s = Math.max(0, Math.round(ms / 1000));
-  return s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  const s = Math.max(0, Math.round(ms / 1000)), min = Math.round(s / 60);
+  return s < 90 ? `${s} s` : min < 90 ? `${min} min` : `${Math.floor(min / 60)} h ${min % 60} min`;
+}
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+// Statuses and event kinds in words.
+const WORDS = { at_pickup: "at the restaurant", picked_up: "picked up", at_dropoff: "at the door",
+  rider_unassigned: "taken from its rider", food_ready: "food ready", food_delayed: "food delayed" };
+const words = (code) => WORDS[code] || code;
+// When an order is due at its customer: placed plus the on-time target (null if unknown).
+function dueAt(o, snap) {
+  const target = snap?.settings?.TRACKER_ON_TIME_TARGET_MIN;
+  return Number.isFinite(o.placed_at) && Number.isFinite(target) ? o.placed_at + target * 60000 : null;
 }
 const silentFor = (r, now) => `busy, silent ${since(now - r.ts)}`;
 
@@ -92,7 +102,8 @@ function drawMap(snap, riderById) {
   const [s, n, w, e] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
   const near = (p) => trimmed === 0 || (p[0] > s - 0.02 && p[0] < n + 0.02 && p[1] > w - 0.02 && p[1] < e + 0.02);
   const pts = [...inside, ...snap.cells.flatMap((c) => c.boundary).filter(near)];
-  if (pts.length && (!map.userView || !map.px)) map.fit(pts, 0.2);
+  // Fitted again only when the busy area left the view or shrank to half of it: a fit every poll made the map jump.
+  if (pts.length && (!map.userView || !map.px) && !map.suits(pts, 0.5)) map.fit(pts, 0.2);
   const out = things.filter((p) => !map.shows(p[0], p[1])).length;  // off the map as drawn now
   $("outside").hidden = !(out || showAll);
   $("outside-text").textContent = showAll && !out ? "Showing every rider and order."
@@ -102,7 +113,7 @@ function drawMap(snap, riderById) {
   for (const c of snap.cells) {
     const red = Math.min(1, c.open_orders / 5), green = Math.min(1, c.free_riders / 5);
     const fill = c.open_orders >= c.free_riders ? `rgba(197,48,48,${0.2 + 0.5 * red})` : `rgba(47,133,90,${0.2 + 0.5 * green})`;
-    map.polygon(c.cell, c.boundary, fill, `${c.open_orders} open orders, ${c.free_riders} free riders`);
+    map.polygon(c.cell, c.boundary, fill, `${plural(c.open_orders, "open order")}, ${plural(c.free_riders, "free rider")}`);
   }
   // Orders waiting for a rider, one dot per restaurant (bigger with more of them).
   const kitchens = new Map();
@@ -142,9 +153,23 @@ function selectingIn(el) {
 }
 
 // Redraws a table's rows keeping the keyboard focus on the same order link, if it had it.
+// Rows and cells that did not change are kept as they are: a click that lands while the table
+// is refreshed is not lost with the element under it.
 function redraw(tbody, rows) {
   const focused = tbody.contains(document.activeElement) ? document.activeElement.dataset.openOrder : null;
-  tbody.replaceChildren(...rows);
+  const old = [...tbody.children];
+  rows.forEach((row, i) => {
+    const was = old[i];
+    if (!was) tbody.appendChild(row);
+    else if (was.outerHTML === row.outerHTML) return;
+    else if (was.cells.length !== row.cells.length) was.replaceWith(row);
+    else {
+      for (const a of [...was.attributes]) if (!row.hasAttribute(a.name)) was.removeAttribute(a.name);
+      for (const a of row.attributes) if (was.getAttribute(a.name) !== a.value) was.setAttribute(a.name, a.value);
+      [...row.cells].forEach((c, j) => { if (was.cells[j].outerHTML !== c.outerHTML) was.cells[j].replaceWith(c); });
+    }
+  });
+  for (const extra of old.slice(rows.length)) extra.remove();
   if (focused) tbody.querySelector(`[data-open-order="${CSS.escape(focused)}"]`)?.focus();
 }
 
@@ -206,7 +231,11 @@ function drawWaiting(snap) {
     const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
     const came = o.confirmed_at ?? o.placed_at;
     let eta;
-    if (Number.isFinite(o.planned_eta)) eta = `${clockTime(o.planned_eta)} (in ${Math.max(1, minutesFrom(o.planned_eta, snap.ts))} min)`;
+    const due = dueAt(o, snap);
+    if (Number.isFinite(o.planned_eta)) {
+      eta = `${clockTime(o.planned_eta)} (in ${Math.max(1, minutesFrom(o.planned_eta, snap.ts))} min)`;
+      if (due !== null && o.planned_eta > due) { eta += ` · ${since(o.planned_eta - due)} past due`; tr.dataset.unplanned = ""; }
+    }
     else if (!Number.isFinite(started) || came >= started) eta = "not planned yet: the next round will";
     else { eta = "none: no rider can be planned now"; tr.dataset.unplanned = ""; }
     cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id); cell(tr, "Waiting", age);
@@ -223,6 +252,10 @@ function drawKitchenQueue(snap) {
   if (selectingIn($("kitchen-queue"))) return;
   const listed = (snap.kitchen_queue || []).slice(0, TABLE_ROWS), total = snap.totals.kitchen_queue ?? listed.length;
   $("kitchen-shown").textContent = countText(listed.length, total, "longest waiting first");
+  if (!listed.length) {
+    const tr = document.createElement("tr"); cell(tr, "Order", "None: every kitchen has confirmed its orders.");
+    tr.firstChild.colSpan = 3; redraw($("kitchen-queue"), [tr]); return;
+  }
   redraw($("kitchen-queue"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
     const waited = snap.ts - o.placed_at, late = waited > KITCHEN_LATE_MIN * 60000;
@@ -255,7 +288,9 @@ function drawLate(snap) {
     const overdue = o.late === "overdue";
     if (overdue) tr.dataset.overdue = "";
     cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id);
-    cell(tr, "Status", o.rider_id ? `${o.status} · rider ${o.rider_id}` : `${o.status} · no rider`);
+    const food = Number.isFinite(o.ready_at) && o.ready_at > Math.min(o.due_at, snap.ts) && !ON_THE_ROAD.has(o.status)
+      ? ` · food ready ${clockTime(o.ready_at)}` : "";  // the kitchen, not the riders, makes it late
+    cell(tr, "Status", `${words(o.status)} · ${o.rider_id ? `rider ${o.rider_id}` : "no rider"}${food}`);
     cell(tr, "Due", overdue ? `${since(snap.ts - o.due_at)} ago` : `in ${since(o.due_at - snap.ts)}`);
     const past = o.expected_at - o.due_at;
     cell(tr, "Expected drop-off", !Number.isFinite(o.expected_at) ? "unknown"
@@ -289,7 +324,7 @@ function draw(snap) {
   drawLate(snap);
   drawWaiting(snap);
   drawKitchenQueue(snap);
-  $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  $("updated").textContent = `updated ${new Date(snap.ts).toLocaleTimeString()}`;  // the server's clock, as every time here
 }
 
 // ---- One order: look it up, and act on it as its status allows.
@@ -325,16 +360,26 @@ const ON_THE_ROAD = new Set(["picked_up", "at_dropoff"]);
 
 let drawnActions = "";
 function drawOrder(o) {
-  const parts = [`${o.id}: ${o.status}`, `kitchen ${o.merchant_id}`, o.rider_id ? `rider ${o.rider_id}` : "no rider"];
+  const parts = [`${o.id}: ${words(o.status)}`, `kitchen ${o.merchant_id}`, o.rider_id ? `rider ${o.rider_id}` : "no rider"];
   if (Number.isFinite(o.placed_at)) parts.push(`placed ${clockTime(o.placed_at)}`);
-  const eta = Number.isFinite(o.eta) ? o.eta : o.planned_eta;
-  if (Number.isFinite(eta)) parts.push(`drop-off about ${clockTime(eta)}`);
+  const due = dueAt(o, lastSnap);
+  if (Number.isFinite(o.delivered_at)) {
+    const ctd = (o.delivered_at - o.placed_at) / 60000;
+    parts.push(`delivered ${clockTime(o.delivered_at)}, ${Math.round(ctd)} min after it was placed${
+      due === null ? "" : o.delivered_at <= due ? " (on time)" : ` (${since(o.delivered_at - due)} late)`}`);
+  } else if (!["cancelled", "failed"].includes(o.status)) {
+    if (due !== null) parts.push(`due ${clockTime(due)}`);
+    if (Number.isFinite(o.ready_at)) parts.push(`food ready ${clockTime(o.ready_at)}`);
+    const eta = Number.isFinite(o.eta) ? o.eta : o.planned_eta;
+    if (Number.isFinite(eta)) parts.push(`drop-off about ${clockTime(eta)}`);
+  }
   const ended = (o.events || []).findLast?.((e) => e.kind === o.status);
   if (ended && (o.status === "cancelled" || o.status === "failed")) {
     parts.push(`by ${ended.by || "?"}${typeof ended.reason === "string" ? `: ${ended.reason}` : ""}`);
   }
   const summary = parts.join(" · ");
   if ($("order-summary").textContent !== summary) $("order-summary").textContent = summary;
+  drawEvents(o.events || []);
   $("order-card").hidden = false;
   // The buttons are drawn again only when what they offer changes (a new ETA every fix would
   // take the keyboard's focus, and a click half-made, away every 2 s).
@@ -355,6 +400,18 @@ function drawOrder(o) {
   $("order-actions").replaceChildren(...buttons);
   if (!buttons.length) $("order-actions").textContent = "Nothing to do: the order has ended.";
   if (focused) buttons.find((b) => b.textContent === focused)?.focus();
+}
+
+// The order's history, newest last: what happened, when, by whom and why.
+function drawEvents(events) {
+  const items = events.map((e) => {
+    const li = document.createElement("li");
+    const who = e.kind === "assigned" && e.rider_id ? ` to ${e.rider_id}` : e.by ? ` by ${e.by}${e.rider_id && e.by !== "rider" ? ` (${e.rider_id})` : ""}` : "";
+    li.textContent = `${Number.isFinite(e.ts) ? clockTime(e.ts) : ""} ${words(e.kind)}${who}${typeof e.reason === "string" ? `: ${e.reason}` : ""}`;
+    return li;
+  });
+  const text = items.map((li) => li.textContent).join("\n");
+  if ($("order-events").dataset.text !== text) { $("order-events").replaceChildren(...items); $("order-events").dataset.text = text; }
 }
 
 // Asks (and asks again, with the words kept, when too long or when one is required and none was
@@ -402,10 +459,11 @@ async function act(o, action) {
   }
   acting = true;
   for (const b of $("order-actions").querySelectorAll("button")) b.disabled = true;
+  let done = false;
   try {
     const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    shownOrder = after; drawOrder(after);
+    shownOrder = after; drawOrder(after); done = true;
     note(action === "assign" ? `Order ${o.id} assigned to ${body.rider_id}.`
       : action === "unassign" ? `Order ${o.id} taken back from ${o.rider_id}: dispatch offers it again.`
         : `Order ${o.id} ${VERB[action]}.`);
@@ -416,8 +474,14 @@ async function act(o, action) {
     for (const b of $("order-actions").querySelectorAll("button")) b.disabled = false;
   }
   // The order as it stands now, with its events (who ended it and why), the note kept (and kept
-  // if it cannot be read).
+  // if it cannot be read). A rider may give a hand assignment back at once (its shift ends first):
+  // said, so the note does not contradict the card.
   await refreshOrder();
+  if (done && action === "assign" && shownOrder?.id === o.id && shownOrder.rider_id !== body.rider_id) {
+    const back = (shownOrder.events || []).findLast?.((e) => e.kind === "rider_unassigned");
+    note(`Order ${o.id} was assigned to ${body.rider_id}, who no longer has it${
+      typeof back?.reason === "string" ? `: ${back.reason}` : "."}`);
+  }
 }
 
 $("order-find").addEventListener("submit", (ev) => {
