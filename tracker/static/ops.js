@@ -364,8 +364,7 @@ function drawOrder(o) {
   if (Number.isFinite(o.placed_at)) parts.push(`placed ${clockTime(o.placed_at)}`);
   const due = dueAt(o, lastSnap);
   if (Number.isFinite(o.delivered_at)) {
-    const ctd = (o.delivered_at - o.placed_at) / 60000;
-    parts.push(`delivered ${clockTime(o.delivered_at)}, ${Math.round(ctd)} min after it was placed${
+    parts.push(`delivered ${clockTime(o.delivered_at)}, ${since(o.delivered_at - o.placed_at)} after it was placed${
       due === null ? "" : o.delivered_at <= due ? " (on time)" : ` (${since(o.delivered_at - due)} late)`}`);
   } else if (!["cancelled", "failed"].includes(o.status)) {
     if (due !== null) parts.push(`due ${clockTime(due)}`);
