@@ -101,6 +101,18 @@ def remaining(deadline: float | None) -> float:
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 CLOSE_TRY_AGAIN = 1013  # the server is full (over_capacity) or draining for a restart
 MAX_BACKOFF_S = 10.0
+RETRY_CODES = ("redis_unavailable", "rate_limited")  # an action refused for these is sent again
+
+
+def refused_action(frame: dict[str, Any]) -> tuple[str, str] | None:
+    """(action, order id) when ``frame`` is the server's refusal of one of this client's actions
+    (an ``error`` whose ``ref`` is ``"<action> <order id>"``), said on stderr; else ``None``."""
+    ref = frame.get("ref")
+    if frame.get("type") != "error" or not isinstance(ref, str) or " " not in ref:
+        return None
+    action, _, oid = ref.partition(" ")
+    note(f"the server refused {action} for {oid}: {frame.get('code')}: {frame.get('message')}")
+    return action, oid
 
 
 async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float | None, servers: Servers, *,

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
 # Frames that take an order from this rider, and how the client says so.
 LEFT = {"order_cancelled": "cancelled", "order_failed": "failed", "unassigned": "taken back"}
-RETRY_CODES = ("redis_unavailable", "rate_limited")  # a step refused for these is sent again
 IN_FLIGHT_S = 3.0  # how long a report sent on this connection may be unread by the server
 
 
@@ -45,6 +44,8 @@ class Deliveries:
 
     def on_frame(self, frame: dict[str, Any]) -> None:
         """Act on a frame from the server: ``assigned``, ``route``, an order leaving, a refusal."""
+        from clients.cli_common import refused_action
+
         kind = frame.get("type")
         if kind == "assigned":
             for o in frame.get("orders", []):
@@ -54,9 +55,9 @@ class Deliveries:
             self._route({o["order_id"]: o.get("status") for o in frame.get("orders", [])})
         elif kind in LEFT and isinstance(frame.get("order_id"), str):
             self._left(frame)
-        elif kind == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
-            step, _, oid = frame["ref"].partition(" ")
-            self._refused(oid, step, frame.get("code"), frame.get("message"))
+        elif (refused := refused_action(frame)) is not None:
+            step, oid = refused
+            self._refused(oid, step, frame.get("code"))
 
     def stop(self) -> None:
         """Stop every report (the connection is going)."""
@@ -86,14 +87,13 @@ class Deliveries:
         why = f": {frame['reason']}" if isinstance(frame.get("reason"), str) else ""
         note(f"order {oid} {LEFT[frame['type']]} by the {frame.get('by') or 'server'}{why}; no longer reporting it")
 
-    def _refused(self, oid: str, step: str, code: Any, message: Any) -> None:
+    def _refused(self, oid: str, step: str, code: Any) -> None:
         """A step the server refused. For a moment's trouble (Redis unreachable, too many
         messages) report it again, and the ones after it, once a pause has passed; of several
         steps refused (sent before the first refusal came back), the earliest decides where to
         start again. Either way nothing sent here is trusted over the next ``route``."""
-        from clients.cli_common import note
+        from clients.cli_common import RETRY_CODES, note
 
-        note(f"the server refused {step} for {oid}: {code}: {message}")
         self.sent_here.pop(oid, None)
         if code not in RETRY_CODES or oid not in self.reported or step not in STEPS:
             return

@@ -77,7 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 DONE_WITH_FOOD = {"food_ready", "picked_up", "at_dropoff", "delivered", "cancelled", "failed"}
 STILL_PLACED = {"placed", "food_delayed"}  # the events an order may have before its kitchen confirms it
-RETRY_CODES = ("redis_unavailable", "rate_limited")  # an action refused for these is sent again
 
 
 class Kitchen:
@@ -120,7 +119,7 @@ async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str)
     One the server refused for a moment's trouble (Redis unreachable, too many messages) is
     sent again after a pause (1 s, doubling up to 10 s); any other refusal ends it.
     """
-    from clients.cli_common import note
+    from clients.cli_common import RETRY_CODES, note
 
     action, due = kitchen.owed[order_id]
     await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
@@ -162,7 +161,7 @@ async def _main(args: argparse.Namespace) -> None:
 async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Kitchen) -> None:
     """One connection: until the deadline, or until the server closes it (a new one resumes the
     feed where this one got to, and does what is still owed)."""
-    from clients.cli_common import note, remaining, show
+    from clients.cli_common import note, refused_action, remaining, show
 
     pending: set[asyncio.Task[None]] = set()
     async with await MerchantClient.connect(args.servers.current, args.token, last_event_id=kitchen.last_event_id) as tablet:
@@ -180,9 +179,7 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
                 except asyncio.TimeoutError:
                     continue
                 show(frame)
-                if frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
-                    action, _, oid = frame["ref"].partition(" ")
-                    note(f"the server refused {action} for {oid}: {frame.get('code')}: {frame.get('message')}")
+                if refused_action(frame) is not None:
                     kitchen.refused[frame["ref"]] = str(frame.get("code"))
                     continue
                 if frame.get("type") == "resync" and frame.get("reason") == "too_many_missed":

@@ -141,7 +141,7 @@ async def _main(args: argparse.Namespace) -> None:
 async def _session(args: argparse.Namespace, deadline: float | None, reported: dict[str, str | None]) -> None:
     """One connection: until the deadline, or until the server closes it (then a new one
     starts with the server's ``route`` frame, and ``--deliver`` carries on from there)."""
-    from clients.cli_common import note, remaining, show
+    from clients.cli_common import note, refused_action, remaining, show
 
     background: set[asyncio.Task[None]] = set()
     async with await RiderClient.connect(args.servers.current, args.token) as rider:
@@ -173,9 +173,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                         note(f"declined offer {frame['offer_id']}")
                 elif args.deliver is not None:
                     deliveries.on_frame(frame)
-                elif frame.get("type") == "error" and isinstance(frame.get("ref"), str) and " " in frame["ref"]:
-                    step, _, oid = frame["ref"].partition(" ")
-                    note(f"the server refused {step} for {oid}: {frame.get('code')}: {frame.get('message')}")
+                else:
+                    refused_action(frame)  # (said on stderr)
         finally:
             deliveries.stop()
             for task in background:
