@@ -184,18 +184,30 @@ def rider_totals(riders: Iterable[Rider]) -> dict[str, int]:
     return totals
 
 
-async def _oldest_in(rt: Runtime, key: Callable[[str], str], cap: int) -> tuple[list[dict], int]:
-    """The ``cap`` oldest orders of one per-region index (``key``) over all regions, in wire
-    form, and how many the index holds."""
+async def _oldest_in(rt: Runtime, key: Callable[[str], str], cap: int, placed_by: int | None = None,
+                     ended: Callable[[dict], bool] | None = None) -> tuple[list[dict], int]:
+    """The ``cap`` oldest orders of one per-region index (``key``) over all regions (placed by
+    ``placed_by`` if given), in wire form, and how many the index holds (up to then). With
+    ``ended``, an entry whose order is gone or ``ended`` (it can never belong to the index
+    again: a step's follow-up that lost a race put it back) is taken out of the index on the way."""
+    bound = "+inf" if placed_by is None else placed_by
+    regions = await open_order_regions(rt.redis, key)
     pipe = rt.redis.pipeline(transaction=False)
-    for region in await open_order_regions(rt.redis, key):
-        pipe.zcard(key(region))
-        pipe.zrange(key(region), 0, max(cap - 1, 0), withscores=True)
+    for region in regions:
+        pipe.zcount(key(region), "-inf", bound)
+        pipe.zrangebyscore(key(region), "-inf", bound, start=0, num=cap, withscores=True)
     res = await pipe.execute()
-    entries = [entry for listed in res[1::2] for entry in listed]  # (id, placed_at)
-    oldest = heapq.nsmallest(cap, entries, key=lambda e: (e[1], e[0]))
-    orders = await load_orders(rt, [oid for oid, _ in oldest])
-    return [o for o in orders if o is not None], sum(res[::2])
+    entries = [(placed, oid, region) for region, listed in zip(regions, res[1::2]) for oid, placed in listed]
+    oldest = heapq.nsmallest(cap, entries)
+    orders = await load_orders(rt, [oid for _, oid, _ in oldest])
+    if ended is not None:
+        gone = [(region, oid) for (_, oid, region), o in zip(oldest, orders) if o is None or ended(o)]
+        if gone:
+            pipe = rt.redis.pipeline(transaction=False)
+            for region, oid in gone:
+                pipe.zrem(key(region), oid)
+            await pipe.execute()
+    return [o for o in orders if o is not None and not (ended and ended(o))], sum(res[::2])
 
 
 async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
@@ -220,20 +232,8 @@ async def _running_late(rt: Runtime, now: int) -> tuple[list[dict], bool]:
     that lost a race) is taken out of the index on the way."""
     target = int(rt.settings.on_time_target_min * 60000)
     placed_by = now - target + int(WARNING_MIN * 60000)  # due within the warning, or overdue
-    regions = await open_order_regions(rt.redis, unfinished_orders_key)
-    pipe = rt.redis.pipeline(transaction=False)
-    for region in regions:
-        pipe.zrangebyscore(unfinished_orders_key(region), "-inf", placed_by, start=0, num=LATE_READ + 1, withscores=True)
-    found = [(placed, oid, region) for region, listed in zip(regions, await pipe.execute()) for oid, placed in listed]
-    oldest = heapq.nsmallest(LATE_READ, found)
-    orders = await load_orders(rt, [oid for _, oid, _ in oldest])
-    ended = [(region, oid) for (_, oid, region), o in zip(oldest, orders) if o is None or o["status"] in FINAL]
-    if ended:
-        pipe = rt.redis.pipeline(transaction=False)
-        for region, oid in ended:
-            pipe.zrem(unfinished_orders_key(region), oid)
-        await pipe.execute()
-    return running_late((o for o in orders if o is not None), now, target), len(found) > LATE_READ
+    orders, due = await _oldest_in(rt, unfinished_orders_key, LATE_READ, placed_by, lambda o: o["status"] in FINAL)
+    return running_late(orders, now, target), due > LATE_READ
 
 
 def _cells(orders: list[dict], free_riders: Iterable[Rider]) -> list[dict]:

@@ -124,7 +124,7 @@ function drawMap(snap, riderById) {
   map.clear("top");
   for (const [mid, k] of kitchens) {  // drawn above the riders, ringed, so a rider there does not hide it
     map.point(`kitchen:${mid}`, k.lat, k.lng, { color: COLORS.waiting, r: 6 + Math.min(k.n, 5), layer: "top",
-      label: `${mid}: ${k.n} order${k.n === 1 ? "" : "s"} waiting for a rider` }).setAttribute("stroke", "#fff");
+      label: `${mid}: ${plural(k.n, "order")} waiting for a rider` }).setAttribute("stroke", "#fff");
   }
   for (const r of snap.riders) {
     const label = r.stale ? silentFor(r, snap.ts) : r.state;
@@ -209,7 +209,7 @@ function drawRiders(snap) {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.stale) tr.dataset.silent = "";
     cell(tr, "Rider", r.id); tr.firstChild.className = "id";
-    const refused = r.refused_last_hour ? ` · refused ${r.refused_last_hour} offer${r.refused_last_hour === 1 ? "" : "s"} in the last hour` : "";
+    const refused = r.refused_last_hour ? ` · refused ${plural(r.refused_last_hour, "offer")} in the last hour` : "";
     cell(tr, "State", (r.stale ? silentFor(r, snap.ts) : r.state) + refused);
     if (r.refused_last_hour >= 3) tr.dataset.refusing = "";
     const ids = r.order_ids || [];
