@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from playwright.async_api import Browser, Dialog, Page, expect
 
-from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, merchant, platform_kitchen, rider
+from clients.rider import RiderClient
+from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, platform_kitchen, rider
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tracker.launcher import ServerProcess
 
 NO_ROUNDS = {"TRACKER_DISPATCH_INTERVAL_S": "3600"}  # one pass at the start, then none for an hour
 
@@ -25,6 +28,20 @@ async def settles(measure: Callable[[], Awaitable[float]], ok: Callable[[float],
             assert ok(value), value
             return value
         await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def operator_and_rider(srv: ServerProcess, rider_id: str, browser: Browser) -> AsyncIterator[tuple[Ops, RiderClient, Page]]:
+    """The operator's HTTP client, rider ``rider_id`` connected and a browser page, all closed after."""
+    ops = Ops(srv)
+    courier = await rider(srv, rider_id)
+    page = await new_page(browser)
+    try:
+        yield ops, courier, page
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
 
 
 def answer_prompts(page: Page, answers: list[str | None]) -> list[str]:
@@ -42,11 +59,8 @@ def answer_prompts(page: Page, answers: list[str | None]) -> list[str]:
 
 async def test_operator_assigns_takes_back_and_cancels_an_order_and_fails_a_lost_delivery(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     srv = start_server(NO_ROUNDS, redis=own_redis)  # nobody but the operator gives orders to riders here
-    ops = Ops(srv)
     mid, waiting, lost, rid = uid("m"), uid("o-wait"), uid("o-lost"), uid("r")
-    courier = await rider(srv, rid)
-    page = await new_page(browser)
-    try:
+    async with operator_and_rider(srv, rid, browser) as (ops, courier, page):
         await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
         for oid in (waiting, lost):
             await confirmed_order(srv, ops, oid, mid)
@@ -79,19 +93,12 @@ async def test_operator_assigns_takes_back_and_cancels_an_order_and_fails_a_lost
         failed = await ops.get(lost)
         assert failed["status"] == "failed" and failed["events"][-1]["reason"] == "phone stolen with the food"
         assert sum("will not arrive" in q for q in asked) == 2, asked
-    finally:
-        await page.context.close()
-        await courier.close()
-        await ops.close()
 
 
 async def test_operator_takes_an_order_back_from_a_rider_and_a_refusal_is_said(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     srv = start_server(NO_ROUNDS, redis=own_redis)
-    ops = Ops(srv)
     mid, oid, rid = uid("m"), uid("o"), uid("r")
-    courier = await rider(srv, rid)
-    page = await new_page(browser)
-    try:
+    async with operator_and_rider(srv, rid, browser) as (ops, courier, page):
         await confirmed_order(srv, ops, oid, mid)
         assert (await ops.assign(oid, rid)).status_code == 200
         await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order={oid}")  # opened by its link
@@ -113,10 +120,6 @@ async def test_operator_takes_an_order_back_from_a_rider_and_a_refusal_is_said(o
         await page.get_by_role("button", name="Look up").click()
         await expect(page.locator("#order-note")).to_have_text(f"There is no order {oid}-nope.")
         await expect(page.locator("#order-card")).to_be_hidden()
-    finally:
-        await page.context.close()
-        await courier.close()
-        await ops.close()
 
 
 async def test_a_far_away_order_does_not_shrink_the_city_to_a_dot(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -171,11 +174,8 @@ async def test_an_order_no_round_has_seen_yet_is_not_planned_yet_and_dispatch_is
     """After a quiet spell (here: no round since the start), a new order is not "late" nor
     "no rider can be planned": no round has looked at it yet."""
     srv = start_server(NO_ROUNDS, redis=own_redis)
-    ops = Ops(srv)
     oid, mid = uid("o"), uid("m")
-    courier = await rider(srv, uid("r"))
-    page = await new_page(browser)
-    try:
+    async with operator_and_rider(srv, uid("r"), browser) as (ops, courier, page):
         await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
         await confirmed_order(srv, ops, oid, mid)
         await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
@@ -185,10 +185,6 @@ async def test_an_order_no_round_has_seen_yet_is_not_planned_yet_and_dispatch_is
         await page.wait_for_timeout(2500)  # another snapshot: still not called late
         await expect(page.locator("#dispatch-late")).to_be_hidden()
         assert await row.get_attribute("data-unplanned") is None
-    finally:
-        await page.context.close()
-        await courier.close()
-        await ops.close()
 
 
 async def test_an_id_being_selected_in_a_table_is_not_redrawn_away(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -249,11 +245,8 @@ async def test_a_rider_who_keeps_refusing_offers_shows_it(own_redis, start_serve
     last hour (declined, or left to expire) are counted beside its state."""
     srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "2",
                         "TRACKER_DECLINE_COOLDOWN_S": "0"}, redis=own_redis)
-    ops = Ops(srv)
     rid = uid("r-picky")
-    picky = await rider(srv, rid)
-    page = await new_page(browser)
-    try:
+    async with operator_and_rider(srv, rid, browser) as (ops, picky, page):
         await picky.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
         await confirmed_order(srv, ops, uid("o"), uid("m"))
         for _ in range(2):
@@ -266,7 +259,3 @@ async def test_a_rider_who_keeps_refusing_offers_shows_it(own_redis, start_serve
         row = page.locator(f'#riders tr[data-rider="{rid}"]')
         await expect(row).to_contain_text("refused 3 offers in the last hour")
         await expect(row).to_have_attribute("data-refusing", "")
-    finally:
-        await page.context.close()
-        await picky.close()
-        await ops.close()

@@ -117,6 +117,14 @@ def _folder_problem(flag: str, path: Path) -> str | None:
     return None
 
 
+def print_first(lines: list[str], most: int, rest: str) -> None:
+    """Print the first ``most`` of ``lines`` (each indented), then how many were left out and ``rest``."""
+    for line in lines[:most]:
+        print("  " + line)
+    if len(lines) > most:
+        print(f"  ... and {len(lines) - most} more{rest}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay, check or report as the flags say; 0 when every solution keeps every rule, 1 on
     violations or failed instances, 2 on bad flags or input."""
@@ -166,10 +174,7 @@ def run(args: argparse.Namespace) -> int:
         _print_metrics(done.name, done.metrics.as_dict())
         violations = done.violations
         print(f"solution written to {out}; checker: {'OK' if not violations else f'{len(violations)} violations'}")
-        for v in violations[:20]:
-            print("  " + v)
-        if len(violations) > 20:
-            print(f"  ... and {len(violations) - 20} more: tracker replay --check {args.instance} {out}")
+        print_first(violations, 20, f": tracker replay --check {args.instance} {out}")
         return 0 if not violations else 1
     except ApiError as err:
         print(f"tracker replay: {err.message}", file=sys.stderr)

@@ -20,7 +20,7 @@ import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
 from tracker.auth import issue_token, weak_secret_warning
-from tracker.commands.replay import DEFAULT_INTERVAL_MIN
+from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
@@ -174,13 +174,8 @@ def run_live(args: argparse.Namespace) -> int:
     print(f"{inst.name} (live, x{scale:g}, {time.monotonic() - started:.0f} s): delivered={m.delivered}/{m.orders} "
           f"ctd_mean={m.ctd_mean:.2f} ctd_p90={m.ctd_p90:.1f} r2p_mean={m.r2p_mean:.2f} "
           f"orders_per_bundle={m.orders_per_bundle:.2f} cost_per_order={m.cost_per_order:.2f}")
-    for e in errors[:10]:
-        print("  client: " + e)
-    if len(errors) > 10:
-        print(f"  client: ... and {len(errors) - 10} more")
+    print_first([f"client: {e}" for e in errors], 10, " client errors")
     print(f"solution written to {out}; checker: {'OK' if report.ok else f'{len(report.violations)} violations'}")
-    for v in report.violations[:10]:
-        print(f"  rule {v.rule}: {v.message}")
-    if len(report.violations) > 10:
-        print(f"  ... and {len(report.violations) - 10} more: tracker replay --check {args.instance} {out}")
+    print_first([f"rule {v.rule}: {v.message}" for v in report.violations], 10,
+                f": tracker replay --check {args.instance} {out}")
     return 0 if report.ok and not math.isnan(m.ctd_mean) else 1
