@@ -10,7 +10,7 @@ import pytest
 
 from clients.jsonsocket import JsonSocket
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
+from tests.orders_helpers import PICKUP, Ops, confirm_all, customer, merchant, platform_kitchen, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.redis_client import connect
 from tests.test_dispatch_live import FAST, accepted, offered, rider_near_restaurant
@@ -126,6 +126,59 @@ async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_re
     finally:
         await courier.close()
         await ops.close()
+
+
+async def test_an_order_taken_back_as_the_rider_connects_is_not_brought_back_by_its_route(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """The operator takes an order back while the rider's app connects: the ``route`` read before
+    the take-back must not reach the rider after the ``unassigned`` frame (the app would go on
+    showing an order it no longer has). Sixty held orders make the route's read long enough for
+    the take-back to land in it; on the old code 3 to 6 of the 12 connects ended wrong."""
+    srv = start_server({}, redis=own_redis)
+    ops = Ops(srv)
+    mid, rid = uid("m"), uid("r")
+    held = [uid(f"o{i}") for i in range(60)]
+    kitchen = await platform_kitchen(srv, mid)
+    try:
+        for oid in held:
+            await ops.create(oid, mid)
+        await confirm_all(kitchen, *held)
+        for oid in held:
+            assert (await ops.assign(oid, rid)).status_code == 200
+        wrong = []
+        for i, taken in enumerate(held[:12]):
+            async def take_back(oid: str = taken, lag: float = (i % 6) * 0.003) -> None:
+                await asyncio.sleep(lag)
+                resp = await ops.client.post(f"/v1/orders/{oid}/unassign", json={})
+                assert resp.status_code == 200, resp.text
+
+            courier, _ = await asyncio.gather(rider(srv, rid, keep_route=True), take_back())
+            try:
+                carries = await _carried_after_frames(courier)
+            finally:
+                await courier.close()
+            if taken in carries or carries != set(held[i + 1:]):
+                wrong.append((taken, sorted(set(held[i + 1:]) ^ carries)))
+        assert not wrong, f"the rider's view after connecting differs from what it carries: {wrong}"
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
+async def _carried_after_frames(courier: RiderClient) -> set[str]:
+    """What the rider believes it carries once its frames stop coming: the ``route``, then the
+    ``assigned`` and ``unassigned`` frames applied in the order they came."""
+    carries: set[str] = set()
+    while True:
+        try:
+            frame = await courier.recv(timeout=0.5)
+        except asyncio.TimeoutError:
+            return carries
+        if frame["type"] == "route":
+            carries = {o["order_id"] for o in frame["orders"]}
+        elif frame["type"] == "assigned":
+            carries |= {o["order_id"] for o in frame["orders"]}
+        elif frame["type"] == "unassigned":
+            carries.discard(frame["order_id"])
 
 
 async def test_after_a_pubsub_cut_the_rider_is_told_its_route_again(carrying: Carrying, own_redis) -> None:  # type: ignore[no-untyped-def]

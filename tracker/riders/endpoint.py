@@ -136,9 +136,11 @@ async def rider_ws(websocket: WebSocket) -> None:
         except REDIS_DOWN:
             await session.close(CLOSE_INTERNAL, "redis_unavailable: the rider's inbox could not be subscribed")
             return
-        inbox = asyncio.create_task(_forward_inbox(conn, sub), name=f"rider-inbox:{conn.rider_id}")
         for hook in ON_CONNECT:
             await hook(conn)
+        # Forwarded only now: a notice published while the hooks read (an ``unassigned`` after the
+        # route's read, say) follows the frame it amends instead of overtaking it.
+        inbox = asyncio.create_task(_forward_inbox(conn, sub), name=f"rider-inbox:{conn.rider_id}")
         async for msg in session.messages():
             handler = HANDLERS.get(msg["type"])
             if handler is None:
