@@ -21,6 +21,7 @@ from tests.orders_helpers import PICKUP, Ops, events_until, merchant
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tests.test_locations import nearby
 from tracker.embedded_cluster import EmbeddedCluster
+from tracker.embedded_redis import free_port
 from tracker.launcher import ServerProcess
 
 
@@ -94,6 +95,21 @@ async def test_two_servers_on_a_cluster_serve_an_order_end_to_end(cluster, start
     finally:
         await courier.close()
         await kitchen.close()
+        await ops.close()
+
+
+async def test_a_server_starts_from_the_first_named_cluster_node_that_answers(cluster, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """REDIS_URL may name several nodes: a server restarted while the first is down (failed over
+    to its replica, say) starts from the next instead of refusing to start."""
+    dead = f"redis://127.0.0.1:{free_port()}"
+    srv: ServerProcess = start_server(FAST, redis=f"{dead},{cluster.urls[1]}")
+    ops = Ops(srv)
+    try:
+        oid = uid("o")
+        assert (await ops.create(oid, uid("m"))).status_code == 201
+        assert (await ops.get(oid))["status"] == "placed"
+        assert sum(keys_per_node(cluster)) > 0  # (written to the cluster, found through the second address)
+    finally:
         await ops.close()
 
 

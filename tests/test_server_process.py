@@ -204,6 +204,22 @@ def test_unreachable_redis_fails_clearly(tmp_path: Path) -> None:
     assert "cannot reach Redis" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_several_redis_addresses_are_for_a_cluster_only(tmp_path: Path) -> None:
+    """Naming several nodes is for a Redis Cluster; with none answering, each address says why."""
+    from tracker.embedded_redis import EmbeddedRedis
+
+    dead = f"redis://:s3cretpw@127.0.0.1:{free_port()}"
+    env = {"TRACKER_DATA_DIR": str(tmp_path / "server")}
+    with EmbeddedRedis(tmp_path / "single", port=free_port()) as single_redis:
+        single = _run_serve({**env, "REDIS_URL": f"{dead},{single_redis.url}"}, "--port", str(free_port()))
+    assert single.returncode == 1 and "not in cluster mode" in single.stderr, single.stderr
+    none = _run_serve({**env, "REDIS_URL": f"{dead},{dead}/1"}, "--port", str(free_port()))
+    assert none.returncode == 1 and none.stderr.count("Connection refused") == 2, none.stderr
+    assert "s3cret" not in none.stderr and "Traceback" not in none.stderr, none.stderr
+    mixed = _run_serve({**env, "REDIS_URL": f"{dead},unix:///tmp/redis.sock"})
+    assert mixed.returncode == 2 and "redis:// or rediss://" in mixed.stderr, mixed.stderr
+
+
 def test_port_in_use_fails_clearly(server: ServerProcess, tmp_path: Path) -> None:
     result = _run_serve({"REDIS_URL": server.redis_url or "", "TRACKER_DATA_DIR": str(tmp_path)}, "--port", str(server.port))
     assert result.returncode == 1

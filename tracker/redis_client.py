@@ -78,11 +78,45 @@ def redis_unavailable(exc: BaseException) -> ApiError:
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
+# Between the addresses of a REDIS_URL naming several cluster nodes: a comma before the next
+# ``redis://``, ``rediss://`` or ``unix://`` (so a comma inside a password splits nothing).
+_NEXT_SEED = re.compile(r",\s*(?=(?:rediss?|unix)://)")
+
+
+def seed_urls(url: str) -> list[str]:
+    """The addresses ``url`` names: itself, or each of several comma-separated ``redis://`` or
+    ``rediss://`` URLs of one Redis Cluster's nodes (``redis://a:7000,redis://b:7000``)."""
+    return _NEXT_SEED.split(url)
+
+
+def first_answering(url: str, timeout: float = 5.0) -> str:
+    """The first of ``url``'s addresses (:func:`seed_urls`) whose Redis answers a PING, so that a
+    server (re)started while one named node is down starts from another; ``url`` itself when it
+    names one address. Raises ``redis.ConnectionError`` naming each address's failure when none answers."""
+    seeds = seed_urls(url)
+    if len(seeds) == 1:
+        return url
+    failures = []
+    for seed in seeds:
+        client = redis.Redis.from_url(seed, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            client.ping()
+            return seed
+        except (redis.RedisError, OSError) as exc:
+            failures.append(f"{redacted_url(seed)}: {exc}")
+        finally:
+            client.close()
+    raise redis.ConnectionError("no address answers (" + "; ".join(failures) + ")")
+
+
 def redacted_url(url: str) -> str:
     """``url`` fit for a log line or an error message: its password (``user:password@`` or a
-    ``password=`` query parameter) replaced by ``***``. Read as text, not parsed, so a malformed
-    URL (a password with ``/``, ``#`` or ``@`` not percent-encoded) is hidden whole too: all
-    after the user's ``:`` up to the last ``@``."""
+    ``password=`` query parameter) replaced by ``***``, in each address of a list (:func:`seed_urls`).
+    Read as text, not parsed, so a malformed URL (a password with ``/``, ``#`` or ``@`` not
+    percent-encoded) is hidden whole too: all after the user's ``:`` up to the last ``@``."""
+    seeds = seed_urls(url)
+    if len(seeds) > 1:
+        return ",".join(map(redacted_url, seeds))
     head, at, address = url.rpartition("@")
     if at:
         start = head.find("//") + 2 if "//" in head else 0

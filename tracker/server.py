@@ -26,7 +26,7 @@ from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
 from tracker.http.head_timeout import head_timeout_protocol
 from tracker.open_files import connection_limit, raise_open_files_limit, redis_pool_size, socket_budget
-from tracker.redis_client import ClusterNotOk, check_cluster, redacted_url
+from tracker.redis_client import ClusterNotOk, check_cluster, cluster_enabled, first_answering, redacted_url
 from tracker.settings import Settings
 from tracker.wsconn import WsHub
 
@@ -94,6 +94,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def answering_address(url: str, timeout: float = 5.0) -> str:
+    """The address of ``url`` to start from: the first that answers when it names several (a
+    Redis Cluster's nodes; refused, with one line, when that Redis is not in cluster mode)."""
+    try:
+        seed = first_answering(url, timeout)
+        if seed != url and not cluster_enabled(seed, timeout):
+            raise StartupError(f"REDIS_URL names several addresses, which is for the nodes of one Redis Cluster, but "
+                               f"the Redis at {redacted_url(seed)} is not in cluster mode: name it alone")
+        return seed
+    except (redis.RedisError, OSError) as exc:
+        raise StartupError(f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {exc}") from None
 
 
 def check_redis(url: str, timeout: float = 5.0) -> int:
@@ -169,9 +182,9 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
     try:
         primaries = 1
         if settings.redis_url:
-            primaries = check_redis(settings.redis_url)
-            check_agreement(settings.redis_url, settings.time_scale, settings.secret, cluster=primaries > 1)
-            redis_url = settings.redis_url
+            redis_url = answering_address(settings.redis_url)
+            primaries = check_redis(redis_url)
+            check_agreement(redis_url, settings.time_scale, settings.secret, cluster=primaries > 1)
         else:
             embedded = EmbeddedRedis(settings.data_dir)
             redis_url = embedded.start()

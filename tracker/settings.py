@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from tracker.errors import SettingsError
 from tracker.open_files import CEILING, HTTP_CONNECTIONS, OTHER_FILES, REDIS_FILES_MAX
-from tracker.redis_client import redacted_url
+from tracker.redis_client import redacted_url, seed_urls
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -68,6 +68,14 @@ def _log_format(raw: str) -> str:
 def _redis_url(raw: str) -> str | None:
     if raw == "":
         return None
+    seeds = seed_urls(raw)
+    if len(seeds) > 1:
+        if any(not seed.startswith(("redis://", "rediss://")) for seed in seeds):
+            raise ValueError("naming several addresses (a Redis Cluster's nodes, comma-separated) takes "
+                             "redis:// or rediss:// URLs only")
+        for seed in seeds:
+            _redis_url(seed)
+        return raw
     parts = urlparse(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
@@ -126,7 +134,7 @@ class Settings:
     host: str = _setting("TRACKER_HOST", _host, "127.0.0.1", "address to listen on")
     port: int = _setting("TRACKER_PORT", _port, 8000, "TCP port to listen on")
     redis_url: str | None = _setting(
-        "REDIS_URL", _redis_url, None, "Redis to use; unset starts an embedded redis-server"
+        "REDIS_URL", _redis_url, None, "Redis to use (or several nodes of one Redis Cluster, comma-separated); unset starts an embedded redis-server"
     )
     data_dir: Path = _setting(
         "TRACKER_DATA_DIR", _path, Path(".tracker"), "folder for the embedded Redis data and the dev secret"
