@@ -1,6 +1,7 @@
 """Helpers for the orders tests: create orders over HTTP, drive them, read them back."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -95,3 +96,21 @@ async def deliver(courier: RiderClient, kitchen: MerchantClient, order_id: str) 
     for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
         await courier.progress(order_id, step)
         await kitchen.event(order_id, step)
+
+
+async def carried_after_frames(courier: RiderClient, quiet_s: float = 0.5) -> set[str]:
+    """What the rider believes it carries once no frame came for ``quiet_s``: each ``route``
+    resets it, then ``assigned``, ``unassigned``, ``order_cancelled`` and ``order_failed`` frames
+    are applied in the order they came."""
+    carries: set[str] = set()
+    while True:
+        try:
+            frame = await courier.recv(timeout=quiet_s)
+        except asyncio.TimeoutError:
+            return carries
+        if frame["type"] == "route":
+            carries = {o["order_id"] for o in frame["orders"]}
+        elif frame["type"] == "assigned":
+            carries |= {o["order_id"] for o in frame["orders"]}
+        elif frame["type"] in ("unassigned", "order_cancelled", "order_failed"):
+            carries.discard(frame["order_id"])

@@ -10,7 +10,7 @@ import pytest
 
 from clients.jsonsocket import JsonSocket
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, confirm_all, customer, merchant, platform_kitchen, rider
+from tests.orders_helpers import PICKUP, Ops, carried_after_frames, confirm_all, customer, merchant, platform_kitchen, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.redis_client import connect
 from tests.test_dispatch_live import FAST, accepted, offered, rider_near_restaurant
@@ -153,7 +153,7 @@ async def test_an_order_taken_back_as_the_rider_connects_is_not_brought_back_by_
 
             courier, _ = await asyncio.gather(rider(srv, rid, keep_route=True), take_back())
             try:
-                carries = await _carried_after_frames(courier)
+                carries = await carried_after_frames(courier)
             finally:
                 await courier.close()
             if taken in carries or carries != set(held[i + 1:]):
@@ -162,23 +162,6 @@ async def test_an_order_taken_back_as_the_rider_connects_is_not_brought_back_by_
     finally:
         await kitchen.close()
         await ops.close()
-
-
-async def _carried_after_frames(courier: RiderClient) -> set[str]:
-    """What the rider believes it carries once its frames stop coming: the ``route``, then the
-    ``assigned`` and ``unassigned`` frames applied in the order they came."""
-    carries: set[str] = set()
-    while True:
-        try:
-            frame = await courier.recv(timeout=0.5)
-        except asyncio.TimeoutError:
-            return carries
-        if frame["type"] == "route":
-            carries = {o["order_id"] for o in frame["orders"]}
-        elif frame["type"] == "assigned":
-            carries |= {o["order_id"] for o in frame["orders"]}
-        elif frame["type"] == "unassigned":
-            carries.discard(frame["order_id"])
 
 
 async def test_after_a_pubsub_cut_the_rider_is_told_its_route_again(carrying: Carrying, own_redis) -> None:  # type: ignore[no-untyped-def]

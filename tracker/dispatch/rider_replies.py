@@ -27,7 +27,7 @@ from tracker.logs import log_failure
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
 from tracker.orders.route import rider_trips
-from tracker.orders.service import rider_order, store_of, wire
+from tracker.orders.service import recheck_if_overtaken, rider_order, store_of, wire
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
@@ -74,6 +74,9 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
         await dispatcher.store.release(record, outcome)
         dispatcher.metrics.offers.labels(outcome).inc()
     await conn.send(record.frame("assigned"))
+    # An order cancelled (or taken back) since its step: its notice may have reached the rider
+    # before this frame, which would leave the rider holding it.
+    await recheck_if_overtaken(conn.runtime, conn.rider_id, record.order_ids, carries=True)
 
 
 @handles("decline")

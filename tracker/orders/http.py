@@ -121,6 +121,7 @@ async def assign(request: Request) -> Response:
     frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [service.rider_order(order)]}
     # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.
     await service.tell_rider(rt, rider_id, frame)
+    await service.recheck_if_overtaken(rt, rider_id, [order_id], carries=True)  # (cancelled meanwhile, say)
     return JSONResponse(order)
 
 

@@ -18,7 +18,7 @@ from tracker.logs import log_failure
 from tracker.orders import followups, machine
 from tracker.orders.store import OrderStore, Step, order_key
 from tracker.redis_client import REDIS_DOWN
-from tracker.riders.endpoint import inbox_channel
+from tracker.riders.endpoint import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders")
@@ -242,7 +242,7 @@ async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, e
     oid, rider = order["id"], order.get("rider_id") or None
     changed_rider = rider
     if kind in LEAVES_RIDER:
-        changed_rider = order.get("last_rider_id") or rider
+        changed_rider = _former_rider(order, kind, event)
     elif kind != "assigned" and (kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT):
         changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
     if changed_rider:
@@ -287,7 +287,7 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
             continue
         # Each part goes ahead even if one before it failed (the riders are told, and void
         # offers withdrawn, even while an index write fails); the first failure is raised after.
-        parts = (lambda: _step_indexes(rt, order, kind),
+        parts = (lambda: _step_indexes(rt, order, kind, event),
                  lambda: rt.services["order_metrics"].record(rt.redis, order, kind, old),
                  lambda: tell_riders(rt, order, kind, old, event))
         for part in parts:
@@ -299,7 +299,15 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
         raise failed[0]
 
 
-async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str) -> None:
+def _former_rider(order: dict[str, str], kind: str, event: dict[str, Any]) -> str | None:
+    """The rider a step of ``kind`` (in ``LEAVES_RIDER``) took the order from: the one a take-back
+    names (read again after it, the order may already be another rider's), else its last rider."""
+    if kind == "rider_unassigned" and event.get("rider_id"):
+        return str(event["rider_id"])
+    return order.get("last_rider_id") or order.get("rider_id") or None
+
+
+async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: dict[str, Any]) -> None:
     """The open-order index, and the riders' sets when the step changes who carries the order
     (a routine step writing them from its own read could undo a concurrent assignment's write)."""
     await store_of(rt).update_indexes(order)
@@ -312,8 +320,14 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str) -> None:
         now = await store_of(rt).load(oid)
         if now is None or now.get("rider_id") != rider or now.get("status") not in machine.CARRYING:
             await _drop_from_rider(rt, rider, oid)
-    elif kind in LEAVES_RIDER and (order.get("last_rider_id") or rider):
-        await _drop_from_rider(rt, order.get("last_rider_id") or rider, oid)
+    elif kind in LEAVES_RIDER and (former := _former_rider(order, kind, event)):
+        await _drop_from_rider(rt, former, oid)
+        # An assignment to the same rider that committed since the take-back (two operators at
+        # once) may have added its entry before this drop: read again, and put it back when the
+        # rider carries the order now (an add after this drop needs nothing).
+        now = await store_of(rt).load(oid)
+        if now is not None and now.get("rider_id") == former and now.get("status") in machine.CARRYING:
+            await _add_to_rider(rt, former, oid)
 
 
 async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None,
@@ -388,6 +402,26 @@ async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_
     )
     frame = {"type": "unassigned", "order_id": order_id, "by": by, **({"reason": reason} if reason else {})}
     await tell_rider(rt, rider_id, frame)
+    await recheck_if_overtaken(rt, rider_id, [order_id], carries=False)
+
+
+async def recheck_if_overtaken(rt: Runtime, rider_id: str, order_ids: Sequence[str], *, carries: bool) -> None:
+    """After telling ``rider_id`` that it now carries these orders (``carries``) or no longer does:
+    read them again, and when a step that crossed this one made that untrue (an order cancelled
+    as it was assigned, assigned to the rider again as it was taken back), have the rider's
+    connection tell it its ``route`` afresh, so the last word it gets is what holds. Best effort,
+    as :func:`tell_rider`."""
+    store = store_of(rt)
+    try:
+        for oid in order_ids:
+            order = await store.load(oid)
+            theirs = order is not None and order.get("rider_id") == rider_id and order.get("status") in machine.CARRYING
+            if theirs != carries:
+                await rt.pubsub.publish(inbox_channel(rider_id), RECHECK)
+                return
+    except REDIS_DOWN as exc:
+        log_failure(log, "rider's frames not checked against its orders (its next route frame says it)", exc,
+                    rider=rider_id)
 
 
 async def tell_rider(rt: Runtime, rider_id: str, frame: dict[str, Any]) -> None:
