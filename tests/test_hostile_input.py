@@ -239,6 +239,25 @@ def _stall_body(port: int, token: str) -> bytes:
         return answer
 
 
+async def test_a_client_that_leaves_mid_body_is_no_error_in_the_log(start_server) -> None:  # type: ignore[no-untyped-def]
+    """A phone on a flaky network drops a POST half sent, plainly or in a broken chunk: the
+    server's error log stays for real failures (it had a traceback per such request)."""
+    srv = start_server({})
+    token = srv.token("operator", "ops")
+    await asyncio.gather(*(asyncio.to_thread(_leave_mid_body, srv.port, token, chunked) for chunked in (False, True) * 3))
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as client:
+        assert (await client.get("/healthz")).status_code == 200
+    log = srv.log_tail(400)
+    assert '"level":"error"' not in log and "Traceback" not in log, log[-2000:]
+
+
+def _leave_mid_body(port: int, token: str, chunked: bool) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        framing = "Transfer-Encoding: chunked\r\n\r\n6\r\n{\"id\":\r\nzz" if chunked else "Content-Length: 100\r\n\r\n{\"id\":"
+        sock.sendall(f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{framing}".encode())
+        time.sleep(0.3)  # the handler is reading the body
+
+
 async def test_connections_that_never_finish_a_request_head_are_closed(start_server) -> None:  # type: ignore[no-untyped-def]
     """A client that connects and sends nothing, trickles a header, or starts a second request
     on a kept-alive connection and stops, holds a connection (a file descriptor) only for

@@ -48,3 +48,12 @@ async def test_a_token_from_an_issuer_a_little_ahead_is_taken_one_far_ahead_is_n
                              algorithm="HS256")
             refused = await http.get(f"/v1/orders/{uid('o')}", headers={"Authorization": f"Bearer {odd}"})
             assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", (bad, refused.text)
+
+
+async def test_an_exp_that_is_not_a_number_is_refused(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A NumericDate is a JSON number (RFC 7519): PyJWT alone would take the string "9999999999"."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        odd = jwt.encode({"role": "operator", "sub": uid("op"), "exp": str(int(time.time()) + 3600)}, server.secret,
+                         algorithm="HS256")
+        refused = await http.get(f"/v1/orders/{uid('o')}", headers={"Authorization": f"Bearer {odd}"})
+        assert refused.status_code == 401 and "'exp' is not a time" in refused.json()["error"]["message"], refused.text

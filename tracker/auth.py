@@ -143,8 +143,11 @@ def verify_token(secret: str, token: str) -> Principal:
     sub = claims["sub"]
     if not is_valid_id(sub):
         raise ApiError("unauthorized", "token 'sub' is not a valid id")
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):  # (PyJWT takes "9999999999", a string, too)
+        raise ApiError("unauthorized", "invalid token: 'exp' is not a time (a JSON number of seconds)")
     try:
-        expires_at = float(claims["exp"])  # (PyJWT took it as a whole number: it may be beyond a float)
+        expires_at = float(exp)  # (PyJWT took it as a whole number: it may be beyond a float)
     except (OverflowError, TypeError, ValueError):
         raise ApiError("unauthorized", "invalid token: 'exp' is not a usable time") from None
     if not math.isfinite(expires_at):

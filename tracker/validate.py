@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any, Mapping
 
 from tracker.errors import ApiError
@@ -94,7 +95,7 @@ def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None
 def require_reason(msg: Mapping[str, Any], field: str = "reason") -> str:
     """A required free-text reason: as :func:`optional_reason`, and not missing or blank."""
     reason = optional_reason(msg, field)
-    if reason is None or not reason.strip():
+    if reason is None or all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in reason):  # (zero-width too)
         raise ApiError("bad_message", f"'{field}' is required: a string of 1 to {MAX_REASON_CHARS} characters")
     return reason
 

@@ -4,12 +4,14 @@ Starlette's own last-resort handler sends its response and then re-raises to the
 which logs the traceback a second time and closes the connection, sometimes before the client
 has read the answer. This middleware sits inside it: it logs the failure once and answers
 ``{"error": {"code": "internal", ...}}``, and only a failure after the response began (nothing
-left to answer with) goes on to the server.
+left to answer with) goes on to the server. A client that left while its body was being read
+(a flaky network) is no failure: a debug line, no answer.
 """
 from __future__ import annotations
 
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker.errors import ApiError
@@ -37,6 +39,8 @@ class AnswerUnexpected:
 
         try:
             await self.app(scope, receive, watched)
+        except ClientDisconnect:  # left before its body arrived whole: no one to answer, nothing went wrong here
+            log.debug("client left during %s %s before its request body arrived", scope["method"], scope["path"])
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:

@@ -154,8 +154,8 @@ async def fail(request: Request) -> Response:
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     order_id = _order_id(request)
+    reason = require_reason(await json_body(request))  # (a bad body is a 400 whatever the order, as for cancel)
     raw = await service.require_order(rt, order_id)
-    reason = require_reason(await json_body(request))
     rider = raw.get("rider_id") or None  # (an order on the road always has one; checked in the step)
     extra = {"by": "operator", "reason": reason, **({"rider_id": rider} if rider else {})}
     try:
