@@ -154,8 +154,9 @@ async def test_the_tracking_page_shows_the_estimate_before_a_rider_has_the_order
     try:
         ready_at = await server_now(srv.base_url) + 20 * 60_000
         assert (await ops.create(oid, mid, ready_at=ready_at)).status_code == 201
-        await kitchen.confirm(oid)
         await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        await expect(page.locator("#eta-line")).to_have_text("Estimated arrival: once the restaurant confirms")
+        await kitchen.confirm(oid)
         await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
         await expect(page.locator("#eta")).to_have_text("finding a rider")  # no rider anywhere yet
         await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])

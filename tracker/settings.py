@@ -104,8 +104,8 @@ def _tile_url(raw: str) -> str | None:
     if not raw:
         return None
     if not raw.startswith(("https://", "http://", "/")) or any(f"{{{k}}}" not in raw for k in "zxy"):
-        raise ValueError("must be an http(s) URL template with {z}, {x} and {y} "
-                         "(e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png), or unset")
+        raise ValueError("must be an http(s) URL or a / path, a template with {z}, {x} and {y} "
+                         "(e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png or /tiles/{z}/{x}/{y}.png), or unset")
     return raw
 
 

@@ -288,7 +288,8 @@ def _replay_all(folders: list[Path], out_root: Path, args: argparse.Namespace) -
     done = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(replay_guarded, str(f), str(out_root / f.name), args.interval) for f in folders]
-        for f, fut in zip(folders, tqdm(futures, desc="replaying", unit="instance")):
+        # (tqdm outside the zip: inside, the zip stopped at the folders' end before the bar counted the last)
+        for f, fut in tqdm(list(zip(folders, futures)), desc="replaying", unit="instance"):
             try:
                 done.append(fut.result())
             except Exception as err:  # noqa: BLE001 - e.g. a worker that died (BrokenProcessPool)

@@ -99,6 +99,11 @@ const LATE_AFTER_MS = 60_000;
 function showEta(eta) { etaTs = eta; renderEta(); }
 function showPlanned(eta) { plannedTs = Number.isFinite(eta) ? eta : null; renderEta(); }
 function renderEta() {
+  if (status === "placed") {  // nothing to plan before the kitchen takes the order
+    setText($("eta-label"), "Estimated arrival:");
+    setText($("eta"), "once the restaurant confirms");
+    return;
+  }
   if (status === "confirmed") {  // no rider yet: the plan's estimate, or why there is none
     setText($("eta-label"), plannedTs === null ? "Estimated arrival:" : "Estimated arrival in");
     setText($("eta"), plannedTs === null ? "finding a rider" : `${Math.max(1, minutesFrom(plannedTs, clock.now()))} min`);
