@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
+import sys
 from typing import Iterator
 
 import httpx
@@ -111,6 +114,34 @@ async def test_a_server_starts_from_the_first_named_cluster_node_that_answers(cl
         assert sum(keys_per_node(cluster)) > 0  # (written to the cluster, found through the second address)
     finally:
         await ops.close()
+
+
+def test_the_cluster_command_prints_every_node_on_the_ports_asked_for(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    while not all(_free(p) for p in (port, port + 1, port + 10000, port + 10001)):
+        port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "2",
+                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert line == f"REDIS_URL=redis://127.0.0.1:{port},redis://127.0.0.1:{port + 1}", line
+        client = redis.RedisCluster.from_url(line.split("=", 1)[1].split(",")[1])
+        try:
+            assert client.set("k", "v") and client.get("k") == b"v"
+        finally:
+            client.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]

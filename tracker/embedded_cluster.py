@@ -2,8 +2,9 @@
 
 For the tests that check the server on Redis Cluster, for the load tests' scale-out run,
 and for anyone who wants to try it: ``python -m tracker.embedded_cluster DIR`` starts one
-and prints the ``REDIS_URL`` to give ``tracker serve`` (any node's address will do: the
-client discovers the others). It is a disposable cluster for trying things: each start is a
+and prints the ``REDIS_URL`` to give ``tracker serve``: every node's address, comma-separated
+(any one would do, as the client discovers the others; with all of them a server still
+starts while one is down). It is a disposable cluster for trying things: each start is a
 new, empty one, and a node that dies is not restarted. Each node is an :class:`EmbeddedRedis` in cluster mode on a
 loopback TCP port (its cluster bus listens on that port + 10000); the hash slots are split
 evenly between them, without replicas.
@@ -50,11 +51,14 @@ def _cluster_port() -> int:
 class EmbeddedCluster:
     """Start ``masters`` cluster nodes under ``data_dir``, join them and split the slots."""
 
-    def __init__(self, data_dir: Path | str, *, masters: int = 3) -> None:
+    def __init__(self, data_dir: Path | str, *, masters: int = 3, first_port: int | None = None) -> None:
+        """``first_port``: node ``i`` listens on ``first_port + i`` (and its cluster bus 10000
+        above), refused at start if taken; unset, each node takes a free port."""
         if masters < 1:
             raise ValueError("a cluster needs at least one node")
         self.data_dir = Path(data_dir).resolve()
         self.masters = masters
+        self.first_port = first_port
         self.nodes: list[EmbeddedRedis] = []
 
     @property
@@ -81,7 +85,7 @@ class EmbeddedCluster:
         try:
             for i in range(self.masters):
                 node = EmbeddedRedis(
-                    self.data_dir / f"node{i}", port=_cluster_port(),
+                    self.data_dir / f"node{i}", port=_cluster_port() if self.first_port is None else self._given_port(i),
                     extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                 "--cluster-node-timeout", "5000"),
                 )
@@ -92,6 +96,12 @@ class EmbeddedCluster:
             self.stop()
             raise
         return self.url
+
+    def _given_port(self, i: int) -> int:
+        port = self.first_port + i  # type: ignore[operator]
+        if not (port + _BUS_OFFSET < 65536 and _port_free(port) and _port_free(port + _BUS_OFFSET)):
+            raise StartupError(f"port {port} (or its cluster bus port {port + _BUS_OFFSET}) is in use or out of range")
+        return port
 
     def node_for(self, key: str) -> EmbeddedRedis:
         """The node serving ``key``'s hash slot (the slots are split evenly, in node order)."""
@@ -133,19 +143,21 @@ class EmbeddedCluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tracker.embedded_cluster DIR [--masters N]``: run a local cluster until Ctrl-C."""
+    """``python -m tracker.embedded_cluster DIR [--masters N] [--port P]``: run a local cluster until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m tracker.embedded_cluster", description=main.__doc__)
     parser.add_argument("data_dir", type=Path, help="folder for the nodes' data (one subfolder each)")
     parser.add_argument("--masters", type=int, default=3, help="number of nodes (default 3)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="the first node's port, the others on the next ones (default: free ports)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    cluster = EmbeddedCluster(args.data_dir, masters=args.masters)
+    cluster = EmbeddedCluster(args.data_dir, masters=args.masters, first_port=args.port)
     try:
         cluster.start()
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"REDIS_URL={cluster.url}", flush=True)
+    print(f"REDIS_URL={','.join(cluster.urls)}", flush=True)  # every node: a server starts from the first that answers
     for node in cluster.nodes:
         print(f"node pid {node.pid} on port {node.port}, data in {node.data_dir}; started as:\n  "
               f"{node.command_line}", flush=True)
