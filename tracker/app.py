@@ -33,6 +33,7 @@ from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
 from tracker import agreement, ops, pages, revocations
 from tracker.riders import endpoint as rider_endpoint
+from tracker.riders import pause as rider_pause
 from tracker.jsonutil import JSONResponse
 from tracker.pubsub import PubSubHub
 from tracker.runtime import Runtime
@@ -44,7 +45,8 @@ log = logging.getLogger("tracker.app")
 
 KERNEL = "compiled" if dispatch_ext.IS_COMPILED else "pure-python"  # which dispatch kernel plans
 
-FEATURES: list[ModuleType] = [health, agreement, revocations, rider_endpoint, locations, orders, dispatch, ops, pages]
+FEATURES: list[ModuleType] = [health, agreement, revocations, rider_endpoint, locations, orders, dispatch, rider_pause, ops,
+                               pages]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 

@@ -35,12 +35,13 @@ from tracker.errors import ApiError
 from tracker.http.health import degraded_tasks
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
-from tracker.locations.store import ACTIVE_REGIONS, is_silent, record_key, seen_key
+from tracker.locations.store import ACTIVE_REGIONS, is_silent, pause_key, record_key, seen_key
 from tracker.orders.lateness import WARNING_MIN, running_late
 from tracker.orders.machine import FINAL
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
 from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key, unfinished_orders_key
+from tracker.riders.pause import parse_pause
 from tracker.runtime import Runtime, runtime_of
 from tracker.settings import public_settings
 
@@ -68,6 +69,7 @@ class Rider:
     stale: bool
     order_ids: tuple[str, ...] = ()  # the orders it carries
     refused: int = 0  # offers declined or left to expire within the last hour
+    paused: dict[str, object] | None = None  # the operator's pause (``reason``, ``at``), if any
 
     @property
     def orders(self) -> int:
@@ -83,7 +85,7 @@ class Rider:
         """The rider as the snapshot lists it."""
         return {"id": self.id, "lat": self.lat, "lng": self.lng, "ts": self.ts, "state": self.state,
                 "orders": self.orders, "order_ids": list(self.order_ids), "stale": self.stale,
-                "refused_last_hour": self.refused}
+                "refused_last_hour": self.refused, "paused": self.paused}
 
 
 def _cap(request: Request, name: str, most: int) -> int:
@@ -116,12 +118,14 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
         pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at", "shift_start", "shift_end")
         pipe.exists(rider_offer_key(rid))
         pipe.zcount(refusals_key(rid), now - REFUSAL_WINDOW_MS, "+inf")
+        pipe.hgetall(pause_key(rid))
         if rid in carrying:  # only they can carry: the set is written with each rider's orders
             pipe.smembers(rider_orders_key(rid))
     res = iter(await pipe.execute())
     out = []
     for rid in ids:
         (lat, lng, ts, available, left_at, shift_start, shift_end), offered, refused = next(res), next(res), next(res)
+        paused = parse_pause(next(res))
         carried = tuple(sorted(next(res))) if rid in carrying else ()
         if lat is None:
             continue
@@ -129,8 +133,9 @@ async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int)
         if silent and not carried:
             continue  # listed as carrying a moment ago, and no longer
         on_shift = not (shift_start and int(shift_start) > now) and not (shift_end and int(shift_end) <= now)
-        state = "busy" if carried else "offered" if offered else "free" if available != "0" and on_shift else "unavailable"
-        out.append(Rider(rid, float(lat), float(lng), int(ts), state, silent, carried, refused))
+        takes_offers = available != "0" and on_shift and paused is None
+        state = "busy" if carried else "offered" if offered else "free" if takes_offers else "unavailable"
+        out.append(Rider(rid, float(lat), float(lng), int(ts), state, silent, carried, refused, paused))
     return out
 
 

@@ -24,6 +24,7 @@ from tracker.dispatch.refusals import note_refusal
 from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
 from tracker.logs import log_failure
+from tracker.locations.store import pause_key
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
 from tracker.orders.route import rider_trips
@@ -58,6 +59,9 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     dispatcher = conn.runtime.services["dispatcher"]
     if conn.runtime.clock.now_ms() > record.expires_at:
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired")
+    if await conn.runtime.redis.exists(pause_key(conn.rider_id)):  # (an offer a round made as the pause came in)
+        await dispatcher.withdraw_offer_of(conn.rider_id)
+        raise ApiError("forbidden", "the operator paused this rider: no new orders until resumed")
     if not await dispatcher.store.claim(record):  # the expiry sweep or another answer came first
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired or was answered already")
     if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import h3
 
 from tracker.geo import REGION_RES, geo_index_lat, haversine_m, region_cell
-from tracker.locations.store import ACTIVE_REGIONS, geoset_key, is_silent, record_key
+from tracker.locations.store import ACTIVE_REGIONS, geoset_key, is_silent, pause_key, record_key
 from tracker.redis_client import AnyRedis
 
 MAX_RADIUS_M = 50_000.0
@@ -71,11 +71,14 @@ async def nearby(
     pipe = redis.pipeline(transaction=False)
     for rid in candidates:
         pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "shift_end", "shift_start", "left_at")
+        pipe.exists(pause_key(rid))
+    res = iter(await pipe.execute())
     out: list[NearbyRider] = []
-    for rid, (rlat, rlng, ts, available, shift_end, shift_start, left_at) in zip(candidates, await pipe.execute()):
+    for rid in candidates:
+        (rlat, rlng, ts, available, shift_end, shift_start, left_at), paused = next(res), next(res)
         if rlat is None or ts is None or is_silent(now_ms, int(ts), left_at, stale_after_ms):
             continue
-        is_available = available != "0"
+        is_available = available != "0" and not paused  # (an operator's pause outweighs the app's word)
         if only_available and not is_available:
             continue
         if shift_end is not None and only_available and int(shift_end) <= now_ms:

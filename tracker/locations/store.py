@@ -39,6 +39,11 @@ def record_key(rider_id: str) -> str:
     return f"rider:{{{rider_id}}}"
 
 
+def pause_key(rider_id: str) -> str:
+    """An operator's pause of the rider (:mod:`tracker.riders.pause`), in its record's slot."""
+    return f"rider:{{{rider_id}}}:pause"
+
+
 def geoset_key(region: str) -> str:
     return f"riders:{{{region}}}"
 

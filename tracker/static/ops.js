@@ -203,19 +203,50 @@ function drawRiders(snap) {
     : countText(rows, t.riders);
   if (wanted && !riders.length) {
     const tr = document.createElement("tr"); cell(tr, "Rider", `No rider's id contains "${wanted}".`);
-    tr.firstChild.colSpan = 3; redraw($("riders"), [tr]); return;
+    tr.firstChild.colSpan = 4; redraw($("riders"), [tr]); return;
   }
   redraw($("riders"), riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.stale) tr.dataset.silent = "";
     cell(tr, "Rider", r.id); tr.firstChild.className = "id";
     const refused = r.refused_last_hour ? ` · refused ${plural(r.refused_last_hour, "offer")} in the last hour` : "";
-    cell(tr, "State", (r.stale ? silentFor(r, snap.ts) : r.state) + refused);
+    const paused = r.paused ? ` · paused by the operator${r.paused.reason ? `: ${r.paused.reason}` : ""}` : "";
+    cell(tr, "State", (r.stale ? silentFor(r, snap.ts) : r.state) + paused + refused);
     if (r.refused_last_hour >= 3) tr.dataset.refusing = "";
+    if (r.paused) tr.dataset.paused = "";
     const ids = r.order_ids || [];
     cell(tr, "Orders", ids.length ? ids.map(orderLink) : String(r.orders));
+    cell(tr, "Offers", [pauseButton(r)]);
     return tr;
   }));
+}
+
+// Pause a rider (no new offers until resumed, whatever its app says) or resume it.
+function pauseButton(r) {
+  const b = document.createElement("button");
+  b.type = "button"; b.className = "secondary small";
+  b.textContent = r.paused ? "Resume" : "Pause";
+  b.dataset.riderAction = r.paused ? "resume" : "pause"; b.dataset.rider = r.id;
+  b.setAttribute("aria-label", r.paused ? `Resume rider ${r.id}: offers again` : `Pause rider ${r.id}: no new offers`);
+  return b;
+}
+
+async function pauseOrResume(riderId, action) {
+  let body = {};
+  if (action === "pause") {
+    const reason = askReason(`Pause rider ${riderId}: no new offers until you resume it (the orders it carries stay its own). Why? (required; the rider is shown this)`, true);
+    if (reason === null) return;
+    body = { reason };
+  }
+  try {
+    await api(`/v1/riders/${encodeURIComponent(riderId)}/${action}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    $("rider-note").textContent = action === "pause" ? `Rider ${riderId} paused: no new offers until resumed.`
+      : `Rider ${riderId} resumed: it is offered orders again when available.`;
+  } catch (err) {
+    $("rider-note").textContent = `Rider ${riderId} was not ${action === "pause" ? "paused" : "resumed"}: ${err.message}`;
+  }
+  try { lastSnap = await api(`/v1/ops/snapshot${CAPS}`); draw(lastSnap); } catch { /* the next poll tries again */ }
 }
 
 // The confirmed orders waiting for a rider, longest first, with the dispatcher's estimate: none
@@ -489,6 +520,8 @@ $("order-find").addEventListener("submit", (ev) => {
   if (id) openOrder(id);
 });
 document.addEventListener("click", (ev) => {
+  const pausing = ev.target.closest?.("[data-rider-action]");
+  if (pausing) { pauseOrResume(pausing.dataset.rider, pausing.dataset.riderAction); return; }
   const link = ev.target.closest?.("[data-open-order]");
   if (!link) return;
   openOrder(link.dataset.openOrder, true);

@@ -1,0 +1,121 @@
+"""The operator pauses a rider it cannot trust with new work for now, and resumes it: offers
+stop on every path (rounds, an open offer, an accept racing the pause), the rider is told,
+also when it reconnects, the ops page says so and has the buttons; a real server, real
+sockets, Chromium."""
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from playwright.async_api import Browser, expect
+
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, rider
+from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
+from tests.test_ops_actions import answer_prompts, operator_and_rider
+from tests.test_pages import browser  # noqa: F401 - the module's Chromium fixture
+from tracker.launcher import ServerProcess
+
+
+async def _pause(ops: Ops, rider_id: str, body: dict | None = None, token: str | None = None) -> httpx.Response:  # type: ignore[type-arg]
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return await ops.client.post(f"/v1/riders/{rider_id}/pause", json={"reason": "bike broke"} if body is None else body,
+                                 headers=headers)
+
+
+async def _snapshot_rider(ops: Ops, rider_id: str) -> dict:  # type: ignore[type-arg]
+    snap = (await ops.client.get("/v1/ops/snapshot")).json()
+    return next(r for r in snap["riders"] if r["id"] == rider_id)
+
+
+async def test_a_paused_rider_is_offered_nothing_until_resumed(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv: ServerProcess = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        await courier.availability(True)  # what its app says: the pause outweighs it
+        done = await _pause(ops, rid)
+        assert done.status_code == 200, done.text
+        assert done.json()["paused"]["reason"] == "bike broke"
+        told = await courier.expect("paused")
+        assert (told["by"], told["reason"]) == ("operator", "bike broke")
+        await confirmed_order(srv, ops, oid, mid)
+        await asyncio.sleep(2)  # six rounds at 0.3 s
+        assert not [f for f in courier.received if f["type"] == "offer"], courier.received
+        row = await _snapshot_rider(ops, rid)
+        assert row["state"] == "unavailable" and row["paused"]["reason"] == "bike broke", row
+        near = (await ops.client.get("/v1/riders/nearby", params={"lat": PICKUP["lat"], "lng": PICKUP["lng"],
+                                                                   "radius_m": 1000, "limit": 5})).json()["riders"]
+        assert [r["available"] for r in near if r["id"] == rid] == [False]
+
+        await courier.close()  # its app restarts: still paused, and told so again
+        courier = await rider(srv, rid)
+        assert (await courier.expect("paused"))["reason"] == "bike broke"
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+
+        resumed = await ops.client.post(f"/v1/riders/{rid}/resume")
+        assert resumed.status_code == 200 and resumed.json()["paused"] is None
+        assert (await courier.expect("resumed"))["by"] == "operator"
+        offer = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [oid]
+        assert (await _snapshot_rider(ops, rid))["paused"] is None
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_pausing_withdraws_the_open_offer_and_a_late_accept_is_refused(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv: ServerProcess = start_server({**FAST, "TRACKER_OFFER_TIMEOUT_S": "30"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.002)
+    try:
+        offer = await offered(ops, courier, oid, mid)
+        assert (await _pause(ops, rid)).status_code == 200
+        withdrawn = await courier.expect("offer_withdrawn")
+        assert withdrawn["offer_id"] == offer["offer_id"]
+        await courier.accept(offer["offer_id"])  # the rider's tap crossed the pause
+        refused = await courier.expect("error")
+        assert refused["code"] in ("conflict", "forbidden"), refused
+        order = await ops.get(oid)
+        assert order["status"] == "confirmed" and order["rider_id"] is None  # back for another rider
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+async def test_only_the_operator_pauses_and_only_with_a_reason(server: ServerProcess, uid) -> None:
+    ops = Ops(server)
+    rid = uid("r")
+    try:
+        for body in ({}, {"reason": "  "}, {"reason": 5}, {"reason": "x" * 201}):
+            resp = await _pause(ops, rid, body)
+            assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_message", (body, resp.text)
+        as_rider = await _pause(ops, rid, token=server.token("rider", rid))
+        assert as_rider.status_code == 403 and as_rider.json()["error"]["code"] == "forbidden"
+        bad_id = await ops.client.post("/v1/riders/no%20spaces/resume")
+        assert bad_id.status_code == 400 and bad_id.json()["error"]["code"] == "bad_request"
+        never = await ops.client.post(f"/v1/riders/{rid}/resume")  # not paused: nothing changes
+        assert never.status_code == 200 and never.json() == {"rider_id": rid, "paused": None}
+    finally:
+        await ops.close()
+
+
+async def test_the_operator_pauses_and_resumes_a_rider_on_the_ops_page(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv: ServerProcess = start_server(FAST, redis=own_redis)
+    rid = uid("r")
+    async with operator_and_rider(srv, rid, browser) as (ops, courier, page):
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        asked = answer_prompts(page, ["", "reported a flat tyre"])  # a blank reason is asked again
+        row = page.locator(f'#riders tr[data-rider="{rid}"]')
+        await row.get_by_role("button", name=f"Pause rider {rid}: no new offers").click()
+        await expect(page.locator("#rider-note")).to_have_text(f"Rider {rid} paused: no new offers until resumed.")
+        await expect(row).to_contain_text("unavailable · paused by the operator: reported a flat tyre")
+        assert (await courier.expect("paused"))["reason"] == "reported a flat tyre"
+        assert len(asked) == 2 and "required" in asked[1], asked
+        await row.get_by_role("button", name=f"Resume rider {rid}: offers again").click()
+        await expect(row).to_contain_text("free")
+        await expect(row).not_to_contain_text("paused")
+        await courier.expect("resumed")
+        assert (await _snapshot_rider(ops, rid))["paused"] is None
