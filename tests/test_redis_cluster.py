@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from typing import Iterator
@@ -23,7 +22,7 @@ from clients.customer import CustomerClient
 from tests.orders_helpers import PICKUP, Ops, events_until, merchant
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tests.test_locations import nearby
-from tracker.embedded_cluster import EmbeddedCluster
+from tracker.embedded_cluster import EmbeddedCluster, port_is_free
 from tracker.embedded_redis import free_port
 from tracker.launcher import ServerProcess
 
@@ -118,7 +117,7 @@ async def test_a_server_starts_from_the_first_named_cluster_node_that_answers(cl
 
 def test_the_cluster_command_prints_every_node_on_the_ports_asked_for(tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    while not all(_free(p) for p in (port, port + 1, port + 10000, port + 10001)):
+    while not all(port_is_free(p) for p in (port, port + 1, port + 10000, port + 10001)):
         port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "2",
                              "--port", str(port)], stdout=subprocess.PIPE, text=True)
@@ -133,15 +132,6 @@ def test_the_cluster_command_prints_every_node_on_the_ports_asked_for(tmp_path) 
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]

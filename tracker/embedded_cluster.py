@@ -30,7 +30,8 @@ SLOTS = 16384
 _BUS_OFFSET = 10000
 
 
-def _port_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """Whether ``port`` can be bound on the loopback interface now."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -43,7 +44,7 @@ def _cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too."""
     for _ in range(200):
         port = free_port()
-        if port + _BUS_OFFSET < 65536 and _port_free(port + _BUS_OFFSET):
+        if port + _BUS_OFFSET < 65536 and port_is_free(port + _BUS_OFFSET):
             return port
     raise StartupError("no free port pair for a Redis Cluster node")
 
@@ -99,7 +100,7 @@ class EmbeddedCluster:
 
     def _given_port(self, i: int) -> int:
         port = self.first_port + i  # type: ignore[operator]
-        if not (port + _BUS_OFFSET < 65536 and _port_free(port) and _port_free(port + _BUS_OFFSET)):
+        if not (port + _BUS_OFFSET < 65536 and port_is_free(port) and port_is_free(port + _BUS_OFFSET)):
             raise StartupError(f"port {port} (or its cluster bus port {port + _BUS_OFFSET}) is in use or out of range")
         return port
 
