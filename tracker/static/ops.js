@@ -324,6 +324,7 @@ function drawLate(snap) {
     cell(tr, "Status", `${words(o.status)} · ${o.rider_id ? `rider ${o.rider_id}` : "no rider"}${food}`);
     cell(tr, "Due", overdue ? `${since(snap.ts - o.due_at)} ago` : `in ${since(o.due_at - snap.ts)}`);
     const past = o.expected_at - o.due_at;
+    if (past > 0 && o.expected_at >= snap.ts) tr.dataset.pastDue = "";  // marked as in "Orders waiting"
     cell(tr, "Expected drop-off", !Number.isFinite(o.expected_at) ? "unknown"
       : o.expected_at < snap.ts ? `unknown: the last estimate (${clockTime(o.expected_at)}) has passed`
         : past > 0 ? `${clockTime(o.expected_at)} (${since(past)} past due)` : clockTime(o.expected_at));
