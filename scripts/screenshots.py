@@ -1,6 +1,6 @@
 """Make the README's three page screenshots from a small scene in Berlin.
 
-    .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--port 8000]
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--port PORT]
 
 Starts a server of its own (``tracker.launcher.ServerProcess``: a free port, an embedded
 Redis in a temporary folder), sets up a busy moment of an evening around Mitte, Kreuzberg and

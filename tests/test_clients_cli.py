@@ -72,7 +72,7 @@ def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(
         kitchen.kill()
     assert run.returncode == 0 and kitchen.returncode == 0, run.stderr + err
     frames = [json.loads(line) for line in run.stdout.splitlines()]  # every frame, one JSON line each
-    assert frames[0] == {"type": "route", "orders": []}, frames  # it carried nothing when it connected
+    assert frames[0] == {"type": "route", "orders": [], "paused": None}, frames  # it carried nothing when it connected
     assert [f["type"] for f in frames][1:3] == ["offer", "assigned"], frames
     assert "# accepted offer" in run.stderr and f"# reported delivered for {oid}" in run.stderr
     kinds = [f.get("kind") for f in map(json.loads, out.splitlines()) if f.get("type") == "event"]

@@ -120,7 +120,7 @@ async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_re
         courier = await rider(srv, rid, keep_route=True)
         again = await courier.expect("offer", timeout=5)
         assert again["offer_id"] == offer["offer_id"] and [o["order_id"] for o in again["orders"]] == [second]
-        assert [f for f in courier.received if f.get("type") == "route"] == [{"type": "route", "orders": []}]
+        assert [f for f in courier.received if f.get("type") == "route"] == [{"type": "route", "orders": [], "paused": None}]
         await courier.accept(again["offer_id"])
         assert (await courier.expect("assigned"))["offer_id"] == offer["offer_id"]
     finally:
@@ -261,7 +261,7 @@ async def test_a_rider_waiting_at_the_restaurant_does_not_push_the_eta_back(own_
 async def test_a_rider_that_carries_nothing_is_told_so_on_connect(server, uid) -> None:  # type: ignore[no-untyped-def]
     courier = await rider(server, uid("r"), keep_route=True)
     try:
-        assert await courier.recv(timeout=5) == {"type": "route", "orders": []}
+        assert await courier.recv(timeout=5) == {"type": "route", "orders": [], "paused": None}
         assert not await _has_frame(courier)  # and no offer: there is none
     finally:
         await courier.close()

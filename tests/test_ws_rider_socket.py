@@ -53,7 +53,7 @@ async def test_an_open_socket_is_closed_when_its_token_expires(server: ServerPro
 
 async def _greeted(ws) -> None:  # type: ignore[no-untyped-def]
     """Every rider connection starts with its route: empty for a rider that carries nothing."""
-    assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "route", "orders": []}
+    assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "route", "orders": [], "paused": None}
 
 
 async def test_token_in_header_is_accepted(server: ServerProcess, uid) -> None:

@@ -100,7 +100,7 @@ class EmbeddedCluster:
 
     def _given_port(self, i: int) -> int:
         port = self.first_port + i  # type: ignore[operator]
-        if not (port + _BUS_OFFSET < 65536 and port_is_free(port) and port_is_free(port + _BUS_OFFSET)):
+        if not (1 <= port and port + _BUS_OFFSET < 65536 and port_is_free(port) and port_is_free(port + _BUS_OFFSET)):
             raise StartupError(f"port {port} (or its cluster bus port {port + _BUS_OFFSET}) is in use or out of range")
         return port
 

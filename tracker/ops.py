@@ -41,7 +41,7 @@ from tracker.orders.machine import FINAL
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
 from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key, unfinished_orders_key
-from tracker.riders.pause import parse_pause
+from tracker.riders.pause import parse_pause, paused_riders
 from tracker.runtime import Runtime, runtime_of
 from tracker.settings import public_settings
 
@@ -266,19 +266,21 @@ async def snapshot(request: Request) -> Response:
     listed = heapq.nsmallest(max_riders, fleet, key=lambda r: r.order_key)
     late, late_cut = await _running_late(rt, now)
     last_round = await rt.redis.get(LAST_ROUND_KEY)
+    paused, paused_total = await paused_riders(rt.redis)
     return JSONResponse({
         "ts": now,
         "riders": [r.wire() for r in listed],
         "open_orders": orders,
         "kitchen_queue": unconfirmed,
         "running_late": late[:min(max_orders, MAX_LATE)],
+        "paused_riders": paused,
         "cells": _cells(orders, (r for r in fleet if r.state == "free")),
         "dispatch": orjson.loads(last_round) if last_round else {},
         "dispatch_interval_s": rt.settings.dispatch_interval_s,
         "settings": public_settings(rt.settings),
         "service": await service_level(rt.redis, rt.settings.on_time_target_min),
         "totals": {**rider_totals(fleet), "open_orders": open_total, "kitchen_queue": unconfirmed_total,
-                   "running_late": len(late)},
+                   "running_late": len(late), "paused_riders": paused_total},
         "truncated": {"riders": len(fleet) > max_riders, "open_orders": open_total > max_orders,
                       "kitchen_queue": unconfirmed_total > min(max_orders, MAX_KITCHEN_QUEUE),
                       "running_late": len(late) > min(max_orders, MAX_LATE)},

@@ -92,12 +92,29 @@ def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None
     return reason
 
 
+# Characters that show as nothing but are neither whitespace nor format characters (category
+# Cf, the zero-width ones): the Braille blank and the Hangul fillers.
+_INVISIBLE = frozenset("\u2800\u3164\u115f\u1160\uffa0")
+
+
+def _blank(text: str) -> bool:
+    return all(ch.isspace() or ch in _INVISIBLE or unicodedata.category(ch) == "Cf" for ch in text)
+
+
 def require_reason(msg: Mapping[str, Any], field: str = "reason") -> str:
-    """A required free-text reason: as :func:`optional_reason`, and not missing or blank."""
+    """A required free-text reason: as :func:`optional_reason`, and not missing or blank
+    (invisible characters only count as blank)."""
     reason = optional_reason(msg, field)
-    if reason is None or all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in reason):  # (zero-width too)
+    if reason is None or _blank(reason):
         raise ApiError("bad_message", f"'{field}' is required: a string of 1 to {MAX_REASON_CHARS} characters")
     return reason
+
+
+def path_id(value: str, what: str) -> str:
+    """An id from a URL path (an order's, a rider's: ``what``), else ``bad_request``."""
+    if not is_valid_id(value):
+        raise ApiError("bad_request", f"{what} ids are 1-64 characters from [A-Za-z0-9_.:-]")
+    return value
 
 
 def require_bool(msg: Mapping[str, Any], field: str) -> bool:

@@ -29,6 +29,7 @@ from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import CARRYING
 from tracker.orders.route import rider_trips
 from tracker.orders.service import recheck_if_overtaken, rider_order, store_of, wire
+from tracker.riders.pause import pause_of
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.validate import optional_reason, require_id
@@ -113,8 +114,9 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
 
 async def where_rider_stands(conn: RiderConnection) -> None:
     """A ``route`` frame with the orders the rider carries (empty when none), in the order it will
-    serve them (:func:`tracker.orders.route.rider_trips`), then the offer it is still considering, if any (the same
-    ``offer`` frame again). On every connect, and after its inbox may have lost messages."""
+    serve them (:func:`tracker.orders.route.rider_trips`), and the operator's pause (``paused``,
+    null when none), then the offer it is still considering, if any (the same ``offer`` frame
+    again). On every connect, and after its inbox may have lost messages."""
     rt = conn.runtime
     held = []
     for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
@@ -123,7 +125,8 @@ async def where_rider_stands(conn: RiderConnection) -> None:
             held.append(raw)
     route = [wire(raw) for trip in rider_trips(held) for raw in trip]
     await conn.send({"type": "route", "orders": [{**rider_order(o), "status": o["status"], "eta": o["eta"]}
-                                                 for o in route]})
+                                                 for o in route],
+                     "paused": await pause_of(rt.redis, conn.rider_id)})  # (a missed paused/resumed frame)
     offer = await rt.services["dispatcher"].store.pending_for(conn.rider_id)
     if offer is not None and offer.expires_at > rt.clock.now_ms():
         await conn.send(offer.frame())

@@ -30,6 +30,7 @@ from tracker.dispatch.offers import ACCEPTED, EXPIRED, WITHDRAWN, OfferRecord, O
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.refusals import note_refusal
 from tracker.dispatch.snapshot import load_region
+from tracker.locations.store import pause_key
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
 from tracker.orders.estimate import UnplannedSince, Waiting, publish_estimates
@@ -177,6 +178,11 @@ class Dispatcher:
         for offer in decided.offers:
             record = self._record(offer, [orders_by_id[oid] for oid in offer.new_order_ids], now)
             if await self.store.create(record):
+                if await self.rt.redis.exists(pause_key(record.rider_id)):
+                    # Paused while this round ran: the pause's own withdrawal may have looked
+                    # before this offer existed, so it is settled here, unsent.
+                    await self._withdraw(record, tell=False)
+                    continue
                 await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())
                 self.metrics.offers.labels("sent").inc()
                 sent.append(record)
@@ -328,15 +334,18 @@ class Dispatcher:
 
     async def withdraw_offer_of(self, rider_id: str) -> None:
         """Withdraw the rider's open offer, if it has one (its orders go back to the next round):
-        a rider whose tokens were revoked is not left holding orders it can no longer take."""
+        a rider whose tokens were revoked, or whom the operator paused, is not left holding
+        orders it can no longer take."""
         await self._withdraw(await self.store.pending_for(rider_id))
 
-    async def _withdraw(self, record: OfferRecord | None) -> None:
-        """Settle ``record`` as withdrawn (when nobody settled it first) and tell its rider."""
+    async def _withdraw(self, record: OfferRecord | None, *, tell: bool = True) -> None:
+        """Settle ``record`` as withdrawn (when nobody settled it first) and tell its rider (if
+        ``tell``: an offer never sent is settled silently)."""
         if record is not None and await self.store.claim(record):
             await self.store.release(record, WITHDRAWN)
             self.metrics.offers.labels("withdrawn").inc()
-            await self._tell_rider(record, "offer_withdrawn")
+            if tell:
+                await self._tell_rider(record, "offer_withdrawn")
 
     async def _tell_rider(self, record: OfferRecord, frame_type: str) -> None:
         """Tell the offer's rider what became of it (``offer_expired``, ``offer_withdrawn``)."""

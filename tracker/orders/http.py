@@ -15,15 +15,12 @@ from tracker.orders import service
 from tracker.orders.machine import CARRYING
 from tracker.redis_client import REDIS_DOWN
 from tracker.runtime import Runtime, runtime_of
-from tracker.validate import (is_valid_id, optional_int, optional_number, optional_reason, require_id, require_point,
-                              require_reason)
+from tracker.validate import (optional_int, optional_number, optional_reason, path_id, require_id,
+                              require_point, require_reason)
 
 
 def _order_id(request: Request) -> str:
-    order_id = request.path_params["order_id"]
-    if not is_valid_id(order_id):
-        raise ApiError("bad_request", "order ids are 1-64 characters from [A-Za-z0-9_.:-]")
-    return order_id
+    return path_id(request.path_params["order_id"], "order")
 
 
 def check_scope(principal: Principal, order: dict[str, Any], *, customer_may: bool = True) -> None:

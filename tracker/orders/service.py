@@ -322,12 +322,13 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
             await _drop_from_rider(rt, rider, oid)
     elif kind in LEAVES_RIDER and (former := _former_rider(order, kind, event)):
         await _drop_from_rider(rt, former, oid)
-        # An assignment to the same rider that committed since the take-back (two operators at
-        # once) may have added its entry before this drop: read again, and put it back when the
-        # rider carries the order now (an add after this drop needs nothing).
-        now = await store_of(rt).load(oid)
-        if now is not None and now.get("rider_id") == former and now.get("status") in machine.CARRYING:
-            await _add_to_rider(rt, former, oid)
+        if kind == "rider_unassigned":  # (an ended order is nobody's again)
+            # An assignment to the same rider that committed since the take-back (two operators
+            # at once) may have added its entry before this drop: read again, and put it back
+            # when the rider carries the order now (an add after this drop needs nothing).
+            now = await store_of(rt).load(oid)
+            if now is not None and now.get("rider_id") == former and now.get("status") in machine.CARRYING:
+                await _add_to_rider(rt, former, oid)
 
 
 async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, offer_id: str | None = None,

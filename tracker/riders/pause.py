@@ -3,11 +3,16 @@
 For a rider the operator cannot trust with new work for now (a broken bike reported by phone,
 an app stuck on "available", a dispute): ``POST /v1/riders/{rider_id}/pause`` with a
 ``reason`` keeps it out of dispatch on every process, withdraws the offer it is considering,
-and tells it (``{"type": "paused", "by": "operator", "reason"}``, again on every connect
-while paused); ``POST /v1/riders/{rider_id}/resume`` lifts it (``{"type": "resumed", "by":
-"operator"}``). The orders it carries stay its own: taking them back is a separate step
-(``/v1/orders/{id}/unassign``). The pause is one hash per rider (``rider:{<id>}:pause``, in the
-rider record's slot, no expiry), read beside the record by nearby search and the ops snapshot.
+and tells it (``{"type": "paused", "by": "operator", "reason"}``; its ``route`` frames, on
+every connect and after an inbox gap, carry ``paused`` too); ``POST
+/v1/riders/{rider_id}/resume`` lifts it (``{"type": "resumed", "by": "operator"}``). The
+orders it carries stay its own: taking them back is a separate step
+(``/v1/orders/{id}/unassign``).
+
+A pause is one hash per rider (``rider:{<id>}:pause``: reason, since when, by which operator;
+in the rider record's slot, no expiry), read beside the record by nearby search, and listed
+in ``riders:paused`` so that the ops snapshot shows every paused rider, online or not. Pause
+and resume are logged.
 """
 from __future__ import annotations
 
@@ -20,83 +25,100 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tracker.auth import Role
-from tracker.errors import ApiError
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
 from tracker.locations.store import pause_key
 from tracker.logs import log_failure
 from tracker.redis_client import REDIS_DOWN, AnyRedis
-from tracker.riders.endpoint import ON_CONNECT, RiderConnection, inbox_channel
+from tracker.riders.endpoint import inbox_channel
 from tracker.runtime import Runtime, runtime_of
-from tracker.validate import is_valid_id, require_reason
+from tracker.validate import path_id, require_reason
 
 log = logging.getLogger("tracker.riders")
 
+PAUSED_RIDERS = "riders:paused"  # the ids of paused riders (a hint: each one's own hash decides)
+MAX_LISTED = 500  # paused riders a snapshot lists at most
+
 
 def paused_frame(reason: str) -> dict[str, Any]:
-    """What the rider is told while paused."""
+    """What the rider is told when the operator pauses it."""
     return {"type": "paused", "by": "operator", "reason": reason}
 
 
-async def pause_of(redis: AnyRedis, rider_id: str) -> dict[str, Any] | None:
-    """The rider's pause as the wire shows it (``{"reason", "at"}``), or ``None``."""
-    raw = await redis.hgetall(pause_key(rider_id))
-    return parse_pause(raw)
-
-
 def parse_pause(raw: dict[str, str] | None) -> dict[str, Any] | None:
-    """A stored pause hash in wire form (``None`` for none); for readers that fetched it in a pipeline."""
+    """A stored pause hash in wire form (``{"reason", "at", "by"}``; ``None`` for none)."""
     if not raw:
         return None
-    return {"reason": raw.get("reason", ""), "at": int(raw["at"]) if raw.get("at", "").isdigit() else None}
+    return {"reason": raw.get("reason", ""), "at": int(raw["at"]) if raw.get("at", "").isdigit() else None,
+            "by": raw.get("by") or None}
 
 
-def _rider_id(request: Request) -> str:
-    rider_id = request.path_params["rider_id"]
-    if not is_valid_id(rider_id):
-        raise ApiError("bad_request", "rider ids are 1-64 characters from [A-Za-z0-9_.:-]")
-    return rider_id
+async def pause_of(redis: AnyRedis, rider_id: str) -> dict[str, Any] | None:
+    """The rider's pause in wire form, or ``None``."""
+    return parse_pause(await redis.hgetall(pause_key(rider_id)))
+
+
+async def paused_riders(redis: AnyRedis) -> tuple[list[dict[str, Any]], int]:
+    """Every paused rider (``{"id", "reason", "at", "by"}``, longest paused first, at most
+    :data:`MAX_LISTED`) and how many there are; entries whose pause is gone are dropped."""
+    ids = sorted(await redis.smembers(PAUSED_RIDERS))
+    pipe = redis.pipeline(transaction=False)
+    for rid in ids:
+        pipe.hgetall(pause_key(rid))
+    out, gone = [], []
+    for rid, raw in zip(ids, await pipe.execute()):
+        found = parse_pause(raw)
+        if found is None:
+            gone.append(rid)
+        else:
+            out.append({"id": rid, **found})
+    if gone:  # a resume that stopped between its two writes
+        await redis.srem(PAUSED_RIDERS, *gone)
+    out.sort(key=lambda p: (p["at"] or 0, p["id"]))
+    return out[:MAX_LISTED], len(out)
 
 
 async def _tell(rt: Runtime, rider_id: str, frame: dict[str, Any]) -> None:
-    """Best effort, as for order steps: a rider that misses it hears it on its next connect."""
+    """Best effort, as for order steps: a rider that misses it finds it in its next ``route``."""
     try:
         await rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())
     except REDIS_DOWN as exc:
-        log_failure(log, "rider not told of its pause (it is on its next connect)", exc, rider=rider_id)
+        log_failure(log, "rider not told of its pause or resume (its next route frame says it)", exc, rider=rider_id)
 
 
 async def pause(request: Request) -> Response:
-    """Pause the rider (operator only, with a reason): no offers until resumed; its open offer is withdrawn."""
+    """Pause the rider (operator only, with a reason): no offers until resumed; its open offer
+    is withdrawn. Pausing a paused rider replaces the reason and keeps since when."""
     rt = runtime_of(request)
-    rt.authenticate(request).require(Role.OPERATOR)
+    operator = rt.authenticate(request)
+    operator.require(Role.OPERATOR)
     reason = require_reason(await json_body(request))
-    rider_id = _rider_id(request)
-    now = rt.clock.now_ms()
-    await rt.redis.hset(pause_key(rider_id), mapping={"reason": reason, "at": now})
+    rider_id = path_id(request.path_params["rider_id"], "rider")
+    key = pause_key(rider_id)
+    pipe = rt.redis.pipeline(transaction=True)
+    pipe.hsetnx(key, "at", rt.clock.now_ms())
+    pipe.hset(key, mapping={"reason": reason, "by": operator.sub})
+    await pipe.execute()
+    await rt.redis.sadd(PAUSED_RIDERS, rider_id)
     await rt.services["dispatcher"].withdraw_offer_of(rider_id)
     await _tell(rt, rider_id, paused_frame(reason))
-    return JSONResponse({"rider_id": rider_id, "paused": {"reason": reason, "at": now}})
+    log.info("rider paused", extra={"rider": rider_id, "by": operator.sub, "reason": reason})
+    return JSONResponse({"rider_id": rider_id, "paused": await pause_of(rt.redis, rider_id)})
 
 
 async def resume(request: Request) -> Response:
     """Lift the rider's pause (operator only); resuming a rider that is not paused changes nothing."""
     rt = runtime_of(request)
-    rt.authenticate(request).require(Role.OPERATOR)
-    rider_id = _rider_id(request)
-    if await rt.redis.delete(pause_key(rider_id)):
+    operator = rt.authenticate(request)
+    operator.require(Role.OPERATOR)
+    rider_id = path_id(request.path_params["rider_id"], "rider")
+    lifted = await rt.redis.delete(pause_key(rider_id))
+    await rt.redis.srem(PAUSED_RIDERS, rider_id)
+    if lifted:
         await _tell(rt, rider_id, {"type": "resumed", "by": "operator"})
+        log.info("rider resumed", extra={"rider": rider_id, "by": operator.sub})
     return JSONResponse({"rider_id": rider_id, "paused": None})
 
-
-async def tell_on_connect(conn: RiderConnection) -> None:
-    """A paused rider hears so on every connect."""
-    current = await pause_of(conn.runtime.redis, conn.rider_id)
-    if current is not None:
-        await conn.send(paused_frame(current["reason"]))
-
-
-ON_CONNECT.append(tell_on_connect)
 
 routes = [
     Route("/v1/riders/{rider_id}/pause", pause, methods=["POST"]),

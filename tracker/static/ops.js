@@ -231,13 +231,36 @@ function pauseButton(r) {
   return b;
 }
 
+// Every paused rider, online or not, longest paused first: the only place to resume one that is offline.
+function drawPaused(snap) {
+  if (selectingIn($("paused-riders"))) return;
+  const listed = snap.paused_riders || [], total = snap.totals.paused_riders ?? listed.length;
+  $("paused-riders-shown").textContent = countText(listed.length, total, "longest paused first");
+  if (!listed.length) {
+    const tr = document.createElement("tr"); cell(tr, "Rider", "None: every rider may be offered orders.");
+    tr.firstChild.colSpan = 5; redraw($("paused-riders"), [tr]); return;
+  }
+  redraw($("paused-riders"), listed.map((p) => {
+    const tr = document.createElement("tr"); tr.dataset.rider = p.id;
+    cell(tr, "Rider", p.id); tr.firstChild.className = "id";
+    cell(tr, "Since", Number.isFinite(p.at) ? `${clockTime(p.at)} (${since(snap.ts - p.at)} ago)` : "");
+    cell(tr, "Why", p.reason || "");
+    cell(tr, "By", p.by || "");
+    cell(tr, "Offers", [pauseButton({ id: p.id, paused: p })]);
+    return tr;
+  }));
+}
+
+let pausing = false;  // one pause or resume at a time: a double click acts once
 async function pauseOrResume(riderId, action) {
+  if (pausing) return;
   let body = {};
   if (action === "pause") {
     const reason = askReason(`Pause rider ${riderId}: no new offers until you resume it (the orders it carries stay its own). Why? (required; the rider is shown this)`, true);
     if (reason === null) return;
     body = { reason };
   }
+  pausing = true;
   try {
     await api(`/v1/riders/${encodeURIComponent(riderId)}/${action}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -245,6 +268,8 @@ async function pauseOrResume(riderId, action) {
       : `Rider ${riderId} resumed: it is offered orders again when available.`;
   } catch (err) {
     $("rider-note").textContent = `Rider ${riderId} was not ${action === "pause" ? "paused" : "resumed"}: ${err.message}`;
+  } finally {
+    pausing = false;
   }
   try { lastSnap = await api(`/v1/ops/snapshot${CAPS}`); draw(lastSnap); } catch { /* the next poll tries again */ }
 }
@@ -353,6 +378,7 @@ function draw(snap) {
   drawCapped(snap);
   drawDegraded(snap);
   drawRiders(snap);
+  drawPaused(snap);
   drawLate(snap);
   drawWaiting(snap);
   drawKitchenQueue(snap);
@@ -477,6 +503,8 @@ async function act(o, action) {
     const rider = window.prompt(`Give order ${o.id} to which rider? Rider id:`, "")?.trim();
     if (!rider) return;
     const known = lastSnap?.riders.find((r) => r.id === rider);
+    const paused = lastSnap?.paused_riders?.find((p) => p.id === rider);
+    if (paused && !window.confirm(`Rider ${rider} is paused (${paused.reason}): dispatch offers it nothing. Give it order ${o.id} anyway?`)) return;
     if (!known || known.stale) {
       const wait = lastSnap?.settings?.TRACKER_SILENT_TAKE_BACK_S;
       const back = wait ? ` If it does not show up, the order is taken back from it after ${since(wait * 1000)}.` : "";
