@@ -310,8 +310,9 @@ class Dispatcher:
         await self.cool_down(merchant_id, (order_id,), rider_id)
         await unassign_order(self.rt, order_id, merchant_id=merchant_id, rider_id=rider_id, by=by, reason=reason)
 
-    async def on_order_step(self, order: dict[str, Any], kind: str) -> None:
-        """Withdraw the offers an order's step made void (an order step listener).
+    async def on_order_step(self, order: dict[str, Any], kind: str, former_rider: str | None = None) -> None:
+        """Withdraw the offers an order's step made void (an order step listener; ``former_rider``:
+        the rider a step that ends its hold took the order from).
 
         A cancelled order's offer, an offer of an order the operator assigned by hand, and an
         add-on that would join an order that was cancelled or taken back from its rider: the
@@ -325,8 +326,9 @@ class Dispatcher:
             holder = await self.store.holding(order["merchant_id"], order["id"])
             if holder is not None and holder.offer_id != order.get("offer_id"):  # not the offer accepted
                 void.append(holder)
-        if kind != "assigned" and order.get("last_rider_id"):
-            addon = await self.store.pending_for(order["last_rider_id"])
+        if kind != "assigned" and (former_rider or order.get("last_rider_id")):
+            # (read again after the step, the order may already name a new rider: the step's own word first)
+            addon = await self.store.pending_for(former_rider or order["last_rider_id"])
             if addon is not None and order["id"] in addon.joins:
                 void.append(addon)
         for record in void:

@@ -254,9 +254,10 @@ async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, e
     if kind in ("food_ready", "food_delayed") and old in machine.TO_COLLECT and rider:
         # The rider on its way (or waiting at the counter) hears what the kitchen said.
         await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(_kitchen_notice(kind, oid, event)).decode())
+    former = _former_rider(order, kind, event) if kind in LEAVES_RIDER else None
     for listener in rt.services.get("order_step_listeners", ()):
         try:
-            await listener(order, kind)
+            await listener(order, kind, former)
         except Exception as exc:  # noqa: BLE001 - the step is done: its caller must hear so
             log_failure(log, "order step listener failed", exc, order=oid, kind=kind)
 
