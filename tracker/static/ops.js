@@ -184,6 +184,13 @@ function orderLink(id) {
 // A table's count beside its title: "(12)", or "(showing 200 of 310, <how>)" when cut.
 const countText = (shown, total, how = "") => (shown < total ? `(showing ${shown} of ${total}${how ? `, ${how}` : ""})` : `(${total})`);
 
+// A table's one row saying why it is empty, across all its columns.
+function noneRow(tbody, label, text) {
+  const tr = document.createElement("tr"); cell(tr, label, text);
+  tr.firstChild.colSpan = tbody.closest("table").tHead.rows[0].cells.length;
+  redraw(tbody, [tr]);
+}
+
 function cell(tr, label, content) {
   const td = document.createElement("td"); td.dataset.label = label;
   if (typeof content === "string" || typeof content === "number") td.textContent = content;
@@ -202,8 +209,7 @@ function drawRiders(snap) {
     ? `(${riders.length} of ${t.riders} match${rows < riders.length ? `, showing ${rows}` : ""})`
     : countText(rows, t.riders);
   if (wanted && !riders.length) {
-    const tr = document.createElement("tr"); cell(tr, "Rider", `No rider's id contains "${wanted}".`);
-    tr.firstChild.colSpan = 4; redraw($("riders"), [tr]); return;
+    noneRow($("riders"), "Rider", `No rider's id contains "${wanted}".`); return;
   }
   redraw($("riders"), riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
@@ -237,8 +243,7 @@ function drawPaused(snap) {
   const listed = snap.paused_riders || [], total = snap.totals.paused_riders ?? listed.length;
   $("paused-riders-shown").textContent = countText(listed.length, total, "longest paused first");
   if (!listed.length) {
-    const tr = document.createElement("tr"); cell(tr, "Rider", "None: every rider may be offered orders.");
-    tr.firstChild.colSpan = 5; redraw($("paused-riders"), [tr]); return;
+    noneRow($("paused-riders"), "Rider", "None: every rider may be offered orders."); return;
   }
   redraw($("paused-riders"), listed.map((p) => {
     const tr = document.createElement("tr"); tr.dataset.rider = p.id;
@@ -309,8 +314,7 @@ function drawKitchenQueue(snap) {
   const listed = (snap.kitchen_queue || []).slice(0, TABLE_ROWS), total = snap.totals.kitchen_queue ?? listed.length;
   $("kitchen-shown").textContent = countText(listed.length, total, "longest waiting first");
   if (!listed.length) {
-    const tr = document.createElement("tr"); cell(tr, "Order", "None: every kitchen has confirmed its orders.");
-    tr.firstChild.colSpan = 3; redraw($("kitchen-queue"), [tr]); return;
+    noneRow($("kitchen-queue"), "Order", "None: every kitchen has confirmed its orders."); return;
   }
   redraw($("kitchen-queue"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
@@ -335,9 +339,8 @@ function drawLate(snap) {
   const of = atLeast ? `at least ${total}` : `${total}`;
   $("late-shown").textContent = listed.length < total ? `(showing ${listed.length} of ${of}, longest overdue first)` : `(${of})`;
   if (!listed.length) {
-    const tr = document.createElement("tr");
-    cell(tr, "Order", atLeast ? "None among the oldest orders read." : "None: every order on the road is on time.");
-    tr.firstChild.colSpan = 5; redraw($("late"), [tr]); return;
+    noneRow($("late"), "Order", atLeast ? "None among the oldest orders read." : "None: every order on the road is on time.");
+    return;
   }
   redraw($("late"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
