@@ -23,15 +23,15 @@ from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, Offe
 from tracker.dispatch.refusals import note_refusal
 from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
-from tracker.logs import log_failure
 from tracker.locations.store import pause_key
+from tracker.logs import log_failure
 from tracker.orders import assign_orders, load_order, still_to_collect
-from tracker.orders.machine import CARRYING
+from tracker.orders.machine import carried_by
 from tracker.orders.route import rider_trips
 from tracker.orders.service import recheck_if_overtaken, rider_order, store_of, wire
-from tracker.riders.pause import pause_of
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
+from tracker.riders.pause import pause_of
 from tracker.validate import optional_reason, require_id
 
 log = logging.getLogger("tracker.dispatch")
@@ -61,7 +61,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if conn.runtime.clock.now_ms() > record.expires_at:
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired")
     if await conn.runtime.redis.exists(pause_key(conn.rider_id)):  # (an offer a round made as the pause came in)
-        await dispatcher.withdraw_offer_of(conn.rider_id)
+        await dispatcher.withdraw(record)
         raise ApiError("forbidden", "the operator paused this rider: no new orders until resumed")
     if not await dispatcher.store.claim(record):  # the expiry sweep or another answer came first
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired or was answered already")
@@ -121,7 +121,7 @@ async def where_rider_stands(conn: RiderConnection) -> None:
     held = []
     for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
         raw = await store_of(rt).load(order_id)
-        if raw is not None and raw.get("rider_id") == conn.rider_id and raw["status"] in CARRYING:
+        if carried_by(raw, conn.rider_id):
             held.append(raw)
     route = [wire(raw) for trip in rider_trips(held) for raw in trip]
     await conn.send({"type": "route", "orders": [{**rider_order(o), "status": o["status"], "eta": o["eta"]}

@@ -181,7 +181,7 @@ class Dispatcher:
                 if await self.rt.redis.exists(pause_key(record.rider_id)):
                     # Paused while this round ran: the pause's own withdrawal may have looked
                     # before this offer existed, so it is settled here, unsent.
-                    await self._withdraw(record, tell=False)
+                    await self.withdraw(record, tell=False)
                     continue
                 await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())
                 self.metrics.offers.labels("sent").inc()
@@ -332,15 +332,15 @@ class Dispatcher:
             if addon is not None and order["id"] in addon.joins:
                 void.append(addon)
         for record in void:
-            await self._withdraw(record)
+            await self.withdraw(record)
 
     async def withdraw_offer_of(self, rider_id: str) -> None:
         """Withdraw the rider's open offer, if it has one (its orders go back to the next round):
         a rider whose tokens were revoked, or whom the operator paused, is not left holding
         orders it can no longer take."""
-        await self._withdraw(await self.store.pending_for(rider_id))
+        await self.withdraw(await self.store.pending_for(rider_id))
 
-    async def _withdraw(self, record: OfferRecord | None, *, tell: bool = True) -> None:
+    async def withdraw(self, record: OfferRecord | None, *, tell: bool = True) -> None:
         """Settle ``record`` as withdrawn (when nobody settled it first) and tell its rider (if
         ``tell``: an offer never sent is settled silently)."""
         if record is not None and await self.store.claim(record):

@@ -22,7 +22,7 @@ import orjson
 from tracker.locations import Fix
 from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.food_ready import expected_ready_ms
-from tracker.orders.machine import CARRYING, TO_COLLECT
+from tracker.orders.machine import CARRYING, TO_COLLECT, carried_by
 from tracker.orders.route import rider_trips
 from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
 from tracker.redis_client import AnyRedis, get_many
@@ -141,7 +141,7 @@ class RiderOrdersFeed:
         pipe = redis.pipeline(transaction=False)
         for oid, mid in zip(ids, merchants):
             pipe.hgetall(order_key(mid or "?", oid))
-        mine = [h for h in await pipe.execute() if h and h.get("rider_id") == rider_id and h.get("status") in CARRYING]
+        mine = [h for h in await pipe.execute() if h and carried_by(h, rider_id)]
         if mine:
             await self._publish(rider_id, fix, mine)
 

@@ -10,6 +10,8 @@ durable event whose ``kind`` names it.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from tracker.errors import ApiError
 
 STATUSES = ("placed", "confirmed", "assigned", "at_pickup", "picked_up", "at_dropoff", "delivered", "cancelled",
@@ -20,6 +22,11 @@ ON_THE_ROAD = ("picked_up", "at_dropoff")  # the food is with the rider: it ends
 RIDER_STEPS = ("at_pickup", "picked_up", "at_dropoff", "delivered")
 CARRYING = ("assigned", "at_pickup", "picked_up", "at_dropoff")
 TO_COLLECT = ("assigned", "at_pickup")  # the rider's, food not yet picked up
+
+
+def carried_by(order: Mapping[str, Any] | None, rider_id: str) -> bool:
+    """Whether the order (a stored hash; ``None`` for none) is ``rider_id``'s to carry now."""
+    return order is not None and order.get("rider_id") == rider_id and order.get("status") in CARRYING
 
 # event kind -> (statuses it may happen in, status after it; None keeps the status)
 RULES: dict[str, tuple[tuple[str, ...], str | None]] = {

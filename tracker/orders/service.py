@@ -240,9 +240,10 @@ async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, e
     (``order_failed`` for a failed one), and the order step listeners (dispatch withdraws the
     offers the step made void)."""
     oid, rider = order["id"], order.get("rider_id") or None
+    former = _former_rider(order, kind, event) if kind in LEAVES_RIDER else None
     changed_rider = rider
     if kind in LEAVES_RIDER:
-        changed_rider = _former_rider(order, kind, event)
+        changed_rider = former
     elif kind != "assigned" and (kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT):
         changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
     if changed_rider:
@@ -254,7 +255,6 @@ async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, e
     if kind in ("food_ready", "food_delayed") and old in machine.TO_COLLECT and rider:
         # The rider on its way (or waiting at the counter) hears what the kitchen said.
         await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(_kitchen_notice(kind, oid, event)).decode())
-    former = _former_rider(order, kind, event) if kind in LEAVES_RIDER else None
     for listener in rt.services.get("order_step_listeners", ()):
         try:
             await listener(order, kind, former)
@@ -318,8 +318,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
         # A cancel that committed since this step's order was read may have dropped the order
         # from the rider's set before this add: read it again, and take the entry back out when
         # the rider no longer carries it (in the other order the cancel's own drop comes later).
-        now = await store_of(rt).load(oid)
-        if now is None or now.get("rider_id") != rider or now.get("status") not in machine.CARRYING:
+        if not machine.carried_by(await store_of(rt).load(oid), rider):
             await _drop_from_rider(rt, rider, oid)
     elif kind in LEAVES_RIDER and (former := _former_rider(order, kind, event)):
         await _drop_from_rider(rt, former, oid)
@@ -327,8 +326,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
             # An assignment to the same rider that committed since the take-back (two operators
             # at once) may have added its entry before this drop: read again, and put it back
             # when the rider carries the order now (an add after this drop needs nothing).
-            now = await store_of(rt).load(oid)
-            if now is not None and now.get("rider_id") == former and now.get("status") in machine.CARRYING:
+            if machine.carried_by(await store_of(rt).load(oid), former):
                 await _add_to_rider(rt, former, oid)
 
 
@@ -413,14 +411,10 @@ async def recheck_if_overtaken(rt: Runtime, rider_id: str, order_ids: Sequence[s
     as it was assigned, assigned to the rider again as it was taken back), have the rider's
     connection tell it its ``route`` afresh, so the last word it gets is what holds. Best effort,
     as :func:`tell_rider`."""
-    store = store_of(rt)
     try:
-        for oid in order_ids:
-            order = await store.load(oid)
-            theirs = order is not None and order.get("rider_id") == rider_id and order.get("status") in machine.CARRYING
-            if theirs != carries:
-                await rt.pubsub.publish(inbox_channel(rider_id), RECHECK)
-                return
+        orders = await store_of(rt).load_many(list(order_ids))
+        if any(machine.carried_by(order, rider_id) != carries for order in orders):
+            await rt.pubsub.publish(inbox_channel(rider_id), RECHECK)
     except REDIS_DOWN as exc:
         log_failure(log, "rider's frames not checked against its orders (its next route frame says it)", exc,
                     rider=rider_id)
@@ -434,5 +428,5 @@ async def tell_rider(rt: Runtime, rider_id: str, frame: dict[str, Any]) -> None:
     try:
         await rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())
     except REDIS_DOWN as exc:
-        log_failure(log, "rider not told of a step (its next route frame says it)", exc, rider=rider_id,
+        log_failure(log, "rider not told (its next route frame says it)", exc, rider=rider_id,
                     frame=frame["type"])

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,10 +27,9 @@ from tracker.auth import Role
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
 from tracker.locations.store import pause_key
-from tracker.logs import log_failure
-from tracker.redis_client import REDIS_DOWN, AnyRedis
-from tracker.riders.endpoint import inbox_channel
-from tracker.runtime import Runtime, runtime_of
+from tracker.orders.service import tell_rider
+from tracker.redis_client import AnyRedis
+from tracker.runtime import runtime_of
 from tracker.validate import path_id, require_reason
 
 log = logging.getLogger("tracker.riders")
@@ -78,14 +76,6 @@ async def paused_riders(redis: AnyRedis) -> tuple[list[dict[str, Any]], int]:
     return out[:MAX_LISTED], len(out)
 
 
-async def _tell(rt: Runtime, rider_id: str, frame: dict[str, Any]) -> None:
-    """Best effort, as for order steps: a rider that misses it finds it in its next ``route``."""
-    try:
-        await rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())
-    except REDIS_DOWN as exc:
-        log_failure(log, "rider not told of its pause or resume (its next route frame says it)", exc, rider=rider_id)
-
-
 async def pause(request: Request) -> Response:
     """Pause the rider (operator only, with a reason): no offers until resumed; its open offer
     is withdrawn. Pausing a paused rider replaces the reason and keeps since when."""
@@ -101,7 +91,7 @@ async def pause(request: Request) -> Response:
     await pipe.execute()
     await rt.redis.sadd(PAUSED_RIDERS, rider_id)
     await rt.services["dispatcher"].withdraw_offer_of(rider_id)
-    await _tell(rt, rider_id, paused_frame(reason))
+    await tell_rider(rt, rider_id, paused_frame(reason))  # (best effort: its next route says it)
     log.info("rider paused", extra={"rider": rider_id, "by": operator.sub, "reason": reason})
     return JSONResponse({"rider_id": rider_id, "paused": await pause_of(rt.redis, rider_id)})
 
@@ -115,7 +105,7 @@ async def resume(request: Request) -> Response:
     lifted = await rt.redis.delete(pause_key(rider_id))
     await rt.redis.srem(PAUSED_RIDERS, rider_id)
     if lifted:
-        await _tell(rt, rider_id, {"type": "resumed", "by": "operator"})
+        await tell_rider(rt, rider_id, {"type": "resumed", "by": "operator"})
         log.info("rider resumed", extra={"rider": rider_id, "by": operator.sub})
     return JSONResponse({"rider_id": rider_id, "paused": None})
 

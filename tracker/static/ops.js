@@ -552,8 +552,8 @@ $("order-find").addEventListener("submit", (ev) => {
   if (id) openOrder(id);
 });
 document.addEventListener("click", (ev) => {
-  const pausing = ev.target.closest?.("[data-rider-action]");
-  if (pausing) { pauseOrResume(pausing.dataset.rider, pausing.dataset.riderAction); return; }
+  const riderButton = ev.target.closest?.("[data-rider-action]");
+  if (riderButton) { pauseOrResume(riderButton.dataset.rider, riderButton.dataset.riderAction); return; }
   const link = ev.target.closest?.("[data-open-order]");
   if (!link) return;
   openOrder(link.dataset.openOrder, true);
