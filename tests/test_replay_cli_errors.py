@@ -2,6 +2,7 @@
 one clear line and a prompt stop, never a traceback or a silent simulated day."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -15,9 +16,20 @@ from tracker.launcher import ServerProcess
 from tracker.mdrp.instance import load_instance
 from tracker.commands.replay_live import server_env
 
+REPO = Path(__file__).resolve().parents[1]
 
-def replay(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tracker", "replay", *args], capture_output=True, text=True, timeout=timeout)
+
+def replay(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker", "replay", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd)
+
+
+def without_secret(root: Path) -> dict[str, str]:
+    """This environment without TRACKER_SECRET, the package importable from any folder."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACKER_SECRET", "TRACKER_DATA_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    return env
 
 
 def tiny_instance(dst: Path, minutes: float = 15, shift_end: float = 60) -> Path:
@@ -52,7 +64,7 @@ def test_live_replay_with_a_wrong_secret_stops_before_the_day(server: ServerProc
     run = replay(str(instances_root() / SMALL), "--live", "--server", server.base_url,
                  "--secret", "not-the-servers-secret-0123456789abcdef")
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "refused a token signed with --secret" in run.stderr and "TRACKER_SECRET" in run.stderr, run.stderr
+    assert "refused our operator token" in run.stderr and "TRACKER_SECRET" in run.stderr, run.stderr
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert time.monotonic() - started < 30  # not the simulated day
 
@@ -101,11 +113,35 @@ def test_live_replay_warns_that_time_scale_1_takes_the_real_day(server: ServerPr
 
 def test_live_replay_reports_the_servers_own_time_scale(start_server: Callable[..., ServerProcess],
                                                         tmp_path: Path) -> None:
+    """Played at the server's pace; signed, without --secret, with TRACKER_SECRET (as `tracker token`)."""
     instance = tiny_instance(tmp_path / "tiny")
     srv = start_server(server_env(load_instance(instance), 600, 0.5), shared_redis=False)
-    run = replay(str(instance), "--live", "--server", srv.base_url, "--secret", srv.secret,
-                 "--out", str(tmp_path / "live"), timeout=90)
+    env = {**without_secret(REPO), "TRACKER_SECRET": srv.secret}
+    run = replay(str(instance), "--live", "--server", srv.base_url, "--out", str(tmp_path / "live"), timeout=90,
+                 env=env, cwd=tmp_path)
     assert "(live, x600," in run.stdout, run.stdout + run.stderr  # not the x300 it would have started itself
     assert f"solution written to {tmp_path / 'live'}" in run.stdout
     assert "playing tiny live through" in run.stderr and " minute " in run.stderr, run.stderr  # start and progress
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_live_replay_refuses_a_time_scale_the_server_does_not_run(server: ServerProcess) -> None:
+    """--time-scale 600 against a server at x1 is refused at once (not played for 14 hours), naming
+    the command that prints a matching server's settings."""
+    started = time.monotonic()
+    run = replay(str(instances_root() / SMALL), "--live", "--server", server.base_url, "--secret", server.secret,
+                 "--time-scale", "600")
+    assert run.returncode == 2, run.stdout + run.stderr
+    refusal = run.stderr.strip().splitlines()[-1]
+    assert refusal.startswith(f"tracker replay --live: the server at {server.base_url} runs at x1, not the "
+                              "--time-scale 600 asked for"), run.stderr
+    assert "--print-server-env --time-scale 600` prints" in refusal and "Traceback" not in run.stderr
+    assert not run.stdout and time.monotonic() - started < 30
+
+
+def test_live_replay_without_any_secret_says_where_it_looked(server: ServerProcess, tmp_path: Path) -> None:
+    run = replay(str(instances_root() / SMALL), "--live", "--server", server.base_url,
+                 env=without_secret(REPO), cwd=tmp_path)  # (no .tracker/ in tmp_path)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.startswith("tracker replay --live --server: give --secret"), run.stderr
+    assert "TRACKER_SECRET is unset" in run.stderr and run.stderr.count("\n") == 1

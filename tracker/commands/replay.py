@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"play the day through a running server (writes to {OUT_LIVE}/NAME unless --out; "
                         "prints a progress line every simulated hour)")
     p.add_argument("--server", help="with --live: the server's URL (default: start one)")
-    p.add_argument("--secret", help="with --live --server: the server's TRACKER_SECRET")
+    p.add_argument("--secret", help="with --live --server: the server's TRACKER_SECRET (default: the "
+                   "TRACKER_SECRET environment variable, else ./.tracker's development secret, as `tracker token`)")
     p.add_argument("--time-scale", type=float,
                    help="with --live and no --server: the clock speed of the server it starts (default 300: an o50 day "
                         "in under 3 minutes); a --server runs at its own speed")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import secrets
 import shlex
 import sys
@@ -19,13 +20,14 @@ from pathlib import Path
 import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
-from tracker.auth import issue_token, weak_secret_warning
+from tracker.auth import issue_token, read_secret, weak_secret_warning
 from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
 from tracker.mdrp.live import LiveError, RunIds, day_span, describe_failure, error_message, play
 from tracker.mdrp.solution import write_solution
+from tracker.settings import Settings, SettingsError
 
 DEFAULT_TIME_SCALE = 300.0
 
@@ -49,8 +51,8 @@ def check_server(base_url: str, secret: str) -> tuple[dict, dict]:  # type: igno
     except httpx.HTTPError as exc:
         raise LiveError(f"cannot reach the server at {base_url}: {describe_failure(exc)}") from None
     if auth.status_code in (401, 403):
-        raise LiveError(f"the server at {base_url} refused a token signed with --secret ({error_message(auth)}): "
-                        "give the server's TRACKER_SECRET")
+        raise LiveError(f"the server at {base_url} refused our operator token ({error_message(auth)}): "
+                        "give the server's TRACKER_SECRET (--secret, or TRACKER_SECRET in the environment)")
     if auth.status_code != 200:
         raise LiveError(f"the server at {base_url} is not ready: GET /v1/ops/snapshot answered {auth.status_code} "
                         f"({error_message(auth)})")
@@ -95,7 +97,19 @@ def server_env(inst: Instance, time_scale: float, interval_min: float) -> dict[s
 def env_command(args: argparse.Namespace) -> str:
     """The ``tracker replay`` command that prints the environment a ``--server`` for this replay needs."""
     extra = "" if args.interval == DEFAULT_INTERVAL_MIN else f" --interval {args.interval:g}"
+    if args.time_scale not in (None, DEFAULT_TIME_SCALE):
+        extra = f" --time-scale {args.time_scale:g}{extra}"
     return f"tracker replay {shlex.quote(args.instance)} --print-server-env{extra}"
+
+
+def local_secret() -> str | None:
+    """The secret ``tracker token`` would sign with: ``TRACKER_SECRET``, else the development
+    secret in the data folder (``TRACKER_DATA_DIR``, default ``./.tracker``)."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        return os.environ.get("TRACKER_SECRET") or None
+    return settings.secret or read_secret(settings.data_dir)
 
 
 def _duration(seconds: float) -> str:
@@ -110,16 +124,19 @@ def run_live(args: argparse.Namespace) -> int:
     """The ``--live`` command: start a server unless ``--server``, play, write, check."""
     inst = load_instance(args.instance)
     out = Path(args.out)  # (the command chose and checked it)
-    secret = args.secret or secrets.token_urlsafe(32)
+    # A server of its own gets a fresh secret; one given with --server is signed for with --secret,
+    # else the secret `tracker token` would use (TRACKER_SECRET, or ./.tracker's).
+    secret = args.secret or (local_secret() if args.server else secrets.token_urlsafe(32))
+    if not secret:
+        print("tracker replay --live --server: give --secret (the server's TRACKER_SECRET): TRACKER_SECRET is "
+              "unset and there is no development secret in ./.tracker/", file=sys.stderr)
+        return 2
     requested_scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
     short_key = weak_secret_warning(secret, "--secret")
     if short_key:  # PyJWT would warn at each token signed: say it once, our way, once the server took it
         warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     server = None
     if args.server:
-        if not args.secret:
-            print("tracker replay --live --server: also give --secret (the server's TRACKER_SECRET)", file=sys.stderr)
-            return 2
         base_url = args.server.rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             print(f"tracker replay --live: --server must be an http:// or https:// URL, not {args.server!r}", file=sys.stderr)
@@ -146,8 +163,13 @@ def run_live(args: argparse.Namespace) -> int:
                       f"match the offline replay, start it with the environment `{env_command(args)}` prints",
                       file=sys.stderr)
             if args.server and args.time_scale is not None and args.time_scale != scale:
-                print(f"tracker replay: warning: --time-scale {args.time_scale:g} is ignored with --server: "
-                      f"that server runs at x{scale:g}", file=sys.stderr)
+                # The server's clock sets the pace; playing at another than asked for would be a surprise
+                # (a day meant for minutes taking hours): refuse, and say how to start a matching server.
+                print(f"tracker replay --live: the server at {base_url} runs at x{scale:g}, not the "
+                      f"--time-scale {args.time_scale:g} asked for; start it with the environment "
+                      f"`{env_command(args)}` prints, or leave --time-scale out to play at its pace",
+                      file=sys.stderr)
+                return 2
             first, last = day_span(inst)
             takes = (last - first) * 60 / scale
             if scale <= 1 or takes > 3600:
