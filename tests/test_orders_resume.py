@@ -100,20 +100,40 @@ async def test_reconnecting_while_events_flow_is_gapless(server: ServerProcess, 
 
 
 async def test_bad_last_event_ids_are_named_then_the_full_history_follows(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A malformed id is an error; a well-formed one the order never had (before its first event,
+    or after its last) is a ``resync``: the client's view cannot be continued, so it rebuilds it
+    from the full history that follows."""
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     try:
         await ops.create(oid, mid)
         history = (await ops.get(oid))["events"]
-        for bad in ("yesterday", "0-1", "99999999999999-0"):
+        for bad, first_frame in (("yesterday", {"type": "error", "code": "bad_message"}),
+                                 ("0-1", {"type": "resync", "reason": "unknown_last_event_id"}),
+                                 ("99999999999999-0", {"type": "resync", "reason": "unknown_last_event_id"})):
             watcher = CustomerClient(server.ws_url, server.token("customer", oid), oid)
             watcher.last_event_id = bad
             await watcher.connect()
-            error = await watcher.next()
-            assert error["type"] == "error" and error["code"] == "bad_message" and "full history" in error["message"]
+            said = await watcher.next()
+            assert {k: said.get(k) for k in first_frame} == first_frame, (bad, said)
+            assert said["type"] == "resync" or "full history" in said["message"]
             first = await watcher.next_event()
             assert first["id"] == history[0]["id"]
             await watcher.close()
+    finally:
+        await ops.close()
+
+
+async def test_a_merchant_feed_resumed_from_an_id_it_never_had_resyncs(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    mid, oid = uid("m"), uid("o")
+    try:
+        await ops.create(oid, mid)
+        kitchen = await merchant(server, mid, last_event_id="99999999999999-0")  # from the future
+        assert await kitchen.expect("resync") == {"type": "resync", "reason": "unknown_last_event_id"}
+        placed = await kitchen.expect("event")
+        assert (placed["order_id"], placed["kind"]) == (oid, "placed")  # the retained history follows
+        await kitchen.close()
     finally:
         await ops.close()
 
@@ -330,6 +350,20 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
             assert (await resumed.expect("rider_eta"))["rider_eta"] == told[0]["rider_eta"]
         finally:
             await resumed.close()
+        # the kitchen delays the food: "start plating" was timed to the old ready time, so a board
+        # opened now is not shown it again (the live board drops it on food_delayed)
+        await kitchen.delay(oid, 5)
+        delayed = await kitchen.event(oid, "food_delayed")
+        assert (await ops.get(oid))["food_delayed_at"] == delayed["ts"]
+        reloaded = await merchant(srv, mid)
+        try:
+            await reloaded.event(oid, "food_delayed")
+            shown = [await reloaded.expect("prompt")]
+            with pytest.raises(asyncio.TimeoutError):
+                shown.append(await reloaded.expect("prompt", timeout=1.0))
+            assert [(p["kind"], p["order_id"]) for p in shown] == [("rider_arriving", oid)]
+        finally:
+            await reloaded.close()
         # the rider gives the order back; the kitchen hears of the one who takes over as it arrives
         await courier.release(oid, reason="flat tyre")
         await kitchen.event(oid, "rider_unassigned")

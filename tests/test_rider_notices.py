@@ -81,6 +81,8 @@ async def test_hand_assignment_tells_the_rider_and_withdraws_the_offer_made_to_a
         frame = await chosen.expect("assigned", timeout=5)
         assert frame["offer_id"] is None and frame["by"] == "operator"
         assert [o["order_id"] for o in frame["orders"]] == [oid] and frame["orders"][0]["pickup"] == PICKUP
+        assert set(frame["orders"][0]) == set(offer["orders"][0])  # the keys an offer's orders have
+        assert frame["orders"][0]["ready_at"] == offer["orders"][0]["ready_at"]  # the same kitchen estimate
         withdrawn = await near.expect("offer_withdrawn", timeout=5)
         assert withdrawn["offer_id"] == offer["offer_id"]
         await near.accept(offer["offer_id"])

@@ -12,6 +12,7 @@ from tracker.errors import ApiError
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
 from tracker.orders import service
+from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import CARRYING
 from tracker.redis_client import REDIS_DOWN
 from tracker.runtime import Runtime, runtime_of
@@ -115,7 +116,12 @@ async def assign(request: Request) -> Response:
             raise  # (a finished order stays invalid_transition)
         raise ApiError("conflict", f"order {order_id!r} already has rider {now['rider_id']!r}; unassign it first") from None
     order = await _after_step(rt, order_id, raw, status="assigned", rider_id=rider_id)
-    frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [service.rider_order(order)]}
+    # The order as an offer's ``assigned`` shows it: the kitchen's ready time while still ahead; no
+    # plan yet (``pickup_eta`` and ``eta`` come with the rider's next fix, in ``route`` and on GET).
+    ready, now = expected_ready_ms(order), rt.clock.now_ms()  # (as dispatch reads it: tracker/dispatch/snapshot.py)
+    entry = {**service.rider_order(order), "ready_at": ready if ready is not None and ready > now else None,
+             "pickup_eta": None, "eta": None}
+    frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [entry]}
     # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.
     await service.tell_rider(rt, rider_id, frame)
     await service.recheck_if_overtaken(rt, rider_id, [order_id], carries=True)  # (cancelled meanwhile, say)

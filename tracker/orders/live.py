@@ -209,8 +209,8 @@ async def kitchen_catch_up(redis: AnyRedis, merchant_id: str, order_ids: Iterabl
                            now_ms: int) -> list[dict[str, Any]]:
     """For those of ``order_ids`` whose rider is still on its way to collect them: the rider's
     arrival as last told (``rider_eta``) and the prompts already sent (its ``rider_arriving``;
-    ``start_preparing`` while the food is not ready), so a kitchen board that reloads, or opens
-    after they were sent, shows them too."""
+    ``start_preparing`` while the food is not ready and the kitchen has not delayed it since),
+    so a kitchen board that reloads, or opens after they were sent, shows them too."""
     ids = sorted(set(order_ids))
     pipe = redis.pipeline(transaction=False)
     for oid in ids:
@@ -222,13 +222,17 @@ async def kitchen_catch_up(redis: AnyRedis, merchant_id: str, order_ids: Iterabl
         if h.get("rider_eta"):
             out.append(rider_eta_frame(h["id"], h["rider_id"], int(h["rider_eta"]), now_ms))
         kinds = ("rider_arriving",) if h.get("food_ready_at") else ("start_preparing", "rider_arriving")
+        delayed_at = int(h.get("food_delayed_at") or 0)
         for kind in kinds:
             try:
                 frame = orjson.loads(h.get(_prompted_field(kind, h["rider_id"]), ""))
             except orjson.JSONDecodeError:
                 continue  # none, or marked by an earlier version (a time, not the frame)
-            if isinstance(frame, dict) and frame.get("type") == "prompt":
-                out.append(frame)
+            if not isinstance(frame, dict) or frame.get("type") != "prompt":
+                continue
+            if kind == "start_preparing" and delayed_at >= int(frame.get("ts") or 0):
+                continue  # timed to the ready time a later delay moved: the live board dropped it too
+            out.append(frame)
     return out
 
 

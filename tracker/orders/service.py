@@ -28,6 +28,7 @@ STAMP = {
     "confirmed": "confirmed_at", "assigned": "assigned_at", "at_pickup": "at_pickup_at",
     "picked_up": "picked_up_at", "at_dropoff": "at_dropoff_at", "delivered": "delivered_at",
     "cancelled": "cancelled_at", "failed": "failed_at", "food_ready": "food_ready_at",
+    "food_delayed": "food_delayed_at",  # (the latest delay's)
 }
 # Steps after which the order is no longer its rider's (the rider is taken from ``last_rider_id``).
 LEAVES_RIDER = ("delivered", "cancelled", "failed", "rider_unassigned")

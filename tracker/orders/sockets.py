@@ -79,8 +79,14 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
 
 
 async def _checked_last_id(session: WsSession, raw: str | None, first: str | None, known: Callable[[str], Awaitable[bool]],
-                           *, trimmed_is_resync: bool) -> str | None:
-    """The client's ``last_event_id`` if usable; else say why and return ``None`` (full history)."""
+                           *, trims: bool) -> str | None:
+    """The client's ``last_event_id`` if usable; else say why and return ``None`` (full history).
+
+    A malformed id is the client's bug: an error frame. A well-formed id the stream does not
+    hold means the client's view cannot be continued (events it has may come again, others may
+    be missing): a ``resync`` that tells it to rebuild from what follows, ``history_trimmed``
+    when the stream ``trims`` and the id is older than what it keeps, else ``unknown_last_event_id``.
+    """
     if raw is None:
         return None
     if not is_stream_id(raw):
@@ -88,13 +94,8 @@ async def _checked_last_id(session: WsSession, raw: str | None, first: str | Non
         return None
     if await known(raw):
         return raw
-    if first is not None and id_key(raw) < id_key(first):
-        if trimmed_is_resync:
-            await session.send({"type": "resync", "reason": "history_trimmed"})
-        else:
-            await session.send_error(ApiError("bad_message", f"last_event_id {raw} is older than the retained history; sending the full history"))
-        return None
-    await session.send_error(ApiError("bad_message", f"unknown last_event_id {raw}; sending the full history"))
+    older = first is not None and id_key(raw) < id_key(first)
+    await session.send({"type": "resync", "reason": "history_trimmed" if trims and older else "unknown_last_event_id"})
     return None
 
 
@@ -121,7 +122,7 @@ async def customer_ws(websocket: WebSocket) -> None:
         return bool(await rt.redis.xrange(events_key(merchant, order_id), min=eid, max=eid))
 
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
-                                  history[0]["id"] if history else None, known, trimmed_is_resync=False)
+                                  history[0]["id"] if history else None, known, trims=False)
     # The order's status now: a resume that replays no event must still pass the rider's positions.
     view = {"status": raw["status"], "sent_at": 0.0}
 
@@ -194,7 +195,7 @@ async def merchant_ws(websocket: WebSocket) -> None:
         return bool(await rt.redis.xrange(feed_key(merchant), min=eid, max=eid))
 
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
-                                  await store.feed_first_id(merchant), known, trimmed_is_resync=True)
+                                  await store.feed_first_id(merchant), known, trims=True)
 
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
         return await store.feed(merchant, after, count)
