@@ -118,11 +118,8 @@ async def where_rider_stands(conn: RiderConnection) -> None:
     null when none), then the offer it is still considering, if any (the same ``offer`` frame
     again). On every connect, and after its inbox may have lost messages."""
     rt = conn.runtime
-    held = []
-    for order_id in sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id))):
-        raw = await store_of(rt).load(order_id)
-        if carried_by(raw, conn.rider_id):
-            held.append(raw)
+    order_ids = sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id)))
+    held = [raw for raw in await store_of(rt).load_many(order_ids) if raw is not None and carried_by(raw, conn.rider_id)]
     route = [wire(raw) for trip in rider_trips(held) for raw in trip]
     await conn.send({"type": "route", "orders": [{**rider_order(o), "status": o["status"], "eta": o["eta"]}
                                                  for o in route],
