@@ -204,9 +204,6 @@ class PubSubHub:
                     except Exception:  # noqa: BLE001 - the listener will resubscribe what is still wanted
                         log.warning("unsubscribe %s failed", sub.channel)
 
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subs.values())
-
     async def _listen(self) -> None:
         # A new name each attempt: on a Redis Cluster the listener connects to the node serving
         # this channel's slot, so after a failure it tries another node, not the dead one again.

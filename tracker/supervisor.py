@@ -101,8 +101,8 @@ class Supervisor:
         stop the others.
         """
         state = self._states.get(name)
-        if state is None:
-            state = self._states[name] = TaskState(name=name)
+        if state is None:  # work done in short units, not one task: it goes on (``running``) past a failed unit
+            state = self._states[name] = TaskState(name=name, running=True)
         self._record(state, exc, f"background task {name}: one unit failed", **extra)
 
     def status(self) -> list[dict[str, object]]:

@@ -18,10 +18,8 @@ from typing import Protocol
 import numpy as np
 
 import dispatch_ext as kernel
-from tracker.dispatch.model import Offer, OrderView, RiderView
+from tracker.dispatch.model import MS_PER_MIN, Offer, OrderView, RiderView
 from tracker.geo import LocalProjection
-
-MS_PER_MIN = 60_000.0
 
 
 @dataclass(frozen=True)

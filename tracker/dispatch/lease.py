@@ -44,7 +44,3 @@ class Lease:
     async def release(self) -> bool:
         """Give the lease up if we hold it; True when it was ours."""
         return bool(await self._release(keys=[self.key], args=[self.owner]))
-
-    async def holder(self) -> str | None:
-        """Who holds the lease now (``None`` when free)."""
-        return await self.redis.get(self.key)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+MS_PER_MIN = 60_000.0  # the planner reasons in minutes, the server in ms
+
 
 @dataclass(frozen=True)
 class OrderView:
@@ -19,7 +21,6 @@ class OrderView:
     ready_at_ms: int
     rider_id: str | None = None
     picked_up: bool = False
-    committed: bool = False
     blocked_riders: frozenset[str] = frozenset()  # riders who declined it or let its offer expire
 
 
@@ -87,14 +88,6 @@ class Offer:
 
 
 @dataclass(frozen=True)
-class Withdrawal:
-    """Take these orders back from this rider (not yet picked up)."""
-
-    order_ids: tuple[str, ...]
-    rider_id: str
-
-
-@dataclass(frozen=True)
 class Plan:
     """A round's decisions and figures.
 
@@ -104,6 +97,5 @@ class Plan:
     """
 
     offers: tuple[Offer, ...] = ()
-    withdrawals: tuple[Withdrawal, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
     estimates: dict[str, int] = field(default_factory=dict)

@@ -79,14 +79,6 @@ redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
 return 1
 """
 
-# KEYS: order locks. ARGV: offer id. 1 when every lock is still this offer's.
-_HOLDS = """
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) ~= ARGV[1] then return 0 end
-end
-return 1
-"""
-
 # KEYS: order locks. ARGV: offer id. Deletes the locks this offer still holds; returns how many.
 _RELEASE = """
 local n = 0
@@ -201,7 +193,6 @@ class OfferStore:
         self._claim = redis.register_script(_CLAIM)
         self._take = redis.register_script(_TAKE)
         self._take_over = redis.register_script(_TAKE_OVER)
-        self._holds = redis.register_script(_HOLDS)
         self._release = redis.register_script(_RELEASE)
         self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
 
@@ -239,10 +230,6 @@ class OfferStore:
         """The offer whose id ``key`` holds (a lock or a rider's claim), if both still exist."""
         offer_id = await self.redis.get(key)
         return None if offer_id is None else await self.load(offer_id)
-
-    async def holds(self, offer: OfferRecord) -> bool:
-        """True while every order of the offer is still claimed by it."""
-        return bool(await self._holds(keys=offer.lock_keys, args=[offer.offer_id]))
 
     async def claim(self, offer: OfferRecord) -> bool:
         """Take the right to settle the offer (accept, decline, expire, withdraw).

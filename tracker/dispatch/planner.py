@@ -43,10 +43,8 @@ import numpy as np
 import dispatch_ext as kernel
 from tracker.dispatch.addons import addon_rows
 from tracker.dispatch.coverage import coverage_penalty
-from tracker.dispatch.model import Offer, OrderView, Plan, RiderView, Snapshot
+from tracker.dispatch.model import MS_PER_MIN, Offer, OrderView, Plan, RiderView, Snapshot
 from tracker.geo import LocalProjection
-
-MS_PER_MIN = 60_000.0
 
 
 @dataclass(frozen=True)

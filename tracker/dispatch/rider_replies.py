@@ -66,8 +66,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if not await dispatcher.store.claim(record):  # the expiry sweep or another answer came first
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired or was answered already")
     if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):
-        await dispatcher.store.release(record, WITHDRAWN)  # back to the next round, as a job of its own
-        dispatcher.metrics.offers.labels("withdrawn").inc()
+        await dispatcher.settle(record, WITHDRAWN)  # back to the next round, as a job of its own
         raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders no longer waiting for this rider "
                                "(picked up or given back); it is withdrawn")
     outcome = WITHDRAWN  # unless the assignment goes through (an order was cancelled meanwhile...)
@@ -76,8 +75,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
                             sequence=list(record.sequence) or None, lock_keys=record.lock_keys)
         outcome = ACCEPTED
     finally:
-        await dispatcher.store.release(record, outcome)
-        dispatcher.metrics.offers.labels(outcome).inc()
+        await dispatcher.settle(record, outcome)
     await conn.send(record.frame("assigned"))
     # An order cancelled (or taken back) since its step: its notice may have reached the rider
     # before this frame, which would leave the rider holding it.
@@ -92,8 +90,7 @@ async def decline(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if not await dispatcher.store.claim(record):
         raise ApiError("conflict", f"offer {record.offer_id!r} has already expired")
     await dispatcher.cool_down(record.merchant_id, record.order_ids, conn.rider_id)  # before they are open again
-    await dispatcher.store.release(record, DECLINED)
-    dispatcher.metrics.offers.labels("declined").inc()
+    await dispatcher.settle(record, DECLINED)
     try:
         await note_refusal(conn.runtime, conn.rider_id, record.offer_id)
     except REDIS_DOWN as exc:  # (a figure for the operator: the decline itself went through)

@@ -37,7 +37,7 @@ from tracker.orders.estimate import UnplannedSince, Waiting, publish_estimates
 from tracker.orders.service import store_of
 from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
 from tracker.redis_client import REDIS_DOWN
-from tracker.riders.endpoint import inbox_channel
+from tracker.riders.inbox import inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.dispatch")
@@ -294,8 +294,7 @@ class Dispatcher:
         assigned = any(o is not None and o.get("offer_id") == offer_id and o.get("rider_id") == record.rider_id
                        for o in orders)
         outcome = ACCEPTED if assigned else WITHDRAWN
-        await self.store.release(record, outcome)
-        self.metrics.offers.labels(outcome).inc()
+        await self.settle(record, outcome)
         log.warning("offer %s was claimed but never settled (its process stopped); settled as %s",
                     offer_id, outcome)
         if not assigned:
@@ -344,10 +343,14 @@ class Dispatcher:
         """Settle ``record`` as withdrawn (when nobody settled it first) and tell its rider (if
         ``tell``: an offer never sent is settled silently)."""
         if record is not None and await self.store.claim(record):
-            await self.store.release(record, WITHDRAWN)
-            self.metrics.offers.labels("withdrawn").inc()
+            await self.settle(record, WITHDRAWN)
             if tell:
                 await self._tell_rider(record, "offer_withdrawn")
+
+    async def settle(self, record: OfferRecord, outcome: str) -> None:
+        """Release a claimed offer as ``outcome`` (``accepted``, ``declined``, ``withdrawn``) and count it."""
+        await self.store.release(record, outcome)
+        self.metrics.offers.labels(outcome).inc()
 
     async def _tell_rider(self, record: OfferRecord, frame_type: str) -> None:
         """Tell the offer's rider what became of it (``offer_expired``, ``offer_withdrawn``)."""

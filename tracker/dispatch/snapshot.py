@@ -49,7 +49,6 @@ def order_view(order: dict, blocked: frozenset[str] = frozenset()) -> OrderView:
         ready_at_ms=expected_ready_ms(order) or order["placed_at"],
         rider_id=None,
         picked_up=False,
-        committed=False,
         blocked_riders=blocked,
     )
 

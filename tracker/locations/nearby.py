@@ -1,8 +1,8 @@
 """Nearby search: the region cells a circle touches, GEOSEARCH in each, true distances.
 
-One pipeline round trip searches every region geoset the radius can reach (an H3
-``grid_disk`` around the centre's region cell, keeping the cells that hold riders at all,
-``regions:active``), a second reads the candidates' records
+Three round trips: the regions that hold riders at all (``regions:active``), then one pipeline
+searching every region geoset the radius can reach among them (an H3 ``grid_disk`` around the
+centre's region cell), then one reading the candidates' records
 (fresh timestamp, availability, exact coordinates). Results are sorted by haversine
 distance from the centre; stale riders (and, if asked, unavailable ones) are left out.
 """

@@ -27,6 +27,7 @@ import asyncio
 import secrets
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import httpx
@@ -140,6 +141,18 @@ class LiveDay:
         if not self.fatal.done():
             self.fatal.set_result(message)
 
+    def watched(self, work: Awaitable[None], what: str) -> asyncio.Task[None]:
+        """Run ``work`` as a task whose failure (a bug, an answer it did not expect) stops the day
+        with ``what`` named, instead of vanishing with the task."""
+        task = asyncio.ensure_future(work)
+
+        def ended(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                self.fail(f"{what} failed: {t.exception()!r}")
+
+        task.add_done_callback(ended)
+        return task
+
     def token(self, role: str, sub: str) -> str:
         return issue_token(self.secret, role, sub, 7 * 24 * 3600)
 
@@ -213,7 +226,8 @@ class LiveDay:
                     continue
                 if frame.get("type") == "event" and frame.get("kind") == "placed":
                     await tablet.confirm(frame["order_id"])
-                    task = asyncio.ensure_future(self._ready_later(tablet, frame["order_id"]))
+                    task = self.watched(self._ready_later(tablet, frame["order_id"]),
+                                        f"restaurant {restaurant}'s ready for order {frame['order_id']}")
                     pending.add(task)
                     task.add_done_callback(pending.discard)
         except ConnectionClosed as exc:  # without its tablet a restaurant's orders are never confirmed
@@ -429,7 +443,8 @@ async def play(inst: Instance, base_url: str, secret: str, progress: bool = Fals
     couriers: list[asyncio.Future] = []  # type: ignore[type-arg]
 
     async def whole_day() -> None:
-        kitchens.extend(asyncio.ensure_future(day.kitchen(r)) for r in {o.restaurant for o in inst.orders.values()})
+        kitchens.extend(day.watched(day.kitchen(r), f"restaurant {r}'s tablet")
+                        for r in {o.restaurant for o in inst.orders.values()})
         await asyncio.sleep(0.5)  # tablets online before the first order
         couriers.extend(asyncio.ensure_future(day.courier(cid)) for cid in inst.couriers)
         await day.platform()

@@ -3,8 +3,8 @@
 Used by the customer (one order's stream) and merchant (the merchant feed) sockets. The
 ordering logic is :class:`~tracker.orders.resume.Resume`; this adapter does the I/O:
 subscribe first, read history, forward live messages, cut off a subscriber that is too slow.
-Messages without an ``id`` (``rider_location``, ``prompt``) are ephemeral: passed through a
-filter and never replayed.
+Messages without an ``id`` (``rider_location``, ``estimate``, ``prompt``, ``rider_eta``) are
+ephemeral: passed through a filter and never replayed.
 """
 from __future__ import annotations
 
@@ -64,11 +64,7 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
                 await session.send({"type": "resync", "reason": "too_many_missed"})
                 resume.last = missed[-1]["id"]
                 continue
-            out = resume.history(missed)
-            if out is GAP:
-                await _resync(session, resume, "live_gap")
-                continue
-            for event in out:  # type: ignore[union-attr]
+            for event in resume.history(missed):
                 if on_event:
                     on_event(event)
                 await session.send(event_frame(event))
@@ -78,7 +74,7 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
             while not session.closed:
                 item = await sub.get()
                 if item is PUBSUB_GAP:
-                    await _resync(session, resume, "live_gap")
+                    await _resync(session)
                     break
                 msg = orjson.loads(item)
                 if "id" not in msg:
@@ -87,7 +83,7 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
                     continue
                 delivered = resume.live(msg)
                 if delivered is GAP:
-                    await _resync(session, resume, "live_gap")
+                    await _resync(session)
                     break
                 for event in delivered:  # type: ignore[union-attr]
                     if on_event:
@@ -109,7 +105,7 @@ async def _cut_when_overflowed(sub: Subscription, session: WsSession) -> None:
     await session.close(CLOSE_POLICY, TOO_SLOW)
 
 
-async def _resync(session: WsSession, resume: Resume, reason: str) -> None:
-    """Tell the client its view may be stale; continue from the last delivered event."""
-    await session.send({"type": "resync", "reason": reason})
-    resume.restart()
+async def _resync(session: WsSession) -> None:
+    """Tell the client a live message was lost; the caller re-reads the history from the last
+    event delivered (``live_gap``: the client need not do anything)."""
+    await session.send({"type": "resync", "reason": "live_gap"})

@@ -1,5 +1,8 @@
-"""When the kitchen expects an order's food, from what it said: one rule for dispatch, the live
-ETA and a kitchen's ``delay``."""
+"""When the kitchen expects an order's food, from what it said (its ``ready``, a ready time, or
+confirmation plus the preparation time): the rule dispatch, the live ETA, the kitchen's
+``delay`` and its prompts all read. Without a preparation time, dispatch and the live ETA take
+the food as ready (``default_prep_min`` unset); a ``delay`` and the prompts count
+``TRACKER_DEFAULT_PREP_MIN`` instead."""
 from __future__ import annotations
 
 from typing import Any, Mapping

@@ -111,10 +111,11 @@ async def assign(request: Request) -> Response:
     try:
         await service.assign_orders(rt, [order_id], rider_id)
     except ApiError as exc:  # refused because a rider has it (maybe one accepting at this very moment)
-        now = await service.require_order(rt, order_id)
-        if exc.code != "invalid_transition" or not (now.get("rider_id") and now.get("status") in CARRYING):
+        current = await service.require_order(rt, order_id)
+        if exc.code != "invalid_transition" or not (current.get("rider_id") and current.get("status") in CARRYING):
             raise  # (a finished order stays invalid_transition)
-        raise ApiError("conflict", f"order {order_id!r} already has rider {now['rider_id']!r}; unassign it first") from None
+        raise ApiError("conflict", f"order {order_id!r} already has rider {current['rider_id']!r}; "
+                                   "unassign it first") from None
     order = await _after_step(rt, order_id, raw, status="assigned", rider_id=rider_id)
     # The order as an offer's ``assigned`` shows it: the kitchen's ready time while still ahead; no
     # plan yet (``pickup_eta`` and ``eta`` come with the rider's next fix, in ``route`` and on GET).

@@ -1,7 +1,7 @@
 """Riders' positions on their orders' channels, live ETAs and kitchen prompts.
 
 Registered as a fix listener of the locations feature: for a rider carrying orders, at most
-once a second it reads the rider's orders (one pipeline), computes the route times with
+once a second it reads the rider's orders (two round trips), computes the route times with
 :mod:`tracker.orders.eta`, stores each order's ``eta``, and publishes ``rider_location`` on
 each order's channel. While the rider heads to the restaurant it also prompts the merchant:
 ``start_preparing`` once the rider's ETA to the restaurant is within the order's preparation

@@ -23,7 +23,7 @@ from tracker.orders import followups, machine
 from tracker.orders.service import FOLLOWUPS_TASK, store_of, sync_indexes, tell_riders
 from tracker.orders.store import events_key
 from tracker.redis_client import REDIS_DOWN
-from tracker.riders.endpoint import RECHECK, inbox_channel
+from tracker.riders.inbox import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders.repair")

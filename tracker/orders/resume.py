@@ -1,8 +1,8 @@
 """Channel resume, sans-I/O: replay history, then switch to live with no gap and no duplicate.
 
 The channel adapter subscribes to the live channel FIRST, then reads the durable history
-after the client's ``last_event_id``, then calls :meth:`Resume.history`; live events that
-arrive meanwhile go to :meth:`Resume.live` and are buffered until the history is in. Every
+after the client's ``last_event_id`` and passes it to :meth:`Resume.history`; live events that
+arrive meanwhile wait in the subscription's queue and go to :meth:`Resume.live` after it. Every
 live event carries ``prev``, the id of the event before it in the same stream, so:
 
 - a live event at or before the last delivered id is a duplicate of history: dropped;
@@ -42,43 +42,27 @@ def is_stream_id(value: object) -> bool:
 
 
 class Resume:
-    """Delivery state of one subscriber on one stream."""
+    """Delivery state of one subscriber on one stream: the last event it was given."""
 
     def __init__(self, last_delivered: str | None) -> None:
         self.last = last_delivered
-        self.synced = False
-        self._buffer: list[dict[str, Any]] = []
 
-    def history(self, events: list[dict[str, Any]]) -> list[dict[str, Any]] | _Gap:
-        """Deliver the history read after subscribing, then whatever live events waited."""
+    def history(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events of a history read (oldest first) not delivered yet; they count as delivered."""
         out = [e for e in events if self._after_last(e["id"])]
         if out:
             self.last = out[-1]["id"]
-        self.synced = True
-        buffered, self._buffer = self._buffer, []
-        for event in buffered:
-            more = self.live(event)
-            if more is GAP:
-                return GAP
-            out.extend(more)  # type: ignore[arg-type]
         return out
 
     def live(self, event: dict[str, Any]) -> list[dict[str, Any]] | _Gap:
-        """Deliver a live event now, later (still syncing), never (duplicate), or say GAP."""
-        if not self.synced:
-            self._buffer.append(event)
-            return []
+        """Deliver a live event now, never (a duplicate of history), or say GAP (one was lost:
+        re-read the history from ``last``)."""
         if not self._after_last(event["id"]):
             return []
         if (event.get("prev") or None) != self.last:
             return GAP
         self.last = event["id"]
         return [event]
-
-    def restart(self) -> None:
-        """After a gap: forget buffered live events; history is re-read from ``last``."""
-        self.synced = False
-        self._buffer = []
 
     def _after_last(self, event_id: str) -> bool:
         return self.last is None or id_key(event_id) > id_key(self.last)

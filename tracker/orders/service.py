@@ -18,7 +18,7 @@ from tracker.logs import log_failure
 from tracker.orders import followups, machine
 from tracker.orders.store import OrderStore, Step, order_key
 from tracker.redis_client import REDIS_DOWN
-from tracker.riders.endpoint import RECHECK, inbox_channel
+from tracker.riders.inbox import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders")
@@ -233,6 +233,11 @@ async def _drop_from_rider(rt: Runtime, rider_id: str, order_id: str) -> None:
     await rt.redis.srem(rider_orders_key(rider_id), order_id)
     if not await rt.redis.scard(rider_orders_key(rider_id)):
         await rt.redis.srem(CARRYING_RIDERS, rider_id)
+        # An order added meanwhile (a rider delivering its last order as it accepts the next) put
+        # the rider in the set before this removal: count again, so it is not left out of the
+        # riders carrying orders (the silent-rider take-back and the ops page read that set).
+        if await rt.redis.scard(rider_orders_key(rider_id)):
+            await rt.redis.sadd(CARRYING_RIDERS, rider_id)
 
 
 async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, event: dict[str, Any]) -> None:
@@ -363,24 +368,25 @@ async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, off
         per_order_fields=tuple({"route_seq": sequence.index(oid), "bundle": bundle} for oid in order_ids),
         fence=(offer_id, lock_keys) if offer_id and lock_keys else None,
     )
-    held = await still_to_collect(rt, rider_id, [oid for oid in sequence if oid not in order_ids])
-    if held:  # the rider's uncollected orders take their place in the grown bundle
-        pipe = rt.redis.pipeline(transaction=False)
-        for oid in held:
-            pipe.hset(order_key(merchant, oid), mapping={"route_seq": sequence.index(oid), "bundle": bundle})
-        await pipe.execute()
+    try:  # the step stands from here on: what follows must not make it look refused
+        held = await still_to_collect(rt, rider_id, [oid for oid in sequence if oid not in order_ids])
+        if held:  # the rider's uncollected orders take their place in the grown bundle
+            pipe = rt.redis.pipeline(transaction=False)
+            for oid in held:
+                pipe.hset(order_key(merchant, oid), mapping={"route_seq": sequence.index(oid), "bundle": bundle})
+            await pipe.execute()
+    except REDIS_DOWN as exc:  # (the rider's route then lists the held orders by assignment time)
+        log_failure(log, "held orders not re-sequenced into the grown bundle", exc, rider=rider_id)
     return events
 
 
 async def still_to_collect(rt: Runtime, rider_id: str, order_ids: list[str]) -> list[str]:
     """Those of ``order_ids`` that are ``rider_id``'s and not yet picked up."""
-    store = store_of(rt)
-    out = []
-    for oid in order_ids:
-        order = await store.load(oid)
-        if order and order.get("rider_id") == rider_id and order.get("status") in machine.TO_COLLECT:
-            out.append(oid)
-    return out
+    if not order_ids:
+        return []
+    found = await store_of(rt).load_many(order_ids)
+    return [oid for oid, order in zip(order_ids, found)
+            if order and order.get("rider_id") == rider_id and order.get("status") in machine.TO_COLLECT]
 
 
 async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_id: str, by: str,

@@ -21,7 +21,7 @@ from tracker.orders.live import kitchen_catch_up, rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel
-from tracker.redis_client import REDIS_DOWN
+from tracker.redis_client import REDIS_DOWN, AnyRedis
 from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
@@ -78,6 +78,13 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
         session.finish()
 
 
+def _holds_id(redis: AnyRedis, stream: str) -> Callable[[str], Awaitable[bool]]:
+    """Whether the stream ``stream`` holds an entry of that id."""
+    async def holds(event_id: str) -> bool:
+        return bool(await redis.xrange(stream, min=event_id, max=event_id))
+    return holds
+
+
 async def _checked_last_id(session: WsSession, raw: str | None, first: str | None, known: Callable[[str], Awaitable[bool]],
                            *, trims: bool) -> str | None:
     """The client's ``last_event_id`` if usable; else say why and return ``None`` (full history).
@@ -117,12 +124,9 @@ async def customer_ws(websocket: WebSocket) -> None:
         return
     store, merchant = service.store_of(rt), raw["merchant_id"]
     history = await store.history(merchant, order_id, count=1)  # type: ignore[arg-type]
-
-    async def known(eid: str) -> bool:
-        return bool(await rt.redis.xrange(events_key(merchant, order_id), min=eid, max=eid))
-
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
-                                  history[0]["id"] if history else None, known, trims=False)
+                                  history[0]["id"] if history else None,
+                                  _holds_id(rt.redis, events_key(merchant, order_id)), trims=False)
     # The order's status now: a resume that replays no event must still pass the rider's positions.
     view = {"status": raw["status"], "sent_at": 0.0}
 
@@ -190,12 +194,8 @@ async def merchant_ws(websocket: WebSocket) -> None:
         await session.close(CLOSE_POLICY, "forbidden: a merchant token opens only its own merchant's feed")
         return
     store = service.store_of(rt)
-
-    async def known(eid: str) -> bool:
-        return bool(await rt.redis.xrange(feed_key(merchant), min=eid, max=eid))
-
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
-                                  await store.feed_first_id(merchant), known, trims=True)
+                                  await store.feed_first_id(merchant), _holds_id(rt.redis, feed_key(merchant)), trims=True)
 
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
         return await store.feed(merchant, after, count)

@@ -2,7 +2,7 @@
 
 Features register handlers by message type with :func:`handles` (``location``,
 ``availability``, ``accept``, ``progress``...). Messages for the rider from any process
-(offers, assignments) are published on the rider's inbox channel (:func:`inbox_channel`)
+(offers, assignments) are published on the rider's inbox channel (:func:`tracker.riders.inbox.inbox_channel`)
 and forwarded to its socket; inbox messages whose ``type`` starts with ``_`` are internal
 notices handled by :func:`handles_internal` handlers and never forwarded.
 """
@@ -22,6 +22,7 @@ from tracker.errors import ApiError
 from tracker.logs import log_failure
 from tracker.pubsub import GAP, SubscriberTooSlow, Subscription
 from tracker.redis_client import REDIS_DOWN
+from tracker.riders.inbox import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
 
@@ -72,14 +73,6 @@ def handles_internal(msg_type: str) -> Callable[[Handler], Handler]:
 
     return register
 
-
-# An inbox notice asking the connection to re-read and re-tell what it would after a gap.
-RECHECK = '{"type":"_recheck"}'
-
-
-def inbox_channel(rider_id: str) -> str:
-    """The pub/sub channel whose messages reach the rider's socket, wherever it is connected."""
-    return f"rider:{rider_id}:inbox"
 
 
 async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
