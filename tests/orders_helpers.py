@@ -39,6 +39,18 @@ class Ops:
     async def cancel(self, order_id: str) -> httpx.Response:
         return await self.client.post(f"/v1/orders/{order_id}/cancel", json={})
 
+    async def rider_seen_at(self, rider_id: str, lat: float, lng: float, timeout: float = 5.0) -> bool:
+        """Wait until nearby search lists ``rider_id`` at exactly (lat, lng): its fix is stored."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            resp = await self.client.get("/v1/riders/nearby", params={"lat": lat, "lng": lng, "radius_m": 50})
+            assert resp.status_code == 200, resp.text
+            if any(r["id"] == rider_id and (r["lat"], r["lng"]) == (lat, lng) for r in resp.json()["riders"]):
+                return True
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+
     async def close(self) -> None:
         await self.client.aclose()
 

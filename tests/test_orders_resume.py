@@ -243,11 +243,11 @@ async def test_a_channel_opened_mid_delivery_gives_the_history_then_the_riders_l
         await ops.create(oid, mid)
         await confirm_all(kitchen, oid)
         await courier.location(52.5100, 13.3900)
-        await asyncio.sleep(0.3)
+        assert await ops.rider_seen_at(rid, 52.5100, 13.3900)
         await ops.assign(oid, rid)
         await courier.progress(oid, "at_pickup")
         await courier.location(52.51005, 13.39005)
-        await asyncio.sleep(0.3)  # the fix is stored; the rider then goes quiet
+        assert await ops.rider_seen_at(rid, 52.51005, 13.39005)  # the fix is stored; the rider then goes quiet
         watcher = await customer(server, oid)
         frames = [await watcher.next() for _ in range(5)]
         assert [f.get("kind") for f in frames[:4]] == ["placed", "confirmed", "assigned", "at_pickup"], frames
@@ -270,7 +270,7 @@ async def test_an_order_given_back_drops_its_leg_from_the_kept_orders_eta_at_onc
         await ops.create(kept, mid, dropoff={"lat": 52.5400, "lng": 13.4400})
         await confirm_all(kitchen, first, kept)
         await courier.location(52.5150, 13.4000)
-        await asyncio.sleep(0.3)
+        assert await ops.rider_seen_at(rid, 52.5150, 13.4000)
         for oid in (first, kept):
             assert (await ops.assign(oid, rid)).status_code == 200
         watcher = await customer(server, kept)
