@@ -28,7 +28,9 @@ from tracker.logs import log_failure
 from tracker.orders import assign_orders, load_order, still_to_collect
 from tracker.orders.machine import carried_by
 from tracker.orders.route import rider_trips
-from tracker.orders.service import recheck_if_overtaken, rider_order, store_of, wire
+from tracker.orders.notices import recheck_if_overtaken
+from tracker.orders.store import store_of
+from tracker.orders.wire import rider_order, wire
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.riders.pause import pause_of

@@ -18,7 +18,7 @@ from tracker.errors import ApiError
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import record_key
 from tracker.orders.machine import TO_COLLECT
-from tracker.orders.service import store_of
+from tracker.orders.store import store_of
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.dispatch")

@@ -14,6 +14,9 @@ from tracker.jsonutil import JSONResponse
 from tracker.orders import service
 from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import CARRYING
+from tracker.orders.notices import recheck_if_overtaken, tell_rider
+from tracker.orders.store import store_of
+from tracker.orders.wire import rider_order, wire
 from tracker.redis_client import REDIS_DOWN
 from tracker.runtime import Runtime, runtime_of
 from tracker.validate import (optional_int, optional_number, optional_reason, path_id, require_id,
@@ -51,7 +54,7 @@ async def _after_step(rt: Runtime, order_id: str, raw: dict[str, str], **changes
         order = await service.load_order(rt, order_id)
     except REDIS_DOWN:
         order = None
-    return order if order is not None else service.wire({**raw, **changes})
+    return order if order is not None else wire({**raw, **changes})
 
 
 async def create(request: Request) -> Response:
@@ -90,7 +93,7 @@ async def cancel(request: Request) -> Response:
     principal = rt.authenticate(request)
     principal.require(Role.MERCHANT)
     order_id = _order_id(request)
-    raw = await service.store_of(rt).load(order_id)
+    raw = await store_of(rt).load(order_id)
     if raw is None:
         raise _missing(principal, order_id)
     check_scope(principal, {"id": order_id, "merchant_id": raw["merchant_id"]}, customer_may=False)
@@ -120,12 +123,12 @@ async def assign(request: Request) -> Response:
     # The order as an offer's ``assigned`` shows it: the kitchen's ready time while still ahead; no
     # plan yet (``pickup_eta`` and ``eta`` come with the rider's next fix, in ``route`` and on GET).
     ready, now = expected_ready_ms(order), rt.clock.now_ms()  # (as dispatch reads it: tracker/dispatch/snapshot.py)
-    entry = {**service.rider_order(order), "ready_at": ready if ready is not None and ready > now else None,
+    entry = {**rider_order(order), "ready_at": ready if ready is not None and ready > now else None,
              "pickup_eta": None, "eta": None}
     frame = {"type": "assigned", "offer_id": None, "by": "operator", "orders": [entry]}
     # Connected, the rider hears it now; connecting later, it finds the order in its ``route`` frame.
-    await service.tell_rider(rt, rider_id, frame)
-    await service.recheck_if_overtaken(rt, rider_id, [order_id], carries=True)  # (cancelled meanwhile, say)
+    await tell_rider(rt, rider_id, frame)
+    await recheck_if_overtaken(rt, rider_id, [order_id], carries=True)  # (cancelled meanwhile, say)
     return JSONResponse(order)
 
 

@@ -56,3 +56,13 @@ def allowed_from(kind: str) -> tuple[str, ...]:
     return RULES[kind][0]
 
 
+# Steps after which the order is no longer its rider's (the rider is taken from ``last_rider_id``).
+LEAVES_RIDER = ("delivered", "cancelled", "failed", "rider_unassigned")
+
+
+def former_rider(order: dict[str, str], kind: str, event: dict[str, Any]) -> str | None:
+    """The rider a step of ``kind`` (in ``LEAVES_RIDER``) took the order from: the one a take-back
+    names (read again after it, the order may already be another rider's), else its last rider."""
+    if kind == "rider_unassigned" and event.get("rider_id"):
+        return str(event["rider_id"])
+    return order.get("last_rider_id") or order.get("rider_id") or None

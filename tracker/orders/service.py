@@ -1,8 +1,9 @@
 """Order operations shared by HTTP, the sockets and dispatch: create, step, assign, read.
 
 Each operation checks the transition with the sans-I/O machine's rules, runs the one atomic
-Lua step, then brings the secondary keys in line (open-order index, the rider's order set
-plus an ``_orders_changed`` notice on the rider's inbox) and records service metrics.
+Lua step, then brings the secondary keys in line (open-order index, the rider's order set),
+tells the riders concerned (:mod:`tracker.orders.notices`) and records service metrics. The
+wire form is :mod:`tracker.orders.wire`.
 """
 from __future__ import annotations
 
@@ -16,63 +17,16 @@ from tracker.errors import ApiError
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.logs import log_failure
 from tracker.orders import followups, machine
-from tracker.orders.store import OrderStore, Step, order_key
+from tracker.orders.machine import LEAVES_RIDER, former_rider
+from tracker.orders.notices import recheck_if_overtaken, tell_rider, tell_riders
+from tracker.orders.store import Step, order_key, store_of
+from tracker.orders.wire import STAMP, wire
 from tracker.redis_client import REDIS_DOWN
-from tracker.riders.inbox import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders")
 
-# Timestamp field set on the order when an event of this kind happens.
-STAMP = {
-    "confirmed": "confirmed_at", "assigned": "assigned_at", "at_pickup": "at_pickup_at",
-    "picked_up": "picked_up_at", "at_dropoff": "at_dropoff_at", "delivered": "delivered_at",
-    "cancelled": "cancelled_at", "failed": "failed_at", "food_ready": "food_ready_at",
-    "food_delayed": "food_delayed_at",  # (the latest delay's)
-}
-# Steps after which the order is no longer its rider's (the rider is taken from ``last_rider_id``).
-LEAVES_RIDER = ("delivered", "cancelled", "failed", "rider_unassigned")
-
-
 FOLLOWUPS_TASK = "order-followup-repair"  # where a step's failed follow-up writes are reported
-
-
-def store_of(rt: Runtime) -> OrderStore:
-    store = rt.services.get("order_store")
-    if store is None:
-        store = rt.services["order_store"] = OrderStore(rt.redis, int(rt.settings.order_retention_s * 1000))
-    return store
-
-
-def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The order as ``GET /v1/orders/{id}`` shows it."""
-    def num(name: str) -> int | None:
-        return int(order[name]) if order.get(name) else None
-
-    out: dict[str, Any] = {
-        "id": order["id"], "status": order["status"], "merchant_id": order["merchant_id"],
-        "rider_id": order.get("rider_id") or None,
-        "pickup": {"lat": float(order["pickup_lat"]), "lng": float(order["pickup_lng"])},
-        "dropoff": {"lat": float(order["drop_lat"]), "lng": float(order["drop_lng"])},
-        "eta": num("eta") if order["status"] in machine.CARRYING else None,  # only while a rider has it
-        "pickup_eta": num("pickup_eta") if order["status"] in machine.TO_COLLECT else None,
-        # the dispatcher's plan while the order waits for a rider (orders/estimate.py)
-        "planned_eta": num("planned_eta") if order["status"] == "confirmed" and not order.get("rider_id") else None,
-        "placed_at": num("placed_at"), "ready_at": num("ready_at"),
-        "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
-    }
-    for stamp in STAMP.values():
-        if order.get(stamp):
-            out[stamp] = int(order[stamp])
-    if events is not None:
-        out["events"] = events
-    return out
-
-
-def rider_order(order: dict[str, Any]) -> dict[str, Any]:
-    """An order (wire form) as a rider's frames show it: ``order_id``, ``merchant_id``, ``pickup``, ``dropoff``."""
-    return {"order_id": order["id"], "merchant_id": order["merchant_id"], "pickup": order["pickup"],
-            "dropoff": order["dropoff"]}
 
 
 async def load_order(rt: Runtime, order_id: str, *, with_events: bool = False) -> dict[str, Any] | None:
@@ -240,50 +194,6 @@ async def _drop_from_rider(rt: Runtime, rider_id: str, order_id: str) -> None:
             await rt.redis.sadd(CARRYING_RIDERS, rider_id)
 
 
-async def tell_riders(rt: Runtime, order: dict[str, str], kind: str, old: str, event: dict[str, Any]) -> None:
-    """After a step of ``kind`` (from status ``old``, recorded as ``event``): an ``_orders_changed`` notice to the rider
-    whose orders it changed, ``order_cancelled`` to a rider who was carrying a cancelled order
-    (``order_failed`` for a failed one), and the order step listeners (dispatch withdraws the
-    offers the step made void)."""
-    oid, rider = order["id"], order.get("rider_id") or None
-    former = _former_rider(order, kind, event) if kind in LEAVES_RIDER else None
-    changed_rider = rider
-    if kind in LEAVES_RIDER:
-        changed_rider = former
-    elif kind != "assigned" and (kind not in ("food_delayed", "food_ready") or old not in machine.TO_COLLECT):
-        changed_rider = None  # (a kitchen's new ready time moves its rider's ETAs: reload them)
-    if changed_rider:
-        await rt.pubsub.publish(inbox_channel(changed_rider), '{"type":"_orders_changed"}')
-    ended = {"cancelled": "order_cancelled", "failed": "order_failed"}.get(kind)
-    if ended and old in machine.CARRYING and rider:
-        # The rider on its way must hear it now, not at its next progress report.
-        await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(_ended_notice(ended, oid, event)).decode())
-    if kind in ("food_ready", "food_delayed") and old in machine.TO_COLLECT and rider:
-        # The rider on its way (or waiting at the counter) hears what the kitchen said.
-        await rt.pubsub.publish(inbox_channel(rider), orjson.dumps(_kitchen_notice(kind, oid, event)).decode())
-    for listener in rt.services.get("order_step_listeners", ()):
-        try:
-            await listener(order, kind, former)
-        except Exception as exc:  # noqa: BLE001 - the step is done: its caller must hear so
-            log_failure(log, "order step listener failed", exc, order=oid, kind=kind)
-
-
-def _ended_notice(frame_type: str, order_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    """The frame telling a rider that an order it carried ended without it: who ended it, and why if said."""
-    notice = {"type": frame_type, "order_id": order_id, "by": event.get("by")}
-    if event.get("reason"):
-        notice["reason"] = event["reason"]
-    return notice
-
-
-def _kitchen_notice(kind: str, order_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    """The frame telling a rider on its way that the food is ready, or delayed to ``ready_at``."""
-    notice = {"type": kind, "order_id": order_id, "ts": event.get("ts")}
-    if kind == "food_delayed":
-        notice["ready_at"] = event.get("ready_at")
-    return notice
-
-
 async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str,
                  events: list[dict[str, Any]]) -> None:
     store = store_of(rt)
@@ -306,14 +216,6 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
         raise failed[0]
 
 
-def _former_rider(order: dict[str, str], kind: str, event: dict[str, Any]) -> str | None:
-    """The rider a step of ``kind`` (in ``LEAVES_RIDER``) took the order from: the one a take-back
-    names (read again after it, the order may already be another rider's), else its last rider."""
-    if kind == "rider_unassigned" and event.get("rider_id"):
-        return str(event["rider_id"])
-    return order.get("last_rider_id") or order.get("rider_id") or None
-
-
 async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: dict[str, Any]) -> None:
     """The open-order index, and the riders' sets when the step changes who carries the order
     (a routine step writing them from its own read could undo a concurrent assignment's write)."""
@@ -326,7 +228,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
         # the rider no longer carries it (in the other order the cancel's own drop comes later).
         if not machine.carried_by(await store_of(rt).load(oid), rider):
             await _drop_from_rider(rt, rider, oid)
-    elif kind in LEAVES_RIDER and (former := _former_rider(order, kind, event)):
+    elif kind in LEAVES_RIDER and (former := former_rider(order, kind, event)):
         await _drop_from_rider(rt, former, oid)
         if kind == "rider_unassigned":  # (an ended order is nobody's again)
             # An assignment to the same rider that committed since the take-back (two operators
@@ -410,30 +312,3 @@ async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_
     frame = {"type": "unassigned", "order_id": order_id, "by": by, **({"reason": reason} if reason else {})}
     await tell_rider(rt, rider_id, frame)
     await recheck_if_overtaken(rt, rider_id, [order_id], carries=False)
-
-
-async def recheck_if_overtaken(rt: Runtime, rider_id: str, order_ids: Sequence[str], *, carries: bool) -> None:
-    """After telling ``rider_id`` that it now carries these orders (``carries``) or no longer does:
-    read them again, and when a step that crossed this one made that untrue (an order cancelled
-    as it was assigned, assigned to the rider again as it was taken back), have the rider's
-    connection tell it its ``route`` afresh, so the last word it gets is what holds. Best effort,
-    as :func:`tell_rider`."""
-    try:
-        orders = await store_of(rt).load_many(list(order_ids))
-        if any(machine.carried_by(order, rider_id) != carries for order in orders):
-            await rt.pubsub.publish(inbox_channel(rider_id), RECHECK)
-    except REDIS_DOWN as exc:
-        log_failure(log, "rider's frames not checked against its orders (its next route frame says it)", exc,
-                    rider=rider_id)
-
-
-async def tell_rider(rt: Runtime, rider_id: str, frame: dict[str, Any]) -> None:
-    """Send ``frame`` to the rider's sockets, after a step that went through: best effort, since
-    a rider connected now hears it at once and one that is not (or that Redis cut off just then)
-    finds the step in its next ``route`` frame; a Redis fault is logged, not answered, so the
-    caller is not told "not done" about a step that was."""
-    try:
-        await rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())
-    except REDIS_DOWN as exc:
-        log_failure(log, "rider not told (its next route frame says it)", exc, rider=rider_id,
-                    frame=frame["type"])

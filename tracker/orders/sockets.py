@@ -20,7 +20,7 @@ from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.live import kitchen_catch_up, rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
-from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel
+from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel, store_of
 from tracker.redis_client import REDIS_DOWN, AnyRedis
 from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
@@ -118,11 +118,11 @@ async def customer_ws(websocket: WebSocket) -> None:
     if not session.principal.is_operator and session.principal.sub != order_id:
         await session.close(CLOSE_POLICY, "forbidden: a customer token watches only its own order")
         return
-    raw = await service.store_of(rt).load(order_id)  # type: ignore[arg-type]
+    raw = await store_of(rt).load(order_id)  # type: ignore[arg-type]
     if raw is None:
         await session.close(CLOSE_POLICY, f"not_found: no order {order_id!r}")
         return
-    store, merchant = service.store_of(rt), raw["merchant_id"]
+    store, merchant = store_of(rt), raw["merchant_id"]
     history = await store.history(merchant, order_id, count=1)  # type: ignore[arg-type]
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   history[0]["id"] if history else None,
@@ -193,7 +193,7 @@ async def merchant_ws(websocket: WebSocket) -> None:
     elif named and named != merchant:
         await session.close(CLOSE_POLICY, "forbidden: a merchant token opens only its own merchant's feed")
         return
-    store = service.store_of(rt)
+    store = store_of(rt)
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   await store.feed_first_id(merchant), _holds_id(rt.redis, feed_key(merchant)), trims=True)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -35,6 +35,9 @@ from tracker.errors import ApiError
 from tracker.geo import dispatch_region
 from tracker.orders.machine import FINAL
 from tracker.redis_client import LUA_NOW_MS, AnyRedis, get_many
+
+if TYPE_CHECKING:
+    from tracker.runtime import Runtime
 
 FEED_RETENTION_MS = 3 * 3600 * 1000
 _SCRIPT = LUA_NOW_MS + resources.files("tracker.orders").joinpath("order_step.lua").read_text()
@@ -276,3 +279,11 @@ class OrderStore:
             left_ms = self.retention_ms
         if left_ms > 0:
             await self.redis.pexpire(index_key(oid), left_ms)
+
+
+def store_of(rt: Runtime) -> OrderStore:
+    """The process's order store (made on first use)."""
+    store = rt.services.get("order_store")
+    if store is None:
+        store = rt.services["order_store"] = OrderStore(rt.redis, int(rt.settings.order_retention_s * 1000))
+    return store

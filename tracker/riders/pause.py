@@ -27,7 +27,7 @@ from tracker.auth import Role
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
 from tracker.locations.store import pause_key
-from tracker.orders.service import tell_rider
+from tracker.orders.notices import tell_rider
 from tracker.redis_client import AnyRedis
 from tracker.runtime import runtime_of
 from tracker.validate import path_id, require_reason
