@@ -173,6 +173,7 @@ async def test_kitchen_board_works_from_the_keyboard_with_buttons_named_as_shown
         await expect(page.get_by_role("button", name=f"Ready {oid}")).to_be_focused()
         await page.keyboard.press("Tab")  # on to "Delay 5 min", and Enter delays
         await expect(page.get_by_role("button", name=f"Delay 5 min {oid}")).to_be_focused()
+        await page.wait_for_timeout(500)  # (right after a press, a row whose buttons changed does not act for 0.4 s)
         await page.keyboard.press("Enter")
         await expect(row.locator("td").nth(2)).to_contain_text("delayed to")
         # a new prompt is read out at once, on its own (not with every older prompt again)

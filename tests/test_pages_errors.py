@@ -108,11 +108,14 @@ async def test_a_page_whose_link_is_revoked_says_so_at_once_and_stops(server: Se
         assert (await ops.create(oid, uid("m"))).status_code == 201
         await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
         await expect(page.locator("#status")).not_to_have_text("Loading…")
+        await expect(page.locator("#eta-line")).to_be_visible()
         revoked = await ops.client.post("/v1/tokens/revoke", json={"role": "customer", "sub": oid})
         assert revoked.status_code == 200, revoked.text
         problem = page.get_by_role("alert").filter(has_text="Your link is not valid")
         await expect(problem).to_contain_text("it has been revoked", timeout=5000)
         await expect(problem).to_contain_text("Ask for a new link")
+        for shown_before in ("#eta-line", "#timeline"):  # nothing of the order stays on show under the refusal
+            await expect(page.locator(shown_before)).to_be_hidden()
         asked = len(sockets)
         await page.wait_for_timeout(1500)  # no reconnecting with a token that will not work again
         assert len(sockets) == asked, sockets

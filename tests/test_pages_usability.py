@@ -92,6 +92,7 @@ async def test_kitchen_board_pauses_its_buttons_while_offline(start_server, uid,
         await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
         assert (await ops.get(oid))["status"] == "confirmed"
         delay = page.get_by_role("button", name=f"Delay 5 min {oid}")
+        await page.wait_for_timeout(500)  # (right after a press, a row whose buttons changed does not act for 0.4 s)
         await delay.dblclick()  # a double press acts once: the second waits for the first's answer
         await expect(page.locator(f'tr[data-order="{oid}"] td').nth(2)).to_contain_text("delayed to")
         await expect(delay).to_be_focused()
@@ -108,6 +109,46 @@ async def test_kitchen_board_pauses_its_buttons_while_offline(start_server, uid,
         await delay.click()  # ...and pressed again at once, as a double tap does on a quick server
         await page.wait_for_timeout(500)
         assert await delays() == 2
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_a_second_press_never_lands_on_the_button_or_order_that_slid_under_it(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """Confirm answered, Ready takes its place and the confirmed order moves down the board: a
+    second Enter, or a second tap at the same spot, right after must not mark the food ready or
+    act on the order that moved up into its place."""
+    ops = Ops(server)
+    mid = uid("m")
+    first, second, third = uid("o1"), uid("o2"), uid("o3")
+    page = await new_page(browser, mobile=True)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
+    try:
+        for oid in (first, second, third):
+            assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        # the keyboard: Enter on Confirm, and Enter again as soon as the answer is in
+        await page.get_by_role("button", name=f"Confirm {first}").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.locator(f'tr[data-order="{first}"]')).to_have_attribute("data-status", "confirmed")
+        await page.keyboard.press("Enter")  # focus went on to the row's Ready
+        # the finger: tap Confirm, and tap the same spot again as soon as the board moved
+        await page.wait_for_timeout(700)
+        box = await page.get_by_role("button", name=f"Confirm {second}").bounding_box()
+        assert box is not None
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        await page.mouse.click(x, y)
+        await expect(page.locator(f'tr[data-order="{second}"]')).to_have_attribute("data-status", "confirmed")
+        await page.mouse.click(x, y)  # whatever slid under the finger now
+        await page.wait_for_timeout(1000)
+        kinds = {oid: [e["kind"] for e in (await ops.get(oid))["events"]] for oid in (first, second, third)}
+        assert kinds == {first: ["placed", "confirmed"], second: ["placed", "confirmed"], third: ["placed"]}, kinds
+        assert dialogs == []  # no "Cancel order ...?" opened either
+        # a moment later the buttons act again, as pressed
+        await page.get_by_role("button", name=f"Confirm {third}").click()
+        await expect(page.locator(f'tr[data-order="{third}"]')).to_have_attribute("data-status", "confirmed")
     finally:
         await page.context.close()
         await ops.close()

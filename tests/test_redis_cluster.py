@@ -134,6 +134,13 @@ def test_the_cluster_command_prints_every_node_on_the_ports_asked_for(tmp_path) 
         assert proc.wait(timeout=30) == 0
 
 
+def test_the_cluster_command_refuses_ports_whose_bus_port_does_not_exist(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = subprocess.run([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "2",
+                           "--port", "60000"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "port 60000 (or its cluster bus port 70000) is in use or out of range" in done.stderr + done.stdout
+
+
 async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with EmbeddedCluster(tmp_path / "cluster") as cluster:
         srv: ServerProcess = start_server(FAST, redis=cluster.url)

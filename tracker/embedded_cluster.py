@@ -31,7 +31,9 @@ _BUS_OFFSET = 10000
 
 
 def port_is_free(port: int) -> bool:
-    """Whether ``port`` can be bound on the loopback interface now."""
+    """Whether ``port`` can be bound on the loopback interface now (never for one outside 1-65535)."""
+    if not 0 < port < 65536:
+        return False
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))

@@ -33,9 +33,21 @@ function button(label, name, action, id, extra = {}, secondary = false) {
   b.type = "button"; b.textContent = label; b.dataset.action = action;
   b.setAttribute("aria-label", name);
   if (secondary) b.className = "secondary";
-  b.addEventListener("click", () => (action === "cancel" ? cancelOrder(id) : act(id, { type: action, order_id: id, ...extra })));
+  b.addEventListener("click", () => {
+    if (performance.now() < Number(b.closest("tr")?.dataset.armedAt || 0)) return;  // just slid under the finger
+    lastPressAt = performance.now();
+    if (action === "cancel") cancelOrder(id); else act(id, { type: action, order_id: id, ...extra });
+  });
   return b;
 }
+
+// Right after a press, a row whose buttons change (Confirm answered: Ready takes its place) or
+// that moves (the order confirmed goes down the board) does not act for a moment: the second tap
+// of a double tap, or a second Enter, would otherwise land on another button, or another order's.
+const ARM_MS = 400;  // longer than a double tap's gap, shorter than seeing a new button and reaching for it
+let lastPressAt = -Infinity;
+let shownAt = new Map();  // order id -> its row's place on the board at the last render
+const actionsOf = (tr) => [...tr.querySelectorAll("button")].map((b) => b.dataset.action).join(",");
 
 // Send a kitchen action. Offline the buttons are greyed and a press says it was not sent (so
 // nothing is lost silently); the row's buttons wait for the server's answer (greyed), and the
@@ -130,10 +142,13 @@ function statusText(o) {
 }
 
 // Where the rider is, for the kitchen: minutes until it walks in (counted down on the server's
-// clock from its last `rider_eta`), then at the counter.
+// clock from its last `rider_eta`), then at the counter. A rider whose arrival slips is told
+// again as it moves, so one long past its time has stopped sending (or is stuck): say so.
+const RIDER_OVERDUE_MS = 2 * 60_000;
 function riderText(o) {
   if (o.status === "at_pickup") return "at the counter";
   if (o.status !== "assigned" || !Number.isFinite(o.riderEta)) return "–";
+  if (clock.now() - o.riderEta > RIDER_OVERDUE_MS) return `due ${clockTime(o.riderEta)}, not here yet`;
   const minutes = minutesFrom(o.riderEta, clock.now());
   return minutes < 1 ? "arriving now" : `${minutes} min away`;
 }
@@ -170,6 +185,8 @@ function render() {
   // Keep keyboard focus on the button it was on, even when its row is rebuilt.
   const focused = document.activeElement?.closest?.("tr[data-order]") && document.activeElement.dataset.action
     ? [document.activeElement.closest("tr").dataset.order, document.activeElement.dataset.action] : null;
+  const now = performance.now();
+  const arm = now - lastPressAt < SEND_WAIT_MS ? now + ARM_MS : 0;  // (changes long after a press arm nothing)
   const ids = [...orders.keys()].sort((a, b) => {
     const oa = orders.get(a), ob = orders.get(b);
     return (GROUP[oa.status] ?? 2) - (GROUP[ob.status] ?? 2) || (oa.seq - ob.seq);
@@ -178,11 +195,19 @@ function render() {
     const o = orders.get(id), busy = sending.has(id);
     const key = [statusText(o), foodText(o), o.placedTs, riderText(o), online, busy].join("|");
     let row = rows.get(id);
-    if (!row || row.key !== key) { row = { tr: buildRow(id, o, busy), key }; rows.set(id, row); }
+    if (!row || row.key !== key) {
+      const tr = buildRow(id, o, busy);
+      if (row) tr.dataset.armedAt = actionsOf(tr) === actionsOf(row.tr) ? row.tr.dataset.armedAt || 0 : arm;
+      row = { tr, key }; rows.set(id, row);
+    }
     return row.tr;
   });
   for (const id of rows.keys()) if (!orders.has(id)) rows.delete(id);
   const body = $("orders");
+  ids.forEach((id, i) => {  // new on the board, or moved up or down it: not under a finger aimed at it
+    if (arm && shownAt.get(id) !== i) list[i].dataset.armedAt = arm;
+  });
+  shownAt = new Map(ids.map((id, i) => [id, i]));
   list.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
   while (body.children.length > list.length) body.lastChild.remove();
   if (focused) {  // the same button, or (its action done, e.g. Confirm) the next one in that row
@@ -233,8 +258,9 @@ function onRiderEta(f) {
 function onPrompt(p) {
   const o = orders.get(p.order_id);
   if (gone.has(p.order_id) || (o && PROMPTS_DONE.has(o.status))) return;
-  // One prompt per order and kind: a newer one replaces the older.
-  dropPrompts(p.order_id, p.kind);
+  // One prompt per order and kind, a newer replacing the older; "hand-over soon" replaces
+  // "start plating" too (the rider is at the door: the food is wanted now either way).
+  dropPrompts(p.order_id, p.kind === "rider_arriving" ? null : p.kind);
   const div = document.createElement("div");
   div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
   const at = document.createElement("small");

@@ -421,7 +421,9 @@ const ON_THE_ROAD = new Set(["picked_up", "at_dropoff"]);
 
 let drawnActions = "";
 function drawOrder(o) {
-  const parts = [`${o.id}: ${words(o.status)}`, `kitchen ${o.merchant_id}`, o.rider_id ? `rider ${o.rider_id}` : "no rider"];
+  const undone = o.status === "cancelled" || o.status === "failed";  // a rider it had is no longer on it
+  const parts = [`${o.id}: ${words(o.status)}`, `kitchen ${o.merchant_id}`,
+    o.rider_id ? `${undone ? "had rider" : "rider"} ${o.rider_id}` : "no rider"];
   if (Number.isFinite(o.placed_at)) parts.push(`placed ${clockTime(o.placed_at)}`);
   const due = dueAt(o, lastSnap);
   if (Number.isFinite(o.delivered_at)) {

@@ -21,6 +21,7 @@ let lastFixTs = null;  // server time of the rider's last position shown (null: 
 let watchedSince = null;  // server time since when a silence counts without any fix: the page's opening, then each assignment
 const seen = new Set();
 let status = null;
+let refusedNow = false;  // the server refused the link: nothing of the order is shown any more
 let handedBack = false;  // the order's rider gave it back and no other has it yet
 
 function renderTimeline() {
@@ -54,7 +55,7 @@ function step(label, done) {
 function apply(event) {
   lastEventId = event.id;
   if (event.kind === "rider_unassigned") {  // back to waiting for a rider: no rider, no ETA
-    seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); setText($("eta"), "–");
+    seen.delete("assigned"); seen.delete("at_pickup"); status = "confirmed"; map.removeMarker("rider"); setEta("–");
     etaTs = null; plannedTs = null;  // the dispatcher's next round plans it afresh
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
@@ -62,9 +63,9 @@ function apply(event) {
   $("eta-line").hidden = status !== "delivered" && FINAL.includes(status);  // no ETA for an order that will not come
   if (FINAL.includes(status)) {
     map.removeMarker("rider");
-    setText($("eta"), status === "delivered" && Number.isFinite(event.ts) ? clockTime(event.ts) : "–");
+    setEta(status === "delivered" && Number.isFinite(event.ts) ? clockTime(event.ts) : "–");
   }
-  if (status === "at_dropoff") setText($("eta"), "now");  // the rider is at the door: "Arriving now"
+  if (status === "at_dropoff") setEta("now");  // the rider is at the door: "Arriving now"
   if (event.kind === "assigned") { lastFixTs = null; watchedSince = Math.max(watchedSince ?? 0, Number.isFinite(event.ts) ? event.ts : 0); }  // a new rider: its silence counts from its assignment
   renderEta();
   showSilence();
@@ -92,6 +93,11 @@ const failedText = (event) => withReason("Delivery failed", event);
 // still runs down; a minute past it the page says the rider is late instead of repeating a
 // number. At the door it says "now" (set by apply).
 let etaTs = null;
+// The ETA's text: a figure ("12 min", "now", a time) shows large, words ("finding a rider") smaller.
+function setEta(text) {
+  setText($("eta"), text);
+  $("eta").classList.toggle("words", text.length > 5 && !/^\d/.test(text));
+}
 // Before that, while the order waits for a rider: the dispatcher's planned drop-off (null: no
 // rider can be planned for it now), re-planned every few seconds.
 let plannedTs = null;
@@ -99,20 +105,21 @@ const LATE_AFTER_MS = 60_000;
 function showEta(eta) { etaTs = eta; renderEta(); }
 function showPlanned(eta) { plannedTs = Number.isFinite(eta) ? eta : null; renderEta(); }
 function renderEta() {
+  if (refusedNow) return;
   if (status === "placed") {  // nothing to plan before the kitchen takes the order
     setText($("eta-label"), "Estimated arrival:");
-    setText($("eta"), "once the restaurant confirms");
+    setEta("once the restaurant confirms");
     return;
   }
   if (status === "confirmed") {  // no rider yet: the plan's estimate, or why there is none
     setText($("eta-label"), plannedTs === null ? "Estimated arrival:" : "Estimated arrival in");
-    setText($("eta"), plannedTs === null ? "finding a rider" : `${Math.max(1, minutesFrom(plannedTs, clock.now()))} min`);
+    setEta(plannedTs === null ? "finding a rider" : `${Math.max(1, minutesFrom(plannedTs, clock.now()))} min`);
     return;
   }
   if (etaTs === null || !CARRYING.includes(status) || status === "at_dropoff") return;
   const late = clock.now() - etaTs > LATE_AFTER_MS;
   setText($("eta-label"), late ? "Arriving" : "Arriving in");
-  setText($("eta"), late ? "later than estimated" : `${Math.max(1, minutesFrom(etaTs, clock.now()))} min`);
+  setEta(late ? "later than estimated" : `${Math.max(1, minutesFrom(etaTs, clock.now()))} min`);
 }
 
 // The map's text alternative: what it shows, and how far the rider is from the address.
@@ -158,7 +165,7 @@ async function load() {
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
   plannedTs = Number.isFinite(order.planned_eta) ? order.planned_eta : null;
   if (Number.isFinite(order.eta)) showEta(order.eta);
-  else { etaTs = null; if (status !== "delivered" && status !== "at_dropoff") setText($("eta"), "–"); renderEta(); }
+  else { etaTs = null; if (status !== "delivered" && status !== "at_dropoff") setEta("–"); renderEta(); }
   describeMap();
 }
 
@@ -167,6 +174,7 @@ const ago = (ms) => (ms < 60_000 ? "under a minute ago" : `${Math.floor(ms / 60_
 // While a rider has the order, say so when its position has not moved on for a while: the
 // ETA then rests on an old position (its phone may be off or out of coverage).
 function showSilence() {
+  if (refusedNow) return;
   const note = $("rider-note");
   const since = lastFixTs ?? watchedSince;
   const silent = CARRYING.includes(status) && since !== null && clock.now() - since > SILENT_AFTER_MS;
@@ -180,9 +188,13 @@ function showSilence() {
 let socket = null;
 function refused(reason) {
   if (socket) socket.close();
+  refusedNow = true;
   showRefusal(reason);
   setText($("status"), "This order cannot be shown.");
   $("status").dataset.status = "refused";
+  // Nothing of the order stays on show under the refusal (a link revoked while open included).
+  for (const id of ["eta-line", "rider-note", "timeline"]) $(id).hidden = true;
+  map.removeMarker("rider");
 }
 
 // load() until it works: a refusal (401/403/404...) stops with a message, a lost connection
