@@ -225,6 +225,12 @@ def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace]
         why = f"{rcvd.code} {rcvd.reason}".strip() if rcvd is not None else "without a close frame"
         print(f"{prog}: the server closed the connection: {why}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # stdout closed by the reader (`| head -1`): done, as any filter would be
+        try:
+            sys.stdout = open(os.devnull, "w")  # (so the interpreter's own flush at exit fails no more)
+        except OSError:
+            pass
+        return 0
     except (OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI) as exc:
         print(f"{prog}: cannot reach the server at {args.server}: {exc or type(exc).__name__}", file=sys.stderr)
         return 1

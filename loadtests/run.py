@@ -105,7 +105,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         server = ServerProcess(secret=secret, env=env)
         if args.port:
             server.port = args.port
-        host = server.start().base_url
+        try:
+            host = server.start().base_url
+        except RuntimeError as exc:  # (its port taken, or it did not start: one line, not a traceback)
+            server.cleanup()
+            said = str(exc).splitlines()
+            sys.exit(f"loadtests/run.py: could not start a server: {said[0]}{' ' + said[-1] if len(said) > 1 else ''}")
     sampler = None
     if server is not None and server.proc is not None:
         sampler = Sampler(server.proc.pid, server.base_url)
@@ -259,18 +264,45 @@ def _close_reason(failure: dict[str, str]) -> str:
     return text[text.find("(") + 2:-2] if text.startswith("WsClosed(") else text
 
 
+def _run_time(text: str) -> str:
+    """``--time``: a run time locust takes (``30s``, ``5m``, ``1h``, or seconds), above zero (0 is no limit to locust)."""
+    try:
+        seconds = _seconds(text)
+    except (ValueError, IndexError):
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run time above 0 (e.g. 30s, 5m)")
+    return text
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return value
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of ``run.py`` (``sweep.py`` builds its steps' arguments with it too)."""
     p = argparse.ArgumentParser(description="Run tracker's locust scenarios headless and summarise.")
-    p.add_argument("--server", help="target an existing server (default: start one with an embedded Redis)")
+    p.add_argument("--server", type=_url, help="target an existing server (default: start one with an embedded Redis)")
     p.add_argument("--secret", help="the server's TRACKER_SECRET (default: $TRACKER_SECRET; needed with --server)")
     p.add_argument("--port", type=int, help="port of the server it starts (default: a free one)")
     p.add_argument("--master-port", type=int, help="port of the locust master with --processes (default: a free one)")
-    p.add_argument("--riders", type=int, default=100)
-    p.add_argument("--customers", type=int, default=10)
-    p.add_argument("--merchants", type=int, default=5)
-    p.add_argument("--operators", type=int, default=1)
-    p.add_argument("--time", default="30s", help="run time, e.g. 30s, 5m")
+    p.add_argument("--riders", type=_count, default=100)
+    p.add_argument("--customers", type=_count, default=10)
+    p.add_argument("--merchants", type=_count, default=5)
+    p.add_argument("--operators", type=_count, default=1)
+    p.add_argument("--time", type=_run_time, default="30s", help="run time, e.g. 30s, 5m")
     p.add_argument("--spawn-rate", type=float, default=100)
     p.add_argument("--processes", type=int, default=1, help="locust worker processes")
     p.add_argument("--csv", help="folder for locust's CSV files")

@@ -76,3 +76,22 @@ def test_a_short_secret_is_one_clear_warning_and_still_signs() -> None:
     assert result.stderr.startswith("tracker token: warning: TRACKER_SECRET is 5 bytes, under the 32"), result.stderr
     assert result.stderr.count("\n") == 1 and "InsecureKeyLengthWarning" not in result.stderr, result.stderr
     assert _token("--role", "rider", "--sub", "r1").stderr == ""  # a long one: no warning
+
+
+def test_an_unreadable_development_secret_is_one_line_for_token_and_serve(tmp_path: Path) -> None:
+    """A secret file that is a folder, or not text: the command says which file and what to do."""
+    folder, binary = tmp_path / "folder", tmp_path / "binary"
+    (folder / "secret").mkdir(parents=True)
+    binary.mkdir()
+    (binary / "secret").write_bytes(b"\xff\xfe\x00secret")
+    for data_dir, why in ((folder, "cannot be read"), (binary, "is not text")):
+        said = _token("--role", "rider", "--sub", "r1", secret=None, data_dir=data_dir)
+        assert said.returncode == 1 and "Traceback" not in said.stderr, said.stderr
+        line = said.stderr.strip()
+        assert line.startswith(f"tracker: the development secret {data_dir / 'secret'} {why}"), said.stderr
+        assert line.endswith(": remove it (a new one is made) or set TRACKER_SECRET") and "\n" not in line, line
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
+    served = subprocess.run([sys.executable, "-m", "tracker", "serve", "--port", "0", "--data-dir", str(folder)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert served.returncode == 1 and "Traceback" not in served.stderr, served.stderr
+    assert f"the development secret {folder / 'secret'} cannot be read" in served.stderr.splitlines()[-1], served.stderr

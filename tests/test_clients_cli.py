@@ -566,3 +566,25 @@ def test_the_command_line_customer_prints_the_order_when_its_channel_skipped_eve
     order = [f["order"] for f in frames if f["type"] == "order"]
     assert len(order) == 1 and order[0]["id"] == oid and order[0]["ready_at"] == delayed_until, order
     assert "the order as it stands now follows" in watched.stderr
+
+
+def test_a_client_piped_into_head_stops_quietly(server: ServerProcess, uid: Callable[[str], str]) -> None:
+    """`... | head -1`: the reader closing stdout is the end of the job, not a server that cannot be reached."""
+    oid = uid("piped")
+    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+    assert ops.post("/v1/orders", json={"id": oid, "merchant_id": uid("m"), "pickup": {"lat": 52.52, "lng": 13.405},
+                                        "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+    proc = subprocess.Popen([sys.executable, "-m", "clients.customer", "--server", server.base_url, "--for", "20",
+                             "--token", server.token("customer", oid), "--order-id", oid],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    assert '"placed"' in first, first
+    proc.stdout.close()  # what head does after its line
+    ops.post(f"/v1/orders/{oid}/cancel", json={})  # more to print, into the closed pipe
+    try:
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert "cannot reach the server" not in err and "Traceback" not in err, err

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,16 @@ def test_bench_kernel_without_the_bench_extras_says_how_to_get_them() -> None:
     assert done.returncode != 0 and not done.stdout, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert "lap" in done.stderr and "pip install -e '.[bench]'" in done.stderr, done.stderr
+
+
+def test_a_load_test_on_a_port_another_server_holds_refuses_instead_of_loading_that_server() -> None:
+    """Its own server could not start there; the other one's /readyz must not pass for it."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run([sys.executable, str(ROOT / "loadtests" / "run.py"), "--port", str(port), "--time", "5s"],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"could not start a server: port {port} is in use by another process" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "result" not in done.stdout

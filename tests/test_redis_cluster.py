@@ -134,11 +134,14 @@ def test_the_cluster_command_prints_every_node_on_the_ports_asked_for(tmp_path) 
         assert proc.wait(timeout=30) == 0
 
 
-def test_the_cluster_command_refuses_ports_whose_bus_port_does_not_exist(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_cluster_command_refuses_ports_whose_bus_port_does_not_exist_and_no_nodes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     done = subprocess.run([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "2",
                            "--port", "60000"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "port 60000 (or its cluster bus port 70000) is in use or out of range" in done.stderr + done.stdout
+    none = subprocess.run([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "0"],
+                          capture_output=True, text=True, timeout=30)
+    assert none.returncode == 2 and "--masters must be at least 1, not 0" in none.stderr and "Traceback" not in none.stderr
 
 
 async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -251,6 +251,14 @@ def test_replay_cli_says_what_it_ignored_or_meant(solved: tuple[Path, Path], tmp
     assert not (tmp_path / "report").exists()
     run = tracker("replay", str(instance), "--server", "http://127.0.0.1:1")  # without --live
     assert run.returncode == 2 and "--server works only with --live" in run.stderr
+    for args, said in (((*("--all", str(instance.parent)), "--live"), "--all and --live do not go together"),
+                       (("--all", str(instance.parent), str(instance)), "--all ROOT and an INSTANCE folder do not go together"),
+                       (("--check", str(instance), str(tmp_path), "--live"), "--check and --live do not go together"),
+                       ((str(instance), str(tmp_path)), "is a SOLUTION to check: add --check"),
+                       ((str(instance), "--live", "--time-scale", "20000"), "at most 10000")):
+        run = tracker("replay", *args)  # quietly dropping one of them would replay (and write) what was not meant
+        assert run.returncode == 2 and said in run.stderr and run.stderr.count("\n") == 1, (args, run.stderr)
+    assert not list(tmp_path.iterdir())
     run = tracker("replay", str(instance.parent))  # the folder of all instances
     assert run.returncode == 2 and f"--all {instance.parent}" in run.stderr and "Traceback" not in run.stderr, run.stderr
     one = tracker("replay", "--all", str(instance), "--out", str(tmp_path / "all"), "--jobs", "1")  # a set of one

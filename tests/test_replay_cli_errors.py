@@ -3,6 +3,7 @@ one clear line and a prompt stop, never a traceback or a silent simulated day.""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -145,3 +146,22 @@ def test_live_replay_without_any_secret_says_where_it_looked(server: ServerProce
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.startswith("tracker replay --live --server: give --secret"), run.stderr
     assert "TRACKER_SECRET is unset" in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_ctrl_c_stops_a_replay_of_every_day_at_once(tmp_path: Path) -> None:
+    """The days not started are dropped (not played on for minutes), with one line saying so."""
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", "--all", str(instances_root()),
+                             "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,  # (its own group: Ctrl-C reaches every process)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (as a terminal's shell leaves it)
+    try:
+        time.sleep(4)
+        assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGINT)
+        stopped = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - stopped < 20, err[-500:]  # (the whole set takes a minute or two)
+    assert proc.returncode == 130 and "tracker replay: interrupted after " in err and "Traceback" not in err, err[-800:]
+    assert len(list((tmp_path / "out").iterdir())) < 144

@@ -132,6 +132,9 @@ def _run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         ({"TRACKER_HOST": ""}, (), "TRACKER_HOST"),  # not every interface behind the user's back
         ({"REDIS_URL": "redis://127.0.0.1:abc"}, (), "REDIS_URL"),
         ({"REDIS_URL": "redis://127.0.0.1:99999"}, (), "REDIS_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0?socket_timeout=abc"}, (), "socket_timeout"),  # redis-py's options too
+        ({"REDIS_URL": "redis://127.0.0.1:6379/abc"}, (), "a database is a number"),  # not silently database 0
+        ({"REDIS_URL": "redis://127.0.0.1:6379,"}, (), "ends with a comma"),
         ({"TRACKER_DISPATCH_INTERVAL_S": "1e308"}, (), "TRACKER_DISPATCH_INTERVAL_S"),
         ({"TRACKER_STALE_AFTER_S": "1e308"}, (), "TRACKER_STALE_AFTER_S"),
         ({"TRACKER_TIME_SCALE": "1e308"}, (), "TRACKER_TIME_SCALE"),

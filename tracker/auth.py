@@ -22,7 +22,7 @@ from typing import Mapping
 import jwt
 from starlette.requests import HTTPConnection
 
-from tracker.errors import ApiError
+from tracker.errors import ApiError, StartupError
 from tracker.validate import is_valid_id
 
 log = logging.getLogger("tracker.auth")
@@ -201,11 +201,16 @@ def secret_path(data_dir: Path) -> Path:
 
 
 def read_secret(data_dir: Path) -> str | None:
-    """The development secret in ``data_dir``, or ``None`` when there is none (or it is empty)."""
+    """The development secret in ``data_dir``, or ``None`` when there is none (or it is empty);
+    :class:`StartupError` when it cannot be read (a folder, not text, not readable)."""
+    path = secret_path(data_dir)
     try:
-        return secret_path(data_dir).read_text().strip() or None
+        return path.read_text().strip() or None
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "is not text" if isinstance(exc, UnicodeDecodeError) else f"cannot be read ({exc.strerror or exc})"
+        raise StartupError(f"the development secret {path} {why}: remove it (a new one is made) or set TRACKER_SECRET") from None
 
 
 def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
@@ -219,10 +224,14 @@ def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     if secret:
         log.warning("TRACKER_SECRET unset: using the development secret in %s", path)
         return secret
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret + "\n")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+    except OSError as exc:
+        raise StartupError(f"cannot write the development secret {path} ({exc.strerror or exc}): choose another "
+                           "--data-dir or set TRACKER_SECRET") from None
     log.warning("TRACKER_SECRET unset: generated a development secret in %s", path)
     return secret

@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None,
                         help="the first node's port, the others on the next ones (default: free ports)")
     args = parser.parse_args(argv)
+    if args.masters < 1:
+        parser.error(f"--masters must be at least 1, not {args.masters}")
     logging.basicConfig(level=logging.WARNING)
     cluster = EmbeddedCluster(args.data_dir, masters=args.masters, first_port=args.port)
     try:

@@ -321,7 +321,10 @@ class EmbeddedRedis:
 
     def _take_lock(self) -> None:
         path = self.data_dir / "tracker.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StartupError(f"cannot open {path} ({exc.strerror or exc}): choose another --data-dir") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -329,8 +332,8 @@ class EmbeddedRedis:
             os.close(fd)
             raise StartupError(
                 f"data folder {self.data_dir} is in use by another tracker (pid {owner}); "
-                "stop it, choose another --data-dir, or share its Redis with "
-                f"REDIS_URL=$(cat {self.data_dir / 'redis.url'})"
+                "stop it, choose another --data-dir, or share its Redis and secret with "
+                f"REDIS_URL=$(cat {self.data_dir / 'redis.url'}) TRACKER_SECRET=$(cat {self.data_dir / 'secret'})"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

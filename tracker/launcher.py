@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,8 @@ class ServerProcess:
         return issue_token(self.secret, role, sub, ttl_s)
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
+        if _listened_on(self.port):  # its /readyz would answer for ours, and the run would use the wrong server
+            raise RuntimeError(f"port {self.port} is in use by another process: pick another --port")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
         env.update({"TRACKER_SECRET": self.secret, "TRACKER_DATA_DIR": str(self.data_dir), "TRACKER_LOG_FORMAT": "text"})
         if self.redis_url:
@@ -128,3 +131,15 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def _listened_on(port: int) -> bool:
+    """Whether some process listens on ``port`` (bound as a server would bind it: connections of
+    a server that stopped, left in TIME_WAIT, do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False

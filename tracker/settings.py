@@ -13,6 +13,8 @@ from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
+from redis.connection import parse_url
+
 from tracker.errors import SettingsError
 from tracker.open_files import CEILING, HTTP_CONNECTIONS, OTHER_FILES, REDIS_FILES_MAX
 from tracker.redis_client import redacted_url, seed_urls
@@ -76,6 +78,8 @@ def _redis_url(raw: str) -> str | None:
         for seed in seeds:
             _redis_url(seed)
         return raw
+    if raw.rstrip().endswith(","):
+        raise ValueError("ends with a comma: several addresses are each a full redis:// URL, comma-separated")
     parts = urlparse(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
@@ -86,6 +90,12 @@ def _redis_url(raw: str) -> str | None:
     if port is not None and not 1 <= port <= 65535:
         raise ValueError("must have a port from 1 to 65535 (in a password, characters such as / ? # @ : must be "
                          "percent-encoded)")
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ValueError(f"names database {parts.path.strip('/')!r}: a database is a number (redis://host:6379/0)")
+    try:
+        parse_url(raw)  # what redis-py will make of it: its options (?socket_timeout=...) included
+    except ValueError as exc:
+        raise ValueError(f"is not one redis-py takes ({exc})") from None
     return raw
 
 

@@ -5,13 +5,15 @@ import argparse
 import math
 import os
 import shlex
+import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import ApiError
+from tracker.settings import MAX_TIME_SCALE
 
 DEFAULT_INTERVAL_MIN = 0.5
 OUT_ONE = "solutions-replay"  # default home of one offline replay (git-ignored: solutions/ is the committed set)
@@ -136,8 +138,21 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print(f"tracker replay: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
         return 2
-    if args.time_scale is not None and not (math.isfinite(args.time_scale) and args.time_scale > 0):
-        print(f"tracker replay: --time-scale must be a positive number, not {args.time_scale:g}", file=sys.stderr)
+    if args.time_scale is not None and not (math.isfinite(args.time_scale) and 0 < args.time_scale <= MAX_TIME_SCALE):
+        print(f"tracker replay: --time-scale must be a number above 0 and at most {MAX_TIME_SCALE:g} (what a server "
+              f"takes), not {args.time_scale:g}", file=sys.stderr)
+        return 2
+    # Modes that exclude each other: one refused in a line, never quietly dropped.
+    clash = next((f"{a} and {b}" for a, b, both in (
+        ("--all", "--live", args.all and args.live), ("--all", "--check", args.all and args.check),
+        ("--check", "--live", args.check and args.live), ("--check", "--out", args.check and args.out),
+        ("--all ROOT", "an INSTANCE folder", args.all and args.instance)) if both), None)
+    if clash:
+        print(f"tracker replay: {clash} do not go together", file=sys.stderr)
+        return 2
+    if args.solution and not args.check:
+        print(f"tracker replay: a second folder ({args.solution}) is a SOLUTION to check: add --check, or give one "
+              "INSTANCE", file=sys.stderr)
         return 2
     if args.report and not args.all:
         print("tracker replay: --report works only with --all ROOT (one instance's figures are the summary line)",
@@ -287,12 +302,24 @@ def _replay_all(folders: list[Path], out_root: Path, args: argparse.Namespace) -
     from tqdm import tqdm
 
     done = []
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # Ctrl-C is the parent's to handle (workers ignore it): it drops the days not started, and the
+    # few being played finish (seconds), rather than the run going on to the end.
+    pool = ProcessPoolExecutor(max_workers=max(1, args.jobs), initializer=signal.signal,
+                               initargs=(signal.SIGINT, signal.SIG_IGN))
+    try:
         futures = [pool.submit(replay_guarded, str(f), str(out_root / f.name), args.interval) for f in folders]
         # (tqdm outside the zip: inside, the zip stopped at the folders' end before the bar counted the last)
         for f, fut in tqdm(list(zip(folders, futures)), desc="replaying", unit="instance"):
+            while not wait([fut], timeout=0.2).done:  # (a wait that Ctrl-C interrupts)
+                pass
             try:
                 done.append(fut.result())
             except Exception as err:  # noqa: BLE001 - e.g. a worker that died (BrokenProcessPool)
                 done.append(Replayed(f.name, error=f"{type(err).__name__}: {err}"))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        print(f"\ntracker replay: interrupted after {len(done)} of {len(folders)} instances; the solutions of "
+              f"those are written, no figures", file=sys.stderr)
+        raise
+    pool.shutdown()
     return done
