@@ -510,3 +510,33 @@ async def test_each_websocket_opening_is_a_debug_line(start_server, level: str, 
     log = srv.log_path.read_text()
     assert "tracker listening" in log
     assert ("connection open" in log) is shown and ('[accepted]' in log) is shown, log[-2000:]
+
+
+def test_a_redis_that_wants_a_password_is_said_to_want_one(tmp_path: Path) -> None:
+    """Not redis-py's "HELLO must be called with the client already authenticated": what to do."""
+    from tracker.embedded_redis import find_redis_server
+
+    port = free_port()
+    redis_proc = subprocess.Popen([find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass",
+                                   "s3cretpw", "--save", "", "--dir", str(tmp_path)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password="s3cretpw")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        for url in (f"redis://127.0.0.1:{port}", f"redis://:wrongpw@127.0.0.1:{port}"):
+            result = _run_serve({"REDIS_URL": url, "TRACKER_SECRET": "x" * 40}, "--port", "0",
+                                "--data-dir", str(tmp_path / "data"))
+            last = result.stderr.strip().splitlines()[-1]
+            assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+            assert "needs a password (or another one): give it in the URL, redis://:PASSWORD@host:port" in last, last
+            assert "wrongpw" not in result.stderr
+    finally:
+        redis_proc.kill()
+        redis_proc.wait()

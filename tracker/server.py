@@ -106,7 +106,17 @@ def answering_address(url: str, timeout: float = 5.0) -> str:
                                f"the Redis at {redacted_url(seed)} is not in cluster mode: name it alone")
         return seed
     except (redis.RedisError, OSError) as exc:
-        raise StartupError(f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {exc}") from None
+        raise StartupError(unreachable(url, exc)) from None
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """The one line for a Redis that would not serve us: a password it wants said as such (redis-py
+    reports a HELLO or NOAUTH refusal), anything else as it came."""
+    said = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or "NOAUTH" in said or "already authenticated" in said:
+        return (f"the Redis at REDIS_URL={redacted_url(url)} needs a password (or another one): give it in the URL, "
+                f"redis://:PASSWORD@host:port (or redis://USER:PASSWORD@host:port), percent-encoded ({said})")
+    return f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {said}"
 
 
 def check_redis(url: str, timeout: float = 5.0) -> int:
@@ -120,7 +130,7 @@ def check_redis(url: str, timeout: float = 5.0) -> int:
     except ClusterNotOk as exc:
         raise StartupError(str(exc)) from None
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise StartupError(f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {exc}") from None
+        raise StartupError(unreachable(url, exc)) from None
     finally:
         client.close()
 
@@ -151,7 +161,7 @@ def check_agreement(url: str, scale: float, secret: str, *, cluster: bool) -> No
     except agreement.Disagreement as exc:
         raise StartupError(str(exc)) from None
     except (redis.RedisError, OSError) as exc:
-        raise StartupError(f"cannot reach Redis at REDIS_URL={redacted_url(url)}: {exc}") from None
+        raise StartupError(unreachable(url, exc)) from None
 
 
 def _with_socket_limit(settings: Settings, budget: int) -> Settings:
