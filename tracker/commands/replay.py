@@ -302,8 +302,8 @@ def _replay_all(folders: list[Path], out_root: Path, args: argparse.Namespace) -
     from tqdm import tqdm
 
     done = []
-    # Ctrl-C is the parent's to handle (workers ignore it): it drops the days not started, and the
-    # few being played finish (seconds), rather than the run going on to the end.
+    # Ctrl-C is the parent's to handle (workers ignore it): it stops the run where it is, rather
+    # than the run going on to the end.
     pool = ProcessPoolExecutor(max_workers=max(1, args.jobs), initializer=signal.signal,
                                initargs=(signal.SIGINT, signal.SIG_IGN))
     try:
@@ -317,6 +317,11 @@ def _replay_all(folders: list[Path], out_root: Path, args: argparse.Namespace) -
             except Exception as err:  # noqa: BLE001 - e.g. a worker that died (BrokenProcessPool)
                 done.append(Replayed(f.name, error=f"{type(err).__name__}: {err}"))
     except KeyboardInterrupt:
+        # The days being played, and those already handed to a worker, are stopped too: on a busy
+        # machine they would take a minute (no public way to stop a worker before Python 3.14;
+        # taken before shutdown, which forgets them).
+        for worker in list((getattr(pool, "_processes", None) or {}).values()):
+            worker.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         print(f"\ntracker replay: interrupted after {len(done)} of {len(folders)} instances; the solutions of "
               f"those are written, no figures", file=sys.stderr)
