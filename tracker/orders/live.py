@@ -24,8 +24,8 @@ from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import CARRYING, TO_COLLECT, carried_by
 from tracker.orders.route import rider_trips
-from tracker.orders.store import index_key, merchant_channel, order_channel, order_key
-from tracker.redis_client import AnyRedis, get_many
+from tracker.orders.store import merchant_channel, order_channel, order_key, store_of
+from tracker.redis_client import AnyRedis
 from tracker.runtime import Runtime
 
 
@@ -135,13 +135,8 @@ class RiderOrdersFeed:
             self.rt.supervisor.report(DELAYED_FEED_TASK, exc, rider_task=task.get_name())
 
     async def _deliver(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
-        redis = self.rt.redis
-        ids = sorted(orders)
-        merchants = await get_many(redis, [index_key(oid) for oid in ids])
-        pipe = redis.pipeline(transaction=False)
-        for oid, mid in zip(ids, merchants):
-            pipe.hgetall(order_key(mid or "?", oid))
-        mine = [h for h in await pipe.execute() if h and carried_by(h, rider_id)]
+        found = await store_of(self.rt).load_many(sorted(orders))
+        mine = [h for h in found if h is not None and carried_by(h, rider_id)]
         if mine:
             await self._publish(rider_id, fix, mine)
 
