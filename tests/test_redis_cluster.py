@@ -22,8 +22,8 @@ from clients.customer import CustomerClient
 from tests.orders_helpers import PICKUP, Ops, events_until, merchant
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tests.test_locations import nearby
-from tracker.embedded_cluster import EmbeddedCluster, port_is_free
-from tracker.embedded_redis import free_port
+from tracker.embedded_cluster import EmbeddedCluster
+from tracker.embedded_redis import free_port, port_is_free
 from tracker.launcher import ServerProcess
 
 

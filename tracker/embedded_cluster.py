@@ -15,7 +15,6 @@ import argparse
 import logging
 import shutil
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,30 +22,18 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from tracker.embedded_redis import EmbeddedRedis, free_port
+from tracker.embedded_redis import EmbeddedRedis, free_port, port_is_free
 from tracker.errors import StartupError
 
 SLOTS = 16384
 _BUS_OFFSET = 10000
 
 
-def port_is_free(port: int) -> bool:
-    """Whether ``port`` can be bound on the loopback interface now (never for one outside 1-65535)."""
-    if not 0 < port < 65536:
-        return False
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too."""
     for _ in range(200):
         port = free_port()
-        if port + _BUS_OFFSET < 65536 and port_is_free(port + _BUS_OFFSET):
+        if port_is_free(port + _BUS_OFFSET):
             return port
     raise StartupError("no free port pair for a Redis Cluster node")
 
@@ -102,7 +89,7 @@ class EmbeddedCluster:
 
     def _given_port(self, i: int) -> int:
         port = self.first_port + i  # type: ignore[operator]
-        if not (1 <= port and port + _BUS_OFFSET < 65536 and port_is_free(port) and port_is_free(port + _BUS_OFFSET)):
+        if not (port_is_free(port) and port_is_free(port + _BUS_OFFSET)):
             raise StartupError(f"port {port} (or its cluster bus port {port + _BUS_OFFSET}) is in use or out of range")
         return port
 

@@ -105,6 +105,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` on the loopback interface now, bound as servers
+    bind (``SO_REUSEADDR``: connections a stopped server left in TIME_WAIT do not count); never
+    for a port outside 1-65535."""
+    if not 0 < port < 65536:
+        return False
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class EmbeddedRedis:
     """Start, probe and stop a private ``redis-server`` whose data lives in ``data_dir``."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from typing import Mapping
 import httpx
 
 from tracker.auth import Role, issue_token
-from tracker.embedded_redis import free_port
+from tracker.embedded_redis import free_port, port_is_free
 
 
 # argv: soft hard command...: run the command with that open-file limit.
@@ -72,7 +71,7 @@ class ServerProcess:
         return issue_token(self.secret, role, sub, ttl_s)
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
-        if _listened_on(self.port):  # its /readyz would answer for ours, and the run would use the wrong server
+        if not port_is_free(self.port):  # its /readyz would answer for ours, and the run would use the wrong server
             raise RuntimeError(f"port {self.port} is in use by another process: pick another --port")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
         env.update({"TRACKER_SECRET": self.secret, "TRACKER_DATA_DIR": str(self.data_dir), "TRACKER_LOG_FORMAT": "text"})
@@ -132,14 +131,3 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
-
-def _listened_on(port: int) -> bool:
-    """Whether some process listens on ``port`` (bound as a server would bind it: connections of
-    a server that stopped, left in TIME_WAIT, do not count)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False

@@ -34,8 +34,7 @@ from tracker.locations.store import pause_key
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
 from tracker.orders.estimate import UnplannedSince, Waiting, publish_estimates
-from tracker.orders.store import store_of
-from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions
+from tracker.orders.store import DISPATCH_REGIONS_KEY, open_order_regions, store_of
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.inbox import inbox_channel
 from tracker.runtime import Runtime

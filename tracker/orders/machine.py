@@ -28,6 +28,7 @@ def carried_by(order: Mapping[str, Any] | None, rider_id: str) -> bool:
     """Whether the order (a stored hash; ``None`` for none) is ``rider_id``'s to carry now."""
     return order is not None and order.get("rider_id") == rider_id and order.get("status") in CARRYING
 
+
 # event kind -> (statuses it may happen in, status after it; None keeps the status)
 RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "placed": ((), "placed"),

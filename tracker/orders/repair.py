@@ -22,8 +22,7 @@ from prometheus_client import Counter
 from tracker.orders import followups, machine
 from tracker.orders.notices import tell_riders
 from tracker.orders.service import FOLLOWUPS_TASK, sync_indexes
-from tracker.orders.store import store_of
-from tracker.orders.store import events_key
+from tracker.orders.store import events_key, store_of
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.inbox import RECHECK, inbox_channel
 from tracker.runtime import Runtime

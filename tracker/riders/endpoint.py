@@ -74,7 +74,6 @@ def handles_internal(msg_type: str) -> Callable[[Handler], Handler]:
     return register
 
 
-
 async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
     try:
         while not conn.session.closed:
