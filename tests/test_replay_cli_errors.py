@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import httpx
+
 from tests.test_replay import SMALL, instances_root
+from tracker.auth import issue_token
 from tracker.embedded_redis import free_port
 from tracker.launcher import ServerProcess
 from tracker.mdrp.instance import load_instance
@@ -168,3 +171,57 @@ def test_ctrl_c_stops_a_replay_of_every_day_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - stopped < 20, err[-500:]  # (the whole set takes a minute or two)
     assert proc.returncode == 130 and "tracker replay: interrupted after " in err and "Traceback" not in err, err[-800:]
     assert len(list((tmp_path / "out").iterdir())) < 144
+
+
+def open_orders(srv: ServerProcess) -> int:
+    """The server's count of orders not yet delivered, cancelled or failed (the ops snapshot's)."""
+    token = issue_token(srv.secret, "operator", "test", 60)
+    snap = httpx.get(srv.base_url + "/v1/ops/snapshot", headers={"Authorization": "Bearer " + token}).json()
+    return int(snap["totals"]["open_orders"])
+
+
+def test_a_live_replay_ends_the_orders_it_could_not_deliver_on_the_server_it_was_given(
+        start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """Its only courier goes off before any food is ready: every order stays undelivered, and the
+    replay cancels them on the server (real riders would be offered them) and says so."""
+    instance = tiny_instance(tmp_path / "tiny", minutes=15, shift_end=20)
+    placed = len((instance / "orders.txt").read_text().splitlines()) - 1
+    srv = start_server(server_env(load_instance(instance), 600, 0.5), shared_redis=False)
+    run = replay(str(instance), "--live", "--server", srv.base_url, "--secret", srv.secret,
+                 "--out", str(tmp_path / "live"), timeout=90)
+    assert "delivered=0/" in run.stdout, run.stdout + run.stderr
+    assert (f"tracker replay --live: ended the {placed} orders this run left unfinished on {srv.base_url} "
+            f'({placed} cancelled: "replay ended")') in run.stderr, run.stderr
+    assert open_orders(srv) == 0
+    tag = run.stderr.split("its ids start ")[1].split(";")[0]
+    order = httpx.get(f"{srv.base_url}/v1/orders/{tag}o146",
+                      headers={"Authorization": "Bearer " + issue_token(srv.secret, "operator", "test", 60)}).json()
+    assert order["status"] == "cancelled" and order["events"][-1]["reason"] == "replay ended", order
+
+
+def test_ctrl_c_stops_a_live_replay_and_leaves_none_of_its_orders_open(
+        start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    inst = load_instance(instances_root() / SMALL)
+    srv = start_server(server_env(inst, 300, 0.5), shared_redis=False)
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(instances_root() / SMALL), "--live",
+                             "--server", srv.base_url, "--secret", srv.secret, "--out", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    killer = threading.Timer(60, proc.kill)  # readline must not wait forever
+    killer.start()
+    try:
+        seen = []
+        while not any(line.startswith("  minute ") for line in seen):  # the first simulated hour's progress
+            seen.append(proc.stderr.readline())  # type: ignore[union-attr]
+            assert seen[-1], seen
+        assert open_orders(srv) > 0, seen  # orders in hand when Ctrl-C comes
+        os.killpg(proc.pid, signal.SIGINT)
+        stopped = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        killer.cancel()
+        proc.kill()
+    assert time.monotonic() - stopped < 20 and proc.returncode == 130, out + err
+    assert "tracker replay --live: interrupted; no solution written" in err and "Traceback" not in err, err
+    assert "orders this run left unfinished on" in err and open_orders(srv) == 0, err
+    assert not (tmp_path / "out").exists()

@@ -21,6 +21,7 @@ import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
 from tracker.auth import issue_token, read_secret, weak_secret_warning
+from tracker.commands.leftovers import end_orders
 from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
@@ -30,6 +31,7 @@ from tracker.mdrp.solution import write_solution
 from tracker.settings import Settings, SettingsError
 
 DEFAULT_TIME_SCALE = 300.0
+LEFTOVER_REASON = "replay ended"  # why a replay's unfinished orders are cancelled (or failed) on a server it was given
 
 
 def check_server(base_url: str, secret: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
@@ -112,6 +114,31 @@ def local_secret() -> str | None:
     return settings.secret or read_secret(settings.data_dir)
 
 
+def end_leftovers(base_url: str, secret: str, ids: RunIds) -> None:
+    """End the orders this run left unfinished on a server it was given (undelivered at the
+    day's end, or in hand when the run stopped), so real riders are not offered them; one line
+    on stderr says how many, and names what could not be ended."""
+    try:
+        httpx.get(base_url + "/healthz", timeout=5).raise_for_status()  # (not one timeout per order from a lost server)
+        ending = end_orders(base_url, secret, ids.orders, LEFTOVER_REASON)
+    except KeyboardInterrupt:
+        print(f"tracker replay --live: interrupted while ending this run's orders; those left open on {base_url} "
+              f"have ids starting {ids.prefix}", file=sys.stderr)
+        return
+    except httpx.HTTPError as exc:
+        print(f"tracker replay --live: could not end this run's unfinished orders on {base_url} ({describe_failure(exc)}); "
+              f"their ids start {ids.prefix}", file=sys.stderr)
+        return
+    if ending.ended:
+        how = ", ".join(f"{ending.outcomes[k]} {k}" for k in ("cancelled", "failed") if ending.outcomes[k])
+        print(f"tracker replay --live: ended the {ending.ended} orders this run left unfinished on {base_url} "
+              f"({how}: \"{LEFTOVER_REASON}\")", file=sys.stderr)
+    for error in ending.errors[:5]:
+        print(f"tracker replay --live: could not end order {error}", file=sys.stderr)
+    if len(ending.errors) > 5:
+        print(f"tracker replay --live: ... and {len(ending.errors) - 5} more not ended (ids start {ids.prefix})", file=sys.stderr)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -151,6 +178,7 @@ def run_live(args: argparse.Namespace) -> int:
             return 1
         base_url = server.base_url
     started = time.monotonic()
+    ids: RunIds | None = None  # once the day starts
     try:
         try:
             health, settings = check_server(base_url, secret)
@@ -186,9 +214,14 @@ def run_live(args: argparse.Namespace) -> int:
         except LiveError as exc:
             print(f"tracker replay --live: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("tracker replay --live: interrupted; no solution written", file=sys.stderr)
+            return 130
     finally:
         if server is not None:
             server.cleanup()
+        elif ids is not None:  # someone's server, which real riders may use: leave none of our orders open
+            end_leftovers(base_url, secret, ids)
     write_solution(day, out)
     report = check_solution(args.instance, out)
     m = report.metrics

@@ -60,6 +60,7 @@ class RunIds:
     def __init__(self, tag: str | None = None) -> None:
         self.tag = tag or secrets.token_hex(3)
         self.prefix = self.tag + "-"
+        self.orders: list[str] = []  # the server's ids of the orders this run asked it to create, in order
 
     def server(self, ident: str) -> str:
         """The server's id for the instance's ``ident``."""
@@ -168,6 +169,7 @@ class LiveDay:
 
         async def create(http: httpx.AsyncClient, o) -> None:  # type: ignore[no-untyped-def]
             nonlocal failed
+            self.ids.orders.append(self.ids.server(o.id))  # (before asking: an answer lost on the way may still mean created)
             body = {"id": self.ids.server(o.id), "merchant_id": self.ids.server(o.restaurant),
                     "pickup": self.latlng(*self.inst.restaurants[o.restaurant]),
                     "dropoff": self.latlng(o.x, o.y), "ready_at": self.clock.ms(o.ready)}

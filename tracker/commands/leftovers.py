@@ -1,0 +1,77 @@
+"""End the orders a run left unfinished on a server, as its operator, over the public HTTP API.
+
+A load test (``loadtests/cleanup.py``) or a live replay (``tracker replay --live --server``)
+creates orders on a server real riders may use. Once the run is over, each of its orders that
+is not finished is cancelled (before pickup) or, food on the road, ended as ``failed`` (cancel
+refuses those), with the run's reason: no test order is left for real riders to be offered.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+from tracker.auth import issue_token
+from tracker.orders.machine import FINAL, ON_THE_ROAD
+
+ATTEMPTS = 3  # reads of an order that keeps changing (a real rider moving it on) before giving up
+
+
+@dataclass
+class Ending:
+    """What became of a run's orders: counts by outcome and why any could not be ended."""
+
+    listed: int = 0  # the run's order ids (some may never have been created)
+    outcomes: Counter[str] = field(default_factory=Counter)  # cancelled, failed, finished, missing, not ended
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ended(self) -> int:
+        """Orders this cleanup cancelled or failed."""
+        return self.outcomes["cancelled"] + self.outcomes["failed"]
+
+
+def end_order(client: httpx.Client, oid: str, reason: str) -> str:
+    """End ``oid`` unless it is finished; returns ``cancelled``, ``failed``, ``finished`` or
+    ``missing`` (never created); raises RuntimeError with the server's answer when it cannot."""
+    for _ in range(ATTEMPTS):
+        got = client.get(f"/v1/orders/{oid}")
+        if got.status_code == 404:
+            return "missing"
+        if not got.is_success:
+            raise RuntimeError(f"{got.status_code} {got.text[:200]}")
+        status = got.json()["status"]
+        if status in FINAL:
+            return "finished"
+        action = "fail" if status in ON_THE_ROAD else "cancel"
+        done = client.post(f"/v1/orders/{oid}/{action}", json={"reason": reason})
+        if done.is_success:
+            return "failed" if action == "fail" else "cancelled"
+        if done.status_code != 409:  # 409: it moved on meanwhile (picked up, delivered): read it again
+            raise RuntimeError(f"{done.status_code} {done.text[:200]}")
+    raise RuntimeError(f"still changing after {ATTEMPTS} attempts")
+
+
+def end_orders(base_url: str, secret: str, order_ids: Iterable[str], reason: str, workers: int = 8) -> Ending:
+    """End every unfinished order of ``order_ids`` on the server at ``base_url``, as the operator
+    (a token signed with ``secret``), ``workers`` at a time."""
+    ids = list(dict.fromkeys(order_ids))
+    ending = Ending(listed=len(ids))
+    if not ids:
+        return ending
+    headers = {"Authorization": "Bearer " + issue_token(secret, "operator", "run-cleanup", 3600)}
+
+    def one(oid: str) -> str:
+        try:
+            return end_order(client, oid, reason)
+        except (httpx.HTTPError, RuntimeError, ValueError) as exc:
+            ending.errors.append(f"{oid}: {exc}")
+            return "not ended"
+
+    with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=10) as client, \
+            ThreadPoolExecutor(workers) as pool:
+        ending.outcomes.update(pool.map(one, ids))
+    return ending
