@@ -91,6 +91,27 @@ def test_embedded_redis_starts_and_stops_with_the_server(tmp_path: Path) -> None
         proc.cleanup()
 
 
+def test_a_closed_terminal_stops_the_server_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGHUP (the terminal closed): a graceful stop, exit 0, its Redis flushed and stopped; an
+    order created just before is there after a restart on the same data folder."""
+    proc = ServerProcess(data_dir=tmp_path / "data").start()
+    try:
+        op = {"Authorization": "Bearer " + proc.token("operator", "ops")}
+        order = {"id": "o-hup", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
+                 "dropoff": {"lat": 52.53, "lng": 13.42}}
+        assert httpx.post(proc.base_url + "/v1/orders", json=order, headers=op).status_code == 201
+        pids = [c.pid for c in _redis_children(proc)]
+        assert proc.proc is not None and pids
+        proc.proc.send_signal(signal.SIGHUP)
+        assert proc.proc.wait(20) == 0, proc.log_tail()
+        assert _gone(pids) and "tracker stopped" in proc.log_tail(), proc.log_tail()
+        proc.proc = None
+        proc.start()
+        assert httpx.get(proc.base_url + "/v1/orders/o-hup", headers=op).json()["status"] == "placed"
+    finally:
+        proc.cleanup()
+
+
 def test_embedded_redis_dies_when_the_server_is_killed(tmp_path: Path) -> None:
     proc = ServerProcess(data_dir=tmp_path / "data")
     proc.start()

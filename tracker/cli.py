@@ -25,9 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit status. Bad settings, failed starts and a lost Redis are one line."""
-    args = build_parser().parse_args(argv)
+    """Entry point: returns the exit status. Bad settings, failed starts and a lost Redis are one
+    line; Ctrl-C, even while the subcommands load, is exit 130 without a traceback."""
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"tracker: {exc}", file=sys.stderr)

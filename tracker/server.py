@@ -1,6 +1,6 @@
 """Run the server: bind the port, bring up Redis (embedded or given), serve with uvicorn.
 
-Shutdown (SIGINT/SIGTERM) stops accepting, closes every WebSocket with 1001, drains
+Shutdown (SIGINT/SIGTERM, and SIGHUP: the terminal closed) stops accepting, closes every WebSocket with 1001, drains
 in-flight requests for up to ``shutdown_grace_s``, stops the features, then stops the
 embedded Redis (which flushes its AOF). An embedded Redis that exits by itself is restarted
 on its data folder; if it cannot be, the server shuts down the same way and exits 1.
@@ -235,6 +235,9 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             log.warning("the compiled dispatch kernel is not built: planning runs on its pure-Python twin, about "
                         "8 times slower (install with a C compiler: pip install -e .)")
         previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # uvicorn takes SIGINT and SIGTERM; a closed terminal's SIGHUP stops it the same graceful way
+        # (its default would kill the process at once, the embedded Redis's last second unwritten).
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: setattr(server, "should_exit", True))
         try:
             server.run(sockets=[sock])
         except _Stopped:
