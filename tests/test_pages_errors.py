@@ -148,3 +148,39 @@ async def test_the_ops_page_says_when_the_server_cannot_reach_redis(tmp_path, br
                 r"^Background tasks of this server process failed in the last minute: .*last \d+ s ago\)"))
         finally:
             await page.context.close()
+
+
+async def test_the_kitchen_board_says_in_plain_words_when_a_press_hit_a_redis_that_did_not_answer(
+        tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Redis hangs (stopped) while Confirm is pressed: the server answers redis_unavailable after
+    its wait; the board tells the kitchen what that means for the order, without Redis's jargon,
+    and the step, read by Redis once it wakes, shows on the board."""
+    import os
+    import signal
+
+    from tracker.embedded_redis import EmbeddedRedis
+
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    with external, ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
+        ops = Ops(srv)
+        page = await new_page(browser)
+        try:
+            assert (await ops.create("o1", "m1")).status_code == 201
+            await page.goto(f"{srv.base_url}/merchant?token={srv.token('merchant', 'm1')}")
+            confirm = page.get_by_role("button", name="Confirm o1")
+            await expect(confirm).to_be_visible()
+            assert external._proc is not None
+            os.kill(external._proc.pid, signal.SIGSTOP)
+            try:
+                await confirm.click()
+                note = page.locator("#prompts [data-kind=error]")
+                await expect(note).to_have_text(re.compile(
+                    r"^The server could not save that just now \(its database did not answer\)\. If the order has not "
+                    r"moved in a moment, press again\.$"), timeout=15_000)
+                assert "Redis" not in await note.inner_text()
+            finally:
+                os.kill(external._proc.pid, signal.SIGCONT)
+            await expect(page.get_by_role("button", name="Ready o1")).to_be_visible(timeout=10_000)
+        finally:
+            await page.context.close()
+            await ops.close()

@@ -93,10 +93,20 @@ async function cancelOrder(id) {
       body: JSON.stringify(reason.trim() ? { reason: reason.trim() } : {}),
     });
   } catch (err) {
-    note(`Order ${id} was not cancelled: ${err.message}`);
+    note(err.code === "redis_unavailable" ? `Order ${id}: ${refusal(err.code, err.message)}`
+      : `Order ${id} was not cancelled: ${err.message}`);
   } finally {
     if (sending.get(id) === press) { sending.delete(id); render(); }
   }
+}
+
+// Why an action of the board's was not taken, for the kitchen: a server that could not reach its
+// database says so in plain words (the step may still have gone through: the order shows which).
+function refusal(code, message) {
+  if (code === "redis_unavailable") {
+    return "The server could not save that just now (its database did not answer). If the order has not moved in a moment, press again.";
+  }
+  return message;
 }
 
 // A message about the board's own action (not sent, refused): it stands out, then goes after a while.
@@ -298,7 +308,7 @@ const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponen
     else if (msg.type === "prompt") onPrompt(msg);
     else if (msg.type === "rider_eta") onRiderEta(msg);
     else if (msg.type === "resync") restart();
-    else if (msg.type === "error") { sending.clear(); note(msg.message); render(); }  // an action refused: say why
+    else if (msg.type === "error") { sending.clear(); note(refusal(msg.code, msg.message)); render(); }  // an action refused: say why
   },
 });
 // The riders' minutes away run down between their updates (a replay's fast clock too).
