@@ -309,6 +309,41 @@ def test_requests_get_a_typed_503_and_sockets_a_reason_when_redis_dies(tmp_path:
         assert "Exception in ASGI application" not in proc.log_tail(400)
 
 
+def test_sockets_work_again_soon_after_a_long_redis_outage(tmp_path: Path) -> None:
+    """A REDIS_URL Redis away for 15 s, long enough for the background tasks' restart backoff to
+    grow to several seconds: once Redis is back, a new customer socket gets its order's history
+    within a few seconds (it was closed 1011 until the pub/sub listener's backoff ran out)."""
+    import asyncio
+
+    from tracker.embedded_redis import EmbeddedRedis
+
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    with external, ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as proc:
+        op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
+        order = {"id": "b1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
+                 "dropoff": {"lat": 52.53, "lng": 13.42}}
+        assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+        external.stop()
+        time.sleep(15)
+        external.start()
+        back = time.monotonic()
+
+        async def history_once_open() -> float:
+            url = f"{proc.ws_url}/v1/ws/customer?order_id=b1&token={proc.token('customer', 'b1')}"
+            while time.monotonic() - back < 30:
+                try:
+                    async with websockets.connect(url) as ws:
+                        frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                        if frame.get("kind") == "placed":
+                            return time.monotonic() - back
+                except (websockets.ConnectionClosed, OSError):
+                    await asyncio.sleep(0.2)
+            raise AssertionError("no customer socket worked within 30 s of Redis coming back")
+
+        took = asyncio.run(history_once_open())
+        assert took < 4, f"{took:.1f} s after Redis came back"
+
+
 def test_a_redis_that_refuses_writes_gives_a_typed_503_and_readyz_says_why(tmp_path: Path) -> None:
     """Redis answers but refuses writes: out of memory (``maxmemory``, ``noeviction``), or a
     read-only replica (as during a failover). Requests that write get ``redis_unavailable``

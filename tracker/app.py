@@ -27,7 +27,7 @@ from tracker.errors import ApiError
 from tracker.http import health
 from tracker.http.unexpected import AnswerUnexpected
 from tracker.locations import feature as locations
-from tracker.redis_client import REDIS_DOWN, connect, redis_unavailable
+from tracker.redis_client import REDIS_DOWN, check_ready, connect, redis_unavailable
 from tracker.open_files import REDIS_FILES_MAX
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
@@ -108,11 +108,16 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         registry = CollectorRegistry()
-        supervisor = Supervisor(registry)
         client = connect(
             redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
             max_connections=redis_pool_size, wait_for_connection_s=2.0,
         )
+
+        async def redis_serves() -> bool:  # a task that failed with Redis away restarts once this holds again
+            await check_ready(client)
+            return True
+
+        supervisor = Supervisor(registry, ready=redis_serves)
         runtime = Runtime(
             settings=settings,
             secret=secret,

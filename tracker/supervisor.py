@@ -3,7 +3,9 @@
 Every long-running task of the server runs under a :class:`Supervisor`: an exception is
 logged with its traceback, counted in ``tracker_background_task_failures_total``, kept
 as the task's ``last_error`` (shown by ``/readyz``), and the task is restarted with
-exponential backoff.
+exponential backoff. Given a ``ready`` probe (Redis answers: every task needs it), a failed
+task is restarted as soon as the probe succeeds, not at the end of a backoff grown long during
+an outage (a minute's outage had the pub/sub listener, and so every new socket, wait 20 s more).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from tracker.logs import log_failure
 log = logging.getLogger("tracker.tasks")
 
 TaskFactory = Callable[[], Awaitable[None]]
+Probe = Callable[[], Awaitable[bool]]
+PROBE_EVERY_S = 0.5  # how often a waiting task's ``ready`` probe is tried
 
 
 @dataclass
@@ -46,9 +50,10 @@ class TaskState:
 class Supervisor:
     """Runs named background tasks, restarting and reporting the ones that fail."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_backoff_s: float = 30.0) -> None:
+    def __init__(self, registry: CollectorRegistry, *, max_backoff_s: float = 30.0, ready: Probe | None = None) -> None:
         self._states: dict[str, TaskState] = {}
         self._max_backoff = max_backoff_s
+        self._ready = ready
         self._failures = Counter(
             "tracker_background_task_failures",
             "Background task crashes (each is logged and the task restarted)",
@@ -57,13 +62,32 @@ class Supervisor:
         )
 
     def spawn(self, name: str, factory: TaskFactory) -> asyncio.Task[None]:
-        """Run ``factory()`` as task ``name``; restart it after a crash (with backoff)."""
+        """Run ``factory()`` as task ``name``; restart it after a crash (with backoff, cut short
+        once the supervisor's ``ready`` probe, if any, answers True)."""
         if name in self._states and self._states[name].running:
             raise RuntimeError(f"task {name!r} is already running")
         state = TaskState(name=name)
         self._states[name] = state
         state.task = asyncio.create_task(self._run(state, factory), name=name)
         return state.task
+
+    async def _wait(self, backoff: float) -> None:
+        """Sleep ``backoff`` seconds, or less: until the ``ready`` probe (tried every
+        :data:`PROBE_EVERY_S`) succeeds after failing, i.e. what was away is back. (A task that
+        fails with what it needs in place, a bug, waits out its backoff.)"""
+        ready, was_away = self._ready, False
+        deadline = time.monotonic() + backoff
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, PROBE_EVERY_S))
+            if ready is None or time.monotonic() >= deadline:
+                continue
+            try:
+                answers = await asyncio.wait_for(ready(), PROBE_EVERY_S)
+            except Exception:  # noqa: BLE001 - a probe that fails: still away
+                answers = False
+            if answers and was_away:
+                return
+            was_away = was_away or not answers
 
     async def _run(self, state: TaskState, factory: TaskFactory) -> None:
         backoff = 0.1
@@ -82,7 +106,7 @@ class Supervisor:
                 self._record(state, exc, f"background task {state.name} failed")
                 if time.monotonic() - started > 60:
                     backoff = 0.1
-                await asyncio.sleep(backoff)
+                await self._wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 state.restarts += 1
 
