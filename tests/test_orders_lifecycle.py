@@ -6,6 +6,7 @@ import socket
 
 import httpx
 import pytest
+import redis.asyncio
 from websockets.exceptions import ConnectionClosed
 
 from clients.jsonsocket import JsonSocket
@@ -438,6 +439,18 @@ async def test_slow_subscriber_is_cut_off_while_others_keep_up(server: ServerPro
         assert len(data) < 1_000_000  # what the stalled one got is bounded, not the whole stream
         assert b"\x03\xf0too_slow" in data  # close frame: code 1008, reason too_slow
         await fast.close()
+        # Both sockets gone, the server no longer listens to the order's channel: a cut-off
+        # subscriber left behind would hold its full queue (and the channel's traffic) for good.
+        db = redis.asyncio.Redis.from_url(server.effective_redis_url)
+        try:
+            for _ in range(100):
+                listening = (await db.pubsub_numsub(f"order:{oid}:live"))[0][1]
+                if not listening:
+                    break
+                await asyncio.sleep(0.05)
+            assert listening == 0, "the server still subscribes the channel of a socket cut off as too slow"
+        finally:
+            await db.aclose()
     finally:
         await kitchen.close()
         await ops.close()

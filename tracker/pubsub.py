@@ -101,6 +101,7 @@ class PubSubHub:
         # One future per SUBSCRIBE sent and not yet confirmed, per channel, in sending order:
         # Redis confirms in that order on the listener's connection.
         self._unconfirmed: dict[str, deque[asyncio.Future[bool]]] = {}
+        self._unsubscribing: set[asyncio.Task[None]] = set()
         self._dropped = Counter(
             "tracker_pubsub_slow_subscribers", "Subscribers cut off for falling behind", registry=registry
         )
@@ -190,19 +191,31 @@ class PubSubHub:
         self._unconfirmed.clear()
 
     async def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub``; the channel's last subscriber also unsubscribes it in Redis.
+
+        ``sub`` leaves at once, before any wait, so a caller cancelled here leaves nothing behind;
+        the UNSUBSCRIBE runs in a task of its own that a cancelled caller does not stop."""
         sub.active = False
+        subs = self._subs.get(sub.channel)
+        if not subs or sub not in subs:
+            return
+        subs.discard(sub)
+        if subs:
+            return
+        del self._subs[sub.channel]
+        task = asyncio.ensure_future(self._unsubscribe_unwanted(sub.channel))
+        self._unsubscribing.add(task)  # (held until done: the loop keeps only weak references)
+        task.add_done_callback(self._unsubscribing.discard)
+        await asyncio.shield(task)
+
+    async def _unsubscribe_unwanted(self, channel: str) -> None:
         async with self._lock:
-            subs = self._subs.get(sub.channel)
-            if not subs or sub not in subs:
-                return
-            subs.discard(sub)
-            if not subs:
-                del self._subs[sub.channel]
-                if self._pubsub is not None:
-                    try:
-                        await self._pubsub.unsubscribe(sub.channel)
-                    except Exception:  # noqa: BLE001 - the listener will resubscribe what is still wanted
-                        log.warning("unsubscribe %s failed", sub.channel)
+            if channel in self._subs or self._pubsub is None:
+                return  # wanted again meanwhile (its SUBSCRIBE went out), or no listener to unsubscribe
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except Exception:  # noqa: BLE001 - the listener resubscribes only what is still wanted
+                log.warning("unsubscribe %s failed", channel)
 
     async def _listen(self) -> None:
         # A new name each attempt: on a Redis Cluster the listener connects to the node serving

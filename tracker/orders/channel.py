@@ -92,12 +92,15 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
     except SubscriberTooSlow:
         await session.close(CLOSE_POLICY, TOO_SLOW)
     finally:
-        if sub.overflowed.is_set():
-            # Let the close frame go out once the client drains; a client that never reads
-            # is left to the WebSocket ping timeout.
-            await asyncio.wait([watchdog], timeout=CLOSE_WAIT_S)
-        watchdog.cancel()
-        await sub.close()
+        try:
+            if sub.overflowed.is_set():
+                # Let the close frame go out once the client drains; a client that never reads
+                # is left to the WebSocket ping timeout. (The socket's own loop, seeing it closed,
+                # cancels this task, often during this wait.)
+                await asyncio.wait([watchdog], timeout=CLOSE_WAIT_S)
+        finally:
+            watchdog.cancel()
+            await sub.close()  # whatever happened above: a subscription left behind would hold its queue for good
 
 
 async def _cut_when_overflowed(sub: Subscription, session: WsSession) -> None:
