@@ -118,6 +118,7 @@ class RiderOrdersFeed:
         if len(self._last) > 100_000:
             self._last = {r: t for r, t in self._last.items() if now_real - t < MIN_INTERVAL_S}
         self._last[rider_id] = now_real
+        self._pending.pop(rider_id, None)  # an older fix whose timer has not fired yet: this one supersedes it
         await self._deliver(rider_id, fix, orders)
 
     def _flush(self, rider_id: str) -> None:

@@ -216,11 +216,30 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
         raise failed[0]
 
 
+INDEX_REREADS = 3  # reads of an order that keeps changing before its indexes are left to the next step
+
+
+def _index_view(order: dict[str, str]) -> tuple[str | None, bool]:
+    """What of an order its indexes depend on: its status and whether a rider has it."""
+    return order.get("status"), bool(order.get("rider_id"))
+
+
 async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: dict[str, Any]) -> None:
     """The open-order index, and the riders' sets when the step changes who carries the order
     (a routine step writing them from its own read could undo a concurrent assignment's write)."""
-    await store_of(rt).update_indexes(order)
+    store = store_of(rt)
+    await store.update_indexes(order)
     oid, rider = order["id"], order.get("rider_id")
+    # A step that committed after this one's read may have written the indexes before these writes
+    # landed (an unassign's "open again" undone by this assignment's "not open"): read again and,
+    # while what the indexes show has changed since, write them from the newer read.
+    written = order
+    for _ in range(INDEX_REREADS):
+        fresh = await store.load(oid)
+        if fresh is None or _index_view(fresh) == _index_view(written):
+            break
+        await store.update_indexes(fresh)
+        written = fresh
     if kind == "assigned" and rider:
         await _add_to_rider(rt, rider, oid)
         # A cancel that committed since this step's order was read may have dropped the order

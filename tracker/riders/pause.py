@@ -104,6 +104,8 @@ async def resume(request: Request) -> Response:
     rider_id = path_id(request.path_params["rider_id"], "rider")
     lifted = await rt.redis.delete(pause_key(rider_id))
     await rt.redis.srem(PAUSED_RIDERS, rider_id)
+    if await rt.redis.exists(pause_key(rider_id)):  # a pause that came in between (two operators): keep it listed
+        await rt.redis.sadd(PAUSED_RIDERS, rider_id)
     if lifted:
         await tell_rider(rt, rider_id, {"type": "resumed", "by": "operator"})
         log.info("rider resumed", extra={"rider": rider_id, "by": operator.sub})
