@@ -111,8 +111,11 @@ async def test_customer_page_says_when_the_riders_position_is_old(own_redis, sta
         await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
         await expect(page.locator('[data-marker="rider"]')).to_have_count(1)  # where it was last seen
         await expect(note).to_contain_text("last updated under a minute ago", timeout=6000)  # and how long ago
+        dot = page.locator('[data-marker="rider"]')
+        await expect(dot).to_have_attribute("data-stale", "yes")  # the old position's dot is faded
         await courier.location(PICKUP["lat"] - 0.003, PICKUP["lng"])
         await expect(note).to_be_hidden(timeout=5000)
+        await expect(dot).to_have_attribute("data-stale", "no")
         await expect(note).to_contain_text("last updated", timeout=6000)  # then the phone goes quiet
         await page.reload()  # a reload still shows where the rider was last seen, and how long ago
         await expect(page.locator('[data-marker="rider"]')).to_have_count(1)

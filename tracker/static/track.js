@@ -179,6 +179,13 @@ function showSilence() {
   const since = lastFixTs ?? watchedSince;
   const silent = CARRYING.includes(status) && since !== null && clock.now() - since > SILENT_AFTER_MS;
   note.hidden = !silent;
+  // The rider's dot fades while its position is old, so an old place does not look like a live one.
+  const marker = map.markers.get("rider");
+  if (marker) {
+    marker.el.dataset.stale = silent ? "yes" : "no";
+    const title = marker.el.querySelector("title");
+    if (title) title.textContent = silent && lastFixTs !== null ? `Your rider, last seen ${ago(clock.now() - lastFixTs)}` : "Your rider";
+  }
   if (silent) {
     setText(note, lastFixTs === null ? "Waiting for the rider's position; the estimate may be out of date."
       : `The rider's position was last updated ${ago(clock.now() - lastFixTs)}; the estimate may be out of date.`);
