@@ -376,17 +376,21 @@ async def test_orders_survive_a_redis_restart(tmp_path, uid) -> None:  # type: i
         second.cleanup()
 
 
-def _stalled_customer_socket(server: ServerProcess, order_id: str) -> socket.socket:
-    """A customer WebSocket that completes the handshake and then never reads (tiny buffer)."""
+def _stalled_socket(server: ServerProcess, path: str, token: str) -> socket.socket:
+    """A WebSocket that completes the handshake and then never reads (tiny buffer)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     sock.sendall(
-        (f"GET /v1/ws/customer?order_id={order_id} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
+        (f"GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-         f"Authorization: Bearer {server.token('customer', order_id)}\r\n\r\n").encode()
+         f"Authorization: Bearer {token}\r\n\r\n").encode()
     )
     return sock
+
+
+def _stalled_customer_socket(server: ServerProcess, order_id: str) -> socket.socket:
+    return _stalled_socket(server, f"/v1/ws/customer?order_id={order_id}", server.token("customer", order_id))
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
@@ -453,6 +457,40 @@ async def test_slow_subscriber_is_cut_off_while_others_keep_up(server: ServerPro
             await db.aclose()
     finally:
         await kitchen.close()
+        await ops.close()
+
+
+async def test_a_rider_socket_that_stops_reading_is_cut_off_when_its_inbox_overflows(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """Frames for a rider whose app stopped reading pile up (here: an operator pausing it again
+    and again): once its inbox overflows the server lets go of the socket at once (it no longer
+    counts among the open ones), not at the keepalive timeout 20-40 s later, and the app, reading
+    again, finds a close that asks it to reconnect."""
+    rid = uid("r")
+
+    async def open_sockets() -> int:
+        return int((await ops.client.get("/readyz")).json()["websockets"]["open"])
+
+    ops = Ops(server)
+    try:
+        before = await open_sockets()
+        stalled = _stalled_socket(server, "/v1/ws/rider", server.token("rider", rid))
+        for _ in range(100):
+            if await open_sockets() == before + 1:
+                break
+            await asyncio.sleep(0.05)
+        for i in range(3000):  # each pause is a frame to the rider: its buffers and inbox hold 600-900 of them
+            assert (await ops.client.post(f"/v1/riders/{rid}/pause", json={"reason": f"check {i} " + "x" * 180})).status_code == 200
+            if i % 100 == 99 and await open_sockets() == before:
+                break
+        for _ in range(100):
+            if await open_sockets() == before:
+                break
+            await asyncio.sleep(0.05)
+        assert await open_sockets() == before, "a rider socket that stopped reading is still held"
+        data = await asyncio.to_thread(_read_until_closed, stalled)
+        stalled.close()
+        assert b"\x03\xf0too_slow: the rider's inbox fell too far behind; reconnect" in data  # 1008, too_slow
+    finally:
         await ops.close()
 
 

@@ -74,6 +74,16 @@ def handles_internal(msg_type: str) -> Callable[[Handler], Handler]:
     return register
 
 
+INBOX_TOO_SLOW = "too_slow: the rider's inbox fell too far behind; reconnect"
+
+
+async def _close_when_overflowed(conn: RiderConnection, sub: Subscription) -> None:
+    """Close a socket whose inbox overflowed, even while a send to it is blocked (a client that
+    stopped reading), instead of leaving it to the keepalive ping."""
+    await sub.overflowed.wait()
+    await conn.session.close(CLOSE_POLICY, INBOX_TOO_SLOW)
+
+
 async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
     try:
         while not conn.session.closed:
@@ -100,7 +110,7 @@ async def _forward_inbox(conn: RiderConnection, sub: Subscription) -> None:
                 continue
             await conn.send(msg)
     except SubscriberTooSlow:
-        await conn.session.close(CLOSE_POLICY, "rider inbox overflowed: reconnect")
+        await conn.session.close(CLOSE_POLICY, INBOX_TOO_SLOW)
     except Exception as exc:  # noqa: BLE001 - without its inbox the socket would get no offers: close it
         log_failure(log, "rider inbox failed", exc, rider=conn.rider_id)
         reason = redis_close_reason(exc, "inbox lost") if isinstance(exc, REDIS_DOWN) else "internal: inbox failed"
@@ -121,6 +131,7 @@ async def rider_ws(websocket: WebSocket) -> None:
     conn = RiderConnection(session=session, rider_id=session.principal.sub, runtime=rt)
     sub: Subscription | None = None
     inbox: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
         try:
             # Returns once Redis confirmed it (or raises): no offer sent from now on is missed.
@@ -133,6 +144,7 @@ async def rider_ws(websocket: WebSocket) -> None:
         # Forwarded only now: a notice published while the hooks read (an ``unassigned`` after the
         # route's read, say) follows the frame it amends instead of overtaking it.
         inbox = asyncio.create_task(_forward_inbox(conn, sub), name=f"rider-inbox:{conn.rider_id}")
+        watchdog = asyncio.create_task(_close_when_overflowed(conn, sub), name=f"rider-inbox-watch:{conn.rider_id}")
         async for msg in session.messages():
             handler = HANDLERS.get(msg["type"])
             if handler is None:
@@ -140,9 +152,10 @@ async def rider_ws(websocket: WebSocket) -> None:
                 continue
             await session.answer(msg, handler(conn, msg))
     finally:
-        if inbox is not None:
-            inbox.cancel()
-            await asyncio.gather(inbox, return_exceptions=True)
+        for task in (inbox, watchdog):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (inbox, watchdog) if t is not None), return_exceptions=True)
         if sub is not None:
             await sub.close()
         for hook in ON_DISCONNECT:
