@@ -235,6 +235,10 @@ async def test_orders_no_kitchen_has_confirmed_are_listed_and_can_be_cancelled(o
         await expect(rows.first).to_have_text("None: every kitchen has confirmed its orders.")  # gone with the next snapshot
         await expect(rows).to_have_count(1)
         assert (await ops.client.get("/v1/ops/snapshot")).json()["kitchen_queue"] == []
+        waiting = page.locator("#waiting tr")
+        await expect(waiting.first).to_have_attribute("data-order", fine)  # confirmed, and no rounds run here
+        assert (await ops.cancel(fine)).status_code == 200
+        await expect(waiting.first).to_have_text("None: every confirmed order has a rider.")  # said, not an empty table
     finally:
         await page.context.close()
         await ops.close()

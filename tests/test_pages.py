@@ -418,11 +418,13 @@ async def test_merchant_page_lets_finished_orders_go(own_redis, start_server, ui
         await expect(live_row.locator("td").nth(1)).to_have_text("cancelled by the service: customer moved away")
         await expect(live_row.locator("td").nth(2)).to_have_text("not needed")  # not "preparing": stop cooking
         await expect(live_row).to_have_count(0, timeout=8000)  # ...and gone after its minute
+        await expect(page.locator("#no-orders")).to_have_text("No open orders: new ones appear here as they come in.")
         newest = uid("o-new")
         assert (await ops.create(newest, mid)).status_code == 201
         await page.reload()  # the feed is replayed: only the open order is on the board
         await expect(page.locator(f'tr[data-order="{newest}"]')).to_have_attribute("data-status", "placed")
         await expect(page.locator("#orders tr")).to_have_count(1)
+        await expect(page.locator("#no-orders")).to_be_hidden()
     finally:
         await page.context.close()
         await ops.close()

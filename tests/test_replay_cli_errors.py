@@ -190,7 +190,7 @@ def test_a_live_replay_ends_the_orders_it_could_not_deliver_on_the_server_it_was
     run = replay(str(instance), "--live", "--server", srv.base_url, "--secret", srv.secret,
                  "--out", str(tmp_path / "live"), timeout=90)
     assert "delivered=0/" in run.stdout, run.stdout + run.stderr
-    assert (f"tracker replay --live: ended the {placed} orders this run left unfinished on {srv.base_url} "
+    assert placed > 1 and (f"tracker replay --live: ended {placed} orders this run left unfinished on {srv.base_url} "
             f'({placed} cancelled: "replay ended")') in run.stderr, run.stderr
     assert open_orders(srv) == 0
     tag = run.stderr.split("its ids start ")[1].split(";")[0]
@@ -223,5 +223,5 @@ def test_ctrl_c_stops_a_live_replay_and_leaves_none_of_its_orders_open(
         proc.kill()
     assert time.monotonic() - stopped < 20 and proc.returncode == 130, out + err
     assert "tracker replay --live: interrupted; no solution written" in err and "Traceback" not in err, err
-    assert "orders this run left unfinished on" in err and open_orders(srv) == 0, err
+    assert " this run left unfinished on " in err and open_orders(srv) == 0, err
     assert not (tmp_path / "out").exists()

@@ -192,7 +192,7 @@ def weak_secret_warning(secret: str, name: str = "TRACKER_SECRET") -> str | None
     if size >= MIN_SECRET_BYTES:
         return None
     return (f"{name} is {size} bytes, under the {MIN_SECRET_BYTES} HS256 wants: whoever guesses it "
-            f"can sign tokens for any role (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            f"can sign tokens for any role (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
 
 
 def secret_path(data_dir: Path) -> Path:

@@ -131,7 +131,7 @@ def end_leftovers(base_url: str, secret: str, ids: RunIds) -> None:
         return
     if ending.ended:
         how = ", ".join(f"{ending.outcomes[k]} {k}" for k in ("cancelled", "failed") if ending.outcomes[k])
-        print(f"tracker replay --live: ended the {ending.ended} orders this run left unfinished on {base_url} "
+        print(f"tracker replay --live: ended {ending.ended} {'order' if ending.ended == 1 else 'orders'} this run left unfinished on {base_url} "
               f"({how}: \"{LEFTOVER_REASON}\")", file=sys.stderr)
     for error in ending.errors[:5]:
         print(f"tracker replay --live: could not end order {error}", file=sys.stderr)
@@ -185,11 +185,6 @@ def run_live(args: argparse.Namespace) -> int:
             scale = float(health["time_scale"])
             if short_key:
                 print(f"tracker replay: warning: {short_key}", file=sys.stderr)
-            differ = unmatched_settings(settings, matching_env(inst, scale, args.interval)) if args.server else []
-            if differ:  # its settings, not ours, decide the figures: say which differ and how to match them
-                print(f"tracker replay: warning: {base_url} plays with settings of its own: {'; '.join(differ)}. To "
-                      f"match the offline replay, start it with the environment `{env_command(args)}` prints",
-                      file=sys.stderr)
             if args.server and args.time_scale is not None and args.time_scale != scale:
                 # The server's clock sets the pace; playing at another than asked for would be a surprise
                 # (a day meant for minutes taking hours): refuse, and say how to start a matching server.
@@ -198,6 +193,11 @@ def run_live(args: argparse.Namespace) -> int:
                       f"`{env_command(args)}` prints, or leave --time-scale out to play at its pace",
                       file=sys.stderr)
                 return 2
+            differ = unmatched_settings(settings, matching_env(inst, scale, args.interval)) if args.server else []
+            if differ:  # its settings, not ours, decide the figures: say which differ and how to match them
+                print(f"tracker replay: warning: {base_url} plays with settings of its own: {'; '.join(differ)}. To "
+                      f"match the offline replay, start it with the environment `{env_command(args)}` prints",
+                      file=sys.stderr)
             first, last = day_span(inst)
             takes = (last - first) * 60 / scale
             if scale <= 1 or takes > 3600:

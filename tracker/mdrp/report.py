@@ -48,7 +48,7 @@ def summary_table(results: list[tuple[str, Metrics]]) -> str:
     """Overall averages beside the published algorithm's, and which instances had no deliveries."""
     overall = _average([m for _, m in results])
     lines = _header("")
-    lines.append(_row(f"tracker ({len(results)} instances)", overall))
+    lines.append(_row(f"tracker ({len(results)} instance{'' if len(results) == 1 else 's'})", overall))
     published = {key: PUBLISHED.get(key, float("nan")) for key, _, _ in COLUMNS}
     lines.append(_row("Reyes et al. 2018 (240 instances)", published))
     empty = sorted(name for name, m in results if m.delivered == 0)

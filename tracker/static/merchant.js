@@ -226,6 +226,7 @@ function render() {
     if (b && document.activeElement !== b) b.focus();
   }
   $("count").textContent = orders.size ? `(${orders.size})` : "";
+  $("no-orders").hidden = orders.size > 0;
 }
 
 let seq = 0;

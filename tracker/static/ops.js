@@ -287,6 +287,7 @@ function drawWaiting(snap) {
   const listed = snap.open_orders.slice(0, TABLE_ROWS), total = snap.totals.open_orders;
   const started = snap.dispatch?.started ?? snap.dispatch?.ts;
   $("waiting-shown").textContent = countText(listed.length, total, "longest waiting first");
+  if (!listed.length) { noneRow($("waiting"), "Order", "None: every confirmed order has a rider."); return; }
   redraw($("waiting"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
     const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
