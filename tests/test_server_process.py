@@ -112,6 +112,32 @@ def test_a_closed_terminal_stops_the_server_as_ctrl_c_does(tmp_path: Path) -> No
         proc.cleanup()
 
 
+def test_a_client_that_stopped_reading_does_not_hold_up_a_shutdown(tmp_path: Path) -> None:
+    """A rider app frozen with frames on their way to it (the socket's buffers full): SIGTERM
+    still stops the server within its grace period (it waited for that client for ever)."""
+    proc = ServerProcess(data_dir=tmp_path / "data",  # (a small send buffer: blocked sooner, and before the inbox overflows)
+                         env={"TRACKER_SHUTDOWN_GRACE_S": "5", "TRACKER_WS_SEND_BUFFER_BYTES": "4096"}).start()
+    stalled = socket.socket()
+    try:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", proc.port))
+        stalled.sendall((f"GET /v1/ws/rider HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                         f"Authorization: Bearer {proc.token('rider', 'frozen')}\r\n\r\n").encode())
+        op = {"Authorization": "Bearer " + proc.token("operator", "ops")}
+        with httpx.Client(base_url=proc.base_url, headers=op) as http:
+            for i in range(350):  # each a frame of about 300 bytes for the rider, which reads none of them
+                assert http.post("/v1/riders/frozen/pause", json={"reason": f"{i} " + "x" * 190}).status_code == 200
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert proc.proc.wait(30) == 0, proc.log_tail()
+        assert time.monotonic() - stopped < 20, proc.log_tail()
+    finally:
+        stalled.close()
+        proc.cleanup()
+
+
 def test_embedded_redis_dies_when_the_server_is_killed(tmp_path: Path) -> None:
     proc = ServerProcess(data_dir=tmp_path / "data")
     proc.start()

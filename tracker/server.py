@@ -36,8 +36,13 @@ WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard protocol cap; the app answers >ma
 TOO_FEW_SOCKETS = 16  # an open-file limit that leaves fewer is warned about at start
 
 
+ABORT_AFTER_CLOSE_S = 5.0  # how long a closed WebSocket connection may take to flush before it is dropped
+HUB_CLOSE_WAIT_S = 5.0  # how long shutdown waits for the app's 1001 closes (a stalled peer's never completes)
+
+
 def bounded_websocket_protocol(send_buffer_bytes: int) -> type[WebSocketsSansIOProtocol]:
-    """uvicorn's WebSocket protocol with a fixed kernel send buffer per connection.
+    """uvicorn's WebSocket protocol with a fixed kernel send buffer per connection, which drops
+    (aborts) a connection still there 5 s after a keepalive timeout or a shutdown closed it.
 
     Linux grows a socket's send buffer up to 4 MiB for a peer that stops reading; a fixed
     ``SO_SNDBUF`` bounds the memory one connection can hold and makes a stalled client block
@@ -53,6 +58,23 @@ def bounded_websocket_protocol(send_buffer_bytes: int) -> type[WebSocketsSansIOP
                 except OSError:  # pragma: no cover - not a TCP socket
                     pass
             super().connection_made(transport)
+
+        def _abort_unless_gone(self) -> None:
+            """uvicorn closes the transport, which first flushes what is buffered: a peer that
+            never reads never lets it, and the connection (and the app's blocked sends, and a
+            graceful shutdown) would wait for ever. Drop it if it is still there soon after."""
+            def abort() -> None:
+                if not self.disconnected:
+                    self.transport.abort()
+            self.loop.call_later(ABORT_AFTER_CLOSE_S, abort)
+
+        def keepalive_timeout(self) -> None:  # a ping left unanswered: the peer is gone or stalled
+            super().keepalive_timeout()
+            self._abort_unless_gone()
+
+        def shutdown(self) -> None:  # the server is stopping
+            super().shutdown()
+            self._abort_unless_gone()
 
     return BoundedWebSocketProtocol
 
@@ -75,7 +97,11 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
-        await self._hub.close_all()
+        try:  # (a close to a peer that stopped reading waits on a send that never completes)
+            await asyncio.wait_for(self._hub.close_all(), HUB_CLOSE_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("some WebSockets did not take their close within %.0f s (their peers stopped reading); "
+                        "dropping them", HUB_CLOSE_WAIT_S)
         await super().shutdown(sockets)
 
 
