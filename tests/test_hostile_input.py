@@ -391,6 +391,23 @@ async def test_a_socket_sending_garbage_is_answered_then_closed(server: ServerPr
         assert ws.close_code == 1008 and ws.close_reason.startswith("rate_limited: 100 malformed"), ws.close_reason
 
 
+async def test_an_id_nested_deeper_than_can_be_echoed_is_refused_and_the_socket_stays_open(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """JSON may nest 1,024 levels but an error frame could only echo 254 of them: such an ``id``
+    is refused as bad_message (without ``ref``), not answered by a traceback and a 1011 close."""
+    deep = "[" * 300 + "1" + "]" * 300
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider",
+                                  additional_headers={"Authorization": f"Bearer {server.token('rider', uid('r'))}"}) as ws:
+        await ws.send('{"type": "dance", "id": ' + deep + "}")
+        while (frame := orjson.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "error":
+            pass  # (its route first)
+        assert frame["code"] == "bad_message" and "nested too deeply" in frame["message"] and "ref" not in frame, frame
+        nested = "[" * 200 + "1" + "]" * 200
+        await ws.send('{"type": "dance", "id": ' + nested + "}")  # still open; an id that can be echoed is
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert frame["code"] == "unknown_type" and orjson.dumps(frame["ref"]).decode() == nested, frame["code"]
+    assert "Recursion limit" not in server.log_tail(200)
+
+
 async def test_one_token_holds_a_bounded_number_of_sockets(start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server({"TRACKER_MAX_SOCKETS_PER_SUBJECT": "3"})
     oid = uid("o")

@@ -265,12 +265,28 @@ class WsSession:
             except ApiError as err:
                 await self.send_error(err, malformed=True)
                 continue
+            if "id" in msg and not _echoable(msg["id"]):
+                await self.send_error(ApiError("bad_message", f"this 'id' is nested too deeply to be echoed as 'ref' (at "
+                                                              f"most {MAX_ID_DEPTH} levels)"), malformed=True)
+                continue
             if not isinstance(msg.get("type"), str):
                 await self.send_error(ApiError("bad_message", "every message needs a string 'type'"), msg.get("id"),
                                       malformed=True)
                 continue
             yield msg
         self.finish()
+
+
+MAX_ID_DEPTH = 250  # orjson reads JSON 1,024 levels deep but writes at most 254: an error frame holds the id 1 deeper
+
+
+def _echoable(value: Any) -> bool:
+    """Whether a message's ``id`` can go back in an error frame's ``ref``."""
+    try:
+        dumps_str({"ref": value})
+    except TypeError:  # (orjson.JSONEncodeError: nested too deep to write)
+        return False
+    return True
 
 
 def _subject(session: WsSession) -> tuple[str, str]:
