@@ -169,6 +169,34 @@ async def test_a_delay_pushes_back_the_kitchens_own_estimate(server: ServerProce
         await ops.close()
 
 
+async def test_two_tablets_delaying_at_once_both_count(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """Two tablets of one kitchen send "delay 7" and "delay 5" at the same moment: the food is
+    ready 12 minutes later than the estimate, as one after the other (one delay was lost, and
+    the ready time could even move earlier)."""
+    ops = Ops(server)
+    mid = uid("m")
+    first, second = await merchant(server, mid), await merchant(server, mid)
+    try:
+        for i in range(5):  # (each try, the two delays reach the server within a millisecond or so)
+            oid = uid(f"o{i}")
+            await ops.create(oid, mid, prep_minutes=10)
+            await first.confirm(oid)
+            await first.event(oid, "confirmed")
+            await asyncio.sleep(0.3)  # (the kitchen's board settles, as a person's would)
+            await first.delay(oid, 7)
+            await second.delay(oid, 5)
+            await first.event(oid, "food_delayed")
+            await first.expect(lambda f, oid=oid: f.get("kind") == "food_delayed" and f.get("order_id") == oid)
+            order = await ops.get(oid)
+            delays = [e["ready_at"] for e in order["events"] if e["kind"] == "food_delayed"]
+            assert len(delays) == 2 and delays[0] < delays[1], order["events"]
+            assert order["ready_at"] == delays[1] == order["confirmed_at"] + 22 * 60_000, order
+    finally:
+        await first.close()
+        await second.close()
+        await ops.close()
+
+
 async def test_food_ready_happens_once_and_ends_delays(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

@@ -14,6 +14,8 @@
 --       12 ms an order that ends (delivered, cancelled, failed) is kept: its hash and stream expire then,
 --       13 fence: the offer id every order's lock must still hold ("" = no check; an accept whose
 --          claim lapsed and was settled by another process meanwhile must not assign),
+--       14 hash fields JSON every order must still hold as given ("" = no check; a step computed
+--          from what was read, e.g. a delay from the food's estimate, is refused when it changed),
 --       then per order: order id, event JSON base, per-order hash fields JSON.
 local mode, merchant = ARGV[1], ARGV[2]
 -- The feed's entry ids are Redis's own clock ('*'), so its retention counts on that clock too
@@ -22,15 +24,16 @@ local mode, merchant = ARGV[1], ARGV[2]
 local minid = string.format('%.0f', now - tonumber(ARGV[4]))
 local allowed, new_status, rider, unassigned = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local fields = cjson.decode(ARGV[9])
-local n = (#ARGV - 13) / 3
+local n = (#ARGV - 14) / 3
 local fence = ARGV[13]
+local unchanged = ARGV[14] ~= '' and cjson.decode(ARGV[14]) or nil
 
 local unset = ARGV[11]
 
 local retention = tonumber(ARGV[12])
 local ends = new_status == 'delivered' or new_status == 'cancelled' or new_status == 'failed'
 
-local function order_arg(i, k) return ARGV[13 + (i - 1) * 3 + k] end
+local function order_arg(i, k) return ARGV[14 + (i - 1) * 3 + k] end
 
 if fence ~= '' then
   for i = 1, n do
@@ -56,6 +59,11 @@ for i = 1, n do
     end
     if unassigned == '1' and current_rider ~= '' then return {'conflict', oid} end
     if unset ~= '' and (redis.call('HGET', h, unset) or '') ~= '' then return {'already', oid, status} end
+    if unchanged then
+      for k, v in pairs(unchanged) do
+        if (redis.call('HGET', h, k) or '') ~= v then return {'changed', oid} end
+      end
+    end
   end
 end
 

@@ -19,7 +19,7 @@ from tracker.logs import log_failure
 from tracker.orders import followups, machine
 from tracker.orders.machine import LEAVES_RIDER, former_rider
 from tracker.orders.notices import recheck_if_overtaken, tell_rider, tell_riders
-from tracker.orders.store import Step, order_key, store_of
+from tracker.orders.store import OrderChanged, Step, order_key, store_of
 from tracker.orders.wire import STAMP, wire
 from tracker.redis_client import REDIS_DOWN
 from tracker.runtime import Runtime
@@ -107,11 +107,12 @@ async def _list_placed(rt: Runtime, order: dict[str, str]) -> None:
 async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str, rider: str | None = None,
                fields: dict[str, Any] | None = None, event_extra: dict[str, Any] | None = None,
                require_unassigned: bool = False, per_order_fields: tuple[dict[str, Any], ...] = (),
-               fence: tuple[str, list[str]] | None = None) -> list[dict[str, Any]]:
+               fence: tuple[str, list[str]] | None = None, unchanged: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Apply one event ``kind`` to orders of one merchant, all or none; returns the events.
 
     ``fence``: (offer id, the orders' offer lock keys); the step is refused (``conflict``)
-    unless every lock still holds that offer.
+    unless every lock still holds that offer. ``unchanged``: hash fields every order must still
+    hold as the caller read them, else :class:`OrderChanged` (nothing applied: read again).
 
     The step is journaled first (:mod:`followups`, best effort: a journal that cannot be
     written does not stop the step). If its follow-up writes in other slots fail, the step
@@ -131,10 +132,11 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
             merchant_id, order_ids,
             Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
                  rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields,
-                 require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None, fence=fence),
+                 require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None, fence=fence,
+                 unchanged=unchanged),
             now,
         )
-    except ApiError:
+    except (ApiError, OrderChanged):
         await _forget(rt, journal)  # refused: nothing changed
         raise
     olds = [e.pop("_from") for e in events]

@@ -20,7 +20,7 @@ from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.live import kitchen_catch_up, rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
-from tracker.orders.store import events_key, feed_key, merchant_channel, order_channel, store_of
+from tracker.orders.store import OrderChanged, events_key, feed_key, merchant_channel, order_channel, store_of
 from tracker.redis_client import REDIS_DOWN, AnyRedis
 from tracker.runtime import Runtime
 from tracker.validate import is_valid_id, require_id, require_number
@@ -34,6 +34,7 @@ MIN_POSITION_SPACING_S = 0.5
 MERCHANT_MAX_MESSAGE_RATE = 10.0  # kitchen messages (confirm, ready, delay) per second per socket (not the operator's)
 MERCHANT_MESSAGE_BURST = 50  # a kitchen confirming a rush of orders at once
 MAX_READY_AHEAD_MS = 7 * 24 * 3600 * 1000  # a delay cannot push the food further ahead than this
+DELAY_ATTEMPTS = 5  # reads of an order other steps keep changing before a delay gives up (conflict)
 # A kitchen board that resumes gets the prompts and riders' arrivals it missed for the orders of
 # its feed's events this long before its last one (feed ids are Redis's clock), the newest so many.
 RESUME_CATCH_UP_WINDOW_MS = 6 * 3600 * 1000
@@ -220,13 +221,25 @@ async def merchant_ws(websocket: WebSocket) -> None:
         elif kind == "ready":
             await service.step(rt, [order_id], "food_ready", merchant_id=merchant)
         else:
-            minutes = require_number(msg, "minutes", lo=1, hi=240)
+            await delay(order_id, require_number(msg, "minutes", lo=1, hi=240), raw)
+
+    async def delay(order_id: str, minutes: float, raw: dict[str, str]) -> None:
+        """Move the food's ready time ``minutes`` past the later of now and its estimate: computed
+        from the order as read, and applied only if no step changed it since (two tablets delaying
+        at once: each counts from the other's estimate, instead of one delay lost)."""
+        for _ in range(DELAY_ATTEMPTS):
             now = rt.clock.now_ms()
             ready_at = max(expected_ready_ms(raw, rt.settings.default_prep_min) or 0, now) + int(minutes * 60000)
             if ready_at > now + MAX_READY_AHEAD_MS:
                 raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
-            await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
-                               fields={"ready_at": ready_at}, event_extra={"minutes": minutes, "ready_at": ready_at})
+            try:
+                await service.step(rt, [order_id], "food_delayed", merchant_id=merchant, fields={"ready_at": ready_at},
+                                   event_extra={"minutes": minutes, "ready_at": ready_at},
+                                   unchanged={"last_event_id": raw.get("last_event_id", "")})
+                return
+            except OrderChanged:
+                raw = await store.load(order_id) or raw
+        raise ApiError("conflict", f"order {order_id!r} kept changing; send the delay again")
 
     replayed: set[str] = set()  # the orders of the history this socket is sent (live ones are not kept)
     live = False

@@ -100,6 +100,10 @@ def merchant_channel(merchant_id: str) -> str:
     return f"merchant:{merchant_id}:live"
 
 
+class OrderChanged(Exception):
+    """A step computed from what was read met an order another step changed since (read again)."""
+
+
 @dataclass(frozen=True)
 class Step:
     """What a transition asks of the Lua step."""
@@ -114,6 +118,7 @@ class Step:
     per_order_fields: tuple[dict[str, Any], ...] = ()
     require_unset: tuple[str, str] | None = None  # (hash field that must still be empty, why it is refused)
     fence: tuple[str, list[str]] | None = None  # (offer id, the orders' lock keys): those locks must hold it
+    unchanged: dict[str, str] | None = None  # hash fields every order must still hold as read (else OrderChanged)
 
 
 def _strings(fields: dict[str, Any]) -> bytes:
@@ -166,9 +171,11 @@ class OrderStore:
             "step", merchant_id, order_ids, now_ms, allowed=step.allowed, new_status=step.new_status,
             rider=step.rider, unassigned=step.require_unassigned, fields=step.fields, fingerprint="",
             events=events, per_order=per_order, unset=step.require_unset[0] if step.require_unset else None,
-            fence=step.fence,
+            fence=step.fence, unchanged=step.unchanged,
         )
         outcome = result[0]
+        if outcome == "changed":
+            raise OrderChanged(result[1])
         if outcome == "not_found":
             raise ApiError("not_found", f"no order {result[1]!r}")
         if outcome == "invalid_transition":
@@ -188,12 +195,13 @@ class OrderStore:
     async def _run(self, mode: str, merchant_id: str, order_ids: list[str], now_ms: int, *, allowed: Iterable[str],
                    new_status: str | None, rider: str | None, unassigned: bool, fields: dict[str, Any],
                    fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]],
-                   unset: str | None, fence: tuple[str, list[str]] | None = None) -> list[str]:
+                   unset: str | None, fence: tuple[str, list[str]] | None = None,
+                   unchanged: dict[str, str] | None = None) -> list[str]:
         keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last"]
         args: list[Any] = [
             mode, merchant_id, now_ms, FEED_RETENTION_MS, " ".join(allowed), new_status or "",
             rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "", self.retention_ms,
-            fence[0] if fence else "",
+            fence[0] if fence else "", _strings(unchanged) if unchanged else "",
         ]
         for oid, event, own in zip(order_ids, events, per_order):
             keys += [order_key(merchant_id, oid), events_key(merchant_id, oid)]
