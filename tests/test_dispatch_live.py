@@ -339,3 +339,37 @@ async def test_a_region_with_hundreds_of_open_orders_does_not_stop_dispatch(own_
             await in_berlin.close()
     finally:
         await ops.close()
+
+
+async def test_an_accept_while_redis_hangs_is_answered_within_seconds(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Redis stops answering (paused, a hung host) just as a rider accepts its offer: the rider
+    is told redis_unavailable within seconds, as for every other request, not when Redis wakes."""
+    import os
+    import signal
+
+    from tracker.embedded_redis import EmbeddedRedis, free_port
+
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    with external:
+        srv = start_server({**FAST, "TRACKER_OFFER_TIMEOUT_S": "60"}, redis=external.url)
+        ops = Ops(srv)
+        oid, mid, rid = uid("o"), uid("m"), uid("r")
+        courier = await rider_near_restaurant(srv, rid, 0.002)
+        try:
+            offer = await offered(ops, courier, oid, mid)
+            # Requests at once leave the server's pool holding idle connections to Redis, as a busy
+            # server's is: an accept then goes out on one of them, not on a new connection.
+            await asyncio.gather(*(ops.get(oid) for _ in range(30)))
+            assert external._proc is not None
+            os.kill(external._proc.pid, signal.SIGSTOP)
+            try:
+                started = asyncio.get_running_loop().time()
+                await courier.send({"type": "accept", "offer_id": offer["offer_id"], "id": "acc"})
+                answer = await courier.expect(lambda f: f.get("ref") == "acc", timeout=30)
+                took = asyncio.get_running_loop().time() - started
+            finally:
+                os.kill(external._proc.pid, signal.SIGCONT)
+            assert answer["code"] == "redis_unavailable" and took < 10, (answer, took)
+        finally:
+            await courier.close()
+            await ops.close()

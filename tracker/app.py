@@ -27,7 +27,7 @@ from tracker.errors import ApiError
 from tracker.http import health
 from tracker.http.unexpected import AnswerUnexpected
 from tracker.locations import feature as locations
-from tracker.redis_client import REDIS_DOWN, check_ready, connect, redis_unavailable
+from tracker.redis_client import REDIS_COMMAND_TIMEOUT_S, REDIS_DOWN, check_ready, connect, redis_unavailable
 from tracker.open_files import REDIS_FILES_MAX
 from tracker.orders import feature as orders
 from tracker.dispatch import feature as dispatch
@@ -108,9 +108,9 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         registry = CollectorRegistry()
-        client = connect(
-            redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5,
-            max_connections=redis_pool_size, wait_for_connection_s=2.0,
+        client = connect(  # (no command waits longer than REDIS_COMMAND_TIMEOUT_S for Redis: a hung one is a 503)
+            redis_url, decode_responses=True, health_check_interval=30, socket_connect_timeout=REDIS_COMMAND_TIMEOUT_S,
+            socket_timeout=REDIS_COMMAND_TIMEOUT_S, max_connections=redis_pool_size, wait_for_connection_s=2.0,
         )
 
         async def redis_serves() -> bool:  # a task that failed with Redis away restarts once this holds again

@@ -206,6 +206,9 @@ class _QueuingPipeline(ClusterPipeline):
             return await super().execute(*args, **kwargs)
 
 
+REDIS_COMMAND_TIMEOUT_S = 5.0  # the server's wait for one answer (or a connection) from Redis: then redis_unavailable
+
+
 def connect(url: str, *, cluster: bool | None = None, wait_for_connection_s: float | None = None,
             **options: Any) -> AnyRedis:
     """An asyncio client for ``url``; ``cluster=None`` asks the server which kind it is.
