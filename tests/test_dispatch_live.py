@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, platform_kitchen, rider
+from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, merchant, platform_kitchen, rider
 from tracker.launcher import ServerProcess
 
 FAST = {"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "3", "TRACKER_DECLINE_COOLDOWN_S": "600"}
@@ -373,3 +373,26 @@ async def test_an_accept_while_redis_hangs_is_answered_within_seconds(start_serv
         finally:
             await courier.close()
             await ops.close()
+
+
+async def test_a_rider_across_the_antimeridian_from_the_restaurant_is_offered_its_order(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """Longitude 179.9999 and -179.9999 are 22 m apart (Fiji, Chukotka): the planner measured
+    them 40,000 km apart, and the rider next door was never offered the order."""
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(srv, rid)
+    try:
+        await courier.location(-17.0, 179.9999)
+        assert (await ops.create(oid, mid, pickup={"lat": -17.0, "lng": -179.9999},
+                                 dropoff={"lat": -17.01, "lng": -179.99})).status_code == 201
+        kitchen = await merchant(srv, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.close()
+        offer = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [oid]
+        assert offer["orders"][0]["eta"] - offer["orders"][0]["pickup_eta"] < 15 * 60_000, offer  # 1.2 km, not a world away
+    finally:
+        await courier.close()
+        await ops.close()

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import h3
+import numpy as np
 
 EARTH_RADIUS_M = 6_371_008.8
 RIDER_CELL_RES = 9
@@ -70,9 +72,18 @@ class LocalProjection:
         return self._m_per_deg_lat * math.cos(math.radians(self.origin_lat))
 
     def to_xy(self, lat: float, lng: float) -> tuple[float, float]:
-        """Planar (x, y) metres of a WGS84 point (or, element-wise, of numpy arrays of them)."""
-        return (lng - self.origin_lng) * self._m_per_deg_lng, (lat - self.origin_lat) * self._m_per_deg_lat
+        """Planar (x, y) metres of a WGS84 point (or, element-wise, of numpy arrays of them); east
+        or west the short way, across the antimeridian too (179.9999 is just west of -179.9999)."""
+        return _short_way(lng - self.origin_lng) * self._m_per_deg_lng, (lat - self.origin_lat) * self._m_per_deg_lat
 
     def to_latlng(self, x: float, y: float) -> tuple[float, float]:
         """The WGS84 point at planar (x, y) metres; the inverse of :meth:`to_xy`."""
-        return self.origin_lat + y / self._m_per_deg_lat, self.origin_lng + x / self._m_per_deg_lng
+        return self.origin_lat + y / self._m_per_deg_lat, _short_way(self.origin_lng + x / self._m_per_deg_lng)
+
+
+def _short_way(degrees: Any) -> Any:
+    """A longitude (or a difference of two) folded into [-180, 180]; values already there are
+    returned as they are, to the bit (a float or, element-wise, a numpy array)."""
+    if isinstance(degrees, np.ndarray):
+        return np.where(degrees > 180, degrees - 360, np.where(degrees < -180, degrees + 360, degrees))
+    return degrees - 360 if degrees > 180 else degrees + 360 if degrees < -180 else degrees
