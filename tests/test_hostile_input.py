@@ -471,6 +471,25 @@ async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_boun
         await ops.close()
 
 
+async def test_a_rider_flooding_its_socket_is_rate_limited_then_closed(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """Well-formed messages as fast as a client can send them (each would cost a Redis write, and
+    thousands sit queued before the server reads the next): past a burst they are refused
+    cheaply, and a socket that keeps on is closed."""
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider",
+                                  additional_headers={"Authorization": f"Bearer {server.token('rider', uid('r'))}"}) as ws:
+        frame = orjson.dumps({"type": "availability", "available": True}).decode()
+        for _ in range(300):
+            await ws.send(frame)
+        codes = []
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                got = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                if got["type"] == "error":
+                    codes.append(got["code"])
+        assert ws.close_code == 1008 and ws.close_reason == "rate_limited: too many messages, connection closed"
+        assert codes and set(codes) == {"rate_limited"} and len(codes) <= 60, codes  # the burst went through, then refusals
+
+
 async def test_a_fresh_kitchen_board_gets_its_whole_feed_however_long(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

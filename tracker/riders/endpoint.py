@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -19,6 +20,7 @@ from starlette.websockets import WebSocket
 
 from tracker.auth import Role
 from tracker.errors import ApiError
+from tracker.locations.ratelimit import FloodGuard, TokenBucket
 from tracker.logs import log_failure
 from tracker.pubsub import GAP, SubscriberTooSlow, Subscription
 from tracker.redis_client import REDIS_DOWN
@@ -73,6 +75,12 @@ def handles_internal(msg_type: str) -> Callable[[Handler], Handler]:
 
     return register
 
+
+# Messages other than fixes (which have their own limit): enough for any app, bounded for a flood,
+# whose backlog (thousands queued before the client even left) would cost a Redis write each.
+RIDER_MAX_MESSAGE_RATE = 20.0  # a second, per socket
+RIDER_MESSAGE_BURST = 50
+RIDER_FLOOD_REFUSALS, RIDER_FLOOD_WINDOW_S = 50, 10.0  # refusals that close the socket (1008)
 
 INBOX_TOO_SLOW = "too_slow: the rider's inbox fell too far behind; reconnect"
 
@@ -145,10 +153,19 @@ async def rider_ws(websocket: WebSocket) -> None:
         # route's read, say) follows the frame it amends instead of overtaking it.
         inbox = asyncio.create_task(_forward_inbox(conn, sub), name=f"rider-inbox:{conn.rider_id}")
         watchdog = asyncio.create_task(_close_when_overflowed(conn, sub), name=f"rider-inbox-watch:{conn.rider_id}")
+        bucket = TokenBucket(rate=RIDER_MAX_MESSAGE_RATE, burst=RIDER_MESSAGE_BURST)
+        flood = FloodGuard(RIDER_FLOOD_REFUSALS, RIDER_FLOOD_WINDOW_S)
         async for msg in session.messages():
             handler = HANDLERS.get(msg["type"])
             if handler is None:
                 await session.send_error(ApiError("unknown_type", f"unknown message type {msg['type']!r}"), msg.get("id"))
+                continue
+            now = time.monotonic()
+            if msg["type"] != "location" and not bucket.take(now):
+                await session.send_error(ApiError("rate_limited", f"at most {RIDER_MAX_MESSAGE_RATE:g} messages a second "
+                                                  f"besides location fixes (bursts of {RIDER_MESSAGE_BURST})"), msg.get("id"))
+                if flood.refused(now):
+                    await session.close(CLOSE_POLICY, "rate_limited: too many messages, connection closed")
                 continue
             await session.answer(msg, handler(conn, msg))
     finally:
