@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord
+from tracker.dispatch.offers import ACCEPTED, DECLINED, EXPIRED, WITHDRAWN, OfferRecord, OfferStore
 from tracker.dispatch.refusals import note_refusal
 from tracker.errors import ApiError
 from tracker.locations import rider_orders_key
@@ -55,6 +55,16 @@ async def _own_offer(conn: RiderConnection, msg: dict[str, Any]) -> OfferRecord:
     raise ApiError("not_found", f"no offer {offer_id!r} was made to this rider")
 
 
+async def _answered_first(store: OfferStore, record: OfferRecord) -> ApiError:
+    """The ``conflict`` for an answer that lost the offer to another (the expiry sweep, an answer
+    on the rider's other socket, a withdrawal), saying which when the offer is settled already."""
+    settled = await store.settled(record.offer_id)
+    if settled is None:
+        return ApiError("conflict", f"offer {record.offer_id!r} is being answered or settled meanwhile (another "
+                                    "of this rider's connections, or its expiry)")
+    return ApiError("conflict", f"offer {record.offer_id!r} {_SETTLED.get(settled[1], 'is settled')}")
+
+
 @handles("accept")
 async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     """Turn the rider's open offer into an assignment of all its orders."""
@@ -66,7 +76,7 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
         await dispatcher.withdraw(record)
         raise ApiError("forbidden", "the operator paused this rider: no new orders until resumed")
     if not await dispatcher.store.claim(record):  # the expiry sweep or another answer came first
-        raise ApiError("conflict", f"offer {record.offer_id!r} has expired or was answered already")
+        raise await _answered_first(dispatcher.store, record)
     if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):
         await dispatcher.settle(record, WITHDRAWN)  # back to the next round, as a job of its own
         raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders no longer waiting for this rider "
@@ -90,7 +100,7 @@ async def decline(conn: RiderConnection, msg: dict[str, Any]) -> None:
     record = await _own_offer(conn, msg)
     dispatcher = conn.runtime.services["dispatcher"]
     if not await dispatcher.store.claim(record):
-        raise ApiError("conflict", f"offer {record.offer_id!r} has already expired")
+        raise await _answered_first(dispatcher.store, record)
     await dispatcher.cool_down(record.merchant_id, record.order_ids, conn.rider_id)  # before they are open again
     await dispatcher.settle(record, DECLINED)
     try:
