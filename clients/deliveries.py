@@ -130,4 +130,4 @@ class Deliveries:
             await self.rider.progress(oid, step)
             self.reported[oid] = step
             self.sent_here[oid] = (step, asyncio.get_running_loop().time())
-            note(f"reported {step} for {oid}")
+            note(f"sent {step} for {oid}")  # (a refusal, if any, is its own line)

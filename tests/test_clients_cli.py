@@ -74,7 +74,7 @@ def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(
     frames = [json.loads(line) for line in run.stdout.splitlines()]  # every frame, one JSON line each
     assert frames[0] == {"type": "route", "orders": [], "paused": None}, frames  # it carried nothing when it connected
     assert [f["type"] for f in frames][1:3] == ["offer", "assigned"], frames
-    assert "# accepted offer" in run.stderr and f"# reported delivered for {oid}" in run.stderr
+    assert "# accepted offer" in run.stderr and f"# sent delivered for {oid}" in run.stderr
     kinds = [f.get("kind") for f in map(json.loads, out.splitlines()) if f.get("type") == "event"]
     assert kinds[:2] == ["placed", "confirmed"] and {"assigned", "food_ready", "delivered"} <= set(kinds), kinds
     watched = client("customer", "--server", srv.base_url, "--token", srv.token("customer", oid), "--order-id", oid,
@@ -147,7 +147,7 @@ def test_a_rider_reports_again_a_step_refused_while_redis_was_away(tmp_path: Pat
         try:
             assert run.stderr is not None
             for line in run.stderr:  # the first step is reported...
-                if f"reported at_pickup for {oid}" in line:
+                if f"sent at_pickup for {oid}" in line:
                     break
             external.stop()  # ...then Redis is away while the next one is sent
             time.sleep(4.5)
@@ -326,7 +326,7 @@ def test_the_command_line_rider_reports_each_step_once_when_told_its_route_again
     routes = [f for f in map(json.loads, out.splitlines()) if f["type"] == "route"]
     assert len(routes) >= 2, out  # told again after the cut
     for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
-        assert err.count(f"# reported {step} for {oid}") == 1, err
+        assert err.count(f"# sent {step} for {oid}") == 1, err
     assert status == "delivered" and '"code":"invalid_transition"' not in out.replace(" ", ""), out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -23,6 +22,7 @@ import h3
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
+from tracker.agreement import process_name
 from tracker.dispatch.lease import Lease
 from tracker.dispatch.demand import load_demand
 from tracker.dispatch.model import Offer, OrderView, Snapshot
@@ -83,7 +83,7 @@ class Dispatcher:
     def __init__(self, rt: Runtime, policy: Policy | None = None) -> None:
         self.rt = rt
         self.policy = policy or Policy.from_settings(rt.settings)
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
+        self.owner = process_name()  # (as the roll call of processes names it: an operator matches the two)
         interval_real_ms = rt.clock.real_seconds(rt.settings.dispatch_interval_s) * 1000
         self.lease_ttl_ms = int(max(2000.0, 3 * interval_real_ms))
         offer_real_ms = rt.clock.real_seconds(rt.settings.offer_timeout_s) * 1000
