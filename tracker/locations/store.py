@@ -160,6 +160,20 @@ async def last_fix(redis: AnyRedis, rider_id: str) -> tuple[Fix | None, str | No
     return fix, h["region"], available
 
 
+# One region's riders silent since before ARGV[1], at most ARGV[2] of them, out of its geoset
+# (KEYS[1]) and staleness index (KEYS[2]; one hash slot) in one step: a fix written meanwhile
+# (a fresher score) keeps its rider, where a read, then a removal, would drop it until its next fix.
+_SWEEP = """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #dead > 0 then
+  redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('ZREM', KEYS[2], unpack(dead))
+end
+return #dead
+"""
+SWEEP_BATCH = 1000  # riders removed per script call (well within Lua's unpack limit)
+
+
 async def sweep_stale(redis: AnyRedis, now_ms: int, stale_after_ms: int, regions: Iterable[str] | None = None) -> int:
     """Drop riders silent for longer than ``stale_after_ms`` from every region; returns how many."""
     if regions is None:
@@ -167,13 +181,11 @@ async def sweep_stale(redis: AnyRedis, now_ms: int, stale_after_ms: int, regions
     removed = 0
     cutoff = now_ms - stale_after_ms
     for region in regions:
-        dead = await redis.zrangebyscore(seen_key(region), "-inf", f"({cutoff}", start=0, num=10_000)
-        if dead:
-            pipe = redis.pipeline(transaction=True)
-            pipe.zrem(geoset_key(region), *dead)
-            pipe.zrem(seen_key(region), *dead)
-            await pipe.execute()
-            removed += len(dead)
+        while True:
+            dropped = int(await redis.eval(_SWEEP, 2, geoset_key(region), seen_key(region), cutoff, SWEEP_BATCH))
+            removed += dropped
+            if dropped < SWEEP_BATCH:
+                break
         if not await redis.exists(seen_key(region)):
             await redis.srem(ACTIVE_REGIONS, region)
     return removed
