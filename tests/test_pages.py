@@ -128,6 +128,43 @@ async def test_customer_page_says_when_the_riders_position_is_old(own_redis, sta
         await ops.close()
 
 
+async def test_the_second_order_of_a_riders_trip_says_a_delivery_comes_first(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """A rider carries two orders of one kitchen: the customer of the one delivered second is told
+    why the rider heads elsewhere first (the channel's stops_before, the page's note), the
+    customer of the first is not; once the first is delivered the note goes."""
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "3600"}, redis=own_redis)  # (orders handed out by hand)
+    ops = Ops(srv)
+    mid, rid = uid("m"), uid("r")
+    first, second = uid("o1"), uid("o2")
+    courier = await rider(srv, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        for oid in (first, second):
+            await confirmed_order(srv, ops, oid, mid)
+            assert (await ops.assign(oid, rid)).status_code == 200  # the first assigned goes first
+        watchers = {oid: await customer(srv, oid) for oid in (first, second)}
+        await page.goto(f"{srv.base_url}/track/{second}?token={srv.token('customer', second)}")
+        await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
+        for oid, before in ((first, 0), (second, 1)):
+            while (frame := await watchers[oid].next())["type"] != "rider_location":
+                pass
+            assert frame["stops_before"] == before, frame
+        note = page.locator("#stops-note")
+        await expect(note).to_have_text("Your rider is delivering another order first.")
+        for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
+            await courier.progress(first, step)
+        await courier.progress(second, "at_pickup")
+        await courier.progress(second, "picked_up")
+        await courier.location(PICKUP["lat"] - 0.003, PICKUP["lng"])
+        await expect(note).to_be_hidden(timeout=5000)  # its own delivery is next now
+        for watcher in watchers.values():
+            await watcher.close()
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
 async def test_customer_page_drops_rider_and_eta_when_the_order_is_taken_back(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid, rid = uid("o"), uid("m"), uid("r")

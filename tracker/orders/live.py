@@ -45,13 +45,14 @@ local h = redis.call('HMGET', KEYS[1], 'rider_id', 'status')
 if h[1] ~= ARGV[1] or not ({%s})[h[2]] then return 0 end
 """ % ", ".join(f"['{status}'] = true" for status in CARRYING)
 
-# The order's ETA (ARGV[2]) and pickup ETA (ARGV[3]) written, its rider_location frame ARGV[5]
+# The order's ETA (ARGV[2]), pickup ETA (ARGV[3]) and the rider's deliveries before it (ARGV[10])
+# written, its rider_location frame ARGV[5]
 # published on its channel ARGV[4]. While the rider heads to the restaurant, its arrival there
 # ARGV[6] (ts; '' otherwise) is kept in ``rider_eta`` and told to the kitchen (frame ARGV[9] on
 # the merchant channel ARGV[8]) when it first has one and when it moved by ARGV[7] ms or more
 # since: the board counts down between.
 _SET_ETA = _STILL_CARRIED + """
-redis.call('HSET', KEYS[1], 'eta', ARGV[2], 'pickup_eta', ARGV[3])
+redis.call('HSET', KEYS[1], 'eta', ARGV[2], 'pickup_eta', ARGV[3], 'stops_before', ARGV[10])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 if ARGV[6] ~= '' then
   local old = redis.call('HGET', KEYS[1], 'rider_eta')
@@ -74,10 +75,12 @@ return 1
 """
 
 
-def rider_location(order_id: str, rider_id: str, fix: Fix, eta: int | None) -> dict[str, Any]:
-    """The ``rider_location`` frame of an order's channel: where its rider is, and the order's ETA."""
+def rider_location(order_id: str, rider_id: str, fix: Fix, eta: int | None,
+                   stops_before: int | None = None) -> dict[str, Any]:
+    """The ``rider_location`` frame of an order's channel: where its rider is, the order's ETA and
+    how many of the rider's other deliveries come before it (``None``: not known here)."""
     return {"type": "rider_location", "order_id": order_id, "rider_id": rider_id, "lat": fix.lat, "lng": fix.lng,
-            "ts": fix.ts, "eta": eta}
+            "ts": fix.ts, "eta": eta, "stops_before": stops_before}
 
 
 def rider_eta_frame(order_id: str, rider_id: str, arrival: int, now_ms: int) -> dict[str, Any]:
@@ -147,8 +150,10 @@ class RiderOrdersFeed:
         pickup_etas: dict[str, int] = {}
         prompts: list[tuple[dict[str, str], str, int]] = []
         arrivals: dict[str, int] = {}  # order -> its rider's arrival at the kitchen, while heading there
+        stops_before: dict[str, int] = {}  # order -> the rider's drop-offs of other orders before its own
         start, position = float(now), (fix.lat, fix.lng)
         for number, trip in enumerate(rider_trips(mine)):
+            stops_before.update({h["id"]: len(stops_before) + i for i, h in enumerate(trip)})
             first = trip[0]
             drops = [_drop(h) for h in trip]
             if first["status"] in TO_COLLECT:
@@ -172,11 +177,11 @@ class RiderOrdersFeed:
         pipe = self.rt.redis.pipeline(transaction=False)
         for h in mine:
             eta, arrival = etas.get(h["id"]), arrivals.get(h["id"])
-            frame = orjson.dumps(rider_location(h["id"], rider_id, fix, eta))
+            frame = orjson.dumps(rider_location(h["id"], rider_id, fix, eta, stops_before.get(h["id"])))
             kitchen = b"" if arrival is None else orjson.dumps(rider_eta_frame(h["id"], rider_id, arrival, now))
             pipe.eval(_SET_ETA, 1, order_key(h["merchant_id"], h["id"]), rider_id, "" if eta is None else eta,
                       pickup_etas.get(h["id"], ""), order_channel(h["id"]), frame, "" if arrival is None else arrival,
-                      RIDER_ETA_STEP_MS, merchant_channel(h["merchant_id"]), kitchen)
+                      RIDER_ETA_STEP_MS, merchant_channel(h["merchant_id"]), kitchen, stops_before.get(h["id"], ""))
         for h, kind, arrival in prompts:
             minutes = max(0.0, (arrival - now) / 60000)
             frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,

@@ -173,7 +173,9 @@ async def customer_ws(websocket: WebSocket) -> None:
             return
         fix, _, _ = await last_fix(rt.redis, now["rider_id"])
         if fix is not None:
-            await session.send(rider_location(order_id, now["rider_id"], fix, int(now["eta"]) if now.get("eta") else None))
+            stops = now.get("stops_before")  # (as the rider's last fix left them)
+            await session.send(rider_location(order_id, now["rider_id"], fix, int(now["eta"]) if now.get("eta") else None,
+                                              int(stops) if stops else None))
 
     await _serve(session, forward(rt, session, order_channel(order_id), read, last,  # type: ignore[arg-type]
                                   on_event=on_event, allow_ephemeral=allow, after_history=latest_view), None)

@@ -69,6 +69,7 @@ function apply(event) {
   if (event.kind === "assigned") { lastFixTs = null; watchedSince = Math.max(watchedSince ?? 0, Number.isFinite(event.ts) ? event.ts : 0); }  // a new rider: its silence counts from its assignment
   renderEta();
   showSilence();
+  if (!CARRYING.includes(status)) $("stops-note").hidden = true;  // (no rider now, or the order has ended)
   // A rider who gave the order back is said so, until another takes it: not a silent step back.
   if (event.kind === "rider_unassigned") handedBack = true;
   else if (event.kind === "assigned" || FINAL.includes(event.kind)) handedBack = false;
@@ -192,6 +193,14 @@ function showSilence() {
   }
 }
 
+// A bundle's later order watches its rider head elsewhere first: say why.
+function showStops(before) {
+  const note = $("stops-note");
+  const others = CARRYING.includes(status) && !refusedNow && Number.isInteger(before) ? before : 0;
+  note.hidden = others <= 0;
+  if (others > 0) setText(note, `Your rider is delivering ${others === 1 ? "another order" : `${others} other orders`} first.`);
+}
+
 let socket = null;
 function refused(reason) {
   if (socket) socket.close();
@@ -200,7 +209,7 @@ function refused(reason) {
   setText($("status"), "This order cannot be shown.");
   $("status").dataset.status = "refused";
   // Nothing of the order stays on show under the refusal (a link revoked while open included).
-  for (const id of ["eta-line", "rider-note", "timeline"]) $(id).hidden = true;
+  for (const id of ["eta-line", "rider-note", "stops-note", "timeline"]) $(id).hidden = true;
   map.removeMarker("rider");
 }
 
@@ -231,6 +240,7 @@ if (await loadUntilDone()) {
       if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }
       else if (msg.type === "rider_location") {
         showRider(msg.lat, msg.lng);
+        showStops(msg.stops_before);
         if (msg.eta) showEta(msg.eta);
         lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
         showSilence();
