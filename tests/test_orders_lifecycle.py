@@ -169,6 +169,27 @@ async def test_a_delay_pushes_back_the_kitchens_own_estimate(server: ServerProce
         await ops.close()
 
 
+async def test_a_delay_before_confirming_counts_from_the_preparation_still_to_come(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A kitchen presses "delay 5 min" on an order it has not confirmed (30 minutes' preparation):
+    the food is ready 35 minutes on, not 5 (it made dispatch send a rider 25 minutes early)."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(oid, mid, prep_minutes=30)
+        await kitchen.event(oid, "placed")
+        await kitchen.delay(oid, 5)
+        delayed = await kitchen.event(oid, "food_delayed")
+        assert abs(delayed["ready_at"] - delayed["ts"] - 35 * 60_000) < 1000, delayed  # (the step's own clock reading)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        order = await ops.get(oid)
+        assert order["ready_at"] >= order["confirmed_at"] + 30 * 60_000 - 1000, order
+    finally:
+        await kitchen.close()
+        await ops.close()
+
+
 async def test_two_tablets_delaying_at_once_both_count(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     """Two tablets of one kitchen send "delay 7" and "delay 5" at the same moment: the food is
     ready 12 minutes later than the estimate, as one after the other (one delay was lost, and

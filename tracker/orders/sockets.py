@@ -231,7 +231,10 @@ async def merchant_ws(websocket: WebSocket) -> None:
         at once: each counts from the other's estimate, instead of one delay lost)."""
         for _ in range(DELAY_ATTEMPTS):
             now = rt.clock.now_ms()
-            ready_at = max(expected_ready_ms(raw, rt.settings.default_prep_min) or 0, now) + int(minutes * 60000)
+            # An order not confirmed yet counts as confirmed now: its preparation has not even begun.
+            estimate = expected_ready_ms(raw if raw.get("confirmed_at") else {**raw, "confirmed_at": now},
+                                         rt.settings.default_prep_min)
+            ready_at = max(estimate or 0, now) + int(minutes * 60000)
             if ready_at > now + MAX_READY_AHEAD_MS:
                 raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
             try:
