@@ -27,6 +27,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_NUMBER = 1e9
 MAX_TIME_SCALE = 10_000.0  # a day in under 9 s of real time
 MAX_SEND_BUFFER_BYTES = 64 * 1024 * 1024
+MAX_DISPATCH_RADIUS_M = 200_000.0  # a search covers the H3 cells within it, on the event loop: 1,000 km took 7 s a round
 
 
 def _number(kind: Callable[[str], Any], most: float, *, zero_ok: bool = False, note: str = "") -> Callable[[str], Any]:
@@ -49,6 +50,7 @@ _positive_float = _number(float, MAX_NUMBER)
 _non_negative_float = _number(float, MAX_NUMBER, zero_ok=True)
 _time_scale = _number(float, MAX_TIME_SCALE)
 _send_buffer = _number(int, MAX_SEND_BUFFER_BYTES, note=" (64 MiB)")
+_dispatch_radius = _number(float, MAX_DISPATCH_RADIUS_M, note=" metres (200 km: a courier further off is no courier for this order)")
 _port = _number(int, 65535, zero_ok=True, note=" (0 picks a free port)")
 _positive_int = _number(int, MAX_NUMBER)
 _socket_count = _number(int, CEILING, note=" (more sockets than a process can have files)")
@@ -247,7 +249,7 @@ class Settings:
         "server seconds a rider carrying orders may send no fix before the orders it has not collected go to another rider (0: never)",
     )
     dispatch_radius_m: float = _setting(
-        "TRACKER_DISPATCH_RADIUS_M", _positive_float, 8000.0, "how far from a restaurant riders are considered"
+        "TRACKER_DISPATCH_RADIUS_M", _dispatch_radius, 8000.0, "how far from a restaurant riders are considered (at most 200 km)"
     )
 
     order_retention_s: float = _setting(
