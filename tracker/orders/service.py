@@ -286,7 +286,7 @@ async def assign_orders(rt: Runtime, order_ids: list[str], rider_id: str, *, off
     bundle = ",".join(sequence)
     events = await step(
         rt, order_ids, "assigned", merchant_id=merchant, fields={"rider_id": rider_id, "last_rider_id": rider_id,
-                                                                   "offer_id": offer_id or ""},
+                                                                   "offer_id": offer_id or "", "stops_before": ""},
         event_extra=extra, require_unassigned=True,
         per_order_fields=tuple({"route_seq": sequence.index(oid), "bundle": bundle} for oid in order_ids),
         fence=(offer_id, lock_keys) if offer_id and lock_keys else None,
@@ -327,7 +327,7 @@ async def unassign_order(rt: Runtime, order_id: str, *, merchant_id: str, rider_
     await step(
         rt, [order_id], "rider_unassigned", merchant_id=merchant_id, rider=rider_id,
         fields={"rider_id": "", "eta": "", "pickup_eta": "", "planned_eta": "", "rider_eta": "", "route_seq": "",
-                "bundle": "", "offer_id": ""},
+                "bundle": "", "offer_id": "", "stops_before": ""},
         event_extra=extra,
     )
     frame = {"type": "unassigned", "order_id": order_id, "by": by, **({"reason": reason} if reason else {})}
