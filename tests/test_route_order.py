@@ -30,3 +30,13 @@ def test_the_restaurant_the_rider_is_at_comes_first() -> None:
     mine = [order("bag", "picked_up", "m0", 50), order("here", "at_pickup", "m2", 300),
             order("next", "assigned", "m1", 100)]
     assert ids(rider_trips(mine)) == [["here"], ["bag"], ["next"]]
+
+
+def test_a_bundle_partly_in_the_bag_leaves_the_restaurant_whole_in_its_sequence() -> None:
+    """The rider holds the first order of a bundle and waits at the counter for the second: it
+    delivers them as the bundle says (first, then second), not the one it waits for first."""
+    bundle = "first,second"
+    mine = [order("second", "at_pickup", "m1", 100, 1, bundle), order("first", "picked_up", "m1", 100, 0, bundle)]
+    assert ids(rider_trips(mine)) == [["first", "second"]]
+    mine.append(order("bag", "picked_up", "m0", 50))  # another restaurant's order, collected before: its own trip
+    assert ids(rider_trips(mine)) == [["first", "second"], ["bag"]]

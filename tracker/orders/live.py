@@ -156,11 +156,11 @@ class RiderOrdersFeed:
             stops_before.update({h["id"]: len(stops_before) + i for i, h in enumerate(trip)})
             first = trip[0]
             drops = [_drop(h) for h in trip]
-            if first["status"] in TO_COLLECT:
+            if any(h["status"] in TO_COLLECT for h in trip):  # (a bundle partly in the bag counts as to collect)
                 # The kitchen's estimate holds until it says the food is ready (a ready after a
                 # delay brings the ETA back at once).
-                ready = max((t for h in trip if not h.get("food_ready_at") and (t := expected_ready_ms(h)) is not None),
-                            default=None)
+                ready = max((t for h in trip if h["status"] in TO_COLLECT and not h.get("food_ready_at")
+                             and (t := expected_ready_ms(h)) is not None), default=None)
                 waiting = [h for h in trip if h["status"] == "at_pickup"]  # the rider is at the counter
                 plan = route_times(self.model, int(start), position, _pickup(first), ready, drops,
                                    at_pickup=number == 0 and bool(waiting),
