@@ -188,4 +188,6 @@ async def sweep_stale(redis: AnyRedis, now_ms: int, stale_after_ms: int, regions
                 break
         if not await redis.exists(seen_key(region)):
             await redis.srem(ACTIVE_REGIONS, region)
+            if await redis.exists(seen_key(region)):  # a first fix there meanwhile: keep the region listed
+                await redis.sadd(ACTIVE_REGIONS, region)
     return removed

@@ -100,6 +100,9 @@ def merchant_channel(merchant_id: str) -> str:
     return f"merchant:{merchant_id}:live"
 
 
+RESERVATION_MS = 10 * 60_000  # how long an order id stays bound to a merchant whose create did not complete
+
+
 class OrderChanged(Exception):
     """A step computed from what was read met an order another step changed since (read again)."""
 
@@ -138,8 +141,10 @@ class OrderStore:
         return await self.redis.get(index_key(order_id))
 
     async def reserve_id(self, order_id: str, merchant_id: str) -> None:
-        """Bind an order id to its merchant for good; ``conflict`` if bound to another one."""
-        if not await self.redis.set(index_key(order_id), merchant_id, nx=True):
+        """Bind an order id to its merchant (for good once :meth:`create` stored the order; a
+        reservation whose create failed lapses after :data:`RESERVATION_MS`, so the id is not
+        held for a merchant that never got the order); ``conflict`` if bound to another one."""
+        if not await self.redis.set(index_key(order_id), merchant_id, nx=True, px=RESERVATION_MS):
             if await self.redis.get(index_key(order_id)) != merchant_id:
                 raise ApiError("conflict", f"order {order_id!r} already exists with a different body")
 
