@@ -387,6 +387,27 @@ async def test_a_resent_glitch_or_a_gps_stuck_on_0_0_never_moves_the_rider(serve
         assert await eventually(lambda: _ids(server, 52.5201, 13.45, rid))
 
 
+async def test_a_fix_resent_after_a_reconnect_is_recognised_as_the_same(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A phone resends its last fix (same position and ts) on a new socket: not taken as new. The
+    rider left (its app closed the socket) and its resent old fix does not bring it back."""
+    lat, lng, rid = 44.4268, 26.1025, uid("resender")
+    r = await rider(server, rid)
+    ts = int(time.time() * 1000)
+    await r.location(lat, lng, ts=ts)
+    assert await eventually(lambda: _ids(server, lat, lng, rid))
+    await r.close()  # the app closes its socket: the rider has left
+    assert await eventually(lambda: _absent(server, lat, lng, rid), timeout=3)
+    again = await rider(server, rid)
+    try:
+        await again.location(lat, lng, ts=ts)  # the same fix, resent
+        await asyncio.sleep(1.0)  # (a fix is written within a few hundred ms)
+        assert await _absent(server, lat, lng, rid)
+        await again.location(lat, lng, ts=ts + 1000)  # a new fix brings it back
+        assert await eventually(lambda: _ids(server, lat, lng, rid))
+    finally:
+        await again.close()
+
+
 async def test_a_rider_silent_past_the_stale_time_may_come_back_anywhere(start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server({"TRACKER_STALE_AFTER_S": "1"})
     rid = uid("traveller")

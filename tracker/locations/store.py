@@ -2,7 +2,7 @@
 
 Keys (braces are Redis Cluster hash tags):
 
-- ``rider:{<rider>}`` hash: ``lat lng ts cell region available shift_end speed heading
+- ``rider:{<rider>}`` hash: ``lat lng ts client_ts cell region available shift_end speed heading
   accuracy left_at``; expires about a day after the rider's last write (the writer refreshes the
   TTL at most once an hour per rider, not with every fix).
 - ``riders:{<region cell>}`` geoset: the riders whose last fix is in the region.
@@ -95,6 +95,9 @@ def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collectio
                 region_keys[cell] = (geoset_key(cell), seen_key(cell))
         extra = {name: repr(value) for name in ("speed", "heading", "accuracy")
                  if (value := getattr(fix, name)) is not None}
+        # The phone's own time of the fix, always (empty when it gave none): a fix resent after a
+        # reconnect is recognised against the stored one (:func:`last_fix`), not taken as new.
+        extra["client_ts"] = "" if fix.client_ts is None else str(fix.client_ts)
         rows.append((record_key(rider_id), rider_id, repr(fix.lat), repr(fix.lng), str(fix.ts),
                      rider_cell(fix.lat, fix.lng), region, previous_region or "", int(rider_id in renew_ttl), extra,
                      repr(geo_index_lat(fix.lat))))
@@ -156,7 +159,8 @@ async def last_fix(redis: AnyRedis, rider_id: str) -> tuple[Fix | None, str | No
     available = h.get("available", "1") == "1"
     if "lat" not in h:
         return None, None, available
-    fix = Fix(lat=float(h["lat"]), lng=float(h["lng"]), ts=int(h["ts"]))
+    fix = Fix(lat=float(h["lat"]), lng=float(h["lng"]), ts=int(h["ts"]),
+              client_ts=int(h["client_ts"]) if h.get("client_ts") else None)
     return fix, h["region"], available
 
 
