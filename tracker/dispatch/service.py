@@ -30,7 +30,7 @@ from tracker.dispatch.offers import ACCEPTED, EXPIRED, WITHDRAWN, OfferRecord, O
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.refusals import note_refusal
 from tracker.dispatch.snapshot import load_region
-from tracker.locations.store import pause_key
+from tracker.locations.store import pause_key, record_key
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
 from tracker.orders.estimate import UnplannedSince, Waiting, publish_estimates
@@ -177,9 +177,10 @@ class Dispatcher:
         for offer in decided.offers:
             record = self._record(offer, [orders_by_id[oid] for oid in offer.new_order_ids], now)
             if await self.store.create(record):
-                if await self.rt.redis.exists(pause_key(record.rider_id)):
-                    # Paused while this round ran: the pause's own withdrawal may have looked
-                    # before this offer existed, so it is settled here, unsent.
+                if await self._gone_meanwhile(record.rider_id):
+                    # Paused, or gone (its app closed, its token revoked), while this round ran: the
+                    # pause's or revocation's own withdrawal may have looked before this offer
+                    # existed, so it is settled here, unsent (not left to expire with its orders).
                     await self.withdraw(record, tell=False)
                     continue
                 await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())
@@ -190,6 +191,14 @@ class Dispatcher:
         await self._publish_estimates(region, loaded.waiting, decided.estimates, now)
         await self._note_round(region, loaded.orders, loaded.riders, sent, solve_s, time.perf_counter() - t0, now)
         return sent
+
+    async def _gone_meanwhile(self, rider_id: str) -> bool:
+        """Whether the rider was paused, or left (:func:`is_silent`'s ``left_at``), since the round read it."""
+        pipe = self.rt.redis.pipeline(transaction=False)
+        pipe.exists(pause_key(rider_id))
+        pipe.hmget(record_key(rider_id), "ts", "left_at")
+        paused, (ts, left_at) = await pipe.execute()
+        return bool(paused) or (ts is not None and left_at is not None and int(left_at) >= int(ts))
 
     async def _publish_estimates(self, region: str, waiting: Sequence[Waiting], planned: Mapping[str, int],
                                  now: int) -> None:
