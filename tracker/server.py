@@ -1,9 +1,10 @@
 """Run the server: bind the port, bring up Redis (embedded or given), serve with uvicorn.
 
-Shutdown (SIGINT/SIGTERM, and SIGHUP: the terminal closed) stops accepting, closes every WebSocket with 1001, drains
-in-flight requests for up to ``shutdown_grace_s``, stops the features, then stops the
-embedded Redis (which flushes its AOF). An embedded Redis that exits by itself is restarted
-on its data folder; if it cannot be, the server shuts down the same way and exits 1.
+Shutdown (SIGINT, SIGTERM, or SIGHUP: the terminal closed) stops accepting, closes every
+WebSocket with 1001, drains in-flight requests for up to ``shutdown_grace_s``, stops the
+features, then stops the embedded Redis (which flushes its AOF). An embedded Redis that exits
+by itself is restarted on its data folder; if it cannot be, the server shuts down the same way
+and exits 1.
 """
 from __future__ import annotations
 
@@ -34,8 +35,6 @@ log = logging.getLogger("tracker.server")
 
 WS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard protocol cap; the app answers >max_frame_bytes with too_large
 TOO_FEW_SOCKETS = 16  # an open-file limit that leaves fewer is warned about at start
-
-
 ABORT_AFTER_CLOSE_S = 5.0  # how long a closed WebSocket connection may take to flush before it is dropped
 HUB_CLOSE_WAIT_S = 5.0  # how long shutdown waits for the app's 1001 closes (a stalled peer's never completes)
 

@@ -265,7 +265,7 @@ class WsSession:
             except ApiError as err:
                 await self.send_error(err, malformed=True)
                 continue
-            if "id" in msg and not _echoable(msg["id"]):
+            if isinstance(msg.get("id"), (list, dict)) and not _echoable(msg["id"]):
                 await self.send_error(ApiError("bad_message", f"this 'id' is nested too deeply to be echoed as 'ref' (at "
                                                               f"most {MAX_ID_DEPTH} levels)"), malformed=True)
                 continue

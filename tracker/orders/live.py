@@ -46,8 +46,7 @@ if h[1] ~= ARGV[1] or not ({%s})[h[2]] then return 0 end
 """ % ", ".join(f"['{status}'] = true" for status in CARRYING)
 
 # The order's ETA (ARGV[2]), pickup ETA (ARGV[3]) and the rider's deliveries before it (ARGV[10])
-# written, its rider_location frame ARGV[5]
-# published on its channel ARGV[4]. While the rider heads to the restaurant, its arrival there
+# written, its rider_location frame ARGV[5] published on its channel ARGV[4]. While the rider heads to the restaurant, its arrival there
 # ARGV[6] (ts; '' otherwise) is kept in ``rider_eta`` and told to the kitchen (frame ARGV[9] on
 # the merchant channel ARGV[8]) when it first has one and when it moved by ARGV[7] ms or more
 # since: the board counts down between.
