@@ -32,14 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true", help="check SOLUTION against INSTANCE's rules, print metrics")
     p.add_argument("--all", metavar="ROOT", help="replay every instance under ROOT (both cores); ROOT may also be one instance")
     p.add_argument("--report", metavar="DIR", help="with --all: write report.md and PNG plots here")
-    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_MIN, help=f"minutes between planning rounds (default {DEFAULT_INTERVAL_MIN:g})")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for --all (default: one per core, %(default)s here)")
+    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_MIN,
+                   help=f"minutes between planning rounds (default {DEFAULT_INTERVAL_MIN:g})")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="processes for --all (default: one per core, %(default)s here)")
     p.add_argument("--live", action="store_true",
                    help=f"play the day through a running server (writes to {OUT_LIVE}/NAME unless --out; "
                         "prints a progress line every simulated hour)")
     p.add_argument("--server", help="with --live: the server's URL (default: start one)")
     p.add_argument("--secret", help="with --live --server: the server's TRACKER_SECRET (default: the "
-                   "TRACKER_SECRET environment variable, else ./.tracker's development secret, as `tracker token`)")
+                   "TRACKER_SECRET environment variable, else the development secret in TRACKER_DATA_DIR, default "
+                   "./.tracker, as `tracker token`)")
     p.add_argument("--time-scale", type=float,
                    help="with --live: the clock speed of the server it starts (default 300: an o50 day in under 3 "
                         "minutes); with --server, the day plays at that server's own speed, and a --time-scale given "

@@ -126,17 +126,18 @@ def end_leftovers(base_url: str, secret: str, ids: RunIds) -> None:
               f"have ids starting {ids.prefix}", file=sys.stderr)
         return
     except httpx.HTTPError as exc:
-        print(f"tracker replay --live: could not end this run's unfinished orders on {base_url} ({describe_failure(exc)}); "
-              f"their ids start {ids.prefix}", file=sys.stderr)
+        print(f"tracker replay --live: could not end this run's unfinished orders on {base_url} "
+              f"({describe_failure(exc)}); their ids start {ids.prefix}", file=sys.stderr)
         return
     if ending.ended:
         how = ", ".join(f"{ending.outcomes[k]} {k}" for k in ("cancelled", "failed") if ending.outcomes[k])
-        print(f"tracker replay --live: ended {ending.ended} {'order' if ending.ended == 1 else 'orders'} this run left unfinished on {base_url} "
-              f"({how}: \"{LEFTOVER_REASON}\")", file=sys.stderr)
+        print(f"tracker replay --live: ended {ending.ended} {'order' if ending.ended == 1 else 'orders'} this run left "
+              f"unfinished on {base_url} ({how}: \"{LEFTOVER_REASON}\")", file=sys.stderr)
     for error in ending.errors[:5]:
         print(f"tracker replay --live: could not end order {error}", file=sys.stderr)
     if len(ending.errors) > 5:
-        print(f"tracker replay --live: ... and {len(ending.errors) - 5} more not ended (ids start {ids.prefix})", file=sys.stderr)
+        print(f"tracker replay --live: ... and {len(ending.errors) - 5} more not ended (ids start {ids.prefix})",
+              file=sys.stderr)
 
 
 def _duration(seconds: float) -> str:
