@@ -242,8 +242,8 @@ def test_all_goes_on_past_bad_instances_and_averages_what_it_has(tmp_path: Path)
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "nan" not in run.stdout.lower() and "nan" not in report.lower(), report
     alone = tracker("replay", "--all", str(root / "good"), "--out", str(tmp_path / "alone"), "--jobs", "1")
-    row = [ln for ln in alone.stdout.splitlines() if ln.startswith("| tracker (1 instances)")][0]
-    assert row.replace("(1 instances)", "(2 instances)").split("|")[2:5] == [
+    row = [ln for ln in alone.stdout.splitlines() if ln.startswith("| tracker (1 instance)")][0]
+    assert row.replace("(1 instance)", "(2 instances)").split("|")[2:5] == [
         ln for ln in run.stdout.splitlines() if ln.startswith("| tracker (2 instances)")][0].split("|")[2:5]
 
 
