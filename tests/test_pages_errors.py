@@ -55,6 +55,8 @@ async def test_page_refused_says_why_and_stops_retrying(case: str, server: Serve
         await expect(page.get_by_text(re.compile("Offline|Cannot reach the server"))).to_be_hidden()
         if case.startswith("track"):
             await expect(page.locator("#status")).not_to_have_text("Loading…")
+        if case.startswith("merchant"):  # not "No open orders: new ones appear here", as if it were live
+            await expect(page.locator("#no-orders")).to_be_hidden()
         # it stays that way: no reconnecting, no polling (a retry would come within a second)
         asked = len(sockets) + len(requests)
         await page.wait_for_timeout(1500)

@@ -226,7 +226,7 @@ function render() {
     if (b && document.activeElement !== b) b.focus();
   }
   $("count").textContent = orders.size ? `(${orders.size})` : "";
-  $("no-orders").hidden = orders.size > 0;
+  $("no-orders").hidden = orders.size > 0 || !online || refusedLink;  // (an empty board only when it is live)
 }
 
 let seq = 0;
