@@ -161,8 +161,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     summary["csv"] = str(out) + "_stats.csv"
     failed = problems(stats, read_rows(Path(f"{out}_failures.csv")), read_rows(Path(f"{out}_exceptions.csv")),
                       args.riders, quiet=args.quiet)
-    if ending.errors:
-        failed.append(f"{len(ending.errors)} of this run's orders could not be checked or ended "
+    if ending.unresolved:
+        failed.append(f"{ending.unresolved} of this run's orders could not be checked or ended "
                       f"(see {orders.name}), first: {sorted(ending.errors)[0]}")
     summary["problems"] = failed
     return summary

@@ -160,3 +160,36 @@ def test_a_sweep_where_no_step_breaks_says_it_found_no_knee(tmp_path: Path) -> N
     assert "verdict=holds" in done.stdout, done.stdout
     assert "no knee found up to 3 riders, every step held" in done.stdout, done.stdout
     assert "knee: 3 riders" not in done.stdout
+
+
+def test_ending_a_runs_orders_gives_up_soon_on_a_server_whose_redis_hangs(tmp_path: Path) -> None:
+    """Every request would wait out Redis's timeout: after a few failures in a row the rest are
+    not tried (and counted as possibly open), instead of minutes of timeouts."""
+    import os
+    import signal
+    import time
+
+    import httpx as sync_http
+
+    from tracker.commands.leftovers import GIVE_UP_AFTER, end_orders
+    from tracker.embedded_redis import EmbeddedRedis, free_port
+
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    with external, ServerProcess(secret=SECRET, redis_url=external.url, data_dir=tmp_path / "data") as srv:
+        op = {"Authorization": "Bearer " + srv.token("operator", "ops")}
+        ids = [f"hang-{i}" for i in range(60)]
+        for oid in ids:
+            body = {"id": oid, "merchant_id": "m-hang", "pickup": {"lat": 52.52, "lng": 13.405},
+                    "dropoff": {"lat": 52.53, "lng": 13.42}}
+            assert sync_http.post(srv.base_url + "/v1/orders", json=body, headers=op).status_code == 201
+        assert external.pid is not None
+        os.kill(external.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            ending = end_orders(srv.base_url, SECRET, ids, REASON)
+            took = time.monotonic() - started
+        finally:
+            os.kill(external.pid, signal.SIGCONT)
+    assert took < 20, took  # (60 orders at 5 s each, 8 at a time: 40 s and more)
+    assert ending.outcomes["not ended"] >= GIVE_UP_AFTER and ending.outcomes["not tried"] > 0, ending
+    assert ending.unresolved == len(ids) and "redis_unavailable" in ending.errors[0], ending.errors[:1]

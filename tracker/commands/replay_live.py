@@ -21,7 +21,7 @@ import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
 from tracker.auth import issue_token, read_secret, weak_secret_warning
-from tracker.commands.leftovers import end_orders
+from tracker.commands.leftovers import GIVE_UP_AFTER, end_orders
 from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
@@ -133,11 +133,12 @@ def end_leftovers(base_url: str, secret: str, ids: RunIds) -> None:
         how = ", ".join(f"{ending.outcomes[k]} {k}" for k in ("cancelled", "failed") if ending.outcomes[k])
         print(f"tracker replay --live: ended {ending.ended} {'order' if ending.ended == 1 else 'orders'} this run left "
               f"unfinished on {base_url} ({how}: \"{LEFTOVER_REASON}\")", file=sys.stderr)
-    for error in ending.errors[:5]:
+    for error in ending.errors[:3]:
         print(f"tracker replay --live: could not end order {error}", file=sys.stderr)
-    if len(ending.errors) > 5:
-        print(f"tracker replay --live: ... and {len(ending.errors) - 5} more not ended (ids start {ids.prefix})",
-              file=sys.stderr)
+    if ending.unresolved > min(3, len(ending.errors)):
+        gave_up = f" (gave up after {GIVE_UP_AFTER} failures in a row)" if ending.outcomes["not tried"] else ""
+        print(f"tracker replay --live: {ending.unresolved} of this run's orders may still be open on {base_url}{gave_up}; "
+              f"their ids start {ids.prefix}", file=sys.stderr)
 
 
 def _duration(seconds: float) -> str:
