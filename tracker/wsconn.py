@@ -266,8 +266,8 @@ class WsSession:
                 await self.send_error(err, malformed=True)
                 continue
             if isinstance(msg.get("id"), (list, dict)) and not _echoable(msg["id"]):
-                await self.send_error(ApiError("bad_message", f"this 'id' is nested too deeply to be echoed as 'ref' (at "
-                                                              f"most {MAX_ID_DEPTH} levels)"), malformed=True)
+                await self.send_error(ApiError("bad_message", f"this 'id' is nested too deeply to be echoed as 'ref' (keep "
+                                                              f"it under {MAX_ID_DEPTH} levels)"), malformed=True)
                 continue
             if not isinstance(msg.get("type"), str):
                 await self.send_error(ApiError("bad_message", "every message needs a string 'type'"), msg.get("id"),

@@ -54,7 +54,8 @@ def check_server(base_url: str, secret: str) -> tuple[dict, dict]:  # type: igno
         raise LiveError(f"cannot reach the server at {base_url}: {describe_failure(exc)}") from None
     if auth.status_code in (401, 403):
         raise LiveError(f"the server at {base_url} refused our operator token ({error_message(auth)}): "
-                        "give the server's TRACKER_SECRET (--secret, or TRACKER_SECRET in the environment)")
+                        "give the server's TRACKER_SECRET (--secret, or TRACKER_SECRET in the environment), or, "
+                        "for a server with a development secret, its data folder (TRACKER_DATA_DIR)")
     if auth.status_code != 200:
         raise LiveError(f"the server at {base_url} is not ready: GET /v1/ops/snapshot answered {auth.status_code} "
                         f"({error_message(auth)})")

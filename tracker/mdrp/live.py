@@ -260,6 +260,7 @@ class LiveDay:
         streamer = asyncio.ensure_future(self._stream(rider, route))
         work: asyncio.Future = asyncio.get_running_loop().create_future()
         work.set_result(None)
+        jobs: list[asyncio.Future] = []  # type: ignore[type-arg]  # (each job waits for the one before)
         try:
             while True:
                 remaining = (c.off - self.clock.minute()) * 60 / self.clock.scale
@@ -282,6 +283,7 @@ class LiveDay:
                     job = self._assigned(state, frame)
                     if isinstance(job, Job):
                         work = asyncio.ensure_future(self._deliver(rider, state, job, route, work))
+                        jobs.append(work)
                     else:  # too late to collect before the shift ends: another courier will
                         for oid in job:
                             await rider.release(self.ids.server(oid), reason="the shift ends before the pickup")
@@ -290,6 +292,9 @@ class LiveDay:
             await work
         finally:
             streamer.cancel()
+            for job_task in jobs:  # (a day stopped early: no job left to wake on a closed socket)
+                job_task.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
             await rider.close()
 
     def _ours(self, server_ids: list[str]) -> tuple[str, ...] | None:

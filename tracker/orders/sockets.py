@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any, Awaitable, Callable
 
@@ -242,7 +243,8 @@ async def merchant_ws(websocket: WebSocket) -> None:
                                    event_extra={"minutes": minutes, "ready_at": ready_at},
                                    unchanged={"last_event_id": raw.get("last_event_id", "")})
                 return
-            except OrderChanged:
+            except OrderChanged:  # another step came first: read it, after a moment (others may be at it too)
+                await asyncio.sleep(random.uniform(0.005, 0.05))
                 raw = await store.load(order_id) or raw
         raise ApiError("conflict", f"order {order_id!r} kept changing; send the delay again")
 
