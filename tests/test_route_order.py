@@ -40,3 +40,11 @@ def test_a_bundle_partly_in_the_bag_leaves_the_restaurant_whole_in_its_sequence(
     assert ids(rider_trips(mine)) == [["first", "second"]]
     mine.append(order("bag", "picked_up", "m0", 50))  # another restaurant's order, collected before: its own trip
     assert ids(rider_trips(mine)) == [["first", "second"], ["bag"]]
+
+
+def test_the_door_the_rider_is_at_comes_first_in_its_trip() -> None:
+    """The bundle said first then second; the rider reports it is at the second's door: that is
+    the next drop-off (its customer is not told another delivery comes first)."""
+    bundle = "first,second"
+    mine = [order("first", "picked_up", "m1", 100, 0, bundle), order("second", "at_dropoff", "m1", 100, 1, bundle)]
+    assert ids(rider_trips(mine)) == [["second", "first"]]

@@ -13,7 +13,8 @@ def rider_trips(orders: list[Order]) -> list[list[Order]]:
     order picked up from a bundle whose other orders are still to collect stays in their trip.)
 
     Within a trip, orders go by bundle (the bundle assigned first first) and then by their
-    delivery sequence (``route_seq``), so an add-on takes the place its bundle gave it. Dispatch
+    delivery sequence (``route_seq``), so an add-on takes the place its bundle gave it; an order
+    whose door the rider says it is at (``at_dropoff``) comes first in its trip. Dispatch
     gives a rider one restaurant at a time; an operator may hand it another's order on top, and
     that trip then starts where the first one ends.
     """
@@ -38,4 +39,8 @@ def rider_trips(orders: list[Order]) -> list[list[Order]]:
         at_pickup = any(h["status"] == "at_pickup" for h in trip)
         return not at_pickup, not key[0], min(sequence(h)[0] for h in trip)
 
-    return [sorted(trips[key], key=sequence) for key in sorted(trips, key=when)]
+    def delivery_order(h: Order) -> tuple[bool, tuple[int, str, int, str]]:
+        # The door the rider says it is at comes first, whatever the sequence said.
+        return h["status"] != "at_dropoff", sequence(h)
+
+    return [sorted(trips[key], key=delivery_order) for key in sorted(trips, key=when)]
