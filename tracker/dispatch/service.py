@@ -30,7 +30,7 @@ from tracker.dispatch.offers import ACCEPTED, EXPIRED, WITHDRAWN, OfferRecord, O
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.refusals import note_refusal
 from tracker.dispatch.snapshot import load_region
-from tracker.locations.store import pause_key, record_key
+from tracker.locations.store import has_left, pause_key, record_key
 from tracker.logs import log_failure
 from tracker.orders import unassign_order
 from tracker.orders.estimate import UnplannedSince, Waiting, publish_estimates
@@ -193,12 +193,12 @@ class Dispatcher:
         return sent
 
     async def _gone_meanwhile(self, rider_id: str) -> bool:
-        """Whether the rider was paused, or left (:func:`is_silent`'s ``left_at``), since the round read it."""
+        """Whether the rider was paused, or left (its app closed, its token revoked), since the round read it."""
         pipe = self.rt.redis.pipeline(transaction=False)
         pipe.exists(pause_key(rider_id))
         pipe.hmget(record_key(rider_id), "ts", "left_at")
         paused, (ts, left_at) = await pipe.execute()
-        return bool(paused) or (ts is not None and left_at is not None and int(left_at) >= int(ts))
+        return bool(paused) or (ts is not None and has_left(ts, left_at))
 
     async def _publish_estimates(self, region: str, waiting: Sequence[Waiting], planned: Mapping[str, int],
                                  now: int) -> None:

@@ -64,9 +64,14 @@ end
 """
 
 
+def has_left(ts: str | int, left_at: str | int | None) -> bool:
+    """True when the rider's client closed its socket (or its token was revoked) since its last fix ``ts``."""
+    return left_at is not None and int(left_at) >= int(ts)
+
+
 def is_silent(now_ms: int, ts: int, left_at: str | int | None, stale_after_ms: int) -> bool:
     """True when a rider's last fix is too old to count, or its client closed the socket since."""
-    return now_ms - ts > stale_after_ms or (left_at is not None and int(left_at) >= ts)
+    return now_ms - ts > stale_after_ms or has_left(ts, left_at)
 
 
 async def mark_left(redis: AnyRedis, rider_id: str, last_fix_ts: int) -> None:

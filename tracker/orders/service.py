@@ -247,7 +247,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
         # A cancel that committed since this step's order was read may have dropped the order
         # from the rider's set before this add: read it again, and take the entry back out when
         # the rider no longer carries it (in the other order the cancel's own drop comes later).
-        if not machine.carried_by(await store_of(rt).load(oid), rider):
+        if not machine.carried_by(await store.load(oid), rider):
             await _drop_from_rider(rt, rider, oid)
     elif kind in LEAVES_RIDER and (former := former_rider(order, kind, event)):
         await _drop_from_rider(rt, former, oid)
@@ -255,7 +255,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
             # An assignment to the same rider that committed since the take-back (two operators
             # at once) may have added its entry before this drop: read again, and put it back
             # when the rider carries the order now (an add after this drop needs nothing).
-            if machine.carried_by(await store_of(rt).load(oid), former):
+            if machine.carried_by(await store.load(oid), former):
                 await _add_to_rider(rt, former, oid)
 
 

@@ -69,7 +69,7 @@ function apply(event) {
   if (event.kind === "assigned") { lastFixTs = null; watchedSince = Math.max(watchedSince ?? 0, Number.isFinite(event.ts) ? event.ts : 0); }  // a new rider: its silence counts from its assignment
   renderEta();
   showSilence();
-  if (!CARRYING.includes(status) || status === "at_dropoff") $("stops-note").hidden = true;  // (no rider, ended, or at the door)
+  if (!onTheWay()) $("stops-note").hidden = true;  // (no rider, ended, or at the door)
   // A rider who gave the order back is said so, until another takes it: not a silent step back.
   if (event.kind === "rider_unassigned") handedBack = true;
   else if (event.kind === "assigned" || FINAL.includes(event.kind)) handedBack = false;
@@ -193,10 +193,12 @@ function showSilence() {
   }
 }
 
-// A bundle's later order watches its rider head elsewhere first: say why.
+// A bundle's later order watches its rider head elsewhere first: say why, while a rider has the
+// order and is not at its door yet.
+const onTheWay = () => CARRYING.includes(status) && status !== "at_dropoff";
 function showStops(before) {
   const note = $("stops-note");
-  const others = CARRYING.includes(status) && status !== "at_dropoff" && !refusedNow && Number.isInteger(before) ? before : 0;
+  const others = onTheWay() && !refusedNow && Number.isInteger(before) ? before : 0;
   note.hidden = others <= 0;
   if (others > 0) setText(note, `Your rider is delivering ${others === 1 ? "another order" : `${others} other orders`} first.`);
 }
