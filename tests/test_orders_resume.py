@@ -100,25 +100,31 @@ async def test_reconnecting_while_events_flow_is_gapless(server: ServerProcess, 
 
 
 async def test_bad_last_event_ids_are_named_then_the_full_history_follows(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
-    """A malformed id is an error; a well-formed one the order never had (before its first event,
-    or after its last) is a ``resync``: the client's view cannot be continued, so it rebuilds it
-    from the full history that follows."""
+    """A malformed id is an error; a well-formed one the order never had, after its first event,
+    is a ``resync``: the client's view cannot be continued, so it rebuilds it from the full
+    history that follows. One from before the first event (``0-0`` included) misses nothing:
+    the full history, with no ``resync``."""
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     try:
         await ops.create(oid, mid)
         history = (await ops.get(oid))["events"]
-        for bad, first_frame in (("yesterday", {"type": "error", "code": "bad_message"}),
-                                 ("0-1", {"type": "resync", "reason": "unknown_last_event_id"}),
-                                 ("99999999999999-0", {"type": "resync", "reason": "unknown_last_event_id"})):
+        first_ms = int(history[0]["id"].split("-")[0])
+        for bad, said_first in (("yesterday", {"type": "error", "code": "bad_message"}),
+                                (f"{first_ms + 1}-5", {"type": "resync", "reason": "unknown_last_event_id"}),
+                                ("99999999999999-0", {"type": "resync", "reason": "unknown_last_event_id"}),
+                                ("0-0", None), ("0-1", None), (f"{first_ms - 1}-0", None)):
             watcher = CustomerClient(server.ws_url, server.token("customer", oid), oid)
             watcher.last_event_id = bad
             await watcher.connect()
             said = await watcher.next()
-            assert {k: said.get(k) for k in first_frame} == first_frame, (bad, said)
-            assert said["type"] == "resync" or "full history" in said["message"]
-            first = await watcher.next_event()
-            assert first["id"] == history[0]["id"]
+            if said_first is None:
+                assert said["type"] == "event" and said["id"] == history[0]["id"], (bad, said)
+            else:
+                assert {k: said.get(k) for k in said_first} == said_first, (bad, said)
+                assert said["type"] == "resync" or "full history" in said["message"]
+                first = await watcher.next_event()
+                assert first["id"] == history[0]["id"]
             await watcher.close()
     finally:
         await ops.close()
@@ -135,6 +141,35 @@ async def test_a_merchant_feed_resumed_from_an_id_it_never_had_resyncs(server: S
         assert (placed["order_id"], placed["kind"]) == (oid, "placed")  # the retained history follows
         await kitchen.close()
     finally:
+        await ops.close()
+
+
+async def test_a_merchant_feed_resumed_from_before_it_began_resyncs_only_once_trimmed(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """``0-0`` (or any id older than the feed's first entry) on a feed that has lost nothing
+    misses nothing: every event follows, no ``resync``. Once the feed has dropped its oldest
+    entries (here trimmed by hand, as three hours would), the same id gets ``history_trimmed``."""
+    ops = Ops(server)
+    mid, a, b = uid("m"), uid("a"), uid("b")
+    redis = connect(server.effective_redis_url)
+    try:
+        empty = await merchant(server, mid, last_event_id="0-0")  # a brand-new merchant: nothing to miss
+        await ops.create(a, mid)
+        first = await empty.recv()  # the very first frame: no resync before it
+        assert (first["type"], first["order_id"], first["kind"]) == ("event", a, "placed")
+        await empty.close()
+        await ops.create(b, mid)
+        kitchen = await merchant(server, mid, last_event_id="0-0")
+        got = [await kitchen.recv(), await kitchen.recv()]
+        assert [(e["type"], e["order_id"], e["kind"]) for e in got] == [("event", a, "placed"), ("event", b, "placed")]
+        await kitchen.close()
+        await redis.xtrim(f"feed:{{m:{mid}}}", minid=got[1]["id"], approximate=False)  # the oldest entry goes, as after 3 hours
+        kitchen = await merchant(server, mid, last_event_id="0-0")
+        assert await kitchen.expect("resync") == {"type": "resync", "reason": "history_trimmed"}
+        kept = await kitchen.expect("event")
+        assert (kept["order_id"], kept["kind"]) == (b, "placed")  # the retained history follows
+        await kitchen.close()
+    finally:
+        await redis.aclose()
         await ops.close()
 
 

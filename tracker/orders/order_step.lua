@@ -4,8 +4,9 @@
 -- The state and its history can never disagree; publication order is commit order.
 -- Returns {'ok', event id, previous status, ...} per order, or {error, order id, ...}.
 --
--- KEYS: feed, feed_last, then (order hash, order events) for each order, then (with a fence)
---       each order's offer lock.
+-- KEYS: feed, feed_last, feed_origin (the first id the feed ever held: while the feed still
+--       holds it, nothing was trimmed), then (order hash, order events) for each order, then
+--       (with a fence) each order's offer lock.
 -- ARGV: 1 mode ("create" | "step"), 2 merchant id, 3 the server's time in ms (not read here), 4 feed retention ms,
 --       5 allowed statuses (space separated, "" = any), 6 new status ("" = keep),
 --       7 required rider ("" = no check), 8 "1" when orders must have no rider,
@@ -37,12 +38,12 @@ local function order_arg(i, k) return ARGV[14 + (i - 1) * 3 + k] end
 
 if fence ~= '' then
   for i = 1, n do
-    if redis.call('GET', KEYS[2 + 2 * n + i]) ~= fence then return {'fenced', order_arg(i, 1)} end
+    if redis.call('GET', KEYS[3 + 2 * n + i]) ~= fence then return {'fenced', order_arg(i, 1)} end
   end
 end
 
 for i = 1, n do
-  local h = KEYS[2 + (i - 1) * 2 + 1]
+  local h = KEYS[3 + (i - 1) * 2 + 1]
   local oid = order_arg(i, 1)
   if mode == 'create' then
     if redis.call('EXISTS', h) == 1 then
@@ -69,7 +70,7 @@ end
 
 local out = {'ok'}
 for i = 1, n do
-  local h, e = KEYS[2 + (i - 1) * 2 + 1], KEYS[2 + (i - 1) * 2 + 2]
+  local h, e = KEYS[3 + (i - 1) * 2 + 1], KEYS[3 + (i - 1) * 2 + 2]
   local oid, base, own = order_arg(i, 1), order_arg(i, 2), cjson.decode(order_arg(i, 3))
   local prev = redis.call('HGET', h, 'last_event_id') or ''
   local old = redis.call('HGET', h, 'status') or ''
@@ -90,6 +91,7 @@ for i = 1, n do
   local fprev = redis.call('GET', KEYS[2]) or ''
   local fid = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', 'e', base, 'o', id)
   redis.call('SET', KEYS[2], fid)
+  redis.call('SET', KEYS[3], fid, 'NX')
   redis.call('PUBLISH', 'merchant:' .. merchant .. ':live',
     '{"id":"' .. fid .. '","prev":"' .. fprev .. '","order_event_id":"' .. id .. '",' .. body)
   table.insert(out, id)

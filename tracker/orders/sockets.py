@@ -88,13 +88,16 @@ def _holds_id(redis: AnyRedis, stream: str) -> Callable[[str], Awaitable[bool]]:
 
 
 async def _checked_last_id(session: WsSession, raw: str | None, first: str | None, known: Callable[[str], Awaitable[bool]],
-                           *, trims: bool) -> str | None:
-    """The client's ``last_event_id`` if usable; else say why and return ``None`` (full history).
+                           trimmed: Callable[[str], Awaitable[bool]] | None) -> str | None:
+    """The client's ``last_event_id`` if usable; else ``None`` (full history), saying why when
+    the client's view cannot be continued.
 
-    A malformed id is the client's bug: an error frame. A well-formed id the stream does not
-    hold means the client's view cannot be continued (events it has may come again, others may
-    be missing): a ``resync`` that tells it to rebuild from what follows, ``history_trimmed``
-    when the stream ``trims`` and the id is older than what it keeps, else ``unknown_last_event_id``.
+    A malformed id is the client's bug: an error frame. An id older than the stream's first
+    entry (``0-0`` included) on a stream that has lost nothing (``trimmed``, called with the
+    first id, is ``None`` for a stream never trimmed, or says no) misses nothing: the whole
+    history follows, with no ``resync``. Any other well-formed id the stream does not hold gets a
+    ``resync`` telling the client to rebuild its view from what follows: ``history_trimmed``
+    when it is older than what a trimmed stream keeps, else ``unknown_last_event_id``.
     """
     if raw is None:
         return None
@@ -103,8 +106,14 @@ async def _checked_last_id(session: WsSession, raw: str | None, first: str | Non
         return None
     if await known(raw):
         return raw
-    older = first is not None and id_key(raw) < id_key(first)
-    await session.send({"type": "resync", "reason": "history_trimmed" if trims and older else "unknown_last_event_id"})
+    if first is None:
+        older, lost = id_key(raw) == (0, 0), False  # nothing held: only "from the start" is continuable
+    else:
+        older = id_key(raw) < id_key(first)
+        lost = older and trimmed is not None and await trimmed(first)
+    if older and not lost:
+        return None
+    await session.send({"type": "resync", "reason": "history_trimmed" if lost else "unknown_last_event_id"})
     return None
 
 
@@ -128,7 +137,7 @@ async def customer_ws(websocket: WebSocket) -> None:
     history = await store.history(merchant, order_id, count=1)  # type: ignore[arg-type]
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   history[0]["id"] if history else None,
-                                  _holds_id(rt.redis, events_key(merchant, order_id)), trims=False)
+                                  _holds_id(rt.redis, events_key(merchant, order_id)), None)
     # The order's status now: a resume that replays no event must still pass the rider's positions.
     view = {"status": raw["status"], "sent_at": 0.0}
 
@@ -199,7 +208,8 @@ async def merchant_ws(websocket: WebSocket) -> None:
         return
     store = store_of(rt)
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
-                                  await store.feed_first_id(merchant), _holds_id(rt.redis, feed_key(merchant)), trims=True)
+                                  await store.feed_first_id(merchant), _holds_id(rt.redis, feed_key(merchant)),
+                                  lambda first: store.feed_trimmed(merchant, first))
 
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
         return await store.feed(merchant, after, count)

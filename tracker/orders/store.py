@@ -6,7 +6,10 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
 - ``events:{m:<merchant>}:<order>`` stream: its durable history (kept as long as the order);
 - ``feed:{m:<merchant>}`` stream: every event of the merchant's orders, trimmed by MINID to
   ``FEED_RETENTION_MS`` (3 h of real time, by Redis's clock like the entry ids, at least the
-  2 h the merchant channel promises, however fast a replay runs the server's clock);
+  2 h the merchant channel promises, however fast a replay runs the server's clock); beside
+  it ``feed:{m:<merchant>}:last`` (its newest id, the ``prev`` of the next live message) and
+  ``feed:{m:<merchant>}:origin`` (the first id it ever held: while it still holds that, it
+  has lost nothing to trimming);
 - ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
 - ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
 - ``placed:{<dispatch region>}`` ZSET: orders waiting for their kitchen (``placed``);
@@ -53,6 +56,11 @@ def events_key(merchant_id: str, order_id: str) -> str:
 
 def feed_key(merchant_id: str) -> str:
     return f"feed:{{m:{merchant_id}}}"
+
+
+def feed_origin_key(merchant_id: str) -> str:
+    """The id of the first entry the merchant feed ever held (set once, by the Lua step)."""
+    return f"feed:{{m:{merchant_id}}}:origin"
 
 
 def index_key(order_id: str) -> str:
@@ -202,7 +210,7 @@ class OrderStore:
                    fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]],
                    unset: str | None, fence: tuple[str, list[str]] | None = None,
                    unchanged: dict[str, str] | None = None) -> list[str]:
-        keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last"]
+        keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last", feed_origin_key(merchant_id)]
         args: list[Any] = [
             mode, merchant_id, now_ms, FEED_RETENTION_MS, " ".join(allowed), new_status or "",
             rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "", self.retention_ms,
@@ -256,6 +264,11 @@ class OrderStore:
     async def feed_first_id(self, merchant_id: str) -> str | None:
         first = await self.redis.xrange(feed_key(merchant_id), count=1)
         return first[0][0] if first else None
+
+    async def feed_trimmed(self, merchant_id: str, first: str) -> bool:
+        """Whether the merchant feed may have dropped entries: its first entry ``first`` is not the
+        first it ever held (a feed from before that was recorded counts as trimmed)."""
+        return await self.redis.get(feed_origin_key(merchant_id)) != first
 
     async def update_indexes(self, order: dict[str, str]) -> None:
         """Bring the open-order index, the kitchen queue and the unfinished orders in line with
