@@ -63,7 +63,8 @@ async def test_create_is_idempotent_by_id_and_refuses_a_different_body(server: S
         first = await ops.create(oid, mid, ready_at=1_900_000_000_000)
         again = await ops.create(oid, mid, ready_at=1_900_000_000_000)
         assert (first.status_code, again.status_code) == (201, 200)
-        assert again.json() == first.json()
+        assert again.json() == first.json() == await ops.get(oid)  # the order as GET shows it, events and all
+        assert [e["kind"] for e in first.json()["events"]] == ["placed"]
         other = await ops.create(oid, mid, ready_at=1_900_000_000_001)
         assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
         elsewhere = await ops.create(oid, uid("m2"))

@@ -47,11 +47,12 @@ def _missing(principal: Principal, order_id: str) -> ApiError:
 
 
 async def _after_step(rt: Runtime, order_id: str, raw: dict[str, str], **changes: str) -> dict[str, Any]:
-    """The order after a step that went through: read again, or, should Redis stop answering
-    right then, as the step left it (``raw`` with ``changes``): the caller is told the step was
-    done, not a 503 that reads as "not done" (a kitchen would think its cancel failed)."""
+    """The order after a step that went through, with its events as GET gives it: read again,
+    or, should Redis stop answering right then, as the step left it (``raw`` with ``changes``,
+    without the events): the caller is told the step was done, not a 503 that reads as "not
+    done" (a kitchen would think its cancel failed)."""
     try:
-        order = await service.load_order(rt, order_id)
+        order = await service.load_order(rt, order_id, with_events=True)
     except REDIS_DOWN:
         order = None
     return order if order is not None else wire({**raw, **changes})

@@ -53,7 +53,8 @@ async def require_order(rt: Runtime, order_id: str) -> dict[str, str]:
 
 async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tuple[float, float],
                        dropoff: tuple[float, float], ready_at: int | None, prep_minutes: float | None) -> tuple[dict[str, Any], bool]:
-    """Create the order (idempotent by id and body); returns it and whether it is new."""
+    """Create the order (idempotent by id and body); returns it, with its events as GET gives
+    it, and whether it is new."""
     store = store_of(rt)
     fingerprint = orjson.dumps([merchant_id, pickup, dropoff, ready_at, prep_minutes]).decode()
     await store.reserve_id(order_id, merchant_id)
@@ -90,7 +91,7 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
             await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
         except Exception:  # noqa: BLE001 - demand is a planning hint; the order itself is stored
             log.exception("demand count failed", extra={"order": order_id})
-    return wire(order), created
+    return wire(order, await store.history(merchant_id, order_id)), created
 
 
 async def _list_placed(rt: Runtime, order: dict[str, str]) -> None:
