@@ -14,6 +14,9 @@ Public API (numpy in, numpy out; planar metres, minutes):
 - ``assignment_costs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
   bundle_ready_at, bundle_size, bundle_drop_sum, bundle_reward, meters_per_minute,
   pickup_service_min, max_travel_min, wait_weight) -> float64[R, B]``: the planner's cost matrix
+- ``demand_density(rider_x, rider_y, site_x, site_y, site_weight, meters_per_minute, tau_min)
+  -> float64[R]``: demand near each rider (the coverage penalty's density), the same bits on
+  every CPU
 - ``best_drop_sequence(start_x, start_y, drop_x, drop_y, meters_per_minute,
   dropoff_service_min, weights=None) -> (order, offsets)``
 - ``bundle_orders(ready_at, placed_at, drop_x, drop_y, site_x, site_y, max_size,
@@ -38,6 +41,7 @@ linear_assignment = _impl.linear_assignment
 travel_minutes = _impl.travel_minutes
 pickup_times = _impl.pickup_times
 assignment_costs = _impl.assignment_costs
+demand_density = _impl.demand_density
 best_drop_sequence = _impl.best_drop_sequence
 bundle_orders = _impl.bundle_orders
 bundle_orders_by_site = _impl.bundle_orders_by_site
@@ -49,6 +53,7 @@ __all__ = [
     "best_drop_sequence",
     "bundle_orders",
     "bundle_orders_by_site",
+    "demand_density",
     "linear_assignment",
     "pickup_times",
     "travel_minutes",

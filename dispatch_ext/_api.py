@@ -12,6 +12,7 @@ A core is any object with these attributes (all inputs already validated):
 ``travel(ax, ay, bx, by, meters_per_minute) -> float64[len(a), len(b)]``
 ``pickup(inputs: PickupInputs) -> float64[R, S]``
 ``costs(inputs: CostInputs) -> float64[R, B]``
+``density(inputs: DensityInputs) -> float64[R]``
 ``drop_sequence(inputs: DropInputs) -> (order, offsets)``
 ``bundle(inputs: BundleInputs) -> (members, bundle_start)``
     the greedy on every site group; members are order indices, bundle_start offsets.
@@ -171,6 +172,31 @@ def assignment_costs(core: Any, rider_x: object, rider_y: object, rider_free_at:
                                     max_travel_min, wait_weight))
 
 
+def demand_density(core: Any, rider_x: object, rider_y: object, site_x: object, site_y: object,
+                   site_weight: object, meters_per_minute: float, tau_min: float) -> np.ndarray:
+    """Demand near each rider: ``sum_j site_weight[j] * exp(-minutes_ij / tau_min)``, where
+    ``minutes_ij`` is the straight-line distance over ``meters_per_minute`` (not rounded up).
+
+    The sum runs over the sites in the order given, with the C library's ``exp`` (no BLAS, no
+    CPU-specific variant): the same bits on any CPU, so a replay decides alike on any machine
+    with the same C library.
+
+    Parameters
+    ----------
+    rider_x, rider_y : array_like, shape (R,)
+        Planar coordinates (metres) of the riders.
+    site_x, site_y, site_weight : array_like, shape (S,)
+        Planar coordinates of the sites and their weights (finite, >= 0).
+    meters_per_minute, tau_min : float
+        Travel speed and the decay's time constant, both > 0.
+
+    Returns
+    -------
+    ndarray of float64, shape (R,)
+    """
+    return core.density(b.density_inputs(rider_x, rider_y, site_x, site_y, site_weight, meters_per_minute, tau_min))
+
+
 def best_drop_sequence(core: Any, start_x: float, start_y: float, drop_x: object,
                        drop_y: object, meters_per_minute: float, dropoff_service_min: float,
                        weights: object = None) -> tuple[np.ndarray, np.ndarray]:
@@ -291,8 +317,8 @@ def bundle_orders(core: Any, ready_at: object, placed_at: object, drop_x: object
                                  meters_per_minute, dropoff_service_min)
 
 
-PUBLIC = (linear_assignment, travel_minutes, pickup_times, assignment_costs, best_drop_sequence, bundle_orders,
-          bundle_orders_by_site)
+PUBLIC = (linear_assignment, travel_minutes, pickup_times, assignment_costs, demand_density, best_drop_sequence,
+          bundle_orders, bundle_orders_by_site)
 
 
 def bind(generic: Callable[..., Any], core: Any) -> Callable[..., Any]:

@@ -277,6 +277,27 @@ def cost_inputs(rider_x: object, rider_y: object, rider_free_at: object, rider_s
     return CostInputs(pickup, size, drop_sum - reward, weight)
 
 
+class DensityInputs(NamedTuple):
+    rider: Points
+    site: Points
+    site_weight: np.ndarray
+    meters_per_minute: float
+    tau_min: float
+
+
+def density_inputs(rider_x: object, rider_y: object, site_x: object, site_y: object, site_weight: object,
+                   meters_per_minute: object, tau_min: object) -> DensityInputs:
+    """The arguments of ``demand_density``, validated and converted."""
+    rider = points(rider_x, rider_y, "rider")
+    site = points(site_x, site_y, "site")
+    weight = finite_values(site_weight, "site_weight")
+    if (weight < 0).any():
+        i = int(np.argmax(weight < 0))
+        raise ValueError(f"site_weight[{i}] must be >= 0, got {weight[i]!r}")
+    same_length(site_x=site.x, site_weight=weight)
+    return DensityInputs(rider, site, weight, speed(meters_per_minute), scalar(tau_min, "tau_min", strict=True))
+
+
 # ------------------------------------------------------------------------- drop sequences
 
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from libc.math cimport INFINITY, ceil, sqrt
+from libc.math cimport INFINITY, ceil, exp, sqrt
 from libc.stdint cimport int64_t
 
 from dispatch_ext import _api
@@ -229,6 +229,24 @@ def _travel(const double[::1] ax, const double[::1] ay, const double[::1] bx,
         for i in range(p):
             for j in range(q):
                 out[i, j] = _minutes(ax[i], ay[i], bx[j], by[j], speed)
+    return out_arr
+
+
+def _density(d):
+    cdef const double[::1] rx = d.rider.x, ry = d.rider.y
+    cdef const double[::1] sx = d.site.x, sy = d.site.y, w = d.site_weight
+    cdef double speed = d.meters_per_minute, tau = d.tau_min, dx, dy, acc
+    cdef Py_ssize_t r = rx.shape[0], s = sx.shape[0], i, j
+    out_arr = np.empty(r)
+    cdef double[::1] out = out_arr
+    with nogil:
+        for i in range(r):
+            acc = 0.0
+            for j in range(s):
+                dx = rx[i] - sx[j]
+                dy = ry[i] - sy[j]
+                acc += exp(-(sqrt(dx * dx + dy * dy) / speed) / tau) * w[j]
+            out[i] = acc
     return out_arr
 
 
@@ -493,13 +511,14 @@ def _bundle(p):
     return members_arr, starts_arr[:nbundles + 1]
 
 
-CORE = SimpleNamespace(solve_assignment=_solve_assignment, travel=_travel, pickup=_pickup,
+CORE = SimpleNamespace(solve_assignment=_solve_assignment, travel=_travel, pickup=_pickup, density=_density,
                        costs=_costs, drop_sequence=_drop_sequence, bundle=_bundle)
 _PUBLIC = _api.bind_all(CORE)
 linear_assignment = _PUBLIC["linear_assignment"]
 travel_minutes = _PUBLIC["travel_minutes"]
 pickup_times = _PUBLIC["pickup_times"]
 assignment_costs = _PUBLIC["assignment_costs"]
+demand_density = _PUBLIC["demand_density"]
 best_drop_sequence = _PUBLIC["best_drop_sequence"]
 bundle_orders = _PUBLIC["bundle_orders"]
 bundle_orders_by_site = _PUBLIC["bundle_orders_by_site"]

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from dispatch_ext import _api
-from dispatch_ext._boundary import BundleInputs, CostInputs, DropInputs, PickupInputs
+from dispatch_ext._boundary import BundleInputs, CostInputs, DensityInputs, DropInputs, PickupInputs
 
 
 def _solve_assignment(c: np.ndarray) -> np.ndarray:
@@ -60,6 +60,16 @@ def _travel(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
     dx = ax[:, None] - bx[None, :]
     dy = ay[:, None] - by[None, :]
     return np.ceil(np.sqrt(dx * dx + dy * dy) / meters_per_minute)
+
+
+def _density(d: DensityInputs) -> np.ndarray:
+    dx = d.rider.x[:, None] - d.site.x[None, :]
+    dy = d.rider.y[:, None] - d.site.y[None, :]
+    terms = np.exp(-(np.sqrt(dx * dx + dy * dy) / d.meters_per_minute) / d.tau_min) * d.site_weight[None, :]
+    out = np.zeros(len(d.rider.x))
+    for j in range(terms.shape[1]):  # site by site, as the compiled kernel adds them
+        out += terms[:, j]
+    return out
 
 
 def _pickup(p: PickupInputs) -> np.ndarray:
@@ -166,13 +176,14 @@ def _bundle(p: BundleInputs) -> tuple[np.ndarray, np.ndarray]:
     return np.array(members, dtype=np.int64), np.array(starts, dtype=np.int64)
 
 
-CORE = SimpleNamespace(solve_assignment=_solve_assignment, travel=_travel, pickup=_pickup,
+CORE = SimpleNamespace(solve_assignment=_solve_assignment, travel=_travel, pickup=_pickup, density=_density,
                        costs=_costs, drop_sequence=_drop_sequence, bundle=_bundle)
 _PUBLIC = _api.bind_all(CORE)
 linear_assignment = _PUBLIC["linear_assignment"]
 travel_minutes = _PUBLIC["travel_minutes"]
 pickup_times = _PUBLIC["pickup_times"]
 assignment_costs = _PUBLIC["assignment_costs"]
+demand_density = _PUBLIC["demand_density"]
 best_drop_sequence = _PUBLIC["best_drop_sequence"]
 bundle_orders = _PUBLIC["bundle_orders"]
 bundle_orders_by_site = _PUBLIC["bundle_orders_by_site"]

@@ -121,6 +121,34 @@ def test_travel_and_pickup_compiled_equals_pure() -> None:
                                                            site[1], SPEED))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_demand_density_weighs_each_site_by_its_decayed_travel(impl) -> None:
+    # sites of weight 2 and 1, 10 straight-line minutes apart (tau 10), a rider on each
+    got = impl.demand_density([0.0, 10 * SPEED], [0.0, 0.0], [0.0, 10 * SPEED], [0.0, 0.0], [2.0, 1.0], SPEED, 10.0)
+    assert got == pytest.approx([2.0 + math.exp(-1.0), 2.0 * math.exp(-1.0) + 1.0], rel=1e-12)
+    assert impl.demand_density([], [], [0.0], [0.0], [1.0], SPEED, 10.0).shape == (0,)
+    assert list(impl.demand_density([5.0], [5.0], [], [], [], SPEED, 10.0)) == [0.0]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_demand_density_rejects_bad_input(impl) -> None:
+    with pytest.raises(ValueError, match=r"site_weight\[1\] must be >= 0"):
+        impl.demand_density([0.0], [0.0], [0.0, 1.0], [0.0, 1.0], [1.0, -1.0], SPEED, 10.0)
+    with pytest.raises(ValueError, match="site_weight"):
+        impl.demand_density([0.0], [0.0], [0.0, 1.0], [0.0, 1.0], [1.0], SPEED, 10.0)
+    with pytest.raises(ValueError, match="tau_min must be > 0"):
+        impl.demand_density([0.0], [0.0], [0.0], [0.0], [1.0], SPEED, 0.0)
+
+
+def test_demand_density_compiled_equals_pure() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        r, s = rng.integers(0, 40, size=2)
+        args = (rng.uniform(0, 2e4, r), rng.uniform(0, 2e4, r), rng.uniform(0, 2e4, s), rng.uniform(0, 2e4, s),
+                rng.integers(0, 50, s).astype(float), SPEED, 30.0)
+        np.testing.assert_allclose(_kernel.demand_density(*args), _pure.demand_density(*args), rtol=1e-12)
+
+
 # ---------------------------------------------------------------------- drop sequences
 
 

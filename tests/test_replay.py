@@ -1,6 +1,7 @@
 """MDRP replay through the CLI, the checker catching broken solutions, and the planner's rules."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,23 @@ def test_replay_writes_three_files_the_checker_accepts(solved: tuple[Path, Path]
     delivered = len((out / "solution_info_orders.txt").read_text().splitlines()) - 1
     placed = len((instance / "orders.txt").read_text().splitlines()) - 1
     assert delivered == placed  # a well-staffed day: nothing left undelivered
+
+
+def test_replay_is_the_same_on_any_cpu_and_matches_the_committed_solution(solved: tuple[Path, Path], tmp_path: Path) -> None:
+    """A replay decides alike whatever BLAS kernel or SIMD level the machine picks (a near tie
+    broken by one last bit changes the rest of the day), so the committed solution and the
+    figures in docs/ are what anyone running the same command gets."""
+    instance, out = solved
+    other = tmp_path / "other-cpu"
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Prescott", "NPY_DISABLE_CPU_FEATURES": "X86_V3 AVX2 FMA3"}
+    done = subprocess.run([sys.executable, "-m", "tracker", "replay", str(instance), "--out", str(other)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr + done.stdout
+    committed = Path(__file__).resolve().parents[1] / "solutions" / SMALL
+    for name in ("assignments", "orders", "couriers"):
+        ours = (out / f"solution_info_{name}.txt").read_text()
+        assert (other / f"solution_info_{name}.txt").read_text() == ours, name
+        assert (committed / f"solution_info_{name}.txt").read_text() == ours, name
 
 
 def _broken(out: Path, tmp: Path, edit) -> Path:  # type: ignore[no-untyped-def]

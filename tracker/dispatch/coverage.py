@@ -6,12 +6,17 @@ come. Each rider's *density* is the demand near where it will be free: a sum ove
 restaurants seen so far, weighted by their order counts, of ``exp(-travel_minutes / tau)``.
 The planner adds ``weight x density / mean density`` to every job of that rider, so the
 figure is a tie-breaker in minutes, the same for all jobs of one rider, and scale-free
-across cities (docs/DISPATCH.md measures it).
+across cities (docs/DISPATCH.md measures it). The density comes from the kernel
+(``demand_density``), which gives the same bits on every CPU: a matrix product through BLAS
+did not, and one last bit decides a near tie, then a day's replay differs from there on.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from dispatch_ext import demand_density
 from tracker.dispatch.model import DemandSite
 from tracker.geo import LocalProjection
 
@@ -24,11 +29,8 @@ def coverage_penalty(rider_x: np.ndarray, rider_y: np.ndarray, demand: tuple[Dem
         return np.zeros(len(rider_x))
     sx, sy = proj.to_xy(np.array([d.lat for d in demand]), np.array([d.lng for d in demand]))
     w = np.array([d.weight for d in demand], dtype=np.float64)
-    dx = rider_x[:, None] - sx[None, :]
-    dy = rider_y[:, None] - sy[None, :]
-    minutes = np.sqrt(dx * dx + dy * dy) / meters_per_minute
-    density = np.exp(-minutes / tau_min) @ w
-    mean = float(density.mean())
+    density = demand_density(rider_x, rider_y, sx, sy, w, meters_per_minute, tau_min)
+    mean = math.fsum(density) / len(density)  # exactly rounded: no summation order to differ
     if mean <= 0.0:
         return np.zeros(len(rider_x))
     return weight * density / mean
