@@ -106,3 +106,39 @@ async def test_food_a_silent_rider_has_not_collected_goes_to_another_rider(own_r
         if relief is not None:
             await relief.close()
         await ops.close()
+
+
+async def test_a_rider_whose_app_left_loses_its_uncollected_orders_within_a_minute(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """A rider app that closes its socket on purpose, holding food still at the restaurant, is
+    gone, not just quiet: the order goes back after a minute, not after the silent rider's five.
+    A connection that merely drops (no close frame: a tunnel, a dead battery) keeps the five.
+    At x20 a server minute is 3 s, five are 15 s."""
+    srv = start_server({**FAST, "TRACKER_TIME_SCALE": "20", "TRACKER_DISPATCH_INTERVAL_S": "6"}, redis=own_redis)
+    ops = Ops(srv)
+    mid, left_order, dropped_order = uid("m"), uid("o-left"), uid("o-dropped")
+    leaver_id, dropper_id = uid("r-leaver"), uid("r-dropper")
+    leaver, dropper = await rider(srv, leaver_id), await rider(srv, dropper_id)
+    try:
+        for courier, oid, rid in ((leaver, left_order, leaver_id), (dropper, dropped_order, dropper_id)):
+            await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+            await confirmed_order(srv, ops, oid, mid)
+            assert (await ops.assign(oid, rid)).status_code == 200
+        await leaver.close()  # a close frame: the app left
+        dropper.ws.transport.abort()  # no close frame: the connection just went
+        gone_at = time.monotonic()
+        while (await ops.get(left_order))["status"] != "confirmed" and time.monotonic() < gone_at + 10:
+            await asyncio.sleep(0.2)
+        back = await ops.get(left_order)
+        assert back["status"] == "confirmed", back
+        assert 2.5 <= time.monotonic() - gone_at < 10  # a server minute, not five
+        taken = back["events"][-1]
+        assert (taken["kind"], taken["by"], taken["rider_id"]) == ("rider_unassigned", "service", leaver_id)
+        assert re.fullmatch(r"rider left \d+ min ago", taken["reason"]), taken
+        kept = await ops.get(dropped_order)
+        assert (kept["status"], kept["rider_id"]) == ("assigned", dropper_id), kept  # still its rider's
+        while (await ops.get(dropped_order))["status"] != "confirmed" and time.monotonic() < gone_at + 30:
+            await asyncio.sleep(0.3)
+        assert time.monotonic() - gone_at >= 14  # five server minutes
+        assert re.fullmatch(r"rider silent for 5 min", (await ops.get(dropped_order))["events"][-1]["reason"])
+    finally:
+        await ops.close()

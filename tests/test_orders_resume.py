@@ -147,7 +147,8 @@ async def test_a_merchant_feed_resumed_from_an_id_it_never_had_resyncs(server: S
 async def test_a_merchant_feed_resumed_from_before_it_began_resyncs_only_once_trimmed(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     """``0-0`` (or any id older than the feed's first entry) on a feed that has lost nothing
     misses nothing: every event follows, no ``resync``. Once the feed has dropped its oldest
-    entries (here trimmed by hand, as three hours would), the same id gets ``history_trimmed``."""
+    entries (here trimmed by hand, as three hours would), or expired whole, the same id gets
+    ``history_trimmed``."""
     ops = Ops(server)
     mid, a, b = uid("m"), uid("a"), uid("b")
     redis = connect(server.effective_redis_url)
@@ -162,11 +163,20 @@ async def test_a_merchant_feed_resumed_from_before_it_began_resyncs_only_once_tr
         got = [await kitchen.recv(), await kitchen.recv()]
         assert [(e["type"], e["order_id"], e["kind"]) for e in got] == [("event", a, "placed"), ("event", b, "placed")]
         await kitchen.close()
+        # a quiet merchant's feed does not stay for good: it expires 3 h after its last event
+        assert 0 < await redis.pttl(f"feed:{{m:{mid}}}") <= 3 * 3600 * 1000
         await redis.xtrim(f"feed:{{m:{mid}}}", minid=got[1]["id"], approximate=False)  # the oldest entry goes, as after 3 hours
         kitchen = await merchant(server, mid, last_event_id="0-0")
         assert await kitchen.expect("resync") == {"type": "resync", "reason": "history_trimmed"}
         kept = await kitchen.expect("event")
         assert (kept["order_id"], kept["kind"]) == (b, "placed")  # the retained history follows
+        await kitchen.close()
+        await redis.delete(f"feed:{{m:{mid}}}")  # the whole feed gone, as 3 quiet hours expire it
+        c = uid("c")
+        await ops.create(c, mid)
+        kitchen = await merchant(server, mid, last_event_id=kept["id"])
+        assert await kitchen.expect("resync") == {"type": "resync", "reason": "history_trimmed"}
+        assert ((await kitchen.expect("event"))["order_id"]) == c
         await kitchen.close()
     finally:
         await redis.aclose()

@@ -111,7 +111,7 @@ async def _rider_gone(rt: Runtime, rider_id: str) -> None:
     and withdraw its open offer, so its orders go to another rider now, not at the offer's timeout."""
     last_ts = await rt.redis.hget(rider_store.record_key(rider_id), "ts")
     if last_ts is not None:
-        await rider_store.mark_left(rt.redis, rider_id, int(last_ts))
+        await rider_store.mark_left(rt.redis, rider_id, int(last_ts), rt.clock.now_ms())
     dispatcher = rt.services.get("dispatcher")
     if dispatcher is not None:
         await dispatcher.withdraw_offer_of(rider_id)

@@ -72,7 +72,7 @@ async def on_disconnect(conn: RiderConnection) -> None:
         # Out of nearby searches and dispatch now, not when its fix goes stale; a dropped
         # connection (no close frame, or one without a code) keeps the rider, as a phone often
         # comes back; a socket that sent no fix of its own (another of the rider's) changes nothing.
-        await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["sanity"].last.ts)
+        await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["sanity"].last.ts, conn.runtime.clock.now_ms())
 
 
 ON_CONNECT.append(on_connect)

@@ -3,7 +3,8 @@
 Keys (braces are Redis Cluster hash tags):
 
 - ``rider:{<rider>}`` hash: ``lat lng ts client_ts cell region available shift_end speed heading
-  accuracy left_at``; expires about a day after the rider's last write (the writer refreshes the
+  accuracy left_at left_ms`` (``left_at``: the last fix's ts when the rider's client left,
+  ``left_ms``: the server's time then); expires about a day after the rider's last write (the writer refreshes the
   TTL at most once an hour per rider, not with every fix).
 - ``riders:{<region cell>}`` geoset: the riders whose last fix is in the region.
 - ``seen:{<region cell>}`` sorted set rider -> server ts of its last fix: the staleness
@@ -57,7 +58,7 @@ def seen_key(region: str) -> str:
 # may come before that fix is written (the writer batches): the record then starts with it, and
 # gets the record's TTL, so it never outlives the rider's data.
 _MARK_LEFT = """
-redis.call('HSET', KEYS[1], 'left_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'left_at', ARGV[1], 'left_ms', ARGV[3])
 if redis.call('TTL', KEYS[1]) < 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
@@ -74,9 +75,10 @@ def is_silent(now_ms: int, ts: int, left_at: str | int | None, stale_after_ms: i
     return now_ms - ts > stale_after_ms or has_left(ts, left_at)
 
 
-async def mark_left(redis: AnyRedis, rider_id: str, last_fix_ts: int) -> None:
-    """Record that the rider's client closed the socket whose last fix had ``last_fix_ts``."""
-    await redis.eval(_MARK_LEFT, 1, record_key(rider_id), last_fix_ts, RECORD_TTL_S)
+async def mark_left(redis: AnyRedis, rider_id: str, last_fix_ts: int, now_ms: int) -> None:
+    """Record that the rider's client closed the socket whose last fix had ``last_fix_ts``, at
+    the server's ``now_ms``."""
+    await redis.eval(_MARK_LEFT, 1, record_key(rider_id), last_fix_ts, RECORD_TTL_S, now_ms)
 
 
 WRITE_FIXES_SCRIPT = resources.files("tracker.locations").joinpath("write_fixes.lua").read_text()

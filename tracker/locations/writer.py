@@ -144,7 +144,9 @@ class FixWriter:
             await write_fixes_by_slot(self.redis, payload, RECORD_TTL_S)
         else:
             await self._script(args=[orjson.dumps(payload), RECORD_TTL_S])
-        self.regions.update(new_regions)
-        self._ttl_set_at.update((rid, now) for rid in stale_ttl)
+        # Only riders still connected here are remembered: one whose last socket closed while
+        # its fix was being written was forgotten meanwhile, and would otherwise stay for good.
+        self.regions.update((rid, region) for rid, region in new_regions.items() if rid in self._sockets)
+        self._ttl_set_at.update((rid, now) for rid in stale_ttl if rid in self._sockets)
         self.written.inc(len(batch))
         self.batch_size.observe(len(batch))

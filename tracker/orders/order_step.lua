@@ -92,6 +92,12 @@ for i = 1, n do
   local fid = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', 'e', base, 'o', id)
   redis.call('SET', KEYS[2], fid)
   redis.call('SET', KEYS[3], fid, 'NX')
+  -- A merchant that goes quiet (a closed restaurant, a load test's) must not keep its feed for
+  -- good: the feed expires with its retention after its last event, its newest and first ids
+  -- (tiny) with the orders' retention, so a resume after the feed expired still reads as trimmed.
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[4]), retention))
+  redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[4]), retention))
   redis.call('PUBLISH', 'merchant:' .. merchant .. ':live',
     '{"id":"' .. fid .. '","prev":"' .. fprev .. '","order_event_id":"' .. id .. '",' .. body)
   table.insert(out, id)
