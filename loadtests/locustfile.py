@@ -186,6 +186,7 @@ class RiderUser(WsUser):
         """Connect as a new rider at a random point near the centre, go available, and pick a random
         phase for the fixes."""
         self.rider_id = unique_id("r")
+        self.dropped: set[str] = set()  # orders cancelled, failed or taken back: no more steps for them
         self.lat = CENTRE[0] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
         self.lng = CENTRE[1] + random.uniform(-SPREAD_DEG, SPREAD_DEG)
         self.heading = random.uniform(0, 6.283)
@@ -222,19 +223,32 @@ class RiderUser(WsUser):
             self.send("accept", {"type": "accept", "offer_id": msg["offer_id"], "id": f"accept {msg['offer_id']}"})
         elif kind == "assigned":
             gevent.spawn(self._deliver, [o["order_id"] for o in msg["orders"]])
+        elif kind in ("order_cancelled", "order_failed", "unassigned"):
+            self.dropped.add(msg.get("order_id", ""))
 
     def expected_error(self, msg: dict) -> bool:
-        """True for ``conflict`` in answer to one of this rider's accepts: the offer was settled first."""
+        """True for ``conflict`` in answer to one of this rider's accepts (the offer was settled
+        first), and for a step refused because its order was cancelled or failed meanwhile."""
         # An offer can be settled before the accept arrives: an add-on whose held order this
         # rider has picked up meanwhile (its _deliver greenlet moves on by itself) is withdrawn,
         # an offer can expire. The server answers ``conflict`` by design (docs/protocol.md, "Offers").
-        return msg.get("code") == "conflict" and str(msg.get("ref", "")).startswith("accept ")
+        ref = str(msg.get("ref", ""))
+        if msg.get("code") == "conflict" and ref.startswith("accept "):
+            return True
+        # Another run sharing the server may end an order this rider holds (its cleanup cancels
+        # what it placed); a step sent as the order_cancelled / order_failed notice crossed it
+        # is refused naming the final state.
+        ended = ("it is 'cancelled'", "it is 'failed'")
+        return (msg.get("code") == "invalid_transition" and ref.startswith("progress ")
+                and any(word in str(msg.get("message", "")) for word in ended))
 
     def _deliver(self, order_ids: list[str]) -> None:
         for step in ("at_pickup", "picked_up", "at_dropoff", "delivered"):
             gevent.sleep(2.0)
             for oid in order_ids:
-                self.send("progress", {"type": "progress", "order_id": oid, "step": step})
+                if oid not in self.dropped:  # a rider app stops at order_cancelled, order_failed or unassigned
+                    self.send("progress", {"type": "progress", "order_id": oid, "step": step,
+                                           "id": f"progress {oid} {step}"})
 
 
 class MerchantUser(WsUser):
