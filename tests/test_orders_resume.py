@@ -172,6 +172,9 @@ async def test_a_merchant_feed_resumed_from_before_it_began_resyncs_only_once_tr
         assert (kept["order_id"], kept["kind"]) == (b, "placed")  # the retained history follows
         await kitchen.close()
         await redis.delete(f"feed:{{m:{mid}}}")  # the whole feed gone, as 3 quiet hours expire it
+        kitchen = await merchant(server, mid, last_event_id=kept["id"])
+        assert await kitchen.recv() == {"type": "resync", "reason": "history_trimmed"}
+        await kitchen.close()
         c = uid("c")
         await ops.create(c, mid)
         kitchen = await merchant(server, mid, last_event_id=kept["id"])

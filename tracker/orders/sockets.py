@@ -88,13 +88,14 @@ def _holds_id(redis: AnyRedis, stream: str) -> Callable[[str], Awaitable[bool]]:
 
 
 async def _checked_last_id(session: WsSession, raw: str | None, first: str | None, known: Callable[[str], Awaitable[bool]],
-                           trimmed: Callable[[str], Awaitable[bool]] | None) -> str | None:
+                           trimmed: Callable[[str | None], Awaitable[bool]] | None) -> str | None:
     """The client's ``last_event_id`` if usable; else ``None`` (full history), saying why when
     the client's view cannot be continued.
 
     A malformed id is the client's bug: an error frame. An id older than the stream's first
     entry (``0-0`` included) on a stream that has lost nothing (``trimmed``, called with the
-    first id, is ``None`` for a stream never trimmed, or says no) misses nothing: the whole
+    first id or ``None`` when it holds nothing, is ``None`` for a stream never trimmed, or says
+    no) misses nothing: the whole
     history follows, with no ``resync``. Any other well-formed id the stream does not hold gets a
     ``resync`` telling the client to rebuild its view from what follows: ``history_trimmed``
     when it is older than what a trimmed stream keeps, else ``unknown_last_event_id``.
@@ -106,8 +107,9 @@ async def _checked_last_id(session: WsSession, raw: str | None, first: str | Non
         return None
     if await known(raw):
         return raw
-    if first is None:
-        older, lost = id_key(raw) == (0, 0), False  # nothing held: only "from the start" is continuable
+    if first is None:  # nothing held: an expired feed lost what the id saw; else only "from the start" continues
+        lost = trimmed is not None and await trimmed(None)
+        older = lost or id_key(raw) == (0, 0)
     else:
         older = id_key(raw) < id_key(first)
         lost = older and trimmed is not None and await trimmed(first)

@@ -265,10 +265,14 @@ class OrderStore:
         first = await self.redis.xrange(feed_key(merchant_id), count=1)
         return first[0][0] if first else None
 
-    async def feed_trimmed(self, merchant_id: str, first: str) -> bool:
-        """Whether the merchant feed may have dropped entries: its first entry ``first`` is not the
-        first it ever held (a feed from before that was recorded counts as trimmed)."""
-        return await self.redis.get(feed_origin_key(merchant_id)) != first
+    async def feed_trimmed(self, merchant_id: str, first: str | None) -> bool:
+        """Whether the merchant feed may have dropped entries: its first entry ``first`` (``None``:
+        it holds none) is not the first it ever held. A feed from before that was recorded
+        counts as trimmed; one that never held anything has lost nothing."""
+        origin = await self.redis.get(feed_origin_key(merchant_id))
+        if origin is None:
+            return first is not None
+        return origin != first
 
     async def update_indexes(self, order: dict[str, str]) -> None:
         """Bring the open-order index, the kitchen queue and the unfinished orders in line with
