@@ -145,6 +145,21 @@ def test_a_service_time_under_two_minutes_warns_of_the_published_evaluators_whol
     folder = instance_copy(tmp_path / "services", instance_parameters=params(f"320\t{services}\t40\t90\t10\t15"))
     notes = load_instance(folder).notes
     assert any("a service time under 2 minutes" in note for note in notes) == warned, notes
+    if warned:  # with no service there are no half minutes to cut: the courier is not there yet at its arrival
+        assert any("finds a courier at a place only strictly after its arrival" in note for note in notes), notes
+
+
+def test_times_between_whole_minutes_load_with_a_warning(tmp_path: Path) -> None:
+    """The published evaluator cuts assignment, pickup and departure times to whole minutes: an
+    assignment at a placement of 13.5 reads as 13, too early."""
+    folder = instance_copy(tmp_path / "halves", orders=lambda ls: [ls[0], *(
+        "\t".join([*c[:3], f"{float(c[3]) + 0.5:g}", *c[4:]]) for c in (line.split("\t") for line in ls[1:3])), *ls[3:]],
+        couriers=cell(2, 3, "30.25"))
+    notes = load_instance(folder).notes
+    placed = float((folder / "orders.txt").read_text().splitlines()[1].split("\t")[3])
+    assert f"orders.txt: line 2: order o1 is placed at {placed:g}, not on a whole minute, and 1 other order(s)" in \
+        " ".join(notes), notes
+    assert "couriers.txt: line 3: courier c2 comes on at 30.25, not on a whole minute, and 0 other" in " ".join(notes)
 
 
 def test_food_ready_before_its_order_is_placed_loads_with_a_warning(tmp_path: Path) -> None:

@@ -100,10 +100,11 @@ def _params(folder: Path, notes: list[str]) -> Params:
         row.number("guaranteed pay per hour", 0, 1e6, "must be 0 to 1e6"),
     )
     if min(params.pickup_service, params.dropoff_service) < 2:
-        notes.append(f"instance_parameters.txt: line {row.line}: a service time under 2 minutes: the published "
-                     "evaluator reads assignment and move times as whole minutes (it cuts the half minutes the "
-                     "solution files hold), so it may judge such a solution's pickups or drop-offs out of place "
-                     "though every rule holds")
+        notes.append(f"instance_parameters.txt: line {row.line}: a service time under 2 minutes puts a pickup or "
+                     "drop-off less than a minute after the courier's arrival (half the service time, 0 with no "
+                     "service): the published evaluator finds a courier at a place only strictly after its arrival, "
+                     "and reads pickup and departure times cut to whole minutes, so it may judge such pickups or "
+                     "drop-offs out of place though every rule holds")
     return params
 
 
@@ -139,6 +140,7 @@ def load_instance(folder: str | Path) -> Instance:
         restaurants[rid] = (row.number("x", *_PLACE), row.number("y", *_PLACE))
     orders: dict[str, Order] = {}
     early: list[tuple[int, Order]] = []  # orders ready before they are placed
+    numbered: list[tuple[int, Order]] = []  # every order, with its line
     lines = {}
     for row in _table(folder, "orders.txt", ORDER_COLUMNS, notes):
         oid, rest = _place_id(row, "order"), row.ident("restaurant")
@@ -151,13 +153,20 @@ def load_instance(folder: str | Path) -> Instance:
                       row.number("placement_time", *_TIME), rest, row.number("ready_time", *_TIME))
         if order.ready < order.placement:
             early.append((row.line, order))
+        numbered.append((row.line, order))
         orders[oid] = order
+    _note_fractions(notes, "orders.txt", "order", [
+        (line, o.id, f"is placed at {o.placement:g}" if o.placement % 1 else f"is ready at {o.ready:g}")
+        for line, o in numbered if o.placement % 1 or o.ready % 1],
+        "cuts assignment and pickup times to whole minutes, so it reads an assignment made at such a placement "
+        "(13.5 as 13), or a pickup at such a ready time, as too early")
     if early:
         line, first = early[0]
         notes.append(f"orders.txt: line {line}: order {first.id} is ready ({first.ready:g}) before it is placed "
                      f"({first.placement:g}), and {len(early) - 1} other order(s) like it: such food waits from "
                      f"its placement, and its ready-to-pickup counts from the ready time given")
     couriers: dict[str, Courier] = {}
+    shifts: list[tuple[int, Courier]] = []  # every courier, with its line
     lines = {}
     for row in _table(folder, "couriers.txt", COURIER_COLUMNS, notes):
         cid = row.ident("courier")
@@ -173,4 +182,17 @@ def load_instance(folder: str | Path) -> Instance:
             notes.append(f"couriers.txt: line {row.line}: courier {cid} has an empty shift "
                          f"(on_time = off_time = {c.on:g}): it delivers nothing")
         couriers[cid] = c
+        shifts.append((row.line, c))
+    _note_fractions(notes, "couriers.txt", "courier", [(line, c.id, f"comes on at {c.on:g}") for line, c in shifts
+                                                      if c.on % 1],
+                    "cuts departure times to whole minutes, so it reads a courier setting off at such an on time as "
+                    "leaving before it comes on")
     return Instance(folder.name, params, restaurants, orders, couriers, tuple(notes))
+
+
+def _note_fractions(notes: list[str], name: str, kind: str, found: list[tuple[int, str, str]], effect: str) -> None:
+    """Warn of instance times that are not whole minutes (the README says they are)."""
+    if found:
+        line, ident, what = found[0]
+        notes.append(f"{name}: line {line}: {kind} {ident} {what}, not on a whole minute, and {len(found) - 1} "
+                     f"other {kind}(s) like it: the published evaluator {effect}, though every rule holds")
