@@ -103,6 +103,12 @@ def test_r2p_breakdown_splits_the_replays_ready_to_pickup(solved: tuple[Path, Pa
     ("late_dropoff", "rule 4: order"),  # not at the arrival plus half the service
     ("linger_at_restaurant", "rule 3: courier"),  # leaves later than the pickup plus half the service
     ("detour", "with nothing to pick up or drop off there"),  # rule 6: waits only where it may
+    ("order_line_twice", "is listed twice in solution_info_orders.txt (lines 2 and "),  # rule 1 to the evaluator
+    # the published evaluator reads times cut to whole minutes: 12.999 is 12, before a placement at 13
+    ("assign_a_moment_before_placement", "rule 1: order"),
+    ("pickup_a_moment_before_ready", "rule 3: order"),
+    ("depart_a_moment_before_on_time", "rule 5: courier"),
+    ("set_off_before_any_order_is_placed", "before any order it picks up there is placed"),  # rule 1
 ])
 def test_checker_reports_each_broken_rule(solved: tuple[Path, Path], tmp_path: Path, breakage: str, rule: str) -> None:
     instance, out = solved
@@ -115,7 +121,42 @@ def test_checker_reports_each_broken_rule(solved: tuple[Path, Path], tmp_path: P
     def edit(folder: Path) -> None:
         a = folder / "solution_info_assignments.txt"
         moves = folder / "solution_info_couriers.txt"
-        if breakage == "pickup_after_leaving":
+        orders = folder / "solution_info_orders.txt"
+        placed = {row.split()[0]: float(row.split()[1]) for row in orders.read_text().splitlines()[1:]}
+        ready = {row.split()[0]: float(row.split()[2]) for row in orders.read_text().splitlines()[1:]}
+        on_time = {row.split("\t")[0]: float(row.split("\t")[3])
+                   for row in (instance / "couriers.txt").read_text().splitlines()[1:]}
+        if breakage == "order_line_twice":
+            _rewrite(orders, lambda ls: ls + [ls[1]])
+        elif breakage == "assign_a_moment_before_placement":
+            def early(ls: list[str]) -> list[str]:
+                cols = ls[1].split()
+                cols[0] = f"{max(placed[o] for o in cols[3:]) - 0.001:.3f}"
+                return [ls[0], " ".join(cols), *ls[2:]]
+            _rewrite(a, early)
+        elif breakage == "pickup_a_moment_before_ready":  # a bundle whose courier waited for the food
+            def early(ls: list[str]) -> list[str]:
+                row = next(n for n, line in enumerate(ls[1:], 1)
+                           if float(line.split()[1]) == max(ready[o] for o in line.split()[3:]))
+                cols = ls[row].split()
+                cols[1] = f"{float(cols[1]) - 0.001:.3f}"
+                return [*ls[:row], " ".join(cols), *ls[row + 1:]]
+            _rewrite(a, early)
+        elif breakage == "depart_a_moment_before_on_time":
+            def early(ls: list[str]) -> list[str]:
+                cols = ls[1].split()
+                cols[1] = f"{on_time[cols[0]] - 0.001:.3f}"
+                return [ls[0], " ".join(cols), *ls[2:]]
+            _rewrite(moves, early)
+        elif breakage == "set_off_before_any_order_is_placed":
+            def early(ls: list[str]) -> list[str]:
+                # the first courier's first move: towards its first pickup, left a minute before that order is placed
+                cid, _, origin, rest = ls[1].split()
+                first = next(line.split()[3] for line in a.read_text().splitlines()[1:] if line.split()[2] == cid)
+                assert rest.startswith("r") and on_time[cid] <= placed[first] - 1
+                return [ls[0], f"{cid} {placed[first] - 1:g} {origin} {rest}", *ls[2:]]
+            _rewrite(moves, early)
+        elif breakage == "pickup_after_leaving":
             _rewrite(a, lambda ls: shift(ls, 1, 1, 30))
         elif breakage == "late_dropoff":
             _rewrite(folder / "solution_info_orders.txt", lambda ls: shift(ls, 1, 4, 5))
@@ -160,6 +201,10 @@ def test_checker_reports_each_broken_rule(solved: tuple[Path, Path], tmp_path: P
     ("blank_line_in_assignments", "solution_info_assignments.txt line"),
     ("tabs_in_orders", "tabs"),
     ("moves_in_two_blocks", "split in two blocks"),
+    ("two_spaces_on_one_orders_line", "solution_info_orders.txt line 3 has two spaces between columns"),
+    ("seventh_value_on_one_orders_line", "solution_info_orders.txt line 2 has 7 values"),
+    ("orders_header_missing", "solution_info_orders.txt line 1 is an order, not the header (missing header)"),
+    ("assignments_header_missing", "solution_info_assignments.txt line 1 is an assignment, not the header"),
 ])
 def test_checker_refuses_what_the_published_evaluator_cannot_read(solved: tuple[Path, Path], tmp_path: Path,
                                                                   breakage: str, says: str) -> None:
@@ -171,6 +216,12 @@ def test_checker_refuses_what_the_published_evaluator_cannot_read(solved: tuple[
             _rewrite(folder / "solution_info_assignments.txt", lambda ls: ls + [""])
         elif breakage == "tabs_in_orders":
             _rewrite(folder / "solution_info_orders.txt", lambda ls: [line.replace(" ", "\t") for line in ls])
+        elif breakage == "two_spaces_on_one_orders_line":  # pandas (sep=' ') reads 7 columns there
+            _rewrite(folder / "solution_info_orders.txt", lambda ls: [*ls[:2], ls[2].replace(" ", "  ", 1), *ls[3:]])
+        elif breakage == "seventh_value_on_one_orders_line":
+            _rewrite(folder / "solution_info_orders.txt", lambda ls: [ls[0], ls[1] + " x", *ls[2:]])
+        elif breakage.endswith("_header_missing"):
+            _rewrite(folder / f"solution_info_{breakage.split('_')[0]}.txt", lambda ls: ls[1:])
         else:
             def split(ls: list[str]) -> list[str]:  # the first courier's last move, moved to the end
                 first = ls[1].split()[0]

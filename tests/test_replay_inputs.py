@@ -293,3 +293,47 @@ def test_a_missing_folder_or_a_file_given_as_instance_or_solution_says_so(tmp_pa
         assert run.returncode == 2, (args, run.stdout + run.stderr)
         assert one_line_error(run) == f"tracker replay: {said}\n", (args, run.stderr)
     assert not (tmp_path / "out").exists()
+
+
+def _one_order_day(tmp_path: Path) -> Path:
+    """Two orders at one restaurant, one courier; a solution delivers o1 and leaves o2 undelivered."""
+    return _tables(tmp_path / "day", {
+        "instance_parameters": ["meters_per_minute pickup_service_minutes dropoff_service_minutes target_ctd max_ctd "
+                                "pay_per_order pay_per_hour", "100 4 4 40 90 10 15"],
+        "restaurants": ["restaurant x y", "r1 0 0"],
+        "orders": ["order x y placement_time restaurant ready_time", "o1 0 1000 0 r1 10", "o2 0 1000 5 r1 10"],
+        "couriers": ["courier x y on_time off_time", "c1 0 0 0 100"]})
+
+
+def _day_solution(folder: Path, undelivered: str = "", moves: tuple[str, ...] = ("c1 0 0 r1", "c1 12 r1 o1"),
+                  header: bool = True) -> Path:
+    return _tables(folder, {
+        "solution_info_assignments": ["assignment_time pickup_time courier orders", "0 10 c1 o1"],
+        "solution_info_orders": ["order placement_time ready_time pickup_time dropoff_time courier",
+                                 "o1 0 10 10 24 c1", *([f"o2 5 10 {undelivered}"] if undelivered else [])],
+        "solution_info_couriers": [*(["courier departure_time origin destination"] if header else []), *moves]}, " ")
+
+
+@pytest.mark.parametrize("marks", ["nan nan nan", "NaN NaN NaN", "None None None"])
+def test_check_reads_an_undelivered_order_listed_with_nan_as_the_published_evaluator_does(tmp_path: Path,
+                                                                                          marks: str) -> None:
+    run = tracker("replay", "--check", str(_one_order_day(tmp_path)), str(_day_solution(tmp_path / "sol", marks)))
+    assert run.returncode == 0 and "every rule holds" in run.stdout, run.stdout
+    assert "delivered=1 " in run.stdout and "undelivered_pct=50.00" in run.stdout, run.stdout
+
+
+def test_check_counts_no_order_it_refuses_as_delivered(tmp_path: Path) -> None:
+    run = tracker("replay", "--check", str(_one_order_day(tmp_path)), str(_day_solution(tmp_path / "sol", "-1 -1 -1")))
+    assert run.returncode == 1 and "rule 1: order o2 is in the orders file but in no assignment" in run.stdout
+    assert "delivered=1 " in run.stdout, run.stdout  # not 2: the row it refused is no delivery
+
+
+def test_check_reads_moves_as_the_published_evaluator_does(tmp_path: Path) -> None:
+    """No header line (the evaluator tells one by its second value not being a number), and the
+    courier's own id for its on-location (the evaluator reads 0 as that id)."""
+    day = _one_order_day(tmp_path)
+    run = tracker("replay", "--check", str(day), str(_day_solution(tmp_path / "bare", header=False)))
+    assert run.returncode == 0 and "every rule holds" in run.stdout, run.stdout
+    assert "solution_info_couriers.txt has no header line (missing header)" in run.stderr, run.stderr
+    run = tracker("replay", "--check", str(day), str(_day_solution(tmp_path / "own", moves=("c1 0 c1 r1", "c1 12 r1 o1"))))
+    assert run.returncode == 0 and "every rule holds" in run.stdout, run.stdout

@@ -4,8 +4,9 @@ Reads only the instance folder and the three solution files (as the published ev
 does), so it judges the offline replay and the live replay alike. Each courier's moves are
 walked into its stays (a place, when it got there, when it left); then, rules checked:
 
-1. every order in at most one assignment, only placed orders, no assignment before placement,
-   no pickup before the assignment is made;
+1. every order in at most one assignment (and once in the orders file), only placed orders, no
+   assignment before placement, no pickup before the assignment is made, no courier setting
+   off towards a restaurant before the first of the orders it picks up there is placed;
 2. no pickup after the courier's off time;
 3. a bundle is one restaurant's orders, picked up at or after their latest ready time, during
    a stay of its courier at that restaurant, at or after its arrival plus half the pickup
@@ -23,31 +24,36 @@ A courier may set off towards a restaurant before the assignment time written fo
 the bundle may still grow while it travels (the two-stage commitment of Reyes et al.; its
 assignment time is when it was last grown), which the published evaluator accepts too.
 
-and the layout the published evaluator can read (rule ``format``): columns separated by
-spaces (it reads the orders file with ``sep=' '``), no blank line in the assignments file (its
-reader of that file stops there with an error; pandas, which reads the others, skips them),
-and each courier's moves in one block (it keeps only a courier's last block).
+And the layout the published evaluator can read (rule ``format``): columns separated by
+single spaces in the orders file (it reads it with pandas, ``sep=' '``), no tabs, headers
+where it expects them, no blank line in the assignments file (its reader of that file stops
+there with an error), and each courier's moves in one block (it keeps only a courier's last).
 
-Times are compared within ``EPS``: the solution files give them to 3 decimals.
+Times a solution computes from others (an arrival, a service half after it) are compared
+within ``EPS``, since the files give them to 3 decimals; the bounds the instance sets (an
+assignment at or after the placement, a pickup at or after the ready time, a departure at or
+after the courier's on time) get no such slack: the published evaluator cuts assignment,
+pickup and departure times to whole minutes, so 12.999 for a placement at 13 reads as 12.
+Reading the files, and the layouts refused there, is :mod:`tracker.mdrp.solution_files`.
 """
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracker.mdrp.instance import Instance, load_instance
 from tracker.mdrp.metrics import Metrics, compute_metrics
-from tracker.mdrp.tables import InputError, require_folder
+from tracker.mdrp.solution_files import Violation, read_solution
+from tracker.mdrp.tables import require_folder
 
 EPS = 1.5e-3  # two times written to 3 decimals differ from the true ones by at most 1e-3
+TINY = 1e-9  # float noise only
 
 
-@dataclass(frozen=True)
-class Violation:
-    rule: str
-    message: str
+def before(t: float, bound: float) -> bool:
+    """True when ``t``, a time written to 3 decimals, is before ``bound``, an instance time:
+    no slack, except for a bound with more decimals than the files hold."""
+    return t < round(bound, 3) - TINY
 
 
 @dataclass
@@ -55,7 +61,7 @@ class CheckReport:
     instance: str
     violations: list[Violation] = field(default_factory=list)
     metrics: Metrics | None = None
-    notes: tuple[str, ...] = ()  # the instance loader's warnings
+    notes: tuple[str, ...] = ()  # the instance loader's warnings, then the solution reader's
 
     @property
     def ok(self) -> bool:
@@ -63,59 +69,17 @@ class CheckReport:
         return not self.violations
 
 
-def _read(path: Path, min_cols: int, bad, *, blank_lines_ok: bool = True) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
-    """The rows after the header, each with its place (``FILE line N``) for messages; what the
-    published evaluator could not read is reported to ``bad``."""
-    if not path.is_file():
-        raise InputError(f"missing solution file {path}")
-    rows = []
-    lines = path.read_text().splitlines()
-    if any("\t" in line for line in lines):
-        bad(Violation("format", f"{path.name} separates columns with tabs; the published evaluator reads spaces"))
-    for n, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            if not blank_lines_ok:
-                bad(Violation("format", f"{path.name} line {n} is blank; the published evaluator stops there with an error"))
-            continue
-        cols = line.split()
-        if len(cols) < min_cols:
-            raise InputError(f"{path.name} line {n}: expected at least {min_cols} columns, got {line!r}")
-        rows.append((f"{path.name} line {n}", cols))
-    return rows
-
-
-def _time(value: str, where: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError(f"{where}: {value!r} is not a time") from None
-    if not math.isfinite(number):
-        raise InputError(f"{where}: {value!r} is not a time (times must be finite numbers)")
-    return number
-
-
 def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckReport:
     """Verify every rule; the report lists each violation and carries the metrics."""
     inst = load_instance(instance_dir)
     sol = Path(solution_dir)
     require_folder(sol, "a solution")
-    report = CheckReport(inst.name, notes=inst.notes)
-    bad = report.violations.append
+    violations: list[Violation] = []
+    bad = violations.append
+    rows = read_solution(sol, bad)
+    report = CheckReport(inst.name, violations, notes=(*inst.notes, *rows.notes))
     p = inst.params
-    assignments = []
-    for where, cols in _read(sol / "solution_info_assignments.txt", 4, bad, blank_lines_ok=False):
-        assignments.append((_time(cols[0], where), _time(cols[1], where), cols[2], cols[3:]))
-    moves: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
-    previous_courier = None
-    for where, cols in _read(sol / "solution_info_couriers.txt", 4, bad):
-        if cols[0] != previous_courier and cols[0] in moves:
-            bad(Violation("format", f"{where}: courier {cols[0]}'s moves are split in two blocks; the published "
-                                    "evaluator keeps only the last"))
-        previous_courier = cols[0]
-        moves[cols[0]].append((_time(cols[1], where), cols[2], cols[3]))
-    order_rows = {}
-    for where, cols in _read(sol / "solution_info_orders.txt", 6, bad):
-        order_rows[cols[0]] = (_time(cols[3], where), _time(cols[4], where), cols[5])
+    assignments, moves, order_rows = rows.assignments, rows.moves, rows.orders
 
     seen: dict[str, int] = {}
     pickups: dict[str, tuple[float, str]] = {}  # order -> (pickup time, courier)
@@ -134,9 +98,9 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
             seen[oid] = seen.get(oid, 0) + 1
             o = inst.orders[oid]
             rests.add(o.restaurant)
-            if at + EPS < o.placement:
+            if before(at, o.placement):
                 bad(Violation("1", f"order {oid} assigned at {at} before its placement at {o.placement}"))
-            if pickup + EPS < o.ready:
+            if before(pickup, o.ready):
                 bad(Violation("3", f"order {oid} picked up at {pickup} before ready at {o.ready}"))
             pickups[oid] = (pickup, cid)
         if len(rests) > 1:
@@ -152,12 +116,16 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
         if cid not in inst.couriers or not oids or oids[0] not in inst.orders:
             continue
         rest = inst.orders[oids[0]].restaurant
-        _check_pickup(_stay_at(stays.get(cid, []), rest, pickup), cid, rest, pickup, p.pickup_service / 2, bad)
+        placed = min(inst.orders[oid].placement for oid in oids if oid in inst.orders)
+        _check_pickup(_stay_at(stays.get(cid, []), rest, pickup), cid, rest, pickup, p.pickup_service / 2, placed, bad)
         previous = pickup
         for n, oid in enumerate(oids, start=1):
             row = order_rows.get(oid)
             if row is None:
-                bad(Violation("5", f"order {oid} is assigned but missing from solution_info_orders.txt"))
+                listed = rows.undelivered.get(oid)
+                bad(Violation("5", f"order {oid} is assigned but " + (
+                    f"solution_info_orders.txt line {listed} lists it undelivered" if listed
+                    else "missing from solution_info_orders.txt")))
                 continue
             o_pick, o_drop, o_courier = row
             if o_courier != cid or abs(o_pick - pickup) > EPS:
@@ -168,14 +136,18 @@ def check_solution(instance_dir: str | Path, solution_dir: str | Path) -> CheckR
                 bad(Violation("4", f"order {oid} dropped at {o_drop}, before the previous stop of its assignment"))
             previous = o_drop
     for cid, path in stays.items():
-        for stay in path[1:]:
+        for came_from, stay in zip(path, path[1:]):
             if not stay.served:
                 bad(Violation("6", f"courier {cid} goes to {stay.place} (there at {stay.arrive:g}) with nothing to "
                                    "pick up or drop off there"))
+            elif stay.placed is not None and came_from.depart is not None and before(came_from.depart, stay.placed):
+                bad(Violation("1", f"courier {cid} sets off towards restaurant {stay.place} at {came_from.depart}, "
+                                   f"before any order it picks up there is placed (the first at {stay.placed})"))
     for oid in order_rows:
         if oid not in pickups:
             bad(Violation("1", f"order {oid} is in the orders file but in no assignment"))
-    report.metrics = compute_metrics(inst, assignments, order_rows, moves)
+    counted = {oid: row for oid, row in order_rows.items() if oid in pickups}  # not a row refused above
+    report.metrics = compute_metrics(inst, assignments, counted, moves)
     return report
 
 
@@ -187,6 +159,7 @@ class Stay:
     arrive: float
     depart: float | None = None
     served: bool = False  # a pickup or a drop-off of the solution happened during it
+    placed: float | None = None  # the earliest placement among the orders picked up during it
 
 
 def _stay_at(path: list[Stay], place: str, when: float) -> Stay | None:
@@ -199,12 +172,15 @@ def _stay_at(path: list[Stay], place: str, when: float) -> Stay | None:
     return min(there, key=lambda stay: (off_by(stay), stay.served), default=None)  # a free one among equals
 
 
-def _check_pickup(stay: Stay | None, cid: str, rest: str, pickup: float, half: float, bad) -> None:  # type: ignore[no-untyped-def]
-    """Rule 3 at the restaurant: there, served half the service after arriving, gone half after."""
+def _check_pickup(stay: Stay | None, cid: str, rest: str, pickup: float, half: float, placed: float,  # type: ignore[no-untyped-def]
+                  bad) -> None:
+    """Rule 3 at the restaurant: there, served half the service after arriving, gone half after.
+    ``placed`` is the earliest placement among the bundle's orders."""
     if stay is None:
         bad(Violation("6", f"courier {cid} never goes to restaurant {rest} for its pickup at {pickup:g}"))
         return
     stay.served = True
+    stay.placed = placed if stay.placed is None else min(stay.placed, placed)
     if stay.depart is not None and pickup > stay.depart + EPS:
         bad(Violation("3", f"courier {cid} picks up at restaurant {rest} at {pickup:g}, after it left ({stay.depart:g})"))
     elif pickup + EPS < stay.arrive + half:
@@ -246,7 +222,7 @@ def _walk_moves(inst: Instance, moves: dict[str, list[tuple[float, str, str]]], 
         for depart, origin, dest in path:
             if origin != here.place:
                 bad(Violation("5", f"courier {cid} leaves {origin} at {depart} but is at {here.place}"))
-            if depart + EPS < ready_to_leave:
+            if before(depart, courier.on) if len(stays[cid]) == 1 else depart + EPS < ready_to_leave:
                 bad(Violation("5", f"courier {cid} leaves {origin} at {depart}, before it can ({ready_to_leave})"))
             try:
                 a, b = inst.place_of(origin, courier), inst.place_of(dest, courier)
