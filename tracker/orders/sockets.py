@@ -53,6 +53,11 @@ async def _open(websocket: WebSocket, role: Role) -> tuple[Runtime, WsSession] |
     return None if session is None else (rt, session)
 
 
+# ``ping`` answers ``pong``: at most this many a second on average (bursts of PING_BURST).
+PING_RATE, PING_BURST = 1.0, 5
+MAX_QUEUED_MESSAGES = 16  # messages read ahead of the one being handled (then reading waits)
+
+
 async def _serve(session: WsSession, channel_task: Awaitable[None],
                  handle: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
     task = asyncio.ensure_future(channel_task)
@@ -67,14 +72,35 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
             closing.append(asyncio.ensure_future(session.close(CLOSE_INTERNAL, reason)))
 
     task.add_done_callback(channel_ended)
+    pings = TokenBucket(rate=PING_RATE, burst=PING_BURST)
+    # Messages are handled one at a time, in order, by `work`; pings are answered as they are
+    # read, so a page sees its socket alive while a step waits on Redis.
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=MAX_QUEUED_MESSAGES)
+
+    async def work() -> None:
+        while (msg := await queue.get()) is not None:
+            await session.answer(msg, handle(msg))  # type: ignore[misc]
+
+    worker = asyncio.ensure_future(work()) if handle is not None else None
     try:
         async for msg in session.messages():
-            if handle is None:
+            if msg["type"] == "ping":  # a page checking that its socket still carries bytes
+                if pings.take(time.monotonic()):
+                    await session.send({"type": "pong", **({"ref": msg["id"]} if msg.get("id") is not None else {})})
+                else:
+                    await session.send_error(ApiError("rate_limited", f"at most {PING_RATE:g} pings per second"), msg.get("id"))
+                continue
+            if worker is None:
                 await session.send_error(ApiError("unknown_type", f"this channel takes no {msg['type']!r} messages"),
                                          msg.get("id"))
                 continue
-            await session.answer(msg, handle(msg))
+            await queue.put(msg)
+        if worker is not None:  # what was read is still handled (a step is not cut half-way)
+            await queue.put(None)
+            await worker
     finally:
+        if worker is not None:
+            worker.cancel()
         task.cancel()
         await asyncio.gather(task, *closing, return_exceptions=True)
         session.finish()
@@ -171,15 +197,17 @@ async def customer_ws(websocket: WebSocket) -> None:
         # Where the rider was last seen, so a page opened (or reloaded) while its phone is quiet
         # still shows it; ``ts`` says how old the position is. After the history, as its events
         # say that a rider carries the order (the order read again: its rider as of now). An
-        # order still waiting for a rider gets the plan's estimate instead, if it has one.
+        # order still waiting for a rider gets the plan's estimate instead, ``null`` when there
+        # is none (a page that reconnects must not keep counting down one that went meanwhile).
         # Only what the events sent so far allow: an order assigned since the history was read
         # has its ``assigned`` event still to come, and its positions after it (as live ones).
         if view["status"] not in CARRYING and view["status"] != "confirmed":
             return
         now = await store.load(order_id)  # type: ignore[arg-type]
         if view["status"] == "confirmed":
-            if now is not None and now["status"] == "confirmed" and not now.get("rider_id") and now.get("planned_eta"):
-                await session.send(estimate_frame(order_id, int(now["planned_eta"]), rt.clock.now_ms()))
+            if now is not None and now["status"] == "confirmed" and not now.get("rider_id"):
+                planned = int(now["planned_eta"]) if now.get("planned_eta") else None
+                await session.send(estimate_frame(order_id, planned, rt.clock.now_ms()))
             return
         if now is None or now["status"] not in CARRYING or not now.get("rider_id"):
             return

@@ -80,40 +80,79 @@ function isRefusal(event) {
 // and goes to onRefused(reason), by default a banner saying what is wrong with the link.
 // The page counts as online once the socket proves itself (its first message, or a second
 // open): a full server accepts and closes at once (1013), and must not flash it online.
+//
+// A path that stops moving bytes with the socket still open (a frozen network, a NAT or proxy
+// that forgot the connection) closes nothing the page can see, so the socket checks itself:
+// after PROBE_IDLE_MS without a frame it sends a `ping` (the server answers `pong`), and when
+// nothing at all comes back within PROBE_WAIT_MS it drops the socket and connects again (the
+// page goes offline meanwhile, and the new socket resumes where the old one got to). probe()
+// asks at once: a page waiting for the answer to a press need not wait for the idle time.
 const ONLINE_AFTER_MS = 1000;
+export const PROBE_IDLE_MS = 15_000;
+export const PROBE_WAIT_MS = 4_000;
+const CONNECT_WAIT_MS = 10_000;
 export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = showRefusal }) {
   let ws = null, delay = 500, closedByUs = false, timer = null, openedAt = 0, settling = null, online = false;
+  let heardAt = 0, askedAt = 0;  // (performance.now()) the last frame, and the unanswered ping
   const confirm = () => {
     clearTimeout(settling);
     if (!online) { online = true; onOnline && onOnline(); }
   };
+  const ping = () => {
+    if (!ws || ws.readyState !== 1 || askedAt) return;
+    ws.send(JSON.stringify({ type: "ping" }));
+    askedAt = performance.now();
+  };
+  const detach = (sock) => { sock.onopen = null; sock.onmessage = null; sock.onclose = null; };
+  const closed = (e) => {
+    clearTimeout(settling);
+    if (closedByUs) return;
+    if (isRefusal(e)) { closedByUs = true; onRefused(e.reason || `closed with ${e.code}`); return; }
+    onOffline && onOffline();
+    // The pauses start again only after a connection that lasted: a full server accepts and
+    // closes at once (1013), and must not hear from every page twice a second. Jittered, so
+    // pages cut off together do not come back together.
+    if (openedAt && Date.now() - openedAt > 10000) delay = 500;
+    openedAt = 0;
+    timer = setTimeout(connect, delay * (0.5 + Math.random()));
+    delay = Math.min(delay * 2, 8000);
+  };
   const connect = () => {
     timer = null;
-    online = false;
-    ws = new WebSocket(url());
-    ws.onopen = () => { openedAt = Date.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS); };
-    ws.onmessage = (e) => { confirm(); onMessage(JSON.parse(e.data)); };
-    ws.onclose = (e) => {
-      clearTimeout(settling);
-      if (closedByUs) return;
-      if (isRefusal(e)) { closedByUs = true; onRefused(e.reason || `closed with ${e.code}`); return; }
-      onOffline && onOffline();
-      // The pauses start again only after a connection that lasted: a full server accepts and
-      // closes at once (1013), and must not hear from every page twice a second. Jittered, so
-      // pages cut off together do not come back together.
-      if (openedAt && Date.now() - openedAt > 10000) delay = 500;
-      openedAt = 0;
-      timer = setTimeout(connect, delay * (0.5 + Math.random()));
-      delay = Math.min(delay * 2, 8000);
+    online = false; askedAt = 0; heardAt = performance.now();
+    const sock = ws = new WebSocket(url());
+    sock.onopen = () => { openedAt = Date.now(); heardAt = performance.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS); };
+    sock.onmessage = (e) => {
+      heardAt = performance.now(); askedAt = 0;
+      confirm();
+      let msg;
+      try { msg = JSON.parse(e.data); } catch { return; }  // (not the server's: nothing to act on)
+      onMessage(msg);
     };
+    sock.onclose = closed;
   };
+  // Once a second: a socket open but silent too long is asked, and one that does not answer is
+  // dropped; so is one whose opening hangs (a handshake over a dead path never ends by itself).
+  setInterval(() => {
+    if (closedByUs || !ws || ws.readyState > 1) return;
+    const now = performance.now();
+    if (ws.readyState === 0 ? now - heardAt > CONNECT_WAIT_MS : askedAt && now - askedAt > PROBE_WAIT_MS) {
+      const dead = ws;
+      detach(dead); dead.close();  // (its close may never come back over a dead path: not waited for)
+      closed({ code: 1006, reason: "no answer" });
+    } else if (now - heardAt > PROBE_IDLE_MS) ping();
+  }, 1000);
   connect();
   return {
     // False when the socket is not open (offline): nothing is queued.
     send: (msg) => { if (!ws || ws.readyState !== 1) return false; ws.send(JSON.stringify(msg)); return true; },
+    // Check the socket now (a press waits for its answer): dropped if nothing comes back in PROBE_WAIT_MS.
+    probe: ping,
+    // When the last frame came (performance.now()): the socket was alive then.
+    get heardAt() { return heardAt; },
     // Drop this socket and open a fresh one at once (url() is asked again).
     restart: () => {
-      if (ws) { ws.onclose = null; ws.onmessage = null; ws.close(); }
+      if (ws) { detach(ws); ws.close(); }
       clearTimeout(timer);
       clearTimeout(settling);
       connect();
@@ -322,6 +361,27 @@ export class VectorMap {
   }
   removeMarker(id) { const m = this.markers.get(id); if (m) { m.el.remove(); this.markers.delete(id); } }
   clear(layer) { this.layers[layer].replaceChildren(); }
+}
+
+// The longest reason the server takes (a cancel's, a take-back's, a failed delivery's), in
+// characters as it counts them: code points, so an emoji is one, not the two UTF-16 units of
+// its `.length`.
+export const MAX_REASON = 200;
+export const reasonLength = (text) => [...text].length;
+
+// Asks (and asks again, with the words kept, when too long or when one is required and none was
+// given) for a reason; the reason trimmed, or null when dismissed.
+export function askReason(question, required) {
+  let reason = "", asking = question;
+  for (;;) {
+    reason = window.prompt(asking, reason);
+    if (reason === null) return null;
+    reason = reason.trim();
+    const length = reasonLength(reason);
+    if (length > MAX_REASON) asking = `At most ${MAX_REASON} characters, please (${length} now). ${question}`;
+    else if (required && !reason) asking = `A reason is required. ${question}`;
+    else return reason;
+  }
 }
 
 // A server time as the clock on the wall shows it ("12:05").

@@ -1,5 +1,5 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { api, clockTime, liveSocket, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
+import { api, askReason, clockTime, liveSocket, MAX_REASON, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, reason and by (of a cancel or a failed delivery)}
@@ -18,7 +18,12 @@ const GROUP = { placed: 0, confirmed: 1, assigned: 1, at_pickup: 1, picked_up: 2
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
 const COLUMNS = ["Order", "Status", "Food", "Placed", "Rider"];
-const SEND_WAIT_MS = 3000;  // an action's buttons stay disabled until its answer, at most this long (real time)
+// An action's buttons stay disabled until its answer, at most this long (real time); a press
+// with no answer by then says so (its socket is checked meanwhile, and dropped if it is dead).
+// A socket that answered since the press (the server is working on it: Redis slow, say) is
+// waited for longer: the server's own answer, an error included, says more.
+const SEND_WAIT_MS = 5000;
+const BUSY_WAIT_MS = 20_000;
 const clock = await serverClock();
 let expiryTimer = null;
 
@@ -52,7 +57,8 @@ const actionsOf = (tr) => [...tr.querySelectorAll("button")].map((b) => b.datase
 // Send a kitchen action. Offline the buttons are greyed and a press says it was not sent (so
 // nothing is lost silently); the row's buttons wait for the server's answer (greyed), and the
 // same button pressed again within a second is one press, so a double click (or a double tap)
-// does not act twice even when the answer came back between the two.
+// does not act twice even when the answer came back between the two. A press that gets neither
+// its event nor an error within SEND_WAIT_MS says so: it may not have reached the server.
 const SAME_PRESS_MS = 1000;
 const lastPress = new Map();  // order id -> [action, performance.now()] of its last press sent
 function act(id, msg) {
@@ -65,36 +71,43 @@ function act(id, msg) {
   const press = Symbol(id);
   sending.set(id, press);
   render();
-  setTimeout(() => { if (sending.get(id) === press) { sending.delete(id); render(); } }, SEND_WAIT_MS);
+  socket.probe();  // a dead socket is found (and replaced) before the press is given up on
+  const sentAt = performance.now();
+  const giveUp = () => {
+    if (sending.get(id) !== press) return;
+    sending.delete(id); lastPress.delete(id);
+    note(`Order ${id}: no answer from the server to "${PRESSED[msg.type]}". If the order has not moved, press again.`);
+    render();
+  };
+  setTimeout(() => {
+    if (sending.get(id) !== press) return;
+    if (online && socket.heardAt > sentAt) setTimeout(giveUp, BUSY_WAIT_MS - SEND_WAIT_MS);
+    else giveUp();
+  }, SEND_WAIT_MS);
 }
+const PRESSED = { confirm: "Confirm", ready: "Ready", delay: "Delay 5 min" };
 
 // The kitchen cannot make an order (out of an ingredient, closing early): cancel it over HTTP,
 // with the reason the customer is shown. Asked first, so a slip of the finger cancels nothing.
-const MAX_REASON = 200;
+const CANCEL_WAIT_MS = 10_000;
 async function cancelOrder(id) {
   if (sending.has(id)) return;
   if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
   if (!online) { note("Not sent: the board is offline. Try again once it is back."); return; }
-  let reason = "";
-  for (;;) {  // asked again, with the words kept, until the reason fits (the server takes 200 characters)
-    reason = window.prompt(`Cancel order ${id}? Say why, in at most ${MAX_REASON} characters (the customer is shown this):`,
-      reason);
-    if (reason === null) return;  // the kitchen thought better of it
-    if (reason.trim().length <= MAX_REASON) break;
-    reason = reason.trim();
-    window.alert(`That reason is ${reason.length} characters long; please shorten it to ${MAX_REASON}.`);
-  }
+  const reason = askReason(`Cancel order ${id}? Say why, in at most ${MAX_REASON} characters (the customer is shown this):`, false);
+  if (reason === null) return;  // the kitchen thought better of it
   const press = Symbol(id);
   sending.set(id, press);
   render();
   try {
     await api(`/v1/orders/${encodeURIComponent(id)}/cancel`, {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(reason.trim() ? { reason: reason.trim() } : {}),
+      body: JSON.stringify(reason ? { reason } : {}), signal: AbortSignal.timeout(CANCEL_WAIT_MS),
     });
   } catch (err) {
-    note(err.code === "redis_unavailable" ? `Order ${id}: ${refusal(err.code, err.message)}`
-      : `Order ${id} was not cancelled: ${err.message}`);
+    note(err.name === "TimeoutError" ? `Order ${id}: no answer from the server to "Cancel order". If the order is not shown cancelled in a moment, press again.`
+      : err.code === "redis_unavailable" ? `Order ${id}: ${refusal(err.code, err.message)}`
+        : `Order ${id} was not cancelled: ${err.message}`);
   } finally {
     if (sending.get(id) === press) { sending.delete(id); render(); }
   }
@@ -270,10 +283,18 @@ function onPrompt(p) {
   const o = orders.get(p.order_id);
   if (gone.has(p.order_id) || (o && PROMPTS_DONE.has(o.status))) return;
   // One prompt per order and kind, a newer replacing the older; "hand-over soon" replaces
-  // "start plating" too (the rider is at the door: the food is wanted now either way).
+  // "start plating" too (the rider is at the door: the food is wanted now either way). The
+  // same prompt again (a reconnect's catch-up sends the standing ones) stays where it is: added
+  // again, the live region would read it out again.
+  const key = `${p.message}|${p.ts}`;
+  const shown = document.querySelector(`#prompts .prompt[data-order="${CSS.escape(p.order_id)}"][data-kind="${CSS.escape(p.kind)}"]`);
+  if (shown && shown.dataset.key === key) {
+    if (p.kind === "rider_arriving") dropPrompts(p.order_id, "start_preparing");
+    return;
+  }
   dropPrompts(p.order_id, p.kind === "rider_arriving" ? null : p.kind);
   const div = document.createElement("div");
-  div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id;
+  div.className = "prompt"; div.dataset.kind = p.kind; div.dataset.order = p.order_id; div.dataset.key = key;
   const at = document.createElement("small");
   at.textContent = ` (${clockTime(Number.isFinite(p.ts) ? p.ts : clock.now())})`;  // when it was sent: "2 min away" ages
   div.append(`Order ${p.order_id}: ${p.message}`, at);

@@ -1,6 +1,6 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service
 // figures, the orders waiting, and one order at a time to act on (cancel, take back, assign, fail).
-import { api, clockTime, minutesFrom, setOffline, showRefusal, VectorMap } from "/static/common.js";
+import { api, askReason, clockTime, MAX_REASON, minutesFrom, setOffline, setText, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -11,7 +11,6 @@ const COLORS = { free: "#2f855a", offered: "#975a16", busy: "#c53030", unavailab
 const stateOf = (r) => (r.stale ? "silent" : r.state);
 const RANK = { silent: 0, busy: 1, offered: 2, free: 3, unavailable: 4 };
 const TABLE_ROWS = 200;
-const MAX_REASON = 200;
 
 function since(ms) {
   const s = Math.max(0, Math.round(ms / 1000)), min = Math.round(s / 60);
@@ -477,21 +476,6 @@ function drawEvents(events) {
   if ($("order-events").dataset.text !== text) { $("order-events").replaceChildren(...items); $("order-events").dataset.text = text; }
 }
 
-// Asks (and asks again, with the words kept, when too long or when one is required and none was
-// given) for a reason; null when dismissed. Characters as the server counts them (code points).
-function askReason(question, required) {
-  let reason = "", asking = question;
-  for (;;) {
-    reason = window.prompt(asking, reason);
-    if (reason === null) return null;
-    reason = reason.trim();
-    const length = [...reason].length;
-    if (length > MAX_REASON) asking = `At most ${MAX_REASON} characters, please (${length} now). ${question}`;
-    else if (required && !reason) asking = `A reason is required. ${question}`;
-    else return reason;
-  }
-}
-
 const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
 
 async function act(o, action) {
@@ -567,9 +551,12 @@ $("zoom-out").addEventListener("click", () => map.zoom(1 / 1.5));
 $("zoom-fit").addEventListener("click", () => { map.resetView(); if (lastSnap) draw(lastSnap); });
 $("show-all").addEventListener("click", () => { showAll = !showAll; map.resetView(); if (lastSnap) draw(lastSnap); });
 
-// Poll every 2 s; back off to 16 s while the server cannot be reached; stop for good (and say
-// why) when it refuses the token.
+// Poll every 2 s; back off to 16 s (jittered: pages cut off together do not come back together)
+// while the server cannot be reached; stop for good (and say why) when it refuses the token. A
+// request that hangs (a stalled network) is given up after SNAPSHOT_WAIT_MS, and the page says
+// it is not updating, instead of waiting on it for good.
 const EVERY_MS = 2000;
+const SNAPSHOT_WAIT_MS = 8000;
 // ?max_riders= and ?max_orders= on the page's address pass on to the snapshot (a slow machine
 // may want fewer markers); the figures count the whole fleet either way.
 const CAPS = (() => {
@@ -581,15 +568,18 @@ let retryMs = EVERY_MS;
 let lastSnap = null;
 async function tick() {
   let snap;
-  try { snap = await api(`/v1/ops/snapshot${CAPS}`); }
+  try { snap = await api(`/v1/ops/snapshot${CAPS}`, { signal: AbortSignal.timeout(SNAPSHOT_WAIT_MS) }); }
   catch (err) {
     if (err.refused) { showRefusal(err.message); return; }
     // The server answered but cannot read the fleet: say that, not that it cannot be reached.
-    $("offline").textContent = err.code === "redis_unavailable"
+    const from = lastSnap ? ` (from ${clockTime(lastSnap.ts)})` : "";
+    setText($("offline"), err.code === "redis_unavailable"
       ? "The server cannot reach its Redis: the figures below are from before; retrying…"
-      : "Cannot reach the server: retrying…";
+      : err.name === "TimeoutError"
+        ? `No answer from the server for ${SNAPSHOT_WAIT_MS / 1000} s: the figures below are not updating${from}; retrying…`
+        : "Cannot reach the server: retrying…");
     setOffline(true);
-    setTimeout(tick, retryMs);
+    setTimeout(tick, retryMs * (0.5 + Math.random()));
     retryMs = Math.min(retryMs * 2, 16000);
     return;
   }

@@ -117,7 +117,12 @@ function renderEta() {
     setEta(plannedTs === null ? "finding a rider" : `${Math.max(1, minutesFrom(plannedTs, clock.now()))} min`);
     return;
   }
-  if (etaTs === null || !CARRYING.includes(status) || status === "at_dropoff") return;
+  if (!CARRYING.includes(status) || status === "at_dropoff") return;
+  if (etaTs === null) {  // a rider has it, but the server has no estimate yet (no position from it so far)
+    setText($("eta-label"), "Estimated arrival:");
+    setEta("once the rider's position comes in");
+    return;
+  }
   const late = clock.now() - etaTs > LATE_AFTER_MS;
   setText($("eta-label"), late ? "Arriving" : "Arriving in");
   setEta(late ? "later than estimated" : `${Math.max(1, minutesFrom(etaTs, clock.now()))} min`);
@@ -161,13 +166,23 @@ async function load() {
   map.removeMarker("rider");
   fitMap(at ? [at] : []);
   if (at) showRider(...at);
-  seen.clear(); handedBack = false;
+  // A snapshot older than the newest event shown (read before it) would step the page back: kept out.
+  const newest = order.events.length ? order.events[order.events.length - 1].id : null;
+  if (lastEventId !== null && newest !== null && !isNewer(newest, lastEventId) && newest !== lastEventId) return;
+  seen.clear(); handedBack = false; lastEventId = null;
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
   plannedTs = Number.isFinite(order.planned_eta) ? order.planned_eta : null;
   if (Number.isFinite(order.eta)) showEta(order.eta);
   else { etaTs = null; if (status !== "delivered" && status !== "at_dropoff") setEta("–"); renderEta(); }
   describeMap();
+}
+
+// Whether stream id `a` ("<ms>-<seq>") comes after `b` (null: before everything).
+function isNewer(a, b) {
+  if (b === null) return true;
+  const [am, as] = String(a).split("-").map(BigInt), [bm, bs] = String(b).split("-").map(BigInt);
+  return am > bm || (am === bm && as > bs);
 }
 
 const ago = (ms) => (ms < 60_000 ? "under a minute ago" : `${Math.floor(ms / 60_000)} min ago`);
@@ -232,21 +247,45 @@ const clock = await serverClock();
 watchedSince = clock.now();
 // Often enough that the minutes shown follow the server's clock (a minute of a replay's is short).
 setInterval(() => { renderEta(); showSilence(); }, Math.max(250, Math.min(10_000, SILENT_AFTER_MS / 4, 60_000 / clock.scale)));
+// Frames are handled one at a time, in order; while the order is read again over HTTP (after a
+// `resync` that skipped events) those that arrive wait for it, so a live event is never
+// overwritten by a snapshot taken before it, and one reload runs at a time. An event already
+// shown (as old as the newest one applied) is not applied again.
+const waiting = [];
+let reloading = false;
+function onFrame(msg) {
+  if (reloading) { waiting.push(msg); return; }
+  if (msg.type === "event") { if (isNewer(msg.id, lastEventId)) apply(msg); }
+  else if (msg.type === "rider_location") {
+    showRider(msg.lat, msg.lng);
+    showStops(msg.stops_before);
+    if (msg.eta) showEta(msg.eta);
+    lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
+    showSilence();
+  } else if (msg.type === "estimate") showPlanned(msg.eta);
+  else if (msg.type === "resync") onResync(msg.reason);
+}
+// What each `resync` asks for (docs/protocol.md): `live_gap`, nothing (the server goes on from
+// the last event it delivered, without a gap); `too_many_missed`, the order over HTTP (the
+// channel skipped ahead); otherwise the view rebuilt from the whole history that follows.
+function onResync(reason) {
+  if (reason === "live_gap") return;
+  if (reason === "too_many_missed") { reload(); return; }
+  seen.clear(); status = null; lastEventId = null; handedBack = false;
+}
+async function reload() {
+  reloading = true;
+  try { if (!await loadUntilDone()) { waiting.length = 0; return; } }
+  finally { reloading = false; }
+  while (waiting.length && !reloading) onFrame(waiting.shift());
+}
+
 if (await loadUntilDone()) {
   socket = liveSocket(() => wsUrl(`/v1/ws/customer?order_id=${encodeURIComponent(orderId)}&token=${encodeURIComponent(token)}` +
     (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
     onOnline: () => { setOffline(false); document.body.dataset.online = "yes"; },
     onOffline: () => { setOffline(true); document.body.dataset.online = "no"; },
     onRefused: refused,
-    onMessage: async (msg) => {
-      if (msg.type === "event") { if (msg.id !== lastEventId) apply(msg); }
-      else if (msg.type === "rider_location") {
-        showRider(msg.lat, msg.lng);
-        showStops(msg.stops_before);
-        if (msg.eta) showEta(msg.eta);
-        lastFixTs = Number.isFinite(msg.ts) ? msg.ts : clock.now();
-        showSilence();
-      } else if (msg.type === "estimate") { showPlanned(msg.eta); } else if (msg.type === "resync") { await loadUntilDone(); }
-    },
+    onMessage: onFrame,
   });
 }

@@ -1,0 +1,350 @@
+"""The pages when the network misbehaves: a path that stalls with its sockets open, a request
+that hangs, a reconnect after the order moved on, a resync while the page reads the order again.
+A real server in a real Chromium; Playwright sits in each page's WebSocket path to stall or cut it."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import orjson
+import websockets
+
+from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
+
+from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tests.test_pubsub import kill_pubsub_connections
+from tracker.launcher import ServerProcess
+from tracker.redis_client import connect
+
+
+class Valve:
+    """The page's WebSockets, passed through Playwright: ``freeze()`` stops bytes both ways on
+    those open now (they stay open: a stalled path), ``cut()`` closes them, ``blocked`` turns new
+    ones away; ``inject`` sends a frame to the page as if from the server."""
+
+    def __init__(self) -> None:
+        self.open: list[tuple[WebSocketRoute, WebSocketRoute, dict[str, bool]]] = []
+        self.blocked = False
+
+    async def attach(self, page: Page) -> "Valve":
+        def handle(ws: WebSocketRoute) -> None:
+            if self.blocked:
+                asyncio.ensure_future(ws.close(code=1011, reason="blocked"))
+                return
+            state = {"frozen": False}
+            server = ws.connect_to_server()
+            ws.on_message(lambda m: None if state["frozen"] else server.send(m))
+            server.on_message(lambda m: None if state["frozen"] else ws.send(m))
+            self.open.append((ws, server, state))
+
+        await page.route_web_socket(re.compile(r".*/v1/ws/.*"), handle)
+        return self
+
+    def freeze(self) -> None:
+        for _, _, state in self.open:
+            state["frozen"] = True
+
+    async def cut(self) -> None:
+        for ws, server, state in self.open:
+            state["frozen"] = True
+            await ws.close(code=1011, reason="cut")
+            await server.close()
+        self.open.clear()
+
+    def inject(self, frame: str) -> None:
+        self.open[-1][0].send(frame)
+
+
+async def test_a_kitchen_press_on_a_stalled_socket_says_it_got_no_answer_and_the_board_reconnects(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    valve = await Valve().attach(page)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        body, confirm = page.locator("body"), page.get_by_role("button", name=f"Confirm {oid}")
+        await expect(body).to_have_attribute("data-online", "yes")
+        valve.freeze()  # no bytes either way, nothing closed
+        await confirm.click()
+        await expect(body).to_have_attribute("data-online", "no", timeout=6000)  # the dead socket is found
+        await expect(page.locator("#prompts [data-kind=error]")).to_contain_text(
+            f"Order {oid}: no answer from the server", timeout=6000)  # the press is not lost silently
+        assert (await ops.get(oid))["status"] == "placed"  # (it never reached the server)
+        await expect(body).to_have_attribute("data-online", "yes", timeout=6000)  # on a fresh socket
+        await confirm.click()
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_the_ops_page_gives_up_a_hung_snapshot_and_says_it_is_not_updating(
+        server: ServerProcess, browser: Browser) -> None:  # noqa: F811
+    page = await new_page(browser)
+    hang = {"on": False}
+    held: list[Route] = []
+
+    async def snapshot(route: Route) -> None:
+        if hang["on"]:
+            held.append(route)  # never answered: a request lost on a stalled path
+        else:
+            await route.continue_()
+
+    await page.route("**/v1/ops/snapshot*", snapshot)
+    try:
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
+        await expect(page.locator("#updated")).to_contain_text("updated")
+        hang["on"] = True
+        banner = page.locator("#offline")
+        await expect(banner).to_contain_text("not updating", timeout=12_000)
+        await expect(banner).to_contain_text("No answer from the server")
+        hang["on"] = False
+        await expect(banner).to_be_hidden(timeout=8000)  # polling went on
+    finally:
+        await page.context.close()
+
+
+async def test_the_ops_page_retries_after_jittered_pauses(server: ServerProcess, browser: Browser) -> None:  # noqa: F811
+    """The pauses between attempts grow (2 s, 4 s, ...) times a random factor from 0.5 to 1.5, as
+    the docs say, so pages cut off together do not come back together. The page's random
+    numbers are pinned to 0 here: the shortest pauses, 1 s then 2 s."""
+    page = await new_page(browser)
+    await page.add_init_script("Math.random = () => 0;")
+    attempts: list[float] = []
+
+    async def refuse(route: Route) -> None:
+        attempts.append(time.monotonic())
+        await route.abort()
+
+    await page.route("**/v1/ops/snapshot*", refuse)
+    try:
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
+        for _ in range(100):
+            if len(attempts) >= 3:
+                break
+            await asyncio.sleep(0.1)
+        gaps = [b - a for a, b in zip(attempts, attempts[1:])][:2]
+        assert len(gaps) == 2 and 0.9 <= gaps[0] < 1.5 and 1.9 <= gaps[1] < 2.5, gaps
+    finally:
+        await page.context.close()
+
+
+async def test_the_kitchen_board_does_not_announce_standing_prompts_again_on_a_reconnect(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(server, rid)
+    page = await new_page(browser)
+    valve = await Valve().attach(page)
+    try:
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        body = page.locator("body")
+        await expect(body).to_have_attribute("data-online", "yes")
+        await ops.create(oid, mid, prep_minutes=15)
+        await page.get_by_role("button", name=f"Confirm {oid}").click()
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
+        await ops.assign(oid, rid)
+        await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])
+        prompt = page.locator(f'.prompt[data-order="{oid}"][data-kind="start_preparing"]')
+        await expect(prompt).to_contain_text("start plating")
+        await page.evaluate("""() => { window.added = [];
+            new MutationObserver((ms) => { for (const m of ms) for (const n of m.addedNodes) window.added.push(n.textContent); })
+              .observe(document.getElementById('prompts'), { childList: true, subtree: true }); }""")
+        for _ in range(2):  # the board reconnects, and its feed's catch-up sends the standing prompt again
+            await valve.cut()
+            await expect(body).to_have_attribute("data-online", "no")
+            await expect(body).to_have_attribute("data-online", "yes", timeout=8000)
+        await page.wait_for_timeout(500)
+        assert await page.evaluate("window.added") == []  # nothing read out again
+        await expect(prompt).to_have_count(1)
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_the_kitchen_board_counts_a_reason_as_the_server_does(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """150 emoji are 150 characters (300 UTF-16 units): within the 200 the server takes."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    asked: list[str] = []
+
+    async def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept("🍕" * 150) if dialog.type == "prompt" and len(asked) == 1 else dialog.dismiss())
+
+    page.on("dialog", lambda d: asyncio.ensure_future(answer(d)))
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        await page.get_by_role("button", name=f"Cancel order {oid}").click()
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "cancelled")
+        assert len(asked) == 1, asked  # asked once: not told it is too long
+        assert (await ops.get(oid))["events"][-1]["reason"] == "🍕" * 150
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_the_tracking_page_drops_an_estimate_that_went_while_it_was_offline(
+        own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server({"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_ESTIMATE_GRACE_S": "1"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    courier = await rider(srv, uid("r"))
+    page = await new_page(browser, mobile=True)
+    valve = await Valve().attach(page)
+    try:
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        await ops.create(oid, mid, prep_minutes=30)  # a rider is planned, not offered it yet
+        kitchen = await merchant(srv, mid)
+        await kitchen.confirm(oid)
+        await kitchen.close()
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        eta = page.locator("#eta")
+        await expect(eta).to_have_text(re.compile(r"^\d+ min$"), timeout=10_000)
+        valve.blocked = True
+        await valve.cut()  # the page is offline...
+        await expect(page.locator("body")).to_have_attribute("data-online", "no")
+        await courier.close()  # ...while the only rider leaves, and the plan with it
+        for _ in range(100):
+            if (await ops.get(oid))["planned_eta"] is None:
+                break
+            await asyncio.sleep(0.1)
+        assert (await ops.get(oid))["planned_eta"] is None
+        valve.blocked = False
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes", timeout=15_000)
+        await expect(eta).to_have_text("finding a rider")  # not the old estimate counted down
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_the_tracking_page_says_what_it_waits_for_when_a_rider_without_a_position_is_assigned(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid)
+        kitchen = await merchant(server, mid)
+        await kitchen.confirm(oid)
+        await kitchen.close()
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        line = page.locator("#eta-line")
+        await expect(line).to_have_text(re.compile(r"finding a rider"))
+        assert (await ops.assign(oid, uid("r"))).status_code == 200  # a rider not heard from yet
+        await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
+        await expect(line).to_have_text(re.compile(r"^Estimated arrival:\s+once the rider's position comes in$"))
+        await page.reload()
+        await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
+        await expect(line).to_have_text(re.compile(r"^Estimated arrival:\s+once the rider's position comes in$"))
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_the_tracking_page_goes_on_without_a_reload_after_a_live_gap(
+        own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The server cut from its pub/sub says `resync` `live_gap` and carries on without a gap:
+    the page needs no reload, and shows what comes next."""
+    srv = start_server(redis=own_redis)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser, mobile=True)
+    reads: list[str] = []
+    page.on("request", lambda r: reads.append(r.url) if f"/v1/orders/{oid}" in r.url else None)
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(str(f))))
+    redis = connect(own_redis)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        await kill_pubsub_connections(redis)
+        for _ in range(50):
+            if any("live_gap" in f for f in frames):
+                break
+            await asyncio.sleep(0.1)
+        assert any("live_gap" in f for f in frames), frames
+        kitchen = await merchant(srv, mid)
+        await kitchen.confirm(oid)
+        await kitchen.close()
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        assert len(reads) == 1, reads  # the first load only
+    finally:
+        await redis.aclose()
+        await page.context.close()
+        await ops.close()
+
+
+async def test_the_tracking_page_never_steps_back_when_a_reload_lands_after_a_live_event(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """After `too_many_missed` the page reads the order again; a live event that arrives while
+    that read is on its way (slow network: the snapshot taken first, delivered 2 s later) stays
+    shown, and two resyncs read it one at a time."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser, mobile=True)
+    valve = await Valve().attach(page)
+    loads = {"started": 0, "running": 0, "most": 0}
+
+    async def slow(route: Route) -> None:
+        loads["started"] += 1
+        loads["running"] += 1
+        loads["most"] = max(loads["most"], loads["running"])
+        try:
+            answer = await route.fetch()  # the snapshot is taken now...
+            if loads["started"] > 1:
+                await asyncio.sleep(2.0)  # ...and lands later
+            await route.fulfill(response=answer)
+        finally:
+            loads["running"] -= 1
+
+    await page.route(f"**/v1/orders/{oid}", slow)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        status = page.locator("#status")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        valve.inject('{"type": "resync", "reason": "too_many_missed"}')  # as the server says it
+        valve.inject('{"type": "resync", "reason": "too_many_missed"}')
+        kitchen = await merchant(server, mid)
+        await kitchen.confirm(oid)
+        await kitchen.close()
+        for _ in range(80):  # both reloads done
+            if loads["started"] >= 3 and loads["running"] == 0:
+                break
+            assert await status.get_attribute("data-status") in ("placed", "confirmed")
+            await asyncio.sleep(0.1)
+        await expect(status).to_have_attribute("data-status", "confirmed")
+        await page.wait_for_timeout(300)
+        await expect(status).to_have_attribute("data-status", "confirmed")  # not rolled back by an old snapshot
+        assert loads["started"] == 3 and loads["most"] == 1, loads  # the first load, then one reload at a time
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_the_order_channel_and_the_kitchen_feed_answer_a_ping(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """What the pages check their sockets with: ``ping`` answers ``pong`` (its ``id`` as ``ref``)."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        await ops.create(oid, mid)
+        for path, role, sub in ((f"/v1/ws/customer?order_id={oid}", "customer", oid), ("/v1/ws/merchant", "merchant", mid)):
+            headers = {"Authorization": f"Bearer {server.token(role, sub)}"}
+            async with websockets.connect(server.ws_url + path, additional_headers=headers) as ws:
+                await ws.send('{"type": "ping", "id": 7}')
+                while (frame := orjson.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] != "pong":
+                    assert frame["type"] != "error", frame
+                assert frame == {"type": "pong", "ref": 7}, frame
+    finally:
+        await ops.close()
