@@ -36,7 +36,12 @@ def add_connection_args(parser: argparse.ArgumentParser, role: str, sub_hint: st
 
 
 class CliError(Exception):
-    """A failure to report as one line."""
+    """A failure to report as one line; the exit status is 2 (how the client was run) unless
+    given (1: the server refused or failed)."""
+
+    def __init__(self, message: str, exit_status: int = 2) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def ws_base(url: str) -> str:
@@ -208,7 +213,7 @@ def run(prog: str, args: argparse.Namespace, main: Callable[[argparse.Namespace]
         return 0
     except CliError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
     except asyncio.CancelledError:  # SIGTERM: the sockets were closed cleanly on the way out

@@ -24,7 +24,7 @@ import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
-from clients.jsonsocket import JsonSocket
+from clients.jsonsocket import BadFrame, JsonSocket
 
 
 class CustomerClient:
@@ -54,7 +54,8 @@ class CustomerClient:
         frame = await self.sock.recv(timeout)
         if frame.get("type") == "event":
             self.events.append(frame)
-            self.last_event_id = frame["id"]
+            if isinstance(frame.get("id"), str):
+                self.last_event_id = frame["id"]
         return frame
 
     async def order(self) -> dict[str, Any]:
@@ -100,11 +101,64 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch one order on /v1/ws/customer and print every frame (its events, the dispatcher's "
                     "estimate while it waits for a rider, the rider's position while one carries it, resyncs), one "
                     "JSON line each on stdout, the history first; after a resync that skipped events, the order as it "
-                    "stands then ({\"type\": \"order\", \"order\": ...}, read over HTTP).")
+                    "stands then ({\"type\": \"order\", \"order\": ...}, read over HTTP, and read again a pause later "
+                    "while the server cannot answer).")
     add_connection_args(p, "customer", "ORDER_ID")
     p.add_argument("--order-id", help="the order to watch (default: the one a customer token names)")
     p.add_argument("--last-event-id", help="resume after this event id instead of replaying the order's history")
     return p
+
+
+class Reload:
+    """The order read again over HTTP after a ``resync`` that skipped events, until it is read:
+    a server that cannot answer for now (503, a restart, the network) is asked again, a pause
+    apart, while the frames go on; one that refuses (the token revoked or expired meanwhile, the
+    order gone) ends the client in one line."""
+
+    def __init__(self, watcher: CustomerClient) -> None:
+        self.watcher = watcher
+        self.due: float | None = None  # (loop time) when to try; None: nothing to read
+        self.pause = 1.0
+
+    def ask(self) -> None:
+        """Read the order as soon as possible."""
+        self.due, self.pause = 0.0, 1.0
+
+    async def try_now(self) -> None:
+        """Read and print the order if it is due; say so, and schedule another try, if it cannot be."""
+        import httpx
+
+        from clients.cli_common import CliError, note, show
+
+        loop = asyncio.get_running_loop()
+        if self.due is None or loop.time() < self.due:
+            return
+        try:
+            order = await self.watcher.order()
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            why = f"HTTP {status} {_error_text(exc.response)}".rstrip()
+            if 400 <= status < 500 and status not in (408, 429):
+                raise CliError(f"the server refused to give the order after the channel skipped events: {why}",
+                               exit_status=1) from None
+        except (httpx.HTTPError, ValueError) as exc:  # (unreachable, or an answer that is not JSON)
+            why = str(exc) or type(exc).__name__
+        else:
+            show({"type": "order", "order": order})
+            self.due = None
+            return
+        note(f"could not read the order over HTTP ({why}); trying again in {self.pause:g} s")
+        self.due = loop.time() + self.pause
+        self.pause = min(self.pause * 2, 10.0)
+
+
+def _error_text(response: Any) -> str:
+    """``code: message`` of the server's JSON error body, else the start of the body."""
+    try:
+        err = response.json()["error"]
+        return f"{err['code']}: {err['message']}"
+    except (ValueError, KeyError, TypeError):
+        return " ".join(response.text.split())[:80]
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -114,6 +168,7 @@ async def _main(args: argparse.Namespace) -> None:
     deadline = None if args.duration is None else loop.time() + args.duration
     watcher = CustomerClient(args.servers.current, args.token, args.order_id)
     watcher.last_event_id = args.last_event_id
+    reload = Reload(watcher)
 
     async def session() -> None:  # a new connection resumes after the last event seen
         watcher.base_url = args.servers.current.rstrip("/")
@@ -121,14 +176,18 @@ async def _main(args: argparse.Namespace) -> None:
         note(f"watching order {args.order_id} on {args.servers.current}/v1/ws/customer")
         try:
             while (left := remaining(deadline)) > 0:
+                await reload.try_now()
                 try:
                     frame = await watcher.next(timeout=min(left, 1.0))
                 except asyncio.TimeoutError:
                     continue
+                except BadFrame as exc:
+                    note(f"{exc}; ignored")
+                    continue
                 show(frame)
                 if frame.get("type") == "resync" and frame.get("reason") == "too_many_missed":
                     note("the channel skipped events this client missed: the order as it stands now follows")
-                    show({"type": "order", "order": await watcher.order()})
+                    reload.ask()
         finally:
             await watcher.close()
 

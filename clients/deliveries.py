@@ -33,6 +33,22 @@ def progress(status: str | None) -> int:
     return STEPS.index(status) if status in STEPS else -1
 
 
+def _orders(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``orders`` of an ``assigned`` or ``route`` frame that name an order; any other entry
+    (the server never sends one) is said on stderr and left out."""
+    from clients.cli_common import note
+
+    orders = frame.get("orders")
+    if not isinstance(orders, list):
+        note(f"the server sent {frame.get('type')} without a list of orders; ignored")
+        return []
+    named = [o for o in orders if isinstance(o, dict) and isinstance(o.get("order_id"), str)]
+    if len(named) < len(orders):
+        note(f"the server sent {frame.get('type')} with {len(orders) - len(named)} order(s) without an order_id; "
+             "those are ignored")
+    return named
+
+
 class Deliveries:
     """One connection's view of the orders to deliver; ``reported`` outlives the connection."""
 
@@ -48,11 +64,11 @@ class Deliveries:
 
         kind = frame.get("type")
         if kind == "assigned":
-            for o in frame.get("orders", []):
+            for o in _orders(frame):
                 self.reported.setdefault(o["order_id"], None)
                 self._start(o["order_id"])
         elif kind == "route":
-            self._route({o["order_id"]: o.get("status") for o in frame.get("orders", [])})
+            self._route({o["order_id"]: o.get("status") for o in _orders(frame)})
         elif kind in LEFT and isinstance(frame.get("order_id"), str):
             self._left(frame)
         elif (refused := refused_action(frame)) is not None:

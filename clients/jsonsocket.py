@@ -8,6 +8,27 @@ import orjson
 import websockets
 
 
+class BadFrame(ValueError):
+    """The server sent a frame that is not a JSON object (the tracker never does: something
+    else answered, or a proxy in the way garbled it). The socket stays usable."""
+
+    def __init__(self, raw: str | bytes) -> None:
+        text = raw if isinstance(raw, str) else raw.decode(errors="replace")
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        super().__init__(f"the server sent a frame that is not a JSON object: {shown!r}")
+
+
+def parse_frame(raw: str | bytes) -> dict[str, Any]:
+    """A frame as the JSON object it must be; :class:`BadFrame` otherwise."""
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadFrame(raw) from None
+    if not isinstance(frame, dict):
+        raise BadFrame(raw)
+    return frame
+
+
 class JsonSocket:
     """A WebSocket speaking the tracker's JSON frames, with a buffer of frames not yet taken."""
 
@@ -32,13 +53,14 @@ class JsonSocket:
         await self.ws.send(orjson.dumps(message).decode())
 
     async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The next frame (buffered ones first)."""
+        """The next frame (buffered ones first); :class:`BadFrame` for one that is not a JSON object."""
         if self.received:
             return self.received.pop(0)
-        return orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        return parse_frame(await asyncio.wait_for(self.ws.recv(), timeout))
 
     async def expect(self, match: str | Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
-        """The first frame of type ``match`` (or satisfying it); other frames stay buffered."""
+        """The first frame of type ``match`` (or satisfying it); other frames stay buffered
+        (:class:`BadFrame` for one that is not a JSON object)."""
         test = (lambda m: m.get("type") == match) if isinstance(match, str) else match
         for i, frame in enumerate(self.received):
             if test(frame):
@@ -49,7 +71,7 @@ class JsonSocket:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise asyncio.TimeoutError(f"no frame matching {match!r} within {timeout} s")
-            frame = orjson.loads(await asyncio.wait_for(self.ws.recv(), remaining))
+            frame = parse_frame(await asyncio.wait_for(self.ws.recv(), remaining))
             if test(frame):
                 return frame
             self.received.append(frame)

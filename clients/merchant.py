@@ -19,7 +19,7 @@ import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
-from clients.jsonsocket import JsonSocket
+from clients.jsonsocket import BadFrame, JsonSocket
 
 
 class MerchantClient(JsonSocket):
@@ -178,6 +178,9 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
                     frame = await tablet.recv(timeout=min(left, 1.0))
                 except asyncio.TimeoutError:
                     continue
+                except BadFrame as exc:
+                    note(f"{exc}; ignored")
+                    continue
                 show(frame)
                 if refused_action(frame) is not None:
                     kitchen.refused[frame["ref"]] = str(frame.get("code"))
@@ -186,9 +189,10 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
                     note("the feed skipped events this kitchen missed: reading its whole history again")
                     kitchen.skipped_ahead()
                     return
-                if frame.get("type") != "event" or "order_id" not in frame:
+                if frame.get("type") != "event" or not isinstance(frame.get("order_id"), str):
                     continue
-                kitchen.last_event_id = frame.get("id") or kitchen.last_event_id
+                if isinstance(frame.get("id"), str):
+                    kitchen.last_event_id = frame["id"]
                 oid, kind = frame["order_id"], frame.get("kind", "")
                 kitchen.seen.setdefault(oid, []).append(kind)
                 if kind == "placed" and args.confirm:

@@ -27,7 +27,7 @@ import math
 from typing import Any, Iterable
 
 from clients.deliveries import Deliveries
-from clients.jsonsocket import JsonSocket
+from clients.jsonsocket import BadFrame, JsonSocket
 
 
 class RiderClient(JsonSocket):
@@ -163,14 +163,22 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                     frame = await rider.recv(timeout=min(left, 1.0))
                 except asyncio.TimeoutError:
                     continue
+                except BadFrame as exc:
+                    note(f"{exc}; ignored")
+                    continue
                 show(frame)
                 if frame.get("type") == "offer":
-                    if args.accept:
-                        await rider.accept(frame["offer_id"])
-                        note(f"accepted offer {frame['offer_id']}")
-                    elif args.decline:
-                        await rider.decline(frame["offer_id"])
-                        note(f"declined offer {frame['offer_id']}")
+                    offer_id = frame.get("offer_id")
+                    if not (args.accept or args.decline):
+                        continue
+                    if not isinstance(offer_id, str):
+                        note("the server sent an offer without an offer_id; it cannot be answered, so it is ignored")
+                    elif args.accept:
+                        await rider.accept(offer_id)
+                        note(f"accepted offer {offer_id}")
+                    else:
+                        await rider.decline(offer_id)
+                        note(f"declined offer {offer_id}")
                 elif args.deliver is not None:
                     deliveries.on_frame(frame)
                 else:

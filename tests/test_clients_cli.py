@@ -588,3 +588,158 @@ def test_a_client_piped_into_head_stops_quietly(server: ServerProcess, uid: Call
         proc.kill()
     err = proc.stderr.read()
     assert "cannot reach the server" not in err and "Traceback" not in err, err
+
+
+@contextmanager
+def sending_once(frame: str) -> Iterator[str]:
+    """A WebSocket server (not the tracker: the tracker never sends such frames) that sends
+    ``frame`` to whoever connects and then holds the socket; yields its http:// URL."""
+    import threading
+
+    from websockets.sync.server import serve
+
+    def handler(ws: Any) -> None:
+        ws.send(frame)
+        for _ in ws:  # until the client goes
+            pass
+
+    with serve(handler, "127.0.0.1", 0) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.socket.getsockname()[1]}"
+        finally:
+            srv.shutdown()
+            thread.join(5)
+
+
+@pytest.mark.parametrize(("name", "extra", "frame", "said"), [
+    ("rider", [], "hello, not json", "the server sent a frame that is not a JSON object: 'hello, not json'; ignored"),
+    ("merchant", [], "[1, 2]", "the server sent a frame that is not a JSON object: '[1, 2]'; ignored"),
+    ("customer", ["--order-id", "o1"], '"text"', "not a JSON object"),
+    ("rider", ["--accept"], '{"type": "offer", "orders": []}', "an offer without an offer_id"),
+    ("rider", ["--deliver", "1"], '{"type": "assigned", "orders": [{"id": "x"}]}', "1 order(s) without an order_id"),
+    ("merchant", ["--confirm"], '{"type": "event", "id": "1-0", "order_id": ["x"], "kind": "placed"}', None),
+], ids=["rider-not-json", "merchant-array", "customer-string", "offer-without-id", "assigned-without-order-id",
+        "event-with-a-list-for-its-order"])
+def test_a_frame_the_client_cannot_read_is_said_in_one_line_and_the_client_goes_on(
+        name: str, extra: list[str], frame: str, said: str | None) -> None:
+    with sending_once(frame) as url:
+        run = client(name, "--server", url, "--token", "t", "--for", "2", *extra)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    if said is not None:
+        assert [line for line in run.stderr.splitlines() if said in line] != [], run.stderr
+
+
+def _order_with_skipped_events(server: ServerProcess, oid: str, merchant: str) -> str:
+    """An order with over 1,000 events: a customer resuming after its first is told
+    ``too_many_missed``. Returns that first event's id."""
+    ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+    try:
+        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
+                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
+        first = ops.get(f"/v1/orders/{oid}").json()["events"][0]["id"]
+    finally:
+        ops.close()
+    with connect(f"{server.ws_url}/v1/ws/merchant?merchant_id={merchant}", max_queue=None, additional_headers={
+            "Authorization": "Bearer " + server.token("operator", "ops")}) as platform:
+        for _ in range(1100):
+            platform.send(json.dumps({"type": "delay", "order_id": oid, "minutes": 1}))
+        delays = 0
+        while delays < 1100:
+            frame = json.loads(platform.recv(timeout=30))
+            assert frame.get("type") != "error", frame
+            delays += frame.get("kind") == "food_delayed"
+    return first
+
+
+@contextmanager
+def second_connection_held(port: int) -> Iterator[tuple[str, Any, Any]]:
+    """A TCP relay to the server on ``port``: the first connection (the client's socket) passes;
+    the second (its HTTP read of the order) waits until ``release`` is set, or is dropped unread
+    when ``drop`` is; later ones pass. Yields (url, arrived, release) events; ``drop`` as an
+    attribute of ``release``."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    arrived, release = threading.Event(), threading.Event()
+    release.drop = False  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve() -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            n += 1
+            if n == 2:
+                arrived.set()
+                if release.drop:  # type: ignore[attr-defined]
+                    conn.close()
+                    continue
+                release.wait(30)
+            upstream = socket.create_connection(("127.0.0.1", port))
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", arrived, release
+    finally:
+        stop.set()
+        release.set()
+        listener.close()
+
+
+def test_the_customer_reads_the_order_again_when_the_first_read_after_skipped_events_fails(
+        server: ServerProcess, uid: Callable[[str], str]) -> None:
+    oid = uid("o")
+    first = _order_with_skipped_events(server, oid, uid("m"))
+    with second_connection_held(server.port) as (url, _, release):
+        release.drop = True  # the read's connection is dropped: the network, a restart
+        watched = client("customer", "--server", url, "--token", server.token("customer", oid),
+                         "--last-event-id", first, "--for", "4")
+    assert watched.returncode == 0 and "Traceback" not in watched.stderr, watched.stderr
+    assert "could not read the order over HTTP (" in watched.stderr and "trying again in 1 s" in watched.stderr
+    orders = [f for f in map(json.loads, watched.stdout.splitlines()) if f["type"] == "order"]
+    assert len(orders) == 1 and orders[0]["order"]["id"] == oid, watched.stdout[-300:]
+
+
+def test_the_customer_ends_in_one_line_when_the_order_cannot_be_read_after_skipped_events(
+        server: ServerProcess, uid: Callable[[str], str]) -> None:
+    oid = uid("o")
+    first = _order_with_skipped_events(server, oid, uid("m"))
+    token = server.token("customer", oid)
+    with second_connection_held(server.port) as (url, arrived, release):
+        proc = subprocess.Popen([sys.executable, "-m", "clients.customer", "--server", url, "--token", token,
+                                 "--last-event-id", first, "--for", "20"],
+                                cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert arrived.wait(20)  # its HTTP read is on its way...
+            revoked = httpx.post(server.base_url + "/v1/tokens/revoke", json={"role": "customer", "sub": oid},
+                                 headers={"Authorization": "Bearer " + server.token("operator", "ops")})
+            assert revoked.status_code == 200, revoked.text
+            release.set()  # ...and reaches the server after the link was revoked
+            out, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    said = [line for line in err.splitlines() if not line.startswith("#")]
+    assert len(said) == 1 and "token revoked" in said[0], err
