@@ -541,20 +541,9 @@ def test_the_command_line_customer_prints_the_order_when_its_channel_skipped_eve
     """Resuming after more than 1,000 missed events, the channel skips ahead (``resync``
     ``too_many_missed``): the client prints the order as it stands, read over HTTP."""
     oid, merchant = uid("o"), uid("m")
+    first = _order_with_skipped_events(server, oid, merchant)
     ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
     try:
-        assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
-                                            "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
-        first = ops.get(f"/v1/orders/{oid}").json()["events"][0]["id"]
-        with connect(f"{server.ws_url}/v1/ws/merchant?merchant_id={merchant}", max_queue=None, additional_headers={
-                "Authorization": "Bearer " + server.token("operator", "ops")}) as platform:
-            for _ in range(1100):
-                platform.send(json.dumps({"type": "delay", "order_id": oid, "minutes": 1}))
-            delays = 0
-            while delays < 1100:
-                frame = json.loads(platform.recv(timeout=30))
-                assert frame.get("type") != "error", frame
-                delays += frame.get("kind") == "food_delayed"
         watched = client("customer", "--server", server.base_url, "--token", server.token("customer", oid),
                          "--last-event-id", first, "--for", "3")
         delayed_until = ops.get(f"/v1/orders/{oid}").json()["ready_at"]
