@@ -170,7 +170,8 @@ def test_ctrl_c_stops_a_replay_of_every_day_at_once(tmp_path: Path) -> None:
             pass
     assert time.monotonic() - stopped < 20, err[-500:]  # (the whole set takes a minute or two)
     assert proc.returncode == 130 and "tracker replay: interrupted after " in err and "Traceback" not in err, err[-800:]
-    assert len(list((tmp_path / "out").iterdir())) < 144
+    written = tmp_path / "out"  # (made with the first day written: on a busy machine, none may be yet)
+    assert len(list(written.iterdir()) if written.exists() else []) < 144
 
 
 def open_orders(srv: ServerProcess) -> int:
