@@ -60,11 +60,12 @@ async def test_kitchen_board_fits_a_phone(server: ServerProcess, uid, browser: B
     try:
         assert (await ops.create(oid, mid)).status_code == 201
         await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await page.get_by_role("button", name=f"Confirm {oid}").click()
         delay = page.get_by_role("button", name=f"Delay 5 min {oid}")
         await expect(delay).to_be_visible()
         width = await page.evaluate("window.innerWidth")
         assert await page.evaluate("document.documentElement.scrollWidth") <= width
-        for name in (f"Confirm {oid}", f"Ready {oid}", f"Delay 5 min {oid}"):
+        for name in (f"Ready {oid}", f"Delay 5 min {oid}", f"Cancel order {oid}"):
             box = await page.get_by_role("button", name=name).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (name, box, width)
     finally:

@@ -36,6 +36,7 @@ from tracker.http.health import degraded_tasks
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, is_silent, pause_key, record_key, seen_key
+from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.lateness import WARNING_MIN, running_late
 from tracker.orders.machine import FINAL
 from tracker.orders.metrics import service_level
@@ -219,7 +220,8 @@ async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
     """The ``cap`` oldest open orders of all regions, and how many are open."""
     orders, total = await _oldest_in(rt, open_orders_key, cap)
     return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"],
-             "placed_at": o["placed_at"], "confirmed_at": o.get("confirmed_at"), "planned_eta": o["planned_eta"]}
+             "placed_at": o["placed_at"], "confirmed_at": o.get("confirmed_at"), "planned_eta": o["planned_eta"],
+             "ready_at": expected_ready_ms(o)}
             for o in orders], total
 
 

@@ -37,32 +37,35 @@ export async function api(path, options = {}) {
   return body;
 }
 
-// The reason text of a refusal, for people: "unauthorized: token expired".
-// The server's reason (`code: message`) in plain words first, the reason itself after it for
-// whoever has to look into it.
+// Why a link was refused, for people, from the server's reason (`code: message`): plain words
+// only. The reason itself is kept for whoever has to look into it: in the banner's
+// `data-reason` and the console, and after the words on the ops page (`detail`).
 const PLAIN = [
   [/^unauthorized: token expired/, "it has expired"],
   [/^unauthorized: token revoked/, "it has been revoked"],
-  [/^unauthorized: missing token/, "it carries no token (the address needs ?token=...)"],
-  [/^unauthorized/, "its token was not issued by this server"],
+  [/^unauthorized: missing token/, "it is incomplete: the address has no token"],
+  [/^unauthorized/, "it is damaged or not from this service"],
   [/^forbidden/, "it is for another order, kitchen or role"],
   [/^not_found/, "there is no such order"],
 ];
-function reasonText(reason) {
-  const raw = String(reason || "refused by the server").trim().replace(/[.\s]+$/, "");
+function plainReason(raw) {
   const plain = PLAIN.find(([pattern]) => pattern.test(raw));
-  return plain ? `${plain[1]} (${raw})` : raw;
+  return plain ? plain[1] : "the server turned it down";
 }
 
 // Stop for good and say why, in the page's #fatal banner (the offline banner goes away).
-export function showRefusal(reason) {
+// `detail`: the server's own reason follows the words (the ops page: its users look into it).
+export function showRefusal(reason, { detail = false } = {}) {
   let el = document.getElementById("fatal");
   if (!el) {
     el = document.createElement("div");
     el.id = "fatal"; el.className = "banner fatal"; el.setAttribute("role", "alert");
     document.body.insertBefore(el, document.querySelector("main"));
   }
-  el.textContent = `Your link is not valid: ${reasonText(reason)}. Ask for a new link.`;
+  const raw = String(reason || "refused by the server").trim().replace(/[.\s]+$/, "");
+  el.dataset.reason = raw;
+  console.info(`link refused: ${raw}`);
+  el.textContent = `Your link is not valid: ${plainReason(raw)}. Ask for a new link.${detail ? ` (Server: ${raw}.)` : ""}`;
   el.hidden = false;
   const offline = document.getElementById("offline");
   if (offline) offline.hidden = true;

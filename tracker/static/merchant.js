@@ -105,28 +105,42 @@ async function cancelOrder(id) {
       body: JSON.stringify(reason ? { reason } : {}), signal: AbortSignal.timeout(CANCEL_WAIT_MS),
     });
   } catch (err) {
-    note(err.name === "TimeoutError" ? `Order ${id}: no answer from the server to "Cancel order". If the order is not shown cancelled in a moment, press again.`
-      : err.code === "redis_unavailable" ? `Order ${id}: ${refusal(err.code, err.message)}`
-        : `Order ${id} was not cancelled: ${err.message}`);
+    if (err.name === "TimeoutError") note(`Order ${id}: no answer from the server to "Cancel order". If the order is not shown cancelled in a moment, press again.`);
+    else if (err.code === "redis_unavailable") note(`Order ${id}: ${refusal(err.code, err.message)}`, err);
+    else note(`Order ${id} was not cancelled: ${WHY[err.code] || WHY.other}.`, err);
   } finally {
     if (sending.get(id) === press) { sending.delete(id); render(); }
   }
 }
 
-// Why an action of the board's was not taken, for the kitchen: a server that could not reach its
-// database says so in plain words (the step may still have gone through: the order shows which).
+// Why an action of the board's was not taken, for the kitchen, in plain words: the server's own
+// code and message go to the note's `data-code` and the console, for whoever looks into it. A
+// server that could not reach its database says so (the step may still have gone through: the
+// order shows which).
+const WHY = {
+  invalid_transition: "the order has moved on (the board shows where it stands)",
+  forbidden: "it is not one of this restaurant's orders",
+  not_found: "there is no such order",
+  conflict: "it changed meanwhile; press again",
+  rate_limited: "too many presses at once; wait a moment, then press again",
+  other: "the server did not take it; press again, and if that fails too, reload the board",
+};
 function refusal(code, message) {
   if (code === "redis_unavailable") {
     return "The server could not save that just now (its database did not answer). If the order has not moved in a moment, press again.";
   }
-  return message;
+  const id = /order (['"])(.*?)\1/.exec(String(message || ""))?.[2];
+  const why = WHY[code] || WHY.other;
+  return `${id ? `Order ${id}: not done` : "Not done"}: ${why}.`;
 }
 
-// A message about the board's own action (not sent, refused): it stands out, then goes after a while.
+// A message about the board's own action (not sent, refused): it stands out, then goes after a
+// while. `from`: the server's refusal (`code`, `message`), kept out of the words.
 const NOTE_VISIBLE_MS = 20_000;
-function note(text) {
+function note(text, from = null) {
   const d = document.createElement("div");
   d.className = "prompt"; d.dataset.kind = "error"; d.textContent = text;
+  if (from) { d.dataset.code = from.code || ""; console.info(`refused: ${from.code}: ${from.message}`); }
   $("prompts").prepend(d);
   setTimeout(() => d.remove(), NOTE_VISIBLE_MS);
 }
@@ -152,8 +166,15 @@ function foodText(o) {
   if (COLLECTED.has(o.status)) return "collected";  // the food has left the kitchen, so it was ready
   if (o.status === "cancelled") return "not needed";  // (not "preparing": stop cooking)
   if (o.status === "placed" && !o.food) return "–";  // not confirmed yet: nothing is cooking
-  return o.food === "ready" ? "ready" : (o.food || "preparing");
+  if (o.food) return o.food;  // "ready", "delayed to 12:40"
+  if (!Number.isFinite(o.readyTs)) return "preparing";
+  return o.readyTs < clock.now() ? `preparing, was due ${clockTime(o.readyTs)}` : `preparing, ready ${clockTime(o.readyTs)}`;
 }
+
+// An order the kitchen has not confirmed for this long is marked (as on the ops page): it may
+// have been missed.
+const CONFIRM_LATE_MS = 5 * 60_000;
+const waitingLong = (o) => o.status === "placed" && Number.isFinite(o.placedTs) && clock.now() - o.placedTs > CONFIRM_LATE_MS;
 
 // The status as the board says it; a cancel or a failed delivery says who and why.
 const CANCELLED_BY = { customer: "the customer", operator: "the service", merchant: "the restaurant" };
@@ -161,6 +182,9 @@ function statusText(o) {
   const why = o.reason ? `: ${o.reason}` : "";
   if (o.status === "failed") return "delivery failed" + why;
   if (o.status === "cancelled") return "cancelled" + (CANCELLED_BY[o.by] ? ` by ${CANCELLED_BY[o.by]}` : "") + why;
+  if (o.status === "placed") {
+    return waitingLong(o) ? `to confirm: waiting ${Math.floor((clock.now() - o.placedTs) / 60_000)} min` : "to confirm";
+  }
   return o.status.replace("_", " ");
 }
 
@@ -179,6 +203,7 @@ function riderText(o) {
 function buildRow(id, o, busy) {
   const tr = document.createElement("tr");
   tr.dataset.order = id; tr.dataset.status = o.status;
+  if (waitingLong(o)) tr.dataset.late = "";
   const cells = [id, statusText(o), foodText(o), o.placedTs ? clockTime(o.placedTs) : "", riderText(o)]
     .map((text, i) => {
       const td = document.createElement("td"); td.textContent = text;
@@ -189,7 +214,9 @@ function buildRow(id, o, busy) {
   const actions = document.createElement("td");
   actions.className = "actions";
   if (o.status === "placed") actions.appendChild(button("Confirm", `Confirm ${id}`, "confirm", id));
-  if (!COLLECTED.has(o.status) && !FINAL.has(o.status) && o.food !== "ready") {
+  // Ready and Delay only once confirmed: before that a ready order would wait unseen (no rider is
+  // sent for an order the kitchen has not confirmed), so Confirm (or Cancel) is all it offers.
+  if (o.status !== "placed" && !COLLECTED.has(o.status) && !FINAL.has(o.status) && o.food !== "ready") {
     actions.appendChild(button("Ready", `Ready ${id}`, "ready", id));
     actions.appendChild(button("Delay 5 min", `Delay 5 min ${id}`, "delay", id, { minutes: 5 }, true));
   }
@@ -238,7 +265,10 @@ function render() {
     const b = row?.querySelector(`button[data-action="${focused[1]}"]`) || row?.querySelector("button");
     if (b && document.activeElement !== b) b.focus();
   }
-  $("count").textContent = orders.size ? `(${orders.size})` : "";
+  // What the kitchen still has to act on (confirm, cook, hand over); finished or collected rows
+  // stay a while but are not counted.
+  const open = [...orders.values()].filter((o) => !FINAL.has(o.status) && !COLLECTED.has(o.status)).length;
+  $("count").textContent = open ? `(${open} open)` : orders.size ? "(none open)" : "";
   $("no-orders").hidden = orders.size > 0 || !online || refusedLink;  // (an empty board only when it is live)
 }
 
@@ -250,8 +280,10 @@ function onEvent(e) {
   if (e.kind === "food_ready") o.food = "ready";
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
     o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
-    // "start plating" was timed to the old ready time: the kitchen has just said when it will be
-    dropPrompts(e.order_id, "start_preparing");
+    // "start plating" and "hand-over soon" were timed to the old ready time: the kitchen has just
+    // said when the food will be. Those sent before now go (a reconnect's catch-up included).
+    o.delayedTs = Number.isFinite(e.ts) ? e.ts : clock.now();
+    dropPrompts(e.order_id);
   }
   else if (e.kind === "rider_unassigned") { o.status = "confirmed"; o.riderEta = null; }
   else o.status = e.kind;
@@ -263,6 +295,37 @@ function onEvent(e) {
   if (PROMPTS_DONE.has(o.status)) dropPrompts(e.order_id);
   orders.set(e.order_id, o);
   sending.delete(e.order_id);
+  if (o.status !== "placed" && !o.food && !COLLECTED.has(o.status) && !FINAL.has(o.status)) askReadyTime(e.order_id);
+  render();
+}
+
+// When the food of a confirmed order is expected (its ready time, or confirmation plus its
+// preparation time), read once per order over HTTP, a few at a time and a moment after the
+// events came (a board rebuilding from its history asks only about orders still cooking).
+const readyAsked = new Set();
+let readyTimer = null;
+function askReadyTime(id) {
+  if (readyAsked.has(id)) return;
+  readyAsked.add(id);
+  clearTimeout(readyTimer);
+  readyTimer = setTimeout(readReadyTimes, 300);
+}
+async function readReadyTimes() {
+  const wanted = [...readyAsked].filter((id) => {
+    const o = orders.get(id);
+    return o && !o.food && !("readyTs" in o) && !COLLECTED.has(o.status) && !FINAL.has(o.status);
+  });
+  for (let at = 0; at < wanted.length; at += 4) {
+    await Promise.all(wanted.slice(at, at + 4).map(async (id) => {
+      let order;
+      try { order = await api(`/v1/orders/${encodeURIComponent(id)}`); } catch { readyAsked.delete(id); return; }  // asked again with its next event
+      const o = orders.get(id);
+      if (!o) return;
+      const confirmed = order.confirmed_at, prep = order.prep_minutes;
+      o.readyTs = Number.isFinite(order.ready_at) ? order.ready_at
+        : Number.isFinite(confirmed) && Number.isFinite(prep) ? confirmed + prep * 60_000 : null;
+    }));
+  }
   render();
 }
 
@@ -282,6 +345,7 @@ function onRiderEta(f) {
 function onPrompt(p) {
   const o = orders.get(p.order_id);
   if (gone.has(p.order_id) || (o && PROMPTS_DONE.has(o.status))) return;
+  if (o && Number.isFinite(o.delayedTs) && Number.isFinite(p.ts) && p.ts <= o.delayedTs) return;  // timed to a ready time since moved
   // One prompt per order and kind, a newer replacing the older; "hand-over soon" replaces
   // "start plating" too (the rider is at the door: the food is wanted now either way). The
   // same prompt again (a reconnect's catch-up sends the standing ones) stays where it is: added
@@ -301,19 +365,26 @@ function onPrompt(p) {
   $("prompts").prepend(div);
 }
 
+// The Prompts box says it is empty rather than showing nothing (not once the link is refused).
+function showNoPrompts() {
+  $("no-prompts").hidden = refusedLink || $("prompts").children.length > 0;
+}
+new MutationObserver(showNoPrompts).observe($("prompts"), { childList: true });
+
 function setOnline(state) {
   online = state === "yes";
   refusedLink = state === "refused";
   if (refusedLink) $("offline").hidden = true;  // (the refusal says why: no "back online")
   else setOffline(state === "no");
   document.body.dataset.online = state;
+  showNoPrompts();
   render();
 }
 
 // A `resync` means events may be missing: start again from the feed's whole retained history
 // on a fresh socket (the board's state is rebuilt from it), without reloading the page.
 function restart() {
-  orders.clear(); rows.clear(); sending.clear(); lastEventId = null;
+  orders.clear(); rows.clear(); sending.clear(); readyAsked.clear(); lastEventId = null;
   online = false;  // until the fresh socket is open
   render();
   socket.restart();
@@ -330,7 +401,7 @@ const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponen
     else if (msg.type === "prompt") onPrompt(msg);
     else if (msg.type === "rider_eta") onRiderEta(msg);
     else if (msg.type === "resync") restart();
-    else if (msg.type === "error") { sending.clear(); note(refusal(msg.code, msg.message)); render(); }  // an action refused: say why
+    else if (msg.type === "error") { sending.clear(); note(refusal(msg.code, msg.message), msg); render(); }  // an action refused: say why
   },
 });
 // The riders' minutes away run down between their updates (a replay's fast clock too).

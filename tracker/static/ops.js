@@ -221,7 +221,7 @@ function drawRiders(snap) {
     if (r.paused) tr.dataset.paused = "";
     const ids = r.order_ids || [];
     cell(tr, "Orders", ids.length ? ids.map(orderLink) : String(r.orders));
-    cell(tr, "Offers", [pauseButton(r)]);
+    cell(tr, "Action", [pauseButton(r)]);
     return tr;
   }));
 }
@@ -250,7 +250,7 @@ function drawPaused(snap) {
     cell(tr, "Since", Number.isFinite(p.at) ? `${clockTime(p.at)} (${since(snap.ts - p.at)} ago)` : "");
     cell(tr, "Why", p.reason || "");
     cell(tr, "By", p.by || "");
-    cell(tr, "Offers", [pauseButton({ id: p.id, paused: p })]);
+    cell(tr, "Action", [pauseButton({ id: p.id, paused: p })]);
     return tr;
   }));
 }
@@ -289,8 +289,11 @@ function drawWaiting(snap) {
   if (!listed.length) { noneRow($("waiting"), "Order", "None: every confirmed order has a rider."); return; }
   redraw($("waiting"), listed.map((o) => {
     const tr = document.createElement("tr"); tr.dataset.order = o.id;
-    const age = Number.isFinite(o.placed_at) ? since(snap.ts - o.placed_at) : "";
-    const came = o.confirmed_at ?? o.placed_at;
+    const came = o.confirmed_at ?? o.placed_at;  // it waits for a rider from its confirmation
+    // The dispatcher sends a rider for the food's ready time, not before: an order whose food is
+    // still cooking is held, and says until when.
+    const cooking = Number.isFinite(o.ready_at) && o.ready_at > snap.ts ? ` · food ready ${clockTime(o.ready_at)}` : "";
+    const age = Number.isFinite(came) ? since(snap.ts - came) + cooking : "";
     let eta;
     const due = dueAt(o, snap);
     if (Number.isFinite(o.planned_eta)) {
@@ -469,7 +472,9 @@ function drawEvents(events) {
   const items = events.map((e) => {
     const li = document.createElement("li");
     const who = e.kind === "assigned" && e.rider_id ? ` to ${e.rider_id}` : e.by ? ` by ${e.by}${e.rider_id && e.by !== "rider" ? ` (${e.rider_id})` : ""}` : "";
-    li.textContent = `${Number.isFinite(e.ts) ? clockTime(e.ts) : ""} ${words(e.kind)}${who}${typeof e.reason === "string" ? `: ${e.reason}` : ""}`;
+    const delay = e.kind === "food_delayed" ? [Number.isFinite(e.minutes) ? ` ${e.minutes} min` : "",
+      Number.isFinite(e.ready_at) ? `, ready ${clockTime(e.ready_at)}` : ""].join("") : "";
+    li.textContent = `${Number.isFinite(e.ts) ? clockTime(e.ts) : ""} ${words(e.kind)}${delay}${who}${typeof e.reason === "string" ? `: ${e.reason}` : ""}`;
     return li;
   });
   const text = items.map((li) => li.textContent).join("\n");
@@ -477,6 +482,21 @@ function drawEvents(events) {
 }
 
 const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
+
+// Why the server did not take an action, in plain words first (the server's own words follow).
+function whyNot(err) {
+  const message = String(err.message || "");
+  if (err.code === "invalid_transition") {
+    if (/has no rider to take it from/.test(message)) return "it has no rider now (its rider gave it back, or it was taken back already).";
+    const now = /it is '(\w+)'/.exec(message)?.[1];
+    return now ? `it is ${words(now)} now.` : "its status does not allow it (any more).";
+  }
+  if (err.code === "conflict") return "it changed meanwhile; look at it again.";
+  if (err.code === "not_found") return "there is no such order.";
+  if (err.code === "redis_unavailable") return "the server could not save it just now; try again.";
+  if (err.code === "bad_request") return "the server did not accept what was sent.";
+  return "the server refused it.";
+}
 
 async function act(o, action) {
   if (acting) return;  // a double click acts once
@@ -517,7 +537,7 @@ async function act(o, action) {
       : action === "unassign" ? `Order ${o.id} taken back from ${o.rider_id}: dispatch offers it again.`
         : `Order ${o.id} ${VERB[action]}.`);
   } catch (err) {
-    note(`Order ${o.id} was not ${VERB[action]}: ${err.message}`);
+    note(`Order ${o.id} was not ${VERB[action]}: ${whyNot(err)} (Server: ${err.message})`);
   } finally {
     acting = false;
     for (const b of $("order-actions").querySelectorAll("button")) b.disabled = false;
@@ -570,7 +590,7 @@ async function tick() {
   let snap;
   try { snap = await api(`/v1/ops/snapshot${CAPS}`, { signal: AbortSignal.timeout(SNAPSHOT_WAIT_MS) }); }
   catch (err) {
-    if (err.refused) { showRefusal(err.message); return; }
+    if (err.refused) { showRefusal(err.message, { detail: true }); return; }
     // The server answered but cannot read the fleet: say that, not that it cannot be reached.
     const from = lastSnap ? ` (from ${clockTime(lastSnap.ts)})` : "";
     setText($("offline"), err.code === "redis_unavailable"

@@ -226,7 +226,7 @@ function refused(reason) {
   setText($("status"), "This order cannot be shown.");
   $("status").dataset.status = "refused";
   // Nothing of the order stays on show under the refusal (a link revoked while open included).
-  for (const id of ["eta-line", "rider-note", "stops-note", "timeline"]) $(id).hidden = true;
+  for (const id of ["eta-line", "rider-note", "stops-note", "timeline", "map-section"]) $(id).hidden = true;
   map.removeMarker("rider");
 }
 
