@@ -164,8 +164,9 @@ async def test_the_ops_page_says_when_the_server_cannot_reach_redis(tmp_path, br
 async def test_the_kitchen_board_says_in_plain_words_when_a_press_hit_a_redis_that_did_not_answer(
         tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """Redis hangs (stopped) while Confirm is pressed: the server answers redis_unavailable after
-    its wait; the board tells the kitchen what that means for the order, without Redis's jargon,
-    and the step, read by Redis once it wakes, shows on the board."""
+    its wait; the board tells the kitchen what that means for the order, without Redis's jargon.
+    The step is "not known to be done" (docs/protocol.md): once Redis is back, the order has
+    moved, or a second press, as the note says, moves it."""
     import os
     import signal
 
