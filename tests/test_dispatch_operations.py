@@ -112,8 +112,8 @@ async def test_a_rider_whose_app_left_loses_its_uncollected_orders_within_a_minu
     """A rider app that closes its socket on purpose, holding food still at the restaurant, is
     gone, not just quiet: the order goes back after a minute, not after the silent rider's five.
     A connection that merely drops (no close frame: a tunnel, a dead battery) keeps the five.
-    At x20 a server minute is 3 s, five are 15 s."""
-    srv = start_server({**FAST, "TRACKER_TIME_SCALE": "20", "TRACKER_DISPATCH_INTERVAL_S": "6"}, redis=own_redis)
+    At x40 a server minute is 1.5 s, five are 7.5 s."""
+    srv = start_server({**FAST, "TRACKER_TIME_SCALE": "40", "TRACKER_DISPATCH_INTERVAL_S": "12"}, redis=own_redis)
     ops = Ops(srv)
     mid, left_order, dropped_order = uid("m"), uid("o-left"), uid("o-dropped")
     leaver_id, dropper_id = uid("r-leaver"), uid("r-dropper")
@@ -126,19 +126,19 @@ async def test_a_rider_whose_app_left_loses_its_uncollected_orders_within_a_minu
         await leaver.close()  # a close frame: the app left
         dropper.ws.transport.abort()  # no close frame: the connection just went
         gone_at = time.monotonic()
-        while (await ops.get(left_order))["status"] != "confirmed" and time.monotonic() < gone_at + 10:
+        while (await ops.get(left_order))["status"] != "confirmed" and time.monotonic() < gone_at + 6:
             await asyncio.sleep(0.2)
         back = await ops.get(left_order)
         assert back["status"] == "confirmed", back
-        assert 2.5 <= time.monotonic() - gone_at < 10  # a server minute, not five
+        assert 1.2 <= time.monotonic() - gone_at < 6  # a server minute, not five
         taken = back["events"][-1]
         assert (taken["kind"], taken["by"], taken["rider_id"]) == ("rider_unassigned", "service", leaver_id)
         assert re.fullmatch(r"rider left \d+ min ago", taken["reason"]), taken
         kept = await ops.get(dropped_order)
         assert (kept["status"], kept["rider_id"]) == ("assigned", dropper_id), kept  # still its rider's
-        while (await ops.get(dropped_order))["status"] != "confirmed" and time.monotonic() < gone_at + 30:
+        while (await ops.get(dropped_order))["status"] != "confirmed" and time.monotonic() < gone_at + 20:
             await asyncio.sleep(0.3)
-        assert time.monotonic() - gone_at >= 14  # five server minutes
+        assert time.monotonic() - gone_at >= 7  # five server minutes
         assert re.fullmatch(r"rider silent for 5 min", (await ops.get(dropped_order))["events"][-1]["reason"])
     finally:
         await ops.close()
