@@ -10,8 +10,10 @@ import asyncio
 import re
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
+from clients.merchant import MerchantClient
+from clients.rider import RiderClient
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
@@ -155,24 +157,32 @@ async def test_a_second_press_never_lands_on_the_button_or_order_that_slid_under
         await ops.close()
 
 
-@pytest.mark.parametrize("moot", ["the rider gives the order back", "the kitchen delays the food"])
-async def test_kitchen_board_drops_a_start_plating_prompt_made_moot(moot: str, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
-    """"Start plating" is timed to the rider on its way and the food's ready time: it goes when
-    nobody is on the way any more, or when the kitchen says it needs longer (the rider will wait
-    at the counter, and the board says until when)."""
+async def board_with_a_rider_assigned(server: ServerProcess, uid, browser: Browser) -> tuple[Ops, str, MerchantClient, RiderClient, Page]:  # type: ignore[no-untyped-def]
+    """A confirmed order (15 minutes' preparation) on its kitchen's board, open and live, and a
+    rider just assigned to it (its next fix is one of a rider on the way); the caller closes
+    the page's context, the kitchen, the rider and ``Ops``."""
     ops = Ops(server)
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     kitchen = await merchant(server, mid)
     courier = await rider(server, rid)
     page = await new_page(browser)
+    await ops.create(oid, mid, prep_minutes=15)
+    await kitchen.confirm(oid)
+    await kitchen.event(oid, "confirmed")
+    await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+    await expect(page.locator("body")).to_have_attribute("data-online", "yes")  # prompts are live only
+    await ops.assign(oid, rid)
+    await courier.expect("assigned")
+    return ops, oid, kitchen, courier, page
+
+
+@pytest.mark.parametrize("moot", ["the rider gives the order back", "the kitchen delays the food"])
+async def test_kitchen_board_drops_a_start_plating_prompt_made_moot(moot: str, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """"Start plating" is timed to the rider on its way and the food's ready time: it goes when
+    nobody is on the way any more, or when the kitchen says it needs longer (the rider will wait
+    at the counter, and the board says until when)."""
+    ops, oid, kitchen, courier, page = await board_with_a_rider_assigned(server, uid, browser)
     try:
-        await ops.create(oid, mid, prep_minutes=15)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
-        await expect(page.locator("body")).to_have_attribute("data-online", "yes")  # prompts are live only
-        await ops.assign(oid, rid)
-        await courier.expect("assigned")  # its next fix is one of a rider on the way
         await courier.location(PICKUP["lat"] + 0.01, PICKUP["lng"])
         prompts = page.locator(f'.prompt[data-order="{oid}"]')
         await expect(prompts.first).to_contain_text("start plating")

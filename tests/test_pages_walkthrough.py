@@ -13,6 +13,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tests.test_pages_usability import board_with_a_rider_assigned
 from tracker.launcher import ServerProcess
 
 
@@ -70,19 +71,8 @@ async def test_an_unconfirmed_order_offers_only_confirm_and_a_long_wait_is_marke
 async def test_a_delay_drops_the_hand_over_soon_prompt_even_after_a_reload(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """"Hand-over soon" was timed to the old ready time: after Delay 5 min it goes, and a reload
     (whose catch-up sends the prompts already sent) does not bring it back."""
-    ops = Ops(server)
-    oid, mid, rid = uid("o"), uid("m"), uid("r")
-    kitchen = await merchant(server, mid)
-    courier = await rider(server, rid)
-    page = await new_page(browser)
+    ops, oid, kitchen, courier, page = await board_with_a_rider_assigned(server, uid, browser)
     try:
-        await ops.create(oid, mid, prep_minutes=15)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
-        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
-        await ops.assign(oid, rid)
-        await courier.expect("assigned")
         await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])  # about 220 m: under 2 min away
         prompts = page.locator(f'.prompt[data-order="{oid}"]')
         await expect(prompts.first).to_have_attribute("data-kind", "rider_arriving")
