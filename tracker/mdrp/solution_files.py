@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracker.mdrp.tables import InputError
+from tracker.mdrp.tables import InputError, is_number
 
 ORDER_COLUMNS = ("order", "placement_time", "ready_time", "pickup_time", "dropoff_time", "courier")
 # pandas' default missing-value words: such a cell reads as NaN
@@ -54,14 +54,6 @@ def time_of(value: str, where: str) -> float:
     return number
 
 
-def _numeric(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _lines(path: Path, bad: Bad) -> list[tuple[int, str]]:
     """The file's lines, numbered from 1; tabs are reported (the evaluator reads spaces)."""
     if not path.is_file():
@@ -96,7 +88,7 @@ def _assignments(path: Path, rows: SolutionRows, bad: Bad) -> None:
     for n, line in lines:
         cells = line.split()
         if n == 1:  # the evaluator skips it, whatever it holds
-            if len(cells) < 4 or not (_numeric(cells[0]) and _numeric(cells[1])):
+            if len(cells) < 4 or not (is_number(cells[0]) and is_number(cells[1])):
                 continue
             bad(Violation("format", f"{path.name} line 1 is an assignment, not the header (missing header): the "
                                     "published evaluator skips line 1 unread"))
@@ -116,7 +108,7 @@ def _moves(path: Path, rows: SolutionRows, bad: Bad) -> None:
             continue
         if n == 1:
             cells = line.split()
-            if len(cells) < 2 or not _numeric(cells[1]):
+            if len(cells) < 2 or not is_number(cells[1]):
                 continue  # the header
             rows.notes.append(f"{path.name} has no header line (missing header): line 1 is read as a move, as the "
                               "published evaluator does")
@@ -146,7 +138,7 @@ def _orders(path: Path, rows: SolutionRows, bad: Bad) -> None:
     index = {c: i for i, c in enumerate(ORDER_COLUMNS)}
     if sorted(names) == sorted(ORDER_COLUMNS):
         index = {c: names.index(c) for c in ORDER_COLUMNS}  # the evaluator finds columns by name
-    elif len(names) >= 4 and _numeric(names[1]):
+    elif len(names) >= 4 and is_number(names[1]):
         bad(Violation("format", f"{path.name} line 1 is an order, not the header (missing header): the published "
                                 "evaluator takes it for the column names"))
         body = lines

@@ -109,7 +109,7 @@ def read_table(path: Path, columns: Sequence[str], context: str) -> tuple[list[R
         index, width = {c: i for i, c in enumerate(columns)}, len(columns)
     else:
         missing = [c for c, w in zip(columns, wanted) if w not in names]
-        if any(_numeric(c) for c in split_cells(head)):
+        if any(is_number(c) for c in split_cells(head)):
             raise InputError(f"{where}: line {head_no}: expected a header line naming the columns {expected}; "
                              f"got a line of values {head.strip()!r}")
         if missing and len(names) >= len(columns):
@@ -142,7 +142,8 @@ def _rows(body: list[tuple[int, str]], where: str, index: dict[str, int], width:
     return rows
 
 
-def _numeric(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether ``cell`` reads as a number (a header cell never does)."""
     try:
         float(cell)
     except ValueError:
