@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracker.orders import machine
+from tracker.orders.food_ready import expected_ready_ms
 
 # Timestamp field set on the order when an event of this kind happens.
 STAMP = {
@@ -31,6 +32,8 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         "planned_eta": num("planned_eta") if order["status"] == "confirmed" and not order.get("rider_id") else None,
         "placed_at": num("placed_at"), "ready_at": num("ready_at"),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
+        # when the food is expected, by the rule dispatch plans with (orders/food_ready.py)
+        "expected_ready_at": expected_ready_ms(order),
     }
     for stamp in STAMP.values():
         if order.get(stamp):

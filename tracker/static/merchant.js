@@ -299,8 +299,8 @@ function onEvent(e) {
   render();
 }
 
-// When the food of a confirmed order is expected (its ready time, or confirmation plus its
-// preparation time), read once per order over HTTP, a few at a time and a moment after the
+// When the food of a confirmed order is expected (the order's expected_ready_at, the server's
+// rule), read once per order over HTTP, a few at a time and a moment after the
 // events came (a board rebuilding from its history asks only about orders still cooking).
 const readyAsked = new Set();
 let readyTimer = null;
@@ -321,9 +321,7 @@ async function readReadyTimes() {
       try { order = await api(`/v1/orders/${encodeURIComponent(id)}`); } catch { readyAsked.delete(id); return; }  // asked again with its next event
       const o = orders.get(id);
       if (!o) return;
-      const confirmed = order.confirmed_at, prep = order.prep_minutes;
-      o.readyTs = Number.isFinite(order.ready_at) ? order.ready_at
-        : Number.isFinite(confirmed) && Number.isFinite(prep) ? confirmed + prep * 60_000 : null;
+      o.readyTs = Number.isFinite(order.expected_ready_at) ? order.expected_ready_at : null;
     }));
   }
   render();
