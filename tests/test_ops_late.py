@@ -36,7 +36,7 @@ def test_overdue_whatever_the_status_predicted_by_the_estimate_and_never_once_en
         ("on-board", "overdue"), ("waiting-kitchen", "overdue"), ("slow-plan", "predicted"), ("slow-rider", "predicted")]
     assert rows[0] == {"id": "on-board", "merchant_id": "m", "status": "picked_up", "rider_id": "r1",
                        "placed_at": now - 45 * MIN, "due_at": now - 5 * MIN, "expected_at": now - MIN,
-                       "ready_at": None, "late": "overdue"}
+                       "ready_at": None, "food_delayed_at": None, "food_ready_at": None, "late": "overdue"}
     assert rows[2]["expected_at"] == now + 6 * MIN  # the dispatcher's plan while it waits
 
 

@@ -37,7 +37,7 @@ from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, is_silent, pause_key, record_key, seen_key
 from tracker.orders.food_ready import expected_ready_ms
-from tracker.orders.lateness import WARNING_MIN, running_late
+from tracker.orders.lateness import WARNING_MIN, kitchen_stamps, running_late
 from tracker.orders.machine import FINAL
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
@@ -221,7 +221,7 @@ async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
     orders, total = await _oldest_in(rt, open_orders_key, cap)
     return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"],
              "placed_at": o["placed_at"], "confirmed_at": o.get("confirmed_at"), "planned_eta": o["planned_eta"],
-             "ready_at": expected_ready_ms(o)}
+             "ready_at": expected_ready_ms(o), **kitchen_stamps(o)}
             for o in orders], total
 
 

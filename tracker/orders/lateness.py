@@ -26,6 +26,12 @@ def expected_dropoff(order: dict[str, Any]) -> int | None:
     return order.get("eta") or order.get("planned_eta")
 
 
+def kitchen_stamps(order: dict[str, Any]) -> dict[str, int | None]:
+    """The kitchen's latest ``delay`` and its ``ready`` (ts, ``None`` when it gave none): an order
+    delayed and not ready since is held up by its kitchen."""
+    return {"food_delayed_at": order.get("food_delayed_at"), "food_ready_at": order.get("food_ready_at")}
+
+
 def late_row(order: dict[str, Any], now_ms: int, target_ms: int) -> dict[str, Any] | None:
     """The order (wire form) as the late list shows it, or ``None`` when it is not late."""
     if order["status"] in FINAL or order.get("placed_at") is None:
@@ -40,7 +46,7 @@ def late_row(order: dict[str, Any], now_ms: int, target_ms: int) -> dict[str, An
         return None
     return {"id": order["id"], "merchant_id": order["merchant_id"], "status": order["status"],
             "rider_id": order.get("rider_id"), "placed_at": order["placed_at"], "due_at": due,
-            "expected_at": expected, "ready_at": expected_ready_ms(order), "late": late}
+            "expected_at": expected, "ready_at": expected_ready_ms(order), **kitchen_stamps(order), "late": late}
 
 
 def running_late(orders: Iterable[dict[str, Any]], now_ms: int, target_ms: int) -> list[dict[str, Any]]:
