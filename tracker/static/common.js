@@ -205,18 +205,75 @@ export function wsUrl(path) {
 
 const REDUCED_MOTION = matchMedia("(prefers-reduced-motion: reduce)");
 
-// SVG map: an equirectangular view fitted to the points it is given.
+const SVG = "http://www.w3.org/2000/svg";
+// A dot is drawn at least this share of its size in CSS pixels (a 360 px phone shows the 800-unit
+// map at under half size), and a clickable one catches a press within HIT_PX of its centre: a
+// 44 px target, whatever the screen and the zoom.
+const MIN_DOT_SCALE = 0.75;
+export const HIT_PX = 22;
+
+// SVG map: an equirectangular view fitted to the points it is given. Layers from the bottom:
+// tile images, areas, the invisible hit areas of clickable dots (riders' above points'), points,
+// then markers (riders), so a rider is never hidden under a point.
 export class VectorMap {
   constructor(svg, tileUrl = "") {
     this.svg = svg; this.tileUrl = tileUrl; this.markers = new Map(); this.bounds = null;
     this.layers = {};
-    for (const name of ["tiles", "areas", "points", "markers", "top"]) {
-      const g = document.createElementNS("http://www.w3.org/2000/svg", "g");
+    for (const name of ["tiles", "areas", "hits", "marker-hits", "points", "markers"]) {
+      const g = document.createElementNS(SVG, "g");
       g.setAttribute("data-layer", name); svg.appendChild(g); this.layers[name] = g;
     }
+    this.layers.hits.setAttribute("aria-hidden", "true"); this.layers["marker-hits"].setAttribute("aria-hidden", "true");
     this.view = { x: 0, y: 0, w: 800, h: 600 };
     this.userView = false;  // zoomed or moved by the user: fit() leaves the view alone until reset
     svg.setAttribute("viewBox", "0 0 800 600");
+    // A phone turned, a window resized: the dots and hit areas keep their size on screen.
+    this.widthPx = 0;  // the map's width on screen (CSS px), measured once and on each resize
+    if (typeof ResizeObserver === "function") {
+      new ResizeObserver(([entry]) => { this.widthPx = entry.contentRect.width; this.resize(); }).observe(svg);
+    }
+  }
+  // Map units per CSS pixel now (the map's own units when it is not laid out).
+  unitsPerPx() {
+    if (!this.widthPx) this.widthPx = this.svg.getBoundingClientRect().width;
+    return this.widthPx > 0 ? this.view.w / this.widthPx : this.view.w / 800;
+  }
+  // How much larger than its radius a dot is drawn in the current view: the same size on screen
+  // whatever the zoom, and never under MIN_DOT_SCALE CSS pixels per unit of radius.
+  dotScale() { return Math.max(this.view.w / 800, MIN_DOT_SCALE * this.unitsPerPx()); }
+  // Every dot and hit area sized again for the view and the screen.
+  resize() {
+    const k = this.dotScale(), hit = HIT_PX * this.unitsPerPx();
+    for (const el of this.svg.querySelectorAll("[data-r]")) this.shape(el, k);
+    for (const el of this.svg.querySelectorAll("[data-hit]")) el.setAttribute("r", hit);
+  }
+  // Draws `el` (a dot from point() or moveMarker()) at its size now (`k`: dotScale()): a circle's
+  // radius, or a square's, diamond's or triangle's corners around its centre (data-x, data-y).
+  shape(el, k = this.dotScale()) {
+    const r = Number(el.dataset.r) * k, shape = el.dataset.shape || "circle";
+    if (shape === "circle") { el.setAttribute("r", r); return; }
+    const x = Number(el.dataset.x), y = Number(el.dataset.y);
+    if (shape === "square") {
+      const a = r * 0.85;
+      el.setAttribute("x", x - a); el.setAttribute("y", y - a); el.setAttribute("width", 2 * a); el.setAttribute("height", 2 * a);
+    } else if (shape === "diamond") {
+      const a = r * 1.2;
+      el.setAttribute("points", `${x},${y - a} ${x + a},${y} ${x},${y + a} ${x - a},${y}`);
+    } else {  // triangle, point up
+      const a = r * 1.2;
+      el.setAttribute("points", `${x},${y - a} ${x + a},${y + 0.8 * a} ${x - a},${y + 0.8 * a}`);
+    }
+  }
+  // An invisible circle of HIT_PX around (x, y) in `layer` carrying `data` (data-* attributes),
+  // so a finger need not land on the dot itself.
+  hitArea(layer, x, y, data) {
+    const c = document.createElementNS(SVG, "circle");
+    c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", HIT_PX * this.unitsPerPx());
+    c.setAttribute("fill", "transparent"); c.setAttribute("pointer-events", "all");
+    c.dataset.hit = "";
+    for (const [k, v] of Object.entries(data)) c.dataset[k] = v;
+    this.layers[layer].appendChild(c);
+    return c;
   }
   // Zoom by `factor` (above 1: in) around the map point (cx, cy), or move by (dx, dy) in map units.
   zoom(factor, cx = this.view.x + this.view.w / 2, cy = this.view.y + this.view.h / 2) {
@@ -245,8 +302,7 @@ export class VectorMap {
     this.view = view; this.userView = byUser || this.userView;
     this.svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
     this.svg.style.touchAction = this.userView ? "none" : "";  // zoomed in, a finger moves the map, not the page
-    const k = view.w / 800;  // dots keep their size on screen whatever the zoom
-    for (const el of this.svg.querySelectorAll("[data-r]")) el.setAttribute("r", Number(el.dataset.r) * k);
+    this.resize();  // dots keep their size on screen whatever the zoom
   }
   // Wheel zooms around the pointer, a mouse drag moves the map; a finger does too once the map
   // is zoomed or moved (before that it scrolls the page, as it always did).
@@ -260,22 +316,26 @@ export class VectorMap {
       ev.preventDefault();
       this.zoom(ev.deltaY < 0 ? 1.25 : 0.8, ...toMap(ev));
     }, { passive: false });
+    // The pointer is captured only once it has moved a few pixels: a press that stays put is a
+    // click on the dot under it (capturing at once would send the click to the map instead).
     let drag = null;
     this.svg.addEventListener("pointerdown", (ev) => {
       if (ev.pointerType === "mouse" ? ev.button !== 0 : !this.userView) return;
-      drag = { x: ev.clientX, y: ev.clientY }; this.svg.setPointerCapture(ev.pointerId);
+      drag = { x: ev.clientX, y: ev.clientY, moving: false };
     });
     this.svg.addEventListener("pointermove", (ev) => {
       if (!drag) return;
+      if (!drag.moving) {
+        if (Math.hypot(ev.clientX - drag.x, ev.clientY - drag.y) < 4) return;
+        drag.moving = true; this.svg.setPointerCapture(ev.pointerId);
+      }
       const box = this.svg.getBoundingClientRect();
       this.pan(-(ev.clientX - drag.x) / box.width * this.view.w, -(ev.clientY - drag.y) / box.height * this.view.h);
-      drag = { x: ev.clientX, y: ev.clientY };
+      drag = { x: ev.clientX, y: ev.clientY, moving: true };
     });
     const stop = () => { drag = null; };
     this.svg.addEventListener("pointerup", stop); this.svg.addEventListener("pointercancel", stop);
   }
-  // The size a dot of radius `r` is drawn at in the current view.
-  scaled(r) { return r * this.view.w / 800; }
   fit(points, padding = 0.15) {
     const lats = points.map((p) => p[0]), lngs = points.map((p) => p[1]);
     let [s, n, w, e] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
@@ -305,20 +365,22 @@ export class VectorMap {
       }
     }
   }
-  // A dot; `shape` "square" or "diamond" tells it from others by more than its colour.
-  point(id, lat, lng, { color = "#2b6cb0", r = 8, label = "", layer = "points", shape = "circle" } = {}) {
+  // A dot; `shape` "square", "diamond" or "triangle" tells it from others by more than its
+  // colour. With `hit` (data-* attributes, e.g. { openOrder: "o7" }) it is clickable: the dot and
+  // a HIT_PX hit area under the points carry them. `layer` "points" (the default) is under the riders.
+  point(id, lat, lng, { color = "#2b6cb0", r = 8, label = "", layer = "points", shape = "circle", hit = null } = {}) {
     const [x, y] = this.px(lat, lng);
-    const c = document.createElementNS("http://www.w3.org/2000/svg", shape === "circle" ? "circle" : shape === "square" ? "rect" : "polygon");
-    if (shape === "square") {
-      const a = r * 0.85;
-      c.setAttribute("x", x - a); c.setAttribute("y", y - a); c.setAttribute("width", 2 * a); c.setAttribute("height", 2 * a);
-    } else if (shape === "diamond") {
-      const a = r * 1.2;
-      c.setAttribute("points", `${x},${y - a} ${x + a},${y} ${x},${y + a} ${x - a},${y}`);
-    } else { c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", this.scaled(r)); c.dataset.r = r; }
-    c.setAttribute("fill", color); c.dataset.shape = shape;
+    const c = document.createElementNS(SVG, shape === "circle" ? "circle" : shape === "square" ? "rect" : "polygon");
+    c.dataset.shape = shape; c.dataset.r = r; c.dataset.x = x; c.dataset.y = y;
+    if (shape === "circle") { c.setAttribute("cx", x); c.setAttribute("cy", y); }
+    this.shape(c);
+    c.setAttribute("fill", color);
     c.setAttribute("data-id", id);
-    if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
+    if (label) { const t = document.createElementNS(SVG, "title"); t.textContent = label; c.appendChild(t); }
+    if (hit) {
+      for (const [k, v] of Object.entries(hit)) c.dataset[k] = v;
+      this.hitArea("hits", x, y, { ...hit, of: layer, hitFor: id });
+    }
     this.layers[layer].appendChild(c);
     return c;
   }
@@ -333,18 +395,24 @@ export class VectorMap {
   }
   // A marker that glides to each new position (animation over ~1 s), or jumps there when the
   // user asks for reduced motion; one that has not moved is left still (no animation to run).
-  moveMarker(id, lat, lng, { color = "#c53030", label = "", r = 11 } = {}) {
+  // With `hit` (data-* attributes) the marker is clickable, as point()'s dots are; its hit area
+  // moves with it, above every point's.
+  moveMarker(id, lat, lng, { color = "#c53030", label = "", r = 11, hit = null } = {}) {
     let m = this.markers.get(id);
     const target = this.px(lat, lng);
     if (!m) {
-      const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
-      c.setAttribute("r", this.scaled(r)); c.dataset.r = r;
+      const c = document.createElementNS(SVG, "circle");
+      c.dataset.r = r; this.shape(c);
       c.setAttribute("fill", color); c.setAttribute("stroke", "#fff"); c.setAttribute("stroke-width", "3");
       c.setAttribute("vector-effect", "non-scaling-stroke");
       c.setAttribute("data-marker", id);
-      if (label) { const t = document.createElementNS("http://www.w3.org/2000/svg", "title"); t.textContent = label; c.appendChild(t); }
+      if (label) { const t = document.createElementNS(SVG, "title"); t.textContent = label; c.appendChild(t); }
       this.layers.markers.appendChild(c);
-      m = { el: c, pos: target, from: target, to: target, start: 0 };
+      m = { el: c, pos: target, from: target, to: target, start: 0, hit: null };
+      if (hit) {
+        for (const [k, v] of Object.entries(hit)) c.dataset[k] = v;
+        m.hit = this.hitArea("marker-hits", target[0], target[1], { ...hit, hitFor: id });
+      }
       this.markers.set(id, m);
       c.setAttribute("cx", target[0]); c.setAttribute("cy", target[1]);
     }
@@ -358,12 +426,17 @@ export class VectorMap {
       const t = still ? 1 : Math.min(1, (now - m.start) / 900);
       m.pos = [m.from[0] + (m.to[0] - m.from[0]) * t, m.from[1] + (m.to[1] - m.from[1]) * t];
       m.el.setAttribute("cx", m.pos[0]); m.el.setAttribute("cy", m.pos[1]);
+      if (m.hit) { m.hit.setAttribute("cx", m.pos[0]); m.hit.setAttribute("cy", m.pos[1]); }
       if (t < 1) requestAnimationFrame(step);
     };
     if (still) step(m.start); else requestAnimationFrame(step);
   }
-  removeMarker(id) { const m = this.markers.get(id); if (m) { m.el.remove(); this.markers.delete(id); } }
-  clear(layer) { this.layers[layer].replaceChildren(); }
+  removeMarker(id) { const m = this.markers.get(id); if (m) { m.el.remove(); m.hit?.remove(); this.markers.delete(id); } }
+  // Empties a layer, and the hit areas of its dots.
+  clear(layer) {
+    this.layers[layer].replaceChildren();
+    for (const h of this.layers.hits.querySelectorAll(`[data-of="${layer}"]`)) h.remove();
+  }
 }
 
 // The longest reason the server takes (a cancel's, a take-back's, a failed delivery's), in

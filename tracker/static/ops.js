@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
 map.enableZoom();
 const COLORS = { free: "#2f855a", offered: "#975a16", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1",
-  waiting: "#1a202c" };
+  waiting: "#1a202c", delayed: "#c05621", placed: "#fff" };
 // A rider carrying orders that stopped sending fixes stays on the map, in its own colour.
 const stateOf = (r) => (r.stale ? "silent" : r.state);
 const RANK = { silent: 0, busy: 1, offered: 2, free: 3, unavailable: 4 };
@@ -92,8 +92,52 @@ function core(points) {
   return points.filter((p) => p[0] >= keep[0][0] && p[0] <= keep[0][1] && p[1] >= keep[1][0] && p[1] <= keep[1][1]);
 }
 
+// Whether the kitchen has put the order's food back (a `delay`) and not called it ready since.
+const kitchenDelayed = (o) => Number.isFinite(o.food_delayed_at) && !Number.isFinite(o.food_ready_at);
+// What a delay says, e.g. "food delayed by the kitchen, ready 12:10".
+const delayedText = (o) => `food delayed by the kitchen${Number.isFinite(o.ready_at) ? `, ready ${clockTime(o.ready_at)}` : ""}`;
+
+// The orders on the map, at their restaurants: one mark for those placed (waiting for the
+// kitchen to confirm: a hollow frame, drawn first and larger), one for those waiting for a rider
+// (a square; a triangle when the kitchen delayed the food of any of them). All are under the
+// riders: a rider at the restaurant covers the middle of a mark, never the whole of it. A press
+// opens one of its orders (a delayed one first, else the oldest) and lists the others under it.
+function orderMark(mid, kind, orders) {
+  const delayed = orders.filter(kitchenDelayed), n = orders.length;
+  const first = delayed[0] || orders[0], rest = orders.filter((o) => o !== first);
+  let label, style;
+  if (kind === "placed") {
+    label = `${plural(n, "order")} waiting for the kitchen to confirm`;
+    style = { shape: "square", color: COLORS.placed, r: 24, cls: "order-placed", stroke: COLORS.waiting, width: 3, dash: "4 3" };
+  } else {
+    const also = delayed.length === 1 ? delayedText(delayed[0]) : `food delayed by the kitchen`;
+    label = `${plural(n, "order")} waiting for a rider${!delayed.length ? "" : `, ${n > 1 ? `${delayed.length} with ` : ""}${also}`}`;
+    style = delayed.length
+      ? { shape: "triangle", color: COLORS.delayed, r: 14 + Math.min(n, 5), cls: "order-delayed", stroke: "#fff", width: 2 }
+      : { shape: "square", color: COLORS.waiting, r: 14 + Math.min(n, 5), cls: "order-waiting", stroke: "#fff", width: 2 };
+  }
+  const el = map.point(`${kind === "placed" ? "placed" : "kitchen"}:${mid}`, first.lat, first.lng, { color: style.color, r: style.r,
+    shape: style.shape, label: `${mid}: ${label}`, hit: { openOrder: first.id, also: rest.map((o) => o.id).join(" "), kitchen: mid } });
+  el.classList.add(style.cls);
+  el.setAttribute("stroke", style.stroke); el.setAttribute("stroke-width", style.width);
+  el.setAttribute("vector-effect", "non-scaling-stroke");
+  if (style.dash) el.setAttribute("stroke-dasharray", style.dash);
+}
+
+function drawOrders(snap) {
+  const byKitchen = (orders) => {  // merchant -> its orders, oldest first (as the snapshot lists them)
+    const out = new Map();
+    for (const o of orders) { if (!out.has(o.merchant_id)) out.set(o.merchant_id, []); out.get(o.merchant_id).push(o); }
+    return out;
+  };
+  map.clear("points");
+  for (const [mid, orders] of byKitchen(snap.kitchen_queue || [])) orderMark(mid, "placed", orders);
+  for (const [mid, orders] of byKitchen(snap.open_orders)) orderMark(mid, "waiting", orders);
+}
+
 function drawMap(snap, riderById) {
-  const things = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng])];
+  const things = [...snap.riders.map((r) => [r.lat, r.lng]), ...snap.open_orders.map((o) => [o.lat, o.lng]),
+    ...(snap.kitchen_queue || []).map((o) => [o.lat, o.lng])];
   const inside = core(things);
   const trimmed = things.length - inside.length;
   // Whole hexagons in view: with one or two riders online, their cell is larger than they are.
@@ -108,32 +152,30 @@ function drawMap(snap, riderById) {
   $("outside-text").textContent = showAll && !out ? "Showing every rider and order."
     : `${out} ${out === 1 ? "rider or order is" : "riders or orders are"} outside this view.`;
   $("show-all").textContent = showAll ? "Fit to the busy area" : "Show all";
-  map.clear("areas"); map.clear("points");
+  map.clear("areas");
   for (const c of snap.cells) {
     const red = Math.min(1, c.open_orders / 5), green = Math.min(1, c.free_riders / 5);
     const fill = c.open_orders >= c.free_riders ? `rgba(197,48,48,${0.2 + 0.5 * red})` : `rgba(47,133,90,${0.2 + 0.5 * green})`;
     map.polygon(c.cell, c.boundary, fill, `${plural(c.open_orders, "open order")}, ${plural(c.free_riders, "free rider")}`);
   }
-  // Orders waiting for a rider, one dot per restaurant (bigger with more of them).
-  const kitchens = new Map();
-  for (const o of snap.open_orders) {
-    const k = kitchens.get(o.merchant_id) || { lat: o.lat, lng: o.lng, n: 0 };
-    k.n += 1; kitchens.set(o.merchant_id, k);
-  }
-  map.clear("top");
-  for (const [mid, k] of kitchens) {  // drawn above the riders, ringed, so a rider there does not hide it
-    map.point(`kitchen:${mid}`, k.lat, k.lng, { color: COLORS.waiting, r: 6 + Math.min(k.n, 5), layer: "top",
-      label: `${mid}: ${plural(k.n, "order")} waiting for a rider` }).setAttribute("stroke", "#fff");
-  }
-  for (const r of snap.riders) {
+  drawOrders(snap);
+  for (const r of snap.riders) {  // above the orders: a rider at its restaurant stays in sight
     const label = r.stale ? silentFor(r, snap.ts) : r.state;
-    map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${label}` });
+    map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${label}`, hit: { selectRider: r.id } });
   }
   for (const [id, m] of map.markers) {
     const r = riderById.get(id);
     if (!r) { map.removeMarker(id); continue; }
     const color = COLORS[stateOf(r)];
     if (m.el.getAttribute("fill") !== color) m.el.setAttribute("fill", color);
+  }
+  markSelected();
+}
+
+// The rider picked on the map stands out on it (ringed).
+function markSelected() {
+  for (const [id, m] of map.markers) {
+    if ((id === selectedRider) !== m.el.hasAttribute("data-selected")) m.el.toggleAttribute("data-selected", id === selectedRider);
   }
 }
 
@@ -197,6 +239,22 @@ function cell(tr, label, content) {
   tr.appendChild(td);
 }
 
+// The rider picked on the map: its row in the Riders table is marked, scrolled to and focused
+// (a press on the map does what finding the rider in the table does).
+let selectedRider = null;
+function selectRider(id) {
+  selectedRider = id;
+  const r = lastSnap?.riders.find((x) => x.id === id);
+  // A rider the table does not show (another filter, or past its 200 rows) is found by its id.
+  const row = () => $("riders").querySelector(`tr[data-rider="${CSS.escape(id)}"]`);
+  if (lastSnap) drawRiders(lastSnap);
+  if (!row()) { $("rider-filter").value = id; if (lastSnap) drawRiders(lastSnap); }
+  markSelected();
+  $("rider-note").textContent = `Rider ${id} selected on the map${r ? `: ${r.stale ? silentFor(r, lastSnap.ts) : r.state}, ${plural(r.orders, "order")}` : ""}.`;
+  const tr = row();
+  if (tr) { tr.tabIndex = -1; tr.scrollIntoView({ block: "center" }); tr.focus({ preventScroll: true }); }
+}
+
 function drawRiders(snap) {
   if (selectingIn($("riders"))) return;
   const t = snap.totals, wanted = $("rider-filter").value.trim().toLowerCase();
@@ -212,6 +270,7 @@ function drawRiders(snap) {
   }
   redraw($("riders"), riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
+    if (r.id === selectedRider) { tr.dataset.selected = ""; tr.tabIndex = -1; }
     if (r.stale) tr.dataset.silent = "";
     cell(tr, "Rider", r.id); tr.firstChild.className = "id";
     const refused = r.refused_last_hour ? ` · refused ${plural(r.refused_last_hour, "offer")} in the last hour` : "";
@@ -292,7 +351,10 @@ function drawWaiting(snap) {
     const came = o.confirmed_at ?? o.placed_at;  // it waits for a rider from its confirmation
     // The dispatcher sends a rider for the food's ready time, not before: an order whose food is
     // still cooking is held, and says until when.
-    const cooking = Number.isFinite(o.ready_at) && o.ready_at > snap.ts ? ` · food ready ${clockTime(o.ready_at)}` : "";
+    const delayed = kitchenDelayed(o);
+    if (delayed) tr.dataset.delayed = "";
+    const cooking = delayed ? ` · ${delayedText(o)}`
+      : Number.isFinite(o.ready_at) && o.ready_at > snap.ts ? ` · food ready ${clockTime(o.ready_at)}` : "";
     const age = Number.isFinite(came) ? since(snap.ts - came) + cooking : "";
     let eta;
     const due = dueAt(o, snap);
@@ -350,8 +412,11 @@ function drawLate(snap) {
     const overdue = o.late === "overdue";
     if (overdue) tr.dataset.overdue = "";
     cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id);
-    const food = Number.isFinite(o.ready_at) && o.ready_at > Math.min(o.due_at, snap.ts) && !ON_THE_ROAD.has(o.status)
-      ? ` · food ready ${clockTime(o.ready_at)}` : "";  // the kitchen, not the riders, makes it late
+    const delayed = kitchenDelayed(o) && !ON_THE_ROAD.has(o.status);
+    if (delayed) tr.dataset.delayed = "";
+    const food = delayed ? ` · ${delayedText(o)}`
+      : Number.isFinite(o.ready_at) && o.ready_at > Math.min(o.due_at, snap.ts) && !ON_THE_ROAD.has(o.status)
+        ? ` · food ready ${clockTime(o.ready_at)}` : "";  // the kitchen, not the riders, makes it late
     cell(tr, "Status", `${words(o.status)} · ${o.rider_id ? `rider ${o.rider_id}` : "no rider"}${food}`);
     cell(tr, "Due", overdue ? `${since(snap.ts - o.due_at)} ago` : `in ${since(o.due_at - snap.ts)}`);
     const past = o.expected_at - o.due_at;
@@ -406,8 +471,16 @@ async function refreshOrder() {
   } catch { /* said by the next look-up or action */ }
 }
 
-async function openOrder(id, focus = false) {
+// `also`: the other orders one mark on the map stands for ({ kitchen, ids }), listed under the order.
+async function openOrder(id, focus = false, also = null) {
   $("order-id").value = id;
+  const others = also?.ids || [];
+  $("order-also").hidden = !others.length;
+  const group = [id, ...others], link = (other) => {  // each opens with the rest of the group listed
+    const b = orderLink(other); b.dataset.kitchen = also.kitchen; b.dataset.also = group.filter((x) => x !== other).join(" ");
+    return b;
+  };
+  $("order-also").replaceChildren(...(others.length ? [`Also at kitchen ${also.kitchen}: `, ...others.map(link)] : []));
   try {
     const order = await api(`/v1/orders/${encodeURIComponent(id)}`);
     shownOrder = order; drawOrder(order); note("");
@@ -434,7 +507,13 @@ function drawOrder(o) {
       due === null ? "" : o.delivered_at <= due ? " (on time)" : ` (${since(o.delivered_at - due)} late)`}`);
   } else if (!["cancelled", "failed"].includes(o.status)) {
     if (due !== null) parts.push(`due ${clockTime(due)}`);
-    if (Number.isFinite(o.ready_at)) parts.push(`food ready ${clockTime(o.ready_at)}`);
+    const ready = o.expected_ready_at ?? o.ready_at;
+    const delays = (o.events || []).filter((e) => e.kind === "food_delayed");
+    if (kitchenDelayed(o) && !ON_THE_ROAD.has(o.status)) {  // the kitchen, not the riders, holds it up
+      const minutes = delays.reduce((sum, e) => sum + (Number.isFinite(e.minutes) ? e.minutes : 0), 0);
+      parts.push(`food delayed by the kitchen${minutes ? ` ${minutes} min` : ""}${delays.length > 1 ? ` (${delays.length} delays)` : ""}${
+        Number.isFinite(ready) ? `, ready ${clockTime(ready)}` : ""}`);
+    } else if (Number.isFinite(ready)) parts.push(`food ready ${clockTime(ready)}`);
     const eta = Number.isFinite(o.eta) ? o.eta : o.planned_eta;
     if (Number.isFinite(eta)) parts.push(`drop-off about ${clockTime(eta)}`);
   }
@@ -561,11 +640,17 @@ $("order-find").addEventListener("submit", (ev) => {
 document.addEventListener("click", (ev) => {
   const riderButton = ev.target.closest?.("[data-rider-action]");
   if (riderButton) { pauseOrResume(riderButton.dataset.rider, riderButton.dataset.riderAction); return; }
-  const link = ev.target.closest?.("[data-open-order]");
+  const rider = ev.target.closest?.("[data-select-rider]");  // a rider on the map
+  if (rider) { selectRider(rider.dataset.selectRider); return; }
+  const link = ev.target.closest?.("[data-open-order]");  // an order in a table, or its restaurant's mark on the map
   if (!link) return;
-  openOrder(link.dataset.openOrder, true);
+  openOrder(link.dataset.openOrder, true, { kitchen: link.dataset.kitchen, ids: (link.dataset.also || "").split(" ").filter(Boolean) });
 });
-$("rider-filter").addEventListener("input", () => { if (lastSnap) drawRiders(lastSnap); });
+$("rider-filter").addEventListener("input", () => {
+  selectedRider = null;  // looking for another rider: the one picked on the map is let go
+  markSelected();
+  if (lastSnap) drawRiders(lastSnap);
+});
 $("zoom-in").addEventListener("click", () => map.zoom(1.5));
 $("zoom-out").addEventListener("click", () => map.zoom(1 / 1.5));
 $("zoom-fit").addEventListener("click", () => { map.resetView(); if (lastSnap) draw(lastSnap); });

@@ -1,0 +1,184 @@
+"""The ops page's map as an operator works with it, in a real headless Chromium against a real
+server: a finger on a phone opens an order from its restaurant's mark and finds a rider in the
+Riders table from its dot (a 44 px target, not the dot alone); riders are drawn over the orders
+at their restaurant; placed orders are on the map apart from those waiting for a rider, as its
+legend says; and an order whose kitchen delayed the food says so on the map, in its table and
+in the Order panel."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.test_pages import browser  # noqa: F401 - the module's Chromium fixture
+from tests.test_pages_walkthrough import wall_clock
+from tracker.launcher import ServerProcess
+
+QUIET = {"TRACKER_DISPATCH_INTERVAL_S": "3600"}  # no dispatch round: orders stay where the test puts them
+ELSEWHERE = {"lat": PICKUP["lat"] + 0.006, "lng": PICKUP["lng"] - 0.008}  # a second restaurant
+
+
+async def phone(browser: Browser, url: str) -> Page:  # noqa: F811
+    """A touch phone's page (390 x 844)."""
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = await context.new_page()
+    await page.goto(url)
+    return page
+
+
+async def centre(page: Page, selector: str) -> tuple[float, float]:
+    """Where ``selector`` is on screen (its centre), once it is scrolled into view."""
+    await page.locator(selector).scroll_into_view_if_needed()
+    box = await page.locator(selector).bounding_box()
+    assert box is not None, selector
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+async def hit_at(page: Page, x: float, y: float) -> dict[str, Any]:
+    """What a press at (x, y) lands on: the order or rider it opens, and the element's data-id."""
+    return dict(await page.evaluate("""([x, y]) => {
+        const el = document.elementFromPoint(x, y);
+        return { order: el?.dataset.openOrder ?? null, rider: el?.dataset.selectRider ?? null, id: el?.dataset.id ?? null };
+    }""", [x, y]))
+
+
+async def test_a_finger_opens_an_order_from_its_mark_and_finds_a_rider_from_its_dot(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server(QUIET, redis=own_redis)
+    ops = Ops(srv)
+    mid, oid, rid = uid("m"), uid("o"), uid("r")
+    kitchen, courier = await merchant(srv, mid), await rider(srv, rid)
+    page = await phone(browser, "about:blank")
+    try:
+        await courier.location(PICKUP["lat"] - 0.006, PICKUP["lng"] + 0.006)  # away from the restaurant
+        await ops.create(oid, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        mark = f'.order-waiting[data-open-order="{oid}"]'
+        await expect(page.locator(mark)).to_have_count(1)
+        x, y = await centre(page, mark)
+        # a press 18 px off the mark's centre still lands on it (a dot alone is a few px wide on a phone)
+        assert (await hit_at(page, x + 18, y))["order"] == oid
+        assert (await hit_at(page, x, y + 30))["order"] is None  # (but not anywhere)
+        await page.touchscreen.tap(x + 18, y)
+        summary = page.locator("#order-summary")
+        await expect(summary).to_contain_text(f"{oid}: confirmed")  # the Order panel the tables open
+        await expect(summary).to_be_focused()
+        dot = f'[data-marker="{rid}"]'
+        x, y = await centre(page, dot)
+        assert (await hit_at(page, x - 18, y))["rider"] == rid
+        await page.touchscreen.tap(x - 18, y)
+        row = page.locator(f'#riders tr[data-rider="{rid}"]')
+        await expect(row).to_have_attribute("data-selected", "")
+        await expect(row).to_be_focused()
+        await expect(row).to_be_in_viewport()
+        await expect(page.locator("#rider-note")).to_have_text(f"Rider {rid} selected on the map: free, 0 orders.")
+        await expect(page.locator(dot)).to_have_attribute("data-selected", "")  # ringed on the map
+        # from the keyboard, the order's link in its table opens the same panel
+        await page.locator("#order-id").fill("")
+        await page.get_by_role("button", name=f"Order {oid}: open").first.focus()
+        await page.keyboard.press("Enter")
+        await expect(summary).to_be_focused()
+        assert await page.locator('[data-layer="hits"]').get_attribute("aria-hidden") == "true"  # not read out
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_riders_are_drawn_over_the_orders_and_placed_orders_have_their_own_mark(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server(QUIET, redis=own_redis)
+    ops = Ops(srv)
+    mid, other = uid("m"), uid("m-new")
+    waiting, placed, rid = uid("o-wait"), uid("o-placed"), uid("r")
+    kitchen, courier = await merchant(srv, mid), await rider(srv, rid)
+    page = await phone(browser, "about:blank")
+    try:
+        await courier.location(PICKUP["lat"], PICKUP["lng"])  # standing at the restaurant
+        await ops.create(waiting, mid)
+        await kitchen.confirm(waiting)
+        await kitchen.event(waiting, "confirmed")
+        await ops.create(placed, other, pickup=ELSEWHERE)  # not confirmed by its kitchen
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        order_mark, rider_dot = f'[data-id="kitchen:{mid}"]', f'[data-marker="{rid}"]'
+        await expect(page.locator(rider_dot)).to_have_count(1)
+        await expect(page.locator(order_mark)).to_have_count(1)
+        x, y = await centre(page, rider_dot)
+        assert (await hit_at(page, x, y))["rider"] == rid  # the rider is on top
+        box = await page.locator(order_mark).bounding_box()
+        assert box is not None
+        corner = (box["x"] + 1.5, box["y"] + 1.5)  # the order's mark shows around it
+        assert (await hit_at(page, *corner))["id"] == f"kitchen:{mid}", await hit_at(page, *corner)
+        # the placed order: its own mark, the legend's, and it opens like the others
+        mark = page.locator(f'[data-id="placed:{other}"]')
+        await expect(mark).to_have_class(re.compile(r"\border-placed\b"))
+        await expect(mark).to_have_attribute("data-open-order", placed)
+        await expect(mark.locator("title")).to_have_text(f"{other}: 1 order waiting for the kitchen to confirm")
+        await expect(page.locator(".legend .order-placed")).to_have_text(re.compile("placed, waiting for the kitchen to confirm"))
+        await expect(page.locator(".legend .order-waiting")).to_be_visible()
+        await page.touchscreen.tap(*await centre(page, f'[data-id="placed:{other}"]'))
+        await expect(page.locator("#order-summary")).to_contain_text(f"{placed}: placed")
+        await kitchen.close()
+        kitchen = await merchant(srv, other)
+        await kitchen.confirm(placed)  # confirmed: now waiting for a rider, in that mark
+        await expect(page.locator(f'[data-id="kitchen:{other}"]')).to_have_class(re.compile(r"\border-waiting\b"))
+        await expect(mark).to_have_count(0)
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_a_kitchen_delay_shows_on_the_map_in_the_waiting_table_and_the_order_panel(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server(QUIET, redis=own_redis)
+    ops = Ops(srv)
+    mid, oid, on_time = uid("m"), uid("o"), uid("o-on-time")
+    kitchen = await merchant(srv, mid)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    try:
+        for order in (oid, on_time):
+            await ops.create(order, mid, prep_minutes=10)
+            await kitchen.confirm(order)
+            await kitchen.event(order, "confirmed")
+        await kitchen.delay(oid, 5)
+        delayed = await kitchen.event(oid, "food_delayed")
+        await kitchen.delay(oid, 3)
+        delayed = await kitchen.event(oid, "food_delayed")
+        snap = (await ops.client.get("/v1/ops/snapshot")).json()
+        listed = {o["id"]: o for o in snap["open_orders"]}
+        assert listed[oid]["food_delayed_at"] == delayed["ts"] and listed[oid]["food_ready_at"] is None
+        assert listed[on_time]["food_delayed_at"] is None
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        ready = await wall_clock(page, delayed["ready_at"])
+        mark = page.locator(f'[data-id="kitchen:{mid}"]')  # the kitchen's two orders: one delayed
+        await expect(mark).to_have_class(re.compile(r"\border-delayed\b"))
+        await expect(mark.locator("title")).to_have_text(f"{mid}: 2 orders waiting for a rider, 1 with food delayed by the kitchen, ready {ready}")
+        await expect(mark).to_have_attribute("data-open-order", oid)  # the delayed one first
+        await expect(mark).to_have_attribute("data-also", on_time)
+        await expect(page.locator(".legend .order-delayed")).to_be_visible()
+        row = page.locator(f'#waiting tr[data-order="{oid}"]')
+        await expect(row).to_have_attribute("data-delayed", "")
+        await expect(row.locator('td[data-label="Waiting"]')).to_contain_text(f"food delayed by the kitchen, ready {ready}")
+        await expect(page.locator(f'#waiting tr[data-order="{on_time}"]')).not_to_have_attribute("data-delayed", "")
+        await mark.click()
+        await expect(page.locator("#order-summary")).to_contain_text(f"food delayed by the kitchen 8 min (2 delays), ready {ready}")
+        also = page.locator("#order-also")  # the mark's other order, a press away
+        await expect(also).to_contain_text(f"Also at kitchen {mid}:")
+        await also.get_by_role("button", name=f"Order {on_time}: open").click()
+        await expect(page.locator("#order-summary")).to_contain_text(f"{on_time}: confirmed")
+        await expect(also.get_by_role("button", name=f"Order {oid}: open")).to_be_visible()
+        await also.get_by_role("button", name=f"Order {oid}: open").click()
+        await kitchen.ready(oid)  # the food is ready after all: no longer held up by the kitchen
+        await expect(mark).to_have_class(re.compile(r"\border-waiting\b"))
+        await expect(mark.locator("title")).to_have_text(f"{mid}: 2 orders waiting for a rider")
+        await expect(page.locator("#order-summary")).not_to_contain_text("delayed")
+        await expect(row).not_to_have_attribute("data-delayed", "")
+    finally:
+        await context.close()
+        await kitchen.close()
+        await ops.close()
