@@ -33,7 +33,7 @@ async def _fail(ops: Ops, oid: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
-async def _shows_failed(page: Page) -> None:
+async def _shows_failed(page: Page, oid: str) -> None:
     status = page.locator("#status")
     await expect(status).to_have_attribute("data-status", "failed")
     await expect(status).to_have_text(f"Delivery failed: {REASON}")
@@ -44,9 +44,18 @@ async def _shows_failed(page: Page) -> None:
     await expect(last).to_have_attribute("aria-current", "step")
     await expect(page.locator('#timeline li[data-kind="delivered"]')).to_have_count(0)  # no next steps
     await expect(page.locator('#timeline li[data-kind="picked_up"]')).to_have_class("done")
+    # what now: what happened, who gets in touch, and the reference to quote
+    next_step = page.locator("#next-step")
+    await expect(next_step).to_be_visible()
+    await expect(next_step).to_contain_text(f"your food will not arrive. What happened: {REASON}.")
+    await expect(next_step).to_contain_text("the restaurant or our support team will contact you about what happens next")
+    await expect(next_step.locator(".reference")).to_have_text(oid)
+    await expect(next_step).to_contain_text(f"quote your order reference {oid}.")
+    live = await next_step.evaluate("e => e.closest('[aria-live]')?.getAttribute('aria-live') ?? null")
+    assert live == "polite"  # read out when it appears, as the status is
 
 
-async def test_customer_page_says_the_delivery_failed_and_why(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+async def test_customer_page_says_the_delivery_failed_why_and_what_happens_now(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     ops = Ops(server)
     oid, mid, rid = uid("o"), uid("m"), uid("r")
     page = await new_page(browser, mobile=True)
@@ -56,10 +65,11 @@ async def test_customer_page_says_the_delivery_failed_and_why(server: ServerProc
         await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
         await expect(page.locator("#status")).to_have_attribute("data-status", "picked_up")
         await expect(page.locator('[data-marker="rider"]')).to_have_count(1)  # where the rider was last seen
+        await expect(page.locator("#next-step")).to_be_hidden()  # nothing to do while it is on its way
         await _fail(ops, oid)
-        await _shows_failed(page)  # live
+        await _shows_failed(page, oid)  # live
         await page.reload()
-        await _shows_failed(page)  # and from the history
+        await _shows_failed(page, oid)  # and from the history
         await expect(page.locator("#rider-note")).to_be_hidden()  # not "waiting for the rider's position"
     finally:
         await page.context.close()

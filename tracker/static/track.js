@@ -77,6 +77,8 @@ function apply(event) {
     : handedBack ? "Your rider could not bring this order; finding another rider"
     : (STEPS.find(([k]) => k === status) || [status, status])[1]);
   $("status").dataset.status = status;
+  if (status !== "failed") showNextStep(null);
+  else if (event.kind === "failed") showNextStep(event);
   renderTimeline();
   describeMap();
 }
@@ -88,6 +90,25 @@ function cancelledText(event) {
 }
 // The service ended the order after pickup: the food will not arrive.
 const failedText = (event) => withReason("Delivery failed", event);
+
+// What the customer of a failed delivery is to do next, in plain words: what happened (the
+// operator's reason, written for the customer), that the restaurant or support will be in
+// touch, and the order's reference to quote. `failed`: the failed event, or null to hide it.
+function showNextStep(failed) {
+  const box = $("next-step");
+  box.hidden = !failed;
+  if (!failed) { box.replaceChildren(); return; }
+  const reason = typeof failed.reason === "string" ? failed.reason.trim().replace(/[.\s]+$/, "") : "";
+  const para = (...parts) => { const p = document.createElement("p"); p.append(...parts); return p; };
+  const ref = document.createElement("strong"); ref.className = "reference"; ref.textContent = orderId;
+  const text = [
+    para("We are sorry: your food will not arrive. ", reason ? `What happened: ${reason}.` : "The rider could not complete the delivery."),
+    para("You do not need to do anything now: the restaurant or our support team will contact you about what happens next."),
+    para("If you contact them, quote your order reference ", ref, "."),
+  ];
+  const key = text.map((p) => p.textContent).join("\n");
+  if (box.dataset.text !== key) { box.replaceChildren(...text); box.dataset.text = key; }  // (read out once)
+}
 
 // The drop-off estimate while a rider has the order (null: none), counted down against the
 // server clock rather than from the position it came with, so the ETA of a rider gone silent
@@ -226,7 +247,7 @@ function refused(reason) {
   setText($("status"), "This order cannot be shown.");
   $("status").dataset.status = "refused";
   // Nothing of the order stays on show under the refusal (a link revoked while open included).
-  for (const id of ["eta-line", "rider-note", "stops-note", "timeline", "map-section"]) $(id).hidden = true;
+  for (const id of ["eta-line", "rider-note", "stops-note", "next-step", "timeline", "map-section"]) $(id).hidden = true;
   map.removeMarker("rider");
 }
 
