@@ -48,6 +48,9 @@ RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
 # ``food_ready_at`` stamp, set by ``food_ready``, is checked in the same atomic step.
 NOT_AFTER_FOOD_READY = ("food_ready", "food_delayed")
 FOOD_READY = ("food_ready_at", "the food is already ready")  # (the stamp, why the event is refused)
+# Steps an order takes at most once (its stamp stays): a refused one the order already took is
+# answered as such (``already``), so a press repeated after an uncertain answer reads "done".
+TAKEN_ONCE = ("confirmed", "at_pickup", "picked_up", "at_dropoff", "delivered", "cancelled", "failed", "food_ready")
 
 
 def allowed_from(kind: str) -> tuple[str, ...]:

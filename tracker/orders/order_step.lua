@@ -2,7 +2,8 @@
 -- check every order's state, then for each: append the event to the order's stream and to
 -- the merchant feed, update the order hash, and publish the event on the live channels.
 -- The state and its history can never disagree; publication order is commit order.
--- Returns {'ok', event id, previous status, ...} per order, or {error, order id, ...}.
+-- Returns {'ok', event id, previous status, ...} per order, or {error, order id, ...}: a refused
+-- transition as {'invalid_transition', order id, its status, '1' when it already took this step}.
 --
 -- KEYS: feed, feed_last, feed_origin (the first id the feed ever held: while the feed still
 --       holds it, nothing was trimmed), then (order hash, order events) for each order, then
@@ -17,6 +18,8 @@
 --          claim lapsed and was settled by another process meanwhile must not assign),
 --       14 hash fields JSON every order must still hold as given ("" = no check; a step computed
 --          from what was read, e.g. a delay from the food's estimate, is refused when it changed),
+--       15 the hash field this step stamps when taken ("" = none): an order refused the step that
+--          already holds it took this very step before (a press repeated after an uncertain answer),
 --       then per order: order id, event JSON base, per-order hash fields JSON.
 local mode, merchant = ARGV[1], ARGV[2]
 -- The feed's entry ids are Redis's own clock ('*'), so its retention counts on that clock too
@@ -25,7 +28,8 @@ local mode, merchant = ARGV[1], ARGV[2]
 local minid = string.format('%.0f', now - tonumber(ARGV[4]))
 local allowed, new_status, rider, unassigned = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local fields = cjson.decode(ARGV[9])
-local n = (#ARGV - 14) / 3
+local n = (#ARGV - 15) / 3
+local done = ARGV[15]
 local fence = ARGV[13]
 local unchanged = ARGV[14] ~= '' and cjson.decode(ARGV[14]) or nil
 
@@ -34,7 +38,7 @@ local unset = ARGV[11]
 local retention = tonumber(ARGV[12])
 local ends = new_status == 'delivered' or new_status == 'cancelled' or new_status == 'failed'
 
-local function order_arg(i, k) return ARGV[14 + (i - 1) * 3 + k] end
+local function order_arg(i, k) return ARGV[15 + (i - 1) * 3 + k] end
 
 if fence ~= '' then
   for i = 1, n do
@@ -56,7 +60,8 @@ for i = 1, n do
     local current_rider = redis.call('HGET', h, 'rider_id') or ''
     if rider ~= '' and current_rider ~= rider then return {'forbidden', oid} end
     if allowed ~= '' and not string.find(' ' .. allowed .. ' ', ' ' .. status .. ' ', 1, true) then
-      return {'invalid_transition', oid, status}
+      local taken = done ~= '' and (redis.call('HGET', h, done) or '') ~= ''
+      return {'invalid_transition', oid, status, taken and '1' or ''}
     end
     if unassigned == '1' and current_rider ~= '' then return {'conflict', oid} end
     if unset ~= '' and (redis.call('HGET', h, unset) or '') ~= '' then return {'already', oid, status} end

@@ -134,7 +134,7 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
             Step(kind=kind, allowed=allowed, new_status=target, fields=all_fields, event_extra=event_extra or {},
                  rider=rider, require_unassigned=require_unassigned, per_order_fields=per_order_fields,
                  require_unset=machine.FOOD_READY if kind in machine.NOT_AFTER_FOOD_READY else None, fence=fence,
-                 unchanged=unchanged),
+                 unchanged=unchanged, done=STAMP[kind] if kind in machine.TAKEN_ONCE else None),
             now,
         )
     except (ApiError, OrderChanged):

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn, Sequence
 
 import orjson
 
@@ -130,10 +130,20 @@ class Step:
     require_unset: tuple[str, str] | None = None  # (hash field that must still be empty, why it is refused)
     fence: tuple[str, list[str]] | None = None  # (offer id, the orders' lock keys): those locks must hold it
     unchanged: dict[str, str] | None = None  # hash fields every order must still hold as read (else OrderChanged)
+    done: str | None = None  # the hash field the step stamps: set on a refused order, it took this very step before
 
 
 def _strings(fields: dict[str, Any]) -> bytes:
     return orjson.dumps({k: ("" if v is None else str(v)) for k, v in fields.items()})
+
+
+def _refused(step: Step, order_id: str, status: str, *, already: bool) -> NoReturn:
+    """The ``invalid_transition`` of a step the order's status does not allow, saying where the
+    order stands (``status``) and whether it took this very step already (``already``: a press
+    repeated after an answer that left it unknown whether the first one was done)."""
+    why = f"it is '{status}'" + (f" (it took '{step.kind}' already)" if already else "")
+    raise ApiError("invalid_transition", f"cannot apply '{step.kind}' to order {order_id!r}: {why}",
+                   order_id=order_id, order_status=status, already=already)
 
 
 class OrderStore:
@@ -184,7 +194,7 @@ class OrderStore:
             "step", merchant_id, order_ids, now_ms, allowed=step.allowed, new_status=step.new_status,
             rider=step.rider, unassigned=step.require_unassigned, fields=step.fields, fingerprint="",
             events=events, per_order=per_order, unset=step.require_unset[0] if step.require_unset else None,
-            fence=step.fence, unchanged=step.unchanged,
+            fence=step.fence, unchanged=step.unchanged, done=step.done,
         )
         outcome = result[0]
         if outcome == "changed":
@@ -192,7 +202,7 @@ class OrderStore:
         if outcome == "not_found":
             raise ApiError("not_found", f"no order {result[1]!r}")
         if outcome == "invalid_transition":
-            raise ApiError("invalid_transition", f"cannot apply '{step.kind}' to order {result[1]!r}: it is '{result[2]}'")
+            return _refused(step, result[1], result[2], already=bool(result[3]) if len(result) > 3 else False)
         if outcome == "forbidden":
             raise ApiError("forbidden", f"order {result[1]!r} is not assigned to this rider")
         if outcome == "conflict":
@@ -201,7 +211,9 @@ class OrderStore:
             raise ApiError("conflict", f"order {result[1]!r} is no longer held by this offer (it was settled meanwhile)")
         if outcome == "already":
             why = step.require_unset[1] if step.require_unset else "already done"
-            raise ApiError("invalid_transition", f"cannot apply '{step.kind}' to order {result[1]!r}: {why}")
+            raise ApiError("invalid_transition", f"cannot apply '{step.kind}' to order {result[1]!r}: {why}",
+                           order_id=result[1], order_status=result[2],
+                           already=step.require_unset is not None and step.done == step.require_unset[0])
         ids, olds = result[1::2], result[2::2]
         return [{"id": eid, **event, "_from": old} for eid, old, event in zip(ids, olds, events)]
 
@@ -209,12 +221,12 @@ class OrderStore:
                    new_status: str | None, rider: str | None, unassigned: bool, fields: dict[str, Any],
                    fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]],
                    unset: str | None, fence: tuple[str, list[str]] | None = None,
-                   unchanged: dict[str, str] | None = None) -> list[str]:
+                   unchanged: dict[str, str] | None = None, done: str | None = None) -> list[str]:
         keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last", feed_origin_key(merchant_id)]
         args: list[Any] = [
             mode, merchant_id, now_ms, FEED_RETENTION_MS, " ".join(allowed), new_status or "",
             rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "", self.retention_ms,
-            fence[0] if fence else "", _strings(unchanged) if unchanged else "",
+            fence[0] if fence else "", _strings(unchanged) if unchanged else "", done or "",
         ]
         for oid, event, own in zip(order_ids, events, per_order):
             keys += [order_key(merchant_id, oid), events_key(merchant_id, oid)]
