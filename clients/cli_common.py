@@ -111,12 +111,17 @@ RETRY_CODES = ("redis_unavailable", "rate_limited")  # an action refused for the
 
 def refused_action(frame: dict[str, Any]) -> tuple[str, str] | None:
     """(action, order id) when ``frame`` is the server's refusal of one of this client's actions
-    (an ``error`` whose ``ref`` is ``"<action> <order id>"``), said on stderr; else ``None``."""
+    (an ``error`` whose ``ref`` is ``"<action> <order id>"``), said on stderr; else ``None``. A
+    refusal because the order took that very action already (``already``) is said as done."""
     ref = frame.get("ref")
     if frame.get("type") != "error" or not isinstance(ref, str) or " " not in ref:
         return None
     action, _, oid = ref.partition(" ")
-    note(f"the server refused {action} for {oid}: {frame.get('code')}: {frame.get('message')}")
+    if frame.get("code") == "invalid_transition" and frame.get("already") is True:
+        # (sent again after an answer that left it unknown whether the first one was done: it was)
+        note(f"{action} for {oid} was done already (the order is {frame.get('order_status')} now)")
+    else:
+        note(f"the server refused {action} for {oid}: {frame.get('code')}: {frame.get('message')}")
     return action, oid
 
 

@@ -117,7 +117,9 @@ async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str)
     The action stays owed until the feed shows it done (or moot): one sent just before the
     connection died is sent again by the next connection, if its resumed feed still needs it.
     One the server refused for a moment's trouble (Redis unreachable, too many messages) is
-    sent again after a pause (1 s, doubling up to 10 s); any other refusal ends it.
+    sent again after a pause (1 s, doubling up to 10 s), unless the feed shows it done by then
+    (an answer ``redis_unavailable`` is "not known to be done": Redis may still take it when it
+    wakes, and a send again then answers that it was done, ``already``); any other refusal ends it.
     """
     from clients.cli_common import RETRY_CODES, note
 
@@ -133,6 +135,8 @@ async def _act_when_due(tablet: MerchantClient, kitchen: Kitchen, order_id: str)
         code = kitchen.refused.pop(ref, None)
         if code is None:
             break
+        if code == "already":
+            break  # (said done by the refusal's own line)
         if code not in RETRY_CODES:
             note(f"not sending {action} for {order_id} again")
             break
@@ -183,7 +187,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, kitchen: Ki
                     continue
                 show(frame)
                 if refused_action(frame) is not None:
-                    kitchen.refused[frame["ref"]] = str(frame.get("code"))
+                    # (a press the order had taken already, sent again after an uncertain answer, is done)
+                    kitchen.refused[frame["ref"]] = "already" if frame.get("already") is True else str(frame.get("code"))
                     continue
                 if frame.get("type") == "resync" and frame.get("reason") == "too_many_missed":
                     note("the feed skipped events this kitchen missed: reading its whole history again")

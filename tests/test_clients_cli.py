@@ -105,27 +105,33 @@ def test_a_rider_restarted_with_an_order_delivers_it_from_its_route(
 
 
 @contextmanager
-def an_assigned_order(tmp_path: Path, uid: Callable[[str], str]) -> Iterator[tuple[Any, ServerProcess, httpx.Client, str, str]]:
+def an_assigned_order(tmp_path: Path, uid: Callable[[str], str], *,
+                      relayed: bool = False) -> Iterator[tuple[Any, ServerProcess, httpx.Client, str, str]]:
     """(its Redis, the server, an operator client, the order, its rider): an order its kitchen
     confirmed and the operator assigned, on a server whose REDIS_URL Redis the test stops,
-    starts again (on the same port) or reconfigures by hand."""
+    starts again (on the same port) or reconfigures by hand. ``relayed``: the server reaches it
+    through a :class:`FreezingRelay`, given in its place, which freezes it on cue."""
+    from tests.redis_freeze import FreezingRelay
     from tracker.embedded_redis import EmbeddedRedis
 
     oid, merchant, rider = uid("o"), uid("m"), uid("r")
     external = EmbeddedRedis(tmp_path / "redis", port=free_port())
     external.start()
+    relay = FreezingRelay(external) if relayed else None
     try:
-        with ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as srv:
+        with ServerProcess(redis_url=relay.url if relay else external.url, data_dir=tmp_path / "data") as srv:
             ops = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer " + srv.token("operator", "ops")})
             try:
                 assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
                                                     "dropoff": {"lat": 52.53, "lng": 13.42}}).status_code == 201
                 assert httpx_ws_confirm(srv, merchant, oid).returncode == 0
                 assert ops.post(f"/v1/orders/{oid}/assign", json={"rider_id": rider}).status_code == 200
-                yield external, srv, ops, oid, rider
+                yield relay or external, srv, ops, oid, rider
             finally:
                 ops.close()
     finally:
+        if relay is not None:
+            relay.close()
         external.stop()
 
 
@@ -157,6 +163,41 @@ def test_a_rider_reports_again_a_step_refused_while_redis_was_away(tmp_path: Pat
             run.kill()
             said = run.communicate()[1]
     assert "redis_unavailable" in said and f"reporting picked_up for {oid} again" in said, said
+
+
+def test_a_rider_told_a_step_was_not_known_to_be_done_learns_it_was_when_it_reports_it_again(
+        tmp_path: Path, uid: Callable[[str], str]) -> None:
+    """Redis stops just as the rider's picked_up goes to it (answered ``redis_unavailable``: not
+    known to be done) and takes it when it wakes: the rider reports it again, as it does after
+    that answer, and says the server had it already, instead of a refusal; the order is delivered."""
+    import asyncio
+
+    with an_assigned_order(tmp_path, uid, relayed=True) as (relay, srv, ops, oid, rider):
+        relay.freeze_before(b"EVALSHA", f'"order_id":"{oid}","kind":"picked_up"'.encode())
+        run = subprocess.Popen([sys.executable, "-m", "clients.rider", "--server", srv.base_url, "--token",
+                                srv.token("rider", rider), "--deliver", "2", "--for", "60"],
+                               cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert run.stderr is not None
+            asyncio.run(relay.frozen(timeout=30))
+            lines = []
+            try:
+                for line in run.stderr:  # (the answer comes after the server's 5 s wait)
+                    lines.append(line)
+                    if f"refused picked_up for {oid}: redis_unavailable" in line:
+                        break
+            finally:
+                relay.thaw()
+            for line in run.stderr:  # reported again, as after any redis_unavailable
+                lines.append(line)
+                if f"picked_up for {oid} was done already" in line:
+                    break
+            assert delivered_soon(ops, oid)
+        finally:
+            run.kill()
+            said = "".join(lines) + run.communicate()[1]
+    assert f"picked_up for {oid} was done already (the order is " in said, said
+    assert f"refused picked_up for {oid}: invalid_transition" not in said, said
 
 
 def test_a_rider_reports_again_a_step_refused_while_redis_was_out_of_memory(tmp_path: Path, uid: Callable[[str], str]) -> None:

@@ -3,6 +3,7 @@ or out-of-scope token, or an unknown order. The page stops trying and says what 
 instead of showing "offline" and reconnecting forever."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -165,8 +166,9 @@ async def test_the_kitchen_board_says_in_plain_words_when_a_press_hit_a_redis_th
         tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """Redis hangs (stopped) while Confirm is pressed: the server answers redis_unavailable after
     its wait; the board tells the kitchen what that means for the order, without Redis's jargon.
-    The step is "not known to be done" (docs/protocol.md): once Redis is back, the order has
-    moved, or a second press, as the note says, moves it."""
+    The step is "not known to be done" (docs/protocol.md): the board reads the order once Redis
+    is back and says which. Here Redis stopped before the server read the order, so the step
+    never went out: the board says to press again, and the second press moves it."""
     import os
     import signal
 
@@ -183,22 +185,88 @@ async def test_the_kitchen_board_says_in_plain_words_when_a_press_hit_a_redis_th
             await expect(confirm).to_be_visible()
             assert external._proc is not None
             os.kill(external._proc.pid, signal.SIGSTOP)
+            note = page.locator("#prompts [data-kind=error]")
             try:
                 await confirm.click()
-                note = page.locator("#prompts [data-kind=error]")
-                await expect(note).to_have_text(re.compile(
-                    r"^The server could not save that just now \(its database did not answer\)\. If the order has not "
-                    r"moved in a moment, press again\.$"), timeout=15_000)
+                await expect(note).to_have_text(
+                    'Order o1: the server could not save "Confirm" just now (its database did not answer), but it may '
+                    "still go through. Checking…", timeout=15_000)
                 assert "Redis" not in await note.inner_text()
             finally:
                 os.kill(external._proc.pid, signal.SIGCONT)
-            # as the note says: if the order has not moved in a moment, press again (Ready is
-            # offered once it is confirmed)
-            row = page.locator('tr[data-order="o1"]')
-            await page.wait_for_timeout(3000)
-            if await row.get_attribute("data-status") == "placed":
-                await confirm.click()
+            await expect(note).to_have_text('Order o1: "Confirm" did not go through. Press again.', timeout=20_000)
+            assert await page.locator('tr[data-order="o1"]').get_attribute("data-status") == "placed"
+            await confirm.click()  # as the note says (Ready is offered once it is confirmed)
             await expect(page.get_by_role("button", name="Ready o1")).to_be_visible(timeout=10_000)
+        finally:
+            await page.context.close()
+            await ops.close()
+
+
+async def test_a_kitchens_press_that_a_frozen_redis_took_when_it_woke_reads_as_done_after_all(
+        tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Redis stops just as the confirm's step is on its way to it: the server answers
+    redis_unavailable after its wait, and Redis takes the step when it wakes. The board reads
+    the order once the server answers again and says the press went through: the kitchen is not
+    sent to press again, and its Ready button comes without a second press."""
+    from tests.redis_freeze import FreezingRelay
+    from tracker.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path / "redis", port=free_port()) as redis, FreezingRelay(redis) as relay, \
+            ServerProcess(redis_url=relay.url, data_dir=tmp_path / "data") as srv:
+        ops = Ops(srv)
+        page = await new_page(browser)
+        try:
+            assert (await ops.create("o1", "m1")).status_code == 201
+            await page.goto(f"{srv.base_url}/merchant?token={srv.token('merchant', 'm1')}")
+            confirm = page.get_by_role("button", name="Confirm o1")
+            await expect(confirm).to_be_visible()
+            relay.freeze_before(b"EVALSHA", b'"order_id":"o1","kind":"confirmed"')
+            try:
+                await confirm.click()
+                await relay.frozen()
+                await expect(page.locator("#prompts [data-kind=error]")).to_have_text(
+                    'Order o1: the server could not save "Confirm" just now (its database did not answer), but it may '
+                    "still go through. Checking…", timeout=15_000)
+            finally:
+                relay.thaw()
+            await expect(page.locator("#prompts [data-kind=done]")).to_have_text(
+                'Order o1: "Confirm" went through after all.', timeout=20_000)
+            await expect(page.locator("#prompts [data-kind=error]")).to_have_count(0)
+            await expect(page.get_by_role("button", name="Ready o1")).to_be_visible(timeout=15_000)
+            assert (await ops.get("o1"))["status"] == "confirmed"
+        finally:
+            await page.context.close()
+            await ops.close()
+
+
+async def test_an_operators_cancel_that_a_frozen_redis_took_when_it_woke_reads_as_done_after_all(
+        tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The ops page's "Cancel order" meets a Redis that stops as the step goes out: answered 503
+    redis_unavailable, the page says it is not known whether the order was cancelled, reads it
+    once the server answers again, and says it was (Redis took it when it woke)."""
+    from tests.redis_freeze import FreezingRelay
+    from tracker.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path / "redis", port=free_port()) as redis, FreezingRelay(redis) as relay, \
+            ServerProcess(redis_url=relay.url, data_dir=tmp_path / "data") as srv:
+        ops = Ops(srv)
+        page = await new_page(browser)
+        page.on("dialog", lambda d: asyncio.ensure_future(d.accept("kitchen closed early")))
+        try:
+            assert (await ops.create("o1", "m1")).status_code == 201
+            await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order=o1")
+            note = page.locator("#order-note")
+            await expect(page.locator("#order-summary")).to_contain_text("o1: ")
+            relay.freeze_before(b"EVALSHA", b'"order_id":"o1","kind":"cancelled"')
+            try:
+                await page.get_by_role("button", name="Cancel order").click()
+                await relay.frozen()
+                await expect(note).to_contain_text("Order o1: not known whether it was cancelled", timeout=15_000)
+            finally:
+                relay.thaw()
+            await expect(note).to_have_text("Order o1 was cancelled after all.", timeout=20_000)
+            assert (await ops.get("o1"))["status"] == "cancelled"
         finally:
             await page.context.close()
             await ops.close()

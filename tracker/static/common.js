@@ -18,9 +18,10 @@ export function tokenSubject() {
 // expired or outside its scope, or the thing it names does not exist): the page stops and says
 // so. Network errors, 5xx (503 redis_unavailable) and 408/429 are worth retrying.
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, detail = {}) {
     super(`${code}: ${message}`);
     this.status = status; this.code = code;
+    this.detail = detail;  // the error's other fields (an invalid_transition's `already`, `order_status`)
     this.refused = status >= 400 && status < 500 && status !== 408 && status !== 429;
   }
 }
@@ -32,9 +33,31 @@ export async function api(path, options = {}) {
   let body = null;
   try { body = await response.json(); } catch { body = null; }
   if (!response.ok || body === null) {
-    throw new ApiError(response.status, body?.error?.code || `http_${response.status}`, body?.error?.message || response.statusText || "no readable answer");
+    throw new ApiError(response.status, body?.error?.code || `http_${response.status}`, body?.error?.message || response.statusText || "no readable answer",
+      body?.error || {});
   }
   return body;
+}
+
+// A step answered `redis_unavailable` is "not known to be done": Redis may still run it when it
+// wakes. Read the order until the server answers, and once more after that (the first answer may
+// come from a read Redis took before the step that waited with it), every `everyMs`, for at most
+// `withinMs`: resolves to the order as it then stands, or null if the server never answered.
+export async function settle(id, { everyMs = 2000, withinMs = 120_000 } = {}) {
+  const until = performance.now() + withinMs;
+  let answered = false;
+  while (performance.now() < until) {
+    try {
+      const order = await api(`/v1/orders/${encodeURIComponent(id)}`, { signal: AbortSignal.timeout(8000) });
+      if (answered) return order;
+      answered = true;
+      continue;
+    } catch (err) {
+      if (err.refused) return null;  // (the order is gone, or the link: nothing more to learn)
+    }
+    await new Promise((done) => setTimeout(done, everyMs));
+  }
+  return null;
 }
 
 // Why a link was refused, for people, from the server's reason (`code: message`): plain words

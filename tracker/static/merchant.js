@@ -1,5 +1,5 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { api, askReason, clockTime, liveSocket, MAX_REASON, minutesFrom, serverClock, setOffline, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
+import { api, askReason, clockTime, liveSocket, MAX_REASON, minutesFrom, serverClock, setOffline, settle, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, reason and by (of a cancel or a failed delivery)}
@@ -41,7 +41,8 @@ function button(label, name, action, id, extra = {}, secondary = false) {
   b.addEventListener("click", () => {
     if (performance.now() < Number(b.closest("tr")?.dataset.armedAt || 0)) return;  // just slid under the finger
     lastPressAt = performance.now();
-    if (action === "cancel") cancelOrder(id); else act(id, { type: action, order_id: id, ...extra });
+    // (the `id` comes back as the `ref` of a refusal: which press on which order it answers)
+    if (action === "cancel") cancelOrder(id); else act(id, { type: action, order_id: id, id: `${action} ${id}`, ...extra });
   });
   return b;
 }
@@ -68,6 +69,7 @@ function act(id, msg) {
   if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
   if (!online || !socket.send(msg)) { note("Not sent: the board is offline. Try again once it is back."); return; }
   lastPress.set(id, [msg.type, performance.now()]);
+  delayedBefore.set(id, orders.get(id)?.delayedTs ?? -Infinity);  // (to tell whether an uncertain delay took)
   const press = Symbol(id);
   sending.set(id, press);
   render();
@@ -85,7 +87,46 @@ function act(id, msg) {
     else giveUp();
   }, SEND_WAIT_MS);
 }
-const PRESSED = { confirm: "Confirm", ready: "Ready", delay: "Delay 5 min" };
+const PRESSED = { confirm: "Confirm", ready: "Ready", delay: "Delay 5 min", cancel: "Cancel order" };
+const delayedBefore = new Map();  // order id -> its latest delay's time (ts) when Delay was last pressed
+
+// A press answered `redis_unavailable` is not known to be done: the server's database did not
+// answer in time, and may still take the step when it wakes. The board finds out by reading the
+// order once the server answers again, and says which; the row follows the feed as always.
+const TOOK = {
+  confirm: (o) => Number.isFinite(o.confirmed_at),
+  ready: (o) => Number.isFinite(o.food_ready_at),
+  delay: (o, id) => Number.isFinite(o.food_delayed_at) && o.food_delayed_at > (delayedBefore.get(id) ?? -Infinity),
+  cancel: (o) => o.status === "cancelled",
+};
+async function uncertain(id, action, from) {
+  const pressed = PRESSED[action];
+  const checking = note(`Order ${id}: the server could not save "${pressed}" just now (its database did not answer), `
+    + "but it may still go through. Checking…", from, "error", null);
+  const order = await settle(id);
+  checking.remove();
+  if (order === null) note(`Order ${id}: could not find out whether "${pressed}" went through. If the order has not moved, press again.`);
+  else if (TOOK[action](order, id)) note(`Order ${id}: "${pressed}" went through after all.`, null, "done");
+  else note(`Order ${id}: "${pressed}" did not go through. Press again.`);
+}
+
+// What a press the order had already taken did (a press repeated after an uncertain answer).
+const ALREADY = { confirm: "already confirmed", ready: "its food is already marked ready",
+  cancel: "already cancelled" };
+function alreadyDone(id, action, from) {
+  note(`Order ${id}: ${ALREADY[action] || "already done"} (an earlier press went through).`, from, "done");
+}
+
+// The server refused a press (an `error` frame): the press it answers (its `ref`) stops waiting.
+function onRefused(msg) {
+  const ref = typeof msg.ref === "string" ? msg.ref : "";
+  const [action, id] = ref.includes(" ") ? [ref.slice(0, ref.indexOf(" ")), ref.slice(ref.indexOf(" ") + 1)] : [null, null];
+  if (id) sending.delete(id); else sending.clear();
+  if (id && msg.code === "redis_unavailable" && action in TOOK) uncertain(id, action, msg);
+  else if (id && msg.code === "invalid_transition" && msg.already === true) alreadyDone(id, action, msg);
+  else note(refusal(msg.code, msg.message), msg);
+  render();
+}
 
 // The kitchen cannot make an order (out of an ingredient, closing early): cancel it over HTTP,
 // with the reason the customer is shown. Asked first, so a slip of the finger cancels nothing.
@@ -106,7 +147,8 @@ async function cancelOrder(id) {
     });
   } catch (err) {
     if (err.name === "TimeoutError") note(`Order ${id}: no answer from the server to "Cancel order". If the order is not shown cancelled in a moment, press again.`);
-    else if (err.code === "redis_unavailable") note(`Order ${id}: ${refusal(err.code, err.message)}`, err);
+    else if (err.code === "redis_unavailable") uncertain(id, "cancel", err);
+    else if (err.code === "invalid_transition" && err.detail?.already === true) alreadyDone(id, "cancel", err);
     else note(`Order ${id} was not cancelled: ${WHY[err.code] || WHY.other}.`, err);
   } finally {
     if (sending.get(id) === press) { sending.delete(id); render(); }
@@ -134,15 +176,17 @@ function refusal(code, message) {
   return `${id ? `Order ${id}: not done` : "Not done"}: ${why}.`;
 }
 
-// A message about the board's own action (not sent, refused): it stands out, then goes after a
-// while. `from`: the server's refusal (`code`, `message`), kept out of the words.
+// A message about the board's own action (not sent, refused: `kind` "error"; done after all, or
+// already: "done"): it stands out, then goes after `visibleMs` (null: stays until removed).
+// `from`: the server's refusal (`code`, `message`), kept out of the words. Returns it.
 const NOTE_VISIBLE_MS = 20_000;
-function note(text, from = null) {
+function note(text, from = null, kind = "error", visibleMs = NOTE_VISIBLE_MS) {
   const d = document.createElement("div");
-  d.className = "prompt"; d.dataset.kind = "error"; d.textContent = text;
+  d.className = "prompt"; d.dataset.kind = kind; d.textContent = text;
   if (from) { d.dataset.code = from.code || ""; console.info(`refused: ${from.code}: ${from.message}`); }
   $("prompts").prepend(d);
-  setTimeout(() => d.remove(), NOTE_VISIBLE_MS);
+  if (visibleMs !== null) setTimeout(() => d.remove(), visibleMs);
+  return d;
 }
 
 // Drop finished orders whose minute is up; wake up again when the next one's is.
@@ -399,7 +443,7 @@ const socket = liveSocket(() => wsUrl(`/v1/ws/merchant?token=${encodeURIComponen
     else if (msg.type === "prompt") onPrompt(msg);
     else if (msg.type === "rider_eta") onRiderEta(msg);
     else if (msg.type === "resync") restart();
-    else if (msg.type === "error") { sending.clear(); note(refusal(msg.code, msg.message), msg); render(); }  // an action refused: say why
+    else if (msg.type === "error") onRefused(msg);  // an action refused: say why
   },
 });
 // The riders' minutes away run down between their updates (a replay's fast clock too).

@@ -1,6 +1,6 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service
 // figures, the orders waiting, and one order at a time to act on (cancel, take back, assign, fail).
-import { api, askReason, clockTime, MAX_REASON, minutesFrom, setOffline, setText, showRefusal, VectorMap } from "/static/common.js";
+import { api, askReason, clockTime, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -561,6 +561,14 @@ function drawEvents(events) {
 }
 
 const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
+// Whether the order as read took the action (`body`: what was sent), for an action answered
+// `redis_unavailable`: not known to be done (Redis may still take it when it wakes).
+const TOOK = {
+  cancel: (o) => o.status === "cancelled",
+  fail: (o) => o.status === "failed",
+  assign: (o, body) => o.rider_id === body.rider_id,
+  unassign: (o, body) => o.rider_id !== body.rider_id,
+};
 
 // Why the server did not take an action, in plain words first (the server's own words follow).
 function whyNot(err) {
@@ -607,7 +615,7 @@ async function act(o, action) {
   }
   acting = true;
   for (const b of $("order-actions").querySelectorAll("button")) b.disabled = true;
-  let done = false;
+  let done = false, unsure = false;
   try {
     const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -616,10 +624,22 @@ async function act(o, action) {
       : action === "unassign" ? `Order ${o.id} taken back from ${o.rider_id}: dispatch offers it again.`
         : `Order ${o.id} ${VERB[action]}.`);
   } catch (err) {
-    note(`Order ${o.id} was not ${VERB[action]}: ${whyNot(err)} (Server: ${err.message})`);
+    if (err.code === "redis_unavailable") {
+      unsure = true;
+      note(`Order ${o.id}: not known whether it was ${VERB[action]}: the server's database did not answer in time, `
+        + `and may still do it when it wakes. Checking… (Server: ${err.message})`);
+    } else if (err.code === "invalid_transition" && err.detail?.already === true) {
+      note(`Order ${o.id} is already ${VERB[action]} (an earlier try went through).`);
+    } else note(`Order ${o.id} was not ${VERB[action]}: ${whyNot(err)} (Server: ${err.message})`);
   } finally {
     acting = false;
     for (const b of $("order-actions").querySelectorAll("button")) b.disabled = false;
+  }
+  if (unsure) {  // read it once the server answers again, and say which
+    const after = await settle(o.id);
+    note(after === null ? `Order ${o.id}: could not find out whether it was ${VERB[action]}; look at it again in a moment.`
+      : TOOK[action](after, body) ? `Order ${o.id} was ${VERB[action]} after all.`
+        : `Order ${o.id} was not ${VERB[action]}: the server's database did not take it. Try again.`);
   }
   // The order as it stands now, with its events (who ended it and why), the note kept (and kept
   // if it cannot be read). A rider may give a hand assignment back at once (its shift ends first):
