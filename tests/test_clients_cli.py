@@ -550,12 +550,13 @@ def test_the_command_line_rider_drops_an_order_taken_back_and_delivers_it_when_h
 
 def test_the_command_line_kitchen_confirms_a_backlog_past_its_rate_limit_and_a_delayed_order(
         server: ServerProcess, uid: Callable[[str], str]) -> None:
-    """A kitchen opens with 60 orders waiting, more than its socket may send at once: the
-    confirmations refused as ``rate_limited`` are sent again until every order is confirmed,
-    one the kitchen had delayed before confirming it included."""
+    """A kitchen opens with 120 orders waiting, more than its socket may send at once (however
+    slowly a loaded machine reads its feed): the confirmations refused as ``rate_limited`` are
+    sent again until every order is confirmed, one the kitchen had delayed before confirming it
+    included."""
     merchant = uid("m")
     ops = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer " + server.token("operator", "ops")})
-    waiting = [uid(f"o{i}") for i in range(60)]
+    waiting = [uid(f"o{i}") for i in range(120)]
     try:
         for oid in waiting:
             assert ops.post("/v1/orders", json={"id": oid, "merchant_id": merchant, "pickup": {"lat": 52.52, "lng": 13.405},
@@ -566,7 +567,7 @@ def test_the_command_line_kitchen_confirms_a_backlog_past_its_rate_limit_and_a_d
             while json.loads(board.recv(timeout=10)).get("kind") != "food_delayed":
                 pass
         kitchen = client("merchant", "--server", server.base_url, "--token", server.token("merchant", merchant),
-                         "--confirm", "--for", "15")
+                         "--confirm", "--for", "20")
         statuses = [ops.get(f"/v1/orders/{oid}").json()["status"] for oid in waiting]
     finally:
         for oid in waiting:  # confirmed orders left open on the shared server would be offered to other tests' riders
