@@ -2,8 +2,8 @@
 server: a finger on a phone opens an order from its restaurant's mark and finds a rider in the
 Riders table from its dot (a 44 px target, not the dot alone); riders are drawn over the orders
 at their restaurant; placed orders are on the map apart from those waiting for a rider, as its
-legend says; and an order whose kitchen delayed the food says so on the map, in its table and
-in the Order panel."""
+legend says; an order whose kitchen delayed the food says so on the map, in its table and in
+the Order panel; and so does the rider sent for such an order, in its row and on its dot."""
 from __future__ import annotations
 
 import re
@@ -181,4 +181,53 @@ async def test_a_kitchen_delay_shows_on_the_map_in_the_waiting_table_and_the_ord
     finally:
         await context.close()
         await kitchen.close()
+        await ops.close()
+
+
+async def test_a_rider_waiting_on_a_kitchen_delay_says_so_in_its_row_and_on_its_dot(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An order already with a rider leaves the waiting table and its restaurant's mark: where
+    the operator looks at that rider, the kitchen's delay (and until when) shows instead."""
+    srv = start_server(QUIET, redis=own_redis)
+    ops = Ops(srv)
+    mid, oid, other, rid = uid("m"), uid("o"), uid("o-on-time"), uid("r")
+    kitchen, courier = await merchant(srv, mid), await rider(srv, rid)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    try:
+        await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
+        for order in (oid, other):
+            await ops.create(order, mid, prep_minutes=10)
+            await kitchen.confirm(order)
+            await kitchen.event(order, "confirmed")
+            assert (await ops.assign(order, rid)).status_code == 200
+        await kitchen.delay(oid, 5)
+        delayed = await kitchen.event(oid, "food_delayed")
+        snap = (await ops.client.get("/v1/ops/snapshot")).json()
+        listed = {r["id"]: r for r in snap["riders"]}
+        assert listed[rid]["kitchen_delays"] == [{"order_id": oid, "ready_at": delayed["ready_at"]}]
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        ready = await wall_clock(page, delayed["ready_at"])
+        said = f"{oid}: food delayed by the kitchen, ready {ready}"
+        row = page.locator(f'#riders tr[data-rider="{rid}"]')
+        await expect(row.locator('td[data-label="State"]')).to_have_text(f"busy · {said}")
+        await expect(row).to_have_attribute("data-delayed", "")
+        dot = page.locator(f'[data-marker="{rid}"]')
+        await expect(dot.locator("title")).to_have_text(f"{rid}: busy · {said}")
+        await expect(dot).to_have_attribute("data-food-delayed", "")  # outlined, as the legend says
+        await expect(page.locator(".legend .rider-delayed")).to_have_text(re.compile("food delayed by the kitchen"))
+        await dot.click()
+        await expect(page.locator("#rider-note")).to_have_text(f"Rider {rid} selected on the map: busy, 2 orders · {said}.")
+        await courier.progress(oid, "at_pickup")  # at the counter, the food still not ready: still said
+        await kitchen.event(oid, "at_pickup")
+        await page.wait_for_timeout(2500)  # a poll or so later
+        await expect(row.locator('td[data-label="State"]')).to_have_text(f"busy · {said}")
+        await kitchen.ready(oid)  # the food is ready after all: the rider waits on nobody
+        await expect(row.locator('td[data-label="State"]')).to_have_text("busy")
+        await expect(row).not_to_have_attribute("data-delayed", "")
+        await expect(dot).not_to_have_attribute("data-food-delayed", "")
+        await expect(dot.locator("title")).to_have_text(f"{rid}: busy")
+    finally:
+        await context.close()
+        await kitchen.close()
+        await courier.close()
         await ops.close()

@@ -5,7 +5,8 @@ What the ops page draws: every fresh rider with its state (``free``, ``offered``
 food on the road with nobody answering is what an operator must see), hexagons (res 8) with their open orders and free riders and their boundary,
 the newest dispatch round of any process, the fleet-wide service level, the orders waiting
 for their kitchen, and the deliveries running late (past the on-time target, or expected past
-it within ``lateness.WARNING_MIN``).
+it within ``lateness.WARNING_MIN``). Each listed rider names the orders it is to collect whose
+kitchen delayed the food (``kitchen_delays``): the rider waits on the kitchen.
 
 The lists are capped (``MAX_RIDERS``, ``MAX_ORDERS``; a client may ask for fewer with
 ``?max_riders=`` and ``?max_orders=``) so the answer stays small however large the fleet;
@@ -36,12 +37,12 @@ from tracker.http.health import degraded_tasks
 from tracker.jsonutil import JSONResponse
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.locations.store import ACTIVE_REGIONS, is_silent, pause_key, record_key, seen_key
-from tracker.orders.food_ready import expected_ready_ms
+from tracker.orders.food_ready import expected_ready_ms, held_by_kitchen
 from tracker.orders.lateness import WARNING_MIN, kitchen_stamps, running_late
-from tracker.orders.machine import FINAL
+from tracker.orders.machine import FINAL, TO_COLLECT
 from tracker.orders.metrics import service_level
 from tracker.orders.service import load_orders
-from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key, unfinished_orders_key
+from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key, store_of, unfinished_orders_key
 from tracker.riders.pause import parse_pause, paused_riders
 from tracker.runtime import Runtime, runtime_of
 from tracker.settings import public_settings
@@ -243,6 +244,21 @@ async def _running_late(rt: Runtime, now: int) -> tuple[list[dict], bool]:
     return running_late(orders, now, target), due > LATE_READ
 
 
+async def _kitchen_delays(rt: Runtime, riders: Iterable[Rider]) -> dict[str, list[dict]]:
+    """Per rider (of ``riders``), the orders it is to collect whose food its kitchen delayed and
+    has not called ready since, each ``{"order_id", "ready_at"}`` (when the food is now
+    expected): the rider waits on the kitchen. One read of the listed riders' orders."""
+    carried = [(r.id, oid) for r in riders for oid in r.order_ids]
+    if not carried:
+        return {}
+    orders = await store_of(rt).load_many([oid for _, oid in carried])
+    out: dict[str, list[dict]] = {}
+    for (rid, oid), o in zip(carried, orders):
+        if o is not None and o.get("rider_id") == rid and o.get("status") in TO_COLLECT and held_by_kitchen(o):
+            out.setdefault(rid, []).append({"order_id": oid, "ready_at": expected_ready_ms(o)})
+    return out
+
+
 def _cells(orders: list[dict], free_riders: Iterable[Rider]) -> list[dict]:
     """H3 cells with their open orders (those listed) and free riders (all of them)."""
     cells: dict[str, dict] = {}
@@ -266,12 +282,13 @@ async def snapshot(request: Request) -> Response:
     orders, open_total = await _open_orders(rt, max_orders)
     unconfirmed, unconfirmed_total = await _kitchen_queue(rt, min(max_orders, MAX_KITCHEN_QUEUE))
     listed = heapq.nsmallest(max_riders, fleet, key=lambda r: r.order_key)
+    delays = await _kitchen_delays(rt, listed)
     late, late_cut = await _running_late(rt, now)
     last_round = await rt.redis.get(LAST_ROUND_KEY)
     paused, paused_total = await paused_riders(rt.redis)
     return JSONResponse({
         "ts": now,
-        "riders": [r.wire() for r in listed],
+        "riders": [{**r.wire(), "kitchen_delays": delays.get(r.id, [])} for r in listed],
         "open_orders": orders,
         "kitchen_queue": unconfirmed,
         "running_late": late[:min(max_orders, MAX_LATE)],

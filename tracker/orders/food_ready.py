@@ -30,3 +30,9 @@ def expected_ready_ms(order: Mapping[str, Any], default_prep_min: float | None =
     if confirmed is None or minutes is None:
         return None
     return confirmed + int(minutes * 60_000)
+
+
+def held_by_kitchen(order: Mapping[str, Any]) -> bool:
+    """Whether the kitchen put the food back (a ``delay``) and has not called it ready since:
+    the kitchen, not the riders, holds the order up. (A ``delay`` after ``ready`` is refused.)"""
+    return _ms(order.get("food_delayed_at")) is not None and _ms(order.get("food_ready_at")) is None

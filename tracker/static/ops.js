@@ -96,6 +96,11 @@ function core(points) {
 const kitchenDelayed = (o) => Number.isFinite(o.food_delayed_at) && !Number.isFinite(o.food_ready_at);
 // What a delay says, e.g. "food delayed by the kitchen, ready 12:10".
 const delayedText = (o) => `food delayed by the kitchen${Number.isFinite(o.ready_at) ? `, ready ${clockTime(o.ready_at)}` : ""}`;
+// The orders a rider is to collect whose food the kitchen delayed (the snapshot's
+// `kitchen_delays`), as said after its state: " · o7: food delayed by the kitchen, ready 12:10".
+const waitsOnKitchen = (r) => (r.kitchen_delays || []).length > 0;
+const kitchenDelaysText = (r) => (r.kitchen_delays || []).map((d) => ` · ${d.order_id}: ${delayedText(d)}`).join("");
+const stateText = (r, now) => (r.stale ? silentFor(r, now) : r.state);
 
 // The orders on the map, at their restaurants: one mark for those placed (waiting for the
 // kitchen to confirm: a hollow frame, drawn first and larger), one for those waiting for a rider
@@ -160,14 +165,15 @@ function drawMap(snap, riderById) {
   }
   drawOrders(snap);
   for (const r of snap.riders) {  // above the orders: a rider at its restaurant stays in sight
-    const label = r.stale ? silentFor(r, snap.ts) : r.state;
-    map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${label}`, hit: { selectRider: r.id } });
+    map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${stateText(r, snap.ts)}${kitchenDelaysText(r)}`, hit: { selectRider: r.id } });
   }
   for (const [id, m] of map.markers) {
     const r = riderById.get(id);
     if (!r) { map.removeMarker(id); continue; }
     const color = COLORS[stateOf(r)];
     if (m.el.getAttribute("fill") !== color) m.el.setAttribute("fill", color);
+    // Outlined in the delayed orders' orange while it waits on a kitchen's delay.
+    if (waitsOnKitchen(r) !== m.el.hasAttribute("data-food-delayed")) m.el.toggleAttribute("data-food-delayed", waitsOnKitchen(r));
   }
   markSelected();
 }
@@ -250,7 +256,7 @@ function selectRider(id) {
   if (lastSnap) drawRiders(lastSnap);
   if (!row()) { $("rider-filter").value = id; if (lastSnap) drawRiders(lastSnap); }
   markSelected();
-  $("rider-note").textContent = `Rider ${id} selected on the map${r ? `: ${r.stale ? silentFor(r, lastSnap.ts) : r.state}, ${plural(r.orders, "order")}` : ""}.`;
+  $("rider-note").textContent = `Rider ${id} selected on the map${r ? `: ${stateText(r, lastSnap.ts)}, ${plural(r.orders, "order")}${kitchenDelaysText(r)}` : ""}.`;
   const tr = row();
   if (tr) { tr.tabIndex = -1; tr.scrollIntoView({ block: "center" }); tr.focus({ preventScroll: true }); }
 }
@@ -275,7 +281,8 @@ function drawRiders(snap) {
     cell(tr, "Rider", r.id); tr.firstChild.className = "id";
     const refused = r.refused_last_hour ? ` · refused ${plural(r.refused_last_hour, "offer")} in the last hour` : "";
     const paused = r.paused ? ` · paused by the operator${r.paused.reason ? `: ${r.paused.reason}` : ""}` : "";
-    cell(tr, "State", (r.stale ? silentFor(r, snap.ts) : r.state) + paused + refused);
+    cell(tr, "State", stateText(r, snap.ts) + kitchenDelaysText(r) + paused + refused);
+    if (waitsOnKitchen(r)) tr.dataset.delayed = "";
     if (r.refused_last_hour >= 3) tr.dataset.refusing = "";
     if (r.paused) tr.dataset.paused = "";
     const ids = r.order_ids || [];
