@@ -1,4 +1,5 @@
-"""A failed delivery on the customer's tracking page and the kitchen board, in a real Chromium."""
+"""A failed delivery on the customer's tracking page and the kitchen board, and a cancelled
+order's next step on the tracking page, in a real Chromium."""
 from __future__ import annotations
 
 import re
@@ -113,6 +114,78 @@ async def test_ops_page_counts_failed_deliveries_apart_from_delivered(server: Se
         await _fail(ops, oid)
         await expect(failed).to_have_text(str(before + 1), timeout=15_000)  # the fleet's counts, refreshed every 5 s
         assert await delivered.inner_text() == delivered_before  # a failed delivery is not a delivery
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def _cancel(server: ServerProcess, ops: Ops, oid: str, role: str, sub: str, reason: str | None) -> None:
+    """Cancel ``oid`` as ``role`` (``merchant`` or ``operator``), with ``reason`` if given."""
+    resp = await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": reason} if reason else {},
+                                 headers={"Authorization": "Bearer " + server.token(role, sub)})
+    assert resp.status_code == 200, resp.text
+
+
+async def _shows_cancelled(page: Page, oid: str, status: str, first: str) -> None:
+    """The tracking page of cancelled ``oid``: its status line, and under it, what happened
+    (``first``), that nothing is to be done, and the reference to quote."""
+    await expect(page.locator("#status")).to_have_text(status)
+    await expect(page.locator("#eta-line")).to_be_hidden()
+    next_step = page.locator("#next-step")
+    await expect(next_step).to_be_visible()
+    await expect(next_step).to_have_attribute("data-kind", "cancelled")
+    await expect(next_step.locator("p").first).to_have_text(first)
+    await expect(next_step).to_contain_text("You do not need to do anything: the order is closed.")
+    await expect(next_step).to_contain_text(f"contact our support team and quote your order reference {oid}.")
+    await expect(next_step.locator(".reference")).to_have_text(oid)
+    assert await next_step.evaluate("e => e.closest('[aria-live]')?.getAttribute('aria-live') ?? null") == "polite"
+
+
+async def test_customer_page_says_who_cancelled_before_pickup_and_what_to_do(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The kitchen cancels an order its rider was on the way to collect: the customer reads who
+    cancelled and when, the kitchen's words, that no rider is coming and nothing is to be done."""
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen, courier = await merchant(server, mid), await rider(server, rid)
+    page = await new_page(browser, mobile=True)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await courier.location(PICKUP["lat"] - 0.002, PICKUP["lng"])
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        assert (await ops.assign(oid, rid)).status_code == 200
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
+        await expect(page.locator("#next-step")).to_be_hidden()
+        await _cancel(server, ops, oid, "merchant", mid, "out of salmon.")
+        said = ("We are sorry: the restaurant cancelled your order before the rider collected it. Nothing will be"
+                " delivered and the rider is not coming. What happened: out of salmon.")
+        await _shows_cancelled(page, oid, "Cancelled by the restaurant: out of salmon.", said)  # live
+        await expect(page.locator('[data-marker="rider"]')).to_have_count(0)
+        await page.reload()
+        await _shows_cancelled(page, oid, "Cancelled by the restaurant: out of salmon.", said)  # from the history
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_customer_page_after_the_service_cancels_an_unconfirmed_order(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The operator cancels an order no kitchen accepted, giving no reason: the page says so
+    without inventing one, and no rider is mentioned."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser, mobile=True)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+        await _cancel(server, ops, oid, "operator", "ops", None)
+        for _ in range(2):  # live, then from the history
+            await _shows_cancelled(page, oid, "Cancelled by the service",
+                                   "We are sorry: our service cancelled your order before the restaurant accepted it. Nothing will be delivered.")
+            await page.reload()
     finally:
         await page.context.close()
         await ops.close()

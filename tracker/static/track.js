@@ -77,8 +77,8 @@ function apply(event) {
     : handedBack ? "Your rider could not bring this order; finding another rider"
     : (STEPS.find(([k]) => k === status) || [status, status])[1]);
   $("status").dataset.status = status;
-  if (status !== "failed") showNextStep(null);
-  else if (event.kind === "failed") showNextStep(event);
+  if (!ENDED_EARLY.some(([kind]) => kind === status)) showNextStep(null);
+  else if (event.kind === status) showNextStep(event);  // (the order's last event: nothing follows it)
   renderTimeline();
   describeMap();
 }
@@ -91,23 +91,46 @@ function cancelledText(event) {
 // The service ended the order after pickup: the food will not arrive.
 const failedText = (event) => withReason("Delivery failed", event);
 
-// What the customer of a failed delivery is to do next, in plain words: what happened (the
-// operator's reason, written for the customer), that the restaurant or support will be in
-// touch, and the order's reference to quote. `failed`: the failed event, or null to hide it.
-function showNextStep(failed) {
+// What the customer of an order that ended without a delivery is to do next, in plain words:
+// what happened and why (a failed delivery's or a cancel's reason: the ops page and the kitchen
+// board ask for it as words the customer is shown), whether anyone will be in touch or anything
+// is to be done, and the order's reference to quote. `ended`: the failed or cancelled event, or
+// null to hide it. A cancel comes before pickup: where the order had got to says what was lost.
+function showNextStep(ended) {
   const box = $("next-step");
-  box.hidden = !failed;
-  if (!failed) { box.replaceChildren(); return; }
-  const reason = typeof failed.reason === "string" ? failed.reason.trim().replace(/[.\s]+$/, "") : "";
+  box.hidden = !ended;
+  if (!ended) { box.replaceChildren(); delete box.dataset.kind; delete box.dataset.text; return; }
+  const reason = typeof ended.reason === "string" ? ended.reason.trim().replace(/[.\s]+$/, "") : "";
+  const why = reason ? ` What happened: ${reason}.` : "";
   const para = (...parts) => { const p = document.createElement("p"); p.append(...parts); return p; };
   const ref = document.createElement("strong"); ref.className = "reference"; ref.textContent = orderId;
-  const text = [
-    para("We are sorry: your food will not arrive. ", reason ? `What happened: ${reason}.` : "The rider could not complete the delivery."),
+  const text = ended.kind === "failed" ? [
+    para(`We are sorry: your food will not arrive.${why || " The rider could not complete the delivery."}`),
     para("You do not need to do anything now: the restaurant or our support team will contact you about what happens next."),
     para("If you contact them, quote your order reference ", ref, "."),
-  ];
+  ] : cancelledNextStep(ended.by, why, para, ref);
   const key = text.map((p) => p.textContent).join("\n");
+  box.dataset.kind = ended.kind;
   if (box.dataset.text !== key) { box.replaceChildren(...text); box.dataset.text = key; }  // (read out once)
+}
+
+// Who cancelled (the event's `by`), as the next step says it.
+const CANCELLED_WHO = { merchant: "the restaurant cancelled your order", operator: "our service cancelled your order",
+  customer: "you cancelled this order" };
+// The next step of a cancelled order: who cancelled it and how far it had got (a cancel always
+// comes before the food left the restaurant: nothing is on its way), that nothing is to be done,
+// and the reference to quote.
+function cancelledNextStep(by, why, para, ref) {
+  const rider = seen.has("assigned") || seen.has("at_pickup");  // (a rider who gave it back is no longer on it)
+  const when = rider ? "before the rider collected it" : seen.has("confirmed") ? "before a rider collected it"
+    : by === "merchant" ? "instead of accepting it" : "before the restaurant accepted it";
+  const who = CANCELLED_WHO[by] || "your order was cancelled";
+  const sorry = by === "customer" ? "Y" + who.slice(1) : `We are sorry: ${who}`;
+  return [
+    para(`${sorry} ${when}. Nothing will be delivered${rider ? " and the rider is not coming" : ""}.${why}`),
+    para("You do not need to do anything: the order is closed. If you still want food, place a new order."),
+    para("If you have a question about it, contact our support team and quote your order reference ", ref, "."),
+  ];
 }
 
 // The drop-off estimate while a rider has the order (null: none), counted down against the
