@@ -14,7 +14,8 @@ The scene: three restaurants, six riders (three carrying orders, two free, one o
 nine orders. Rosenthaler Pizza has one delivered, one on its way to the customer, one whose
 rider streams positions on the way to collect it (the tracked order), one cooking slowly and
 waiting for a rider, one not yet confirmed and one it cancelled (sold out); Oranien Ramen has
-a rider at the counter and an order to confirm; Boxhagener Falafel an order waiting for a
+a rider at the counter for food the kitchen delayed (the ops page's Riders row says so) and an
+order to confirm; Boxhagener Falafel an order waiting for a
 rider. Every order is placed within the scene's seconds (the server stamps ``placed_at``), so
 no order can be 40 minutes old: the on-time target is set to 15 minutes
 (``TRACKER_ON_TIME_TARGET_MIN``), and the slow pizza, planned past that, is predicted late.
@@ -54,7 +55,7 @@ KITCHENS: dict[str, Point] = {
 ORDERS: dict[str, tuple[str, Point, float]] = {
     "o-1041": (PIZZA, (52.5345, 13.4040), 10),    # delivered
     "o-1042": (PIZZA, (52.5228, 13.4022), 10),    # picked up, on its way
-    "o-2001": (RAMEN, (52.4992, 13.4302), 5),     # its rider at the counter
+    "o-2001": (RAMEN, (52.4992, 13.4302), 5),     # its rider at the counter, the food delayed
     "o-1046": (PIZZA, (52.5330, 13.3975), 10),    # cancelled by the kitchen
     "o-1043": (PIZZA, (52.5372, 13.3932), 5),     # assigned, its rider on the way: the tracked order
     "o-1044": (PIZZA, (52.5402, 13.4122), 20),    # a slow dish, waiting for a rider: running late
@@ -140,6 +141,8 @@ class Scene:
         for oid in ("o-1041", "o-1042"):
             await self.step_kitchen(oid, "ready", "food_ready")
         await self.steps("r-lea", "o-2001", "at_pickup")
+        await self.kitchens[RAMEN].delay("o-2001", 5)  # the broth is not ready: the rider waits
+        await self.kitchens[RAMEN].event("o-2001", "food_delayed")
         await self.steps("r-mira", "o-1042", "at_pickup", "picked_up")
         await self.steps("r-jonas", "o-1041", "at_pickup", "picked_up", "at_dropoff", "delivered")
         await self.post("/v1/orders/o-1046/cancel", {"reason": "sold out"}, srv.token("merchant", PIZZA))
@@ -189,6 +192,8 @@ async def shoot(browser: Browser, server: ServerProcess, out: Path) -> None:
     board = await page(browser, 1280, 720, f"{base}/merchant?token={server.token('merchant', PIZZA)}")
     await expect(board.locator("#orders tr")).to_have_count(sum(m == PIZZA for m, _, _ in ORDERS.values()))
     await expect(board.locator('.prompt[data-kind="start_preparing"]')).to_be_visible(timeout=20_000)
+    for oid in ("o-1043", "o-1044"):  # "preparing, ready 20:15": the ready time is read a moment after the events
+        await expect(board.locator(f'#orders tr[data-order="{oid}"] td').nth(2)).to_contain_text("ready")
     await board.screenshot(path=str(out / "merchant.png"), full_page=True)
 
     track = await page(browser, 390, 844, f"{base}/track/{TRACKED}?token={server.token('customer', TRACKED)}")
@@ -201,6 +206,7 @@ async def shoot(browser: Browser, server: ServerProcess, out: Path) -> None:
     await expect(ops.locator("#late tr[data-order]")).not_to_have_count(0)
     await expect(ops.locator("#order-card")).to_be_visible()
     await expect(ops.locator("[data-marker]")).to_have_count(len(RIDERS))
+    await expect(ops.locator('#riders tr[data-rider="r-lea"][data-delayed]')).to_have_count(1)
     await ops.wait_for_timeout(1500)
     await ops.screenshot(path=str(out / "ops.png"), full_page=True)
 
