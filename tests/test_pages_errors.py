@@ -7,6 +7,7 @@ import asyncio
 import re
 import time
 
+import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -208,7 +209,8 @@ async def test_a_kitchens_press_that_a_frozen_redis_took_when_it_woke_reads_as_d
     """Redis stops just as the confirm's step is on its way to it: the server answers
     redis_unavailable after its wait, and Redis takes the step when it wakes. The board reads
     the order once the server answers again and says the press went through: the kitchen is not
-    sent to press again, and its Ready button comes without a second press."""
+    sent to press again, and its Ready button comes without a second press. While it checks, the
+    row's buttons wait (greyed), as for a press not answered yet."""
     from tests.redis_freeze import FreezingRelay
     from tracker.embedded_redis import EmbeddedRedis
 
@@ -228,6 +230,8 @@ async def test_a_kitchens_press_that_a_frozen_redis_took_when_it_woke_reads_as_d
                 await expect(page.locator("#prompts [data-kind=error]")).to_have_text(
                     'Order o1: the server could not save "Confirm" just now (its database did not answer), but it may '
                     "still go through. Checking…", timeout=15_000)
+                # while it is checked, the row's buttons wait: a second press would only meet the first
+                await expect(confirm).to_have_attribute("aria-disabled", "true")
             finally:
                 relay.thaw()
             await expect(page.locator("#prompts [data-kind=done]")).to_have_text(
@@ -270,3 +274,61 @@ async def test_an_operators_cancel_that_a_frozen_redis_took_when_it_woke_reads_a
         finally:
             await page.context.close()
             await ops.close()
+
+
+async def test_the_kitchen_board_does_not_take_an_operators_cancel_for_its_own_press(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """While the kitchen types its reason for "Cancel order", the operator cancels the order. The
+    kitchen's cancel then meets an order cancelled already: the board says so plainly, and that
+    its reason was not sent; it does not say an earlier press of its own went through (it made
+    none), nor show it as done."""
+    oid, mid = uid("o"), uid("m")
+    ops = Ops(server)
+    page = await new_page(browser)
+
+    async def operator_first(dialog) -> None:  # type: ignore[no-untyped-def]
+        assert (await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": "customer phoned"})).status_code == 200
+        await dialog.accept("out of dough")
+    page.on("dialog", lambda d: asyncio.ensure_future(operator_first(d)))
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await page.get_by_role("button", name=f"Cancel order {oid}").click()
+        await expect(page.locator("#prompts [data-kind=info]")).to_have_text(
+            f"Order {oid} was already cancelled (see its row); your reason was not sent.", timeout=10_000)
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_contain_text("cancelled by the service: customer phoned")
+        await expect(page.locator("#prompts")).not_to_contain_text("earlier press")
+        await expect(page.locator("#prompts [data-kind=done]")).to_have_count(0)
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_the_ops_page_does_not_take_a_kitchens_cancel_for_its_own_try(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The kitchen cancels an order while the operator types a reason for cancelling it too: the
+    ops page says the order was cancelled already and the reason was not sent, not that an
+    earlier try of its own went through."""
+    oid, mid = uid("o"), uid("m")
+    ops = Ops(server)
+    page = await new_page(browser)
+
+    async def kitchen_first(dialog) -> None:  # type: ignore[no-untyped-def]
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as kitchen:
+            answer = await kitchen.post(f"/v1/orders/{oid}/cancel", json={"reason": "out of dough"},
+                                        headers={"Authorization": "Bearer " + server.token("merchant", mid)})
+        assert answer.status_code == 200, answer.text
+        await dialog.accept("customer phoned")
+    page.on("dialog", lambda d: asyncio.ensure_future(kitchen_first(d)))
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}&order={oid}")
+        await expect(page.locator("#order-summary")).to_contain_text(f"{oid}: ")
+        await page.get_by_role("button", name="Cancel order").click()
+        await expect(page.locator("#order-note")).to_have_text(
+            f"Order {oid} was already cancelled before this press (see its events); your reason was not sent.",
+            timeout=10_000)
+        assert (await ops.get(oid))["status"] == "cancelled"
+    finally:
+        await page.context.close()
+        await ops.close()

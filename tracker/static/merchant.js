@@ -6,6 +6,11 @@ const orders = new Map(); // order id -> {status, food, placedTs, finalTs, rider
 const rows = new Map(); // order id -> {tr, key}: a row is rebuilt only when what it shows changes
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
 const sending = new Map(); // order id -> the press awaiting its answer: the row's buttons wait for it
+// Presses of this board's not known to be done ("action id": answered redis_unavailable, or not
+// answered at all). Only such a press can be the one an `already` refusal found done: without
+// one, someone else (the service, another screen) took that step.
+const unsure = new Set();
+const checking = new Set();  // order ids whose unsure press is being checked: their buttons wait
 let lastEventId = null;
 let online = false;
 let refusedLink = false;  // the server refused the link: nothing will be sent again
@@ -63,7 +68,7 @@ const actionsOf = (tr) => [...tr.querySelectorAll("button")].map((b) => b.datase
 const SAME_PRESS_MS = 1000;
 const lastPress = new Map();  // order id -> [action, performance.now()] of its last press sent
 function act(id, msg) {
-  if (sending.has(id)) return;  // the last press on this order is not answered yet
+  if (sending.has(id) || checking.has(id)) return;  // the last press on this order is not answered yet
   const [lastAction, lastAt] = lastPress.get(id) || [];
   if (lastAction === msg.type && performance.now() - lastAt < SAME_PRESS_MS) return;
   if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
@@ -77,7 +82,7 @@ function act(id, msg) {
   const sentAt = performance.now();
   const giveUp = () => {
     if (sending.get(id) !== press) return;
-    sending.delete(id); lastPress.delete(id);
+    sending.delete(id); lastPress.delete(id); unsure.add(`${msg.type} ${id}`);
     note(`Order ${id}: no answer from the server to "${PRESSED[msg.type]}". If the order has not moved, press again.`);
     render();
   };
@@ -99,22 +104,33 @@ const TOOK = {
   delay: (o, id) => Number.isFinite(o.food_delayed_at) && o.food_delayed_at > (delayedBefore.get(id) ?? -Infinity),
   cancel: (o) => o.status === "cancelled",
 };
+// Until it is known, the order's buttons wait (greyed): a second press would only meet the first.
 async function uncertain(id, action, from) {
   const pressed = PRESSED[action];
-  const checking = note(`Order ${id}: the server could not save "${pressed}" just now (its database did not answer), `
+  unsure.add(`${action} ${id}`);
+  checking.add(id); render();
+  const said = note(`Order ${id}: the server could not save "${pressed}" just now (its database did not answer), `
     + "but it may still go through. Checking…", from, "error", null);
-  const order = await settle(id);
-  checking.remove();
+  let order;
+  try { order = await settle(id); } finally { checking.delete(id); said.remove(); render(); }
   if (order === null) note(`Order ${id}: could not find out whether "${pressed}" went through. If the order has not moved, press again.`);
   else if (TOOK[action](order, id)) note(`Order ${id}: "${pressed}" went through after all.`, null, "done");
-  else note(`Order ${id}: "${pressed}" did not go through. Press again.`);
+  else { unsure.delete(`${action} ${id}`); note(`Order ${id}: "${pressed}" did not go through. Press again.`); }
 }
 
-// What a press the order had already taken did (a press repeated after an uncertain answer).
+// A press the order had already taken (the server's `already`). After an unsure press of this
+// board's, that press went through: done. Otherwise someone else took the step first: said
+// plainly, not as this press's success (a cancel's reason was not recorded: the first one's was).
 const ALREADY = { confirm: "already confirmed", ready: "its food is already marked ready",
   cancel: "already cancelled" };
-function alreadyDone(id, action, from) {
-  note(`Order ${id}: ${ALREADY[action] || "already done"} (an earlier press went through).`, from, "done");
+const TAKEN = { confirm: "was already confirmed", ready: "was already marked ready", cancel: "was already cancelled" };
+function alreadyDone(id, action, from, reason = "") {
+  if (unsure.has(`${action} ${id}`)) {
+    note(`Order ${id}: ${ALREADY[action] || "already done"} (an earlier press went through).`, from, "done");
+  } else {
+    note(`Order ${id} ${TAKEN[action] || "had already taken that step"} (see its row)`
+      + (reason ? "; your reason was not sent." : "."), from, "info");
+  }
 }
 
 // The server refused a press (an `error` frame): the press it answers (its `ref`) stops waiting.
@@ -132,7 +148,7 @@ function onRefused(msg) {
 // with the reason the customer is shown. Asked first, so a slip of the finger cancels nothing.
 const CANCEL_WAIT_MS = 10_000;
 async function cancelOrder(id) {
-  if (sending.has(id)) return;
+  if (sending.has(id) || checking.has(id)) return;
   if (refusedLink) { note("Not sent: this link is no longer valid."); return; }
   if (!online) { note("Not sent: the board is offline. Try again once it is back."); return; }
   const reason = askReason(`Cancel order ${id}? Say why, in at most ${MAX_REASON} characters (the customer is shown this):`, false);
@@ -146,9 +162,12 @@ async function cancelOrder(id) {
       body: JSON.stringify(reason ? { reason } : {}), signal: AbortSignal.timeout(CANCEL_WAIT_MS),
     });
   } catch (err) {
-    if (err.name === "TimeoutError") note(`Order ${id}: no answer from the server to "Cancel order". If the order is not shown cancelled in a moment, press again.`);
+    if (err.name === "TimeoutError") {
+      unsure.add(`cancel ${id}`);
+      note(`Order ${id}: no answer from the server to "Cancel order". If the order is not shown cancelled in a moment, press again.`);
+    }
     else if (err.code === "redis_unavailable") uncertain(id, "cancel", err);
-    else if (err.code === "invalid_transition" && err.detail?.already === true) alreadyDone(id, "cancel", err);
+    else if (err.code === "invalid_transition" && err.detail?.already === true) alreadyDone(id, "cancel", err, reason);
     else note(`Order ${id} was not cancelled: ${WHY[err.code] || WHY.other}.`, err);
   } finally {
     if (sending.get(id) === press) { sending.delete(id); render(); }
@@ -177,7 +196,7 @@ function refusal(code, message) {
 }
 
 // A message about the board's own action (not sent, refused: `kind` "error"; done after all, or
-// already: "done"): it stands out, then goes after `visibleMs` (null: stays until removed).
+// already by an earlier press: "done"; done already by someone else: "info"): it stands out, then goes after `visibleMs` (null: stays until removed).
 // `from`: the server's refusal (`code`, `message`), kept out of the words. Returns it.
 const NOTE_VISIBLE_MS = 20_000;
 function note(text, from = null, kind = "error", visibleMs = NOTE_VISIBLE_MS) {
@@ -198,6 +217,7 @@ function expireFinished() {
     const until = o.finalTs + FINAL_VISIBLE_MS;
     if (until <= now) {
       orders.delete(id); gone.add(id); lastPress.delete(id);
+      for (const action of Object.keys(PRESSED)) unsure.delete(`${action} ${id}`);
       dropPrompts(id);  // its prompts go too
     }
     else next = Math.min(next, until);
@@ -286,7 +306,7 @@ function render() {
     return (GROUP[oa.status] ?? 2) - (GROUP[ob.status] ?? 2) || (oa.seq - ob.seq);
   });
   const list = ids.map((id) => {
-    const o = orders.get(id), busy = sending.has(id);
+    const o = orders.get(id), busy = sending.has(id) || checking.has(id);
     const key = [statusText(o), foodText(o), o.placedTs, riderText(o), online, busy].join("|");
     let row = rows.get(id);
     if (!row || row.key !== key) {

@@ -567,6 +567,9 @@ function drawEvents(events) {
   if ($("order-events").dataset.text !== text) { $("order-events").replaceChildren(...items); $("order-events").dataset.text = text; }
 }
 
+// Actions of this page's answered redis_unavailable ("action id"): only such an action can be the
+// one a later `already` refusal found done; without one, someone else took that step first.
+const unsureActs = new Set();
 const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
 // Whether the order as read took the action (`body`: what was sent), for an action answered
 // `redis_unavailable`: not known to be done (Redis may still take it when it wakes).
@@ -632,11 +635,12 @@ async function act(o, action) {
         : `Order ${o.id} ${VERB[action]}.`);
   } catch (err) {
     if (err.code === "redis_unavailable") {
-      unsure = true;
+      unsure = true; unsureActs.add(`${action} ${o.id}`);
       note(`Order ${o.id}: not known whether it was ${VERB[action]}: the server's database did not answer in time, `
         + `and may still do it when it wakes. Checking… (Server: ${err.message})`);
     } else if (err.code === "invalid_transition" && err.detail?.already === true) {
-      note(`Order ${o.id} is already ${VERB[action]} (an earlier try went through).`);
+      note(unsureActs.has(`${action} ${o.id}`) ? `Order ${o.id} is already ${VERB[action]} (an earlier try went through).`
+        : `Order ${o.id} was already ${VERB[action]} before this press (see its events)${body.reason ? "; your reason was not sent." : "."}`);
     } else note(`Order ${o.id} was not ${VERB[action]}: ${whyNot(err)} (Server: ${err.message})`);
   } finally {
     acting = false;
@@ -644,8 +648,10 @@ async function act(o, action) {
   }
   if (unsure) {  // read it once the server answers again, and say which
     const after = await settle(o.id);
+    const took = after !== null && TOOK[action](after, body);
+    if (after !== null && !took) unsureActs.delete(`${action} ${o.id}`);
     note(after === null ? `Order ${o.id}: could not find out whether it was ${VERB[action]}; look at it again in a moment.`
-      : TOOK[action](after, body) ? `Order ${o.id} was ${VERB[action]} after all.`
+      : took ? `Order ${o.id} was ${VERB[action]} after all.`
         : `Order ${o.id} was not ${VERB[action]}: the server's database did not take it. Try again.`);
   }
   // The order as it stands now, with its events (who ended it and why), the note kept (and kept
