@@ -231,3 +231,33 @@ async def test_a_rider_waiting_on_a_kitchen_delay_says_so_in_its_row_and_on_its_
         await kitchen.close()
         await courier.close()
         await ops.close()
+
+
+async def test_on_a_phone_the_zoom_buttons_never_cover_a_rider_at_the_fleets_corner(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The fleet is fitted to the map with a rider at its top right corner, where the +, − and Fit
+    buttons are: on a phone (a small map) the buttons stay clear of it, so a finger on that rider
+    picks it out rather than zooming."""
+    srv = start_server(QUIET, redis=own_redis)
+    corner, other = uid("r-ne"), uid("r-sw")
+    ne, sw = await rider(srv, corner), await rider(srv, other)
+    page = await phone(browser, "about:blank")
+    try:
+        await ne.location(PICKUP["lat"] + 0.015, PICKUP["lng"] + 0.033)  # north-east: the top right
+        await sw.location(PICKUP["lat"] - 0.015, PICKUP["lng"] - 0.033)  # (a 4:3 span, as the map)
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        dot = f'[data-marker="{corner}"]'
+        await expect(page.locator(dot)).to_have_count(1)
+        x, y = await centre(page, dot)
+        for name in ("Zoom in", "Zoom out", "Fit the map to the fleet"):
+            box = await page.get_by_role("button", name=name).bounding_box()
+            assert box is not None
+            # the button's box and the rider's 44 px target do not meet
+            assert (box["x"] > x + 22 or box["x"] + box["width"] < x - 22
+                    or box["y"] > y + 22 or box["y"] + box["height"] < y - 22), (name, box, (x, y))
+        assert (await hit_at(page, x, y))["rider"] == corner
+        await page.touchscreen.tap(x, y)
+        await expect(page.locator(f'#riders tr[data-rider="{corner}"]')).to_have_attribute("data-selected", "")
+    finally:
+        await page.context.close()
+        await ne.close()
+        await sw.close()
