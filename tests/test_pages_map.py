@@ -261,3 +261,39 @@ async def test_on_a_phone_the_zoom_buttons_never_cover_a_rider_at_the_fleets_cor
         await page.context.close()
         await ne.close()
         await sw.close()
+
+
+async def test_a_kitchen_delay_whose_time_has_passed_reads_as_food_due_not_as_delayed(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The kitchen delayed the food to a time now past and has not pressed Ready: the map, the
+    tables and the Order panel no longer say the kitchen holds it until then (its time is up);
+    they say plainly when the food was due, and the delay's marks go."""
+    srv = start_server({**QUIET, "TRACKER_TIME_SCALE": "60"}, redis=own_redis)  # a minute a second
+    ops = Ops(srv)
+    mid, oid = uid("m"), uid("o")
+    kitchen = await merchant(srv, mid)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    try:
+        await ops.create(oid, mid, prep_minutes=4)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.delay(oid, 4)
+        delayed = await kitchen.event(oid, "food_delayed")
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order={oid}")
+        ready = await wall_clock(page, delayed["ready_at"])
+        mark = page.locator(f'[data-id="kitchen:{mid}"]')
+        row = page.locator(f'#waiting tr[data-order="{oid}"]')
+        await expect(mark).to_have_class(re.compile(r"\border-delayed\b"))  # (8 minutes: 8 s here)
+        await expect(row).to_have_attribute("data-delayed", "")
+        # its time passes, Ready not pressed
+        await expect(mark).to_have_class(re.compile(r"\border-waiting\b"), timeout=15_000)
+        await expect(mark.locator("title")).to_have_text(f"{mid}: 1 order waiting for a rider")
+        await expect(row).not_to_have_attribute("data-delayed", "")
+        await expect(row.locator('td[data-label="Waiting"]')).to_contain_text(f"food was due {ready}")
+        await expect(row).not_to_contain_text("delayed by the kitchen")
+        await expect(page.locator("#order-summary")).to_contain_text(f"food was due {ready}")
+        await expect(page.locator("#order-summary")).not_to_contain_text("food delayed")
+    finally:
+        await context.close()
+        await kitchen.close()
+        await ops.close()

@@ -94,12 +94,18 @@ function core(points) {
 
 // Whether the kitchen has put the order's food back (a `delay`) and not called it ready since.
 const kitchenDelayed = (o) => Number.isFinite(o.food_delayed_at) && !Number.isFinite(o.food_ready_at);
-// What a delay says, e.g. "food delayed by the kitchen, ready 12:10".
-const delayedText = (o) => `food delayed by the kitchen${Number.isFinite(o.ready_at) ? `, ready ${clockTime(o.ready_at)}` : ""}`;
+// Whether a delay's new ready time (`ready`) has passed (`now`: server time) with the food not
+// called ready: then the food is simply late, said plainly ("food was due 12:10"), and the
+// delay's marks (triangle, orange outline, row mark) go, since the kitchen's time is up.
+const delayPast = (ready, now) => Number.isFinite(ready) && ready <= now;
+const heldByKitchen = (o, now) => kitchenDelayed(o) && !delayPast(o.ready_at, now);
+// What a delay says, e.g. "food delayed by the kitchen, ready 12:10", or "food was due 12:10".
+const delayedText = (o, now) => delayPast(o.ready_at, now) ? `food was due ${clockTime(o.ready_at)}`
+  : `food delayed by the kitchen${Number.isFinite(o.ready_at) ? `, ready ${clockTime(o.ready_at)}` : ""}`;
 // The orders a rider is to collect whose food the kitchen delayed (the snapshot's
 // `kitchen_delays`), as said after its state: " · o7: food delayed by the kitchen, ready 12:10".
-const waitsOnKitchen = (r) => (r.kitchen_delays || []).length > 0;
-const kitchenDelaysText = (r) => (r.kitchen_delays || []).map((d) => ` · ${d.order_id}: ${delayedText(d)}`).join("");
+const waitsOnKitchen = (r, now) => (r.kitchen_delays || []).some((d) => !delayPast(d.ready_at, now));
+const kitchenDelaysText = (r, now) => (r.kitchen_delays || []).map((d) => ` · ${d.order_id}: ${delayedText(d, now)}`).join("");
 const stateText = (r, now) => (r.stale ? silentFor(r, now) : r.state);
 
 // The orders on the map, at their restaurants: one mark for those placed (waiting for the
@@ -107,15 +113,15 @@ const stateText = (r, now) => (r.stale ? silentFor(r, now) : r.state);
 // (a square; a triangle when the kitchen delayed the food of any of them). All are under the
 // riders: a rider at the restaurant covers the middle of a mark, never the whole of it. A press
 // opens one of its orders (a delayed one first, else the oldest) and lists the others under it.
-function orderMark(mid, kind, orders) {
-  const delayed = orders.filter(kitchenDelayed), n = orders.length;
+function orderMark(mid, kind, orders, now) {
+  const delayed = orders.filter((o) => heldByKitchen(o, now)), n = orders.length;
   const first = delayed[0] || orders[0], rest = orders.filter((o) => o !== first);
   let label, style;
   if (kind === "placed") {
     label = `${plural(n, "order")} waiting for the kitchen to confirm`;
     style = { shape: "square", color: COLORS.placed, r: 24, cls: "order-placed", stroke: COLORS.waiting, width: 3, dash: "4 3" };
   } else {
-    const also = delayed.length === 1 ? delayedText(delayed[0]) : `food delayed by the kitchen`;
+    const also = delayed.length === 1 ? delayedText(delayed[0], now) : `food delayed by the kitchen`;
     label = `${plural(n, "order")} waiting for a rider${!delayed.length ? "" : `, ${n > 1 ? `${delayed.length} with ` : ""}${also}`}`;
     style = delayed.length
       ? { shape: "triangle", color: COLORS.delayed, r: 14 + Math.min(n, 5), cls: "order-delayed", stroke: "#fff", width: 2 }
@@ -136,8 +142,8 @@ function drawOrders(snap) {
     return out;
   };
   map.clear("points");
-  for (const [mid, orders] of byKitchen(snap.kitchen_queue || [])) orderMark(mid, "placed", orders);
-  for (const [mid, orders] of byKitchen(snap.open_orders)) orderMark(mid, "waiting", orders);
+  for (const [mid, orders] of byKitchen(snap.kitchen_queue || [])) orderMark(mid, "placed", orders, snap.ts);
+  for (const [mid, orders] of byKitchen(snap.open_orders)) orderMark(mid, "waiting", orders, snap.ts);
 }
 
 function drawMap(snap, riderById) {
@@ -165,7 +171,7 @@ function drawMap(snap, riderById) {
   }
   drawOrders(snap);
   for (const r of snap.riders) {  // above the orders: a rider at its restaurant stays in sight
-    map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${stateText(r, snap.ts)}${kitchenDelaysText(r)}`, hit: { selectRider: r.id } });
+    map.moveMarker(r.id, r.lat, r.lng, { color: COLORS[stateOf(r)], label: `${r.id}: ${stateText(r, snap.ts)}${kitchenDelaysText(r, snap.ts)}`, hit: { selectRider: r.id } });
   }
   for (const [id, m] of map.markers) {
     const r = riderById.get(id);
@@ -173,7 +179,8 @@ function drawMap(snap, riderById) {
     const color = COLORS[stateOf(r)];
     if (m.el.getAttribute("fill") !== color) m.el.setAttribute("fill", color);
     // Outlined in the delayed orders' orange while it waits on a kitchen's delay.
-    if (waitsOnKitchen(r) !== m.el.hasAttribute("data-food-delayed")) m.el.toggleAttribute("data-food-delayed", waitsOnKitchen(r));
+    const waits = waitsOnKitchen(r, snap.ts);
+    if (waits !== m.el.hasAttribute("data-food-delayed")) m.el.toggleAttribute("data-food-delayed", waits);
   }
   markSelected();
 }
@@ -256,7 +263,7 @@ function selectRider(id) {
   if (lastSnap) drawRiders(lastSnap);
   if (!row()) { $("rider-filter").value = id; if (lastSnap) drawRiders(lastSnap); }
   markSelected();
-  $("rider-note").textContent = `Rider ${id} selected on the map${r ? `: ${stateText(r, lastSnap.ts)}, ${plural(r.orders, "order")}${kitchenDelaysText(r)}` : ""}.`;
+  $("rider-note").textContent = `Rider ${id} selected on the map${r ? `: ${stateText(r, lastSnap.ts)}, ${plural(r.orders, "order")}${kitchenDelaysText(r, lastSnap.ts)}` : ""}.`;
   const tr = row();
   if (tr) { tr.tabIndex = -1; tr.scrollIntoView({ block: "center" }); tr.focus({ preventScroll: true }); }
 }
@@ -281,8 +288,8 @@ function drawRiders(snap) {
     cell(tr, "Rider", r.id); tr.firstChild.className = "id";
     const refused = r.refused_last_hour ? ` · refused ${plural(r.refused_last_hour, "offer")} in the last hour` : "";
     const paused = r.paused ? ` · paused by the operator${r.paused.reason ? `: ${r.paused.reason}` : ""}` : "";
-    cell(tr, "State", stateText(r, snap.ts) + kitchenDelaysText(r) + paused + refused);
-    if (waitsOnKitchen(r)) tr.dataset.delayed = "";
+    cell(tr, "State", stateText(r, snap.ts) + kitchenDelaysText(r, snap.ts) + paused + refused);
+    if (waitsOnKitchen(r, snap.ts)) tr.dataset.delayed = "";
     if (r.refused_last_hour >= 3) tr.dataset.refusing = "";
     if (r.paused) tr.dataset.paused = "";
     const ids = r.order_ids || [];
@@ -358,9 +365,8 @@ function drawWaiting(snap) {
     const came = o.confirmed_at ?? o.placed_at;  // it waits for a rider from its confirmation
     // The dispatcher sends a rider for the food's ready time, not before: an order whose food is
     // still cooking is held, and says until when.
-    const delayed = kitchenDelayed(o);
-    if (delayed) tr.dataset.delayed = "";
-    const cooking = delayed ? ` · ${delayedText(o)}`
+    if (heldByKitchen(o, snap.ts)) tr.dataset.delayed = "";
+    const cooking = kitchenDelayed(o) ? ` · ${delayedText(o, snap.ts)}`
       : Number.isFinite(o.ready_at) && o.ready_at > snap.ts ? ` · food ready ${clockTime(o.ready_at)}` : "";
     const age = Number.isFinite(came) ? since(snap.ts - came) + cooking : "";
     let eta;
@@ -420,8 +426,8 @@ function drawLate(snap) {
     if (overdue) tr.dataset.overdue = "";
     cell(tr, "Order", [orderLink(o.id)]); cell(tr, "Kitchen", o.merchant_id);
     const delayed = kitchenDelayed(o) && !ON_THE_ROAD.has(o.status);
-    if (delayed) tr.dataset.delayed = "";
-    const food = delayed ? ` · ${delayedText(o)}`
+    if (delayed && heldByKitchen(o, snap.ts)) tr.dataset.delayed = "";
+    const food = delayed ? ` · ${delayedText(o, snap.ts)}`
       : Number.isFinite(o.ready_at) && o.ready_at > Math.min(o.due_at, snap.ts) && !ON_THE_ROAD.has(o.status)
         ? ` · food ready ${clockTime(o.ready_at)}` : "";  // the kitchen, not the riders, makes it late
     cell(tr, "Status", `${words(o.status)} · ${o.rider_id ? `rider ${o.rider_id}` : "no rider"}${food}`);
@@ -516,7 +522,9 @@ function drawOrder(o) {
     if (due !== null) parts.push(`due ${clockTime(due)}`);
     const ready = o.expected_ready_at ?? o.ready_at;
     const delays = (o.events || []).filter((e) => e.kind === "food_delayed");
-    if (kitchenDelayed(o) && !ON_THE_ROAD.has(o.status)) {  // the kitchen, not the riders, holds it up
+    if (kitchenDelayed(o) && !ON_THE_ROAD.has(o.status) && delayPast(ready, lastSnap?.ts ?? Date.now())) {
+      parts.push(`food was due ${clockTime(ready)}`);  // the kitchen's new time is up: the food is late
+    } else if (kitchenDelayed(o) && !ON_THE_ROAD.has(o.status)) {  // the kitchen, not the riders, holds it up
       const minutes = delays.reduce((sum, e) => sum + (Number.isFinite(e.minutes) ? e.minutes : 0), 0);
       parts.push(`food delayed by the kitchen${minutes ? ` ${minutes} min` : ""}${delays.length > 1 ? ` (${delays.length} delays)` : ""}${
         Number.isFinite(ready) ? `, ready ${clockTime(ready)}` : ""}`);
