@@ -160,6 +160,52 @@ def test_second_server_on_the_same_data_folder_is_refused(tmp_path: Path) -> Non
         assert "Traceback" not in second.stderr
 
 
+def test_a_redis_server_started_by_hand_on_the_data_folder_is_not_joined_by_a_second(tmp_path: Path) -> None:
+    """Someone ran the embedded command line themselves (no tracker lock): a server on that folder
+    refuses in one line, rather than start a second redis-server writing the same AOF."""
+    from tracker.embedded_redis import find_redis_server
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sock = data / "redis.sock"
+    by_hand = subprocess.Popen([find_redis_server(), "--dir", str(data), "--appendonly", "yes", "--save", "",
+                                "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(unix_socket_path=str(sock))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert client.set("kept", "yes")
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the redis-server started by hand did not answer"
+                time.sleep(0.05)
+        second = _run_serve({"TRACKER_DATA_DIR": str(data)}, "--port", str(free_port()))
+        assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+        last = second.stderr.strip().splitlines()[-1]
+        assert f"is listening on {sock}" in last and f"REDIS_URL=unix://{sock}" in last, second.stderr
+        assert client.get("kept") == b"yes" and by_hand.poll() is None  # it still serves, on its socket
+        client.close()
+    finally:
+        by_hand.terminate()
+        by_hand.wait(10)
+
+
+@pytest.mark.parametrize(("folder", "reason"), [
+    ("redis.sock", "redis.sock is a folder"),
+    ("redis.url", "redis.url: Is a directory"),
+    ("redis.log", "exited at start: Can't open the log file: Is a directory"),  # (what redis-server said on stderr)
+])
+def test_a_folder_where_the_embedded_redis_keeps_a_file_is_one_line(tmp_path: Path, folder: str, reason: str) -> None:
+    (tmp_path / "data" / folder).mkdir(parents=True)
+    result = _run_serve({"TRACKER_DATA_DIR": str(tmp_path / "data")}, "--port", str(free_port()))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tracker: ") and reason in last, result.stderr
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+
 def _run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
     full.update({"TRACKER_SECRET": "s" * 32, **env})

@@ -19,8 +19,10 @@ import logging
 import os
 import shutil
 import shlex
+import select
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -120,6 +122,36 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def lock_folder(path: Path) -> int | str:
+    """Take the lock file ``path`` (``flock``, held as long as the returned descriptor is open) and
+    write our pid in it; when another process holds it, return that process's pid as it wrote it
+    (``"?"`` if unreadable) instead. Raises :class:`StartupError` when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StartupError(f"cannot open {path} ({exc.strerror or exc}): choose another folder") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        return owner
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def socket_answers(path: Path, timeout: float = 1.0) -> bool:
+    """Whether a process accepts connections on the unix socket ``path`` now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 class EmbeddedRedis:
     """Start, probe and stop a private ``redis-server`` whose data lives in ``data_dir``."""
 
@@ -150,11 +182,11 @@ class EmbeddedRedis:
         try:
             self._args = self._command()
             self._spawn(timeout)
+            assert self.url is not None and self._proc is not None
+            self._write_url()
         except BaseException:
             self.stop()
             raise
-        assert self.url is not None and self._proc is not None
-        (self.data_dir / "redis.url").write_text(self.url + "\n")
         log.info("embedded redis started", extra={"url": self.url, "pid": self._proc.pid, "data_dir": str(self.data_dir)})
         return self.url
 
@@ -305,10 +337,41 @@ class EmbeddedRedis:
             self.url = f"redis://127.0.0.1:{port}/0"
         return args
 
-    def _spawn(self, timeout: float) -> None:
+    def _clear_socket(self) -> None:
+        """Remove the socket file an earlier redis-server left; refuse (one line) when something is
+        still listening on it (a redis-server started by hand on this folder, which would then
+        share its AOF with ours) or when the path is not a socket we may remove."""
         sock = self._sock or self.data_dir / "redis.sock"
-        if sock.exists():
+        try:
+            mode = sock.lstat().st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StartupError(f"cannot use {sock} for the embedded Redis's socket: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(mode):
+            raise StartupError(f"{sock} is a folder, where the embedded Redis puts its socket: "
+                               "move it away or choose another --data-dir")
+        if stat.S_ISSOCK(mode) and socket_answers(sock):
+            raise StartupError(
+                f"a process (not a tracker: it holds no lock on {self.data_dir}) is listening on {sock}, likely a "
+                "redis-server started by hand on this data folder, whose files a second one would share: stop it, "
+                f"or use it with REDIS_URL=unix://{sock}")
+        try:
             sock.unlink()
+        except OSError as exc:
+            raise StartupError(f"cannot remove the old socket {sock}: {exc.strerror or exc}") from None
+
+    def _write_url(self) -> None:
+        """``redis.url`` in the data folder: the address, for other processes (``REDIS_URL=$(cat ...)``)."""
+        path = self.data_dir / "redis.url"
+        try:
+            path.write_text(self.url + "\n")
+        except OSError as exc:
+            raise StartupError(f"cannot write {path}: {exc.strerror or exc}; move it away or choose another "
+                               "--data-dir") from None
+
+    def _spawn(self, timeout: float) -> None:
+        self._clear_socket()
         self._proc = subprocess.Popen(
             self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C in the terminal reaches tracker only; tracker stops Redis in order
@@ -335,24 +398,13 @@ class EmbeddedRedis:
             raise StartupError(f"data folder {self.data_dir} is not writable; choose another with --data-dir")
 
     def _take_lock(self) -> None:
-        path = self.data_dir / "tracker.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StartupError(f"cannot open {path} ({exc.strerror or exc}): choose another --data-dir") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
+        held = lock_folder(self.data_dir / "tracker.lock")
+        if isinstance(held, str):
             raise StartupError(
-                f"data folder {self.data_dir} is in use by another tracker (pid {owner}); "
+                f"data folder {self.data_dir} is in use by another tracker (pid {held}); "
                 "stop it, choose another --data-dir, or share its Redis and secret with "
-                f"REDIS_URL=$(cat {self.data_dir / 'redis.url'}) TRACKER_SECRET=$(cat {self.data_dir / 'secret'})"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
+                f"REDIS_URL=$(cat {self.data_dir / 'redis.url'}) TRACKER_SECRET=$(cat {self.data_dir / 'secret'})")
+        self._lock_fd = held
 
     def _wait_ready(self, timeout: float) -> None:
         assert self._proc is not None and self.url is not None
@@ -361,7 +413,7 @@ class EmbeddedRedis:
         try:
             while True:
                 if self._proc.poll() is not None:
-                    raise _ExitedAtStart(self._log_tail())
+                    raise _ExitedAtStart(self._stderr_tail() or self._log_tail())
                 try:
                     if client.ping():
                         return
@@ -372,6 +424,21 @@ class EmbeddedRedis:
                 time.sleep(0.05)
         finally:
             client.close()
+
+    def _stderr_tail(self) -> str:
+        """The last line redis-server wrote to stderr (once it exited): why it stopped when it could
+        not write its log file. Empty when it wrote none."""
+        pipe = self._proc.stderr if self._proc is not None else None
+        if pipe is None:
+            return ""
+        chunks = []
+        while select.select([pipe], [], [], 0.5)[0]:  # (bounded: a child of its own could hold the pipe open)
+            chunk = os.read(pipe.fileno(), 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        lines = [l.strip() for l in b"".join(chunks).decode(errors="replace").splitlines() if l.strip()]
+        return lines[-1] if lines else ""
 
     def _log_tail(self) -> str:
         logfile = self.data_dir / "redis.log"
