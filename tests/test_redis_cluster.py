@@ -144,6 +144,29 @@ def test_the_cluster_command_refuses_ports_whose_bus_port_does_not_exist_and_no_
     assert none.returncode == 2 and "--masters must be at least 1, not 0" in none.stderr and "Traceback" not in none.stderr
 
 
+def test_a_second_cluster_command_on_a_running_clusters_folder_is_refused_and_harms_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The second run wiped the first's node folders (lock files included) before finding them taken."""
+    first = subprocess.Popen([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "1"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        url = first.stdout.readline().strip().split("=", 1)[1]  # type: ignore[union-attr]
+        client = redis.RedisCluster.from_url(url)
+        try:
+            assert client.set("k", "v")
+            second = subprocess.run([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "1"],
+                                    capture_output=True, text=True, timeout=30)
+            assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+            assert second.stderr.strip() == f"error: {tmp_path} holds a running cluster (pid {first.pid}): stop it, " \
+                                            "or choose another folder", second.stderr
+            assert client.get("k") == b"v"
+            assert {"nodes.conf", "tracker.lock"} <= {p.name for p in (tmp_path / "node0").iterdir()}  # not wiped
+        finally:
+            client.close()
+    finally:
+        first.terminate()
+        assert first.wait(timeout=30) == 0
+
+
 async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with EmbeddedCluster(tmp_path / "cluster") as cluster:
         srv: ServerProcess = start_server(FAST, redis=cluster.url)

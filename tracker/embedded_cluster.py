@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from tracker.embedded_redis import EmbeddedRedis, free_port, port_is_free
+from tracker.embedded_redis import EmbeddedRedis, free_port, lock_folder, port_is_free
 from tracker.errors import StartupError
 
 SLOTS = 16384
@@ -50,6 +51,7 @@ class EmbeddedCluster:
         self.masters = masters
         self.first_port = first_port
         self.nodes: list[EmbeddedRedis] = []
+        self._lock_fd: int | None = None
 
     @property
     def _slots_per_node(self) -> int:
@@ -68,11 +70,13 @@ class EmbeddedCluster:
         """Start a new, empty cluster and return its URL once every slot is served.
 
         The nodes' folders are wiped first: a cluster left there by an earlier run (its
-        ``nodes.conf`` names other ports) cannot be joined again.
+        ``nodes.conf`` names other ports) cannot be joined again. A lock file in ``data_dir``
+        (``cluster.lock``), taken before, refuses a second cluster on a folder whose cluster runs.
         """
-        for i in range(self.masters):
-            shutil.rmtree(self.data_dir / f"node{i}", ignore_errors=True)
+        self._take_lock()
         try:
+            for i in range(self.masters):
+                shutil.rmtree(self.data_dir / f"node{i}", ignore_errors=True)
             for i in range(self.masters):
                 node = EmbeddedRedis(
                     self.data_dir / f"node{i}", port=_cluster_port() if self.first_port is None else self._given_port(i),
@@ -87,6 +91,16 @@ class EmbeddedCluster:
             raise
         return self.url
 
+    def _take_lock(self) -> None:
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create {self.data_dir}: {exc.strerror or exc}") from None
+        held = lock_folder(self.data_dir / "cluster.lock")
+        if isinstance(held, str):
+            raise StartupError(f"{self.data_dir} holds a running cluster (pid {held}): stop it, or choose another folder")
+        self._lock_fd = held
+
     def _given_port(self, i: int) -> int:
         port = self.first_port + i  # type: ignore[operator]
         if not (port_is_free(port) and port_is_free(port + _BUS_OFFSET)):
@@ -98,9 +112,12 @@ class EmbeddedCluster:
         return self.nodes[key_slot(key.encode()) // self._slots_per_node]
 
     def stop(self) -> None:
-        """Stop every node."""
+        """Stop every node, then free the folder."""
         for node in reversed(self.nodes):
             node.stop()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> "EmbeddedCluster":
         self.start()
