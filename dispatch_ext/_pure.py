@@ -4,11 +4,13 @@ Same public API, same shared boundary (``_api``/``_boundary``); only the core lo
 The assignment solver here is the plain shortest augmenting path (Jonker-Volgenant family,
 Dijkstra on reduced costs, one free row at a time) vectorised over columns; the compiled
 kernel adds the JV initialisation. Both are exact, so their totals agree; the other functions
-perform the same floating-point operations in the same order, so their results are identical.
+perform the same floating-point operations in the same order (and call the C library's exp, as the
+kernel does, not numpy's), so their results are identical, bit for bit.
 """
 from __future__ import annotations
 
 import itertools
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -65,7 +67,11 @@ def _travel(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
 def _density(d: DensityInputs) -> np.ndarray:
     dx = d.rider.x[:, None] - d.site.x[None, :]
     dy = d.rider.y[:, None] - d.site.y[None, :]
-    terms = np.exp(-(np.sqrt(dx * dx + dy * dy) / d.meters_per_minute) / d.tau_min) * d.site_weight[None, :]
+    decay = -(np.sqrt(dx * dx + dy * dy) / d.meters_per_minute) / d.tau_min
+    # The C library's exp, as the compiled kernel calls it: numpy's own exp (vectorised, chosen
+    # by CPU) differs from it in the last bit for some arguments.
+    terms = np.fromiter(map(math.exp, decay.ravel().tolist()), float, decay.size).reshape(decay.shape)
+    terms *= d.site_weight[None, :]
     out = np.zeros(len(d.rider.x))
     for j in range(terms.shape[1]):  # site by site, as the compiled kernel adds them
         out += terms[:, j]

@@ -141,12 +141,14 @@ def test_demand_density_rejects_bad_input(impl) -> None:
 
 
 def test_demand_density_compiled_equals_pure() -> None:
+    """Bit for bit (the twin calls the C library's exp, as the kernel does; numpy's differs in the
+    last bit for some arguments, depending on the CPU), with fractional weights and tau too."""
     rng = np.random.default_rng(11)
-    for _ in range(40):
+    for _ in range(300):
         r, s = rng.integers(0, 40, size=2)
-        args = (rng.uniform(0, 2e4, r), rng.uniform(0, 2e4, r), rng.uniform(0, 2e4, s), rng.uniform(0, 2e4, s),
-                rng.integers(0, 50, s).astype(float), SPEED, 30.0)
-        np.testing.assert_allclose(_kernel.demand_density(*args), _pure.demand_density(*args), rtol=1e-12)
+        args = (rng.uniform(-2e4, 2e4, r), rng.uniform(-2e4, 2e4, r), rng.uniform(-2e4, 2e4, s),
+                rng.uniform(-2e4, 2e4, s), rng.uniform(0, 5, s), SPEED, float(rng.uniform(1, 60)))
+        np.testing.assert_array_equal(_kernel.demand_density(*args), _pure.demand_density(*args))
 
 
 # ---------------------------------------------------------------------- drop sequences
