@@ -3,7 +3,10 @@
 The compiled Cython module is used when it was built (``pip install .``); otherwise the
 pure-Python twin with the same API. ``IS_COMPILED`` says which is in use. Both share one
 validation boundary (``_boundary``), so bad input raises the same ``TypeError``/``ValueError``
-whichever runs.
+whichever runs. Its bounds keep every result a number or ``+inf``, never NaN: coordinates within
++-1e9 metres, times, service minutes, bundle sizes, drop sums, rewards and weights within +-1e15
+(``MAX_MINUTES``; a limit such as ``rider_shift_end`` may be anything but NaN), speeds at least
+1e-5 metres per minute (``MIN_SPEED``).
 
 Public API (numpy in, numpy out; planar metres, minutes):
 

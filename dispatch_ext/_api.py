@@ -77,7 +77,7 @@ def travel_minutes(core: Any, ax: object, ay: object, bx: object, by: object,
     bx, by : array_like, shape (q,)
         Planar coordinates (metres) of the destinations.
     meters_per_minute : float
-        Travel speed, > 0.
+        Travel speed, at least ``MIN_SPEED`` (1e-5).
 
     Returns
     -------
@@ -108,7 +108,7 @@ def pickup_times(core: Any, rider_x: object, rider_y: object, rider_free_at: obj
     site_x, site_y, site_ready_at : array_like, shape (S,)
         Restaurant positions and when their food is ready.
     meters_per_minute : float
-        Travel speed, > 0.
+        Travel speed, at least ``MIN_SPEED`` (1e-5).
     pickup_service_min : float
         Pickup service time; half of it is spent before the pickup instant.
     max_travel_min : float
@@ -188,7 +188,7 @@ def demand_density(core: Any, rider_x: object, rider_y: object, site_x: object, 
     site_x, site_y, site_weight : array_like, shape (S,)
         Planar coordinates of the sites and their weights (finite, >= 0).
     meters_per_minute, tau_min : float
-        Travel speed and the decay's time constant, both > 0.
+        Travel speed (at least ``MIN_SPEED``, 1e-5) and the decay's time constant (> 0).
 
     Returns
     -------
@@ -214,7 +214,7 @@ def best_drop_sequence(core: Any, start_x: float, start_y: float, drop_x: object
     drop_x, drop_y : array_like, shape (k,)
         Drop-off points, at most 6.
     meters_per_minute : float
-        Travel speed, > 0.
+        Travel speed, at least ``MIN_SPEED`` (1e-5).
     dropoff_service_min : float
         Service time at each drop-off.
     weights : array_like, shape (k,), optional
@@ -301,7 +301,7 @@ def bundle_orders(core: Any, ready_at: object, placed_at: object, drop_x: object
     max_extra_min : float
         Largest delay a bundle may add to any of its orders versus going alone.
     meters_per_minute : float
-        Travel speed, > 0.
+        Travel speed, at least ``MIN_SPEED`` (1e-5).
     dropoff_service_min : float
         Service time at each drop-off.
 

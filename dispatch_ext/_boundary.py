@@ -40,6 +40,12 @@ import numpy as np
 
 MAX_DROP_STOPS = 6
 MAX_COORDINATE = 1e9  # metres; far beyond any city, small enough that squares never overflow
+# Times, service minutes, bundle sizes, drop sums, rewards and weights stay within +-MAX_MINUTES, and
+# speeds at least MIN_SPEED (so a travel time is at most about 3e14 minutes): every sum and product
+# the cost formulas form is then finite, and a cost is never NaN (inf - inf) but a number or +inf.
+# 1e15 minutes is beyond any int64 millisecond timestamp.
+MAX_MINUTES = 1e15
+MIN_SPEED = 1e-5  # metres per minute
 _SAFE_MAGNITUDE = 1e290
 
 
@@ -77,12 +83,15 @@ def coordinates(value: object, name: str) -> np.ndarray:
 
 
 def times(value: object, name: str, *, allow_inf: bool = False) -> np.ndarray:
-    """A 1-D float64 array of minutes; NaN is never allowed, +-inf only when ``allow_inf``."""
+    """A 1-D float64 array of minutes; NaN is never allowed, +-inf only when ``allow_inf`` (a limit
+    only compared with), finite values only within ``MAX_MINUTES`` otherwise."""
+    if not allow_inf:
+        return finite_values(value, name, bound=MAX_MINUTES)
     arr = _as_float_array(value, name, 1)
-    bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
+    bad = np.isnan(arr)
     if bad.any():
         (i,) = _first_bad(bad)
-        raise ValueError(f"{name}[{i}] must be a {'number' if allow_inf else 'finite number'}")
+        raise ValueError(f"{name}[{i}] must be a number")
     return arr
 
 
@@ -104,8 +113,8 @@ def same_length(**arrays: np.ndarray) -> int:
 
 
 def scalar(value: object, name: str, *, minimum: float = 0.0, strict: bool = False,
-           allow_inf: bool = False) -> float:
-    """A real number ``>= minimum`` (``> minimum`` when ``strict``)."""
+           allow_inf: bool = False, maximum: float = math.inf) -> float:
+    """A real number ``>= minimum`` (``> minimum`` when ``strict``) and ``<= maximum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
                                                                      np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -115,6 +124,8 @@ def scalar(value: object, name: str, *, minimum: float = 0.0, strict: bool = Fal
     if x < minimum or (strict and x == minimum):
         relation = ">" if strict else ">="
         raise ValueError(f"{name} must be {relation} {minimum}, got {x!r}")
+    if x > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {x!r}")
     return x
 
 
@@ -216,8 +227,16 @@ def points(x: object, y: object, name: str) -> Points:
 
 
 def speed(value: object) -> float:
-    """A travel speed ``meters_per_minute``: a real number > 0."""
-    return scalar(value, "meters_per_minute", strict=True)
+    """A travel speed ``meters_per_minute``: a real number > 0, and at least ``MIN_SPEED``."""
+    x = scalar(value, "meters_per_minute", strict=True)
+    if x < MIN_SPEED:
+        raise ValueError(f"meters_per_minute must be >= {MIN_SPEED:g} (travel times beyond any clock), got {x!r}")
+    return x
+
+
+def minutes(value: object, name: str) -> float:
+    """A service time in minutes: a real number in ``[0, MAX_MINUTES]``."""
+    return scalar(value, name, maximum=MAX_MINUTES)
 
 
 class PickupInputs(NamedTuple):
@@ -233,18 +252,19 @@ class PickupInputs(NamedTuple):
 
 def pickup_inputs(rider_x: object, rider_y: object, rider_free_at: object, rider_shift_end: object,
                   site_x: object, site_y: object, site_ready_at: object, meters_per_minute: object,
-                  pickup_service_min: object, max_travel_min: object) -> PickupInputs:
-    """The arguments of ``pickup_times``, validated and converted (half the pickup service kept)."""
+                  pickup_service_min: object, max_travel_min: object, *, site: str = "site") -> PickupInputs:
+    """The arguments of ``pickup_times``, validated and converted (half the pickup service kept);
+    ``site``: what the caller calls the sites in its argument names (``bundle`` for ``assignment_costs``)."""
     rider = points(rider_x, rider_y, "rider")
     free_at = times(rider_free_at, "rider_free_at")
     shift_end = times(rider_shift_end, "rider_shift_end", allow_inf=True)
     same_length(rider_x=rider.x, rider_free_at=free_at, rider_shift_end=shift_end)
-    site = points(site_x, site_y, "site")
-    ready_at = times(site_ready_at, "site_ready_at")
-    same_length(site_x=site.x, site_ready_at=ready_at)
+    sites = points(site_x, site_y, site)
+    ready_at = times(site_ready_at, f"{site}_ready_at")
+    same_length(**{f"{site}_x": sites.x, f"{site}_ready_at": ready_at})
     return PickupInputs(
-        rider, free_at, shift_end, site, ready_at, speed(meters_per_minute),
-        scalar(pickup_service_min, "pickup_service_min") / 2.0,
+        rider, free_at, shift_end, sites, ready_at, speed(meters_per_minute),
+        minutes(pickup_service_min, "pickup_service_min") / 2.0,
         scalar(max_travel_min, "max_travel_min", allow_inf=True),
     )
 
@@ -263,17 +283,17 @@ def cost_inputs(rider_x: object, rider_y: object, rider_free_at: object, rider_s
     """The arguments of ``assignment_costs``, validated and converted; drop sum minus reward is
     ``bundle_base``."""
     pickup = pickup_inputs(rider_x, rider_y, rider_free_at, rider_shift_end, bundle_x, bundle_y,
-                           bundle_ready_at, meters_per_minute, pickup_service_min, max_travel_min)
-    size = finite_values(bundle_size, "bundle_size")
+                           bundle_ready_at, meters_per_minute, pickup_service_min, max_travel_min, site="bundle")
+    size = finite_values(bundle_size, "bundle_size", bound=MAX_MINUTES)
     bad = (size < 1) | (size != np.floor(size))
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"bundle_size[{i}] must be a whole number >= 1 (orders in the bundle), got {size[i]!r}")
-    drop_sum = finite_values(bundle_drop_sum, "bundle_drop_sum")
-    reward = finite_values(bundle_reward, "bundle_reward")
+    drop_sum = finite_values(bundle_drop_sum, "bundle_drop_sum", bound=MAX_MINUTES)
+    reward = finite_values(bundle_reward, "bundle_reward", bound=MAX_MINUTES)
     same_length(bundle_x=pickup.site.x, bundle_size=size, bundle_drop_sum=drop_sum,
                 bundle_reward=reward)
-    weight = scalar(wait_weight, "wait_weight")
+    weight = scalar(wait_weight, "wait_weight", maximum=MAX_MINUTES)
     return CostInputs(pickup, size, drop_sum - reward, weight)
 
 
@@ -323,7 +343,7 @@ def drop_inputs(start_x: object, start_y: object, drop_x: object, drop_y: object
         same_length(drop_x=drop.x, weights=w)
     return DropInputs(
         coordinate(start_x, "start_x"), coordinate(start_y, "start_y"),
-        drop, speed(meters_per_minute), scalar(dropoff_service_min, "dropoff_service_min"), w,
+        drop, speed(meters_per_minute), minutes(dropoff_service_min, "dropoff_service_min"), w,
     )
 
 
@@ -375,7 +395,7 @@ def bundle_inputs(site_of_order: object, ready_at: object, placed_at: object, dr
         order, group_start, ready, drop, sites, site, _bundle_size(max_size),
         scalar(max_ready_spread, "max_ready_spread", allow_inf=True),
         scalar(max_extra_min, "max_extra_min", allow_inf=True), speed(meters_per_minute),
-        scalar(dropoff_service_min, "dropoff_service_min"),
+        minutes(dropoff_service_min, "dropoff_service_min"),
     )
 
 

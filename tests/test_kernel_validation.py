@@ -166,3 +166,46 @@ def test_drop_sequence_never_crashes(impl, xs, speed, service) -> None:
         return
     assert sorted(order.tolist()) == list(range(len(xs)))
     assert len(offsets) == len(xs)
+
+
+_COST_ARGS = dict(rider_x=[0.0], rider_y=[0.0], rider_free_at=[0.0], rider_shift_end=[np.inf], bundle_x=[1e3],
+                  bundle_y=[0.0], bundle_ready_at=[0.0], bundle_size=[1.0], bundle_drop_sum=[0.0], bundle_reward=[0.0],
+                  meters_per_minute=320.0, pickup_service_min=4.0, max_travel_min=np.inf, wait_weight=0.5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("changed", "named"), [
+    ({"meters_per_minute": 1e-320}, "meters_per_minute must be >= 1e-05"),  # a travel of inf minutes: inf - inf
+    ({"rider_free_at": [1.7e308], "bundle_x": [1e9]}, r"rider_free_at\[0\] must be finite and within \+-1e\+15"),
+    ({"bundle_drop_sum": [1e308], "bundle_reward": [-1e308]}, r"bundle_drop_sum\[0\] must be finite and within"),
+    ({"bundle_reward": [1.7e308]}, r"bundle_reward\[0\] must be finite and within"),
+    ({"bundle_size": [1e300]}, r"bundle_size\[0\] must be finite and within"),
+    ({"pickup_service_min": 1.7e308}, "pickup_service_min must be <= 1e\\+15"),
+    ({"wait_weight": 1e308}, "wait_weight must be <= 1e\\+15"),
+])
+def test_assignment_costs_refuse_what_would_make_a_cost_nan(impl, changed, named) -> None:
+    """Inputs that passed validation gave NaN costs, which linear_assignment then blamed on its own argument."""
+    with pytest.raises(ValueError, match=named):
+        impl.assignment_costs(**{**_COST_ARGS, **changed})
+
+
+_ANY_TIME = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@FAST
+@given(free_at=_ANY_TIME, ready=_ANY_TIME, drop_sum=_ANY_TIME, reward=_ANY_TIME, x=_ANY_TIME,
+       size=st.floats(1, 1e300).map(np.floor), speed=st.floats(5e-324, 1e308), service=st.floats(0, 1e308),
+       weight=st.floats(0, 1e308), shift_end=st.floats(allow_nan=False))
+def test_assignment_costs_are_numbers_or_inf_or_a_named_error(impl, free_at, ready, drop_sum, reward, x, size, speed,
+                                                                service, weight, shift_end) -> None:
+    args = dict(_COST_ARGS, rider_free_at=[free_at], bundle_ready_at=[ready], bundle_drop_sum=[drop_sum],
+                bundle_reward=[reward], bundle_x=[x], bundle_size=[size], meters_per_minute=speed,
+                pickup_service_min=service, wait_weight=weight, rider_shift_end=[shift_end])
+    try:
+        cost = impl.assignment_costs(**args)
+    except ValueError as exc:
+        assert re.match(r"(rider_free_at|bundle_\w+|meters_per_minute|pickup_service_min|wait_weight)\b", str(exc))
+        return
+    assert not np.isnan(cost).any() and not np.isneginf(cost).any(), (args, cost)
+    impl.linear_assignment(cost)  # takes it
