@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import psutil
+import pytest
 
 from tests.test_replay import SMALL, instances_root
 from tracker.auth import issue_token
@@ -226,3 +228,45 @@ def test_ctrl_c_stops_a_live_replay_and_leaves_none_of_its_orders_open(
     assert "tracker replay --live: interrupted; no solution written" in err and "Traceback" not in err, err
     assert " this run left unfinished on " in err and open_orders(srv) == 0, err
     assert not (tmp_path / "out").exists()
+
+
+def _tracker_serve_child(replay: subprocess.Popen[str], timeout: float = 30) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(replay.pid).children():
+            try:
+                if "serve" in child.cmdline():
+                    return child
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.02)
+    raise AssertionError("the live replay started no server")
+
+
+@pytest.mark.parametrize(("sig", "when"), [(signal.SIGTERM, "playing"), (signal.SIGHUP, "playing"),
+                                           (signal.SIGTERM, "starting its server")])
+def test_sigterm_or_sighup_stop_a_live_replay_and_its_own_server_as_ctrl_c_does(tmp_path: Path, sig: signal.Signals,
+                                                                                when: str) -> None:
+    """The signal sent to the replay alone (a supervisor's stop, a closed terminal): the server it
+    started, that server's Redis and data folder go with it (they ran on, reparented to init)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(instances_root() / SMALL), "--live",
+                             "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    killer = threading.Timer(90, lambda: os.killpg(proc.pid, signal.SIGKILL))  # readline must not wait forever
+    killer.start()
+    try:
+        child = _tracker_serve_child(proc)
+        data_dir = Path(child.environ()["TRACKER_DATA_DIR"])
+        if when == "playing":
+            seen = [proc.stderr.readline()]  # type: ignore[union-attr]
+            assert seen[0].startswith("playing "), seen
+        family = [child, *child.children(recursive=True)]
+        proc.send_signal(sig)
+        stopped = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        killer.cancel()
+    assert time.monotonic() - stopped < 20 and proc.returncode == 128 + sig, out + err
+    assert "tracker replay --live: interrupted; no solution written" in err and "Traceback" not in err, err
+    assert psutil.wait_procs(family, timeout=10)[1] == [], "the replay's server (or its Redis) outlived it"
+    assert not data_dir.exists() and not (tmp_path / "out").exists()

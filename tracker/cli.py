@@ -7,6 +7,7 @@ import sys
 
 from tracker import __version__
 from tracker.errors import ServerLost, SettingsError, StartupError
+from tracker.interrupts import interrupted_status
 
 COMMANDS = [
     "tracker.commands.serve",
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status. Bad settings, failed starts and a lost Redis are one
-    line; Ctrl-C, even while the subcommands load, is exit 130 without a traceback."""
+    line; Ctrl-C, even while the subcommands load, is exit 130 without a traceback (143 or 129 for a
+    SIGTERM or SIGHUP a command takes as Ctrl-C)."""
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tracker: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return interrupted_status()
 
 
 if __name__ == "__main__":

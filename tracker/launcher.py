@@ -83,19 +83,28 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         if self.open_files is not None:  # (set by a small exec wrapper: preexec_fn is unsafe with threads)
             cmd = [sys.executable, "-c", _WITH_OPEN_FILES, *map(str, self.open_files), *cmd]
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        try:
+            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        try:
+            self._wait_ready(self.proc, timeout)
+        except BaseException:  # not ready in time, or interrupted meanwhile: no child left behind
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tracker serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"tracker serve exited with {proc.returncode}:\n{self.log_tail()}")
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1.0).status_code == 200:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        self.stop()
         raise RuntimeError(f"tracker serve did not become ready in {timeout}s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 15.0) -> int | None:
@@ -110,6 +119,10 @@ class ServerProcess:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+                except BaseException:  # interrupted while it stops: it goes at once, not on its own later
+                    proc.kill()
+                    proc.wait()
+                    raise
             code = proc.returncode
         return code
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ApiError
+from tracker.interrupts import STOPPING_SIGNALS, stop_signals_as_ctrl_c
 from tracker.settings import MAX_TIME_SCALE
 
 DEFAULT_INTERVAL_MIN = 0.5
@@ -134,7 +135,13 @@ def print_first(lines: list[str], most: int, rest: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, check or report as the flags say; 0 when every solution keeps every rule, 1 on
-    violations or failed instances, 2 on bad flags or input."""
+    violations or failed instances, 2 on bad flags or input; SIGTERM and SIGHUP stop it as Ctrl-C
+    does (its server, workers and the orders it left open on a server stopped too)."""
+    with stop_signals_as_ctrl_c():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if not (args.interval > 0 and args.interval <= 60):
         print(f"tracker replay: --interval must be more than 0 and at most 60 minutes, not {args.interval:g}",
               file=sys.stderr)
@@ -205,6 +212,14 @@ def run(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         print("tracker replay: an instance or solution file is not UTF-8 text", file=sys.stderr)
         return 2
+
+
+def _worker_signals() -> None:
+    """A worker of ``--all`` ignores Ctrl-C (the parent's to handle) and dies of SIGTERM (how the parent
+    stops it), not taking it as Ctrl-C as the parent, whose handler it was forked with, does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in STOPPING_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _many_instances(instance: str) -> str | None:
@@ -308,8 +323,7 @@ def _replay_all(folders: list[Path], out_root: Path, args: argparse.Namespace) -
     done = []
     # Ctrl-C is the parent's to handle (workers ignore it): it stops the run where it is, rather
     # than the run going on to the end.
-    pool = ProcessPoolExecutor(max_workers=max(1, args.jobs), initializer=signal.signal,
-                               initargs=(signal.SIGINT, signal.SIG_IGN))
+    pool = ProcessPoolExecutor(max_workers=max(1, args.jobs), initializer=_worker_signals)
     try:
         futures = [pool.submit(replay_guarded, str(f), str(out_root / f.name), args.interval) for f in folders]
         # (tqdm outside the zip: inside, the zip stopped at the folders' end before the bar counted the last)

@@ -23,6 +23,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from tracker.auth import issue_token, read_secret, weak_secret_warning
 from tracker.commands.leftovers import GIVE_UP_AFTER, end_orders
 from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
+from tracker.interrupts import interrupted_status
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
@@ -173,17 +174,17 @@ def run_live(args: argparse.Namespace) -> int:
             return 2
     else:
         server = ServerProcess(secret=secret, env=server_env(inst, requested_scale, args.interval))
-        try:
-            server.start()
-        except RuntimeError as exc:
-            print(f"tracker replay --live: could not start a server: {exc}", file=sys.stderr)
-            server.cleanup()
-            return 1
         base_url = server.base_url
     started = time.monotonic()
     ids: RunIds | None = None  # once the day starts
     try:
         try:
+            if server is not None:
+                try:
+                    server.start()
+                except RuntimeError as exc:
+                    print(f"tracker replay --live: could not start a server: {exc}", file=sys.stderr)
+                    return 1
             health, settings = check_server(base_url, secret)
             scale = float(health["time_scale"])
             if short_key:
@@ -219,7 +220,7 @@ def run_live(args: argparse.Namespace) -> int:
             return 1
         except KeyboardInterrupt:
             print("tracker replay --live: interrupted; no solution written", file=sys.stderr)
-            return 130
+            return interrupted_status()
     finally:
         if server is not None:
             server.cleanup()

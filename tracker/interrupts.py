@@ -1,0 +1,38 @@
+"""SIGTERM and SIGHUP stop a command as Ctrl-C does (a command line's cleanup runs on
+``KeyboardInterrupt``): their default would kill the process at once, leaving its children
+(a ``tracker serve`` of its own, pool workers) running and its server's orders open."""
+from __future__ import annotations
+
+import contextlib
+import signal
+from types import FrameType
+from typing import Iterator
+
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_received: list[int] = []
+
+
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    current = signal.getsignal(signal.SIGINT)
+    if callable(current):  # Python's (raises KeyboardInterrupt), or asyncio.run's (cancels its main task)
+        current(signal.SIGINT, frame)
+    else:  # SIGINT ignored (a background job of a script) or left at its default: still stop
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_signals_as_ctrl_c() -> Iterator[None]:
+    """Within the block SIGTERM and SIGHUP are delivered as Ctrl-C; the handlers before are restored after."""
+    previous = {sig: signal.signal(sig, _as_ctrl_c) for sig in STOPPING_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupted_status() -> int:
+    """The exit status of a command stopped by an interrupt: 128 + the signal (130 for Ctrl-C, 143
+    for SIGTERM, 129 for SIGHUP), as a shell reports a process that signal ended."""
+    return 128 + (_received[0] if _received else signal.SIGINT)
