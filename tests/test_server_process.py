@@ -112,6 +112,67 @@ def test_a_closed_terminal_stops_the_server_as_ctrl_c_does(tmp_path: Path) -> No
         proc.cleanup()
 
 
+def _serve_in_terminal(data_dir: Path) -> subprocess.Popen[str]:
+    """``tracker serve`` on a free port as a terminal starts it (Ctrl-C at its default), output in a pipe."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
+    env.update({"TRACKER_DATA_DIR": str(data_dir), "TRACKER_LOG_FORMAT": "text", "PYTHONFAULTHANDLER": "1"})
+    return subprocess.Popen([sys.executable, "-m", "tracker", "serve", "--port", str(free_port())], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _holds_stop_signals(pid: int) -> bool:
+    """Whether the process has Ctrl-C, SIGTERM and SIGHUP blocked (held for later) now."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M).group(1), 16)  # type: ignore[union-attr]
+    return all(blocked >> (sig - 1) & 1 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+
+
+def _no_redis_under(folder: Path) -> bool:
+    return _gone([p.pid for p in psutil.process_iter(["cmdline"]) if str(folder) in " ".join(p.info["cmdline"] or [])])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_while_the_server_loads_ends_it_at_once_and_quietly(tmp_path: Path, sig: signal.Signals) -> None:
+    """While its modules load (orjson's initialisation crashed on a Ctrl-C; one was swallowed and the
+    server ran on; SIGTERM and SIGHUP killed it outright): held, then taken as Ctrl-C, exit 128 + sig."""
+    proc = _serve_in_terminal(tmp_path / "data")
+    try:
+        deadline = time.monotonic() + 10
+        while not _holds_stop_signals(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "the server never held the stop signals"
+            time.sleep(0.001)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig and "Traceback" not in out and "Fatal Python error" not in out, out
+    assert _no_redis_under(tmp_path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_as_the_server_starts_listening_is_a_graceful_stop(tmp_path: Path, sig: signal.Signals) -> None:
+    """Between the server taking over the signals and uvicorn running: it said "the server failed to
+    start" and exit 1, after a "coroutine was never awaited" warning."""
+    proc = _serve_in_terminal(tmp_path / "data")
+    try:
+        lines = []
+        while "tracker listening" not in (lines[-1] if lines else ""):
+            lines.append(proc.stdout.readline())  # type: ignore[union-attr]
+            assert lines[-1], lines
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    out = "".join(lines) + out
+    assert proc.returncode == 0 and "tracker stopped" in out, out
+    assert "Traceback" not in out and "never awaited" not in out and "failed to start" not in out, out
+    assert _no_redis_under(tmp_path)
+
+
 def test_a_client_that_stopped_reading_does_not_hold_up_a_shutdown(tmp_path: Path) -> None:
     """A rider app frozen with frames on their way to it (the socket's buffers full): SIGTERM
     still stops the server within its grace period (it waited for that client for ever)."""

@@ -1,13 +1,26 @@
-"""The ``tracker`` command line. Subcommands live in :mod:`tracker.commands`."""
+"""The ``tracker`` command line. Subcommands live in :mod:`tracker.commands`.
+
+Importing this module starts the command line: Ctrl-C, SIGTERM and SIGHUP are held (blocked)
+from then until :func:`main` has loaded the commands (numpy, uvicorn, orjson, ...: a few tenths
+of a second), then taken as Ctrl-C until the command installs its own. A signal arriving while
+an extension module initialises could be lost, or crash it (orjson's has).
+"""
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
+import signal
 
-from tracker import __version__
-from tracker.errors import ServerLost, SettingsError, StartupError
-from tracker.interrupts import interrupted_status
+from tracker.interrupts import hold_signals, interrupted_status, stop_signals_as_ctrl_c
+
+_MASK_BEFORE = hold_signals()  # (what main() restores)
+
+import argparse  # noqa: E402 - after the signals are held
+import contextlib  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
+
+from tracker import __version__  # noqa: E402
+from tracker.errors import ServerLost, SettingsError, StartupError  # noqa: E402
 
 COMMANDS = [
     "tracker.commands.serve",
@@ -25,13 +38,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _held_signals() -> Iterator[Callable[[], None]]:
+    """Hold the stop signals (still held after the import, or again for a second ``main`` in one
+    process) and give the function that lets them through as before the import, which leaving the
+    block also does (a Ctrl-C held meanwhile then raises)."""
+    hold_signals()
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released and _MASK_BEFORE is not None:
+            released = True
+            signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE)
+
+    try:
+        yield release
+    finally:
+        release()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status. Bad settings, failed starts and a lost Redis are one
     line; Ctrl-C, even while the subcommands load, is exit 130 without a traceback (143 or 129 for a
-    SIGTERM or SIGHUP a command takes as Ctrl-C)."""
+    SIGTERM or SIGHUP, which stop a command as Ctrl-C does unless it handles them itself)."""
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        with _held_signals() as release:
+            args = build_parser().parse_args(argv)
+            with stop_signals_as_ctrl_c():
+                release()  # a signal held while the commands loaded is taken now
+                return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2

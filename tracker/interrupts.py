@@ -36,3 +36,11 @@ def interrupted_status() -> int:
     """The exit status of a command stopped by an interrupt: 128 + the signal (130 for Ctrl-C, 143
     for SIGTERM, 129 for SIGHUP), as a shell reports a process that signal ended."""
     return 128 + (_received[0] if _received else signal.SIGINT)
+
+
+def hold_signals() -> set[signal.Signals] | None:
+    """Block Ctrl-C, SIGTERM and SIGHUP in this thread (delivered once unblocked); returns the
+    mask before, to restore, or None where signals cannot be blocked."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Linux
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOPPING_SIGNALS})

@@ -78,12 +78,7 @@ def bounded_websocket_protocol(send_buffer_bytes: int) -> type[WebSocketsSansIOP
     return BoundedWebSocketProtocol
 
 
-class _Stopped(Exception):
-    """Raised by our signal handler when uvicorn re-delivers SIGINT/SIGTERM after shutting down."""
-
-
-def _raise_stopped(signum: int, frame: object) -> None:
-    raise _Stopped(signum)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _Server(uvicorn.Server):
@@ -244,29 +239,28 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             **uvicorn_overrides,
         )
         server = _Server(config, app.state.hub)
-        lost: list[str] = []
-        if embedded is not None:
-            def on_lost(reason: str) -> None:
-                lost.append(reason)
-                server.should_exit = True  # uvicorn polls it: a graceful stop, then exit 1
-
-            embedded.watch(on_lost)
-        host, port = sock.getsockname()[:2]
-        log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redacted_url(redis_url),
-                                             "embedded_redis": embedded is not None, "open_files": open_files,
-                                             "max_sockets": settings.max_sockets, "time_scale": settings.time_scale,
-                                             "kernel": KERNEL})
-        if KERNEL != "compiled":
-            log.warning("the compiled dispatch kernel is not built: planning runs on its pure-Python twin, about "
-                        "8 times slower (install with a C compiler: pip install -e .)")
-        previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
-        # uvicorn takes SIGINT and SIGTERM; a closed terminal's SIGHUP stops it the same graceful way
-        # (its default would kill the process at once, the embedded Redis's last second unwritten).
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: setattr(server, "should_exit", True))
+        # From here a stop signal asks uvicorn for its graceful stop: one before uvicorn takes SIGINT
+        # and SIGTERM over has it start and stop at once, and the signals it re-delivers after its
+        # stop end here. A closed terminal's SIGHUP stops it the same way (uvicorn leaves it alone).
+        previous = {sig: signal.signal(sig, lambda signum, frame: setattr(server, "should_exit", True))
+                    for sig in STOP_SIGNALS}
         try:
+            lost: list[str] = []
+            if embedded is not None:
+                def on_lost(reason: str) -> None:
+                    lost.append(reason)
+                    server.should_exit = True  # uvicorn polls it: a graceful stop, then exit 1
+
+                embedded.watch(on_lost)
+            host, port = sock.getsockname()[:2]
+            log.info("tracker listening", extra={"url": f"http://{host}:{port}", "redis": redacted_url(redis_url),
+                                                 "embedded_redis": embedded is not None, "open_files": open_files,
+                                                 "max_sockets": settings.max_sockets,
+                                                 "time_scale": settings.time_scale, "kernel": KERNEL})
+            if KERNEL != "compiled":
+                log.warning("the compiled dispatch kernel is not built: planning runs on its pure-Python twin, about "
+                            "8 times slower (install with a C compiler: pip install -e .)")
             server.run(sockets=[sock])
-        except _Stopped:
-            pass  # a graceful stop: uvicorn has already drained and shut the app down
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

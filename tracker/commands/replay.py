@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ApiError
-from tracker.interrupts import STOPPING_SIGNALS, stop_signals_as_ctrl_c
+from tracker.interrupts import STOPPING_SIGNALS
 from tracker.settings import MAX_TIME_SCALE
 
 DEFAULT_INTERVAL_MIN = 0.5
@@ -136,12 +136,7 @@ def print_first(lines: list[str], most: int, rest: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay, check or report as the flags say; 0 when every solution keeps every rule, 1 on
     violations or failed instances, 2 on bad flags or input; SIGTERM and SIGHUP stop it as Ctrl-C
-    does (its server, workers and the orders it left open on a server stopped too)."""
-    with stop_signals_as_ctrl_c():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
+    does (its server, workers and the orders it left open on a server stopped too: see tracker.cli)."""
     if not (args.interval > 0 and args.interval <= 60):
         print(f"tracker replay: --interval must be more than 0 and at most 60 minutes, not {args.interval:g}",
               file=sys.stderr)
