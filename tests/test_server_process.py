@@ -657,6 +657,8 @@ def test_a_redis_that_keeps_dying_stops_the_server_with_exit_1(tmp_path: Path) -
         assert re.match(r"tracker: stopped because Redis is gone: embedded redis-server \(pid \d+\) killed by SIGKILL", last), last
         assert "giving up" in last
         assert _reaped(old)
+        log = proc.log_tail(400)
+        assert "Traceback" not in log, log  # (each feature that could not stop for want of Redis: one line)
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])

@@ -26,6 +26,7 @@ from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
 from tracker.http.unexpected import AnswerUnexpected
+from tracker.logs import log_failure
 from tracker.locations import feature as locations
 from tracker.redis_client import REDIS_COMMAND_TIMEOUT_S, REDIS_DOWN, check_ready, connect, redis_unavailable
 from tracker.open_files import REDIS_FILES_MAX
@@ -151,8 +152,8 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
                 if stop is not None:
                     try:
                         await stop(runtime)
-                    except Exception:  # noqa: BLE001 - keep shutting the rest down
-                        log.exception("stopping %s failed", feature.__name__)
+                    except Exception as exc:  # noqa: BLE001 - keep shutting the rest down
+                        log_failure(log, f"stopping {feature.__name__} failed", exc)  # (Redis gone: one line)
             await runtime.supervisor.stop()
             await runtime.pubsub.stop()
             await client.aclose()
