@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import functools
 import logging
 import signal
@@ -108,7 +109,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        if exc.errno == 98:
+        if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"port {port} on {host} is already in use; choose another with --port") from None
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
