@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -273,6 +274,32 @@ def test_output_folders_are_checked_before_the_run(tmp_path: Path) -> None:
         run = tracker("replay", *args)
         assert run.returncode == 2 and "holds an instance" in one_line_error(run), run.stderr
     assert sorted(p.name for p in copy.iterdir()) == before  # no solution files mixed in
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_day_is_played(tmp_path: Path) -> None:
+    """It was found only when the solution was written, after simulating the whole day (every day, with --all)."""
+    for args in ([str(instances_root() / SMALL)], ["--all", str(instances_root())]):
+        started = time.monotonic()
+        run = tracker("replay", *args, "--out", "/proc/tracker-replay-out")  # (even root may not write there)
+        assert run.returncode == 2 and "cannot write in /proc" in one_line_error(run) and not run.stdout, run.stdout
+        assert time.monotonic() - started < 10
+
+
+def test_all_says_no_solution_was_written_when_every_instance_failed(tmp_path: Path) -> None:
+    instance_copy(tmp_path / "root" / "word_time", orders=cell(1, 3, "abc"))
+    run = tracker("replay", "--all", str(tmp_path / "root"), "--out", str(tmp_path / "out"), "--jobs", "1")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "solutions written" not in run.stdout, run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "no solution written: 1 of 1 instances failed to replay (no solution, " \
+                                                  "no figures)", run.stdout
+    assert not list((tmp_path / "out").glob("*/solution_info_*"))
+
+
+def test_check_takes_the_solution_after_the_flag_too(solution: Path) -> None:
+    run = tracker("replay", str(instances_root() / SMALL), "--check", str(solution))
+    assert run.returncode == 0 and "OK: every rule holds" in run.stdout, run.stdout + run.stderr
+    run = tracker("replay", str(instances_root() / SMALL), "--check", str(solution), "more")
+    assert run.returncode == 2 and "unrecognized arguments:" in run.stderr and run.stderr.endswith(" more\n"), run.stderr
 
 
 def test_a_missing_folder_or_a_file_given_as_instance_or_solution_says_so(tmp_path: Path, solution: Path) -> None:

@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM or SIGHUP, which stop a command as Ctrl-C does unless it handles them itself)."""
     try:
         with _held_signals() as release:
-            args = build_parser().parse_args(argv)
+            parser = build_parser()
+            args, extra = parser.parse_known_args(argv)
+            if extra and not getattr(args, "take_extra", lambda args, extra: False)(args, extra):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
             with stop_signals_as_ctrl_c():
                 release()  # a signal held while the commands loaded is taken now
                 return int(args.func(args) or 0)

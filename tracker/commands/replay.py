@@ -7,6 +7,7 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-server-env", action="store_true",
                    help="print, as `export VAR=value` lines, the settings a server for `--live --server` needs to "
                         "match the server --live starts itself (for INSTANCE, --time-scale and --interval)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, take_extra=_late_solution)
+
+
+def _late_solution(args: argparse.Namespace, extra: list[str]) -> bool:
+    """``tracker replay INSTANCE --check SOLUTION``: the SOLUTION after the flag (argparse takes the
+    positionals only as one run) is the solution; True when ``extra`` was that."""
+    if args.check and args.instance and args.solution is None and len(extra) == 1 and not extra[0].startswith("-"):
+        args.solution = extra[0]
+        return True
+    return False
 
 
 def _print_metrics(name: str, metrics: dict) -> None:  # type: ignore[type-arg]
@@ -122,6 +132,11 @@ def _folder_problem(flag: str, path: Path) -> str | None:
         return f"{flag} {path}: {up} is a file, not a folder"
     if (path / "orders.txt").is_file():
         return f"{flag} {path} holds an instance (orders.txt): solution files would mix into it; write them elsewhere"
+    where = path if path.is_dir() else up
+    try:  # (a folder made and removed: whether we may write there, read-only file systems and /proc included)
+        tempfile.TemporaryDirectory(dir=where, prefix=".tracker-replay-").cleanup()
+    except OSError as exc:
+        return f"{flag} {path}: cannot write in {where} ({exc.strerror or exc})"
     return None
 
 
@@ -305,9 +320,12 @@ def _run_all(args: argparse.Namespace) -> int:
     for d in errors:
         print(f"{d.name}: error: {d.error}")
     kept = " (the solutions this repository keeps: `git diff --stat solutions` shows what changed)" if not args.out else ""
-    failed = f"; {len(errors)} of {len(folders)} instances failed to replay (no solution, no figures)" if errors else ""
-    print(f"solutions written to {out_root}/NAME{kept}; checker: {len(results) - len(failures)} of {len(folders)} "
-          f"solutions keep every rule{failed}")
+    failed = f"{len(errors)} of {len(folders)} instances failed to replay (no solution, no figures)" if errors else ""
+    if not results:
+        print(f"no solution written: {failed}")
+    else:
+        print(f"solutions written to {out_root}/NAME{kept}; checker: {len(results) - len(failures)} of {len(folders)} "
+              f"solutions keep every rule{'; ' + failed if failed else ''}")
     return 0 if not failures and not errors else 1
 
 
