@@ -12,9 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Iterator
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -165,6 +167,25 @@ def test_a_second_cluster_command_on_a_running_clusters_folder_is_refused_and_ha
     finally:
         first.terminate()
         assert first.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_cluster_command_stopped_while_it_starts_stops_its_nodes_without_a_traceback(tmp_path, sig) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.embedded_cluster", str(tmp_path), "--masters", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (as from a terminal)
+    try:
+        deadline = time.monotonic() + 30
+        while not (nodes := psutil.Process(proc.pid).children()):  # the first node is starting
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.005)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig and "Traceback" not in err and not out, err
+    assert err.strip() == "interrupted while starting the cluster; the nodes started are stopped", err
+    assert psutil.wait_procs(nodes, timeout=10)[1] == []
 
 
 async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]

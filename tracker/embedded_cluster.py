@@ -11,20 +11,25 @@ evenly between them, without replicas.
 """
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import shutil
-import signal
-import sys
-import time
-from pathlib import Path
+from tracker.interrupts import hold_signals, interrupted_status, stop_signals_as_ctrl_c
 
-import redis
-from redis.crc import key_slot
+# Run as a command: Ctrl-C, SIGTERM and SIGHUP wait until the modules have loaded (see tracker.cli).
+_MASK_BEFORE = hold_signals() if __name__ == "__main__" else None
 
-from tracker.embedded_redis import EmbeddedRedis, free_port, lock_folder, port_is_free
-from tracker.errors import StartupError
+import argparse  # noqa: E402 - after the signals are held
+import logging  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import redis  # noqa: E402
+from redis.crc import key_slot  # noqa: E402
+
+from tracker.embedded_redis import EmbeddedRedis, free_port, lock_folder, port_is_free  # noqa: E402
+from tracker.errors import StartupError  # noqa: E402
 
 SLOTS = 16384
 _BUS_OFFSET = 10000
@@ -161,28 +166,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--masters must be at least 1, not {args.masters}")
     logging.basicConfig(level=logging.WARNING)
     cluster = EmbeddedCluster(args.data_dir, masters=args.masters, first_port=args.port)
-    try:
-        cluster.start()
-    except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"REDIS_URL={','.join(cluster.urls)}", flush=True)  # every node: a server starts from the first that answers
-    for node in cluster.nodes:
-        print(f"node pid {node.pid} on port {node.port}, data in {node.data_dir}; started as:\n  "
-              f"{node.command_line}", flush=True)
-    print("Ctrl-C (or SIGTERM) stops the nodes it started; a node that dies stays down until you "
-          "start it again with its command above (then stop that one yourself).", flush=True)
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    try:
-        while not stop["now"]:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        cluster.stop()
+    with stop_signals_as_ctrl_c():  # SIGTERM and SIGHUP too: the nodes stopped in order
+        if _MASK_BEFORE is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE)  # a signal held meanwhile is taken now
+        try:
+            cluster.start()
+        except StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted while starting the cluster; the nodes started are stopped", file=sys.stderr)
+            return interrupted_status()
+        print(f"REDIS_URL={','.join(cluster.urls)}", flush=True)  # every node: a server starts from the first that answers
+        for node in cluster.nodes:
+            print(f"node pid {node.pid} on port {node.port}, data in {node.data_dir}; started as:\n  "
+                  f"{node.command_line}", flush=True)
+        print("Ctrl-C (or SIGTERM) stops the nodes it started; a node that dies stays down until you "
+              "start it again with its command above (then stop that one yourself).", flush=True)
+        try:
+            while True:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            cluster.stop()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
