@@ -353,8 +353,9 @@ class EmbeddedRedis:
                                "move it away or choose another --data-dir")
         if stat.S_ISSOCK(mode) and socket_answers(sock):
             raise StartupError(
-                f"a process (not a tracker: it holds no lock on {self.data_dir}) is listening on {sock}, likely a "
-                "redis-server started by hand on this data folder, whose files a second one would share: stop it, "
+                f"a process (not a tracker: it holds no lock on {self.data_dir}) is listening on {sock}: a "
+                "redis-server started by hand on this data folder (or one still stopping), whose files a second one "
+                "would share: stop it (or wait), "
                 f"or use it with REDIS_URL=unix://{sock}")
         try:
             sock.unlink()
