@@ -34,6 +34,7 @@ from typing import Callable
 import redis
 
 from tracker.errors import StartupError
+from tracker.interrupts import signals_deferred
 
 log = logging.getLogger("tracker.redis")
 
@@ -373,11 +374,12 @@ class EmbeddedRedis:
 
     def _spawn(self, timeout: float) -> None:
         self._clear_socket()
-        self._proc = subprocess.Popen(
-            self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C in the terminal reaches tracker only; tracker stops Redis in order
-            preexec_fn=_die_with_parent,
-        )
+        with signals_deferred():  # (an interrupt in Popen would leave the child running, unknown to stop())
+            self._proc = subprocess.Popen(
+                self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C in the terminal reaches tracker only; tracker stops Redis in order
+                preexec_fn=_die_with_parent,
+            )
         try:
             self._wait_ready(timeout)
         except BaseException:

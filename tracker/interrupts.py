@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from types import FrameType
 from typing import Iterator
 
@@ -44,3 +45,37 @@ def hold_signals() -> set[signal.Signals] | None:
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Linux
         return None
     return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOPPING_SIGNALS})
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP that come within the block take effect at its end, through the
+    handlers before it: for starting a child process, which an interrupt inside ``Popen`` (after the
+    fork) would leave running with no handle to stop it by. (Off the main thread, where Python runs no
+    signal handler, nothing to do.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: came.append(signum))
+                for sig in (signal.SIGINT, *STOPPING_SIGNALS)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in came:
+            signal.raise_signal(sig)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait (blocked) until the end of the block, then take effect: for
+    imports, which an interrupt can leave half done (a module's initialisation crashed; and CPython,
+    after a KeyboardInterrupt inside some imports, ends the process by SIGINT whatever the exit status)."""
+    before = hold_signals()
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+import httpcore  # noqa: F401 - httpx loads it at its first request: here, with the importer's modules
 import httpx
 
 from tracker.auth import Role, issue_token
 from tracker.embedded_redis import free_port, port_is_free
+from tracker.interrupts import signals_deferred
 
 
 # argv: soft hard command...: run the command with that open-file limit.
@@ -84,7 +86,9 @@ class ServerProcess:
         if self.open_files is not None:  # (set by a small exec wrapper: preexec_fn is unsafe with threads)
             cmd = [sys.executable, "-c", _WITH_OPEN_FILES, *map(str, self.open_files), *cmd]
         try:
-            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            with signals_deferred():  # (an interrupt in Popen would leave the child running, unknown to stop())
+                self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT)
         finally:
             log.close()
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ApiError
-from tracker.interrupts import STOPPING_SIGNALS
+from tracker.interrupts import STOPPING_SIGNALS, signals_held
 from tracker.settings import MAX_TIME_SCALE
 
 DEFAULT_INTERVAL_MIN = 0.5
@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"tracker replay: {problem}", file=sys.stderr)
             return 2
         if args.live:
-            from tracker.commands.replay_live import run_live
+            with signals_held():  # (an interrupt while its modules load: see tracker.interrupts)
+                from tracker.commands.replay_live import run_live
 
             return run_live(args)
         done = replay_one(args.instance, out, args.interval)
