@@ -266,7 +266,7 @@ async def test_on_a_phone_the_zoom_buttons_never_cover_a_rider_at_the_fleets_cor
 async def test_a_kitchen_delay_whose_time_has_passed_reads_as_food_due_not_as_delayed(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The kitchen delayed the food to a time now past and has not pressed Ready: the map, the
     tables and the Order panel no longer say the kitchen holds it until then (its time is up);
-    they say plainly when the food was due, and the delay's marks go."""
+    they say plainly when the food was due, and the delay's marks go. The kitchen board says so too."""
     srv = start_server({**QUIET, "TRACKER_TIME_SCALE": "60"}, redis=own_redis)  # a minute a second
     ops = Ops(srv)
     mid, oid = uid("m"), uid("o")
@@ -293,6 +293,9 @@ async def test_a_kitchen_delay_whose_time_has_passed_reads_as_food_due_not_as_de
         await expect(row).not_to_contain_text("delayed by the kitchen")
         await expect(page.locator("#order-summary")).to_contain_text(f"food was due {ready}")
         await expect(page.locator("#order-summary")).not_to_contain_text("food delayed")
+        board = await context.new_page()  # the kitchen's own board says it alike
+        await board.goto(f"{srv.base_url}/merchant?token={srv.token('merchant', mid)}")
+        await expect(board.locator(f'tr[data-order="{oid}"] td').nth(2)).to_have_text(f"delayed, was due {ready}")
     finally:
         await context.close()
         await kitchen.close()

@@ -296,6 +296,7 @@ def _run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         ({"TRACKER_KEEPALIVE_S": "0"}, (), "TRACKER_KEEPALIVE_S"),
         ({"TRACKER_TILE_URL": "tile.openstreetmap.org"}, (), "{z}, {x} and {y}"),  # maps would show no tiles
         ({"TRACKER_DISPATCH_RADIUS_M": "1000000"}, (), "up to 200000 metres"),  # each round froze the server for seconds
+        ({"TRACKER_RIDER_SPEED_MPS": "1e-9"}, (), "from 0.1 to"),  # every dispatch round failed in the kernel
     ],
 )
 def test_invalid_settings_fail_with_one_line(env: dict[str, str], args: tuple[str, ...], expected: str) -> None:

@@ -30,16 +30,23 @@ MAX_SEND_BUFFER_BYTES = 64 * 1024 * 1024
 MAX_DISPATCH_RADIUS_M = 200_000.0  # a search covers the H3 cells within it, on the event loop: 1,000 km took 7 s a round
 
 
-def _number(kind: Callable[[str], Any], most: float, *, zero_ok: bool = False, note: str = "") -> Callable[[str], Any]:
-    """A parser of ``kind`` (``int`` or ``float``) values above 0 (from 0 with ``zero_ok``) up to ``most``."""
+def _number(kind: Callable[[str], Any], most: float, *, zero_ok: bool = False, least: float | None = None,
+            note: str = "") -> Callable[[str], Any]:
+    """A parser of ``kind`` (``int`` or ``float``) values above 0 (from 0 with ``zero_ok``, from
+    ``least`` when given) up to ``most``."""
     what = "integer" if kind is int else "number"
     limit = str(int(most)) if kind is int else f"{most:g}"
-    expected = f"must be {'an' if what == 'integer' else 'a'} {what} from 0 to {limit}" if zero_ok \
-        else f"must be a positive {what} up to {limit}"
+    if least is not None:
+        expected = f"must be a {what} from {least:g} to {limit}"
+    elif zero_ok:
+        expected = f"must be {'an' if what == 'integer' else 'a'} {what} from 0 to {limit}"
+    else:
+        expected = f"must be a positive {what} up to {limit}"
 
     def parse(raw: str) -> Any:
         value = kind(raw)
-        if not ((0 <= value) if zero_ok else (0 < value)) or not value <= most:  # (NaN fails both)
+        lowest_ok = (least <= value) if least is not None else (0 <= value) if zero_ok else (0 < value)
+        if not lowest_ok or not value <= most:  # (NaN fails both)
             raise ValueError(expected + note)
         return value
 
@@ -52,6 +59,9 @@ _time_scale = _number(float, MAX_TIME_SCALE)
 _send_buffer = _number(int, MAX_SEND_BUFFER_BYTES, note=" (64 MiB)")
 _dispatch_radius = _number(float, MAX_DISPATCH_RADIUS_M, note=" metres (200 km: a courier further off is no courier for this order)")
 _port = _number(int, 65535, zero_ok=True, note=" (0 picks a free port)")
+# Below a tenth of a metre a second every ETA runs to years and the kernel refuses the speed
+# (its boundary wants 1e-5 m/min at least): every dispatch round would fail.
+_rider_speed = _number(float, MAX_NUMBER, least=0.1, note=" metres a second")
 _positive_int = _number(int, MAX_NUMBER)
 _socket_count = _number(int, CEILING, note=" (more sockets than a process can have files)")
 
@@ -212,7 +222,7 @@ class Settings:
     )
 
     rider_speed_mps: float = _setting(
-        "TRACKER_RIDER_SPEED_MPS", _positive_float, 5.0, "riders' average speed for ETAs and dispatch (m/s, straight line)"
+        "TRACKER_RIDER_SPEED_MPS", _rider_speed, 5.0, "riders' average speed for ETAs and dispatch (m/s, straight line)"
     )
     pickup_service_s: float = _setting(
         "TRACKER_PICKUP_SERVICE_S", _non_negative_float, 240.0, "seconds a rider spends at the restaurant"

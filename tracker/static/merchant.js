@@ -230,6 +230,8 @@ function foodText(o) {
   if (COLLECTED.has(o.status)) return "collected";  // the food has left the kitchen, so it was ready
   if (o.status === "cancelled") return "not needed";  // (not "preparing": stop cooking)
   if (o.status === "placed" && !o.food) return "–";  // not confirmed yet: nothing is cooking
+  // A delay's time gone by without Ready: the food is simply late, as the ops page says it.
+  if (o.food && Number.isFinite(o.delayedReadyTs) && o.delayedReadyTs < clock.now()) return `delayed, was due ${clockTime(o.delayedReadyTs)}`;
   if (o.food) return o.food;  // "ready", "delayed to 12:40"
   if (!Number.isFinite(o.readyTs)) return "preparing";
   return o.readyTs < clock.now() ? `preparing, was due ${clockTime(o.readyTs)}` : `preparing, ready ${clockTime(o.readyTs)}`;
@@ -341,9 +343,10 @@ function onEvent(e) {
   lastEventId = e.id;
   if (gone.has(e.order_id)) return;
   const o = orders.get(e.order_id) || { status: "placed", food: "", seq: seq++ };
-  if (e.kind === "food_ready") o.food = "ready";
+  if (e.kind === "food_ready") { o.food = "ready"; o.delayedReadyTs = null; }
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
     o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
+    o.delayedReadyTs = e.ready_at;
     // "start plating" and "hand-over soon" were timed to the old ready time: the kitchen has just
     // said when the food will be. Those sent before now go (a reconnect's catch-up included).
     o.delayedTs = Number.isFinite(e.ts) ? e.ts : clock.now();
