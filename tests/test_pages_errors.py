@@ -332,3 +332,38 @@ async def test_the_ops_page_does_not_take_a_kitchens_cancel_for_its_own_try(
     finally:
         await page.context.close()
         await ops.close()
+
+
+async def test_an_operators_action_the_server_does_not_answer_is_checked_once_it_answers_again(
+        tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The server stops answering (its process frozen) as the operator presses "Cancel order":
+    after its wait the ops page says it got no answer and cannot tell whether the order was
+    cancelled, reads it once the server answers again, and says which, as the order then is."""
+    import os
+    import signal
+
+    with ServerProcess(data_dir=tmp_path / "data") as srv:
+        ops = Ops(srv)
+        page = await new_page(browser)
+        page.on("dialog", lambda d: asyncio.ensure_future(d.accept("kitchen closed early")))
+        try:
+            assert (await ops.create("o1", "m1")).status_code == 201
+            await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order=o1")
+            note = page.locator("#order-note")
+            await expect(page.locator("#order-summary")).to_contain_text("o1: ")
+            assert srv.proc is not None
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            try:
+                await page.get_by_role("button", name="Cancel order").click()
+                await expect(note).to_have_text(
+                    "Order o1: no answer from the server within 15 s: not known whether it was cancelled. Checking…",
+                    timeout=25_000)
+            finally:
+                os.kill(srv.proc.pid, signal.SIGCONT)
+            await expect(note).to_have_text(re.compile(r"^Order o1 was (cancelled after all\.|not cancelled: .* Try again\.)$"),
+                                            timeout=30_000)
+            cancelled = (await ops.get("o1"))["status"] == "cancelled"
+            assert ("after all" in await note.inner_text()) == cancelled
+        finally:
+            await page.context.close()
+            await ops.close()

@@ -1,6 +1,6 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service
 // figures, the orders waiting, and one order at a time to act on (cancel, take back, assign, fail).
-import { api, askReason, clockTime, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, VectorMap } from "/static/common.js";
+import { api, ApiError, askReason, clockTime, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -575,7 +575,10 @@ function drawEvents(events) {
   if ($("order-events").dataset.text !== text) { $("order-events").replaceChildren(...items); $("order-events").dataset.text = text; }
 }
 
-// Actions of this page's answered redis_unavailable ("action id"): only such an action can be the
+// How long an action waits for the server's answer before it is treated as not known to be done
+// (then checked, as one answered redis_unavailable is).
+const ACTION_WAIT_MS = 15_000;
+// Actions of this page answered redis_unavailable or not at all ("action id"): only such an action can be the
 // one a later `already` refusal found done; without one, someone else took that step first.
 const unsureActs = new Set();
 const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
@@ -633,16 +636,24 @@ async function act(o, action) {
   }
   acting = true;
   for (const b of $("order-actions").querySelectorAll("button")) b.disabled = true;
-  let done = false, unsure = false;
+  let done = false, unsure = false, answered = false;
   try {
     const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      signal: AbortSignal.timeout(ACTION_WAIT_MS) });
+    answered = true;
     shownOrder = after; drawOrder(after); done = true;
     note(action === "assign" ? `Order ${o.id} assigned to ${body.rider_id}.`
       : action === "unassign" ? `Order ${o.id} taken back from ${o.rider_id}: dispatch offers it again.`
         : `Order ${o.id} ${VERB[action]}.`);
   } catch (err) {
-    if (err.code === "redis_unavailable") {
+    // No answer in time, or the connection dropped: the request may have reached the server.
+    const noAnswer = !answered && !(err instanceof ApiError);
+    if (noAnswer) {
+      unsure = true; unsureActs.add(`${action} ${o.id}`);
+      note(`Order ${o.id}: no answer from the server within ${ACTION_WAIT_MS / 1000} s: not known whether it was `
+        + `${VERB[action]}. Checking…`);
+    } else if (err.code === "redis_unavailable") {
       unsure = true; unsureActs.add(`${action} ${o.id}`);
       note(`Order ${o.id}: not known whether it was ${VERB[action]}: the server's database did not answer in time, `
         + `and may still do it when it wakes. Checking… (Server: ${err.message})`);
