@@ -4,12 +4,14 @@ instead of showing "offline" and reconnecting forever."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from typing import AsyncIterator
 
 import httpx
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
 from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import Ops
@@ -244,6 +246,23 @@ async def test_a_kitchens_press_that_a_frozen_redis_took_when_it_woke_reads_as_d
             await ops.close()
 
 
+@contextlib.asynccontextmanager
+async def ops_page_on_a_new_order(srv: ServerProcess, browser: Browser) -> AsyncIterator[tuple[Ops, Page]]:  # noqa: F811
+    """Order o1 (kitchen m1) open in the ops page's Order panel, every reason asked answered
+    "kitchen closed early"; the page and the operator's HTTP client are closed after."""
+    ops = Ops(srv)
+    page = await new_page(browser)
+    page.on("dialog", lambda d: asyncio.ensure_future(d.accept("kitchen closed early")))
+    try:
+        assert (await ops.create("o1", "m1")).status_code == 201
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order=o1")
+        await expect(page.locator("#order-summary")).to_contain_text("o1: ")
+        yield ops, page
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
 async def test_an_operators_cancel_that_a_frozen_redis_took_when_it_woke_reads_as_done_after_all(
         tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The ops page's "Cancel order" meets a Redis that stops as the step goes out: answered 503
@@ -254,14 +273,8 @@ async def test_an_operators_cancel_that_a_frozen_redis_took_when_it_woke_reads_a
 
     with EmbeddedRedis(tmp_path / "redis", port=free_port()) as redis, FreezingRelay(redis) as relay, \
             ServerProcess(redis_url=relay.url, data_dir=tmp_path / "data") as srv:
-        ops = Ops(srv)
-        page = await new_page(browser)
-        page.on("dialog", lambda d: asyncio.ensure_future(d.accept("kitchen closed early")))
-        try:
-            assert (await ops.create("o1", "m1")).status_code == 201
-            await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order=o1")
+        async with ops_page_on_a_new_order(srv, browser) as (ops, page):
             note = page.locator("#order-note")
-            await expect(page.locator("#order-summary")).to_contain_text("o1: ")
             relay.freeze_before(b"EVALSHA", b'"order_id":"o1","kind":"cancelled"')
             try:
                 await page.get_by_role("button", name="Cancel order").click()
@@ -271,9 +284,6 @@ async def test_an_operators_cancel_that_a_frozen_redis_took_when_it_woke_reads_a
                 relay.thaw()
             await expect(note).to_have_text("Order o1 was cancelled after all.", timeout=20_000)
             assert (await ops.get("o1"))["status"] == "cancelled"
-        finally:
-            await page.context.close()
-            await ops.close()
 
 
 async def test_the_kitchen_board_does_not_take_an_operators_cancel_for_its_own_press(
@@ -343,14 +353,8 @@ async def test_an_operators_action_the_server_does_not_answer_is_checked_once_it
     import signal
 
     with ServerProcess(data_dir=tmp_path / "data") as srv:
-        ops = Ops(srv)
-        page = await new_page(browser)
-        page.on("dialog", lambda d: asyncio.ensure_future(d.accept("kitchen closed early")))
-        try:
-            assert (await ops.create("o1", "m1")).status_code == 201
-            await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order=o1")
+        async with ops_page_on_a_new_order(srv, browser) as (ops, page):
             note = page.locator("#order-note")
-            await expect(page.locator("#order-summary")).to_contain_text("o1: ")
             assert srv.proc is not None
             os.kill(srv.proc.pid, signal.SIGSTOP)
             try:
@@ -364,6 +368,3 @@ async def test_an_operators_action_the_server_does_not_answer_is_checked_once_it
                                             timeout=30_000)
             cancelled = (await ops.get("o1"))["status"] == "cancelled"
             assert ("after all" in await note.inner_text()) == cancelled
-        finally:
-            await page.context.close()
-            await ops.close()
