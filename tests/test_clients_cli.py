@@ -155,6 +155,9 @@ def test_a_rider_reports_again_a_step_refused_while_redis_was_away(tmp_path: Pat
             for line in run.stderr:  # the first step is reported...
                 if f"sent at_pickup for {oid}" in line:
                     break
+            deadline = time.monotonic() + 2.5  # ...and taken (the next comes 3 s after it)...
+            while ops.get(f"/v1/orders/{oid}").json()["status"] != "at_pickup" and time.monotonic() < deadline:
+                time.sleep(0.05)
             external.stop()  # ...then Redis is away while the next one is sent
             time.sleep(4.5)
             external.start()
