@@ -1,6 +1,7 @@
 """The server as a user runs it: ``tracker serve`` with and without an embedded Redis."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -199,18 +200,52 @@ def test_a_client_that_stopped_reading_does_not_hold_up_a_shutdown(tmp_path: Pat
         proc.cleanup()
 
 
-def test_embedded_redis_dies_when_the_server_is_killed(tmp_path: Path) -> None:
-    proc = ServerProcess(data_dir=tmp_path / "data")
-    proc.start()
+def _killed_hard(proc: ServerProcess, *, hang_redis: bool = False) -> list[int]:
+    """SIGKILL the server (no cleanup of its own), after an order; ``hang_redis``: its redis-server
+    stopped (SIGSTOP) first, as one hung, which its parent's death signal then cannot end. Returns
+    the redis-server's pid."""
+    assert proc.proc is not None
+    _create_order(proc)
+    _wait_aof_written(proc.data_dir)
+    pids = [c.pid for c in _redis_children(proc)]
+    assert len(pids) == 1
+    if hang_redis:
+        os.kill(pids[0], signal.SIGSTOP)
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.proc.wait()
+    proc.proc = None
+    return pids
+
+
+def test_embedded_redis_dies_when_the_server_is_killed_and_a_new_server_has_the_data(tmp_path: Path) -> None:
+    """The server OOM-killed: its redis-server goes within seconds (flushing its AOF), and the next
+    ``tracker serve`` on the folder just starts, with the orders of the first."""
+    proc = ServerProcess(data_dir=tmp_path / "data").start()
     try:
-        pids = [c.pid for c in _redis_children(proc)]
-        assert pids
-        assert proc.proc is not None
-        proc.proc.send_signal(signal.SIGKILL)
-        proc.proc.wait()
-        assert _gone(pids), "redis-server was orphaned by a crashed server"
+        pids = _killed_hard(proc)
+        assert _gone(pids, 5), "redis-server was orphaned by a crashed server"
+        proc.start()
+        _order_is_back(proc, {"Authorization": f"Bearer {proc.token('operator', 'ops')}"})
     finally:
         proc.cleanup()
+
+
+def test_a_hung_redis_server_a_killed_server_left_is_stopped_by_the_next(tmp_path: Path) -> None:
+    """A redis-server that outlived its killed server (hung, or still flushing) is recognised by
+    the next server on the folder as a tracker's (``redis.pid``): stopped, said so in one line,
+    and replaced, its data kept; not refused as one started by hand."""
+    proc = ServerProcess(data_dir=tmp_path / "data").start()
+    try:
+        [pid] = _killed_hard(proc, hang_redis=True)
+        assert _running(pid)  # the death signal waits while it is stopped
+        proc.start()
+        assert not _running(pid)
+        assert f"stopping the redis-server (pid {pid}) that an earlier tracker left running" in proc.log_tail()
+        _order_is_back(proc, {"Authorization": f"Bearer {proc.token('operator', 'ops')}"})
+    finally:
+        proc.cleanup()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_second_server_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import redis  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 
-from tracker.embedded_redis import EmbeddedRedis, free_port, lock_folder, port_is_free  # noqa: E402
+from tracker.embedded_redis import EmbeddedRedis, free_port, lock_folder, port_is_free, stop_left_behind  # noqa: E402
 from tracker.errors import StartupError  # noqa: E402
 
 SLOTS = 16384
@@ -81,6 +81,7 @@ class EmbeddedCluster:
         self._take_lock()
         try:
             for i in range(self.masters):
+                stop_left_behind(self.data_dir / f"node{i}")  # (a node a killed cluster left running: hung)
                 shutil.rmtree(self.data_dir / f"node{i}", ignore_errors=True)
             for i in range(self.masters):
                 node = EmbeddedRedis(

