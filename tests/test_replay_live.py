@@ -1,13 +1,18 @@
 """``tracker replay --live``: a slice of a real MDRP day through a real server and Redis."""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from tests.test_replay import SMALL, instances_root
+from tests.test_server_process import _gone
 from tracker.commands.replay_live import server_env
 from tracker.launcher import ServerProcess
 from tracker.mdrp.instance import load_instance
@@ -119,3 +124,33 @@ def test_two_live_replays_on_one_server_both_pass(start_server: Callable[..., Se
         rows = (tmp_path / run / "solution_info_orders.txt").read_text().split()
         assert "o1" in rows and not any(cell.startswith(tags[-1]) for cell in rows)  # the instance's own ids
     assert tags[0] != tags[1], tags
+
+
+def test_a_killed_live_replay_leaves_no_server_redis_or_folder_behind(tmp_path: Path) -> None:
+    """``tracker replay --live`` SIGKILLed while it plays through a server of its own: that server,
+    its redis-server and its temporary data folder go within seconds, with no cleanup of the replay's."""
+    instance = made_up_day(tmp_path / "day")
+    tmp, err = tmp_path / "tmp", tmp_path / "replay.err"
+    tmp.mkdir()
+    with err.open("w") as stderr:
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "tracker", "replay", str(instance), "--live", "--time-scale", "1",
+             "--out", str(tmp_path / "live")],
+            env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while "playing" not in err.read_text():
+            assert replay.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.1)
+        left = [p.pid for p in psutil.Process(replay.pid).children(recursive=True)]
+        assert len(left) >= 2 and list(tmp.iterdir()), "no server and Redis of its own"
+        replay.kill()
+        replay.wait()
+        assert _gone(left, 5), "the replay's server or its Redis outlived it"
+        deadline = time.monotonic() + 5
+        while list(tmp.iterdir()):
+            assert time.monotonic() < deadline, f"left in the temporary folder: {list(tmp.iterdir())}"
+            time.sleep(0.1)
+    finally:
+        replay.kill()
+        replay.wait()

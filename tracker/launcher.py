@@ -2,7 +2,10 @@
 
 Used by the tests, the load-test runner and ``tracker replay --live`` when they need a
 server of their own: a free port, its own data folder or a given Redis, and a clean
-stop (SIGINT, then SIGKILL) that leaves nothing behind.
+stop (SIGINT, then SIGKILL) that leaves nothing behind. When the process that started it is
+killed (SIGKILL: no cleanup), the server still goes: it gets SIGTERM from the kernel
+(:mod:`tracker.parent_death`: start it from the main thread, or one that outlives it) and stops
+its Redis, and a small helper process removes the temporary data folder once it has.
 """
 from __future__ import annotations
 
@@ -21,7 +24,27 @@ import httpx
 from tracker.auth import Role, issue_token
 from tracker.embedded_redis import free_port, port_is_free
 from tracker.interrupts import signals_deferred
+from tracker.parent_death import tied_to_parent
 
+
+# argv: folder. Waits for end of input (the parent let go, or is gone), then for the folder's
+# lock (the server in it stopped, its Redis too; a minute at most), then removes the folder.
+_REMOVE_AFTER = ("import fcntl, os, shutil, sys, time\n"
+                 "sys.stdin.buffer.read()\n"
+                 "try:\n"
+                 "    fd = os.open(os.path.join(sys.argv[1], 'tracker.lock'), os.O_RDWR)\n"
+                 "except OSError:\n"
+                 "    fd = None\n"
+                 "deadline = time.monotonic() + 60\n"
+                 "while fd is not None:\n"
+                 "    try:\n"
+                 "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                 "        break\n"
+                 "    except BlockingIOError:\n"
+                 "        if time.monotonic() > deadline:\n"
+                 "            sys.exit(0)  # still in use: left as it is\n"
+                 "        time.sleep(0.1)\n"
+                 "shutil.rmtree(sys.argv[1], ignore_errors=True)\n")
 
 # argv: soft hard command...: run the command with that open-file limit.
 _WITH_OPEN_FILES = ("import os, resource, sys; "
@@ -54,6 +77,7 @@ class ServerProcess:
         self._args = list(args or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.open_files = open_files
+        self._remover: subprocess.Popen[bytes] | None = None  # removes the temporary folder if we are killed
 
     @property
     def base_url(self) -> str:
@@ -87,7 +111,8 @@ class ServerProcess:
             cmd = [sys.executable, "-c", _WITH_OPEN_FILES, *map(str, self.open_files), *cmd]
         try:
             with signals_deferred():  # (an interrupt in Popen would leave the child running, unknown to stop())
-                self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                self._start_remover()
+                self.proc = subprocess.Popen(tied_to_parent(cmd), env=env, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT)
         finally:
             log.close()
@@ -130,11 +155,24 @@ class ServerProcess:
             code = proc.returncode
         return code
 
+    def _start_remover(self) -> None:
+        """For a temporary data folder: the helper that removes it should this process be killed."""
+        if self._tmp is None or self._remover is not None:
+            return
+        self._remover = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REMOVE_AFTER, str(self.data_dir)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True)  # (Ctrl-C in the terminal is ours to handle)
+
     def cleanup(self) -> None:
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        if self._remover is not None:
+            assert self._remover.stdin is not None
+            self._remover.stdin.close()  # (its folder is gone: it ends at once)
+            self._remover.wait()
+            self._remover = None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
