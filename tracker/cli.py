@@ -7,17 +7,13 @@ an extension module initialises could be lost, or crash it (orjson's has).
 """
 from __future__ import annotations
 
-import signal
+from tracker.interrupts import ImportHold, interrupted_status, stop_signals_as_ctrl_c
 
-from tracker.interrupts import hold_signals, interrupted_status, stop_signals_as_ctrl_c
-
-_MASK_BEFORE = hold_signals()  # (what main() restores)
+_HELD = ImportHold()  # (released by main())
 
 import argparse  # noqa: E402 - after the signals are held
-import contextlib  # noqa: E402
 import importlib  # noqa: E402
 import sys  # noqa: E402
-from typing import Callable, Iterator  # noqa: E402
 
 from tracker import __version__  # noqa: E402
 from tracker.errors import ServerLost, SettingsError, StartupError  # noqa: E402
@@ -38,32 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _held_signals() -> Iterator[Callable[[], None]]:
-    """Hold the stop signals (still held after the import, or again for a second ``main`` in one
-    process) and give the function that lets them through as before the import, which leaving the
-    block also does (a Ctrl-C held meanwhile then raises)."""
-    hold_signals()
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if not released and _MASK_BEFORE is not None:
-            released = True
-            signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE)
-
-    try:
-        yield release
-    finally:
-        release()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status. Bad settings, failed starts and a lost Redis are one
     line; Ctrl-C, even while the subcommands load, is exit 130 without a traceback (143 or 129 for a
     SIGTERM or SIGHUP, which stop a command as Ctrl-C does unless it handles them itself)."""
     try:
-        with _held_signals() as release:
+        with _HELD.holding() as release:
             parser = build_parser()
             args, extra = parser.parse_known_args(argv)
             if extra and not getattr(args, "take_extra", lambda args, extra: False)(args, extra):

@@ -11,16 +11,15 @@ evenly between them, without replicas.
 """
 from __future__ import annotations
 
-from tracker.interrupts import hold_signals, interrupted_status, stop_signals_as_ctrl_c
+from tracker.interrupts import ImportHold, interrupted_status, stop_signals_as_ctrl_c
 
 # Run as a command: Ctrl-C, SIGTERM and SIGHUP wait until the modules have loaded (see tracker.cli).
-_MASK_BEFORE = hold_signals() if __name__ == "__main__" else None
+_HELD = ImportHold(active=__name__ == "__main__")
 
 import argparse  # noqa: E402 - after the signals are held
 import logging  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -167,9 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--masters must be at least 1, not {args.masters}")
     logging.basicConfig(level=logging.WARNING)
     cluster = EmbeddedCluster(args.data_dir, masters=args.masters, first_port=args.port)
-    with stop_signals_as_ctrl_c():  # SIGTERM and SIGHUP too: the nodes stopped in order
-        if _MASK_BEFORE is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE)  # a signal held meanwhile is taken now
+    with _HELD.holding() as release, stop_signals_as_ctrl_c():  # SIGTERM and SIGHUP too: the nodes stopped in order
+        release()  # a signal held meanwhile is taken now
         try:
             cluster.start()
         except StartupError as exc:

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Iterator
+from typing import Callable, Iterator
 
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []
@@ -45,6 +45,38 @@ def hold_signals() -> set[signal.Signals] | None:
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Linux
         return None
     return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOPPING_SIGNALS})
+
+
+class ImportHold:
+    """Ctrl-C, SIGTERM and SIGHUP held (blocked) from its creation, at the top of a command's module,
+    while the modules load (see :func:`signals_held`), until the command lets them through."""
+
+    def __init__(self, active: bool = True) -> None:
+        """``active=False`` (the module imported, not run as a command): nothing held, ever."""
+        self._before = hold_signals() if active else None
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[Callable[[], None]]:
+        """Hold them (still, or again for a second run in one process) and give the function that lets
+        them through as before the import, which leaving the block also does (one held meanwhile then
+        takes effect: a Ctrl-C raises)."""
+        before = self._before
+        if before is None:
+            yield lambda: None
+            return
+        hold_signals()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+        try:
+            yield release
+        finally:
+            release()
 
 
 @contextlib.contextmanager
