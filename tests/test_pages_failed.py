@@ -2,6 +2,7 @@
 order's next step on the tracking page, in a real Chromium."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 from playwright.async_api import Browser, Page, expect
@@ -32,6 +33,32 @@ async def _picked_up(server: ServerProcess, ops: Ops, oid: str, mid: str, rid: s
 async def _fail(ops: Ops, oid: str) -> None:
     resp = await ops.client.post(f"/v1/orders/{oid}/fail", json={"reason": REASON})
     assert resp.status_code == 200, resp.text
+
+
+# What a screen reader hears from the page's live regions: their text, without what is hidden
+# from it (aria-hidden, or not displayed).
+SPOKEN = """() => {
+    const live = '[aria-live], [role=status], [role=alert]';
+    const said = (n) => n.nodeType === Node.TEXT_NODE ? n.data : n.nodeType !== Node.ELEMENT_NODE
+        || n.getAttribute('aria-hidden') === 'true' || getComputedStyle(n).display === 'none' ? ''
+        : [...n.childNodes].map(said).join('');
+    return [...document.querySelectorAll(live)].filter((r) => !r.parentElement.closest(live)).map(said).join(' | ');
+}"""
+
+
+async def _ended_page_tells_once_and_truly(page: Page, ops: Ops, oid: str, reason: str) -> None:
+    """An order that ended early: its reason is read out once (shown in the status line and the
+    next-step box, heard from the box alone); its timeline ticks only steps of its history; the
+    legend no longer lists a rider the map does not draw."""
+    await expect(page.locator("#status")).to_contain_text(reason)  # seen where the status is
+    spoken = str(await page.evaluate(SPOKEN))
+    assert spoken.count(reason) == 1, spoken
+    happened = {e["kind"] for e in (await ops.get(oid))["events"]}
+    ticked = await page.locator("#timeline li.done").evaluate_all("els => els.map((e) => e.dataset.kind)")
+    assert ticked and set(ticked) <= happened, (ticked, happened)
+    await expect(page.locator('[data-marker="rider"]')).to_have_count(0)
+    await expect(page.locator(".legend span", has_text="rider")).to_be_hidden()
+    await expect(page.locator(".legend span", has_text="restaurant")).to_be_visible()
 
 
 async def _shows_failed(page: Page, oid: str) -> None:
@@ -67,10 +94,15 @@ async def test_customer_page_says_the_delivery_failed_why_and_what_happens_now(s
         await expect(page.locator("#status")).to_have_attribute("data-status", "picked_up")
         await expect(page.locator('[data-marker="rider"]')).to_have_count(1)  # where the rider was last seen
         await expect(page.locator("#next-step")).to_be_hidden()  # nothing to do while it is on its way
+        await expect(page.locator(".legend span", has_text="rider")).to_be_visible()  # (as on the map)
         await _fail(ops, oid)
         await _shows_failed(page, oid)  # live
+        await _ended_page_tells_once_and_truly(page, ops, oid, REASON)
+        # the kitchen never called the food ready: not ticked, though the rider collected it
+        await expect(page.locator('#timeline li[data-kind="food_ready"]')).to_have_count(0)
         await page.reload()
         await _shows_failed(page, oid)  # and from the history
+        await _ended_page_tells_once_and_truly(page, ops, oid, REASON)
         await expect(page.locator("#rider-note")).to_be_hidden()  # not "waiting for the rider's position"
     finally:
         await page.context.close()
@@ -157,13 +189,18 @@ async def test_customer_page_says_who_cancelled_before_pickup_and_what_to_do(ser
         await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
         await expect(page.locator("#status")).to_have_attribute("data-status", "assigned")
         await expect(page.locator("#next-step")).to_be_hidden()
+        await asyncio.sleep(1.05)  # (a rider's fixes are taken one a second)
+        await courier.location(PICKUP["lat"] - 0.0021, PICKUP["lng"])  # on its way: drawn on the map
+        await expect(page.locator('[data-marker="rider"]')).to_have_count(1)
+        await expect(page.locator(".legend span", has_text="rider")).to_be_visible()  # (as on the map)
         await _cancel(server, ops, oid, "merchant", mid, "out of salmon.")
         said = ("We are sorry: the restaurant cancelled your order before the rider collected it. Nothing will be"
                 " delivered and the rider is not coming. What happened: out of salmon.")
-        await _shows_cancelled(page, oid, "Cancelled by the restaurant: out of salmon.", said)  # live
-        await expect(page.locator('[data-marker="rider"]')).to_have_count(0)
-        await page.reload()
-        await _shows_cancelled(page, oid, "Cancelled by the restaurant: out of salmon.", said)  # from the history
+        for _ in range(2):  # live, then from the history
+            await _shows_cancelled(page, oid, "Cancelled by the restaurant: out of salmon.", said)
+            await _ended_page_tells_once_and_truly(page, ops, oid, "out of salmon")
+            await expect(page.locator('#timeline li[data-kind="food_ready"]')).to_have_count(0)  # (never ready)
+            await page.reload()
     finally:
         await page.context.close()
         await kitchen.close()
@@ -181,6 +218,8 @@ async def test_customer_page_after_the_service_cancels_an_unconfirmed_order(serv
         assert (await ops.create(oid, mid)).status_code == 201
         await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
         await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+        await expect(page.locator(".legend span", has_text="restaurant")).to_be_visible()
+        await expect(page.locator(".legend span", has_text="rider")).to_be_hidden()  # no rider on the map
         await _cancel(server, ops, oid, "operator", "ops", None)
         for _ in range(2):  # live, then from the history
             await _shows_cancelled(page, oid, "Cancelled by the service",

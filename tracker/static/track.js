@@ -24,13 +24,17 @@ let status = null;
 let refusedNow = false;  // the server refused the link: nothing of the order is shown any more
 let handedBack = false;  // the order's rider gave it back and no other has it yet
 
+// The steps the order went through (its events), and those still to come; a step passed over
+// without its event (food collected that the kitchen never called ready) is left out, not
+// ticked: only what happened shows as done. An order that ended early lists what happened alone.
 function renderTimeline() {
   const list = $("timeline");
   const ended = ENDED_EARLY.find(([kind]) => seen.has(kind));
-  // Food the rider has collected was ready, whether or not the kitchen pressed "Ready".
-  const done = (kind) => seen.has(kind) || (kind === "food_ready" && COLLECTED.some((k) => seen.has(k)));
-  list.replaceChildren(...STEPS.filter(([kind]) => !ended || done(kind)).map(([kind, label]) => {  // an order that ended early has no next steps
-    const li = step(label, done(kind));
+  const chain = STEPS.map(([kind]) => kind).filter((kind) => kind !== "food_ready");
+  const passed = (kind) => (kind === "food_ready" ? COLLECTED : chain.slice(chain.indexOf(kind) + 1)).some((k) => seen.has(k));
+  const shown = STEPS.filter(([kind]) => seen.has(kind) || (!ended && !passed(kind)));
+  list.replaceChildren(...shown.map(([kind, label]) => {
+    const li = step(label, seen.has(kind));
     li.dataset.kind = kind;
     if (kind === status) li.setAttribute("aria-current", "step");
     return li;
@@ -73,8 +77,9 @@ function apply(event) {
   // A rider who gave the order back is said so, until another takes it: not a silent step back.
   if (event.kind === "rider_unassigned") handedBack = true;
   else if (event.kind === "assigned" || FINAL.includes(event.kind)) handedBack = false;
-  setText($("status"), status === "cancelled" ? cancelledText(event) : status === "failed" ? failedText(event)
-    : handedBack ? "Your rider could not bring this order; finding another rider"
+  if (status === "cancelled") showStatus(...cancelledText(event));
+  else if (status === "failed") showStatus(...failedText(event));
+  else showStatus(handedBack ? "Your rider could not bring this order; finding another rider"
     : (STEPS.find(([k]) => k === status) || [status, status])[1]);
   $("status").dataset.status = status;
   if (!ENDED_EARLY.some(([kind]) => kind === status)) showNextStep(null);
@@ -84,12 +89,22 @@ function apply(event) {
 }
 
 const BY = { merchant: "the restaurant", operator: "the service", customer: "you" };
-const withReason = (text, event) => text + (typeof event.reason === "string" && event.reason ? `: ${event.reason}` : "");
+// A status and the reason of the step that ended the order, as [text, reason] ("" for none).
+const withReason = (text, event) => [text, typeof event.reason === "string" && event.reason ? `: ${event.reason}` : ""];
 function cancelledText(event) {
   return withReason(`Cancelled${BY[event.by] ? ` by ${BY[event.by]}` : ""}`, event);
 }
 // The service ended the order after pickup: the food will not arrive.
 const failedText = (event) => withReason("Delivery failed", event);
+// The status line (a live region). An ended order's reason is shown after it but not read out
+// there: the next-step box, read as it appears, says it ("What happened: ..."), so it is heard once.
+function showStatus(text, reason = "") {
+  const el = $("status");
+  if (el.textContent === text + reason) return;
+  if (!reason) { el.textContent = text; return; }
+  const seenOnly = document.createElement("span"); seenOnly.setAttribute("aria-hidden", "true"); seenOnly.textContent = reason;
+  el.replaceChildren(text, seenOnly);
+}
 
 // What the customer of an order that ended without a delivery is to do next, in plain words:
 // what happened and why (a failed delivery's or a cancel's reason: the ops page and the kitchen
@@ -183,6 +198,7 @@ function describeMap() {
     text += `; your rider is ${metres < 950 ? `${Math.max(50, Math.round(metres / 50) * 50)} m` : `${(metres / 1000).toFixed(1)} km`} from your address`;
   }
   $("map").setAttribute("aria-label", text);
+  $("legend-rider").hidden = !rider;  // the legend lists what the map shows: a rider only while one is drawn
 }
 
 // The map is fitted to the restaurant and the address; a rider outside that view widens it.
