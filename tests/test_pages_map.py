@@ -44,6 +44,30 @@ async def hit_at(page: Page, x: float, y: float) -> dict[str, Any]:
     }""", [x, y]))
 
 
+def contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """WCAG contrast ratio of two sRGB colours (0-255 channels)."""
+    def lum(c: tuple[float, ...]) -> float:
+        lin = [(v / 255 / 12.92) if v / 255 <= 0.04045 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in c[:3]]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+async def ring_colours(page: Page, selector: str) -> dict[str, Any]:
+    """The colours of a map dot as drawn: its fill (``dot``), its outline (``ring``), the colours
+    of any edge drawn around that outline (``edge``: drop shadows), and the map's background."""
+    found = await page.evaluate("""(sel) => {
+        const el = document.querySelector(sel), css = getComputedStyle(el);
+        const rgb = (s) => (s.match(/rgba?\\([^)]*\\)/g) || []).map((c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number));
+        const probe = document.createElement('span'); probe.style.color = el.getAttribute('fill'); document.body.append(probe);
+        const dot = rgb(getComputedStyle(probe).color)[0]; probe.remove();
+        return { dot, ring: rgb(css.stroke)[0], edge: rgb(css.filter),
+                 map: rgb(getComputedStyle(document.getElementById('map')).backgroundColor)[0] };
+    }""", selector)
+    assert found["edge"], found  # (an edge is drawn)
+    return {k: (tuple(v) if k != "edge" else [tuple(e) for e in v]) for k, v in found.items()}
+
+
 async def test_a_finger_opens_an_order_from_its_mark_and_finds_a_rider_from_its_dot(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     srv = start_server(QUIET, redis=own_redis)
     ops = Ops(srv)
@@ -118,6 +142,7 @@ async def test_riders_are_drawn_over_the_orders_and_placed_orders_have_their_own
         await expect(mark).to_have_attribute("data-open-order", placed)
         await expect(mark.locator("title")).to_have_text(f"{other}: 1 order waiting for the kitchen to confirm")
         await expect(page.locator(".legend .order-placed")).to_have_text(re.compile("placed, waiting for the kitchen to confirm"))
+        await page.get_by_text("Legend", exact=True).click()  # (folded on a phone)
         await expect(page.locator(".legend .order-waiting")).to_be_visible()
         await page.touchscreen.tap(*await centre(page, f'[data-id="placed:{other}"]'))
         await expect(page.locator("#order-summary")).to_contain_text(f"{placed}: placed")
@@ -214,6 +239,10 @@ async def test_a_rider_waiting_on_a_kitchen_delay_says_so_in_its_row_and_on_its_
         dot = page.locator(f'[data-marker="{rid}"]')
         await expect(dot.locator("title")).to_have_text(f"{rid}: busy · {said}")
         await expect(dot).to_have_attribute("data-food-delayed", "")  # outlined, as the legend says
+        ring = await ring_colours(page, f'[data-marker="{rid}"]')
+        assert contrast(ring["ring"], ring["dot"]) >= 3, ring  # seen on the red dot
+        assert all(contrast(edge, ring["map"]) >= 3 for edge in ring["edge"]), ring  # and on the map
+        assert all(contrast(edge, ring["ring"]) >= 3 for edge in ring["edge"]), ring  # (the edge shows)
         await expect(page.locator(".legend .rider-delayed")).to_have_text(re.compile("food delayed by the kitchen"))
         await dot.click()
         await expect(page.locator("#rider-note")).to_have_text(f"Rider {rid} selected on the map: busy, 2 orders · {said}.")
@@ -300,3 +329,121 @@ async def test_a_kitchen_delay_whose_time_has_passed_reads_as_food_due_not_as_de
         await context.close()
         await kitchen.close()
         await ops.close()
+
+
+async def test_one_press_on_a_kitchen_lists_all_its_orders_placed_ones_included(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A kitchen with an order waiting for a rider and one still to confirm: the waiting order's
+    mark lies over the placed one's, whose only own part is a thin rim. A press anywhere on the
+    kitchen opens the Order panel with every order there listed, the placed one a press away."""
+    srv = start_server(QUIET, redis=own_redis)
+    ops = Ops(srv)
+    mid, waiting, placed = uid("m"), uid("o-wait"), uid("o-placed")
+    kitchen = await merchant(srv, mid)
+    page = await phone(browser, "about:blank")
+    try:
+        await ops.create(waiting, mid)
+        await kitchen.confirm(waiting)
+        await kitchen.event(waiting, "confirmed")
+        await ops.create(placed, mid)  # at the same restaurant, not confirmed
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        await expect(page.locator(f'[data-id="placed:{mid}"]')).to_have_count(1)
+        x, y = await centre(page, f'[data-id="kitchen:{mid}"]')
+        for dx, dy in ((0, 0), (18, 0), (0, -18)):  # the kitchen, within a finger's reach
+            assert (await hit_at(page, x + dx, y + dy))["order"] in (waiting, placed)
+        await page.touchscreen.tap(x + 18, y)
+        await expect(page.locator("#order-summary")).to_contain_text(f"{waiting}: confirmed")
+        also = page.locator("#order-also")
+        await expect(also).to_contain_text(f"Also at kitchen {mid}:")
+        await expect(also).to_contain_text(f"{placed} (placed, to confirm)")
+        await also.get_by_role("button", name=f"Order {placed}: open").click()
+        await expect(page.locator("#order-summary")).to_contain_text(f"{placed}: placed")
+        await expect(also.get_by_role("button", name=f"Order {waiting}: open")).to_be_visible()  # and back
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await ops.close()
+
+
+async def test_an_order_never_delayed_reads_food_was_due_once_its_ready_time_passed(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The Order panel says "food ready 12:10" while the food is cooking; once that time passed
+    without the kitchen pressing Ready it says "food was due 12:10", as after a delay, and once
+    the kitchen pressed Ready, "food ready" again."""
+    srv = start_server({**QUIET, "TRACKER_TIME_SCALE": "60"}, redis=own_redis)  # a minute a second
+    ops = Ops(srv)
+    mid, oid = uid("m"), uid("o")
+    kitchen = await merchant(srv, mid)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    try:
+        await ops.create(oid, mid, prep_minutes=8)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        expected = (await ops.get(oid))["expected_ready_at"]
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order={oid}")
+        ready = await wall_clock(page, expected)
+        summary = page.locator("#order-summary")
+        await expect(summary).to_contain_text(f"food ready {ready}")  # (8 minutes: 8 s here)
+        await expect(summary).to_contain_text(f"food was due {ready}", timeout=15_000)
+        await expect(summary).not_to_contain_text("food ready")
+        await kitchen.ready(oid)
+        await kitchen.event(oid, "food_ready")
+        await expect(summary).to_contain_text(re.compile(r"food ready \d"))
+        await expect(summary).not_to_contain_text("was due")
+    finally:
+        await context.close()
+        await kitchen.close()
+        await ops.close()
+
+
+async def test_on_a_phone_the_legend_folds_into_a_toggle_that_shows_every_entry(own_redis, start_server, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server(QUIET, redis=own_redis)
+    page = await phone(browser, f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+    try:
+        legend = page.locator(".legend")
+        entries = legend.locator("span")
+        count = await entries.count()
+        assert count >= 12
+        toggle = page.get_by_text("Legend", exact=True)
+        await expect(toggle).to_be_visible()
+        box = await legend.bounding_box()
+        line = float(await legend.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 24"))
+        assert box is not None and box["height"] <= 2 * line, (box, line)  # one line, not eight
+        assert await toggle.evaluate("e => e.closest('details') !== null && !e.closest('details').open")
+        await toggle.click()  # unfolded: every entry, none lost
+        for i in range(count):
+            await expect(entries.nth(i)).to_be_visible()
+        await toggle.click()
+        await expect(entries.first).to_be_hidden()
+        wide = await browser.new_context(viewport={"width": 1280, "height": 800})
+        desk = await wide.new_page()
+        await desk.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        await expect(desk.locator(".legend .order-placed")).to_be_visible()  # open on a wide screen
+        await wide.close()
+    finally:
+        await page.context.close()
+
+
+async def test_a_long_rider_id_keeps_to_one_line_with_the_whole_id_in_its_title(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    srv = start_server(QUIET, redis=own_redis)
+    rid = (uid("r") + "-" + "k" * 64)[:64]  # the longest id there is
+    courier = await rider(srv, rid)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    try:
+        await courier.location(PICKUP["lat"], PICKUP["lng"])
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        row = page.locator(f'#riders tr[data-rider="{rid}"]')
+        for size in ({"width": 1280, "height": 800}, {"width": 390, "height": 844}):  # a table, then cards
+            await page.set_viewport_size(size)
+            cell = row.locator('td[data-label="Rider"]')
+            await expect(cell).to_have_attribute("title", rid)  # the whole id on hover
+            await expect(row.get_by_role("cell", name=rid, exact=True)).to_have_count(1)  # and read out whole
+            shown = await cell.evaluate("""(td) => {
+                const el = td.querySelector('.clip') || td, css = getComputedStyle(el);
+                return { lines: Math.round(el.getBoundingClientRect().height / parseFloat(css.lineHeight)),
+                         cut: el.scrollWidth > el.clientWidth, ellipsis: css.textOverflow };
+            }""")
+            assert shown == {"lines": 1, "cut": True, "ellipsis": "ellipsis"}, (size, shown)
+    finally:
+        await context.close()
+        await courier.close()

@@ -5,6 +5,8 @@ import { api, ApiError, askReason, clockTime, MAX_REASON, minutesFrom, setOfflin
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
 map.enableZoom();
+// On a phone the legend starts folded (a "Legend" toggle), so it does not push the tables down.
+if (matchMedia("(max-width: 600px)").matches) $("legend").open = false;
 const COLORS = { free: "#2f855a", offered: "#975a16", busy: "#c53030", unavailable: "#718096", silent: "#6b46c1",
   waiting: "#1a202c", delayed: "#c05621", placed: "#fff" };
 // A rider carrying orders that stopped sending fixes stays on the map, in its own colour.
@@ -112,10 +114,12 @@ const stateText = (r, now) => (r.stale ? silentFor(r, now) : r.state);
 // kitchen to confirm: a hollow frame, drawn first and larger), one for those waiting for a rider
 // (a square; a triangle when the kitchen delayed the food of any of them). All are under the
 // riders: a rider at the restaurant covers the middle of a mark, never the whole of it. A press
-// opens one of its orders (a delayed one first, else the oldest) and lists the others under it.
-function orderMark(mid, kind, orders, now) {
+// opens one of its orders (a delayed one first, else the oldest) and lists under it every other
+// order at that kitchen, those of the other mark included: the waiting mark lies over the placed
+// one, so one press anywhere on the kitchen reaches all its orders.
+function orderMark(mid, kind, orders, now, others = []) {
   const delayed = orders.filter((o) => heldByKitchen(o, now)), n = orders.length;
-  const first = delayed[0] || orders[0], rest = orders.filter((o) => o !== first);
+  const first = delayed[0] || orders[0], rest = [...orders.filter((o) => o !== first), ...others];
   let label, style;
   if (kind === "placed") {
     label = `${plural(n, "order")} waiting for the kitchen to confirm`;
@@ -142,8 +146,9 @@ function drawOrders(snap) {
     return out;
   };
   map.clear("points");
-  for (const [mid, orders] of byKitchen(snap.kitchen_queue || [])) orderMark(mid, "placed", orders, snap.ts);
-  for (const [mid, orders] of byKitchen(snap.open_orders)) orderMark(mid, "waiting", orders, snap.ts);
+  const placed = byKitchen(snap.kitchen_queue || []), waiting = byKitchen(snap.open_orders);
+  for (const [mid, orders] of placed) orderMark(mid, "placed", orders, snap.ts, waiting.get(mid));
+  for (const [mid, orders] of waiting) orderMark(mid, "waiting", orders, snap.ts, placed.get(mid));
 }
 
 function drawMap(snap, riderById) {
@@ -245,6 +250,14 @@ function noneRow(tbody, label, text) {
   redraw(tbody, [tr]);
 }
 
+// A rider's id on one line, cut with an ellipsis when long: the whole id is its title (on hover)
+// and its text (read out whole).
+function riderCell(tr, id) {
+  const clip = document.createElement("span"); clip.className = "clip"; clip.textContent = id;
+  cell(tr, "Rider", [clip]);
+  tr.lastChild.className = "id one-line"; tr.lastChild.title = id;
+}
+
 function cell(tr, label, content) {
   const td = document.createElement("td"); td.dataset.label = label;
   if (typeof content === "string" || typeof content === "number") td.textContent = content;
@@ -285,7 +298,7 @@ function drawRiders(snap) {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.id === selectedRider) { tr.dataset.selected = ""; tr.tabIndex = -1; }
     if (r.stale) tr.dataset.silent = "";
-    cell(tr, "Rider", r.id); tr.firstChild.className = "id";
+    riderCell(tr, r.id);
     const refused = r.refused_last_hour ? ` · refused ${plural(r.refused_last_hour, "offer")} in the last hour` : "";
     const paused = r.paused ? ` · paused by the operator${r.paused.reason ? `: ${r.paused.reason}` : ""}` : "";
     cell(tr, "State", stateText(r, snap.ts) + kitchenDelaysText(r, snap.ts) + paused + refused);
@@ -319,7 +332,7 @@ function drawPaused(snap) {
   }
   redraw($("paused-riders"), listed.map((p) => {
     const tr = document.createElement("tr"); tr.dataset.rider = p.id;
-    cell(tr, "Rider", p.id); tr.firstChild.className = "id";
+    riderCell(tr, p.id);
     cell(tr, "Since", Number.isFinite(p.at) ? `${clockTime(p.at)} (${since(snap.ts - p.at)} ago)` : "");
     cell(tr, "Why", p.reason || "");
     cell(tr, "By", p.by || "");
@@ -493,7 +506,9 @@ async function openOrder(id, focus = false, also = null) {
     const b = orderLink(other); b.dataset.kitchen = also.kitchen; b.dataset.also = group.filter((x) => x !== other).join(" ");
     return b;
   };
-  $("order-also").replaceChildren(...(others.length ? [`Also at kitchen ${also.kitchen}: `, ...others.map(link)] : []));
+  const toConfirm = new Set((lastSnap?.kitchen_queue || []).map((o) => o.id));  // said apart: not yet the kitchen's
+  const item = (other, i) => [...(i ? [" "] : []), link(other), ...(toConfirm.has(other) ? [" (placed, to confirm)"] : [])];
+  $("order-also").replaceChildren(...(others.length ? [`Also at kitchen ${also.kitchen}: `, ...others.flatMap(item)] : []));
   try {
     const order = await api(`/v1/orders/${encodeURIComponent(id)}`);
     shownOrder = order; drawOrder(order); note("");
@@ -522,8 +537,10 @@ function drawOrder(o) {
     if (due !== null) parts.push(`due ${clockTime(due)}`);
     const ready = o.expected_ready_at ?? o.ready_at;
     const delays = (o.events || []).filter((e) => e.kind === "food_delayed");
-    if (kitchenDelayed(o) && !ON_THE_ROAD.has(o.status) && delayPast(ready, lastSnap?.ts ?? Date.now())) {
-      parts.push(`food was due ${clockTime(ready)}`);  // the kitchen's new time is up: the food is late
+    // One rule, delayed or not: a ready time passed with the food not called ready (nor collected)
+    // reads "food was due"; "food ready" is said of a time to come, or of the kitchen's Ready.
+    if (!Number.isFinite(o.food_ready_at) && !ON_THE_ROAD.has(o.status) && delayPast(ready, lastSnap?.ts ?? Date.now())) {
+      parts.push(`food was due ${clockTime(ready)}`);  // the kitchen's time is up: the food is late
     } else if (kitchenDelayed(o) && !ON_THE_ROAD.has(o.status)) {  // the kitchen, not the riders, holds it up
       const minutes = delays.reduce((sum, e) => sum + (Number.isFinite(e.minutes) ? e.minutes : 0), 0);
       parts.push(`food delayed by the kitchen${minutes ? ` ${minutes} min` : ""}${delays.length > 1 ? ` (${delays.length} delays)` : ""}${
