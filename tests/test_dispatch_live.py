@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
+import h3
 import pytest
 
 from clients.rider import RiderClient
 from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, merchant, platform_kitchen, rider
+from tracker.geo import haversine_m
 from tracker.launcher import ServerProcess
 
 FAST = {"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "3", "TRACKER_DECLINE_COOLDOWN_S": "600"}
@@ -393,6 +396,45 @@ async def test_a_rider_across_the_antimeridian_from_the_restaurant_is_offered_it
         offer = await courier.expect("offer", timeout=10)
         assert [o["order_id"] for o in offer["orders"]] == [oid]
         assert offer["orders"][0]["eta"] - offer["orders"][0]["pickup_eta"] < 15 * 60_000, offer  # 1.2 km, not a world away
+    finally:
+        await courier.close()
+        await ops.close()
+
+
+def _along(lat: float, lng: float, toward: tuple[float, float], metres: float) -> tuple[float, float]:
+    """The point ``metres`` from (lat, lng) on the way to ``toward`` (flat local approximation)."""
+    dy = toward[0] - lat
+    dx = (toward[1] - lng) * math.cos(math.radians(lat))
+    scale = metres / (math.hypot(dx, dy) * 111_195.0)
+    return lat + dy * scale, lng + dx * scale / math.cos(math.radians(lat))
+
+
+async def test_a_rider_inside_the_radius_of_a_restaurant_at_a_cell_corner_is_offered_its_order(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """Dispatch groups restaurants by res-7 H3 cell and searches from the cell's centre; in
+    Sydney this cell's corners are 1.54 km from its centre, more than the average edge the search
+    was widened by, so a rider 7.95 km beyond a restaurant in that corner (radius 8 km) was never
+    offered its order, though nearby search found it. (At 33.33 m/s the planner, which counts
+    whole minutes, takes the rider: 4 minutes away, within 8 km / 1999.8 m a minute.)"""
+    srv = start_server({**FAST, "TRACKER_DISPATCH_RADIUS_M": "8000", "TRACKER_RIDER_SPEED_MPS": "33.33"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    cell = "87be0eaf1ffffff"
+    centre = h3.cell_to_latlng(cell)
+    corner = max(h3.cell_to_boundary(cell), key=lambda v: haversine_m(*centre, *v))
+    pickup = _along(*centre, corner, haversine_m(*centre, *corner) - 10)  # just inside the corner
+    far = _along(*centre, corner, haversine_m(*centre, *pickup) + 7950)  # beyond it, away from the centre
+    assert h3.latlng_to_cell(*pickup, 7) == cell and 7900 < haversine_m(*pickup, *far) < 7990
+    courier = await rider(srv, rid)
+    try:
+        await courier.location(*far)
+        assert (await ops.create(oid, mid, pickup={"lat": pickup[0], "lng": pickup[1]},
+                                 dropoff={"lat": pickup[0] + 0.01, "lng": pickup[1]})).status_code == 201
+        kitchen = await merchant(srv, mid)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.close()
+        offer = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in offer["orders"]] == [oid]
     finally:
         await courier.close()
         await ops.close()

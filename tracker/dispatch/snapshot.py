@@ -9,6 +9,7 @@ import h3
 
 from tracker.dispatch.model import OrderView, RiderView
 from tracker.dispatch.offers import OfferStore
+from tracker.geo import haversine_m
 from tracker.locations.nearby import nearby
 from tracker.orders import load_orders, open_orders_key, rider_orders_key
 from tracker.orders.estimate import Waiting
@@ -57,16 +58,23 @@ async def riders_near_pickups(rt: Runtime, orders: list[dict], *, now_ms: int, r
     """Available riders within ``radius_m`` of any order's restaurant, each once.
 
     Restaurants are grouped by a res-:data:`PICKUP_GROUP_RES` H3 cell and searched from the
-    cell's centre with the radius widened by the cell's size, one search per group.
+    cell's centre, one search per group, with the radius widened by the group's farthest
+    restaurant from that centre: a rider within ``radius_m`` of a restaurant is then within the
+    widened radius of the centre (great-circle distance obeys the triangle inequality), however
+    far the cell's corners reach (up to about 1.55 km at res 7, above its average edge).
     """
-    groups = {h3.latlng_to_cell(o["pickup"]["lat"], o["pickup"]["lng"], PICKUP_GROUP_RES) for o in orders}
-    widen = h3.average_hexagon_edge_length(PICKUP_GROUP_RES, unit="m")
+    groups: dict[str, float] = {}  # cell -> its farthest restaurant from the cell's centre, metres
+    for o in orders:
+        lat, lng = o["pickup"]["lat"], o["pickup"]["lng"]
+        cell = h3.latlng_to_cell(lat, lng, PICKUP_GROUP_RES)
+        reach = haversine_m(*h3.cell_to_latlng(cell), lat, lng)
+        groups[cell] = max(groups.get(cell, 0.0), reach)
     cells = sorted(groups)
     results = []
     for at in range(0, len(cells), SEARCHES_AT_ONCE):  # a few at a time: each holds a connection
         results += await asyncio.gather(
             *(
-                nearby(rt.redis, *h3.cell_to_latlng(cell), radius_m + widen, MAX_RIDERS_PER_ROUND,
+                nearby(rt.redis, *h3.cell_to_latlng(cell), radius_m + groups[cell] + 1.0, MAX_RIDERS_PER_ROUND,
                        now_ms=now_ms, stale_after_ms=int(rt.settings.stale_after_s * 1000), only_available=True)
                 for cell in cells[at:at + SEARCHES_AT_ONCE]
             )
