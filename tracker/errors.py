@@ -20,6 +20,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "rate_limited": 429,
     "implausible_fix": 422,
     "clock_skew": 422,
+    "out_of_order_fix": 422,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,

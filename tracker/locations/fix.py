@@ -19,6 +19,7 @@ class Fix:
     speed: float | None = None  # m/s
     heading: float | None = None  # degrees clockwise from north
     accuracy: float | None = None  # metres
+    confirmed: bool = False  # accepted by confirming fixes, far from the last good one (sanity.py)
 
 
 def parse_fix(msg: Mapping[str, Any], now_ms: int) -> Fix:

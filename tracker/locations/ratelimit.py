@@ -1,4 +1,4 @@
-"""Per-connection rate limit, sans-I/O: a token bucket plus a flood detector."""
+"""Rate limits, sans-I/O: a token bucket (per rider, see riders_here.py) plus a flood detector (per connection)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,6 +25,10 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def wait_s(self) -> float:
+        """Seconds from the last :meth:`take` until a token is there again."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
 
 
 @dataclass

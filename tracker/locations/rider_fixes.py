@@ -1,7 +1,8 @@
 """The rider socket's location side: ``location`` and ``availability`` messages.
 
-Per connection it keeps the last good fix (for the sanity rule), a token bucket, and the
-set of orders the rider carries (loaded on connect, reloaded on the orders feature's
+Per rider it keeps (shared by the rider's sockets on this process, riders_here.py) the last
+good fix (for the sanity rule) and a token bucket; per connection a flood guard and the set
+of orders the rider carries (loaded on connect, reloaded on the orders feature's
 ``_orders_changed`` notice) so that fix listeners (the customer channel) are only called for
 riders carrying orders, without a Redis read per fix. A fix that arrives while that reload
 is in flight waits for it, and once reloaded the last fix is fed to the listeners again: the
@@ -12,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
 from tracker.errors import ApiError
 from tracker.locations import store
 from tracker.locations.fix import Fix, parse_fix, require_fresh_client_ts
-from tracker.locations.ratelimit import FloodGuard, TokenBucket
-from tracker.locations.sanity import CONFIRMING_FIXES, FixJudge, Verdict
+from tracker.locations.ratelimit import FloodGuard
+from tracker.locations.riders_here import RiderHere, RidersHere
+from tracker.locations.sanity import CONFIRMING_FIXES, Verdict
 from tracker.locations.writer import FixWriter
 from tracker.logs import log_failure
 from tracker.riders.endpoint import ON_CONNECT, ON_DISCONNECT, ON_INBOX_GAP, RiderConnection, handles, handles_internal
@@ -45,18 +48,20 @@ def _writer(conn: RiderConnection) -> FixWriter:
     return conn.runtime.services["fix_writer"]
 
 
+def _riders(conn: RiderConnection) -> RidersHere:
+    return conn.runtime.services["riders_here"]
+
+
 async def _load_orders(conn: RiderConnection) -> None:
     conn.state["orders"] = frozenset(await conn.runtime.redis.smembers(rider_orders_key(conn.rider_id)))
 
 
 async def on_connect(conn: RiderConnection) -> None:
-    """Load the rider's last good fix and carried orders; set up its rate limit."""
-    settings = conn.runtime.settings
+    """Load the rider's last good fix and carried orders; join the rider's shared state here."""
     last, region, _ = await store.last_fix(conn.runtime.redis, conn.rider_id)
-    conn.state["sanity"] = FixJudge(last, settings.max_rider_speed_mps, int(settings.stale_after_s * 1000))
+    conn.state["here"] = _riders(conn).attach(conn.rider_id, last)
     _writer(conn).known_region(conn.rider_id, region)
     conn.state["writer_counted"] = True  # (a connect that failed before this is not forgotten below)
-    conn.state["bucket"] = TokenBucket(rate=settings.rider_max_fix_rate, burst=2 * settings.rider_max_fix_rate)
     conn.state["flood"] = FloodGuard(FLOOD_REFUSALS, FLOOD_WINDOW_S)
     await _load_orders(conn)
 
@@ -66,13 +71,14 @@ async def on_disconnect(conn: RiderConnection) -> None:
     has a rider whose token was revoked."""
     if conn.state.get("writer_counted"):
         _writer(conn).forget(conn.rider_id)
+        _riders(conn).detach(conn.rider_id)
     leaving = (conn.session.peer_close_code in LEAVING_CLOSE_CODES
                or conn.runtime.revocations.refuses(conn.session.principal))
     if leaving and conn.state.get("sent_fix"):
         # Out of nearby searches and dispatch now, not when its fix goes stale; a dropped
         # connection (no close frame, or one without a code) keeps the rider, as a phone often
         # comes back; a socket that sent no fix of its own (another of the rider's) changes nothing.
-        await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["sanity"].last.ts, conn.runtime.clock.now_ms())
+        await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["sent_fix"], conn.runtime.clock.now_ms())
 
 
 ON_CONNECT.append(on_connect)
@@ -86,8 +92,8 @@ async def orders_changed(conn: RiderConnection, msg: dict[str, Any]) -> None:
     # SMEMBERS round trip must not be judged against the old set (and skip the listeners).
     reload = conn.state["orders_reload"] = asyncio.ensure_future(_load_orders(conn))
     await reload
-    sanity = conn.state.get("sanity")  # (none yet while the connection is being set up)
-    last = sanity.last if sanity is not None else None  # the last good fix
+    here: RiderHere | None = conn.state.get("here")  # (none yet while the connection is being set up)
+    last = here.judge.last if here is not None else None  # the rider's last good fix
     fresh_ms = conn.runtime.settings.stale_after_s * 1000
     if last is not None and conn.state["orders"] and conn.runtime.clock.now_ms() - last.ts <= fresh_ms:
         # Fed at once, not at the rider's next fix: a new order's customer sees the rider and
@@ -102,13 +108,12 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
     """Validate, rate-limit and sanity-check a fix, then queue it for the batched write."""
     rt = conn.runtime
     now = time.monotonic()
-    if not conn.state["bucket"].take(now):
+    here: RiderHere = conn.state["here"]
+    if not here.bucket.take(now):
         if conn.state["flood"].refused(now):
             await conn.session.close(CLOSE_POLICY, "rate_limited: too many location fixes, connection closed")
-        raise ApiError("rate_limited", f"at most {rt.settings.rider_max_fix_rate:g} location fixes per second")
-    fix = parse_fix(msg, rt.clock.now_ms())
-    require_fresh_client_ts(fix, int(rt.settings.max_clock_skew_s * 1000))
-    verdict = conn.state["sanity"].judge(fix)
+        raise _rate_limited(_riders(conn), here)
+    verdict, fix = here.judge.judge(_fresh_fix(conn, msg))
     if verdict is Verdict.DUPLICATE:
         return
     if verdict is Verdict.NO_FIX:
@@ -116,13 +121,31 @@ async def location(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if verdict is Verdict.TELEPORT:
         raise ApiError("implausible_fix", "fix implies an impossible speed from the last good fix; ignored "
                        f"(a rider is moved by {CONFIRMING_FIXES} such fixes in a row that agree with each other)")
-    conn.state["sent_fix"] = True  # this socket's own fix: its clean close means the rider left
+    if verdict is Verdict.OUT_OF_ORDER:
+        raise ApiError("out_of_order_fix", f"fix ts {fix.client_ts} is not after the ts of the rider's last accepted "
+                       f"fix ({here.judge.last.client_ts}); ignored, the newer position kept")
+    conn.state["sent_fix"] = fix.ts  # this socket's own last fix: its clean close means the rider left
     _writer(conn).submit(conn.rider_id, fix)
     reload = conn.state.get("orders_reload")
     if reload is not None and not reload.done():
         await asyncio.wait([reload])  # the orders changed a moment ago: use the new set
     if conn.state["orders"]:
         await _feed_listeners(conn, fix)
+
+
+def _fresh_fix(conn: RiderConnection, msg: dict[str, Any]) -> Fix:
+    """The frame's fix, validated and stamped with the server's time (``clock_skew`` when far off)."""
+    fix = parse_fix(msg, conn.runtime.clock.now_ms())
+    require_fresh_client_ts(fix, int(conn.runtime.settings.max_clock_skew_s * 1000))
+    return fix
+
+
+def _rate_limited(riders: RidersHere, here: RiderHere) -> ApiError:
+    """``rate_limited`` for a fix over the rider's budget, with when the next one is taken."""
+    retry_ms = max(1, math.ceil(here.bucket.wait_s() * 1000))
+    return ApiError("rate_limited", f"at most {riders.fix_rate:g} location fixes per second per rider on one server "
+                    f"process (bursts of {riders.fix_burst:g}); the next is taken in {retry_ms} ms",
+                    retry_after_ms=retry_ms)
 
 
 async def _feed_listeners(conn: RiderConnection, fix: Fix) -> None:

@@ -20,11 +20,17 @@ The rule (docs/architecture.md, "GPS sanity"):
   timestamp, a resend, of any fix refused since the last good one) adds nothing;
 - a fix at exactly 0, 0 (what a GPS without a fix reports) is refused, first fix or not, so a
   GPS stuck on 0, 0 never moves a rider;
+- a fix the phone took no later than the last good one (its client timestamp at or before
+  that fix's) is out of order: refused, the last good fix kept, unless that one is stale;
+- the judge is the rider's, shared by its sockets on one process (riders_here.py); the store
+  applies the same rule again when it writes (guard_fix.lua), against the fix stored by any
+  process, and a fix refused there makes the stored one this judge's last good fix (:meth:`FixJudge.adopt`);
 - a fix whose own timestamp is far from server time is refused (``clock_skew``, see fix.py).
 """
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 
 from tracker.geo import haversine_m
 from tracker.locations.fix import Fix
@@ -37,6 +43,7 @@ class Verdict(enum.Enum):
     DUPLICATE = "duplicate"
     TELEPORT = "teleport"
     NO_FIX = "no_fix"  # exactly 0, 0: what a GPS without a fix sends
+    OUT_OF_ORDER = "out_of_order"  # taken by the phone no later than the last good fix
 
 
 CONFIRMING_FIXES = 3  # refused fixes in a row, plausible from each other, that move the rider
@@ -51,8 +58,8 @@ def plausible(last: Fix, new: Fix, max_speed_mps: float) -> bool:
 
 
 class FixJudge:
-    """One socket's GPS sanity: its last good fix (read back on connect) and the run of
-    refused fixes that agree with each other."""
+    """One rider's GPS sanity on this process: its last good fix (read back on connect, or
+    the store's when the store refused a fix) and the run of refused fixes that agree with each other."""
 
     def __init__(self, last: Fix | None, max_speed_mps: float, stale_after_ms: int) -> None:
         self.last = last
@@ -62,29 +69,41 @@ class FixJudge:
         self._run = 0  # refused fixes in a row, each plausible from the one before
         self._sent: set[tuple[float, float, int]] = set()  # the refused fixes since the last good one
 
-    def judge(self, new: Fix) -> Verdict:
-        """How to treat ``new``; an accepted fix becomes the last good one."""
+    def judge(self, new: Fix) -> tuple[Verdict, Fix]:
+        """How to treat ``new``, and the fix to store when accepted (marked ``confirmed`` when
+        confirming fixes moved the rider); an accepted fix becomes the last good one."""
         last = self.last
         if last is not None and new.client_ts is not None and \
                 (new.lat, new.lng, new.client_ts) == (last.lat, last.lng, last.client_ts):
-            return Verdict.DUPLICATE
+            return Verdict.DUPLICATE, new
         if new.lat == 0.0 and new.lng == 0.0:
-            return Verdict.NO_FIX  # never where the rider is, even as a first fix
-        if last is None or new.ts - last.ts > self._stale_ms or plausible(last, new, self._max_speed):
+            return Verdict.NO_FIX, new  # never where the rider is, even as a first fix
+        if last is None or new.ts - last.ts > self._stale_ms:
+            return self._accept(new)
+        if new.client_ts is not None and last.client_ts is not None and new.client_ts <= last.client_ts:
+            return Verdict.OUT_OF_ORDER, new
+        if plausible(last, new, self._max_speed):
             return self._accept(new)
         if new.client_ts is not None:
             if (new.lat, new.lng, new.client_ts) in self._sent:
-                return Verdict.TELEPORT  # a refused fix resent: no new evidence
+                return Verdict.TELEPORT, new  # a refused fix resent: no new evidence
             self._sent.add((new.lat, new.lng, new.client_ts))
         refused = self._refused
         agrees = refused is not None and plausible(refused, new, self._max_speed)
         self._run = self._run + 1 if agrees else 1
         self._refused = new
         if self._run >= CONFIRMING_FIXES:
-            return self._accept(new)  # the last good fix was the glitch: the rider is here
-        return Verdict.TELEPORT
+            # The last good fix was the glitch: the rider is here (and the store is told so).
+            return self._accept(replace(new, confirmed=True))
+        return Verdict.TELEPORT, new
 
-    def _accept(self, new: Fix) -> Verdict:
+    def adopt(self, stored: Fix) -> None:
+        """The store refused a fix this judge accepted: its stored fix (another socket's or
+        process's) is the last good one from now on."""
+        self.last, self._refused, self._run = stored, None, 0
+        self._sent.clear()
+
+    def _accept(self, new: Fix) -> tuple[Verdict, Fix]:
         self.last, self._refused, self._run = new, None, 0
         self._sent.clear()
-        return Verdict.ACCEPT
+        return Verdict.ACCEPT, new

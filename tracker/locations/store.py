@@ -15,21 +15,27 @@ A batch of fixes is written by one Lua script (``write_fixes.lua``) taking the w
 key names included, as one JSON argument: one round trip, little work for the server's
 Python, and one atomic step, so a rider moving into another region is never seen in two
 regions or in none. The script touches keys of several hash slots, which a single Redis
-allows. On Redis Cluster, :func:`write_fixes_by_slot` makes the same writes as plain commands
-that the cluster client sends to each key's node: the new regions' sets and the records in one
-round trip, then (only for riders who changed region) the removals from the old ones, so a moving
-rider may briefly be in two regions' sets, never in none (readers go by the record and
-drop duplicates).
+allows. Each fix replaces the stored one only if ``guard_fix.lua`` lets it, in the same step:
+received later, not taken earlier by the phone, and plausible from it (or confirmed, or the
+stored fix stale), so an old fix, a batch written twice or another process's socket never
+moves the rider back. On Redis Cluster, :func:`write_fixes_by_slot` makes the same writes per
+node: the records through a one-key script each (guarded the same way), then the regions' sets
+of the fixes written (each rider only if newer there) and, for riders who changed region, the
+removals from the old ones, so a moving rider may briefly be in two regions' sets, never in
+none (readers go by the record and drop duplicates).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import Collection, Iterable
 
+import orjson
 from redis.asyncio.cluster import RedisCluster
 
-from tracker.geo import geo_index_lat, region_cell, rider_cell
+from tracker.geo import EARTH_RADIUS_M, geo_index_lat, region_cell, rider_cell
 from tracker.locations.fix import Fix
+from tracker.locations.sanity import MAX_ACCURACY_DISCOUNT_M
 from tracker.redis_client import AnyRedis
 
 RECORD_TTL_S = 24 * 3600
@@ -81,15 +87,39 @@ async def mark_left(redis: AnyRedis, rider_id: str, last_fix_ts: int, now_ms: in
     await redis.eval(_MARK_LEFT, 1, record_key(rider_id), last_fix_ts, RECORD_TTL_S, now_ms)
 
 
-WRITE_FIXES_SCRIPT = resources.files("tracker.locations").joinpath("write_fixes.lua").read_text()
+def _lua(name: str) -> str:
+    return resources.files("tracker.locations").joinpath(name).read_text()
 
 
-def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collection[str] = ()) -> tuple[dict, dict[str, str]]:
+WRITE_FIXES_SCRIPT = _lua("guard_fix.lua") + _lua("write_fixes.lua")
+RECORD_FIX_SCRIPT = _lua("guard_fix.lua") + _lua("record_fix.lua")
+INDEX_FIXES_SCRIPT = _lua("index_fixes.lua")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A fix the store would not take, and the rider's stored fix that outranked it."""
+
+    rider_id: str
+    why: str  # 'older' (not newer than the stored fix) or 'implausible' (too far from it)
+    stored: Fix
+
+
+def refusal(row: list) -> Refusal:
+    """A :class:`Refusal` from a script's reply ``[rider, why, ts, lat, lng, client_ts, accuracy]``."""
+    rider, why, ts, lat, lng, client_ts, accuracy = row
+    stored = Fix(lat=float(lat), lng=float(lng), ts=int(ts), client_ts=int(client_ts) if client_ts else None,
+                 accuracy=float(accuracy) if accuracy else None)
+    return Refusal(rider, why, stored)
+
+
+def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collection[str] = (),
+                  rule: dict[str, float] | None = None) -> tuple[dict, dict[str, str]]:
     """What ``write_fixes.lua`` takes (as JSON) for a batch of accepted fixes, and each rider's region.
 
     ``batch`` maps rider id -> (fix, region the rider is stored in now or ``None``); riders in
     ``renew_ttl`` also get their record's TTL renewed. Numbers travel as their ``repr`` so the
-    record holds exactly what was accepted.
+    record holds exactly what was accepted. ``rule`` is ``guard_fix.lua``'s (:func:`guard_rule`).
     """
     regions: dict[str, str] = {}
     rows = []
@@ -107,42 +137,54 @@ def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collectio
         extra["client_ts"] = "" if fix.client_ts is None else str(fix.client_ts)
         rows.append((record_key(rider_id), rider_id, repr(fix.lat), repr(fix.lng), str(fix.ts),
                      rider_cell(fix.lat, fix.lng), region, previous_region or "", int(rider_id in renew_ttl), extra,
-                     repr(geo_index_lat(fix.lat))))
+                     repr(geo_index_lat(fix.lat)), int(fix.confirmed)))
     # Every key name comes from this module, so the script knows no key layout of its own.
-    payload = {"riders": rows, "region_keys": region_keys, "active": ACTIVE_REGIONS}
+    payload = {"riders": rows, "region_keys": region_keys, "active": ACTIVE_REGIONS, "rule": rule or guard_rule()}
     return payload, regions
 
 
-async def write_fixes_by_slot(redis: RedisCluster, payload: dict, ttl_s: int) -> None:
-    """Redis Cluster: the writes of ``write_fixes.lua`` for ``payload``, as per-node pipelines."""
-    geo: dict[str, list[str]] = {}
-    seen: dict[str, dict[str, str]] = {}
-    leaving: dict[str, list[str]] = {}
-    for key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat in payload["riders"]:
-        geo.setdefault(region, []).extend((lng, geo_lat, rider))
-        seen.setdefault(region, {})[rider] = ts
-        if previous and previous != region:
-            leaving.setdefault(previous, []).append(rider)
-    keys = payload["region_keys"]
+def guard_rule(max_speed_mps: float = 60.0, stale_after_ms: int = 30_000) -> dict[str, float]:
+    """What ``guard_fix.lua`` judges a fix by: the sanity rule's speed limit and stale time."""
+    return {"max_speed": max_speed_mps, "stale_ms": stale_after_ms, "earth_m": EARTH_RADIUS_M,
+            "max_slack_m": MAX_ACCURACY_DISCOUNT_M}
+
+
+async def write_fixes_by_slot(redis: RedisCluster, payload: dict, ttl_s: int) -> list[Refusal]:
+    """Redis Cluster: the writes of ``write_fixes.lua`` for ``payload``, as per-node pipelines:
+    the guarded records first, then the index of the fixes written, then the removals from the
+    regions those riders left. Returns the fixes refused."""
+    rows = payload["riders"]
+    rule = orjson.dumps(payload["rule"])
     pipe = redis.pipeline(transaction=False)
-    for region, values in geo.items():
-        pipe.geoadd(keys[region][0], values)
-        pipe.zadd(keys[region][1], seen[region])
+    for row in rows:  # (EVAL, not EVALSHA: the cluster pipeline routes it by its one key)
+        pipe.eval(RECORD_FIX_SCRIPT, 1, row[0], orjson.dumps(row), rule, ttl_s)
+    replies = await pipe.execute()
+    refused: list[Refusal] = []
+    geo: dict[str, list[list[str]]] = {}
+    leaving: dict[str, list[str]] = {}
+    for row, reply in zip(rows, replies):
+        key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat, _ = row
+        if reply[0] == "refused":
+            refused.append(refusal(reply[1:]))
+            continue
+        geo.setdefault(region, []).append([rider, lng, geo_lat, ts])
+        if reply[1] and reply[1] != region:
+            leaving.setdefault(reply[1], []).append(rider)
+    keys = payload["region_keys"]
     if geo:
+        pipe = redis.pipeline(transaction=False)
+        for region, entries in geo.items():
+            pipe.eval(INDEX_FIXES_SCRIPT, 2, *keys[region], orjson.dumps(entries))
         pipe.sadd(payload["active"], *geo)
-    # Then the records: one round trip, so (unlike the script) a record is written even when
-    # its region's index refused the fix.
-    for key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat in payload["riders"]:
-        pipe.hset(key, mapping={"lat": lat, "lng": lng, "ts": ts, "cell": cell, "region": region, **extra})
-        if renew:
-            pipe.expire(key, ttl_s)
-    await pipe.execute()
+        await pipe.execute()
     if leaving:  # only now: a rider on its way to another region is never in none
         pipe = redis.pipeline(transaction=False)
         for region, riders in leaving.items():
-            pipe.zrem(keys[region][0], *riders)
-            pipe.zrem(keys[region][1], *riders)
+            old = keys.get(region) or (geoset_key(region), seen_key(region))
+            pipe.zrem(old[0], *riders)
+            pipe.zrem(old[1], *riders)
         await pipe.execute()
+    return refused
 
 
 async def set_availability(redis: AnyRedis, rider_id: str, available: bool, shift_end: int | None, *,

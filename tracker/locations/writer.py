@@ -9,13 +9,18 @@ it; a write that fails because Redis cannot take it now (unreachable, out of mem
 read-only replica, a full disk) is logged, counted and retried with the next batch. A batch
 Redis refuses for its data (:data:`DATA_REFUSALS`, which retrying cannot cure) is written in
 halves until each refused fix is alone: those are dropped, logged (a line per 10 s at most)
-and counted (``tracker_fixes_refused``), all others written.
+and counted (``tracker_fixes_refused``), all others written. A fix the store's guard refuses
+(not newer than, or implausible from, the rider's stored fix: another socket's or process's,
+or a batch written twice) is not written either: counted (``tracker_fixes_overruled``) and
+handed to ``on_overruled`` with the stored fix, so the rider's next fixes are judged from it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from dataclasses import replace
+from typing import Callable
 
 import orjson
 from prometheus_client import Counter, Histogram
@@ -23,7 +28,8 @@ from redis.exceptions import ResponseError
 
 from tracker.locations.fix import Fix
 from tracker.logs import log_throttled
-from tracker.locations.store import RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload, write_fixes_by_slot
+from tracker.locations.store import (RECORD_TTL_S, WRITE_FIXES_SCRIPT, fixes_payload, guard_rule, refusal,
+                                     write_fixes_by_slot)
 from tracker.redis_client import AnyRedis, is_cluster
 
 log = logging.getLogger("tracker.locations")
@@ -47,9 +53,12 @@ def _refused(exc: BaseException) -> bool:
 class FixWriter:
     """Coalesces fixes from all connections of a process and writes them in batches."""
 
-    def __init__(self, redis: AnyRedis, registry: object, *, linger_s: float = 0.002) -> None:
+    def __init__(self, redis: AnyRedis, registry: object, *, linger_s: float = 0.002, max_speed_mps: float = 60.0,
+                 stale_after_ms: int = 30_000, on_overruled: Callable[[str, Fix], None] | None = None) -> None:
         self.redis = redis
         self.linger_s = linger_s
+        self._rule = guard_rule(max_speed_mps, stale_after_ms)
+        self.on_overruled = on_overruled
         self._pending: dict[str, tuple[Fix, str | None]] = {}
         self._wake = asyncio.Event()
         self.regions: dict[str, str] = {}  # rider -> region of its last written fix
@@ -63,6 +72,10 @@ class FixWriter:
             "tracker_fixes_refused", "Location fixes Redis refused to store (each is logged and dropped)",
             registry=registry,
         )
+        self.overruled = Counter(
+            "tracker_fixes_overruled", "Location fixes not stored because the rider's stored fix outranks them (newer, "
+            "or too far away to reach since), e.g. another socket's or server process's", registry=registry,
+        )
         self._submitted = 0
         self._script = redis.register_script(WRITE_FIXES_SCRIPT)
         self._ttl_set_at: dict[str, float] = {}  # rider -> monotonic time its record's TTL was renewed
@@ -72,7 +85,11 @@ class FixWriter:
         )
 
     def submit(self, rider_id: str, fix: Fix) -> None:
-        """Queue a fix for writing; never blocks."""
+        """Queue a fix for writing; never blocks. A fix replacing an unwritten confirmed one
+        (sanity.py) stays confirmed: it was judged from that one, which the store never saw."""
+        waiting = self._pending.get(rider_id)
+        if waiting is not None and waiting[0].confirmed and not fix.confirmed:
+            fix = replace(fix, confirmed=True)
         self._pending[rider_id] = (fix, self.regions.get(rider_id))
         self._submitted += 1
         self._wake.set()
@@ -139,14 +156,20 @@ class FixWriter:
     async def _write_batch(self, batch: Batch) -> None:
         now = time.monotonic()
         stale_ttl = {rid for rid in batch if self._ttl_set_at.get(rid, -TTL_REFRESH_S) <= now - TTL_REFRESH_S}
-        payload, new_regions = fixes_payload(batch, stale_ttl)
+        payload, new_regions = fixes_payload(batch, stale_ttl, self._rule)
         if is_cluster(self.redis):
-            await write_fixes_by_slot(self.redis, payload, RECORD_TTL_S)
+            refused = await write_fixes_by_slot(self.redis, payload, RECORD_TTL_S)
         else:
-            await self._script(args=[orjson.dumps(payload), RECORD_TTL_S])
+            refused = [refusal(row) for row in await self._script(args=[orjson.dumps(payload), RECORD_TTL_S])]
+        for r in refused:
+            new_regions.pop(r.rider_id, None)  # still where its stored fix is
+            stale_ttl.discard(r.rider_id)
+            if self.on_overruled is not None:
+                self.on_overruled(r.rider_id, r.stored)
+        self.overruled.inc(len(refused))
         # Only riders still connected here are remembered: one whose last socket closed while
         # its fix was being written was forgotten meanwhile, and would otherwise stay for good.
         self.regions.update((rid, region) for rid, region in new_regions.items() if rid in self._sockets)
         self._ttl_set_at.update((rid, now) for rid in stale_ttl if rid in self._sockets)
-        self.written.inc(len(batch))
+        self.written.inc(len(batch) - len(refused))
         self.batch_size.observe(len(batch))
