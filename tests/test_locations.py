@@ -294,6 +294,9 @@ async def test_bad_frames_get_their_error_and_nothing_reaches_redis(server: Serv
         assert (await r.recv())["code"] == "bad_message"
         await r.location(10, 1, ts=1_000)  # a client clock from 1970
         assert (await r.recv())["code"] == "clock_skew"
+        await r.location(10, 1, ts=-1)  # the message names what was sent, not its float
+        bad_ts = await r.recv()
+        assert bad_ts["code"] == "bad_message" and bad_ts["message"].endswith("got -1"), bad_ts
         assert await red.exists(f"rider:{{{rid}}}") == 0
         # the socket still serves, and a good fix is stored
         await r.location(10.5, 1.5, speed=4.2, heading=90, accuracy=8)

@@ -212,7 +212,7 @@ class Settings:
         "server seconds after a rider's last fix when it drops out of nearby search and dispatch",
     )
     rider_max_fix_rate: float = _setting(
-        "TRACKER_RIDER_MAX_FIX_RATE", _positive_float, 5.0, "location fixes per second one rider connection may send"
+        "TRACKER_RIDER_MAX_FIX_RATE", _positive_float, 5.0, "location fixes per second one rider may send (all its sockets on one process together)"
     )
     max_rider_speed_mps: float = _setting(
         "TRACKER_MAX_RIDER_SPEED_MPS", _positive_float, 60.0, "a fix implying a faster move is refused as a teleport"

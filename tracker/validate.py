@@ -55,7 +55,7 @@ def require_number(msg: Mapping[str, Any], field: str, *, lo: float | None = Non
         raise ApiError("bad_message", f"missing required field '{field}'")
     number = _number(msg[field], field, "bad_message")
     if (lo is not None and number < lo) or (hi is not None and number > hi):
-        raise ApiError("bad_message", f"'{field}' must be between {lo} and {hi}, got {number}")
+        raise ApiError("bad_message", f"'{field}' must be between {lo} and {hi}, got {msg[field]}")  # as sent: -1, not -1.0
     return number
 
 
