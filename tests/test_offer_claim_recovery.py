@@ -55,10 +55,10 @@ class Claimed:
 
 @contextlib.asynccontextmanager
 async def claimed_offer(own_redis: str, start_server: Callable[..., ServerProcess],
-                        uid: Callable[[str], str]) -> AsyncIterator[Claimed]:
-    """A server of its own (offers' safety TTL: 60 s), a rider near the restaurant, and its offer
-    for a new order, claimed here; the rest is up to the test."""
-    srv = start_server(FAST, redis=own_redis)
+                        uid: Callable[[str], str], env: dict[str, str] | None = None) -> AsyncIterator[Claimed]:
+    """A server of its own (offers' safety TTL: 60 s; ``env`` added to its settings), a rider near
+    the restaurant, and its offer for a new order, claimed here; the rest is up to the test."""
+    srv = start_server({**FAST, **(env or {})}, redis=own_redis)
     ops = Ops(srv)
     redis = connect(own_redis, decode_responses=True)
     oid, mid = uid("o"), uid("m")
@@ -109,7 +109,8 @@ async def test_an_offer_claimed_by_a_killed_process_is_withdrawn_and_the_order_s
 
 async def test_an_offer_whose_process_died_after_assigning_is_settled_as_accepted(
         own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    async with claimed_offer(own_redis, start_server, uid) as c:
+    # (no repair of the step's follow-ups meanwhile, whose route would tell the rider first)
+    async with claimed_offer(own_redis, start_server, uid, {"TRACKER_FOLLOWUP_REPAIR_S": "120"}) as c:
         ops, redis, courier, oid, offer, record = c.ops, c.redis, c.courier, c.oid, c.offer, c.record
         await assign_orders(other_process(redis), [oid], record.rider_id, offer_id=record.offer_id,
                             lock_keys=record.lock_keys)  # ...and the process is gone before it settles
@@ -121,6 +122,9 @@ async def test_an_offer_whose_process_died_after_assigning_is_settled_as_accepte
                 break
             await asyncio.sleep(1)
         assert answer["code"] == "conflict" and "already accepted" in answer["message"], answer
+        # ...and the rider was sent the answer its accept never got, once the offer was settled
+        told = await courier.expect(lambda f: f.get("type") == "assigned", timeout=5)
+        assert told["offer_id"] == offer["offer_id"] and [o["order_id"] for o in told["orders"]] == [oid], told
         order = await ops.get(oid)
         assert order["status"] == "assigned" and order["rider_id"] == record.rider_id
         with pytest.raises(asyncio.TimeoutError):

@@ -226,6 +226,11 @@ class OfferStore:
         """The offer ``rider_id`` is considering, if any."""
         return await self._named_by(rider_offer_key(rider_id))
 
+    async def is_claimed(self, offer_id: str) -> bool:
+        """Whether the offer is being answered or settled (claimed, not yet released): no longer
+        open to its rider, even while its record and ``rideroffer`` key still stand."""
+        return await self.redis.zscore(PENDING_KEY, CLAIMED + offer_id) is not None
+
     async def _named_by(self, key: str) -> OfferRecord | None:
         """The offer whose id ``key`` holds (a lock or a rider's claim), if both still exist."""
         offer_id = await self.redis.get(key)

@@ -12,7 +12,7 @@ for the next round, and this rider is kept away from it like after a decline.
 
 A (re)connecting rider is told where it stands (:func:`where_rider_stands`): the orders it
 carries (a ``route`` frame, empty when it carries none) and the offer it is still considering, so an app that restarted
-or lost its socket loses neither.
+or lost its socket loses neither; an offer already being answered is not sent again as if open.
 """
 from __future__ import annotations
 
@@ -125,17 +125,37 @@ async def where_rider_stands(conn: RiderConnection) -> None:
     """A ``route`` frame with the orders the rider carries (empty when none), in the order it will
     serve them (:func:`tracker.orders.route.rider_trips`), and the operator's pause (``paused``,
     null when none), then the offer it is still considering, if any (the same ``offer`` frame
-    again). On every connect, and after its inbox may have lost messages."""
+    again). On every connect, and after its inbox may have lost messages.
+
+    An offer being answered or settled (claimed: an ``accept`` whose process may have died
+    before it answered) is never sent again as if open: the orders it assigned to this rider are
+    in the route (their follow-up writes may not have been made yet) and an ``assigned`` frame
+    for it follows; if it assigned nothing, nothing is said until it is settled."""
     rt = conn.runtime
+    store = rt.services["dispatcher"].store
+    offer = await store.pending_for(conn.rider_id)
+    claimed = offer is not None and await store.is_claimed(offer.offer_id)
+    answered = await _assigned_by(rt, offer, conn.rider_id) if offer is not None and claimed else []
     order_ids = sorted(await rt.redis.smembers(rider_orders_key(conn.rider_id)))
     held = [raw for raw in await store_of(rt).load_many(order_ids) if raw is not None and carried_by(raw, conn.rider_id)]
+    held += [raw for raw in answered if raw["id"] not in order_ids]
     route = [wire(raw) for trip in rider_trips(held) for raw in trip]
     await conn.send({"type": "route", "orders": [{**rider_order(o), "status": o["status"], "eta": o["eta"]}
                                                  for o in route],
                      "paused": await pause_of(rt.redis, conn.rider_id)})  # (a missed paused/resumed frame)
-    offer = await rt.services["dispatcher"].store.pending_for(conn.rider_id)
-    if offer is not None and offer.expires_at > rt.clock.now_ms():
+    if offer is None:
+        return
+    if answered:
+        await conn.send(offer.frame("assigned"))  # (the answer its accept may never have got)
+    elif not claimed and offer.expires_at > rt.clock.now_ms():
         await conn.send(offer.frame())
+
+
+async def _assigned_by(rt: Any, offer: OfferRecord, rider_id: str) -> list[dict]:
+    """The records of ``offer``'s orders that its acceptance assigned to ``rider_id`` and it still carries."""
+    found = await store_of(rt).load_many(list(offer.order_ids))
+    return [raw for raw in found
+            if raw is not None and raw.get("offer_id") == offer.offer_id and carried_by(raw, rider_id)]
 
 
 # Always a route, even an empty one: an app that restarted learns that an order it remembers

@@ -287,8 +287,8 @@ class Dispatcher:
     async def settle_stalled(self, offer_id: str) -> None:
         """Settle an offer claimed by an answer that never finished (its process was killed
         between claiming the offer and settling it): ``accepted`` if its orders were assigned
-        to its rider by then, else ``withdrawn`` (the rider is told; the orders go to the next
-        round). Without this its orders stayed locked until the keys' safety TTL. A claimer still
+        to its rider by then (the rider is sent the ``assigned`` frame its accept never got),
+        else ``withdrawn`` (the rider is told; the orders go to the next round). Without this its orders stayed locked until the keys' safety TTL. A claimer still
         alive but slower than the lease then finds its locks gone: its assignment is refused
         (fenced), so the orders never go both ways."""
         if not await self.store.reclaim(offer_id):
@@ -305,7 +305,9 @@ class Dispatcher:
         await self.settle(record, outcome)
         log.warning("offer %s was claimed but never settled (its process stopped); settled as %s",
                     offer_id, outcome)
-        if not assigned:
+        if assigned:  # the answer its accept never got (its other sockets learn it here too)
+            await self._publish(record.rider_id, record.frame("assigned"))
+        else:
             await self._tell_rider(record, "offer_withdrawn")
 
     async def take_back(self, merchant_id: str, order_id: str, rider_id: str, *, by: str, reason: str | None) -> None:
@@ -362,8 +364,11 @@ class Dispatcher:
 
     async def _tell_rider(self, record: OfferRecord, frame_type: str) -> None:
         """Tell the offer's rider what became of it (``offer_expired``, ``offer_withdrawn``)."""
-        await self.rt.pubsub.publish(inbox_channel(record.rider_id),
-                                     orjson.dumps({"type": frame_type, "offer_id": record.offer_id}).decode())
+        await self._publish(record.rider_id, {"type": frame_type, "offer_id": record.offer_id})
+
+    async def _publish(self, rider_id: str, frame: dict[str, Any]) -> None:
+        """Send ``frame`` to the rider's inbox (its sockets, on whichever process)."""
+        await self.rt.pubsub.publish(inbox_channel(rider_id), orjson.dumps(frame).decode())
 
     async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
         """Keep a rider who declined, let expire or gave back these orders away from them for a while."""
