@@ -26,7 +26,7 @@ from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
 from tracker.http.unexpected import AnswerUnexpected
-from tracker.logs import log_failure
+from tracker.logs import log_failure, log_throttled
 from tracker.locations import feature as locations
 from tracker.redis_client import REDIS_COMMAND_TIMEOUT_S, REDIS_DOWN, check_ready, connect, redis_unavailable
 from tracker.open_files import REDIS_FILES_MAX
@@ -64,7 +64,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
-    log.warning("Redis did not answer on %s %s: %r", request.method, request.url.path, exc)
+    # (one line per outage window, counting the rest: every request fails while Redis is down)
+    log_throttled(log, "Redis did not answer an HTTP request", f"{request.method} {request.url.path}: {exc!r}",
+                  level=logging.WARNING)
     err = redis_unavailable(exc)
     return JSONResponse(err.body(), status_code=err.status)
 

@@ -8,6 +8,7 @@ at most every few seconds per kind, not a traceback per rider fix.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -25,17 +26,40 @@ THROTTLE_S = 10.0
 _last_logged: dict[tuple[str, str], tuple[float, int]] = {}  # (logger, message) -> (last logged, held back)
 
 
-def log_throttled(logger: logging.Logger, message: str, detail: str = "", **extra: Any) -> None:
-    """``message`` (and ``detail``) at ERROR, at most once per :data:`THROTTLE_S` for this logger
-    and message; the line says how many like it were held back since the last one."""
+def log_throttled(logger: logging.Logger, message: str, detail: str = "", *, level: int = logging.ERROR,
+                  **extra: Any) -> None:
+    """``message`` (and ``detail``) at ``level``, at most once per :data:`THROTTLE_S` for this logger
+    and message; the line says how many like it were held back since the last one. Those held
+    back are counted in a line of their own at the end of the window (when an event loop runs),
+    so a burst that stops is counted whole all the same."""
     key, now = (logger.name, message), time.monotonic()
     last, held_back = _last_logged.get(key, (-THROTTLE_S, 0))
     if now - last < THROTTLE_S:
         _last_logged[key] = (last, held_back + 1)
+        if not held_back:
+            _count_later(logger, message, level, last)
         return
     _last_logged[key] = (now, 0)
-    logger.error("%s%s%s", message, f" ({detail})" if detail else "",
-                 f"; {held_back} more like it in the last {now - last:.0f} s" if held_back else "", extra=extra)
+    logger.log(level, "%s%s%s", message, f" ({detail})" if detail else "",
+               f"; {held_back} more like it in the last {now - last:.0f} s" if held_back else "", extra=extra)
+
+
+def _count_later(logger: logging.Logger, message: str, level: int, since: float) -> None:
+    """At the end of the window opened at ``since``: log how many lines it held back, if none did."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # (no loop: the next line counts them)
+        return
+    loop.call_later(max(0.0, since + THROTTLE_S - time.monotonic()), _count_held_back, logger, message, level, since)
+
+
+def _count_held_back(logger: logging.Logger, message: str, level: int, since: float) -> None:
+    key, now = (logger.name, message), time.monotonic()
+    last, held_back = _last_logged.get(key, (-THROTTLE_S, 0))
+    if last != since or not held_back:
+        return  # a line since counted them
+    _last_logged[key] = (now, 0)  # (a new window: what comes next is held back and counted likewise)
+    logger.log(level, "%s; %d more like it in the last %.0f s", message, held_back, now - since)
 
 
 def log_failure(logger: logging.Logger, message: str, exc: BaseException, **extra: Any) -> None:

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 
 from tracker.auth import Role
 from tracker.errors import ApiError
+from tracker.logs import log_throttled
 from tracker.locations.ratelimit import TokenBucket
 from tracker.locations.store import last_fix
 from tracker.orders import service
@@ -67,7 +68,8 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
         # The channel feeding this socket failed (Redis gone): close with a reason, not a silent socket.
         if not done.cancelled() and done.exception() is not None:
             exc = done.exception()
-            log.warning("channel of %s failed: %r", session.principal.sub, exc)
+            # (one line per outage window, counting the rest: every socket's channel fails at once)
+            log_throttled(log, "a socket's channel failed", f"{session.principal.sub}: {exc!r}", level=logging.WARNING)
             reason = redis_close_reason(exc, "channel lost") if isinstance(exc, REDIS_DOWN) else "internal: channel failed"
             closing.append(asyncio.ensure_future(session.close(CLOSE_INTERNAL, reason)))
 
