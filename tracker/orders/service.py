@@ -155,7 +155,8 @@ async def _journal(rt: Runtime, order_ids: list[str], kind: str) -> list[str]:
     try:
         return await followups.begin(rt.redis, order_ids, kind, rt.settings.followup_repair_s)
     except REDIS_DOWN as exc:  # (on a cluster, the journal's node may be down while the order's is not)
-        log_failure(log, "order step journal not written: this step's follow-ups will not be repaired", exc)
+        log_failure(log, "order step journal not written: this step's follow-ups will not be repaired", exc,
+                    orders=order_ids, kind=kind)
         return []
 
 
