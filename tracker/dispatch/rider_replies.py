@@ -34,6 +34,7 @@ from tracker.orders.wire import rider_order, wire
 from tracker.redis_client import REDIS_DOWN
 from tracker.riders.endpoint import ON_CONNECT, ON_INBOX_GAP, RiderConnection, handles
 from tracker.riders.pause import pause_of
+from tracker.runtime import Runtime
 from tracker.validate import optional_reason, require_id
 
 log = logging.getLogger("tracker.dispatch")
@@ -151,7 +152,7 @@ async def where_rider_stands(conn: RiderConnection) -> None:
         await conn.send(offer.frame())
 
 
-async def _assigned_by(rt: Any, offer: OfferRecord, rider_id: str) -> list[dict]:
+async def _assigned_by(rt: Runtime, offer: OfferRecord, rider_id: str) -> list[dict]:
     """The records of ``offer``'s orders that its acceptance assigned to ``rider_id`` and it still carries."""
     found = await store_of(rt).load_many(list(offer.order_ids))
     return [raw for raw in found
