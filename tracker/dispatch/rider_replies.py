@@ -126,7 +126,8 @@ async def where_rider_stands(conn: RiderConnection) -> None:
     """A ``route`` frame with the orders the rider carries (empty when none), in the order it will
     serve them (:func:`tracker.orders.route.rider_trips`), and the operator's pause (``paused``,
     null when none), then the offer it is still considering, if any (the same ``offer`` frame
-    again). On every connect, and after its inbox may have lost messages.
+    again). On every connect, and after its inbox may have lost messages; then also how the offer
+    this socket last showed ended, if that frame may have been lost (:func:`_tell_how_shown_offer_ended`).
 
     An offer being answered or settled (claimed: an ``accept`` whose process may have died
     before it answered) is never sent again as if open: the orders it assigned to this rider are
@@ -144,12 +145,41 @@ async def where_rider_stands(conn: RiderConnection) -> None:
     await conn.send({"type": "route", "orders": [{**rider_order(o), "status": o["status"], "eta": o["eta"]}
                                                  for o in route],
                      "paused": await pause_of(rt.redis, conn.rider_id)})  # (a missed paused/resumed frame)
+    await _tell_how_shown_offer_ended(conn, store, offer, {raw["id"] for raw in held})
     if offer is None:
         return
     if answered:
         await conn.send(offer.frame("assigned"))  # (the answer its accept may never have got)
     elif not claimed and offer.expires_at > rt.clock.now_ms():
         await conn.send(offer.frame())
+
+
+async def _tell_how_shown_offer_ended(conn: RiderConnection, store: OfferStore, pending: OfferRecord | None,
+                                      carried: set[str]) -> None:
+    """The ``offer_expired``, ``offer_withdrawn`` or ``assigned`` frame for the offer this socket last
+    showed, settled since without that frame reaching it (published while the server's pub/sub was
+    away). Nothing while it is still pending or being settled (its own frame is still to come), for
+    its rider's own decline, or for an acceptance whose orders the rider no longer all carries
+    (the ``route`` just sent says what holds)."""
+    shown = conn.shown_offer
+    if shown is None or (pending is not None and pending.offer_id == shown["offer_id"]):
+        return
+    offer_id = shown["offer_id"]
+    settled = await store.settled(offer_id)
+    if settled is None:
+        if await store.load(offer_id) is not None or conn.runtime.clock.now_ms() <= shown["expires_at"]:
+            return  # being settled now: its own frame follows
+        settled = (conn.rider_id, EXPIRED)  # gone unanswered long ago (its record's safety TTL)
+    rider_id, outcome = settled
+    frame: dict[str, Any] | None = None
+    if rider_id == conn.rider_id and outcome in (EXPIRED, WITHDRAWN):
+        frame = {"type": f"offer_{outcome}", "offer_id": offer_id}
+    elif rider_id == conn.rider_id and outcome == ACCEPTED and {o["order_id"] for o in shown["orders"]} <= carried:
+        frame = {**{k: v for k, v in shown.items() if k != "expires_at"}, "type": "assigned"}
+    if frame is None:
+        conn.shown_offer = None
+    else:
+        await conn.send(frame)
 
 
 async def _assigned_by(rt: Runtime, offer: OfferRecord, rider_id: str) -> list[dict]:

@@ -30,6 +30,8 @@ from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_
 
 log = logging.getLogger("tracker.riders")
 
+OFFER_ENDINGS = ("assigned", "offer_expired", "offer_withdrawn")  # frames that tell how an offer ended
+
 
 @dataclass
 class RiderConnection:
@@ -39,8 +41,17 @@ class RiderConnection:
     rider_id: str
     runtime: Runtime
     state: dict[str, Any] = field(default_factory=dict)
+    # The last ``offer`` frame sent on this socket, until a frame that settles it follows: what
+    # the rider may still have on screen (told after an inbox gap if it was settled unheard).
+    shown_offer: dict[str, Any] | None = None
 
     async def send(self, message: dict[str, Any]) -> bool:
+        kind = message.get("type")
+        if kind == "offer":
+            self.shown_offer = message
+        elif kind in OFFER_ENDINGS and self.shown_offer is not None \
+                and message.get("offer_id") == self.shown_offer.get("offer_id"):
+            self.shown_offer = None
         return await self.session.send(message)
 
 
