@@ -178,8 +178,8 @@ class Dispatcher:
             record = self._record(offer, [orders_by_id[oid] for oid in offer.new_order_ids], now)
             if await self.store.create(record):
                 if await self._gone_meanwhile(record.rider_id):
-                    # Paused, or gone (its app closed, its token revoked), while this round ran: the
-                    # pause's or revocation's own withdrawal may have looked before this offer
+                    # Paused, off duty, or gone (its app closed, its token revoked), while this round
+                    # ran: the pause's, availability's or leaving's own withdrawal may have looked before this offer
                     # existed, so it is settled here, unsent (not left to expire with its orders).
                     await self.withdraw(record, tell=False)
                     continue
@@ -193,12 +193,13 @@ class Dispatcher:
         return sent
 
     async def _gone_meanwhile(self, rider_id: str) -> bool:
-        """Whether the rider was paused, or left (its app closed, its token revoked), since the round read it."""
+        """Whether the rider was paused, went off duty, or left (its app closed, its token
+        revoked), since the round read it."""
         pipe = self.rt.redis.pipeline(transaction=False)
         pipe.exists(pause_key(rider_id))
-        pipe.hmget(record_key(rider_id), "ts", "left_at")
-        paused, (ts, left_at) = await pipe.execute()
-        return bool(paused) or (ts is not None and has_left(ts, left_at))
+        pipe.hmget(record_key(rider_id), "ts", "left_at", "available")
+        paused, (ts, left_at, available) = await pipe.execute()
+        return bool(paused) or available == "0" or (ts is not None and has_left(ts, left_at))
 
     async def _publish_estimates(self, region: str, waiting: Sequence[Waiting], planned: Mapping[str, int],
                                  now: int) -> None:

@@ -79,6 +79,15 @@ async def on_disconnect(conn: RiderConnection) -> None:
         # connection (no close frame, or one without a code) keeps the rider, as a phone often
         # comes back; a socket that sent no fix of its own (another of the rider's) changes nothing.
         await store.mark_left(conn.runtime.redis, conn.rider_id, conn.state["sent_fix"], conn.runtime.clock.now_ms())
+        await _withdraw_open_offer(conn)  # its orders go to another rider at the next round, no refusal
+
+
+async def _withdraw_open_offer(conn: RiderConnection) -> None:
+    """Withdraw the offer the rider is considering, if any (it left, or went off duty): no
+    cooldown, no refusal counted, the orders back to the next round."""
+    dispatcher = conn.runtime.services.get("dispatcher")
+    if dispatcher is not None:
+        await dispatcher.withdraw_offer_of(conn.rider_id)
 
 
 ON_CONNECT.append(on_connect)
@@ -162,7 +171,8 @@ async def availability(conn: RiderConnection, msg: dict[str, Any]) -> None:
     """Whether the rider takes offers; optional ``shift_start``/``shift_end`` (server ts) for dispatch.
 
     A ``shift_start`` still ahead announces the shift: the dispatcher plans with the rider
-    from then (where it is now) and offers it nothing before.
+    from then (where it is now) and offers it nothing before. Going unavailable withdraws the
+    rider's open offer.
     """
     available = require_bool(msg, "available")
     shift_start = optional_int(msg, "shift_start", lo=0, hi=2**53)
@@ -170,5 +180,7 @@ async def availability(conn: RiderConnection, msg: dict[str, Any]) -> None:
     if shift_start is not None and shift_end is not None and shift_start >= shift_end:
         raise ApiError("bad_message", f"shift_start {shift_start} is not before shift_end {shift_end}")
     await store.set_availability(conn.runtime.redis, conn.rider_id, available, shift_end, shift_start=shift_start)
+    if not available:  # off duty: the offer it is considering goes to another rider, as on a pause
+        await _withdraw_open_offer(conn)
 
 
