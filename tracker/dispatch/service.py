@@ -26,7 +26,8 @@ from tracker.agreement import process_name
 from tracker.dispatch.lease import Lease
 from tracker.dispatch.demand import load_demand
 from tracker.dispatch.model import Offer, OrderView, Snapshot
-from tracker.dispatch.offers import ACCEPTED, EXPIRED, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
+from tracker.dispatch.offers import ACCEPTED, EXPIRED, PENDING_KEY, WITHDRAWN, OfferRecord, OfferStore, new_offer_id
+from tracker.dispatch.pacing import next_round_wait_s, sweep_wait_real_s
 from tracker.dispatch.planner import Policy, plan
 from tracker.dispatch.refusals import note_refusal
 from tracker.dispatch.snapshot import load_region
@@ -112,8 +113,10 @@ class Dispatcher:
             await self.rt.clock.sleep(REGION_RESCAN_ROUNDS * self.rt.settings.dispatch_interval_s)
 
     async def run_forever(self) -> None:
-        """Plan every region each interval (the supervised background task)."""
+        """Plan every region each interval (the supervised background task): passes start an
+        interval apart, however long each takes (one that overran starts the next at once)."""
         while not self._stopping:
+            started = self.rt.clock.now_ms()
             for region in await self.regions():
                 if self._stopping:
                     break
@@ -133,7 +136,8 @@ class Dispatcher:
                 except Exception as exc:  # noqa: BLE001 - one region's fault must not stop the others
                     self.rt.supervisor.report("dispatch-loop", exc, region=region)
             self._note_pass()
-            await self.rt.clock.sleep(self.rt.settings.dispatch_interval_s)
+            await self.rt.clock.sleep(next_round_wait_s(started, self.rt.clock.now_ms(),
+                                                        self.rt.settings.dispatch_interval_s))
 
     def _note_pass(self) -> None:
         """Set the gauges to this pass's totals over the regions this process planned (0 for none)."""
@@ -253,10 +257,13 @@ class Dispatcher:
         )
 
     async def sweep_forever(self) -> None:
-        """Expire unanswered offers (the supervised background task)."""
+        """Expire unanswered offers (the supervised background task), waking when the earliest
+        pending entry falls due (at least every second of server time)."""
         while True:
             await self.expire_due()
-            await asyncio.sleep(max(0.05, self.rt.clock.real_seconds(1.0)))
+            earliest = await self.rt.redis.zrange(PENDING_KEY, 0, 0, withscores=True)
+            await asyncio.sleep(sweep_wait_real_s(self.rt.clock.now_ms(), earliest[0][1] if earliest else None,
+                                                  self.rt.clock.scale))
 
     async def expire_due(self) -> int:
         """Expire every offer past its ``expires_at``; returns how many this process expired.
