@@ -36,6 +36,11 @@ def silent_for_ms(now_ms: int, last_fix_ts: str | None, assigned_at: str | None)
     return now_ms - max(int(last_fix_ts or 0), int(assigned_at or 0))
 
 
+def _span(ms: int) -> str:
+    """A length for a reason: whole seconds under a minute, else whole minutes."""
+    return f"{max(1, ms // 1000)} s" if ms < 60_000 else f"{ms // 60000} min"
+
+
 def take_back_reason(now_ms: int, limit_ms: int, last_fix: str | None, left_at: str | None, left_ms: str | None,
                      assigned_at: str | None) -> str | None:
     """Why an uncollected order goes from its rider now, or ``None`` while it stays: the rider
@@ -43,12 +48,12 @@ def take_back_reason(now_ms: int, limit_ms: int, last_fix: str | None, left_at: 
     :data:`LEFT_TAKE_BACK_S`, each counted from the assignment at the earliest."""
     silent = silent_for_ms(now_ms, last_fix, assigned_at)
     if silent >= limit_ms:
-        return f"rider silent for {max(1, silent // 60000)} min"
+        return f"rider silent for {_span(silent)}"
     if last_fix is None or left_ms is None or not has_left(last_fix, left_at):
         return None
     gone = now_ms - max(int(left_ms), int(assigned_at or 0))
     if gone >= min(limit_ms, int(LEFT_TAKE_BACK_S * 1000)):
-        return f"rider left {max(1, (now_ms - int(left_ms)) // 60000)} min ago"
+        return f"rider left {_span(now_ms - int(left_ms))} ago"
     return None
 
 
