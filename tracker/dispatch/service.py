@@ -381,6 +381,6 @@ class Dispatcher:
     async def cool_down(self, merchant_id: str, order_ids: tuple[str, ...], rider_id: str) -> None:
         """Keep a rider who declined, let expire or gave back these orders away from them for a while."""
         length = int(self.rt.settings.decline_cooldown_s * 1000)  # server ms
-        real = int(length / min(1.0, self.rt.settings.time_scale))  # a slowed clock makes it longer in real time
+        real = int(self.rt.clock.real_seconds(length))  # the key's real lifetime: shorter on a sped-up clock
         await self.store.cool_down(merchant_id, order_ids, rider_id, self.rt.clock.now_ms() + length, real)
 
