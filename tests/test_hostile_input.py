@@ -6,7 +6,7 @@ import re
 import socket
 import threading
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import httpx
 import orjson
@@ -125,6 +125,10 @@ async def test_one_failing_dispatch_region_does_not_stop_the_others(own_redis, s
     oslo_region = dispatch_region(OSLO["lat"], OSLO["lng"])
     assert oslo_region < berlin_region  # planned first: its failure comes before Berlin's round
     _plant(own_redis, f"demand:{{{oslo_region}}}:orders", "corrupt")  # its rounds now fail
+    stranger = _stranger(own_redis)  # and one entry of Berlin's demand that is not a position: left out
+    stranger.hset(f"demand:{{{berlin_region}}}:orders", "stranger", "3")
+    stranger.hset(f"demand:{{{berlin_region}}}:sites", "stranger", "not-a-position")
+    stranger.close()
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)
     mid, rid = uid("m"), uid("r")
@@ -143,10 +147,24 @@ async def test_one_failing_dispatch_region_does_not_stop_the_others(own_redis, s
         ready = (await ops.client.get("/readyz")).json()
         loop = next(t for t in ready["tasks"] if t["name"] == "dispatch-loop")
         assert loop["running"] and loop["failures"] >= 1 and "WRONGTYPE" in loop["last_error"], loop
+
+        async def failed_rounds() -> int:
+            ready = (await ops.client.get("/readyz")).json()
+            return next(t for t in ready["tasks"] if t["name"] == "dispatch-loop")["failures"]
+
+        assert await eventually(lambda: _at_least(failed_rounds, 8), timeout=20), await failed_rounds()
+        log_text = srv.log_path.read_text(errors="replace")
+        # Oslo fails every round, counted each time, but its traceback is written once, not a round.
+        assert log_text.count("dispatch-loop: one unit failed") == 1, srv.log_tail(80)
+        assert 1 <= log_text.count("demand entry left out") <= 2, srv.log_tail(80)  # (throttled: 10 s)
     finally:
         await courier.close()
         await oslo_rider.close()
         await ops.close()
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], least: int) -> bool:
+    return await count() >= least
 
 
 async def test_an_out_of_range_resume_id_gets_the_full_history(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]

@@ -18,12 +18,14 @@ from typing import Awaitable, Callable
 from prometheus_client import CollectorRegistry, Counter
 
 from tracker.logs import log_failure
+from tracker.redis_client import REDIS_DOWN
 
 log = logging.getLogger("tracker.tasks")
 
 TaskFactory = Callable[[], Awaitable[None]]
 Probe = Callable[[], Awaitable[bool]]
 PROBE_EVERY_S = 0.5  # how often a waiting task's ``ready`` probe is tried
+REPEAT_LOG_S = 600.0  # a unit failing again the same way is logged in full at most this often
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Supervisor:
 
     def __init__(self, registry: CollectorRegistry, *, max_backoff_s: float = 30.0, ready: Probe | None = None) -> None:
         self._states: dict[str, TaskState] = {}
+        self._repeats: dict[tuple[str, str, str], tuple[float, int]] = {}  # failure -> (logged at, held back)
         self._max_backoff = max_backoff_s
         self._ready = ready
         self._failures = Counter(
@@ -111,23 +114,52 @@ class Supervisor:
                 state.restarts += 1
 
     def _record(self, state: TaskState, exc: BaseException, message: str, **extra: object) -> None:
+        self._count(state, exc)
+        log_failure(log, message, exc, task=state.name, **extra)
+
+    def _count(self, state: TaskState, exc: BaseException) -> None:
+        """Count a failure (``failures``, ``last_error`` in ``/readyz``, the metric), logged or not."""
         state.failures += 1
         state.last_error = f"{type(exc).__name__}: {exc}"
         state.last_error_at = time.time()
         self._failures.labels(state.name).inc()
-        log_failure(log, message, exc, task=state.name, **extra)
 
     def report(self, name: str, exc: BaseException, **extra: object) -> None:
         """Record a failure of one unit of task ``name``'s work that the task survived and moved past.
 
         Logged, counted and shown (``failures``, ``last_error``) like a crash, without a restart:
         for tasks that serve many independent units (regions, offers) where one failing must not
-        stop the others.
+        stop the others. The same unit failing the same way again is counted every time but
+        logged in full at most every :data:`REPEAT_LOG_S`, saying how often it failed meanwhile.
         """
         state = self._states.get(name)
         if state is None:  # work done in short units, not one task: it goes on (``running``) past a failed unit
             state = self._states[name] = TaskState(name=name, running=True)
-        self._record(state, exc, f"background task {name}: one unit failed", **extra)
+        message = f"background task {name}: one unit failed"
+        held_back = self._held_back(name, exc, extra)
+        if held_back is None:  # (the same failure of the same unit, logged in full not long ago)
+            self._count(state, exc)
+            return
+        if held_back:
+            message += f"; failed the same way {held_back} more times since it was last logged"
+        self._record(state, exc, message, **extra)
+
+    def _held_back(self, name: str, exc: BaseException, extra: dict[str, object]) -> int | None:
+        """None when this failure (task, unit, error) was logged within :data:`REPEAT_LOG_S`;
+        else how many times it recurred unlogged since it last was (a failing region every round
+        is one traceback every ten minutes, not one a round)."""
+        if isinstance(exc, REDIS_DOWN):
+            return 0  # (log_failure throttles those itself, per outage)
+        now = time.monotonic()
+        key = (name, repr(sorted(extra.items())), f"{type(exc).__name__}: {exc}")
+        logged_at, held = self._repeats.get(key, (-REPEAT_LOG_S, 0))
+        if now - logged_at < REPEAT_LOG_S:
+            self._repeats[key] = (logged_at, held + 1)
+            return None
+        if len(self._repeats) > 1000:  # (forget failures that stopped recurring)
+            self._repeats = {k: v for k, v in self._repeats.items() if now - v[0] < REPEAT_LOG_S}
+        self._repeats[key] = (now, 0)
+        return held
 
     def status(self) -> list[dict[str, object]]:
         """Every task's state, for ``/readyz``."""

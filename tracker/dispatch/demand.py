@@ -12,9 +12,15 @@ no better (docs/DISPATCH.md).
 """
 from __future__ import annotations
 
+import logging
+import math
+
 from tracker.dispatch.model import DemandSite
 from tracker.geo import dispatch_region
+from tracker.logs import log_throttled
 from tracker.redis_client import AnyRedis
+
+log = logging.getLogger("tracker.dispatch")
 
 MAX_SITES = 5000  # restaurants per region passed to the planner at most (the busiest)
 
@@ -39,7 +45,10 @@ async def record_order(redis: AnyRedis, merchant_id: str, lat: float, lng: float
 
 
 async def load_demand(redis: AnyRedis, region: str) -> tuple[DemandSite, ...]:
-    """The region's restaurants with their order counts (largest first, at most MAX_SITES)."""
+    """The region's restaurants with their order counts (largest first, at most MAX_SITES).
+
+    An entry that does not read as a position and a count (written by something else) is left
+    out and logged (throttled), not allowed to stop the region's rounds."""
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(counts_key(region))
     pipe.hgetall(sites_key(region))
@@ -49,7 +58,23 @@ async def load_demand(redis: AnyRedis, region: str) -> tuple[DemandSite, ...]:
         where = sites.get(merchant)
         if where is None:
             continue
-        lat, lng = (float(v) for v in where.split(","))
-        out.append(DemandSite(lat, lng, float(count)))
+        site = _site(where, count)
+        if site is None:
+            log_throttled(log, "demand entry left out: not a position and a count",
+                          f"region {region}, merchant {merchant!r}: {where!r}, {count!r}", level=logging.WARNING)
+            continue
+        out.append(site)
     out.sort(key=lambda d: -d.weight)
     return tuple(out[:MAX_SITES])
+
+
+def _site(where: str, count: str) -> DemandSite | None:
+    """``lat,lng`` and an order count as a :class:`DemandSite`, or None when they do not read as such."""
+    try:
+        lat, lng = (float(v) for v in where.split(","))
+        weight = float(count)
+    except ValueError:
+        return None
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0 and math.isfinite(weight) and weight >= 0):
+        return None
+    return DemandSite(lat, lng, weight)
