@@ -59,9 +59,11 @@ async def merchant(server: ServerProcess, merchant_id: str, last_event_id: str |
     return await MerchantClient.connect(server.ws_url, server.token("merchant", merchant_id), last_event_id)
 
 
-async def confirmed_order(server: ServerProcess, ops: Ops, order_id: str, merchant_id: str) -> None:
-    """Create an order and have its kitchen confirm it (the kitchen's socket closed again)."""
-    await ops.create(order_id, merchant_id)
+async def confirmed_order(server: ServerProcess, ops: Ops, order_id: str, merchant_id: str, **where: Any) -> None:
+    """Create an order (``pickup``, ``dropoff`` as given, else the defaults) and have its kitchen
+    confirm it (the kitchen's socket closed again)."""
+    created = await ops.create(order_id, merchant_id, **where)
+    assert created.status_code == 201, created.text
     kitchen = await merchant(server, merchant_id)
     await kitchen.confirm(order_id)
     await kitchen.event(order_id, "confirmed")

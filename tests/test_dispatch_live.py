@@ -3,21 +3,22 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import h3
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, merchant, platform_kitchen, rider
+from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, platform_kitchen, rider
 from tracker.geo import haversine_m
 from tracker.launcher import ServerProcess
 
 FAST = {"TRACKER_DISPATCH_INTERVAL_S": "0.3", "TRACKER_OFFER_TIMEOUT_S": "3", "TRACKER_DECLINE_COOLDOWN_S": "600"}
 
 
-async def offered(ops: Ops, courier: RiderClient, oid: str, mid: str) -> dict:
-    """Confirm a new order; the offer ``courier`` gets for it."""
-    await confirmed_order(ops.server, ops, oid, mid)
+async def offered(ops: Ops, courier: RiderClient, oid: str, mid: str, **where: Any) -> dict:
+    """Confirm a new order (``pickup``, ``dropoff`` as given); the offer ``courier`` gets for it."""
+    await confirmed_order(ops.server, ops, oid, mid, **where)
     return await courier.expect("offer", timeout=10)
 
 
@@ -387,13 +388,8 @@ async def test_a_rider_across_the_antimeridian_from_the_restaurant_is_offered_it
     courier = await rider(srv, rid)
     try:
         await courier.location(-17.0, 179.9999)
-        assert (await ops.create(oid, mid, pickup={"lat": -17.0, "lng": -179.9999},
-                                 dropoff={"lat": -17.01, "lng": -179.99})).status_code == 201
-        kitchen = await merchant(srv, mid)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await kitchen.close()
-        offer = await courier.expect("offer", timeout=10)
+        offer = await offered(ops, courier, oid, mid, pickup={"lat": -17.0, "lng": -179.9999},
+                              dropoff={"lat": -17.01, "lng": -179.99})
         assert [o["order_id"] for o in offer["orders"]] == [oid]
         assert offer["orders"][0]["eta"] - offer["orders"][0]["pickup_eta"] < 15 * 60_000, offer  # 1.2 km, not a world away
     finally:
@@ -427,13 +423,8 @@ async def test_a_rider_inside_the_radius_of_a_restaurant_at_a_cell_corner_is_off
     courier = await rider(srv, rid)
     try:
         await courier.location(*far)
-        assert (await ops.create(oid, mid, pickup={"lat": pickup[0], "lng": pickup[1]},
-                                 dropoff={"lat": pickup[0] + 0.01, "lng": pickup[1]})).status_code == 201
-        kitchen = await merchant(srv, mid)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await kitchen.close()
-        offer = await courier.expect("offer", timeout=10)
+        offer = await offered(ops, courier, oid, mid, pickup={"lat": pickup[0], "lng": pickup[1]},
+                              dropoff={"lat": pickup[0] + 0.01, "lng": pickup[1]})
         assert [o["order_id"] for o in offer["orders"]] == [oid]
     finally:
         await courier.close()
