@@ -118,7 +118,7 @@ async def test_reconnecting_rider_gets_its_route_and_its_open_offer_again(own_re
         await courier.progress(first, "at_dropoff")
         await courier.progress(first, "delivered")
         offer = await offered(ops, courier, second, mid)
-        await courier.close()  # lost the socket while the offer was on screen
+        courier.ws.transport.abort()  # lost the socket (no close frame) while the offer was on screen
         courier = await rider(srv, rid, keep_route=True)
         again = await courier.expect("offer", timeout=5)
         assert again["offer_id"] == offer["offer_id"] and [o["order_id"] for o in again["orders"]] == [second]
