@@ -426,16 +426,63 @@ async def test_kitchen_is_prompted_when_the_rider_is_within_preparation_time(sta
         relief = await rider(srv, relief_id)
         try:
             assert (await ops.assign(oid, relief_id)).status_code == 200
-            await relief.location(pickup[0] + 0.01, pickup[1])  # 1.1 km: within preparation time,
-            await asyncio.sleep(1.1)  # but the kitchen was told to start already: no second time
+            await relief.location(pickup[0] + 0.06, pickup[1])  # ~6.7 km: 11 min, beyond preparation time
+            await kitchen.expect(lambda f: f.get("type") == "rider_eta" and f.get("rider_id") == relief_id)
+            reloaded = await merchant(srv, mid)  # the first rider's prompts are not this rider's
+            try:
+                eta = await reloaded.expect("rider_eta")
+                assert (eta["rider_id"], eta["order_id"]) == (relief_id, oid)
+                with pytest.raises(asyncio.TimeoutError):
+                    await reloaded.expect("prompt", timeout=1.0)
+            finally:
+                await reloaded.close()
+            await asyncio.sleep(1.1)
+            await relief.location(pickup[0] + 0.01, pickup[1])  # 1.1 km: within preparation time
+            start = await kitchen.expect(lambda f: f.get("type") == "prompt" and f.get("rider_id") == relief_id)
+            # timed to this rider, not the one who gave the order back
+            assert (start["kind"], start["order_id"]) == ("start_preparing", oid)
+            assert 1.0 <= start["minutes_away"] <= 2.5, start
+            await asyncio.sleep(1.1)
             await relief.location(pickup[0] + 0.003, pickup[1])  # 330 m: arriving
-            arriving = await kitchen.expect("prompt")
+            arriving = await kitchen.expect(lambda f: f.get("type") == "prompt" and f.get("rider_id") == relief_id)
             assert (arriving["kind"], arriving["order_id"]) == ("rider_arriving", oid)
         finally:
             await relief.close()
     finally:
         await kitchen.close()
         await courier.close()
+        await ops.close()
+
+
+async def test_a_reloaded_board_shows_no_start_prompt_of_a_rider_who_gave_the_order_back(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_RIDER_SPEED_MPS": "10", "TRACKER_MAX_RIDER_SPEED_MPS": "5000"})
+    ops = Ops(srv)
+    oid, mid, first_id, second_id = uid("o"), uid("m"), uid("r"), uid("r2")
+    kitchen = await merchant(srv, mid)
+    first, second = await rider(srv, first_id), await rider(srv, second_id)
+    pickup = (52.5200, 13.4050)
+    try:
+        await ops.create(oid, mid, prep_minutes=5)
+        await confirm_all(kitchen, oid)
+        assert (await ops.assign(oid, first_id)).status_code == 200
+        await first.location(pickup[0] + 0.02, pickup[1])  # ~2.2 km: 3.7 min, within preparation time
+        assert (await kitchen.expect("prompt"))["kind"] == "start_preparing"
+        await first.release(oid, reason="flat tyre")
+        await kitchen.event(oid, "rider_unassigned")
+        assert (await ops.assign(oid, second_id)).status_code == 200
+        await second.location(pickup[0] + 0.06, pickup[1])  # ~6.7 km: 11 min, not yet
+        await kitchen.expect(lambda f: f.get("type") == "rider_eta" and f.get("rider_id") == second_id)
+        reloaded = await merchant(srv, mid)
+        try:
+            eta = await reloaded.expect("rider_eta")
+            assert eta["rider_id"] == second_id and 10 <= (eta["rider_eta"] - eta["ts"]) / 60000 <= 12, eta
+            with pytest.raises(asyncio.TimeoutError):  # "rider 4 min away: start plating" was the first rider's
+                await reloaded.expect("prompt", timeout=1.0)
+        finally:
+            await reloaded.close()
+    finally:
+        for client in (kitchen, first, second):
+            await client.close()
         await ops.close()
 
 

@@ -6,8 +6,8 @@ once a second it reads the rider's orders (two round trips), computes the route 
 each order's channel. While the rider heads to the restaurant it also prompts the merchant:
 ``start_preparing`` once the rider's ETA to the restaurant is within the order's preparation
 estimate (so the food is ready as the rider walks in), ``rider_arriving`` once it is within
-``TRACKER_ARRIVING_PROMPT_S``. Each prompt is sent once per order (``rider_arriving`` once per
-rider). An order's ETA is written, and its position published, only if the rider still
+``TRACKER_ARRIVING_PROMPT_S``. Each prompt is sent once per order and assignment (a rider
+who takes over brings prompts timed to its own arrival). An order's ETA is written, and its position published, only if the rider still
 carries it at that moment (one small script per order): an order given back since it was read
 shows neither.
 """
@@ -65,10 +65,18 @@ return 1
 RIDER_ETA_STEP_MS = 60_000  # the kitchen hears of a rider's new arrival time when it moved by a minute
 
 # A kitchen prompt marked sent (field ARGV[2] of the order's hash, set to ARGV[3]: the frame,
-# so a board opened later is shown it, see ``kitchen_catch_up``) and, the first time only, its
-# frame ARGV[5] published on the merchant channel ARGV[4].
+# so a board opened later is shown it, see ``kitchen_catch_up``) and, the first time in the
+# order's current assignment only, its frame ARGV[5] published on the merchant channel ARGV[4].
+# A mark older than the assignment (``assigned_at``) was for an earlier rider, or an earlier
+# approach of this one: it is replaced. (A mark from an earlier version is a time, not a frame.)
 _PROMPT_ONCE = _STILL_CARRIED + """
-if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
+local old = redis.call('HGET', KEYS[1], ARGV[2])
+if old then
+  local ok, f = pcall(cjson.decode, old)
+  local ts = (ok and type(f) == 'table' and tonumber(f['ts'])) or tonumber(old)
+  if not ts or ts >= tonumber(redis.call('HGET', KEYS[1], 'assigned_at') or 0) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
@@ -183,7 +191,7 @@ class RiderOrdersFeed:
                       RIDER_ETA_STEP_MS, merchant_channel(h["merchant_id"]), kitchen, stops_before.get(h["id"], ""))
         for h, kind, arrival in prompts:
             minutes = max(0.0, (arrival - now) / 60000)
-            frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_eta": arrival,
+            frame = orjson.dumps({"type": "prompt", "order_id": h["id"], "kind": kind, "rider_id": rider_id, "rider_eta": arrival,
                                   "minutes_away": round(minutes, 1), "message": prompt_text(kind, minutes), "ts": now})
             pipe.eval(_PROMPT_ONCE, 1, order_key(h["merchant_id"], h["id"]), rider_id, _prompted_field(kind, rider_id),
                       frame, merchant_channel(h["merchant_id"]), frame)
@@ -197,10 +205,10 @@ class RiderOrdersFeed:
             if h.get("food_ready_at"):
                 continue
             prep_min = float(h["prep_minutes"]) if h.get("prep_minutes") else self.rt.settings.default_prep_min
-            if away_ms <= prep_min * 60000 and not h.get(_prompted_field("start_preparing", rider_id)):
+            if away_ms <= prep_min * 60000 and _sent_prompt(h, "start_preparing", rider_id) is None:
                 out.append((h, "start_preparing", arrival))
         for h in orders:
-            if away_ms <= self.rt.settings.arriving_prompt_s * 1000 and not h.get(_prompted_field("rider_arriving", rider_id)):
+            if away_ms <= self.rt.settings.arriving_prompt_s * 1000 and _sent_prompt(h, "rider_arriving", rider_id) is None:
                 out.append((h, "rider_arriving", arrival))
         return out
 
@@ -224,12 +232,9 @@ async def kitchen_catch_up(redis: AnyRedis, merchant_id: str, order_ids: Iterabl
         kinds = ("rider_arriving",) if h.get("food_ready_at") else ("start_preparing", "rider_arriving")
         delayed_at = int(h.get("food_delayed_at") or 0)
         for kind in kinds:
-            try:
-                frame = orjson.loads(h.get(_prompted_field(kind, h["rider_id"]), ""))
-            except orjson.JSONDecodeError:
-                continue  # none, or marked by an earlier version (a time, not the frame)
-            if not isinstance(frame, dict) or frame.get("type") != "prompt":
-                continue
+            frame = _sent_prompt(h, kind, h["rider_id"])
+            if frame is None or frame.get("type") != "prompt":
+                continue  # none in this assignment, or marked by an earlier version (a time, not the frame)
             if kind == "start_preparing" and delayed_at >= int(frame.get("ts") or 0):
                 continue  # timed to the ready time a later delay moved: the live board dropped it too
             out.append(frame)
@@ -237,10 +242,29 @@ async def kitchen_catch_up(redis: AnyRedis, merchant_id: str, order_ids: Iterabl
 
 
 def _prompted_field(kind: str, rider_id: str) -> str:
-    """The order's hash field that marks a prompt as sent: "start preparing" once per order,
-    "rider arriving" once per rider (a rider who replaces one that gave the order back is
-    announced too)."""
+    """The order's hash field that marks a prompt as sent (its frame): "start preparing" per
+    order, "rider arriving" per rider; either counts only in the assignment it was sent in."""
     return f"prompted_{kind}" if kind == "start_preparing" else f"prompted_{kind}:{rider_id}"
+
+
+def _sent_prompt(order: dict[str, str], kind: str, rider_id: str) -> dict[str, Any] | None:
+    """The prompt of ``kind`` sent to the order's kitchen for its current assignment to
+    ``rider_id`` (a mark from before ``assigned_at`` was for an earlier rider: ``None``); a
+    mark an earlier version wrote (a time) counts as sent, with no frame to show (``{}``)."""
+    mark = order.get(_prompted_field(kind, rider_id))
+    if not mark:
+        return None
+    try:
+        frame = orjson.loads(mark)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(frame, dict):  # (an earlier version's mark: a time)
+        frame, ts = {}, frame if isinstance(frame, (int, float)) else 0
+    else:
+        ts = frame.get("ts") if isinstance(frame.get("ts"), (int, float)) else 0
+    if ts < int(order.get("assigned_at") or 0):
+        return None
+    return frame
 
 
 def _pickup(h: dict[str, Any]) -> tuple[float, float]:
