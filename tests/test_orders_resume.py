@@ -486,6 +486,35 @@ async def test_a_reloaded_board_shows_no_start_prompt_of_a_rider_who_gave_the_or
         await ops.close()
 
 
+async def test_an_order_added_while_the_rider_waits_at_the_counter_is_prompted_at_once(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_RIDER_SPEED_MPS": "10", "TRACKER_MAX_RIDER_SPEED_MPS": "5000"})
+    ops = Ops(srv)
+    first, added, mid, rid = uid("x"), uid("y"), uid("m"), uid("r")
+    kitchen = await merchant(srv, mid)
+    courier = await rider(srv, rid)
+    pickup = (52.5200, 13.4050)
+    try:
+        for oid in (first, added):
+            await ops.create(oid, mid, prep_minutes=10)
+        await confirm_all(kitchen, first, added)
+        await courier.location(pickup[0] + 0.0002, pickup[1])  # at the door
+        assert (await ops.assign(first, rid)).status_code == 200
+        await courier.progress(first, "at_pickup")
+        await kitchen.event(first, "at_pickup")
+        assert (await ops.assign(added, rid)).status_code == 200  # the add-on
+        await kitchen.event(added, "assigned")
+        await asyncio.sleep(1.1)
+        await courier.location(pickup[0] + 0.0001, pickup[1])
+        start = await kitchen.expect(lambda f: f.get("type") == "prompt" and f.get("order_id") == added)
+        assert start["kind"] == "start_preparing" and start["message"] == "rider arriving now: start plating", start
+        eta = await kitchen.expect(lambda f: f.get("type") == "rider_eta" and f.get("order_id") == added)
+        assert eta["rider_id"] == rid and eta["rider_eta"] <= eta["ts"], eta
+    finally:
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
 async def test_a_step_made_while_the_servers_pubsub_reconnects_still_reaches_the_channels(
         own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     """The server's pub/sub connection is cut and an order is cancelled at once, before the

@@ -174,9 +174,12 @@ class RiderOrdersFeed:
                                    arrived_ms=min((int(h["at_pickup_at"]) for h in waiting if h.get("at_pickup_at")),
                                                   default=None))
                 pickup_etas.update({h["id"]: int(plan.pickup) for h in trip if plan.pickup is not None})
-                if plan.pickup_arrival is not None and all(h["status"] == "assigned" for h in trip):
-                    prompts += self._due_prompts(trip, int(plan.pickup_arrival), now, rider_id)
-                    arrivals.update({h["id"]: int(plan.pickup_arrival) for h in trip})
+                # Per order still ``assigned``: an add-on given to a rider already at the counter
+                # brings its kitchen "rider arriving now" at once.
+                coming = [h for h in trip if h["status"] == "assigned"]
+                if plan.pickup_arrival is not None and coming:
+                    prompts += self._due_prompts(coming, int(plan.pickup_arrival), now, rider_id)
+                    arrivals.update({h["id"]: int(plan.pickup_arrival) for h in coming})
             else:
                 plan = route_times(self.model, int(start), position, None, None, drops)
             etas.update({h["id"]: int(t) for h, t in zip(trip, plan.dropoffs)})
