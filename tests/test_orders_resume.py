@@ -564,6 +564,39 @@ async def test_a_quiet_riders_eta_moves_on_with_time_and_the_customer_is_told(ow
         await ops.close()
 
 
+async def test_a_rider_saying_it_is_at_the_restaurant_while_far_away_keeps_the_customers_eta(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_RIDER_SPEED_MPS": "5", "TRACKER_MAX_RIDER_SPEED_MPS": "5000"})
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen = await merchant(srv, mid)
+    courier = await rider(srv, rid)
+    pickup = (52.5200, 13.4050)
+    watcher = None
+    try:
+        await ops.create(oid, mid, dropoff={"lat": pickup[0] + 0.004, "lng": pickup[1]})
+        await confirm_all(kitchen, oid)
+        await kitchen.ready(oid)
+        await kitchen.event(oid, "food_ready")
+        await courier.location(pickup[0] + 0.018, pickup[1])  # 2 km out: 6.7 min to the restaurant
+        assert (await ops.assign(oid, rid)).status_code == 200
+        watcher = await customer(srv, oid)
+        before = await _rider_location(watcher, 0)
+        await courier.progress(oid, "at_pickup")  # said too early: the rider is still 2 km out
+        await kitchen.event(oid, "at_pickup")
+        await asyncio.sleep(1.1)
+        await courier.location(pickup[0] + 0.0179, pickup[1])
+        after = await _rider_location(watcher, 0)
+        while after["ts"] == before["ts"]:
+            after = await _rider_location(watcher, 0)
+        # 11 m nearer: the ETA barely moves, it does not drop the 6.7 min ride to the restaurant
+        assert after["eta"] >= before["eta"] - 60_000, (before["eta"], after["eta"])
+    finally:
+        for client in (kitchen, courier, watcher):
+            if client is not None:
+                await client.close()
+        await ops.close()
+
+
 async def test_a_step_made_while_the_servers_pubsub_reconnects_still_reaches_the_channels(
         own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     """The server's pub/sub connection is cut and an order is cancelled at once, before the

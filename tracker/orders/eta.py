@@ -15,6 +15,8 @@ from tracker.geo import haversine_m
 
 Point = tuple[float, float]
 
+AT_COUNTER_M = 250.0  # a rider who says it is at the restaurant while farther than this still has the leg
+
 
 @dataclass(frozen=True)
 class EtaModel:
@@ -44,12 +46,14 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
     ``pickup`` is ``None`` when the food is already picked up; ``at_pickup`` when the rider
     is already waiting at the restaurant, since ``arrived_ms`` if known: its pickup service
     then runs from its arrival, not from now (the food is not collected before now, though).
+    A rider that says so while its position is over :data:`AT_COUNTER_M` away (reported
+    early) still has the leg there to ride: its ETA does not jump ahead by that leg.
     """
     t = float(now_ms)
     position = rider
     arrival = picked = None
     if pickup is not None:
-        if at_pickup:
+        if at_pickup and haversine_m(rider[0], rider[1], pickup[0], pickup[1]) <= AT_COUNTER_M:
             arrival = t if arrived_ms is None else min(t, float(arrived_ms))
         else:
             arrival = t + model.leg_ms(rider, pickup)
