@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 
 from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import Ops, confirmed_order, customer, deliver, events_until, merchant, platform_kitchen, rider
+from tests.test_estimates import server_now
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
 
@@ -60,12 +61,13 @@ async def test_create_is_idempotent_by_id_and_refuses_a_different_body(server: S
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     try:
-        first = await ops.create(oid, mid, ready_at=1_900_000_000_000)
-        again = await ops.create(oid, mid, ready_at=1_900_000_000_000)
+        ready_at = await server_now(server.base_url) + 3_600_000
+        first = await ops.create(oid, mid, ready_at=ready_at)
+        again = await ops.create(oid, mid, ready_at=ready_at)
         assert (first.status_code, again.status_code) == (201, 200)
         assert again.json() == first.json() == await ops.get(oid)  # the order as GET shows it, events and all
         assert [e["kind"] for e in first.json()["events"]] == ["placed"]
-        other = await ops.create(oid, mid, ready_at=1_900_000_000_001)
+        other = await ops.create(oid, mid, ready_at=ready_at + 1)
         assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
         elsewhere = await ops.create(oid, uid("m2"))
         assert elsewhere.status_code == 409 and elsewhere.json()["error"]["code"] == "conflict"
@@ -100,6 +102,29 @@ async def test_bad_order_bodies_get_typed_errors(server: ServerProcess, body: di
         assert resp.status_code == 400 and resp.json()["error"]["code"] == code
         raw = await ops.client.post("/v1/orders", content=b"{nope", headers={"Content-Type": "application/json"})
         assert raw.status_code == 400 and raw.json()["error"]["code"] == "bad_json"
+    finally:
+        await ops.close()
+
+
+@pytest.mark.parametrize("unit, scale, hint", [("seconds", 1 / 1000, "looks like seconds"),
+                                              ("microseconds", 1000, "looks like microseconds"),
+                                              ("years ahead", 1 + 1e-3, ""), ("2**53", None, "")])
+async def test_a_ready_at_outside_the_window_is_refused_naming_it(server: ServerProcess, uid, unit: str,
+                                                                  scale: float | None, hint: str) -> None:  # type: ignore[no-untyped-def]
+    """A ready time in the wrong unit, or years off, would leave the order confirmed and never offered."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        now = await server_now(server.base_url)
+        sent = 2**53 if scale is None else int(now * scale)
+        resp = await ops.create(oid, mid, ready_at=sent)
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert error["code"] == "bad_message" and "'ready_at'" in error["message"], error
+        assert "1 day before and 7 days after" in error["message"] and hint in error["message"], error
+        assert (await ops.client.get(f"/v1/orders/{oid}")).status_code == 404  # nothing created
+        for fine in (now - 23 * 3_600_000, now + 6 * 24 * 3_600_000):  # the window's inside is taken
+            assert (await ops.create(uid(f"o{fine}"), mid, ready_at=fine)).status_code == 201
     finally:
         await ops.close()
 

@@ -58,12 +58,35 @@ async def _after_step(rt: Runtime, order_id: str, raw: dict[str, str], **changes
     return order if order is not None else wire({**raw, **changes})
 
 
+DAY_MS = 24 * 3600 * 1000
+READY_PAST_MS, READY_AHEAD_MS = DAY_MS, 7 * DAY_MS  # (a kitchen's `delay` reaches at most 7 days ahead too)
+
+
+def ready_at_in_window(body: dict[str, Any], now_ms: int) -> int | None:
+    """``ready_at`` (a whole ts in ms) within a day before and 7 days after the server's ``now_ms``,
+    or ``None``; else ``bad_message`` naming the window, and what the number looks like when it
+    is seconds or microseconds (an integrator's slip that left the order never offered)."""
+    ready_at = optional_int(body, "ready_at")
+    if ready_at is None:
+        return None
+    lo, hi = now_ms - READY_PAST_MS, now_ms + READY_AHEAD_MS
+    if lo <= ready_at <= hi:
+        return ready_at
+    hint = ""
+    if lo <= ready_at * 1000 <= hi:
+        hint = "; it looks like seconds: send milliseconds (x1000)"
+    elif lo <= ready_at // 1000 <= hi:
+        hint = "; it looks like microseconds: send milliseconds (/1000)"
+    raise ApiError("bad_message", f"'ready_at' must be a ts in milliseconds within 1 day before and 7 days after "
+                                  f"the server's time: {lo} to {hi}, got {body['ready_at']}{hint}")
+
+
 async def create(request: Request) -> Response:
     """Create an order (operator only); 201 when new, 200 when the same id and body came before."""
     rt = runtime_of(request)
     rt.authenticate(request).require(Role.OPERATOR)
     body = await json_body(request)
-    ready_at = optional_int(body, "ready_at", lo=0, hi=2**53)
+    ready_at = ready_at_in_window(body, rt.clock.now_ms())
     prep = optional_number(body, "prep_minutes", lo=0, hi=24 * 60)
     order, created = await service.create_order(
         rt, require_id(body, "id"), require_id(body, "merchant_id"), require_point(body, "pickup"),
