@@ -71,6 +71,11 @@ def test_unknown_path_and_method_are_json_errors(server: ServerProcess) -> None:
     wrong = httpx.post(server.base_url + "/healthz")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+    allowed = {m.strip() for m in wrong.headers.get("allow", "").split(",")}
+    assert allowed == {"GET", "HEAD"}, wrong.headers  # what the path takes (RFC 9110; in any order)
+    for method in ("OPTIONS", "DELETE"):
+        other = httpx.request(method, server.base_url + "/v1/orders")
+        assert other.status_code == 405 and other.headers.get("allow") == "POST", (method, other.headers)
     op = {"Authorization": "Bearer " + server.token("operator", "ops")}
     for path in ("/healthz/", "/v1/orders/o1/"):  # a trailing slash is another path, not a bare redirect
         slash = httpx.get(server.base_url + path, headers=op)

@@ -60,7 +60,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
-    return JSONResponse(ApiError(code, str(exc.detail)).body(), status_code=exc.status_code)
+    # (its headers kept: a 405 names the methods the path takes in ``Allow``, RFC 9110)
+    return JSONResponse(ApiError(code, str(exc.detail)).body(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
