@@ -152,7 +152,8 @@ async def test_fail_is_for_the_operator_with_a_short_reason(server: ServerProces
             resp = await _fail(ops, oid, token=server.token(role, sub))
             assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden", (role, resp.text)
         for body in ({}, {"reason": ""}, {"reason": "   "}, {"reason": " \u200b\ufeff "}, {"reason": 5}, {"reason": ["x"]},
-                     {"reason": "x" * 201}):
+                     {"reason": "x" * 201}, {"reason": "\u0000"}, {"reason": "lost\nphone"},
+                     {"reason": "\u00ad\u034f"}, {"reason": "\u0301\u0301"}):  # (marks on nothing read as blank)
             resp = await _fail(ops, oid, body=body)
             assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_message", (body, resp.text)
         assert (await ops.get(oid))["status"] == "picked_up"  # refused: nothing happened
@@ -160,6 +161,8 @@ async def test_fail_is_for_the_operator_with_a_short_reason(server: ServerProces
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
         missing_and_blank = await _fail(ops, uid("nope"), body={"reason": " "})  # the body first, as for cancel
         assert missing_and_blank.status_code == 400 and missing_and_blank.json()["error"]["code"] == "bad_message"
+        cancel = await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": "x\u0007"})  # an optional reason too
+        assert cancel.status_code == 400 and "control characters" in cancel.json()["error"]["message"], cancel.text
         done = await _fail(ops, oid, body={"reason": "x" * 200})
         assert done.status_code == 200 and (await ops.get(oid))["events"][-1]["reason"] == "x" * 200
     finally:

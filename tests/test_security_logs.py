@@ -71,3 +71,21 @@ def test_redis_passwords_never_reach_the_log_nor_the_ops_snapshot(redis_url: str
     assert result.returncode != 0
     assert "cannot reach Redis" in result.stderr, result.stderr
     assert password not in result.stderr + result.stdout, result.stderr
+
+
+def test_a_reason_cannot_forge_a_line_of_the_text_log(redis_url: str, tmp_path: Path) -> None:
+    """A pause reason is logged; with ``--log-format text`` what it holds stays on its own record's line."""
+    forged = "06:39:11 INFO    tracker.riders: rider resumed [rider=r1 by=mallory]"
+    with ServerProcess(redis_url=redis_url, data_dir=tmp_path / "data", env={"TRACKER_LOG_FORMAT": "text"}) as proc:
+        op = {"Authorization": "Bearer " + proc.token("operator", "ops")}
+        broken = httpx.post(proc.base_url + "/v1/riders/r-forge/pause", json={"reason": f"flat tyre\n{forged}"},
+                            headers=op, timeout=10)
+        assert broken.status_code == 400 and broken.json()["error"]["code"] == "bad_message", broken.text
+        assert "control characters" in broken.json()["error"]["message"]
+        separated = httpx.post(proc.base_url + "/v1/riders/r-forge/pause", json={"reason": f"flat tyre\u2028{forged}"},
+                               headers=op, timeout=10)  # (a line separator is no control character: taken, and escaped)
+        assert separated.status_code == 200, separated.text
+        time.sleep(0.3)
+        lines = [line for line in proc.log_path.read_text().splitlines() if "mallory" in line]
+        assert lines and all(" INFO    tracker.riders: rider paused " in line for line in lines), lines
+        assert "flat tyre\\u2028" in lines[0], lines

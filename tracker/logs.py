@@ -152,11 +152,23 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+# Line breaks and other control characters (and Unicode's line and paragraph separators).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x00``), so what a
+    client sent cannot start a line of its own in a text log."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
+    """``HH:MM:SS LEVEL logger: message [key=value ...]``, one line a record (a traceback follows)."""
+
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
-        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        extras = " ".join(f"{k}={one_line(str(v))}" for k, v in _extras(record).items())
+        line = f"{stamp} {record.levelname:<7} {record.name}: {one_line(record.getMessage())}"
         if extras:
             line += f" [{extras}]"
         if record.exc_info:

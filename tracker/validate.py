@@ -83,12 +83,16 @@ MAX_REASON_CHARS = 200
 
 
 def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None:
-    """An optional free-text reason: a string of at most 200 characters, else ``bad_message``."""
+    """An optional free-text reason: a string of at most 200 characters without control
+    characters (a line break, NUL, ...), else ``bad_message``."""
     reason = msg.get(field)
     if reason is None:
         return None
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise ApiError("bad_message", f"'{field}' must be a string of at most {MAX_REASON_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in reason):
+        raise ApiError("bad_message", f"'{field}' must be one line of text: no control characters "
+                                      "(line breaks, tabs, U+0000-U+001F, U+007F-U+009F)")
     return reason
 
 
@@ -97,13 +101,17 @@ def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None
 _INVISIBLE = frozenset("\u2800\u3164\u115f\u1160\uffa0")
 
 
+# Format characters (zero-width ones) and combining marks with nothing to combine with.
+_BLANK_CATEGORIES = frozenset({"Cf", "Mn", "Me"})
+
+
 def _blank(text: str) -> bool:
-    return all(ch.isspace() or ch in _INVISIBLE or unicodedata.category(ch) == "Cf" for ch in text)
+    return all(ch.isspace() or ch in _INVISIBLE or unicodedata.category(ch) in _BLANK_CATEGORIES for ch in text)
 
 
 def require_reason(msg: Mapping[str, Any], field: str = "reason") -> str:
     """A required free-text reason: as :func:`optional_reason`, and not missing or blank
-    (invisible characters only count as blank)."""
+    (invisible characters and combining marks only count as blank)."""
     reason = optional_reason(msg, field)
     if reason is None or _blank(reason):
         raise ApiError("bad_message", f"'{field}' is required: a string of 1 to {MAX_REASON_CHARS} characters")
