@@ -130,3 +130,17 @@ async def test_an_order_cancelled_as_the_rider_accepts_it_is_not_left_on_its_scr
     finally:
         await courier.close()
         await ops.close()
+
+
+async def test_two_take_backs_at_once_the_loser_hears_the_order_has_no_rider(scene: Scene) -> None:
+    """Two operators take the order back from its rider at once: one does it; the other is told
+    what the same call made afterwards says ("has no rider to take it from"), not "changed
+    riders meanwhile; try again", whose retry would only say that."""
+    ops, rid, answers = scene.ops, scene.rider_id, []
+    for oid in scene.order_ids:
+        assert (await ops.assign(oid, rid)).status_code == 200
+        both = await asyncio.gather(*(ops.client.post(f"/v1/orders/{oid}/unassign", json={"rider_id": rid})
+                                      for _ in range(2)))
+        answers.append(sorted((resp.status_code, resp.json().get("error", {}).get("code")) for resp in both))
+        assert (await ops.get(oid))["status"] == "confirmed"
+    assert all(pair == [(200, None), (409, "invalid_transition")] for pair in answers), answers

@@ -156,6 +156,17 @@ async def assign(request: Request) -> Response:
     return JSONResponse(order)
 
 
+def _rider_to_take_from(order_id: str, raw: dict[str, str], named: str | None) -> str:
+    """The rider an ``unassign`` takes the order from: ``invalid_transition`` when it has none,
+    ``conflict`` when it is with another rider than ``named``."""
+    rider = raw.get("rider_id")
+    if not rider:
+        raise ApiError("invalid_transition", f"order {order_id!r} has no rider to take it from")
+    if named is not None and named != rider:  # the operator meant another rider than has it now
+        raise ApiError("conflict", f"order {order_id!r} is now with rider {rider!r}, not {named!r}; nothing was changed")
+    return rider
+
+
 async def unassign(request: Request) -> Response:
     """Take the order back from its rider before pickup; dispatch offers it again."""
     rt = runtime_of(request)
@@ -165,16 +176,14 @@ async def unassign(request: Request) -> Response:
     reason = optional_reason(body)
     named = require_id(body, "rider_id") if body.get("rider_id") is not None else None
     raw = await service.require_order(rt, order_id)
-    rider = raw.get("rider_id")
-    if not rider:
-        raise ApiError("invalid_transition", f"order {order_id!r} has no rider to take it from")
-    if named is not None and named != rider:  # the operator meant another rider than has it now
-        raise ApiError("conflict", f"order {order_id!r} is now with rider {rider!r}, not {named!r}; nothing was changed")
+    rider = _rider_to_take_from(order_id, raw, named)
     try:
         await rt.services["dispatcher"].take_back(raw["merchant_id"], order_id, rider, by="operator", reason=reason)
     except ApiError as exc:
         if exc.code != "forbidden":
             raise
+        # Lost a race (another take-back, the rider's release): answer as this call made now would.
+        _rider_to_take_from(order_id, await service.require_order(rt, order_id), named or rider)
         raise ApiError("conflict", f"order {order_id!r} changed riders meanwhile; read it and try again") from None
     return JSONResponse(await _after_step(rt, order_id, raw, status="confirmed", rider_id=""))
 
