@@ -8,7 +8,7 @@ import re
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from playwright.async_api import Browser, Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, Page, Route, expect
 
 from clients.rider import RiderClient
 from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, platform_kitchen, rider
@@ -120,6 +120,31 @@ async def test_operator_takes_an_order_back_from_a_rider_and_a_refusal_is_said(o
         await page.get_by_role("button", name="Look up").click()
         await expect(page.locator("#order-note")).to_have_text(f"There is no order {oid}-nope.")
         await expect(page.locator("#order-card")).to_be_hidden()
+
+
+async def test_a_hand_assignment_the_kitchen_cancels_right_after_says_it_was_cancelled(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The operator's assignment and the kitchen's cancel both go through, the cancel second: the
+    page says the order was cancelled, not that it is now the rider's."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    mid, oid, rid = uid("m"), uid("o"), uid("r")
+    async with operator_and_rider(srv, rid, browser) as (ops, courier, page):
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        await confirmed_order(srv, ops, oid, mid)
+        kitchen = {"Authorization": "Bearer " + srv.token("merchant", mid)}
+
+        async def cancel_as_the_answer_travels(route: Route) -> None:
+            answer = await route.fetch()  # the server assigned it ...
+            cancel = await ops.client.post(f"/v1/orders/{oid}/cancel", json={"reason": "out of basil"}, headers=kitchen)
+            assert cancel.status_code == 200, cancel.text  # ... and the kitchen cancelled it before the page heard
+            await route.fulfill(response=answer)
+
+        await page.route(f"**/v1/orders/{oid}/assign", cancel_as_the_answer_travels)
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order={oid}")
+        answer_prompts(page, [rid])
+        await page.get_by_role("button", name="Assign to a rider…").click()
+        await expect(page.locator("#order-note")).to_have_text(
+            f"Order {oid} was assigned to {rid}, but was then cancelled by the restaurant: out of basil")
+        assert (await ops.get(oid))["status"] == "cancelled"
 
 
 async def test_a_far_away_order_does_not_shrink_the_city_to_a_dot(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

@@ -694,7 +694,13 @@ async function act(o, action) {
   // if it cannot be read). A rider may give a hand assignment back at once (its shift ends first):
   // said, so the note does not contradict the card.
   await refreshOrder();
-  if (done && action === "assign" && shownOrder?.id === o.id && shownOrder.rider_id !== body.rider_id) {
+  const ended = shownOrder?.id === o.id && ["cancelled", "failed", "delivered"].includes(shownOrder.status);
+  if (done && action === "assign" && ended) {  // (a cancel that landed just after the assignment: both went through)
+    const end = (shownOrder.events || []).findLast?.((e) => e.kind === shownOrder.status);
+    const who = { operator: "the operator", merchant: "the restaurant" }[end?.by] || "";
+    note(`Order ${o.id} was assigned to ${body.rider_id}, but was then ${words(shownOrder.status)}${who ? ` by ${who}` : ""}${
+      typeof end?.reason === "string" ? `: ${end.reason}` : "."}`);
+  } else if (done && action === "assign" && shownOrder?.id === o.id && shownOrder.rider_id !== body.rider_id) {
     const back = (shownOrder.events || []).findLast?.((e) => e.kind === "rider_unassigned");
     note(`Order ${o.id} was assigned to ${body.rider_id}, who no longer has it${
       typeof back?.reason === "string" ? `: ${back.reason}` : "."}`);
