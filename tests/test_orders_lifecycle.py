@@ -76,6 +76,20 @@ async def test_create_is_idempotent_by_id_and_refuses_a_different_body(server: S
         await ops.close()
 
 
+async def test_minus_zero_is_zero_so_a_retry_sending_0_is_the_same_order(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        first = await ops.create(oid, mid, prep_minutes=-0.0, pickup={"lat": -0.0, "lng": 13.4})
+        assert first.status_code == 201 and first.json()["prep_minutes"] == 0, first.text
+        retry = await ops.create(oid, mid, prep_minutes=0, pickup={"lat": 0, "lng": 13.4})
+        assert retry.status_code == 200, retry.text
+        shown = (await ops.client.get(f"/v1/orders/{oid}")).text
+        assert '"lat":0.0' in shown and '"prep_minutes":0.0' in shown and ":-0.0" not in shown, shown
+    finally:
+        await ops.close()
+
+
 @pytest.mark.parametrize(
     "body, code",
     [

@@ -43,7 +43,7 @@ def _number(value: Any, field: str, code: str) -> float:
     # bool is an int subclass; true/false is never a number on our wire.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ApiError(code, f"'{field}' must be a number")
-    number = float(value)
+    number = float(value) + 0.0  # (-0.0 is read as 0: the same order, the same position, when sent again as 0)
     if not math.isfinite(number):
         raise ApiError(code, f"'{field}' must be finite")
     return number
