@@ -80,6 +80,9 @@ def test_unknown_path_and_method_are_json_errors(server: ServerProcess) -> None:
     for path in ("/healthz/", "/v1/orders/o1/"):  # a trailing slash is another path, not a bare redirect
         slash = httpx.get(server.base_url + path, headers=op)
         assert slash.status_code == 404 and slash.json()["error"]["code"] == "not_found", (path, slash.text)
+    for method, path in (("GET", "/v1/orders/a%2Fb"), ("POST", "/v1/orders/a%2fb/cancel"), ("POST", "/v1/riders/r%2F1/pause")):
+        bad = httpx.request(method, server.base_url + path, headers=op)  # an id holding a '/': not an id
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request", (path, bad.text)
 
 
 def test_embedded_redis_starts_and_stops_with_the_server(tmp_path: Path) -> None:
