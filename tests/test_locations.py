@@ -489,6 +489,7 @@ async def test_nearby_http_answers_bad_queries_with_typed_errors(server: ServerP
         ({"lat": 1, "lng": 1, "radius_m": "1_000"}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1, "radius_m": "inf"}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1, "radius_m": -5}, op, 400, "bad_request"),
+        ({"lat": 1, "lng": 1, "radius_m": 0.5}, op, 400, "bad_request"),  # at least 1 m, as documented
         ({"lat": 1, "lng": 1, "limit": "many"}, op, 400, "bad_request"),
         ({"lat": 1, "lng": 1, "limit": "2.5"}, op, 400, "bad_request"),  # not truncated to 2
         ({"lat": 1, "lng": 1, "limit": "1e2"}, op, 400, "bad_request"),

@@ -76,6 +76,19 @@ async def test_create_is_idempotent_by_id_and_refuses_a_different_body(server: S
         await ops.close()
 
 
+async def test_a_key_sent_twice_takes_its_last_value_as_documented(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    ops = Ops(server)
+    first, last, mid = uid("o-first"), uid("o-last"), uid("m")
+    try:
+        raw = ('{"id": "%s", "merchant_id": "%s", "pickup": {"lat": 52.52, "lng": 13.4}, '
+               '"dropoff": {"lat": 52.53, "lng": 13.42}, "id": "%s"}' % (first, mid, last))
+        resp = await ops.client.post("/v1/orders", content=raw, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 201 and resp.json()["id"] == last, resp.text
+        assert (await ops.client.get(f"/v1/orders/{first}")).status_code == 404
+    finally:
+        await ops.close()
+
+
 async def test_minus_zero_is_zero_so_a_retry_sending_0_is_the_same_order(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
