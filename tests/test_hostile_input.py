@@ -482,8 +482,8 @@ async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_boun
             await kitchen.confirm(oid)
         limited = await kitchen.expect(lambda f: f.get("code") == "rate_limited")
         assert "per second" in limited["message"]
-        order = await ops.get(oid)
-        assert order["ready_at"] <= order["placed_at"] + 7 * 24 * 3600 * 1000 + 60_000
+        order = await ops.get(oid)  # (not confirmed: the delays lengthened its preparation)
+        assert order["prep_minutes"] <= 7 * 24 * 60
     finally:
         await kitchen.close()
         await ops.close()

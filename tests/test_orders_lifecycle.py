@@ -222,9 +222,10 @@ async def test_a_delay_pushes_back_the_kitchens_own_estimate(server: ServerProce
         await ops.close()
 
 
-async def test_a_delay_before_confirming_counts_from_the_preparation_still_to_come(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
-    """A kitchen presses "delay 5 min" on an order it has not confirmed (30 minutes' preparation):
-    the food is ready 35 minutes on, not 5 (it made dispatch send a rider 25 minutes early)."""
+async def test_a_delay_before_confirming_adds_to_the_preparation_counted_from_the_confirm(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A kitchen presses "delay 5 min" on an order it has not confirmed (30 minutes' preparation)
+    and confirms it a while later: the food is due 35 minutes after the confirm, never earlier
+    (a ready time fixed at the delay made a late confirm not count), and the order says so."""
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     kitchen = await merchant(server, mid)
@@ -233,11 +234,14 @@ async def test_a_delay_before_confirming_counts_from_the_preparation_still_to_co
         await kitchen.event(oid, "placed")
         await kitchen.delay(oid, 5)
         delayed = await kitchen.event(oid, "food_delayed")
-        assert abs(delayed["ready_at"] - delayed["ts"] - 35 * 60_000) < 1000, delayed  # (the step's own clock reading)
+        assert (delayed["minutes"], delayed["ready_at"], delayed["prep_minutes"]) == (5, None, 35), delayed
+        waiting = await ops.get(oid)
+        assert (waiting["prep_minutes"], waiting["ready_at"], waiting["expected_ready_at"]) == (35, None, None), waiting
+        await asyncio.sleep(0.5)  # the kitchen confirms later than it delayed
         await kitchen.confirm(oid)
         await kitchen.event(oid, "confirmed")
         order = await ops.get(oid)
-        assert order["ready_at"] >= order["confirmed_at"] + 30 * 60_000 - 1000, order
+        assert order["expected_ready_at"] == order["confirmed_at"] + 35 * 60_000, order
     finally:
         await kitchen.close()
         await ops.close()

@@ -268,6 +268,35 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
         await ops.close()
 
 
+async def test_kitchen_board_shows_the_ready_time_of_an_order_delayed_before_its_confirm(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """Another tablet delays an order the kitchen has not confirmed: the row says "delayed 5 min",
+    and once confirmed, the ready time counted from the confirm (preparation plus the delay)."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    tablet = await merchant(server, mid)
+    page = await new_page(browser)
+    try:
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
+        await ops.create(oid, mid, prep_minutes=30)
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row).to_have_attribute("data-status", "placed")
+        await tablet.delay(oid, 5)
+        food = row.locator("td").nth(2)
+        await expect(food).to_have_text("delayed 5 min")
+        await page.get_by_role("button", name=f"Confirm {oid}").click()
+        await expect(row).to_have_attribute("data-status", "confirmed")
+        order = await ops.get(oid)
+        assert order["expected_ready_at"] == order["confirmed_at"] + 35 * 60_000, order
+        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})",
+                                    order["expected_ready_at"])
+        await expect(food).to_have_text(f"preparing, ready {shown}")
+    finally:
+        await page.context.close()
+        await tablet.close()
+        await ops.close()
+
+
 async def test_kitchen_cancels_an_order_it_cannot_make_and_says_why(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

@@ -108,6 +108,26 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
         session.finish()
 
 
+def _delayed(order: dict[str, str], minutes: float, now: int,
+             default_prep_min: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The hash fields and event fields of a ``delay`` of ``minutes`` on ``order`` as read.
+
+    A confirmed order (or one given a ready time) gets a new ``ready_at``, ``minutes`` past the
+    later of now and its estimate. An order not confirmed yet has no ready time to move: its
+    preparation, counted from the confirmation to come, grows by ``minutes`` instead
+    (``prep_minutes``; the event's ``ready_at`` is ``null``), so a late confirm still counts."""
+    if not order.get("confirmed_at") and not order.get("ready_at"):
+        prep = float(order["prep_minutes"]) if order.get("prep_minutes") else (default_prep_min or 0.0)
+        longer = prep + minutes
+        if longer * 60_000 > MAX_READY_AHEAD_MS:
+            raise ApiError("bad_message", "a delay may not make the food's preparation longer than 7 days")
+        return {"prep_minutes": longer}, {"ready_at": None, "prep_minutes": longer}
+    ready_at = max(expected_ready_ms(order, default_prep_min) or 0, now) + int(minutes * 60000)
+    if ready_at > now + MAX_READY_AHEAD_MS:
+        raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
+    return {"ready_at": ready_at}, {"ready_at": ready_at}
+
+
 def _holds_id(redis: AnyRedis, stream: str) -> Callable[[str], Awaitable[bool]]:
     """Whether the stream ``stream`` holds an entry of that id."""
     async def holds(event_id: str) -> bool:
@@ -269,20 +289,15 @@ async def merchant_ws(websocket: WebSocket) -> None:
             await delay(order_id, require_number(msg, "minutes", lo=1, hi=240), raw)
 
     async def delay(order_id: str, minutes: float, raw: dict[str, str]) -> None:
-        """Move the food's ready time ``minutes`` past the later of now and its estimate: computed
-        from the order as read, and applied only if no step changed it since (two tablets delaying
-        at once: each counts from the other's estimate, instead of one delay lost)."""
+        """Put the food back ``minutes`` (:func:`_delayed`): computed from the order as read, and
+        applied only if no step changed it since (two tablets delaying at once: each counts from
+        the other's estimate, instead of one delay lost)."""
         for _ in range(DELAY_ATTEMPTS):
             now = rt.clock.now_ms()
-            # An order not confirmed yet counts as confirmed now: its preparation has not even begun.
-            estimate = expected_ready_ms(raw if raw.get("confirmed_at") else {**raw, "confirmed_at": now},
-                                         rt.settings.default_prep_min)
-            ready_at = max(estimate or 0, now) + int(minutes * 60000)
-            if ready_at > now + MAX_READY_AHEAD_MS:
-                raise ApiError("bad_message", "a delay may not move the food's ready time more than 7 days ahead")
+            fields, extra = _delayed(raw, minutes, now, rt.settings.default_prep_min)
             try:
-                await service.step(rt, [order_id], "food_delayed", merchant_id=merchant, fields={"ready_at": ready_at},
-                                   event_extra={"minutes": minutes, "ready_at": ready_at},
+                await service.step(rt, [order_id], "food_delayed", merchant_id=merchant, fields=fields,
+                                   event_extra={"minutes": minutes, **extra},
                                    unchanged={"last_event_id": raw.get("last_event_id", "")})
                 return
             except OrderChanged:  # another step came first: read it, after a moment (others may be at it too)

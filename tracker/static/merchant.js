@@ -352,6 +352,12 @@ function onEvent(e) {
     o.delayedTs = Number.isFinite(e.ts) ? e.ts : clock.now();
     dropPrompts(e.order_id);
   }
+  // A delay before the confirm lengthened the preparation (no ready time yet): once confirmed,
+  // the board reads the ready time it led to.
+  else if (e.kind === "confirmed" && o.food.startsWith("delayed") && !Number.isFinite(o.delayedReadyTs)) {
+    o.status = e.kind;
+    o.food = "";
+  }
   else if (e.kind === "rider_unassigned") { o.status = "confirmed"; o.riderEta = null; }
   else o.status = e.kind;
   if ((e.kind === "failed" || e.kind === "cancelled") && typeof e.reason === "string") o.reason = e.reason;
