@@ -467,23 +467,30 @@ async def test_one_token_holds_a_bounded_number_of_sockets(start_server, uid) ->
 
 
 async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_bounded(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A tablet stuck on "delay": the 11th delay of one order is refused (its history stays
+    small), a delay past 7 days ahead too, and presses past a burst are rate-limited."""
     ops = Ops(server)
-    oid, mid = uid("o"), uid("m")
+    oid, later, mid = uid("o"), uid("later"), uid("m")
     await ops.create(oid, mid)
+    week = 7 * 24 * 3600 * 1000
+    await ops.create(later, mid, ready_at=int(time.time() * 1000) + week - 60_000)  # due in almost 7 days
     kitchen = await merchant(server, mid)
     try:
-        await kitchen.delay(oid, 240)
-        await kitchen.event(oid, "food_delayed")
-        for _ in range(42):  # 7 days is 42 delays of 4 h: the 43rd goes past the cap
-            await kitchen.delay(oid, 240)
+        for _ in range(10):
+            await kitchen.delay(oid, 1)
+        await kitchen.send({"type": "delay", "order_id": oid, "minutes": 1, "id": "eleventh"})
+        refused = await kitchen.expect(lambda f: f.get("type") == "error")
+        assert (refused["code"], refused["ref"]) == ("too_many_delays", "eleventh"), refused
+        assert "10 times" in refused["message"] and "cancel the order" in refused["message"]
+        events = (await ops.get(oid))["events"]
+        assert [e["kind"] for e in events] == ["placed"] + ["food_delayed"] * 10
+        await kitchen.delay(later, 240)
         capped = await kitchen.expect(lambda f: f.get("type") == "error")
         assert capped["code"] == "bad_message" and "7 days" in capped["message"], capped
         for _ in range(80):  # past the burst of 50
             await kitchen.confirm(oid)
         limited = await kitchen.expect(lambda f: f.get("code") == "rate_limited")
         assert "per second" in limited["message"]
-        order = await ops.get(oid)  # (not confirmed: the delays lengthened its preparation)
-        assert order["prep_minutes"] <= 7 * 24 * 60
     finally:
         await kitchen.close()
         await ops.close()

@@ -297,6 +297,33 @@ async def test_kitchen_board_shows_the_ready_time_of_an_order_delayed_before_its
         await ops.close()
 
 
+async def test_kitchen_board_says_plainly_when_an_order_was_delayed_too_often(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """An order its kitchen delayed 10 times: one more press of Delay is refused, and the board
+    says why in words and what to do instead (cancel), not "press again"."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    tablet = await merchant(server, mid)
+    page = await new_page(browser)
+    try:
+        await ops.create(oid, mid, prep_minutes=10)
+        await tablet.confirm(oid)
+        for _ in range(10):
+            await tablet.delay(oid, 1)
+        for _ in range(10):
+            await tablet.event(oid, "food_delayed")
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
+        await page.get_by_role("button", name=f"Delay 5 min {oid}").click()
+        refused = page.locator('#prompts .prompt[data-code="too_many_delays"]')
+        await expect(refused).to_have_text(f"Order {oid}: not done: its food was delayed as many times as an order may "
+                                           "be; if it cannot be made, cancel the order.")
+        assert len([e for e in (await ops.get(oid))["events"] if e["kind"] == "food_delayed"]) == 10
+    finally:
+        await page.context.close()
+        await tablet.close()
+        await ops.close()
+
+
 async def test_kitchen_cancels_an_order_it_cannot_make_and_says_why(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")

@@ -27,6 +27,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "conflict": 409,
     "invalid_transition": 409,
+    "too_many_delays": 409,
     "upgrade_required": 426,
     "redis_unavailable": 503,
     "over_capacity": 503,

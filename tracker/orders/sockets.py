@@ -36,6 +36,9 @@ MIN_POSITION_SPACING_S = 0.5
 MERCHANT_MAX_MESSAGE_RATE = 10.0  # kitchen messages (confirm, ready, delay) per second per socket (not the operator's)
 MERCHANT_MESSAGE_BURST = 50  # a kitchen confirming a rush of orders at once
 MAX_READY_AHEAD_MS = 7 * 24 * 3600 * 1000  # a delay cannot push the food further ahead than this
+# A kitchen's delays of one order: each is an event of its history (a tablet stuck on "delay"
+# grew it without end: over 1,000 and every customer resume is told too_many_missed).
+MAX_DELAYS = 10
 DELAY_ATTEMPTS = 5  # reads of an order other steps keep changing before a delay gives up (conflict)
 # A kitchen board that resumes gets the prompts and riders' arrivals it missed for the orders of
 # its feed's events this long before its last one (feed ids are Redis's clock), the newest so many.
@@ -294,9 +297,14 @@ async def merchant_ws(websocket: WebSocket) -> None:
         the other's estimate, instead of one delay lost)."""
         for _ in range(DELAY_ATTEMPTS):
             now = rt.clock.now_ms()
+            delays = int(raw.get("food_delays") or 0)
+            if delays >= MAX_DELAYS and not session.principal.is_operator:
+                raise ApiError("too_many_delays", f"order {order_id!r} was delayed {delays} times, the most a kitchen "
+                                                  "may; if the food cannot be made, cancel the order")
             fields, extra = _delayed(raw, minutes, now, rt.settings.default_prep_min)
             try:
-                await service.step(rt, [order_id], "food_delayed", merchant_id=merchant, fields=fields,
+                await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
+                                   fields={**fields, "food_delays": delays + 1},
                                    event_extra={"minutes": minutes, **extra},
                                    unchanged={"last_event_id": raw.get("last_event_id", "")})
                 return

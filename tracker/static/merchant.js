@@ -184,6 +184,7 @@ const WHY = {
   not_found: "there is no such order",
   conflict: "it changed meanwhile; press again",
   rate_limited: "too many presses at once; wait a moment, then press again",
+  too_many_delays: "its food was delayed as many times as an order may be; if it cannot be made, cancel the order",
   other: "the server did not take it; press again, and if that fails too, reload the board",
 };
 function refusal(code, message) {
