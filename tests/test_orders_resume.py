@@ -164,6 +164,8 @@ async def test_a_merchant_feed_resumed_from_before_it_began_resyncs_only_once_tr
         got = [await kitchen.recv(), await kitchen.recv()]
         assert [(e["type"], e["order_id"], e["kind"]) for e in got] == [("event", a, "placed"), ("event", b, "placed")]
         await kitchen.close()
+        await ops.cancel(a)
+        await ops.cancel(b)
         # a quiet merchant's feed does not stay for good: it expires 3 h after its last event
         assert 0 < await redis.pttl(f"feed:{{m:{mid}}}") <= 3 * 3600 * 1000
         await redis.xtrim(f"feed:{{m:{mid}}}", minid=got[1]["id"], approximate=False)  # the oldest entry goes, as after 3 hours
@@ -182,6 +184,56 @@ async def test_a_merchant_feed_resumed_from_before_it_began_resyncs_only_once_tr
         assert await kitchen.expect("resync") == {"type": "resync", "reason": "history_trimmed"}
         assert ((await kitchen.expect("event"))["order_id"]) == c
         await kitchen.close()
+    finally:
+        await redis.aclose()
+        await ops.close()
+
+
+async def test_a_kitchen_board_that_missed_nothing_resumes_quietly_after_its_feed_expired(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """Three quiet hours expire a merchant's feed (simulated: deleted, as its expiry would). A
+    board resuming from the newest event it saw missed nothing: no ``resync``; a board opened
+    fresh neither; both get the next order as the next frame (no ``live_gap``)."""
+    ops = Ops(server)
+    mid, a, b = uid("m"), uid("a"), uid("b")
+    redis = connect(server.effective_redis_url)
+    kitchen = await merchant(server, mid)
+    try:
+        await ops.create(a, mid)
+        await ops.cancel(a)
+        seen = await kitchen.event(a, "cancelled")
+        await kitchen.close()
+        assert 0 < await redis.pttl(f"feed:{{m:{mid}}}") <= 3 * 3600 * 1000
+        await redis.delete(f"feed:{{m:{mid}}}")
+        resumed = await merchant(server, mid, last_event_id=seen["id"])
+        fresh = await merchant(server, mid)
+        await asyncio.sleep(0.3)  # (whatever the sockets send on opening has come)
+        await ops.create(b, mid)
+        for board in (resumed, fresh):
+            got = await board.recv()
+            assert (got["type"], got.get("order_id"), got.get("kind")) == ("event", b, "placed"), got
+            await board.close()
+    finally:
+        await kitchen.close()
+        await redis.aclose()
+        await ops.close()
+
+
+async def test_a_merchant_feed_stays_while_one_of_its_orders_is_open(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A scheduled order, placed and then quiet for hours: the feed does not expire under it, so a
+    board opened then still lists it; once it ends, the feed expires 3 h after its last event."""
+    ops = Ops(server)
+    mid, oid = uid("m"), uid("o")
+    redis = connect(server.effective_redis_url)
+    try:
+        await ops.create(oid, mid, ready_at=2**41)
+        for key in (f"feed:{{m:{mid}}}", f"feed:{{m:{mid}}}:last", f"feed:{{m:{mid}}}:origin"):
+            assert await redis.pttl(key) == -1, key  # no expiry while the order is open
+        board = await merchant(server, mid)
+        placed = await board.recv()
+        assert (placed["type"], placed["order_id"], placed["kind"]) == ("event", oid, "placed")
+        await board.close()
+        await ops.cancel(oid)
+        assert 0 < await redis.pttl(f"feed:{{m:{mid}}}") <= 3 * 3600 * 1000
     finally:
         await redis.aclose()
         await ops.close()

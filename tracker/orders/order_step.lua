@@ -6,7 +6,8 @@
 -- transition as {'invalid_transition', order id, its status, '1' when it already took this step}.
 --
 -- KEYS: feed, feed_last, feed_origin (the first id the feed ever held: while the feed still
---       holds it, nothing was trimmed), then (order hash, order events) for each order, then
+--       holds it, nothing was trimmed), feed_open (the merchant's orders that have not ended:
+--       while it holds any, the feed and its ids do not expire), then (order hash, order events) for each order, then
 --       (with a fence) each order's offer lock.
 -- ARGV: 1 mode ("create" | "step"), 2 merchant id, 3 the server's time in ms (not read here), 4 feed retention ms,
 --       5 allowed statuses (space separated, "" = any), 6 new status ("" = keep),
@@ -42,12 +43,12 @@ local function order_arg(i, k) return ARGV[15 + (i - 1) * 3 + k] end
 
 if fence ~= '' then
   for i = 1, n do
-    if redis.call('GET', KEYS[3 + 2 * n + i]) ~= fence then return {'fenced', order_arg(i, 1)} end
+    if redis.call('GET', KEYS[4 + 2 * n + i]) ~= fence then return {'fenced', order_arg(i, 1)} end
   end
 end
 
 for i = 1, n do
-  local h = KEYS[3 + (i - 1) * 2 + 1]
+  local h = KEYS[4 + (i - 1) * 2 + 1]
   local oid = order_arg(i, 1)
   if mode == 'create' then
     if redis.call('EXISTS', h) == 1 then
@@ -75,7 +76,7 @@ end
 
 local out = {'ok'}
 for i = 1, n do
-  local h, e = KEYS[3 + (i - 1) * 2 + 1], KEYS[3 + (i - 1) * 2 + 2]
+  local h, e = KEYS[4 + (i - 1) * 2 + 1], KEYS[4 + (i - 1) * 2 + 2]
   local oid, base, own = order_arg(i, 1), order_arg(i, 2), cjson.decode(order_arg(i, 3))
   local prev = redis.call('HGET', h, 'last_event_id') or ''
   local old = redis.call('HGET', h, 'status') or ''
@@ -97,12 +98,21 @@ for i = 1, n do
   local fid = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', 'e', base, 'o', id)
   redis.call('SET', KEYS[2], fid)
   redis.call('SET', KEYS[3], fid, 'NX')
+  if ends then redis.call('SREM', KEYS[4], oid) else redis.call('SADD', KEYS[4], oid) end
   -- A merchant that goes quiet (a closed restaurant, a load test's) must not keep its feed for
   -- good: the feed expires with its retention after its last event, its newest and first ids
   -- (tiny) with the orders' retention, so a resume after the feed expired still reads as trimmed.
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[4]), retention))
-  redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[4]), retention))
+  -- Not while one of its orders is still open (a scheduled one, quiet for hours): a board must
+  -- still rebuild it from the feed, which has no other source.
+  if redis.call('SCARD', KEYS[4]) > 0 then
+    redis.call('PERSIST', KEYS[1])
+    redis.call('PERSIST', KEYS[2])
+    redis.call('PERSIST', KEYS[3])
+  else
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[4]), retention))
+    redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[4]), retention))
+  end
   redis.call('PUBLISH', 'merchant:' .. merchant .. ':live',
     '{"id":"' .. fid .. '","prev":"' .. fprev .. '","order_event_id":"' .. id .. '",' .. body)
   table.insert(out, id)

@@ -262,9 +262,18 @@ async def merchant_ws(websocket: WebSocket) -> None:
         await session.close(CLOSE_POLICY, "forbidden: a merchant token opens only its own merchant's feed")
         return
     store = store_of(rt)
-    last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
-                                  await store.feed_first_id(merchant), _holds_id(rt.redis, feed_key(merchant)),
+    # The feed's newest id, read before its first: a feed still empty then had no event meanwhile.
+    newest = await store.feed_last_id(merchant)
+    first = await store.feed_first_id(merchant)
+    holds = _holds_id(rt.redis, feed_key(merchant))
+
+    async def known(event_id: str) -> bool:  # the newest id the feed was given misses nothing, even once it expired
+        return event_id == newest or await holds(event_id)
+
+    last = await _checked_last_id(session, websocket.query_params.get("last_event_id"), first, known,
                                   lambda first: store.feed_trimmed(merchant, first))
+    if last is None and first is None:
+        last = newest  # an expired feed: the next event's ``prev`` is its newest id, not a gap
 
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
         return await store.feed(merchant, after, count)

@@ -9,7 +9,8 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
   2 h the merchant channel promises, however fast a replay runs the server's clock); beside
   it ``feed:{m:<merchant>}:last`` (its newest id, the ``prev`` of the next live message) and
   ``feed:{m:<merchant>}:origin`` (the first id it ever held: while it still holds that, it
-  has lost nothing to trimming);
+  has lost nothing to trimming), and ``feed:{m:<merchant>}:open``, the merchant's orders that
+  have not ended (the feed and its ids expire only once it is empty);
 - ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
 - ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
 - ``placed:{<dispatch region>}`` ZSET: orders waiting for their kitchen (``placed``);
@@ -56,6 +57,17 @@ def events_key(merchant_id: str, order_id: str) -> str:
 
 def feed_key(merchant_id: str) -> str:
     return f"feed:{{m:{merchant_id}}}"
+
+
+def feed_last_key(merchant_id: str) -> str:
+    """The id of the merchant feed's newest entry (the ``prev`` of its next live message)."""
+    return f"feed:{{m:{merchant_id}}}:last"
+
+
+def feed_open_key(merchant_id: str) -> str:
+    """The merchant's orders that have not ended (a set): while it holds any, the feed and its
+    ids do not expire (set by the Lua step)."""
+    return f"feed:{{m:{merchant_id}}}:open"
 
 
 def feed_origin_key(merchant_id: str) -> str:
@@ -222,7 +234,7 @@ class OrderStore:
                    fingerprint: str, events: list[dict[str, Any]], per_order: list[dict[str, Any]],
                    unset: str | None, fence: tuple[str, list[str]] | None = None,
                    unchanged: dict[str, str] | None = None, done: str | None = None) -> list[str]:
-        keys = [feed_key(merchant_id), feed_key(merchant_id) + ":last", feed_origin_key(merchant_id)]
+        keys = [feed_key(merchant_id), feed_last_key(merchant_id), feed_origin_key(merchant_id), feed_open_key(merchant_id)]
         args: list[Any] = [
             mode, merchant_id, now_ms, FEED_RETENTION_MS, " ".join(allowed), new_status or "",
             rider or "", "1" if unassigned else "0", _strings(fields), fingerprint, unset or "", self.retention_ms,
@@ -272,6 +284,10 @@ class OrderStore:
         low = max(0, int(before.split("-")[0]) - window_ms)
         entries = await self.redis.xrevrange(feed_key(merchant_id), max=before, min=str(low), count=most)
         return {orjson.loads(f["e"])["order_id"] for _, f in entries}
+
+    async def feed_last_id(self, merchant_id: str) -> str | None:
+        """The id of the newest event the merchant feed was given (``None``: none, or forgotten)."""
+        return await self.redis.get(feed_last_key(merchant_id))
 
     async def feed_first_id(self, merchant_id: str) -> str | None:
         first = await self.redis.xrange(feed_key(merchant_id), count=1)
