@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -225,7 +226,8 @@ async def test_a_merchant_feed_stays_while_one_of_its_orders_is_open(server: Ser
     mid, oid = uid("m"), uid("o")
     redis = connect(server.effective_redis_url)
     try:
-        await ops.create(oid, mid, ready_at=2**41)
+        created = await ops.create(oid, mid, ready_at=int(time.time() * 1000) + 3 * 3600 * 1000)  # due in 3 h
+        assert created.status_code == 201, created.text
         for key in (f"feed:{{m:{mid}}}", f"feed:{{m:{mid}}}:last", f"feed:{{m:{mid}}}:origin"):
             assert await redis.pttl(key) == -1, key  # no expiry while the order is open
         board = await merchant(server, mid)
