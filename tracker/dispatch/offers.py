@@ -14,7 +14,9 @@ Keys (the braces are Redis Cluster hash tags):
   an offer (to settle it) moves its entry to ``claimed:<offer id>`` -> the claim's deadline in
   the same key, atomically; settling removes it. An entry still there after its deadline is an
   answer whose process died between claim and settlement: the sweep settles it
-  (:meth:`OfferStore.reclaim`), so its orders are not held until the safety TTL.
+  (:meth:`OfferStore.reclaim`), so its orders are not held until the safety TTL. An offer being
+  created is claimed from its first write until its last, so a creation cut short is settled
+  (``withdrawn``) the same way.
 - ``cooldown:{m:<merchant>}:<order>`` ZSET rider -> until (server ms): riders who declined
   or let the order's offer expire, or gave the order back, are kept away from it for a while.
 
@@ -63,6 +65,7 @@ return 1
 
 # KEYS: offers:pending. ARGV: offer id, claim deadline, the claimed entry. Exactly one caller
 # moves a pending entry to its claimed form (one key: atomic on a cluster too); 0 for the rest.
+# Creating an offer runs it the other way (claimed entry -> pending entry, scored expires_at).
 _TAKE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
@@ -197,21 +200,32 @@ class OfferStore:
         self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
 
     async def create(self, offer: OfferRecord) -> bool:
-        """Claim the offer's orders and the rider; False (nothing changed) if either is taken, or
-        an order changed since the round read it (``_CLAIM``)."""
-        if not await self.redis.set(rider_offer_key(offer.rider_id), offer.offer_id, nx=True, px=self.safety_ttl_ms):
-            return False
-        hashes = [order_key(offer.merchant_id, oid) for oid in (*offer.order_ids, *offer.joins)]
-        if not await self._claim(keys=offer.lock_keys + hashes,
-                                 args=[offer.offer_id, self.safety_ttl_ms, len(offer.order_ids), offer.rider_id,
-                                       len(offer.joins)]):
-            await self._compare_and_delete(keys=[rider_offer_key(offer.rider_id)], args=[offer.offer_id])
-            return False
+        """Claim the offer's orders and the rider; False (nothing left held) if either is taken, or
+        an order changed since the round read it (``_CLAIM``), or the sweep settled it meanwhile.
+
+        Its keys span slots (rider, restaurant, offer), so this is several steps. The record and a
+        claimed entry in ``offers:pending`` come first: a process stopped before the last step
+        leaves a claim the sweep settles as ``withdrawn`` after ``CLAIM_LEASE_S`` (freeing the rider
+        and the orders), as for a stalled answer, not keys held until the safety TTL. The last step
+        turns the claim into the pending entry only if it is still there (one key: atomic)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(offer_key(offer.offer_id), offer.to_json(), px=self.safety_ttl_ms)
-        pipe.zadd(PENDING_KEY, {offer.offer_id: offer.expires_at})
+        pipe.zadd(PENDING_KEY, {CLAIMED + offer.offer_id: self._deadline()})
         await pipe.execute()
-        return True
+        rider_key = rider_offer_key(offer.rider_id)
+        hashes = [order_key(offer.merchant_id, oid) for oid in (*offer.order_ids, *offer.joins)]
+        if (await self.redis.set(rider_key, offer.offer_id, nx=True, px=self.safety_ttl_ms)
+                and await self._claim(keys=offer.lock_keys + hashes,
+                                      args=[offer.offer_id, self.safety_ttl_ms, len(offer.order_ids),
+                                            offer.rider_id, len(offer.joins)])
+                and await self._take(keys=[PENDING_KEY],
+                                     args=[CLAIMED + offer.offer_id, offer.expires_at, offer.offer_id])):
+            return True
+        await self._release(keys=offer.lock_keys, args=[offer.offer_id])
+        await self._compare_and_delete(keys=[rider_key], args=[offer.offer_id])
+        await self.redis.delete(offer_key(offer.offer_id))
+        await self.forget_claim(offer.offer_id)
+        return False
 
     async def load(self, offer_id: str) -> OfferRecord | None:
         """The offer record, or ``None`` when unknown or already settled."""
