@@ -6,7 +6,9 @@ between a ``tracker serve`` and its Redis and passes every byte on unchanged; ar
 :meth:`freeze_before`, it stops the ``redis-server`` process with SIGSTOP just before it passes
 on the first chunk that holds every given marker, then passes it on: that command waits in the
 stopped Redis's socket exactly as one sent a moment before a real freeze does. The test sends
-SIGCONT (:meth:`thaw`) when it wants Redis back.
+SIGCONT (:meth:`thaw`) when it wants Redis back. Armed with :meth:`hold_before` instead, it
+keeps that one command back (Redis runs on) until :meth:`let_go`: one process's step arrives late
+while others go on, as when that process stalls just before sending it.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ class FreezingRelay:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._markers: tuple[bytes, ...] = ()
         self._frozen = threading.Event()
+        self._hold: tuple[bytes, ...] = ()
+        self._held = threading.Event()
+        self._go: asyncio.Event | None = None
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, daemon=True, name="freezing-relay").start()
         asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=10)
@@ -44,13 +49,27 @@ class FreezingRelay:
         """Wait until the armed freeze happened (``AssertionError`` if it did not in time)."""
         assert await asyncio.to_thread(self._frozen.wait, timeout), "the command to freeze on never went to Redis"
 
+    def hold_before(self, *markers: bytes) -> None:
+        """Keep back the next chunk that holds every one of ``markers`` until :meth:`let_go`."""
+        self._held.clear()
+        self._loop.call_soon_threadsafe(setattr, self, "_hold", markers)
+
+    async def held(self, timeout: float = 10.0) -> None:
+        """Wait until the armed hold caught its command (``AssertionError`` if not in time)."""
+        assert await asyncio.to_thread(self._held.wait, timeout), "the command to hold never went to Redis"
+
+    def let_go(self) -> None:
+        """Pass the held command on to Redis."""
+        self._loop.call_soon_threadsafe(lambda: self._go and self._go.set())
+
     def thaw(self) -> None:
         """SIGCONT: Redis reads what waited in its sockets and goes on."""
         os.kill(self.pid, signal.SIGCONT)
 
     def close(self) -> None:
-        """Stop relaying; a Redis left frozen is thawed."""
+        """Stop relaying; a Redis left frozen is thawed, a command left held is let go."""
         self.thaw()
+        self.let_go()
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
@@ -83,6 +102,10 @@ class FreezingRelay:
                     os.kill(self.pid, signal.SIGSTOP)
                     self._markers = ()
                     self._frozen.set()
+                if watch and self._hold and all(m in tail + data for m in self._hold):
+                    self._hold, self._go = (), asyncio.Event()
+                    self._held.set()
+                    await self._go.wait()
                 tail = data[-256:]
                 dst.write(data)
                 await dst.drain()

@@ -11,7 +11,9 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.orders_helpers import PICKUP, Ops, confirmed_order, rider
+from tests.redis_freeze import FreezingRelay
 from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
+from tests.test_offer_killed_accept import relayed_redis  # noqa: F401 - a fixture
 from tests.test_ops_actions import answer_prompts, operator_and_rider
 from tests.test_pages import browser  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
@@ -84,6 +86,40 @@ async def test_pausing_withdraws_the_open_offer_and_a_late_accept_is_refused(own
     finally:
         await courier.close()
         await ops.close()
+
+
+async def test_an_accept_whose_claim_lands_after_the_pause_is_refused(
+        relayed_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The accept read no pause; the pause is written before the accept's claim of the offer, and
+    the pause's own claim (to withdraw it) comes after: the accept still answers ``forbidden``."""
+    redis, relay_a = relayed_redis
+    slow = {**FAST, "TRACKER_OFFER_TIMEOUT_S": "60"}
+    with FreezingRelay(redis) as relay_b:
+        srv_a: ServerProcess = start_server(slow, redis=relay_a.url)  # the rider's socket: its accept
+        srv_b: ServerProcess = start_server(slow, redis=relay_b.url)  # the operator's pause
+        ops = Ops(srv_b)
+        oid, mid, rid = uid("o"), uid("m"), uid("r")
+        courier = await rider_near_restaurant(srv_a, rid, 0.002)
+        try:
+            offer = await offered(ops, courier, oid, mid)
+            claim = (b"EVALSHA", f"claimed:{offer['offer_id']}".encode())
+            relay_a.hold_before(*claim)
+            await courier.accept(offer["offer_id"])
+            await relay_a.held()  # the accept found no pause, its claim is on its way
+            relay_b.hold_before(*claim)
+            pausing = asyncio.create_task(_pause(ops, rid))
+            await relay_b.held()  # the pause is written, its withdrawal's claim is on its way
+            relay_a.let_go()
+            answer = await courier.expect(lambda f: f.get("type") in ("assigned", "error"))
+            relay_b.let_go()
+            assert (await pausing).status_code == 200
+            assert (answer["type"], answer.get("code")) == ("error", "forbidden"), answer
+            order = await ops.get(oid)
+            assert order["status"] == "confirmed" and order["rider_id"] is None, order
+            assert (await courier.expect("offer_withdrawn"))["offer_id"] == offer["offer_id"]
+        finally:
+            await courier.close()
+            await ops.close()
 
 
 async def test_only_the_operator_pauses_and_only_with_a_reason(server: ServerProcess, uid) -> None:

@@ -73,11 +73,13 @@ async def accept(conn: RiderConnection, msg: dict[str, Any]) -> None:
     dispatcher = conn.runtime.services["dispatcher"]
     if conn.runtime.clock.now_ms() > record.expires_at:
         raise ApiError("conflict", f"offer {record.offer_id!r} has expired")
-    if await conn.runtime.redis.exists(pause_key(conn.rider_id)):  # (an offer a round made as the pause came in)
-        await dispatcher.withdraw(record)
-        raise ApiError("forbidden", "the operator paused this rider: no new orders until resumed")
     if not await dispatcher.store.claim(record):  # the expiry sweep or another answer came first
         raise await _answered_first(dispatcher.store, record)
+    # Read after the claim: a pause writes itself before it claims the offer to withdraw it, so
+    # either this sees the pause or the pause came after this claim (the offer was accepted first).
+    if await conn.runtime.redis.exists(pause_key(conn.rider_id)):  # (or an offer a round made as it came in)
+        await dispatcher.withdraw(record, claimed=True)
+        raise ApiError("forbidden", "the operator paused this rider: no new orders until resumed")
     if record.joins and len(await still_to_collect(conn.runtime, conn.rider_id, list(record.joins))) < len(record.joins):
         await dispatcher.settle(record, WITHDRAWN)  # back to the next round, as a job of its own
         raise ApiError("conflict", f"offer {record.offer_id!r} adds to orders no longer waiting for this rider "

@@ -357,10 +357,10 @@ class Dispatcher:
         orders it can no longer take."""
         await self.withdraw(await self.store.pending_for(rider_id))
 
-    async def withdraw(self, record: OfferRecord | None, *, tell: bool = True) -> None:
-        """Settle ``record`` as withdrawn (when nobody settled it first) and tell its rider (if
-        ``tell``: an offer never sent is settled silently)."""
-        if record is not None and await self.store.claim(record):
+    async def withdraw(self, record: OfferRecord | None, *, tell: bool = True, claimed: bool = False) -> None:
+        """Settle ``record`` as withdrawn (when nobody settled it first; ``claimed``: the caller
+        claimed it already) and tell its rider (if ``tell``: an offer never sent is settled silently)."""
+        if record is not None and (claimed or await self.store.claim(record)):
             await self.settle(record, WITHDRAWN)
             if tell:
                 await self._tell_rider(record, "offer_withdrawn")
