@@ -5,6 +5,7 @@ sockets, Chromium."""
 from __future__ import annotations
 
 import asyncio
+from typing import Iterator
 
 import httpx
 import pytest
@@ -88,38 +89,44 @@ async def test_pausing_withdraws_the_open_offer_and_a_late_accept_is_refused(own
         await ops.close()
 
 
+@pytest.fixture
+def second_relay(relayed_redis) -> Iterator[FreezingRelay]:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Another relay to the same Redis (closed after the servers a test starts, if named before them)."""
+    with FreezingRelay(relayed_redis[0]) as relay:
+        yield relay
+
+
 async def test_an_accept_whose_claim_lands_after_the_pause_is_refused(
-        relayed_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+        relayed_redis, second_relay, start_server, uid) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The accept read no pause; the pause is written before the accept's claim of the offer, and
     the pause's own claim (to withdraw it) comes after: the accept still answers ``forbidden``."""
-    redis, relay_a = relayed_redis
+    relay_a, relay_b = relayed_redis[1], second_relay
     slow = {**FAST, "TRACKER_OFFER_TIMEOUT_S": "60"}
-    with FreezingRelay(redis) as relay_b:
-        srv_a: ServerProcess = start_server(slow, redis=relay_a.url)  # the rider's socket: its accept
-        srv_b: ServerProcess = start_server(slow, redis=relay_b.url)  # the operator's pause
-        ops = Ops(srv_b)
-        oid, mid, rid = uid("o"), uid("m"), uid("r")
-        courier = await rider_near_restaurant(srv_a, rid, 0.002)
-        try:
-            offer = await offered(ops, courier, oid, mid)
-            claim = (b"EVALSHA", f"claimed:{offer['offer_id']}".encode())
-            relay_a.hold_before(*claim)
-            await courier.accept(offer["offer_id"])
-            await relay_a.held()  # the accept found no pause, its claim is on its way
-            relay_b.hold_before(*claim)
-            pausing = asyncio.create_task(_pause(ops, rid))
-            await relay_b.held()  # the pause is written, its withdrawal's claim is on its way
-            relay_a.let_go()
-            answer = await courier.expect(lambda f: f.get("type") in ("assigned", "error"))
-            relay_b.let_go()
-            assert (await pausing).status_code == 200
-            assert (answer["type"], answer.get("code")) == ("error", "forbidden"), answer
-            order = await ops.get(oid)
-            assert order["status"] == "confirmed" and order["rider_id"] is None, order
-            assert (await courier.expect("offer_withdrawn"))["offer_id"] == offer["offer_id"]
-        finally:
-            await courier.close()
-            await ops.close()
+    srv_a: ServerProcess = start_server(slow, redis=relay_a.url)  # the rider's socket: its accept
+    srv_b: ServerProcess = start_server(slow, redis=relay_b.url)  # the operator's pause
+    ops = Ops(srv_b)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv_a, rid, 0.002)
+    try:
+        offer = await offered(ops, courier, oid, mid)
+        claim = (b"EVALSHA", f"claimed:{offer['offer_id']}".encode())
+        relay_a.hold_before(*claim)
+        await courier.accept(offer["offer_id"])
+        await relay_a.held()  # the accept found no pause, its claim is on its way
+        relay_b.hold_before(*claim)
+        pausing = asyncio.create_task(_pause(ops, rid))
+        await relay_b.held()  # the pause is written, its withdrawal's claim is on its way
+        relay_a.let_go()
+        answer = await courier.expect(lambda f: f.get("type") in ("assigned", "error"))
+        relay_b.let_go()
+        assert (await pausing).status_code == 200
+        assert (answer["type"], answer.get("code")) == ("error", "forbidden"), answer
+        order = await ops.get(oid)
+        assert order["status"] == "confirmed" and order["rider_id"] is None, order
+        assert (await courier.expect("offer_withdrawn"))["offer_id"] == offer["offer_id"]
+    finally:
+        await courier.close()
+        await ops.close()
 
 
 async def test_only_the_operator_pauses_and_only_with_a_reason(server: ServerProcess, uid) -> None:
