@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from clients.customer import CustomerClient
 from tests.orders_helpers import Ops, confirm_all, customer, deliver, events_until, merchant, platform_kitchen, rider
-from tests.test_estimates import server_now
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
@@ -578,44 +577,6 @@ async def _rider_location(watcher: CustomerClient, after_ms: int, timeout: float
         frame = await watcher.next(max(0.1, deadline - loop.time()))
         if frame["type"] == "rider_location" and frame["eta"] is not None and frame["eta"] > after_ms:
             return frame
-
-
-async def test_a_quiet_riders_eta_moves_on_with_time_and_the_customer_is_told(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server({"TRACKER_TIME_SCALE": "60", "TRACKER_RIDER_SPEED_MPS": "5",
-                        "TRACKER_SILENT_TAKE_BACK_S": "0"}, redis=own_redis)
-    ops = Ops(srv)
-    oid, mid, rid = uid("o"), uid("m"), uid("r")
-    kitchen = await merchant(srv, mid)
-    courier = await rider(srv, rid)
-    pickup = (52.5200, 13.4050)
-    watcher = None
-    try:
-        await ops.create(oid, mid, dropoff={"lat": pickup[0] + 0.004, "lng": pickup[1]})  # 445 m away
-        await confirm_all(kitchen, oid)
-        await courier.location(*pickup)
-        assert (await ops.assign(oid, rid)).status_code == 200
-        for step in ("at_pickup", "picked_up"):
-            await courier.progress(oid, step)
-            await kitchen.event(oid, step)
-        await asyncio.sleep(1.1)
-        await courier.location(pickup[0] + 0.0005, pickup[1])
-        watcher = await customer(srv, oid)
-        told = await _rider_location(watcher, 0)
-        assert told["eta"] - told["ts"] <= 5 * 60_000, told  # 390 m at 5 m/s, and the hand-over
-        await asyncio.sleep(10)  # ten server minutes of silence, the rider's socket open
-        now = await server_now(srv.base_url)
-        # the channel is told an ETA still ahead: the remaining leg counted from now, the
-        # position as last seen (its ts the fix's own)
-        later = await _rider_location(watcher, now)
-        assert (later["lat"], later["lng"], later["ts"]) == (told["lat"], told["lng"], told["ts"])
-        assert later["eta"] - now <= 5 * 60_000, later
-        order = await ops.get(oid)
-        assert order["eta"] > now, (order["eta"], now)  # never in the past while the food is on the road
-    finally:
-        for client in (kitchen, courier, watcher):
-            if client is not None:
-                await client.close()
-        await ops.close()
 
 
 async def test_a_rider_saying_it_is_at_the_restaurant_while_far_away_keeps_the_customers_eta(start_server, uid) -> None:  # type: ignore[no-untyped-def]

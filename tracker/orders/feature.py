@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from tracker.orders import http, rider_progress, sockets  # noqa: F401 - rider_progress registers a handler
-from tracker.orders.live import RiderOrdersFeed, refresh_quiet_riders_forever
+from tracker.orders.live import RiderOrdersFeed
 from tracker.orders.metrics import OrderMetrics
 from tracker.orders.repair import FollowupRepair
 from tracker.runtime import Runtime
@@ -11,12 +11,9 @@ routes = http.routes + sockets.routes
 
 
 async def start(rt: Runtime) -> None:
-    """Metrics, the fix listener that feeds order channels and prompts, the quiet riders' ETA
-    refresh and the follow-up repair."""
+    """Metrics, the fix listener that feeds order channels and prompts, and the follow-up repair."""
     metrics = OrderMetrics(rt.registry, rt.settings.on_time_target_min)
     rt.services["order_metrics"] = metrics
-    feed = RiderOrdersFeed(rt)
-    rt.services.setdefault("fix_listeners", []).append(feed)
-    rt.supervisor.spawn("rider-eta-refresh", lambda: refresh_quiet_riders_forever(rt, feed))
+    rt.services.setdefault("fix_listeners", []).append(RiderOrdersFeed(rt))
     rt.supervisor.spawn("order-metrics", lambda: metrics.refresh_forever(rt.redis))
     rt.supervisor.spawn("order-followup-repair", FollowupRepair(rt).run_forever)

@@ -19,8 +19,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from tracker.locations import CARRYING_RIDERS, Fix, rider_orders_key
-from tracker.locations.store import record_key
+from tracker.locations import Fix
 from tracker.orders.eta import EtaModel, route_times
 from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import CARRYING, TO_COLLECT, carried_by
@@ -130,13 +129,13 @@ class RiderOrdersFeed:
             self._last = {r: t for r, t in self._last.items() if now_real - t < MIN_INTERVAL_S}
         self._last[rider_id] = now_real
         self._pending.pop(rider_id, None)  # an older fix whose timer has not fired yet: this one supersedes it
-        await self.deliver(rider_id, fix, orders)
+        await self._deliver(rider_id, fix, orders)
 
     def _flush(self, rider_id: str) -> None:
         pending = self._pending.pop(rider_id, None)
         if pending is not None:
             self._last[rider_id] = time.monotonic()
-            task = asyncio.create_task(self.deliver(rider_id, *pending), name=f"rider-feed-{rider_id}")
+            task = asyncio.create_task(self._deliver(rider_id, *pending), name=f"rider-feed-{rider_id}")
             self._tasks.add(task)
             task.add_done_callback(self._finished)
 
@@ -146,8 +145,7 @@ class RiderOrdersFeed:
         if exc is not None:  # logged, counted and shown in /readyz like any background task's failure
             self.rt.supervisor.report(DELAYED_FEED_TASK, exc, rider_task=task.get_name())
 
-    async def deliver(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
-        """Publish the ETAs and positions of the rider's orders from ``fix``, at the present time."""
+    async def _deliver(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
         found = await store_of(self.rt).load_many(sorted(orders))
         mine = [h for h in found if h is not None and carried_by(h, rider_id)]
         if mine:
@@ -216,56 +214,6 @@ class RiderOrdersFeed:
             if away_ms <= self.rt.settings.arriving_prompt_s * 1000 and _sent_prompt(h, "rider_arriving", rider_id) is None:
                 out.append((h, "rider_arriving", arrival))
         return out
-
-
-REFRESH_CLAIM = "rider:{%s}:eta_refresh"  # one process refreshes a quiet rider's orders per interval
-
-
-def refresh_interval_s(stale_after_s: float) -> float:
-    """Server seconds between refreshes of a quiet rider's ETAs: half the staleness threshold,
-    at least 1 s (15 s at the defaults)."""
-    return max(1.0, stale_after_s / 2)
-
-
-def quiet_fix(record: list[str | None], now_ms: int, stale_ms: int) -> Fix | None:
-    """A rider's last fix (its record's lat, lng, ts) when older than ``stale_ms``, else ``None``."""
-    lat, lng, ts = record
-    if lat is None or lng is None or ts is None or now_ms - int(ts) < stale_ms:
-        return None
-    return Fix(lat=float(lat), lng=float(lng), ts=int(ts))
-
-
-async def refresh_quiet_riders(rt: Runtime, feed: RiderOrdersFeed) -> int:
-    """Feed the last fix again, at today's time, for every rider carrying orders whose last fix
-    is older than ``TRACKER_STALE_AFTER_S``: its orders' ETAs count the remaining legs from now
-    (never in the past) and their channels hear it. Returns how many riders were refreshed."""
-    riders = sorted(await rt.redis.smembers(CARRYING_RIDERS))
-    if not riders:
-        return 0
-    now = rt.clock.now_ms()
-    pipe = rt.redis.pipeline(transaction=False)
-    for rid in riders:
-        pipe.hmget(record_key(rid), "lat", "lng", "ts")
-        pipe.smembers(rider_orders_key(rid))
-    res = await pipe.execute()
-    claim_ms = max(1, int(rt.clock.real_seconds(refresh_interval_s(rt.settings.stale_after_s)) * 1000))
-    done = 0
-    for rid, record, carried in zip(riders, res[::2], res[1::2]):
-        fix = quiet_fix(record, now, int(rt.settings.stale_after_s * 1000))
-        if fix is None or not carried:
-            continue  # (a rider never seen has no position to count from: the silent take-back handles it)
-        if not await rt.redis.set(REFRESH_CLAIM % rid, "1", nx=True, px=claim_ms):
-            continue  # another process refreshed it this interval
-        await feed.deliver(rid, fix, frozenset(carried))
-        done += 1
-    return done
-
-
-async def refresh_quiet_riders_forever(rt: Runtime, feed: RiderOrdersFeed) -> None:
-    """:func:`refresh_quiet_riders` every :func:`refresh_interval_s`."""
-    while True:
-        await rt.clock.sleep(refresh_interval_s(rt.settings.stale_after_s))
-        await refresh_quiet_riders(rt, feed)
 
 
 async def kitchen_catch_up(redis: AnyRedis, merchant_id: str, order_ids: Iterable[str],
