@@ -16,8 +16,8 @@ async def start(rt: Runtime) -> None:
     stale_ms = int(rt.settings.stale_after_s * 1000)
     riders = RidersHere(max_speed_mps=rt.settings.max_rider_speed_mps, stale_after_ms=stale_ms,
                         fix_rate=rt.settings.rider_max_fix_rate)
-    writer = FixWriter(rt.redis, rt.registry, max_speed_mps=rt.settings.max_rider_speed_mps, stale_after_ms=stale_ms,
-                       on_overruled=riders.overruled)
+    writer = FixWriter(rt.redis, rt.registry, is_here=riders.is_here, max_speed_mps=rt.settings.max_rider_speed_mps,
+                       stale_after_ms=stale_ms, on_overruled=riders.overruled)
     rt.services["riders_here"] = riders
     rt.services["fix_writer"] = writer
     rt.services.setdefault("fix_listeners", [])

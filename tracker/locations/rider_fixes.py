@@ -61,17 +61,16 @@ async def on_connect(conn: RiderConnection) -> None:
     last, region, _ = await store.last_fix(conn.runtime.redis, conn.rider_id)
     conn.state["here"] = _riders(conn).attach(conn.rider_id, last)
     _writer(conn).known_region(conn.rider_id, region)
-    conn.state["writer_counted"] = True  # (a connect that failed before this is not forgotten below)
+    conn.state["attached"] = True  # (a connect that failed before this is not detached below)
     conn.state["flood"] = FloodGuard(FLOOD_REFUSALS, FLOOD_WINDOW_S)
     await _load_orders(conn)
 
 
 async def on_disconnect(conn: RiderConnection) -> None:
-    """Forget the rider's writer state; a client that closed the socket itself has left, and so
-    has a rider whose token was revoked."""
-    if conn.state.get("writer_counted"):
+    """Leave the rider's shared state here (and the writer's, with its last socket); a client that
+    closed the socket itself has left, and so has a rider whose token was revoked."""
+    if conn.state.get("attached") and _riders(conn).detach(conn.rider_id):  # (its last socket here)
         _writer(conn).forget(conn.rider_id)
-        _riders(conn).detach(conn.rider_id)
     leaving = (conn.session.peer_close_code in LEAVING_CLOSE_CODES
                or conn.runtime.revocations.refuses(conn.session.principal))
     if leaving and conn.state.get("sent_fix"):

@@ -45,13 +45,20 @@ class RidersHere:
         here.sockets += 1
         return here
 
-    def detach(self, rider_id: str) -> None:
-        """A socket of the rider closed: forget the rider with its last socket here."""
+    def detach(self, rider_id: str) -> bool:
+        """A socket of the rider closed: forget the rider with its last socket here (then True)."""
         here = self._riders.get(rider_id)
-        if here is not None:
-            here.sockets -= 1
-            if here.sockets <= 0:
-                del self._riders[rider_id]
+        if here is None:
+            return True
+        here.sockets -= 1
+        if here.sockets > 0:
+            return False
+        del self._riders[rider_id]
+        return True
+
+    def is_here(self, rider_id: str) -> bool:
+        """Whether the rider has a socket open on this process."""
+        return rider_id in self._riders
 
     def overruled(self, rider_id: str, stored: Fix) -> None:
         """The store refused a fix of the rider: judge its next ones from the fix it holds."""

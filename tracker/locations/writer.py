@@ -53,16 +53,19 @@ def _refused(exc: BaseException) -> bool:
 class FixWriter:
     """Coalesces fixes from all connections of a process and writes them in batches."""
 
-    def __init__(self, redis: AnyRedis, registry: object, *, linger_s: float = 0.002, max_speed_mps: float = 60.0,
-                 stale_after_ms: int = 30_000, on_overruled: Callable[[str, Fix], None] | None = None) -> None:
+    def __init__(self, redis: AnyRedis, registry: object, *, is_here: Callable[[str], bool], linger_s: float = 0.002,
+                 max_speed_mps: float = 60.0, stale_after_ms: int = 30_000,
+                 on_overruled: Callable[[str, Fix], None] | None = None) -> None:
+        """``is_here(rider)``: whether the rider still has a socket on this process (riders_here.py),
+        so that what a batch learns of a rider that left meanwhile is not kept for good."""
         self.redis = redis
         self.linger_s = linger_s
         self._rule = guard_rule(max_speed_mps, stale_after_ms)
         self.on_overruled = on_overruled
+        self._is_here = is_here
         self._pending: dict[str, tuple[Fix, str | None]] = {}
         self._wake = asyncio.Event()
         self.regions: dict[str, str] = {}  # rider -> region of its last written fix
-        self._sockets: dict[str, int] = {}  # rider -> its sockets open on this process
         self.accepted = Counter(
             "tracker_fixes_accepted", "Location fixes accepted from riders (a newer fix of a rider replaces an "
             "older one not yet written)", registry=registry,
@@ -96,17 +99,12 @@ class FixWriter:
 
     def known_region(self, rider_id: str, region: str | None) -> None:
         """Tell the writer that a rider connected, and which region it is stored in."""
-        self._sockets[rider_id] = self._sockets.get(rider_id, 0) + 1
         if region is not None:
             self.regions.setdefault(rider_id, region)
 
     def forget(self, rider_id: str) -> None:
-        """A rider's socket closed: drop what the writer remembers of it once it has none left here
-        (its other socket still moves it between regions)."""
-        left = self._sockets.pop(rider_id, 1) - 1
-        if left > 0:
-            self._sockets[rider_id] = left
-            return
+        """The rider's last socket here closed: drop what the writer remembers of it (while it has
+        another, that one still moves it between regions)."""
         self.regions.pop(rider_id, None)
         self._ttl_set_at.pop(rider_id, None)
 
@@ -169,7 +167,7 @@ class FixWriter:
         self.overruled.inc(len(refused))
         # Only riders still connected here are remembered: one whose last socket closed while
         # its fix was being written was forgotten meanwhile, and would otherwise stay for good.
-        self.regions.update((rid, region) for rid, region in new_regions.items() if rid in self._sockets)
-        self._ttl_set_at.update((rid, now) for rid in stale_ttl if rid in self._sockets)
+        self.regions.update((rid, region) for rid, region in new_regions.items() if self._is_here(rid))
+        self._ttl_set_at.update((rid, now) for rid in stale_ttl if self._is_here(rid))
         self.written.inc(len(batch) - len(refused))
         self.batch_size.observe(len(batch))
