@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+# The furthest ahead food may be expected: an order's ``ready_at`` when created, and where a
+# kitchen's ``delay`` may push it (or the preparation, before the confirm).
+MAX_READY_AHEAD_MS = 7 * 24 * 3600 * 1000
+
 
 def _ms(value: Any) -> int | None:
     """A stored time (a hash's string or a wire form's int) as ms, ``None`` when unset."""

@@ -12,7 +12,7 @@ from tracker.errors import ApiError
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
 from tracker.orders import service
-from tracker.orders.food_ready import expected_ready_ms
+from tracker.orders.food_ready import MAX_READY_AHEAD_MS, expected_ready_ms
 from tracker.orders.machine import CARRYING
 from tracker.orders.notices import recheck_if_overtaken, tell_rider
 from tracker.orders.store import store_of
@@ -58,8 +58,7 @@ async def _after_step(rt: Runtime, order_id: str, raw: dict[str, str], **changes
     return order if order is not None else wire({**raw, **changes})
 
 
-DAY_MS = 24 * 3600 * 1000
-READY_PAST_MS, READY_AHEAD_MS = DAY_MS, 7 * DAY_MS  # (a kitchen's `delay` reaches at most 7 days ahead too)
+READY_PAST_MS = 24 * 3600 * 1000  # a ready_at up to a day old (an order entered late) is taken
 
 
 def ready_at_in_window(body: dict[str, Any], now_ms: int) -> int | None:
@@ -69,7 +68,7 @@ def ready_at_in_window(body: dict[str, Any], now_ms: int) -> int | None:
     ready_at = optional_int(body, "ready_at")
     if ready_at is None:
         return None
-    lo, hi = now_ms - READY_PAST_MS, now_ms + READY_AHEAD_MS
+    lo, hi = now_ms - READY_PAST_MS, now_ms + MAX_READY_AHEAD_MS
     if lo <= ready_at <= hi:
         return ready_at
     hint = ""

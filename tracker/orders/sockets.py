@@ -18,7 +18,7 @@ from tracker.locations.store import last_fix
 from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.estimate import estimate_frame
-from tracker.orders.food_ready import expected_ready_ms
+from tracker.orders.food_ready import MAX_READY_AHEAD_MS, expected_ready_ms
 from tracker.orders.live import kitchen_catch_up, rider_location
 from tracker.orders.machine import CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
@@ -35,7 +35,6 @@ from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_
 MIN_POSITION_SPACING_S = 0.5
 MERCHANT_MAX_MESSAGE_RATE = 10.0  # kitchen messages (confirm, ready, delay) per second per socket (not the operator's)
 MERCHANT_MESSAGE_BURST = 50  # a kitchen confirming a rush of orders at once
-MAX_READY_AHEAD_MS = 7 * 24 * 3600 * 1000  # a delay cannot push the food further ahead than this
 # A kitchen's delays of one order: each is an event of its history (a tablet stuck on "delay"
 # grew it without end: over 1,000 and every customer resume is told too_many_missed).
 MAX_DELAYS = 10
