@@ -30,23 +30,17 @@ MAX_SEND_BUFFER_BYTES = 64 * 1024 * 1024
 MAX_DISPATCH_RADIUS_M = 200_000.0  # a search covers the H3 cells within it, on the event loop: 1,000 km took 7 s a round
 
 
-def _number(kind: Callable[[str], Any], most: float, *, zero_ok: bool = False, least: float | None = None,
+def _number(kind: Callable[[str], Any], most: float, *, least: float | None = None,
             note: str = "") -> Callable[[str], Any]:
-    """A parser of ``kind`` (``int`` or ``float``) values above 0 (from 0 with ``zero_ok``, from
-    ``least`` when given) up to ``most``."""
+    """A parser of ``kind`` (``int`` or ``float``) values above 0 (from ``least`` when given) up to ``most``."""
     what = "integer" if kind is int else "number"
     limit = str(int(most)) if kind is int else f"{most:g}"
-    if least is not None:
-        expected = f"must be a {what} from {least:g} to {limit}"
-    elif zero_ok:
-        expected = f"must be {'an' if what == 'integer' else 'a'} {what} from 0 to {limit}"
-    else:
-        expected = f"must be a positive {what} up to {limit}"
+    expected = f"must be {'an' if what == 'integer' else 'a'} {what} from {least:g} to {limit}" if least is not None \
+        else f"must be a positive {what} up to {limit}"
 
     def parse(raw: str) -> Any:
         value = kind(raw)
-        lowest_ok = (least <= value) if least is not None else (0 <= value) if zero_ok else (0 < value)
-        if not lowest_ok or not value <= most:  # (NaN fails both)
+        if not ((least <= value) if least is not None else (0 < value)) or not value <= most:  # (NaN fails both)
             raise ValueError(expected + note)
         return value
 
@@ -54,11 +48,11 @@ def _number(kind: Callable[[str], Any], most: float, *, zero_ok: bool = False, l
 
 
 _positive_float = _number(float, MAX_NUMBER)
-_non_negative_float = _number(float, MAX_NUMBER, zero_ok=True)
+_non_negative_float = _number(float, MAX_NUMBER, least=0)
 _time_scale = _number(float, MAX_TIME_SCALE)
 _send_buffer = _number(int, MAX_SEND_BUFFER_BYTES, note=" (64 MiB)")
 _dispatch_radius = _number(float, MAX_DISPATCH_RADIUS_M, note=" metres (200 km: a courier further off is no courier for this order)")
-_port = _number(int, 65535, zero_ok=True, note=" (0 picks a free port)")
+_port = _number(int, 65535, least=0, note=" (0 picks a free port)")
 # Below a tenth of a metre a second every ETA runs to years and the kernel refuses the speed
 # (its boundary wants 1e-5 m/min at least): every dispatch round would fail.
 _rider_speed = _number(float, MAX_NUMBER, least=0.1, note=" metres a second")
