@@ -484,6 +484,7 @@ async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_boun
         assert "10 times" in refused["message"] and "cancel the order" in refused["message"]
         events = (await ops.get(oid))["events"]
         assert [e["kind"] for e in events] == ["placed"] + ["food_delayed"] * 10
+        assert [e["delays_left"] for e in events[1:]] == list(range(9, -1, -1)), events
         await kitchen.delay(later, 240)
         capped = await kitchen.expect(lambda f: f.get("type") == "error")
         assert capped["code"] == "bad_message" and "7 days" in capped["message"], capped

@@ -313,7 +313,8 @@ async def merchant_ws(websocket: WebSocket) -> None:
             try:
                 await service.step(rt, [order_id], "food_delayed", merchant_id=merchant,
                                    fields={**fields, "food_delays": delays + 1},
-                                   event_extra={"minutes": minutes, **extra},
+                                   event_extra={"minutes": minutes, **extra,
+                                                "delays_left": max(0, MAX_DELAYS - delays - 1)},
                                    unchanged={"last_event_id": raw.get("last_event_id", "")})
                 return
             except OrderChanged:  # another step came first: read it, after a moment (others may be at it too)

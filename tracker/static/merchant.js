@@ -45,6 +45,7 @@ function button(label, name, action, id, extra = {}, secondary = false) {
   if (secondary) b.className = "secondary";
   b.addEventListener("click", () => {
     if (performance.now() < Number(b.closest("tr")?.dataset.armedAt || 0)) return;  // just slid under the finger
+    if ("exhausted" in b.dataset) { note(`Order ${id}: not done: ${WHY.too_many_delays}.`, { code: "too_many_delays", message: "not sent: no delays left" }); return; }
     lastPressAt = performance.now();
     // (the `id` comes back as the `ref` of a refusal: which press on which order it answers)
     if (action === "cancel") cancelOrder(id); else act(id, { type: action, order_id: id, id: `${action} ${id}`, ...extra });
@@ -285,7 +286,14 @@ function buildRow(id, o, busy) {
   // sent for an order the kitchen has not confirmed), so Confirm (or Cancel) is all it offers.
   if (o.status !== "placed" && !COLLECTED.has(o.status) && !FINAL.has(o.status) && o.food !== "ready") {
     actions.appendChild(button("Ready", `Ready ${id}`, "ready", id));
-    actions.appendChild(button("Delay 5 min", `Delay 5 min ${id}`, "delay", id, { minutes: 5 }, true));
+    const delay = button("Delay 5 min", `Delay 5 min ${id}`, "delay", id, { minutes: 5 }, true);
+    // A kitchen may delay an order so often (an operator opening the board may go on): then the
+    // button stays, greyed, and a press says why instead of asking the server.
+    if (o.delaysLeft === 0 && !merchantId) {
+      delay.dataset.exhausted = ""; delay.setAttribute("aria-disabled", "true");
+      delay.title = "Delayed as often as an order may be";
+    }
+    actions.appendChild(delay);
   }
   if (!COLLECTED.has(o.status) && !FINAL.has(o.status)) {
     actions.appendChild(button("Cancel order", `Cancel order ${id}`, "cancel", id, {}, true));
@@ -348,6 +356,7 @@ function onEvent(e) {
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
     o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
     o.delayedReadyTs = e.ready_at;
+    if (Number.isFinite(e.delays_left)) o.delaysLeft = e.delays_left;
     // "start plating" and "hand-over soon" were timed to the old ready time: the kitchen has just
     // said when the food will be. Those sent before now go (a reconnect's catch-up included).
     o.delayedTs = Number.isFinite(e.ts) ? e.ts : clock.now();
