@@ -184,7 +184,9 @@ def test_a_stop_signal_as_the_server_starts_listening_is_a_graceful_stop(tmp_pat
 
 def test_a_client_that_stopped_reading_does_not_hold_up_a_shutdown(tmp_path: Path) -> None:
     """A rider app frozen with frames on their way to it (the socket's buffers full): SIGTERM
-    still stops the server within its grace period (it waited for that client for ever)."""
+    still stops the server within its grace period (it waited for that client for ever), its
+    connection dropped once its close has waited 5 s, not left to hold up the HTTP requests'
+    grace (it was dropped 5 s later still, with uvicorn "waiting for connections to close")."""
     proc = ServerProcess(data_dir=tmp_path / "data",  # (a small send buffer: blocked sooner, and before the inbox overflows)
                          env={"TRACKER_SHUTDOWN_GRACE_S": "5", "TRACKER_WS_SEND_BUFFER_BYTES": "4096"}).start()
     stalled = socket.socket()
@@ -203,6 +205,9 @@ def test_a_client_that_stopped_reading_does_not_hold_up_a_shutdown(tmp_path: Pat
         stopped = time.monotonic()
         assert proc.proc.wait(30) == 0, proc.log_tail()
         assert time.monotonic() - stopped < 20, proc.log_tail()
+        log = proc.log_tail()
+        assert "1 WebSocket(s) did not take their close within 5 s" in log, log
+        assert "Waiting for connections to close" not in log, log
     finally:
         stalled.close()
         proc.cleanup()

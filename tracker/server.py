@@ -95,8 +95,14 @@ class _Server(uvicorn.Server):
         try:  # (a close to a peer that stopped reading waits on a send that never completes)
             await asyncio.wait_for(self._hub.close_all(), HUB_CLOSE_WAIT_S)
         except asyncio.TimeoutError:
-            log.warning("some WebSockets did not take their close within %.0f s (their peers stopped reading); "
-                        "dropping them", HUB_CLOSE_WAIT_S)
+            # Dropped now: left to uvicorn, each would get another ABORT_AFTER_CLOSE_S from its own
+            # shutdown, spent out of the in-flight HTTP requests' grace.
+            stalled = [conn for conn in self.server_state.connections
+                       if isinstance(conn, WebSocketsSansIOProtocol) and not conn.disconnected]
+            for conn in stalled:
+                conn.transport.abort()
+            log.warning("%d WebSocket(s) did not take their close within %.0f s (their peers stopped reading); "
+                        "dropped them", len(stalled), HUB_CLOSE_WAIT_S)
         await super().shutdown(sockets)
 
 
