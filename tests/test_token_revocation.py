@@ -9,9 +9,10 @@ import jwt
 import pytest
 import websockets
 
-from tests.orders_helpers import Ops
-from tests.test_dispatch_live import FAST, near_and_far, offered
-from tests.test_locations import _absent, _ids, eventually, rider
+from clients.rider import RiderClient
+from tests.orders_helpers import PICKUP, Ops
+from tests.test_dispatch_live import FAST, near_and_far, offered, rider_near_restaurant
+from tests.test_locations import _absent, _ids, eventually, nearby, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.launcher import ServerProcess
 from tracker.redis_client import connect
@@ -199,3 +200,55 @@ async def test_a_revoked_riders_open_offer_goes_to_another_rider_at_once(own_red
         await near.close()
         await far.close()
         await ops.close()
+
+
+async def _stream_fixes(courier: RiderClient, lat: float, lng: float) -> None:
+    """Send a fix every 0.25 s (within the 5 a second one rider may send a process) until the server closes the socket."""
+    try:
+        while True:
+            lat += 0.000001  # (moving: each fix is a new one)
+            await courier.location(lat, lng)
+            await asyncio.sleep(0.25)
+    except websockets.ConnectionClosed:
+        pass
+
+
+async def test_revoked_riders_streaming_on_two_processes_leave_search_and_are_offered_nothing(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """Fixes a rider's sockets send while the revocation travels (queued in a process's writer,
+    or taken by a process that has not heard of it yet) do not bring the revoked rider back."""
+    a, b = (start_server({**FAST, "TRACKER_OFFER_TIMEOUT_S": "60"}, redis=own_redis) for _ in range(2))
+    ops = Ops(a)
+    lat, lng = PICKUP["lat"] + 0.001, PICKUP["lng"]
+    fired = [uid(f"fired{i}") for i in range(12)]
+    keeper_id, oid, mid = uid("keeper"), uid("o"), uid("m")
+    sockets = [await RiderClient.connect(srv.ws_url, srv.token("rider", rid)) for rid in fired for srv in (a, b)]
+    streams = [asyncio.create_task(_stream_fixes(s, lat + k * 0.00001, lng)) for k, s in enumerate(sockets)]
+    keeper = await rider_near_restaurant(a, keeper_id, 0.02)  # farther off: dispatch asks the fired riders first
+    try:
+        assert await eventually(lambda: _all_listed(a, lat, lng, fired), timeout=10)
+        answers = await asyncio.gather(*(_revoke(a, "rider", rid) for rid in fired))
+        assert all(answer.status_code == 200 for answer in answers), answers
+        async with asyncio.timeout(10):
+            await asyncio.gather(*streams)  # every socket closed, on both processes
+        if not await eventually(lambda: _none_listed(a, lat, lng, fired), timeout=5):
+            pytest.fail(f"revoked riders still in nearby search: {sorted(await _listed(a, lat, lng, fired))}")
+        # ...and dispatch asks the one rider left, not a revoked one (whose offer would wait a minute)
+        offer = await offered(ops, keeper, oid, mid)
+        assert [o["order_id"] for o in offer["orders"]] == [oid]
+    finally:
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*(s.close() for s in sockets), keeper.close(), return_exceptions=True)
+        await ops.close()
+
+
+async def _listed(srv: ServerProcess, lat: float, lng: float, ids: list[str]) -> set[str]:
+    return {r["id"] for r in await nearby(srv, lat, lng, 1000)} & set(ids)
+
+
+async def _all_listed(srv: ServerProcess, lat: float, lng: float, ids: list[str]) -> bool:
+    return await _listed(srv, lat, lng, ids) == set(ids)
+
+
+async def _none_listed(srv: ServerProcess, lat: float, lng: float, ids: list[str]) -> bool:
+    return not await _listed(srv, lat, lng, ids)

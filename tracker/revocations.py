@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tracker.auth import ISSUER_CLOCK_SKEW_S, REVOKED, Role
+from tracker.auth import ISSUER_CLOCK_SKEW_S, Role
 from tracker.errors import ApiError
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
@@ -36,6 +36,7 @@ from tracker.pubsub import GAP
 from tracker.redis_client import LUA_NOW_MS, AnyRedis
 from tracker.runtime import Runtime, runtime_of
 from tracker.validate import require_id
+from tracker.wsconn import REVOKED_CLOSE
 
 log = logging.getLogger("tracker.revocations")
 
@@ -71,7 +72,7 @@ async def load(rt: Runtime) -> None:
 
 
 async def _close_revoked(rt: Runtime) -> None:
-    closed = await rt.hub.close_where(rt.revocations.refuses, f"unauthorized: {REVOKED}")
+    closed = await rt.hub.close_where(rt.revocations.refuses, REVOKED_CLOSE)
     if closed:
         log.info("closed %d socket(s) whose token was revoked", closed)
 
@@ -107,11 +108,16 @@ async def start(rt: Runtime) -> None:
 
 async def _rider_gone(rt: Runtime, rider_id: str) -> None:
     """Take a revoked rider out of nearby search and dispatch now, wherever its sockets were
-    (a lost phone's dropped without a close; its next fix, with a new token, brings it back),
-    and withdraw its open offer, so its orders go to another rider now, not at the offer's timeout."""
-    last_ts = await rt.redis.hget(rider_store.record_key(rider_id), "ts")
-    if last_ts is not None:
-        await rider_store.mark_left(rt.redis, rider_id, int(last_ts), rt.clock.now_ms())
+    (a lost phone's dropped without a close), and withdraw its open offer, so its orders go to
+    another rider now, not at the offer's timeout.
+
+    The rider is marked left as of :data:`CLOCK_MARGIN_MS` (real time) from now, not as of its
+    last stored fix: fixes its revoked sockets sent meanwhile (still in a process's write batch,
+    or taken by a process the revocation has not reached yet) are stamped before that and do
+    not bring it back; its first fix with a new token (issued after ``revoked_until``) does."""
+    now = rt.clock.now_ms()
+    ahead = int(CLOCK_MARGIN_MS * rt.clock.scale)  # (a margin of real time: a replay's clock runs faster)
+    await rider_store.mark_left(rt.redis, rider_id, now + ahead, now)
     dispatcher = rt.services.get("dispatcher")
     if dispatcher is not None:
         await dispatcher.withdraw_offer_of(rider_id)

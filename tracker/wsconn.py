@@ -1,7 +1,8 @@
 """The WebSocket adapter every endpoint shares.
 
 :class:`WsSession` authenticates the handshake (closing with 1008 and a reason on
-failure, and again when the token expires while the socket is open), reads text frames
+failure, and again when the token expires or is revoked while the socket is open; a frame read
+after a revocation is not handed on), reads text frames
 into validated JSON objects (answering bad frames with an ``error`` frame and keeping the
 connection open), sends orjson text frames, and registers itself in the :class:`WsHub` so a
 shutdown can close every socket with 1001.
@@ -18,7 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from tracker.auth import Principal, RevocationList, Role, authenticate
+from tracker.auth import REVOKED, Principal, RevocationList, Role, authenticate
 from tracker.errors import ApiError
 from tracker.jsonutil import dumps_str, loads_object
 from tracker.locations.ratelimit import FloodGuard
@@ -32,6 +33,8 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+
+REVOKED_CLOSE = f"unauthorized: {REVOKED}"  # the 1008 reason of a socket whose token was revoked
 
 # Frames a socket may get refused as malformed within MALFORMED_WINDOW_S before it is closed:
 # a client sending garbage as fast as it can must not keep the server answering it. Malformed:
@@ -125,9 +128,11 @@ class WsHub:
 class WsSession:
     """One accepted, authenticated WebSocket."""
 
-    def __init__(self, websocket: WebSocket, principal: Principal, hub: WsHub, max_frame_bytes: int) -> None:
+    def __init__(self, websocket: WebSocket, principal: Principal, hub: WsHub, max_frame_bytes: int,
+                 revocations: RevocationList | None = None) -> None:
         self.ws = websocket
         self.principal = principal
+        self.revocations = revocations
         self.hub = hub
         self.max_frame_bytes = max_frame_bytes
         self.closed = False  # nothing more is sent (we closed, or a send failed)
@@ -163,7 +168,7 @@ class WsSession:
             await websocket.close(CLOSE_TRY_AGAIN, f"rate_limited: {hub.max_per_subject} sockets already open "
                                                    f"for this {principal.role.value} here; try again later")
             return None
-        session = cls(websocket, principal, hub, max_frame_bytes)
+        session = cls(websocket, principal, hub, max_frame_bytes, revocations)
         hub.add(session)
         session._close_at_expiry()
         websocket.state.ws_session = session  # closes_when_redis_is_down forgets it, however the handler ends
@@ -273,6 +278,11 @@ class WsSession:
                 await self.send_error(ApiError("bad_message", "every message needs a string 'type'"), msg.get("id"),
                                       malformed=True)
                 continue
+            if self.revocations is not None and self.revocations.refuses(self.principal):
+                # Revoked since the handshake: the socket is being closed (tracker.revocations), and a
+                # frame read meanwhile (a rider's fix, a kitchen's press) is not acted on.
+                await self.close(CLOSE_POLICY, REVOKED_CLOSE)
+                break
             yield msg
         self.finish()
 

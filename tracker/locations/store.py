@@ -3,8 +3,9 @@
 Keys (braces are Redis Cluster hash tags):
 
 - ``rider:{<rider>}`` hash: ``lat lng ts client_ts cell region available shift_end speed heading
-  accuracy left_at left_ms`` (``left_at``: the last fix's ts when the rider's client left,
-  ``left_ms``: the server's time then); expires about a day after the rider's last write (the writer refreshes the
+  accuracy left_at left_ms`` (``left_at``: the last fix's ts when the rider's client left, or
+  a time a little ahead when its token was revoked: fixes stamped up to it count as before
+  it left; ``left_ms``: the server's time then); expires about a day after the rider's last write (the writer refreshes the
   TTL at most once an hour per rider, not with every fix).
 - ``riders:{<region cell>}`` geoset: the riders whose last fix is in the region.
 - ``seen:{<region cell>}`` sorted set rider -> server ts of its last fix: the staleness
@@ -62,9 +63,14 @@ def seen_key(region: str) -> str:
 # A rider whose client closed its socket (1000 or 1001) has left: its record keeps the ts of
 # the last fix that socket sent, and counts as silent until a later fix (any socket's). The mark
 # may come before that fix is written (the writer batches): the record then starts with it, and
-# gets the record's TTL, so it never outlives the rider's data.
+# gets the record's TTL, so it never outlives the rider's data. A mark only ever moves forward:
+# marks of several sockets (or of a revocation, which marks ahead) land in any order, and an
+# earlier one landing last must not bring back a rider a later one took away.
 _MARK_LEFT = """
-redis.call('HSET', KEYS[1], 'left_at', ARGV[1], 'left_ms', ARGV[3])
+local current = tonumber(redis.call('HGET', KEYS[1], 'left_at') or '')
+if current == nil or tonumber(ARGV[1]) > current then
+  redis.call('HSET', KEYS[1], 'left_at', ARGV[1], 'left_ms', ARGV[3])
+end
 if redis.call('TTL', KEYS[1]) < 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
@@ -83,7 +89,8 @@ def is_silent(now_ms: int, ts: int, left_at: str | int | None, stale_after_ms: i
 
 async def mark_left(redis: AnyRedis, rider_id: str, last_fix_ts: int, now_ms: int) -> None:
     """Record that the rider's client closed the socket whose last fix had ``last_fix_ts``, at
-    the server's ``now_ms``."""
+    the server's ``now_ms``: every fix stamped up to ``last_fix_ts`` counts as before it left
+    (a mark at or before the stored one changes nothing)."""
     await redis.eval(_MARK_LEFT, 1, record_key(rider_id), last_fix_ts, RECORD_TTL_S, now_ms)
 
 
