@@ -386,6 +386,19 @@ async def test_websocket_to_an_unknown_path_or_http_to_a_socket_answers_in_kind(
         assert (await http.get("/v1/ws/nothing")).status_code == 404
 
 
+async def test_a_socket_to_an_unknown_path_of_non_ascii_characters_gets_its_1008_and_reason(server: ServerProcess) -> None:
+    """The reason names the path, cut to the 123 bytes a close frame holds, not to 120
+    characters: 60 "€" (180 bytes) had left the client with no close code at all."""
+    for path in ("/" + "%E2%82%AC" * 60, "/" + "%C3%A9" * 61):
+        async with websockets.connect(f"{server.ws_url}{path}") as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None, (path, closed.value)  # a close frame came
+        reason = closed.value.rcvd.reason
+        assert closed.value.rcvd.code == 1008 and reason.startswith("not_found: no WebSocket endpoint at /"), reason
+        assert 120 < len(reason.encode()) <= 123, reason  # as much as fits, never half a character
+
+
 async def test_a_socket_sending_garbage_is_answered_then_closed(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     mid = uid("m")
     async with websockets.connect(f"{server.ws_url}/v1/ws/merchant",

@@ -1,6 +1,10 @@
 """Tokens with odd but validly signed claims are refused as ``unauthorized``, never a 500."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import httpx
@@ -57,3 +61,31 @@ async def test_an_exp_that_is_not_a_number_is_refused(server: ServerProcess, uid
                          algorithm="HS256")
         refused = await http.get(f"/v1/orders/{uid('o')}", headers={"Authorization": f"Bearer {odd}"})
         assert refused.status_code == 401 and "'exp' is not a time" in refused.json()["error"]["message"], refused.text
+
+
+def _signed_with_header(secret: str, header: dict, claims: dict) -> str:
+    """A token signed with ``secret`` whose header is exactly ``header`` (non-ASCII kept as UTF-8)."""
+    def part(data: dict) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(data, ensure_ascii=False).encode()).rstrip(b"=")
+    signing = part(header) + b"." + part(claims)
+    signature = base64.urlsafe_b64encode(hmac.new(secret.encode(), signing, hashlib.sha256).digest()).rstrip(b"=")
+    return (signing + b"." + signature).decode()
+
+
+async def test_a_crit_header_is_refused_in_fixed_words_and_its_socket_gets_its_close(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A ``crit`` extension of 40 "€" (120 characters, 360 bytes) is not quoted back: the 1008
+    close reason of a socket holds 123 bytes at most, and a longer one had left the client with
+    no close code at all (and the server with an error in its log)."""
+    claims = {"role": "rider", "sub": uid("r"), "iat": int(time.time()), "exp": int(time.time()) + 3600}
+    token = _signed_with_header(server.secret, {"alg": "HS256", "typ": "JWT", "crit": ["€" * 40]}, claims)
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider?token={token}") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None, closed.value  # a close frame came
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        1008, "unauthorized: invalid token: unsupported critical header extension ('crit')")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        refused = await http.get("/v1/ops/snapshot", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"] == {"code": "unauthorized",
+                                       "message": "invalid token: unsupported critical header extension ('crit')"}

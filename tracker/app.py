@@ -40,7 +40,7 @@ from tracker.pubsub import PubSubHub
 from tracker.runtime import Runtime
 from tracker.settings import Settings
 from tracker.supervisor import Supervisor
-from tracker.wsconn import CLOSE_POLICY, WsHub
+from tracker.wsconn import CLOSE_POLICY, WsHub, close_reason
 
 log = logging.getLogger("tracker.app")
 
@@ -80,7 +80,7 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
 async def _no_such_socket(websocket: WebSocket) -> None:
     """A WebSocket to a path that takes none: say so in a 1008 close, not an empty HTTP 403."""
     await websocket.accept()
-    await websocket.close(CLOSE_POLICY, f"not_found: no WebSocket endpoint at {websocket.url.path}"[:120])
+    await websocket.close(CLOSE_POLICY, close_reason(f"not_found: no WebSocket endpoint at {websocket.url.path}"))
 
 
 async def _socket_over_http(request: Request) -> Response:

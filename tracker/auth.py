@@ -135,7 +135,7 @@ def verify_token(secret: str, token: str) -> Principal:
     except jwt.ExpiredSignatureError:
         raise ApiError("unauthorized", "token expired") from None
     except jwt.InvalidTokenError as exc:
-        raise ApiError("unauthorized", f"invalid token: {exc}") from None
+        raise ApiError("unauthorized", f"invalid token: {_why_invalid(exc)}") from None
     try:
         role = Role(claims["role"])
     except ValueError:
@@ -164,6 +164,15 @@ def verify_token(secret: str, token: str) -> Principal:
             raise ApiError("unauthorized", f"invalid token: issued in the future ('iat' more than "
                                            f"{ISSUER_CLOCK_SKEW_S} s ahead of the server's clock)")
     return Principal(role=role, sub=sub, expires_at=expires_at, issued_at=None if issued is None else int(issued))
+
+
+def _why_invalid(exc: jwt.InvalidTokenError) -> str:
+    """PyJWT's reason for refusing a token, in its words, except where it would quote the token:
+    a ``crit`` header's extension names are whatever its maker wrote (any length, any script)."""
+    text = str(exc)
+    if "critical extension" in text.lower():
+        return "unsupported critical header extension ('crit')"
+    return text
 
 
 def authenticate(conn: HTTPConnection, secret: str, revocations: RevocationList, *, allow_query: bool) -> Principal:

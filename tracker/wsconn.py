@@ -35,6 +35,18 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
 REVOKED_CLOSE = f"unauthorized: {REVOKED}"  # the 1008 reason of a socket whose token was revoked
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a close frame's payload is 125 bytes at most, 2 of them the code
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame holds, 123 UTF-8 bytes, never inside a character: a
+    longer reason (one non-ASCII character is 2-4 bytes) makes the close itself fail, and the
+    client then gets no code at all."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return text
+    return data[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")  # (drops only a character cut in two)
+
 
 # Frames a socket may get refused as malformed within MALFORMED_WINDOW_S before it is closed:
 # a client sending garbage as fast as it can must not keep the server answering it. Malformed:
@@ -156,7 +168,7 @@ class WsSession:
             principal = authenticate(websocket, secret, revocations, allow_query=True)
             principal.require(*roles)
         except ApiError as err:
-            await websocket.close(CLOSE_POLICY, f"{err.code}: {err.message}"[:120])
+            await websocket.close(CLOSE_POLICY, close_reason(f"{err.code}: {err.message}"))
             return None
         if hub.at_capacity(principal):
             hub.refused("over_capacity")
@@ -227,7 +239,7 @@ class WsSession:
         self.finish()
         try:
             if self.ws.application_state != WebSocketState.DISCONNECTED:
-                await self.ws.close(code, reason[:120])
+                await self.ws.close(code, close_reason(reason))
         except (RuntimeError, OSError):
             pass
 
@@ -306,13 +318,13 @@ def _subject(session: WsSession) -> tuple[str, str]:
 def redis_close_reason(exc: BaseException, what: str = "") -> str:
     """The reason of a 1011 close because Redis stopped answering: ``redis_unavailable: ...``."""
     err = redis_unavailable(exc)
-    return f"{err.code}: {what or err.message}"[:120]
+    return close_reason(f"{err.code}: {what or err.message}")
 
 
 async def _close_quietly(websocket: WebSocket, reason: str) -> None:
     try:
         if websocket.application_state != WebSocketState.DISCONNECTED:
-            await websocket.close(CLOSE_INTERNAL, reason[:120])
+            await websocket.close(CLOSE_INTERNAL, close_reason(reason))
     except (RuntimeError, OSError):
         pass
 
