@@ -89,3 +89,28 @@ async def test_a_crit_header_is_refused_in_fixed_words_and_its_socket_gets_its_c
     assert refused.status_code == 401, refused.text
     assert refused.json()["error"] == {"code": "unauthorized",
                                        "message": "invalid token: unsupported critical header extension ('crit')"}
+
+
+async def _close_of(url: str, headers: dict[str, str]) -> websockets.frames.Close:
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None, closed.value
+    return closed.value.rcvd
+
+
+async def test_a_socket_passes_over_a_basic_authorization_header_for_its_query_token(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """A browser behind HTTP Basic auth sends ``Authorization: Basic ...`` with every request,
+    its WebSockets too: the socket goes by ``?token=``. A malformed Bearer header is refused."""
+    token = server.token("rider", uid("r"))
+    basic = {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="}
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider?token={token}", additional_headers=basic) as ws:
+        assert '"route"' in await ws.recv()  # open
+    without = await _close_of(f"{server.ws_url}/v1/ws/rider", basic)
+    assert (without.code, without.reason) == (1008, "unauthorized: Authorization header must be 'Bearer <token>'")
+    for header in ("Bearer", "Bearer  ", "bearer"):
+        bad = await _close_of(f"{server.ws_url}/v1/ws/rider?token={token}", {"Authorization": header})
+        assert (bad.code, bad.reason) == (1008, "unauthorized: Authorization header must be 'Bearer <token>'"), header
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:  # HTTP reads only the header
+        refused = await http.get("/v1/ops/snapshot", params={"token": server.token("operator", "ops")}, headers=basic)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", refused.text

@@ -182,15 +182,23 @@ def authenticate(conn: HTTPConnection, secret: str, revocations: RevocationList,
 
 
 def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
-    """The bearer token of a request or WebSocket handshake, or ``unauthorized``."""
+    """The bearer token of a request or WebSocket handshake, or ``unauthorized``.
+
+    With ``allow_query`` (a WebSocket), an Authorization header of another scheme is passed
+    over for ``?token=``: a browser behind HTTP Basic auth attaches ``Basic ...`` on its own,
+    and a page cannot take it off a WebSocket. A malformed ``Bearer`` header is still refused.
+    """
     header = conn.headers.get("authorization", "")
+    query_token = conn.query_params.get("token") if allow_query else None
     if header:
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        is_bearer = scheme.lower() == "bearer"
+        if is_bearer and value.strip():
+            return value.strip()
+        if is_bearer or not query_token:
             raise ApiError("unauthorized", "Authorization header must be 'Bearer <token>'")
-        return value.strip()
-    if allow_query and conn.query_params.get("token"):
-        return conn.query_params["token"]
+    if query_token:
+        return query_token
     where = "Authorization header or 'token' query parameter" if allow_query else "Authorization header"
     raise ApiError("unauthorized", f"missing token ({where})")
 
