@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -252,3 +253,17 @@ async def _all_listed(srv: ServerProcess, lat: float, lng: float, ids: list[str]
 
 async def _none_listed(srv: ServerProcess, lat: float, lng: float, ids: list[str]) -> bool:
     return not await _listed(srv, lat, lng, ids)
+
+
+async def test_the_log_names_the_operator_who_revoked(start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """Revoking is an operator's act on someone's access: the line says who, as a pause's does."""
+    srv = start_server({"TRACKER_LOG_FORMAT": "json"})
+    order, boss = uid("o"), uid("boss")
+    assert (await _revoke(srv, "customer", order, as_token=srv.token("operator", boss))).status_code == 200
+
+    async def logged() -> list[dict]:
+        lines = [json.loads(line) for line in srv.log_path.read_text().splitlines() if line.startswith("{")]
+        return [line for line in lines if f"tokens of customer {order} issued up to" in line.get("msg", "")]
+
+    lines = await eventually(logged)
+    assert [line.get("by") for line in lines] == [boss], lines

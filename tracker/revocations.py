@@ -126,7 +126,8 @@ async def _rider_gone(rt: Runtime, rider_id: str) -> None:
 async def revoke_endpoint(request: Request) -> Response:
     """``POST /v1/tokens/revoke`` (operator): void a subject's tokens issued up to now."""
     rt = runtime_of(request)
-    rt.authenticate(request).require(Role.OPERATOR)
+    operator = rt.authenticate(request)
+    operator.require(Role.OPERATOR)
     body = await json_body(request)
     roles = [r.value for r in Role]
     if not isinstance(body.get("role"), str) or body["role"] not in roles:
@@ -137,7 +138,7 @@ async def revoke_endpoint(request: Request) -> Response:
     await _close_revoked(rt)
     if role is Role.RIDER:
         await _rider_gone(rt, sub)
-    log.info("tokens of %s %s issued up to %d revoked", role.value, sub, until)
+    log.info("tokens of %s %s issued up to %d revoked", role.value, sub, until, extra={"by": operator.sub})
     return JSONResponse({"role": role.value, "sub": sub, "revoked_until": until})
 
 
