@@ -6,13 +6,16 @@ A real server on a Redis of the test's own, which the test stops; the log is the
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from clients.jsonsocket import JsonSocket
 from tests.orders_helpers import Ops, platform_kitchen
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.launcher import ServerProcess
@@ -61,3 +64,25 @@ async def test_a_burst_of_failing_requests_and_sockets_is_logged_in_a_few_lines_
         for feed in feeds:
             await feed.close()
         await ops.close()
+
+
+async def test_sockets_that_leave_while_redis_hangs_are_dropped_quietly(
+        stoppable_redis: EmbeddedRedis, start_server: Callable[..., ServerProcess], uid: Callable[[str], str]) -> None:
+    """Phones giving up while Redis hangs: their channels fail once Redis's timeout is up, and
+    the sockets, gone by then, are forgotten without a traceback each (only the rolled-up line)."""
+    srv = start_server(redis=stoppable_redis.url)
+    ops_token = srv.token("operator", "ops")
+    assert stoppable_redis.pid is not None
+    os.kill(stoppable_redis.pid, signal.SIGSTOP)
+    try:
+        paths = [f"/v1/ws/customer?order_id={uid('o')}", f"/v1/ws/merchant?merchant_id={uid('m')}"]
+        sockets = [await JsonSocket.open(srv.ws_url + path, ops_token) for path in paths]
+        await asyncio.sleep(0.5)
+        for socket in sockets:
+            await socket.ws.close()  # a clean close (1000) while the server waits on Redis
+        await asyncio.sleep(8)  # past the server's Redis timeout: the channels fail
+    finally:
+        os.kill(stoppable_redis.pid, signal.SIGCONT)
+    log = srv.log_path.read_text(errors="replace")
+    assert "closing /v1/ws/customer: Redis unavailable" in log, srv.log_tail(80)
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, srv.log_tail(80)

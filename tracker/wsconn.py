@@ -240,7 +240,7 @@ class WsSession:
         try:
             if self.ws.application_state != WebSocketState.DISCONNECTED:
                 await self.ws.close(code, close_reason(reason))
-        except (RuntimeError, OSError):
+        except (RuntimeError, OSError, WebSocketDisconnect):  # (the peer is gone already)
             pass
 
     def finish(self) -> None:
@@ -259,7 +259,7 @@ class WsSession:
         while not self._closed_here:  # (after a failed send, read on: the client's close is queued)
             try:
                 raw = await self.ws.receive()
-            except (RuntimeError, OSError):
+            except (RuntimeError, OSError, WebSocketDisconnect):  # (the peer is gone already)
                 break
             if raw["type"] == "websocket.disconnect":
                 if not self._closed_here:  # the client closed first (not an answer to our close)
@@ -325,7 +325,7 @@ async def _close_quietly(websocket: WebSocket, reason: str) -> None:
     try:
         if websocket.application_state != WebSocketState.DISCONNECTED:
             await websocket.close(CLOSE_INTERNAL, close_reason(reason))
-    except (RuntimeError, OSError):
+    except (RuntimeError, OSError, WebSocketDisconnect):  # (the peer is gone already)
         pass
 
 
