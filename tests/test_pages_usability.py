@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -302,4 +303,34 @@ async def test_ops_page_counts_orders_at_the_kitchen_and_riders_off_duty(own_red
         await kitchen.close()
         await on.close()
         await off.close()
+        await ops.close()
+
+
+async def test_long_unbroken_ids_fit_a_phone_on_every_page(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """Order ids as platforms make them (uuid4().hex: 32 characters with no hyphen to wrap at),
+    and longer ones up to the 64 the server takes, wrap on a 390 px phone: no page is wider than
+    the screen, the tracking page's heading included."""
+    ops = Ops(server)
+    mid = ("m" + uuid.uuid4().hex * 2)[:64]  # the longest kitchen id the server takes
+    ids = [uuid.uuid4().hex, "o" + uuid.uuid4().hex + "x" * 23]  # 32 and 56 characters
+    page = await new_page(browser, mobile=True)
+    try:
+        for oid in ids:
+            assert (await ops.create(oid, mid)).status_code == 201
+        pages = [(f"/track/{oid}?token={server.token('customer', oid)}", "#order-id", oid) for oid in ids]
+        pages += [(f"/merchant?token={server.token('merchant', mid)}", f'tr[data-order="{ids[1]}"]', ids[1]),
+                  (f"/ops?token={server.token('operator', 'ops')}&order={ids[1]}", "#order-summary", ids[1])]
+        for path, where, oid in pages:
+            await page.goto(server.base_url + path)
+            await expect(page.locator(where)).to_contain_text(oid)
+            width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1] == 390, (path, width)  # no scrolling sideways
+        # the reference to quote, after a cancel, wraps too
+        await ops.cancel(ids[1])
+        await page.goto(f"{server.base_url}/track/{ids[1]}?token={server.token('customer', ids[1])}")
+        await expect(page.locator("#next-step .reference")).to_have_text(ids[1])
+        width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], width
+    finally:
+        await page.context.close()
         await ops.close()
