@@ -334,3 +334,48 @@ async def test_long_unbroken_ids_fit_a_phone_on_every_page(server: ServerProcess
     finally:
         await page.context.close()
         await ops.close()
+
+
+async def test_tracking_page_says_when_the_kitchen_needs_more_time(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """A kitchen's delay is told to the customer, politely, with the new ready time (not an ETA
+    that jumps with no reason), also after a reload; it goes once the food is ready. A delay
+    before the confirm, which has no ready time yet, says how many more minutes."""
+    ops = Ops(server)
+    oid, early, mid = uid("o"), uid("o-early"), uid("m")
+    tablet = await merchant(server, mid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid, prep_minutes=10)
+        await tablet.confirm(oid)
+        await tablet.event(oid, "confirmed")
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        note = page.locator("#kitchen-note")
+        await expect(note).to_be_hidden()
+        for _ in range(3):  # "Delay 5 min" three times: the latest ready time is the one said
+            await tablet.delay(oid, 5)
+            await tablet.event(oid, "food_delayed")
+        ready_at = (await ops.get(oid))["ready_at"]
+        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ready_at)
+        said = f"The restaurant needs more time: your food should be ready about {shown}."
+        await expect(note).to_have_text(said)
+        region = await note.evaluate("e => e.closest('[aria-live]')?.getAttribute('aria-live') ?? null")
+        assert region == "polite", region  # read out, without cutting in
+        await page.reload()  # rebuilt from the order's history
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        await expect(note).to_have_text(said)
+        await tablet.ready(oid)
+        await expect(note).to_be_hidden()  # the food is ready: nothing holds it up any more
+
+        await ops.create(early, mid, prep_minutes=10)
+        await tablet.delay(early, 5)  # before the confirm: no ready time to move yet
+        await tablet.event(early, "food_delayed")
+        await page.goto(f"{server.base_url}/track/{early}?token={server.token('customer', early)}")
+        await expect(page.locator("#kitchen-note")).to_have_text("The restaurant needs 5 more minutes to prepare your food.")
+        await ops.cancel(early)
+        await expect(page.locator("#status")).to_have_attribute("data-status", "cancelled")
+        await expect(page.locator("#kitchen-note")).to_be_hidden()  # an order that ended: no food to wait for
+    finally:
+        await page.context.close()
+        await tablet.close()
+        await ops.close()

@@ -23,6 +23,9 @@ const seen = new Set();
 let status = null;
 let refusedNow = false;  // the server refused the link: nothing of the order is shown any more
 let handedBack = false;  // the order's rider gave it back and no other has it yet
+// The kitchen's latest delay while the food is not ready (null: none): its new ready time, or,
+// for delays before the confirm (no ready time yet: `ready_at` null), the minutes they add up to.
+let kitchenDelay = null;
 
 // The steps the order went through (its events), and those still to come; a step passed over
 // without its event (food collected that the kitchen never called ready) is left out, not
@@ -63,6 +66,7 @@ function apply(event) {
     etaTs = null; plannedTs = null;  // the dispatcher's next round plans it afresh
   }
   else { seen.add(event.kind); if (!event.kind.startsWith("food_")) status = event.kind; }
+  noteDelay(event);
   setText($("eta-label"), status === "delivered" ? "Delivered at" : status === "at_dropoff" ? "Arriving" : "Arriving in");
   $("eta-line").hidden = status !== "delivered" && FINAL.includes(status);  // no ETA for an order that will not come
   if (FINAL.includes(status)) {
@@ -229,7 +233,7 @@ async function load() {
   // A snapshot older than the newest event shown (read before it) would step the page back: kept out.
   const newest = order.events.length ? order.events[order.events.length - 1].id : null;
   if (lastEventId !== null && newest !== null && !isNewer(newest, lastEventId) && newest !== lastEventId) return;
-  seen.clear(); handedBack = false; lastEventId = null;
+  seen.clear(); handedBack = false; lastEventId = null; kitchenDelay = null;
   for (const e of order.events) apply(e);
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
   plannedTs = Number.isFinite(order.planned_eta) ? order.planned_eta : null;
@@ -268,6 +272,27 @@ function showSilence() {
   }
 }
 
+// The kitchen delayed the food (`food_delayed`): the customer is told, rather than seeing the ETA
+// jump for no reason, with the new ready time (or, before the confirm, the minutes it needs),
+// until the food is ready or collected; an order that ended has no food to wait for. The note
+// sits in a polite live region and is written only when its words change (read out once; a
+// reload rebuilds it from the history, as it was).
+function noteDelay(event) {
+  if (event.kind === "food_delayed") {
+    const at = Number.isFinite(event.ready_at) ? event.ready_at : null;
+    const minutes = Number.isFinite(event.minutes) ? event.minutes : 0;
+    const before = kitchenDelay && "minutes" in kitchenDelay ? kitchenDelay.minutes : 0;  // (earlier delays before the confirm)
+    kitchenDelay = at !== null ? { at } : { minutes: before + minutes };
+  } else if (event.kind === "food_ready" || COLLECTED.includes(event.kind) || FINAL.includes(event.kind)) kitchenDelay = null;
+  const note = $("kitchen-note");
+  const shown = kitchenDelay !== null && !refusedNow && !FINAL.includes(status) && !COLLECTED.includes(status);
+  note.hidden = !shown;
+  if (!shown) return;
+  setText(note, "at" in kitchenDelay
+    ? `The restaurant needs more time: your food should be ready about ${clockTime(kitchenDelay.at)}.`
+    : `The restaurant needs ${kitchenDelay.minutes} more minute${kitchenDelay.minutes === 1 ? "" : "s"} to prepare your food.`);
+}
+
 // A bundle's later order watches its rider head elsewhere first: say why, while a rider has the
 // order and is not at its door yet.
 const onTheWay = () => CARRYING.includes(status) && status !== "at_dropoff";
@@ -286,7 +311,7 @@ function refused(reason) {
   setText($("status"), "This order cannot be shown.");
   $("status").dataset.status = "refused";
   // Nothing of the order stays on show under the refusal (a link revoked while open included).
-  for (const id of ["eta-line", "rider-note", "stops-note", "next-step", "timeline", "map-section"]) $(id).hidden = true;
+  for (const id of ["eta-line", "kitchen-note", "rider-note", "stops-note", "next-step", "timeline", "map-section"]) $(id).hidden = true;
   map.removeMarker("rider");
 }
 
@@ -331,7 +356,7 @@ function onFrame(msg) {
 function onResync(reason) {
   if (reason === "live_gap") return;
   if (reason === "too_many_missed") { reload(); return; }
-  seen.clear(); status = null; lastEventId = null; handedBack = false;
+  seen.clear(); status = null; lastEventId = null; handedBack = false; kitchenDelay = null;
 }
 async function reload() {
   reloading = true;
