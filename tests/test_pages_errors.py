@@ -139,6 +139,29 @@ async def test_a_page_whose_link_is_revoked_says_so_at_once_and_stops(server: Se
         await ops.close()
 
 
+async def test_a_kitchen_board_whose_link_is_revoked_shows_no_orders_as_if_live(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Revoked while open, the board would never be updated again: its orders, their buttons
+    and its prompts go, as on the tracking page, and the banner alone says what to do."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser, mobile=True)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.get_by_role("button", name=f"Confirm {oid}")).to_be_visible()
+        await expect(page.locator("#count")).to_have_text("(1 open)")
+        revoked = await ops.client.post("/v1/tokens/revoke", json={"role": "merchant", "sub": mid})
+        assert revoked.status_code == 200, revoked.text
+        problem = page.get_by_role("alert").filter(has_text="Your link is not valid")
+        await expect(problem).to_have_text("Your link is not valid: it has been revoked. Ask for a new link.", timeout=5000)
+        for shown_before in (f'tr[data-order="{oid}"]', "#orders-title", "#prompts-title"):
+            await expect(page.locator(shown_before)).to_be_hidden()
+        await expect(page.get_by_role("button")).to_have_count(0)  # nothing to press that would not be sent
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
 async def test_the_ops_page_says_when_the_server_cannot_reach_redis(tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """A server whose Redis went away still answers (503 redis_unavailable): the page says that,
     not "Cannot reach the server", which would send an operator after the wrong thing."""

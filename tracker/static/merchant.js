@@ -458,6 +458,9 @@ function setOnline(state) {
   if (refusedLink) $("offline").hidden = true;  // (the refusal says why: no "back online")
   else setOffline(state === "no");
   document.body.dataset.online = state;
+  // A refused link is never updated again: its orders, their buttons and its prompts go (as on
+  // the tracking page), rather than stay on show as if live with nothing a press could send.
+  for (const id of ["prompts-section", "orders-section"]) $(id).hidden = refusedLink;
   showNoPrompts();
   render();
 }
