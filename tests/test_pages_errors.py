@@ -162,6 +162,30 @@ async def test_a_kitchen_board_whose_link_is_revoked_shows_no_orders_as_if_live(
         await ops.close()
 
 
+async def test_an_ops_page_whose_link_is_revoked_shows_no_figures_as_if_live(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The ops page stops polling once its token is refused: the figures, map and tables it
+    showed (with their buttons, and the "updated" time) go rather than look live, as on the
+    other pages; the banner says why, the server's reason after the words."""
+    ops = Ops(server)
+    oid, sub = uid("o"), uid("ops")
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(oid, uid("m"))).status_code == 201
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', sub)}&order={oid}")
+        await expect(page.locator("#updated")).to_contain_text("updated")
+        await expect(page.locator("#order-summary")).to_contain_text(oid)
+        revoked = await ops.client.post("/v1/tokens/revoke", json={"role": "operator", "sub": sub})
+        assert revoked.status_code == 200, revoked.text
+        problem = page.get_by_role("alert").filter(has_text="Your link is not valid")
+        await expect(problem).to_contain_text("it has been revoked", timeout=10000)  # (at the next poll, within 2 s)
+        for shown_before in ("#figures", "#map", "#order-summary", "#riders-title", "#updated"):
+            await expect(page.locator(shown_before)).to_be_hidden()
+        await expect(page.get_by_role("button")).to_have_count(0)
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
 async def test_the_ops_page_says_when_the_server_cannot_reach_redis(tmp_path, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """A server whose Redis went away still answers (503 redis_unavailable): the page says that,
     not "Cannot reach the server", which would send an operator after the wrong thing."""

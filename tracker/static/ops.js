@@ -750,7 +750,7 @@ async function tick() {
   let snap;
   try { snap = await api(`/v1/ops/snapshot${CAPS}`, { signal: AbortSignal.timeout(SNAPSHOT_WAIT_MS) }); }
   catch (err) {
-    if (err.refused) { showRefusal(err.message, { detail: true }); return; }
+    if (err.refused) { refused(err.message); return; }
     // The server answered but cannot read the fleet: say that, not that it cannot be reached.
     const from = lastSnap ? ` (from ${clockTime(lastSnap.ts)})` : "";
     setText($("offline"), err.code === "redis_unavailable"
@@ -765,6 +765,14 @@ async function tick() {
   }
   setOffline(false); retryMs = EVERY_MS; lastSnap = snap;
   try { draw(snap); refreshOrder(); } finally { setTimeout(tick, EVERY_MS); }
+}
+// A refused link is never polled again: the figures, the map, the tables and the order shown go,
+// with their buttons and the "updated" time (as on the other pages), rather than stay on show
+// looking live; the banner says why.
+function refused(reason) {
+  showRefusal(reason, { detail: true });
+  for (const section of document.querySelectorAll("main > section")) section.hidden = true;
+  for (const id of ["updated", "paused", "degraded"]) $(id).hidden = true;
 }
 const initial = new URLSearchParams(location.search).get("order");
 if (initial) openOrder(initial);
