@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.orders_helpers import PICKUP, Ops, confirm_all, platform_kitchen, rider
+from tests.orders_helpers import PICKUP, Ops, confirm_all, deliver, platform_kitchen, rider
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tracker.orders.lateness import running_late
 
@@ -35,7 +35,7 @@ def test_overdue_whatever_the_status_predicted_by_the_estimate_and_never_once_en
     assert [(r["id"], r["late"]) for r in rows] == [
         ("on-board", "overdue"), ("waiting-kitchen", "overdue"), ("slow-plan", "predicted"), ("slow-rider", "predicted")]
     assert rows[0] == {"id": "on-board", "merchant_id": "m", "status": "picked_up", "rider_id": "r1",
-                       "placed_at": now - 45 * MIN, "due_at": now - 5 * MIN, "expected_at": now - MIN,
+                       "placed_at": now - 45 * MIN, "clock_start_at": now - 45 * MIN, "due_at": now - 5 * MIN, "expected_at": now - MIN,
                        "ready_at": None, "food_delayed_at": None, "food_ready_at": None, "late": "overdue"}
     assert rows[2]["expected_at"] == now + 6 * MIN  # the dispatcher's plan while it waits
 
@@ -120,4 +120,49 @@ async def test_the_ops_page_lists_deliveries_running_late_and_drops_those_that_e
         await page.context.close()
         await courier.close()
         await kitchen.close()
+        await ops.close()
+
+
+async def test_an_order_scheduled_ahead_is_timed_from_when_its_kitchen_would_start(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """An order created with its food wanted two hours ahead starts its clock then, less the
+    preparation time: it is not listed overdue one target after its placement, and delivered
+    early (the food ready sooner than planned) it counts no click-to-door at all. It was listed
+    overdue while the planner planned it on schedule, and its delivery counted the hours it
+    waited by design, late."""
+    srv = start_server({"TRACKER_ON_TIME_TARGET_MIN": str(2 / 60), "TRACKER_DISPATCH_INTERVAL_S": "3600",
+                        "TRACKER_DEFAULT_PREP_MIN": "10"}, redis=own_redis)
+    ops = Ops(srv)
+    mid, rid, asap, ahead = uid("m"), uid("r"), uid("o-asap"), uid("o-ahead")
+    kitchen = await platform_kitchen(srv, mid)
+    courier = await rider(srv, rid)
+    try:
+        now = (await ops.client.get("/healthz")).json()["ts"]
+        ready_at = now + 120 * MIN
+        assert (await ops.create(asap, mid)).status_code == 201
+        assert (await ops.create(ahead, mid, ready_at=ready_at)).status_code == 201
+        for _ in range(100):  # until the ordinary order, placed with it, is overdue
+            snap = (await ops.client.get("/v1/ops/snapshot")).json()
+            late = {r["id"]: r for r in snap["running_late"]}
+            if asap in late:
+                break
+            await asyncio.sleep(0.1)
+        assert late[asap]["late"] == "overdue" and late[asap]["due_at"] == late[asap]["placed_at"] + 2000
+        assert ahead not in late, late[ahead]
+        assert (await ops.get(ahead))["clock_start_at"] == ready_at - 10 * MIN  # its kitchen starts 10 min before
+        assert late[asap]["clock_start_at"] == late[asap]["placed_at"]  # an ordinary order's, its placement
+
+        await confirm_all(kitchen, ahead)
+        await kitchen.ready(ahead)  # sooner than planned
+        await kitchen.event(ahead, "food_ready")
+        await courier.location(PICKUP["lat"], PICKUP["lng"])
+        assert await ops.rider_seen_at(rid, PICKUP["lat"], PICKUP["lng"])
+        assert (await ops.assign(ahead, rid)).status_code == 200
+        await deliver(courier, kitchen, ahead)
+        delivered = await ops.get(ahead)
+        assert delivered["delivered_at"] - delivered["placed_at"] > 2000  # past the target since its placement
+        service = (await ops.client.get("/v1/ops/snapshot")).json()["service"]
+        assert (service["delivered"], service["on_time_share"], service["click_to_door_mean_min"]) == (1, 1.0, 0.0)
+    finally:
+        await kitchen.close()
+        await courier.close()
         await ops.close()

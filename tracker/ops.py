@@ -191,20 +191,21 @@ def rider_totals(riders: Iterable[Rider]) -> dict[str, int]:
     return totals
 
 
-async def _oldest_in(rt: Runtime, key: Callable[[str], str], cap: int, placed_by: int | None = None,
+async def _oldest_in(rt: Runtime, key: Callable[[str], str], cap: int, scored_by: int | None = None,
                      ended: Callable[[dict], bool] | None = None) -> tuple[list[dict], int]:
-    """The ``cap`` oldest orders of one per-region index (``key``) over all regions (placed by
-    ``placed_by`` if given), in wire form, and how many the index holds (up to then). With
+    """The ``cap`` oldest orders of one per-region index (``key``) over all regions (scored by
+    ``scored_by`` if given: the index's score is the placement, or the clock start for the
+    unfinished orders), in wire form, and how many the index holds (up to then). With
     ``ended``, an entry whose order is gone or ``ended`` (it can never belong to the index
     again: a step's follow-up that lost a race put it back) is taken out of the index on the way."""
-    bound = "+inf" if placed_by is None else placed_by
+    bound = "+inf" if scored_by is None else scored_by
     regions = await open_order_regions(rt.redis, key)
     pipe = rt.redis.pipeline(transaction=False)
     for region in regions:
         pipe.zcount(key(region), "-inf", bound)
         pipe.zrangebyscore(key(region), "-inf", bound, start=0, num=cap, withscores=True)
     res = await pipe.execute()
-    entries = [(placed, oid, region) for region, listed in zip(regions, res[1::2]) for oid, placed in listed]
+    entries = [(score, oid, region) for region, listed in zip(regions, res[1::2]) for oid, score in listed]
     oldest = heapq.nsmallest(cap, entries)
     orders = await load_orders(rt, [oid for _, oid, _ in oldest])
     if ended is not None:
@@ -221,7 +222,8 @@ async def _open_orders(rt: Runtime, cap: int) -> tuple[list[dict], int]:
     """The ``cap`` oldest open orders of all regions, and how many are open."""
     orders, total = await _oldest_in(rt, open_orders_key, cap)
     return [{"id": o["id"], "merchant_id": o["merchant_id"], **o["pickup"], "status": o["status"],
-             "placed_at": o["placed_at"], "confirmed_at": o.get("confirmed_at"), "planned_eta": o["planned_eta"],
+             "placed_at": o["placed_at"], "clock_start_at": o["clock_start_at"], "confirmed_at": o.get("confirmed_at"),
+             "planned_eta": o["planned_eta"],
              "ready_at": expected_ready_ms(o), **kitchen_stamps(o)}
             for o in orders], total
 
@@ -239,8 +241,8 @@ async def _running_late(rt: Runtime, now: int) -> tuple[list[dict], bool]:
     holds the oldest of them). An order that ended but is still indexed (a step's follow-up
     that lost a race) is taken out of the index on the way."""
     target = int(rt.settings.on_time_target_min * 60000)
-    placed_by = now - target + int(WARNING_MIN * 60000)  # due within the warning, or overdue
-    orders, due = await _oldest_in(rt, unfinished_orders_key, LATE_READ, placed_by, lambda o: o["status"] in FINAL)
+    started_by = now - target + int(WARNING_MIN * 60000)  # due within the warning, or overdue
+    orders, due = await _oldest_in(rt, unfinished_orders_key, LATE_READ, started_by, lambda o: o["status"] in FINAL)
     return running_late(orders, now, target), due > LATE_READ
 
 

@@ -1,5 +1,8 @@
 """Fleet-wide order counts (by status, delivered, on time, click-to-door), counted exactly once.
 
+Click-to-door is counted from the order's clock start (``clock_start_at``, see
+:func:`tracker.orders.lateness.clock_start_ms`) to its delivery.
+
 An order's record and the counters live in different slots, so no single write moves both,
 and a process or a Redis node may fail between them. Counting is therefore made repeatable:
 
@@ -40,11 +43,12 @@ LEGACY_KEYS = {BY_STATUS_KEY: "orders:by_status", SERVICE_KEY: "orders:service"}
 
 # KEYS[1]: the order. ARGV[1]: its id; ARGV[2]: the status it was counted under if its record
 # does not say (an order an earlier version counted; its delivery too, if it was delivered then).
-# Returns the change to apply ('' for none): tag|before|now|placed_at|delivered_at
-# (the two times only when this change counts the delivery).
+# Returns the change to apply ('' for none): tag|before|now|start|delivered_at (the two times
+# only when this change counts the delivery; start: the order's clock start, ``clock_start_at``,
+# else ``placed_at`` for a record made before it was stored, as lateness.clock_start reads it).
 _MARK = """
 local h = redis.call('HMGET', KEYS[1], 'status', 'counted_status', 'count_pending', 'counted_delivered',
-                     'placed_at', 'delivered_at')
+                     'placed_at', 'delivered_at', 'clock_start_at')
 if not h[1] then return '' end
 if h[3] then return h[3] end
 local before = h[2] or ARGV[2]
@@ -55,7 +59,9 @@ if before == h[1] and not delivery then return '' end
 local change = ARGV[1] .. '@' .. (h[5] or '') .. '#' .. redis.call('HINCRBY', KEYS[1], 'count_seq', 1)
   .. '|' .. before .. '|' .. h[1]
 if delivery then
-  change = change .. '|' .. h[5] .. '|' .. h[6]
+  local start = h[7]
+  if not start or start == '' then start = h[5] end
+  change = change .. '|' .. start .. '|' .. h[6]
   redis.call('HSET', KEYS[1], 'counted_delivered', '1')
 else
   change = change .. '||'
@@ -101,8 +107,11 @@ class Change:
 
     @classmethod
     def parse(cls, raw: str) -> "Change":
-        tag, before, now, placed, delivered = raw.split("|")
-        minutes = (int(delivered) - int(placed)) / 60000 if placed and delivered else None
+        tag, before, now, start, delivered = raw.split("|")
+        # (A scheduled order whose food came early may be delivered before its clock started:
+        # that is no negative wait.) A change an earlier version marked carries placed_at, that
+        # order's start.
+        minutes = max(0, int(delivered) - int(start)) / 60000 if start and delivered else None
         return cls(tag, before, now, minutes)
 
 

@@ -1,7 +1,8 @@
 """Which orders are running late, sans-I/O: the ops page's "Deliveries running late" list.
 
-An order is due ``target`` after it was placed (``TRACKER_ON_TIME_TARGET_MIN``, the on-time
-share's target). Until it ends it is
+An order is due ``target`` after its clock started (``TRACKER_ON_TIME_TARGET_MIN``, the on-time
+share's target; :func:`clock_start_ms`: its placement, or for an order scheduled ahead with a
+``ready_at``, when its kitchen would start on it). Until it ends it is
 
 - ``overdue`` once its due time has passed, whatever its status;
 - ``predicted`` when its due time is still ahead but its expected drop-off is past it: the
@@ -13,12 +14,37 @@ not listed yet, whatever its ETA says.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import FINAL
 
 WARNING_MIN = 15.0  # how far ahead of its due time an order's ETA is looked at
+
+
+def clock_start_ms(placed_at: int, ready_at: int | None, prep_minutes: float | None, default_prep_min: float) -> int:
+    """When a new order's click-to-door clock starts (server ms), fixed at its creation: when its
+    preparation would begin, the ready time it was created with less its ``prep_minutes``
+    (``default_prep_min``, ``TRACKER_DEFAULT_PREP_MIN``, when it gave none), but never before
+    its placement. An ordinary order starts when placed; one scheduled hours ahead when its
+    kitchen would start, so it is neither late nor counted slow for the hours it waited by design.
+    (Fixed at creation: a kitchen's ``delay`` later moves ``ready_at``, and must not move the
+    clock the delay makes the order late against.)"""
+    if ready_at is None:
+        return placed_at
+    prep = default_prep_min if prep_minutes is None else prep_minutes
+    return max(placed_at, ready_at - int(prep * 60_000))
+
+
+def clock_start(order: Mapping[str, Any]) -> int | None:
+    """An order's clock start (a stored hash or its wire form): ``clock_start_at``, else its
+    ``placed_at`` (orders created before the start was stored started when placed). The counts'
+    Lua (:mod:`tracker.orders.counts`) reads the record by the same rule."""
+    for name in ("clock_start_at", "placed_at"):
+        value = order.get(name)
+        if value not in (None, ""):
+            return int(value)
+    return None
 
 
 def expected_dropoff(order: dict[str, Any]) -> int | None:
@@ -34,9 +60,10 @@ def kitchen_stamps(order: dict[str, Any]) -> dict[str, int | None]:
 
 def late_row(order: dict[str, Any], now_ms: int, target_ms: int) -> dict[str, Any] | None:
     """The order (wire form) as the late list shows it, or ``None`` when it is not late."""
-    if order["status"] in FINAL or order.get("placed_at") is None:
+    start = clock_start(order)
+    if order["status"] in FINAL or start is None:
         return None
-    due = order["placed_at"] + target_ms
+    due = start + target_ms
     expected = expected_dropoff(order)
     if now_ms > due:
         late = "overdue"
@@ -45,7 +72,7 @@ def late_row(order: dict[str, Any], now_ms: int, target_ms: int) -> dict[str, An
     else:
         return None
     return {"id": order["id"], "merchant_id": order["merchant_id"], "status": order["status"],
-            "rider_id": order.get("rider_id"), "placed_at": order["placed_at"], "due_at": due,
+            "rider_id": order.get("rider_id"), "placed_at": order["placed_at"], "clock_start_at": start, "due_at": due,
             "expected_at": expected, "ready_at": expected_ready_ms(order), **kitchen_stamps(order), "late": late}
 
 

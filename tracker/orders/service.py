@@ -17,6 +17,7 @@ from tracker.errors import ApiError
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.logs import log_failure
 from tracker.orders import followups, machine
+from tracker.orders.lateness import clock_start_ms
 from tracker.orders.machine import LEAVES_RIDER, former_rider
 from tracker.orders.notices import recheck_if_overtaken, tell_rider, tell_riders
 from tracker.orders.store import OrderChanged, Step, order_key, store_of
@@ -65,6 +66,7 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
         "drop_lat": repr(dropoff[0]), "drop_lng": repr(dropoff[1]), "placed_at": now,
         "ready_at": ready_at if ready_at is not None else "",
         "prep_minutes": prep_minutes if prep_minutes is not None else "",
+        "clock_start_at": clock_start_ms(now, ready_at, prep_minutes, rt.settings.default_prep_min),
         "counted_status": "",  # not counted yet (:mod:`counts`): whichever counts it first counts it from nothing
     }
     journal = await _journal(rt, [order_id], "placed")  # its count is a follow-up too

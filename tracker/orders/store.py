@@ -14,7 +14,8 @@ Keys (braces are Redis Cluster hash tags; one merchant's orders share a slot):
 - ``orderidx:{<order>}`` -> merchant id: finds an order by id alone and makes ids unique;
 - ``open:{<dispatch region>}`` ZSET: orders waiting for a rider (``confirmed``, no rider);
 - ``placed:{<dispatch region>}`` ZSET: orders waiting for their kitchen (``placed``);
-- ``unfinished:{<dispatch region>}`` ZSET: orders that have not ended;
+- ``unfinished:{<dispatch region>}`` ZSET: orders that have not ended, scored by their clock
+  start (``clock_start_at``: the oldest are the first due);
 - ``rider:{<rider>}:orders`` SET: orders a rider carries.
 
 An order that ends (delivered, cancelled, failed) keeps its hash, its stream and its id for the
@@ -37,6 +38,7 @@ import orjson
 
 from tracker.errors import ApiError
 from tracker.geo import dispatch_region
+from tracker.orders.lateness import clock_start
 from tracker.orders.machine import FINAL
 from tracker.redis_client import LUA_NOW_MS, AnyRedis, get_many
 
@@ -308,16 +310,17 @@ class OrderStore:
         (idempotent)."""
         region = dispatch_region(float(order["pickup_lat"]), float(order["pickup_lng"]))
         oid, status = order["id"], order.get("status")
-        listed = {open_orders_key(region): status == "confirmed" and not order.get("rider_id"),
-                  kitchen_queue_key(region): status == "placed",
-                  unfinished_orders_key(region): status not in FINAL}
+        placed, start = int(order["placed_at"]), clock_start(order)
+        listed = {open_orders_key(region): (status == "confirmed" and not order.get("rider_id"), placed),
+                  kitchen_queue_key(region): (status == "placed", placed),
+                  unfinished_orders_key(region): (status not in FINAL, start)}  # (the late list reads the first due)
         pipe = self.redis.pipeline(transaction=False)
-        for key, member in listed.items():
+        for key, (member, score) in listed.items():
             if member:
-                pipe.zadd(key, {oid: int(order["placed_at"])})
+                pipe.zadd(key, {oid: score})
             else:
                 pipe.zrem(key, oid)
-        if any(listed.values()):
+        if any(member for member, _ in listed.values()):
             pipe.sadd(DISPATCH_REGIONS_KEY, region)
         await pipe.execute()
         if status in FINAL:

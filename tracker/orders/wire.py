@@ -6,6 +6,7 @@ from typing import Any
 
 from tracker.orders import machine
 from tracker.orders.food_ready import expected_ready_ms
+from tracker.orders.lateness import clock_start
 
 # Timestamp field set on the order when an event of this kind happens.
 STAMP = {
@@ -31,6 +32,8 @@ def wire(order: dict[str, str], events: list[dict[str, Any]] | None = None) -> d
         # the dispatcher's plan while the order waits for a rider (orders/estimate.py)
         "planned_eta": num("planned_eta") if order["status"] == "confirmed" and not order.get("rider_id") else None,
         "placed_at": num("placed_at"), "ready_at": num("ready_at"),
+        # when its click-to-door clock started: the due time and the service figures count from it
+        "clock_start_at": clock_start(order),
         "prep_minutes": float(order["prep_minutes"]) if order.get("prep_minutes") else None,
         # when the food is expected, by the rule dispatch plans with (orders/food_ready.py)
         "expected_ready_at": expected_ready_ms(order),

@@ -23,10 +23,12 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const WORDS = { at_pickup: "at the restaurant", picked_up: "picked up", at_dropoff: "at the door",
   rider_unassigned: "taken from its rider", food_ready: "food ready", food_delayed: "food delayed" };
 const words = (code) => WORDS[code] || code;
-// When an order is due at its customer: placed plus the on-time target (null if unknown).
+// When an order is due at its customer: its clock start (the server's `clock_start_at`: its
+// placement, or when the kitchen of an order scheduled ahead would start on it) plus the on-time
+// target, as the server's `due_at` (null if unknown).
 function dueAt(o, snap) {
-  const target = snap?.settings?.TRACKER_ON_TIME_TARGET_MIN;
-  return Number.isFinite(o.placed_at) && Number.isFinite(target) ? o.placed_at + target * 60000 : null;
+  const target = snap?.settings?.TRACKER_ON_TIME_TARGET_MIN, start = o.clock_start_at ?? o.placed_at;
+  return Number.isFinite(start) && Number.isFinite(target) ? start + target * 60000 : null;
 }
 const silentFor = (r, now) => `busy, silent ${since(now - r.ts)}`;
 
@@ -417,7 +419,7 @@ function drawKitchenQueue(snap) {
   }));
 }
 
-// Orders past the on-time target since they were placed (overdue, whatever their status), or
+// Orders past the on-time target since their clock started (overdue, whatever their status), or
 // due soon with a drop-off estimate past it (predicted), the longest overdue first.
 const LATE_WARNING_MIN = 15;  // the server's lateness.WARNING_MIN
 $("late-warning").textContent = LATE_WARNING_MIN;
@@ -529,9 +531,13 @@ function drawOrder(o) {
   const parts = [`${o.id}: ${words(o.status)}`, `kitchen ${o.merchant_id}`,
     o.rider_id ? `${undone ? "had rider" : "rider"} ${o.rider_id}` : "no rider"];
   if (Number.isFinite(o.placed_at)) parts.push(`placed ${clockTime(o.placed_at)}`);
+  // An order scheduled ahead is timed from when its kitchen would start on it, not its placement.
+  const scheduled = o.clock_start_at > o.placed_at, start = scheduled ? o.clock_start_at : o.placed_at;
+  if (scheduled) parts.push(`scheduled: timed from ${clockTime(o.clock_start_at)}`);
   const due = dueAt(o, lastSnap);
   if (Number.isFinite(o.delivered_at)) {
-    parts.push(`delivered ${clockTime(o.delivered_at)}, ${since(o.delivered_at - o.placed_at)} after it was placed${
+    parts.push(`delivered ${clockTime(o.delivered_at)}, ${since(Math.max(0, o.delivered_at - start))} after ${
+      scheduled ? "that" : "it was placed"}${
       due === null ? "" : o.delivered_at <= due ? " (on time)" : ` (${since(o.delivered_at - due)} late)`}`);
   } else if (!["cancelled", "failed"].includes(o.status)) {
     if (due !== null) parts.push(`due ${clockTime(due)}`);
