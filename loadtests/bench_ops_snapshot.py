@@ -85,7 +85,7 @@ def main() -> None:
     import httpx
 
     # (the fixes stay fresh for the run)
-    env = {"TRACKER_STALE_AFTER_S": "3600", "TRACKER_ON_TIME_TARGET_MIN": "0.001"}  # (every order overdue at once)
+    env = {"TRACKER_STALE_AFTER_S": "3600", "TRACKER_ON_TIME_TARGET_MIN": str(1 / 60)}  # (every order overdue a second after its creation)
     with server_with_own_redis(env) as (redis_url, server):
         asyncio.run(_fill(redis_url, args.riders, int(time.time() * 1000)))
         asyncio.run(_create_orders(server.base_url, server.token("operator", "bench"), args.late))

@@ -10,9 +10,13 @@ from typing import Any, Callable
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.orders_helpers import Ops, confirm_all, merchant, platform_kitchen, rider
+from tests.orders_helpers import PICKUP, Ops, confirm_all, merchant, platform_kitchen, rider
 from tests.test_pages import browser, new_page  # noqa: F401
+from tracker.errors import SettingsError
 from tracker.launcher import ServerProcess
+from tracker.orders.counts import SERVICE_KEY
+from tracker.redis_client import connect
+from tracker.settings import Settings
 
 FAR = (48.8566, 2.3522)  # the riders wait in another town: no offer changes their state
 NO_ROUNDS = {"TRACKER_DISPATCH_INTERVAL_S": "3600"}  # and no dispatch round runs after the start
@@ -212,3 +216,62 @@ async def test_a_rider_whose_announced_shift_has_not_begun_is_not_counted_free(o
         await early.close()
         await ready.close()
         await ops.close()
+
+
+async def _metric(ops: Ops, name: str, want: float) -> float:
+    """``name`` on the process's /metrics once it shows ``want`` (its gauges are refreshed every
+    5 s), else as it last read."""
+    for _ in range(100):
+        found = re.search(rf"^{name} (\S+)$", (await ops.client.get("/metrics")).text, re.M)
+        if found and float(found.group(1)) == want:
+            break
+        await asyncio.sleep(0.1)
+    assert found, name
+    return float(found.group(1))
+
+
+async def test_the_on_time_share_follows_the_target_of_the_process_that_reads_it(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """Two processes on one Redis, one with a target of 1 s, one of an hour: a delivery that
+    took over a second is late for the first and on time for the second, on the snapshot and on
+    /metrics alike, whichever process counted it (the verdict was fixed by the delivering
+    process's target, and shown under each reader's own). Deliveries counted before the
+    click-to-door histogram existed keep the verdict they were given."""
+    strict = start_server({**NO_ROUNDS, "TRACKER_ON_TIME_TARGET_MIN": str(1 / 60)}, redis=own_redis)
+    lenient = start_server({**NO_ROUNDS, "TRACKER_ON_TIME_TARGET_MIN": "60"}, redis=own_redis)
+    ops, other = Ops(strict), Ops(lenient)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    kitchen, courier = await platform_kitchen(strict, mid), await rider(strict, rid)
+    redis = connect(own_redis)
+    try:
+        await redis.hset(SERVICE_KEY, mapping={"delivered": 2, "on_time": 1, "ctd_minutes_sum": 70})  # an earlier version's
+        assert (await ops.create(oid, mid, prep_minutes=0)).status_code == 201
+        await confirm_all(kitchen, oid)
+        await courier.location(PICKUP["lat"], PICKUP["lng"])
+        assert await ops.rider_seen_at(rid, PICKUP["lat"], PICKUP["lng"])
+        assert (await ops.assign(oid, rid)).status_code == 200
+        for step in ("at_pickup", "picked_up", "at_dropoff"):
+            await courier.progress(oid, step)
+            await kitchen.event(oid, step)
+        placed = (await ops.get(oid))["placed_at"]
+        while (await ops.client.get("/healthz")).json()["ts"] < placed + 1500:  # over the strict target
+            await asyncio.sleep(0.1)
+        await courier.progress(oid, "delivered")  # counted by the strict process
+        await kitchen.event(oid, "delivered")
+        for reader, target, share in ((ops, 1 / 60, 1 / 3), (other, 60.0, 2 / 3)):
+            service = (await reader.client.get("/v1/ops/snapshot")).json()["service"]
+            assert (service["delivered"], service["target_min"], service["on_time_share"]) == (3, target, share)
+            assert await _metric(reader, "tracker_on_time_share", share) == share
+    finally:
+        await redis.aclose()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()
+        await other.close()
+
+
+def test_the_on_time_target_is_a_whole_number_of_seconds() -> None:
+    """The fleet's click-to-door is kept to the second: a target between two seconds is refused
+    at start rather than judged wrongly."""
+    assert Settings.from_env({"TRACKER_ON_TIME_TARGET_MIN": "7.5"}).on_time_target_min == 7.5
+    with pytest.raises(SettingsError, match="whole number of seconds"):
+        Settings.from_env({"TRACKER_ON_TIME_TARGET_MIN": "0.001"})

@@ -45,7 +45,7 @@ from tracker.orders.service import load_orders
 from tracker.orders.store import kitchen_queue_key, open_order_regions, open_orders_key, store_of, unfinished_orders_key
 from tracker.riders.pause import parse_pause, paused_riders
 from tracker.runtime import Runtime, runtime_of
-from tracker.settings import public_settings
+from tracker.settings import public_settings, target_seconds
 
 HEX_RES = 8
 MAX_RIDERS = 5000  # riders listed at most (the totals count them all)
@@ -240,7 +240,7 @@ async def _running_late(rt: Runtime, now: int) -> tuple[list[dict], bool]:
     longest overdue first, and whether more orders were due than ``LATE_READ`` (then the list
     holds the oldest of them). An order that ended but is still indexed (a step's follow-up
     that lost a race) is taken out of the index on the way."""
-    target = int(rt.settings.on_time_target_min * 60000)
+    target = target_seconds(rt.settings.on_time_target_min) * 1000
     started_by = now - target + int(WARNING_MIN * 60000)  # due within the warning, or overdue
     orders, due = await _oldest_in(rt, unfinished_orders_key, LATE_READ, started_by, lambda o: o["status"] in FINAL)
     return running_late(orders, now, target), due > LATE_READ

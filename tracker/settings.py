@@ -57,6 +57,22 @@ _port = _number(int, 65535, least=0, note=" (0 picks a free port)")
 # (its boundary wants 1e-5 m/min at least): every dispatch round would fail.
 _rider_speed = _number(float, MAX_NUMBER, least=0.1, note=" metres a second")
 _positive_int = _number(int, MAX_NUMBER)
+
+
+def target_seconds(minutes: float) -> int:
+    """The on-time target (``TRACKER_ON_TIME_TARGET_MIN``) in whole seconds, as the on-time
+    share, the late list and the ops page judge it."""
+    return round(minutes * 60)
+
+
+def _on_time_target(raw: str) -> float:
+    """A positive number of minutes that is a whole number of seconds: the fleet's click-to-door
+    is kept to the second (orders/counts.py), so the on-time share is exact for such targets only."""
+    value = _positive_float(raw)
+    if abs(value * 60 - target_seconds(value)) > 1e-6 or target_seconds(value) < 1:
+        raise ValueError("must be minutes that make a whole number of seconds, at least 1 s "
+                         "(e.g. 40, 7.5 for 7 min 30 s, 0.25 for 15 s)")
+    return value
 _socket_count = _number(int, CEILING, note=" (more sockets than a process can have files)")
 
 
@@ -231,7 +247,8 @@ class Settings:
         "TRACKER_ARRIVING_PROMPT_S", _non_negative_float, 120.0, "rider_arriving prompt when the rider is this close (s)"
     )
     on_time_target_min: float = _setting(
-        "TRACKER_ON_TIME_TARGET_MIN", _positive_float, 40.0, "click-to-door target for the on-time share"
+        "TRACKER_ON_TIME_TARGET_MIN", _on_time_target, 40.0,
+        "click-to-door target for the on-time share (a whole number of seconds)"
     )
 
     estimate_grace_s: float = _setting(

@@ -13,6 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from tracker.orders import counts
 from tracker.orders.machine import STATUSES
 from tracker.redis_client import AnyRedis
+from tracker.settings import target_seconds
 
 MINUTE_BUCKETS = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180)
 
@@ -21,7 +22,7 @@ class OrderMetrics:
     """The orders feature's Prometheus figures."""
 
     def __init__(self, registry: object, target_minutes: float) -> None:
-        self.target_minutes = target_minutes
+        self.target_minutes = target_minutes  # (a whole number of seconds: the setting takes no other)
         # Counters and histograms: what this process did (sum them over processes); gauges:
         # the fleet-wide figures every process reads from Redis.
         self.events = Counter("tracker_order_events", "Order events applied (this process)", ["kind"], registry=registry)
@@ -59,12 +60,12 @@ class OrderMetrics:
         :mod:`tracker.orders.counts`); a delivery counted here is observed here too.
         ``counted_as``: the status it was counted under if its record does not say (default:
         its status now)."""
-        for change in await counts.count(redis, order, order.get("status", "") if counted_as is None else counted_as,
-                                         self.target_minutes):
-            if change.minutes is not None:
-                self.click_to_door.observe(change.minutes)
+        for change in await counts.count(redis, order, order.get("status", "") if counted_as is None else counted_as):
+            minutes, seconds = change.minutes, change.seconds
+            if minutes is not None and seconds is not None:
+                self.click_to_door.observe(minutes)
                 self.delivered.inc()
-                if change.minutes <= self.target_minutes:
+                if seconds <= target_seconds(self.target_minutes):  # (to the second, as the fleet's share)
                     self.on_time.inc()
 
     async def refresh_forever(self, redis: AnyRedis, every_s: float = 5.0) -> None:
@@ -80,8 +81,10 @@ class OrderMetrics:
 
 
 async def service_level(redis: AnyRedis, target_minutes: float) -> dict[str, float | int | None]:
-    """Fleet-wide service level: orders by status, delivered, on-time share, mean click-to-door."""
-    by_status, service = await counts.read(redis)
+    """Fleet-wide service level: orders by status, delivered, on-time share (within
+    ``target_minutes``, the reader's target, however the deliveries' processes were set), mean
+    click-to-door."""
+    by_status, service = await counts.read(redis, target_seconds(target_minutes))
     delivered = int(service.get("delivered", 0))
     return {
         "by_status": {s: by_status.get(s, 0) for s in STATUSES},

@@ -28,7 +28,8 @@ const words = (code) => WORDS[code] || code;
 // target, as the server's `due_at` (null if unknown).
 function dueAt(o, snap) {
   const target = snap?.settings?.TRACKER_ON_TIME_TARGET_MIN, start = o.clock_start_at ?? o.placed_at;
-  return Number.isFinite(start) && Number.isFinite(target) ? start + target * 60000 : null;
+  // (The target is a whole number of seconds: rounded so as not to miss it by a float's error.)
+  return Number.isFinite(start) && Number.isFinite(target) ? start + Math.round(target * 60) * 1000 : null;
 }
 const silentFor = (r, now) => `busy, silent ${since(now - r.ts)}`;
 
