@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import statistics
 import sys
 import time
@@ -35,7 +36,10 @@ async def _fill(redis_url: str, riders: int, now_ms: int) -> None:
     from tracker.redis_client import connect
 
     redis = connect(redis_url, cluster=False, decode_responses=True)
-    writer = FixWriter(redis, CollectorRegistry())
+    # every bench rider counts as connected here, so its region is kept; a --code checkout from
+    # before FixWriter took ``is_here`` has no such argument
+    here = {"is_here": lambda rider: True} if "is_here" in inspect.signature(FixWriter).parameters else {}
+    writer = FixWriter(redis, CollectorRegistry(), **here)
     task = asyncio.ensure_future(writer.run())
     for i in range(riders):
         writer.submit(f"bench-r{i}", Fix(52.45 + (i % 100) * 0.002, 13.30 + (i // 100) * 0.004, now_ms))

@@ -1,0 +1,47 @@
+"""Every benchmark script in loadtests/ run as a user runs it, at its tiniest settings, so a
+change to the code it drives (a new required argument, a renamed function) cannot break one
+unnoticed until the next time someone measures."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_replay import SMALL, instances_root
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# script -> its tiniest run (a few seconds each); the MDRP scripts take an instance
+TINY = {
+    "bench_ops_snapshot.py": ["--riders", "10", "--repeat", "2", "--late", "2"],
+    "bench_order_steps.py": ["--orders", "2"],
+    "bench_fix_write.py": ["--riders", "2", "--batches", "2"],
+    "bench_fanout.py": ["--subscribers", "2", "--events", "2"],
+    "bench_locations.py": ["--riders", "2", "--rate", "2", "--seconds", "2", "--generators", "1"],
+    "eta_error.py": ["INSTANCE", "--jobs", "1"],
+}
+# scripts run elsewhere, or too costly to run here
+ELSEWHERE = {
+    "bench_kernel.py": "fixed sizes up to 2000x2000 and a 1000x3000 round on the pure-Python twin: minutes",
+    "r2p_breakdown.py": "tests/test_replay.py runs it on one instance and checks its figures",
+    "run.py": "tests/test_loadtest_smoke.py and tests/test_loadtest_runs.py",
+    "sweep.py": "tests/test_loadtest_runs.py",
+}
+
+
+def test_every_benchmark_script_is_run_here_or_elsewhere() -> None:
+    """A new script in loadtests/ with a command line joins TINY (or says in ELSEWHERE why not)."""
+    scripts = {p.name for p in (ROOT / "loadtests").glob("*.py") if 'if __name__ == "__main__"' in p.read_text()}
+    library = {"checkout.py", "cleanup.py"}  # (their __main__ only says they are not commands)
+    assert scripts - library == set(TINY) | set(ELSEWHERE), sorted(scripts)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_a_benchmark_runs_at_its_tiniest_settings(script: str) -> None:
+    args = [str(instances_root() / SMALL) if a == "INSTANCE" else a for a in TINY[script]]
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / script), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.stdout.strip() and "Traceback" not in done.stderr, done.stdout + done.stderr[-3000:]
