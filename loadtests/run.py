@@ -11,8 +11,11 @@ per connection. Then ``result  ok``, or ``result  FAILED`` and one ``FAILED: ...
 reason (every socket closed by the server, nothing measured, failed requests, exceptions in
 the users, orders it could not end), and exit status 1.
 
-At the end (also when interrupted) it ends the run's unfinished orders on the server
-(``loadtests/cleanup.py``: cancelled, or failed once picked up) and prints how many.
+At the end (also when interrupted: Ctrl-C, SIGTERM or SIGHUP stop locust, its workers too) it
+ends the run's unfinished orders on the server (``loadtests/cleanup.py``: cancelled, or failed
+once picked up) and prints how many; an interrupted run prints its summary with ``result
+interrupted`` and exits 130 (143 after SIGTERM, 129 after SIGHUP). Locust is tied to this
+process: it stops even if this one is killed outright.
 Needs locust (the ``[bench]`` extra): without it, one line and exit status 1, before anything starts.
 """
 from __future__ import annotations
@@ -37,8 +40,11 @@ sys.path.insert(0, str(HERE.parent))  # run as a script: ``loadtests`` is not an
 
 from loadtests.cleanup import REASON, Ending, end_run_orders  # noqa: E402
 from tracker.embedded_redis import free_port  # noqa: E402
+from tracker.interrupts import interrupted_status, signals_deferred, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
+from tracker.parent_death import tied_to_parent  # noqa: E402
 
+LOCUST_STOP_S = 15.0  # locust's own --stop-timeout (5 s) and its workers' shutdown, with room to spare
 NO_LOCUST = "locust is not installed (the load tests' extra): pip install -e '.[bench]'"
 
 
@@ -111,6 +117,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             server.cleanup()
             said = str(exc).splitlines()
             sys.exit(f"loadtests/run.py: could not start a server: {said[0]}{' ' + said[-1] if len(said) > 1 else ''}")
+        except KeyboardInterrupt:
+            server.cleanup()
+            raise
     sampler = None
     if server is not None and server.proc is not None:
         sampler = Sampler(server.proc.pid, server.base_url)
@@ -140,19 +149,33 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 # the probe files its samples taken while users are still being spawned apart
                 "LOADTEST_RAMP_S": str(users / args.spawn_rate + 2.0)})
     started = time.time()
+    locust: subprocess.Popen[bytes] | None = None
+    interrupted = False
     try:
-        subprocess.run(cmd, env=env, check=False, timeout=_seconds(args.time) + 120,
-                       stdout=subprocess.DEVNULL if args.quiet else None,
-                       stderr=subprocess.DEVNULL if args.quiet else None)
-        elapsed = time.time() - started
-    finally:  # (a locust that overran its time, or Ctrl-C, still ends the orders and stops the server)
-        if sampler is not None:
-            sampler.stop.set()
         try:
-            ending = end_run_orders(host, secret, orders, run_id)
-        finally:
-            if server is not None:
-                server.cleanup()
+            with signals_deferred():  # (an interrupt inside Popen would leave locust running, with no handle)
+                # tied to this process: locust (and so its workers) stops even if this one is killed outright
+                locust = subprocess.Popen(tied_to_parent(cmd), env=env,
+                                          stdout=subprocess.DEVNULL if args.quiet else None,
+                                          stderr=subprocess.DEVNULL if args.quiet else None)
+            locust.wait(timeout=_seconds(args.time) + 120)
+        except subprocess.TimeoutExpired:  # (overran its time: stopped below)
+            pass
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (main delivers those as Ctrl-C): end the run
+            interrupted = True
+        elapsed = time.time() - started
+    finally:  # (a locust that overran its time, or an interrupt, still ends the orders and stops the server)
+        try:
+            if locust is not None:
+                _stop(locust)
+        finally:  # (even a second Ctrl-C while locust stops still ends the orders; one more stops that)
+            if sampler is not None:
+                sampler.stop.set()
+            try:
+                ending = end_run_orders(host, secret, orders, run_id)
+            finally:
+                if server is not None:
+                    server.cleanup()
     stats = read_stats(out)
     summary = _summarise(stats, elapsed, sampler, idle_rss if sampler else None, users)
     summary["run_id"] = run_id
@@ -165,7 +188,21 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         failed.append(f"{ending.unresolved} of this run's orders could not be checked or ended "
                       f"(see {orders.name}), first: {sorted(ending.errors)[0]}")
     summary["problems"] = failed
+    summary["interrupted"] = interrupted
     return summary
+
+
+def _stop(locust: subprocess.Popen[bytes]) -> None:
+    """Stop locust if it still runs: SIGTERM (it stops its users and workers and writes its CSV),
+    then SIGKILL if it has not ended within ``LOCUST_STOP_S``."""
+    if locust.poll() is not None:
+        return
+    locust.terminate()
+    try:
+        locust.wait(timeout=LOCUST_STOP_S)
+    except subprocess.TimeoutExpired:
+        locust.kill()
+        locust.wait()
 
 
 def ended_text(ending: Ending) -> str:
@@ -318,15 +355,22 @@ def main() -> None:
     require_locust()
     if args.server and not (args.secret or os.environ.get("TRACKER_SECRET")):
         p.error("--server needs that server's secret: --secret S or TRACKER_SECRET=S")
-    summary = run(args)
+    try:
+        with stop_signals_as_ctrl_c():  # SIGTERM, SIGHUP: locust stopped and the orders ended, as on Ctrl-C
+            summary = run(args)
+    except KeyboardInterrupt:  # (before the run began, or again while it ended: no summary to print)
+        print("loadtests/run.py: interrupted before the run's summary (its orders may not all be ended)",
+              file=sys.stderr)
+        sys.exit(interrupted_status())
     failed = summary.pop("problems")
-    summary["result"] = "FAILED" if failed else "ok"
+    interrupted = summary.pop("interrupted")
+    summary["result"] = "interrupted" if interrupted else "FAILED" if failed else "ok"
     width = max(len(k) for k in summary)
     for key, value in summary.items():
         print(f"{key:<{width}}  {'not measured' if value is None else value}")
     for line in failed:  # type: ignore[union-attr]
         print(f"FAILED: {line}")
-    sys.exit(1 if failed else 0)
+    sys.exit(interrupted_status() if interrupted else 1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ a sweep says when it found no knee."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import subprocess
@@ -193,3 +194,47 @@ def test_ending_a_runs_orders_gives_up_soon_on_a_server_whose_redis_hangs(tmp_pa
     assert took < 20, took  # (60 orders at 5 s each, 8 at a time: 40 s and more)
     assert ending.outcomes["not ended"] >= GIVE_UP_AFTER and ending.outcomes["not tried"] > 0, ending
     assert ending.unresolved == len(ids) and "redis_unavailable" in ending.errors[0], ending.errors[:1]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_run_stopped_by_ctrl_c_or_sigterm_stops_locust_ends_its_orders_and_prints_its_summary(
+        server: ServerProcess, tmp_path: Path, how: str) -> None:
+    """As the docs promise, an interrupted run still ends its orders; SIGTERM (a service manager,
+    ``timeout``) takes the path of Ctrl-C instead of leaving locust firing at the server."""
+    import signal
+    import time
+
+    import psutil
+
+    env = {**os.environ, "TRACKER_SECRET": SECRET}
+    cmd = [sys.executable, str(ROOT / "loadtests" / "run.py"), "--server", server.base_url, "--csv", str(tmp_path),
+           "--riders", "2", "--customers", "2", "--merchants", "1", "--time", "120s", "--quiet",
+           *(["--processes", "2"] if how == "sigterm" else [])]  # (a master and its workers, all to stop)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # a group of its own, as a terminal's foreground job
+    locusts: list[psutil.Process] = []
+    try:
+        placed = tmp_path / "run_orders.txt"
+        deadline = time.monotonic() + 90
+        while not (placed.exists() and placed.read_text().strip()) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no order placed"
+            time.sleep(0.2)
+        locusts = psutil.Process(proc.pid).children(recursive=True)
+        assert len(locusts) == (3 if how == "sigterm" else 1), locusts
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        else:
+            proc.send_signal(signal.SIGTERM)  # run.py alone, as `kill` does
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        for p in locusts:  # (left running before the fix: not left behind by the test)
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), out + err[-2000:]
+    assert "Traceback" not in err and value(out, "result") == "interrupted", out + err[-2000:]
+    assert not [p for p in locusts if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], locusts
+    orders = orders_of_run(server, value(out, "run_id"))
+    assert orders and all(o["status"] in FINAL for o in orders), [(o["id"], o["status"]) for o in orders]
+    assert len(orders) == int(value(out, "orders_placed")), out
+    assert value(out, "orders_ended").startswith(f"{sum(o['events'][-1].get('reason') == REASON for o in orders)} (")
