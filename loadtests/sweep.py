@@ -30,6 +30,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests import run as runner  # noqa: E402
+from tracker.interrupts import interrupted_status, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
 
 FIELDS = ["riders", "held", "fixes_per_s", "fix_to_visibility_p50_ms", "fix_to_visibility_p99_ms", "errors",
@@ -79,6 +80,8 @@ def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_m
         *(ports or []),
     ])
     summary = runner.run(args)
+    if summary["interrupted"]:  # (run.py stopped locust and ended the step's orders: stop the sweep too)
+        raise KeyboardInterrupt
     row = {k: summary.get(k) for k in FIELDS if k in summary}
     row["riders"] = riders
     held = summary.get("connections_held_max")
@@ -141,6 +144,16 @@ def plot(rows: list[dict[str, object]], limit_ms: float, path: Path) -> None:
 
 
 def main() -> None:
+    """Run the sweep; interrupted (Ctrl-C, SIGTERM, SIGHUP), one line and nothing written."""
+    try:
+        with stop_signals_as_ctrl_c():
+            sweep()
+    except KeyboardInterrupt:
+        print("loadtests/sweep.py: interrupted, nothing written", file=sys.stderr)
+        sys.exit(interrupted_status())
+
+
+def sweep() -> None:
     """Measure idle memory, then raise the riders step by step until one breaks; write the CSV and the
     plot and print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -238,3 +238,32 @@ def test_a_run_stopped_by_ctrl_c_or_sigterm_stops_locust_ends_its_orders_and_pri
     assert orders and all(o["status"] in FINAL for o in orders), [(o["id"], o["status"]) for o in orders]
     assert len(orders) == int(value(out, "orders_placed")), out
     assert value(out, "orders_ended").startswith(f"{sum(o['events'][-1].get('reason') == REASON for o in orders)} (")
+
+
+def test_a_sweep_stopped_by_sigterm_stops_there_and_writes_nothing(tmp_path: Path) -> None:
+    """Its step's run.py ends the step; the sweep must not carry on, nor write a half table as the capacity."""
+    import signal
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "loadtests" / "sweep.py"), "--start", "2", "--step", "2",
+                             "--max", "4", "--seconds", "60", "--idle", "0", "--processes", "1", "--out", str(tmp_path)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        def locust_running() -> bool:
+            with contextlib.suppress(psutil.Error):  # (a process gone between the listing and its command line)
+                return any("locust" in " ".join(p.cmdline()) for p in psutil.Process(proc.pid).children(recursive=True))
+            return False
+
+        while not locust_running():
+            assert time.monotonic() < deadline and proc.poll() is None, "no step started"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, out + err[-2000:]
+    assert err.strip() == "loadtests/sweep.py: interrupted, nothing written", err[-2000:]
+    assert not list(tmp_path.iterdir()) and "riders=" not in out, out
