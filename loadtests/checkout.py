@@ -16,15 +16,31 @@ HERE = Path(__file__).resolve().parent
 
 def add_code_option(parser: argparse.ArgumentParser) -> None:
     """The ``--code DIR`` option (default: this checkout)."""
-    parser.add_argument("--code", type=Path, default=HERE.parent,
+    parser.add_argument("--code", type=_checkout, default=HERE.parent,
                         help="the checkout whose server to measure (default: this one)")
 
 
+def _checkout(text: str) -> Path:
+    """``--code``: a folder holding a ``tracker`` package (otherwise the installed one would be
+    measured under that folder's name)."""
+    code = Path(text)
+    if not (code / "tracker" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a tracker checkout (no tracker/__init__.py in it)")
+    return code
+
+
 def use_checkout(code: Path) -> str:
-    """Import ``tracker`` from ``code`` from now on, here and in the server processes started; returns its path."""
+    """Import ``tracker`` from ``code`` from now on, here and in the server processes started; returns its path.
+    Exits with one line if ``tracker`` still comes from elsewhere (an install that takes precedence)."""
     path = str(code.resolve())
     sys.path.insert(0, path)
     os.environ["PYTHONPATH"] = path  # the server process imports the same code
+    import tracker
+
+    where = Path(tracker.__file__ or "").resolve()
+    if not where.is_relative_to(path):
+        sys.exit(f"{Path(sys.argv[0]).name}: --code {code}: tracker is imported from {where.parent}, not from "
+                 "that checkout: the figures would be of the wrong code")
     return path
 
 

@@ -45,3 +45,12 @@ def test_a_benchmark_runs_at_its_tiniest_settings(script: str) -> None:
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.strip() and "Traceback" not in done.stderr, done.stdout + done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("script", ["bench_order_steps.py", "bench_fix_write.py", "bench_ops_snapshot.py"])
+def test_a_code_folder_that_is_no_checkout_is_refused_instead_of_measuring_this_one(script: str, tmp_path: Path) -> None:
+    """The installed tracker would fill in, and its figures be printed under that folder's name."""
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / script), "--code", str(tmp_path / "nonexistent")],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and not done.stdout, done.stdout + done.stderr
+    assert "is not a tracker checkout (no tracker/__init__.py in it)" in done.stderr.splitlines()[-1], done.stderr
