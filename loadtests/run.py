@@ -323,9 +323,10 @@ def _count(text: str) -> int:
 
 
 def _url(text: str) -> str:
+    """``--server``: an http(s) URL, without its trailing ``/`` (which would make every path ``//v1/...``)."""
     if not text.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
-    return text
+    return text.rstrip("/")
 
 
 def parser() -> argparse.ArgumentParser:

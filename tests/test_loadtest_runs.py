@@ -89,7 +89,8 @@ def test_a_run_against_a_server_takes_its_secret_from_the_environment_and_ends_i
         server: ServerProcess, tmp_path: Path) -> None:
     # two locust worker processes: the orders of both are ended (one merchant: one tablet)
     small = ["--riders", "4", "--customers", "2", "--merchants", "1", "--time", "6s", "--quiet", "--processes", "2"]
-    done = run_py(["--server", server.base_url, "--csv", str(tmp_path), *small], SECRET)
+    # (with a trailing /, as a URL copied from a browser: not //v1/orders)
+    done = run_py(["--server", server.base_url + "/", "--csv", str(tmp_path), *small], SECRET)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert value(done.stdout, "result") == "ok", done.stdout
     assert float(value(done.stdout, "fix_to_visibility_p99_ms")) > 0
