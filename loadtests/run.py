@@ -179,12 +179,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     stats = read_stats(out)
     summary = _summarise(stats, elapsed, sampler, idle_rss if sampler else None, users)
     summary["run_id"] = run_id
-    summary["orders_placed"] = ending.listed - ending.outcomes["missing"]  # (a refused create leaves none)
+    summary["orders_placed"] = placed = _placed(ending, stats)
     summary["orders_ended"] = ended_text(ending)
     summary["csv"] = str(out) + "_stats.csv"
     failed = problems(stats, read_rows(Path(f"{out}_failures.csv")), read_rows(Path(f"{out}_exceptions.csv")),
                       args.riders, quiet=args.quiet)
-    if ending.unresolved:
+    if ending.unresolved == ending.listed > 0:  # not one answer: the server refused the operator, or was gone
+        failed.append(f"could not check this run's orders on the server, first: {sorted(ending.errors)[0]}; "
+                      + (f"the {placed} it placed may still be open (see {orders.name})" if placed else "it placed none"))
+    elif ending.unresolved:
         failed.append(f"{ending.unresolved} of this run's orders could not be checked or ended "
                       f"(see {orders.name}), first: {sorted(ending.errors)[0]}")
     summary["problems"] = failed
@@ -203,6 +206,19 @@ def _stop(locust: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         locust.kill()
         locust.wait()
+
+
+def _placed(ending: Ending, stats: dict[str, dict[str, str]]) -> int:
+    """The run's orders the server holds: those the cleanup found there (exact when it could check
+    every one: a create refused, e.g. a wrong secret, or never answered left none). Where it could
+    not check some, at least as many as locust saw accepted (2xx), which misses creates still in flight
+    when locust stopped."""
+    found = ending.listed - ending.outcomes["missing"] - ending.unresolved
+    if not ending.unresolved:
+        return found
+    create = stats.get("POST /v1/orders", {})
+    accepted = int(float(create.get("Request Count") or 0)) - int(float(create.get("Failure Count") or 0))
+    return max(found, accepted)
 
 
 def ended_text(ending: Ending) -> str:

@@ -62,6 +62,10 @@ def test_a_run_whose_sockets_are_all_refused_fails_and_says_why(server: ServerPr
     # the operator's refused orders, named once with their method (not "POST POST /v1/orders")
     assert any(" x POST /v1/orders: " in line and "401" in line for line in lines), done.stdout
     assert "POST POST" not in done.stdout and "GET GET" not in done.stdout, done.stdout
+    # its creates were refused (401): it placed nothing, and the cleanup's check was refused too
+    assert value(done.stdout, "orders_placed") == "0", done.stdout
+    assert any(line.startswith("FAILED: could not check this run's orders on the server, first: ")
+               and "401" in line and line.endswith("; it placed none") for line in lines), done.stdout
     closed = rows(tmp_path / "run_stats.csv")["WS closed:1008 unauthorized"]
     assert int(closed["Failure Count"]) == int(closed["Request Count"]) > 0
 
