@@ -13,13 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import orjson
 import websockets
 
-from tracker.launcher import ServerProcess
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
+
+from loadtests.arguments import ctrl_c_exits, positive_int  # noqa: E402
+from tracker.launcher import ServerProcess  # noqa: E402
 
 
 async def subscriber(url: str, token: str, want: int, out: list[float], ready: asyncio.Event, counter: list[int]) -> None:
@@ -70,10 +75,10 @@ async def run(server: ServerProcess, n: int, events: int) -> tuple[list[float], 
 def main() -> None:
     """Run the benchmark with the command-line flags against a fresh server and print the latencies."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--subscribers", type=int, default=1000)
-    ap.add_argument("--events", type=int, default=50)
+    ap.add_argument("--subscribers", type=positive_int, default=1000)  # (0 would wait for ever for them)
+    ap.add_argument("--events", type=positive_int, default=50)
     args = ap.parse_args()
-    with ServerProcess(env={"TRACKER_LOG_LEVEL": "warning"}) as server:
+    with ctrl_c_exits("bench_fanout.py"), ServerProcess(env={"TRACKER_LOG_LEVEL": "warning"}) as server:
         lat, missed = asyncio.run(run(server, args.subscribers, args.events))
     lat.sort()
     print(f"{args.subscribers} subscribers x {args.events} events = {len(lat)} deliveries, {missed} missed")

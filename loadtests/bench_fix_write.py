@@ -19,14 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
 
+from loadtests.arguments import ctrl_c_exits, positive_int  # noqa: E402
 from loadtests.checkout import add_code_option, use_checkout  # noqa: E402
 
 
 def main() -> None:
     """Time ``--batches`` script calls of ``--riders`` fixes each and print the figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--riders", type=int, default=500, help="fixes per batch (one per rider)")
-    p.add_argument("--batches", type=int, default=40)
+    p.add_argument("--riders", type=positive_int, default=500, help="fixes per batch (one per rider)")
+    p.add_argument("--batches", type=positive_int, default=40)
     add_code_option(p)
     args = p.parse_args()
     code = use_checkout(args.code)
@@ -37,7 +38,7 @@ def main() -> None:
     from tracker.locations import store
     from tracker.locations.fix import Fix
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with ctrl_c_exits("bench_fix_write.py"), tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(Path(tmp))
         server.start()
         try:

@@ -15,11 +15,15 @@ import importlib.util
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import dispatch_ext
-from dispatch_ext import linear_assignment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
+
+import dispatch_ext  # noqa: E402
+from dispatch_ext import linear_assignment  # noqa: E402
+from loadtests.arguments import ctrl_c_exits, positive_int  # noqa: E402
 
 SIZES = [(100, 100), (500, 500), (1000, 1000), (2000, 2000), (300, 2000)]
 BENCH_EXTRAS = ("scipy", "lap")  # what it compares the kernel with: the [bench] extras
@@ -120,14 +124,15 @@ def bench_round(repeat: int) -> None:
 def main() -> None:
     """Run both benchmarks, or exit with a message when the ``[bench]`` extras are missing."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=positive_int, default=5)
     args = parser.parse_args()
     missing = missing_extras()
     if missing:
         sys.exit(f"bench_kernel: {' and '.join(missing)} not installed (the benchmark extras): "
                  "pip install -e '.[bench]'")
-    bench_assignment(args.repeat)
-    bench_round(args.repeat)
+    with ctrl_c_exits("bench_kernel.py"):
+        bench_assignment(args.repeat)
+        bench_round(args.repeat)
 
 
 if __name__ == "__main__":

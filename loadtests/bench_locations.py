@@ -24,18 +24,23 @@ import contextlib
 import multiprocessing as mp
 import random
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import orjson
 import websockets
 
-from tracker.auth import issue_token
-from tracker.embedded_cluster import EmbeddedCluster
-from tracker.launcher import ServerProcess
-from tracker.locations.nearby import nearby
-from tracker.redis_client import AnyRedis, connect
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
+
+from loadtests.arguments import ctrl_c_exits, positive_float, positive_int  # noqa: E402
+from tracker.auth import issue_token  # noqa: E402
+from tracker.embedded_cluster import EmbeddedCluster  # noqa: E402
+from tracker.launcher import ServerProcess  # noqa: E402
+from tracker.locations.nearby import nearby  # noqa: E402
+from tracker.redis_client import AnyRedis, connect  # noqa: E402
 
 CENTRE = (48.8566, 2.3522)
 METRICS = ("tracker_fixes_accepted_total", "tracker_fixes_written_total", "tracker_fix_batch_size_count")
@@ -72,7 +77,10 @@ async def _generator(ws_url: str, secret: str, ids: list[str], rate: float, seco
 
 def generator(ws_url: str, secret: str, ids: list[str], rate: float, seconds: float, sent: "mp.Value") -> None:  # type: ignore[type-arg]
     """Process entry point: stream the fixes of riders ``ids`` and add the number sent to ``sent``."""
-    asyncio.run(_generator(ws_url, secret, ids, rate, seconds, sent))
+    try:
+        asyncio.run(_generator(ws_url, secret, ids, rate, seconds, sent))
+    except KeyboardInterrupt:  # (Ctrl-C reaches every process of the terminal's job: the main one says it, once)
+        pass
 
 
 async def probe(server: ServerProcess, seconds: float) -> list[float]:
@@ -111,13 +119,15 @@ async def _probe_fixes(server: ServerProcess, token: str, redis: AnyRedis, secon
 def main() -> None:
     """Run the benchmark with the command-line flags, on an embedded Redis Cluster with ``--redis-cluster``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--riders", type=int, default=2000)
-    ap.add_argument("--rate", type=float, default=10.0, help="fixes per second per rider")
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--generators", type=int, default=2)
+    ap.add_argument("--riders", type=positive_int, default=2000)
+    ap.add_argument("--rate", type=positive_float, default=10.0, help="fixes per second per rider")
+    ap.add_argument("--seconds", type=positive_float, default=20.0)
+    ap.add_argument("--generators", type=positive_int, default=2)
     ap.add_argument("--redis-cluster", action="store_true", help="on a three-node embedded Redis Cluster")
     args = ap.parse_args()
-    with contextlib.ExitStack() as stack:
+    if args.generators > args.riders:  # (a generator with no rider would send nothing)
+        ap.error(f"--generators {args.generators} is more than --riders {args.riders}")
+    with ctrl_c_exits("bench_locations.py"), contextlib.ExitStack() as stack:
         redis_url = None
         if args.redis_cluster:
             cluster = stack.enter_context(EmbeddedCluster(stack.enter_context(tempfile.TemporaryDirectory())))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
 
+from loadtests.arguments import count, ctrl_c_exits, positive_int  # noqa: E402
 from loadtests.checkout import add_code_option, server_with_own_redis, use_checkout  # noqa: E402
 
 
@@ -80,9 +81,9 @@ async def _written(redis) -> int:  # type: ignore[no-untyped-def]
 def main() -> None:
     """Print the median ms of ``--repeat`` snapshots of ``--riders`` riders against ``--code``'s server."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--riders", type=int, default=5000)
-    p.add_argument("--repeat", type=int, default=20)
-    p.add_argument("--late", type=int, default=0, help="orders overdue (created over HTTP) besides the riders")
+    p.add_argument("--riders", type=count, default=5000)
+    p.add_argument("--repeat", type=positive_int, default=20)
+    p.add_argument("--late", type=count, default=0, help="orders overdue (created over HTTP) besides the riders")
     add_code_option(p)
     args = p.parse_args()
     code = use_checkout(args.code)
@@ -90,7 +91,7 @@ def main() -> None:
 
     # (the fixes stay fresh for the run)
     env = {"TRACKER_STALE_AFTER_S": "3600", "TRACKER_ON_TIME_TARGET_MIN": str(1 / 60)}  # (every order overdue a second after its creation)
-    with server_with_own_redis(env) as (redis_url, server):
+    with ctrl_c_exits("bench_ops_snapshot.py"), server_with_own_redis(env) as (redis_url, server):
         asyncio.run(_fill(redis_url, args.riders, int(time.time() * 1000)))
         asyncio.run(_create_orders(server.base_url, server.token("operator", "bench"), args.late))
         headers = {"Authorization": "Bearer " + server.token("operator", "bench")}

@@ -15,19 +15,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
 
+from loadtests.arguments import ctrl_c_exits, positive_int  # noqa: E402
 from loadtests.checkout import add_code_option, server_with_own_redis, use_checkout  # noqa: E402
 
 
 def main() -> None:
     """Time ``--orders`` cancels against the server of the ``--code`` checkout and print ms per cancel."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--orders", type=int, default=400)
+    p.add_argument("--orders", type=positive_int, default=400)
     add_code_option(p)
     args = p.parse_args()
     code = use_checkout(args.code)
     import httpx
 
-    with server_with_own_redis() as (_, server):
+    with ctrl_c_exits("bench_order_steps.py"), server_with_own_redis() as (_, server):
         headers = {"Authorization": "Bearer " + server.token("operator", "bench")}
         with httpx.Client(base_url=server.base_url, headers=headers) as http:
             ids = [f"o{i}" for i in range(args.orders)]

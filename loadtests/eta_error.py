@@ -22,16 +22,20 @@ they came in.
 from __future__ import annotations
 
 import argparse
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from tracker.dispatch.model import Plan, Snapshot
-from tracker.geo import LocalProjection
-from tracker.mdrp.instance import Instance, load_instance
-from tracker.mdrp.simulator import ORIGIN, simulate, to_ms
-from tracker.orders.eta import EtaModel, route_times
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
+
+from loadtests.arguments import ctrl_c_exits, instance_folders, positive_int  # noqa: E402
+from tracker.dispatch.model import Plan, Snapshot  # noqa: E402
+from tracker.geo import LocalProjection  # noqa: E402
+from tracker.mdrp.instance import Instance, load_instance  # noqa: E402
+from tracker.mdrp.simulator import ORIGIN, simulate, to_ms  # noqa: E402
+from tracker.orders.eta import EtaModel, route_times  # noqa: E402
 
 MS_PER_MIN = 60_000.0
 
@@ -96,16 +100,16 @@ def main() -> None:
     """Replay every instance under ROOT in ``--jobs`` processes and print the drop-off and pickup errors."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", help="folder of MDRP instances (or one instance)")
-    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--jobs", type=positive_int, default=2)
     args = ap.parse_args()
     root = Path(args.root)
-    folders = [root] if (root / "orders.txt").exists() else sorted(p for p in root.iterdir() if (p / "orders.txt").exists())
+    folders = [root] if (root / "orders.txt").exists() else instance_folders(ap, root)
     drops: list[float] = []
     picks: list[float] = []
     firsts: list[float] = []
     lasts: list[float] = []
     without = 0
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ctrl_c_exits("eta_error.py"), ProcessPoolExecutor(args.jobs) as pool:
         for d, k, f, la, n in pool.map(instance_errors, [str(f) for f in folders]):
             drops.extend(d)
             picks.extend(k)

@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-import dispatch_ext as kernel
-from tracker.dispatch.model import Plan, Snapshot
-from tracker.geo import LocalProjection
-from tracker.mdrp.instance import load_instance
-from tracker.mdrp.simulator import simulate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``loadtests`` is not a package
+
+import dispatch_ext as kernel  # noqa: E402
+from loadtests.arguments import ctrl_c_exits, instance_folders, positive_int  # noqa: E402
+from tracker.dispatch.model import Plan, Snapshot  # noqa: E402
+from tracker.geo import LocalProjection  # noqa: E402
+from tracker.mdrp.instance import load_instance  # noqa: E402
+from tracker.mdrp.simulator import simulate  # noqa: E402
 
 MS_PER_MIN = 60_000.0
 
@@ -71,10 +75,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root")
     ap.add_argument("--match", default="", help="only instances whose name contains this")
-    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--jobs", type=positive_int, default=2)
     args = ap.parse_args()
-    folders = sorted(str(f) for f in Path(args.root).iterdir() if (f / "orders.txt").is_file() and args.match in f.name)
-    with ProcessPoolExecutor(args.jobs) as pool:
+    folders = [str(f) for f in instance_folders(ap, Path(args.root), args.match)]
+    with ctrl_c_exits("r2p_breakdown.py"), ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(breakdown, folders))
     families: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for name, reach, actual in rows:

@@ -38,6 +38,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script: ``loadtests`` is not an installed package
 
+from loadtests.arguments import count, port, positive_float, positive_int  # noqa: E402
 from loadtests.cleanup import REASON, Ending, end_run_orders  # noqa: E402
 from tracker.embedded_redis import free_port  # noqa: E402
 from tracker.interrupts import interrupted_status, signals_deferred, stop_signals_as_ctrl_c  # noqa: E402
@@ -181,7 +182,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     summary["run_id"] = run_id
     summary["orders_placed"] = placed = _placed(ending, stats)
     summary["orders_ended"] = ended_text(ending)
-    summary["csv"] = str(out) + "_stats.csv"
     failed = problems(stats, read_rows(Path(f"{out}_failures.csv")), read_rows(Path(f"{out}_exceptions.csv")),
                       args.riders, quiet=args.quiet)
     if ending.unresolved == ending.listed > 0:  # not one answer: the server refused the operator, or was gone
@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     elif ending.unresolved:
         failed.append(f"{ending.unresolved} of this run's orders could not be checked or ended "
                       f"(see {orders.name}), first: {sorted(ending.errors)[0]}")
+    summary["csv"] = str(out) + "_stats.csv"
     summary["problems"] = failed
     summary["interrupted"] = interrupted
     return summary
@@ -328,16 +329,6 @@ def _run_time(text: str) -> str:
     return text
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
-    return value
-
-
 def _url(text: str) -> str:
     """``--server``: an http(s) URL, without its trailing ``/`` (which would make every path ``//v1/...``)."""
     if not text.startswith(("http://", "https://")):
@@ -350,15 +341,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Run tracker's locust scenarios headless and summarise.")
     p.add_argument("--server", type=_url, help="target an existing server (default: start one with an embedded Redis)")
     p.add_argument("--secret", help="the server's TRACKER_SECRET (default: $TRACKER_SECRET; needed with --server)")
-    p.add_argument("--port", type=int, help="port of the server it starts (default: a free one)")
-    p.add_argument("--master-port", type=int, help="port of the locust master with --processes (default: a free one)")
-    p.add_argument("--riders", type=_count, default=100)
-    p.add_argument("--customers", type=_count, default=10)
-    p.add_argument("--merchants", type=_count, default=5)
-    p.add_argument("--operators", type=_count, default=1)
+    p.add_argument("--port", type=port, help="port of the server it starts (default: a free one)")
+    p.add_argument("--master-port", type=port, help="port of the locust master with --processes (default: a free one)")
+    p.add_argument("--riders", type=count, default=100)
+    p.add_argument("--customers", type=count, default=10)
+    p.add_argument("--merchants", type=count, default=5)
+    p.add_argument("--operators", type=count, default=1)
     p.add_argument("--time", type=_run_time, default="30s", help="run time, e.g. 30s, 5m")
-    p.add_argument("--spawn-rate", type=float, default=100)
-    p.add_argument("--processes", type=int, default=1, help="locust worker processes")
+    p.add_argument("--spawn-rate", type=positive_float, default=100, help="users started a second")
+    p.add_argument("--processes", type=positive_int, default=1, help="locust worker processes")
     p.add_argument("--csv", help="folder for locust's CSV files")
     p.add_argument("--quiet", action="store_true")
     return p

@@ -30,6 +30,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests import run as runner  # noqa: E402
+from loadtests.arguments import count, port, positive_float, positive_int  # noqa: E402
 from tracker.interrupts import interrupted_status, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
 
@@ -157,19 +158,23 @@ def sweep() -> None:
     """Measure idle memory, then raise the riders step by step until one breaks; write the CSV and the
     plot and print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--start", type=int, default=500)
-    p.add_argument("--step", type=int, default=500)
-    p.add_argument("--max", type=int, default=6000)
-    p.add_argument("--seconds", type=float, default=30, help="steady time per step after the ramp")
-    p.add_argument("--spawn-rate", type=float, default=200)
-    p.add_argument("--processes", type=int, default=2, help="locust worker processes")
-    p.add_argument("--limit-ms", type=float, default=100.0)
-    p.add_argument("--idle", type=int, default=2000, help="idle connections for the memory figure (0: skip)")
+    p.add_argument("--start", type=positive_int, default=500)
+    p.add_argument("--step", type=positive_int, default=500)
+    p.add_argument("--max", type=positive_int, default=6000)
+    p.add_argument("--seconds", type=positive_float, default=30, help="steady time per step after the ramp (1 or more)")
+    p.add_argument("--spawn-rate", type=positive_float, default=200)
+    p.add_argument("--processes", type=positive_int, default=2, help="locust worker processes")
+    p.add_argument("--limit-ms", type=positive_float, default=100.0)
+    p.add_argument("--idle", type=count, default=2000, help="idle connections for the memory figure (0: skip)")
     p.add_argument("--keep-going", action="store_true", help="run every step even after the knee")
     p.add_argument("--out", default="docs/benchmarks")
-    p.add_argument("--port", type=int, help="port of the servers it starts (default: a free one)")
-    p.add_argument("--master-port", type=int, help="port of the locust master (default: a free one)")
+    p.add_argument("--port", type=port, help="port of the servers it starts (default: a free one)")
+    p.add_argument("--master-port", type=port, help="port of the locust master (default: a free one)")
     args = p.parse_args()
+    if args.max < args.start:  # (no step at all: nothing to measure, and an empty table over the committed one)
+        p.error(f"--max {args.max} is below --start {args.start}")
+    if args.seconds < 1:  # (each step's run time is whole seconds: under one, run.py's would be 0)
+        p.error(f"--seconds {args.seconds:g} is under 1")
     runner.require_locust()
     ports = [*(["--port", str(args.port)] if args.port else []),
              *(["--master-port", str(args.master_port)] if args.master_port else [])]
@@ -186,6 +191,8 @@ def sweep() -> None:
         print(" ".join(f"{k}={row.get(k)}" for k in FIELDS), flush=True)
         if row["verdict"] == "breaks" and not args.keep_going:
             break
+    if not rows:  # (none measured: keep what --out holds)
+        return
     with (out / "capacity.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()

@@ -1,0 +1,72 @@
+"""The command lines of the load-test and benchmark scripts: a value that cannot make sense is a
+usage error before anything starts (not a traceback, a hang, or a run that reports 0/s), and
+Ctrl-C is one line."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+REFUSED = [  # script, arguments, what the usage error says
+    ("run.py", ["--spawn-rate", "0"], "argument --spawn-rate: '0' is not a number above 0"),
+    ("run.py", ["--spawn-rate", "-5"], "argument --spawn-rate: '-5' is not a number above 0"),
+    ("run.py", ["--processes", "0"], "argument --processes: '0' is not a whole number above 0"),
+    ("run.py", ["--port", "99999"], "argument --port: '99999' is not a port (1 to 65535)"),
+    ("sweep.py", ["--master-port", "0"], "argument --master-port: '0' is not a port (1 to 65535)"),
+    ("sweep.py", ["--start", "10", "--max", "5"], "--max 5 is below --start 10"),
+    ("sweep.py", ["--step", "0"], "argument --step: '0' is not a whole number above 0"),
+    ("sweep.py", ["--spawn-rate", "0"], "argument --spawn-rate: '0' is not a number above 0"),
+    ("sweep.py", ["--seconds", "0.5"], "--seconds 0.5 is under 1"),
+    ("bench_kernel.py", ["--repeat", "0"], "argument --repeat: '0' is not a whole number above 0"),
+    ("bench_locations.py", ["--seconds", "0"], "argument --seconds: '0' is not a number above 0"),
+    ("bench_locations.py", ["--rate", "-1"], "argument --rate: '-1' is not a number above 0"),
+    ("bench_locations.py", ["--riders", "0"], "argument --riders: '0' is not a whole number above 0"),
+    ("bench_locations.py", ["--riders", "1", "--generators", "2"], "--generators 2 is more than --riders 1"),
+    ("bench_order_steps.py", ["--orders", "0"], "argument --orders: '0' is not a whole number above 0"),
+    ("bench_fix_write.py", ["--riders", "0"], "argument --riders: '0' is not a whole number above 0"),
+    ("bench_ops_snapshot.py", ["--repeat", "0"], "argument --repeat: '0' is not a whole number above 0"),
+    ("bench_fanout.py", ["--subscribers", "0", "--events", "2"], "argument --subscribers: '0' is not a whole number"),
+    ("eta_error.py", ["NOWHERE"], "NOWHERE: no MDRP instance there (folders holding orders.txt)"),
+    ("eta_error.py", [".", "--jobs", "0"], "argument --jobs: '0' is not a whole number above 0"),
+    ("r2p_breakdown.py", ["NOWHERE"], "NOWHERE: no MDRP instance there (folders holding orders.txt)"),
+]
+
+
+@pytest.mark.parametrize("script, args, said", REFUSED, ids=[f"{s} {' '.join(a)}" for s, a, _ in REFUSED])
+def test_a_value_that_cannot_make_sense_is_a_usage_error_before_anything_starts(
+        script: str, args: list[str], said: str, tmp_path: Path) -> None:
+    args = [str(tmp_path / "nowhere") if a == "NOWHERE" else a for a in args]
+    said = said.replace("NOWHERE", str(tmp_path / "nowhere"))
+    out = ["--out", str(tmp_path / "out")] if script == "sweep.py" else []  # (not over the committed figures)
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / script), *args, *out],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 2 and not done.stdout, done.stdout + done.stderr[-2000:]
+    assert done.stderr.splitlines()[-1].startswith(f"{script}: error: ") and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # no locust folder, no capacity table
+
+
+def test_ctrl_c_during_a_benchmark_is_one_line_from_all_its_processes(tmp_path: Path) -> None:
+    """Ctrl-C reaches the terminal's whole job: the benchmark, its generator processes (and its server)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "loadtests" / "bench_locations.py"), "--riders", "2",
+                             "--rate", "2", "--seconds", "60", "--generators", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(psutil.Process(proc.pid).children()) < 3:  # the server and both generators started
+            assert time.monotonic() < deadline and proc.poll() is None, "the benchmark did not start"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    assert err == "bench_locations.py: interrupted\n", err
