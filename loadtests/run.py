@@ -9,7 +9,8 @@ the CSV and prints: connections held, fixes/s accepted, fan-out and fix-to-visib
 p50/p99 (``not measured`` when there was no sample), errors, and the server's CPU and memory
 per connection. Then ``result  ok``, or ``result  FAILED`` and one ``FAILED: ...`` line per
 reason (every socket closed by the server, nothing measured, failed requests, exceptions in
-the users, orders it could not end), and exit status 1.
+the users, orders it could not end), and exit status 1. Locust's CSV files go to ``--csv DIR``;
+without it to a folder in /tmp, removed after a run that passed.
 
 At the end (also when interrupted: Ctrl-C, SIGTERM or SIGHUP stop locust, its workers too) it
 ends the run's unfinished orders on the server (``loadtests/cleanup.py``: cancelled, or failed
@@ -25,6 +26,7 @@ import csv
 import importlib.util
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -190,7 +192,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     elif ending.unresolved:
         failed.append(f"{ending.unresolved} of this run's orders could not be checked or ended "
                       f"(see {orders.name}), first: {sorted(ending.errors)[0]}")
-    summary["csv"] = str(out) + "_stats.csv"
+    if args.csv:
+        summary["csv"] = f"{out}_stats.csv"
+    elif failed:  # (its failures and its order ids, named above, to look into)
+        summary["csv"] = f"{out}_stats.csv (kept: the run failed)"
+    else:  # a folder of its own in /tmp: not left behind by every run
+        shutil.rmtree(out.parent, ignore_errors=True)
+        summary["csv"] = "not kept (--csv DIR keeps locust's files)"
     summary["problems"] = failed
     summary["interrupted"] = interrupted
     return summary

@@ -22,6 +22,7 @@ import asyncio
 import csv
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -75,12 +76,13 @@ def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_m
     """One sweep step: a fresh server, ``riders`` riders for the spawn time plus ``seconds``
     (``ports``: run.py's ``--port``/``--master-port`` flags, if any)."""
     ramp = riders / spawn_rate
-    args = runner.parser().parse_args([
-        "--riders", str(riders), "--customers", "0", "--merchants", "1", "--operators", "0",
-        "--time", f"{int(ramp + seconds)}s", "--spawn-rate", str(spawn_rate), "--processes", str(processes), "--quiet",
-        *(ports or []),
-    ])
-    summary = runner.run(args)
+    with tempfile.TemporaryDirectory(prefix="tracker-sweep-") as csv_dir:  # (what the sweep keeps is the step's row)
+        args = runner.parser().parse_args([
+            "--riders", str(riders), "--customers", "0", "--merchants", "1", "--operators", "0",
+            "--time", f"{int(ramp + seconds)}s", "--spawn-rate", str(spawn_rate), "--processes", str(processes),
+            "--quiet", "--csv", csv_dir, *(ports or []),
+        ])
+        summary = runner.run(args)
     if summary["interrupted"]:  # (run.py stopped locust and ended the step's orders: stop the sweep too)
         raise KeyboardInterrupt
     row = {k: summary.get(k) for k in FIELDS if k in summary}

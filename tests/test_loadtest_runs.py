@@ -35,11 +35,15 @@ def server():  # type: ignore[no-untyped-def]
     srv.cleanup()
 
 
-def run_py(args: list[str], secret: str | None) -> subprocess.CompletedProcess[str]:
-    """``loadtests/run.py ARGS`` with ``TRACKER_SECRET`` set to ``secret`` (unset for ``None``)."""
+def run_py(args: list[str], secret: str | None, tmp: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``loadtests/run.py ARGS`` with ``TRACKER_SECRET`` set to ``secret`` (unset for ``None``), its
+    temporary files in ``tmp`` (default: the system's)."""
     env = {k: v for k, v in os.environ.items() if k != "TRACKER_SECRET"}
     if secret is not None:
         env["TRACKER_SECRET"] = secret
+    if tmp is not None:
+        tmp.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(tmp)
     return subprocess.run([sys.executable, str(ROOT / "loadtests" / "run.py"), *args],
                           capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
 
@@ -145,9 +149,13 @@ async def test_the_end_of_a_run_ends_its_unfinished_orders_and_no_others(server:
 
 
 def test_a_second_run_against_one_server_meets_nothing_of_the_first(server: ServerProcess, tmp_path: Path) -> None:
-    for n in (1, 2):
-        done = run_py(["--server", server.base_url, "--secret", SECRET, "--csv", str(tmp_path / str(n)), *SMALL], None)
-        assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    # the first without --csv: its folder in /tmp is removed, as the run passed
+    done = run_py(["--server", server.base_url, "--secret", SECRET, *SMALL], None, tmp=tmp_path / "tmp")
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert value(done.stdout, "csv") == "not kept (--csv DIR keeps locust's files)", done.stdout
+    assert not list((tmp_path / "tmp").iterdir()), list((tmp_path / "tmp").iterdir())
+    done = run_py(["--server", server.base_url, "--secret", SECRET, "--csv", str(tmp_path / "2"), *SMALL], None)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     second = rows(tmp_path / "2" / "run_stats.csv")
     failures = {k: r["Failure Count"] for k, r in second.items() if k != " Aggregated" and int(r["Failure Count"])}
     assert not failures, failures  # (the first run's orders confirmed again: invalid_transition)
@@ -157,12 +165,15 @@ def test_a_second_run_against_one_server_meets_nothing_of_the_first(server: Serv
 
 
 def test_a_sweep_where_no_step_breaks_says_it_found_no_knee(tmp_path: Path) -> None:
+    (tmp_path / "tmp").mkdir()
     done = subprocess.run(
         [sys.executable, str(ROOT / "loadtests" / "sweep.py"), "--start", "3", "--step", "3", "--max", "3",
-         "--seconds", "20", "--idle", "0", "--processes", "2", "--limit-ms", "5000", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=ROOT,
+         "--seconds", "20", "--idle", "0", "--processes", "2", "--limit-ms", "5000", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=240, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
     )
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert not list((tmp_path / "tmp").iterdir()), list((tmp_path / "tmp").iterdir())  # (each step's locust files)
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"capacity.csv", "capacity.png"}
     assert "verdict=holds" in done.stdout, done.stdout
     assert "no knee found up to 3 riders, every step held" in done.stdout, done.stdout
     assert "knee: 3 riders" not in done.stdout
