@@ -147,3 +147,10 @@ class Deliveries:
             self.reported[oid] = step
             self.sent_here[oid] = (step, asyncio.get_running_loop().time())
             note(f"sent {step} for {oid}")  # (a refusal, if any, is its own line)
+
+
+if __name__ == "__main__":  # (run as a module it would do nothing, silently)
+    import sys
+
+    print("clients.deliveries is a library module of python -m clients.rider --deliver, not a command", file=sys.stderr)
+    sys.exit(2)

@@ -1,5 +1,6 @@
 """What the load-test and benchmark scripts share on their command lines: argparse value types
-(a count, a positive number, a port, MDRP instances) and one line instead of a traceback on Ctrl-C.
+(a count, a positive number, a port, MDRP instances), one line instead of a traceback on Ctrl-C,
+and what a library module says when run as a command.
 
 Imports nothing of ``tracker``: the side-by-side benchmarks choose which checkout's ``tracker``
 to import only after parsing their arguments (``checkout.py``).
@@ -76,3 +77,8 @@ def instance_folders(parser: argparse.ArgumentParser, root: Path, match: str = "
         parser.error(f"{root}: no MDRP instance there{f' named *{match}*' if match else ''} (folders holding orders.txt)")
     return folders
 
+
+def library_module(name: str, used_by: str) -> None:
+    """Say that module ``name`` is not a command (run as one, it would do nothing) and exit 2."""
+    print(f"{name} is a library module of {used_by}, not a command", file=sys.stderr)
+    sys.exit(2)

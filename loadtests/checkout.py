@@ -61,3 +61,11 @@ def server_with_own_redis(env: dict[str, str] | None = None) -> Iterator[tuple[s
         finally:
             server.cleanup()
             redis.stop()
+
+
+if __name__ == "__main__":  # (run as a script it would do nothing, silently)
+    sys.path.insert(0, str(HERE.parent))
+    from loadtests.arguments import library_module
+
+    library_module("loadtests/checkout.py", "the side-by-side benchmarks (bench_order_steps.py, bench_fix_write.py, "
+                   "bench_ops_snapshot.py: their --code)")

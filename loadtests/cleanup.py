@@ -30,3 +30,12 @@ def end_run_orders(host: str, secret: str, path: Path, run: str, workers: int = 
     """End every unfinished order of run ``run`` listed in ``path`` on the server at ``host``, as
     the operator (a token signed with ``secret``)."""
     return end_orders(host, secret, run_order_ids(path, run), REASON, workers)
+
+
+if __name__ == "__main__":  # (run as a script it would do nothing, silently)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from loadtests.arguments import library_module
+
+    library_module("loadtests/cleanup.py", "loadtests/run.py (which ends a run's orders with it)")

@@ -1,6 +1,6 @@
 """The command lines of the load-test and benchmark scripts: a value that cannot make sense is a
-usage error before anything starts (not a traceback, a hang, or a run that reports 0/s), and
-Ctrl-C is one line."""
+usage error before anything starts (not a traceback, a hang, or a run that reports 0/s), Ctrl-C
+is one line, and the library modules say they are not commands."""
 from __future__ import annotations
 
 import os
@@ -52,6 +52,13 @@ def test_a_value_that_cannot_make_sense_is_a_usage_error_before_anything_starts(
     assert done.stderr.splitlines()[-1].startswith(f"{script}: error: ") and said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # no locust folder, no capacity table
+
+
+@pytest.mark.parametrize("command", [["loadtests/cleanup.py"], ["loadtests/checkout.py"], ["-m", "clients.deliveries"]])
+def test_a_library_module_run_as_a_command_says_it_is_none(command: list[str]) -> None:
+    done = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and not done.stdout, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "is a library module of " in done.stderr, done.stderr
 
 
 def test_ctrl_c_during_a_benchmark_is_one_line_from_all_its_processes(tmp_path: Path) -> None:
