@@ -4,7 +4,9 @@ The rule mirrors the MDRP timing rules, so the same model serves live ETAs and t
 the rider reaches the restaurant after ``distance / speed``; the pickup happens at the later
 of arrival plus half the pickup service time and the food's ready time; departure is pickup
 plus the other half; each drop-off (in the bundle's sequence) is reached after its leg and
-happens half a drop-off service time later. docs/architecture.md ("ETA") gives its error on
+happens half a drop-off service time later. The same rule holds once the pickup is made: a
+rider who has just collected the food leaves half a pickup service after the pickup, so the
+ETA does not jump when the rider reports it. docs/architecture.md ("ETA") gives its error on
 the MDRP instances.
 """
 from __future__ import annotations
@@ -40,7 +42,8 @@ class RoutePlan:
 
 
 def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None, ready_at_ms: int | None,
-                drops: list[Point], *, at_pickup: bool = False, arrived_ms: float | None = None) -> RoutePlan:
+                drops: list[Point], *, at_pickup: bool = False, arrived_ms: float | None = None,
+                collected: tuple[Point, float] | None = None) -> RoutePlan:
     """When the rider reaches the restaurant (if still to pick up) and each drop-off.
 
     ``pickup`` is ``None`` when the food is already picked up; ``at_pickup`` when the rider
@@ -48,19 +51,27 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
     then runs from its arrival, not from now (the food is not collected before now, though).
     A rider that says so while its position is over :data:`AT_COUNTER_M` away (reported
     early) still has the leg there to ride: its ETA does not jump ahead by that leg.
+
+    Once picked up, ``collected`` is where and when the food was collected (the last pickup):
+    a rider still at that counter leaves it half a pickup service after the pickup, as planned
+    before the pickup (only within :data:`AT_COUNTER_M` of it: a rider farther off has left).
     """
     t = float(now_ms)
     position = rider
     arrival = picked = None
+    half_pickup = model.pickup_service_s * 500.0
     if pickup is not None:
-        if at_pickup and haversine_m(rider[0], rider[1], pickup[0], pickup[1]) <= AT_COUNTER_M:
+        if at_pickup and _at(rider, pickup):
             arrival = t if arrived_ms is None else min(t, float(arrived_ms))
         else:
             arrival = t + model.leg_ms(rider, pickup)
-        half = model.pickup_service_s * 500.0
-        picked = max(arrival + half, float(ready_at_ms or 0), t)
-        t = picked + half
+        picked = max(arrival + half_pickup, float(ready_at_ms or 0), t)
+        t = picked + half_pickup
         position = pickup
+    elif collected is not None and _at(rider, collected[0]):
+        # Still at the counter: the pickup's second half, then the leg from the counter.
+        t = max(t, float(collected[1]) + half_pickup)
+        position = collected[0]
     out = []
     for drop in drops:
         reach = t + model.leg_ms(position, drop)
@@ -69,3 +80,8 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
         t = dropoff + model.dropoff_service_s * 500.0
         position = drop
     return RoutePlan(arrival, tuple(out), picked)
+
+
+def _at(rider: Point, place: Point) -> bool:
+    """Whether the rider is at ``place`` (a counter), as far as its fix tells."""
+    return haversine_m(rider[0], rider[1], place[0], place[1]) <= AT_COUNTER_M

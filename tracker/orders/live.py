@@ -181,7 +181,9 @@ class RiderOrdersFeed:
                     prompts += self._due_prompts(coming, int(plan.pickup_arrival), now, rider_id)
                     arrivals.update({h["id"]: int(plan.pickup_arrival) for h in coming})
             else:
-                plan = route_times(self.model, int(start), position, None, None, drops)
+                # The pickup the rider has just made (first trip only: it starts where the rider is).
+                plan = route_times(self.model, int(start), position, None, None, drops,
+                                   collected=_last_collected(trip) if number == 0 else None)
             etas.update({h["id"]: int(t) for h, t in zip(trip, plan.dropoffs)})
             start, position = plan.dropoffs[-1] + self.model.dropoff_service_s * 500, drops[-1]
         pipe = self.rt.redis.pipeline(transaction=False)
@@ -268,6 +270,15 @@ def _sent_prompt(order: dict[str, str], kind: str, rider_id: str) -> dict[str, A
     if ts < int(order.get("assigned_at") or 0):
         return None
     return frame
+
+
+def _last_collected(trip: list[dict[str, str]]) -> tuple[tuple[float, float], int] | None:
+    """Where and when the trip's food was last collected (its latest ``picked_up_at``), if known."""
+    stamped = [h for h in trip if h.get("picked_up_at")]
+    if not stamped:
+        return None
+    last = max(stamped, key=lambda h: int(h["picked_up_at"]))
+    return _pickup(last), int(last["picked_up_at"])
 
 
 def _pickup(h: dict[str, Any]) -> tuple[float, float]:

@@ -1,0 +1,91 @@
+"""The customer's live ETA while the rider is at a stop: it follows the ETA model's own rule
+(a pickup's departure half a pickup service after it) when the rider reports the step,
+instead of jumping.
+
+The servers' clocks run 60 times faster (a server minute is a real second) and each service
+takes 10 server minutes, so its half (5 real seconds) outlasts the frames each test reads;
+every comparison is between the server's own stamps."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from clients.customer import CustomerClient
+from clients.rider import RiderClient
+from tests.orders_helpers import PICKUP, Ops, customer, events_until, merchant, rider
+from tracker.launcher import ServerProcess
+
+SLOW_STOPS = {"TRACKER_TIME_SCALE": "60", "TRACKER_PICKUP_SERVICE_S": "600", "TRACKER_DROPOFF_SERVICE_S": "600"}
+HALF_SERVICE_MS = 300_000
+
+
+async def frame_where(watcher: CustomerClient, match: Callable[[dict[str, Any]], bool],
+                      timeout: float = 5.0) -> dict[str, Any]:
+    """The customer's first frame matching ``match`` within ``timeout`` seconds."""
+    async def scan() -> dict[str, Any]:
+        while True:
+            frame = await watcher.next(timeout)
+            if match(frame):
+                return frame
+    return await asyncio.wait_for(scan(), timeout)
+
+
+async def server_now(ops: Ops) -> int:
+    """The server's clock (ms), asked on the operator's connection (which it keeps in use)."""
+    return int((await ops.client.get("/healthz")).json()["ts"])
+
+
+async def eta_at(courier: RiderClient, watcher: CustomerClient, lat: float, lng: float) -> int:
+    """The ETA the customer is told for the rider's fix at (lat, lng) (each test's fixes differ)."""
+    await courier.location(lat, lng)
+    frame = await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["lat"] == lat and f["eta"])
+    return int(frame["eta"])
+
+
+async def at_the_counter(srv: ServerProcess, ops: Ops, oid: str, mid: str, rid: str) -> tuple[RiderClient, CustomerClient]:
+    """An order whose food is ready, its rider at the restaurant saying so, its customer watching."""
+    courier = await rider(srv, rid)
+    assert (await ops.create(oid, mid)).status_code == 201
+    kitchen = await merchant(srv, mid)
+    await kitchen.confirm(oid)
+    await kitchen.event(oid, "confirmed")
+    await kitchen.ready(oid)
+    await kitchen.event(oid, "food_ready")
+    await kitchen.close()
+    await courier.location(PICKUP["lat"], PICKUP["lng"])
+    assert (await ops.assign(oid, rid)).status_code == 200
+    watcher = await customer(srv, oid)
+    await courier.progress(oid, "at_pickup")
+    await events_until(watcher, "at_pickup")
+    return courier, watcher
+
+
+async def test_the_eta_holds_when_the_rider_picks_up_on_time_and_waits_out_the_service(
+        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """Before the pickup the model counts its second half; after it, a rider still at the
+    counter leaves that half after the pickup too, so the customer's ETA does not jump ahead."""
+    srv = start_server(SLOW_STOPS, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier, watcher = await at_the_counter(srv, ops, oid, mid, rid)
+    try:
+        waiting = PICKUP["lat"] + 0.00001, PICKUP["lng"]
+        before = await eta_at(courier, watcher, *waiting)
+        arrived = (await ops.get(oid))["at_pickup_at"]
+        while await server_now(ops) < arrived + HALF_SERVICE_MS:  # the model's pickup time
+            await courier.location(*waiting)  # (a rider silent for 5 server minutes loses the order)
+            await asyncio.sleep(0.5)
+        await courier.progress(oid, "picked_up")
+        await events_until(watcher, "picked_up")
+        after = await eta_at(courier, watcher, PICKUP["lat"] + 0.00002, PICKUP["lng"])
+        picked = (await ops.get(oid))["picked_up_at"]
+        # Planned: pickup at arrival + half, departure half later. Now: departure at the pickup
+        # + half. So the ETA moved by exactly how late the rider was on the planned pickup.
+        late = picked - (arrived + HALF_SERVICE_MS)
+        assert abs((after - before) - late) <= 1, (before, after, late)
+        assert (await ops.get(oid))["eta"] == after
+    finally:
+        await watcher.close()
+        await courier.close()
+        await ops.close()
+
