@@ -4,10 +4,11 @@ The rule mirrors the MDRP timing rules, so the same model serves live ETAs and t
 the rider reaches the restaurant after ``distance / speed``; the pickup happens at the later
 of arrival plus half the pickup service time and the food's ready time; departure is pickup
 plus the other half; each drop-off (in the bundle's sequence) is reached after its leg and
-happens half a drop-off service time later. The same rule holds once the pickup is made: a
-rider who has just collected the food leaves half a pickup service after the pickup, so the
-ETA does not jump when the rider reports it. docs/architecture.md ("ETA") gives its error on
-the MDRP instances.
+happens half a drop-off service time later. The same rule holds once a stop is under way: a
+rider who has just collected the food leaves half a pickup service after the pickup, and a
+rider at a door delivers half a drop-off service after reaching it, so the ETA neither jumps
+nor slides when the rider reports a step. docs/architecture.md ("ETA") gives its error on the
+MDRP instances.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tracker.geo import haversine_m
 
 Point = tuple[float, float]
 
-AT_COUNTER_M = 250.0  # a rider who says it is at the restaurant while farther than this still has the leg
+AT_COUNTER_M = 250.0  # a rider who says it is at a restaurant (or door) while farther than this still has the leg
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class RoutePlan:
 
 def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None, ready_at_ms: int | None,
                 drops: list[Point], *, at_pickup: bool = False, arrived_ms: float | None = None,
-                collected: tuple[Point, float] | None = None) -> RoutePlan:
+                collected: tuple[Point, float] | None = None, at_dropoff_ms: float | None = None) -> RoutePlan:
     """When the rider reaches the restaurant (if still to pick up) and each drop-off.
 
     ``pickup`` is ``None`` when the food is already picked up; ``at_pickup`` when the rider
@@ -54,7 +55,10 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
 
     Once picked up, ``collected`` is where and when the food was collected (the last pickup):
     a rider still at that counter leaves it half a pickup service after the pickup, as planned
-    before the pickup (only within :data:`AT_COUNTER_M` of it: a rider farther off has left).
+    before the pickup. ``at_dropoff_ms`` is when the rider said it reached the first
+    drop-off's door: that drop-off happens half a drop-off service after it (not before now),
+    not half a service after every fix, and the rider has left the counter. Both count only
+    within :data:`AT_COUNTER_M` of the place (a rider farther off has left, or is not there yet).
     """
     t = float(now_ms)
     position = rider
@@ -68,14 +72,17 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
         picked = max(arrival + half_pickup, float(ready_at_ms or 0), t)
         t = picked + half_pickup
         position = pickup
-    elif collected is not None and _at(rider, collected[0]):
+    elif collected is not None and at_dropoff_ms is None and _at(rider, collected[0]):
         # Still at the counter: the pickup's second half, then the leg from the counter.
         t = max(t, float(collected[1]) + half_pickup)
         position = collected[0]
     out = []
-    for drop in drops:
-        reach = t + model.leg_ms(position, drop)
-        dropoff = reach + model.dropoff_service_s * 500.0
+    for i, drop in enumerate(drops):
+        if i == 0 and at_dropoff_ms is not None and _at(position, drop):
+            reach = min(t, float(at_dropoff_ms))
+        else:
+            reach = t + model.leg_ms(position, drop)
+        dropoff = max(reach + model.dropoff_service_s * 500.0, t)  # (at a door: not delivered before now)
         out.append(dropoff)
         t = dropoff + model.dropoff_service_s * 500.0
         position = drop
@@ -83,5 +90,5 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
 
 
 def _at(rider: Point, place: Point) -> bool:
-    """Whether the rider is at ``place`` (a counter), as far as its fix tells."""
+    """Whether the rider is at ``place`` (a counter or a door), as far as its fix tells."""
     return haversine_m(rider[0], rider[1], place[0], place[1]) <= AT_COUNTER_M

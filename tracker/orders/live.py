@@ -181,9 +181,11 @@ class RiderOrdersFeed:
                     prompts += self._due_prompts(coming, int(plan.pickup_arrival), now, rider_id)
                     arrivals.update({h["id"]: int(plan.pickup_arrival) for h in coming})
             else:
-                # The pickup the rider has just made (first trip only: it starts where the rider is).
+                # The rider's own stops under way (first trip only: it is where the rider is now):
+                # the pickup it has just made, and the door it says it is at.
                 plan = route_times(self.model, int(start), position, None, None, drops,
-                                   collected=_last_collected(trip) if number == 0 else None)
+                                   collected=_last_collected(trip) if number == 0 else None,
+                                   at_dropoff_ms=_at_door_since(first) if number == 0 else None)
             etas.update({h["id"]: int(t) for h, t in zip(trip, plan.dropoffs)})
             start, position = plan.dropoffs[-1] + self.model.dropoff_service_s * 500, drops[-1]
         pipe = self.rt.redis.pipeline(transaction=False)
@@ -279,6 +281,11 @@ def _last_collected(trip: list[dict[str, str]]) -> tuple[tuple[float, float], in
         return None
     last = max(stamped, key=lambda h: int(h["picked_up_at"]))
     return _pickup(last), int(last["picked_up_at"])
+
+
+def _at_door_since(order: dict[str, str]) -> int | None:
+    """When the rider said it reached the order's door (``None`` unless it is ``at_dropoff``)."""
+    return int(order["at_dropoff_at"]) if order["status"] == "at_dropoff" and order.get("at_dropoff_at") else None
 
 
 def _pickup(h: dict[str, Any]) -> tuple[float, float]:
