@@ -58,8 +58,12 @@ def test_a_replay_server_and_a_real_time_one_never_share_a_redis(
     line = _one_line(_serve(own_redis, tmp_path / "fast2", {"TRACKER_TIME_SCALE": "300"}))  # not even at its speed
     assert "agrees with no other process" in line, line
     fast.stop()
-    again = start_server(redis=own_redis)  # the Redis is free for real-time servers again
-    assert httpx.get(f"{again.base_url}/healthz").json()["time_scale"] == 1.0
+    # Its clean stop left the roll call, but its data is stamped ahead of the wall clock: a real-time
+    # server is refused for that now, and a server at its speed resumes its clock.
+    line = _one_line(_serve(own_redis, tmp_path / "x1-after"))
+    assert f"REDIS_URL={own_redis}" in line and "ahead of the wall clock" in line and "--time-scale 300" in line, line
+    again = start_server({"TRACKER_TIME_SCALE": "300"}, redis=own_redis)
+    assert httpx.get(f"{again.base_url}/healthz").json()["time_scale"] == 300.0
 
 
 def test_a_host_whose_clock_is_off_is_refused(server: ServerProcess, tmp_path: Path) -> None:

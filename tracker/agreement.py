@@ -9,8 +9,8 @@ and watched while running (:func:`watch`: the ``agreement`` task, a failure in `
 
 - a host clock more than :data:`MAX_SKEW_S` from Redis's ``TIME`` (no NTP, a drifting VM);
 - a server clock running at another speed (``TRACKER_TIME_SCALE``, a replay) than the other
-  processes on that Redis. A scaled clock starts where the wall clock is when its process
-  starts, so it agrees with no other process at all: a scaled server needs a Redis of its own;
+  processes on that Redis. A scaled clock runs away from the wall clock from its process's
+  start, so it agrees with no other process at all: a scaled server needs a Redis of its own;
 - another ``TRACKER_SECRET`` than the other processes' (compared by a fingerprint, an HMAC of
   a fixed text under the secret, which does not give the secret away).
 
@@ -20,6 +20,15 @@ per start even for containers that all run as pid 1 on one host name, -> ``"<sca
 fields of processes gone without a clean stop lapse after :data:`ENTRY_TTL_MS`. Fields this
 version cannot read are neither counted nor removed; an earlier version's ``"<scale> <until>"``
 counts for its clock only.
+
+A scaled process also keeps :data:`MARK_KEY`, the clock mark: ``"<server ms> <scale>"``, a
+server time no stamp it wrote to this Redis lies beyond (refreshed every :data:`REFRESH_S` to
+:data:`MARK_LEAD_S` real seconds ahead, by the ``clock_mark`` task; its time exactly at a clean
+stop). Its data (rider fixes, staleness scores, offer deadlines, cooldowns) is stamped in its
+server time, hours ahead of the wall clock after a while at x300: a scaled process started
+again on that Redis resumes its clock from the mark (:func:`start_clock`) rather than from the
+wall clock, so the data does not lie in its future; one at real speed, which cannot move its
+clock, is refused while the mark is ahead of the wall clock.
 """
 from __future__ import annotations
 
@@ -33,13 +42,19 @@ from typing import Any
 
 import redis
 
+from tracker.clock import Clock
 from tracker.redis_client import AnyRedis
 from tracker.runtime import Runtime
 
 CLOCKS_KEY = "servers:clocks"
+MARK_KEY = "servers:clock_mark"
 MAX_SKEW_S = 5.0  # the margin revocations already allow a token issuer (auth.ISSUER_CLOCK_SKEW_S)
 REFRESH_S = 10.0
 ENTRY_TTL_MS = 30_000
+# Real seconds ahead of its clock a scaled process's refreshed mark reaches: to its next refresh,
+# and as long again for one that comes late (a busy loop, a slow Redis), so that the stamps of a
+# process killed outright still lie behind it.
+MARK_LEAD_S = 2 * REFRESH_S
 
 # KEYS: the clocks hash. ARGV: this process, its scale, "1" to (re)register it, entry TTL ms.
 # Drops lapsed fields; returns Redis's time (ms) and the other live processes' entries.
@@ -136,10 +151,16 @@ def _entry(scale: float, mark: str) -> str:
     return f"{scale!r} {mark}"
 
 
+def _sync_client(url: str, cluster: bool, timeout: float) -> Any:
+    """A blocking client for the checks made before the server runs (and after it stopped)."""
+    if cluster:
+        return redis.RedisCluster.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
 def check_at_start(url: str, scale: float, secret: str, *, cluster: bool, timeout: float = 5.0) -> None:
     """Raise :class:`Disagreement` if this process's clock or secret cannot join the servers on ``url``."""
-    client: Any = (redis.RedisCluster.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-                   if cluster else redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout))
+    client = _sync_client(url, cluster, timeout)
     mark = fingerprint(secret)
     try:
         before = time.time() * 1000
@@ -171,9 +192,93 @@ async def leave(redis_client: AnyRedis) -> None:
     await redis_client.hdel(CLOCKS_KEY, process_name())
 
 
+def _mark_of(raw: bytes | str | None) -> tuple[int, float] | None:
+    """The server time (ms) and clock speed in a clock mark, ``None`` for none or one unreadable."""
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        ms_text, scale_text = text.split(" ")
+        ms, scale = int(ms_text), float(scale_text)
+    except ValueError:
+        return None
+    return (ms, scale) if scale > 0 and scale == scale else None
+
+
+def mark_value(clock: Clock, lead_s: float) -> str:
+    """The clock mark ``lead_s`` real seconds ahead of ``clock`` now."""
+    return f"{clock.now_ms() + int(lead_s * clock.scale * 1000)} {clock.scale!r}"
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` as a person reads a span of time (``"45 s"``, ``"12 min"``, ``"3.4 h"``, ``"2.1 days"``)."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
+def ahead_of_real_time(mark_ms: int, mark_scale: float, now_ms: int, where: str, own: str) -> str:
+    """The refusal of a real-speed server on a Redis (``where``: the data folder or the Redis) stamped
+    by a scaled clock up to ``mark_ms``; ``own``: what to give this server instead."""
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(mark_ms / 1000))
+    return (f"{where} holds data stamped up to {_span((mark_ms - now_ms) / 1000)} ahead of the wall clock, by a server "
+            f"whose clock ran at TRACKER_TIME_SCALE={mark_scale:g} (a replay): a server at real speed cannot move its "
+            "clock there, and would refuse its riders' fixes as out of order and keep silent riders as fresh; give this "
+            f"server {own} of its own, or start it with --time-scale {mark_scale:g} to resume that clock (or wait until "
+            f"{until})")
+
+
+def start_clock(url: str, scale: float, *, cluster: bool, where: str, own: str, timeout: float = 5.0) -> Clock:
+    """The clock of a process starting on ``url``: the wall clock at real speed (raising
+    :class:`Disagreement` when a scaled clock stamped this Redis further ahead of it than
+    :data:`MAX_SKEW_S`); a scaled one resumes from the clock mark, if it is ahead of the wall clock,
+    and moves the mark :data:`MARK_LEAD_S` ahead at once (a crash in its first moments is covered too).
+    ``where`` and ``own`` word a refusal (:func:`ahead_of_real_time`)."""
+    client = _sync_client(url, cluster, timeout)
+    try:
+        mark = _mark_of(client.get(MARK_KEY))
+        now_ms = int(time.time() * 1000)
+        if scale == 1.0:
+            # (a real-speed process leaves the mark alone: one behind the wall clock is harmless)
+            if mark is not None and mark[0] - now_ms > MAX_SKEW_S * 1000:
+                raise Disagreement(ahead_of_real_time(mark[0], mark[1], now_ms, where, own))
+            return Clock()
+        clock = Clock(scale, origin_ms=max(now_ms, mark[0]) if mark is not None else now_ms)
+        client.set(MARK_KEY, mark_value(clock, MARK_LEAD_S))
+        return clock
+    finally:
+        client.close()
+
+
+def mark_stopped(url: str, clock: Clock, *, cluster: bool, timeout: float = 5.0) -> None:
+    """Set the clock mark to ``clock``'s time now: a scaled process that stopped cleanly (nothing of
+    it stamps any more) is resumed exactly where it left off, not :data:`MARK_LEAD_S` later."""
+    client = _sync_client(url, cluster, timeout)
+    try:
+        client.set(MARK_KEY, mark_value(clock, 0.0))
+    finally:
+        client.close()
+
+
+async def keep_mark(redis_client: AnyRedis, clock: Clock) -> None:
+    """Keep the clock mark :data:`MARK_LEAD_S` ahead of ``clock``, every :data:`REFRESH_S` (the
+    ``clock_mark`` task of a scaled process; a task of its own, so a disagreement, which fails the
+    ``agreement`` task and holds it back for its backoff, never leaves the mark behind)."""
+    while True:
+        await redis_client.set(MARK_KEY, mark_value(clock, MARK_LEAD_S))
+        await asyncio.sleep(REFRESH_S)
+
+
 async def start(rt: Runtime) -> None:
-    """Join the roll call and watch it (the ``agreement`` background task)."""
+    """Join the roll call and watch it (the ``agreement`` background task); a scaled process keeps
+    its clock mark too (``clock_mark``)."""
     rt.supervisor.spawn("agreement", lambda: watch(rt.redis, rt.clock.scale, rt.secret))
+    if rt.clock.scale != 1.0:
+        rt.supervisor.spawn("clock_mark", lambda: keep_mark(rt.redis, rt.clock))
 
 
 async def stop(rt: Runtime) -> None:

@@ -1,8 +1,9 @@
 """The server's clock: real time, or K times faster for replays (``--time-scale K``).
 
 At real speed server time is the wall clock itself, so every process and host (each kept in
-time by NTP) stamps alike, however long it has run. A replay's clock starts equal to the wall
-clock and then advances ``scale`` times faster, on the monotonic clock. Every stamp (``ts``), timer, interval and timeout in the server
+time by NTP) stamps alike, however long it has run. A replay's clock starts at ``origin_ms``
+(the wall clock, or where the last scaled run on its Redis left off: :func:`tracker.agreement.start_clock`)
+and then advances ``scale`` times faster, on the monotonic clock. Every stamp (``ts``), timer, interval and timeout in the server
 goes through one :class:`Clock`, so a replay speeds the whole server up consistently.
 """
 from __future__ import annotations

@@ -24,6 +24,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from tracker import agreement
 from tracker.app import KERNEL, create_app
 from tracker.auth import load_or_create_secret
+from tracker.clock import Clock
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ServerLost, StartupError
 from tracker.http.head_timeout import head_timeout_protocol
@@ -191,6 +192,33 @@ def check_agreement(url: str, scale: float, secret: str, *, cluster: bool) -> No
         raise StartupError(unreachable(url, exc)) from None
 
 
+def start_clock(url: str, settings: Settings, *, embedded: bool, cluster: bool) -> Clock:
+    """The server's clock: the wall clock, or a scaled one resumed where the last scaled run on this
+    Redis left off; refused with one line when a real-speed server's Redis is stamped ahead of it
+    (:func:`agreement.start_clock`)."""
+    where, own = ((f"the data folder {settings.data_dir}", "a data folder (TRACKER_DATA_DIR)") if embedded
+                  else (f"the Redis at REDIS_URL={redacted_url(url)}", "a Redis"))
+    try:
+        return agreement.start_clock(url, settings.time_scale, cluster=cluster, where=where, own=own)
+    except agreement.Disagreement as exc:
+        raise StartupError(str(exc)) from None
+    except (redis.RedisError, OSError) as exc:
+        raise StartupError(unreachable(url, exc)) from None
+
+
+def mark_stopped(url: str, clock: Clock, *, cluster: bool) -> None:
+    """After a clean stop of a scaled server, its clock mark at its time now, so that its next
+    start resumes there exactly; if Redis does not take it, the last refreshed mark (a little
+    further ahead) stands, and says so."""
+    if clock.scale == 1.0:
+        return
+    try:
+        agreement.mark_stopped(url, clock, cluster=cluster)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("could not leave the scaled clock's mark in Redis at its stop (%s): a restart resumes it up to "
+                    "%.0f real seconds later", exc, agreement.MARK_LEAD_S)
+
+
 def _with_socket_limit(settings: Settings, budget: int) -> Settings:
     """Unset ``max_sockets`` becomes ``budget`` (what the open files leave room for); a set one
     above it is kept, with a warning: the process would run out of files first."""
@@ -225,10 +253,11 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
         else:
             embedded = EmbeddedRedis(settings.data_dir)
             redis_url = embedded.start()
+        clock = start_clock(redis_url, settings, embedded=embedded is not None, cluster=primaries > 1)
         budget = socket_budget(open_files, primaries)
         settings = _with_socket_limit(settings, budget)
         secret = load_or_create_secret(settings.secret, settings.data_dir)
-        app = create_app(settings, secret=secret, redis_url=redis_url,
+        app = create_app(settings, secret=secret, redis_url=redis_url, clock=clock,
                          redis_pool_size=redis_pool_size(open_files, primaries))
         config = uvicorn.Config(
             app,
@@ -271,6 +300,8 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if not lost:  # (the app and its tasks are done: nothing of this process stamps after this)
+            mark_stopped(redis_url, clock, cluster=primaries > 1)
         log.info("tracker stopped")
         if lost:
             raise ServerLost(f"stopped because Redis is gone: {lost[0]}")
