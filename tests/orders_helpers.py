@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -128,3 +128,32 @@ async def carried_after_frames(courier: RiderClient, quiet_s: float = 0.5) -> se
             carries |= {o["order_id"] for o in frame["orders"]}
         elif frame["type"] in ("unassigned", "order_cancelled", "order_failed"):
             carries.discard(frame["order_id"])
+
+
+async def frame_where(watcher: CustomerClient, match: Callable[[dict[str, Any]], bool],
+                      timeout: float = 5.0) -> dict[str, Any]:
+    """The customer's first frame matching ``match`` within ``timeout`` seconds."""
+    async def scan() -> dict[str, Any]:
+        while True:
+            frame = await watcher.next(timeout)
+            if match(frame):
+                return frame
+    return await asyncio.wait_for(scan(), timeout)
+
+
+async def at_the_counter(srv: ServerProcess, ops: Ops, oid: str, mid: str, rid: str) -> tuple[RiderClient, CustomerClient]:
+    """An order whose food is ready, its rider at the restaurant saying so, its customer watching."""
+    courier = await rider(srv, rid)
+    assert (await ops.create(oid, mid)).status_code == 201
+    kitchen = await merchant(srv, mid)
+    await kitchen.confirm(oid)
+    await kitchen.event(oid, "confirmed")
+    await kitchen.ready(oid)
+    await kitchen.event(oid, "food_ready")
+    await kitchen.close()
+    await courier.location(PICKUP["lat"], PICKUP["lng"])
+    assert (await ops.assign(oid, rid)).status_code == 200
+    watcher = await customer(srv, oid)
+    await courier.progress(oid, "at_pickup")
+    await events_until(watcher, "at_pickup")
+    return courier, watcher

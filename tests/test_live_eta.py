@@ -8,27 +8,15 @@ every comparison is between the server's own stamps."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
 
 from clients.customer import CustomerClient
 from clients.rider import RiderClient
-from tests.orders_helpers import DROPOFF, PICKUP, Ops, customer, events_until, merchant, rider
+from tests.orders_helpers import DROPOFF, PICKUP, Ops, at_the_counter, events_until, frame_where, rider
 from tracker.launcher import ServerProcess
 from tracker.orders.eta import EtaModel, route_times
 
 SLOW_STOPS = {"TRACKER_TIME_SCALE": "60", "TRACKER_PICKUP_SERVICE_S": "600", "TRACKER_DROPOFF_SERVICE_S": "600"}
 HALF_SERVICE_MS = 300_000
-
-
-async def frame_where(watcher: CustomerClient, match: Callable[[dict[str, Any]], bool],
-                      timeout: float = 5.0) -> dict[str, Any]:
-    """The customer's first frame matching ``match`` within ``timeout`` seconds."""
-    async def scan() -> dict[str, Any]:
-        while True:
-            frame = await watcher.next(timeout)
-            if match(frame):
-                return frame
-    return await asyncio.wait_for(scan(), timeout)
 
 
 async def server_now(ops: Ops) -> int:
@@ -41,24 +29,6 @@ async def eta_at(courier: RiderClient, watcher: CustomerClient, lat: float, lng:
     await courier.location(lat, lng)
     frame = await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["lat"] == lat and f["eta"])
     return int(frame["eta"])
-
-
-async def at_the_counter(srv: ServerProcess, ops: Ops, oid: str, mid: str, rid: str) -> tuple[RiderClient, CustomerClient]:
-    """An order whose food is ready, its rider at the restaurant saying so, its customer watching."""
-    courier = await rider(srv, rid)
-    assert (await ops.create(oid, mid)).status_code == 201
-    kitchen = await merchant(srv, mid)
-    await kitchen.confirm(oid)
-    await kitchen.event(oid, "confirmed")
-    await kitchen.ready(oid)
-    await kitchen.event(oid, "food_ready")
-    await kitchen.close()
-    await courier.location(PICKUP["lat"], PICKUP["lng"])
-    assert (await ops.assign(oid, rid)).status_code == 200
-    watcher = await customer(srv, oid)
-    await courier.progress(oid, "at_pickup")
-    await events_until(watcher, "at_pickup")
-    return courier, watcher
 
 
 async def test_the_eta_holds_when_the_rider_picks_up_on_time_and_waits_out_the_service(

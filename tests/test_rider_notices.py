@@ -10,7 +10,7 @@ import pytest
 
 from clients.jsonsocket import JsonSocket
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, carried_after_frames, confirm_all, customer, merchant, platform_kitchen, rider
+from tests.orders_helpers import PICKUP, Ops, at_the_counter, carried_after_frames, confirm_all, customer, frame_where, merchant, platform_kitchen, rider
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.redis_client import connect
 from tests.test_dispatch_live import FAST, accepted, offered, rider_near_restaurant
@@ -197,12 +197,12 @@ async def _delayed_half_an_hour(carrying: Carrying) -> tuple[Any, Any, int, dict
     watcher = await customer(carrying.srv, carrying.order_id)
     await carrying.courier.location(PICKUP["lat"] + 0.0021, PICKUP["lng"])
     # (the frame sent on connect has no ETA yet when the feed has not written one since the assignment)
-    before = (await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] is not None))["eta"]
+    before = (await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] is not None))["eta"]
     kitchen = await merchant(carrying.srv, carrying.merchant_id)
     await kitchen.delay(carrying.order_id, 30)
     await kitchen.event(carrying.order_id, "food_delayed")
     # no new fix from the rider: the delay alone moves the estimate by about 30 minutes
-    moved = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
+    moved = await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] > before + 20 * 60_000)
     return watcher, kitchen, before, moved
 
 
@@ -221,7 +221,7 @@ async def test_kitchen_ready_after_a_delay_brings_the_eta_back(carrying: Carryin
     await kitchen.ready(oid)  # the kitchen was quicker than it feared: the food waits for the rider
     await kitchen.event(oid, "food_ready")
     await kitchen.close()
-    back = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] < before + 5 * 60_000)
+    back = await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["eta"] < before + 5 * 60_000)
     order = await carrying.ops.get(oid)
     assert order["eta"] == back["eta"] and order["pickup_eta"] < order["ready_at"]  # the delayed time no longer counts
     await watcher.close()
@@ -234,24 +234,13 @@ async def test_a_rider_waiting_at_the_restaurant_does_not_push_the_eta_back(own_
     fast = start_server({"TRACKER_TIME_SCALE": "60", "TRACKER_PICKUP_SERVICE_S": "600"}, redis=own_redis)
     ops = Ops(fast)
     oid, mid, rid = uid("o"), uid("m"), uid("r")
-    courier = await rider(fast, rid)
+    courier, watcher = await at_the_counter(fast, ops, oid, mid, rid)
     try:
-        await ops.create(oid, mid)
-        kitchen = await merchant(fast, mid)
-        await kitchen.confirm(oid)
-        await kitchen.event(oid, "confirmed")
-        await kitchen.ready(oid)
-        await kitchen.event(oid, "food_ready")
-        await kitchen.close()
-        await courier.location(PICKUP["lat"], PICKUP["lng"])
-        assert (await ops.assign(oid, rid)).status_code == 200
-        await courier.progress(oid, "at_pickup")
-        watcher = await customer(fast, oid)
         etas = []
         for lat in (PICKUP["lat"] + 0.00001, PICKUP["lat"] + 0.00002):
             await asyncio.sleep(1.0)  # a server minute waiting at the counter
             await courier.location(lat, PICKUP["lng"])
-            frame = await _next_of(watcher, lambda f: f.get("type") == "rider_location" and f["lat"] == lat and f["eta"])
+            frame = await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["lat"] == lat and f["eta"])
             etas.append(frame["eta"])
         await watcher.close()
         assert abs(etas[1] - etas[0]) < 30_000, etas  # (counted from each fix, it moved a server minute later)
@@ -267,16 +256,6 @@ async def test_a_rider_that_carries_nothing_is_told_so_on_connect(server, uid) -
         assert not await _has_frame(courier)  # and no offer: there is none
     finally:
         await courier.close()
-
-
-async def _next_of(watcher, match, timeout: float = 5.0) -> dict:  # type: ignore[no-untyped-def]
-    """The customer's first frame matching ``match`` within ``timeout`` seconds."""
-    async def scan() -> dict:
-        while True:
-            frame = await watcher.next(timeout)
-            if match(frame):
-                return frame
-    return await asyncio.wait_for(scan(), timeout)
 
 
 async def _has_frame(sock) -> bool:  # type: ignore[no-untyped-def]
