@@ -40,6 +40,7 @@ from tracker.pubsub import PubSubHub
 from tracker.runtime import Runtime
 from tracker.settings import Settings
 from tracker.supervisor import Supervisor
+from tracker.validate import ID_RULE
 from tracker.wsconn import CLOSE_POLICY, WsHub, close_reason
 
 log = logging.getLogger("tracker.app")
@@ -62,7 +63,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     raw_path = request.scope.get("raw_path") or b""
     if exc.status_code == 404 and raw_path.startswith(b"/v1/") and b"%2f" in raw_path.lower():
         # "/v1/orders/a%2Fb" matched no route (the slash splits it), but it names an id with a '/'
-        err = ApiError("bad_request", "ids in a path are 1-64 characters from [A-Za-z0-9_.:-]: no '/' (%2F)")
+        err = ApiError("bad_request", f"ids in a path are {ID_RULE}: no '/' (%2F)")
         return JSONResponse(err.body(), status_code=err.status)
     code = _HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
     # (its headers kept: a 405 names the methods the path takes in ``Allow``, RFC 9110)

@@ -23,7 +23,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from tracker.errors import ApiError, StartupError
-from tracker.validate import is_valid_id
+from tracker.validate import ID_RULE, is_valid_id
 
 log = logging.getLogger("tracker.auth")
 
@@ -115,7 +115,7 @@ def issue_token(secret: str, role: Role | str, sub: str, ttl_s: float = DEFAULT_
     """A signed token for ``role``/``sub`` that expires after ``ttl_s`` seconds."""
     role = Role(role)
     if not is_valid_id(sub):
-        raise ValueError("sub must be 1-64 characters from [A-Za-z0-9_.:-]")
+        raise ValueError(f"sub must be {ID_RULE}")
     if not 0 < ttl_s <= MAX_TTL_S:  # (NaN and infinity too)
         raise ValueError(f"ttl must be more than 0 and at most {MAX_TTL_S} seconds (10 years)")
     issued = int(now if now is not None else time.time())

@@ -12,7 +12,10 @@ from typing import Any, Mapping
 
 from tracker.errors import ApiError
 
-ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # whole string only: fullmatch (``$`` also matches before a final newline)
+# Not only dots: a browser resolves "." and ".." in every address a page builds (/track/..,
+# /v1/riders/../pause) as path segments, so such an order or rider could never be reached.
+ID_RE = re.compile(r"(?!\.+\Z)[A-Za-z0-9_.:-]{1,64}")  # whole string only: fullmatch (``$`` also matches before a final newline)
+ID_RULE = "1-64 characters from [A-Za-z0-9_.:-], not only dots"  # what every refusal of an id says
 # A number as it is written in a URL's query: ASCII digits, an optional sign, fraction and
 # exponent; no spaces, underscores or other scripts' digits (which ``float()`` accepts).
 PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -20,7 +23,7 @@ _MISSING = object()
 
 
 def is_valid_id(value: object) -> bool:
-    """True for a string of 1-64 characters from ``[A-Za-z0-9_.:-]``."""
+    """True for a string of 1-64 characters from ``[A-Za-z0-9_.:-]`` that is not only dots."""
     return isinstance(value, str) and ID_RE.fullmatch(value) is not None
 
 
@@ -35,7 +38,7 @@ def require_id(msg: Mapping[str, Any], field: str) -> str:
     if value is _MISSING:
         raise ApiError("bad_message", f"missing required field '{field}'")
     if not is_valid_id(value):
-        raise ApiError("bad_message", f"'{field}' must be a string of 1-64 characters from [A-Za-z0-9_.:-]")
+        raise ApiError("bad_message", f"'{field}' must be a string of {ID_RULE}")
     return value  # type: ignore[return-value]
 
 
@@ -121,7 +124,7 @@ def require_reason(msg: Mapping[str, Any], field: str = "reason") -> str:
 def path_id(value: str, what: str) -> str:
     """An id from a URL path (an order's, a rider's: ``what``), else ``bad_request``."""
     if not is_valid_id(value):
-        raise ApiError("bad_request", f"{what} ids are 1-64 characters from [A-Za-z0-9_.:-]")
+        raise ApiError("bad_request", f"{what} ids are {ID_RULE}")
     return value
 
 
