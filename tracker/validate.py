@@ -84,10 +84,15 @@ def optional_int(msg: Mapping[str, Any], field: str, *, lo: int | None = None, h
 
 MAX_REASON_CHARS = 200
 
+# The bidi embeddings, overrides (U+202A-U+202E) and isolates (U+2066-U+2069): a reason shown on
+# a page could reverse its own words ("\u202edeliver o3 to ...") or the page's text around it (the
+# ops page's confirm question). Right-to-left letters (Arabic, Hebrew) need none of them.
+_DIRECTION_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+
 
 def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None:
     """An optional free-text reason: a string of at most 200 characters without control
-    characters (a line break, NUL, ...), else ``bad_message``."""
+    characters (a line break, NUL, ...) or direction controls, else ``bad_message``."""
     reason = msg.get(field)
     if reason is None:
         return None
@@ -96,6 +101,9 @@ def optional_reason(msg: Mapping[str, Any], field: str = "reason") -> str | None
     if any(unicodedata.category(ch) == "Cc" for ch in reason):
         raise ApiError("bad_message", f"'{field}' must be one line of text: no control characters "
                                       "(line breaks, tabs, U+0000-U+001F, U+007F-U+009F)")
+    if any(ch in _DIRECTION_CONTROLS for ch in reason):
+        raise ApiError("bad_message", f"'{field}' must not hold direction-control characters "
+                                      "(U+202A-U+202E, U+2066-U+2069): they reorder the text around them")
     return reason
 
 
