@@ -20,3 +20,14 @@ def test_pages_send_security_headers(server: ServerProcess, path: str) -> None:
     assert csp.get("script-src") == "script-src 'self'", csp
     assert csp.get("object-src") == "object-src 'none'", csp
     assert csp.get("base-uri") == "base-uri 'none'", csp
+
+
+@pytest.mark.parametrize("raw", ["%E0%A4", "%2E%2E", "%2E", "o%201", "o" * 65])
+def test_a_tracking_address_that_cannot_name_an_order_is_a_plain_404(server: ServerProcess, raw: str) -> None:
+    """Not the page: its script could never read such an id (%E0%A4 is no UTF-8: it stayed on
+    "Loading..." for good; ".." the browser would resolve away)."""
+    r = httpx.get(f"{server.base_url}/track/{raw}?token=whatever")
+    assert r.status_code == 404, r.text
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    error = r.json()["error"]
+    assert error["code"] == "not_found" and "order ids are 1-64 characters" in error["message"], error

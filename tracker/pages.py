@@ -11,12 +11,14 @@ from __future__ import annotations
 import html
 from importlib import resources
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from tracker.runtime import runtime_of
+from tracker.validate import ID_RULE, is_valid_id
 
 STATIC = resources.files("tracker") / "static"
 
@@ -43,8 +45,20 @@ def _page(name: str):  # type: ignore[no-untyped-def]
     return serve
 
 
+_track_page = _page("track.html")
+
+
+async def _track(request: Request) -> Response:
+    """The tracking page, only for an address that can name an order: one that cannot (bytes
+    that are not UTF-8, "%2E%2E", 65 characters) gets the app's plain 404, as /track/a/b does,
+    not a page whose script could never load it (it stayed on "Loading...")."""
+    if not is_valid_id(request.path_params["order_id"]):
+        raise HTTPException(404, f"no such page: order ids are {ID_RULE}")  # (the id not echoed: any bytes)
+    return await _track_page(request)
+
+
 routes = [
-    Route("/track/{order_id}", _page("track.html"), methods=["GET"]),
+    Route("/track/{order_id}", _track, methods=["GET"]),
     Route("/merchant", _page("merchant.html"), methods=["GET"]),
     Route("/ops", _page("ops.html"), methods=["GET"]),
     Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
