@@ -35,6 +35,7 @@ def test_a_huge_request_head_is_refused_431_and_the_connection_closed(server: Se
     assert status_line.startswith(b"HTTP/1.1 431"), answer[:300]
     headers, _, body = rest.partition(b"\r\n\r\n")
     assert b"connection: close" in headers.lower()
+    assert b"x-content-type-options: nosniff" in headers.lower()  # (answered before the app: set there too)
     assert orjson.loads(body)["error"]["code"] == "too_large"
 
 

@@ -25,6 +25,7 @@ from tracker import __version__
 from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
+from tracker.http.nosniff import NoSniff
 from tracker.http.unexpected import AnswerUnexpected
 from tracker.logs import log_failure, log_throttled
 from tracker.locations import feature as locations
@@ -174,7 +175,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                             **{cls: _redis_down for cls in REDIS_DOWN}},
-        middleware=[Middleware(AnswerUnexpected)],
+        middleware=[Middleware(NoSniff), Middleware(AnswerUnexpected)],  # (NoSniff outside: the 500s get it too)
     )
     app.router.redirect_slashes = False  # "/v1/orders/o1/" is not_found, not an empty 307 to elsewhere
     app.state.hub = hub

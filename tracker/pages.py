@@ -9,6 +9,7 @@ rider's position old.
 from __future__ import annotations
 
 import html
+import re
 from importlib import resources
 
 from starlette.exceptions import HTTPException
@@ -23,15 +24,37 @@ from tracker.validate import ID_RULE, is_valid_id
 STATIC = resources.files("tracker") / "static"
 
 # The pages carry their token in the address: no Referer (a tile server, a link), no framing
-# (clickjacking the kitchen's buttons), and only the scripts under /static run.
+# (clickjacking the kitchen's buttons). (nosniff: every answer, tracker.http.nosniff.)
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
-                               "frame-ancestors 'none'",
 }
+
+# A plain host[:port] (or [IPv6][:port]): anything else cannot be written as a CSP source.
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def _tile_source(tile_url: str | None) -> str:
+    """Where the tile images come from as a CSP source: nothing more for a ``/`` path (``'self'``),
+    the tile server's origin for an http(s) template, or just its scheme when its host is itself
+    templated (``https://{z}.tiles.example``: no CSP source can name that)."""
+    if not tile_url or tile_url.startswith("/"):
+        return ""
+    scheme, _, rest = tile_url.partition("://")
+    host = rest.split("/", 1)[0].rpartition("@")[2]  # (user:password@ is no part of a source)
+    return f" {scheme}://{host}" if _HOST_PORT.fullmatch(host) else f" {scheme}:"
+
+
+def content_security_policy(tile_url: str | None) -> str:
+    """The pages' CSP: only what the server ships runs, and the pages reach nothing but their own
+    server (fetches and WebSockets: ``'self'``, which CSP 3 matches for ws:/wss: of the same
+    host), so a script that got in could not send a token or an order anywhere. Images: the
+    tiles' server and the ``data:`` favicon. Styles allow inline ``style`` attributes, which
+    the pages' legends use."""
+    return ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            f"img-src 'self' data:{_tile_source(tile_url)}; connect-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def _page(name: str):  # type: ignore[no-untyped-def]
@@ -40,7 +63,8 @@ def _page(name: str):  # type: ignore[no-untyped-def]
         settings = runtime_of(request).settings
         tile = html.escape(settings.tile_url or "", quote=True)
         text = text.replace("{{TILE_URL}}", tile).replace("{{STALE_AFTER_MS}}", str(int(settings.stale_after_s * 1000)))
-        return HTMLResponse(text, headers=SECURITY_HEADERS)
+        headers = {**SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(settings.tile_url)}
+        return HTMLResponse(text, headers=headers)
 
     return serve
 
