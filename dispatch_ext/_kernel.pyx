@@ -3,8 +3,10 @@
 """Compiled dispatch kernel: the core loops behind ``dispatch_ext``'s public API.
 
 Bounds checks are off in this module: every array reaching a core function was validated
-and converted by ``_boundary`` (shapes, dtype float64/int64, C-contiguous, finite values).
-The loops run without the GIL on typed memoryviews.
+and converted by ``_boundary`` (shapes, dtype float64/int64, C-contiguous, finite values)
+and is the boundary's own copy, so no other thread can change it while the loops run
+without the GIL on typed memoryviews. The assignment solver still checks the few indices
+that only a non-finite cost could corrupt, and raises rather than read outside its arrays.
 """
 from types import SimpleNamespace
 
@@ -77,7 +79,8 @@ cdef int64_t _column_reduction(const double[:, ::1] c, int64_t[::1] x, int64_t[:
 cdef int64_t _augmenting_row_reduction(const double[:, ::1] c, int64_t[::1] x,
                                        int64_t[::1] y, double[::1] v, int64_t[::1] free_rows,
                                        int64_t nfree, int64_t budget) noexcept nogil:
-    """One auction-like pass over the free rows; returns the rows still free.
+    """One auction-like pass over the free rows; returns the rows still free, or -1 if the
+    costs were not finite (see the guard below).
 
     A free row takes its cheapest column j1 and lowers v[j1] until the row is indifferent
     to its second cheapest; a displaced owner is retried at once (while ``budget`` lasts,
@@ -108,6 +111,8 @@ cdef int64_t _augmenting_row_reduction(const double[:, ::1] c, int64_t[::1] x,
         if u1 < u2:
             v[j1] -= u2 - u1
         elif i0 >= 0:
+            if j2 < 0:  # no second column below +inf: only NaN costs get here (m >= 2)
+                return -1
             j1 = j2
             i0 = y[j2]
         x[i] = j1
@@ -124,13 +129,19 @@ cdef int64_t _augmenting_row_reduction(const double[:, ::1] c, int64_t[::1] x,
     return nfree
 
 
-cdef void _augment(const double[:, ::1] c, int64_t[::1] x, int64_t[::1] y, double[::1] v,
+cdef bint _augment(const double[:, ::1] c, int64_t[::1] x, int64_t[::1] y, double[::1] v,
                    int64_t free_row, double[::1] d, int64_t[::1] pred,
                    int64_t[::1] collist) noexcept nogil:
     """Dijkstra from ``free_row`` over reduced costs to the nearest free column, then
-    update the duals of the settled columns and flip the augmenting path."""
-    cdef Py_ssize_t m = c.shape[1], k
-    cdef int64_t j, j1, i, low = 0, up = 0, last = 0, sink = -1
+    update the duals of the settled columns and flip the augmenting path.
+
+    Returns False, having read nothing out of bounds, if the state is impossible: every
+    column settled without reaching a free one, or a path longer than the rows. With n <= m
+    and finite costs neither happens (a free column always exists); with NaN costs the
+    comparisons stop meaning anything, and without these checks the loop would read
+    ``collist[m]`` and beyond."""
+    cdef Py_ssize_t m = c.shape[1], n = c.shape[0], k
+    cdef int64_t j, j1, i, low = 0, up = 0, last = 0, sink = -1, steps = 0
     cdef double lowest = 0.0, h, u1
     for j in range(m):
         collist[j] = j
@@ -138,6 +149,8 @@ cdef void _augment(const double[:, ::1] c, int64_t[::1] x, int64_t[::1] y, doubl
         pred[j] = free_row
     while sink < 0:
         if up == low:  # settle the next batch of columns at the minimum distance
+            if low >= m:
+                return False
             last = low
             lowest = d[collist[up]]
             up += 1
@@ -160,6 +173,8 @@ cdef void _augment(const double[:, ::1] c, int64_t[::1] x, int64_t[::1] y, doubl
         j1 = collist[low]  # scan the row assigned to a settled column
         low += 1
         i = y[j1]
+        if i < 0 or i >= n:
+            return False
         u1 = c[i, j1] - v[j1] - lowest
         for k in range(up, m):
             j = collist[k]
@@ -179,12 +194,18 @@ cdef void _augment(const double[:, ::1] c, int64_t[::1] x, int64_t[::1] y, doubl
         v[j] += d[j] - lowest
     while True:
         i = pred[sink]
+        steps += 1
+        if i < 0 or i >= n or steps > n:
+            return False
         y[sink] = i
         j = x[i]
         x[i] = sink
         sink = j
         if i == free_row:
             break
+        if sink < 0 or sink >= m:
+            return False
+    return True
 
 
 def _solve_assignment(const double[:, ::1] c):
@@ -200,14 +221,24 @@ def _solve_assignment(const double[:, ::1] c):
     cdef int64_t[::1] collist = np.empty(m, dtype=np.int64)
     cdef int64_t[::1] matches = np.zeros(n, dtype=np.int64)
     cdef int64_t nfree = n, budget = 8 * n + 64
+    cdef bint ok = True
     with nogil:
         if n == m:
             nfree = _column_reduction(c, x, y, v, free_rows, matches, pred)
         for k in range(2):
             if nfree > 0:
                 nfree = _augmenting_row_reduction(c, x, y, v, free_rows, nfree, budget)
-        for k in range(nfree):
-            _augment(c, x, y, v, free_rows[k], d, pred, collist)
+        ok = nfree >= 0
+        if ok:
+            for k in range(nfree):
+                if not _augment(c, x, y, v, free_rows[k], d, pred, collist):
+                    ok = False
+                    break
+    if not ok:
+        # Unreachable from the public API (the boundary hands over a finite copy); kept so a
+        # broken invariant is an exception, not a read outside the arrays.
+        raise RuntimeError("assignment solver reached an impossible state: the cost matrix "
+                           "must be finite")
     return x_arr
 
 
@@ -479,7 +510,7 @@ cdef int64_t _bundle_site(const int64_t* group, int64_t g, double sx, double sy,
 
 def _bundle(p):
     cdef const int64_t[::1] order = p.order, group_start = p.group_start
-    cdef const int64_t[::1] site_of_order = p.site_of_order
+    cdef const int64_t[::1] group_site = p.group_site
     cdef const double[::1] ready = p.ready_at, dx = p.drop.x, dy = p.drop.y
     cdef const double[::1] sx = p.site.x, sy = p.site.y
     cdef int64_t n = order.shape[0], ngroups = group_start.shape[0] - 1, g, b, s, nb
@@ -497,7 +528,7 @@ def _bundle(p):
     cdef int64_t[::1] members = members_arr, starts = starts_arr
     with nogil:
         for g in range(ngroups):
-            site = site_of_order[order[group_start[g]]]
+            site = group_site[g]
             nb = _bundle_site(&order[group_start[g]], group_start[g + 1] - group_start[g],
                               sx[site], sy[site],
                               ready, dx, dy, max_size, max_spread, max_extra, speed, service,

@@ -176,7 +176,7 @@ def _bundle(p: BundleInputs) -> tuple[np.ndarray, np.ndarray]:
     starts = [0]
     for g in range(len(p.group_start) - 1):
         group = p.order[p.group_start[g]:p.group_start[g + 1]]
-        for bundle in _bundle_site(p, group, int(p.site_of_order[group[0]])):
+        for bundle in _bundle_site(p, group, int(p.group_site[g])):
             members.extend(bundle)
             starts.append(len(members))
     return np.array(members, dtype=np.int64), np.array(starts, dtype=np.int64)
