@@ -186,7 +186,7 @@ def demand_density(core: Any, rider_x: object, rider_y: object, site_x: object, 
     rider_x, rider_y : array_like, shape (R,)
         Planar coordinates (metres) of the riders.
     site_x, site_y, site_weight : array_like, shape (S,)
-        Planar coordinates of the sites and their weights (finite, >= 0).
+        Planar coordinates of the sites and their weights (finite, >= 0, at most 1e15).
     meters_per_minute, tau_min : float
         Travel speed (at least ``MIN_SPEED``, 1e-5) and the decay's time constant (> 0).
 
@@ -218,7 +218,7 @@ def best_drop_sequence(core: Any, start_x: float, start_y: float, drop_x: object
     dropoff_service_min : float
         Service time at each drop-off.
     weights : array_like, shape (k,), optional
-        Weight of each stop's drop-off time (default 1).
+        Weight of each stop's drop-off time (default 1); finite, within +-1e15.
 
     Returns
     -------
@@ -230,7 +230,7 @@ def best_drop_sequence(core: Any, start_x: float, start_y: float, drop_x: object
     Raises
     ------
     ValueError
-        With more than 6 stops.
+        With more than 6 stops, or a weight that is not finite or beyond +-1e15.
     """
     return core.drop_sequence(b.drop_inputs(start_x, start_y, drop_x, drop_y, meters_per_minute,
                                             dropoff_service_min, weights))

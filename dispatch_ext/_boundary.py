@@ -74,10 +74,11 @@ def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
-def finite_values(value: object, name: str, *, bound: float = math.inf) -> np.ndarray:
+def finite_values(value: object, name: str, *, bound: float = MAX_MINUTES) -> np.ndarray:
     """A 1-D float64 array of finite numbers with ``abs(x) <= bound``."""
     arr = _as_float_array(value, name, 1)
-    bad = ~(np.abs(arr) <= bound)
+    # isfinite, not only the bound: with an infinite bound, abs(inf) <= bound let +-inf through.
+    bad = ~np.isfinite(arr) | (np.abs(arr) > bound)
     if bad.any():
         (i,) = _first_bad(bad)
         within = f" and within +-{bound:g}" if math.isfinite(bound) else ""
@@ -318,7 +319,8 @@ def density_inputs(rider_x: object, rider_y: object, site_x: object, site_y: obj
     """The arguments of ``demand_density``, validated and converted."""
     rider = points(rider_x, rider_y, "rider")
     site = points(site_x, site_y, "site")
-    weight = finite_values(site_weight, "site_weight")
+    # Bounded like every other weight (MAX_MINUTES): a sum of S such terms stays finite.
+    weight = finite_values(site_weight, "site_weight", bound=MAX_MINUTES)
     if (weight < 0).any():
         i = int(np.argmax(weight < 0))
         raise ValueError(f"site_weight[{i}] must be >= 0, got {weight[i]!r}")
@@ -347,7 +349,9 @@ def drop_inputs(start_x: object, start_y: object, drop_x: object, drop_y: object
     if weights is None:
         w = np.ones(len(drop.x))
     else:
-        w = finite_values(weights, "weights")
+        # Bounded (MAX_MINUTES): weight * offset and the sum over six stops stay finite, so the
+        # search compares numbers, never inf or NaN (which left the first permutation standing).
+        w = finite_values(weights, "weights", bound=MAX_MINUTES)
         same_length(drop_x=drop.x, weights=w)
     return DropInputs(
         coordinate(start_x, "start_x"), coordinate(start_y, "start_y"),

@@ -209,3 +209,23 @@ def test_assignment_costs_are_numbers_or_inf_or_a_named_error(impl, free_at, rea
         return
     assert not np.isnan(cost).any() and not np.isneginf(cost).any(), (args, cost)
     impl.linear_assignment(cost)  # takes it
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, 1e308, 2e15])
+def test_weights_must_be_finite_and_within_max_minutes(impl, bad) -> None:
+    """site_weight and weights are documented finite and within +-1e15 (MAX_MINUTES): an inf
+    site_weight made demand_density NaN (inf * exp(-big) = inf * 0), and inf or 1e308 drop-off
+    weights made every order's objective inf or NaN, so the first permutation came back."""
+    with pytest.raises(ValueError, match=r"site_weight\[1\] must be finite and within \+-1e\+15"):
+        impl.demand_density([0.0], [0.0], [0.0, 1e6], [0.0, 0.0], [1.0, bad], 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"weights\[0\] must be finite and within \+-1e\+15"):
+        impl.best_drop_sequence(0.0, 0.0, [1000.0, 100.0], [0.0, 0.0], 100.0, 2.0, [bad, 1.0])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_weights_at_the_bound_are_accepted(impl) -> None:
+    got = impl.demand_density([0.0], [0.0], [0.0], [0.0], [1e15], 1.0, 1.0)
+    assert got.tolist() == [1e15]
+    order, _ = impl.best_drop_sequence(0.0, 0.0, [1000.0, 100.0], [0.0, 0.0], 100.0, 2.0, [1.0, 1e15])
+    assert order.tolist() == [1, 0]
