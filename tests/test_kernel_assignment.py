@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -145,6 +146,56 @@ def test_forbidden_pairs_with_finite_penalty_matrix_agree_with_scipy(impl) -> No
         rows, cols = impl.linear_assignment(cost)
         assert len(rows) == min(n, m)
         assert cost[rows, cols].sum() == pytest.approx(cost[ref_rows, ref_cols].sum(), abs=1e-9)
+
+
+def _exact_brute_force(cost: np.ndarray) -> tuple[int, Fraction]:
+    """(largest number of finite pairs, least exact total among those); exact sums, because at
+    1e17 a float sum cannot tell 0 from 1."""
+    n, m = cost.shape
+    best: tuple[int, Fraction] = (0, Fraction(0))
+    small, large = (n, m) if n <= m else (m, n)
+    for chosen in itertools.permutations(range(large), small):
+        pairs = [(i, j) if n <= m else (j, i) for i, j in enumerate(chosen)]
+        pairs = [(i, j) for i, j in pairs if np.isfinite(cost[i, j])]
+        total = sum((Fraction(float(cost[i, j])) for i, j in pairs), Fraction(0))
+        if len(pairs) > best[0] or (len(pairs) == best[0] and total < best[1]):
+            best = (len(pairs), total)
+    return best
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forbidden_pairs_next_to_a_huge_cost_stay_optimal(impl) -> None:
+    """A +inf entry and a cost of -1e17 in one matrix: the forbidden pairs' penalty must not
+    cost the small entries their precision (the boundary used to shift every entry by -1e17,
+    which made 0 and 1 equal and gave (1, 2), (2, 1) here), and must stay above huge finite
+    costs."""
+    cost = np.array([[-1e17, np.inf, np.inf], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    rows, cols = impl.linear_assignment(cost)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (2, 2)]
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        # As above: a huge negative cost alone in its row and column, small whole costs with
+        # forbidden pairs elsewhere; or only huge costs next to the forbidden ones (the penalty
+        # must stay above them). Not a huge cost that augmenting paths or penalty pairs add
+        # up with small ones: no float solver tells 1e17 + 4 from 1e17 + 8 (scipy neither).
+        n, m = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+        cost = rng.integers(0, 10, size=(n, m)).astype(float)
+        cost[rng.random((n, m)) < 0.3] = np.inf
+        huge = 10.0 ** rng.integers(16, 19)
+        if trial % 3:
+            i, j = rng.integers(n), rng.integers(m)
+            cost[i, :] = np.inf
+            cost[:, j] = np.inf
+            cost[i, j] = -huge
+        else:
+            cost[np.isfinite(cost)] = -huge if trial % 2 else huge
+        cardinality, total = _exact_brute_force(cost)
+        if trial % 3 and cardinality < min(n, m):
+            continue  # penalty pairs in the optimum: see above
+        rows, cols = impl.linear_assignment(cost)
+        assert not np.isinf(cost[rows, cols]).any(), cost
+        got = sum((Fraction(float(cost[i, j])) for i, j in zip(rows, cols)), Fraction(0))
+        assert (len(rows), got) == (cardinality, total), cost
 
 
 @pytest.mark.parametrize("impl", IMPLS)
