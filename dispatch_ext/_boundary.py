@@ -75,7 +75,17 @@ def _as_float_array(value: object, name: str, ndim: int) -> np.ndarray:
     # Always a copy (module doc): np.asarray / ascontiguousarray would hand back the caller's
     # own buffer whenever it is float64 and C-contiguous already. About 1.5 ms for a 2000 x 2000
     # matrix, against 62-298 ms for its solve.
-    return np.array(arr, dtype=np.float64, order="C", copy=True)
+    with np.errstate(over="ignore"):
+        out = np.array(arr, dtype=np.float64, order="C", copy=True)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        # A long double beyond float64 would become inf here: +inf is a forbidden pair in a
+        # cost matrix, so refuse it rather than change its meaning.
+        overflow = np.isinf(out) & np.isfinite(arr)
+        if overflow.any():
+            first = _first_bad(overflow)
+            where = ", ".join(str(i) for i in first)
+            raise ValueError(f"{name}[{where}] is beyond float64 (about 1.8e308), got {arr[first]!r}")
+    return out
 
 
 def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
@@ -135,7 +145,11 @@ def scalar(value: object, name: str, *, minimum: float = 0.0, strict: bool = Fal
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
                                                                      np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # a Python int beyond float64
+        bits = int(value).bit_length()
+        raise ValueError(f"{name} must be a finite number, got an integer of {bits} bits") from None
     if math.isnan(x) or (math.isinf(x) and not (allow_inf and x > 0)):
         raise ValueError(f"{name} must be a finite number, got {x!r}")
     if x < minimum or (strict and x == minimum):

@@ -229,3 +229,21 @@ def test_weights_at_the_bound_are_accepted(impl) -> None:
     assert got.tolist() == [1e15]
     order, _ = impl.best_drop_sequence(0.0, 0.0, [1000.0, 100.0], [0.0, 0.0], 100.0, 2.0, [1.0, 1e15])
     assert order.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_numbers_beyond_float64_are_a_named_value_error(impl) -> None:
+    """A Python int beyond float64 raised OverflowError (not the documented TypeError or
+    ValueError), and a long double beyond it silently became inf: a forbidden pair in a cost
+    matrix, a weight of inf."""
+    with pytest.raises(ValueError, match="meters_per_minute"):
+        impl.travel_minutes([0.0], [0.0], [1.0], [1.0], 10**400)
+    with pytest.raises(ValueError, match="start_x"):
+        impl.best_drop_sequence(10**400, 0.0, [1.0], [1.0], 1.0, 1.0)
+    with pytest.raises(ValueError, match="max_travel_min"):
+        impl.pickup_times([0.0], [0.0], [0.0], [np.inf], [1.0], [1.0], [0.0], 1.0, 0.0, -10**400)
+    big = np.longdouble("1e400")
+    with pytest.raises(ValueError, match=re.escape("cost[0, 1]")):
+        impl.linear_assignment(np.array([[1.0, big]], dtype=np.longdouble))
+    with pytest.raises(ValueError, match=re.escape("site_weight[0]")):
+        impl.demand_density([0.0], [0.0], [0.0], [0.0], np.array([big]), 1.0, 1.0)
