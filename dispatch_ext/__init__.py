@@ -18,8 +18,9 @@ Public API (numpy in, numpy out; planar metres, minutes):
   bundle_ready_at, bundle_size, bundle_drop_sum, bundle_reward, meters_per_minute,
   pickup_service_min, max_travel_min, wait_weight) -> float64[R, B]``: the planner's cost matrix
 - ``demand_density(rider_x, rider_y, site_x, site_y, site_weight, meters_per_minute, tau_min)
-  -> float64[R]``: demand near each rider (the coverage penalty's density), the same bits on
-  every CPU
+  -> float64[R]``: demand near each rider (the coverage penalty's density), the same bits
+  whatever BLAS or SIMD numpy uses (the C library's ``exp`` may differ in the last bit
+  between CPUs with and without FMA)
 - ``best_drop_sequence(start_x, start_y, drop_x, drop_y, meters_per_minute,
   dropoff_service_min, weights=None) -> (order, offsets)``
 - ``bundle_orders(ready_at, placed_at, drop_x, drop_y, site_x, site_y, max_size,

@@ -178,8 +178,9 @@ def demand_density(core: Any, rider_x: object, rider_y: object, site_x: object, 
     ``minutes_ij`` is the straight-line distance over ``meters_per_minute`` (not rounded up).
 
     The sum runs over the sites in the order given, with the C library's ``exp`` (no BLAS, no
-    CPU-specific variant): the same bits on any CPU, so a replay decides alike on any machine
-    with the same C library.
+    numpy SIMD variant): the same bits whatever BLAS or SIMD level numpy uses. Not quite on
+    every CPU: glibc picks an FMA or a non-FMA ``exp`` at load time, and they differ in the
+    last bit for some arguments, which can turn a near tie in a replay (1 day in 40 measured).
 
     Parameters
     ----------
