@@ -73,6 +73,8 @@ def _on_time_target(raw: str) -> float:
         raise ValueError("must be minutes that make a whole number of seconds, at least 1 s "
                          "(e.g. 40, 7.5 for 7 min 30 s, 0.25 for 15 s)")
     return value
+
+
 _socket_count = _number(int, CEILING, note=" (more sockets than a process can have files)")
 
 
