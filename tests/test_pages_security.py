@@ -1,0 +1,72 @@
+"""What clients write, and the link's token, on the pages in a real headless Chromium against a
+real server: a long unbroken reason or id never pushes a page's buttons out of view, and the
+token does not stay in the address bar or the history."""
+from __future__ import annotations
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.orders_helpers import Ops
+from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tracker.launcher import ServerProcess
+
+LONG = "X" * 200  # the longest reason the server takes, with nowhere to break it
+
+# Whether anything in the page is wider than its box: every scrolling table box, the order's
+# history, and the page itself against the window; and each paused rider's Resume button lies
+# inside its table's box and the window (else an offline rider cannot be resumed).
+OVERFLOW = """() => {
+  const wide = [];
+  for (const el of [...document.querySelectorAll('.scroll'), document.getElementById('order-events')]) {
+    if (el && el.scrollWidth > el.clientWidth + 1) wide.push([el.id || el.firstElementChild?.getAttribute('aria-labelledby'), el.scrollWidth, el.clientWidth]);
+  }
+  if (document.documentElement.scrollWidth > innerWidth) wide.push(['page', document.documentElement.scrollWidth, innerWidth]);
+  for (const b of document.querySelectorAll('#paused-riders button')) {
+    const r = b.getBoundingClientRect(), box = b.closest('.scroll').getBoundingClientRect();
+    if (r.left < box.left || r.right > box.right + 1 || r.left < 0 || r.right > innerWidth) {
+      wide.push([b.getAttribute('aria-label'), Math.round(r.left), Math.round(r.right), Math.round(box.right)]);
+    }
+  }
+  return wide;
+}"""
+
+
+async def test_a_long_unbroken_reason_or_id_never_pushes_the_buttons_out_of_view(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A rider paused with a 200-character reason with no space made the paused riders table
+    thousands of pixels wide in its box, both riders' Resume buttons out of view; a cancel's
+    such reason widened the order's history, a 64-character kitchen id the kitchen's queue.
+    Now they wrap, on a desktop and on a phone, and the kitchen board and the tracking page
+    do not scroll sideways either."""
+    ops = Ops(server)
+    long_rider, other_rider = uid("r-long"), uid("r-other")
+    kitchen = ("m" + uid("k").replace("-", "") * 8)[:64]  # the longest kitchen id the server takes
+    waiting, cancelled = uid("o-wait"), uid("o-cancel")
+    try:
+        for rid, reason in ((long_rider, LONG), (other_rider, "flat tyre")):
+            paused = await ops.client.post(f"/v1/riders/{rid}/pause", json={"reason": reason})
+            assert paused.status_code == 200, paused.text
+        assert (await ops.create(waiting, kitchen)).status_code == 201
+        assert (await ops.create(cancelled, kitchen)).status_code == 201
+        assert (await ops.client.post(f"/v1/orders/{cancelled}/cancel", json={"reason": LONG})).status_code == 200
+        for mobile in (False, True):
+            page = await new_page(browser, mobile=mobile)
+            try:
+                await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}&order={cancelled}")
+                for rid in (long_rider, other_rider):
+                    await expect(page.locator(f'#paused-riders tr[data-rider="{rid}"] button')).to_have_text("Resume")
+                await expect(page.locator(f'#kitchen-queue tr[data-order="{waiting}"]')).to_contain_text(kitchen)
+                await expect(page.locator("#order-events li").last).to_contain_text(LONG)
+                assert await page.evaluate(OVERFLOW) == [], ("phone" if mobile else "desktop")
+                # a press on the Resume button works where it is (not hidden off to the side)
+                await page.locator(f'#paused-riders tr[data-rider="{other_rider}"] button').click(trial=True, timeout=2000)
+                await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', kitchen)}")
+                await expect(page.locator(f'tr[data-order="{cancelled}"]')).to_contain_text(LONG)
+                assert await page.evaluate(OVERFLOW) == []
+                await page.goto(f"{server.base_url}/track/{cancelled}?token={server.token('customer', cancelled)}")
+                await expect(page.locator("#next-step")).to_contain_text(LONG)
+                assert await page.evaluate(OVERFLOW) == []
+            finally:
+                await page.context.close()
+    finally:
+        for rid in (long_rider, other_rider):
+            await ops.client.post(f"/v1/riders/{rid}/resume", json={})
+        await ops.close()
