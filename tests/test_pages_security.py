@@ -3,6 +3,8 @@ real server: a long unbroken reason or id never pushes a page's buttons out of v
 token does not stay in the address bar or the history."""
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Browser, Page, expect
 
 from tests.orders_helpers import Ops
@@ -70,3 +72,24 @@ async def test_a_long_unbroken_reason_or_id_never_pushes_the_buttons_out_of_view
         for rid in (long_rider, other_rider):
             await ops.client.post(f"/v1/riders/{rid}/resume", json={})
         await ops.close()
+
+
+async def test_a_tracking_link_cut_short_inside_an_escape_is_refused_not_left_loading(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A link an SMS client cut short in the middle of a %-escape ("/track/%E0%A4") threw from
+    the page's script, and the page said "Loading…" for good with no banner. It is now a clear
+    refusal: the page's "Your link is not valid" banner, as for any link to no order (or, from a
+    server that refuses such a path itself, a plain 404)."""
+    page = await new_page(browser, mobile=True)
+    try:
+        response = await page.goto(f"{server.base_url}/track/%E0%A4?token={server.token('customer', uid('o'))}")
+        assert response is not None
+        if response.status == 404:
+            return  # the server turned the address down itself: no page to hang
+        assert response.status == 200, response.status
+        problem = page.get_by_role("alert").filter(has_text="Your link is not valid")
+        await expect(problem).to_be_visible()
+        await expect(problem).to_contain_text("there is no such order")
+        await expect(problem).to_have_attribute("data-reason", re.compile("^not_found"))
+        await expect(page.locator("#status")).not_to_have_text("Loading…")
+    finally:
+        await page.context.close()

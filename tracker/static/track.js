@@ -13,7 +13,12 @@ const COLLECTED = ["picked_up", "at_dropoff", "delivered"];
 const CARRYING = ["assigned", "at_pickup", "picked_up", "at_dropoff"];
 // The rider's position is called old after the server's TRACKER_STALE_AFTER_S (as on the ops page).
 const SILENT_AFTER_MS = Number(document.body.dataset.staleAfterMs) || 30_000;
-const orderId = decodeURIComponent(location.pathname.split("/").pop());
+// The order's id, from the address; null when it cannot be decoded (a link cut short inside a
+// %-escape, as an SMS client may: "/track/%E0%A4"), which the page refuses as a link to no order
+// instead of stopping here with an exception and "Loading…" for good.
+const orderId = (() => {
+  try { return decodeURIComponent(location.pathname.split("/").pop()); } catch { return null; }
+})();
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
 let lastEventId = null;
@@ -365,7 +370,8 @@ async function reload() {
   while (waiting.length && !reloading) onFrame(waiting.shift());
 }
 
-if (await loadUntilDone()) {
+if (orderId === null) refused("not_found: the order id in the link is damaged (cut short?)");
+else if (await loadUntilDone()) {
   socket = liveSocket(() => wsUrl(`/v1/ws/customer?order_id=${encodeURIComponent(orderId)}&token=${encodeURIComponent(token)}` +
     (lastEventId ? `&last_event_id=${encodeURIComponent(lastEventId)}` : "")), {
     onOnline: () => { setOffline(false); document.body.dataset.online = "yes"; },
