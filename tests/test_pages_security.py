@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.orders_helpers import Ops
@@ -93,3 +94,46 @@ async def test_a_tracking_link_cut_short_inside_an_escape_is_refused_not_left_lo
         await expect(page.locator("#status")).not_to_have_text("Loading…")
     finally:
         await page.context.close()
+
+
+# (page, its address given the server, an order id and its kitchen; what it shows once it works)
+PAGES = {
+    "ops": (lambda s, oid, mid: f"/ops?token={s.token('operator', 'ops')}&order={oid}", "#order-summary"),
+    "merchant": (lambda s, oid, mid: f"/merchant?token={s.token('operator', 'ops')}&merchant_id={mid}", "#orders tr[data-order]"),
+    "track": (lambda s, oid, mid: f"/track/{oid}?token={s.token('customer', oid)}", "#order-id"),
+}
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_the_token_leaves_the_address_and_the_history_and_a_reload_still_works(name: str, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The pages kept their ?token= in the address bar and the history for the whole visit: an
+    operator sharing "look at this order" (/ops?token=...&order=o1) shared full operator control.
+    Now the page takes the token out of its address as it opens (the other parameters stay:
+    order=, merchant_id=), keeps it for the tab, and works as before, after a reload, and back
+    from another page, with no history entry holding the token."""
+    path, shows = PAGES[name]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        address = path(server, oid, mid)
+        await page.goto(server.base_url + address)
+        want = re.sub(r"token=[^&]*&?", "", address).rstrip("?")  # the address as given, less its token
+
+        async def works() -> None:
+            await expect(page.locator(shows)).to_contain_text(oid)
+            await expect(page.locator("#fatal")).to_be_hidden()
+            assert "token" not in page.url and "token" not in await page.evaluate("location.href"), page.url
+            assert await page.evaluate("location.pathname + location.search") == want
+
+        await works()
+        await page.reload()
+        await works()
+        await page.goto("about:blank")
+        await page.go_back()  # the entry the page left in the history
+        await works()
+    finally:
+        await page.context.close()
+        await ops.close()
+

@@ -2,8 +2,25 @@
 // and a small SVG map that draws from positions (optional tile layer, works offline).
 "use strict";
 
-const params = new URLSearchParams(location.search);
-export const token = params.get("token") || "";
+// The link's token comes in the address (?token=...), as links are handed out. Once read it is
+// kept for this tab only (sessionStorage, one per page path: a customer's token is not tried on
+// another order's page) and taken out of the address, so the address bar, the history and an
+// address copied to share ("look at this order": /ops?order=o1) never carry it; the other
+// parameters stay. A load without ?token= (a reload, back, forward) reads it back. Where the
+// browser keeps no storage the token stays in the address, so that a reload still works.
+function takeToken() {
+  const key = `tracker.token:${location.pathname}`;
+  const url = new URL(location.href);
+  const given = url.searchParams.get("token");
+  try {
+    if (given === null) return sessionStorage.getItem(key) || "";
+    sessionStorage.setItem(key, given);
+  } catch { return given || ""; }
+  url.searchParams.delete("token");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  return given;
+}
+export const token = takeToken();
 
 // The token's `sub` (the kitchen, order or operator it is for), read without checking it, for
 // display only: the server checks the token on every request.
