@@ -3,12 +3,13 @@ real server: a long unbroken reason or id never pushes a page's buttons out of v
 token does not stay in the address bar or the history."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.orders_helpers import Ops
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, rider
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
 
@@ -137,3 +138,75 @@ async def test_the_token_leaves_the_address_and_the_history_and_a_reload_still_w
         await page.context.close()
         await ops.close()
 
+
+# Whether `text` is shown within `scope` in an element of its own that the browser isolates
+# (unicode-bidi: isolate, as <bdi> is): the page's words around it keep their order whatever
+# direction controls or right-to-left letters it holds.
+ISOLATED = """([scope, text]) => [...document.querySelectorAll(`${scope}, ${scope} *`)]
+  .filter((el) => el.textContent === text).some((el) => getComputedStyle(el).unicodeBidi === 'isolate')"""
+# A reason with a RIGHT-TO-LEFT OVERRIDE left open: not isolated, it reversed the page's words
+# after it (the assign question that follows a pause reason). A server that refuses bidi controls
+# in reasons takes a right-to-left script instead, which needs isolating as much.
+RLO_REASON = "flat tyre \u202eyaw eht no 7o redro"
+RTL_REASON = "\u05e6\u05de\u05d9\u05d2 \u05e0\u05e7\u05d5\u05e8 \u05d1\u05d3\u05e8\u05da"  # "flat tyre on the way", in Hebrew
+
+
+async def test_a_reason_with_direction_controls_never_reorders_the_words_around_it(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A pause reason with U+202E showed reversed on the ops page and reversed the assign
+    question after it. Every reason a client wrote is now isolated where it is shown: the ops
+    page's rider state, paused riders, order summary and history, the assign question (between
+    U+2068 and U+2069: a dialog takes no markup), the kitchen board's status, and the tracking
+    page's status and next step."""
+    ops = Ops(server)
+    cancelled, waiting, mid, rid = uid("o-c"), uid("o-w"), uid("m"), uid("r")
+    courier = await rider(server, rid)
+    page = await new_page(browser)
+    confirm: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def answer(dialog) -> None:  # type: ignore[no-untyped-def]
+        if dialog.type == "prompt":  # which rider: the paused one
+            await dialog.accept(rid)
+            return
+        await dialog.dismiss()  # whether to give the paused rider the order anyway: no
+        if not confirm.done():
+            confirm.set_result(dialog.message)
+
+    page.on("dialog", lambda d: asyncio.ensure_future(answer(d)))
+    try:
+        await courier.location(PICKUP["lat"], PICKUP["lng"])  # online: in the Riders table too
+        reason = RLO_REASON
+        paused = await ops.client.post(f"/v1/riders/{rid}/pause", json={"reason": reason})
+        if paused.status_code == 400:  # (a server that refuses bidi controls in reasons)
+            reason = RTL_REASON
+            paused = await ops.client.post(f"/v1/riders/{rid}/pause", json={"reason": reason})
+        assert paused.status_code == 200, paused.text
+        assert (await ops.create(cancelled, mid)).status_code == 201
+        assert (await ops.client.post(f"/v1/orders/{cancelled}/cancel", json={"reason": reason})).status_code == 200
+        await confirmed_order(server, ops, waiting, mid)
+
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}&order={cancelled}")
+        await expect(page.locator(f'#paused-riders tr[data-rider="{rid}"]')).to_contain_text(reason)
+        await expect(page.locator(f'#riders tr[data-rider="{rid}"]')).to_contain_text(reason)
+        await expect(page.locator("#order-events li").last).to_contain_text(reason)
+        for scope in (f'#paused-riders tr[data-rider="{rid}"] td[data-label="Why"]',
+                      f'#riders tr[data-rider="{rid}"] td[data-label="State"]', "#order-summary", "#order-events li:last-child"):
+            assert await page.evaluate(ISOLATED, [scope, reason]), scope
+        await page.fill("#order-id", waiting)
+        await page.click("#order-find button[type=submit]")
+        await page.get_by_role("button", name="Assign to a rider…").click()
+        question = await asyncio.wait_for(confirm, 10)
+        assert f"(\u2068{reason}\u2069)" in question, question
+
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator(f'tr[data-order="{cancelled}"]')).to_contain_text(reason)
+        assert await page.evaluate(ISOLATED, [f'tr[data-order="{cancelled}"] td[data-label="Status"]', reason])
+
+        await page.goto(f"{server.base_url}/track/{cancelled}?token={server.token('customer', cancelled)}")
+        await expect(page.locator("#next-step")).to_contain_text(reason)
+        for scope in ("#next-step", "#status"):
+            assert await page.evaluate(ISOLATED, [scope, reason]), scope
+    finally:
+        await ops.client.post(f"/v1/riders/{rid}/resume", json={})
+        await page.context.close()
+        await courier.close()
+        await ops.close()

@@ -479,6 +479,18 @@ export class VectorMap {
   }
 }
 
+// Words a client wrote (a reason: a cancel's, a pause's, a take-back's, a failed delivery's) shown
+// within the page's own: in a <bdi>, which the browser isolates (unicode-bidi: isolate), so
+// direction controls in them (U+202E) or a right-to-left script cannot reorder the words around
+// them. New reasons with bidi controls are refused by the server; older stored ones still come.
+export function isolated(text) {
+  const el = document.createElement("bdi");
+  el.textContent = text;
+  return el;
+}
+// The same for text that takes no markup (window.confirm): between U+2068 FSI and U+2069 PDI.
+export const isolatedText = (text) => `\u2068${text}\u2069`;
+
 // The longest reason the server takes (a cancel's, a take-back's, a failed delivery's), in
 // characters as it counts them: code points, so an emoji is one, not the two UTF-16 units of
 // its `.length`.

@@ -1,5 +1,5 @@
 // The kitchen board: orders to confirm, ready / delay buttons, prompts that stand out.
-import { api, askReason, clockTime, liveSocket, MAX_REASON, minutesFrom, serverClock, setOffline, settle, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
+import { api, askReason, clockTime, isolated, liveSocket, MAX_REASON, minutesFrom, serverClock, setOffline, settle, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, reason and by (of a cancel or a failed delivery)}
@@ -244,12 +244,13 @@ function foodText(o) {
 const CONFIRM_LATE_MS = 5 * 60_000;
 const waitingLong = (o) => o.status === "placed" && Number.isFinite(o.placedTs) && clock.now() - o.placedTs > CONFIRM_LATE_MS;
 
-// The status as the board says it; a cancel or a failed delivery says who and why.
+// The status as the board says it; a cancel or a failed delivery says who (statusText) and why
+// (reasonOf: shown isolated after it).
 const CANCELLED_BY = { customer: "the customer", operator: "the service", merchant: "the restaurant" };
+const reasonOf = (o) => ((o.status === "failed" || o.status === "cancelled") && o.reason ? o.reason : "");
 function statusText(o) {
-  const why = o.reason ? `: ${o.reason}` : "";
-  if (o.status === "failed") return "delivery failed" + why;
-  if (o.status === "cancelled") return "cancelled" + (CANCELLED_BY[o.by] ? ` by ${CANCELLED_BY[o.by]}` : "") + why;
+  if (o.status === "failed") return "delivery failed";
+  if (o.status === "cancelled") return "cancelled" + (CANCELLED_BY[o.by] ? ` by ${CANCELLED_BY[o.by]}` : "");
   if (o.status === "placed") {
     return waitingLong(o) ? `to confirm: waiting ${Math.floor((clock.now() - o.placedTs) / 60_000)} min` : "to confirm";
   }
@@ -279,6 +280,7 @@ function buildRow(id, o, busy) {
       return td;
     });
   cells[0].className = "id";
+  if (reasonOf(o)) cells[1].append(": ", isolated(reasonOf(o)));
   const actions = document.createElement("td");
   actions.className = "actions";
   if (o.status === "placed") actions.appendChild(button("Confirm", `Confirm ${id}`, "confirm", id));
@@ -318,7 +320,7 @@ function render() {
   });
   const list = ids.map((id) => {
     const o = orders.get(id), busy = sending.has(id) || checking.has(id);
-    const key = [statusText(o), foodText(o), o.placedTs, riderText(o), online, busy].join("|");
+    const key = [statusText(o), reasonOf(o), foodText(o), o.placedTs, riderText(o), online, busy].join("|");
     let row = rows.get(id);
     if (!row || row.key !== key) {
       const tr = buildRow(id, o, busy);

@@ -1,6 +1,6 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service
 // figures, the orders waiting, and one order at a time to act on (cancel, take back, assign, fail).
-import { api, ApiError, askReason, clockTime, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, VectorMap } from "/static/common.js";
+import { api, ApiError, askReason, clockTime, isolated, isolatedText, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -303,8 +303,8 @@ function drawRiders(snap) {
     if (r.stale) tr.dataset.silent = "";
     riderCell(tr, r.id);
     const refused = r.refused_last_hour ? ` · refused ${plural(r.refused_last_hour, "offer")} in the last hour` : "";
-    const paused = r.paused ? ` · paused by the operator${r.paused.reason ? `: ${r.paused.reason}` : ""}` : "";
-    cell(tr, "State", stateText(r, snap.ts) + kitchenDelaysText(r, snap.ts) + paused + refused);
+    const paused = !r.paused ? [] : r.paused.reason ? [" · paused by the operator: ", isolated(r.paused.reason)] : [" · paused by the operator"];
+    cell(tr, "State", [stateText(r, snap.ts) + kitchenDelaysText(r, snap.ts), ...paused, refused]);
     if (waitsOnKitchen(r, snap.ts)) tr.dataset.delayed = "";
     if (r.refused_last_hour >= 3) tr.dataset.refusing = "";
     if (r.paused) tr.dataset.paused = "";
@@ -337,8 +337,8 @@ function drawPaused(snap) {
     const tr = document.createElement("tr"); tr.dataset.rider = p.id;
     riderCell(tr, p.id);
     cell(tr, "Since", Number.isFinite(p.at) ? `${clockTime(p.at)} (${since(snap.ts - p.at)} ago)` : "");
-    cell(tr, "Why", p.reason || "");
-    cell(tr, "By", p.by || "");
+    cell(tr, "Why", p.reason ? [isolated(p.reason)] : "");
+    cell(tr, "By", p.by ? [isolated(p.by)] : "");  // (the pausing operator's token subject)
     cell(tr, "Action", [pauseButton({ id: p.id, paused: p })]);
     return tr;
   }));
@@ -489,7 +489,8 @@ function draw(snap) {
 let shownOrder = null;
 let acting = false;
 
-function note(text) { $("order-note").textContent = text; }
+// `parts`: strings, and a reason as isolated() (said within the note's words).
+function note(...parts) { $("order-note").replaceChildren(...parts); }
 
 // The open order as it stands now, with each snapshot (its rider may have moved it on).
 async function refreshOrder() {
@@ -557,11 +558,15 @@ function drawOrder(o) {
     if (Number.isFinite(eta)) parts.push(`drop-off about ${clockTime(eta)}`);
   }
   const ended = (o.events || []).findLast?.((e) => e.kind === o.status);
+  let why = null;  // the reason it ended with, isolated after the summary's words
   if (ended && (o.status === "cancelled" || o.status === "failed")) {
-    parts.push(`by ${ended.by || "?"}${typeof ended.reason === "string" ? `: ${ended.reason}` : ""}`);
+    if (typeof ended.reason === "string") why = ended.reason;
+    parts.push(`by ${ended.by || "?"}${why === null ? "" : ":"}`);
   }
   const summary = parts.join(" · ");
-  if ($("order-summary").textContent !== summary) $("order-summary").textContent = summary;
+  if ($("order-summary").textContent !== (why === null ? summary : `${summary} ${why}`)) {
+    $("order-summary").replaceChildren(...(why === null ? [summary] : [`${summary} `, isolated(why)]));
+  }
   drawEvents(o.events || []);
   $("order-card").hidden = false;
   // The buttons are drawn again only when what they offer changes (a new ETA every fix would
@@ -592,7 +597,8 @@ function drawEvents(events) {
     const who = e.kind === "assigned" && e.rider_id ? ` to ${e.rider_id}` : e.by ? ` by ${e.by}${e.rider_id && e.by !== "rider" ? ` (${e.rider_id})` : ""}` : "";
     const delay = e.kind === "food_delayed" ? [Number.isFinite(e.minutes) ? ` ${e.minutes} min` : "",
       Number.isFinite(e.ready_at) ? `, ready ${clockTime(e.ready_at)}` : ""].join("") : "";
-    li.textContent = `${Number.isFinite(e.ts) ? clockTime(e.ts) : ""} ${words(e.kind)}${delay}${who}${typeof e.reason === "string" ? `: ${e.reason}` : ""}`;
+    li.append(`${Number.isFinite(e.ts) ? clockTime(e.ts) : ""} ${words(e.kind)}${delay}${who}`);
+    if (typeof e.reason === "string") li.append(": ", isolated(e.reason));
     return li;
   });
   const text = items.map((li) => li.textContent).join("\n");
@@ -646,7 +652,7 @@ async function act(o, action) {
     if (!rider) return;
     const known = lastSnap?.riders.find((r) => r.id === rider);
     const paused = lastSnap?.paused_riders?.find((p) => p.id === rider);
-    if (paused && !window.confirm(`Rider ${rider} is paused (${paused.reason}): dispatch offers it nothing. Give it order ${o.id} anyway?`)) return;
+    if (paused && !window.confirm(`Rider ${rider} is paused (${isolatedText(paused.reason)}): dispatch offers it nothing. Give it order ${o.id} anyway?`)) return;
     if (!known || known.stale) {
       const wait = lastSnap?.settings?.TRACKER_SILENT_TAKE_BACK_S;
       const back = wait ? ` If it does not show up, the order is taken back from it after ${since(wait * 1000)}.` : "";
@@ -706,11 +712,11 @@ async function act(o, action) {
     const end = (shownOrder.events || []).findLast?.((e) => e.kind === shownOrder.status);
     const who = { operator: "the operator", merchant: "the restaurant" }[end?.by] || "";
     note(`Order ${o.id} was assigned to ${body.rider_id}, but was then ${words(shownOrder.status)}${who ? ` by ${who}` : ""}${
-      typeof end?.reason === "string" ? `: ${end.reason}` : "."}`);
+      typeof end?.reason === "string" ? ": " : "."}`, ...(typeof end?.reason === "string" ? [isolated(end.reason)] : []));
   } else if (done && action === "assign" && shownOrder?.id === o.id && shownOrder.rider_id !== body.rider_id) {
     const back = (shownOrder.events || []).findLast?.((e) => e.kind === "rider_unassigned");
     note(`Order ${o.id} was assigned to ${body.rider_id}, who no longer has it${
-      typeof back?.reason === "string" ? `: ${back.reason}` : "."}`);
+      typeof back?.reason === "string" ? ": " : "."}`, ...(typeof back?.reason === "string" ? [isolated(back.reason)] : []));
   }
 }
 

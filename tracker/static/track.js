@@ -1,5 +1,5 @@
 // The customer's page: the order's timeline, the rider on the map, a live ETA; resumes gaplessly.
-import { api, clockTime, liveSocket, minutesFrom, serverClock, setOffline, setText, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
+import { api, clockTime, isolated, liveSocket, minutesFrom, serverClock, setOffline, setText, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
 
 const STEPS = [
   ["placed", "Order placed"], ["confirmed", "Restaurant confirmed"], ["food_ready", "Food ready"],
@@ -99,7 +99,7 @@ function apply(event) {
 
 const BY = { merchant: "the restaurant", operator: "the service", customer: "you" };
 // A status and the reason of the step that ended the order, as [text, reason] ("" for none).
-const withReason = (text, event) => [text, typeof event.reason === "string" && event.reason ? `: ${event.reason}` : ""];
+const withReason = (text, event) => [text, typeof event.reason === "string" ? event.reason : ""];
 function cancelledText(event) {
   return withReason(`Cancelled${BY[event.by] ? ` by ${BY[event.by]}` : ""}`, event);
 }
@@ -109,9 +109,9 @@ const failedText = (event) => withReason("Delivery failed", event);
 // there: the next-step box, read as it appears, says it ("What happened: ..."), so it is heard once.
 function showStatus(text, reason = "") {
   const el = $("status");
-  if (el.textContent === text + reason) return;
+  if (el.textContent === (reason ? `${text}: ${reason}` : text)) return;
   if (!reason) { el.textContent = text; return; }
-  const seenOnly = document.createElement("span"); seenOnly.setAttribute("aria-hidden", "true"); seenOnly.textContent = reason;
+  const seenOnly = document.createElement("span"); seenOnly.setAttribute("aria-hidden", "true"); seenOnly.append(": ", isolated(reason));
   el.replaceChildren(text, seenOnly);
 }
 
@@ -125,11 +125,11 @@ function showNextStep(ended) {
   box.hidden = !ended;
   if (!ended) { box.replaceChildren(); delete box.dataset.kind; delete box.dataset.text; return; }
   const reason = typeof ended.reason === "string" ? ended.reason.trim().replace(/[.\s]+$/, "") : "";
-  const why = reason ? ` What happened: ${reason}.` : "";
+  const why = reason ? [" What happened: ", isolated(reason), "."] : [];  // (isolated: "." and the sentences after it stay in place)
   const para = (...parts) => { const p = document.createElement("p"); p.append(...parts); return p; };
   const ref = document.createElement("strong"); ref.className = "reference"; ref.textContent = orderId;
   const text = ended.kind === "failed" ? [
-    para(`We are sorry: your food will not arrive.${why || " The rider could not complete the delivery."}`),
+    para("We are sorry: your food will not arrive.", ...(why.length ? why : [" The rider could not complete the delivery."])),
     para("You do not need to do anything now: the restaurant or our support team will contact you about what happens next."),
     para("If you contact them, quote your order reference ", ref, "."),
   ] : cancelledNextStep(ended.by, why, para, ref);
@@ -151,7 +151,7 @@ function cancelledNextStep(by, why, para, ref) {
   const who = CANCELLED_WHO[by] || "your order was cancelled";
   const sorry = by === "customer" ? "Y" + who.slice(1) : `We are sorry: ${who}`;
   return [
-    para(`${sorry} ${when}. Nothing will be delivered${rider ? " and the rider is not coming" : ""}.${why}`),
+    para(`${sorry} ${when}. Nothing will be delivered${rider ? " and the rider is not coming" : ""}.`, ...why),
     para("You do not need to do anything: the order is closed. If you still want food, place a new order."),
     para("If you have a question about it, contact our support team and quote your order reference ", ref, "."),
   ];
