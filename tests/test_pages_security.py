@@ -1,6 +1,7 @@
 """What clients write, and the link's token, on the pages in a real headless Chromium against a
-real server: a long unbroken reason or id never pushes a page's buttons out of view, and the
-token does not stay in the address bar or the history."""
+real server: a long unbroken reason or id never pushes a page's buttons out of view, a reason's
+direction controls never reorder the words around it, a tracking link cut short is refused
+plainly, and the token does not stay in the address bar or the history."""
 from __future__ import annotations
 
 import asyncio
