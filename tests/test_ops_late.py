@@ -124,8 +124,8 @@ async def test_the_ops_page_lists_deliveries_running_late_and_drops_those_that_e
 
 
 async def test_an_order_scheduled_ahead_is_timed_from_when_its_kitchen_would_start(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
-    """An order created with its food wanted two hours ahead starts its clock then, less the
-    preparation time: it is not listed overdue one target after its placement, and delivered
+    """An order created scheduled, its food wanted two hours ahead, starts its clock then, less the
+    preparation time (an order merely given a late ready time, not scheduled, starts when placed): it is not listed overdue one target after its placement, and delivered
     early (the food ready sooner than planned) it counts no click-to-door at all. It was listed
     overdue while the planner planned it on schedule, and its delivery counted the hours it
     waited by design, late."""
@@ -139,7 +139,13 @@ async def test_an_order_scheduled_ahead_is_timed_from_when_its_kitchen_would_sta
         now = (await ops.client.get("/healthz")).json()["ts"]
         ready_at = now + 120 * MIN
         assert (await ops.create(asap, mid)).status_code == 201
-        assert (await ops.create(ahead, mid, ready_at=ready_at)).status_code == 201
+        assert (await ops.create(ahead, mid, ready_at=ready_at, scheduled=True)).status_code == 201
+        slow = uid("o-slow")  # a slow kitchen's order, not scheduled: its customer waits from the click
+        assert (await ops.create(slow, mid, ready_at=now + 45 * MIN)).status_code == 201
+        assert (await ops.get(slow))["clock_start_at"] == (await ops.get(slow))["placed_at"]
+        refused = await ops.create(uid("o"), mid, scheduled=True)  # scheduled for no time
+        assert refused.status_code == 400 and "ready_at" in refused.json()["error"]["message"], refused.text
+        assert (await ops.create(uid("o"), mid, ready_at=ready_at, scheduled="yes")).status_code == 400
         for _ in range(100):  # until the ordinary order, placed with it, is overdue
             snap = (await ops.client.get("/v1/ops/snapshot")).json()
             late = {r["id"]: r for r in snap["running_late"]}

@@ -136,6 +136,11 @@ def path_id(value: str, what: str) -> str:
     return value
 
 
+def optional_bool(msg: Mapping[str, Any], field: str) -> bool:
+    """A JSON boolean from ``msg[field]``, ``False`` when absent or null, else ``bad_message``."""
+    return False if msg.get(field) is None else require_bool(msg, field)
+
+
 def require_bool(msg: Mapping[str, Any], field: str) -> bool:
     """A JSON boolean from ``msg[field]`` or ``bad_message``."""
     value = msg.get(field, _MISSING)

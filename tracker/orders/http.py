@@ -19,7 +19,7 @@ from tracker.orders.store import store_of
 from tracker.orders.wire import rider_order, wire
 from tracker.redis_client import REDIS_DOWN
 from tracker.runtime import Runtime, runtime_of
-from tracker.validate import (optional_int, optional_number, optional_reason, path_id, require_id,
+from tracker.validate import (optional_bool, optional_int, optional_number, optional_reason, path_id, require_id,
                               require_point, require_reason)
 
 
@@ -87,9 +87,12 @@ async def create(request: Request) -> Response:
     body = await json_body(request)
     ready_at = ready_at_in_window(body, rt.clock.now_ms())
     prep = optional_number(body, "prep_minutes", lo=0, hi=24 * 60)
+    scheduled = optional_bool(body, "scheduled")
+    if scheduled and ready_at is None:
+        raise ApiError("bad_message", "a 'scheduled' order needs its 'ready_at': when its food is wanted")
     order, created = await service.create_order(
         rt, require_id(body, "id"), require_id(body, "merchant_id"), require_point(body, "pickup"),
-        require_point(body, "dropoff"), ready_at, prep,
+        require_point(body, "dropoff"), ready_at, prep, scheduled=scheduled,
     )
     return JSONResponse(order, status_code=201 if created else 200)
 

@@ -23,11 +23,13 @@ WARNING_MIN = 15.0  # how far ahead of its due time an order's ETA is looked at
 
 
 def clock_start_ms(placed_at: int, ready_at: int | None, prep_minutes: float | None, default_prep_min: float) -> int:
-    """When a new order's click-to-door clock starts (server ms), fixed at its creation: when its
-    preparation would begin, the ready time it was created with less its ``prep_minutes``
-    (``default_prep_min``, ``TRACKER_DEFAULT_PREP_MIN``, when it gave none), but never before
-    its placement. An ordinary order starts when placed; one scheduled hours ahead when its
-    kitchen would start, so it is neither late nor counted slow for the hours it waited by design.
+    """When a new order's click-to-door clock starts (server ms), fixed at its creation. Given
+    the ``ready_at`` of an order created ``scheduled`` (its food wanted then, not as soon as it
+    can be made; ``None`` for any other order): when its preparation would begin, that ready
+    time less its ``prep_minutes`` (``default_prep_min``, ``TRACKER_DEFAULT_PREP_MIN``, when it
+    gave none), but never before its placement; else its placement. A slow kitchen's order (a
+    ``ready_at`` 45 minutes out, not scheduled) is timed from its placement: its customer waits
+    all of it. One scheduled hours ahead is neither late nor counted slow for the hours it waited by design.
     (Fixed at creation: a kitchen's ``delay`` later moves ``ready_at``, and must not move the
     clock the delay makes the order late against.)"""
     if ready_at is None:

@@ -53,11 +53,14 @@ async def require_order(rt: Runtime, order_id: str) -> dict[str, str]:
 
 
 async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tuple[float, float],
-                       dropoff: tuple[float, float], ready_at: int | None, prep_minutes: float | None) -> tuple[dict[str, Any], bool]:
+                       dropoff: tuple[float, float], ready_at: int | None, prep_minutes: float | None,
+                       *, scheduled: bool = False) -> tuple[dict[str, Any], bool]:
     """Create the order (idempotent by id and body); returns it, with its events as GET gives
-    it, and whether it is new."""
+    it, and whether it is new. ``scheduled``: its food is wanted at ``ready_at`` (its clock
+    starts then, less the preparation: :func:`clock_start_ms`), not as soon as it can be made."""
     store = store_of(rt)
-    fingerprint = orjson.dumps([merchant_id, pickup, dropoff, ready_at, prep_minutes]).decode()
+    fingerprint = orjson.dumps([merchant_id, pickup, dropoff, ready_at, prep_minutes]
+                               + ([True] if scheduled else [])).decode()
     await store.reserve_id(order_id, merchant_id)
     now = rt.clock.now_ms()
     fields = {
@@ -66,7 +69,8 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
         "drop_lat": repr(dropoff[0]), "drop_lng": repr(dropoff[1]), "placed_at": now,
         "ready_at": ready_at if ready_at is not None else "",
         "prep_minutes": prep_minutes if prep_minutes is not None else "",
-        "clock_start_at": clock_start_ms(now, ready_at, prep_minutes, rt.settings.default_prep_min),
+        "clock_start_at": clock_start_ms(now, ready_at if scheduled else None, prep_minutes,
+                                         rt.settings.default_prep_min),
         "counted_status": "",  # not counted yet (:mod:`counts`): whichever counts it first counts it from nothing
     }
     journal = await _journal(rt, [order_id], "placed")  # its count is a follow-up too
