@@ -31,11 +31,15 @@ def test_pages_send_security_headers(server: ServerProcess, path: str) -> None:
     assert csp.get("img-src") == "img-src 'self' data:", csp  # (no tile server configured)
 
 
-def test_the_tile_server_is_the_one_other_place_pages_load_images_from(start_server) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server({"TRACKER_TILE_URL": "https://tiles.example.org:8443/{z}/{x}/{y}.png"})
+@pytest.mark.parametrize("tiles, source", [
+    ("https://tiles.example.org:8443/{z}/{x}/{y}.png", "https://tiles.example.org:8443"),
+    ("//tiles.example.org/{z}/{x}/{y}.png", "tiles.example.org"),  # (the page's own scheme: its tiles were blocked)
+])
+def test_the_tile_server_is_the_one_other_place_pages_load_images_from(start_server, tiles: str, source: str) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server({"TRACKER_TILE_URL": tiles})
     r = httpx.get(f"{srv.base_url}/ops?token=whatever")
     csp = {d.strip().split()[0]: d.strip() for d in r.headers["content-security-policy"].split(";")}
-    assert csp["img-src"] == "img-src 'self' data: https://tiles.example.org:8443", csp
+    assert csp["img-src"] == f"img-src 'self' data: {source}", csp
     assert csp["connect-src"] == "connect-src 'self'", csp
 
 

@@ -23,7 +23,8 @@ from tracker.validate import ID_RULE, is_valid_id
 
 STATIC = resources.files("tracker") / "static"
 
-# The pages carry their token in the address: no Referer (a tile server, a link), no framing
+# A page's first load carries its token in the address (the page then takes it out, see
+# common.js), and so would the Referer of what that load fetches: none sent. No framing
 # (clickjacking the kitchen's buttons). (nosniff: every answer, tracker.http.nosniff.)
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -38,7 +39,11 @@ _HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 def _tile_source(tile_url: str | None) -> str:
     """Where the tile images come from as a CSP source: nothing more for a ``/`` path (``'self'``),
     the tile server's origin for an http(s) template, or just its scheme when its host is itself
-    templated (``https://{z}.tiles.example``: no CSP source can name that)."""
+    templated (``https://{z}.tiles.example``: no CSP source can name that). A scheme-relative
+    ``//host/...`` is its host alone, which CSP matches with the page's own scheme."""
+    if tile_url and tile_url.startswith("//"):
+        host = tile_url[2:].split("/", 1)[0].rpartition("@")[2]
+        return f" {host}" if _HOST_PORT.fullmatch(host) else " https: http:"
     if not tile_url or tile_url.startswith("/"):
         return ""
     scheme, _, rest = tile_url.partition("://")
