@@ -4,13 +4,12 @@ Same public API, same shared boundary (``_api``/``_boundary``); only the core lo
 The assignment solver here is the plain shortest augmenting path (Jonker-Volgenant family,
 Dijkstra on reduced costs, one free row at a time) vectorised over columns; the compiled
 kernel adds the JV initialisation. Both are exact, so their totals agree; the other functions
-perform the same floating-point operations in the same order (and call the C library's exp, as the
-kernel does, not numpy's), so their results are identical, bit for bit.
+perform the same floating-point operations in the same order (with the kernel's own exp, not the C
+library's nor numpy's), so their results are identical, bit for bit.
 """
 from __future__ import annotations
 
 import itertools
-import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -64,14 +63,35 @@ def _travel(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
     return np.ceil(np.sqrt(dx * dx + dy * dy) / meters_per_minute)
 
 
+# The compiled kernel's own exp (_kernel._exp), the same operations in the same order, each an
+# elementwise ufunc (exact per element in IEEE-754, no FMA): neither the C library's exp (glibc
+# picks an FMA or a non-FMA one by CPU) nor numpy's (a SIMD one by CPU), which differ in the last bit.
+_EXP_MIN = -746.0  # below it exp(x) < 2**-1075: 0.0
+_INV_LN2 = 1.4426950408889634
+_LN2_HI, _LN2_LO = 0.6931471803691238, 1.9082149292705877e-10  # LN2_HI * k is exact for |k| <= 1100
+_TAYLOR = (1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08, 2.755731922398589e-07,
+           2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984, 0.001388888888888889,
+           0.008333333333333333, 0.041666666666666664, 0.16666666666666666, 0.5)  # 1/13! ... 1/2!
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    """exp(x) for x <= 0, bit for bit as the compiled kernel's: within 1 ulp of exp."""
+    live = x >= _EXP_MIN
+    x = np.where(live, x, 0.0)
+    k = np.rint(np.multiply(x, _INV_LN2))  # round half to even, as C's nearbyint
+    r = np.subtract(np.subtract(x, np.multiply(k, _LN2_HI)), np.multiply(k, _LN2_LO))
+    p = np.full_like(r, _TAYLOR[0])
+    for c in _TAYLOR[1:]:  # Horner from 1/13! down to 1/2
+        p = np.add(np.multiply(p, r), c)
+    p = np.add(1.0, np.add(r, np.multiply(np.multiply(r, r), p)))  # 1 + r + r**2 (1/2 + r/6 + ...)
+    return np.where(live, np.ldexp(p, k.astype(np.int32)), 0.0)
+
+
 def _density(d: DensityInputs) -> np.ndarray:
     dx = d.rider.x[:, None] - d.site.x[None, :]
     dy = d.rider.y[:, None] - d.site.y[None, :]
     decay = -(np.sqrt(dx * dx + dy * dy) / d.meters_per_minute) / d.tau_min
-    # The C library's exp, as the compiled kernel calls it: numpy's own exp (vectorised, chosen
-    # by CPU) differs from it in the last bit for some arguments.
-    terms = np.fromiter(map(math.exp, decay.ravel().tolist()), float, decay.size).reshape(decay.shape)
-    terms *= d.site_weight[None, :]
+    terms = _exp(decay) * d.site_weight[None, :]
     out = np.zeros(len(d.rider.x))
     for j in range(terms.shape[1]):  # site by site, as the compiled kernel adds them
         out += terms[:, j]

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,6 +153,45 @@ def test_demand_density_compiled_equals_pure() -> None:
         args = (rng.uniform(-2e4, 2e4, r), rng.uniform(-2e4, 2e4, r), rng.uniform(-2e4, 2e4, s),
                 rng.uniform(-2e4, 2e4, s), rng.uniform(0, 5, s), SPEED, float(rng.uniform(1, 60)))
         np.testing.assert_array_equal(_kernel.demand_density(*args), _pure.demand_density(*args))
+
+
+# Each rider x minutes from the one site (speed 1, tau 1, weight 1): its density is exp(-x).
+_DENSITY_BITS = """
+import hashlib, sys
+import numpy as np
+from dispatch_ext import _kernel, _pure
+x = np.random.default_rng(7).uniform(0, 40, 200_000)  # the penalty's range: minutes / tau
+args = (x, np.zeros(x.size), [0.0], [0.0], [1.0], 1.0, 1.0)
+for impl in (_kernel, _pure):
+    print(hashlib.sha256(impl.demand_density(*args).tobytes()).hexdigest())
+"""
+
+
+def test_demand_density_is_the_same_with_and_without_fma() -> None:
+    """glibc picks an FMA or a non-FMA ``exp`` when it loads, by CPU, and the two differ in the
+    last bit for about 1 argument in 1,500 of the penalty's range; one such bit turned a near tie
+    and a whole replayed day. The kernel's own exp (the twin's too) is the same on every CPU."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    runs = [subprocess.run([sys.executable, "-c", _DENSITY_BITS], capture_output=True, text=True, timeout=120,
+                           env={**env, **extra}) for extra in ({}, {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA"})]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    kernel, pure = runs[0].stdout.split()
+    assert kernel == pure  # the twin, bit for bit
+    assert runs[1].stdout == runs[0].stdout  # and without FMA
+
+
+def test_demand_density_exp_is_within_an_ulp_and_exact_at_the_ends() -> None:
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(0, 40, 100_000), rng.uniform(0, 708, 100_000), [0.0, 1e-300, 745.0, 746.0, 1e9]])
+    args = (x, np.zeros(x.size), [0.0], [0.0], [1.0], 1.0, 1.0)
+    got = _kernel.demand_density(*args)
+    np.testing.assert_array_equal(got, _pure.demand_density(*args))
+    want = np.array([math.exp(-v) for v in x])
+    normal = want > 2.3e-308
+    assert (np.abs(got - want)[normal] <= np.spacing(want[normal])).all()
+    assert got[-5:].tolist() == [1.0, 1.0, math.exp(-745.0), 0.0, 0.0]  # 1.0 at 0, 0.0 below the smallest double
 
 
 # ---------------------------------------------------------------------- drop sequences

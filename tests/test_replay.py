@@ -49,12 +49,14 @@ def test_replay_writes_three_files_the_checker_accepts(solved: tuple[Path, Path]
 
 
 def test_replay_is_the_same_on_any_cpu_and_matches_the_committed_solution(solved: tuple[Path, Path], tmp_path: Path) -> None:
-    """A replay decides alike whatever BLAS kernel or SIMD level the machine picks (a near tie
-    broken by one last bit changes the rest of the day), so the committed solution and the
-    figures in docs/ are what anyone running the same command gets."""
+    """A replay decides alike whatever BLAS kernel, SIMD level or C library exp (glibc picks one
+    with FMA or one without, by CPU) the machine picks (a near tie broken by one last bit changes
+    the rest of the day), so the committed solution and the figures in docs/ are what anyone
+    running the same command gets."""
     instance, out = solved
     other = tmp_path / "other-cpu"
-    env = {**os.environ, "OPENBLAS_CORETYPE": "Prescott", "NPY_DISABLE_CPU_FEATURES": "X86_V3 AVX2 FMA3"}
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Prescott", "NPY_DISABLE_CPU_FEATURES": "X86_V3 AVX2 FMA3",
+           "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA"}
     done = subprocess.run([sys.executable, "-m", "tracker", "replay", str(instance), "--out", str(other)],
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr + done.stdout
