@@ -19,8 +19,7 @@ Public API (numpy in, numpy out; planar metres, minutes):
   pickup_service_min, max_travel_min, wait_weight) -> float64[R, B]``: the planner's cost matrix
 - ``demand_density(rider_x, rider_y, site_x, site_y, site_weight, meters_per_minute, tau_min)
   -> float64[R]``: demand near each rider (the coverage penalty's density), the same bits
-  whatever BLAS or SIMD numpy uses (the C library's ``exp`` may differ in the last bit
-  between CPUs with and without FMA)
+  on every CPU, whatever BLAS or SIMD numpy uses (an ``exp`` of the kernel's own)
 - ``best_drop_sequence(start_x, start_y, drop_x, drop_y, meters_per_minute,
   dropoff_service_min, weights=None) -> (order, offsets)``
 - ``bundle_orders(ready_at, placed_at, drop_x, drop_y, site_x, site_y, max_size,

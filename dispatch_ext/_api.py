@@ -177,10 +177,11 @@ def demand_density(core: Any, rider_x: object, rider_y: object, site_x: object, 
     """Demand near each rider: ``sum_j site_weight[j] * exp(-minutes_ij / tau_min)``, where
     ``minutes_ij`` is the straight-line distance over ``meters_per_minute`` (not rounded up).
 
-    The sum runs over the sites in the order given, with the C library's ``exp`` (no BLAS, no
-    numpy SIMD variant): the same bits whatever BLAS or SIMD level numpy uses. Not quite on
-    every CPU: glibc picks an FMA or a non-FMA ``exp`` at load time, and they differ in the
-    last bit for some arguments, which can turn a near tie in a replay (1 day in 40 measured).
+    The sum runs over the sites in the order given (no BLAS, no numpy SIMD variant), with an
+    ``exp`` of the kernel's own (within 1 ulp): the same bits on every CPU, whatever BLAS or SIMD
+    level numpy uses. The C library's ``exp`` was not: glibc picks an FMA or a non-FMA one at
+    load time, and they differ in the last bit for some arguments, which turned a near tie in a
+    replay (1 day in 40 measured).
 
     Parameters
     ----------

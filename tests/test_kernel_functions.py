@@ -145,8 +145,9 @@ def test_demand_density_rejects_bad_input(impl) -> None:
 
 
 def test_demand_density_compiled_equals_pure() -> None:
-    """Bit for bit (the twin calls the C library's exp, as the kernel does; numpy's differs in the
-    last bit for some arguments, depending on the CPU), with fractional weights and tau too."""
+    """Bit for bit (the twin performs the kernel's own exp, operation for operation; numpy's and the
+    C library's differ in the last bit for some arguments, depending on the CPU), with fractional
+    weights and tau too."""
     rng = np.random.default_rng(11)
     for _ in range(300):
         r, s = rng.integers(0, 40, size=2)

@@ -7,10 +7,10 @@ restaurants seen so far, weighted by their order counts, of ``exp(-travel_minute
 The planner adds ``weight x density / mean density`` to every job of that rider, so the
 figure is a tie-breaker in minutes, the same for all jobs of one rider, and scale-free
 across cities (docs/DISPATCH.md measures it). The density comes from the kernel
-(``demand_density``), which gives the same bits whatever BLAS or SIMD numpy uses: a matrix
-product through BLAS did not, and one last bit decides a near tie, then a day's replay differs
-from there on. (The C library's ``exp`` itself may still differ in the last bit between CPUs
-with and without FMA; docs/DISPATCH.md, "The same on every machine".)
+(``demand_density``), which gives the same bits on every CPU, whatever BLAS or SIMD numpy uses:
+a matrix product through BLAS did not, nor the C library's ``exp`` (an FMA and a non-FMA one),
+and one last bit decides a near tie, then a day's replay differs from there on (docs/DISPATCH.md,
+"The same on every machine").
 """
 from __future__ import annotations
 
