@@ -229,7 +229,8 @@ def ahead_of_real_time(mark_ms: int, mark_scale: float, now_ms: int, where: str,
             f"whose clock ran at TRACKER_TIME_SCALE={mark_scale:g} (a replay): a server at real speed cannot move its "
             "clock there, and would refuse its riders' fixes as out of order and keep silent riders as fresh; give this "
             f"server {own} of its own, or start it with --time-scale {mark_scale:g} to resume that clock (or wait until "
-            f"{until}; or, if nothing that replay stamped matters, delete the Redis key {MARK_KEY})")
+            f"{until}" + (f"; or, if nothing that replay stamped matters, delete the key {MARK_KEY} there)"
+                          if "REDIS_URL" in where else ")"))
 
 
 def start_clock(url: str, scale: float, *, cluster: bool, where: str, own: str, timeout: float = 5.0) -> Clock:

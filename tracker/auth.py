@@ -142,7 +142,7 @@ def verify_token(secret: str, token: str) -> Principal:
         raise ApiError("unauthorized", f"unknown role {claims['role']!r}") from None
     sub = claims["sub"]
     if not is_valid_id(sub):
-        raise ApiError("unauthorized", "token 'sub' is not a valid id")
+        raise ApiError("unauthorized", f"token 'sub' is not a valid id ({ID_RULE})")
     exp = claims["exp"]
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):  # (PyJWT takes "9999999999", a string, too)
         raise ApiError("unauthorized", "invalid token: 'exp' is not a time (a JSON number of seconds)")

@@ -250,7 +250,7 @@ class Settings:
     )
     on_time_target_min: float = _setting(
         "TRACKER_ON_TIME_TARGET_MIN", _on_time_target, 40.0,
-        "click-to-door target for the on-time share (a whole number of seconds)"
+        "click-to-door target for the on-time share, in minutes that make a whole number of seconds (40, 7.5)"
     )
 
     estimate_grace_s: float = _setting(
