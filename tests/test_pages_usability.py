@@ -379,3 +379,30 @@ async def test_tracking_page_says_when_the_kitchen_needs_more_time(server: Serve
         await page.context.close()
         await tablet.close()
         await ops.close()
+
+
+async def test_tracking_page_says_the_food_is_taking_longer_once_the_delayed_time_has_passed(
+        own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """A delayed ready time gone by with the food not ready: the note says the food is taking
+    longer than the restaurant said, not that it "should be ready" at a time already past. The
+    server's clock runs 60 times faster, so the delay's minute passes in a second."""
+    srv = start_server({"TRACKER_TIME_SCALE": "60", "TRACKER_DISPATCH_INTERVAL_S": "36000"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    tablet = await merchant(srv, mid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid, prep_minutes=0)
+        await tablet.confirm(oid)
+        await tablet.event(oid, "confirmed")
+        await tablet.delay(oid, 1)
+        await tablet.event(oid, "food_delayed")
+        ready_at = (await ops.get(oid))["ready_at"]
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ready_at)
+        await expect(page.locator("#kitchen-note")).to_have_text(
+            f"The restaurant said your food would be ready about {shown}; it is taking longer.", timeout=10_000)
+    finally:
+        await page.context.close()
+        await tablet.close()
+        await ops.close()

@@ -281,7 +281,9 @@ function showSilence() {
 // jump for no reason, with the new ready time (or, before the confirm, the minutes it needs),
 // until the food is ready or collected; an order that ended has no food to wait for. The note
 // sits in a polite live region and is written only when its words change (read out once; a
-// reload rebuilds it from the history, as it was).
+// reload rebuilds it from the history, as it was). Once that ready time has passed without the
+// food ready, it says the food is taking longer than the restaurant said, not "should be ready"
+// at a time gone by (as the kitchen board says "was due").
 function noteDelay(event) {
   if (event.kind === "food_delayed") {
     const at = Number.isFinite(event.ready_at) ? event.ready_at : null;
@@ -289,12 +291,17 @@ function noteDelay(event) {
     const before = kitchenDelay && "minutes" in kitchenDelay ? kitchenDelay.minutes : 0;  // (earlier delays before the confirm)
     kitchenDelay = at !== null ? { at } : { minutes: before + minutes };
   } else if (event.kind === "food_ready" || COLLECTED.includes(event.kind) || FINAL.includes(event.kind)) kitchenDelay = null;
+  renderKitchenNote();
+}
+function renderKitchenNote() {
   const note = $("kitchen-note");
   const shown = kitchenDelay !== null && !refusedNow && !FINAL.includes(status) && !COLLECTED.includes(status);
   note.hidden = !shown;
   if (!shown) return;
-  setText(note, "at" in kitchenDelay
-    ? `The restaurant needs more time: your food should be ready about ${clockTime(kitchenDelay.at)}.`
+  const at = "at" in kitchenDelay ? clockTime(kitchenDelay.at) : null;
+  setText(note, at !== null && kitchenDelay.at < clock.now()
+    ? `The restaurant said your food would be ready about ${at}; it is taking longer.`
+    : at !== null ? `The restaurant needs more time: your food should be ready about ${at}.`
     : `The restaurant needs ${kitchenDelay.minutes} more minute${kitchenDelay.minutes === 1 ? "" : "s"} to prepare your food.`);
 }
 
@@ -336,7 +343,7 @@ async function loadUntilDone() {
 const clock = await serverClock();
 watchedSince = clock.now();
 // Often enough that the minutes shown follow the server's clock (a minute of a replay's is short).
-setInterval(() => { renderEta(); showSilence(); }, Math.max(250, Math.min(10_000, SILENT_AFTER_MS / 4, 60_000 / clock.scale)));
+setInterval(() => { renderEta(); showSilence(); renderKitchenNote(); }, Math.max(250, Math.min(10_000, SILENT_AFTER_MS / 4, 60_000 / clock.scale)));
 // Frames are handled one at a time, in order; while the order is read again over HTTP (after a
 // `resync` that skipped events) those that arrive wait for it, so a live event is never
 // overwritten by a snapshot taken before it, and one reload runs at a time. An event already
