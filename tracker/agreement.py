@@ -221,24 +221,27 @@ def _span(seconds: float) -> str:
     return f"{seconds / 86_400:.1f} days"
 
 
-def ahead_of_real_time(mark_ms: int, mark_scale: float, now_ms: int, where: str, own: str) -> str:
+def ahead_of_real_time(mark_ms: int, mark_scale: float, now_ms: int, where: str, own: str,
+                       mark_deletable: bool) -> str:
     """The refusal of a real-speed server on a Redis (``where``: the data folder or the Redis) stamped
-    by a scaled clock up to ``mark_ms``; ``own``: what to give this server instead."""
+    by a scaled clock up to ``mark_ms``; ``own``: what to give this server instead; with
+    ``mark_deletable`` (a Redis one can reach while this server is not running) deleting the mark too."""
     until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(mark_ms / 1000))
     return (f"{where} holds data stamped up to {_span((mark_ms - now_ms) / 1000)} ahead of the wall clock, by a server "
             f"whose clock ran at TRACKER_TIME_SCALE={mark_scale:g} (a replay): a server at real speed cannot move its "
             "clock there, and would refuse its riders' fixes as out of order and keep silent riders as fresh; give this "
             f"server {own} of its own, or start it with --time-scale {mark_scale:g} to resume that clock (or wait until "
             f"{until}" + (f"; or, if nothing that replay stamped matters, delete the key {MARK_KEY} there)"
-                          if "REDIS_URL" in where else ")"))
+                          if mark_deletable else ")"))
 
 
-def start_clock(url: str, scale: float, *, cluster: bool, where: str, own: str, timeout: float = 5.0) -> Clock:
+def start_clock(url: str, scale: float, *, cluster: bool, where: str, own: str, mark_deletable: bool,
+                timeout: float = 5.0) -> Clock:
     """The clock of a process starting on ``url``: the wall clock at real speed (raising
     :class:`Disagreement` when a scaled clock stamped this Redis further ahead of it than
     :data:`MAX_SKEW_S`); a scaled one resumes from the clock mark, if it is ahead of the wall clock,
     and moves the mark :data:`MARK_LEAD_S` ahead at once (a crash in its first moments is covered too).
-    ``where`` and ``own`` word a refusal (:func:`ahead_of_real_time`)."""
+    ``where``, ``own`` and ``mark_deletable`` word a refusal (:func:`ahead_of_real_time`)."""
     client = _sync_client(url, cluster, timeout)
     try:
         mark = _mark_of(client.get(MARK_KEY))
@@ -246,7 +249,7 @@ def start_clock(url: str, scale: float, *, cluster: bool, where: str, own: str, 
         if scale == 1.0:
             # (a real-speed process leaves the mark alone: one behind the wall clock is harmless)
             if mark is not None and mark[0] - now_ms > MAX_SKEW_S * 1000:
-                raise Disagreement(ahead_of_real_time(mark[0], mark[1], now_ms, where, own))
+                raise Disagreement(ahead_of_real_time(mark[0], mark[1], now_ms, where, own, mark_deletable))
             return Clock()
         clock = Clock(scale, origin_ms=max(now_ms, mark[0]) if mark is not None else now_ms)
         client.set(MARK_KEY, mark_value(clock, MARK_LEAD_S))

@@ -9,13 +9,14 @@ and exits 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import functools
 import logging
 import signal
 import socket
-from typing import Any
+from typing import Any, Iterator
 
 import redis
 import uvicorn
@@ -182,28 +183,34 @@ def warn_about_redis_config(client: redis.Redis) -> None:
                     "vanish; run it with maxmemory-policy noeviction", text["maxmemory-policy"])
 
 
-def check_agreement(url: str, scale: float, secret: str, *, cluster: bool) -> None:
-    """Refuse to join servers on ``url`` whose clock or secret this one's cannot agree with (:mod:`agreement`)."""
+@contextlib.contextmanager
+def _agreement_refusals(url: str) -> Iterator[None]:
+    """A start check of :mod:`agreement` on ``url``: its disagreement, or a Redis that does not
+    answer, is the server's one-line refusal to start."""
     try:
-        agreement.check_at_start(url, scale, secret, cluster=cluster)
+        yield
     except agreement.Disagreement as exc:
         raise StartupError(str(exc)) from None
     except (redis.RedisError, OSError) as exc:
         raise StartupError(unreachable(url, exc)) from None
+
+
+def check_agreement(url: str, scale: float, secret: str, *, cluster: bool) -> None:
+    """Refuse to join servers on ``url`` whose clock or secret this one's cannot agree with (:mod:`agreement`)."""
+    with _agreement_refusals(url):
+        agreement.check_at_start(url, scale, secret, cluster=cluster)
 
 
 def start_clock(url: str, settings: Settings, *, embedded: bool, cluster: bool) -> Clock:
     """The server's clock: the wall clock, or a scaled one resumed where the last scaled run on this
     Redis left off; refused with one line when a real-speed server's Redis is stamped ahead of it
-    (:func:`agreement.start_clock`)."""
+    (:func:`agreement.start_clock`). Only a ``REDIS_URL`` Redis is told to delete the mark: an
+    embedded one is not running once the server refuses to start."""
     where, own = ((f"the data folder {settings.data_dir}", "a data folder (TRACKER_DATA_DIR)") if embedded
                   else (f"the Redis at REDIS_URL={redacted_url(url)}", "a Redis"))
-    try:
-        return agreement.start_clock(url, settings.time_scale, cluster=cluster, where=where, own=own)
-    except agreement.Disagreement as exc:
-        raise StartupError(str(exc)) from None
-    except (redis.RedisError, OSError) as exc:
-        raise StartupError(unreachable(url, exc)) from None
+    with _agreement_refusals(url):
+        return agreement.start_clock(url, settings.time_scale, cluster=cluster, where=where, own=own,
+                                     mark_deletable=not embedded)
 
 
 def mark_stopped(url: str, clock: Clock, *, cluster: bool) -> None:
