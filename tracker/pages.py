@@ -41,14 +41,13 @@ def _tile_source(tile_url: str | None) -> str:
     the tile server's origin for an http(s) template, or just its scheme when its host is itself
     templated (``https://{z}.tiles.example``: no CSP source can name that). A scheme-relative
     ``//host/...`` is its host alone, which CSP matches with the page's own scheme."""
-    if tile_url and tile_url.startswith("//"):
-        host = tile_url[2:].split("/", 1)[0].rpartition("@")[2]
-        return f" {host}" if _HOST_PORT.fullmatch(host) else " https: http:"
-    if not tile_url or tile_url.startswith("/"):
+    if not tile_url or (tile_url.startswith("/") and not tile_url.startswith("//")):
         return ""
-    scheme, _, rest = tile_url.partition("://")
+    scheme, _, rest = tile_url.partition("//")  # "https:" (or "" for "//host/...") and the rest
     host = rest.split("/", 1)[0].rpartition("@")[2]  # (user:password@ is no part of a source)
-    return f" {scheme}://{host}" if _HOST_PORT.fullmatch(host) else f" {scheme}:"
+    if _HOST_PORT.fullmatch(host):
+        return f" {scheme}//{host}" if scheme else f" {host}"
+    return f" {scheme}" if scheme else " https: http:"
 
 
 def content_security_policy(tile_url: str | None) -> str:
