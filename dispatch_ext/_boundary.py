@@ -92,15 +92,14 @@ def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
-def finite_values(value: object, name: str, *, bound: float = MAX_MINUTES) -> np.ndarray:
-    """A 1-D float64 array of finite numbers with ``abs(x) <= bound``."""
+def finite_values(value: object, name: str, *, bound: float) -> np.ndarray:
+    """A 1-D float64 array of finite numbers with ``abs(x) <= bound`` (every caller names its
+    bound: an infinite default once let +-inf through)."""
     arr = _as_float_array(value, name, 1)
-    # isfinite, not only the bound: with an infinite bound, abs(inf) <= bound let +-inf through.
     bad = ~np.isfinite(arr) | (np.abs(arr) > bound)
     if bad.any():
         (i,) = _first_bad(bad)
-        within = f" and within +-{bound:g}" if math.isfinite(bound) else ""
-        raise ValueError(f"{name}[{i}] must be finite{within}, got {arr[i]!r}")
+        raise ValueError(f"{name}[{i}] must be finite and within +-{bound:g}, got {arr[i]!r}")
     return arr
 
 
