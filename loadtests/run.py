@@ -27,6 +27,7 @@ import importlib.util
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ from loadtests.cleanup import REASON, Ending, end_run_orders  # noqa: E402
 from tracker.embedded_redis import free_port  # noqa: E402
 from tracker.interrupts import interrupted_status, signals_deferred, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
-from tracker.parent_death import tied_to_parent  # noqa: E402
+from tracker.parent_death import stop_child, tied_to_parent  # noqa: E402
 
 LOCUST_STOP_S = 15.0  # locust's own --stop-timeout (5 s) and its workers' shutdown, with room to spare
 NO_LOCUST = "locust is not installed (the load tests' extra): pip install -e '.[bench]'"
@@ -169,8 +170,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         elapsed = time.time() - started
     finally:  # (a locust that overran its time, or an interrupt, still ends the orders and stops the server)
         try:
-            if locust is not None:
-                _stop(locust)
+            if locust is not None:  # (SIGTERM: it stops its users and workers and writes its CSV)
+                stop_child(locust, signal.SIGTERM, LOCUST_STOP_S)
         finally:  # (even a second Ctrl-C while locust stops still ends the orders; one more stops that)
             if sampler is not None:
                 sampler.stop.set()
@@ -202,19 +203,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     summary["problems"] = failed
     summary["interrupted"] = interrupted
     return summary
-
-
-def _stop(locust: subprocess.Popen[bytes]) -> None:
-    """Stop locust if it still runs: SIGTERM (it stops its users and workers and writes its CSV),
-    then SIGKILL if it has not ended within ``LOCUST_STOP_S``."""
-    if locust.poll() is not None:
-        return
-    locust.terminate()
-    try:
-        locust.wait(timeout=LOCUST_STOP_S)
-    except subprocess.TimeoutExpired:
-        locust.kill()
-        locust.wait()
 
 
 def _placed(ending: Ending, stats: dict[str, dict[str, str]]) -> int:

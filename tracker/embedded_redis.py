@@ -36,7 +36,7 @@ import redis
 
 from tracker.errors import StartupError
 from tracker.interrupts import signals_deferred
-from tracker.parent_death import is_running, process_start, tied_to_parent
+from tracker.parent_death import is_running, process_start, stop_child, tied_to_parent
 
 log = logging.getLogger("tracker.redis")
 
@@ -227,12 +227,7 @@ class EmbeddedRedis:
         with self._guard:
             proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_child(proc, signal.SIGTERM, timeout)
             log.info("embedded redis stopped", extra={"pid": proc.pid})
         if proc is not None and proc.stderr is not None:
             proc.stderr.close()

@@ -24,7 +24,7 @@ import httpx
 from tracker.auth import Role, issue_token
 from tracker.embedded_redis import free_port, port_is_free
 from tracker.interrupts import signals_deferred
-from tracker.parent_death import tied_to_parent
+from tracker.parent_death import stop_child, tied_to_parent
 
 
 # argv: folder. Waits for end of input (the parent let go, or is gone), then for the folder's
@@ -139,21 +139,14 @@ class ServerProcess:
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGINT (graceful), then SIGKILL after ``timeout``; returns the exit code."""
         proc, self.proc = self.proc, None
-        code = None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                except BaseException:  # interrupted while it stops: it goes at once, not on its own later
-                    proc.kill()
-                    proc.wait()
-                    raise
-            code = proc.returncode
-        return code
+        if proc is None:
+            return None
+        try:
+            return stop_child(proc, signal.SIGINT, timeout)
+        except BaseException:  # interrupted while it stops: it goes at once, not on its own later
+            proc.kill()
+            proc.wait()
+            raise
 
     def _start_remover(self) -> None:
         """For a temporary data folder: the helper that removes it should this process be killed."""

@@ -7,14 +7,17 @@ step rather than a ``preexec_fn`` because running Python between fork and exec c
 a process with threads. The kernel sends the signal when the *thread* that started the child
 ends, so start tied children from a thread that lives as long as they should (the main thread,
 or one that waits on the child). Elsewhere than Linux the command just runs, untied.
-:func:`process_start` and :func:`is_running` tell a process apart from a later one reusing its pid.
+:func:`process_start` and :func:`is_running` tell a process apart from a later one reusing its pid;
+:func:`stop_child` asks a child to stop and makes sure it does.
 """
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 # argv: signal, parent pid, command...
 _TIE = ("import ctypes, os, sys\n"
@@ -48,3 +51,16 @@ def process_start(pid: int) -> str | None:
 def is_running(pid: int, started: str) -> bool:
     """Whether process ``pid`` that started at ``started`` (:func:`process_start`) is still there."""
     return process_start(pid) == started
+
+
+def stop_child(proc: subprocess.Popen[Any], sig: int, timeout: float) -> int:
+    """Send the child ``sig`` (unless it has ended already), give it ``timeout`` seconds to end,
+    then SIGKILL it; its exit status. An interrupt while it waits is the caller's to handle."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
