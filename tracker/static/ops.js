@@ -491,6 +491,8 @@ let acting = false;
 
 // `parts`: strings, and a reason as isolated() (said within the note's words).
 function note(...parts) { $("order-note").replaceChildren(...parts); }
+// The end of a note's sentence: ": " and the reason (isolated), or "." when there is none.
+const reasonEnd = (reason) => (typeof reason === "string" ? [": ", isolated(reason)] : ["."]);
 
 // The open order as it stands now, with each snapshot (its rider may have moved it on).
 async function refreshOrder() {
@@ -711,12 +713,11 @@ async function act(o, action) {
   if (done && action === "assign" && ended) {  // (a cancel that landed just after the assignment: both went through)
     const end = (shownOrder.events || []).findLast?.((e) => e.kind === shownOrder.status);
     const who = { operator: "the operator", merchant: "the restaurant" }[end?.by] || "";
-    note(`Order ${o.id} was assigned to ${body.rider_id}, but was then ${words(shownOrder.status)}${who ? ` by ${who}` : ""}${
-      typeof end?.reason === "string" ? ": " : "."}`, ...(typeof end?.reason === "string" ? [isolated(end.reason)] : []));
+    note(`Order ${o.id} was assigned to ${body.rider_id}, but was then ${words(shownOrder.status)}${who ? ` by ${who}` : ""}`,
+      ...reasonEnd(end?.reason));
   } else if (done && action === "assign" && shownOrder?.id === o.id && shownOrder.rider_id !== body.rider_id) {
     const back = (shownOrder.events || []).findLast?.((e) => e.kind === "rider_unassigned");
-    note(`Order ${o.id} was assigned to ${body.rider_id}, who no longer has it${
-      typeof back?.reason === "string" ? ": " : "."}`, ...(typeof back?.reason === "string" ? [isolated(back.reason)] : []));
+    note(`Order ${o.id} was assigned to ${body.rider_id}, who no longer has it`, ...reasonEnd(back?.reason));
   }
 }
 
