@@ -22,7 +22,8 @@ class OrderMetrics:
     """The orders feature's Prometheus figures."""
 
     def __init__(self, registry: object, target_minutes: float) -> None:
-        self.target_minutes = target_minutes  # (a whole number of seconds: the setting takes no other)
+        self.target_minutes = target_minutes
+        self.target_s = target_seconds(target_minutes)  # (whole seconds: the setting takes no other)
         # Counters and histograms: what this process did (sum them over processes); gauges:
         # the fleet-wide figures every process reads from Redis.
         self.events = Counter("tracker_order_events", "Order events applied (this process)", ["kind"], registry=registry)
@@ -65,7 +66,7 @@ class OrderMetrics:
             if minutes is not None and seconds is not None:
                 self.click_to_door.observe(minutes)
                 self.delivered.inc()
-                if seconds <= target_seconds(self.target_minutes):  # (to the second, as the fleet's share)
+                if seconds <= self.target_s:  # (to the second, as the fleet's share)
                     self.on_time.inc()
 
     async def refresh_forever(self, redis: AnyRedis, every_s: float = 5.0) -> None:
