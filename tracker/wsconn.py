@@ -36,6 +36,9 @@ CLOSE_TRY_AGAIN = 1013
 
 REVOKED_CLOSE = f"unauthorized: {REVOKED}"  # the 1008 reason of a socket whose token was revoked
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a close frame's payload is 125 bytes at most, 2 of them the code
+# What a send, close or read raises on a socket whose peer is gone already (Starlette's
+# WebSocketDisconnect once uvicorn has seen it go): nothing to do but forget the socket.
+PEER_GONE = (RuntimeError, OSError, WebSocketDisconnect)
 
 
 def close_reason(text: str) -> str:
@@ -204,7 +207,7 @@ class WsSession:
         try:
             await self.ws.send_text(dumps_str(message))
             return True
-        except (WebSocketDisconnect, RuntimeError, OSError):
+        except PEER_GONE:
             self.closed = True
             return False
 
@@ -240,7 +243,7 @@ class WsSession:
         try:
             if self.ws.application_state != WebSocketState.DISCONNECTED:
                 await self.ws.close(code, close_reason(reason))
-        except (RuntimeError, OSError, WebSocketDisconnect):  # (the peer is gone already)
+        except PEER_GONE:
             pass
 
     def finish(self) -> None:
@@ -259,7 +262,7 @@ class WsSession:
         while not self._closed_here:  # (after a failed send, read on: the client's close is queued)
             try:
                 raw = await self.ws.receive()
-            except (RuntimeError, OSError, WebSocketDisconnect):  # (the peer is gone already)
+            except PEER_GONE:
                 break
             if raw["type"] == "websocket.disconnect":
                 if not self._closed_here:  # the client closed first (not an answer to our close)
@@ -325,7 +328,7 @@ async def _close_quietly(websocket: WebSocket, reason: str) -> None:
     try:
         if websocket.application_state != WebSocketState.DISCONNECTED:
             await websocket.close(CLOSE_INTERNAL, close_reason(reason))
-    except (RuntimeError, OSError, WebSocketDisconnect):  # (the peer is gone already)
+    except PEER_GONE:
         pass
 
 
