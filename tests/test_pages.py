@@ -33,6 +33,11 @@ async def new_page(browser: Browser, mobile: bool = False) -> Page:
     return await context.new_page()
 
 
+async def wall_clock(page: Page, ts: int) -> str:
+    """A server time as the pages show it ("12:05")."""
+    return str(await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ts))
+
+
 async def shot(page: Page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
@@ -253,7 +258,7 @@ async def test_merchant_page_confirms_and_shows_a_prompt(server: ServerProcess, 
             if ready_at:
                 break
             await asyncio.sleep(0.1)
-        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ready_at)
+        shown = await wall_clock(page, ready_at)
         await expect(row.locator("td").nth(2)).to_have_text(f"delayed to {shown}")  # the new ready time
         await page.get_by_role("button", name=f"Ready {oid}").click()
         await expect(row.locator("td").nth(2)).to_have_text("ready")
@@ -288,8 +293,7 @@ async def test_kitchen_board_shows_the_ready_time_of_an_order_delayed_before_its
         await expect(row).to_have_attribute("data-status", "confirmed")
         order = await ops.get(oid)
         assert order["expected_ready_at"] == order["confirmed_at"] + 35 * 60_000, order
-        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})",
-                                    order["expected_ready_at"])
+        shown = await wall_clock(page, order["expected_ready_at"])
         await expect(food).to_have_text(f"preparing, ready {shown}")
     finally:
         await page.context.close()

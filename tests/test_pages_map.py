@@ -12,8 +12,7 @@ from typing import Any
 from playwright.async_api import Browser, Page, expect
 
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
-from tests.test_pages import browser  # noqa: F401 - the module's Chromium fixture
-from tests.test_pages_walkthrough import wall_clock
+from tests.test_pages import browser, wall_clock  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
 
 QUIET = {"TRACKER_DISPATCH_INTERVAL_S": "3600"}  # no dispatch round: orders stay where the test puts them

@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, expect
 from clients.merchant import MerchantClient
 from clients.rider import RiderClient
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
-from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tests.test_pages import browser, new_page, wall_clock  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
 
 
@@ -356,7 +356,7 @@ async def test_tracking_page_says_when_the_kitchen_needs_more_time(server: Serve
             await tablet.delay(oid, 5)
             await tablet.event(oid, "food_delayed")
         ready_at = (await ops.get(oid))["ready_at"]
-        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ready_at)
+        shown = await wall_clock(page, ready_at)
         said = f"The restaurant needs more time: your food should be ready about {shown}."
         await expect(note).to_have_text(said)
         region = await note.evaluate("e => e.closest('[aria-live]')?.getAttribute('aria-live') ?? null")
@@ -399,7 +399,7 @@ async def test_tracking_page_says_the_food_is_taking_longer_once_the_delayed_tim
         await tablet.event(oid, "food_delayed")
         ready_at = (await ops.get(oid))["ready_at"]
         await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
-        shown = await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ready_at)
+        shown = await wall_clock(page, ready_at)
         await expect(page.locator("#kitchen-note")).to_have_text(
             f"The restaurant said your food would be ready about {shown}; it is taking longer.", timeout=10_000)
     finally:

@@ -9,17 +9,12 @@ from __future__ import annotations
 import asyncio
 import re
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
-from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
+from tests.test_pages import browser, new_page, wall_clock  # noqa: F401 - the module's Chromium fixture
 from tests.test_pages_usability import board_with_a_rider_assigned
 from tracker.launcher import ServerProcess
-
-
-async def wall_clock(page: Page, ts: int) -> str:
-    """A server time as the pages show it ("12:05")."""
-    return str(await page.evaluate("(ts) => new Date(ts).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'})", ts))
 
 
 async def test_an_unconfirmed_order_offers_only_confirm_and_a_long_wait_is_marked(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
