@@ -89,6 +89,42 @@ async def test_the_eta_stays_put_while_the_rider_is_at_the_door(own_redis, start
         await ops.close()
 
 
+async def test_the_eta_holds_while_the_rider_rides_away_from_the_counter(
+        own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """A rider that waits out the pickup's second half at the counter, then rides to the door
+    at the model's speed: every fix on the way tells the ETA of the pickup, inside the
+    restaurant's 250 m (where it used to creep later by the second, then snap back) and past
+    it. Riders go at 1 m/s here, so the first 250 m take 250 server seconds (4 real ones):
+    each fix is placed where the rider is at the server's time, a second after the last."""
+    srv = start_server({**SLOW_STOPS, "TRACKER_RIDER_SPEED_MPS": "1"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier, watcher = await at_the_counter(srv, ops, oid, mid, rid)
+    model = EtaModel(1.0, 600.0, 600.0)
+    home, door = (PICKUP["lat"], PICKUP["lng"]), (DROPOFF["lat"], DROPOFF["lng"])
+    try:
+        await courier.progress(oid, "picked_up")
+        await events_until(watcher, "picked_up")
+        leave = (await ops.get(oid))["picked_up_at"] + HALF_SERVICE_MS
+        planned = leave + model.leg_ms(home, door) + HALF_SERVICE_MS
+        while await server_now(ops) < leave:
+            await courier.location(*home)
+            await asyncio.sleep(0.5)
+        seen = []
+        while not seen or seen[-1][0] < 400:
+            await asyncio.sleep(1.1)  # (the feed sends a rider's fixes once a second: this one at once)
+            out = (await server_now(ops) - leave) / 1000 * model.speed_mps  # metres ridden
+            share = out / (model.leg_ms(home, door) / 1000 * model.speed_mps)
+            fix = home[0] + (door[0] - home[0]) * share, home[1] + (door[1] - home[1]) * share
+            seen.append((out, await eta_at(courier, watcher, *fix) - planned))
+        assert sum(1 for out, _ in seen if out < 250) >= 2, seen
+        assert all(abs(off) <= 30_000 for _, off in seen), seen  # (a fix takes a moment: 0.5 real s is 30 s)
+    finally:
+        await watcher.close()
+        await courier.close()
+        await ops.close()
+
+
 def test_a_stop_reported_from_afar_keeps_the_leg_there() -> None:
     """A rider that says it is at the door (or is taken to be at the counter it collected from)
     while its fix is far from it is not there: the ETA still counts the leg, from the fix."""
@@ -99,3 +135,83 @@ def test_a_stop_reported_from_afar_keeps_the_leg_there() -> None:
     assert route_times(model, now, away, None, None, [door], collected=(rest, now)) == plain
     at_door = route_times(model, now, door, None, None, [door], at_dropoff_ms=now - 60_000)
     assert at_door.dropoffs == (now + 60_000,)  # half the service from the report, not from now
+
+
+# A straight road east from the restaurant; the model's 5 m/s and 4-minute services.
+MODEL = EtaModel(5.0, 240.0, 240.0)
+KITCHEN = (52.52, 13.405)
+HALF_PICKUP_MS = HALF_DROPOFF_MS = 120_000
+
+
+def east(metres: float) -> tuple[float, float]:
+    """The point ``metres`` east of the restaurant (about: the times come from the model's legs)."""
+    return KITCHEN[0], KITCHEN[1] + metres / 67_730.0
+
+
+def ride(start_ms: float, frm: tuple[float, float], to: tuple[float, float]) -> list[tuple[int, tuple[float, float]]]:
+    """A rider leaving ``frm`` at ``start_ms`` for ``to`` at the model's speed: (time, fix) every 5 m."""
+    steps = max(1, round(MODEL.leg_ms(frm, to) / 1000.0))
+    fixes = [(frm[0] + (to[0] - frm[0]) * i / steps, frm[1] + (to[1] - frm[1]) * i / steps) for i in range(steps + 1)]
+    return [(int(start_ms + MODEL.leg_ms(frm, fix)), fix) for fix in fixes]
+
+
+def test_a_rider_riding_away_from_the_counter_keeps_its_eta() -> None:
+    """Once picked up, a rider waiting out the service at the counter and then riding away at
+    the model's speed reaches each door when the model said at the pickup: every fix on the
+    way, the first 250 m included (where the ETA used to creep a second later every second,
+    then snap back), tells the same drop-off times, for both orders of a bundle."""
+    picked = 1_000_000
+    doors = [east(1500), east(1700)]
+    leave = picked + HALF_PICKUP_MS
+    first = leave + MODEL.leg_ms(KITCHEN, doors[0]) + HALF_DROPOFF_MS
+    planned = (first, first + HALF_DROPOFF_MS + MODEL.leg_ms(*doors) + HALF_DROPOFF_MS)
+    waiting = [(picked + s * 1000, (KITCHEN[0] + 0.00001, KITCHEN[1])) for s in range(0, 120, 10)]
+    for now, fix in waiting + ride(leave, KITCHEN, east(400)):
+        got = route_times(MODEL, now, fix, None, None, doors, collected=(KITCHEN, picked)).dropoffs
+        assert all(abs(t - p) <= 1000 for t, p in zip(got, planned)), (now - picked, fix, got, planned)
+
+
+def test_a_door_near_the_restaurant_counts_down() -> None:
+    """A door within 250 m of the restaurant: the ETA holds from the pickup to the door, and
+    the report at the door keeps it."""
+    picked, door = 1_000_000, east(200)
+    leave = picked + HALF_PICKUP_MS
+    planned = leave + MODEL.leg_ms(KITCHEN, door) + HALF_DROPOFF_MS
+    trip = [(picked, KITCHEN), (picked + 60_000, KITCHEN)] + ride(leave, KITCHEN, door)
+    for now, fix in trip:
+        got = route_times(MODEL, now, fix, None, None, [door], collected=(KITCHEN, picked)).dropoffs
+        assert abs(got[0] - planned) <= 1000, (now - picked, fix, got[0] - planned)
+    reached = trip[-1][0]
+    at_door = route_times(MODEL, reached + 30_000, door, None, None, [door], collected=(KITCHEN, picked),
+                          at_dropoff_ms=reached)
+    assert abs(at_door.dropoffs[0] - planned) <= 1000
+
+
+def test_a_rider_still_at_the_counter_after_its_departure_is_late() -> None:
+    """The counter rule is a floor: a rider still there after the model's departure is late,
+    and its ETA moves with it (from its fix)."""
+    picked, door = 1_000_000, east(1500)
+    planned = picked + HALF_PICKUP_MS + MODEL.leg_ms(KITCHEN, door) + HALF_DROPOFF_MS
+    for late_s in (0, 30, 90):
+        now = picked + HALF_PICKUP_MS + late_s * 1000
+        got = route_times(MODEL, now, KITCHEN, None, None, [door], collected=(KITCHEN, picked)).dropoffs[0]
+        assert abs(got - (planned + late_s * 1000)) <= 1, (late_s, got - planned)
+
+
+def test_a_bundles_later_drop_after_an_earlier_one_near_the_restaurant() -> None:
+    """Two doors 200 m and 400 m east: once the first is delivered the rider rides on from
+    that door, not from the restaurant 200 m behind it (the second ETA was up to 40 s late
+    while the rider was within 250 m of the restaurant)."""
+    picked, doors = 1_000_000, [east(200), east(400)]
+    leave = picked + HALF_PICKUP_MS
+    reached = leave + MODEL.leg_ms(KITCHEN, doors[0])
+    delivered = reached + HALF_DROPOFF_MS
+    planned = delivered + HALF_DROPOFF_MS + MODEL.leg_ms(*doors) + HALF_DROPOFF_MS  # as planned at the pickup
+    before = route_times(MODEL, picked, KITCHEN, None, None, doors, collected=(KITCHEN, picked)).dropoffs
+    assert abs(before[1] - planned) <= 1000
+    at_door = route_times(MODEL, reached + 10_000, doors[0], None, None, doors, collected=(KITCHEN, picked),
+                          at_dropoff_ms=reached).dropoffs
+    assert abs(at_door[1] - planned) <= 1000
+    for now, fix in ride(delivered + HALF_DROPOFF_MS, doors[0], doors[1]):  # the second order alone now
+        got = route_times(MODEL, now, fix, None, None, [doors[1]], collected=(KITCHEN, picked)).dropoffs[0]
+        assert abs(got - planned) <= 1000, (now - picked, fix, got - planned)

@@ -5,10 +5,11 @@ the rider reaches the restaurant after ``distance / speed``; the pickup happens 
 of arrival plus half the pickup service time and the food's ready time; departure is pickup
 plus the other half; each drop-off (in the bundle's sequence) is reached after its leg and
 happens half a drop-off service time later. The same rule holds once a stop is under way: a
-rider who has just collected the food leaves half a pickup service after the pickup, and a
-rider at a door delivers half a drop-off service after reaching it, so the ETA neither jumps
-nor slides when the rider reports a step. docs/architecture.md ("ETA") gives its error on the
-MDRP instances.
+rider who has just collected the food leaves no earlier than half a pickup service after the
+pickup (one riding away is timed from its fix, not from the counter), and a rider at a door
+delivers half a drop-off service after reaching it, so the ETA neither jumps nor slides when
+the rider reports a step, nor creeps while it rides away. docs/architecture.md ("ETA") gives
+its error on the MDRP instances.
 """
 from __future__ import annotations
 
@@ -54,11 +55,17 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
     early) still has the leg there to ride: its ETA does not jump ahead by that leg.
 
     Once picked up, ``collected`` is where and when the food was collected (the last pickup):
-    a rider still at that counter leaves it half a pickup service after the pickup, as planned
-    before the pickup. ``at_dropoff_ms`` is when the rider said it reached the first
-    drop-off's door: that drop-off happens half a drop-off service after it (not before now),
-    not half a service after every fix, and the rider has left the counter. Both count only
-    within :data:`AT_COUNTER_M` of the place (a rider farther off has left, or is not there yet).
+    a rider near that counter reaches the first drop-off no earlier than the leg from the
+    counter after leaving it half a pickup service after the pickup, as planned before the
+    pickup. That is a floor, not the rider's position: a rider standing at the counter gets
+    the planned time until then (and is late after it, its time sliding from its fix); one
+    riding away on time keeps it, one 50 m out is not timed as if still at the counter (its
+    ETA crept a second later every second until it was 250 m out); nor is one that has
+    delivered an earlier drop near the restaurant. ``at_dropoff_ms`` is when the rider said it
+    reached the first drop-off's door: that drop-off happens half a drop-off service after it
+    (not before now), not half a service after every fix, and the rider has left the counter.
+    Both count only within :data:`AT_COUNTER_M` of the place (a rider farther off has left, or
+    is not there yet; a door report from within it is taken at its word).
     """
     t = float(now_ms)
     position = rider
@@ -72,16 +79,17 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
         picked = max(arrival + half_pickup, float(ready_at_ms or 0), t)
         t = picked + half_pickup
         position = pickup
-    elif collected is not None and at_dropoff_ms is None and _at(rider, collected[0]):
-        # Still at the counter: the pickup's second half, then the leg from the counter.
-        t = max(t, float(collected[1]) + half_pickup)
-        position = collected[0]
+    counter = None
+    if pickup is None and collected is not None and at_dropoff_ms is None and _at(rider, collected[0]):
+        counter = collected[0], float(collected[1]) + half_pickup  # (the counter, the planned departure)
     out = []
     for i, drop in enumerate(drops):
         if i == 0 and at_dropoff_ms is not None and _at(position, drop):
             reach = min(t, float(at_dropoff_ms))
         else:
             reach = t + model.leg_ms(position, drop)
+            if i == 0 and counter is not None:  # not before the planned departure's leg there
+                reach = max(reach, counter[1] + model.leg_ms(counter[0], drop))
         dropoff = max(reach + model.dropoff_service_s * 500.0, t)  # (at a door: not delivered before now)
         out.append(dropoff)
         t = dropoff + model.dropoff_service_s * 500.0
