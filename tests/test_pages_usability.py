@@ -339,7 +339,7 @@ async def test_long_unbroken_ids_fit_a_phone_on_every_page(server: ServerProcess
 async def test_tracking_page_says_when_the_kitchen_needs_more_time(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     """A kitchen's delay is told to the customer, politely, with the new ready time (not an ETA
     that jumps with no reason), also after a reload; it goes once the food is ready. A delay
-    before the confirm, which has no ready time yet, says how many more minutes."""
+    before the confirm, which has no ready time yet, says how much longer than planned."""
     ops = Ops(server)
     oid, early, mid = uid("o"), uid("o-early"), uid("m")
     tablet = await merchant(server, mid)
@@ -371,7 +371,7 @@ async def test_tracking_page_says_when_the_kitchen_needs_more_time(server: Serve
         await tablet.delay(early, 5)  # before the confirm: no ready time to move yet
         await tablet.event(early, "food_delayed")
         await page.goto(f"{server.base_url}/track/{early}?token={server.token('customer', early)}")
-        await expect(page.locator("#kitchen-note")).to_have_text("The restaurant needs 5 more minutes to prepare your food.")
+        await expect(page.locator("#kitchen-note")).to_have_text("The restaurant needs 5 minutes longer than planned to prepare your food.")
         await ops.cancel(early)
         await expect(page.locator("#status")).to_have_attribute("data-status", "cancelled")
         await expect(page.locator("#kitchen-note")).to_be_hidden()  # an order that ended: no food to wait for
@@ -402,6 +402,77 @@ async def test_tracking_page_says_the_food_is_taking_longer_once_the_delayed_tim
         shown = await wall_clock(page, ready_at)
         await expect(page.locator("#kitchen-note")).to_have_text(
             f"The restaurant said your food would be ready about {shown}; it is taking longer.", timeout=10_000)
+    finally:
+        await page.context.close()
+        await tablet.close()
+        await ops.close()
+
+
+
+async def test_a_delay_before_the_confirm_gets_its_ready_time_at_the_confirm_on_both_pages(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """Two delays before the confirm (5, then 7 minutes) lengthen the preparation by 12: the
+    server adds them up. The tracking page said 12 and the kitchen board "delayed 7 min" (the
+    latest alone); both say 12 now. Once confirmed, the tracking page said "needs 12 more
+    minutes" for good, with no time; it now says the ready time the confirm made (the order's
+    expected_ready_at), live and after a reload, the one the board shows."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    tablet = await merchant(server, mid)
+    page, board = await new_page(browser, mobile=True), await new_page(browser)
+    try:
+        assert (await ops.create(oid, mid, prep_minutes=30)).status_code == 201
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await board.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+        for minutes in (5, 7):
+            await tablet.delay(oid, minutes)
+            await tablet.event(oid, "food_delayed")
+        note, food = page.locator("#kitchen-note"), board.locator(f'tr[data-order="{oid}"] td').nth(2)
+        await expect(note).to_have_text("The restaurant needs 12 minutes longer than planned to prepare your food.")
+        await expect(food).to_have_text("delayed 12 min")
+        assert (await ops.get(oid))["prep_minutes"] == 42  # (what the server made of them: 30 + 5 + 7)
+        await tablet.confirm(oid)
+        await tablet.event(oid, "confirmed")
+        order = await ops.get(oid)
+        assert order["expected_ready_at"] == order["confirmed_at"] + 42 * 60_000, order
+        shown = await wall_clock(page, order["expected_ready_at"])
+        said = f"The restaurant needs more time: your food should be ready about {shown}."
+        await expect(note).to_have_text(said)
+        await expect(food).to_have_text(f"preparing, ready {shown}")
+        await page.reload()
+        await expect(page.locator("#status")).to_have_attribute("data-status", "confirmed")
+        await expect(note).to_have_text(said)
+    finally:
+        await page.context.close()
+        await board.context.close()
+        await tablet.close()
+        await ops.close()
+
+
+async def test_a_delay_before_the_confirm_reads_taking_longer_once_its_time_has_passed(
+        own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """An order of no preparation time delayed 1 minute before the confirm: once confirmed its food
+    is due a minute later. The tracking page went on saying "needs 1 more minute" long after that
+    (reload or not), while the board read "was due"; it now says the food is taking longer. The
+    server's clock runs 60 times faster, so the minute passes in a second."""
+    srv = start_server({"TRACKER_TIME_SCALE": "60", "TRACKER_DISPATCH_INTERVAL_S": "36000"}, redis=own_redis)
+    ops = Ops(srv)
+    oid, mid = uid("o"), uid("m")
+    tablet = await merchant(srv, mid)
+    page = await new_page(browser, mobile=True)
+    try:
+        await ops.create(oid, mid, prep_minutes=0)
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+        await tablet.delay(oid, 1)
+        await tablet.event(oid, "food_delayed")
+        await tablet.confirm(oid)
+        await tablet.event(oid, "confirmed")
+        shown = await wall_clock(page, (await ops.get(oid))["expected_ready_at"])
+        said = f"The restaurant said your food would be ready about {shown}; it is taking longer."
+        await expect(page.locator("#kitchen-note")).to_have_text(said, timeout=10_000)
+        await page.reload()
+        await expect(page.locator("#kitchen-note")).to_have_text(said)
     finally:
         await page.context.close()
         await tablet.close()

@@ -2,7 +2,7 @@
 import { api, askReason, clockTime, isolated, liveSocket, MAX_REASON, minutesFrom, serverClock, setOffline, settle, showRefusal, token, tokenSubject, wsUrl } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
-const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, reason and by (of a cancel or a failed delivery)}
+const orders = new Map(); // order id -> {status, food, placedTs, finalTs, riderEta, delayedMinutes (before the confirm), reason and by (of a cancel or a failed delivery)}
 const rows = new Map(); // order id -> {tr, key}: a row is rebuilt only when what it shows changes
 const gone = new Set(); // finished orders that left the board: later frames about them are ignored
 const sending = new Map(); // order id -> the press awaiting its answer: the row's buttons wait for it
@@ -356,7 +356,10 @@ function onEvent(e) {
   const o = orders.get(e.order_id) || { status: "placed", food: "", seq: seq++ };
   if (e.kind === "food_ready") { o.food = "ready"; o.delayedReadyTs = null; }
   else if (e.kind === "food_delayed") {  // the new ready time, however many delays led there
-    o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${e.minutes} min`;
+    // Before the confirm there is no ready time yet: each delay lengthens the preparation by its
+    // minutes (the server adds them up), so the row says what they add up to, as the tracking page.
+    if (!Number.isFinite(e.ready_at) && Number.isFinite(e.minutes)) o.delayedMinutes = (o.delayedMinutes || 0) + e.minutes;
+    o.food = Number.isFinite(e.ready_at) ? `delayed to ${clockTime(e.ready_at)}` : `delayed ${o.delayedMinutes || 0} min`;
     o.delayedReadyTs = e.ready_at;
     if (Number.isFinite(e.delays_left)) o.delaysLeft = e.delays_left;
     // "start plating" and "hand-over soon" were timed to the old ready time: the kitchen has just

@@ -28,8 +28,10 @@ const seen = new Set();
 let status = null;
 let refusedNow = false;  // the server refused the link: nothing of the order is shown any more
 let handedBack = false;  // the order's rider gave it back and no other has it yet
-// The kitchen's latest delay while the food is not ready (null: none): its new ready time, or,
-// for delays before the confirm (no ready time yet: `ready_at` null), the minutes they add up to.
+// The kitchen's latest delay while the food is not ready (null: none): `{at}`, its new ready time,
+// or, for delays before the confirm (no ready time yet: `ready_at` null), `{minutes, prep}`: the
+// minutes they add up to and the preparation they make, counted from the confirm to come (the
+// latest event's `prep_minutes`). The confirm turns that into a ready time: `{at}` again.
 let kitchenDelay = null;
 
 // The steps the order went through (its events), and those still to come; a step passed over
@@ -240,6 +242,12 @@ async function load() {
   if (lastEventId !== null && newest !== null && !isNewer(newest, lastEventId) && newest !== lastEventId) return;
   seen.clear(); handedBack = false; lastEventId = null; kitchenDelay = null;
   for (const e of order.events) apply(e);
+  // A delay's ready time as the server has it now (delays before the confirm included): the rule
+  // the kitchen board and dispatch read.
+  if (kitchenDelay !== null && status !== "placed" && Number.isFinite(order.expected_ready_at)) {
+    kitchenDelay = { at: order.expected_ready_at };
+    renderKitchenNote();
+  }
   // The order's own ETA (set while a rider has it), so a reload need not wait for the next fix.
   plannedTs = Number.isFinite(order.planned_eta) ? order.planned_eta : null;
   if (Number.isFinite(order.eta)) showEta(order.eta);
@@ -278,18 +286,25 @@ function showSilence() {
 }
 
 // The kitchen delayed the food (`food_delayed`): the customer is told, rather than seeing the ETA
-// jump for no reason, with the new ready time (or, before the confirm, the minutes it needs),
-// until the food is ready or collected; an order that ended has no food to wait for. The note
-// sits in a polite live region and is written only when its words change (read out once; a
-// reload rebuilds it from the history, as it was). Once that ready time has passed without the
-// food ready, it says the food is taking longer than the restaurant said, not "should be ready"
-// at a time gone by (as the kitchen board says "was due").
+// jump for no reason, with the new ready time (or, before the confirm, how much longer than
+// planned the preparation takes: the server adds the delays up), until the food is ready or
+// collected; an order that ended has no food to wait for. Delays before the confirm have no time
+// until the confirm gives them one: the confirm's time plus the preparation they made (the
+// server's `expected_ready_at`, which a reload reads), said as any delay's ready time from then
+// on. The note sits in a polite live region and is written only when its words change (read out
+// once; a reload rebuilds it from the history, as it was). Once that ready time has passed
+// without the food ready, it says the food is taking longer than the restaurant said, not
+// "should be ready" at a time gone by (as the kitchen board says "was due").
 function noteDelay(event) {
   if (event.kind === "food_delayed") {
     const at = Number.isFinite(event.ready_at) ? event.ready_at : null;
     const minutes = Number.isFinite(event.minutes) ? event.minutes : 0;
     const before = kitchenDelay && "minutes" in kitchenDelay ? kitchenDelay.minutes : 0;  // (earlier delays before the confirm)
-    kitchenDelay = at !== null ? { at } : { minutes: before + minutes };
+    kitchenDelay = at !== null ? { at }
+      : { minutes: before + minutes, prep: Number.isFinite(event.prep_minutes) ? event.prep_minutes : null };
+  } else if (event.kind === "confirmed" && kitchenDelay && "minutes" in kitchenDelay
+      && Number.isFinite(kitchenDelay.prep) && Number.isFinite(event.ts)) {
+    kitchenDelay = { at: event.ts + Math.trunc(kitchenDelay.prep * 60_000) };  // (as the server counts it: confirmed_at + prep)
   } else if (event.kind === "food_ready" || COLLECTED.includes(event.kind) || FINAL.includes(event.kind)) kitchenDelay = null;
   renderKitchenNote();
 }
@@ -302,7 +317,7 @@ function renderKitchenNote() {
   setText(note, at !== null && kitchenDelay.at < clock.now()
     ? `The restaurant said your food would be ready about ${at}; it is taking longer.`
     : at !== null ? `The restaurant needs more time: your food should be ready about ${at}.`
-    : `The restaurant needs ${kitchenDelay.minutes} more minute${kitchenDelay.minutes === 1 ? "" : "s"} to prepare your food.`);
+    : `The restaurant needs ${kitchenDelay.minutes} minute${kitchenDelay.minutes === 1 ? "" : "s"} longer than planned to prepare your food.`);
 }
 
 // A bundle's later order watches its rider head elsewhere first: say why, while a rider has the
