@@ -6,9 +6,11 @@ legend says; an order whose kitchen delayed the food says so on the map, in its 
 the Order panel; and so does the rider sent for such an order, in its row and on its dot."""
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
@@ -446,3 +448,66 @@ async def test_a_long_rider_id_keeps_to_one_line_with_the_whole_id_in_its_title(
     finally:
         await context.close()
         await courier.close()
+
+
+# A 1x1 PNG: what a tile server sends back.
+TILE_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                         "1f15c4890000000d49444154789c63f8cfc0f01f0005050200"
+                         "5fc8f1d20000000049454e44ae426082")
+
+
+async def tile_server(host: str, hits: list[str]) -> asyncio.AbstractServer:
+    """A tile server on ``host`` (an IPv6 address too) answering every GET with a tile; the paths
+    it was asked for go to ``hits``."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        hits.append(head.split(b" ", 2)[1].decode())
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                     % len(TILE_PNG) + TILE_PNG)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, host, 0)
+
+
+@pytest.mark.parametrize("host, template", [
+    ("::1", "http://[::1]:{port}/{z}/{x}/{y}.png"),  # a CSP source cannot name an IPv6 address
+    ("127.0.0.1", "http://127.0.0.1:{port}/{z}/{x}/{y}.png?v={z}"),  # {z} twice
+])
+async def test_every_tile_template_the_server_takes_shows_its_tiles(host: str, template: str, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """TRACKER_TILE_URL values the server took at start showed no tile: an IPv6 tile server made
+    the CSP source `http://[::1]:8080`, which Chromium drops as invalid (every tile blocked), and a
+    template holding {z} twice had only its first filled in (a tile address with "{z}" in it).
+    Every tile the map draws now loads, each placeholder filled in, with no CSP refusal."""
+    hits: list[str] = []
+    try:
+        tiles = await tile_server(host, hits)
+    except OSError:
+        pytest.skip(f"no {host} on this machine")
+    port = tiles.sockets[0].getsockname()[1]
+    srv = start_server({"TRACKER_TILE_URL": template.replace("{port}", str(port))})
+    ops = Ops(srv)
+    oid = uid("o")
+    context = await browser.new_context()
+    page = await context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    try:
+        assert (await ops.create(oid, uid("m"))).status_code == 201
+        await page.goto(f"{srv.base_url}/track/{oid}?token={srv.token('customer', oid)}")
+        await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+        images = page.locator("#map image")
+        await expect(images.first).to_be_attached()
+        hrefs = await images.evaluate_all("els => els.map((e) => e.getAttribute('href'))")
+        assert not [h for h in hrefs if "{" in h], hrefs  # every placeholder filled in
+        for _ in range(50):  # (each tile is fetched as it is drawn)
+            if len(set(hits)) >= len(set(hrefs)):
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(set(hits)) == sorted({h.split(str(port), 1)[1] for h in hrefs}), (hits, hrefs)
+        assert all(re.fullmatch(r"/14/\d+/\d+\.png(\?v=14)?", h) for h in hits), hits
+        assert refused == [], refused
+    finally:
+        await context.close()
+        await ops.close()
+        tiles.close()

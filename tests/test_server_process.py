@@ -343,6 +343,12 @@ def _run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         ({"TRACKER_WS_SEND_BUFFER_BYTES": "99999999999"}, (), "TRACKER_WS_SEND_BUFFER_BYTES"),
         ({"TRACKER_KEEPALIVE_S": "0"}, (), "TRACKER_KEEPALIVE_S"),
         ({"TRACKER_TILE_URL": "tile.openstreetmap.org"}, (), "{z}, {x} and {y}"),  # maps would show no tiles
+        # taken at start, yet no tile ever showed: a placeholder the pages never fill in, a
+        # user:password@ (browsers load no image from such an address), a port that is none
+        ({"TRACKER_TILE_URL": "https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png"}, (), "it holds '{s}'"),
+        ({"TRACKER_TILE_URL": "https://tiles.example/{z}/{x}/{y}{r}.png"}, (), "it holds '{r}'"),
+        ({"TRACKER_TILE_URL": "http://u:p@tiles.example/{z}/{x}/{y}.png"}, (), "must not carry a user name or password"),
+        ({"TRACKER_TILE_URL": "https://tiles.example:99999/{z}/{x}/{y}.png"}, (), "port from 1 to 65535"),
         ({"TRACKER_DISPATCH_RADIUS_M": "1000000"}, (), "up to 200000 metres"),  # each round froze the server for seconds
         ({"TRACKER_RIDER_SPEED_MPS": "1e-9"}, (), "from 0.1 to"),  # every dispatch round failed in the kernel
     ],

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from tracker.runtime import runtime_of
+from tracker.settings import tile_authority
 from tracker.validate import ID_RULE, is_valid_id
 
 STATIC = resources.files("tracker") / "static"
@@ -32,19 +33,22 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
-# A plain host[:port] (or [IPv6][:port]): anything else cannot be written as a CSP source.
-_HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# A host[:port] as a CSP source may name it (CSP 3's host-source: dot-separated labels of letters,
+# digits and hyphens): an IPv6 address ("[::1]") is no such source, and Chromium drops the whole
+# source as invalid, so no tile loaded. Anything else is allowed by its scheme alone.
+_HOST_PORT = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?")
 
 
 def _tile_source(tile_url: str | None) -> str:
     """Where the tile images come from as a CSP source: nothing more for a ``/`` path (``'self'``),
-    the tile server's origin for an http(s) template, or just its scheme when its host is itself
-    templated (``https://{z}.tiles.example``: no CSP source can name that). A scheme-relative
-    ``//host/...`` is its host alone, which CSP matches with the page's own scheme."""
-    if not tile_url or (tile_url.startswith("/") and not tile_url.startswith("//")):
+    the tile server's origin for an http(s) template, or just its scheme when no CSP source can
+    name its host: one itself templated (``https://{z}.tiles.example``) or an IPv6 address
+    (``http://[::1]:8080``). A scheme-relative ``//host/...`` is its host alone, which CSP
+    matches with the page's own scheme. (Settings refuse a template with ``user:password@``.)"""
+    host = tile_authority(tile_url) if tile_url else None
+    if not tile_url or host is None:
         return ""
-    scheme, _, rest = tile_url.partition("//")  # "https:" (or "" for "//host/...") and the rest
-    host = rest.split("/", 1)[0].rpartition("@")[2]  # (user:password@ is no part of a source)
+    scheme = tile_url.partition("//")[0]  # "https:" (or "" for "//host/...")
     if _HOST_PORT.fullmatch(host):
         return f" {scheme}//{host}" if scheme else f" {host}"
     return f" {scheme}" if scheme else " https: http:"

@@ -133,13 +133,53 @@ def _text(raw: str) -> str:
     return raw
 
 
+TILE_FIELDS = ("{z}", "{x}", "{y}")  # what the pages fill in (common.js drawTiles), wherever they stand
+
+
+def tile_authority(tile_url: str) -> str | None:
+    """The ``host[:port]`` part of a tile template (``userinfo@`` included, if any), or ``None``
+    for a path on the pages' own server (``/tiles/...``)."""
+    if tile_url.startswith("/") and not tile_url.startswith("//"):
+        return None
+    rest = tile_url.partition("//")[2]
+    for end in "/?#":
+        rest = rest.split(end, 1)[0]
+    return rest
+
+
 def _tile_url(raw: str) -> str | None:
-    """A raster tile template the pages' maps can fill in; empty means none (vectors only)."""
+    """A raster tile template the pages' maps can fill in; empty means none (vectors only).
+
+    Refused at start, rather than accepted with a map that never shows a tile: a placeholder the
+    pages do not fill (``{s}``, ``{r}``), a ``user:password@`` (browsers do not load images from
+    such an address), an address with no host or a port that is no port."""
     if not raw:
         return None
-    if not raw.startswith(("https://", "http://", "/")) or any(f"{{{k}}}" not in raw for k in "zxy"):
+    if not raw.startswith(("https://", "http://", "/")) or any(f not in raw for f in TILE_FIELDS):
         raise ValueError("must be an http(s) URL or a / path, a template with {z}, {x} and {y} "
                          "(e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png or /tiles/{z}/{x}/{y}.png), or unset")
+    rest = raw
+    for f in TILE_FIELDS:
+        rest = rest.replace(f, "")
+    if "{" in rest or "}" in rest:
+        other = rest[rest.index("{"):].split("}", 1)[0] + "}" if "{" in rest else "}"
+        hint = (": name one of the servers instead (https://a.tile.openstreetmap.org/..., or "
+                "https://tile.openstreetmap.org/..., which needs none)") if other == "{s}" else ""
+        raise ValueError(f"must hold no placeholder but {{z}}, {{x}} and {{y}}, the only ones the pages fill in; "
+                         f"it holds {other!r}{hint}")
+    authority = tile_authority(raw)
+    if authority is None:
+        return raw
+    if "@" in authority:
+        raise ValueError("must not carry a user name or password (user:password@host): browsers load no image "
+                         "from such an address; serve the tiles without one, or through a proxy that adds it")
+    host, port = authority, None
+    if not authority.endswith("]") and ":" in authority.rpartition("]")[2]:
+        host, _, port = authority.rpartition(":")
+    if not host.strip("[]"):
+        raise ValueError("must name the tile server's host (https://tiles.example/{z}/{x}/{y}.png)")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"must have a port from 1 to 65535, not {port!r}")
     return raw
 
 
@@ -285,7 +325,7 @@ class Settings:
     )
 
     tile_url: str | None = _setting(
-        "TRACKER_TILE_URL", _tile_url, None, "raster tile URL template ({z}/{x}/{y}) under the pages' maps; unset draws vectors only"
+        "TRACKER_TILE_URL", _tile_url, None, "raster tile URL template ({z}/{x}/{y}; no other placeholder, no user:password@) under the pages' maps; unset draws vectors only"
     )
 
     @classmethod

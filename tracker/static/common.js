@@ -399,7 +399,8 @@ export class VectorMap {
       for (let y = ty(this.bounds.n); y <= ty(this.bounds.s); y++) {
         const [x0, y0] = this.px(latOf(y), lngOf(x)), [x1, y1] = this.px(latOf(y + 1), lngOf(x + 1));
         const img = document.createElementNS("http://www.w3.org/2000/svg", "image");
-        img.setAttribute("href", this.tileUrl.replace("{z}", z).replace("{x}", x).replace("{y}", y));
+        // (every {z}, {x} and {y}, wherever they stand: a host "{z}.tiles.example", a query "?v={z}")
+        img.setAttribute("href", this.tileUrl.replaceAll("{z}", z).replaceAll("{x}", x).replaceAll("{y}", y));
         img.setAttribute("x", x0); img.setAttribute("y", y0); img.setAttribute("width", x1 - x0); img.setAttribute("height", y1 - y0);
         this.layers.tiles.appendChild(img);
       }
