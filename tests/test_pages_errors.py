@@ -11,9 +11,10 @@ from typing import AsyncIterator
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from clients.jsonsocket import JsonSocket
+from tests.basic_auth_proxy import BasicAuthProxy
 from tests.orders_helpers import Ops
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tracker.auth import issue_token
@@ -415,3 +416,74 @@ async def test_an_operators_action_the_server_does_not_answer_is_checked_once_it
                                             timeout=30_000)
             cancelled = (await ops.get("o1"))["status"] == "cancelled"
             assert ("after all" in await note.inner_text()) == cancelled
+
+
+# (page, its address given the server and an order id, what it shows once it has read the order over HTTP)
+OVER_HTTP = {
+    "track": (lambda s, oid: f"/track/{oid}?token={s.token('customer', oid)}", "#order-id"),
+    "ops": (lambda s, oid: f"/ops?token={s.token('operator', 'ops')}&order={oid}", "#order-summary"),
+}
+
+
+@pytest.mark.parametrize("name", list(OVER_HTTP))
+async def test_a_page_works_behind_a_proxy_that_asks_for_http_basic_auth(name: str, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Behind a proxy that asks for an HTTP Basic login on every request (nginx auth_basic), the
+    pages' fetches sent "Authorization: Bearer <token>", which replaced the login the browser
+    sends there by itself: the proxy turned each one down and the page said "Your link is not
+    valid: the server turned it down". They send the token as X-Tracker-Token now, and work."""
+    path, shows = OVER_HTTP[name]
+    proxy = BasicAuthProxy(server.port)
+    port = await proxy.start()
+    ops = Ops(server)
+    oid = uid("o")
+    context = await browser.new_context(http_credentials={"username": "u", "password": "p"})
+    page = await context.new_page()
+    try:
+        assert (await ops.create(oid, uid("m"))).status_code == 201
+        await page.goto(f"http://127.0.0.1:{port}{path(server, oid)}")
+        await expect(page.locator(shows)).to_contain_text(oid)
+        if name == "track":
+            await expect(page.locator("#status")).to_have_attribute("data-status", "placed")
+            await expect(page.locator("body")).to_have_attribute("data-online", "yes")  # (its socket: ?token=, as before)
+        await expect(page.locator("#fatal")).to_be_hidden()
+        assert any(" /v1/" in r for r in proxy.passed), (proxy.passed, proxy.denied)  # (it did go through the proxy)
+    finally:
+        await context.close()
+        await ops.close()
+        proxy.close()
+
+
+@pytest.mark.parametrize("name", list(OVER_HTTP))
+async def test_a_401_or_403_that_is_not_the_services_own_reads_as_not_reaching_it(name: str, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A 401 or 403 answered by something in front of the service (a proxy's login, a gateway's
+    "403 Forbidden" page: not the service's JSON error) said "Your link is not valid" and the page
+    stopped for good. The service was not reached: the page says it cannot reach it and tries
+    again, and works once the way through is open."""
+    path, shows = OVER_HTTP[name]
+    ops = Ops(server)
+    oid = uid("o")
+    page = await new_page(browser)
+    turned_away = [401, 403]
+
+    async def in_front(route: Route) -> None:
+        if turned_away:
+            status = turned_away.pop(0)
+            await route.fulfill(status=status, content_type="text/html", body=f"<html><body><h1>{status}</h1>nginx</body></html>")
+        else:
+            await route.continue_()
+
+    await page.route(re.compile(r".*/v1/orders/.*" if name == "track" else r".*/v1/ops/snapshot.*"), in_front)
+    try:
+        assert (await ops.create(oid, uid("m"))).status_code == 201
+        await page.goto(server.base_url + path(server, oid))
+        await expect(page.locator("#offline")).to_be_visible()  # it cannot reach the service: not a refused link
+        if name == "ops":
+            await expect(page.locator("#offline")).to_have_text("Cannot reach the server: retrying…")
+        await expect(page.locator("#fatal")).to_be_hidden()
+        await expect(page.locator(shows)).to_contain_text(oid, timeout=15_000)
+        await expect(page.locator("#offline")).to_be_hidden(timeout=15_000)  # tried again, and through
+        await expect(page.locator("#fatal")).to_be_hidden()
+        assert not turned_away
+    finally:
+        await page.context.close()
+        await ops.close()

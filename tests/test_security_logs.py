@@ -17,16 +17,21 @@ from tracker.launcher import ServerProcess, free_port
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_bearer_tokens_in_websocket_headers_never_reach_the_log(redis_url: str, tmp_path: Path, log_format: str) -> None:
-    """At debug the WebSocket layer logs every handshake header; the Authorization one is masked."""
+    """At debug the WebSocket layer logs every handshake header; the Authorization one and
+    X-Tracker-Token (the pages' own header for the token) are masked."""
     env = {"TRACKER_LOG_FORMAT": log_format, "TRACKER_LOG_LEVEL": "debug"}
     with ServerProcess(redis_url=redis_url, data_dir=tmp_path / "data", env=env) as proc:
         good = proc.token("rider", "leaky-header")
         bad = good[:-4] + "AAAA"
 
+        own = proc.token("rider", "leaky-own-header")  # (the pages' own header for it)
+
         async def connect() -> None:
             async with websockets.connect(f"{proc.ws_url}/v1/ws/rider",
                                           additional_headers={"Authorization": f"Bearer {good}"}) as ws:
                 await ws.recv()  # the route frame: the handshake is done and logged
+            async with websockets.connect(f"{proc.ws_url}/v1/ws/rider", additional_headers={"X-Tracker-Token": own}) as ws:
+                await ws.recv()
             async with websockets.connect(f"{proc.ws_url}/v1/ws/rider",
                                           additional_headers={"Authorization": f"Bearer {bad}"}) as ws:
                 with pytest.raises(websockets.ConnectionClosed):
@@ -36,7 +41,8 @@ def test_bearer_tokens_in_websocket_headers_never_reach_the_log(redis_url: str, 
         time.sleep(0.3)
         log = proc.log_path.read_text()
         assert "authorization: Bearer ***" in log.replace("\\", ""), log[-3000:]  # the line is still there, masked
-        for secret in (good, bad, good.split(".")[2], bad.split(".")[2], good.split(".")[1]):
+        assert "x-tracker-token: ***" in log.lower(), log[-3000:]
+        for secret in (good, bad, good.split(".")[2], bad.split(".")[2], good.split(".")[1], own, own.split(".")[2]):
             assert secret not in log
 
 

@@ -114,3 +114,32 @@ async def test_a_socket_passes_over_a_basic_authorization_header_for_its_query_t
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:  # HTTP reads only the header
         refused = await http.get("/v1/ops/snapshot", params={"token": server.token("operator", "ops")}, headers=basic)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", refused.text
+
+
+async def test_http_takes_the_token_from_x_tracker_token_beside_a_basic_login(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """Behind HTTP Basic auth a page cannot put its token in Authorization (that replaces the
+    login the browser sends there): it sends X-Tracker-Token. When that header is there it is the
+    token, and Authorization is not read, whatever it holds (a Basic login, a proxy's own
+    Bearer); an empty one, or two different ones, is refused. Without it, Bearer as before."""
+    operator = server.token("operator", "ops")
+    other = server.token("customer", uid("o"))  # valid, but may not read the snapshot
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        async def snapshot(*headers: tuple[str, str]) -> httpx.Response:
+            return await http.get("/v1/ops/snapshot", params={"max_riders": 0, "max_orders": 0}, headers=list(headers))
+
+        for auth in ((), (("Authorization", "Basic dXNlcjpwYXNzd29yZA=="),), (("Authorization", f"Bearer {other}"),),
+                     (("Authorization", "Bearer not-a-token"),)):
+            taken = await snapshot(("X-Tracker-Token", operator), *auth)
+            assert taken.status_code == 200, (auth, taken.text)
+        denied = await snapshot(("X-Tracker-Token", other), ("Authorization", f"Bearer {operator}"))
+        assert denied.status_code == 403, denied.text  # (it is X-Tracker-Token's token that counts)
+        for headers, why in (((("X-Tracker-Token", ""),), "X-Tracker-Token header is empty"),
+                             ((("X-Tracker-Token", operator), ("X-Tracker-Token", other)), "two different tokens"),
+                             ((("X-Tracker-Token", "bad"),), "invalid token")):
+            refused = await snapshot(*headers)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"]["code"] == "unauthorized" and why in refused.json()["error"]["message"], refused.text
+        assert (await snapshot(("Authorization", f"Bearer {operator}"))).status_code == 200  # (as before)
+    token = server.token("rider", uid("r"))  # a socket takes it too (no browser can send it there)
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider", additional_headers={"X-Tracker-Token": token}) as ws:
+        assert '"route"' in await ws.recv()

@@ -1,8 +1,8 @@
 """Signed tokens (HS256 JWT) carrying a ``role`` and a scope (``sub``).
 
 ``issue_token`` makes one, ``verify_token`` checks one and returns a :class:`Principal`;
-``token_from_connection`` reads it from the ``Authorization: Bearer`` header or (WebSocket
-only) the ``token`` query parameter. A :class:`RevocationList` says which tokens an operator
+``token_from_connection`` reads it from the ``X-Tracker-Token`` header (the pages'), the
+``Authorization: Bearer`` header or (WebSocket only) the ``token`` query parameter. A :class:`RevocationList` says which tokens an operator
 has voided since they were issued (kept current by ``tracker.revocations``);
 ``authenticate`` does all three for a request or a handshake.
 """
@@ -181,13 +181,29 @@ def authenticate(conn: HTTPConnection, secret: str, revocations: RevocationList,
     return revocations.check(verify_token(secret, token_from_connection(conn, allow_query=allow_query)))
 
 
+TOKEN_HEADER = "x-tracker-token"  # the pages' own header for their token (``X-Tracker-Token``)
+
+
 def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
     """The bearer token of a request or WebSocket handshake, or ``unauthorized``.
 
-    With ``allow_query`` (a WebSocket), an Authorization header of another scheme is passed
-    over for ``?token=``: a browser behind HTTP Basic auth attaches ``Basic ...`` on its own,
-    and a page cannot take it off a WebSocket. A malformed ``Bearer`` header is still refused.
+    ``X-Tracker-Token: <token>``, when sent, is the token, and the Authorization header is not
+    read at all: the pages send their token there, leaving Authorization to what stands in front
+    of the server (HTTP Basic auth, whose credentials a browser attaches by itself unless a page
+    sets Authorization, or a proxy's own Bearer). An empty one, or two that differ, is refused.
+    Otherwise ``Authorization: Bearer <token>``. With ``allow_query`` (a WebSocket), an
+    Authorization header of another scheme is passed over for ``?token=``: a browser behind HTTP
+    Basic auth attaches ``Basic ...`` on its own, and a page cannot take it off a WebSocket. A
+    malformed ``Bearer`` header is still refused.
     """
+    own = {value.strip() for value in conn.headers.getlist(TOKEN_HEADER)}
+    if len(own) > 1:
+        raise ApiError("unauthorized", "X-Tracker-Token given twice, with two different tokens: send one")
+    if own:
+        token = own.pop()
+        if not token:
+            raise ApiError("unauthorized", "X-Tracker-Token header is empty: it must be the token itself")
+        return token
     header = conn.headers.get("authorization", "")
     query_token = conn.query_params.get("token") if allow_query else None
     if header:
@@ -199,7 +215,8 @@ def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
             raise ApiError("unauthorized", "Authorization header must be 'Bearer <token>'")
     if query_token:
         return query_token
-    where = "Authorization header or 'token' query parameter" if allow_query else "Authorization header"
+    where = ("Authorization header, X-Tracker-Token header or 'token' query parameter" if allow_query
+             else "Authorization header or X-Tracker-Token header")
     raise ApiError("unauthorized", f"missing token ({where})")
 
 

@@ -77,16 +77,20 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 _TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&#\s\"']+", re.IGNORECASE)
 # "authorization: Bearer <jwt>" (a handshake header the WebSocket layer logs at debug), any scheme.
 _BEARER = re.compile(r"(\bbearer\s+)[^\s\"',;]+", re.IGNORECASE)
+# "x-tracker-token: <jwt>", the pages' own header for it (tracker.auth.TOKEN_HEADER).
+_TOKEN_HEADER = re.compile(r"(\bx-tracker-token\s*:\s*)[^\s\"',;]+", re.IGNORECASE)
 
 
 def mask_tokens(text: str) -> str:
-    """``text`` with the value of every ``token=`` URL parameter and every ``Bearer`` credential
-    replaced by ``***``."""
+    """``text`` with the value of every ``token=`` URL parameter, every ``Bearer`` credential and
+    every ``X-Tracker-Token`` header replaced by ``***``."""
     lowered = text.lower()
     if "token=" in lowered:
         text = _TOKEN_IN_URL.sub(r"\1***", text)
     if "bearer" in lowered:
         text = _BEARER.sub(r"\1***", text)
+    if "x-tracker-token" in lowered:
+        text = _TOKEN_HEADER.sub(r"\1***", text)
     return text
 
 

@@ -33,25 +33,32 @@ export function tokenSubject() {
 
 // An HTTP failure. `refused` when asking again cannot help (the link's token is missing, bad,
 // expired or outside its scope, or the thing it names does not exist): the page stops and says
-// so. Network errors, 5xx (503 redis_unavailable) and 408/429 are worth retrying.
+// so. Only the service itself refuses: its answer is its JSON error (`{"error": {"code", ...}}`).
+// A 4xx without one comes from something in front of it (a proxy asking for its own HTTP Basic
+// login, a gateway's error page): the service was not reached, which, like network errors, 5xx
+// (503 redis_unavailable) and 408/429, is worth retrying, and says nothing about the link.
 export class ApiError extends Error {
-  constructor(status, code, message, detail = {}) {
+  constructor(status, code, message, detail = {}, fromService = true) {
     super(`${code}: ${message}`);
     this.status = status; this.code = code;
     this.detail = detail;  // the error's other fields (an invalid_transition's `already`, `order_status`)
-    this.refused = status >= 400 && status < 500 && status !== 408 && status !== 429;
+    this.refused = fromService && status >= 400 && status < 500 && status !== 408 && status !== 429;
   }
 }
 
+// The token goes in a header of the service's own, X-Tracker-Token, not in Authorization: a page
+// that sets Authorization replaces what the browser would send there by itself, the HTTP Basic
+// login of a proxy in front of the service (which then turns every request down).
 export async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
-  if (token) headers.Authorization = `Bearer ${token}`;
+  if (token) headers["X-Tracker-Token"] = token;
   const response = await fetch(path, { ...options, headers });
   let body = null;
   try { body = await response.json(); } catch { body = null; }
   if (!response.ok || body === null) {
-    throw new ApiError(response.status, body?.error?.code || `http_${response.status}`, body?.error?.message || response.statusText || "no readable answer",
-      body?.error || {});
+    const fromService = typeof body?.error?.code === "string";
+    throw new ApiError(response.status, fromService ? body.error.code : `http_${response.status}`,
+      body?.error?.message || response.statusText || "no readable answer", body?.error || {}, fromService);
   }
   return body;
 }
