@@ -1,7 +1,8 @@
 """What clients write, and the link's token, on the pages in a real headless Chromium against a
 real server: a long unbroken reason or id never pushes a page's buttons out of view, a reason's
 direction controls never reorder the words around it, a tracking link cut short is refused
-plainly, and the token does not stay in the address bar or the history."""
+plainly, and the token does not stay in the address bar or the history, nor does a refused link
+opened in the same tab replace the token of a page that works."""
 from __future__ import annotations
 
 import asyncio
@@ -139,6 +140,75 @@ async def test_the_token_leaves_the_address_and_the_history_and_a_reload_still_w
         await page.context.close()
         await ops.close()
 
+
+
+# (page, a working link, a link the server refuses for the same page, what it shows once it works)
+REFUSED_THEN_BACK = {
+    "track": (lambda s, oid, mid: f"/track/{oid}?token={s.token('customer', oid)}",
+              lambda s, oid, mid: f"/track/{oid}?token={s.token('customer', oid + 'x')}", "#order-id"),  # another order's
+    "merchant": (lambda s, oid, mid: f"/merchant?token={s.token('operator', 'ops')}&merchant_id={mid}",
+                 lambda s, oid, mid: f"/merchant?token={s.token('merchant', mid + 'x')}&merchant_id={mid}", "#orders tr[data-order]"),
+    "ops": (lambda s, oid, mid: f"/ops?token={s.token('operator', 'ops')}&order={oid}",
+            lambda s, oid, mid: f"/ops?token={s.token('merchant', mid)}&order={oid}", "#order-summary"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED_THEN_BACK))
+async def test_a_link_refused_in_the_same_tab_leaves_the_working_one_working(name: str, server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A tab showing an order with a working link; an old (revoked) or wrong link of the same page
+    opened in that tab replaced the kept token: back to the page that worked, and after a reload,
+    it said "This order cannot be shown" for good. The refused link still says why; the page
+    that worked keeps working."""
+    good, bad, shows = REFUSED_THEN_BACK[name]
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    problem = page.get_by_role("alert").filter(has_text="Your link is not valid")
+
+    async def works() -> None:
+        await expect(page.locator(shows)).to_contain_text(oid)
+        await expect(page.locator("#fatal")).to_be_hidden()
+
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(server.base_url + good(server, oid, mid))
+        await works()
+        await page.goto(server.base_url + bad(server, oid, mid))
+        await expect(problem).to_be_visible()  # the link opened last is refused, and says so
+        await page.go_back()
+        await works()
+        await page.reload()
+        await works()
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_a_kitchens_board_and_the_board_an_operator_opened_for_another_kitchen_keep_their_own_tokens(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The kitchen board kept one token for /merchant whatever kitchen it showed: an operator's
+    board of kitchen m1 (/merchant?merchant_id=m1), then a kitchen's own link in the same tab, and
+    back to m1's board read the kitchen's token: "Your link is not valid". Each keeps its own."""
+    ops = Ops(server)
+    first, second = uid("m1"), uid("m2")
+    orders = {mid: uid(f"o-{mid}") for mid in (first, second)}
+    page = await new_page(browser)
+    try:
+        for mid, oid in orders.items():
+            assert (await ops.create(oid, mid)).status_code == 201
+        await page.goto(f"{server.base_url}/merchant?token={server.token('operator', 'ops')}&merchant_id={first}")
+        await expect(page.locator(f'tr[data-order="{orders[first]}"]')).to_be_visible()
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', second)}")
+        await expect(page.locator(f'tr[data-order="{orders[second]}"]')).to_be_visible()
+        await page.go_back()
+        await expect(page.locator(f'tr[data-order="{orders[first]}"]')).to_be_visible()
+        await expect(page.locator("#fatal")).to_be_hidden()
+        await page.go_forward()
+        await expect(page.locator(f'tr[data-order="{orders[second]}"]')).to_be_visible()
+        await expect(page.locator("#fatal")).to_be_hidden()
+    finally:
+        await page.context.close()
+        await ops.close()
 
 # Whether `text` is shown within `scope` in an element of its own that the browser isolates
 # (unicode-bidi: isolate, as <bdi> is): the page's words around it keep their order whatever

@@ -3,24 +3,58 @@
 "use strict";
 
 // The link's token comes in the address (?token=...), as links are handed out. Once read it is
-// kept for this tab only (sessionStorage, one per page path: a customer's token is not tried on
-// another order's page) and taken out of the address, so the address bar, the history and an
-// address copied to share ("look at this order": /ops?order=o1) never carry it; the other
-// parameters stay. A load without ?token= (a reload, back, forward) reads it back. Where the
-// browser keeps no storage the token stays in the address, so that a reload still works.
+// kept for this tab only (sessionStorage) and taken out of the address, so the address bar, the
+// history and an address copied to share ("look at this order": /ops?order=o1) never carry it;
+// the other parameters stay. A load without ?token= (a reload, back, forward) reads it back.
+// Where the browser keeps no storage the token stays in the address, so that a reload still works.
+//
+// One kept token per page path and subject: a customer's token is not tried on another order's
+// page (/track/<id>), nor a kitchen's on the board an operator opened for another kitchen
+// (/merchant?merchant_id=m1; the ops page's ?order= only picks the order it shows, any operator
+// token shows any). A new link opened in a tab that kept one for the same page keeps the earlier
+// one aside until the new one has worked once (the page's order, snapshot or socket); should the server
+// refuse the new one first (revoked, another order's), the earlier one is kept again: the refused
+// link says why, and back (or a reload) shows the page that worked, not the refusal for good.
+const SUBJECT_PARAMS = ["merchant_id"];
+const TOKEN_KEY = (() => {
+  const params = new URLSearchParams(location.search);
+  const subject = new URLSearchParams(SUBJECT_PARAMS.filter((p) => params.has(p)).map((p) => [p, params.get(p)])).toString();
+  return `tracker.token:${location.pathname}${subject ? `?${subject}` : ""}`;
+})();
+const EARLIER_KEY = `${TOKEN_KEY}#earlier`;  // the token kept before this one, until this one has worked
 function takeToken() {
-  const key = `tracker.token:${location.pathname}`;
   const url = new URL(location.href);
   const given = url.searchParams.get("token");
   try {
-    if (given === null) return sessionStorage.getItem(key) || "";
-    sessionStorage.setItem(key, given);
+    const kept = sessionStorage.getItem(TOKEN_KEY);
+    if (given === null) return kept || "";
+    if (kept && kept !== given) sessionStorage.setItem(EARLIER_KEY, kept);
+    sessionStorage.setItem(TOKEN_KEY, given);
   } catch { return given || ""; }
   url.searchParams.delete("token");
   history.replaceState(history.state, "", url.pathname + url.search + url.hash);
   return given;
 }
 export const token = takeToken();
+let tokenWorked = false;
+// The server took the token for what the page is for (its order read, its snapshot, its socket
+// online; not any one request: a kitchen's token reads the kitchen's order on the ops page, whose
+// snapshot it may not read): the one kept aside before it is not needed any more.
+export function tokenTaken() {
+  if (tokenWorked) return;
+  tokenWorked = true;
+  try { sessionStorage.removeItem(EARLIER_KEY); } catch { /* (no storage: nothing kept) */ }
+}
+// The server refused the token before it ever worked: the one kept before it comes back.
+function tokenRefused() {
+  if (tokenWorked) return;
+  try {
+    const earlier = sessionStorage.getItem(EARLIER_KEY);
+    if (earlier === null) return;
+    if (sessionStorage.getItem(TOKEN_KEY) === token) sessionStorage.setItem(TOKEN_KEY, earlier);
+    sessionStorage.removeItem(EARLIER_KEY);
+  } catch { /* (no storage: nothing kept) */ }
+}
 
 // The token's `sub` (the kitchen, order or operator it is for), read without checking it, for
 // display only: the server checks the token on every request.
@@ -48,11 +82,13 @@ export class ApiError extends Error {
 
 // The token goes in a header of the service's own, X-Tracker-Token, not in Authorization: a page
 // that sets Authorization replaces what the browser would send there by itself, the HTTP Basic
-// login of a proxy in front of the service (which then turns every request down).
+// login of a proxy in front of the service (which then turns every request down). Never from the
+// browser's cache: an answer is the state now, for this token (a page opened by Back reused the
+// 403 another link's token had been given at the same address).
 export async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   if (token) headers["X-Tracker-Token"] = token;
-  const response = await fetch(path, { ...options, headers });
+  const response = await fetch(path, { cache: "no-store", ...options, headers });
   let body = null;
   try { body = await response.json(); } catch { body = null; }
   if (!response.ok || body === null) {
@@ -112,6 +148,7 @@ export function showRefusal(reason, { detail = false } = {}) {
   const raw = String(reason || "refused by the server").trim().replace(/[.\s]+$/, "");
   el.dataset.reason = raw;
   console.info(`link refused: ${raw}`);
+  tokenRefused();
   el.textContent = `Your link is not valid: ${plainReason(raw)}. Ask for a new link.${detail ? ` (Server: ${raw}.)` : ""}`;
   el.hidden = false;
   const offline = document.getElementById("offline");
@@ -146,7 +183,7 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   let heardAt = 0, askedAt = 0;  // (performance.now()) the last frame, and the unanswered ping
   const confirm = () => {
     clearTimeout(settling);
-    if (!online) { online = true; onOnline && onOnline(); }
+    if (!online) { online = true; tokenTaken(); onOnline && onOnline(); }
   };
   const ping = () => {
     if (!ws || ws.readyState !== 1 || askedAt) return;

@@ -1,6 +1,6 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service
 // figures, the orders waiting, and one order at a time to act on (cancel, take back, assign, fail).
-import { api, ApiError, askReason, clockTime, isolated, isolatedText, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, VectorMap } from "/static/common.js";
+import { api, ApiError, askReason, clockTime, isolated, isolatedText, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, tokenTaken, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -777,7 +777,7 @@ async function tick() {
     retryMs = Math.min(retryMs * 2, 16000);
     return;
   }
-  setOffline(false); retryMs = EVERY_MS; lastSnap = snap;
+  setOffline(false); tokenTaken(); retryMs = EVERY_MS; lastSnap = snap;
   try { draw(snap); refreshOrder(); } finally { setTimeout(tick, EVERY_MS); }
 }
 // A refused link is never polled again: the figures, the map, the tables and the order shown go,

@@ -1,5 +1,5 @@
 // The customer's page: the order's timeline, the rider on the map, a live ETA; resumes gaplessly.
-import { api, clockTime, isolated, liveSocket, minutesFrom, serverClock, setOffline, setText, showRefusal, token, VectorMap, wsUrl } from "/static/common.js";
+import { api, clockTime, isolated, liveSocket, minutesFrom, serverClock, setOffline, setText, showRefusal, token, tokenTaken, VectorMap, wsUrl } from "/static/common.js";
 
 const STEPS = [
   ["placed", "Order placed"], ["confirmed", "Restaurant confirmed"], ["food_ready", "Food ready"],
@@ -346,7 +346,7 @@ function refused(reason) {
 // or a 503 shows the offline banner and tries again with backoff. False when refused.
 async function loadUntilDone() {
   for (let delay = 500; ; delay = Math.min(delay * 2, 8000)) {
-    try { await load(); setOffline(false); return true; }
+    try { await load(); tokenTaken(); setOffline(false); return true; }
     catch (err) {
       if (err.refused) { refused(err.message); return false; }
       setOffline(true); document.body.dataset.online = "no";
