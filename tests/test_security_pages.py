@@ -110,3 +110,20 @@ async def test_api_answers_and_errors_carry_nosniff(server: ServerProcess, uid) 
                    await http.get("/v1/ws/rider"), await http.get("/static/common.js")]
     for r in answers:
         assert r.headers.get_list("x-content-type-options") == ["nosniff"], (r.url, r.status_code, r.headers)
+
+
+async def test_api_answers_and_errors_are_never_stored_by_a_cache(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """One token's view (an order, an error given to that token) is not kept by a browser or a
+    shared cache for the next caller of the address; the static files stay cacheable."""
+    own = {"X-Tracker-Token": server.token("operator", "ops")}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        created = await http.post("/v1/orders", headers=own, json={
+            "id": uid("o"), "merchant_id": uid("m"), "pickup": {"lat": 52.52, "lng": 13.405},
+            "dropoff": {"lat": 52.53, "lng": 13.42}})
+        answers = [created, await http.get(f"/v1/orders/{created.json()['id']}", headers=own),
+                   await http.get("/v1/orders/o1"), await http.get("/nowhere"), await http.get("/healthz"),
+                   await http.get("/readyz"), await http.get("/metrics"), await http.get("/v1/ws/rider")]
+        static = await http.get("/static/common.js")
+    for r in answers:
+        assert r.headers.get_list("cache-control") == ["no-store"], (r.url, r.status_code, r.headers)
+    assert static.status_code == 200 and "no-store" not in static.headers.get("cache-control", ""), static.headers

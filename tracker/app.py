@@ -25,6 +25,7 @@ from tracker import __version__
 from tracker.clock import Clock
 from tracker.errors import ApiError
 from tracker.http import health
+from tracker.http.no_store import NoStore
 from tracker.http.nosniff import NoSniff
 from tracker.http.unexpected import AnswerUnexpected
 from tracker.logs import log_failure, log_throttled
@@ -175,7 +176,7 @@ def create_app(settings: Settings, *, secret: str, redis_url: str, clock: Clock 
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                             **{cls: _redis_down for cls in REDIS_DOWN}},
-        middleware=[Middleware(NoSniff), Middleware(AnswerUnexpected)],  # (NoSniff outside: the 500s get it too)
+        middleware=[Middleware(NoSniff), Middleware(NoStore), Middleware(AnswerUnexpected)],  # (outside: the 500s get them too)
     )
     app.router.redirect_slashes = False  # "/v1/orders/o1/" is not_found, not an empty 307 to elsewhere
     app.state.hub = hub

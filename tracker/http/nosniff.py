@@ -8,28 +8,12 @@ sniffing it. Set once here (and in the raw answers sent before a request reaches
 """
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tracker.http.added_header import AddedHeader
 
 HEADER = (b"x-content-type-options", b"nosniff")
 
 
-class NoSniff:
+class NoSniff(AddedHeader):
     """ASGI middleware adding :data:`HEADER` to each HTTP response that does not carry it yet."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def marked(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == HEADER[0] for name, _ in headers):
-                    headers.append(HEADER)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, marked)
+    header = HEADER
