@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
-from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, merchant, rider
+from tests.test_ops_actions import NO_ROUNDS, answer_prompts, operator_and_rider
 from tests.test_pages import browser  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
 
@@ -267,3 +268,54 @@ async def test_ops_page_does_not_read_out_its_clock_and_names_its_table(server: 
         await page.context.close()
         await courier.close()
         await ops.close()
+
+
+# What has the keyboard's focus, in words ("BODY" when it was dropped).
+FOCUSED = """() => { const e = document.activeElement;
+    return !e || e === document.body ? 'BODY' : e.id ? `#${e.id}` : (e.getAttribute('aria-label') || e.textContent).trim(); }"""
+
+
+async def test_ops_order_panel_keeps_keyboard_focus_through_its_actions(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An action started from the keyboard leaves focus in the Order panel: on the same button
+    when it is still offered (a refused cancel), else on the order's summary (a cancel done, an
+    assignment done: their buttons went), never dropped to the page's start."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    mid, oid, other, rid = uid("m"), uid("o"), uid("o2"), uid("r")
+    async with operator_and_rider(srv, rid, browser) as (ops, courier, page):
+        await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        for order in (oid, other):
+            await confirmed_order(srv, ops, order, mid)
+        answer_prompts(page, ["out of basil", "out of basil", rid])
+
+        async def refuse(route: Route) -> None:  # someone changed the order meanwhile
+            await route.fulfill(status=409, content_type="application/json",
+                                body='{"error": {"code": "conflict", "message": "the order changed meanwhile"}}')
+
+        await page.route(f"**/v1/orders/{oid}/cancel", refuse)
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}&order={oid}")
+        note = page.locator("#order-note")
+        cancel = page.get_by_role("button", name="Cancel order")
+        await cancel.focus()
+        await page.keyboard.press("Enter")
+        await expect(note).to_contain_text(f"Order {oid} was not cancelled: it changed meanwhile")
+        await page.wait_for_timeout(300)  # (the order read again after the answer)
+        assert await page.evaluate(FOCUSED) == "Cancel order"  # refused: still on its button
+        await page.unroute(f"**/v1/orders/{oid}/cancel")
+        await page.keyboard.press("Enter")  # again: cancelled, and the button goes
+        await expect(note).to_have_text(f"Order {oid} cancelled.")
+        await expect(page.locator("#order-actions")).to_have_text("Nothing to do: the order has ended.")
+        await expect(page.locator("#order-summary")).to_be_focused()  # the order it was done to
+        await page.keyboard.press("Tab")  # and on from there, not from the top of the page
+        await expect(page.locator("#rider-filter")).to_be_focused()
+
+        await page.locator("#order-id").fill(other)
+        await page.keyboard.press("Enter")  # (in the look-up box)
+        await expect(page.locator("#order-summary")).to_contain_text(f"{other}: confirmed")
+        assign = page.get_by_role("button", name="Assign to a rider…")
+        await assign.focus()
+        await page.keyboard.press("Enter")
+        await expect(note).to_have_text(f"Order {other} assigned to {rid}.")
+        await expect(page.get_by_role("button", name=f"Take back from {rid}")).to_be_visible()
+        await expect(page.locator("#order-summary")).to_be_focused()
+        await page.wait_for_timeout(2500)  # a snapshot later, still there
+        await expect(page.locator("#order-summary")).to_be_focused()

@@ -578,18 +578,21 @@ function drawOrder(o) {
   drawnActions = key;
   const buttons = [];
   const add = (text, action) => {
-    const b = document.createElement("button"); b.type = "button"; b.textContent = text;
+    const b = document.createElement("button"); b.type = "button"; b.textContent = text; b.dataset.action = action;
     b.className = action === "cancel" || action === "fail" ? "" : "secondary";
+    if (acting) b.setAttribute("aria-disabled", "true");  // (drawn while an action waits for its answer)
     b.addEventListener("click", () => act(o, action)); buttons.push(b);
   };
   if (CANCELLABLE.has(o.status)) add("Cancel order", "cancel");
   if (TAKEN_BACK.has(o.status) && o.rider_id) add(`Take back from ${o.rider_id}`, "unassign");
   if (o.status === "confirmed" && !o.rider_id) add("Assign to a rider…", "assign");
   if (ON_THE_ROAD.has(o.status)) add("Mark delivery failed", "fail");
-  const focused = $("order-actions").contains(document.activeElement) ? document.activeElement.textContent : null;
+  const focused = $("order-actions").contains(document.activeElement) ? document.activeElement.dataset.action : null;
   $("order-actions").replaceChildren(...buttons);
   if (!buttons.length) $("order-actions").textContent = "Nothing to do: the order has ended.";
-  if (focused) buttons.find((b) => b.textContent === focused)?.focus();
+  // The keyboard's place stays in the panel: the same action's button, or, that action done or
+  // no longer offered (cancelled, assigned), the order's summary, not the top of the page.
+  if (focused) (buttons.find((b) => b.dataset.action === focused) || $("order-summary")).focus();
 }
 
 // The order's history, newest last: what happened, when, by whom and why.
@@ -666,8 +669,11 @@ async function act(o, action) {
     if (reason === null) return;
     body = { reason };
   }
+  // The buttons wait for the answer greyed, and `acting` turns presses away meanwhile, but not
+  // `disabled`: a disabled button drops the keyboard's focus to the top of the page.
   acting = true;
-  for (const b of $("order-actions").querySelectorAll("button")) b.disabled = true;
+  const fromButton = $("order-actions").contains(document.activeElement);
+  for (const b of $("order-actions").querySelectorAll("button")) b.setAttribute("aria-disabled", "true");
   let done = false, unsure = false, answered = false;
   try {
     const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
@@ -695,7 +701,7 @@ async function act(o, action) {
     } else note(`Order ${o.id} was not ${VERB[action]}: ${whyNot(err)} (Server: ${err.message})`);
   } finally {
     acting = false;
-    for (const b of $("order-actions").querySelectorAll("button")) b.disabled = false;
+    for (const b of $("order-actions").querySelectorAll("button")) b.removeAttribute("aria-disabled");
   }
   if (unsure) {  // read it once the server answers again, and say which
     const after = await settle(o.id);
@@ -709,6 +715,9 @@ async function act(o, action) {
   // if it cannot be read). A rider may give a hand assignment back at once (its shift ends first):
   // said, so the note does not contradict the card.
   await refreshOrder();
+  if (fromButton && document.activeElement === document.body) {  // (its panel redrawn meanwhile)
+    ($("order-actions").querySelector(`[data-action="${action}"]`) || $("order-summary")).focus();
+  }
   const ended = shownOrder?.id === o.id && ["cancelled", "failed", "delivered"].includes(shownOrder.status);
   if (done && action === "assign" && ended) {  // (a cancel that landed just after the assignment: both went through)
     const end = (shownOrder.events || []).findLast?.((e) => e.kind === shownOrder.status);
