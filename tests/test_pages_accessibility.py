@@ -319,3 +319,39 @@ async def test_ops_order_panel_keeps_keyboard_focus_through_its_actions(own_redi
         await expect(page.locator("#order-summary")).to_be_focused()
         await page.wait_for_timeout(2500)  # a snapshot later, still there
         await expect(page.locator("#order-summary")).to_be_focused()
+
+
+async def test_ops_riders_tables_keep_focus_on_the_same_rider(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Pause and Resume from the keyboard leave focus on that rider's new Resume or Pause button,
+    and a rider coming online above it (the table sorted again) does not take focus away from
+    the rider it was on, nor hand it to another."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    first, second, newcomer = uid("r1"), uid("r2"), uid("r0")  # (by id: r0, r1, r2)
+    async with operator_and_rider(srv, first, browser) as (ops, courier, page):
+        other = await rider(srv, second)
+        late: list[object] = []
+        try:
+            for i, c in enumerate((courier, other)):
+                await c.location(PICKUP["lat"] + 0.002 * i, PICKUP["lng"])
+            answer_prompts(page, ["flat tyre"])
+            await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+            pause = page.get_by_role("button", name=f"Pause rider {second}: no new offers")
+            await pause.focus()
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#rider-note")).to_have_text(f"Rider {second} paused: no new offers until resumed.")
+            in_riders = page.locator("#riders").get_by_role("button", name=f"Resume rider {second}: offers again")
+            await expect(in_riders).to_be_focused()
+            late.append(await rider(srv, newcomer))  # online above it: every row below moves down one
+            await late[0].location(PICKUP["lat"] - 0.002, PICKUP["lng"])  # type: ignore[attr-defined]
+            await expect(page.locator("#riders tr").first).to_have_attribute("data-rider", newcomer)
+            await page.wait_for_timeout(2500)  # another snapshot or two
+            await expect(in_riders).to_be_focused()
+            # Resume in the Paused riders table: the rider leaves it; focus goes to its Pause button
+            await page.locator("#paused-riders").get_by_role("button", name=f"Resume rider {second}: offers again").focus()
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#rider-note")).to_have_text(f"Rider {second} resumed: it is offered orders again when available.")
+            await expect(page.locator("#riders").get_by_role("button", name=f"Pause rider {second}: no new offers")).to_be_focused()
+        finally:
+            await other.close()
+            for c in late:
+                await c.close()  # type: ignore[attr-defined]

@@ -214,11 +214,24 @@ function selectingIn(el) {
   return holding;
 }
 
-// Redraws a table's rows keeping the keyboard focus on the same order link, if it had it.
-// Rows and cells that did not change are kept as they are: a click that lands while the table
-// is refreshed is not lost with the element under it.
+// What has the keyboard's focus in a table, as a selector that finds it again once the rows are
+// redrawn (rows are matched by place, and a rider coming online moves every row below it): an
+// order's link, a rider's Pause or Resume (either: a press turns one into the other), or a
+// rider's row picked on the map. Null when the focus is elsewhere.
+function focusedIn(tbody) {
+  const el = document.activeElement;
+  if (!el || !tbody.contains(el)) return null;
+  if (el.dataset.openOrder) return `[data-open-order="${CSS.escape(el.dataset.openOrder)}"]`;
+  if (el.dataset.riderAction) return `[data-rider-action][data-rider="${CSS.escape(el.dataset.rider)}"]`;
+  if (el.matches("tr[data-rider]")) return `tr[data-rider="${CSS.escape(el.dataset.rider)}"]`;
+  return null;
+}
+
+// Redraws a table's rows keeping the keyboard focus on the same order link, rider button or
+// rider row, if it had it, wherever that row is now. Rows and cells that did not change are kept
+// as they are: a click that lands while the table is refreshed is not lost with the element under it.
 function redraw(tbody, rows) {
-  const focused = tbody.contains(document.activeElement) ? document.activeElement.dataset.openOrder : null;
+  const focused = focusedIn(tbody);
   const old = [...tbody.children];
   rows.forEach((row, i) => {
     const was = old[i];
@@ -232,7 +245,8 @@ function redraw(tbody, rows) {
     }
   });
   for (const extra of old.slice(rows.length)) extra.remove();
-  if (focused) tbody.querySelector(`[data-open-order="${CSS.escape(focused)}"]`)?.focus();
+  const again = focused && tbody.querySelector(focused);
+  if (again && again !== document.activeElement) again.focus();
 }
 
 // An order id that opens the order in the Order panel.
@@ -354,6 +368,7 @@ async function pauseOrResume(riderId, action) {
     body = { reason };
   }
   pausing = true;
+  const pressed = document.activeElement, table = pressed?.closest?.("tbody");
   try {
     await api(`/v1/riders/${encodeURIComponent(riderId)}/${action}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -365,6 +380,14 @@ async function pauseOrResume(riderId, action) {
     pausing = false;
   }
   try { lastSnap = await api(`/v1/ops/snapshot${CAPS}`); draw(lastSnap); } catch { /* the next poll tries again */ }
+  // Pressed from the keyboard: focus on the rider's new Resume (or Pause) button, in the table
+  // pressed in, else in the other (resumed, it leaves Paused riders), else on that table's title.
+  if (table && (document.activeElement === document.body || document.activeElement === pressed)) {
+    const button = `[data-rider-action][data-rider="${CSS.escape(riderId)}"]`;
+    const next = table.querySelector(button) || document.querySelector(`#riders ${button}, #paused-riders ${button}`)
+      || $(table.closest("table").getAttribute("aria-labelledby"));
+    if (next !== document.activeElement) next.focus();
+  }
 }
 
 // The confirmed orders waiting for a rider, longest first, with the dispatcher's estimate: none
