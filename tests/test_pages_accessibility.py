@@ -355,3 +355,48 @@ async def test_ops_riders_tables_keep_focus_on_the_same_rider(own_redis, start_s
             await other.close()
             for c in late:
                 await c.close()  # type: ignore[attr-defined]
+
+
+async def test_kitchen_board_keeps_focus_when_a_rows_buttons_all_go(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A row whose buttons all go while one has focus (its order cancelled from the keyboard, or
+    its food collected by the rider) hands focus to the next order's first button, and with no
+    order after it to the Orders heading: never to the top of the page."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    ops = Ops(srv)
+    mid, rid = uid("m"), uid("r")
+    first, second, third = uid("o1"), uid("o2"), uid("o3")
+    kitchen = await merchant(srv, mid)
+    courier = await rider(srv, rid)
+    page = await open_page(browser, f"{srv.base_url}/merchant?token={srv.token('merchant', mid)}",
+                           viewport={"width": 1280, "height": 800})
+    try:
+        answer_prompts(page, ["out of dough", "out of dough"])
+        for oid in (first, second, third):
+            assert (await ops.create(oid, mid)).status_code == 201
+            await kitchen.confirm(oid)
+            await kitchen.event(oid, "confirmed")
+        for oid in (first, second, third):
+            await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
+        await page.get_by_role("button", name=f"Cancel order {first}").focus()
+        await page.keyboard.press("Enter")  # (asked why)
+        await expect(page.locator(f'tr[data-order="{first}"]')).to_have_attribute("data-status", "cancelled")
+        await expect(page.get_by_role("button", name=f"Ready {second}")).to_be_focused()  # the next order's first
+        # the rider collects the second order while focus is on its Cancel order
+        await courier.location(PICKUP["lat"], PICKUP["lng"])
+        await page.get_by_role("button", name=f"Cancel order {second}").focus()
+        assert (await ops.assign(second, rid)).status_code == 200
+        for step in ("at_pickup", "picked_up"):
+            await courier.progress(second, step)
+        await expect(page.locator(f'tr[data-order="{second}"]')).to_have_attribute("data-status", "picked_up")
+        await expect(page.get_by_role("button", name=f"Ready {third}")).to_be_focused()
+        # the last order with buttons: nothing after it, so the Orders heading
+        await page.get_by_role("button", name=f"Cancel order {third}").focus()
+        await page.wait_for_timeout(500)  # (right after a press, a row that moved up the board does not act for 0.4 s)
+        await page.keyboard.press("Enter")
+        await expect(page.locator(f'tr[data-order="{third}"]')).to_have_attribute("data-status", "cancelled")
+        await expect(page.locator("#orders-title")).to_be_focused()
+    finally:
+        await page.context.close()
+        await kitchen.close()
+        await courier.close()
+        await ops.close()

@@ -310,8 +310,10 @@ function buildRow(id, o, busy) {
 function render() {
   expireFinished();
   // Keep keyboard focus on the button it was on, even when its row is rebuilt.
-  const focused = document.activeElement?.closest?.("tr[data-order]") && document.activeElement.dataset.action
-    ? [document.activeElement.closest("tr").dataset.order, document.activeElement.dataset.action] : null;
+  // (and the orders after its row, for when its buttons all go)
+  const focusedRow = document.activeElement?.dataset?.action ? document.activeElement.closest?.("tr[data-order]") : null;
+  const focused = focusedRow ? [focusedRow.dataset.order, document.activeElement.dataset.action,
+    [...$("orders").children].slice([...$("orders").children].indexOf(focusedRow) + 1).map((tr) => tr.dataset.order)] : null;
   const now = performance.now();
   const arm = now - lastPressAt < SEND_WAIT_MS ? now + ARM_MS : 0;  // (changes long after a press arm nothing)
   const ids = [...orders.keys()].sort((a, b) => {
@@ -338,9 +340,13 @@ function render() {
   list.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
   while (body.children.length > list.length) body.lastChild.remove();
   if (focused) {  // the same button, or (its action done, e.g. Confirm) the next one in that row
-    const row = body.querySelector(`tr[data-order="${CSS.escape(focused[0])}"]`);
-    const b = row?.querySelector(`button[data-action="${focused[1]}"]`) || row?.querySelector("button");
-    if (b && document.activeElement !== b) b.focus();
+    const rowOf = (id) => body.querySelector(`tr[data-order="${CSS.escape(id)}"]`);
+    const row = rowOf(focused[0]);
+    // The row's buttons all gone (cancelled, collected by the rider): the first button of the
+    // order that came after it, else the Orders heading, not the top of the page.
+    const b = row?.querySelector(`button[data-action="${focused[1]}"]`) || row?.querySelector("button")
+      || focused[2].map((id) => rowOf(id)?.querySelector("button")).find(Boolean) || $("orders-title");
+    if (document.activeElement !== b) b.focus();
   }
   // What the kitchen still has to act on (confirm, cook, hand over); finished or collected rows
   // stay a while but are not counted.
