@@ -8,7 +8,9 @@ differ by more than colour and that holds still for reduced motion; nothing wide
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import time
 
 from playwright.async_api import Browser, Page, Route, expect
 
@@ -20,19 +22,24 @@ from tracker.launcher import ServerProcess
 PHONE = {"width": 360, "height": 740}
 
 # Records, for each live region (aria-live or role status/alert/log), its text after each
-# batch of DOM changes in it: what a screen reader would be handed to read out.
+# batch of DOM changes in it: what a screen reader would be handed to read out. Words hidden
+# from screen readers (aria-hidden: seen, not read) are not handed over, nor is a change in them,
+# nor is what is not shown (hidden).
 WATCH_LIVE_REGIONS = """() => {
     window.__spoken = [];
     const live = '[aria-live], [role=status], [role=alert], [role=log]';
+    const said = (el) => [...el.childNodes].map((n) => n.nodeType === 3 ? n.data
+        : n.nodeType === 1 && n.getAttribute('aria-hidden') !== 'true' && !n.hidden ? said(n) : '').join('');
     new MutationObserver((records) => {
         const touched = new Set();
         for (const r of records) {
             if (r.type === 'attributes' && r.oldValue === r.target.getAttribute(r.attributeName)) continue;  // (no change)
             const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
-            const region = el && el.closest(live);
+            if (!el || el.closest('[aria-hidden=true]')) continue;  // (not read out)
+            const region = el.closest(live);
             if (region) touched.add(region);
         }
-        for (const region of touched) window.__spoken.push([region.id || region.getAttribute('role') || '?', region.textContent.trim()]);
+        for (const region of touched) window.__spoken.push([region.id || region.getAttribute('role') || '?', said(region).trim()]);
     }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true, attributeOldValue: true, attributeFilter: ['hidden'] });
 }"""
 
@@ -398,5 +405,72 @@ async def test_kitchen_board_keeps_focus_when_a_rows_buttons_all_go(own_redis, s
     finally:
         await page.context.close()
         await kitchen.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_ops_failed_tasks_banner_is_read_out_once_per_set_of_failures(server: ServerProcess, browser: Browser) -> None:  # noqa: F811
+    """The banner naming the background tasks that failed shows how long ago each failed, a
+    time that changes every poll: seen, but read out only when what failed changes (it is a
+    live region), not every 2 s."""
+    page = await open_page(browser, "about:blank", viewport={"width": 1280, "height": 800})
+    at = time.time() - 1
+    failing = [{"name": "order-expiry", "last_error": "TimeoutError: Timeout reading from redis", "last_error_at": at}]
+
+    async def degraded(route: Route) -> None:  # the server's snapshot, with tasks that failed
+        answer = await route.fetch()
+        snap = await answer.json()
+        snap["degraded"] = list(failing)
+        await route.fulfill(response=answer, body=json.dumps(snap))
+
+    try:
+        await page.route("**/v1/ops/snapshot*", degraded)
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
+        await page.evaluate(WATCH_LIVE_REGIONS)
+        banner = page.locator("#degraded")
+        await expect(banner).to_contain_text("order-expiry (TimeoutError: Timeout reading from redis, last ")
+        region = await banner.evaluate("b => b.closest('[role=status], [aria-live]').id")
+        shown = [await banner.text_content()]
+        for _ in range(3):  # three polls: the age goes on, what failed stays
+            await expect(banner).not_to_have_text(shown[-1] or "", timeout=5000)
+            shown.append(await banner.text_content())
+        spoken = [t for r, t in await page.evaluate("window.__spoken") if r == region]
+        assert len(spoken) == 1 and spoken[0].startswith("Background tasks of this server process failed"), spoken
+        assert not re.search(r"\d+ s ago", spoken[0]), spoken  # (the age: seen, not read)
+        failing.append({"name": "dispatch-loop", "last_error": "TimeoutError: Timeout reading from redis", "last_error_at": at})
+        await expect(banner).to_contain_text("order-expiry, dispatch-loop (TimeoutError")
+        spoken = [t for r, t in await page.evaluate("window.__spoken") if r == region]
+        assert len(spoken) == 2 and "dispatch-loop" in spoken[1], spoken  # something new: said
+    finally:
+        await page.context.close()
+
+
+async def test_tracking_page_says_once_that_the_riders_position_is_old(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A silent rider's note says how long ago its position came ("7 min ago"), which changes
+    every minute: seen, but read out once, when the rider went silent (the note is in a live
+    region). The server's clock runs 60 times faster here: a minute is 1 s."""
+    fast = start_server({"TRACKER_TIME_SCALE": "60", "TRACKER_SILENT_TAKE_BACK_S": "0"}, redis=own_redis)
+    ops = Ops(fast)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(fast, rid)
+    try:
+        await confirmed_order(fast, ops, oid, mid)
+        await courier.location(PICKUP["lat"] - 0.004, PICKUP["lng"])
+        assert (await ops.assign(oid, rid)).status_code == 200
+        page = await open_page(browser, f"{fast.base_url}/track/{oid}?token={fast.token('customer', oid)}")
+        await expect(page.locator('[data-marker="rider"]')).to_have_count(1)
+        note = page.locator("#rider-note")
+        await expect(note).to_be_visible(timeout=5000)  # (its fix is already old at 60 times the speed)
+        await page.evaluate(WATCH_LIVE_REGIONS)
+        await courier.location(PICKUP["lat"] - 0.0039, PICKUP["lng"])  # a fix, then the phone goes quiet
+        await expect(page.locator('[data-marker="rider"]')).to_have_attribute("data-lat", str(PICKUP["lat"] - 0.0039))
+        await expect(note).to_contain_text(re.compile(r"last updated [3-9] min ago"), timeout=10_000)  # (seen going on)
+        region = await note.evaluate("n => n.closest('[aria-live]')")
+        spoken = [t for _, t in await page.evaluate("window.__spoken") if "position" in t]
+        assert len(spoken) == 1, spoken  # once, when it went silent again
+        assert "min ago" not in spoken[0] and "minute ago" not in spoken[0], spoken
+        assert region is not None
+    finally:
+        await page.context.close()
         await courier.close()
         await ops.close()

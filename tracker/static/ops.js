@@ -71,17 +71,28 @@ function drawCapped(snap) {
     : `Showing ${cut.join(" and ")} on the map and in the table; the figures count them all.`;
 }
 
-// The background tasks of the answering process that failed in the last minute.
+// The background tasks of the answering process that failed in the last minute. The banner sits
+// in a live region (always in the page): it is written again only when what failed changes, so
+// it is read out then; how long ago each failed, new every poll, is seen but not read out.
 function drawDegraded(snap) {
-  const bad = snap.degraded || [];
-  $("degraded").hidden = !bad.length;
+  const bad = snap.degraded || [], banner = $("degraded");
+  banner.hidden = !bad.length;
   const byError = new Map();  // one line per distinct error: a Redis outage fails most tasks alike
   for (const t of bad) {
     const e = byError.get(t.last_error) || { names: [], at: 0 };
     e.names.push(t.name); e.at = Math.max(e.at, t.last_error_at); byError.set(t.last_error, e);
   }
-  $("degraded").textContent = !bad.length ? "" : `Background tasks of this server process failed in the last minute: ${
-    [...byError].map(([error, e]) => `${e.names.join(", ")} (${error || "error"}, last ${since(Date.now() - e.at * 1000)} ago)`).join("; ")}`;
+  const key = JSON.stringify([...byError].map(([error, e]) => [error, e.names]));
+  if (banner.dataset.key !== key) {
+    banner.dataset.key = key;
+    banner.replaceChildren(...(!bad.length ? [] : ["Background tasks of this server process failed in the last minute: ",
+      ...[...byError].flatMap(([error, e], i) => {
+        const age = document.createElement("span"); age.setAttribute("aria-hidden", "true"); age.dataset.age = "";
+        return [...(i ? ["; "] : []), `${e.names.join(", ")} (${error || "error"}`, age, ")"];
+      })]));
+  }
+  const ages = banner.querySelectorAll("[data-age]");
+  [...byError.values()].forEach((e, i) => setText(ages[i], `, last ${since(Date.now() - e.at * 1000)} ago`));
 }
 
 // The view fits where the fleet is: points far out (one order across the country, a rider's

@@ -279,10 +279,20 @@ function showSilence() {
     const title = marker.el.querySelector("title");
     if (title) title.textContent = silent && lastFixTs !== null ? `Your rider, last seen ${ago(clock.now() - lastFixTs)}` : "Your rider";
   }
-  if (silent) {
-    setText(note, lastFixTs === null ? "Waiting for the rider's position; the estimate may be out of date."
-      : `The rider's position was last updated ${ago(clock.now() - lastFixTs)}; the estimate may be out of date.`);
+  if (!silent) return;
+  if (lastFixTs === null) {
+    const text = "Waiting for the rider's position; the estimate may be out of date.";
+    if (note.textContent !== text) { note.textContent = text; delete note.dataset.since; }
+    return;
   }
+  // The note is in a live region: it is read out once, as the rider goes silent ("... last
+  // updated at 12:05; ..."); how long ago, which changes every minute, is seen, not read out.
+  if (note.dataset.since !== String(lastFixTs)) {
+    const age = document.createElement("span"); age.setAttribute("aria-hidden", "true");
+    note.replaceChildren("The rider's position was last updated ", age, `at ${clockTime(lastFixTs)}; the estimate may be out of date.`);
+    note.dataset.since = lastFixTs;
+  }
+  setText(note.querySelector("[aria-hidden]"), `${ago(clock.now() - lastFixTs)}, `);
 }
 
 // The kitchen delayed the food (`food_delayed`): the customer is told, rather than seeing the ETA
