@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from tests.orders_helpers import PICKUP, Ops, confirmed_order, merchant, rider
 from tests.test_ops_actions import NO_ROUNDS, answer_prompts, operator_and_rider
-from tests.test_pages import browser  # noqa: F401 - the module's Chromium fixture
+from tests.test_pages import browser, shot  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
 
 PHONE = {"width": 360, "height": 740}
@@ -474,3 +474,51 @@ async def test_tracking_page_says_once_that_the_riders_position_is_old(own_redis
         await page.context.close()
         await courier.close()
         await ops.close()
+
+
+# Texts in `selector` that the browser broke across lines: [text, lines] of each one drawn on more than one.
+BROKEN_ACROSS_LINES = """(selector) => [...document.querySelectorAll(selector)].map((el) => {
+    const r = document.createRange(); r.selectNodeContents(el);
+    return [el.textContent, new Set([...r.getClientRects()].map((c) => Math.round(c.top))).size];
+}).filter(([, lines]) => lines > 1)"""
+
+
+async def test_ops_tables_break_no_word_in_the_middle(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The tables let ids and reasons wrap anywhere (a 64-character id must not widen a phone's
+    page), but not the words of a button or a card's label: "Pause", not "Paus" over "e"; and a
+    rider carrying two orders shows them apart, not run together."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    mid, rid, idle = uid("m"), uid("r"), uid("r-idle")
+    orders = [uid("o1"), uid("o2"), uid("o3")]
+    async with operator_and_rider(srv, rid, browser) as (ops, courier, page):
+        other = await rider(srv, idle)
+        try:
+            await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+            await other.location(PICKUP["lat"] - 0.002, PICKUP["lng"])
+            for oid in orders:
+                await confirmed_order(srv, ops, oid, mid)
+            for oid in orders[:2]:
+                assert (await ops.assign(oid, rid)).status_code == 200
+            paused = await ops.client.post(f"/v1/riders/{idle}/pause", json={"reason": "chain came off on the bridge again"})
+            assert paused.status_code == 200, paused.text
+            await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+            carried = page.locator(f'#riders tr[data-rider="{rid}"] [data-open-order]')
+            await expect(carried).to_have_text(orders[:2])
+            for width in (1280, 320):
+                await page.set_viewport_size({"width": width, "height": 800})
+                await expect(page.locator('#riders [data-rider-action="resume"]').first).to_be_visible()
+                one, two = [await c.bounding_box() for c in await carried.all()]
+                assert one and two
+                apart = max(two["y"] - (one["y"] + one["height"]), two["x"] - (one["x"] + one["width"]))
+                assert apart >= 4, (width, one, two)  # one under the other or side by side, with room between
+                broken = await page.evaluate(BROKEN_ACROSS_LINES, "[data-rider-action]")  # (ids may wrap)
+                assert not broken, (width, broken)
+                assert await page.evaluate("[document.documentElement.scrollWidth, innerWidth]") == [width, width]
+                await shot(page, f"ops-tables-{width}")
+            # a card's labels ("Estimated drop-off") break between words, if at all; ids anywhere
+            labels = await page.locator('#waiting td[data-label="Estimated drop-off"]').evaluate(
+                "td => [getComputedStyle(td, '::before').content, getComputedStyle(td, '::before').overflowWrap]")
+            assert "Estimated drop-off" in labels[0] and labels[1] == "normal", labels
+            await expect(page.locator(f'#waiting [data-open-order="{orders[2]}"]')).to_have_css("overflow-wrap", "anywhere")
+        finally:
+            await other.close()

@@ -286,9 +286,13 @@ function riderCell(tr, id) {
   tr.lastChild.className = "id one-line"; tr.lastChild.title = id;
 }
 
+// A cell of `content` (text, or nodes: several are held in one span, so that a phone's card,
+// which lays a cell out as label and value side by side, keeps them one flowing value, not
+// columns of their own).
 function cell(tr, label, content) {
   const td = document.createElement("td"); td.dataset.label = label;
   if (typeof content === "string" || typeof content === "number") td.textContent = content;
+  else if (content.length > 1) { const value = document.createElement("span"); value.append(...content); td.append(value); }
   else td.append(...content);
   tr.appendChild(td);
 }
