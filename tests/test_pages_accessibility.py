@@ -522,3 +522,78 @@ async def test_ops_tables_break_no_word_in_the_middle(own_redis, start_server, u
             await expect(page.locator(f'#waiting [data-open-order="{orders[2]}"]')).to_have_css("overflow-wrap", "anywhere")
         finally:
             await other.close()
+
+
+# Each rider marker's look, as drawn: [fill, stroke, stroke width, dashes, scale], by rider id.
+MARKER_LOOKS = """() => Object.fromEntries([...document.querySelectorAll('#map [data-marker]')].map((m) => {
+    const cs = getComputedStyle(m);
+    return [m.dataset.marker, [cs.fill, cs.stroke, cs.strokeWidth, cs.strokeDasharray, cs.transform]];
+}))"""
+
+
+async def test_ops_map_tells_rider_states_apart_by_more_than_colour_also_in_forced_colours(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Offered and busy riders differ by shape (a ring against a filled dot), not by a brown and
+    a red that look alike to a deuteranope, and so do unavailable ones; the legend shows each as
+    the map does. In forced colours (Windows High Contrast) the map keeps its colours, and so
+    does the legend (it had turned every glyph the text's colour)."""
+    srv = start_server(NO_ROUNDS, redis=own_redis)
+    ids = {state: uid(f"r-{state}") for state in ("free", "offered", "busy", "unavailable")}
+    ops = Ops(srv)
+    couriers = [await rider(srv, rid) for rid in ids.values()]
+    by_id = {rid: state for state, rid in ids.items()}
+
+    async def states(route: Route) -> None:  # the server's snapshot, one rider in each state
+        answer = await route.fetch()
+        snap = await answer.json()
+        for r in snap["riders"]:
+            r["state"] = by_id.get(r["id"], r["state"])
+        await route.fulfill(response=answer, body=json.dumps(snap))
+
+    try:
+        for i, c in enumerate(couriers):
+            await c.location(PICKUP["lat"] + 0.002 * i, PICKUP["lng"])
+        for forced in ("none", "active"):
+            page = await open_page(browser, "about:blank", viewport={"width": 1280, "height": 800}, forced_colors=forced)
+            try:
+                await page.route("**/v1/ops/snapshot*", states)
+                await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+                await expect(page.locator("#map [data-marker]")).to_have_count(4)
+                looks = {by_id[rid]: look for rid, look in (await page.evaluate(MARKER_LOOKS)).items()}
+                shape = {state: (look[0] == "rgb(255, 255, 255)", *look[2:]) for state, look in looks.items()}  # all but colour
+                await shot(page, f"ops-riders-forced-{forced}")
+                assert shape["offered"] != shape["busy"] and shape["unavailable"] != shape["busy"], looks
+                assert shape["offered"] != shape["unavailable"], looks
+                assert len({look[0] for look in looks.values()}) >= 3, looks  # (and colours, where there are)
+                legend = await page.locator("#legend i").evaluate_all("is => is.map((i) => [i.textContent, getComputedStyle(i).color, i.style.color])")
+                assert len({colour for _, colour, _ in legend}) >= 5, legend  # not all one colour
+                assert all(page_colour == own for _, page_colour, own in legend if own.startswith("rgb")), legend
+            finally:
+                await page.context.close()
+    finally:
+        for c in couriers:
+            await c.close()
+        await ops.close()
+
+
+async def test_tracking_timeline_done_steps_stay_filled_in_forced_colours(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A step done is a filled dot, one to come a hollow one: in forced colours (Windows High
+    Contrast) too, where the fill's colour is replaced by the page's background (every dot hollow)."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        await confirmed_order(server, ops, oid, mid)
+        for forced in ("none", "active"):
+            page = await open_page(browser, f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}", forced_colors=forced)
+            try:
+                await expect(page.locator('#timeline li[data-kind="confirmed"]')).to_have_class("done")
+                dots = await page.locator("#timeline li").evaluate_all("""lis => lis.map((li) => [li.dataset.kind,
+                    li.classList.contains('done'), getComputedStyle(li, '::before').backgroundColor])""")
+                done = {colour for _, is_done, colour in dots if is_done}
+                to_come = {colour for _, is_done, colour in dots if not is_done}
+                assert len(done) == 1 and len(to_come) == 1 and done != to_come, (forced, dots)
+                page_colour = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+                assert done != {page_colour}, (forced, dots, page_colour)  # filled, not the page showing through
+            finally:
+                await page.context.close()
+    finally:
+        await ops.close()

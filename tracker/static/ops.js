@@ -197,6 +197,8 @@ function drawMap(snap, riderById) {
     if (!r) { map.removeMarker(id); continue; }
     const color = COLORS[stateOf(r)];
     if (m.el.getAttribute("fill") !== color) m.el.setAttribute("fill", color);
+    // (shaped by state in common.css: an offered rider is a ring, an unavailable one a small dot)
+    if (m.el.dataset.state !== stateOf(r)) m.el.dataset.state = stateOf(r);
     // Outlined in the delayed orders' orange while it waits on a kitchen's delay.
     const waits = waitsOnKitchen(r, snap.ts);
     if (waits !== m.el.hasAttribute("data-food-delayed")) m.el.toggleAttribute("data-food-delayed", waits);
