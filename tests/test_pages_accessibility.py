@@ -597,3 +597,27 @@ async def test_tracking_timeline_done_steps_stay_filled_in_forced_colours(server
                 await page.context.close()
     finally:
         await ops.close()
+
+
+async def test_pages_follow_the_browsers_text_size_setting(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A reader who sets the browser's default text size larger (here twice the usual 16 px)
+    gets the pages' text larger: it is not pinned to 16 px."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await open_page(browser, "about:blank")
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        cdp = await page.context.new_cdp_session(page)
+        await cdp.send("Page.enable")
+        await cdp.send("Page.setFontSizes", {"fontSizes": {"standard": 32}})
+        for path, ready in ((f"/track/{oid}?token={server.token('customer', oid)}", "#timeline li"),
+                            (f"/merchant?token={server.token('merchant', mid)}", f'tr[data-order="{oid}"]'),
+                            (f"/ops?token={server.token('operator', 'ops')}", "#figures div")):
+            await page.goto(server.base_url + path)
+            await expect(page.locator(ready).first).to_be_attached()
+            sizes = await page.evaluate("""() => [document.documentElement, document.body, document.querySelector('h2')]
+                .map((e) => getComputedStyle(e).fontSize)""")
+            assert sizes == ["32px", "32px", "32px"], (path.split("?")[0], sizes)
+    finally:
+        await page.context.close()
+        await ops.close()
