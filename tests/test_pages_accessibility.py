@@ -621,3 +621,40 @@ async def test_pages_follow_the_browsers_text_size_setting(server: ServerProcess
     finally:
         await page.context.close()
         await ops.close()
+
+
+# The boxes around `el` that scroll on their own (their content taller than they are), by id or class.
+SCROLL_BOXES_AROUND = """(el) => { const boxes = [];
+    for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
+        if (/auto|scroll/.test(getComputedStyle(e).overflowY) && e.scrollHeight > e.clientHeight + 1) boxes.push(e.id || e.className);
+    }
+    return boxes; }"""
+
+
+async def test_short_screens_keep_what_matters_in_view(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A short screen (a 1920x1080 screen at 200% zoom: 960x540; a phone turned sideways:
+    740x360) does not hide the ops Order panel's actions in a small scroll box of their own (the
+    side column stays in view only on a tall screen), and the tracking page shows the ETA beside
+    the map, not two screens below it."""
+    ops, courier, oid = await carried_order(server, uid)
+    page = await open_page(browser, "about:blank", viewport={"width": 960, "height": 540})
+    try:
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}&order={oid}")
+        actions = page.locator("#order-actions")
+        await expect(actions.get_by_role("button", name="Cancel order")).to_be_visible()
+        assert await actions.evaluate(SCROLL_BOXES_AROUND) == []
+        await shot(page, "ops-960x540")
+        await page.set_viewport_size({"width": 1920, "height": 1080})  # tall enough: the panel stays in view
+        await expect(page.locator("main.ops > section.side")).to_have_css("position", "sticky")
+        await page.set_viewport_size({"width": 740, "height": 360})
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        await expect(page.locator("#eta")).to_have_text(re.compile(r"\d+ min"))
+        eta, map_box = await page.locator("#eta").bounding_box(), await page.locator("#map").bounding_box()
+        assert eta and map_box and eta["y"] + eta["height"] <= 360, eta  # on the first screen
+        assert map_box["height"] <= 360, map_box
+        assert await page.evaluate("[document.documentElement.scrollWidth, innerWidth]") == [740, 740]
+        await shot(page, "track-740x360")
+    finally:
+        await page.context.close()
+        await courier.close()
+        await ops.close()
