@@ -658,3 +658,48 @@ async def test_short_screens_keep_what_matters_in_view(server: ServerProcess, ui
         await page.context.close()
         await courier.close()
         await ops.close()
+
+
+def contrast(a: list[float], b: list[float]) -> float:
+    """WCAG contrast ratio of two sRGB colours (0-255)."""
+    def lum(c: list[float]) -> float:
+        f = [v / 255 / 12.92 if v / 255 <= 0.04045 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * f[0] + 0.7152 * f[1] + 0.0722 * f[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+# A button's text and background colours as seen (its opacity over the white card), and its border's.
+SEEN_COLOURS = """(b) => {
+    const cs = getComputedStyle(b), rgb = (s) => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+    const k = Number(cs.opacity), over = (c) => c.map((v) => k * v + (1 - k) * 255);
+    return [over(rgb(cs.color)), over(rgb(cs.backgroundColor)), over(rgb(cs.borderTopColor))];
+}"""
+
+
+async def test_kitchen_board_says_beside_a_greyed_delay_why_it_is_greyed(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An order delayed as often as it may be keeps its Delay button, greyed: why is written
+    beside it (a title, shown on hover only, reaches neither a finger nor the keyboard) and is the
+    button's description; greyed, its words and edge can still be read (3:1 at least)."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    tablet = await merchant(server, mid)
+    page = await open_page(browser, f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+    try:
+        await ops.create(oid, mid, prep_minutes=10)
+        await tablet.confirm(oid)
+        for _ in range(10):
+            await tablet.delay(oid, 1)
+        for _ in range(10):
+            await tablet.event(oid, "food_delayed")
+        delay = page.get_by_role("button", name=f"Delay 5 min {oid}")
+        await expect(delay).to_have_attribute("aria-disabled", "true")
+        why = page.locator(f'tr[data-order="{oid}"] td.actions').get_by_text("Delayed as often as an order may be")
+        await expect(why).to_be_visible()
+        await expect(delay).to_have_accessible_description("Delayed as often as an order may be")
+        text, background, edge = await delay.evaluate(SEEN_COLOURS)
+        assert contrast(text, background) >= 3 and contrast(edge, [255, 255, 255]) >= 3, (text, background, edge)
+    finally:
+        await page.context.close()
+        await tablet.close()
+        await ops.close()

@@ -291,11 +291,15 @@ function buildRow(id, o, busy) {
     const delay = button("Delay 5 min", `Delay 5 min ${id}`, "delay", id, { minutes: 5 }, true);
     // A kitchen may delay an order so often (an operator opening the board may go on): then the
     // button stays, greyed, and a press says why instead of asking the server.
+    // Why is written beside it, and is its description: a title, shown on hover only, reached
+    // neither a finger nor the keyboard.
+    let why = null;
     if (o.delaysLeft === 0 && !merchantId) {
-      delay.dataset.exhausted = ""; delay.setAttribute("aria-disabled", "true");
-      delay.title = "Delayed as often as an order may be";
+      why = document.createElement("span"); why.className = "why-greyed"; why.id = `no-delays-${id}`;
+      why.textContent = "Delayed as often as an order may be";
+      delay.dataset.exhausted = ""; delay.setAttribute("aria-disabled", "true"); delay.setAttribute("aria-describedby", why.id);
     }
-    actions.appendChild(delay);
+    actions.append(delay, ...(why ? [why] : []));
   }
   if (!COLLECTED.has(o.status) && !FINAL.has(o.status)) {
     actions.appendChild(button("Cancel order", `Cancel order ${id}`, "cancel", id, {}, true));
