@@ -703,3 +703,29 @@ async def test_kitchen_board_says_beside_a_greyed_delay_why_it_is_greyed(server:
         await page.context.close()
         await tablet.close()
         await ops.close()
+
+
+async def test_ops_page_says_it_is_loading_until_its_first_snapshot(server: ServerProcess, browser: Browser) -> None:  # noqa: F811
+    """Until the first snapshot comes the page says it is loading, rather than showing empty
+    headings that look like a quiet fleet."""
+    page = await open_page(browser, "about:blank", viewport={"width": 1280, "height": 800})
+    held: list[Route] = []
+
+    async def hold(route: Route) -> None:
+        held.append(route)
+
+    try:
+        await page.route("**/v1/ops/snapshot*", hold)
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
+        for _ in range(100):
+            if held:
+                break
+            await asyncio.sleep(0.05)
+        await expect(page.locator("#updated")).to_have_text("Loading…")
+        await expect(page.locator("#figures")).to_have_text("Loading…")
+        await held[0].continue_()
+        await page.unroute("**/v1/ops/snapshot*")
+        await expect(page.locator("#updated")).to_contain_text("updated")
+        await expect(page.locator("#figures")).not_to_contain_text("Loading")
+    finally:
+        await page.context.close()
