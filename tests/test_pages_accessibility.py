@@ -729,3 +729,34 @@ async def test_ops_page_says_it_is_loading_until_its_first_snapshot(server: Serv
         await expect(page.locator("#figures")).not_to_contain_text("Loading")
     finally:
         await page.context.close()
+
+
+async def test_tracking_legend_lists_nothing_before_the_map_draws_it(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """While the order loads the map is empty: its legend does not list a restaurant and an
+    address it does not show yet."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await open_page(browser, "about:blank")
+    held: list[Route] = []
+
+    async def hold(route: Route) -> None:
+        held.append(route)
+
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        await page.route(f"**/v1/orders/{oid}", hold)
+        await page.goto(f"{server.base_url}/track/{oid}?token={server.token('customer', oid)}")
+        for _ in range(100):
+            if held:
+                break
+            await asyncio.sleep(0.05)
+        await expect(page.locator("#status")).to_have_text("Loading…")
+        await expect(page.locator(".legend")).to_be_hidden()
+        await held[0].continue_()
+        await page.unroute(f"**/v1/orders/{oid}")
+        await expect(page.locator('#map [data-id="restaurant"]')).to_have_count(1)
+        await expect(page.locator(".legend")).to_be_visible()
+        await expect(page.locator(".legend")).to_contain_text("restaurant")
+    finally:
+        await page.context.close()
+        await ops.close()

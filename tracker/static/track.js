@@ -220,6 +220,7 @@ function fitMap(extra = []) {
   const [pickup, home] = base;
   map.point("restaurant", pickup[0], pickup[1], { color: "#2b6cb0", r: 16, label: "Restaurant", shape: "square" });
   map.point("home", home[0], home[1], { color: "#2f855a", r: 16, label: "Your address", shape: "diamond" });
+  $("legend").hidden = false;  // (listed once drawn: not while the order loads)
 }
 function showRider(lat, lng) {
   const b = map.bounds;
