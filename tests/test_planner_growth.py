@@ -1,4 +1,5 @@
-"""The planner's two-stage commitment (add-ons), coverage of demand, and announced shifts."""
+"""The planner's two-stage commitment (add-ons), coverage of demand, announced shifts, and
+riders cooling down from an order (declined, or let its offer expire) still offered the rest."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -94,3 +95,37 @@ def test_a_rider_whose_shift_has_not_begun_is_planned_for_but_offered_nothing() 
     assert offers([order("o2", (0, 0), (800, 0), ready_min=0)], [soon]) == []  # nothing before the shift
     started = replace(soon, shift_start_ms=NOW)
     assert [o.rider_id for o in offers([order("o2", (0, 0), (800, 0), ready_min=0)], [started])] == ["soon"]
+
+
+def test_a_rider_cooling_down_from_one_order_is_still_offered_the_restaurants_other_orders() -> None:
+    # One rider, two orders of one kitchen: short of riders, the round bundles them. The rider
+    # declined o0 (or let its offer expire): that is no reason to keep o1 from it.
+    declined = replace(order("o0", (0, 0), (1200, 600), ready_min=0), blocked_riders=frozenset({"r1"}))
+    other = order("o1", (0, 0), (1300, 700), ready_min=0)
+    r1 = rider("r1", (200, 0))
+    [offer] = offers([declined, other], [r1])
+    assert (offer.rider_id, offer.order_ids) == ("r1", ("o1",))
+    assert len(offer.drop_eta_ms) == 1 and offer.drop_eta_ms[0] > offer.pickup_eta_ms
+    # A rider free of cooldowns still takes the whole bundle; one cooling down from both gets nothing.
+    [both] = offers([replace(declined, blocked_riders=frozenset()), other], [r1])
+    assert sorted(both.order_ids) == ["o0", "o1"]
+    assert offers([declined, replace(other, blocked_riders=frozenset({"r1"}))], [r1]) == []
+    # Three to a bundle, two of them declined: the third goes on its own.
+    third = order("o2", (0, 0), (1100, 800), ready_min=0)
+    [offer] = offers([declined, replace(other, blocked_riders=frozenset({"r1"})), third], [r1])
+    assert (offer.rider_id, offer.order_ids) == ("r1", ("o2",))
+    # Another rider about: no order goes twice, and r1 never gets o0.
+    for r2 in (rider("r2", (300, 0)), rider("r2", (2500, 0))):
+        made = offers([declined, other, third], [r1, r2])
+        ids = [oid for o in made for oid in o.order_ids]
+        assert len(ids) == len(set(ids)) and made
+        assert all("o0" not in o.order_ids for o in made if o.rider_id == "r1")
+
+
+def test_a_rider_on_its_way_cooling_down_from_one_order_may_add_the_restaurants_others() -> None:
+    r1, held = heading_to_a(6, order("h1", (0, 0), (1200, 600), ready_min=5))
+    declined = replace(order("n0", (0, 0), (1300, 700), ready_min=3), blocked_riders=frozenset({"r1"}))
+    other = order("n1", (0, 0), (1250, 650), ready_min=3)
+    [offer] = offers([held, declined, other], [r1])
+    assert offer.rider_id == "r1" and offer.joins == ("h1",) and offer.new_order_ids == ("n1",)
+    assert set(offer.order_ids) == {"h1", "n1"} and len(offer.drop_eta_ms) == 2

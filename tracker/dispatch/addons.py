@@ -5,9 +5,10 @@ restaurant) gets one extra row in the round's assignment problem: for every open
 the same restaurant whose food is ready by the planned pickup, and which fits in the bag, the
 cost of adding it. The pickup does not move; the drop-offs are re-sequenced over all orders;
 no held order may be delayed by more than ``max_extra_min``; riders cooling down from an
-order (declined or let expire) are not offered it this way either. The cost is the change in the
-sum of drop-off times minus the per-order reward, in the same units as a fresh job, so the
-assignment weighs "add to that rider" against "send another rider".
+order (declined or let expire) are not offered it this way either: the bundle is added without
+it (as a fresh job is, ``planner._costs``), so they may still take its other orders. The cost is
+the change in the sum of drop-off times minus the per-order reward, in the same units as a fresh
+job, so the assignment weighs "add to that rider" against "send another rider".
 """
 from __future__ import annotations
 
@@ -69,16 +70,22 @@ def addon_rows(riders: list[RiderView], orders_by_id: dict[str, OrderView], bund
         cost = np.full(len(bundles), np.inf)
         offers: dict[int, Offer] = {}
         for b, bundle in enumerate(bundles):
-            if bundle.site != site or bundle.ready > pickup or len(held) + len(bundle.orders) > max_bundle:
+            if bundle.site != site:
                 continue
-            if any(rider.id in o.blocked_riders for o in bundle.orders):  # declined it lately
+            new = [o for o in bundle.orders if rider.id not in o.blocked_riders]  # not those it declined lately
+            if not new or len(held) + len(new) > max_bundle:
                 continue
-            group = held + list(bundle.orders)
+            ready = bundle.ready  # (without the declined ones: when the last of the others is)
+            if len(new) < len(bundle.orders):
+                ready = max(o.ready_at_ms - now for o in new) / MS_PER_MIN
+            if ready > pickup:
+                continue
+            group = held + new
             seq, off = drops(group)
             drop = {group[int(k)].id: leave + float(x) for k, x in zip(seq, off)}
             if any(drop[i] - t > max_extra_min for i, t in held_drop.items()):
                 continue
-            cost[b] = sum(drop.values()) - sum(held_drop.values()) - serve_reward_min * len(bundle.orders)
+            cost[b] = sum(drop.values()) - sum(held_drop.values()) - serve_reward_min * len(new)
             sequence = tuple(group[int(k)].id for k in seq)
             offers[b] = Offer(
                 rider_id=rider.id, order_ids=sequence, pickup_eta_ms=int(rider.pickup_at_ms),

@@ -15,8 +15,9 @@ One round (docs/DISPATCH.md explains and measures the policy):
    a small weight, minus a reward per order served (so when riders are short, the fullest
    bundles and the orders that can be delivered soonest go first; an optional weight on the
    order's age favours old orders instead, which replay shows to cost click-to-door). Pairs
-   the rider cannot serve (shift over, too far, declined one of the orders recently) are
-   forbidden.
+   the rider cannot serve (shift over, too far) are forbidden. A rider cooling down from some
+   of a bundle's orders (declined, or let the offer expire) is costed, in that bundle's column,
+   for the bundle without them: it may take the restaurant's other orders, never those.
    Each rider's jobs also carry a coverage penalty (``coverage.py``): taking a rider away
    from where orders come from costs a little, so among near-equal choices the rider in a
    quiet area goes.
@@ -104,7 +105,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     fleet = _Fleet.of(riders, proj, now)
     bundles, sites = _bundles(open_orders, fleet, proj, now, policy)
     stats["bundles"] = len(bundles)
-    cost = _costs(bundles, fleet, sites, policy)
+    cost, without = _costs(bundles, fleet, sites, proj, now, policy)
     cost += coverage_penalty(fleet.x, fleet.y, snapshot.demand, proj, policy.meters_per_minute,
                              policy.coverage_tau_min, policy.coverage_weight)[:, None]
     extra = _addon_rows(snapshot, riders, bundles, sites, proj, policy) if policy.add_ons else []
@@ -118,8 +119,10 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     growing = {o.rider_id for o in offers}  # one offer per rider and round: the add-on first
     own = np.array([r < len(riders) and riders[r].id not in growing for r in rows.tolist()], dtype=bool)
     rows, cols = rows[own], cols[own]
-    site_of = np.array([b.site for b in bundles], dtype=np.int64)[cols]
-    ready = np.array([b.ready for b in bundles])[cols]
+    # (a rider cooling down from some of a bundle's orders takes the bundle without them)
+    jobs = [without.get((r, b), bundles[b]) for r, b in zip(rows.tolist(), cols.tolist())]
+    site_of = np.array([b.site for b in jobs], dtype=np.int64)
+    ready = np.array([b.ready for b in jobs], dtype=np.float64)
     dx, dy = fleet.x[rows] - sites[site_of, 0], fleet.y[rows] - sites[site_of, 1]
     travel = np.ceil(np.sqrt(dx * dx + dy * dy) / policy.meters_per_minute)
     half = policy.pickup_service_min / 2
@@ -130,8 +133,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
         latest_departure <= policy.interval_min + policy.commit_slack_min)
     estimates = {oid: eta for offer in offers for oid, eta in zip(offer.order_ids, offer.drop_eta_ms)
                  if oid not in offer.joins}  # the add-ons' new orders
-    for r, b, pick, now_due in zip(rows.tolist(), cols.tolist(), pickup.tolist(), commit.tolist()):
-        bundle = bundles[b]
+    for r, bundle, pick, now_due in zip(rows.tolist(), jobs, pickup.tolist(), commit.tolist()):
         offer = Offer(
             rider_id=riders[r].id,
             order_ids=tuple(o.id for o in bundle.orders),
@@ -242,21 +244,65 @@ class _Fleet:
         return cls(x, y, free_at, shift_end, start <= now, {r.id: i for i, r in enumerate(riders)})
 
 
-def _costs(bundles: list[_Bundle], fleet: _Fleet, sites: np.ndarray, policy: Policy) -> np.ndarray:
-    """The (rider, bundle) cost matrix; ``+inf`` for pairs the rider cannot serve."""
+def _costs(bundles: list[_Bundle], fleet: _Fleet, sites: np.ndarray, proj: LocalProjection, now: int,
+           policy: Policy) -> tuple[np.ndarray, dict[tuple[int, int], _Bundle]]:
+    """The (rider, bundle) cost matrix, ``+inf`` for pairs the rider cannot serve, and the jobs
+    that stand in for a bundle for one rider: ``(rider, bundle) -> the bundle without the orders
+    that rider is cooling down from`` (it declined them or let their offer expire).
+
+    A cooldown forbids the order, not its bundle: a rider who declined one order of a kitchen
+    is costed, in that bundle's column, for the rest of it (and forbidden only when nothing is
+    left), so the assignment can still give it the kitchen's other orders. One column, one job:
+    no order can go to two riders. Riders with cooldowns are few; a round without (the replay)
+    computes exactly what it did before.
+    """
+    cost = _job_costs(bundles, fleet, sites, policy)
+    rests: list[_Bundle] = []
+    rest_of: dict[tuple[int, tuple[str, ...]], int] = {}  # (bundle, orders left) -> index in rests
+    chosen: dict[tuple[int, int], int] = {}  # (rider, bundle) -> index in rests
+    for b, bundle in enumerate(bundles):
+        cooling = {rid for o in bundle.orders for rid in o.blocked_riders if rid in fleet.index}
+        for rider_id in sorted(cooling):
+            r = fleet.index[rider_id]
+            cost[r, b] = np.inf
+            rest = tuple(o for o in bundle.orders if rider_id not in o.blocked_riders)
+            if rest:
+                key = (b, tuple(o.id for o in rest))
+                if key not in rest_of:  # (several riders may have declined the same order)
+                    rest_of[key] = len(rests)
+                    rests.append(_sub_bundle(rest, bundle.site, sites, proj, now, policy))
+                chosen[r, b] = rest_of[key]
+    if chosen:
+        alt = _job_costs(rests, fleet, sites, policy)
+        for (r, b), k in chosen.items():
+            cost[r, b] = alt[r, k]
+    return cost, {pair: rests[k] for pair, k in chosen.items()}
+
+
+def _job_costs(bundles: list[_Bundle], fleet: _Fleet, sites: np.ndarray, policy: Policy) -> np.ndarray:
+    """What every rider would cost serving each bundle (the kernel's ``assignment_costs``)."""
     site = np.array([b.site for b in bundles], dtype=np.int64)
     size = np.array([len(b.orders) for b in bundles], dtype=np.float64)
     # When riders are fewer than bundles, the reward decides which bundles go first: every
     # order served earns ``serve_reward`` (plus ``age_weight`` per minute of its age).
     reward = policy.serve_reward_min * size - policy.age_weight * np.array([b.placed_sum for b in bundles])
-    cost = kernel.assignment_costs(
+    return kernel.assignment_costs(
         fleet.x, fleet.y, fleet.free_at, fleet.shift_end, sites[site, 0], sites[site, 1],
         np.array([b.ready for b in bundles]), size, np.array([b.drop_sum for b in bundles]), reward,
         policy.meters_per_minute, policy.pickup_service_min, policy.max_travel_min, policy.wait_weight,
     )
-    for b, bundle in enumerate(bundles):
-        for order in bundle.orders:
-            for rider_id in order.blocked_riders:
-                if rider_id in fleet.index:
-                    cost[fleet.index[rider_id], b] = np.inf
-    return cost
+
+
+def _sub_bundle(orders: tuple[OrderView, ...], site: int, sites: np.ndarray, proj: LocalProjection, now: int,
+                policy: Policy) -> _Bundle:
+    """Some of a bundle's orders as a bundle of their own: ready when the last is, re-sequenced."""
+    dx, dy = proj.to_xy(np.array([o.drop_lat for o in orders]), np.array([o.drop_lng for o in orders]))
+    seq, offsets = kernel.best_drop_sequence(
+        float(sites[site, 0]), float(sites[site, 1]), dx, dy,
+        policy.meters_per_minute, policy.dropoff_service_min,
+    )
+    return _Bundle(
+        orders=tuple(orders[int(k)] for k in seq), site=site,
+        ready=max(_minutes(o.ready_at_ms, now) for o in orders),
+        offsets=tuple(float(x) for x in offsets), placed_sum=sum(_minutes(o.placed_at_ms, now) for o in orders),
+    )
