@@ -115,6 +115,28 @@ async def test_an_add_on_to_an_order_given_back_is_withdrawn_at_once(own_redis, 
         await ops.close()
 
 
+async def test_a_rider_on_the_way_who_declined_an_add_on_is_offered_the_kitchens_next(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    # The declined order and the kitchen's next one make one bundle: its add-on was forbidden
+    # whole for the rider cooling down from the first, and the next order waited beside it.
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    mid, first, second, third, rid = uid("m"), uid("o1"), uid("o2"), uid("o3"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.02)
+    try:
+        declined = await add_on_offered(srv, ops, courier, first, second, mid)
+        await courier.decline(declined["offer_id"])
+        await confirmed_order(srv, ops, third, mid)
+        add_on = await courier.expect("offer", timeout=10)
+        assert [o["order_id"] for o in add_on["orders"]] == [third] and add_on["joins"] == [first], add_on
+        assert sorted(add_on["sequence"]) == sorted([first, third])
+        await courier.accept(add_on["offer_id"])
+        await courier.expect("assigned")
+        assert [(await ops.get(o))["rider_id"] for o in (second, third)] == [None, rid]
+    finally:
+        await courier.close()
+        await ops.close()
+
+
 async def test_a_rider_who_announced_a_later_shift_gets_no_offer_until_it_starts(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)

@@ -225,6 +225,34 @@ async def test_expired_offer_is_withdrawn_and_reoffered(own_redis, start_server,
         await ops.close()
 
 
+async def test_a_rider_who_declined_an_order_is_still_offered_the_kitchens_others(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    # One rider near one kitchen. Short of riders, a round bundles the kitchen's open orders;
+    # the rider's cooldown from one of them kept it from the whole bundle, so the next order
+    # waited out the cooldown (600 s here) beside it: "orders 2, riders 1, offers 0".
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    o0, o1, o2, mid, rid = uid("o0"), uid("o1"), uid("o2"), uid("m"), uid("r")
+    courier = await rider_near_restaurant(srv, rid, 0.001)
+    try:
+        first = await offered(ops, courier, o0, mid)
+        assert [o["order_id"] for o in first["orders"]] == [o0]
+        await courier.decline(first["offer_id"])
+        second = await offered(ops, courier, o1, mid)  # the kitchen's next order: o1 alone
+        assert [o["order_id"] for o in second["orders"]] == [o1]
+        # An offer left to expire counts as a decline: the rider, cooling down from o0 and o1
+        # now, is offered the kitchen's third order alone.
+        assert (await courier.expect("offer_expired", timeout=10))["offer_id"] == second["offer_id"]
+        await courier.location(PICKUP["lat"] + 0.001, PICKUP["lng"])
+        third = await offered(ops, courier, o2, mid)
+        assert [o["order_id"] for o in third["orders"]] == [o2]
+        await courier.accept(third["offer_id"])
+        await courier.expect("assigned")
+        assert [(await ops.get(o))["rider_id"] for o in (o0, o1, o2)] == [None, None, rid]
+    finally:
+        await courier.close()
+        await ops.close()
+
+
 async def test_two_server_processes_never_double_assign(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     servers = [start_server(FAST, redis=own_redis), start_server(FAST, redis=own_redis)]
     ops = Ops(servers[0])
