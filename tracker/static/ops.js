@@ -657,6 +657,16 @@ const ACTION_WAIT_MS = 15_000;
 // one a later `already` refusal found done; without one, someone else took that step first.
 const unsureActs = new Set();
 const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
+// Why an action not known to be done (`err`: the error that left it so) did not go through,
+// once the check found it not done: the database only when the server said so
+// (`redis_unavailable`); after no answer, the network, whatever the check found.
+function notTaken(err) {
+  if (err?.code === "redis_unavailable") return "the server's database did not take it";
+  if (err?.name === "TimeoutError") {
+    return `no answer from the server within ${ACTION_WAIT_MS / 1000} s (the request, or its answer, was lost on the way)`;
+  }
+  return "the request did not reach the server (the connection failed)";
+}
 // Whether the order as read took the action (`body`: what was sent), for an action answered
 // `redis_unavailable`: not known to be done (Redis may still take it when it wakes).
 const TOOK = {
@@ -714,7 +724,7 @@ async function act(o, action) {
   acting = true;
   const fromButton = $("order-actions").contains(document.activeElement);
   for (const b of $("order-actions").querySelectorAll("button")) b.setAttribute("aria-disabled", "true");
-  let done = false, unsure = false, answered = false;
+  let done = false, unsure = null, answered = false;  // unsure: the error that left it not known to be done
   try {
     const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/${action}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
@@ -728,11 +738,11 @@ async function act(o, action) {
     // No answer in time, or the connection dropped: the request may have reached the server.
     const noAnswer = !answered && !(err instanceof ApiError);
     if (noAnswer) {
-      unsure = true; unsureActs.add(`${action} ${o.id}`);
+      unsure = err; unsureActs.add(`${action} ${o.id}`);
       note(`Order ${o.id}: no answer from the server within ${ACTION_WAIT_MS / 1000} s: not known whether it was `
         + `${VERB[action]}. Checking…`);
     } else if (err.code === "redis_unavailable") {
-      unsure = true; unsureActs.add(`${action} ${o.id}`);
+      unsure = err; unsureActs.add(`${action} ${o.id}`);
       note(`Order ${o.id}: not known whether it was ${VERB[action]}: the server's database did not answer in time, `
         + `and may still do it when it wakes. Checking… (Server: ${err.message})`);
     } else if (err.code === "invalid_transition" && err.detail?.already === true) {
@@ -749,7 +759,7 @@ async function act(o, action) {
     if (after !== null && !took) unsureActs.delete(`${action} ${o.id}`);
     note(after === null ? `Order ${o.id}: could not find out whether it was ${VERB[action]}; look at it again in a moment.`
       : took ? `Order ${o.id} was ${VERB[action]} after all.`
-        : `Order ${o.id} was not ${VERB[action]}: the server's database did not take it. Try again.`);
+        : `Order ${o.id} was not ${VERB[action]}: ${notTaken(unsure)}. Try again.`);
   }
   // The order as it stands now, with its events (who ended it and why), the note kept (and kept
   // if it cannot be read). A rider may give a hand assignment back at once (its shift ends first):
