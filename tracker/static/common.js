@@ -103,13 +103,20 @@ export async function api(path, options = {}) {
 // wakes. Read the order until the server answers, and once more after that (the first answer may
 // come from a read Redis took before the step that waited with it), every `everyMs`, for at most
 // `withinMs`: resolves to the order as it then stands, or null if the server never answered.
-export async function settle(id, { everyMs = 2000, withinMs = 120_000 } = {}) {
+export function settle(id, options = {}) {
+  return settleRead((signal) => api(`/v1/orders/${encodeURIComponent(id)}`, { signal }), options);
+}
+
+// settle() for any read: `read(signal)` (an api() call given an abort signal; each read is given
+// up after 8 s, as on a stalled path it could hang for minutes) until the server answers, then
+// once more; resolves to that second answer, or null if the server never answered (or refused).
+export async function settleRead(read, { everyMs = 2000, withinMs = 120_000 } = {}) {
   const until = performance.now() + withinMs;
   let answered = false;
   while (performance.now() < until) {
     try {
-      const order = await api(`/v1/orders/${encodeURIComponent(id)}`, { signal: AbortSignal.timeout(8000) });
-      if (answered) return order;
+      const body = await read(AbortSignal.timeout(8000));
+      if (answered) return body;
       answered = true;
       continue;
     } catch (err) {

@@ -1,6 +1,6 @@
 // The operations page: the fleet on a map with H3 hexagons, rider states, dispatch and service
 // figures, the orders waiting, and one order at a time to act on (cancel, take back, assign, fail).
-import { api, ApiError, askReason, clockTime, isolated, isolatedText, MAX_REASON, minutesFrom, setOffline, setText, settle, showRefusal, tokenTaken, VectorMap } from "/static/common.js";
+import { api, ApiError, askReason, clockTime, isolated, isolatedText, MAX_REASON, minutesFrom, setOffline, setText, settle, settleRead, showRefusal, tokenTaken, VectorMap } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const map = new VectorMap($("map"), document.body.dataset.tileUrl.startsWith("{{") ? "" : document.body.dataset.tileUrl);
@@ -353,6 +353,7 @@ function pauseButton(r) {
   b.textContent = r.paused ? "Resume" : "Pause";
   b.dataset.riderAction = r.paused ? "resume" : "pause"; b.dataset.rider = r.id;
   b.setAttribute("aria-label", r.paused ? `Resume rider ${r.id}: offers again` : `Pause rider ${r.id}: no new offers`);
+  if (pausing) b.setAttribute("aria-disabled", "true");  // (drawn while a pause or resume waits for its answer)
   return b;
 }
 
@@ -375,28 +376,85 @@ function drawPaused(snap) {
   }));
 }
 
-let pausing = false;  // one pause or resume at a time: a double click acts once
+// One pause or resume at a time (a double click acts once): the one waiting for its answer, or
+// being checked after none came ({ riderId, done, at, checking }). A press meanwhile says so,
+// rather than nothing. Its rider buttons are greyed meanwhile (aria-disabled, not `disabled`:
+// keyboard focus stays on the button pressed).
+let pausing = null;
+const riderNote = (text) => { $("rider-note").textContent = text; };
+function greyRiderButtons() {
+  for (const b of document.querySelectorAll("[data-rider-action]")) {
+    if (pausing) b.setAttribute("aria-disabled", "true"); else b.removeAttribute("aria-disabled");
+  }
+}
+
+// Whether a snapshot shows rider `id` paused: on its Paused riders list, or its row; not on a
+// whole list, not paused. Null when it cannot tell (an offline rider past a cut list).
+function pausedIn(snap, id) {
+  const listed = snap.paused_riders || [];
+  if (listed.some((p) => p.id === id)) return true;
+  const r = snap.riders.find((x) => x.id === id);
+  if (r) return Boolean(r.paused);
+  return listed.length >= (snap.totals?.paused_riders ?? listed.length) ? false : null;
+}
+
+// Pause or resume, as act() does an order's actions: said at once, given up after
+// ACTION_WAIT_MS without an answer (a stalled path could hold it for minutes), and then, or after
+// a `redis_unavailable` answer (not known to be done), checked in the snapshot's paused riders
+// once the server answers again, and said which.
 async function pauseOrResume(riderId, action) {
-  if (pausing) return;
+  if (pausing) {
+    const ago = since(performance.now() - pausing.at);
+    riderNote(pausing.checking
+      ? `Still checking whether rider ${pausing.riderId} was ${pausing.done} (pressed ${ago} ago): press again once that is known.`
+      : `Still waiting for the server's answer: rider ${pausing.riderId} is being ${pausing.done} (pressed ${ago} ago): press again once it answers.`);
+    return;
+  }
+  const done = action === "pause" ? "paused" : "resumed";
   let body = {};
   if (action === "pause") {
     const reason = askReason(`Pause rider ${riderId}: no new offers until you resume it (the orders it carries stay its own). Why? (required; the rider is shown this)`, true);
     if (reason === null) return;
     body = { reason };
   }
-  pausing = true;
+  pausing = { riderId, done, at: performance.now(), checking: false };
   const pressed = document.activeElement, table = pressed?.closest?.("tbody");
+  let snap = null;
   try {
-    await api(`/v1/riders/${encodeURIComponent(riderId)}/${action}`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    $("rider-note").textContent = action === "pause" ? `Rider ${riderId} paused: no new offers until resumed.`
-      : `Rider ${riderId} resumed: it is offered orders again when available.`;
-  } catch (err) {
-    $("rider-note").textContent = `Rider ${riderId} was not ${action === "pause" ? "paused" : "resumed"}: ${err.message}`;
+    greyRiderButtons();
+    riderNote(`${action === "pause" ? "Pausing" : "Resuming"} rider ${riderId}: waiting for the server…`);
+    let unsure = null;  // what left it not known to be done: no answer, or redis_unavailable
+    try {
+      await api(`/v1/riders/${encodeURIComponent(riderId)}/${action}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        signal: AbortSignal.timeout(ACTION_WAIT_MS) });
+      riderNote(action === "pause" ? `Rider ${riderId} paused: no new offers until resumed.`
+        : `Rider ${riderId} resumed: it is offered orders again when available.`);
+    } catch (err) {
+      if (!(err instanceof ApiError)) {  // no answer in time, or the connection dropped: it may have reached the server
+        unsure = err;
+        riderNote(`Rider ${riderId}: no answer from the server within ${ACTION_WAIT_MS / 1000} s: not known whether it was ${done}. Checking…`);
+      } else if (err.code === "redis_unavailable") {
+        unsure = err;
+        riderNote(`Rider ${riderId}: not known whether it was ${done}: the server's database did not answer in time, `
+          + `and may still do it when it wakes. Checking… (Server: ${err.message})`);
+      } else riderNote(`Rider ${riderId} was not ${done}: ${err.message}`);
+    }
+    if (unsure) {  // read the snapshot once the server answers again, and say which
+      pausing.checking = true;
+      snap = await settleRead((signal) => api(`/v1/ops/snapshot${CAPS}`, { signal }));
+      const now = snap === null ? null : pausedIn(snap, riderId);
+      riderNote(now === null ? `Rider ${riderId}: could not find out whether it was ${done}; see the Riders and Paused riders tables once the page updates.`
+        : now === (action === "pause") ? `Rider ${riderId} was ${done} after all${action === "pause" ? ": no new offers until resumed." : "."}`
+          : `Rider ${riderId} was not ${done}: ${notTaken(unsure)}. Try again.`);
+    } else {
+      try { snap = await api(`/v1/ops/snapshot${CAPS}`, { signal: AbortSignal.timeout(SNAPSHOT_WAIT_MS) }); } catch { /* the next poll tries again */ }
+    }
   } finally {
-    pausing = false;
+    pausing = null;
+    greyRiderButtons();
   }
-  try { lastSnap = await api(`/v1/ops/snapshot${CAPS}`); draw(lastSnap); } catch { /* the next poll tries again */ }
+  if (snap) { lastSnap = snap; draw(snap); }
   // Pressed from the keyboard: focus on the rider's new Resume (or Pause) button, in the table
   // pressed in, else in the other (resumed, it leaves Paused riders), else on that table's title.
   if (table && (document.activeElement === document.body || document.activeElement === pressed)) {
@@ -538,13 +596,20 @@ const reasonEnd = (reason) => (typeof reason === "string" ? [": ", isolated(reas
 async function refreshOrder() {
   if (!shownOrder || acting) return;
   try {
-    const order = await api(`/v1/orders/${encodeURIComponent(shownOrder.id)}`);
+    const order = await api(`/v1/orders/${encodeURIComponent(shownOrder.id)}`, { signal: AbortSignal.timeout(SNAPSHOT_WAIT_MS) });
     if (!acting && shownOrder && order.id === shownOrder.id) { shownOrder = order; drawOrder(order); }
   } catch { /* said by the next look-up or action */ }
 }
 
+// A look-up on a stalled path: said once it has waited LOOKUP_SAY_MS, given up after
+// LOOKUP_WAIT_MS (and said), tried again every 2 s until the server answers, for at most
+// LOOKUP_TRY_MS. Only the newest look-up shows what it read: an older one answering late does not.
+const LOOKUP_SAY_MS = 500, LOOKUP_WAIT_MS = 8000, LOOKUP_TRY_MS = 120_000;
+let lookup = 0;
+
 // `also`: the other orders one mark on the map stands for ({ kitchen, ids }), listed under the order.
 async function openOrder(id, focus = false, also = null) {
+  const mine = ++lookup;
   $("order-id").value = id;
   const others = also?.ids || [];
   $("order-also").hidden = !others.length;
@@ -555,13 +620,36 @@ async function openOrder(id, focus = false, also = null) {
   const toConfirm = new Set((lastSnap?.kitchen_queue || []).map((o) => o.id));  // said apart: not yet the kitchen's
   const item = (other, i) => [...(i ? [" "] : []), link(other), ...(toConfirm.has(other) ? [" (placed, to confirm)"] : [])];
   $("order-also").replaceChildren(...(others.length ? [`Also at kitchen ${also.kitchen}: `, ...others.flatMap(item)] : []));
+  const slow = setTimeout(() => { if (mine === lookup) note(`Looking up order ${id}: waiting for the server…`); }, LOOKUP_SAY_MS);
+  const until = performance.now() + LOOKUP_TRY_MS;
+  let order = null, failed = null;
   try {
-    const order = await api(`/v1/orders/${encodeURIComponent(id)}`);
+    for (;;) {
+      try {
+        order = await api(`/v1/orders/${encodeURIComponent(id)}`, { signal: AbortSignal.timeout(LOOKUP_WAIT_MS) });
+        break;
+      } catch (err) {
+        failed = err;
+        if (err instanceof ApiError || mine !== lookup || performance.now() > until) break;
+        // No answer in time, or the connection dropped: said, and tried again.
+        clearTimeout(slow);
+        if (shownOrder?.id !== id) { shownOrder = null; $("order-card").hidden = true; }
+        note(`Order ${id} could not be read: ${err.name === "TimeoutError" ? `no answer from the server within ${LOOKUP_WAIT_MS / 1000} s`
+          : "the connection to the server failed"}. Trying again…`);
+        await new Promise((ok) => setTimeout(ok, 2000));
+        if (mine !== lookup) return;  // (another look-up since)
+      }
+    }
+  } finally { clearTimeout(slow); }
+  if (mine !== lookup) return;
+  if (order) {
     shownOrder = order; drawOrder(order); note("");
     if (focus) $("order-summary").focus();  // (opened from a table: say which order, where the buttons are)
-  } catch (err) {
+  } else {
     shownOrder = null; $("order-card").hidden = true;
-    note(err.code === "not_found" ? `There is no order ${id}.` : `Order ${id} could not be read: ${err.message}`);
+    note(failed.code === "not_found" ? `There is no order ${id}.`
+      : failed instanceof ApiError ? `Order ${id} could not be read: ${failed.message}`
+        : `Order ${id} could not be read: no answer from the server for ${since(LOOKUP_TRY_MS)}. Look it up again.`);
   }
 }
 
