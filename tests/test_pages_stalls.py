@@ -14,6 +14,7 @@ import websockets
 from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 
 from tests.orders_helpers import PICKUP, Ops, merchant, rider
+from tests.test_ops_actions import answer_prompts
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tests.test_pubsub import kill_pubsub_connections
 from tracker.launcher import ServerProcess
@@ -107,6 +108,116 @@ async def test_the_ops_page_gives_up_a_hung_snapshot_and_says_it_is_not_updating
         await expect(banner).to_be_hidden(timeout=8000)  # polling went on
     finally:
         await page.context.close()
+
+
+class Stall:
+    """The page's HTTP requests to the API held unanswered while ``on`` (a stalled path: nothing
+    comes back, nothing fails); ``reaches`` picks requests that reach the server first (their
+    answers are what is lost)."""
+
+    def __init__(self, reaches: Any = lambda request: False) -> None:
+        self.on = False
+        self.reaches = reaches
+        self.held: list[Route] = []
+
+    async def attach(self, page: Page) -> "Stall":
+        async def handle(route: Route) -> None:
+            if not self.on:
+                await route.continue_()
+                return
+            if self.reaches(route.request):
+                await route.fetch()  # done on the server; its answer never gets back
+            self.held.append(route)
+
+        await page.route("**/v1/**", handle)
+        return self
+
+
+async def test_the_ops_page_says_what_became_of_a_pause_and_a_cancel_pressed_into_a_stall(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Pause (whose request reaches the server, its answer lost) and Cancel (whose request does
+    not) pressed into a stall: each says at once that it waits, a second Pause says one is
+    pending, each says within 15 s that no answer came, and once the server answers again what
+    became of it: the rider paused after all, the order not cancelled, for want of an answer,
+    not "the server's database"."""
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(server, rid)
+
+    async def online() -> None:  # (fixes keep the rider in the Riders table)
+        while True:
+            await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+            await asyncio.sleep(3)
+
+    fixes = asyncio.ensure_future(online())
+    page = await new_page(browser)
+    stall = await Stall(lambda r: r.method == "POST" and r.url.endswith(f"/v1/riders/{rid}/pause")).attach(page)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}&order={oid}")
+        await expect(page.locator("#order-summary")).to_contain_text(f"{oid}: placed")
+        pause = page.locator(f'#riders [data-rider-action="pause"][data-rider="{rid}"]')
+        await expect(pause).to_be_visible()
+        asked = answer_prompts(page, ["flat tyre", "customer phoned"])
+        rider_note, order_note = page.locator("#rider-note"), page.locator("#order-note")
+        stall.on = True
+        await pause.click()
+        pressed = time.monotonic()
+        await expect(rider_note).to_have_text(f"Pausing rider {rid}: waiting for the server…")
+        await expect(pause).to_have_attribute("aria-disabled", "true")
+        await page.get_by_role("button", name="Cancel order").click()
+        await pause.press("Enter")  # again (greyed, aria-disabled, but pressed): not asked why again, told why nothing happens
+        await expect(rider_note).to_contain_text(f"Still waiting for the server's answer: rider {rid} is being paused")
+        assert len(asked) == 2, asked
+        await expect(rider_note).to_have_text(
+            f"Rider {rid}: no answer from the server within 15 s: not known whether it was paused. Checking…", timeout=17_000)
+        await expect(order_note).to_have_text(
+            f"Order {oid}: no answer from the server within 15 s: not known whether it was cancelled. Checking…")
+        assert time.monotonic() - pressed < 17
+        await pause.press("Enter")  # while it checks
+        await expect(rider_note).to_contain_text(f"Still checking whether rider {rid} was paused")
+        assert len(asked) == 2, asked
+        stall.on = False
+        await expect(rider_note).to_have_text(f"Rider {rid} was paused after all: no new offers until resumed.", timeout=25_000)
+        await expect(order_note).to_have_text(re.compile(rf"^Order {oid} was not cancelled: no answer from the server .*Try again\.$"),
+                                              timeout=25_000)
+        assert "database" not in await order_note.inner_text()
+        assert (await ops.get(oid))["status"] == "placed"
+        snap = (await ops.client.get("/v1/ops/snapshot")).json()
+        assert [p["reason"] for p in snap["paused_riders"] if p["id"] == rid] == ["flat tyre"]
+        resume = page.locator(f'#riders [data-rider-action="resume"][data-rider="{rid}"]')
+        await expect(resume).to_be_visible()
+        await expect(resume).not_to_have_attribute("aria-disabled", "true")
+    finally:
+        fixes.cancel()
+        await page.context.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_the_ops_page_says_an_order_look_up_got_no_answer_and_shows_the_order_once_it_does(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    stall = await Stall().attach(page)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
+        await expect(page.locator("#updated")).to_contain_text("updated")
+        stall.on = True
+        await page.locator("#order-id").fill(oid)
+        await page.keyboard.press("Enter")
+        note = page.locator("#order-note")
+        await expect(note).to_have_text(f"Looking up order {oid}: waiting for the server…")
+        await expect(note).to_have_text(f"Order {oid} could not be read: no answer from the server within 8 s. Trying again…",
+                                        timeout=10_000)
+        stall.on = False
+        await expect(page.locator("#order-summary")).to_contain_text(f"{oid}: placed", timeout=12_000)
+        await expect(note).to_have_text("")
+    finally:
+        await page.context.close()
+        await ops.close()
 
 
 async def test_the_ops_page_retries_after_jittered_pauses(server: ServerProcess, browser: Browser) -> None:  # noqa: F811
