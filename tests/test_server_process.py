@@ -533,6 +533,77 @@ def test_sockets_work_again_soon_after_a_long_redis_outage(tmp_path: Path) -> No
         assert took < 4, f"{took:.1f} s after Redis came back"
 
 
+def _listener(ready: httpx.Response) -> dict:  # type: ignore[type-arg]
+    return next(t for t in ready.json()["tasks"] if t["name"] == "pubsub-listener")
+
+
+def test_sockets_work_at_once_when_redis_returns_just_after_a_failed_restart(tmp_path: Path) -> None:
+    """A REDIS_URL Redis back a moment (well under the 0.5 s between readiness probes) after one
+    of the pub/sub listener's failed restarts, its backoff grown to 6.4 s by then: the listener
+    waited out that whole backoff (up to 30 s), while ``/readyz`` said 200 and every new socket
+    was closed 1011 ``redis_unavailable: channel lost``. Now a customer socket gets its order's
+    history within 2 s of Redis's return, ``/readyz`` is never 200 while the listener is not
+    connected, and the log says Redis answers again and the listener runs again."""
+    import asyncio
+    import threading
+
+    from tracker.embedded_redis import EmbeddedRedis
+
+    external = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    with external, ServerProcess(redis_url=external.url, data_dir=tmp_path / "data") as proc:
+        op = {"Authorization": f"Bearer {proc.token('operator', 'ops')}"}
+        order = {"id": "q1", "merchant_id": "m1", "pickup": {"lat": 52.52, "lng": 13.405},
+                 "dropoff": {"lat": 52.53, "lng": 13.42}}
+        assert httpx.post(f"{proc.base_url}/v1/orders", json=order, headers=op).status_code == 201
+        external.stop()
+        time.sleep(5)  # the listener's restarts fail 0.1, 0.2, 0.4 ... 3.2 s apart: the next waits 6.4 s
+        seen = _listener(httpx.get(f"{proc.base_url}/readyz", timeout=10))["failures"]
+        deadline = time.monotonic() + 15
+        while _listener(httpx.get(f"{proc.base_url}/readyz", timeout=10))["failures"] == seen:
+            assert time.monotonic() < deadline, "the listener did not try again within 15 s"
+            time.sleep(0.02)
+        external.start()  # (a fresh redis-server answers within a few hundredths of a second)
+        back = time.monotonic()
+        answers: list[tuple[float, int, bool]] = []  # /readyz meanwhile: (when, status, listener running)
+        done = threading.Event()
+
+        def watch_readyz() -> None:
+            while not done.is_set():
+                ready = httpx.get(f"{proc.base_url}/readyz", timeout=10)
+                answers.append((time.monotonic() - back, ready.status_code, _listener(ready)["running"]))
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch_readyz)
+        watcher.start()
+
+        async def history_once_open() -> float:
+            url = f"{proc.ws_url}/v1/ws/customer?order_id=q1&token={proc.token('customer', 'q1')}"
+            while time.monotonic() - back < 30:
+                try:
+                    async with websockets.connect(url) as ws:
+                        frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                        if frame.get("kind") == "placed":
+                            return time.monotonic() - back
+                except (websockets.ConnectionClosed, OSError):
+                    await asyncio.sleep(0.1)
+            raise AssertionError("no customer socket worked within 30 s of Redis coming back")
+
+        try:
+            took = asyncio.run(history_once_open())
+            time.sleep(1)
+        finally:
+            done.set()
+            watcher.join()
+        assert took < 2, f"{took:.1f} s after Redis came back"
+        assert all(running for _, status, running in answers if status == 200), answers
+        assert answers[-1][1] == 200, answers
+        assert "Redis answers again" in proc.log_tail(400), proc.log_tail(400)
+        deadline = time.monotonic() + 15  # (said once it has run 10 s: longer than an attempt lasts with Redis away)
+        while "background task pubsub-listener runs again" not in proc.log_tail(400):
+            assert time.monotonic() < deadline, proc.log_tail(400)
+            time.sleep(0.2)
+
+
 def test_a_redis_that_refuses_writes_gives_a_typed_503_and_readyz_says_why(tmp_path: Path) -> None:
     """Redis answers but refuses writes: out of memory (``maxmemory``, ``noeviction``), or a
     read-only replica (as during a failover). Requests that write get ``redis_unavailable``

@@ -107,6 +107,12 @@ class PubSubHub:
         )
         self._published = Counter("tracker_pubsub_published", "Messages published", registry=registry)
 
+    @property
+    def listening(self) -> bool:
+        """Whether the listener is connected (its SUBSCRIBE sent): while it is not (restarting after
+        Redis was away), a new subscription waits for it, and fails after :data:`CONFIRM_TIMEOUT_S`."""
+        return self._pubsub is not None
+
     async def start(self) -> None:
         """Start the supervised listener and wait until it is subscribed."""
         self.supervisor.spawn("pubsub-listener", self._listen)

@@ -3,9 +3,11 @@
 Every long-running task of the server runs under a :class:`Supervisor`: an exception is
 logged with its traceback, counted in ``tracker_background_task_failures_total``, kept
 as the task's ``last_error`` (shown by ``/readyz``), and the task is restarted with
-exponential backoff. Given a ``ready`` probe (Redis answers: every task needs it), a failed
-task is restarted as soon as the probe succeeds, not at the end of a backoff grown long during
-an outage (a minute's outage had the pub/sub listener, and so every new socket, wait 20 s more).
+exponential backoff. Given a ``ready`` probe (Redis answers: every task needs it), a task that
+failed because Redis was away is restarted as soon as the probe succeeds, not at the end of a
+backoff grown long during an outage (a minute's outage had the pub/sub listener, and so every new
+socket, wait 20 s more). The log says when Redis answers again (one line per outage) and when
+a task that failed runs again (one line per task).
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ log = logging.getLogger("tracker.tasks")
 TaskFactory = Callable[[], Awaitable[None]]
 Probe = Callable[[], Awaitable[bool]]
 PROBE_EVERY_S = 0.5  # how often a waiting task's ``ready`` probe is tried
+# A task restarted after failures that runs this long is logged as running again: longer than an
+# attempt can last while Redis is away (a command or a subscription waits 5 s for it, then fails).
+RUNS_AGAIN_S = 10.0
+OUTAGE_GAP_S = 60.0  # Redis failures further apart than this are two outages, not one
 REPEAT_LOG_S = 600.0  # a unit failing again the same way is logged in full at most this often
 
 
@@ -37,6 +43,8 @@ class TaskState:
     last_error_at: float | None = None
     running: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    failing_since: float | None = field(default=None, repr=False)  # first failure since it last ran a while
+    failed_in_row: int = field(default=0, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -57,6 +65,8 @@ class Supervisor:
         self._repeats: dict[tuple[str, str, str], tuple[float, int]] = {}  # failure -> (logged at, held back)
         self._max_backoff = max_backoff_s
         self._ready = ready
+        self._away_since: float | None = None  # when a task first failed for Redis being away (this outage)
+        self._away_last = 0.0  # when a task last did
         self._failures = Counter(
             "tracker_background_task_failures",
             "Background task crashes (each is logged and the task restarted)",
@@ -74,11 +84,14 @@ class Supervisor:
         state.task = asyncio.create_task(self._run(state, factory), name=name)
         return state.task
 
-    async def _wait(self, backoff: float) -> None:
+    async def _wait(self, backoff: float, away: bool) -> None:
         """Sleep ``backoff`` seconds, or less: until the ``ready`` probe (tried every
-        :data:`PROBE_EVERY_S`) succeeds after failing, i.e. what was away is back. (A task that
-        fails with what it needs in place, a bug, waits out its backoff.)"""
-        ready, was_away = self._ready, False
+        :data:`PROBE_EVERY_S`) succeeds after what the task needs was away, i.e. it is back.
+        ``away``: the task failed because Redis was away (so the first success is its return,
+        even one within the first :data:`PROBE_EVERY_S`: Redis back a moment after a failed
+        restart had the task wait out its whole backoff, up to 30 s). A task that fails with what
+        it needs in place, a bug, waits out its backoff unless the probe fails meanwhile."""
+        ready, was_away = self._ready, away
         deadline = time.monotonic() + backoff
         while (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(left, PROBE_EVERY_S))
@@ -89,14 +102,32 @@ class Supervisor:
             except Exception:  # noqa: BLE001 - a probe that fails: still away
                 answers = False
             if answers and was_away:
+                self._redis_back()
                 return
             was_away = was_away or not answers
 
+    def _note_away(self) -> None:
+        """A task failed because Redis was away: the outage starts now, or goes on."""
+        now = time.monotonic()
+        if self._away_since is None or now - self._away_last > OUTAGE_GAP_S:
+            self._away_since = now  # (an outage no probe saw end, a blip, is over)
+        self._away_last = now
+
+    def _redis_back(self) -> None:
+        """A probe succeeded after an outage: say so once (the first waiting task to see it)."""
+        if self._away_since is not None:
+            log.info("Redis answers again (%.1f s after a task first failed for it): the background tasks that "
+                     "failed meanwhile restart now", time.monotonic() - self._away_since)
+            self._away_since = None
+
     async def _run(self, state: TaskState, factory: TaskFactory) -> None:
         backoff = 0.1
+        loop = asyncio.get_running_loop()
         while True:
             state.running = True
             started = time.monotonic()
+            # Restarted after failures: once it has run a while, the log says it runs again.
+            again = None if state.failing_since is None else loop.call_later(RUNS_AGAIN_S, self._runs_again, state, started)
             try:
                 await factory()
                 state.running = False
@@ -106,12 +137,31 @@ class Supervisor:
                 raise
             except Exception as exc:  # noqa: BLE001 - this is the place that reports them
                 state.running = False
+                if again is not None:
+                    again.cancel()  # (now: it would go off during the wait below)
+                if state.failing_since is None:
+                    state.failing_since, state.failed_in_row = time.monotonic(), 0
+                state.failed_in_row += 1
+                away = isinstance(exc, REDIS_DOWN)
+                if away:
+                    self._note_away()
                 self._record(state, exc, f"background task {state.name} failed")
                 if time.monotonic() - started > 60:
                     backoff = 0.1
-                await self._wait(backoff)
+                await self._wait(backoff, away)
                 backoff = min(backoff * 2, self._max_backoff)
                 state.restarts += 1
+            finally:
+                if again is not None:
+                    again.cancel()
+
+    def _runs_again(self, state: TaskState, restarted: float) -> None:
+        """Task ``state`` has run :data:`RUNS_AGAIN_S` since its restart (at ``restarted``) after failing."""
+        if state.failing_since is None:
+            return
+        log.info("background task %s runs again (restarted %.1f s after the first of %d failure(s) in a row)",
+                 state.name, restarted - state.failing_since, state.failed_in_row, extra={"task": state.name})
+        state.failing_since = None
 
     def _record(self, state: TaskState, exc: BaseException, message: str, **extra: object) -> None:
         self._count(state, exc)

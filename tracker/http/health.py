@@ -42,17 +42,27 @@ def degraded_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in tasks if isinstance(t["last_error_at"], float) and now - t["last_error_at"] < DEGRADED_WINDOW_S]
 
 
-async def readyz(request: Request) -> Response:
-    """200 while Redis answers; ``degraded`` names the background tasks that failed in the last minute;
-    ``websockets``: this process's open sockets counted against its limit (``open``, ``max``) and its
-    operators' sockets, which are not."""
-    rt = runtime_of(request)
-    tasks = rt.supervisor.status()
-    degraded = [t["name"] for t in degraded_tasks(tasks)]
-    fault = await _redis_fault(rt)
+def _not_ready(rt: Runtime, fault: Exception | None) -> ApiError | None:
+    """Why this process cannot serve now (a 503), or ``None``: Redis does not answer (``fault``), or
+    its pub/sub listener, which every socket needs, is not connected (yet) although Redis answers."""
     if fault is not None:
-        err = redis_unavailable(fault) if isinstance(fault, REDIS_REFUSES_WRITES) else \
+        return redis_unavailable(fault) if isinstance(fault, REDIS_REFUSES_WRITES) else \
             ApiError("redis_unavailable", f"Redis does not answer: {str(fault) or type(fault).__name__}")
+    if not rt.pubsub.listening:
+        return ApiError("redis_unavailable", "Redis answers, but this process's pub/sub listener (the task "
+                        "pubsub-listener) is not connected to it yet: sockets opened now would be closed 1011")
+    return None
+
+
+async def readyz(request: Request) -> Response:
+    """200 while Redis answers and the pub/sub listener is connected to it; ``degraded`` names the
+    background tasks that failed in the last minute; ``websockets``: this process's open sockets
+    counted against its limit (``open``, ``max``) and its operators' sockets, which are not."""
+    rt = runtime_of(request)
+    err = _not_ready(rt, await _redis_fault(rt))
+    tasks = rt.supervisor.status()  # (as of the answer: read after the wait for Redis)
+    degraded = [t["name"] for t in degraded_tasks(tasks)]
+    if err is not None:
         return JSONResponse({**err.body(), "tasks": tasks}, status_code=err.status)
     hub = rt.hub
     return JSONResponse({"status": "ready", "degraded": degraded, "tasks": tasks,
