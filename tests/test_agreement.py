@@ -7,6 +7,7 @@ refused every token the others issued. Each is now refused at start with one lin
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import pytest
 import redis
 
 from tracker.launcher import ServerProcess, free_port
@@ -115,3 +117,100 @@ def test_a_process_with_another_secret_is_refused(own_redis: str, start_server: 
     finally:
         client.close()
     assert len(entries) == 2 and all(running.secret not in e for e in entries), entries  # never the secret itself
+
+
+# A host clock that jumps while the server runs (no libfaketime here): the server's time.time()
+# is the wall clock plus the seconds written in the file TRACKER_TEST_CLOCK_AHEAD_FILE names.
+_CLOCK_HOOK = '''
+import os, threading, time
+_path = os.environ.get("TRACKER_TEST_CLOCK_AHEAD_FILE")
+if _path:
+    _real, _ahead = time.time, [0.0]
+    time.time = lambda: _real() + _ahead[0]
+
+    def _follow():
+        while True:
+            try:
+                with open(_path) as f:
+                    _ahead[0] = float(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+
+    threading.Thread(target=_follow, daemon=True).start()
+'''
+
+
+def _readyz(srv: ServerProcess, status: int, timeout: float = 10.0) -> dict:  # type: ignore[type-arg]
+    """``/readyz`` once it answers ``status`` (within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = httpx.get(f"{srv.base_url}/readyz", timeout=10)
+        if ready.status_code == status or time.monotonic() > deadline:
+            assert ready.status_code == status, ready.text
+            return ready.json()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("jump_s", [120, -120])
+async def test_a_process_whose_clock_jumps_stops_acting_on_the_fleet_until_it_agrees_again(
+        own_redis: str, start_server: Callable[..., ServerProcess], tmp_path: Path, uid: Callable[[str], str],
+        jump_s: int) -> None:
+    """A server whose host clock jumps 120 s ahead (or back) after it started, beside one whose
+    clock is right: ahead, it had gone on expiring the fleet's offers by its clock (every pending
+    offer at once, each a refusal and a cooldown for its rider), dropping riders fresh by every
+    other clock, and planning under the dispatch lease by its clock (its riders looked stale: no
+    offer at all), while /readyz said 200 (only ``degraded``). Now it lets go of the lease
+    and sweeps nothing while its clock is off, /readyz is 503 ``clock_disagreement``, and it
+    resumes by itself once the clocks agree again: a rider on the other server gets an offer
+    with the fleet's deadline and can accept it after the jumped process's sweep had its turns."""
+    from tests.orders_helpers import PICKUP, Ops, confirmed_order, rider
+    from tracker.geo import dispatch_region
+
+    hook, ahead = tmp_path / "clock-hook", tmp_path / "clock-ahead"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_CLOCK_HOOK)
+    fast = {"TRACKER_DISPATCH_INTERVAL_S": "0.5", "TRACKER_OFFER_TIMEOUT_S": "30"}
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    jumper = start_server({**fast, "PYTHONPATH": path, "TRACKER_TEST_CLOCK_AHEAD_FILE": str(ahead)}, redis=own_redis)
+    kind = redis.RedisCluster if cluster_enabled(own_redis) else redis.Redis
+    client = kind.from_url(own_redis, decode_responses=True)
+    lease = f"lease:dispatch:{{{dispatch_region(PICKUP['lat'], PICKUP['lng'])}}}"
+    ops = Ops(jumper)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    try:
+        await confirmed_order(jumper, ops, oid, mid)  # (no rider yet: nothing is offered)
+        deadline = time.monotonic() + 10
+        while f":{jumper.proc.pid}:" not in (client.get(lease) or ""):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, client.get(lease)
+            await asyncio.sleep(0.1)
+        normal = start_server(fast, redis=own_redis)
+        ahead.write_text(str(jump_s))
+        courier = await rider(normal, rid)
+        try:
+            await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+            offer = await courier.expect("offer", timeout=15)
+            made_at = time.time()
+            assert abs(offer["expires_at"] / 1000 - made_at - 30) < 5, (offer["expires_at"] / 1000 - made_at)
+            assert f":{normal.proc.pid}:" in (client.get(lease) or "")  # type: ignore[union-attr,operator]
+            await asyncio.sleep(2)  # (the jumped process's offer sweep had many turns)
+            await courier.accept(offer["offer_id"])
+            assigned = await courier.expect(lambda f: f.get("type") in ("assigned", "offer_expired", "error"))
+            assert assigned["type"] == "assigned", assigned
+        finally:
+            await courier.close()
+        off = _readyz(jumper, 503)
+        side = "ahead of Redis" if jump_s > 0 else "behind Redis"
+        assert off["error"]["code"] == "clock_disagreement" and "120" in off["error"]["message"], off
+        assert side in off["error"]["message"] and "dispatch" in off["error"]["message"], off
+        _readyz(normal, 200)
+        ahead.write_text("0")  # the host's clock set right again
+        _readyz(jumper, 200)
+        log = jumper.log_tail(400)
+        assert "Traceback" not in log, log
+        stopped = [line for line in log.splitlines() if f"120.0 s {side}" in line]
+        resumed = [line for line in log.splitlines() if "agrees with Redis's again" in line]
+        assert len(stopped) == 1 and len(resumed) == 1, log
+    finally:
+        client.close()
+        await ops.close()

@@ -5,7 +5,8 @@ of them acts on the whole fleet's keys: a process whose clock runs ahead expires
 and drops the riders of every other. And a token one process signs must be good on every
 other, or a client that lands on the odd one out is refused (1008 unauthorized) for a token
 that works elsewhere. Three ways to disagree, each refused at start (:func:`check_at_start`)
-and watched while running (:func:`watch`: the ``agreement`` task, a failure in ``/readyz``):
+and watched while running (:func:`watch`: the ``agreement`` task, a failure in ``/readyz``;
+a host clock gone off while running is not a failure but a state, below):
 
 - a host clock more than :data:`MAX_SKEW_S` from Redis's ``TIME`` (no NTP, a drifting VM);
 - a server clock running at another speed (``TRACKER_TIME_SCALE``, a replay) than the other
@@ -29,12 +30,22 @@ server time, hours ahead of the wall clock after a while at x300: a scaled proce
 again on that Redis resumes its clock from the mark (:func:`start_clock`) rather than from the
 wall clock, so the data does not lie in its future; one at real speed, which cannot move its
 clock, is refused while the mark is ahead of the wall clock.
+
+A host clock that goes off while the process runs (a jump, a drift) stops what this process does
+to the whole fleet by it, as long as it is off: the offer-expiry sweep, the stale-rider sweep,
+the silent-rider take-back, and planning (it lets go of its dispatch leases, so another process
+plans). :class:`~tracker.clock.ClockCheck` (``rt.clock_check``) says whether it may; ``/readyz``
+is 503 ``clock_disagreement`` meanwhile, and the log says in one line when it stops and when it
+resumes, which it does by itself once the clocks agree again (checked every
+:data:`CHECK_OFF_S` while off). A jump shows at once, between two roll calls
+(:meth:`~tracker.clock.ClockCheck.skew_s`), and brings the next one forward.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -42,14 +53,18 @@ from typing import Any
 
 import redis
 
-from tracker.clock import Clock
+from tracker.clock import MAX_SKEW_S, Clock, ClockCheck
 from tracker.redis_client import AnyRedis
 from tracker.runtime import Runtime
 
+log = logging.getLogger("tracker.agreement")
+
 CLOCKS_KEY = "servers:clocks"
 MARK_KEY = "servers:clock_mark"
-MAX_SKEW_S = 5.0  # the margin revocations already allow a token issuer (auth.ISSUER_CLOCK_SKEW_S)
+# MAX_SKEW_S (tracker.clock): the margin revocations already allow a token issuer (auth.ISSUER_CLOCK_SKEW_S)
 REFRESH_S = 10.0
+CHECK_OFF_S = 1.0  # how often the roll call runs while this host's clock is off (to resume soon after)
+LOOK_S = 0.5  # how often the watch looks, between roll calls, whether the wall clock jumped
 ENTRY_TTL_MS = 30_000
 # Real seconds ahead of its clock a scaled process's refreshed mark reaches: to its next refresh,
 # and as long again for one that comes late (a busy loop, a slow Redis), so that the stamps of a
@@ -116,12 +131,23 @@ def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[st
     """Why this process's clock or secret (its fingerprint ``mark``) cannot serve beside
     ``others`` (their roll-call entries), or ``None``. ``local_ms`` is the wall clock at the
     moment Redis read ``redis_ms``."""
+    return skew_problem(local_ms, redis_ms) or fleet_problem(scale, others, mark)
+
+
+def skew_problem(local_ms: float, redis_ms: float) -> str | None:
+    """Why this host's clock (``local_ms`` when Redis read ``redis_ms``) is too far from Redis's, or ``None``."""
     skew_s = (local_ms - redis_ms) / 1000.0
     if abs(skew_s) > MAX_SKEW_S:
         side = "ahead of" if skew_s > 0 else "behind"
         return (f"this host's clock is {abs(skew_s):.1f} s {side} Redis's: processes sharing a Redis must agree "
                 f"on the time within {MAX_SKEW_S:.0f} s (offers, rider fixes and sweeps go by it); set the host's "
                 "clock (NTP)")
+    return None
+
+
+def fleet_problem(scale: float, others: list[str], mark: str) -> str | None:
+    """Why this process's clock speed ``scale`` or secret (its fingerprint ``mark``) cannot serve
+    beside ``others`` (their roll-call entries), or ``None``."""
     known = [s for s in map(_scale_of, others) if s is not None]
     lapse = f" (a process stopped without a clean stop counts for {ENTRY_TTL_MS // 1000} s more)"
     if scale != 1.0 and known:
@@ -141,8 +167,13 @@ def disagreement(local_ms: float, redis_ms: float, scale: float, others: list[st
     return None
 
 
+def _values(reply: list[Any]) -> list[str]:
+    """The roll call's answer as text: Redis's time (ms), then the other processes' entries."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
+
+
 def _judge(reply: list[Any], local_ms: float, scale: float, mark: str) -> str | None:
-    values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
+    values = _values(reply)
     return disagreement(local_ms, float(values[0]), scale, values[1:], mark)
 
 
@@ -173,18 +204,47 @@ def check_at_start(url: str, scale: float, secret: str, *, cluster: bool, timeou
         raise Disagreement(problem)
 
 
-async def watch(redis_client: AnyRedis, scale: float, secret: str) -> None:
+async def watch(redis_client: AnyRedis, scale: float, secret: str, check: ClockCheck | None = None) -> None:
     """Keep this process on the roll call and check, every :data:`REFRESH_S`, that it still agrees
-    with the others; a disagreement raises (the supervisor logs and shows it, and restarts this)."""
+    with the others. Another clock speed or secret raises (the supervisor logs and shows it, and
+    restarts this); a host clock too far from Redis's is ``check``'s state (see the module's
+    words), measured every :data:`CHECK_OFF_S` until it agrees again, and at once when the wall
+    clock jumps between two roll calls."""
+    check = check if check is not None else ClockCheck()
     roll_call = redis_client.register_script(_ROLL_CALL)
     name, mark = process_name(), fingerprint(secret)
     while True:
         before = time.time() * 1000
         reply = await roll_call(keys=[CLOCKS_KEY], args=[name, _entry(scale, mark), "1", ENTRY_TTL_MS])
-        problem = _judge(reply, (before + time.time() * 1000) / 2, scale, mark)
+        local_ms = (before + time.time() * 1000) / 2
+        values = _values(reply)
+        was = check.problem
+        skew = skew_problem(local_ms, float(values[0]))
+        check.measured((local_ms - float(values[0])) / 1000.0, skew)
+        if skew is not None and was is None:
+            log.error("%s. Until it agrees again this process neither expires offers, sweeps stale riders, takes "
+                      "orders back from silent riders nor dispatches (it lets go of its dispatch leases), and "
+                      "/readyz is 503 clock_disagreement", skew)
+        elif skew is None and was is not None:
+            log.info("this host's clock agrees with Redis's again (%.1f s apart): this process expires offers, "
+                     "sweeps riders and dispatches again", check.skew_s())
+        problem = fleet_problem(scale, values[1:], mark)
         if problem is not None:
             raise Disagreement(problem)
-        await asyncio.sleep(REFRESH_S)
+        await _until_next_roll_call(check)
+
+
+async def _until_next_roll_call(check: ClockCheck) -> None:
+    """Wait :data:`REFRESH_S` (:data:`CHECK_OFF_S` while the clock is off), or until the wall
+    clock is seen to jump (so the next roll call measures it at once)."""
+    if check.problem is not None:
+        await asyncio.sleep(CHECK_OFF_S)
+        return
+    deadline = time.monotonic() + REFRESH_S
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, LOOK_S))
+        if not check.agrees:
+            return
 
 
 async def leave(redis_client: AnyRedis) -> None:
@@ -280,7 +340,7 @@ async def keep_mark(redis_client: AnyRedis, clock: Clock) -> None:
 async def start(rt: Runtime) -> None:
     """Join the roll call and watch it (the ``agreement`` background task); a scaled process keeps
     its clock mark too (``clock_mark``)."""
-    rt.supervisor.spawn("agreement", lambda: watch(rt.redis, rt.clock.scale, rt.secret))
+    rt.supervisor.spawn("agreement", lambda: watch(rt.redis, rt.clock.scale, rt.secret, rt.clock_check))
     if rt.clock.scale != 1.0:
         rt.supervisor.spawn("clock_mark", lambda: keep_mark(rt.redis, rt.clock))
 

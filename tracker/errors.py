@@ -31,6 +31,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "upgrade_required": 426,
     "redis_unavailable": 503,
     "over_capacity": 503,
+    "clock_disagreement": 503,  # (/readyz of a process whose host clock is off Redis's)
     "internal": 500,
 }
 

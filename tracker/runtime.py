@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
 from tracker.auth import Principal, RevocationList, authenticate
-from tracker.clock import Clock
+from tracker.clock import Clock, ClockCheck
 from tracker.pubsub import PubSubHub
 from tracker.redis_client import AnyRedis
 from tracker.settings import Settings
@@ -30,6 +30,8 @@ class Runtime:
     pubsub: PubSubHub
     services: dict[str, Any] = field(default_factory=dict)
     revocations: RevocationList = field(default_factory=RevocationList)
+    # Whether this host's clock agrees with Redis's: while not, no fleet-wide sweep or dispatch (agreement.py).
+    clock_check: ClockCheck = field(default_factory=ClockCheck)
 
     def authenticate(self, conn: HTTPConnection) -> Principal:
         """The caller of an HTTP request (header token only), or ``unauthorized`` (revoked tokens too)."""

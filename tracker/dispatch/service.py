@@ -44,6 +44,7 @@ log = logging.getLogger("tracker.dispatch")
 
 REGION_RESCAN_ROUNDS = 30  # dispatch intervals between scans for open-order regions missing from the index
 LAST_ROUND_KEY = "dispatch:last_round"  # the newest round's figures, whichever process ran it
+CLOCK_OFF_WAIT_S = 0.5  # how often the offer sweep and the loop's pause look whether this host's clock agrees
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Dispatcher:
         while not self._stopping:
             started = self.rt.clock.now_ms()
             for region in await self.regions():
-                if self._stopping:
+                if self._stopping or not self.rt.clock_check.agrees:
                     break
                 lease = Lease(self.rt.redis, f"lease:dispatch:{{{region}}}", self.owner, self.lease_ttl_ms)
                 if not await lease.hold():
@@ -135,9 +136,20 @@ class Dispatcher:
                     raise  # no region can be planned: the supervisor reports it and retries
                 except Exception as exc:  # noqa: BLE001 - one region's fault must not stop the others
                     self.rt.supervisor.report("dispatch-loop", exc, region=region)
+            if not self.rt.clock_check.agrees:  # (its offers' deadlines would not be the fleet's: another plans)
+                await self.let_go()
             self._note_pass()
-            await self.rt.clock.sleep(next_round_wait_s(started, self.rt.clock.now_ms(),
-                                                        self.rt.settings.dispatch_interval_s))
+            await self._pause(next_round_wait_s(started, self.rt.clock.now_ms(), self.rt.settings.dispatch_interval_s))
+
+    async def _pause(self, server_s: float) -> None:
+        """Sleep ``server_s`` seconds of server time, at most an interval (a clock set back must not
+        stall the loop); sooner when this host's clock stops agreeing with Redis's while this
+        process holds leases: it lets go of them at once, not an interval later."""
+        deadline = time.monotonic() + self.rt.clock.real_seconds(min(server_s, self.rt.settings.dispatch_interval_s))
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, CLOCK_OFF_WAIT_S))
+            if self._held and not self.rt.clock_check.agrees:
+                return
 
     def _note_pass(self) -> None:
         """Set the gauges to this pass's totals over the regions this process planned (0 for none)."""
@@ -150,7 +162,13 @@ class Dispatcher:
         another process takes the regions over at its next round instead of when the leases
         lapse; returns how many were released."""
         self._stopping = True
+        return await self.let_go()
+
+    async def let_go(self) -> int:
+        """Give up this process's region leases (and its memory of the regions' waiting orders):
+        another process plans them from its next round; returns how many were released."""
         held, self._held = list(self._held.values()), {}
+        self._unplanned.clear()
         released = 0
         for lease in held:
             try:
@@ -260,6 +278,9 @@ class Dispatcher:
         """Expire unanswered offers (the supervised background task), waking when the earliest
         pending entry falls due (at least every second of server time)."""
         while True:
+            if not self.rt.clock_check.agrees:  # this host's clock is off Redis's: its "due" is not the fleet's
+                await asyncio.sleep(CLOCK_OFF_WAIT_S)
+                continue
             await self.expire_due()
             earliest = await self.rt.redis.zrange(PENDING_KEY, 0, 0, withscores=True)
             await asyncio.sleep(sweep_wait_real_s(self.rt.clock.now_ms(), earliest[0][1] if earliest else None,

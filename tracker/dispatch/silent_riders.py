@@ -101,6 +101,6 @@ def sweep_interval_s(silent_take_back_s: float) -> float:
 async def sweep_forever(rt: Runtime) -> None:
     """Take back from silent riders every :func:`sweep_interval_s`."""
     while True:
-        if rt.settings.silent_take_back_s:
+        if rt.settings.silent_take_back_s and rt.clock_check.agrees:  # (not by a clock off Redis's)
             await take_back_from_silent_riders(rt, rt.clock.now_ms())
         await rt.clock.sleep(sweep_interval_s(rt.settings.silent_take_back_s))

@@ -26,7 +26,8 @@ async def start(rt: Runtime) -> None:
     async def sweep_forever() -> None:
         stale_ms = int(rt.settings.stale_after_s * 1000)
         while True:
-            await sweep_stale(rt.redis, rt.clock.now_ms(), stale_ms)
+            if rt.clock_check.agrees:  # (a clock off Redis's would drop riders fresh by every other clock)
+                await sweep_stale(rt.redis, rt.clock.now_ms(), stale_ms)
             await rt.clock.sleep(max(1.0, rt.settings.stale_after_s / 2))
 
     rt.supervisor.spawn("stale-rider-sweep", sweep_forever)
