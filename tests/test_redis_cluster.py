@@ -21,10 +21,16 @@ import pytest
 import redis
 
 from clients.customer import CustomerClient
-from tests.orders_helpers import PICKUP, Ops, events_until, merchant
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, events_until, merchant
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tests.test_locations import nearby
 from tracker.embedded_cluster import EmbeddedCluster
+from tracker.geo import dispatch_region
+from tracker.locations import CARRYING_RIDERS, rider_orders_key
+from tracker.orders import open_orders_key
+from tracker.orders.counts import BY_STATUS_KEY
+from tracker.orders.followups import FOLLOWUPS_KEY
+from tracker.orders.store import order_key
 from tracker.embedded_redis import free_port, port_is_free
 from tracker.launcher import ServerProcess
 
@@ -230,4 +236,77 @@ async def test_a_cluster_node_down_is_a_503_not_a_crash_and_the_server_recovers(
             assert "Traceback" not in srv.log_path.read_text()  # an outage is one line per kind, not a flood
         finally:
             await courier.close()
+            await ops.close()
+
+
+def _ids_off(cluster: EmbeddedCluster, node: object, prefix: str, key: str, count: int = 1) -> list[str]:
+    """``count`` ids (``prefix``-n) whose ``key`` (formatted with the id) is not on ``node``."""
+    out, n = [], 0
+    while len(out) < count:
+        candidate = f"{prefix}-{n}"
+        n += 1
+        if cluster.node_for(key.format(candidate)) is not node:
+            out.append(candidate)
+    return out
+
+
+async def test_order_steps_while_the_journals_node_is_down_are_refused_or_counted(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The node holding ``{orders}`` (the steps' repair journal and the fleet's counts) dies while
+    the order's own node answers: a step taken then without its journal lost its count (and any
+    follow-up failing with it) for good. Either the step is refused (503, nothing applied) and
+    taken when sent again, or it stands and is counted once the node is back."""
+    with EmbeddedCluster(tmp_path / "cluster") as cluster:
+        srv: ServerProcess = start_server({**FAST, "TRACKER_FOLLOWUP_REPAIR_S": "1"}, redis=cluster.url)
+        ops = Ops(srv)
+        journal_node = cluster.node_for(FOLLOWUPS_KEY)
+        assert cluster.node_for(BY_STATUS_KEY) is journal_node
+        mid = _ids_off(cluster, journal_node, uid("m"), "order:{{m:{}}}:x")[0]
+        cancelled, assigned = _ids_off(cluster, journal_node, uid("o"), "orderidx:{{{}}}", 2)
+        rid = _ids_off(cluster, journal_node, uid("r"), "rider:{{{}}}")[0]
+        counts = redis.RedisCluster.from_url(cluster.url, decode_responses=True)
+        try:
+            assert (await ops.create(cancelled, mid)).status_code == 201
+            await confirmed_order(srv, ops, assigned, mid)
+            for _ in range(100):  # both counted (the confirm's count follows its answer)
+                before = {k: int(v) for k, v in counts.hgetall(BY_STATUS_KEY).items()}
+                if before.get("placed") == 1 and before.get("confirmed") == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert before == {"placed": 1, "confirmed": 1}, before
+            await asyncio.sleep(1.5)  # on the node's disk (appendfsync everysec)
+            os.kill(journal_node.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            # Within the cluster's node timeout (5 s): the order's own node still answers.
+            first = [await ops.cancel(cancelled), await ops.assign(assigned, rid)]
+            for resp in first:
+                assert resp.status_code in (200, 503), resp.text
+                if resp.status_code == 503:
+                    assert resp.json()["error"]["code"] == "redis_unavailable", resp.text
+            journal_node.stop()
+            journal_node.start()  # same port and folder: it rejoins with its slots and data
+            async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as http:
+                await readyz_becomes(http, 200, "/readyz did not recover after the node came back", tries=300)
+            for resp, again in zip(first, (lambda: ops.cancel(cancelled), lambda: ops.assign(assigned, rid))):
+                if resp.status_code == 503:  # refused: nothing was applied, so the same step again works
+                    for _ in range(50):
+                        resp = await again()
+                        if resp.status_code != 503:
+                            break
+                        await asyncio.sleep(0.2)
+                    assert resp.status_code == 200, resp.text
+            assert (await ops.get(cancelled))["status"] == "cancelled"
+            assert (await ops.get(assigned))["status"] == "assigned"
+            expected = {"cancelled": 1, "assigned": 1}
+            for _ in range(100):  # the repair runs every half second
+                after = {k: int(v) for k, v in counts.hgetall(BY_STATUS_KEY).items() if int(v)}
+                if after == expected:
+                    break
+                await asyncio.sleep(0.1)
+            assert after == expected, (first, after)  # (the step taken unjournaled stayed uncounted for good)
+            assert counts.sismember(rider_orders_key(rid), assigned) and counts.sismember(CARRYING_RIDERS, rid)
+            region = open_orders_key(dispatch_region(PICKUP["lat"], PICKUP["lng"]))
+            assert counts.zscore(region, assigned) is None and counts.zscore(region, cancelled) is None
+            for oid in (cancelled, assigned):
+                assert counts.hget(order_key(mid, oid), "count_pending") is None
+        finally:
+            counts.close()
             await ops.close()

@@ -8,7 +8,10 @@ from the open index would never be dispatched.
 
 So a step is written here first (``followups:{orders}``, a sorted set: the member names the
 order and the step, the score is when it is due for repair) and taken out once its follow-ups
-are done. :mod:`tracker.orders.repair` re-derives the keys of entries left behind. Times are
+are done. A step whose entry cannot be written is refused before it runs (:func:`tracker.orders.
+service.step`): the fleet-wide counts share this slot, so a step taken unjournaled while this
+node is down would lose its count, and whatever follow-up failed with it, for good.
+:mod:`tracker.orders.repair` re-derives the keys of entries left behind. Times are
 Redis's own clock (``TIME`` inside the scripts), so processes on hosts whose clocks disagree
 still agree on what is overdue.
 """

@@ -73,7 +73,7 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
                                          rt.settings.default_prep_min),
         "counted_status": "",  # not counted yet (:mod:`counts`): whichever counts it first counts it from nothing
     }
-    journal = await _journal(rt, [order_id], "placed")  # its count is a follow-up too
+    journal = await _journal(rt, [order_id], "placed")  # its count is a follow-up too (refused if unwritable)
     try:
         created = await store.create(order_id, merchant_id, fields, fingerprint,
                                      {"order_id": order_id, "kind": "placed", "ts": now}, now)
@@ -88,8 +88,13 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
     except Exception as exc:  # noqa: BLE001 - the order is stored: its creator must hear so; the repair counts it
         rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=[order_id], kind="placed")
         # Journaled again: a repair pass that came before the order was stored (a create slower
-        # than the repair's grace) found nothing to repair and took the first entry away.
-        await _journal(rt, [order_id], "placed")
+        # than the repair's grace) found nothing to repair and took the first entry away. Best
+        # effort: the order is stored, and its first entry stands but in that race.
+        try:
+            await _journal(rt, [order_id], "placed")
+        except REDIS_DOWN as again:
+            log_failure(log, "order create journaled no second time (its first entry stands unless a repair "
+                             "pass took it before the order was stored)", again, order=order_id)
     else:
         await _forget(rt, journal)
     if created:
@@ -121,8 +126,11 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
     unless every lock still holds that offer. ``unchanged``: hash fields every order must still
     hold as the caller read them, else :class:`OrderChanged` (nothing applied: read again).
 
-    The step is journaled first (:mod:`followups`, best effort: a journal that cannot be
-    written does not stop the step). If its follow-up writes in other slots fail, the step
+    The step is journaled first (:mod:`followups`); a journal that cannot be written (on a
+    cluster, the node of ``{orders}`` down or failing over) refuses the step before anything is
+    applied, with the Redis error (``redis_unavailable``: the same step again later works). A
+    step taken without its journal would lose its follow-ups and its count for good when they
+    fail too, and they share the journal's node. If its follow-up writes in other slots fail, the step
     still stands and is answered as done (the caller would otherwise retry and be refused);
     the failure is reported (:data:`FOLLOWUPS_TASK` in ``/readyz``) and :mod:`repair`
     re-derives those writes from the order's record.
@@ -158,12 +166,17 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
 
 
 async def _journal(rt: Runtime, order_ids: list[str], kind: str) -> list[str]:
+    """Journal a step before it is applied; Redis not taking the entry refuses the step (raised
+    as it came, so every caller treats it as Redis being down: a 503 ``redis_unavailable``, an
+    error frame). On a cluster the journal's node may be down while the order's is not, and the
+    fleet-wide counts live beside the journal (``{orders}``): a step taken then would have its
+    count, and any follow-up that failed with it, lost for good."""
     try:
         return await followups.begin(rt.redis, order_ids, kind, rt.settings.followup_repair_s)
-    except REDIS_DOWN as exc:  # (on a cluster, the journal's node may be down while the order's is not)
-        log_failure(log, "order step journal not written: this step's follow-ups will not be repaired", exc,
+    except REDIS_DOWN as exc:
+        log_failure(log, "order step refused: its repair journal could not be written", exc,
                     orders=order_ids, kind=kind)
-        return []
+        raise
 
 
 async def _forget(rt: Runtime, journal: list[str]) -> None:
