@@ -19,6 +19,8 @@ import httpx
 import psutil
 import pytest
 import redis
+from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError
 
 from clients.customer import CustomerClient
 from tests.orders_helpers import PICKUP, Ops, confirmed_order, events_until, merchant
@@ -27,10 +29,12 @@ from tests.test_locations import nearby
 from tracker.embedded_cluster import EmbeddedCluster
 from tracker.geo import dispatch_region
 from tracker.locations import CARRYING_RIDERS, rider_orders_key
+from tracker.locations.store import pause_key
 from tracker.orders import open_orders_key
 from tracker.orders.counts import BY_STATUS_KEY
 from tracker.orders.followups import FOLLOWUPS_KEY
 from tracker.orders.store import order_key
+from tracker.redis_client import REDIS_DOWN, redis_unavailable
 from tracker.embedded_redis import free_port, port_is_free
 from tracker.launcher import ServerProcess
 
@@ -310,3 +314,52 @@ async def test_order_steps_while_the_journals_node_is_down_are_refused_or_counte
         finally:
             counts.close()
             await ops.close()
+
+
+async def test_a_rider_paused_while_its_slot_is_migrating_is_a_503_at_worst_not_a_500(start_server, uid, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A slot being moved between nodes (``redis-cli --cluster reshard``): its keys not yet moved
+    are answered ``ASK`` (go to the node it moves to, saying ``ASKING`` first). A ``MULTI`` cannot
+    follow that (redis-py gives up with ``MovedError``): the pause, written in one, answered 500
+    ``internal`` with a traceback. It is a script now, which follows the redirection as any command
+    does; redis-py's asyncio cluster client may send its ``ASKING`` on another pooled connection than
+    the command, which the new node then redirects back (``ClusterError``: TTL exhausted), so while
+    the slot moves the answer is 200 or 503 ``redis_unavailable``, never a 500."""
+    with EmbeddedCluster(tmp_path / "cluster", masters=2) as cluster:
+        srv: ServerProcess = start_server(FAST, redis=cluster.url)
+        ops = Ops(srv)
+        rid = uid("r")
+        slot = key_slot(rid.encode())
+        source = cluster.node_for(f"rider:{{{rid}}}")
+        target = next(node for node in cluster.nodes if node is not source)
+        src, dst = (redis.Redis(host="127.0.0.1", port=n.port, decode_responses=True) for n in (source, target))
+        try:
+            src.set(f"rider:{{{rid}}}:other", "1")  # (the slot holds keys on its source)
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.cluster("myid"))
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.cluster("myid"))
+            answers = [await ops.client.post(f"/v1/riders/{rid}/pause", json={"reason": "slot moving"}),
+                       await ops.client.post(f"/v1/riders/{rid}/resume")]
+            for resp in answers:
+                assert resp.status_code == 200 or (resp.status_code, resp.json()["error"]["code"]) == \
+                    (503, "redis_unavailable"), resp.text
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # the move is finished
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            for client in (src, dst):
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst.cluster("myid"))
+            for _ in range(50):  # then the same requests go through (after a MOVED or two)
+                paused = await ops.client.post(f"/v1/riders/{rid}/pause", json={"reason": "slot moved"})
+                if paused.status_code != 503:
+                    break
+                await asyncio.sleep(0.1)
+            assert paused.status_code == 200 and paused.json()["paused"]["reason"] == "slot moved", paused.text
+            assert (await ops.client.post(f"/v1/riders/{rid}/resume")).status_code == 200
+            assert dst.exists(f"rider:{{{rid}}}:other") and not dst.exists(pause_key(rid))
+        finally:
+            src.close()
+            dst.close()
+            await ops.close()
+        log = srv.log_path.read_text()
+        assert "Traceback" not in log and "unhandled error" not in log, log
+    moving = MovedError(f"{slot} 127.0.0.1:1")  # what a MULTI gives up with
+    assert isinstance(moving, REDIS_DOWN) and isinstance(AskError(f"{slot} 127.0.0.1:1"), REDIS_DOWN)
+    assert redis_unavailable(moving).code == "redis_unavailable"
+    assert "slot is being moved" in redis_unavailable(moving).message

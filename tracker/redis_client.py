@@ -19,7 +19,7 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.asyncio.connection import DefaultParser
-from redis.exceptions import (ClusterError, OutOfMemoryError, ReadOnlyError, RedisClusterUnreachableError,
+from redis.exceptions import (AskError, ClusterError, OutOfMemoryError, ReadOnlyError, RedisClusterUnreachableError,
                               ResponseError, SlotNotCoveredError, TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -43,10 +43,13 @@ REDIS_REFUSES_WRITES: tuple[type[Exception], ...] = (OutOfMemoryError, ReadOnlyE
 
 # Redis did not answer (down, restarting, paused; on a cluster also a node down, every node
 # down, a slot not served, a slot moving), or refuses writes: a client sees
-# ``redis_unavailable`` (503) and may try again.
+# ``redis_unavailable`` (503) and may try again. A slot being migrated between nodes answers
+# ``ASK`` (and ``TRYAGAIN`` for some keys moved, some not) until it is done: redis-py follows a
+# command's redirection but not a ``MULTI``'s, and gives up after its retries with ``AskError``
+# (``MovedError`` derives from it: a slot map that kept changing), which is the slot moving too.
 REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ClusterError,
                                            RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError,
-                                           *REDIS_REFUSES_WRITES)
+                                           AskError, *REDIS_REFUSES_WRITES)
 
 
 class WriteRefusalParser(DefaultParser):  # type: ignore[misc,valid-type]
@@ -70,6 +73,8 @@ def redis_unavailable(exc: BaseException) -> ApiError:
         why = "Redis is out of memory and refuses writes (its maxmemory)"
     elif isinstance(exc, ReadOnlyError):
         why = "Redis is read-only (a replica: a failover may be under way)"
+    elif isinstance(exc, (AskError, TryAgainError)):
+        why = f"a Redis Cluster slot is being moved between nodes ({type(exc).__name__})"
     else:
         why = f"Redis does not answer ({type(exc).__name__})"
     return ApiError("redis_unavailable", f"{why}; try again shortly")

@@ -35,13 +35,19 @@ def sites_key(region: str) -> str:
     return f"demand:{{{region}}}:sites"
 
 
+# KEYS: the region's counts and sites (one slot); ARGV: the merchant, its ``lat,lng``. One step
+# (a script rather than a MULTI, which on a cluster cannot follow a slot being migrated).
+_RECORD = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 0
+"""
+
+
 async def record_order(redis: AnyRedis, merchant_id: str, lat: float, lng: float) -> None:
     """Count one new order at ``merchant_id``'s restaurant (at ``lat``, ``lng``)."""
     region = dispatch_region(lat, lng)
-    pipe = redis.pipeline(transaction=True)
-    pipe.hincrby(counts_key(region), merchant_id, 1)
-    pipe.hset(sites_key(region), merchant_id, f"{lat!r},{lng!r}")
-    await pipe.execute()
+    await redis.eval(_RECORD, 2, counts_key(region), sites_key(region), merchant_id, f"{lat!r},{lng!r}")
 
 
 async def load_demand(redis: AnyRedis, region: str) -> tuple[DemandSite, ...]:

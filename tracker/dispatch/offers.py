@@ -94,6 +94,14 @@ end
 return n
 """
 
+# KEYS: the offer's settled note, its record (one slot). ARGV: "<rider> <outcome>", the note's TTL
+# in ms. The record becomes the note in one step (a script: a MULTI cannot follow a migrating slot).
+_SETTLE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 0
+"""
+
 
 def lock_key(merchant_id: str, order_id: str) -> str:
     """The key that says which offer holds ``order_id``."""
@@ -198,6 +206,7 @@ class OfferStore:
         self._take_over = redis.register_script(_TAKE_OVER)
         self._release = redis.register_script(_RELEASE)
         self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
+        self._settle = redis.register_script(_SETTLE)
 
     async def create(self, offer: OfferRecord) -> bool:
         """Claim the offer's orders and the rider; False (nothing left held) if either is taken, or
@@ -277,10 +286,9 @@ class OfferStore:
         """Free the orders and the rider held by a claimed offer; its record becomes ``outcome``."""
         await self._release(keys=offer.lock_keys, args=[offer.offer_id])
         await self._compare_and_delete(keys=[rider_offer_key(offer.rider_id)], args=[offer.offer_id])
-        pipe = self.redis.pipeline(transaction=True)  # never a moment with neither key
-        pipe.set(settled_key(offer.offer_id), f"{offer.rider_id} {outcome}", px=self.safety_ttl_ms)
-        pipe.delete(offer_key(offer.offer_id))
-        await pipe.execute()
+        # One step: never a moment with neither key.
+        await self._settle(keys=[settled_key(offer.offer_id), offer_key(offer.offer_id)],
+                           args=[f"{offer.rider_id} {outcome}", self.safety_ttl_ms])
         await self.forget_claim(offer.offer_id)  # (another slot than the above)
 
     async def settled(self, offer_id: str) -> tuple[str, str] | None:

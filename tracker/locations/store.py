@@ -194,19 +194,24 @@ async def write_fixes_by_slot(redis: RedisCluster, payload: dict, ttl_s: int) ->
     return refused
 
 
+# KEYS[1]: the rider's record; ARGV: available (1 or 0), shift start and end ('' to forget one),
+# the record's TTL. One step (a script: a MULTI cannot follow a slot being migrated on a cluster).
+_AVAILABILITY = """
+redis.call('HSET', KEYS[1], 'available', ARGV[1])
+local names = {'shift_start', 'shift_end'}
+for i = 1, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], names[i]) else redis.call('HSET', KEYS[1], names[i], ARGV[i + 1]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 0
+"""
+
+
 async def set_availability(redis: AnyRedis, rider_id: str, available: bool, shift_end: int | None, *,
                            shift_start: int | None = None) -> None:
     """Store whether the rider takes offers (and when its shift starts and ends, if known)."""
-    key = record_key(rider_id)
-    pipe = redis.pipeline(transaction=True)
-    pipe.hset(key, mapping={"available": int(available)})
-    for name, value in (("shift_start", shift_start), ("shift_end", shift_end)):
-        if value is None:
-            pipe.hdel(key, name)
-        else:
-            pipe.hset(key, name, value)
-    pipe.expire(key, RECORD_TTL_S)
-    await pipe.execute()
+    await redis.eval(_AVAILABILITY, 1, record_key(rider_id), int(available),
+                     "" if shift_start is None else shift_start, "" if shift_end is None else shift_end, RECORD_TTL_S)
 
 
 async def last_fix(redis: AnyRedis, rider_id: str) -> tuple[Fix | None, str | None, bool]:

@@ -100,8 +100,8 @@ async def create_order(rt: Runtime, order_id: str, merchant_id: str, pickup: tup
     if created:
         try:
             await record_order(rt.redis, merchant_id, pickup[0], pickup[1])
-        except Exception:  # noqa: BLE001 - demand is a planning hint; the order itself is stored
-            log.exception("demand count failed", extra={"order": order_id})
+        except Exception as exc:  # noqa: BLE001 - demand is a planning hint; the order itself is stored
+            log_failure(log, "demand count failed", exc, order=order_id)  # (one line if Redis is down)
     return wire(order, await store.history(merchant_id, order_id)), created
 
 

@@ -76,6 +76,15 @@ async def paused_riders(redis: AnyRedis) -> tuple[list[dict[str, Any]], int]:
     return out[:MAX_LISTED], len(out)
 
 
+# KEYS[1]: the rider's pause; ARGV: now, the reason, the operator. Since when (kept if paused
+# already), why and by whom, in one step (a script: a MULTI cannot follow a slot being migrated).
+_PAUSE = """
+redis.call('HSETNX', KEYS[1], 'at', ARGV[1])
+redis.call('HSET', KEYS[1], 'reason', ARGV[2], 'by', ARGV[3])
+return 0
+"""
+
+
 async def pause(request: Request) -> Response:
     """Pause the rider (operator only, with a reason): no offers until resumed; its open offer
     is withdrawn. Pausing a paused rider replaces the reason and keeps since when."""
@@ -84,11 +93,7 @@ async def pause(request: Request) -> Response:
     operator.require(Role.OPERATOR)
     reason = require_reason(await json_body(request))
     rider_id = path_id(request.path_params["rider_id"], "rider")
-    key = pause_key(rider_id)
-    pipe = rt.redis.pipeline(transaction=True)
-    pipe.hsetnx(key, "at", rt.clock.now_ms())
-    pipe.hset(key, mapping={"reason": reason, "by": operator.sub})
-    await pipe.execute()
+    await rt.redis.eval(_PAUSE, 1, pause_key(rider_id), rt.clock.now_ms(), reason, operator.sub)
     await rt.redis.sadd(PAUSED_RIDERS, rider_id)
     await rt.services["dispatcher"].withdraw_offer_of(rider_id)
     await tell_rider(rt, rider_id, paused_frame(reason))  # (best effort: its next route says it)
