@@ -23,6 +23,7 @@ from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError
 
 from clients.customer import CustomerClient
+from tracker import agreement
 from tests.orders_helpers import PICKUP, Ops, confirmed_order, events_until, merchant
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tests.test_locations import nearby
@@ -363,3 +364,34 @@ async def test_a_rider_paused_while_its_slot_is_migrating_is_a_503_at_worst_not_
     assert isinstance(moving, REDIS_DOWN) and isinstance(AskError(f"{slot} 127.0.0.1:1"), REDIS_DOWN)
     assert redis_unavailable(moving).code == "redis_unavailable"
     assert "slot is being moved" in redis_unavailable(moving).message
+
+
+@pytest.mark.parametrize("first", ["the_marks_node", "another_node"])
+def test_a_scaled_server_stopped_while_its_first_redis_address_is_down_stops_cleanly(tmp_path, first) -> None:  # type: ignore[no-untyped-def]
+    """``tracker serve --time-scale`` on a cluster named by every node, the first (the node it
+    started from) killed, then Ctrl-C: the server leaves its clock mark through another node, or,
+    when the dead node holds the mark, says it could not; either way a clean stop, exit 0. (It
+    used to reach the cluster only through the address it had started from: exit 1 and a
+    ``RedisClusterUnreachableError`` traceback, which the warning's ``except`` did not catch.)"""
+    with EmbeddedCluster(tmp_path / "cluster") as cluster:
+        holder = cluster.node_for(agreement.MARK_KEY)
+        dead = holder if first == "the_marks_node" else next(n for n in cluster.nodes if n is not holder)
+        url = ",".join(f"redis://127.0.0.1:{n.port}" for n in [dead, *(n for n in cluster.nodes if n is not dead)])
+        srv = ServerProcess(redis_url=url, data_dir=tmp_path / "srv", env={"TRACKER_TIME_SCALE": "300"})
+        reader = redis.Redis(host="127.0.0.1", port=holder.port, decode_responses=True)
+        try:
+            srv.start()
+            assert f"redis=redis://127.0.0.1:{dead.port} " in srv.log_tail(200)  # it started from that one
+            ahead = int(reader.get(agreement.MARK_KEY).split()[0])  # the running mark: 20 real s ahead
+            os.kill(dead.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            status = srv.stop()
+            log = srv.log_path.read_text()
+            assert status == 0 and "Traceback" not in log and "tracker stopped" in log, log
+            warned = "could not leave the scaled clock's mark in Redis at its stop" in log
+            if dead is holder:
+                assert warned, log
+            else:  # left at its time then, before the running mark
+                assert not warned and int(reader.get(agreement.MARK_KEY).split()[0]) < ahead, log
+        finally:
+            reader.close()
+            srv.cleanup()

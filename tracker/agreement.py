@@ -54,7 +54,7 @@ from typing import Any
 import redis
 
 from tracker.clock import MAX_SKEW_S, Clock, ClockCheck
-from tracker.redis_client import AnyRedis
+from tracker.redis_client import AnyRedis, first_answering, seed_urls
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.agreement")
@@ -182,11 +182,30 @@ def _entry(scale: float, mark: str) -> str:
     return f"{scale!r} {mark}"
 
 
+# What a blocking client raises when Redis does not serve it: a cluster client that reaches no
+# node (or no node serving a slot) raises ``RedisClusterException``s, which are no ``RedisError``.
+SYNC_REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, redis.exceptions.RedisClusterException,
+                                                      OSError)
+
+
 def _sync_client(url: str, cluster: bool, timeout: float) -> Any:
-    """A blocking client for the checks made before the server runs (and after it stopped)."""
-    if cluster:
-        return redis.RedisCluster.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    """A blocking client for the checks made before the server runs (and after it stopped).
+
+    ``url`` may name several nodes of a cluster (``REDIS_URL``): the client starts from the first
+    that answers (a cluster client learns every node at its construction, so one that cannot reach
+    its address raises there), so a server stopping while the node it started from is down still
+    reaches the others."""
+    if not cluster:  # (a cluster of one primary, named with its replicas, too)
+        return redis.Redis.from_url(first_answering(url, timeout), socket_connect_timeout=timeout,
+                                    socket_timeout=timeout)
+    seeds = seed_urls(url)
+    for i, seed in enumerate(seeds):
+        try:
+            return redis.RedisCluster.from_url(seed, socket_connect_timeout=timeout, socket_timeout=timeout)
+        except SYNC_REDIS_ERRORS:
+            if i == len(seeds) - 1:
+                raise
+    raise AssertionError("unreachable")  # (seed_urls names one address at least)
 
 
 def check_at_start(url: str, scale: float, secret: str, *, cluster: bool, timeout: float = 5.0) -> None:

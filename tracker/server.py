@@ -191,7 +191,7 @@ def _agreement_refusals(url: str) -> Iterator[None]:
         yield
     except agreement.Disagreement as exc:
         raise StartupError(str(exc)) from None
-    except (redis.RedisError, OSError) as exc:
+    except agreement.SYNC_REDIS_ERRORS as exc:
         raise StartupError(unreachable(url, exc)) from None
 
 
@@ -216,12 +216,13 @@ def start_clock(url: str, settings: Settings, *, embedded: bool, cluster: bool) 
 def mark_stopped(url: str, clock: Clock, *, cluster: bool) -> None:
     """After a clean stop of a scaled server, its clock mark at its time now, so that its next
     start resumes there exactly; if Redis does not take it, the last refreshed mark (a little
-    further ahead) stands, and says so."""
+    further ahead) stands, and says so. ``url``: every address of ``REDIS_URL`` (the one the
+    server started from may be down by now)."""
     if clock.scale == 1.0:
         return
     try:
         agreement.mark_stopped(url, clock, cluster=cluster)
-    except (redis.RedisError, OSError) as exc:
+    except agreement.SYNC_REDIS_ERRORS as exc:
         log.warning("could not leave the scaled clock's mark in Redis at its stop (%s): a restart resumes it up to "
                     "%.0f real seconds later", exc, agreement.MARK_LEAD_S)
 
@@ -308,7 +309,7 @@ def serve(settings: Settings, **uvicorn_overrides: Any) -> None:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if not lost:  # (the app and its tasks are done: nothing of this process stamps after this)
-            mark_stopped(redis_url, clock, cluster=primaries > 1)
+            mark_stopped(settings.redis_url or redis_url, clock, cluster=primaries > 1)
         log.info("tracker stopped")
         if lost:
             raise ServerLost(f"stopped because Redis is gone: {lost[0]}")
