@@ -19,9 +19,10 @@ from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tracker.geo import dispatch_region
 from tracker.locations import rider_orders_key
 from tracker.orders import open_orders_key
-from tracker.orders.counts import APPLIED_KEY, BY_STATUS_KEY
+from tracker.orders.counts import _MARK, APPLIED_KEY, BY_STATUS_KEY
 from tracker.orders.followups import FOLLOWUPS_KEY
-from tracker.orders.store import order_key
+from tracker.orders.repair import RESCANNED_KEY
+from tracker.orders.store import kitchen_queue_key, order_key
 from tracker.launcher import ServerProcess
 from tracker.redis_client import AnyRedis, connect
 
@@ -267,3 +268,46 @@ async def test_an_id_used_again_is_counted_like_a_new_order(
     finally:
         await kitchen.close()
         await ops.close()
+
+
+async def test_a_step_an_earlier_version_left_unjournaled_is_repaired_after_the_upgrade(
+        own_redis: str, start_server: Callable[..., Any], uid: Callable[[str], str]) -> None:
+    """Earlier versions took a step without its journal entry when that could not be written (a
+    cluster's ``{orders}`` node failing over): the step stood, its count stayed pending in the
+    record and its open-order index was never written, and nothing retried (a confirmed order
+    never dispatched). A server started on such a Redis journals these orders once, and the
+    repair makes their counts and indexes good."""
+    first = start_server(REPAIR_FAST, redis=own_redis)
+    ops, redis = Ops(first), connect(own_redis, decode_responses=True)
+    oid, mid = uid("o"), uid("m")
+    region = dispatch_region(PICKUP["lat"], PICKUP["lng"])
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        for _ in range(50):
+            if await redis.hget(BY_STATUS_KEY, "placed") == "1":
+                break
+            await asyncio.sleep(0.1)
+        await ops.close()
+        first.stop()
+        assert await redis.exists(RESCANNED_KEY)  # (the first start of this version rescanned)
+        # What such a confirm left: the record stepped, its count marked but never applied, no journal.
+        key = order_key(mid, oid)
+        await redis.hset(key, mapping={"status": "confirmed", "confirmed_at": int(time.time() * 1000)})
+        assert (await redis.eval(_MARK, 1, key, oid, "")).split("|")[1:3] == ["placed", "confirmed"]
+        assert not await redis.zscore(open_orders_key(region), oid) and not await redis.zcard(FOLLOWUPS_KEY)
+        await redis.delete(RESCANNED_KEY)  # as on a Redis this version has not started on yet
+        second = start_server(REPAIR_FAST, redis=own_redis)
+        ops = Ops(second)
+        for _ in range(100):
+            counts = {s: int(n) for s, n in (await redis.hgetall(BY_STATUS_KEY)).items() if int(n)}
+            if counts == {"confirmed": 1}:
+                break
+            await asyncio.sleep(0.1)
+        assert counts == {"confirmed": 1}
+        assert await redis.zscore(open_orders_key(region), oid) is not None  # to be dispatched at last
+        assert await redis.zscore(kitchen_queue_key(region), oid) is None  # no longer waiting for its kitchen
+        assert await redis.hget(key, "count_pending") is None and await redis.exists(RESCANNED_KEY)
+        assert "journaled 1 order(s) whose count" in second.log_path.read_text()
+    finally:
+        await ops.close()
+        await redis.aclose()

@@ -10,6 +10,11 @@ latest event, the riders concerned are told again and dispatch's step listeners 
 whose repair fails is reported and comes due again when its lease ends.
 The fleet-wide counts (orders by status, delivered, click-to-door) are brought in line too,
 exactly once (:mod:`tracker.orders.counts`).
+
+Once per Redis, :func:`journal_unjournaled` (the ``order-followup-rescan`` task) journals every
+order whose record still holds a count change never applied (``count_pending``): earlier versions
+took a step without its journal when the journal's node was down (on a cluster), and such a
+step's count, open-order index and rider sets were then never repaired.
 """
 from __future__ import annotations
 
@@ -23,13 +28,16 @@ from tracker.orders import followups, machine
 from tracker.orders.notices import tell_riders
 from tracker.orders.service import FOLLOWUPS_TASK, sync_indexes
 from tracker.orders.store import events_key, store_of
-from tracker.redis_client import REDIS_DOWN
+from tracker.redis_client import REDIS_DOWN, AnyRedis
 from tracker.riders.inbox import RECHECK, inbox_channel
 from tracker.runtime import Runtime
 
 log = logging.getLogger("tracker.orders.repair")
 
 MAX_PER_PASS = 1000
+RESCANNED_KEY = "followups:{orders}:rescanned"  # set once :func:`journal_unjournaled` went through this Redis
+RESCAN_KIND = "rescan"  # the journal entries it writes: no step kind, so their repair tells nobody
+RESCAN_BATCH = 500  # order records read per round trip
 
 
 class FollowupRepair:
@@ -95,3 +103,45 @@ class FollowupRepair:
                 await self.rt.pubsub.publish(inbox_channel(rider), RECHECK)
         self.repaired.inc()
         return True
+
+
+async def journal_unjournaled(rt: Runtime) -> int:
+    """Journal, for repair now, every order whose record holds a count change not applied
+    (``count_pending``); once per Redis (:data:`RESCANNED_KEY`), as the ``order-followup-rescan``
+    task at start. Returns how many orders were journaled.
+
+    Versions before this one let a step go ahead unjournaled when the journal could not be
+    written (a cluster's ``{orders}`` node down or failing over): its count failed with it and
+    stayed pending in the record, and its open-order index and rider sets, if they failed too,
+    were never re-derived (a confirmed order never dispatched). The repair of these entries
+    re-derives both from the record and tells nobody. A change found pending because a count is
+    under way, or whose entry is journaled already, is applied once all the same (by its tag).
+    One pass over the keyspace (``SCAN``, every primary), so it is done once, not at every start."""
+    redis = rt.redis
+    if await redis.exists(RESCANNED_KEY):
+        return 0
+    found, batch = 0, []
+    async for key in redis.scan_iter(match="order:{m:*}:*", count=1000, _type="hash"):
+        batch.append(key)
+        if len(batch) >= RESCAN_BATCH:
+            found += await _journal_pending(redis, batch)
+            batch = []
+    found += await _journal_pending(redis, batch)
+    await redis.set(RESCANNED_KEY, "1")
+    if found:
+        log.warning("journaled %d order(s) whose count (and perhaps their indexes) an earlier version left "
+                    "unrepaired; the follow-up repair re-derives them now", found)
+    return found
+
+
+async def _journal_pending(redis: AnyRedis, keys: list[str]) -> int:
+    """Journal, due now, the orders of ``keys`` (order records) holding a pending count change."""
+    if not keys:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.hmget(key, "id", "count_pending")
+    ids = [oid for oid, pending in await pipe.execute() if oid and pending]
+    if ids:
+        await followups.begin(redis, ids, RESCAN_KIND, 0)
+    return len(ids)
