@@ -20,6 +20,9 @@ class Fix:
     heading: float | None = None  # degrees clockwise from north
     accuracy: float | None = None  # metres
     confirmed: bool = False  # accepted by confirming fixes, far from the last good one (sanity.py)
+    # Arrived in a backlog (rider_fixes.py): a stalled link may have held it back this long (ms),
+    # so the sanity rule takes at least this long to have passed since the last good fix.
+    backlog_ms: int = 0
 
 
 def parse_fix(msg: Mapping[str, Any], now_ms: int) -> Fix:

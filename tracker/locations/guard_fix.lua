@@ -34,7 +34,9 @@ local function overruled(f, rule)
   if f[12] == 1 then
     return false, stored -- accepted by confirming fixes: the stored one was the glitch
   end
-  local elapsed = math.max(1, (new_ts - old_ts) / 1000)
+  -- (at least the silence before the backlog the fix arrived in, if any: a stalled link
+  -- delivers fixes taken over that long at once; see Fix.backlog_ms)
+  local elapsed = math.max(1, (new_ts - old_ts) / 1000, (f[13] and tonumber(f[13]) or 0) / 1000)
   local slack = math.min(rule.max_slack_m, (tonumber(extra.accuracy or '0') or 0) + (tonumber(stored[5] or '0') or 0))
   local distance = haversine_m(tonumber(stored[2]), tonumber(stored[3]), tonumber(f[3]), tonumber(f[4]), rule.earth_m)
   if math.max(0, distance - slack) / elapsed > rule.max_speed then

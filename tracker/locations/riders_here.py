@@ -8,7 +8,9 @@ the one stored, and a fix it refuses makes the stored one this process's last go
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from tracker.locations.fix import Fix
 from tracker.locations.ratelimit import TokenBucket
@@ -22,6 +24,10 @@ class RiderHere:
     judge: FixJudge
     bucket: TokenBucket
     sockets: int = 0
+    # The newest fix refused for the rate, to be taken once the budget allows unless a newer
+    # one is taken first (rider_fixes.py), and the task that waits to take it.
+    held: Any = None
+    held_task: asyncio.Task[None] | None = None
 
 
 class RidersHere:

@@ -7,7 +7,9 @@ The rule (docs/architecture.md, "GPS sanity"):
   timestamp a fix at the same place is a rider standing still, and keeps it fresh;
 - a fix implying a speed above ``max_speed_mps`` from the last good fix is a teleport:
   refused with ``implausible_fix``, the last good fix is kept. The elapsed time is taken from
-  server receive times (never below one second, which absorbs network bunching), and the
+  server receive times (never below one second, which absorbs network bunching, nor below the
+  silence before a backlog the fix arrived in, ``Fix.backlog_ms``: a link that stalled delivers
+  fixes taken over that long all at once), and the
   distance is discounted by the two fixes' reported accuracy (up to 100 m), so jitter of a
   rider standing still is never a teleport;
 - but the last good fix may itself have been the glitch (a cold GPS's first fix at 0, 0; a
@@ -51,7 +53,7 @@ CONFIRMING_FIXES = 3  # refused fixes in a row, plausible from each other, that 
 
 def plausible(last: Fix, new: Fix, max_speed_mps: float) -> bool:
     """Could a rider at ``last`` be at ``new`` when it was received?"""
-    elapsed_s = max(1.0, (new.ts - last.ts) / 1000.0)
+    elapsed_s = max(1.0, (new.ts - last.ts) / 1000.0, new.backlog_ms / 1000.0)
     slack = min(MAX_ACCURACY_DISCOUNT_M, (new.accuracy or 0.0) + (last.accuracy or 0.0))
     distance = max(0.0, haversine_m(last.lat, last.lng, new.lat, new.lng) - slack)
     return distance / elapsed_s <= max_speed_mps

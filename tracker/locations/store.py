@@ -144,7 +144,7 @@ def fixes_payload(batch: dict[str, tuple[Fix, str | None]], renew_ttl: Collectio
         extra["client_ts"] = "" if fix.client_ts is None else str(fix.client_ts)
         rows.append((record_key(rider_id), rider_id, repr(fix.lat), repr(fix.lng), str(fix.ts),
                      rider_cell(fix.lat, fix.lng), region, previous_region or "", int(rider_id in renew_ttl), extra,
-                     repr(geo_index_lat(fix.lat)), int(fix.confirmed)))
+                     repr(geo_index_lat(fix.lat)), int(fix.confirmed), int(fix.backlog_ms)))
     # Every key name comes from this module, so the script knows no key layout of its own.
     payload = {"riders": rows, "region_keys": region_keys, "active": ACTIVE_REGIONS, "rule": rule or guard_rule()}
     return payload, regions
@@ -170,7 +170,7 @@ async def write_fixes_by_slot(redis: RedisCluster, payload: dict, ttl_s: int) ->
     geo: dict[str, list[list[str]]] = {}
     leaving: dict[str, list[str]] = {}
     for row, reply in zip(rows, replies):
-        key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat, _ = row
+        key, rider, lat, lng, ts, cell, region, previous, renew, extra, geo_lat, *_ = row
         if reply[0] == "refused":
             refused.append(refusal(reply[1:]))
             continue

@@ -4,7 +4,8 @@
 --   riders: one entry per rider:
 --     [record key, rider, lat, lng, ts, cell, region, previous_region or "", renew_ttl (0/1),
 --      {optional fields}, the latitude to index (lat clamped to Redis GEO's +-85.05112878),
---      confirmed (1: accepted by confirming fixes, see guard_fix.lua)]
+--      confirmed (1: accepted by confirming fixes, see guard_fix.lua),
+--      backlog ms (how long a stalled link may have held the fix back, see guard_fix.lua)]
 --   (numbers as strings, so the hash keeps exactly what was accepted)
 --   rule: guard_fix.lua's rule (prepended to this script)
 --   region_keys: {region: [geoset key, staleness key]} for every region named above

@@ -89,10 +89,13 @@ class FixWriter:
 
     def submit(self, rider_id: str, fix: Fix) -> None:
         """Queue a fix for writing; never blocks. A fix replacing an unwritten confirmed one
-        (sanity.py) stays confirmed: it was judged from that one, which the store never saw."""
+        (sanity.py) stays confirmed: it was judged from that one, which the store never saw; so
+        does the time a backlog may have held that one back (``backlog_ms``)."""
         waiting = self._pending.get(rider_id)
         if waiting is not None and waiting[0].confirmed and not fix.confirmed:
             fix = replace(fix, confirmed=True)
+        if waiting is not None and waiting[0].backlog_ms > fix.backlog_ms:
+            fix = replace(fix, backlog_ms=waiting[0].backlog_ms)
         self._pending[rider_id] = (fix, self.regions.get(rider_id))
         self._submitted += 1
         self._wake.set()
