@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import signal
 import sys
 from typing import Any, Awaitable, Callable
@@ -102,10 +103,15 @@ def remaining(deadline: float | None) -> float:
 
 # Closes after which a phone would simply connect again: the server going away (1001: a restart
 # or a deploy), an error on its side (1011), a restart or overload (1012, 1013), and a connection
-# lost without a close frame (1006). Any other close (a refused token, 1008 policy) ends the client.
+# lost without a close frame (1006); also a 1008 whose reason asks for it (``too_slow: ...;
+# reconnect``) and one for sending too fast (``rate_limited: ...``, after a pause: a link that
+# stalled may have delivered in one burst what a client sent in good faith). Any other close (a
+# refused token, another 1008 policy close) ends the client.
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
+CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013  # the server is full (over_capacity) or draining for a restart
 MAX_BACKOFF_S = 10.0
+RATE_LIMITED_PAUSE_S = 10.0  # after a 1008 rate_limited close whose reason does not say how long
 RETRY_CODES = ("redis_unavailable", "rate_limited")  # an action refused for these is sent again
 
 
@@ -125,6 +131,16 @@ def refused_action(frame: dict[str, Any]) -> tuple[str, str] | None:
     return action, oid
 
 
+def rate_limited_pause(code: int, reason: str) -> float | None:
+    """The pause before connecting again after the server closed the socket for sending too fast
+    (1008, reason ``rate_limited: ...``): what the reason asks (``reconnect in N s``), else
+    :data:`RATE_LIMITED_PAUSE_S`; ``None`` for any other close."""
+    if code != CLOSE_POLICY or not reason.startswith("rate_limited:"):
+        return None
+    asked = re.search(r"reconnect in (\d+(?:\.\d+)?) s", reason)
+    return min(float(asked.group(1)), 300.0) if asked else RATE_LIMITED_PAUSE_S
+
+
 async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float | None, servers: Servers, *,
                          connected_before: bool = False) -> None:
     """Run ``session`` (one connection to ``servers.current``, until the deadline) and, when the
@@ -133,7 +149,10 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
 
     A server that answers the handshake 503 (full: ``over_capacity``, or without Redis for now)
     or lets the socket in and closes it 1013 is asked again the same way, even the first time.
-    A first connection that fails on every server, a refused token or a policy close still end
+    A socket closed 1008 ``rate_limited`` (the client sent too fast, or a stalled link delivered
+    its messages at once) connects again after the pause the reason asks for (at least; jittered
+    x1 to x1.5), else :data:`RATE_LIMITED_PAUSE_S`.
+    A first connection that fails on every server, a refused token or another policy close still end
     the client (the caller's :func:`run` reports them); so does a server that stays away past
     the deadline. Pauses are jittered (x0.5 to x1.5). ``connected_before``: this client was
     connected already (it is connecting again on purpose), so no connection is a first one.
@@ -142,16 +161,20 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
     connected_once, backoff, unreached = connected_before, 0.5, 0
     while True:
         started = loop.time()
+        at_least = 0.0  # the pause the server asked for
         try:
             await session()
             return
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else 1006
             reason = exc.rcvd.reason if exc.rcvd is not None else ""
-            if code not in RECONNECT_CODES and "reconnect" not in reason:  # (1008 too_slow asks to)
+            asked = rate_limited_pause(code, reason)
+            if code not in RECONNECT_CODES and "reconnect" not in reason and asked is None:  # (1008 too_slow asks to)
                 raise
             why = f"{code} {reason}".strip() if exc.rcvd is not None else "1006 no close frame"
             what = "is full or restarting" if code == CLOSE_TRY_AGAIN else "went away"
+            if asked is not None:
+                what, at_least = "cut this client off for sending too fast", asked * random.uniform(1.0, 1.5)
             connected_once = True
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
             status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
@@ -172,7 +195,7 @@ async def keep_connected(session: Callable[[], Awaitable[None]], deadline: float
         if loop.time() - started > 60:
             backoff = 0.5  # a connection that lasted: start the pauses again
         # Jittered: clients cut off (or turned away) together do not all come back together.
-        pause = min(backoff * random.uniform(0.5, 1.5), remaining(deadline))
+        pause = min(max(at_least, backoff * random.uniform(0.5, 1.5)), remaining(deadline))
         if pause <= 0:
             note(f"the server {what} ({why}) and was not back before the end (--for)")
             return

@@ -8,7 +8,10 @@
 From the command line (``python -m clients.rider --help``, or ``python clients/rider.py``)
 it connects one rider, streams a position, prints every frame and answers offers, and connects
 again when the server goes away (a restart, 1001) after it was connected, or turns it away
-while full (1013, or HTTP 503 ``over_capacity`` at the handshake)::
+while full (1013, or HTTP 503 ``over_capacity`` at the handshake), or cuts it off for sending
+too fast (1008 ``rate_limited``, after the pause the server asks for). Fixes go as a phone app
+sends them over a bad network (:class:`FixSender`): never piled into a link that is not
+draining, the newest position replacing one still waiting::
 
     python -m clients.rider --token "$(tracker token --role rider --sub r1)" --lat 52.52 --lng 13.405 --accept
 """
@@ -24,7 +27,7 @@ if not __package__:  # run as a script (python clients/rider.py): import the pac
 import argparse
 import asyncio
 import math
-from typing import Any, Iterable
+from typing import Any, Awaitable, Iterable
 
 from clients.deliveries import Deliveries
 from clients.jsonsocket import BadFrame, JsonSocket
@@ -78,8 +81,70 @@ class RiderClient(JsonSocket):
             await asyncio.sleep(1.0 / rate_hz)
 
 
+class FixSender:
+    """Sends a rider's newest position the way a phone app does over a bad network: one fix in
+    flight at most, never a backlog.
+
+    :meth:`put` gives the newest position; :meth:`run` sends it, then a WebSocket ping, and
+    sends nothing more until that ping's pong is back, i.e. until the link has delivered the
+    fix. Positions put meanwhile replace the one waiting (coalesced) instead of queueing behind
+    it: a link that stalls holds one fix, and when it flows again the newest position goes,
+    not every fix taken meanwhile in one burst (which the server would mostly refuse for its
+    rate). The WebSocket library cannot tell: ``send`` returns at once and its write buffer
+    stays empty while the kernel takes a stalled link's bytes, hundreds of KiB of them. After
+    a ``rate_limited`` refusal of a fix nothing is sent until the server takes fixes again
+    (:meth:`back_off`). A connection that goes ends :meth:`run` with ``ConnectionClosed``.
+    """
+
+    NOTE_AFTER_S = 2.0  # a link that held a fix this long is said on stderr when it drains
+
+    def __init__(self, rider: RiderClient) -> None:
+        self.rider = rider
+        self.pending: tuple[float, float] | None = None  # the newest position, not sent yet
+        self.replaced = 0  # positions never sent since the last one went: a newer one took their place
+        self._ready = asyncio.Event()
+        self._resume_at = 0.0  # loop time before which no fix is sent (after rate_limited)
+
+    def put(self, lat: float, lng: float) -> None:
+        """The rider's newest position: sent as soon as the link takes it, unless a newer one comes first."""
+        if self.pending is not None:
+            self.replaced += 1
+        self.pending = (lat, lng)
+        self._ready.set()
+
+    def back_off(self, seconds: float) -> None:
+        """Send no fix for ``seconds`` (the server refused one as ``rate_limited``)."""
+        loop = asyncio.get_running_loop()
+        self._resume_at = max(self._resume_at, loop.time() + seconds)
+
+    async def run(self) -> None:
+        from clients.cli_common import note
+
+        loop = asyncio.get_running_loop()
+        pong: Awaitable[float] | None = None  # the answer to the ping that followed the last fix
+        sent_at = loop.time()
+        while True:
+            await self._ready.wait()
+            if pong is not None:
+                await pong  # the link delivered the last fix (ConnectionClosed if it went)
+                pong = None
+            while (pause := self._resume_at - loop.time()) > 0:
+                await asyncio.sleep(pause)
+            self._ready.clear()
+            assert self.pending is not None
+            (lat, lng), self.pending = self.pending, None
+            replaced, self.replaced = self.replaced, 0
+            await self.rider.location(lat, lng)
+            held, sent_at = loop.time() - sent_at, loop.time()
+            pong = await self.rider.ws.ping()
+            if replaced and held >= self.NOTE_AFTER_S:
+                note(f"the link took no fix for {held:.1f} s; sent the newest position, {lat:.6f},{lng:.6f}, "
+                     f"in place of {replaced} not sent")
+
+
 PROG = "python -m clients.rider"
 METRES_PER_DEGREE = 111_320.0
+MIN_BACK_OFF_S = 1.0  # the least pause in fixes after a rate_limited refusal
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,13 +185,30 @@ def _step(lat: float, lng: float, metres: float, heading_deg: float) -> tuple[fl
     return max(-90.0, min(90.0, lat2)), (lng2 + 180.0) % 360.0 - 180.0
 
 
-async def _stream(rider: RiderClient, args: argparse.Namespace) -> None:
-    lat, lng = args.lat, args.lng
+def _position(args: argparse.Namespace, started: float) -> tuple[float, float]:
+    """Where the rider is now (loop time ``started``: when the client started): it moves on at
+    ``--speed`` whatever the connection does, and is there again after a reconnect."""
+    if not args.move:
+        return args.lat, args.lng
+    moving = asyncio.get_running_loop().time() - started
+    return _step(args.lat, args.lng, args.speed * moving, args.heading)
+
+
+async def _stream(sender: FixSender, args: argparse.Namespace, started: float) -> None:
+    """Take a position every ``--every`` seconds (a phone's GPS); the sender sends the newest."""
     while True:
-        await rider.location(lat, lng)
+        sender.put(*_position(args, started))
         await asyncio.sleep(args.every)
-        if args.move:
-            lat, lng = _step(lat, lng, args.speed * args.every, args.heading)
+
+
+def _refuses_a_fix(frame: dict[str, Any]) -> float | None:
+    """The pause the server asks for (seconds) when ``frame`` refuses a fix as ``rate_limited``
+    (an error without ``ref``: this client's fixes carry no ``id``); else ``None``."""
+    if frame.get("type") != "error" or frame.get("code") != "rate_limited" or "ref" in frame:
+        return None
+    retry_ms = frame.get("retry_after_ms")
+    retry_s = retry_ms / 1000 if isinstance(retry_ms, (int, float)) and math.isfinite(retry_ms) else 0.0
+    return max(MIN_BACK_OFF_S, min(retry_s, 60.0))
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -135,10 +217,12 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     deadline = None if args.duration is None else loop.time() + args.duration
     reported: dict[str, str | None] = {}  # where each order stands, across connections
-    await keep_connected(lambda: _session(args, deadline, reported), deadline, args.servers)
+    started = loop.time()  # (where a moving rider is: _position)
+    await keep_connected(lambda: _session(args, deadline, reported, started), deadline, args.servers)
 
 
-async def _session(args: argparse.Namespace, deadline: float | None, reported: dict[str, str | None]) -> None:
+async def _session(args: argparse.Namespace, deadline: float | None, reported: dict[str, str | None],
+                   started: float) -> None:
     """One connection: until the deadline, or until the server closes it (then a new one
     starts with the server's ``route`` frame, and ``--deliver`` carries on from there)."""
     from clients.cli_common import note, refused_action, remaining, show
@@ -150,8 +234,11 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
         # Said on every connection, either way: a rider that ran with --unavailable once is not
         # left off duty by the server's record when started without it.
         await rider.availability(not args.unavailable)
+        sender: FixSender | None = None
         if args.lat is not None:
-            background.add(asyncio.ensure_future(_stream(rider, args)))
+            sender = FixSender(rider)
+            background.add(asyncio.ensure_future(_stream(sender, args, started)))
+            background.add(asyncio.ensure_future(sender.run()))
             note(f"streaming fixes from {args.lat:.6f},{args.lng:.6f} every {args.every:g} s"
                  + (f", moving at {args.speed:g} m/s heading {args.heading:g}" if args.move else ""))
         try:
@@ -167,6 +254,8 @@ async def _session(args: argparse.Namespace, deadline: float | None, reported: d
                     note(f"{exc}; ignored")
                     continue
                 show(frame)
+                if sender is not None and (back_off := _refuses_a_fix(frame)) is not None:
+                    sender.back_off(back_off)  # (the frame is on stdout; the next fix waits)
                 if frame.get("type") == "offer":
                     offer_id = frame.get("offer_id")
                     if not (args.accept or args.decline):

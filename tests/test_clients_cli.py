@@ -777,3 +777,59 @@ def test_the_customer_ends_in_one_line_when_the_order_cannot_be_read_after_skipp
     assert proc.returncode == 1 and "Traceback" not in err, err
     said = [line for line in err.splitlines() if not line.startswith("#")]
     assert len(said) == 1 and "token revoked" in said[0], err
+
+
+@contextmanager
+def closing_first(code: int, reason: str) -> Iterator[tuple[str, list[float], list[float]]]:
+    """A WebSocket server (standing in for a tracker) that closes the first connection with
+    ``code`` and ``reason`` once it got a fix on it, and holds later ones; yields its http:// URL,
+    when each connection came and when it closed the first (monotonic)."""
+    import threading
+
+    from websockets.sync.server import serve
+
+    came: list[float] = []
+    closed: list[float] = []
+
+    def handler(ws: Any) -> None:
+        came.append(time.monotonic())
+        if len(came) == 1:
+            while json.loads(ws.recv(10)).get("type") != "location":
+                pass
+            ws.close(code, reason)
+            closed.append(time.monotonic())
+            return
+        for _ in ws:  # until the client goes
+            pass
+
+    with serve(handler, "127.0.0.1", 0) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.socket.getsockname()[1]}", came, closed
+        finally:
+            srv.shutdown()
+            thread.join(5)
+
+
+@pytest.mark.parametrize(("reason", "least", "most"), [
+    ("rate_limited: too many location fixes, connection closed; reconnect in 1 s and send at most 5 a second", 1.0, 2.5),
+    ("rate_limited: too many location fixes, connection closed", 2.5, None),  # (a server that says no pause)
+    ("forbidden: not this rider's", None, None),
+], ids=["pause-asked", "pause-not-said", "other-policy-close"])
+def test_a_rider_cut_off_for_sending_too_fast_connects_again_after_a_pause(
+        reason: str, least: float | None, most: float | None) -> None:
+    """A 1008 ``rate_limited`` close (a stalled link may have delivered a rider's fixes at once)
+    does not end the command-line rider: it connects again, after the pause the reason asks
+    for, else 10 s (here cut short by ``--for``); another policy close still ends it."""
+    with closing_first(1008, reason) as (url, came, closed):
+        run = client("rider", "--server", url, "--token", "t", "--lat", "52.52", "--lng", "13.405", "--every", "0.2",
+                     "--for", "4")
+    if least is None:
+        assert run.returncode == 1 and f"the server closed the connection: 1008 {reason}" in run.stderr, run.stderr
+        assert len(came) == 1
+        return
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert f"cut this client off for sending too fast (1008 {reason}); connecting again in" in run.stderr, run.stderr
+    assert len(came) >= 2 and closed, (came, closed, run.stderr)
+    assert came[1] - closed[0] >= least and (most is None or came[1] - closed[0] <= most), (came, closed, run.stderr)

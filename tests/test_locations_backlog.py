@@ -1,13 +1,16 @@
 """A rider's link that stalls for less than the keepalive holds the fixes sent meanwhile and
 delivers them in one burst when it comes back: the rider stays connected and ends at its
-newest position (the server takes a backlog from any client without closing it, and keeps
-its newest fix), while a client flooding fixes on purpose is still cut off. A real server
-and a stalling TCP proxy (stall_proxy.py)."""
+newest position (the command-line rider does not pile fixes into a link that is not draining;
+the server takes a backlog from any client without closing it, and keeps its newest fix),
+while a client flooding fixes on purpose is still cut off. A real server, the real
+``clients.rider`` process and a stalling TCP proxy (stall_proxy.py)."""
 from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -16,6 +19,7 @@ import websockets
 from tests.stall_proxy import StallProxy
 from tracker.launcher import ServerProcess
 
+ROOT = Path(__file__).resolve().parents[1]
 M_PER_DEG = 111_320.0
 
 
@@ -34,6 +38,84 @@ async def eventually(check, timeout: float):  # type: ignore[no-untyped-def]
         if result or time.monotonic() > deadline:
             return result
         await asyncio.sleep(0.1)
+
+
+class Lines:
+    """The lines a child process writes on one stream, with when each came."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.task = asyncio.ensure_future(self._read(stream))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.lines.append((time.monotonic(), line.decode(errors="replace").rstrip("\n")))
+
+    def since(self, t: float) -> list[str]:
+        return [line for at, line in self.lines if at >= t]
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+
+async def test_the_command_line_rider_behind_a_link_that_stalls_stays_connected_at_its_newest_position(
+        server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """3.3 fixes a second (under the 5 allowed), moving at 8 m/s; the link stalls 19 s, less than
+    the keepalive, so neither side gives up on the socket. Once it flows again the client is
+    still running on its first connection, nothing it sent was refused, and nearby search shows
+    the position the client had when the link came back (or a later one), not one from the
+    start of the stall."""
+    rid, lat, lng = uid("stall"), 47.3, 8.5 + (hash(uid("x")) % 1000) * 1e-4
+    proxy = StallProxy(server.port)
+    port = await proxy.start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "clients.rider", "--server", f"http://127.0.0.1:{port}", "--token",
+        server.token("rider", rid), "--lat", str(lat), "--lng", str(lng), "--every", "0.3", "--move",
+        "--speed", "8", "--heading", "90", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        assert await eventually(lambda: nearby_rider(server, rid, lat, lng), 15), err.text()
+        await asyncio.sleep(1)
+        proxy.stall()
+        await asyncio.sleep(19)
+        assert proc.returncode is None, err.text()
+        before = proxy.forwarded["up"]
+        resumed = time.monotonic()
+        proxy.resume()
+
+        async def drained_note() -> list[str]:
+            return [line for line in err.since(resumed) if "sent the newest" in line]
+
+        notes = await eventually(drained_note, 5)
+        assert proc.returncode is None and "closed the connection" not in err.text(), err.text()
+        assert notes, err.text()
+        sent = re.search(r"(-?\d+\.\d+),(-?\d+\.\d+)", notes[0])
+        assert sent, notes
+        newest_lng = float(sent.group(2))
+        assert newest_lng - lng > 19 * 8 * 0.8 / (M_PER_DEG * 0.678), notes  # (it moved on while stalled)
+
+        async def shown_at_newest() -> dict | None:
+            found = await nearby_rider(server, rid, lat, lng)
+            return found if found is not None and found["lng"] >= newest_lng - 2e-6 else None
+
+        shown = await eventually(shown_at_newest, 3)
+        assert shown is not None, (await nearby_rider(server, rid, lat, lng), newest_lng, err.text())
+        await asyncio.sleep(3)  # it goes on streaming on the same socket
+        assert proc.returncode is None, err.text()
+        frames = [orjson.loads(line) for line in out.since(resumed) if line.startswith("{")]
+        assert [f for f in frames if f.get("type") == "error"] == [], frames
+        assert err.text().count("# connected to") == 1 and "connecting again" not in err.text(), err.text()
+        later = await nearby_rider(server, rid, lat, lng)
+        assert later is not None and later["lng"] > shown["lng"], (later, shown)
+        # What the client wrote into the stalled link: about one fix (and a ping), not 50.
+        assert proxy.forwarded["up"] - before < 2000, proxy.forwarded
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+        await asyncio.gather(out.task, err.task)
+        proxy.close()
 
 
 async def test_a_backlog_delivered_at_once_after_a_stall_keeps_the_socket_and_ends_at_its_newest_fix(
