@@ -37,9 +37,14 @@ class Lease:
 
     async def hold(self) -> bool:
         """Take the lease if free, or renew it if already ours; True when we hold it."""
-        if await self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]):
+        if await self.renew():
             return True
         return bool(await self.redis.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+
+    async def renew(self) -> bool:
+        """Renew the lease if it is still ours, never taking it afresh; False when it lapsed or
+        another holds it (whatever we did since we last held it may be another's to do now)."""
+        return bool(await self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]))
 
     async def release(self) -> bool:
         """Give the lease up if we hold it; True when it was ours."""

@@ -6,7 +6,8 @@ process plans a region at a time; then it builds a :class:`~tracker.dispatch.mod
 (confirmed orders not on offer, available riders near the region with no pending offer,
 planned from the end of their routes, the region's demand by restaurant), runs the very same :func:`~tracker.dispatch.planner.plan` the MDRP replay runs, in a
 worker thread (the kernel releases the GIL), and commits each offer with
-:meth:`OfferStore.create` (all-or-nothing per bundle). Correctness never rests on the lease:
+:meth:`OfferStore.create` (all-or-nothing per bundle), unless the round lost its lease or stood
+still too long meanwhile (:attr:`Dispatcher.round_limit_ms`). Correctness never rests on the lease:
 an order is claimed by one offer at a time and assigned by one atomic step, whichever process
 acts. A separate sweep expires unanswered offers.
 """
@@ -45,6 +46,7 @@ log = logging.getLogger("tracker.dispatch")
 REGION_RESCAN_ROUNDS = 30  # dispatch intervals between scans for open-order regions missing from the index
 LAST_ROUND_KEY = "dispatch:last_round"  # the newest round's figures, whichever process ran it
 CLOCK_OFF_WAIT_S = 0.5  # how often the offer sweep and the loop's pause look whether this host's clock agrees
+LEASE_FLOOR_REAL_S = 2.0  # the shortest lease, and the longest a round may stand still whatever the interval
 
 
 @dataclass
@@ -63,7 +65,8 @@ class DispatchMetrics:
     def create(cls, registry: Any) -> "DispatchMetrics":
         return cls(
             rounds=Counter("tracker_dispatch_rounds", "Dispatch rounds planned", registry=registry),
-            offers=Counter("tracker_dispatch_offers", "Offers by what became of them (sent, lost_race, accepted, "
+            offers=Counter("tracker_dispatch_offers", "Offers by what became of them (sent, lost_race, stale: "
+                           "planned by a round that lost its lease or stood still too long, never made; accepted, "
                            "declined, withdrawn; expired ones are tracker_dispatch_offers_expired)", ["outcome"],
                            registry=registry),
             round_seconds=Histogram(
@@ -87,7 +90,15 @@ class Dispatcher:
         self.policy = policy or Policy.from_settings(rt.settings)
         self.owner = process_name()  # (as the roll call of processes names it: an operator matches the two)
         interval_real_ms = rt.clock.real_seconds(rt.settings.dispatch_interval_s) * 1000
-        self.lease_ttl_ms = int(max(2000.0, 3 * interval_real_ms))
+        self.lease_ttl_ms = int(max(LEASE_FLOOR_REAL_S * 1000, 3 * interval_real_ms))
+        # How long (server ms) a round may stand still, from reading its region to its offers and
+        # between two of them, before it is dropped (a process stopped or starved, a Redis answer
+        # that came late): one interval, by when the next round, planned afresh, is due (a pass that
+        # overran starts the next at once); at least the lease's floor in real time, so that a round
+        # that merely takes longer than a short interval (a test's 0.3 s, a replay's sped-up clock)
+        # still commits. Always within the lease's TTL (three intervals).
+        self.round_limit_ms = int(max(rt.settings.dispatch_interval_s * 1000,
+                                      LEASE_FLOOR_REAL_S * 1000 * rt.clock.scale))
         offer_real_ms = rt.clock.real_seconds(rt.settings.offer_timeout_s) * 1000
         self.store = OfferStore(rt.redis, rt.clock, safety_ttl_ms=int(max(60_000.0, 4 * offer_real_ms)))
         self.metrics = DispatchMetrics.create(rt.registry)
@@ -194,10 +205,17 @@ class Dispatcher:
         decided = await asyncio.to_thread(plan, snapshot, self.policy)
         solve_s = time.perf_counter() - t1
         self.metrics.solve_seconds.observe(solve_s)
+        previous = await self._may_commit(region, now, len(decided.offers))  # (when the round was last seen live)
+        if previous is None:
+            return []
         sent = []
         orders_by_id = {o.id: o for o in loaded.orders}
-        for offer in decided.offers:
-            record = self._record(offer, [orders_by_id[oid] for oid in offer.new_order_ids], now)
+        for n, offer in enumerate(decided.offers):
+            made = self.rt.clock.now_ms()  # each offer's time to answer counts from its own making
+            if self._stood_still(region, made - previous, "between two of its offers", len(decided.offers) - n):
+                break
+            previous = made
+            record = self._record(offer, [orders_by_id[oid] for oid in offer.new_order_ids], made)
             if await self.store.create(record):
                 if await self._gone_meanwhile(record.rider_id):
                     # Paused, off duty, or gone (its app closed, its token revoked), while this round
@@ -205,6 +223,10 @@ class Dispatcher:
                     # existed, so it is settled here, unsent (not left to expire with its orders).
                     await self.withdraw(record, tell=False)
                     continue
+                if self._stood_still(region, self.rt.clock.now_ms() - made, "while it made an offer",
+                                     len(decided.offers) - n):
+                    await self.withdraw(record, tell=False)  # (its time to answer partly gone, unsent)
+                    break
                 await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())
                 self.metrics.offers.labels("sent").inc()
                 sent.append(record)
@@ -213,6 +235,34 @@ class Dispatcher:
         await self._publish_estimates(region, loaded.waiting, decided.estimates, now)
         await self._note_round(region, loaded.orders, loaded.riders, sent, solve_s, time.perf_counter() - t0, now)
         return sent
+
+    async def _may_commit(self, region: str, started_ms: int, planned: int) -> int | None:
+        """The server time now if the round that read ``region`` at ``started_ms`` may make its
+        ``planned`` offers: it still holds the region's lease (renewed now: it lapses if the round
+        took longer than the lease, and another process may have planned the region since) and
+        read the region at most :attr:`round_limit_ms` ago. Else ``None``: the round is dropped,
+        nothing sent."""
+        lease = self._held.get(region)
+        if lease is not None and not await lease.renew():
+            self._drop(region, "its lease lapsed or was taken over meanwhile", planned)
+            return None
+        checked = self.rt.clock.now_ms()
+        return None if self._stood_still(region, checked - started_ms, "before its offers", planned) else checked
+
+    def _stood_still(self, region: str, gap_ms: int, where: str, dropped: int) -> bool:
+        """Whether ``gap_ms`` (server ms) with nothing done is more than a round may stand still;
+        if so, the round's ``dropped`` offers left are dropped (logged, counted)."""
+        if gap_ms <= self.round_limit_ms:
+            return False
+        self._drop(region, f"it stood still {gap_ms / 1000:.1f} s {where} (at most {self.round_limit_ms / 1000:g} s "
+                           "of server time)", dropped)
+        return True
+
+    def _drop(self, region: str, why: str, dropped: int) -> None:
+        """Count and log the offers a stale round does not make (its orders go to the next round)."""
+        self.metrics.offers.labels("stale").inc(dropped)
+        log.warning("dispatch round of region %s dropped, %d offers unsent: %s; the next round plans afresh",
+                    region, dropped, why)
 
     async def _gone_meanwhile(self, rider_id: str) -> bool:
         """Whether the rider was paused, went off duty, or left (its app closed, its token
@@ -250,6 +300,7 @@ class Dispatcher:
         log.debug("dispatch round", extra={"round": self.last_round})
 
     def _record(self, offer: Offer, orders: list[OrderView], now_ms: int) -> OfferRecord:
+        """The offer made at ``now_ms``: its rider has ``TRACKER_OFFER_TIMEOUT_S`` from then."""
         timeout_ms = int(self.rt.settings.offer_timeout_s * 1000)
         drop_eta = dict(zip(offer.order_ids, offer.drop_eta_ms))
         return OfferRecord(
