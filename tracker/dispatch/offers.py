@@ -5,7 +5,9 @@ Keys (the braces are Redis Cluster hash tags):
 - ``offerlock:{m:<merchant>}:<order>`` -> offer id. An order is on offer to at most one
   rider: a bundle's locks (one merchant, so one slot) are taken all-or-nothing by a Lua
   script, and only the offer holding them may turn into an assignment.
-- ``offer:{<offer id>}`` -> the offer record (JSON): rider, merchant, orders, expiry.
+- ``offer:{<offer id>}`` -> the offer record (JSON): rider, merchant, orders, expiry, and
+  ``sent`` once the offer frame was published to the rider (or shown to it on reconnecting): an
+  offer that expires never sent was never the rider's to answer (:meth:`OfferStore.mark_sent`).
 - ``offer:{<offer id>}:settled`` -> ``"<rider> <outcome>"`` once the offer is settled
   (accepted, declined, expired, withdrawn), kept as long as a record's safety TTL, so a late
   answer is told what became of the offer (``conflict``) rather than that it never existed.
@@ -26,7 +28,7 @@ leaks and are set in real time with a margin (a replay clock may run faster).
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -60,6 +62,19 @@ end
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
+return 1
+"""
+
+# KEYS: the offer's record. ARGV: the record as made, the same marked sent, then the rider's inbox
+# channel and the offer frame (or two empty strings: the mark alone). While the offer is open (its
+# record there: not settled), marks it sent (unless it is already) and publishes the frame, in one
+# step: the frame goes out only with the mark, and a process killed before this step leaves an
+# offer unmarked that its rider never got. 0 (nothing done) when the offer is settled.
+_SEND = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+if raw == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
 """
 
@@ -149,13 +164,14 @@ class OfferRecord:
     orders: tuple[dict, ...]  # the wire form of each order, as sent in the offer frame
     joins: tuple[str, ...] = ()
     sequence: tuple[str, ...] = ()  # the delivery sequence of an add-on, held orders included
+    sent: bool = False  # published to the rider (or shown to it on reconnecting): see OfferStore.mark_sent
 
     def to_json(self) -> bytes:
         return orjson.dumps(
             {
                 "offer_id": self.offer_id, "rider_id": self.rider_id, "merchant_id": self.merchant_id,
                 "order_ids": list(self.order_ids), "expires_at": self.expires_at, "orders": list(self.orders),
-                "joins": list(self.joins), "sequence": list(self.sequence),
+                "joins": list(self.joins), "sequence": list(self.sequence), "sent": self.sent,
             }
         )
 
@@ -165,7 +181,7 @@ class OfferRecord:
         return cls(
             offer_id=d["offer_id"], rider_id=d["rider_id"], merchant_id=d["merchant_id"],
             order_ids=tuple(d["order_ids"]), expires_at=int(d["expires_at"]), orders=tuple(d["orders"]),
-            joins=tuple(d.get("joins", ())), sequence=tuple(d.get("sequence", ())),
+            joins=tuple(d.get("joins", ())), sequence=tuple(d.get("sequence", ())), sent=bool(d.get("sent")),
         )
 
     def frame(self, kind: str = "offer") -> dict:
@@ -207,6 +223,7 @@ class OfferStore:
         self._release = redis.register_script(_RELEASE)
         self._compare_and_delete = redis.register_script(COMPARE_AND_DELETE)
         self._settle = redis.register_script(_SETTLE)
+        self._send = redis.register_script(_SEND)
 
     async def create(self, offer: OfferRecord) -> bool:
         """Claim the offer's orders and the rider; False (nothing left held) if either is taken, or
@@ -235,6 +252,15 @@ class OfferStore:
         await self.redis.delete(offer_key(offer.offer_id))
         await self.forget_claim(offer.offer_id)
         return False
+
+    async def mark_sent(self, offer: OfferRecord, channel: str = "", message: str = "") -> bool:
+        """Mark the offer sent to its rider and, given a ``channel``, publish ``message`` there, in
+        one step; False (nothing done) when the offer is settled already. Its expiry counts as the
+        rider's refusal only if it was sent (``sent``): one whose dispatcher died before sending it
+        is withdrawn instead. Answers never wait for the mark (an accept may race it)."""
+        made = replace(offer, sent=False).to_json()
+        return bool(await self._send(keys=[offer_key(offer.offer_id)],
+                                     args=[made, replace(offer, sent=True).to_json(), channel, message]))
 
     async def load(self, offer_id: str) -> OfferRecord | None:
         """The offer record, or ``None`` when unknown or already settled."""

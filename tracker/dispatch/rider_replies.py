@@ -153,7 +153,8 @@ async def where_rider_stands(conn: RiderConnection) -> None:
     if answered:
         await conn.send(offer.frame("assigned"))  # (the answer its accept may never have got)
     elif not claimed and offer.expires_at > rt.clock.now_ms():
-        await conn.send(offer.frame())
+        if await conn.send(offer.frame()) and not offer.sent:  # (its dispatcher may not have sent it yet)
+            await store.mark_sent(offer)  # shown: its expiry is now the rider's refusal
 
 
 async def _tell_how_shown_offer_ended(conn: RiderConnection, store: OfferStore, pending: OfferRecord | None,

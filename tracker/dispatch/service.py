@@ -227,7 +227,9 @@ class Dispatcher:
                                      len(decided.offers) - n):
                     await self.withdraw(record, tell=False)  # (its time to answer partly gone, unsent)
                     break
-                await self.rt.pubsub.publish(inbox_channel(record.rider_id), orjson.dumps(record.frame()).decode())
+                if not await self.store.mark_sent(record, inbox_channel(record.rider_id),
+                                                  orjson.dumps(record.frame()).decode()):
+                    continue  # settled meanwhile (withdrawn: an order cancelled, the rider paused): not sent
                 self.metrics.offers.labels("sent").inc()
                 sent.append(record)
             else:
@@ -340,7 +342,9 @@ class Dispatcher:
     async def expire_due(self) -> int:
         """Expire every offer past its ``expires_at``; returns how many this process expired.
 
-        Offers whose answer stopped half-way (claimed, never settled) are settled too.
+        Offers whose answer stopped half-way (claimed, never settled) are settled too, and offers
+        never sent to their rider (not ``sent``: their dispatcher was killed between making and
+        publishing them) are withdrawn instead, without the refusal and cooldown of an expiry.
         """
         count = 0
         due = await self.store.due(self.rt.clock.now_ms())
@@ -352,6 +356,12 @@ class Dispatcher:
                 await self.store.forget(offer_id)
                 continue
             if not await self.store.claim(record):
+                continue
+            if not record.sent:  # never reached its rider: its dispatcher stopped between making and sending it
+                await self.settle(record, WITHDRAWN)  # (no cooldown, no refusal: the orders go to the next round)
+                await self._tell_rider(record, "offer_withdrawn")  # (an offer_id the rider does not know: ignored)
+                log.warning("offer %s expired unsent (its dispatcher stopped before sending it); settled as %s",
+                            offer_id, WITHDRAWN)
                 continue
             await self.cool_down(record.merchant_id, record.order_ids, record.rider_id)  # before they are open again
             await self.store.release(record, EXPIRED)
