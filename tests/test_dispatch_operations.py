@@ -45,6 +45,30 @@ async def test_the_open_orders_gauge_falls_to_zero_when_the_orders_are_gone(own_
         await ops.close()
 
 
+async def test_the_free_riders_gauge_leaves_out_riders_still_delivering(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """A rider carrying an order is planned by the round (from where its route ends) but is not
+    free: the gauge counted every rider the round planned, so an alert on few free riders never
+    fired (300 shown while 210 of 300 were busy)."""
+    srv = start_server(FAST, redis=own_redis)
+    ops = Ops(srv)
+    mid, carried, later = uid("m"), uid("o-carried"), uid("o-later")
+    busy = await rider_near_restaurant(srv, uid("r-busy"), 0.001)
+    free = await rider_near_restaurant(srv, uid("r-free"), 0.003)
+    try:
+        await confirmed_order(srv, ops, carried, mid)
+        offer = await busy.expect("offer", timeout=10)  # the nearer rider takes the first order
+        await busy.accept(offer["offer_id"])
+        await busy.expect("assigned")
+        # Food an hour away: planned every round (both riders seen), offered to no one yet.
+        await confirmed_order(srv, ops, later, mid, prep_minutes=60)
+        await _gauge_becomes(srv, "tracker_dispatch_open_orders", 1.0)
+        await _gauge_becomes(srv, "tracker_dispatch_free_riders", 1.0)  # it said 2
+    finally:
+        await busy.close()
+        await free.close()
+        await ops.close()
+
+
 async def test_an_order_is_served_after_the_region_index_is_lost(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     """As when the node holding ``dispatch:regions`` fails over without it: the open order is
     still found (a rescan every 30 dispatch intervals, 9 s here), not only after a restart."""

@@ -76,8 +76,8 @@ class DispatchMetrics:
             open_orders=Gauge("tracker_dispatch_open_orders", "Orders waiting for a rider in the regions this process "
                               "planned in its last pass (0 when none); summed over processes: the fleet's",
                               registry=registry),
-            free_riders=Gauge("tracker_dispatch_free_riders", "Free riders seen in the regions this process planned in "
-                              "its last pass (0 when none; a rider near two regions counts in both)", registry=registry),
+            free_riders=Gauge("tracker_dispatch_free_riders", "Free riders (on shift, nothing to deliver) seen in the regions this "
+                              "process planned in its last pass (0 when none; a rider near two regions counts in both)", registry=registry),
             expired=Counter("tracker_dispatch_offers_expired", "Offers that expired unanswered", registry=registry),
         )
 
@@ -193,7 +193,10 @@ class Dispatcher:
         t0 = time.perf_counter()
         now = self.rt.clock.now_ms()
         loaded = await load_region(self.rt, self.store, region, now_ms=now, radius_m=self.rt.settings.dispatch_radius_m)
-        self._pass_counts[region] = (len(loaded.orders), len(loaded.riders))
+        # (free: on shift with nothing to deliver; the round plans riders still delivering too,
+        # from where their route ends, and riders whose announced shift has not begun)
+        free = sum(1 for r in loaded.riders if not r.route and (r.shift_start_ms or 0) <= now)
+        self._pass_counts[region] = (len(loaded.orders), free)
         if not loaded.orders or not loaded.riders:
             await self._publish_estimates(region, loaded.waiting, {}, now)  # no rider to plan them on
             await self._note_round(region, loaded.orders, loaded.riders, [], 0.0, time.perf_counter() - t0, now)
