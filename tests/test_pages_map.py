@@ -511,3 +511,36 @@ async def test_every_tile_template_the_server_takes_shows_its_tiles(host: str, t
         await context.close()
         await ops.close()
         tiles.close()
+
+
+async def test_a_fleets_dots_jump_to_their_new_places_rather_than_glide(own_redis, start_server, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """With more riders on the map than a few dozen, a moved dot is redrawn once, where it is now:
+    a glide per rider every poll (about 50 frames each) kept a third of a core busy at 300 riders."""
+    srv = start_server(QUIET, redis=own_redis)
+    ids = [uid(f"r{i}") for i in range(45)]
+    riders = [await rider(srv, rid) for rid in ids]
+    try:
+        for i, r in enumerate(riders):
+            await r.location(PICKUP["lat"] + 0.0004 * (i % 9), PICKUP["lng"] + 0.0004 * (i // 9))
+        page = await browser.new_page()
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        await expect(page.locator("[data-marker]")).to_have_count(45)
+        moved = ids[0]
+        await page.evaluate("""(id) => {
+            const m = document.querySelector(`[data-marker="${id}"]`);
+            window.__cx = [];
+            new MutationObserver(() => window.__cx.push(m.getAttribute('cx')))
+                .observe(m, { attributes: true, attributeFilter: ['cx'] });
+        }""", moved)
+        await asyncio.sleep(1.05)  # (a rider's fixes a second apart at least)
+        lat = round(PICKUP["lat"] - 0.0003, 6)  # about 33 m on: a rider, not a jump the server turns down
+        await riders[0].location(lat, PICKUP["lng"])
+        await expect(page.locator(f'[data-marker="{moved}"]')).to_have_attribute("data-lat", str(lat), timeout=10_000)
+        await page.wait_for_timeout(1200)  # a glide would be over by now
+        cx = await page.evaluate("window.__cx")
+        assert len(cx) == 1, cx  # one jump, not a frame-by-frame glide
+        await page.close()
+    finally:
+        for r in riders:
+            await r.close()
+

@@ -295,6 +295,7 @@ export function wsUrl(path) {
 }
 
 const REDUCED_MOTION = matchMedia("(prefers-reduced-motion: reduce)");
+const GLIDE_MAX_MARKERS = 40;  // markers on one map beyond which they jump rather than glide
 
 const SVG = "http://www.w3.org/2000/svg";
 // A dot is drawn at least this share of its size in CSS pixels (a 360 px phone shows the 800-unit
@@ -486,7 +487,10 @@ export class VectorMap {
     this.layers.areas.appendChild(p);
   }
   // A marker that glides to each new position (animation over ~1 s), or jumps there when the
-  // user asks for reduced motion; one that has not moved is left still (no animation to run).
+  // user asks for reduced motion, when the tab is hidden, or when the map holds more than
+  // GLIDE_MAX_MARKERS markers (the ops page's fleet: hundreds of glides every poll kept a third of
+  // a core busy at 300 riders and made the page janky at thousands); one that has not moved is
+  // left still (no animation to run).
   // With `hit` (data-* attributes) the marker is clickable, as point()'s dots are; its hit area
   // moves with it, above every point's.
   moveMarker(id, lat, lng, { color = "#c53030", label = "", r = 11, hit = null } = {}) {
@@ -513,7 +517,7 @@ export class VectorMap {
     if (title && label && title.textContent !== label) title.textContent = label;  // a state that changed (e.g. busy -> silent) shows on hover
     if (Math.abs(target[0] - m.to[0]) < 0.1 && Math.abs(target[1] - m.to[1]) < 0.1) return;  // not moved
     m.from = m.pos; m.to = target; m.start = performance.now();
-    const still = REDUCED_MOTION.matches;
+    const still = REDUCED_MOTION.matches || document.hidden || this.markers.size > GLIDE_MAX_MARKERS;
     const step = (now) => {
       const t = still ? 1 : Math.min(1, (now - m.start) / 900);
       m.pos = [m.from[0] + (m.to[0] - m.from[0]) * t, m.from[1] + (m.to[1] - m.from[1]) * t];
