@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -31,6 +32,17 @@ async def new_page(browser: Browser, mobile: bool = False) -> Page:
     size = {"width": 390, "height": 844} if mobile else {"width": 1280, "height": 800}
     context = await browser.new_context(viewport=size)
     return await context.new_page()
+
+
+async def delayed_to_its_cap(ops: Ops, tablet: Any, oid: str, mid: str) -> None:
+    """Create ``oid`` (10 minutes' preparation), confirm it and delay it as often as a kitchen may
+    (10 times), each delay's ``food_delayed`` seen on ``tablet`` (the kitchen's socket)."""
+    await ops.create(oid, mid, prep_minutes=10)
+    await tablet.confirm(oid)
+    for _ in range(10):
+        await tablet.delay(oid, 1)
+    for _ in range(10):
+        await tablet.event(oid, "food_delayed")
 
 
 async def wall_clock(page: Page, ts: int) -> str:
@@ -309,12 +321,7 @@ async def test_kitchen_board_says_plainly_when_an_order_was_delayed_too_often(se
     tablet = await merchant(server, mid)
     page = await new_page(browser)
     try:
-        await ops.create(oid, mid, prep_minutes=10)
-        await tablet.confirm(oid)
-        for _ in range(10):
-            await tablet.delay(oid, 1)
-        for _ in range(10):
-            await tablet.event(oid, "food_delayed")
+        await delayed_to_its_cap(ops, tablet, oid, mid)
         await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
         await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
         delay = page.get_by_role("button", name=f"Delay 5 min {oid}")

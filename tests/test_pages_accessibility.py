@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from tests.orders_helpers import PICKUP, Ops, confirmed_order, merchant, rider
 from tests.test_ops_actions import NO_ROUNDS, answer_prompts, operator_and_rider
-from tests.test_pages import browser, shot  # noqa: F401 - the module's Chromium fixture
+from tests.test_pages import browser, delayed_to_its_cap, shot  # noqa: F401 - the module's Chromium fixture
 from tracker.launcher import ServerProcess
 
 PHONE = {"width": 360, "height": 740}
@@ -686,12 +686,7 @@ async def test_kitchen_board_says_beside_a_greyed_delay_why_it_is_greyed(server:
     tablet = await merchant(server, mid)
     page = await open_page(browser, f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
     try:
-        await ops.create(oid, mid, prep_minutes=10)
-        await tablet.confirm(oid)
-        for _ in range(10):
-            await tablet.delay(oid, 1)
-        for _ in range(10):
-            await tablet.event(oid, "food_delayed")
+        await delayed_to_its_cap(ops, tablet, oid, mid)
         delay = page.get_by_role("button", name=f"Delay 5 min {oid}")
         await expect(delay).to_have_attribute("aria-disabled", "true")
         why = page.locator(f'tr[data-order="{oid}"] td.actions').get_by_text("Delayed as often as an order may be")
