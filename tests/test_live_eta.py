@@ -215,3 +215,33 @@ def test_a_bundles_later_drop_after_an_earlier_one_near_the_restaurant() -> None
     for now, fix in ride(delivered + HALF_DROPOFF_MS, doors[0], doors[1]):  # the second order alone now
         got = route_times(MODEL, now, fix, None, None, [doors[1]], collected=(KITCHEN, picked)).dropoffs[0]
         assert abs(got - planned) <= 1000, (now - picked, fix, got - planned)
+
+
+def test_a_bundles_later_drop_holds_while_the_rider_is_at_the_door_it_delivered_at() -> None:
+    """Two doors 1500 m and 1700 m east: at the first order's ``delivered`` the second's ETA is
+    the one planned before it (it jumped half a drop-off service earlier, then slid back a
+    second per second while the rider stood at that door), stays put while the rider waits
+    out the service's second half there, and holds as the rider rides on."""
+    picked, doors = 1_000_000, [east(1500), east(1700)]
+    reached = picked + HALF_PICKUP_MS + MODEL.leg_ms(KITCHEN, doors[0])
+    at_door = route_times(MODEL, reached + 10_000, doors[0], None, None, doors, collected=(KITCHEN, picked),
+                          at_dropoff_ms=reached).dropoffs
+    delivered = reached + HALF_DROPOFF_MS
+    planned = delivered + HALF_DROPOFF_MS + MODEL.leg_ms(*doors) + HALF_DROPOFF_MS
+    assert abs(at_door[1] - planned) <= 1000
+    standing = [(delivered + s * 1000, (doors[0][0] + 0.00001, doors[0][1])) for s in range(0, 121, 10)]
+    for now, fix in standing + ride(delivered + HALF_DROPOFF_MS, doors[0], doors[1]):  # the second order alone
+        got = route_times(MODEL, now, fix, None, None, [doors[1]], collected=(KITCHEN, picked),
+                          delivered=(doors[0], delivered)).dropoffs[0]
+        assert abs(got - at_door[1]) <= 1000, (now - delivered, fix, got - at_door[1])
+
+
+def test_a_rider_still_at_the_door_after_its_departure_is_late() -> None:
+    """The door rule is a floor too: a rider still at the door it delivered at after the
+    model's departure is late, and its next ETA moves with it (from its fix)."""
+    delivered, doors = 1_000_000, [east(1500), east(1700)]
+    planned = delivered + HALF_DROPOFF_MS + MODEL.leg_ms(*doors) + HALF_DROPOFF_MS
+    for late_s in (0, 30, 90):
+        now = delivered + HALF_DROPOFF_MS + late_s * 1000
+        got = route_times(MODEL, now, doors[0], None, None, [doors[1]], delivered=(doors[0], delivered)).dropoffs[0]
+        assert abs(got - (planned + late_s * 1000)) <= 1, (late_s, got - planned)

@@ -6,10 +6,11 @@ of arrival plus half the pickup service time and the food's ready time; departur
 plus the other half; each drop-off (in the bundle's sequence) is reached after its leg and
 happens half a drop-off service time later. The same rule holds once a stop is under way: a
 rider who has just collected the food leaves no earlier than half a pickup service after the
-pickup (one riding away is timed from its fix, not from the counter), and a rider at a door
-delivers half a drop-off service after reaching it, so the ETA neither jumps nor slides when
-the rider reports a step, nor creeps while it rides away. docs/architecture.md ("ETA") gives
-its error on the MDRP instances.
+pickup (one riding away is timed from its fix, not from the counter), a rider at a door
+delivers half a drop-off service after reaching it, and one still at a door it has just
+delivered at leaves it half a drop-off service after that drop-off, so the ETA neither jumps
+nor slides when the rider reports a step, nor creeps while it rides away.
+docs/architecture.md ("ETA") gives its error on the MDRP instances.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ class RoutePlan:
 
 def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None, ready_at_ms: int | None,
                 drops: list[Point], *, at_pickup: bool = False, arrived_ms: float | None = None,
-                collected: tuple[Point, float] | None = None, at_dropoff_ms: float | None = None) -> RoutePlan:
+                collected: tuple[Point, float] | None = None, at_dropoff_ms: float | None = None,
+                delivered: tuple[Point, float] | None = None) -> RoutePlan:
     """When the rider reaches the restaurant (if still to pick up) and each drop-off.
 
     ``pickup`` is ``None`` when the food is already picked up; ``at_pickup`` when the rider
@@ -64,7 +66,12 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
     delivered an earlier drop near the restaurant. ``at_dropoff_ms`` is when the rider said it
     reached the first drop-off's door: that drop-off happens half a drop-off service after it
     (not before now), not half a service after every fix, and the rider has left the counter.
-    Both count only within :data:`AT_COUNTER_M` of the place (a rider farther off has left, or
+    ``delivered`` is where and when the rider made its last drop-off of this trip: a rider
+    still near that door leaves it half a drop-off service after the drop-off, as planned
+    before it, so the next drop-off is reached no earlier than the leg from that door after
+    then (the same kind of floor as the counter's; it jumped earlier by that half at the
+    ``delivered``, then slid back a second per second while the rider stood there).
+    They count only within :data:`AT_COUNTER_M` of the place (a rider farther off has left, or
     is not there yet; a door report from within it is taken at its word).
     """
     t = float(now_ms)
@@ -79,17 +86,19 @@ def route_times(model: EtaModel, now_ms: int, rider: Point, pickup: Point | None
         picked = max(arrival + half_pickup, float(ready_at_ms or 0), t)
         t = picked + half_pickup
         position = pickup
-    counter = None
+    left: list[tuple[Point, float]] = []  # (a stop the rider is still at, its planned departure)
     if pickup is None and collected is not None and at_dropoff_ms is None and _at(rider, collected[0]):
-        counter = collected[0], float(collected[1]) + half_pickup  # (the counter, the planned departure)
+        left.append((collected[0], float(collected[1]) + half_pickup))  # the counter
+    if pickup is None and delivered is not None and at_dropoff_ms is None and _at(rider, delivered[0]):
+        left.append((delivered[0], float(delivered[1]) + model.dropoff_service_s * 500.0))  # the last door
     out = []
     for i, drop in enumerate(drops):
         if i == 0 and at_dropoff_ms is not None and _at(position, drop):
             reach = min(t, float(at_dropoff_ms))
         else:
             reach = t + model.leg_ms(position, drop)
-            if i == 0 and counter is not None:  # not before the planned departure's leg there
-                reach = max(reach, counter[1] + model.leg_ms(counter[0], drop))
+            if i == 0:  # not before the planned departure's leg there
+                reach = max([reach] + [leave + model.leg_ms(place, drop) for place, leave in left])
         dropoff = max(reach + model.dropoff_service_s * 500.0, t)  # (at a door: not delivered before now)
         out.append(dropoff)
         t = dropoff + model.dropoff_service_s * 500.0
