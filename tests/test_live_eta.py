@@ -11,7 +11,8 @@ import asyncio
 
 from clients.customer import CustomerClient
 from clients.rider import RiderClient
-from tests.orders_helpers import DROPOFF, PICKUP, Ops, at_the_counter, events_until, frame_where, rider
+from tests.orders_helpers import (DROPOFF, PICKUP, Ops, at_the_counter, confirm_all, customer, events_until, frame_where,
+                                  merchant, rider)
 from tracker.launcher import ServerProcess
 from tracker.orders.eta import EtaModel, route_times
 
@@ -121,6 +122,58 @@ async def test_the_eta_holds_while_the_rider_rides_away_from_the_counter(
         assert all(abs(off) <= 30_000 for _, off in seen), seen  # (a fix takes a moment: 0.5 real s is 30 s)
     finally:
         await watcher.close()
+        await courier.close()
+        await ops.close()
+
+
+async def test_a_bundles_later_eta_holds_when_the_rider_delivers_the_first(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """Two orders of one restaurant, one rider, the first delivered on time: the second's ETA
+    does not jump half a drop-off service earlier at the ``delivered`` (the rider still at that
+    door leaves it half a service after the drop-off, as planned before it)."""
+    srv = start_server(SLOW_STOPS, redis=own_redis)
+    ops = Ops(srv)
+    first, second, mid, rid = uid("o1"), uid("o2"), uid("m"), uid("r")
+    courier = await rider(srv, rid)
+    watchers = []
+    try:
+        further = {"lat": DROPOFF["lat"] + 0.005, "lng": DROPOFF["lng"]}
+        for oid, drop in ((first, DROPOFF), (second, further)):
+            assert (await ops.create(oid, mid, dropoff=drop)).status_code == 201
+        kitchen = await merchant(srv, mid)
+        await confirm_all(kitchen, first, second)
+        for oid in (first, second):
+            await kitchen.ready(oid)
+            await kitchen.event(oid, "food_ready")
+        await kitchen.close()
+        await courier.location(PICKUP["lat"], PICKUP["lng"])
+        for oid in (first, second):
+            assert (await ops.assign(oid, rid)).status_code == 200
+        watchers = [await customer(srv, first), await customer(srv, second)]
+        for oid, watcher in zip((first, second), watchers):
+            for step in ("at_pickup", "picked_up"):
+                await courier.progress(oid, step)
+                await events_until(watcher, step)
+        await asyncio.sleep(0.5)  # 30 server seconds: 1.5 km is no teleport at 50 m/s
+        await courier.location(DROPOFF["lat"], DROPOFF["lng"])
+        assert await ops.rider_seen_at(rid, DROPOFF["lat"], DROPOFF["lng"])
+        await courier.progress(first, "at_dropoff")
+        await events_until(watchers[0], "at_dropoff")
+        before = await eta_at(courier, watchers[1], DROPOFF["lat"] + 0.00001, DROPOFF["lng"])
+        reached = (await ops.get(first))["at_dropoff_at"]
+        while await server_now(ops) < reached + HALF_SERVICE_MS:  # the model's drop-off time
+            await courier.location(DROPOFF["lat"], DROPOFF["lng"])
+            await asyncio.sleep(0.5)
+        await courier.progress(first, "delivered")
+        await events_until(watchers[0], "delivered")
+        after = await eta_at(courier, watchers[1], DROPOFF["lat"] + 0.00002, DROPOFF["lng"])
+        # Planned: the drop-off at the door report + half, departure half later. Now: departure
+        # at the drop-off + half. So the ETA moved by exactly how late the drop-off was.
+        late = (await ops.get(first))["delivered_at"] - (reached + HALF_SERVICE_MS)
+        assert abs((after - before) - late) <= 1, (before, after, late)
+        assert (await ops.get(second))["eta"] == after
+    finally:
+        for watcher in watchers:
+            await watcher.close()
         await courier.close()
         await ops.close()
 

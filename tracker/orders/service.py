@@ -18,6 +18,7 @@ from tracker.locations import CARRYING_RIDERS, rider_orders_key
 from tracker.logs import log_failure
 from tracker.orders import followups, machine
 from tracker.orders.lateness import clock_start_ms
+from tracker.orders.live import mark_drop
 from tracker.orders.machine import LEAVES_RIDER, former_rider
 from tracker.orders.notices import recheck_if_overtaken, tell_rider, tell_riders
 from tracker.orders.store import OrderChanged, Step, order_key, store_of
@@ -227,7 +228,8 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
             continue
         # Each part goes ahead even if one before it failed (the riders are told, and void
         # offers withdrawn, even while an index write fails); the first failure is raised after.
-        parts = (lambda: _step_indexes(rt, order, kind, event),
+        parts = (lambda: _mark_drop(rt, order, kind, event),
+                 lambda: _step_indexes(rt, order, kind, event),
                  lambda: rt.services["order_metrics"].record(rt.redis, order, kind, old),
                  lambda: tell_riders(rt, order, kind, old, event))
         for part in parts:
@@ -237,6 +239,13 @@ async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kin
                 failed.append(exc)
     if failed:
         raise failed[0]
+
+
+async def _mark_drop(rt: Runtime, order: dict[str, str], kind: str, event: dict[str, Any]) -> None:
+    """A drop-off just made: the orders still in the rider's bag learn where and when
+    (their live ETAs leave that door as the model says), before the rider reloads its orders."""
+    if kind == "delivered" and (rider := former_rider(order, kind, event)):
+        await mark_drop(rt, order, rider)
 
 
 INDEX_REREADS = 3  # reads of an order that keeps changing before its indexes are left to the next step
