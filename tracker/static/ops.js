@@ -431,13 +431,10 @@ async function pauseOrResume(riderId, action) {
       riderNote(action === "pause" ? `Rider ${riderId} paused: no new offers until resumed.`
         : `Rider ${riderId} resumed: it is offered orders again when available.`);
     } catch (err) {
-      if (!(err instanceof ApiError)) {  // no answer in time, or the connection dropped: it may have reached the server
+      // No answer in time, or the connection dropped (it may have reached the server), or redis_unavailable.
+      if (!(err instanceof ApiError) || err.code === "redis_unavailable") {
         unsure = err;
-        riderNote(`Rider ${riderId}: no answer from the server within ${ACTION_WAIT_MS / 1000} s: not known whether it was ${done}. Checking…`);
-      } else if (err.code === "redis_unavailable") {
-        unsure = err;
-        riderNote(`Rider ${riderId}: not known whether it was ${done}: the server's database did not answer in time, `
-          + `and may still do it when it wakes. Checking… (Server: ${err.message})`);
+        riderNote(unsureText(`Rider ${riderId}`, done, err));
       } else riderNote(`Rider ${riderId} was not ${done}: ${err.message}`);
     }
     if (unsure) {  // read the snapshot once the server answers again, and say which
@@ -745,6 +742,15 @@ const ACTION_WAIT_MS = 15_000;
 // one a later `already` refusal found done; without one, someone else took that step first.
 const unsureActs = new Set();
 const VERB = { cancel: "cancelled", unassign: "taken back", assign: "assigned", fail: "marked as a failed delivery" };
+// What an action not known to be done says while it is checked: `who` ("Order o1", "Rider r1"),
+// `done` what it would have made of them, `err` what left it unknown (no answer in time or a
+// dropped connection: the request may have reached the server; or a redis_unavailable answer).
+function unsureText(who, done, err) {
+  return err instanceof ApiError
+    ? `${who}: not known whether it was ${done}: the server's database did not answer in time, `
+      + `and may still do it when it wakes. Checking… (Server: ${err.message})`
+    : `${who}: no answer from the server within ${ACTION_WAIT_MS / 1000} s: not known whether it was ${done}. Checking…`;
+}
 // Why an action not known to be done (`err`: the error that left it so) did not go through,
 // once the check found it not done: the database only when the server said so
 // (`redis_unavailable`); after no answer, the network, whatever the check found.
@@ -825,14 +831,9 @@ async function act(o, action) {
   } catch (err) {
     // No answer in time, or the connection dropped: the request may have reached the server.
     const noAnswer = !answered && !(err instanceof ApiError);
-    if (noAnswer) {
+    if (noAnswer || err.code === "redis_unavailable") {
       unsure = err; unsureActs.add(`${action} ${o.id}`);
-      note(`Order ${o.id}: no answer from the server within ${ACTION_WAIT_MS / 1000} s: not known whether it was `
-        + `${VERB[action]}. Checking…`);
-    } else if (err.code === "redis_unavailable") {
-      unsure = err; unsureActs.add(`${action} ${o.id}`);
-      note(`Order ${o.id}: not known whether it was ${VERB[action]}: the server's database did not answer in time, `
-        + `and may still do it when it wakes. Checking… (Server: ${err.message})`);
+      note(unsureText(`Order ${o.id}`, VERB[action], err));
     } else if (err.code === "invalid_transition" && err.detail?.already === true) {
       note(unsureActs.has(`${action} ${o.id}`) ? `Order ${o.id} is already ${VERB[action]} (an earlier try went through).`
         : `Order ${o.id} was already ${VERB[action]} before this press (see its events)${body.reason ? "; your reason was not sent." : "."}`);
