@@ -24,21 +24,36 @@ from tracker.redis_client import connect
 class Valve:
     """The page's WebSockets, passed through Playwright: ``freeze()`` stops bytes both ways on
     those open now (they stay open: a stalled path), ``cut()`` closes them, ``blocked`` turns new
-    ones away; ``inject`` sends a frame to the page as if from the server."""
+    ones away; ``inject`` sends a frame to the page as if from the server; ``latency`` (seconds)
+    holds every frame that long each way (a slow path: a round trip of twice that)."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.open: list[tuple[WebSocketRoute, WebSocketRoute, dict[str, bool]]] = []
         self.blocked = False
+        self.latency = latency
+        self.opened = 0  # sockets the page opened, all told
 
     async def attach(self, page: Page) -> "Valve":
         def handle(ws: WebSocketRoute) -> None:
+            self.opened += 1
             if self.blocked:
                 asyncio.ensure_future(ws.close(code=1011, reason="blocked"))
                 return
             state = {"frozen": False}
             server = ws.connect_to_server()
-            ws.on_message(lambda m: None if state["frozen"] else server.send(m))
-            server.on_message(lambda m: None if state["frozen"] else ws.send(m))
+
+            def passing(to: WebSocketRoute) -> Any:
+                def send(m: Any) -> None:
+                    if state["frozen"]:
+                        return
+                    if self.latency:
+                        asyncio.get_running_loop().call_later(self.latency, lambda: state["frozen"] or to.send(m))
+                    else:
+                        to.send(m)
+                return send
+
+            ws.on_message(passing(server))
+            server.on_message(passing(ws))
             self.open.append((ws, server, state))
 
         await page.route_web_socket(re.compile(r".*/v1/ws/.*"), handle)
@@ -79,6 +94,37 @@ async def test_a_kitchen_press_on_a_stalled_socket_says_it_got_no_answer_and_the
         await expect(body).to_have_attribute("data-online", "yes", timeout=6000)  # on a fresh socket
         await confirm.click()
         await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_a_kitchen_board_on_a_slow_link_keeps_its_socket_and_its_press_is_answered(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A round trip of 5.6 s (beyond the 4 s a check used to wait) is a slow link, not a dead
+    one: the board measures it, waits for its answers, and neither drops the socket nor says a
+    press went unanswered."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    page = await new_page(browser)
+    valve = await Valve(latency=2.8).attach(page)
+    try:
+        await ops.create(oid, mid)
+        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        body = page.locator("body")
+        await page.evaluate("""() => { window.wentOffline = 0; new MutationObserver(() => {
+            if (document.body.dataset.online === "no") window.wentOffline += 1; })
+            .observe(document.body, { attributes: true, attributeFilter: ["data-online"] }); }""")
+        row = page.locator(f'tr[data-order="{oid}"]')
+        await expect(row).to_have_attribute("data-status", "placed", timeout=10_000)
+        await page.wait_for_timeout(4000)  # (the opening ping's answer is in: the link is measured)
+        await page.get_by_role("button", name=f"Confirm {oid}").click()
+        await expect(row).to_have_attribute("data-status", "confirmed", timeout=15_000)
+        await page.wait_for_timeout(1500)
+        await expect(page.locator("#prompts [data-kind=error]")).to_have_count(0)  # no "no answer"
+        assert await page.evaluate("window.wentOffline") == 0
+        assert valve.opened == 1  # the one socket all along
+        await expect(body).to_have_attribute("data-online", "yes")
     finally:
         await page.context.close()
         await ops.close()

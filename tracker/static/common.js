@@ -178,23 +178,43 @@ function isRefusal(event) {
 // A path that stops moving bytes with the socket still open (a frozen network, a NAT or proxy
 // that forgot the connection) closes nothing the page can see, so the socket checks itself:
 // after PROBE_IDLE_MS without a frame it sends a `ping` (the server answers `pong`), and when
-// nothing at all comes back within PROBE_WAIT_MS it drops the socket and connects again (the
+// nothing at all comes back within its patience it drops the socket and connects again (the
 // page goes offline meanwhile, and the new socket resumes where the old one got to). probe()
 // asks at once: a page waiting for the answer to a press need not wait for the idle time.
+//
+// The patience is PROBE_WAIT_MS, or three times the link's round trip where that is longer (a
+// link with seconds of latency is slow, not dead), at most PROBE_WAIT_MAX_MS. The round trip
+// is measured by each opening handshake and by a ping sent on opening and with every check:
+// the slowest lately, fading by a quarter with each faster one. A socket dropped for no answer
+// doubles the patience of the next, so a link slower than any measure yet still settles.
 const ONLINE_AFTER_MS = 1000;
 export const PROBE_IDLE_MS = 15_000;
 export const PROBE_WAIT_MS = 4_000;
+export const PROBE_WAIT_MAX_MS = 30_000;
 const CONNECT_WAIT_MS = 10_000;
 export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = showRefusal }) {
   let ws = null, delay = 500, closedByUs = false, timer = null, openedAt = 0, settling = null, online = false;
   let heardAt = 0, askedAt = 0;  // (performance.now()) the last frame, and the unanswered ping
+  let connectedAt = 0, timedAt = 0;  // (performance.now()) this socket's start, and the ping being timed
+  let roundTrip = 0;  // (ms) the link's, as last measured: see the patience above
+  const patience = () => Math.min(PROBE_WAIT_MAX_MS, Math.max(PROBE_WAIT_MS, 3 * roundTrip));
+  const measured = (ms) => { roundTrip = Math.max(ms, 0.75 * roundTrip); };
   const confirm = () => {
     clearTimeout(settling);
     if (!online) { online = true; tokenTaken(); onOnline && onOnline(); }
   };
+  // Every ping has an `id` (`ping:N`), so its answer says which it answers: the `pong` of the
+  // one being timed measures the link, and a refused ping (`rate_limited`) is no press's answer.
+  let pings = 0, timedRef = "";
+  const sendPing = () => {
+    const ref = `ping:${++pings}`;
+    ws.send(JSON.stringify({ type: "ping", id: ref }));
+    if (timedAt && performance.now() - timedAt < PROBE_WAIT_MAX_MS) return;  // (one timed at a time)
+    timedAt = performance.now(); timedRef = ref;
+  };
   const ping = () => {
     if (!ws || ws.readyState !== 1 || askedAt) return;
-    ws.send(JSON.stringify({ type: "ping" }));
+    sendPing();
     askedAt = performance.now();
   };
   const detach = (sock) => { sock.onopen = null; sock.onmessage = null; sock.onclose = null; };
@@ -213,14 +233,20 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   };
   const connect = () => {
     timer = null;
-    online = false; askedAt = 0; heardAt = performance.now();
+    online = false; askedAt = 0; timedAt = 0; heardAt = connectedAt = performance.now();
     const sock = ws = new WebSocket(url());
-    sock.onopen = () => { openedAt = Date.now(); heardAt = performance.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS); };
+    sock.onopen = () => {
+      openedAt = Date.now(); heardAt = performance.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS);
+      measured(heardAt - connectedAt);
+      sendPing();  // (timed, not a check: its answer measures the link)
+    };
     sock.onmessage = (e) => {
       heardAt = performance.now(); askedAt = 0;
       confirm();
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }  // (not the server's: nothing to act on)
+      if (msg.type === "pong" && timedAt && msg.ref === timedRef) { measured(heardAt - timedAt); timedAt = 0; }
+      if (typeof msg.ref === "string" && msg.ref.startsWith("ping:")) return;  // (the socket's own)
       onMessage(msg);
     };
     sock.onclose = closed;
@@ -230,8 +256,9 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   setInterval(() => {
     if (closedByUs || !ws || ws.readyState > 1) return;
     const now = performance.now();
-    if (ws.readyState === 0 ? now - heardAt > CONNECT_WAIT_MS : askedAt && now - askedAt > PROBE_WAIT_MS) {
+    if (ws.readyState === 0 ? now - heardAt > CONNECT_WAIT_MS : askedAt && now - askedAt > patience()) {
       const dead = ws;
+      if (askedAt) roundTrip = (2 * patience()) / 3;  // (the next socket waits twice as long)
       detach(dead); dead.close();  // (its close may never come back over a dead path: not waited for)
       closed({ code: 1006, reason: "no answer" });
     } else if (now - heardAt > PROBE_IDLE_MS) ping();
@@ -240,8 +267,10 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   return {
     // False when the socket is not open (offline): nothing is queued.
     send: (msg) => { if (!ws || ws.readyState !== 1) return false; ws.send(JSON.stringify(msg)); return true; },
-    // Check the socket now (a press waits for its answer): dropped if nothing comes back in PROBE_WAIT_MS.
+    // Check the socket now (a press waits for its answer): dropped if nothing comes back within its patience.
     probe: ping,
+    // (ms) How long a check waits for an answer on this link (see the patience above).
+    get patience() { return patience(); },
     // When the last frame came (performance.now()): the socket was alive then.
     get heardAt() { return heardAt; },
     // Drop this socket and open a fresh one at once (url() is asked again).

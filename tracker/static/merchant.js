@@ -23,7 +23,8 @@ const GROUP = { placed: 0, confirmed: 1, assigned: 1, at_pickup: 1, picked_up: 2
 // event, then leaves. Judged by the event's server `ts`, so a replayed old one never shows.
 const FINAL_VISIBLE_MS = 60_000;
 const COLUMNS = ["Order", "Status", "Food", "Placed", "Rider"];
-// An action's buttons stay disabled until its answer, at most this long (real time); a press
+// An action's buttons stay disabled until its answer, at most this long (real time; on a link
+// slow enough to need it, a second more than its socket's check waits); a press
 // with no answer by then says so (its socket is checked meanwhile, and dropped if it is dead).
 // A socket that answered since the press (the server is working on it: Redis slow, say) is
 // waited for longer: the server's own answer, an error included, says more.
@@ -87,11 +88,12 @@ function act(id, msg) {
     note(`Order ${id}: no answer from the server to "${PRESSED[msg.type]}". If the order has not moved, press again.`);
     render();
   };
+  const wait = Math.max(SEND_WAIT_MS, socket.patience + 1000);  // (a slow link's answer takes longer)
   setTimeout(() => {
     if (sending.get(id) !== press) return;
-    if (online && socket.heardAt > sentAt) setTimeout(giveUp, BUSY_WAIT_MS - SEND_WAIT_MS);
+    if (online && socket.heardAt > sentAt) setTimeout(giveUp, Math.max(0, BUSY_WAIT_MS - wait));
     else giveUp();
-  }, SEND_WAIT_MS);
+  }, wait);
 }
 const PRESSED = { confirm: "Confirm", ready: "Ready", delay: "Delay 5 min", cancel: "Cancel order" };
 const delayedBefore = new Map();  // order id -> its latest delay's time (ts) when Delay was last pressed
