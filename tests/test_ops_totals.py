@@ -86,7 +86,8 @@ async def test_snapshot_totals_count_the_whole_fleet_when_its_lists_are_cut(own_
 
         only = await snapshot(ops, "?max_riders=0&max_orders=0")
         assert only["riders"] == only["open_orders"] == [] and only["totals"]["online"] == want["online"]
-        for bad in ("max_riders=5001", "max_riders=-1", "max_orders=1e3", "max_orders=two"):
+        assert len((await snapshot(ops, "?max_riders=" + "0" * 5000 + "1"))["riders"]) == 1  # (leading zeros: a small number)
+        for bad in ("max_riders=5001", "max_riders=-1", "max_orders=1e3", "max_orders=two", "max_riders=" + "9" * 5000):
             resp = await ops.client.get("/v1/ops/snapshot?" + bad)
             assert resp.status_code == 400 and bad.split("=")[0] in resp.json()["error"]["message"], resp.text
     finally:

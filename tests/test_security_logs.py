@@ -18,19 +18,23 @@ from tracker.launcher import ServerProcess, free_port
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_bearer_tokens_in_websocket_headers_never_reach_the_log(redis_url: str, tmp_path: Path, log_format: str) -> None:
     """At debug the WebSocket layer logs every handshake header; the Authorization one and
-    X-Tracker-Token (the pages' own header for the token) are masked."""
+    X-Tracker-Token (the pages' own header for the token) are masked, and so is a token in a
+    query parameter whose name is percent-encoded (``%74oken``, which the server reads as token)."""
     env = {"TRACKER_LOG_FORMAT": log_format, "TRACKER_LOG_LEVEL": "debug"}
     with ServerProcess(redis_url=redis_url, data_dir=tmp_path / "data", env=env) as proc:
         good = proc.token("rider", "leaky-header")
         bad = good[:-4] + "AAAA"
 
         own = proc.token("rider", "leaky-own-header")  # (the pages' own header for it)
+        spelt = proc.token("rider", "leaky-spelt-name")  # (in ?%74oken=: taken as token=, logged as sent)
 
         async def connect() -> None:
             async with websockets.connect(f"{proc.ws_url}/v1/ws/rider",
                                           additional_headers={"Authorization": f"Bearer {good}"}) as ws:
                 await ws.recv()  # the route frame: the handshake is done and logged
             async with websockets.connect(f"{proc.ws_url}/v1/ws/rider", additional_headers={"X-Tracker-Token": own}) as ws:
+                await ws.recv()
+            async with websockets.connect(f"{proc.ws_url}/v1/ws/rider?%74oken={spelt}") as ws:
                 await ws.recv()
             async with websockets.connect(f"{proc.ws_url}/v1/ws/rider",
                                           additional_headers={"Authorization": f"Bearer {bad}"}) as ws:
@@ -42,7 +46,8 @@ def test_bearer_tokens_in_websocket_headers_never_reach_the_log(redis_url: str, 
         log = proc.log_path.read_text()
         assert "authorization: Bearer ***" in log.replace("\\", ""), log[-3000:]  # the line is still there, masked
         assert "x-tracker-token: ***" in log.lower(), log[-3000:]
-        for secret in (good, bad, good.split(".")[2], bad.split(".")[2], good.split(".")[1], own, own.split(".")[2]):
+        for secret in (good, bad, good.split(".")[2], bad.split(".")[2], good.split(".")[1], own, own.split(".")[2],
+                       spelt, spelt.split(".")[2]):
             assert secret not in log
 
 

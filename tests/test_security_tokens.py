@@ -120,7 +120,8 @@ async def test_http_takes_the_token_from_x_tracker_token_beside_a_basic_login(se
     """Behind HTTP Basic auth a page cannot put its token in Authorization (that replaces the
     login the browser sends there): it sends X-Tracker-Token. When that header is there it is the
     token, and Authorization is not read, whatever it holds (a Basic login, a proxy's own
-    Bearer); an empty one, or two different ones, is refused. Without it, Bearer as before."""
+    Bearer); an empty one, or two different ones, is refused. Without it, Bearer as before, and
+    two Authorization headers that differ are refused too (a proxy may read the other one)."""
     operator = server.token("operator", "ops")
     other = server.token("customer", uid("o"))  # valid, but may not read the snapshot
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
@@ -135,11 +136,15 @@ async def test_http_takes_the_token_from_x_tracker_token_beside_a_basic_login(se
         assert denied.status_code == 403, denied.text  # (it is X-Tracker-Token's token that counts)
         for headers, why in (((("X-Tracker-Token", ""),), "X-Tracker-Token header is empty"),
                              ((("X-Tracker-Token", operator), ("X-Tracker-Token", other)), "two different tokens"),
-                             ((("X-Tracker-Token", "bad"),), "invalid token")):
+                             ((("X-Tracker-Token", "bad"),), "invalid token"),
+                             ((("Authorization", f"Bearer {operator}"), ("Authorization", f"Bearer {other}")),
+                              "Authorization given twice")):
             refused = await snapshot(*headers)
             assert refused.status_code == 401, refused.text
             assert refused.json()["error"]["code"] == "unauthorized" and why in refused.json()["error"]["message"], refused.text
         assert (await snapshot(("Authorization", f"Bearer {operator}"))).status_code == 200  # (as before)
+        twice = await snapshot(("Authorization", f"Bearer {operator}"), ("Authorization", f"Bearer {operator}"))
+        assert twice.status_code == 200, twice.text  # (the same one twice is one)
     token = server.token("rider", uid("r"))  # a socket takes it too (no browser can send it there)
     async with websockets.connect(f"{server.ws_url}/v1/ws/rider", additional_headers={"X-Tracker-Token": token}) as ws:
         assert '"route"' in await ws.recv()

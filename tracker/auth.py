@@ -194,7 +194,7 @@ def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
     Otherwise ``Authorization: Bearer <token>``. With ``allow_query`` (a WebSocket), an
     Authorization header of another scheme is passed over for ``?token=``: a browser behind HTTP
     Basic auth attaches ``Basic ...`` on its own, and a page cannot take it off a WebSocket. A
-    malformed ``Bearer`` header is still refused.
+    malformed ``Bearer`` header is still refused, and so are two Authorization headers that differ.
     """
     own = {value.strip() for value in conn.headers.getlist(TOKEN_HEADER)}
     if len(own) > 1:
@@ -204,7 +204,10 @@ def token_from_connection(conn: HTTPConnection, *, allow_query: bool) -> str:
         if not token:
             raise ApiError("unauthorized", "X-Tracker-Token header is empty: it must be the token itself")
         return token
-    header = conn.headers.get("authorization", "")
+    given = {value.strip() for value in conn.headers.getlist("authorization")}
+    if len(given) > 1:  # (what stands in front may read another of them than this server would)
+        raise ApiError("unauthorized", "Authorization given twice, with two different values: send one")
+    header = given.pop() if given else ""
     query_token = conn.query_params.get("token") if allow_query else None
     if header:
         scheme, _, value = header.partition(" ")

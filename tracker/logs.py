@@ -79,11 +79,14 @@ _TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&#\s\"']+", re.IGNORECASE
 _BEARER = re.compile(r"(\bbearer\s+)[^\s\"',;]+", re.IGNORECASE)
 # "x-tracker-token: <jwt>", the pages' own header for it (tracker.auth.TOKEN_HEADER).
 _TOKEN_HEADER = re.compile(r"(\bx-tracker-token\s*:\s*)[^\s\"',;]+", re.IGNORECASE)
+# A signed token wherever it stands (a parameter name spelt %74oken, say): every JWT's header
+# is base64url JSON, so it starts "eyJ", and its three parts are joined by dots.
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def mask_tokens(text: str) -> str:
-    """``text`` with the value of every ``token=`` URL parameter, every ``Bearer`` credential and
-    every ``X-Tracker-Token`` header replaced by ``***``."""
+    """``text`` with the value of every ``token=`` URL parameter, every ``Bearer`` credential,
+    every ``X-Tracker-Token`` header and any other signed token (JWT) replaced by ``***``."""
     lowered = text.lower()
     if "token=" in lowered:
         text = _TOKEN_IN_URL.sub(r"\1***", text)
@@ -91,6 +94,8 @@ def mask_tokens(text: str) -> str:
         text = _BEARER.sub(r"\1***", text)
     if "x-tracker-token" in lowered:
         text = _TOKEN_HEADER.sub(r"\1***", text)
+    if "eyJ" in text:
+        text = _JWT.sub("***", text)
     return text
 
 

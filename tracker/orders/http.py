@@ -106,6 +106,11 @@ async def read(request: Request) -> Response:
         raise ApiError("forbidden", "a customer token may read only its own order")
     if principal.role is Role.RIDER:
         raise ApiError("forbidden", "riders read their orders from their offers")
+    if principal.role is Role.MERCHANT:  # (its scope first: another merchant's order is not read at all)
+        raw = await store_of(rt).load(order_id)
+        if raw is None:
+            raise _missing(principal, order_id)
+        check_scope(principal, {"id": order_id, "merchant_id": raw["merchant_id"]})
     order = await service.load_order(rt, order_id, with_events=True)
     if order is None:
         raise _missing(principal, order_id)
