@@ -35,6 +35,7 @@ One round (docs/DISPATCH.md explains and measures the policy):
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -203,22 +204,23 @@ def _bundles(orders: list[OrderView], fleet: "_Fleet", proj: LocalProjection, no
     # (what ``best_drop_sequence`` gives for one stop), for all orders at once.
     lx, ly = dx - sites[site_of, 0], dy - sites[site_of, 1]
     alone = np.ceil(np.sqrt(lx * lx + ly * ly) / policy.meters_per_minute) + policy.dropoff_service_min / 2
+    # (Python lists: a short-staffed day makes hundreds of bundles a round, and numpy's per-call
+    # cost on arrays of one to three took most of the loop.)
+    site_l, ready_l, placed_l, alone_l = site_of.tolist(), ready.tolist(), placed.tolist(), alone.tolist()
+    dx_l, dy_l, sites_l = dx.tolist(), dy.tolist(), sites.tolist()
     out = []
     for group in groups:
-        if len(group) == 1:
-            i = int(group[0])
-            out.append(_Bundle((orders[i],), int(site_of[i]), float(ready[i]), (float(alone[i]),), float(placed[i])))
+        idx = group.tolist()
+        if len(idx) == 1:
+            i = idx[0]
+            out.append(_Bundle((orders[i],), site_l[i], ready_l[i], (alone_l[i],), placed_l[i]))
             continue
-        idx = [int(i) for i in group]
-        site = int(site_of[idx[0]])
-        seq, offsets = kernel.best_drop_sequence(
-            float(sites[site, 0]), float(sites[site, 1]), dx[idx], dy[idx],
-            policy.meters_per_minute, policy.dropoff_service_min,
-        )
-        ordered = [idx[int(k)] for k in seq]
+        site = site_l[idx[0]]
+        seq, offsets = _drop_sequence(sites_l[site][0], sites_l[site][1], tuple(dx_l[i] for i in idx),
+                                      tuple(dy_l[i] for i in idx), policy.meters_per_minute, policy.dropoff_service_min)
         out.append(_Bundle(
-            orders=tuple(orders[i] for i in ordered), site=site, ready=float(ready[idx].max()),
-            offsets=tuple(float(x) for x in offsets), placed_sum=float(placed[idx].sum()),
+            orders=tuple(orders[idx[k]] for k in seq), site=site, ready=max(ready_l[i] for i in idx),
+            offsets=offsets, placed_sum=float(sum(placed_l[i] for i in idx)),
         ))
     return out, sites
 
@@ -293,16 +295,25 @@ def _job_costs(bundles: list[_Bundle], fleet: _Fleet, sites: np.ndarray, policy:
     )
 
 
+@functools.lru_cache(maxsize=16384)
+def _drop_sequence(start_x: float, start_y: float, drop_x: tuple[float, ...], drop_y: tuple[float, ...],
+                   meters_per_minute: float, dropoff_service_min: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """``kernel.best_drop_sequence`` as tuples, remembered: a backlog's bundles come back round
+    after round (a short-staffed day re-bundles hundreds of open orders every round, and their
+    sequencing, most of it checking the kernel's inputs, took nine tenths of its replay)."""
+    seq, offsets = kernel.best_drop_sequence(start_x, start_y, np.array(drop_x), np.array(drop_y),
+                                             meters_per_minute, dropoff_service_min)
+    return tuple(int(k) for k in seq), tuple(float(x) for x in offsets)
+
+
 def _sub_bundle(orders: tuple[OrderView, ...], site: int, sites: np.ndarray, proj: LocalProjection, now: int,
                 policy: Policy) -> _Bundle:
     """Some of a bundle's orders as a bundle of their own: ready when the last is, re-sequenced."""
     dx, dy = proj.to_xy(np.array([o.drop_lat for o in orders]), np.array([o.drop_lng for o in orders]))
-    seq, offsets = kernel.best_drop_sequence(
-        float(sites[site, 0]), float(sites[site, 1]), dx, dy,
-        policy.meters_per_minute, policy.dropoff_service_min,
-    )
+    seq, offsets = _drop_sequence(float(sites[site, 0]), float(sites[site, 1]), tuple(dx.tolist()), tuple(dy.tolist()),
+                                  policy.meters_per_minute, policy.dropoff_service_min)
     return _Bundle(
-        orders=tuple(orders[int(k)] for k in seq), site=site,
+        orders=tuple(orders[k] for k in seq), site=site,
         ready=max(_minutes(o.ready_at_ms, now) for o in orders),
-        offsets=tuple(float(x) for x in offsets), placed_sum=sum(_minutes(o.placed_at_ms, now) for o in orders),
+        offsets=offsets, placed_sum=sum(_minutes(o.placed_at_ms, now) for o in orders),
     )
