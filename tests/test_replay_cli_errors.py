@@ -270,3 +270,32 @@ def test_sigterm_or_sighup_stop_a_live_replay_and_its_own_server_as_ctrl_c_does(
     assert "tracker replay --live: interrupted; no solution written" in err and "Traceback" not in err, err
     assert psutil.wait_procs(family, timeout=10)[1] == [], "the replay's server (or its Redis) outlived it"
     assert not data_dir.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_reports_ctd_bound_never_exceeds_the_mean_it_bounds(tmp_path: Path) -> None:
+    """Orders no courier can serve (placed after the last shift ends) are undelivered; the
+    report's CTD bound is over the orders delivered, as the CTD mean is, so it stays below it.
+    A day with no deliveries has neither (``–``)."""
+    root = tmp_path / "days"
+    day = tiny_instance(root / "late_orders", minutes=15, shift_end=60)
+    lines = (day / "orders.txt").read_text().splitlines()
+    late = []
+    for k, line in enumerate(lines[1:6]):  # five more, placed at minute 2000 and ready at 2300
+        cells = line.split("\t")
+        cells[0], cells[3], cells[5] = f"late{k}", "2000", "2300"
+        late.append("\t".join(cells))
+    (day / "orders.txt").write_text("\n".join([*lines, *late]) + "\n")
+    tiny_instance(root / "no_shift", minutes=15, shift_end=0)  # (its courier never works)
+    run = replay("--all", str(root), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "report"), "--jobs", "1",
+                 timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = (tmp_path / "report" / "report.md").read_text()
+    head = next(line for line in report.splitlines() if line.startswith("| instance |"))
+    columns = [c.strip() for c in head.strip("|").split("|")]
+    rows = {cells[0]: dict(zip(columns, cells)) for line in report.splitlines() if line.startswith("| ")
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    late_row, none_row = rows["late_orders"], rows["no_shift"]
+    assert float(late_row["undelivered %"]) > 0
+    assert float(late_row["CTD bound"]) <= float(late_row["CTD mean"]), late_row
+    assert none_row["CTD mean"] == none_row["CTD bound"] == "–", none_row
+    assert "## By size" not in report  # (no mdrplib names: no families, no empty tables)

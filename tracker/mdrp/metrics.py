@@ -46,13 +46,15 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def lower_bound_ctd(inst: Instance) -> float:
-    """Mean click-to-door if a courier already waited at the restaurant for every order."""
+def lower_bound_ctd(inst: Instance, delivered: object = None) -> float:
+    """Mean click-to-door if a courier already waited at the restaurant for every order: over
+    the orders in ``delivered`` (ids; every order when ``None``), so that it bounds the mean
+    click-to-door of the same orders; NaN when there are none."""
     p = inst.params
     return mean([
         max(o.ready, o.placement + p.pickup_service / 2) + p.pickup_service / 2
         + inst.travel(inst.restaurants[o.restaurant], (o.x, o.y)) + p.dropoff_service / 2 - o.placement
-        for o in inst.orders.values()
+        for oid, o in inst.orders.items() if delivered is None or oid in delivered  # type: ignore[operator]
     ])
 
 
@@ -103,5 +105,5 @@ def compute_metrics(inst: Instance, assignments: list[tuple[float, float, str, l
         orders_per_bundle=delivered / max(1, len(assignments)) if delivered else none,
         utilisation_pct=100.0 * sum(busy.values()) / max(1.0, shift),
         pay_total=pay, cost_per_order=pay / delivered if delivered else none,
-        lower_bound_ctd=lower_bound_ctd(inst),
+        lower_bound_ctd=lower_bound_ctd(inst, order_rows.keys()),  # (the delivered orders': what ctd_mean counts)
     )
