@@ -99,6 +99,8 @@ def test_a_disagreement_that_arises_later_shows_in_readyz(
         time.sleep(0.5)
     task = next(t for t in ready["tasks"] if t["name"] == "agreement")
     assert "agreement" in ready["degraded"] and "TRACKER_TIME_SCALE=300" in (task["last_error"] or ""), ready
+    log = srv.log_path.read_text()
+    assert "TRACKER_TIME_SCALE=300" in log and "Traceback" not in log, log[-3000:]  # (its message says it all: one line)
 
 
 def test_a_process_with_another_secret_is_refused(own_redis: str, start_server: Callable[..., ServerProcess],

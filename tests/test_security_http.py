@@ -36,6 +36,7 @@ def test_a_huge_request_head_is_refused_431_and_the_connection_closed(server: Se
     headers, _, body = rest.partition(b"\r\n\r\n")
     assert b"connection: close" in headers.lower()
     assert b"x-content-type-options: nosniff" in headers.lower()  # (answered before the app: set there too)
+    assert b"cache-control: no-store" in headers.lower()  # (as every answer of the app's)
     assert orjson.loads(body)["error"]["code"] == "too_large"
 
 

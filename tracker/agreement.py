@@ -54,6 +54,7 @@ from typing import Any
 import redis
 
 from tracker.clock import MAX_SKEW_S, Clock, ClockCheck
+from tracker.logs import Reported
 from tracker.redis_client import AnyRedis, first_answering, seed_urls
 from tracker.runtime import Runtime
 
@@ -95,8 +96,9 @@ return out
 """
 
 
-class Disagreement(Exception):
-    """This process's clock or secret does not agree with the others sharing its Redis."""
+class Disagreement(Reported):
+    """This process's clock or secret does not agree with the others sharing its Redis (its
+    message says which, and what to do: logged in one line)."""
 
 
 _NAME = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"

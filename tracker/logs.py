@@ -62,8 +62,17 @@ def _count_held_back(logger: logging.Logger, message: str, level: int, since: fl
     logger.log(level, "%s; %d more like it in the last %.0f s", message, held_back, now - since)
 
 
+class Reported(Exception):
+    """A failure whose message says all there is to say (what is wrong and what to do): logged
+    as one line, without a traceback, which would only point at where it was noticed."""
+
+
 def log_failure(logger: logging.Logger, message: str, exc: BaseException, **extra: Any) -> None:
-    """Log a failure: with its traceback, unless Redis is down (then one line, throttled)."""
+    """Log a failure: with its traceback, unless Redis is down (then one line, throttled) or it
+    is a :class:`Reported` one (one line)."""
+    if isinstance(exc, Reported):
+        logger.error("%s: %s", message, exc, extra=extra)
+        return
     if not isinstance(exc, REDIS_DOWN):
         logger.error(message, exc_info=exc, extra=extra)
         return

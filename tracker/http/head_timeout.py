@@ -28,6 +28,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tracker.errors import ApiError
+from tracker.http.no_store import HEADER as NO_STORE
 from tracker.http.nosniff import HEADER as NOSNIFF
 
 # Bytes a request head may take. Counted per read outside a body, so it must exceed one read
@@ -46,7 +47,7 @@ def _raw_error(err: ApiError) -> bytes:
     request to answer through the app, with the API's error body."""
     body = orjson.dumps(err.body())
     return (f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}\r\ncontent-type: application/json\r\n"
-            f"{NOSNIFF[0].decode()}: {NOSNIFF[1].decode()}\r\n"
+            f"{NOSNIFF[0].decode()}: {NOSNIFF[1].decode()}\r\n{NO_STORE[0].decode()}: {NO_STORE[1].decode()}\r\n"
             f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
 
 
