@@ -173,6 +173,27 @@ async def test_released_order_goes_to_another_rider_and_not_back(own_redis, star
         await ops.close()
 
 
+async def test_releasing_an_order_cancelled_while_the_rider_held_it_answers_forbidden(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """Cancelled while assigned, the order is no longer the rider's: a release answers
+    ``forbidden`` as for any order not its own, not a refusal naming an internal step."""
+    ops = Ops(server)
+    oid, mid, rid = uid("o"), uid("m"), uid("r")
+    courier = await rider(server, rid)
+    try:
+        await confirmed_order(server, ops, oid, mid)
+        await courier.location(PICKUP["lat"], PICKUP["lng"])
+        assert (await ops.assign(oid, rid)).status_code == 200
+        await courier.expect("assigned")
+        assert (await ops.cancel(oid)).status_code == 200
+        await courier.expect("order_cancelled")
+        await courier.release(oid)
+        refused = await courier.expect("error")
+        assert refused["code"] == "forbidden" and "rider_unassigned" not in refused["message"], refused
+    finally:
+        await courier.close()
+        await ops.close()
+
+
 async def test_operator_takes_an_order_back_the_rider_is_told_and_another_gets_it(own_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]
     srv = start_server(FAST, redis=own_redis)
     ops = Ops(srv)

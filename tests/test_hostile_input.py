@@ -481,7 +481,8 @@ async def test_one_token_holds_a_bounded_number_of_sockets(start_server, uid) ->
 
 async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_bounded(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     """A tablet stuck on "delay": the 11th delay of one order is refused (its history stays
-    small), a delay past 7 days ahead too, and presses past a burst are rate-limited."""
+    small), a delay past 7 days ahead too, and presses past a burst are rate-limited. Once the
+    food is ready a delay is refused for that (``invalid_transition``), not for the cap."""
     ops = Ops(server)
     oid, later, mid = uid("o"), uid("later"), uid("m")
     await ops.create(oid, mid)
@@ -498,6 +499,11 @@ async def test_a_kitchen_flooding_its_socket_is_rate_limited_and_delays_are_boun
         events = (await ops.get(oid))["events"]
         assert [e["kind"] for e in events] == ["placed"] + ["food_delayed"] * 10
         assert [e["delays_left"] for e in events[1:]] == list(range(9, -1, -1)), events
+        await kitchen.ready(oid)  # past delaying: what a delay gets says that, not the cap
+        await kitchen.expect(lambda f: f.get("kind") == "food_ready" and f.get("order_id") == oid)
+        await kitchen.send({"type": "delay", "order_id": oid, "minutes": 1, "id": "after ready"})
+        late = await kitchen.expect(lambda f: f.get("type") == "error")
+        assert (late["code"], late["ref"]) == ("invalid_transition", "after ready"), late
         await kitchen.delay(later, 240)
         capped = await kitchen.expect(lambda f: f.get("type") == "error")
         assert capped["code"] == "bad_message" and "7 days" in capped["message"], capped

@@ -421,6 +421,38 @@ async def test_orders_that_ended_leave_redis_after_the_retention(start_server, r
         await client.aclose()
 
 
+async def test_a_channel_left_open_on_an_order_that_expired_closes_when_its_id_is_used_again(
+        start_server, uid) -> None:  # type: ignore[no-untyped-def]
+    """The channel of an order that ended and expired, its id then used for a new order (of
+    another kitchen here), does not read the new order's events as its own (it had kept
+    reading the old order's history, and sent only resyncs): it is closed, saying why."""
+    srv = start_server({"TRACKER_ORDER_RETENTION_S": "2"})
+    ops = Ops(srv)
+    oid, mid, other = uid("o"), uid("m"), uid("m2")
+    try:
+        assert (await ops.create(oid, mid)).status_code == 201
+        watcher = await JsonSocket.open(f"{srv.ws_url}/v1/ws/customer?order_id={oid}", srv.token("operator", "ops"))
+        assert (await watcher.expect(lambda f: f.get("kind") == "placed"))["order_id"] == oid
+        assert (await ops.cancel(oid)).status_code == 200
+        await watcher.expect(lambda f: f.get("kind") == "cancelled")
+        await asyncio.sleep(3)
+        assert (await ops.client.get(f"/v1/orders/{oid}")).status_code == 404
+        assert (await ops.create(oid, other)).status_code == 201  # another order, under the same id
+        await confirmed_order(srv, ops, uid("o-next"), other)  # (its kitchen at work meanwhile)
+        kitchen = await platform_kitchen(srv, other)
+        await kitchen.confirm(oid)
+        await kitchen.event(oid, "confirmed")
+        await kitchen.close()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                frame = await watcher.recv(timeout=10)
+                assert frame.get("type") != "event", frame  # (nothing of the new order as the old one's)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
+        assert "no longer kept" in closed.value.rcvd.reason and "used again" in closed.value.rcvd.reason, closed.value
+    finally:
+        await ops.close()
+
+
 async def test_scope_violations(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, other, mid = uid("o"), uid("other"), uid("m")

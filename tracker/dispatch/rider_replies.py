@@ -26,7 +26,7 @@ from tracker.locations import rider_orders_key
 from tracker.locations.store import pause_key
 from tracker.logs import log_failure
 from tracker.orders import assign_orders, load_order, still_to_collect
-from tracker.orders.machine import carried_by
+from tracker.orders.machine import CARRYING, carried_by
 from tracker.orders.route import rider_trips
 from tracker.orders.notices import recheck_if_overtaken
 from tracker.orders.store import store_of
@@ -118,7 +118,9 @@ async def release(conn: RiderConnection, msg: dict[str, Any]) -> None:
     order_id = require_id(msg, "order_id")
     reason = optional_reason(msg)
     order = await load_order(conn.runtime, order_id)
-    if order is None or order["rider_id"] != conn.rider_id:  # unknown or not its own: the same answer
+    # Unknown, not its own, or no longer anyone's (cancelled while it held it): the same answer.
+    # Picked up is the take-back's to refuse (``invalid_transition``: too late to give back).
+    if order is None or order["rider_id"] != conn.rider_id or order["status"] not in CARRYING:
         raise ApiError("forbidden", f"order {order_id!r} is not assigned to this rider")
     await conn.runtime.services["dispatcher"].take_back(order["merchant_id"], order_id, conn.rider_id,
                                                         by="rider", reason=reason)

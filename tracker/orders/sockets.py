@@ -20,7 +20,7 @@ from tracker.orders.channel import forward
 from tracker.orders.estimate import estimate_frame
 from tracker.orders.food_ready import MAX_READY_AHEAD_MS, expected_ready_ms
 from tracker.orders.live import kitchen_catch_up, rider_location
-from tracker.orders.machine import CARRYING, STATUSES
+from tracker.orders.machine import BEFORE_PICKUP, CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import OrderChanged, events_key, feed_key, merchant_channel, order_channel, store_of
 from tracker.redis_client import REDIS_DOWN, AnyRedis
@@ -185,7 +185,7 @@ async def customer_ws(websocket: WebSocket) -> None:
     if raw is None:
         await session.close(CLOSE_POLICY, f"not_found: no order {order_id!r}")
         return
-    store, merchant = store_of(rt), raw["merchant_id"]
+    store, merchant, placed_at = store_of(rt), raw["merchant_id"], raw.get("placed_at")
     history = await store.history(merchant, order_id, count=1)  # type: ignore[arg-type]
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   history[0]["id"] if history else None,
@@ -215,6 +215,15 @@ async def customer_ws(websocket: WebSocket) -> None:
         return True
 
     async def read(after: str | None, count: int) -> list[dict[str, Any]]:
+        # (On opening and after a gap.) An order that expired, and maybe was created again under
+        # its id since (another order, perhaps another merchant's), is not this channel's: its
+        # events would read as this one's going backwards, or not at all. Closed, as an order
+        # that is not there would be refused.
+        now = await store.load(order_id)  # type: ignore[arg-type]
+        if now is None or now["merchant_id"] != merchant or now.get("placed_at") != placed_at:
+            await session.close(CLOSE_POLICY, f"not_found: order {order_id!r} ended and is no longer kept"
+                                              + (" (its id was used again for a new order)" if now else ""))
+            return []
         return await store.history(merchant, order_id, after, count)  # type: ignore[arg-type]
 
     async def latest_view() -> None:
@@ -306,7 +315,10 @@ async def merchant_ws(websocket: WebSocket) -> None:
         for _ in range(DELAY_ATTEMPTS):
             now = rt.clock.now_ms()
             delays = int(raw.get("food_delays") or 0)
-            if delays >= MAX_DELAYS and not session.principal.is_operator:
+            # (An order past delaying, the food ready or the order over, is refused for that by
+            # the step itself: the cap only answers a delay the order could still take.)
+            delayable = raw.get("status") in BEFORE_PICKUP and not raw.get("food_ready_at")
+            if delays >= MAX_DELAYS and delayable and not session.principal.is_operator:
                 raise ApiError("too_many_delays", f"order {order_id!r} was delayed {delays} times, the most a kitchen "
                                                   "may; if the food cannot be made, cancel the order")
             fields, extra = _delayed(raw, minutes, now, rt.settings.default_prep_min)
