@@ -1,6 +1,6 @@
 """What the load-test and benchmark scripts share on their command lines: argparse value types
-(a count, a positive number, a port, MDRP instances), one line instead of a traceback on Ctrl-C,
-and what a library module says when run as a command.
+(a count, a positive number, a port, MDRP instances), one line instead of a traceback on Ctrl-C
+or for a server that did not start, and what a library module says when run as a command.
 
 Imports nothing of ``tracker``: the side-by-side benchmarks choose which checkout's ``tracker``
 to import only after parsing their arguments (``checkout.py``).
@@ -13,7 +13,7 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 
 def count(text: str) -> int:
@@ -67,6 +67,18 @@ def ctrl_c_exits(prog: str) -> Iterator[None]:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's first line, and its last if it has more (a server that did not start: why, then
+    the last line of its log)."""
+    said = str(exc).strip().splitlines() or [type(exc).__name__]
+    return said[0] + (f" {said[-1].strip()}" if len(said) > 1 else "")
+
+
+def could_not_start(prog: str, exc: BaseException) -> NoReturn:
+    """End the script ``prog`` with one line saying its server did not start, and why; exit status 1."""
+    sys.exit(f"{prog}: could not start a server: {one_line(exc)}")
 
 
 def instance_folders(parser: argparse.ArgumentParser, root: Path, match: str = "") -> list[Path]:

@@ -3,6 +3,7 @@ change to the code it drives (a new required argument, a renamed function) canno
 unnoticed until the next time someone measures."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,40 @@ def test_a_code_folder_that_is_no_checkout_is_refused_instead_of_measuring_this_
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and not done.stdout, done.stdout + done.stderr
     assert "is not a tracker checkout (no tracker/__init__.py in it)" in done.stderr.splitlines()[-1], done.stderr
+
+
+def checkout_copy(root: Path, kernel: bool) -> Path:
+    """A checkout of this code in ``root``: its tracker package, and its dispatch kernel's sources,
+    with the compiled kernel beside them (built in place) or without (not built)."""
+    skip = shutil.ignore_patterns("__pycache__", "*.so", "*.c")
+    shutil.copytree(ROOT / "tracker", root / "tracker", ignore=skip)
+    shutil.copytree(ROOT / "dispatch_ext", root / "dispatch_ext", ignore=skip)
+    if kernel:
+        for built in (ROOT / "dispatch_ext").glob("_kernel*.so"):
+            shutil.copy(built, root / "dispatch_ext")
+    return root
+
+
+@pytest.mark.parametrize("script", ["bench_order_steps.py", "bench_ops_snapshot.py"])
+def test_a_code_checkout_whose_kernel_is_not_built_in_it_is_refused(script: str, tmp_path: Path) -> None:
+    """Before: the installed tree's kernel (an editable install's finder fills it in) was measured
+    under that checkout's name, or a KeyError traceback."""
+    code = checkout_copy(tmp_path / "other", kernel=False)
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / script), "--code", str(code)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and not done.stdout, done.stdout + done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and f"--code {code}: its compiled kernel (dispatch_ext._kernel) " in done.stderr
+    assert f"(cd {code} && python setup.py build_ext --inplace)" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("script", ["bench_order_steps.py", "bench_ops_snapshot.py"])
+def test_a_benchmark_whose_server_does_not_start_says_so_in_one_line(script: str, tmp_path: Path) -> None:
+    """Before: a RuntimeError traceback with the server's log."""
+    code = checkout_copy(tmp_path / "broken", kernel=True)
+    (code / "tracker" / "__main__.py").write_text("raise SystemExit('this server cannot start')\n")
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / script), "--code", str(code)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and not done.stdout, done.stdout + done.stderr[-2000:]
+    assert done.stderr == f"{script}: could not start a server: tracker serve exited with 1: this server cannot start\n", \
+        done.stderr[-2000:]
+
