@@ -92,3 +92,22 @@ def test_a_benchmark_whose_server_does_not_start_says_so_in_one_line(script: str
     assert done.stderr == f"{script}: could not start a server: tracker serve exited with 1: this server cannot start\n", \
         done.stderr[-2000:]
 
+
+def test_fanout_posts_more_events_than_a_kitchen_may_delay_one_order_and_all_arrive() -> None:
+    """Before: the 11th delay of its one order was refused (too_many_delays), unread, and the run
+    reported the deliveries it missed with exit status 0."""
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / "bench_fanout.py"), "--subscribers", "2",
+                           "--events", "12"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.startswith("2 subscribers x 12 events (2 orders, at most 10 delays each) = 24 deliveries, "
+                                  "0 missed\n"), done.stdout
+
+
+def test_fanout_reads_a_refused_event_and_fails() -> None:
+    """Its events as if the server's cap were higher than it is: the refusals are named, and the exit is 1."""
+    run = ("import runpy, sys; sys.argv = ['bench_fanout.py', '--subscribers', '2', '--events', '12']; "
+           "sys.path.insert(0, '.'); import loadtests.bench_fanout as bench; bench.MAX_DELAYS = 12; bench.main()")
+    done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 1, done.stdout + done.stderr[-2000:]
+    assert "= 20 deliveries, 0 missed" in done.stdout and "refused: fan-0: too_many_delays: " in done.stdout, done.stdout
+    assert done.stderr == "bench_fanout.py: 2 event(s) refused, 0 deliveries missed\n", done.stderr
