@@ -24,6 +24,8 @@ Every id (riders, merchants, orders) carries the run's id, ``LOADTEST_RUN`` (run
 fresh one; default a random one per start), so runs against one deployment never meet. Each
 order id is appended to the file ``LOADTEST_ORDERS`` (when set) before the order is placed:
 run.py ends the unfinished ones after the run (``loadtests/cleanup.py``); run by hand, nothing does.
+
+Worker processes forked by ``--processes`` end with their master (``loadtests/locust_process.py``).
 """
 from __future__ import annotations
 
@@ -39,8 +41,11 @@ import requests
 from locust import HttpUser, User, between, constant, constant_pacing, task
 from locust.exception import StopUser
 
+from loadtests.locust_process import tie_forked_workers
 from loadtests.wsclient import WsClient, WsClosed, WsError
 from tracker.auth import issue_token
+
+tie_forked_workers()
 
 CENTRE = (52.5200, 13.4050)
 SPREAD_DEG = 0.03  # about 3 km

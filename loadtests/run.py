@@ -8,16 +8,20 @@ Starts ``tracker serve`` (embedded Redis) unless ``--server`` is given, runs loc
 the CSV and prints: connections held, fixes/s accepted, fan-out and fix-to-visibility
 p50/p99 (``not measured`` when there was no sample), errors, and the server's CPU and memory
 per connection. Then ``result  ok``, or ``result  FAILED`` and one ``FAILED: ...`` line per
-reason (every socket closed by the server, nothing measured, failed requests, exceptions in
-the users, orders it could not end), and exit status 1. Locust's CSV files go to ``--csv DIR``;
-without it to a folder in /tmp, removed after a run that passed.
+reason (locust wrote no statistics, every socket closed by the server, nothing measured, failed
+requests, exceptions in the users, orders it could not end), and exit status 1. Locust's CSV
+files go to ``--csv DIR`` (an earlier run's there removed first); without it to a folder in
+/tmp, removed after a run that passed.
 
 At the end (also when interrupted: Ctrl-C, SIGTERM or SIGHUP stop locust, its workers too) it
 ends the run's unfinished orders on the server (``loadtests/cleanup.py``: cancelled, or failed
-once picked up) and prints how many; an interrupted run prints its summary with ``result
-interrupted`` and exits 130 (143 after SIGTERM, 129 after SIGHUP). Locust is tied to this
-process: it stops even if this one is killed outright.
+once picked up) and prints how many, then stops its own server (in a session of its own: a
+terminal's Ctrl-C does not stop it before that); an interrupted run prints its summary with
+``result interrupted`` and exits 130 (143 after SIGTERM, 129 after SIGHUP). Locust and every
+worker it forks are gone when this process ends, even killed outright (``loadtests/locust_process.py``).
 Needs locust (the ``[bench]`` extra): without it, one line and exit status 1, before anything starts.
+A run that cannot begin (its folder cannot be written, its server does not start) is one line
+and exit status 1.
 """
 from __future__ import annotations
 
@@ -26,11 +30,8 @@ import csv
 import importlib.util
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,15 +42,19 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script: ``loadtests`` is not an installed package
 
-from loadtests.arguments import count, port, positive_float, positive_int  # noqa: E402
+from loadtests import locust_process, run_files  # noqa: E402
+from loadtests.arguments import count, one_line, port, positive_float, positive_int  # noqa: E402
 from loadtests.cleanup import REASON, Ending, end_run_orders  # noqa: E402
 from tracker.embedded_redis import free_port  # noqa: E402
 from tracker.interrupts import interrupted_status, signals_deferred, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
-from tracker.parent_death import stop_child, tied_to_parent  # noqa: E402
 
 LOCUST_STOP_S = 15.0  # locust's own --stop-timeout (5 s) and its workers' shutdown, with room to spare
 NO_LOCUST = "locust is not installed (the load tests' extra): pip install -e '.[bench]'"
+
+
+class CannotRun(Exception):
+    """A run that could not begin: its folder cannot be written, its server did not start (one line)."""
 
 
 def require_locust() -> None:
@@ -105,87 +110,71 @@ class Sampler(threading.Thread):
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Run the locust scenarios as ``args`` say, on a server of its own unless ``--server``, and
-    return the run's summary (``problems``: why the run failed, empty when it did not)."""
+    return the run's summary (``problems``: why the run failed, empty when it did not).
+    CannotRun, before anything started or with what started stopped, when it cannot begin."""
     secret = args.secret or os.environ.get("TRACKER_SECRET") or secrets.token_urlsafe(32)
+    try:  # (before anything starts: a folder it cannot write is said now, not after the server started)
+        files = run_files.prepare(args.csv)
+    except run_files.FolderError as exc:
+        raise CannotRun(str(exc)) from None
     server = None
     if args.server:
         host = args.server
     else:
         env = {"TRACKER_DISPATCH_INTERVAL_S": "2", "TRACKER_LOG_LEVEL": "warning"}
-        server = ServerProcess(secret=secret, env=env)
+        # a session of its own: a terminal's Ctrl-C stops the run, which ends its orders, then the server
+        server = ServerProcess(secret=secret, env=env, new_session=True)
         if args.port:
             server.port = args.port
         try:
             host = server.start().base_url
         except RuntimeError as exc:  # (its port taken, or it did not start: one line, not a traceback)
             server.cleanup()
-            said = str(exc).splitlines()
-            sys.exit(f"loadtests/run.py: could not start a server: {said[0]}{' ' + said[-1] if len(said) > 1 else ''}")
+            files.discard()
+            raise CannotRun(f"could not start a server: {one_line(exc)}") from None
         except KeyboardInterrupt:
             server.cleanup()
+            files.discard()
             raise
-    sampler = None
-    if server is not None and server.proc is not None:
-        sampler = Sampler(server.proc.pid, server.base_url)
-        idle_rss = psutil.Process(server.proc.pid).memory_info().rss
-        sampler.start()
     users = args.riders + args.customers + args.merchants + args.operators + 1
-    out = Path(args.csv or tempfile.mkdtemp(prefix="tracker-locust-")) / "run"
-    cmd = [
-        sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "--host", host,
-        "-u", str(users), "-r", str(args.spawn_rate), "-t", args.time, "--csv", str(out), "--only-summary",
-        "--stop-timeout", "5", "--exit-code-on-error", "0",
-        "RiderUser", "CustomerUser", "MerchantUser", "OperatorUser", "ProbeUser",
-    ]
-    if args.processes > 1:  # the master on a port of its own, loopback only (locust's default is *:5557)
-        master = str(args.master_port or free_port())
-        cmd[3:3] = ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1",
-                    "--master-bind-port", master, "--master-host", "127.0.0.1", "--master-port", master]
+    out, orders = files.prefix, files.orders  # (orders: every order id the users place, from every worker process)
     run_id = secrets.token_hex(3)
-    orders = Path(f"{out}_orders.txt")  # every order id the users place, from every worker process
-    orders.parent.mkdir(parents=True, exist_ok=True)
-    orders.write_text("")
-    env = {**os.environ, "TRACKER_SECRET": secret, "LOADTEST_MERCHANTS": str(max(1, args.merchants)),
-           "LOADTEST_RUN": run_id, "LOADTEST_PROCESSES": str(max(1, args.processes)), "LOADTEST_ORDERS": str(orders)}
-    env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update({"LOADTEST_RIDERS": str(args.riders), "LOADTEST_CUSTOMERS": str(args.customers),
-                "LOADTEST_MERCHANT_USERS": str(args.merchants), "LOADTEST_OPERATORS": str(args.operators),
-                # the probe files its samples taken while users are still being spawned apart
-                "LOADTEST_RAMP_S": str(users / args.spawn_rate + 2.0)})
-    started = time.time()
+    sampler: Sampler | None = None
+    idle_rss: int | None = None
     locust: subprocess.Popen[bytes] | None = None
     interrupted = False
+    started = time.time()
     try:
         try:
-            with signals_deferred():  # (an interrupt inside Popen would leave locust running, with no handle)
-                # tied to this process: locust (and so its workers) stops even if this one is killed outright
-                locust = subprocess.Popen(tied_to_parent(cmd), env=env,
-                                          stdout=subprocess.DEVNULL if args.quiet else None,
-                                          stderr=subprocess.DEVNULL if args.quiet else None)
-            locust.wait(timeout=_seconds(args.time) + 120)
-        except subprocess.TimeoutExpired:  # (overran its time: stopped below)
-            pass
+            if server is not None and server.proc is not None:
+                sampler = Sampler(server.proc.pid, server.base_url)
+                idle_rss = psutil.Process(server.proc.pid).memory_info().rss
+                sampler.start()
+            cmd, env = _locust_command(args, host, secret, files, run_id, users)
+            with signals_deferred():  # (assigned before an interrupt meanwhile takes effect: a handle to stop it by)
+                locust = locust_process.start(cmd, env, args.quiet)
+            locust_process.ended(locust, _seconds(args.time) + 120)  # (one that overran its time: stopped below)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (main delivers those as Ctrl-C): end the run
             interrupted = True
         elapsed = time.time() - started
     finally:  # (a locust that overran its time, or an interrupt, still ends the orders and stops the server)
         try:
-            if locust is not None:  # (SIGTERM: it stops its users and workers and writes its CSV)
-                stop_child(locust, signal.SIGTERM, LOCUST_STOP_S)
+            if locust is not None:  # (SIGTERM: it stops its users and workers and writes its CSV; then any worker left)
+                locust_process.stop(locust, LOCUST_STOP_S)
         finally:  # (even a second Ctrl-C while locust stops still ends the orders; one more stops that)
             if sampler is not None:
                 sampler.stop.set()
             try:
                 ending = end_run_orders(host, secret, orders, run_id)
             finally:
-                if server is not None:
+                if server is not None:  # (only now: the orders were ended on it)
                     server.cleanup()
     stats = read_stats(out)
-    summary = _summarise(stats, elapsed, sampler, idle_rss if sampler else None, users)
+    summary = _summarise(stats, elapsed, sampler, idle_rss, users)
     summary["run_id"] = run_id
     summary["orders_placed"] = placed = _placed(ending, stats)
     summary["orders_ended"] = ended_text(ending)
-    failed = problems(stats, read_rows(Path(f"{out}_failures.csv")), read_rows(Path(f"{out}_exceptions.csv")),
+    failed = problems(stats, read_rows(files.locust_file("_failures.csv")), read_rows(files.locust_file("_exceptions.csv")),
                       args.riders, quiet=args.quiet)
     if ending.unresolved == ending.listed > 0:  # not one answer: the server refused the operator, or was gone
         failed.append(f"could not check this run's orders on the server, first: {sorted(ending.errors)[0]}; "
@@ -198,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     elif failed:  # (its failures and its order ids, named above, to look into)
         summary["csv"] = f"{out}_stats.csv (kept: the run failed)"
     else:  # a folder of its own in /tmp: not left behind by every run
-        shutil.rmtree(out.parent, ignore_errors=True)
+        files.discard()
         summary["csv"] = "not kept (--csv DIR keeps locust's files)"
     summary["problems"] = failed
     summary["interrupted"] = interrupted
@@ -216,6 +205,30 @@ def _placed(ending: Ending, stats: dict[str, dict[str, str]]) -> int:
     create = stats.get("POST /v1/orders", {})
     accepted = int(float(create.get("Request Count") or 0)) - int(float(create.get("Failure Count") or 0))
     return max(found, accepted)
+
+
+def _locust_command(args: argparse.Namespace, host: str, secret: str, files: run_files.RunFiles, run_id: str,
+                    users: int) -> tuple[list[str], dict[str, str]]:
+    """Locust's command line and environment for the run ``args`` describe against ``host``."""
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "--host", host,
+        "-u", str(users), "-r", str(args.spawn_rate), "-t", args.time, "--csv", str(files.prefix), "--only-summary",
+        "--stop-timeout", "5", "--exit-code-on-error", "0",
+        "RiderUser", "CustomerUser", "MerchantUser", "OperatorUser", "ProbeUser",
+    ]
+    if args.processes > 1:  # the master on a port of its own, loopback only (locust's default is *:5557)
+        master = str(args.master_port or free_port())
+        cmd[3:3] = ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", master, "--master-host", "127.0.0.1", "--master-port", master]
+    env = {**os.environ, "TRACKER_SECRET": secret, "LOADTEST_MERCHANTS": str(max(1, args.merchants)),
+           "LOADTEST_RUN": run_id, "LOADTEST_PROCESSES": str(max(1, args.processes)),
+           "LOADTEST_ORDERS": str(files.orders)}
+    env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update({"LOADTEST_RIDERS": str(args.riders), "LOADTEST_CUSTOMERS": str(args.customers),
+                "LOADTEST_MERCHANT_USERS": str(args.merchants), "LOADTEST_OPERATORS": str(args.operators),
+                # the probe files its samples taken while users are still being spawned apart
+                "LOADTEST_RAMP_S": str(users / args.spawn_rate + 2.0)})
+    return cmd, env
 
 
 def ended_text(ending: Ending) -> str:
@@ -346,7 +359,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time", type=_run_time, default="30s", help="run time, e.g. 30s, 5m")
     p.add_argument("--spawn-rate", type=positive_float, default=100, help="users started a second")
     p.add_argument("--processes", type=positive_int, default=1, help="locust worker processes")
-    p.add_argument("--csv", help="folder for locust's CSV files")
+    p.add_argument("--csv", help="folder for locust's CSV files (an earlier run's there are removed)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -362,6 +375,8 @@ def main() -> None:
     try:
         with stop_signals_as_ctrl_c():  # SIGTERM, SIGHUP: locust stopped and the orders ended, as on Ctrl-C
             summary = run(args)
+    except CannotRun as exc:
+        sys.exit(f"loadtests/run.py: {exc}")
     except KeyboardInterrupt:  # (before the run began, or again while it ended: no summary to print)
         print("loadtests/run.py: interrupted before the run's summary (its orders may not all be ended)",
               file=sys.stderr)

@@ -77,3 +77,13 @@ def test_ctrl_c_during_a_benchmark_is_one_line_from_all_its_processes(tmp_path: 
         proc.kill()
     assert proc.returncode == 130, out + err
     assert err == "bench_locations.py: interrupted\n", err
+
+
+def test_a_csv_folder_it_cannot_write_is_one_line_before_the_server_starts(tmp_path: Path) -> None:
+    """Before: a FileNotFoundError traceback, after its server had started."""
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / "run.py"), "--csv", "/proc/nope", "--time", "5s"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 1 and not done.stdout, done.stdout + done.stderr
+    assert done.stderr == "loadtests/run.py: --csv /proc/nope: cannot write there (No such file or directory)\n", done.stderr
+    assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # no server's data folder: none started
+

@@ -65,8 +65,12 @@ class ServerProcess:
         args: list[str] | None = None,
         log_path: Path | str | None = None,
         open_files: tuple[int, int] | None = None,
+        new_session: bool = False,
     ) -> None:
-        """``open_files``: the child's (soft, hard) open-file limit, to rehearse a small machine."""
+        """``open_files``: the child's (soft, hard) open-file limit, to rehearse a small machine.
+        ``new_session``: the child in a session (and process group) of its own, so that a terminal's
+        Ctrl-C reaches only the process that started it, which stops it when it is done with it
+        (a load test ends its orders on it first)."""
         self.port = free_port()
         self.secret = secret
         self.redis_url = redis_url
@@ -77,6 +81,7 @@ class ServerProcess:
         self._args = list(args or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.open_files = open_files
+        self.new_session = new_session
         self._remover: subprocess.Popen[bytes] | None = None  # removes the temporary folder if we are killed
 
     @property
@@ -113,7 +118,7 @@ class ServerProcess:
             with signals_deferred():  # (an interrupt in Popen would leave the child running, unknown to stop())
                 self._start_remover()
                 self.proc = subprocess.Popen(tied_to_parent(cmd), env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT)
+                                             stderr=subprocess.STDOUT, start_new_session=self.new_session)
         finally:
             log.close()
         try:
