@@ -45,6 +45,7 @@ sys.path.insert(0, str(HERE.parent))  # run as a script: ``loadtests`` is not an
 from loadtests import locust_process, run_files  # noqa: E402
 from loadtests.arguments import count, one_line, port, positive_float, positive_int  # noqa: E402
 from loadtests.cleanup import REASON, Ending, end_run_orders  # noqa: E402
+from loadtests.timespan import run_seconds  # noqa: E402
 from tracker.embedded_redis import free_port  # noqa: E402
 from tracker.interrupts import interrupted_status, signals_deferred, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             cmd, env = _locust_command(args, host, secret, files, run_id, users)
             with signals_deferred():  # (assigned before an interrupt meanwhile takes effect: a handle to stop it by)
                 locust = locust_process.start(cmd, env, args.quiet)
-            locust_process.ended(locust, _seconds(args.time) + 120)  # (one that overran its time: stopped below)
+            locust_process.ended(locust, run_seconds(args.time) + 120)  # (one that overran its time: stopped below)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (main delivers those as Ctrl-C): end the run
             interrupted = True
         elapsed = time.time() - started
@@ -235,11 +236,6 @@ def ended_text(ending: Ending) -> str:
     """``N`` orders this run ended at its end, and how: ``3 (2 cancelled, 1 failed: "load test ended")``."""
     how = ", ".join(f"{ending.outcomes[k]} {k}" for k in ("cancelled", "failed") if ending.outcomes[k])
     return f'{ending.ended} ({how}: "{REASON}")' if how else "0"
-
-
-def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
 
 
 def _summarise(stats: dict[str, dict[str, str]], elapsed: float, sampler: Sampler | None, idle_rss: int | None,
@@ -328,13 +324,15 @@ def _close_reason(failure: dict[str, str]) -> str:
 
 
 def _run_time(text: str) -> str:
-    """``--time``: a run time locust takes (``30s``, ``5m``, ``1h``, or seconds), above zero (0 is no limit to locust)."""
+    """``--time``: a run time locust takes (``30s``, ``5m``, ``1h30m``, or whole seconds: locust's own
+    parser, ``loadtests/timespan.py``), above zero (0 is no limit to locust)."""
     try:
-        seconds = _seconds(text)
-    except (ValueError, IndexError):
-        seconds = float("nan")
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a run time above 0 (e.g. 30s, 5m)")
+        seconds = run_seconds(text)
+    except (ValueError, OverflowError):
+        seconds = 0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run time above 0 as locust reads one "
+                                         "(whole numbers: e.g. 30s, 5m, 1h30m, 90)")
     return text
 
 
@@ -356,7 +354,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--customers", type=count, default=10)
     p.add_argument("--merchants", type=count, default=5)
     p.add_argument("--operators", type=count, default=1)
-    p.add_argument("--time", type=_run_time, default="30s", help="run time, e.g. 30s, 5m")
+    p.add_argument("--time", type=_run_time, default="30s", help="run time as locust takes it, e.g. 30s, 5m, 1h30m")
     p.add_argument("--spawn-rate", type=positive_float, default=100, help="users started a second")
     p.add_argument("--processes", type=positive_int, default=1, help="locust worker processes")
     p.add_argument("--csv", help="folder for locust's CSV files (an earlier run's there are removed)")

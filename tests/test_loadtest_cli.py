@@ -20,6 +20,10 @@ REFUSED = [  # script, arguments, what the usage error says
     ("run.py", ["--spawn-rate", "-5"], "argument --spawn-rate: '-5' is not a number above 0"),
     ("run.py", ["--processes", "0"], "argument --processes: '0' is not a whole number above 0"),
     ("run.py", ["--port", "99999"], "argument --port: '99999' is not a port (1 to 65535)"),
+    # what locust refuses (it takes whole numbers only), refused before anything starts
+    ("run.py", ["--time", "2.5s"], "argument --time: '2.5s' is not a run time above 0 as locust reads one"),
+    ("run.py", ["--time", "0.5m"], "argument --time: '0.5m' is not a run time above 0 as locust reads one"),
+    ("run.py", ["--time", "0s"], "argument --time: '0s' is not a run time above 0 as locust reads one"),
     ("sweep.py", ["--master-port", "0"], "argument --master-port: '0' is not a port (1 to 65535)"),
     ("sweep.py", ["--start", "10", "--max", "5"], "--max 5 is below --start 10"),
     ("sweep.py", ["--step", "0"], "argument --step: '0' is not a whole number above 0"),
@@ -77,6 +81,30 @@ def test_ctrl_c_during_a_benchmark_is_one_line_from_all_its_processes(tmp_path: 
         proc.kill()
     assert proc.returncode == 130, out + err
     assert err == "bench_locations.py: interrupted\n", err
+
+
+TIMES = ["20", "20s", "3m", "2h", "1h30m", "3h30m10s", "90m", "1h0m", "0", "0s", "2.5s", "0.5m", "1m1h", "1h 30m",
+         "-5s", "5S", "s", "", "1d", "1.0", "1e3", " 5s", "5s "]
+
+
+def test_run_times_are_read_as_locust_reads_them_without_importing_it() -> None:
+    """Before: ``2.5s`` and ``0.5m`` passed run.py and locust refused them; ``1h30m`` was refused."""
+    check = ("import sys; from loadtests import run, timespan\n"
+             "assert 'locust' not in sys.modules and 'gevent' not in sys.modules\n"  # (locust's import monkey-patches)
+             "parse = timespan._locusts_parser(); assert parse is not None\n"
+             f"for text in {TIMES!r}:\n"
+             "    try: theirs = parse(text)\n"
+             "    except ValueError: theirs = None\n"
+             "    try: ours = timespan._grammar(text)\n"
+             "    except ValueError: ours = None\n"
+             "    assert ours == theirs == (timespan.run_seconds(text) if theirs is not None else None), (text, ours, theirs)\n"
+             "    try: taken = run.parser().parse_args(['--time', text]).time\n"
+             "    except SystemExit: taken = None\n"
+             "    assert (taken == text) == bool(theirs), (text, theirs, taken)\n"
+             "assert 'locust' not in sys.modules and 'gevent' not in sys.modules\n"
+             "print(timespan.run_seconds('1h30m'))\n")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout == "5400\n", done.stdout + done.stderr[-3000:]
 
 
 def test_a_csv_folder_it_cannot_write_is_one_line_before_the_server_starts(tmp_path: Path) -> None:
