@@ -22,8 +22,9 @@ so locust's table and CSV show them per message type:
 
 Every id (riders, merchants, orders) carries the run's id, ``LOADTEST_RUN`` (run.py sets a
 fresh one; default a random one per start), so runs against one deployment never meet. Each
-order id is appended to the file ``LOADTEST_ORDERS`` (when set) before the order is placed:
-run.py ends the unfinished ones after the run (``loadtests/cleanup.py``); run by hand, nothing does.
+order id is appended to the file ``LOADTEST_ORDERS`` (when set) before the order is placed, and
+noted ``refused`` when the server refused its create (a 4xx answer: nothing created): run.py
+ends the unfinished ones after the run (``loadtests/cleanup.py``); run by hand, nothing does.
 
 Worker processes forked by ``--processes`` end with their master (``loadtests/locust_process.py``).
 """
@@ -294,23 +295,26 @@ class MerchantUser(WsUser):
             self.report("prompt", 0, 0, ms=0)
 
 
-def note_order(oid: str) -> None:
-    """Append ``oid`` to ``LOADTEST_ORDERS`` (one short write: lines from several processes do not mix)."""
+def note_order(line: str) -> None:
+    """Append ``line`` to ``LOADTEST_ORDERS`` (one short write: lines from several processes do not mix)."""
     if ORDERS_FILE:
         with open(ORDERS_FILE, "a") as f:
-            f.write(oid + "\n")
+            f.write(line + "\n")
 
 
 def new_order(client, oid: str) -> None:  # type: ignore[no-untyped-def]
     """Create order ``oid`` at a random merchant through ``client``, as the operator, with a drop-off
-    within 0.02 degrees of the restaurant (noted first, so even a create whose answer was lost is ended)."""
+    within 0.02 degrees of the restaurant (noted first, so even a create whose answer was lost is
+    ended; then noted ``refused`` if the server answered 4xx, which creates nothing)."""
     note_order(oid)
     mid = random.choice(MERCHANTS)
     plat, plng = restaurant(mid)
     body = {"id": oid, "merchant_id": mid, "pickup": {"lat": plat, "lng": plng},
             "dropoff": {"lat": plat + random.uniform(-0.02, 0.02), "lng": plng + random.uniform(-0.02, 0.02)}}
-    client.post("/v1/orders", json=body, headers={"Authorization": "Bearer " + token("operator", "loadtest")},
-                name="/v1/orders")  # (locust shows the method beside the name)
+    resp = client.post("/v1/orders", json=body, headers={"Authorization": "Bearer " + token("operator", "loadtest")},
+                       name="/v1/orders")  # (locust shows the method beside the name)
+    if 400 <= resp.status_code < 500:  # (0 is locust's "no answer": it may have been created)
+        note_order(f"{oid} refused {resp.status_code}")
 
 
 class OperatorUser(HttpUser):
@@ -372,8 +376,8 @@ class _Plain:
     def __init__(self, host: str) -> None:
         self.host, self.session = host, requests.Session()
 
-    def post(self, path: str, json: dict, headers: dict, name: str) -> None:  # noqa: A002 - mirrors requests
-        self.session.post(self.host + path, json=json, headers=headers, timeout=10)
+    def post(self, path: str, json: dict, headers: dict, name: str) -> requests.Response:  # noqa: A002 - mirrors requests
+        return self.session.post(self.host + path, json=json, headers=headers, timeout=10)
 
 
 class ProbeUser(WsUser, HttpUser):

@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE.parent))  # run as a script: ``loadtests`` is not an
 
 from loadtests import locust_process, run_files  # noqa: E402
 from loadtests.arguments import count, one_line, port, positive_float, positive_int  # noqa: E402
-from loadtests.cleanup import REASON, Ending, end_run_orders  # noqa: E402
+from loadtests.cleanup import REASON, Ending, end_run_orders, placed, read_run_orders  # noqa: E402
 from loadtests.timespan import run_seconds  # noqa: E402
 from tracker.embedded_redis import free_port  # noqa: E402
 from tracker.interrupts import interrupted_status, signals_deferred, stop_signals_as_ctrl_c  # noqa: E402
@@ -173,13 +173,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     stats = read_stats(out)
     summary = _summarise(stats, elapsed, sampler, idle_rss, users)
     summary["run_id"] = run_id
-    summary["orders_placed"] = placed = _placed(ending, stats)
+    summary["orders_placed"] = placed(ending, read_run_orders(orders, run_id), orders.name)
     summary["orders_ended"] = ended_text(ending)
     failed = problems(stats, read_rows(files.locust_file("_failures.csv")), read_rows(files.locust_file("_exceptions.csv")),
                       args.riders, quiet=args.quiet)
     if ending.unresolved == ending.listed > 0:  # not one answer: the server refused the operator, or was gone
         failed.append(f"could not check this run's orders on the server, first: {sorted(ending.errors)[0]}; "
-                      + (f"the {placed} it placed may still be open (see {orders.name})" if placed else "it placed none"))
+                      f"up to {ending.listed} of them may still be open (see {orders.name})")
     elif ending.unresolved:
         failed.append(f"{ending.unresolved} of this run's orders could not be checked or ended "
                       f"(see {orders.name}), first: {sorted(ending.errors)[0]}")
@@ -193,19 +193,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     summary["problems"] = failed
     summary["interrupted"] = interrupted
     return summary
-
-
-def _placed(ending: Ending, stats: dict[str, dict[str, str]]) -> int:
-    """The run's orders the server holds: those the cleanup found there (exact when it could check
-    every one: a create refused, e.g. a wrong secret, or never answered left none). Where it could
-    not check some, at least as many as locust saw accepted (2xx), which misses creates still in flight
-    when locust stopped."""
-    found = ending.listed - ending.outcomes["missing"] - ending.unresolved
-    if not ending.unresolved:
-        return found
-    create = stats.get("POST /v1/orders", {})
-    accepted = int(float(create.get("Request Count") or 0)) - int(float(create.get("Failure Count") or 0))
-    return max(found, accepted)
 
 
 def _locust_command(args: argparse.Namespace, host: str, secret: str, files: run_files.RunFiles, run_id: str,
