@@ -10,6 +10,7 @@ left for real riders. :func:`placed` says how many the run placed, or that it is
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,10 +56,11 @@ def run_order_ids(path: Path, run: str) -> list[str]:
     return read_run_orders(path, run).to_check
 
 
-def end_run_orders(host: str, secret: str, path: Path, run: str, workers: int = 8) -> Ending:
+def end_run_orders(host: str, secret: str, path: Path, run: str, workers: int = 8,
+                   verify: ssl.SSLContext | bool = True) -> Ending:
     """End every unfinished order of run ``run`` listed in ``path`` on the server at ``host``, as
-    the operator (a token signed with ``secret``)."""
-    return end_orders(host, secret, run_order_ids(path, run), REASON, workers)
+    the operator (a token signed with ``secret``; ``verify``: how to check an https server)."""
+    return end_orders(host, secret, run_order_ids(path, run), REASON, workers, verify=verify)
 
 
 def placed(ending: Ending, orders: RunOrders, listing: str) -> int | str:

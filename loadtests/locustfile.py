@@ -26,7 +26,9 @@ order id is appended to the file ``LOADTEST_ORDERS`` (when set) before the order
 noted ``refused`` when the server refused its create (a 4xx answer: nothing created): run.py
 ends the unfinished ones after the run (``loadtests/cleanup.py``); run by hand, nothing does.
 
-Worker processes forked by ``--processes`` end with their master (``loadtests/locust_process.py``).
+Against an https server the users check its certificate as ``loadtests/tls.py`` says
+(``LOADTEST_CA_FILE``, ``LOADTEST_INSECURE``). Worker processes forked by ``--processes`` end
+with their master (``loadtests/locust_process.py``).
 """
 from __future__ import annotations
 
@@ -42,11 +44,16 @@ import requests
 from locust import HttpUser, User, between, constant, constant_pacing, task
 from locust.exception import StopUser
 
+from loadtests import tls
 from loadtests.locust_process import tie_forked_workers
 from loadtests.wsclient import WsClient, WsClosed, WsError
 from tracker.auth import issue_token
 
 tie_forked_workers()
+if tls.requests_verify() is False:  # --insecure: said once by run.py, not at every request
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 CENTRE = (52.5200, 13.4050)
 SPREAD_DEG = 0.03  # about 3 km
@@ -54,6 +61,14 @@ RUN = os.environ.get("LOADTEST_RUN") or uuid.uuid4().hex[:6]
 MERCHANTS = [f"lt-m{RUN}-{i}" for i in range(int(os.environ.get("LOADTEST_MERCHANTS", "10")))]
 ORDERS_FILE = os.environ.get("LOADTEST_ORDERS")
 _counter = itertools.count()
+_tls: list[object] = []  # the SSL context of wss:// sockets, made once (loading a CA file is not free)
+
+
+def tls_context():  # type: ignore[no-untyped-def]
+    """The SSL context the users' ``wss://`` sockets check the server with (``loadtests/tls.py``)."""
+    if not _tls:
+        _tls.append(tls.context_from_env())
+    return _tls[0]
 
 
 def unique_id(kind: str) -> str:
@@ -115,7 +130,8 @@ class WsUser(User):
         and start the reader greenlet; a failed connect is reported and raised."""
         start = time.perf_counter()
         try:
-            self.ws = WsClient(ws_url(self.host, path or self.path), token(self.role, sub))
+            url = ws_url(self.host, path or self.path)
+            self.ws = WsClient(url, token(self.role, sub), tls=tls_context() if url.startswith("wss://") else None)
         except Exception as exc:  # noqa: BLE001 - reported to locust, user retries
             self.report("connect", start, 0, exc)
             raise
@@ -324,6 +340,10 @@ class OperatorUser(HttpUser):
     fixed_count = int(os.environ.get("LOADTEST_OPERATORS", "0"))
     wait_time = constant_pacing(float(os.environ.get("LOADTEST_ORDER_INTERVAL_S", "2")))
 
+    def on_start(self) -> None:
+        """Check an https server's certificate as run.py was told to."""
+        self.client.verify = tls.requests_verify()
+
     @task
     def create(self) -> None:
         """Create one new order."""
@@ -375,9 +395,10 @@ class _Plain:
 
     def __init__(self, host: str) -> None:
         self.host, self.session = host, requests.Session()
+        self.verify = tls.requests_verify()  # (given with each request: a session's is overridden by REQUESTS_CA_BUNDLE)
 
     def post(self, path: str, json: dict, headers: dict, name: str) -> requests.Response:  # noqa: A002 - mirrors requests
-        return self.session.post(self.host + path, json=json, headers=headers, timeout=10)
+        return self.session.post(self.host + path, json=json, headers=headers, timeout=10, verify=self.verify)
 
 
 class ProbeUser(WsUser, HttpUser):
@@ -401,6 +422,7 @@ class ProbeUser(WsUser, HttpUser):
         self.rider_id = f"lt-probe{RUN}"
         self.lat, self.lng = CENTRE[0] + 0.05, CENTRE[1] + 0.05
         self.headers = {"Authorization": "Bearer " + token("operator", "probe")}
+        self.client.verify = tls.requests_verify()
         self.ws_connect(self.rider_id)
 
     @task

@@ -11,7 +11,8 @@ per connection. Then ``result  ok``, or ``result  FAILED`` and one ``FAILED: ...
 reason (locust wrote no statistics, every socket closed by the server, nothing measured, failed
 requests, exceptions in the users, orders it could not end), and exit status 1. Locust's CSV
 files go to ``--csv DIR`` (an earlier run's there removed first); without it to a folder in
-/tmp, removed after a run that passed.
+/tmp, removed after a run that passed. An https ``--server`` is checked with the system's CAs,
+``--ca-file PEM`` or not at all (``--insecure``): ``loadtests/tls.py``.
 
 At the end (also when interrupted: Ctrl-C, SIGTERM or SIGHUP stop locust, its workers too) it
 ends the run's unfinished orders on the server (``loadtests/cleanup.py``: cancelled, or failed
@@ -30,6 +31,7 @@ import csv
 import importlib.util
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import threading
@@ -42,7 +44,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script: ``loadtests`` is not an installed package
 
-from loadtests import locust_process, run_files  # noqa: E402
+from loadtests import locust_process, run_files, tls  # noqa: E402
 from loadtests.arguments import count, one_line, port, positive_float, positive_int  # noqa: E402
 from loadtests.cleanup import REASON, Ending, end_run_orders, placed, read_run_orders  # noqa: E402
 from loadtests.timespan import run_seconds  # noqa: E402
@@ -140,6 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     users = args.riders + args.customers + args.merchants + args.operators + 1
     out, orders = files.prefix, files.orders  # (orders: every order id the users place, from every worker process)
     run_id = secrets.token_hex(3)
+    verify = tls.context(args.ca_file, args.insecure)
     sampler: Sampler | None = None
     idle_rss: int | None = None
     locust: subprocess.Popen[bytes] | None = None
@@ -166,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             if sampler is not None:
                 sampler.stop.set()
             try:
-                ending = end_run_orders(host, secret, orders, run_id)
+                ending = end_run_orders(host, secret, orders, run_id, verify=verify)
             finally:
                 if server is not None:  # (only now: the orders were ended on it)
                     server.cleanup()
@@ -210,7 +213,7 @@ def _locust_command(args: argparse.Namespace, host: str, secret: str, files: run
                     "--master-bind-port", master, "--master-host", "127.0.0.1", "--master-port", master]
     env = {**os.environ, "TRACKER_SECRET": secret, "LOADTEST_MERCHANTS": str(max(1, args.merchants)),
            "LOADTEST_RUN": run_id, "LOADTEST_PROCESSES": str(max(1, args.processes)),
-           "LOADTEST_ORDERS": str(files.orders)}
+           "LOADTEST_ORDERS": str(files.orders), **tls.env_for(args.ca_file, args.insecure)}
     env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
     env.update({"LOADTEST_RIDERS": str(args.riders), "LOADTEST_CUSTOMERS": str(args.customers),
                 "LOADTEST_MERCHANT_USERS": str(args.merchants), "LOADTEST_OPERATORS": str(args.operators),
@@ -323,6 +326,15 @@ def _run_time(text: str) -> str:
     return text
 
 
+def _ca_file(text: str) -> str:
+    """``--ca-file``: a PEM file of CA certificates (or the server's self-signed one) that loads."""
+    try:
+        tls.context(text)
+    except (OSError, ssl.SSLError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PEM file of certificates ({exc})") from None
+    return text
+
+
 def _url(text: str) -> str:
     """``--server``: an http(s) URL, without its trailing ``/`` (which would make every path ``//v1/...``)."""
     if not text.startswith(("http://", "https://")):
@@ -345,6 +357,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--spawn-rate", type=positive_float, default=100, help="users started a second")
     p.add_argument("--processes", type=positive_int, default=1, help="locust worker processes")
     p.add_argument("--csv", help="folder for locust's CSV files (an earlier run's there are removed)")
+    checks = p.add_mutually_exclusive_group()
+    checks.add_argument("--ca-file", type=_ca_file, help="an https --server's CA (or self-signed) certificate, PEM")
+    checks.add_argument("--insecure", action="store_true", help="do not check an https --server's certificate")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -357,6 +372,8 @@ def main() -> None:
     require_locust()
     if args.server and not (args.secret or os.environ.get("TRACKER_SECRET")):
         p.error("--server needs that server's secret: --secret S or TRACKER_SECRET=S")
+    if (args.ca_file or args.insecure) and not (args.server or "").startswith("https://"):
+        p.error(f"{'--ca-file' if args.ca_file else '--insecure'} is for an https:// --server")
     try:
         with stop_signals_as_ctrl_c():  # SIGTERM, SIGHUP: locust stopped and the orders ended, as on Ctrl-C
             summary = run(args)

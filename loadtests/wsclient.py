@@ -2,12 +2,14 @@
 
 Locust runs users as gevent greenlets over a monkey-patched socket module and has no
 WebSocket user of its own. This client drives ``websockets.client.ClientProtocol`` (the
-library's sans-I/O core) over a plain socket: the handshake, text frames, and automatic
-pong replies come from websockets; the I/O is a blocking (gevent-cooperative) socket.
+library's sans-I/O core) over a plain socket, or a TLS one for ``wss://`` (checked with the
+given SSL context, default the system's CAs): the handshake, text frames, and automatic pong
+replies come from websockets; the I/O is a blocking (gevent-cooperative) socket.
 """
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
@@ -35,11 +37,19 @@ class WsClosed(WsError):
 class WsClient:
     """One WebSocket connection; ``messages()`` yields decoded JSON text frames."""
 
-    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, token: str, timeout: float = 10.0, tls: ssl.SSLContext | None = None) -> None:
+        """Connect to ``url`` (``ws://`` or ``wss://``: over TLS, checked by ``tls``) with ``token``."""
         self.protocol = ClientProtocol(parse_uri(url), max_size=2**22)
         parsed = urlparse(url)
-        self.sock = socket.create_connection((parsed.hostname, parsed.port or 80), timeout=timeout)
+        secure = parsed.scheme == "wss"
+        self.sock = socket.create_connection((parsed.hostname, parsed.port or (443 if secure else 80)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if secure:
+            try:
+                self.sock = (tls or ssl.create_default_context()).wrap_socket(self.sock, server_hostname=parsed.hostname)
+            except BaseException:
+                self.sock.close()
+                raise
         request = self.protocol.connect()
         request.headers["Authorization"] = f"Bearer {token}"
         self.protocol.send_request(request)

@@ -24,6 +24,8 @@ REFUSED = [  # script, arguments, what the usage error says
     ("run.py", ["--time", "2.5s"], "argument --time: '2.5s' is not a run time above 0 as locust reads one"),
     ("run.py", ["--time", "0.5m"], "argument --time: '0.5m' is not a run time above 0 as locust reads one"),
     ("run.py", ["--time", "0s"], "argument --time: '0s' is not a run time above 0 as locust reads one"),
+    ("run.py", ["--ca-file", "NOWHERE"], "argument --ca-file: 'NOWHERE' is not a PEM file of certificates"),
+    ("run.py", ["--insecure"], "--insecure is for an https:// --server"),
     ("sweep.py", ["--master-port", "0"], "argument --master-port: '0' is not a port (1 to 65535)"),
     ("sweep.py", ["--start", "10", "--max", "5"], "--max 5 is below --start 10"),
     ("sweep.py", ["--step", "0"], "argument --step: '0' is not a whole number above 0"),

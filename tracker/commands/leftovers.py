@@ -8,6 +8,7 @@ refuses those), with the run's reason: no test order is left for real riders to 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -63,15 +64,18 @@ async def end_order(client: httpx.AsyncClient, oid: str, reason: str) -> str:
     raise RuntimeError(f"still changing after {ATTEMPTS} attempts")
 
 
-def end_orders(base_url: str, secret: str, order_ids: Iterable[str], reason: str, workers: int = 8) -> Ending:
+def end_orders(base_url: str, secret: str, order_ids: Iterable[str], reason: str, workers: int = 8,
+               verify: ssl.SSLContext | bool = True) -> Ending:
     """End every unfinished order of ``order_ids`` on the server at ``base_url``, as the operator
     (a token signed with ``secret``), ``workers`` at a time; after :data:`GIVE_UP_AFTER` failures
     in a row the rest are not tried (``not tried``), instead of a timeout each. Ctrl-C stops it
-    at once (KeyboardInterrupt, no request left running)."""
-    return asyncio.run(_end_all(base_url, secret, list(dict.fromkeys(order_ids)), reason, workers))
+    at once (KeyboardInterrupt, no request left running). ``verify``: how httpx checks an https
+    server's certificate (an SSL context, or False not to)."""
+    return asyncio.run(_end_all(base_url, secret, list(dict.fromkeys(order_ids)), reason, workers, verify))
 
 
-async def _end_all(base_url: str, secret: str, ids: list[str], reason: str, workers: int) -> Ending:
+async def _end_all(base_url: str, secret: str, ids: list[str], reason: str, workers: int,
+                   verify: ssl.SSLContext | bool) -> Ending:
     ending = Ending(listed=len(ids))
     if not ids:
         return ending
@@ -93,6 +97,7 @@ async def _end_all(base_url: str, secret: str, ids: list[str], reason: str, work
             failing = 0
             return outcome
 
-    async with httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=TIMEOUT_S) as client:
+    async with httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=TIMEOUT_S,
+                                 verify=verify) as client:
         ending.outcomes.update(await asyncio.gather(*(one(client, oid) for oid in ids)))
     return ending
