@@ -13,7 +13,8 @@ server's memory per idle rider connection.
 
 Writes ``capacity.csv`` and ``capacity.png`` into ``--out`` and prints a Markdown table.
 The load generator shares the machine with the server, so the knee is a lower bound for a
-server process with the cores to itself.
+server process with the cores to itself. An ``--out`` it cannot write, or a server that does not
+start, is one line and exit status 1 (the former before anything starts).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 import websockets
@@ -31,10 +33,11 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests import run as runner  # noqa: E402
-from loadtests.arguments import count, port, positive_float, positive_int  # noqa: E402
+from loadtests.arguments import count, one_line, port, positive_float, positive_int  # noqa: E402
 from tracker.interrupts import interrupted_status, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
 
+PROG = "loadtests/sweep.py"
 FIELDS = ["riders", "held", "fixes_per_s", "fix_to_visibility_p50_ms", "fix_to_visibility_p99_ms", "errors",
           "server_cpu_pct_mean", "server_rss_mb_max", "verdict"]
 
@@ -52,12 +55,16 @@ async def _hold_idle(url: str, tokens: list[str], settle_s: float, measure) -> f
 
 def idle_memory(connections: int, port: int | None = None) -> dict[str, float]:
     """Server RSS growth per idle rider connection (authenticated, no fixes), in KiB; the server
-    on ``port`` (default a free one)."""
+    on ``port`` (default a free one). A server that does not start ends the sweep with one line."""
     secret = secrets.token_urlsafe(32)
     server = ServerProcess(secret=secret, env={"TRACKER_LOG_LEVEL": "warning"})
     if port:
         server.port = port
-    server.start()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.cleanup()
+        fail(f"could not start a server: {one_line(exc)}")
     try:
         proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
         # Warm the server up with a few connections so one-off allocations are not counted.
@@ -82,7 +89,10 @@ def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_m
             "--time", f"{int(ramp + seconds)}s", "--spawn-rate", str(spawn_rate), "--processes", str(processes),
             "--quiet", "--csv", csv_dir, *(ports or []),
         ])
-        summary = runner.run(args)
+        try:
+            summary = runner.run(args)
+        except runner.CannotRun as exc:  # (its server did not start: one line, the sweep's)
+            fail(str(exc))
     if summary["interrupted"]:  # (run.py stopped locust and ended the step's orders: stop the sweep too)
         raise KeyboardInterrupt
     row = {k: summary.get(k) for k in FIELDS if k in summary}
@@ -101,6 +111,21 @@ def step(riders: int, seconds: float, processes: int, spawn_rate: float, limit_m
     )
     row["verdict"] = "holds" if ok else "breaks"
     return row
+
+
+def fail(why: str) -> NoReturn:
+    """End the sweep with one line saying ``why``, exit status 1."""
+    sys.exit(f"{PROG}: {why}")
+
+
+def writable(out: Path) -> None:
+    """Make the folder ``out`` and check a file can be written there; one line and exit status 1 when not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        fail(f"--out {out}: cannot write there ({exc.strerror or exc})")
 
 
 def _ms(value: object) -> float:
@@ -152,7 +177,7 @@ def main() -> None:
         with stop_signals_as_ctrl_c():
             sweep()
     except KeyboardInterrupt:
-        print("loadtests/sweep.py: interrupted, nothing written", file=sys.stderr)
+        print(f"{PROG}: interrupted, nothing written", file=sys.stderr)
         sys.exit(interrupted_status())
 
 
@@ -181,7 +206,7 @@ def sweep() -> None:
     ports = [*(["--port", str(args.port)] if args.port else []),
              *(["--master-port", str(args.master_port)] if args.master_port else [])]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    writable(out)  # (before anything starts, not after the whole sweep)
     if args.idle:
         mem = idle_memory(args.idle, args.port)
         print(f"idle memory: {mem['connections']} rider connections, server RSS {mem['rss_before_mb']} -> "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,3 +118,21 @@ def test_a_csv_folder_it_cannot_write_is_one_line_before_the_server_starts(tmp_p
     assert done.stderr == "loadtests/run.py: --csv /proc/nope: cannot write there (No such file or directory)\n", done.stderr
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # no server's data folder: none started
 
+
+@pytest.mark.parametrize("args, said", [
+    (["--idle", "0", "--out", "/proc/x"], "loadtests/sweep.py: --out /proc/x: cannot write there (No such file or directory)"),
+    (["--port", "BUSY"], "loadtests/sweep.py: could not start a server: port BUSY is in use by another process"),
+    (["--port", "BUSY", "--idle", "0"], "loadtests/sweep.py: could not start a server: port BUSY is in use by another process"),
+], ids=["out unwritable", "port taken, idle memory", "port taken, first step"])
+def test_a_sweep_that_cannot_begin_says_why_in_one_line_of_its_own(args: list[str], said: str, tmp_path: Path) -> None:
+    """Before: tracebacks (an unwritable --out; the idle memory's server), or run.py's name on the line."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        busy = str(other.getsockname()[1])
+        args = [busy if a == "BUSY" else a for a in args]
+        out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+        done = subprocess.run([sys.executable, str(ROOT / "loadtests" / "sweep.py"), "--start", "2", "--max", "2",
+                               "--seconds", "5", *args, *out], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and not done.stdout, done.stdout + done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(said.replace("BUSY", busy)), done.stderr[-2000:]
