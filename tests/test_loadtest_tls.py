@@ -3,7 +3,6 @@ server's certificate as told (the system's CAs, ``--ca-file``, or ``--insecure``
 users' socket client spoke plain text to a TLS port whatever the URL said."""
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from tracker.launcher import ServerProcess
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "loadtest-tls-secret-0123456789abcdef0123456789"
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificate")
 
 
 @pytest.fixture(scope="module")
