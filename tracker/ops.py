@@ -30,13 +30,13 @@ from starlette.routing import Route
 
 from tracker.auth import Role
 from tracker.dispatch.service import LAST_ROUND_KEY
-from tracker.dispatch.offers import rider_offer_key
-from tracker.dispatch.refusals import REFUSAL_WINDOW_MS, refusals_key
+from tracker.dispatch.refusals import REFUSAL_WINDOW_MS
 from tracker.errors import ApiError
 from tracker.http.health import degraded_tasks
 from tracker.jsonutil import JSONResponse
-from tracker.locations import CARRYING_RIDERS, rider_orders_key
-from tracker.locations.store import ACTIVE_REGIONS, is_silent, pause_key, record_key, seen_key
+from tracker.locations import CARRYING_RIDERS
+from tracker.locations.store import ACTIVE_REGIONS, is_silent, seen_key
+from tracker.ops_fleet import read_states
 from tracker.orders.food_ready import expected_ready_ms, held_by_kitchen
 from tracker.orders.lateness import WARNING_MIN, kitchen_stamps, running_late
 from tracker.orders.machine import FINAL, TO_COLLECT
@@ -117,20 +117,12 @@ async def _rider_ids(rt: Runtime, now: int) -> tuple[list[str], set[str]]:
 async def _read_chunk(rt: Runtime, ids: list[str], carrying: set[str], now: int) -> list[Rider]:
     """The riders ``ids`` still on the map: fresh ones and silent ones carrying orders."""
     stale = int(rt.settings.stale_after_s * 1000)
-    pipe = rt.redis.pipeline(transaction=False)
-    for rid in ids:
-        pipe.hmget(record_key(rid), "lat", "lng", "ts", "available", "left_at", "shift_start", "shift_end")
-        pipe.exists(rider_offer_key(rid))
-        pipe.zcount(refusals_key(rid), now - REFUSAL_WINDOW_MS, "+inf")
-        pipe.hgetall(pause_key(rid))
-        if rid in carrying:  # only they can carry: the set is written with each rider's orders
-            pipe.smembers(rider_orders_key(rid))
-    res = iter(await pipe.execute())
     out = []
-    for rid in ids:
-        (lat, lng, ts, available, left_at, shift_start, shift_end), offered, refused = next(res), next(res), next(res)
-        paused = parse_pause(next(res))
-        carried = tuple(sorted(next(res))) if rid in carrying else ()
+    for rid, (fields, offered, refused, pause, orders) in zip(ids, await read_states(
+            rt.redis, ids, carrying, now - REFUSAL_WINDOW_MS)):
+        lat, lng, ts, available, left_at, shift_start, shift_end = fields
+        paused = parse_pause(pause)
+        carried = tuple(sorted(orders))
         if lat is None:
             continue
         silent = is_silent(now, int(ts), left_at, stale)

@@ -157,7 +157,7 @@ async def step(rt: Runtime, order_ids: list[str], kind: str, *, merchant_id: str
         raise
     olds = [e.pop("_from") for e in events]
     try:
-        await _after(rt, order_ids, olds, kind, events)
+        await _after(rt, merchant_id, order_ids, olds, kind, events)
     except Exception as exc:  # noqa: BLE001 - the step stands: say so, and let the repair finish it
         # Logged (a traceback unless Redis is down), counted and shown in /readyz ``degraded``.
         rt.supervisor.report(FOLLOWUPS_TASK, exc, orders=order_ids, kind=kind)
@@ -218,12 +218,12 @@ async def _drop_from_rider(rt: Runtime, rider_id: str, order_id: str) -> None:
             await rt.redis.sadd(CARRYING_RIDERS, rider_id)
 
 
-async def _after(rt: Runtime, order_ids: list[str], old_statuses: list[str], kind: str,
+async def _after(rt: Runtime, merchant_id: str, order_ids: list[str], old_statuses: list[str], kind: str,
                  events: list[dict[str, Any]]) -> None:
     store = store_of(rt)
     failed: list[Exception] = []
     for oid, old, event in zip(order_ids, old_statuses, events):
-        order = await store.load(oid)
+        order = await store.load_of(merchant_id, oid)  # (the step's merchant: no look-up of it)
         if order is None:
             continue
         # Each part goes ahead even if one before it failed (the riders are told, and void
@@ -261,13 +261,13 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
     (a routine step writing them from its own read could undo a concurrent assignment's write)."""
     store = store_of(rt)
     await store.update_indexes(order)
-    oid, rider = order["id"], order.get("rider_id")
+    oid, rider, merchant = order["id"], order.get("rider_id"), order["merchant_id"]
     # A step that committed after this one's read may have written the indexes before these writes
     # landed (an unassign's "open again" undone by this assignment's "not open"): read again and,
     # while what the indexes show has changed since, write them from the newer read.
     written = order
     for _ in range(INDEX_REREADS):
-        fresh = await store.load(oid)
+        fresh = await store.load_of(merchant, oid)
         if fresh is None or _index_view(fresh) == _index_view(written):
             break
         await store.update_indexes(fresh)
@@ -277,7 +277,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
         # A cancel that committed since this step's order was read may have dropped the order
         # from the rider's set before this add: read it again, and take the entry back out when
         # the rider no longer carries it (in the other order the cancel's own drop comes later).
-        if not machine.carried_by(await store.load(oid), rider):
+        if not machine.carried_by(await store.load_of(merchant, oid), rider):
             await _drop_from_rider(rt, rider, oid)
     elif kind in LEAVES_RIDER and (former := former_rider(order, kind, event)):
         await _drop_from_rider(rt, former, oid)
@@ -285,7 +285,7 @@ async def _step_indexes(rt: Runtime, order: dict[str, str], kind: str, event: di
             # An assignment to the same rider that committed since the take-back (two operators
             # at once) may have added its entry before this drop: read again, and put it back
             # when the rider carries the order now (an add after this drop needs nothing).
-            if machine.carried_by(await store.load(oid), former):
+            if machine.carried_by(await store.load_of(merchant, oid), former):
                 await _add_to_rider(rt, former, oid)
 
 

@@ -257,6 +257,11 @@ class OrderStore:
         h = await self.redis.hgetall(order_key(merchant, order_id))
         return h or None
 
+    async def load_of(self, merchant_id: str, order_id: str) -> dict[str, str] | None:
+        """The raw order hash of ``merchant_id``'s order (known to the caller: one round trip,
+        not :meth:`load`'s two), or ``None``."""
+        return await self.redis.hgetall(order_key(merchant_id, order_id)) or None
+
     async def load_many(self, order_ids: Sequence[str]) -> list[dict[str, str] | None]:
         """The raw order hashes of ``order_ids`` (``None`` where there is none), in two round
         trips however many (never one connection per order)."""
@@ -322,16 +327,17 @@ class OrderStore:
                 pipe.zrem(key, oid)
         if any(member for member, _ in listed.values()):
             pipe.sadd(DISPATCH_REGIONS_KEY, region)
-        await pipe.execute()
+        if status in FINAL:  # (the record's time to live, in the same round trip)
+            pipe.pttl(order_key(order["merchant_id"], oid))
+        res = await pipe.execute()
         if status in FINAL:
-            await self._expire_index_with_record(order)
+            await self._expire_index_with_record(order, res[-1])
 
-    async def _expire_index_with_record(self, order: dict[str, str]) -> None:
-        """The id of an order that ended expires when its record does, not later (a repair may
-        come long after the step): an index outliving its record would, once the id is used
-        again, take the new order's index with it."""
+    async def _expire_index_with_record(self, order: dict[str, str], left_ms: int) -> None:
+        """The id of an order that ended expires when its record does (``left_ms``, its PTTL),
+        not later (a repair may come long after the step): an index outliving its record would,
+        once the id is used again, take the new order's index with it."""
         oid, merchant = order["id"], order["merchant_id"]
-        left_ms = await self.redis.pttl(order_key(merchant, oid))
         if left_ms == -1:  # ended before records expired (an earlier version): from now on
             pipe = self.redis.pipeline(transaction=False)
             pipe.pexpire(order_key(merchant, oid), self.retention_ms)
