@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -91,6 +92,17 @@ _TOKEN_HEADER = re.compile(r"(\bx-tracker-token\s*:\s*)[^\s\"',;]+", re.IGNORECA
 # A signed token wherever it stands (a parameter name spelt %74oken, say): every JWT's header
 # is base64url JSON, so it starts "eyJ", and its three parts are joined by dots.
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# A query parameter as logged, percent-escapes and all: the server decodes the name and value
+# it reads, so ``?%74oken=%65yJ...%2E...`` is a token the patterns above would not know.
+_PARAM = re.compile(r"([?&])([^=&#\s\"']+)=([^&#\s\"']*)")
+_TOKEN_NAMES = ("token", "access_token")
+
+
+def _masked_param(match: re.Match[str]) -> str:
+    sep, name, value = match.groups()
+    if unquote_plus(name).lower() in _TOKEN_NAMES or _JWT.search(unquote_plus(value)):
+        return f"{sep}{name}=***"
+    return match.group(0)
 
 
 def mask_tokens(text: str) -> str:
@@ -105,6 +117,8 @@ def mask_tokens(text: str) -> str:
         text = _TOKEN_HEADER.sub(r"\1***", text)
     if "eyJ" in text:
         text = _JWT.sub("***", text)
+    if "%" in text:
+        text = _PARAM.sub(_masked_param, text)
     return text
 
 
