@@ -182,23 +182,28 @@ function isRefusal(event) {
 // page goes offline meanwhile, and the new socket resumes where the old one got to). probe()
 // asks at once: a page waiting for the answer to a press need not wait for the idle time.
 //
-// The patience is PROBE_WAIT_MS, or three times the link's round trip where that is longer (a
+// The patience is PROBE_WAIT_MS, or twice the link's round trip where that is longer (a
 // link with seconds of latency is slow, not dead), at most PROBE_WAIT_MAX_MS. The round trip
-// is measured by each opening handshake and by a ping sent on opening and with every check:
-// the slowest lately, fading by a quarter with each faster one. A socket dropped for no answer
-// doubles the patience of the next, so a link slower than any measure yet still settles.
+// is measured by a ping sent on opening, with every check, and
+// every REMEASURE_MS however busy the socket: the slowest lately, its weight halving every
+// ROUND_TRIP_HALF_LIFE_MS (one slow moment, a handover while the page loads, does not keep a
+// fast link's checks slow). A socket dropped for no answer doubles the patience of the next,
+// so a link slower than any measure yet still settles.
 const ONLINE_AFTER_MS = 1000;
 export const PROBE_IDLE_MS = 15_000;
 export const PROBE_WAIT_MS = 4_000;
 export const PROBE_WAIT_MAX_MS = 30_000;
+const REMEASURE_MS = 10_000;
+const ROUND_TRIP_HALF_LIFE_MS = 15_000;
 const CONNECT_WAIT_MS = 10_000;
 export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = showRefusal }) {
   let ws = null, delay = 500, closedByUs = false, timer = null, openedAt = 0, settling = null, online = false;
   let heardAt = 0, askedAt = 0;  // (performance.now()) the last frame, and the unanswered ping
-  let connectedAt = 0, timedAt = 0;  // (performance.now()) this socket's start, and the ping being timed
-  let roundTrip = 0;  // (ms) the link's, as last measured: see the patience above
-  const patience = () => Math.min(PROBE_WAIT_MAX_MS, Math.max(PROBE_WAIT_MS, 3 * roundTrip));
-  const measured = (ms) => { roundTrip = Math.max(ms, 0.75 * roundTrip); };
+  let timedAt = 0;  // (performance.now()) when the ping being timed was sent
+  let roundTrip = 0, measuredAt = 0;  // (ms) the link's, as measured at measuredAt: see the patience above
+  const roundTripNow = () => roundTrip * 0.5 ** ((performance.now() - measuredAt) / ROUND_TRIP_HALF_LIFE_MS);
+  const patience = () => Math.min(PROBE_WAIT_MAX_MS, Math.max(PROBE_WAIT_MS, 2 * roundTripNow()));
+  const measured = (ms) => { roundTrip = Math.max(ms, roundTripNow()); measuredAt = performance.now(); };
   const confirm = () => {
     clearTimeout(settling);
     if (!online) { online = true; tokenTaken(); onOnline && onOnline(); }
@@ -233,11 +238,10 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   };
   const connect = () => {
     timer = null;
-    online = false; askedAt = 0; timedAt = 0; heardAt = connectedAt = performance.now();
+    online = false; askedAt = 0; timedAt = 0; heardAt = performance.now();
     const sock = ws = new WebSocket(url());
     sock.onopen = () => {
       openedAt = Date.now(); heardAt = performance.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS);
-      measured(heardAt - connectedAt);
       sendPing();  // (timed, not a check: its answer measures the link)
     };
     sock.onmessage = (e) => {
@@ -258,10 +262,13 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
     const now = performance.now();
     if (ws.readyState === 0 ? now - heardAt > CONNECT_WAIT_MS : askedAt && now - askedAt > patience()) {
       const dead = ws;
-      if (askedAt) roundTrip = (2 * patience()) / 3;  // (the next socket waits twice as long)
+      if (askedAt) { roundTrip = patience(); measuredAt = now; }  // (the next socket waits twice as long)
       detach(dead); dead.close();  // (its close may never come back over a dead path: not waited for)
       closed({ code: 1006, reason: "no answer" });
     } else if (now - heardAt > PROBE_IDLE_MS) ping();
+    else if (ws.readyState === 1 && now - measuredAt > REMEASURE_MS && (!timedAt || now - timedAt > PROBE_WAIT_MAX_MS)) {
+      sendPing();  // (timed, not a check)
+    }
   }, 1000);
   connect();
   return {
