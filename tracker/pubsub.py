@@ -9,12 +9,15 @@ blocks others nor grows memory). Pub/sub is at-most-once: when the listener's Re
 connection fails, every subscription receives :data:`GAP` so its owner can resync, and
 the listener (a supervised task) resubscribes everything on restart; each subscription then
 receives a second :data:`GAP` once its channel is subscribed again, so an owner that re-reads
-durable state on every GAP misses nothing published while the listener was away.
+durable state on every GAP misses nothing published while the listener was away. A
+connection that goes silent without being closed counts as failed too
+(:mod:`tracker.pubsub_liveness`): the listener PINGs it when idle and drops it when nothing answers.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from typing import Final
@@ -23,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from prometheus_client import CollectorRegistry, Counter
 
+from tracker.pubsub_liveness import Liveness, PubSubSilent
 from tracker.redis_client import AnyRedis
 from tracker.supervisor import Supervisor
 
@@ -30,6 +34,7 @@ log = logging.getLogger("tracker.pubsub")
 
 CONFIRM_TIMEOUT_S = 5.0  # how long subscribe() waits for Redis to confirm the SUBSCRIBE
 RECONNECT_POLL_S = 0.02  # how often subscribe() looks whether a restarting listener is back
+LISTEN_POLL_S = 1.0  # the longest the listener waits for a message before it looks at its connection
 
 
 class _Gap:
@@ -98,6 +103,7 @@ class PubSubHub:
         self._home = f"tracker:proc:{uuid.uuid4().hex}"  # keeps the connection subscribed
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
+        self._liveness: Liveness | None = None  # the listener's current connection's
         # One future per SUBSCRIBE sent and not yet confirmed, per channel, in sending order:
         # Redis confirms in that order on the listener's connection.
         self._unconfirmed: dict[str, deque[asyncio.Future[bool]]] = {}
@@ -109,9 +115,11 @@ class PubSubHub:
 
     @property
     def listening(self) -> bool:
-        """Whether the listener is connected (its SUBSCRIBE sent): while it is not (restarting after
-        Redis was away), a new subscription waits for it, and fails after :data:`CONFIRM_TIMEOUT_S`."""
-        return self._pubsub is not None
+        """Whether the listener is connected and its connection proven alive (Redis confirmed its
+        SUBSCRIBE, and has answered every PING since): while it is not (restarting after Redis was
+        away, or its connection went silent), a new subscription waits for it, and fails after
+        :data:`CONFIRM_TIMEOUT_S`."""
+        return self._pubsub is not None and self._liveness is not None and self._liveness.alive
 
     async def start(self) -> None:
         """Start the supervised listener and wait until it is subscribed."""
@@ -228,15 +236,19 @@ class PubSubHub:
         # this channel's slot, so after a failure it tries another node, not the dead one again.
         self._home = f"tracker:proc:{uuid.uuid4().hex}"
         pubsub = self.redis.pubsub()
+        watch = self._liveness = Liveness(time.monotonic())
         try:
             async with self._lock:
                 await self._send_subscribe(pubsub, self._home, *self._subs.keys())
                 self._pubsub = pubsub
             self._ready.set()
             while True:
-                msg = await pubsub.get_message(timeout=1.0)
+                looked = time.monotonic()
+                msg = await pubsub.get_message(timeout=min(LISTEN_POLL_S, max(0.01, watch.wait_s(looked))))
                 if msg is None:
+                    await self._nothing_came(pubsub, watch, looked)
                     continue
+                watch.heard(time.monotonic())
                 if msg.get("type") == "subscribe":
                     self._confirm(msg["channel"])
                     for sub in tuple(self._subs.get(msg["channel"], ())):
@@ -248,20 +260,41 @@ class PubSubHub:
                         sub._offer(msg["data"])
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, PubSubSilent) and watch.alive:
+                log.warning("the pub/sub listener's connection went silent: %s; taken as lost, as if Redis had "
+                            "closed it: %d subscriptions resync, and the listener reconnects", exc,
+                            sum(map(len, self._subs.values())))
             # Anything published while we were not listening is lost: tell every subscriber,
             # now and again once subscribed again (a subscriber that re-read its history at the
-            # first GAP may have read it before the last message published to nobody).
+            # first GAP may have read it before the last message published to nobody). One told
+            # already and not subscribed again since gets its second GAP then: no more meanwhile.
             for subs in self._subs.values():
                 for sub in subs:
-                    sub.gapped = True
-                    sub._offer(GAP)
+                    if not sub.gapped:
+                        sub.gapped = True
+                        sub._offer(GAP)
             raise
         finally:
             self._pubsub = None
+            self._liveness = None
             self._ready.clear()
             self._release_waiters()
             try:
                 await pubsub.aclose()
             except Exception:  # noqa: BLE001
                 pass
+
+    async def _nothing_came(self, pubsub: aioredis.client.PubSub, watch: Liveness, looked: float) -> None:
+        """A look at the connection begun at ``looked`` found nothing: PING it if it has been idle
+        a while; raise :class:`PubSubSilent` if a question was overdue when the look began (a
+        look begun earlier, say by a loop blocked a while, may have missed an answer that is there)."""
+        if watch.overdue(looked):
+            raise watch.lost(time.monotonic())
+        now = time.monotonic()
+        if watch.should_ask(now):
+            watch.asked(now)
+            try:
+                await asyncio.wait_for(pubsub.ping(f"{self._home}:ping"), watch.deadline_s)
+            except asyncio.TimeoutError:  # (not even sent: the connection takes nothing more)
+                raise watch.lost(time.monotonic()) from None

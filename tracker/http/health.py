@@ -44,14 +44,17 @@ def degraded_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _not_ready(rt: Runtime, fault: Exception | None) -> ApiError | None:
     """Why this process cannot serve now (a 503), or ``None``: Redis does not answer (``fault``), or
-    its pub/sub listener, which every socket needs, is not connected (yet) although Redis answers; or
+    its pub/sub listener, which every socket needs, is not connected (yet), or not proven alive (its
+    connection answered nothing yet, or went silent), although Redis answers; or
     this host's clock does not agree with Redis's (``clock_disagreement``: :mod:`tracker.agreement`)."""
     if fault is not None:
         return redis_unavailable(fault) if isinstance(fault, REDIS_REFUSES_WRITES) else \
             ApiError("redis_unavailable", f"Redis does not answer: {str(fault) or type(fault).__name__}")
     if not rt.pubsub.listening:
         return ApiError("redis_unavailable", "Redis answers, but this process's pub/sub listener (the task "
-                        "pubsub-listener) is not connected to it yet: sockets opened now would be closed 1011")
+                        "pubsub-listener) is not connected to it yet, or its connection is not proven alive "
+                        "(Redis confirmed nothing on it yet, or it went silent and is being replaced): sockets "
+                        "opened now would be closed 1011")
     off = rt.clock_check.why_not()
     if off is not None:  # (its offers' and riders' times are not the fleet's: another process serves them better)
         return ApiError("clock_disagreement", f"{off}; until it agrees again this process neither expires offers, "
