@@ -138,7 +138,7 @@ async def orders_changed(conn: RiderConnection, msg: dict[str, Any]) -> None:
         # its ETA from the moment of assignment, and the orders a rider keeps get ETAs
         # without the leg of one it gave back. A fix too old to count (a rider back after a
         # while) waits for the next one.
-        await _feed_listeners(conn, last)
+        await _feed_listeners(conn, last, again=True)
 
 
 @handles("location")
@@ -227,11 +227,12 @@ def _rate_limited(riders: RidersHere, here: RiderHere) -> ApiError:
                     "refused meanwhile then, unless a newer one comes first", retry_after_ms=retry_ms)
 
 
-async def _feed_listeners(conn: RiderConnection, fix: Fix) -> None:
-    """Hand a fix of a rider carrying orders to the fix listeners (the orders' live channels)."""
+async def _feed_listeners(conn: RiderConnection, fix: Fix, *, again: bool = False) -> None:
+    """Hand a fix of a rider carrying orders to the fix listeners (the orders' live channels);
+    ``again``: the last fix once more, for orders that changed (no new position)."""
     for listener in conn.runtime.services.get("fix_listeners", ()):
         try:
-            await listener(conn.rider_id, fix, conn.state["orders"])
+            await listener(conn.rider_id, fix, conn.state["orders"], again=again)
         except Exception as exc:  # noqa: BLE001 - a listener must never break the rider's socket
             log_failure(log, "fix listener failed", exc, rider=conn.rider_id)
 

@@ -1,7 +1,7 @@
 """Riders' positions on their orders' channels, live ETAs and kitchen prompts.
 
 Registered as a fix listener of the locations feature: for a rider carrying orders, at most
-once a second it reads the rider's orders (two round trips), computes the route times with
+once a second (:mod:`tracker.orders.feed_pace`) it reads the rider's orders (two round trips), computes the route times with
 :mod:`tracker.orders.eta`, stores each order's ``eta``, and publishes ``rider_location`` on
 each order's channel. While the rider heads to the restaurant it also prompts the merchant:
 ``start_preparing`` once the rider's ETA to the restaurant is within the order's preparation
@@ -21,6 +21,7 @@ import orjson
 
 from tracker.locations import Fix, rider_orders_key
 from tracker.orders.eta import EtaModel, route_times
+from tracker.orders.feed_pace import FeedPace
 from tracker.orders.food_ready import expected_ready_ms
 from tracker.orders.machine import CARRYING, TO_COLLECT, carried_by
 from tracker.orders.route import rider_trips
@@ -29,7 +30,6 @@ from tracker.redis_client import AnyRedis
 from tracker.runtime import Runtime
 
 
-MIN_INTERVAL_S = 1.0
 DELAYED_FEED_TASK = "rider-feed"  # the name its failures are reported under (/readyz)
 
 # Both scripts act only while the rider ARGV[1] still carries the order KEYS[1] (its status one
@@ -108,34 +108,32 @@ class RiderOrdersFeed:
         s = rt.settings
         self.rt = rt
         self.model = EtaModel(s.rider_speed_mps, s.pickup_service_s, s.dropoff_service_s)
-        self._last: dict[str, float] = {}
-        self._pending: dict[str, tuple[Fix, frozenset[str]]] = {}
+        self._pace = FeedPace()
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # rider -> when its held frame is due
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, rider_id: str, fix: Fix, orders: frozenset[str]) -> None:
-        """Feed one fix; within the throttle interval the newest fix is kept and sent at its end.
-
-        Trailing-edge throttling: a fix that arrives too soon is never lost, it is delivered
-        (with any prompt it triggers) as soon as the interval since the last delivery elapses.
-        """
-        now_real = time.monotonic()
-        wait = MIN_INTERVAL_S - (now_real - self._last.get(rider_id, -MIN_INTERVAL_S))
+    async def __call__(self, rider_id: str, fix: Fix, orders: frozenset[str], *, again: bool = False) -> None:
+        """Feed one fix, paced by :class:`~tracker.orders.feed_pace.FeedPace`: one that comes too
+        soon is never lost, it is delivered (with any prompt it triggers) once its time comes,
+        unless a newer fix is delivered first. ``again``: the rider's last fix fed once more
+        because its orders changed."""
+        now = time.monotonic()
+        wait = self._pace.offer(rider_id, fix, orders, again, now)
+        timer = self._timers.pop(rider_id, None)
+        if timer is not None:
+            timer.cancel()
         if wait > 0:
-            if rider_id not in self._pending:
-                asyncio.get_running_loop().call_later(wait, self._flush, rider_id)
-            self._pending[rider_id] = (fix, orders)
+            self._timers[rider_id] = asyncio.get_running_loop().call_later(wait, self._flush, rider_id)
             return
-        if len(self._last) > 100_000:
-            self._last = {r: t for r, t in self._last.items() if now_real - t < MIN_INTERVAL_S}
-        self._last[rider_id] = now_real
-        self._pending.pop(rider_id, None)  # an older fix whose timer has not fired yet: this one supersedes it
-        await self._deliver(rider_id, fix, orders)
+        held = self._pace.take(rider_id, now)
+        if held is not None:
+            await self._deliver(rider_id, held.fix, held.orders)
 
     def _flush(self, rider_id: str) -> None:
-        pending = self._pending.pop(rider_id, None)
-        if pending is not None:
-            self._last[rider_id] = time.monotonic()
-            task = asyncio.create_task(self._deliver(rider_id, *pending), name=f"rider-feed-{rider_id}")
+        self._timers.pop(rider_id, None)
+        held = self._pace.take(rider_id, time.monotonic())
+        if held is not None:
+            task = asyncio.create_task(self._deliver(rider_id, held.fix, held.orders), name=f"rider-feed-{rider_id}")
             self._tasks.add(task)
             task.add_done_callback(self._finished)
 

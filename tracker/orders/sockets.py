@@ -19,6 +19,7 @@ from tracker.orders import service
 from tracker.orders.channel import forward
 from tracker.orders.estimate import estimate_frame
 from tracker.orders.food_ready import MAX_READY_AHEAD_MS, expected_ready_ms
+from tracker.orders.feed_pace import SPACING_S
 from tracker.orders.live import kitchen_catch_up, rider_location
 from tracker.orders.machine import BEFORE_PICKUP, CARRYING, STATUSES
 from tracker.orders.resume import id_key, is_stream_id
@@ -32,7 +33,7 @@ from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_
 # This cap only stops bursts (two processes feeding one rider while it reconnects): a cap of a
 # full second would also drop regular frames whose spacing jitters just under a second, and
 # with them an ETA change the customer would then not see until the rider's next fix.
-MIN_POSITION_SPACING_S = 0.5
+MIN_POSITION_SPACING_S = SPACING_S  # (the feed spaces a rider's frames as far apart: it sends none to drop)
 MERCHANT_MAX_MESSAGE_RATE = 10.0  # kitchen messages (confirm, ready, delay) per second per socket (not the operator's)
 MERCHANT_MESSAGE_BURST = 50  # a kitchen confirming a rush of orders at once
 # A kitchen's delays of one order: each is an event of its history (a tablet stuck on "delay"
