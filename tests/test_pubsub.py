@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio.cluster import RedisCluster
 
-from tracker.pubsub import GAP, PubSubHub, SubscriberTooSlow, Subscription
+from tracker import logs
+from tracker.pubsub import GAP, TOO_SLOW_LINE, PubSubHub, SubscriberTooSlow, Subscription
 from tracker.redis_client import AnyRedis, connect, is_cluster, subscriber_count
 from tracker.supervisor import Supervisor
 
@@ -131,3 +134,24 @@ async def test_subscribing_while_the_listener_reconnects_waits_for_it(hubs, uid)
     while item is GAP:
         item = await asyncio.wait_for(sub.get(), 5)
     assert item == "first"
+
+
+async def test_a_cut_off_subscriber_is_logged_in_one_line_and_a_crowd_of_them_in_a_few(
+        hubs, uid, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``too_slow`` cut was only a metric: now one line says whose, on which channel and how far
+    behind; many at once are rolled up (:func:`tracker.logs.log_throttled`)."""
+    monkeypatch.setattr(logs, "_last_logged", {})  # (no window left open by another test's cut)
+    a, b, _ = hubs
+    channel = uid("ch")
+    slow = [await b.subscribe(channel, f"customer {uid('o')}-{i}") for i in range(5)]
+    with caplog.at_level(logging.WARNING, logger="tracker.pubsub"):
+        for i in range(10):  # the queues hold 8
+            await a.publish(channel, str(i))
+        for _ in range(100):
+            if all(s.overflowed.is_set() for s in slow):
+                break
+            await asyncio.sleep(0.02)
+    lines = [r.getMessage() for r in caplog.records if TOO_SLOW_LINE in r.getMessage()]
+    assert len(lines) == 1, lines  # (the other four are counted at the end of the window)
+    assert re.search(rf"customer {uid('o')}-\d on {channel}: 8 messages unread, the last taken \d+\.\d s ago",
+                     lines[0]), lines

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from prometheus_client import CollectorRegistry, Counter
 
+from tracker.logs import log_throttled
 from tracker.pubsub_liveness import Liveness, PubSubSilent
 from tracker.redis_client import AnyRedis
 from tracker.supervisor import Supervisor
@@ -35,6 +36,7 @@ log = logging.getLogger("tracker.pubsub")
 CONFIRM_TIMEOUT_S = 5.0  # how long subscribe() waits for Redis to confirm the SUBSCRIBE
 RECONNECT_POLL_S = 0.02  # how often subscribe() looks whether a restarting listener is back
 LISTEN_POLL_S = 1.0  # the longest the listener waits for a message before it looks at its connection
+TOO_SLOW_LINE = "a subscriber fell too far behind and was cut off (too_slow)"
 
 
 class _Gap:
@@ -50,9 +52,11 @@ GAP: Final = _Gap()
 class Subscription:
     """One subscriber's bounded view of a channel."""
 
-    def __init__(self, hub: "PubSubHub", channel: str, queue_size: int) -> None:
+    def __init__(self, hub: "PubSubHub", channel: str, queue_size: int, who: str = "") -> None:
         self.hub = hub
         self.channel = channel
+        self.who = who  # whose it is, for the log (a socket's role and subject)
+        self.taken_at = time.monotonic()  # when its owner last took a message (or subscribed)
         self.queue: asyncio.Queue[str | _Gap] = asyncio.Queue(queue_size)
         self.overflowed = asyncio.Event()
         self.active = True
@@ -66,6 +70,9 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed.set()
             self.hub._dropped.inc()
+            log_throttled(log, TOO_SLOW_LINE, f"{self.who or 'a subscriber'} on {self.channel}: "
+                          f"{self.queue.qsize()} messages unread, the last taken {time.monotonic() - self.taken_at:.1f} s "
+                          "ago", level=logging.WARNING, channel=self.channel, subject=self.who)
 
     async def get(self) -> str | _Gap:
         """The next message (or :data:`GAP`); raise :class:`SubscriberTooSlow` once overflowed."""
@@ -80,6 +87,7 @@ class Subscription:
             if not get.done():
                 get.cancel()
         if get in done and not get.cancelled():
+            self.taken_at = time.monotonic()
             return get.result()
         raise SubscriberTooSlow(self.channel)
 
@@ -138,14 +146,15 @@ class PubSubHub:
         await self.redis.publish(channel, message)
         self._published.inc()
 
-    async def subscribe(self, channel: str) -> Subscription:
-        """Subscribe; every message published after this returns is delivered.
+    async def subscribe(self, channel: str, who: str = "") -> Subscription:
+        """Subscribe; every message published after this returns is delivered. ``who``: whose the
+        subscription is, for the log line that says it was cut off as too slow.
 
         Waits until Redis has confirmed the SUBSCRIBE (redis-py only sends it): a caller that
         reads durable history next must not miss what is published in between. Raises Redis's
         ``TimeoutError`` when no confirmation comes within :data:`CONFIRM_TIMEOUT_S`.
         """
-        sub = Subscription(self, channel, self.queue_size)
+        sub = Subscription(self, channel, self.queue_size, who)
         try:
             await asyncio.wait_for(self._subscribe(sub), CONFIRM_TIMEOUT_S)
         except asyncio.TimeoutError:

@@ -80,7 +80,7 @@ async def _close_revoked(rt: Runtime) -> None:
 async def _follow(rt: Runtime) -> None:
     """Apply revocations made by any process as they are published; read the list whole after a
     gap, and every :data:`RELOAD_EVERY_S` in case one was missed."""
-    sub = await rt.pubsub.subscribe(REVOKED_CHANNEL)
+    sub = await rt.pubsub.subscribe(REVOKED_CHANNEL, "the revocations task")
     try:
         await load(rt)  # (after subscribing: nothing falls in between)
         await _close_revoked(rt)

@@ -45,7 +45,7 @@ async def forward(rt: Runtime, session: WsSession, channel: str, read_history: H
     (``too_many_missed``) for each :data:`MAX_REPLAY` + 1 events skipped, then the rest.
     """
     whole_history = last_event_id is None
-    sub = await rt.pubsub.subscribe(channel)
+    sub = await rt.pubsub.subscribe(channel, f"{session.principal.role.value} {session.principal.sub}")
     resume = Resume(last_event_id)
     # A send blocked on a client that stopped reading would never see the overflow: watch it.
     watchdog = asyncio.ensure_future(_cut_when_overflowed(sub, session))

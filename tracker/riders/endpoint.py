@@ -154,7 +154,7 @@ async def rider_ws(websocket: WebSocket) -> None:
     try:
         try:
             # Returns once Redis confirmed it (or raises): no offer sent from now on is missed.
-            sub = await rt.pubsub.subscribe(inbox_channel(conn.rider_id))
+            sub = await rt.pubsub.subscribe(inbox_channel(conn.rider_id), f"rider {conn.rider_id}")
         except REDIS_DOWN:
             await session.close(CLOSE_INTERNAL, "redis_unavailable: the rider's inbox could not be subscribed")
             return
