@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Reload:
-    """The order read again over HTTP after a ``resync`` that skipped events, until it is read:
+    """The order read again over HTTP after a ``resync`` that skipped events (once after several
+    in a row: a resume from far back skips 1,001 events per ``resync``), until it is read:
     a server that cannot answer for now (503, a restart, the network) is asked again, a pause
     apart, while the frames go on; one that refuses (the token revoked or expired meanwhile, the
     order gone) ends the client in one line."""
@@ -174,19 +175,25 @@ async def _main(args: argparse.Namespace) -> None:
         watcher.base_url = args.servers.current.rstrip("/")
         await watcher.connect()
         note(f"watching order {args.order_id} on {args.servers.current}/v1/ws/customer")
+        skipping = False  # the last frame was a skip: another may follow (a resume from far back), read after the last
         try:
             while (left := remaining(deadline)) > 0:
-                await reload.try_now()
+                if not skipping:
+                    await reload.try_now()
                 try:
                     frame = await watcher.next(timeout=min(left, 1.0))
                 except asyncio.TimeoutError:
+                    skipping = False
                     continue
                 except BadFrame as exc:
                     note(f"{exc}; ignored")
                     continue
                 show(frame)
-                if frame.get("type") == "resync" and frame.get("reason") == "too_many_missed":
+                was_skipping = skipping
+                skipping = frame.get("type") == "resync" and frame.get("reason") == "too_many_missed"
+                if skipping and not was_skipping:
                     note("the channel skipped events this client missed: the order as it stands now follows")
+                if skipping:
                     reload.ask()
         finally:
             await watcher.close()

@@ -602,6 +602,53 @@ def test_the_command_line_customer_prints_the_order_when_its_channel_skipped_eve
     assert "the order as it stands now follows" in watched.stderr
 
 
+@contextmanager
+def skipping_twice() -> Iterator[tuple[str, list[str]]]:
+    """A stand-in server whose customer socket says ``too_many_missed`` twice in a row (a resume
+    from over 2,002 events back), then an event, and holds; it answers ``GET /v1/orders/...``.
+    Yields its http:// URL and the paths of the order reads it was sent."""
+    import threading
+    from http import HTTPStatus
+
+    from websockets.sync.server import serve
+
+    reads: list[str] = []
+
+    def answer_reads(connection: Any, request: Any) -> Any:
+        if not request.path.startswith("/v1/orders/"):
+            return None  # (the socket)
+        reads.append(request.path)
+        return connection.respond(HTTPStatus.OK, json.dumps({"id": "o1", "status": "confirmed"}))
+
+    def handler(ws: Any) -> None:
+        skip = {"type": "resync", "reason": "too_many_missed"}
+        for frame in (skip, skip, {"type": "event", "id": "9-0", "order_id": "o1", "kind": "food_delayed"}):
+            ws.send(json.dumps(frame))
+        for _ in ws:  # until the client goes
+            pass
+
+    with serve(handler, "127.0.0.1", 0, process_request=answer_reads) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.socket.getsockname()[1]}", reads
+        finally:
+            srv.shutdown()
+            thread.join(5)
+
+
+def test_the_customer_reads_the_order_once_after_several_skips_in_a_row() -> None:
+    """Two ``too_many_missed`` in a row had the client read the order over HTTP twice; one read,
+    after the last, is the order as it stands."""
+    with skipping_twice() as (url, reads):
+        watched = client("customer", "--server", url, "--token", "t", "--order-id", "o1", "--for", "3")
+    assert watched.returncode == 0, watched.stderr
+    assert reads == ["/v1/orders/o1"], (reads, watched.stderr)
+    frames = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert [f["type"] for f in frames] == ["resync", "resync", "event", "order"], frames
+    assert watched.stderr.count("the order as it stands now follows") == 1, watched.stderr
+
+
 def test_a_client_piped_into_head_stops_quietly(server: ServerProcess, uid: Callable[[str], str]) -> None:
     """`... | head -1`: the reader closing stdout is the end of the job, not a server that cannot be reached."""
     oid = uid("piped")
