@@ -33,7 +33,10 @@ from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_
 # This cap only stops bursts (two processes feeding one rider while it reconnects): a cap of a
 # full second would also drop regular frames whose spacing jitters just under a second, and
 # with them an ETA change the customer would then not see until the rider's next fix.
-MIN_POSITION_SPACING_S = SPACING_S  # (the feed spaces a rider's frames as far apart: it sends none to drop)
+# The feed spaces a rider's frames SPACING_S apart when it publishes them; they reach a socket
+# with a few milliseconds' jitter each, so the cap here is a fifth less: a frame published
+# exactly SPACING_S after the last (a re-fed fix with the ETAs of changed orders) is not dropped.
+MIN_POSITION_SPACING_S = 0.8 * SPACING_S
 MERCHANT_MAX_MESSAGE_RATE = 10.0  # kitchen messages (confirm, ready, delay) per second per socket (not the operator's)
 MERCHANT_MESSAGE_BURST = 50  # a kitchen confirming a rush of orders at once
 # A kitchen's delays of one order: each is an event of its history (a tablet stuck on "delay"
