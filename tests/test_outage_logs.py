@@ -23,6 +23,7 @@ from tracker.logs import THROTTLE_S
 
 HTTP_LINE = "Redis did not answer an HTTP request"
 SOCKET_LINE = "a socket's channel failed"
+CLOSED_LINE = "closing /v1/ws/merchant: Redis unavailable"  # (a socket that met the outage first itself)
 
 
 @pytest.fixture
@@ -59,7 +60,10 @@ async def test_a_burst_of_failing_requests_and_sockets_is_logged_in_a_few_lines_
         log = srv.log_path.read_text(errors="replace")
         assert counted(log, HTTP_LINE) <= (2, requests) and counted(log, HTTP_LINE)[1] == requests, \
             srv.log_tail(80)
-        assert counted(log, SOCKET_LINE)[0] <= 2 and counted(log, SOCKET_LINE)[1] == sockets, srv.log_tail(80)
+        channel, closed = counted(log, SOCKET_LINE), counted(log, CLOSED_LINE)
+        # Each socket is logged once, by whichever of its tasks met the outage first: its channel
+        # (most), or its own read; each kind in at most two lines.
+        assert channel[0] <= 2 and closed[0] <= 2 and channel[1] + closed[1] == sockets, srv.log_tail(80)
     finally:
         for feed in feeds:
             await feed.close()

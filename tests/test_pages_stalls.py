@@ -4,8 +4,10 @@ A real server in a real Chromium; Playwright sits in each page's WebSocket path 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -99,11 +101,11 @@ async def test_a_kitchen_press_on_a_stalled_socket_says_it_got_no_answer_and_the
         await ops.close()
 
 
-async def test_a_kitchen_board_on_a_slow_link_keeps_its_socket_and_its_press_is_answered(
-        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """A round trip of 5.6 s (beyond the 4 s a check used to wait) is a slow link, not a dead
-    one: the board measures it, waits for its answers, and neither drops the socket nor says a
-    press went unanswered."""
+@contextlib.asynccontextmanager
+async def board_over_a_slow_link(server: ServerProcess, uid, browser: Browser  # type: ignore[no-untyped-def]  # noqa: F811
+                                 ) -> AsyncIterator[tuple[Page, Valve, str]]:
+    """A kitchen board behind a 5.6 s round trip (2.8 s each way), one order placed on it, the
+    link measured (the opening ping answered): the page, its valve and the order."""
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     page = await new_page(browser)
@@ -111,23 +113,31 @@ async def test_a_kitchen_board_on_a_slow_link_keeps_its_socket_and_its_press_is_
     try:
         await ops.create(oid, mid)
         await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
-        body = page.locator("body")
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "placed", timeout=10_000)
+        await page.wait_for_timeout(4000)  # (the opening ping's answer is in: the link is measured)
+        yield page, valve, oid
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+async def test_a_kitchen_board_on_a_slow_link_keeps_its_socket_and_its_press_is_answered(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A round trip of 5.6 s (beyond the 4 s a check used to wait) is a slow link, not a dead
+    one: the board measures it, waits for its answers, and neither drops the socket nor says a
+    press went unanswered."""
+    async with board_over_a_slow_link(server, uid, browser) as (page, valve, oid):
         await page.evaluate("""() => { window.wentOffline = 0; new MutationObserver(() => {
             if (document.body.dataset.online === "no") window.wentOffline += 1; })
             .observe(document.body, { attributes: true, attributeFilter: ["data-online"] }); }""")
-        row = page.locator(f'tr[data-order="{oid}"]')
-        await expect(row).to_have_attribute("data-status", "placed", timeout=10_000)
-        await page.wait_for_timeout(4000)  # (the opening ping's answer is in: the link is measured)
         await page.get_by_role("button", name=f"Confirm {oid}").click()
+        row = page.locator(f'tr[data-order="{oid}"]')
         await expect(row).to_have_attribute("data-status", "confirmed", timeout=15_000)
         await page.wait_for_timeout(1500)
         await expect(page.locator("#prompts [data-kind=error]")).to_have_count(0)  # no "no answer"
         assert await page.evaluate("window.wentOffline") == 0
         assert valve.opened == 1  # the one socket all along
-        await expect(body).to_have_attribute("data-online", "yes")
-    finally:
-        await page.context.close()
-        await ops.close()
+        await expect(page.locator("body")).to_have_attribute("data-online", "yes")
 
 
 async def test_a_slow_moment_while_the_board_loads_does_not_keep_its_checks_slow(
@@ -136,26 +146,14 @@ async def test_a_slow_moment_while_the_board_loads_does_not_keep_its_checks_slow
     then, the link fast again, as little as ever, so a path that stalls half a minute later is
     found as soon as on a link that was always fast (it had waited 3x the first slow round trip,
     17 s, for as long as frames kept coming)."""
-    ops = Ops(server)
-    oid, mid = uid("o"), uid("m")
-    page = await new_page(browser)
-    valve = await Valve(latency=2.8).attach(page)
-    try:
-        await ops.create(oid, mid)
-        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
-        body = page.locator("body")
-        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "placed", timeout=10_000)
-        await page.wait_for_timeout(4000)  # (the opening ping's answer is in: a 5.6 s round trip)
+    async with board_over_a_slow_link(server, uid, browser) as (page, valve, oid):
         valve.latency = 0.0
         await page.wait_for_timeout(30_000)  # (the slow measure fades: a half-life of 15 s)
         valve.freeze()
         pressed = time.monotonic()
         await page.get_by_role("button", name=f"Confirm {oid}").click()
-        await expect(body).to_have_attribute("data-online", "no", timeout=8000)
+        await expect(page.locator("body")).to_have_attribute("data-online", "no", timeout=8000)
         assert time.monotonic() - pressed < 7.5
-    finally:
-        await page.context.close()
-        await ops.close()
 
 
 async def test_the_ops_page_gives_up_a_hung_snapshot_and_says_it_is_not_updating(
