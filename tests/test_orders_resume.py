@@ -157,7 +157,7 @@ async def test_a_merchant_feed_resumed_from_before_it_began_resyncs_only_once_tr
         empty = await merchant(server, mid, last_event_id="0-0")  # a brand-new merchant: nothing to miss
         await ops.create(a, mid)
         first = await empty.recv()  # the very first frame: no resync before it
-        assert (first["type"], first["order_id"], first["kind"]) == ("event", a, "placed")
+        assert (first.get("type"), first.get("order_id"), first.get("kind")) == ("event", a, "placed"), first
         await empty.close()
         await ops.create(b, mid)
         kitchen = await merchant(server, mid, last_event_id="0-0")

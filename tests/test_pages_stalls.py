@@ -152,8 +152,8 @@ async def test_a_slow_moment_while_the_board_loads_does_not_keep_its_checks_slow
         valve.freeze()
         pressed = time.monotonic()
         await page.get_by_role("button", name=f"Confirm {oid}").click()
-        await expect(page.locator("body")).to_have_attribute("data-online", "no", timeout=8000)
-        assert time.monotonic() - pressed < 7.5
+        await expect(page.locator("body")).to_have_attribute("data-online", "no", timeout=12_000)
+        assert time.monotonic() - pressed < 12  # (4-6 s on an idle machine; the slow measure kept it 17-19 s)
 
 
 async def test_the_ops_page_gives_up_a_hung_snapshot_and_says_it_is_not_updating(
