@@ -245,13 +245,17 @@ class Dispatcher:
         """The server time now if the round that read ``region`` at ``started_ms`` may make its
         ``planned`` offers: it still holds the region's lease (renewed now: it lapses if the round
         took longer than the lease, and another process may have planned the region since) and
-        read the region at most :attr:`round_limit_ms` ago. Else ``None``: the round is dropped,
-        nothing sent."""
+        read the region at most :attr:`round_limit_ms` ago, and this host's clock still agrees
+        with Redis's (a jump during the round). Else ``None``: the round is dropped, nothing sent."""
         lease = self._held.get(region)
         if lease is not None and not await lease.renew():
             self._drop(region, "its lease lapsed or was taken over meanwhile", planned)
             return None
         checked = self.rt.clock.now_ms()
+        if not self.rt.clock_check.agrees:  # (after the time is read: a jump before it shows here)
+            self._drop(region, "this host's clock stopped agreeing with Redis's during the round (its offers' "
+                               "deadlines would not be the fleet's)", planned)
+            return None
         return None if self._stood_still(region, checked - started_ms, "before its offers", planned) else checked
 
     def _stood_still(self, region: str, gap_ms: int, where: str, dropped: int) -> bool:
