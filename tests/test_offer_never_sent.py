@@ -15,10 +15,14 @@ holds the rider's sockets and the operator's, and sweeps offers, but plans no ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from clients.rider import RiderClient
 from tests.orders_helpers import Ops, confirmed_order, rider
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tests.test_offer_killed_accept import frames_until
@@ -90,11 +94,13 @@ async def test_an_offer_whose_dispatcher_died_before_sending_it_is_withdrawn_not
         await direct.aclose()
 
 
-async def test_an_offer_shown_on_reconnecting_before_it_was_published_is_the_riders(
-        relayed_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """Its dispatcher slow to publish it (held back here), the rider's app reconnects meanwhile and
-    is shown the offer (as every reconnect shows the open offer): it can accept it, and no stale
-    ``offer`` frame follows once the dispatcher publishes."""
+@contextlib.asynccontextmanager
+async def offer_shown_on_reconnecting(relayed_redis, start_server, uid  # type: ignore[no-untyped-def]
+                                      ) -> AsyncIterator[tuple[Ops, RiderClient, RiderClient, str, str, dict[str, Any], Any]]:
+    """Server A (offers, 3 s to answer) makes an offer its publication of which is held back; the
+    rider's app, on server B, reconnects meanwhile and is shown it: (ops, the
+    rider's first socket, the new one, the order, the rider, the offer, the relay that holds
+    the publication)."""
     redis, relay = relayed_redis
     srv_b: ServerProcess = start_server(NO_ROUNDS, redis=redis.url)
     start_server(FAST, redis=relay.url)  # A
@@ -108,6 +114,21 @@ async def test_an_offer_shown_on_reconnecting_before_it_was_published_is_the_rid
         await relay.held()
         back = await rider(srv_b, rid)  # the app reconnects: the open offer comes with its route
         offer = await back.expect("offer", timeout=5)
+        yield ops, courier, back, oid, rid, offer, relay
+    finally:
+        await courier.close()
+        if back is not None:
+            await back.close()
+        await ops.close()
+
+
+async def test_an_offer_shown_on_reconnecting_before_it_was_published_is_the_riders(
+        relayed_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Its dispatcher slow to publish it (held back here), the rider's app reconnects meanwhile and
+    is shown the offer (as every reconnect shows the open offer): it can accept it, and no stale
+    ``offer`` frame follows once the dispatcher publishes."""
+    async with offer_shown_on_reconnecting(relayed_redis, start_server, uid) as (ops, courier, back, oid, rid, offer,
+                                                                                   relay):
         assert [o["order_id"] for o in offer["orders"]] == [oid], offer
         await back.accept(offer["offer_id"])
         assert (await back.expect("assigned"))["offer_id"] == offer["offer_id"]
@@ -116,36 +137,16 @@ async def test_an_offer_shown_on_reconnecting_before_it_was_published_is_the_rid
             with pytest.raises(asyncio.TimeoutError):
                 await sock.expect("offer", timeout=1.5)
         assert (await ops.get(oid))["rider_id"] == rid
-    finally:
-        await courier.close()
-        if back is not None:
-            await back.close()
-        await ops.close()
 
 
 async def test_an_offer_shown_on_reconnecting_and_left_unanswered_is_the_riders_refusal(
         relayed_redis, start_server, uid) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """Shown to the rider on reconnecting (its dispatcher slow to publish it), the offer is as good
     as sent: left unanswered it expires (``offer_expired``) and counts as the rider's refusal."""
-    redis, relay = relayed_redis
-    srv_b: ServerProcess = start_server(NO_ROUNDS, redis=redis.url)
-    start_server(FAST, redis=relay.url)  # A (offers: 3 s to answer)
-    ops = Ops(srv_b)
-    oid, mid, rid = uid("o"), uid("m"), uid("r")
-    courier = await rider_near_restaurant(srv_b, rid, 0.001)
-    back = None
-    try:
-        relay.hold_before(*offer_published(rid))
-        await confirmed_order(srv_b, ops, oid, mid)
-        await relay.held()
-        back = await rider(srv_b, rid)
-        offer = await back.expect("offer", timeout=5)
+    async with offer_shown_on_reconnecting(relayed_redis, start_server, uid) as (ops, _, back, oid, rid, offer, relay):
         expired = await back.expect(lambda f: f["type"] in ("offer_expired", "offer_withdrawn"), timeout=10)
         assert expired == {"type": "offer_expired", "offer_id": offer["offer_id"]}, expired
         relay.let_go()
         assert await refusals(ops) == [(rid, 1)]
-    finally:
-        await courier.close()
-        if back is not None:
-            await back.close()
-        await ops.close()
+
+
