@@ -417,16 +417,20 @@ async def test_ops_failed_tasks_banner_is_read_out_once_per_set_of_failures(serv
     at = time.time() - 1
     failing = [{"name": "order-expiry", "last_error": "TimeoutError: Timeout reading from redis", "last_error_at": at}]
 
+    watching = asyncio.Event()  # (no snapshot reaches the page before its live regions are watched)
+
     async def degraded(route: Route) -> None:  # the server's snapshot, with tasks that failed
         answer = await route.fetch()
         snap = await answer.json()
         snap["degraded"] = list(failing)
+        await watching.wait()
         await route.fulfill(response=answer, body=json.dumps(snap))
 
     try:
         await page.route("**/v1/ops/snapshot*", degraded)
         await page.goto(f"{server.base_url}/ops?token={server.token('operator', 'ops')}")
         await page.evaluate(WATCH_LIVE_REGIONS)
+        watching.set()
         banner = page.locator("#degraded")
         await expect(banner).to_contain_text("order-expiry (TimeoutError: Timeout reading from redis, last ")
         region = await banner.evaluate("b => b.closest('[role=status], [aria-live]').id")

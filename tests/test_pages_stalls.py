@@ -34,10 +34,16 @@ class Valve:
         self.blocked = False
         self.latency = latency
         self.opened = 0  # sockets the page opened, all told
+        self.started = time.monotonic()
+        self.seen: list[tuple[float, str]] = []  # (s since made) sockets opened, and frames the server sent that end a socket's run
+
+    def note(self, what: str) -> None:
+        self.seen.append((round(time.monotonic() - self.started, 1), what))
 
     async def attach(self, page: Page) -> "Valve":
         def handle(ws: WebSocketRoute) -> None:
             self.opened += 1
+            self.note(f"socket {self.opened} opened")
             if self.blocked:
                 asyncio.ensure_future(ws.close(code=1011, reason="blocked"))
                 return
@@ -54,8 +60,13 @@ class Valve:
                         to.send(m)
                 return send
 
+            def from_server(m: Any) -> None:
+                if isinstance(m, str) and ('"resync"' in m or '"error"' in m):
+                    self.note(m[:120])
+                passing(ws)(m)
+
             ws.on_message(passing(server))
-            server.on_message(passing(ws))
+            server.on_message(from_server)
             self.open.append((ws, server, state))
 
         await page.route_web_socket(re.compile(r".*/v1/ws/.*"), handle)
@@ -101,6 +112,17 @@ async def test_a_kitchen_press_on_a_stalled_socket_says_it_got_no_answer_and_the
         await ops.close()
 
 
+# The page's online state over time: window.__online, [ms since the page began, "yes"|"no"].
+WATCH_ONLINE = """addEventListener("DOMContentLoaded", () => { window.__online = [];
+    new MutationObserver(() => window.__online.push([Math.round(performance.now()), document.body.dataset.online]))
+      .observe(document.body, { attributes: true, attributeFilter: ["data-online"] }); });"""
+
+
+async def what_happened(page: Page, valve: Valve) -> str:
+    """The board's online states and its sockets' story, for a failure's message."""
+    return f"online states (ms, state): {await page.evaluate('window.__online')}; sockets (s): {valve.seen}"
+
+
 @contextlib.asynccontextmanager
 async def board_over_a_slow_link(server: ServerProcess, uid, browser: Browser  # type: ignore[no-untyped-def]  # noqa: F811
                                  ) -> AsyncIterator[tuple[Page, Valve, str]]:
@@ -110,6 +132,7 @@ async def board_over_a_slow_link(server: ServerProcess, uid, browser: Browser  #
     oid, mid = uid("o"), uid("m")
     page = await new_page(browser)
     valve = await Valve(latency=2.8).attach(page)
+    await page.add_init_script(WATCH_ONLINE)
     try:
         await ops.create(oid, mid)
         await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
@@ -127,16 +150,13 @@ async def test_a_kitchen_board_on_a_slow_link_keeps_its_socket_and_its_press_is_
     one: the board measures it, waits for its answers, and neither drops the socket nor says a
     press went unanswered."""
     async with board_over_a_slow_link(server, uid, browser) as (page, valve, oid):
-        await page.evaluate("""() => { window.wentOffline = 0; new MutationObserver(() => {
-            if (document.body.dataset.online === "no") window.wentOffline += 1; })
-            .observe(document.body, { attributes: true, attributeFilter: ["data-online"] }); }""")
         await page.get_by_role("button", name=f"Confirm {oid}").click()
         row = page.locator(f'tr[data-order="{oid}"]')
         await expect(row).to_have_attribute("data-status", "confirmed", timeout=15_000)
         await page.wait_for_timeout(1500)
         await expect(page.locator("#prompts [data-kind=error]")).to_have_count(0)  # no "no answer"
-        assert await page.evaluate("window.wentOffline") == 0
-        assert valve.opened == 1  # the one socket all along
+        assert [state for _, state in await page.evaluate("window.__online")] == ["yes"], await what_happened(page, valve)
+        assert valve.opened == 1, await what_happened(page, valve)  # the one socket all along
         await expect(page.locator("body")).to_have_attribute("data-online", "yes")
 
 
@@ -152,8 +172,10 @@ async def test_a_slow_moment_while_the_board_loads_does_not_keep_its_checks_slow
         valve.freeze()
         pressed = time.monotonic()
         await page.get_by_role("button", name=f"Confirm {oid}").click()
-        await expect(page.locator("body")).to_have_attribute("data-online", "no", timeout=12_000)
-        assert time.monotonic() - pressed < 12  # (4-6 s on an idle machine; the slow measure kept it 17-19 s)
+        with contextlib.suppress(AssertionError):
+            await expect(page.locator("body")).to_have_attribute("data-online", "no", timeout=12_000)
+        found = time.monotonic() - pressed
+        assert found < 12, (found, await what_happened(page, valve))  # (4-6 s on an idle machine; the slow measure kept it 17-19 s)
 
 
 async def test_the_ops_page_gives_up_a_hung_snapshot_and_says_it_is_not_updating(
