@@ -201,6 +201,7 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   let heardAt = 0, askedAt = 0;  // (performance.now()) the last frame, and the unanswered ping
   let timedAt = 0;  // (performance.now()) when the ping being timed was sent
   let roundTrip = 0, measuredAt = 0;  // (ms) the link's, as measured at measuredAt: see the patience above
+  let sockets = 0;  // sockets opened so far: the generation of the current one
   const roundTripNow = () => roundTrip * 0.5 ** ((performance.now() - measuredAt) / ROUND_TRIP_HALF_LIFE_MS);
   const patience = () => Math.min(PROBE_WAIT_MAX_MS, Math.max(PROBE_WAIT_MS, 2 * roundTripNow()));
   const measured = (ms) => { roundTrip = Math.max(ms, roundTripNow()); measuredAt = performance.now(); };
@@ -238,7 +239,7 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
   };
   const connect = () => {
     timer = null;
-    online = false; askedAt = 0; timedAt = 0; heardAt = performance.now();
+    online = false; askedAt = 0; timedAt = 0; heardAt = performance.now(); sockets += 1;
     const sock = ws = new WebSocket(url());
     sock.onopen = () => {
       openedAt = Date.now(); heardAt = performance.now(); settling = setTimeout(confirm, ONLINE_AFTER_MS);
@@ -280,6 +281,9 @@ export function liveSocket(url, { onMessage, onOnline, onOffline, onRefused = sh
     get patience() { return patience(); },
     // When the last frame came (performance.now()): the socket was alive then.
     get heardAt() { return heardAt; },
+    // Which socket this is (1, 2, ...: each reconnect opens the next): what was sent on an
+    // earlier one may never have reached the server, whatever the current one hears.
+    get generation() { return sockets; },
     // Drop this socket and open a fresh one at once (url() is asked again).
     restart: () => {
       if (ws) { detach(ws); ws.close(); }

@@ -81,7 +81,7 @@ function act(id, msg) {
   sending.set(id, press);
   render();
   socket.probe();  // a dead socket is found (and replaced) before the press is given up on
-  const sentAt = performance.now();
+  const sentAt = performance.now(), sentOn = socket.generation;
   const giveUp = () => {
     if (sending.get(id) !== press) return;
     sending.delete(id); lastPress.delete(id); unsure.add(`${msg.type} ${id}`);
@@ -91,7 +91,9 @@ function act(id, msg) {
   const wait = Math.max(SEND_WAIT_MS, socket.patience + 1000);  // (a slow link's answer takes longer)
   setTimeout(() => {
     if (sending.get(id) !== press) return;
-    if (online && socket.heardAt > sentAt) setTimeout(giveUp, Math.max(0, BUSY_WAIT_MS - wait));
+    // The socket it went on still talking: the server is working on it. One that replaced it
+    // (the press's was dropped) says nothing of the press, which may never have got there.
+    if (online && socket.generation === sentOn && socket.heardAt > sentAt) setTimeout(giveUp, Math.max(0, BUSY_WAIT_MS - wait));
     else giveUp();
   }, wait);
 }
