@@ -126,9 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     else:
         env = {"TRACKER_DISPATCH_INTERVAL_S": "2", "TRACKER_LOG_LEVEL": "warning"}
         # a session of its own: a terminal's Ctrl-C stops the run, which ends its orders, then the server
-        server = ServerProcess(secret=secret, env=env, new_session=True)
-        if args.port:
-            server.port = args.port
+        server = ServerProcess(secret=secret, env=env, new_session=True, port=args.port, port_flag="--port")
         try:
             host = server.start().base_url
         except RuntimeError as exc:  # (its port taken, or it did not start: one line, not a traceback)

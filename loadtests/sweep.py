@@ -57,9 +57,7 @@ def idle_memory(connections: int, port: int | None = None) -> dict[str, float]:
     """Server RSS growth per idle rider connection (authenticated, no fixes), in KiB; the server
     on ``port`` (default a free one). A server that does not start ends the sweep with one line."""
     secret = secrets.token_urlsafe(32)
-    server = ServerProcess(secret=secret, env={"TRACKER_LOG_LEVEL": "warning"})
-    if port:
-        server.port = port
+    server = ServerProcess(secret=secret, env={"TRACKER_LOG_LEVEL": "warning"}, port=port, port_flag="--port")
     try:
         server.start()
     except RuntimeError as exc:

@@ -213,9 +213,7 @@ async def shoot(browser: Browser, server: ServerProcess, out: Path) -> None:
 
 async def main(out: Path, port: int | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(env={"TRACKER_ON_TIME_TARGET_MIN": str(ON_TIME_TARGET_MIN)})
-    if port:
-        server.port = port
+    server = ServerProcess(env={"TRACKER_ON_TIME_TARGET_MIN": str(ON_TIME_TARGET_MIN)}, port=port, port_flag="--port")
     with server:
         scene = Scene(server)
         try:

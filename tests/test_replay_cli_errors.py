@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -299,3 +300,37 @@ def test_the_reports_ctd_bound_never_exceeds_the_mean_it_bounds(tmp_path: Path) 
     assert float(late_row["CTD bound"]) <= float(late_row["CTD mean"]), late_row
     assert none_row["CTD mean"] == none_row["CTD bound"] == "–", none_row
     assert "## By size" not in report  # (no mdrplib names: no families, no empty tables)
+
+
+def test_live_replay_starts_its_server_on_the_port_given(tmp_path: Path) -> None:
+    """``--port``: the server ``--live`` starts listens there (it had only a random free port)."""
+    instance = tiny_instance(tmp_path / "tiny")
+    port = free_port()
+    run = replay(str(instance), "--live", "--port", str(port), "--time-scale", "600", "--out", str(tmp_path / "live"),
+                 timeout=90)
+    assert f"playing tiny live through a server of its own at http://127.0.0.1:{port} " in run.stderr, run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_live_replay_on_a_taken_port_names_the_flag_to_change(tmp_path: Path) -> None:
+    """One line naming --port, a flag replay has (it had none, and the line named it all the same)."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        run = replay(str(instances_root() / SMALL), "--live", "--port", str(port), "--out", str(tmp_path / "live"))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr == (f"tracker replay --live: could not start a server: port {port} is in use by another "
+                          "process: pick another --port\n"), run.stderr
+    assert not (tmp_path / "live").exists()
+
+
+@pytest.mark.parametrize("args, said", [
+    (("--port", "8700"), "tracker replay: --port works only with --live"),
+    (("--live", "--server", "http://127.0.0.1:1", "--port", "8700"), "tracker replay: --server and --port do not go together"),
+    (("--live", "--port", "70000"), "tracker replay: --port must be a TCP port, 1 to 65535, not 70000"),
+], ids=["without --live", "with --server", "not a port"])
+def test_live_replay_port_misuse_is_one_line(args: tuple[str, ...], said: str, tmp_path: Path) -> None:
+    run = replay(str(instances_root() / SMALL), *args, "--out", str(tmp_path / "out"))
+    assert run.returncode == 2 and run.stderr == said + "\n", run.stderr
+    assert not (tmp_path / "out").exists()

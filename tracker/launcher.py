@@ -66,12 +66,17 @@ class ServerProcess:
         log_path: Path | str | None = None,
         open_files: tuple[int, int] | None = None,
         new_session: bool = False,
+        port: int | None = None,
+        port_flag: str | None = None,
     ) -> None:
-        """``open_files``: the child's (soft, hard) open-file limit, to rehearse a small machine.
+        """``port``: the port to listen on (default: a free one); ``port_flag``: the caller's flag that
+        chose it (e.g. ``--port``), named when that port is taken, so the user knows what to change.
+        ``open_files``: the child's (soft, hard) open-file limit, to rehearse a small machine.
         ``new_session``: the child in a session (and process group) of its own, so that a terminal's
         Ctrl-C reaches only the process that started it, which stops it when it is done with it
         (a load test ends its orders on it first)."""
-        self.port = free_port()
+        self.port = port or free_port()
+        self.port_flag = port_flag
         self.secret = secret
         self.redis_url = redis_url
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="tracker-")
@@ -103,7 +108,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         if not port_is_free(self.port):  # its /readyz would answer for ours, and the run would use the wrong server
-            raise RuntimeError(f"port {self.port} is in use by another process: pick another --port")
+            hint = f"pick another {self.port_flag}" if self.port_flag else "try again, or free it"
+            raise RuntimeError(f"port {self.port} is in use by another process: {hint}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "REDIS_URL"}
         env.update({"TRACKER_SECRET": self.secret, "TRACKER_DATA_DIR": str(self.data_dir), "TRACKER_LOG_FORMAT": "text"})
         if self.redis_url:

@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"play the day through a running server (writes to {OUT_LIVE}/NAME unless --out; "
                         "prints a progress line every simulated hour)")
     p.add_argument("--server", help="with --live: the server's URL (default: start one)")
+    p.add_argument("--port", type=int, help="with --live and no --server: the port of the server it starts "
+                                            "(default: a free one)")
     p.add_argument("--secret", help="with --live --server: the server's TRACKER_SECRET (default: the "
                    "TRACKER_SECRET environment variable, else the development secret in TRACKER_DATA_DIR, default "
                    "./.tracker, as `tracker token`)")
@@ -163,10 +165,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"tracker replay: --time-scale must be a number above 0 and at most {MAX_TIME_SCALE:g} (what a server "
               f"takes), not {args.time_scale:g}", file=sys.stderr)
         return 2
+    if args.port is not None and not 1 <= args.port <= 65535:
+        print(f"tracker replay: --port must be a TCP port, 1 to 65535, not {args.port}", file=sys.stderr)
+        return 2
     # Modes that exclude each other: one refused in a line, never quietly dropped.
     clash = next((f"{a} and {b}" for a, b, both in (
         ("--all", "--live", args.all and args.live), ("--all", "--check", args.all and args.check),
         ("--check", "--live", args.check and args.live), ("--check", "--out", args.check and args.out),
+        ("--server", "--port", args.server and args.port is not None),
         ("--all ROOT", "an INSTANCE folder", args.all and args.instance)) if both), None)
     if clash:
         print(f"tracker replay: {clash} do not go together", file=sys.stderr)
@@ -179,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
         print("tracker replay: --report works only with --all ROOT (one instance's figures are the summary line)",
               file=sys.stderr)
         return 2
-    for flag, value in (("--server", args.server), ("--secret", args.secret), ("--time-scale", args.time_scale)):
+    for flag, value in (("--server", args.server), ("--secret", args.secret), ("--time-scale", args.time_scale),
+                        ("--port", args.port)):
         if value is not None and not args.live and not (flag == "--time-scale" and args.print_server_env):
             print(f"tracker replay: {flag} works only with --live", file=sys.stderr)
             return 2

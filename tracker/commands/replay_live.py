@@ -173,7 +173,8 @@ def run_live(args: argparse.Namespace) -> int:
             print(f"tracker replay --live: --server must be an http:// or https:// URL, not {args.server!r}", file=sys.stderr)
             return 2
     else:
-        server = ServerProcess(secret=secret, env=server_env(inst, requested_scale, args.interval))
+        server = ServerProcess(secret=secret, env=server_env(inst, requested_scale, args.interval),
+                               port=args.port, port_flag="--port")
         base_url = server.base_url
     started = time.monotonic()
     ids: RunIds | None = None  # once the day starts
