@@ -2,6 +2,7 @@
 
     python loadtests/run.py --riders 200 --customers 20 --merchants 5 --time 30s
     TRACKER_SECRET=S python loadtests/run.py --server http://host:8000 ...   # an existing server
+    (without TRACKER_SECRET and --secret: the development secret in TRACKER_DATA_DIR, default ./.tracker)
 
 Starts ``tracker serve`` (embedded Redis) unless ``--server`` is given, runs locust
 (``--processes`` workers to use the cores), loopback only and bounded in time, collects
@@ -48,7 +49,9 @@ from loadtests import locust_process, run_files, tls  # noqa: E402
 from loadtests.arguments import count, one_line, port, positive_float, positive_int  # noqa: E402
 from loadtests.cleanup import REASON, Ending, end_run_orders, placed, read_run_orders  # noqa: E402
 from loadtests.timespan import run_seconds  # noqa: E402
+from tracker.auth import local_data_dir, local_secret, secret_path  # noqa: E402
 from tracker.embedded_redis import free_port  # noqa: E402
+from tracker.errors import StartupError  # noqa: E402
 from tracker.interrupts import interrupted_status, signals_deferred, stop_signals_as_ctrl_c  # noqa: E402
 from tracker.launcher import ServerProcess  # noqa: E402
 
@@ -344,7 +347,8 @@ def parser() -> argparse.ArgumentParser:
     """The command line of ``run.py`` (``sweep.py`` builds its steps' arguments with it too)."""
     p = argparse.ArgumentParser(description="Run tracker's locust scenarios headless and summarise.")
     p.add_argument("--server", type=_url, help="target an existing server (default: start one with an embedded Redis)")
-    p.add_argument("--secret", help="the server's TRACKER_SECRET (default: $TRACKER_SECRET; needed with --server)")
+    p.add_argument("--secret", help="with --server: the server's TRACKER_SECRET (default: $TRACKER_SECRET, else the "
+                                    "development secret in TRACKER_DATA_DIR, default ./.tracker, as `tracker token`)")
     p.add_argument("--port", type=port, help="port of the server it starts (default: a free one)")
     p.add_argument("--master-port", type=port, help="port of the locust master with --processes (default: a free one)")
     p.add_argument("--riders", type=count, default=100)
@@ -368,8 +372,15 @@ def main() -> None:
     p = parser()
     args = p.parse_args()
     require_locust()
-    if args.server and not (args.secret or os.environ.get("TRACKER_SECRET")):
-        p.error("--server needs that server's secret: --secret S or TRACKER_SECRET=S")
+    if args.server and not args.secret:  # as `tracker token` and `tracker replay --live --server` sign
+        try:
+            args.secret = local_secret()
+        except StartupError as exc:
+            p.error(f"--server needs that server's secret: {exc}")
+        if not args.secret:
+            p.error(f"--server needs that server's secret: --secret S or TRACKER_SECRET=S (both unset), or its "
+                    f"development secret, which is not in {secret_path(local_data_dir()).resolve()} (TRACKER_DATA_DIR "
+                    "names the server's data folder, default ./.tracker)")
     if (args.ca_file or args.insecure) and not (args.server or "").startswith("https://"):
         p.error(f"{'--ca-file' if args.ca_file else '--insecure'} is for an https:// --server")
     try:

@@ -36,12 +36,16 @@ def server():  # type: ignore[no-untyped-def]
     srv.cleanup()
 
 
-def run_py(args: list[str], secret: str | None, tmp: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_py(args: list[str], secret: str | None, tmp: Path | None = None,
+           data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``loadtests/run.py ARGS`` with ``TRACKER_SECRET`` set to ``secret`` (unset for ``None``), its
-    temporary files in ``tmp`` (default: the system's)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRACKER_SECRET"}
+    temporary files in ``tmp`` (default: the system's), ``TRACKER_DATA_DIR`` set to ``data_dir``
+    (unset for ``None``)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACKER_SECRET", "TRACKER_DATA_DIR")}
     if secret is not None:
         env["TRACKER_SECRET"] = secret
+    if data_dir is not None:
+        env["TRACKER_DATA_DIR"] = str(data_dir)
     if tmp is not None:
         tmp.mkdir(exist_ok=True)
         env["TMPDIR"] = str(tmp)
@@ -101,9 +105,22 @@ def test_orders_placed_is_not_a_number_too_low_when_the_cleanup_cannot_reach_the
         end_run_orders(server.base_url, SECRET, tmp_path / "run_orders.txt", run)
 
 
-def test_server_without_a_secret_is_refused_before_the_run() -> None:
-    done = run_py(["--server", "http://127.0.0.1:9", *SMALL], None)
+def test_server_without_a_secret_is_refused_before_the_run(tmp_path: Path) -> None:
+    """It says where it looked for a development secret, as ``tracker token`` would."""
+    done = run_py(["--server", "http://127.0.0.1:9", *SMALL], None, data_dir=tmp_path / "data")
     assert done.returncode == 2 and "TRACKER_SECRET" in done.stderr, done.stderr
+    assert f"not in {tmp_path / 'data' / 'secret'} (TRACKER_DATA_DIR" in done.stderr, done.stderr
+
+
+def test_a_run_against_a_server_signs_with_the_development_secret_of_its_data_folder(
+        server: ServerProcess, tmp_path: Path) -> None:
+    """Neither --secret nor TRACKER_SECRET: the secret in TRACKER_DATA_DIR, as ``tracker token`` and
+    ``tracker replay --live --server`` take it (it had refused to start)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secret").write_text(SECRET + "\n")
+    done = run_py(["--server", server.base_url, "--csv", str(tmp_path / "csv"), *SMALL], None, data_dir=tmp_path / "data")
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert value(done.stdout, "result") == "ok", done.stdout
 
 
 def value(stdout: str, key: str) -> str:

@@ -250,6 +250,29 @@ def read_secret(data_dir: Path) -> str | None:
         raise StartupError(f"the development secret {path} {why}: remove it (a new one is made) or set TRACKER_SECRET") from None
 
 
+def local_data_dir() -> Path:
+    """The data folder a ``tracker serve`` started here would use: ``TRACKER_DATA_DIR``, default ``./.tracker``."""
+    from tracker.settings import Settings, SettingsError  # (settings is the heavier module: imported when needed)
+
+    try:
+        return Settings.from_env().data_dir
+    except SettingsError:
+        return Path(os.environ.get("TRACKER_DATA_DIR") or ".tracker")
+
+
+def local_secret() -> str | None:
+    """The secret ``tracker token`` would sign with: ``TRACKER_SECRET``, else the development
+    secret in the data folder (``TRACKER_DATA_DIR``, default ``./.tracker``); None when neither is
+    there. :class:`StartupError` when that secret file cannot be read."""
+    from tracker.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        return os.environ.get("TRACKER_SECRET") or None
+    return settings.secret or read_secret(settings.data_dir)
+
+
 def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     """The configured secret, else a development secret kept in ``data_dir/secret``."""
     if configured:

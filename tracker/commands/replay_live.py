@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import secrets
 import shlex
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
-from tracker.auth import issue_token, read_secret, weak_secret_warning
+from tracker.auth import issue_token, local_secret, weak_secret_warning
 from tracker.commands.leftovers import GIVE_UP_AFTER, end_orders
 from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
 from tracker.interrupts import interrupted_status
@@ -29,7 +28,6 @@ from tracker.mdrp.checker import check_solution
 from tracker.mdrp.instance import Instance, load_instance
 from tracker.mdrp.live import LiveError, RunIds, day_span, describe_failure, error_message, play
 from tracker.mdrp.solution import write_solution
-from tracker.settings import Settings, SettingsError
 
 DEFAULT_TIME_SCALE = 300.0
 LEFTOVER_REASON = "replay ended"  # why a replay's unfinished orders are cancelled (or failed) on a server it was given
@@ -104,16 +102,6 @@ def env_command(args: argparse.Namespace) -> str:
     if args.time_scale not in (None, DEFAULT_TIME_SCALE):
         extra = f" --time-scale {args.time_scale:g}{extra}"
     return f"tracker replay {shlex.quote(args.instance)} --print-server-env{extra}"
-
-
-def local_secret() -> str | None:
-    """The secret ``tracker token`` would sign with: ``TRACKER_SECRET``, else the development
-    secret in the data folder (``TRACKER_DATA_DIR``, default ``./.tracker``)."""
-    try:
-        settings = Settings.from_env()
-    except SettingsError:
-        return os.environ.get("TRACKER_SECRET") or None
-    return settings.secret or read_secret(settings.data_dir)
 
 
 def end_leftovers(base_url: str, secret: str, ids: RunIds) -> None:
