@@ -351,18 +351,25 @@ def parser() -> argparse.ArgumentParser:
                                     "development secret in TRACKER_DATA_DIR, default ./.tracker, as `tracker token`)")
     p.add_argument("--port", type=port, help="port of the server it starts (default: a free one)")
     p.add_argument("--master-port", type=port, help="port of the locust master with --processes (default: a free one)")
-    p.add_argument("--riders", type=count, default=100)
-    p.add_argument("--customers", type=count, default=10)
-    p.add_argument("--merchants", type=count, default=5)
-    p.add_argument("--operators", type=count, default=1)
-    p.add_argument("--time", type=_run_time, default="30s", help="run time as locust takes it, e.g. 30s, 5m, 1h30m")
-    p.add_argument("--spawn-rate", type=positive_float, default=100, help="users started a second")
-    p.add_argument("--processes", type=positive_int, default=1, help="locust worker processes")
-    p.add_argument("--csv", help="folder for locust's CSV files (an earlier run's there are removed)")
+    p.add_argument("--riders", type=count, default=100,
+                   help="simulated riders, each on a rider socket: a fix a second, offers accepted (default %(default)s)")
+    p.add_argument("--customers", type=count, default=10,
+                   help="simulated customers, each placing an order and watching it on a customer socket (default %(default)s)")
+    p.add_argument("--merchants", type=count, default=5,
+                   help="simulated kitchen tablets, confirming and readying their orders (default %(default)s)")
+    p.add_argument("--operators", type=count, default=1,
+                   help="simulated ordering platforms, each creating an order every 2 s over HTTP (default %(default)s)")
+    p.add_argument("--time", type=_run_time, default="30s",
+                   help="run time as locust takes it, e.g. 30s, 5m, 1h30m (default %(default)s)")
+    p.add_argument("--spawn-rate", type=positive_float, default=100, help="users started a second (default %(default)s)")
+    p.add_argument("--processes", type=positive_int, default=1, help="locust worker processes (default %(default)s)")
+    p.add_argument("--csv", help="folder for locust's CSV files (an earlier run's there are removed; default: a "
+                                 "temporary folder, removed after a run that passed)")
     checks = p.add_mutually_exclusive_group()
-    checks.add_argument("--ca-file", type=_ca_file, help="an https --server's CA (or self-signed) certificate, PEM")
-    checks.add_argument("--insecure", action="store_true", help="do not check an https --server's certificate")
-    p.add_argument("--quiet", action="store_true")
+    checks.add_argument("--ca-file", type=_ca_file, help="an https --server's CA (or self-signed) certificate, PEM "
+                                                       "(default: the system's CAs)")
+    checks.add_argument("--insecure", action="store_true", help="do not check an https --server's certificate (default: checked)")
+    p.add_argument("--quiet", action="store_true", help="hide locust's own output (default: shown)")
     return p
 
 

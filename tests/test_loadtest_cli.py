@@ -61,6 +61,29 @@ def test_a_value_that_cannot_make_sense_is_a_usage_error_before_anything_starts(
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # no locust folder, no capacity table
 
 
+def test_every_option_of_run_py_says_what_it_does_and_its_default() -> None:
+    """Before: --riders, --customers, --merchants, --operators (and --quiet) had no help line, and
+    those of --time and --spawn-rate did not give their defaults."""
+    done = subprocess.run([sys.executable, str(ROOT / "loadtests" / "run.py"), "--help"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    options = done.stdout.split("options:\n", 1)[1]
+    blocks: dict[str, str] = {}  # option -> its help text (argparse's layout: the option two spaces in)
+    for line in options.splitlines():
+        if line.startswith("  -"):
+            flag, _, text = line.strip().partition("  ")
+            blocks[flag.split()[0].rstrip(",")] = text.strip()
+        else:
+            blocks[list(blocks)[-1]] += " " + line.strip()
+    blocks.pop("-h")
+    assert len(blocks) >= 15, blocks
+    for flag, text in blocks.items():
+        assert "default" in " ".join(text.split()), (flag, text)
+    for flag, default in (("--riders", "100"), ("--customers", "10"), ("--merchants", "5"), ("--operators", "1"),
+                          ("--time", "30s"), ("--spawn-rate", "100"), ("--processes", "1")):
+        assert f"(default {default})" in blocks[flag], (flag, blocks[flag])
+
+
 @pytest.mark.parametrize("command", [["loadtests/cleanup.py"], ["loadtests/checkout.py"], ["-m", "clients.deliveries"]])
 def test_a_library_module_run_as_a_command_says_it_is_none(command: list[str]) -> None:
     done = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
