@@ -133,6 +133,20 @@ async def test_bad_order_bodies_get_typed_errors(server: ServerProcess, body: di
         await ops.close()
 
 
+async def test_a_body_that_is_not_utf8_is_said_so(server: ServerProcess) -> None:
+    """Before: orjson's "str is not valid UTF-8: surrogates not allowed", about no surrogate at all."""
+    ops = Ops(server)
+    try:
+        resp = await ops.client.post("/v1/orders", content=b'{"id":"\xff"}', headers={"Content-Type": "application/json"})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"] == {
+            "code": "bad_json",
+            "message": "not valid JSON: the request body is not valid UTF-8 (byte 0xff at offset 7); JSON must be UTF-8 text",
+        }, resp.text
+    finally:
+        await ops.close()
+
+
 @pytest.mark.parametrize("unit, scale, hint", [("seconds", 1 / 1000, "looks like seconds"),
                                               ("microseconds", 1000, "looks like microseconds"),
                                               ("years ahead", 1 + 1e-3, ""), ("2**53", None, "")])

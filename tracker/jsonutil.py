@@ -20,14 +20,26 @@ def dumps_str(obj: Any) -> str:
 
 
 def loads_object(data: str | bytes) -> dict[str, Any]:
-    """Decode one JSON object or raise ``ApiError`` (``bad_json`` / ``bad_message``)."""
+    """Decode one JSON object or raise ``ApiError`` (``bad_json`` / ``bad_message``). ``bytes`` are a
+    request body (WebSocket text frames come decoded, as ``str``): one that is not UTF-8 is said so."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if isinstance(data, bytes):
+            _refuse_bad_utf8(data)
         raise ApiError("bad_json", f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError("bad_message", "a message must be a JSON object")
     return value
+
+
+def _refuse_bad_utf8(data: bytes) -> None:
+    """``bad_json`` naming the first byte that is not UTF-8, if any (orjson's own words blame surrogates)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError("bad_json", f"not valid JSON: the request body is not valid UTF-8 (byte 0x{data[exc.start]:02x} "
+                                   f"at offset {exc.start}); JSON must be UTF-8 text") from None
 
 
 class JSONResponse(Response):
