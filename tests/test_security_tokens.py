@@ -148,3 +148,35 @@ async def test_http_takes_the_token_from_x_tracker_token_beside_a_basic_login(se
     token = server.token("rider", uid("r"))  # a socket takes it too (no browser can send it there)
     async with websockets.connect(f"{server.ws_url}/v1/ws/rider", additional_headers={"X-Tracker-Token": token}) as ws:
         assert '"route"' in await ws.recv()
+
+
+def _claims(sub: str) -> dict:  # type: ignore[type-arg]
+    return {"role": "rider", "sub": sub, "iat": int(time.time()), "exp": int(time.time()) + 3600}
+
+
+# Before, PyJWT's own words: "Not enough segments", "Invalid header string: 'utf-8' codec can't
+# decode byte 0xb7 ...", "The specified alg value is not allowed", "Signature verification failed".
+REFUSED_TOKENS = {
+    "not a jwt": (lambda secret, sub: "bad", "invalid token: malformed: not a token this service issued"),
+    "header not utf-8": (lambda secret, sub: "t___." + jwt.encode(_claims(sub), secret, algorithm="HS256").split(".", 1)[1],
+                         "invalid token: malformed: not a token this service issued"),
+    "another algorithm": (lambda secret, sub: jwt.encode(_claims(sub), secret + "-longer-for-hs512-" * 4, algorithm="HS512"),
+                          "invalid token: signed with an algorithm this service does not accept (it takes HS256)"),
+    "another secret": (lambda secret, sub: jwt.encode(_claims(sub), "another-servers-secret-0123456789abcdef", algorithm="HS256"),
+                       "invalid token: signature does not match (signed with another secret: another server's?)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSED_TOKENS))
+async def test_a_refused_token_is_said_why_in_plain_words(server: ServerProcess, uid, kind: str) -> None:  # type: ignore[no-untyped-def]
+    make, said = REFUSED_TOKENS[kind]
+    token = make(server.secret, uid("r"))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        refused = await http.get("/v1/ops/snapshot", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"] == {"code": "unauthorized", "message": said}, refused.text
+    async with websockets.connect(f"{server.ws_url}/v1/ws/rider?token={token}") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None, closed.value
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, f"unauthorized: {said}")

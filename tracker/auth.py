@@ -167,8 +167,16 @@ def verify_token(secret: str, token: str) -> Principal:
 
 
 def _why_invalid(exc: jwt.InvalidTokenError) -> str:
-    """PyJWT's reason for refusing a token, in its words, except where it would quote the token:
+    """Why a token was refused, in plain words per PyJWT's exception class: its own words are about
+    its internals ("Not enough segments", "Invalid header string: 'utf-8' codec can't decode ...").
+    Those it words plainly itself (a missing claim, ``nbf``) are kept; never a quote of the token:
     a ``crit`` header's extension names are whatever its maker wrote (any length, any script)."""
+    if isinstance(exc, jwt.InvalidSignatureError):  # (a DecodeError too: first)
+        return "signature does not match (signed with another secret: another server's?)"
+    if isinstance(exc, jwt.DecodeError):
+        return "malformed: not a token this service issued"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return f"signed with an algorithm this service does not accept (it takes {', '.join(ALGORITHMS)})"
     text = str(exc)
     if "critical extension" in text.lower():
         return "unsupported critical header extension ('crit')"
