@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
+import httpx
 import pytest
 
 from tests.orders_helpers import PICKUP, Ops, confirmed_order, merchant, rider
@@ -311,3 +312,18 @@ async def test_a_step_an_earlier_version_left_unjournaled_is_repaired_after_the_
     finally:
         await ops.close()
         await redis.aclose()
+
+
+async def test_readyz_tells_a_one_shot_task_that_finished_from_one_that_is_not_running(server: ServerProcess) -> None:
+    """``order-followup-rescan`` returns once its work is done: ``done`` true. Before, it was listed
+    ``running`` false and nothing more, as a dead task is, a false alarm for whoever alerts on it."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as http:
+        deadline = time.monotonic() + 10
+        while True:
+            tasks = {t["name"]: t for t in (await http.get("/readyz")).json()["tasks"]}
+            if not tasks["order-followup-rescan"]["running"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    rescan, loop = tasks["order-followup-rescan"], tasks["dispatch-loop"]
+    assert (rescan["running"], rescan["done"], rescan["failures"]) == (False, True, 0), rescan
+    assert (loop["running"], loop["done"]) == (True, False), loop  # a long-running task, running

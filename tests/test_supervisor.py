@@ -81,3 +81,24 @@ async def test_a_task_that_fails_with_redis_in_place_waits_out_its_backoff() -> 
         await supervisor.stop()
     gaps = [round(b - a, 1) for a, b in zip(attempts, attempts[1:])]
     assert len(attempts) == 5 and gaps[-1] >= 0.8, gaps
+
+
+async def test_status_tells_a_task_that_returned_from_one_that_failed() -> None:
+    """``done``: true only for a task that returned normally; a failed one waiting to restart is
+    ``running`` false as well, but not done (``/readyz`` lists these states)."""
+    async def one_shot() -> None:
+        return None
+
+    async def buggy() -> None:
+        raise ValueError("a bug")
+
+    supervisor = Supervisor(CollectorRegistry(), max_backoff_s=60.0)
+    supervisor.spawn("one-shot", one_shot)
+    supervisor.spawn("buggy", buggy)
+    try:
+        await asyncio.sleep(0.05)  # (both ran; the buggy one waits out its first backoff, 0.1 s)
+        status = {s["name"]: s for s in supervisor.status()}
+    finally:
+        await supervisor.stop()
+    assert (status["one-shot"]["running"], status["one-shot"]["done"], status["one-shot"]["failures"]) == (False, True, 0)
+    assert (status["buggy"]["running"], status["buggy"]["done"], status["buggy"]["failures"]) == (False, False, 1)

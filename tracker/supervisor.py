@@ -42,6 +42,7 @@ class TaskState:
     last_error: str | None = None
     last_error_at: float | None = None
     running: bool = False
+    done: bool = False  # returned normally: a one-shot task that finished its work (not dead)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     failing_since: float | None = field(default=None, repr=False)  # first failure since it last ran a while
     failed_in_row: int = field(default=0, repr=False)
@@ -50,6 +51,7 @@ class TaskState:
         return {
             "name": self.name,
             "running": self.running,
+            "done": self.done,
             "failures": self.failures,
             "restarts": self.restarts,
             "last_error": self.last_error,
@@ -130,7 +132,7 @@ class Supervisor:
             again = None if state.failing_since is None else loop.call_later(RUNS_AGAIN_S, self._runs_again, state, started)
             try:
                 await factory()
-                state.running = False
+                state.running, state.done = False, True
                 return
             except asyncio.CancelledError:
                 state.running = False
