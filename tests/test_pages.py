@@ -437,6 +437,18 @@ async def test_ops_page_shows_riders_and_hexagons(server: ServerProcess, uid, br
         await ops.close()
 
 
+async def test_ops_page_says_when_no_rider_is_online(start_server, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """Before: the Riders table showed only its header ("Riders (0)"); its neighbours say "None: ..."."""
+    srv = start_server(shared_redis=False)  # (a Redis of its own: no other test's riders)
+    page = await new_page(browser)
+    try:
+        await page.goto(f"{srv.base_url}/ops?token={srv.token('operator', 'ops')}")
+        await expect(page.locator("#riders tr")).to_have_text(["None: no rider is online."])
+        await expect(page.locator("#waiting tr")).to_have_text(["None: every confirmed order has a rider."])  # as its neighbours
+    finally:
+        await page.context.close()
+
+
 async def test_customer_page_shows_the_orders_eta_on_load(server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     """A reload shows the order's ETA at once, without waiting for the rider's next fix."""
     ops = Ops(server)

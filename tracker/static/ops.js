@@ -328,6 +328,7 @@ function drawRiders(snap) {
   if (wanted && !riders.length) {
     noneRow($("riders"), "Rider", `No rider's id contains "${wanted}".`); return;
   }
+  if (!riders.length) { noneRow($("riders"), "Rider", "None: no rider is online."); return; }
   redraw($("riders"), riders.slice(0, TABLE_ROWS).map((r) => {
     const tr = document.createElement("tr"); tr.dataset.rider = r.id;
     if (r.id === selectedRider) { tr.dataset.selected = ""; tr.tabIndex = -1; }
