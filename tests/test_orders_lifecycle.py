@@ -467,6 +467,21 @@ async def test_a_channel_left_open_on_an_order_that_expired_closes_when_its_id_i
         await ops.close()
 
 
+@pytest.mark.parametrize("query, reason", [
+    ("", "bad_request: order_id query parameter missing (?order_id=ID: the order to follow)"),
+    ("?order_id=", "bad_request: order_id query parameter missing (?order_id=ID: the order to follow)"),
+    ("?order_id=no%20spaces", "bad_request: order_id query parameter malformed: an id is 1-64 characters from "
+                              "[A-Za-z0-9_.:-], not only dots"),
+], ids=["missing", "empty", "malformed"])
+async def test_a_customer_socket_without_a_usable_order_id_is_told_which(server: ServerProcess, query: str,
+                                                                        reason: str) -> None:
+    """Before: "missing or malformed" for both; the code prefix stays bad_request."""
+    sock = await JsonSocket.open(f"{server.ws_url}/v1/ws/customer{query}", server.token("operator", "ops"))
+    with pytest.raises(ConnectionClosed):
+        await sock.recv(5)
+    assert (sock.ws.close_code, sock.ws.close_reason) == (1008, reason)
+
+
 async def test_scope_violations(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
     ops = Ops(server)
     oid, other, mid = uid("o"), uid("other"), uid("m")

@@ -26,7 +26,7 @@ from tracker.orders.resume import id_key, is_stream_id
 from tracker.orders.store import OrderChanged, events_key, feed_key, merchant_channel, order_channel, store_of
 from tracker.redis_client import REDIS_DOWN, AnyRedis
 from tracker.runtime import Runtime
-from tracker.validate import is_valid_id, require_id, require_number
+from tracker.validate import ID_RULE, is_valid_id, require_id, require_number
 from tracker.wsconn import CLOSE_INTERNAL, CLOSE_POLICY, WsSession, closes_when_redis_is_down, redis_close_reason
 
 # Positions are published at most once a second per rider, the latest always sent (live.py).
@@ -179,8 +179,11 @@ async def customer_ws(websocket: WebSocket) -> None:
         return
     rt, session = opened
     order_id = websocket.query_params.get("order_id")
+    if not order_id:
+        await session.close(CLOSE_POLICY, "bad_request: order_id query parameter missing (?order_id=ID: the order to follow)")
+        return
     if not is_valid_id(order_id):
-        await session.close(CLOSE_POLICY, "bad_request: order_id query parameter missing or malformed")
+        await session.close(CLOSE_POLICY, f"bad_request: order_id query parameter malformed: an id is {ID_RULE}")
         return
     if not session.principal.is_operator and session.principal.sub != order_id:
         await session.close(CLOSE_POLICY, "forbidden: a customer token watches only its own order")
