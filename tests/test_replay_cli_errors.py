@@ -152,6 +152,11 @@ def test_live_replay_without_any_secret_says_where_it_looked(server: ServerProce
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.startswith("tracker replay --live --server: give --secret"), run.stderr
     assert "TRACKER_SECRET is unset" in run.stderr and run.stderr.count("\n") == 1
+    assert str(tmp_path.resolve() / ".tracker" / "secret") in run.stderr, run.stderr  # (where it looked)
+    elsewhere = tmp_path / "data"  # a server whose data folder is elsewhere: that folder is where it looks
+    run = replay(str(instances_root() / SMALL), "--live", "--server", server.base_url,
+                 env={**without_secret(REPO), "TRACKER_DATA_DIR": str(elsewhere)}, cwd=tmp_path)
+    assert run.returncode == 2 and str(elsewhere.resolve() / "secret") in run.stderr, run.stderr
 
 
 def test_ctrl_c_stops_a_replay_of_every_day_at_once(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 from jwt.warnings import InsecureKeyLengthWarning
 
-from tracker.auth import issue_token, local_secret, weak_secret_warning
+from tracker.auth import issue_token, local_data_dir, local_secret, secret_path, weak_secret_warning
 from tracker.commands.leftovers import GIVE_UP_AFTER, end_orders
 from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
 from tracker.interrupts import interrupted_status
@@ -144,11 +144,12 @@ def run_live(args: argparse.Namespace) -> int:
     inst = load_instance(args.instance)
     out = Path(args.out)  # (the command chose and checked it)
     # A server of its own gets a fresh secret; one given with --server is signed for with --secret,
-    # else the secret `tracker token` would use (TRACKER_SECRET, or ./.tracker's).
+    # else the secret `tracker token` would use (TRACKER_SECRET, or the data folder's).
     secret = args.secret or (local_secret() if args.server else secrets.token_urlsafe(32))
     if not secret:
         print("tracker replay --live --server: give --secret (the server's TRACKER_SECRET): TRACKER_SECRET is "
-              "unset and there is no development secret in ./.tracker/", file=sys.stderr)
+              f"unset and there is no development secret in {secret_path(local_data_dir()).resolve()} "
+              "(TRACKER_DATA_DIR names the server's data folder, default ./.tracker)", file=sys.stderr)
         return 2
     requested_scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
     short_key = weak_secret_warning(secret, "--secret")
