@@ -144,6 +144,8 @@ class FixSender:
 
 PROG = "python -m clients.rider"
 METRES_PER_DEGREE = 111_320.0
+DEFAULT_SPEED_M_S = 4.0  # --move's pace
+DEFAULT_HEADING_DEG = 90.0  # --move's direction: east
 MIN_BACK_OFF_S = 1.0  # the least pause in fixes after a rate_limited refusal
 
 
@@ -165,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between fixes (default 2; the server forgets a rider after TRACKER_STALE_AFTER_S, 30 s of "
                         "its clock, without one: less real time on a server whose clock runs faster)")
     p.add_argument("--move", action="store_true", help="move slowly instead of standing still (see --speed, --heading)")
-    p.add_argument("--speed", type=float, default=4.0, metavar="M_PER_S", help="with --move: metres a second (default 4)")
-    p.add_argument("--heading", type=float, default=90.0, metavar="DEGREES",
+    p.add_argument("--speed", type=float, metavar="M_PER_S", help="with --move: metres a second (default 4)")
+    p.add_argument("--heading", type=float, metavar="DEGREES",
                    help="with --move: direction, degrees clockwise from north (default 90, east)")
     answer = p.add_mutually_exclusive_group()
     answer.add_argument("--accept", action="store_true", help="accept every offer (default: print it and let it expire)")
@@ -288,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.lat is not None and not (-90 <= args.lat <= 90 and -180 <= args.lng <= 180):
         print(f"{PROG}: --lat must be in [-90, 90] and --lng in [-180, 180]", file=sys.stderr)
         return 2
+    given = [flag for flag, value in (("--speed", args.speed), ("--heading", args.heading)) if value is not None]
+    if given and not args.move:  # (it would stand still, the flag quietly ignored)
+        print(f"{PROG}: {' and '.join(given)} work only with --move (without it the rider stands still)", file=sys.stderr)
+        return 2
+    args.speed = DEFAULT_SPEED_M_S if args.speed is None else args.speed
+    args.heading = DEFAULT_HEADING_DEG if args.heading is None else args.heading
     finite = all(math.isfinite(v) for v in (args.every, args.speed, args.heading, args.deliver or 0.0))
     if not finite or not args.every > 0 or not args.speed >= 0 or (args.deliver is not None and not args.deliver >= 0):
         print(f"{PROG}: --every must be a positive number, --speed and --deliver numbers not negative, "
