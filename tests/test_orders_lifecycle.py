@@ -93,9 +93,10 @@ async def test_minus_zero_is_zero_so_a_retry_sending_0_is_the_same_order(server:
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     try:
-        first = await ops.create(oid, mid, prep_minutes=-0.0, pickup={"lat": -0.0, "lng": 13.4})
+        near = {"lat": 0.01, "lng": 13.41}  # (a drop-off near that pickup)
+        first = await ops.create(oid, mid, prep_minutes=-0.0, pickup={"lat": -0.0, "lng": 13.4}, dropoff=near)
         assert first.status_code == 201 and first.json()["prep_minutes"] == 0, first.text
-        retry = await ops.create(oid, mid, prep_minutes=0, pickup={"lat": 0, "lng": 13.4})
+        retry = await ops.create(oid, mid, prep_minutes=0, pickup={"lat": 0, "lng": 13.4}, dropoff=near)
         assert retry.status_code == 200, retry.text
         shown = (await ops.client.get(f"/v1/orders/{oid}")).text
         assert '"lat":0.0' in shown and '"prep_minutes":0.0' in shown and ":-0.0" not in shown, shown
@@ -166,6 +167,25 @@ async def test_a_ready_at_outside_the_window_is_refused_naming_it(server: Server
         assert (await ops.client.get(f"/v1/orders/{oid}")).status_code == 404  # nothing created
         for fine in (now - 23 * 3_600_000, now + 6 * 24 * 3_600_000):  # the window's inside is taken
             assert (await ops.create(uid(f"o{fine}"), mid, ready_at=fine)).status_code == 201
+    finally:
+        await ops.close()
+
+
+async def test_a_dropoff_on_another_continent_is_refused_naming_the_distance(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
+    """Berlin to Sydney (or lat and lng swapped) is no delivery: refused, nothing created; 99 km is taken."""
+    ops = Ops(server)
+    oid, mid = uid("o"), uid("m")
+    try:
+        resp = await ops.create(oid, mid, pickup={"lat": 52.5, "lng": 13.4}, dropoff={"lat": -33.9, "lng": 151.2})
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert error["code"] == "bad_message" and error["message"].startswith("'dropoff' is 16,0"), error
+        assert "at most 100 km" in error["message"], error
+        swapped = await ops.create(oid, mid, pickup={"lat": 52.5, "lng": 13.4}, dropoff={"lat": 13.4, "lng": 52.5})
+        assert swapped.status_code == 400 and "swapped" in swapped.json()["error"]["message"], swapped.text
+        assert (await ops.client.get(f"/v1/orders/{oid}")).status_code == 404  # nothing created
+        near = await ops.create(oid, mid, pickup={"lat": 52.5, "lng": 13.4}, dropoff={"lat": 52.5 + 99 / 111.2, "lng": 13.4})
+        assert near.status_code == 201, near.text
     finally:
         await ops.close()
 

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from tracker.auth import Principal, Role
 from tracker.errors import ApiError
+from tracker.geo import haversine_m
 from tracker.http.body import json_body
 from tracker.jsonutil import JSONResponse
 from tracker.orders import service
@@ -59,6 +60,7 @@ async def _after_step(rt: Runtime, order_id: str, raw: dict[str, str], **changes
 
 
 READY_PAST_MS = 24 * 3600 * 1000  # a ready_at up to a day old (an order entered late) is taken
+MAX_DELIVERY_KM = 100  # pickup to drop-off, as the crow flies: a city's delivery, not a mistyped continent
 
 
 def ready_at_in_window(body: dict[str, Any], now_ms: int) -> int | None:
@@ -80,6 +82,16 @@ def ready_at_in_window(body: dict[str, Any], now_ms: int) -> int | None:
                                   f"the server's time: {lo} to {hi}, got {body['ready_at']}{hint}")
 
 
+def require_delivery_distance(pickup: tuple[float, float], dropoff: tuple[float, float]) -> None:
+    """``bad_message`` when the drop-off is more than :data:`MAX_DELIVERY_KM` from the pickup (a
+    coordinate typed wrong, or swapped): no rider could take it, and the planner's city-sized
+    projection would cost it as nonsense."""
+    km = haversine_m(*pickup, *dropoff) / 1000
+    if km > MAX_DELIVERY_KM:
+        raise ApiError("bad_message", f"'dropoff' is {km:,.0f} km from 'pickup' as the crow flies: a delivery is at most "
+                                      f"{MAX_DELIVERY_KM} km (a coordinate mistyped, or lat and lng swapped?)")
+
+
 async def create(request: Request) -> Response:
     """Create an order (operator only); 201 when new, 200 when the same id and body came before."""
     rt = runtime_of(request)
@@ -90,10 +102,11 @@ async def create(request: Request) -> Response:
     scheduled = optional_bool(body, "scheduled")
     if scheduled and ready_at is None:
         raise ApiError("bad_message", "a 'scheduled' order needs its 'ready_at': when its food is wanted")
-    order, created = await service.create_order(
-        rt, require_id(body, "id"), require_id(body, "merchant_id"), require_point(body, "pickup"),
-        require_point(body, "dropoff"), ready_at, prep, scheduled=scheduled,
-    )
+    order_id, merchant_id = require_id(body, "id"), require_id(body, "merchant_id")
+    pickup, dropoff = require_point(body, "pickup"), require_point(body, "dropoff")
+    require_delivery_distance(pickup, dropoff)
+    order, created = await service.create_order(rt, order_id, merchant_id, pickup, dropoff, ready_at, prep,
+                                                scheduled=scheduled)
     return JSONResponse(order, status_code=201 if created else 200)
 
 
