@@ -277,16 +277,19 @@ async def merchant_ws(websocket: WebSocket) -> None:
         await session.close(CLOSE_POLICY, "forbidden: a merchant token opens only its own merchant's feed")
         return
     store = store_of(rt)
-    # The feed's newest id, read before its first: a feed still empty then had no event meanwhile.
-    newest = await store.feed_last_id(merchant)
-    first = await store.feed_first_id(merchant)
+    # The feed's newest id, its first and whether it was trimmed, read at one moment: a feed still
+    # empty then had no event meanwhile.
+    newest, first, trimmed = await store.feed_ends(merchant)
     holds = _holds_id(rt.redis, feed_key(merchant))
 
     async def known(event_id: str) -> bool:  # the newest id the feed was given misses nothing, even once it expired
         return event_id == newest or await holds(event_id)
 
+    async def was_trimmed(_first: str | None) -> bool:  # (as read with ``first``)
+        return trimmed
+
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"), first, known,
-                                  lambda first: store.feed_trimmed(merchant, first))
+                                  was_trimmed)
     if last is None and first is None:
         last = newest  # an expired feed: the next event's ``prev`` is its newest id, not a gap
 

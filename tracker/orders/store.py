@@ -47,6 +47,12 @@ if TYPE_CHECKING:
 
 FEED_RETENTION_MS = 3 * 3600 * 1000
 _SCRIPT = LUA_NOW_MS + resources.files("tracker.orders").joinpath("order_step.lua").read_text()
+# The merchant feed's newest id, first entry's id and origin (KEYS: feed_last, feed, feed_origin),
+# read at one moment: a step appends to the feed and sets all three at once (order_step.lua).
+_FEED_ENDS = """
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+return {redis.call('GET', KEYS[1]) or '', first and first[1] or '', redis.call('GET', KEYS[3]) or ''}
+"""
 
 
 def order_key(merchant_id: str, order_id: str) -> str:
@@ -168,6 +174,7 @@ class OrderStore:
         self.redis = redis
         self.retention_ms = max(1, retention_ms)  # (0 would delete an order in the step that ends it)
         self._step = redis.register_script(_SCRIPT)
+        self._feed_ends = redis.register_script(_FEED_ENDS)
 
     async def merchant_of(self, order_id: str) -> str | None:
         return await self.redis.get(index_key(order_id))
@@ -292,22 +299,17 @@ class OrderStore:
         entries = await self.redis.xrevrange(feed_key(merchant_id), max=before, min=str(low), count=most)
         return {orjson.loads(f["e"])["order_id"] for _, f in entries}
 
-    async def feed_last_id(self, merchant_id: str) -> str | None:
-        """The id of the newest event the merchant feed was given (``None``: none, or forgotten)."""
-        return await self.redis.get(feed_last_key(merchant_id))
-
-    async def feed_first_id(self, merchant_id: str) -> str | None:
-        first = await self.redis.xrange(feed_key(merchant_id), count=1)
-        return first[0][0] if first else None
-
-    async def feed_trimmed(self, merchant_id: str, first: str | None) -> bool:
-        """Whether the merchant feed may have dropped entries: its first entry ``first`` (``None``:
-        it holds none) is not the first it ever held. A feed from before that was recorded
-        counts as trimmed; one that never held anything has lost nothing."""
-        origin = await self.redis.get(feed_origin_key(merchant_id))
-        if origin is None:
-            return first is not None
-        return origin != first
+    async def feed_ends(self, merchant_id: str) -> tuple[str | None, str | None, bool]:
+        """The merchant feed's newest id (``None``: none, or forgotten), its first entry's id
+        (``None``: it holds none), and whether it may have dropped entries (its first entry is not
+        the first it ever held; a feed from before that was recorded counts as trimmed, one that
+        never held anything has lost nothing), all read at one moment. (Read one at a time, an
+        order placed in between had a brand-new feed look trimmed: its first read still empty,
+        then its origin already set.)"""
+        newest, first, origin = (v or None for v in await self._feed_ends(
+            keys=[feed_last_key(merchant_id), feed_key(merchant_id), feed_origin_key(merchant_id)]))
+        trimmed = first is not None if origin is None else origin != first
+        return newest, first, trimmed
 
     async def update_indexes(self, order: dict[str, str]) -> None:
         """Bring the open-order index, the kitchen queue and the unfinished orders in line with
