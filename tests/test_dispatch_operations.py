@@ -103,8 +103,10 @@ async def test_food_a_silent_rider_has_not_collected_goes_to_another_rider(own_r
     relief = None
     try:
         await gone.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
+        assigning: dict[str, float] = {}
         for oid, rid in ((on_board, gone_id), (at_kitchen, gone_id), (to_ghost, ghost_id)):
             await confirmed_order(srv, ops, oid, mid)
+            assigning[oid] = time.monotonic()  # (a rider's silence about an order counts from its assignment at the earliest)
             assert (await ops.assign(oid, rid)).status_code == 200
         for step in ("at_pickup", "picked_up"):
             await gone.progress(on_board, step)
@@ -115,7 +117,9 @@ async def test_food_a_silent_rider_has_not_collected_goes_to_another_rider(own_r
             await asyncio.sleep(0.2)
         back = await ops.get(at_kitchen)
         assert back["status"] == "confirmed" and back["rider_id"] is None, back
-        assert time.monotonic() - silent_at >= 2.5  # not before the rider was silent that long
+        # not before the rider was silent that long (counted from just before the order's
+        # assignment: the steps and the close after it, late on a loaded machine, are no part of it)
+        assert time.monotonic() - assigning[at_kitchen] >= 2.5
         taken = back["events"][-1]
         assert (taken["kind"], taken["by"], taken["rider_id"]) == ("rider_unassigned", "service", gone_id)
         assert re.fullmatch(r"rider silent for [3-9] s", taken["reason"]), taken  # 3 s: not "1 min"
