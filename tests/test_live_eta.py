@@ -8,6 +8,7 @@ every comparison is between the server's own stamps."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from clients.customer import CustomerClient
 from clients.rider import RiderClient
@@ -25,11 +26,16 @@ async def server_now(ops: Ops) -> int:
     return int((await ops.client.get("/healthz")).json()["ts"])
 
 
+async def fix_told(courier: RiderClient, watcher: CustomerClient, lat: float, lng: float) -> dict[str, Any]:
+    """The ``rider_location`` frame the customer is told for the rider's fix at (lat, lng) (each
+    test's fixes differ): its ``eta``, and its ``ts``, the server's time the fix was taken."""
+    await courier.location(lat, lng)
+    return await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["lat"] == lat and f["eta"])
+
+
 async def eta_at(courier: RiderClient, watcher: CustomerClient, lat: float, lng: float) -> int:
     """The ETA the customer is told for the rider's fix at (lat, lng) (each test's fixes differ)."""
-    await courier.location(lat, lng)
-    frame = await frame_where(watcher, lambda f: f.get("type") == "rider_location" and f["lat"] == lat and f["eta"])
-    return int(frame["eta"])
+    return int((await fix_told(courier, watcher, lat, lng))["eta"])
 
 
 async def test_the_eta_holds_when_the_rider_picks_up_on_time_and_waits_out_the_service(
@@ -114,10 +120,15 @@ async def test_the_eta_holds_while_the_rider_rides_away_from_the_counter(
         seen = []
         while not seen or seen[-1][0] < 400:
             await asyncio.sleep(1.1)  # (the feed sends a rider's fixes once a second: this one at once)
-            out = (await server_now(ops) - leave) / 1000 * model.speed_mps  # metres ridden
+            at = await server_now(ops)
+            out = (at - leave) / 1000 * model.speed_mps  # metres ridden
             share = out / (model.leg_ms(home, door) / 1000 * model.speed_mps)
             fix = home[0] + (door[0] - home[0]) * share, home[1] + (door[1] - home[1]) * share
-            seen.append((out, await eta_at(courier, watcher, *fix) - planned))
+            told = await fix_told(courier, watcher, *fix)
+            # The fix is where the rider is at `at`; the server takes it a moment later (its `ts`),
+            # by then the rider is that much further on: the ETA holds if it is `planned` plus that
+            # moment (on a loaded machine, seconds of the fast clock go by between the two).
+            seen.append((out, int(told["eta"]) - planned - (int(told["ts"]) - at)))
         assert sum(1 for out, _ in seen if out < 250) >= 2, seen
         assert all(abs(off) <= 30_000 for _, off in seen), seen  # (a fix takes a moment: 0.5 real s is 30 s)
     finally:
