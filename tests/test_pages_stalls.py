@@ -110,16 +110,40 @@ async def what_happened(page: Page, valve: Valve) -> str:
     return f"online states (ms, state): {await page.evaluate('window.__online')}; sockets (s): {valve.seen}"
 
 
-async def test_a_kitchen_press_on_a_stalled_socket_says_it_got_no_answer_and_the_board_reconnects(
-        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+@contextlib.asynccontextmanager
+async def kitchen_board(server: ServerProcess, uid, browser: Browser, latency: float = 0.0  # type: ignore[no-untyped-def]  # noqa: F811
+                        ) -> AsyncIterator[tuple[Page, Valve, str, Ops]]:
+    """A kitchen board with one order placed on it, its sockets through a valve holding each frame
+    ``latency`` s each way, its online states recorded (WATCH_ONLINE): the page, the valve, the
+    order and the operator's client."""
     ops = Ops(server)
     oid, mid = uid("o"), uid("m")
     page = await new_page(browser)
-    valve = await Valve().attach(page)
+    valve = await Valve(latency=latency).attach(page)
     await page.add_init_script(WATCH_ONLINE)
     try:
         await ops.create(oid, mid)
         await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "placed", timeout=10_000)
+        yield page, valve, oid, ops
+    finally:
+        await page.context.close()
+        await ops.close()
+
+
+@contextlib.asynccontextmanager
+async def board_over_a_slow_link(server: ServerProcess, uid, browser: Browser  # type: ignore[no-untyped-def]  # noqa: F811
+                                 ) -> AsyncIterator[tuple[Page, Valve, str]]:
+    """A kitchen board behind a 5.6 s round trip (2.8 s each way), one order placed on it, the
+    link measured (the opening ping answered): the page, its valve and the order."""
+    async with kitchen_board(server, uid, browser, latency=2.8) as (page, valve, oid, _):
+        await page.wait_for_timeout(4000)  # (the opening ping's answer is in: the link is measured)
+        yield page, valve, oid
+
+
+async def test_a_kitchen_press_on_a_stalled_socket_says_it_got_no_answer_and_the_board_reconnects(
+        server: ServerProcess, uid, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    async with kitchen_board(server, uid, browser) as (page, valve, oid, ops):
         body, confirm = page.locator("body"), page.get_by_role("button", name=f"Confirm {oid}")
         await expect(body).to_have_attribute("data-online", "yes")
         valve.freeze()  # no bytes either way, nothing closed
@@ -132,9 +156,6 @@ async def test_a_kitchen_press_on_a_stalled_socket_says_it_got_no_answer_and_the
         await expect(body).to_have_attribute("data-online", "yes", timeout=6000)  # on a fresh socket
         await confirm.click()
         await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "confirmed")
-    finally:
-        await page.context.close()
-        await ops.close()
 
 
 async def test_a_kitchen_press_whose_socket_is_cut_says_so_though_the_new_socket_talks(
@@ -142,13 +163,7 @@ async def test_a_kitchen_press_whose_socket_is_cut_says_so_though_the_new_socket
     """A press sent on a socket that then dies is not answered on the fresh one the board opens:
     the board says "no answer" after its usual wait, not the 20 s it gives a server that is merely
     slow (it had taken the fresh socket's frames for the server working on the press)."""
-    ops = Ops(server)
-    oid, mid = uid("o"), uid("m")
-    page = await new_page(browser)
-    valve = await Valve().attach(page)
-    try:
-        await ops.create(oid, mid)
-        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
+    async with kitchen_board(server, uid, browser) as (page, valve, oid, ops):
         body = page.locator("body")
         await expect(body).to_have_attribute("data-online", "yes")
         valve.freeze()  # the press goes nowhere...
@@ -161,30 +176,6 @@ async def test_a_kitchen_press_whose_socket_is_cut_says_so_though_the_new_socket
             f"Order {oid}: no answer from the server", timeout=12_000)
         assert time.monotonic() - pressed < 15, valve.seen  # (5-6 s; it had waited 20)
         assert (await ops.get(oid))["status"] == "placed"  # (it never reached the server)
-    finally:
-        await page.context.close()
-        await ops.close()
-
-
-@contextlib.asynccontextmanager
-async def board_over_a_slow_link(server: ServerProcess, uid, browser: Browser  # type: ignore[no-untyped-def]  # noqa: F811
-                                 ) -> AsyncIterator[tuple[Page, Valve, str]]:
-    """A kitchen board behind a 5.6 s round trip (2.8 s each way), one order placed on it, the
-    link measured (the opening ping answered): the page, its valve and the order."""
-    ops = Ops(server)
-    oid, mid = uid("o"), uid("m")
-    page = await new_page(browser)
-    valve = await Valve(latency=2.8).attach(page)
-    await page.add_init_script(WATCH_ONLINE)
-    try:
-        await ops.create(oid, mid)
-        await page.goto(f"{server.base_url}/merchant?token={server.token('merchant', mid)}")
-        await expect(page.locator(f'tr[data-order="{oid}"]')).to_have_attribute("data-status", "placed", timeout=10_000)
-        await page.wait_for_timeout(4000)  # (the opening ping's answer is in: the link is measured)
-        yield page, valve, oid
-    finally:
-        await page.context.close()
-        await ops.close()
 
 
 async def test_a_kitchen_board_on_a_slow_link_keeps_its_socket_and_its_press_is_answered(
