@@ -142,14 +142,14 @@ def _holds_id(redis: AnyRedis, stream: str) -> Callable[[str], Awaitable[bool]]:
 
 
 async def _checked_last_id(session: WsSession, raw: str | None, first: str | None, known: Callable[[str], Awaitable[bool]],
-                           trimmed: Callable[[str | None], Awaitable[bool]] | None) -> str | None:
+                           trimmed: bool) -> str | None:
     """The client's ``last_event_id`` if usable; else ``None`` (full history), saying why when
     the client's view cannot be continued.
 
     A malformed id is the client's bug: an error frame. An id older than the stream's first
-    entry (``0-0`` included) on a stream that has lost nothing (``trimmed``, called with the
-    first id or ``None`` when it holds nothing, is ``None`` for a stream never trimmed, or says
-    no) misses nothing: the whole
+    entry ``first`` (``None``: it holds none; ``0-0`` included) on a stream that has lost nothing
+    (``trimmed`` false: never trimmed, or its first entry is the first it ever held, as read
+    with ``first``) misses nothing: the whole
     history follows, with no ``resync``. Any other well-formed id the stream does not hold gets a
     ``resync`` telling the client to rebuild its view from what follows: ``history_trimmed``
     when it is older than what a trimmed stream keeps, else ``unknown_last_event_id``.
@@ -162,11 +162,11 @@ async def _checked_last_id(session: WsSession, raw: str | None, first: str | Non
     if await known(raw):
         return raw
     if first is None:  # nothing held: an expired feed lost what the id saw; else only "from the start" continues
-        lost = trimmed is not None and await trimmed(None)
+        lost = trimmed
         older = lost or id_key(raw) == (0, 0)
     else:
         older = id_key(raw) < id_key(first)
-        lost = older and trimmed is not None and await trimmed(first)
+        lost = older and trimmed
     if older and not lost:
         return None
     await session.send({"type": "resync", "reason": "history_trimmed" if lost else "unknown_last_event_id"})
@@ -196,7 +196,7 @@ async def customer_ws(websocket: WebSocket) -> None:
     history = await store.history(merchant, order_id, count=1)  # type: ignore[arg-type]
     last = await _checked_last_id(session, websocket.query_params.get("last_event_id"),
                                   history[0]["id"] if history else None,
-                                  _holds_id(rt.redis, events_key(merchant, order_id)), None)
+                                  _holds_id(rt.redis, events_key(merchant, order_id)), False)  # (never trimmed)
     # The order's status now: a resume that replays no event must still pass the rider's positions.
     view = {"status": raw["status"], "sent_at": 0.0}
 
@@ -285,11 +285,7 @@ async def merchant_ws(websocket: WebSocket) -> None:
     async def known(event_id: str) -> bool:  # the newest id the feed was given misses nothing, even once it expired
         return event_id == newest or await holds(event_id)
 
-    async def was_trimmed(_first: str | None) -> bool:  # (as read with ``first``)
-        return trimmed
-
-    last = await _checked_last_id(session, websocket.query_params.get("last_event_id"), first, known,
-                                  was_trimmed)
+    last = await _checked_last_id(session, websocket.query_params.get("last_event_id"), first, known, trimmed)
     if last is None and first is None:
         last = newest  # an expired feed: the next event's ``prev`` is its newest id, not a gap
 
