@@ -259,10 +259,7 @@ class OrderStore:
     async def load(self, order_id: str) -> dict[str, str] | None:
         """The raw order hash, or ``None``."""
         merchant = await self.merchant_of(order_id)
-        if merchant is None:
-            return None
-        h = await self.redis.hgetall(order_key(merchant, order_id))
-        return h or None
+        return None if merchant is None else await self.load_of(merchant, order_id)
 
     async def load_of(self, merchant_id: str, order_id: str) -> dict[str, str] | None:
         """The raw order hash of ``merchant_id``'s order (known to the caller: one round trip,
