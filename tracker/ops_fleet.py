@@ -18,13 +18,12 @@ from tracker.locations.store import pause_key, record_key
 from tracker.redis_client import AnyRedis, is_cluster
 
 RECORD_FIELDS = ("lat", "lng", "ts", "available", "left_at", "shift_start", "shift_end")
-KEYS_PER_RIDER = 5
 
-# KEYS: per rider its record, offer, refusals, pause and orders keys; ARGV[1]: the refusal
+# KEYS: per rider (five each) its record, offer, refusals, pause and orders keys; ARGV[1]: the refusal
 # window's start; ARGV[1 + i]: "1" when rider i carries orders. Per rider, in order:
 # {HMGET of RECORD_FIELDS, EXISTS offer, ZCOUNT refusals, HGETALL pause, SMEMBERS orders or {}}.
 _READ_RIDERS = """
-local fields = {'lat', 'lng', 'ts', 'available', 'left_at', 'shift_start', 'shift_end'}
+local fields = {%s}
 local out = {}
 for i = 1, #KEYS / 5 do
   local k = (i - 1) * 5
@@ -34,7 +33,7 @@ for i = 1, #KEYS / 5 do
             redis.call('ZCOUNT', KEYS[k + 3], ARGV[1], '+inf'), redis.call('HGETALL', KEYS[k + 4]), carried}
 end
 return out
-"""
+""" % ", ".join(f"'{name}'" for name in RECORD_FIELDS)
 
 # One rider's raw state: record fields, offered (0/1), refusals counted, pause hash, orders carried.
 RawState = tuple[list[str | None], int, int, dict[str, str], list[str]]
