@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     given = [flag for flag, value in (("--speed", args.speed), ("--heading", args.heading)) if value is not None]
     if given and not args.move:  # (it would stand still, the flag quietly ignored)
-        print(f"{PROG}: {' and '.join(given)} work only with --move (without it the rider stands still)", file=sys.stderr)
+        print(f"{PROG}: {' and '.join(given)} {'work' if len(given) > 1 else 'works'} only with --move (without it the rider "
+              "stands still)", file=sys.stderr)
         return 2
     args.speed = DEFAULT_SPEED_M_S if args.speed is None else args.speed
     args.heading = DEFAULT_HEADING_DEG if args.heading is None else args.heading

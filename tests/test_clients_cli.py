@@ -53,7 +53,9 @@ def test_clients_fail_in_one_line() -> None:
         assert run.returncode == 2 and run.stderr.count("\n") == 1 and flag in run.stderr, (flag, run.stderr)
     for flag in ("--speed", "--heading"):  # without --move the rider stands still: said, not quietly ignored
         run = client("rider", "--server", url, "--token", "t", "--lat", "52.52", "--lng", "13.4", flag, "5")
-        assert run.returncode == 2 and f"{flag} work only with --move" in run.stderr, (flag, run.stderr)
+        assert run.returncode == 2 and f"{flag} works only with --move" in run.stderr, (flag, run.stderr)
+    run = client("rider", "--server", url, "--token", "t", "--speed", "5", "--heading", "0")
+    assert run.returncode == 2 and "--speed and --heading work only with --move" in run.stderr, run.stderr
 
 
 def test_a_rider_and_a_kitchen_from_the_command_line_deliver_an_order(
