@@ -132,7 +132,8 @@ class PubSubHub:
     async def start(self) -> None:
         """Start the supervised listener and wait until it is subscribed."""
         self.supervisor.spawn("pubsub-listener", self._listen)
-        await asyncio.wait_for(self._ready.wait(), timeout=10)
+        async with asyncio.timeout(10):
+            await self._ready.wait()
 
     async def stop(self) -> None:
         if self._pubsub is not None:
@@ -156,8 +157,9 @@ class PubSubHub:
         """
         sub = Subscription(self, channel, self.queue_size, who)
         try:
-            await asyncio.wait_for(self._subscribe(sub), CONFIRM_TIMEOUT_S)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                await self._subscribe(sub)
+        except TimeoutError:
             await self.unsubscribe(sub)
             raise RedisTimeoutError(f"Redis did not confirm the subscription to {channel}") from None
         except BaseException:
@@ -304,6 +306,7 @@ class PubSubHub:
         if watch.should_ask(now):
             watch.asked(now)
             try:
-                await asyncio.wait_for(pubsub.ping(f"{self._home}:ping"), watch.deadline_s)
-            except asyncio.TimeoutError:  # (not even sent: the connection takes nothing more)
+                async with asyncio.timeout(watch.deadline_s):
+                    await pubsub.ping(f"{self._home}:ping")
+            except TimeoutError:  # (not even sent: the connection takes nothing more)
                 raise watch.lost(time.monotonic()) from None

@@ -86,7 +86,8 @@ async def _follow(rt: Runtime) -> None:
         await _close_revoked(rt)
         while True:
             try:
-                item = await asyncio.wait_for(sub.get(), RELOAD_EVERY_S)
+                async with asyncio.timeout(RELOAD_EVERY_S):
+                    item = await sub.get()
             except TimeoutError:
                 item = GAP
             if item is GAP:

@@ -95,8 +95,9 @@ class _Server(uvicorn.Server):
         for server in self.servers:
             server.close()
         try:  # (a close to a peer that stopped reading waits on a send that never completes)
-            await asyncio.wait_for(self._hub.close_all(), HUB_CLOSE_WAIT_S)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(HUB_CLOSE_WAIT_S):
+                await self._hub.close_all()
+        except TimeoutError:
             # Dropped now: left to uvicorn, each would get another ABORT_AFTER_CLOSE_S from its own
             # shutdown, spent out of the in-flight HTTP requests' grace.
             stalled = [conn for conn in self.server_state.connections

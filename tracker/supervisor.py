@@ -19,6 +19,7 @@ from typing import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from tracker.cancelling import cancel_and_wait
 from tracker.logs import log_failure
 from tracker.redis_client import REDIS_DOWN
 
@@ -67,6 +68,7 @@ class Supervisor:
         self._repeats: dict[tuple[str, str, str], tuple[float, int]] = {}  # failure -> (logged at, held back)
         self._max_backoff = max_backoff_s
         self._ready = ready
+        self._stopping = False  # stop() began: a task that fails now (its Redis client closing) ends
         self._away_since: float | None = None  # when a task first failed for Redis being away (this outage)
         self._away_last = 0.0  # when a task last did
         self._failures = Counter(
@@ -100,7 +102,8 @@ class Supervisor:
             if ready is None or time.monotonic() >= deadline:
                 continue
             try:
-                answers = await asyncio.wait_for(ready(), PROBE_EVERY_S)
+                async with asyncio.timeout(PROBE_EVERY_S):
+                    answers = await ready()
             except Exception:  # noqa: BLE001 - a probe that fails: still away
                 answers = False
             if answers and was_away:
@@ -139,6 +142,9 @@ class Supervisor:
                 raise
             except Exception as exc:  # noqa: BLE001 - this is the place that reports them
                 state.running = False
+                if self._stopping:  # (it ran on past its cancellation, into the shutdown: not restarted)
+                    log.debug("background task %s ended at the stop: %r", state.name, exc)
+                    return
                 if again is not None:
                     again.cancel()  # (now: it would go off during the wait below)
                 if state.failing_since is None:
@@ -218,9 +224,11 @@ class Supervisor:
         return [s.as_dict() for s in self._states.values()]
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Cancel every task and wait for them to finish."""
-        tasks = [s.task for s in self._states.values() if s.task and not s.task.done()]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        """Cancel every task and wait for them to finish (:func:`cancel_and_wait`: a cancellation
+        Python 3.11 lost inside a Redis command is made again); none is restarted after this.
+        A task still running after ``timeout`` seconds is named in the log."""
+        self._stopping = True
+        running = await cancel_and_wait([s.task for s in self._states.values() if s.task], timeout)
+        if running:
+            log.error("background task(s) %s did not stop within %.0f s of being cancelled",
+                      ", ".join(sorted(t.get_name() for t in running if isinstance(t, asyncio.Task))), timeout)

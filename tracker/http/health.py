@@ -29,7 +29,8 @@ async def _redis_fault(rt: Runtime) -> Exception | None:
     """Why Redis did not answer within :data:`REDIS_ANSWER_TIMEOUT_S` (a cluster: every primary,
     state ok), or ``None`` when it did."""
     try:
-        await asyncio.wait_for(check_ready(rt.redis), timeout=REDIS_ANSWER_TIMEOUT_S)
+        async with asyncio.timeout(REDIS_ANSWER_TIMEOUT_S):
+            await check_ready(rt.redis)
     except Exception as exc:  # noqa: BLE001 - any failure means not answering
         return exc
     return None

@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from clients.merchant import MerchantClient
 from clients.rider import RiderClient
 from tracker.auth import issue_token
+from tracker.cancelling import cancel_and_wait
 from tracker.geo import LocalProjection
 from tracker.mdrp.instance import Instance
 from tracker.mdrp.simulator import ORIGIN, Assignment, CourierState, DayResult, can_grow, execute, grow
@@ -290,11 +291,8 @@ class LiveDay:
                 elif frame.get("type") == "error":
                     self.errors.append(f"{cid}: {frame.get('code')} {frame.get('message')}")
             await work
-        finally:
-            streamer.cancel()
-            for job_task in jobs:  # (a day stopped early: no job left to wake on a closed socket)
-                job_task.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
+        finally:  # (a day stopped early: no job left to wake on a closed socket)
+            await cancel_and_wait([streamer, *jobs])
             await rider.close()
 
     def _ours(self, server_ids: list[str]) -> tuple[str, ...] | None:
@@ -465,9 +463,7 @@ async def play(inst: Instance, base_url: str, secret: str, progress: bool = Fals
             raise LiveError(day.fatal.result())
         main.result()
     finally:
-        for task in (main, *helpers, *kitchens, *couriers):
-            task.cancel()
-        await asyncio.gather(main, *helpers, *kitchens, *couriers, return_exceptions=True)
+        await cancel_and_wait([main, *helpers, *kitchens, *couriers])
     day.assignments.sort(key=lambda a: (a.time, a.courier))
     if day.placement_lag and progress:
         lag = sorted(day.placement_lag)

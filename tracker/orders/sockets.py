@@ -11,6 +11,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
+from tracker.cancelling import cancel_and_wait
 from tracker.errors import ApiError
 from tracker.logs import log_throttled
 from tracker.locations.ratelimit import TokenBucket
@@ -107,10 +108,8 @@ async def _serve(session: WsSession, channel_task: Awaitable[None],
             await queue.put(None)
             await worker
     finally:
-        if worker is not None:
-            worker.cancel()
-        task.cancel()
-        await asyncio.gather(task, *closing, return_exceptions=True)
+        await cancel_and_wait([task] if worker is None else [task, worker])
+        await asyncio.gather(*closing, return_exceptions=True)
         session.finish()
 
 

@@ -19,6 +19,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tracker.auth import Role
+from tracker.cancelling import cancel_and_wait
 from tracker.errors import ApiError
 from tracker.locations.ratelimit import FloodGuard, TokenBucket
 from tracker.logs import log_failure
@@ -180,10 +181,7 @@ async def rider_ws(websocket: WebSocket) -> None:
                 continue
             await session.answer(msg, handler(conn, msg))
     finally:
-        for task in (inbox, watchdog):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (inbox, watchdog) if t is not None), return_exceptions=True)
+        await cancel_and_wait(t for t in (inbox, watchdog) if t is not None)
         if sub is not None:
             await sub.close()
         for hook in ON_DISCONNECT:
