@@ -346,13 +346,13 @@ def test_check_reads_an_undelivered_order_listed_with_nan_as_the_published_evalu
                                                                                           marks: str) -> None:
     run = tracker("replay", "--check", str(_one_order_day(tmp_path)), str(_day_solution(tmp_path / "sol", marks)))
     assert run.returncode == 0 and "every rule holds" in run.stdout, run.stdout
-    assert "delivered=1 " in run.stdout and "undelivered_pct=50.00" in run.stdout, run.stdout
+    assert "delivered=1/2 " in run.stdout and "undelivered_pct=50.00" in run.stdout, run.stdout
 
 
 def test_check_counts_no_order_it_refuses_as_delivered(tmp_path: Path) -> None:
     run = tracker("replay", "--check", str(_one_order_day(tmp_path)), str(_day_solution(tmp_path / "sol", "-1 -1 -1")))
     assert run.returncode == 1 and "rule 1: order o2 is in the orders file but in no assignment" in run.stdout
-    assert "delivered=1 " in run.stdout, run.stdout  # not 2: the row it refused is no delivery
+    assert "delivered=1/2 " in run.stdout, run.stdout  # not 2: the row it refused is no delivery
 
 
 def test_check_reads_moves_as_the_published_evaluator_does(tmp_path: Path) -> None:

@@ -37,6 +37,12 @@ def delivered(stdout: str) -> int:
     return int(stdout.split("delivered=")[1].split()[0].split("/")[0])
 
 
+def figures_named(stdout: str) -> list[str]:
+    """The names of the figures on a replay's summary line (``name=value`` after the day's name)."""
+    line = next(line for line in stdout.splitlines() if "delivered=" in line)
+    return [part.split("=")[0] for part in line.split(": ", 1)[1].split()]
+
+
 def test_live_replay_of_an_hour_passes_the_checker(tmp_path: Path) -> None:
     instance = tmp_path / "slice"
     n = slice_instance(instances_root() / SMALL, instance, 60)
@@ -55,6 +61,7 @@ def test_live_replay_of_an_hour_passes_the_checker(tmp_path: Path) -> None:
     # offline one does, give or take the one order that live timing lets through or not.
     live, off = delivered(done.stdout), delivered(offline.stdout)
     assert abs(live - off) <= 1 and min(live, off) >= n - 2
+    assert figures_named(done.stdout) == figures_named(offline.stdout), (done.stdout, offline.stdout)  # one format
     for name in ("assignments", "orders", "couriers"):
         assert (tmp_path / "live" / f"solution_info_{name}.txt").is_file()
 

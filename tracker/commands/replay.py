@@ -66,9 +66,11 @@ def _late_solution(args: argparse.Namespace, extra: list[str]) -> bool:
     return False
 
 
-def _print_metrics(name: str, metrics: dict) -> None:  # type: ignore[type-arg]
-    keys = ("delivered", "undelivered_pct", "ctd_mean", "ctd_p90", "r2p_mean", "orders_per_bundle", "cost_per_order")
-    print(f"{name}: " + "  ".join(f"{k}={_fmt(metrics[k])}" for k in keys))
+def print_metrics(name: str, metrics: dict) -> None:  # type: ignore[type-arg]
+    """One day's headline figures on one line (an offline, checked or live replay alike)."""
+    keys = ("undelivered_pct", "ctd_mean", "ctd_p90", "r2p_mean", "orders_per_bundle", "cost_per_order")
+    print(f"{name}: delivered={metrics['delivered']}/{metrics['orders']}  "
+          + "  ".join(f"{k}={_fmt(metrics[k])}" for k in keys))
 
 
 def _fmt(value: Any) -> str:
@@ -216,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             return run_live(args)
         done = replay_one(args.instance, out, args.interval)
         _warn(done.notes)
-        _print_metrics(done.name, done.metrics.as_dict())
+        print_metrics(done.name, done.metrics.as_dict())
         violations = done.violations
         print(f"solution written to {out}; checker: {'OK' if not violations else f'{len(violations)} violations'}")
         print_first(violations, 20, f": tracker replay --check {args.instance} {out}")
@@ -281,7 +283,7 @@ def _check(args: argparse.Namespace) -> int:
     _warn(report.notes)
     for v in report.violations:
         print(f"rule {v.rule}: {v.message}")
-    _print_metrics(report.instance, report.metrics.as_dict())  # type: ignore[union-attr]
+    print_metrics(report.instance, report.metrics.as_dict())  # type: ignore[union-attr]
     print("OK: every rule holds" if report.ok else f"FAILED: {len(report.violations)} violations")
     return 0 if report.ok else 1
 

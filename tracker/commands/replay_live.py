@@ -21,7 +21,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from tracker.auth import issue_token, local_data_dir, local_secret, secret_path, weak_secret_warning
 from tracker.commands.leftovers import GIVE_UP_AFTER, end_orders
-from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first
+from tracker.commands.replay import DEFAULT_INTERVAL_MIN, print_first, print_metrics
 from tracker.interrupts import interrupted_status
 from tracker.launcher import ServerProcess
 from tracker.mdrp.checker import check_solution
@@ -220,9 +220,7 @@ def run_live(args: argparse.Namespace) -> int:
     report = check_solution(args.instance, out)
     m = report.metrics
     assert m is not None
-    print(f"{inst.name} (live, x{scale:g}, {time.monotonic() - started:.0f} s): delivered={m.delivered}/{m.orders} "
-          f"ctd_mean={m.ctd_mean:.2f} ctd_p90={m.ctd_p90:.1f} r2p_mean={m.r2p_mean:.2f} "
-          f"orders_per_bundle={m.orders_per_bundle:.2f} cost_per_order={m.cost_per_order:.2f}")
+    print_metrics(f"{inst.name} (live, x{scale:g}, {time.monotonic() - started:.0f} s)", m.as_dict())
     print_first([f"client: {e}" for e in errors], 10, " client errors")
     print(f"solution written to {out}; checker: {'OK' if report.ok else f'{len(report.violations)} violations'}")
     print_first([f"rule {v.rule}: {v.message}" for v in report.violations], 10,
