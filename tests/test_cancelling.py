@@ -115,7 +115,7 @@ async def test_a_task_that_fails_as_it_is_stopped_is_not_restarted_nor_reported(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
-def test_a_sped_up_server_stops_at_once_with_no_task_failing_on_the_way_out(tmp_path: Path) -> None:
+def test_a_sped_up_server_stops_cleanly_with_no_task_failing_on_the_way_out(tmp_path: Path) -> None:
     for attempt in range(5):
         folder = tmp_path / f"run{attempt}"
         srv = ServerProcess(data_dir=folder, env=SCALED)
