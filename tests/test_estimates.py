@@ -54,6 +54,22 @@ async def next_estimate(watcher: CustomerClient, timeout: float = 10.0) -> dict[
             return frame
 
 
+async def round_since(ops: Ops, since_ms: int, timeout: float = 10.0) -> dict[str, Any]:
+    """The newest dispatch round on the ops snapshot, once it is one that started after ``since_ms``
+    (server time) with an order to plan: that round has written its estimates (a round's figures are
+    written after them). For a server with a Redis of its own, whose rounds are the only ones."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        resp = await ops.client.get("/v1/ops/snapshot")
+        assert resp.status_code == 200, resp.text
+        last = resp.json()["dispatch"]
+        if last.get("started", 0) > since_ms and last.get("orders", 0) >= 1:
+            return last
+        assert loop.time() < deadline, ("no dispatch round since", since_ms, last)
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("promise", ["ready_at", "prep_minutes"])
 async def test_a_waiting_order_is_told_its_planned_drop_off_and_the_kitchens_ready_brings_it_forward(
         own_redis, start_server, uid, promise: str) -> None:  # type: ignore[no-untyped-def]
@@ -115,10 +131,12 @@ async def test_the_estimate_goes_when_no_rider_can_be_planned_after_the_grace_an
         assert (await ops.create(oid, mid)).status_code == 201
         await kitchen.confirm(oid)
         await kitchen.event(oid, "confirmed")
+        confirmed_by = await server_now(srv.base_url)
         watcher = await customer(srv, oid)
         # no plan yet: said on connect (a page reconnecting drops an estimate that went meanwhile)
         assert (await next_estimate(watcher))["eta"] is None
-        await asyncio.sleep(1.0)  # rounds run with no rider near
+        # a round with no rider near has run on the confirmed order (not only a second gone by)
+        assert (await round_since(ops, confirmed_by))["riders"] == 0
         assert (await ops.get(oid))["planned_eta"] is None
         courier = await rider(srv, uid("r"))
         await courier.location(PICKUP["lat"] + 0.002, PICKUP["lng"])
