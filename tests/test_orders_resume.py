@@ -661,7 +661,11 @@ async def test_a_second_restaurants_order_is_planned_after_the_first_trip(start_
         await courier.location(52.5200 + 0.002, 13.4050)  # 220 m from A, 4.2 km from B
         arriving = await kitchen_a.expect(lambda f: f.get("type") == "prompt" and f["kind"] == "rider_arriving")
         assert arriving["order_id"] == first
-        await asyncio.sleep(1.5)
+        told = await kitchen_b.expect(lambda f: f.get("type") == "rider_eta" and f["order_id"] == second)
+        await courier.location(52.5200 + 0.020, 13.4050)  # 2.2 km from A: B's pickup minutes later
+        # B's kitchen hears of that later fix (not only a second gone by): all the first fix told it came before
+        await kitchen_b.expect(lambda f: f.get("type") == "rider_eta" and f["order_id"] == second
+                               and f["rider_eta"] >= told["rider_eta"] + 60_000)
         assert not [f for f in kitchen_b.received if f.get("type") == "prompt" and f["kind"] == "rider_arriving"]
         a, b = await ops.get(first), await ops.get(second)
         assert a["pickup_eta"] < a["eta"] < b["pickup_eta"] < b["eta"], (a, b)
