@@ -82,13 +82,20 @@ def test_live_replay_stops_when_the_server_goes_away(start_server: Callable[...,
     proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(instances_root() / SMALL), "--live",
                              "--server", srv.base_url, "--secret", srv.secret, "--out", "/nonexistent/never-written"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killer = threading.Timer(60, proc.kill)  # readline must not wait forever
+    killer.start()
     try:
-        time.sleep(4)
-        assert proc.poll() is None, proc.communicate()
+        seen = []
+        while not any(line.startswith("  minute ") for line in seen):  # under way: the first simulated hour's progress
+            seen.append(proc.stderr.readline())  # type: ignore[union-attr]
+            assert seen[-1], seen
+        killer.cancel()
+        assert proc.poll() is None and open_orders(srv) > 0, seen  # the server goes away with orders in hand
         srv.stop()
         stopped = time.monotonic()
         out, err = proc.communicate(timeout=45)  # the day would take three minutes more
     finally:
+        killer.cancel()
         proc.kill()
     assert time.monotonic() - stopped < 30
     assert proc.returncode == 1, out + err
