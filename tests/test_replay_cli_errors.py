@@ -166,6 +166,17 @@ def test_live_replay_without_any_secret_says_where_it_looked(server: ServerProce
     assert run.returncode == 2 and str(elsewhere.resolve() / "secret") in run.stderr, run.stderr
 
 
+def _workers_started(pid: int, count: int) -> bool:
+    """Whether the process ``pid`` has its ``count`` workers, each past its start (it ignores Ctrl-C,
+    as a worker of ``--all`` is set up to)."""
+    try:
+        workers = psutil.Process(pid).children()
+        masks = [Path(f"/proc/{w.pid}/status").read_text().split("SigIgn:")[1].split()[0] for w in workers]
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return False
+    return len(masks) == count and all(int(mask, 16) & (1 << (signal.SIGINT - 1)) for mask in masks)
+
+
 def test_ctrl_c_stops_a_replay_of_every_day_at_once(tmp_path: Path) -> None:
     """The days not started are dropped (not played on for minutes), with one line saying so."""
     proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", "--all", str(instances_root()),
@@ -173,8 +184,10 @@ def test_ctrl_c_stops_a_replay_of_every_day_at_once(tmp_path: Path) -> None:
                             text=True, start_new_session=True,  # (its own group: Ctrl-C reaches every process)
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (as a terminal's shell leaves it)
     try:
-        time.sleep(4)
-        assert proc.poll() is None
+        deadline = time.monotonic() + 30
+        while not _workers_started(proc.pid, os.cpu_count() or 1):  # the days handed to its workers (one a core)
+            assert proc.poll() is None and time.monotonic() < deadline, "no worker started"
+            time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
         stopped = time.monotonic()
         _, err = proc.communicate(timeout=60)
