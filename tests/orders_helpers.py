@@ -14,6 +14,7 @@ from tracker.launcher import ServerProcess
 
 PICKUP = {"lat": 52.5200, "lng": 13.4050}
 DROPOFF = {"lat": 52.5300, "lng": 13.4200}
+ELSEWHERE = {"lat": 64.1400, "lng": -21.9400}  # a town far from every test's riders (Reykjavik)
 
 
 class Ops:
@@ -53,6 +54,39 @@ class Ops:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+async def server_now(base_url: str) -> int:
+    """The server's clock (ms), from ``/healthz``."""
+    async with httpx.AsyncClient() as http:
+        return int((await http.get(base_url + "/healthz")).json()["ts"])
+
+
+async def round_since(ops: Ops, since_ms: int, timeout: float = 10.0) -> dict[str, Any]:
+    """The newest dispatch round on the ops snapshot, once it is one that started after ``since_ms``
+    (server time) with an order to plan: that round has written its estimates (a round's figures are
+    written after them). For a server with a Redis of its own, whose rounds are the only ones."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        resp = await ops.client.get("/v1/ops/snapshot")
+        assert resp.status_code == 200, resp.text
+        last = resp.json()["dispatch"]
+        if last.get("started", 0) > since_ms and last.get("orders", 0) >= 1:
+            return last
+        assert loop.time() < deadline, ("no dispatch round since", since_ms, last)
+        await asyncio.sleep(0.05)
+
+
+async def rounds_done(ops: Ops, uid: Callable[[str], str]) -> None:
+    """Wait until a dispatch round that started after now has run: the rounds before it have sent
+    every offer they made (a process plans one round at a time). An order far from every rider,
+    which dispatch plans each round and never offers, keeps rounds coming when the test's own
+    orders are all taken. For a server with a Redis of its own, whose rounds are the only ones."""
+    since = await server_now(ops.server.base_url)
+    await confirmed_order(ops.server, ops, uid("o-elsewhere"), uid("m-elsewhere"), pickup=ELSEWHERE,
+                          dropoff={"lat": ELSEWHERE["lat"] + 0.01, "lng": ELSEWHERE["lng"]})
+    await round_since(ops, since)
 
 
 async def merchant(server: ServerProcess, merchant_id: str, last_event_id: str | None = None) -> MerchantClient:

@@ -9,7 +9,8 @@ import h3
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, platform_kitchen, rider
+from tests.orders_helpers import (PICKUP, Ops, confirm_all, confirmed_order, customer, events_until, platform_kitchen, rider,
+                                  rounds_done)
 from tracker.geo import haversine_m
 from tracker.launcher import ServerProcess
 
@@ -98,6 +99,7 @@ async def test_declined_order_goes_to_another_rider_and_not_back(own_redis, star
         assert [o["order_id"] for o in second["orders"]] == [oid]
         await far.accept(second["offer_id"])
         await far.expect("assigned")
+        await rounds_done(ops, uid)  # every round that could have offered it to the near rider has sent its offers
         with pytest.raises(asyncio.TimeoutError):
             await near.expect("offer", timeout=1.5)
         assert (await ops.get(oid))["rider_id"] == far_id

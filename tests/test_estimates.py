@@ -6,12 +6,11 @@ import asyncio
 import re
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
 from clients.customer import CustomerClient
-from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider
+from tests.orders_helpers import PICKUP, Ops, customer, merchant, rider, round_since, server_now
 from tests.test_pages import browser, new_page  # noqa: F401 - the module's Chromium fixture
 from tests.test_planner_growth import MIN, NOW, PROJ, order
 from tests.test_planner_growth import rider as idle_rider
@@ -39,11 +38,6 @@ def test_an_offered_orders_estimate_is_its_offers_drop_off() -> None:
     assert decided.estimates == {"o1": offer.drop_eta_ms[0]} and offer.drop_eta_ms[0] == NOW + (5 + 2 + 5 + 2) * MIN
 
 
-async def server_now(base_url: str) -> int:
-    async with httpx.AsyncClient() as http:
-        return int((await http.get(base_url + "/healthz")).json()["ts"])
-
-
 async def next_estimate(watcher: CustomerClient, timeout: float = 10.0) -> dict[str, Any]:
     """The next ``estimate`` frame on the order's channel (other frames skipped)."""
     loop = asyncio.get_running_loop()
@@ -52,22 +46,6 @@ async def next_estimate(watcher: CustomerClient, timeout: float = 10.0) -> dict[
         frame = await watcher.next(max(0.05, deadline - loop.time()))
         if frame["type"] == "estimate":
             return frame
-
-
-async def round_since(ops: Ops, since_ms: int, timeout: float = 10.0) -> dict[str, Any]:
-    """The newest dispatch round on the ops snapshot, once it is one that started after ``since_ms``
-    (server time) with an order to plan: that round has written its estimates (a round's figures are
-    written after them). For a server with a Redis of its own, whose rounds are the only ones."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        resp = await ops.client.get("/v1/ops/snapshot")
-        assert resp.status_code == 200, resp.text
-        last = resp.json()["dispatch"]
-        if last.get("started", 0) > since_ms and last.get("orders", 0) >= 1:
-            return last
-        assert loop.time() < deadline, ("no dispatch round since", since_ms, last)
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("promise", ["ready_at", "prep_minutes"])
