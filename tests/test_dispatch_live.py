@@ -155,6 +155,7 @@ async def test_released_order_goes_to_another_rider_and_not_back(own_redis, star
         assert [o["order_id"] for o in second["orders"]] == [oid]
         await far.accept(second["offer_id"])
         await far.expect("assigned")
+        await rounds_done(ops, uid)  # every round that could have offered it back to the near rider has sent its offers
         with pytest.raises(asyncio.TimeoutError):
             await near.expect("offer", timeout=1.5)
         await near.release(oid)  # no longer its order
