@@ -211,6 +211,7 @@ async def test_operator_takes_an_order_back_the_rider_is_told_and_another_gets_i
         assert told == {"type": "unassigned", "order_id": oid, "by": "operator", "reason": "customer called"}
         second = await far.expect("offer", timeout=10)  # dispatch offers it again, to the other rider
         assert [o["order_id"] for o in second["orders"]] == [oid]
+        await rounds_done(ops, uid)  # every round that could have offered it back to the near rider has sent its offers
         with pytest.raises(asyncio.TimeoutError):
             await near.expect("offer", timeout=1.5)
         await near.progress(oid, "at_pickup")  # it is no longer the near rider's to report on
