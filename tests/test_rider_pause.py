@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.orders_helpers import PICKUP, Ops, confirmed_order, rider
+from tests.orders_helpers import PICKUP, Ops, confirmed_order, rider, round_since, server_now
 from tests.redis_freeze import FreezingRelay
 from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
 from tests.test_offer_killed_accept import relayed_redis  # noqa: F401 - a fixture
@@ -44,6 +44,8 @@ async def test_a_paused_rider_is_offered_nothing_until_resumed(own_redis, start_
         told = await courier.expect("paused")
         assert (told["by"], told["reason"]) == ("operator", "bike broke")
         await confirmed_order(srv, ops, oid, mid)
+        # a round has planned the order since, with no rider to offer it to: the paused one is left out
+        assert (await round_since(ops, await server_now(srv.base_url)))["riders"] == 0
         with pytest.raises(asyncio.TimeoutError):  # six rounds at 0.3 s, and more
             await courier.expect("offer", timeout=2)
         row = await _snapshot_rider(ops, rid)
