@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import Ops, confirmed_order
+from tests.orders_helpers import Ops, confirmed_order, round_since
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tracker.launcher import ServerProcess
 
@@ -149,6 +149,8 @@ async def test_a_rider_who_announced_a_later_shift_gets_no_offer_until_it_starts
         bad = await courier.expect("error")
         assert bad["code"] == "bad_message" and "shift_start" in bad["message"]
         await confirmed_order(srv, ops, oid, mid)
+        # a round has planned the order since, and offered it to nobody: the shift has not begun
+        assert (await round_since(ops, await server_now(srv.base_url)))["offers"] == 0
         with pytest.raises(asyncio.TimeoutError):
             await courier.expect("offer", timeout=2)
         await courier.availability(True, shift_start=await server_now(srv.base_url), shift_end=now + 2 * 3_600_000)
