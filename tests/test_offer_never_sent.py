@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from clients.rider import RiderClient
-from tests.orders_helpers import Ops, confirmed_order, rider
+from tests.orders_helpers import Ops, confirmed_order, rider, rounds_done
 from tests.test_dispatch_live import FAST, rider_near_restaurant
 from tests.test_offer_killed_accept import frames_until
 from tests.test_offer_stale_round import NO_ROUNDS, relayed_redis  # noqa: F401 - a fixture
@@ -133,6 +133,7 @@ async def test_an_offer_shown_on_reconnecting_before_it_was_published_is_the_rid
         await back.accept(offer["offer_id"])
         assert (await back.expect("assigned"))["offer_id"] == offer["offer_id"]
         relay.let_go()  # the dispatcher goes on: the offer is accepted already, nothing more to send
+        await rounds_done(ops, uid)  # the round that made it has finished, whatever it sent
         for sock in (courier, back):
             with pytest.raises(asyncio.TimeoutError):
                 await sock.expect("offer", timeout=1.5)
