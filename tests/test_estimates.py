@@ -76,6 +76,8 @@ async def test_a_waiting_order_is_told_its_planned_drop_off_and_the_kitchens_rea
         # collected at the ready time, 2 min of service, about 6 min on the road, half the hand-over
         assert ready_at + 9 * 60_000 <= first["eta"] <= ready_at + 11 * 60_000, (first, ready_at)
         assert (await ops.get(oid))["planned_eta"] == first["eta"]
+        # a round started since has planned the order and offered it to nobody, and sent what it would
+        assert (await round_since(ops, await server_now(srv.base_url)))["offers"] == 0
         with pytest.raises(asyncio.TimeoutError):  # a rider need not leave for 17 minutes
             await courier.expect("offer", timeout=1.5)
         await kitchen.ready(oid)
