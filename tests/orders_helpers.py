@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Callable
 
 import httpx
@@ -76,6 +77,12 @@ async def round_since(ops: Ops, since_ms: int, timeout: float = 10.0) -> dict[st
             return last
         assert loop.time() < deadline, ("no dispatch round since", since_ms, last)
         await asyncio.sleep(0.05)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of ``name`` (its labels may follow) in a ``/metrics`` answer's ``text``; 0 when absent."""
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 async def rounds_done(ops: Ops, uid: Callable[[str], str]) -> None:

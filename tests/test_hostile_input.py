@@ -16,7 +16,7 @@ import uvicorn
 import websockets
 
 from clients.jsonsocket import JsonSocket
-from tests.orders_helpers import Ops, merchant, platform_kitchen, rider
+from tests.orders_helpers import Ops, merchant, metric, platform_kitchen, rider
 from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
 from tests.raw_http import read_response
 from tests.test_locations import eventually, nearby
@@ -41,11 +41,6 @@ def _plant(url: str, key: str, value: str) -> None:
     client = _stranger(url)
     client.set(key, value)
     client.close()
-
-
-def _metric(text: str, name: str) -> float:
-    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 async def test_a_fix_near_the_pole_is_kept_and_does_not_stop_anyone_elses(server: ServerProcess, uid) -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +79,7 @@ async def test_fixes_redis_refuses_are_dropped_and_everyone_elses_written(own_re
         await good.location(52.5201, 13.405)  # later fixes keep flowing
         assert await eventually(lambda: _found_at(srv, uid("good"), 52.5201))
         async with httpx.AsyncClient(base_url=srv.base_url) as http:
-            assert _metric((await http.get("/metrics")).text, "tracker_fixes_refused_total") == 1
+            assert metric((await http.get("/metrics")).text, "tracker_fixes_refused_total") == 1
             ready = await http.get("/readyz")
             writer = next(t for t in ready.json()["tasks"] if t["name"] == "fix-writer")
             assert ready.status_code == 200 and writer["running"] and writer["failures"] == 0
@@ -112,8 +107,8 @@ async def test_fixes_redis_cannot_write_now_wait_and_are_written_later(own_redis
         assert await eventually(lambda: _found_at(srv, uid("r"), 52.52), timeout=20), "the fix was lost"
         async with httpx.AsyncClient(base_url=srv.base_url) as http:
             text = (await http.get("/metrics")).text
-            assert _metric(text, "tracker_fixes_refused_total") == 0
-            assert _metric(text, 'tracker_background_task_failures_total{task="fix-writer"}') >= 1
+            assert metric(text, "tracker_fixes_refused_total") == 0
+            assert metric(text, 'tracker_background_task_failures_total{task="fix-writer"}') >= 1
     finally:
         admin.config_set("maxmemory", "0", **config)
         admin.close()
@@ -188,7 +183,7 @@ async def test_a_socket_whose_handler_fails_closes_1011_and_is_forgotten(own_red
     await ops.create(oid, mid)
     _plant(own_redis, f"events:{{m:{mid}}}:{oid}", "not a stream")  # its history cannot be read
     async with httpx.AsyncClient(base_url=srv.base_url) as http:
-        before = _metric((await http.get("/metrics")).text, "tracker_websocket_connections")
+        before = metric((await http.get("/metrics")).text, "tracker_websocket_connections")
         for _ in range(3):
             url = f"{srv.ws_url}/v1/ws/customer?order_id={oid}"
             async with websockets.connect(url, additional_headers={"Authorization": "Bearer " + srv.token("customer", oid)}) as ws:
@@ -201,7 +196,7 @@ async def test_a_socket_whose_handler_fails_closes_1011_and_is_forgotten(own_red
 
 
 async def _connections_back(http: httpx.AsyncClient, before: float) -> bool:
-    return _metric((await http.get("/metrics")).text, "tracker_websocket_connections") <= before
+    return metric((await http.get("/metrics")).text, "tracker_websocket_connections") <= before
 
 
 def _send_streamed_body(port: int, path: str, token: str, megabytes: int) -> bytes:

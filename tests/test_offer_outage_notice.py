@@ -4,12 +4,11 @@ reached nobody: the rider got only ``route`` frames and had to trust its own ``e
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Callable
 
 import httpx
 
-from tests.orders_helpers import Ops
+from tests.orders_helpers import Ops, metric
 from tests.test_dispatch_live import FAST, offered, rider_near_restaurant
 from redis.asyncio.cluster import RedisCluster
 
@@ -28,9 +27,7 @@ async def may_subscribe(admin: AnyRedis, allowed: bool) -> None:
 async def offers_expired(srv: ServerProcess) -> float:
     """The server's count of offers that expired unanswered (``/metrics``)."""
     async with httpx.AsyncClient(base_url=srv.base_url, timeout=10) as http:
-        text = (await http.get("/metrics")).text
-    found = re.search(r"^tracker_dispatch_offers_expired_total (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+        return metric((await http.get("/metrics")).text, "tracker_dispatch_offers_expired_total")
 
 
 async def test_an_offer_expired_while_the_servers_pubsub_was_away_is_reported_once_it_is_back(
