@@ -76,6 +76,16 @@ def test_live_replay_with_a_wrong_secret_stops_before_the_day(server: ServerProc
     assert time.monotonic() - started < 30  # not the simulated day
 
 
+def progress_begun(proc: subprocess.Popen[str]) -> list[str]:
+    """A live replay's stderr lines up to its first progress line (the first simulated hour's):
+    the day is under way. Fails if its stderr ends first."""
+    seen: list[str] = []
+    while not any(line.startswith("  minute ") for line in seen):
+        seen.append(proc.stderr.readline())  # type: ignore[union-attr]
+        assert seen[-1], seen
+    return seen
+
+
 def test_live_replay_stops_when_the_server_goes_away(start_server: Callable[..., ServerProcess]) -> None:
     inst = load_instance(instances_root() / SMALL)
     srv = start_server(server_env(inst, 300, 0.5), shared_redis=False)  # (a scaled clock: a Redis of its own)
@@ -85,10 +95,7 @@ def test_live_replay_stops_when_the_server_goes_away(start_server: Callable[...,
     killer = threading.Timer(60, proc.kill)  # readline must not wait forever
     killer.start()
     try:
-        seen = []
-        while not any(line.startswith("  minute ") for line in seen):  # under way: the first simulated hour's progress
-            seen.append(proc.stderr.readline())  # type: ignore[union-attr]
-            assert seen[-1], seen
+        seen = progress_begun(proc)
         killer.cancel()
         assert proc.poll() is None and open_orders(srv) > 0, seen  # the server goes away with orders in hand
         srv.stop()
@@ -239,10 +246,7 @@ def test_ctrl_c_stops_a_live_replay_and_leaves_none_of_its_orders_open(
     killer = threading.Timer(60, proc.kill)  # readline must not wait forever
     killer.start()
     try:
-        seen = []
-        while not any(line.startswith("  minute ") for line in seen):  # the first simulated hour's progress
-            seen.append(proc.stderr.readline())  # type: ignore[union-attr]
-            assert seen[-1], seen
+        seen = progress_begun(proc)
         assert open_orders(srv) > 0, seen  # orders in hand when Ctrl-C comes
         os.killpg(proc.pid, signal.SIGINT)
         stopped = time.monotonic()
